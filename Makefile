@@ -1,0 +1,46 @@
+# govtrust — the two set-up commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./var
+
+.PHONY: run test lint proto bench install system-deps-run system-deps-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) requirements.lock pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps-run:
+	@scripts/system-deps.sh run
+
+system-deps-test:
+	@scripts/system-deps.sh test
+
+## Serve gRPC (127.0.0.1:50051) and HTTP (127.0.0.1:8080) on an embedded instance in ./var.
+run: system-deps-run $(STAMP)
+	$(VENV)/bin/govtrust serve --data-dir $(DATA_DIR)
+
+## Lint, type-check and run the whole suite (SQLite and PostgreSQL legs).
+test: system-deps-test $(STAMP) lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+proto: $(STAMP)
+	$(PY) scripts/gen_proto.py
+
+bench: system-deps-test $(STAMP)
+	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Certificate authority: profiles, issuance, revocation, CRL, OCSP and time-stamping."""

@@ -1,0 +1,186 @@
+"""Configuration: command-line flags > environment (``GOVTRUST_*``) > TOML file > defaults.
+
+``load_settings`` validates everything up front and raises ``ConfigError`` with one clear line,
+which the CLI prints and exits non-zero on (no traceback).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from govtrust.db import sqlite_url
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting govtrust reads, already validated."""
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    workers: int = 1
+    hsm: str = "soft"
+    pkcs11_module: str | None = None
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: str | None = None
+    public_base_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    migrate: bool = True
+    log_level: str = "info"
+    max_message_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file in the data directory."""
+        return self.database_url or sqlite_url(self.data_dir)
+
+    @property
+    def effective_public_base_url(self) -> str:
+        """Base URL written into certificates (CRL, OCSP, caIssuers) and pages."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.http_port}"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the server listens only on a loopback address."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+_INT_FIELDS = {"grpc_port", "http_port", "workers", "max_message_bytes"}
+_PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
+_BOOL_FIELDS = {"migrate"}
+_KNOWN = {f.name for f in fields(Settings)}
+ENV_PREFIX = "GOVTRUST_"
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    if value is None:
+        return None
+    if name in _INT_FIELDS:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} ({source}): expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} ({source}): expected an integer, got {value!r}") from None
+    if name in _BOOL_FIELDS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} ({source}): expected true or false, got {value!r}")
+    if name in _PATH_FIELDS:
+        return Path(str(value))
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} ({source}): expected a string, got {value!r}")
+    return value
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    section = raw.get("govtrust", raw)
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        name = key.replace("-", "_")
+        if name not in _KNOWN:
+            raise ConfigError(f"config file {path}: unknown setting {key!r}")
+        values[name] = _coerce(name, value, f"config file {path}")
+    return values
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in _KNOWN:
+        key = ENV_PREFIX + name.upper()
+        if key in env and env[key] != "":
+            values[name] = _coerce(name, env[key], f"environment {key}")
+    return values
+
+
+def _validate(settings: Settings) -> Settings:
+    for port_name in ("grpc_port", "http_port"):
+        port = getattr(settings, port_name)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{port_name}: {port} is not a TCP port (0-65535)")
+    if settings.workers < 1 or settings.workers > 64:
+        raise ConfigError(f"workers: {settings.workers} is out of range (1-64)")
+    if settings.hsm not in {"soft", "pkcs11"}:
+        raise ConfigError(f"hsm: {settings.hsm!r} is not a key store (soft or pkcs11)")
+    if settings.hsm == "pkcs11":
+        missing = [
+            n
+            for n in ("pkcs11_module", "pkcs11_token_label", "pkcs11_pin")
+            if not getattr(settings, n)
+        ]
+        if missing:
+            names = ", ".join(ENV_PREFIX + n.upper() for n in missing)
+            raise ConfigError(f"hsm=pkcs11 needs {names}")
+    if settings.database_url is not None and not settings.database_url.startswith(
+        ("sqlite", "postgresql", "postgres://")
+    ):
+        raise ConfigError("database_url: only sqlite:// and postgresql:// URLs are supported")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("tls_cert and tls_key must be given together")
+    if settings.tls_client_ca is not None and settings.tls_cert is None:
+        raise ConfigError("tls_client_ca needs tls_cert and tls_key")
+    if settings.log_level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"log_level: {settings.log_level!r} is not debug/info/warning/error")
+    if not settings.tls_enabled and not settings.is_loopback:
+        raise ConfigError(
+            f"host {settings.host}: listening beyond loopback needs TLS (tls_cert, tls_key)"
+        )
+    return settings
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, the environment and flags (highest wins), then validate."""
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    path = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None)
+    if path is not None:
+        merged.update(_from_toml(path))
+    merged.update(_from_env(env))
+    for name, value in (flags or {}).items():
+        if value is not None:
+            if name not in _KNOWN:
+                raise ConfigError(f"unknown setting {name!r}")
+            merged[name] = _coerce(name, value, "command line")
+    return _validate(Settings(**merged))

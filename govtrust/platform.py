@@ -1,0 +1,51 @@
+"""The runtime handle every adapter receives: settings, database and key store, opened once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from govtrust.config import Settings
+from govtrust.db import Database
+from govtrust.migrate import is_up_to_date, upgrade_to_head
+from govtrust.errors import FailedPrecondition
+from hsm import KeyStore, MasterKey, open_keystore
+
+
+@dataclass
+class Platform:
+    """Settings, database and key store of one running govtrust process."""
+
+    settings: Settings
+    db: Database
+    master_key: MasterKey
+    keystore: KeyStore
+
+    def close(self) -> None:
+        self.keystore.close()
+        self.db.dispose()
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory (mode 0700) if it does not exist."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def open_platform(settings: Settings, *, migrate: bool | None = None) -> Platform:
+    """Open the database (migrating it, or refusing when it is behind) and the key store."""
+    prepare_data_dir(settings)
+    db = Database(settings.effective_database_url)
+    if migrate if migrate is not None else settings.migrate:
+        upgrade_to_head(db.engine)
+    elif not is_up_to_date(db.engine):
+        db.dispose()
+        raise FailedPrecondition("the database schema is behind; run without --no-migrate")
+    master_key = MasterKey.load_or_create(settings.data_dir)
+    keystore = open_keystore(
+        settings.hsm,
+        database=db,
+        master_key=master_key,
+        pkcs11_module=settings.pkcs11_module,
+        pkcs11_token_label=settings.pkcs11_token_label,
+        pkcs11_pin=settings.pkcs11_pin,
+    )
+    return Platform(settings=settings, db=db, master_key=master_key, keystore=keystore)

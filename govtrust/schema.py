@@ -1,0 +1,12 @@
+"""Import every package's table definitions so that ``Base.metadata`` is complete.
+
+Alembic's env and the test fixtures import this module; add a line for each new models module.
+"""
+
+from __future__ import annotations
+
+import govtrust.audit  # noqa: F401
+import hsm.models  # noqa: F401
+from govtrust.db import Base
+
+metadata = Base.metadata

@@ -1,0 +1,1 @@
+"""Identity registry (citizens, legal persons, staff, agents) and the OpenID Connect provider."""

@@ -1,0 +1,1 @@
+"""E-licences: catalogue, identifiers, issuance, rendering, status and public checking."""

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the Debian packages govtrust needs for a purpose ("run" or "test").
+# As root: apt-get installs what is missing. Otherwise: print exactly what is missing and fail.
+set -euo pipefail
+purpose=${1:-run}
+run_pkgs=(openssl fonts-wqy-microhei)
+test_pkgs=(openssl softhsm2 poppler-utils libnss3-tools fonts-wqy-microhei)
+case "$purpose" in
+  run) wanted=("${run_pkgs[@]}") ;;
+  test) wanted=("${test_pkgs[@]}") ;;
+  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "govtrust: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  exit 0
+fi
+echo "govtrust: missing Debian packages for '$purpose': ${missing[*]}" >&2
+echo "          install them with: sudo apt-get install ${missing[*]}" >&2
+exit 1

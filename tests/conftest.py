@@ -1,0 +1,100 @@
+"""Shared fixtures: a fresh, migrated database on SQLite and on PostgreSQL for every test that asks.
+
+Each leg migrates a template once per session and clones it per test (a file copy for SQLite,
+``CREATE DATABASE … TEMPLATE`` for PostgreSQL), so tests are isolated and fast. Under ``CI=true``
+an unreachable PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from govtrust.db import Database
+from govtrust.migrate import upgrade_to_head
+
+PG_ADMIN_URL = os.environ.get(
+    "GOVTRUST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool; a failure under CI, a skip elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"required tool {name!r} is not installed (make test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("sqlite-template")
+    path = directory / "template.db"
+    db = Database(f"sqlite:///{path}")
+    upgrade_to_head(db.engine)
+    db.dispose()
+    return path
+
+
+def _pg_admin():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    return psycopg.connect(url, autocommit=True, connect_timeout=5)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    try:
+        admin = _pg_admin()
+    except Exception as exc:  # noqa: BLE001 - any connection failure means the leg cannot run
+        message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"gt_tpl_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    db = Database(f"{base}/{name}")
+    upgrade_to_head(db.engine)
+    db.dispose()
+    yield name
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh migrated database; every test using it runs on both backends."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "govtrust.db"
+        shutil.copyfile(template, target)
+        yield f"sqlite:///{target}"
+        return
+    template_name: str = request.getfixturevalue("pg_template")
+    name = f"gt_{uuid.uuid4().hex[:16]}"
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """A fresh, migrated ``Database`` on SQLite and on PostgreSQL."""
+    db = Database(database_url)
+    yield db
+    db.dispose()

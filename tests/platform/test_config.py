@@ -1,0 +1,98 @@
+"""Configuration precedence (flags > environment > TOML) and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from govtrust.config import ConfigError, load_settings
+
+
+def test_defaults_are_the_embedded_instance() -> None:
+    s = load_settings({}, env={})
+    assert (s.host, s.grpc_port, s.http_port, s.workers, s.hsm) == (
+        "127.0.0.1",
+        50051,
+        8080,
+        1,
+        "soft",
+    )
+    assert s.effective_database_url.startswith("sqlite:///")
+    assert s.effective_database_url.endswith("var/govtrust.db")
+    assert s.effective_public_base_url == "http://127.0.0.1:8080"
+
+
+def test_precedence_flags_over_env_over_toml(tmp_path: Path) -> None:
+    toml = tmp_path / "govtrust.toml"
+    toml.write_text('[govtrust]\ngrpc-port = 1111\nhttp_port = 2222\nworkers = 3\n')
+    env = {"GOVTRUST_HTTP_PORT": "3333", "GOVTRUST_WORKERS": "4"}
+    s = load_settings({"workers": 5}, config_file=toml, env=env)
+    assert (s.grpc_port, s.http_port, s.workers) == (1111, 3333, 5)
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "fragment"),
+    [
+        ({"grpc_port": 99999}, {}, "not a TCP port"),
+        ({"workers": 0}, {}, "out of range"),
+        ({}, {"GOVTRUST_HTTP_PORT": "eighty"}, "expected an integer"),
+        ({}, {"GOVTRUST_HSM": "magic"}, "not a key store"),
+        ({}, {"GOVTRUST_HSM": "pkcs11"}, "GOVTRUST_PKCS11_MODULE"),
+        ({"host": "0.0.0.0"}, {}, "needs TLS"),
+        ({}, {"GOVTRUST_DATABASE_URL": "mysql://x"}, "only sqlite"),
+        ({}, {"GOVTRUST_MIGRATE": "perhaps"}, "true or false"),
+    ],
+)
+def test_invalid_settings_are_one_clear_error(
+    flags: dict[str, object], env: dict[str, str], fragment: str
+) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings(flags, env=env)
+
+
+def test_bad_toml_and_unknown_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("grpc_port = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({}, config_file=bad, env={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("colour = 'red'\n")
+    with pytest.raises(ConfigError, match="unknown setting 'colour'"):
+        load_settings({}, config_file=unknown, env={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({}, config_file=tmp_path / "missing.toml", env={})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--grpc-port", "99999"],
+        ["serve", "--workers", "0"],
+        ["init", "--config", "/nonexistent/govtrust.toml"],
+    ],
+)
+def test_cli_invalid_configuration_exits_with_one_line(args: list[str], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "govtrust", *args, "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("govtrust: invalid configuration:")
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_help_everywhere() -> None:
+    for args in (["--help"], ["serve", "--help"], ["audit", "verify", "--help"], ["init", "-h"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "govtrust", *args], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0
+        assert "usage: govtrust" in result.stdout

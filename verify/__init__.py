@@ -1,0 +1,1 @@
+"""One verification service over certificates, sealed PDFs, licences, seal signatures, tokens."""
