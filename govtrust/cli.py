@@ -7,6 +7,7 @@ service are gRPC clients (``--server host:port``). Configuration errors print on
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,13 +23,16 @@ EXIT_USAGE = 2
 
 Handler = Callable[[argparse.Namespace], int]
 
+# Command groups contributed by each area; each module exposes ``register(subparsers)``.
+COMMAND_MODULES: tuple[str, ...] = ()
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     flags = {"data_dir": getattr(args, "data_dir", None), **extra}
     return load_settings(flags, config_file=getattr(args, "config", None))
 
 
-def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -40,7 +44,7 @@ def _add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run gRPC and HTTP in one process (or N workers sharing both ports)."""
-    settings = _settings(
+    settings = settings_from_args(
         args,
         host=args.host,
         grpc_port=args.grpc_port,
@@ -55,7 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Create the data directory, master key and database schema, then exit."""
-    settings = _settings(args)
+    settings = settings_from_args(args)
     from govtrust.platform import open_platform
 
     platform = open_platform(settings, migrate=True)
@@ -71,7 +75,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from govtrust.audit import verify_chain
     from govtrust.db import Database
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     db = Database(settings.effective_database_url)
     try:
         with db.read() as session:
@@ -103,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="serve gRPC and HTTP")
-    _add_data_dir(serve)
+    add_data_dir(serve)
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--grpc-port", type=int, default=None, help="gRPC port (default 50051)")
     serve.add_argument("--http-port", type=int, default=None, help="HTTP port (default 8080)")
@@ -116,17 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     init = commands.add_parser("init", help="create a data directory and its database")
-    _add_data_dir(init)
+    add_data_dir(init)
     init.set_defaults(handler=cmd_init)
 
     audit = commands.add_parser("audit", help="audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
     verify = audit_commands.add_parser("verify", help="prove the audit hash chain")
-    _add_data_dir(verify)
+    add_data_dir(verify)
     verify.set_defaults(handler=cmd_audit_verify)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=cmd_version)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
     return parser
 
 

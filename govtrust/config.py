@@ -174,7 +174,8 @@ def load_settings(
     """Merge defaults, the TOML file, the environment and flags (highest wins), then validate."""
     env = os.environ if env is None else env
     merged: dict[str, Any] = {}
-    path = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None)
+    env_file = env.get(ENV_PREFIX + "CONFIG")
+    path = config_file or (Path(env_file) if env_file else None)
     if path is not None:
         merged.update(_from_toml(path))
     merged.update(_from_env(env))

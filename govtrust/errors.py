@@ -78,4 +78,3 @@ class ResourceExhausted(GovtrustError):
 
 class Unavailable(GovtrustError):
     """A dependency (database, key store) cannot be reached right now."""
-

@@ -21,20 +21,20 @@ def upgrade_to_head(engine: Engine) -> None:
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
 
 
-def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None for an empty database)."""
+def current_revisions(engine: Engine) -> frozenset[str]:
+    """The revisions the database is at (empty for an empty database)."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return frozenset(MigrationContext.configure(connection).get_current_heads())
 
 
-def head_revision() -> str | None:
-    """The newest revision shipped with this version of govtrust."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revisions() -> frozenset[str]:
+    """The newest revisions shipped with this version of govtrust (one per branch)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def is_up_to_date(engine: Engine) -> bool:
-    """Whether the database schema is at the shipped head."""
-    return current_revision(engine) == head_revision()
+    """Whether the database schema is at the shipped heads."""
+    return current_revisions(engine) == head_revisions()

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from govtrust.config import Settings
 from govtrust.db import Database
-from govtrust.migrate import is_up_to_date, upgrade_to_head
 from govtrust.errors import FailedPrecondition
+from govtrust.migrate import is_up_to_date, upgrade_to_head
 from hsm import KeyStore, MasterKey, open_keystore
 
 

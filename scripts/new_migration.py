@@ -22,8 +22,9 @@ def main(argv: list[str]) -> int:
         print("usage: new_migration.py MESSAGE", file=sys.stderr)
         return 2
     config = alembic_config()
-    head = ScriptDirectory.from_config(config).get_current_head()
-    next_id = f"{int(head) + 1:04d}" if head else "0001"
+    revisions = [r.revision for r in ScriptDirectory.from_config(config).walk_revisions()]
+    numbered = [int(r) for r in revisions if r.isdigit()]
+    next_id = f"{max(numbered, default=0) + 1:04d}"
     with tempfile.TemporaryDirectory() as scratch:
         db = Database(f"sqlite:///{Path(scratch) / 'scratch.db'}")
         upgrade_to_head(db.engine)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from govtrust.db import Database
@@ -45,9 +46,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _pg_admin():  # type: ignore[no-untyped-def]
-    import psycopg
-
+def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
     url = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
     return psycopg.connect(url, autocommit=True, connect_timeout=5)
 

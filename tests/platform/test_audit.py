@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from govtrust import audit
-from govtrust.audit import AuditRecord, GENESIS_HASH, verify_chain
+from govtrust.audit import GENESIS_HASH, AuditRecord, verify_chain
 from govtrust.db import Database
 
 
@@ -34,7 +35,7 @@ def test_chain_links_and_verifies(database: Database) -> None:
         report = verify_chain(session)
     assert [r.seq for r in records] == [1, 2, 3, 4, 5]
     assert records[0].prev_hash == GENESIS_HASH
-    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
     assert report.ok and report.records == 5
 
 

@@ -27,7 +27,7 @@ def test_defaults_are_the_embedded_instance() -> None:
 
 def test_precedence_flags_over_env_over_toml(tmp_path: Path) -> None:
     toml = tmp_path / "govtrust.toml"
-    toml.write_text('[govtrust]\ngrpc-port = 1111\nhttp_port = 2222\nworkers = 3\n')
+    toml.write_text("[govtrust]\ngrpc-port = 1111\nhttp_port = 2222\nworkers = 3\n")
     env = {"GOVTRUST_HTTP_PORT": "3333", "GOVTRUST_WORKERS": "4"}
     s = load_settings({"workers": 5}, config_file=toml, env=env)
     assert (s.grpc_port, s.http_port, s.workers) == (1111, 3333, 5)

@@ -1,0 +1,1 @@
+"""Thin gRPC and HTTP adapters, one module per service: parse, call domain code, map errors."""

@@ -1,0 +1,238 @@
+"""The server interceptor every gRPC call goes through.
+
+A ``grpc.aio.ServerInterceptor`` only sees the method name and invocation metadata; it cannot
+catch what a servicer raises, nor read the TLS auth context. So this interceptor *wraps the
+method handler's behaviour*: for every registered method it returns a new handler whose
+behaviour, in order,
+
+1. takes the caller's ``x-request-id`` (or mints one) and returns it in trailing metadata;
+2. authenticates the caller (:class:`~govtrust.rpc.auth.Authenticator`) unless the method is
+   public (health checking, reflection) and binds principal and request id in contextvars;
+3. calls the servicer: ``async`` behaviours directly, synchronous ones through ``run_sync`` so
+   they never block the loop;
+4. maps any exception to a status with ``google.rpc`` details (:mod:`govtrust.rpc.status`);
+   unexpected ones are logged with their traceback and become a generic INTERNAL;
+5. counts the call in Prometheus and writes one JSON access line.
+
+One interceptor rather than a chain, because steps 4 and 5 must agree on the final code and the
+order (map, then observe) is easiest to see and keep right in one place.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import grpc
+import grpc.aio
+
+from govtrust.principal import Principal
+from govtrust.rpc.auth import Authenticator
+from govtrust.rpc.context import accept_request_id, bind_principal, bind_request_id
+from govtrust.rpc.offload import run_sync
+from govtrust.rpc.status import REQUEST_ID_KEY, classify, to_status_proto
+from govtrust.server.logs import access_log
+from govtrust.server.metrics import Metrics
+
+from grpc_status import rpc_status
+
+log = logging.getLogger("govtrust.rpc")
+
+PUBLIC_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+_SENTINEL = object()
+
+
+@dataclass
+class _Call:
+    """Book-keeping of one call: what the access line and the metrics report."""
+
+    method: str
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    code: grpc.StatusCode = grpc.StatusCode.OK
+
+    @property
+    def service_and_method(self) -> tuple[str, str]:
+        service, _, name = self.method.lstrip("/").partition("/")
+        return service, name
+
+
+def _metadata_value(metadata: Iterable[tuple[str, Any]] | None, key: str) -> str | None:
+    for k, v in metadata or ():
+        if k.lower() == key:
+            return v.decode("latin-1") if isinstance(v, bytes) else str(v)
+    return None
+
+
+class GovtrustInterceptor(grpc.aio.ServerInterceptor):
+    """Request id, authentication, error mapping, metrics and access logging for every call."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        metrics: Metrics,
+        *,
+        public_prefixes: tuple[str, ...] = PUBLIC_METHOD_PREFIXES,
+    ) -> None:
+        self.authenticator = authenticator
+        self.metrics = metrics
+        self.public_prefixes = public_prefixes
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:  # unknown method: gRPC answers UNIMPLEMENTED itself
+            return handler
+        return self._wrap(handler, handler_call_details.method)
+
+    # --- wrapping ---------------------------------------------------------------------------
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary_response(handler.unary_unary, method), **kwargs
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary_response(handler.stream_unary, method), **kwargs
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream_response(handler.unary_stream, method), **kwargs
+            )
+        assert handler.stream_stream is not None
+        return grpc.stream_stream_rpc_method_handler(
+            self._stream_response(handler.stream_stream, method), **kwargs
+        )
+
+    def _unary_response(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            call = await self._begin(method, context)
+            try:
+                if inspect.iscoroutinefunction(behaviour):
+                    response = await behaviour(request, context)
+                else:
+                    response = await run_sync(behaviour, request, context)
+                    if inspect.isawaitable(response):
+                        response = await response
+                self._succeeded(call, context)
+                return response
+            except BaseException as exc:  # noqa: BLE001 - every outcome must be mapped
+                await self._failed(call, context, exc)
+            finally:
+                self._finish(call)
+
+        return wrapped
+
+    def _stream_response(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+        async def wrapped(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            call = await self._begin(method, context)
+            try:
+                if inspect.isasyncgenfunction(behaviour) or inspect.iscoroutinefunction(behaviour):
+                    result = behaviour(request, context)
+                else:
+                    result = await run_sync(behaviour, request, context)
+                if inspect.isawaitable(result):  # writes with context.write(), returns None
+                    await result
+                elif hasattr(result, "__aiter__"):
+                    async for item in result:
+                        yield item
+                elif result is not None:  # a synchronous iterator: advance it off the loop
+                    iterator: Iterator[Any] = iter(result)
+                    while (item := await run_sync(next, iterator, _SENTINEL)) is not _SENTINEL:
+                        yield item
+                self._succeeded(call, context)
+            except BaseException as exc:  # noqa: BLE001 - every outcome must be mapped
+                await self._failed(call, context, exc)
+            finally:
+                self._finish(call)
+
+        return wrapped
+
+    # --- the steps --------------------------------------------------------------------------
+
+    async def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
+        metadata = tuple(context.invocation_metadata() or ())
+        call = _Call(method=method, request_id=accept_request_id(
+            _metadata_value(metadata, REQUEST_ID_KEY)
+        ))
+        bind_request_id(call.request_id)
+        bind_principal(None)
+        context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
+        if not method.startswith(self.public_prefixes):
+            try:
+                call.principal = await self.authenticator.authenticate(
+                    metadata, context.auth_context()
+                )
+            except BaseException as exc:  # noqa: BLE001 - mapped like any servicer error
+                try:
+                    await self._failed(call, context, exc)
+                finally:
+                    self._finish(call)
+            bind_principal(call.principal)
+        return call
+
+    def _succeeded(self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        code = context.code()
+        call.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
+        trailing = tuple(context.trailing_metadata() or ())
+        if not any(k == REQUEST_ID_KEY for k, _ in trailing):
+            context.set_trailing_metadata(trailing + ((REQUEST_ID_KEY, call.request_id),))
+
+    async def _failed(
+        self, call: _Call, context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
+    ) -> NoReturn:
+        if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted with its own status
+            code = context.code()
+            call.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+            raise exc
+        if not isinstance(exc, Exception):  # cancellation, interpreter exit: let it through
+            call.code = grpc.StatusCode.CANCELLED
+            raise exc
+        mapped = classify(exc, call.request_id)
+        call.code = mapped.code
+        if mapped.internal:
+            log.error(
+                "unexpected error in %s",
+                call.method,
+                exc_info=exc,
+                extra={"request_id": call.request_id, "method": call.method},
+            )
+        status = rpc_status.to_status(to_status_proto(mapped, call.request_id))
+        await context.abort(
+            status.code,
+            status.details,
+            tuple(status.trailing_metadata) + ((REQUEST_ID_KEY, call.request_id),),
+        )
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    def _finish(self, call: _Call) -> None:
+        elapsed = time.perf_counter() - call.started
+        service, name = call.service_and_method
+        self.metrics.observe_rpc(service, name, call.code.name, elapsed)
+        access_log(
+            event="rpc",
+            method=call.method,
+            code=call.code.name,
+            duration_ms=round(elapsed * 1000, 3),
+            request_id=call.request_id,
+            actor=call.principal.actor if call.principal else None,
+        )

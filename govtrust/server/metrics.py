@@ -1,0 +1,121 @@
+"""Prometheus metrics of one govtrust process (or of all workers, in multiprocess mode).
+
+With ``--workers N`` every worker writes its samples to files in ``PROMETHEUS_MULTIPROC_DIR``
+(a temporary directory the supervisor creates) and ``/metrics`` on any worker aggregates all of
+them. :func:`enable_multiprocess` must run before the first metric is created in a process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Latency buckets from 1 ms to 30 s: RPCs range from cached look-ups to PDF sealing.
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The metrics every adapter records."""
+
+    grpc_handled: Counter
+    grpc_seconds: Histogram
+    http_requests: Counter
+    http_seconds: Histogram
+    worker_up: Gauge
+
+    def observe_rpc(self, service: str, method: str, code: str, seconds: float) -> None:
+        """Count one finished RPC and record its latency."""
+        self.grpc_handled.labels(service, method, code).inc()
+        self.grpc_seconds.labels(service, method).observe(seconds)
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one finished HTTP request and record its latency."""
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_seconds.labels(method, route).observe(seconds)
+
+
+_lock = threading.Lock()
+_metrics: Metrics | None = None
+
+
+def enable_multiprocess(directory: Path) -> None:
+    """Switch this process to multiprocess mode, writing samples under ``directory``."""
+    os.environ[MULTIPROC_ENV] = str(directory)
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def multiprocess_dir() -> str | None:
+    """The shared samples directory when running with several workers."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def get_metrics() -> Metrics:
+    """The process's metrics, created (and registered) on first use."""
+    global _metrics
+    with _lock:
+        if _metrics is None:
+            _metrics = Metrics(
+                grpc_handled=Counter(
+                    "govtrust_grpc_server_handled",
+                    "gRPC calls completed on the server, by service, method and status code.",
+                    ["grpc_service", "grpc_method", "grpc_code"],
+                ),
+                grpc_seconds=Histogram(
+                    "govtrust_grpc_server_handling_seconds",
+                    "Latency of gRPC calls on the server, by service and method.",
+                    ["grpc_service", "grpc_method"],
+                    buckets=_BUCKETS,
+                ),
+                http_requests=Counter(
+                    "govtrust_http_requests",
+                    "HTTP requests completed, by method, route template and status.",
+                    ["method", "route", "status"],
+                ),
+                http_seconds=Histogram(
+                    "govtrust_http_request_duration_seconds",
+                    "Latency of HTTP requests, by method and route template.",
+                    ["method", "route"],
+                    buckets=_BUCKETS,
+                ),
+                worker_up=Gauge(
+                    "govtrust_worker_up",
+                    "1 for every live server process (one series per pid with --workers).",
+                    multiprocess_mode="liveall",
+                ),
+            )
+            _metrics.worker_up.set(1)
+        return _metrics
+
+
+def render() -> bytes:
+    """The Prometheus text exposition of this process, or of every worker in multiprocess mode."""
+    get_metrics()
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters stay summed, as they should)."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
