@@ -8,7 +8,7 @@ from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
 from govtrust.migrate import is_up_to_date, upgrade_to_head
-from hsm import KeyStore, MasterKey, open_keystore
+from hsm import KeyStore, MasterKey, load_master_key, open_keystore
 
 
 @dataclass
@@ -39,7 +39,7 @@ def open_platform(settings: Settings, *, migrate: bool | None = None) -> Platfor
     elif not is_up_to_date(db.engine):
         db.dispose()
         raise FailedPrecondition("the database schema is behind; run without --no-migrate")
-    master_key = MasterKey.load_or_create(settings.data_dir)
+    master_key = load_master_key(settings.data_dir)
     keystore = open_keystore(
         settings.hsm,
         database=db,

@@ -1,0 +1,119 @@
+"""Key custody: the only place private keys exist.
+
+Everything else holds a :class:`KeyRef` and asks a :class:`KeyStore` to sign. Backends: the soft
+store (keys wrapped under the master key, in the database) and the PKCS#11 store (an HSM). The
+signer adapters for asn1crypto structures and pyHanko live in :mod:`hsm.signers`; they are
+re-exported here lazily because importing pyHanko takes most of a second.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hsm.errors import (
+    InvalidLabel,
+    KeyDestroyed,
+    KeyNotFound,
+    KeyStoreError,
+    KeyStoreLoginFailed,
+    KeyStoreMisconfigured,
+    KeyStoreUnavailable,
+    KeyUnwrapFailed,
+    MasterKeyError,
+    TokenNotFound,
+    UnknownBackend,
+    UnsupportedAlgorithm,
+    UnsupportedScheme,
+)
+from hsm.factory import open_keystore
+from hsm.keystore import (
+    ALGORITHMS,
+    SCHEMES,
+    AlgorithmSpec,
+    KeyAlgorithm,
+    KeyFamily,
+    KeyRef,
+    KeyRefOrId,
+    KeyStore,
+    SchemeSpec,
+    SignatureScheme,
+    check_scheme,
+    default_scheme,
+    parse_algorithm,
+    parse_scheme,
+    schemes_for,
+)
+from hsm.master import MASTER_KEY_ENV, MasterKey, load_master_key
+
+if TYPE_CHECKING:
+    from hsm.pkcs11 import Pkcs11KeyStore
+    from hsm.signers import (
+        KeyStoreSigner,
+        TbsSigner,
+        sign_tbs,
+        signed_digest_algorithm,
+        tbs_signer,
+    )
+    from hsm.soft import SoftKeyStore
+
+_LAZY = {
+    "SoftKeyStore": "hsm.soft",
+    "Pkcs11KeyStore": "hsm.pkcs11",
+    "KeyStoreSigner": "hsm.signers",
+    "TbsSigner": "hsm.signers",
+    "sign_tbs": "hsm.signers",
+    "signed_digest_algorithm": "hsm.signers",
+    "tbs_signer": "hsm.signers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hsm' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "ALGORITHMS",
+    "MASTER_KEY_ENV",
+    "SCHEMES",
+    "AlgorithmSpec",
+    "InvalidLabel",
+    "KeyAlgorithm",
+    "KeyDestroyed",
+    "KeyFamily",
+    "KeyNotFound",
+    "KeyRef",
+    "KeyRefOrId",
+    "KeyStore",
+    "KeyStoreError",
+    "KeyStoreLoginFailed",
+    "KeyStoreMisconfigured",
+    "KeyStoreSigner",
+    "KeyStoreUnavailable",
+    "KeyUnwrapFailed",
+    "MasterKey",
+    "MasterKeyError",
+    "Pkcs11KeyStore",
+    "SchemeSpec",
+    "SignatureScheme",
+    "SoftKeyStore",
+    "TbsSigner",
+    "TokenNotFound",
+    "UnknownBackend",
+    "UnsupportedAlgorithm",
+    "UnsupportedScheme",
+    "check_scheme",
+    "default_scheme",
+    "load_master_key",
+    "open_keystore",
+    "parse_algorithm",
+    "parse_scheme",
+    "schemes_for",
+    "sign_tbs",
+    "signed_digest_algorithm",
+    "tbs_signer",
+]

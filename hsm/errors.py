@@ -1,0 +1,100 @@
+"""Errors raised by the key store, each a subclass of one platform domain error.
+
+Every error also derives from :class:`KeyStoreError`, so callers can catch "anything the key
+store refused" in one place while the platform maps each one to its own status code
+(``KeyNotFound`` → NOT_FOUND, ``KeyStoreUnavailable`` → UNAVAILABLE, …). Messages name the key id,
+token or file concerned and never contain key material or PINs.
+"""
+
+from __future__ import annotations
+
+from govtrust.errors import (
+    FailedPrecondition,
+    GovtrustError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+
+
+class KeyStoreError(GovtrustError):
+    """Base of every key-store error (mixed into a platform domain error)."""
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+class KeyNotFound(KeyStoreError, NotFound):
+    """No key with this id exists in the key store."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"key {key_id!r} does not exist in the key store")
+        self.key_id = key_id
+
+
+class KeyDestroyed(KeyStoreError, FailedPrecondition):
+    """The key existed but its private part has been destroyed; it can no longer sign."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"key {key_id!r} has been destroyed and can no longer be used")
+        self.key_id = key_id
+
+
+class KeyUnwrapFailed(KeyStoreError, FailedPrecondition):
+    """A wrapped key failed authentication: wrong master key, or the stored record was altered."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"key {key_id!r} cannot be unwrapped: the master key is not the one it was wrapped "
+            "with, or the stored key record has been altered"
+        )
+        self.key_id = key_id
+
+
+# --- algorithms and schemes ----------------------------------------------------------------------
+
+
+class UnsupportedAlgorithm(KeyStoreError, InvalidArgument):
+    """The key algorithm is not one the key store supports (or the token lacks it)."""
+
+
+class UnsupportedScheme(KeyStoreError, InvalidArgument):
+    """The signature scheme is unknown, or does not fit the key's algorithm."""
+
+
+class InvalidLabel(KeyStoreError, InvalidArgument):
+    """A key label is empty, too long or not printable."""
+
+
+# --- backends -----------------------------------------------------------------------------------
+
+
+class KeyStoreUnavailable(KeyStoreError, Unavailable):
+    """The key store cannot be used right now (PKCS#11 module missing, device error, …)."""
+
+
+class TokenNotFound(KeyStoreUnavailable):
+    """No PKCS#11 token with the configured label is present."""
+
+
+class KeyStoreLoginFailed(KeyStoreUnavailable):
+    """Logging in to the PKCS#11 token failed (wrong or locked PIN).
+
+    It is an ``Unavailable`` rather than ``Unauthenticated``: the PIN is server configuration,
+    not a caller credential, so callers must not be told to re-authenticate.
+    """
+
+
+class KeyStoreMisconfigured(KeyStoreError, InvalidArgument):
+    """The key-store configuration is incomplete (e.g. PKCS#11 module path or PIN unset)."""
+
+
+class UnknownBackend(KeyStoreMisconfigured):
+    """The configured key-store backend is neither ``soft`` nor ``pkcs11``."""
+
+
+# --- master key ---------------------------------------------------------------------------------
+
+
+class MasterKeyError(KeyStoreError, FailedPrecondition):
+    """The master key cannot be loaded: invalid value, wrong length or unsafe file permissions."""
