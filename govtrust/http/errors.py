@@ -98,7 +98,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = _CODE_FOR_HTTP.get(exc.status_code, "INTERNAL" if exc.status_code >= 500 else "ERROR")
+        fallback = "INTERNAL" if exc.status_code >= 500 else "ERROR"
+        code = _CODE_FOR_HTTP.get(exc.status_code, fallback)
         return JSONResponse(
             error_body(code, str(exc.detail)),
             status_code=exc.status_code,

@@ -9,7 +9,7 @@ behaviour, in order,
 2. authenticates the caller (:class:`~govtrust.rpc.auth.Authenticator`) unless the method is
    public (health checking, reflection) and binds principal and request id in contextvars;
 3. calls the servicer: ``async`` behaviours directly, synchronous ones through ``run_sync`` so
-   they never block the loop;
+   they never block the loop (request-streaming behaviours must be ``async``);
 4. maps any exception to a status with ``google.rpc`` details (:mod:`govtrust.rpc.status`);
    unexpected ones are logged with their traceback and become a generic INTERNAL;
 5. counts the call in Prometheus and writes one JSON access line.
@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
+from grpc_status import rpc_status
 
 from govtrust.principal import Principal
 from govtrust.rpc.auth import Authenticator
@@ -37,8 +38,6 @@ from govtrust.rpc.offload import run_sync
 from govtrust.rpc.status import REQUEST_ID_KEY, classify, to_status_proto
 from govtrust.server.logs import access_log
 from govtrust.server.metrics import Metrics
-
-from grpc_status import rpc_status
 
 log = logging.getLogger("govtrust.rpc")
 
@@ -59,6 +58,7 @@ class _Call:
     started: float = field(default_factory=time.perf_counter)
     principal: Principal | None = None
     code: grpc.StatusCode = grpc.StatusCode.OK
+    finished: bool = False
 
     @property
     def service_and_method(self) -> tuple[str, str]:
@@ -73,7 +73,7 @@ def _metadata_value(metadata: Iterable[tuple[str, Any]] | None, key: str) -> str
     return None
 
 
-class GovtrustInterceptor(grpc.aio.ServerInterceptor):
+class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Request id, authentication, error mapping, metrics and access logging for every call."""
 
     def __init__(
@@ -89,9 +89,11 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: gRPC answers UNIMPLEMENTED itself
             return handler
@@ -99,7 +101,9 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):
 
     # --- wrapping ---------------------------------------------------------------------------
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
@@ -171,9 +175,9 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):
 
     async def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
         metadata = tuple(context.invocation_metadata() or ())
-        call = _Call(method=method, request_id=accept_request_id(
-            _metadata_value(metadata, REQUEST_ID_KEY)
-        ))
+        call = _Call(
+            method=method, request_id=accept_request_id(_metadata_value(metadata, REQUEST_ID_KEY))
+        )
         bind_request_id(call.request_id)
         bind_principal(None)
         context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
@@ -195,7 +199,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):
         call.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
         trailing = tuple(context.trailing_metadata() or ())
         if not any(k == REQUEST_ID_KEY for k, _ in trailing):
-            context.set_trailing_metadata(trailing + ((REQUEST_ID_KEY, call.request_id),))
+            context.set_trailing_metadata((*trailing, (REQUEST_ID_KEY, call.request_id)))
 
     async def _failed(
         self, call: _Call, context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
@@ -217,14 +221,20 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):
                 extra={"request_id": call.request_id, "method": call.method},
             )
         status = rpc_status.to_status(to_status_proto(mapped, call.request_id))
+        # Record before aborting: abort() sends the status, and a client that has seen it may
+        # already be reading /metrics.
+        self._finish(call)
         await context.abort(
             status.code,
             status.details,
-            tuple(status.trailing_metadata) + ((REQUEST_ID_KEY, call.request_id),),
+            (*status.trailing_metadata, (REQUEST_ID_KEY, call.request_id)),
         )
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
     def _finish(self, call: _Call) -> None:
+        if call.finished:
+            return
+        call.finished = True
         elapsed = time.perf_counter() - call.started
         service, name = call.service_and_method
         self.metrics.observe_rpc(service, name, call.code.name, elapsed)

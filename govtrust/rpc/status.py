@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 from sqlalchemy.exc import DBAPIError
 
@@ -185,7 +185,9 @@ def to_status_proto(mapped: MappedError, request_id: str | None = None) -> statu
 
 def to_grpc_status(exc: BaseException, request_id: str | None = None) -> grpc.Status:
     """The ``grpc.Status`` to abort a call with (details in ``grpc-status-details-bin``)."""
-    status: grpc.Status = rpc_status.to_status(to_status_proto(classify(exc, request_id), request_id))
+    status: grpc.Status = rpc_status.to_status(
+        to_status_proto(classify(exc, request_id), request_id)
+    )
     return status
 
 

@@ -5,10 +5,13 @@ A package plugs its implementation in by naming a factory in :data:`IMPLEMENTATI
 server is the one place that knows every package, so the wiring is explicit and greppable), or
 at run time with :func:`register_servicer` (tests, plug-ins)::
 
-    register_servicer("govtrust.v1.CertificateService", lambda platform: CertificateServicer(platform))
+    register_servicer("govtrust.v1.CertificateService", CertificateServicer)  # takes the Platform
 
 Implementations subclass the generated ``…Servicer`` base, write ``async def`` methods, and call
-domain code with ``await run_sync(...)``.
+domain code with ``await run_sync(...)`` (request-streaming methods must be ``async``). Run-time
+registrations live in the registering process only: ``--workers N`` starts fresh interpreters,
+which see :data:`IMPLEMENTATIONS` but not ``register_servicer`` calls — production wiring goes in
+the table.
 """
 
 from __future__ import annotations

@@ -1,0 +1,276 @@
+"""One serving process: grpc.aio and uvicorn (FastAPI) on one event loop, started and drained.
+
+``run_process`` is what a worker (or the single in-process server) runs: it binds both ports,
+reports the bound ports once both listen, waits for SIGTERM/SIGINT, then drains — health goes
+NOT_SERVING and ``/readyz`` 503, both servers stop accepting, in-flight calls get up to
+``DRAIN_GRACE_SECONDS`` to finish — and returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import uvicorn
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from govtrust.config import Settings
+from govtrust.http.app import create_app
+from govtrust.platform import Platform
+from govtrust.rpc.auth import Authenticator
+from govtrust.rpc.interceptors import GovtrustInterceptor
+from govtrust.rpc.offload import configure_executor, shutdown_executor
+from govtrust.server.metrics import get_metrics
+from govtrust.server.services import SERVICE_NAMES, build_servicers
+
+log = logging.getLogger("govtrust.server")
+
+DRAIN_GRACE_SECONDS = 10.0
+PARENT_CHECK_SECONDS = 1.0
+
+
+class StartupError(Exception):
+    """The server cannot start; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class BoundPorts:
+    """The ports a process actually listens on (differs from settings when they were 0)."""
+
+    grpc_port: int
+    http_port: int
+
+
+def format_host(host: str) -> str:
+    """``host`` ready to put before ``:port`` (IPv6 literals in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def bind_tcp_socket(host: str, port: int, *, reuse_port: bool, what: str = "HTTP") -> socket.socket:
+    """A bound, not yet listening TCP socket (SO_REUSEPORT when workers share the port)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(
+            f"cannot listen for {what} on {format_host(host)}:{port}: {exc.strerror}"
+        ) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def ensure_port_free(host: str, port: int, what: str) -> None:
+    """Fail with one clear line when something already listens on ``host:port``.
+
+    Binds without SO_REUSEPORT, so it also catches another govtrust whose workers share the
+    port (gRPC would otherwise join their SO_REUSEPORT group silently, or log a core error).
+    """
+    if port == 0:
+        return
+    bind_tcp_socket(host, port, reuse_port=False, what=what).close()
+
+
+def _read(path: Path | None) -> bytes:
+    assert path is not None
+    return path.read_bytes()
+
+
+def grpc_options(settings: Settings, *, reuse_port: bool) -> list[tuple[str, int]]:
+    """Channel arguments of the gRPC server."""
+    return [
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Ping quiet connections so dead peers (and flows a load balancer dropped) are noticed.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: this process decides when to drain."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ServingProcess:
+    """The gRPC server, the HTTP server and the platform of one process."""
+
+    def __init__(self, settings: Settings, platform: Platform, *, reuse_port: bool) -> None:
+        self.settings = settings
+        self.platform = platform
+        self.reuse_port = reuse_port
+        self.metrics = get_metrics()
+        self.health = HealthServicer()
+        self.grpc_server: grpc.aio.Server | None = None
+        self.http_server: _EmbeddedUvicorn | None = None
+        self.http_task: asyncio.Task[None] | None = None
+        self.app = create_app(platform, self.metrics)
+
+    async def start(self) -> BoundPorts:
+        """Bind and start both servers; return the ports they listen on."""
+        grpc_port = await self._start_grpc()
+        http_port = await self._start_http()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return BoundPorts(grpc_port=grpc_port, http_port=http_port)
+
+    async def _start_grpc(self) -> int:
+        settings = self.settings
+        authenticator = Authenticator(
+            self.platform, trust_insecure_loopback=not settings.tls_enabled and settings.is_loopback
+        )
+        server = grpc.aio.server(
+            interceptors=[GovtrustInterceptor(authenticator, self.metrics)],
+            options=grpc_options(settings, reuse_port=self.reuse_port),
+        )
+        for binding in build_servicers(self.platform):
+            binding.add_to_server(binding.servicer, server)
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{format_host(settings.host)}:{settings.grpc_port}"
+        if not self.reuse_port:
+            ensure_port_free(settings.host, settings.grpc_port, "gRPC")
+        try:
+            if settings.tls_enabled:
+                credentials = grpc.ssl_server_credentials(
+                    [(_read(settings.tls_key), _read(settings.tls_cert))],
+                    root_certificates=_read(settings.tls_client_ca)
+                    if settings.tls_client_ca
+                    else None,
+                    require_client_auth=settings.tls_client_ca is not None,
+                )
+                port = server.add_secure_port(address, credentials)
+            else:
+                port = server.add_insecure_port(address)
+        except OSError as exc:
+            raise StartupError(f"cannot read the TLS files: {exc}") from None
+        except RuntimeError:
+            raise StartupError(
+                f"cannot listen for gRPC on {address}: the address is in use or not local"
+            ) from None
+        await server.start()
+        self.grpc_server = server
+        return port
+
+    async def _start_http(self) -> int:
+        settings = self.settings
+        sock = bind_tcp_socket(settings.host, settings.http_port, reuse_port=self.reuse_port)
+        port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            ws="none",
+            timeout_graceful_shutdown=int(DRAIN_GRACE_SECONDS),
+            ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+            ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+            ssl_ca_certs=str(settings.tls_client_ca) if settings.tls_client_ca else None,
+            ssl_cert_reqs=ssl.CERT_OPTIONAL if settings.tls_client_ca else ssl.CERT_NONE,
+        )
+        server = _EmbeddedUvicorn(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="govtrust-http")
+        while not server.started:
+            if task.done():
+                task.result()
+                raise StartupError("the HTTP server stopped during start-up")
+            await asyncio.sleep(0.005)
+        self.http_server, self.http_task = server, task
+        return port
+
+    async def drain(self, grace: float = DRAIN_GRACE_SECONDS) -> None:
+        """Stop accepting, let in-flight calls finish (up to ``grace`` seconds), stop."""
+        self.app.state.draining = True
+        await self.health.enter_graceful_shutdown()
+        waits = []
+        if self.http_server is not None and self.http_task is not None:
+            self.http_server.should_exit = True
+            waits.append(self.http_task)
+        if self.grpc_server is not None:
+            waits.append(asyncio.ensure_future(self.grpc_server.stop(grace)))
+        await asyncio.sleep(0)  # let both begin their shutdown before we say so
+        log.info("draining: no new calls accepted; in-flight calls have up to %.0f s", grace)
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("error while draining", exc_info=result)
+
+
+def _install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if not stop.is_set():
+            log.info("received %s: draining", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor died drains instead of serving on as an orphan."""
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            log.warning("supervisor %d is gone: draining", parent_pid)
+            stop.set()
+            return
+        await asyncio.sleep(PARENT_CHECK_SECONDS)
+
+
+async def run_process(
+    settings: Settings,
+    platform: Platform,
+    *,
+    reuse_port: bool,
+    on_ready: Callable[[BoundPorts], None],
+    parent_pid: int | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT, then drain; ``on_ready`` gets the bound ports."""
+    configure_executor()
+    stop = asyncio.Event()
+    _install_stop_signals(stop)
+    process = ServingProcess(settings, platform, reuse_port=reuse_port)
+    watcher: asyncio.Task[None] | None = None
+    try:
+        ports = await process.start()
+        on_ready(ports)
+        if parent_pid is not None:
+            watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
+        await stop.wait()
+    finally:
+        await process.drain()
+        if watcher is not None:
+            watcher.cancel()
+        shutdown_executor(wait=True)
+    return 0
