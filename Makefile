@@ -40,7 +40,7 @@ proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
 
 bench: system-deps-test $(STAMP)
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in $(filter-out bench/__init__.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
