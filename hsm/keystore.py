@@ -252,6 +252,10 @@ class KeyStore(Protocol):
         """The reference of a live key (:class:`KeyNotFound` / :class:`KeyDestroyed` otherwise)."""
         ...
 
+    def ping(self) -> None:
+        """Cheap liveness check for readiness probes; raises if the store cannot serve."""
+        ...
+
     def close(self) -> None:
         """Release sessions, caches and handles; the store must not be used afterwards."""
         ...

@@ -684,6 +684,15 @@ class Pkcs11KeyStore:
                 for pooled in self._all:
                     pooled.keys.pop(key_id, None)
 
+    def ping(self) -> None:
+        """A logged-in session can be had from the pool (the module and token answer)."""
+
+        def run(pooled: _PooledSession) -> None:
+            # A find on the token is a real round trip through the module and the session.
+            list(pooled.session.get_objects({Attribute.LABEL: "govtrust-readiness-probe"}))
+
+        self._call(run)
+
     def close(self) -> None:
         """Close every session (without logging other stores out) and release the module.
 

@@ -225,6 +225,12 @@ class SoftKeyStore:
         with self._lock:
             self._cache.pop(key_id, None)
 
+    def ping(self) -> None:
+        """The store is open and its table answers (no key is read)."""
+        self._check_open()
+        with self._db.read() as session:
+            session.execute(select(HsmKey.key_id).limit(1)).first()
+
     def close(self) -> None:
         """Drop every cached key. The database handle belongs to the caller and stays open."""
         with self._lock:

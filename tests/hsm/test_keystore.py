@@ -17,6 +17,7 @@ from hsm import (
     KeyNotFound,
     KeyRef,
     KeyStore,
+    KeyStoreError,
     SignatureScheme,
     UnsupportedAlgorithm,
     UnsupportedScheme,
@@ -182,3 +183,10 @@ def test_concurrent_signing_and_unicode_labels(keystore: KeyStore) -> None:
     for batch in batches:
         for message, signature in batch:
             verify(ref, signature, message, SignatureScheme.ECDSA_SHA256)
+
+
+def test_ping_answers_while_open_and_fails_after_close(keystore: KeyStore) -> None:
+    keystore.ping()
+    keystore.close()
+    with pytest.raises(KeyStoreError):
+        keystore.ping()
