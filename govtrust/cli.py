@@ -24,7 +24,7 @@ EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
 
 # Command groups contributed by each area; each module exposes ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("govtrust.commands.identity",)
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import govtrust.audit  # noqa: F401
 import hsm.models  # noqa: F401
+import idp.models  # noqa: F401
 from govtrust.db import Base
 
 metadata = Base.metadata

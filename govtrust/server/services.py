@@ -67,7 +67,9 @@ SERVICE_NAMES: tuple[str, ...] = tuple(spec.name for spec in SERVICES)
 
 # Service name → "package.module:factory" (a callable taking the Platform). Later issues add
 # their line here, e.g. "govtrust.v1.CertificateService": "ca.servicer:CertificateServicer".
-IMPLEMENTATIONS: dict[str, str] = {}
+IMPLEMENTATIONS: dict[str, str] = {
+    "govtrust.v1.IdentityService": "govtrust.api.identity:servicer",
+}
 
 _registered: dict[str, ServicerFactory] = {}
 
