@@ -9,8 +9,8 @@ its worker thread, so domain code called from a servicer sees the same values.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
 
@@ -25,16 +25,23 @@ _request_id: ContextVar[str | None] = ContextVar("govtrust_request_id", default=
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
+_safe_request_id = _SAFE_REQUEST_ID.match
+
+
 def new_request_id() -> str:
-    """A fresh, random request id (32 hex digits)."""
-    return uuid.uuid4().hex
+    """A fresh, random request id (32 hex digits, 128 random bits).
+
+    ``os.urandom(16).hex()`` rather than ``uuid.uuid4().hex``: the same format and entropy
+    (uuid4 also reads ``os.urandom(16)``), without building a ``UUID`` object on every call.
+    """
+    return os.urandom(16).hex()
 
 
 def accept_request_id(candidate: str | None) -> str:
     """The caller's ``x-request-id`` when it is safe to echo and log, else a new one."""
-    if candidate and _SAFE_REQUEST_ID.match(candidate):
+    if candidate and _safe_request_id(candidate):
         return candidate
-    return new_request_id()
+    return os.urandom(16).hex()
 
 
 def current_principal() -> Principal:

@@ -23,8 +23,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NoReturn
 
 import grpc
@@ -47,34 +46,46 @@ PUBLIC_METHOD_PREFIXES = (
     "/grpc.reflection.v1.ServerReflection/",
 )
 _SENTINEL = object()
+_OK = grpc.StatusCode.OK
+_perf_counter = time.perf_counter
 
 
-@dataclass
+class _Method:
+    """What the interceptor knows about one method, worked out once (not on every call)."""
+
+    __slots__ = ("method", "name", "public", "service")
+
+    def __init__(self, method: str, public_prefixes: tuple[str, ...]) -> None:
+        self.method = method
+        self.public = method.startswith(public_prefixes)
+        self.service, _, self.name = method.lstrip("/").partition("/")
+
+
 class _Call:
     """Book-keeping of one call: what the access line and the metrics report."""
 
-    method: str
-    request_id: str
-    started: float = field(default_factory=time.perf_counter)
-    principal: Principal | None = None
-    code: grpc.StatusCode = grpc.StatusCode.OK
-    finished: bool = False
+    __slots__ = ("code", "finished", "principal", "request_id", "spec", "started")
+
+    def __init__(self, spec: _Method, request_id: str) -> None:
+        self.spec = spec
+        self.request_id = request_id
+        self.started = _perf_counter()
+        self.principal: Principal | None = None
+        self.code = _OK
+        self.finished = False
 
     @property
-    def service_and_method(self) -> tuple[str, str]:
-        service, _, name = self.method.lstrip("/").partition("/")
-        return service, name
-
-
-def _metadata_value(metadata: Iterable[tuple[str, Any]] | None, key: str) -> str | None:
-    for k, v in metadata or ():
-        if k.lower() == key:
-            return v.decode("latin-1") if isinstance(v, bytes) else str(v)
-    return None
+    def method(self) -> str:
+        return self.spec.method
 
 
 class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Request id, authentication, error mapping, metrics and access logging for every call."""
+    """Request id, authentication, error mapping, metrics and access logging for every call.
+
+    The wrapped handler of a method is built once and reused while the server hands out the
+    same original handler (generated services always do), so a call allocates no closures or
+    handler objects of its own.
+    """
 
     def __init__(
         self,
@@ -86,6 +97,9 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self.authenticator = authenticator
         self.metrics = metrics
         self.public_prefixes = public_prefixes
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -97,39 +111,50 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: gRPC answers UNIMPLEMENTED itself
             return handler
-        return self._wrap(handler, handler_call_details.method)
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     # --- wrapping ---------------------------------------------------------------------------
 
     def _wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        spec = _Method(method, self.public_prefixes)
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary_response(handler.unary_unary, method), **kwargs
+                self._unary_response(handler.unary_unary, spec), **kwargs
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary_response(handler.stream_unary, method), **kwargs
+                self._unary_response(handler.stream_unary, spec), **kwargs
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream_response(handler.unary_stream, method), **kwargs
+                self._stream_response(handler.unary_stream, spec), **kwargs
             )
         assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
-            self._stream_response(handler.stream_stream, method), **kwargs
+            self._stream_response(handler.stream_stream, spec), **kwargs
         )
 
-    def _unary_response(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _unary_response(self, behaviour: Callable[..., Any], spec: _Method) -> Callable[..., Any]:
+        is_async = inspect.iscoroutinefunction(behaviour)
+
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = await self._begin(method, context)
+            call = self._begin(spec, context)
+            if call.principal is None and not spec.public:
+                await self._authenticate_slowly(call, context)
             try:
-                if inspect.iscoroutinefunction(behaviour):
+                if is_async:
                     response = await behaviour(request, context)
                 else:
                     response = await run_sync(behaviour, request, context)
@@ -144,13 +169,17 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
         return wrapped
 
-    def _stream_response(self, behaviour: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _stream_response(self, behaviour: Callable[..., Any], spec: _Method) -> Callable[..., Any]:
+        is_async = inspect.isasyncgenfunction(behaviour) or inspect.iscoroutinefunction(behaviour)
+
         async def wrapped(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            call = await self._begin(method, context)
+            call = self._begin(spec, context)
+            if call.principal is None and not spec.public:
+                await self._authenticate_slowly(call, context)
             try:
-                if inspect.isasyncgenfunction(behaviour) or inspect.iscoroutinefunction(behaviour):
+                if is_async:
                     result = behaviour(request, context)
                 else:
                     result = await run_sync(behaviour, request, context)
@@ -173,30 +202,47 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     # --- the steps --------------------------------------------------------------------------
 
-    async def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
-        metadata = tuple(context.invocation_metadata() or ())
-        call = _Call(
-            method=method, request_id=accept_request_id(_metadata_value(metadata, REQUEST_ID_KEY))
-        )
+    def _begin(self, spec: _Method, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
+        """Request id and, when no resolver has to run, the principal (no awaiting)."""
+        metadata = context.invocation_metadata() or ()
+        candidate: str | None = None
+        for key, value in metadata:
+            if key == REQUEST_ID_KEY:  # gRPC delivers metadata keys in lower case
+                candidate = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                break
+        call = _Call(spec, accept_request_id(candidate))
         bind_request_id(call.request_id)
-        bind_principal(None)
         context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
-        if not method.startswith(self.public_prefixes):
+        if not spec.public:
             try:
-                call.principal = await self.authenticator.authenticate(
-                    metadata, context.auth_context()
+                call.principal = self.authenticator.authenticate_now(
+                    metadata,  # type: ignore[arg-type]
+                    context.auth_context(),
                 )
-            except BaseException as exc:  # noqa: BLE001 - mapped like any servicer error
-                try:
-                    await self._failed(call, context, exc)
-                finally:
-                    self._finish(call)
-            bind_principal(call.principal)
+            except Exception:  # noqa: BLE001 - mapped with the slow path's handling below
+                call.principal = None
+        bind_principal(call.principal)
         return call
+
+    async def _authenticate_slowly(
+        self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """Run the token or certificate resolvers (or report why there is no principal)."""
+        try:
+            call.principal = await self.authenticator.authenticate(
+                tuple(context.invocation_metadata() or ()), context.auth_context()
+            )
+        except BaseException as exc:  # noqa: BLE001 - mapped like any servicer error
+            try:
+                await self._failed(call, context, exc)
+            finally:
+                self._finish(call)
+        bind_principal(call.principal)
 
     def _succeeded(self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         code = context.code()
-        call.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
+        if code is not None:
+            call.code = code if isinstance(code, grpc.StatusCode) else _OK
         trailing = tuple(context.trailing_metadata() or ())
         if not any(k == REQUEST_ID_KEY for k, _ in trailing):
             context.set_trailing_metadata((*trailing, (REQUEST_ID_KEY, call.request_id)))
@@ -235,14 +281,16 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if call.finished:
             return
         call.finished = True
-        elapsed = time.perf_counter() - call.started
-        service, name = call.service_and_method
-        self.metrics.observe_rpc(service, name, call.code.name, elapsed)
+        elapsed = _perf_counter() - call.started
+        spec = call.spec
+        code = call.code.name
+        self.metrics.observe_rpc(spec.service, spec.name, code, elapsed)
+        principal = call.principal
         access_log(
             event="rpc",
-            method=call.method,
-            code=call.code.name,
+            method=spec.method,
+            code=code,
             duration_ms=round(elapsed * 1000, 3),
             request_id=call.request_id,
-            actor=call.principal.actor if call.principal else None,
+            actor=principal.actor if principal is not None else None,
         )

@@ -45,6 +45,9 @@ def configure_executor(max_workers: int | None = None) -> ThreadPoolExecutor:
 def get_executor() -> ThreadPoolExecutor:
     """The process's pool, created on first use."""
     global _executor
+    executor = _executor
+    if executor is not None:  # the per-call path: no lock once the pool exists
+        return executor
     with _lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(
@@ -65,6 +68,5 @@ def shutdown_executor(*, wait: bool = True) -> None:
 async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Await ``fn(*args, **kwargs)`` run in the bounded pool, with the caller's contextvars."""
     loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    call = functools.partial(context.run, fn, *args, **kwargs)
-    return await loop.run_in_executor(get_executor(), call)
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await loop.run_in_executor(_executor or get_executor(), call)

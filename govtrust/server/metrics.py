@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import (
@@ -28,29 +28,62 @@ from prometheus_client import (
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+# Label sets whose children are cached (a bound, should a client invent HTTP methods).
+_MAX_CACHED_CHILDREN = 4096
+
 # Latency buckets from 1 ms to 30 s: RPCs range from cached look-ups to PDF sealing.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True)
 class Metrics:
-    """The metrics every adapter records."""
+    """The metrics every adapter records.
+
+    ``.labels(...)`` costs a lock, a tuple and a dict look-up inside ``prometheus_client`` on
+    every call; the children are cached here per label set (a few methods × codes / routes ×
+    statuses, so the caches stay small) and reused, which is what ``.labels()`` would return
+    anyway.
+    """
 
     grpc_handled: Counter
     grpc_seconds: Histogram
     http_requests: Counter
     http_seconds: Histogram
     worker_up: Gauge
+    _rpc_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def observe_rpc(self, service: str, method: str, code: str, seconds: float) -> None:
         """Count one finished RPC and record its latency."""
-        self.grpc_handled.labels(service, method, code).inc()
-        self.grpc_seconds.labels(service, method).observe(seconds)
+        key = (service, method, code)
+        children = self._rpc_children.get(key)
+        if children is None:
+            children = (
+                self.grpc_handled.labels(service, method, code),
+                self.grpc_seconds.labels(service, method),
+            )
+            if len(self._rpc_children) < _MAX_CACHED_CHILDREN:
+                self._rpc_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request and record its latency."""
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_seconds.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_seconds.labels(method, route),
+            )
+            if len(self._http_children) < _MAX_CACHED_CHILDREN:
+                self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 _lock = threading.Lock()
