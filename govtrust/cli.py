@@ -24,7 +24,12 @@ EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
 
 # Command groups contributed by each area; each module exposes ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("govtrust.commands.identity",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "govtrust.commands.identity",
+    "govtrust.commands.ca",
+    "govtrust.commands.oidc",
+    "govtrust.commands.seal",
+)
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:

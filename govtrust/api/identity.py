@@ -21,8 +21,10 @@ from typing import Any, Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from govtrust.api.oidc_grpc import OidcClientRpcs
 from govtrust.db import Database
 from govtrust.errors import InvalidArgument
+from govtrust.platform import Platform
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.offload import run_sync
 from govtrust.v1 import common_pb2, identity_pb2, identity_pb2_grpc
@@ -276,13 +278,15 @@ def grant_pb(grant: AgentGrant) -> identity_pb2.AgentGrant:
 Context = Any  # grpc.aio.ServicerContext; unused by the adapter beyond the signature
 
 
-class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    """IdentityService over one :class:`IdentityRegistry`."""
+class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer):
+    """IdentityService over one :class:`IdentityRegistry`, plus the OIDC client RPCs."""
 
-    def __init__(self, registry: IdentityRegistry) -> None:
+    def __init__(self, registry: IdentityRegistry, oidc_platform: Platform | None = None) -> None:
         self.registry = registry
+        if oidc_platform is not None:
+            self.oidc_platform = oidc_platform
 
-    async def RegisterCitizen(  # noqa: N802
+    async def RegisterCitizen(
         self, request: identity_pb2.RegisterCitizenRequest, context: Context
     ) -> identity_pb2.RegisterCitizenResponse:
         """Register a citizen (identity-registrar)."""
@@ -296,7 +300,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.RegisterCitizenResponse(citizen=citizen_pb(citizen))
 
-    async def RegisterLegalPerson(  # noqa: N802
+    async def RegisterLegalPerson(
         self, request: identity_pb2.RegisterLegalPersonRequest, context: Context
     ) -> identity_pb2.RegisterLegalPersonResponse:
         """Register a legal person (identity-registrar)."""
@@ -309,7 +313,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.RegisterLegalPersonResponse(legal_person=legal_person_pb(lp))
 
-    async def RegisterStaff(  # noqa: N802
+    async def RegisterStaff(
         self, request: identity_pb2.RegisterStaffRequest, context: Context
     ) -> identity_pb2.RegisterStaffResponse:
         """Register a staff member (identity-registrar; admin for privileged roles)."""
@@ -336,7 +340,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.RegisterStaffResponse(staff=staff_pb(staff))
 
-    async def GetCitizen(  # noqa: N802
+    async def GetCitizen(
         self, request: identity_pb2.GetCitizenRequest, context: Context
     ) -> identity_pb2.GetCitizenResponse:
         """One citizen, masked (verifier, identity-registrar, or the citizen)."""
@@ -345,7 +349,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.GetCitizenResponse(citizen=citizen_pb(citizen))
 
-    async def GetLegalPerson(  # noqa: N802
+    async def GetLegalPerson(
         self, request: identity_pb2.GetLegalPersonRequest, context: Context
     ) -> identity_pb2.GetLegalPersonResponse:
         """One legal person (verifier or identity-registrar)."""
@@ -354,7 +358,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.GetLegalPersonResponse(legal_person=legal_person_pb(lp))
 
-    async def GetStaff(  # noqa: N802
+    async def GetStaff(
         self, request: identity_pb2.GetStaffRequest, context: Context
     ) -> identity_pb2.GetStaffResponse:
         """One staff member (verifier or identity-registrar)."""
@@ -363,7 +367,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.GetStaffResponse(staff=staff_pb(staff))
 
-    async def SearchIdentities(  # noqa: N802
+    async def SearchIdentities(
         self, request: identity_pb2.SearchIdentitiesRequest, context: Context
     ) -> identity_pb2.SearchIdentitiesResponse:
         """Paged search by name prefix, kind, status, department."""
@@ -381,7 +385,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             identities=[summary_pb(s) for s in page.items], next_page_token=page.next_page_token
         )
 
-    async def UpdateIdentityStatus(  # noqa: N802
+    async def UpdateIdentityStatus(
         self, request: identity_pb2.UpdateIdentityStatusRequest, context: Context
     ) -> identity_pb2.UpdateIdentityStatusResponse:
         """Suspend, reinstate or cancel (identity-registrar)."""
@@ -395,7 +399,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.UpdateIdentityStatusResponse(identity=summary_pb(summary))
 
-    async def CheckCitizen(  # noqa: N802
+    async def CheckCitizen(
         self, request: identity_pb2.CheckCitizenRequest, context: Context
     ) -> identity_pb2.CheckCitizenResponse:
         """MATCH / MISMATCH / NOT_FOUND, status and assurance (verifier).
@@ -421,7 +425,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             assurance_level=_assurance(check.assurance_level),
         )
 
-    async def CheckLegalPerson(  # noqa: N802
+    async def CheckLegalPerson(
         self, request: identity_pb2.CheckLegalPersonRequest, context: Context
     ) -> identity_pb2.CheckLegalPersonResponse:
         """USCC + name check, and the citizen's relation to the legal person (verifier)."""
@@ -441,7 +445,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             citizen_is_agent=check.citizen_is_agent,
         )
 
-    async def GrantAgent(  # noqa: N802
+    async def GrantAgent(
         self, request: identity_pb2.GrantAgentRequest, context: Context
     ) -> identity_pb2.GrantAgentResponse:
         """Authorise a citizen to act for a legal person."""
@@ -456,7 +460,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.GrantAgentResponse(grant=grant_pb(grant))
 
-    async def RevokeAgent(  # noqa: N802
+    async def RevokeAgent(
         self, request: identity_pb2.RevokeAgentRequest, context: Context
     ) -> identity_pb2.RevokeAgentResponse:
         """Revoke an agent grant with a reason."""
@@ -468,7 +472,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
         return identity_pb2.RevokeAgentResponse(grant=grant_pb(grant))
 
-    async def ListAgents(  # noqa: N802
+    async def ListAgents(
         self, request: identity_pb2.ListAgentsRequest, context: Context
     ) -> identity_pb2.ListAgentsResponse:
         """Agent grants of a legal person and/or to a citizen, newest first."""
@@ -492,4 +496,4 @@ def servicer(platform: IdentityPlatform) -> identity_pb2_grpc.IdentityServiceSer
     registry = IdentityRegistry.open(
         platform.db, platform.master_key, data_dir=platform.settings.data_dir
     )
-    return IdentityServicer(registry)
+    return IdentityServicer(registry, platform if isinstance(platform, Platform) else None)

@@ -11,7 +11,7 @@ returns an ``APIRouter``. As with servicers, ``register_router`` affects only th
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 RouterFactory = Callable[["Platform"], APIRouter]
 
 # Name → "package.module:factory"; later issues add their line, e.g. "ocsp": "ca.http:ocsp_router".
-ROUTERS: dict[str, str] = {}
+ROUTERS: dict[str, str] = {
+    "oidc": "govtrust.api.oidc_http:router",
+    "ca": "govtrust.api.ca_http:router",
+}
 
 _registered: dict[str, RouterFactory] = {}
 
@@ -57,8 +60,10 @@ def get_platform(request: Request) -> Platform:
     return platform
 
 
-def create_app(platform: Platform, metrics: Metrics) -> FastAPI:
-    """The HTTP application of one process."""
+def create_app(
+    platform: Platform, metrics: Metrics, *, only: Collection[str] | None = None
+) -> FastAPI:
+    """The HTTP application of one process (``only``: serve just these named routers)."""
     from govtrust.http.health import health_router
 
     app = FastAPI(
@@ -71,7 +76,8 @@ def create_app(platform: Platform, metrics: Metrics) -> FastAPI:
     app.state.draining = False
     install_error_handlers(app)
     app.include_router(health_router())
-    for factory in router_factories().values():
-        app.include_router(factory(platform))
+    for name, factory in router_factories().items():
+        if only is None or name in only:
+            app.include_router(factory(platform))
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app

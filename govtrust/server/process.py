@@ -35,6 +35,7 @@ from govtrust.rpc.interceptors import GovtrustInterceptor
 from govtrust.rpc.offload import configure_executor, shutdown_executor
 from govtrust.server.metrics import get_metrics
 from govtrust.server.services import SERVICE_NAMES, build_servicers
+from govtrust.server.wiring import periodic_jobs, wire
 
 log = logging.getLogger("govtrust.server")
 
@@ -126,6 +127,7 @@ class ServingProcess:
         self.platform = platform
         self.reuse_port = reuse_port
         self.metrics = get_metrics()
+        wire(platform)
         self.health = HealthServicer()
         self.grpc_server: grpc.aio.Server | None = None
         self.http_server: _EmbeddedUvicorn | None = None
@@ -262,15 +264,20 @@ async def run_process(
     _install_stop_signals(stop)
     process = ServingProcess(settings, platform, reuse_port=reuse_port)
     watcher: asyncio.Task[None] | None = None
+    jobs: asyncio.Task[None] | None = None
     try:
         ports = await process.start()
         on_ready(ports)
+        jobs = asyncio.create_task(periodic_jobs(platform, stop))
         if parent_pid is not None:
             watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
         await stop.wait()
     finally:
+        stop.set()
         await process.drain()
         if watcher is not None:
             watcher.cancel()
+        if jobs is not None:
+            await asyncio.gather(jobs, return_exceptions=True)
         shutdown_executor(wait=True)
     return 0

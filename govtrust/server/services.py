@@ -69,6 +69,8 @@ SERVICE_NAMES: tuple[str, ...] = tuple(spec.name for spec in SERVICES)
 # their line here, e.g. "govtrust.v1.CertificateService": "ca.servicer:CertificateServicer".
 IMPLEMENTATIONS: dict[str, str] = {
     "govtrust.v1.IdentityService": "govtrust.api.identity:servicer",
+    "govtrust.v1.CertificateService": "govtrust.api.certificate:servicer",
+    "govtrust.v1.SealService": "govtrust.api.seal:servicer",
 }
 
 _registered: dict[str, ServicerFactory] = {}

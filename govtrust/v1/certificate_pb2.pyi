@@ -285,6 +285,7 @@ class IssueCertificateRequest(_message.Message):
     SUBJECT_FIELD_NUMBER: _builtins.int
     VALIDITY_DAYS_FIELD_NUMBER: _builtins.int
     HASH_IDENTITY_NUMBER_FIELD_NUMBER: _builtins.int
+    APPLICANT_FIELD_NUMBER: _builtins.int
     csr: _builtins.bytes
     """PKCS#10 certificate signing request, DER or PEM."""
     profile: _common_pb2.CertificateProfile.ValueType
@@ -297,6 +298,12 @@ class IssueCertificateRequest(_message.Message):
     def subject(self) -> Global___CertificateSubject:
         """Who the certificate is for."""
 
+    @_builtins.property
+    def applicant(self) -> _common_pb2.IdentityRef:
+        """Legal-person profile: the citizen applying (the legal representative or an agent holding
+        `certificate.apply`); unset means the calling user's own citizen identity.
+        """
+
     def __init__(
         self,
         *,
@@ -305,10 +312,11 @@ class IssueCertificateRequest(_message.Message):
         subject: Global___CertificateSubject | None = ...,
         validity_days: _builtins.int = ...,
         hash_identity_number: _builtins.bool = ...,
+        applicant: _common_pb2.IdentityRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["csr", b"csr", "hash_identity_number", b"hash_identity_number", "profile", b"profile", "subject", b"subject", "validity_days", b"validity_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "csr", b"csr", "hash_identity_number", b"hash_identity_number", "profile", b"profile", "subject", b"subject", "validity_days", b"validity_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -355,6 +363,7 @@ class GenerateKeyAndIssueRequest(_message.Message):
     KEY_ALGORITHM_FIELD_NUMBER: _builtins.int
     VALIDITY_DAYS_FIELD_NUMBER: _builtins.int
     HASH_IDENTITY_NUMBER_FIELD_NUMBER: _builtins.int
+    APPLICANT_FIELD_NUMBER: _builtins.int
     profile: _common_pb2.CertificateProfile.ValueType
     """The profile to issue under."""
     key_algorithm: _common_pb2.KeyAlgorithm.ValueType
@@ -367,6 +376,12 @@ class GenerateKeyAndIssueRequest(_message.Message):
     def subject(self) -> Global___CertificateSubject:
         """Who the certificate is for."""
 
+    @_builtins.property
+    def applicant(self) -> _common_pb2.IdentityRef:
+        """Legal-person profile: the citizen applying (the legal representative or an agent holding
+        `certificate.apply`); unset means the calling user's own citizen identity.
+        """
+
     def __init__(
         self,
         *,
@@ -375,10 +390,11 @@ class GenerateKeyAndIssueRequest(_message.Message):
         key_algorithm: _common_pb2.KeyAlgorithm.ValueType = ...,
         validity_days: _builtins.int = ...,
         hash_identity_number: _builtins.bool = ...,
+        applicant: _common_pb2.IdentityRef | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash_identity_number", b"hash_identity_number", "key_algorithm", b"key_algorithm", "profile", b"profile", "subject", b"subject", "validity_days", b"validity_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "hash_identity_number", b"hash_identity_number", "key_algorithm", b"key_algorithm", "profile", b"profile", "subject", b"subject", "validity_days", b"validity_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -730,8 +730,3 @@ def test_expired_grant_is_not_active(grpc_server: GrpcHandle) -> None:
         valid_until=ts(datetime.now(UTC) - timedelta(days=1)),
     )
     assert "valid_until" in violations(grpc_server.fails("GrantAgent", past, REGISTRAR))
-
-
-def test_oidc_client_rpcs_are_unimplemented(grpc_server: GrpcHandle) -> None:
-    error = grpc_server.fails("RegisterClient", pb.RegisterClientRequest(client_name="x"))
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -69,7 +69,7 @@ def _router(_platform: Any) -> APIRouter:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     register_router("test-errors", _router)
     try:
-        app = create_app(cast(Any, object()), get_metrics())
+        app = create_app(cast(Any, object()), get_metrics(), only={"test-errors"})
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http

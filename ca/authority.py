@@ -1,0 +1,292 @@
+"""The certificate authority's front door: one object the adapters (gRPC, HTTP, CLI) call.
+
+It holds the :class:`~ca.context.CaContext` (bootstrapping the hierarchy on first use) and
+delegates to the step modules: issuance, revocation, CRL, OCSP, TSA. ``authority_for(platform)``
+gives the process's instance; the platform wiring installs the registry-backed
+:class:`~ca.directory.SubjectDirectory` with :func:`set_directory_factory`.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, or_, select
+
+from ca import crl, issuance, ocsp, revocation, tsa
+from ca.config import CaConfig
+from ca.context import CaContext
+from ca.directory import InMemoryDirectory, SubjectDirectory
+from ca.hierarchy import Hierarchy, Issuer, bootstrap
+from ca.models import CaCertificate
+from govtrust.db import Database
+from govtrust.errors import InvalidArgument
+from govtrust.principal import Principal
+from hsm.keystore import KeyStore
+
+if TYPE_CHECKING:
+    from govtrust.platform import Platform
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Filters of :meth:`CertificateAuthority.list` (AND-combined; None matches everything)."""
+
+    identity_id: str | None = None
+    profile: str | None = None
+    status: str | None = None  # active | suspended | revoked | expired
+    issuer: str | None = None
+    seal_id: str | None = None
+    expiring_before: datetime | None = None
+
+
+def effective_status(row: CaCertificate, moment: datetime | None = None) -> str:
+    """``active``, ``suspended``, ``revoked`` or ``expired`` (active past notAfter)."""
+    moment = moment or datetime.now(UTC)
+    not_after = row.not_after if row.not_after.tzinfo else row.not_after.replace(tzinfo=UTC)
+    if row.status == "active" and not_after <= moment:
+        return "expired"
+    return row.status
+
+
+class CertificateAuthority:
+    """Issue, renew, look up, change status; CRLs, OCSP and time-stamps."""
+
+    def __init__(self, ctx: CaContext) -> None:
+        self.ctx = ctx
+
+    @classmethod
+    def open(
+        cls,
+        db: Database,
+        keystore: KeyStore,
+        config: CaConfig,
+        directory: SubjectDirectory,
+    ) -> CertificateAuthority:
+        """Bootstrap (or load) the hierarchy and return a ready authority."""
+        hierarchy = bootstrap(db, keystore, config)
+        return cls(CaContext(db, keystore, config, directory, hierarchy))
+
+    @property
+    def hierarchy(self) -> Hierarchy:
+        """The loaded CA hierarchy."""
+        return self.ctx.hierarchy
+
+    # --- issuance --------------------------------------------------------------------------
+
+    def issue(self, principal: Principal, request: issuance.IssueRequest) -> issuance.Issued:
+        """Issue a certificate (from a CSR or with a key generated in the key store)."""
+        return issuance.issue(self.ctx, principal, request)
+
+    def renew(
+        self,
+        principal: Principal,
+        previous: CaCertificate,
+        *,
+        csr: bytes | None = None,
+        generate_key_algorithm: str | None = None,
+        validity_days: int = 0,
+        revoke_previous: bool = False,
+    ) -> issuance.Issued:
+        """Renew ``previous``; optionally revoke it (superseded) once the new one exists."""
+        issued = issuance.renew(
+            self.ctx,
+            principal,
+            previous,
+            csr=csr,
+            generate_key_algorithm=generate_key_algorithm,
+            validity_days=validity_days,
+        )
+        if revoke_previous and previous.status in ("active", "suspended"):
+            self.revoke(principal, previous.id, reason=4, comment="superseded by renewal")
+        return issued
+
+    # --- look-up ---------------------------------------------------------------------------
+
+    def find(self, *, serial: str | None = None, fingerprint: str | None = None) -> CaCertificate:
+        """One certificate by serial (hex) or SHA-256 fingerprint."""
+        return issuance.find(self.ctx, serial=serial, fingerprint=fingerprint)
+
+    def get(self, certificate_id: str) -> CaCertificate:
+        """One certificate by its row id (after a status change)."""
+        with self.ctx.db.read() as session:
+            row = session.get(CaCertificate, certificate_id)
+        if row is None:
+            from govtrust.errors import NotFound
+
+            raise NotFound("no such certificate")
+        return row
+
+    def list_certificates(
+        self, filters: ListFilter, *, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[CaCertificate], str]:
+        """Certificates matching ``filters``, newest first; returns (page, next page token)."""
+        if page_size < 0:
+            raise InvalidArgument.field("page_size", "must not be negative")
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        query = select(CaCertificate)
+        moment = datetime.now(UTC)
+        if filters.identity_id:
+            query = query.where(CaCertificate.identity_id == filters.identity_id)
+        if filters.profile:
+            query = query.where(CaCertificate.profile == filters.profile)
+        if filters.issuer:
+            query = query.where(CaCertificate.issuer == filters.issuer)
+        if filters.seal_id:
+            query = query.where(CaCertificate.seal_id == filters.seal_id)
+        if filters.expiring_before:
+            query = query.where(CaCertificate.not_after < filters.expiring_before)
+        if filters.status == "expired":
+            query = query.where(CaCertificate.status == "active", CaCertificate.not_after <= moment)
+        elif filters.status == "active":
+            query = query.where(CaCertificate.status == "active", CaCertificate.not_after > moment)
+        elif filters.status:
+            query = query.where(CaCertificate.status == filters.status)
+        if page_token:
+            issued_at, row_id = _decode_token(page_token)
+            query = query.where(
+                or_(
+                    CaCertificate.issued_at < issued_at,
+                    and_(CaCertificate.issued_at == issued_at, CaCertificate.id < row_id),
+                )
+            )
+        query = query.order_by(CaCertificate.issued_at.desc(), CaCertificate.id.desc())
+        with self.ctx.db.read() as session:
+            rows = list(session.scalars(query.limit(size + 1)))
+        next_token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            last = rows[-1]
+            next_token = _encode_token(last.issued_at, last.id)
+        return rows, next_token
+
+    @staticmethod
+    def authorise_read(principal: Principal, row: CaCertificate | None = None) -> None:
+        """Reads need ``verifier`` or an issuing role, or the certificate's own subject."""
+        if (
+            row is not None
+            and row.identity_id is not None
+            and row.identity_id
+            in (
+                principal.citizen_id,
+                principal.legal_person_id,
+            )
+        ):
+            return
+        principal.require_role("verifier", *issuance.SEAL_ROLES)
+
+    # --- status ----------------------------------------------------------------------------
+
+    def revoke(
+        self,
+        principal: Principal,
+        certificate_id: str,
+        *,
+        reason: int | str = 0,
+        invalidity_date: datetime | None = None,
+        comment: str = "",
+    ) -> CaCertificate:
+        """Revoke with an RFC 5280 reason."""
+        code = revocation.parse_reason(reason)
+        change = revocation.StatusChange("revoke", code, invalidity_date, comment)
+        return revocation.change_status(self.ctx, principal, certificate_id, change)
+
+    def suspend(
+        self, principal: Principal, certificate_id: str, comment: str = ""
+    ) -> CaCertificate:
+        """Put a certificate on hold (certificateHold)."""
+        change = revocation.StatusChange("suspend", comment=comment)
+        return revocation.change_status(self.ctx, principal, certificate_id, change)
+
+    def resume(self, principal: Principal, certificate_id: str, comment: str = "") -> CaCertificate:
+        """Release a hold."""
+        change = revocation.StatusChange("resume", comment=comment)
+        return revocation.change_status(self.ctx, principal, certificate_id, change)
+
+    # --- publication -----------------------------------------------------------------------
+
+    def crl(self, ca: str, *, delta: bool = False) -> crl.CrlInfo:
+        """The current full (or delta) CRL of ``ca``."""
+        return crl.current(self.ctx, ca, delta=delta)
+
+    def ocsp(self, request: bytes) -> bytes:
+        """Answer a DER OCSP request (never raises)."""
+        return ocsp.respond(self.ctx, request)
+
+    def timestamp(self, request: bytes) -> tsa.TsaResult:
+        """Answer a DER RFC 3161 request (never raises on bad input)."""
+        return tsa.respond(self.ctx, request)
+
+    def refresh(self) -> dict[str, int]:
+        """The scheduled job (run every few minutes): re-sign OCSP responses nearing
+        nextUpdate and republish CRLs that aged or fell behind a status change."""
+        refreshed = ocsp.refresh_due(self.ctx)
+        numbers = {
+            name: crl.current(self.ctx, name).crl_number for name in self.hierarchy.ca_names()
+        }
+        return {"ocsp_refreshed": refreshed, **{f"crl:{k}": v for k, v in numbers.items()}}
+
+    def chain(self, ca: str | None = None, *, include_responders: bool = False) -> list[Issuer]:
+        """The hierarchy (root first): one CA and its parents, or everything."""
+        hierarchy = self.ctx.hierarchy
+        if ca:
+            hierarchy.ca(ca)
+            return list(reversed(hierarchy.chain(ca)))
+        result = [hierarchy.get(name) for name in hierarchy.ca_names()]
+        if include_responders:
+            result += [i for i in hierarchy.issuers.values() if i.role in ("ocsp", "tsa")]
+        return result
+
+    def issuing_chain(self, ca: str) -> list[Issuer]:
+        """``ca`` and its parents, issuing CA first, root last."""
+        return self.ctx.hierarchy.chain(ca)
+
+
+def _encode_token(issued_at: datetime, row_id: str) -> str:
+    moment = issued_at if issued_at.tzinfo else issued_at.replace(tzinfo=UTC)
+    return base64.urlsafe_b64encode(f"{moment.isoformat()}|{row_id}".encode()).decode()
+
+
+def _decode_token(token: str) -> tuple[datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        moment, row_id = text.split("|", 1)
+        return datetime.fromisoformat(moment), row_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument.field("page_token", "not a token this service issued") from None
+
+
+# --- the process's authority --------------------------------------------------------------------
+
+DirectoryFactory = Callable[["Platform"], SubjectDirectory]
+_directory_factory: DirectoryFactory | None = None
+_authorities: dict[int, tuple[Platform, CertificateAuthority]] = {}
+_guard = threading.Lock()
+
+
+def set_directory_factory(factory: DirectoryFactory | None) -> None:
+    """Install how the platform builds the registry-backed directory (the idp wiring)."""
+    global _directory_factory
+    _directory_factory = factory
+
+
+def authority_for(platform: Platform) -> CertificateAuthority:
+    """The process's authority over ``platform`` (bootstrapped on first call)."""
+    with _guard:
+        existing = _authorities.get(id(platform))
+        if existing is not None and existing[0] is platform:
+            return existing[1]
+        config = CaConfig.from_env(public_base_url=platform.settings.effective_public_base_url)
+        directory = (
+            _directory_factory(platform) if _directory_factory is not None else InMemoryDirectory()
+        )
+        authority = CertificateAuthority.open(platform.db, platform.keystore, config, directory)
+        _authorities[id(platform)] = (platform, authority)  # holds the platform: ids stay unique
+        return authority

@@ -1,0 +1,108 @@
+"""CA configuration: names, validity and key algorithms of the hierarchy, URLs, intervals.
+
+Defaults are sensible for the embedded set-up; every value can be overridden from the
+environment (``GOVTRUST_CA_<FIELD>``, e.g. ``GOVTRUST_CA_ROOT_KEY_ALGORITHM=ec-p384``) so that
+the platform's ``Settings`` need not know about the CA.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+
+from govtrust.errors import InvalidArgument
+from hsm.keystore import KeyAlgorithm, parse_algorithm
+
+# The OID arc for our own policies and extensions. The default is IANA enterprise number 32473,
+# reserved for documentation (RFC 5612): a deployment sets its registered arc
+# (GOVTRUST_CA_OID_ARC). 2.25.<UUID> would need no registration, but its 128-bit arc breaks
+# common decoders (pkilint refuses arcs above 32 bits).
+DEFAULT_OID_ARC = "1.3.6.1.4.1.32473.1"
+
+ISSUING_CAS: tuple[str, ...] = ("citizen", "legal-person", "seal", "service")
+
+
+@dataclass(frozen=True)
+class CaConfig:
+    """Everything the CA reads from configuration."""
+
+    public_base_url: str = "http://127.0.0.1:8080"
+    country: str = "CN"
+    organization: str = "govtrust"
+    root_common_name: str = "govtrust Root CA"
+    issuing_common_name_format: str = "govtrust {title} CA"
+    root_key_algorithm: str = KeyAlgorithm.EC_P384.value
+    issuing_key_algorithm: str = KeyAlgorithm.EC_P256.value
+    responder_key_algorithm: str = KeyAlgorithm.EC_P256.value
+    tsa_key_algorithm: str = KeyAlgorithm.EC_P256.value
+    root_validity_days: int = 25 * 365
+    issuing_validity_days: int = 10 * 365
+    responder_validity_days: int = 2 * 365
+    tsa_validity_days: int = 5 * 365
+    oid_arc: str = DEFAULT_OID_ARC
+    crl_validity_hours: int = 24
+    delta_crl_validity_hours: int = 4
+    ocsp_validity_hours: int = 24
+    ocsp_refresh_before_hours: int = 8
+    tsa_accuracy_ms: int = 1000
+    identity_hash_salt_bytes: int = 16
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | int) -> CaConfig:
+        """Defaults, then ``GOVTRUST_CA_*`` variables, then keyword overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, str | int] = {}
+        for f in fields(cls):
+            key = "GOVTRUST_CA_" + f.name.upper()
+            if env.get(key):
+                raw = env[key]
+                if f.type in ("int", int):
+                    try:
+                        values[f.name] = int(raw)
+                    except ValueError:
+                        raise InvalidArgument.field(
+                            key, f"expected an integer, got {raw!r}"
+                        ) from None
+                else:
+                    values[f.name] = raw
+        values.update(overrides)
+        config = replace(cls(), **values)  # type: ignore[arg-type]
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Reject unknown algorithms and non-positive validities with a clear message."""
+        for name in (
+            "root_key_algorithm",
+            "issuing_key_algorithm",
+            "responder_key_algorithm",
+            "tsa_key_algorithm",
+        ):
+            parse_algorithm(getattr(self, name))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and value <= 0:
+                raise InvalidArgument.field(f.name, "must be positive")
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL without a trailing slash."""
+        return self.public_base_url.rstrip("/")
+
+    def ocsp_url(self) -> str:
+        """Where the OCSP responder is reachable (written into AIA)."""
+        return f"{self.base_url}/ocsp"
+
+    def crl_url(self, ca: str, *, delta: bool = False) -> str:
+        """Where the full (or delta) CRL of ``ca`` is published (CRLDP / FreshestCRL)."""
+        return f"{self.base_url}/crl/{ca}{'-delta' if delta else ''}.crl"
+
+    def ca_cert_url(self, ca: str) -> str:
+        """Where the certificate of ``ca`` is published (AIA caIssuers)."""
+        return f"{self.base_url}/ca/{ca}.crt"
+
+    def issuing_common_name(self, ca: str) -> str:
+        """The common name of an issuing CA (``govtrust Legal Person CA``)."""
+        title = " ".join(part.capitalize() for part in ca.split("-"))
+        return self.issuing_common_name_format.format(title=title, name=ca)

@@ -1,0 +1,197 @@
+"""RFC 3161 time-stamping authority (transport-free: request bytes in, response bytes out).
+
+The token is a CMS SignedData over a TSTInfo (policy OID, message imprint, 128-bit random
+serial, genTime, accuracy, nonce echoed, TSA name), signed through the key store by the TSA
+certificate (critical EKU timeStamping) with the ESS signing-certificate-v2 attribute that
+RFC 5816 / ``openssl ts -verify`` / pyHanko expect. Requests with an unknown digest, a wrong
+imprint length, an unaccepted policy or extensions, or that do not parse, get a ``rejection``
+response with the matching failInfo and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from asn1crypto import algos, cms, core, tsp, x509
+
+from ca.builder import random_serial, serial_hex
+from ca.context import CaContext
+from ca.models import CaTsaToken
+from ca.profiles import TSA_POLICY_SUFFIX
+from ca.signing import now
+
+MAX_REQUEST_BYTES = 16 * 1024
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+
+@dataclass(frozen=True)
+class TsaResult:
+    """A DER TimeStampResp and whether it grants a token (``granted``) or rejects."""
+
+    der: bytes
+    granted: bool
+    message: str = ""
+
+
+class TimeStampResponse(core.Sequence):  # type: ignore[misc]
+    """RFC 3161 TimeStampResp with the token OPTIONAL (asn1crypto's spec requires it, so it
+    cannot parse a rejection)."""
+
+    _fields = [  # noqa: RUF012 - asn1crypto's class-level spec
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
+def _length(n: int) -> bytes:
+    # TimeStampResp ::= SEQUENCE { status, timeStampToken OPTIONAL }, framed by hand.
+    if n < 0x80:
+        return bytes((n,))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(body),)) + body
+
+
+def policy_oid(ctx: CaContext) -> str:
+    """The TSA policy OID under the configured arc."""
+    return ctx.config.oid_arc + TSA_POLICY_SUFFIX
+
+
+def _reject(fail_info: str, message: str) -> TsaResult:
+    status = tsp.PKIStatusInfo(
+        {
+            "status": "rejection",
+            "status_string": [message],
+            "fail_info": tsp.PKIFailureInfo({fail_info}),
+        }
+    ).dump()
+    return TsaResult(b"\x30" + _length(len(status)) + status, False, message)
+
+
+def respond(ctx: CaContext, request: bytes) -> TsaResult:
+    """Answer one DER TimeStampReq (never raises on bad input)."""
+    if not request or len(request) > MAX_REQUEST_BYTES:
+        return _reject("bad_data_format", "the request is empty or too large")
+    try:
+        parsed = tsp.TimeStampReq.load(request, strict=True)
+        version = parsed["version"].native
+        imprint = parsed["message_imprint"]
+        digest = imprint["hash_algorithm"]["algorithm"].native
+        hashed = imprint["hashed_message"].native
+        requested_policy = parsed["req_policy"].native
+        nonce = parsed["nonce"].native
+        cert_req = bool(parsed["cert_req"].native)
+        has_extensions = len(parsed["extensions"]) > 0 if parsed["extensions"] else False
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return _reject("bad_data_format", "the request is not a DER TimeStampReq")
+    if version != "v1":
+        return _reject("bad_request", "only TimeStampReq version 1 is supported")
+    if digest not in _DIGEST_SIZES:
+        return _reject("bad_alg", f"digest {digest} is not accepted (SHA-256/384/512)")
+    if not isinstance(hashed, bytes) or len(hashed) != _DIGEST_SIZES[digest]:
+        return _reject("bad_data_format", "the message imprint length does not fit its digest")
+    policy = policy_oid(ctx)
+    if requested_policy is not None and requested_policy != policy:
+        return _reject("unaccepted_policy", f"only policy {policy} is offered")
+    if has_extensions:
+        return _reject("unaccepted_extension", "request extensions are not supported")
+    return _grant(ctx, digest, hashed, nonce, cert_req, policy)
+
+
+def _grant(
+    ctx: CaContext, digest: str, hashed: bytes, nonce: int | None, cert_req: bool, policy: str
+) -> TsaResult:
+    tsa = ctx.hierarchy.tsa()
+    serial = random_serial()
+    gen_time = now()
+    accuracy_ms = ctx.config.tsa_accuracy_ms
+    accuracy: dict[str, int] = {}
+    if accuracy_ms >= 1000:
+        accuracy["seconds"] = accuracy_ms // 1000
+    if accuracy_ms % 1000:
+        accuracy["millis"] = accuracy_ms % 1000
+    info: dict[str, object] = {
+        "version": "v1",
+        "policy": policy,
+        "message_imprint": {"hash_algorithm": {"algorithm": digest}, "hashed_message": hashed},
+        "serial_number": serial,
+        "gen_time": gen_time,
+        "accuracy": accuracy,
+        "ordering": False,
+        "tsa": x509.GeneralName(name="directory_name", value=tsa.subject),
+    }
+    if nonce is not None:
+        info["nonce"] = nonce
+    tst_der = tsp.TSTInfo(info).dump()
+    signer_digest = tsa.key.digest_name
+    cert_hash = hashlib.new(signer_digest, tsa.der).digest()
+    signed_attrs = cms.CMSAttributes(
+        [
+            {"type": "content_type", "values": ["tst_info"]},
+            {"type": "signing_time", "values": [cms.Time(name="utc_time", value=gen_time)]},
+            {"type": "message_digest", "values": [hashlib.new(signer_digest, tst_der).digest()]},
+            {
+                "type": "signing_certificate_v2",
+                "values": [
+                    {
+                        "certs": [
+                            {
+                                "hash_algorithm": {"algorithm": signer_digest},
+                                "cert_hash": cert_hash,
+                                "issuer_serial": {
+                                    "issuer": [
+                                        x509.GeneralName(
+                                            name="directory_name",
+                                            value=tsa.certificate.issuer,
+                                        )
+                                    ],
+                                    "serial_number": tsa.certificate.serial_number,
+                                },
+                            }
+                        ]
+                    }
+                ],
+            },
+        ]
+    )
+    signature = tsa.key.sign(signed_attrs.dump())
+    signer_info = cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": cms.SignerIdentifier(
+                name="issuer_and_serial_number",
+                value={
+                    "issuer": tsa.certificate.issuer,
+                    "serial_number": tsa.certificate.serial_number,
+                },
+            ),
+            "digest_algorithm": algos.DigestAlgorithm({"algorithm": signer_digest}),
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": tsa.key.signature_algorithm(),
+            "signature": signature,
+        }
+    )
+    signed_data: dict[str, object] = {
+        "version": "v3",
+        "digest_algorithms": [algos.DigestAlgorithm({"algorithm": signer_digest})],
+        "encap_content_info": {
+            "content_type": "tst_info",
+            "content": core.ParsableOctetString(tst_der),
+        },
+        "signer_infos": [signer_info],
+    }
+    if cert_req:
+        signed_data["certificates"] = [tsa.certificate]
+    token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
+    response = tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
+    with ctx.db.transaction() as session:
+        session.add(
+            CaTsaToken(
+                serial=serial_hex(serial),
+                gen_time=gen_time,
+                policy=policy,
+                hash_algorithm=digest,
+                message_imprint=hashed.hex(),
+            )
+        )
+    return TsaResult(response.dump(), True)

@@ -1,0 +1,178 @@
+"""HTTP adapter of the CA's public endpoints: OCSP, CRLs, CA certificates, time-stamping.
+
+* ``POST /ocsp`` (``application/ocsp-request``) and ``GET /ocsp/<base64>`` (RFC 6960 A.1);
+  always an ``application/ocsp-response`` (garbage gets ``malformedRequest``, never a 500).
+  A cached response is returned on the event loop without a thread hop or database access.
+* ``GET /crl/<ca>.crl`` and ``GET /crl/<ca>-delta.crl``: DER CRL with caching headers.
+* ``GET /ca/<name>.crt``: DER certificate of a CA, responder or the TSA.
+* ``POST /tsa`` (``application/timestamp-query`` → ``application/timestamp-reply``).
+
+The routes are plain Starlette endpoints on the ``APIRouter`` (no body validation layer), so
+the OCSP hot path costs little more than the dict look-up.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import threading
+import urllib.parse
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from ca import ocsp
+from ca.authority import CertificateAuthority, authority_for
+from govtrust.errors import NotFound
+from govtrust.rpc.offload import run_sync
+
+if TYPE_CHECKING:
+    from govtrust.platform import Platform
+
+OCSP_RESPONSE = "application/ocsp-response"
+MAX_BODY = 16 * 1024
+
+
+class _Lazy:
+    """The authority, bootstrapped on first use (in the worker pool, not at import)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.value: CertificateAuthority | None = None
+        self.lock = threading.Lock()
+
+    def get(self) -> CertificateAuthority:
+        if self.value is None:
+            with self.lock:
+                if self.value is None:
+                    self.value = authority_for(self.platform)
+        return self.value
+
+
+def _http_date(moment: datetime) -> str:
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return email.utils.format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+class _OcspPost:
+    """``POST /ocsp`` as a raw ASGI endpoint: no Request/Response objects on the hot path, and a
+    cached answer is sent without leaving the event loop."""
+
+    def __init__(self, lazy: _Lazy) -> None:
+        self.lazy = lazy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= MAX_BODY:
+                chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks) if size <= MAX_BODY else b""  # too big: malformedRequest
+        authority = self.lazy.value
+        der = ocsp.cached(authority.ctx, body) if authority is not None else None
+        if der is None:
+            der = await run_sync(self.lazy.get().ocsp, body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", OCSP_RESPONSE.encode()),
+                    (b"content-length", str(len(der)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": der})
+
+
+def router(platform: Platform) -> APIRouter:
+    """The CA's HTTP routes for one process."""
+    lazy = _Lazy(platform)
+    api = APIRouter()
+
+    async def answer_ocsp(body: bytes) -> Response:
+        authority = lazy.value
+        if authority is not None:
+            hit = ocsp.cached(authority.ctx, body)
+            if hit is not None:
+                return Response(hit, media_type=OCSP_RESPONSE)
+        der = await run_sync(lambda: lazy.get().ocsp(body))
+        return Response(der, media_type=OCSP_RESPONSE)
+
+    async def ocsp_get(request: Request) -> Response:
+        encoded = urllib.parse.unquote(request.path_params["encoded"])
+        try:
+            body = base64.b64decode(encoded, validate=False)
+        except (binascii.Error, ValueError):
+            body = b""
+        return await answer_ocsp(body)
+
+    async def crl_get(request: Request) -> Response:
+        name: str = request.path_params["name"]
+        delta = name.endswith("-delta")
+        ca = name.removesuffix("-delta")
+        info = await run_sync(lambda: lazy.get().crl(ca, delta=delta))
+        next_update = (
+            info.next_update if info.next_update.tzinfo else info.next_update.replace(tzinfo=UTC)
+        )
+        max_age = max(0, min(3600, int((next_update - datetime.now(UTC)).total_seconds())))
+        headers = {
+            "Cache-Control": f"public, max-age={max_age}, no-transform, must-revalidate",
+            "Last-Modified": _http_date(info.this_update),
+            "Expires": _http_date(next_update),
+            "ETag": f'"{ca}-{info.crl_number}"',
+        }
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        return Response(info.der, media_type="application/pkix-crl", headers=headers)
+
+    async def ca_get(request: Request) -> Response:
+        name: str = request.path_params["name"]
+        authority = await run_sync(lazy.get)
+        try:
+            issuer = authority.hierarchy.get(name)
+        except NotFound as exc:
+            return JSONResponse({"error": {"code": "NOT_FOUND", "message": exc.message}}, 404)
+        return Response(
+            issuer.der,
+            media_type="application/pkix-cert",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    async def tsa_post(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/timestamp-query":
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "INVALID_ARGUMENT",
+                        "message": "Content-Type must be application/timestamp-query",
+                    }
+                },
+                415,
+            )
+        body = await request.body()
+        result = await run_sync(lambda: lazy.get().timestamp(body))
+        return Response(
+            result.der,
+            status_code=200 if result.granted else 400,
+            media_type="application/timestamp-reply",
+        )
+
+    fast_post = _OcspPost(lazy)
+    api.add_route("/ocsp", fast_post, methods=["POST"])  # type: ignore[arg-type]
+    api.add_route("/ocsp/", fast_post, methods=["POST"])  # type: ignore[arg-type]
+    api.add_route("/ocsp/{encoded:path}", ocsp_get, methods=["GET"])
+    api.add_route("/crl/{name}.crl", crl_get, methods=["GET"])
+    api.add_route("/ca/{name}.crt", ca_get, methods=["GET"])
+    api.add_route("/tsa", tsa_post, methods=["POST"])
+    return api

@@ -1,0 +1,483 @@
+"""gRPC adapter of ``govtrust.v1.CertificateService`` over the certificate authority.
+
+Thin by design: each method converts the request into domain values, calls the authority with the
+call's principal in the ``run_sync`` pool, and converts the result; domain errors propagate to the
+platform interceptor, which maps them to status codes. Authorisation lives in the domain:
+issuing and status changes need ``ca-operator`` (seal roles for seal certificates); reads need
+``verifier``, an issuing role, or the certificate's own subject; the CA chain and CRLs are public.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from cryptography import x509 as cx
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ca.authority import CertificateAuthority, ListFilter, authority_for, effective_status
+from ca.crl import CrlInfo
+from ca.hierarchy import Issuer
+from ca.issuance import Issued, IssueRequest, ServiceSubject, SubjectSpec
+from ca.models import CaCertificate
+from govtrust.errors import InvalidArgument
+from govtrust.rpc.context import current_principal
+from govtrust.rpc.offload import run_sync
+from govtrust.v1 import certificate_pb2, certificate_pb2_grpc, common_pb2
+from hsm.keystore import KeyRef
+
+if TYPE_CHECKING:
+    from govtrust.platform import Platform
+
+PROFILES: dict[int, str] = {
+    common_pb2.CERTIFICATE_PROFILE_CITIZEN: "citizen",
+    common_pb2.CERTIFICATE_PROFILE_LEGAL_PERSON: "legal-person",
+    common_pb2.CERTIFICATE_PROFILE_SEAL: "seal",
+    common_pb2.CERTIFICATE_PROFILE_SERVICE: "service",
+}
+PROFILE_ENUMS: dict[str, common_pb2.CertificateProfile.ValueType] = {
+    name: common_pb2.CertificateProfile.ValueType(value) for value, name in PROFILES.items()
+}
+ROLE_ENUMS = {
+    "root": common_pb2.CERTIFICATE_PROFILE_ROOT_CA,
+    "issuing": common_pb2.CERTIFICATE_PROFILE_ISSUING_CA,
+    "ocsp": common_pb2.CERTIFICATE_PROFILE_OCSP_RESPONDER,
+    "tsa": common_pb2.CERTIFICATE_PROFILE_TSA,
+}
+KEY_ALGORITHMS: dict[int, str] = {
+    common_pb2.KEY_ALGORITHM_EC_P256: "ec-p256",
+    common_pb2.KEY_ALGORITHM_EC_P384: "ec-p384",
+    common_pb2.KEY_ALGORITHM_RSA_2048: "rsa-2048",
+    common_pb2.KEY_ALGORITHM_RSA_3072: "rsa-3072",
+}
+KEY_ALGORITHM_ENUMS: dict[str, common_pb2.KeyAlgorithm.ValueType] = {
+    name: common_pb2.KeyAlgorithm.ValueType(value) for value, name in KEY_ALGORITHMS.items()
+}
+STATUS_ENUMS = {
+    "active": certificate_pb2.CERTIFICATE_STATUS_ACTIVE,
+    "suspended": certificate_pb2.CERTIFICATE_STATUS_SUSPENDED,
+    "revoked": certificate_pb2.CERTIFICATE_STATUS_REVOKED,
+    "expired": certificate_pb2.CERTIFICATE_STATUS_EXPIRED,
+}
+STATUS_NAMES: dict[int, str] = {value: name for name, value in STATUS_ENUMS.items()}
+KIND_ENUMS = {
+    "citizen": common_pb2.IDENTITY_KIND_CITIZEN,
+    "legal-person": common_pb2.IDENTITY_KIND_LEGAL_PERSON,
+    "seal": common_pb2.IDENTITY_KIND_LEGAL_PERSON,
+}
+
+
+# --- conversions ------------------------------------------------------------------------------
+
+
+def _ts(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return stamp
+
+
+def _time_in(message: Any, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    return value
+
+
+def profile_in(value: int, field: str = "profile") -> str:
+    """The domain profile name of a ``CertificateProfile`` (end-entity profiles only)."""
+    try:
+        return PROFILES[value]
+    except KeyError:
+        raise InvalidArgument.field(
+            field, "choose citizen, legal-person, seal or service"
+        ) from None
+
+
+def _identity_ref(message: common_pb2.IdentityRef, field: str) -> str:
+    which = message.WhichOneof("ref")
+    if which in ("id", "resident_id_number", "uscc"):
+        value: str = getattr(message, which)
+        if value:
+            return value
+    raise InvalidArgument.field(field, "give an identity id, resident ID number or USCC")
+
+
+def subject_in(message: certificate_pb2.CertificateSubject) -> SubjectSpec:
+    """The domain subject of a ``CertificateSubject``."""
+    which = message.WhichOneof("subject")
+    if which == "identity":
+        return SubjectSpec(identity=_identity_ref(message.identity, "subject.identity"))
+    if which == "seal_id":
+        return SubjectSpec(seal_id=message.seal_id)
+    if which == "service":
+        service = message.service
+        return SubjectSpec(
+            service=ServiceSubject(
+                service.system_id, tuple(service.dns_names), tuple(service.ip_addresses)
+            )
+        )
+    raise InvalidArgument.field("subject", "give an identity, a seal_id or a service")
+
+
+def _key_algorithm_in(value: int, field: str) -> str | None:
+    if value == common_pb2.KEY_ALGORITHM_UNSPECIFIED:
+        return None
+    try:
+        return KEY_ALGORITHMS[value]
+    except KeyError:
+        raise InvalidArgument.field(
+            field, "this key store cannot generate that algorithm"
+        ) from None
+
+
+def _applicant_in(message: Any) -> str | None:
+    if not message.HasField("applicant"):
+        return None
+    return _identity_ref(message.applicant, "applicant")
+
+
+def summary_pb(
+    der: bytes, *, profile: str = "", issuer_ca: str = ""
+) -> common_pb2.CertificateSummary:
+    """A ``CertificateSummary`` of a DER certificate."""
+    cert = cx.load_der_x509_certificate(der)
+    from cryptography.hazmat.primitives import hashes
+
+    return common_pb2.CertificateSummary(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial_number=f"{cert.serial_number:X}",
+        not_before=_ts(cert.not_valid_before_utc),
+        not_after=_ts(cert.not_valid_after_utc),
+        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        profile=PROFILE_ENUMS.get(profile, common_pb2.CERTIFICATE_PROFILE_UNSPECIFIED),
+        issuer_ca=issuer_ca,
+        der=der,
+    )
+
+
+def key_pb(ref: KeyRef | None) -> certificate_pb2.KeyReference | None:
+    """A key reference (never key material)."""
+    if ref is None:
+        return None
+    return certificate_pb2.KeyReference(
+        key_id=ref.key_id,
+        algorithm=KEY_ALGORITHM_ENUMS.get(
+            ref.algorithm.value, common_pb2.KEY_ALGORITHM_UNSPECIFIED
+        ),
+        public_key=ref.public_key_der,
+    )
+
+
+def certificate_pb(row: CaCertificate, key: KeyRef | None = None) -> certificate_pb2.Certificate:
+    """The ``Certificate`` message of a stored certificate."""
+    message = certificate_pb2.Certificate(
+        summary=summary_pb(row.der, profile=row.profile, issuer_ca=row.issuer),
+        status=STATUS_ENUMS[effective_status(row)],
+        seal_id=row.seal_id or "",
+        system_id=row.system_id or "",
+        key_algorithm=KEY_ALGORITHM_ENUMS.get(
+            row.key_algorithm, common_pb2.KEY_ALGORITHM_UNSPECIFIED
+        ),
+        issued_at=_ts(row.issued_at),
+        revoked_at=_ts(row.revoked_at),
+        revocation_reason=common_pb2.RevocationReason.ValueType(row.revocation_reason or 0),
+        invalidity_date=_ts(row.invalidity_date),
+        status_comment=row.status_comment or "",
+    )
+    if row.identity_id:
+        message.identity.id = row.identity_id
+        message.identity.kind = KIND_ENUMS.get(
+            row.subject_kind, common_pb2.IDENTITY_KIND_UNSPECIFIED
+        )
+    reference = key_pb(key)
+    if reference is not None:
+        message.key.CopyFrom(reference)
+    elif row.key_id:
+        message.key.key_id = row.key_id
+    return message
+
+
+def chain_pb(authority: CertificateAuthority, ca: str) -> list[common_pb2.CertificateSummary]:
+    """The issuing chain of ``ca`` (issuing CA first, root last)."""
+    return [summary_pb(i.der, issuer_ca=i.parent or "") for i in authority.issuing_chain(ca)]
+
+
+def ca_certificate_pb(
+    authority: CertificateAuthority, issuer: Issuer
+) -> certificate_pb2.CaCertificate:
+    """A ``CaCertificate`` of our hierarchy."""
+    config = authority.ctx.config
+    is_ca = issuer.role in ("root", "issuing")
+    return certificate_pb2.CaCertificate(
+        name=issuer.name,
+        role=ROLE_ENUMS[issuer.role],
+        certificate=summary_pb(issuer.der, issuer_ca=issuer.parent or ""),
+        parent=issuer.parent or "",
+        crl_url=config.crl_url(issuer.name) if is_ca else "",
+        ocsp_url=config.ocsp_url() if issuer.role == "issuing" else "",
+    )
+
+
+def crl_pb(info: CrlInfo) -> certificate_pb2.GetCrlResponse:
+    """A ``GetCrlResponse``."""
+    return certificate_pb2.GetCrlResponse(
+        crl=info.der,
+        crl_number=info.crl_number,
+        base_crl_number=info.base_crl_number or 0,
+        this_update=_ts(info.this_update),
+        next_update=_ts(info.next_update),
+        entry_count=info.entry_count,
+    )
+
+
+# --- the servicer -----------------------------------------------------------------------------
+
+
+class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
+    """``govtrust.v1.CertificateService`` over the process's certificate authority."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+        self._authority: CertificateAuthority | None = None
+
+    def _ca(self) -> CertificateAuthority:
+        if self._authority is None:
+            self._authority = authority_for(self._platform)
+        return self._authority
+
+    def _find(self, ref: certificate_pb2.CertificateRef) -> CaCertificate:
+        which = ref.WhichOneof("ref")
+        if which == "serial_number":
+            return self._ca().find(serial=ref.serial_number)
+        if which == "fingerprint_sha256":
+            return self._ca().find(fingerprint=ref.fingerprint_sha256)
+        raise InvalidArgument.field("certificate", "give a serial number or a fingerprint")
+
+    async def IssueCertificate(
+        self,
+        request: certificate_pb2.IssueCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.IssueCertificateResponse:
+        principal = current_principal()
+
+        def run() -> certificate_pb2.IssueCertificateResponse:
+            if not request.csr:
+                raise InvalidArgument.field(
+                    "csr", "is empty (use GenerateKeyAndIssue for keys generated in the key store)"
+                )
+            domain = IssueRequest(
+                profile=profile_in(request.profile),
+                subject=subject_in(request.subject),
+                csr=request.csr,
+                validity_days=request.validity_days,
+                hash_identity_number=request.hash_identity_number,
+                applicant=_applicant_in(request),
+            )
+            issued = self._ca().issue(principal, domain)
+            return certificate_pb2.IssueCertificateResponse(
+                certificate=certificate_pb(issued.certificate),
+                chain=chain_pb(self._ca(), issued.certificate.issuer),
+            )
+
+        return await run_sync(run)
+
+    async def GenerateKeyAndIssue(
+        self,
+        request: certificate_pb2.GenerateKeyAndIssueRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.GenerateKeyAndIssueResponse:
+        principal = current_principal()
+
+        def run() -> certificate_pb2.GenerateKeyAndIssueResponse:
+            profile = profile_in(request.profile)
+            algorithm = _key_algorithm_in(request.key_algorithm, "key_algorithm")
+            domain = IssueRequest(
+                profile=profile,
+                subject=subject_in(request.subject),
+                generate_key_algorithm=algorithm,
+                validity_days=request.validity_days,
+                hash_identity_number=request.hash_identity_number,
+                applicant=_applicant_in(request),
+            )
+            issued: Issued = self._ca().issue(principal, domain)
+            return certificate_pb2.GenerateKeyAndIssueResponse(
+                certificate=certificate_pb(issued.certificate, issued.key),
+                key=key_pb(issued.key),
+                chain=chain_pb(self._ca(), issued.certificate.issuer),
+            )
+
+        return await run_sync(run)
+
+    async def RenewCertificate(
+        self,
+        request: certificate_pb2.RenewCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.RenewCertificateResponse:
+        principal = current_principal()
+
+        def run() -> certificate_pb2.RenewCertificateResponse:
+            previous = self._find(request.certificate)
+            which = request.WhichOneof("new_key")
+            csr = request.csr if which == "csr" else None
+            algorithm = (
+                _key_algorithm_in(request.generate_key_algorithm, "generate_key_algorithm")
+                if which == "generate_key_algorithm"
+                else None
+            )
+            if which == "generate_key_algorithm" and algorithm is None:
+                raise InvalidArgument.field("generate_key_algorithm", "choose an algorithm")
+            issued = self._ca().renew(
+                principal,
+                previous,
+                csr=csr,
+                generate_key_algorithm=algorithm,
+                validity_days=request.validity_days,
+                revoke_previous=request.revoke_previous,
+            )
+            return certificate_pb2.RenewCertificateResponse(
+                certificate=certificate_pb(issued.certificate, issued.key),
+                key=key_pb(issued.key),
+                previous=certificate_pb(self._ca().get(previous.id)),
+            )
+
+        return await run_sync(run)
+
+    async def GetCertificate(
+        self,
+        request: certificate_pb2.GetCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.GetCertificateResponse:
+        principal = current_principal()
+
+        def run() -> certificate_pb2.GetCertificateResponse:
+            row = self._find(request.certificate)
+            self._ca().authorise_read(principal, row)
+            return certificate_pb2.GetCertificateResponse(
+                certificate=certificate_pb(row), chain=chain_pb(self._ca(), row.issuer)
+            )
+
+        return await run_sync(run)
+
+    async def ListCertificates(
+        self,
+        request: certificate_pb2.ListCertificatesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.ListCertificatesResponse:
+        principal = current_principal()
+
+        def run() -> certificate_pb2.ListCertificatesResponse:
+            identity = (
+                _identity_ref(request.identity, "identity")
+                if request.HasField("identity")
+                else None
+            )
+            if identity is None or identity not in (
+                principal.citizen_id,
+                principal.legal_person_id,
+            ):
+                self._ca().authorise_read(principal)
+            status = None
+            if request.status:
+                status = STATUS_NAMES.get(request.status)
+                if status is None:
+                    raise InvalidArgument.field("status", "unknown certificate status")
+            filters = ListFilter(
+                identity_id=identity,
+                profile=profile_in(request.profile) if request.profile else None,
+                status=status,
+                issuer=request.issuer_ca or None,
+                seal_id=request.seal_id or None,
+                expiring_before=_time_in(request, "expiring_before"),
+            )
+            rows, token = self._ca().list_certificates(
+                filters, page_size=request.page_size, page_token=request.page_token
+            )
+            return certificate_pb2.ListCertificatesResponse(
+                certificates=[certificate_pb(r) for r in rows], next_page_token=token
+            )
+
+        return await run_sync(run)
+
+    async def _status(self, request: Any, operation: str) -> CaCertificate:
+        principal = current_principal()
+
+        def run() -> CaCertificate:
+            row = self._find(request.certificate)
+            ca = self._ca()
+            if operation == "revoke":
+                if request.reason in (
+                    common_pb2.REVOCATION_REASON_CERTIFICATE_HOLD,
+                    common_pb2.REVOCATION_REASON_REMOVE_FROM_CRL,
+                ):
+                    raise InvalidArgument.field(
+                        "reason", "use SuspendCertificate / ResumeCertificate for holds"
+                    )
+                return ca.revoke(
+                    principal,
+                    row.id,
+                    reason=request.reason,
+                    invalidity_date=_time_in(request, "invalidity_date"),
+                    comment=request.comment,
+                )
+            if operation == "suspend":
+                return ca.suspend(principal, row.id, request.comment)
+            return ca.resume(principal, row.id, request.comment)
+
+        return await run_sync(run)
+
+    async def RevokeCertificate(
+        self,
+        request: certificate_pb2.RevokeCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.RevokeCertificateResponse:
+        row = await self._status(request, "revoke")
+        return certificate_pb2.RevokeCertificateResponse(certificate=certificate_pb(row))
+
+    async def SuspendCertificate(
+        self,
+        request: certificate_pb2.SuspendCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.SuspendCertificateResponse:
+        row = await self._status(request, "suspend")
+        return certificate_pb2.SuspendCertificateResponse(certificate=certificate_pb(row))
+
+    async def ResumeCertificate(
+        self,
+        request: certificate_pb2.ResumeCertificateRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.ResumeCertificateResponse:
+        row = await self._status(request, "resume")
+        return certificate_pb2.ResumeCertificateResponse(certificate=certificate_pb(row))
+
+    async def GetCaChain(
+        self,
+        request: certificate_pb2.GetCaChainRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.GetCaChainResponse:
+        def run() -> certificate_pb2.GetCaChainResponse:
+            ca = self._ca()
+            issuers = ca.chain(request.ca or None, include_responders=request.include_responders)
+            return certificate_pb2.GetCaChainResponse(
+                certificates=[ca_certificate_pb(ca, i) for i in issuers]
+            )
+
+        return await run_sync(run)
+
+    async def GetCrl(
+        self, request: certificate_pb2.GetCrlRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> certificate_pb2.GetCrlResponse:
+        if not request.ca:
+            raise InvalidArgument.field(
+                "ca", "name a CA: root, citizen, legal-person, seal, service"
+            )
+        info = await run_sync(lambda: self._ca().crl(request.ca, delta=request.delta))
+        return crl_pb(info)
+
+
+def servicer(platform: Platform) -> certificate_pb2_grpc.CertificateServiceServicer:
+    """The CertificateService servicer for ``platform`` (the server's factory)."""
+    return CertificateServicer(platform)

@@ -1,0 +1,233 @@
+"""The seal system's port onto the certificate authority.
+
+The seal lifecycle needs a handful of CA operations — issue a seal certificate with a key
+generated in the key store, hold / release / revoke it, time-stamp, answer OCSP, the chain — and
+asks a :class:`SealAuthority` for them. :class:`CaSealAuthority` implements it over
+:class:`ca.authority.CertificateAuthority` (``ca`` never imports ``seal``). The CA acts for the
+seal service under a derived system principal that names the human caller, so the CA's own
+audit records say who asked.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from asn1crypto import x509
+from sqlalchemy import select
+
+from ca.authority import CertificateAuthority
+from ca.directory import CitizenRecord, LegalPersonRecord, SealRecord, SubjectDirectory
+from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
+from govtrust.db import Database
+from govtrust.errors import FailedPrecondition
+from govtrust.principal import Principal
+from seal.models import SealRow
+from seal.types import SealStatus
+
+CA_NAME = "seal"
+_DEAD = {SealStatus.REJECTED.value, SealStatus.REVOKED.value, SealStatus.DESTROYED.value}
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate the CA issued with a key generated in the key store."""
+
+    certificate_id: str
+    der: bytes
+    key_id: str
+    key_algorithm: str
+
+
+class SealAuthority(Protocol):
+    """CA operations the seal lifecycle and sealing need."""
+
+    def issue_seal_certificate(
+        self, principal: Principal, record: SealRecord, algorithm: str, validity_days: int
+    ) -> IssuedCertificate:
+        """Generate a key in the key store and certify it for the seal."""
+        ...
+
+    def issue_maker_certificate(self, name: str, algorithm: str) -> IssuedCertificate:
+        """Generate the seal maker's key and certificate."""
+        ...
+
+    def hold(self, principal: Principal, certificate_id: str, comment: str) -> None:
+        """Put the certificate on hold (certificateHold)."""
+        ...
+
+    def release(self, principal: Principal, certificate_id: str, comment: str) -> None:
+        """Remove a hold."""
+        ...
+
+    def revoke(self, principal: Principal, certificate_id: str, reason: int, comment: str) -> None:
+        """Revoke (idempotent: an already revoked certificate is left as it is)."""
+        ...
+
+    def chain(self) -> list[bytes]:
+        """DER certificates of the seal CA and its parents, issuing CA first, root last."""
+        ...
+
+    def timestamp(self, request_der: bytes) -> bytes:
+        """An RFC 3161 TimeStampResp for a DER TimeStampReq."""
+        ...
+
+    def ocsp(self, request_der: bytes) -> bytes:
+        """A DER OCSP response for a DER OCSP request."""
+        ...
+
+    def crl(self) -> bytes:
+        """The seal CA's current full CRL (DER)."""
+        ...
+
+
+def acting_for(principal: Principal) -> Principal:
+    """The principal the seal service uses towards the CA on behalf of ``principal``."""
+    return Principal("system", f"seal-service/{principal.actor}"[:250], frozenset({"seal-maker"}))
+
+
+class SealDirectory:
+    """A :class:`ca.directory.SubjectDirectory` that answers ``seal()`` from the seal tables
+    (plus seals being made right now) and delegates everything else to ``inner``."""
+
+    def __init__(self, inner: SubjectDirectory, db: Database) -> None:
+        self.inner = inner
+        self.db = db
+        self._pending: dict[str, SealRecord] = {}
+        self._lock = threading.Lock()
+
+    def citizen(self, ref: str) -> CitizenRecord | None:
+        return self.inner.citizen(ref)
+
+    def legal_person(self, ref: str) -> LegalPersonRecord | None:
+        return self.inner.legal_person(ref)
+
+    def may_apply_for(self, legal_person_id: str, citizen_id: str) -> bool:
+        return self.inner.may_apply_for(legal_person_id, citizen_id)
+
+    def seal(self, seal_id: str) -> SealRecord | None:
+        with self._lock:
+            pending = self._pending.get(seal_id)
+        if pending is not None:
+            return pending
+        with self.db.read() as session:
+            row = session.scalar(select(SealRow).where(SealRow.id == seal_id))
+        if row is None:
+            return self.inner.seal(seal_id)
+        return SealRecord(
+            row.id,
+            row.owner_id,
+            row.owner_uscc,
+            row.owner_name,
+            row.name,
+            row.kind,
+            row.status not in _DEAD,
+        )
+
+    def pending(self, record: SealRecord) -> None:
+        """Announce a seal that is being made (its row is written after the certificate)."""
+        with self._lock:
+            self._pending[record.seal_id] = record
+
+    def done(self, seal_id: str) -> None:
+        """Forget a pending seal."""
+        with self._lock:
+            self._pending.pop(seal_id, None)
+
+
+class CaSealAuthority:
+    """:class:`SealAuthority` over the in-process certificate authority."""
+
+    def __init__(self, authority: CertificateAuthority, db: Database) -> None:
+        self.authority = authority
+        ctx = authority.ctx
+        if isinstance(ctx.directory, SealDirectory):
+            self.directory = ctx.directory
+        else:
+            self.directory = SealDirectory(ctx.directory, db)
+            ctx.directory = self.directory
+
+    def issue_seal_certificate(
+        self, principal: Principal, record: SealRecord, algorithm: str, validity_days: int
+    ) -> IssuedCertificate:
+        self.directory.pending(record)
+        try:
+            issued = self.authority.issue(
+                acting_for(principal),
+                IssueRequest(
+                    profile="seal",
+                    subject=SubjectSpec(seal_id=record.seal_id),
+                    generate_key_algorithm=algorithm,
+                    validity_days=validity_days,
+                ),
+            )
+        finally:
+            self.directory.done(record.seal_id)
+        assert issued.key is not None
+        row = issued.certificate
+        return IssuedCertificate(row.id, row.der, issued.key.key_id, row.key_algorithm)
+
+    def issue_maker_certificate(self, name: str, algorithm: str) -> IssuedCertificate:
+        system = Principal("system", "seal-service", frozenset({"ca-operator"}))
+        issued = self.authority.issue(
+            system,
+            IssueRequest(
+                profile="service",
+                subject=SubjectSpec(service=ServiceSubject(name)),
+                generate_key_algorithm=algorithm,
+            ),
+        )
+        assert issued.key is not None
+        row = issued.certificate
+        return IssuedCertificate(row.id, row.der, issued.key.key_id, row.key_algorithm)
+
+    def hold(self, principal: Principal, certificate_id: str, comment: str) -> None:
+        self.authority.suspend(acting_for(principal), certificate_id, comment[:1000])
+
+    def release(self, principal: Principal, certificate_id: str, comment: str) -> None:
+        self.authority.resume(acting_for(principal), certificate_id, comment[:1000])
+
+    def revoke(self, principal: Principal, certificate_id: str, reason: int, comment: str) -> None:
+        if self.authority.get(certificate_id).status == "revoked":
+            return
+        try:
+            self.authority.revoke(
+                acting_for(principal), certificate_id, reason=reason, comment=comment[:1000]
+            )
+        except FailedPrecondition:
+            if self.authority.get(certificate_id).status != "revoked":
+                raise
+
+    def chain(self) -> list[bytes]:
+        return [issuer.der for issuer in self.authority.issuing_chain(CA_NAME)]
+
+    def timestamp(self, request_der: bytes) -> bytes:
+        return self.authority.timestamp(request_der).der
+
+    def ocsp(self, request_der: bytes) -> bytes:
+        return self.authority.ocsp(request_der)
+
+    def crl(self) -> bytes:
+        return self.authority.crl(CA_NAME).der
+
+    def hierarchy_certificates(self) -> list[bytes]:
+        """Every certificate of the CA hierarchy (root, issuing CAs, responders, TSA)."""
+        return [issuer.der for issuer in self.authority.hierarchy.issuers.values()]
+
+    def chain_crls(self) -> list[bytes]:
+        """Delta CRLs and the CRLs of the root and of the TSA's CA (B-LT validation material)."""
+        result = []
+        for name in ("root", CA_NAME, "service"):
+            for delta in (False, True):
+                if name == CA_NAME and not delta:
+                    continue  # crl() gives it
+                try:
+                    result.append(self.authority.crl(name, delta=delta).der)
+                except Exception:  # noqa: BLE001, S112 - optional material
+                    continue
+        return result
+
+    def root(self) -> x509.Certificate:
+        """The root certificate."""
+        return x509.Certificate.load(self.chain()[-1])

@@ -1,0 +1,66 @@
+"""Errors of the seal area; each subclasses the platform error the adapters map to a status."""
+
+from __future__ import annotations
+
+from govtrust.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PreconditionViolation,
+)
+
+
+class SealNotFound(NotFound):
+    """No seal (or grant) with that id."""
+
+
+class InvalidSealRequest(InvalidArgument):
+    """A seal request is malformed (bad kind, name, PDF, placement …)."""
+
+
+class IllegalTransition(FailedPrecondition):
+    """The seal's state does not allow the operation; nothing was changed."""
+
+    @classmethod
+    def of(cls, seal_id: str, operation: str, status: str) -> IllegalTransition:
+        """The error for ``operation`` on a seal in ``status``."""
+        return cls(
+            f"cannot {operation} a seal that is {status}",
+            [
+                PreconditionViolation(
+                    "STATE", f"seal/{seal_id}", f"{operation} not allowed from {status}"
+                )
+            ],
+        )
+
+
+class SealRuleViolation(FailedPrecondition):
+    """A seal rule forbids the operation (one official seal per owner, inactive owner …)."""
+
+    @classmethod
+    def rule(cls, subject: str, description: str) -> SealRuleViolation:
+        """The error for one violated rule."""
+        return cls(description, [PreconditionViolation("RULE", subject, description)])
+
+
+class SealNotUsable(FailedPrecondition):
+    """The seal cannot seal now (not active, certificate not good)."""
+
+    @classmethod
+    def because(cls, seal_id: str, description: str) -> SealNotUsable:
+        """The error naming why ``seal_id`` cannot be used."""
+        return cls(description, [PreconditionViolation("STATE", f"seal/{seal_id}", description)])
+
+
+class SealUseDenied(PermissionDenied):
+    """The caller holds no current grant for the seal and is not the owner's representative."""
+
+
+class SealStructureError(InvalidArgument):
+    """A GB/T 38540 structure does not parse or its signature does not verify."""
+
+    @classmethod
+    def bad(cls, description: str) -> SealStructureError:
+        """The error for one defect of a structure."""
+        return cls.field("seal_structure", description)  # type: ignore[return-value]

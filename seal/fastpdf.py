@@ -1,0 +1,439 @@
+# mypy: disable-error-code="no-untyped-call"
+"""A fast path for the common seal: one visible PAdES signature appended as an incremental update.
+
+Plain pyHanko spends most of each call in asn1crypto re-serialising the CMS (certificates
+included) and in its general-purpose writer. For the shape almost every seal has — a classic
+cross-reference table, one new signature field with a pre-built appearance, B-B or B-T — this
+module writes the update directly:
+
+* the document is parsed once with pyHanko's reader (page, catalog, AcroForm, trailer);
+* the appearance stream is the seal's cached vector drawing;
+* the CMS SignedData is assembled as DER from precomputed parts (certificates, issuer and
+  serial, ESS signing-certificate-v2), so only the message digest, the signature and the
+  time-stamp token are new per seal;
+* the signature comes from the key store; the time-stamp from our TSA over the signature value.
+
+The output is what pyHanko would produce (ETSI.CAdES.detached, /ByteRange over the whole file
+but /Contents, signed attributes content-type, message-digest and signing-certificate-v2;
+signature-time-stamp unsigned attribute at B-T) and is checked by the same validators in the
+tests. Anything else — cross-reference streams, encryption, unusual form structures, riding
+seals, B-LT — raises :class:`Unsupported` and the caller falls back to pyHanko.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from asn1crypto import tsp, x509
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.reader import PdfFileReader
+
+from hsm.keystore import KeyStore, SignatureScheme
+
+CONTENTS_BYTES = 8192  # room for the CMS (certificates, signature, time-stamp token)
+_OID_DATA = "1.2.840.113549.1.7.1"
+_OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+_OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+_OID_SIGNING_CERT_V2 = "1.2.840.113549.1.9.16.2.47"
+_OID_TIMESTAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105 - an OID
+_OID_SHA256 = "2.16.840.1.101.3.4.2.1"
+_SIG_OIDS = {
+    SignatureScheme.ECDSA_SHA256: ("1.2.840.10045.4.3.2", False),
+    SignatureScheme.RSA_PKCS1V15_SHA256: ("1.2.840.113549.1.1.11", True),
+}
+
+
+class Unsupported(Exception):
+    """The document or request needs the general (pyHanko) path."""
+
+
+# --- DER ----------------------------------------------------------------------------------------
+
+
+def _len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(body),)) + body
+
+
+def tlv(tag: int, body: bytes) -> bytes:
+    """One DER element."""
+    return bytes((tag,)) + _len(len(body)) + body
+
+
+def seq(*parts: bytes) -> bytes:
+    """SEQUENCE of DER parts."""
+    return tlv(0x30, b"".join(parts))
+
+
+def der_set(*parts: bytes) -> bytes:
+    """SET (OF) with DER ordering of its elements."""
+    return tlv(0x31, b"".join(sorted(parts)))
+
+
+@functools.lru_cache(maxsize=64)
+def oid(dotted: str) -> bytes:
+    """DER OBJECT IDENTIFIER."""
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray((arcs[0] * 40 + arcs[1],))
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(reversed(chunk))
+    return tlv(0x06, bytes(body))
+
+
+def integer(value: int) -> bytes:
+    """DER INTEGER (non-negative)."""
+    body = value.to_bytes(value.bit_length() // 8 + 1, "big")
+    return tlv(0x02, body)
+
+
+def octets(value: bytes) -> bytes:
+    """DER OCTET STRING."""
+    return tlv(0x04, value)
+
+
+# --- CMS ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CmsTemplate:
+    """The parts of a seal's CMS SignedData that do not change between seals."""
+
+    certificates: bytes  # [0] IMPLICIT SET OF Certificate
+    sid: bytes  # IssuerAndSerialNumber
+    signing_certificate_v2: bytes  # the whole Attribute
+    signature_algorithm: bytes  # AlgorithmIdentifier
+    scheme: SignatureScheme
+
+
+@functools.lru_cache(maxsize=256)
+def cms_template(
+    certificate_der: bytes, chain: tuple[bytes, ...], scheme: SignatureScheme
+) -> CmsTemplate:
+    """Precompute the constant parts for a seal certificate and its chain."""
+    if scheme not in _SIG_OIDS:
+        raise Unsupported(f"no fast path for {scheme.value}")
+    cert = x509.Certificate.load(certificate_der)
+    tbs = cert["tbs_certificate"]
+    sid = seq(tbs["issuer"].dump(), integer(cert.serial_number))
+    ess_cert_id = seq(
+        octets(hashlib.sha256(certificate_der).digest()),
+        seq(seq(tlv(0xA4, tbs["issuer"].dump())), integer(cert.serial_number)),
+    )
+    signing_cert_v2 = seq(oid(_OID_SIGNING_CERT_V2), der_set(seq(seq(ess_cert_id))))
+    certs = b"".join(sorted({certificate_der, *chain}))
+    algorithm_oid, null_params = _SIG_OIDS[scheme]
+    algorithm = seq(oid(algorithm_oid), b"\x05\x00" if null_params else b"")
+    return CmsTemplate(tlv(0xA0, certs), sid, signing_cert_v2, algorithm, scheme)
+
+
+def signed_attributes(template: CmsTemplate, digest: bytes) -> bytes:
+    """The DER SET of signed attributes (what the signature covers)."""
+    return der_set(
+        seq(oid(_OID_CONTENT_TYPE), der_set(oid(_OID_DATA))),
+        seq(oid(_OID_MESSAGE_DIGEST), der_set(octets(digest))),
+        template.signing_certificate_v2,
+    )
+
+
+def signed_data(
+    template: CmsTemplate, attributes: bytes, signature: bytes, timestamp_token: bytes | None
+) -> bytes:
+    """The DER ContentInfo(SignedData) around a signature."""
+    sha256 = seq(oid(_OID_SHA256))
+    unsigned = b""
+    if timestamp_token is not None:
+        unsigned = tlv(0xA1, seq(oid(_OID_TIMESTAMP_TOKEN), der_set(timestamp_token)))
+    signer_info = seq(
+        integer(1),
+        template.sid,
+        sha256,
+        b"\xa0" + attributes[1:],
+        template.signature_algorithm,
+        octets(signature),
+        unsigned,
+    )
+    body = seq(
+        integer(1),
+        der_set(sha256),
+        seq(oid(_OID_DATA)),
+        template.certificates,
+        der_set(signer_info),
+    )
+    return seq(oid(_OID_SIGNED_DATA), tlv(0xA0, body))
+
+
+def timestamp_request(signature: bytes) -> tuple[bytes, int]:
+    """A DER TimeStampReq over SHA-256(signature) with a nonce; returns (request, nonce)."""
+    nonce = int.from_bytes(os.urandom(8), "big")
+    imprint = seq(seq(oid(_OID_SHA256)), octets(hashlib.sha256(signature).digest()))
+    return seq(integer(1), imprint, integer(nonce), b"\x01\x01\xff"), nonce
+
+
+def timestamp_token(response_der: bytes, nonce: int, signature: bytes) -> tuple[bytes, datetime]:
+    """The token DER and its genTime from a TimeStampResp (checked: granted, nonce, imprint)."""
+    response = tsp.TimeStampResp.load(response_der)
+    if response["status"]["status"].native not in ("granted", "granted_with_mods"):
+        raise Unsupported("the TSA refused the request")
+    token = response["time_stamp_token"]
+    info = token["content"]["encap_content_info"]["content"].parsed
+    if (
+        info["nonce"].native != nonce
+        or info["message_imprint"]["hashed_message"].native != hashlib.sha256(signature).digest()
+    ):
+        raise Unsupported("the TSA answered another request")
+    return bytes(token.dump()), info["gen_time"].native
+
+
+# --- PDF ----------------------------------------------------------------------------------------
+
+
+def _pdf_string(text: str) -> bytes:
+    if text.isascii():
+        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        return f"({escaped})".encode("latin-1")
+    return b"<feff" + text.encode("utf-16-be").hex().encode() + b">"
+
+
+def _serialise(obj: generic.PdfObject) -> bytes:
+    out = io.BytesIO()
+    obj.write_to_stream(out, None)
+    return out.getvalue()
+
+
+def _pdf_date(moment: datetime) -> bytes:
+    return moment.astimezone(UTC).strftime("(D:%Y%m%d%H%M%S+00'00')").encode()
+
+
+@dataclass(frozen=True)
+class Visible:
+    """A visible seal: page index, rectangle in user space, appearance stream and its size."""
+
+    page: int
+    rect: tuple[float, float, float, float]
+    appearance: bytes
+    width: float
+    height: float
+
+
+Box = tuple[float, float, float, float]
+Placer = Callable[[int, Callable[[int], Box]], Visible]
+"""Given the page count and a page-box look-up, where the seal goes."""
+
+
+@dataclass(frozen=True)
+class FastRequest:
+    """One seal to apply by the fast path."""
+
+    pdf: bytes
+    field_name: str
+    place: Placer
+    reason: str
+    location: str
+    keystore: KeyStore
+    key_id: str
+    template: CmsTemplate
+    timestamp: Callable[[bytes], bytes] | None  # TimeStampReq DER -> TimeStampResp DER
+
+
+def _startxref(pdf: bytes) -> int:
+    tail = pdf[-1024:]
+    at = tail.rfind(b"startxref")
+    if at < 0:
+        raise Unsupported("no startxref")
+    try:
+        return int(tail[at + 9 :].split()[0])
+    except (ValueError, IndexError):
+        raise Unsupported("bad startxref") from None
+
+
+def seal(request: FastRequest) -> tuple[bytes, datetime]:
+    """Append one visible PAdES signature; returns (sealed PDF, signing time)."""
+    pdf = request.pdf
+    prev = _startxref(pdf)
+    if pdf[prev : prev + 4] != b"xref":
+        raise Unsupported("cross-reference stream")
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    except Exception as exc:  # noqa: BLE001 - the general path reports parse errors properly
+        raise Unsupported(f"parse: {exc}") from None
+    trailer = reader.trailer
+    if "/Encrypt" in trailer or "/XRefStm" in trailer:
+        raise Unsupported("encrypted or hybrid file")
+    size = int(trailer["/Size"])
+    root_ref = trailer.raw_get("/Root")
+    if not isinstance(root_ref, generic.IndirectObject):
+        raise Unsupported("direct catalog")
+    catalog = root_ref.get_object()
+    pages: dict[int, generic.IndirectObject] = {}
+
+    def box_of(index: int) -> Box:
+        pages[index] = reader.find_page_for_modification(index)[0]
+        node = pages[index].get_object()
+        while node is not None:
+            if "/MediaBox" in node:
+                x0, y0, x1, y1 = (float(v) for v in node["/MediaBox"])
+                return x0, y0, x1, y1
+            parent = node.get("/Parent")
+            node = parent.get_object() if parent is not None else None
+        return 0.0, 0.0, 595.0, 842.0
+
+    visible = request.place(int(catalog["/Pages"]["/Count"]), box_of)
+    page_ref = pages.get(visible.page) or reader.find_page_for_modification(visible.page)[0]
+    page = page_ref.get_object()
+
+    sig_num, field_num, ap_num = size, size + 1, size + 2
+    next_num = size + 3
+    objects: dict[tuple[int, int], bytes] = {}
+    field_ref = generic.IndirectObject(field_num, 0, reader)
+
+    # the page's /Annots gains the widget
+    annots = page.raw_get("/Annots") if "/Annots" in page else None
+    if isinstance(annots, generic.IndirectObject):
+        array = generic.ArrayObject([*list(annots.get_object()), field_ref])
+        objects[(annots.idnum, annots.generation)] = _serialise(array)
+    else:
+        new_page = generic.DictionaryObject(dict(page))
+        new_page[generic.NameObject("/Annots")] = generic.ArrayObject(
+            [*list(annots or []), field_ref]
+        )
+        objects[(page_ref.idnum, page_ref.generation)] = _serialise(new_page)
+
+    # the AcroForm gains the field (created when missing)
+    form = catalog.raw_get("/AcroForm") if "/AcroForm" in catalog else None
+    if isinstance(form, generic.IndirectObject):
+        form_dict = form.get_object()
+        if "/Fields" in form_dict and isinstance(
+            form_dict.raw_get("/Fields"), generic.IndirectObject
+        ):
+            raise Unsupported("indirect /Fields")
+        new_form = generic.DictionaryObject(dict(form_dict))
+        new_form[generic.NameObject("/Fields")] = generic.ArrayObject(
+            [*list(form_dict.get("/Fields", [])), field_ref]
+        )
+        new_form[generic.NameObject("/SigFlags")] = generic.NumberObject(3)
+        objects[(form.idnum, form.generation)] = _serialise(new_form)
+    else:
+        new_form = generic.DictionaryObject(dict(form or {}))
+        if "/Fields" in new_form and isinstance(
+            new_form.raw_get("/Fields"), generic.IndirectObject
+        ):
+            raise Unsupported("indirect /Fields")
+        new_form[generic.NameObject("/Fields")] = generic.ArrayObject(
+            [*list(new_form.get("/Fields", [])), field_ref]
+        )
+        new_form[generic.NameObject("/SigFlags")] = generic.NumberObject(3)
+        form_num = next_num
+        next_num += 1
+        objects[(form_num, 0)] = _serialise(new_form)
+        new_catalog = generic.DictionaryObject(dict(catalog))
+        new_catalog[generic.NameObject("/AcroForm")] = generic.IndirectObject(form_num, 0, reader)
+        objects[(root_ref.idnum, root_ref.generation)] = _serialise(new_catalog)
+
+    now = datetime.now(UTC)
+    x0, y0, x1, y1 = visible.rect
+    objects[(field_num, 0)] = (
+        b"<</Type/Annot/Subtype/Widget/FT/Sig/F 132/T "
+        + _pdf_string(request.field_name)
+        + b"/V %d 0 R/P %d %d R" % (sig_num, page_ref.idnum, page_ref.generation)
+        + b"/Rect[%.2f %.2f %.2f %.2f]" % (x0, y0, x1, y1)
+        + b"/AP<</N %d 0 R>>>>" % ap_num
+    )
+    objects[(ap_num, 0)] = (
+        b"<</Type/XObject/Subtype/Form/BBox[0 0 %.3f %.3f]/Resources<<>>/Length %d>>\nstream\n"
+        % (visible.width, visible.height, len(visible.appearance))
+        + visible.appearance
+        + b"\nendstream"
+    )
+    placeholder = b"0" * (2 * CONTENTS_BYTES)
+    byte_range_slot = b"/ByteRange[0 0000000000 0000000000 0000000000]"
+    sig_dict = (
+        b"<</Type/Sig/Filter/Adobe.PPKLite/SubFilter/ETSI.CAdES.detached"
+        + byte_range_slot
+        + b"/Contents<"
+        + placeholder
+        + b">/M"
+        + _pdf_date(now)
+        + (b"/Reason" + _pdf_string(request.reason) if request.reason else b"")
+        + (b"/Location" + _pdf_string(request.location) if request.location else b"")
+        + b">>"
+    )
+    objects[(sig_num, 0)] = sig_dict
+
+    out = bytearray(pdf)
+    if not out.endswith(b"\n"):
+        out += b"\n"
+    offsets: dict[tuple[int, int], int] = {}
+    sig_offset = 0
+    for key in sorted(objects):
+        offsets[key] = len(out)
+        if key == (sig_num, 0):
+            sig_offset = len(out)
+        out += b"%d %d obj\n" % key + objects[key] + b"\nendobj\n"
+    xref_at = len(out)
+    out += b"xref\n"
+    keys = sorted(offsets)
+    start = 0
+    while start < len(keys):
+        end = start
+        while end + 1 < len(keys) and keys[end + 1][0] == keys[end][0] + 1:
+            end += 1
+        out += b"%d %d\n" % (keys[start][0], end - start + 1)
+        for key in keys[start : end + 1]:
+            out += b"%010d %05d n\r\n" % (offsets[key], key[1])
+        start = end + 1
+    new_trailer = generic.DictionaryObject(
+        {
+            generic.NameObject("/Size"): generic.NumberObject(max(size, next_num)),
+            generic.NameObject("/Root"): root_ref,
+            generic.NameObject("/Prev"): generic.NumberObject(prev),
+        }
+    )
+    if "/Info" in trailer:
+        new_trailer[generic.NameObject("/Info")] = trailer.raw_get("/Info")
+    if "/ID" in trailer:
+        first = trailer["/ID"][0]
+        new_trailer[generic.NameObject("/ID")] = generic.ArrayObject(
+            [first, generic.ByteStringObject(os.urandom(16))]
+        )
+    out += b"trailer\n" + _serialise(new_trailer) + b"\nstartxref\n%d\n%%%%EOF\n" % xref_at
+
+    # byte range: everything but the hex string of /Contents (delimiters included)
+    contents_start = out.index(b"/Contents<", sig_offset) + len(b"/Contents")
+    contents_end = contents_start + 2 + len(placeholder)
+    byte_range = b"/ByteRange[0 %010d %010d %010d]" % (
+        contents_start,
+        contents_end,
+        len(out) - contents_end,
+    )
+    slot = out.index(byte_range_slot, sig_offset)
+    out[slot : slot + len(byte_range_slot)] = byte_range
+    digest = hashlib.sha256()
+    digest.update(memoryview(out)[:contents_start])
+    digest.update(memoryview(out)[contents_end:])
+
+    attributes = signed_attributes(request.template, digest.digest())
+    signature = request.keystore.sign(request.key_id, attributes, request.template.scheme)
+    token = None
+    signing_time = now
+    if request.timestamp is not None:
+        tsq, nonce = timestamp_request(signature)
+        token, signing_time = timestamp_token(request.timestamp(tsq), nonce, signature)
+    cms = signed_data(request.template, attributes, signature, token)
+    if len(cms) > CONTENTS_BYTES:
+        raise Unsupported("signature larger than the reserved space")
+    out[contents_start + 1 : contents_start + 1 + 2 * len(cms)] = cms.hex().encode()
+    return bytes(out), signing_time

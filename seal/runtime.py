@@ -1,0 +1,48 @@
+"""The process's seal service over a platform: CA port, registry, status listener, PDF sealer."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from seal.lifecycle import SealService
+from seal.pdf import SealPdf
+
+if TYPE_CHECKING:
+    from govtrust.platform import Platform
+
+
+@dataclass(frozen=True)
+class SealRuntime:
+    """The seal domain objects one process uses."""
+
+    service: SealService
+    pdf: SealPdf
+
+
+_runtimes: dict[int, SealRuntime] = {}
+_guard = threading.Lock()
+
+
+def runtime_for(platform: Platform) -> SealRuntime:
+    """Build (once per platform) the seal service over the platform's CA and registry, and
+    subscribe it to identity status changes (a cancelled owner's seals are revoked)."""
+    with _guard:
+        existing = _runtimes.get(id(platform))
+        if existing is not None:
+            return existing
+        from ca.authority import authority_for
+        from idp.registry import IdentityRegistry, register_status_listener
+        from seal.authority import CaSealAuthority
+        from seal.owners import RegistryOwners
+
+        registry = IdentityRegistry.open(
+            platform.db, platform.master_key, data_dir=platform.settings.data_dir
+        )
+        authority = CaSealAuthority(authority_for(platform), platform.db)
+        service = SealService(platform.db, platform.keystore, authority, RegistryOwners(registry))
+        register_status_listener(service.on_identity_status)
+        runtime = SealRuntime(service, SealPdf(service))
+        _runtimes[id(platform)] = runtime
+        return runtime

@@ -1,0 +1,302 @@
+"""Bad input gets a clear, specific error and changes nothing (no certificate, no key, no audit
+record): malformed DER/PEM, a CSR with a bad signature, weak keys, unknown profiles, inactive
+identities, missing authorisation, garbage OCSP and TSA requests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import tsp
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sqlalchemy import func, select
+
+from ca.authority import CertificateAuthority
+from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
+from ca.models import CaCertificate, CaTsaToken
+from ca.tsa import TimeStampResponse
+from govtrust.audit import AuditRecord
+from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from govtrust.principal import Principal
+from hsm.models import HsmKey
+from tests.ca.conftest import OPERATOR, USCC, VERIFIER, make_csr, openssl
+
+
+def _counts(authority: CertificateAuthority) -> tuple[int, int, int, int]:
+    with authority.ctx.db.read() as session:
+        return (
+            session.scalar(select(func.count()).select_from(CaCertificate)) or 0,
+            session.scalar(select(func.count()).select_from(AuditRecord)) or 0,
+            session.scalar(select(func.count()).select_from(HsmKey)) or 0,
+            session.scalar(select(func.count()).select_from(CaTsaToken)) or 0,
+        )
+
+
+def _rsa512_csr(tmp_path: Path) -> bytes:
+    key = tmp_path / "rsa512.key"
+    openssl("genrsa", "-out", str(key), "512")
+    out = tmp_path / "rsa512.csr"
+    openssl("req", "-new", "-key", str(key), "-subj", "/CN=weak", "-out", str(out))
+    return out.read_bytes()
+
+
+def _weak_rsa() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, 1024)  # noqa: S505 - the weak key under test
+
+
+def _bad_signature_csr() -> bytes:
+    der = bytearray(make_csr(pem=False))
+    der[-5] ^= 0x01  # inside the signature's INTEGER s
+    return bytes(der)
+
+
+CITIZEN = SubjectSpec(identity="c-rep")
+
+
+def test_bad_requests_are_refused_and_store_nothing(
+    authority: CertificateAuthority, tmp_path: Path
+) -> None:
+    before = _counts(authority)
+    cases: list[tuple[Callable[[], object], type[Exception], str]] = [
+        (lambda: IssueRequest("citizen", CITIZEN, csr=b"\x30\x03\x02\x01"), InvalidArgument, "csr"),
+        (
+            lambda: IssueRequest(
+                "citizen",
+                CITIZEN,
+                csr=b"-----BEGIN CERTIFICATE REQUEST-----\n"
+                b"!!!!\n-----END CERTIFICATE REQUEST-----\n",
+            ),
+            InvalidArgument,
+            "csr",
+        ),
+        (
+            lambda: IssueRequest(
+                "citizen",
+                CITIZEN,
+                csr=b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+            ),
+            InvalidArgument,
+            "csr",
+        ),
+        (lambda: IssueRequest("citizen", CITIZEN, csr=b""), InvalidArgument, "csr"),
+        (
+            lambda: IssueRequest("citizen", CITIZEN, csr=_bad_signature_csr()),
+            InvalidArgument,
+            "proof of possession",
+        ),
+        (
+            lambda: IssueRequest("citizen", CITIZEN, csr=_rsa512_csr(tmp_path)),
+            InvalidArgument,
+            "512 bits is too weak",
+        ),
+        (
+            lambda: IssueRequest("citizen", CITIZEN, csr=make_csr(_weak_rsa())),
+            InvalidArgument,
+            "too weak",
+        ),
+        (
+            lambda: IssueRequest(
+                "citizen", CITIZEN, csr=make_csr(ec.generate_private_key(ec.SECP256K1()))
+            ),
+            InvalidArgument,
+            "secp256k1",
+        ),
+        (
+            lambda: IssueRequest("no-such-profile", CITIZEN, csr=make_csr()),
+            InvalidArgument,
+            "unknown certificate profile",
+        ),
+        (
+            lambda: IssueRequest("citizen", SubjectSpec(identity="c-gone"), csr=make_csr()),
+            FailedPrecondition,
+            "not active",
+        ),
+        (
+            lambda: IssueRequest("citizen", SubjectSpec(identity="c-low"), csr=make_csr()),
+            FailedPrecondition,
+            "assurance",
+        ),
+        (
+            lambda: IssueRequest("citizen", SubjectSpec(identity="nobody"), csr=make_csr()),
+            NotFound,
+            "no citizen",
+        ),
+        (
+            lambda: IssueRequest(
+                "legal-person", SubjectSpec(identity="11100000000013338W"), csr=make_csr()
+            ),
+            FailedPrecondition,
+            "not active",
+        ),
+        (
+            lambda: IssueRequest(
+                "legal-person", SubjectSpec(identity=USCC), csr=make_csr(), applicant="c-ouyang"
+            ),
+            FailedPrecondition,
+            "certificate.apply",
+        ),
+        (
+            lambda: IssueRequest("citizen", SubjectSpec(seal_id="seal-1"), csr=make_csr()),
+            InvalidArgument,
+            "subject.identity",
+        ),
+        (
+            lambda: IssueRequest(
+                "service", SubjectSpec(service=ServiceSubject("bad id!")), csr=make_csr()
+            ),
+            InvalidArgument,
+            "system_id",
+        ),
+        (
+            lambda: IssueRequest(
+                "service",
+                SubjectSpec(service=ServiceSubject("ok", ("not a name",))),
+                csr=make_csr(),
+            ),
+            InvalidArgument,
+            "dns_names",
+        ),
+        (
+            lambda: IssueRequest("citizen", CITIZEN, csr=make_csr(), validity_days=99999),
+            InvalidArgument,
+            "validity_days",
+        ),
+        (
+            lambda: IssueRequest("citizen", CITIZEN, generate_key_algorithm="dsa-1024"),
+            InvalidArgument,
+            "algorithm",
+        ),
+        (
+            lambda: IssueRequest(
+                "citizen", CITIZEN, generate_key_algorithm="ec-p256", csr=make_csr()
+            ),
+            InvalidArgument,
+            "not both",
+        ),
+        (
+            lambda: IssueRequest(
+                "service",
+                SubjectSpec(service=ServiceSubject("x")),
+                csr=make_csr(),
+                hash_identity_number=True,
+            ),
+            InvalidArgument,
+            "hash_identity_number",
+        ),
+    ]
+    for make_request, error, text in cases:
+        with pytest.raises(error, match=text) as info:
+            authority.issue(OPERATOR, make_request())  # type: ignore[arg-type]
+        if isinstance(info.value, InvalidArgument):
+            assert info.value.violations, info.value
+    with pytest.raises(PermissionDenied):
+        authority.issue(VERIFIER, IssueRequest("citizen", CITIZEN, csr=make_csr()))
+    seal_maker = Principal("service", "seal", frozenset({"seal-maker"}))
+    with pytest.raises(PermissionDenied):
+        authority.issue(seal_maker, IssueRequest("citizen", CITIZEN, csr=make_csr()))
+    assert _counts(authority) == before
+
+
+def test_seal_service_may_issue_seal_certificates(authority: CertificateAuthority) -> None:
+    seal_maker = Principal("service", "seal", frozenset({"seal-maker"}))
+    issued = authority.issue(
+        seal_maker, IssueRequest("seal", SubjectSpec(seal_id="seal-1"), csr=make_csr())
+    )
+    authority.suspend(seal_maker, issued.certificate.id, "挂失")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"garbage",
+        b"\x30\x00",
+        b"\x30\x80" + b"\x00" * 10,
+        b"\x30" * 5000,
+        asn1_ocsp.OCSPRequest({"tbs_request": {"request_list": []}}).dump(),
+    ],
+)
+def test_garbage_ocsp_gets_malformed_request(authority: CertificateAuthority, body: bytes) -> None:
+    before = _counts(authority)
+    response = asn1_ocsp.OCSPResponse.load(authority.ocsp(body))
+    assert response["response_status"].native == "malformed_request"
+    assert _counts(authority) == before
+
+
+def test_ocsp_for_a_foreign_issuer_is_unauthorized(authority: CertificateAuthority) -> None:
+    request = asn1_ocsp.OCSPRequest(
+        {
+            "tbs_request": {
+                "request_list": [
+                    {
+                        "req_cert": {
+                            "hash_algorithm": {"algorithm": "sha1"},
+                            "issuer_name_hash": b"\x01" * 20,
+                            "issuer_key_hash": b"\x02" * 20,
+                            "serial_number": 5,
+                        }
+                    }
+                ]
+            }
+        }
+    ).dump()
+    response = asn1_ocsp.OCSPResponse.load(authority.ocsp(request))
+    assert response["response_status"].native == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("body", "fail_info"),
+    [
+        (b"", "bad_data_format"),
+        (b"not asn.1 at all", "bad_data_format"),
+        (
+            tsp.TimeStampReq(
+                {
+                    "version": "v1",
+                    "message_imprint": {
+                        "hash_algorithm": {"algorithm": "md5"},
+                        "hashed_message": b"\x00" * 16,
+                    },
+                }
+            ).dump(),
+            "bad_alg",
+        ),
+        (
+            tsp.TimeStampReq(
+                {
+                    "version": "v1",
+                    "message_imprint": {
+                        "hash_algorithm": {"algorithm": "sha256"},
+                        "hashed_message": b"\x00" * 5,
+                    },
+                }
+            ).dump(),
+            "bad_data_format",
+        ),
+        (
+            tsp.TimeStampReq(
+                {
+                    "version": "v1",
+                    "message_imprint": {
+                        "hash_algorithm": {"algorithm": "sha256"},
+                        "hashed_message": b"\x00" * 32,
+                    },
+                    "req_policy": "1.2.3.4",
+                }
+            ).dump(),
+            "unaccepted_policy",
+        ),
+    ],
+)
+def test_bad_tsa_requests_are_rejected(
+    authority: CertificateAuthority, body: bytes, fail_info: str
+) -> None:
+    before = _counts(authority)
+    result = authority.timestamp(body)
+    assert not result.granted and result.message
+    response = TimeStampResponse.load(result.der)
+    assert response["status"]["status"].native == "rejection"
+    assert fail_info in response["status"]["fail_info"].native
+    assert _counts(authority) == before
