@@ -10,6 +10,7 @@ import govtrust.audit  # noqa: F401
 import hsm.models  # noqa: F401
 import idp.models  # noqa: F401
 import idp.oidc.models as _oidc_models  # noqa: F401
+import license.models  # noqa: F401
 import seal.models  # noqa: F401
 from govtrust.db import Base
 

@@ -1,0 +1,168 @@
+"""E-licence throughput beside its physical ceiling, measured in one run.
+
+* offline QR verifications/s: ``license.qr.decode_payload`` (Base45 → zlib → CBOR → ECDSA P-256
+  verify against a trust-list key), beside bare ``cryptography`` ECDSA P-256 verifies/s;
+* licences issued/s without PDF: signed data (JWS through the soft key store) + offline QR
+  payload (COSE through the key store): two signatures per licence, beside bare signs/s / 2.
+
+``--workers N`` runs N processes at once and sums them (each process is stateless, as the
+server's workers). Exits 1 below the issue's targets: ≥ 5,000 verifications/s and ≥ 1,000
+issued/s, with two workers by default (the issue's "--workers 2 where it applies").
+Run: ``.venv/bin/python bench/license.py [--seconds 2] [--workers 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from govtrust.db import Database
+from govtrust.migrate import upgrade_to_head
+from govtrust.principal import SYSTEM, Principal
+from hsm import MasterKey, SoftKeyStore
+from idp.pii import PiiCodec
+from idp.registry import IdentityRegistry
+from idp.types import IdentityRef
+from license import catalogue
+from license.issuance import IssueRequest, LicenceService
+from license.qr import TrustList, decode_payload, encode_payload
+from license.signed_data import sign_licence
+from tests.license.conftest import MiniCa, make_ca, make_signer, sample_metadata
+from tests.license.test_catalogue import GOOD_BL
+
+TARGET_VERIFY = 5000.0
+TARGET_ISSUE = 1000.0
+BATCH = 100
+REGISTRAR = Principal("user", "bench-registrar", frozenset({"identity-registrar"}))
+DEPT = Principal("service", "bench-dept", frozenset({f"licence-issuer:{catalogue.EXAMPLE_ISSUER}"}))
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per wall-clock second over ``seconds``."""
+    for _ in range(3):
+        fn()
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        fn()
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def run(seconds: float) -> dict[str, float]:
+    """Measure every contender in this process."""
+    with tempfile.TemporaryDirectory() as scratch:
+        db = Database(f"sqlite:///{Path(scratch) / 'bench.db'}")
+        upgrade_to_head(db.engine)
+        store = SoftKeyStore(db, MasterKey.generate())
+        ca = make_ca()
+        signer = make_signer(store, ca)
+        meta = sample_metadata()
+        payload = encode_payload(signer, meta)
+        trust = TrustList([ca.root])
+        trust.add(signer.chain)
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        message = b"x" * 300
+        signature = key.sign(message, ec.ECDSA(hashes.SHA256()))
+        public = key.public_key()
+
+        def issue() -> None:
+            sign_licence(signer, meta)
+            encode_payload(signer, meta)
+
+        service, request = _service(db, store, ca)
+        out = {
+            "verify": rate(lambda: decode_payload(payload, trust), seconds),
+            "verify_peer": rate(
+                lambda: public.verify(signature, message, ec.ECDSA(hashes.SHA256())), seconds
+            ),
+            "issue": rate(issue, seconds),
+            "issue_peer": rate(lambda: key.sign(message, ec.ECDSA(hashes.SHA256())), seconds) / 2,
+            "issue_full": rate(lambda: service.issue(DEPT, request), seconds),
+            "issue_batch": rate(lambda: service.issue_many(DEPT, [request] * BATCH), seconds)
+            * BATCH,
+            "qr_chars": float(len(payload)),
+        }
+        service.registry.reader.close()
+        store.close()
+        db.dispose()
+        return out
+
+
+def _service(db: Database, store: SoftKeyStore, ca: MiniCa) -> tuple[LicenceService, IssueRequest]:
+    """A licence service with a registered company and the seeded catalogue (SQLite)."""
+    registry = IdentityRegistry(db, PiiCodec.from_master_key(MasterKey.generate()))
+    person = registry.register_citizen(REGISTRAR, name="张三", id_number="11010519491231002X")
+    registry.register_legal_person(
+        REGISTRAR,
+        uscc="91350100M000100Y43",
+        name="福州示例科技有限公司",
+        legal_representative=IdentityRef(id=person.id),
+    )
+    with db.transaction() as session:
+        catalogue.seed_catalogue(session, SYSTEM)
+    signer = make_signer(store, ca, uscc=catalogue.EXAMPLE_ISSUER)
+    request = IssueRequest(
+        type_code=catalogue.BUSINESS_LICENCE_CODE,
+        issuer_code=catalogue.EXAMPLE_ISSUER,
+        issuer_name="测试市市场监督管理局",
+        holder_code_type="001",
+        holder_code="91350100M000100Y43",
+        fields=GOOD_BL,
+        valid_from=date(2015, 6, 1),
+    )
+    return LicenceService(db, registry, lambda _dept: signer), request
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.workers > 1:
+        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+            results = pool.map(run, [args.seconds] * args.workers)
+    else:
+        results = [run(args.seconds)]
+    total = {k: sum(r[k] for r in results) for k in results[0] if k != "qr_chars"}
+    qr_chars = int(results[0]["qr_chars"])
+    print(f"workers: {args.workers}; QR payload: {qr_chars} alphanumeric characters")
+    print(
+        f"offline QR verifications/s: {total['verify']:9.0f}   "
+        f"bare ECDSA P-256 verify/s: {total['verify_peer']:9.0f}   "
+        f"ratio {total['verify'] / total['verify_peer']:.2f}   target ≥ {TARGET_VERIFY:.0f}"
+    )
+    print(
+        f"IssueLicense with DB, registry, audit (SQLite, no PDF): {total['issue_full']:7.0f}/s"
+        " (informational; SQLite serialises writers)"
+    )
+    print(
+        f"IssueLicense batches of {BATCH} per transaction (SQLite, no PDF): "
+        f"{total['issue_batch']:7.0f}/s (informational)"
+    )
+    print(
+        f"licences issued/s (no PDF): {total['issue']:9.0f}   "
+        f"bare ECDSA sign/s ÷ 2:      {total['issue_peer']:9.0f}   "
+        f"ratio {total['issue'] / total['issue_peer']:.2f}   target ≥ {TARGET_ISSUE:.0f}"
+    )
+    ok = total["verify"] >= TARGET_VERIFY and total["issue"] >= TARGET_ISSUE
+    if not ok:
+        print("BELOW TARGET")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

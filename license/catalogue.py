@@ -1,0 +1,426 @@
+"""The licence catalogue (证照目录): licence types, their ``KZ_*`` field schema and validity rules.
+
+A :class:`LicenceType` is a frozen value; :func:`validate_fields` checks the type-specific
+fields a department submits and raises one :class:`InvalidArgument` whose violations name each
+bad field (``fields.KZ_MC``). Storage helpers (:func:`define_type`, :func:`get_type`,
+:func:`list_types`, :func:`seed_catalogue`) keep the rows of :class:`LicenceTypeRow`.
+
+The two seeded types (营业执照, 统一社会信用代码证书) carry their usual fields. Their type codes
+are built from *placeholder* authority USCCs with correct GB 32100 check characters, not the
+real codes of SAMR or the 机构编制 authority: replace them from the national catalogue when it
+is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from govtrust import audit
+from govtrust.audit import canonical_json
+from govtrust.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from govtrust.principal import Principal
+from idp.identifiers import InvalidIdentifier, parse_resident_id, parse_uscc
+from license.identifiers import TYPE_CODE_LENGTH, InvalidLicenceIdentifier, check_type_code
+from license.models import LicenceTypeRow
+
+FIELD_NAME = re.compile(r"KZ_[A-Z0-9_]{1,40}")
+HOLDER_CODE_TYPES = frozenset({"111", "001"})  # resident ID number, USCC (GB/T 36903)
+MAX_FIELD_LENGTH = 4000
+
+
+class FieldType(StrEnum):
+    """How a ``KZ_*`` value is checked (values are strings in the signed data)."""
+
+    STRING = "string"
+    DATE = "date"  # YYYY-MM-DD
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    USCC = "uscc"
+    RESIDENT_ID = "resident_id"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One type-specific field: ``name`` (``KZ_*``), label, type, required, format regex."""
+
+    name: str
+    label: str
+    type: FieldType = FieldType.STRING
+    required: bool = True
+    format: str | None = None  # a regular expression the whole value must match
+    max_length: int = 500
+    public: bool = False  # shown on the public verification page
+
+
+@dataclass(frozen=True)
+class ValidityRule:
+    """Validity window rules: default and maximum length in years; whether 长期 is allowed."""
+
+    default_years: int | None = None
+    max_years: int | None = None
+    long_term_allowed: bool = True
+
+
+@dataclass(frozen=True)
+class LicenceType:
+    """A licence type of the catalogue."""
+
+    type_code: str
+    name: str
+    name_en: str
+    defining_authority: str
+    issuing_departments: tuple[str, ...]
+    holder_code_types: tuple[str, ...]
+    fields: tuple[FieldSpec, ...]
+    validity: ValidityRule = ValidityRule()
+    layout: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def defining_authority_code(self) -> str:
+        return self.type_code[:18]
+
+    def field_spec(self, name: str) -> FieldSpec | None:
+        """The spec of field ``name`` (None if the type has no such field)."""
+        return next((f for f in self.fields if f.name == name), None)
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def type_violations(licence_type: LicenceType) -> list[FieldViolation]:
+    """Everything wrong with a licence type definition (empty when it is well-formed)."""
+    out: list[FieldViolation] = []
+    try:
+        check_type_code(licence_type.type_code, ())
+    except InvalidLicenceIdentifier as exc:
+        out.append(FieldViolation("type_code", exc.violations[0].description))
+    if not licence_type.name.strip():
+        out.append(FieldViolation("name", "must not be empty"))
+    if not licence_type.defining_authority.strip():
+        out.append(FieldViolation("defining_authority", "must not be empty"))
+    if not licence_type.issuing_departments:
+        out.append(FieldViolation("issuing_departments", "at least one department is needed"))
+    for i, dept in enumerate(licence_type.issuing_departments):
+        try:
+            parse_uscc(dept, field=f"issuing_departments[{i}]")
+        except InvalidIdentifier as exc:
+            out.extend(exc.violations)
+    if not licence_type.holder_code_types or not set(licence_type.holder_code_types) <= set(
+        HOLDER_CODE_TYPES
+    ):
+        out.append(FieldViolation("holder_code_types", "must be a non-empty subset of 111, 001"))
+    seen: set[str] = set()
+    for i, spec in enumerate(licence_type.fields):
+        where = f"fields[{i}]"
+        if not FIELD_NAME.fullmatch(spec.name):
+            out.append(FieldViolation(f"{where}.name", "must match KZ_[A-Z0-9_]+"))
+        if spec.name in seen:
+            out.append(FieldViolation(f"{where}.name", f"duplicate field {spec.name}"))
+        seen.add(spec.name)
+        if spec.format is not None:
+            try:
+                re.compile(spec.format)
+            except re.error as exc:
+                out.append(FieldViolation(f"{where}.format", f"not a regular expression: {exc}"))
+        if not 1 <= spec.max_length <= MAX_FIELD_LENGTH:
+            out.append(FieldViolation(f"{where}.max_length", f"must be 1-{MAX_FIELD_LENGTH}"))
+    rule = licence_type.validity
+    for name in ("default_years", "max_years"):
+        years = getattr(rule, name)
+        if years is not None and not 1 <= years <= 100:
+            out.append(FieldViolation(f"validity.{name}", "must be 1-100 years"))
+    return out
+
+
+def _check_value(spec: FieldSpec, value: str) -> str | None:
+    """Why ``value`` does not fit ``spec`` (None when it fits)."""
+    if len(value) > spec.max_length:
+        return f"must be at most {spec.max_length} characters"
+    if any(not c.isprintable() for c in value.replace("\n", "")):
+        return "must not contain control characters"
+    if spec.type is FieldType.DATE:
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return "must be a date YYYY-MM-DD"
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            return "must be a date YYYY-MM-DD"
+    elif spec.type is FieldType.INTEGER:
+        if not re.fullmatch(r"-?\d{1,18}", value):
+            return "must be an integer"
+    elif spec.type is FieldType.DECIMAL:
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            return "must be a decimal number"
+        if not number.is_finite() or not re.fullmatch(r"-?\d{1,18}(\.\d{1,6})?", value):
+            return "must be a decimal number like 100.50"
+    elif spec.type is FieldType.USCC:
+        try:
+            parse_uscc(value)
+        except InvalidIdentifier as exc:
+            return f"not a valid USCC ({exc.why})"
+    elif spec.type is FieldType.RESIDENT_ID:
+        try:
+            parse_resident_id(value)
+        except InvalidIdentifier as exc:
+            return f"not a valid resident ID number ({exc.why})"
+    if spec.format is not None and not re.fullmatch(spec.format, value):
+        return "does not match the format of the licence type"
+    return None
+
+
+def validate_fields(licence_type: LicenceType, fields: Mapping[str, object]) -> dict[str, str]:
+    """Check submitted ``KZ_*`` fields against the type's schema; return them normalised.
+
+    Values are stripped strings; empty optional fields are dropped. Raises one
+    :class:`InvalidArgument` listing every violation as ``fields.<name>``.
+    """
+    violations: list[FieldViolation] = []
+    known = {spec.name for spec in licence_type.fields}
+    for name in fields:
+        if name not in known:
+            violations.append(
+                FieldViolation(f"fields.{name}", f"not a field of licence type {licence_type.name}")
+            )
+    out: dict[str, str] = {}
+    for spec in licence_type.fields:
+        raw = fields.get(spec.name)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            if spec.required:
+                violations.append(FieldViolation(f"fields.{spec.name}", "is required"))
+            continue
+        if not isinstance(raw, str | int) or isinstance(raw, bool):
+            violations.append(FieldViolation(f"fields.{spec.name}", "must be a string"))
+            continue
+        value = str(raw).strip()
+        why = _check_value(spec, value)
+        if why is not None:
+            violations.append(FieldViolation(f"fields.{spec.name}", why))
+            continue
+        out[spec.name] = value
+    if violations:
+        names = ", ".join(v.field for v in violations)
+        raise InvalidArgument(f"invalid licence fields: {names}", violations)
+    return out
+
+
+def validate_validity(
+    licence_type: LicenceType, valid_from: date, valid_until: date | None
+) -> date | None:
+    """Check a validity window against the type's rules; return the (defaulted) end date.
+
+    ``valid_until=None`` means 长期 (long term) unless the type has a default length.
+    """
+    rule = licence_type.validity
+    if valid_until is None:
+        if rule.default_years is not None:
+            valid_until = _add_years(valid_from, rule.default_years)
+        elif not rule.long_term_allowed:
+            raise InvalidArgument.field("valid_until", "this licence type needs an end date")
+        else:
+            return None
+    if valid_until < valid_from:
+        raise InvalidArgument.field("valid_until", "must not be before valid_from")
+    if rule.max_years is not None and valid_until > _add_years(valid_from, rule.max_years):
+        raise InvalidArgument.field(
+            "valid_until", f"must be within {rule.max_years} years of valid_from"
+        )
+    return valid_until
+
+
+def _add_years(start: date, years: int) -> date:
+    try:
+        return start.replace(year=start.year + years)
+    except ValueError:  # 29 February
+        return start.replace(year=start.year + years, day=28)
+
+
+# --- storage ------------------------------------------------------------------------------------
+
+
+def _spec_from_json(data: Mapping[str, Any]) -> FieldSpec:
+    return FieldSpec(
+        name=data["name"],
+        label=data["label"],
+        type=FieldType(data["type"]),
+        required=bool(data["required"]),
+        format=data.get("format"),
+        max_length=int(data["max_length"]),
+        public=bool(data.get("public", False)),
+    )
+
+
+def type_from_row(row: LicenceTypeRow) -> LicenceType:
+    """The :class:`LicenceType` a row stores."""
+    validity = json.loads(row.validity)
+    return LicenceType(
+        type_code=row.type_code,
+        name=row.name,
+        name_en=row.name_en,
+        defining_authority=row.defining_authority,
+        issuing_departments=tuple(json.loads(row.issuing_departments)),
+        holder_code_types=tuple(json.loads(row.holder_code_types)),
+        fields=tuple(_spec_from_json(f) for f in json.loads(row.field_schema)),
+        validity=ValidityRule(**validity),
+        layout=json.loads(row.layout),
+    )
+
+
+def _row_values(licence_type: LicenceType) -> dict[str, Any]:
+    return {
+        "name": licence_type.name,
+        "name_en": licence_type.name_en,
+        "defining_authority": licence_type.defining_authority,
+        "defining_authority_code": licence_type.defining_authority_code,
+        "issuing_departments": canonical_json(list(licence_type.issuing_departments)).decode(),
+        "holder_code_types": canonical_json(list(licence_type.holder_code_types)).decode(),
+        "field_schema": canonical_json([asdict(f) for f in licence_type.fields]).decode(),
+        "validity": canonical_json(asdict(licence_type.validity)).decode(),
+        "layout": canonical_json(dict(licence_type.layout)).decode(),
+    }
+
+
+def define_type(
+    session: Session, principal: Principal, licence_type: LicenceType, *, replace: bool = False
+) -> LicenceType:
+    """Add (or with ``replace`` update) a licence type, audited in the caller's transaction.
+
+    Needs the ``admin`` role. Raises :class:`InvalidArgument` naming each bad part.
+    """
+    principal.require_role("admin")
+    violations = type_violations(licence_type)
+    if violations:
+        raise InvalidArgument("invalid licence type", violations)
+    now = datetime.now(UTC)
+    row = session.get(LicenceTypeRow, licence_type.type_code)
+    if row is not None and not replace:
+        raise AlreadyExists(f"licence type {licence_type.type_code} exists")
+    if row is None:
+        row = LicenceTypeRow(type_code=licence_type.type_code, created_at=now)
+        session.add(row)
+    for key, value in _row_values(licence_type).items():
+        setattr(row, key, value)
+    row.updated_at = now
+    session.flush()
+    audit.append(
+        session,
+        actor=principal.actor,
+        action="licence.type.define",
+        target=licence_type.type_code,
+        details={"name": licence_type.name, "replace": replace},
+    )
+    return licence_type
+
+
+def get_type(session: Session, type_code: str) -> LicenceType:
+    """The licence type with ``type_code``; :class:`NotFound` otherwise."""
+    if len(type_code) != TYPE_CODE_LENGTH:
+        raise InvalidArgument.field("type_code", f"must be {TYPE_CODE_LENGTH} characters")
+    row = session.get(LicenceTypeRow, type_code)
+    if row is None:
+        raise NotFound(f"licence type {type_code} is not in the catalogue")
+    return type_from_row(row)
+
+
+def list_types(session: Session) -> list[LicenceType]:
+    """Every licence type, by type code."""
+    rows = session.scalars(select(LicenceTypeRow).order_by(LicenceTypeRow.type_code))
+    return [type_from_row(r) for r in rows]
+
+
+# --- seed ---------------------------------------------------------------------------------------
+
+# Placeholder USCCs with valid GB 32100 check characters (see the module docstring).
+SAMR_CODE = "11100000MB0143028R"  # 国家市场监督管理总局 (placeholder)
+SCOPSR_CODE = "11100000000019713D"  # 中央机构编制委员会办公室 (placeholder)
+EXAMPLE_ISSUER = "11430100MB12345675"  # a city market-regulation bureau (placeholder)
+
+BUSINESS_LICENCE_CODE = SAMR_CODE + "001"
+USCC_CERTIFICATE_CODE = SCOPSR_CODE + "001"
+
+_DATE_OR_LONG = r"\d{4}-\d{2}-\d{2}(至(\d{4}-\d{2}-\d{2}|长期))?|长期"
+
+
+def business_licence(issuers: Sequence[str]) -> LicenceType:
+    """营业执照 (business licence, SAMR), with the fields printed on the licence."""
+    return LicenceType(
+        type_code=BUSINESS_LICENCE_CODE,
+        name="营业执照",
+        name_en="Business licence",
+        defining_authority="国家市场监督管理总局",
+        issuing_departments=tuple(issuers),
+        holder_code_types=("001",),
+        fields=(
+            FieldSpec("KZ_TYSHXYDM", "统一社会信用代码", FieldType.USCC, public=True),
+            FieldSpec("KZ_MC", "名称", max_length=200, public=True),
+            FieldSpec("KZ_LX", "类型", max_length=100, public=True),
+            FieldSpec("KZ_FDDBR", "法定代表人", max_length=100, public=True),
+            FieldSpec("KZ_ZCZB", "注册资本", format=r"[0-9.]+(万|亿)?元(人民币)?", max_length=50),
+            FieldSpec("KZ_CLRQ", "成立日期", FieldType.DATE, public=True),
+            FieldSpec("KZ_YYQX", "营业期限", format=_DATE_OR_LONG, max_length=40),
+            FieldSpec("KZ_ZS", "住所", max_length=300),
+            FieldSpec("KZ_JYFW", "经营范围", max_length=4000),
+            FieldSpec("KZ_DJJG", "登记机关", max_length=200, public=True),
+        ),
+        validity=ValidityRule(default_years=None, max_years=None, long_term_allowed=True),
+        layout={
+            "page": "A4-landscape",
+            "title": "营业执照",
+            "rows": [["KZ_TYSHXYDM"], ["KZ_MC", "KZ_ZCZB"], ["KZ_LX", "KZ_CLRQ"],
+                     ["KZ_FDDBR", "KZ_YYQX"], ["KZ_JYFW", "KZ_ZS"], ["KZ_DJJG"]],
+            "seal": "bottom-right",
+            "qr": "top-right",
+        },
+    )  # fmt: skip
+
+
+def uscc_certificate(issuers: Sequence[str]) -> LicenceType:
+    """统一社会信用代码证书 (for 机关, 事业单位 and other non-enterprise bodies)."""
+    return LicenceType(
+        type_code=USCC_CERTIFICATE_CODE,
+        name="统一社会信用代码证书",
+        name_en="Unified social credit code certificate",
+        defining_authority="中央机构编制委员会办公室",
+        issuing_departments=tuple(issuers),
+        holder_code_types=("001",),
+        fields=(
+            FieldSpec("KZ_TYSHXYDM", "统一社会信用代码", FieldType.USCC, public=True),
+            FieldSpec("KZ_JGMC", "机构名称", max_length=200, public=True),
+            FieldSpec("KZ_JGLX", "机构类型", max_length=100, public=True),
+            FieldSpec("KZ_FZR", "负责人", max_length=100, public=True),
+            FieldSpec("KZ_JGDZ", "机构地址", max_length=300),
+            FieldSpec("KZ_BFJG", "颁发机关", max_length=200, public=True),
+            FieldSpec("KZ_BZ", "备注", required=False, max_length=500),
+        ),
+        validity=ValidityRule(default_years=5, max_years=5, long_term_allowed=False),
+        layout={
+            "page": "A4-portrait",
+            "title": "统一社会信用代码证书",
+            "rows": [["KZ_TYSHXYDM"], ["KZ_JGMC"], ["KZ_JGLX"], ["KZ_FZR"], ["KZ_JGDZ"],
+                     ["KZ_BFJG"], ["KZ_BZ"]],
+            "seal": "bottom-right",
+            "qr": "bottom-left",
+        },
+    )  # fmt: skip
+
+
+def seed_catalogue(
+    session: Session, principal: Principal, issuers: Iterable[str] = (EXAMPLE_ISSUER,)
+) -> list[LicenceType]:
+    """Define the two seeded types if absent (idempotent); returns the types now present."""
+    depts = tuple(issuers)
+    for licence_type in (business_licence(depts), uscc_certificate(depts)):
+        if session.get(LicenceTypeRow, licence_type.type_code) is None:
+            define_type(session, principal, licence_type)
+    return list_types(session)

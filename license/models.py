@@ -1,0 +1,85 @@
+"""Tables of the e-licence package: the catalogue, issued licences and per-issuer status lists.
+
+Structured catalogue parts (field schema, validity rules, layout) are stored as canonical JSON
+text so the same schema works on SQLite and PostgreSQL; :mod:`license.catalogue` owns their shape.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from govtrust.db import Base
+
+
+class LicenceTypeRow(Base):
+    """One licence type of the catalogue (证照目录)."""
+
+    __tablename__ = "licence_types"
+
+    type_code: Mapped[str] = mapped_column(String(21), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    name_en: Mapped[str] = mapped_column(String(128))
+    defining_authority: Mapped[str] = mapped_column(String(256))
+    defining_authority_code: Mapped[str] = mapped_column(String(18))
+    issuing_departments: Mapped[str] = mapped_column(Text)  # JSON list of USCCs
+    holder_code_types: Mapped[str] = mapped_column(String(32))  # JSON list: "001", "111"
+    field_schema: Mapped[str] = mapped_column(Text)  # JSON list of field specs
+    validity: Mapped[str] = mapped_column(Text)  # JSON validity rules
+    layout: Mapped[str] = mapped_column(Text)  # JSON layout description
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LicenceRow(Base):
+    """One version of one issued licence; a new version is a new row linked to the old."""
+
+    __tablename__ = "licences"
+    __table_args__ = (UniqueConstraint("issuer_code", "status_index"),)
+
+    identifier: Mapped[str] = mapped_column(String(160), primary_key=True)
+    type_code: Mapped[str] = mapped_column(
+        String(21), ForeignKey("licence_types.type_code"), index=True
+    )
+    issuer_code: Mapped[str] = mapped_column(String(18), index=True)
+    serial: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    licence_number: Mapped[str] = mapped_column(String(128))  # ZZBH
+    holder_identity_id: Mapped[str] = mapped_column(String(64), index=True)
+    holder_code_type: Mapped[str] = mapped_column(String(3))  # 111 resident ID, 001 USCC
+    status: Mapped[str] = mapped_column(String(16))  # valid | suspended | revoked
+    status_reason: Mapped[str] = mapped_column(String(1000))
+    status_index: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    previous_identifier: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    superseded_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    signing_key_id: Mapped[str] = mapped_column(String(64))
+    signed_data: Mapped[str] = mapped_column(Text)  # compact JWS (encrypted at rest: TODO)
+    qr_payload: Mapped[str] = mapped_column(Text)
+    document_pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LicenceStatusListRow(Base):
+    """The status list of one issuing department: index allocation and the last signed token."""
+
+    __tablename__ = "licence_status_lists"
+
+    issuer_code: Mapped[str] = mapped_column(String(18), primary_key=True)
+    next_index: Mapped[int] = mapped_column(Integer)
+    token: Mapped[str | None] = mapped_column(Text, nullable=True)
+    token_issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

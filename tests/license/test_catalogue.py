@@ -1,0 +1,160 @@
+"""The licence catalogue: seeded types, schema validation with field-named errors, storage."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from govtrust.audit import AuditRecord
+from govtrust.db import Database
+from govtrust.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from govtrust.principal import SYSTEM, Principal
+from license import catalogue
+from license.catalogue import FieldSpec, FieldType, validate_fields, validate_validity
+from license.identifiers import check_type_code
+
+BL = catalogue.business_licence([catalogue.EXAMPLE_ISSUER])
+UC = catalogue.uscc_certificate([catalogue.EXAMPLE_ISSUER])
+
+GOOD_BL = {
+    "KZ_TYSHXYDM": "91350100M000100Y43",
+    "KZ_MC": "福州示例科技有限公司",
+    "KZ_LX": "有限责任公司(自然人投资或控股)",
+    "KZ_FDDBR": "张三",
+    "KZ_ZCZB": "100万元人民币",
+    "KZ_CLRQ": "2015-06-01",
+    "KZ_YYQX": "2015-06-01至长期",
+    "KZ_ZS": "福建省福州市鼓楼区示例路1号",
+    "KZ_JYFW": "软件开发;信息技术咨询服务。",
+    "KZ_DJJG": "福州市市场监督管理局",
+}
+
+
+def test_seed_types_are_well_formed() -> None:
+    for licence_type in (BL, UC):
+        assert catalogue.type_violations(licence_type) == []
+        check_type_code(licence_type.type_code)
+        assert len(licence_type.type_code) == 21
+
+
+def test_valid_fields_are_normalised() -> None:
+    fields = validate_fields(BL, {**GOOD_BL, "KZ_MC": "  福州示例科技有限公司 "})
+    assert fields["KZ_MC"] == "福州示例科技有限公司"
+    assert validate_fields(UC, {
+        "KZ_TYSHXYDM": "11100000000013338W", "KZ_JGMC": "某机关", "KZ_JGLX": "机关",
+        "KZ_FZR": "李四", "KZ_JGDZ": "北京", "KZ_BFJG": "中央编办", "KZ_BZ": "",
+    }).get("KZ_BZ") is None  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "why"),
+    [
+        ({"KZ_MC": None}, "fields.KZ_MC", "is required"),
+        ({"KZ_MC": "   "}, "fields.KZ_MC", "is required"),
+        ({"KZ_TYSHXYDM": "91350100M000100Y44"}, "fields.KZ_TYSHXYDM", "USCC"),
+        ({"KZ_CLRQ": "2015-02-30"}, "fields.KZ_CLRQ", "date"),
+        ({"KZ_CLRQ": "20150601"}, "fields.KZ_CLRQ", "date"),
+        ({"KZ_ZCZB": "一百万"}, "fields.KZ_ZCZB", "format"),
+        ({"KZ_YYQX": "forever"}, "fields.KZ_YYQX", "format"),
+        ({"KZ_MC": "x" * 201}, "fields.KZ_MC", "at most"),
+        ({"KZ_MC": "a\x00b"}, "fields.KZ_MC", "control"),
+        ({"KZ_MC": ["list"]}, "fields.KZ_MC", "string"),
+        ({"KZ_UNKNOWN": "x"}, "fields.KZ_UNKNOWN", "not a field"),
+    ],
+)
+def test_field_errors_name_the_field(change: dict[str, object], field: str, why: str) -> None:
+    submitted: dict[str, object] = {**GOOD_BL, **change}
+    submitted = {k: v for k, v in submitted.items() if v is not None}
+    with pytest.raises(InvalidArgument) as info:
+        validate_fields(BL, submitted)
+    assert [v.field for v in info.value.violations] == [field]
+    assert why in info.value.violations[0].description
+
+
+def test_every_violation_is_reported_at_once() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        validate_fields(BL, {"KZ_CLRQ": "bad"})
+    fields = {v.field for v in info.value.violations}
+    assert "fields.KZ_CLRQ" in fields
+    assert "fields.KZ_MC" in fields
+    assert len(fields) == len(BL.fields)
+
+
+def test_typed_fields() -> None:
+    t = dataclasses.replace(
+        BL,
+        fields=(
+            FieldSpec("KZ_N", "n", FieldType.INTEGER),
+            FieldSpec("KZ_D", "d", FieldType.DECIMAL),
+            FieldSpec("KZ_ID", "id", FieldType.RESIDENT_ID),
+        ),
+    )
+    assert validate_fields(t, {"KZ_N": 42, "KZ_D": "1.50", "KZ_ID": "11010519491231002X"}) == {
+        "KZ_N": "42", "KZ_D": "1.50", "KZ_ID": "11010519491231002X",
+    }  # fmt: skip
+    with pytest.raises(InvalidArgument) as info:
+        validate_fields(t, {"KZ_N": "4.2", "KZ_D": "NaN", "KZ_ID": "110105194912310021"})
+    assert [v.field for v in info.value.violations] == [
+        "fields.KZ_N",
+        "fields.KZ_D",
+        "fields.KZ_ID",
+    ]
+
+
+def test_validity_rules() -> None:
+    start = date(2024, 2, 29)
+    assert validate_validity(BL, start, None) is None  # 长期
+    assert validate_validity(UC, start, None) == date(2029, 2, 28)  # default 5 years
+    with pytest.raises(InvalidArgument, match="within 5 years"):
+        validate_validity(UC, start, date(2030, 1, 1))
+    with pytest.raises(InvalidArgument, match="before"):
+        validate_validity(BL, start, date(2024, 1, 1))
+
+
+def test_bad_type_definitions() -> None:
+    bad = dataclasses.replace(
+        BL,
+        type_code="11100000000013338X011",
+        name=" ",
+        issuing_departments=("123",),
+        holder_code_types=("999",),
+        fields=(FieldSpec("MC", "x"), FieldSpec("KZ_A", "a", format="("), FieldSpec("KZ_A", "b")),
+    )
+    fields = {v.field for v in catalogue.type_violations(bad)}
+    assert {
+        "type_code", "name", "issuing_departments[0]", "holder_code_types",
+        "fields[0].name", "fields[1].format", "fields[2].name",
+    } <= fields  # fmt: skip
+
+
+def test_define_seed_get_list(database: Database) -> None:
+    with database.transaction() as session:
+        types = catalogue.seed_catalogue(session, SYSTEM)
+        assert [t.name for t in types] == ["统一社会信用代码证书", "营业执照"]
+        again = catalogue.seed_catalogue(session, SYSTEM)  # idempotent
+        assert len(again) == 2
+    with database.read() as session:
+        assert catalogue.get_type(session, BL.type_code) == BL
+        assert catalogue.get_type(session, UC.type_code) == UC
+        actions = session.scalars(select(AuditRecord.action)).all()
+        assert actions.count("licence.type.define") == 2
+        with pytest.raises(NotFound):
+            catalogue.get_type(session, "11100000000013338W999")
+        with pytest.raises(InvalidArgument):
+            catalogue.get_type(session, "short")
+    with database.transaction() as session, pytest.raises(AlreadyExists):
+        catalogue.define_type(session, SYSTEM, BL)
+    renamed = dataclasses.replace(BL, name_en="Business licence (renamed)")
+    with database.transaction() as session:
+        catalogue.define_type(session, SYSTEM, renamed, replace=True)
+    with database.read() as session:
+        assert catalogue.get_type(session, BL.type_code).name_en.endswith("(renamed)")
+
+
+def test_define_needs_admin(database: Database) -> None:
+    nobody = Principal(kind="user", subject="u", roles=frozenset({"verifier"}))
+    with database.transaction() as session, pytest.raises(PermissionDenied):
+        catalogue.define_type(session, nobody, BL)

@@ -1,0 +1,239 @@
+"""IssueLicense end to end: registry check, fields, identifier, signed data, QR, status, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from govtrust.audit import AuditRecord, verify_chain
+from govtrust.db import Database
+from govtrust.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from govtrust.principal import SYSTEM, Principal
+from hsm.master import MasterKey
+from hsm.soft import SoftKeyStore
+from idp.pii import PiiCodec
+from idp.registry import IdentityRegistry
+from idp.types import IdentityRef
+from license import catalogue
+from license.checking import LicenceCheck, State, Verdict, check_qr, check_signed_data
+from license.identifiers import parse_identifier
+from license.issuance import IssuedLicence, IssueRequest, LicenceService
+from license.models import LicenceRow
+from license.qr import TrustList, decode_payload, kid_of
+from license.signed_data import verify_licence
+from license.status_list import (
+    LicenceStatus,
+    build_status_list,
+    verify_status_list,
+)
+from tests.license.conftest import MiniCa, make_signer
+from tests.license.test_catalogue import GOOD_BL
+
+ISSUER = catalogue.EXAMPLE_ISSUER
+DEPT = Principal("service", "amr-system", frozenset({f"licence-issuer:{ISSUER}"}))
+OTHER_DEPT = Principal("service", "x", frozenset({"licence-issuer:91350100M000100Y43"}))
+REGISTRAR = Principal("user", "registrar", frozenset({"identity-registrar"}))
+COMPANY = "91350100M000100Y43"
+CITIZEN_ID = "11010519491231002X"
+
+
+@pytest.fixture
+def setup(database: Database, test_ca: MiniCa) -> Iterator[tuple[LicenceService, TrustList]]:
+    master = MasterKey.generate()
+    registry = IdentityRegistry(database, PiiCodec.from_master_key(master))
+    person = registry.register_citizen(REGISTRAR, name="张三", id_number=CITIZEN_ID)
+    registry.register_legal_person(
+        REGISTRAR, uscc=COMPANY, name="福州示例科技有限公司",
+        legal_representative=IdentityRef(id=person.id),
+    )  # fmt: skip
+    with database.transaction() as session:
+        catalogue.seed_catalogue(session, SYSTEM)
+    store = SoftKeyStore(database, master)
+    signer = make_signer(store, test_ca, uscc=ISSUER)
+    trust = TrustList([test_ca.root])
+    trust.add(signer.chain)
+    yield LicenceService(database, registry, lambda _dept: signer), trust
+    store.close()
+    registry.reader.close()
+
+
+def _request(**overrides: object) -> IssueRequest:
+    values: dict[str, object] = {
+        "type_code": catalogue.BUSINESS_LICENCE_CODE,
+        "issuer_code": ISSUER,
+        "issuer_name": "测试市市场监督管理局",
+        "holder_code_type": "001",
+        "holder_code": COMPANY,
+        "fields": GOOD_BL,
+        "valid_from": date(2015, 6, 1),
+    }
+    values.update(overrides)
+    return IssueRequest(**values)  # type: ignore[arg-type]
+
+
+def test_issue_verifies_on_signed_data_and_qr(
+    setup: tuple[LicenceService, TrustList], test_ca: MiniCa, database: Database
+) -> None:
+    service, trust = setup
+    issued = service.issue(DEPT, _request())
+    ident = parse_identifier(issued.identifier)
+    assert ident.issuer_code == ISSUER and ident.version == 1
+    verified = verify_licence(issued.signed_data, [test_ca.root])
+    assert verified.metadata.holder_name == "福州示例科技有限公司"
+    assert verified.metadata.fields["KZ_FDDBR"] == "张三"
+    qr = decode_payload(issued.qr_payload, trust)
+    assert qr.identifier == issued.identifier and qr.matches(verified.metadata)
+    assert len(issued.qr_payload) <= 600
+    with database.read() as session:
+        actions = session.scalars(select(AuditRecord.action)).all()
+        assert "licence.issue" in actions
+        assert verify_chain(session).ok
+
+
+def test_citizen_holder_and_type_restrictions(setup: tuple[LicenceService, TrustList]) -> None:
+    service, _ = setup
+    with pytest.raises(InvalidArgument) as info:
+        service.issue(DEPT, _request(holder_code_type="111", holder_code=CITIZEN_ID))
+    assert info.value.violations[0].field == "holder_code_type"
+    with pytest.raises(NotFound):
+        service.issue(DEPT, _request(holder_code="11100000000013338W"))  # not registered
+    with pytest.raises(InvalidArgument):
+        service.issue(DEPT, _request(holder_code="91350100M000100Y44"))
+
+
+def test_field_errors_and_permissions(setup: tuple[LicenceService, TrustList]) -> None:
+    service, _ = setup
+    with pytest.raises(InvalidArgument) as info:
+        service.issue(DEPT, _request(fields={**GOOD_BL, "KZ_CLRQ": "yesterday"}))
+    assert [v.field for v in info.value.violations] == ["fields.KZ_CLRQ"]
+    with pytest.raises(PermissionDenied):
+        service.issue(OTHER_DEPT, _request())
+    with pytest.raises(PermissionDenied):
+        service.issue(OTHER_DEPT, _request(issuer_code="91350100M000100Y43"))
+
+
+def test_status_changes_and_status_list(
+    setup: tuple[LicenceService, TrustList], database: Database
+) -> None:
+    service, _ = setup
+    a = service.issue(DEPT, _request())
+    b = service.issue(DEPT, _request())
+    service.suspend(DEPT, a.identifier, "挂失")
+    service.revoke(DEPT, b.identifier, "注销登记")
+    with database.read() as session:
+        statuses = build_status_list(session, ISSUER)
+    assert a.metadata.status_index is not None and b.metadata.status_index is not None
+    assert statuses.get(a.metadata.status_index) is LicenceStatus.SUSPENDED
+    assert statuses.get(b.metadata.status_index) is LicenceStatus.REVOKED
+    service.resume(DEPT, a.identifier, "找回")
+    assert service.get(a.identifier).status == "valid"
+    with pytest.raises(FailedPrecondition):
+        service.resume(DEPT, b.identifier, "no")
+    with pytest.raises(InvalidArgument):
+        service.revoke(DEPT, a.identifier, "  ")
+    with pytest.raises(PermissionDenied):
+        service.revoke(OTHER_DEPT, a.identifier, "x")
+
+
+def test_new_version_links_and_supersedes(
+    setup: tuple[LicenceService, TrustList], test_ca: MiniCa
+) -> None:
+    service, trust = setup
+    v1 = service.issue(DEPT, _request())
+    v2 = service.new_version(DEPT, v1.identifier, fields={"KZ_ZS": "新地址1号"}, reason="住所变更")
+    assert parse_identifier(v2.identifier).version == 2
+    assert v2.previous == v1.identifier
+    meta = verify_licence(v2.signed_data, [test_ca.root]).metadata
+    assert meta.fields["KZ_ZS"] == "新地址1号" and meta.previous == v1.identifier
+    assert decode_payload(v2.qr_payload, trust).identifier == v2.identifier
+    old = service.get(v1.identifier)
+    assert old.superseded_by == v2.identifier and old.status == "revoked"
+    with pytest.raises(FailedPrecondition):
+        service.new_version(DEPT, v1.identifier, fields={}, reason="again")
+
+
+def test_checks_report_valid_revoked_suspended_expired_tampered_unknown(
+    setup: tuple[LicenceService, TrustList], test_ca: MiniCa, database: Database
+) -> None:
+    service, trust = setup
+    signer = service.signers(ISSUER)
+    good = service.issue(DEPT, _request())
+    revoked = service.issue(DEPT, _request())
+    suspended = service.issue(DEPT, _request())
+    expired = service.issue(
+        DEPT,
+        _request(
+            type_code=catalogue.USCC_CERTIFICATE_CODE,
+            fields={
+                "KZ_TYSHXYDM": COMPANY, "KZ_JGMC": "某机构", "KZ_JGLX": "事业单位",
+                "KZ_FZR": "张三", "KZ_JGDZ": "福州", "KZ_BFJG": "编办",
+            },
+            valid_from=date(2015, 1, 1),
+        ),
+    )  # fmt: skip
+    service.revoke(DEPT, revoked.identifier, "注销")
+    service.suspend(DEPT, suspended.identifier, "停用")
+    token = service.status_list_token(ISSUER)  # re-signed by each status change
+    lists = {ISSUER: verify_status_list(token, [test_ca.root], issuer_code=ISSUER)}
+    assert signer.chain[0] == trust.get(kid_of(signer.chain[0])).certificate  # type: ignore[union-attr]
+
+    def both(issued: IssuedLicence) -> tuple[LicenceCheck, LicenceCheck]:
+        return (
+            check_qr(issued.qr_payload, trust, lists),
+            check_signed_data(issued.signed_data, [test_ca.root], lists),
+        )
+
+    for report in both(good):
+        assert (report.verdict, report.state) == (Verdict.VALID, State.VALID)
+        assert report.holder_name == "福州示例科技有限公司"
+    for report in both(revoked):
+        assert (report.verdict, report.state, report.reasons) == (
+            Verdict.INVALID, State.REVOKED, ("REVOKED",),
+        )  # fmt: skip
+    for report in both(suspended):
+        assert report.state is State.SUSPENDED
+    for report in both(expired):
+        assert (report.verdict, report.state) == (Verdict.INVALID, State.EXPIRED)
+    # no status list → indeterminate
+    assert check_qr(good.qr_payload, trust, {}).verdict is Verdict.INDETERMINATE
+    # tampered signed data / unknown key
+    header, payload, sig = good.signed_data.split(".")
+    tampered = f"{header}.{payload[:-4]}AAAA.{sig}"
+    report = check_signed_data(tampered, [test_ca.root], lists)
+    assert report.verdict is Verdict.INVALID and report.reasons[0] in {"BAD_SIGNATURE", "MALFORMED"}
+    unknown = check_qr(good.qr_payload, TrustList([test_ca.root]), lists)
+    assert (unknown.verdict, unknown.reasons[0]) == (Verdict.INVALID, "UNKNOWN_KEY")
+
+
+def test_issue_many_is_all_or_nothing(
+    setup: tuple[LicenceService, TrustList], database: Database
+) -> None:
+    service, trust = setup
+    issued = service.issue_many(DEPT, [_request(), _request(), _request()])
+    assert len({i.identifier for i in issued}) == 3
+    assert len({i.metadata.status_index for i in issued}) == 3
+    assert all(decode_payload(i.qr_payload, trust).identifier == i.identifier for i in issued)
+    with pytest.raises(InvalidArgument) as info:
+        service.issue_many(DEPT, [_request(), _request(fields={**GOOD_BL, "KZ_MC": ""})])
+    assert info.value.violations[0].field == "requests[1].fields.KZ_MC"
+    with database.read() as session:
+        assert len(session.scalars(select(LicenceRow.identifier)).all()) == 3
+        assert session.scalars(select(AuditRecord.action)).all().count("licence.issue") == 3
+
+
+def test_duplicate_serial_is_already_exists(setup: tuple[LicenceService, TrustList]) -> None:
+    service, _ = setup
+    service.issue(DEPT, _request(serial="2024ABC"))
+    with pytest.raises(AlreadyExists):
+        service.issue(DEPT, _request(serial="2024ABC"))
+    with pytest.raises(AlreadyExists):
+        service.issue_many(DEPT, [_request(serial="2024X"), _request(serial="2024X")])
