@@ -20,8 +20,8 @@ def test_cli_lifecycle(
                 *argv,
                 "--server",
                 grpc_seal.address,
-                "--token",
-                grpc_seal.token(principal),  # type: ignore[arg-type]
+                # one argument: a token may start with "-", which argparse would take for a flag
+                f"--token={grpc_seal.token(principal)}",  # type: ignore[arg-type]
             ]
         )
         assert code == 0
@@ -58,8 +58,7 @@ def test_cli_lifecycle(
                 seal_id,
                 "--server",
                 grpc_seal.address,
-                "--token",
-                grpc_seal.token(FILING),
+                f"--token={grpc_seal.token(FILING)}",
             ]
         )
     assert exit_info.value.code == 1
