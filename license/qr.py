@@ -236,8 +236,8 @@ def _unwrap(text: str) -> Sequence[Any]:
         compressed = b45decode(text[len(PREFIX) :])
         inflater = zlib.decompressobj()
         raw = inflater.decompress(compressed, MAX_INFLATED)
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise ValueError("compressed data too long or truncated")
+        if inflater.unconsumed_tail or inflater.unused_data or not inflater.eof:
+            raise ValueError("compressed data too long, truncated or followed by other data")
         obj = cbor2.loads(raw)
     except (ValueError, zlib.error, cbor2.CBORDecodeError) as exc:
         raise _malformed(f"QR payload does not decode: {exc}") from None
@@ -247,9 +247,11 @@ def _unwrap(text: str) -> Sequence[Any]:
         obj = obj.value
     if not (isinstance(obj, list | tuple) and len(obj) == 4):
         raise _malformed("not a COSE_Sign1 structure")
-    protected, _unprotected, payload, signature = obj
+    protected, unprotected, payload, signature = obj
     if not all(isinstance(x, bytes) for x in (protected, payload, signature)):
         raise _malformed("not a COSE_Sign1 structure")
+    if unprotected != {}:  # nothing outside the signature may carry meaning
+        raise _malformed("the COSE unprotected header must be empty")
     return obj
 
 
