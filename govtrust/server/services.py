@@ -71,6 +71,7 @@ IMPLEMENTATIONS: dict[str, str] = {
     "govtrust.v1.IdentityService": "govtrust.api.identity:servicer",
     "govtrust.v1.CertificateService": "govtrust.api.certificate:servicer",
     "govtrust.v1.SealService": "govtrust.api.seal:servicer",
+    "govtrust.v1.LicenseService": "govtrust.api.license:servicer",
 }
 
 _registered: dict[str, ServicerFactory] = {}
