@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from govtrust.db import Database
 from govtrust.migrate import upgrade_to_head
@@ -23,6 +24,11 @@ PG_ADMIN_URL = os.environ.get(
     "GOVTRUST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Property tests: no per-example deadline (a loaded 2-core CI machine is slow, not wrong), and
+# under CI the same examples every run, so a red run is reproducible.
+hypothesis_settings.register_profile("govtrust", deadline=None, derandomize=IN_CI)
+hypothesis_settings.load_profile("govtrust")
 
 
 def require_tool(name: str) -> str:
