@@ -7,7 +7,9 @@ costs microseconds instead of the milliseconds asn1crypto's object model takes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+
+from govtrust.db import as_utc
 
 
 def length(n: int) -> bytes:
@@ -44,18 +46,14 @@ def bit_string(value: bytes) -> bytes:
     return tlv(0x03, b"\x00" + value)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def generalized_time(moment: datetime) -> bytes:
     """GeneralizedTime, whole seconds, Z."""
-    return b"\x18\x0f" + _utc(moment).strftime("%Y%m%d%H%M%SZ").encode("ascii")
+    return b"\x18\x0f" + as_utc(moment).strftime("%Y%m%d%H%M%SZ").encode("ascii")
 
 
 def x509_time(moment: datetime) -> bytes:
     """UTCTime before 2050, GeneralizedTime after (RFC 5280 4.1.2.5)."""
-    moment = _utc(moment)
+    moment = as_utc(moment)
     if moment.year < 2050:
         return b"\x17\x0d" + moment.strftime("%y%m%d%H%M%SZ").encode("ascii")
     return generalized_time(moment)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from asn1crypto import ocsp
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from ca.context import STATUS_EPOCH, CaContext, read_counter
 from ca.hierarchy import Issuer
 from ca.models import CaCertificate, CaOcspResponse
 from ca.signing import now
+from govtrust.db import as_utc
 
 MAX_REQUESTS = 10
 MAX_REQUEST_BYTES = 16 * 1024
@@ -49,10 +50,6 @@ def state_of(row: CaCertificate | None) -> CertState:
     if row.status in ("revoked", "suspended"):
         return CertState("revoked", row.revoked_at, row.revocation_reason)
     return CertState("good")
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 _HASH_ALGORITHMS = {
@@ -155,7 +152,7 @@ def preproduce(ctx: CaContext, row: CaCertificate) -> CaOcspResponse:
 
 def _refresh_at(ctx: CaContext, next_update: datetime) -> float:
     margin = timedelta(hours=ctx.config.ocsp_refresh_before_hours)
-    return (_as_utc(next_update) - margin).timestamp()
+    return (as_utc(next_update) - margin).timestamp()
 
 
 def _epoch(ctx: CaContext) -> int:

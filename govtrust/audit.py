@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, String, Text, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from govtrust.db import Base
+from govtrust.db import Base, as_utc
 
 GENESIS_HASH = "0" * 64
 _PG_AUDIT_LOCK = 0x6F7654_A0D1  # advisory lock key serialising appends on PostgreSQL
@@ -44,10 +44,6 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def record_hash(
     *,
     seq: int,
@@ -62,7 +58,7 @@ def record_hash(
     """SHA-256 over the canonical JSON of a record's fields, including the previous hash."""
     body = {
         "seq": seq,
-        "recorded_at": _as_utc(recorded_at).isoformat(timespec="microseconds"),
+        "recorded_at": as_utc(recorded_at).isoformat(timespec="microseconds"),
         "actor": actor,
         "action": action,
         "target": target,

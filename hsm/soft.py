@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 
-from govtrust.db import Database
+from govtrust.db import Database, as_utc
 from hsm.errors import (
     KeyDestroyed,
     KeyNotFound,
@@ -66,10 +66,6 @@ _HASHES: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256(), "sha384":
 
 def _aad(key_id: str, algorithm: str) -> bytes:
     return _AAD_PREFIX + key_id.encode("ascii") + b"\x00" + algorithm.encode("ascii")
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _generate_private_key(algorithm: KeyAlgorithm) -> PrivateKey:
@@ -260,7 +256,7 @@ class SoftKeyStore:
             label=row.label,
             algorithm=KeyAlgorithm(row.algorithm),
             public_key_der=row.public_key_der,
-            created_at=_as_utc(row.created_at),
+            created_at=as_utc(row.created_at),
         )
 
     def _remember(self, key_id: str, algorithm: KeyAlgorithm, key: PrivateKey) -> _Entry:

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from govtrust import audit
-from govtrust.db import Database
+from govtrust.db import Database, as_utc
 from govtrust.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -134,13 +134,8 @@ def unregister_status_listener(listener: StatusListener) -> None:
         _status_listeners.remove(listener)
 
 
-def utc(moment: datetime) -> datetime:
-    """A timezone-aware UTC datetime (SQLite returns naive ones)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _opt_utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else utc(moment)
+    return None if moment is None else as_utc(moment)
 
 
 def _new_id(prefix: str) -> str:
@@ -442,8 +437,8 @@ class IdentityRegistry:
             status_reason=identity.status_reason,
             assurance_level=identity.assurance_level,
             assurance_source=AssuranceSource(identity.assurance_source),
-            created_at=utc(identity.created_at),
-            updated_at=utc(identity.updated_at),
+            created_at=as_utc(identity.created_at),
+            updated_at=as_utc(identity.updated_at),
         )
 
     def get_citizen(self, principal: Principal, ref: IdentityRef) -> Citizen:
@@ -585,8 +580,8 @@ class IdentityRegistry:
             status_reason=identity.status_reason,
             assurance_level=identity.assurance_level,
             assurance_source=AssuranceSource(identity.assurance_source),
-            created_at=utc(identity.created_at),
-            updated_at=utc(identity.updated_at),
+            created_at=as_utc(identity.created_at),
+            updated_at=as_utc(identity.updated_at),
         )
 
     def get_legal_person(self, principal: Principal, ref: IdentityRef) -> LegalPerson:
@@ -848,8 +843,8 @@ class IdentityRegistry:
             email=row.email,
             status=IdentityStatus(identity.status),
             status_reason=identity.status_reason,
-            created_at=utc(identity.created_at),
-            updated_at=utc(identity.updated_at),
+            created_at=as_utc(identity.created_at),
+            updated_at=as_utc(identity.updated_at),
         )
 
     def get_staff(self, principal: Principal, ref: IdentityRef) -> Staff:
@@ -1057,7 +1052,7 @@ class IdentityRegistry:
             )
         scopes = self._active_scopes(session, lp.id, citizen_id, AGENT_MANAGE)
         unbounded = any(g.valid_until is None for g in managing)
-        ends = [utc(g.valid_until) for g in managing if g.valid_until is not None]
+        ends = [as_utc(g.valid_until) for g in managing if g.valid_until is not None]
         return citizen_id, scopes, (None if unbounded else max(ends)), unbounded
 
     def grant_agent(
@@ -1072,7 +1067,7 @@ class IdentityRegistry:
     ) -> AgentGrant:
         """Authorise a citizen to act for a legal person (see the module docstring for who)."""
         now = self.now()
-        start = utc(valid_from) if valid_from is not None else now
+        start = as_utc(valid_from) if valid_from is not None else now
         end = _opt_utc(valid_until)
         wanted = sorted({s.strip() for s in scopes})
         violations: list[FieldViolation | None] = []
@@ -1284,7 +1279,7 @@ class IdentityRegistry:
             if len(rows) > size:
                 rows = rows[:size]
                 last = rows[-1]
-                token = _encode_token(filters, utc(last.granted_at).isoformat(), last.id)
+                token = _encode_token(filters, as_utc(last.granted_at).isoformat(), last.id)
             return Page(tuple(self._grants(session, rows)), token)
 
     def _grants(self, session: Session, rows: Sequence[AgentGrantRow]) -> list[AgentGrant]:
@@ -1308,7 +1303,11 @@ class IdentityRegistry:
         now = self.now()
         result = []
         for r in rows:
-            start, end, revoked = utc(r.valid_from), _opt_utc(r.valid_until), _opt_utc(r.revoked_at)
+            start, end, revoked = (
+                as_utc(r.valid_from),
+                _opt_utc(r.valid_until),
+                _opt_utc(r.revoked_at),
+            )
             if revoked is not None:
                 status = GrantStatus.REVOKED
             elif now < start:
@@ -1328,7 +1327,7 @@ class IdentityRegistry:
                     status=status,
                     granted_by=people.get(r.granted_by_id) if r.granted_by_id else None,
                     granted_by_actor=r.granted_by_actor,
-                    granted_at=utc(r.granted_at),
+                    granted_at=as_utc(r.granted_at),
                     revoked_by=people.get(r.revoked_by_id) if r.revoked_by_id else None,
                     revoked_by_actor=r.revoked_by_actor,
                     revoked_at=revoked,

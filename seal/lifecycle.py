@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from ca.directory import SealRecord
 from govtrust import audit
-from govtrust.db import Database
+from govtrust.db import Database, as_utc
 from govtrust.errors import FieldViolation, InvalidArgument, PermissionDenied
 from govtrust.principal import SYSTEM, Principal
 from hsm.keystore import KeyStore, SignatureScheme, default_scheme, parse_algorithm
@@ -90,13 +90,8 @@ _LIVE_SLOT_RELEASE = {S.REJECTED, S.REVOKED, S.DESTROYED}
 REVOCATION_CESSATION, REVOCATION_KEY_COMPROMISE, REVOCATION_SUPERSEDED = 5, 1, 4
 
 
-def utc(moment: datetime) -> datetime:
-    """``moment`` as an aware UTC datetime (SQLite returns naive values)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _opt(moment: datetime | None) -> datetime | None:
-    return utc(moment) if moment is not None else None
+    return as_utc(moment) if moment is not None else None
 
 
 def _reason(value: str, *, required: bool, field: str = "reason") -> str:
@@ -134,7 +129,7 @@ def view(row: SealRow) -> SealView:
         valid_from=_opt(row.valid_from),
         valid_until=_opt(row.valid_until),
         applicant_id=row.applicant_id,
-        applied_at=utc(row.applied_at),
+        applied_at=as_utc(row.applied_at),
         reviewed_at=_opt(row.reviewed_at),
         made_at=_opt(row.made_at),
         filed_at=_opt(row.filed_at),
@@ -143,7 +138,7 @@ def view(row: SealRow) -> SealView:
         destroyed_at=_opt(row.destroyed_at),
         replaces_seal_id=row.replaces_seal_id,
         replaced_by_seal_id=row.replaced_by_seal_id,
-        updated_at=utc(row.updated_at),
+        updated_at=as_utc(row.updated_at),
     )
 
 
@@ -151,9 +146,9 @@ def grant_state(row: SealGrantRow, now: datetime) -> GrantState:
     """A grant's state at ``now``."""
     if row.revoked_at is not None:
         return GrantState.REVOKED
-    if now < utc(row.valid_from):
+    if now < as_utc(row.valid_from):
         return GrantState.NOT_YET_VALID
-    if row.valid_until is not None and now >= utc(row.valid_until):
+    if row.valid_until is not None and now >= as_utc(row.valid_until):
         return GrantState.EXPIRED
     return GrantState.ACTIVE
 
@@ -165,11 +160,11 @@ def grant_view(row: SealGrantRow, now: datetime) -> GrantView:
         seal_id=row.seal_id,
         grantee_id=row.grantee_id,
         document_kinds=tuple(k for k in row.document_kinds.split(",") if k),
-        valid_from=utc(row.valid_from),
+        valid_from=as_utc(row.valid_from),
         valid_until=_opt(row.valid_until),
         state=grant_state(row, now),
         granted_by=row.granted_by,
-        granted_at=utc(row.granted_at),
+        granted_at=as_utc(row.granted_at),
         revoked_by=row.revoked_by,
         revoked_at=_opt(row.revoked_at),
         revoke_reason=row.revoke_reason,
@@ -187,7 +182,7 @@ def event_view(row: SealEventRow) -> EventView:
         principal=row.principal,
         role=row.role,
         reason=row.reason,
-        occurred_at=utc(row.occurred_at),
+        occurred_at=as_utc(row.occurred_at),
         digest_algorithm=row.digest_algorithm,
         digest=row.digest or b"",
         document_kind=row.document_kind,
@@ -427,7 +422,7 @@ class SealService:
         now = self.now()
         valid_until = application.valid_until
         if valid_until is not None:
-            valid_until = utc(valid_until)
+            valid_until = as_utc(valid_until)
             if valid_until <= now or valid_until - now > MAX_VALIDITY:
                 raise InvalidArgument.field("valid_until", "must be within the next five years")
         name = application.name.strip() or self._default_name(owner, kind, named)
@@ -645,7 +640,7 @@ class SealService:
         width, height = design.size_mm()
         picture = images.render_png(design, dpi=300)
         now = self.now()
-        valid_until = utc(row.valid_until) if row.valid_until else now + DEFAULT_VALIDITY
+        valid_until = as_utc(row.valid_until) if row.valid_until else now + DEFAULT_VALIDITY
         days = max(1, (valid_until - now).days + 1)
         maker = self.maker()
         issued = self.authority.issue_seal_certificate(
@@ -1042,8 +1037,8 @@ class SealService:
             if len(kind) > 64 or "," in kind:
                 raise InvalidArgument.field("document_kinds", f"bad document kind {kind!r}")
         now = self.now()
-        start = utc(valid_from) if valid_from else now
-        end = utc(valid_until) if valid_until else None
+        start = as_utc(valid_from) if valid_from else now
+        end = as_utc(valid_until) if valid_until else None
         if end is not None and end <= start:
             raise InvalidArgument.field("valid_until", "must be after valid_from")
         person = self.owners.citizen(grantee, "grantee")
@@ -1237,7 +1232,7 @@ class SealService:
                     ):
                         role = "grantee"
                         break
-        if valid_until is not None and utc(valid_until) <= now:
+        if valid_until is not None and as_utc(valid_until) <= now:
             raise SealNotUsable.because(seal_id, "the seal has expired")
         if owner_kind == "citizen":
             if not role and citizen == owner_id:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import CursorResult, select, update
 
 from govtrust import audit
-from govtrust.db import Database
+from govtrust.db import Database, as_utc
 from govtrust.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from govtrust.principal import ROLES, Principal
 from idp.oidc.models import OidcClientRow, OidcGrantRow, OidcRefreshTokenRow
@@ -130,14 +130,10 @@ def _row_to_client(row: OidcClientRow) -> Client:
         system_id=row.system_id,
         id_token_signing_alg=row.id_token_signing_alg,
         roles=tuple(row.roles.split()),
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
         secret_hash=row.secret_hash,
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _uri_violation(name: str, uri: str, *, allow_http_loopback: bool = True) -> str | None:

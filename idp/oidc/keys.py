@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select, text
 
 from govtrust import audit
-from govtrust.db import Database
+from govtrust.db import Database, as_utc
 from govtrust.principal import SYSTEM, Principal
 from hsm import KeyAlgorithm, KeyStore
 from idp.oidc.jws import SUPPORTED_ALGS, b64url, construct_key
@@ -206,7 +206,7 @@ class SigningKeys:
             )
         keys: dict[str, SigningKey] = {}
         for row in rows:
-            if row.publish_until is not None and _utc(row.publish_until) <= now:
+            if row.publish_until is not None and as_utc(row.publish_until) <= now:
                 continue
             jwk = json.loads(row.public_jwk)
             keys[row.kid] = SigningKey(
@@ -245,7 +245,3 @@ class SigningKeys:
     def jwks(self) -> dict[str, Any]:
         """The JWK Set document."""
         return {"keys": [k.jwk for k in self.published().values()]}
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

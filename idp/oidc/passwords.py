@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 
 from govtrust import audit
-from govtrust.db import Database
+from govtrust.db import Database, as_utc
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
 from idp.oidc.models import OidcPasswordRow, OidcThrottleRow
@@ -97,7 +97,7 @@ class PasswordLogin:
             )
 
     def _locked(self, row: OidcThrottleRow | None, now: datetime) -> bool:
-        return row is not None and row.locked_until is not None and _utc(row.locked_until) > now
+        return row is not None and row.locked_until is not None and as_utc(row.locked_until) > now
 
     def authenticate(self, login_name: str, password: str, *, source: str) -> str:
         """The identity id for a correct, unthrottled login; ``LoginFailed`` otherwise."""
@@ -158,7 +158,7 @@ class PasswordLogin:
                 if row is None:
                     row = OidcThrottleRow(key=key, failures=0, window_start=now, locked_until=None)
                     session.add(row)
-                if _utc(row.window_start) + window < now:
+                if as_utc(row.window_start) + window < now:
                     row.failures, row.window_start = 0, now
                 row.failures += 1
                 if row.failures >= limit:
@@ -171,7 +171,3 @@ class PasswordLogin:
                 target=f"identity:{identity_id}" if identity_id else "identity:unknown",
                 outcome="denied",
             )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 
 from govtrust import audit
-from govtrust.db import Database
+from govtrust.db import Database, as_utc
 from govtrust.principal import Principal
 from hsm import KeyStore
 from idp.oidc import certlogin
@@ -129,10 +129,6 @@ _SQL_VALIDATE = (
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def acr_level(acr: str) -> int:
@@ -424,13 +420,13 @@ class Provider:
             row = session.scalar(
                 select(OidcSessionRow).where(OidcSessionRow.cookie_hash == hash_secret(cookie))
             )
-            if row is None or row.ended_at is not None or _utc(row.expires_at) <= _now():
+            if row is None or row.ended_at is not None or as_utc(row.expires_at) <= _now():
                 return None
             return SessionInfo(
                 row.sid,
                 row.identity_id,
                 row.acting_person_id,
-                _utc(row.auth_time),
+                as_utc(row.auth_time),
                 row.acr,
                 tuple(row.amr.split()),
             )
@@ -679,7 +675,7 @@ class Provider:
     def _load_interaction(self, iid: str) -> tuple[OidcInteractionRow, AuthRequest]:
         with self.db.read() as session:
             row = session.get(OidcInteractionRow, iid)
-        if row is None or _utc(row.expires_at) <= _now():
+        if row is None or as_utc(row.expires_at) <= _now():
             raise AuthorizationPageError("this login page has expired; start again")
         data = json.loads(row.params)
         data["scope"], data["prompt"] = tuple(data["scope"]), tuple(data["prompt"])
@@ -1049,7 +1045,7 @@ class Provider:
                     outcome="denied",
                 )
                 failure = OAuthError("invalid_grant", "the code is invalid")
-            elif _utc(row.expires_at) <= now or grant.revoked_at is not None:
+            elif as_utc(row.expires_at) <= now or grant.revoked_at is not None:
                 failure = OAuthError("invalid_grant", "the code is invalid")
             elif form.get("redirect_uri", "") != row.redirect_uri:
                 failure = OAuthError("invalid_grant", "redirect_uri does not match")
@@ -1156,7 +1152,7 @@ class Provider:
         store_refresh: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         scopes = scope if scope is not None else grant.scope.split()
-        auth_time = int(_utc(grant.auth_time).timestamp())
+        auth_time = int(as_utc(grant.auth_time).timestamp())
         access = self._access_token(
             sub=grant.claims_sub,
             client_id=client.client_id,
@@ -1243,7 +1239,7 @@ class Provider:
             "azp": client.client_id,
             "iat": iat,
             "exp": iat + self.config.id_token_ttl,
-            "auth_time": int(_utc(grant.auth_time).timestamp()),
+            "auth_time": int(as_utc(grant.auth_time).timestamp()),
             "acr": grant.acr,
             "amr": grant.amr.split(),
             "sid": grant.sid,
@@ -1403,7 +1399,7 @@ class Provider:
             or row.used_at is not None
             or row.revoked_at is not None
             or grant.revoked_at is not None
-            or _utc(row.expires_at) <= _now()
+            or as_utc(row.expires_at) <= _now()
             or self.clients.find(row.client_id) is None
         ):
             return {"active": False}
@@ -1414,9 +1410,9 @@ class Provider:
             "scope": row.scope,
             "sub": grant.claims_sub,
             "iss": self.config.issuer,
-            "iat": int(_utc(row.created_at).timestamp()),
-            "exp": int(_utc(row.expires_at).timestamp()),
-            "auth_time": int(_utc(grant.auth_time).timestamp()),
+            "iat": int(as_utc(row.created_at).timestamp()),
+            "exp": int(as_utc(row.expires_at).timestamp()),
+            "auth_time": int(as_utc(grant.auth_time).timestamp()),
             "acr": grant.acr,
             "sid": grant.sid,
         }
