@@ -484,30 +484,17 @@ def issue(
         key.spki_der = key.ref.public_key_der
     try:
         # 3-5. build TBS, lint, sign
-        der, name, serial, not_before, not_after = _build_and_sign(
+        signed = _build_and_sign(
             ctx, profile, ca, subject, key, validity_days, request.hash_identity_number
         )
-        row = CaCertificate(
-            id=uuid.uuid4().hex,
-            issuer=ca.name,
-            serial=serial_hex(serial),
-            fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-            profile=profile.name,
-            subject_kind=subject.kind,
-            identity_id=subject.identity_id,
-            seal_id=subject.seal_id,
-            system_id=subject.system_id,
-            subject=name,
-            der=der,
+        row = _certificate_row(
+            profile,
+            ca,
+            subject,
+            signed,
             key_algorithm=key.algorithm.value,
             key_id=key.ref.key_id if key.ref else None,
-            identity_salt=subject.salt.hex() if subject.salt else None,
-            not_before=not_before,
-            not_after=not_after,
-            issued_at=now(),
-            status="active",
-            status_changed_at=now(),
-            renewed_from=renewed_from.id if renewed_from else None,
+            renewed_from=renewed_from,
         )
         # 6-7. store (with audit) and publish status
         _store(ctx, principal, row, action, {"key_generated": key.ref is not None}, renewed_from)
@@ -516,6 +503,43 @@ def issue(
             ctx.keystore.destroy(key.ref)
         raise
     return Issued(row, key.ref)
+
+
+def _certificate_row(
+    profile: Profile,
+    ca: Issuer,
+    subject: _Subject,
+    signed: tuple[bytes, str, int, datetime, datetime],
+    *,
+    key_algorithm: str,
+    key_id: str | None,
+    renewed_from: CaCertificate | None,
+) -> CaCertificate:
+    """The stored record of a freshly signed certificate (active from now)."""
+    der, name, serial, not_before, not_after = signed
+    issued = now()
+    return CaCertificate(
+        id=uuid.uuid4().hex,
+        issuer=ca.name,
+        serial=serial_hex(serial),
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        profile=profile.name,
+        subject_kind=subject.kind,
+        identity_id=subject.identity_id,
+        seal_id=subject.seal_id,
+        system_id=subject.system_id,
+        subject=name,
+        der=der,
+        key_algorithm=key_algorithm,
+        key_id=key_id,
+        identity_salt=subject.salt.hex() if subject.salt else None,
+        not_before=not_before,
+        not_after=not_after,
+        issued_at=issued,
+        status="active",
+        status_changed_at=issued,
+        renewed_from=renewed_from.id if renewed_from else None,
+    )
 
 
 def reissue_same_key(
@@ -537,30 +561,17 @@ def reissue_same_key(
     subject = check_identity(ctx, profile, request, principal, renewal=True)
     ca = ctx.hierarchy.ca(profile.issuer)
     hashed = previous.identity_salt is not None
-    der, name, serial, not_before, not_after = _build_and_sign(
+    signed = _build_and_sign(
         ctx, profile, ca, subject, _Key(ref.public_key_der, algorithm), days, hashed
     )
-    row = CaCertificate(
-        id=uuid.uuid4().hex,
-        issuer=ca.name,
-        serial=serial_hex(serial),
-        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-        profile=profile.name,
-        subject_kind=subject.kind,
-        identity_id=subject.identity_id,
-        seal_id=subject.seal_id,
-        system_id=subject.system_id,
-        subject=name,
-        der=der,
+    row = _certificate_row(
+        profile,
+        ca,
+        subject,
+        signed,
         key_algorithm=ref.algorithm.value,
         key_id=ref.key_id,
-        identity_salt=subject.salt.hex() if subject.salt else None,
-        not_before=not_before,
-        not_after=not_after,
-        issued_at=now(),
-        status="active",
-        status_changed_at=now(),
-        renewed_from=previous.id,
+        renewed_from=previous,
     )
     _store(ctx, principal, row, "ca.renew", {"renewed_from": previous.serial}, previous)
     return Issued(row, ref)
