@@ -1260,53 +1260,99 @@ class SealService:
             role,
         )
 
-    def record_use(self, principal: Principal, context: UseContext, use: Use) -> EventView:
+    def department_use(self, owner_uscc: str, document_kind: str) -> UseContext:
+        """The active official seal (法定名称章) of the legal person ``owner_uscc`` as a use
+        context, for a domain service that has itself authorised the caller for that
+        department (licence issuance checks ``licence-issuer:<uscc>``). It checks no grant:
+        never expose it to end users. Raises SealNotFound when the department has no official
+        seal, SealNotUsable when it is not active, expired or its owner is not active."""
+        from seal.errors import SealNotUsable
+
+        if not owner_uscc:
+            raise InvalidArgument.field("issuer_code", "required")
+        with self.db.read() as session:
+            row = session.connection().execute(_DEPARTMENT_SEAL, {"uscc": owner_uscc}).first()
+        if row is None:
+            raise SealNotFound(f"department {owner_uscc} has no official seal")
+        seal_id, status, owner_id, valid_until, key_id, algorithm, certificate = row
+        if status != S.ACTIVE.value:
+            raise SealNotUsable.because(seal_id, f"the seal is {status}, not active")
+        if valid_until is not None and as_utc(valid_until) <= self.now():
+            raise SealNotUsable.because(seal_id, "the seal has expired")
+        _, active = self.owners.representative(owner_id)
+        if not active:
+            raise SealNotUsable.because(seal_id, "the seal's owner is not active")
+        assert key_id is not None and certificate is not None
+        return UseContext(
+            self._use_view(seal_id),
+            key_id,
+            default_scheme(parse_algorithm(algorithm)),
+            certificate,
+            "department",
+        )
+
+    def record_use(
+        self,
+        principal: Principal,
+        context: UseContext,
+        use: Use,
+        *,
+        session: Session | None = None,
+    ) -> EventView:
         """Record a use (who, when, the document digest) in the history and the audit log; fails
         if the seal stopped being active meanwhile (the sealed output is then withheld). One
         write transaction: a conditional increment of the history length, the audit record and
-        the event."""
+        the event — or, given ``session``, inside the caller's write transaction (licence
+        issuance stores the licence and the seal's use together)."""
+        if session is not None:
+            return self._record_use_in(session, principal, context, use)
+        with self.db.transaction() as own:
+            return self._record_use_in(own, principal, context, use)
+
+    def _record_use_in(
+        self, session: Session, principal: Principal, context: UseContext, use: Use
+    ) -> EventView:
         from seal.errors import SealNotUsable
 
         seal_id = context.seal.id
         moment = self.now()
-        with self.db.transaction() as session:
-            connection = session.connection()  # Core, not ORM-enabled DML: no session sync
-            sequence = connection.execute(_USE_COUNT, {"seal_id": seal_id}).scalar()
-            if sequence is None:
-                raise SealNotUsable.because(seal_id, "the seal is no longer active")
-            details: dict[str, object] = {
-                "role": context.role,
-                "reason": use.reason,
-                "acting_citizen": principal.citizen_id or "",
-                "digest_algorithm": use.digest_algorithm,
-                "digest": use.digest.hex(),
-                "document_kind": use.document_kind,
-            }
-            record = audit.append(
-                session,
-                actor=principal.actor,
-                action=f"seal.{use.action}",
-                target=f"seal/{seal_id}",
-                details=details,
-            )
-            values = {
-                "seal_id": seal_id,
-                "sequence": sequence,
-                "action": use.action,
-                "from_status": "",
-                "to_status": "",
-                "actor_id": principal.citizen_id or "",
-                "principal": principal.actor,
-                "role": context.role,
-                "reason": use.reason,
-                "occurred_at": moment,
-                "digest_algorithm": use.digest_algorithm,
-                "digest": use.digest,
-                "document_kind": use.document_kind,
-                "related_id": "",
-                "audit_seq": record.seq,
-            }
-            connection.execute(_USE_EVENT, values)
+        connection = session.connection()  # Core, not ORM-enabled DML: no session sync
+        sequence = connection.execute(_USE_COUNT, {"seal_id": seal_id}).scalar()
+        if sequence is None:
+            raise SealNotUsable.because(seal_id, "the seal is no longer active")
+        details: dict[str, object] = {
+            "role": context.role,
+            "reason": use.reason,
+            "acting_citizen": principal.citizen_id or "",
+            "digest_algorithm": use.digest_algorithm,
+            "digest": use.digest.hex(),
+            "document_kind": use.document_kind,
+        }
+        record = audit.append(
+            session,
+            actor=principal.actor,
+            action=f"seal.{use.action}",
+            target=f"seal/{seal_id}",
+            details=details,
+        )
+        values = {
+            "seal_id": seal_id,
+            "sequence": sequence,
+            "action": use.action,
+            "from_status": "",
+            "to_status": "",
+            "actor_id": principal.citizen_id or "",
+            "principal": principal.actor,
+            "role": context.role,
+            "reason": use.reason,
+            "occurred_at": moment,
+            "digest_algorithm": use.digest_algorithm,
+            "digest": use.digest,
+            "document_kind": use.document_kind,
+            "related_id": "",
+            "audit_seq": record.seq,
+        }
+        connection.execute(_USE_EVENT, values)
         return EventView(
             sequence=sequence,
             action=use.action,
@@ -1334,6 +1380,25 @@ _USE_SEAL = select(
     SealRow.key_algorithm,
     SealRow.certificate_der,
 ).where(SealRow.id == bindparam("seal_id"))
+_DEPARTMENT_SEAL = (
+    select(
+        SealRow.id,
+        SealRow.status,
+        SealRow.owner_id,
+        SealRow.valid_until,
+        SealRow.key_id,
+        SealRow.key_algorithm,
+        SealRow.certificate_der,
+    )
+    .where(
+        SealRow.owner_uscc == bindparam("uscc"),
+        SealRow.owner_kind == "legal_person",
+        SealRow.kind == SealKind.OFFICIAL.value,
+        SealRow.status.in_([S.ACTIVE.value, S.SUSPENDED.value]),
+    )
+    .order_by(SealRow.status)  # "active" before "suspended"
+    .limit(1)
+)
 _USE_GRANTS = select(SealGrantRow).where(
     SealGrantRow.seal_id == bindparam("seal_id"), SealGrantRow.grantee_id == bindparam("grantee")
 )
