@@ -80,6 +80,16 @@ class IssuedLicence:
     previous: str | None = None
 
 
+@dataclass(frozen=True)
+class StoredLicence:
+    """A stored licence version and its secrets in clear (they are encrypted at rest)."""
+
+    row: LicenceRow
+    signed_data: str
+    qr_payload: str
+    document_pdf: bytes | None
+
+
 class LicenceService:
     """Issuance and status changes over one database, registry and set of signers."""
 
@@ -387,6 +397,15 @@ class LicenceService:
     def resume(self, principal: Principal, identifier: str, reason: str) -> None:
         """Resume a suspended licence."""
         self._set_status(principal, identifier, reason, {"suspended"}, "valid")
+
+    def stored(self, identifier: str) -> StoredLicence:
+        """A licence version with its signed data, QR payload and document in clear (for the
+        adapters that check or hand them out; callers decide who may see what)."""
+        with self.db.read() as session:
+            row = session.get(LicenceRow, identifier)
+            if row is None:
+                raise NotFound(f"no licence {identifier}")
+            return StoredLicence(row, row.signed_data, row.qr_payload, row.document_pdf)
 
     def get(self, identifier: str) -> LicenceRow:
         """The stored licence row (adapters decide what to disclose)."""
