@@ -9,7 +9,9 @@ from typing import Any, cast
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 from govtrust.errors import (
     AlreadyExists,
@@ -23,7 +25,7 @@ from govtrust.errors import (
     Unauthenticated,
     Unavailable,
 )
-from govtrust.http.app import create_app, register_router, unregister_router
+from govtrust.http.app import GovtrustApp, create_app, register_router, unregister_router
 from govtrust.server.metrics import get_metrics
 
 ERRORS: dict[str, tuple[Exception, int, str]] = {
@@ -57,6 +59,15 @@ def _router(_platform: Any) -> APIRouter:
     @router.get("/test/sync/{name}")
     def raise_error_sync(name: str) -> dict[str, str]:
         raise ERRORS[name][0]
+
+    async def fast(request: Request) -> Response:
+        name = request.query_params.get("raise", "")
+        if name:
+            raise ERRORS[name][0]
+        return PlainTextResponse(f"fast {request.url.path} {request.method}")
+
+    router.routes.append(Route("/test/fast", fast, methods=["GET", "POST"]))
+    router.routes.append(Route("/test/fast/{tail}", fast, methods=["GET"]))
 
     @router.get("/test/typed")
     async def typed(count: int) -> dict[str, int]:
@@ -133,3 +144,33 @@ async def test_http_requests_are_counted_by_route_template(client: httpx.AsyncCl
     assert counter._value.get() == before + 2
     response = await client.get("/healthz")
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.asyncio
+async def test_fast_lane_serves_exact_plain_routes_with_ids_metrics_and_error_mapping(
+    client: httpx.AsyncClient,
+) -> None:
+    app = cast(GovtrustApp, cast(httpx.ASGITransport, client._transport).app)
+    assert ("POST", "/test/fast") in app.fast_routes
+    assert ("GET", "/test/typed") not in app.fast_routes  # a FastAPI route: normal path
+    assert not any("{" in path for _, path in app.fast_routes)  # path parameters: normal path
+
+    metric = get_metrics().http_requests
+    before = metric.labels("POST", "/test/fast", "200")._value.get()
+    response = await client.post("/test/fast", headers={"x-request-id": "fast-lane-1"})
+    assert response.status_code == 200
+    assert response.text == "fast /test/fast POST"
+    assert response.headers["x-request-id"] == "fast-lane-1"
+    assert metric.labels("POST", "/test/fast", "200")._value.get() == before + 1
+
+    response = await client.get("/test/fast", params={"raise": "denied"})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "PERMISSION_DENIED"
+    response = await client.get("/test/fast", params={"raise": "boom"})
+    assert response.status_code == 500
+    assert "4711" not in response.text
+
+    response = await client.get("/test/fast/x")  # not in the lane, same endpoint
+    assert response.text == "fast /test/fast/x GET"
+    response = await client.put("/test/fast")
+    assert response.status_code == 405
