@@ -33,6 +33,7 @@ from govtrust.platform import Platform
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.interceptors import GovtrustInterceptor
 from govtrust.rpc.offload import configure_executor, shutdown_executor
+from govtrust.server.coalesce import CoalescingHttpToolsProtocol
 from govtrust.server.metrics import get_metrics
 from govtrust.server.services import SERVICE_NAMES, build_servicers
 from govtrust.server.wiring import periodic_jobs, wire
@@ -189,6 +190,7 @@ class ServingProcess:
         port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self.app,
+            http=CoalescingHttpToolsProtocol,
             lifespan="off",
             log_config=None,
             access_log=False,
