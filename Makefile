@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./var
 
-.PHONY: run test lint proto bench install system-deps-run system-deps-test clean
+.PHONY: run test lint proto bench install system-deps-run system-deps-test system-deps-bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP)
 
 system-deps-run:
 	@scripts/system-deps.sh run
+
+system-deps-bench:
+	@scripts/system-deps.sh bench
 
 system-deps-test:
 	@scripts/system-deps.sh test
@@ -39,7 +42,7 @@ lint: $(STAMP)
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
 
-bench: system-deps-test $(STAMP)
+bench: system-deps-bench $(STAMP)
 	@set -e; for b in $(filter-out bench/__init__.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b; done
 
 clean:

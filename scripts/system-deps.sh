@@ -5,16 +5,18 @@ set -euo pipefail
 purpose=${1:-run}
 run_pkgs=(openssl fonts-wqy-microhei)
 test_pkgs=(openssl softhsm2 poppler-utils libnss3-tools fonts-wqy-microhei chromium)
+bench_pkgs=("${test_pkgs[@]}" nghttp2-client)  # h2load: a C load generator for gRPC benches
 case "$purpose" in
   run) wanted=("${run_pkgs[@]}") ;;
   test) wanted=("${test_pkgs[@]}") ;;
-  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+  bench) wanted=("${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if [ "$purpose" = test ]; then
+if [ "$purpose" != run ]; then
   # Node.js may come from Debian or another repackaging; what matters is that node and npm run.
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
