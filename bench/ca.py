@@ -66,6 +66,9 @@ SHIM = textwrap.dedent(
 )
 
 
+CHANNELS = 8
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -264,15 +267,22 @@ async def _issue_all(
     from govtrust.v1 import certificate_pb2 as pb
     from govtrust.v1 import certificate_pb2_grpc, common_pb2
 
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = certificate_pb2_grpc.CertificateServiceStub(channel)
+    # Several channels, each with its own connection (no global subchannel sharing), so that
+    # SO_REUSEPORT spreads the calls over the server's workers.
+    channels = [
+        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(CHANNELS)
+    ]
+    try:
+        stubs = [certificate_pb2_grpc.CertificateServiceStub(c) for c in channels]
         subject = pb.CertificateSubject(
             service=pb.ServiceSubject(system_id="bench-system", dns_names=["bench.example.gov.cn"])
         )
         queue = list(reversed(csrs))
         issued: list[bytes] = []
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
+            stub = stubs[index % len(stubs)]
             while queue:
                 csr = queue.pop()
                 response = await stub.IssueCertificate(
@@ -284,8 +294,11 @@ async def _issue_all(
                 issued.append(response.certificate.summary.der)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
         return time.perf_counter() - started, issued
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 def bench_issue(server: Server, count: int, concurrency: int) -> tuple[float, list[bytes]]:

@@ -9,6 +9,7 @@ issuing and status changes need ``ca-operator`` (seal roles for seal certificate
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -201,9 +202,16 @@ def certificate_pb(row: CaCertificate, key: KeyRef | None = None) -> certificate
     return message
 
 
+@functools.lru_cache(maxsize=64)
+def _ca_summary_pb(der: bytes, issuer_ca: str) -> common_pb2.CertificateSummary:
+    # CA certificates are few and never change: parse and format each once per process.
+    # Callers copy the message into theirs (repeated-field construction copies).
+    return summary_pb(der, issuer_ca=issuer_ca)
+
+
 def chain_pb(authority: CertificateAuthority, ca: str) -> list[common_pb2.CertificateSummary]:
     """The issuing chain of ``ca`` (issuing CA first, root last)."""
-    return [summary_pb(i.der, issuer_ca=i.parent or "") for i in authority.issuing_chain(ca)]
+    return [_ca_summary_pb(i.der, i.parent or "") for i in authority.issuing_chain(ca)]
 
 
 def ca_certificate_pb(
