@@ -298,7 +298,7 @@ async def _issue_all(
         return time.perf_counter() - started, issued
     finally:
         for channel in channels:
-            await channel.close()
+            await channel.close(None)
 
 
 def bench_issue(server: Server, count: int, concurrency: int) -> tuple[float, list[bytes]]:
