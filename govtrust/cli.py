@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "govtrust.commands.ca",
     "govtrust.commands.oidc",
     "govtrust.commands.seal",
+    "govtrust.commands.license",
 )
 
 

@@ -1,26 +1,43 @@
 """Issuing licences and changing their status: IssueLicense, new versions, revoke/suspend/resume.
 
-One write transaction per operation holds every change: the status-list index, the licence row
-(signed data + offline QR payload), the superseded version's status and the audit record. The
-holder is checked in the identity registry first (active citizen by resident ID number — code
-type 111 — or active legal person by USCC — 001). The PDF document is not produced here yet.
+Issuance runs in three steps so that sealing the document never happens inside a write
+transaction (the PDF sealer time-stamps through the CA, which writes; SQLite's ``BEGIN
+IMMEDIATE`` would deadlock on a nested writer):
 
-Signing keys come from ``signers``: a callable from the issuing department's USCC to its
-:class:`LicenceSigner` (the seal service will provide the department's seal key and chain).
+1. validate everything (holder active in the identity registry — citizen by resident ID
+   number, code type 111, or legal person by USCC, 001 — fields, validity, the caller's
+   ``licence-issuer:<dept>`` role) and, in one short transaction, check the identifiers are
+   free and reserve the status-list indexes;
+2. outside any transaction: sign the JWS and the offline QR payload with the department's
+   seal key and, when a document maker is configured, render and seal the PDF;
+3. one transaction: store the licence row(s), record the seal's use for each document
+   (``SealService.record_use(..., session=...)``, action ``seal_pdf``, kind ``licence``) and
+   append the audit record(s).
+
+A failure after step 1 leaves the reserved status indexes unused. That is harmless: no licence
+carries them, and an index with no licence stays ``valid`` (0) in the published list forever.
+
+Signed data, QR payload and document are encrypted at rest (:mod:`license.vault`);
+:meth:`LicenceService.stored` returns them in clear. Signing keys come from ``signers``: a
+callable from the issuing department's USCC to its :class:`LicenceSigner` (in production
+:class:`license.departments.DepartmentSealSigners`, the department's official seal).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Protocol
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from govtrust import audit
-from govtrust.db import Database
+from govtrust.db import Database, as_utc
 from govtrust.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -43,13 +60,19 @@ from license.signed_data import (
     LicenceMetadata,
     sign_licence,
 )
+from license.status_list import DEFAULT_TTL as STATUS_LIST_TTL
 from license.status_list import allocate_index, refresh_status_list
+from license.vault import DOCUMENT, QR_PAYLOAD, SIGNED_DATA, KeyDeriver, LicenceVault
+
+if TYPE_CHECKING:
+    from seal.lifecycle import SealService, UseContext
 
 # The registry's own reads need a verifier; issuance reads on the department's behalf.
 _REGISTRY_READER = Principal(
     kind="system", subject="license-issuance", roles=frozenset({"verifier"})
 )
 MAX_REASON = 1000
+DOCUMENT_KIND = "licence"
 
 
 @dataclass(frozen=True)
@@ -70,7 +93,7 @@ class IssueRequest:
 
 @dataclass(frozen=True)
 class IssuedLicence:
-    """An issued licence version."""
+    """An issued licence version (``document_pdf`` when a document was made)."""
 
     identifier: str
     metadata: LicenceMetadata
@@ -78,6 +101,12 @@ class IssuedLicence:
     qr_payload: str
     status: str = "valid"
     previous: str | None = None
+    document_pdf: bytes | None = None
+
+    @property
+    def document_digest(self) -> bytes | None:
+        """SHA-256 of the sealed document, if any."""
+        return hashlib.sha256(self.document_pdf).digest() if self.document_pdf else None
 
 
 @dataclass(frozen=True)
@@ -90,8 +119,52 @@ class StoredLicence:
     document_pdf: bytes | None
 
 
+@dataclass(frozen=True)
+class DocumentRequest:
+    """What the document maker renders (the fields of ``license.document.DocumentInput``)."""
+
+    licence_type: LicenceType
+    metadata: LicenceMetadata
+    signed_data: str
+    qr_payload: str
+    verify_url: str
+
+
+DocumentMaker = Callable[[DocumentRequest, "UseContext"], bytes]
+"""Renders and seals (PAdES B-T) a licence document with a seal context; records nothing."""
+
+
+class DepartmentSeals(Protocol):
+    """The department seals a document is sealed with (``DepartmentSealSigners``)."""
+
+    @property
+    def seals(self) -> SealService: ...
+
+    def context(self, issuer_code: str) -> UseContext: ...
+
+
+@dataclass
+class _Draft:
+    """One licence between signing (outside a transaction) and storing."""
+
+    request: IssueRequest
+    licence_type: LicenceType
+    holder_id: str
+    metadata: LicenceMetadata
+    signer: LicenceSigner
+    signed_data: str = ""
+    qr_payload: str = ""
+    document: bytes | None = None
+    context: UseContext | None = None
+
+
 class LicenceService:
-    """Issuance and status changes over one database, registry and set of signers."""
+    """Issuance and status changes over one database, registry and set of signers.
+
+    ``master_key`` derives the at-rest key of the licence secrets. ``documents`` (with
+    ``seals``, the department seals) makes the sealed PDF at issuance; without it no document
+    is made. ``verify_url`` is the public page of an identifier (printed in the document).
+    """
 
     def __init__(
         self,
@@ -99,13 +172,23 @@ class LicenceService:
         registry: IdentityRegistry,
         signers: Callable[[str], LicenceSigner],
         *,
+        master_key: KeyDeriver,
         status_uri: Callable[[str], str] = lambda issuer: f"/licence/status/{issuer}",
+        verify_url: Callable[[str], str] = lambda ident: f"/verify/license/{ident}",
+        documents: DocumentMaker | None = None,
+        seals: DepartmentSeals | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        if (documents is None) != (seals is None):
+            raise ValueError("documents and seals go together")
         self.db = db
         self.registry = registry
         self.signers = signers
+        self.vault = LicenceVault(master_key)
         self.status_uri = status_uri
+        self.verify_url = verify_url
+        self.documents = documents
+        self.seals = seals
         self._clock = clock or (lambda: datetime.now(UTC))
 
     # --- checks -------------------------------------------------------------------------
@@ -142,75 +225,102 @@ class LicenceService:
 
     # --- issue --------------------------------------------------------------------------
 
-    def issue(self, principal: Principal, request: IssueRequest) -> IssuedLicence:
-        """IssueLicense: validate, assign the identifier, sign, store and audit in one go."""
-        return self.issue_many(principal, [request])[0]
+    def issue(
+        self, principal: Principal, request: IssueRequest, *, document: bool = True
+    ) -> IssuedLicence:
+        """IssueLicense: validate, reserve, sign (and seal the document), store and audit."""
+        return self.issue_many(principal, [request], document=document)[0]
 
     def issue_many(
-        self, principal: Principal, requests: Sequence[IssueRequest]
+        self, principal: Principal, requests: Sequence[IssueRequest], *, document: bool = True
     ) -> list[IssuedLicence]:
-        """Issue several licences in one transaction (all or none), one audit record each.
+        """Issue several licences (all or none), one audit record each.
 
         Every request is validated first (errors name the request: ``requests[3].fields.KZ_MC``
-        when there is more than one); the transaction then allocates status indexes, signs and
-        stores. Batching amortises the commit and the audit-chain lock.
+        when there is more than one). ``document=False`` (or no document maker) issues the
+        signed data and QR payload only. Batching amortises the commits and the audit lock.
         """
         types: dict[str, LicenceType] = {}
         prepared = [
             self._prepare(principal, r, i, len(requests), types) for i, r in enumerate(requests)
         ]
         now = self._clock()
-        out: list[IssuedLicence] = []
         per_issuer: dict[str, int] = {}
         for request in requests:
             per_issuer[request.issuer_code] = per_issuer.get(request.issuer_code, 0) + 1
+        signers = {issuer: self.signers(issuer) for issuer in per_issuer}
+        contexts = {}
+        if document and self.documents is not None and self.seals is not None:
+            contexts = {issuer: self.seals.context(issuer) for issuer in per_issuer}
+        # Step 1: identifiers free, status indexes reserved (a short transaction).
+        allow = self.registry.uscc_allow_list
+        idents = [
+            str(build_identifier(t.type_code, r.issuer_code, serial, 1, allow_list=allow))
+            for r, t, _f, _v, _h, serial in prepared
+        ]
+        duplicates = {i for i in idents if idents.count(i) > 1}
+        if duplicates:
+            raise AlreadyExists(f"the batch issues {sorted(duplicates)[0]} twice")
         with self.db.transaction() as session:
+            self._check_free(session, idents)
             next_index = {
                 issuer: allocate_index(session, issuer, count)
                 for issuer, count in sorted(per_issuer.items())
             }
-            seen: set[str] = set()
-            for item in prepared:
-                request, licence_type, fields, valid_until, holder, serial = item
-                ident = str(
-                    build_identifier(
-                        licence_type.type_code, request.issuer_code, serial, 1,
-                        allow_list=self.registry.uscc_allow_list,
+        # Step 2: sign and seal outside any transaction.
+        drafts: list[_Draft] = []
+        for (request, licence_type, fields, valid_until, holder, serial), ident in zip(
+            prepared, idents, strict=True
+        ):
+            status_index = next_index[request.issuer_code]
+            next_index[request.issuer_code] += 1
+            metadata = LicenceMetadata(
+                name=licence_type.name,
+                type_code=licence_type.type_code,
+                number=request.number or serial,
+                identifier=ident,
+                issuer_name=request.issuer_name,
+                issuer_code=request.issuer_code,
+                issue_date=now.date(),
+                holder_name=holder[1],
+                holder_code=holder[2],
+                holder_code_type=request.holder_code_type,
+                valid_from=request.valid_from,
+                valid_until=valid_until,
+                fields=fields,
+                status_index=status_index,
+                status_uri=self.status_uri(request.issuer_code),
+            )
+            draft = _Draft(request, licence_type, holder[0], metadata, signers[request.issuer_code])
+            self._sign(draft, contexts.get(request.issuer_code))
+            drafts.append(draft)
+        # Step 3: one transaction for the rows, the seal uses and the audit records.
+        try:
+            with self.db.transaction() as session:
+                self._check_free(session, idents)
+                for draft in drafts:
+                    self._store(session, principal, draft, now)
+                    audit.append(
+                        session,
+                        actor=principal.actor,
+                        action="licence.issue",
+                        target=draft.metadata.identifier,
+                        details={
+                            "type": draft.licence_type.type_code,
+                            "holder": draft.holder_id,
+                            "document_sha256": _hex_digest(draft.document),
+                        },
                     )
-                )  # fmt: skip
-                if ident in seen or session.get(LicenceRow, ident) is not None:
-                    raise AlreadyExists(f"a licence {ident} exists (serial {serial})")
-                seen.add(ident)
-                status_index = next_index[request.issuer_code]
-                next_index[request.issuer_code] += 1
-                metadata = LicenceMetadata(
-                    name=licence_type.name,
-                    type_code=licence_type.type_code,
-                    number=request.number or serial,
-                    identifier=ident,
-                    issuer_name=request.issuer_name,
-                    issuer_code=request.issuer_code,
-                    issue_date=now.date(),
-                    holder_name=holder[1],
-                    holder_code=holder[2],
-                    holder_code_type=request.holder_code_type,
-                    valid_from=request.valid_from,
-                    valid_until=valid_until,
-                    fields=fields,
-                    status_index=status_index,
-                    status_uri=self.status_uri(request.issuer_code),
-                )
-                signer = self.signers(request.issuer_code)
-                issued = self._store(session, signer, metadata, holder[0], now)
-                audit.append(
-                    session,
-                    actor=principal.actor,
-                    action="licence.issue",
-                    target=issued.identifier,
-                    details={"type": licence_type.type_code, "holder": holder[0]},
-                )
-                out.append(issued)
-        return out
+        except IntegrityError:
+            raise AlreadyExists(f"a licence {idents[0]} was issued meanwhile") from None
+        return [_issued(d) for d in drafts]
+
+    @staticmethod
+    def _check_free(session: Session, idents: Sequence[str]) -> None:
+        for ident in idents:
+            if session.get(LicenceRow, ident) is not None:
+                serial = parse_identifier(ident, check_uscc=False).serial
+                raise AlreadyExists(f"a licence {ident} exists (serial {serial})")
 
     def _prepare(
         self,
@@ -243,18 +353,31 @@ class LicenceService:
         serial = request.serial or f"{year}{secrets.randbelow(10**10):010d}"
         return request, licence_type, fields, valid_until, holder, serial
 
-    def _store(
-        self,
-        session: Session,
-        signer: LicenceSigner,
-        metadata: LicenceMetadata,
-        holder_id: str,
-        now: datetime,
-    ) -> IssuedLicence:
-        signed = sign_licence(signer, metadata)
-        qr = encode_payload(signer, metadata)
+    def _sign(self, draft: _Draft, context: UseContext | None) -> None:
+        """JWS, QR payload and (with a seal context) the sealed document — no transaction."""
+        draft.signed_data = sign_licence(draft.signer, draft.metadata)
+        draft.qr_payload = encode_payload(draft.signer, draft.metadata)
+        if context is not None and self.documents is not None:
+            draft.context = context
+            draft.document = self.documents(
+                DocumentRequest(
+                    draft.licence_type,
+                    draft.metadata,
+                    draft.signed_data,
+                    draft.qr_payload,
+                    self.verify_url(draft.metadata.identifier),
+                ),
+                context,
+            )
+
+    def _store(self, session: Session, principal: Principal, draft: _Draft, now: datetime) -> None:
+        """Add the licence row (secrets encrypted) and record the document's seal use."""
+        from seal.lifecycle import Use
+
+        metadata = draft.metadata
         ident = parse_identifier(metadata.identifier, check_uscc=False)
         assert metadata.status_index is not None
+        vault = self.vault
         session.add(
             LicenceRow(
                 identifier=metadata.identifier,
@@ -263,7 +386,7 @@ class LicenceService:
                 serial=ident.serial,
                 version=ident.version,
                 licence_number=metadata.number,
-                holder_identity_id=holder_id,
+                holder_identity_id=draft.holder_id,
                 holder_code_type=metadata.holder_code_type,
                 status="valid",
                 status_reason="",
@@ -273,15 +396,31 @@ class LicenceService:
                 issued_at=now,
                 previous_identifier=metadata.previous,
                 superseded_by=None,
-                signing_key_id=signer.key.key_id,
-                signed_data=signed,
-                qr_payload=qr,
-                document_pdf=None,
+                signing_key_id=draft.signer.key.key_id,
+                signed_data=vault.seal_text(draft.signed_data, SIGNED_DATA, metadata.identifier),
+                qr_payload=vault.seal_text(draft.qr_payload, QR_PAYLOAD, metadata.identifier),
+                document_pdf=(
+                    vault.seal(draft.document, DOCUMENT, metadata.identifier)
+                    if draft.document is not None
+                    else None
+                ),
                 updated_at=now,
             )
         )
         session.flush()
-        return IssuedLicence(metadata.identifier, metadata, signed, qr, previous=metadata.previous)
+        if draft.document is not None and draft.context is not None and self.seals is not None:
+            self.seals.seals.record_use(
+                principal,
+                draft.context,
+                Use(
+                    "seal_pdf",
+                    DOCUMENT_KIND,
+                    "sha256",
+                    hashlib.sha256(draft.document).digest(),
+                    f"licence {metadata.identifier}",
+                ),
+                session=session,
+            )
 
     # --- versions and status ------------------------------------------------------------
 
@@ -294,6 +433,13 @@ class LicenceService:
             raise PermissionDenied(f"{principal.actor} is not the issuer of {identifier}")
         return row
 
+    @staticmethod
+    def _changeable(row: LicenceRow) -> None:
+        if row.superseded_by is not None:
+            raise FailedPrecondition(f"{row.identifier} is superseded by {row.superseded_by}")
+        if row.status == "revoked":
+            raise FailedPrecondition(f"{row.identifier} is revoked")
+
     def new_version(
         self,
         principal: Principal,
@@ -302,50 +448,81 @@ class LicenceService:
         fields: Mapping[str, object],
         reason: str,
         valid_until: date | None = None,
+        holder_name: str = "",
+        document: bool = True,
     ) -> IssuedLicence:
-        """A changed licence (加注/变更): version N+1 linked to N; N is marked superseded."""
+        """A changed licence (加注/变更): version N+1 linked to N; N is marked superseded.
+
+        Same three steps as issuance (the old version is re-checked in the final transaction,
+        so a concurrent change or revocation wins and this one fails, changing nothing)."""
         reason = _reason(reason)
+        holder_name = holder_name.strip()
+        if len(holder_name) > 200 or (holder_name and not holder_name.isprintable()):
+            raise InvalidArgument.field("holder_name", "at most 200 printable characters")
         now = self._clock()
         with self.db.transaction() as session:
             old = self._current(session, principal, identifier)
-            if old.superseded_by is not None:
-                raise FailedPrecondition(f"{identifier} is superseded by {old.superseded_by}")
-            if old.status == "revoked":
-                raise FailedPrecondition(f"{identifier} is revoked")
+            self._changeable(old)
             licence_type = get_type(session, old.type_code)
-            previous = LicenceMetadata.from_json(_payload(old.signed_data))
-            merged = {**previous.fields, **fields}
-            new_fields = validate_fields(licence_type, merged)
+            previous = LicenceMetadata.from_json(
+                _payload(self.vault.open_text(old.signed_data, SIGNED_DATA, identifier))
+            )
+            new_fields = validate_fields(licence_type, {**previous.fields, **fields})
             end = validate_validity(
                 licence_type, previous.valid_from, valid_until or previous.valid_until
             )
-            ident = parse_identifier(identifier, check_uscc=False).with_version(old.version + 1)
-            signer = self.signers(old.issuer_code)
-            metadata = LicenceMetadata(
-                **{
-                    **previous.__dict__,
-                    "identifier": str(ident),
-                    "issue_date": now.date(),
-                    "valid_until": end,
-                    "fields": new_fields,
-                    "status_index": allocate_index(session, old.issuer_code),
-                    "previous": identifier,
-                }
-            )
-            issued = self._store(session, signer, metadata, old.holder_identity_id, now)
-            old.superseded_by = issued.identifier
-            old.status = "revoked"
-            old.status_reason = f"superseded by {issued.identifier}: {reason}"
-            old.updated_at = now
-            self._refresh(session, old.issuer_code)
-            audit.append(
-                session,
-                actor=principal.actor,
-                action="licence.new_version",
-                target=issued.identifier,
-                details={"previous": identifier, "reason": reason},
-            )
-        return issued
+            issuer, holder_id, version = old.issuer_code, old.holder_identity_id, old.version
+            status_index = allocate_index(session, issuer)
+        ident = parse_identifier(identifier, check_uscc=False).with_version(version + 1)
+        metadata = LicenceMetadata(
+            **{
+                **previous.__dict__,
+                "identifier": str(ident),
+                "issue_date": now.date(),
+                "valid_until": end,
+                "fields": new_fields,
+                "holder_name": holder_name or previous.holder_name,
+                "status_index": status_index,
+                "previous": identifier,
+            }
+        )
+        draft = _Draft(
+            IssueRequest(
+                licence_type.type_code, issuer, metadata.issuer_name,
+                metadata.holder_code_type, metadata.holder_code, new_fields, metadata.valid_from,
+            ),
+            licence_type, holder_id, metadata, self.signers(issuer),
+        )  # fmt: skip
+        context = None
+        if document and self.documents is not None and self.seals is not None:
+            context = self.seals.context(issuer)
+        self._sign(draft, context)
+        changed = sorted(k for k in new_fields if previous.fields.get(k) != new_fields[k])
+        try:
+            with self.db.transaction() as session:
+                old = self._current(session, principal, identifier)
+                self._changeable(old)  # a concurrent annotation or revocation wins
+                self._store(session, principal, draft, now)
+                old.superseded_by = draft.metadata.identifier
+                old.status = "revoked"
+                old.status_reason = f"superseded by {draft.metadata.identifier}: {reason}"
+                old.updated_at = now
+                self._refresh(session, issuer)
+                audit.append(
+                    session,
+                    actor=principal.actor,
+                    action="licence.new_version",
+                    target=draft.metadata.identifier,
+                    details={
+                        "previous": identifier,
+                        "reason": reason,
+                        "changed_fields": changed,
+                        "document_sha256": _hex_digest(draft.document),
+                    },
+                )
+        except IntegrityError:
+            raise AlreadyExists(f"{draft.metadata.identifier} was issued meanwhile") from None
+        return _issued(draft)
 
     def _set_status(
         self, principal: Principal, identifier: str, reason: str, allowed: set[str], new: str
@@ -376,15 +553,30 @@ class LicenceService:
         )
 
     def status_list_token(self, issuer_code: str) -> str:
-        """The issuer's cached signed status list (signed now if none was cached yet)."""
+        """The issuer's signed status list: the cached token while it is younger than its
+        ``ttl`` (every status change re-signs it at once), else signed anew — a list signed
+        once and never again would expire a day later and offline verifiers would reject it.
+        If the department cannot sign now (its seal is suspended) a cached token is served."""
+        cached: str | None = None
         with self.db.read() as session:
             row = session.get(LicenceStatusListRow, issuer_code)
             if row is not None and row.token:
-                return row.token
-        with self.db.transaction() as session:
-            return refresh_status_list(
-                session, self.signers(issuer_code), issuer_code, uri=self.status_uri(issuer_code)
-            )
+                cached = row.token
+                issued = row.token_issued_at
+                if issued is not None and self._clock() - as_utc(issued) < STATUS_LIST_TTL:
+                    return cached
+        try:
+            with self.db.transaction() as session:
+                return refresh_status_list(
+                    session,
+                    self.signers(issuer_code),
+                    issuer_code,
+                    uri=self.status_uri(issuer_code),
+                )
+        except FailedPrecondition:
+            if cached is None:
+                raise
+            return cached
 
     def revoke(self, principal: Principal, identifier: str, reason: str) -> None:
         """注销: valid or suspended → revoked (final)."""
@@ -398,6 +590,17 @@ class LicenceService:
         """Resume a suspended licence."""
         self._set_status(principal, identifier, reason, {"suspended"}, "valid")
 
+    def opened(self, row: LicenceRow) -> StoredLicence:
+        """A stored row with its secrets decrypted."""
+        ident = row.identifier
+        vault = self.vault
+        return StoredLicence(
+            row,
+            vault.open_text(row.signed_data, SIGNED_DATA, ident),
+            vault.open_text(row.qr_payload, QR_PAYLOAD, ident),
+            vault.open(row.document_pdf, DOCUMENT, ident) if row.document_pdf else None,
+        )
+
     def stored(self, identifier: str) -> StoredLicence:
         """A licence version with its signed data, QR payload and document in clear (for the
         adapters that check or hand them out; callers decide who may see what)."""
@@ -405,15 +608,30 @@ class LicenceService:
             row = session.get(LicenceRow, identifier)
             if row is None:
                 raise NotFound(f"no licence {identifier}")
-            return StoredLicence(row, row.signed_data, row.qr_payload, row.document_pdf)
+            return self.opened(row)
 
     def get(self, identifier: str) -> LicenceRow:
-        """The stored licence row (adapters decide what to disclose)."""
+        """The stored licence row (its secret columns are encrypted; see :meth:`stored`)."""
         with self.db.read() as session:
             row = session.get(LicenceRow, identifier)
             if row is None:
                 raise NotFound(f"no licence {identifier}")
             return row
+
+
+def _issued(draft: _Draft) -> IssuedLicence:
+    return IssuedLicence(
+        draft.metadata.identifier,
+        draft.metadata,
+        draft.signed_data,
+        draft.qr_payload,
+        previous=draft.metadata.previous,
+        document_pdf=draft.document,
+    )
+
+
+def _hex_digest(data: bytes | None) -> str:
+    return hashlib.sha256(data).hexdigest() if data else ""
 
 
 def _reason(reason: str) -> str:

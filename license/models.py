@@ -1,4 +1,8 @@
-"""Tables of the e-licence package: the catalogue, issued licences and per-issuer status lists.
+"""Tables of the e-licence package: the catalogue, issued licences, per-issuer status lists and
+the holders' access grants to third parties.
+
+``licences.signed_data``, ``qr_payload`` and ``document_pdf`` hold ciphertexts
+(:mod:`license.vault`, bound to the identifier); access codes are stored as SHA-256 only.
 
 Structured catalogue parts (field schema, validity rules, layout) are stored as canonical JSON
 text so the same schema works on SQLite and PostgreSQL; :mod:`license.catalogue` owns their shape.
@@ -67,9 +71,9 @@ class LicenceRow(Base):
     previous_identifier: Mapped[str | None] = mapped_column(String(160), nullable=True)
     superseded_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
     signing_key_id: Mapped[str] = mapped_column(String(64))
-    signed_data: Mapped[str] = mapped_column(Text)  # compact JWS (encrypted at rest: TODO)
-    qr_payload: Mapped[str] = mapped_column(Text)
-    document_pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    signed_data: Mapped[str] = mapped_column(Text)  # compact JWS, encrypted (license.vault)
+    qr_payload: Mapped[str] = mapped_column(Text)  # GT1: payload, encrypted
+    document_pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -83,3 +87,29 @@ class LicenceStatusListRow(Base):
     token: Mapped[str | None] = mapped_column(Text, nullable=True)
     token_issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LicenceAccessGrantRow(Base):
+    """A holder's grant to a third party to read one licence version for a purpose and a time
+    window; the access code is shown once and stored as its SHA-256."""
+
+    __tablename__ = "licence_access_grants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    identifier: Mapped[str] = mapped_column(
+        String(160), ForeignKey("licences.identifier"), index=True
+    )
+    holder_identity_id: Mapped[str] = mapped_column(String(64), index=True)
+    grantee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    grantee_name: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(String(200))
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_by: Mapped[str] = mapped_column(String(200))  # principal actor
+    granted_by_id: Mapped[str] = mapped_column(String(64))  # acting citizen id
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_reason: Mapped[str] = mapped_column(String(1000))
+    access_count: Mapped[int] = mapped_column(Integer)
+    last_access_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

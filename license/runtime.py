@@ -2,23 +2,32 @@
 
 One :class:`LicenceRuntime` per platform, shared by the gRPC servicer, the public HTTP pages
 and the CLI, so they sign with the same department seals and check against the same roots.
+Its service issues with the departments' official seals (JWS, QR payload and the sealed PDF
+from :mod:`license.document`, the seal's use recorded with the licence) and encrypts the
+licence secrets at rest under a key derived from the platform master key.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from govtrust.errors import FailedPrecondition
 from license.departments import DepartmentSealSigners, department_seal_chains
-from license.issuance import LicenceService
+from license.errors import LicenceVerificationFailed
+from license.issuance import DocumentMaker, DocumentRequest, LicenceService
 from license.qr import TrustList, export_trust_list
+from license.status_list import VerifiedStatusList, verify_status_list
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
+    from seal.lifecycle import UseContext
+    from seal.pdf import SealPdf
     from seal.runtime import SealRuntime
 
 TRUST_LIST_TTL_SECONDS = 60.0
@@ -64,13 +73,61 @@ class LicenceRuntime:
         """The exported trust list offline verifiers download (JSON; chains checked on load)."""
         return self._trust_entry()[2]
 
+    def status_lists(self) -> Mapping[str, VerifiedStatusList]:
+        """The issuers' cached signed status lists, verified against the roots on look-up
+        (a list that cannot be signed or does not verify is absent: status unknown)."""
+        return StoredStatusLists(self.service, self.roots)
+
     def invalidate_trust_list(self) -> None:
         """Forget the cached trust list (a department seal was just made)."""
         with self._lock:
             self._trust = None
 
 
-_runtimes: dict[int, LicenceRuntime] = {}
+def document_maker(pdf: SealPdf) -> DocumentMaker:
+    """The issuance hook over :class:`license.document.LicenceDocuments` (render + seal)."""
+    from license.document import DocumentInput, LicenceDocuments
+
+    documents = LicenceDocuments(pdf)
+
+    def make(request: DocumentRequest, context: UseContext) -> bytes:
+        return documents.make(
+            DocumentInput(
+                licence_type=request.licence_type,
+                metadata=request.metadata,
+                signed_data=request.signed_data,
+                qr_payload=request.qr_payload,
+                verify_url=request.verify_url,
+            ),
+            context,
+        )
+
+    return make
+
+
+class StoredStatusLists(Mapping[str, "VerifiedStatusList"]):
+    """The issuers' cached signed status lists (signed on first use), verified against the
+    roots on look-up; a list that cannot be signed or does not verify is absent."""
+
+    def __init__(self, service: LicenceService, roots: Sequence[x509.Certificate]) -> None:
+        self.service = service
+        self.roots = roots
+
+    def __getitem__(self, issuer_code: str) -> VerifiedStatusList:
+        try:
+            token = self.service.status_list_token(issuer_code)
+            return verify_status_list(token, self.roots, issuer_code=issuer_code)
+        except (FailedPrecondition, LicenceVerificationFailed):
+            raise KeyError(issuer_code) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_runtimes: dict[int, tuple[Platform, LicenceRuntime]] = {}
 _guard = threading.Lock()
 
 
@@ -79,8 +136,8 @@ def runtime_for(platform: Platform) -> LicenceRuntime:
     service's department seals and the CA's root."""
     with _guard:
         existing = _runtimes.get(id(platform))
-        if existing is not None:
-            return existing
+        if existing is not None and existing[0] is platform:
+            return existing[1]
         from ca.authority import authority_for
         from idp.registry import IdentityRegistry
         from seal.runtime import runtime_for as seal_runtime_for
@@ -95,11 +152,15 @@ def runtime_for(platform: Platform) -> LicenceRuntime:
             platform.db,
             registry,
             signers,
+            master_key=platform.master_key,
             status_uri=lambda issuer: f"{base}{STATUS_PATH}{issuer}",
+            verify_url=lambda identifier: f"{base}{VERIFY_PATH}{identifier}",
+            documents=document_maker(seals.pdf),
+            seals=signers,
         )
         roots = [
             x509.load_der_x509_certificate(i.der) for i in authority_for(platform).chain("root")
         ]
         runtime = LicenceRuntime(service, signers, seals, roots, base)
-        _runtimes[id(platform)] = runtime
+        _runtimes[id(platform)] = (platform, runtime)  # holds the platform: ids stay unique
         return runtime

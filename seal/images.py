@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,6 +195,7 @@ class _FontMetrics:
         self.v_centre = (int(hhea.ascent) + int(hhea.descent)) / 2
         self.glyphs = self.font.getGlyphSet()
         self._hmtx = self.font["hmtx"]
+        self._lock = threading.Lock()  # the lazy font decompiles glyphs on first use
 
     def glyph_name(self, char: str) -> str:
         name = self.cmap.get(ord(char))
@@ -227,7 +229,8 @@ class _FontMetrics:
             def _closePath(self) -> None:  # noqa: N802
                 ops.append(("h", ()))
 
-        self.glyphs[self.glyph_name(char)].draw(_Pen(self.glyphs))
+        with self._lock:
+            self.glyphs[self.glyph_name(char)].draw(_Pen(self.glyphs))
         return tuple(ops)
 
 

@@ -1,16 +1,18 @@
-"""gRPC adapter of ``govtrust.v1.LicenseService`` over :mod:`license` (catalogue, issuance).
+"""gRPC adapter of ``govtrust.v1.LicenseService`` over :mod:`license`.
 
 Thin by design, like :mod:`govtrust.api.seal`: each method converts the request, calls the
 domain with the caller's principal in the ``run_sync`` pool and converts the result; domain
 errors propagate to the platform interceptor (INVALID_ARGUMENT with field violations,
-NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED).
+NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED). Every RPC is implemented.
 
-Implemented: DefineLicenseType, GetLicenseType, ListLicenseTypes, IssueLicense (when the
-servicer has signers), GetLicense, RevokeLicense, SuspendLicense, ResumeLicense, GetStatusList,
-VerifyLicense (signed data and QR payload evidence, when the servicer has the CA roots; the
-status comes from the issuer's stored signed status list). The other RPCs answer UNIMPLEMENTED
-(generated base class): ListLicenses, AnnotateLicense, Grant/RevokeLicenseAccess,
-GetLicenseDocument.
+* Catalogue: :mod:`license.catalogue`. Issuance, annotation (a new version) and status changes:
+  :class:`license.issuance.LicenceService` — in production (:func:`servicer`, over
+  :func:`license.runtime.runtime_for`) signed with the issuing department's official seal, the
+  PDF sealed at PAdES B-T unless ``skip_document``, the seal's use recorded with the licence.
+* Reads, lists and access grants (every access audited): :class:`license.access.LicenceAccess`.
+* VerifyLicense: signed data and identifier against the CA roots, QR payloads against the
+  runtime's trust list (department seal chains, refreshed every minute), PDFs with
+  :func:`license.document_check.check_pdf`; the status from the issuer's signed status list.
 
 Known gaps of the mapping (the domain has no such notion yet):
 
@@ -19,25 +21,10 @@ Known gaps of the mapping (the domain has no such notion yet):
   365 on output and must be on input; field types ``USCC`` and ``RESIDENT_ID`` are reported as
   ``FIELD_TYPE_STRING`` (with their checks still applied at issuance), and ``FIELD_TYPE_ENUM`` /
   ``FIELD_TYPE_BOOLEAN`` are refused on input; ``label_en`` is not stored;
-* IssueLicense produces the signed data and the QR payload only: the sealed PDF document is not
-  built yet, so ``document_digest`` is unset whatever ``skip_document`` says; ``issue_date``
-  must be empty or today; ``request_id`` (idempotency) is not honoured; ``holder.name`` is
-  not compared with the registry (the registry's name is used);
-* GetLicense answers the issuing department and a citizen holder; agents and access grants
-  (``access_code``) are not supported yet (PERMISSION_DENIED).
-
-Signing keys: :class:`~license.issuance.LicenceService` takes ``signers``, a callable from the
-issuing department's USCC to a :class:`~license.jws.LicenceSigner` (key-store key + certificate
-chain). The seal service offers no clean way to obtain that for a department: a seal's key id
-is not part of :class:`seal.types.SealView`, and the only path to it,
-``SealService.authorise_use``, needs a *citizen* principal holding a use grant (or being the
-representative/agent) for a given seal id, whereas IssueLicense is called by a department's
-business system (``licence-issuer:<dept>``) and the domain asks for a signer by USCC alone.
-Until the seal service exposes "the department's active official seal as a signer", the
-production :func:`servicer` has no signers: IssueLicense stays UNIMPLEMENTED and operations
-that must re-sign the status list (revoke, suspend, resume, a first GetStatusList) fail with
-FAILED_PRECONDITION naming the missing key. Likewise the production servicer is given no CA
-roots or department chains (the QR trust list), so its VerifyLicense answers UNIMPLEMENTED.
+* IssueLicense: ``issue_date`` must be empty or today; ``request_id`` (idempotency) is not
+  honoured; ``holder.name`` is not compared with the registry (the registry's name is used);
+* ``License.annotations`` is left empty (annotation texts are in the audit log); signed JSON
+  verification reports are not offered.
 """
 
 from __future__ import annotations
@@ -45,17 +32,16 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from govtrust.api.identity import parse_ref
 from govtrust.errors import (
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
@@ -67,16 +53,18 @@ from govtrust.rpc.offload import run_sync
 from govtrust.v1 import common_pb2, license_pb2, license_pb2_grpc
 from idp.identifiers import InvalidIdentifier, parse_uscc
 from license import catalogue
+from license.access import GrantState, GrantView, LicenceAccess
 from license.catalogue import FieldSpec, FieldType, LicenceType, ValidityRule
 from license.checking import LicenceCheck, State, Verdict, check_qr, check_signed_data
-from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
-from license.issuance import IssuedLicence, IssueRequest, LicenceService
+from license.issuance import IssuedLicence, IssueRequest, LicenceService, StoredLicence
 from license.jws import LicenceSigner, b64url_decode
-from license.models import LicenceRow, LicenceTypeRow
+from license.models import LicenceTypeRow
 from license.qr import TrustList
+from license.runtime import StoredStatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, HOLDER_USCC, LicenceMetadata
-from license.status_list import BITS, VerifiedStatusList, verify_status_list
+from license.status_list import BITS
+from seal.owners import RegistryOwners
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
@@ -106,6 +94,26 @@ _STATUS = {
     "valid": common_pb2.LICENSE_STATUS_VALID,
     "suspended": common_pb2.LICENSE_STATUS_SUSPENDED,
     "revoked": common_pb2.LICENSE_STATUS_REVOKED,
+}
+_STATUS_FILTER = {
+    common_pb2.LICENSE_STATUS_UNSPECIFIED: "",
+    common_pb2.LICENSE_STATUS_VALID: "valid",
+    common_pb2.LICENSE_STATUS_SUSPENDED: "suspended",
+    common_pb2.LICENSE_STATUS_REVOKED: "revoked",
+    common_pb2.LICENSE_STATUS_SUPERSEDED: "superseded",
+    common_pb2.LICENSE_STATUS_EXPIRED: "expired",
+}
+_EVIDENCE_KIND = {
+    "identifier": common_pb2.EVIDENCE_KIND_LICENSE_IDENTIFIER,
+    "signed_data": common_pb2.EVIDENCE_KIND_LICENSE_SIGNED_DATA,
+    "qr_payload": common_pb2.EVIDENCE_KIND_LICENSE_QR_PAYLOAD,
+    "document": common_pb2.EVIDENCE_KIND_LICENSE_DOCUMENT,
+}
+_GRANT_STATUS = {
+    GrantState.ACTIVE: common_pb2.GRANT_STATUS_ACTIVE,
+    GrantState.NOT_YET_VALID: common_pb2.GRANT_STATUS_NOT_YET_VALID,
+    GrantState.EXPIRED: common_pb2.GRANT_STATUS_EXPIRED,
+    GrantState.REVOKED: common_pb2.GRANT_STATUS_REVOKED,
 }
 
 
@@ -280,9 +288,10 @@ def metadata_pb(meta: LicenceMetadata) -> license_pb2.LicenseMetadata:
     )
 
 
-def licence_pb(row: LicenceRow) -> license_pb2.License:
-    """The protobuf of a stored licence version (for its issuer or holder: unmasked)."""
-    meta = LicenceMetadata.from_json(_payload(row.signed_data))
+def licence_pb(stored: StoredLicence, verify_url: str = "") -> license_pb2.License:
+    """The protobuf of a stored licence version (for its issuer, holder or grantee)."""
+    row = stored.row
+    meta = LicenceMetadata.from_json(_payload(stored.signed_data))
     if row.superseded_by is not None:
         status = common_pb2.LICENSE_STATUS_SUPERSEDED
     elif row.status == "valid" and row.valid_until is not None and row.valid_until < _today():
@@ -295,6 +304,14 @@ def licence_pb(row: LicenceRow) -> license_pb2.License:
         common_pb2.IDENTITY_KIND_LEGAL_PERSON
         if row.holder_code_type == HOLDER_USCC
         else common_pb2.IDENTITY_KIND_CITIZEN
+    )
+    digest = (
+        common_pb2.Digest(
+            algorithm=common_pb2.DIGEST_ALGORITHM_SHA256,
+            value=hashlib.sha256(stored.document_pdf).digest(),
+        )
+        if stored.document_pdf
+        else None
     )
     return license_pb2.License(
         identifier=row.identifier,
@@ -309,8 +326,10 @@ def licence_pb(row: LicenceRow) -> license_pb2.License:
             display_name=meta.holder_name,
         ),
         type_revision=1,
-        signed_data=row.signed_data,
-        qr_payload=row.qr_payload,
+        signed_data=stored.signed_data,
+        qr_payload=stored.qr_payload,
+        verification_url=verify_url,
+        document_digest=digest,
         status_list_index=row.status_index,
         previous_identifier=row.previous_identifier or "",
         next_identifier=row.superseded_by or "",
@@ -319,15 +338,32 @@ def licence_pb(row: LicenceRow) -> license_pb2.License:
     )
 
 
+def grant_pb(view: GrantView) -> license_pb2.LicenseAccessGrant:
+    """The protobuf of an access grant (never the code)."""
+    return license_pb2.LicenseAccessGrant(
+        id=view.id,
+        identifier=view.identifier,
+        grantee=(
+            common_pb2.IdentitySummary(id=view.grantee_id, display_name=view.grantee_name)
+            if view.grantee_id
+            else None
+        ),
+        grantee_name=view.grantee_name,
+        purpose=view.purpose,
+        valid_from=_ts(view.valid_from),
+        valid_until=_ts(view.valid_until),
+        status=_GRANT_STATUS[view.state],
+        granted_by=common_pb2.IdentitySummary(id=view.granted_by_id)
+        if view.granted_by_id
+        else None,
+        granted_at=_ts(view.granted_at),
+        revoked_at=_ts(view.revoked_at),
+        access_count=view.access_count,
+    )
+
+
 def _today() -> date:
     return datetime.now(UTC).date()
-
-
-def _missing_signer(issuer_code: str) -> LicenceSigner:
-    raise FailedPrecondition(
-        f"no licence signing key for department {issuer_code}: the seal service does not yet "
-        "provide a department's seal key and certificate chain for licence signing"
-    )
 
 
 def _organisation(signer: LicenceSigner) -> str:
@@ -384,49 +420,34 @@ def _reasons(check: LicenceCheck) -> list[common_pb2.Reason]:
     ]
 
 
-class _StoredStatusLists(Mapping[str, VerifiedStatusList]):
-    """The issuers' cached signed status lists (signed on first use), verified against the roots
-    on look-up; a list that cannot be signed or does not verify is absent (STATUS_UNKNOWN)."""
-
-    def __init__(self, service: LicenceService, roots: Sequence[x509.Certificate]) -> None:
-        self.service = service
-        self.roots = roots
-
-    def __getitem__(self, issuer_code: str) -> VerifiedStatusList:
-        try:
-            token = self.service.status_list_token(issuer_code)
-            return verify_status_list(token, self.roots, issuer_code=issuer_code)
-        except (FailedPrecondition, LicenceVerificationFailed):
-            raise KeyError(issuer_code) from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
 class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
     """``govtrust.v1.LicenseService`` over a :class:`LicenceService`.
 
-    ``issuing`` says whether the service's signers are real; without them IssueLicense answers
-    UNIMPLEMENTED (see the module docstring). ``roots`` (the CA roots) and ``trust`` (the
-    roots plus the known department signing chains, for QR payloads) serve VerifyLicense,
-    which answers UNIMPLEMENTED without roots.
+    ``roots`` (the CA roots) check signed data and status lists; ``trust`` gives the roots
+    plus the known department signing chains (for QR payloads; a callable is asked on each
+    check, so a refreshed trust list applies). ``verify_url`` names the public page.
     """
 
     def __init__(
         self,
         service: LicenceService,
         *,
-        issuing: bool = True,
-        roots: Sequence[x509.Certificate] = (),
-        trust: TrustList | None = None,
+        roots: Sequence[x509.Certificate],
+        trust: TrustList | Callable[[], TrustList] | None = None,
+        verify_url: Callable[[str], str] | None = None,
+        access: LicenceAccess | None = None,
     ) -> None:
+        if not roots:
+            raise ValueError("the licence servicer needs the CA roots")
         self.service = service
-        self.issuing = issuing
         self.roots = tuple(roots)
-        self.trust = trust if trust is not None else TrustList(self.roots)
+        fixed = trust if trust is not None else TrustList(self.roots)
+        self._trust: Callable[[], TrustList] = fixed if callable(fixed) else (lambda: fixed)
+        self.verify_url = verify_url or service.verify_url
+        self.access = access or LicenceAccess(service, RegistryOwners(service.registry))
+
+    def _pb(self, stored: StoredLicence) -> license_pb2.License:
+        return licence_pb(stored, self.verify_url(stored.row.identifier))
 
     # --- helpers (run in the pool) --------------------------------------------------------------
 
@@ -447,16 +468,12 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             exists = session.get(LicenceTypeRow, licence_type.type_code) is not None
             return catalogue.define_type(session, principal, licence_type, replace=exists)
 
-    def _readable(self, principal: Principal, identifier: str) -> LicenceRow:
-        parse_identifier(identifier, check_uscc=False)
-        row = self.service.get(identifier)
-        issuer = principal.has_role(LICENCE_ISSUER_PREFIX + row.issuer_code)
-        holder = principal.citizen_id is not None and principal.citizen_id == (
-            row.holder_identity_id
-        )
-        if not (issuer or holder):
-            raise PermissionDenied(f"{principal.actor} may not read licence {identifier}")
-        return row
+    def _read(
+        self, principal: Principal, identifier: str, access_code: str, what: str
+    ) -> StoredLicence:
+        if not identifier:
+            raise InvalidArgument.field("identifier", "required")
+        return self.access.read(principal, identifier, access_code, what=what).licence
 
     def _change(
         self,
@@ -464,11 +481,11 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         principal: Principal,
         identifier: str,
         reason: str,
-    ) -> LicenceRow:
+    ) -> StoredLicence:
         if not identifier:
             raise InvalidArgument.field("identifier", "required")
         change(principal, identifier, reason)
-        return self.service.get(identifier)
+        return self.service.stored(identifier)
 
     def _issuer_of(self, principal: Principal, issuer_code: str) -> str:
         if issuer_code:
@@ -484,7 +501,9 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             )
         return depts[0]
 
-    def _issue(self, principal: Principal, request: license_pb2.IssueLicenseRequest) -> LicenceRow:
+    def _issue(
+        self, principal: Principal, request: license_pb2.IssueLicenseRequest
+    ) -> StoredLicence:
         today = _today()
         issue_date = _date_in("issue_date", request.issue_date)
         if issue_date is not None and issue_date != today:
@@ -517,8 +536,70 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
                 number=request.license_number,
                 serial=request.serial,
             ),
+            document=not request.skip_document,
         )
-        return self.service.get(issued.identifier)
+        return self.service.stored(issued.identifier)
+
+    def _annotate(
+        self, principal: Principal, request: license_pb2.AnnotateLicenseRequest
+    ) -> tuple[StoredLicence, StoredLicence]:
+        if not request.identifier:
+            raise InvalidArgument.field("identifier", "required")
+        issued = self.service.new_version(
+            principal,
+            request.identifier,
+            fields=dict(request.fields),
+            reason=request.text,
+            valid_until=_date_in("valid_until", request.valid_until),
+            holder_name=request.holder_name,
+            document=not request.skip_document,
+        )
+        return self.service.stored(issued.identifier), self.service.stored(request.identifier)
+
+    def _list(
+        self, principal: Principal, request: license_pb2.ListLicensesRequest
+    ) -> tuple[list[StoredLicence], str]:
+        holder = request.holder.WhichOneof("ref")
+        if (holder is None) == (not request.issuer_code):
+            raise InvalidArgument.field(
+                "holder", "exactly one of holder or issuer_code is required"
+            )
+        if request.status not in _STATUS_FILTER:
+            raise InvalidArgument.field("status", "not a status licences can be listed by")
+        options: dict[str, Any] = {
+            "type_code": request.type_code,
+            "status": _STATUS_FILTER[request.status],
+            "include_superseded": request.include_superseded,
+            "page_size": request.page_size,
+            "page_token": request.page_token,
+        }
+        if request.issuer_code:
+            return self.access.list_for_issuer(principal, request.issuer_code, **options)
+        return self.access.list_for_holder(principal, parse_ref(request.holder), **options)
+
+    def _grant(
+        self, principal: Principal, request: license_pb2.GrantLicenseAccessRequest
+    ) -> tuple[GrantView, str]:
+        if not request.identifier:
+            raise InvalidArgument.field("identifier", "required")
+        grantee = parse_ref(request.grantee) if request.HasField("grantee") else None
+        return self.access.grant(
+            principal,
+            request.identifier,
+            grantee=grantee,
+            grantee_name=request.grantee_name,
+            purpose=request.purpose,
+            valid_from=(
+                request.valid_from.ToDatetime(tzinfo=UTC)
+                if request.HasField("valid_from")
+                else None
+            ),
+            valid_until=(
+                request.valid_until.ToDatetime(tzinfo=UTC)
+                if request.HasField("valid_until")
+                else None
+            ),
+        )
 
     def _status_list(self, issuer_code: str) -> str:
         try:
@@ -572,58 +653,108 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         request: license_pb2.IssueLicenseRequest,
         context: Any,
     ) -> license_pb2.IssueLicenseResponse:
-        """Signed data and offline QR payload; the sealed PDF is not built yet (no digest)."""
-        if not self.issuing:
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED,
-                "IssueLicense needs the departments' licence signing keys, which the seal "
-                "service does not provide yet",
-            )
-        row = await run_sync(self._issue, current_principal(), request)
-        return license_pb2.IssueLicenseResponse(license=licence_pb(row))
+        """Signed data, offline QR payload and (unless ``skip_document``) the sealed PDF."""
+        stored = await run_sync(self._issue, current_principal(), request)
+        return license_pb2.IssueLicenseResponse(license=self._pb(stored))
 
     async def GetLicense(
         self,
         request: license_pb2.GetLicenseRequest,
         context: Any,
     ) -> license_pb2.GetLicenseResponse:
-        if request.access_code:
-            raise PermissionDenied("access grants are not supported yet")
-        row = await run_sync(self._readable, current_principal(), request.identifier)
-        return license_pb2.GetLicenseResponse(license=licence_pb(row))
+        stored = await run_sync(
+            self._read, current_principal(), request.identifier, request.access_code, "licence"
+        )
+        return license_pb2.GetLicenseResponse(license=self._pb(stored))
+
+    async def ListLicenses(
+        self,
+        request: license_pb2.ListLicensesRequest,
+        context: Any,
+    ) -> license_pb2.ListLicensesResponse:
+        items, token = await run_sync(self._list, current_principal(), request)
+        return license_pb2.ListLicensesResponse(
+            licenses=[self._pb(s) for s in items], next_page_token=token
+        )
+
+    async def AnnotateLicense(
+        self,
+        request: license_pb2.AnnotateLicenseRequest,
+        context: Any,
+    ) -> license_pb2.AnnotateLicenseResponse:
+        new, previous = await run_sync(self._annotate, current_principal(), request)
+        return license_pb2.AnnotateLicenseResponse(
+            license=self._pb(new), previous=self._pb(previous)
+        )
 
     async def RevokeLicense(
         self,
         request: license_pb2.RevokeLicenseRequest,
         context: Any,
     ) -> license_pb2.RevokeLicenseResponse:
-        row = await run_sync(
+        stored = await run_sync(
             self._change, self.service.revoke, current_principal(), request.identifier,
             request.reason,
         )  # fmt: skip
-        return license_pb2.RevokeLicenseResponse(license=licence_pb(row))
+        return license_pb2.RevokeLicenseResponse(license=self._pb(stored))
 
     async def SuspendLicense(
         self,
         request: license_pb2.SuspendLicenseRequest,
         context: Any,
     ) -> license_pb2.SuspendLicenseResponse:
-        row = await run_sync(
+        stored = await run_sync(
             self._change, self.service.suspend, current_principal(), request.identifier,
             request.reason,
         )  # fmt: skip
-        return license_pb2.SuspendLicenseResponse(license=licence_pb(row))
+        return license_pb2.SuspendLicenseResponse(license=self._pb(stored))
 
     async def ResumeLicense(
         self,
         request: license_pb2.ResumeLicenseRequest,
         context: Any,
     ) -> license_pb2.ResumeLicenseResponse:
-        row = await run_sync(
+        stored = await run_sync(
             self._change, self.service.resume, current_principal(), request.identifier,
             request.reason,
         )  # fmt: skip
-        return license_pb2.ResumeLicenseResponse(license=licence_pb(row))
+        return license_pb2.ResumeLicenseResponse(license=self._pb(stored))
+
+    async def GrantLicenseAccess(
+        self,
+        request: license_pb2.GrantLicenseAccessRequest,
+        context: Any,
+    ) -> license_pb2.GrantLicenseAccessResponse:
+        view, code = await run_sync(self._grant, current_principal(), request)
+        return license_pb2.GrantLicenseAccessResponse(grant=grant_pb(view), access_code=code)
+
+    async def RevokeLicenseAccess(
+        self,
+        request: license_pb2.RevokeLicenseAccessRequest,
+        context: Any,
+    ) -> license_pb2.RevokeLicenseAccessResponse:
+        view = await run_sync(
+            self.access.revoke_grant, current_principal(), request.grant_id, request.reason
+        )
+        return license_pb2.RevokeLicenseAccessResponse(grant=grant_pb(view))
+
+    async def GetLicenseDocument(
+        self,
+        request: license_pb2.GetLicenseDocumentRequest,
+        context: Any,
+    ) -> license_pb2.GetLicenseDocumentResponse:
+        stored = await run_sync(
+            self._read, current_principal(), request.identifier, request.access_code, "document"
+        )
+        pdf = stored.document_pdf or b""
+        return license_pb2.GetLicenseDocumentResponse(
+            document=pdf,
+            media_type="application/pdf",
+            filename=f"{stored.row.identifier}.pdf",
+            digest=common_pb2.Digest(
+                algorithm=common_pb2.DIGEST_ALGORITHM_SHA256, value=hashlib.sha256(pdf).digest()
+            ),
+        )
 
     async def GetStatusList(
         self,
@@ -641,53 +772,54 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             expires_at=_ts(datetime.fromtimestamp(int(claims["exp"]), UTC)),
         )
 
-    def _verify(self, kind: str, evidence: str, today: date) -> LicenceCheck:
-        lists = _StoredStatusLists(self.service, self.roots)
+    def _verify(self, kind: str, evidence: str | bytes, today: date) -> LicenceCheck:
+        lists = StoredStatusLists(self.service, self.roots)
+        if isinstance(evidence, bytes):
+            from license.document_check import check_pdf
+
+            return check_pdf(evidence, self.roots, lists, today=today)
+        if kind == "identifier":
+            parse_identifier(evidence, check_uscc=False)
+            evidence = self.service.stored(evidence).signed_data
+            kind = "signed_data"
         if kind == "signed_data":
             return check_signed_data(evidence, self.roots, lists, today=today)
-        return check_qr(evidence, self.trust, lists, today=today)
+        return check_qr(evidence, self._trust(), lists, today=today)
 
     async def VerifyLicense(
         self,
         request: license_pb2.LicenseServiceVerifyLicenseRequest,
         context: Any,
     ) -> license_pb2.LicenseServiceVerifyLicenseResponse:
-        """Signed data and QR payload only (identifier and PDF evidence: UNIMPLEMENTED); the
-        status comes from the issuer's cached signed status list, as an offline verifier's."""
+        """By signed data, QR payload, sealed PDF or identifier (the stored signed data is
+        checked); the status comes from the issuer's cached signed status list, as an offline
+        verifier's."""
         current_principal()
         kind = request.evidence.WhichOneof("evidence")
         if kind is None:
-            raise InvalidArgument.field("evidence", "one of signed_data or qr_payload is required")
-        if not self.roots or kind not in ("signed_data", "qr_payload"):
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"VerifyLicense by {kind} is not available yet"
-                if self.roots
-                else "VerifyLicense needs the CA roots, which this server is not given yet",
+            raise InvalidArgument.field(
+                "evidence", "one of identifier, signed_data, document or qr_payload is required"
             )
         if request.report_options.report_format == common_pb2.REPORT_FORMAT_SIGNED_JSON:
             raise InvalidArgument.field(
                 "report_options.report_format", "signed JSON reports are not offered yet"
             )
-        text: str = getattr(request.evidence, kind)
-        if not text:
+        evidence: str | bytes = getattr(request.evidence, kind)
+        if not evidence:
             raise InvalidArgument.field(f"evidence.{kind}", "required")
+        raw = evidence if isinstance(evidence, bytes) else evidence.encode()
         checked_at = datetime.now(UTC)
         at = request.at_time.ToDatetime(tzinfo=UTC) if request.HasField("at_time") else checked_at
-        check = await run_sync(self._verify, kind, text, at.date())
+        check = await run_sync(self._verify, kind, evidence, at.date())
         report = common_pb2.VerificationReport(
             report_id=str(uuid.uuid4()),
             verdict=_VERDICT[check.verdict],
             reasons=_reasons(check),
             summary=f"{check.verdict.value}: {', '.join(check.reasons[:1]) or 'ok'}",
-            evidence_kind=(
-                common_pb2.EVIDENCE_KIND_LICENSE_SIGNED_DATA
-                if kind == "signed_data"
-                else common_pb2.EVIDENCE_KIND_LICENSE_QR_PAYLOAD
-            ),
+            evidence_kind=_EVIDENCE_KIND[kind],
             evidence_digest=common_pb2.Digest(
                 algorithm=common_pb2.DIGEST_ALGORITHM_SHA256,
-                value=hashlib.sha256(text.encode()).digest(),
+                value=hashlib.sha256(raw).digest(),
             ),
             checked_at=_ts(checked_at),
             validation_time=_ts(at),
@@ -708,13 +840,15 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
 
 
 def servicer(platform: Platform) -> license_pb2_grpc.LicenseServiceServicer:
-    """The LicenseService servicer for a platform.
+    """The LicenseService servicer for a platform: the shared licence runtime's service
+    (department official seals, sealed PDFs), the CA roots and its refreshed trust list."""
+    from license.runtime import runtime_for
 
-    No licence signers yet (see the module docstring): IssueLicense answers UNIMPLEMENTED.
-    """
-    from idp.registry import IdentityRegistry
-
-    registry = IdentityRegistry.open(
-        platform.db, platform.master_key, data_dir=platform.settings.data_dir
+    runtime = runtime_for(platform)
+    return LicenseServicer(
+        runtime.service,
+        roots=runtime.roots,
+        trust=runtime.trust_list,
+        verify_url=runtime.verify_url,
+        access=LicenceAccess(runtime.service, RegistryOwners(runtime.service.registry)),
     )
-    return LicenseServicer(LicenceService(platform.db, registry, _missing_signer), issuing=False)

@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from govtrust.errors import FailedPrecondition
 from license.departments import DepartmentSealSigners, department_seal_chains
-from license.qr import TrustList, decode_payload, encode_payload
 from license.identifiers import build_identifier
+from license.qr import TrustList, decode_payload, encode_payload
 from license.signed_data import LicenceMetadata, sign_licence, verify_licence
 from seal.types import SealKind
 from tests.license.conftest import TYPE_CODE, sample_metadata

@@ -1,7 +1,8 @@
 """LicenseService over a real ``grpc.aio`` server with the platform interceptor (both backends).
 
-The servicer runs over a :class:`LicenceService` whose signer is a test department key (the
-production factory has no signers yet; its IssueLicense answers UNIMPLEMENTED, tested too).
+The servicer runs over a :class:`LicenceService` whose signer is a test department key and
+which makes no PDF documents; the production servicer (department seals, sealed PDFs) is
+tested end to end in ``test_production.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 
-from govtrust.api.license import LicenseServicer, servicer
+from govtrust.api.license import LicenseServicer
 from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.principal import SYSTEM, Principal
@@ -158,7 +159,7 @@ def world(database: Database, test_ca: MiniCa, tmp_path: Path) -> Iterator[Handl
     signer = make_signer(store, test_ca, uscc=ISSUER)
     trust = TrustList([test_ca.root])
     trust.add(signer.chain)
-    service = LicenceService(database, registry, lambda _dept: signer)
+    service = LicenceService(database, registry, lambda _dept: signer, master_key=master)
     platform = _Platform(Settings(data_dir=tmp_path), database, master)
     tokens: dict[str, Principal] = {}
     try:
@@ -470,7 +471,9 @@ def _verify(world: Handle, who: Principal = NOBODY, **evidence: Any) -> Any:
 
 def test_verify_license(world: Handle) -> None:
     licence = _issue(world)
-    for form in ("signed_data", "qr_payload"):
+    assert licence.verification_url.endswith(f"/verify/license/{licence.identifier}")
+    assert not licence.HasField("document_digest")  # this service makes no documents
+    for form in ("signed_data", "qr_payload", "identifier"):
         report = _verify(world, **{form: getattr(licence, form)})
         assert report.verdict == common_pb2.VERDICT_VALID, (form, report)
         assert report.license.identifier == licence.identifier
@@ -541,7 +544,11 @@ def test_verify_license_errors(world: Handle) -> None:
         ),
         NOBODY,
     )
-    assert by_id.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert by_id.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "identifier.prefix" in violations(by_id)
+    junk_pdf = _verify(world, document=b"%PDF-1.7 not a licence")
+    assert junk_pdf.verdict == common_pb2.VERDICT_INVALID
+    assert junk_pdf.evidence_kind == common_pb2.EVIDENCE_KIND_LICENSE_DOCUMENT
     anonymous = world.fails(
         "VerifyLicense",
         license_pb2.LicenseServiceVerifyLicenseRequest(
@@ -550,38 +557,3 @@ def test_verify_license_errors(world: Handle) -> None:
         None,
     )
     assert anonymous.code() == grpc.StatusCode.UNAUTHENTICATED
-
-
-def test_production_servicer_does_not_issue(database: Database, tmp_path: Path) -> None:
-    """Without department signing keys IssueLicense stays UNIMPLEMENTED; reads work."""
-    with database.transaction() as session:
-        catalogue.seed_catalogue(session, SYSTEM)
-    platform = _Platform(Settings(data_dir=tmp_path), database, MasterKey.generate())
-    service = servicer(platform)  # type: ignore[arg-type]
-    assert isinstance(service, LicenseServicer)
-    tokens: dict[str, Principal] = {}
-    try:
-        for stub in _serve(service, platform, tokens):
-            world = Handle(stub, TrustList([]), [], tokens)
-            types = world.call("ListLicenseTypes", license_pb2.ListLicenseTypesRequest())
-            assert len(types.license_types) == 2
-            error = world.fails(
-                "IssueLicense",
-                license_pb2.IssueLicenseRequest(type_code=catalogue.BUSINESS_LICENCE_CODE),
-            )
-            assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-            other = world.fails("ListLicenses", license_pb2.ListLicensesRequest(issuer_code=ISSUER))
-            assert other.code() == grpc.StatusCode.UNIMPLEMENTED
-            signing = world.fails(
-                "GetStatusList", license_pb2.GetStatusListRequest(issuer_code=ISSUER)
-            )
-            assert signing.code() == grpc.StatusCode.FAILED_PRECONDITION
-            verify = world.fails(
-                "VerifyLicense",
-                license_pb2.LicenseServiceVerifyLicenseRequest(
-                    evidence=license_pb2.LicenseEvidence(qr_payload="x")
-                ),
-            )
-            assert verify.code() == grpc.StatusCode.UNIMPLEMENTED
-    finally:
-        service.service.registry.reader.close()

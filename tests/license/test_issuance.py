@@ -18,6 +18,7 @@ from govtrust.errors import (
     PermissionDenied,
 )
 from govtrust.principal import SYSTEM, Principal
+from hsm.errors import KeyDestroyed
 from hsm.master import MasterKey
 from hsm.soft import SoftKeyStore
 from idp.pii import PiiCodec
@@ -61,7 +62,7 @@ def setup(database: Database, test_ca: MiniCa) -> Iterator[tuple[LicenceService,
     signer = make_signer(store, test_ca, uscc=ISSUER)
     trust = TrustList([test_ca.root])
     trust.add(signer.chain)
-    yield LicenceService(database, registry, lambda _dept: signer), trust
+    yield LicenceService(database, registry, lambda _dept: signer, master_key=master), trust
     store.close()
     registry.reader.close()
 
@@ -237,3 +238,36 @@ def test_duplicate_serial_is_already_exists(setup: tuple[LicenceService, TrustLi
         service.issue(DEPT, _request(serial="2024ABC"))
     with pytest.raises(AlreadyExists):
         service.issue_many(DEPT, [_request(serial="2024X"), _request(serial="2024X")])
+
+
+def test_a_failure_after_reserving_leaves_an_unused_index_that_stays_valid(
+    setup: tuple[LicenceService, TrustList], database: Database, test_ca: MiniCa
+) -> None:
+    """Signing happens outside any transaction, after the status indexes were reserved: when
+    it fails nothing is stored or audited, the reserved index is simply never used, and the
+    published status list reports it valid (0). (The sealed-PDF path, whose time-stamp writes
+    in its own transaction, runs on SQLite in test_production.py: no nested writer.)"""
+    service, _ = setup
+    first = service.issue(DEPT, _request())
+    assert first.metadata.status_index == 0
+    signer = service.signers(ISSUER)
+    with database.read() as session:
+        audit_before = len(session.scalars(select(AuditRecord.seq)).all())
+    signer.keystore.destroy(signer.key)
+    with pytest.raises(KeyDestroyed):
+        service.issue(DEPT, _request())
+    with database.read() as session:
+        assert len(session.scalars(select(LicenceRow)).all()) == 1
+        assert len(session.scalars(select(AuditRecord.seq)).all()) == audit_before
+    fresh = make_signer(SoftKeyStore(database, MasterKey.generate()), test_ca, uscc=ISSUER)
+    service.signers = lambda _dept: fresh
+    second = service.issue(DEPT, _request())
+    assert second.metadata.status_index == 2  # index 1 was reserved by the failed attempt
+    statuses = verify_status_list(service.status_list_token(ISSUER), [test_ca.root]).statuses
+    assert [statuses.get(i) for i in range(3)] == [LicenceStatus.VALID] * 3
+    stored = service.stored(second.identifier)
+    assert stored.signed_data == second.signed_data and stored.document_pdf is None
+    with database.read() as session:
+        row = session.get(LicenceRow, second.identifier)
+        assert row is not None and row.signed_data.startswith("gt1:")
+        assert second.signed_data not in row.signed_data

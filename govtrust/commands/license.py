@@ -1,0 +1,340 @@
+"""``govtrust license …``: e-licences from the command line, on the local data directory.
+
+Examples::
+
+    govtrust license types --seed --data-dir var
+    govtrust license issue --type 11100000MB0143028R001 --issuer 11430100MB12345675 \\
+        --holder-type 001 --holder 91350100M000100Y43 --field KZ_MC=福州示例科技有限公司 … \\
+        --pdf licence.pdf --jws licence.jws
+    govtrust license show IDENTIFIER
+    govtrust license revoke IDENTIFIER --reason "注销"
+    govtrust license verify licence.pdf | licence.jws | 'GT1:…' | IDENTIFIER
+
+The operator running these commands holds the data directory (database and master key), so
+acts with full authority: ``issue`` and ``revoke`` act as the issuing department
+(``licence-issuer:<dept>``; the department's official seal must be active), every action is
+audited as ``operator:<user>``. ``verify`` checks with the CA roots and the issuers' signed
+status lists only, like an offline verifier, and exits 0 only for a valid licence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, settings_from_args
+from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
+
+if TYPE_CHECKING:
+    from govtrust.platform import Platform
+    from license.checking import LicenceCheck
+
+IDENTIFIER_PREFIX = "1.2.156.3005.2."
+QR_PREFIX = "GT1:"
+
+
+def _operator(*roles: str) -> Principal:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Principal(kind="operator", subject=user, roles=frozenset({"admin", *roles}))
+
+
+def _platform(args: argparse.Namespace) -> Platform:
+    from govtrust.platform import open_platform
+
+    return open_platform(settings_from_args(args))
+
+
+def _date(text: str | None, flag: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"govtrust license: {flag} must be a date YYYY-MM-DD") from None
+
+
+def cmd_types(args: argparse.Namespace) -> int:
+    """List the licence types (after seeding the two examples with ``--seed``)."""
+    from license import catalogue
+
+    platform = _platform(args)
+    try:
+        with platform.db.transaction() as session:
+            if args.seed:
+                issuers = args.issuer or [catalogue.EXAMPLE_ISSUER]
+                catalogue.seed_catalogue(session, _operator(), issuers)
+            types = catalogue.list_types(session)
+    finally:
+        platform.close()
+    if args.json:
+        print(json.dumps([_type_dict(t) for t in types], ensure_ascii=False, indent=2))
+    else:
+        for t in types:
+            print(
+                f"{t.type_code}\t{t.name}\t{t.name_en}\tissuers={','.join(t.issuing_departments)}"
+            )
+    return EXIT_OK
+
+
+def _type_dict(licence_type: Any) -> dict[str, Any]:
+    return {
+        "type_code": licence_type.type_code,
+        "name": licence_type.name,
+        "name_en": licence_type.name_en,
+        "issuing_departments": list(licence_type.issuing_departments),
+        "holder_code_types": list(licence_type.holder_code_types),
+        "fields": [
+            {"name": f.name, "label": f.label, "required": f.required} for f in licence_type.fields
+        ],
+    }
+
+
+def _fields(pairs: list[str]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"govtrust license: --field {pair!r} is not NAME=VALUE")
+        fields[name.strip()] = value
+    return fields
+
+
+def cmd_issue(args: argparse.Namespace) -> int:
+    """Issue a licence as the department ``--issuer``; print it and write the requested files."""
+    from cryptography.x509.oid import NameOID
+
+    from license.issuance import IssueRequest
+    from license.runtime import runtime_for
+
+    fields = _fields(args.field or [])
+    platform = _platform(args)
+    try:
+        runtime = runtime_for(platform)
+        signer = runtime.signers(args.issuer)
+        names = signer.chain[0].subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        issued = runtime.service.issue(
+            _operator(LICENCE_ISSUER_PREFIX + args.issuer),
+            IssueRequest(
+                type_code=args.type,
+                issuer_code=args.issuer,
+                issuer_name=str(names[0].value) if names else args.issuer,
+                holder_code_type=args.holder_type,
+                holder_code=args.holder,
+                fields=fields,
+                valid_from=_date(args.valid_from, "--valid-from") or date.today(),
+                valid_until=_date(args.valid_until, "--valid-until"),
+                number=args.number or "",
+                serial=args.serial or "",
+            ),
+            document=not args.no_document,
+        )
+        url = runtime.verify_url(issued.identifier)
+    finally:
+        platform.close()
+    if args.pdf is not None:
+        if issued.document_pdf is None:
+            print("govtrust license: no document was made (--no-document)", file=sys.stderr)
+            return EXIT_FAILURE
+        args.pdf.write_bytes(issued.document_pdf)
+    if args.jws is not None:
+        args.jws.write_text(issued.signed_data + "\n", encoding="utf-8")
+    if args.qr is not None:
+        args.qr.write_text(issued.qr_payload + "\n", encoding="utf-8")
+    digest = issued.document_digest
+    print(
+        json.dumps(
+            {
+                "identifier": issued.identifier,
+                "holder": issued.metadata.holder_name,
+                "valid_until": (
+                    issued.metadata.valid_until.isoformat() if issued.metadata.valid_until else ""
+                ),
+                "verification_url": url,
+                "document_sha256": digest.hex() if digest else "",
+                "qr_payload": issued.qr_payload,
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Show a stored licence (metadata and status; the read is audited)."""
+    from license.access import LicenceAccess
+    from license.identifiers import parse_identifier
+    from license.jws import b64url_decode
+    from license.runtime import runtime_for
+    from license.signed_data import LicenceMetadata
+    from seal.owners import RegistryOwners
+
+    parse_identifier(args.identifier, check_uscc=False)
+    platform = _platform(args)
+    try:
+        service = runtime_for(platform).service
+        issuer = service.get(args.identifier).issuer_code
+        access = LicenceAccess(service, RegistryOwners(service.registry))
+        read = access.read(
+            _operator(LICENCE_ISSUER_PREFIX + issuer), args.identifier, what="licence"
+        )
+    finally:
+        platform.close()
+    row, stored = read.licence.row, read.licence
+    payload = stored.signed_data.split(".")[1]
+    meta = LicenceMetadata.from_json(json.loads(b64url_decode(payload)))
+    status = "superseded" if row.superseded_by else row.status
+    out = {
+        "identifier": row.identifier,
+        "name": meta.name,
+        "status": status,
+        "status_reason": row.status_reason,
+        "issuer": f"{meta.issuer_name} ({meta.issuer_code})",
+        "holder": meta.holder_name,
+        "holder_code_type": meta.holder_code_type,
+        "valid_from": meta.valid_from.isoformat(),
+        "valid_until": meta.valid_until.isoformat() if meta.valid_until else "",
+        "fields": dict(meta.fields),
+        "previous": row.previous_identifier or "",
+        "next": row.superseded_by or "",
+        "has_document": stored.document_pdf is not None,
+    }
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """Revoke (注销) a licence as its issuing department."""
+    from license.identifiers import parse_identifier
+    from license.runtime import runtime_for
+
+    parse_identifier(args.identifier, check_uscc=False)
+    platform = _platform(args)
+    try:
+        service = runtime_for(platform).service
+        issuer = service.get(args.identifier).issuer_code
+        service.revoke(_operator(LICENCE_ISSUER_PREFIX + issuer), args.identifier, args.reason)
+    finally:
+        platform.close()
+    print(f"{args.identifier}\trevoked")
+    return EXIT_OK
+
+
+def _check(platform: Platform, evidence: str | bytes) -> tuple[str, LicenceCheck]:
+    """(kind, check) of a PDF, a compact JWS, a ``GT1:`` QR text or an identifier."""
+    from license.checking import check_qr, check_signed_data
+    from license.runtime import runtime_for
+
+    runtime = runtime_for(platform)
+    lists = runtime.status_lists()
+    if isinstance(evidence, bytes):
+        from license.document_check import check_pdf
+
+        return "pdf", check_pdf(evidence, runtime.roots, lists)
+    if evidence.startswith(QR_PREFIX):
+        return "qr", check_qr(evidence, runtime.trust_list(), lists)
+    if evidence.startswith(IDENTIFIER_PREFIX):
+        from license.identifiers import parse_identifier
+
+        parse_identifier(evidence, check_uscc=False)
+        signed = runtime.service.stored(evidence).signed_data
+        return "identifier", check_signed_data(signed, runtime.roots, lists)
+    return "signed_data", check_signed_data(evidence, runtime.roots, lists)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check a licence; exit 0 when valid, 1 when not (the reasons are printed)."""
+    target: str = args.evidence
+    evidence: str | bytes
+    path = Path(target)
+    if len(target) < 4096 and path.is_file():
+        data = path.read_bytes()
+        if data.lstrip()[:5] == b"%PDF-":
+            evidence = data
+        else:
+            try:
+                evidence = data.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                print("govtrust license: the file is neither a PDF nor text", file=sys.stderr)
+                return EXIT_USAGE
+    else:
+        evidence = target.strip()
+    if not evidence:
+        print("govtrust license: nothing to verify", file=sys.stderr)
+        return EXIT_USAGE
+    platform = _platform(args)
+    try:
+        kind, check = _check(platform, evidence)
+    finally:
+        platform.close()
+    out = {
+        "evidence": kind,
+        "verdict": check.verdict.value,
+        "state": check.state.value,
+        "reasons": list(check.reasons),
+        "identifier": check.identifier,
+        "name": check.name,
+        "issuer_code": check.issuer_code,
+        "holder": check.holder_name,
+        "valid_until": check.valid_until.isoformat() if check.valid_until else "",
+    }
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    from license.checking import Verdict
+
+    return EXIT_OK if check.verdict is Verdict.VALID else EXIT_FAILURE
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``govtrust license …`` to the CLI."""
+    lic = commands.add_parser("license", help="e-licences: catalogue, issue, show, revoke, verify")
+    groups = lic.add_subparsers(dest="license_command", metavar="COMMAND", required=True)
+
+    types = groups.add_parser("types", help="list licence types")
+    add_data_dir(types)
+    types.add_argument("--seed", action="store_true", help="define the two example types first")
+    types.add_argument("--issuer", action="append", help="issuing department of seeded types")
+    types.add_argument("--json", action="store_true")
+    types.set_defaults(handler=cmd_types)
+
+    issue = groups.add_parser("issue", help="issue a licence as a department")
+    add_data_dir(issue)
+    issue.add_argument("--type", required=True, help="licence type code (21 characters)")
+    issue.add_argument("--issuer", required=True, help="issuing department's USCC")
+    issue.add_argument("--holder-type", choices=["001", "111"], required=True)
+    issue.add_argument("--holder", required=True, help="holder's USCC or resident ID number")
+    issue.add_argument("--field", action="append", metavar="KZ_NAME=VALUE", help="(repeat)")
+    issue.add_argument("--valid-from", help="YYYY-MM-DD (default today)")
+    issue.add_argument("--valid-until", help="YYYY-MM-DD (default: the type's rule)")
+    issue.add_argument("--number", help="licence number (default: the serial)")
+    issue.add_argument("--serial", help="serial part of the identifier (default: assigned)")
+    issue.add_argument("--no-document", action="store_true", help="no sealed PDF")
+    issue.add_argument("--pdf", type=Path, help="write the sealed PDF here")
+    issue.add_argument("--jws", type=Path, help="write the signed data here")
+    issue.add_argument("--qr", type=Path, help="write the offline QR payload here")
+    issue.set_defaults(handler=cmd_issue)
+
+    show = groups.add_parser("show", help="show a licence")
+    add_data_dir(show)
+    show.add_argument("identifier")
+    show.set_defaults(handler=cmd_show)
+
+    revoke = groups.add_parser("revoke", help="revoke (注销) a licence")
+    add_data_dir(revoke)
+    revoke.add_argument("identifier")
+    revoke.add_argument("--reason", required=True)
+    revoke.set_defaults(handler=cmd_revoke)
+
+    verify = groups.add_parser(
+        "verify", help="check a licence: PDF or JWS file, GT1: QR text, or identifier"
+    )
+    add_data_dir(verify)
+    verify.add_argument("evidence", help="file, QR text or identifier")
+    verify.set_defaults(handler=cmd_verify)

@@ -1,0 +1,488 @@
+"""Who may read a licence, holders' lists, and third-party access grants — every access audited.
+
+A licence version is readable by:
+
+* its issuing department (role ``licence-issuer:<dept>``);
+* its holder: the citizen holding it, or for a legal person its legal representative or an
+  agent holding the ``licence.apply`` scope (checked in the identity registry);
+* a third party presenting the access code of a current grant for that very version, or a
+  registered grantee authenticated as itself.
+
+Holders grant access for a purpose and a time window; the code (256 random bits) is returned
+once and stored as its SHA-256. Every successful read, list, grant and revocation appends an
+audit record (grant ids and code hashes, never codes); a refused one changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from govtrust import audit
+from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
+from idp.types import IdentityRef
+from license.identifiers import parse_identifier
+from license.issuance import LicenceService, StoredLicence
+from license.models import LicenceAccessGrantRow, LicenceRow
+from license.signed_data import HOLDER_USCC
+from seal.owners import Owners
+
+SCOPE_LICENCE = "licence.apply"
+CODE_PREFIX = "LA1-"
+MAX_GRANT_DAYS = 366
+MAX_TEXT = 200
+MAX_REASON = 1000
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+LIST_STATUSES = frozenset({"valid", "suspended", "revoked", "superseded", "expired"})
+
+
+class GrantState(StrEnum):
+    """The state of an access grant at a moment."""
+
+    ACTIVE = "active"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class GrantView:
+    """An access grant as shown to its holder (never the code)."""
+
+    id: str
+    identifier: str
+    grantee_id: str | None
+    grantee_name: str
+    purpose: str
+    valid_from: datetime
+    valid_until: datetime
+    state: GrantState
+    granted_by: str
+    granted_by_id: str
+    granted_at: datetime
+    revoked_at: datetime | None
+    access_count: int
+
+
+@dataclass(frozen=True)
+class Access:
+    """A successful read: the licence in clear and on what ground it was read."""
+
+    licence: StoredLicence
+    role: str  # issuer | holder | representative | agent | grantee
+    grant_id: str = ""
+
+
+def code_hash(code: str) -> bytes:
+    """SHA-256 of an access code (what is stored and audited)."""
+    return hashlib.sha256(code.encode("utf-8")).digest()
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def grant_state(row: LicenceAccessGrantRow, now: datetime) -> GrantState:
+    """The state of a grant at ``now``."""
+    if row.revoked_at is not None:
+        return GrantState.REVOKED
+    if now < _utc(row.valid_from):
+        return GrantState.NOT_YET_VALID
+    if now >= _utc(row.valid_until):
+        return GrantState.EXPIRED
+    return GrantState.ACTIVE
+
+
+def grant_view(row: LicenceAccessGrantRow, now: datetime) -> GrantView:
+    """The view of a stored grant."""
+    return GrantView(
+        row.id,
+        row.identifier,
+        row.grantee_id,
+        row.grantee_name,
+        row.purpose,
+        _utc(row.valid_from),
+        _utc(row.valid_until),
+        grant_state(row, now),
+        row.granted_by,
+        row.granted_by_id,
+        _utc(row.granted_at),
+        _utc(row.revoked_at) if row.revoked_at is not None else None,
+        row.access_count,
+    )
+
+
+def _text(value: str, field: str, *, required: bool, limit: int = MAX_TEXT) -> str:
+    text = value.strip()
+    if required and not text:
+        raise InvalidArgument.field(field, "required")
+    if len(text) > limit or (text and not text.isprintable()):
+        raise InvalidArgument.field(field, f"at most {limit} printable characters")
+    return text
+
+
+def _page(page_size: int, page_token: str) -> tuple[int, int]:
+    if page_size < 0:
+        raise InvalidArgument.field("page_size", "must not be negative")
+    size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
+    if not page_token:
+        return size, 0
+    if not page_token.isdigit() or len(page_token) > 9:
+        raise InvalidArgument.field("page_token", "not a token from a previous response")
+    return size, int(page_token)
+
+
+class LicenceAccess:
+    """Reads, lists and access grants over a :class:`LicenceService` and the registry."""
+
+    def __init__(
+        self,
+        service: LicenceService,
+        owners: Owners,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.service = service
+        self.owners = owners
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # --- who is the holder ------------------------------------------------------------------
+
+    def holder_role(self, principal: Principal, holder_id: str, holder_code_type: str) -> str:
+        """``holder`` / ``representative`` / ``agent`` when the caller acts for the holder."""
+        citizen = principal.citizen_id
+        if citizen is None:
+            return ""
+        if holder_code_type != HOLDER_USCC:
+            return "holder" if citizen == holder_id else ""
+        representative, _active = self.owners.representative(holder_id)
+        if citizen == representative:
+            return "representative"
+        if self.owners.holds_scope(holder_id, citizen, SCOPE_LICENCE):
+            return "agent"
+        return ""
+
+    def _holder_of(self, principal: Principal, row: LicenceRow) -> str:
+        role = self.holder_role(principal, row.holder_identity_id, row.holder_code_type)
+        if not role:
+            raise PermissionDenied(
+                f"{principal.actor} is neither the holder of {row.identifier} nor its agent"
+            )
+        return role
+
+    # --- reads --------------------------------------------------------------------------
+
+    def read(
+        self, principal: Principal, identifier: str, access_code: str = "", *, what: str
+    ) -> Access:
+        """Read a licence (``what``: ``licence`` or ``document``) as its issuer, holder/agent or
+        a grantee (by ``access_code`` or as the registered grantee); audited."""
+        parse_identifier(identifier, check_uscc=False)
+        now = self._clock()
+        with self.service.db.transaction() as session:
+            row = session.get(LicenceRow, identifier)
+            if row is None:
+                raise NotFound(f"no licence {identifier}")
+            grant: LicenceAccessGrantRow | None = None
+            if access_code:
+                grant = self._grant_by_code(session, identifier, access_code, now)
+                role = "grantee"
+            elif principal.has_role(LICENCE_ISSUER_PREFIX + row.issuer_code):
+                role = "issuer"
+            else:
+                role = self.holder_role(principal, row.holder_identity_id, row.holder_code_type)
+                if not role:
+                    grant = self._grant_for_grantee(session, principal, identifier, now)
+                    role = "grantee"
+            stored = self.service.opened(row)
+            if what == "document" and stored.document_pdf is None:
+                raise NotFound(f"licence {identifier} has no document")
+            if grant is not None:
+                grant.access_count += 1
+                grant.last_access_at = now
+            audit.append(
+                session,
+                actor=principal.actor,
+                action=f"licence.read.{what}",
+                target=identifier,
+                details={
+                    "role": role,
+                    "acting_citizen": principal.citizen_id or "",
+                    "grant": grant.id if grant is not None else "",
+                    "code_sha256": code_hash(access_code).hex() if access_code else "",
+                },
+            )
+        return Access(stored, role, grant.id if grant is not None else "")
+
+    @staticmethod
+    def _usable(grant: LicenceAccessGrantRow | None, identifier: str, now: datetime) -> None:
+        if grant is None or grant.identifier != identifier:
+            raise PermissionDenied(f"no access grant to {identifier} with this code")
+        state = grant_state(grant, now)
+        if state is not GrantState.ACTIVE:
+            raise PermissionDenied(
+                f"the access grant {grant.id} is {state.value.replace('_', ' ')}"
+            )
+
+    def _grant_by_code(
+        self, session: Session, identifier: str, code: str, now: datetime
+    ) -> LicenceAccessGrantRow:
+        if len(code) > 200 or not code.startswith(CODE_PREFIX):
+            raise PermissionDenied(f"no access grant to {identifier} with this code")
+        grant = session.scalars(
+            select(LicenceAccessGrantRow)
+            .where(LicenceAccessGrantRow.code_hash == code_hash(code))
+            .with_for_update()
+        ).first()
+        self._usable(grant, identifier, now)
+        assert grant is not None
+        return grant
+
+    def _grant_for_grantee(
+        self, session: Session, principal: Principal, identifier: str, now: datetime
+    ) -> LicenceAccessGrantRow:
+        denied = PermissionDenied(f"{principal.actor} may not read licence {identifier}")
+        if principal.citizen_id is None:
+            raise denied
+        grants = session.scalars(
+            select(LicenceAccessGrantRow)
+            .where(
+                LicenceAccessGrantRow.identifier == identifier,
+                LicenceAccessGrantRow.grantee_id == principal.citizen_id,
+            )
+            .with_for_update()
+        ).all()
+        for grant in grants:
+            if grant_state(grant, now) is GrantState.ACTIVE:
+                return grant
+        raise denied
+
+    # --- lists --------------------------------------------------------------------------
+
+    def list_for_holder(
+        self,
+        principal: Principal,
+        holder: IdentityRef,
+        *,
+        type_code: str = "",
+        status: str = "",
+        include_superseded: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[StoredLicence], str]:
+        """ListLicenses by holder, for the holder, its representative or agent; audited."""
+        party = self.owners.party(holder, "holder")
+        code_type = HOLDER_USCC if party.kind == "legal_person" else "111"
+        if not self.holder_role(principal, party.id, code_type):
+            raise PermissionDenied(f"{principal.actor} may not list the licences of {party.id}")
+        query = select(LicenceRow).where(LicenceRow.holder_identity_id == party.id)
+        return self._list(
+            principal, query, f"holder/{party.id}", type_code, status, include_superseded,
+            page_size, page_token,
+        )  # fmt: skip
+
+    def list_for_issuer(
+        self,
+        principal: Principal,
+        issuer_code: str,
+        *,
+        type_code: str = "",
+        status: str = "",
+        include_superseded: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[StoredLicence], str]:
+        """ListLicenses by issuing department, for that department; audited."""
+        if not principal.has_role(LICENCE_ISSUER_PREFIX + issuer_code):
+            raise PermissionDenied(f"{principal.actor} does not issue for {issuer_code}")
+        query = select(LicenceRow).where(LicenceRow.issuer_code == issuer_code)
+        return self._list(
+            principal, query, f"issuer/{issuer_code}", type_code, status, include_superseded,
+            page_size, page_token,
+        )  # fmt: skip
+
+    def _list(
+        self,
+        principal: Principal,
+        query: Select[LicenceRow],
+        target: str,
+        type_code: str,
+        status: str,
+        include_superseded: bool,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[StoredLicence], str]:
+        size, offset = _page(page_size, page_token)
+        if status and status not in LIST_STATUSES:
+            raise InvalidArgument.field("status", f"one of {sorted(LIST_STATUSES)}")
+        if type_code:
+            query = query.where(LicenceRow.type_code == type_code)
+        today = self._clock().date()
+        if status == "superseded":
+            query = query.where(LicenceRow.superseded_by.is_not(None))
+        else:
+            if not include_superseded:
+                query = query.where(LicenceRow.superseded_by.is_(None))
+            if status == "expired":
+                query = query.where(
+                    LicenceRow.status == "valid",
+                    LicenceRow.valid_until.is_not(None),
+                    LicenceRow.valid_until < today,
+                )
+            elif status == "valid":
+                query = query.where(
+                    LicenceRow.status == "valid",
+                    LicenceRow.superseded_by.is_(None),
+                    (LicenceRow.valid_until.is_(None)) | (LicenceRow.valid_until >= today),
+                )
+            elif status:
+                query = query.where(LicenceRow.status == status)
+        query = query.order_by(LicenceRow.issued_at.desc(), LicenceRow.identifier.desc())
+        with self.service.db.transaction() as session:
+            rows = list(session.scalars(query.offset(offset).limit(size + 1)))
+            more = len(rows) > size
+            rows = rows[:size]
+            items = [self.service.opened(r) for r in rows]
+            audit.append(
+                session,
+                actor=principal.actor,
+                action="licence.list",
+                target=target,
+                details={"count": len(items), "offset": offset},
+            )
+        return items, str(offset + size) if more else ""
+
+    # --- grants -------------------------------------------------------------------------
+
+    def grant(
+        self,
+        principal: Principal,
+        identifier: str,
+        *,
+        grantee: IdentityRef | None,
+        grantee_name: str,
+        purpose: str,
+        valid_from: datetime | None,
+        valid_until: datetime | None,
+    ) -> tuple[GrantView, str]:
+        """GrantLicenseAccess by the holder (or its agent): a view and the code, shown once."""
+        parse_identifier(identifier, check_uscc=False)
+        name = _text(grantee_name, "grantee_name", required=False)
+        purpose = _text(purpose, "purpose", required=True)
+        now = self._clock()
+        start = _utc(valid_from) if valid_from is not None else now
+        if valid_until is None:
+            raise InvalidArgument.field("valid_until", "required")
+        end = _utc(valid_until)
+        if end <= start or end <= now:
+            raise InvalidArgument.field("valid_until", "must be after valid_from and now")
+        if end - start > timedelta(days=MAX_GRANT_DAYS):
+            raise InvalidArgument.field("valid_until", f"at most {MAX_GRANT_DAYS} days")
+        grantee_id: str | None = None
+        if grantee is not None and not grantee.is_empty:
+            party = self.owners.party(grantee, "grantee")
+            grantee_id = party.id
+            name = name or party.name
+        if not name:
+            raise InvalidArgument.field("grantee_name", "required when no grantee is given")
+        code = CODE_PREFIX + secrets.token_urlsafe(32)
+        with self.service.db.transaction() as session:
+            row = session.get(LicenceRow, identifier)
+            if row is None:
+                raise NotFound(f"no licence {identifier}")
+            role = self._holder_of(principal, row)
+            if row.superseded_by is not None or row.status == "revoked":
+                raise FailedPrecondition(f"{identifier} is no longer current")
+            grant = LicenceAccessGrantRow(
+                id=str(uuid.uuid4()),
+                identifier=identifier,
+                holder_identity_id=row.holder_identity_id,
+                grantee_id=grantee_id,
+                grantee_name=name,
+                purpose=purpose,
+                code_hash=code_hash(code),
+                valid_from=start,
+                valid_until=end,
+                granted_by=principal.actor,
+                granted_by_id=principal.citizen_id or "",
+                granted_at=now,
+                revoked_at=None,
+                revoked_reason="",
+                access_count=0,
+                last_access_at=None,
+            )
+            session.add(grant)
+            session.flush()
+            audit.append(
+                session,
+                actor=principal.actor,
+                action="licence.access.grant",
+                target=identifier,
+                details={
+                    "grant": grant.id,
+                    "role": role,
+                    "grantee": grantee_id or "",
+                    "purpose": purpose,
+                    "valid_until": end.isoformat(),
+                    "code_sha256": grant.code_hash.hex(),
+                },
+            )
+            view = grant_view(grant, now)
+        return view, code
+
+    def revoke_grant(self, principal: Principal, grant_id: str, reason: str) -> GrantView:
+        """RevokeLicenseAccess by the holder (or its agent); a revoked grant stays revoked."""
+        if not grant_id:
+            raise InvalidArgument.field("grant_id", "required")
+        reason = _text(reason, "reason", required=False, limit=MAX_REASON)
+        now = self._clock()
+        with self.service.db.transaction() as session:
+            grant = session.get(LicenceAccessGrantRow, grant_id, with_for_update=True)
+            if grant is None:
+                raise NotFound(f"no access grant {grant_id}")
+            row = session.get(LicenceRow, grant.identifier)
+            assert row is not None
+            self._holder_of(principal, row)
+            if grant.revoked_at is not None:
+                raise FailedPrecondition(f"the access grant {grant_id} is already revoked")
+            grant.revoked_at = now
+            grant.revoked_reason = reason
+            audit.append(
+                session,
+                actor=principal.actor,
+                action="licence.access.revoke",
+                target=grant.identifier,
+                details={"grant": grant_id, "reason": reason},
+            )
+            return grant_view(grant, now)
+
+    def grants(self, identifier: str) -> list[GrantView]:
+        """The grants of a licence version (tests and administration)."""
+        now = self._clock()
+        with self.service.db.read() as session:
+            rows = session.scalars(
+                select(LicenceAccessGrantRow)
+                .where(LicenceAccessGrantRow.identifier == identifier)
+                .order_by(LicenceAccessGrantRow.granted_at)
+            )
+            return [grant_view(r, now) for r in rows]
+
+    def count(self, identifier: str) -> int:
+        """Number of grants of a licence version."""
+        with self.service.db.read() as session:
+            total = session.scalar(
+                select(func.count())
+                .select_from(LicenceAccessGrantRow)
+                .where(LicenceAccessGrantRow.identifier == identifier)
+            )
+            return int(total or 0)

@@ -1,0 +1,151 @@
+"""``govtrust license …`` as a subprocess on a temporary data directory (both backends): seed,
+issue with the sealed PDF, show, verify every form of evidence, revoke, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from govtrust.config import Settings
+from govtrust.platform import open_platform
+from govtrust.principal import Principal
+from idp.types import IdentityRef
+from license import catalogue
+from license.models import LicenceRow
+from license.runtime import runtime_for
+from tests.license.test_catalogue import GOOD_BL
+from tests.license.test_production import COMPANY, ISSUER, _active_official_seal
+from tests.seal.conftest import REGISTRAR, resident_id
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(data_dir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "govtrust", "license", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        env=env,
+    )
+
+
+@pytest.fixture
+def data_dir(database_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A data directory whose department has an active official seal and whose holder is
+    registered (set up in process; the CLI then runs against it)."""
+    directory = tmp_path / "data"
+    platform = open_platform(Settings(data_dir=directory, database_url=database_url))
+    try:
+        registry = runtime_for(platform).service.registry
+        director = registry.register_citizen(
+            REGISTRAR, name="赵局长", id_number=resident_id("11010519700101001")
+        )
+        rep = registry.register_citizen(
+            REGISTRAR, name="张三", id_number=resident_id("11010519491231002")
+        )
+        dept = registry.register_legal_person(
+            REGISTRAR, uscc=ISSUER, name="测试市市场监督管理局",
+            legal_representative=IdentityRef(id=director.id),
+        )  # fmt: skip
+        registry.register_legal_person(
+            REGISTRAR, uscc=COMPANY, name="福州示例科技有限公司",
+            legal_representative=IdentityRef(id=rep.id),
+        )  # fmt: skip
+        head = Principal("user", "director", frozenset(), citizen_id=director.id)
+        _active_official_seal(runtime_for(platform), head, dept.id)
+    finally:
+        platform.close()
+    env = {
+        **os.environ,
+        "GOVTRUST_DATABASE_URL": database_url,
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("GOVTRUST_MASTER_KEY", None)
+    return directory, env
+
+
+def _licence_count(directory: Path, database_url: str) -> int:
+    platform = open_platform(Settings(data_dir=directory, database_url=database_url))
+    try:
+        with platform.db.read() as session:
+            return len(session.query(LicenceRow).all())
+    finally:
+        platform.close()
+
+
+def test_license_cli(data_dir: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    directory, env = data_dir
+    types = _run(directory, env, "types", "--seed", "--json")
+    assert types.returncode == 0, types.stderr
+    codes = {t["type_code"] for t in json.loads(types.stdout)}
+    assert codes == {catalogue.BUSINESS_LICENCE_CODE, catalogue.USCC_CERTIFICATE_CODE}
+
+    pdf, jws, qr = tmp_path / "l.pdf", tmp_path / "l.jws", tmp_path / "l.qr"
+    field_args = [arg for name, value in GOOD_BL.items() for arg in ("--field", f"{name}={value}")]
+    issued = _run(
+        directory, env, "issue", "--type", catalogue.BUSINESS_LICENCE_CODE, "--issuer", ISSUER,
+        "--holder-type", "001", "--holder", COMPANY, "--valid-from", "2015-06-01",
+        *field_args, "--pdf", str(pdf), "--jws", str(jws), "--qr", str(qr),
+    )  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    out = json.loads(issued.stdout)
+    ident = out["identifier"]
+    assert ident.startswith("1.2.156.3005.2." + catalogue.BUSINESS_LICENCE_CODE)
+    assert pdf.read_bytes().startswith(b"%PDF-") and out["document_sha256"]
+    assert jws.read_text().count(".") == 2 and qr.read_text().startswith("GT1:")
+
+    shown = _run(directory, env, "show", ident)
+    assert shown.returncode == 0, shown.stderr
+    details = json.loads(shown.stdout)
+    assert details["status"] == "valid" and details["holder"] == "福州示例科技有限公司"
+    assert details["has_document"] is True and details["fields"]["KZ_MC"] == GOOD_BL["KZ_MC"]
+
+    for evidence, kind in (
+        (str(pdf), "pdf"),
+        (str(jws), "signed_data"),
+        (qr.read_text().strip(), "qr"),
+        (ident, "identifier"),
+    ):
+        checked = _run(directory, env, "verify", evidence)
+        assert checked.returncode == 0, (kind, checked.stdout, checked.stderr)
+        report = json.loads(checked.stdout)
+        assert (report["evidence"], report["verdict"], report["identifier"]) == (
+            kind,
+            "VALID",
+            ident,
+        )
+
+    revoked = _run(directory, env, "revoke", ident, "--reason", "注销")
+    assert revoked.returncode == 0, revoked.stderr
+    for evidence in (str(jws), ident):
+        after = _run(directory, env, "verify", evidence)
+        assert after.returncode == 1
+        report = json.loads(after.stdout)
+        assert report["verdict"] == "INVALID" and "REVOKED" in report["reasons"]
+
+
+def test_license_cli_bad_input(data_dir: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    directory, env = data_dir
+    assert _run(directory, env, "types", "--seed").returncode == 0
+    garbage = _run(directory, env, "verify", "not-a-licence")
+    assert garbage.returncode == 1 and json.loads(garbage.stdout)["verdict"] == "INVALID"
+    bad_ident = _run(directory, env, "show", "1.2.3")
+    assert bad_ident.returncode == 1 and "1.2.156.3005.2." in bad_ident.stderr
+    bad_field = _run(
+        directory, env, "issue", "--type", catalogue.BUSINESS_LICENCE_CODE, "--issuer", ISSUER,
+        "--holder-type", "001", "--holder", COMPANY, "--field", "KZ_ZCZB=很多钱",
+    )  # fmt: skip
+    assert bad_field.returncode == 1 and "KZ_" in bad_field.stderr
+    malformed = _run(
+        directory, env, "issue", "--type", catalogue.BUSINESS_LICENCE_CODE, "--issuer", ISSUER,
+        "--holder-type", "001", "--holder", COMPANY, "--field", "no-equals",
+    )  # fmt: skip
+    assert malformed.returncode != 0 and "NAME=VALUE" in malformed.stderr
+    assert _licence_count(directory, env["GOVTRUST_DATABASE_URL"]) == 0
