@@ -32,6 +32,7 @@ RouterFactory = Callable[["Platform"], APIRouter]
 ROUTERS: dict[str, str] = {
     "oidc": "govtrust.api.oidc_http:router",
     "ca": "govtrust.api.ca_http:router",
+    "license": "govtrust.api.license_http:router",
 }
 
 _registered: dict[str, RouterFactory] = {}

@@ -1,0 +1,755 @@
+"""HTTP adapter of the public licence checks: the verification page, status lists, trust list.
+
+* ``GET /verify/license/<identifier>`` — what a licence's QR code opens: a server-rendered page
+  (no JavaScript; Chinese by default, English with ``?lang=en`` or Accept-Language) with the
+  licence's public view (:mod:`license.public`) and whether its signature checks. 400 for a
+  malformed identifier (naming the part), 404 for an unknown one.
+* ``GET /verify/license`` — the same page with only the check forms.
+* ``POST /verify/license`` — check a submitted QR payload (field ``qr``, ``GT1:...``) or licence
+  PDF (multipart field ``pdf``, or a raw ``application/pdf`` body); answers the page, or JSON
+  with ``Accept: application/json``. Bodies over the upload limit get 413 unread.
+* ``GET /licence/status/<issuer>`` — the issuer's signed status list
+  (``application/statuslist+jwt``, ETag, short max-age); ``GET /licence/trust-list`` — the
+  department seal chains offline QR verifiers load (JSON, cacheable).
+
+The page routes are rate-limited per client address (IPv6 per /64) by an in-process token
+bucket (:class:`RateLimiter`; ``GOVTRUST_VERIFY_RATE`` tokens per second, ``GOVTRUST_VERIFY_BURST``
+bucket size): 429 with ``Retry-After`` and a page saying so. Each worker process has its own
+buckets, so with ``--workers N`` a client gets up to N times the configured rate.
+Wiring: ``govtrust.http.app.ROUTERS["license"] = "govtrust.api.license_http:router"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import UploadFile
+
+from govtrust.errors import InvalidArgument, NotFound
+from govtrust.http.errors import error_body
+from govtrust.rpc.offload import run_sync
+from license import public
+from license.base45 import ALPHABET as BASE45_ALPHABET
+from license.identifiers import ISSUER_CODE_LENGTH
+from license.qr import MAX_PAYLOAD_CHARS
+from license.qr import PREFIX as QR_PREFIX
+from license.runtime import STATUS_PATH, TRUST_LIST_PATH, VERIFY_PATH, LicenceRuntime
+
+if TYPE_CHECKING:
+    from govtrust.platform import Platform
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+VERIFY_FORM_PATH = VERIFY_PATH.rstrip("/")  # /verify/license
+STATUS_LIST_MEDIA_TYPE = "application/statuslist+jwt"
+MAX_UPLOAD = 10 * 1024 * 1024  # a licence PDF is a few hundred KB
+MULTIPART_OVERHEAD = 16 * 1024
+DEFAULT_RATE = 1.0  # tokens per second per client
+DEFAULT_BURST = 30
+STATUS_MAX_AGE = 60
+TRUST_LIST_MAX_AGE = 300
+
+_env = Environment(
+    loader=FileSystemLoader(str(TEMPLATES)),
+    autoescape=select_autoescape(["html"]),
+    auto_reload=False,
+)
+_CSS = (TEMPLATES / "licence.css").read_text(encoding="utf-8")
+_CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+TEXTS: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "lang": "zh-CN",
+        "other_locale": "en",
+        "other_language": "English",
+        "title": "电子证照核验",
+        "heading": "电子证照核验",
+        "section_licence": "证照信息",
+        "section_check": "核验结果",
+        "section_check_other": "核验其他证照",
+        "name": "证照名称",
+        "identifier": "证照标识",
+        "version": "版本",
+        "number": "证照编号",
+        "issuer": "颁发机构",
+        "holder": "持证主体",
+        "issue_date": "颁发日期",
+        "validity": "有效期",
+        "long_term": "长期",
+        "status": "状态",
+        "previous": "上一版本",
+        "signature": "电子签名",
+        "signature_ok": "签名验证通过（颁发机构电子印章签名，证书链可信）",
+        "signature_bad": "签名验证未通过",
+        "checked": "核验对象",
+        "checked_signed_data": "证照签名数据（本平台存档）",
+        "checked_qr": "提交的二维码内容",
+        "checked_pdf": "提交的证照 PDF 文件",
+        "reasons": "原因",
+        "status_valid": "有效",
+        "status_revoked": "已注销",
+        "status_suspended": "已暂停使用",
+        "status_expired": "已过期",
+        "status_not_yet_valid": "尚未生效",
+        "status_superseded": "已被第 {n} 版取代",
+        "status_unknown": "状态未知",
+        "banner_valid": "该证照真实有效",
+        "banner_not_valid": "该证照真实，但当前不可用：{status}",
+        "banner_forged": "该证照未通过核验，请勿采信",
+        "banner_indeterminate": "签名有效，但无法确认当前状态",
+        "not_in_records": "本平台没有该证照的存档，仅显示证照自身所载信息。",
+        "qr_label": "粘贴证照二维码内容（以 GT1: 开头）",
+        "check_qr": "核验二维码",
+        "pdf_label": "上传证照 PDF 文件",
+        "check_pdf": "核验 PDF",
+        "privacy": "本页只显示证照类型规定可公开的信息；核验不会保存您提交的内容。",
+        "footer": "电子证照公共核验服务",
+        "err_bad_identifier": "证照标识格式错误",
+        "err_not_found": "未找到该证照",
+        "err_not_found_detail": "本平台没有标识为 {identifier} 的证照。"
+        "请核对标识，或扫描证照上的二维码。",
+        "err_rate_limited": "请求过于频繁，请在 {seconds} 秒后重试。",
+        "err_too_large": "上传的文件过大（上限 {limit}）。",
+        "err_bad_request": "无法核验提交的内容",
+        "reason_MALFORMED": "格式错误或内容被篡改",
+        "reason_BAD_SIGNATURE": "签名不正确（内容被篡改）",
+        "reason_UNKNOWN_KEY": "签名密钥不在信任列表中",
+        "reason_UNTRUSTED_CHAIN": "证书链不可信",
+        "reason_MISSING_CHAIN": "缺少签名证书",
+        "reason_ISSUER_MISMATCH": "签名证书与颁发机构不符",
+        "reason_CERTIFICATE_EXPIRED": "签发时签名证书不在有效期内",
+        "reason_WRONG_CERTIFICATE": "签名证书不适用",
+        "reason_UNSUPPORTED_ALGORITHM": "不支持的签名算法",
+        "reason_STALE_STATUS_LIST": "状态列表已过期",
+        "reason_STATUS_UNKNOWN": "无法获取颁发机构的状态列表",
+        "reason_REVOKED": "已被颁发机构注销",
+        "reason_SUSPENDED": "已被颁发机构暂停使用",
+        "reason_EXPIRED": "已超过有效期",
+        "reason_NOT_YET_VALID": "尚未到有效期起始日期",
+        "reason_PDF_UNSEALED": "文件未加盖电子印章",
+        "reason_PDF_SIGNATURE_INVALID": "电子印章签名无效（文件被改动）",
+        "reason_PDF_UNTRUSTED": "电子印章证书不可信",
+        "reason_PDF_TIMESTAMP_INVALID": "缺少可信时间戳",
+        "reason_PDF_MODIFIED": "盖章后文件被修改",
+        "reason_PDF_SIGNER_MISMATCH": "盖章单位与证照签发单位不符",
+        "reason_QR_MISMATCH": "文件中的二维码与证照不符",
+    },
+    "en": {
+        "lang": "en",
+        "other_locale": "zh-CN",
+        "other_language": "中文",
+        "title": "E-licence verification",
+        "heading": "E-licence verification",
+        "section_licence": "Licence",
+        "section_check": "Result",
+        "section_check_other": "Check another licence",
+        "name": "Licence",
+        "identifier": "Identifier",
+        "version": "Version",
+        "number": "Number",
+        "issuer": "Issued by",
+        "holder": "Holder",
+        "issue_date": "Issued on",
+        "validity": "Valid",
+        "long_term": "long term",
+        "status": "Status",
+        "previous": "Previous version",
+        "signature": "Signature",
+        "signature_ok": "Signature verified (issuing department's e-seal, trusted chain)",
+        "signature_bad": "Signature does NOT verify",
+        "checked": "Checked",
+        "checked_signed_data": "the licence's signed data (this platform's record)",
+        "checked_qr": "the submitted QR code payload",
+        "checked_pdf": "the submitted licence PDF",
+        "reasons": "Reasons",
+        "status_valid": "Valid",
+        "status_revoked": "Revoked",
+        "status_suspended": "Suspended",
+        "status_expired": "Expired",
+        "status_not_yet_valid": "Not yet valid",
+        "status_superseded": "Superseded by version {n}",
+        "status_unknown": "Status unknown",
+        "banner_valid": "This licence is genuine and valid",
+        "banner_not_valid": "This licence is genuine but not in force: {status}",
+        "banner_forged": "This licence did not verify: do not rely on it",
+        "banner_indeterminate": "The signature verifies but the current status is unknown",
+        "not_in_records": "This platform holds no record of this licence; only what the licence "
+        "itself carries is shown.",
+        "qr_label": "Paste the licence's QR code content (starts with GT1:)",
+        "check_qr": "Check QR code",
+        "pdf_label": "Upload the licence PDF",
+        "check_pdf": "Check PDF",
+        "privacy": "This page shows only what the licence type makes public; what you submit "
+        "is not stored.",
+        "footer": "Public e-licence verification service",
+        "err_bad_identifier": "Malformed licence identifier",
+        "err_not_found": "Licence not found",
+        "err_not_found_detail": "This platform has no licence {identifier}. Check the "
+        "identifier, or scan the QR code on the licence.",
+        "err_rate_limited": "Too many requests: please try again in {seconds} s.",
+        "err_too_large": "The upload is too large (limit {limit}).",
+        "err_bad_request": "Cannot check what was submitted",
+        "reason_MALFORMED": "malformed or tampered with",
+        "reason_BAD_SIGNATURE": "the signature is wrong (tampered with)",
+        "reason_UNKNOWN_KEY": "the signing key is not in the trust list",
+        "reason_UNTRUSTED_CHAIN": "the certificate chain is not trusted",
+        "reason_MISSING_CHAIN": "the signing certificate is missing",
+        "reason_ISSUER_MISMATCH": "the signing certificate is not the issuing department's",
+        "reason_CERTIFICATE_EXPIRED": "issued outside the signing certificate's validity",
+        "reason_WRONG_CERTIFICATE": "the signing certificate is not for this use",
+        "reason_UNSUPPORTED_ALGORITHM": "unsupported signature algorithm",
+        "reason_STALE_STATUS_LIST": "the status list has expired",
+        "reason_STATUS_UNKNOWN": "the issuer's status list is not available",
+        "reason_REVOKED": "revoked by the issuer",
+        "reason_SUSPENDED": "suspended by the issuer",
+        "reason_EXPIRED": "past its validity",
+        "reason_NOT_YET_VALID": "before its validity starts",
+        "reason_PDF_UNSEALED": "the document carries no e-seal",
+        "reason_PDF_SIGNATURE_INVALID": "the e-seal signature is invalid (document altered)",
+        "reason_PDF_UNTRUSTED": "the e-seal certificate is not trusted",
+        "reason_PDF_TIMESTAMP_INVALID": "no trusted time-stamp",
+        "reason_PDF_MODIFIED": "the document was changed after sealing",
+        "reason_PDF_SIGNER_MISMATCH": "sealed by another body than the issuer",
+        "reason_QR_MISMATCH": "the embedded QR code is not this licence's",
+    },
+}
+
+
+# --- rate limiting ------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Token buckets per client key: ``burst`` requests at once, refilled at ``rate`` per second.
+
+    In-process and bounded: at most ``max_clients`` buckets are kept; the least recently seen
+    is forgotten first (it has refilled the most, so forgetting it is the least lenient choice).
+    """
+
+    def __init__(
+        self,
+        rate: float = DEFAULT_RATE,
+        burst: int = DEFAULT_BURST,
+        *,
+        max_clients: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValueError("rate must be a positive number of requests per second")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        if max_clients < 1:
+            raise ValueError("max_clients must be at least 1")
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, at); oldest first
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RateLimiter:
+        """Rate and burst from ``GOVTRUST_VERIFY_RATE`` / ``GOVTRUST_VERIFY_BURST``."""
+        source = os.environ if env is None else env
+        try:
+            rate = float(source.get("GOVTRUST_VERIFY_RATE") or DEFAULT_RATE)
+            burst = int(source.get("GOVTRUST_VERIFY_BURST") or DEFAULT_BURST)
+        except ValueError:
+            raise ValueError(
+                "GOVTRUST_VERIFY_RATE must be a number and GOVTRUST_VERIFY_BURST an integer"
+            ) from None
+        return cls(rate, burst)
+
+    def take(self, key: str) -> float:
+        """Spend one token of ``key``'s bucket: 0.0 when allowed, else seconds until one is due."""
+        with self._lock:
+            now = self._clock()
+            tokens, at = self._buckets.pop(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._buckets[key] = (tokens, now)  # re-inserted: most recently seen last
+            while len(self._buckets) > self.max_clients:
+                del self._buckets[next(iter(self._buckets))]
+            return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def client_key(request: Request) -> str:
+    """The rate-limit key of a request: its peer address, IPv6 by /64 (one subscriber)."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def pick_language(request: Request, form_lang: str = "") -> str:
+    """``zh-CN`` or ``en``: explicit choice (form, ``?lang=``), then Accept-Language; zh-CN."""
+    accept = [
+        p.split(";")[0].strip() for p in request.headers.get("accept-language", "").split(",")
+    ]
+    for candidate in [form_lang, request.query_params.get("lang", ""), *accept]:
+        lowered = candidate.lower()
+        if lowered.startswith("en"):
+            return "en"
+        if lowered.startswith("zh"):
+            return "zh-CN"
+    return "zh-CN"
+
+
+def wants_json(request: Request) -> bool:
+    """Whether the client asked for JSON rather than the page."""
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _status_text(t: Mapping[str, str], view: public.PublicLicenceView) -> str:
+    text = t[f"status_{view.status.value}"]
+    return text.format(n=view.superseded_version or "?")
+
+
+def _banner(t: Mapping[str, str], view: public.PublicLicenceView) -> tuple[str, str]:
+    if not view.signature_ok:
+        return t["banner_forged"], "bad"
+    if view.status is public.PublicStatus.VALID:
+        return t["banner_valid"], "ok"
+    if view.status is public.PublicStatus.UNKNOWN:
+        return t["banner_indeterminate"], "warn"
+    return t["banner_not_valid"].format(status=_status_text(t, view)), "bad"
+
+
+def _reasons(t: Mapping[str, str], view: public.PublicLicenceView) -> list[tuple[str, str]]:
+    """(code, explanation) pairs; a free-text detail after a code explains that code."""
+    out: list[tuple[str, str]] = []
+    for reason in view.reasons:
+        key = f"reason_{reason}"
+        if key in t:
+            out.append((reason, t[key]))
+        elif out:
+            code, text = out[-1]
+            out[-1] = (code, f"{text} — {reason}")
+        else:
+            out.append(("", reason))
+    return out
+
+
+def _href(identifier: str, lang: str) -> str:
+    return f"{VERIFY_PATH}{quote(identifier, safe='')}?lang={lang}"
+
+
+def render_page(
+    request: Request,
+    *,
+    lang: str,
+    view: public.PublicLicenceView | None = None,
+    status: int = 200,
+    message: str = "",
+    detail: str = "",
+    message_class: str = "bad",
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    """The verification page (result and/or message, always with the check forms)."""
+    t = TEXTS[lang]
+    other = t["other_locale"]
+    if view is not None and view.identifier and view.known:
+        lang_link = _href(view.identifier, other)
+    elif request.method == "GET":
+        lang_link = f"{request.url.path}?lang={other}"
+    else:
+        lang_link = f"{VERIFY_FORM_PATH}?lang={other}"
+    values: dict[str, Any] = {
+        "t": t,
+        "title": t["title"],
+        "css": _CSS,
+        "lang_link": lang_link,
+        "post_url": VERIFY_FORM_PATH,
+        "message": message,
+        "detail": detail,
+        "message_class": message_class,
+        "v": view,
+    }
+    if view is not None:
+        banner, banner_class = _banner(t, view)
+        values.update(
+            banner=banner,
+            banner_class=banner_class,
+            status_text=_status_text(t, view),
+            checked_text=t[f"checked_{view.checked}"],
+            reasons=_reasons(t, view),
+            superseded_href=_href(view.superseded_by, lang) if view.superseded_by else "",
+            previous_href=_href(view.previous, lang) if view.previous else "",
+        )
+    html = _env.get_template("licence_page.html").render(**values)
+    return HTMLResponse(html, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})
+
+
+def problem(
+    request: Request,
+    *,
+    lang: str,
+    status: int,
+    code: str,
+    message: str,
+    detail: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An error answered as the page (message + forms) or as the JSON error document."""
+    if wants_json(request):
+        body = error_body(code, f"{message}: {detail}" if detail else message)
+        return JSONResponse(body, status_code=status, headers={**JSON_HEADERS, **(headers or {})})
+    return render_page(
+        request, lang=lang, status=status, message=message, detail=detail, headers=headers
+    )
+
+
+def answer(request: Request, lang: str, view: public.PublicLicenceView) -> Response:
+    """A checked licence as the page or as JSON."""
+    if wants_json(request):
+        return JSONResponse(view.to_json(), headers=JSON_HEADERS)
+    return render_page(request, lang=lang, view=view)
+
+
+# --- request bodies -----------------------------------------------------------------------------
+
+
+class UploadTooLarge(Exception):
+    """The request body exceeds the upload limit."""
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (unread) a declared or actual size over ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise UploadTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise UploadTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def submitted(request: Request, body: bytes) -> tuple[str | None, bytes | None, str]:
+    """(QR text, PDF bytes, form language) of a POST body, by its content type."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/pdf":
+        return None, body, ""
+    if content_type == "text/plain":
+        return body.decode("utf-8", errors="replace"), None, ""
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise InvalidArgument.field("qr", "the form is not UTF-8") from None
+        form = dict(reversed(pairs))  # first value wins
+        return form.get("qr"), None, form.get("lang", "")
+    if content_type == "multipart/form-data":
+
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        clone = Request(request.scope, replay)
+        try:
+            multipart = await clone.form(max_files=1, max_fields=8)
+        except Exception as exc:  # noqa: BLE001 - any parser failure is a malformed upload
+            raise InvalidArgument.field("pdf", f"malformed multipart body: {exc}") from None
+        lang = multipart.get("lang")
+        qr = multipart.get("qr")
+        upload = multipart.get("pdf")
+        pdf: bytes | None = None
+        if isinstance(upload, UploadFile):
+            pdf = await upload.read()
+            if not pdf and upload.filename == "" and isinstance(qr, str) and qr.strip():
+                pdf = None  # the browser sent an empty file input next to a QR payload
+        elif isinstance(upload, str) and upload:
+            raise InvalidArgument.field("pdf", "must be a file upload")
+        return (qr if isinstance(qr, str) else None), pdf, (lang if isinstance(lang, str) else "")
+    raise InvalidArgument.field(
+        "content-type",
+        "send a form (field qr or file pdf), application/pdf or text/plain",
+    )
+
+
+def qr_problem(text: str) -> str | None:
+    """Why ``text`` is not a licence QR payload at all (None when it looks like one)."""
+    if not text:
+        return "qr: empty; paste the content of the licence's QR code"
+    if len(text) > MAX_PAYLOAD_CHARS:
+        return f"qr: too long ({len(text)} characters; a licence QR holds at most 4296)"
+    if not text.startswith(QR_PREFIX):
+        return f"qr: a licence QR payload starts with {QR_PREFIX}"
+    for position, char in enumerate(text[len(QR_PREFIX) :], start=len(QR_PREFIX) + 1):
+        if char not in BASE45_ALPHABET:
+            return f"qr: character {position} ({char!r}) is not in the QR alphanumeric set"
+    return None
+
+
+def pdf_problem(pdf: bytes) -> str | None:
+    """Why ``pdf`` is not a PDF file at all (None when it starts like one)."""
+    if not pdf:
+        return "pdf: the uploaded file is empty"
+    if pdf.lstrip(b"\r\n\t ")[:5] != b"%PDF-":
+        return "pdf: not a PDF file (it does not start with %PDF-)"
+    return None
+
+
+# --- the router ---------------------------------------------------------------------------------
+
+
+class _Lazy:
+    """The licence runtime, built on first use (in the worker pool, not at import)."""
+
+    def __init__(self, build: Callable[[], LicenceRuntime]) -> None:
+        self.build = build
+        self.value: LicenceRuntime | None = None
+        self.lock = threading.Lock()
+
+    def get(self) -> LicenceRuntime:
+        if self.value is None:
+            with self.lock:
+                if self.value is None:
+                    self.value = self.build()
+        return self.value
+
+
+def _etag(data: str) -> str:
+    return '"' + hashlib.sha256(data.encode()).hexdigest()[:32] + '"'
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match", "")
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(",")) or (
+        header.strip() == "*"
+    )
+
+
+def _format_limit(size: int) -> str:
+    return f"{size // (1024 * 1024)} MiB" if size >= 1024 * 1024 else f"{size // 1024} KiB"
+
+
+def router(platform: Platform) -> APIRouter:
+    """The public licence routes of one process (production wiring)."""
+    from license.runtime import runtime_for
+
+    return make_router(lambda: runtime_for(platform), limiter=RateLimiter.from_env())
+
+
+def make_router(
+    runtime: Callable[[], LicenceRuntime],
+    *,
+    limiter: RateLimiter | None = None,
+    max_upload: int = MAX_UPLOAD,
+    check_pdf: Callable[[LicenceRuntime, bytes], public.PublicLicenceView] | None = None,
+) -> APIRouter:
+    """The routes over a runtime factory (tests inject theirs); ``limiter=None`` disables rate
+    limiting; ``check_pdf`` replaces the PDF check (default :func:`license.public.view_pdf`)."""
+    lazy = _Lazy(runtime)
+    api = APIRouter()
+
+    def limited(request: Request, lang: str) -> Response | None:
+        if limiter is None:
+            return None
+        wait = limiter.take(client_key(request))
+        if wait <= 0:
+            return None
+        seconds = max(1, math.ceil(wait))
+        return problem(
+            request,
+            lang=lang,
+            status=429,
+            code="RESOURCE_EXHAUSTED",
+            message=TEXTS[lang]["err_rate_limited"].format(seconds=seconds),
+            headers={"Retry-After": str(seconds)},
+        )
+
+    async def verify_get(request: Request) -> Response:
+        lang = pick_language(request)
+        refused = limited(request, lang)
+        if refused is not None:
+            return refused
+        identifier: str = request.path_params["identifier"]
+        t = TEXTS[lang]
+        try:
+            view = await run_sync(
+                lambda: public.view_identifier(lazy.get().service, lazy.get().roots, identifier)
+            )
+        except InvalidArgument as exc:
+            return problem(
+                request,
+                lang=lang,
+                status=400,
+                code="INVALID_ARGUMENT",
+                message=t["err_bad_identifier"],
+                detail=exc.message,
+            )
+        except NotFound:
+            return problem(
+                request,
+                lang=lang,
+                status=404,
+                code="NOT_FOUND",
+                message=t["err_not_found"],
+                detail=t["err_not_found_detail"].format(identifier=identifier),
+            )
+        return answer(request, lang, view)
+
+    async def form_get(request: Request) -> Response:
+        lang = pick_language(request)
+        refused = limited(request, lang)
+        if refused is not None:
+            return refused
+        return render_page(request, lang=lang)
+
+    async def verify_post(request: Request) -> Response:
+        lang = pick_language(request)
+        refused = limited(request, lang)
+        if refused is not None:
+            return refused
+        t = TEXTS[lang]
+        try:
+            body = await bounded_body(request, max_upload + MULTIPART_OVERHEAD)
+            qr, pdf, form_lang = await submitted(request, body)
+        except UploadTooLarge:
+            return problem(
+                request,
+                lang=lang,
+                status=413,
+                code="RESOURCE_EXHAUSTED",
+                message=t["err_too_large"].format(limit=_format_limit(max_upload)),
+            )
+        except InvalidArgument as exc:
+            return problem(
+                request,
+                lang=lang,
+                status=400,
+                code="INVALID_ARGUMENT",
+                message=t["err_bad_request"],
+                detail=exc.message,
+            )
+        lang = pick_language(request, form_lang)
+        t = TEXTS[lang]
+
+        def bad(detail: str, status: int = 400) -> Response:
+            return problem(
+                request,
+                lang=lang,
+                status=status,
+                code="INVALID_ARGUMENT" if status == 400 else "RESOURCE_EXHAUSTED",
+                message=t["err_too_large"].format(limit=_format_limit(max_upload))
+                if status == 413
+                else t["err_bad_request"],
+                detail=detail,
+            )
+
+        if pdf is not None and qr is not None and qr.strip():
+            return bad("send either a licence PDF (pdf) or a QR payload (qr), not both")
+        if pdf is not None:
+            if len(pdf) > max_upload:
+                return bad(f"pdf: larger than {_format_limit(max_upload)}", 413)
+            why = pdf_problem(pdf)
+            if why is not None:
+                return bad(why)
+            pdf_check = check_pdf or _default_pdf_check
+            try:
+                view = await run_sync(pdf_check, lazy.get(), pdf)
+            except InvalidArgument as exc:
+                return bad(exc.message)
+            return answer(request, lang, view)
+        if qr is None:
+            return bad("send a licence PDF (file field pdf) or a QR payload (field qr)")
+        text = qr.strip()
+        why = qr_problem(text)
+        if why is not None:
+            return bad(why)
+
+        def check() -> public.PublicLicenceView:
+            rt = lazy.get()
+            return public.view_qr(rt.service, rt.trust_list(), rt.roots, text)
+
+        return answer(request, lang, await run_sync(check))
+
+    async def status_get(request: Request) -> Response:
+        issuer: str = request.path_params["issuer"]
+        if len(issuer) != ISSUER_CODE_LENGTH or not issuer.isalnum() or not issuer.isascii():
+            return JSONResponse(
+                error_body("INVALID_ARGUMENT", "issuer: must be an 18-character USCC"),
+                status_code=400,
+                headers=JSON_HEADERS,
+            )
+        token = await run_sync(lambda: public.status_list_token(lazy.get().service, issuer))
+        if token is None:
+            return JSONResponse(
+                error_body("NOT_FOUND", f"no status list for issuer {issuer}"),
+                status_code=404,
+                headers=JSON_HEADERS,
+            )
+        etag = _etag(token)
+        headers = {
+            "ETag": etag,
+            "Cache-Control": f"public, max-age={STATUS_MAX_AGE}, must-revalidate",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if _not_modified(request, etag):
+            return Response(status_code=304, headers=headers)
+        return Response(token, media_type=STATUS_LIST_MEDIA_TYPE, headers=headers)
+
+    async def trust_list_get(request: Request) -> Response:
+        document = await run_sync(lambda: lazy.get().trust_list_document())
+        etag = _etag(document)
+        headers = {
+            "ETag": etag,
+            "Cache-Control": f"public, max-age={TRUST_LIST_MAX_AGE}",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if _not_modified(request, etag):
+            return Response(status_code=304, headers=headers)
+        return Response(document, media_type="application/json", headers=headers)
+
+    api.add_route(VERIFY_PATH + "{identifier}", verify_get, methods=["GET"])
+    api.add_route(VERIFY_FORM_PATH, form_get, methods=["GET"])
+    api.add_route(VERIFY_FORM_PATH, verify_post, methods=["POST"])
+    api.add_route(STATUS_PATH + "{issuer}", status_get, methods=["GET"])
+    api.add_route(TRUST_LIST_PATH, trust_list_get, methods=["GET"])
+    return api
+
+
+def _default_pdf_check(runtime: LicenceRuntime, pdf: bytes) -> public.PublicLicenceView:
+    return public.view_pdf(runtime.service, runtime.roots, pdf)
