@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "govtrust.commands.oidc",
     "govtrust.commands.seal",
     "govtrust.commands.license",
+    "govtrust.commands.verify",
 )
 
 

@@ -72,6 +72,7 @@ IMPLEMENTATIONS: dict[str, str] = {
     "govtrust.v1.CertificateService": "govtrust.api.certificate:servicer",
     "govtrust.v1.SealService": "govtrust.api.seal:servicer",
     "govtrust.v1.LicenseService": "govtrust.api.license:servicer",
+    "govtrust.v1.VerifyService": "govtrust.api.verify:servicer",
 }
 
 _registered: dict[str, ServicerFactory] = {}

@@ -1,6 +1,6 @@
 """End to end: ``python -m govtrust serve`` on free ports, on SQLite and on PostgreSQL.
 
-Checks gRPC health, reflection, an UNIMPLEMENTED RPC with its rich status, /healthz, /readyz,
+Checks gRPC health, reflection, a refused RPC with its rich status, /healthz, /readyz,
 that /metrics counts exactly the calls made, then that SIGTERM drains and exits 0.
 """
 
@@ -56,7 +56,8 @@ def test_serve_answers_and_drains(tmp_path: Path, database_url: str) -> None:
                 metadata=(("x-request-id", "e2e-1"),),
             )
         call = cast(grpc.Call, info.value)
-        assert call.code() == grpc.StatusCode.UNIMPLEMENTED
+        # VerifyCertificate with nothing to verify: a rich INVALID_ARGUMENT naming the field.
+        assert call.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert rpc_status.from_call(call) is not None
         assert ("x-request-id", "e2e-1") in tuple(call.trailing_metadata() or ())
 
@@ -78,7 +79,7 @@ def test_serve_answers_and_drains(tmp_path: Path, database_url: str) -> None:
                 text,
                 handled,
                 grpc_service="govtrust.v1.VerifyService",
-                grpc_code="UNIMPLEMENTED",
+                grpc_code="INVALID_ARGUMENT",
             )
             == 1
         )
@@ -88,10 +89,10 @@ def test_serve_answers_and_drains(tmp_path: Path, database_url: str) -> None:
 
         # One access line per call, with the principal, never a body.
         rpc_lines = [e for e in served.log_entries() if e.get("event") == "rpc"]
-        unimplemented = [e for e in rpc_lines if e["code"] == "UNIMPLEMENTED"]
-        assert unimplemented[0]["request_id"] == "e2e-1"
-        assert unimplemented[0]["actor"] == "local:loopback"
-        assert isinstance(unimplemented[0]["duration_ms"], float)
+        refused = [e for e in rpc_lines if e["code"] == "INVALID_ARGUMENT"]
+        assert refused[0]["request_id"] == "e2e-1"
+        assert refused[0]["actor"] == "local:loopback"
+        assert isinstance(refused[0]["duration_ms"], float)
 
         code, elapsed = served.stop()
         assert code == 0, served.transcript()

@@ -50,7 +50,9 @@ def test_mtls_server(tmp_path: Path) -> None:
             pytest.raises(grpc.RpcError) as info,
         ):
             channel.unary_unary(method, None, None)(b"", timeout=10)
-        assert cast(grpc.Call, info.value).code() == grpc.StatusCode.UNIMPLEMENTED
+        assert (
+            cast(grpc.Call, info.value).code() == grpc.StatusCode.PERMISSION_DENIED
+        )  # no verifier role
         served.wait_stderr('"actor": "service:licence-system"')
 
         with (

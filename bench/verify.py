@@ -1,0 +1,425 @@
+"""VerifyService throughput beside its peers, measured in one run.
+
+* **VerifyCertificate calls/s** over gRPC against ``govtrust serve --workers N`` (default 2) on a
+  scratch data directory (SQLite WAL + soft key store): a seal certificate of our CA with its
+  issuing CA as intermediate, judged now, revocation from our status store — beside
+  ``openssl verify -CAfile root.pem -untrusted chain.pem`` on the same certificate. openssl is
+  measured as ONE process verifying the same file listed ``--openssl-batch`` times (its
+  per-certificate rate, process start-up amortised) with N such processes at once; the
+  one-process-per-certificate rate (what a shell script calling it per document gets) is printed
+  too, for information.
+* **VerifyPdf calls/s** over gRPC on a one-page PDF with one seal (PAdES B-T from our TSA) —
+  beside plain pyHanko ``validate_pdf_signature`` on the same bytes in N processes: with a fresh
+  ``ValidationContext`` per call (same root, and our hierarchy as ``other_certs`` so the TSA's
+  chain builds — what a naive integrator writes; the target's baseline) and, for honesty, with
+  one reused context per process. pyHanko does no revocation check here (no fetching), while
+  VerifyPdf also reads the seal registry and the CA's status store and writes an audit record.
+
+The gRPC load comes from ``--clients`` processes (asyncio, ``--concurrency`` calls in flight
+each) on the same machine as the server, so on a small machine the client's CPU is taken from
+the server's; the figures are a lower bound there. Targets (issue 8): VerifyCertificate ≥ 5,000/s,
+VerifyPdf ≥ 2× plain pyHanko (fresh context). Exit status 1 when a target is missed.
+
+Run: ``.venv/bin/python bench/verify.py [--seconds 5] [--workers 2] [--clients 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TARGET_CERT = 5000.0
+TARGET_PDF_RATIO = 2.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def one_page_pdf() -> bytes:
+    """A one-page A4 PDF with a line of Helvetica text."""
+    from tests.seal.conftest import one_page_pdf as make
+
+    return make("Contract No. 42 - seal below")
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the contenders verify (DER) and the files openssl reads."""
+
+    cert: bytes
+    chain: tuple[bytes, ...]  # issuing CA(s), root last
+    hierarchy: tuple[bytes, ...]  # every CA / TSA / responder certificate of ours
+    pdf: bytes
+    files: dict[str, Path]
+
+
+def prepare(data_dir: Path, work: Path) -> Inputs:
+    """Bootstrap the data dir, make an active contract seal and seal a one-page PDF (B-T)."""
+    from cryptography import x509
+
+    from ca.authority import authority_for
+    from govtrust.config import Settings
+    from govtrust.platform import open_platform
+    from govtrust.principal import Principal
+    from idp.types import IdentityRef
+    from seal.lifecycle import Application, Making
+    from seal.pdf import PdfSealRequest, Position
+    from seal.runtime import runtime_for
+    from seal.types import PadesLevel, SealKind
+    from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, USCC, resident_id
+
+    platform = open_platform(Settings(data_dir=data_dir))
+    try:
+        seals = runtime_for(platform)
+        registry = seals.service.owners.registry  # type: ignore[attr-defined]
+        rep_id = registry.register_citizen(
+            REGISTRAR, name="张三", id_number=resident_id("11010519491231002")
+        ).id
+        company = registry.register_legal_person(
+            REGISTRAR,
+            uscc=USCC,
+            name="福州示例科技有限公司",
+            legal_representative=IdentityRef(id=rep_id),
+        )
+        rep = Principal("user", "rep", frozenset(), citizen_id=rep_id)
+        service = seals.service
+        seal = service.apply(rep, Application(IdentityRef(id=company.id), SealKind.CONTRACT))
+        service.review(REVIEWER, seal.id, True, "ok")
+        service.make(MAKER, seal.id, Making())
+        service.file(FILING, seal.id, "", "")
+        seal = service.issue(FILING, seal.id, "")
+        sealed = seals.pdf.seal(
+            rep,
+            PdfSealRequest(
+                seal.id, one_page_pdf(), Position(1, 100, 100), PadesLevel.B_T, "contract"
+            ),
+        ).sealed_pdf
+        assert seal.certificate_der is not None
+        authority = authority_for(platform)
+        chain = tuple(i.der for i in authority.issuing_chain("seal"))  # seal CA …, root last
+        hierarchy = tuple(i.der for i in authority.chain(include_responders=True))
+        cert = seal.certificate_der
+    finally:
+        platform.close()
+
+    def pem(der: bytes) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+
+    files = {
+        "root": work / "root.pem",
+        "chain": work / "chain.pem",
+        "cert": work / "cert.pem",
+    }
+    files["root"].write_bytes(pem(chain[-1]))
+    files["chain"].write_bytes(b"".join(pem(d) for d in chain[:-1]))
+    files["cert"].write_bytes(pem(cert))
+    return Inputs(cert, chain, hierarchy, sealed, files)
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    grpc: str
+
+
+def start_server(data_dir: Path, workers: int) -> Server:
+    grpc_port, http_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("GOVTRUST_CONFIG", None)
+    env.pop("GOVTRUST_DATABASE_URL", None)
+    command = [
+        sys.executable,
+        "-m",
+        "govtrust",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(http_port),
+        "--workers",
+        str(workers),
+    ]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(REPO),
+    )
+    deadline = time.monotonic() + 90
+    lines: list[str] = []
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("govtrust: http listening on"):
+            threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
+            return Server(process, f"127.0.0.1:{grpc_port}")
+    process.kill()
+    raise SystemExit("govtrust serve did not start:\n" + "".join(lines))
+
+
+def _drain(stream: Any) -> None:
+    for _ in stream:
+        pass
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+# --- gRPC load ------------------------------------------------------------------------------------
+
+
+def _client(
+    address: str, kind: str, payload: bytes, chain: tuple[bytes, ...], seconds: float, conc: int
+) -> tuple[int, int]:
+    """One client process: (calls completed, calls whose verdict was not VALID)."""
+    import grpc
+
+    from govtrust.v1 import common_pb2, verify_pb2, verify_pb2_grpc
+
+    async def run() -> tuple[int, int]:
+        async with grpc.aio.insecure_channel(
+            address,
+            options=[("grpc.max_send_message_length", 64 << 20)],
+        ) as channel:
+            stub = verify_pb2_grpc.VerifyServiceStub(channel)
+            call: Any
+            if kind == "cert":
+                request: Any = verify_pb2.VerifyCertificateRequest(
+                    certificate=payload, intermediates=list(chain)
+                )
+                call = stub.VerifyCertificate
+            else:
+                request = verify_pb2.VerifyPdfRequest(pdf=payload)
+                call = stub.VerifyPdf
+            for _ in range(conc):  # warm-up: connections, caches in each worker
+                await call(request, timeout=60)
+            done = bad = 0
+            deadline = time.perf_counter() + seconds
+
+            async def loop() -> None:
+                nonlocal done, bad
+                while time.perf_counter() < deadline:
+                    response = await call(request, timeout=60)
+                    done += 1
+                    if response.report.verdict != common_pb2.VERDICT_VALID:
+                        bad += 1
+
+            await asyncio.gather(*(loop() for _ in range(conc)))
+            return done, bad
+
+    return asyncio.run(run())
+
+
+def grpc_rate(
+    server: Server,
+    kind: str,
+    payload: bytes,
+    chain: tuple[bytes, ...],
+    seconds: float,
+    clients: int,
+    conc: int,
+) -> tuple[float, int]:
+    """Calls/s summed over ``clients`` processes, and the number of non-VALID answers."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(clients) as pool:
+        started = time.perf_counter()
+        results = pool.starmap(
+            _client, [(server.grpc, kind, payload, chain, seconds, conc)] * clients
+        )
+        elapsed = time.perf_counter() - started
+    done = sum(r[0] for r in results)
+    bad = sum(r[1] for r in results)
+    # each client ran `seconds` after its warm-up; rate over the measured window
+    return done / seconds if elapsed > 0 else 0.0, bad
+
+
+# --- peers ----------------------------------------------------------------------------------------
+
+
+def _pyhanko(pdf: bytes, roots: tuple[bytes, ...], others: tuple[bytes, ...], seconds: float,
+             reuse: bool) -> tuple[int, int]:  # fmt: skip
+    """Plain pyHanko in a fresh process (none of govtrust's code imported)."""
+    import io
+    import logging
+
+    from asn1crypto import x509
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    logging.disable(logging.CRITICAL)
+    trust = [x509.Certificate.load(d) for d in roots]
+    other = [x509.Certificate.load(d) for d in others]
+    shared = ValidationContext(trust_roots=trust, other_certs=other)
+
+    def once() -> bool:
+        context = shared if reuse else ValidationContext(trust_roots=trust, other_certs=other)
+        reader = PdfFileReader(io.BytesIO(pdf))
+        ok = True
+        for sig in reader.embedded_signatures:
+            status = validate_pdf_signature(sig, context)
+            ok = ok and status.intact and status.valid and status.trusted
+        return ok
+
+    assert once(), "pyHanko does not accept the sealed PDF"
+    done = bad = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        done += 1
+        if not once():
+            bad += 1
+    return done, bad
+
+
+def pyhanko_rate(inputs: Inputs, seconds: float, processes: int, reuse: bool) -> float:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        results = pool.starmap(
+            _pyhanko,
+            [(inputs.pdf, (inputs.chain[-1],), inputs.hierarchy, seconds, reuse)] * processes,
+        )
+    assert all(bad == 0 for _, bad in results)
+    return sum(done for done, _ in results) / seconds
+
+
+def openssl_rate(inputs: Inputs, batch: int, processes: int, work: Path) -> tuple[float, float]:
+    """(certificates/s with ``processes`` batch processes, one-process-per-call rate)."""
+    files = inputs.files
+    base = [
+        "openssl",
+        "verify",
+        "-CAfile",
+        str(files["root"]),
+        "-untrusted",
+        str(files["chain"]),
+    ]
+    args = [*base, *[str(files["cert"])] * batch]
+    check = subprocess.run([*base, str(files["cert"])], capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and ": OK" in check.stdout, check.stdout + check.stderr
+    started = time.perf_counter()
+    running = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    outputs = [p.communicate() for p in running]
+    elapsed = time.perf_counter() - started
+    for out, err in outputs:
+        assert out.count(": OK") == batch, err
+    batch_rate = processes * batch / elapsed
+    singles = 20
+    started = time.perf_counter()
+    for _ in range(singles):
+        subprocess.run([*base, str(files["cert"])], capture_output=True, check=True)
+    single_rate = singles / (time.perf_counter() - started)
+    return batch_rate, single_rate
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--clients", type=int, default=2, help="gRPC client processes")
+    parser.add_argument("--concurrency", type=int, default=32, help="calls in flight per client")
+    parser.add_argument("--openssl-batch", type=int, default=20000, help="certs per openssl run")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="govtrust-bench-verify-") as tmp:
+        work = Path(tmp)
+        data_dir = work / "data"
+        print("preparing: CA, registry, one active seal, one sealed one-page PDF (B-T) ...")
+        inputs = prepare(data_dir, work)
+        print(f"  PDF {len(inputs.pdf):,} bytes; certificate chain depth {len(inputs.chain) + 1}")
+
+        server = start_server(data_dir, args.workers)
+        try:
+            print(
+                f"server: govtrust serve --workers {args.workers}; load: {args.clients} client "
+                f"processes x {args.concurrency} in flight, {args.seconds:g} s each"
+            )
+            cert_rate, cert_bad = grpc_rate(
+                server, "cert", inputs.cert, inputs.chain[:-1], args.seconds, args.clients,
+                args.concurrency,
+            )  # fmt: skip
+            pdf_rate, pdf_bad = grpc_rate(
+                server, "pdf", inputs.pdf, (), args.seconds, args.clients, args.concurrency
+            )
+        finally:
+            stop_server(server)
+        batch, single = openssl_rate(inputs, args.openssl_batch, args.workers, work)
+        plain = pyhanko_rate(inputs, args.seconds, args.workers, reuse=False)
+        reused = pyhanko_rate(inputs, args.seconds, args.workers, reuse=True)
+
+    cert_ratio = cert_rate / batch if batch else 0.0
+    pdf_ratio = pdf_rate / plain if plain else 0.0
+    print()
+    print("VerifyCertificate (seal certificate + issuing CA, revocation from our status store)")
+    print(f"  govtrust gRPC          {cert_rate:>10,.0f} calls/s   (non-VALID answers: {cert_bad})")
+    print(
+        f"  openssl verify         {batch:>10,.0f} certs/s   ({args.workers} processes, "
+        f"{args.openssl_batch:,} certificates each)"
+    )
+    print(f"  openssl verify (1/proc){single:>10,.0f} calls/s   (one process per certificate)")
+    print(f"  ratio govtrust/openssl {cert_ratio:>10.2f}")
+    print("VerifyPdf (one page, one seal, PAdES B-T)")
+    print(f"  govtrust gRPC          {pdf_rate:>10,.1f} calls/s   (non-VALID answers: {pdf_bad})")
+    print(
+        f"  pyHanko, fresh context {plain:>10,.1f} calls/s   ({args.workers} processes; target "
+        "baseline)"
+    )
+    print(f"  pyHanko, reused ctx    {reused:>10,.1f} calls/s   ({args.workers} processes)")
+    print(f"  ratio vs fresh         {pdf_ratio:>10.2f}   (target ≥ {TARGET_PDF_RATIO:g})")
+    print(f"  ratio vs reused        {pdf_rate / reused if reused else 0.0:>10.2f}")
+    missed = []
+    if cert_rate < TARGET_CERT:
+        missed.append(f"VerifyCertificate {cert_rate:,.0f}/s < {TARGET_CERT:,.0f}/s")
+    if pdf_ratio < TARGET_PDF_RATIO:
+        missed.append(f"VerifyPdf {pdf_ratio:.2f}x < {TARGET_PDF_RATIO:g}x plain pyHanko")
+    if cert_bad or pdf_bad:
+        missed.append("some answers were not VALID")
+    print("targets: " + ("met" if not missed else "MISSED — " + "; ".join(missed)))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

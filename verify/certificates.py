@@ -1,0 +1,1349 @@
+"""VerifyCertificate: path to a trust anchor, validity at a time, revocation, purpose, identity.
+
+* Path building: from the leaf up, by issuer name (and authority/subject key identifier), over
+  our CA hierarchy, the configured external anchors and the caller's intermediates; every link's
+  signature is checked (``verify_directly_issued_by``) and every issuer must be a CA. No path →
+  UNKNOWN_ISSUER (INDETERMINATE); a link that fails → CHAIN_INVALID (INVALID).
+* Validity of every certificate of the path at the validation time (default now).
+* Revocation of every non-anchor certificate: ours from our own status store (the CA's
+  ``ca_certificates`` table, read with a point query so a revocation is visible at once), other
+  issuers' by OCSP (AIA) and then CRL (CDP), fetched with a short timeout. Whatever cannot be
+  obtained makes the answer INDETERMINATE with a reason saying what was tried.
+* Key usage / EKU for the requested purpose; the identity the certificate names.
+
+Caches (bounded, thread-safe; a lock only around mutation): parsed certificates by DER, built
+paths and their static analysis by leaf + intermediates, verified signature links, and remote
+OCSP / CRL answers until their ``nextUpdate`` (failures for a few seconds). Registry status and
+identity status are read on every call: they are what a revocation changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    NameOID,
+)
+
+from govtrust.errors import InvalidArgument
+from govtrust.principal import Principal
+from idp.fastread import PointReader
+from idp.types import IdentityKind, IdentityStatus, IdentitySummary
+from verify.report import (
+    CertificateProfile,
+    CertificatePurpose,
+    CertificateReport,
+    CertificateSummary,
+    EvidenceKind,
+    Reason,
+    ReasonCode,
+    ReportFormat,
+    ReportOptions,
+    RevocationCheck,
+    RevocationReasonCode,
+    RevocationReport,
+    RevocationStatus,
+    StatusSource,
+    build_report,
+    tr,
+    verdict_of,
+)
+
+if TYPE_CHECKING:
+    from verify.service import Verified, VerifyContext
+
+MAX_PATH_LENGTH = 8
+MAX_CERTIFICATE_BYTES = 64 * 1024
+MAX_INTERMEDIATES = 16
+MAX_FETCH_BYTES = 8 * 1024 * 1024
+FAILURE_TTL_SECONDS = 5.0
+NO_NEXT_UPDATE_TTL = timedelta(minutes=5)
+DOCUMENT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
+IDENTIFY_CODE_OID = x509.ObjectIdentifier("1.2.156.10260.4.1.1")
+QC_STATEMENTS_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.3")
+ORGANIZATION_IDENTIFIER_OID = x509.ObjectIdentifier("2.5.4.97")
+_TLS_ONLY_EKUS = frozenset(
+    {
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+        ExtendedKeyUsageOID.OCSP_SIGNING,
+        ExtendedKeyUsageOID.TIME_STAMPING,
+        ExtendedKeyUsageOID.CODE_SIGNING,
+    }
+)
+_ROLE_PROFILE = {
+    "root": CertificateProfile.ROOT_CA,
+    "issuing": CertificateProfile.ISSUING_CA,
+    "ocsp": CertificateProfile.OCSP_RESPONDER,
+    "tsa": CertificateProfile.TSA,
+}
+_REASON_NAMES = {
+    RevocationReasonCode.UNSPECIFIED: ("未指明", "unspecified"),
+    RevocationReasonCode.KEY_COMPROMISE: ("密钥泄露", "key compromise"),
+    RevocationReasonCode.CA_COMPROMISE: ("CA 泄露", "CA compromise"),
+    RevocationReasonCode.AFFILIATION_CHANGED: ("隶属关系变更", "affiliation changed"),
+    RevocationReasonCode.SUPERSEDED: ("已被取代", "superseded"),
+    RevocationReasonCode.CESSATION_OF_OPERATION: ("停止运营", "cessation of operation"),
+    RevocationReasonCode.CERTIFICATE_HOLD: ("证书冻结", "certificate hold"),
+    RevocationReasonCode.REMOVE_FROM_CRL: ("从 CRL 移除", "remove from CRL"),
+    RevocationReasonCode.PRIVILEGE_WITHDRAWN: ("权限撤回", "privilege withdrawn"),
+    RevocationReasonCode.AA_COMPROMISE: ("AA 泄露", "AA compromise"),
+}
+_X509_REASONS = {
+    x509.ReasonFlags.unspecified: RevocationReasonCode.UNSPECIFIED,
+    x509.ReasonFlags.key_compromise: RevocationReasonCode.KEY_COMPROMISE,
+    x509.ReasonFlags.ca_compromise: RevocationReasonCode.CA_COMPROMISE,
+    x509.ReasonFlags.affiliation_changed: RevocationReasonCode.AFFILIATION_CHANGED,
+    x509.ReasonFlags.superseded: RevocationReasonCode.SUPERSEDED,
+    x509.ReasonFlags.cessation_of_operation: RevocationReasonCode.CESSATION_OF_OPERATION,
+    x509.ReasonFlags.certificate_hold: RevocationReasonCode.CERTIFICATE_HOLD,
+    x509.ReasonFlags.remove_from_crl: RevocationReasonCode.REMOVE_FROM_CRL,
+    x509.ReasonFlags.privilege_withdrawn: RevocationReasonCode.PRIVILEGE_WITHDRAWN,
+    x509.ReasonFlags.aa_compromise: RevocationReasonCode.AA_COMPROMISE,
+}
+
+_STATUS_SQL = (
+    "SELECT c.issuer, c.profile, c.status, c.revoked_at, c.revocation_reason,"
+    " c.invalidity_date, c.status_changed_at, c.identity_id, c.seal_id, c.system_id,"
+    " i.id, i.kind, i.name, i.masked_identifier, i.status, i.assurance_level"
+    " FROM ca_certificates c LEFT JOIN idp_identities i ON i.id = c.identity_id"
+    " WHERE c.fingerprint_sha256 = ?"
+)
+
+_IDENTITY_SQL = (
+    "SELECT id, kind, name, masked_identifier, status, assurance_level"
+    " FROM idp_identities WHERE id = ?"
+)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LruCache(Generic[K, V]):
+    """A small thread-safe LRU map."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class NeedsIo(Exception):
+    """Raised by an ``offline`` check that would need the database or the network (the caller
+    then runs it in the thread pool instead of inline on the event loop)."""
+
+
+# --- request --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertificateCheck:
+    """A VerifyCertificate request in domain terms."""
+
+    certificate: bytes
+    intermediates: tuple[bytes, ...] = ()
+    at_time: datetime | None = None
+    purpose: CertificatePurpose | None = None
+    revocation_check: RevocationCheck = RevocationCheck.DEFAULT
+    options: ReportOptions = field(default_factory=ReportOptions)
+
+
+def load_certificate(
+    data: bytes, field_name: str = "certificate"
+) -> tuple[x509.Certificate, bytes]:
+    """Parse a DER or PEM certificate; InvalidArgument naming ``field_name`` when it is not one.
+
+    Returns the certificate and its DER encoding.
+    """
+    if not data:
+        raise InvalidArgument.field(field_name, "required")
+    if len(data) > MAX_CERTIFICATE_BYTES:
+        raise InvalidArgument.field(field_name, f"larger than {MAX_CERTIFICATE_BYTES} bytes")
+    try:
+        if data.lstrip()[:11] == b"-----BEGIN ":
+            cert = x509.load_pem_x509_certificate(data)
+            return cert, cert.public_bytes(Encoding.DER)
+        return x509.load_der_x509_certificate(data), data
+    except ValueError as exc:
+        raise InvalidArgument.field(
+            field_name, f"not a DER or PEM X.509 certificate ({exc})"
+        ) from None
+
+
+# --- static analysis (cached per leaf + intermediates + purpose) ------------------------------
+
+
+@dataclass(frozen=True)
+class _Path:
+    """A built path (leaf first) and what never changes about it."""
+
+    certificates: tuple[x509.Certificate, ...]
+    summaries: tuple[CertificateSummary, ...]
+    trusted: bool
+    failure: tuple[ReasonCode, str, str, int] | None  # code, zh, en, index into the path
+    ours: tuple[bool, ...]  # issued by our hierarchy (the leaf) / part of it (CAs)
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """A remote revocation answer (or failure) and when it stops being usable (epoch secs)."""
+
+    report: RevocationReport | None
+    error: str
+    expires: float
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def verify_signature(
+    public_key: Any, signature: bytes, data: bytes, hash_algorithm: hashes.HashAlgorithm | None
+) -> bool:
+    """Verify a raw X.509-style signature (ECDSA, RSA PKCS#1 v1.5, EdDSA)."""
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey) and hash_algorithm is not None:
+            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
+        elif isinstance(public_key, rsa.RSAPublicKey) and hash_algorithm is not None:
+            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
+        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            public_key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
+class CertificateVerifier:
+    """Certificate validation with the caches described in the module docstring."""
+
+    def __init__(
+        self,
+        ctx: VerifyContext,
+        *,
+        fetch: Callable[[str, bytes | None, float], bytes] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        size = ctx.config.cache_size
+        self._parsed: LruCache[bytes, x509.Certificate] = LruCache(size)
+        self._paths: LruCache[tuple[str, ...], _Path] = LruCache(size)
+        self._links: LruCache[tuple[str, str], bool] = LruCache(size * 2)
+        self._summaries: LruCache[str, CertificateSummary] = LruCache(size)
+        self._remote: LruCache[tuple[str, ...], _Remote] = LruCache(size)
+        self._crls: LruCache[str, tuple[x509.CertificateRevocationList, float]] = LruCache(64)
+        self._rows: LruCache[str, tuple[tuple[Any, ...] | None, float]] = LruCache(size * 4)
+        self._static: LruCache[tuple[str, str], tuple[tuple[str, str] | None, str]] = LruCache(size)
+        self._fetch = fetch or http_fetch
+        self._reader = PointReader(ctx.db.engine)
+        self._status_sql = self._reader.sql(_STATUS_SQL)
+        self._identity_sql = self._reader.sql(_IDENTITY_SQL)
+        self._lock = threading.Lock()
+        self._pool: dict[bytes, list[x509.Certificate]] | None = None
+        self._anchors: frozenset[str] = frozenset()
+        self._our_cas: dict[str, tuple[str, str, str]] = {}  # fingerprint -> name, role, parent
+
+    # --- trust material -----------------------------------------------------------------------
+
+    def parse(self, der: bytes) -> x509.Certificate:
+        """A parsed certificate (cached by its DER); ValueError when it is not one."""
+        cert = self._parsed.get(der)
+        if cert is None:
+            cert = x509.load_der_x509_certificate(der)
+            self._parsed.put(der, cert)
+        return cert
+
+    def _trust(self) -> tuple[dict[bytes, list[x509.Certificate]], frozenset[str]]:
+        pool = self._pool
+        if pool is not None:
+            return pool, self._anchors
+        with self._lock:
+            if self._pool is None:
+                by_subject: dict[bytes, list[x509.Certificate]] = {}
+                anchors: set[str] = set()
+                ours: dict[str, tuple[str, str, str]] = {}
+                for issuer in self.ctx.authority.hierarchy.issuers.values():
+                    cert = self.parse(issuer.der)
+                    fp = _fingerprint(cert)
+                    ours[fp] = (issuer.name, issuer.role, issuer.parent or "")
+                    if issuer.role in ("root", "issuing"):
+                        by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
+                    if issuer.role == "root":
+                        anchors.add(fp)
+                for cert in self.ctx.external_anchors:
+                    by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
+                    anchors.add(_fingerprint(cert))
+                self._our_cas = ours
+                self._anchors = frozenset(anchors)
+                self._pool = by_subject
+            return self._pool, self._anchors
+
+    @property
+    def reader(self) -> PointReader:
+        """The private point-read connections (shared with the token verifier)."""
+        return self._reader
+
+    def identity(self, identity_id: str) -> IdentitySummary | None:
+        """The registry's summary of an identity (read fresh: its status matters)."""
+        row = self._reader.fetchone(self._identity_sql, (identity_id,))
+        if row is None:
+            return None
+        try:
+            return IdentitySummary(
+                id=row[0],
+                kind=IdentityKind(row[1]),
+                display_name=row[2],
+                masked_identifier=row[3],
+                status=IdentityStatus(row[4]),
+                assurance_level=int(row[5] or 0),
+            )
+        except ValueError:
+            return None
+
+    def warm(self) -> None:
+        """Build the trust material now (our hierarchy and the external anchors)."""
+        self._trust()
+
+    def close(self) -> None:
+        """Close the private point-read connections."""
+        self._reader.close()
+
+    def invalidate(self) -> None:
+        """Forget every cache (after a change of trust anchors or hierarchy)."""
+        with self._lock:
+            self._pool = None
+        for cache in (
+            self._paths,
+            self._links,
+            self._summaries,
+            self._remote,
+            self._crls,
+            self._static,
+            self._rows,
+        ):
+            cache.clear()
+
+    # --- path building --------------------------------------------------------------------------
+
+    def _linked(self, child: x509.Certificate, issuer: x509.Certificate) -> bool:
+        key = (_fingerprint(child), _fingerprint(issuer))
+        known = self._links.get(key)
+        if known is None:
+            try:
+                child.verify_directly_issued_by(issuer)
+                known = True
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+                known = False
+            self._links.put(key, known)
+        return known
+
+    def _path(
+        self, leaf: x509.Certificate, extra: Sequence[x509.Certificate], leaf_fp: str = ""
+    ) -> _Path:
+        key = (leaf_fp or _fingerprint(leaf), *(_fingerprint(c) for c in extra))
+        cached = self._paths.get(key)
+        if cached is not None:
+            return cached
+        pool, anchors = self._trust()
+        ours = self._our_cas
+        extra_by_subject: dict[bytes, list[x509.Certificate]] = {}
+        for cert in extra:
+            extra_by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
+        path = [leaf]
+        failure: tuple[ReasonCode, str, str, int] | None = None
+        trusted = False
+        current = leaf
+        for _ in range(MAX_PATH_LENGTH):
+            if _fingerprint(current) in anchors:
+                trusted = True
+                break
+            issuer_name = current.issuer.public_bytes()
+            candidates = [
+                c
+                for c in pool.get(issuer_name, []) + extra_by_subject.get(issuer_name, [])
+                if c is not current and _key_ids_match(current, c)
+            ]
+            if not candidates:
+                break  # unknown issuer
+            chosen = next((c for c in candidates if self._linked(current, c)), None)
+            if chosen is None:
+                failure = (
+                    ReasonCode.CHAIN_INVALID,
+                    f"证书 {current.subject.rfc4514_string()} 的签名无法用其签发者的公钥验证",
+                    f"the signature of {current.subject.rfc4514_string()} does not verify "
+                    "with its issuer's key",
+                    len(path) - 1,
+                )
+                break
+            if not _is_ca(chosen):
+                failure = (
+                    ReasonCode.CHAIN_INVALID,
+                    f"签发者 {chosen.subject.rfc4514_string()} 不是 CA 证书",
+                    f"the issuer {chosen.subject.rfc4514_string()} is not a CA certificate",
+                    len(path),
+                )
+                path.append(chosen)
+                break
+            if chosen in path:
+                break
+            path.append(chosen)
+            current = chosen
+        if trusted and failure is None:
+            failure = _path_length_violation(path)
+        summaries = []
+        our_flags = []
+        leaf_issuer = ours.get(_fingerprint(path[1])) if len(path) > 1 else None
+        for i, cert in enumerate(path):
+            fp = _fingerprint(cert)
+            if fp in ours:
+                _name, role, parent = ours[fp]
+                summaries.append(self._summary(cert, _ROLE_PROFILE.get(role), parent))
+                our_flags.append(True)
+            elif i == 0 and leaf_issuer is not None and leaf_issuer[1] == "issuing":
+                summaries.append(self._summary(cert, None, leaf_issuer[0]))
+                our_flags.append(True)
+            else:
+                summaries.append(self._summary(cert, None, ""))
+                our_flags.append(False)
+        built = _Path(
+            tuple(path), tuple(summaries), trusted and failure is None, failure, tuple(our_flags)
+        )
+        self._paths.put(key, built)
+        return built
+
+    def _summary(
+        self, cert: x509.Certificate, profile: CertificateProfile | None, issuer_ca: str
+    ) -> CertificateSummary:
+        fp = _fingerprint(cert)
+        cached = self._summaries.get(fp)
+        if cached is None or cached.profile is not profile or cached.issuer_ca != issuer_ca:
+            cached = CertificateSummary.of(cert, profile=profile, issuer_ca=issuer_ca, der=b"")
+            self._summaries.put(fp, cached)
+        return cached
+
+    # --- the check ------------------------------------------------------------------------------
+
+    def verify(
+        self,
+        certificate: x509.Certificate | bytes,
+        *,
+        intermediates: Sequence[x509.Certificate | bytes] = (),
+        at: datetime | None = None,
+        purpose: CertificatePurpose | None = None,
+        revocation: RevocationCheck = RevocationCheck.DEFAULT,
+        locale: str = "zh-CN",
+        now: datetime | None = None,
+        offline: bool = False,
+    ) -> CertificateReport:
+        """Validate ``certificate`` at ``at`` (default now) for ``purpose``.
+
+        ``intermediates`` help path building. Bytes are DER or PEM; InvalidArgument when they
+        are not certificates (field ``certificate`` / ``intermediates[i]``). With ``offline``,
+        raise :class:`NeedsIo` instead of reading the database or the network (everything
+        needed is cached: the check is pure CPU and may run on the event loop).
+        """
+        if isinstance(certificate, bytes):
+            certificate, der = load_certificate(certificate)
+        else:
+            der = certificate.public_bytes(Encoding.DER)
+        extra: list[x509.Certificate] = []
+        if len(intermediates) > MAX_INTERMEDIATES:
+            raise InvalidArgument.field("intermediates", f"at most {MAX_INTERMEDIATES}")
+        for i, item in enumerate(intermediates):
+            extra.append(
+                load_certificate(item, f"intermediates[{i}]")[0]
+                if isinstance(item, bytes)
+                else item
+            )
+        now = now or self.ctx.now()
+        at = at or now
+        path = self._path(certificate, extra, hashlib.sha256(der).hexdigest())
+        reasons: list[Reason] = []
+
+        def add(code: ReasonCode, zh: str, en: str, index: int | None = None) -> None:
+            subject = "" if index is None else f"chain[{index}]"
+            reasons.append(Reason(code, tr(locale, zh, en), subject))
+
+        if path.failure is not None:
+            code, zh, en, index = path.failure
+            add(code, zh, en, index)
+        elif not path.trusted:
+            top = path.certificates[-1]
+            add(
+                ReasonCode.UNKNOWN_ISSUER,
+                f"无法构建到受信任根的证书路径：未知的签发者 {top.issuer.rfc4514_string()}",
+                f"no path to a trust anchor: unknown issuer {top.issuer.rfc4514_string()}",
+                len(path.certificates) - 1,
+            )
+        within = True
+        for i, cert in enumerate(path.certificates):
+            if at < cert.not_valid_before_utc:
+                within = False
+                add(
+                    ReasonCode.CERTIFICATE_NOT_YET_VALID,
+                    f"证书 {cert.subject.rfc4514_string()} 在 {_fmt(at)} 尚未生效"
+                    f"（生效时间 {_fmt(cert.not_valid_before_utc)}）",
+                    f"{cert.subject.rfc4514_string()} was not yet valid at {_fmt(at)} "
+                    f"(valid from {_fmt(cert.not_valid_before_utc)})",
+                    i,
+                )
+            elif at > cert.not_valid_after_utc:
+                within = False
+                add(
+                    ReasonCode.CERTIFICATE_EXPIRED,
+                    f"证书 {cert.subject.rfc4514_string()} 在 {_fmt(at)} 已过期"
+                    f"（有效期至 {_fmt(cert.not_valid_after_utc)}）",
+                    f"{cert.subject.rfc4514_string()} had expired at {_fmt(at)} "
+                    f"(valid until {_fmt(cert.not_valid_after_utc)})",
+                    i,
+                )
+        purpose_ok = True
+        static_key = (path.summaries[0].fingerprint_sha256, purpose.value if purpose else "")
+        static = self._static.get(static_key)
+        if static is None:  # what never changes for this certificate and purpose
+            arc = self.ctx.authority.ctx.config.oid_arc
+            static = (
+                purpose_problem(certificate, purpose, arc) if purpose is not None else None,
+                seal_id_of(certificate, arc),
+            )
+            self._static.put(static_key, static)
+        if purpose is not None:
+            problem = static[0]
+            if problem is not None:
+                purpose_ok = False
+                add(ReasonCode.KEY_USAGE_MISMATCH, problem[0], problem[1], 0)
+
+        # revocation: the leaf's status feeds the report; the CAs' problems become reasons
+        leaf_row: tuple[Any, ...] | None = None
+        at_time: RevocationReport | None = None
+        current: RevocationReport | None = None
+        if path.trusted:
+            for i in range(len(path.certificates) - 1):
+                cert, issuer = path.certificates[i], path.certificates[i + 1]
+                status_at, status_now, row, why = self._revocation(
+                    cert,
+                    issuer,
+                    path.ours[i],
+                    revocation,
+                    at,
+                    now,
+                    locale,
+                    offline,
+                    path.summaries[i].fingerprint_sha256,
+                )
+                if i == 0:
+                    at_time, current, leaf_row = status_at, status_now, row
+                self._revocation_reasons(cert, i, status_at, status_now, why, locale, add)
+        identity: IdentitySummary | None = None
+        seal_id = ""
+        if leaf_row is not None:
+            identity, seal_id = _identity_of(leaf_row)
+            if identity is not None and identity.status is not IdentityStatus.ACTIVE:
+                add(
+                    ReasonCode.IDENTITY_NOT_ACTIVE,
+                    f"证书所标识的主体 {identity.display_name} 当前状态为"
+                    f"{'已暂停' if identity.status is IdentityStatus.SUSPENDED else '已注销'}",
+                    f"the identity named, {identity.display_name}, is {identity.status.value}",
+                )
+        if not seal_id:
+            seal_id = static[1]
+        leaf_summary = path.summaries[0]
+        if leaf_row is not None and leaf_row[1]:
+            leaf_summary = _with_profile(leaf_summary, leaf_row[1])
+        leaf_summary = CertificateSummary(
+            **{**leaf_summary.__dict__, "der": der}  # the leaf carries its DER
+        )
+        return CertificateReport(
+            verdict=verdict_of(reasons),
+            reasons=tuple(reasons),
+            certificate=leaf_summary,
+            chain=path.summaries if path.trusted else (),
+            trusted=path.trusted,
+            validation_time=at,
+            within_validity_period=within,
+            purpose_allowed=purpose_ok,
+            revocation_at_validation_time=at_time,
+            revocation_now=current,
+            identity=identity,
+            seal_id=seal_id,
+        )
+
+    def _revocation_reasons(
+        self,
+        cert: x509.Certificate,
+        index: int,
+        status_at: RevocationReport,
+        status_now: RevocationReport,
+        why: str,
+        locale: str,
+        add: Callable[..., None],
+    ) -> None:
+        name = cert.subject.rfc4514_string()
+        if status_at.status is RevocationStatus.REVOKED:
+            reason = status_at.reason or RevocationReasonCode.UNSPECIFIED
+            zh_reason, en_reason = _REASON_NAMES[reason]
+            add(
+                ReasonCode.CERTIFICATE_REVOKED,
+                f"证书 {name} 已于 {_fmt(status_at.revoked_at)} 被吊销（原因：{zh_reason}）",
+                f"{name} was revoked at {_fmt(status_at.revoked_at)} (reason: {en_reason})",
+                index,
+            )
+        elif status_at.status is RevocationStatus.ON_HOLD:
+            add(
+                ReasonCode.CERTIFICATE_ON_HOLD,
+                f"证书 {name} 自 {_fmt(status_at.revoked_at)} 起处于冻结（暂停）状态",
+                f"{name} has been on hold (suspended) since {_fmt(status_at.revoked_at)}",
+                index,
+            )
+        elif status_at.status is RevocationStatus.UNKNOWN:
+            add(
+                ReasonCode.REVOCATION_UNKNOWN,
+                f"无法获得证书 {name} 的吊销状态：{why}",
+                f"no revocation information for {name}: {why}",
+                index,
+            )
+
+    # --- revocation -----------------------------------------------------------------------------
+
+    def _revocation(
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        ours: bool,
+        mode: RevocationCheck,
+        at: datetime,
+        now: datetime,
+        locale: str,
+        offline: bool = False,
+        fp: str = "",
+    ) -> tuple[RevocationReport, RevocationReport, tuple[Any, ...] | None, str]:
+        """(status at ``at``, status now, our registry row for the leaf, why unknown)."""
+        fp = fp or _fingerprint(cert)
+        if fp in self._our_cas:  # a CA of our own hierarchy: listed in our status store
+            good = RevocationReport(RevocationStatus.GOOD, StatusSource.REGISTRY, status_time=now)
+            return good, good, None, ""
+        row: tuple[Any, ...] | None = None
+        if ours:
+            row = self._registry_row(fp, offline)
+        tried: list[str] = []
+        if ours and mode in (RevocationCheck.DEFAULT, RevocationCheck.REGISTRY):
+            if row is not None:
+                return (*_registry_status(row, at, now), row, "")
+            tried.append(tr(locale, "本 CA 的状态库中没有该证书", "not in our CA's status store"))
+        elif mode is RevocationCheck.REGISTRY:
+            tried.append(tr(locale, "不是本 CA 签发的证书", "not issued by our CA"))
+        if mode in (RevocationCheck.DEFAULT, RevocationCheck.OCSP):
+            for url in _urls(cert, "ocsp"):
+                remote = self._ocsp(cert, issuer, url, now, offline)
+                if remote.report is not None:
+                    return (*_remote_status(remote.report, at, now), row, "")
+                tried.append(f"OCSP {url}: {remote.error}")
+            if mode is RevocationCheck.OCSP and not tried:
+                tried.append(tr(locale, "证书中没有 OCSP 地址", "no OCSP URL in the certificate"))
+        if mode in (RevocationCheck.DEFAULT, RevocationCheck.CRL):
+            for url in _urls(cert, "crl"):
+                remote = self._crl_status(cert, issuer, url, now, offline)
+                if remote.report is not None:
+                    return (*_remote_status(remote.report, at, now), row, "")
+                tried.append(f"CRL {url}: {remote.error}")
+            if mode is RevocationCheck.CRL and not tried:
+                tried.append(tr(locale, "证书中没有 CRL 分发点", "no CRL distribution point"))
+        if not tried:
+            tried.append(
+                tr(
+                    locale,
+                    "证书中没有 OCSP 地址或 CRL 分发点",
+                    "no OCSP URL or CRL distribution point",
+                )
+            )
+        unknown = RevocationReport(RevocationStatus.UNKNOWN, StatusSource.NONE, status_time=now)
+        return unknown, unknown, row, "; ".join(tried)
+
+    def _registry_row(self, fingerprint: str, offline: bool) -> tuple[Any, ...] | None:
+        """Our status store's row (with the identity), read fresh or within
+        ``status_cache_seconds`` (the same bound the CA's OCSP cache gives other workers)."""
+        ttl = self.ctx.config.status_cache_seconds
+        moment = time.monotonic()
+        if ttl > 0:
+            hit = self._rows.get(fingerprint)
+            if hit is not None and moment - hit[1] < ttl:
+                return hit[0]
+        if offline:
+            raise NeedsIo
+        row = self._reader.fetchone(self._status_sql, (fingerprint,))
+        if ttl > 0:
+            self._rows.put(fingerprint, (row, moment))
+        return row
+
+    def _ocsp(
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        url: str,
+        now: datetime,
+        offline: bool = False,
+    ) -> _Remote:
+        key = ("ocsp", url, _fingerprint(issuer), str(cert.serial_number))
+        cached = self._remote.get(key)
+        if cached is not None and cached.expires > time.time():
+            return cached
+        if offline:
+            raise NeedsIo
+        result = self._fetch_ocsp(cert, issuer, url, now)
+        self._remote.put(key, result)
+        return result
+
+    def _fetch_ocsp(
+        self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: datetime
+    ) -> _Remote:
+        def failed(error: str) -> _Remote:
+            return _Remote(None, error, time.time() + FAILURE_TTL_SECONDS)
+
+        request = (
+            ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()  # noqa: S303 - CertID hash per RFC 5019
+        )
+        request_der = request.public_bytes(Encoding.DER)
+        # RFC 6960 A.1: GET (cacheable by proxies) when the encoded request is small, else POST
+        encoded = urllib.parse.quote(base64.b64encode(request_der).decode("ascii"), safe="")
+        get_url = f"{url.rstrip('/')}/{encoded}"
+        try:
+            if len(encoded) <= 255:
+                body = self._fetch(get_url, None, self.ctx.config.fetch_timeout_seconds)
+            else:
+                body = self._fetch(url, request_der, self.ctx.config.fetch_timeout_seconds)
+        except FetchError as exc:
+            return failed(str(exc))
+        try:
+            response = ocsp.load_der_ocsp_response(body)
+        except ValueError:
+            return failed("the responder's answer is not an OCSP response")
+        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            return failed(f"responder answered {response.response_status.name}")
+        if not _ocsp_signed_by(response, issuer):
+            return failed("the OCSP response is not signed by the issuer or its responder")
+        single = next(
+            (r for r in response.responses if r.serial_number == cert.serial_number), None
+        )
+        if single is None:
+            return failed("the OCSP response is about another certificate")
+        this_update = single.this_update_utc
+        next_update = single.next_update_utc
+        if next_update is not None and next_update < now:
+            return failed(f"the OCSP response is stale (nextUpdate {_fmt(next_update)})")
+        if this_update > now + timedelta(minutes=5):
+            return failed("the OCSP response's thisUpdate lies in the future")
+        status = single.certificate_status
+        report: RevocationReport
+        if status is ocsp.OCSPCertStatus.GOOD:
+            report = RevocationReport(
+                RevocationStatus.GOOD,
+                StatusSource.OCSP,
+                status_time=now,
+                this_update=this_update,
+                next_update=next_update,
+            )
+        elif status is ocsp.OCSPCertStatus.REVOKED:
+            reason = (
+                _X509_REASONS.get(single.revocation_reason, RevocationReasonCode.UNSPECIFIED)
+                if single.revocation_reason
+                else RevocationReasonCode.UNSPECIFIED
+            )
+            report = RevocationReport(
+                RevocationStatus.ON_HOLD
+                if reason is RevocationReasonCode.CERTIFICATE_HOLD
+                else RevocationStatus.REVOKED,
+                StatusSource.OCSP,
+                status_time=now,
+                revoked_at=single.revocation_time_utc,
+                reason=reason,
+                this_update=this_update,
+                next_update=next_update,
+            )
+        else:
+            return failed("the responder does not know the certificate (unknown)")
+        expires = (next_update or (now + NO_NEXT_UPDATE_TTL)).timestamp()
+        return _Remote(report, "", expires)
+
+    def _crl_status(
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        url: str,
+        now: datetime,
+        offline: bool = False,
+    ) -> _Remote:
+        key = ("crl-failure", url)
+        failure = self._remote.get(key)
+        if failure is not None and failure.expires > time.time():
+            return failure
+        entry = self._crls.get(url)
+        if entry is None or entry[1] <= time.time():
+            if offline:
+                raise NeedsIo
+            loaded = self._load_crl(url, issuer, now)
+            if isinstance(loaded, str):
+                result = _Remote(None, loaded, time.time() + FAILURE_TTL_SECONDS)
+                self._remote.put(key, result)
+                return result
+            entry = loaded
+            self._crls.put(url, entry)
+        crl = entry[0]
+        if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
+            return _Remote(None, "the CRL is not signed by the issuer", time.time())
+        revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        this_update, next_update = crl.last_update_utc, crl.next_update_utc
+        if revoked is None:
+            report = RevocationReport(
+                RevocationStatus.GOOD,
+                StatusSource.CRL,
+                status_time=now,
+                this_update=this_update,
+                next_update=next_update,
+            )
+        else:
+            reason = RevocationReasonCode.UNSPECIFIED
+            invalidity: datetime | None = None
+            for ext in revoked.extensions:
+                if isinstance(ext.value, x509.CRLReason):
+                    reason = _X509_REASONS.get(ext.value.reason, RevocationReasonCode.UNSPECIFIED)
+                elif isinstance(ext.value, x509.InvalidityDate):
+                    invalidity = ext.value.invalidity_date_utc
+            report = RevocationReport(
+                RevocationStatus.ON_HOLD
+                if reason is RevocationReasonCode.CERTIFICATE_HOLD
+                else RevocationStatus.REVOKED,
+                StatusSource.CRL,
+                status_time=now,
+                revoked_at=revoked.revocation_date_utc,
+                reason=reason,
+                invalidity_date=invalidity,
+                this_update=this_update,
+                next_update=next_update,
+            )
+        return _Remote(report, "", entry[1])
+
+    def _load_crl(
+        self, url: str, issuer: x509.Certificate, now: datetime
+    ) -> tuple[x509.CertificateRevocationList, float] | str:
+        try:
+            body = self._fetch(url, None, self.ctx.config.fetch_timeout_seconds)
+        except FetchError as exc:
+            return str(exc)
+        try:
+            crl = (
+                x509.load_pem_x509_crl(body)
+                if body.lstrip().startswith(b"-----BEGIN")
+                else x509.load_der_x509_crl(body)
+            )
+        except ValueError:
+            return "not a CRL"
+        if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
+            return "the CRL is not signed by the certificate's issuer"
+        next_update = crl.next_update_utc
+        if next_update is not None and next_update < now:
+            return f"the CRL is stale (nextUpdate {_fmt(next_update)})"
+        return crl, (next_update or (now + NO_NEXT_UPDATE_TTL)).timestamp()
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+class FetchError(Exception):
+    """A revocation source could not be fetched (message says why)."""
+
+
+def http_fetch(url: str, body: bytes | None, timeout: float) -> bytes:
+    """GET (or POST an OCSP request to) ``url`` with a short timeout; FetchError on failure."""
+    if not url.startswith(("http://", "https://")):
+        raise FetchError("only http(s) URLs are fetched")
+    headers = {"Content-Type": "application/ocsp-request"} if body is not None else {}
+    request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - http(s) only
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            data: bytes = answer.read(MAX_FETCH_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FetchError(f"unreachable ({reason})") from None
+    if len(data) > MAX_FETCH_BYTES:
+        raise FetchError("answer too large")
+    return data
+
+
+def _fmt(moment: datetime | None) -> str:
+    if moment is None:
+        return "?"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _key_ids_match(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        aki = child.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return True
+    return aki.key_identifier is None or aki.key_identifier == ski.digest
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    if not basic.ca:
+        return False
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage.key_cert_sign
+
+
+def _path_length_violation(
+    path: Sequence[x509.Certificate],
+) -> tuple[ReasonCode, str, str, int] | None:
+    # path[i] for i >= 1 is a CA; the number of CAs below it (excluding the leaf) is i - 1.
+    for i in range(1, len(path)):
+        try:
+            limit = (
+                path[i].extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+            )
+        except x509.ExtensionNotFound:
+            continue
+        if limit is not None and i - 1 > limit:
+            name = path[i].subject.rfc4514_string()
+            return (
+                ReasonCode.CHAIN_INVALID,
+                f"CA {name} 的路径长度约束被违反",
+                f"the path length constraint of {name} is violated",
+                i,
+            )
+    return None
+
+
+def _with_profile(summary: CertificateSummary, profile: str) -> CertificateSummary:
+    try:
+        value = CertificateProfile(profile)
+    except ValueError:
+        return summary
+    return CertificateSummary(**{**summary.__dict__, "profile": value})
+
+
+def _urls(cert: x509.Certificate, kind: str) -> list[str]:
+    urls: list[str] = []
+    try:
+        if kind == "ocsp":
+            aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+            urls = [
+                d.access_location.value
+                for d in aia
+                if d.access_method == AuthorityInformationAccessOID.OCSP
+                and isinstance(d.access_location, x509.UniformResourceIdentifier)
+            ]
+        else:
+            cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+            for point in cdp:
+                for name in point.full_name or ():
+                    if isinstance(name, x509.UniformResourceIdentifier):
+                        urls.append(name.value)
+    except x509.ExtensionNotFound:
+        return []
+    return [u for u in urls if u.startswith(("http://", "https://"))][:3]
+
+
+def _ocsp_signed_by(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> bool:
+    """The response is signed by the issuer itself or by a responder it delegated to."""
+    signers: list[x509.Certificate] = [issuer]
+    for cert in response.certificates:
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            continue
+        if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+            continue
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        signers.append(cert)
+    for signer in signers:
+        if response.responder_name is not None and response.responder_name != signer.subject:
+            continue
+        if response.responder_key_hash is not None:
+            digest = x509.SubjectKeyIdentifier.from_public_key(signer.public_key()).digest
+            if digest != response.responder_key_hash:
+                continue
+        if verify_signature(
+            signer.public_key(),
+            response.signature,
+            response.tbs_response_bytes,
+            response.signature_hash_algorithm,
+        ):
+            return True
+    return False
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    return verify_signature(
+        issuer.public_key(), crl.signature, crl.tbs_certlist_bytes, crl.signature_hash_algorithm
+    )
+
+
+def _registry_status(
+    row: tuple[Any, ...], at: datetime, now: datetime
+) -> tuple[RevocationReport, RevocationReport]:
+    status = row[2]
+    revoked_at = _aware(row[3])
+    reason_code = row[4]
+    invalidity = _aware(row[5])
+    changed_at = _aware(row[6])
+    good_at = RevocationReport(RevocationStatus.GOOD, StatusSource.REGISTRY, status_time=at)
+    if status == "revoked":
+        try:
+            reason = RevocationReasonCode(int(reason_code or 0))
+        except ValueError:
+            reason = RevocationReasonCode.UNSPECIFIED
+        effective = revoked_at or changed_at or now
+        if invalidity is not None and invalidity < effective:
+            effective = invalidity  # the compromise began earlier: judge from then
+        revoked_now = RevocationReport(
+            RevocationStatus.REVOKED,
+            StatusSource.REGISTRY,
+            status_time=now,
+            revoked_at=revoked_at or effective,
+            reason=reason,
+            invalidity_date=invalidity,
+        )
+        at_report = (
+            RevocationReport(
+                RevocationStatus.REVOKED,
+                StatusSource.REGISTRY,
+                status_time=at,
+                revoked_at=revoked_at or effective,
+                reason=reason,
+                invalidity_date=invalidity,
+            )
+            if effective <= at
+            else good_at
+        )
+        return at_report, revoked_now
+    if status == "suspended":
+        since = changed_at or revoked_at or now
+        hold_now = RevocationReport(
+            RevocationStatus.ON_HOLD,
+            StatusSource.REGISTRY,
+            status_time=now,
+            revoked_at=since,
+            reason=RevocationReasonCode.CERTIFICATE_HOLD,
+        )
+        hold_at = (
+            RevocationReport(
+                RevocationStatus.ON_HOLD,
+                StatusSource.REGISTRY,
+                status_time=at,
+                revoked_at=since,
+                reason=RevocationReasonCode.CERTIFICATE_HOLD,
+            )
+            if since <= at
+            else good_at
+        )
+        return hold_at, hold_now
+    return good_at, RevocationReport(RevocationStatus.GOOD, StatusSource.REGISTRY, status_time=now)
+
+
+def _remote_status(
+    report: RevocationReport, at: datetime, now: datetime
+) -> tuple[RevocationReport, RevocationReport]:
+    current = RevocationReport(**{**report.__dict__, "status_time": now})
+    if report.status is RevocationStatus.GOOD:
+        return RevocationReport(**{**report.__dict__, "status_time": at}), current
+    effective = report.revoked_at or now
+    if report.invalidity_date is not None and report.invalidity_date < effective:
+        effective = report.invalidity_date
+    if effective <= at:
+        return RevocationReport(**{**report.__dict__, "status_time": at}), current
+    good = RevocationReport(
+        RevocationStatus.GOOD,
+        report.source,
+        status_time=at,
+        this_update=report.this_update,
+        next_update=report.next_update,
+    )
+    return good, current
+
+
+def _identity_of(row: tuple[Any, ...]) -> tuple[IdentitySummary | None, str]:
+    seal_id = row[8] or ""
+    if row[10] is None:
+        return None, seal_id
+    try:
+        identity = IdentitySummary(
+            id=row[10],
+            kind=IdentityKind(row[11]),
+            display_name=row[12],
+            masked_identifier=row[13],
+            status=IdentityStatus(row[14]),
+            assurance_level=int(row[15] or 0),
+        )
+    except ValueError:
+        return None, seal_id
+    return identity, seal_id
+
+
+def seal_id_of(cert: x509.Certificate, oid_arc: str) -> str:
+    """The seal id carried in a seal certificate's extension ('' when none)."""
+    from asn1crypto import core
+
+    try:
+        ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(f"{oid_arc}.3.1"))
+    except x509.ExtensionNotFound:
+        return ""
+    raw = ext.value
+    if not isinstance(raw, x509.UnrecognizedExtension):
+        return ""
+    try:
+        return str(core.IA5String.load(raw.value).native)
+    except (ValueError, TypeError):
+        return ""
+
+
+@dataclass(frozen=True)
+class NamedIdentity:
+    """The identity a certificate names, from its own fields (registry or not)."""
+
+    kind: str  # citizen | legal-person | seal | service | ""
+    identifier: str  # resident ID number, USCC, seal id or system id
+    name: str
+
+
+def named_identity(cert: x509.Certificate, oid_arc: str) -> NamedIdentity:
+    """Citizen (serialNumber ``IDCCN-`` or GM/T 0015 IdentifyCode), legal person
+    (organizationIdentifier ``NTRCN-``), seal (seal id extension) or service (CN)."""
+    subject = cert.subject
+    cn = _attr(subject, NameOID.COMMON_NAME)
+    seal_id = seal_id_of(cert, oid_arc)
+    org_id = _attr(subject, ORGANIZATION_IDENTIFIER_OID)
+    if seal_id:
+        return NamedIdentity("seal", seal_id, cn)
+    serial = _attr(subject, NameOID.SERIAL_NUMBER)
+    if serial.startswith("IDCCN-"):
+        return NamedIdentity("citizen", serial.removeprefix("IDCCN-"), cn)
+    code = _identify_code(cert)
+    if code:
+        return NamedIdentity("citizen", code, cn)
+    if org_id.startswith("NTRCN-"):
+        return NamedIdentity("legal-person", org_id.removeprefix("NTRCN-"), cn)
+    return NamedIdentity("service" if cn else "", cn, cn)
+
+
+def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    values = name.get_attributes_for_oid(oid)
+    return str(values[0].value) if values else ""
+
+
+def _identify_code(cert: x509.Certificate) -> str:
+    from asn1crypto import core
+
+    try:
+        ext = cert.extensions.get_extension_for_oid(IDENTIFY_CODE_OID)
+    except x509.ExtensionNotFound:
+        return ""
+    raw = ext.value
+    if not isinstance(raw, x509.UnrecognizedExtension):
+        return ""
+    try:
+        parsed = core.Asn1Value.load(raw.value)
+        if parsed.tag == 0:  # [0] residenterCardNumber, EXPLICIT or IMPLICIT
+            contents = parsed.contents
+            if parsed.method == 1:  # constructed: EXPLICIT wrapping a PrintableString
+                return str(core.PrintableString.load(contents).native)
+            return str(contents.decode("ascii"))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return ""
+    return ""
+
+
+def purpose_problem(
+    cert: x509.Certificate, purpose: CertificatePurpose, oid_arc: str
+) -> tuple[str, str] | None:
+    """Why key usage / EKU do not allow ``purpose`` (zh, en), or None when they do."""
+    try:
+        ku: x509.KeyUsage | None = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        ku = None
+    try:
+        eku_ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+        eku: set[x509.ObjectIdentifier] | None = set(eku_ext.value)
+        eku_critical = eku_ext.critical
+    except x509.ExtensionNotFound:
+        eku, eku_critical = None, False
+    anyeku = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
+
+    def has_eku(*wanted: x509.ObjectIdentifier) -> bool:
+        return eku is None or anyeku in eku or any(w in eku for w in wanted)
+
+    label = purpose.value.replace("_", " ")
+    if purpose is CertificatePurpose.CLIENT_AUTH:
+        ok = (ku is None or ku.digital_signature or ku.key_agreement) and has_eku(
+            ExtendedKeyUsageOID.CLIENT_AUTH
+        )
+    elif purpose is CertificatePurpose.SERVER_AUTH:
+        ok = (
+            ku is None or ku.digital_signature or ku.key_encipherment or ku.key_agreement
+        ) and has_eku(ExtendedKeyUsageOID.SERVER_AUTH)
+    elif purpose in (CertificatePurpose.DOCUMENT_SIGNING, CertificatePurpose.SEAL):
+        ok = (ku is None or (ku.digital_signature and ku.content_commitment)) and (
+            eku is None or anyeku in eku or not eku <= _TLS_ONLY_EKUS
+        )
+        if ok and purpose is CertificatePurpose.SEAL and not seal_id_of(cert, oid_arc):
+            return (
+                "证书不是电子印章证书（缺少印章标识扩展）",
+                "not an e-seal certificate (no seal id extension)",
+            )
+    elif purpose is CertificatePurpose.TIME_STAMPING:
+        ok = eku == {ExtendedKeyUsageOID.TIME_STAMPING} and eku_critical
+    else:  # OCSP signing
+        ok = (
+            (ku is None or ku.digital_signature)
+            and eku is not None
+            and (ExtendedKeyUsageOID.OCSP_SIGNING in eku)
+        )
+    if ok:
+        return None
+    usage = _usage_text(ku, eku)
+    return (
+        f"密钥用途 / 扩展密钥用途（{usage}）不允许用于 {label}",
+        f"key usage / extended key usage ({usage}) do not allow {label}",
+    )
+
+
+def _usage_text(ku: x509.KeyUsage | None, eku: Iterable[x509.ObjectIdentifier] | None) -> str:
+    parts: list[str] = []
+    if ku is not None:
+        for name in (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+        ):
+            if getattr(ku, name):
+                parts.append(name)
+    if eku is not None:
+        parts += [getattr(o, "_name", o.dotted_string) for o in eku]
+    return ", ".join(parts) or "-"
+
+
+# --- the RPC's domain function -----------------------------------------------------------------
+
+
+def verify_certificate(
+    ctx: VerifyContext, principal: Principal, check: CertificateCheck, *, offline: bool = False
+) -> Verified:
+    """VerifyCertificate: validate, report, sign when asked, audit (role ``verifier``).
+
+    With ``offline``, :class:`NeedsIo` when the check (or signing the report) would touch the
+    database or the network; nothing has been recorded then."""
+    principal.require_role("verifier")
+    cert, der = load_certificate(check.certificate)
+    now = ctx.now()
+    locale = check.options.locale
+    report = ctx.certificates.verify(
+        cert,
+        intermediates=check.intermediates,
+        at=check.at_time,
+        purpose=check.purpose,
+        revocation=check.revocation_check,
+        locale=locale,
+        now=now,
+        offline=offline,
+    )
+    if offline and check.options.report_format is ReportFormat.SIGNED_JSON:
+        raise NeedsIo  # the key store may be remote (HSM)
+    warnings: list[Reason] = []
+    current = report.revocation_now
+    at_time = report.revocation_at_validation_time
+    if (
+        current is not None
+        and at_time is not None
+        and current.status in (RevocationStatus.REVOKED, RevocationStatus.ON_HOLD)
+        and at_time.status is RevocationStatus.GOOD
+    ):
+        warnings.append(
+            Reason(
+                ReasonCode.CERTIFICATE_REVOKED
+                if current.status is RevocationStatus.REVOKED
+                else ReasonCode.CERTIFICATE_ON_HOLD,
+                tr(
+                    locale,
+                    f"证书在验证时间之后（{_fmt(current.revoked_at)}）被吊销或冻结",
+                    f"the certificate was revoked or put on hold after the validation time "
+                    f"(at {_fmt(current.revoked_at)})",
+                ),
+                "certificate",
+            )
+        )
+    result = build_report(
+        evidence_kind=EvidenceKind.CERTIFICATE,
+        evidence=der,
+        options=check.options,
+        checked_at=now,
+        validation_time=report.validation_time,
+        certificate=report,
+        warnings=warnings,
+    )
+    return ctx.complete(
+        principal,
+        "certificate",
+        result,
+        check.options,
+        extra={"fingerprint": hashlib.sha256(der).hexdigest()},
+    )

@@ -1,0 +1,884 @@
+"""VerifySealSignature: a detached CMS SignedData or a GB/T 38540 SES_Signature over data or its
+digest → integrity, signature, the seal behind it (status now and at signing time), the signer's
+certificate at the signing time, and the signature time-stamp.
+
+Signing time: a time-stamp token that verifies (imprint over the signature value, TSA chain to
+our roots, critical EKU timeStamping) is *trusted*; the signer's own claim (CMS signing-time, SES
+``timeInfo``) is not. The certificate and the seal are judged at the trusted time when there is
+one, else at the request's time (now); a signer revoked since but claiming an earlier time is
+INDETERMINATE (NO_TRUSTED_TIME), never VALID.
+
+:func:`verify_timestamp` and :func:`seal_report` are shared with the PDF verifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from asn1crypto import cms, tsp
+from cryptography import x509
+from sqlalchemy import select
+
+from govtrust.errors import InvalidArgument, NotFound
+from govtrust.principal import Principal
+from verify.certificates import verify_signature
+from verify.report import (
+    CertificatePurpose,
+    CertificateReport,
+    DigestAlgorithm,
+    EvidenceKind,
+    Reason,
+    ReasonCode,
+    ReportOptions,
+    RevocationStatus,
+    SealReport,
+    SignatureFormat,
+    SignatureReport,
+    SigningTimeSource,
+    TimestampReport,
+    Verdict,
+    build_report,
+    combine,
+    tr,
+    verdict_of,
+)
+
+if TYPE_CHECKING:
+    from verify.service import Verified, VerifyContext
+
+MAX_SIGNATURE_BYTES = 1024 * 1024
+MAX_DATA_BYTES = 64 * 1024 * 1024
+_DIGEST_SIZES = {
+    DigestAlgorithm.SHA256: 32,
+    DigestAlgorithm.SHA384: 48,
+    DigestAlgorithm.SHA512: 64,
+    DigestAlgorithm.SM3: 32,
+}
+_HASHES = {"sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}
+_SES_OID_DIGEST = {
+    "1.2.840.10045.4.3.2": ("sha256", "ecdsa-with-SHA256"),
+    "1.2.840.10045.4.3.3": ("sha384", "ecdsa-with-SHA384"),
+    "1.2.840.113549.1.1.11": ("sha256", "sha256WithRSAEncryption"),
+    "1.2.840.113549.1.1.12": ("sha384", "sha384WithRSAEncryption"),
+    "1.2.156.10197.1.501": ("sm3", "SM2-with-SM3"),
+}
+
+
+@dataclass(frozen=True)
+class SealSignatureCheck:
+    """A VerifySealSignature request in domain terms (exactly one of ``data`` and ``digest``)."""
+
+    signature: bytes
+    format: SignatureFormat | None = None
+    data: bytes | None = None
+    digest: tuple[DigestAlgorithm, bytes] | None = None
+    at_time: datetime | None = None
+    options: ReportOptions = field(default_factory=ReportOptions)
+
+
+def _hash(name: str) -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    return getattr(hashes, _HASHES[name])()
+
+
+# --- CMS helpers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SignerCheck:
+    """The outcome of checking one CMS SignerInfo."""
+
+    certificate: x509.Certificate | None
+    digest_algorithm: str
+    signature_algorithm: str
+    message_digest: bytes | None
+    signature_valid: bool
+    signed_attrs: cms.CMSAttributes | None
+    problem: str = ""
+
+
+def _signer_certificate(
+    signed_data: cms.SignedData, signer_info: cms.SignerInfo, extra: Sequence[x509.Certificate]
+) -> x509.Certificate | None:
+    sid = signer_info["sid"]
+    candidates: list[x509.Certificate] = []
+    for choice in signed_data["certificates"] or []:
+        if choice.name == "certificate":
+            try:
+                candidates.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+            except ValueError:
+                continue
+    candidates += list(extra)
+    for cert in candidates:
+        if sid.name == "issuer_and_serial_number":
+            ias = sid.chosen
+            if (
+                cert.serial_number == ias["serial_number"].native
+                and cert.issuer.public_bytes() == ias["issuer"].dump()
+            ):
+                return cert
+        else:
+            try:
+                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            except x509.ExtensionNotFound:
+                continue
+            if ski.digest == sid.chosen.native:
+                return cert
+    return None
+
+
+def _algorithm_name(name: str, digest: str) -> str:
+    """asn1crypto's algorithm name as the report spells it (``ecdsa-with-SHA256`` …)."""
+    size = digest.removeprefix("sha").upper()
+    if name in ("ecdsa", f"{digest}_ecdsa"):
+        return f"ecdsa-with-SHA{size}"
+    if name in ("rsassa_pkcs1v15", "rsa", f"{digest}_rsa"):
+        return f"sha{size}WithRSAEncryption"
+    if name == "rsassa_pss":
+        return "RSASSA-PSS"
+    return name
+
+
+def _check_signer(
+    signed_data: cms.SignedData,
+    signer_info: cms.SignerInfo,
+    extra: Sequence[x509.Certificate] = (),
+) -> _SignerCheck:
+    digest_algorithm = signer_info["digest_algorithm"]["algorithm"].native
+    sig_algo = signer_info["signature_algorithm"]
+    sig_name = _algorithm_name(str(sig_algo["algorithm"].native), digest_algorithm)
+    cert = _signer_certificate(signed_data, signer_info, extra)
+    attrs = signer_info["signed_attrs"]
+    if not attrs or attrs.native is None:
+        return _SignerCheck(
+            cert, digest_algorithm, sig_name, None, False, None, "no signed attributes"
+        )
+    message_digest: bytes | None = None
+    for attr in attrs:
+        if attr["type"].native == "message_digest":
+            message_digest = attr["values"][0].native
+    if digest_algorithm not in _HASHES:
+        return _SignerCheck(
+            cert,
+            digest_algorithm,
+            sig_name,
+            message_digest,
+            False,
+            attrs,
+            f"unsupported digest algorithm {digest_algorithm}",
+        )
+    if cert is None:
+        return _SignerCheck(
+            cert,
+            digest_algorithm,
+            sig_name,
+            message_digest,
+            False,
+            attrs,
+            "the signer's certificate is not in the signature",
+        )
+    signed_bytes = attrs.untag().dump() if hasattr(attrs, "untag") else attrs.dump()
+    signed_bytes = b"\x31" + signed_bytes[1:]
+    valid = verify_signature(
+        cert.public_key(), signer_info["signature"].native, signed_bytes, _hash(digest_algorithm)
+    )
+    if sig_algo.signature_algo == "rsassa_pss":
+        valid = False  # not produced by our key stores' CMS path; refuse rather than guess
+    return _SignerCheck(cert, digest_algorithm, sig_name, message_digest, valid, attrs)
+
+
+def _attr(attrs: cms.CMSAttributes | None, name: str) -> Any:
+    if not attrs:
+        return None
+    for attr in attrs:
+        if attr["type"].native == name:
+            return attr["values"][0]
+    return None
+
+
+# --- time-stamps ---------------------------------------------------------------------------------
+
+
+def verify_timestamp(
+    ctx: VerifyContext, token_der: bytes, imprinted: bytes, locale: str, *, now: datetime
+) -> TimestampReport:
+    """Check an RFC 3161 TimeStampToken over ``imprinted`` (its message imprint), its signature
+    and its TSA's certificate (critical EKU timeStamping, chain to our roots, at genTime)."""
+    reasons: list[Reason] = []
+
+    def bad(zh: str, en: str) -> TimestampReport:
+        return TimestampReport(
+            Verdict.INVALID, (Reason(ReasonCode.TIMESTAMP_INVALID, tr(locale, zh, en)),)
+        )
+
+    try:
+        content = cms.ContentInfo.load(token_der)
+        signed_data = content["content"]
+        if content["content_type"].native != "signed_data":
+            return bad("时间戳不是 SignedData", "the time-stamp is not a SignedData")
+        encap = signed_data["encap_content_info"]
+        if encap["content_type"].native != "tst_info":
+            return bad("时间戳中没有 TSTInfo", "the time-stamp holds no TSTInfo")
+        tst_bytes = encap["content"].contents
+        tst = tsp.TSTInfo.load(tst_bytes)
+        gen_time: datetime = tst["gen_time"].native
+        imprint = tst["message_imprint"]
+        imprint_alg = imprint["hash_algorithm"]["algorithm"].native
+        imprint_value = imprint["hashed_message"].native
+        policy = tst["policy"].dotted
+        serial = f"{tst['serial_number'].native:X}"
+        signer_info = signed_data["signer_infos"][0]
+    except (ValueError, TypeError, KeyError, IndexError):
+        return bad("时间戳无法解析", "the time-stamp token does not parse")
+    if gen_time.tzinfo is None:
+        gen_time = gen_time.replace(tzinfo=UTC)
+    if imprint_alg not in _HASHES or hashlib.new(imprint_alg, imprinted).digest() != imprint_value:
+        reasons.append(
+            Reason(
+                ReasonCode.TIMESTAMP_INVALID,
+                tr(
+                    locale,
+                    "时间戳的消息摘要与签名值不符",
+                    "the time-stamp's imprint does not match the signature",
+                ),
+            )
+        )
+    tsa_candidates = [
+        ctx.certificates.parse(i.der)
+        for i in ctx.authority.hierarchy.issuers.values()
+        if i.role == "tsa"
+    ]
+    check = _check_signer(signed_data, signer_info, tsa_candidates)
+    if (
+        check.message_digest is None
+        or check.digest_algorithm not in _HASHES
+        or (hashlib.new(check.digest_algorithm, tst_bytes).digest() != check.message_digest)
+    ):
+        reasons.append(
+            Reason(
+                ReasonCode.TIMESTAMP_INVALID,
+                tr(locale, "时间戳内容摘要不符", "the time-stamp's content digest does not match"),
+            )
+        )
+    if not check.signature_valid:
+        reasons.append(
+            Reason(
+                ReasonCode.TIMESTAMP_INVALID,
+                tr(
+                    locale,
+                    f"时间戳签名无效（{check.problem or '签名不符'}）",
+                    f"the time-stamp's signature does not verify ({check.problem or 'mismatch'})",
+                ),
+            )
+        )
+    tsa_report: CertificateReport | None = None
+    if check.certificate is not None:
+        tsa_report = ctx.certificates.verify(
+            check.certificate,
+            at=gen_time,
+            purpose=CertificatePurpose.TIME_STAMPING,
+            locale=locale,
+            now=now,
+        )
+        reasons += [
+            Reason(
+                ReasonCode.TIMESTAMP_INVALID if r.verdict is Verdict.INVALID else r.code,
+                tr(locale, f"时间戳机构证书：{r.message}", f"TSA certificate: {r.message}"),
+                f"tsa_certificate.{r.subject}" if r.subject else "tsa_certificate",
+            )
+            for r in tsa_report.reasons
+        ]
+    return TimestampReport(
+        verdict=verdict_of(reasons),
+        reasons=tuple(reasons),
+        time=gen_time,
+        tsa_certificate=tsa_report,
+        policy_oid=policy,
+        serial_number=serial,
+    )
+
+
+def timestamp_accuracy(token_der: bytes) -> timedelta:
+    """The accuracy a time-stamp token states (zero when none)."""
+    try:
+        content = cms.ContentInfo.load(token_der)
+        tst = tsp.TSTInfo.load(content["content"]["encap_content_info"]["content"].contents)
+        accuracy = tst["accuracy"]
+        if accuracy.native is None:
+            return timedelta(0)
+        return timedelta(
+            seconds=accuracy["seconds"].native or 0,
+            milliseconds=accuracy["millis"].native or 0,
+            microseconds=accuracy["micros"].native or 0,
+        )
+    except (ValueError, TypeError, KeyError):
+        return timedelta(0)
+
+
+# --- the seal behind a signature -----------------------------------------------------------------
+
+
+def seal_status_at(ctx: VerifyContext, seal_id: str, moment: datetime) -> Any:
+    """The seal's lifecycle status at ``moment`` from its history (None before it existed)."""
+    from seal.models import SealEventRow
+    from seal.types import SealStatus
+
+    status = None
+    with ctx.db.read() as session:
+        rows = session.execute(
+            select(SealEventRow.to_status, SealEventRow.occurred_at)
+            .where(
+                SealEventRow.seal_id == seal_id,
+                SealEventRow.action.not_in(["seal_pdf", "sign_data"]),
+            )
+            .order_by(SealEventRow.sequence)
+        ).all()
+    for to_status, occurred_at in rows:
+        when = occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC)
+        if when <= moment and to_status:
+            status = to_status
+    if status is None:
+        return None
+    try:
+        return SealStatus(status)
+    except ValueError:
+        return None
+
+
+def seal_report(
+    ctx: VerifyContext,
+    seal_id: str,
+    signing_time: datetime | None,
+    *,
+    digest: bytes | None = None,
+    structure_verdict: Verdict | None = None,
+) -> SealReport | None:
+    """The seal as the registry knows it: kind, name, owner, status now and at ``signing_time``
+    (from its history), and who applied it (the seal-use record with this ``digest``)."""
+    from seal.models import SealEventRow
+
+    try:
+        seal = ctx.seals.get(seal_id)
+    except NotFound:
+        return None
+    status_at = seal_status_at(ctx, seal_id, signing_time) if signing_time else None
+    applied_by = None
+    if digest:
+        with ctx.db.read() as session:
+            actor = session.scalar(
+                select(SealEventRow.actor_id)
+                .where(
+                    SealEventRow.seal_id == seal_id,
+                    SealEventRow.action.in_(["seal_pdf", "sign_data"]),
+                    SealEventRow.digest == digest,
+                )
+                .limit(1)
+            )
+        if actor:
+            applied_by = ctx.certificates.identity(actor)
+    return SealReport(
+        seal_id=seal.id,
+        kind=seal.kind,
+        name=seal.name,
+        owner=ctx.certificates.identity(seal.owner_id),
+        status_at_signing_time=status_at,
+        status_now=seal.status,
+        applied_by=applied_by,
+        seal_structure_verdict=structure_verdict,
+    )
+
+
+# --- the RPC's domain function -------------------------------------------------------------------
+
+
+@dataclass
+class _Parts:
+    """What the format-specific parsing hands to the common evaluation."""
+
+    fmt: SignatureFormat
+    intact: bool
+    signature_valid: bool
+    signer: x509.Certificate | None
+    extra_certs: list[x509.Certificate]
+    digest_algorithm: str
+    signature_algorithm: str
+    claimed_time: datetime | None
+    token: bytes | None
+    signature_value: bytes
+    seal_id: str
+    seal_structure: Verdict | None
+    data_hash: bytes
+    reasons: list[Reason]
+
+
+def _content_digest(check: SealSignatureCheck, algorithm: str) -> bytes | None:
+    """The digest of the signed content under ``algorithm`` (None when it cannot be computed)."""
+    if check.data is not None:
+        if algorithm == "sm3":
+            return None
+        return hashlib.new(algorithm, check.data).digest()
+    assert check.digest is not None
+    given_algorithm, value = check.digest
+    if given_algorithm.value != algorithm:
+        raise InvalidArgument.field(
+            "digest.algorithm", f"the signature uses {algorithm}; send the data or its {algorithm}"
+        )
+    return value
+
+
+def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _Parts:
+    try:
+        content = cms.ContentInfo.load(check.signature, strict=True)
+        if content["content_type"].native != "signed_data":
+            raise ValueError("not SignedData")
+        signed_data = content["content"]
+        signer_infos = signed_data["signer_infos"]
+        if len(signer_infos) != 1:
+            raise ValueError("exactly one signer expected")
+        signer_info = signer_infos[0]
+        if signed_data["encap_content_info"]["content"].native is not None:
+            raise ValueError("not a detached signature")
+        certs = [
+            x509.load_der_x509_certificate(c.chosen.dump())
+            for c in signed_data["certificates"] or []
+            if c.name == "certificate"
+        ]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgument.field("signature", f"not a detached CMS SignedData: {exc}") from None
+    result = _check_signer(signed_data, signer_info)
+    reasons: list[Reason] = []
+    expected = (
+        _content_digest(check, result.digest_algorithm)
+        if result.digest_algorithm in _HASHES
+        else None
+    )
+    intact = expected is not None and result.message_digest == expected
+    if not intact:
+        reasons.append(
+            Reason(
+                ReasonCode.DIGEST_MISMATCH,
+                tr(
+                    locale,
+                    "签名数据的摘要不符：数据在签名后被改动",
+                    "the signed data's digest does not match: changed after signing",
+                ),
+            )
+        )
+    if not result.signature_valid:
+        reasons.append(
+            Reason(
+                ReasonCode.SIGNATURE_INVALID,
+                tr(
+                    locale,
+                    f"签名值无效（{result.problem or '验证失败'}）",
+                    f"the signature value does not verify ({result.problem or 'mismatch'})",
+                ),
+            )
+        )
+    claimed = _attr(result.signed_attrs, "signing_time")
+    claimed_time = claimed.native if claimed is not None else None
+    if isinstance(claimed_time, datetime) and claimed_time.tzinfo is None:
+        claimed_time = claimed_time.replace(tzinfo=UTC)
+    token = None
+    unsigned = signer_info["unsigned_attrs"]
+    if unsigned and unsigned.native is not None:
+        for attr in unsigned:
+            if attr["type"].dotted == "1.2.840.113549.1.9.16.2.14":
+                token = attr["values"][0].dump()
+    seal_id = ""
+    if result.certificate is not None:
+        from verify.certificates import seal_id_of
+
+        seal_id = seal_id_of(result.certificate, ctx.authority.ctx.config.oid_arc)
+    return _Parts(
+        SignatureFormat.CMS,
+        intact,
+        result.signature_valid,
+        result.certificate,
+        certs,
+        result.digest_algorithm,
+        result.signature_algorithm,
+        claimed_time,
+        token,
+        signer_info["signature"].native,
+        seal_id,
+        None,
+        result.message_digest or b"",
+        reasons,
+    )
+
+
+def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _Parts:
+    from seal import structures
+    from seal.errors import SealStructureError
+
+    try:
+        sig = structures.SesSignature.load(check.signature, strict=True)
+        tbs = sig["to_sign"]
+        signer_der = sig["cert"].native
+        oid = sig["signature_alg_id"].dotted
+        value = sig["signature"].native
+        seal_der = tbs["eseal"].dump()
+        data_hash = tbs["data_hash"].native
+        claimed = tbs["time_info"].native
+        token = sig["time_stamp"].native if sig["time_stamp"].native is not None else None
+        tbs_bytes = tbs.dump()
+        if tbs["version"].native != structures.SES_VERSION:
+            raise ValueError("not version 4")
+        signer = x509.load_der_x509_certificate(signer_der)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgument.field("signature", f"not a DER SES_Signature: {exc}") from None
+    if isinstance(claimed, datetime) and claimed.tzinfo is None:
+        claimed = claimed.replace(tzinfo=UTC)
+    reasons: list[Reason] = []
+    structure_verdict = Verdict.VALID
+    seal_id = ""
+    try:
+        parsed = structures.verify_seal(seal_der)
+        seal_id = parsed.seal_id
+        maker = ctx.certificates.verify(parsed.maker_certificate, locale=locale)
+        if not maker.trusted:
+            structure_verdict = Verdict.INDETERMINATE
+            reasons.append(
+                Reason(
+                    ReasonCode.UNKNOWN_ISSUER,
+                    tr(
+                        locale,
+                        "印章制作者的证书不受信任",
+                        "the seal maker's certificate is not trusted",
+                    ),
+                    "seal",
+                )
+            )
+        if signer_der not in parsed.certificates:
+            raise SealStructureError.bad("the signer's certificate is not in the seal's cert list")
+    except SealStructureError as exc:
+        structure_verdict = Verdict.INVALID
+        reasons.append(
+            Reason(
+                ReasonCode.SEAL_STRUCTURE_INVALID,
+                tr(locale, f"印章结构无效：{exc}", f"the seal structure is invalid: {exc}"),
+                "seal",
+            )
+        )
+    digest_name, algorithm_name = _SES_OID_DIGEST.get(oid, ("", oid))
+    valid = digest_name in _HASHES and verify_signature(
+        signer.public_key(), value, tbs_bytes, _hash(digest_name)
+    )
+    if not valid:
+        reasons.append(
+            Reason(
+                ReasonCode.SIGNATURE_INVALID,
+                tr(
+                    locale,
+                    "签名值无效" if digest_name in _HASHES else f"不支持的签名算法 {oid}",
+                    "the signature value does not verify"
+                    if digest_name in _HASHES
+                    else f"unsupported signature algorithm {oid}",
+                ),
+            )
+        )
+    expected = _content_digest(check, digest_name or "sha256")
+    intact = expected is not None and expected == data_hash
+    if not intact:
+        reasons.append(
+            Reason(
+                ReasonCode.DIGEST_MISMATCH,
+                tr(
+                    locale,
+                    "数据摘要与 dataHash 不符：数据在签名后被改动",
+                    "the data does not match dataHash: changed after signing",
+                ),
+            )
+        )
+    return _Parts(
+        SignatureFormat.SES_SIGNATURE,
+        intact,
+        valid,
+        signer,
+        [],
+        digest_name,
+        algorithm_name,
+        claimed,
+        token,
+        value,
+        seal_id,
+        structure_verdict,
+        data_hash,
+        reasons,
+    )
+
+
+def _detect(data: bytes) -> SignatureFormat:
+    """CMS ContentInfo starts with the signedData OID; anything else is tried as SES."""
+    try:
+        content = cms.ContentInfo.load(data)
+        if content["content_type"].native == "signed_data":
+            return SignatureFormat.CMS
+    except (ValueError, TypeError, KeyError):
+        pass
+    return SignatureFormat.SES_SIGNATURE
+
+
+def verify_seal_signature(
+    ctx: VerifyContext, principal: Principal, check: SealSignatureCheck
+) -> Verified:
+    """VerifySealSignature (role ``verifier``)."""
+    principal.require_role("verifier")
+    if not check.signature:
+        raise InvalidArgument.field("signature", "required")
+    if len(check.signature) > MAX_SIGNATURE_BYTES:
+        raise InvalidArgument.field("signature", f"larger than {MAX_SIGNATURE_BYTES} bytes")
+    if (check.data is None) == (check.digest is None):
+        raise InvalidArgument.field("content", "give exactly one of data and digest")
+    if check.data is not None and len(check.data) > MAX_DATA_BYTES:
+        raise InvalidArgument.field("data", "too large; send its digest instead")
+    if check.digest is not None and len(check.digest[1]) != _DIGEST_SIZES[check.digest[0]]:
+        raise InvalidArgument.field(
+            "digest.value",
+            f"a {check.digest[0].value} digest has {_DIGEST_SIZES[check.digest[0]]} bytes",
+        )
+    locale = check.options.locale
+    now = ctx.now()
+    fmt = check.format or _detect(check.signature)
+    parts = (
+        _parse_cms(ctx, check, locale)
+        if fmt is SignatureFormat.CMS
+        else _parse_ses(ctx, check, locale)
+    )
+    reasons = list(parts.reasons)
+    warnings: list[Reason] = []
+
+    timestamp: TimestampReport | None = None
+    proven: datetime | None = None  # the signature provably existed at this time
+    if parts.token is not None:
+        timestamp = verify_timestamp(ctx, parts.token, parts.signature_value, locale, now=now)
+        if timestamp.verdict is Verdict.VALID and timestamp.time is not None:
+            proven = timestamp.time + timestamp_accuracy(parts.token)
+        else:
+            reasons += [r.under("timestamp") for r in timestamp.reasons]
+    validation_time = proven or check.at_time or now
+    source = (
+        SigningTimeSource.TIMESTAMP
+        if proven
+        else SigningTimeSource.CLAIMED
+        if parts.claimed_time
+        else SigningTimeSource.NONE
+    )
+
+    cert_report: CertificateReport | None = None
+    if parts.signer is not None:
+        purpose = CertificatePurpose.SEAL if parts.seal_id else CertificatePurpose.DOCUMENT_SIGNING
+        cert_report = ctx.certificates.verify(
+            parts.signer,
+            intermediates=parts.extra_certs,
+            at=validation_time,
+            purpose=purpose,
+            locale=locale,
+            now=now,
+        )
+        cert_report = _judge_revocation(cert_report, parts.claimed_time, proven, locale, warnings)
+        reasons += [r.under("certificate") for r in cert_report.reasons]
+
+    seal: SealReport | None = None
+    if parts.seal_id:
+        seal = seal_report(
+            ctx,
+            parts.seal_id,
+            proven or parts.claimed_time,
+            digest=parts.data_hash or None,
+            structure_verdict=parts.seal_structure,
+        )
+        if seal is not None:
+            claimed_status = (
+                seal_status_at(ctx, parts.seal_id, parts.claimed_time)
+                if parts.claimed_time
+                else None
+            )
+            _judge_seal(seal, proven, claimed_status, locale, reasons, warnings)
+    verdict = combine(
+        [verdict_of(reasons), cert_report.verdict if cert_report else Verdict.INDETERMINATE]
+    )
+    if cert_report is None:
+        reasons.append(
+            Reason(
+                ReasonCode.FORMAT_ERROR,
+                tr(locale, "签名中没有签署者证书", "the signature carries no signer certificate"),
+            )
+        )
+        verdict = combine([verdict, verdict_of(reasons)])
+    signature = SignatureReport(
+        index=0,
+        format=parts.fmt,
+        verdict=verdict,
+        reasons=tuple(_unique(reasons)),
+        signer=cert_report.identity if cert_report else None,
+        certificate=cert_report,
+        seal=seal,
+        signing_time=timestamp.time if proven and timestamp else parts.claimed_time,
+        signing_time_source=source,
+        timestamp=timestamp,
+        intact=parts.intact,
+        signature_valid=parts.signature_valid,
+        digest_algorithm=DigestAlgorithm(parts.digest_algorithm)
+        if parts.digest_algorithm in {d.value for d in DigestAlgorithm}
+        else None,
+        signature_algorithm=parts.signature_algorithm,
+    )
+    report = build_report(
+        evidence_kind=EvidenceKind.SEAL_SIGNATURE,
+        evidence=check.signature,
+        options=check.options,
+        checked_at=now,
+        validation_time=validation_time,
+        signatures=[signature],
+        warnings=warnings,
+    )
+    return ctx.complete(principal, "seal_signature", report, check.options)
+
+
+def _unique(reasons: list[Reason]) -> list[Reason]:
+    seen: set[Reason] = set()
+    return [r for r in reasons if not (r in seen or seen.add(r))]  # type: ignore[func-returns-value]
+
+
+def _judge_revocation(
+    report: CertificateReport,
+    claimed: datetime | None,
+    proven: datetime | None,
+    locale: str,
+    warnings: list[Reason],
+) -> CertificateReport:
+    """The signer's certificate at the signing time.
+
+    Good at the proven time (time-stamp) but revoked or on hold now → VALID with a warning.
+    Revoked at the validation time (the proven time, else now): INVALID when the signer claims
+    a later signing time, or claims none while a time-stamp shows the signature appeared only
+    after; NO_TRUSTED_TIME (INDETERMINATE) when it claims an earlier time that nothing proves,
+    or there is no time at all.
+    """
+    at = report.revocation_at_validation_time
+    current = report.revocation_now
+    if at is None or current is None:
+        return report
+    revoked_states = (RevocationStatus.REVOKED, RevocationStatus.ON_HOLD)
+    if (
+        proven is not None
+        and at.status is RevocationStatus.GOOD
+        and current.status in revoked_states
+    ):
+        warnings.append(
+            Reason(
+                ReasonCode.CERTIFICATE_REVOKED
+                if current.status is RevocationStatus.REVOKED
+                else ReasonCode.CERTIFICATE_ON_HOLD,
+                tr(
+                    locale,
+                    "签署者证书在签名（有时间戳证明）之后被吊销或冻结，签名仍然有效",
+                    "the signer's certificate was revoked or put on hold after the "
+                    "time-stamped signing time; the signature stays valid",
+                ),
+                "signatures[0].certificate",
+            )
+        )
+        return report
+    if (
+        at.status in revoked_states
+        and at.revoked_at is not None
+        and (
+            (claimed is None and proven is None)
+            or (claimed is not None and claimed < at.revoked_at)
+        )
+    ):
+        reasons = [
+            r
+            for r in report.reasons
+            if r.code not in (ReasonCode.CERTIFICATE_REVOKED, ReasonCode.CERTIFICATE_ON_HOLD)
+        ]
+        reasons.append(
+            Reason(
+                ReasonCode.NO_TRUSTED_TIME,
+                tr(
+                    locale,
+                    f"签署者证书已于 {_fmt(at.revoked_at)} 被吊销或冻结；"
+                    "没有时间戳证明签名早于此时间",
+                    f"the signer's certificate was revoked or put on hold at "
+                    f"{_fmt(at.revoked_at)}; nothing proves the signature was made before",
+                ),
+                "chain[0]",
+            )
+        )
+        return replace(report, reasons=tuple(reasons), verdict=verdict_of(reasons))
+    return report
+
+
+def _fmt(moment: datetime | None) -> str:
+    if moment is None:
+        return "?"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _status(status: Any, default: str) -> str:
+    return str(status.value) if status is not None else default
+
+
+def _judge_seal(
+    seal: SealReport,
+    proven: datetime | None,
+    claimed_status: Any,
+    locale: str,
+    reasons: list[Reason],
+    warnings: list[Reason],
+) -> None:
+    """The seal at the signing time: active at the proven time (or, without a time-stamp, now)
+    → fine (a warning if no longer active). Otherwise INDETERMINATE (NO_TRUSTED_TIME) when it
+    was active at the signer's claimed time, or there is no time at all; else INVALID."""
+    from seal.types import SealStatus
+
+    active = SealStatus.ACTIVE
+    status = seal.status_at_signing_time if proven is not None else seal.status_now
+    if status is active:
+        if seal.status_now is not active:
+            warnings.append(
+                Reason(
+                    ReasonCode.SEAL_NOT_ACTIVE,
+                    tr(
+                        locale,
+                        f"印章在签章之后状态变为 {_status(seal.status_now, '?')}",
+                        f"the seal became {_status(seal.status_now, '?')} after signing",
+                    ),
+                    "signatures[0].seal",
+                )
+            )
+        return
+    if claimed_status is active or (proven is None and claimed_status is None):
+        reasons.append(
+            Reason(
+                ReasonCode.NO_TRUSTED_TIME,
+                tr(
+                    locale,
+                    f"印章状态为 {_status(status, '未启用')}；签名声称的时间印章有效，"
+                    "但没有时间戳证明签名早于状态变化",
+                    f"the seal is {_status(status, 'not issued')}; it was active at the claimed "
+                    "signing time, but nothing proves the signature was made then",
+                ),
+                "seal",
+            )
+        )
+        return
+    reasons.append(
+        Reason(
+            ReasonCode.SEAL_NOT_ACTIVE,
+            tr(
+                locale,
+                f"签章时印章状态为 {_status(status, '未启用')}",
+                f"the seal was {_status(status, 'not issued')} when it was applied",
+            ),
+            "seal",
+        )
+    )
