@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from fastapi import Request  # module level: FastAPI resolves the route's annotation here
 
 from ca.authority import CertificateAuthority
 from ca.config import CaConfig
@@ -90,7 +91,7 @@ def live_ca(world: World) -> Iterator[str]:
     import time
 
     import uvicorn
-    from fastapi import FastAPI, Request, Response
+    from fastapi import FastAPI, Response
 
     app = FastAPI()
     authority = world.authority

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -123,14 +123,20 @@ def test_sealed_pdf_is_valid_and_trusted_for_pdfsig_and_pyhanko(
 
 
 def test_revocation_keeps_earlier_seals_valid_and_refuses_new_ones(
-    world: World, live_ca: str, tmp_path: Path
+    world: World, live_ca: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seal = world.active_seal()
     before = world.sealer.seal(
         world.rep,
         PdfSealRequest(seal.id, one_page_pdf(), Position(1, 100, 100), PadesLevel.B_T, "contract"),
     )
+    # Revoked a few seconds later (time-stamps and revocation times have whole seconds: in the
+    # same second the validator could not tell which came first).
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    monkeypatch.setattr("ca.revocation.now", lambda: later.replace(microsecond=0))
+    monkeypatch.setattr(world.service, "_clock", lambda: later)
     world.service.revoke(FILING, seal.id, "company closed its contract desk")
+    monkeypatch.undo()
     with pytest.raises(FailedPrecondition, match="revoked"):
         world.sealer.seal(world.rep, PdfSealRequest(seal.id, one_page_pdf()))
     # validated at the time-stamp's time, with today's revocation information: the seal was
