@@ -13,7 +13,8 @@
 4. Prints calls/s and p50/p90/p99 latency; exits 1 below the target (issue 3: ≥ 3,000 calls/s
    on the 2-core machine with ``--workers 2``).
 
-Run: ``.venv/bin/python bench/identity.py [--citizens 100000] [--seconds 10] [--load h2load|python]``
+Run: ``.venv/bin/python bench/identity.py [--citizens 100000] [--seconds 10]``
+``[--load h2load|python]``.
 Clients and server share the machine's cores, so the figure is a lower bound of the server's.
 """
 
