@@ -197,7 +197,7 @@ def load_certificate(
     if len(data) > MAX_CERTIFICATE_BYTES:
         raise InvalidArgument.field(field_name, f"larger than {MAX_CERTIFICATE_BYTES} bytes")
     try:
-        if data.lstrip()[:11] == b"-----BEGIN ":
+        if b"-----BEGIN " in data[:4096]:  # PEM, possibly after explanatory text (RFC 7468)
             cert = x509.load_pem_x509_certificate(data)
             return cert, cert.public_bytes(Encoding.DER)
         return x509.load_der_x509_certificate(data), data

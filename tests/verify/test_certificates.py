@@ -440,3 +440,14 @@ def test_status_cache_and_offline_checks(vworld: World, citizen: str) -> None:
         assert check(context, issued.certificate.der).verdict is Verdict.INVALID
     finally:
         context.close()
+
+
+def test_pem_with_explanatory_text_before_it_loads(ctx: VerifyContext) -> None:
+    der = ctx.authority.chain()[0].der  # the root
+    cert, loaded_der = load_certificate(der)
+    pem = cert.public_bytes(Encoding.PEM)
+    # RFC 7468 allows text before the block; `govtrust ca chain` writes a comment line there.
+    _, der2 = load_certificate(b"# root: CN=govtrust Root CA\nsubject=...\n" + pem)
+    assert der2 == loaded_der == der
+    with pytest.raises(InvalidArgument, match="not a DER or PEM"):
+        load_certificate(b"# nothing here\n-----BEGIN CERTIFICATE-----\nAAAA\n")
