@@ -331,13 +331,20 @@ def _handled(http_port: int | None) -> tuple[int, int]:
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as reply:
         text = reply.read().decode()
     ok = other = 0.0
+    seen = False
     for line in text.splitlines():
-        if line.startswith("govtrust_grpc_handled") and 'method="CheckCitizen"' in line:
+        if (
+            line.startswith("govtrust_grpc_server_handled_total{")
+            and 'grpc_method="CheckCitizen"' in line
+        ):
+            seen = True
             value = float(line.rsplit(" ", 1)[1])
-            if 'code="OK"' in line:
+            if 'grpc_code="OK"' in line:
                 ok += value
             else:
                 other += value
+    if not seen:
+        raise SystemExit("the server's /metrics has no CheckCitizen counter: cannot check errors")
     return int(ok), int(other)
 
 
