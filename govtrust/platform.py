@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from govtrust.config import Settings
 from govtrust.db import Database
@@ -19,8 +20,16 @@ class Platform:
     db: Database
     master_key: MasterKey
     keystore: KeyStore
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the platform closes (domain runtimes built over it drop their
+        process-wide hooks, e.g. identity status listeners), last registered first."""
+        self._closers.append(callback)
 
     def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
         self.keystore.close()
         self.db.dispose()
 

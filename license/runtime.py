@@ -163,4 +163,12 @@ def runtime_for(platform: Platform) -> LicenceRuntime:
         ]
         runtime = LicenceRuntime(service, signers, seals, roots, base)
         _runtimes[id(platform)] = (platform, runtime)  # holds the platform: ids stay unique
+        on_close = getattr(platform, "on_close", None)
+        if callable(on_close):
+            on_close(lambda: _forget(id(platform)))
         return runtime
+
+
+def _forget(key: int) -> None:
+    with _guard:
+        _runtimes.pop(key, None)

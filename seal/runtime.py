@@ -45,4 +45,17 @@ def runtime_for(platform: Platform) -> SealRuntime:
         register_status_listener(service.on_identity_status)
         runtime = SealRuntime(service, SealPdf(service))
         _runtimes[id(platform)] = runtime
+        on_close = getattr(platform, "on_close", None)
+        if callable(on_close):
+            on_close(lambda: _release(id(platform), service))
         return runtime
+
+
+def _release(key: int, service: SealService) -> None:
+    """Forget a closed platform's runtime and stop its identity listener: a listener left
+    behind would act, inside another platform's transactions, for a service that is gone."""
+    from idp.registry import unregister_status_listener
+
+    unregister_status_listener(service.on_identity_status)
+    with _guard:
+        _runtimes.pop(key, None)

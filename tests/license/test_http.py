@@ -649,7 +649,7 @@ def test_routes_are_served_by_the_platform_app(database: Database, tmp_path: Pat
             assert garbage.status_code == 200 and 'data-ok="false"' in garbage.text
     finally:
         set_directory_factory(None)
-        store.close()
+        platform.close()  # also drops the runtimes' identity listeners
 
 
 def test_a_stale_status_list_is_re_signed_on_request(lic: Licences) -> None:
