@@ -17,12 +17,13 @@ are thread-safe, and nothing here changes state except the audit log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,16 +173,21 @@ class AuditWriter:
                     )
                 except queue.Empty:
                     break
+            error: Exception | None = None
             try:
                 with self.db.transaction() as session:
                     for record in _grouped([record for record, _ in batch]):
                         audit.append(session, **record)
             except Exception as exc:  # noqa: BLE001 - handed to every waiter
-                for _, future in batch:
-                    future.set_exception(exc)
-            else:
-                for _, future in batch:
-                    future.set_result(None)
+                error = exc
+            for _, future in batch:
+                # A waiter may have given up (its call was cancelled): setting a cancelled
+                # future raises, and must not end this thread with the others unanswered.
+                with contextlib.suppress(InvalidStateError):
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
 
 
 def _grouped(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -228,8 +228,9 @@ def time_in(message: Any, field: str) -> datetime | None:
 
 
 async def finished(verified: Verified) -> Verified:
-    """Wait (without holding a pool thread) until the call's audit record is committed."""
-    await asyncio.wrap_future(verified.audited)
+    """Wait (without holding a pool thread) until the call's audit record is committed. A
+    cancelled call stops waiting but does not cancel the record: the check was made."""
+    await asyncio.shield(asyncio.wrap_future(verified.audited))
     return verified
 
 
