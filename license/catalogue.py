@@ -291,6 +291,75 @@ def _row_values(licence_type: LicenceType) -> dict[str, Any]:
     }
 
 
+def type_to_json(licence_type: LicenceType) -> dict[str, Any]:
+    """The whole type as JSON-ready data (what ``govtrust license types --json`` prints and
+    ``--define`` reads back)."""
+    return {
+        "type_code": licence_type.type_code,
+        "name": licence_type.name,
+        "name_en": licence_type.name_en,
+        "defining_authority": licence_type.defining_authority,
+        "issuing_departments": list(licence_type.issuing_departments),
+        "holder_code_types": list(licence_type.holder_code_types),
+        "fields": [asdict(f) for f in licence_type.fields],
+        "validity": asdict(licence_type.validity),
+        "layout": dict(licence_type.layout),
+    }
+
+
+def type_from_json(data: object) -> LicenceType:
+    """A :class:`LicenceType` from :func:`type_to_json`'s shape; :class:`InvalidArgument`
+    naming the part that is missing or of the wrong kind (the values themselves are checked
+    by :func:`define_type`)."""
+    if not isinstance(data, Mapping):
+        raise InvalidArgument.field("type", "must be a JSON object")
+
+    def text(key: str, *, required: bool = True) -> str:
+        value = data.get(key, None if required else "")
+        if not isinstance(value, str):
+            raise InvalidArgument.field(key, "must be a string")
+        return value
+
+    def strings(key: str) -> tuple[str, ...]:
+        value = data.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument.field(key, "must be a list of strings")
+        return tuple(value)
+
+    raw_fields = data.get("fields")
+    if not isinstance(raw_fields, list):
+        raise InvalidArgument.field("fields", "must be a list of field specs")
+    specs = []
+    for index, item in enumerate(raw_fields):
+        try:
+            if not isinstance(item, Mapping):
+                raise TypeError("not an object")
+            specs.append(
+                _spec_from_json({"required": True, "max_length": 500, "type": "string", **item})
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgument.field(f"fields[{index}]", f"bad field spec ({exc})") from None
+    validity = data.get("validity", {})
+    layout = data.get("layout", {})
+    if not isinstance(validity, Mapping) or not isinstance(layout, Mapping):
+        raise InvalidArgument.field("validity", "validity and layout must be JSON objects")
+    try:
+        rule = ValidityRule(**validity)
+    except TypeError as exc:
+        raise InvalidArgument.field("validity", f"unknown or missing rule ({exc})") from None
+    return LicenceType(
+        type_code=text("type_code"),
+        name=text("name"),
+        name_en=text("name_en", required=False),
+        defining_authority=text("defining_authority"),
+        issuing_departments=strings("issuing_departments"),
+        holder_code_types=strings("holder_code_types"),
+        fields=tuple(specs),
+        validity=rule,
+        layout=dict(layout),
+    )
+
+
 def define_type(
     session: Session, principal: Principal, licence_type: LicenceType, *, replace: bool = False
 ) -> LicenceType:

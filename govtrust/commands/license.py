@@ -25,9 +25,10 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NoReturn
 
 from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, settings_from_args
+from govtrust.errors import AlreadyExists, InvalidArgument
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 
 if TYPE_CHECKING:
@@ -65,17 +66,32 @@ def cmd_types(args: argparse.Namespace) -> int:
     """List the licence types (after seeding the two examples with ``--seed``)."""
     from license import catalogue
 
+    defined = None
+    if args.define:
+        try:
+            data = json.loads(Path(args.define).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"govtrust license: {args.define}: {exc}") from None
+        try:
+            defined = catalogue.type_from_json(data)
+        except InvalidArgument as exc:
+            _refuse(exc)
     platform = _platform(args)
     try:
         with platform.db.transaction() as session:
             if args.seed:
                 issuers = args.issuer or [catalogue.EXAMPLE_ISSUER]
                 catalogue.seed_catalogue(session, _operator(), issuers)
+            if defined is not None:
+                try:
+                    catalogue.define_type(session, _operator(), defined, replace=args.replace)
+                except (InvalidArgument, AlreadyExists) as exc:
+                    _refuse(exc)
             types = catalogue.list_types(session)
     finally:
         platform.close()
     if args.json:
-        print(json.dumps([_type_dict(t) for t in types], ensure_ascii=False, indent=2))
+        print(json.dumps([catalogue.type_to_json(t) for t in types], ensure_ascii=False, indent=2))
     else:
         for t in types:
             print(
@@ -84,17 +100,10 @@ def cmd_types(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _type_dict(licence_type: Any) -> dict[str, Any]:
-    return {
-        "type_code": licence_type.type_code,
-        "name": licence_type.name,
-        "name_en": licence_type.name_en,
-        "issuing_departments": list(licence_type.issuing_departments),
-        "holder_code_types": list(licence_type.holder_code_types),
-        "fields": [
-            {"name": f.name, "label": f.label, "required": f.required} for f in licence_type.fields
-        ],
-    }
+def _refuse(exc: InvalidArgument | AlreadyExists) -> NoReturn:
+    parts = [exc.message]
+    parts += [f"  {v.field}: {v.description}" for v in getattr(exc, "violations", [])]
+    raise SystemExit("govtrust license: " + "\n".join(parts))
 
 
 def _fields(pairs: list[str]) -> dict[str, str]:
@@ -297,11 +306,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     lic = commands.add_parser("license", help="e-licences: catalogue, issue, show, revoke, verify")
     groups = lic.add_subparsers(dest="license_command", metavar="COMMAND", required=True)
 
-    types = groups.add_parser("types", help="list licence types")
+    types = groups.add_parser("types", help="list or define licence types (the catalogue)")
     add_data_dir(types)
     types.add_argument("--seed", action="store_true", help="define the two example types first")
     types.add_argument("--issuer", action="append", help="issuing department of seeded types")
-    types.add_argument("--json", action="store_true")
+    types.add_argument("--json", action="store_true", help="print the whole types as JSON")
+    types.add_argument(
+        "--define", metavar="FILE", help="define a type from JSON (the shape --json prints)"
+    )
+    types.add_argument("--replace", action="store_true", help="with --define: update an existing")
     types.set_defaults(handler=cmd_types)
 
     issue = groups.add_parser("issue", help="issue a licence as a department")

@@ -158,3 +158,20 @@ def test_define_needs_admin(database: Database) -> None:
     nobody = Principal(kind="user", subject="u", roles=frozenset({"verifier"}))
     with database.transaction() as session, pytest.raises(PermissionDenied):
         catalogue.define_type(session, nobody, BL)
+
+
+def test_type_json_round_trips_and_names_bad_parts() -> None:
+    from govtrust.errors import InvalidArgument as Invalid
+
+    for licence_type in (
+        catalogue.business_licence([catalogue.EXAMPLE_ISSUER]),
+        catalogue.uscc_certificate([catalogue.EXAMPLE_ISSUER]),
+    ):
+        assert catalogue.type_from_json(catalogue.type_to_json(licence_type)) == licence_type
+    with pytest.raises(Invalid) as info:
+        catalogue.type_from_json(["not", "an", "object"])
+    assert info.value.violations[0].field == "type"
+    data = catalogue.type_to_json(catalogue.business_licence([catalogue.EXAMPLE_ISSUER]))
+    with pytest.raises(Invalid) as info:
+        catalogue.type_from_json({**data, "issuing_departments": "one"})
+    assert info.value.violations[0].field == "issuing_departments"

@@ -149,3 +149,55 @@ def test_license_cli_bad_input(data_dir: tuple[Path, dict[str, str]], tmp_path: 
     )  # fmt: skip
     assert malformed.returncode != 0 and "NAME=VALUE" in malformed.stderr
     assert _licence_count(directory, env["GOVTRUST_DATABASE_URL"]) == 0
+
+
+def test_license_cli_defines_types_from_json(
+    data_dir: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The catalogue is managed from the CLI: export with --json, edit, --define (--replace)."""
+    directory, env = data_dir
+    listed = _run(directory, env, "types", "--seed", "--json")
+    assert listed.returncode == 0, listed.stderr
+    business = next(
+        t for t in json.loads(listed.stdout) if t["type_code"] == catalogue.BUSINESS_LICENCE_CODE
+    )
+    assert business["fields"] and business["validity"] and "layout" in business
+
+    # A new type: the business licence's schema under another code of the same authority.
+    new_code = business["type_code"][:18] + "009"
+    new_type = {**business, "type_code": new_code, "name": "测试许可证", "name_en": "Test permit"}
+    path = tmp_path / "type.json"
+    path.write_text(json.dumps(new_type, ensure_ascii=False), encoding="utf-8")
+    defined = _run(directory, env, "types", "--define", str(path), "--json")
+    assert defined.returncode == 0, defined.stderr
+    again = {t["type_code"]: t for t in json.loads(defined.stdout)}
+    assert again[new_code]["name"] == "测试许可证"
+    assert again[new_code]["fields"] == business["fields"]  # round-trips whole
+
+    twice = _run(directory, env, "types", "--define", str(path))
+    assert twice.returncode == 1 and "exists" in twice.stderr
+    path.write_text(json.dumps({**new_type, "name": "测试许可证（新）"}), encoding="utf-8")
+    replaced = _run(directory, env, "types", "--define", str(path), "--replace", "--json")
+    assert replaced.returncode == 0, replaced.stderr
+    assert {t["type_code"]: t for t in json.loads(replaced.stdout)}[new_code]["name"] == (
+        "测试许可证（新）"
+    )
+
+    # Bad definitions are refused naming the part, and change nothing.
+    for broken, named in (
+        ({**new_type, "type_code": new_code[:-1] + "8", "fields": "no"}, "fields"),
+        ({**new_type, "type_code": new_code[:-1] + "8", "fields": [{"label": "x"}]}, "fields[0]"),
+        ({**new_type, "type_code": "SHORT"}, "type_code"),
+        ({**new_type, "type_code": new_code[:-1] + "8", "validity": {"decades": 1}}, "validity"),
+    ):
+        path.write_text(json.dumps(broken), encoding="utf-8")
+        refused = _run(directory, env, "types", "--define", str(path))
+        assert refused.returncode == 1 and named in refused.stderr, (named, refused.stderr)
+    path.write_text("{not json", encoding="utf-8")
+    assert _run(directory, env, "types", "--define", str(path)).returncode == 1
+    final = _run(directory, env, "types", "--json")
+    assert {t["type_code"] for t in json.loads(final.stdout)} == {
+        catalogue.BUSINESS_LICENCE_CODE,
+        catalogue.USCC_CERTIFICATE_CODE,
+        new_code,
+    }
