@@ -185,6 +185,34 @@ class CertificateCheck:
     options: ReportOptions = field(default_factory=ReportOptions)
 
 
+def identity_summary_of(row: Sequence[Any] | None) -> IdentitySummary | None:
+    """An identity summary from a point read's row (id, kind, display name, masked identifier,
+    status, assurance level); None for no row or values the registry would not write."""
+    if row is None:
+        return None
+    try:
+        return IdentitySummary(
+            id=row[0],
+            kind=IdentityKind(row[1]),
+            display_name=row[2],
+            masked_identifier=row[3],
+            status=IdentityStatus(row[4]),
+            assurance_level=int(row[5] or 0),
+        )
+    except ValueError:
+        return None
+
+
+def _revoked(reason: RevocationReasonCode, source: StatusSource, **facts: Any) -> RevocationReport:
+    """A revoked — or, for certificateHold, on-hold — status from a CRL entry or OCSP answer."""
+    status = (
+        RevocationStatus.ON_HOLD
+        if reason is RevocationReasonCode.CERTIFICATE_HOLD
+        else RevocationStatus.REVOKED
+    )
+    return RevocationReport(status, source, reason=reason, **facts)
+
+
 def load_certificate(
     data: bytes, field_name: str = "certificate"
 ) -> tuple[x509.Certificate, bytes]:
@@ -322,20 +350,7 @@ class CertificateVerifier:
 
     def identity(self, identity_id: str) -> IdentitySummary | None:
         """The registry's summary of an identity (read fresh: its status matters)."""
-        row = self._reader.fetchone(self._identity_sql, (identity_id,))
-        if row is None:
-            return None
-        try:
-            return IdentitySummary(
-                id=row[0],
-                kind=IdentityKind(row[1]),
-                display_name=row[2],
-                masked_identifier=row[3],
-                status=IdentityStatus(row[4]),
-                assurance_level=int(row[5] or 0),
-            )
-        except ValueError:
-            return None
+        return identity_summary_of(self._reader.fetchone(self._identity_sql, (identity_id,)))
 
     def warm(self) -> None:
         """Build the trust material now (our hierarchy and the external anchors)."""
@@ -785,14 +800,11 @@ class CertificateVerifier:
                 if single.revocation_reason
                 else RevocationReasonCode.UNSPECIFIED
             )
-            report = RevocationReport(
-                RevocationStatus.ON_HOLD
-                if reason is RevocationReasonCode.CERTIFICATE_HOLD
-                else RevocationStatus.REVOKED,
+            report = _revoked(
+                reason,
                 StatusSource.OCSP,
                 status_time=now,
                 revoked_at=single.revocation_time_utc,
-                reason=reason,
                 this_update=this_update,
                 next_update=next_update,
             )
@@ -845,14 +857,11 @@ class CertificateVerifier:
                     reason = _X509_REASONS.get(ext.value.reason, RevocationReasonCode.UNSPECIFIED)
                 elif isinstance(ext.value, x509.InvalidityDate):
                     invalidity = ext.value.invalidity_date_utc
-            report = RevocationReport(
-                RevocationStatus.ON_HOLD
-                if reason is RevocationReasonCode.CERTIFICATE_HOLD
-                else RevocationStatus.REVOKED,
+            report = _revoked(
+                reason,
                 StatusSource.CRL,
                 status_time=now,
                 revoked_at=revoked.revocation_date_utc,
-                reason=reason,
                 invalidity_date=invalidity,
                 this_update=this_update,
                 next_update=next_update,

@@ -80,9 +80,9 @@ from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from govtrust.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from idp.types import IdentityKind, IdentityStatus, IdentitySummary
+from idp.types import IdentityKind, IdentitySummary
 from seal.types import SealKind, SealStatus
-from verify.certificates import MAX_INTERMEDIATES
+from verify.certificates import MAX_INTERMEDIATES, identity_summary_of
 from verify.report import (
     CertificatePurpose,
     CertificateReport,
@@ -881,19 +881,7 @@ class PdfVerifier:
         reader = self.context.certificates.reader
         digests = sorted(prefixes)[:_MAX_PREFIXES]
         row = reader.fetchone(reader.sql(_use_sql(len(digests))), (seal_id, *digests))
-        if row is None:
-            return None
-        try:
-            return IdentitySummary(
-                id=row[0],
-                kind=IdentityKind(row[1]),
-                display_name=row[2],
-                masked_identifier=row[3],
-                status=IdentityStatus(row[4]),
-                assurance_level=int(row[5] or 0),
-            )
-        except ValueError:
-            return None
+        return identity_summary_of(row)
 
 
 # --- module functions ---------------------------------------------------------------------------
