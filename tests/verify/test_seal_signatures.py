@@ -98,8 +98,15 @@ def test_tampered_data_is_invalid(vworld: World, ctx: VerifyContext, ses: bool) 
 def test_tampered_signature_value_is_invalid(vworld: World, ctx: VerifyContext) -> None:
     seal = vworld.active_seal()
     signature = bytearray(sign(vworld, seal.id, ses=True, timestamp=False))
-    # flip one byte of the TBS_Sign's time (inside the signed part) – still parses
-    at = bytes(signature).find(b"Z") - 2
+    # flip one digit of the TBS_Sign's time (inside the signed part) – still parses. Locate the
+    # encoded time itself: a "Z" byte can also occur earlier, e.g. as a length octet.
+    from seal import structures
+
+    parsed = structures.SesSignature.load(bytes(signature))
+    time_der = parsed["to_sign"]["time_info"].dump()
+    start = bytes(signature).find(time_der)
+    assert start > 0
+    at = start + len(time_der) - 2  # the last seconds digit, before the "Z"
     signature[at] = ord("1") if signature[at] != ord("1") else ord("2")
     report = verify(ctx, bytes(signature), data=DATA)
     assert report.verdict is Verdict.INVALID
