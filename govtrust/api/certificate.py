@@ -10,12 +10,10 @@ issuing and status changes need ``ca-operator`` (seal roles for seal certificate
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from cryptography import x509 as cx
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from ca.authority import CertificateAuthority, ListFilter, authority_for, effective_status
 from ca.crl import CrlInfo
@@ -24,6 +22,7 @@ from ca.issuance import Issued, IssueRequest, ServiceSubject, SubjectSpec
 from ca.models import CaCertificate
 from govtrust.errors import InvalidArgument
 from govtrust.rpc.context import current_principal
+from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
 from govtrust.v1 import certificate_pb2, certificate_pb2_grpc, common_pb2
 from hsm.keystore import KeyRef
@@ -70,21 +69,6 @@ KIND_ENUMS = {
 
 
 # --- conversions ------------------------------------------------------------------------------
-
-
-def _ts(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-    return stamp
-
-
-def _time_in(message: Any, field: str) -> datetime | None:
-    if not message.HasField(field):
-        return None
-    value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
-    return value
 
 
 def profile_in(value: int, field: str = "profile") -> str:
@@ -151,8 +135,8 @@ def summary_pb(
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),
         serial_number=f"{cert.serial_number:X}",
-        not_before=_ts(cert.not_valid_before_utc),
-        not_after=_ts(cert.not_valid_after_utc),
+        not_before=timestamp_pb(cert.not_valid_before_utc),
+        not_after=timestamp_pb(cert.not_valid_after_utc),
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         profile=PROFILE_ENUMS.get(profile, common_pb2.CERTIFICATE_PROFILE_UNSPECIFIED),
         issuer_ca=issuer_ca,
@@ -183,10 +167,10 @@ def certificate_pb(row: CaCertificate, key: KeyRef | None = None) -> certificate
         key_algorithm=KEY_ALGORITHM_ENUMS.get(
             row.key_algorithm, common_pb2.KEY_ALGORITHM_UNSPECIFIED
         ),
-        issued_at=_ts(row.issued_at),
-        revoked_at=_ts(row.revoked_at),
+        issued_at=timestamp_pb(row.issued_at),
+        revoked_at=timestamp_pb(row.revoked_at),
         revocation_reason=common_pb2.RevocationReason.ValueType(row.revocation_reason or 0),
-        invalidity_date=_ts(row.invalidity_date),
+        invalidity_date=timestamp_pb(row.invalidity_date),
         status_comment=row.status_comment or "",
     )
     if row.identity_id:
@@ -236,8 +220,8 @@ def crl_pb(info: CrlInfo) -> certificate_pb2.GetCrlResponse:
         crl=info.der,
         crl_number=info.crl_number,
         base_crl_number=info.base_crl_number or 0,
-        this_update=_ts(info.this_update),
-        next_update=_ts(info.next_update),
+        this_update=timestamp_pb(info.this_update),
+        next_update=timestamp_pb(info.next_update),
         entry_count=info.entry_count,
     )
 
@@ -399,7 +383,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
                 status=status,
                 issuer=request.issuer_ca or None,
                 seal_id=request.seal_id or None,
-                expiring_before=_time_in(request, "expiring_before"),
+                expiring_before=time_in(request, "expiring_before"),
             )
             rows, token = self._ca().list_certificates(
                 filters, page_size=request.page_size, page_token=request.page_token
@@ -428,7 +412,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
                     principal,
                     row.id,
                     reason=request.reason,
-                    invalidity_date=_time_in(request, "invalidity_date"),
+                    invalidity_date=time_in(request, "invalidity_date"),
                     comment=request.comment,
                 )
             if operation == "suspend":

@@ -15,17 +15,15 @@ record.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from govtrust.api.oidc_grpc import OidcClientRpcs
 from govtrust.db import Database
 from govtrust.errors import InvalidArgument
 from govtrust.platform import Platform
 from govtrust.rpc.context import current_principal
+from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
 from govtrust.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from idp.identifiers import LegalPersonKind, Sex
@@ -154,23 +152,7 @@ def _enum_in(field: str, value: int, mapping: dict[Any, Any], *, optional: bool)
     return mapping[value]
 
 
-def _time_in(message: Any, field: str) -> datetime | None:
-    if not message.HasField(field):
-        return None
-    stamp: Timestamp = getattr(message, field)
-    moment: datetime = stamp.ToDatetime(tzinfo=UTC)
-    return moment
-
-
 # --- response building --------------------------------------------------------------------------
-
-
-def _ts(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def _opt_summary_pb(summary: IdentitySummary | None) -> common_pb2.IdentitySummary | None:
@@ -204,8 +186,8 @@ def citizen_pb(citizen: Citizen) -> identity_pb2.Citizen:
         status_reason=citizen.status_reason,
         assurance_level=_assurance(citizen.assurance_level),
         assurance_source=_SOURCE[citizen.assurance_source],
-        created_at=_ts(citizen.created_at),
-        updated_at=_ts(citizen.updated_at),
+        created_at=timestamp_pb(citizen.created_at),
+        updated_at=timestamp_pb(citizen.updated_at),
     )
 
 
@@ -225,8 +207,8 @@ def legal_person_pb(lp: LegalPerson) -> identity_pb2.LegalPerson:
         status_reason=lp.status_reason,
         assurance_level=_assurance(lp.assurance_level),
         assurance_source=_SOURCE[lp.assurance_source],
-        created_at=_ts(lp.created_at),
-        updated_at=_ts(lp.updated_at),
+        created_at=timestamp_pb(lp.created_at),
+        updated_at=timestamp_pb(lp.updated_at),
     )
 
 
@@ -250,8 +232,8 @@ def staff_pb(staff: Staff) -> identity_pb2.Staff:
         email=staff.email,
         status=_STATUS[staff.status],
         status_reason=staff.status_reason,
-        created_at=_ts(staff.created_at),
-        updated_at=_ts(staff.updated_at),
+        created_at=timestamp_pb(staff.created_at),
+        updated_at=timestamp_pb(staff.updated_at),
     )
 
 
@@ -262,13 +244,13 @@ def grant_pb(grant: AgentGrant) -> identity_pb2.AgentGrant:
         legal_person=summary_pb(grant.legal_person),
         agent=summary_pb(grant.agent),
         scopes=list(grant.scopes),
-        valid_from=_ts(grant.valid_from),
-        valid_until=_ts(grant.valid_until),
+        valid_from=timestamp_pb(grant.valid_from),
+        valid_until=timestamp_pb(grant.valid_until),
         status=_GRANT[grant.status],
         granted_by=_opt_summary_pb(grant.granted_by),
-        granted_at=_ts(grant.granted_at),
+        granted_at=timestamp_pb(grant.granted_at),
         revoked_by=_opt_summary_pb(grant.revoked_by),
-        revoked_at=_ts(grant.revoked_at),
+        revoked_at=timestamp_pb(grant.revoked_at),
         revoke_reason=grant.revoke_reason,
     )
 
@@ -455,8 +437,8 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
             legal_person=parse_ref(request.legal_person),
             agent=parse_ref(request.agent),
             scopes=list(request.scopes),
-            valid_from=_time_in(request, "valid_from"),
-            valid_until=_time_in(request, "valid_until"),
+            valid_from=time_in(request, "valid_from"),
+            valid_until=time_in(request, "valid_until"),
         )
         return identity_pb2.GrantAgentResponse(grant=grant_pb(grant))
 

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from govtrust.api.identity import parse_ref
 from govtrust.errors import (
@@ -49,6 +48,7 @@ from govtrust.errors import (
 )
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 from govtrust.rpc.context import current_principal
+from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
 from govtrust.v1 import common_pb2, license_pb2, license_pb2_grpc
 from idp.identifiers import InvalidIdentifier, parse_uscc
@@ -115,16 +115,6 @@ _GRANT_STATUS = {
     GrantState.EXPIRED: common_pb2.GRANT_STATUS_EXPIRED,
     GrantState.REVOKED: common_pb2.GRANT_STATUS_REVOKED,
 }
-
-
-def _ts(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    if moment.tzinfo is None:  # SQLite returns naive UTC
-        moment = moment.replace(tzinfo=UTC)
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
 
 
 def _date_in(field: str, text: str) -> date | None:
@@ -333,8 +323,8 @@ def licence_pb(stored: StoredLicence, verify_url: str = "") -> license_pb2.Licen
         status_list_index=row.status_index,
         previous_identifier=row.previous_identifier or "",
         next_identifier=row.superseded_by or "",
-        issued_at=_ts(row.issued_at),
-        updated_at=_ts(row.updated_at),
+        issued_at=timestamp_pb(row.issued_at),
+        updated_at=timestamp_pb(row.updated_at),
     )
 
 
@@ -350,14 +340,14 @@ def grant_pb(view: GrantView) -> license_pb2.LicenseAccessGrant:
         ),
         grantee_name=view.grantee_name,
         purpose=view.purpose,
-        valid_from=_ts(view.valid_from),
-        valid_until=_ts(view.valid_until),
+        valid_from=timestamp_pb(view.valid_from),
+        valid_until=timestamp_pb(view.valid_until),
         status=_GRANT_STATUS[view.state],
         granted_by=common_pb2.IdentitySummary(id=view.granted_by_id)
         if view.granted_by_id
         else None,
-        granted_at=_ts(view.granted_at),
-        revoked_at=_ts(view.revoked_at),
+        granted_at=timestamp_pb(view.granted_at),
+        revoked_at=timestamp_pb(view.revoked_at),
         access_count=view.access_count,
     )
 
@@ -589,16 +579,8 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             grantee=grantee,
             grantee_name=request.grantee_name,
             purpose=request.purpose,
-            valid_from=(
-                request.valid_from.ToDatetime(tzinfo=UTC)
-                if request.HasField("valid_from")
-                else None
-            ),
-            valid_until=(
-                request.valid_until.ToDatetime(tzinfo=UTC)
-                if request.HasField("valid_until")
-                else None
-            ),
+            valid_from=time_in(request, "valid_from"),
+            valid_until=time_in(request, "valid_until"),
         )
 
     def _status_list(self, issuer_code: str) -> str:
@@ -768,8 +750,8 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             status_list_token=token,
             uri=self.service.status_uri(request.issuer_code),
             bits=BITS,
-            issued_at=_ts(datetime.fromtimestamp(int(claims["iat"]), UTC)),
-            expires_at=_ts(datetime.fromtimestamp(int(claims["exp"]), UTC)),
+            issued_at=timestamp_pb(datetime.fromtimestamp(int(claims["iat"]), UTC)),
+            expires_at=timestamp_pb(datetime.fromtimestamp(int(claims["exp"]), UTC)),
         )
 
     def _verify(self, kind: str, evidence: str | bytes, today: date) -> LicenceCheck:
@@ -809,7 +791,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             raise InvalidArgument.field(f"evidence.{kind}", "required")
         raw = evidence if isinstance(evidence, bytes) else evidence.encode()
         checked_at = datetime.now(UTC)
-        at = request.at_time.ToDatetime(tzinfo=UTC) if request.HasField("at_time") else checked_at
+        at = time_in(request, "at_time") or checked_at
         check = await run_sync(self._verify, kind, evidence, at.date())
         report = common_pb2.VerificationReport(
             report_id=str(uuid.uuid4()),
@@ -821,8 +803,8 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
                 algorithm=common_pb2.DIGEST_ALGORITHM_SHA256,
                 value=hashlib.sha256(raw).digest(),
             ),
-            checked_at=_ts(checked_at),
-            validation_time=_ts(at),
+            checked_at=timestamp_pb(checked_at),
+            validation_time=timestamp_pb(at),
             license=common_pb2.LicenseReport(
                 identifier=check.identifier,
                 type_code=check.identifier.split(".")[5] if check.identifier else "",

@@ -10,14 +10,12 @@ for a role that may not act, INVALID_ARGUMENT with field violations for bad inpu
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from govtrust.api.identity import parse_ref
 from govtrust.errors import InvalidArgument
 from govtrust.rpc.context import current_principal
+from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
 from govtrust.v1 import common_pb2, seal_pb2, seal_pb2_grpc
 from idp.types import IdentityRef
@@ -110,20 +108,6 @@ _DIGEST_IN = {v: k for k, v in _DIGEST_NAMES.items()}
 _UNSET: Any = 0  # the UNSPECIFIED value of any enum
 
 
-def _ts(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
-
-
-def _time_in(message: Any, field: str) -> datetime | None:
-    if not message.HasField(field):
-        return None
-    return getattr(message, field).ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
-
-
 def _enum(field: str, value: int, mapping: dict[Any, Any], default: Any = None) -> Any:
     if value == 0:
         return default
@@ -151,8 +135,8 @@ def seal_pb(seal: SealView) -> seal_pb2.Seal:
             subject=cert.subject.human_friendly,
             issuer=cert.issuer.human_friendly,
             serial_number=format(cert.serial_number, "x"),
-            not_before=_ts(cert.not_valid_before),
-            not_after=_ts(cert.not_valid_after),
+            not_before=timestamp_pb(cert.not_valid_before),
+            not_after=timestamp_pb(cert.not_valid_after),
             fingerprint_sha256=hashlib.sha256(seal.certificate_der).hexdigest(),
             profile=common_pb2.CERTIFICATE_PROFILE_SEAL,
             issuer_ca="seal",
@@ -180,19 +164,19 @@ def seal_pb(seal: SealView) -> seal_pb2.Seal:
         certificate=certificate,
         seal_structure=seal.seal_structure or b"",
         filing_number=seal.filing_number,
-        valid_from=_ts(seal.valid_from),
-        valid_until=_ts(seal.valid_until),
+        valid_from=timestamp_pb(seal.valid_from),
+        valid_until=timestamp_pb(seal.valid_until),
         applicant=_person(seal.applicant_id),
-        applied_at=_ts(seal.applied_at),
-        reviewed_at=_ts(seal.reviewed_at),
-        made_at=_ts(seal.made_at),
-        filed_at=_ts(seal.filed_at),
-        issued_at=_ts(seal.issued_at),
-        revoked_at=_ts(seal.revoked_at),
-        destroyed_at=_ts(seal.destroyed_at),
+        applied_at=timestamp_pb(seal.applied_at),
+        reviewed_at=timestamp_pb(seal.reviewed_at),
+        made_at=timestamp_pb(seal.made_at),
+        filed_at=timestamp_pb(seal.filed_at),
+        issued_at=timestamp_pb(seal.issued_at),
+        revoked_at=timestamp_pb(seal.revoked_at),
+        destroyed_at=timestamp_pb(seal.destroyed_at),
         replaces_seal_id=seal.replaces_seal_id,
         replaced_by_seal_id=seal.replaced_by_seal_id,
-        updated_at=_ts(seal.updated_at),
+        updated_at=timestamp_pb(seal.updated_at),
     )
 
 
@@ -203,13 +187,13 @@ def grant_pb(grant: GrantView) -> seal_pb2.SealGrant:
         seal_id=grant.seal_id,
         grantee=_person(grant.grantee_id),
         document_kinds=list(grant.document_kinds),
-        valid_from=_ts(grant.valid_from),
-        valid_until=_ts(grant.valid_until),
+        valid_from=timestamp_pb(grant.valid_from),
+        valid_until=timestamp_pb(grant.valid_until),
         status=_GRANT[grant.state],
         granted_by=_person(grant.granted_by),
-        granted_at=_ts(grant.granted_at),
+        granted_at=timestamp_pb(grant.granted_at),
         revoked_by=_person(grant.revoked_by),
-        revoked_at=_ts(grant.revoked_at),
+        revoked_at=timestamp_pb(grant.revoked_at),
         revoke_reason=grant.revoke_reason,
     )
 
@@ -230,7 +214,7 @@ def event_pb(event: EventView) -> seal_pb2.SealEvent:
         principal=event.principal,
         role=event.role,
         reason=event.reason,
-        occurred_at=_ts(event.occurred_at),
+        occurred_at=timestamp_pb(event.occurred_at),
         document_digest=digest,
         document_kind=event.document_kind,
         related_id=event.related_id,
@@ -265,7 +249,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
             business_number=request.business_number,
             taxpayer_number=request.taxpayer_number,
             named_person=_ref(request.named_person) if request.HasField("named_person") else None,
-            valid_until=_time_in(request, "valid_until"),
+            valid_until=time_in(request, "valid_until"),
             reason=request.reason,
         )
         seal = await run_sync(self.service.apply, current_principal(), application)
@@ -400,8 +384,8 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
             request.seal_id,
             _ref(request.grantee),
             list(request.document_kinds),
-            _time_in(request, "valid_from"),
-            _time_in(request, "valid_until"),
+            time_in(request, "valid_from"),
+            time_in(request, "valid_until"),
         )
         return seal_pb2.GrantSealUseResponse(grant=grant_pb(grant))
 
@@ -544,7 +528,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
             document_digest=common_pb2.Digest(
                 algorithm=common_pb2.DIGEST_ALGORITHM_SHA256, value=result.document_sha256
             ),
-            signing_time=_ts(result.signing_time),
+            signing_time=timestamp_pb(result.signing_time),
             level=_LEVEL[result.level],
             event=event_pb(result.event),
         )
@@ -582,7 +566,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
             data_digest=common_pb2.Digest(
                 algorithm=_DIGEST_NAMES[result.digest_algorithm], value=result.digest
             ),
-            signing_time=_ts(result.signing_time),
+            signing_time=timestamp_pb(result.signing_time),
             certificate=seal_pb(result.seal).certificate,
             event=event_pb(result.event),
         )

@@ -17,11 +17,11 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from govtrust.api.verify_documents import DocumentRpcs
 from govtrust.errors import InvalidArgument
 from govtrust.rpc.context import current_principal
+from govtrust.rpc.convert import time_in
 from govtrust.rpc.offload import run_sync
 from govtrust.v1 import common_pb2, verify_pb2, verify_pb2_grpc
 from idp.types import IdentitySummary
@@ -214,17 +214,6 @@ def options_in(message: common_pb2.ReportOptions, field: str = "report_options")
         raise
     except ValueError as exc:  # pragma: no cover - ReportOptions raises InvalidArgument
         raise InvalidArgument.field(field, str(exc)) from None
-
-
-def time_in(message: Any, field: str) -> datetime | None:
-    """An optional request timestamp (unset → None)."""
-    if not message.HasField(field):
-        return None
-    stamp: Timestamp = getattr(message, field)
-    try:
-        return stamp.ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise InvalidArgument.field(field, "not a valid timestamp") from None
 
 
 async def finished(verified: Verified) -> Verified:

@@ -46,7 +46,8 @@ class DocumentRpcs:
     async def VerifyPdf(
         self, request: verify_pb2.VerifyPdfRequest, context: Any
     ) -> verify_pb2.VerifyPdfResponse:
-        from govtrust.api.verify import finished, options_in, report_to_pb, signed_pb, time_in
+        from govtrust.api.verify import finished, options_in, report_to_pb, signed_pb
+        from govtrust.rpc.convert import time_in
 
         check = PdfCheck(
             pdf=request.pdf,
@@ -63,7 +64,8 @@ class DocumentRpcs:
     async def VerifyPdfStream(
         self, request_iterator: AsyncIterator[verify_pb2.VerifyPdfStreamRequest], context: Any
     ) -> verify_pb2.VerifyPdfStreamResponse:
-        from govtrust.api.verify import finished, options_in, report_to_pb, signed_pb, time_in
+        from govtrust.api.verify import finished, options_in, report_to_pb, signed_pb
+        from govtrust.rpc.convert import time_in
 
         principal = current_principal()
         principal.require_role("verifier")  # before reading a possibly large upload
@@ -123,7 +125,8 @@ class DocumentRpcs:
     async def VerifyLicense(
         self, request: verify_pb2.VerifyLicenseRequest, context: Any
     ) -> verify_pb2.VerifyLicenseResponse:
-        from govtrust.api.verify import finished, options_in, report_to_pb, signed_pb, time_in
+        from govtrust.api.verify import finished, options_in, report_to_pb, signed_pb
+        from govtrust.rpc.convert import time_in
         from verify.licences import LicenceCheckRequest, verify_licence_check
 
         form = request.evidence.WhichOneof("evidence")
