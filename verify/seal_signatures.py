@@ -448,9 +448,18 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
             for c in signed_data["certificates"] or []
             if c.name == "certificate"
         ]
-    except (ValueError, TypeError, KeyError) as exc:
+        # asn1crypto parses lazily: malformed signed or unsigned attributes surface here.
+        result = _check_signer(signed_data, signer_info)
+        claimed = _attr(result.signed_attrs, "signing_time")
+        claimed_time = claimed.native if claimed is not None else None
+        token = None
+        unsigned = signer_info["unsigned_attrs"]
+        if unsigned and unsigned.native is not None:
+            for attr in unsigned:
+                if attr["type"].dotted == "1.2.840.113549.1.9.16.2.14":
+                    token = attr["values"][0].dump()
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise InvalidArgument.field("signature", f"not a detached CMS SignedData: {exc}") from None
-    result = _check_signer(signed_data, signer_info)
     reasons: list[Reason] = []
     expected = (
         _content_digest(check, result.digest_algorithm)
@@ -480,16 +489,8 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
                 ),
             )
         )
-    claimed = _attr(result.signed_attrs, "signing_time")
-    claimed_time = claimed.native if claimed is not None else None
     if isinstance(claimed_time, datetime) and claimed_time.tzinfo is None:
         claimed_time = claimed_time.replace(tzinfo=UTC)
-    token = None
-    unsigned = signer_info["unsigned_attrs"]
-    if unsigned and unsigned.native is not None:
-        for attr in unsigned:
-            if attr["type"].dotted == "1.2.840.113549.1.9.16.2.14":
-                token = attr["values"][0].dump()
     seal_id = ""
     if result.certificate is not None:
         from verify.certificates import seal_id_of

@@ -225,3 +225,21 @@ def test_content_must_be_data_xor_a_well_sized_digest(vworld: World, ctx: Verify
             SealSignatureCheck(signature, digest=(DigestAlgorithm.SHA384, bytes(48))),
         )
     assert info.value.violations[0].field == "digest.algorithm"
+
+
+def test_malformed_attributes_inside_a_parsable_cms_are_invalid_argument(
+    vworld: World, ctx: VerifyContext
+) -> None:
+    """asn1crypto parses lazily: attributes broken below the outer structure must still come
+    back INVALID_ARGUMENT naming the signature, not an internal error."""
+    from asn1crypto import cms
+
+    seal = vworld.active_seal()
+    content = cms.ContentInfo.load(sign(vworld, seal.id, ses=False, timestamp=True))
+    signer = content["content"]["signer_infos"][0]
+    unsigned = signer["unsigned_attrs"]
+    assert unsigned.native is not None  # the time-stamp token
+    unsigned[0]["values"] = []  # an attribute with no value
+    with pytest.raises(InvalidArgument) as info:
+        verify(ctx, content.dump(force=True), data=DATA)
+    assert info.value.violations[0].field == "signature"
