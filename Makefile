@@ -43,7 +43,7 @@ proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
 
 bench: system-deps-bench $(STAMP)
-	@set -e; for b in $(filter-out bench/__init__.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in $(filter-out bench/__init__.py bench/_%.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -322,52 +322,20 @@ def measure(address: str, server_pids: list[int], args: argparse.Namespace) -> M
     )
 
 
-def _handled(http_port: int | None) -> tuple[int, int]:
-    """CheckCitizen answers the server counted, (OK, not OK), from its /metrics (all workers)."""
-    import urllib.request
-
-    if http_port is None:
-        return 0, 0
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    ok = other = 0.0
-    seen = False
-    for line in text.splitlines():
-        if (
-            line.startswith("govtrust_grpc_server_handled_total{")
-            and 'grpc_method="CheckCitizen"' in line
-        ):
-            seen = True
-            value = float(line.rsplit(" ", 1)[1])
-            if 'grpc_code="OK"' in line:
-                ok += value
-            elif 'grpc_code="CANCELLED"' not in line:  # h2load's last in-flight calls at -D end
-                other += value
-    if not seen:
-        raise SystemExit("the server's /metrics has no CheckCitizen counter: cannot check errors")
-    return int(ok), int(other)
-
-
 def measure_h2load(
     address: str, http_port: int | None, server_pids: list[int], args: argparse.Namespace
 ) -> Measurement:
-    """Drive CheckCitizen with nghttp2's ``h2load`` (gRPC framing by hand: one pre-encoded
-    request for one registered citizen, ``te: trailers``). h2load cannot read gRPC trailers,
-    the server's own counter of failed calls must not grow (govtrust; the peer has none), and a
-    grpc client checks that the same request answers MATCH before and after."""
-    import struct
-
+    """Drive CheckCitizen with ``h2load``: one pre-encoded request for one registered citizen.
+    h2load cannot read gRPC trailers, so the server's own count of failed calls must not grow
+    (govtrust; the peer has no /metrics) and a grpc client checks that the same request
+    answers MATCH before and after."""
     import grpc
 
+    from bench._h2load import grpc_counts, run_unary
     from govtrust.v1 import identity_pb2, identity_pb2_grpc
 
     name, number = citizen(args.citizens // 2)
     request = identity_pb2.CheckCitizenRequest(name=name, id_number=number)
-    raw = request.SerializeToString()
-    workdir = Path(tempfile.mkdtemp(prefix="govtrust-h2load-"))
-    body = workdir / "request.bin"
-    body.write_bytes(b"\x00" + struct.pack(">I", len(raw)) + raw)
-    log = workdir / "latency.log"
 
     def matches() -> bool:
         with grpc.insecure_channel(address) as channel:
@@ -375,43 +343,35 @@ def measure_h2load(
             reply = stub.CheckCitizen(request, timeout=10)
             return bool(reply.result == identity_pb2.CHECK_RESULT_MATCH)
 
+    def counts() -> tuple[int, int]:
+        return grpc_counts(http_port, "CheckCitizen") if http_port is not None else (0, 0)
+
     mismatches = 0 if matches() else 1
-    command = [
-        "h2load", "-D", f"{args.seconds:g}", "--warm-up-time", f"{args.warmup:g}",
-        "-c", str(args.connections), "-m", str(max(1, args.inflight * args.clients
-                                                    // args.connections)),
-        "-t", "1", "-d", str(body), "-H", "content-type: application/grpc",
-        "-H", "te: trailers", "--log-file", str(log),
-        f"http://{address}/govtrust.v1.IdentityService/CheckCitizen",
-    ]  # fmt: skip
-    ok_before, failed_before = _handled(http_port)
+    ok_before, failed_before = counts()
     server_cpu = -cpu_seconds(server_pids)
     started = time.perf_counter()
-    client = subprocess.run(command, capture_output=True, text=True, check=False)
+    run = run_unary(
+        address,
+        "/govtrust.v1.IdentityService/CheckCitizen",
+        request.SerializeToString(),
+        seconds=args.seconds,
+        warmup=args.warmup,
+        connections=args.connections,
+        streams=args.inflight * args.clients // args.connections,
+        latencies=True,
+    )
     elapsed = time.perf_counter() - started
     server_cpu += cpu_seconds(server_pids)
-    ok_after, failed_after = _handled(http_port)
+    ok_after, failed_after = counts()
     mismatches += 0 if matches() else 1
-    if not log.exists():
-        raise SystemExit(f"h2load failed ({client.returncode}): {client.stdout}{client.stderr}")
-    latencies: list[float] = []
-    statuses_ok = 0
-    for line in log.read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 3:
-            statuses_ok += parts[1] == "200"
-            latencies.append(int(parts[2]) / 1e6)
-    latencies.sort()
-    done = len(latencies)
-    errors = (done - statuses_ok) + (failed_after - failed_before) + (client.returncode != 0)
-    shutil.rmtree(workdir, ignore_errors=True)
+    errors = run.http_errors + (failed_after - failed_before) + (run.returncode != 0)
     # The server's CPU covers the warm-up too: divide by every call it served in that time.
     served = ok_after - ok_before - 1 if http_port is not None else 0
     if served <= 0:
-        served = round(done * elapsed / args.seconds)
+        served = round(run.completed * elapsed / args.seconds)
     return Measurement(
-        rate=done / args.seconds,
-        latencies=latencies,
+        rate=run.completed / args.seconds,
+        latencies=run.latencies,
         errors=errors,
         mismatches=mismatches,
         server_us=server_cpu / max(1, served) * 1e6,

@@ -276,44 +276,18 @@ def grpc_rate(
     return done / seconds if elapsed > 0 else 0.0, bad
 
 
-def _handled(http_port: int, method: str) -> tuple[int, int]:
-    """(OK, not OK) answers of ``method`` the server counted (its /metrics, all workers)."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    ok = other = 0.0
-    seen = False
-    for line in text.splitlines():
-        if (
-            line.startswith("govtrust_grpc_server_handled_total{")
-            and f'grpc_method="{method}"' in line
-        ):
-            seen = True
-            value = float(line.rsplit(" ", 1)[1])
-            if 'grpc_code="OK"' in line:
-                ok += value
-            elif 'grpc_code="CANCELLED"' not in line:  # h2load's last in-flight calls at -D end
-                other += value
-    if not seen:
-        raise SystemExit(f"the server's /metrics has no {method} counter: cannot check errors")
-    return int(ok), int(other)
-
-
 def h2load_cert_rate(
     server: Server, payload: bytes, chain: tuple[bytes, ...], seconds: float, inflight: int
 ) -> tuple[float, int]:
-    """VerifyCertificate calls/s driven by nghttp2's ``h2load`` (a C client: the cores go to
-    the server). One pre-encoded request; a grpc client checks it answers VALID before and
-    after, and the server's own count of failed VerifyCertificate calls must not grow."""
-    import struct
-
+    """VerifyCertificate calls/s driven by ``h2load`` (a C client: the cores go to the server).
+    One pre-encoded request; a grpc client checks it answers VALID before and after, and the
+    server's own count of failed VerifyCertificate calls must not grow."""
     import grpc
 
+    from bench._h2load import grpc_counts, run_unary
     from govtrust.v1 import common_pb2, verify_pb2, verify_pb2_grpc
 
     request = verify_pb2.VerifyCertificateRequest(certificate=payload, intermediates=list(chain))
-    raw = request.SerializeToString()
 
     def valid() -> bool:
         with grpc.insecure_channel(server.grpc) as channel:
@@ -323,27 +297,19 @@ def h2load_cert_rate(
 
     bad = 0 if valid() else 1
     connections = 16
-    with tempfile.TemporaryDirectory() as tmp:
-        body = Path(tmp) / "request.bin"
-        body.write_bytes(b"\x00" + struct.pack(">I", len(raw)) + raw)
-        _, failed_before = _handled(server.http_port, "VerifyCertificate")
-        command = [
-            "h2load", "-D", f"{seconds:g}", "--warm-up-time", "2", "-c", str(connections),
-            "-m", str(max(1, inflight // connections)), "-t", "1", "-d", str(body),
-            "-H", "content-type: application/grpc", "-H", "te: trailers",
-            f"http://{server.grpc}/govtrust.v1.VerifyService/VerifyCertificate",
-        ]  # fmt: skip
-        result = subprocess.run(
-            command, capture_output=True, text=True, check=False, timeout=seconds + 120
-        )
-        _, failed_after = _handled(server.http_port, "VerifyCertificate")
-    import re
-
-    done = re.search(r"status codes: (\d+) 2xx", result.stdout)
-    if done is None:
-        raise SystemExit(f"h2load failed: {result.stdout}{result.stderr}")
-    bad += (failed_after - failed_before) + (0 if valid() else 1)
-    return int(done.group(1)) / seconds, bad
+    _, failed_before = grpc_counts(server.http_port, "VerifyCertificate")
+    run = run_unary(
+        server.grpc,
+        "/govtrust.v1.VerifyService/VerifyCertificate",
+        request.SerializeToString(),
+        seconds=seconds,
+        warmup=2,
+        connections=connections,
+        streams=inflight // connections,
+    )
+    _, failed_after = grpc_counts(server.http_port, "VerifyCertificate")
+    bad += run.http_errors + (failed_after - failed_before) + (0 if valid() else 1)
+    return run.completed / seconds, bad
 
 
 # --- peers ----------------------------------------------------------------------------------------
