@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from govtrust import audit
+from govtrust.db import as_utc
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 from idp.types import IdentityRef
@@ -88,17 +89,13 @@ def code_hash(code: str) -> bytes:
     return hashlib.sha256(code.encode("utf-8")).digest()
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def grant_state(row: LicenceAccessGrantRow, now: datetime) -> GrantState:
     """The state of a grant at ``now``."""
     if row.revoked_at is not None:
         return GrantState.REVOKED
-    if now < _utc(row.valid_from):
+    if now < as_utc(row.valid_from):
         return GrantState.NOT_YET_VALID
-    if now >= _utc(row.valid_until):
+    if now >= as_utc(row.valid_until):
         return GrantState.EXPIRED
     return GrantState.ACTIVE
 
@@ -111,13 +108,13 @@ def grant_view(row: LicenceAccessGrantRow, now: datetime) -> GrantView:
         row.grantee_id,
         row.grantee_name,
         row.purpose,
-        _utc(row.valid_from),
-        _utc(row.valid_until),
+        as_utc(row.valid_from),
+        as_utc(row.valid_until),
         grant_state(row, now),
         row.granted_by,
         row.granted_by_id,
-        _utc(row.granted_at),
-        _utc(row.revoked_at) if row.revoked_at is not None else None,
+        as_utc(row.granted_at),
+        as_utc(row.revoked_at) if row.revoked_at is not None else None,
         row.access_count,
     )
 
@@ -380,10 +377,10 @@ class LicenceAccess:
         name = _text(grantee_name, "grantee_name", required=False)
         purpose = _text(purpose, "purpose", required=True)
         now = self._clock()
-        start = _utc(valid_from) if valid_from is not None else now
+        start = as_utc(valid_from) if valid_from is not None else now
         if valid_until is None:
             raise InvalidArgument.field("valid_until", "required")
-        end = _utc(valid_until)
+        end = as_utc(valid_until)
         if end <= start or end <= now:
             raise InvalidArgument.field("valid_until", "must be after valid_from and now")
         if end - start > timedelta(days=MAX_GRANT_DAYS):
@@ -465,24 +462,3 @@ class LicenceAccess:
                 details={"grant": grant_id, "reason": reason},
             )
             return grant_view(grant, now)
-
-    def grants(self, identifier: str) -> list[GrantView]:
-        """The grants of a licence version (tests and administration)."""
-        now = self._clock()
-        with self.service.db.read() as session:
-            rows = session.scalars(
-                select(LicenceAccessGrantRow)
-                .where(LicenceAccessGrantRow.identifier == identifier)
-                .order_by(LicenceAccessGrantRow.granted_at)
-            )
-            return [grant_view(r, now) for r in rows]
-
-    def count(self, identifier: str) -> int:
-        """Number of grants of a licence version."""
-        with self.service.db.read() as session:
-            total = session.scalar(
-                select(func.count())
-                .select_from(LicenceAccessGrantRow)
-                .where(LicenceAccessGrantRow.identifier == identifier)
-            )
-            return int(total or 0)

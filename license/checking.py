@@ -16,7 +16,7 @@ from cryptography import x509
 
 from license.errors import LicenceVerificationFailed
 from license.qr import TrustList, decode_payload
-from license.signed_data import verify_licence
+from license.signed_data import VerifiedLicence, verify_licence
 from license.status_list import LicenceStatus, VerifiedStatusList
 
 
@@ -54,7 +54,8 @@ class LicenceCheck:
     signer: str = ""  # the signing certificate's subject
 
 
-def _failed(exc: LicenceVerificationFailed) -> LicenceCheck:
+def failed_check(exc: LicenceVerificationFailed) -> LicenceCheck:
+    """The report of evidence whose signature or structure did not verify."""
     return LicenceCheck(Verdict.INVALID, State.UNKNOWN, (exc.reason.value, exc.message))
 
 
@@ -96,7 +97,7 @@ def check_qr(
     try:
         qr = decode_payload(text, trust)
     except LicenceVerificationFailed as exc:
-        return _failed(exc)
+        return failed_check(exc)
     issuer_code = qr.identifier.split(".")[-4]
     verdict, state, reasons = _state(
         issuer_code=issuer_code,
@@ -123,7 +124,17 @@ def check_signed_data(
     try:
         verified = verify_licence(token, roots)
     except LicenceVerificationFailed as exc:
-        return _failed(exc)
+        return failed_check(exc)
+    return check_verified(verified, status_lists, today=today)
+
+
+def check_verified(
+    verified: VerifiedLicence,
+    status_lists: Mapping[str, VerifiedStatusList],
+    *,
+    today: date | None = None,
+) -> LicenceCheck:
+    """The report of signed data already verified (status list and validity window)."""
     meta = verified.metadata
     verdict, state, reasons = _state(
         issuer_code=meta.issuer_code,

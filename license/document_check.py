@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from license.checking import LicenceCheck, State, Verdict, check_signed_data
+from license.checking import LicenceCheck, State, Verdict, check_verified, failed_check
 from license.document import dss_certificates, embedded_from_root, open_pdf
 from license.errors import LicenceVerificationFailed
 from license.qr import TrustList, decode_payload
@@ -154,11 +154,11 @@ def _check(
     sig = min(signatures, key=lambda s: s.signed_revision)
     signed_root = reader.get_historical_root(sig.signed_revision)
     embedded = embedded_from_root(signed_root)
-    report = check_signed_data(embedded.signed_data, roots, status_lists, today=today)
     try:
         verified = verify_licence(embedded.signed_data, roots)
-    except LicenceVerificationFailed:
-        return report  # the signed data itself is bad: that report says why
+    except LicenceVerificationFailed as exc:
+        return failed_check(exc)  # the signed data itself is bad: that report says why
+    report = check_verified(verified, status_lists, today=today)
     leaf = verified.signer
     intermediates = [c.public_bytes(Encoding.DER) for c in verified.chain[1:]]
     problem = _pdf_problem(sig, roots, leaf, [*intermediates, *dss_certificates(signed_root)])

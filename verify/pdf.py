@@ -54,7 +54,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asn1crypto import cms, tsp
@@ -79,6 +79,7 @@ from pyhanko.sign.validation.generic_cms import (
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
+from govtrust.db import as_utc
 from govtrust.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from idp.types import IdentityKind, IdentitySummary
 from seal.types import SealKind, SealStatus
@@ -167,9 +168,7 @@ _install_fast_hex_reader()
 
 
 def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return None if moment is None else as_utc(moment)
 
 
 def _text(value: Any) -> str:

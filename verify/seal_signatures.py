@@ -23,6 +23,7 @@ from asn1crypto import cms, tsp
 from cryptography import x509
 from sqlalchemy import select
 
+from govtrust.db import as_utc
 from govtrust.errors import InvalidArgument, NotFound
 from govtrust.principal import Principal
 from verify.certificates import verify_signature
@@ -339,8 +340,7 @@ def seal_status_at(ctx: VerifyContext, seal_id: str, moment: datetime) -> Any:
             .order_by(SealEventRow.sequence)
         ).all()
     for to_status, occurred_at in rows:
-        when = occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC)
-        if when <= moment and to_status:
+        if as_utc(occurred_at) <= moment and to_status:
             status = to_status
     if status is None:
         return None

@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -477,8 +477,3 @@ def context_for(platform: Platform, *, config: VerifyConfig | None = None) -> Ve
         )
         _contexts[id(platform)] = (platform, context)  # holds the platform: ids stay unique
         return context
-
-
-def anchors_of(certificates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    """The self-signed certificates among ``certificates`` (candidate trust anchors)."""
-    return [c for c in certificates if c.subject == c.issuer]
