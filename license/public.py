@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -30,10 +30,9 @@ from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
 from license.jws import b64url_decode
-from license.models import LicenceStatusListRow
 from license.qr import TrustList
+from license.runtime import StatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, LicenceMetadata
-from license.status_list import VerifiedStatusList, verify_status_list
 
 # Reasons that mean the artefact itself (not its status) failed: the signature did not check.
 STATUS_REASONS = frozenset({"STATUS_UNKNOWN", "REVOKED", "SUSPENDED", "EXPIRED", "NOT_YET_VALID"})
@@ -128,52 +127,6 @@ def mask_name(name: str) -> str:
 def signature_ok(check: LicenceCheck) -> bool:
     """Whether the artefact's signature (and chain, issuer, form) checked, status aside."""
     return check.state is not State.UNKNOWN or set(check.reasons) <= STATUS_REASONS
-
-
-class StatusLists(Mapping[str, VerifiedStatusList]):
-    """Issuers' verified status lists, loaded on first use (what the checks look issuers up in).
-
-    Only issuers that have a status list row (they issued something here) are loaded, so a
-    look-up never creates state; a list that does not verify counts as absent (the check then
-    answers ``STATUS_UNKNOWN``).
-    """
-
-    def __init__(self, service: LicenceService, roots: Sequence[x509.Certificate]) -> None:
-        self._service = service
-        self._roots = roots
-        self._loaded: dict[str, VerifiedStatusList | None] = {}
-
-    def __getitem__(self, issuer_code: str) -> VerifiedStatusList:
-        if issuer_code not in self._loaded:
-            self._loaded[issuer_code] = self._load(issuer_code)
-        found = self._loaded[issuer_code]
-        if found is None:
-            raise KeyError(issuer_code)
-        return found
-
-    def _load(self, issuer_code: str) -> VerifiedStatusList | None:
-        token = status_list_token(self._service, issuer_code)
-        if token is None:
-            return None
-        try:
-            return verify_status_list(token, self._roots, issuer_code=issuer_code)
-        except LicenceVerificationFailed:
-            return None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([k for k, v in self._loaded.items() if v is not None])
-
-    def __len__(self) -> int:
-        return sum(1 for v in self._loaded.values() if v is not None)
-
-
-def status_list_token(service: LicenceService, issuer_code: str) -> str | None:
-    """The issuer's signed status list, or None when it issued nothing here (unknown issuer);
-    :meth:`LicenceService.status_list_token` keeps it fresh."""
-    with service.db.read() as session:
-        if session.get(LicenceStatusListRow, issuer_code) is None:
-            return None
-    return service.status_list_token(issuer_code)
 
 
 def _unverified_metadata(token: str) -> LicenceMetadata | None:

@@ -21,6 +21,7 @@ from govtrust.errors import FailedPrecondition
 from license.departments import DepartmentSealSigners, department_seal_chains
 from license.errors import LicenceVerificationFailed
 from license.issuance import DocumentMaker, DocumentRequest, LicenceService
+from license.models import LicenceStatusListRow
 from license.qr import TrustList, export_trust_list
 from license.status_list import VerifiedStatusList, verify_status_list
 
@@ -76,7 +77,7 @@ class LicenceRuntime:
     def status_lists(self) -> Mapping[str, VerifiedStatusList]:
         """The issuers' cached signed status lists, verified against the roots on look-up
         (a list that cannot be signed or does not verify is absent: status unknown)."""
-        return StoredStatusLists(self.service, self.roots)
+        return StatusLists(self.service, self.roots)
 
     def invalidate_trust_list(self) -> None:
         """Forget the cached trust list (a department seal was just made)."""
@@ -105,26 +106,53 @@ def document_maker(pdf: SealPdf) -> DocumentMaker:
     return make
 
 
-class StoredStatusLists(Mapping[str, "VerifiedStatusList"]):
-    """The issuers' cached signed status lists (signed on first use), verified against the
-    roots on look-up; a list that cannot be signed or does not verify is absent."""
+class StatusLists(Mapping[str, VerifiedStatusList]):
+    """Issuers' verified status lists, loaded on first use (what the checks look issuers up in).
+
+    Only issuers that have a status list row (they issued something here) are loaded, so a
+    look-up never creates state; a list that does not verify counts as absent (the check then
+    answers ``STATUS_UNKNOWN``).
+    """
 
     def __init__(self, service: LicenceService, roots: Sequence[x509.Certificate]) -> None:
-        self.service = service
-        self.roots = roots
+        self._service = service
+        self._roots = roots
+        self._loaded: dict[str, VerifiedStatusList | None] = {}
 
     def __getitem__(self, issuer_code: str) -> VerifiedStatusList:
+        if issuer_code not in self._loaded:
+            self._loaded[issuer_code] = self._load(issuer_code)
+        found = self._loaded[issuer_code]
+        if found is None:
+            raise KeyError(issuer_code)
+        return found
+
+    def _load(self, issuer_code: str) -> VerifiedStatusList | None:
         try:
-            token = self.service.status_list_token(issuer_code)
-            return verify_status_list(token, self.roots, issuer_code=issuer_code)
-        except (FailedPrecondition, LicenceVerificationFailed):
-            raise KeyError(issuer_code) from None
+            token = status_list_token(self._service, issuer_code)
+        except FailedPrecondition:  # never signed, and the department cannot sign now
+            return None
+        if token is None:
+            return None
+        try:
+            return verify_status_list(token, self._roots, issuer_code=issuer_code)
+        except LicenceVerificationFailed:
+            return None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(())
+        return iter([k for k, v in self._loaded.items() if v is not None])
 
     def __len__(self) -> int:
-        return 0
+        return sum(1 for v in self._loaded.values() if v is not None)
+
+
+def status_list_token(service: LicenceService, issuer_code: str) -> str | None:
+    """The issuer's signed status list, or None when it issued nothing here (unknown issuer);
+    :meth:`LicenceService.status_list_token` keeps it fresh."""
+    with service.db.read() as session:
+        if session.get(LicenceStatusListRow, issuer_code) is None:
+            return None
+    return service.status_list_token(issuer_code)
 
 
 _runtimes: dict[int, tuple[Platform, LicenceRuntime]] = {}

@@ -169,7 +169,7 @@ def verify_licence(
     options: ReportOptions | None = None,
 ) -> VerificationReport:
     """The report of one licence presented in ``form`` (see the module docstring)."""
-    from license.runtime import StoredStatusLists
+    from license.runtime import StatusLists
 
     options = options or ReportOptions()
     locale = options.locale
@@ -182,7 +182,7 @@ def verify_licence(
     today: date = moment.date()
     raw = value if isinstance(value, bytes) else value.encode()
     roots = runtime.roots
-    lists = StoredStatusLists(runtime.service, roots)
+    lists = StatusLists(runtime.service, roots)
     kind = _EVIDENCE_KIND[form]
 
     def report(

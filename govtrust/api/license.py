@@ -61,7 +61,7 @@ from license.issuance import IssuedLicence, IssueRequest, LicenceService, Stored
 from license.jws import LicenceSigner, b64url_decode
 from license.models import LicenceTypeRow
 from license.qr import TrustList
-from license.runtime import StoredStatusLists
+from license.runtime import StatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, HOLDER_USCC, LicenceMetadata
 from license.status_list import BITS
 from seal.owners import RegistryOwners
@@ -755,7 +755,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         )
 
     def _verify(self, kind: str, evidence: str | bytes, today: date) -> LicenceCheck:
-        lists = StoredStatusLists(self.service, self.roots)
+        lists = StatusLists(self.service, self.roots)
         if isinstance(evidence, bytes):
             from license.document_check import check_pdf
 

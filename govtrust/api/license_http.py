@@ -46,7 +46,13 @@ from license.base45 import ALPHABET as BASE45_ALPHABET
 from license.identifiers import ISSUER_CODE_LENGTH
 from license.qr import MAX_PAYLOAD_CHARS
 from license.qr import PREFIX as QR_PREFIX
-from license.runtime import STATUS_PATH, TRUST_LIST_PATH, VERIFY_PATH, LicenceRuntime
+from license.runtime import (
+    STATUS_PATH,
+    TRUST_LIST_PATH,
+    VERIFY_PATH,
+    LicenceRuntime,
+    status_list_token,
+)
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
@@ -714,7 +720,7 @@ def make_router(
                 status_code=400,
                 headers=JSON_HEADERS,
             )
-        token = await run_sync(lambda: public.status_list_token(lazy.get().service, issuer))
+        token = await run_sync(lambda: status_list_token(lazy.get().service, issuer))
         if token is None:
             return JSONResponse(
                 error_body("NOT_FOUND", f"no status list for issuer {issuer}"),

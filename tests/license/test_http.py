@@ -655,15 +655,15 @@ def test_routes_are_served_by_the_platform_app(database: Database, tmp_path: Pat
 def test_a_stale_status_list_is_re_signed_on_request(lic: Licences) -> None:
     from datetime import UTC, datetime
 
-    from license import public
+    from license.runtime import status_list_token
 
     cached = lic.service.status_list_token(USCC)
-    assert public.status_list_token(lic.service, USCC) == cached  # fresh: served as cached
+    assert status_list_token(lic.service, USCC) == cached  # fresh: served as cached
     later = datetime.now(UTC) + timedelta(hours=2)  # past the list's one-hour ttl
     real_clock = lic.service._clock
     lic.service._clock = lambda: later
     try:
-        renewed = public.status_list_token(lic.service, USCC)
+        renewed = status_list_token(lic.service, USCC)
     finally:
         lic.service._clock = real_clock
     assert renewed is not None and renewed != cached
@@ -671,4 +671,4 @@ def test_a_stale_status_list_is_re_signed_on_request(lic: Licences) -> None:
     listed = verify_status_list(renewed, lic.roots, issuer_code=USCC)
     revoked_index = lic.service.stored(lic.ids["revoked"]).row.status_index
     assert listed.status(revoked_index) is LicenceStatus.REVOKED
-    assert public.status_list_token(lic.service, "11100000000013338W") is None
+    assert status_list_token(lic.service, "11100000000013338W") is None
