@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -280,6 +280,14 @@ def verify_signature(
     return True
 
 
+class _TrustMaterial(NamedTuple):
+    """Candidate issuers by subject, anchor fingerprints and our own CAs, built together."""
+
+    pool: dict[bytes, list[x509.Certificate]]
+    anchors: frozenset[str]
+    ours: dict[str, tuple[str, str, str]]  # fingerprint -> name, role, parent
+
+
 class CertificateVerifier:
     """Certificate validation with the caches described in the module docstring."""
 
@@ -304,9 +312,7 @@ class CertificateVerifier:
         self._status_sql = self._reader.sql(_STATUS_SQL)
         self._identity_sql = self._reader.sql(_IDENTITY_SQL)
         self._lock = threading.Lock()
-        self._pool: dict[bytes, list[x509.Certificate]] | None = None
-        self._anchors: frozenset[str] = frozenset()
-        self._our_cas: dict[str, tuple[str, str, str]] = {}  # fingerprint -> name, role, parent
+        self._trusted: _TrustMaterial | None = None  # replaced whole, read once per use
 
     # --- trust material -----------------------------------------------------------------------
 
@@ -318,12 +324,12 @@ class CertificateVerifier:
             self._parsed.put(der, cert)
         return cert
 
-    def _trust(self) -> tuple[dict[bytes, list[x509.Certificate]], frozenset[str]]:
-        pool = self._pool
-        if pool is not None:
-            return pool, self._anchors
+    def _trust(self) -> _TrustMaterial:
+        trusted = self._trusted
+        if trusted is not None:
+            return trusted
         with self._lock:
-            if self._pool is None:
+            if self._trusted is None:
                 by_subject: dict[bytes, list[x509.Certificate]] = {}
                 anchors: set[str] = set()
                 ours: dict[str, tuple[str, str, str]] = {}
@@ -338,10 +344,8 @@ class CertificateVerifier:
                 for cert in self.ctx.external_anchors:
                     by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
                     anchors.add(_fingerprint(cert))
-                self._our_cas = ours
-                self._anchors = frozenset(anchors)
-                self._pool = by_subject
-            return self._pool, self._anchors
+                self._trusted = _TrustMaterial(by_subject, frozenset(anchors), ours)
+            return self._trusted
 
     @property
     def reader(self) -> PointReader:
@@ -363,7 +367,7 @@ class CertificateVerifier:
     def invalidate(self) -> None:
         """Forget every cache (after a change of trust anchors or hierarchy)."""
         with self._lock:
-            self._pool = None
+            self._trusted = None
         for cache in (
             self._paths,
             self._links,
@@ -396,8 +400,7 @@ class CertificateVerifier:
         cached = self._paths.get(key)
         if cached is not None:
             return cached
-        pool, anchors = self._trust()
-        ours = self._our_cas
+        pool, anchors, ours = self._trust()
         extra_by_subject: dict[bytes, list[x509.Certificate]] = {}
         for cert in extra:
             extra_by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
@@ -671,7 +674,7 @@ class CertificateVerifier:
     ) -> tuple[RevocationReport, RevocationReport, tuple[Any, ...] | None, str]:
         """(status at ``at``, status now, our registry row for the leaf, why unknown)."""
         fp = fp or _fingerprint(cert)
-        if fp in self._our_cas:  # a CA of our own hierarchy: listed in our status store
+        if fp in self._trust().ours:  # a CA of our own hierarchy: listed in our status store
             good = RevocationReport(RevocationStatus.GOOD, StatusSource.REGISTRY, status_time=now)
             return good, good, None, ""
         row: tuple[Any, ...] | None = None
