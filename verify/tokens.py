@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from jose import jws as jose_jws
-from jose.exceptions import JOSEError
-
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
-from idp.oidc.jws import b64url_decode
+from idp.oidc.errors import InvalidToken
+from idp.oidc.jws import b64url_decode, verify_signature
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 from verify.report import (
     EvidenceKind,
@@ -106,7 +104,7 @@ def verify_token(ctx: VerifyContext, principal: Principal, check: TokenCheck) ->
     if check.kind is TokenKind.REFRESH_TOKEN:
         raise InvalidArgument.field("kind", "refresh tokens are opaque; introspect them instead")
     header = _segment(parts[0], "header")
-    unverified = _segment(parts[1], "payload")
+    _segment(parts[1], "payload")  # malformed → INVALID_ARGUMENT; its claims prove nothing yet
     locale = check.options.locale
     now = ctx.now()
     provider = ctx.provider
@@ -156,10 +154,8 @@ def verify_token(ctx: VerifyContext, principal: Principal, check: TokenCheck) ->
             )
         else:
             try:
-                payload = jose_jws.verify(token, key.verifier, algorithms=[key.alg])
-                verified = json.loads(payload)
-                claims = verified if isinstance(verified, dict) else None
-            except (JOSEError, ValueError):
+                claims = verify_signature(token, key.verifier, key.alg)
+            except InvalidToken:
                 claims = None
             if claims is None:
                 sig_reasons.append(
@@ -176,9 +172,6 @@ def verify_token(ctx: VerifyContext, principal: Principal, check: TokenCheck) ->
         reasons, warnings, report_token = _check_claims(
             ctx, check, token, claims, kind, alg, kid, now, skew, locale
         )
-    elif check.kind is not None and check.kind is not kind:
-        pass  # nothing more is said about an unverified token
-    _ = unverified  # never reported: its claims are not proven
     signature = SignatureReport(
         index=0,
         format=SignatureFormat.JWT,
@@ -332,7 +325,6 @@ def _revocation(
     audience: tuple[str, ...],
 ) -> tuple[bool, str | None, str | None]:
     """(revoked, identity id, acting person id) from the provider's token store."""
-    from idp.oidc.errors import InvalidToken
 
     reader = ctx.certificates.reader
     if kind is TokenKind.ACCESS_TOKEN:
