@@ -106,8 +106,10 @@ from verify.report import (
     VerificationReport,
     build_report,
     tr,
+    unique_reasons,
     verdict_of,
 )
+from verify.seal_signatures import timestamp_slack
 
 if TYPE_CHECKING:
     from govtrust.principal import Principal
@@ -618,7 +620,7 @@ class PdfVerifier:
         )
         return SignatureReport(
             verdict=verdict_of(reasons),
-            reasons=tuple(_dedupe(reasons)),
+            reasons=tuple(unique_reasons(reasons)),
             certificate=certificate,
             seal=seal,
             signing_time=signing_time,
@@ -654,7 +656,7 @@ class PdfVerifier:
                 raise ValueError("the token does not hold a TSTInfo")
             gen_time = _utc(info["gen_time"].native)
             policy = info["policy"].dotted
-            slack = _accuracy(info, gen_time)
+            slack = timestamp_slack(info, gen_time)
             serial = f"{info['serial_number'].native:x}"
             imprint = info["message_imprint"]
             algorithm = imprint["hash_algorithm"]["algorithm"].native
@@ -955,35 +957,6 @@ def _sha256(data: bytes) -> Any:
     from verify.report import Digest
 
     return Digest.sha256(data)
-
-
-def _accuracy(info: tsp.TSTInfo, gen_time: datetime | None) -> timedelta:
-    """How much later than genTime the signature may have been made: the token's accuracy,
-    else one second when genTime carries no fraction (a whole-second clock)."""
-    try:
-        accuracy = info["accuracy"]
-        if accuracy.native:
-            parts = accuracy.native
-            return timedelta(
-                seconds=parts.get("seconds") or 0,
-                milliseconds=parts.get("millis") or 0,
-                microseconds=parts.get("micros") or 0,
-            )
-    except (KeyError, ValueError, TypeError, AttributeError):
-        pass
-    if gen_time is not None and gen_time.microsecond == 0:
-        return timedelta(seconds=1)
-    return timedelta(0)
-
-
-def _dedupe(reasons: Sequence[Reason]) -> list[Reason]:
-    seen: set[Reason] = set()
-    out = []
-    for reason in reasons:
-        if reason not in seen:
-            seen.add(reason)
-            out.append(reason)
-    return out
 
 
 def _digest_algorithm(name: str) -> DigestAlgorithm | None:

@@ -665,7 +665,7 @@ def build_report(
     report = VerificationReport(
         report_id=new_report_id(),
         verdict=verdict,
-        reasons=tuple(_dedupe(gathered)) if verdict is not Verdict.VALID else (),
+        reasons=tuple(unique_reasons(gathered)) if verdict is not Verdict.VALID else (),
         warnings=tuple(warnings),
         evidence_kind=evidence_kind,
         evidence_digest=Digest.sha256(evidence),
@@ -681,14 +681,9 @@ def build_report(
     return dataclasses.replace(report, summary=summarize(report, options.locale))
 
 
-def _dedupe(reasons: Iterable[Reason]) -> list[Reason]:
-    seen: set[Reason] = set()
-    out: list[Reason] = []
-    for reason in reasons:
-        if reason not in seen:
-            seen.add(reason)
-            out.append(reason)
-    return out
+def unique_reasons(reasons: Iterable[Reason]) -> list[Reason]:
+    """``reasons`` without repeats, in first-seen order."""
+    return list(dict.fromkeys(reasons))
 
 
 # --- human-readable summary ------------------------------------------------------------------

@@ -45,6 +45,7 @@ from verify.report import (
     build_report,
     combine,
     tr,
+    unique_reasons,
     verdict_of,
 )
 
@@ -304,21 +305,35 @@ def verify_timestamp(
     )
 
 
+def timestamp_slack(info: tsp.TSTInfo, gen_time: datetime | None) -> timedelta:
+    """How much later than genTime the signed data may have been made: the token's accuracy,
+    else one second when genTime carries no fraction (a whole-second clock). Shared by the
+    PDF and the seal-signature verifiers so both judge revocation against the same time."""
+    try:
+        accuracy = info["accuracy"]
+        if accuracy.native:
+            parts = accuracy.native
+            return timedelta(
+                seconds=parts.get("seconds") or 0,
+                milliseconds=parts.get("millis") or 0,
+                microseconds=parts.get("micros") or 0,
+            )
+    except (KeyError, ValueError, TypeError, AttributeError):
+        pass
+    if gen_time is not None and gen_time.microsecond == 0:
+        return timedelta(seconds=1)
+    return timedelta(0)
+
+
 def timestamp_accuracy(token_der: bytes) -> timedelta:
-    """The accuracy a time-stamp token states (zero when none)."""
+    """:func:`timestamp_slack` of a DER time-stamp token (zero when it cannot be read)."""
     try:
         content = cms.ContentInfo.load(token_der)
         tst = tsp.TSTInfo.load(content["content"]["encap_content_info"]["content"].contents)
-        accuracy = tst["accuracy"]
-        if accuracy.native is None:
-            return timedelta(0)
-        return timedelta(
-            seconds=accuracy["seconds"].native or 0,
-            milliseconds=accuracy["millis"].native or 0,
-            microseconds=accuracy["micros"].native or 0,
-        )
+        gen_time = tst["gen_time"].native
     except (ValueError, TypeError, KeyError):
         return timedelta(0)
+    return timestamp_slack(tst, gen_time if isinstance(gen_time, datetime) else None)
 
 
 # --- the seal behind a signature -----------------------------------------------------------------
@@ -717,7 +732,7 @@ def verify_seal_signature(
         index=0,
         format=parts.fmt,
         verdict=verdict,
-        reasons=tuple(_unique(reasons)),
+        reasons=tuple(unique_reasons(reasons)),
         signer=cert_report.identity if cert_report else None,
         certificate=cert_report,
         seal=seal,
@@ -741,11 +756,6 @@ def verify_seal_signature(
         warnings=warnings,
     )
     return ctx.complete(principal, "seal_signature", report, check.options)
-
-
-def _unique(reasons: list[Reason]) -> list[Reason]:
-    seen: set[Reason] = set()
-    return [r for r in reasons if not (r in seen or seen.add(r))]  # type: ignore[func-returns-value]
 
 
 def _judge_revocation(
