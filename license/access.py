@@ -128,7 +128,8 @@ def _text(value: str, field: str, *, required: bool, limit: int = MAX_TEXT) -> s
     return text
 
 
-def _page(page_size: int, page_token: str) -> tuple[int, int]:
+def page_bounds(page_size: int, page_token: str) -> tuple[int, int]:
+    """(size, offset) of a paged request; INVALID_ARGUMENT for a bad size or token."""
     if page_size < 0:
         raise InvalidArgument.field("page_size", "must not be negative")
     size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
@@ -319,7 +320,7 @@ class LicenceAccess:
         page_size: int,
         page_token: str,
     ) -> tuple[list[StoredLicence], str]:
-        size, offset = _page(page_size, page_token)
+        size, offset = page_bounds(page_size, page_token)
         if status and status not in LIST_STATUSES:
             raise InvalidArgument.field("status", f"one of {sorted(LIST_STATUSES)}")
         if type_code:

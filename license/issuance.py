@@ -26,7 +26,6 @@ callable from the issuing department's USCC to its :class:`LicenceSigner` (in pr
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ from idp.registry import IdentityRegistry
 from idp.types import IdentityRef, IdentityStatus
 from license.catalogue import LicenceType, get_type, validate_fields, validate_validity
 from license.identifiers import build_identifier, parse_identifier
-from license.jws import LicenceSigner, b64url_decode
+from license.jws import LicenceSigner, unverified_payload
 from license.models import LicenceRow, LicenceStatusListRow
 from license.qr import encode_payload
 from license.signed_data import (
@@ -465,7 +464,7 @@ class LicenceService:
             self._changeable(old)
             licence_type = get_type(session, old.type_code)
             previous = LicenceMetadata.from_json(
-                _payload(self.vault.open_text(old.signed_data, SIGNED_DATA, identifier))
+                unverified_payload(self.vault.open_text(old.signed_data, SIGNED_DATA, identifier))
             )
             new_fields = validate_fields(licence_type, {**previous.fields, **fields})
             end = validate_validity(
@@ -641,9 +640,3 @@ def _reason(reason: str) -> str:
     if len(text) > MAX_REASON or not text.isprintable():
         raise InvalidArgument.field("reason", f"at most {MAX_REASON} printable characters")
     return text
-
-
-def _payload(token: str) -> dict[str, object]:
-    data = json.loads(b64url_decode(token.split(".")[1]))
-    assert isinstance(data, dict)
-    return data

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
 from jose import jws as jose_jws
 from jose.exceptions import JOSEError
 
@@ -45,6 +46,21 @@ def b64url(data: bytes) -> str:
 def b64url_decode(text: str) -> bytes:
     """Decode base64url with or without padding (raises ``binascii.Error``/``ValueError``)."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def unverified_payload(token: str) -> dict[str, Any]:
+    """The JSON payload of a compact JWS, NOT checked: for our own stored tokens (already
+    verified when made) or to say what a failed token claimed. ValueError when malformed."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not a compact JWS")
+    try:
+        data = json.loads(b64url_decode(parts[1]))
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"bad payload: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("the payload is not a JSON object")
+    return data
 
 
 def der_to_raw(signature: bytes, size: int) -> bytes:
@@ -89,6 +105,12 @@ class LicenceSigner:
     def alg(self) -> str:
         """The JWS alg of the signing key (ES256, ES384 or RS256)."""
         return alg_for_key(self.chain[0].public_key())
+
+    @cached_property
+    def organisation(self) -> str:
+        """The O= of the signing certificate (the department's name), or empty."""
+        names = self.chain[0].subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        return str(names[0].value) if names else ""
 
     @cached_property
     def x5c(self) -> list[str]:

@@ -13,8 +13,6 @@ No HTTP here: :mod:`govtrust.api.license_http` renders the view.
 
 from __future__ import annotations
 
-import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -29,7 +27,7 @@ from license.checking import LicenceCheck, State, Verdict, check_qr, check_signe
 from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
-from license.jws import b64url_decode
+from license.jws import unverified_payload
 from license.qr import TrustList
 from license.runtime import StatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, LicenceMetadata
@@ -133,9 +131,8 @@ def _unverified_metadata(token: str) -> LicenceMetadata | None:
     """The metadata of stored signed data without checking it (shown only with a failed
     signature flagged; the row is our own record)."""
     try:
-        payload = json.loads(b64url_decode(token.split(".")[1]))
-        return LicenceMetadata.from_json(payload) if isinstance(payload, dict) else None
-    except (IndexError, ValueError, binascii.Error, LicenceVerificationFailed):
+        return LicenceMetadata.from_json(unverified_payload(token))
+    except (ValueError, LicenceVerificationFailed):
         return None
 
 

@@ -37,7 +37,6 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from govtrust.api.identity import parse_ref
 from govtrust.errors import (
@@ -53,12 +52,12 @@ from govtrust.rpc.offload import run_sync
 from govtrust.v1 import common_pb2, license_pb2, license_pb2_grpc
 from idp.identifiers import InvalidIdentifier, parse_uscc
 from license import catalogue
-from license.access import GrantState, GrantView, LicenceAccess
+from license.access import GrantState, GrantView, LicenceAccess, page_bounds
 from license.catalogue import FieldSpec, FieldType, LicenceType, ValidityRule
 from license.checking import LicenceCheck, State, Verdict, check_qr, check_signed_data
 from license.identifiers import parse_identifier
 from license.issuance import IssuedLicence, IssueRequest, LicenceService, StoredLicence
-from license.jws import LicenceSigner, b64url_decode
+from license.jws import unverified_payload
 from license.models import LicenceTypeRow
 from license.qr import TrustList
 from license.runtime import StatusLists
@@ -69,8 +68,6 @@ from seal.owners import RegistryOwners
 if TYPE_CHECKING:
     from govtrust.platform import Platform
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 DAYS_PER_YEAR = 365
 
 _FIELD_TYPE = {
@@ -134,17 +131,6 @@ def _years_in(field: str, days: int) -> int | None:
             field, f"must be a whole number of years ({DAYS_PER_YEAR} days)"
         )
     return days // DAYS_PER_YEAR
-
-
-def _page(page_size: int, page_token: str) -> tuple[int, int]:
-    if page_size < 0:
-        raise InvalidArgument.field("page_size", "must not be negative")
-    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    if not page_token:
-        return size, 0
-    if not page_token.isdigit() or len(page_token) > 9:
-        raise InvalidArgument.field("page_token", "not a token from a previous response")
-    return size, int(page_token)
 
 
 # --- catalogue ----------------------------------------------------------------------------------
@@ -252,12 +238,6 @@ def type_in(message: license_pb2.LicenseType) -> LicenceType:
 # --- licences ----------------------------------------------------------------------------------
 
 
-def _payload(token: str) -> dict[str, Any]:
-    data = json.loads(b64url_decode(token.split(".")[1]))
-    assert isinstance(data, dict)
-    return data
-
-
 def metadata_pb(meta: LicenceMetadata) -> license_pb2.LicenseMetadata:
     """The protobuf of licence metadata (the signing time and seal name are not recorded)."""
     return license_pb2.LicenseMetadata(
@@ -281,7 +261,7 @@ def metadata_pb(meta: LicenceMetadata) -> license_pb2.LicenseMetadata:
 def licence_pb(stored: StoredLicence, verify_url: str = "") -> license_pb2.License:
     """The protobuf of a stored licence version (for its issuer, holder or grantee)."""
     row = stored.row
-    meta = LicenceMetadata.from_json(_payload(stored.signed_data))
+    meta = LicenceMetadata.from_json(unverified_payload(stored.signed_data))
     if row.superseded_by is not None:
         status = common_pb2.LICENSE_STATUS_SUPERSEDED
     elif row.status == "valid" and row.valid_until is not None and row.valid_until < _today():
@@ -354,11 +334,6 @@ def grant_pb(view: GrantView) -> license_pb2.LicenseAccessGrant:
 
 def _today() -> date:
     return datetime.now(UTC).date()
-
-
-def _organisation(signer: LicenceSigner) -> str:
-    names = signer.chain[0].subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    return str(names[0].value) if names else ""
 
 
 # --- verification -------------------------------------------------------------------------------
@@ -517,7 +492,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             IssueRequest(
                 type_code=request.type_code,
                 issuer_code=issuer_code,
-                issuer_name=_organisation(signer) or issuer_code,
+                issuer_name=signer.organisation or issuer_code,
                 holder_code_type=_HOLDER_IN[request.holder.code_type],
                 holder_code=request.holder.code,
                 fields=dict(request.fields),
@@ -620,7 +595,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         context: Any,
     ) -> license_pb2.ListLicenseTypesResponse:
         current_principal()
-        size, offset = _page(request.page_size, request.page_token)
+        size, offset = page_bounds(request.page_size, request.page_token)
         types = await run_sync(self._list_types, request.issuer_code)
         page = types[offset : offset + size]
         token = str(offset + size) if offset + size < len(types) else ""
@@ -745,7 +720,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
     ) -> license_pb2.GetStatusListResponse:
         current_principal()
         token = await run_sync(self._status_list, request.issuer_code)
-        claims = _payload(token)
+        claims = unverified_payload(token)
         return license_pb2.GetStatusListResponse(
             status_list_token=token,
             uri=self.service.status_uri(request.issuer_code),

@@ -118,8 +118,6 @@ def _fields(pairs: list[str]) -> dict[str, str]:
 
 def cmd_issue(args: argparse.Namespace) -> int:
     """Issue a licence as the department ``--issuer``; print it and write the requested files."""
-    from cryptography.x509.oid import NameOID
-
     from license.issuance import IssueRequest
     from license.runtime import runtime_for
 
@@ -128,13 +126,12 @@ def cmd_issue(args: argparse.Namespace) -> int:
     try:
         runtime = runtime_for(platform)
         signer = runtime.signers(args.issuer)
-        names = signer.chain[0].subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         issued = runtime.service.issue(
             _operator(LICENCE_ISSUER_PREFIX + args.issuer),
             IssueRequest(
                 type_code=args.type,
                 issuer_code=args.issuer,
-                issuer_name=str(names[0].value) if names else args.issuer,
+                issuer_name=signer.organisation or args.issuer,
                 holder_code_type=args.holder_type,
                 holder_code=args.holder,
                 fields=fields,
@@ -181,7 +178,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Show a stored licence (metadata and status; the read is audited)."""
     from license.access import LicenceAccess
     from license.identifiers import parse_identifier
-    from license.jws import b64url_decode
+    from license.jws import unverified_payload
     from license.runtime import runtime_for
     from license.signed_data import LicenceMetadata
     from seal.owners import RegistryOwners
@@ -198,8 +195,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     finally:
         platform.close()
     row, stored = read.licence.row, read.licence
-    payload = stored.signed_data.split(".")[1]
-    meta = LicenceMetadata.from_json(json.loads(b64url_decode(payload)))
+    meta = LicenceMetadata.from_json(unverified_payload(stored.signed_data))
     status = "superseded" if row.superseded_by else row.status
     out = {
         "identifier": row.identifier,
