@@ -80,7 +80,8 @@ class LicenceRuntime:
         return StatusLists(self.service, self.roots)
 
     def invalidate_trust_list(self) -> None:
-        """Forget the cached trust list (a department seal was just made)."""
+        """Forget the cached trust list now (otherwise it is rebuilt every minute, so a newly
+        made department seal appears in it within TRUST_LIST_TTL_SECONDS)."""
         with self._lock:
             self._trust = None
 
