@@ -19,9 +19,11 @@ Run: ``.venv/bin/python bench/oidc.py [--seconds 5] [--concurrency 32] [--worker
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -199,6 +201,113 @@ def loadgen(config: dict[str, Any], pids: list[int]) -> dict[str, Any]:
     return result
 
 
+WRK_SCRIPT = r"""
+-- bench/oidc.py's wrk load: refresh (rotating), cc or introspect, as chosen by the arguments.
+local mode, path, auth = nil, nil, nil
+local headers, threads = {}, {}
+tokens = {}  -- refresh: the chains' current tokens (read back in done, to continue them)
+inactive = 0  -- introspection answers that were not active (read back in done)
+function setup(thread)
+  threads[#threads + 1] = thread
+end
+function init(args)
+  mode, path, auth = args[1], args[2], args[3]
+  for i = 4, #args do tokens[#tokens + 1] = args[i] end
+  headers["Authorization"] = "Basic " .. auth
+  headers["Content-Type"] = "application/x-www-form-urlencoded"
+end
+local probed = false  -- wrk calls request() once before connecting, to count pipelining
+function request()
+  if not probed then
+    probed = true
+    return wrk.format("POST", path, headers, "")
+  end
+  if mode == "refresh" then
+    -- every response hands back the next token of a chain; a chain whose grant failed ends
+    local token = table.remove(tokens, 1) or "exhausted"  -- FIFO: every chain keeps moving
+    return wrk.format("POST", path, headers, "grant_type=refresh_token&refresh_token=" .. token)
+  elseif mode == "cc" then
+    return wrk.format("POST", path, headers, "grant_type=client_credentials")
+  end
+  return wrk.format("POST", path, headers, "token=" .. tokens[1])
+end
+function response(status, _, body)
+  if mode == "refresh" and status == 200 then
+    local token = body:match('"refresh_token"%s*:%s*"([^"]+)"')
+    if token then tokens[#tokens + 1] = token end
+  elseif mode == "introspect" and status == 200 and not body:find('"active"%s*:%s*true') then
+    inactive = inactive + 1
+  end
+end
+function done(summary, _, _)
+  local e, bad, left = summary.errors, 0, {}
+  for _, thread in ipairs(threads) do
+    bad = bad + thread:get("inactive")
+    for _, token in ipairs(thread:get("tokens")) do left[#left + 1] = '"' .. token .. '"' end
+  end
+  io.write(string.format('{"requests": %d, "duration_us": %d, "errors": %d, "tokens": [%s]}\n',
+    summary.requests, summary.duration, e.status + e.connect + e.read + e.write + e.timeout + bad,
+    table.concat(left, ", ")))
+end
+"""
+
+
+def wrk_load(config: dict[str, Any], pids: list[int]) -> dict[str, Any]:
+    """One wrk run (a C client: the two cores go to the servers); ``loadgen``'s result shape.
+
+    wrk has no warm-up of its own: a first run of ``config["warmup"]`` seconds warms the server,
+    and the measured run continues refresh chains where the warm-up left them (the peer's
+    in-memory store is an LRU of 1,000 entries: a chain left idle meanwhile would be evicted).
+    The warm-up turns twice as many chains as connections, since the requests in flight when wrk
+    stops take their chains with them.
+    """
+    from urllib.parse import urlsplit
+
+    url = config["introspection_url"] if config["mode"] == "introspect" else config["token_url"]
+    parts = urlsplit(url)
+    auth = base64.b64encode(f"{config['client_id']}:{config['client_secret']}".encode()).decode()
+    refresh = config["mode"] == "refresh"
+    chains = list(config["refresh_tokens"]) if refresh else [config.get("token", "")]
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "oidc.lua"
+        script.write_text(WRK_SCRIPT)
+
+        def run(seconds: float, tokens: list[str]) -> dict[str, Any]:
+            command = [
+                "wrk", "-t", "1", "-c", str(config["concurrency"]), "-d", f"{seconds:g}s",
+                "-s", str(script), f"{parts.scheme}://{parts.netloc}",
+                "--", config["mode"], parts.path, auth, *tokens,
+            ]  # fmt: skip
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=seconds + 60, check=False
+            )
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith('{"requests"')]
+            if not lines:
+                raise SystemExit(f"wrk failed: {done.stdout}{done.stderr}")
+            out: dict[str, Any] = json.loads(lines[-1])
+            out["first_error"] = "" if not out["errors"] else done.stdout.strip()[-300:]
+            return out
+
+        warm = run(config["warmup"], chains)
+        if refresh:
+            chains = warm["tokens"][-config["concurrency"] :]
+            if len(chains) != config["concurrency"]:
+                raise SystemExit(f"the warm-up broke refresh chains: {warm['first_error']}")
+        before = cpu_seconds(pids)
+        measured = run(config["seconds"], chains)
+        used = cpu_seconds(pids) - before
+    seconds = measured["duration_us"] / 1e6
+    ok = measured["requests"] - measured["errors"]
+    return {
+        "ok": ok,
+        "errors": measured["errors"],
+        "seconds": seconds,
+        "rate": ok / seconds,
+        "first_error": measured["first_error"],
+        "cpu_us": used / max(measured["requests"], 1) * 1e6,
+    }
+
+
 def get_token(token_url: str, secret: str) -> str:
     response = httpx.post(
         token_url, data={"grant_type": "client_credentials"}, auth=(CLIENT_ID, secret), timeout=10
@@ -223,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--load",
+        choices=("wrk", "node"),
+        default="wrk" if shutil.which("wrk") else "node",
+        help="load generator: wrk (C; the default when installed) or the Node loadgen.mjs",
+    )
     args = parser.parse_args(argv)
     if not (RP_DIR / "node_modules" / "oidc-provider").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=RP_DIR, check=True)
@@ -233,8 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         (base / "site").mkdir()
         (base / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
         gt_port, peer_port = free_port(), free_port()
-        secret, gt_tokens = prepare_govtrust(base / "data", gt_port, args.concurrency)
-        peer, peer_tokens = start_peer(peer_port, secret, args.concurrency)
+        # wrk's warm-up turns two chains per connection (see wrk_load)
+        chains = args.concurrency * (2 if args.load == "wrk" else 1)
+        secret, gt_tokens = prepare_govtrust(base / "data", gt_port, chains)
+        peer, peer_tokens = start_peer(peer_port, secret, chains)
         govtrust = start_govtrust(base / "data", gt_port, args.workers, base / "site")
         targets = {
             "govtrust": {
@@ -264,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     if mode == "introspect":
                         config["token"] = get_token(str(target["token_url"]), secret)
-                    results[name][mode] = loadgen(config, pids[name])
+                    run = wrk_load if args.load == "wrk" else loadgen
+                    results[name][mode] = run(config, pids[name])
         finally:
             stop(govtrust)
             stop(peer)
@@ -276,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"OIDC bench: {args.seconds:.0f}s per run, {args.concurrency} loops, "
-        f"govtrust --workers {args.workers} (SQLite), node-oidc-provider (memory adapter)"
+        f"govtrust --workers {args.workers} (SQLite), node-oidc-provider (memory adapter), "
+        f"load: {args.load}"
     )
     print(
         f"{'metric':30} {'govtrust':>10} {'peer':>10} {'ratio':>7}  "

@@ -5,7 +5,8 @@ set -euo pipefail
 purpose=${1:-run}
 run_pkgs=(openssl fonts-wqy-microhei)
 test_pkgs=(openssl softhsm2 poppler-utils libnss3-tools fonts-wqy-microhei chromium)
-bench_pkgs=("${test_pkgs[@]}" nghttp2-client)  # h2load: a C load generator for gRPC benches
+# C load generators, so that the two cores go to the servers: h2load (gRPC), wrk (HTTP)
+bench_pkgs=("${test_pkgs[@]}" nghttp2-client wrk)
 case "$purpose" in
   run) wanted=("${run_pkgs[@]}") ;;
   test) wanted=("${test_pkgs[@]}") ;;

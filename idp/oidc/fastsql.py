@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 _PARAM = re.compile(r":([a-z_]+)")
-_SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 class FastSql:
@@ -35,13 +34,14 @@ class FastSql:
     def ts(self, moment: datetime) -> Any:
         """A datetime as the backend's column stores it (naive UTC text on SQLite)."""
         if self.sqlite:
-            return moment.astimezone(UTC).strftime(_SQLITE_FORMAT)
+            # SQLAlchemy's SQLite text form, "%Y-%m-%d %H:%M:%S.%f"; isoformat is ~10x cheaper
+            return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
         return moment
 
     def from_db(self, value: Any) -> datetime:
         """A stored datetime back as an aware UTC datetime."""
         if isinstance(value, str):
-            return datetime.strptime(value, _SQLITE_FORMAT).replace(tzinfo=UTC)
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 

@@ -106,14 +106,19 @@ class SqliteWriteGate:
         self._thread_lock.release()
 
 
-_SQL_REFRESH_SCOPE = "SELECT scope FROM oidc_refresh_tokens WHERE token_hash = :h"
+# A refresh token that may be used now, with its grant's claims (read before the write).
+_SQL_PEEK_REFRESH = (
+    "SELECT g.id, r.scope, g.claims_sub, g.auth_time, g.acr, g.amr, g.sid"
+    " FROM oidc_refresh_tokens r JOIN oidc_grants g ON g.id = r.grant_id"
+    " WHERE r.token_hash = :h AND r.client_id = :cid AND r.used_at IS NULL"
+    " AND r.revoked_at IS NULL AND r.expires_at > :at AND g.revoked_at IS NULL"
+)
+# The same conditions, checked again and consumed in one statement inside the write.
 _SQL_CLAIM_REFRESH = (
     "UPDATE oidc_refresh_tokens SET used_at = :used WHERE token_hash = :h AND client_id = :cid"
-    " AND used_at IS NULL AND revoked_at IS NULL AND expires_at > :at RETURNING grant_id, scope"
-)
-_SQL_GRANT = (
-    "SELECT id, claims_sub, auth_time, acr, amr, sid, scope, revoked_at FROM oidc_grants"
-    " WHERE id = :gid"
+    " AND used_at IS NULL AND revoked_at IS NULL AND expires_at > :at AND EXISTS (SELECT 1"
+    " FROM oidc_grants g WHERE g.id = oidc_refresh_tokens.grant_id AND g.revoked_at IS NULL)"
+    " RETURNING grant_id"
 )
 _SQL_INSERT_REFRESH = (
     "INSERT INTO oidc_refresh_tokens (token_hash, grant_id, client_id, scope, created_at,"
@@ -304,6 +309,8 @@ class Provider:
         self._csrf_key = key_deriver.derive_key(CSRF_PURPOSE)
         self._keys_ready = False
         self.fast = FastSql(db.engine)
+        # Reads are local and take tens of microseconds (SQLite): callers may run them inline.
+        self.local_reads = db.engine.dialect.name == "sqlite"
         self._verified: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         # SQLite has one writer: queueing our own threads here is far cheaper than letting them
         # spin in SQLite's busy handler (sleep-and-retry) for the write lock.
@@ -1065,6 +1072,13 @@ class Provider:
         return result
 
     def _refresh_grant(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
+        """Rotate a refresh token: read it, mint the new tokens, then claim it in one short write.
+
+        The signatures are made before the write transaction, so SQLite's single writer is held
+        only for the claim and the insert; the claim re-checks everything the read saw (unused,
+        unrevoked, unexpired, live grant), so a token presented twice at once is minted for at
+        most once, and the loser is treated as reuse.
+        """
         token = form.get("refresh_token", "")
         if not token:
             raise OAuthError("invalid_request", "refresh_token is required")
@@ -1072,51 +1086,45 @@ class Provider:
         now = _now()
         asked = form.get("scope", "").split()
         fast = self.fast
-        if asked:
-            with fast.read() as cur:
-                cur.execute(fast.sql(_SQL_REFRESH_SCOPE), {"h": digest})
-                held = cur.fetchone()
-            if held is not None and not set(asked) <= set(held[0].split()):
-                raise OAuthError("invalid_scope", "scope exceeds the original grant")
-        result: dict[str, Any] | None = None
+        params = {"h": digest, "cid": client.client_id, "at": fast.ts(now)}
+        with fast.read() as cur:
+            cur.execute(fast.sql(_SQL_PEEK_REFRESH), params)
+            found = cur.fetchone()
+        if found is None:
+            self._refresh_failed(client, digest, now)
+            raise OAuthError("invalid_grant", "the refresh token is invalid")
+        held = found[1].split()
+        if asked and not set(asked) <= set(held):
+            raise OAuthError("invalid_scope", "scope exceeds the original grant")
+        grant = SimpleNamespace(
+            id=found[0],
+            claims_sub=found[2],
+            auth_time=fast.from_db(found[3]),
+            acr=found[4],
+            amr=found[5],
+            sid=found[6],
+            scope=found[1],
+        )
+        scope = [s for s in held if s in asked] if asked else held
+        minted: list[dict[str, Any]] = []
+        result = self._mint(
+            None, client, grant, now, nonce="", scope=scope, store_refresh=minted.append
+        )
+        claimed = None
         with self._write_lock, fast.write() as cur:
             # Check-and-consume in one statement: only a live, unused token of this client.
-            cur.execute(
-                fast.sql(_SQL_CLAIM_REFRESH),
-                {"h": digest, "cid": client.client_id, "at": fast.ts(now), "used": fast.ts(now)},
-            )
+            cur.execute(fast.sql(_SQL_CLAIM_REFRESH), {**params, "used": fast.ts(now)})
             claimed = cur.fetchone()
-            if claimed is not None:
-                cur.execute(fast.sql(_SQL_GRANT), {"gid": claimed[0]})
-                found = cur.fetchone()
-                if found is not None and found[7] is None:
-                    grant = SimpleNamespace(
-                        id=found[0],
-                        claims_sub=found[1],
-                        auth_time=fast.from_db(found[2]),
-                        acr=found[3],
-                        amr=found[4],
-                        sid=found[5],
-                        scope=found[6],
-                    )
-                    scope = claimed[1].split()
-                    if asked:
-                        scope = [s for s in scope if s in asked]
-
-                    def store(row: dict[str, Any]) -> None:
-                        cur.execute(
-                            fast.sql(_SQL_INSERT_REFRESH),
-                            {
-                                **row,
-                                "created_at": fast.ts(row["created_at"]),
-                                "expires_at": fast.ts(row["expires_at"]),
-                            },
-                        )
-
-                    result = self._mint(
-                        None, client, grant, now, nonce="", scope=scope, store_refresh=store
-                    )
-        if result is None:
+            for row in minted if claimed is not None else ():
+                cur.execute(
+                    fast.sql(_SQL_INSERT_REFRESH),
+                    {
+                        **row,
+                        "created_at": fast.ts(row["created_at"]),
+                        "expires_at": fast.ts(row["expires_at"]),
+                    },
+                )
+        if claimed is None:
             self._refresh_failed(client, digest, now)
             raise OAuthError("invalid_grant", "the refresh token is invalid")
         return result

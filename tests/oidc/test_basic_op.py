@@ -6,6 +6,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from jose import jwt
 
 from tests.oidc.conftest import REDIRECT, OidcEnv, pkce_pair, query_of
@@ -250,6 +251,61 @@ def test_refresh_rotation_and_reuse_revokes_the_family(oidc_env: OidcEnv) -> Non
         assert refresh(new["refresh_token"]).json()["error"] == "invalid_grant"
         bearer = {"Authorization": f"Bearer {new['access_token']}"}
         assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+
+
+def test_one_refresh_token_presented_twice_at_once_mints_once(oidc_env: OidcEnv) -> None:
+    """Both requests read the token as live and sign; only one claims it, the other is reuse."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from idp.oidc.errors import OAuthError
+
+    client_id, secret = oidc_env.register_client()
+    assert secret is not None
+    with oidc_env.http() as http:
+        token = full_login(http, client_id, secret)["refresh_token"]
+    form = {"grant_type": "refresh_token", "refresh_token": token}
+
+    def present(_: int) -> str:
+        try:
+            return str(oidc_env.provider.token(form, (client_id, secret))["refresh_token"])
+        except OAuthError as exc:
+            return exc.error
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(present, range(4)))
+    winners = [o for o in outcomes if o != "invalid_grant"]
+    assert len(winners) == 1, outcomes
+    # The losers were a reuse of a rotated token: the whole family, the winner's too, is dead.
+    again = {"grant_type": "refresh_token", "refresh_token": winners[0]}
+    with pytest.raises(OAuthError, match="invalid_grant"):
+        oidc_env.provider.token(again, (client_id, secret))
+
+
+def test_refresh_with_a_wider_scope_is_refused_and_consumes_nothing(oidc_env: OidcEnv) -> None:
+    client_id, secret = oidc_env.register_client()
+    with oidc_env.http() as http:
+        tokens = full_login(http, client_id, secret)
+        wider = http.post(
+            "/oidc/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": tokens["refresh_token"],
+                "scope": "openid offline_access identity",
+            },
+            auth=(client_id, secret),
+        )
+        assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+        narrower = http.post(
+            "/oidc/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": tokens["refresh_token"],
+                "scope": "openid",
+            },
+            auth=(client_id, secret),
+        )
+        assert narrower.status_code == 200, narrower.text
+        assert narrower.json()["scope"] == "openid"
 
 
 def test_pkce_s256(oidc_env: OidcEnv) -> None:
