@@ -202,7 +202,8 @@ class LicenceAccess:
                 if not role:
                     grant = self._grant_for_grantee(session, principal, identifier, now)
                     role = "grantee"
-            stored = self.service.opened(row)
+            notes = self.service.annotations(session, [row]).get(identifier, ())
+            stored = self.service.opened(row, notes)
             if what == "document" and stored.document_pdf is None:
                 raise NotFound(f"licence {identifier} has no document")
             if grant is not None:
@@ -350,7 +351,8 @@ class LicenceAccess:
             rows = list(session.scalars(query.offset(offset).limit(size + 1)))
             more = len(rows) > size
             rows = rows[:size]
-            items = [self.service.opened(r) for r in rows]
+            notes = self.service.annotations(session, rows)
+            items = [self.service.opened(r, notes.get(r.identifier, ())) for r in rows]
             audit.append(
                 session,
                 actor=principal.actor,

@@ -5,6 +5,10 @@ fields a department submits and raises one :class:`InvalidArgument` whose violat
 bad field (``fields.KZ_MC``). Storage helpers (:func:`define_type`, :func:`get_type`,
 :func:`list_types`, :func:`seed_catalogue`) keep the rows of :class:`LicenceTypeRow`.
 
+Types have revisions: :func:`define_type` with ``replace`` stores a changed definition as the
+next revision (an identical one changes nothing); every revision is kept
+(:class:`LicenceTypeRevisionRow`) and each licence records the revision it was issued under.
+
 The two seeded types (营业执照, 统一社会信用代码证书) carry their usual fields. Their type codes
 are built from *placeholder* authority USCCs with correct GB 32100 check characters, not the
 real codes of SAMR or the 机构编制 authority: replace them from the national catalogue when it
@@ -17,7 +21,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -27,15 +31,18 @@ from sqlalchemy.orm import Session
 
 from govtrust import audit
 from govtrust.audit import canonical_json
+from govtrust.db import as_utc
 from govtrust.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from govtrust.principal import Principal
 from idp.identifiers import InvalidIdentifier, parse_resident_id, parse_uscc
 from license.identifiers import TYPE_CODE_LENGTH, InvalidLicenceIdentifier, check_type_code
-from license.models import LicenceTypeRow
+from license.models import LicenceTypeRevisionRow, LicenceTypeRow
 
 FIELD_NAME = re.compile(r"KZ_[A-Z0-9_]{1,40}")
 HOLDER_CODE_TYPES = frozenset({"111", "001"})  # resident ID number, USCC (GB/T 36903)
 MAX_FIELD_LENGTH = 4000
+MAX_YEARS = 100
+MAX_DAYS = 36500
 
 
 class FieldType(StrEnum):
@@ -47,11 +54,18 @@ class FieldType(StrEnum):
     DECIMAL = "decimal"
     USCC = "uscc"
     RESIDENT_ID = "resident_id"
+    ENUM = "enum"  # one of FieldSpec.allowed_values
+    BOOLEAN = "boolean"  # "true" or "false"
+
+
+BOOLEAN_VALUES = ("true", "false")
+MAX_ALLOWED_VALUES = 200
 
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One type-specific field: ``name`` (``KZ_*``), label, type, required, format regex."""
+    """One type-specific field: ``name`` (``KZ_*``), labels (Chinese, English), type, required,
+    format regex; ``allowed_values`` lists the values of an ``ENUM`` field (and only then)."""
 
     name: str
     label: str
@@ -60,15 +74,41 @@ class FieldSpec:
     format: str | None = None  # a regular expression the whole value must match
     max_length: int = 500
     public: bool = False  # shown on the public verification page
+    label_en: str = ""
+    allowed_values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ValidityRule:
-    """Validity window rules: default and maximum length in years; whether 长期 is allowed."""
+    """Validity window rules: the default and the maximum length, each in whole years (the same
+    calendar date N years later; 29 February → 28 February) or in days (N days later), not
+    both; whether 长期 (no end date) is allowed."""
 
     default_years: int | None = None
     max_years: int | None = None
     long_term_allowed: bool = True
+    default_days: int | None = None
+    max_days: int | None = None
+
+    def default_end(self, start: date) -> date | None:
+        """The default end of a window starting at ``start`` (None: no default length)."""
+        return _end(start, self.default_years, self.default_days)
+
+    def max_end(self, start: date) -> date | None:
+        """The latest end of a window starting at ``start`` (None: no maximum)."""
+        return _end(start, self.max_years, self.max_days)
+
+    @property
+    def max_text(self) -> str:
+        return f"{self.max_years} years" if self.max_years is not None else f"{self.max_days} days"
+
+
+def _end(start: date, years: int | None, days: int | None) -> date | None:
+    if years is not None:
+        return _add_years(start, years)
+    if days is not None:
+        return start + timedelta(days=days)
+    return None
 
 
 @dataclass(frozen=True)
@@ -84,6 +124,9 @@ class LicenceType:
     fields: tuple[FieldSpec, ...]
     validity: ValidityRule = ValidityRule()
     layout: Mapping[str, Any] = field(default_factory=dict)
+    # Set by storage, not part of the definition (equality ignores them):
+    revision: int = field(default=1, compare=False)
+    created_at: datetime | None = field(default=None, compare=False)  # of this revision
 
     @property
     def defining_authority_code(self) -> str:
@@ -134,11 +177,61 @@ def type_violations(licence_type: LicenceType) -> list[FieldViolation]:
                 out.append(FieldViolation(f"{where}.format", f"not a regular expression: {exc}"))
         if not 1 <= spec.max_length <= MAX_FIELD_LENGTH:
             out.append(FieldViolation(f"{where}.max_length", f"must be 1-{MAX_FIELD_LENGTH}"))
+        if len(spec.label_en) > 200 or not spec.label_en.isprintable():
+            out.append(FieldViolation(f"{where}.label_en", "at most 200 printable characters"))
+        out.extend(_allowed_values_violations(spec, where))
     rule = licence_type.validity
     for name in ("default_years", "max_years"):
         years = getattr(rule, name)
-        if years is not None and not 1 <= years <= 100:
-            out.append(FieldViolation(f"validity.{name}", "must be 1-100 years"))
+        if years is not None and (not isinstance(years, int) or not 1 <= years <= MAX_YEARS):
+            out.append(FieldViolation(f"validity.{name}", f"must be 1-{MAX_YEARS} years"))
+    for name in ("default_days", "max_days"):
+        days = getattr(rule, name)
+        if days is not None and (not isinstance(days, int) or not 1 <= days <= MAX_DAYS):
+            out.append(FieldViolation(f"validity.{name}", f"must be 1-{MAX_DAYS} days"))
+    for what in ("default", "max"):
+        if getattr(rule, f"{what}_years") is not None and getattr(rule, f"{what}_days") is not None:
+            out.append(
+                FieldViolation(
+                    f"validity.{what}_days", f"give {what}_years or {what}_days, not both"
+                )
+            )
+    if not out:
+        start = date(2001, 1, 1)
+        default, latest = rule.default_end(start), rule.max_end(start)
+        if default is not None and latest is not None and default > latest:
+            out.append(FieldViolation("validity.default_days", "longer than the maximum"))
+    return out
+
+
+def _allowed_values_violations(spec: FieldSpec, where: str) -> list[FieldViolation]:
+    """What is wrong with the ``allowed_values`` of a field spec (only ENUM fields have them)."""
+    values = spec.allowed_values
+    if spec.type is not FieldType.ENUM:
+        if values:
+            return [FieldViolation(f"{where}.allowed_values", "only enum fields have values")]
+        return []
+    if not values:
+        return [FieldViolation(f"{where}.allowed_values", "an enum field needs its values")]
+    if len(values) > MAX_ALLOWED_VALUES:
+        return [FieldViolation(f"{where}.allowed_values", f"at most {MAX_ALLOWED_VALUES} values")]
+    out: list[FieldViolation] = []
+    for i, value in enumerate(values):
+        if not value or value != value.strip() or not value.isprintable():
+            out.append(
+                FieldViolation(
+                    f"{where}.allowed_values[{i}]",
+                    "must be non-empty printable text without surrounding spaces",
+                )
+            )
+        elif len(value) > spec.max_length:
+            out.append(
+                FieldViolation(
+                    f"{where}.allowed_values[{i}]", f"longer than max_length {spec.max_length}"
+                )
+            )
+        elif values.index(value) != i:
+            out.append(FieldViolation(f"{where}.allowed_values[{i}]", f"duplicate value {value}"))
     return out
 
 
@@ -175,6 +268,11 @@ def _check_value(spec: FieldSpec, value: str) -> str | None:
             parse_resident_id(value)
         except InvalidIdentifier as exc:
             return f"not a valid resident ID number ({exc.why})"
+    elif spec.type is FieldType.ENUM:
+        if value not in spec.allowed_values:
+            return f"must be one of {', '.join(spec.allowed_values)}"
+    elif spec.type is FieldType.BOOLEAN and value not in BOOLEAN_VALUES:
+        return "must be true or false"
     if spec.format is not None and not re.fullmatch(spec.format, value):
         return "does not match the format of the licence type"
     return None
@@ -224,18 +322,16 @@ def validate_validity(
     """
     rule = licence_type.validity
     if valid_until is None:
-        if rule.default_years is not None:
-            valid_until = _add_years(valid_from, rule.default_years)
-        elif not rule.long_term_allowed:
-            raise InvalidArgument.field("valid_until", "this licence type needs an end date")
-        else:
+        valid_until = rule.default_end(valid_from)
+        if valid_until is None:
+            if not rule.long_term_allowed:
+                raise InvalidArgument.field("valid_until", "this licence type needs an end date")
             return None
     if valid_until < valid_from:
         raise InvalidArgument.field("valid_until", "must not be before valid_from")
-    if rule.max_years is not None and valid_until > _add_years(valid_from, rule.max_years):
-        raise InvalidArgument.field(
-            "valid_until", f"must be within {rule.max_years} years of valid_from"
-        )
+    latest = rule.max_end(valid_from)
+    if latest is not None and valid_until > latest:
+        raise InvalidArgument.field("valid_until", f"must be within {rule.max_text} of valid_from")
     return valid_until
 
 
@@ -258,12 +354,21 @@ def _spec_from_json(data: Mapping[str, Any]) -> FieldSpec:
         format=data.get("format"),
         max_length=int(data["max_length"]),
         public=bool(data.get("public", False)),
+        label_en=str(data.get("label_en") or ""),
+        allowed_values=_strings(data.get("allowed_values") or ()),
     )
 
 
-def type_from_row(row: LicenceTypeRow) -> LicenceType:
-    """The :class:`LicenceType` a row stores."""
+def _strings(values: object) -> tuple[str, ...]:
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise TypeError("allowed_values must be a list of strings")
+    return tuple(values)
+
+
+def type_from_row(row: LicenceTypeRow | LicenceTypeRevisionRow) -> LicenceType:
+    """The :class:`LicenceType` a row stores (the current revision, or one revision)."""
     validity = json.loads(row.validity)
+    stamp = row.updated_at if isinstance(row, LicenceTypeRow) else row.created_at
     return LicenceType(
         type_code=row.type_code,
         name=row.name,
@@ -274,6 +379,8 @@ def type_from_row(row: LicenceTypeRow) -> LicenceType:
         fields=tuple(_spec_from_json(f) for f in json.loads(row.field_schema)),
         validity=ValidityRule(**validity),
         layout=json.loads(row.layout),
+        revision=row.revision,
+        created_at=as_utc(stamp),
     )
 
 
@@ -296,6 +403,7 @@ def type_to_json(licence_type: LicenceType) -> dict[str, Any]:
     ``--define`` reads back)."""
     return {
         "type_code": licence_type.type_code,
+        "revision": licence_type.revision,
         "name": licence_type.name,
         "name_en": licence_type.name_en,
         "defining_authority": licence_type.defining_authority,
@@ -310,7 +418,7 @@ def type_to_json(licence_type: LicenceType) -> dict[str, Any]:
 def type_from_json(data: object) -> LicenceType:
     """A :class:`LicenceType` from :func:`type_to_json`'s shape; :class:`InvalidArgument`
     naming the part that is missing or of the wrong kind (the values themselves are checked
-    by :func:`define_type`)."""
+    by :func:`define_type`). ``revision`` is ignored: storing sets it."""
     if not isinstance(data, Mapping):
         raise InvalidArgument.field("type", "must be a JSON object")
 
@@ -363,43 +471,69 @@ def type_from_json(data: object) -> LicenceType:
 def define_type(
     session: Session, principal: Principal, licence_type: LicenceType, *, replace: bool = False
 ) -> LicenceType:
-    """Add (or with ``replace`` update) a licence type, audited in the caller's transaction.
+    """Add (or with ``replace`` revise) a licence type, audited in the caller's transaction;
+    returns the type as stored (with its revision and when it was defined).
 
-    Needs the ``admin`` role. Raises :class:`InvalidArgument` naming each bad part.
+    A new type is revision 1; a replaced one gets the next revision, unless the definition is
+    unchanged (then nothing is written). Needs the ``admin`` role. Raises
+    :class:`InvalidArgument` naming each bad part.
     """
     principal.require_role("admin")
     violations = type_violations(licence_type)
     if violations:
         raise InvalidArgument("invalid licence type", violations)
     now = datetime.now(UTC)
-    row = session.get(LicenceTypeRow, licence_type.type_code)
+    row = session.get(LicenceTypeRow, licence_type.type_code, with_for_update=True)
     if row is not None and not replace:
         raise AlreadyExists(f"licence type {licence_type.type_code} exists")
+    values = _row_values(licence_type)
     if row is None:
-        row = LicenceTypeRow(type_code=licence_type.type_code, created_at=now)
+        row = LicenceTypeRow(type_code=licence_type.type_code, created_at=now, revision=1)
         session.add(row)
-    for key, value in _row_values(licence_type).items():
+    elif all(getattr(row, key) == value for key, value in values.items()):
+        return type_from_row(row)  # the same definition: no new revision
+    else:
+        row.revision += 1
+    for key, value in values.items():
         setattr(row, key, value)
     row.updated_at = now
+    session.flush()
+    session.add(
+        LicenceTypeRevisionRow(
+            type_code=licence_type.type_code,
+            revision=row.revision,
+            defined_by=principal.actor[:200],
+            created_at=now,
+            **values,
+        )
+    )
     session.flush()
     audit.append(
         session,
         actor=principal.actor,
         action="licence.type.define",
         target=licence_type.type_code,
-        details={"name": licence_type.name, "replace": replace},
+        details={"name": licence_type.name, "replace": replace, "revision": row.revision},
     )
-    return licence_type
+    return type_from_row(row)
 
 
-def get_type(session: Session, type_code: str) -> LicenceType:
-    """The licence type with ``type_code``; :class:`NotFound` otherwise."""
+def get_type(session: Session, type_code: str, revision: int = 0) -> LicenceType:
+    """The licence type with ``type_code`` — its current revision, or ``revision`` (from 1);
+    :class:`NotFound` otherwise."""
     if len(type_code) != TYPE_CODE_LENGTH:
         raise InvalidArgument.field("type_code", f"must be {TYPE_CODE_LENGTH} characters")
+    if revision < 0:
+        raise InvalidArgument.field("revision", "must not be negative")
     row = session.get(LicenceTypeRow, type_code)
     if row is None:
         raise NotFound(f"licence type {type_code} is not in the catalogue")
-    return type_from_row(row)
+    if revision == 0 or revision == row.revision:
+        return type_from_row(row)
+    old = session.get(LicenceTypeRevisionRow, (type_code, revision))
+    if old is None:
+        raise NotFound(f"licence type {type_code} has no revision {revision}")
+    return type_from_row(old)
 
 
 def list_types(session: Session) -> list[LicenceType]:
@@ -431,16 +565,22 @@ def business_licence(issuers: Sequence[str]) -> LicenceType:
         issuing_departments=tuple(issuers),
         holder_code_types=("001",),
         fields=(
-            FieldSpec("KZ_TYSHXYDM", "统一社会信用代码", FieldType.USCC, public=True),
-            FieldSpec("KZ_MC", "名称", max_length=200, public=True),
-            FieldSpec("KZ_LX", "类型", max_length=100, public=True),
-            FieldSpec("KZ_FDDBR", "法定代表人", max_length=100, public=True),
-            FieldSpec("KZ_ZCZB", "注册资本", format=r"[0-9.]+(万|亿)?元(人民币)?", max_length=50),
-            FieldSpec("KZ_CLRQ", "成立日期", FieldType.DATE, public=True),
-            FieldSpec("KZ_YYQX", "营业期限", format=_DATE_OR_LONG, max_length=40),
-            FieldSpec("KZ_ZS", "住所", max_length=300),
-            FieldSpec("KZ_JYFW", "经营范围", max_length=4000),
-            FieldSpec("KZ_DJJG", "登记机关", max_length=200, public=True),
+            FieldSpec("KZ_TYSHXYDM", "统一社会信用代码", FieldType.USCC, public=True,
+                      label_en="Unified social credit code"),
+            FieldSpec("KZ_MC", "名称", max_length=200, public=True, label_en="Name"),
+            FieldSpec("KZ_LX", "类型", max_length=100, public=True, label_en="Type"),
+            FieldSpec("KZ_FDDBR", "法定代表人", max_length=100, public=True,
+                      label_en="Legal representative"),
+            FieldSpec("KZ_ZCZB", "注册资本", format=r"[0-9.]+(万|亿)?元(人民币)?", max_length=50,
+                      label_en="Registered capital"),
+            FieldSpec("KZ_CLRQ", "成立日期", FieldType.DATE, public=True,
+                      label_en="Date of establishment"),
+            FieldSpec("KZ_YYQX", "营业期限", format=_DATE_OR_LONG, max_length=40,
+                      label_en="Term of operation"),
+            FieldSpec("KZ_ZS", "住所", max_length=300, label_en="Domicile"),
+            FieldSpec("KZ_JYFW", "经营范围", max_length=4000, label_en="Business scope"),
+            FieldSpec("KZ_DJJG", "登记机关", max_length=200, public=True,
+                      label_en="Registration authority"),
         ),
         validity=ValidityRule(default_years=None, max_years=None, long_term_allowed=True),
         layout={
@@ -464,13 +604,17 @@ def uscc_certificate(issuers: Sequence[str]) -> LicenceType:
         issuing_departments=tuple(issuers),
         holder_code_types=("001",),
         fields=(
-            FieldSpec("KZ_TYSHXYDM", "统一社会信用代码", FieldType.USCC, public=True),
-            FieldSpec("KZ_JGMC", "机构名称", max_length=200, public=True),
-            FieldSpec("KZ_JGLX", "机构类型", max_length=100, public=True),
-            FieldSpec("KZ_FZR", "负责人", max_length=100, public=True),
-            FieldSpec("KZ_JGDZ", "机构地址", max_length=300),
-            FieldSpec("KZ_BFJG", "颁发机关", max_length=200, public=True),
-            FieldSpec("KZ_BZ", "备注", required=False, max_length=500),
+            FieldSpec("KZ_TYSHXYDM", "统一社会信用代码", FieldType.USCC, public=True,
+                      label_en="Unified social credit code"),
+            FieldSpec("KZ_JGMC", "机构名称", max_length=200, public=True,
+                      label_en="Name of the institution"),
+            FieldSpec("KZ_JGLX", "机构类型", max_length=100, public=True,
+                      label_en="Type of institution"),
+            FieldSpec("KZ_FZR", "负责人", max_length=100, public=True, label_en="Person in charge"),
+            FieldSpec("KZ_JGDZ", "机构地址", max_length=300, label_en="Address"),
+            FieldSpec("KZ_BFJG", "颁发机关", max_length=200, public=True,
+                      label_en="Issuing authority"),
+            FieldSpec("KZ_BZ", "备注", required=False, max_length=500, label_en="Remarks"),
         ),
         validity=ValidityRule(default_years=5, max_years=5, long_term_allowed=False),
         layout={

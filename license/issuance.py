@@ -17,6 +17,20 @@ IMMEDIATE`` would deadlock on a nested writer):
 A failure after step 1 leaves the reserved status indexes unused. That is harmless: no licence
 carries them, and an index with no licence stays ``valid`` (0) in the published list forever.
 
+**Idempotency** (``IssueRequest.request_id``, per issuing department): the key is claimed, with
+the SHA-256 of the request body and the identifier it will issue, in the step-1 transaction
+(:class:`~license.models.LicenceIssueRequestRow`, primary key ``(issuer_code, request_id)``) and
+marked complete in the step-3 one. A repeat with the same body gets the licence issued under
+the key (nothing new: no licence, seal use, status index or audit record); with another body it
+gets ALREADY_EXISTS. Concurrent duplicates collide on the primary key, so only one claim — and
+one status index — commits; the others wait (``request_wait``) for the claimant to finish and
+answer its licence. A claimant that fails releases its claim (a duplicate waiting for it then
+issues); a claim left pending by a crashed process can be taken over after ``claim_timeout``.
+
+**Annotations** (:meth:`LicenceService.new_version`) are stored with the new version
+(:class:`~license.models.LicenceAnnotationRow`) and returned with every version of the chain
+they lead to (:attr:`StoredLicence.annotations`).
+
 Signed data, QR payload and document are encrypted at rest (:mod:`license.vault`);
 :meth:`LicenceService.stored` returns them in clear. Signing keys come from ``signers``: a
 callable from the issuing department's USCC to its :class:`LicenceSigner` (in production
@@ -26,12 +40,16 @@ callable from the issuing department's USCC to its :class:`LicenceSigner` (in pr
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Protocol
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,7 +69,12 @@ from idp.types import IdentityRef, IdentityStatus
 from license.catalogue import LicenceType, get_type, validate_fields, validate_validity
 from license.identifiers import build_identifier, parse_identifier
 from license.jws import LicenceSigner, unverified_payload
-from license.models import LicenceRow, LicenceStatusListRow
+from license.models import (
+    LicenceAnnotationRow,
+    LicenceIssueRequestRow,
+    LicenceRow,
+    LicenceStatusListRow,
+)
 from license.qr import encode_payload
 from license.signed_data import (
     HOLDER_RESIDENT_ID,
@@ -71,12 +94,21 @@ _REGISTRY_READER = Principal(
     kind="system", subject="license-issuance", roles=frozenset({"verifier"})
 )
 MAX_REASON = 1000
+MAX_REQUEST_ID = 128
 DOCUMENT_KIND = "licence"
+REQUEST_WAIT = timedelta(seconds=30)  # how long a duplicate waits for the claimant
+CLAIM_TIMEOUT = timedelta(minutes=10)  # after which a pending claim may be taken over
 
 
 @dataclass(frozen=True)
 class IssueRequest:
-    """What a department submits to issue a licence."""
+    """What a department submits to issue a licence.
+
+    ``holder_name``, when given, must be the registry's name of the holder (compared after
+    NFKC normalisation and whitespace folding, so full-width brackets match); the licence always
+    carries the registry's name. ``issue_date`` must be empty or today; ``valid_from`` defaults
+    to the issue date. ``request_id`` is the department's idempotency key (see the module doc).
+    """
 
     type_code: str
     issuer_code: str
@@ -84,10 +116,60 @@ class IssueRequest:
     holder_code_type: str  # 111 resident ID number, 001 USCC
     holder_code: str
     fields: Mapping[str, object]
-    valid_from: date
+    valid_from: date | None = None  # None: the issue date
     valid_until: date | None = None
     number: str = ""  # ZZBH; defaults to the serial
     serial: str = ""  # defaults to <year><random 10 digits>
+    holder_name: str = ""  # CZZT as the department knows it; empty: the registry's
+    issue_date: date | None = None  # must be None or today
+    request_id: str = ""  # idempotency key, per issuing department
+
+
+def request_sha256(request: IssueRequest, *, document: bool) -> str:
+    """SHA-256 (hex) of what an IssueLicense request asks for, as sent: what a repeat with the
+    same ``request_id`` must match. Surrounding spaces and empty optional fields do not count."""
+    body = {
+        "type_code": request.type_code,
+        "issuer_code": request.issuer_code,
+        "holder_code_type": request.holder_code_type,
+        "holder_code": request.holder_code.strip(),
+        "holder_name": request.holder_name.strip(),
+        "fields": {
+            str(k): str(v).strip()
+            for k, v in request.fields.items()
+            if v is not None and str(v).strip()
+        },
+        "valid_from": request.valid_from.isoformat() if request.valid_from else "",
+        "valid_until": request.valid_until.isoformat() if request.valid_until else "",
+        "issue_date": request.issue_date.isoformat() if request.issue_date else "",
+        "number": request.number,
+        "serial": request.serial,
+        "document": document,
+    }
+    return hashlib.sha256(audit.canonical_json(body)).hexdigest()
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether two names of a holder are the same (NFKC, whitespace folded)."""
+
+    def norm(text: str) -> str:
+        return " ".join(unicodedata.normalize("NFKC", text).split())
+
+    return norm(a) == norm(b)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """An annotation (加注件): the version it produced, its text, the fields it changed (``KZ_*``
+    names, ``CZZT`` for the holder's name, ``ZZYXQJZRQ`` for the end of validity), who
+    (principal actor; ``annotated_by_id`` the acting citizen, if any) and when."""
+
+    identifier: str
+    text: str
+    changed_fields: tuple[str, ...]
+    annotated_by: str
+    annotated_by_id: str
+    annotated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -101,6 +183,7 @@ class IssuedLicence:
     status: str = "valid"
     previous: str | None = None
     document_pdf: bytes | None = None
+    replayed: bool = False  # True when a repeated request_id returned an earlier licence
 
     @property
     def document_digest(self) -> bytes | None:
@@ -116,6 +199,7 @@ class StoredLicence:
     signed_data: str
     qr_payload: str
     document_pdf: bytes | None
+    annotations: tuple[Annotation, ...] = ()  # those leading to this version, oldest first
 
 
 @dataclass(frozen=True)
@@ -157,6 +241,30 @@ class _Draft:
     context: UseContext | None = None
 
 
+class _Prepared(NamedTuple):
+    request: IssueRequest
+    licence_type: LicenceType
+    fields: dict[str, str]
+    valid_from: date
+    valid_until: date | None
+    holder: tuple[str, str, str]  # identity id, registry name, normalised code
+    serial: str
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """The idempotency key a single issuance claims (``takeover``: the stale claim's
+    identifier it replaces)."""
+
+    request_id: str
+    sha256: str
+    takeover: str | None = None
+
+
+class _ClaimTaken(Exception):
+    """Another call holds (or just completed) the idempotency key: look at it again."""
+
+
 class LicenceService:
     """Issuance and status changes over one database, registry and set of signers.
 
@@ -177,6 +285,8 @@ class LicenceService:
         documents: DocumentMaker | None = None,
         seals: DepartmentSeals | None = None,
         clock: Callable[[], datetime] | None = None,
+        request_wait: timedelta = REQUEST_WAIT,
+        claim_timeout: timedelta = CLAIM_TIMEOUT,
     ) -> None:
         if (documents is None) != (seals is None):
             raise ValueError("documents and seals go together")
@@ -189,6 +299,8 @@ class LicenceService:
         self.documents = documents
         self.seals = seals
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.request_wait = request_wait
+        self.claim_timeout = claim_timeout
 
     # --- checks -------------------------------------------------------------------------
 
@@ -201,8 +313,11 @@ class LicenceService:
                 f"department {issuer_code} may not issue licence type {licence_type.type_code}"
             )
 
-    def _holder(self, licence_type: LicenceType, code_type: str, code: str) -> tuple[str, str, str]:
-        """(identity id, holder name, normalised code) of an active holder."""
+    def _holder(
+        self, licence_type: LicenceType, code_type: str, code: str, name: str = ""
+    ) -> tuple[str, str, str]:
+        """(identity id, holder name, normalised code) of an active holder; ``name``, when
+        given, must be the registry's (see :func:`same_name`)."""
         if code_type not in licence_type.holder_code_types:
             allowed = ", ".join(licence_type.holder_code_types)
             raise InvalidArgument.field(
@@ -218,6 +333,10 @@ class LicenceService:
             identity = (citizen.id, citizen.name, number, citizen.status)
         else:
             raise InvalidArgument.field("holder_code_type", "must be 111 or 001")
+        if name.strip() and not same_name(name, identity[1]):
+            raise InvalidArgument.field(
+                "holder_name", "does not match the name registered for this holder"
+            )
         if identity[3] != IdentityStatus.ACTIVE:
             raise FailedPrecondition(f"the holder is {identity[3]}, not active")
         return identity[0], identity[1], identity[2]
@@ -227,18 +346,95 @@ class LicenceService:
     def issue(
         self, principal: Principal, request: IssueRequest, *, document: bool = True
     ) -> IssuedLicence:
-        """IssueLicense: validate, reserve, sign (and seal the document), store and audit."""
-        return self.issue_many(principal, [request], document=document)[0]
+        """IssueLicense: validate, reserve, sign (and seal the document), store and audit.
+
+        With ``request.request_id``, idempotent per issuing department (see the module doc):
+        the licence already issued under the key comes back with ``replayed`` set."""
+        if not request.request_id:
+            return self.issue_many(principal, [request], document=document)[0]
+        request_id = _request_id(request.request_id)
+        if not principal.has_role(LICENCE_ISSUER_PREFIX + request.issuer_code):
+            raise PermissionDenied(
+                f"{principal.actor} may not issue for department {request.issuer_code}"
+            )
+        digest = request_sha256(request, document=document)
+        deadline = time.monotonic() + self.request_wait.total_seconds()
+        pause = 0.02
+        while True:
+            with self.db.read() as session:
+                claim = session.get(LicenceIssueRequestRow, (request.issuer_code, request_id))
+                if claim is not None:
+                    session.expunge(claim)
+            takeover: str | None = None
+            if claim is not None:
+                if claim.request_sha256 != digest:
+                    raise AlreadyExists(
+                        f"request_id {request_id} of department {request.issuer_code} was used "
+                        f"for a different request (licence {claim.identifier}); use a new "
+                        "request_id for a new licence"
+                    )
+                if claim.completed_at is not None:
+                    return self._replayed(claim.identifier)
+                if self._clock() - as_utc(claim.created_at) < self.claim_timeout:
+                    if time.monotonic() >= deadline:
+                        raise FailedPrecondition(
+                            f"request_id {request_id} is still being issued by another call; "
+                            "retry later"
+                        )
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    continue
+                takeover = claim.identifier  # the claimant crashed: issue in its place
+            try:
+                return self.issue_many(
+                    principal,
+                    [request],
+                    document=document,
+                    claim=_Claim(request_id, digest, takeover),
+                )[0]
+            except _ClaimTaken:
+                if time.monotonic() >= deadline:
+                    raise FailedPrecondition(
+                        f"request_id {request_id} is still being issued by another call; "
+                        "retry later"
+                    ) from None
+                continue
+
+    def _replayed(self, identifier: str) -> IssuedLicence:
+        stored = self.stored(identifier)
+        return IssuedLicence(
+            identifier,
+            LicenceMetadata.from_json(unverified_payload(stored.signed_data)),
+            stored.signed_data,
+            stored.qr_payload,
+            status=stored.row.status,
+            previous=stored.row.previous_identifier,
+            document_pdf=stored.document_pdf,
+            replayed=True,
+        )
 
     def issue_many(
-        self, principal: Principal, requests: Sequence[IssueRequest], *, document: bool = True
+        self,
+        principal: Principal,
+        requests: Sequence[IssueRequest],
+        *,
+        document: bool = True,
+        claim: _Claim | None = None,
     ) -> list[IssuedLicence]:
         """Issue several licences (all or none), one audit record each.
 
         Every request is validated first (errors name the request: ``requests[3].fields.KZ_MC``
         when there is more than one). ``document=False`` (or no document maker) issues the
         signed data and QR payload only. Batching amortises the commits and the audit lock.
+        Idempotency keys are for single requests (:meth:`issue`); a batch is refused one.
         """
+        if claim is None:
+            for i, r in enumerate(requests):
+                if r.request_id:
+                    raise InvalidArgument.field(
+                        f"requests[{i}].request_id" if len(requests) > 1 else "request_id",
+                        "idempotency keys are honoured by single issuance (issue) only",
+                    )
         types: dict[str, LicenceType] = {}
         prepared = [
             self._prepare(principal, r, i, len(requests), types) for i, r in enumerate(requests)
@@ -254,21 +450,98 @@ class LicenceService:
         # Step 1: identifiers free, status indexes reserved (a short transaction).
         allow = self.registry.uscc_allow_list
         idents = [
-            str(build_identifier(t.type_code, r.issuer_code, serial, 1, allow_list=allow))
-            for r, t, _f, _v, _h, serial in prepared
-        ]
+            str(build_identifier(p.licence_type.type_code, p.request.issuer_code, p.serial, 1,
+                                 allow_list=allow))
+            for p in prepared
+        ]  # fmt: skip
         duplicates = {i for i in idents if idents.count(i) > 1}
         if duplicates:
             raise AlreadyExists(f"the batch issues {sorted(duplicates)[0]} twice")
-        with self.db.transaction() as session:
-            self._check_free(session, idents)
-            next_index = {
-                issuer: allocate_index(session, issuer, count)
-                for issuer, count in sorted(per_issuer.items())
-            }
+        try:
+            with self.db.transaction() as session:
+                self._check_free(session, idents)
+                if claim is not None:
+                    self._claim(session, principal, requests[0].issuer_code, claim, idents[0], now)
+                next_index = {
+                    issuer: allocate_index(session, issuer, count)
+                    for issuer, count in sorted(per_issuer.items())
+                }
+        except IntegrityError:
+            if claim is None:
+                raise
+            raise _ClaimTaken from None  # a concurrent duplicate claimed the key first
+        try:
+            return self._sign_and_store(
+                principal, prepared, idents, next_index, signers, contexts, now, claim
+            )
+        except BaseException:
+            if claim is not None:
+                self._release(requests[0].issuer_code, claim.request_id, idents[0])
+            raise
+
+    def _claim(
+        self,
+        session: Session,
+        principal: Principal,
+        issuer_code: str,
+        claim: _Claim,
+        identifier: str,
+        now: datetime,
+    ) -> None:
+        """Claim an idempotency key in the step-1 transaction (or take over a stale claim)."""
+        row = session.get(
+            LicenceIssueRequestRow, (issuer_code, claim.request_id), with_for_update=True
+        )
+        if row is None:
+            if claim.takeover is not None:
+                raise _ClaimTaken  # released meanwhile: look again
+            session.add(
+                LicenceIssueRequestRow(
+                    issuer_code=issuer_code,
+                    request_id=claim.request_id,
+                    request_sha256=claim.sha256,
+                    identifier=identifier,
+                    actor=principal.actor[:200],
+                    created_at=now,
+                    completed_at=None,
+                )
+            )
+            session.flush()
+            return
+        if claim.takeover is None or row.identifier != claim.takeover or row.completed_at:
+            raise _ClaimTaken
+        row.identifier = identifier
+        row.actor = principal.actor[:200]
+        row.created_at = now
+
+    def _release(self, issuer_code: str, request_id: str, identifier: str) -> None:
+        """Give up a pending claim after a failure (best effort: a claim left behind is taken
+        over after ``claim_timeout``)."""
+        try:
+            with self.db.transaction() as session:
+                row = session.get(
+                    LicenceIssueRequestRow, (issuer_code, request_id), with_for_update=True
+                )
+                if row is not None and row.identifier == identifier and row.completed_at is None:
+                    session.delete(row)
+        except Exception:  # noqa: BLE001, S110 - the original error is what the caller needs
+            pass
+
+    def _sign_and_store(
+        self,
+        principal: Principal,
+        prepared: Sequence[_Prepared],
+        idents: Sequence[str],
+        next_index: dict[str, int],
+        signers: Mapping[str, LicenceSigner],
+        contexts: Mapping[str, UseContext],
+        now: datetime,
+        claim: _Claim | None,
+    ) -> list[IssuedLicence]:
+        """Steps 2 and 3 of :meth:`issue_many`."""
         # Step 2: sign and seal outside any transaction.
         drafts: list[_Draft] = []
-        for (request, licence_type, fields, valid_until, holder, serial), ident in zip(
+        for (request, licence_type, fields, valid_from, valid_until, holder, serial), ident in zip(
             prepared, idents, strict=True
         ):
             status_index = next_index[request.issuer_code]
@@ -284,7 +557,7 @@ class LicenceService:
                 holder_name=holder[1],
                 holder_code=holder[2],
                 holder_code_type=request.holder_code_type,
-                valid_from=request.valid_from,
+                valid_from=valid_from,
                 valid_until=valid_until,
                 fields=fields,
                 status_index=status_index,
@@ -297,6 +570,8 @@ class LicenceService:
         try:
             with self.db.transaction() as session:
                 self._check_free(session, idents)
+                if claim is not None:
+                    self._complete(session, drafts[0].request.issuer_code, claim, idents[0], now)
                 for draft in drafts:
                     self._store(session, principal, draft, now)
                     audit.append(
@@ -315,6 +590,18 @@ class LicenceService:
         return [_issued(d) for d in drafts]
 
     @staticmethod
+    def _complete(
+        session: Session, issuer_code: str, claim: _Claim, identifier: str, now: datetime
+    ) -> None:
+        """Mark the claim complete in the step-3 transaction, if it is still this call's."""
+        row = session.get(
+            LicenceIssueRequestRow, (issuer_code, claim.request_id), with_for_update=True
+        )
+        if row is None or row.identifier != identifier or row.completed_at is not None:
+            raise _ClaimTaken  # taken over meanwhile: the other call's licence counts
+        row.completed_at = now
+
+    @staticmethod
     def _check_free(session: Session, idents: Sequence[str]) -> None:
         for ident in idents:
             if session.get(LicenceRow, ident) is not None:
@@ -328,16 +615,22 @@ class LicenceService:
         index: int,
         count: int,
         types: dict[str, LicenceType],
-    ) -> tuple[IssueRequest, LicenceType, dict[str, str], date | None, tuple[str, str, str], str]:
+    ) -> _Prepared:
         try:
+            today = self._clock().date()
+            if request.issue_date is not None and request.issue_date != today:
+                raise InvalidArgument.field("issue_date", "must be empty or today")
+            valid_from = request.valid_from or today
             licence_type = types.get(request.type_code)
             if licence_type is None:
                 with self.db.read() as session:
                     licence_type = types[request.type_code] = get_type(session, request.type_code)
             self._authorise(principal, licence_type, request.issuer_code)
             fields = validate_fields(licence_type, request.fields)
-            valid_until = validate_validity(licence_type, request.valid_from, request.valid_until)
-            holder = self._holder(licence_type, request.holder_code_type, request.holder_code)
+            valid_until = validate_validity(licence_type, valid_from, request.valid_until)
+            holder = self._holder(
+                licence_type, request.holder_code_type, request.holder_code, request.holder_name
+            )
         except InvalidArgument as exc:
             if count == 1:
                 raise
@@ -350,7 +643,7 @@ class LicenceService:
             ) from None
         year = self._clock().year
         serial = request.serial or f"{year}{secrets.randbelow(10**10):010d}"
-        return request, licence_type, fields, valid_until, holder, serial
+        return _Prepared(request, licence_type, fields, valid_from, valid_until, holder, serial)
 
     def _sign(self, draft: _Draft, context: UseContext | None) -> None:
         """JWS, QR payload and (with a seal context) the sealed document — no transaction."""
@@ -381,6 +674,7 @@ class LicenceService:
             LicenceRow(
                 identifier=metadata.identifier,
                 type_code=metadata.type_code,
+                type_revision=draft.licence_type.revision,
                 issuer_code=metadata.issuer_code,
                 serial=ident.serial,
                 version=ident.version,
@@ -497,6 +791,11 @@ class LicenceService:
             context = self.seals.context(issuer)
         self._sign(draft, context)
         changed = sorted(k for k in new_fields if previous.fields.get(k) != new_fields[k])
+        noted = list(changed)
+        if metadata.holder_name != previous.holder_name:
+            noted.append("CZZT")
+        if metadata.valid_until != previous.valid_until:
+            noted.append("ZZYXQJZRQ")
         try:
             with self.db.transaction() as session:
                 old = self._current(session, principal, identifier)
@@ -506,6 +805,21 @@ class LicenceService:
                 old.status = "revoked"
                 old.status_reason = f"superseded by {draft.metadata.identifier}: {reason}"
                 old.updated_at = now
+                session.add(
+                    LicenceAnnotationRow(
+                        identifier=draft.metadata.identifier,
+                        previous_identifier=identifier,
+                        issuer_code=issuer,
+                        type_code=licence_type.type_code,
+                        serial=ident.serial,
+                        version=ident.version,
+                        text=reason,
+                        changed_fields=json.dumps(noted, ensure_ascii=False),
+                        annotated_by=principal.actor[:200],
+                        annotated_by_id=principal.citizen_id or "",
+                        annotated_at=now,
+                    )
+                )
                 self._refresh(session, issuer)
                 audit.append(
                     session,
@@ -589,8 +903,9 @@ class LicenceService:
         """Resume a suspended licence."""
         self._set_status(principal, identifier, reason, {"suspended"}, "valid")
 
-    def opened(self, row: LicenceRow) -> StoredLicence:
-        """A stored row with its secrets decrypted."""
+    def opened(self, row: LicenceRow, annotations: Sequence[Annotation] = ()) -> StoredLicence:
+        """A stored row with its secrets decrypted (and the ``annotations`` given, see
+        :meth:`annotations`)."""
         ident = row.identifier
         vault = self.vault
         return StoredLicence(
@@ -598,7 +913,43 @@ class LicenceService:
             vault.open_text(row.signed_data, SIGNED_DATA, ident),
             vault.open_text(row.qr_payload, QR_PAYLOAD, ident),
             vault.open(row.document_pdf, DOCUMENT, ident) if row.document_pdf else None,
+            tuple(annotations),
         )
+
+    @staticmethod
+    def annotations(
+        session: Session, rows: Iterable[LicenceRow]
+    ) -> dict[str, tuple[Annotation, ...]]:
+        """The annotations leading to each version of ``rows`` (oldest first), by identifier;
+        one query for all rows (none when every row is a first version)."""
+        later = [r for r in rows if r.version > 1]
+        if not later:
+            return {}
+        found = session.scalars(
+            select(LicenceAnnotationRow)
+            .where(
+                LicenceAnnotationRow.issuer_code.in_({r.issuer_code for r in later}),
+                LicenceAnnotationRow.serial.in_({r.serial for r in later}),
+            )
+            .order_by(LicenceAnnotationRow.version)
+        ).all()
+        out: dict[str, tuple[Annotation, ...]] = {}
+        for row in later:
+            out[row.identifier] = tuple(
+                Annotation(
+                    a.identifier,
+                    a.text,
+                    tuple(json.loads(a.changed_fields)),
+                    a.annotated_by,
+                    a.annotated_by_id,
+                    as_utc(a.annotated_at),
+                )
+                for a in found
+                if (a.issuer_code, a.type_code, a.serial) == (row.issuer_code, row.type_code,
+                                                              row.serial)
+                and a.version <= row.version
+            )  # fmt: skip
+        return out
 
     def stored(self, identifier: str) -> StoredLicence:
         """A licence version with its signed data, QR payload and document in clear (for the
@@ -607,7 +958,7 @@ class LicenceService:
             row = session.get(LicenceRow, identifier)
             if row is None:
                 raise NotFound(f"no licence {identifier}")
-            return self.opened(row)
+            return self.opened(row, self.annotations(session, [row]).get(identifier, ()))
 
     def get(self, identifier: str) -> LicenceRow:
         """The stored licence row (its secret columns are encrypted; see :meth:`stored`)."""
@@ -627,6 +978,15 @@ def _issued(draft: _Draft) -> IssuedLicence:
         previous=draft.metadata.previous,
         document_pdf=draft.document,
     )
+
+
+def _request_id(text: str) -> str:
+    """A checked idempotency key: 1-128 printable ASCII characters, no spaces."""
+    if len(text) > MAX_REQUEST_ID or not all("!" <= c <= "~" for c in text):
+        raise InvalidArgument.field(
+            "request_id", f"at most {MAX_REQUEST_ID} printable ASCII characters without spaces"
+        )
+    return text
 
 
 def _hex_digest(data: bytes | None) -> str:

@@ -1,5 +1,6 @@
-"""Tables of the e-licence package: the catalogue, issued licences, per-issuer status lists and
-the holders' access grants to third parties.
+"""Tables of the e-licence package: the catalogue, issued licences, their annotations (加注),
+the departments' IssueLicense idempotency keys, per-issuer status lists and the holders' access
+grants to third parties.
 
 ``licences.signed_data``, ``qr_payload`` and ``document_pdf`` hold ciphertexts
 (:mod:`license.vault`, bound to the identifier); access codes are stored as SHA-256 only.
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -28,7 +30,8 @@ from govtrust.db import Base
 
 
 class LicenceTypeRow(Base):
-    """One licence type of the catalogue (证照目录)."""
+    """One licence type of the catalogue (证照目录): its current revision (every revision,
+    this one included, is kept in :class:`LicenceTypeRevisionRow`)."""
 
     __tablename__ = "licence_types"
 
@@ -43,7 +46,31 @@ class LicenceTypeRow(Base):
     validity: Mapped[str] = mapped_column(Text)  # JSON validity rules
     layout: Mapped[str] = mapped_column(Text)  # JSON layout description
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # of this revision
+    revision: Mapped[int] = mapped_column(Integer, server_default="1")
+
+
+class LicenceTypeRevisionRow(Base):
+    """One revision of a licence type's definition, as it was defined (the same JSON columns
+    as :class:`LicenceTypeRow`); licences name the revision they were issued under."""
+
+    __tablename__ = "licence_type_revisions"
+
+    type_code: Mapped[str] = mapped_column(
+        String(21), ForeignKey("licence_types.type_code"), primary_key=True
+    )
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    name_en: Mapped[str] = mapped_column(String(128))
+    defining_authority: Mapped[str] = mapped_column(String(256))
+    defining_authority_code: Mapped[str] = mapped_column(String(18))
+    issuing_departments: Mapped[str] = mapped_column(Text)
+    holder_code_types: Mapped[str] = mapped_column(String(32))
+    field_schema: Mapped[str] = mapped_column(Text)
+    validity: Mapped[str] = mapped_column(Text)
+    layout: Mapped[str] = mapped_column(Text)
+    defined_by: Mapped[str] = mapped_column(String(200))  # principal actor
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class LicenceRow(Base):
@@ -56,6 +83,7 @@ class LicenceRow(Base):
     type_code: Mapped[str] = mapped_column(
         String(21), ForeignKey("licence_types.type_code"), index=True
     )
+    type_revision: Mapped[int] = mapped_column(Integer, server_default="1")
     issuer_code: Mapped[str] = mapped_column(String(18), index=True)
     serial: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
@@ -75,6 +103,47 @@ class LicenceRow(Base):
     qr_payload: Mapped[str] = mapped_column(Text)  # GT1: payload, encrypted
     document_pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LicenceAnnotationRow(Base):
+    """The annotation (加注件) that produced one licence version (2, 3, ...): its text, the
+    fields that changed, who and when. A version's annotations are those of its chain (same
+    issuer, type and serial) up to its version."""
+
+    __tablename__ = "licence_annotations"
+    __table_args__ = (Index("ix_licence_annotations_chain", "issuer_code", "serial"),)
+
+    identifier: Mapped[str] = mapped_column(
+        String(160), ForeignKey("licences.identifier"), primary_key=True
+    )
+    previous_identifier: Mapped[str] = mapped_column(String(160))
+    issuer_code: Mapped[str] = mapped_column(String(18))
+    type_code: Mapped[str] = mapped_column(String(21))
+    serial: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(String(1000))
+    changed_fields: Mapped[str] = mapped_column(Text)  # JSON list of KZ_* names (and CZZT, ...)
+    annotated_by: Mapped[str] = mapped_column(String(200))  # principal actor
+    annotated_by_id: Mapped[str] = mapped_column(String(64))  # acting citizen id, or ""
+    annotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LicenceIssueRequestRow(Base):
+    """An IssueLicense idempotency key (``request_id``) of one issuing department.
+
+    Claimed, with the licence identifier it will issue, in the transaction that reserves the
+    status-list index; ``completed_at`` is set in the transaction that stores the licence. The
+    primary key makes concurrent duplicates collide: only one claim (and one index) commits."""
+
+    __tablename__ = "licence_issue_requests"
+
+    issuer_code: Mapped[str] = mapped_column(String(18), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))  # of the canonical request body
+    identifier: Mapped[str] = mapped_column(String(160))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class LicenceStatusListRow(Base):

@@ -50,11 +50,13 @@ class PublicStatus(StrEnum):
 
 @dataclass(frozen=True)
 class PublicField:
-    """One public ``KZ_*`` field: name, label (the catalogue's, Chinese) and value."""
+    """One public ``KZ_*`` field: name, labels (the catalogue's, Chinese and English — empty
+    when the type has none) and value."""
 
     name: str
     label: str
     value: str
+    label_en: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,10 @@ class PublicLicenceView:
             "issue_date": iso(self.issue_date),
             "valid_from": iso(self.valid_from),
             "valid_until": iso(self.valid_until),
-            "fields": [{"name": f.name, "label": f.label, "value": f.value} for f in self.fields],
+            "fields": [
+                {"name": f.name, "label": f.label, "label_en": f.label_en, "value": f.value}
+                for f in self.fields
+            ],
             "status": self.status.value,
             "version": self.version,
             "superseded_by": self.superseded_by,
@@ -183,7 +188,9 @@ def build_view(
     if meta is not None and licence_type is not None:
         for spec in licence_type.fields:
             if spec.public and spec.name in meta.fields:
-                fields.append(PublicField(spec.name, spec.label, meta.fields[spec.name]))
+                fields.append(
+                    PublicField(spec.name, spec.label, meta.fields[spec.name], spec.label_en)
+                )
     row = stored.row if stored is not None else None
     identifier = row.identifier if row is not None else check.identifier
     version = 0
@@ -230,7 +237,7 @@ def _records(service: LicenceService, identifier: str) -> tuple[StoredLicence, L
     except NotFound:
         return None
     with service.db.read() as session:
-        licence_type = get_type(session, stored.row.type_code)
+        licence_type = get_type(session, stored.row.type_code, stored.row.type_revision)
     return stored, licence_type
 
 

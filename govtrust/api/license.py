@@ -14,17 +14,25 @@ NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED). Every RPC is implemented.
   runtime's trust list (department seal chains, refreshed every minute), PDFs with
   :func:`license.document_check.check_pdf`; the status from the issuer's signed status list.
 
-Known gaps of the mapping (the domain has no such notion yet):
+Mapping notes:
 
-* licence types have no revisions: every type is revision 1, ``created_at`` is unset;
-* validity is kept in whole years: ``ValidityRule.default_days``/``max_days`` are multiples of
-  365 on output and must be on input; field types ``USCC`` and ``RESIDENT_ID`` are reported as
-  ``FIELD_TYPE_STRING`` (with their checks still applied at issuance), and ``FIELD_TYPE_ENUM`` /
-  ``FIELD_TYPE_BOOLEAN`` are refused on input; ``label_en`` is not stored;
-* IssueLicense: ``issue_date`` must be empty or today; ``request_id`` (idempotency) is not
-  honoured; ``holder.name`` is not compared with the registry (the registry's name is used);
-* ``License.annotations`` is left empty (annotation texts are in the audit log); signed JSON
-  verification reports are not offered.
+* IssueLicense: ``request_id`` is an idempotency key per issuing department (a repeat with the
+  same body answers the licence already issued; another body, ALREADY_EXISTS; see
+  :mod:`license.issuance`); ``holder.name``, when given, must match the registry's name
+  (INVALID_ARGUMENT on ``holder.name``); ``issue_date`` must be empty or today.
+* Validity lengths: ``default_days``/``max_days`` that are multiples of 365 are kept as whole
+  years (the same calendar date N years later), others as days.
+* ``License.annotations``: ``annotated_by`` carries the principal (``display_name``, e.g.
+  ``service:amr-system``) and, when a person acted, their citizen id (``id``).
+* Types have revisions (DefineLicenseType on an existing code makes the next one unless the
+  definition is unchanged); GetLicenseType reads any revision; licences report theirs.
+
+Known gaps of the mapping:
+
+* ``LicenseType.public_metadata_fields`` is not stored (the public page shows a fixed set of
+  metadata) and issuing departments are returned by code only (no names);
+* ``LicenseMetadata.zzqzsj``/``zzqzmc`` (signing time, seal name) are not recorded;
+* signed JSON verification reports are not offered.
 """
 
 from __future__ import annotations
@@ -42,7 +50,6 @@ from govtrust.api.identity import parse_ref
 from govtrust.errors import (
     FieldViolation,
     InvalidArgument,
-    NotFound,
     PermissionDenied,
 )
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
@@ -75,8 +82,10 @@ _FIELD_TYPE = {
     FieldType.DATE: license_pb2.FIELD_TYPE_DATE,
     FieldType.INTEGER: license_pb2.FIELD_TYPE_INTEGER,
     FieldType.DECIMAL: license_pb2.FIELD_TYPE_DECIMAL,
-    FieldType.USCC: license_pb2.FIELD_TYPE_STRING,
-    FieldType.RESIDENT_ID: license_pb2.FIELD_TYPE_STRING,
+    FieldType.USCC: license_pb2.FIELD_TYPE_USCC,
+    FieldType.RESIDENT_ID: license_pb2.FIELD_TYPE_RESIDENT_ID,
+    FieldType.ENUM: license_pb2.FIELD_TYPE_ENUM,
+    FieldType.BOOLEAN: license_pb2.FIELD_TYPE_BOOLEAN,
 }
 _FIELD_TYPE_IN = {
     license_pb2.FIELD_TYPE_UNSPECIFIED: FieldType.STRING,
@@ -84,6 +93,10 @@ _FIELD_TYPE_IN = {
     license_pb2.FIELD_TYPE_DATE: FieldType.DATE,
     license_pb2.FIELD_TYPE_INTEGER: FieldType.INTEGER,
     license_pb2.FIELD_TYPE_DECIMAL: FieldType.DECIMAL,
+    license_pb2.FIELD_TYPE_ENUM: FieldType.ENUM,
+    license_pb2.FIELD_TYPE_BOOLEAN: FieldType.BOOLEAN,
+    license_pb2.FIELD_TYPE_USCC: FieldType.USCC,
+    license_pb2.FIELD_TYPE_RESIDENT_ID: FieldType.RESIDENT_ID,
 }
 _HOLDER = {HOLDER_USCC: license_pb2.HOLDER_CODE_TYPE_USCC, HOLDER_RESIDENT_ID: 111}
 _HOLDER_IN = {v: k for k, v in _HOLDER.items()}
@@ -123,21 +136,26 @@ def _date_in(field: str, text: str) -> date | None:
         raise InvalidArgument.field(field, "must be a date YYYY-MM-DD") from None
 
 
-def _years_in(field: str, days: int) -> int | None:
+def _length_in(field: str, days: int) -> tuple[int | None, int | None]:
+    """(years, days) of a validity length in days: multiples of 365 are whole years."""
     if days == 0:
-        return None
-    if days < 0 or days % DAYS_PER_YEAR:
-        raise InvalidArgument.field(
-            field, f"must be a whole number of years ({DAYS_PER_YEAR} days)"
-        )
-    return days // DAYS_PER_YEAR
+        return None, None
+    if days < 0:
+        raise InvalidArgument.field(field, "must not be negative (0: none)")
+    if days % DAYS_PER_YEAR == 0:
+        return days // DAYS_PER_YEAR, None
+    return None, days
+
+
+def _length_pb(years: int | None, days: int | None) -> int:
+    return days if days is not None else (years or 0) * DAYS_PER_YEAR
 
 
 # --- catalogue ----------------------------------------------------------------------------------
 
 
 def type_pb(licence_type: LicenceType) -> license_pb2.LicenseType:
-    """The protobuf of a licence type (revision 1: the domain keeps no revisions)."""
+    """The protobuf of a licence type (validity lengths in days, whole years as 365 each)."""
     rule = licence_type.validity
     return license_pb2.LicenseType(
         type_code=licence_type.type_code,
@@ -154,21 +172,24 @@ def type_pb(licence_type: LicenceType) -> license_pb2.LicenseType:
             license_pb2.FieldDefinition(
                 name=spec.name,
                 label=spec.label,
+                label_en=spec.label_en,
                 value_type=_FIELD_TYPE[spec.type],
                 required=spec.required,
                 pattern=spec.format or "",
                 max_length=spec.max_length,
+                allowed_values=list(spec.allowed_values),
                 public=spec.public,
             )
             for spec in licence_type.fields
         ],
         validity=license_pb2.ValidityRule(
-            default_days=(rule.default_years or 0) * DAYS_PER_YEAR,
-            max_days=(rule.max_years or 0) * DAYS_PER_YEAR,
+            default_days=_length_pb(rule.default_years, rule.default_days),
+            max_days=_length_pb(rule.max_years, rule.max_days),
             long_term_allowed=rule.long_term_allowed,
         ),
         layout_json=json.dumps(dict(licence_type.layout), ensure_ascii=False, sort_keys=True),
-        revision=1,
+        revision=licence_type.revision,
+        created_at=timestamp_pb(licence_type.created_at),
     )
 
 
@@ -186,7 +207,7 @@ def type_in(message: license_pb2.LicenseType) -> LicenceType:
     for i, item in enumerate(message.fields):
         if item.value_type not in _FIELD_TYPE_IN:
             violations.append(
-                FieldViolation(f"{prefix}.fields[{i}].value_type", "not supported yet")
+                FieldViolation(f"{prefix}.fields[{i}].value_type", "not a known field type")
             )
             continue
         fields.append(
@@ -198,6 +219,8 @@ def type_in(message: license_pb2.LicenseType) -> LicenceType:
                 format=item.pattern or None,
                 max_length=item.max_length or catalogue.MAX_FIELD_LENGTH,
                 public=item.public,
+                label_en=item.label_en,
+                allowed_values=tuple(item.allowed_values),
             )
         )
     layout: dict[str, Any] = {}
@@ -212,9 +235,13 @@ def type_in(message: license_pb2.LicenseType) -> LicenceType:
             layout = parsed
     rule = message.validity
     try:
+        default = _length_in(f"{prefix}.validity.default_days", rule.default_days)
+        longest = _length_in(f"{prefix}.validity.max_days", rule.max_days)
         validity = ValidityRule(
-            default_years=_years_in(f"{prefix}.validity.default_days", rule.default_days),
-            max_years=_years_in(f"{prefix}.validity.max_days", rule.max_days),
+            default_years=default[0],
+            default_days=default[1],
+            max_years=longest[0],
+            max_days=longest[1],
             long_term_allowed=rule.long_term_allowed,
         )
     except InvalidArgument as exc:
@@ -295,7 +322,7 @@ def licence_pb(stored: StoredLicence, verify_url: str = "") -> license_pb2.Licen
             kind=kind,
             display_name=meta.holder_name,
         ),
-        type_revision=1,
+        type_revision=row.type_revision,
         signed_data=stored.signed_data,
         qr_payload=stored.qr_payload,
         verification_url=verify_url,
@@ -303,6 +330,18 @@ def licence_pb(stored: StoredLicence, verify_url: str = "") -> license_pb2.Licen
         status_list_index=row.status_index,
         previous_identifier=row.previous_identifier or "",
         next_identifier=row.superseded_by or "",
+        annotations=[
+            license_pb2.Annotation(
+                identifier=note.identifier,
+                text=note.text,
+                changed_fields=list(note.changed_fields),
+                annotated_by=common_pb2.IdentitySummary(
+                    id=note.annotated_by_id, display_name=note.annotated_by
+                ),
+                annotated_at=timestamp_pb(note.annotated_at),
+            )
+            for note in stored.annotations
+        ],
         issued_at=timestamp_pb(row.issued_at),
         updated_at=timestamp_pb(row.updated_at),
     )
@@ -334,6 +373,28 @@ def grant_pb(view: GrantView) -> license_pb2.LicenseAccessGrant:
 
 def _today() -> date:
     return datetime.now(UTC).date()
+
+
+# Domain field names of IssueRequest → the request's field paths.
+_ISSUE_FIELDS = {
+    "holder_code_type": "holder.code_type",
+    "holder_code": "holder.code",
+    "holder_name": "holder.name",
+}
+
+
+def _request_fields(exc: InvalidArgument) -> InvalidArgument:
+    """``exc`` with its violations named as the IssueLicense request's fields."""
+    if not any(v.field in _ISSUE_FIELDS for v in exc.violations):
+        return exc
+    renamed = [
+        FieldViolation(_ISSUE_FIELDS.get(v.field, v.field), v.description) for v in exc.violations
+    ]
+    message = exc.message
+    for old, new in _ISSUE_FIELDS.items():
+        if message.startswith(old + ":"):
+            message = new + message[len(old) :]
+    return InvalidArgument(message, renamed)
 
 
 # --- verification -------------------------------------------------------------------------------
@@ -416,9 +477,9 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
 
     # --- helpers (run in the pool) --------------------------------------------------------------
 
-    def _get_type(self, type_code: str) -> LicenceType:
+    def _get_type(self, type_code: str, revision: int = 0) -> LicenceType:
         with self.service.db.read() as session:
-            return catalogue.get_type(session, type_code)
+            return catalogue.get_type(session, type_code, revision)
 
     def _list_types(self, issuer_code: str) -> list[LicenceType]:
         with self.service.db.read() as session:
@@ -469,11 +530,8 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
     def _issue(
         self, principal: Principal, request: license_pb2.IssueLicenseRequest
     ) -> StoredLicence:
-        today = _today()
         issue_date = _date_in("issue_date", request.issue_date)
-        if issue_date is not None and issue_date != today:
-            raise InvalidArgument.field("issue_date", "must be empty or today")
-        valid_from = _date_in("valid_from", request.valid_from) or today
+        valid_from = _date_in("valid_from", request.valid_from)
         valid_until = _date_in("valid_until", request.valid_until)
         if request.holder.code_type not in _HOLDER_IN:
             raise InvalidArgument.field("holder.code_type", "001 (USCC) or 111 (resident ID)")
@@ -487,22 +545,28 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         if not principal.has_role(LICENCE_ISSUER_PREFIX + issuer_code):
             raise PermissionDenied(f"{principal.actor} may not issue for department {issuer_code}")
         signer = self.service.signers(issuer_code)
-        issued: IssuedLicence = self.service.issue(
-            principal,
-            IssueRequest(
-                type_code=request.type_code,
-                issuer_code=issuer_code,
-                issuer_name=signer.organisation or issuer_code,
-                holder_code_type=_HOLDER_IN[request.holder.code_type],
-                holder_code=request.holder.code,
-                fields=dict(request.fields),
-                valid_from=valid_from,
-                valid_until=valid_until,
-                number=request.license_number,
-                serial=request.serial,
-            ),
-            document=not request.skip_document,
-        )
+        try:
+            issued: IssuedLicence = self.service.issue(
+                principal,
+                IssueRequest(
+                    type_code=request.type_code,
+                    issuer_code=issuer_code,
+                    issuer_name=signer.organisation or issuer_code,
+                    holder_code_type=_HOLDER_IN[request.holder.code_type],
+                    holder_code=request.holder.code,
+                    fields=dict(request.fields),
+                    valid_from=valid_from,
+                    valid_until=valid_until,
+                    number=request.license_number,
+                    serial=request.serial,
+                    holder_name=request.holder.name,
+                    issue_date=issue_date,
+                    request_id=request.request_id,
+                ),
+                document=not request.skip_document,
+            )
+        except InvalidArgument as exc:
+            raise _request_fields(exc) from None
         return self.service.stored(issued.identifier)
 
     def _annotate(
@@ -582,11 +646,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         context: Any,
     ) -> license_pb2.GetLicenseTypeResponse:
         current_principal()
-        if request.revision < 0:
-            raise InvalidArgument.field("revision", "must not be negative")
-        licence_type = await run_sync(self._get_type, request.type_code)
-        if request.revision > 1:
-            raise NotFound(f"licence type {request.type_code} has no revision {request.revision}")
+        licence_type = await run_sync(self._get_type, request.type_code, request.revision)
         return license_pb2.GetLicenseTypeResponse(license_type=type_pb(licence_type))
 
     async def ListLicenseTypes(

@@ -22,6 +22,7 @@ Wiring: ``govtrust.http.app.ROUTERS["license"] = "govtrust.api.license_http:rout
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import ipaddress
 import math
@@ -410,6 +411,12 @@ def render_page(
         "message_class": message_class,
         "v": view,
     }
+    if view is not None and lang != "zh-CN":
+        # the English page labels fields with the catalogue's English labels where it has them
+        values["v"] = dataclasses.replace(
+            view,
+            fields=tuple(dataclasses.replace(f, label=f.label_en or f.label) for f in view.fields),
+        )
     if view is not None:
         banner, banner_class = _banner(t, view)
         values.update(

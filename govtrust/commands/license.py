@@ -3,9 +3,11 @@
 Examples::
 
     govtrust license types --seed --data-dir var
+    govtrust license types --json > types.json   # edit, then:
+    govtrust license types --define type.json [--replace]   # --replace: the next revision
     govtrust license issue --type 11100000MB0143028R001 --issuer 11430100MB12345675 \\
         --holder-type 001 --holder 91350100M000100Y43 --field KZ_MC=福州示例科技有限公司 … \\
-        --pdf licence.pdf --jws licence.jws
+        --pdf licence.pdf --jws licence.jws [--holder-name NAME] [--request-id KEY]
     govtrust license show IDENTIFIER
     govtrust license revoke IDENTIFIER --reason "注销"
     govtrust license verify licence.pdf | licence.jws | 'GT1:…' | IDENTIFIER
@@ -13,8 +15,15 @@ Examples::
 The operator running these commands holds the data directory (database and master key), so
 acts with full authority: ``issue`` and ``revoke`` act as the issuing department
 (``licence-issuer:<dept>``; the department's official seal must be active), every action is
-audited as ``operator:<user>``. ``verify`` checks with the CA roots and the issuers' signed
-status lists only, like an offline verifier, and exits 0 only for a valid licence.
+audited as ``operator:<user>``. ``issue --request-id`` is idempotent like IssueLicense's
+``request_id`` (a repeat prints the licence already issued, with ``"replayed": true``).
+The type JSON (``types --json`` / ``--define``) carries each field's ``label_en``, its ``type``
+(``string``, ``date``, ``integer``, ``decimal``, ``uscc``, ``resident_id``, ``enum`` with
+``allowed_values``, ``boolean``) and the validity rule in ``default_years``/``max_years`` or
+``default_days``/``max_days``; ``revision`` is printed and ignored on input.
+
+``verify`` checks with the CA roots and the issuers' signed status lists only, like an offline
+verifier, and exits 0 only for a valid licence.
 """
 
 from __future__ import annotations
@@ -95,7 +104,8 @@ def cmd_types(args: argparse.Namespace) -> int:
     else:
         for t in types:
             print(
-                f"{t.type_code}\t{t.name}\t{t.name_en}\tissuers={','.join(t.issuing_departments)}"
+                f"{t.type_code}\t{t.name}\t{t.name_en}\trevision={t.revision}"
+                f"\tissuers={','.join(t.issuing_departments)}"
             )
     return EXIT_OK
 
@@ -135,10 +145,12 @@ def cmd_issue(args: argparse.Namespace) -> int:
                 holder_code_type=args.holder_type,
                 holder_code=args.holder,
                 fields=fields,
-                valid_from=_date(args.valid_from, "--valid-from") or date.today(),
+                valid_from=_date(args.valid_from, "--valid-from"),
                 valid_until=_date(args.valid_until, "--valid-until"),
                 number=args.number or "",
                 serial=args.serial or "",
+                holder_name=args.holder_name or "",
+                request_id=args.request_id or "",
             ),
             document=not args.no_document,
         )
@@ -159,6 +171,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "identifier": issued.identifier,
+                "replayed": issued.replayed,
                 "holder": issued.metadata.holder_name,
                 "valid_until": (
                     issued.metadata.valid_until.isoformat() if issued.metadata.valid_until else ""
@@ -211,6 +224,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         "previous": row.previous_identifier or "",
         "next": row.superseded_by or "",
         "has_document": stored.document_pdf is not None,
+        "type_revision": row.type_revision,
+        "annotations": [
+            {
+                "identifier": note.identifier,
+                "text": note.text,
+                "changed_fields": list(note.changed_fields),
+                "by": note.annotated_by,
+                "at": note.annotated_at.isoformat(),
+            }
+            for note in stored.annotations
+        ],
     }
     print(json.dumps(out, ensure_ascii=False, indent=2))
     return EXIT_OK
@@ -310,7 +334,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     types.add_argument(
         "--define", metavar="FILE", help="define a type from JSON (the shape --json prints)"
     )
-    types.add_argument("--replace", action="store_true", help="with --define: update an existing")
+    types.add_argument(
+        "--replace", action="store_true", help="with --define: revise an existing type"
+    )
     types.set_defaults(handler=cmd_types)
 
     issue = groups.add_parser("issue", help="issue a licence as a department")
@@ -319,6 +345,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     issue.add_argument("--issuer", required=True, help="issuing department's USCC")
     issue.add_argument("--holder-type", choices=["001", "111"], required=True)
     issue.add_argument("--holder", required=True, help="holder's USCC or resident ID number")
+    issue.add_argument("--holder-name", help="holder's name; must match the registry's")
+    issue.add_argument(
+        "--request-id", help="idempotency key: a repeat returns the licence already issued"
+    )
     issue.add_argument("--field", action="append", metavar="KZ_NAME=VALUE", help="(repeat)")
     issue.add_argument("--valid-from", help="YYYY-MM-DD (default today)")
     issue.add_argument("--valid-until", help="YYYY-MM-DD (default: the type's rule)")

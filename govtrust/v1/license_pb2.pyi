@@ -67,6 +67,10 @@ class _FieldTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FieldType.V
     """One of a fixed set of values (see FieldDefinition.allowed_values)."""
     FIELD_TYPE_BOOLEAN: _FieldType.ValueType  # 6
     """Boolean, `true` or `false`."""
+    FIELD_TYPE_USCC: _FieldType.ValueType  # 7
+    """Unified social credit code (GB 32100, check character verified)."""
+    FIELD_TYPE_RESIDENT_ID: _FieldType.ValueType  # 8
+    """Resident ID number (GB 11643, check digit verified)."""
 
 class FieldType(_FieldType, metaclass=_FieldTypeEnumTypeWrapper):
     """Value types of a licence type's specific fields."""
@@ -85,6 +89,10 @@ FIELD_TYPE_ENUM: FieldType.ValueType  # 5
 """One of a fixed set of values (see FieldDefinition.allowed_values)."""
 FIELD_TYPE_BOOLEAN: FieldType.ValueType  # 6
 """Boolean, `true` or `false`."""
+FIELD_TYPE_USCC: FieldType.ValueType  # 7
+"""Unified social credit code (GB 32100, check character verified)."""
+FIELD_TYPE_RESIDENT_ID: FieldType.ValueType  # 8
+"""Resident ID number (GB 11643, check digit verified)."""
 Global___FieldType: _TypeAlias = FieldType  # noqa: Y015
 
 @_typing.final

@@ -371,3 +371,71 @@ def test_get_license_and_document_as_holder_issuer_or_nobody(prod: Prod) -> None
     _refused(prod, "GetLicense", garbled, DEPT, grpc.StatusCode.INVALID_ARGUMENT)
     absent = license_pb2.GetLicenseRequest(identifier=str(ident.with_version(9)))
     _refused(prod, "GetLicense", absent, DEPT, grpc.StatusCode.NOT_FOUND)
+
+
+def test_annotations_are_stored_and_returned(prod: Prod) -> None:  # noqa: F811
+    v1 = prod.issue(skip_document=True)
+    assert list(v1.annotations) == []
+    v2: Any = prod.call(
+        "AnnotateLicense",
+        license_pb2.AnnotateLicenseRequest(
+            identifier=v1.identifier, text="注册资本变更", fields={"KZ_ZCZB": "200万元人民币"},
+            holder_name="福州示例科技集团有限公司", skip_document=True,
+        ),
+    )  # fmt: skip
+    v3: Any = prod.call(
+        "AnnotateLicense",
+        license_pb2.AnnotateLicenseRequest(
+            identifier=v2.license.identifier, text="经营范围变更",
+            fields={"KZ_JYFW": "软件开发。"}, skip_document=True,
+        ),
+    )  # fmt: skip
+    assert list(v2.previous.annotations) == []  # v1 had none
+    first = v2.license.annotations
+    assert [a.text for a in first] == ["注册资本变更"]
+    assert first[0].identifier == v2.license.identifier
+    assert list(first[0].changed_fields) == ["KZ_ZCZB", "CZZT"]
+    assert first[0].annotated_by.display_name == DEPT.actor
+    assert first[0].annotated_at.ToDatetime(tzinfo=UTC) <= datetime.now(UTC)
+    latest = v3.license
+    assert [a.text for a in latest.annotations] == ["注册资本变更", "经营范围变更"]
+    assert [a.identifier for a in latest.annotations] == [
+        v2.license.identifier,
+        latest.identifier,
+    ]
+    assert list(latest.annotations[1].changed_fields) == ["KZ_JYFW"]
+
+    got: Any = prod.call("GetLicense", license_pb2.GetLicenseRequest(identifier=latest.identifier))
+    assert list(got.license.annotations) == list(latest.annotations)
+    middle: Any = prod.call(
+        "GetLicense", license_pb2.GetLicenseRequest(identifier=v2.license.identifier)
+    )
+    assert [a.text for a in middle.license.annotations] == ["注册资本变更"]
+    listed: Any = prod.call(
+        "ListLicenses",
+        license_pb2.ListLicensesRequest(issuer_code=ISSUER, include_superseded=True),
+        DEPT,
+    )
+    by_id = {x.identifier: [a.text for a in x.annotations] for x in listed.licenses}
+    assert by_id == {
+        v1.identifier: [],
+        v2.license.identifier: ["注册资本变更"],
+        latest.identifier: ["注册资本变更", "经营范围变更"],
+    }
+    company: Any = prod.call(
+        "ListLicenses", license_pb2.ListLicensesRequest(holder=_holder_ref(uscc=COMPANY)), prod.rep
+    )
+    assert [list(x.annotations) for x in company.licenses] == [list(latest.annotations)]
+    # a refused annotation stores none
+    before = _snapshot(prod)
+    prod.fails(
+        "AnnotateLicense",
+        license_pb2.AnnotateLicenseRequest(
+            identifier=latest.identifier, text="变更", fields={"KZ_ZCZB": "很多钱"}
+        ),
+    )
+    assert _snapshot(prod) == before
+    with prod.platform.db.read() as session:
+        from license.models import LicenceAnnotationRow
+
+        assert session.scalar(select(func.count()).select_from(LicenceAnnotationRow)) == 2

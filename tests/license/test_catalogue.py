@@ -175,3 +175,84 @@ def test_type_json_round_trips_and_names_bad_parts() -> None:
     with pytest.raises(Invalid) as info:
         catalogue.type_from_json({**data, "issuing_departments": "one"})
     assert info.value.violations[0].field == "issuing_departments"
+
+
+PERMIT = dataclasses.replace(
+    BL,
+    type_code="11100000000013338W011",
+    fields=(
+        FieldSpec("KZ_LB", "类别", FieldType.ENUM, label_en="Category",
+                  allowed_values=("食品销售", "餐饮服务"), max_length=20, public=True),
+        FieldSpec("KZ_WL", "网络经营", FieldType.BOOLEAN, label_en="Online", required=False),
+    ),
+)  # fmt: skip
+
+
+def test_enum_and_boolean_fields() -> None:
+    assert catalogue.type_violations(PERMIT) == []
+    assert validate_fields(PERMIT, {"KZ_LB": " 餐饮服务 ", "KZ_WL": "true"}) == {
+        "KZ_LB": "餐饮服务",
+        "KZ_WL": "true",
+    }
+    assert validate_fields(PERMIT, {"KZ_LB": "食品销售", "KZ_WL": "false"})["KZ_WL"] == "false"
+    assert "KZ_WL" not in validate_fields(PERMIT, {"KZ_LB": "食品销售"})  # optional
+    with pytest.raises(InvalidArgument) as info:
+        validate_fields(PERMIT, {"KZ_LB": "药品销售", "KZ_WL": "yes"})
+    why = {v.field: v.description for v in info.value.violations}
+    assert why == {
+        "fields.KZ_LB": "must be one of 食品销售, 餐饮服务",
+        "fields.KZ_WL": "must be true or false",
+    }
+    with pytest.raises(InvalidArgument):
+        validate_fields(PERMIT, {"KZ_LB": "食品销售", "KZ_WL": "True"})
+
+
+def test_bad_enum_and_label_definitions() -> None:
+    bad = dataclasses.replace(
+        PERMIT,
+        fields=(
+            FieldSpec("KZ_A", "a", FieldType.ENUM),  # no values
+            FieldSpec("KZ_B", "b", FieldType.ENUM, allowed_values=("x", "x", " y", "")),
+            FieldSpec("KZ_C", "c", allowed_values=("x",)),  # values on a string field
+            FieldSpec("KZ_D", "d", FieldType.ENUM, max_length=2, allowed_values=("abc",)),
+            FieldSpec("KZ_E", "e", label_en="bad\x00label"),
+        ),
+    )
+    found = {v.field: v.description for v in catalogue.type_violations(bad)}
+    assert found == {
+        "fields[0].allowed_values": "an enum field needs its values",
+        "fields[1].allowed_values[1]": "duplicate value x",
+        "fields[1].allowed_values[2]": (
+            "must be non-empty printable text without surrounding spaces"
+        ),
+        "fields[1].allowed_values[3]": (
+            "must be non-empty printable text without surrounding spaces"
+        ),
+        "fields[2].allowed_values": "only enum fields have values",
+        "fields[3].allowed_values[0]": "longer than max_length 2",
+        "fields[4].label_en": "at most 200 printable characters",
+    }
+
+
+def test_enum_boolean_and_english_labels_are_stored(database: Database) -> None:
+    with database.transaction() as session:
+        catalogue.define_type(session, SYSTEM, PERMIT)
+    with database.read() as session:
+        stored = catalogue.get_type(session, PERMIT.type_code)
+    assert stored == PERMIT
+    assert stored.fields[0].label_en == "Category"
+    assert stored.fields[0].allowed_values == ("食品销售", "餐饮服务")
+    assert catalogue.type_from_json(catalogue.type_to_json(PERMIT)) == PERMIT
+    data = catalogue.type_to_json(PERMIT)
+    data["fields"][0]["allowed_values"] = "食品销售"
+    with pytest.raises(InvalidArgument) as info:
+        catalogue.type_from_json(data)
+    assert info.value.violations[0].field == "fields[0]"
+    with database.transaction() as session, pytest.raises(InvalidArgument):
+        catalogue.define_type(
+            session, SYSTEM,
+            dataclasses.replace(PERMIT, fields=(FieldSpec("KZ_A", "a", FieldType.ENUM),)),
+            replace=True,
+        )  # fmt: skip
+    with database.read() as session:
+        assert catalogue.get_type(session, PERMIT.type_code) == PERMIT  # unchanged

@@ -100,12 +100,49 @@ def test_license_cli(data_dir: tuple[Path, dict[str, str]], tmp_path: Path) -> N
     assert ident.startswith("1.2.156.3005.2." + catalogue.BUSINESS_LICENCE_CODE)
     assert pdf.read_bytes().startswith(b"%PDF-") and out["document_sha256"]
     assert jws.read_text().count(".") == 2 and qr.read_text().startswith("GT1:")
+    assert out["replayed"] is False
+
+    # --request-id: a repeat prints the licence already issued; another body is refused
+    keyed = [
+        "issue", "--type", catalogue.BUSINESS_LICENCE_CODE, "--issuer", ISSUER,
+        "--holder-type", "001", "--holder", COMPANY, "--holder-name", "福州示例科技有限公司",
+        "--valid-from", "2015-06-01", "--no-document", "--request-id", "cli-1", *field_args,
+    ]  # fmt: skip
+    first, repeat = _run(directory, env, *keyed), _run(directory, env, *keyed)
+    assert first.returncode == 0 and repeat.returncode == 0, (first.stderr, repeat.stderr)
+    assert json.loads(repeat.stdout)["identifier"] == json.loads(first.stdout)["identifier"]
+    assert json.loads(repeat.stdout)["replayed"] is True
+    other = _run(directory, env, *keyed, "--number", "另一个")
+    assert other.returncode == 1 and "different request" in other.stderr
+    renamed = [("cli-2" if a == "cli-1" else "别的公司" if a == "福州示例科技有限公司" else a)
+               for a in keyed]  # fmt: skip
+    wrong = _run(directory, env, *renamed)
+    assert wrong.returncode == 1 and "holder_name" in wrong.stderr
+
+    # an annotation (made in process: the CLI has no annotate command) is shown with the version
+    keyed_id = json.loads(first.stdout)["identifier"]
+    platform = open_platform(
+        Settings(data_dir=directory, database_url=env["GOVTRUST_DATABASE_URL"])
+    )
+    try:
+        issuer = Principal("operator", "test", frozenset({f"licence-issuer:{ISSUER}"}))
+        v2 = runtime_for(platform).service.new_version(
+            issuer, keyed_id, fields={"KZ_ZS": "福建省福州市新址1号"}, reason="住所变更",
+            document=False,
+        )  # fmt: skip
+    finally:
+        platform.close()
+    annotated = json.loads(_run(directory, env, "show", v2.identifier).stdout)
+    assert [(n["text"], n["changed_fields"]) for n in annotated["annotations"]] == [
+        ("住所变更", ["KZ_ZS"])
+    ]
 
     shown = _run(directory, env, "show", ident)
     assert shown.returncode == 0, shown.stderr
     details = json.loads(shown.stdout)
     assert details["status"] == "valid" and details["holder"] == "福州示例科技有限公司"
     assert details["has_document"] is True and details["fields"]["KZ_MC"] == GOOD_BL["KZ_MC"]
+    assert details["type_revision"] == 1 and details["annotations"] == []
 
     for evidence, kind in (
         (str(pdf), "pdf"),
@@ -173,15 +210,28 @@ def test_license_cli_defines_types_from_json(
     again = {t["type_code"]: t for t in json.loads(defined.stdout)}
     assert again[new_code]["name"] == "测试许可证"
     assert again[new_code]["fields"] == business["fields"]  # round-trips whole
+    assert again[new_code]["revision"] == 1
 
     twice = _run(directory, env, "types", "--define", str(path))
     assert twice.returncode == 1 and "exists" in twice.stderr
-    path.write_text(json.dumps({**new_type, "name": "测试许可证（新）"}), encoding="utf-8")
+    category = {
+        "name": "KZ_LB", "label": "类别", "label_en": "Category", "type": "enum",
+        "allowed_values": ["食品销售", "餐饮服务"], "max_length": 20,
+    }  # fmt: skip
+    revised = {
+        **new_type,
+        "name": "测试许可证（新）",
+        "fields": [*business["fields"], category],
+        "validity": {"default_days": 90, "max_days": 180, "long_term_allowed": False},
+    }
+    path.write_text(json.dumps(revised), encoding="utf-8")
     replaced = _run(directory, env, "types", "--define", str(path), "--replace", "--json")
     assert replaced.returncode == 0, replaced.stderr
-    assert {t["type_code"]: t for t in json.loads(replaced.stdout)}[new_code]["name"] == (
-        "测试许可证（新）"
-    )
+    stored = {t["type_code"]: t for t in json.loads(replaced.stdout)}[new_code]
+    assert stored["name"] == "测试许可证（新）" and stored["revision"] == 2
+    assert stored["fields"][-1]["allowed_values"] == ["食品销售", "餐饮服务"]
+    assert stored["fields"][-1]["label_en"] == "Category"
+    assert stored["validity"]["default_days"] == 90
 
     # Bad definitions are refused naming the part, and change nothing.
     for broken, named in (
@@ -189,6 +239,14 @@ def test_license_cli_defines_types_from_json(
         ({**new_type, "type_code": new_code[:-1] + "8", "fields": [{"label": "x"}]}, "fields[0]"),
         ({**new_type, "type_code": "SHORT"}, "type_code"),
         ({**new_type, "type_code": new_code[:-1] + "8", "validity": {"decades": 1}}, "validity"),
+        (
+            {
+                **new_type,
+                "type_code": new_code[:-1] + "8",
+                "fields": [{**category, "allowed_values": []}],
+            },
+            "fields[0].allowed_values",
+        ),
     ):
         path.write_text(json.dumps(broken), encoding="utf-8")
         refused = _run(directory, env, "types", "--define", str(path))

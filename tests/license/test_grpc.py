@@ -267,12 +267,34 @@ def test_define_type(world: Handle) -> None:
         "GetLicenseType", license_pb2.GetLicenseTypeRequest(type_code=defined.type_code)
     ).license_type
     assert got == defined
-    # redefining replaces
+    assert defined.revision == 1 and defined.HasField("created_at")
+    # redefining replaces: a new revision; the old one stays readable
     renamed = _new_type(name="食品经营许可证(新)")
     again = world.call(
         "DefineLicenseType", license_pb2.DefineLicenseTypeRequest(license_type=renamed), ADMIN
     )
     assert again.license_type.name == "食品经营许可证(新)"
+    assert again.license_type.revision == 2
+    first = world.call(
+        "GetLicenseType",
+        license_pb2.GetLicenseTypeRequest(type_code=defined.type_code, revision=1),
+    ).license_type
+    assert first == defined
+    current = world.call(
+        "GetLicenseType",
+        license_pb2.GetLicenseTypeRequest(type_code=defined.type_code, revision=2),
+    ).license_type
+    assert current == again.license_type
+    same = world.call(
+        "DefineLicenseType", license_pb2.DefineLicenseTypeRequest(license_type=renamed), ADMIN
+    )
+    assert same.license_type == again.license_type  # unchanged: no new revision
+    for revision, code in ((3, grpc.StatusCode.NOT_FOUND), (-1, grpc.StatusCode.INVALID_ARGUMENT)):
+        missing = world.fails(
+            "GetLicenseType",
+            license_pb2.GetLicenseTypeRequest(type_code=defined.type_code, revision=revision),
+        )
+        assert missing.code() == code
 
     denied = world.fails("DefineLicenseType", request, DEPT)
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -282,7 +304,7 @@ def test_define_type(world: Handle) -> None:
             license_type=_new_type(
                 type_code="11100000000013338X011",
                 issuing_departments=[license_pb2.Department(code="nope")],
-                validity=license_pb2.ValidityRule(default_days=100),
+                validity=license_pb2.ValidityRule(default_days=-100),
             )
         ),
         ADMIN,
@@ -557,3 +579,161 @@ def test_verify_license_errors(world: Handle) -> None:
         None,
     )
     assert anonymous.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_define_enum_boolean_and_english_labels(world: Handle) -> None:
+    fields = [
+        license_pb2.FieldDefinition(
+            name="KZ_JYZMC", label="经营者名称", label_en="Operator",
+            value_type=license_pb2.FIELD_TYPE_STRING, required=True, max_length=200,
+        ),
+        license_pb2.FieldDefinition(
+            name="KZ_LB", label="类别", label_en="Category",
+            value_type=license_pb2.FIELD_TYPE_ENUM, required=True, max_length=20,
+            allowed_values=["食品销售", "餐饮服务"], public=True,
+        ),
+        license_pb2.FieldDefinition(
+            name="KZ_WL", label="网络经营", label_en="Online",
+            value_type=license_pb2.FIELD_TYPE_BOOLEAN, max_length=5,
+        ),
+    ]  # fmt: skip
+    request = license_pb2.DefineLicenseTypeRequest(license_type=_new_type(fields=fields))
+    defined = world.call("DefineLicenseType", request, ADMIN).license_type
+    got = world.call(
+        "GetLicenseType", license_pb2.GetLicenseTypeRequest(type_code=defined.type_code)
+    ).license_type
+    assert got == defined
+    assert [f.label_en for f in got.fields] == ["Operator", "Category", "Online"]
+    assert [f.value_type for f in got.fields] == [
+        license_pb2.FIELD_TYPE_STRING,
+        license_pb2.FIELD_TYPE_ENUM,
+        license_pb2.FIELD_TYPE_BOOLEAN,
+    ]
+    assert list(got.fields[1].allowed_values) == ["食品销售", "餐饮服务"]
+
+    holder = license_pb2.LicenseHolder(code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code=COMPANY)
+    good = {"KZ_JYZMC": "福州示例科技有限公司", "KZ_LB": "餐饮服务", "KZ_WL": "true"}
+    licence = _issue(world, type_code=defined.type_code, holder=holder, fields=good)
+    assert dict(licence.metadata.kz) == good
+    bad = world.fails(
+        "IssueLicense",
+        license_pb2.IssueLicenseRequest(
+            type_code=defined.type_code, issuer_code=ISSUER, holder=holder,
+            fields={**good, "KZ_LB": "药品销售", "KZ_WL": "yes"},
+        ),
+    )  # fmt: skip
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(bad) == {
+        "fields.KZ_LB": "must be one of 食品销售, 餐饮服务",
+        "fields.KZ_WL": "must be true or false",
+    }
+    no_values = world.fails(
+        "DefineLicenseType",
+        license_pb2.DefineLicenseTypeRequest(
+            license_type=_new_type(
+                type_code="11100000000013338W012",
+                fields=[license_pb2.FieldDefinition(
+                    name="KZ_LB", label="类别", value_type=license_pb2.FIELD_TYPE_ENUM
+                )],
+            )
+        ),
+        ADMIN,
+    )  # fmt: skip
+    assert no_values.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "fields[0].allowed_values" in violations(no_values)
+    missing = world.fails(
+        "GetLicenseType", license_pb2.GetLicenseTypeRequest(type_code="11100000000013338W012")
+    )
+    assert missing.code() == grpc.StatusCode.NOT_FOUND  # nothing was stored
+
+
+def test_validity_in_days_and_licences_keep_their_type_revision(world: Handle) -> None:
+    rule = license_pb2.ValidityRule(default_days=90, max_days=180)
+    request = license_pb2.DefineLicenseTypeRequest(license_type=_new_type(validity=rule))
+    defined = world.call("DefineLicenseType", request, ADMIN).license_type
+    assert (defined.validity.default_days, defined.validity.max_days) == (90, 180)
+    holder = license_pb2.LicenseHolder(code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code=COMPANY)
+    fields = {"KZ_JYZMC": "福州示例科技有限公司"}
+    licence = _issue(
+        world, type_code=defined.type_code, holder=holder, fields=fields, valid_from="2026-01-01"
+    )
+    assert licence.metadata.zzyxqjzrq == "2026-04-01"  # 90 days
+    assert licence.type_revision == 1
+    too_long = world.fails(
+        "IssueLicense",
+        license_pb2.IssueLicenseRequest(
+            type_code=defined.type_code, issuer_code=ISSUER, holder=holder, fields=fields,
+            valid_from="2026-01-01", valid_until="2026-07-01",
+        ),
+    )  # fmt: skip
+    assert too_long.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(too_long) == {"valid_until": "must be within 180 days of valid_from"}
+    inverted = world.fails(
+        "DefineLicenseType",
+        license_pb2.DefineLicenseTypeRequest(
+            license_type=_new_type(
+                validity=license_pb2.ValidityRule(default_days=200, max_days=100)
+            )
+        ),
+        ADMIN,
+    )
+    assert inverted.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "validity.default_days" in violations(inverted)
+
+    # a new revision (two years by default): the issued licence keeps revision 1
+    revised = _new_type(validity=license_pb2.ValidityRule(default_days=730))
+    again = world.call(
+        "DefineLicenseType", license_pb2.DefineLicenseTypeRequest(license_type=revised), ADMIN
+    ).license_type
+    assert again.revision == 2 and again.validity.default_days == 730
+    got = world.call("GetLicense", license_pb2.GetLicenseRequest(identifier=licence.identifier))
+    assert got.license.type_revision == 1
+    newer = _issue(
+        world, type_code=defined.type_code, holder=holder, fields=fields, valid_from="2024-02-29"
+    )
+    assert newer.type_revision == 2 and newer.metadata.zzyxqjzrq == "2026-02-28"  # 2 years
+
+
+def test_field_types_round_trip(world: Handle) -> None:
+    """A type read with GetLicenseType defines the same type again: USCC and resident-ID
+    fields keep their types (and checks)."""
+    business = world.call(
+        "GetLicenseType",
+        license_pb2.GetLicenseTypeRequest(type_code=catalogue.BUSINESS_LICENCE_CODE),
+    ).license_type
+    by_name = {f.name: f.value_type for f in business.fields}
+    assert by_name["KZ_TYSHXYDM"] == license_pb2.FIELD_TYPE_USCC
+    assert by_name["KZ_CLRQ"] == license_pb2.FIELD_TYPE_DATE
+    copy = license_pb2.LicenseType()
+    copy.CopyFrom(business)
+    copy.type_code = catalogue.SAMR_CODE + "002"
+    copy.fields.append(
+        license_pb2.FieldDefinition(
+            name="KZ_SFZH", label="身份证号", value_type=license_pb2.FIELD_TYPE_RESIDENT_ID,
+            required=False, max_length=18,
+        )
+    )  # fmt: skip
+    defined = world.call(
+        "DefineLicenseType", license_pb2.DefineLicenseTypeRequest(license_type=copy), ADMIN
+    ).license_type
+    assert [(f.name, f.value_type) for f in defined.fields] == [
+        (f.name, f.value_type) for f in copy.fields
+    ]
+    holder = license_pb2.LicenseHolder(code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code=COMPANY)
+    bad = world.fails(
+        "IssueLicense",
+        license_pb2.IssueLicenseRequest(
+            type_code=defined.type_code, issuer_code=ISSUER, holder=holder,
+            fields={**GOOD_BL, "KZ_TYSHXYDM": "91350100M000100Y44",
+                    "KZ_SFZH": "110105194912310021"},
+        ),
+    )  # fmt: skip
+    assert set(violations(bad)) == {"fields.KZ_TYSHXYDM", "fields.KZ_SFZH"}
+    unknown = _new_type(
+        type_code=catalogue.SAMR_CODE + "003",
+        fields=[license_pb2.FieldDefinition(name="KZ_X", label="x", value_type=99)],  # type: ignore[arg-type]
+    )
+    refused = world.fails(
+        "DefineLicenseType", license_pb2.DefineLicenseTypeRequest(license_type=unknown), ADMIN
+    )
+    assert violations(refused) == {"license_type.fields[0].value_type": "not a known field type"}

@@ -224,6 +224,18 @@ def test_page_shows_public_fields_only_and_masks_citizens(
     assert json_view["status"] == "valid" and json_view["signature_ok"] is True
 
 
+def test_english_page_uses_the_english_labels(lic: Licences, client: TestClient) -> None:
+    english = page_text(client.get(f"/verify/license/{lic.ids['valid']}?lang=en").text)
+    assert "Legal representative" in english and "法定代表人" not in english
+    chinese = page_text(client.get(f"/verify/license/{lic.ids['valid']}").text)
+    assert "法定代表人" in chinese and "Legal representative" not in chinese
+    as_json = client.post(
+        "/verify/license", data={"qr": lic.qr["valid"]}, headers={"Accept": "application/json"}
+    ).json()
+    labels = {f["name"]: (f["label"], f["label_en"]) for f in as_json["fields"]}
+    assert labels["KZ_FDDBR"] == ("法定代表人", "Legal representative")
+
+
 def test_language_negotiation_and_switch_link(lic: Licences, client: TestClient) -> None:
     url = f"/verify/license/{lic.ids['valid']}"
     zh = client.get(url).text

@@ -1,0 +1,329 @@
+"""IssueLicense idempotency (``request_id``) and the holder-name check, in the domain and over
+gRPC (both backends): a repeat returns the licence already issued and changes nothing, a reused
+key with another body is refused, concurrent duplicates issue once, and a bad request changes
+nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from sqlalchemy import func, select
+
+from govtrust.audit import AuditRecord
+from govtrust.db import Database
+from govtrust.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from govtrust.v1 import license_pb2
+from license import catalogue
+from license.issuance import IssuedLicence, LicenceService, request_sha256, same_name
+from license.models import LicenceIssueRequestRow, LicenceRow, LicenceStatusListRow
+from license.qr import TrustList
+from tests.license.test_access import _refused
+from tests.license.test_catalogue import GOOD_BL
+from tests.license.test_grpc import Handle, violations, world  # noqa: F401
+from tests.license.test_grpc import _issue as grpc_issue
+from tests.license.test_issuance import DEPT, ISSUER, OTHER_DEPT, _request, setup  # noqa: F401
+from tests.license.test_production import DEPT as PROD_DEPT
+from tests.license.test_production import Prod, prod  # noqa: F401
+
+Setup = tuple[LicenceService, TrustList]
+
+
+def _state(db: Database) -> tuple[Any, ...]:
+    """Licences, claims, the next status index and the audit length: what a refused or replayed
+    call must leave as it was."""
+    with db.read() as session:
+        licences = sorted(
+            (r.identifier, r.status, r.status_index) for r in session.scalars(select(LicenceRow))
+        )
+        claims = sorted(
+            (c.issuer_code, c.request_id, c.identifier, c.completed_at is not None)
+            for c in session.scalars(select(LicenceIssueRequestRow))
+        )
+        lists = sorted(
+            (r.issuer_code, r.next_index) for r in session.scalars(select(LicenceStatusListRow))
+        )
+        records = session.scalar(select(func.count()).select_from(AuditRecord))
+    return licences, claims, lists, records
+
+
+# --- idempotency (domain) -------------------------------------------------------------------
+
+
+def test_a_repeated_request_returns_the_licence_already_issued(setup: Setup) -> None:  # noqa: F811
+    service, _ = setup
+    first = service.issue(DEPT, _request(request_id="req-0001"))
+    assert not first.replayed
+    before = _state(service.db)
+    again = service.issue(DEPT, _request(request_id="req-0001"))
+    assert again.replayed and again.identifier == first.identifier
+    assert again.signed_data == first.signed_data and again.qr_payload == first.qr_payload
+    assert again.metadata == first.metadata
+    assert _state(service.db) == before  # no licence, index or audit record
+    # the same body sent slightly differently (spaces, an empty optional field) is the same
+    spaced = _request(request_id="req-0001", fields={k: f" {v} " for k, v in GOOD_BL.items()})
+    assert service.issue(DEPT, spaced).identifier == first.identifier
+    # another department's key space is its own; another key is another licence
+    other = service.issue(DEPT, _request(request_id="req-0002"))
+    assert other.identifier != first.identifier and not other.replayed
+    # a revoked licence is still what the key issued
+    service.revoke(DEPT, first.identifier, "注销")
+    replay = service.issue(DEPT, _request(request_id="req-0001"))
+    assert replay.identifier == first.identifier and replay.status == "revoked"
+
+
+def test_the_same_key_with_another_body_is_refused(setup: Setup) -> None:  # noqa: F811
+    service, _ = setup
+    first = service.issue(DEPT, _request(request_id="req-1"))
+    before = _state(service.db)
+    changed = [
+        _request(request_id="req-1", fields={**GOOD_BL, "KZ_ZCZB": "200万元"}),
+        _request(request_id="req-1", valid_from=date(2016, 1, 1)),
+        _request(request_id="req-1", number="另一个编号"),
+    ]
+    for request in changed:
+        with pytest.raises(AlreadyExists) as info:
+            service.issue(DEPT, request)
+        assert "req-1" in info.value.message and first.identifier in info.value.message
+        assert "different request" in info.value.message
+    with pytest.raises(AlreadyExists):
+        service.issue(DEPT, _request(request_id="req-1"), document=False)  # skip_document
+    assert _state(service.db) == before
+
+
+def test_bad_keys_and_callers_change_nothing(setup: Setup) -> None:  # noqa: F811
+    service, _ = setup
+    service.issue(DEPT, _request(request_id="ok"))
+    before = _state(service.db)
+    for bad in ("has space", "x" * 129, "中文", "tab\t"):
+        with pytest.raises(InvalidArgument) as info:
+            service.issue(DEPT, _request(request_id=bad))
+        assert info.value.violations[0].field == "request_id"
+    with pytest.raises(InvalidArgument) as batch:
+        service.issue_many(DEPT, [_request(request_id="a"), _request()])
+    assert batch.value.violations[0].field == "requests[0].request_id"
+    with pytest.raises(PermissionDenied):
+        service.issue(OTHER_DEPT, _request(request_id="ok"))
+    with pytest.raises(InvalidArgument) as invalid:  # validated before the key is claimed
+        service.issue(DEPT, _request(request_id="new", fields={**GOOD_BL, "KZ_CLRQ": "x"}))
+    assert invalid.value.violations[0].field == "fields.KZ_CLRQ"
+    assert _state(service.db) == before
+
+
+def test_concurrent_duplicates_issue_once(setup: Setup) -> None:  # noqa: F811
+    service, _ = setup
+    before = _state(service.db)
+    count = 4
+    barrier = threading.Barrier(count)
+    results: list[IssuedLicence | BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            results.append(service.issue(DEPT, _request(request_id="concurrent-1")))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert all(isinstance(r, IssuedLicence) for r in results), results
+    issued = [r for r in results if isinstance(r, IssuedLicence)]
+    assert len(issued) == count and len({r.identifier for r in issued}) == 1
+    assert sum(not r.replayed for r in issued) == 1
+    licences, claims, lists, records = _state(service.db)
+    assert len(licences) == len(before[0]) + 1 and len(claims) == 1 and claims[0][3]
+    assert records == before[3] + 1
+    assert dict(lists)[ISSUER] == dict(before[2]).get(ISSUER, 0) + 1  # one status index
+
+
+def test_concurrent_duplicates_with_different_bodies(setup: Setup) -> None:  # noqa: F811
+    service, _ = setup
+    barrier = threading.Barrier(2)
+    results: list[IssuedLicence | BaseException] = []
+
+    def run(capital: str) -> None:
+        barrier.wait()
+        try:
+            request = _request(request_id="k", fields={**GOOD_BL, "KZ_ZCZB": capital})
+            results.append(service.issue(DEPT, request))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in ("100万元", "200万元")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    kinds = sorted(type(r).__name__ for r in results)
+    assert kinds == ["AlreadyExists", "IssuedLicence"], results
+    with service.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LicenceRow)) == 1
+
+
+def test_a_pending_claim_makes_a_duplicate_wait_then_answer(setup: Setup) -> None:  # noqa: F811
+    service, _ = setup
+    service.request_wait = timedelta(seconds=0.3)
+    request = _request(request_id="pending")
+    now = datetime.now(UTC)
+    with service.db.transaction() as session:
+        session.add(
+            LicenceIssueRequestRow(
+                issuer_code=ISSUER, request_id="pending",
+                request_sha256=request_sha256(request, document=True),
+                identifier="1.2.156.3005.2.x", actor="service:other-replica", created_at=now,
+                completed_at=None,
+            )
+        )  # fmt: skip
+    before = _state(service.db)
+    with pytest.raises(FailedPrecondition) as info:
+        service.issue(DEPT, request)
+    assert "still being issued" in info.value.message
+    assert _state(service.db) == before
+    # a claim left by a crashed claimant is taken over once it is stale
+    with service.db.transaction() as session:
+        row = session.get(LicenceIssueRequestRow, (ISSUER, "pending"))
+        assert row is not None
+        row.created_at = now - service.claim_timeout - timedelta(seconds=1)
+    taken = service.issue(DEPT, request)
+    assert not taken.replayed
+    with service.db.read() as session:
+        row = session.get(LicenceIssueRequestRow, (ISSUER, "pending"))
+        assert row is not None and row.identifier == taken.identifier and row.completed_at
+    assert service.issue(DEPT, request).identifier == taken.identifier
+
+
+def test_a_failed_issuance_releases_its_key(
+    setup: Setup,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, _ = setup
+
+    def broken(*_args: object) -> None:
+        raise FailedPrecondition("the department's official seal is suspended")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(service, "_sign", broken)  # fails after the key is claimed
+        with pytest.raises(FailedPrecondition):
+            service.issue(DEPT, _request(request_id="retry-me"))
+    with service.db.read() as session:
+        assert session.get(LicenceIssueRequestRow, (ISSUER, "retry-me")) is None
+        assert session.scalar(select(func.count()).select_from(LicenceRow)) == 0
+    issued = service.issue(DEPT, _request(request_id="retry-me"))
+    assert not issued.replayed and service.issue(DEPT, _request(request_id="retry-me")).replayed
+
+
+# --- holder name (domain) -------------------------------------------------------------------
+
+
+def test_holder_name_must_match_the_registry(setup: Setup) -> None:  # noqa: F811
+    service, _ = setup
+    ok = service.issue(DEPT, _request(holder_name="福州示例科技有限公司"))
+    assert ok.metadata.holder_name == "福州示例科技有限公司"
+    spaced = service.issue(DEPT, _request(holder_name=" 福州示例科技有限公司\u3000"))
+    assert spaced.metadata.holder_name == "福州示例科技有限公司"
+    before = _state(service.db)
+    with pytest.raises(InvalidArgument) as info:
+        service.issue(DEPT, _request(holder_name="福州别的科技有限公司"))
+    assert info.value.violations[0].field == "holder_name"
+    assert "registered" in info.value.violations[0].description
+    assert "福州示例" not in info.value.message  # the registry's name is not disclosed
+    assert _state(service.db) == before
+
+
+def test_same_name_folds_widths_and_spaces() -> None:
+    assert same_name("示例（福州）有限公司", "示例(福州)有限公司")
+    assert same_name(" Example  Ltd ", "Example Ltd")
+    assert not same_name("示例公司", "示列公司")
+
+
+# --- over gRPC ------------------------------------------------------------------------------
+
+
+def test_grpc_request_id_and_holder_name(world: Handle, database: Database) -> None:  # noqa: F811
+    first = grpc_issue(world, request_id="amr-2026-0001")
+    again = grpc_issue(world, request_id="amr-2026-0001")
+    assert again == first
+    before = _state(database)
+    reused = world.fails(
+        "IssueLicense",
+        license_pb2.IssueLicenseRequest(
+            type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
+            holder=license_pb2.LicenseHolder(
+                code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43"
+            ),
+            fields={**GOOD_BL, "KZ_ZCZB": "999万元"}, valid_from="2015-06-01",
+            request_id="amr-2026-0001",
+        ),
+    )  # fmt: skip
+    assert reused.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "amr-2026-0001" in reused.details() and first.identifier in reused.details()
+    wrong_name = world.fails(
+        "IssueLicense",
+        license_pb2.IssueLicenseRequest(
+            type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
+            holder=license_pb2.LicenseHolder(
+                code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43",
+                name="别的公司",
+            ),
+            fields=GOOD_BL, valid_from="2015-06-01",
+        ),
+    )  # fmt: skip
+    assert wrong_name.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "holder.name" in violations(wrong_name)
+    bad_key = world.fails(
+        "IssueLicense",
+        license_pb2.IssueLicenseRequest(
+            type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
+            holder=license_pb2.LicenseHolder(
+                code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43"
+            ),
+            fields=GOOD_BL, request_id="no spaces please",
+        ),
+    )  # fmt: skip
+    assert "request_id" in violations(bad_key)
+    yesterday = world.fails(
+        "IssueLicense",
+        license_pb2.IssueLicenseRequest(
+            type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
+            holder=license_pb2.LicenseHolder(
+                code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43"
+            ),
+            fields=GOOD_BL, issue_date="2001-01-01",
+        ),
+    )  # fmt: skip
+    assert "issue_date" in violations(yesterday)
+    assert _state(database) == before
+    named = grpc_issue(
+        world,
+        holder=license_pb2.LicenseHolder(
+            code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43",
+            name="福州示例科技有限公司",
+        ),
+    )  # fmt: skip
+    assert named.metadata.czzt == "福州示例科技有限公司"
+
+
+def test_production_repeat_uses_the_seal_once(prod: Prod) -> None:  # noqa: F811
+    first = prod.issue(request_id="sealed-1")
+    before = _state(prod.platform.db)
+    again = prod.issue(request_id="sealed-1")
+    assert again.identifier == first.identifier
+    assert again.document_digest == first.document_digest and first.document_digest.value
+    assert again.status_list_index == first.status_list_index
+    assert _state(prod.platform.db) == before
+    events, _ = prod.runtime.seals.service.history(prod.seal.id, include_uses=True)
+    assert len([e for e in events if e.action == "seal_pdf"]) == 1
+    changed = license_pb2.IssueLicenseRequest(
+        type_code=first.metadata.zzlxdm,
+        holder=license_pb2.LicenseHolder(
+            code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code=first.metadata.czztdm
+        ),
+        fields=GOOD_BL, valid_from="2015-06-01", request_id="sealed-1", skip_document=True,
+    )  # fmt: skip
+    _refused(prod, "IssueLicense", changed, PROD_DEPT, grpc.StatusCode.ALREADY_EXISTS)
