@@ -85,6 +85,14 @@ class CertificateAuthority:
         """Issue a certificate (from a CSR or with a key generated in the key store)."""
         return issuance.issue(self.ctx, principal, request)
 
+    def prepare_issue(
+        self, principal: Principal, request: issuance.IssueRequest
+    ) -> issuance.Prepared:
+        """Every step of :meth:`issue` but the commit: submit ``result.pending`` to
+        ``ctx.committer`` and call ``result.finish(ctx)`` when it is done (for adapters that
+        await the commit without holding a thread)."""
+        return issuance.prepare(self.ctx, principal, request)
+
     def renew(
         self,
         principal: Principal,

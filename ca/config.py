@@ -47,6 +47,10 @@ class CaConfig:
     ocsp_refresh_before_hours: int = 8
     tsa_accuracy_ms: int = 1000
     identity_hash_salt_bytes: int = 16
+    # Intake threads per process preparing issuances (see ca.intake). One gives the largest
+    # group-commit batches with the in-process soft key store; a PKCS#11 store gets at least
+    # PKCS11_ISSUE_THREADS so that HSM round trips overlap.
+    issue_threads: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | int) -> CaConfig:

@@ -4,6 +4,7 @@ hierarchy and the in-process OCSP cache."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -14,10 +15,15 @@ from ca.directory import SubjectDirectory
 from ca.hierarchy import Hierarchy
 from ca.models import CaCounter
 from ca.store import GroupCommitter
+
+if TYPE_CHECKING:
+    from ca.intake import IssueIntake
 from govtrust.db import Database
 from hsm.keystore import KeyStore
+from hsm.soft import SoftKeyStore
 
 STATUS_EPOCH = "status"
+PKCS11_ISSUE_THREADS = 4
 
 
 def issuer_epoch_name(issuer: str) -> str:
@@ -36,9 +42,16 @@ class CaContext:
     hierarchy: Hierarchy
     ocsp_cache: OcspCache = field(default_factory=OcspCache)
     committer: GroupCommitter = field(init=False)
+    intake: IssueIntake = field(init=False)
 
     def __post_init__(self) -> None:
+        from ca.intake import IssueIntake  # it uses the issuance steps, which use this module
+
         self.committer = GroupCommitter(self.db)
+        threads = self.config.issue_threads
+        if not isinstance(self.keystore, SoftKeyStore):  # signing waits on a device
+            threads = max(threads, PKCS11_ISSUE_THREADS)
+        self.intake = IssueIntake(self.committer, threads=threads)
 
 
 def bump_counter(session: Session, name: str) -> int:

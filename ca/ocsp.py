@@ -150,9 +150,13 @@ def preproduce(ctx: CaContext, row: CaCertificate) -> CaOcspResponse:
     )
 
 
-def _refresh_at(ctx: CaContext, next_update: datetime) -> float:
+def refresh_at(ctx: CaContext, next_update: datetime) -> float:
+    """When a response valid until ``next_update`` is due to be re-signed (epoch seconds)."""
     margin = timedelta(hours=ctx.config.ocsp_refresh_before_hours)
     return (as_utc(next_update) - margin).timestamp()
+
+
+_refresh_at = refresh_at
 
 
 def _epoch(ctx: CaContext) -> int:

@@ -1,28 +1,48 @@
 """Group commit of issued certificates: many issuances, one durable transaction.
 
-Concurrent issuances (the gRPC worker pool runs several at once) hand their finished rows —
-certificate, pre-produced OCSP response, audit entry — to a :class:`GroupCommitter`. The first
-caller to arrive while no commit is running becomes the leader: it takes everything queued (up
-to ``max_batch``), inserts it with one multi-row INSERT per table and one audit record per
-(actor, action) in ONE transaction, commits, and wakes the others. Each caller returns only
-after the transaction holding its certificate committed, so "issued" always means "stored".
-If a batch fails, its items are retried one by one so that one bad item fails alone.
+Issuances hand their finished rows — certificate, pre-produced OCSP response, audit entry — to
+the process's :class:`GroupCommitter`. One committer thread per process takes everything queued
+(up to ``max_batch``), writes it in ONE transaction (one multi-row INSERT per table and one
+audit record per (actor, action)), commits, and reports each item done. Each caller learns that
+its item is done only after the transaction holding its certificate committed, so "issued"
+always means "stored". If a batch fails, its items are retried one by one so that one bad item
+fails alone.
+
+Callers either block (:meth:`GroupCommitter.submit`, for synchronous domain code) or hand over
+a completion callback (:meth:`GroupCommitter.submit_nowait`): the gRPC adapter awaits the commit
+on its event loop without holding a worker thread, so every issuance in flight in the process
+joins the next batch instead of at most one per pool thread.
+
+On PostgreSQL the batch is written on the driver connection in two round trips (psycopg
+pipeline): ``pg_advisory_xact_lock`` (the audit chain's lock, see :mod:`govtrust.audit`) and the
+chain head; then the INSERTs, the audit record(s) and COMMIT. SQLAlchemy's per-statement
+machinery and ORM flush cost more CPU than PostgreSQL's own work for these statements. SQLite
+keeps the SQLAlchemy Core path (one writer at a time anyway).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, exc, insert, select, update
 
 from ca.models import CaCertificate, CaOcspResponse
 from govtrust import audit
+from govtrust.audit import GENESIS_HASH, PG_AUDIT_LOCK, AuditRecord
 from govtrust.db import Database
 
+log = logging.getLogger("govtrust.ca.store")
 
-@dataclass
+IDLE_EXIT_SECONDS = 5.0  # the committer thread ends after this long without work
+
+
+@dataclass(eq=False)
 class PendingIssue:
     """One issued certificate waiting to be committed."""
 
@@ -35,55 +55,294 @@ class PendingIssue:
     done: bool = False
     error: BaseException | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    on_done: Callable[[PendingIssue], None] | None = None
+
+
+_CERT_COLUMNS = tuple(c.key for c in cast(Table, CaCertificate.__table__).columns)
+# Columns that are always NULL on a freshly issued certificate (left to their default).
+_NULL_AT_ISSUANCE = frozenset(
+    {
+        "revoked_at",
+        "revocation_reason",
+        "invalidity_date",
+        "status_comment",
+        "resumed_at",
+        "renewed_by",
+    }
+)
+_CERT_INSERT = tuple(c for c in _CERT_COLUMNS if c not in _NULL_AT_ISSUANCE)
+_OCSP_COLUMNS = ("certificate_id", "der", "this_update", "next_update")
+_AUDIT_COLUMNS = (
+    "seq",
+    "recorded_at",
+    "actor",
+    "action",
+    "target",
+    "outcome",
+    "details",
+    "prev_hash",
+    "hash",
+)
+
+
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    """``INSERT INTO table (cols) VALUES (%s, ...)`` (psycopg style) for ``executemany``: in
+    pipeline mode psycopg sends one Bind/Execute per row without waiting, and the statement
+    text stays short and fixed (parsed once, prepared by the server after a few uses — a
+    multi-row VALUES list costs more in psycopg's query parsing than it saves). Table and
+    column names are this module's constants, never input."""
+    values = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})"  # noqa: S608
+
+
+_CERT_SQL = _insert_sql("ca_certificates", _CERT_INSERT)
+_OCSP_SQL = _insert_sql("ca_ocsp_responses", _OCSP_COLUMNS)
+_AUDIT_SQL = _insert_sql("audit_log", _AUDIT_COLUMNS)
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+_HEAD_SQL = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+_RENEWED_SQL = "UPDATE ca_certificates SET renewed_by = %s WHERE id = %s"
+_STORED_SQL = "SELECT 1 FROM ca_certificates WHERE id = %s"
+
+
+class _CommitOutcomeUnknown(Exception):
+    """The connection failed after COMMIT was sent: the batch may or may not be stored."""
+
+
+def _report(batch: list[PendingIssue]) -> None:
+    """Mark every item done and call its ``on_done`` (errors of callbacks are logged)."""
+    for item in batch:
+        item.done = True
+        if item.on_done is not None:
+            try:
+                item.on_done(item)
+            except Exception:  # a caller's callback must not stop the committer
+                log.exception("issuance completion callback failed")
+
+
+def _is_disconnect(error: BaseException) -> bool:
+    """Whether ``error`` means the database connection is gone (psycopg's OperationalError on
+    a broken connection, or SQLAlchemy's wrapper of it)."""
+    import psycopg
+
+    if isinstance(error, exc.DBAPIError):
+        return bool(error.connection_invalidated) or isinstance(
+            error.orig, psycopg.OperationalError
+        )
+    return isinstance(error, psycopg.OperationalError)
+
+
+def audit_records(
+    batch: Sequence[PendingIssue], head: tuple[int, str] | None, recorded_at: datetime
+) -> list[dict[str, Any]]:
+    """The audit records of a batch, chained after ``head`` (seq, hash) — one per (actor,
+    action), listing every certificate with its details. Hashes as :func:`audit.record_hash`."""
+    seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
+    groups: dict[tuple[str, str], list[PendingIssue]] = {}
+    for item in batch:
+        groups.setdefault((item.actor, item.action), []).append(item)
+    records = []
+    for (actor, action), items in groups.items():
+        targets = [
+            f"certificate/{i.certificate['issuer']}/{i.certificate['serial']}" for i in items
+        ]
+        target = targets[0] if len(targets) == 1 else f"certificates/{len(targets)}"
+        details = audit.canonical_json(
+            {
+                "certificates": [
+                    {"target": t, **i.details} for t, i in zip(targets, items, strict=True)
+                ]
+            }
+        ).decode()
+        seq += 1
+        digest = audit.record_hash(
+            seq=seq,
+            recorded_at=recorded_at,
+            actor=actor,
+            action=action,
+            target=target,
+            outcome="ok",
+            details=details,
+            prev_hash=prev_hash,
+        )
+        records.append(
+            {
+                "seq": seq,
+                "recorded_at": recorded_at,
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "outcome": "ok",
+                "details": details,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        prev_hash = digest
+    return records
 
 
 class GroupCommitter:
-    """Leader/follower group commit over one database."""
+    """One committer thread per process writing queued issuances in batches."""
 
     def __init__(self, db: Database, *, max_batch: int = 256) -> None:
         self.db = db
         self.max_batch = max_batch
+        self.postgres = db.engine.dialect.name == "postgresql"
         self._queue: list[PendingIssue] = []
-        self._busy = False
         self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    # --- callers ---------------------------------------------------------------------------
 
     def submit(self, item: PendingIssue) -> None:
         """Queue ``item`` and return once it is committed (or raise why it was not)."""
-        with self._cond:
-            self._queue.append(item)
-            while not item.done:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                self._busy = True
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-                self._cond.release()
-                try:
-                    self._commit(batch)
-                finally:
-                    self._cond.acquire()
-                    self._busy = False
-                    self._cond.notify_all()
+        finished = threading.Event()
+        item.on_done = lambda _item: finished.set()
+        self.submit_nowait(item)
+        finished.wait()
         if item.error is not None:
             raise item.error
+
+    def submit_nowait(self, item: PendingIssue) -> None:
+        """Queue ``item``; its ``on_done`` is called from the committer thread once it is
+        committed or failed (``item.error`` then says why). Does not block."""
+        self.submit_many([item])
+
+    def submit_many(self, items: list[PendingIssue]) -> None:
+        """:meth:`submit_nowait` for several items at once."""
+        with self._cond:
+            if self._pid != os.getpid():  # forked: the parent's thread does not exist here
+                self._pid, self._thread, self._queue = os.getpid(), None, []
+            self._queue.extend(items)
+            if self._thread is not None:
+                self._cond.notify()
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="govtrust-ca-commit", daemon=True
+            )
+            try:
+                self._thread.start()
+            except BaseException:  # nothing will commit them: take them back
+                self._thread = None
+                del self._queue[len(self._queue) - len(items) :]
+                raise
+
+    # --- the committer thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    if not self._queue:
+                        notified = self._cond.wait(IDLE_EXIT_SECONDS)
+                        if not self._queue:
+                            if notified:
+                                continue
+                            self._thread = None  # idle: the next submit starts a new thread
+                            return
+                    batch = self._queue[: self.max_batch]
+                    del self._queue[: self.max_batch]
+                self._commit(batch)
+        except BaseException:
+            with self._cond:  # fail what is queued; the next submit starts a new thread
+                stranded, self._queue, self._thread = self._queue, [], None
+            for item in stranded:
+                item.error = RuntimeError("the certificate committer stopped")
+            _report(stranded)
+            raise
 
     def _commit(self, batch: list[PendingIssue]) -> None:
         try:
             self._write(batch)
-        except Exception as exc:  # noqa: BLE001 - isolate the failing item below
-            if len(batch) == 1:
-                batch[0].error = exc
-            else:
-                for item in batch:
+        except Exception as error:  # noqa: BLE001 - isolate the failing item below
+            for item in batch:
+                if len(batch) > 1 or isinstance(error, _CommitOutcomeUnknown):
                     try:
-                        self._write([item])
+                        if self._stored(item):  # the failed batch did commit
+                            continue
+                        if len(batch) > 1:
+                            self._write([item])
+                            continue
                     except Exception as single:  # noqa: BLE001 - reported to its caller
                         item.error = single
-        for item in batch:
-            item.done = True
+                        continue
+                item.error = error.__cause__ if isinstance(error, _CommitOutcomeUnknown) else error
+        except BaseException as error:  # the thread is going down: nobody may wait forever
+            for item in batch:
+                item.error = error
+            raise
+        finally:
+            _report(batch)
+
+    def _stored(self, item: PendingIssue) -> bool:
+        """Whether ``item``'s certificate row exists (ids are random: only its own insert)."""
+        with self.db.read() as session:
+            found = session.get(CaCertificate, item.certificate["id"])
+            return found is not None
 
     def _write(self, batch: list[PendingIssue]) -> None:
+        if not self.postgres:
+            self._write_orm(batch)
+            return
+        try:
+            self._write_postgres(batch)
+        except _CommitOutcomeUnknown:
+            raise
+        except Exception as error:
+            if not _is_disconnect(error):
+                raise
+            # The connection was lost before COMMIT was sent: nothing is stored. The pool has
+            # dropped the connection; try once more on a fresh one.
+            log.warning("database connection lost before commit; retrying the batch once")
+            self._write_postgres(batch)
+
+    def _write_postgres(self, batch: list[PendingIssue]) -> None:
+        """Two round trips on the driver connection: lock + chain head; rows + COMMIT."""
+        connection = self.db.engine.raw_connection()
+        commit_sent = False
+        try:
+            conn = connection.driver_connection
+            assert conn is not None
+            try:
+                with conn.pipeline() as pipeline:
+                    cursor = conn.cursor()
+                    cursor.execute(_LOCK_SQL, (PG_AUDIT_LOCK,))
+                    head_cursor = conn.cursor()
+                    head_cursor.execute(_HEAD_SQL)
+                    pipeline.sync()
+                    head = head_cursor.fetchone()
+                    records = audit_records(
+                        batch, (head[0], head[1]) if head else None, datetime.now(UTC)
+                    )
+                    cursor.executemany(
+                        _CERT_SQL, [tuple([i.certificate[c] for c in _CERT_INSERT]) for i in batch]
+                    )
+                    cursor.executemany(
+                        _OCSP_SQL, [tuple([i.ocsp[c] for c in _OCSP_COLUMNS]) for i in batch]
+                    )
+                    renewals = [
+                        (i.certificate["id"], i.renewed_from) for i in batch if i.renewed_from
+                    ]
+                    if renewals:
+                        cursor.executemany(_RENEWED_SQL, renewals)
+                    cursor.executemany(
+                        _AUDIT_SQL, [tuple([r[c] for c in _AUDIT_COLUMNS]) for r in records]
+                    )
+                    commit_sent = True
+                    conn.commit()
+            except BaseException as error:
+                if conn.broken or conn.closed:
+                    connection.invalidate(error if isinstance(error, Exception) else None)
+                    if commit_sent and isinstance(error, Exception):
+                        raise _CommitOutcomeUnknown(str(error)) from error
+                else:
+                    conn.rollback()
+                raise
+        finally:
+            connection.close()
+
+    def _write_orm(self, batch: list[PendingIssue]) -> None:
         with self.db.transaction() as session:
             certificates = cast(Table, CaCertificate.__table__)
             responses = cast(Table, CaOcspResponse.__table__)
@@ -96,22 +355,9 @@ class GroupCommitter:
                         .where(CaCertificate.id == item.renewed_from)
                         .values(renewed_by=item.certificate["id"])
                     )
-            groups: dict[tuple[str, str], list[PendingIssue]] = {}
-            for item in batch:
-                groups.setdefault((item.actor, item.action), []).append(item)
-            for (actor, action), items in groups.items():
-                targets = [
-                    f"certificate/{i.certificate['issuer']}/{i.certificate['serial']}"
-                    for i in items
-                ]
-                audit.append(
-                    session,
-                    actor=actor,
-                    action=action,
-                    target=targets[0] if len(targets) == 1 else f"certificates/{len(targets)}",
-                    details={
-                        "certificates": [
-                            {"target": t, **i.details} for t, i in zip(targets, items, strict=True)
-                        ]
-                    },
-                )
+            row = session.execute(
+                select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+            ).first()  # BEGIN IMMEDIATE holds SQLite's write lock: the chain cannot fork
+            head = (row[0], row[1]) if row else None
+            records = audit_records(batch, head, datetime.now(UTC))
+            session.execute(insert(cast(Table, AuditRecord.__table__)), records)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from govtrust.db import Base, as_utc
 
 GENESIS_HASH = "0" * 64
-_PG_AUDIT_LOCK = 0x6F7654_A0D1  # advisory lock key serialising appends on PostgreSQL
+PG_AUDIT_LOCK = 0x6F7654_A0D1  # advisory lock key serialising appends on PostgreSQL
 
 
 class AuditRecord(Base):
@@ -85,7 +85,7 @@ def append(
     commit, so the chain never forks.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_AUDIT_LOCK})
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})
     head = session.execute(
         select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
     ).first()

@@ -9,7 +9,11 @@ issuing and status changes need ``ca-operator`` (seal roles for seal certificate
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -18,8 +22,10 @@ from cryptography import x509 as cx
 from ca.authority import CertificateAuthority, ListFilter, authority_for, effective_status
 from ca.crl import CrlInfo
 from ca.hierarchy import Issuer
-from ca.issuance import Issued, IssueRequest, ServiceSubject, SubjectSpec
+from ca.intake import IssueIntake
+from ca.issuance import Issued, IssueRequest, Prepared, ServiceSubject, SubjectSpec
 from ca.models import CaCertificate
+from govtrust.db import as_utc
 from govtrust.errors import InvalidArgument
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
@@ -157,22 +163,70 @@ def key_pb(ref: KeyRef | None) -> certificate_pb2.KeyReference | None:
     )
 
 
+_issuer_texts: dict[bytes, str] = {}
+
+
+def _tlv_end(data: bytes, start: int) -> tuple[int, int]:
+    """(start of contents, end) of the DER element at ``start``."""
+    length = data[start + 1]
+    offset = start + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[offset : offset + count], "big")
+        offset += count
+    return offset, offset + length
+
+
+def _issuer_name_der(tbs: bytes) -> bytes:
+    """The issuer Name's DER inside a TBSCertificate (version, serial, signature, issuer)."""
+    position, _ = _tlv_end(tbs, 0)  # into the TBSCertificate SEQUENCE
+    if tbs[position] == 0xA0:  # [0] version
+        position = _tlv_end(tbs, position)[1]
+    position = _tlv_end(tbs, position)[1]  # serialNumber
+    position = _tlv_end(tbs, position)[1]  # signature AlgorithmIdentifier
+    return tbs[position : _tlv_end(tbs, position)[1]]
+
+
+def _fill_summary(target: common_pb2.CertificateSummary, row: CaCertificate) -> None:
+    """``summary_pb(row.der, ...)`` written in place: the names are read from the DER, the
+    rest comes from the row, which holds the same values (serial, validity, fingerprint) —
+    no second fingerprint, no message copy."""
+    cert = cx.load_der_x509_certificate(row.der)
+    target.subject = cert.subject.rfc4514_string()
+    issuer_der = _issuer_name_der(cert.tbs_certificate_bytes)
+    issuer = _issuer_texts.get(issuer_der)
+    if issuer is None:  # a handful of issuers: format each name once per process
+        issuer = cert.issuer.rfc4514_string()
+        if len(_issuer_texts) < 256:
+            _issuer_texts[issuer_der] = issuer
+    target.issuer = issuer
+    target.serial_number = row.serial
+    target.not_before.FromDatetime(as_utc(row.not_before))
+    target.not_after.FromDatetime(as_utc(row.not_after))
+    target.fingerprint_sha256 = row.fingerprint_sha256
+    target.profile = PROFILE_ENUMS.get(row.profile, common_pb2.CERTIFICATE_PROFILE_UNSPECIFIED)
+    target.issuer_ca = row.issuer
+    target.der = row.der
+
+
 def certificate_pb(row: CaCertificate, key: KeyRef | None = None) -> certificate_pb2.Certificate:
     """The ``Certificate`` message of a stored certificate."""
     message = certificate_pb2.Certificate(
-        summary=summary_pb(row.der, profile=row.profile, issuer_ca=row.issuer),
         status=STATUS_ENUMS[effective_status(row)],
         seal_id=row.seal_id or "",
         system_id=row.system_id or "",
         key_algorithm=KEY_ALGORITHM_ENUMS.get(
             row.key_algorithm, common_pb2.KEY_ALGORITHM_UNSPECIFIED
         ),
-        issued_at=timestamp_pb(row.issued_at),
-        revoked_at=timestamp_pb(row.revoked_at),
         revocation_reason=common_pb2.RevocationReason.ValueType(row.revocation_reason or 0),
-        invalidity_date=timestamp_pb(row.invalidity_date),
         status_comment=row.status_comment or "",
     )
+    _fill_summary(message.summary, row)
+    message.issued_at.FromDatetime(as_utc(row.issued_at))
+    if row.revoked_at is not None:
+        message.revoked_at.FromDatetime(as_utc(row.revoked_at))
+    if row.invalidity_date is not None:
+        message.invalidity_date.FromDatetime(as_utc(row.invalidity_date))
     if row.identity_id:
         message.identity.id = row.identity_id
         message.identity.kind = KIND_ENUMS.get(
@@ -226,6 +280,65 @@ def crl_pb(info: CrlInfo) -> certificate_pb2.GetCrlResponse:
     )
 
 
+class _LoopInbox:
+    """Results posted from other threads, delivered to their futures on one event loop with
+    one wake-up per burst (``call_soon_threadsafe`` only when none is pending)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._items: list[tuple[asyncio.Future[Prepared], Prepared | None, BaseException | None]]
+        self._items = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def post(
+        self,
+        future: asyncio.Future[Prepared],
+        value: Prepared | None,
+        error: BaseException | None,
+    ) -> None:
+        with self._lock:
+            self._items.append((future, value, error))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self.loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+            self._scheduled = False
+        for future, value, error in items:
+            if future.done():  # the call was cancelled meanwhile
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                assert value is not None
+                future.set_result(value)
+
+
+_inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopInbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def issued_on_loop(intake: IssueIntake, prepare: Callable[[], Prepared]) -> Awaitable[Prepared]:
+    """Hand ``prepare`` to the CA's intake; the future resolves on the running loop once the
+    certificate is committed (or fails with the error that stopped it)."""
+    loop = asyncio.get_running_loop()
+    inbox = _inboxes.get(loop)
+    if inbox is None:
+        inbox = _inboxes[loop] = _LoopInbox(loop)
+    future: asyncio.Future[Prepared] = loop.create_future()
+
+    def done(prepared: Prepared | None, error: BaseException | None) -> None:
+        inbox.post(future, prepared, error)
+
+    intake.submit(prepare, done)
+    return future
+
+
 # --- the servicer -----------------------------------------------------------------------------
 
 
@@ -255,8 +368,11 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> certificate_pb2.IssueCertificateResponse:
         principal = current_principal()
+        authority = self._authority
+        if authority is None:  # opened (bootstrapped) off the event loop, once
+            authority = await run_sync(self._ca)
 
-        def run() -> certificate_pb2.IssueCertificateResponse:
+        def prepare() -> Prepared:
             if not request.csr:
                 raise InvalidArgument.field(
                     "csr", "is empty (use GenerateKeyAndIssue for keys generated in the key store)"
@@ -269,13 +385,16 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
                 hash_identity_number=request.hash_identity_number,
                 applicant=_applicant_in(request),
             )
-            issued = self._ca().issue(principal, domain)
-            return certificate_pb2.IssueCertificateResponse(
-                certificate=certificate_pb(issued.certificate),
-                chain=chain_pb(self._ca(), issued.certificate.issuer),
-            )
+            return authority.prepare_issue(principal, domain)
 
-        return await run_sync(run)
+        # Checked, built and signed by the CA's intake threads, then group-committed; the
+        # future resolves only once the certificate is durably stored (see ca.intake).
+        prepared = await issued_on_loop(authority.ctx.intake, prepare)
+        issued = prepared.finish(authority.ctx)  # publishes the OCSP response to the cache
+        return certificate_pb2.IssueCertificateResponse(
+            certificate=certificate_pb(issued.certificate),
+            chain=chain_pb(authority, issued.certificate.issuer),
+        )
 
     async def GenerateKeyAndIssue(
         self,
