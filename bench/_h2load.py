@@ -7,6 +7,7 @@ Not a bench of its own (the Makefile skips ``bench/_*.py``).
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import subprocess
@@ -88,3 +89,32 @@ def run_unary(
             measured.sort()
     others = sum(int(done.group(i)) for i in (2, 3, 4))
     return H2loadRun(int(done.group(1)), others, measured, result.returncode)
+
+
+# --- server CPU (Linux /proc) ------------------------------------------------------------------
+
+
+def child_pids(supervisor: int) -> list[int]:
+    """The serving processes: the supervisor's children (or itself when it has none)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{supervisor}/task").glob("*"):
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        children.extend(int(p) for p in text.split())
+    return children or [supervisor]
+
+
+def thread_cpu(pids: list[int]) -> dict[str, float]:
+    """CPU seconds (user + system) so far of ``pids``, split into ``main`` (each process's
+    main thread: the event loop) and ``threads`` (every other thread: gRPC's poller and
+    event engine, the audit writer, the log flusher, the thread pool)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    split = {"main": 0.0, "threads": 0.0}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / ticks
+            split["main" if task.name == str(pid) else "threads"] += seconds
+    return split

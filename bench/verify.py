@@ -20,16 +20,29 @@ installs it; a C client, one pre-encoded request, the verdict checked before and
 server's count of failed calls required not to grow), else — and always for VerifyPdf — from
 ``--clients`` processes (asyncio, ``--concurrency`` calls in flight each) on the same machine,
 whose CPU is taken from the server's, so those figures are a lower bound.
+
+h2load keeps ``--inflight`` calls in flight (128 on 16 connections, as ``bench/identity.py``)
+and the server logs at ``--log-level`` (warning, as there). With h2load the bench also
+reports the server's CPU per call (user + system of the worker processes from /proc, split into
+the event-loop thread and the others) and, in the same run, the ceilings of the gRPC stack on
+this machine, each answering VerifyCertificate with a stored real answer (the same bytes, no
+work): ``govtrust serve`` itself with a no-op servicer (same interceptor, metrics, access log,
+uvicorn on the loop — wired in by a bench-only ``sitecustomize``), a bare grpc.aio server in
+``--workers`` processes (no interceptor), and a bare synchronous grpc server (thread pool) in as
+many processes.
+
 Targets (issue 8): VerifyCertificate ≥ 5,000/s, VerifyPdf ≥ 2× plain pyHanko (fresh context).
 Exit status 1 when a target is missed.
 
-Run: ``.venv/bin/python bench/verify.py [--seconds 5] [--workers 2] [--clients 2]``
+Run: ``.venv/bin/python bench/verify.py [--seconds 5] [--workers 2] [--clients 2] [--no-pdf]
+[--no-peers]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -153,9 +166,36 @@ class Server:
     http_port: int = 0
 
 
-def start_server(data_dir: Path, workers: int) -> Server:
+NOOP_HOOK = (
+    "# bench only (bench/verify.py): VerifyCertificate answers a stored response, no work\n"
+    "import os\n"
+    "if os.environ.get('GOVTRUST_BENCH_NOOP_RESPONSE'):\n"
+    "    from govtrust.api import verify as _verify\n"
+    "    from govtrust.v1 import verify_pb2 as _pb\n"
+    "    _answer = _pb.VerifyCertificateResponse.FromString(\n"
+    "        bytes.fromhex(os.environ['GOVTRUST_BENCH_NOOP_RESPONSE'])\n"
+    "    )\n"
+    "\n"
+    "    async def _noop(self, request, context):\n"
+    "        return _answer\n"
+    "\n"
+    "    _verify.VerifyServicer.VerifyCertificate = _noop\n"
+)
+
+
+def start_server(
+    data_dir: Path, workers: int, log_level: str = "", noop_response: bytes | None = None
+) -> Server:
     grpc_port, http_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if log_level:
+        env["GOVTRUST_LOG_LEVEL"] = log_level
+    if noop_response is not None:
+        hook = data_dir.parent / "noop-hook"
+        hook.mkdir(exist_ok=True)
+        (hook / "sitecustomize.py").write_text(NOOP_HOOK)
+        env["PYTHONPATH"] = f"{REPO}{os.pathsep}{hook}"
+        env["GOVTRUST_BENCH_NOOP_RESPONSE"] = noop_response.hex()
     env.pop("GOVTRUST_CONFIG", None)
     env.pop("GOVTRUST_DATABASE_URL", None)
     command = [
@@ -276,40 +316,149 @@ def grpc_rate(
     return done / seconds if elapsed > 0 else 0.0, bad
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One h2load run: calls/s, answers that were not right, server CPU per call (µs)."""
+
+    rate: float
+    bad: int
+    server_us: float
+    main_us: float  # the event-loop threads' share
+    threads_us: float  # every other thread's (gRPC poller/event engine, audit writer, logs)
+
+
+def h2load_measure(
+    address: str,
+    request: bytes,
+    pids: list[int],
+    seconds: float,
+    inflight: int,
+    http_port: int = 0,
+) -> Measured:
+    """VerifyCertificate calls/s driven by ``h2load`` (a C client: the cores go to the server)
+    and the CPU the server processes ``pids`` spent per call. A 2 s warm-up run comes first;
+    the measured run has none, so every call the CPU paid for is counted. With ``http_port``
+    (govtrust) the server's own count of failed VerifyCertificate calls must not grow."""
+    from bench._h2load import grpc_counts, run_unary, thread_cpu
+
+    method = "/govtrust.v1.VerifyService/VerifyCertificate"
+    connections = 16
+    shape = {"connections": connections, "streams": max(1, inflight // connections)}
+    run_unary(address, method, request, seconds=2, warmup=0, **shape)  # type: ignore[arg-type]
+    failed_before = grpc_counts(http_port, "VerifyCertificate")[1] if http_port else 0
+    before = thread_cpu(pids)
+    run = run_unary(address, method, request, seconds=seconds, warmup=0, **shape)  # type: ignore[arg-type]
+    after = thread_cpu(pids)
+    failed_after = grpc_counts(http_port, "VerifyCertificate")[1] if http_port else 0
+    calls = max(1, run.completed)
+    main = (after["main"] - before["main"]) / calls * 1e6
+    threads = (after["threads"] - before["threads"]) / calls * 1e6
+    bad = run.http_errors + (failed_after - failed_before) + (run.returncode != 0)
+    return Measured(run.completed / seconds, bad, main + threads, main, threads)
+
+
 def h2load_cert_rate(
-    server: Server, payload: bytes, chain: tuple[bytes, ...], seconds: float, inflight: int
-) -> tuple[float, int]:
-    """VerifyCertificate calls/s driven by ``h2load`` (a C client: the cores go to the server).
-    One pre-encoded request; a grpc client checks it answers VALID before and after, and the
-    server's own count of failed VerifyCertificate calls must not grow."""
+    server: Server,
+    payload: bytes,
+    chain: tuple[bytes, ...],
+    seconds: float,
+    inflight: int,
+    pids: list[int],
+) -> tuple[Measured, bytes]:
+    """VerifyCertificate over gRPC with h2load: one pre-encoded request; a grpc client checks
+    it answers VALID before and after. Returns the measurement and one real answer (the
+    peers' stored response)."""
     import grpc
 
-    from bench._h2load import grpc_counts, run_unary
     from govtrust.v1 import common_pb2, verify_pb2, verify_pb2_grpc
 
     request = verify_pb2.VerifyCertificateRequest(certificate=payload, intermediates=list(chain))
 
-    def valid() -> bool:
+    def answer() -> verify_pb2.VerifyCertificateResponse:
         with grpc.insecure_channel(server.grpc) as channel:
             stub = verify_pb2_grpc.VerifyServiceStub(channel)
-            answer = stub.VerifyCertificate(request, timeout=30)
-            return bool(answer.report.verdict == common_pb2.VERDICT_VALID)
+            reply: verify_pb2.VerifyCertificateResponse = stub.VerifyCertificate(
+                request, timeout=30
+            )
+            return reply
 
-    bad = 0 if valid() else 1
-    connections = 16
-    _, failed_before = grpc_counts(server.http_port, "VerifyCertificate")
-    run = run_unary(
-        server.grpc,
-        "/govtrust.v1.VerifyService/VerifyCertificate",
-        request.SerializeToString(),
-        seconds=seconds,
-        warmup=2,
-        connections=connections,
-        streams=inflight // connections,
+    first = answer()
+    bad = 0 if first.report.verdict == common_pb2.VERDICT_VALID else 1
+    measured = h2load_measure(
+        server.grpc, request.SerializeToString(), pids, seconds, inflight, server.http_port
     )
-    _, failed_after = grpc_counts(server.http_port, "VerifyCertificate")
-    bad += run.http_errors + (failed_after - failed_before) + (0 if valid() else 1)
-    return run.completed / seconds, bad
+    bad += 0 if answer().report.verdict == common_pb2.VERDICT_VALID else 1
+    return dataclasses.replace(measured, bad=measured.bad + bad), first.SerializeToString()
+
+
+# --- gRPC ceilings: no-op peers -------------------------------------------------------------------
+
+
+def _noop_aio(port: int, response: bytes, ready: Any) -> None:
+    """One bare grpc.aio server process (SO_REUSEPORT, no interceptor) answering the stored
+    response — like a worker, minus everything of ours."""
+    import grpc.aio
+
+    from govtrust.v1 import verify_pb2, verify_pb2_grpc
+
+    answer = verify_pb2.VerifyCertificateResponse.FromString(response)
+
+    class Peer(verify_pb2_grpc.VerifyServiceServicer):
+        async def VerifyCertificate(self, request: Any, context: Any) -> Any:  # noqa: N802
+            return answer
+
+    async def run() -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+        verify_pb2_grpc.add_VerifyServiceServicer_to_server(Peer(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        ready.set()
+        await server.wait_for_termination()
+
+    asyncio.run(run())
+
+
+def _noop_sync(port: int, response: bytes, ready: Any) -> None:
+    """One bare synchronous grpc server process (thread pool of 8, SO_REUSEPORT)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from govtrust.v1 import verify_pb2, verify_pb2_grpc
+
+    answer = verify_pb2.VerifyCertificateResponse.FromString(response)
+
+    class Peer(verify_pb2_grpc.VerifyServiceServicer):
+        def VerifyCertificate(self, request: Any, context: Any) -> Any:  # noqa: N802
+            return answer
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 1)])
+    verify_pb2_grpc.add_VerifyServiceServicer_to_server(Peer(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    ready.set()
+    server.wait_for_termination()
+
+
+def peer_measure(
+    target: Any, workers: int, request: bytes, response: bytes, seconds: float, inflight: int
+) -> Measured:
+    """Start ``workers`` peer processes of ``target`` on one port and measure them."""
+    context = multiprocessing.get_context("spawn")
+    port = free_port()
+    ready = [context.Event() for _ in range(workers)]
+    peers = [context.Process(target=target, args=(port, response, e)) for e in ready]
+    for peer in peers:
+        peer.start()
+    try:
+        for event in ready:
+            event.wait(60)
+        pids = [p.pid for p in peers if p.pid]
+        return h2load_measure(f"127.0.0.1:{port}", request, pids, seconds, inflight)
+    finally:
+        for peer in peers:
+            peer.kill()
+            peer.join()
 
 
 # --- peers ----------------------------------------------------------------------------------------
@@ -396,13 +545,29 @@ def openssl_rate(inputs: Inputs, batch: int, processes: int, work: Path) -> tupl
 # --- main -----------------------------------------------------------------------------------------
 
 
+def _line(label: str, m: Measured, unit: str = "calls/s", note: str = "") -> None:
+    print(
+        f"  {label:<34}{m.rate:>9,.0f} {unit}   server CPU {m.server_us:>5,.0f} µs/call "
+        f"(loop {m.main_us:,.0f} + threads {m.threads_us:,.0f}){note}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--clients", type=int, default=2, help="gRPC client processes")
     parser.add_argument("--concurrency", type=int, default=32, help="calls in flight per client")
+    parser.add_argument(
+        "--inflight", type=int, default=128, help="h2load calls in flight (16 connections)"
+    )
     parser.add_argument("--openssl-batch", type=int, default=20000, help="certs per openssl run")
+    parser.add_argument(
+        "--log-level", default="warning", help="the server's (as bench/identity.py; info: one "
+        "access line per call)",
+    )  # fmt: skip
+    parser.add_argument("--no-pdf", action="store_true", help="skip VerifyPdf and pyHanko")
+    parser.add_argument("--no-peers", action="store_true", help="skip the no-op gRPC ceilings")
     parser.add_argument(
         "--load",
         choices=("h2load", "python"),
@@ -410,7 +575,13 @@ def main(argv: list[str] | None = None) -> int:
         help="VerifyCertificate load generator: h2load (C) or grpc.aio client processes",
     )
     args = parser.parse_args(argv)
+    from bench._h2load import child_pids
 
+    h2load = args.load == "h2load"
+    cert: Measured | None = None
+    peers: list[tuple[str, Measured]] = []
+    pdf_rate = plain = reused = 0.0
+    pdf_bad = 0
     with tempfile.TemporaryDirectory(prefix="govtrust-bench-verify-") as tmp:
         work = Path(tmp)
         data_dir = work / "data"
@@ -418,56 +589,104 @@ def main(argv: list[str] | None = None) -> int:
         inputs = prepare(data_dir, work)
         print(f"  PDF {len(inputs.pdf):,} bytes; certificate chain depth {len(inputs.chain) + 1}")
 
-        server = start_server(data_dir, args.workers)
+        server = start_server(data_dir, args.workers, args.log_level)
+        response = b""
         try:
-            print(
-                f"server: govtrust serve --workers {args.workers}; load: {args.clients} client "
-                f"processes x {args.concurrency} in flight, {args.seconds:g} s each"
+            load = (
+                f"h2load, {args.inflight} calls in flight"
+                if h2load
+                else f"{args.clients} client processes x {args.concurrency} in flight"
             )
-            if args.load == "h2load":
-                cert_rate, cert_bad = h2load_cert_rate(
-                    server, inputs.cert, inputs.chain[:-1], args.seconds,
-                    args.clients * args.concurrency,
+            print(
+                f"server: govtrust serve --workers {args.workers} (log level {args.log_level});"
+                f" load: {load}, {args.seconds:g} s each"
+            )
+            if h2load:
+                cert, response = h2load_cert_rate(
+                    server, inputs.cert, inputs.chain[:-1], args.seconds, args.inflight,
+                    child_pids(server.process.pid),
                 )  # fmt: skip
+                cert_rate, cert_bad = cert.rate, cert.bad
             else:
                 cert_rate, cert_bad = grpc_rate(
                     server, "cert", inputs.cert, inputs.chain[:-1], args.seconds, args.clients,
                     args.concurrency,
                 )  # fmt: skip
-            pdf_rate, pdf_bad = grpc_rate(
-                server, "pdf", inputs.pdf, (), args.seconds, args.clients, args.concurrency
-            )
+            if not args.no_pdf:
+                pdf_rate, pdf_bad = grpc_rate(
+                    server, "pdf", inputs.pdf, (), args.seconds, args.clients, args.concurrency
+                )
         finally:
             stop_server(server)
+        if h2load and not args.no_peers:
+            from govtrust.v1 import verify_pb2
+
+            request = verify_pb2.VerifyCertificateRequest(
+                certificate=inputs.cert, intermediates=list(inputs.chain[:-1])
+            ).SerializeToString()
+            noop = start_server(data_dir, args.workers, args.log_level, noop_response=response)
+            try:
+                pids = child_pids(noop.process.pid)
+                measured = h2load_measure(
+                    noop.grpc, request, pids, args.seconds, args.inflight, noop.http_port
+                )
+                peers.append(("govtrust serve, no-op servicer", measured))
+            finally:
+                stop_server(noop)
+            for label, target in (
+                ("bare grpc.aio, no interceptor", _noop_aio),
+                ("bare sync grpc (8 threads)", _noop_sync),
+            ):
+                peers.append(
+                    (
+                        label,
+                        peer_measure(
+                            target, args.workers, request, response, args.seconds, args.inflight
+                        ),
+                    )
+                )
         batch, single = openssl_rate(inputs, args.openssl_batch, args.workers, work)
-        plain = pyhanko_rate(inputs, args.seconds, args.workers, reuse=False)
-        reused = pyhanko_rate(inputs, args.seconds, args.workers, reuse=True)
+        if not args.no_pdf:
+            plain = pyhanko_rate(inputs, args.seconds, args.workers, reuse=False)
+            reused = pyhanko_rate(inputs, args.seconds, args.workers, reuse=True)
 
     cert_ratio = cert_rate / batch if batch else 0.0
     pdf_ratio = pdf_rate / plain if plain else 0.0
     print()
-    print("VerifyCertificate (seal certificate + issuing CA, revocation from our status store)")
-    print(f"  govtrust gRPC          {cert_rate:>10,.0f} calls/s   (non-VALID answers: {cert_bad})")
+    print(
+        f"VerifyCertificate (seal certificate + issuing CA, revocation from our status store; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
+    )
+    if cert is not None:
+        _line("govtrust gRPC", cert, note=f"   non-VALID/failed: {cert_bad}")
+    else:
+        print(f"  govtrust gRPC          {cert_rate:>10,.0f} calls/s   (non-VALID: {cert_bad})")
+    if peers:
+        print(f"  ceilings — {args.workers} processes answering a stored response, no work:")
+        for label, measured in peers:
+            share = f"   govtrust at {cert_rate / measured.rate:.0%}" if measured.rate else ""
+            _line(label, measured, note=share)
     print(
         f"  openssl verify         {batch:>10,.0f} certs/s   ({args.workers} processes, "
         f"{args.openssl_batch:,} certificates each)"
     )
     print(f"  openssl verify (1/proc){single:>10,.0f} calls/s   (one process per certificate)")
     print(f"  ratio govtrust/openssl {cert_ratio:>10.2f}")
-    print("VerifyPdf (one page, one seal, PAdES B-T)")
-    print(f"  govtrust gRPC          {pdf_rate:>10,.1f} calls/s   (non-VALID answers: {pdf_bad})")
-    print(
-        f"  pyHanko, fresh context {plain:>10,.1f} calls/s   ({args.workers} processes; target "
-        "baseline)"
-    )
-    print(f"  pyHanko, reused ctx    {reused:>10,.1f} calls/s   ({args.workers} processes)")
-    print(f"  ratio vs fresh         {pdf_ratio:>10.2f}   (target ≥ {TARGET_PDF_RATIO:g})")
-    print(f"  ratio vs reused        {pdf_rate / reused if reused else 0.0:>10.2f}")
     missed = []
     if cert_rate < TARGET_CERT:
         missed.append(f"VerifyCertificate {cert_rate:,.0f}/s < {TARGET_CERT:,.0f}/s")
-    if pdf_ratio < TARGET_PDF_RATIO:
-        missed.append(f"VerifyPdf {pdf_ratio:.2f}x < {TARGET_PDF_RATIO:g}x plain pyHanko")
+    if not args.no_pdf:
+        print("VerifyPdf (one page, one seal, PAdES B-T)")
+        print(f"  govtrust gRPC          {pdf_rate:>10,.1f} calls/s   (non-VALID: {pdf_bad})")
+        print(
+            f"  pyHanko, fresh context {plain:>10,.1f} calls/s   ({args.workers} processes; "
+            "target baseline)"
+        )
+        print(f"  pyHanko, reused ctx    {reused:>10,.1f} calls/s   ({args.workers} processes)")
+        print(f"  ratio vs fresh         {pdf_ratio:>10.2f}   (target ≥ {TARGET_PDF_RATIO:g})")
+        print(f"  ratio vs reused        {pdf_rate / reused if reused else 0.0:>10.2f}")
+        if pdf_ratio < TARGET_PDF_RATIO:
+            missed.append(f"VerifyPdf {pdf_ratio:.2f}x < {TARGET_PDF_RATIO:g}x plain pyHanko")
     if cert_bad or pdf_bad:
         missed.append("some answers were not VALID")
     print("targets: " + ("met" if not missed else "MISSED — " + "; ".join(missed)))

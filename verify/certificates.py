@@ -20,6 +20,7 @@ identity status are read on every call: they are what a revocation changes.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import threading
 import time
@@ -63,7 +64,10 @@ from verify.report import (
     RevocationReport,
     RevocationStatus,
     StatusSource,
+    VerificationReport,
     build_report,
+    new_report_id,
+    restamped,
     tr,
     verdict_of,
 )
@@ -247,6 +251,28 @@ class _Path:
     trusted: bool
     failure: tuple[ReasonCode, str, str, int] | None  # code, zh, en, index into the path
     ours: tuple[bool, ...]  # issued by our hierarchy (the leaf) / part of it (CAs)
+    trust: object = None  # the trust material it was built against (stale once replaced)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A check whose outcome, while the trust material stays the same, depends only on the
+    validation time (within ``not_before``..``not_after``, the path's common validity) and on
+    our status store's row for the leaf: everything else (path, signatures, purpose, summaries)
+    was decided once. ``row`` is the row it was decided with (None: the leaf is one of our own
+    CAs, good by construction, nothing to read); a call may reuse ``report`` — re-stamped with
+    its own times — only after reading the row again and finding it equal and not revoked or
+    on hold. ``template`` is the whole report built from it (set by :func:`verify_certificate`).
+    """
+
+    trust: object
+    fingerprint: str
+    needs_row: bool
+    row: tuple[Any, ...] | None
+    not_before: datetime
+    not_after: datetime
+    report: CertificateReport
+    template: Any = None
 
 
 @dataclass(frozen=True)
@@ -307,6 +333,7 @@ class CertificateVerifier:
         self._crls: LruCache[str, tuple[x509.CertificateRevocationList, float]] = LruCache(64)
         self._rows: LruCache[str, tuple[tuple[Any, ...] | None, float]] = LruCache(size * 4)
         self._static: LruCache[tuple[str, str], tuple[tuple[str, str] | None, str]] = LruCache(size)
+        self._settled: LruCache[tuple[Any, ...], Settled] = LruCache(size)
         self._fetch = fetch or http_fetch
         self._reader = PointReader(ctx.db.engine)
         self._status_sql = self._reader.sql(_STATUS_SQL)
@@ -365,7 +392,9 @@ class CertificateVerifier:
         self._reader.close()
 
     def invalidate(self) -> None:
-        """Forget every cache (after a change of trust anchors or hierarchy)."""
+        """Forget every cache (after a change of trust anchors or hierarchy). Results built
+        against the old trust material are never used again, even by a check running
+        concurrently: each remembers the material it was built with."""
         with self._lock:
             self._trusted = None
         for cache in (
@@ -376,6 +405,7 @@ class CertificateVerifier:
             self._crls,
             self._static,
             self._rows,
+            self._settled,
         ):
             cache.clear()
 
@@ -397,10 +427,11 @@ class CertificateVerifier:
         self, leaf: x509.Certificate, extra: Sequence[x509.Certificate], leaf_fp: str = ""
     ) -> _Path:
         key = (leaf_fp or _fingerprint(leaf), *(_fingerprint(c) for c in extra))
+        trust = self._trust()
         cached = self._paths.get(key)
-        if cached is not None:
+        if cached is not None and cached.trust is trust:
             return cached
-        pool, anchors, ours = self._trust()
+        pool, anchors, ours = trust
         extra_by_subject: dict[bytes, list[x509.Certificate]] = {}
         for cert in extra:
             extra_by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
@@ -461,7 +492,12 @@ class CertificateVerifier:
                 summaries.append(self._summary(cert, None, ""))
                 our_flags.append(False)
         built = _Path(
-            tuple(path), tuple(summaries), trusted and failure is None, failure, tuple(our_flags)
+            tuple(path),
+            tuple(summaries),
+            trusted and failure is None,
+            failure,
+            tuple(our_flags),
+            trust,
         )
         self._paths.put(key, built)
         return built
@@ -494,9 +530,59 @@ class CertificateVerifier:
 
         ``intermediates`` help path building. Bytes are DER or PEM; InvalidArgument when they
         are not certificates (field ``certificate`` / ``intermediates[i]``). With ``offline``,
-        raise :class:`NeedsIo` instead of reading the database or the network (everything
-        needed is cached: the check is pure CPU and may run on the event loop).
+        raise :class:`NeedsIo` instead of reading a remote database or the network (a SQLite
+        point read is a local file read and is done; everything else needed is cached: the
+        check is CPU and may run on the event loop).
         """
+        return self.check(
+            certificate,
+            intermediates=intermediates,
+            at=at,
+            purpose=purpose,
+            revocation=revocation,
+            locale=locale,
+            now=now,
+            offline=offline,
+        )[0]
+
+    def recall(
+        self, key: tuple[Any, ...], at: datetime, offline: bool = False
+    ) -> tuple[Settled, tuple[Any, ...] | None] | None:
+        """The settled check remembered under ``key`` if it still applies at ``at``: built
+        against the current trust material, ``at`` within the path's validity, and our status
+        store's row for the leaf — read now, as every check does — unchanged and neither
+        revoked nor on hold. Returns it with the row just read, or None (check in full)."""
+        settled = self._settled.get(key)
+        if (
+            settled is None
+            or settled.trust is not self._trusted
+            or not settled.not_before <= at <= settled.not_after
+        ):
+            return None
+        row = self._registry_row(settled.fingerprint, offline) if settled.needs_row else None
+        if row != settled.row:
+            return None
+        return settled, row
+
+    def remember(self, key: tuple[Any, ...], settled: Settled) -> None:
+        """Keep a settled check (see :meth:`recall`)."""
+        self._settled.put(key, settled)
+
+    def check(
+        self,
+        certificate: x509.Certificate | bytes,
+        *,
+        intermediates: Sequence[x509.Certificate | bytes] = (),
+        at: datetime | None = None,
+        purpose: CertificatePurpose | None = None,
+        revocation: RevocationCheck = RevocationCheck.DEFAULT,
+        locale: str = "zh-CN",
+        now: datetime | None = None,
+        offline: bool = False,
+    ) -> tuple[CertificateReport, Settled | None]:
+        """:meth:`verify`, and the :class:`Settled` form of the check when its outcome depends
+        only on the time and our status store's row (None otherwise: an external issuer, a
+        remote revocation source, a revoked or held leaf, a certificate outside its validity)."""
         if isinstance(certificate, bytes):
             certificate, der = load_certificate(certificate)
         else:
@@ -531,7 +617,10 @@ class CertificateVerifier:
                 len(path.certificates) - 1,
             )
         within = True
+        not_before, not_after = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
         for i, cert in enumerate(path.certificates):
+            not_before = max(not_before, cert.not_valid_before_utc)
+            not_after = min(not_after, cert.not_valid_after_utc)
             if at < cert.not_valid_before_utc:
                 within = False
                 add(
@@ -572,6 +661,15 @@ class CertificateVerifier:
         leaf_row: tuple[Any, ...] | None = None
         at_time: RevocationReport | None = None
         current: RevocationReport | None = None
+        ours = path.trust.ours if isinstance(path.trust, _TrustMaterial) else {}
+        leaf_is_ca = path.summaries[0].fingerprint_sha256 in ours
+        # settles when every status came from our own store (or our CAs, good by construction)
+        settles = (
+            path.trusted
+            and within
+            and all(s.fingerprint_sha256 in ours for s in path.summaries[1:-1])
+            and (leaf_is_ca or revocation in (RevocationCheck.DEFAULT, RevocationCheck.REGISTRY))
+        )
         if path.trusted:
             for i in range(len(path.certificates) - 1):
                 cert, issuer = path.certificates[i], path.certificates[i + 1]
@@ -608,7 +706,7 @@ class CertificateVerifier:
         leaf_summary = CertificateSummary(
             **{**leaf_summary.__dict__, "der": der}  # the leaf carries its DER
         )
-        return CertificateReport(
+        report = CertificateReport(
             verdict=verdict_of(reasons),
             reasons=tuple(reasons),
             certificate=leaf_summary,
@@ -622,6 +720,26 @@ class CertificateVerifier:
             identity=identity,
             seal_id=seal_id,
         )
+        if settles and not leaf_is_ca:
+            settles = (
+                path.ours[0]
+                and leaf_row is not None
+                and leaf_row[2] not in ("revoked", "suspended")
+                and at_time is not None
+                and at_time.source is StatusSource.REGISTRY
+                and at_time.status is RevocationStatus.GOOD
+            )
+        if not settles:
+            return report, None
+        return report, Settled(
+            path.trust,
+            path.summaries[0].fingerprint_sha256,
+            not leaf_is_ca,
+            leaf_row,
+            not_before,
+            not_after,
+            report,
+        )
 
     def _revocation_reasons(
         self,
@@ -633,6 +751,8 @@ class CertificateVerifier:
         locale: str,
         add: Callable[..., None],
     ) -> None:
+        if status_at.status is RevocationStatus.GOOD:
+            return
         name = cert.subject.rfc4514_string()
         if status_at.status is RevocationStatus.REVOKED:
             reason = status_at.reason or RevocationReasonCode.UNSPECIFIED
@@ -715,15 +835,16 @@ class CertificateVerifier:
         return unknown, unknown, row, "; ".join(tried)
 
     def _registry_row(self, fingerprint: str, offline: bool) -> tuple[Any, ...] | None:
-        """Our status store's row (with the identity), read fresh or within
-        ``status_cache_seconds`` (the same bound the CA's OCSP cache gives other workers)."""
+        """Our status store's row (with the identity), read fresh — or, only when configured
+        (``status_cache_seconds`` > 0, an explicit trade-off), reused for that long. Offline
+        checks read it too when it is a local SQLite file read (NeedsIo for a server)."""
         ttl = self.ctx.config.status_cache_seconds
         moment = time.monotonic()
         if ttl > 0:
             hit = self._rows.get(fingerprint)
             if hit is not None and moment - hit[1] < ttl:
                 return hit[0]
-        if offline:
+        if offline and not self._reader.is_local:
             raise NeedsIo
         row = self._reader.fetchone(self._status_sql, (fingerprint,))
         if ttl > 0:
@@ -1302,24 +1423,44 @@ def verify_certificate(
 ) -> Verified:
     """VerifyCertificate: validate, report, sign when asked, audit (role ``verifier``).
 
-    With ``offline``, :class:`NeedsIo` when the check (or signing the report) would touch the
-    database or the network; nothing has been recorded then."""
+    A check whose outcome was settled before (see :class:`Settled`: same certificate,
+    intermediates, purpose, revocation mode and locale, same trust material, the validation
+    time within the path's validity, and our status store's row — read again now — unchanged)
+    reuses that report with this call's id, times and reference; anything else is checked in
+    full. With ``offline``, :class:`NeedsIo` when the check (or signing the report) would touch
+    a remote database or the network; nothing has been recorded then."""
     principal.require_role("verifier")
-    cert, der = load_certificate(check.certificate)
+    options = check.options
+    if offline and options.report_format is ReportFormat.SIGNED_JSON:
+        raise NeedsIo  # the key store may be remote (HSM)
+    verifier = ctx.certificates
     now = ctx.now()
-    locale = check.options.locale
-    report = ctx.certificates.verify(
+    at = check.at_time or now
+    locale = options.locale
+    key = (check.certificate, check.intermediates, check.purpose, check.revocation_check, locale)
+    recalled = verifier.recall(key, at, offline)
+    if recalled is not None:
+        settled = recalled[0]
+        template: VerificationReport = settled.template
+        return ctx.complete(
+            principal,
+            "certificate",
+            restamp_certificate_report(template, settled.needs_row, now, at, options.reference),
+            options,
+            extra={"fingerprint": settled.fingerprint},
+            template=template,
+        )
+    cert, der = load_certificate(check.certificate)
+    report, settles = verifier.check(
         cert,
         intermediates=check.intermediates,
-        at=check.at_time,
+        at=at,
         purpose=check.purpose,
         revocation=check.revocation_check,
         locale=locale,
         now=now,
         offline=offline,
     )
-    if offline and check.options.report_format is ReportFormat.SIGNED_JSON:
-        raise NeedsIo  # the key store may be remote (HSM)
     warnings: list[Reason] = []
     current = report.revocation_now
     at_time = report.revocation_at_validation_time
@@ -1346,16 +1487,53 @@ def verify_certificate(
     result = build_report(
         evidence_kind=EvidenceKind.CERTIFICATE,
         evidence=der,
-        options=check.options,
+        options=options,
         checked_at=now,
         validation_time=report.validation_time,
         certificate=report,
         warnings=warnings,
     )
+    if settles is not None and not warnings:
+        verifier.remember(key, dataclasses.replace(settles, template=result))
     return ctx.complete(
         principal,
         "certificate",
         result,
-        check.options,
+        options,
         extra={"fingerprint": hashlib.sha256(der).hexdigest()},
+    )
+
+
+def restamp_certificate_report(
+    template: VerificationReport,
+    leaf_from_store: bool,
+    now: datetime,
+    at: datetime,
+    reference: str,
+) -> VerificationReport:
+    """A settled report (see :class:`Settled`) for a new call: a fresh report id, this call's
+    check and validation times and reference; the statuses — good, from our own store — dated
+    as a full check dates them (the leaf's at the validation time when read from the store, our
+    CAs' now)."""
+    cert = template.certificate
+    assert cert is not None
+    good_now = RevocationReport(RevocationStatus.GOOD, StatusSource.REGISTRY, status_time=now)
+    good_at = (
+        RevocationReport(RevocationStatus.GOOD, StatusSource.REGISTRY, status_time=at)
+        if leaf_from_store
+        else good_now
+    )
+    has_status = cert.revocation_at_validation_time is not None
+    return restamped(
+        template,
+        report_id=new_report_id(),
+        checked_at=now,
+        validation_time=at,
+        reference=reference,
+        certificate=restamped(
+            cert,
+            validation_time=at,
+            revocation_at_validation_time=good_at if has_status else None,
+            revocation_now=good_now if has_status else None,
+        ),
     )

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, IntEnum, StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -619,6 +619,20 @@ class SignedReport:
 
 _ID_PREFIX = uuid.uuid4().hex[:16]  # random per process
 _ID_COUNTER = itertools.count(1)
+
+
+_T = TypeVar("_T")
+
+
+def restamped(value: _T, **changes: Any) -> _T:
+    """A copy of a frozen report dataclass with some fields replaced by values of their types,
+    without ``dataclasses.replace``'s re-validation (for re-stamping ids and times on the hot
+    path; the fields changed must already hold what ``__init__`` would have stored)."""
+    copy = object.__new__(type(value))
+    state = copy.__dict__
+    state.update(value.__dict__)
+    state.update(changes)
+    return copy
 
 
 def new_report_id() -> str:

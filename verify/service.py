@@ -17,9 +17,9 @@ are thread-safe, and nothing here changes state except the audit log.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -53,7 +53,9 @@ if TYPE_CHECKING:
     from verify.certificates import CertificateVerifier
 
 SERVICE_SYSTEM_ID = "govtrust-verification-service"
-DEFAULT_STATUS_CACHE_SECONDS = 0.25
+# our status store is read on every check by default, so that a revocation — in any worker —
+# shows in the very next answer; > 0 trades that for fewer reads (an operator's explicit choice)
+DEFAULT_STATUS_CACHE_SECONDS = 0.0
 SIGNER_RENEW_MARGIN = timedelta(days=7)
 
 
@@ -65,12 +67,15 @@ class VerifyConfig:
     fetch_timeout_seconds: float = 3.0  # OCSP / CRL fetches
     max_pdf_bytes: int = 64 * 1024 * 1024  # VerifyPdf / VerifyPdfStream size limit
     cache_size: int = 4096  # parsed certificates, paths and OCSP/CRL answers kept per process
-    # how long our status store's answers are reused (0: read on every check — what a
-    # VerifyConfig() built in code gets; the environment's default, i.e. the server's, is
-    # 0.25 s, the bound the CA's OCSP cache gives other workers' revocations)
-    status_cache_seconds: float = 0.0
+    # how long our status store's answers are reused (0, the default: read on every check, so
+    # a revocation is visible at once; a few tenths of a second would match the bound the CA's
+    # OCSP cache gives other workers' revocations, if an operator prefers fewer reads)
+    status_cache_seconds: float = DEFAULT_STATUS_CACHE_SECONDS
     audit_batch_size: int = 256  # audit records committed together at most
     audit_linger_ms: float = 2.0  # how long the audit writer waits for more checks to batch
+    # the least time between the starts of two audit commits: under load one commit (whose
+    # fixed cost, ~1 ms of CPU, dwarfs a record's) then carries every check of the interval
+    audit_interval_ms: float = 20.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> VerifyConfig:
@@ -85,6 +90,7 @@ class VerifyConfig:
             ("status_cache_seconds", float),
             ("audit_batch_size", int),
             ("audit_linger_ms", float),
+            ("audit_interval_ms", float),
         ):
             raw = env.get("GOVTRUST_VERIFY_" + name.upper())
             if raw:
@@ -94,7 +100,6 @@ class VerifyConfig:
                     raise FailedPrecondition(
                         f"GOVTRUST_VERIFY_{name.upper()} must be a {kind.__name__}"
                     ) from None
-        values.setdefault("status_cache_seconds", DEFAULT_STATUS_CACHE_SECONDS)
         return cls(**values)
 
 
@@ -117,18 +122,38 @@ class Verified:
     report: VerificationReport
     signed: SignedReport | None
     audited: Future[None]
+    # the settled report this one re-stamps (same content but ids, times and reference), so
+    # that adapters may reuse its conversion; None for a report checked in full
+    template: VerificationReport | None = None
 
 
 class AuditWriter:
     """Group-commits verification audit records: ``submit`` queues one and returns a future
     that completes when the record is committed (one transaction per batch, in order; checks
-    queued together by one caller share one record, see :func:`_grouped`)."""
+    queued together by one caller share one record, see :func:`_grouped`).
 
-    def __init__(self, db: Database, *, batch_size: int = 256, linger_ms: float = 2.0) -> None:
+    A batch is committed ``linger_ms`` after its first record arrived, but no sooner than
+    ``interval_ms`` after the previous commit began (at once when ``batch_size`` records are
+    waiting): a lone check waits only the linger, while under load the commits — each costing
+    far more than the records in it — come at most every interval, however many checks
+    arrive. Submitting does not wake the writer unless it is idle."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        batch_size: int = 256,
+        linger_ms: float = 2.0,
+        interval_ms: float = 0.0,
+    ) -> None:
         self.db = db
         self.batch_size = max(1, batch_size)
         self.linger = max(0.0, linger_ms) / 1000
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Future[None]]] = queue.SimpleQueue()
+        self.interval = max(0.0, interval_ms) / 1000
+        self._last_commit = 0.0
+        self._pending: collections.deque[tuple[dict[str, Any], Future[None]]] = collections.deque()
+        self._idle = False  # the writer waits for a first record (and must be woken)
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -144,13 +169,15 @@ class AuditWriter:
             "outcome": outcome,
             "details": details,
         }
-        self._queue.put((record, future))
-        self._ensure_thread()
+        self._pending.append((record, future))
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._start()
+        elif self._idle:  # read after appending; the writer sets it before looking again
+            self._wake.set()
         return future
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
+    def _start(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -158,22 +185,30 @@ class AuditWriter:
                 )
                 self._thread.start()
 
+    def _next_batch(self) -> list[tuple[dict[str, Any], Future[None]]]:
+        """Wait for a first record, then for the batch's time; take up to ``batch_size``."""
+        pending = self._pending
+        while not pending:
+            self._idle = True
+            if not pending:  # looked at again after announcing: no wake-up is lost
+                self._wake.wait()
+            self._wake.clear()
+            self._idle = False
+        # linger a moment so that concurrent checks share one transaction (and one record)
+        deadline = max(time.monotonic() + self.linger, self._last_commit + self.interval)
+        while len(pending) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(remaining, 0.002))
+        count = min(len(pending), self.batch_size)
+        return [pending.popleft() for _ in range(count)]
+
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            # linger a moment so that concurrent checks share one transaction (and one record)
-            deadline = time.monotonic() + self.linger
-            while len(batch) < self.batch_size:
-                remaining = deadline - time.monotonic()
-                try:
-                    batch.append(
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else self._queue.get_nowait()
-                    )
-                except queue.Empty:
-                    break
+            batch = self._next_batch()
             error: Exception | None = None
+            self._last_commit = time.monotonic()
             try:
                 with self.db.transaction() as session:
                     for record in _grouped([record for record, _ in batch]):
@@ -243,7 +278,10 @@ class VerifyContext:
         self._signer: ReportSigner | None = None
         self._external: list[x509.Certificate] | None = None
         self.auditor = AuditWriter(
-            db, batch_size=self.config.audit_batch_size, linger_ms=self.config.audit_linger_ms
+            db,
+            batch_size=self.config.audit_batch_size,
+            linger_ms=self.config.audit_linger_ms,
+            interval_ms=self.config.audit_interval_ms,
         )
 
     def warm(self) -> None:
@@ -419,10 +457,13 @@ class VerifyContext:
         options: ReportOptions,
         *,
         extra: Mapping[str, str] | None = None,
+        template: VerificationReport | None = None,
     ) -> Verified:
         """The end of every verify call: sign when asked, and queue the audit record."""
         report, signed = self.finish(report, options)
-        return Verified(report, signed, self.audit(principal, action, report, extra=extra))
+        return Verified(
+            report, signed, self.audit(principal, action, report, extra=extra), template
+        )
 
     def audit(
         self,

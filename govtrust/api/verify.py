@@ -2,16 +2,21 @@
 VerifyPdf, VerifyPdfStream and VerifyLicense come from :class:`DocumentRpcs`.
 
 Thin by design: each method converts the request (bad input → INVALID_ARGUMENT with the field),
-runs the domain verifier in the ``run_sync`` pool with the caller's principal (role
-``verifier``), waits for the audit record of who checked what to commit, and converts the
-report. ``report_to_pb`` / ``signed_pb`` / ``options_in`` are shared with the document RPCs.
+runs the domain verifier with the caller's principal (role ``verifier``) — VerifyCertificate
+inline when it needs no remote I/O, everything else in the ``run_sync`` pool — waits for the
+audit record of who checked what to commit, and converts the report. ``report_to_pb`` /
+``signed_pb`` / ``options_in`` are shared with the document RPCs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import threading
+import weakref
 from collections.abc import Mapping
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -38,6 +43,7 @@ from verify.report import (
     TokenKind,
     VerificationReport,
     proto_enum_name,
+    restamped,
 )
 from verify.service import VerifyContext, context_for
 
@@ -216,11 +222,131 @@ def options_in(message: common_pb2.ReportOptions, field: str = "report_options")
         raise InvalidArgument.field(field, str(exc)) from None
 
 
+class _Wakeups:
+    """Completes, on one event loop, the waits of calls whose audit records were committed
+    — one loop wake-up for all the records of a batch (``asyncio.wrap_future`` costs one
+    cross-thread wake-up, a write to the loop's self-pipe, per call)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._pending: list[tuple[asyncio.Future[None], Future[None]]] = []
+        self._lock = threading.Lock()
+
+    def done(self, waiter: asyncio.Future[None], audited: Future[None]) -> None:
+        """``audited`` is done (called in the audit writer's thread, or at once)."""
+        if self.loop.is_closed():  # the server is gone; nobody waits any more
+            return
+        with self._lock:
+            first = not self._pending
+            self._pending.append((waiter, audited))
+        if first:
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for waiter, audited in pending:
+            if waiter.done():  # the call was cancelled: it stopped waiting
+                continue
+            error = asyncio.CancelledError() if audited.cancelled() else audited.exception()
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+
+_wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wakeups] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def finished(verified: Verified) -> Verified:
     """Wait (without holding a pool thread) until the call's audit record is committed. A
     cancelled call stops waiting but does not cancel the record: the check was made."""
-    await asyncio.shield(asyncio.wrap_future(verified.audited))
+    audited = verified.audited
+    if audited.done():
+        audited.result()  # raises when the record could not be written
+        return verified
+    loop = asyncio.get_running_loop()
+    wakeups = _wakeups.get(loop)
+    if wakeups is None:
+        wakeups = _wakeups[loop] = _Wakeups(loop)
+    waiter: asyncio.Future[None] = loop.create_future()
+    audited.add_done_callback(functools.partial(wakeups.done, waiter))
+    await waiter
     return verified
+
+
+# --- re-stamped reports ----------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TEMPLATES: dict[int, tuple[VerificationReport, bytes]] = {}
+
+
+def _stamp(message: Any, moment: datetime) -> None:
+    """``Timestamp.FromDatetime`` for an aware datetime, without its time-tuple round trip."""
+    delta = moment - _EPOCH
+    message.seconds = delta.days * 86400 + delta.seconds
+    message.nanos = delta.microseconds * 1000
+
+
+def _blank(template: VerificationReport) -> bytes:
+    """The encoding of a settled report without what a call re-stamps (ids, times, reference)."""
+    cert = template.certificate
+    assert cert is not None
+    at_time, current = cert.revocation_at_validation_time, cert.revocation_now
+    blank = restamped(
+        template,
+        report_id="",
+        checked_at=None,
+        validation_time=None,
+        reference="",
+        certificate=restamped(
+            cert,
+            validation_time=None,
+            revocation_at_validation_time=(
+                None if at_time is None else restamped(at_time, status_time=None)
+            ),
+            revocation_now=None if current is None else restamped(current, status_time=None),
+        ),
+    )
+    return report_to_pb(blank).SerializeToString()
+
+
+def verified_report_into(message: common_pb2.VerificationReport, verified: Verified) -> None:
+    """Fill ``message`` with the verified report: ``report_to_pb``, or for a re-stamped report
+    (:attr:`Verified.template`) its template's cached encoding plus this call's id, times and
+    reference — the same message (tested)."""
+    report, template = verified.report, verified.template
+    cert = report.certificate
+    if template is None or cert is None:
+        message.CopyFrom(report_to_pb(report))
+        return
+    hit = _TEMPLATES.get(id(template))
+    if hit is None or hit[0] is not template:
+        blob = _blank(template)
+        if len(_TEMPLATES) >= 4096:
+            _TEMPLATES.clear()
+        _TEMPLATES[id(template)] = (template, blob)
+    else:
+        blob = hit[1]
+    message.MergeFromString(blob)
+    message.report_id = report.report_id
+    if report.reference:
+        message.reference = report.reference
+    if report.checked_at is not None:
+        _stamp(message.checked_at, report.checked_at)
+    if report.validation_time is not None:
+        _stamp(message.validation_time, report.validation_time)
+    target = message.certificate
+    if cert.validation_time is not None:
+        _stamp(target.validation_time, cert.validation_time)
+    if cert.revocation_at_validation_time is not None:
+        status_time = cert.revocation_at_validation_time.status_time
+        if status_time is not None:
+            _stamp(target.revocation_at_validation_time.status_time, status_time)
+    if cert.revocation_now is not None and cert.revocation_now.status_time is not None:
+        _stamp(target.revocation_now.status_time, cert.revocation_now.status_time)
 
 
 # --- the servicer ---------------------------------------------------------------------------
@@ -253,14 +379,17 @@ class VerifyServicer(DocumentRpcs, verify_pb2_grpc.VerifyServiceServicer):
             options=options_in(request.report_options),
         )
         principal = current_principal()
-        try:  # everything cached (the hot path): pure CPU, answer without a thread hop
+        try:  # everything cached or local (the hot path): answer without a thread hop
             verified = verify_certificate(self.context, principal, check, offline=True)
         except NeedsIo:
             verified = await run_sync(verify_certificate, self.context, principal, check)
         verified = await finished(verified)
-        return verify_pb2.VerifyCertificateResponse(
-            report=report_to_pb(verified.report), signed_report=signed_pb(verified.signed)
-        )
+        response = verify_pb2.VerifyCertificateResponse()
+        verified_report_into(response.report, verified)
+        signed = signed_pb(verified.signed)
+        if signed is not None:
+            response.signed_report.CopyFrom(signed)
+        return response
 
     async def VerifySealSignature(
         self, request: verify_pb2.VerifySealSignatureRequest, context: Any

@@ -45,3 +45,27 @@ async def test_cancelling_the_call_does_not_cancel_its_audit_record(database: Da
         await waiting
     await asyncio.wrap_future(future)  # still written
     assert not future.cancelled()
+
+
+def test_commits_are_spaced_by_the_interval_and_a_lone_record_is_not_held(
+    database: Database,
+) -> None:
+    """The first record after a quiet spell is committed after the linger only; the next commit
+    waits for the interval; everything submitted meanwhile shares it (one grouped record)."""
+    import time
+
+    writer = AuditWriter(database, linger_ms=0, interval_ms=2000)
+    record = {"actor": "t", "action": "verify.certificate", "outcome": "VALID", "details": {}}
+    started = time.monotonic()
+    writer.submit(target="first", **record).result(timeout=30)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1.9  # not held for the interval
+    before = _count(database)
+    futures = [
+        writer.submit(target=f"t{i}", **record)  # type: ignore[arg-type]
+        for i in range(20)
+    ]
+    time.sleep(0.3)
+    assert not any(f.done() for f in futures)  # within the interval of the first commit
+    for future in futures:
+        future.result(timeout=30)
+    assert _count(database) == before + 1  # one commit, one grouped record for the 20
