@@ -81,11 +81,6 @@ def _count(db: Database, model: Any) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def _require_postgresql(db: Database) -> None:
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL connection behaviour")
-
-
 def test_concurrent_issuances_are_all_stored_audited_and_answered(
     authority: CertificateAuthority,
 ) -> None:
@@ -189,13 +184,13 @@ def test_intake_runs_in_the_callers_context_and_reports_after_commit(
     assert _count(ctx.db, CaCertificate) == 1
 
 
+@pytest.mark.postgresql_only
 def test_unknown_commit_outcome_is_resolved_by_looking(
     authority: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A connection lost after COMMIT was sent: items that were stored succeed, the others
     are written again (one by one)."""
     ctx = authority.ctx
-    _require_postgresql(ctx.db)
     committer = ctx.committer
     original = committer._write_postgres
     calls = {"n": 0}
@@ -233,11 +228,11 @@ def _terminate_backends(db: Database) -> int:
     return int(row[0]) if row else 0
 
 
+@pytest.mark.postgresql_only
 def test_issuance_survives_dropped_database_connections(authority: CertificateAuthority) -> None:
     """Pooled connections killed by the server (restart, pg_terminate_backend) are noticed
     on checkout and replaced: nothing fails afterwards (no per-checkout ping any more)."""
     db = authority.ctx.db
-    _require_postgresql(db)
     authority.issue(OPERATOR, _request())
     with db.read() as session:
         session.execute(text("SELECT 1"))
@@ -248,11 +243,11 @@ def test_issuance_survives_dropped_database_connections(authority: CertificateAu
     assert _count(db, CaCertificate) == 2
 
 
+@pytest.mark.postgresql_only
 def test_commit_retries_once_when_the_connection_drops_before_commit(
     authority: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = authority.ctx
-    _require_postgresql(ctx.db)
     committer = ctx.committer
     original = committer._write_postgres
     calls = {"n": 0}
