@@ -320,8 +320,12 @@ def router(platform: Platform) -> APIRouter:
             ):
                 # client_credentials is pure CPU (a cached client, one ES256 signature); a refresh
                 # on SQLite adds a local read and a write of a few statements, made after the
-                # signing. Either costs less than the thread hop.
-                body = provider.token(form, basic)
+                # signing. Either costs less than the thread hop. The loop never waits for the
+                # write lock: a refresh that would goes on in the pool.
+                try:
+                    body = provider.token(form, basic, wait=False)
+                except domain.WriteWouldBlock as busy:
+                    body = await run_sync(busy.resume)
             else:
                 body = await run_sync(provider.token, form, basic)
         except OAuthError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 _PARAM = re.compile(r":([a-z_]+)")
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # as govtrust.db sets on every SQLite connection
+
+
+class WriteBusy(Exception):
+    """A non-waiting write found the database's write lock taken."""
 
 
 class FastSql:
@@ -60,17 +66,18 @@ class FastSql:
             connection.close()
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Any]:
+    def write(self, *, wait: bool = True) -> Iterator[Any]:
         """A cursor in one write transaction (``BEGIN IMMEDIATE`` on SQLite), committed at the end.
 
-        Any exception rolls back.
+        Any exception rolls back. With ``wait=False`` on SQLite, a write lock held by another
+        connection raises :class:`WriteBusy` at once instead of waiting in the busy handler.
         """
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
                 if self.sqlite:
-                    cursor.execute("BEGIN IMMEDIATE")
+                    self._begin_immediate(cursor, wait)
                 yield cursor
                 connection.commit()
             except BaseException:
@@ -80,3 +87,16 @@ class FastSql:
                 cursor.close()
         finally:
             connection.close()
+
+    @staticmethod
+    def _begin_immediate(cursor: Any, wait: bool) -> None:
+        if wait:
+            cursor.execute("BEGIN IMMEDIATE")
+            return
+        cursor.execute("PRAGMA busy_timeout=0")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:  # SQLITE_BUSY: another writer holds the lock
+            raise WriteBusy(str(error)) from error
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

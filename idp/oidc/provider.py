@@ -29,7 +29,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -46,7 +46,7 @@ from idp.oidc import certlogin
 from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.directory import ActingCandidate, RegistryDirectory
 from idp.oidc.errors import AuthorizationPageError, InvalidToken, OAuthError
-from idp.oidc.fastsql import FastSql
+from idp.oidc.fastsql import FastSql, WriteBusy
 from idp.oidc.jws import b64url, sign_jwt, unverified_header, verify_signature
 from idp.oidc.keys import SigningKeys
 from idp.oidc.models import (
@@ -100,10 +100,40 @@ class SqliteWriteGate:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
 
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        """Hold the gate if it is free now; :class:`WriteBusy` when it is not."""
+        if not self._thread_lock.acquire(blocking=False):
+            raise WriteBusy("another thread is writing")
+        try:
+            if self._fd is not None:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise WriteBusy("another process is writing") from None
+            try:
+                yield
+            finally:
+                if self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
     def __exit__(self, *_exc: object) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread_lock.release()
+
+
+class WriteWouldBlock(Exception):
+    """A call made with ``wait=False`` reached a write that would wait for a lock.
+
+    Nothing has been written; ``resume()`` finishes the call, waiting (run it off the event loop).
+    """
+
+    def __init__(self, resume: Callable[[], dict[str, Any]]) -> None:
+        super().__init__("the write would wait")
+        self.resume = resume
 
 
 # A refresh token that may be used now, with its grant's claims (read before the write).
@@ -112,6 +142,11 @@ _SQL_PEEK_REFRESH = (
     " FROM oidc_refresh_tokens r JOIN oidc_grants g ON g.id = r.grant_id"
     " WHERE r.token_hash = :h AND r.client_id = :cid AND r.used_at IS NULL"
     " AND r.revoked_at IS NULL AND r.expires_at > :at AND g.revoked_at IS NULL"
+)
+# A rotated (used) token of this client whose family is not revoked yet: a reuse to act on.
+_SQL_REUSED_REFRESH = (
+    "SELECT 1 FROM oidc_refresh_tokens WHERE token_hash = :h AND client_id = :cid"
+    " AND used_at IS NOT NULL AND revoked_at IS NULL"
 )
 # The same conditions, checked again and consumed in one statement inside the write.
 _SQL_CLAIM_REFRESH = (
@@ -1003,8 +1038,14 @@ class Provider:
 
     # ============================================================================ token endpoint
 
-    def token(self, form: Mapping[str, str], basic: tuple[str, str] | None) -> dict[str, Any]:
-        """The token endpoint (RFC 6749 §3.2)."""
+    def token(
+        self, form: Mapping[str, str], basic: tuple[str, str] | None, *, wait: bool = True
+    ) -> dict[str, Any]:
+        """The token endpoint (RFC 6749 §3.2).
+
+        With ``wait=False`` (an event-loop caller on SQLite) a refresh whose write would wait for
+        the write lock raises :class:`WriteWouldBlock` instead, before writing anything.
+        """
         self.ensure_keys()
         client = self.authenticate_client(form, basic, endpoint=self.config.endpoint("/oidc/token"))
         grant_type = form.get("grant_type", "")
@@ -1015,7 +1056,7 @@ class Provider:
         if grant_type == "authorization_code":
             return self._code_grant(client, form)
         if grant_type == "refresh_token":
-            return self._refresh_grant(client, form)
+            return self._refresh_grant(client, form, wait=wait)
         return self._client_credentials(client, form)
 
     def _revoke_grant(self, tx: Any, grant_id: str, reason: str, now: datetime) -> None:
@@ -1071,7 +1112,9 @@ class Provider:
             raise failure
         return result
 
-    def _refresh_grant(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
+    def _refresh_grant(
+        self, client: Client, form: Mapping[str, str], *, wait: bool = True
+    ) -> dict[str, Any]:
         """Rotate a refresh token: read it, mint the new tokens, then claim it in one short write.
 
         The signatures are made before the write transaction, so SQLite's single writer is held
@@ -1110,27 +1153,49 @@ class Provider:
         result = self._mint(
             None, client, grant, now, nonce="", scope=scope, store_refresh=minted.append
         )
-        claimed = None
-        with self._write_lock, fast.write() as cur:
-            # Check-and-consume in one statement: only a live, unused token of this client.
-            cur.execute(fast.sql(_SQL_CLAIM_REFRESH), {**params, "used": fast.ts(now)})
-            claimed = cur.fetchone()
-            for row in minted if claimed is not None else ():
-                cur.execute(
-                    fast.sql(_SQL_INSERT_REFRESH),
-                    {
-                        **row,
-                        "created_at": fast.ts(row["created_at"]),
-                        "expires_at": fast.ts(row["expires_at"]),
-                    },
-                )
-        if claimed is None:
-            self._refresh_failed(client, digest, now)
-            raise OAuthError("invalid_grant", "the refresh token is invalid")
-        return result
+
+        def claim(wait: bool) -> dict[str, Any]:
+            try:
+                with self._write_gate(wait), fast.write(wait=wait) as cur:
+                    # Check-and-consume in one statement: only a live, unused token of this client.
+                    cur.execute(fast.sql(_SQL_CLAIM_REFRESH), {**params, "used": fast.ts(now)})
+                    claimed = cur.fetchone()
+                    for row in minted if claimed is not None else ():
+                        cur.execute(
+                            fast.sql(_SQL_INSERT_REFRESH),
+                            {
+                                **row,
+                                "created_at": fast.ts(row["created_at"]),
+                                "expires_at": fast.ts(row["expires_at"]),
+                            },
+                        )
+            except WriteBusy:
+                raise WriteWouldBlock(lambda: claim(True)) from None
+            if claimed is None:
+                self._refresh_failed(client, digest, now)
+                raise OAuthError("invalid_grant", "the refresh token is invalid")
+            return result
+
+        return claim(wait)
+
+    def _write_gate(self, wait: bool) -> contextlib.AbstractContextManager[None]:
+        """The SQLite write gate, taken waiting or only if free now (:class:`WriteBusy`)."""
+        gate = self._write_lock
+        if wait or not isinstance(gate, SqliteWriteGate):
+            return cast(contextlib.AbstractContextManager[None], gate)
+        return gate.at_once()
 
     def _refresh_failed(self, client: Client, digest: bytes, now: datetime) -> None:
-        """After a refused refresh token: a reused (rotated) one revokes its whole family."""
+        """After a refused refresh token: a reused (rotated) one revokes its whole family.
+
+        Unknown, expired and already revoked tokens are only read: a client sending bad tokens
+        never causes a write (the write below happens once per family).
+        """
+        fast = self.fast
+        with fast.read() as cur:
+            cur.execute(fast.sql(_SQL_REUSED_REFRESH), {"h": digest, "cid": client.client_id})
+            if cur.fetchone() is None:
+                return
         with self._write_lock, self.db.transaction() as tx:
             seen = (
                 tx.connection()

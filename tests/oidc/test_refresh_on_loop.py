@@ -1,0 +1,112 @@
+"""A refresh made on the event loop (SQLite) never waits there for the write lock.
+
+``Provider.token(..., wait=False)`` raises ``WriteWouldBlock`` before writing anything when the
+write gate or SQLite's write lock is taken; ``resume()`` then finishes the same refresh, waiting.
+Refused tokens that are not a reuse are only read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from govtrust.audit import AuditRecord
+from idp.oidc.errors import OAuthError
+from idp.oidc.provider import SqliteWriteGate, WriteWouldBlock
+from tests.oidc.conftest import OidcEnv
+from tests.oidc.flows import full_login
+
+
+@pytest.fixture
+def refresh(sqlite_env: OidcEnv) -> tuple[OidcEnv, dict[str, str], tuple[str, str]]:
+    client_id, secret = sqlite_env.register_client()
+    assert secret is not None
+    with sqlite_env.http() as http:
+        token = full_login(http, client_id, secret)["refresh_token"]
+    return sqlite_env, {"grant_type": "refresh_token", "refresh_token": token}, (client_id, secret)
+
+
+def _audit_count(env: OidcEnv) -> int:
+    with env.platform.db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(AuditRecord)) or 0)
+
+
+def test_a_held_write_gate_defers_the_refresh_to_resume(
+    refresh: tuple[OidcEnv, dict[str, str], tuple[str, str]],
+) -> None:
+    env, form, basic = refresh
+    gate = env.provider._write_lock
+    assert isinstance(gate, SqliteWriteGate)
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with gate:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(WriteWouldBlock) as deferred:
+            env.provider.token(form, basic, wait=False)
+    finally:
+        release.set()
+        thread.join(10)
+    # Nothing was consumed: the deferred call finishes the refresh, once.
+    result = deferred.value.resume()
+    assert result["refresh_token"] != form["refresh_token"] and result["access_token"]
+    with pytest.raises(OAuthError, match="invalid_grant"):
+        deferred.value.resume()
+
+
+def test_sqlite_write_lock_held_elsewhere_defers_without_waiting(
+    refresh: tuple[OidcEnv, dict[str, str], tuple[str, str]],
+) -> None:
+    env, form, basic = refresh
+    database = env.platform.db.engine.url.database
+    assert database
+    other = sqlite3.connect(database, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer that does not use the gate
+        with pytest.raises(WriteWouldBlock) as deferred:
+            env.provider.token(form, basic, wait=False)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert deferred.value.resume()["refresh_token"]
+    # The connection went back to the pool with its normal busy timeout.
+    connections = [env.platform.db.engine.raw_connection() for _ in range(3)]
+    try:
+        for connection in connections:
+            timeout = connection.cursor().execute("PRAGMA busy_timeout").fetchone()[0]
+            assert timeout == 30_000
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_unknown_and_expired_tokens_write_nothing(
+    refresh: tuple[OidcEnv, dict[str, str], tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env, form, basic = refresh
+    before = _audit_count(env)
+
+    def no_write(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("a refused, never-used token caused a write transaction")
+
+    monkeypatch.setattr(env.platform.db, "transaction", no_write)
+    for bad in ("not-a-token", "x" * 43):
+        with pytest.raises(OAuthError, match="invalid_grant"):
+            env.provider.token({**form, "refresh_token": bad}, basic, wait=False)
+    monkeypatch.undo()
+    assert _audit_count(env) == before
+    # A real reuse still revokes the family (one write).
+    assert env.provider.token(form, basic, wait=False)["refresh_token"]
+    with pytest.raises(OAuthError, match="invalid_grant"):
+        env.provider.token(form, basic, wait=False)
+    assert _audit_count(env) > before
