@@ -1,12 +1,15 @@
 """Issuance for adapters that must not block: a few threads prepare, the group commit stores.
 
 The gRPC servicer hands each IssueCertificate call to :meth:`IssueIntake.submit` and awaits a
-future on its event loop. Intake threads (``CaConfig.issue_threads`` per process) take every
-queued request at once, run the checked sequence up to the signed certificate and its OCSP
-response (:func:`ca.issuance.prepare`) in the caller's context variables, and hand the whole
-round to the group commit (:meth:`ca.store.GroupCommitter.submit_many`). The callback runs in the
-committer thread once the transaction holding the certificate committed (or with the error that
-stopped it), so an answer still means "durably stored".
+future on its event loop. Intake threads (``CaConfig.issue_threads`` per process) each take
+their share of the queued requests (all of them with one thread, the default with the soft key
+store), run the checked sequence up to the signed certificate and its OCSP response
+(:func:`ca.issuance.prepare`) in the caller's context variables, and hand the whole round to the
+group commit (:meth:`ca.store.GroupCommitter.submit_many`). The callback runs in the committer
+thread once the transaction holding the certificate committed (or with the error that stopped
+it), so an answer still means "stored" — durably on PostgreSQL with ``synchronous_commit=on``
+(production); on the embedded SQLite database (WAL, ``synchronous=NORMAL``) the last commits
+may be lost on power loss (see :mod:`ca.store`).
 
 Compared with one pool hand-off per call (``run_sync``), a thread wakes per round instead of per
 call and the group commit receives its batch in one piece: on the 2-core machine the thread
@@ -65,8 +68,20 @@ class IssueIntake:
             if self._idle:
                 self._cond.notify()
             elif self._running < self.threads:
-                self._running += 1
-                threading.Thread(target=self._run, name="govtrust-ca-intake", daemon=True).start()
+                try:
+                    self._start_thread()
+                except BaseException:  # nothing may serve it: take it back
+                    self._queue.remove(job)
+                    raise
+
+    def _start_thread(self) -> None:
+        """Start one more intake thread (with ``_cond`` held); on failure nothing changed."""
+        self._running += 1
+        try:
+            threading.Thread(target=self._run, name="govtrust-ca-intake", daemon=True).start()
+        except BaseException:
+            self._running -= 1
+            raise
 
     def _run(self) -> None:
         while True:
@@ -80,9 +95,24 @@ class IssueIntake:
                             continue
                         self._running -= 1
                         return
-                jobs = self._queue[:MAX_ROUND]
-                del self._queue[:MAX_ROUND]
+                # This thread's share: the others take the rest (a slow key store keeps each
+                # busy); one thread takes everything, for the largest commit batches.
+                share = min(MAX_ROUND, -(-len(self._queue) // self.threads))
+                jobs = self._queue[:share]
+                del self._queue[:share]
+                if self._queue:
+                    self._wake_helper()
             self._round(jobs)
+
+    def _wake_helper(self) -> None:
+        """Work is left after this thread took its share: wake an idle thread or start one."""
+        if self._idle:
+            self._cond.notify()
+        elif self._running < self.threads:
+            try:
+                self._start_thread()
+            except Exception:  # this thread serves the rest itself
+                log.warning("could not start another intake thread", exc_info=True)
 
     def _round(self, jobs: list[_Job]) -> None:
         ready: list[PendingIssue] = []

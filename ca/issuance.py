@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import logging
 import os
 import re
 import uuid
@@ -52,10 +53,12 @@ from ca.lint import lint_plan, require_clean
 from ca.models import CaCertificate
 from ca.profiles import Profile, get_profile, seal_id_oid
 from ca.signing import now
-from ca.store import PendingIssue
+from ca.store import CommitOutcomeUnknown, PendingIssue
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PreconditionViolation
 from govtrust.principal import Principal
 from hsm.keystore import KeyAlgorithm, KeyRef, parse_algorithm
+
+log = logging.getLogger("govtrust.ca.issuance")
 
 ISSUE_ROLES = ("ca-operator",)
 SEAL_ROLES = ("ca-operator", "seal-maker", "seal-filing", "seal-reviewer")
@@ -429,12 +432,12 @@ class Prepared:
 
     def finish(self, ctx: CaContext) -> Issued:
         """After the commit: publish the OCSP response to the cache and return the result, or
-        raise why the commit failed (destroying a key generated for it)."""
+        raise why the commit failed (destroying a key generated for it, unless the certificate
+        may be stored after all: :class:`CommitOutcomeUnknown`)."""
         if not self.pending.done:
             raise RuntimeError("finish() before the commit finished")
         if self.pending.error is not None:
-            if self.key is not None:
-                ctx.keystore.destroy(self.key)
+            _discard_key(ctx, self.key, self.pending.error)
             raise self.pending.error
         ocsp_row = self.pending.ocsp
         ctx.ocsp_cache.put(
@@ -484,11 +487,22 @@ def _commit(ctx: CaContext, prepared: Prepared) -> Issued:
     publish the response to the cache."""
     try:
         ctx.committer.submit(prepared.pending)
-    except BaseException:
-        if prepared.key is not None:
-            ctx.keystore.destroy(prepared.key)
+    except BaseException as error:
+        _discard_key(ctx, prepared.key, error)
         raise
     return prepared.finish(ctx)
+
+
+def _discard_key(ctx: CaContext, key: KeyRef | None, error: BaseException) -> None:
+    """Destroy a key generated for an issuance that failed — but not when the certificate may
+    be stored (unknown commit outcome): its holder would be left with a certificate whose key
+    is gone. Such a key stays in the key store, unreferenced if the certificate is not."""
+    if key is None:
+        return
+    if isinstance(error, CommitOutcomeUnknown):
+        log.warning("kept key %s: its certificate may have been stored", key.key_id)
+        return
+    ctx.keystore.destroy(key)
 
 
 def issue(

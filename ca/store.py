@@ -5,8 +5,18 @@ the process's :class:`GroupCommitter`. One committer thread per process takes ev
 (up to ``max_batch``), writes it in ONE transaction (one multi-row INSERT per table and one
 audit record per (actor, action)), commits, and reports each item done. Each caller learns that
 its item is done only after the transaction holding its certificate committed, so "issued"
-always means "stored". If a batch fails, its items are retried one by one so that one bad item
-fails alone.
+always means "stored" — durably on PostgreSQL with ``synchronous_commit=on`` (the production
+setting). The embedded SQLite database (development, single node) runs WAL with
+``synchronous=NORMAL``: a commit survives a crash of the process but the last ones may be lost
+on power loss or an OS crash. If a batch fails for a reason of its own (a constraint), its items
+are retried one by one so that one bad item fails alone; if it fails because the database is
+gone (after one retry on a fresh connection), the whole batch fails with that error at once.
+
+If the connection is lost after COMMIT was sent, the outcome is unknown: the committer looks
+the batch up (on PostgreSQL under the audit chain's lock, so that a commit the old backend is
+still finishing is seen) and writes it again if it is not there. An outcome that cannot be
+resolved (the database still unreachable) fails with :class:`CommitOutcomeUnknown`: the
+certificate may exist, so nothing issued for it (a generated key) may be destroyed.
 
 Callers either block (:meth:`GroupCommitter.submit`, for synchronous domain code) or hand over
 a completion callback (:meth:`GroupCommitter.submit_nowait`): the gRPC adapter awaits the commit
@@ -30,16 +40,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, exc, insert, select, update
+from sqlalchemy import Table, exc, insert, select, text, update
 
 from ca.models import CaCertificate, CaOcspResponse
 from govtrust import audit
 from govtrust.audit import GENESIS_HASH, PG_AUDIT_LOCK, AuditRecord
 from govtrust.db import Database
+from govtrust.errors import Unavailable
 
 log = logging.getLogger("govtrust.ca.store")
 
 IDLE_EXIT_SECONDS = 5.0  # the committer thread ends after this long without work
+# How long the look-up after an unknown commit outcome waits for the audit chain's lock (held
+# by the lost transaction until its backend has finished committing or rolling back).
+LOOKUP_LOCK_TIMEOUT = "10s"
 
 
 @dataclass(eq=False)
@@ -108,6 +122,20 @@ class _CommitOutcomeUnknown(Exception):
     """The connection failed after COMMIT was sent: the batch may or may not be stored."""
 
 
+class CommitOutcomeUnknown(Unavailable):
+    """The connection to the database was lost after COMMIT was sent and the database could
+    not be asked afterwards: the certificate may or may not be stored. Whatever was made for
+    it (a generated key) must be kept; the caller should look before issuing again."""
+
+    reason = "COMMIT_OUTCOME_UNKNOWN"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the database connection was lost while the certificate was being stored: it may"
+            " have been issued; look it up (list the subject's certificates) before retrying"
+        )
+
+
 def _report(batch: list[PendingIssue]) -> None:
     """Mark every item done and call its ``on_done`` (errors of callbacks are logged)."""
     for item in batch:
@@ -129,6 +157,47 @@ def _is_disconnect(error: BaseException) -> bool:
             error.orig, psycopg.OperationalError
         )
     return isinstance(error, psycopg.OperationalError)
+
+
+# The unique keys that identify one certificate: its random id, its random serial and the digest
+# of its DER. A single item's insert violating one of them finds its own row (written by an
+# earlier commit whose outcome was unknown). Which one a backend reports first varies (SQLite
+# checks (issuer, serial) before the primary key).
+_OWN_ROW_CONSTRAINTS = frozenset(
+    {
+        "pk_ca_certificates",
+        "uq_ca_certificates_issuer_serial",
+        "uq_ca_certificates_fingerprint_sha256",
+    }
+)
+_OWN_ROW_SQLITE = frozenset(
+    {
+        "UNIQUE constraint failed: ca_certificates.id",
+        "UNIQUE constraint failed: ca_certificates.issuer, ca_certificates.serial",
+        "UNIQUE constraint failed: ca_certificates.fingerprint_sha256",
+    }
+)
+
+
+def _is_duplicate_certificate(error: BaseException) -> bool:
+    """Whether ``error`` is a unique violation on a key of the certificate itself."""
+    import sqlite3
+
+    import psycopg
+
+    cause = error.orig if isinstance(error, exc.DBAPIError) else error
+    if isinstance(cause, psycopg.errors.UniqueViolation):
+        return cause.diag.constraint_name in _OWN_ROW_CONSTRAINTS
+    return isinstance(cause, sqlite3.IntegrityError) and str(cause) in _OWN_ROW_SQLITE
+
+
+def _unknown(error: BaseException) -> bool:
+    return isinstance(error, CommitOutcomeUnknown)
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    """A failure of the database rather than of an item: gone, or an unknown outcome."""
+    return _unknown(error) or _is_disconnect(error)
 
 
 def audit_records(
@@ -254,20 +323,22 @@ class GroupCommitter:
 
     def _commit(self, batch: list[PendingIssue]) -> None:
         try:
-            self._write(batch)
-        except Exception as error:  # noqa: BLE001 - isolate the failing item below
-            for item in batch:
-                if len(batch) > 1 or isinstance(error, _CommitOutcomeUnknown):
-                    try:
-                        if self._stored(item):  # the failed batch did commit
-                            continue
-                        if len(batch) > 1:
-                            self._write([item])
-                            continue
-                    except Exception as single:  # noqa: BLE001 - reported to its caller
-                        item.error = single
-                        continue
-                item.error = error.__cause__ if isinstance(error, _CommitOutcomeUnknown) else error
+            error = self._attempt(batch)
+            if error is None:
+                return
+            if len(batch) == 1 or _is_unavailable(error):  # nothing per item would succeed
+                for item in batch:
+                    item.error = error
+                return
+            for index, item in enumerate(batch):  # isolate the failing item(s)
+                item.error = failed = self._attempt([item])
+                if failed is not None and _is_unavailable(failed):
+                    # The rest were not written (the batch failed as a whole): they failed
+                    # for certain, and each would only wait for a connection of its own.
+                    lost = failed.__cause__ if _unknown(failed) else None
+                    for rest in batch[index + 1 :]:
+                        rest.error = lost or failed
+                    return
         except BaseException as error:  # the thread is going down: nobody may wait forever
             for item in batch:
                 item.error = error
@@ -275,11 +346,49 @@ class GroupCommitter:
         finally:
             _report(batch)
 
-    def _stored(self, item: PendingIssue) -> bool:
-        """Whether ``item``'s certificate row exists (ids are random: only its own insert)."""
+    def _attempt(self, batch: list[PendingIssue]) -> Exception | None:
+        """Write ``batch`` in one transaction; None once it is stored, else why not (a
+        :class:`CommitOutcomeUnknown` when it may be stored)."""
+        for attempt in (1, 2):
+            try:
+                self._write(batch)
+                return None
+            except _CommitOutcomeUnknown as unknown:
+                try:
+                    if self._stored(batch):  # the transaction is atomic: all or nothing
+                        return None
+                except Exception as error:  # noqa: BLE001 - the database is still unreachable
+                    log.error("commit outcome unknown and the database cannot be asked: %s", error)
+                    outcome = CommitOutcomeUnknown()
+                    outcome.__cause__ = error
+                    return outcome
+                lost = unknown.__cause__ if isinstance(unknown.__cause__, Exception) else unknown
+                if attempt == 2:
+                    return lost  # looked, not stored: a plain failure
+                log.warning("database connection lost at commit; not stored, writing it again")
+            except Exception as error:  # noqa: BLE001 - reported to the callers
+                if len(batch) == 1 and _is_duplicate_certificate(error):
+                    return None  # an earlier commit whose outcome was unknown did store it
+                return error
+        raise AssertionError("unreachable")
+
+    def _stored(self, batch: list[PendingIssue]) -> bool:
+        """Whether ``batch``'s certificates are stored (ids are random: only its own insert).
+
+        On PostgreSQL the look-up first takes the audit chain's lock, which the lost
+        transaction holds until its backend has finished: a commit still in flight is waited
+        for instead of missed. Raises when the database cannot be asked (or the lock not
+        taken within :data:`LOOKUP_LOCK_TIMEOUT`)."""
+        ids = [item.certificate["id"] for item in batch]
         with self.db.read() as session:
-            found = session.get(CaCertificate, item.certificate["id"])
-            return found is not None
+            if self.postgres:
+                session.execute(  # SET LOCAL: for this transaction only
+                    text("SELECT set_config('lock_timeout', :timeout, true)"),
+                    {"timeout": LOOKUP_LOCK_TIMEOUT},
+                )
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})
+            found = session.scalars(select(CaCertificate.id).where(CaCertificate.id.in_(ids)))
+            return len(set(found)) == len(ids)
 
     def _write(self, batch: list[PendingIssue]) -> None:
         if not self.postgres:

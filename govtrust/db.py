@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event, exc
+from sqlalchemy import MetaData, create_engine, event, exc, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -71,6 +71,7 @@ def _sqlite_begin(connection: Any) -> None:
 
 
 WRITE_OPTION = "govtrust_write"
+CONNECT_TIMEOUT_SECONDS = 10  # PostgreSQL (libpq ``connect_timeout``), see make_engine
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -88,7 +89,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    # A server that does not answer (host down, packets dropped) fails a connection attempt
+    # after CONNECT_TIMEOUT_SECONDS instead of the OS's TCP timeout (minutes). A
+    # ``connect_timeout`` in the URL wins.
+    timeout = (
+        {}
+        if "connect_timeout" in make_url(url).query
+        else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args=timeout)
     install_liveness_check(engine)
     return engine
 

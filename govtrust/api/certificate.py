@@ -388,7 +388,8 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
             return authority.prepare_issue(principal, domain)
 
         # Checked, built and signed by the CA's intake threads, then group-committed; the
-        # future resolves only once the certificate is durably stored (see ca.intake).
+        # future resolves only once the certificate is stored (see ca.intake). A commit whose
+        # outcome could not be learnt fails with CommitOutcomeUnknown: UNAVAILABLE.
         prepared = await issued_on_loop(authority.ctx.intake, prepare)
         issued = prepared.finish(authority.ctx)  # publishes the OCSP response to the cache
         return certificate_pb2.IssueCertificateResponse(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -16,13 +17,14 @@ from cryptography import x509 as cx
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select, text
 
-from ca import issuance
+from ca import issuance, store
 from ca.authority import CertificateAuthority
+from ca.intake import IssueIntake
 from ca.issuance import IssueRequest, Prepared, ServiceSubject, SubjectSpec
 from ca.models import CaCertificate, CaOcspResponse
 from ca.store import GroupCommitter, PendingIssue, _CommitOutcomeUnknown
-from govtrust.audit import AuditRecord, verify_chain
-from govtrust.db import Database, as_utc
+from govtrust.audit import PG_AUDIT_LOCK, AuditRecord, verify_chain
+from govtrust.db import CONNECT_TIMEOUT_SECONDS, Database, as_utc
 from govtrust.errors import InvalidArgument
 from tests.ca.conftest import OPERATOR, make_csr
 from tests.conftest import PG_ADMIN_URL
@@ -188,8 +190,8 @@ def test_intake_runs_in_the_callers_context_and_reports_after_commit(
 def test_unknown_commit_outcome_is_resolved_by_looking(
     authority: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A connection lost after COMMIT was sent: items that were stored succeed, the others
-    are written again (one by one)."""
+    """A connection lost after COMMIT was sent: a batch that was stored succeeds, one that
+    was not is written again."""
     ctx = authority.ctx
     committer = ctx.committer
     original = committer._write_postgres
@@ -291,3 +293,234 @@ def test_the_returned_row_is_the_stored_row(authority: CertificateAuthority) -> 
             assert as_utc(mine) == as_utc(theirs), column.key
         else:
             assert mine == theirs, column.key
+
+
+# --- unknown commit outcomes, lost databases and the intake threads ---------------------------
+
+
+def _generated_key_request() -> IssueRequest:
+    return IssueRequest("service", SERVICE, generate_key_algorithm="ec-p256")
+
+
+def _spy_destroy(authority: CertificateAuthority, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    destroyed: list[Any] = []
+    original = authority.ctx.keystore.destroy
+
+    def destroy(ref: Any) -> None:
+        destroyed.append(ref)
+        original(ref)
+
+    monkeypatch.setattr(authority.ctx.keystore, "destroy", destroy)
+    return destroyed
+
+
+@pytest.mark.postgresql_only
+def test_the_look_up_waits_for_a_commit_still_in_flight(authority: CertificateAuthority) -> None:
+    """After a lost connection the old backend may still be committing: the look-up takes the
+    audit chain's lock first, so it sees the outcome instead of a snapshot from before it."""
+    ctx = authority.ctx
+    item = issuance.prepare(ctx, OPERATOR, _request()).pending
+    url = ctx.db.engine.url.render_as_string(hide_password=False)
+    answers: list[bool] = []
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as old:
+        old.execute("SELECT pg_advisory_xact_lock(%s)", (PG_AUDIT_LOCK,))
+        old.execute(store._CERT_SQL, tuple([item.certificate[c] for c in store._CERT_INSERT]))
+        old.execute(store._OCSP_SQL, tuple([item.ocsp[c] for c in store._OCSP_COLUMNS]))
+        looking = threading.Thread(target=lambda: answers.append(ctx.committer._stored([item])))
+        looking.start()
+        looking.join(1.0)
+        assert looking.is_alive(), "the look-up must wait for the lock"
+        old.commit()  # the "lost" transaction finishes its commit
+    looking.join(30)
+    assert answers == [True]
+
+
+def test_a_rewrite_that_finds_its_own_row_counts_as_stored(
+    authority: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown outcome, the look-up says "not stored" (stale), the rewrite hits the unique key
+    on the certificate id: the original commit landed, so the issuance succeeded and the
+    generated key is kept."""
+    ctx = authority.ctx
+    committer = ctx.committer
+    original = committer._write
+    calls = {"n": 0}
+
+    def committed_then_lost(batch: list[PendingIssue]) -> None:
+        calls["n"] += 1
+        original(batch)
+        if calls["n"] == 1:
+            raise _CommitOutcomeUnknown("lost") from psycopg.OperationalError("lost")
+
+    monkeypatch.setattr(committer, "_write", committed_then_lost)
+    monkeypatch.setattr(committer, "_stored", lambda *_args: False)
+    destroyed = _spy_destroy(authority, monkeypatch)
+    issued = authority.issue(OPERATOR, _generated_key_request())
+    assert issued.key is not None and not destroyed
+    calls["n"] = 0
+    batch = [issuance.prepare(ctx, OPERATOR, _request()) for _ in range(3)]
+    _wait_all(committer, [p.pending for p in batch])
+    assert [p.pending.error for p in batch] == [None, None, None]
+    assert _count(ctx.db, CaCertificate) == 4
+    with ctx.db.read() as session:
+        assert verify_chain(session).ok
+
+
+def test_an_unresolved_commit_outcome_is_unavailable_and_keeps_the_key(
+    authority: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown outcome and the database still unreachable for the look-up: the caller gets
+    CommitOutcomeUnknown (UNAVAILABLE) and the generated key is not destroyed — the
+    certificate may be stored."""
+    from govtrust.rpc.status import classify
+
+    committer = authority.ctx.committer
+
+    def lost(_batch: list[PendingIssue]) -> None:
+        raise _CommitOutcomeUnknown("lost") from psycopg.OperationalError("lost")
+
+    def down(*_args: object) -> bool:
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(committer, "_write", lost)
+    monkeypatch.setattr(committer, "_stored", down)
+    destroyed = _spy_destroy(authority, monkeypatch)
+    with pytest.raises(store.CommitOutcomeUnknown) as info:
+        authority.issue(OPERATOR, _generated_key_request())
+    assert not destroyed
+    mapped = classify(info.value)
+    assert mapped.code.name == "UNAVAILABLE" and "may" in mapped.message
+    assert mapped.reason == "COMMIT_OUTCOME_UNKNOWN"
+    prepared = issuance.prepare(authority.ctx, OPERATOR, _generated_key_request())
+    _wait_all(committer, [prepared.pending])
+    with pytest.raises(store.CommitOutcomeUnknown):
+        prepared.finish(authority.ctx)
+    assert not destroyed
+
+
+@pytest.mark.postgresql_only
+def test_a_lost_database_fails_the_whole_batch_without_item_retries(
+    authority: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disconnect that the single retry did not cure fails the batch at once: no look-up and
+    no rewrite per item (each would wait for a connection of its own)."""
+    ctx = authority.ctx
+    committer = ctx.committer
+    writes = {"n": 0}
+    lookups = {"n": 0}
+
+    def down(_batch: list[PendingIssue]) -> None:
+        writes["n"] += 1
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    def stored(*_args: object) -> bool:
+        lookups["n"] += 1
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(committer, "_write_postgres", down)
+    monkeypatch.setattr(committer, "_stored", stored)
+    batch = [issuance.prepare(ctx, OPERATOR, _request()) for _ in range(5)]
+    _wait_all(committer, [p.pending for p in batch])
+    assert writes["n"] == 2 and lookups["n"] == 0  # the batch and its one retry
+    assert all(isinstance(p.pending.error, psycopg.OperationalError) for p in batch)
+
+    def lost(_batch: list[PendingIssue]) -> None:
+        writes["n"] += 1
+        raise _CommitOutcomeUnknown("lost") from psycopg.OperationalError("lost")
+
+    monkeypatch.setattr(committer, "_write_postgres", lost)
+    writes["n"] = 0
+    batch = [issuance.prepare(ctx, OPERATOR, _request()) for _ in range(5)]
+    _wait_all(committer, [p.pending for p in batch])
+    assert writes["n"] == 1 and lookups["n"] == 1  # one look-up for the whole batch
+    assert all(isinstance(p.pending.error, store.CommitOutcomeUnknown) for p in batch)
+
+
+@pytest.mark.postgresql_only
+def test_postgresql_connections_time_out(database: Database) -> None:
+    connection = database.engine.raw_connection()
+    try:
+        driver = connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        assert driver.info.get_parameters()["connect_timeout"] == str(CONNECT_TIMEOUT_SECONDS)
+    finally:
+        connection.close()
+    url = database.engine.url.update_query_dict({"connect_timeout": "3"})
+    own = Database(url.render_as_string(hide_password=False))
+    try:
+        connection = own.engine.raw_connection()
+        driver = connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        assert driver.info.get_parameters()["connect_timeout"] == "3"  # the URL's wins
+        connection.close()
+    finally:
+        own.dispose()
+
+
+class _NoCommitter:
+    def submit_many(self, items: list[PendingIssue]) -> None:
+        raise AssertionError("nothing should reach the group commit")
+
+
+def test_an_intake_thread_that_cannot_start_does_not_wedge_the_intake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    intake = IssueIntake(cast(GroupCommitter, _NoCommitter()), threads=2)
+    results: list[BaseException | None] = []
+    finished = threading.Semaphore(0)
+
+    def prepare() -> Prepared:
+        raise InvalidArgument("prepared")
+
+    def done(_prepared: Prepared | None, error: BaseException | None) -> None:
+        results.append(error)
+        finished.release()
+
+    def cannot_start(_self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", cannot_start)
+        for _ in range(3):
+            with pytest.raises(RuntimeError):
+                intake.submit(prepare, done)
+    assert intake._running == 0 and not intake._queue
+    intake.submit(prepare, done)
+    assert finished.acquire(timeout=30), "the intake is wedged"
+    assert len(results) == 1 and isinstance(results[0], InvalidArgument)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_intake_threads_share_a_queue(threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each intake thread takes its share of what is queued (a slow key store keeps every
+    thread busy); with one thread a round takes everything (the largest commit batches)."""
+    intake = IssueIntake(cast(GroupCommitter, _NoCommitter()), threads=threads)
+    rounds: list[int] = []
+    workers: set[int] = set()
+    finished = threading.Semaphore(0)
+    original = intake._round
+
+    def counted(jobs: list[Any]) -> None:
+        rounds.append(len(jobs))
+        original(jobs)
+
+    monkeypatch.setattr(intake, "_round", counted)
+
+    def prepare() -> Prepared:
+        workers.add(threading.get_ident())
+        time.sleep(0.2)  # a slow device
+        raise InvalidArgument("prepared")
+
+    def done(_prepared: Prepared | None, _error: BaseException | None) -> None:
+        finished.release()
+
+    with intake._cond:  # queue everything before any thread takes a round
+        for _ in range(8):
+            intake.submit(prepare, done)
+    for _ in range(8):
+        assert finished.acquire(timeout=30)
+    assert sum(rounds) == 8
+    if threads == 1:
+        assert rounds == [8] and len(workers) == 1
+    else:
+        assert max(rounds) == 2 and len(workers) == threads

@@ -338,3 +338,47 @@ def test_cli(
         == 0
     )
     assert "key in the key store" in capsys.readouterr().err
+
+
+def test_an_unknown_commit_outcome_is_unavailable(
+    stub: certificate_pb2_grpc.CertificateServiceStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection was lost after COMMIT and the database could not be asked: UNAVAILABLE
+    saying the certificate may have been issued, and a generated key is not destroyed."""
+    import psycopg
+
+    from ca.store import GroupCommitter, _CommitOutcomeUnknown
+
+    def lost(_self: GroupCommitter, _batch: object) -> None:
+        raise _CommitOutcomeUnknown("lost") from psycopg.OperationalError("lost")
+
+    def down(_self: GroupCommitter, *_args: object) -> bool:
+        raise psycopg.OperationalError("connection refused")
+
+    destroyed: list[object] = []
+    monkeypatch.setattr(GroupCommitter, "_write", lost)
+    monkeypatch.setattr(GroupCommitter, "_stored", down)
+    monkeypatch.setattr(SoftKeyStore, "destroy", lambda _self, ref: destroyed.append(ref))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.IssueCertificate(
+            pb.IssueCertificateRequest(
+                csr=make_csr(),
+                profile=common_pb2.CERTIFICATE_PROFILE_CITIZEN,
+                subject=_citizen_subject(),
+            ),
+            metadata=_as("operator"),
+        )
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "may have been issued" in str(info.value.details())
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GenerateKeyAndIssue(
+            pb.GenerateKeyAndIssueRequest(
+                profile=common_pb2.CERTIFICATE_PROFILE_LEGAL_PERSON,
+                subject=pb.CertificateSubject(identity=common_pb2.IdentityRef(uscc=USCC)),
+                key_algorithm=common_pb2.KEY_ALGORITHM_EC_P384,
+                applicant=common_pb2.IdentityRef(id="c-rep"),
+            ),
+            metadata=_as("operator"),
+        )
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert not destroyed
