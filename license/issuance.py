@@ -22,10 +22,18 @@ the SHA-256 of the request body and the identifier it will issue, in the step-1 
 (:class:`~license.models.LicenceIssueRequestRow`, primary key ``(issuer_code, request_id)``) and
 marked complete in the step-3 one. A repeat with the same body gets the licence issued under
 the key (nothing new: no licence, seal use, status index or audit record); with another body it
-gets ALREADY_EXISTS. Concurrent duplicates collide on the primary key, so only one claim — and
-one status index — commits; the others wait (``request_wait``) for the claimant to finish and
-answer its licence. A claimant that fails releases its claim (a duplicate waiting for it then
-issues); a claim left pending by a crashed process can be taken over after ``claim_timeout``.
+gets ALREADY_EXISTS. The body is hashed as issuance reads it (:func:`request_sha256`), so a
+re-encoding of the same request is the same request. Concurrent duplicates collide on the
+primary key, so only one claim — and one status index — commits; the others wait briefly
+(``request_wait``, 2 s: they wait in a thread of the shared ``run_sync`` pool) for the claimant
+to finish and answer its licence, and otherwise raise :class:`IssuanceInProgress`
+(UNAVAILABLE: retry with the same key). A claimant that fails releases its claim (a duplicate
+waiting for it then issues); a claim left pending by a crashed process can be taken over after
+``claim_timeout``. The claim is taken before the identifier is checked free, and a duplicate
+that finds its explicit ``serial`` issued meanwhile looks at the key again: when the claimant
+of the key completed it with the same body (between the duplicate's read and its claim, or
+while the duplicate took over a slow claimant), the duplicate answers that licence rather
+than ALREADY_EXISTS.
 
 **Annotations** (:meth:`LicenceService.new_version`) are stored with the new version
 (:class:`~license.models.LicenceAnnotationRow`) and returned with every version of the chain
@@ -62,8 +70,10 @@ from govtrust.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
+from idp.identifiers import normalise
 from idp.registry import IdentityRegistry
 from idp.types import IdentityRef, IdentityStatus
 from license.catalogue import LicenceType, get_type, validate_fields, validate_validity
@@ -96,7 +106,9 @@ _REGISTRY_READER = Principal(
 MAX_REASON = 1000
 MAX_REQUEST_ID = 128
 DOCUMENT_KIND = "licence"
-REQUEST_WAIT = timedelta(seconds=30)  # how long a duplicate waits for the claimant
+# How long a duplicate waits for the claimant: briefly, since it waits in a thread of the shared
+# ``run_sync`` pool; then it answers IssuanceInProgress (UNAVAILABLE) and the caller retries.
+REQUEST_WAIT = timedelta(seconds=2)
 CLAIM_TIMEOUT = timedelta(minutes=10)  # after which a pending claim may be taken over
 
 
@@ -125,20 +137,75 @@ class IssueRequest:
     request_id: str = ""  # idempotency key, per issuing department
 
 
+class IssuanceInProgress(Unavailable):
+    """A duplicate of a request whose idempotency key another call is still issuing under: the
+    caller retries with the same ``request_id`` (UNAVAILABLE over gRPC) and gets its licence."""
+
+    reason = "REQUEST_IN_PROGRESS"
+
+
 def request_sha256(request: IssueRequest, *, document: bool) -> str:
-    """SHA-256 (hex) of what an IssueLicense request asks for, as sent: what a repeat with the
-    same ``request_id`` must match. Surrounding spaces and empty optional fields do not count."""
-    body = {
-        "type_code": request.type_code,
-        "issuer_code": request.issuer_code,
-        "holder_code_type": request.holder_code_type,
-        "holder_code": request.holder_code.strip(),
-        "holder_name": request.holder_name.strip(),
-        "fields": {
+    """SHA-256 (hex) of what an IssueLicense request asks for: what a repeat with the same
+    ``request_id`` must match. Hashed as issuance reads it, so re-encodings of the same request
+    match: surrounding spaces and empty optional fields do not count, the holder's code is
+    normalised as the registry looks it up (NFKC, upper case: ``x`` and ``X`` are one resident
+    ID number), the holder's name as it is compared (:func:`same_name`), field values as
+    :func:`~license.catalogue.validate_fields` keeps them (``True`` is ``"true"``)."""
+    return _body_sha256(
+        request,
+        document,
+        holder_code=normalise(request.holder_code),
+        holder_name=_folded(request.holder_name),
+        fields={
+            str(k): _field_text(v)
+            for k, v in request.fields.items()
+            if v is not None and _field_text(v)
+        },
+    )
+
+
+def legacy_request_sha256(request: IssueRequest, *, document: bool) -> str:
+    """The hash claims stored before :func:`request_sha256` normalised (the text as sent,
+    stripped): a repeat still matches a claim recorded with it. Equal to the normalised hash
+    whenever the request was sent normalised."""
+    return _body_sha256(
+        request,
+        document,
+        holder_code=request.holder_code.strip(),
+        holder_name=request.holder_name.strip(),
+        fields={
             str(k): str(v).strip()
             for k, v in request.fields.items()
             if v is not None and str(v).strip()
         },
+    )
+
+
+def _field_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip()
+
+
+def _folded(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def _body_sha256(
+    request: IssueRequest,
+    document: bool,
+    *,
+    holder_code: str,
+    holder_name: str,
+    fields: dict[str, str],
+) -> str:
+    body = {
+        "type_code": request.type_code,
+        "issuer_code": request.issuer_code,
+        "holder_code_type": request.holder_code_type,
+        "holder_code": holder_code,
+        "holder_name": holder_name,
+        "fields": fields,
         "valid_from": request.valid_from.isoformat() if request.valid_from else "",
         "valid_until": request.valid_until.isoformat() if request.valid_until else "",
         "issue_date": request.issue_date.isoformat() if request.issue_date else "",
@@ -152,10 +219,7 @@ def request_sha256(request: IssueRequest, *, document: bool) -> str:
 def same_name(a: str, b: str) -> bool:
     """Whether two names of a holder are the same (NFKC, whitespace folded)."""
 
-    def norm(text: str) -> str:
-        return " ".join(unicodedata.normalize("NFKC", text).split())
-
-    return norm(a) == norm(b)
+    return _folded(a) == _folded(b)
 
 
 @dataclass(frozen=True)
@@ -358,30 +422,22 @@ class LicenceService:
                 f"{principal.actor} may not issue for department {request.issuer_code}"
             )
         digest = request_sha256(request, document=document)
+        matches = {digest, legacy_request_sha256(request, document=document)}
         deadline = time.monotonic() + self.request_wait.total_seconds()
         pause = 0.02
         while True:
-            with self.db.read() as session:
-                claim = session.get(LicenceIssueRequestRow, (request.issuer_code, request_id))
-                if claim is not None:
-                    session.expunge(claim)
+            claim = self._read_claim(request.issuer_code, request_id)
             takeover: str | None = None
             if claim is not None:
-                if claim.request_sha256 != digest:
-                    raise AlreadyExists(
-                        f"request_id {request_id} of department {request.issuer_code} was used "
-                        f"for a different request (licence {claim.identifier}); use a new "
-                        "request_id for a new licence"
-                    )
+                if claim.request_sha256 not in matches:
+                    raise _reused(request.issuer_code, request_id, claim.identifier)
                 if claim.completed_at is not None:
                     return self._replayed(claim.identifier)
                 if self._clock() - as_utc(claim.created_at) < self.claim_timeout:
-                    if time.monotonic() >= deadline:
-                        raise FailedPrecondition(
-                            f"request_id {request_id} is still being issued by another call; "
-                            "retry later"
-                        )
-                    time.sleep(pause)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise _in_progress(request_id)
+                    time.sleep(min(pause, left))
                     pause = min(pause * 2, 0.5)
                     continue
                 takeover = claim.identifier  # the claimant crashed: issue in its place
@@ -393,12 +449,28 @@ class LicenceService:
                     claim=_Claim(request_id, digest, takeover),
                 )[0]
             except _ClaimTaken:
-                if time.monotonic() >= deadline:
-                    raise FailedPrecondition(
-                        f"request_id {request_id} is still being issued by another call; "
-                        "retry later"
-                    ) from None
-                continue
+                if time.monotonic() < deadline:
+                    continue  # look at the key again
+                claim = self._read_claim(request.issuer_code, request_id)
+                if claim is None or claim.completed_at is None:
+                    raise _in_progress(request_id) from None
+            except AlreadyExists:
+                # The identifier (an explicit serial) exists: issued meanwhile under this very
+                # key by a claimant that completed between our read and our claim, or that we
+                # took over while it was slow rather than crashed? Then that is our licence.
+                claim = self._read_claim(request.issuer_code, request_id)
+                if claim is None or claim.completed_at is None:
+                    raise
+            if claim.request_sha256 not in matches:
+                raise _reused(request.issuer_code, request_id, claim.identifier)
+            return self._replayed(claim.identifier)
+
+    def _read_claim(self, issuer_code: str, request_id: str) -> LicenceIssueRequestRow | None:
+        with self.db.read() as session:
+            claim = session.get(LicenceIssueRequestRow, (issuer_code, request_id))
+            if claim is not None:
+                session.expunge(claim)
+        return claim
 
     def _replayed(self, identifier: str) -> IssuedLicence:
         stored = self.stored(identifier)
@@ -459,9 +531,9 @@ class LicenceService:
             raise AlreadyExists(f"the batch issues {sorted(duplicates)[0]} twice")
         try:
             with self.db.transaction() as session:
-                self._check_free(session, idents)
-                if claim is not None:
+                if claim is not None:  # first: a key completed meanwhile answers its licence
                     self._claim(session, principal, requests[0].issuer_code, claim, idents[0], now)
+                self._check_free(session, idents)
                 next_index = {
                     issuer: allocate_index(session, issuer, count)
                     for issuer, count in sorted(per_issuer.items())
@@ -977,6 +1049,20 @@ def _issued(draft: _Draft) -> IssuedLicence:
         draft.qr_payload,
         previous=draft.metadata.previous,
         document_pdf=draft.document,
+    )
+
+
+def _reused(issuer_code: str, request_id: str, identifier: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"request_id {request_id} of department {issuer_code} was used for a different request "
+        f"(licence {identifier}); use a new request_id for a new licence"
+    )
+
+
+def _in_progress(request_id: str) -> IssuanceInProgress:
+    return IssuanceInProgress(
+        f"request_id {request_id} is still being issued by another call; retry with the same "
+        "request_id to get its licence"
     )
 
 

@@ -11,9 +11,11 @@
   obtained makes the answer INDETERMINATE with a reason saying what was tried.
 * Key usage / EKU for the requested purpose; the identity the certificate names.
 
-Caches (bounded, thread-safe; a lock only around mutation): parsed certificates by DER, built
-paths and their static analysis by leaf + intermediates, verified signature links, and remote
-OCSP / CRL answers until their ``nextUpdate`` (failures for a few seconds). Registry status and
+Caches (bounded, thread-safe; a lock only around mutation): parsed certificates by the SHA-256
+of their DER, built paths and their static analysis by leaf + intermediates fingerprints,
+verified signature links, remote OCSP / CRL answers until their ``nextUpdate`` (failures for a
+few seconds), and settled checks (:func:`settled_key`). No cache is keyed on a request's bytes:
+keys are digests, so an entry's key stays small whatever a caller sends. Registry status and
 identity status are read on every call: they are what a revocation changes.
 """
 
@@ -344,11 +346,13 @@ class CertificateVerifier:
     # --- trust material -----------------------------------------------------------------------
 
     def parse(self, der: bytes) -> x509.Certificate:
-        """A parsed certificate (cached by its DER); ValueError when it is not one."""
-        cert = self._parsed.get(der)
+        """A parsed certificate (cached by the SHA-256 of its DER: the DER may come from a
+        request, up to 64 KB); ValueError when it is not one."""
+        key = hashlib.sha256(der).digest()
+        cert = self._parsed.get(key)
         if cert is None:
             cert = x509.load_der_x509_certificate(der)
-            self._parsed.put(der, cert)
+            self._parsed.put(key, cert)
         return cert
 
     def _trust(self) -> _TrustMaterial:
@@ -1437,7 +1441,7 @@ def verify_certificate(
     now = ctx.now()
     at = check.at_time or now
     locale = options.locale
-    key = (check.certificate, check.intermediates, check.purpose, check.revocation_check, locale)
+    key = settled_key(check, locale)
     recalled = verifier.recall(key, at, offline)
     if recalled is not None:
         settled = recalled[0]
@@ -1501,6 +1505,29 @@ def verify_certificate(
         result,
         options,
         extra={"fingerprint": hashlib.sha256(der).hexdigest()},
+    )
+
+
+def settled_key(check: CertificateCheck, locale: str) -> tuple[Any, ...]:
+    """The key a settled check is remembered under: SHA-256 of the certificate as supplied,
+    one SHA-256 over the supplied intermediates' SHA-256s (in order: the first candidate that
+    links is the one a path takes), the purpose, the revocation mode and the locale.
+
+    Digests, never the bytes: a request may carry up to 16 intermediates of 64 KB that the path
+    never uses, and a key holding them would make every entry of the cache that large. The
+    digests are of the bytes as supplied (DER or PEM), so finding an entry parses nothing;
+    equal bytes always give the same check, and the same certificate sent in another encoding
+    is merely another (small) entry. A key is about 300 bytes whatever the request's size."""
+    chained = hashlib.sha256()
+    for item in check.intermediates:
+        chained.update(hashlib.sha256(item).digest())  # fixed-size parts: no ambiguity
+    return (
+        hashlib.sha256(check.certificate).digest(),
+        len(check.intermediates),
+        chained.digest(),
+        check.purpose,
+        check.revocation_check,
+        locale,
     )
 
 

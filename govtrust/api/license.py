@@ -3,7 +3,7 @@
 Thin by design, like :mod:`govtrust.api.seal`: each method converts the request, calls the
 domain with the caller's principal in the ``run_sync`` pool and converts the result; domain
 errors propagate to the platform interceptor (INVALID_ARGUMENT with field violations,
-NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED). Every RPC is implemented.
+NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAVAILABLE). Every RPC is implemented.
 
 * Catalogue: :mod:`license.catalogue`. Issuance, annotation (a new version) and status changes:
   :class:`license.issuance.LicenceService` — in production (:func:`servicer`, over
@@ -17,9 +17,11 @@ NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED). Every RPC is implemented.
 Mapping notes:
 
 * IssueLicense: ``request_id`` is an idempotency key per issuing department (a repeat with the
-  same body answers the licence already issued; another body, ALREADY_EXISTS; see
-  :mod:`license.issuance`); ``holder.name``, when given, must match the registry's name
-  (INVALID_ARGUMENT on ``holder.name``); ``issue_date`` must be empty or today.
+  same body answers the licence already issued; another body, ALREADY_EXISTS; a duplicate of a
+  request still being issued by another call, after a wait of at most 2 s, UNAVAILABLE with
+  reason ``REQUEST_IN_PROGRESS`` — retry with the same key; see :mod:`license.issuance`);
+  ``holder.name``, when given, must match the registry's name (INVALID_ARGUMENT on
+  ``holder.name``); ``issue_date`` must be empty or today.
 * Validity lengths: ``default_days``/``max_days`` that are multiples of 365 are kept as whole
   years (the same calendar date N years later), others as days.
 * ``License.annotations``: ``annotated_by`` carries the principal (``display_name``, e.g.

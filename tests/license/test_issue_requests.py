@@ -5,7 +5,9 @@ nothing."""
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -15,17 +17,38 @@ from sqlalchemy import func, select
 
 from govtrust.audit import AuditRecord
 from govtrust.db import Database
-from govtrust.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from govtrust.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+)
 from govtrust.v1 import license_pb2
 from license import catalogue
-from license.issuance import IssuedLicence, LicenceService, request_sha256, same_name
+from license.issuance import (
+    REQUEST_WAIT,
+    IssuanceInProgress,
+    IssuedLicence,
+    LicenceService,
+    legacy_request_sha256,
+    request_sha256,
+    same_name,
+)
 from license.models import LicenceIssueRequestRow, LicenceRow, LicenceStatusListRow
 from license.qr import TrustList
 from tests.license.test_access import _refused
 from tests.license.test_catalogue import GOOD_BL
 from tests.license.test_grpc import Handle, violations, world  # noqa: F401
 from tests.license.test_grpc import _issue as grpc_issue
-from tests.license.test_issuance import DEPT, ISSUER, OTHER_DEPT, _request, setup  # noqa: F401
+from tests.license.test_issuance import (  # noqa: F401
+    COMPANY,
+    DEPT,
+    ISSUER,
+    OTHER_DEPT,
+    _request,
+    setup,
+)
 from tests.license.test_production import DEPT as PROD_DEPT
 from tests.license.test_production import Prod, prod  # noqa: F401
 
@@ -181,9 +204,10 @@ def test_a_pending_claim_makes_a_duplicate_wait_then_answer(setup: Setup) -> Non
             )
         )  # fmt: skip
     before = _state(service.db)
-    with pytest.raises(FailedPrecondition) as info:
+    with pytest.raises(IssuanceInProgress) as info:
         service.issue(DEPT, request)
-    assert "still being issued" in info.value.message
+    assert isinstance(info.value, Unavailable)  # UNAVAILABLE: retry with the same key
+    assert "still being issued" in info.value.message and "retry" in info.value.message
     assert _state(service.db) == before
     # a claim left by a crashed claimant is taken over once it is stale
     with service.db.transaction() as session:
@@ -196,6 +220,172 @@ def test_a_pending_claim_makes_a_duplicate_wait_then_answer(setup: Setup) -> Non
         row = session.get(LicenceIssueRequestRow, (ISSUER, "pending"))
         assert row is not None and row.identifier == taken.identifier and row.completed_at
     assert service.issue(DEPT, request).identifier == taken.identifier
+
+
+def _pending_claim(service: LicenceService, request_id: str, request: Any) -> None:
+    with service.db.transaction() as session:
+        session.add(
+            LicenceIssueRequestRow(
+                issuer_code=ISSUER, request_id=request_id,
+                request_sha256=request_sha256(request, document=True),
+                identifier="1.2.156.3005.2.x", actor="service:other-replica",
+                created_at=datetime.now(UTC), completed_at=None,
+            )
+        )  # fmt: skip
+
+
+def test_a_duplicate_waits_briefly_not_in_the_shared_pool(setup: Setup) -> None:  # noqa: F811
+    """The wait happens in a thread of the shared ``run_sync`` pool: at most 2 s by default,
+    then a retryable answer (not 30 s of a pool thread)."""
+    service, _ = setup
+    assert timedelta(0) < REQUEST_WAIT <= timedelta(seconds=2)
+    assert service.request_wait == REQUEST_WAIT
+    request = _request(request_id="slow-claimant")
+    _pending_claim(service, "slow-claimant", request)
+    started = time.monotonic()
+    with pytest.raises(IssuanceInProgress):
+        service.issue(DEPT, request)
+    assert time.monotonic() - started < REQUEST_WAIT.total_seconds() + 1.5
+
+
+def _serial() -> str:
+    return f"{datetime.now(UTC).year}{secrets.randbelow(10**10):010d}"
+
+
+def test_a_duplicate_whose_claimant_completes_before_its_claim_replays(
+    setup: Setup,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With an explicit serial: the duplicate reads "no claim", then the claimant completes,
+    then the duplicate's step 1 runs — it answers the claimant's licence (not ALREADY_EXISTS
+    because the identifier is taken)."""
+    service, _ = setup
+    request = _request(request_id="race-read-claim", serial=_serial())
+    real = service.issue_many
+    claimant: list[IssuedLicence] = []
+
+    def interleaved(*args: Any, **kwargs: Any) -> list[IssuedLicence]:
+        if not claimant:  # the duplicate has read "no claim": the claimant runs to the end now
+            claimant.extend(real(*args, **kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "issue_many", interleaved)
+    duplicate = service.issue(DEPT, request)
+    assert claimant and not claimant[0].replayed
+    assert duplicate.replayed and duplicate.identifier == claimant[0].identifier
+    licences, claims, _lists, _records = _state(service.db)
+    assert len(licences) == 1 and claims == [
+        (ISSUER, "race-read-claim", duplicate.identifier, True)
+    ]
+
+
+def test_a_duplicate_taking_over_a_slow_claimant_replays(
+    setup: Setup,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With an explicit serial both calls issue the same identifier: the claimant is slow (not
+    crashed), the duplicate takes its claim over, the claimant completes while the duplicate
+    signs — the duplicate answers the claimant's licence. Sequenced with events, not timing."""
+    service, _ = setup
+    request = _request(request_id="race-takeover", serial=_serial())
+    real_sign = service._sign
+    claimant_signing, claimant_may_finish = threading.Event(), threading.Event()
+    claimant_thread: list[threading.Thread] = []
+    outcome: list[IssuedLicence | BaseException] = []
+
+    def sign(draft: Any, context: Any) -> None:
+        if threading.current_thread() is claimant_thread[0]:
+            claimant_signing.set()
+            assert claimant_may_finish.wait(60)
+        else:  # the duplicate (after its takeover): let the claimant complete first
+            claimant_may_finish.set()
+            claimant_thread[0].join(60)
+        real_sign(draft, context)
+
+    def claimant() -> None:
+        try:
+            outcome.append(service.issue(DEPT, request))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome.append(exc)
+
+    monkeypatch.setattr(service, "_sign", sign)
+    claimant_thread.append(threading.Thread(target=claimant))
+    claimant_thread[0].start()
+    try:
+        assert claimant_signing.wait(60)  # claimed, now slow
+        service.claim_timeout = timedelta(0)  # the duplicate takes the claim as stale
+        duplicate = service.issue(DEPT, request)
+    finally:
+        claimant_may_finish.set()
+        claimant_thread[0].join(60)
+    assert len(outcome) == 1 and isinstance(outcome[0], IssuedLicence), outcome
+    assert not outcome[0].replayed
+    assert duplicate.replayed and duplicate.identifier == outcome[0].identifier
+    licences, claims, _lists, _records = _state(service.db)
+    assert len(licences) == 1 and claims == [(ISSUER, "race-takeover", duplicate.identifier, True)]
+
+
+def test_an_explicit_serial_taken_by_another_request_is_still_refused(
+    setup: Setup,  # noqa: F811
+) -> None:
+    service, _ = setup
+    serial = _serial()
+    service.issue(DEPT, _request(serial=serial))  # no key
+    with pytest.raises(AlreadyExists) as info:
+        service.issue(DEPT, _request(request_id="late", serial=serial))
+    assert f"serial {serial}" in info.value.message
+    with service.db.read() as session:
+        assert session.get(LicenceIssueRequestRow, (ISSUER, "late")) is None
+
+
+def test_the_request_hash_is_of_the_request_as_issuance_reads_it(
+    setup: Setup,  # noqa: F811
+) -> None:
+    def digest(**changes: Any) -> str:
+        return request_sha256(_request(**changes), document=True)
+
+    base = digest()
+    citizen = "11010519491231002X"
+    assert digest(holder_code_type="111", holder_code=citizen) == digest(
+        holder_code_type="111", holder_code=citizen.lower()
+    )
+    assert digest(holder_code=COMPANY.lower()) == base
+    assert digest(holder_code=f"  {COMPANY}\u3000") == base
+    full_width = COMPANY.translate({c: c + 0xFEE0 for c in range(0x21, 0x7F)})
+    assert digest(holder_code=full_width) == base
+    assert digest(holder_name="示例（福州） 有限公司") == digest(holder_name="示例(福州)  有限公司")
+    assert digest(fields={**GOOD_BL, "KZ_X": True}) == digest(fields={**GOOD_BL, "KZ_X": "true"})
+    assert digest(fields={**GOOD_BL, "KZ_X": False}) != digest(fields={**GOOD_BL, "KZ_X": "true"})
+    assert digest(fields={**GOOD_BL, "KZ_N": 3}) == digest(fields={**GOOD_BL, "KZ_N": " 3 "})
+    # what changes the licence still changes the hash
+    assert digest(holder_code="91350100M000100Y44") != base
+    assert digest(fields={**GOOD_BL, "KZ_ZCZB": "200万元"}) != base
+    assert request_sha256(_request(), document=False) != base
+    # a request sent normalised hashes as before the normalisation
+    assert legacy_request_sha256(_request(), document=True) == base
+
+
+def test_a_re_encoded_repeat_is_the_same_request(setup: Setup) -> None:  # noqa: F811
+    service, _ = setup
+    first = service.issue(DEPT, _request(request_id="enc-1"))
+    before = _state(service.db)
+    again = service.issue(DEPT, _request(request_id="enc-1", holder_code=f" {COMPANY.lower()} "))
+    assert again.replayed and again.identifier == first.identifier
+    assert _state(service.db) == before
+
+
+def test_a_claim_hashed_before_normalisation_still_matches(setup: Setup) -> None:  # noqa: F811
+    service, _ = setup
+    request = _request(request_id="legacy-1", holder_code=COMPANY.lower())
+    first = service.issue(DEPT, request)
+    with service.db.transaction() as session:  # as a claim recorded by the previous release
+        row = session.get(LicenceIssueRequestRow, (ISSUER, "legacy-1"))
+        assert row is not None
+        assert row.request_sha256 != legacy_request_sha256(request, document=True)
+        row.request_sha256 = legacy_request_sha256(request, document=True)
+    assert service.issue(DEPT, request).identifier == first.identifier
+    with pytest.raises(AlreadyExists):
+        service.issue(DEPT, _request(request_id="legacy-1", number="另一个编号"))
 
 
 def test_a_failed_issuance_releases_its_key(
@@ -307,6 +497,42 @@ def test_grpc_request_id_and_holder_name(world: Handle, database: Database) -> N
         ),
     )  # fmt: skip
     assert named.metadata.czzt == "福州示例科技有限公司"
+
+
+def test_grpc_a_duplicate_of_a_request_in_progress_is_unavailable(
+    world: Handle,  # noqa: F811
+    database: Database,
+) -> None:
+    """After a brief wait, UNAVAILABLE ("still being issued; retry") rather than a pool thread
+    held for 30 s; once the claimant is done the same call answers its licence."""
+    domain = _request(request_id="in-progress-1")
+    with database.transaction() as session:
+        session.add(
+            LicenceIssueRequestRow(
+                issuer_code=ISSUER, request_id="in-progress-1",
+                request_sha256=request_sha256(domain, document=True),
+                identifier="1.2.156.3005.2.x", actor="service:other-replica",
+                created_at=datetime.now(UTC), completed_at=None,
+            )
+        )  # fmt: skip
+    request = license_pb2.IssueLicenseRequest(
+        type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
+        holder=license_pb2.LicenseHolder(
+            code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code=COMPANY
+        ),
+        fields=GOOD_BL, valid_from="2015-06-01", request_id="in-progress-1",
+    )  # fmt: skip
+    started = time.monotonic()
+    busy = world.fails("IssueLicense", request)
+    assert time.monotonic() - started < REQUEST_WAIT.total_seconds() + 5
+    assert busy.code() == grpc.StatusCode.UNAVAILABLE
+    assert "still being issued" in busy.details() and "retry" in busy.details()
+    with database.transaction() as session:  # the claimant gave up (released its claim)
+        row = session.get(LicenceIssueRequestRow, (ISSUER, "in-progress-1"))
+        assert row is not None
+        session.delete(row)
+    issued = world.call("IssueLicense", request).license
+    assert world.call("IssueLicense", request).license == issued
 
 
 def test_production_repeat_uses_the_seal_once(prod: Prod) -> None:  # noqa: F811

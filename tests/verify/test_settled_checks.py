@@ -6,18 +6,24 @@ the re-stamped report (and its proto) equals a full check's."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from govtrust.api.verify import report_to_pb, verified_report_into
 from govtrust.v1 import common_pb2, verify_pb2
 from tests.seal.conftest import World
 from tests.verify.conftest import OPERATOR, VERIFIER, assured_citizen, issue_citizen
 from tests.verify.test_grpc import Handle, grpc_verify  # noqa: F401 - fixture
-from verify.certificates import CertificateCheck, verify_certificate
+from verify.certificates import CertificateCheck, settled_key, verify_certificate
 from verify.report import (
     CertificatePurpose,
     ReasonCode,
@@ -141,8 +147,7 @@ def test_a_settled_check_made_before_an_invalidation_is_not_reused(
     verifier.invalidate()
     verifier.warm()
     assert verifier._trusted is not old
-    check = CertificateCheck(issued.certificate.der)
-    key = (check.certificate, check.intermediates, check.purpose, check.revocation_check, "zh-CN")
+    key = settled_key(CertificateCheck(issued.certificate.der), "zh-CN")
     first = run(ctx, issued.certificate.der)
     assert not settled(first)
     remembered = verifier._settled.get(key)
@@ -215,3 +220,84 @@ def test_over_grpc_a_revocation_shows_in_the_next_answer(
     answer = grpc_verify.call("VerifyCertificate", request)
     assert answer.report.verdict == common_pb2.VERDICT_INVALID
     assert [r.code for r in answer.report.reasons] == [common_pb2.REASON_CODE_CERTIFICATE_REVOKED]
+
+
+# --- the settled cache's keys stay small ----------------------------------------------------
+
+
+def deep_size(value: object) -> int:
+    """Bytes held by ``value`` and, for tuples, by everything in it."""
+    size = sys.getsizeof(value)
+    if isinstance(value, tuple):
+        size += sum(deep_size(item) for item in value)
+    return size
+
+
+def junk_intermediate(tag: int, padding: int = 60 * 1024) -> bytes:
+    """A well-formed, unrelated self-signed certificate padded to about 60 KB (an unknown,
+    non-critical extension): an intermediate no path to our leaves ever uses."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"junk {tag}")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), bytes([tag % 256]) * padding
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.DER)
+
+
+def test_a_settled_key_is_small_whatever_the_intermediates(
+    vworld: World, ctx: VerifyContext, citizen: str
+) -> None:
+    """A valid leaf with 16 unused ~60 KB intermediates settles (the path ignores them), and the
+    entry it is remembered under holds digests, not the ~1 MB of bytes sent: 4096 such entries
+    must not cost gigabytes."""
+    issued = issue_citizen(vworld, citizen)
+    junk = tuple(junk_intermediate(i) for i in range(16))
+    assert sum(map(len, junk)) > 16 * 60 * 1024
+    run(ctx, issued.certificate.der, intermediates=junk)
+    again = run(ctx, issued.certificate.der, intermediates=junk)
+    assert again.report.verdict is Verdict.VALID and settled(again)
+    keys = list(ctx.certificates._settled._data)
+    assert keys and all(deep_size(k) < 1024 for k in keys), [deep_size(k) for k in keys]
+    parsed = list(ctx.certificates._parsed._data)
+    assert all(len(k) <= 64 for k in parsed)  # digests, not DER
+    # other intermediates (or the same in another order) are another entry, not this one
+    fewer = run(ctx, issued.certificate.der, intermediates=junk[:15])
+    assert not settled(fewer)
+    swapped = run(ctx, issued.certificate.der, intermediates=(junk[1], junk[0], *junk[2:]))
+    assert not settled(swapped)
+    assert settled(run(ctx, issued.certificate.der, intermediates=junk))
+
+
+def test_settled_keys_tell_requests_apart() -> None:
+    leaf, a, b = b"leaf-der", b"A" * 60_000, b"B" * 60_000
+    base = settled_key(CertificateCheck(leaf, (a, b)), "zh-CN")
+    assert deep_size(base) < 1024
+    assert deep_size(settled_key(CertificateCheck(leaf, (a,) * 16), "zh-CN")) < 1024
+    assert base == settled_key(CertificateCheck(leaf, (a, b)), "zh-CN")
+    others = [
+        CertificateCheck(leaf, (b, a)),
+        CertificateCheck(leaf, (a,)),
+        CertificateCheck(leaf, (a, b, b)),
+        CertificateCheck(leaf, (a + b,)),
+        CertificateCheck(leaf, ()),
+        CertificateCheck(b"other-leaf", (a, b)),
+        CertificateCheck(leaf, (a, b), purpose=CertificatePurpose.CLIENT_AUTH),
+        CertificateCheck(leaf, (a, b), revocation_check=RevocationCheck.REGISTRY),
+    ]
+    keys = {settled_key(check, "zh-CN") for check in others}
+    assert len(keys) == len(others) and base not in keys
+    assert settled_key(CertificateCheck(leaf, (a, b)), "en") != base
