@@ -29,7 +29,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -99,25 +99,6 @@ class SqliteWriteGate:
         self._thread_lock.acquire()
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    @contextlib.contextmanager
-    def at_once(self) -> Iterator[None]:
-        """Hold the gate if it is free now; :class:`WriteBusy` when it is not."""
-        if not self._thread_lock.acquire(blocking=False):
-            raise WriteBusy("another thread is writing")
-        try:
-            if self._fd is not None:
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise WriteBusy("another process is writing") from None
-            try:
-                yield
-            finally:
-                if self._fd is not None:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._thread_lock.release()
 
     def __exit__(self, *_exc: object) -> None:
         if self._fd is not None:
@@ -1044,7 +1025,8 @@ class Provider:
         """The token endpoint (RFC 6749 §3.2).
 
         With ``wait=False`` (an event-loop caller on SQLite) a refresh whose write would wait for
-        the write lock raises :class:`WriteWouldBlock` instead, before writing anything.
+        SQLite's write lock (taken by a writer outside the token gate) raises
+        :class:`WriteWouldBlock` instead, before writing anything.
         """
         self.ensure_keys()
         client = self.authenticate_client(form, basic, endpoint=self.config.endpoint("/oidc/token"))
@@ -1156,7 +1138,10 @@ class Provider:
 
         def claim(wait: bool) -> dict[str, Any]:
             try:
-                with self._write_gate(wait), fast.write(wait=wait) as cur:
+                # The gate is waited for even on the loop: it is only ever held for a short
+                # write like this one. SQLite's own lock, which other writers take without the
+                # gate, is not: wait=False turns it into WriteBusy.
+                with self._write_lock, fast.write(wait=wait) as cur:
                     # Check-and-consume in one statement: only a live, unused token of this client.
                     cur.execute(fast.sql(_SQL_CLAIM_REFRESH), {**params, "used": fast.ts(now)})
                     claimed = cur.fetchone()
@@ -1177,13 +1162,6 @@ class Provider:
             return result
 
         return claim(wait)
-
-    def _write_gate(self, wait: bool) -> contextlib.AbstractContextManager[None]:
-        """The SQLite write gate, taken waiting or only if free now (:class:`WriteBusy`)."""
-        gate = self._write_lock
-        if wait or not isinstance(gate, SqliteWriteGate):
-            return cast(contextlib.AbstractContextManager[None], gate)
-        return gate.at_once()
 
     def _refresh_failed(self, client: Client, digest: bytes, now: datetime) -> None:
         """After a refused refresh token: a reused (rotated) one revokes its whole family.

@@ -1,14 +1,14 @@
 """A refresh made on the event loop (SQLite) never waits there for the write lock.
 
-``Provider.token(..., wait=False)`` raises ``WriteWouldBlock`` before writing anything when the
-write gate or SQLite's write lock is taken; ``resume()`` then finishes the same refresh, waiting.
+``Provider.token(..., wait=False)`` raises ``WriteWouldBlock`` before writing anything when
+SQLite's write lock is held by a writer outside the token gate; ``resume()`` then finishes the
+same refresh, waiting.
 Refused tokens that are not a reuse are only read.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from govtrust.audit import AuditRecord
 from idp.oidc.errors import OAuthError
-from idp.oidc.provider import SqliteWriteGate, WriteWouldBlock
+from idp.oidc.provider import WriteWouldBlock
 from tests.oidc.conftest import OidcEnv
 from tests.oidc.flows import full_login
 
@@ -33,35 +33,6 @@ def refresh(sqlite_env: OidcEnv) -> tuple[OidcEnv, dict[str, str], tuple[str, st
 def _audit_count(env: OidcEnv) -> int:
     with env.platform.db.read() as session:
         return int(session.scalar(select(func.count()).select_from(AuditRecord)) or 0)
-
-
-def test_a_held_write_gate_defers_the_refresh_to_resume(
-    refresh: tuple[OidcEnv, dict[str, str], tuple[str, str]],
-) -> None:
-    env, form, basic = refresh
-    gate = env.provider._write_lock
-    assert isinstance(gate, SqliteWriteGate)
-    held, release = threading.Event(), threading.Event()
-
-    def writer() -> None:
-        with gate:
-            held.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        assert held.wait(10)
-        with pytest.raises(WriteWouldBlock) as deferred:
-            env.provider.token(form, basic, wait=False)
-    finally:
-        release.set()
-        thread.join(10)
-    # Nothing was consumed: the deferred call finishes the refresh, once.
-    result = deferred.value.resume()
-    assert result["refresh_token"] != form["refresh_token"] and result["access_token"]
-    with pytest.raises(OAuthError, match="invalid_grant"):
-        deferred.value.resume()
 
 
 def test_sqlite_write_lock_held_elsewhere_defers_without_waiting(
