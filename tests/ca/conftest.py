@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509 as cx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,6 +27,7 @@ from fastapi import FastAPI
 from ca.authority import CertificateAuthority
 from ca.config import CaConfig
 from ca.directory import CitizenRecord, InMemoryDirectory, LegalPersonRecord, SealRecord
+from ca.models import CaCertificate
 from govtrust.db import Database
 from govtrust.principal import Principal
 from hsm import MasterKey, SoftKeyStore
@@ -36,6 +38,28 @@ CITIZEN_ID_NUMBER = "11010519491231002X"
 USCC = "91350100M000100Y43"
 OPERATOR = Principal("service", "ca-desk", frozenset({"ca-operator"}), citizen_id="c-rep")
 VERIFIER = Principal("service", "bank", frozenset({"verifier"}))
+
+
+def ocsp_query(authority: CertificateAuthority, row: CaCertificate) -> asn1_ocsp.OCSPResponse:
+    """Ask the authority's OCSP responder about ``row`` (a SHA-1 CertID, as openssl sends)."""
+    ca = authority.hierarchy.ca(row.issuer)
+    request = asn1_ocsp.OCSPRequest(
+        {
+            "tbs_request": {
+                "request_list": [
+                    {
+                        "req_cert": {
+                            "hash_algorithm": {"algorithm": "sha1"},
+                            "issuer_name_hash": ca.name_hash["sha1"],
+                            "issuer_key_hash": ca.key_hash["sha1"],
+                            "serial_number": int(row.serial, 16),
+                        }
+                    }
+                ]
+            }
+        }
+    )
+    return asn1_ocsp.OCSPResponse.load(authority.ocsp(request.dump()))
 
 
 def make_directory() -> InMemoryDirectory:

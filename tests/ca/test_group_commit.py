@@ -12,7 +12,6 @@ from typing import Any, cast
 
 import psycopg
 import pytest
-from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509 as cx
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select, text
@@ -26,7 +25,7 @@ from ca.store import GroupCommitter, PendingIssue, _CommitOutcomeUnknown
 from govtrust.audit import PG_AUDIT_LOCK, AuditRecord, verify_chain
 from govtrust.db import CONNECT_TIMEOUT_SECONDS, Database, as_utc
 from govtrust.errors import InvalidArgument
-from tests.ca.conftest import OPERATOR, make_csr
+from tests.ca.conftest import OPERATOR, make_csr, ocsp_query
 from tests.conftest import PG_ADMIN_URL
 
 SERVICE = SubjectSpec(service=ServiceSubject("bizsys-01", ("approval.example.gov.cn",)))
@@ -37,24 +36,7 @@ def _request() -> IssueRequest:
 
 
 def _ocsp_status(authority: CertificateAuthority, row: CaCertificate) -> str:
-    ca = authority.hierarchy.ca(row.issuer)
-    request = asn1_ocsp.OCSPRequest(
-        {
-            "tbs_request": {
-                "request_list": [
-                    {
-                        "req_cert": {
-                            "hash_algorithm": {"algorithm": "sha1"},
-                            "issuer_name_hash": ca.name_hash["sha1"],
-                            "issuer_key_hash": ca.key_hash["sha1"],
-                            "serial_number": int(row.serial, 16),
-                        }
-                    }
-                ]
-            }
-        }
-    )
-    response = asn1_ocsp.OCSPResponse.load(authority.ocsp(request.dump()))
+    response = ocsp_query(authority, row)
     basic = response.basic_ocsp_response
     responder = authority.hierarchy.responder(row.issuer)
     public = cx.load_der_x509_certificate(responder.der).public_key()

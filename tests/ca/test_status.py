@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import crl as asn1_crl
-from asn1crypto import ocsp as asn1_ocsp
 from sqlalchemy import select
 
 from ca.authority import CertificateAuthority
@@ -17,7 +16,15 @@ from ca.issuance import IssueRequest, SubjectSpec
 from ca.models import CaCertificate
 from govtrust.audit import AuditRecord, verify_chain
 from govtrust.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from tests.ca.conftest import OPERATOR, VERIFIER, make_csr, openssl, pkilint, write_chain
+from tests.ca.conftest import (
+    OPERATOR,
+    VERIFIER,
+    make_csr,
+    ocsp_query,
+    openssl,
+    pkilint,
+    write_chain,
+)
 
 
 def _issue(authority: CertificateAuthority) -> CaCertificate:
@@ -27,24 +34,7 @@ def _issue(authority: CertificateAuthority) -> CaCertificate:
 
 
 def _ocsp_status(authority: CertificateAuthority, row: CaCertificate) -> tuple[str, object]:
-    ca = authority.hierarchy.ca(row.issuer)
-    request = asn1_ocsp.OCSPRequest(
-        {
-            "tbs_request": {
-                "request_list": [
-                    {
-                        "req_cert": {
-                            "hash_algorithm": {"algorithm": "sha1"},
-                            "issuer_name_hash": ca.name_hash["sha1"],
-                            "issuer_key_hash": ca.key_hash["sha1"],
-                            "serial_number": int(row.serial, 16),
-                        }
-                    }
-                ]
-            }
-        }
-    )
-    response = asn1_ocsp.OCSPResponse.load(authority.ocsp(request.dump()))
+    response = ocsp_query(authority, row)
     single = response.basic_ocsp_response["tbs_response_data"]["responses"][0]
     status = single["cert_status"]
     reason = status.chosen["revocation_reason"].native if status.name == "revoked" else None
