@@ -200,7 +200,8 @@ def test_annotate_refusals(prod: Prod) -> None:  # noqa: F811
     _refused(prod, "AnnotateLicense", bad_field, DEPT, grpc.StatusCode.INVALID_ARGUMENT)
     no_text = license_pb2.AnnotateLicenseRequest(identifier=v1.identifier)
     _refused(prod, "AnnotateLicense", no_text, DEPT, grpc.StatusCode.INVALID_ARGUMENT)
-    for bad in ("", "1.2.156.3005.2.nope", v1.identifier[:-1] + "0"):
+    wrong_check = "1" if v1.identifier.endswith("0") else "0"  # never the real check digit
+    for bad in ("", "1.2.156.3005.2.nope", v1.identifier[:-1] + wrong_check):
         odd = license_pb2.AnnotateLicenseRequest(identifier=bad, text="变更")
         _refused(prod, "AnnotateLicense", odd, DEPT, grpc.StatusCode.INVALID_ARGUMENT)
     prod.call(
