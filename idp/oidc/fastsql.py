@@ -18,8 +18,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from govtrust.db import SQLITE_BUSY_TIMEOUT_MS
+
 _PARAM = re.compile(r":([a-z_]+)")
-SQLITE_BUSY_TIMEOUT_MS = 30_000  # as govtrust.db sets on every SQLite connection
 
 
 class WriteBusy(Exception):

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from govtrust.audit import AuditRecord
+from govtrust.db import SQLITE_BUSY_TIMEOUT_MS
 from idp.oidc.errors import OAuthError
 from idp.oidc.provider import WriteWouldBlock
 from tests.oidc.conftest import OidcEnv
@@ -55,7 +56,7 @@ def test_sqlite_write_lock_held_elsewhere_defers_without_waiting(
     try:
         for connection in connections:
             timeout = connection.cursor().execute("PRAGMA busy_timeout").fetchone()[0]
-            assert timeout == 30_000
+            assert timeout == SQLITE_BUSY_TIMEOUT_MS
     finally:
         for connection in connections:
             connection.close()
