@@ -182,8 +182,13 @@ def _validate_key(ctx: CaContext, profile: Profile, request: IssueRequest) -> _K
     return _Key(b"", algorithm)  # generated after all checks pass
 
 
+def is_system_id(value: str) -> bool:
+    """Whether ``value`` is a valid business-system id (the CN of a service certificate)."""
+    return bool(_SYSTEM_ID.match(value or ""))
+
+
 def _validate_service(service: ServiceSubject) -> None:
-    if not _SYSTEM_ID.match(service.system_id or ""):
+    if not is_system_id(service.system_id):
         raise InvalidArgument.field(
             "subject.service.system_id", "1-64 characters of A-Z a-z 0-9 . _ : - expected"
         )

@@ -27,6 +27,7 @@ Handler = Callable[[argparse.Namespace], int]
 COMMAND_MODULES: tuple[str, ...] = (
     "govtrust.commands.identity",
     "govtrust.commands.ca",
+    "govtrust.commands.service",
     "govtrust.commands.oidc",
     "govtrust.commands.seal",
     "govtrust.commands.license",

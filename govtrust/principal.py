@@ -23,6 +23,19 @@ ROLES = frozenset(
     }
 )
 LICENCE_ISSUER_PREFIX = "licence-issuer:"
+_DEPARTMENT_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-")
+
+
+def is_known_role(role: str) -> bool:
+    """Whether ``role`` is one of :data:`ROLES` or ``licence-issuer:<department code>``."""
+    if role in ROLES:
+        return True
+    department = role.removeprefix(LICENCE_ISSUER_PREFIX)
+    return (
+        role.startswith(LICENCE_ISSUER_PREFIX)
+        and bool(department)
+        and set(department) <= _DEPARTMENT_CHARS
+    )
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,8 @@ class Principal:
     ``local`` (loopback without TLS in the embedded default) or ``system`` (internal jobs).
     ``subject`` is stable for the kind (certificate subject, token ``sub``); ``citizen_id`` and
     ``legal_person_id`` are set when a person acts (for a company, when acting as its agent).
+    ``note`` says why a principal holds no roles (e.g. an unregistered service identity); it is
+    added to the message of a role refusal.
     """
 
     kind: str
@@ -40,6 +55,7 @@ class Principal:
     roles: frozenset[str] = field(default_factory=frozenset)
     citizen_id: str | None = None
     legal_person_id: str | None = None
+    note: str = ""
 
     @property
     def actor(self) -> str:
@@ -54,7 +70,8 @@ class Principal:
         """Raise ``PermissionDenied`` unless the principal holds one of ``roles``."""
         if not any(self.has_role(r) for r in roles):
             wanted = " or ".join(roles)
-            raise PermissionDenied(f"{self.actor} lacks the role {wanted}")
+            note = f" ({self.note})" if self.note else ""
+            raise PermissionDenied(f"{self.actor} lacks the role {wanted}{note}")
 
 
 SYSTEM = Principal(kind="system", subject="govtrust", roles=frozenset({"admin"}))

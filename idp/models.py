@@ -172,3 +172,20 @@ class BaseLegalPersonRow(Base):
     legal_representative_index: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     source: Mapped[str] = mapped_column(String(200))
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ServiceIdentityRow(Base):
+    """A business system that calls govtrust over mTLS: its name (the ``system_id`` its service
+    certificate names) and the govtrust roles it holds while active."""
+
+    __tablename__ = "idp_service_identities"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Space-separated, sorted govtrust roles.
+    roles: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # active | disabled
+    status_reason: Mapped[str] = mapped_column(String(REASON_LENGTH))
+    created_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

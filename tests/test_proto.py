@@ -36,6 +36,8 @@ EXPECTED_RPCS = {
         "GetLegalPerson", "GetStaff", "SearchIdentities", "UpdateIdentityStatus",
         "CheckCitizen", "CheckLegalPerson", "GrantAgent", "RevokeAgent", "ListAgents",
         "RegisterClient", "ListClients", "RemoveClient", "IntrospectToken",
+        "RegisterServiceIdentity", "GetServiceIdentity", "ListServiceIdentities",
+        "UpdateServiceIdentityRoles", "DisableServiceIdentity", "EnableServiceIdentity",
     },
     "CertificateService": {
         "IssueCertificate", "GenerateKeyAndIssue", "RenewCertificate", "GetCertificate",

@@ -10,7 +10,7 @@ Authorisation (enforced in the domain, see :mod:`idp.registry`): Register*/Updat
 need ``identity-registrar``; Check*/Get*/SearchIdentities need ``verifier`` or
 ``identity-registrar``; GrantAgent/RevokeAgent/ListAgents accept the legal representative or an
 agent holding ``agent.manage`` (``principal.citizen_id``), or an ``identity-registrar`` acting on
-record.
+record. The service-identity RPCs need ``admin`` (see :mod:`idp.services`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from govtrust.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from idp.identifiers import LegalPersonKind, Sex
 from idp.pii import KeyDeriver
 from idp.registry import IdentityRegistry
+from idp.services import ServiceIdentity, ServiceRegistry, ServiceStatus
 from idp.types import (
     AgentGrant,
     AssuranceSource,
@@ -255,6 +256,26 @@ def grant_pb(grant: AgentGrant) -> identity_pb2.AgentGrant:
     )
 
 
+_SERVICE_STATUS = {
+    ServiceStatus.ACTIVE: identity_pb2.SERVICE_IDENTITY_STATUS_ACTIVE,
+    ServiceStatus.DISABLED: identity_pb2.SERVICE_IDENTITY_STATUS_DISABLED,
+}
+
+
+def service_identity_pb(identity: ServiceIdentity) -> identity_pb2.ServiceIdentity:
+    """``ServiceIdentity`` message."""
+    return identity_pb2.ServiceIdentity(
+        name=identity.name,
+        roles=list(identity.roles),
+        status=_SERVICE_STATUS[identity.status],
+        status_reason=identity.status_reason,
+        created_by=identity.created_by,
+        created_at=timestamp_pb(identity.created_at),
+        updated_by=identity.updated_by,
+        updated_at=timestamp_pb(identity.updated_at),
+    )
+
+
 # --- the servicer -------------------------------------------------------------------------------
 
 Context = Any  # grpc.aio.ServicerContext; unused by the adapter beyond the signature
@@ -265,6 +286,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
 
     def __init__(self, registry: IdentityRegistry, oidc_platform: Platform | None = None) -> None:
         self.registry = registry
+        self.services = ServiceRegistry(registry.db)
         if oidc_platform is not None:
             self.oidc_platform = oidc_platform
 
@@ -470,6 +492,85 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
         )
         return identity_pb2.ListAgentsResponse(
             grants=[grant_pb(g) for g in page.items], next_page_token=page.next_page_token
+        )
+
+    # --- service identities (admin) ------------------------------------------------------
+
+    async def RegisterServiceIdentity(
+        self, request: identity_pb2.RegisterServiceIdentityRequest, context: Context
+    ) -> identity_pb2.RegisterServiceIdentityResponse:
+        """Register a business system calling over mTLS, with its roles (admin)."""
+        identity = await run_sync(
+            self.services.register, current_principal(), request.name, list(request.roles)
+        )
+        return identity_pb2.RegisterServiceIdentityResponse(
+            service_identity=service_identity_pb(identity)
+        )
+
+    async def GetServiceIdentity(
+        self, request: identity_pb2.GetServiceIdentityRequest, context: Context
+    ) -> identity_pb2.GetServiceIdentityResponse:
+        """One service identity (admin)."""
+        identity = await run_sync(self.services.get, current_principal(), request.name)
+        return identity_pb2.GetServiceIdentityResponse(
+            service_identity=service_identity_pb(identity)
+        )
+
+    async def ListServiceIdentities(
+        self, request: identity_pb2.ListServiceIdentitiesRequest, context: Context
+    ) -> identity_pb2.ListServiceIdentitiesResponse:
+        """Service identities by name, paged (admin)."""
+        page = await run_sync(
+            self.services.list,
+            current_principal(),
+            include_disabled=not request.active_only,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return identity_pb2.ListServiceIdentitiesResponse(
+            service_identities=[service_identity_pb(i) for i in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def UpdateServiceIdentityRoles(
+        self, request: identity_pb2.UpdateServiceIdentityRolesRequest, context: Context
+    ) -> identity_pb2.UpdateServiceIdentityRolesResponse:
+        """Replace a service identity's roles (admin)."""
+        identity = await run_sync(
+            self.services.update_roles, current_principal(), request.name, list(request.roles)
+        )
+        return identity_pb2.UpdateServiceIdentityRolesResponse(
+            service_identity=service_identity_pb(identity)
+        )
+
+    async def DisableServiceIdentity(
+        self, request: identity_pb2.DisableServiceIdentityRequest, context: Context
+    ) -> identity_pb2.DisableServiceIdentityResponse:
+        """Disable a service identity, with a reason (admin)."""
+        identity = await run_sync(
+            self.services.set_status,
+            current_principal(),
+            request.name,
+            ServiceStatus.DISABLED,
+            request.reason,
+        )
+        return identity_pb2.DisableServiceIdentityResponse(
+            service_identity=service_identity_pb(identity)
+        )
+
+    async def EnableServiceIdentity(
+        self, request: identity_pb2.EnableServiceIdentityRequest, context: Context
+    ) -> identity_pb2.EnableServiceIdentityResponse:
+        """Re-enable a service identity, with a reason (admin)."""
+        identity = await run_sync(
+            self.services.set_status,
+            current_principal(),
+            request.name,
+            ServiceStatus.ACTIVE,
+            request.reason,
+        )
+        return identity_pb2.EnableServiceIdentityResponse(
+            service_identity=service_identity_pb(identity)
         )
 
 

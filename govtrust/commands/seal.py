@@ -16,8 +16,6 @@ without TLS; elsewhere pass a bearer token with ``--token`` or ``GOVTRUST_TOKEN`
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,26 +24,11 @@ EXIT_OK, EXIT_FAILURE = 0, 1
 _KINDS = ("official", "finance", "contract", "invoice", "business", "personal_name")
 
 
-def _client(args: argparse.Namespace) -> tuple[Any, tuple[tuple[str, str], ...]]:
-    import grpc
-
+def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
+    from govtrust.commands import call_rpc
     from govtrust.v1 import seal_pb2_grpc
 
-    channel = grpc.insecure_channel(args.server)
-    token = args.token or os.environ.get("GOVTRUST_TOKEN", "")
-    metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    return seal_pb2_grpc.SealServiceStub(channel), metadata
-
-
-def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
-    import grpc
-
-    stub, metadata = _client(args)
-    try:
-        return getattr(stub, method)(request, metadata=metadata, timeout=args.timeout)
-    except grpc.RpcError as exc:
-        print(f"govtrust seal: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        raise SystemExit(EXIT_FAILURE) from None
+    return call_rpc(args, seal_pb2_grpc.SealServiceStub, method, request, "govtrust seal")
 
 
 def _print_seal(seal: Any) -> None:

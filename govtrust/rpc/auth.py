@@ -6,9 +6,11 @@ Order of evidence for one call:
    installs one; until then every token is refused with UNAUTHENTICATED). A token names the
    acting user, so it wins over the transport certificate.
 2. A verified TLS client certificate (``auth_context()['x509_pem_cert']``) → the registered
-   *certificate resolvers*, in order; the first that returns a principal wins. The CA issue
-   registers one that maps service certificates to roles. The fallback maps any verified
-   certificate to ``Principal(kind="service", subject=<subject CN>)`` with no roles.
+   *certificate resolvers*, in order; the first that returns a principal wins. The server
+   registers :func:`idp.services.certificate_principal`, which maps a service certificate of our
+   ``service`` CA to the roles of the registered service identity it names (and refuses a
+   revoked, suspended or expired one). The fallback maps any other verified certificate to
+   ``Principal(kind="service", subject=<subject CN>)`` with no roles.
 3. No credentials on the insecure loopback listener of the embedded default → ``LOCAL_ADMIN``.
 4. Otherwise UNAUTHENTICATED.
 
@@ -72,9 +74,19 @@ def certificate_subject(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 
 
+NOT_A_SERVICE_CERTIFICATE = (
+    "the client certificate is not a service certificate issued by the govtrust service CA"
+)
+
+
 def default_certificate_principal(_platform: Platform, cert: x509.Certificate) -> Principal:
-    """Any certificate the TLS layer verified is a service with no roles (until the CA maps it)."""
-    return Principal(kind="service", subject=certificate_subject(cert), roles=frozenset())
+    """A verified certificate no resolver recognised is a service with no roles."""
+    return Principal(
+        kind="service",
+        subject=certificate_subject(cert),
+        roles=frozenset(),
+        note=NOT_A_SERVICE_CERTIFICATE,
+    )
 
 
 def _refuse_tokens(_platform: Platform, _token: str) -> Principal:

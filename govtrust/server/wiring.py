@@ -20,12 +20,16 @@ CA_REFRESH_SECONDS = 120.0
 
 
 def wire(platform: Platform) -> None:
-    """Install the bearer-token resolver and the registry-backed CA subject directory."""
+    """Install the bearer-token resolver, the service-certificate resolver (mTLS callers get
+    the roles of their registered service identity) and the registry-backed CA directory."""
     del platform  # each hook builds its per-platform objects on first use
     from ca.authority import set_directory_factory
     from govtrust.api.oidc_grpc import install_token_resolver
+    from govtrust.rpc.auth import register_certificate_resolver
+    from idp.services import certificate_principal
 
     install_token_resolver()
+    register_certificate_resolver(certificate_principal)
     set_directory_factory(_registry_directory)
 
 

@@ -325,6 +325,30 @@ SUBJECT_TYPE_PAIRWISE: SubjectType.ValueType  # 2
 """A pairwise `sub` per sector identifier."""
 Global___SubjectType: _TypeAlias = SubjectType  # noqa: Y015
 
+class _ServiceIdentityStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ServiceIdentityStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServiceIdentityStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SERVICE_IDENTITY_STATUS_UNSPECIFIED: _ServiceIdentityStatus.ValueType  # 0
+    """Not set."""
+    SERVICE_IDENTITY_STATUS_ACTIVE: _ServiceIdentityStatus.ValueType  # 1
+    """Active: calls with its service certificate carry its roles."""
+    SERVICE_IDENTITY_STATUS_DISABLED: _ServiceIdentityStatus.ValueType  # 2
+    """Disabled: calls with its service certificate carry no roles."""
+
+class ServiceIdentityStatus(_ServiceIdentityStatus, metaclass=_ServiceIdentityStatusEnumTypeWrapper):
+    """Whether a service identity's roles apply."""
+
+SERVICE_IDENTITY_STATUS_UNSPECIFIED: ServiceIdentityStatus.ValueType  # 0
+"""Not set."""
+SERVICE_IDENTITY_STATUS_ACTIVE: ServiceIdentityStatus.ValueType  # 1
+"""Active: calls with its service certificate carry its roles."""
+SERVICE_IDENTITY_STATUS_DISABLED: ServiceIdentityStatus.ValueType  # 2
+"""Disabled: calls with its service certificate carry no roles."""
+Global___ServiceIdentityStatus: _TypeAlias = ServiceIdentityStatus  # noqa: Y015
+
 @_typing.final
 class Citizen(_message.Message):
     """A citizen (natural person) as returned by the registry; personal data masked."""
@@ -1984,3 +2008,367 @@ class IntrospectTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IntrospectTokenResponse: _TypeAlias = IntrospectTokenResponse  # noqa: Y015
+
+@_typing.final
+class ServiceIdentity(_message.Message):
+    """A business system allowed to call govtrust over mTLS, and its roles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name: the system id its service certificates name (their CN), e.g. `tax-bureau.portal`."""
+    status: Global___ServiceIdentityStatus.ValueType
+    """Active or disabled."""
+    status_reason: _builtins.str
+    """Reason of the last status change (empty when never changed)."""
+    created_by: _builtins.str
+    """Who registered it (audit actor)."""
+    updated_by: _builtins.str
+    """Who changed it last (audit actor)."""
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """govtrust roles (`verifier`, `licence-issuer:<dept>`, ...; never `admin`), sorted."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was registered."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was changed last."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+        status: Global___ServiceIdentityStatus.ValueType = ...,
+        status_reason: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_by: _builtins.str = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "name", b"name", "roles", b"roles", "status", b"status", "status_reason", b"status_reason", "updated_at", b"updated_at", "updated_by", b"updated_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceIdentity: _TypeAlias = ServiceIdentity  # noqa: Y015
+
+@_typing.final
+class RegisterServiceIdentityRequest(_message.Message):
+    """Request of RegisterServiceIdentity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name: the system id of its service certificates (1-64 of A-Z a-z 0-9 . _ : -)."""
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Roles to hold."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "roles", b"roles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterServiceIdentityRequest: _TypeAlias = RegisterServiceIdentityRequest  # noqa: Y015
+
+@_typing.final
+class RegisterServiceIdentityResponse(_message.Message):
+    """Response of RegisterServiceIdentity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_IDENTITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def service_identity(self) -> Global___ServiceIdentity:
+        """The registered identity."""
+
+    def __init__(
+        self,
+        *,
+        service_identity: Global___ServiceIdentity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterServiceIdentityResponse: _TypeAlias = RegisterServiceIdentityResponse  # noqa: Y015
+
+@_typing.final
+class GetServiceIdentityRequest(_message.Message):
+    """Request of GetServiceIdentity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetServiceIdentityRequest: _TypeAlias = GetServiceIdentityRequest  # noqa: Y015
+
+@_typing.final
+class GetServiceIdentityResponse(_message.Message):
+    """Response of GetServiceIdentity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_IDENTITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def service_identity(self) -> Global___ServiceIdentity:
+        """The identity."""
+
+    def __init__(
+        self,
+        *,
+        service_identity: Global___ServiceIdentity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetServiceIdentityResponse: _TypeAlias = GetServiceIdentityResponse  # noqa: Y015
+
+@_typing.final
+class ListServiceIdentitiesRequest(_message.Message):
+    """Request of ListServiceIdentities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ACTIVE_ONLY_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum results per page (0: server default)."""
+    page_token: _builtins.str
+    """Page token from a previous response; empty for the first page."""
+    active_only: _builtins.bool
+    """Only active identities (default: disabled ones too)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        active_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_only", b"active_only", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServiceIdentitiesRequest: _TypeAlias = ListServiceIdentitiesRequest  # noqa: Y015
+
+@_typing.final
+class ListServiceIdentitiesResponse(_message.Message):
+    """Response of ListServiceIdentities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_IDENTITIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def service_identities(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceIdentity]:
+        """Identities, ordered by name."""
+
+    def __init__(
+        self,
+        *,
+        service_identities: _abc.Iterable[Global___ServiceIdentity] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "service_identities", b"service_identities"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServiceIdentitiesResponse: _TypeAlias = ListServiceIdentitiesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateServiceIdentityRolesRequest(_message.Message):
+    """Request of UpdateServiceIdentityRoles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name."""
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The new roles (replacing the old ones; empty: none)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "roles", b"roles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateServiceIdentityRolesRequest: _TypeAlias = UpdateServiceIdentityRolesRequest  # noqa: Y015
+
+@_typing.final
+class UpdateServiceIdentityRolesResponse(_message.Message):
+    """Response of UpdateServiceIdentityRoles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_IDENTITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def service_identity(self) -> Global___ServiceIdentity:
+        """The identity after the change."""
+
+    def __init__(
+        self,
+        *,
+        service_identity: Global___ServiceIdentity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateServiceIdentityRolesResponse: _TypeAlias = UpdateServiceIdentityRolesResponse  # noqa: Y015
+
+@_typing.final
+class DisableServiceIdentityRequest(_message.Message):
+    """Request of DisableServiceIdentity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name."""
+    reason: _builtins.str
+    """Why (recorded in the audit log)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableServiceIdentityRequest: _TypeAlias = DisableServiceIdentityRequest  # noqa: Y015
+
+@_typing.final
+class DisableServiceIdentityResponse(_message.Message):
+    """Response of DisableServiceIdentity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_IDENTITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def service_identity(self) -> Global___ServiceIdentity:
+        """The identity after the change."""
+
+    def __init__(
+        self,
+        *,
+        service_identity: Global___ServiceIdentity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableServiceIdentityResponse: _TypeAlias = DisableServiceIdentityResponse  # noqa: Y015
+
+@_typing.final
+class EnableServiceIdentityRequest(_message.Message):
+    """Request of EnableServiceIdentity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name."""
+    reason: _builtins.str
+    """Why (recorded in the audit log)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableServiceIdentityRequest: _TypeAlias = EnableServiceIdentityRequest  # noqa: Y015
+
+@_typing.final
+class EnableServiceIdentityResponse(_message.Message):
+    """Response of EnableServiceIdentity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_IDENTITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def service_identity(self) -> Global___ServiceIdentity:
+        """The identity after the change."""
+
+    def __init__(
+        self,
+        *,
+        service_identity: Global___ServiceIdentity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service_identity", b"service_identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableServiceIdentityResponse: _TypeAlias = EnableServiceIdentityResponse  # noqa: Y015

@@ -127,6 +127,36 @@ class IdentityServiceStub:
                 request_serializer=govtrust_dot_v1_dot_identity__pb2.IntrospectTokenRequest.SerializeToString,
                 response_deserializer=govtrust_dot_v1_dot_identity__pb2.IntrospectTokenResponse.FromString,
                 _registered_method=True)
+        self.RegisterServiceIdentity = channel.unary_unary(
+                '/govtrust.v1.IdentityService/RegisterServiceIdentity',
+                request_serializer=govtrust_dot_v1_dot_identity__pb2.RegisterServiceIdentityRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_identity__pb2.RegisterServiceIdentityResponse.FromString,
+                _registered_method=True)
+        self.GetServiceIdentity = channel.unary_unary(
+                '/govtrust.v1.IdentityService/GetServiceIdentity',
+                request_serializer=govtrust_dot_v1_dot_identity__pb2.GetServiceIdentityRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_identity__pb2.GetServiceIdentityResponse.FromString,
+                _registered_method=True)
+        self.ListServiceIdentities = channel.unary_unary(
+                '/govtrust.v1.IdentityService/ListServiceIdentities',
+                request_serializer=govtrust_dot_v1_dot_identity__pb2.ListServiceIdentitiesRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_identity__pb2.ListServiceIdentitiesResponse.FromString,
+                _registered_method=True)
+        self.UpdateServiceIdentityRoles = channel.unary_unary(
+                '/govtrust.v1.IdentityService/UpdateServiceIdentityRoles',
+                request_serializer=govtrust_dot_v1_dot_identity__pb2.UpdateServiceIdentityRolesRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_identity__pb2.UpdateServiceIdentityRolesResponse.FromString,
+                _registered_method=True)
+        self.DisableServiceIdentity = channel.unary_unary(
+                '/govtrust.v1.IdentityService/DisableServiceIdentity',
+                request_serializer=govtrust_dot_v1_dot_identity__pb2.DisableServiceIdentityRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_identity__pb2.DisableServiceIdentityResponse.FromString,
+                _registered_method=True)
+        self.EnableServiceIdentity = channel.unary_unary(
+                '/govtrust.v1.IdentityService/EnableServiceIdentity',
+                request_serializer=govtrust_dot_v1_dot_identity__pb2.EnableServiceIdentityRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_identity__pb2.EnableServiceIdentityResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -268,6 +298,51 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterServiceIdentity(self, request, context):
+        """Registers a service identity: a business system calling over mTLS with a certificate of the
+        `service` CA whose system id (CN) is the identity's name, and the roles it holds (never
+        `admin`). Needs `admin`. Duplicate name: ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServiceIdentity(self, request, context):
+        """Returns one service identity. Needs `admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceIdentities(self, request, context):
+        """Lists service identities by name; paged. Needs `admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateServiceIdentityRoles(self, request, context):
+        """Replaces the roles of a service identity; effective on its next call. Needs `admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableServiceIdentity(self, request, context):
+        """Disables a service identity, with a reason: its certificates then carry no roles. Needs
+        `admin`. Already disabled: FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableServiceIdentity(self, request, context):
+        """Re-enables a disabled service identity, with a reason. Needs `admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -360,6 +435,36 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.IntrospectToken,
                     request_deserializer=govtrust_dot_v1_dot_identity__pb2.IntrospectTokenRequest.FromString,
                     response_serializer=govtrust_dot_v1_dot_identity__pb2.IntrospectTokenResponse.SerializeToString,
+            ),
+            'RegisterServiceIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterServiceIdentity,
+                    request_deserializer=govtrust_dot_v1_dot_identity__pb2.RegisterServiceIdentityRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_identity__pb2.RegisterServiceIdentityResponse.SerializeToString,
+            ),
+            'GetServiceIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceIdentity,
+                    request_deserializer=govtrust_dot_v1_dot_identity__pb2.GetServiceIdentityRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_identity__pb2.GetServiceIdentityResponse.SerializeToString,
+            ),
+            'ListServiceIdentities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceIdentities,
+                    request_deserializer=govtrust_dot_v1_dot_identity__pb2.ListServiceIdentitiesRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_identity__pb2.ListServiceIdentitiesResponse.SerializeToString,
+            ),
+            'UpdateServiceIdentityRoles': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateServiceIdentityRoles,
+                    request_deserializer=govtrust_dot_v1_dot_identity__pb2.UpdateServiceIdentityRolesRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_identity__pb2.UpdateServiceIdentityRolesResponse.SerializeToString,
+            ),
+            'DisableServiceIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableServiceIdentity,
+                    request_deserializer=govtrust_dot_v1_dot_identity__pb2.DisableServiceIdentityRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_identity__pb2.DisableServiceIdentityResponse.SerializeToString,
+            ),
+            'EnableServiceIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableServiceIdentity,
+                    request_deserializer=govtrust_dot_v1_dot_identity__pb2.EnableServiceIdentityRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_identity__pb2.EnableServiceIdentityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -851,6 +956,168 @@ class IdentityService:
             '/govtrust.v1.IdentityService/IntrospectToken',
             govtrust_dot_v1_dot_identity__pb2.IntrospectTokenRequest.SerializeToString,
             govtrust_dot_v1_dot_identity__pb2.IntrospectTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterServiceIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.IdentityService/RegisterServiceIdentity',
+            govtrust_dot_v1_dot_identity__pb2.RegisterServiceIdentityRequest.SerializeToString,
+            govtrust_dot_v1_dot_identity__pb2.RegisterServiceIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.IdentityService/GetServiceIdentity',
+            govtrust_dot_v1_dot_identity__pb2.GetServiceIdentityRequest.SerializeToString,
+            govtrust_dot_v1_dot_identity__pb2.GetServiceIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceIdentities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.IdentityService/ListServiceIdentities',
+            govtrust_dot_v1_dot_identity__pb2.ListServiceIdentitiesRequest.SerializeToString,
+            govtrust_dot_v1_dot_identity__pb2.ListServiceIdentitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateServiceIdentityRoles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.IdentityService/UpdateServiceIdentityRoles',
+            govtrust_dot_v1_dot_identity__pb2.UpdateServiceIdentityRolesRequest.SerializeToString,
+            govtrust_dot_v1_dot_identity__pb2.UpdateServiceIdentityRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableServiceIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.IdentityService/DisableServiceIdentity',
+            govtrust_dot_v1_dot_identity__pb2.DisableServiceIdentityRequest.SerializeToString,
+            govtrust_dot_v1_dot_identity__pb2.DisableServiceIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableServiceIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.IdentityService/EnableServiceIdentity',
+            govtrust_dot_v1_dot_identity__pb2.EnableServiceIdentityRequest.SerializeToString,
+            govtrust_dot_v1_dot_identity__pb2.EnableServiceIdentityResponse.FromString,
             options,
             channel_credentials,
             insecure,

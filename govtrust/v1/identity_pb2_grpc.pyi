@@ -88,6 +88,23 @@ class IdentityServiceStub:
     """Removes an OpenID Connect client and revokes every token issued to it."""
     IntrospectToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.IntrospectTokenRequest, _identity_pb2.IntrospectTokenResponse]
     """Introspects an access or refresh token issued by our IdP (RFC 7662 semantics, over gRPC)."""
+    RegisterServiceIdentity: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RegisterServiceIdentityRequest, _identity_pb2.RegisterServiceIdentityResponse]
+    """Registers a service identity: a business system calling over mTLS with a certificate of the
+    `service` CA whose system id (CN) is the identity's name, and the roles it holds (never
+    `admin`). Needs `admin`. Duplicate name: ALREADY_EXISTS.
+    """
+    GetServiceIdentity: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetServiceIdentityRequest, _identity_pb2.GetServiceIdentityResponse]
+    """Returns one service identity. Needs `admin`."""
+    ListServiceIdentities: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListServiceIdentitiesRequest, _identity_pb2.ListServiceIdentitiesResponse]
+    """Lists service identities by name; paged. Needs `admin`."""
+    UpdateServiceIdentityRoles: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UpdateServiceIdentityRolesRequest, _identity_pb2.UpdateServiceIdentityRolesResponse]
+    """Replaces the roles of a service identity; effective on its next call. Needs `admin`."""
+    DisableServiceIdentity: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DisableServiceIdentityRequest, _identity_pb2.DisableServiceIdentityResponse]
+    """Disables a service identity, with a reason: its certificates then carry no roles. Needs
+    `admin`. Already disabled: FAILED_PRECONDITION.
+    """
+    EnableServiceIdentity: _grpc.UnaryUnaryMultiCallable[_identity_pb2.EnableServiceIdentityRequest, _identity_pb2.EnableServiceIdentityResponse]
+    """Re-enables a disabled service identity, with a reason. Needs `admin`."""
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -147,6 +164,23 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Removes an OpenID Connect client and revokes every token issued to it."""
     IntrospectToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.IntrospectTokenRequest, _identity_pb2.IntrospectTokenResponse]  # type: ignore[assignment]
     """Introspects an access or refresh token issued by our IdP (RFC 7662 semantics, over gRPC)."""
+    RegisterServiceIdentity: _aio.UnaryUnaryMultiCallable[_identity_pb2.RegisterServiceIdentityRequest, _identity_pb2.RegisterServiceIdentityResponse]  # type: ignore[assignment]
+    """Registers a service identity: a business system calling over mTLS with a certificate of the
+    `service` CA whose system id (CN) is the identity's name, and the roles it holds (never
+    `admin`). Needs `admin`. Duplicate name: ALREADY_EXISTS.
+    """
+    GetServiceIdentity: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetServiceIdentityRequest, _identity_pb2.GetServiceIdentityResponse]  # type: ignore[assignment]
+    """Returns one service identity. Needs `admin`."""
+    ListServiceIdentities: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListServiceIdentitiesRequest, _identity_pb2.ListServiceIdentitiesResponse]  # type: ignore[assignment]
+    """Lists service identities by name; paged. Needs `admin`."""
+    UpdateServiceIdentityRoles: _aio.UnaryUnaryMultiCallable[_identity_pb2.UpdateServiceIdentityRolesRequest, _identity_pb2.UpdateServiceIdentityRolesResponse]  # type: ignore[assignment]
+    """Replaces the roles of a service identity; effective on its next call. Needs `admin`."""
+    DisableServiceIdentity: _aio.UnaryUnaryMultiCallable[_identity_pb2.DisableServiceIdentityRequest, _identity_pb2.DisableServiceIdentityResponse]  # type: ignore[assignment]
+    """Disables a service identity, with a reason: its certificates then carry no roles. Needs
+    `admin`. Already disabled: FAILED_PRECONDITION.
+    """
+    EnableServiceIdentity: _aio.UnaryUnaryMultiCallable[_identity_pb2.EnableServiceIdentityRequest, _identity_pb2.EnableServiceIdentityResponse]  # type: ignore[assignment]
+    """Re-enables a disabled service identity, with a reason. Needs `admin`."""
 
 class IdentityServiceServicer:
     """The unified identity registry (统一身份认证) and the IdP's clients. Registration and status
@@ -293,5 +327,52 @@ class IdentityServiceServicer:
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.IntrospectTokenResponse, _abc.Awaitable[_identity_pb2.IntrospectTokenResponse]]:
         """Introspects an access or refresh token issued by our IdP (RFC 7662 semantics, over gRPC)."""
+
+    def RegisterServiceIdentity(
+        self,
+        request: _identity_pb2.RegisterServiceIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.RegisterServiceIdentityResponse, _abc.Awaitable[_identity_pb2.RegisterServiceIdentityResponse]]:
+        """Registers a service identity: a business system calling over mTLS with a certificate of the
+        `service` CA whose system id (CN) is the identity's name, and the roles it holds (never
+        `admin`). Needs `admin`. Duplicate name: ALREADY_EXISTS.
+        """
+
+    def GetServiceIdentity(
+        self,
+        request: _identity_pb2.GetServiceIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.GetServiceIdentityResponse, _abc.Awaitable[_identity_pb2.GetServiceIdentityResponse]]:
+        """Returns one service identity. Needs `admin`."""
+
+    def ListServiceIdentities(
+        self,
+        request: _identity_pb2.ListServiceIdentitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ListServiceIdentitiesResponse, _abc.Awaitable[_identity_pb2.ListServiceIdentitiesResponse]]:
+        """Lists service identities by name; paged. Needs `admin`."""
+
+    def UpdateServiceIdentityRoles(
+        self,
+        request: _identity_pb2.UpdateServiceIdentityRolesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.UpdateServiceIdentityRolesResponse, _abc.Awaitable[_identity_pb2.UpdateServiceIdentityRolesResponse]]:
+        """Replaces the roles of a service identity; effective on its next call. Needs `admin`."""
+
+    def DisableServiceIdentity(
+        self,
+        request: _identity_pb2.DisableServiceIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.DisableServiceIdentityResponse, _abc.Awaitable[_identity_pb2.DisableServiceIdentityResponse]]:
+        """Disables a service identity, with a reason: its certificates then carry no roles. Needs
+        `admin`. Already disabled: FAILED_PRECONDITION.
+        """
+
+    def EnableServiceIdentity(
+        self,
+        request: _identity_pb2.EnableServiceIdentityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.EnableServiceIdentityResponse, _abc.Awaitable[_identity_pb2.EnableServiceIdentityResponse]]:
+        """Re-enables a disabled service identity, with a reason. Needs `admin`."""
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

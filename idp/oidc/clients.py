@@ -24,7 +24,7 @@ from sqlalchemy import CursorResult, select, update
 from govtrust import audit
 from govtrust.db import Database, as_utc
 from govtrust.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
-from govtrust.principal import ROLES, Principal
+from govtrust.principal import Principal, is_known_role
 from idp.oidc.models import OidcClientRow, OidcGrantRow, OidcRefreshTokenRow
 
 CONFIDENTIAL = "confidential"
@@ -237,7 +237,7 @@ def validate_registration(
     if id_token_signing_alg not in {"ES256", "RS256"}:
         bad("id_token_signing_alg", "must be ES256 or RS256")
     for role in roles:
-        if role not in ROLES and not role.startswith("licence-issuer:"):
+        if not is_known_role(role):
             bad("roles", f"unknown role {role!r}")
     return out
 
