@@ -5,9 +5,14 @@ with the origin at the seal's centre and y pointing up — rings, a five-pointed
 placed with a rotation — and the same primitives are drawn by three back ends:
 
 * :func:`render_png` — Pillow, supersampled, red ink on a transparent background at a DPI;
-* :func:`pdf_content` — a PDF content stream (vector: glyph outlines from the CJK font via
+* :func:`pdf_content` — a PDF content stream (vector: glyph outlines from the seal font via
   fontTools, so the seal needs no embedded font and looks the same in every viewer);
 * :func:`render_svg` — the same paths as SVG.
+
+The face is a Song face (宋体) as on official seals: Noto Serif CJK SC Bold from Debian's
+fonts-noto-cjk (:data:`SEAL_FONT`). Arced text is laid out by advance widths, each glyph's box
+(:func:`glyph_corners`) in its own wedge from the centre with an even gap; a name too long for
+its span is narrowed, then made smaller, as seals are cut (:func:`_arc`).
 
 Appearance follows the rules in STANDARDS.md: official and specialised seals are round (40–45 mm),
 red, with a five-pointed star in the centre and the owner's name arced left to right along the
