@@ -101,7 +101,20 @@ def assert_face_is_clean(lay: Layout, what: str) -> None:
     except neighbours on one horizontal line, which keep the font's own spacing (> 0.05 mm)."""
     a, b = _inner(lay)
     boxes = [(g, ink_box(g)) for g in lay.glyphs]
+    m = images.metrics()
     for glyph, box in boxes:
+        # the PDF and SVG back ends draw the outline through this matrix: onto the same box
+        xx, xy, yx, yy, dx, dy = images._glyph_matrix(glyph)
+        x0, y0, x1, y1 = (v * m.upm for v in _ink(glyph.char))
+        ox, oy = m.advance(glyph.char) * m.upm / 2, m.v_centre
+        drawn = [
+            (xx * (u + ox) + yx * (v + oy) + dx, xy * (u + ox) + yy * (v + oy) + dy)
+            for u, v in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+        ]
+        flat = [v for point in box for v in point]
+        assert [v for point in drawn for v in point] == pytest.approx(flat), (
+            f"{what}: the PDF draws {glyph.char!r} elsewhere"
+        )
         for x, y in box:
             reach = math.hypot(x / (a - MARGIN), y / (b - MARGIN))
             assert reach <= 1.0, f"{what}: {glyph.char!r} reaches the ring ({reach:.3f})"
