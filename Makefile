@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./var
 
-.PHONY: run test lint proto bench install system-deps-run system-deps-test system-deps-bench clean
+.PHONY: run test lint proto bench docs-images install system-deps-run system-deps-test system-deps-bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ run: system-deps-run $(STAMP)
 ## Lint, type-check and run the whole suite (SQLite and PostgreSQL legs).
 test: system-deps-test $(STAMP) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Refresh the pictures in docs/ by running the tests that draw them with DOCS_IMAGES set
+## (a plain test run writes them under its temporary folders only).
+DOCS_IMAGE_TESTS := tests/seal/test_images.py::test_docs_example \
+	tests/license/test_document.py::test_sealed_licence_validates_shows_its_text_and_both_qr_codes_decode \
+	tests/license/test_public_page.py::test_chromium_shows_a_valid_and_a_revoked_licence
+docs-images: system-deps-test $(STAMP)
+	DOCS_IMAGES=$(CURDIR)/docs $(PY) -m pytest -q $(DOCS_IMAGE_TESTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

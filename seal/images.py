@@ -5,9 +5,14 @@ with the origin at the seal's centre and y pointing up — rings, a five-pointed
 placed with a rotation — and the same primitives are drawn by three back ends:
 
 * :func:`render_png` — Pillow, supersampled, red ink on a transparent background at a DPI;
-* :func:`pdf_content` — a PDF content stream (vector: glyph outlines from the CJK font via
+* :func:`pdf_content` — a PDF content stream (vector: glyph outlines from the seal font via
   fontTools, so the seal needs no embedded font and looks the same in every viewer);
 * :func:`render_svg` — the same paths as SVG.
+
+The face is a Song face (宋体) as on official seals: Noto Serif CJK SC Bold from Debian's
+fonts-noto-cjk (:data:`SEAL_FONT`). Arced text is laid out by advance widths, each glyph's box
+(:func:`glyph_corners`) in its own wedge from the centre with an even gap; a name too long for
+its span is narrowed, then made smaller, as seals are cut (:func:`_arc`).
 
 Appearance follows the rules in STANDARDS.md: official and specialised seals are round (40–45 mm),
 red, with a five-pointed star in the centre and the owner's name arced left to right along the
@@ -20,17 +25,16 @@ from __future__ import annotations
 
 import functools
 import io
-import itertools
 import math
 import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from seal.errors import InvalidSealRequest
 from seal.types import SealKind, SealShape
@@ -40,15 +44,27 @@ _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/wqy-microhei/wqy-microhei.ttc",
 )
+SEAL_FONT = "/usr/share/fonts/opentype/noto/NotoSerifCJK-Bold.ttc"
+"""The seal face: Noto Serif CJK SC Bold, a Song (宋体) face, from Debian's fonts-noto-cjk."""
+SEAL_FONT_FAMILY = "Noto Serif CJK SC"
+SEAL_FONT_PACKAGE = "fonts-noto-cjk"
 INK = (218, 0, 0)
 """Seal red (RGB)."""
 PT_PER_MM = 72 / 25.4
 _KAPPA = 0.5522847498
+MARGIN_MM = 0.3
+"""Least clearance between a glyph's box and the inner edge of the ring, and between two glyphs."""
+
+
+class SealFontMissing(RuntimeError):
+    """The seal face's font file is not installed (a deployment error, not a request error)."""
 
 
 @functools.lru_cache(maxsize=1)
 def font_path() -> str:
-    """The CJK font: ``$GOVTRUST_SEAL_FONT`` or WenQuanYi Micro Hei (fonts-wqy-microhei)."""
+    """The licence text font: ``$GOVTRUST_SEAL_FONT`` or WenQuanYi Micro Hei (fonts-wqy-microhei).
+
+    Seal faces use :data:`SEAL_FONT` (see :func:`seal_font`)."""
     override = os.environ.get(FONT_ENV)
     if override:
         return override
@@ -68,6 +84,23 @@ def font_path() -> str:
     raise InvalidSealRequest(
         "no CJK font found: install fonts-wqy-microhei or set GOVTRUST_SEAL_FONT"
     )
+
+
+@functools.lru_cache(maxsize=1)
+def seal_font() -> tuple[str, int]:
+    """(path, face index) of the Simplified Chinese face in :data:`SEAL_FONT`."""
+    from fontTools.ttLib import TTCollection  # type: ignore[import-untyped]
+
+    if not os.path.isfile(SEAL_FONT):
+        raise SealFontMissing(
+            f"the seal font {SEAL_FONT} is missing: install the Debian package "
+            f"{SEAL_FONT_PACKAGE} (scripts/system-deps.sh run)"
+        )
+    with TTCollection(SEAL_FONT, lazy=True) as collection:
+        for index, face in enumerate(collection.fonts):
+            if face["name"].getDebugName(1) == SEAL_FONT_FAMILY:
+                return SEAL_FONT, index
+    raise SealFontMissing(f"{SEAL_FONT} has no {SEAL_FONT_FAMILY} face")
 
 
 # --- design and layout ---------------------------------------------------------------------
@@ -183,16 +216,21 @@ class Layout:
 
 
 class _FontMetrics:
-    """Advance widths and outlines from the CJK font (fontTools), cached per process."""
+    """Advance widths, boxes and outlines from the seal font (fontTools), cached per process.
 
-    def __init__(self, path: str) -> None:
-        from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+    A glyph is placed by its centre: half its advance across, the middle of the ideographic em
+    box (OS/2 typo ascender/descender) up."""
 
-        self.font = TTFont(path, fontNumber=0, lazy=True)
+    def __init__(self, path: str, index: int) -> None:
+        from fontTools.ttLib import TTFont
+
+        self.font = TTFont(path, fontNumber=index, lazy=True)
         self.cmap: dict[int, str] = self.font.getBestCmap()
         self.upm = int(self.font["head"].unitsPerEm)
-        hhea = self.font["hhea"]
-        self.v_centre = (int(hhea.ascent) + int(hhea.descent)) / 2
+        os2 = self.font["OS/2"]
+        top, bottom = int(os2.sTypoAscender), int(os2.sTypoDescender)
+        self.v_centre = (top + bottom) / 2
+        self.em_half = (top - bottom) / 2 / self.upm
         self.glyphs = self.font.getGlyphSet()
         self._hmtx = self.font["hmtx"]
         self._lock = threading.Lock()  # the lazy font decompiles glyphs on first use
@@ -206,6 +244,28 @@ class _FontMetrics:
     def advance(self, char: str) -> float:
         """Advance width as a fraction of the em."""
         return float(self._hmtx[self.glyph_name(char)][0]) / self.upm
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one instance per process
+    def box(self, char: str) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) in ems around the glyph's centre: its advance × em cell joined with
+        its ink bounds, so that whatever the glyph draws lies inside."""
+        from fontTools.pens.boundsPen import BoundsPen  # type: ignore[import-untyped]
+
+        pen = BoundsPen(self.glyphs)
+        with self._lock:
+            self.glyphs[self.glyph_name(char)].draw(pen)
+        advance = self.advance(char) * self.upm
+        x0, y0, x1, y1 = pen.bounds or (0, 0, 0, 0)
+        top, bottom = (
+            self.v_centre + self.em_half * self.upm,
+            self.v_centre - self.em_half * self.upm,
+        )
+        return (
+            (min(0.0, x0) - advance / 2) / self.upm,
+            (min(bottom, y0) - self.v_centre) / self.upm,
+            (max(advance, x1) - advance / 2) / self.upm,
+            (max(top, y1) - self.v_centre) / self.upm,
+        )
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one instance per process
     def outline(self, char: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
@@ -236,22 +296,29 @@ class _FontMetrics:
 
 @functools.lru_cache(maxsize=1)
 def metrics() -> _FontMetrics:
-    """The process-wide font metrics."""
-    return _FontMetrics(font_path())
+    """The process-wide metrics of the seal font."""
+    return _FontMetrics(*seal_font())
 
 
-def _text_width(text: str, size: float, x_scale: float = 1.0) -> float:
-    m = metrics()
-    return sum(m.advance(c) for c in text) * size * x_scale
+def glyph_corners(glyph: Glyph) -> tuple[tuple[float, float], ...]:
+    """The four corners (mm, counter-clockwise) of a glyph's box as drawn: the font's box for the
+    character (:meth:`_FontMetrics.box`) scaled, rotated and placed."""
+    x0, y0, x1, y1 = metrics().box(glyph.char)
+    sx, sy = glyph.size * glyph.x_scale, glyph.size
+    c, s = math.cos(math.radians(glyph.angle)), math.sin(math.radians(glyph.angle))
+    return tuple(
+        (glyph.x + c * u * sx - s * v * sy, glyph.y + s * u * sx + c * v * sy)
+        for u, v in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+    )
 
 
 def _horizontal(text: str, y: float, size: float, max_width: float) -> list[Glyph]:
     """A line of text centred on x = 0 at height ``y``, squeezed to ``max_width``."""
     if not text:
         return []
-    natural = _text_width(text, size)
-    x_scale = min(1.0, max_width / natural) if natural else 1.0
     m = metrics()
+    natural = sum(m.advance(c) for c in text) * size
+    x_scale = min(1.0, max_width / natural) if natural else 1.0
     x = -natural * x_scale / 2
     glyphs = []
     for char in text:
@@ -261,90 +328,184 @@ def _horizontal(text: str, y: float, size: float, max_width: float) -> list[Glyp
     return glyphs
 
 
+@dataclass(frozen=True)
+class _Path:
+    """The ellipse (rx, ry) the glyph centres run on, around the top (read left to right, tops
+    outward) or the bottom (left to right, tops inward). Positions along it are *reading degrees*:
+    polar angles seen from the seal's centre, 0 at the top (bottom) middle, growing rightwards."""
+
+    rx: float
+    ry: float
+    top: bool
+
+    def place(self, char: str, size: float, x_scale: float, at: float) -> Glyph:
+        """The glyph whose centre is at ellipse parameter ``at`` reading degrees from the middle,
+        upright along the normal."""
+        t = math.radians(90 - at if self.top else 270 + at)
+        normal = math.degrees(math.atan2(math.sin(t) / self.ry, math.cos(t) / self.rx))
+        angle = normal - 90 if self.top else normal + 90
+        return Glyph(char, self.rx * math.cos(t), self.ry * math.sin(t), size, angle, x_scale)
+
+    def extent(self, glyph: Glyph, near: float) -> tuple[float, float]:
+        """(first, last): the reading degrees the glyph's box spans as seen from the centre
+        (within half a turn of ``near``)."""
+        angles = []
+        for x, y in glyph_corners(glyph):
+            polar = math.degrees(math.atan2(y, x))
+            reading = (90 - polar) if self.top else (polar - 270)
+            angles.append(near + (reading - near + 180) % 360 - 180)
+        return min(angles), max(angles)
+
+
+def _run(
+    text: str, path: _Path, size: float, x_scale: float, gap: float, extra: float, start: float
+) -> tuple[list[Glyph], float]:
+    """Glyphs one after another from reading degree ``start``: each box begins where the last
+    one's ends, plus ``gap`` mm at the path's inner edge and ``extra`` degrees, the same step
+    between every two. Boxes in disjoint wedges from the centre never meet. Returns the glyphs
+    and the last box's end (degrees)."""
+    circle = path.rx == path.ry
+    step = math.degrees(gap / (min(path.rx, path.ry) - size * metrics().em_half)) + extra
+    glyphs: list[Glyph] = []
+    target, end = start, start
+    for char in text:
+        at = target
+        glyph = path.place(char, size, x_scale, at)
+        first, last = path.extent(glyph, at)
+        # On a circle a box's wedge turns with it; on an ellipse, close in (d first / d at ≈ 1).
+        for _ in range(0 if circle else 12):
+            if abs(first - target) < 1e-6:
+                break
+            at += target - first
+            glyph = path.place(char, size, x_scale, at)
+            first, last = path.extent(glyph, at)
+        if first < target:
+            at += target - first + (1e-6 if circle else 1e-3)
+            glyph = path.place(char, size, x_scale, at)
+            first, last = path.extent(glyph, at)
+        glyphs.append(glyph)
+        end = last
+        target = last + step
+    return glyphs, end
+
+
 def _arc(
-    text: str, rx: float, ry: float, size: float, span_deg: float, *, top: bool, x_scale: float
+    text: str,
+    path_for: Callable[[float], _Path],
+    *,
+    size: float,
+    min_size: float,
+    x_scale: float,
+    min_x_scale: float,
+    max_span: float,
+    min_span: float = 0.0,
+    gap: float = 0.18,
 ) -> list[Glyph]:
-    """Characters on an ellipse with radii (rx, ry), evenly spaced by arc length over at most
-    ``span_deg`` around the top (read left to right, tops outward) or the bottom (tops inward)."""
-    n = len(text)
-    if n == 0:
+    """``text`` along the path ``path_for(size)``, centred, by advance widths with a gap of ``gap``
+    ems (× x_scale, at least 1.5 × MARGIN_MM) between boxes. A text longer than ``max_span``
+    degrees is fitted the way seals are cut: the glyphs are narrowed down to ``min_x_scale``,
+    then made smaller down to ``min_size``, then narrowed further down to 0.3; a short one is
+    spread to ``min_span``."""
+    if not text:
         return []
-    # Sample the ellipse to map arc length to the parameter t (angles measured from +x, ccw).
-    centre = 90.0 if top else 270.0
-    samples = 720
-    half = math.radians(span_deg) / 2
-    ts = [math.radians(centre) - half + 2 * half * i / samples for i in range(samples + 1)]
-    lengths = [0.0]
-    for a, b in itertools.pairwise(ts):
-        lengths.append(
-            lengths[-1]
-            + math.hypot(rx * (math.cos(b) - math.cos(a)), ry * (math.sin(b) - math.sin(a)))
-        )
-    total = lengths[-1]
-    pitch = min(total / n, size * 1.15)
-    used = pitch * n
-    positions = []
-    for i in range(n):
-        target = (total - used) / 2 + pitch * (i + 0.5)
-        j = min(range(len(lengths)), key=lambda k: abs(lengths[k] - target))
-        t = ts[j]
-        x, y = rx * math.cos(t), ry * math.sin(t)
-        normal = math.degrees(math.atan2(math.sin(t) / ry, math.cos(t) / rx))
-        positions.append((x, y, normal - 90 if top else normal + 90))
-    if top:
-        positions.reverse()  # sampled counter-clockwise, i.e. right to left along the top
-    return [
-        Glyph(c, x, y, size, angle, x_scale)
-        for c, (x, y, angle) in zip(text, positions, strict=True)
-    ]
+
+    def gap_mm(em: float, squeeze: float) -> float:
+        return max(gap * em * squeeze, 1.5 * MARGIN_MM)
+
+    def span(em: float, squeeze: float) -> float:
+        return _run(text, path_for(em), em, squeeze, gap_mm(em, squeeze), 0.0, 0.0)[1]
+
+    def largest(lo: float, hi: float, fits: Callable[[float], bool]) -> float:
+        """The largest value in [lo, hi] that fits (``fits(lo)`` holds), by bisection."""
+        if fits(hi):
+            return hi
+        for _ in range(18):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return lo
+
+    floor = min(0.3, min_x_scale)
+    if span(min_size, floor) > max_span:
+        raise InvalidSealRequest.field("name", f"{text!r} is too long to fit on the seal")
+    if span(size, min_x_scale) <= max_span:
+        x_scale = largest(min_x_scale, x_scale, lambda xs: span(size, xs) <= max_span)
+    elif span(min_size, min_x_scale) <= max_span:
+        x_scale = min_x_scale
+        size = largest(min_size, size, lambda em: span(em, x_scale) <= max_span)
+    else:
+        size = min_size
+        x_scale = largest(floor, min_x_scale, lambda xs: span(size, xs) <= max_span)
+    path, between = path_for(size), gap_mm(size, x_scale)
+    natural = span(size, x_scale)
+    extra = 0.0
+    if len(text) > 1 and natural < min_span:
+        cell = math.degrees(size * x_scale / min(path.rx, path.ry))
+        extra = min(cell, (min_span - natural) / (len(text) - 1))
+    start = -natural / 2 - extra * (len(text) - 1) / 2
+    glyphs, end = _run(text, path, size, x_scale, between, extra, start)
+    if path.rx != path.ry:  # an ellipse: the spans differ a little with the start; centre again
+        for _ in range(3):
+            start -= (start + end) / 2
+            glyphs, end = _run(text, path, size, x_scale, between, extra, start)
+    return glyphs
 
 
-def _arc_length(rx: float, ry: float, span_deg: float, steps: int = 360) -> float:
-    """Length of the ellipse arc of ``span_deg`` centred on the top."""
-    half = math.radians(span_deg) / 2
-    ts = [math.pi / 2 - half + 2 * half * i / steps for i in range(steps + 1)]
-    return sum(
-        math.hypot(rx * (math.cos(b) - math.cos(a)), ry * (math.sin(b) - math.sin(a)))
-        for a, b in itertools.pairwise(ts)
-    )
+def _inside(rx: float, ry: float, *, top: bool) -> Callable[[float], _Path]:
+    """The path for glyphs of an em size whose outer edges run along the ellipse (rx, ry)."""
+
+    def path(size: float) -> _Path:
+        inset = size * metrics().em_half
+        return _Path(rx - inset, ry - inset, top)
+
+    return path
 
 
 def _round(design: SealDesign, diameter: float) -> Layout:
     r = diameter / 2
     border = max(1.0, diameter * 0.028)
-    ring_r = r - border / 2
+    inner = r - border  # inner edge of the ring
+    em_half = metrics().em_half
+    scale = diameter / 42
     name = design.name
-    size = min(6.5 * diameter / 42, 0.42 * r)
-    text_r = r - border - 0.7 - size / 2
-    span = 250.0 if len(name) > 6 else 40.0 * len(name)
-    # Shrink the em until the name fits in the span at 1.05 em pitch (x-scaled 0.85).
-    while len(name) * size * 0.95 > math.radians(span) * text_r and size > 2.5:
-        size *= 0.95
-        text_r = r - border - 0.7 - size / 2
-    glyphs = _arc(name, text_r, text_r, size, span, top=True, x_scale=0.85)
-    star_r = r * 0.33
-    stars = [Star(0, 0 if design.kind is SealKind.OFFICIAL else r * 0.05, star_r)]
+
+    glyphs = _arc(
+        name,
+        _inside(inner - 0.7, inner - 0.7, top=True),
+        size=6.5 * scale,
+        min_size=3.6 * scale,
+        x_scale=0.85,
+        min_x_scale=0.5,
+        max_span=250.0,
+        min_span=min(250.0, 36.0 * len(name)),
+    )
+    limit = inner  # the kind text stays inside this radius
+    if design.code:
+        code = _arc(
+            design.code,
+            _inside(inner - 0.5, inner - 0.5, top=False),
+            size=2.2 * scale,
+            min_size=1.8 * scale,
+            x_scale=0.9,
+            min_x_scale=0.6,
+            max_span=80.0,
+            gap=0.25,
+        )
+        glyphs += code
+        limit = min(math.hypot(x, y) for g in code for x, y in glyph_corners(g))
+    stars = [Star(0, 0 if design.kind is SealKind.OFFICIAL else r * 0.05, r * 0.33)]
     label = design.kind.label
     if design.kind is SealKind.BUSINESS and design.business_number:
         label = f"{label}（{design.business_number}）"
-    kind_size = 4.5 * diameter / 42
-    glyphs += _horizontal(label, -r * 0.5, kind_size, r * 1.15)
-    if design.code:
-        code_size = 2.0 * diameter / 42
-        glyphs += _arc(
-            design.code,
-            r - border - 0.5 - code_size / 2,
-            r - border - 0.5 - code_size / 2,
-            code_size,
-            70.0,
-            top=False,
-            x_scale=0.9,
-        )
+    kind_size = 4.5 * scale
+    kind_y = -r * 0.5
+    bottom = abs(kind_y) + kind_size * em_half
+    half_width = math.sqrt(max(0.0, (limit - 2 * MARGIN_MM) ** 2 - bottom**2))
+    glyphs += _horizontal(label, kind_y, kind_size, min(r * 1.15, 2 * half_width))
     return Layout(
         diameter,
         diameter,
         SealShape.ROUND,
-        rings=(Ring(ring_r, ring_r, border),),
+        rings=(Ring(r - border / 2, r - border / 2, border),),
         stars=tuple(stars),
         glyphs=tuple(glyphs),
     )
@@ -353,13 +514,17 @@ def _round(design: SealDesign, diameter: float) -> Layout:
 def _oval(design: SealDesign, width: float, height: float) -> Layout:
     a, b = width / 2, height / 2
     border = 1.0
-    size = 4.0 * height / 30
-    text_a, text_b = a - border - 0.6 - size / 2, b - border - 0.6 - size / 2
     name = design.name
-    while len(name) * size * 0.85 > _arc_length(text_a, text_b, 150.0) and size > 2.2:
-        size *= 0.95
-        text_a, text_b = a - border - 0.6 - size / 2, b - border - 0.6 - size / 2
-    glyphs = _arc(name, text_a, text_b, size, 150.0, top=True, x_scale=0.8)
+    glyphs = _arc(
+        name,
+        _inside(a - border - 0.8, b - border - 0.8, top=True),
+        size=4.0 * height / 30,
+        min_size=1.8 * height / 30,
+        x_scale=0.8,
+        min_x_scale=0.5,
+        max_span=180.0,
+        min_span=min(180.0, 30.0 * len(name)),
+    )
     number = design.taxpayer_number
     if number:
         glyphs += _horizontal(number, -b * 0.14, 3.2 * height / 30, 2 * a * 0.74)
@@ -436,7 +601,48 @@ SUPERSAMPLE = 3
 
 @functools.lru_cache(maxsize=64)
 def _pil_font(px: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(font_path(), px, index=0)
+    path, index = seal_font()
+    return ImageFont.truetype(path, px, index=index)
+
+
+def _draw_glyph(
+    mask: Image.Image, glyph: Glyph, centre: tuple[float, float], px_per_mm: float
+) -> None:
+    """Ink one glyph into ``mask`` where the layout put it: FreeType draws it upright at a whole
+    pixel size, one affine resampling scales, narrows, rotates and places it (sub-pixel)."""
+    m = metrics()
+    em = max(4, round(glyph.size * px_per_mm))
+    pad = em // 2
+    advance = m.advance(glyph.char) * em
+    baseline = pad + em * (m.v_centre / m.upm + m.em_half)  # the em box's top sits at pad
+    tile = Image.new("L", (math.ceil(advance) + 2 * pad, em + 2 * pad), 0)
+    ImageDraw.Draw(tile).text(
+        (pad, baseline), glyph.char, font=_pil_font(em), fill=255, anchor="ls"
+    )
+    tile_centre = (pad + advance / 2, baseline - em * m.v_centre / m.upm)
+    scale = glyph.size * px_per_mm / em
+    sx, sy = scale * glyph.x_scale, scale
+    c, s = math.cos(math.radians(glyph.angle)), math.sin(math.radians(glyph.angle))
+
+    def forward(tx: float, ty: float) -> tuple[float, float]:  # tile -> mask (y down)
+        dx, dy = (tx - tile_centre[0]) * sx, (ty - tile_centre[1]) * sy
+        return centre[0] + c * dx + s * dy, centre[1] - s * dx + c * dy
+
+    corners = [forward(x, y) for x in (0, tile.width) for y in (0, tile.height)]
+    left, top = math.floor(min(x for x, _ in corners)), math.floor(min(y for _, y in corners))
+    right, bottom = math.ceil(max(x for x, _ in corners)), math.ceil(max(y for _, y in corners))
+    # mask -> tile: undo the placement, the rotation, then the scale
+    a, b = c / sx, -s / sx
+    d, e = s / sy, c / sy
+    ox, oy = left - centre[0], top - centre[1]
+    placed = tile.transform(
+        (right - left, bottom - top),
+        Image.Transform.AFFINE,
+        (a, b, tile_centre[0] + a * ox + b * oy, d, e, tile_centre[1] + d * ox + e * oy),
+        resample=Image.Resampling.BICUBIC,
+    )
+    region = mask.crop((left, top, right, bottom))
+    mask.paste(ImageChops.lighter(region, placed), (left, top))
 
 
 def _mask(lay: Layout, px_per_mm: float) -> Image.Image:
@@ -461,22 +667,7 @@ def _mask(lay: Layout, px_per_mm: float) -> Image.Image:
     for star in lay.stars:
         draw.polygon([to_px(x, y) for x, y in star.points()], fill=255)
     for glyph in lay.glyphs:
-        px = max(4, round(glyph.size * px_per_mm))
-        font = _pil_font(px)
-        box = px * 2
-        tile = Image.new("L", (box, box), 0)
-        ImageDraw.Draw(tile).text((box / 2, box / 2), glyph.char, font=font, fill=255, anchor="mm")
-        if glyph.x_scale != 1.0:
-            squeezed = max(1, round(box * glyph.x_scale))
-            tile = tile.resize((squeezed, box), Image.Resampling.BICUBIC)
-        if glyph.angle:
-            tile = tile.rotate(glyph.angle, resample=Image.Resampling.BICUBIC, expand=True)
-        cx, cy = to_px(glyph.x, glyph.y)
-        origin = (round(cx - tile.width / 2), round(cy - tile.height / 2))
-        region = mask.crop((origin[0], origin[1], origin[0] + tile.width, origin[1] + tile.height))
-        from PIL import ImageChops
-
-        mask.paste(ImageChops.lighter(region, tile), origin)
+        _draw_glyph(mask, glyph, to_px(glyph.x, glyph.y), px_per_mm)
     return mask
 
 

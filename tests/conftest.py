@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -40,6 +40,26 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+DOCS_IMAGES_ENV = "DOCS_IMAGES"
+"""Set to a folder (``make docs-images`` sets docs/) to refresh the pictures the docs show."""
+
+
+@pytest.fixture
+def docs_image(tmp_path: Path) -> Callable[[str, bytes], Path]:
+    """``save(name, png)``: a picture a doc shows, written under ``tmp_path`` (a test run never
+    rewrites tracked files) and, only when ``$DOCS_IMAGES`` names a folder, there too."""
+
+    def save(name: str, data: bytes) -> Path:
+        path = tmp_path / name
+        path.write_bytes(data)
+        target = os.environ.get(DOCS_IMAGES_ENV)
+        if target:
+            Path(target, name).write_bytes(data)
+        return path
+
+    return save
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,7 +47,6 @@ from tests.conftest import require_tool
 from tests.seal.conftest import USCC, World, live_ca, one_page_pdf, world  # noqa: F401 - fixtures
 from tests.seal.test_pdf import _nss, pdfsig
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 HOLDER_USCC = "11430000006122244L"
 VERIFY_BASE = "https://verify.gov.example/verify/license/"
 FIELDS = {
@@ -158,6 +158,7 @@ def test_sealed_licence_validates_shows_its_text_and_both_qr_codes_decode(
     licence: Licence,
     live_ca: str,  # noqa: F811
     tmp_path: Path,
+    docs_image: Callable[[str, bytes], Path],
 ) -> None:
     import zxingcpp
     from PIL import Image
@@ -226,8 +227,7 @@ def test_sealed_licence_validates_shows_its_text_and_both_qr_codes_decode(
     out = io.BytesIO()
     small.save(out, "PNG", optimize=True)
     assert len(out.getvalue()) < 300 * 1024
-    DOCS.mkdir(exist_ok=True)
-    (DOCS / "licence-example.png").write_bytes(out.getvalue())
+    docs_image("licence-example.png", out.getvalue())
 
 
 def test_status_and_validity_come_from_the_signed_data(licence: Licence) -> None:

@@ -3,8 +3,9 @@
 A department with an ACTIVE official seal issues a valid and a revoked business licence; the
 routes are served over HTTP on a free port (the licences' status URIs point there) and
 Chromium (no JavaScript needed: the page has none) loads each page. The test reads the DOM
-Chromium built, in Chinese and in English, and saves a screenshot of each page to ``docs/``
-(``licence-verify-valid.png``, ``licence-verify-revoked.png``; see docs/licence-verify.md).
+Chromium built, in Chinese and in English, and saves a screenshot of each page
+(``licence-verify-valid.png``, ``licence-verify-revoked.png``; shown by docs/licence-verify.md,
+refreshed there by ``make docs-images``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,6 @@ from tests.license.test_http import (
 )
 from tests.seal.conftest import USCC, World, free_port, world  # noqa: F401 - fixture
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 MAX_SCREENSHOT_BYTES = 300 * 1024
 
 
@@ -88,17 +88,17 @@ def dom_text(dom: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
 
 
-def screenshot(tmp_path: Path, url: str, target: Path) -> None:
-    """A PNG of the page at ``url`` (a desktop-sized window), checked and saved to ``target``."""
-    shot = tmp_path / target.name
+def screenshot(tmp_path: Path, url: str, name: str) -> bytes:
+    """A PNG of the page at ``url`` (a desktop-sized window), checked; saved as ``name``."""
+    shot = tmp_path / name
     chromium(tmp_path, "--window-size=900,1300", f"--screenshot={shot}", url)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < MAX_SCREENSHOT_BYTES, len(data)
-    target.write_bytes(data)
+    return data
 
 
 def test_chromium_shows_a_valid_and_a_revoked_licence(
-    served: tuple[Licences, str], tmp_path: Path
+    served: tuple[Licences, str], tmp_path: Path, docs_image: Callable[[str, bytes], Path]
 ) -> None:
     lic, base = served
     valid_url = f"{base}/verify/license/{lic.ids['valid']}"
@@ -129,8 +129,9 @@ def test_chromium_shows_a_valid_and_a_revoked_licence(
     citizen = chromium(tmp_path, "--dump-dom", f"{base}/verify/license/{lic.ids['citizen']}")
     assert "王*" in citizen and "王五" not in citizen and CITIZEN_ID not in citizen
 
-    screenshot(tmp_path, valid_url, DOCS / "licence-verify-valid.png")
-    screenshot(tmp_path, revoked_url, DOCS / "licence-verify-revoked.png")
+    for url, state in ((valid_url, "valid"), (revoked_url, "revoked")):
+        name = f"licence-verify-{state}.png"
+        docs_image(name, screenshot(tmp_path, url, name))
 
 
 def test_status_list_served_over_http_is_what_licences_point_to(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 from seal.errors import InvalidSealRequest
 from seal.images import SealDesign, pdf_content, render_png, render_svg
 from seal.types import SealKind
+from tests.conftest import DOCS_IMAGES_ENV
 
 NAME = "福州示例科技有限公司"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -96,11 +99,12 @@ def test_rules() -> None:
         render_png(SealDesign(SealKind.OFFICIAL, NAME), dpi=10)
 
 
-def test_docs_example() -> None:
-    """Regenerates docs/seal-example.png (official, contract, invoice and personal seals)."""
+def test_docs_example(docs_image: Callable[[str, bytes], Path]) -> None:
+    """docs/seal-example.png (official, contract, invoice and personal seals); written into the
+    tree only by ``make docs-images``."""
     designs = [
-        SealDesign(SealKind.OFFICIAL, NAME),
-        SealDesign(SealKind.CONTRACT, NAME),
+        SealDesign(SealKind.OFFICIAL, NAME, code="3501000012345678"),
+        SealDesign(SealKind.CONTRACT, NAME, code="3501000012345678"),
         SealDesign(SealKind.INVOICE, NAME, taxpayer_number="91350100M000100Y43"),
         SealDesign(SealKind.PERSONAL_NAME, "张三"),
     ]
@@ -116,6 +120,21 @@ def test_docs_example() -> None:
         x += picture.width + 40
     out = io.BytesIO()
     sheet.save(out, "PNG", dpi=(200, 200))
-    DOCS.mkdir(exist_ok=True)
-    (DOCS / "seal-example.png").write_bytes(out.getvalue())
-    assert _ink(sheet)[0] > 0
+    before = (DOCS / "seal-example.png").read_bytes()
+    saved = docs_image("seal-example.png", out.getvalue())
+    assert saved.read_bytes() == out.getvalue() and _ink(sheet)[0] > 0
+    if not os.environ.get(DOCS_IMAGES_ENV):
+        assert (DOCS / "seal-example.png").read_bytes() == before, "a test run rewrote docs/"
+
+
+def test_docs_images_reach_the_tree_only_when_asked(
+    docs_image: Callable[[str, bytes], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "docs"
+    target.mkdir()
+    monkeypatch.delenv(DOCS_IMAGES_ENV, raising=False)
+    assert docs_image("a.png", b"one") == tmp_path / "a.png"
+    assert list(target.iterdir()) == []
+    monkeypatch.setenv(DOCS_IMAGES_ENV, str(target))
+    docs_image("a.png", b"two")
+    assert (target / "a.png").read_bytes() == (tmp_path / "a.png").read_bytes() == b"two"
