@@ -3,15 +3,20 @@ every edit, deletion, rewrite and truncation is named (on SQLite and PostgreSQL)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command as alembic_command
 from asn1crypto import cms
 from sqlalchemy import delete, select, update
 
@@ -32,8 +37,9 @@ from govtrust.audit import (
 from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
+from govtrust.migrate import alembic_config, upgrade_to_head
 from govtrust.platform import Platform, open_platform
-from govtrust.server.wiring import checkpoint_audit
+from govtrust.server.wiring import checkpoint_audit, periodic_jobs
 from hsm import MasterKey
 from hsm.audit_key import AuditChainKey
 
@@ -376,3 +382,84 @@ def test_cli_checkpoint_and_verify_each_finding(platform: Platform, tmp_path: Pa
     missing = _cli("verify", url=url, data_dir=data_dir)
     assert missing.returncode == 3
     assert "audit chain broken at record 2: deleted" in missing.stdout
+
+
+def _migrate(database: Database, action: str, target: str) -> None:
+    config = alembic_config()
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(alembic_command, action)(config, target)
+
+
+def test_migration_0010_keeps_records_written_before_it_verifiable(database: Database) -> None:
+    _migrate(database, "downgrade", "0008")
+    assert "audit_checkpoints" not in sa.inspect(database.engine).get_table_names()
+    prev = GENESIS_HASH
+    with database.engine.begin() as connection:  # records as the unkeyed code wrote them
+        for seq in (1, 2):
+            row = {
+                "seq": seq,
+                "recorded_at": datetime(2026, 1, seq, tzinfo=UTC),
+                "actor": "local:old",
+                "action": "old.act",
+                "target": f"thing/{seq}",
+                "outcome": "ok",
+                "details": "{}",
+                "prev_hash": prev,
+            }
+            digest = hashlib.sha256(
+                audit.canonical_json(
+                    {**row, "recorded_at": row["recorded_at"].isoformat(timespec="microseconds")}
+                )
+            ).hexdigest()
+            connection.execute(
+                sa.text(
+                    "INSERT INTO audit_log (seq, recorded_at, actor, action, target, outcome,"
+                    " details, prev_hash, hash) VALUES (:seq, :recorded_at, :actor, :action,"
+                    " :target, :outcome, :details, :prev_hash, :hash)"
+                ),
+                {**row, "hash": digest},
+            )
+            prev = digest
+    upgrade_to_head(database.engine)
+    key = AuditChainKey(MasterKey.generate())
+    audit.install_chain_key(database, key)
+    _append(database, 2)
+    rows = _rows(database)
+    assert [r.scheme for r in rows] == ["sha256", "sha256", key.scheme, key.scheme]
+    assert rows[2].prev_hash == prev
+    with database.read() as session:
+        report = verify_chain(session, key)
+    assert report.ok and report.records == 4 and report.legacy_records == 2
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Await ``condition`` (checked off the event loop) within ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await asyncio.to_thread(condition):
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def test_server_job_checkpoints_the_head_periodically(platform: Platform) -> None:
+    platform.settings = replace(platform.settings, audit_checkpoint_seconds=1)
+    _append(platform.db, 2)
+
+    def covered() -> bool:
+        with platform.db.read() as session:
+            latest = audit.latest_checkpoint(session)
+        return latest is not None and latest.records == len(_rows(platform.db))
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        jobs = asyncio.create_task(periodic_jobs(platform, stop))
+        await _until(covered)
+        await asyncio.to_thread(_append, platform.db, 1)  # the head moves: the next round follows
+        await _until(covered)
+        stop.set()
+        await asyncio.wait_for(jobs, timeout=60)
+
+    asyncio.run(scenario())
+    with platform.db.read() as session:
+        assert session.query(AuditCheckpoint).count() >= 2
+    assert _verify(platform).ok
