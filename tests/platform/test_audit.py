@@ -397,9 +397,10 @@ def test_migration_0010_keeps_records_written_before_it_verifiable(database: Dat
     prev = GENESIS_HASH
     with database.engine.begin() as connection:  # records as the unkeyed code wrote them
         for seq in (1, 2):
-            row = {
+            recorded_at = datetime(2026, 1, seq, tzinfo=UTC)
+            row: dict[str, object] = {
                 "seq": seq,
-                "recorded_at": datetime(2026, 1, seq, tzinfo=UTC),
+                "recorded_at": recorded_at,
                 "actor": "local:old",
                 "action": "old.act",
                 "target": f"thing/{seq}",
@@ -409,7 +410,7 @@ def test_migration_0010_keeps_records_written_before_it_verifiable(database: Dat
             }
             digest = hashlib.sha256(
                 audit.canonical_json(
-                    {**row, "recorded_at": row["recorded_at"].isoformat(timespec="microseconds")}
+                    {**row, "recorded_at": recorded_at.isoformat(timespec="microseconds")}
                 )
             ).hexdigest()
             connection.execute(
