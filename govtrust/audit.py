@@ -379,6 +379,8 @@ class ChainReport:
 
 
 PublicKeys = Callable[[str], bytes]  # key id -> SubjectPublicKeyInfo DER
+# (token DER, the signature it time-stamps) -> why the token is not our TSA's, or None
+TokenCheck = Callable[[bytes, bytes], str | None]
 
 
 def _walk(session: Session) -> Iterator[AuditRecord]:
@@ -403,9 +405,14 @@ def _token_imprint(token_der: bytes) -> bytes | None:
 
 
 def checkpoint_problem(
-    checkpoint: AuditCheckpoint, key: ChainKey | None, public_keys: PublicKeys | None
+    checkpoint: AuditCheckpoint,
+    key: ChainKey | None,
+    public_keys: PublicKeys | None,
+    tokens: TokenCheck | None = None,
 ) -> str | None:
-    """Why ``checkpoint`` is not genuine (its MAC, signature or time-stamp), or None."""
+    """Why ``checkpoint`` is not genuine (its MAC, signature or time-stamp), or None.
+
+    Without ``tokens`` only the time-stamp's imprint is checked, not who signed the token."""
     body = _body_of(checkpoint)
     if key is None or key.scheme != checkpoint.scheme:
         return f"it is keyed with {checkpoint.scheme}, which this process does not hold"
@@ -424,6 +431,10 @@ def checkpoint_problem(
         return f"its signing key {checkpoint.key_id} is unknown ({exc})"
     if _token_imprint(checkpoint.tsa_token) != hashlib.sha256(checkpoint.signature).digest():
         return "its time-stamp token is not over its signature"
+    if tokens is not None:
+        problem = tokens(checkpoint.tsa_token, checkpoint.signature)
+        if problem is not None:
+            return f"its time-stamp is not our TSA's ({problem})"
     return None
 
 
@@ -432,12 +443,14 @@ def verify_chain(
     key: ChainKey | None = None,
     *,
     public_keys: PublicKeys | None = None,
+    tokens: TokenCheck | None = None,
     external: Sequence[AuditCheckpoint] = (),
 ) -> ChainReport:
     """Recompute every digest and link, and hold the chain against every checkpoint.
 
     ``key`` checks keyed records and checkpoints' MACs; ``public_keys`` (the key store's) their
-    signatures; ``external`` adds checkpoints kept outside the database. Reports the first
+    signatures; ``tokens`` their time-stamps; ``external`` adds checkpoints kept outside the
+    database. Reports the first
     problem: a forged checkpoint, an edit or deletion in the middle, a rewrite, a truncation.
     """
     checkpoints = [
@@ -445,7 +458,7 @@ def verify_chain(
         *external,
     ]
     for cp in checkpoints:
-        problem = checkpoint_problem(cp, key, public_keys)
+        problem = checkpoint_problem(cp, key, public_keys, tokens)
         if problem is not None:
             return ChainReport(
                 0,

@@ -66,7 +66,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from govtrust.audit import verify_chain
     from govtrust.db import Database
     from govtrust.migrate import is_up_to_date
-    from govtrust.platform import configured_keystore
+    from govtrust.platform import Platform, configured_keystore
+    from govtrust.server.wiring import audit_token_check
     from hsm import MASTER_KEY_ENV, KeyStore, load_master_key
     from hsm.audit_key import AuditChainKey
     from hsm.master import MASTER_KEY_FILE
@@ -84,16 +85,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print("govtrust: the database schema is behind; run `govtrust init` first")
             return EXIT_USAGE
         key = None
+        tokens = None
         # No master key at all: only an unkeyed (pre-0010) chain can verify; never make one.
         if os.environ.get(MASTER_KEY_ENV) or (settings.data_dir / MASTER_KEY_FILE).exists():
             master_key = load_master_key(settings.data_dir, create=False)
             key = AuditChainKey(master_key)
             keystore = configured_keystore(settings, db, master_key)
+            tokens = audit_token_check(Platform(settings, db, master_key, keystore))
         with db.read() as session:
             report = verify_chain(
                 session,
                 key,
                 public_keys=keystore.public_key if keystore is not None else None,
+                tokens=tokens,
                 external=external,
             )
     finally:

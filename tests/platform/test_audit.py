@@ -39,7 +39,7 @@ from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
 from govtrust.migrate import alembic_config, upgrade_to_head
 from govtrust.platform import Platform, open_platform
-from govtrust.server.wiring import checkpoint_audit, periodic_jobs
+from govtrust.server.wiring import audit_token_check, checkpoint_audit, periodic_jobs
 from hsm import MasterKey
 from hsm.audit_key import AuditChainKey
 
@@ -156,7 +156,10 @@ def _key(platform: Platform) -> AuditChainKey:
 def _verify(platform: Platform, key: AuditChainKey | None = None) -> ChainReport:
     with platform.db.read() as session:
         return verify_chain(
-            session, key or _key(platform), public_keys=platform.keystore.public_key
+            session,
+            key or _key(platform),
+            public_keys=platform.keystore.public_key,
+            tokens=audit_token_check(platform),
         )
 
 
@@ -317,6 +320,24 @@ def test_a_tampered_checkpoint_is_not_genuine(
     report = _verify(platform)
     assert report.finding is Finding.FORGED_CHECKPOINT
     assert report.reason is not None and problem in report.reason
+
+
+def test_a_time_stamp_not_signed_by_our_tsa_is_not_genuine(platform: Platform) -> None:
+    _append(platform.db, 2)
+    checkpoint = checkpoint_audit(platform)
+    assert checkpoint is not None
+    token = cms.ContentInfo.load(checkpoint.tsa_token)
+    signer = token["content"]["signer_infos"][0]
+    signature = bytearray(signer["signature"].native)
+    signature[-1] ^= 0x01  # same imprint, same certificate, a signature that does not verify
+    signer["signature"] = bytes(signature)
+    with platform.db.transaction() as session:
+        session.execute(update(AuditCheckpoint).values(tsa_token=token.dump(force=True)))
+    with platform.db.read() as session:  # the imprint alone still matches...
+        assert verify_chain(session, _key(platform), public_keys=platform.keystore.public_key).ok
+    report = _verify(platform)  # ...the token's signature does not
+    assert report.finding is Finding.FORGED_CHECKPOINT
+    assert report.reason is not None and "time-stamp is not our TSA's" in report.reason
 
 
 def test_a_process_without_the_key_may_not_extend_a_keyed_chain(platform: Platform) -> None:
