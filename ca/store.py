@@ -44,7 +44,7 @@ from sqlalchemy import Table, exc, insert, select, text, update
 
 from ca.models import CaCertificate, CaOcspResponse
 from govtrust import audit
-from govtrust.audit import GENESIS_HASH, PG_AUDIT_LOCK, AuditRecord
+from govtrust.audit import HEAD_SQL, PG_AUDIT_LOCK, AuditRecord, ChainKey
 from govtrust.db import Database
 from govtrust.errors import Unavailable
 
@@ -96,6 +96,7 @@ _AUDIT_COLUMNS = (
     "details",
     "prev_hash",
     "hash",
+    "scheme",
 )
 
 
@@ -113,7 +114,6 @@ _CERT_SQL = _insert_sql("ca_certificates", _CERT_INSERT)
 _OCSP_SQL = _insert_sql("ca_ocsp_responses", _OCSP_COLUMNS)
 _AUDIT_SQL = _insert_sql("audit_log", _AUDIT_COLUMNS)
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
-_HEAD_SQL = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
 _RENEWED_SQL = "UPDATE ca_certificates SET renewed_by = %s WHERE id = %s"
 _STORED_SQL = "SELECT 1 FROM ca_certificates WHERE id = %s"
 
@@ -201,11 +201,16 @@ def _is_unavailable(error: BaseException) -> bool:
 
 
 def audit_records(
-    batch: Sequence[PendingIssue], head: tuple[int, str] | None, recorded_at: datetime
+    batch: Sequence[PendingIssue],
+    head: Sequence[Any] | None,
+    recorded_at: datetime,
+    key: ChainKey | None,
 ) -> list[dict[str, Any]]:
-    """The audit records of a batch, chained after ``head`` (seq, hash) — one per (actor,
-    action), listing every certificate with its details. Hashes as :func:`audit.record_hash`."""
-    seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
+    """The audit records of a batch, chained after ``head`` (an :data:`audit.HEAD_SQL` row) —
+    one per (actor, action), listing every certificate with its details. Digests by
+    :func:`audit.record_hash` under the chain key ``key``."""
+    first_seq, prev_hash, scheme = audit.next_link(head, key)
+    seq = first_seq - 1
     groups: dict[tuple[str, str], list[PendingIssue]] = {}
     for item in batch:
         groups.setdefault((item.actor, item.action), []).append(item)
@@ -224,6 +229,8 @@ def audit_records(
         ).decode()
         seq += 1
         digest = audit.record_hash(
+            key,
+            scheme,
             seq=seq,
             recorded_at=recorded_at,
             actor=actor,
@@ -244,6 +251,7 @@ def audit_records(
                 "details": details,
                 "prev_hash": prev_hash,
                 "hash": digest,
+                "scheme": scheme,
             }
         )
         prev_hash = digest
@@ -418,11 +426,10 @@ class GroupCommitter:
                     cursor = conn.cursor()
                     cursor.execute(_LOCK_SQL, (PG_AUDIT_LOCK,))
                     head_cursor = conn.cursor()
-                    head_cursor.execute(_HEAD_SQL)
+                    head_cursor.execute(HEAD_SQL)
                     pipeline.sync()
-                    head = head_cursor.fetchone()
                     records = audit_records(
-                        batch, (head[0], head[1]) if head else None, datetime.now(UTC)
+                        batch, head_cursor.fetchone(), datetime.now(UTC), audit.chain_key(self.db)
                     )
                     cursor.executemany(
                         _CERT_SQL, [tuple([i.certificate[c] for c in _CERT_INSERT]) for i in batch]
@@ -464,9 +471,7 @@ class GroupCommitter:
                         .where(CaCertificate.id == item.renewed_from)
                         .values(renewed_by=item.certificate["id"])
                     )
-            row = session.execute(
-                select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
-            ).first()  # BEGIN IMMEDIATE holds SQLite's write lock: the chain cannot fork
-            head = (row[0], row[1]) if row else None
-            records = audit_records(batch, head, datetime.now(UTC))
+            # BEGIN IMMEDIATE holds SQLite's write lock: the chain cannot fork
+            head = session.execute(text(HEAD_SQL)).first()
+            records = audit_records(batch, head, datetime.now(UTC), audit.chain_key(self.db))
             session.execute(insert(cast(Table, AuditRecord.__table__)), records)

@@ -1,26 +1,63 @@
-"""The append-only, hash-chained audit log.
+"""The append-only, keyed and checkpointed audit chain.
 
 Every state change writes one record in the same transaction as the change. Each record holds
-the SHA-256 of the previous record's canonical JSON, so deleting, reordering or editing any
-record breaks the chain at that point; ``verify_chain`` names the first broken record.
+the digest of the previous one, so deleting, reordering or editing a record breaks the chain at
+that point. Records are keyed: their digest is an HMAC-SHA256 under the service's chain key
+(``scheme`` names the key version; the key lives in :mod:`hsm.audit_key` and only its MAC
+function reaches this module), so rewriting records and recomputing every digest after them
+needs the key. Records written before the chain was keyed (migration 0010) keep the plain
+SHA-256 scheme; they form a prefix, and an unkeyed record after a keyed one is a rewrite.
+
+Checkpoints (:class:`AuditCheckpoint`, a separate table) record the head (record count, head
+digest, time): MACed with the chain key, signed by a key-store key and time-stamped by our TSA.
+:func:`verify_chain` reports an edit or deletion in the middle, a rewrite (a MAC that fails
+against the key) and a truncation (a chain shorter than, or a head different from, a checkpoint).
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import hmac
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, DateTime, String, Text, select, text
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from govtrust.db import Base, as_utc
+from govtrust.db import Base, Database, as_utc
+from govtrust.errors import FailedPrecondition
 
 GENESIS_HASH = "0" * 64
 PG_AUDIT_LOCK = 0x6F7654_A0D1  # advisory lock key serialising appends on PostgreSQL
+LEGACY_SCHEME = "sha256"  # records written before the chain was keyed
+_KEY_INFO = "govtrust.audit.chain_key"
+
+
+class ChainKey(Protocol):
+    """The chain key as this module sees it: a scheme name and a MAC function (see hsm)."""
+
+    @property
+    def scheme(self) -> str: ...
+
+    def mac(self, data: bytes) -> bytes: ...
+
+
+def install_chain_key(db: Database, key: ChainKey) -> None:
+    """Key every record appended through ``db`` (its sessions and the CA's group commit)."""
+    db.session_info[_KEY_INFO] = key
+
+
+def chain_key(db: Database) -> ChainKey | None:
+    """The chain key installed on ``db``, if any."""
+    key: ChainKey | None = db.session_info.get(_KEY_INFO)
+    return key
 
 
 class AuditRecord(Base):
@@ -37,6 +74,27 @@ class AuditRecord(Base):
     details: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # How ``hash`` was made: LEGACY_SCHEME (plain SHA-256) or the chain key's scheme.
+    scheme: Mapped[str] = mapped_column(String(32), server_default=LEGACY_SCHEME)
+
+
+class AuditCheckpoint(Base):
+    """A signed, time-stamped head of the chain: the first ``records`` records end in
+    ``head_hash``. Rows are only ever inserted."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    records: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    legacy_records: Mapped[int] = mapped_column(BigInteger)  # the unkeyed prefix's length
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    scheme: Mapped[str] = mapped_column(String(32))  # chain key that made ``mac``
+    mac: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))  # key-store key that made ``signature``
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    tsa_token: Mapped[bytes] = mapped_column(LargeBinary)  # RFC 3161 over SHA-256(signature)
+    tsa_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 def canonical_json(value: Any) -> bytes:
@@ -45,6 +103,8 @@ def canonical_json(value: Any) -> bytes:
 
 
 def record_hash(
+    key: ChainKey | None,
+    scheme: str,
     *,
     seq: int,
     recorded_at: datetime,
@@ -55,8 +115,13 @@ def record_hash(
     details: str,
     prev_hash: str,
 ) -> str:
-    """SHA-256 over the canonical JSON of a record's fields, including the previous hash."""
-    body = {
+    """The digest of a record (the one function every writer and the verifier use).
+
+    The canonical JSON of the record's fields, including the previous digest: plain SHA-256 for
+    :data:`LEGACY_SCHEME`, else HMAC-SHA256 under ``key`` with the scheme itself in the body.
+    ``key`` must be the key of ``scheme`` (``ValueError`` otherwise).
+    """
+    body: dict[str, Any] = {
         "seq": seq,
         "recorded_at": as_utc(recorded_at).isoformat(timespec="microseconds"),
         "actor": actor,
@@ -66,7 +131,30 @@ def record_hash(
         "details": details,
         "prev_hash": prev_hash,
     }
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    if scheme == LEGACY_SCHEME:
+        return hashlib.sha256(canonical_json(body)).hexdigest()
+    if key is None or key.scheme != scheme:
+        raise ValueError(f"no chain key for scheme {scheme!r}")
+    body["scheme"] = scheme
+    return key.mac(canonical_json(body)).hex()
+
+
+HEAD_SQL = "SELECT seq, hash, scheme FROM audit_log ORDER BY seq DESC LIMIT 1"
+
+
+def next_link(head: Sequence[Any] | None, key: ChainKey | None) -> tuple[int, str, str]:
+    """(seq, prev_hash, scheme) of the record after ``head`` (a ``HEAD_SQL`` row, or None).
+
+    A process without the chain key may not extend a keyed chain: its records would read as a
+    rewrite. That is refused here rather than discovered at the next verification.
+    """
+    if head is None:
+        seq, prev_hash, head_scheme = 0, GENESIS_HASH, LEGACY_SCHEME
+    else:
+        seq, prev_hash, head_scheme = int(head[0]), str(head[1]), str(head[2])
+    if key is None and head_scheme != LEGACY_SCHEME:
+        raise FailedPrecondition("the audit chain is keyed and this process has no chain key")
+    return seq + 1, prev_hash, key.scheme if key is not None else LEGACY_SCHEME
 
 
 def append(
@@ -86,10 +174,8 @@ def append(
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})
-    head = session.execute(
-        select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
-    ).first()
-    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+    key: ChainKey | None = session.info.get(_KEY_INFO)
+    seq, prev_hash, scheme = next_link(session.execute(text(HEAD_SQL)).first(), key)
     recorded_at = datetime.now(UTC)
     details_json = canonical_json(details or {}).decode()
     record = AuditRecord(
@@ -101,7 +187,10 @@ def append(
         outcome=outcome,
         details=details_json,
         prev_hash=prev_hash,
+        scheme=scheme,
         hash=record_hash(
+            key,
+            scheme,
             seq=seq,
             recorded_at=recorded_at,
             actor=actor,
@@ -117,17 +206,181 @@ def append(
     return record
 
 
+# --- checkpoints --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointSigner:
+    """How a checkpoint is signed and time-stamped (wired by the server and the CLI).
+
+    ``sign`` signs the checkpoint body with the key-store key ``key_id`` (ECDSA P-256 with
+    SHA-256); ``timestamp`` gets an RFC 3161 token over SHA-256 of that signature from our TSA
+    and returns the token DER and its genTime.
+    """
+
+    key_id: str
+    sign: Callable[[bytes], bytes]
+    timestamp: Callable[[bytes], tuple[bytes, datetime]]
+
+
+def checkpoint_body(
+    *, records: int, head_hash: str, legacy_records: int, created_at: datetime, scheme: str
+) -> bytes:
+    """The canonical bytes a checkpoint's MAC and signature cover."""
+    return canonical_json(
+        {
+            "type": "govtrust audit checkpoint",
+            "records": records,
+            "head_hash": head_hash,
+            "legacy_records": legacy_records,
+            "created_at": as_utc(created_at).isoformat(timespec="microseconds"),
+            "scheme": scheme,
+        }
+    )
+
+
+def _body_of(checkpoint: AuditCheckpoint) -> bytes:
+    return checkpoint_body(
+        records=checkpoint.records,
+        head_hash=checkpoint.head_hash,
+        legacy_records=checkpoint.legacy_records,
+        created_at=checkpoint.created_at,
+        scheme=checkpoint.scheme,
+    )
+
+
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    """The checkpoint covering the most records (the newest among equals)."""
+    return session.scalars(
+        select(AuditCheckpoint)
+        .order_by(AuditCheckpoint.records.desc(), AuditCheckpoint.id.desc())
+        .limit(1)
+    ).first()
+
+
+def make_checkpoint(db: Database, signer: CheckpointSigner) -> AuditCheckpoint | None:
+    """Checkpoint the current head: MAC, signature and time-stamp, stored in its own table.
+
+    Returns None when the chain is empty or its head is already the latest checkpoint's (a
+    periodic job on an idle service adds nothing). Needs the chain key on ``db``.
+    """
+    key = chain_key(db)
+    if key is None:
+        raise FailedPrecondition("an audit checkpoint needs the chain key")
+    with db.read() as session:
+        head = session.execute(text(HEAD_SQL)).first()
+        if head is None:
+            return None
+        records, head_hash = int(head[0]), str(head[1])
+        previous = latest_checkpoint(session)
+        if previous is not None and previous.records == records:
+            return None
+        if previous is not None and previous.legacy_records < previous.records:
+            legacy = previous.legacy_records  # keyed records already followed the prefix
+        else:
+            legacy = int(
+                session.scalar(
+                    select(AuditRecord.seq)
+                    .where(AuditRecord.scheme == LEGACY_SCHEME, AuditRecord.seq <= records)
+                    .order_by(AuditRecord.seq.desc())
+                    .limit(1)
+                )
+                or 0
+            )
+    created_at = datetime.now(UTC)
+    body = checkpoint_body(
+        records=records,
+        head_hash=head_hash,
+        legacy_records=legacy,
+        created_at=created_at,
+        scheme=key.scheme,
+    )
+    signature = signer.sign(body)
+    token, tsa_time = signer.timestamp(signature)
+    checkpoint = AuditCheckpoint(
+        records=records,
+        head_hash=head_hash,
+        legacy_records=legacy,
+        created_at=created_at,
+        scheme=key.scheme,
+        mac=key.mac(body).hex(),
+        key_id=signer.key_id,
+        signature=signature,
+        tsa_token=token,
+        tsa_time=tsa_time,
+    )
+    with db.transaction() as session:
+        session.add(checkpoint)
+    return checkpoint
+
+
+def checkpoint_to_json(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    """A checkpoint as JSON, to be kept away from the database (``audit checkpoint --out``)."""
+    return {
+        "id": checkpoint.id,
+        "records": checkpoint.records,
+        "head_hash": checkpoint.head_hash,
+        "legacy_records": checkpoint.legacy_records,
+        "created_at": as_utc(checkpoint.created_at).isoformat(timespec="microseconds"),
+        "scheme": checkpoint.scheme,
+        "mac": checkpoint.mac,
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature.hex(),
+        "tsa_token": checkpoint.tsa_token.hex(),
+        "tsa_time": as_utc(checkpoint.tsa_time).isoformat(),
+    }
+
+
+def checkpoint_from_json(value: dict[str, Any]) -> AuditCheckpoint:
+    """The inverse of :func:`checkpoint_to_json` (``ValueError`` / ``KeyError`` if malformed)."""
+    return AuditCheckpoint(
+        id=int(value["id"]),
+        records=int(value["records"]),
+        head_hash=str(value["head_hash"]),
+        legacy_records=int(value["legacy_records"]),
+        created_at=datetime.fromisoformat(value["created_at"]),
+        scheme=str(value["scheme"]),
+        mac=str(value["mac"]),
+        key_id=str(value["key_id"]),
+        signature=bytes.fromhex(value["signature"]),
+        tsa_token=bytes.fromhex(value["tsa_token"]),
+        tsa_time=datetime.fromisoformat(value["tsa_time"]),
+    )
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+class Finding(enum.StrEnum):
+    """What :func:`verify_chain` found (the CLI maps each to its own exit code)."""
+
+    INTACT = "intact"
+    EDITED = "edited"  # a record's content or link does not match (unkeyed digest or link)
+    MISSING = "missing"  # a record in the middle was deleted
+    REWRITTEN = "rewritten"  # a record's MAC fails against the key (or a keyed record unkeyed)
+    TRUNCATED = "truncated"  # shorter than, or a head different from, a checkpoint
+    FORGED_CHECKPOINT = "forged-checkpoint"  # a checkpoint's MAC, signature or token fails
+
+
 @dataclass(frozen=True)
 class ChainReport:
-    """Result of walking the chain: how many records were checked and the first broken one."""
+    """Result of walking the chain: records checked, and the first problem found (if any)."""
 
     records: int
     broken_seq: int | None = None
     reason: str | None = None
+    finding: Finding = Finding.INTACT
+    legacy_records: int = 0
+    checkpoint: AuditCheckpoint | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
-        return self.broken_seq is None
+        return self.finding is Finding.INTACT
+
+
+PublicKeys = Callable[[str], bytes]  # key id -> SubjectPublicKeyInfo DER
+# (token DER, the signature it time-stamps) -> why the token is not our TSA's, or None
+TokenCheck = Callable[[bytes, bytes], str | None]
 
 
 def _walk(session: Session) -> Iterator[AuditRecord]:
@@ -136,18 +389,120 @@ def _walk(session: Session) -> Iterator[AuditRecord]:
     )
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Recompute every hash and link; report the first record that does not fit."""
+def _token_imprint(token_der: bytes) -> bytes | None:
+    from asn1crypto import cms, tsp
+
+    try:
+        content = cms.ContentInfo.load(token_der)
+        tst = tsp.TSTInfo.load(content["content"]["encap_content_info"]["content"].contents)
+        imprint = tst["message_imprint"]
+        if imprint["hash_algorithm"]["algorithm"].native != "sha256":
+            return None
+        value: bytes = imprint["hashed_message"].native
+    except (ValueError, TypeError, KeyError):
+        return None
+    return value
+
+
+def checkpoint_problem(
+    checkpoint: AuditCheckpoint,
+    key: ChainKey | None,
+    public_keys: PublicKeys | None,
+    tokens: TokenCheck | None = None,
+) -> str | None:
+    """Why ``checkpoint`` is not genuine (its MAC, signature or time-stamp), or None.
+
+    Without ``tokens`` only the time-stamp's imprint is checked, not who signed the token."""
+    body = _body_of(checkpoint)
+    if key is None or key.scheme != checkpoint.scheme:
+        return f"it is keyed with {checkpoint.scheme}, which this process does not hold"
+    if not hmac.compare_digest(key.mac(body).hex(), checkpoint.mac):
+        return "its MAC fails against the key"
+    if public_keys is None:
+        return "no key store to check its signature"
+    try:
+        public_key = serialization.load_der_public_key(public_keys(checkpoint.key_id))
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            return f"its signing key {checkpoint.key_id} is not an EC key"
+        public_key.verify(checkpoint.signature, body, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return "its signature does not verify"
+    except Exception as exc:  # noqa: BLE001 - an unknown key is a failed check, named
+        return f"its signing key {checkpoint.key_id} is unknown ({exc})"
+    if _token_imprint(checkpoint.tsa_token) != hashlib.sha256(checkpoint.signature).digest():
+        return "its time-stamp token is not over its signature"
+    if tokens is not None:
+        problem = tokens(checkpoint.tsa_token, checkpoint.signature)
+        if problem is not None:
+            return f"its time-stamp is not our TSA's ({problem})"
+    return None
+
+
+def verify_chain(
+    session: Session,
+    key: ChainKey | None = None,
+    *,
+    public_keys: PublicKeys | None = None,
+    tokens: TokenCheck | None = None,
+    external: Sequence[AuditCheckpoint] = (),
+) -> ChainReport:
+    """Recompute every digest and link, and hold the chain against every checkpoint.
+
+    ``key`` checks keyed records and checkpoints' MACs; ``public_keys`` (the key store's) their
+    signatures; ``tokens`` their time-stamps; ``external`` adds checkpoints kept outside the
+    database. Reports the first
+    problem: a forged checkpoint, an edit or deletion in the middle, a rewrite, a truncation.
+    """
+    checkpoints = [
+        *session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)),
+        *external,
+    ]
+    for cp in checkpoints:
+        problem = checkpoint_problem(cp, key, public_keys, tokens)
+        if problem is not None:
+            return ChainReport(
+                0,
+                None,
+                f"checkpoint {cp.id} is not genuine: {problem}",
+                Finding.FORGED_CHECKPOINT,
+                checkpoint=cp,
+            )
+    latest = max(checkpoints, key=lambda c: (c.records, as_utc(c.created_at)), default=None)
+    heads: dict[int, list[AuditCheckpoint]] = {}
+    for cp in checkpoints:
+        heads.setdefault(cp.records, []).append(cp)
+    legacy_limit = latest.legacy_records if latest is not None else None
     expected_prev = GENESIS_HASH
     expected_seq = 1
-    count = 0
+    count = legacy = 0
+    keyed_seen = False
+
+    def report(
+        seq: int, reason: str, finding: Finding, cp: AuditCheckpoint | None = None
+    ) -> ChainReport:
+        return ChainReport(count, seq, reason, finding, legacy, cp)
+
     for record in _walk(session):
-        if record.seq != expected_seq:
-            return ChainReport(count, expected_seq, f"record {expected_seq} is missing")
+        seq = record.seq
+        if seq != expected_seq:
+            return report(expected_seq, f"record {expected_seq} is missing", Finding.MISSING)
         if record.prev_hash != expected_prev:
-            return ChainReport(count, record.seq, "previous-hash link does not match")
+            return report(seq, "previous-hash link does not match", Finding.EDITED)
+        if record.scheme == LEGACY_SCHEME:
+            if keyed_seen or (legacy_limit is not None and seq > legacy_limit):
+                return report(
+                    seq, "an unkeyed record where the chain is keyed", Finding.REWRITTEN, latest
+                )
+        elif key is None or record.scheme != key.scheme:
+            return report(
+                seq,
+                f"keyed with {record.scheme}, which this process does not hold",
+                Finding.REWRITTEN,
+            )
         recomputed = record_hash(
-            seq=record.seq,
+            key,
+            record.scheme,
+            seq=seq,
             recorded_at=record.recorded_at,
             actor=record.actor,
             action=record.action,
@@ -156,9 +511,32 @@ def verify_chain(session: Session) -> ChainReport:
             details=record.details,
             prev_hash=record.prev_hash,
         )
-        if recomputed != record.hash:
-            return ChainReport(count, record.seq, "content does not match its hash")
+        if not hmac.compare_digest(recomputed, record.hash):
+            if record.scheme == LEGACY_SCHEME:
+                return report(seq, "content does not match its hash", Finding.EDITED)
+            return report(seq, "its MAC fails against the key", Finding.REWRITTEN)
+        for cp in heads.get(seq, ()):
+            if record.hash != cp.head_hash:
+                return report(
+                    seq,
+                    f"record {seq} differs from the head of checkpoint {cp.id} "
+                    f"({as_utc(cp.created_at):%Y-%m-%d %H:%M:%S} UTC)",
+                    Finding.TRUNCATED,
+                    cp,
+                )
+        if record.scheme == LEGACY_SCHEME:
+            legacy += 1
+        else:
+            keyed_seen = True
         expected_prev = record.hash
         expected_seq += 1
         count += 1
-    return ChainReport(count)
+    if latest is not None and count < latest.records:
+        return report(
+            count + 1,
+            f"the chain ends at record {count} but checkpoint {latest.id} "
+            f"({as_utc(latest.created_at):%Y-%m-%d %H:%M:%S} UTC) covers {latest.records}",
+            Finding.TRUNCATED,
+            latest,
+        )
+    return ChainReport(count, legacy_records=legacy, checkpoint=latest)

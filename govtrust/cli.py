@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "govtrust.commands.seal",
     "govtrust.commands.license",
     "govtrust.commands.verify",
+    "govtrust.commands.audit",
 )
 
 
@@ -78,28 +79,6 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    """Walk the audit chain and name the first broken record."""
-    from govtrust.audit import verify_chain
-    from govtrust.db import Database
-
-    settings = settings_from_args(args)
-    db = Database(settings.effective_database_url)
-    try:
-        with db.read() as session:
-            report = verify_chain(session)
-    finally:
-        db.dispose()
-    if report.ok:
-        print(f"audit chain intact: {report.records} records")
-        return EXIT_OK
-    print(
-        f"audit chain broken at record {report.broken_seq}: {report.reason} "
-        f"({report.records} records verified before it)"
-    )
-    return EXIT_FAILURE
-
-
 def cmd_version(_args: argparse.Namespace) -> int:
     """Print the version."""
     print(f"govtrust {__version__}")
@@ -130,12 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="create a data directory and its database")
     add_data_dir(init)
     init.set_defaults(handler=cmd_init)
-
-    audit = commands.add_parser("audit", help="audit log")
-    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
-    verify = audit_commands.add_parser("verify", help="prove the audit hash chain")
-    add_data_dir(verify)
-    verify.set_defaults(handler=cmd_audit_verify)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=cmd_version)

@@ -42,6 +42,7 @@ class Settings:
     migrate: bool = True
     log_level: str = "info"
     max_message_bytes: int = 64 * 1024 * 1024
+    audit_checkpoint_seconds: int = 600  # 0: no periodic audit checkpoints
 
     @property
     def effective_database_url(self) -> str:
@@ -71,7 +72,7 @@ class Settings:
             return False
 
 
-_INT_FIELDS = {"grpc_port", "http_port", "workers", "max_message_bytes"}
+_INT_FIELDS = {"grpc_port", "http_port", "workers", "max_message_bytes", "audit_checkpoint_seconds"}
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
 _KNOWN = {f.name for f in fields(Settings)}
@@ -137,6 +138,11 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(f"{port_name}: {port} is not a TCP port (0-65535)")
     if settings.workers < 1 or settings.workers > 64:
         raise ConfigError(f"workers: {settings.workers} is out of range (1-64)")
+    if not 0 <= settings.audit_checkpoint_seconds <= 86_400:
+        raise ConfigError(
+            f"audit_checkpoint_seconds: {settings.audit_checkpoint_seconds} is out of range "
+            "(0 to disable, at most 86400)"
+        )
     if settings.hsm not in {"soft", "pkcs11"}:
         raise ConfigError(f"hsm: {settings.hsm!r} is not a key store (soft or pkcs11)")
     if settings.hsm == "pkcs11":

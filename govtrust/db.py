@@ -168,9 +168,16 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, pool_size=pool_size)
-        self.sessionmaker: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        # Per-database values every new session sees in ``Session.info`` (the audit chain key,
+        # installed by :func:`govtrust.audit.install_chain_key`).
+        self.session_info: dict[str, Any] = {}
+        self.sessionmaker: sessionmaker[Session] = sessionmaker(
+            self.engine, expire_on_commit=False, info=self.session_info
+        )
         self._write_sessionmaker: sessionmaker[Session] = sessionmaker(
-            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+            self.engine.execution_options(**{WRITE_OPTION: True}),
+            expire_on_commit=False,
+            info=self.session_info,
         )
 
     @contextlib.contextmanager

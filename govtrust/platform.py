@@ -10,6 +10,7 @@ from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
 from govtrust.migrate import is_up_to_date, upgrade_to_head
 from hsm import KeyStore, MasterKey, load_master_key, open_keystore
+from hsm.audit_key import install_audit_chain_key
 
 
 @dataclass
@@ -39,6 +40,18 @@ def prepare_data_dir(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
+def configured_keystore(settings: Settings, db: Database, master_key: MasterKey) -> KeyStore:
+    """The key store ``settings`` name (soft over ``db``, or the PKCS#11 token)."""
+    return open_keystore(
+        settings.hsm,
+        database=db,
+        master_key=master_key,
+        pkcs11_module=settings.pkcs11_module,
+        pkcs11_token_label=settings.pkcs11_token_label,
+        pkcs11_pin=settings.pkcs11_pin,
+    )
+
+
 def open_platform(settings: Settings, *, migrate: bool | None = None) -> Platform:
     """Open the database (migrating it, or refusing when it is behind) and the key store."""
     prepare_data_dir(settings)
@@ -49,12 +62,6 @@ def open_platform(settings: Settings, *, migrate: bool | None = None) -> Platfor
         db.dispose()
         raise FailedPrecondition("the database schema is behind; run without --no-migrate")
     master_key = load_master_key(settings.data_dir)
-    keystore = open_keystore(
-        settings.hsm,
-        database=db,
-        master_key=master_key,
-        pkcs11_module=settings.pkcs11_module,
-        pkcs11_token_label=settings.pkcs11_token_label,
-        pkcs11_pin=settings.pkcs11_pin,
-    )
+    install_audit_chain_key(db, master_key)
+    keystore = configured_keystore(settings, db, master_key)
     return Platform(settings=settings, db=db, master_key=master_key, keystore=keystore)

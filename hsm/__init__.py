@@ -3,7 +3,8 @@
 Everything else holds a :class:`KeyRef` and asks a :class:`KeyStore` to sign. Backends: the soft
 store (keys wrapped under the master key, in the database) and the PKCS#11 store (an HSM). The
 signer adapters for asn1crypto structures and pyHanko live in :mod:`hsm.signers`; they are
-re-exported here lazily because importing pyHanko takes most of a second.
+re-exported here lazily because importing pyHanko takes most of a second. The audit chain's MAC
+key and the key that signs its checkpoints are in :mod:`hsm.audit_key`.
 """
 
 from __future__ import annotations

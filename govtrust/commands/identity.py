@@ -51,6 +51,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Import a citizens or legal-persons CSV into the base-data tables."""
     from govtrust.db import Database
     from govtrust.migrate import is_up_to_date, upgrade_to_head
+    from hsm.audit_key import install_audit_chain_key
     from hsm.master import load_master_key
     from idp.basedata import import_legal_persons, import_population, read_csv
     from idp.identifiers import load_uscc_allow_list
@@ -75,7 +76,9 @@ def cmd_import(args: argparse.Namespace) -> int:
                 print("govtrust: the database schema is behind; run without --no-migrate")
                 return EXIT_FAILURE
             upgrade_to_head(db.engine)
-        codec = PiiCodec.from_master_key(load_master_key(settings.data_dir))
+        master_key = load_master_key(settings.data_dir)
+        install_audit_chain_key(db, master_key)
+        codec = PiiCodec.from_master_key(master_key)
         if kind == "citizens":
             report = import_population(db, codec, text, principal=_operator(), source=path.name)
         else:

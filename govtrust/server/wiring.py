@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from ca.directory import SubjectDirectory
+from govtrust.audit import AuditCheckpoint, CheckpointSigner, TokenCheck, make_checkpoint
 from govtrust.platform import Platform
 from govtrust.rpc.offload import run_sync
 
@@ -43,16 +46,70 @@ def _registry_directory(platform: Platform) -> SubjectDirectory:
     return RegistryDirectory(registry)
 
 
-async def periodic_jobs(platform: Platform, stop: asyncio.Event) -> None:
-    """Re-sign OCSP responses nearing nextUpdate and republish aged CRLs, until ``stop``."""
+def audit_checkpoint_signer(platform: Platform) -> CheckpointSigner:
+    """Checkpoints signed by the key store's checkpoint key and time-stamped by our own TSA."""
     from ca.authority import authority_for
+    from hsm.audit_key import checkpoint_key
+    from hsm.keystore import SignatureScheme
+    from seal.fastpdf import timestamp_request, timestamp_token
 
+    ref = checkpoint_key(platform.keystore)
+
+    def sign(body: bytes) -> bytes:
+        return platform.keystore.sign(ref, body, SignatureScheme.ECDSA_SHA256)
+
+    def timestamp(signature: bytes) -> tuple[bytes, datetime]:
+        request, nonce = timestamp_request(signature)
+        return timestamp_token(authority_for(platform).timestamp(request).der, nonce, signature)
+
+    return CheckpointSigner(key_id=ref.key_id, sign=sign, timestamp=timestamp)
+
+
+def audit_token_check(platform: Platform) -> TokenCheck:
+    """Checks a checkpoint's time-stamp as the verification service checks any: signed by our
+    TSA's certificate (EKU timeStamping, chained to our roots, valid at genTime, not revoked)."""
+
+    def check(token: bytes, signature: bytes) -> str | None:
+        from verify.report import Verdict
+        from verify.seal_signatures import verify_timestamp
+        from verify.service import context_for
+
+        report = verify_timestamp(
+            context_for(platform), token, signature, "en", now=datetime.now(UTC)
+        )
+        if report.verdict is Verdict.VALID:
+            return None
+        return "; ".join(r.message for r in report.reasons) or report.verdict.value
+
+    return check
+
+
+def checkpoint_audit(platform: Platform) -> AuditCheckpoint | None:
+    """Checkpoint the audit chain's head now (None when the head is already checkpointed)."""
+    return make_checkpoint(platform.db, audit_checkpoint_signer(platform))
+
+
+async def _every(seconds: float, job: Callable[[], object], name: str, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            await run_sync(lambda: authority_for(platform).refresh())
+            await run_sync(job)
         except Exception:  # a failed round is logged; the next one tries again
-            log.exception("periodic CA refresh failed")
+            log.exception("periodic %s failed", name)
         try:
-            await asyncio.wait_for(stop.wait(), timeout=CA_REFRESH_SECONDS)
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
         except TimeoutError:
             continue
+
+
+async def periodic_jobs(platform: Platform, stop: asyncio.Event) -> None:
+    """Until ``stop``: re-sign OCSP responses nearing nextUpdate and republish aged CRLs; and
+    checkpoint the audit chain every ``audit_checkpoint_seconds`` (unless 0)."""
+    from ca.authority import authority_for
+
+    jobs = [
+        _every(CA_REFRESH_SECONDS, lambda: authority_for(platform).refresh(), "CA refresh", stop)
+    ]
+    interval = platform.settings.audit_checkpoint_seconds
+    if interval > 0:
+        jobs.append(_every(interval, lambda: checkpoint_audit(platform), "audit checkpoint", stop))
+    await asyncio.gather(*jobs)

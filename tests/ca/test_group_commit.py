@@ -22,9 +22,12 @@ from ca.intake import IssueIntake
 from ca.issuance import IssueRequest, Prepared, ServiceSubject, SubjectSpec
 from ca.models import CaCertificate, CaOcspResponse
 from ca.store import GroupCommitter, PendingIssue, _CommitOutcomeUnknown
-from govtrust.audit import PG_AUDIT_LOCK, AuditRecord, verify_chain
+from govtrust import audit
+from govtrust.audit import PG_AUDIT_LOCK, AuditRecord, Finding, verify_chain
 from govtrust.db import CONNECT_TIMEOUT_SECONDS, Database, as_utc
 from govtrust.errors import InvalidArgument
+from hsm import MasterKey
+from hsm.audit_key import AuditChainKey
 from tests.ca.conftest import OPERATOR, make_csr, ocsp_query
 from tests.conftest import PG_ADMIN_URL
 
@@ -506,3 +509,22 @@ def test_intake_threads_share_a_queue(threads: int, monkeypatch: pytest.MonkeyPa
         assert rounds == [8] and len(workers) == 1
     else:
         assert max(rounds) == 2 and len(workers) == threads
+
+
+def test_group_commit_keys_its_audit_records(authority: CertificateAuthority) -> None:
+    """The batch writer (driver pipeline on PostgreSQL, ORM on SQLite) MACs its records with the
+    chain key like every other writer, so the keyed chain verifies across both."""
+    db = authority.ctx.db
+    key = AuditChainKey(MasterKey.generate())
+    audit.install_chain_key(db, key)
+    for _ in range(3):
+        authority.issue(OPERATOR, _request())
+    with db.read() as session:
+        schemes = list(
+            session.scalars(select(AuditRecord.scheme).where(AuditRecord.action == "ca.issue"))
+        )
+        report = verify_chain(session, key)
+        other = verify_chain(session, AuditChainKey(MasterKey.generate()))
+    assert schemes and set(schemes) == {key.scheme}
+    assert report.ok and report.legacy_records > 0  # the bootstrap ran before the key
+    assert other.finding is Finding.REWRITTEN

@@ -33,6 +33,12 @@ def test_precedence_flags_over_env_over_toml(tmp_path: Path) -> None:
     assert (s.grpc_port, s.http_port, s.workers) == (1111, 3333, 5)
 
 
+def test_audit_checkpoint_interval_is_a_setting() -> None:
+    assert load_settings({}, env={}).audit_checkpoint_seconds == 600
+    env = {"GOVTRUST_AUDIT_CHECKPOINT_SECONDS": "0"}
+    assert load_settings({}, env=env).audit_checkpoint_seconds == 0
+
+
 @pytest.mark.parametrize(
     ("flags", "env", "fragment"),
     [
@@ -44,6 +50,8 @@ def test_precedence_flags_over_env_over_toml(tmp_path: Path) -> None:
         ({"host": "0.0.0.0"}, {}, "needs TLS"),
         ({}, {"GOVTRUST_DATABASE_URL": "mysql://x"}, "only sqlite"),
         ({}, {"GOVTRUST_MIGRATE": "perhaps"}, "true or false"),
+        ({}, {"GOVTRUST_AUDIT_CHECKPOINT_SECONDS": "-1"}, "audit_checkpoint_seconds"),
+        ({"audit_checkpoint_seconds": 90_000}, {}, "audit_checkpoint_seconds"),
     ],
 )
 def test_invalid_settings_are_one_clear_error(
