@@ -1161,7 +1161,8 @@ class IdentityRegistry:
 
     def revoke_agent(self, principal: Principal, *, grant_id: str, reason: str) -> AgentGrant:
         """Revoke a grant: the representative, an agent holding agent.manage, a registrar, or
-        the agent itself (renouncing)."""
+        the agent itself (renouncing). Anyone else is refused the same way whether the grant
+        exists or not (authorise before telling NOT_FOUND)."""
         _raise_if(
             [
                 FieldViolation("grant_id", "required") if not grant_id.strip() else None,
@@ -1169,16 +1170,29 @@ class IdentityRegistry:
             ]
         )
         now = self.now()
+        denied = PermissionDenied(
+            f"{principal.actor} may not revoke agent grant {grant_id.strip()}: only the agent, "
+            f"the legal representative, an agent holding {AGENT_MANAGE} or the {REGISTRAR} "
+            "role may"
+        )
         with self.db.transaction() as session:
             row = session.get(AgentGrantRow, grant_id.strip())
             if row is None:
-                raise NotFound("grant_id: no such agent grant")
+                # only a registrar, who may revoke any grant, learns that the id is unknown
+                if principal.has_role(REGISTRAR):
+                    raise NotFound("grant_id: no such agent grant")
+                raise denied
             if principal.citizen_id is not None and principal.citizen_id == row.agent_id:
                 revoked_by: str | None = row.agent_id
             else:
                 lp = session.get(LegalPersonRow, row.legal_person_id)
                 assert lp is not None
-                revoked_by = self._grant_authority(session, principal, lp, "revoking an agent")[0]
+                try:
+                    revoked_by = self._grant_authority(session, principal, lp, "revoking an agent")[
+                        0
+                    ]
+                except PermissionDenied:
+                    raise denied from None
             if row.revoked_at is not None:
                 raise FailedPrecondition(
                     "the grant is already revoked",

@@ -671,9 +671,22 @@ def test_agents_and_check_legal_person(grpc_server: GrpcHandle) -> None:
 
     # RevokeAgent: stranger denied, manager may, twice is a precondition failure.
     revoke = pb.RevokeAgentRequest(grant_id=clerk_grant.id, reason="left the company")
-    assert grpc_server.fails("RevokeAgent", revoke, as_citizen(stranger.id)).code() == (
-        grpc.StatusCode.PERMISSION_DENIED
+    foreign = grpc_server.fails("RevokeAgent", revoke, as_citizen(stranger.id))
+    assert foreign.code() == grpc.StatusCode.PERMISSION_DENIED
+    # an unknown id is refused to the stranger exactly like a foreign one (#13 item 7)
+    unknown = grpc_server.fails(
+        "RevokeAgent",
+        pb.RevokeAgentRequest(grant_id="agt_missing", reason="x"),
+        as_citizen(stranger.id),
     )
+    assert unknown.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert unknown.details().replace("agt_missing", "<id>") == foreign.details().replace(
+        clerk_grant.id, "<id>"
+    )
+    still = grpc_server.call(
+        "ListAgents", pb.ListAgentsRequest(agent=ref(id=clerk.id)), as_citizen(clerk.id)
+    )
+    assert [g.id for g in still.grants] == [clerk_grant.id]  # the refusal revoked nothing
     revoked = grpc_server.call("RevokeAgent", revoke, as_citizen(manager.id)).grant
     assert revoked.status == common_pb2.GRANT_STATUS_REVOKED
     assert revoked.revoked_by.id == manager.id
