@@ -196,6 +196,10 @@ class ServingProcess:
             access_log=False,
             server_header=False,
             ws="none",
+            # X-Forwarded-* only from the configured proxies (uvicorn would trust 127.0.0.1, so
+            # any local caller could pick its own client address and rate-limit key)
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies),
             timeout_graceful_shutdown=int(DRAIN_GRACE_SECONDS),
             ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
             ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
