@@ -224,6 +224,7 @@ class IdentityRegistry:
         codec: PiiCodec,
         *,
         uscc_allow_list: frozenset[str] = frozenset(),
+        registrar_grantable_roles: frozenset[str] = frozenset(),
         population: PopulationBaseData | None = None,
         legal_person_base: LegalPersonBaseData | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -231,6 +232,7 @@ class IdentityRegistry:
         self.db = db
         self.codec = codec
         self.uscc_allow_list = uscc_allow_list
+        self.registrar_grantable_roles = registrar_grantable_roles - PRIVILEGED_STAFF_ROLES
         base = ImportedBaseData(db, codec)
         self.population: PopulationBaseData = population or base
         self.legal_person_base: LegalPersonBaseData = legal_person_base or base
@@ -243,13 +245,20 @@ class IdentityRegistry:
 
     @classmethod
     def open(
-        cls, db: Database, master_key: KeyDeriver, *, data_dir: Path | None = None
+        cls,
+        db: Database,
+        master_key: KeyDeriver,
+        *,
+        data_dir: Path | None = None,
+        registrar_grantable_roles: Iterable[str] = (),
     ) -> IdentityRegistry:
-        """A registry with keys derived from the master key and the configured allow-list."""
+        """A registry with keys derived from the master key, the configured USCC allow-list
+        and the staff roles a registrar may give (setting ``registrar_grantable_roles``)."""
         return cls(
             db,
             PiiCodec.from_master_key(master_key),
             uscc_allow_list=load_uscc_allow_list(data_dir),
+            registrar_grantable_roles=frozenset(registrar_grantable_roles),
         )
 
     def now(self) -> datetime:
@@ -663,6 +672,19 @@ class IdentityRegistry:
 
     # --- staff ----------------------------------------------------------------------------
 
+    def _check_grantable(self, principal: Principal, roles: Sequence[str]) -> None:
+        """Only an admin gives staff roles (they become token roles); a registrar gives none,
+        or only those in ``registrar_grantable_roles`` (never admin or identity-registrar)."""
+        if "admin" in principal.roles:
+            return
+        refused = [r for r in roles if r not in self.registrar_grantable_roles]
+        if refused:
+            allowed = ", ".join(sorted(self.registrar_grantable_roles)) or "none"
+            raise PermissionDenied(
+                f"{principal.actor} may not give the role {', '.join(refused)}: only an admin "
+                f"gives staff roles (a registrar may give: {allowed})"
+            )
+
     def register_staff(
         self,
         principal: Principal,
@@ -723,8 +745,7 @@ class IdentityRegistry:
                     )
                 )
         _raise_if(violations)
-        if PRIVILEGED_STAFF_ROLES & set(clean_roles) and "admin" not in principal.roles:
-            raise PermissionDenied("only an admin may give the admin or identity-registrar role")
+        self._check_grantable(principal, clean_roles)
         display = clean_name(name)
         phone_value = clean_phone(phone)
         now = self.now()
