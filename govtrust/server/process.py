@@ -144,12 +144,17 @@ class ServingProcess:
         return BoundPorts(grpc_port=grpc_port, http_port=http_port)
 
     async def _start_grpc(self) -> int:
+        from govtrust.api.access import RPC_ACCESS  # knows every domain package: load lazily
+        from govtrust.rpc.access import gate
+
         settings = self.settings
         authenticator = Authenticator(
             self.platform, trust_insecure_loopback=not settings.tls_enabled and settings.is_loopback
         )
         server = grpc.aio.server(
-            interceptors=[GovtrustInterceptor(authenticator, self.metrics)],
+            interceptors=[
+                GovtrustInterceptor(authenticator, self.metrics, authorise=gate(RPC_ACCESS))
+            ],
             options=grpc_options(settings, reuse_port=self.reuse_port),
         )
         for binding in build_servicers(self.platform):

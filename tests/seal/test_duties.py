@@ -5,6 +5,8 @@ seal, its history, its key and the audit log as they were."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import func, select
 
@@ -17,7 +19,7 @@ from idp.types import IdentityRef
 from seal.lifecycle import TRANSITIONS, Application, Making
 from seal.models import SealGrantRow, SealRow
 from seal.types import SealKind, SealStatus
-from tests.seal.conftest import FILING, MAKER, REVIEWER, World
+from tests.seal.conftest import FILING, MAKER, NOBODY, REVIEWER, GrpcHandle, World
 
 
 def _counts(world: World) -> tuple[int, ...]:
@@ -124,3 +126,23 @@ def test_revoking_a_grant_tells_an_outsider_nothing(world: World) -> None:
     assert errors[0] == errors[1]
     assert _counts(world) == before
     assert world.service.list_grants(world.rep, seal_id=seal.id)[0][0].revoked_at is None
+
+
+def test_the_gate_refuses_before_the_servicer_reads_the_request(
+    world: World, grpc_seal: GrpcHandle
+) -> None:
+    """A caller no rule admits gets PERMISSION_DENIED even for a malformed request or an unknown
+    id: it learns neither whether the request was well-formed nor whether the grant exists."""
+    import grpc
+
+    from govtrust.v1 import seal_pb2
+
+    before = _counts(world)
+    for request in (
+        seal_pb2.RevokeSealUseRequest(),
+        seal_pb2.RevokeSealUseRequest(grant_id="0" * 32, reason="x"),
+    ):
+        error: Any = grpc_seal.fails("RevokeSealUse", request, NOBODY)
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "may not call RevokeSealUse" in error.details()
+    assert _counts(world) == before
