@@ -329,16 +329,23 @@ class SealService:
         )
         raise PermissionDenied(f"{principal.actor} may not {operation} a seal (needs {wanted})")
 
-    @staticmethod
-    def _separate(session: Session, principal: Principal, operation: str, seal_id: str) -> None:
+    def _separate(
+        self, session: Session, principal: Principal, operation: str, seal_id: str
+    ) -> None:
         """Separation of duties: PermissionDenied when the caller took one of the transition's
-        ``not_after`` actions on this seal (same principal, or the same acting citizen)."""
+        ``not_after`` actions on this seal — as the same principal, or as the same person (its
+        citizen id, or the citizen its staff identity is registered as)."""
         earlier = TRANSITIONS[operation].not_after
         if not earlier:
             return
+        persons = {principal.citizen_id} if principal.citizen_id else set()
+        if principal.kind == "user":
+            linked = self.owners.person_of(principal.subject)
+            if linked:
+                persons.add(linked)
         same_actor = SealEventRow.principal == principal.actor
-        if principal.citizen_id:
-            same_actor = or_(same_actor, SealEventRow.actor_id == principal.citizen_id)
+        if persons:
+            same_actor = or_(same_actor, SealEventRow.actor_id.in_(sorted(persons)))
         taken = session.scalar(
             select(SealEventRow.action)
             .where(SealEventRow.seal_id == seal_id, SealEventRow.action.in_(earlier), same_actor)

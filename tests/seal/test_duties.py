@@ -71,6 +71,29 @@ def test_the_applicant_never_reviews_its_own_application(world: World) -> None:
     assert world.service.review(REVIEWER, seal.id, True, "ok").status is SealStatus.APPROVED
 
 
+def test_the_applicant_never_reviews_under_its_staff_identity(world: World) -> None:
+    """The representative applies with its citizen token; its staff record (registered as the
+    same citizen, holding seal-reviewer) is the same person: a staff token carries no citizen
+    id, so the registry link decides."""
+    staff = world.registry.register_staff(
+        Principal("user", "admin", frozenset({"admin"})),
+        name="张三",
+        department_code="SEAL-DEPT",
+        department_name="",
+        employee_number="R1",
+        roles=["seal-reviewer"],
+        citizen=IdentityRef(id=world.rep.citizen_id or ""),
+    )
+    as_staff = Principal("user", staff.id, frozenset(staff.roles))  # as a staff token resolves
+    seal = world.service.apply(
+        world.rep, Application(IdentityRef(id=world.company_id), SealKind.CONTRACT)
+    )
+    before = _snapshot(world, seal.id)
+    with pytest.raises(PermissionDenied, match="separation of duties"):
+        world.service.review(as_staff, seal.id, True, "mine")
+    assert _snapshot(world, seal.id) == before
+
+
 def test_the_reviewer_never_makes_the_seal_it_approved(world: World) -> None:
     both = Principal("user", "reviewer-maker", frozenset({"seal-reviewer", "seal-maker"}))
     seal = world.service.apply(
