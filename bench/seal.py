@@ -143,7 +143,8 @@ def prepare(directory: Path) -> Setup:
     rep_p = Principal("user", "rep", frozenset(), citizen_id=rep.id)
     seal = service.apply(rep_p, Application(IdentityRef(id=company.id), SealKind.CONTRACT))
     service.review(admin, seal.id, True, "ok")
-    service.make(admin, seal.id, Making())
+    maker = Principal("user", "maker", frozenset({"seal-maker"}))  # the reviewer never makes
+    service.make(maker, seal.id, Making())
     service.file(admin, seal.id, "", "")
     service.issue(admin, seal.id, "")
     db.dispose()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from govtrust.db import sqlite_url
+from govtrust.principal import LICENCE_ISSUER_PREFIX, ROLES
 
 
 class ConfigError(Exception):
@@ -43,6 +44,11 @@ class Settings:
     log_level: str = "info"
     max_message_bytes: int = 64 * 1024 * 1024
     audit_checkpoint_seconds: int = 600  # 0: no periodic audit checkpoints
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto the
+    # HTTP server believes; none by default, so the peer address is the client's.
+    trusted_proxies: tuple[str, ...] = ()
+    # Staff roles an identity-registrar may give (only an admin gives any other); none by default.
+    registrar_grantable_roles: tuple[str, ...] = ()
 
     @property
     def effective_database_url(self) -> str:
@@ -75,6 +81,9 @@ class Settings:
 _INT_FIELDS = {"grpc_port", "http_port", "workers", "max_message_bytes", "audit_checkpoint_seconds"}
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
+_LIST_FIELDS = {"trusted_proxies", "registrar_grantable_roles"}
+# Never grantable by a registrar, whatever the allow-list says.
+_ADMIN_ONLY_ROLES = frozenset({"admin", "identity-registrar"})
 _KNOWN = {f.name for f in fields(Settings)}
 ENV_PREFIX = "GOVTRUST_"
 
@@ -98,6 +107,12 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if text in {"0", "false", "no", "off"}:
             return False
         raise ConfigError(f"{name} ({source}): expected true or false, got {value!r}")
+    if name in _LIST_FIELDS:
+        # a TOML array, or a string of items separated by commas or spaces (environment, flags)
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{name} ({source}): expected a list of strings, got {value!r}")
+        return tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
     if name in _PATH_FIELDS:
         return Path(str(value))
     if not isinstance(value, str):
@@ -164,6 +179,20 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("tls_client_ca needs tls_cert and tls_key")
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: {settings.log_level!r} is not debug/info/warning/error")
+    for proxy in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"trusted_proxies: {proxy!r} is not an IP address or network"
+            ) from None
+    for role in settings.registrar_grantable_roles:
+        if role in _ADMIN_ONLY_ROLES:
+            raise ConfigError(f"registrar_grantable_roles: only an admin may give {role!r}")
+        if role not in ROLES and not (
+            role.startswith(LICENCE_ISSUER_PREFIX) and role != LICENCE_ISSUER_PREFIX
+        ):
+            raise ConfigError(f"registrar_grantable_roles: {role!r} is not a role")
     if not settings.tls_enabled and not settings.is_loopback:
         raise ConfigError(
             f"host {settings.host}: listening beyond loopback needs TLS (tls_cert, tls_key)"

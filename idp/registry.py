@@ -224,6 +224,7 @@ class IdentityRegistry:
         codec: PiiCodec,
         *,
         uscc_allow_list: frozenset[str] = frozenset(),
+        registrar_grantable_roles: frozenset[str] = frozenset(),
         population: PopulationBaseData | None = None,
         legal_person_base: LegalPersonBaseData | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -231,6 +232,7 @@ class IdentityRegistry:
         self.db = db
         self.codec = codec
         self.uscc_allow_list = uscc_allow_list
+        self.registrar_grantable_roles = registrar_grantable_roles - PRIVILEGED_STAFF_ROLES
         base = ImportedBaseData(db, codec)
         self.population: PopulationBaseData = population or base
         self.legal_person_base: LegalPersonBaseData = legal_person_base or base
@@ -243,13 +245,20 @@ class IdentityRegistry:
 
     @classmethod
     def open(
-        cls, db: Database, master_key: KeyDeriver, *, data_dir: Path | None = None
+        cls,
+        db: Database,
+        master_key: KeyDeriver,
+        *,
+        data_dir: Path | None = None,
+        registrar_grantable_roles: Iterable[str] = (),
     ) -> IdentityRegistry:
-        """A registry with keys derived from the master key and the configured allow-list."""
+        """A registry with keys derived from the master key, the configured USCC allow-list
+        and the staff roles a registrar may give (setting ``registrar_grantable_roles``)."""
         return cls(
             db,
             PiiCodec.from_master_key(master_key),
             uscc_allow_list=load_uscc_allow_list(data_dir),
+            registrar_grantable_roles=frozenset(registrar_grantable_roles),
         )
 
     def now(self) -> datetime:
@@ -663,6 +672,19 @@ class IdentityRegistry:
 
     # --- staff ----------------------------------------------------------------------------
 
+    def _check_grantable(self, principal: Principal, roles: Sequence[str]) -> None:
+        """Only an admin gives staff roles (they become token roles); a registrar gives none,
+        or only those in ``registrar_grantable_roles`` (never admin or identity-registrar)."""
+        if "admin" in principal.roles:
+            return
+        refused = [r for r in roles if r not in self.registrar_grantable_roles]
+        if refused:
+            allowed = ", ".join(sorted(self.registrar_grantable_roles)) or "none"
+            raise PermissionDenied(
+                f"{principal.actor} may not give the role {', '.join(refused)}: only an admin "
+                f"gives staff roles (a registrar may give: {allowed})"
+            )
+
     def register_staff(
         self,
         principal: Principal,
@@ -723,8 +745,7 @@ class IdentityRegistry:
                     )
                 )
         _raise_if(violations)
-        if PRIVILEGED_STAFF_ROLES & set(clean_roles) and "admin" not in principal.roles:
-            raise PermissionDenied("only an admin may give the admin or identity-registrar role")
+        self._check_grantable(principal, clean_roles)
         display = clean_name(name)
         phone_value = clean_phone(phone)
         now = self.now()
@@ -1161,7 +1182,8 @@ class IdentityRegistry:
 
     def revoke_agent(self, principal: Principal, *, grant_id: str, reason: str) -> AgentGrant:
         """Revoke a grant: the representative, an agent holding agent.manage, a registrar, or
-        the agent itself (renouncing)."""
+        the agent itself (renouncing). Anyone else is refused the same way whether the grant
+        exists or not (authorise before telling NOT_FOUND)."""
         _raise_if(
             [
                 FieldViolation("grant_id", "required") if not grant_id.strip() else None,
@@ -1169,16 +1191,29 @@ class IdentityRegistry:
             ]
         )
         now = self.now()
+        denied = PermissionDenied(
+            f"{principal.actor} may not revoke agent grant {grant_id.strip()}: only the agent, "
+            f"the legal representative, an agent holding {AGENT_MANAGE} or the {REGISTRAR} "
+            "role may"
+        )
         with self.db.transaction() as session:
             row = session.get(AgentGrantRow, grant_id.strip())
             if row is None:
-                raise NotFound("grant_id: no such agent grant")
+                # only a registrar, who may revoke any grant, learns that the id is unknown
+                if principal.has_role(REGISTRAR):
+                    raise NotFound("grant_id: no such agent grant")
+                raise denied
             if principal.citizen_id is not None and principal.citizen_id == row.agent_id:
                 revoked_by: str | None = row.agent_id
             else:
                 lp = session.get(LegalPersonRow, row.legal_person_id)
                 assert lp is not None
-                revoked_by = self._grant_authority(session, principal, lp, "revoking an agent")[0]
+                try:
+                    revoked_by = self._grant_authority(session, principal, lp, "revoking an agent")[
+                        0
+                    ]
+                except PermissionDenied:
+                    raise denied from None
             if row.revoked_at is not None:
                 raise FailedPrecondition(
                     "the grant is already revoked",

@@ -441,18 +441,27 @@ class LicenceAccess:
         return view, code
 
     def revoke_grant(self, principal: Principal, grant_id: str, reason: str) -> GrantView:
-        """RevokeLicenseAccess by the holder (or its agent); a revoked grant stays revoked."""
+        """RevokeLicenseAccess by the holder (or its agent); a revoked grant stays revoked.
+
+        No role may revoke every grant, so a grant that does not exist is refused exactly like
+        one the caller may not revoke: the answer never tells whether a grant id exists (nor
+        which licence it belongs to)."""
         if not grant_id:
             raise InvalidArgument.field("grant_id", "required")
         reason = _text(reason, "reason", required=False, limit=MAX_REASON)
         now = self._clock()
+        denied = PermissionDenied(
+            f"{principal.actor} may not revoke access grant {grant_id}: only the licence's "
+            "holder or its agent may"
+        )
         with self.service.db.transaction() as session:
             grant = session.get(LicenceAccessGrantRow, grant_id, with_for_update=True)
             if grant is None:
-                raise NotFound(f"no access grant {grant_id}")
+                raise denied
             row = session.get(LicenceRow, grant.identifier)
             assert row is not None
-            self._holder_of(principal, row)
+            if not self.holder_role(principal, row.holder_identity_id, row.holder_code_type):
+                raise denied
             if grant.revoked_at is not None:
                 raise FailedPrecondition(f"the access grant {grant_id} is already revoked")
             grant.revoked_at = now

@@ -5,8 +5,10 @@
     active|suspended ─revoke─▶ revoked ─destroy─▶ destroyed
     active|suspended ─remake─▶ revoked (+ a new seal, made, that replaces it)
 
-:data:`TRANSITIONS` says, for each operation, the states it leaves from, the state it reaches
-and the roles that may take it. Every transition records who (principal, acting citizen, role),
+:data:`TRANSITIONS` says, for each operation, the states it leaves from, the state it reaches,
+the roles that may take it and the earlier actions whose actor may not (separation of duties:
+whoever applied never reviews, whoever reviewed never makes). Only the owner applies
+(:data:`APPLY`): no staff role may. Every transition records who (principal, acting citizen, role),
 when and why as a seal event and an audit record in the same transaction, and updates the seal
 certificate in the CA (hold on suspend, release on resume, revoke on revoke/remake). CA calls
 are made before the seal's own transaction (the embedded SQLite allows one writer at a time) and
@@ -26,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Table, bindparam, event, insert, select, update
+from sqlalchemy import Table, bindparam, event, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,24 +69,32 @@ MAX_PAGE = 500
 
 @dataclass(frozen=True)
 class Transition:
-    """Where an operation may start, where it ends, who may take it."""
+    """Where an operation may start, where it ends, who may take it, and who may not.
+
+    ``not_after`` is separation of duties: the actor (principal, or the same acting citizen)
+    who took any of these actions on the seal may not take this one. For ``remake`` the
+    actions are looked up on the seal being replaced (the new seal has no history yet).
+    """
 
     sources: frozenset[SealStatus]
     target: SealStatus
     roles: tuple[str, ...]
+    not_after: tuple[str, ...] = ()
 
 
+# ``apply`` leaves from no state: the seal does not exist yet.
+APPLY = Transition(frozenset(), S.APPLIED, (OWNER,))
 TRANSITIONS: dict[str, Transition] = {
-    "approve": Transition(frozenset({S.APPLIED}), S.APPROVED, (REVIEWER,)),
-    "reject": Transition(frozenset({S.APPLIED}), S.REJECTED, (REVIEWER,)),
-    "make": Transition(frozenset({S.APPROVED}), S.MADE, (MAKER,)),
+    "approve": Transition(frozenset({S.APPLIED}), S.APPROVED, (REVIEWER,), ("apply",)),
+    "reject": Transition(frozenset({S.APPLIED}), S.REJECTED, (REVIEWER,), ("apply",)),
+    "make": Transition(frozenset({S.APPROVED}), S.MADE, (MAKER,), ("approve",)),
     "file": Transition(frozenset({S.MADE}), S.FILED, (FILING,)),
     "issue": Transition(frozenset({S.FILED}), S.ACTIVE, (FILING,)),
     "suspend": Transition(frozenset({S.ACTIVE}), S.SUSPENDED, (FILING, OWNER)),
     "resume": Transition(frozenset({S.SUSPENDED}), S.ACTIVE, (FILING, OWNER)),
     "revoke": Transition(frozenset({S.ACTIVE, S.SUSPENDED}), S.REVOKED, (FILING, OWNER)),
-    "destroy": Transition(frozenset({S.REVOKED}), S.DESTROYED, (FILING, MAKER)),
-    "remake": Transition(frozenset({S.ACTIVE, S.SUSPENDED}), S.REVOKED, (MAKER,)),
+    "destroy": Transition(frozenset({S.REVOKED}), S.DESTROYED, (FILING,)),
+    "remake": Transition(frozenset({S.ACTIVE, S.SUSPENDED}), S.REVOKED, (MAKER,), ("approve",)),
 }
 _LIVE_SLOT_RELEASE = {S.REJECTED, S.REVOKED, S.DESTROYED}
 REVOCATION_CESSATION, REVOCATION_KEY_COMPROMISE, REVOCATION_SUPERSEDED = 5, 1, 4
@@ -295,8 +305,17 @@ class SealService:
             return "agent"
         return None
 
-    def _authorise(self, principal: Principal, operation: str, row: SealRow) -> str:
-        """The role under which ``principal`` takes ``operation``; PermissionDenied otherwise."""
+    def _authorise(
+        self, session: Session, principal: Principal, operation: str, row: SealRow
+    ) -> str:
+        """The role under which ``principal`` takes ``operation`` on ``row``: one of the
+        transition's roles, and none of its ``not_after`` actions taken on the seal by the same
+        actor; PermissionDenied otherwise."""
+        role = self._role_for(principal, operation, row)
+        self._separate(session, principal, operation, row.id)
+        return role
+
+    def _role_for(self, principal: Principal, operation: str, row: SealRow) -> str:
         transition = TRANSITIONS[operation]
         for role in transition.roles:
             if role != OWNER and principal.has_role(role):
@@ -309,6 +328,34 @@ class SealService:
             r if r != OWNER else "the owner's representative" for r in transition.roles
         )
         raise PermissionDenied(f"{principal.actor} may not {operation} a seal (needs {wanted})")
+
+    def _separate(
+        self, session: Session, principal: Principal, operation: str, seal_id: str
+    ) -> None:
+        """Separation of duties: PermissionDenied when the caller took one of the transition's
+        ``not_after`` actions on this seal — as the same principal, or as the same person (its
+        citizen id, or the citizen its staff identity is registered as)."""
+        earlier = TRANSITIONS[operation].not_after
+        if not earlier:
+            return
+        persons = {principal.citizen_id} if principal.citizen_id else set()
+        if principal.kind == "user":
+            linked = self.owners.person_of(principal.subject)
+            if linked:
+                persons.add(linked)
+        same_actor = SealEventRow.principal == principal.actor
+        if persons:
+            same_actor = or_(same_actor, SealEventRow.actor_id.in_(sorted(persons)))
+        taken = session.scalar(
+            select(SealEventRow.action)
+            .where(SealEventRow.seal_id == seal_id, SealEventRow.action.in_(earlier), same_actor)
+            .limit(1)
+        )
+        if taken is not None:
+            raise PermissionDenied(
+                f"{principal.actor} may not {operation} seal {seal_id}: the actor who took "
+                f"'{taken}' on it may not (separation of duties)"
+            )
 
     @staticmethod
     def _check_state(row: SealRow, operation: str) -> Transition:
@@ -390,8 +437,8 @@ class SealService:
     # --- apply and review -------------------------------------------------------------------
 
     def apply(self, principal: Principal, application: Application) -> SealView:
-        """ApplySeal: the owner's representative or an agent holding ``seal.apply`` (or a seal
-        administrator recording a paper application) applies for a seal (→ applied)."""
+        """ApplySeal: the owner's representative or an agent holding ``seal.apply`` (or the
+        citizen owning a personal seal) applies for a seal (→ applied); no staff role may."""
         violations: list[FieldViolation] = []
         kind = application.kind
         if kind is SealKind.BUSINESS and not application.business_number.strip():
@@ -486,8 +533,8 @@ class SealService:
         return view(row)
 
     def _applicant_role(self, principal: Principal, owner: Party) -> str:
-        if principal.has_role(FILING) or principal.has_role(REVIEWER):
-            return FILING if principal.has_role(FILING) else REVIEWER
+        """``apply`` (:data:`APPLY`) is the owner's alone: no staff role may apply for a seal,
+        so the reviewer can never approve an application it made up itself."""
         citizen = principal.citizen_id
         if citizen is not None:
             if owner.kind == "citizen" and owner.id == citizen:
@@ -555,7 +602,7 @@ class SealService:
         """A transition with no external side effect."""
         with self.db.transaction() as session:
             row = self._load(session, seal_id, lock=True)
-            role = self._authorise(principal, operation, row)
+            role = self._authorise(session, principal, operation, row)
             transition = self._check_state(row, operation)
             now = self.now()
             before = row.status
@@ -610,7 +657,7 @@ class SealService:
         reason = _reason(making.reason, required=False)
         with self.db.read() as session:
             row = self._load(session, seal_id)
-        role = self._authorise(principal, "make", row)
+            role = self._authorise(session, principal, "make", row)
         self._check_state(row, "make")
         return self._make_into(principal, row, making, reason, role, "make")
 
@@ -757,7 +804,7 @@ class SealService:
         """A transition whose CA side effect runs first, then the seal's own transaction."""
         with self.db.read() as session:
             row = self._load(session, seal_id)
-        role = self._authorise(principal, operation, row)
+            role = self._authorise(session, principal, operation, row)
         self._check_state(row, operation)
         expected = row.status
         if row.certificate_id:
@@ -871,7 +918,7 @@ class SealService:
             raise InvalidArgument.field("name", "at most 40 characters")
         with self.db.read() as session:
             old = self._load(session, seal_id)
-        role = self._authorise(principal, "remake", old)
+            role = self._authorise(session, principal, "remake", old)
         self._check_state(old, "remake")
         now = self.now()
         new = SealRow(
@@ -1083,19 +1130,26 @@ class SealService:
             return grant_view(grant, now)
 
     def revoke_use(self, principal: Principal, grant_id: str, reason: str) -> GrantView:
-        """RevokeSealUse: the owner's representative / agent.manage, or the grantee renouncing."""
+        """RevokeSealUse: the owner's representative / agent.manage, or the grantee renouncing.
+
+        No role may revoke every grant, so a grant that does not exist is refused exactly like
+        one the caller may not revoke: the answer never tells whether a grant id exists."""
         reason = _reason(reason, required=True)
+        denied = PermissionDenied(
+            f"{principal.actor} may not revoke seal grant {grant_id!r}: only its grantee, the "
+            "owner's legal representative or an agent holding agent.manage may"
+        )
         with self.db.transaction() as session:
             grant = session.get(SealGrantRow, grant_id, with_for_update=True)
             if grant is None:
-                raise SealNotFound(f"no seal grant {grant_id!r}")
+                raise denied
             row = self._load(session, grant.seal_id, lock=True)
             if principal.citizen_id is not None and principal.citizen_id == grant.grantee_id:
                 role = "grantee"
             else:
                 owner_role = self._owner_role(principal, row, SCOPE_MANAGE)
                 if owner_role is None:
-                    raise PermissionDenied(f"{principal.actor} may not revoke this grant")
+                    raise denied
                 role = owner_role
             if grant.revoked_at is not None:
                 raise SealRuleViolation.rule(f"grant/{grant_id}", "the grant is already revoked")

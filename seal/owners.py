@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select
 
 from govtrust.errors import InvalidArgument, NotFound
 from govtrust.principal import SYSTEM
-from idp.models import IdentityRow, LegalPersonRow
+from idp.models import IdentityRow, LegalPersonRow, StaffRow
 from idp.registry import IdentityRegistry
 from idp.types import IdentityKind, IdentityRef, IdentityStatus
 
@@ -49,6 +49,11 @@ class Owners(Protocol):
     def representative(self, legal_person_id: str) -> tuple[str, bool]:
         """(legal representative's citizen id, whether the legal person is active); the hot
         path of every seal use, so one small query."""
+        ...
+
+    def person_of(self, identity_id: str) -> str | None:
+        """The citizen a staff identity is registered as (None for anyone else): a staff token
+        carries no citizen id, yet it is the same person for separation of duties."""
         ...
 
 
@@ -119,6 +124,10 @@ class RegistryOwners:
             self._representatives.clear()
         self._representatives[legal_person_id] = (now, answer)
         return answer
+
+    def person_of(self, identity_id: str) -> str | None:
+        with self.registry.db.read() as session:
+            return session.scalar(select(StaffRow.citizen_id).where(StaffRow.id == identity_id))
 
     def holds_scope(self, legal_person_id: str, citizen_id: str, scope: str) -> bool:
         page = self.registry.list_agents(

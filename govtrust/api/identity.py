@@ -52,6 +52,9 @@ class _Settings(Protocol):
     @property
     def data_dir(self) -> Path: ...
 
+    @property
+    def registrar_grantable_roles(self) -> tuple[str, ...]: ...
+
 
 class IdentityPlatform(Protocol):
     """What the servicer needs from :class:`govtrust.platform.Platform`."""
@@ -575,8 +578,11 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
 
 
 def servicer(platform: IdentityPlatform) -> identity_pb2_grpc.IdentityServiceServicer:
-    """The IdentityService servicer for a platform (keys derived once, allow-list loaded)."""
+    """The IdentityService servicer for a platform (keys derived once, allow-lists loaded)."""
     registry = IdentityRegistry.open(
-        platform.db, platform.master_key, data_dir=platform.settings.data_dir
+        platform.db,
+        platform.master_key,
+        data_dir=platform.settings.data_dir,
+        registrar_grantable_roles=platform.settings.registrar_grantable_roles,
     )
     return IdentityServicer(registry, platform if isinstance(platform, Platform) else None)

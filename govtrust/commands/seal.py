@@ -5,6 +5,10 @@ Examples::
     govtrust seal apply --owner-uscc 91350100M000100Y43 --kind contract --reason "new desk"
     govtrust seal review SEAL_ID --approve --reason ok
     govtrust seal make SEAL_ID && govtrust seal file SEAL_ID && govtrust seal issue SEAL_ID
+
+Separation of duties holds here too: ``apply`` needs the owner's representative's (or an
+agent's) token, and the reviewer's token may not ``make`` the seal it approved, so each step
+runs with its own ``--token`` (docs/seals.md).
     govtrust seal suspend SEAL_ID --cause loss --reason "card lost"
     govtrust seal history SEAL_ID --uses
     govtrust seal image SEAL_ID -o seal.png

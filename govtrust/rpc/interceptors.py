@@ -8,6 +8,8 @@ behaviour, in order,
 1. takes the caller's ``x-request-id`` (or mints one) and returns it in trailing metadata;
 2. authenticates the caller (:class:`~govtrust.rpc.auth.Authenticator`) unless the method is
    public (health checking, reflection) and binds principal and request id in contextvars;
+   then, given an ``authorise`` hook (:mod:`govtrust.rpc.access`), refuses a caller the
+   method's declared rule does not admit, before the servicer sees the request;
 3. calls the servicer: ``async`` behaviours directly, synchronous ones through ``run_sync`` so
    they never block the loop (request-streaming behaviours must be ``async``);
 4. maps any exception to a status with ``google.rpc`` details (:mod:`govtrust.rpc.status`);
@@ -31,6 +33,7 @@ import grpc.aio
 from grpc_status import rpc_status
 
 from govtrust.principal import Principal
+from govtrust.rpc.access import Authorise
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.context import accept_request_id, bind_principal, bind_request_id
 from govtrust.rpc.offload import run_sync
@@ -93,10 +96,12 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         metrics: Metrics,
         *,
         public_prefixes: tuple[str, ...] = PUBLIC_METHOD_PREFIXES,
+        authorise: Authorise | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.metrics = metrics
         self.public_prefixes = public_prefixes
+        self.authorise = authorise
         self._wrapped: dict[
             str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
         ] = {}
@@ -154,6 +159,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             if call.principal is None and not spec.public:
                 await self._authenticate_slowly(call, context)
             try:
+                self._admit(call)
                 if is_async:
                     response = await behaviour(request, context)
                 else:
@@ -179,6 +185,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             if call.principal is None and not spec.public:
                 await self._authenticate_slowly(call, context)
             try:
+                self._admit(call)
                 if is_async:
                     result = behaviour(request, context)
                 else:
@@ -223,6 +230,11 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 call.principal = None
         bind_principal(call.principal)
         return call
+
+    def _admit(self, call: _Call) -> None:
+        """The method's access rule, before the servicer (raises ``PermissionDenied``)."""
+        if self.authorise is not None and call.principal is not None and not call.spec.public:
+            self.authorise(call.spec.method, call.principal)
 
     async def _authenticate_slowly(
         self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]

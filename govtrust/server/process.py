@@ -144,12 +144,17 @@ class ServingProcess:
         return BoundPorts(grpc_port=grpc_port, http_port=http_port)
 
     async def _start_grpc(self) -> int:
+        from govtrust.api.access import RPC_ACCESS  # knows every domain package: load lazily
+        from govtrust.rpc.access import gate
+
         settings = self.settings
         authenticator = Authenticator(
             self.platform, trust_insecure_loopback=not settings.tls_enabled and settings.is_loopback
         )
         server = grpc.aio.server(
-            interceptors=[GovtrustInterceptor(authenticator, self.metrics)],
+            interceptors=[
+                GovtrustInterceptor(authenticator, self.metrics, authorise=gate(RPC_ACCESS))
+            ],
             options=grpc_options(settings, reuse_port=self.reuse_port),
         )
         for binding in build_servicers(self.platform):
@@ -196,6 +201,10 @@ class ServingProcess:
             access_log=False,
             server_header=False,
             ws="none",
+            # X-Forwarded-* only from the configured proxies (uvicorn would trust 127.0.0.1, so
+            # any local caller could pick its own client address and rate-limit key)
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies),
             timeout_graceful_shutdown=int(DRAIN_GRACE_SECONDS),
             ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
             ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,

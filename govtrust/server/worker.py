@@ -39,6 +39,8 @@ def settings_from_json(data: bytes) -> Settings:
     for f in dataclasses.fields(Settings):
         if "Path" in str(f.type) and values.get(f.name) is not None:
             values[f.name] = Path(values[f.name])
+        if "tuple" in str(f.type) and isinstance(values.get(f.name), list):
+            values[f.name] = tuple(values[f.name])  # JSON has arrays, Settings has tuples
     return Settings(**values)
 
 

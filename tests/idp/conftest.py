@@ -22,10 +22,12 @@ import pytest
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 
+from govtrust.api.access import RPC_ACCESS
 from govtrust.api.identity import IdentityServicer, servicer
 from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.principal import Principal
+from govtrust.rpc.access import gate
 from govtrust.rpc.auth import Authenticator, set_token_resolver
 from govtrust.rpc.interceptors import GovtrustInterceptor
 from govtrust.server.metrics import get_metrics
@@ -136,6 +138,7 @@ def grpc_server(database: Database, master_key: MasterKey, tmp_path: Path) -> It
                 GovtrustInterceptor(
                     Authenticator(platform, trust_insecure_loopback=False),  # type: ignore[arg-type]
                     get_metrics(),
+                    authorise=gate(RPC_ACCESS),  # the server's RPC access rules
                 )
             ]
         )

@@ -8,8 +8,10 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from govtrust.audit import AuditRecord, verify_chain
+from govtrust.db import Database
 from govtrust.principal import Principal
 from govtrust.v1 import common_pb2, identity_pb2
+from hsm import MasterKey
 from idp.basedata import import_population
 from idp.pii import PiiCodec
 from tests.idp.conftest import (
@@ -232,7 +234,9 @@ def staff_request(**overrides: object) -> pb.RegisterStaffRequest:
 
 def test_register_and_get_staff(grpc_server: GrpcHandle) -> None:
     citizen = register_citizen(grpc_server, 1)
-    staff = grpc_server.call("RegisterStaff", staff_request(citizen=ref(id=citizen.id))).staff
+    staff = grpc_server.call(
+        "RegisterStaff", staff_request(citizen=ref(id=citizen.id)), ADMIN
+    ).staff
     assert staff.id.startswith("stf_")
     assert list(staff.roles) == ["licence-issuer:FZ-SCJG", "seal-reviewer"]
     assert staff.masked_phone == "139****1111"
@@ -255,8 +259,8 @@ def test_register_and_get_staff(grpc_server: GrpcHandle) -> None:
 
 
 def test_register_staff_errors(grpc_server: GrpcHandle) -> None:
-    grpc_server.call("RegisterStaff", staff_request())
-    assert grpc_server.fails("RegisterStaff", staff_request()).code() == (
+    grpc_server.call("RegisterStaff", staff_request(), ADMIN)
+    assert grpc_server.fails("RegisterStaff", staff_request(), ADMIN).code() == (
         grpc.StatusCode.ALREADY_EXISTS
     )
     taken = staff_request(
@@ -267,7 +271,9 @@ def test_register_staff_errors(grpc_server: GrpcHandle) -> None:
             )
         ],
     )
-    assert grpc_server.fails("RegisterStaff", taken).code() == grpc.StatusCode.ALREADY_EXISTS
+    assert grpc_server.fails("RegisterStaff", taken, ADMIN).code() == (
+        grpc.StatusCode.ALREADY_EXISTS
+    )
     bad = staff_request(
         employee_number="E003",
         roles=["root"],
@@ -296,6 +302,31 @@ def test_register_staff_errors(grpc_server: GrpcHandle) -> None:
         staff=ref(staff=common_pb2.StaffKey(department_code="FZ-SCJG", employee_number="E999"))
     )
     assert grpc_server.fails("GetStaff", missing, VERIFIER).code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_registrar_gives_no_staff_roles_by_default(grpc_server: GrpcHandle) -> None:
+    """#13 item 6: staff roles become token roles, so only an admin gives them (unless the
+    registrar_grantable_roles setting lists some); a refused registration stores nothing."""
+    escalations = [
+        ["ca-operator"],
+        ["seal-reviewer"],
+        ["seal-maker"],
+        ["seal-filing"],
+        ["verifier"],
+        ["licence-issuer:OTHER-DEPT"],
+        ["admin"],
+        ["identity-registrar"],
+    ]
+    for number, roles in enumerate(escalations):
+        request = staff_request(employee_number=f"X{number}", roles=roles, system_accounts=[])
+        error = grpc_server.fails("RegisterStaff", request)
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED, roles
+        assert "only an admin gives staff roles" in str(error.details())
+        key = common_pb2.StaffKey(department_code="FZ-SCJG", employee_number=f"X{number}")
+        lookup = pb.GetStaffRequest(staff=ref(staff=key))
+        assert grpc_server.fails("GetStaff", lookup, VERIFIER).code() == (grpc.StatusCode.NOT_FOUND)
+    plain = staff_request(employee_number="X99", roles=[], system_accounts=[])
+    assert list(grpc_server.call("RegisterStaff", plain).staff.roles) == []
 
 
 # --- GetCitizen / GetLegalPerson ----------------------------------------------------------------
@@ -358,7 +389,7 @@ def test_search_identities(grpc_server: GrpcHandle) -> None:
     names = ["张一", "张二", "张三", "李四", "Zhang Wei"]
     citizens = [register_citizen(grpc_server, i, name=n) for i, n in enumerate(names)]
     register_company(grpc_server, 1, citizens[0].id, name="张氏集团")
-    grpc_server.call("RegisterStaff", staff_request(name="张科长"))
+    grpc_server.call("RegisterStaff", staff_request(name="张科长"), ADMIN)
     seen: list[str] = []
     token = ""
     while True:
@@ -671,9 +702,22 @@ def test_agents_and_check_legal_person(grpc_server: GrpcHandle) -> None:
 
     # RevokeAgent: stranger denied, manager may, twice is a precondition failure.
     revoke = pb.RevokeAgentRequest(grant_id=clerk_grant.id, reason="left the company")
-    assert grpc_server.fails("RevokeAgent", revoke, as_citizen(stranger.id)).code() == (
-        grpc.StatusCode.PERMISSION_DENIED
+    foreign = grpc_server.fails("RevokeAgent", revoke, as_citizen(stranger.id))
+    assert foreign.code() == grpc.StatusCode.PERMISSION_DENIED
+    # an unknown id is refused to the stranger exactly like a foreign one (#13 item 7)
+    unknown = grpc_server.fails(
+        "RevokeAgent",
+        pb.RevokeAgentRequest(grant_id="agt_missing", reason="x"),
+        as_citizen(stranger.id),
     )
+    assert unknown.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert str(unknown.details()).replace("agt_missing", "<id>") == str(foreign.details()).replace(
+        clerk_grant.id, "<id>"
+    )
+    still = grpc_server.call(
+        "ListAgents", pb.ListAgentsRequest(agent=ref(id=clerk.id)), as_citizen(clerk.id)
+    )
+    assert [g.id for g in still.grants] == [clerk_grant.id]  # the refusal revoked nothing
     revoked = grpc_server.call("RevokeAgent", revoke, as_citizen(manager.id)).grant
     assert revoked.status == common_pb2.GRANT_STATUS_REVOKED
     assert revoked.revoked_by.id == manager.id
@@ -730,3 +774,37 @@ def test_expired_grant_is_not_active(grpc_server: GrpcHandle) -> None:
         valid_until=ts(datetime.now(UTC) - timedelta(days=1)),
     )
     assert "valid_until" in violations(grpc_server.fails("GrantAgent", past, REGISTRAR))
+
+
+def test_a_registrar_gives_only_allow_listed_roles(
+    database: Database, master_key: MasterKey
+) -> None:
+    import pytest
+
+    from govtrust.errors import PermissionDenied
+    from idp.registry import IdentityRegistry
+    from idp.types import IdentityKind
+
+    registry = IdentityRegistry(
+        database,
+        PiiCodec.from_master_key(master_key),
+        # admin can never be delegated, even when listed
+        registrar_grantable_roles=frozenset({"verifier", "admin"}),
+    )
+
+    def register(number: str, roles: list[str]) -> object:
+        return registry.register_staff(
+            REGISTRAR,
+            name="赵六",
+            department_code="FZ-SCJG",
+            department_name="",
+            employee_number=number,
+            roles=roles,
+        )
+
+    assert register("A1", ["verifier"]).roles == ("verifier",)  # type: ignore[attr-defined]
+    for number, roles in (("A2", ["verifier", "ca-operator"]), ("A3", ["admin"])):
+        with pytest.raises(PermissionDenied, match="a registrar may give: verifier"):
+            register(number, roles)
+    found = registry.search(REGISTRAR, kind=IdentityKind.STAFF).items
+    assert [s.masked_identifier for s in found] == ["FZ-SCJG/A1"]  # nothing else was stored

@@ -340,9 +340,13 @@ def test_grant_refusals(prod: Prod) -> None:  # noqa: F811
     _refused(prod, "GrantLicenseAccess", request(identifier="1.2.3"), prod.holder, invalid)
     granted = _grant(prod, permit.identifier, prod.holder)
     revoke = license_pb2.RevokeLicenseAccessRequest(grant_id=granted.grant.id, reason="x")
-    _refused(prod, "RevokeLicenseAccess", revoke, prod.stranger, denied)
+    foreign = _refused(prod, "RevokeLicenseAccess", revoke, prod.stranger, denied)
+    # an unknown grant id is refused like a foreign one: the answer tells nothing (#13 item 7)
     missing = license_pb2.RevokeLicenseAccessRequest(grant_id="nope", reason="x")
-    _refused(prod, "RevokeLicenseAccess", missing, prod.holder, grpc.StatusCode.NOT_FOUND)
+    unknown = _refused(prod, "RevokeLicenseAccess", missing, prod.stranger, denied)
+    assert unknown.replace("nope", "<id>") == foreign.replace(granted.grant.id, "<id>")
+    assert permit.identifier not in foreign
+    _refused(prod, "RevokeLicenseAccess", missing, prod.holder, denied)
     prod.call(
         "RevokeLicense",
         license_pb2.RevokeLicenseRequest(identifier=permit.identifier, reason="注销"),

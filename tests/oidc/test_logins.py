@@ -338,10 +338,10 @@ def test_suspending_an_identity_ends_its_sessions_and_tokens(oidc_env: OidcEnv) 
 def test_staff_mapped_mode_gets_local_account_id(oidc_env: OidcEnv) -> None:
     from govtrust.api.oidc_grpc import introspect_pb, token_resolver
     from idp.types import ConnectionMode, SystemAccount
-    from tests.oidc.conftest import REGISTRAR
+    from tests.oidc.conftest import ADMIN, REGISTRAR
 
     staff = oidc_env.registry.register_staff(
-        REGISTRAR,
+        ADMIN,  # only an admin gives staff roles
         name="王审批",
         department_code="FZ-SPJ",
         department_name="审批局",

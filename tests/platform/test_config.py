@@ -104,3 +104,25 @@ def test_cli_help_everywhere() -> None:
         )
         assert result.returncode == 0
         assert "usage: govtrust" in result.stdout
+
+
+def test_list_settings_trusted_proxies_and_registrar_roles(tmp_path: Path) -> None:
+    from govtrust.server.worker import settings_from_json, settings_to_json
+
+    s = load_settings({}, env={})
+    assert (s.trusted_proxies, s.registrar_grantable_roles) == ((), ())  # none by default
+    toml = tmp_path / "govtrust.toml"
+    toml.write_text('[govtrust]\ntrusted-proxies = ["10.0.0.0/8", "::1"]\n')
+    env = {"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "verifier, licence-issuer:FZ-SCJG"}
+    s = load_settings({}, config_file=toml, env=env)
+    assert s.trusted_proxies == ("10.0.0.0/8", "::1")
+    assert s.registrar_grantable_roles == ("verifier", "licence-issuer:FZ-SCJG")
+    assert settings_from_json(settings_to_json(s)) == s  # workers get the same tuples
+    for env, fragment in [
+        ({"GOVTRUST_TRUSTED_PROXIES": "proxy.example"}, "not an IP address or network"),
+        ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "admin"}, "only an admin may give 'admin'"),
+        ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "identity-registrar"}, "only an admin"),
+        ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "root"}, "'root' is not a role"),
+    ]:
+        with pytest.raises(ConfigError, match=fragment):
+            load_settings({}, env=env)

@@ -278,9 +278,11 @@ def grpc_seal(world: World, tmp_path: object) -> Iterator[GrpcHandle]:
     import grpc
     import grpc.aio
 
+    from govtrust.api.access import RPC_ACCESS
     from govtrust.api.seal import SealServicer
     from govtrust.config import Settings
     from govtrust.errors import Unauthenticated
+    from govtrust.rpc.access import gate
     from govtrust.rpc.auth import Authenticator, set_token_resolver
     from govtrust.rpc.interceptors import GovtrustInterceptor
     from govtrust.server.metrics import get_metrics
@@ -310,6 +312,7 @@ def grpc_seal(world: World, tmp_path: object) -> Iterator[GrpcHandle]:
                 GovtrustInterceptor(
                     Authenticator(platform, trust_insecure_loopback=False),  # type: ignore[arg-type]
                     get_metrics(),
+                    authorise=gate(RPC_ACCESS),  # the server's RPC access rules
                 )
             ]
         )

@@ -138,7 +138,9 @@ def test_role_changes_take_effect_on_the_next_call(world: World) -> None:
     world.services.update_roles(SYSTEM, "land.registry", ["seal-filing"])
     error = refused(world, client)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert error.details() == "service:land.registry lacks the role verifier"
+    assert error.details() == (
+        "service:land.registry may not call VerifyCertificate (needs `verifier`)"
+    )
 
     world.services.update_roles(SYSTEM, "land.registry", ["seal-filing", "verifier"])
     assert verify(world, client).report.report_id
@@ -149,8 +151,9 @@ def test_unregistered_service_is_denied(world: World) -> None:
     error = refused(world, client)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert error.details() == (
-        "service:unknown.system lacks the role verifier (no service identity 'unknown.system' "
-        "is registered; an admin registers it with 'govtrust service register')"
+        "service:unknown.system may not call VerifyCertificate (needs `verifier`; no service "
+        "identity 'unknown.system' is registered; an admin registers it with "
+        "'govtrust service register')"
     )
 
 
@@ -163,7 +166,8 @@ def test_disabled_service_is_denied_until_enabled(world: World) -> None:
     error = refused(world, client)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert error.details() == (
-        "service:old.portal lacks the role verifier (the service identity 'old.portal' is disabled)"
+        "service:old.portal may not call VerifyCertificate "
+        "(needs `verifier`; the service identity 'old.portal' is disabled)"
     )
 
     world.services.set_status(SYSTEM, "old.portal", ServiceStatus.ACTIVE, "renewed")
