@@ -16,6 +16,8 @@ from typing import Any
 
 from govtrust.db import sqlite_url
 
+DEFAULT_HTTP_MAX_BODY_BYTES = 1024 * 1024  # routes that declare no limit of their own
+
 
 class ConfigError(Exception):
     """The configuration is invalid; the message is one line for the operator."""
@@ -42,6 +44,7 @@ class Settings:
     migrate: bool = True
     log_level: str = "info"
     max_message_bytes: int = 64 * 1024 * 1024
+    http_max_body_bytes: int = DEFAULT_HTTP_MAX_BODY_BYTES
 
     @property
     def effective_database_url(self) -> str:
@@ -71,7 +74,7 @@ class Settings:
             return False
 
 
-_INT_FIELDS = {"grpc_port", "http_port", "workers", "max_message_bytes"}
+_INT_FIELDS = {"grpc_port", "http_port", "workers", "max_message_bytes", "http_max_body_bytes"}
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
 _KNOWN = {f.name for f in fields(Settings)}
@@ -137,6 +140,10 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(f"{port_name}: {port} is not a TCP port (0-65535)")
     if settings.workers < 1 or settings.workers > 64:
         raise ConfigError(f"workers: {settings.workers} is out of range (1-64)")
+    if settings.http_max_body_bytes < 1024:
+        raise ConfigError(
+            f"http_max_body_bytes: {settings.http_max_body_bytes} is below the minimum of 1024"
+        )
     if settings.hsm not in {"soft", "pkcs11"}:
         raise ConfigError(f"hsm: {settings.hsm!r} is not a key store (soft or pkcs11)")
     if settings.hsm == "pkcs11":
