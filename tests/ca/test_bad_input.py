@@ -326,3 +326,15 @@ def test_ocsp_with_a_negative_serial_is_malformed(
     assert response["response_status"].native == "malformed_request"
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     assert _counts(authority) == before
+
+
+def test_csr_with_an_unknown_version_is_invalid_argument() -> None:
+    """Found by the fuzzing leg: a CSR whose version is 1 made cryptography raise
+    InvalidVersion (not a ValueError), which escaped parse_csr as INTERNAL."""
+    from ca.csr import parse_csr
+
+    der = make_csr(pem=False)
+    at = der.index(b"\x02\x01\x00")  # the version INTEGER of the CertificationRequestInfo
+    version_1 = der[:at] + b"\x02\x01\x01" + der[at + 3 :]
+    with pytest.raises(InvalidArgument, match="well-formed PKCS#10"):
+        parse_csr(version_1)

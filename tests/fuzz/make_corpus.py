@@ -71,6 +71,12 @@ def _tsa(digest: str, nonce: int | None, cert_req: bool) -> bytes:
     return bytes(request.dump())
 
 
+def _version_1(csr: bytes) -> bytes:
+    """``csr`` claiming version 1 (only 0 is defined): cryptography's InvalidVersion."""
+    at = csr.index(b"\x02\x01\x00")
+    return csr[:at] + b"\x02\x01\x01" + csr[at + 3 :]
+
+
 def seeds() -> dict[str, dict[str, bytes]]:
     """Parser → file name → seed."""
     corpus: dict[str, dict[str, bytes]] = {
@@ -86,6 +92,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "csr": {
             "p256.der": make_csr(pem=False),
             "p256.pem": make_csr(pem=True),
+            "version-1.der": _version_1(make_csr(pem=False)),  # found by the fuzzing leg
         },
         "pdf": {f"{name}.pdf": pdf for name, pdf in BROKEN.items()},
         "identifier": {
