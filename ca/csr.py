@@ -143,7 +143,7 @@ def parse_csr(data: bytes) -> ParsedCsr:
     der = to_der(data)
     try:
         request = x509.load_der_x509_csr(der)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise _bad(f"is not a well-formed PKCS#10 request: {exc}") from None
     try:
         public = request.public_key()

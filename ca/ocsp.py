@@ -217,6 +217,8 @@ def _respond(ctx: CaContext, request: bytes) -> bytes:
         return _MALFORMED
     if not items or len(items) > MAX_REQUESTS:
         return _MALFORMED
+    if any(item[3] < 0 for item in items):
+        return _MALFORMED  # RFC 5280 4.1.2.2: a serial number is a positive integer
     if len(items) > 1:
         return _respond_many(ctx, items, nonce)
     digest, name_hash, key_hash, serial = items[0]

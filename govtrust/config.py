@@ -17,6 +17,8 @@ from typing import Any
 from govtrust.db import sqlite_url
 from govtrust.principal import LICENCE_ISSUER_PREFIX, ROLES
 
+DEFAULT_HTTP_MAX_BODY_BYTES = 1024 * 1024  # routes that declare no limit of their own
+
 
 class ConfigError(Exception):
     """The configuration is invalid; the message is one line for the operator."""
@@ -49,6 +51,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # Staff roles an identity-registrar may give (only an admin gives any other); none by default.
     registrar_grantable_roles: tuple[str, ...] = ()
+    http_max_body_bytes: int = DEFAULT_HTTP_MAX_BODY_BYTES
 
     @property
     def effective_database_url(self) -> str:
@@ -78,7 +81,14 @@ class Settings:
             return False
 
 
-_INT_FIELDS = {"grpc_port", "http_port", "workers", "max_message_bytes", "audit_checkpoint_seconds"}
+_INT_FIELDS = {
+    "grpc_port",
+    "http_port",
+    "workers",
+    "max_message_bytes",
+    "audit_checkpoint_seconds",
+    "http_max_body_bytes",
+}
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
 _LIST_FIELDS = {"trusted_proxies", "registrar_grantable_roles"}
@@ -157,6 +167,10 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"audit_checkpoint_seconds: {settings.audit_checkpoint_seconds} is out of range "
             "(0 to disable, at most 86400)"
+        )
+    if settings.http_max_body_bytes < 1024:
+        raise ConfigError(
+            f"http_max_body_bytes: {settings.http_max_body_bytes} is below the minimum of 1024"
         )
     if settings.hsm not in {"soft", "pkcs11"}:
         raise ConfigError(f"hsm: {settings.hsm!r} is not a key store (soft or pkcs11)")

@@ -81,13 +81,25 @@ def verify_chain(
     """Check ``chain`` (leaf first; the root may be included or not) ends at one of ``roots``.
 
     Returns the trusted root. Raises :class:`LicenceVerificationFailed` with reason
-    ``UNTRUSTED_CHAIN``, ``CERTIFICATE_EXPIRED`` or ``WRONG_CERTIFICATE``.
+    ``UNTRUSTED_CHAIN``, ``CERTIFICATE_EXPIRED`` or ``WRONG_CERTIFICATE``, and ``MALFORMED``
+    when a certificate's fields cannot be parsed (cryptography parses them lazily).
     """
     if not chain:
         raise LicenceVerificationFailed(Reason.MISSING_CHAIN, "no signing certificate")
     if len(chain) > MAX_CHAIN:
         raise LicenceVerificationFailed(Reason.UNTRUSTED_CHAIN, "certificate chain too long")
     moment = (at or datetime.now(UTC)).astimezone(UTC)
+    try:
+        return _walk(chain, roots, moment)
+    except ValueError as exc:  # cryptography parses names and extensions lazily
+        raise LicenceVerificationFailed(
+            Reason.MALFORMED, f"a certificate in the chain cannot be read: {exc}"
+        ) from None
+
+
+def _walk(
+    chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], moment: datetime
+) -> x509.Certificate:
     check_signing_certificate(chain[0])
     for index, cert in enumerate(chain):
         _check_time(cert, moment)

@@ -982,7 +982,8 @@ def read_licence_pdf(pdf: bytes) -> EmbeddedLicence:
     Raises :class:`LicenceVerificationFailed` (MALFORMED) on anything else."""
     reader = open_pdf(pdf)
     try:
-        root = sealed_root(reader)
+        return embedded_from_root(sealed_root(reader))
+    except LicenceVerificationFailed:
+        raise
     except Exception as exc:  # noqa: BLE001 - pyHanko raises many types on broken files
         raise _malformed(f"the PDF cannot be read: {exc}") from None
-    return embedded_from_root(root)

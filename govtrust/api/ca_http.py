@@ -7,6 +7,9 @@
 * ``GET /ca/<name>.crt``: DER certificate of a CA, responder or the TSA.
 * ``POST /tsa`` (``application/timestamp-query`` → ``application/timestamp-reply``).
 
+Request bodies are limited while they stream (:mod:`govtrust.http.limits`): 16 KiB for OCSP and
+TSA requests, answered 413 with the JSON error document beyond that.
+
 The routes are plain Starlette endpoints on the ``APIRouter`` (no body validation layer), so
 the OCSP hot path costs little more than the dict look-up.
 """
@@ -25,16 +28,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ca import ocsp
+from ca import ocsp, tsa
 from ca.authority import CertificateAuthority, authority_for
 from govtrust.errors import NotFound
+from govtrust.http.limits import body_limit
 from govtrust.rpc.offload import run_sync
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
 
 OCSP_RESPONSE = "application/ocsp-response"
-MAX_BODY = 16 * 1024
+# Request body limits (413 beyond, see govtrust.http.limits): what the protocol layers accept.
+MAX_BODY = ocsp.MAX_REQUEST_BYTES
+MAX_TSA_BODY = tsa.MAX_REQUEST_BYTES
 
 
 class _Lazy:
@@ -67,16 +73,12 @@ class _OcspPost:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks: list[bytes] = []
-        size = 0
         more = True
-        while more:
+        while more:  # at most MAX_BODY: the body limit (govtrust.http.limits) refuses more
             message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size <= MAX_BODY:
-                chunks.append(chunk)
+            chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        body = b"".join(chunks) if size <= MAX_BODY else b""  # too big: malformedRequest
+        body = b"".join(chunks)
         authority = self.lazy.value
         der = ocsp.cached(authority.ctx, body) if authority is not None else None
         if der is None:
@@ -148,6 +150,7 @@ def router(platform: Platform) -> APIRouter:
             headers={"Cache-Control": "public, max-age=86400"},
         )
 
+    @body_limit(MAX_TSA_BODY)
     async def tsa_post(request: Request) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/timestamp-query":
@@ -168,7 +171,7 @@ def router(platform: Platform) -> APIRouter:
             media_type="application/timestamp-reply",
         )
 
-    fast_post = _OcspPost(lazy)
+    fast_post = body_limit(MAX_BODY)(_OcspPost(lazy))
     api.add_route("/ocsp", fast_post, methods=["POST"])  # type: ignore[arg-type]
     api.add_route("/ocsp/", fast_post, methods=["POST"])  # type: ignore[arg-type]
     api.add_route("/ocsp/{encoded:path}", ocsp_get, methods=["GET"])

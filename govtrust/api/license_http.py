@@ -41,6 +41,7 @@ from starlette.datastructures import UploadFile
 
 from govtrust.errors import InvalidArgument, NotFound
 from govtrust.http.errors import error_body
+from govtrust.http.limits import body_limit
 from govtrust.rpc.offload import run_sync
 from license import public
 from license.base45 import ALPHABET as BASE45_ALPHABET
@@ -651,6 +652,9 @@ def make_router(
             return refused
         return render_page(request, lang=lang)
 
+    # The route refuses an upload over max_upload itself (the page or JSON, localised); the
+    # body limit (govtrust.http.limits) is the streaming backstop above it.
+    @body_limit(2 * (max_upload + MULTIPART_OVERHEAD))
     async def verify_post(request: Request) -> Response:
         lang = pick_language(request)
         refused = limited(request, lang)

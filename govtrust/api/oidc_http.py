@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.routing import Route
 
+from govtrust.http.limits import body_limit
 from govtrust.rpc.offload import run_sync
 from idp.oidc import provider as domain
 from idp.oidc.errors import AuthorizationPageError, OAuthError
@@ -100,20 +101,19 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-MAX_FORM_BYTES = 256 * 1024
+MAX_FORM_BYTES = 256 * 1024  # the body limit of every POST route here (govtrust.http.limits)
 
 
 async def _form(request: Request) -> dict[str, str]:
     """The urlencoded (or multipart) body as a dict; the first value of a repeated field wins.
 
-    urlencoded bodies are parsed directly (the token endpoint's hot path); oversized bodies are
-    refused rather than buffered.
+    urlencoded bodies are parsed directly (the token endpoint's hot path). Every route that
+    reads a form declares ``@body_limit(MAX_FORM_BYTES)``: a bigger body, urlencoded or
+    multipart, is refused with 413 while it streams, never buffered.
     """
     content_type = request.headers.get("content-type", "")
     if "application/x-www-form-urlencoded" in content_type:
         body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
-            raise OAuthError("invalid_request", "request body too large")
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
@@ -218,6 +218,7 @@ def router(platform: Platform) -> APIRouter:
         return await authorize(request, dict(request.query_params))
 
     @api.post("/oidc/authorize")
+    @body_limit(MAX_FORM_BYTES)
     async def authorize_post(request: Request) -> Response:
         return await authorize(request, await _page_form(request))
 
@@ -289,23 +290,28 @@ def router(platform: Platform) -> APIRouter:
         return outcome_response(outcome)
 
     @api.post("/oidc/interaction/{iid}/password")
+    @body_limit(MAX_FORM_BYTES)
     async def password_step(request: Request, iid: str) -> Response:
         return await step(request, iid, "password")
 
     @api.post("/oidc/interaction/{iid}/certificate")
+    @body_limit(MAX_FORM_BYTES)
     async def certificate_step(request: Request, iid: str) -> Response:
         return await step(request, iid, "certificate")
 
     @api.post("/oidc/interaction/{iid}/acting")
+    @body_limit(MAX_FORM_BYTES)
     async def acting_step(request: Request, iid: str) -> Response:
         return await step(request, iid, "acting")
 
     @api.post("/oidc/interaction/{iid}/consent")
+    @body_limit(MAX_FORM_BYTES)
     async def consent_step(request: Request, iid: str) -> Response:
         return await step(request, iid, "consent")
 
     # --- token, userinfo, introspection, revocation --------------------------------------------
 
+    @body_limit(MAX_FORM_BYTES)
     async def token(request: Request) -> Response:
         basic_used = False
         try:
@@ -359,6 +365,7 @@ def router(platform: Platform) -> APIRouter:
         return await userinfo(request)
 
     @api.post("/oidc/userinfo")
+    @body_limit(MAX_FORM_BYTES)
     async def userinfo_post(request: Request) -> Response:
         return await userinfo(request)
 
@@ -399,9 +406,11 @@ def router(platform: Platform) -> APIRouter:
             return Response(status_code=200, headers=NO_STORE)
         return JSONResponse(body, headers=NO_STORE)
 
+    @body_limit(MAX_FORM_BYTES)
     async def introspect(request: Request) -> Response:
         return await client_call(request, "introspect")
 
+    @body_limit(MAX_FORM_BYTES)
     async def revoke(request: Request) -> Response:
         return await client_call(request, "revoke")
 
@@ -456,6 +465,7 @@ def router(platform: Platform) -> APIRouter:
         return await end_session(request, dict(request.query_params), False)
 
     @api.post("/oidc/end_session")
+    @body_limit(MAX_FORM_BYTES)
     async def end_session_post(request: Request) -> Response:
         form = await _page_form(request)
         return await end_session(request, form, form.get("logout") == "yes")

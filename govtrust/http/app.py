@@ -19,7 +19,9 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from govtrust.config import DEFAULT_HTTP_MAX_BODY_BYTES
 from govtrust.http.errors import install_error_handlers
+from govtrust.http.limits import BodyLimitMiddleware
 from govtrust.http.middleware import ObservabilityMiddleware
 from govtrust.server.metrics import Metrics
 
@@ -90,9 +92,15 @@ class GovtrustApp(FastAPI):
 
     fast_routes: Mapping[tuple[str, str], ASGIApp] = MappingProxyType({})
 
-    def enable_fast_lane(self, routes: Iterable[BaseRoute], metrics: Metrics) -> None:
+    def enable_fast_lane(
+        self,
+        routes: Iterable[BaseRoute],
+        metrics: Metrics,
+        max_body_bytes: int = DEFAULT_HTTP_MAX_BODY_BYTES,
+    ) -> None:
         """Index the exact-path plain routes among ``routes`` (those of the routers included
-        without a prefix); call once the exception handlers are installed."""
+        without a prefix); call once the exception handlers are installed. The lane keeps the
+        body limit (:mod:`govtrust.http.limits`, default ``max_body_bytes``)."""
         exception_handlers: dict[Any, Any] = {}
         status_handlers: dict[Any, Any] = {}
         for key, handler in self.exception_handlers.items():
@@ -102,7 +110,10 @@ class GovtrustApp(FastAPI):
             if type(route) is not Route or route.param_convertors or not route.methods:
                 continue
             lane = ObservabilityMiddleware(
-                _FastRoute(route, (exception_handlers, status_handlers)), metrics
+                BodyLimitMiddleware(
+                    _FastRoute(route, (exception_handlers, status_handlers)), max_body_bytes
+                ),
+                metrics,
             )
             for method in route.methods:
                 table.setdefault((method, route.path), lane)
@@ -119,9 +130,15 @@ class GovtrustApp(FastAPI):
 
 
 def create_app(
-    platform: Platform, metrics: Metrics, *, only: Collection[str] | None = None
+    platform: Platform,
+    metrics: Metrics,
+    *,
+    only: Collection[str] | None = None,
+    max_body_bytes: int = DEFAULT_HTTP_MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The HTTP application of one process (``only``: serve just these named routers)."""
+    """The HTTP application of one process (``only``: serve just these named routers;
+    ``max_body_bytes``: the body limit of routes that declare none, see
+    :mod:`govtrust.http.limits`)."""
     from govtrust.http.health import health_router
 
     app = GovtrustApp(
@@ -140,6 +157,7 @@ def create_app(
             router = factory(platform)
             app.include_router(router)
             plain_routes += router.routes
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
-    app.enable_fast_lane(plain_routes, metrics)
+    app.add_middleware(BodyLimitMiddleware, default=max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)  # outermost: logs the 413s
+    app.enable_fast_lane(plain_routes, metrics, max_body_bytes)
     return app

@@ -78,6 +78,17 @@ def error_response(exc: BaseException) -> JSONResponse:
     return JSONResponse(mapped_body(mapped), status_code=mapped.http_status)
 
 
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    """The JSON error document of an HTTP exception (404, 405, 413 ...), with its headers."""
+    fallback = "INTERNAL" if exc.status_code >= 500 else "ERROR"
+    code = _CODE_FOR_HTTP.get(exc.status_code, fallback)
+    return JSONResponse(
+        error_body(code, str(exc.detail)),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
 def _validation_error(exc: RequestValidationError) -> InvalidArgument:
     violations = []
     for error in exc.errors():
@@ -98,13 +109,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        fallback = "INTERNAL" if exc.status_code >= 500 else "ERROR"
-        code = _CODE_FOR_HTTP.get(exc.status_code, fallback)
-        return JSONResponse(
-            error_body(code, str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        return http_error_response(exc)
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

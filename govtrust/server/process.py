@@ -133,7 +133,7 @@ class ServingProcess:
         self.grpc_server: grpc.aio.Server | None = None
         self.http_server: _EmbeddedUvicorn | None = None
         self.http_task: asyncio.Task[None] | None = None
-        self.app = create_app(platform, self.metrics)
+        self.app = create_app(platform, self.metrics, max_body_bytes=settings.http_max_body_bytes)
 
     async def start(self) -> BoundPorts:
         """Bind and start both servers; return the ports they listen on."""

@@ -300,3 +300,41 @@ def test_bad_tsa_requests_are_rejected(
     assert response["status"]["status"].native == "rejection"
     assert fail_info in response["status"]["fail_info"].native
     assert _counts(authority) == before
+
+
+@pytest.mark.parametrize("count", [1, 2])  # the single-request path and the many-request path
+def test_ocsp_with_a_negative_serial_is_malformed(
+    authority: CertificateAuthority, caplog: pytest.LogCaptureFixture, count: int
+) -> None:
+    """A CertID with a negative serial (RFC 5280 allows only positive ones) was internalError
+    with a logged traceback (the DER encoder cannot write it back); it is malformedRequest."""
+    ca = authority.hierarchy.ca("legal-person")
+    items = [
+        {
+            "req_cert": {
+                "hash_algorithm": {"algorithm": algorithm},
+                "issuer_name_hash": ca.name_hash[algorithm],
+                "issuer_key_hash": ca.key_hash[algorithm],
+                "serial_number": -5,
+            }
+        }
+        for algorithm in ("sha1", "sha256")
+    ]
+    request = asn1_ocsp.OCSPRequest({"tbs_request": {"request_list": items[:count]}})
+    before = _counts(authority)
+    response = asn1_ocsp.OCSPResponse.load(authority.ocsp(request.dump()))
+    assert response["response_status"].native == "malformed_request"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert _counts(authority) == before
+
+
+def test_csr_with_an_unknown_version_is_invalid_argument() -> None:
+    """Found by the fuzzing leg: a CSR whose version is 1 made cryptography raise
+    InvalidVersion (not a ValueError), which escaped parse_csr as INTERNAL."""
+    from ca.csr import parse_csr
+
+    der = make_csr(pem=False)
+    at = der.index(b"\x02\x01\x00")  # the version INTEGER of the CertificationRequestInfo
+    version_1 = der[:at] + b"\x02\x01\x01" + der[at + 3 :]
+    with pytest.raises(InvalidArgument, match="well-formed PKCS#10"):
+        parse_csr(version_1)

@@ -177,3 +177,26 @@ def sample_metadata(**overrides: object) -> LicenceMetadata:
     }
     values.update(overrides)
     return LicenceMetadata(**values)  # type: ignore[arg-type]
+
+
+def with_malformed_issuer(token: str) -> str:
+    """``token`` with its leaf certificate's issuer name made unparsable (one UTF8String byte
+    set to 0xFF): the certificate still loads, its ``issuer`` raises ValueError when read."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from license.jws import b64url, b64url_decode
+
+    head, *rest = token.split(".")
+    header = json.loads(b64url_decode(head))
+    der = base64.b64decode(header["x5c"][0])
+    name = x509.load_der_x509_certificate(der).issuer.public_bytes()
+    at = name.index(b"\x0c")  # the first UTF8String's tag; its length, then the value
+    broken = name[: at + 2] + b"\xff" + name[at + 3 :]
+    header["x5c"][0] = base64.b64encode(der.replace(name, broken, 1)).decode()
+    assert x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0])).public_bytes(
+        Encoding.DER
+    )
+    return ".".join([b64url(json.dumps(header).encode()), *rest])

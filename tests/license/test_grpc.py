@@ -737,3 +737,14 @@ def test_field_types_round_trip(world: Handle) -> None:
         "DefineLicenseType", license_pb2.DefineLicenseTypeRequest(license_type=unknown), ADMIN
     )
     assert violations(refused) == {"license_type.fields[0].value_type": "not a known field type"}
+
+
+def test_verify_license_with_a_malformed_issuer_name_is_a_format_error(world: Handle) -> None:
+    """An embedded certificate whose issuer name cannot be parsed was INTERNAL (ValueError out
+    of the chain check); it is a FORMAT_ERROR verdict now."""
+    from tests.license.conftest import with_malformed_issuer
+
+    licence = _issue(world)
+    report = _verify(world, signed_data=with_malformed_issuer(licence.signed_data))
+    assert report.verdict == common_pb2.VERDICT_INVALID
+    assert report.reasons[0].code == common_pb2.REASON_CODE_FORMAT_ERROR, report

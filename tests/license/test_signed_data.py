@@ -15,7 +15,14 @@ from hsm.soft import SoftKeyStore
 from license.errors import LicenceVerificationFailed, Reason
 from license.jws import LicenceSigner, b64url, b64url_decode
 from license.signed_data import LicenceMetadata, sign_licence, verify_licence
-from tests.license.conftest import OTHER_USCC, MiniCa, make_ca, make_signer, sample_metadata
+from tests.license.conftest import (
+    OTHER_USCC,
+    MiniCa,
+    make_ca,
+    make_signer,
+    sample_metadata,
+    with_malformed_issuer,
+)
 
 
 def _tamper_payload(token: str, key: str, value: object) -> str:
@@ -213,3 +220,13 @@ def test_x5c_is_standard_base64_der(signer: LicenceSigner) -> None:
     header = jose_jws.get_unverified_header(token)
     der = base64.b64decode(header["x5c"][0], validate=True)
     assert der == signer.chain[0].public_bytes(Encoding.DER)
+
+
+def test_malformed_issuer_name_is_malformed(signer: LicenceSigner, test_ca: MiniCa) -> None:
+    """A certificate whose issuer name cannot be parsed is MALFORMED evidence, not a crash
+    (cryptography parses names lazily and raised ValueError out of the chain check)."""
+    token = with_malformed_issuer(sign_licence(signer, sample_metadata()))
+    with pytest.raises(LicenceVerificationFailed) as info:
+        verify_licence(token, [test_ca.root])
+    assert info.value.reason is Reason.MALFORMED
+    assert "cannot be read" in info.value.message

@@ -291,3 +291,20 @@ def test_superseded_licence(prod: Prod, vctx: VerifyContext) -> None:
     current = check(vctx, "identifier", newer.identifier)
     assert current.verdict is Verdict.VALID, current.reasons
     assert current.license is not None and current.license.version == 2
+
+
+def test_malformed_issuer_name_over_grpc(prod: Prod, verify_server: _Handle) -> None:
+    """VerifyService.VerifyLicense: a certificate with an unparsable issuer name is an invalid
+    (FORMAT_ERROR) report, not INTERNAL."""
+    from tests.license.conftest import with_malformed_issuer
+
+    licence = prod.issue(skip_document=True)
+    response = verify_server.call(
+        verify_pb2.VerifyLicenseRequest(
+            evidence=license_pb2.LicenseEvidence(
+                signed_data=with_malformed_issuer(licence.signed_data)
+            )
+        )
+    )
+    assert response.report.verdict == common_pb2.VERDICT_INVALID
+    assert response.report.reasons[0].code == common_pb2.REASON_CODE_FORMAT_ERROR

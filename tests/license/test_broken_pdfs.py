@@ -1,0 +1,45 @@
+"""PDFs whose embedded-file tree pyHanko cannot read: ``POST /verify/license`` answered 500 for
+them (a pyHanko exception escaped ``embedded_from_root``); they are a 400 naming the problem,
+and the gRPC check reports the same files as malformed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from license.checking import Verdict
+from license.document import read_licence_pdf
+from license.document_check import check_pdf
+from license.errors import LicenceVerificationFailed, Reason
+from tests.fuzz.pdfs import BROKEN
+from tests.license.test_http import Licences, app_for, lic  # noqa: F401 - fixture
+from tests.seal.conftest import world  # noqa: F401 - fixture
+
+
+@pytest.fixture
+def client(lic: Licences) -> Iterator[TestClient]:  # noqa: F811
+    with TestClient(app_for(lic)) as c:
+        yield c
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_unreadable_embedded_files_are_malformed(name: str) -> None:
+    with pytest.raises(LicenceVerificationFailed) as info:
+        read_licence_pdf(BROKEN[name])
+    assert info.value.reason is Reason.MALFORMED
+    assert "cannot be read" in info.value.message or "not a licence" in info.value.message
+
+
+def test_upload_of_unreadable_pdfs_is_400(lic: Licences, client: TestClient) -> None:  # noqa: F811
+    for name, pdf in sorted(BROKEN.items()):
+        response = client.post(
+            "/verify/license",
+            content=pdf,
+            headers={"Content-Type": "application/pdf", "Accept": "application/json"},
+        )
+        assert response.status_code == 400, (name, response.text[:300])
+        assert response.json()["error"]["code"] == "INVALID_ARGUMENT"
+        check = check_pdf(pdf, lic.roots, {})  # the gRPC path: a report, never an exception
+        assert check.verdict is Verdict.INVALID and check.reasons[0] == "MALFORMED", name
