@@ -42,6 +42,13 @@ class Settings:
     migrate: bool = True
     log_level: str = "info"
     max_message_bytes: int = 64 * 1024 * 1024
+    # untrusted documents (public licence PDF checks, VerifyPdf): their own pool and limits
+    document_workers: int = 2
+    document_queue: int = 4
+    document_budget_seconds: int = 20
+    pdf_max_revisions: int = 100
+    pdf_max_objects: int = 100_000
+    pdf_max_signatures: int = 50
 
     @property
     def effective_database_url(self) -> str:
@@ -71,7 +78,26 @@ class Settings:
             return False
 
 
-_INT_FIELDS = {"grpc_port", "http_port", "workers", "max_message_bytes"}
+_INT_FIELDS = {
+    "grpc_port",
+    "http_port",
+    "workers",
+    "max_message_bytes",
+    "document_workers",
+    "document_queue",
+    "document_budget_seconds",
+    "pdf_max_revisions",
+    "pdf_max_objects",
+    "pdf_max_signatures",
+}
+_AT_LEAST = {
+    "document_workers": 1,
+    "document_queue": 0,
+    "document_budget_seconds": 1,
+    "pdf_max_revisions": 1,
+    "pdf_max_objects": 1,
+    "pdf_max_signatures": 1,
+}
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
 _KNOWN = {f.name for f in fields(Settings)}
@@ -137,6 +163,9 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(f"{port_name}: {port} is not a TCP port (0-65535)")
     if settings.workers < 1 or settings.workers > 64:
         raise ConfigError(f"workers: {settings.workers} is out of range (1-64)")
+    for name, least in _AT_LEAST.items():
+        if getattr(settings, name) < least:
+            raise ConfigError(f"{name}: {getattr(settings, name)} is below {least}")
     if settings.hsm not in {"soft", "pkcs11"}:
         raise ConfigError(f"hsm: {settings.hsm!r} is not a key store (soft or pkcs11)")
     if settings.hsm == "pkcs11":

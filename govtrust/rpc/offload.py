@@ -5,6 +5,16 @@ routes are ``async``. ``await run_sync(fn, *args)`` runs ``fn`` in the pool with
 context variables (principal, request id), so the loop keeps serving other calls meanwhile.
 The pool is bounded to roughly the database pool size: more threads would only queue on
 connections.
+
+Checking an untrusted document (a licence PDF posted to the public page, VerifyPdf and
+VerifyPdfStream) runs in a :class:`BoundedPool` of its own (:func:`document_pool`): a few
+threads and a short queue, so that such checks can never take the shared pool's threads from
+the gRPC calls, the health endpoints or the pages. Beyond ``workers + queue`` admitted
+requests, :meth:`BoundedPool.run` refuses at once with :class:`PoolBusy` (503 / UNAVAILABLE,
+with a retry-after estimate). Every admitted request carries a :class:`govtrust.budget.Budget`:
+its deadline (``budget_seconds`` from admission, so it also bounds the caller's wait) and a
+cancel flag set when the awaiting caller is cancelled (a gRPC call cancelled, an HTTP client
+gone): the work stops at its next :func:`govtrust.budget.checkpoint`.
 """
 
 from __future__ import annotations
@@ -12,11 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
+
+from govtrust.budget import Budget, budget_scope
+from govtrust.errors import Unavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,3 +85,135 @@ async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return await loop.run_in_executor(_executor or get_executor(), call)
+
+
+# --- the bounded pool of document checks -------------------------------------------------------
+
+
+class PoolBusy(Unavailable):
+    """Every worker and queue place of a bounded pool is taken; retry after ``retry_after`` s."""
+
+    def __init__(self, name: str, retry_after: int) -> None:
+        super().__init__(
+            f"too many {name} checks are running or waiting; retry in {retry_after} s "
+            "(GOVTRUST_DOCUMENT_WORKERS, GOVTRUST_DOCUMENT_QUEUE)"
+        )
+        self.retry_after = retry_after
+
+
+class BoundedPool:
+    """``workers`` threads of its own, at most ``queue`` requests waiting, each request under a
+    :class:`Budget` of ``budget_seconds`` (see the module docstring)."""
+
+    def __init__(
+        self, name: str, *, workers: int = 2, queue: int = 4, budget_seconds: float = 20.0
+    ) -> None:
+        if workers < 1 or queue < 0 or budget_seconds <= 0:
+            raise ValueError("a bounded pool needs workers >= 1, queue >= 0, budget > 0")
+        self.name = name
+        self.workers = workers
+        self.queue = queue
+        self.budget_seconds = budget_seconds
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"govtrust-{name}"
+        )
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self._average = 1.0  # seconds a request holds a worker (moving average)
+
+    @property
+    def admitted(self) -> int:
+        """Requests running or waiting (including abandoned ones not yet at a checkpoint)."""
+        return self._admitted
+
+    def retry_after(self) -> int:
+        """Seconds until a place is likely free: the queue's share of the average request."""
+        waves = (self._admitted + 1) / self.workers
+        return max(1, min(math.ceil(self.budget_seconds), math.ceil(waves * self._average)))
+
+    def _admit(self) -> None:
+        with self._lock:
+            if self._admitted >= self.workers + self.queue:
+                raise PoolBusy(self.name, self.retry_after())
+            self._admitted += 1
+
+    def _release(self, started: list[float]) -> None:
+        with self._lock:
+            self._admitted -= 1
+            if started:
+                self._average = 0.8 * self._average + 0.2 * (time.monotonic() - started[0])
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn(*args, **kwargs)`` in this pool under a fresh budget, with the caller's
+        contextvars; PoolBusy when full. Cancelling the awaiting task cancels the budget (and
+        the request, when it has not started)."""
+        self._admit()
+        budget = Budget(self.budget_seconds)
+        started: list[float] = []
+
+        def call() -> T:
+            started.append(time.monotonic())
+            budget.check()  # cancelled, or its time spent, while it waited
+            with budget_scope(budget):
+                return fn(*args, **kwargs)
+
+        try:
+            future: Future[T] = self._executor.submit(contextvars.copy_context().run, call)
+        except BaseException:
+            self._release(started)
+            raise
+        future.add_done_callback(lambda _: self._release(started))
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            budget.cancel()
+            future.cancel()
+            raise
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Stop the threads (queued requests are cancelled)."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+
+
+_documents: BoundedPool | None = None
+
+
+def configure_document_pool(
+    workers: int = 2, queue: int = 4, budget_seconds: float = 20.0
+) -> BoundedPool:
+    """(Re)create the process's pool of document checks; called once at server start."""
+    global _documents
+    with _lock:
+        old, _documents = (
+            _documents,
+            BoundedPool("document", workers=workers, queue=queue, budget_seconds=budget_seconds),
+        )
+        if old is not None:
+            old.shutdown(wait=False)
+        return _documents
+
+
+def document_pool() -> BoundedPool:
+    """The process's pool of document checks, created with the defaults on first use."""
+    pool = _documents
+    if pool is not None:
+        return pool
+    with _lock:
+        if _documents is None:
+            return _set_default_document_pool()
+        return _documents
+
+
+def _set_default_document_pool() -> BoundedPool:
+    global _documents
+    _documents = BoundedPool("document")
+    return _documents
+
+
+def shutdown_document_pool(*, wait: bool = True) -> None:
+    """Stop the pool of document checks (after the servers have drained)."""
+    global _documents
+    with _lock:
+        pool, _documents = _documents, None
+    if pool is not None:
+        pool.shutdown(wait=wait)

@@ -29,10 +29,16 @@ from grpc_reflection.v1alpha import reflection
 
 from govtrust.config import Settings
 from govtrust.http.app import create_app
+from govtrust.pdf_guard import DocumentLimits, configure_limits
 from govtrust.platform import Platform
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.interceptors import GovtrustInterceptor
-from govtrust.rpc.offload import configure_executor, shutdown_executor
+from govtrust.rpc.offload import (
+    configure_document_pool,
+    configure_executor,
+    shutdown_document_pool,
+    shutdown_executor,
+)
 from govtrust.server.coalesce import CoalescingHttpToolsProtocol
 from govtrust.server.metrics import get_metrics
 from govtrust.server.services import SERVICE_NAMES, build_servicers
@@ -262,6 +268,14 @@ async def run_process(
 ) -> int:
     """Serve until SIGTERM/SIGINT, then drain; ``on_ready`` gets the bound ports."""
     configure_executor()
+    configure_document_pool(
+        settings.document_workers, settings.document_queue, settings.document_budget_seconds
+    )
+    configure_limits(
+        DocumentLimits(
+            settings.pdf_max_revisions, settings.pdf_max_objects, settings.pdf_max_signatures
+        )
+    )
     stop = asyncio.Event()
     _install_stop_signals(stop)
     process = ServingProcess(settings, platform, reuse_port=reuse_port)
@@ -281,5 +295,6 @@ async def run_process(
             watcher.cancel()
         if jobs is not None:
             await asyncio.gather(jobs, return_exceptions=True)
+        shutdown_document_pool(wait=False)  # abandoned checks stop at their budget
         shutdown_executor(wait=True)
     return 0
