@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -78,11 +78,11 @@ def test_a_full_document_pool_is_503_while_other_routes_answer(
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=_app(lic, held))
         async with httpx.AsyncClient(transport=transport, base_url="https://gov.example") as c:
-            upload = {"content": pdf, "headers": {"Content-Type": "application/pdf", **JSON}}
-            first = asyncio.ensure_future(c.post("/verify/license", **upload))
+            headers = {"Content-Type": "application/pdf", **JSON}
+            first = asyncio.ensure_future(c.post("/verify/license", content=pdf, headers=headers))
             loop = asyncio.get_running_loop()
             assert await loop.run_in_executor(None, entered.wait, 30)
-            busy = await c.post("/verify/license", **upload)
+            busy = await c.post("/verify/license", content=pdf, headers=headers)
             assert busy.status_code == 503, busy.text
             assert busy.json()["error"]["code"] == "UNAVAILABLE"
             assert int(busy.headers["Retry-After"]) >= 1
@@ -129,8 +129,8 @@ def test_a_disconnected_client_stops_its_check(lic: Licences, small_pool: None) 
             await gone.wait()
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
 
         scope = {
             "type": "http",
