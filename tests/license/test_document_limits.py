@@ -38,10 +38,10 @@ def test_many_updates_are_refused_before_the_revisions_are_walked(licence: Licen
     pdf = licence.documents.make(licence.doc, licence.context)
     hostile = append_empty_updates(pdf, 2000)  # the file: 78 s before the fix
     assert current_limits() == DEFAULT_LIMITS
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(DocumentTooComplex) as refused:
         check_pdf(hostile, licence.roots, licence.lists)
-    assert time.monotonic() - started < 2.0
+    assert time.thread_time() - started < 0.5  # ~20 ms: 101 sections read, nothing validated
     assert refused.value.limit == "max_revisions" and refused.value.allowed == 100
     assert "GOVTRUST_PDF_MAX_REVISIONS" in refused.value.message
     # just past the limit: 300 updates were 2 s and VALID before the fix
