@@ -170,8 +170,9 @@ def _check(
     with reading_limits(limits):
         reader = open_pdf(pdf)  # checks the revisions and objects before anything walks them
     checkpoint()
-    signatures = list(reader.embedded_regular_signatures)
-    check_signature_count(len(signatures), limits)
+    every = list(reader.embedded_signatures)
+    check_signature_count(len(every), limits)  # document time-stamps included
+    signatures = [s for s in every if s.sig_object_type == "/Sig"]
     if not signatures:
         embedded_from_root(reader.root)  # MALFORMED when it is not a licence at all
         return _invalid(PDF_UNSEALED, "the licence document carries no seal")

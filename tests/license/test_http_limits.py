@@ -157,3 +157,26 @@ def test_a_disconnected_client_stops_its_check(lic: Licences, small_pool: None) 
     assert halted.wait(10), "the check went on after the client left"
     assert len(stopped) == 1 and isinstance(stopped[0], WorkCancelled)
     assert sent[0]["status"] == 499
+
+
+def test_a_check_over_its_time_budget_is_413(lic: Licences) -> None:  # noqa: F811
+    configure_document_pool(workers=1, queue=0, budget_seconds=0.5)
+
+    def endless(runtime: LicenceRuntime, data: bytes) -> public.PublicLicenceView:
+        while True:  # a check that would never end on its own
+            checkpoint()
+
+    try:
+        with TestClient(_app(lic, endless), base_url="https://gov.example") as client:
+            answer = client.post(
+                "/verify/license",
+                content=b"%PDF-1.7\n",
+                headers={"Content-Type": "application/pdf", **JSON},
+            )
+        assert answer.status_code == 413, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "RESOURCE_EXHAUSTED"
+        assert "GOVTRUST_DOCUMENT_BUDGET_SECONDS" in error["message"]
+        assert document_pool().admitted == 0
+    finally:
+        shutdown_document_pool(wait=False)
