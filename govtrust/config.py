@@ -43,8 +43,10 @@ class Settings:
     log_level: str = "info"
     max_message_bytes: int = 64 * 1024 * 1024
     # untrusted documents (public licence PDF checks, VerifyPdf): their own pool and limits
-    document_workers: int = 2
+    document_workers: int = 2  # the public page's pool
     document_queue: int = 4
+    verify_document_workers: int = 0  # VerifyPdf's pool; 0: as many as the shared pool
+    verify_document_queue: int = 256
     document_budget_seconds: int = 20
     pdf_max_revisions: int = 100
     pdf_max_objects: int = 100_000
@@ -85,6 +87,8 @@ _INT_FIELDS = {
     "max_message_bytes",
     "document_workers",
     "document_queue",
+    "verify_document_workers",
+    "verify_document_queue",
     "document_budget_seconds",
     "pdf_max_revisions",
     "pdf_max_objects",
@@ -93,6 +97,8 @@ _INT_FIELDS = {
 _AT_LEAST = {
     "document_workers": 1,
     "document_queue": 0,
+    "verify_document_workers": 0,
+    "verify_document_queue": 0,
     "document_budget_seconds": 1,
     "pdf_max_revisions": 1,
     "pdf_max_objects": 1,

@@ -4,9 +4,10 @@
 Thin adapters: convert the request, run :func:`verify.pdf.verify_pdf_check` /
 :func:`verify.licences.verify_licence_check` with the caller's principal, wait for the audit
 record, convert the report with ``report_to_pb``. A document (VerifyPdf, VerifyPdfStream,
-VerifyLicense with ``document``) is checked in the bounded document pool
-(:func:`govtrust.rpc.offload.document_pool`: its own threads, a queue limit, a time budget per
-call, stopped when the call is cancelled), the other evidence in the ``run_sync`` pool.
+VerifyLicense with ``document``) is checked in the bounded pool of VerifyPdf
+(``document_pool(VERIFY)`` of :mod:`govtrust.rpc.offload`: its own threads, a queue limit, a
+time budget per call, stopped when the call is cancelled), the other evidence in the
+``run_sync`` pool.
 
 Errors (mapped centrally from the domain errors):
 
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from govtrust.errors import InvalidArgument
 from govtrust.rpc.context import current_principal
-from govtrust.rpc.offload import document_pool, run_sync
+from govtrust.rpc.offload import VERIFY, document_pool, run_sync
 from govtrust.v1 import common_pb2, verify_pb2
 from verify.pdf import PdfCheck, check_size, verify_pdf_check
 
@@ -61,8 +62,9 @@ class DocumentRpcs:
             at_time=time_in(request, "at_time"),
             options=options_in(request.report_options),
         )
+        principal = current_principal()
         verified = await finished(
-            await document_pool().run(verify_pdf_check, self.context, current_principal(), check)
+            await document_pool(VERIFY).run(verify_pdf_check, self.context, principal, check)
         )
         return verify_pb2.VerifyPdfResponse(
             report=report_to_pb(verified.report), signed_report=signed_pb(verified.signed)
@@ -125,7 +127,7 @@ class DocumentRpcs:
             filename=header.filename[:512],
         )
         verified = await finished(
-            await document_pool().run(verify_pdf_check, self.context, principal, check)
+            await document_pool(VERIFY).run(verify_pdf_check, self.context, principal, check)
         )
         return verify_pb2.VerifyPdfStreamResponse(
             report=report_to_pb(verified.report), signed_report=signed_pb(verified.signed)
@@ -152,7 +154,7 @@ class DocumentRpcs:
             at_time=time_in(request, "at_time"),
             options=options_in(request.report_options),
         )
-        pool = document_pool().run if form == "document" else run_sync
+        pool = document_pool(VERIFY).run if form == "document" else run_sync
         verified = await finished(
             await pool(verify_licence_check, self.context, current_principal(), check)
         )

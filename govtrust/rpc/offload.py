@@ -6,10 +6,12 @@ context variables (principal, request id), so the loop keeps serving other calls
 The pool is bounded to roughly the database pool size: more threads would only queue on
 connections.
 
-Checking an untrusted document (a licence PDF posted to the public page, VerifyPdf and
-VerifyPdfStream) runs in a :class:`BoundedPool` of its own (:func:`document_pool`): a few
-threads and a short queue, so that such checks can never take the shared pool's threads from
-the gRPC calls, the health endpoints or the pages. Beyond ``workers + queue`` admitted
+Checking an untrusted document runs in a :class:`BoundedPool` of its own
+(:func:`document_pool`), so that such checks can never take the shared pool's threads from the
+gRPC calls, the health endpoints or the pages: the public page's (:data:`PUBLIC`, anonymous
+callers: two threads and a short queue) and VerifyPdf's (:data:`VERIFY`, authenticated business
+systems that legitimately send many documents at once: as many threads as the shared pool and
+a long queue). Beyond ``workers + queue`` admitted
 requests, :meth:`BoundedPool.run` refuses at once with :class:`PoolBusy` (503 / UNAVAILABLE,
 with a retry-after estimate). Every admitted request carries a :class:`govtrust.budget.Budget`:
 its deadline (``budget_seconds`` from admission, so it also bounds the caller's wait) and a
@@ -94,9 +96,10 @@ class PoolBusy(Unavailable):
     """Every worker and queue place of a bounded pool is taken; retry after ``retry_after`` s."""
 
     def __init__(self, name: str, retry_after: int) -> None:
+        setting = "GOVTRUST_" + name.upper().replace("-", "_")
         super().__init__(
-            f"too many {name} checks are running or waiting; retry in {retry_after} s "
-            "(GOVTRUST_DOCUMENT_WORKERS, GOVTRUST_DOCUMENT_QUEUE)"
+            f"too many {name.replace('-', ' ')} checks are running or waiting; retry in "
+            f"{retry_after} s ({setting}_WORKERS, {setting}_QUEUE)"
         )
         self.retry_after = retry_after
 
@@ -175,45 +178,63 @@ class BoundedPool:
         self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
-_documents: BoundedPool | None = None
+PUBLIC = "document"  # unauthenticated checks: the public licence page
+VERIFY = "verify-document"  # VerifyPdf, VerifyPdfStream, VerifyLicense with a document
+_pools: dict[str, BoundedPool] = {}
+
+
+def _defaults(name: str) -> dict[str, float]:
+    if name == PUBLIC:
+        return {"workers": 2, "queue": 4, "budget_seconds": 20.0}
+    return {"workers": default_max_workers(), "queue": 256, "budget_seconds": 20.0}
+
+
+def _pool(name: str, values: dict[str, float]) -> BoundedPool:
+    return BoundedPool(
+        name,
+        workers=int(values["workers"]),
+        queue=int(values["queue"]),
+        budget_seconds=values["budget_seconds"],
+    )
 
 
 def configure_document_pool(
-    workers: int = 2, queue: int = 4, budget_seconds: float = 20.0
+    workers: int | None = None,
+    queue: int | None = None,
+    budget_seconds: float | None = None,
+    *,
+    name: str = PUBLIC,
 ) -> BoundedPool:
-    """(Re)create the process's pool of document checks; called once at server start."""
-    global _documents
+    """(Re)create one of the process's pools of document checks (:data:`PUBLIC` or
+    :data:`VERIFY`; unset arguments take that pool's defaults); called at server start."""
+    given = {"workers": workers, "queue": queue, "budget_seconds": budget_seconds}
+    values = {**_defaults(name), **{k: v for k, v in given.items() if v is not None}}
+    pool = _pool(name, values)
     with _lock:
-        old, _documents = (
-            _documents,
-            BoundedPool("document", workers=workers, queue=queue, budget_seconds=budget_seconds),
-        )
-        if old is not None:
-            old.shutdown(wait=False)
-        return _documents
+        old = _pools.get(name)
+        _pools[name] = pool
+    if old is not None:
+        old.shutdown(wait=False)
+    return pool
 
 
-def document_pool() -> BoundedPool:
-    """The process's pool of document checks, created with the defaults on first use."""
-    pool = _documents
+def document_pool(name: str = PUBLIC) -> BoundedPool:
+    """The process's pool of document checks called ``name`` (the public page's by default),
+    created with its defaults on first use."""
+    pool = _pools.get(name)
     if pool is not None:
         return pool
     with _lock:
-        if _documents is None:
-            return _set_default_document_pool()
-        return _documents
-
-
-def _set_default_document_pool() -> BoundedPool:
-    global _documents
-    _documents = BoundedPool("document")
-    return _documents
+        existing = _pools.get(name)
+        if existing is None:
+            existing = _pools[name] = _pool(name, _defaults(name))
+        return existing
 
 
 def shutdown_document_pool(*, wait: bool = True) -> None:
-    """Stop the pool of document checks (after the servers have drained)."""
-    global _documents
+    """Stop the pools of document checks (after the servers have drained)."""
     with _lock:
-        pool, _documents = _documents, None
-    if pool is not None:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
         pool.shutdown(wait=wait)

@@ -35,6 +35,7 @@ from govtrust.platform import Platform
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.interceptors import GovtrustInterceptor
 from govtrust.rpc.offload import (
+    VERIFY,
     configure_document_pool,
     configure_executor,
     shutdown_document_pool,
@@ -272,6 +273,12 @@ async def run_process(
     configure_executor()
     configure_document_pool(
         settings.document_workers, settings.document_queue, settings.document_budget_seconds
+    )
+    configure_document_pool(
+        settings.verify_document_workers or None,
+        settings.verify_document_queue,
+        settings.document_budget_seconds,
+        name=VERIFY,
     )
     # hand the interpreter lock over after 1 ms instead of 5: a CPU-bound document check then
     # delays a health check or a gRPC call by at most that per hand-over

@@ -10,7 +10,16 @@ import pytest
 
 from govtrust.budget import BudgetExceeded, WorkCancelled, checkpoint
 from govtrust.config import ConfigError, load_settings
-from govtrust.rpc.offload import BoundedPool, PoolBusy, run_sync
+from govtrust.rpc.offload import (
+    VERIFY,
+    BoundedPool,
+    PoolBusy,
+    configure_document_pool,
+    default_max_workers,
+    document_pool,
+    run_sync,
+    shutdown_document_pool,
+)
 
 
 def _until_stopped(started: threading.Event, stopped: list[BaseException]) -> str:
@@ -97,6 +106,13 @@ def test_document_settings_are_validated() -> None:
     )
     assert settings.document_workers == 3 and settings.pdf_max_revisions == 7
     assert settings.document_queue == 4 and settings.document_budget_seconds == 20
+    assert (settings.verify_document_workers, settings.verify_document_queue) == (0, 256)
+    # VerifyPdf's pool (authenticated callers) is separate and much longer than the public one
+    verify = configure_document_pool(name=VERIFY)
+    assert verify.workers == default_max_workers() and verify.queue == 256
+    assert document_pool(VERIFY) is verify and document_pool().queue == 4
+    shutdown_document_pool()
+    assert "GOVTRUST_VERIFY_DOCUMENT_QUEUE" in PoolBusy(VERIFY, 1).message
     with pytest.raises(ConfigError, match="document_workers: 0 is below 1"):
         load_settings(env={"GOVTRUST_DOCUMENT_WORKERS": "0"})
     with pytest.raises(ConfigError, match="pdf_max_signatures"):

@@ -76,7 +76,11 @@ def test_hostile_documents_never_starve_health_or_grpc(
     command = serve_command(
         "--data-dir", str(tmp_path / "data"), "--grpc-port", "0", "--http-port", "0"
     )
-    env = server_env(GOVTRUST_PDF_MAX_REVISIONS="1000", GOVTRUST_DOCUMENT_BUDGET_SECONDS="10")
+    env = server_env(
+        GOVTRUST_PDF_MAX_REVISIONS="1000",
+        GOVTRUST_DOCUMENT_BUDGET_SECONDS="10",
+        GOVTRUST_VERIFY_DOCUMENT_WORKERS="2",  # six calls of seconds each: four wait
+    )
     with (
         running(command, env) as served,
         httpx.Client(base_url=served.http_base) as http,

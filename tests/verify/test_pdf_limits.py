@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from govtrust.pdf_guard import DEFAULT_LIMITS, DocumentLimits, configure_limits
-from govtrust.rpc.offload import document_pool
+from govtrust.rpc.offload import VERIFY, document_pool
 from govtrust.v1 import verify_pb2
 from tests.seal.conftest import World
 from tests.untrusted_pdf import append_empty_updates
@@ -56,7 +56,7 @@ def test_a_cancelled_call_stops_its_check(
     roomy_limits: None,
 ) -> None:
     hostile = append_empty_updates(_sealed(vworld), 2000)  # 78 s before the fix, ~5 s now
-    pool = document_pool()
+    pool = document_pool(VERIFY)
     call = server.stub.VerifyPdf.future(
         verify_pb2.VerifyPdfRequest(pdf=hostile), metadata=server.metadata(VERIFIER), timeout=120
     )
