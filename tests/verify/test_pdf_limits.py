@@ -16,7 +16,14 @@ from govtrust.v1 import verify_pb2
 from tests.seal.conftest import World
 from tests.untrusted_pdf import append_empty_updates
 from tests.verify.conftest import VERIFIER
-from tests.verify.test_grpc_documents import Server, _chunks, _fails, _sealed, server  # noqa: F401
+from tests.verify.test_grpc_documents import (  # noqa: F401 - the server fixture
+    LIMIT,
+    Server,
+    _chunks,
+    _fails,
+    _sealed,
+    server,
+)
 
 LIMIT_TEXT = "GOVTRUST_PDF_MAX_REVISIONS"
 
@@ -55,7 +62,8 @@ def test_a_cancelled_call_stops_its_check(
     vworld: World,
     roomy_limits: None,
 ) -> None:
-    hostile = append_empty_updates(_sealed(vworld), 2000)  # 78 s before the fix, ~5 s now
+    hostile = append_empty_updates(_sealed(vworld), 1500)  # ~45 s before the fix, ~4 s now
+    assert len(hostile) < LIMIT  # the size limit lets it through: only the budget stops it
     pool = document_pool(VERIFY)
     call = server.stub.VerifyPdf.future(
         verify_pb2.VerifyPdfRequest(pdf=hostile), metadata=server.metadata(VERIFIER), timeout=120
@@ -63,7 +71,7 @@ def test_a_cancelled_call_stops_its_check(
     deadline = time.monotonic() + 30
     while pool.admitted == 0 and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert pool.admitted == 1
+    assert pool.admitted == 1, call.done() and call.exception()
     time.sleep(0.3)  # well into the check
     call.cancel()
     cancelled = time.monotonic()
