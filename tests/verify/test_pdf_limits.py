@@ -63,7 +63,7 @@ def test_a_cancelled_call_stops_its_check(
     roomy_limits: None,
 ) -> None:
     hostile = append_empty_updates(_sealed(vworld), 1500)  # ~45 s before the fix, ~4 s now
-    assert len(hostile) < LIMIT  # the size limit lets it through: only the budget stops it
+    assert len(hostile) < LIMIT  # under the size limit: only the cancellation stops it
     pool = document_pool(VERIFY)
     call = server.stub.VerifyPdf.future(
         verify_pb2.VerifyPdfRequest(pdf=hostile), metadata=server.metadata(VERIFIER), timeout=120
