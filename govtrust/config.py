@@ -52,6 +52,15 @@ class Settings:
     # Staff roles an identity-registrar may give (only an admin gives any other); none by default.
     registrar_grantable_roles: tuple[str, ...] = ()
     http_max_body_bytes: int = DEFAULT_HTTP_MAX_BODY_BYTES
+    # untrusted documents (public licence PDF checks, VerifyPdf): their own pool and limits
+    document_workers: int = 2  # the public page's pool
+    document_queue: int = 4
+    verify_document_workers: int = 0  # VerifyPdf's pool; 0: as many as the shared pool
+    verify_document_queue: int = 256
+    document_budget_seconds: int = 20
+    pdf_max_revisions: int = 100
+    pdf_max_objects: int = 100_000
+    pdf_max_signatures: int = 50
 
     @property
     def effective_database_url(self) -> str:
@@ -88,6 +97,24 @@ _INT_FIELDS = {
     "max_message_bytes",
     "audit_checkpoint_seconds",
     "http_max_body_bytes",
+    "document_workers",
+    "document_queue",
+    "verify_document_workers",
+    "verify_document_queue",
+    "document_budget_seconds",
+    "pdf_max_revisions",
+    "pdf_max_objects",
+    "pdf_max_signatures",
+}
+_AT_LEAST = {
+    "document_workers": 1,
+    "document_queue": 0,
+    "verify_document_workers": 0,
+    "verify_document_queue": 0,
+    "document_budget_seconds": 1,
+    "pdf_max_revisions": 1,
+    "pdf_max_objects": 1,
+    "pdf_max_signatures": 1,
 }
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
@@ -172,6 +199,9 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"http_max_body_bytes: {settings.http_max_body_bytes} is below the minimum of 1024"
         )
+    for name, least in _AT_LEAST.items():
+        if getattr(settings, name) < least:
+            raise ConfigError(f"{name}: {getattr(settings, name)} is below {least}")
     if settings.hsm not in {"soft", "pkcs11"}:
         raise ConfigError(f"hsm: {settings.hsm!r} is not a key store (soft or pkcs11)")
     if settings.hsm == "pkcs11":

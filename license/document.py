@@ -55,6 +55,8 @@ from typing import Any
 
 import segno
 
+from govtrust.errors import ResourceExhausted
+from govtrust.pdf_guard import check_structure, reading_limits
 from license.catalogue import LicenceType
 from license.errors import LicenceVerificationFailed, Reason
 from license.signed_data import LONG_TERM, LicenceMetadata
@@ -940,14 +942,19 @@ def embedded_from_root(root: Any) -> EmbeddedLicence:
 
 
 def open_pdf(pdf: bytes) -> Any:
-    """pyHanko's reader over ``pdf``; MALFORMED when it is not a readable PDF."""
+    """pyHanko's reader over ``pdf``; MALFORMED when it is not a readable PDF, DocumentTooComplex
+    over the document limits in force (:func:`govtrust.pdf_guard.reading_limits`)."""
     from pyhanko.pdf_utils.reader import PdfFileReader
 
     if not isinstance(pdf, bytes | bytearray) or b"%PDF-" not in bytes(pdf[:1024]):
         raise _malformed("not a PDF document")
     try:
-        reader = PdfFileReader(io.BytesIO(bytes(pdf)), strict=False)
+        with reading_limits() as limits:
+            reader = PdfFileReader(io.BytesIO(bytes(pdf)), strict=False)
+        check_structure(reader, limits)  # before anything walks the revisions
         reader.root  # noqa: B018 - forces the catalog to resolve
+    except ResourceExhausted:
+        raise  # over a document limit or the request's budget (govtrust.pdf_guard): not MALFORMED
     except Exception as exc:  # noqa: BLE001 - pyHanko raises many types on broken files
         raise _malformed(f"the PDF cannot be read: {exc}") from None
     return reader

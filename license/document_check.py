@@ -15,6 +15,12 @@ other two paths and never raises on bad input. In order:
    issuing department's seal (``PDF_SIGNER_MISMATCH``); the embedded QR payload, when present,
    must verify and describe the same licence (``QR_MISMATCH``).
 
+Untrusted input is bounded before any validation: the file's revisions and cross-reference
+entries, then its signatures, against :class:`govtrust.pdf_guard.DocumentLimits` (the process's
+limits unless ``limits`` is given). Over a limit, and when the running request's
+:class:`govtrust.budget.Budget` is spent or cancelled, :func:`check_pdf` *raises* (a
+``ResourceExhausted``: the caller asked for more work than we agree to do) instead of reporting.
+
 Revocation of the seal certificate is not looked up: the check is offline (no fetching), like
 :func:`~license.checking.check_signed_data`. The licence's own state comes from the issuer's
 signed status list, which is what counts for a licence: a department seal revoked later must
@@ -27,6 +33,7 @@ certificate, as on the signed-data path).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -36,6 +43,13 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from govtrust.budget import checkpoint
+from govtrust.errors import ResourceExhausted
+from govtrust.pdf_guard import (
+    DocumentLimits,
+    check_signature_count,
+    reading_limits,
+)
 from license.checking import LicenceCheck, State, Verdict, check_verified, failed_check
 from license.document import dss_certificates, embedded_from_root, open_pdf
 from license.errors import LicenceVerificationFailed
@@ -70,8 +84,8 @@ def _outside_event_loop(call: Callable[[], T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return call()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(call).result()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the budget (a contextvar) goes along
+        return pool.submit(contextvars.copy_context().run, call).result()
 
 
 def _pdf_problem(
@@ -97,6 +111,8 @@ def _pdf_problem(
     )
     try:
         status = _outside_event_loop(lambda: validate_pdf_signature(sig, context))
+    except ResourceExhausted:
+        raise  # the request's budget is spent or it was cancelled
     except Exception as exc:  # noqa: BLE001 - pyHanko raises many types on a broken CMS
         return PDF_SIGNATURE_INVALID, f"the seal signature cannot be validated: {exc}"
     if not status.intact:
@@ -128,10 +144,14 @@ def check_pdf(
     status_lists: Mapping[str, VerifiedStatusList],
     *,
     today: date | None = None,
+    limits: DocumentLimits | None = None,
 ) -> LicenceCheck:
-    """Check a sealed licence PDF (see the module docstring); never raises on bad input."""
+    """Check a sealed licence PDF (see the module docstring). Bad input is reported; only a
+    document over ``limits`` (DocumentTooComplex) or a spent or cancelled budget raises."""
     try:
-        return _check(pdf, roots, status_lists, today)
+        return _check(pdf, roots, status_lists, today, limits)
+    except ResourceExhausted:
+        raise
     except LicenceVerificationFailed as exc:
         return _invalid(exc.reason.value, exc.message)
     except Exception as exc:  # noqa: BLE001 - a checker reports, it does not crash
@@ -143,11 +163,16 @@ def _check(
     roots: Sequence[x509.Certificate],
     status_lists: Mapping[str, VerifiedStatusList],
     today: date | None,
+    limits: DocumentLimits | None,
 ) -> LicenceCheck:
     if len(pdf) > MAX_PDF_BYTES:
         return _invalid(MALFORMED, f"a licence document is at most {MAX_PDF_BYTES} bytes")
-    reader = open_pdf(pdf)
-    signatures = list(reader.embedded_regular_signatures)
+    with reading_limits(limits):
+        reader = open_pdf(pdf)  # checks the revisions and objects before anything walks them
+    checkpoint()
+    every = list(reader.embedded_signatures)
+    check_signature_count(len(every), limits)  # document time-stamps included
+    signatures = [s for s in every if s.sig_object_type == "/Sig"]
     if not signatures:
         embedded_from_root(reader.root)  # MALFORMED when it is not a licence at all
         return _invalid(PDF_UNSEALED, "the licence document carries no seal")
@@ -159,6 +184,7 @@ def _check(
     except LicenceVerificationFailed as exc:
         return failed_check(exc)  # the signed data itself is bad: that report says why
     report = check_verified(verified, status_lists, today=today)
+    checkpoint()
     leaf = verified.signer
     intermediates = [c.public_bytes(Encoding.DER) for c in verified.chain[1:]]
     problem = _pdf_problem(sig, roots, leaf, [*intermediates, *dss_certificates(signed_root)])

@@ -22,7 +22,12 @@ still good, VALID with a NO_TRUSTED_TIME warning.
 Bad input never raises: a truncated, garbage, encrypted or unsigned file gives a report
 (INVALID, FORMAT_ERROR / NO_SIGNATURE). Only an empty input (InvalidArgument) and one over the
 size limit (:class:`ResourceExhausted`, ``VerifyConfig.max_pdf_bytes``) are errors — the
-caller sent nothing to check, or more than we agree to read.
+caller sent nothing to check, or more than we agree to read — and likewise a file with more
+revisions, cross-reference entries or signatures than :class:`govtrust.pdf_guard.DocumentLimits`
+allow (:class:`~govtrust.pdf_guard.DocumentTooComplex`, checked while the cross-reference
+sections are read and before any signature is validated), and a request whose
+:class:`govtrust.budget.Budget` is spent or cancelled (checked between signatures and at every
+object look-up of pyHanko's revision walk).
 
 Speed (the issue asks for twice plain pyHanko's ``validate_pdf_signature``): pyHanko reads the
 ``/Contents`` hex string one byte per Python call (≈ 20 ms for a 32 KiB signature slot, two
@@ -79,8 +84,15 @@ from pyhanko.sign.validation.generic_cms import (
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
+from govtrust.budget import checkpoint
 from govtrust.db import as_utc
 from govtrust.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from govtrust.pdf_guard import (
+    DocumentLimits,
+    check_signature_count,
+    check_structure,
+    reading_limits,
+)
 from idp.types import IdentityKind, IdentitySummary
 from seal.types import SealKind, SealStatus
 from verify.certificates import MAX_INTERMEDIATES, identity_summary_of
@@ -341,8 +353,10 @@ class PdfVerifier:
         at: datetime | None = None,
         options: ReportOptions | None = None,
         evidence_kind: EvidenceKind = EvidenceKind.PDF,
+        limits: DocumentLimits | None = None,
     ) -> VerificationReport:
-        """The report of every signature of ``pdf`` (see the module docstring)."""
+        """The report of every signature of ``pdf`` (see the module docstring); ``limits``
+        default to the process's (:func:`govtrust.pdf_guard.current_limits`)."""
         options = options or ReportOptions()
         if not pdf:
             raise InvalidArgument.field("pdf", "required")
@@ -368,10 +382,14 @@ class PdfVerifier:
                 ReasonCode.FORMAT_ERROR, "不是 PDF 文档（缺少 %PDF- 文件头）", "not a PDF document"
             )
         try:
-            reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+            with reading_limits(limits):
+                reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+            check_structure(reader, limits)
             encrypted = reader.encrypted
             page_count = int(reader.root["/Pages"]["/Count"]) if not encrypted else 0
             revisions = reader.xrefs.total_revisions
+        except ResourceExhausted:
+            raise  # over a document limit or the request's budget
         except Exception as exc:  # noqa: BLE001 - any parser failure is a format error
             return fail(
                 ReasonCode.FORMAT_ERROR,
@@ -384,6 +402,8 @@ class PdfVerifier:
             )
         try:
             embedded = list(reader.embedded_signatures)
+        except ResourceExhausted:
+            raise
         except Exception as exc:  # noqa: BLE001 - a broken signature dictionary or form tree
             return fail(
                 ReasonCode.FORMAT_ERROR,
@@ -401,6 +421,7 @@ class PdfVerifier:
             return fail(
                 ReasonCode.NO_SIGNATURE, "文档中没有签名", "the document carries no signature"
             )
+        check_signature_count(len(embedded), limits)
         signatures: list[SignatureReport] = []
         warnings: list[Reason] = []
         has_dss = _has_revocation_data(reader)
@@ -408,6 +429,7 @@ class PdfVerifier:
         doc_timestamps = [s for s in embedded if s.sig_object_type == "/DocTimeStamp"]
         regular = [s for s in embedded if s.sig_object_type != "/DocTimeStamp"]
         for index, sig in enumerate(regular):
+            checkpoint()
             report, notes = self._signature(
                 sig,
                 index,
@@ -499,6 +521,8 @@ class PdfVerifier:
                         ),
                     )
                 )
+        except ResourceExhausted:
+            raise  # the request's budget is spent or it was cancelled
         except Exception as exc:  # noqa: BLE001 - pyHanko raises many kinds on broken files
             reasons.append(
                 Reason(
@@ -914,11 +938,15 @@ def verify_pdf(
     at: datetime | None = None,
     options: ReportOptions | None = None,
     evidence_kind: EvidenceKind = EvidenceKind.PDF,
+    limits: DocumentLimits | None = None,
 ) -> VerificationReport:
     """Verify every signature of ``pdf`` (see the module docstring). Raises InvalidArgument for
-    an empty input and ResourceExhausted over ``context.config.max_pdf_bytes``; anything else
-    wrong with the bytes is reported, not raised."""
-    return verifier_for(context).verify(pdf, at=at, options=options, evidence_kind=evidence_kind)
+    an empty input, ResourceExhausted over ``context.config.max_pdf_bytes``, over ``limits``
+    (DocumentTooComplex) or past the request's budget; anything else wrong with the bytes is
+    reported, not raised."""
+    return verifier_for(context).verify(
+        pdf, at=at, options=options, evidence_kind=evidence_kind, limits=limits
+    )
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,12 @@
 * ``GET /verify/license`` — the same page with only the check forms.
 * ``POST /verify/license`` — check a submitted QR payload (field ``qr``, ``GT1:...``) or licence
   PDF (multipart field ``pdf``, or a raw ``application/pdf`` body); answers the page, or JSON
-  with ``Accept: application/json``. Bodies over the upload limit get 413 unread.
+  with ``Accept: application/json``. Bodies over the upload limit get 413 unread. A PDF is
+  checked in the bounded document pool (:func:`govtrust.rpc.offload.document_pool`), never in
+  the shared one: 503 with ``Retry-After`` when its workers and queue are full, 413
+  ``RESOURCE_EXHAUSTED`` naming the limit when the document has more revisions, objects or
+  signatures than allowed (:mod:`govtrust.pdf_guard`) or its check outlasts the time budget;
+  a client that disconnects stops its check.
 * ``GET /licence/status/<issuer>`` — the issuer's signed status list
   (``application/statuslist+jwt``, ETag, short max-age); ``GET /licence/trust-list`` — the
   department seal chains offline QR verifiers load (JSON, cacheable).
@@ -21,7 +26,9 @@ Wiring: ``govtrust.http.app.ROUTERS["license"] = "govtrust.api.license_http:rout
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import ipaddress
@@ -29,9 +36,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Request
@@ -39,10 +46,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import UploadFile
 
-from govtrust.errors import InvalidArgument, NotFound
+from govtrust.errors import InvalidArgument, NotFound, ResourceExhausted
 from govtrust.http.errors import error_body
 from govtrust.http.limits import body_limit
-from govtrust.rpc.offload import run_sync
+from govtrust.rpc.offload import PoolBusy, document_pool, run_sync
 from license import public
 from license.base45 import ALPHABET as BASE45_ALPHABET
 from license.identifiers import ISSUER_CODE_LENGTH
@@ -141,6 +148,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "请核对标识，或扫描证照上的二维码。",
         "err_rate_limited": "请求过于频繁，请在 {seconds} 秒后重试。",
         "err_too_large": "上传的文件过大（上限 {limit}）。",
+        "err_too_complex": "文档过于复杂，无法核验",
+        "err_busy": "正在核验的文档过多，请在 {seconds} 秒后重试。",
         "err_bad_request": "无法核验提交的内容",
         "reason_MALFORMED": "格式错误或内容被篡改",
         "reason_BAD_SIGNATURE": "签名不正确（内容被篡改）",
@@ -219,6 +228,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "identifier, or scan the QR code on the licence.",
         "err_rate_limited": "Too many requests: please try again in {seconds} s.",
         "err_too_large": "The upload is too large (limit {limit}).",
+        "err_too_complex": "The document is too complex to check",
+        "err_busy": "Too many documents are being checked: please try again in {seconds} s.",
         "err_bad_request": "Cannot check what was submitted",
         "reason_MALFORMED": "malformed or tampered with",
         "reason_BAD_SIGNATURE": "the signature is wrong (tampered with)",
@@ -545,6 +556,39 @@ def pdf_problem(pdf: bytes) -> str | None:
     return None
 
 
+# --- document checks -----------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected before its answer was ready."""
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (the body is read: the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def while_connected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``; when the client disconnects first, cancel it (a document check's budget is
+    cancelled with it, so the check stops at its next checkpoint) and raise ClientGone."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise ClientGone
+    return task.result()
+
+
 # --- the router ---------------------------------------------------------------------------------
 
 
@@ -705,10 +749,33 @@ def make_router(
             if why is not None:
                 return bad(why)
             pdf_check = check_pdf or _default_pdf_check
-            try:
-                view = await run_sync(pdf_check, lazy.get(), pdf)
+            upload = pdf
+            try:  # in the bounded document pool, under its budget, while the client waits
+                view = await while_connected(
+                    request, document_pool().run(lambda: pdf_check(lazy.get(), upload))
+                )
             except InvalidArgument as exc:
                 return bad(exc.message)
+            except ClientGone:
+                return Response(status_code=499)  # nobody reads it; the check was stopped
+            except PoolBusy as exc:
+                return problem(
+                    request,
+                    lang=lang,
+                    status=503,
+                    code="UNAVAILABLE",
+                    message=t["err_busy"].format(seconds=exc.retry_after),
+                    headers={"Retry-After": str(exc.retry_after)},
+                )
+            except ResourceExhausted as exc:  # over a document limit or the time budget
+                return problem(
+                    request,
+                    lang=lang,
+                    status=413,
+                    code="RESOURCE_EXHAUSTED",
+                    message=t["err_too_complex"],
+                    detail=exc.message,
+                )
             return answer(request, lang, view)
         if qr is None:
             return bad("send a licence PDF (file field pdf) or a QR payload (field qr)")

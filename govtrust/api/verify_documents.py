@@ -2,8 +2,12 @@
 
 :class:`govtrust.api.verify.VerifyServicer` inherits these RPCs from :class:`DocumentRpcs`.
 Thin adapters: convert the request, run :func:`verify.pdf.verify_pdf_check` /
-:func:`verify.licences.verify_licence_check` in the ``run_sync`` pool with the caller's
-principal, wait for the audit record, convert the report with ``report_to_pb``.
+:func:`verify.licences.verify_licence_check` with the caller's principal, wait for the audit
+record, convert the report with ``report_to_pb``. A document (VerifyPdf, VerifyPdfStream,
+VerifyLicense with ``document``) is checked in the bounded pool of VerifyPdf
+(``document_pool(VERIFY)`` of :mod:`govtrust.rpc.offload`: its own threads, a queue limit, a
+time budget per call, stopped when the call is cancelled), the other evidence in the
+``run_sync`` pool.
 
 Errors (mapped centrally from the domain errors):
 
@@ -12,6 +16,10 @@ Errors (mapped centrally from the domain errors):
 * a document over the configured limit (``GOVTRUST_VERIFY_MAX_PDF_BYTES``) → RESOURCE_EXHAUSTED,
   for a stream as soon as the header announces it or the chunks received pass it (the rest is
   not read);
+* a document with more revisions, cross-reference entries or signatures than the limits
+  (``GOVTRUST_PDF_MAX_*``, :mod:`govtrust.pdf_guard`), or whose check outlasts the budget
+  (``GOVTRUST_DOCUMENT_BUDGET_SECONDS``) → RESOURCE_EXHAUSTED naming the limit;
+* the document pool's workers and queue all taken → UNAVAILABLE (retry later);
 * anything wrong *inside* the bytes (not a PDF, truncated, encrypted, unsigned) is not an error:
   the report says so (INVALID with FORMAT_ERROR / NO_SIGNATURE), so that a business system
   archives one kind of answer for every document it was handed.
@@ -24,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from govtrust.errors import InvalidArgument
 from govtrust.rpc.context import current_principal
-from govtrust.rpc.offload import run_sync
+from govtrust.rpc.offload import VERIFY, document_pool, run_sync
 from govtrust.v1 import common_pb2, verify_pb2
 from verify.pdf import PdfCheck, check_size, verify_pdf_check
 
@@ -54,8 +62,9 @@ class DocumentRpcs:
             at_time=time_in(request, "at_time"),
             options=options_in(request.report_options),
         )
+        principal = current_principal()
         verified = await finished(
-            await run_sync(verify_pdf_check, self.context, current_principal(), check)
+            await document_pool(VERIFY).run(verify_pdf_check, self.context, principal, check)
         )
         return verify_pb2.VerifyPdfResponse(
             report=report_to_pb(verified.report), signed_report=signed_pb(verified.signed)
@@ -117,7 +126,9 @@ class DocumentRpcs:
             options=options_in(header.report_options, "header.report_options"),
             filename=header.filename[:512],
         )
-        verified = await finished(await run_sync(verify_pdf_check, self.context, principal, check))
+        verified = await finished(
+            await document_pool(VERIFY).run(verify_pdf_check, self.context, principal, check)
+        )
         return verify_pb2.VerifyPdfStreamResponse(
             report=report_to_pb(verified.report), signed_report=signed_pb(verified.signed)
         )
@@ -143,8 +154,9 @@ class DocumentRpcs:
             at_time=time_in(request, "at_time"),
             options=options_in(request.report_options),
         )
+        pool = document_pool(VERIFY).run if form == "document" else run_sync
         verified = await finished(
-            await run_sync(verify_licence_check, self.context, current_principal(), check)
+            await pool(verify_licence_check, self.context, current_principal(), check)
         )
         return verify_pb2.VerifyLicenseResponse(
             report=report_to_pb(verified.report), signed_report=signed_pb(verified.signed)

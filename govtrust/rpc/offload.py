@@ -5,6 +5,18 @@ routes are ``async``. ``await run_sync(fn, *args)`` runs ``fn`` in the pool with
 context variables (principal, request id), so the loop keeps serving other calls meanwhile.
 The pool is bounded to roughly the database pool size: more threads would only queue on
 connections.
+
+Checking an untrusted document runs in a :class:`BoundedPool` of its own
+(:func:`document_pool`), so that such checks can never take the shared pool's threads from the
+gRPC calls, the health endpoints or the pages: the public page's (:data:`PUBLIC`, anonymous
+callers: two threads and a short queue) and VerifyPdf's (:data:`VERIFY`, authenticated business
+systems that legitimately send many documents at once: as many threads as the shared pool and
+a long queue). Beyond ``workers + queue`` admitted
+requests, :meth:`BoundedPool.run` refuses at once with :class:`PoolBusy` (503 / UNAVAILABLE,
+with a retry-after estimate). Every admitted request carries a :class:`govtrust.budget.Budget`:
+its deadline (``budget_seconds`` from admission, so it also bounds the caller's wait) and a
+cancel flag set when the awaiting caller is cancelled (a gRPC call cancelled, an HTTP client
+gone): the work stops at its next :func:`govtrust.budget.checkpoint`.
 """
 
 from __future__ import annotations
@@ -12,11 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
+
+from govtrust.budget import Budget, budget_scope
+from govtrust.errors import Unavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,3 +87,154 @@ async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return await loop.run_in_executor(_executor or get_executor(), call)
+
+
+# --- the bounded pool of document checks -------------------------------------------------------
+
+
+class PoolBusy(Unavailable):
+    """Every worker and queue place of a bounded pool is taken; retry after ``retry_after`` s."""
+
+    def __init__(self, name: str, retry_after: int) -> None:
+        setting = "GOVTRUST_" + name.upper().replace("-", "_")
+        super().__init__(
+            f"too many {name.replace('-', ' ')} checks are running or waiting; retry in "
+            f"{retry_after} s ({setting}_WORKERS, {setting}_QUEUE)"
+        )
+        self.retry_after = retry_after
+
+
+class BoundedPool:
+    """``workers`` threads of its own, at most ``queue`` requests waiting, each request under a
+    :class:`Budget` of ``budget_seconds`` (see the module docstring)."""
+
+    def __init__(
+        self, name: str, *, workers: int = 2, queue: int = 4, budget_seconds: float = 20.0
+    ) -> None:
+        if workers < 1 or queue < 0 or budget_seconds <= 0:
+            raise ValueError("a bounded pool needs workers >= 1, queue >= 0, budget > 0")
+        self.name = name
+        self.workers = workers
+        self.queue = queue
+        self.budget_seconds = budget_seconds
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"govtrust-{name}"
+        )
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self._average = 1.0  # seconds a request holds a worker (moving average)
+
+    @property
+    def admitted(self) -> int:
+        """Requests running or waiting (including abandoned ones not yet at a checkpoint)."""
+        return self._admitted
+
+    def retry_after(self) -> int:
+        """Seconds until a place is likely free: the queue's share of the average request."""
+        waves = (self._admitted + 1) / self.workers
+        return max(1, min(math.ceil(self.budget_seconds), math.ceil(waves * self._average)))
+
+    def _admit(self) -> None:
+        with self._lock:
+            if self._admitted >= self.workers + self.queue:
+                raise PoolBusy(self.name, self.retry_after())
+            self._admitted += 1
+
+    def _release(self, started: list[float]) -> None:
+        with self._lock:
+            self._admitted -= 1
+            if started:
+                self._average = 0.8 * self._average + 0.2 * (time.monotonic() - started[0])
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn(*args, **kwargs)`` in this pool under a fresh budget, with the caller's
+        contextvars; PoolBusy when full. Cancelling the awaiting task cancels the budget (and
+        the request, when it has not started)."""
+        self._admit()
+        budget = Budget(self.budget_seconds)
+        started: list[float] = []
+
+        def call() -> T:
+            started.append(time.monotonic())
+            budget.check()  # cancelled, or its time spent, while it waited
+            with budget_scope(budget):
+                return fn(*args, **kwargs)
+
+        try:
+            future: Future[T] = self._executor.submit(contextvars.copy_context().run, call)
+        except BaseException:
+            self._release(started)
+            raise
+        future.add_done_callback(lambda _: self._release(started))
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            budget.cancel()
+            future.cancel()
+            raise
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Stop the threads (queued requests are cancelled)."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+
+
+PUBLIC = "document"  # unauthenticated checks: the public licence page
+VERIFY = "verify-document"  # VerifyPdf, VerifyPdfStream, VerifyLicense with a document
+_pools: dict[str, BoundedPool] = {}
+
+
+def _defaults(name: str) -> dict[str, float]:
+    if name == PUBLIC:
+        return {"workers": 2, "queue": 4, "budget_seconds": 20.0}
+    return {"workers": default_max_workers(), "queue": 256, "budget_seconds": 20.0}
+
+
+def _pool(name: str, values: dict[str, float]) -> BoundedPool:
+    return BoundedPool(
+        name,
+        workers=int(values["workers"]),
+        queue=int(values["queue"]),
+        budget_seconds=values["budget_seconds"],
+    )
+
+
+def configure_document_pool(
+    workers: int | None = None,
+    queue: int | None = None,
+    budget_seconds: float | None = None,
+    *,
+    name: str = PUBLIC,
+) -> BoundedPool:
+    """(Re)create one of the process's pools of document checks (:data:`PUBLIC` or
+    :data:`VERIFY`; unset arguments take that pool's defaults); called at server start."""
+    given = {"workers": workers, "queue": queue, "budget_seconds": budget_seconds}
+    values = {**_defaults(name), **{k: v for k, v in given.items() if v is not None}}
+    pool = _pool(name, values)
+    with _lock:
+        old = _pools.get(name)
+        _pools[name] = pool
+    if old is not None:
+        old.shutdown(wait=False)
+    return pool
+
+
+def document_pool(name: str = PUBLIC) -> BoundedPool:
+    """The process's pool of document checks called ``name`` (the public page's by default),
+    created with its defaults on first use."""
+    pool = _pools.get(name)
+    if pool is not None:
+        return pool
+    with _lock:
+        existing = _pools.get(name)
+        if existing is None:
+            existing = _pools[name] = _pool(name, _defaults(name))
+        return existing
+
+
+def shutdown_document_pool(*, wait: bool = True) -> None:
+    """Stop the pools of document checks (after the servers have drained)."""
+    with _lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=wait)

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,17 @@ from grpc_reflection.v1alpha import reflection
 
 from govtrust.config import Settings
 from govtrust.http.app import create_app
+from govtrust.pdf_guard import DocumentLimits, configure_limits
 from govtrust.platform import Platform
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.interceptors import GovtrustInterceptor
-from govtrust.rpc.offload import configure_executor, shutdown_executor
+from govtrust.rpc.offload import (
+    VERIFY,
+    configure_document_pool,
+    configure_executor,
+    shutdown_document_pool,
+    shutdown_executor,
+)
 from govtrust.server.coalesce import CoalescingHttpToolsProtocol
 from govtrust.server.metrics import get_metrics
 from govtrust.server.services import SERVICE_NAMES, build_servicers
@@ -42,6 +50,7 @@ log = logging.getLogger("govtrust.server")
 
 DRAIN_GRACE_SECONDS = 10.0
 PARENT_CHECK_SECONDS = 1.0
+SWITCH_INTERVAL_SECONDS = 0.001  # the interpreter lock's hand-over interval (default 5 ms)
 
 
 class StartupError(Exception):
@@ -271,6 +280,23 @@ async def run_process(
 ) -> int:
     """Serve until SIGTERM/SIGINT, then drain; ``on_ready`` gets the bound ports."""
     configure_executor()
+    configure_document_pool(
+        settings.document_workers, settings.document_queue, settings.document_budget_seconds
+    )
+    configure_document_pool(
+        settings.verify_document_workers or None,
+        settings.verify_document_queue,
+        settings.document_budget_seconds,
+        name=VERIFY,
+    )
+    # hand the interpreter lock over after 1 ms instead of 5: a CPU-bound document check then
+    # delays a health check or a gRPC call by at most that per hand-over
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    configure_limits(
+        DocumentLimits(
+            settings.pdf_max_revisions, settings.pdf_max_objects, settings.pdf_max_signatures
+        )
+    )
     stop = asyncio.Event()
     _install_stop_signals(stop)
     process = ServingProcess(settings, platform, reuse_port=reuse_port)
@@ -290,5 +316,6 @@ async def run_process(
             watcher.cancel()
         if jobs is not None:
             await asyncio.gather(jobs, return_exceptions=True)
+        shutdown_document_pool(wait=False)  # abandoned checks stop at their budget
         shutdown_executor(wait=True)
     return 0
