@@ -250,7 +250,9 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``govtrust ca …`` to the command tree."""
-    ca = subparsers.add_parser("ca", help="certificate authority (chain, issue, status, CRL)")
+    ca = subparsers.add_parser(
+        "ca", help="certificate authority (chain, issue, revoke, suspend, resume, CRL)"
+    )
     commands = ca.add_subparsers(dest="ca_command", metavar="COMMAND", required=True)
 
     chain = commands.add_parser("chain", help="print the root and issuing CA certificates (PEM)")

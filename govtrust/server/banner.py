@@ -14,24 +14,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from govtrust.config import Settings
+from govtrust.db import describe_database
 from govtrust.server.process import BoundPorts, format_host
 from govtrust.server.services import SERVICE_NAMES
 
 INSECURE_LOOPBACK_WARNING = (
     "WARNING: loopback without TLS: every local caller is admin — embedded default only"
 )
-
-
-def describe_database(url: str) -> str:
-    """Kind and location of the database, without the password."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return f"SQLite {parsed.database}"
-    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
-    return f"PostgreSQL {where}"
 
 
 def describe_keystore(settings: Settings) -> str:
