@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE = 0, 1
+from govtrust.cli import EXIT_FAILURE, EXIT_OK, rpc_error_message
+
 _KINDS = ("official", "finance", "contract", "invoice", "business", "personal_name")
 
 
@@ -44,7 +45,7 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
     try:
         return getattr(stub, method)(request, metadata=metadata, timeout=args.timeout)
     except grpc.RpcError as exc:
-        print(f"govtrust seal: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        print(f"govtrust seal: {rpc_error_message(exc, args.server)}", file=sys.stderr)
         raise SystemExit(EXIT_FAILURE) from None
 
 

@@ -14,6 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from govtrust.config import Settings
 from govtrust.db import describe_database
 from govtrust.server.process import BoundPorts, format_host
@@ -46,6 +48,17 @@ def _govtrust_command() -> str:
     if sibling.exists():
         return _command(str(sibling), "govtrust")
     return _command(shutil.which("govtrust"), "govtrust")
+
+
+def _database_env(settings: Settings) -> str:
+    """``GOVTRUST_DATABASE_URL=… `` (password left out) when the database is not the data
+    directory's SQLite file, so the suggested command reads the same database."""
+    if settings.database_url is None:
+        return ""
+    url = make_url(settings.database_url)
+    shown = url.set(password=None).render_as_string(hide_password=False)
+    password = "PGPASSWORD=… " if url.password else ""
+    return f"{password}GOVTRUST_DATABASE_URL={shlex.quote(shown)} "
 
 
 def banner_lines(settings: Settings, ports: BoundPorts) -> list[str]:
@@ -84,7 +97,7 @@ def banner_lines(settings: Settings, ports: BoundPorts) -> list[str]:
     if not settings.tls_enabled:
         lines.append(f"  {python} -m govtrust.server.probe {grpc_address}")
     lines += [
-        f"  {_govtrust_command()} audit verify --data-dir {data_dir}",
+        f"  {_database_env(settings)}{_govtrust_command()} audit verify --data-dir {data_dir}",
         "Stop with Ctrl-C (or SIGTERM): in-flight calls finish first.",
         f"govtrust: grpc listening on {grpc_address}",
         f"govtrust: http listening on {http_base}",
