@@ -56,7 +56,7 @@ def _database_env(settings: Settings) -> str:
     if settings.database_url is None:
         return ""
     url = make_url(settings.database_url)
-    shown = url.set(password=None).render_as_string(hide_password=False)
+    shown = url._replace(password=None).render_as_string(hide_password=False)
     password = "PGPASSWORD=… " if url.password else ""
     return f"{password}GOVTRUST_DATABASE_URL={shlex.quote(shown)} "
 
