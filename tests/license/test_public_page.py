@@ -145,7 +145,7 @@ def test_status_list_served_over_http_is_what_licences_point_to(
     from license.signed_data import verify_licence
 
     uri = verify_licence(stored.signed_data, lic.roots).metadata.status_uri
-    assert uri == f"{base}/license/status/{USCC}"
+    assert uri == f"{base}/licence/status/{USCC}"
     first = httpx.get(uri, timeout=30)
     assert first.status_code == 200
     index = stored.row.status_index
