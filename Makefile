@@ -50,8 +50,22 @@ lint: $(STAMP)
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
 
+## Every bench runs (a missed target does not stop the others); the misses are repeated at the
+## end (each bench's last lines) and the exit status is non-zero if any bench missed or failed.
+BENCHES ?= $(filter-out bench/__init__.py bench/_%.py,$(wildcard bench/*.py))
 bench: system-deps-bench $(STAMP)
-	@set -e; for b in $(filter-out bench/__init__.py bench/_%.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b; done
+	@logs=$$(mktemp -d); missed=""; \
+	for b in $(BENCHES); do \
+	  echo "== $$b"; log=$$logs/$$(basename $$b).log; \
+	  { $(PY) $$b; echo $$? > $$log.rc; } 2>&1 | tee $$log; \
+	  [ "$$(cat $$log.rc)" = 0 ] || missed="$$missed $$b"; \
+	done; \
+	if [ -z "$$missed" ]; then echo "== every bench met its targets"; rm -rf $$logs; exit 0; fi; \
+	echo "== targets missed:"; \
+	for b in $$missed; do \
+	  log=$$logs/$$(basename $$b).log; echo "-- $$b (exit $$(cat $$log.rc)):"; tail -n 5 $$log; \
+	done; \
+	rm -rf $$logs; exit 1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

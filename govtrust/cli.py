@@ -11,11 +11,15 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from govtrust import __version__
 from govtrust.config import ConfigError, Settings, load_settings
 from govtrust.errors import GovtrustError
+from govtrust.instance import NoInstance
+
+if TYPE_CHECKING:
+    from govtrust.platform import Platform
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -39,6 +43,27 @@ COMMAND_MODULES: tuple[str, ...] = (
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     flags = {"data_dir": getattr(args, "data_dir", None), **extra}
     return load_settings(flags, config_file=getattr(args, "config", None))
+
+
+def open_instance(args: argparse.Namespace) -> Platform:
+    """The platform of the existing instance ``args`` point at; :class:`NoInstance` (one line,
+    exit 2, nothing created) when there is none. Only ``init`` and ``serve`` create one."""
+    from govtrust.platform import open_platform
+
+    return open_platform(settings_from_args(args), create=False)
+
+
+_UNREACHABLE = ("failed to connect", "connection refused", "dns resolution failed", "unreachable")
+
+
+def rpc_error_message(exc: Any, server: str) -> str:
+    """One line for a failed gRPC call: a server that cannot be reached is named as such."""
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    name = code.name if code is not None else "ERROR"
+    if name == "UNAVAILABLE" and any(m in (details or "").lower() for m in _UNREACHABLE):
+        return f"the govtrust server at {server} is not running or not reachable (--server)"
+    return f"{name}: {details}"
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ConfigError as exc:
         print(f"govtrust: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoInstance as exc:
+        print(f"govtrust: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     except GovtrustError as exc:
         print(f"govtrust: {exc.message}", file=sys.stderr)

@@ -50,6 +50,15 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def describe_database(url: str) -> str:
+    """Kind and location of the database, without the password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite {parsed.database}"
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
+    return f"PostgreSQL {where}"
+
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for the write lock
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
+from govtrust.instance import check_bootstrap, require_instance
 from govtrust.migrate import is_up_to_date, upgrade_to_head
 from hsm import KeyStore, MasterKey, load_master_key, open_keystore
 from hsm.audit_key import install_audit_chain_key
@@ -52,16 +53,44 @@ def configured_keystore(settings: Settings, db: Database, master_key: MasterKey)
     )
 
 
-def open_platform(settings: Settings, *, migrate: bool | None = None) -> Platform:
-    """Open the database (migrating it, or refusing when it is behind) and the key store."""
-    prepare_data_dir(settings)
+def open_platform(
+    settings: Settings, *, migrate: bool | None = None, create: bool = True
+) -> Platform:
+    """Open the key store, then the database (migrating it, or refusing when it is behind).
+
+    ``create=False`` (every command but ``init`` and ``serve``): refuse with
+    :class:`~govtrust.instance.NoInstance` when there is no initialised instance, creating
+    nothing. The key store opens before any migration, so a bad PKCS#11 module or PIN stops the
+    start with the schema untouched; a master key or key store other than the ones the instance
+    was bootstrapped with is refused (:func:`~govtrust.instance.check_bootstrap`). The audit
+    chain key is installed last, so that every record this process writes is keyed.
+    """
+    if create:
+        prepare_data_dir(settings)
+    else:
+        require_instance(settings)
+    master_key = load_master_key(settings.data_dir, create=create)
     db = Database(settings.effective_database_url)
-    if migrate if migrate is not None else settings.migrate:
-        upgrade_to_head(db.engine)
-    elif not is_up_to_date(db.engine):
+    try:
+        keystore = configured_keystore(settings, db, master_key)
+    except BaseException:
         db.dispose()
-        raise FailedPrecondition("the database schema is behind; run without --no-migrate")
-    master_key = load_master_key(settings.data_dir)
-    install_audit_chain_key(db, master_key)
-    keystore = configured_keystore(settings, db, master_key)
+        raise
+    try:
+        if migrate if migrate is not None else settings.migrate:
+            upgrade_to_head(db.engine)
+        elif not is_up_to_date(db.engine):
+            raise FailedPrecondition("the database schema is behind; run without --no-migrate")
+        check_bootstrap(
+            db,
+            master_key_check=master_key.check_value(),
+            master_key_source=master_key.source,
+            keystore=settings.hsm,
+            token_label=settings.pkcs11_token_label,
+        )
+        install_audit_chain_key(db, master_key)
+    except BaseException:
+        keystore.close()
+        db.dispose()
+        raise
     return Platform(settings=settings, db=db, master_key=master_key, keystore=keystore)

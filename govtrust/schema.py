@@ -6,7 +6,8 @@ Alembic's env and the test fixtures import this module; add a line for each new 
 from __future__ import annotations
 
 import ca.models  # noqa: F401
-import govtrust.audit  # noqa: F401
+import govtrust.audit
+import govtrust.instance  # noqa: F401
 import hsm.models  # noqa: F401
 import idp.models  # noqa: F401
 import idp.oidc.models as _oidc_models  # noqa: F401

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import stat
 import threading
@@ -32,6 +34,8 @@ MASTER_KEY_ENV = "GOVTRUST_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"
 MASTER_KEY_BYTES = 32
 _HKDF_SALT = b"govtrust master key v1"
+_CHECK_PURPOSE = "master-key-check/v1"
+_CHECK_LABEL = b"govtrust master key check value"
 _PURPOSE_MAX = 200
 
 
@@ -102,6 +106,15 @@ class MasterKey:
             with self._lock:
                 self._derived[cache_key] = derived
         return derived
+
+    def check_value(self) -> str:
+        """A key check value (hex HMAC-SHA256 of a fixed label under a dedicated subkey).
+
+        Stored at bootstrap so a process started with another master key is refused instead of
+        writing data no other replica can read. It reveals nothing about the key.
+        """
+        subkey = self.derive_key(_CHECK_PURPOSE)
+        return hmac.new(subkey, _CHECK_LABEL, hashlib.sha256).hexdigest()
 
     def export_base64(self) -> str:
         """The base64 text form, for moving the key into a secret manager (operator CLI only)."""

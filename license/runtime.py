@@ -32,9 +32,16 @@ if TYPE_CHECKING:
     from seal.runtime import SealRuntime
 
 TRUST_LIST_TTL_SECONDS = 60.0
-STATUS_PATH = "/licence/status/"
-TRUST_LIST_PATH = "/licence/trust-list"
+# HTTP paths are spelled "license", like the package, the proto and the CLI. The "licence"
+# spellings are permanent aliases (licences issued before carry /licence/status/ URIs).
+STATUS_PATH = "/license/status/"
+TRUST_LIST_PATH = "/license/trust-list"
 VERIFY_PATH = "/verify/license/"
+
+
+def licence_alias(path: str) -> str:
+    """The permanent alias of a ``license`` path: the same path spelled ``licence``."""
+    return path.replace("license", "licence")
 
 
 @dataclass

@@ -45,6 +45,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import UploadFile
+from starlette.routing import Route
 
 from govtrust.errors import InvalidArgument, NotFound, ResourceExhausted
 from govtrust.http.errors import error_body
@@ -60,6 +61,7 @@ from license.runtime import (
     TRUST_LIST_PATH,
     VERIFY_PATH,
     LicenceRuntime,
+    licence_alias,
     status_list_token,
 )
 
@@ -832,6 +834,9 @@ def make_router(
     api.add_route(VERIFY_FORM_PATH, verify_post, methods=["POST"])
     api.add_route(STATUS_PATH + "{issuer}", status_get, methods=["GET"])
     api.add_route(TRUST_LIST_PATH, trust_list_get, methods=["GET"])
+    for route in list(api.routes):  # the "licence" spellings: permanent aliases, same handlers
+        assert isinstance(route, Route)
+        api.add_route(licence_alias(route.path), route.endpoint, methods=list(route.methods or []))
     return api
 
 

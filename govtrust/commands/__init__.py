@@ -15,6 +15,8 @@ def call_rpc(
     ``GOVTRUST_TOKEN`` as bearer token; on an error print ``PROG: CODE: details`` and exit 1."""
     import grpc
 
+    from govtrust.cli import rpc_error_message
+
     token = args.token or os.environ.get("GOVTRUST_TOKEN", "")
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     with grpc.insecure_channel(args.server) as channel:
@@ -23,5 +25,5 @@ def call_rpc(
                 request, metadata=metadata, timeout=args.timeout
             )
         except grpc.RpcError as exc:
-            print(f"{prog}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(f"{prog}: {rpc_error_message(exc, args.server)}", file=sys.stderr)
             raise SystemExit(1) from None

@@ -65,6 +65,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Walk the audit chain, check it against the key and every checkpoint, name what broke."""
     from govtrust.audit import verify_chain
     from govtrust.db import Database
+    from govtrust.instance import require_instance
     from govtrust.migrate import is_up_to_date
     from govtrust.platform import Platform, configured_keystore
     from govtrust.server.wiring import audit_token_check
@@ -73,6 +74,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from hsm.master import MASTER_KEY_FILE
 
     settings = settings_from_args(args)
+    require_instance(settings)
     try:
         external = _external(args.checkpoint)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -114,7 +116,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     from govtrust.platform import open_platform
     from govtrust.server.wiring import checkpoint_audit
 
-    platform = open_platform(settings_from_args(args))
+    platform = open_platform(settings_from_args(args), create=False)
     try:
         made = checkpoint_audit(platform)
         with platform.db.read() as session:

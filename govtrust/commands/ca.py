@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, rpc_error_message
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 PROFILES = ("citizen", "legal-person", "seal", "service")
@@ -65,9 +65,7 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
     try:
         return getattr(stub, method)(request, metadata=metadata, timeout=args.timeout)
     except grpc.RpcError as exc:
-        code = exc.code().name if hasattr(exc, "code") else "ERROR"
-        details = exc.details() if hasattr(exc, "details") else str(exc)
-        raise _CliError(f"{code}: {details}") from None
+        raise _CliError(rpc_error_message(exc, args.server)) from None
 
 
 class _CliError(Exception):
@@ -250,7 +248,9 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``govtrust ca …`` to the command tree."""
-    ca = subparsers.add_parser("ca", help="certificate authority (chain, issue, status, CRL)")
+    ca = subparsers.add_parser(
+        "ca", help="certificate authority (chain, issue, revoke, suspend, resume, CRL)"
+    )
     commands = ca.add_subparsers(dest="ca_command", metavar="COMMAND", required=True)
 
     chain = commands.add_parser("chain", help="print the root and issuing CA certificates (PEM)")

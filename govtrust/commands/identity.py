@@ -11,7 +11,7 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, settings_from_args
+from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
 from govtrust.principal import Principal
 
 IMPORT_HELP = """\
@@ -49,10 +49,6 @@ def _detect_kind(text: str) -> str | None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import a citizens or legal-persons CSV into the base-data tables."""
-    from govtrust.db import Database
-    from govtrust.migrate import is_up_to_date, upgrade_to_head
-    from hsm.audit_key import install_audit_chain_key
-    from hsm.master import load_master_key
     from idp.basedata import import_legal_persons, import_population, read_csv
     from idp.identifiers import load_uscc_allow_list
     from idp.pii import PiiCodec
@@ -67,18 +63,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     if kind is None:
         print(f"govtrust: {path}: cannot tell citizens from legal persons; use --kind")
         return EXIT_USAGE
-    settings = settings_from_args(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database(settings.effective_database_url)
+    platform = open_instance(args)
+    db, data_dir = platform.db, platform.settings.data_dir
     try:
-        if not is_up_to_date(db.engine):
-            if not settings.migrate:
-                print("govtrust: the database schema is behind; run without --no-migrate")
-                return EXIT_FAILURE
-            upgrade_to_head(db.engine)
-        master_key = load_master_key(settings.data_dir)
-        install_audit_chain_key(db, master_key)
-        codec = PiiCodec.from_master_key(master_key)
+        codec = PiiCodec.from_master_key(platform.master_key)
         if kind == "citizens":
             report = import_population(db, codec, text, principal=_operator(), source=path.name)
         else:
@@ -87,11 +75,11 @@ def cmd_import(args: argparse.Namespace) -> int:
                 codec,
                 text,
                 principal=_operator(),
-                allow_list=load_uscc_allow_list(settings.data_dir),
+                allow_list=load_uscc_allow_list(data_dir),
                 source=path.name,
             )
     finally:
-        db.dispose()
+        platform.close()
     print(
         f"imported {report.imported} {kind} records from {path.name}; "
         f"skipped {len(report.skipped)}; raised {report.upgraded} identities to assurance 2"

@@ -36,7 +36,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, settings_from_args
+from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
 from govtrust.errors import AlreadyExists, InvalidArgument
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 
@@ -54,12 +54,6 @@ def _operator(*roles: str) -> Principal:
     except (KeyError, OSError):
         user = "unknown"
     return Principal(kind="operator", subject=user, roles=frozenset({"admin", *roles}))
-
-
-def _platform(args: argparse.Namespace) -> Platform:
-    from govtrust.platform import open_platform
-
-    return open_platform(settings_from_args(args))
 
 
 def _date(text: str | None, flag: str) -> date | None:
@@ -85,7 +79,7 @@ def cmd_types(args: argparse.Namespace) -> int:
             defined = catalogue.type_from_json(data)
         except InvalidArgument as exc:
             _refuse(exc)
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         with platform.db.transaction() as session:
             if args.seed:
@@ -107,7 +101,18 @@ def cmd_types(args: argparse.Namespace) -> int:
                 f"{t.type_code}\t{t.name}\t{t.name_en}\trevision={t.revision}"
                 f"\tissuers={','.join(t.issuing_departments)}"
             )
+    if not types:
+        print(
+            "govtrust license: no licence types defined yet; `govtrust license types --seed"
+            f"{_data_dir_flag(args)} [--issuer DEPT-USCC]` defines the standard ones "
+            "(营业执照, 统一社会信用代码证书), --define TYPE.json one of your own",
+            file=sys.stderr,
+        )
     return EXIT_OK
+
+
+def _data_dir_flag(args: argparse.Namespace) -> str:
+    return f" --data-dir {args.data_dir}" if args.data_dir is not None else ""
 
 
 def _refuse(exc: InvalidArgument | AlreadyExists) -> NoReturn:
@@ -132,7 +137,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
     from license.runtime import runtime_for
 
     fields = _fields(args.field or [])
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         runtime = runtime_for(platform)
         signer = runtime.signers(args.issuer)
@@ -197,7 +202,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from seal.owners import RegistryOwners
 
     parse_identifier(args.identifier, check_uscc=False)
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         service = runtime_for(platform).service
         issuer = service.get(args.identifier).issuer_code
@@ -246,7 +251,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from license.runtime import runtime_for
 
     parse_identifier(args.identifier, check_uscc=False)
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         service = runtime_for(platform).service
         issuer = service.get(args.identifier).issuer_code
@@ -299,7 +304,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not evidence:
         print("govtrust license: nothing to verify", file=sys.stderr)
         return EXIT_USAGE
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         kind, check = _check(platform, evidence)
     finally:

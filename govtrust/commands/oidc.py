@@ -14,13 +14,10 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from govtrust.cli import EXIT_OK, add_data_dir, settings_from_args
+from govtrust.cli import EXIT_OK, add_data_dir, open_instance
 from govtrust.principal import Principal
-
-if TYPE_CHECKING:
-    from govtrust.platform import Platform
 
 
 def _operator() -> Principal:
@@ -33,18 +30,12 @@ def _operator() -> Principal:
     )
 
 
-def _platform(args: argparse.Namespace) -> Platform:
-    from govtrust.platform import open_platform
-
-    return open_platform(settings_from_args(args))
-
-
 def cmd_client_add(args: argparse.Namespace) -> int:
     """Register a client and print its id and secret (the secret is shown only now)."""
     from idp.oidc.clients import client_to_dict
     from idp.oidc.factory import provider_for
 
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         result = provider_for(platform).clients.register(
             _operator(),
@@ -79,7 +70,7 @@ def cmd_client_list(args: argparse.Namespace) -> int:
     from idp.oidc.clients import client_to_dict
     from idp.oidc.factory import provider_for
 
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         registry = provider_for(platform).clients
         after, rows = "", cast(list[dict[str, Any]], [])
@@ -105,7 +96,7 @@ def cmd_client_remove(args: argparse.Namespace) -> int:
     """Remove a client and revoke its tokens."""
     from idp.oidc.factory import provider_for
 
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         count = provider_for(platform).clients.remove(_operator(), args.client_id)
     finally:
@@ -118,7 +109,7 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
     """Rotate a signing key (the old one stays in JWKS until its tokens expire)."""
     from idp.oidc.factory import provider_for
 
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         provider = provider_for(platform)
         provider.ensure_keys()
@@ -135,7 +126,7 @@ def cmd_password_set(args: argparse.Namespace) -> int:
     from idp.oidc.factory import provider_for
 
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
-    platform = _platform(args)
+    platform = open_instance(args)
     try:
         provider_for(platform).passwords.set_password(
             _operator(),

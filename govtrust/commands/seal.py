@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE = 0, 1
+from govtrust.cli import EXIT_OK
+
 _KINDS = ("official", "finance", "contract", "invoice", "business", "personal_name")
 
 

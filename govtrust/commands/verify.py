@@ -23,11 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, settings_from_args
+from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
 from govtrust.principal import Principal
 
 if TYPE_CHECKING:
-    from govtrust.platform import Platform
     from verify.service import Verified
 
 EXIT_INDETERMINATE = 3
@@ -49,12 +48,6 @@ def _operator() -> Principal:
     except (KeyError, OSError):
         user = "unknown"
     return Principal(kind="operator", subject=user, roles=frozenset({"verifier"}))
-
-
-def _platform(args: argparse.Namespace) -> Platform:
-    from govtrust.platform import open_platform
-
-    return open_platform(settings_from_args(args))
 
 
 def _read(path: str) -> bytes:
@@ -119,7 +112,7 @@ def _run(args: argparse.Namespace, work: Any) -> int:
         data = _read(args.file)
         at = _moment(getattr(args, "at", None))
         options = _options(args)
-        platform = _platform(args)
+        platform = open_instance(args)
     except (_Usage, GovtrustError) as exc:
         print(f"govtrust verify: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -136,15 +129,37 @@ def _run(args: argparse.Namespace, work: Any) -> int:
         platform.close()
 
 
+def _split_bundle(data: bytes) -> tuple[bytes, tuple[bytes, ...]]:
+    """A PEM bundle's first certificate (DER) and the rest; other input unchanged."""
+    from asn1crypto import pem
+
+    if not pem.detect(data):
+        return data, ()
+    try:
+        blocks = [der for kind, _, der in pem.unarmor(data, multiple=True) if kind == "CERTIFICATE"]
+    except ValueError:
+        return data, ()
+    if len(blocks) < 2:
+        return data, ()
+    return blocks[0], tuple(blocks[1:])
+
+
 def cmd_cert(args: argparse.Namespace) -> int:
-    """Verify a certificate (DER or PEM)."""
+    """Verify a certificate (DER or PEM; of a PEM bundle the first, the rest as intermediates)."""
     from verify.certificates import CertificateCheck, verify_certificate
     from verify.report import CertificatePurpose, RevocationCheck
 
     def work(context: Any, data: bytes, at: datetime | None, options: Any) -> Verified:
-        intermediates = tuple(_read(p) for p in args.intermediate)
+        leaf, bundled = _split_bundle(data)
+        if bundled:
+            print(
+                f"govtrust verify: {args.file} holds {len(bundled) + 1} certificates: the first "
+                f"is verified, the other {len(bundled)} serve as intermediates",
+                file=sys.stderr,
+            )
+        intermediates = bundled + tuple(_read(p) for p in args.intermediate)
         check = CertificateCheck(
-            data,
+            leaf,
             intermediates,
             at,
             CertificatePurpose(args.purpose) if args.purpose else None,
@@ -229,7 +244,11 @@ def register(commands: Any) -> None:
         p.set_defaults(handler=handler)
         return p
 
-    p = parser("cert", "verify a certificate (DER or PEM)", cmd_cert)
+    p = parser(
+        "cert",
+        "verify a certificate (DER or PEM; a PEM bundle: the first, the rest as intermediates)",
+        cmd_cert,
+    )
     p.add_argument("--at", help="validation time, ISO 8601 (default now)")
     p.add_argument("--purpose", choices=_PURPOSES, default="")
     p.add_argument("--revocation", choices=_REVOCATION, default="default")

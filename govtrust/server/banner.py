@@ -17,21 +17,13 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from govtrust.config import Settings
+from govtrust.db import describe_database
 from govtrust.server.process import BoundPorts, format_host
 from govtrust.server.services import SERVICE_NAMES
 
 INSECURE_LOOPBACK_WARNING = (
     "WARNING: loopback without TLS: every local caller is admin — embedded default only"
 )
-
-
-def describe_database(url: str) -> str:
-    """Kind and location of the database, without the password."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return f"SQLite {parsed.database}"
-    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
-    return f"PostgreSQL {where}"
 
 
 def describe_keystore(settings: Settings) -> str:
@@ -56,6 +48,17 @@ def _govtrust_command() -> str:
     if sibling.exists():
         return _command(str(sibling), "govtrust")
     return _command(shutil.which("govtrust"), "govtrust")
+
+
+def _database_env(settings: Settings) -> str:
+    """``GOVTRUST_DATABASE_URL=… `` (password left out) when the database is not the data
+    directory's SQLite file, so the suggested command reads the same database."""
+    if settings.database_url is None:
+        return ""
+    url = make_url(settings.database_url)
+    shown = url._replace(password=None).render_as_string(hide_password=False)
+    password = "PGPASSWORD=… " if url.password else ""
+    return f"{password}GOVTRUST_DATABASE_URL={shlex.quote(shown)} "
 
 
 def banner_lines(settings: Settings, ports: BoundPorts) -> list[str]:
@@ -94,7 +97,7 @@ def banner_lines(settings: Settings, ports: BoundPorts) -> list[str]:
     if not settings.tls_enabled:
         lines.append(f"  {python} -m govtrust.server.probe {grpc_address}")
     lines += [
-        f"  {_govtrust_command()} audit verify --data-dir {data_dir}",
+        f"  {_database_env(settings)}{_govtrust_command()} audit verify --data-dir {data_dir}",
         "Stop with Ctrl-C (or SIGTERM): in-flight calls finish first.",
         f"govtrust: grpc listening on {grpc_address}",
         f"govtrust: http listening on {http_base}",

@@ -12,6 +12,8 @@ from govtrust.cli import main
 
 def test_client_add_list_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "data")
+    assert main(["init", "--data-dir", data]) == 0  # only init and serve create an instance
+    capsys.readouterr()
     assert (
         main(
             [

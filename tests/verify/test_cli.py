@@ -148,3 +148,19 @@ def test_token_pdf_and_license(data: tuple[Path, dict[str, str]], tmp_path: Path
     report = json.loads(result.stdout)["report"]
     assert report["evidence_kind"] == "EVIDENCE_KIND_LICENSE_IDENTIFIER"
     assert report["verdict"] == "VERDICT_INVALID"
+
+
+def test_cert_pem_bundle_first_is_the_leaf_and_says_so(
+    data: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root = x509.load_der_x509_certificate((tmp_path / "root.der").read_bytes())
+    bundle = tmp_path / "chain.pem"
+    bundle.write_bytes((tmp_path / "bank-core.pem").read_bytes() + root.public_bytes(Encoding.PEM))
+    result = run(data, "cert", str(bundle), "--locale", "en")
+    assert result.returncode == 0, result.stderr
+    assert "CN=bank-core" in result.stdout
+    assert "holds 2 certificates: the first is verified, the other 1 serve as intermediates" in (
+        result.stderr
+    )
+    single = run(data, "cert", str(tmp_path / "bank-core.pem"), "--locale", "en")
+    assert single.returncode == 0 and "intermediates" not in single.stderr
