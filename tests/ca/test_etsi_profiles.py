@@ -94,3 +94,24 @@ def test_revocation_base_defaults_to_http_and_refuses_https() -> None:
         load_settings(env={"GOVTRUST_CRL_BASE_URL": "https://crl.example"})
     settings = load_settings(env={"GOVTRUST_CRL_BASE_URL": STATUS})
     assert settings.crl_base_url == STATUS
+
+
+def test_the_seal_makers_organisation_certificate_lints_clean(
+    production_authority: CertificateAuthority, database: Database, tmp_path: Path
+) -> None:
+    from seal.authority import CaSealAuthority
+
+    issued = CaSealAuthority(production_authority, database).issue_maker_certificate(
+        "ec-p256", 5 * 365
+    )
+    path = tmp_path / "maker.der"
+    path.write_bytes(issued.der)
+    findings = pkilint(
+        "lint_etsi_cert",
+        "-t",
+        "NCP-LEGAL-PERSON-CERTIFICATE",
+        "--document-format",
+        "DER",
+        str(path),
+    )
+    assert findings == "", findings

@@ -20,6 +20,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from seal.pdf import PdfSealRequest, Position
 from seal.types import PadesLevel
+from tests.ca.conftest import pem
 from tests.conftest import require_tool
 from tests.license.test_document import Licence, licence  # noqa: F401 - fixture
 from tests.seal.conftest import World, one_page_pdf
@@ -104,7 +105,7 @@ def test_time_stamp_token_carries_the_tsa_chain_for_openssl(world: World, tmp_pa
     response = world.authority.timestamp(request.dump()).der
     (tmp_path / "request.tsq").write_bytes(request.dump())
     (tmp_path / "response.tsr").write_bytes(response)
-    (tmp_path / "root.pem").write_bytes(_pem(world.seal_authority.chain()[-1]))
+    (tmp_path / "root.pem").write_text(pem(world.seal_authority.chain()[-1]))
     verify = subprocess.run(
         [
             openssl,
@@ -123,14 +124,6 @@ def test_time_stamp_token_carries_the_tsa_chain_for_openssl(world: World, tmp_pa
         check=False,
     )
     assert verify.returncode == 0 and "Verification: OK" in verify.stdout, verify.stderr
-
-
-def _pem(der: bytes) -> bytes:
-    import base64
-    import textwrap
-
-    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
-    return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n".encode()
 
 
 def test_pyhanko_validates_a_licence_pdf_online_with_only_the_root(
