@@ -18,8 +18,11 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
+from govtrust.principal import Principal
+from idp.types import IdentityRef
+from seal.lifecycle import Application, Making
 from seal.pdf import PdfSealRequest, Position
-from seal.types import PadesLevel
+from seal.types import PadesLevel, SealKind
 from tests.ca.conftest import pem
 from tests.conftest import require_tool
 from tests.license.test_document import Licence, licence  # noqa: F401 - fixture
@@ -132,3 +135,59 @@ def test_pyhanko_validates_a_licence_pdf_online_with_only_the_root(
 ) -> None:
     pdf = licence.documents.make(licence.doc, licence.context)
     assert_valid_online(_root(licence.world), pdf, timestamped=True)
+
+
+def test_pyhanko_validates_online_against_govtrust_serve(tmp_path: Path, database_url: str) -> None:
+    """The same verdicts with revocation fetched from a real ``govtrust serve`` process: the
+    seals are made in this process over the server's database and key store, pyHanko fetches
+    OCSP, CRLs and CA certificates from the server's HTTP port named in the certificates."""
+    from ca.authority import authority_for
+    from govtrust.config import load_settings
+    from govtrust.platform import open_platform
+    from idp.registry import IdentityRegistry
+    from seal.runtime import runtime_for
+    from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, USCC, free_port, resident_id
+    from tests.server.serving import running, serve_command, server_env
+
+    port = free_port()
+    data = tmp_path / "data"
+    command = serve_command("--data-dir", str(data), "--grpc-port", "0", "--http-port", str(port))
+    with running(command, server_env(GOVTRUST_DATABASE_URL=database_url)) as served:
+        assert served.http_base.endswith(f":{port}")
+        settings = load_settings(
+            {"data_dir": str(data), "http_port": port}, env={"GOVTRUST_DATABASE_URL": database_url}
+        )
+        platform = open_platform(settings, migrate=False)
+        try:
+            root = x509.Certificate.load(authority_for(platform).hierarchy.get("root").der)
+            registry = IdentityRegistry.open(platform.db, platform.master_key, data_dir=data)
+            rep = registry.register_citizen(
+                REGISTRAR, name="张三", id_number=resident_id("11010519491231002")
+            )
+            company = registry.register_legal_person(
+                REGISTRAR,
+                uscc=USCC,
+                name="福州示例科技有限公司",
+                legal_representative=IdentityRef(id=rep.id),
+            )
+            representative = Principal("user", "rep", frozenset(), citizen_id=rep.id)
+            runtime = runtime_for(platform)
+            s = runtime.service
+            seal = s.apply(
+                representative, Application(IdentityRef(id=company.id), SealKind.CONTRACT)
+            )
+            s.review(REVIEWER, seal.id, True, "ok")
+            s.make(MAKER, seal.id, Making())
+            s.file(FILING, seal.id, "", "")
+            s.issue(FILING, seal.id, "")
+            for level in (PadesLevel.B_B, PadesLevel.B_T, PadesLevel.B_LT):
+                result = runtime.pdf.seal(
+                    representative,
+                    PdfSealRequest(seal.id, one_page_pdf(), Position(1, 100, 100), level),
+                )
+                assert_valid_online(
+                    root, result.sealed_pdf, timestamped=level is not PadesLevel.B_B
+                )
+        finally:
+            platform.close()
+        served.stop()
