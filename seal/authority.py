@@ -10,6 +10,7 @@ audit records say who asked.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -52,6 +53,10 @@ class SealAuthority(Protocol):
     def issue_maker_certificate(self, algorithm: str, validity_days: int) -> IssuedCertificate:
         """Generate a key for the seal-making unit and certify it (its organisation certificate,
         the legal-person profile with the unit's USCC)."""
+        ...
+
+    def certificate_status(self, certificate_der: bytes) -> str:
+        """The CA's status of a certificate it issued (active, suspended, revoked, …)."""
         ...
 
     def hold(self, principal: Principal, certificate_id: str, comment: str) -> None:
@@ -210,6 +215,10 @@ class CaSealAuthority:
         assert issued.key is not None
         row = issued.certificate
         return IssuedCertificate(row.id, row.der, issued.key.key_id, row.key_algorithm)
+
+    def certificate_status(self, certificate_der: bytes) -> str:
+        fingerprint = hashlib.sha256(certificate_der).hexdigest()
+        return str(self.authority.find(fingerprint=fingerprint).status)
 
     def hold(self, principal: Principal, certificate_id: str, comment: str) -> None:
         self.authority.suspend(acting_for(principal), certificate_id, comment[:1000])

@@ -7,7 +7,8 @@ SESeal's validity never outlasts its maker's certificate: :func:`current_maker` 
 (new key, new certificate) when the current certificate ends before the seal would, and the
 caller refuses with :class:`~seal.errors.MakerCertificateTooShort` when even a fresh one would
 (the legal-person CA itself ends sooner). A retired maker certificate is NOT revoked and its
-seals keep verifying: each SESeal carries the certificate it was signed with. The row keeps only
+seals keep verifying: each SESeal carries the certificate it was signed with. A maker certificate
+revoked at the CA (key compromise) is replaced before the next seal is made. The row keeps only
 the current maker; a certificate of the old ``service`` profile is replaced on first use.
 """
 
@@ -47,10 +48,14 @@ def is_organisation_certificate(certificate_der: bytes) -> bool:
     return "organization_identifier" in subject and not tls
 
 
-def _usable(row: SealMakerRow, moment: datetime, covering: datetime) -> bool:
+def _usable(
+    authority: SealAuthority, row: SealMakerRow, moment: datetime, covering: datetime
+) -> bool:
     if not is_organisation_certificate(row.certificate_der):
         return False
-    return not_after(row.certificate_der) >= max(moment, covering)
+    if not_after(row.certificate_der) < max(moment, covering):
+        return False
+    return authority.certificate_status(row.certificate_der) == "active"
 
 
 def current_maker(
@@ -61,10 +66,11 @@ def current_maker(
     covering: datetime | None = None,
 ) -> structures.Maker:
     """The maker whose certificate is valid through ``covering`` (default: now), issued or
-    rotated when the stored one is missing, of the old profile, or ends too soon."""
+    rotated when the stored one is missing, of the old profile, ends too soon or is no longer
+    active at the CA (revoked after a key compromise, or on hold)."""
     with db.read() as session:
         row = session.get(SealMakerRow, MAKER_NAME)
-    if row is None or not _usable(row, moment, covering or moment):
+    if row is None or not _usable(authority, row, moment, covering or moment):
         row = _rotate(db, keystore, authority, row, moment)
     return structures.Maker(
         keystore, row.key_id, default_scheme(row.key_algorithm), row.certificate_der

@@ -128,6 +128,18 @@ def _certificate_id(world: World, der: bytes) -> str:
     return row.id
 
 
+def test_a_revoked_maker_is_replaced_before_the_next_seal(world: World) -> None:
+    world.active_seal()
+    old = world.service.maker()
+    world.authority.revoke(
+        OPERATOR, _certificate_id(world, old.certificate_der), reason=1, comment="key compromise"
+    )
+    seal = world.active_seal(SealKind.FINANCE)
+    new = world.service.maker()
+    assert new.key_id != old.key_id
+    assert verify_seal(_structure(world, seal.id)).maker_certificate == new.certificate_der
+
+
 def test_an_old_profile_maker_is_replaced_on_first_use(world: World) -> None:
     world.service.maker()
     # what earlier versions stored: a service (TLS) certificate named seal-maker
