@@ -135,6 +135,12 @@ def test_pyhanko_validates_a_licence_pdf_online_with_only_the_root(
 ) -> None:
     pdf = licence.documents.make(licence.doc, licence.context)
     assert_valid_online(_root(licence.world), pdf, timestamped=True)
+    # the licence's DSS holds the time-stamp's chain (the TSA and its CA), not the root
+    reader = PdfFileReader(io.BytesIO(pdf))
+    dss = [bytes(s.get_object().data) for s in reader.root["/DSS"]["/Certs"]]
+    hierarchy = licence.world.authority.hierarchy
+    assert hierarchy.tsa().der in dss and hierarchy.get("service").der in dss
+    assert hierarchy.get("root").der not in dss
 
 
 def test_pyhanko_validates_online_against_govtrust_serve(tmp_path: Path, database_url: str) -> None:
