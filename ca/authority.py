@@ -291,7 +291,11 @@ def authority_for(platform: Platform) -> CertificateAuthority:
         existing = _authorities.get(id(platform))
         if existing is not None and existing[0] is platform:
             return existing[1]
-        config = CaConfig.from_env(public_base_url=platform.settings.effective_public_base_url)
+        settings = platform.settings
+        urls = {"public_base_url": settings.effective_public_base_url}
+        if settings.crl_base_url:
+            urls["crl_base_url"] = settings.crl_base_url
+        config = CaConfig.from_env(None, **urls)
         directory = (
             _directory_factory(platform) if _directory_factory is not None else InMemoryDirectory()
         )

@@ -23,11 +23,24 @@ DEFAULT_OID_ARC = "1.3.6.1.4.1.32473.1"
 ISSUING_CAS: tuple[str, ...] = ("citizen", "legal-person", "seal", "service")
 
 
+def status_base_url(public_base_url: str, crl_base_url: str = "") -> str:
+    """``crl_base_url`` if set, else ``public_base_url`` with https replaced by http."""
+    if crl_base_url:
+        return crl_base_url.rstrip("/")
+    base = public_base_url.rstrip("/")
+    return "http://" + base.removeprefix("https://") if base.startswith("https://") else base
+
+
 @dataclass(frozen=True)
 class CaConfig:
     """Everything the CA reads from configuration."""
 
     public_base_url: str = "http://127.0.0.1:8080"
+    # Base of the URLs written into certificates for revocation and the chain (CRL DP, AIA OCSP
+    # and caIssuers). Plain http (ETSI EN 319 412-2 GEN-4.3.11-4; the responses are signed, and
+    # a validator fetching over https would need revocation data for the TLS chain first). Empty:
+    # public_base_url when that is http, else the same host over http.
+    crl_base_url: str = ""
     country: str = "CN"
     organization: str = "govtrust"
     root_common_name: str = "govtrust Root CA"
@@ -88,23 +101,27 @@ class CaConfig:
             value = getattr(self, f.name)
             if isinstance(value, int) and value <= 0:
                 raise InvalidArgument.field(f.name, "must be positive")
+        if not self.status_base_url.startswith("http://"):
+            raise InvalidArgument.field(
+                "crl_base_url", f"must be a plain http:// URL, got {self.crl_base_url!r}"
+            )
 
     @property
-    def base_url(self) -> str:
-        """The public base URL without a trailing slash."""
-        return self.public_base_url.rstrip("/")
+    def status_base_url(self) -> str:
+        """The http base of the CRL, OCSP and caIssuers URLs (see ``crl_base_url``)."""
+        return status_base_url(self.public_base_url, self.crl_base_url)
 
     def ocsp_url(self) -> str:
         """Where the OCSP responder is reachable (written into AIA)."""
-        return f"{self.base_url}/ocsp"
+        return f"{self.status_base_url}/ocsp"
 
     def crl_url(self, ca: str, *, delta: bool = False) -> str:
-        """Where the full (or delta) CRL of ``ca`` is published (CRLDP / FreshestCRL)."""
-        return f"{self.base_url}/crl/{ca}{'-delta' if delta else ''}.crl"
+        """Where the full (or delta) CRL of ``ca`` is published (CRLDP)."""
+        return f"{self.status_base_url}/crl/{ca}{'-delta' if delta else ''}.crl"
 
     def ca_cert_url(self, ca: str) -> str:
         """Where the certificate of ``ca`` is published (AIA caIssuers)."""
-        return f"{self.base_url}/ca/{ca}.crt"
+        return f"{self.status_base_url}/ca/{ca}.crt"
 
     def issuing_common_name(self, ca: str) -> str:
         """The common name of an issuing CA (``govtrust Legal Person CA``)."""

@@ -6,6 +6,13 @@ are concatenated as bytes, so a 1,000,000-entry CRL is built and signed in secon
 entries one by one to ``cryptography``'s builder is quadratic; building 1M asn1crypto objects is
 slow — neither is used here.
 
+Full CRLs do not advertise the deltas (no FreshestCRL extension, RFC 5280 5.2.6): pyHanko's
+validator then demands the delta, yet looks for it only through a FreshestCRL extension in the
+*certificate* (and the CA certificates and every certificate already issued carry none), so an
+advertising CRL makes every path indeterminate there. Deltas are still published at
+``/crl/<ca>-delta.crl`` (the URL ``CaConfig.crl_url(ca, delta=True)``) for relying parties that
+are configured to use them; any validator without delta support stays correct with the full CRL.
+
 Full and delta CRLs share one CRL-number sequence per CA (RFC 5280 5.2.3), reserved from a
 counter before the (possibly long) build so no lock is held meanwhile. A published CRL is
 served until the CA's status epoch moves (a status change) or half its validity passed; then
@@ -23,7 +30,6 @@ from asn1crypto import crl as asn1_crl
 from asn1crypto import x509
 from sqlalchemy import delete, select
 
-from ca.builder import distribution_points
 from ca.context import CaContext, bump_counter, issuer_epoch_name, read_counter
 from ca.hierarchy import Issuer
 from ca.models import CaCertificate, CaCrl
@@ -141,7 +147,6 @@ def build_crl(
     this_update: datetime,
     next_update: datetime,
     delta_base: int | None = None,
-    freshest_url: str | None = None,
 ) -> tuple[bytes, int]:
     """A signed v2 CRL (DER) and its entry count."""
     revoked, count = encode_entries(entries)
@@ -156,14 +161,6 @@ def build_crl(
     if delta_base is not None:
         extensions.append(
             {"extn_id": "delta_crl_indicator", "critical": True, "extn_value": delta_base}
-        )
-    elif freshest_url is not None:
-        extensions.append(
-            {
-                "extn_id": "freshest_crl",
-                "critical": False,
-                "extn_value": distribution_points(freshest_url),
-            }
         )
     algorithm = signer.algorithm_der
     tbs_body = b"".join(
@@ -274,7 +271,6 @@ def publish(ctx: CaContext, ca_name: str, *, delta: bool = False) -> CrlInfo:
         this_update=this_update,
         next_update=next_update,
         delta_base=base.crl_number if base else None,
-        freshest_url=None if delta else ctx.config.crl_url(ca_name, delta=True),
     )
     with ctx.db.transaction() as session:  # expired CRLs are of no further use
         session.execute(

@@ -273,7 +273,9 @@ def check_identity(
                 [PreconditionViolation("ASSURANCE", f"identity/{company.id}", "too low")],
             )
         applicant = request.applicant or principal.citizen_id
-        if applicant is None and renewal:
+        # Renewals rely on the original application; in-process system jobs (never a network
+        # caller) issue the platform's own organisation certificates, e.g. the seal maker's.
+        if applicant is None and (renewal or principal.kind == "system"):
             return _Subject(
                 {"name": company.name, "uscc": company.uscc}, "legal-person", identity_id=company.id
             )

@@ -79,10 +79,11 @@ END_ENTITY_PROFILES: dict[str, Profile] = {
             ("common_name", "{name}"),
             ("serial_number", "IDCCN-{id_number}"),
         ),
+        # EN 319 412-2 NAT-4.2.4-1/-4: givenName/surname OR pseudonym, never both. A hashed ID
+        # number makes the pseudonym variant: the salted hash (also in IdentifyCode) keeps the
+        # DN unique without the number, the common name still names the holder.
         subject_hashed=(
             ("country_name", "CN"),
-            ("surname", "{surname}"),
-            ("given_name", "{given_name}"),
             ("common_name", "{name}"),
             ("pseudonym", "{identity_hash}"),
         ),

@@ -181,7 +181,9 @@ def _grant(
         "signer_infos": [signer_info],
     }
     if cert_req:
-        signed_data["certificates"] = [tsa.certificate]
+        # The TSA's chain without the root (RFC 3161 2.4.1 allows more than the TSA's own
+        # certificate): a relying party holding only the root builds the path from the token.
+        signed_data["certificates"] = [i.certificate for i in ctx.hierarchy.chain(tsa.name)[:-1]]
     token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
     response = tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
     with ctx.db.transaction() as session:

@@ -39,6 +39,9 @@ class Settings:
     pkcs11_token_label: str | None = None
     pkcs11_pin: str | None = None
     public_base_url: str | None = None
+    crl_base_url: str | None = None  # http base of CRL/OCSP/caIssuers URLs (default: derived)
+    seal_maker_name: str | None = None  # the seal-making unit (default: a development unit)
+    seal_maker_uscc: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -217,6 +220,13 @@ def _validate(settings: Settings) -> Settings:
         ("sqlite", "postgresql", "postgres://")
     ):
         raise ConfigError("database_url: only sqlite:// and postgresql:// URLs are supported")
+    if settings.crl_base_url and not settings.crl_base_url.startswith("http://"):
+        raise ConfigError(
+            f"crl_base_url: {settings.crl_base_url!r} must be a plain http:// URL "
+            "(validators fetch CRLs and OCSP over http; ETSI EN 319 412-2)"
+        )
+    if (settings.seal_maker_name is None) != (settings.seal_maker_uscc is None):
+        raise ConfigError("seal_maker_name and seal_maker_uscc must be given together")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("tls_cert and tls_key must be given together")
     if settings.tls_client_ca is not None and settings.tls_cert is None:

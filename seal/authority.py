@@ -10,6 +10,7 @@ audit records say who asked.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,7 +20,7 @@ from sqlalchemy import select
 
 from ca.authority import CertificateAuthority
 from ca.directory import CitizenRecord, LegalPersonRecord, SealRecord, SubjectDirectory
-from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
+from ca.issuance import IssueRequest, SubjectSpec
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
 from govtrust.principal import Principal
@@ -49,8 +50,13 @@ class SealAuthority(Protocol):
         """Generate a key in the key store and certify it for the seal."""
         ...
 
-    def issue_maker_certificate(self, name: str, algorithm: str) -> IssuedCertificate:
-        """Generate the seal maker's key and certificate."""
+    def issue_maker_certificate(self, algorithm: str, validity_days: int) -> IssuedCertificate:
+        """Generate a key for the seal-making unit and certify it (its organisation certificate,
+        the legal-person profile with the unit's USCC)."""
+        ...
+
+    def certificate_status(self, certificate_der: bytes) -> str:
+        """The CA's status of a certificate it issued (active, suspended, revoked, …)."""
         ...
 
     def hold(self, principal: Principal, certificate_id: str, comment: str) -> None:
@@ -82,6 +88,23 @@ class SealAuthority(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class MakerIdentity:
+    """The seal-making unit (印章制作单位): the organisation whose certificate signs SESeals."""
+
+    name: str
+    uscc: str
+
+    def record(self) -> LegalPersonRecord:
+        """The unit as a legal person of the CA's directory (when the registry lacks it)."""
+        return LegalPersonRecord(f"seal-maker/{self.uscc}", self.uscc, self.name)
+
+
+# A development default; a deployment sets its seal-making unit (GOVTRUST_SEAL_MAKER_NAME,
+# GOVTRUST_SEAL_MAKER_USCC). The code is a valid GB 32100 code assigned to no one we know of.
+DEFAULT_MAKER = MakerIdentity("govtrust 印章制作单位", "91110000MA01GT0R3Y")
+
+
 def acting_for(principal: Principal) -> Principal:
     """The principal the seal service uses towards the CA on behalf of ``principal``."""
     return Principal("system", f"seal-service/{principal.actor}"[:250], frozenset({"seal-maker"}))
@@ -91,9 +114,12 @@ class SealDirectory:
     """A :class:`ca.directory.SubjectDirectory` that answers ``seal()`` from the seal tables
     (plus seals being made right now) and delegates everything else to ``inner``."""
 
-    def __init__(self, inner: SubjectDirectory, db: Database) -> None:
+    def __init__(
+        self, inner: SubjectDirectory, db: Database, maker: MakerIdentity = DEFAULT_MAKER
+    ) -> None:
         self.inner = inner
         self.db = db
+        self.maker = maker
         self._pending: dict[str, SealRecord] = {}
         self._lock = threading.Lock()
 
@@ -101,7 +127,10 @@ class SealDirectory:
         return self.inner.citizen(ref)
 
     def legal_person(self, ref: str) -> LegalPersonRecord | None:
-        return self.inner.legal_person(ref)
+        found = self.inner.legal_person(ref)
+        if found is None and ref in (self.maker.uscc, self.maker.record().id):
+            return self.maker.record()
+        return found
 
     def may_apply_for(self, legal_person_id: str, citizen_id: str) -> bool:
         return self.inner.may_apply_for(legal_person_id, citizen_id)
@@ -139,13 +168,17 @@ class SealDirectory:
 class CaSealAuthority:
     """:class:`SealAuthority` over the in-process certificate authority."""
 
-    def __init__(self, authority: CertificateAuthority, db: Database) -> None:
+    def __init__(
+        self, authority: CertificateAuthority, db: Database, maker: MakerIdentity = DEFAULT_MAKER
+    ) -> None:
         self.authority = authority
+        self.maker = maker
         ctx = authority.ctx
         if isinstance(ctx.directory, SealDirectory):
             self.directory = ctx.directory
+            self.directory.maker = maker
         else:
-            self.directory = SealDirectory(ctx.directory, db)
+            self.directory = SealDirectory(ctx.directory, db, maker)
             ctx.directory = self.directory
 
     def issue_seal_certificate(
@@ -168,19 +201,24 @@ class CaSealAuthority:
         row = issued.certificate
         return IssuedCertificate(row.id, row.der, issued.key.key_id, row.key_algorithm)
 
-    def issue_maker_certificate(self, name: str, algorithm: str) -> IssuedCertificate:
+    def issue_maker_certificate(self, algorithm: str, validity_days: int) -> IssuedCertificate:
         system = Principal("system", "seal-service", frozenset({"ca-operator"}))
         issued = self.authority.issue(
             system,
             IssueRequest(
-                profile="service",
-                subject=SubjectSpec(service=ServiceSubject(name)),
+                profile="legal-person",
+                subject=SubjectSpec(identity=self.maker.uscc),
                 generate_key_algorithm=algorithm,
+                validity_days=validity_days,
             ),
         )
         assert issued.key is not None
         row = issued.certificate
         return IssuedCertificate(row.id, row.der, issued.key.key_id, row.key_algorithm)
+
+    def certificate_status(self, certificate_der: bytes) -> str:
+        fingerprint = hashlib.sha256(certificate_der).hexdigest()
+        return str(self.authority.find(fingerprint=fingerprint).status)
 
     def hold(self, principal: Principal, certificate_id: str, comment: str) -> None:
         self.authority.suspend(acting_for(principal), certificate_id, comment[:1000])

@@ -64,3 +64,20 @@ class SealStructureError(InvalidArgument):
     def bad(cls, description: str) -> SealStructureError:
         """The error for one defect of a structure."""
         return cls.field("seal_structure", description)  # type: ignore[return-value]
+
+
+class MakerCertificateTooShort(FailedPrecondition):
+    """The seal would outlive the seal maker's certificate (GB/T 38540: the maker's signature
+    over the SESeal must be verifiable for the seal's whole validity); nothing was changed."""
+
+    @classmethod
+    def of(cls, seal_id: str, seal_end: str, maker_end: str) -> MakerCertificateTooShort:
+        """The error for a seal valid until ``seal_end`` and a maker certificate ending sooner."""
+        description = (
+            f"the seal would be valid until {seal_end} but the seal maker's certificate ends "
+            f"{maker_end}"
+        )
+        return cls(
+            description,
+            [PreconditionViolation("MAKER_CERTIFICATE", f"seal/{seal_id}", description)],
+        )

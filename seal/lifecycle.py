@@ -41,8 +41,16 @@ from hsm.keystore import KeyStore, SignatureScheme, default_scheme, parse_algori
 from idp.types import IdentityRef, IdentityStatus, IdentitySummary
 from seal import images, structures
 from seal.authority import SealAuthority
-from seal.errors import IllegalTransition, SealNotFound, SealRuleViolation, SealUseDenied
-from seal.models import REASON_LENGTH, SealEventRow, SealGrantRow, SealMakerRow, SealRow
+from seal.errors import (
+    IllegalTransition,
+    MakerCertificateTooShort,
+    SealNotFound,
+    SealRuleViolation,
+    SealUseDenied,
+)
+from seal.maker import current_maker
+from seal.maker import not_after as maker_not_after
+from seal.models import REASON_LENGTH, SealEventRow, SealGrantRow, SealRow
 from seal.owners import Owners, Party
 from seal.types import (
     EventView,
@@ -60,7 +68,6 @@ S = SealStatus
 REVIEWER, MAKER, FILING = "seal-reviewer", "seal-maker", "seal-filing"
 OWNER = "owner"  # the owner's representative, or an agent holding seal.apply
 SCOPE_APPLY, SCOPE_USE, SCOPE_MANAGE = "seal.apply", "seal.use", "agent.manage"
-MAKER_NAME = "seal-maker"
 DEFAULT_VALIDITY = timedelta(days=3 * 365)
 MAX_VALIDITY = timedelta(days=5 * 365)
 DEFAULT_PAGE = 50
@@ -625,31 +632,10 @@ class SealService:
 
     # --- make, file, issue ----------------------------------------------------------------------
 
-    def maker(self) -> structures.Maker:
-        """The seal maker's key and certificate (created on first use)."""
-        with self.db.read() as session:
-            row = session.get(SealMakerRow, MAKER_NAME)
-        if row is None:
-            issued = self.authority.issue_maker_certificate(MAKER_NAME, "ec-p256")
-            try:
-                with self.db.transaction() as session:
-                    session.add(
-                        SealMakerRow(
-                            name=MAKER_NAME,
-                            key_id=issued.key_id,
-                            key_algorithm=issued.key_algorithm,
-                            certificate_der=issued.der,
-                            created_at=self.now(),
-                        )
-                    )
-            except IntegrityError:
-                self.keystore.destroy(issued.key_id)
-            with self.db.read() as session:
-                row = session.get(SealMakerRow, MAKER_NAME)
-            assert row is not None
-        return structures.Maker(
-            self.keystore, row.key_id, default_scheme(row.key_algorithm), row.certificate_der
-        )
+    def maker(self, covering: datetime | None = None) -> structures.Maker:
+        """The seal maker's key and certificate, valid through ``covering`` when it can be
+        (issued on first use, rotated when too short: :mod:`seal.maker`)."""
+        return current_maker(self.db, self.keystore, self.authority, self.now(), covering)
 
     def make(self, principal: Principal, seal_id: str, making: Making) -> SealView:
         """MakeSeal (→ made): key in the key store, seal certificate from the seal CA, picture,
@@ -689,7 +675,11 @@ class SealService:
         now = self.now()
         valid_until = as_utc(row.valid_until) if row.valid_until else now + DEFAULT_VALIDITY
         days = max(1, (valid_until - now).days + 1)
-        maker = self.maker()
+        maker = self.maker(covering=valid_until)
+        if maker_not_after(maker.certificate_der) < valid_until:  # refused before any change
+            raise MakerCertificateTooShort.of(
+                row.id, valid_until.isoformat(), maker_not_after(maker.certificate_der).isoformat()
+            )
         issued = self.authority.issue_seal_certificate(
             principal,
             SealRecord(

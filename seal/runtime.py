@@ -6,10 +6,12 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from seal.authority import DEFAULT_MAKER, MakerIdentity
 from seal.lifecycle import SealService
 from seal.pdf import SealPdf
 
 if TYPE_CHECKING:
+    from govtrust.config import Settings
     from govtrust.platform import Platform
 
 
@@ -40,7 +42,9 @@ def runtime_for(platform: Platform) -> SealRuntime:
         registry = IdentityRegistry.open(
             platform.db, platform.master_key, data_dir=platform.settings.data_dir
         )
-        authority = CaSealAuthority(authority_for(platform), platform.db)
+        authority = CaSealAuthority(
+            authority_for(platform), platform.db, maker_identity(platform.settings)
+        )
         service = SealService(platform.db, platform.keystore, authority, RegistryOwners(registry))
         register_status_listener(service.on_identity_status)
         runtime = SealRuntime(service, SealPdf(service))
@@ -49,6 +53,20 @@ def runtime_for(platform: Platform) -> SealRuntime:
         if callable(on_close):
             on_close(lambda: _release(id(platform), service))
         return runtime
+
+
+def maker_identity(settings: Settings) -> MakerIdentity:
+    """The configured seal-making unit (its USCC checked), or the development default."""
+    if settings.seal_maker_name is None or settings.seal_maker_uscc is None:
+        return DEFAULT_MAKER
+    from govtrust.config import ConfigError
+    from idp.identifiers import InvalidIdentifier, parse_uscc
+
+    try:
+        uscc = parse_uscc(settings.seal_maker_uscc, field="seal_maker_uscc").code
+    except InvalidIdentifier as exc:
+        raise ConfigError(f"seal_maker_uscc: {exc}") from None
+    return MakerIdentity(settings.seal_maker_name, uscc)
 
 
 def _release(key: int, service: SealService) -> None:

@@ -61,8 +61,8 @@ def pdfsig(nss: Path, pdf: bytes, tmp_path: Path) -> list[str]:
 
 
 def _pyhanko(world: World, pdf: bytes, **kwargs: object) -> list[object]:
-    """pyHanko's verdicts; OCSP is fetched live, CRLs (full and delta: pyHanko's fetcher does not
-    follow FreshestCRL) are handed over as a relying party would download them."""
+    """pyHanko's verdicts; OCSP is fetched live, the CRLs are also handed over as a relying party
+    may hold them (online fetching alone: ``tests/seal/test_validators.py``)."""
     from asn1crypto import crl
 
     crls = [crl.CertificateList.load(world.seal_authority.crl())]

@@ -1,0 +1,133 @@
+"""The seal maker (制章者): the seal-making unit's organisation certificate and its rotation.
+
+GB/T 38540 has the seal-making unit sign every SESeal with an organisation (单位) certificate:
+here a ``legal-person`` profile certificate (``organizationIdentifier=NTRCN-<USCC>``) of the
+configured unit (:class:`seal.authority.MakerIdentity`), valid for the profile's maximum. An
+SESeal's validity never outlasts its maker's certificate: :func:`current_maker` rotates the maker
+(new key, new certificate) when the current certificate ends before the seal would, and the
+caller refuses with :class:`~seal.errors.MakerCertificateTooShort` when even a fresh one would
+(the legal-person CA itself ends sooner). A retired maker certificate is NOT revoked and its
+seals keep verifying: each SESeal carries the certificate it was signed with. A maker certificate
+revoked at the CA (key compromise) is replaced before the next seal is made. The row keeps only
+the current maker; a certificate of the old ``service`` profile is replaced on first use.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from asn1crypto import x509
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from ca.profiles import get_profile
+from govtrust import audit
+from govtrust.db import Database
+from hsm.keystore import KeyStore, default_scheme
+from seal import structures
+from seal.authority import SealAuthority
+from seal.models import SealMakerRow
+
+MAKER_NAME = "seal-maker"
+MAKER_KEY_ALGORITHM = "ec-p256"
+MAKER_VALIDITY_DAYS = get_profile("legal-person").max_validity_days
+
+
+def not_after(certificate_der: bytes) -> datetime:
+    """The end of a certificate's validity (aware UTC)."""
+    moment: datetime = x509.Certificate.load(certificate_der).not_valid_after
+    return moment
+
+
+def is_organisation_certificate(certificate_der: bytes) -> bool:
+    """Whether a maker certificate is of the organisation profile (names a USCC, no TLS EKU)."""
+    cert = x509.Certificate.load(certificate_der)
+    subject = cert.subject.native
+    eku = cert.extended_key_usage_value
+    tls = eku is not None and "server_auth" in eku.native
+    return "organization_identifier" in subject and not tls
+
+
+def _usable(
+    authority: SealAuthority, row: SealMakerRow, moment: datetime, covering: datetime
+) -> bool:
+    if not is_organisation_certificate(row.certificate_der):
+        return False
+    if not_after(row.certificate_der) < max(moment, covering):
+        return False
+    return authority.certificate_status(row.certificate_der) == "active"
+
+
+def current_maker(
+    db: Database,
+    keystore: KeyStore,
+    authority: SealAuthority,
+    moment: datetime,
+    covering: datetime | None = None,
+) -> structures.Maker:
+    """The maker whose certificate is valid through ``covering`` (default: now), issued or
+    rotated when the stored one is missing, of the old profile, ends too soon or is no longer
+    active at the CA (revoked after a key compromise, or on hold)."""
+    with db.read() as session:
+        row = session.get(SealMakerRow, MAKER_NAME)
+    if row is None or not _usable(authority, row, moment, covering or moment):
+        row = _rotate(db, keystore, authority, row, moment)
+    return structures.Maker(
+        keystore, row.key_id, default_scheme(row.key_algorithm), row.certificate_der
+    )
+
+
+def _rotate(
+    db: Database,
+    keystore: KeyStore,
+    authority: SealAuthority,
+    old: SealMakerRow | None,
+    moment: datetime,
+) -> SealMakerRow:
+    issued = authority.issue_maker_certificate(MAKER_KEY_ALGORITHM, MAKER_VALIDITY_DAYS)
+    won = True
+    try:
+        with db.transaction() as session:
+            if old is None:
+                session.add(
+                    SealMakerRow(
+                        name=MAKER_NAME,
+                        key_id=issued.key_id,
+                        key_algorithm=issued.key_algorithm,
+                        certificate_der=issued.der,
+                        created_at=moment,
+                    )
+                )
+                session.flush()
+            else:  # compare-and-set: a concurrent rotation wins, ours is discarded
+                changed = session.execute(
+                    update(SealMakerRow)
+                    .where(SealMakerRow.name == MAKER_NAME, SealMakerRow.key_id == old.key_id)
+                    .values(
+                        key_id=issued.key_id,
+                        key_algorithm=issued.key_algorithm,
+                        certificate_der=issued.der,
+                        created_at=moment,
+                    )
+                )
+                won = changed.rowcount == 1  # type: ignore[attr-defined]
+            if won:
+                audit.append(
+                    session,
+                    actor="system:seal-service",
+                    action="seal.maker_rotate" if old is not None else "seal.maker_create",
+                    target=f"seal-maker/{MAKER_NAME}",
+                    details={
+                        "certificate_id": issued.certificate_id,
+                        "not_after": not_after(issued.der).isoformat(),
+                        "previous_key_id": old.key_id if old is not None else "",
+                    },
+                )
+    except IntegrityError:
+        won = False
+    if not won:
+        keystore.destroy(issued.key_id)
+    with db.read() as session:
+        row = session.get(SealMakerRow, MAKER_NAME)
+    assert row is not None
+    return row
