@@ -56,6 +56,35 @@ def effective_status(row: CaCertificate, moment: datetime | None = None) -> str:
     return row.status
 
 
+@dataclass(frozen=True)
+class IssuedSystemCertificate:
+    """What the CA knows of a certificate it issued to a system (a service identity)."""
+
+    serial: str
+    issuer: str
+    system_id: str
+    status: str  # effective: active | suspended | revoked | expired
+
+
+def issued_system_certificate(
+    db: Database, fingerprint_sha256: str
+) -> IssuedSystemCertificate | None:
+    """The system certificate with this SHA-256 fingerprint, if this CA issued one (the CA's own
+    look-up, so that other packages never read ``ca_certificates``)."""
+    with db.read() as session:
+        row = session.scalar(
+            select(CaCertificate).where(CaCertificate.fingerprint_sha256 == fingerprint_sha256)
+        )
+        if row is None or not row.system_id:
+            return None
+        return IssuedSystemCertificate(
+            serial=row.serial,
+            issuer=row.issuer,
+            system_id=row.system_id,
+            status=effective_status(row),
+        )
+
+
 class CertificateAuthority:
     """Issue, renew, look up, change status; CRLs, OCSP and time-stamps."""
 

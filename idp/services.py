@@ -30,9 +30,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ca.authority import effective_status
+from ca.authority import issued_system_certificate
 from ca.issuance import is_system_id
-from ca.models import CaCertificate
 from govtrust import audit
 from govtrust.db import Database, as_utc
 from govtrust.errors import (
@@ -281,18 +280,15 @@ class ServiceRegistry:
         """The principal a verified client certificate stands for; None when it is not a
         service certificate we issued (the next resolver, or the role-less default, decides)."""
         fingerprint = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
-        with self.db.read() as session:
-            issued = session.scalar(
-                select(CaCertificate).where(CaCertificate.fingerprint_sha256 == fingerprint)
+        issued = issued_system_certificate(self.db, fingerprint)
+        if issued is None or issued.issuer != SERVICE_CA:
+            return None
+        if issued.status != "active":
+            raise Unauthenticated(
+                f"the client certificate (serial {issued.serial}) is {issued.status}"
             )
-            if issued is None or issued.issuer != SERVICE_CA or not issued.system_id:
-                return None
-            status = effective_status(issued)
-            if status != "active":
-                raise Unauthenticated(
-                    f"the client certificate (serial {issued.serial}) is {status}"
-                )
-            name = issued.system_id
+        name = issued.system_id
+        with self.db.read() as session:
             row = session.get(ServiceIdentityRow, name)
             found = None if row is None else (row.status, frozenset(row.roles.split()))
         if found is None:
