@@ -162,6 +162,19 @@ def write_chain(authority: CertificateAuthority, directory: Path) -> ChainFiles:
     return ChainFiles(directory / "root.pem", directory / "all.pem", directory)
 
 
+def assert_verifies_and_lints(chain: ChainFiles, directory: Path, name: str, der: bytes) -> Path:
+    """openssl verifies the certificate against ``chain`` and pkilint's PKIX lint finds nothing;
+    returns the DER file written (for further lints)."""
+    path = directory / f"{name}.pem"
+    path.write_text(pem(der))
+    out = openssl("verify", "-CAfile", str(chain.root), "-untrusted", str(chain.all), str(path))
+    assert f"{path}: OK" in out
+    der_path = directory / f"{name}.der"
+    der_path.write_bytes(der)
+    assert pkilint("lint_pkix_cert", "--document-format", "DER", str(der_path)) == "", name
+    return der_path
+
+
 def openssl(*args: str, input: bytes | None = None, check: bool = True) -> str:
     """Run the real openssl; returns stdout+stderr."""
     binary = require_tool("openssl")

@@ -22,10 +22,8 @@ from tests.ca.conftest import (
     OPERATOR,
     USCC,
     RegistryCa,
+    assert_verifies_and_lints,
     make_csr,
-    openssl,
-    pem,
-    pkilint,
     write_chain,
 )
 
@@ -55,13 +53,7 @@ def test_citizen_legal_person_and_service_certificates_verify_and_lint_clean(
     }
     for profile, subject in subjects.items():
         issued = authority.issue(operator, IssueRequest(profile, subject, csr=make_csr()))
-        path = tmp_path / f"{profile}.pem"
-        path.write_text(pem(issued.certificate.der))
-        out = openssl("verify", "-CAfile", str(chain.root), "-untrusted", str(chain.all), str(path))
-        assert f"{path}: OK" in out
-        der_path = tmp_path / f"{profile}.der"
-        der_path.write_bytes(issued.certificate.der)
-        assert pkilint("lint_pkix_cert", "--document-format", "DER", str(der_path)) == "", profile
+        assert_verifies_and_lints(chain, tmp_path, profile, issued.certificate.der)
 
 
 @pytest.mark.parametrize("by", ["registry id", "resident ID number"])
