@@ -7,7 +7,9 @@ expected answer is read from the rule table (:data:`govtrust.api.access.RPC_ACCE
 its role lists, the ``licence-issuer:*`` wildcard, ``admin`` holding every role, and the
 any-authenticated-caller rows — never by asking the gate's own code: refused by the gate
 (PERMISSION_DENIED "… may not call <Method>") exactly when the role is not listed; a service
-caller is no person, so a relation column never admits it. Unauthenticated calls are
+caller is no person, so a relation column never admits it; a citizen (a real login through
+the authorization-code flow) passes wherever the row has one, and the domain checks the
+relation next. Unauthenticated calls are
 UNAUTHENTICATED everywhere.
 """
 
@@ -22,6 +24,7 @@ from google.protobuf import descriptor as gdescriptor
 
 from govtrust.api.access import RPC_ACCESS
 from govtrust.v1 import certificate_pb2, identity_pb2, license_pb2, seal_pb2, verify_pb2
+from tests.idp.helpers import resident_id
 from tests.server.real import Metadata, RealServer, bearer, call_raw, real_server
 
 pytestmark = pytest.mark.slow
@@ -39,8 +42,10 @@ ROLES: dict[str, tuple[str, ...] | None] = {
     "ca-operator": ("ca-operator",),
     "identity-registrar": ("identity-registrar",),
     "no role": (),
+    "citizen": (),  # a person (citizen token from the authorization-code flow), no role
     "unauthenticated": None,
 }
+PERSONS = {"citizen"}
 
 
 def _methods() -> dict[str, gdescriptor.MethodDescriptor]:
@@ -55,10 +60,13 @@ def _methods() -> dict[str, gdescriptor.MethodDescriptor]:
 METHODS = _methods()
 
 
-def expected_admitted(method: str, roles: tuple[str, ...]) -> bool:
-    """The table's answer for a caller holding ``roles`` (and acting for no person)."""
+def expected_admitted(method: str, roles: tuple[str, ...], person: bool) -> bool:
+    """The table's answer for a caller holding ``roles``; a ``person`` (citizen, or acting
+    for a legal person) passes the gate wherever the row has a relation column."""
     rule = RPC_ACCESS[method]
     if rule.authenticated:
+        return True
+    if person and rule.relations:
         return True
     if not rule.roles:  # only relations admit: the caller would have to be a person
         return False
@@ -82,7 +90,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
 @pytest.fixture(scope="module")
 def callers(server: RealServer) -> dict[str, Metadata]:
     return {
-        name: () if roles is None else bearer(server.token(roles, name=f"matrix {name}"))
+        name: ()
+        if roles is None
+        else bearer(server.citizen_token("矩阵公民", resident_id(300)))
+        if name in PERSONS
+        else bearer(server.token(roles, name=f"matrix {name}"))
         for name, roles in ROLES.items()
     }
 
@@ -121,7 +133,7 @@ def test_every_role_gets_the_documented_answer(
         refused_by_gate = (
             code == grpc.StatusCode.PERMISSION_DENIED and f"may not call {name} " in details
         )
-        admitted = expected_admitted(method, roles)
+        admitted = expected_admitted(method, roles, caller in PERSONS)
         if code == grpc.StatusCode.UNAUTHENTICATED or refused_by_gate == admitted:
             expected = "admitted past the gate" if admitted else "refused by the gate"
             wrong.append(f"{caller}: {code} {details!r}, expected {expected}")

@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import grpc
 import httpx
@@ -28,7 +29,7 @@ from ca.authority import CertificateAuthority, authority_for
 from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
 from govtrust.config import Settings
 from govtrust.platform import Platform, open_platform
-from govtrust.principal import LOCAL_ADMIN, SYSTEM
+from govtrust.principal import LOCAL_ADMIN, SYSTEM, Principal
 from idp.oidc.factory import provider_for
 from idp.services import ServiceRegistry
 from tests.server.pki import Pki, key_pem, pem
@@ -64,6 +65,34 @@ class RealServer:
         body = response.json()
         assert body["token_type"] == "Bearer"
         return str(body["access_token"])
+
+    def citizen_token(self, name: str, id_number: str, login: str = "zhangsan") -> str:
+        """A real access token of a citizen: registered in the registry with a password, it
+        logs in (as ``login``, the name tests.oidc.flows uses) through the server's own
+        authorization-code flow (PKCE, consent)."""
+        from fastapi.testclient import TestClient
+
+        from idp.registry import IdentityRegistry
+        from tests.oidc.conftest import PASSWORD, REDIRECT
+        from tests.oidc.flows import full_login
+
+        registrar = Principal("user", "registrar", frozenset({"identity-registrar"}))
+        registry = IdentityRegistry.open(self.platform.db, self.platform.master_key)
+        citizen = registry.register_citizen(registrar, name=name, id_number=id_number)
+        provider = provider_for(self.platform)
+        provider.passwords.set_password(
+            registrar, identity_id=citizen.id, login_name=login, password=PASSWORD
+        )
+        registered = provider.clients.register(
+            LOCAL_ADMIN, client_name="matrix portal", redirect_uris=[REDIRECT]
+        )
+        with httpx.Client(base_url=self.served.http_base, verify=self.trust, timeout=30) as http:
+            tokens = full_login(
+                cast(TestClient, http),
+                registered.client.client_id,
+                registered.client_secret,
+            )
+        return str(tokens["access_token"])
 
     def service_certificate(
         self, system_id: str, roles: Sequence[str] | None
