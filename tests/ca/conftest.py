@@ -31,6 +31,7 @@ from ca.models import CaCertificate
 from govtrust.db import Database
 from govtrust.principal import Principal
 from hsm import MasterKey, SoftKeyStore
+from idp.registry import IdentityRegistry
 from tests.conftest import require_tool
 
 PUBLIC_URL = "http://pki.example.gov.cn"
@@ -161,6 +162,19 @@ def write_chain(authority: CertificateAuthority, directory: Path) -> ChainFiles:
     return ChainFiles(directory / "root.pem", directory / "all.pem", directory)
 
 
+def assert_verifies_and_lints(chain: ChainFiles, directory: Path, name: str, der: bytes) -> Path:
+    """openssl verifies the certificate against ``chain`` and pkilint's PKIX lint finds nothing;
+    returns the DER file written (for further lints)."""
+    path = directory / f"{name}.pem"
+    path.write_text(pem(der))
+    out = openssl("verify", "-CAfile", str(chain.root), "-untrusted", str(chain.all), str(path))
+    assert f"{path}: OK" in out
+    der_path = directory / f"{name}.der"
+    der_path.write_bytes(der)
+    assert pkilint("lint_pkix_cert", "--document-format", "DER", str(der_path)) == "", name
+    return der_path
+
+
 def openssl(*args: str, input: bytes | None = None, check: bool = True) -> str:
     """Run the real openssl; returns stdout+stderr."""
     binary = require_tool("openssl")
@@ -235,3 +249,81 @@ def ca_softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[objec
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+# --- the real registry as the CA's directory --------------------------------------------------
+
+
+@dataclass
+class RegistryCa:
+    """An authority whose subject directory is the identity registry itself
+    (:class:`idp.ca_directory.RegistryDirectory`, as the server wires it), and the registry's
+    ids of the people in it."""
+
+    authority: CertificateAuthority
+    registry: IdentityRegistry
+    rep_id: str  # 张三, CITIZEN_ID_NUMBER, legal representative of USCC
+    agent_id: str  # an agent of USCC holding certificate.apply
+    outsider_id: str  # an agent of USCC holding only seal.apply
+    ouyang_id: str  # 欧阳修 (compound surname)
+    gone_id: str  # a cancelled citizen
+    company_id: str  # USCC
+
+
+@pytest.fixture
+def registry_ca(database: Database, soft_keystore: SoftKeyStore) -> RegistryCa:
+    """A bootstrapped authority over the real registry directory (SQLite and PostgreSQL)."""
+    from idp.basedata import import_legal_persons, import_population
+    from idp.ca_directory import CERTIFICATE_APPLY, RegistryDirectory
+    from idp.pii import PiiCodec
+    from idp.types import IdentityRef, StatusAction
+
+    registrar = Principal("user", "registrar", frozenset({"identity-registrar"}))
+    codec = PiiCodec.from_master_key(MasterKey.generate())
+    registry = IdentityRegistry(database, codec)
+    people = {
+        CITIZEN_ID_NUMBER: "张三",
+        "110105194912310062": "王五",
+        "110105194912310097": "赵六",
+        "110105194912310089": "欧阳修",
+        "110105194912310046": "李四",
+    }
+    # the base data raise the registered to assurance 2 (the certificate profiles need it)
+    rows = "".join(f"{name},{number}\n" for number, name in people.items())
+    import_population(database, codec, f"name,id_number\n{rows}", principal=registrar)
+    import_legal_persons(
+        database,
+        codec,
+        f"uscc,name,legal_representative_id_number\n{USCC},福州示例科技有限公司,{CITIZEN_ID_NUMBER}\n",
+        principal=registrar,
+    )
+
+    def citizen(name: str, number: str) -> str:
+        return registry.register_citizen(registrar, name=name, id_number=number).id
+
+    rep_id = citizen("张三", CITIZEN_ID_NUMBER)
+    agent_id = citizen("王五", "110105194912310062")
+    outsider_id = citizen("赵六", "110105194912310097")
+    ouyang_id = citizen("欧阳修", "110105194912310089")
+    gone_id = citizen("李四", "110105194912310046")
+    registry.update_status(registrar, IdentityRef(id=gone_id), StatusAction.CANCEL, "deceased")
+    company = registry.register_legal_person(
+        registrar,
+        uscc=USCC,
+        name="福州示例科技有限公司",
+        legal_representative=IdentityRef(id=rep_id),
+    )
+    rep = Principal("user", "rep", frozenset(), citizen_id=rep_id)
+    for agent, scope in ((agent_id, CERTIFICATE_APPLY), (outsider_id, "seal.apply")):
+        registry.grant_agent(
+            rep,
+            legal_person=IdentityRef(id=company.id),
+            agent=IdentityRef(id=agent),
+            scopes=[scope],
+        )
+    authority = CertificateAuthority.open(
+        database, soft_keystore, CaConfig(public_base_url=PUBLIC_URL), RegistryDirectory(registry)
+    )
+    return RegistryCa(
+        authority, registry, rep_id, agent_id, outsider_id, ouyang_id, gone_id, company.id
+    )

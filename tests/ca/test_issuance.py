@@ -19,6 +19,7 @@ from tests.ca.conftest import (
     CITIZEN_ID_NUMBER,
     OPERATOR,
     USCC,
+    assert_verifies_and_lints,
     make_csr,
     new_key,
     openssl,
@@ -53,13 +54,7 @@ def test_every_profile_verifies_and_lints_clean(
     chain = write_chain(authority, tmp_path / "chain")
     for profile, subject in SUBJECTS.items():
         issued = authority.issue(OPERATOR, IssueRequest(profile, subject, csr=make_csr()))
-        path = tmp_path / f"{profile}.pem"
-        path.write_text(pem(issued.certificate.der))
-        out = openssl("verify", "-CAfile", str(chain.root), "-untrusted", str(chain.all), str(path))
-        assert f"{path}: OK" in out
-        der_path = tmp_path / f"{profile}.der"
-        der_path.write_bytes(issued.certificate.der)
-        assert pkilint("lint_pkix_cert", "--document-format", "DER", str(der_path)) == "", profile
+        der_path = assert_verifies_and_lints(chain, tmp_path, profile, issued.certificate.der)
         if profile in ETSI_TYPES:
             findings = pkilint(
                 "lint_etsi_cert",

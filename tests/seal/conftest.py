@@ -4,6 +4,7 @@ the seal service over both; a one-page PDF; and helpers to drive a seal to ACTIV
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -179,6 +180,13 @@ def _assemble(objects: list[bytes]) -> bytes:
 
 @pytest.fixture
 def world(database: Database) -> Iterator[World]:
+    with open_world(database) as opened:
+        yield opened
+
+
+@contextmanager
+def open_world(database: Database) -> Iterator[World]:
+    """A :class:`World` on ``database`` (the fixture's body; module-scoped tests call it)."""
     master = MasterKey.generate()
     keystore = SoftKeyStore(database, master)
     registry = IdentityRegistry(database, PiiCodec.from_master_key(master))
