@@ -205,3 +205,25 @@ def test_nonce_is_echoed_for_several_cert_ids(
     assert _nonce_of(response) == b"\x00" * 32
     data = asn1_ocsp.OCSPResponse.load(response)["response_bytes"]["response"].parsed
     assert len(data["tbs_response_data"]["responses"]) == 3
+
+
+def test_cert_ids_of_two_cas_in_one_request_are_unauthorized(
+    authority: CertificateAuthority, tmp_path: Path
+) -> None:
+    citizen, _, _ = _issue(authority, tmp_path)
+    seal = authority.issue(
+        OPERATOR, IssueRequest("seal", SubjectSpec(seal_id="seal-1"), csr=make_csr())
+    ).certificate
+    request = asn1_ocsp.OCSPRequest(
+        {
+            "tbs_request": {
+                "request_list": [
+                    {"req_cert": _cert_id(authority, citizen)},
+                    {"req_cert": _cert_id(authority, seal)},
+                ],
+                "request_extensions": [{"extn_id": "nonce", "extn_value": b"n" * 16}],
+            }
+        }
+    ).dump()
+    unauthorized = bytes.fromhex("30030a0106")  # OCSPResponseStatus unauthorized (6)
+    assert authority.ocsp(request) == unauthorized
