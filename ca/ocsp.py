@@ -206,7 +206,10 @@ def _respond(ctx: CaContext, request: bytes) -> bytes:
                 )
             )
         nonce: bytes | None = None
-        for extension in tbs["request_extensions"] or []:
+        extensions = tbs["request_extensions"] or []
+        if len({e["extn_id"].dotted for e in extensions}) != len(extensions):
+            return _MALFORMED  # RFC 5280 §4.2: an extension appears at most once
+        for extension in extensions:
             if extension["extn_id"].native == "nonce":
                 nonce = extension["extn_value"].parsed.native
                 if not isinstance(nonce, bytes) or not 1 <= len(nonce) <= 32:
@@ -275,10 +278,16 @@ def _respond_many(
     ctx: CaContext, items: list[tuple[str, bytes, bytes, int]], nonce: bytes | None
 ) -> bytes:
     """Several CertIDs in one request: one response per CertID, signed on demand."""
-    cas = {ctx.hierarchy.by_cert_id(d, n, k) for d, n, k, _ in items if d in ("sha1", "sha256")}
-    if None in cas or len(cas) != 1 or len({d for d, *_ in items}) != 1:
+    found = [ctx.hierarchy.by_cert_id(d, n, k) for d, n, k, _ in items if d in ("sha1", "sha256")]
+    names = {ca.name if ca is not None else None for ca in found}  # Issuer is not hashable
+    if (
+        len(found) != len(items)
+        or None in names
+        or len(names) != 1
+        or len({d for d, *_ in items}) != 1
+    ):
         return _UNAUTHORIZED  # one responder answers for one CA
-    ca = cas.pop()
+    ca = found[0]
     assert ca is not None
     responder = ctx.hierarchy.responder(ca.name)
     produced = now()

@@ -21,7 +21,7 @@ from govtrust.audit import AuditRecord
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from govtrust.principal import Principal
 from hsm.models import HsmKey
-from tests.ca.conftest import OPERATOR, USCC, VERIFIER, make_csr, openssl
+from tests.ca.conftest import OPERATOR, USCC, VERIFIER, make_csr, ocsp_query, openssl
 
 
 def _counts(authority: CertificateAuthority) -> tuple[int, int, int, int]:
@@ -204,7 +204,26 @@ def test_seal_service_may_issue_seal_certificates(authority: CertificateAuthorit
     issued = authority.issue(
         seal_maker, IssueRequest("seal", SubjectSpec(seal_id="seal-1"), csr=make_csr())
     )
-    authority.suspend(seal_maker, issued.certificate.id, "挂失")
+    assert issued.certificate.profile == "seal"
+    assert issued.certificate.seal_id == "seal-1"
+    assert issued.certificate.status == "active"
+    assert (
+        ocsp_query(authority, issued.certificate)["response_bytes"]["response"]
+        .parsed["tbs_response_data"]["responses"][0]["cert_status"]
+        .name
+        == "good"
+    )
+    audited = _counts(authority)[1]
+    suspended = authority.suspend(seal_maker, issued.certificate.id, "挂失")
+    assert suspended.status == "suspended"
+    stored = authority.get(issued.certificate.id)
+    assert stored.status == "suspended" and stored.status_comment == "挂失"
+    status = ocsp_query(authority, stored)["response_bytes"]["response"].parsed[
+        "tbs_response_data"
+    ]["responses"][0]["cert_status"]
+    assert status.name == "revoked"
+    assert status.chosen["revocation_reason"].native == "certificate_hold"
+    assert _counts(authority)[1] > audited  # the suspension is audited
 
 
 @pytest.mark.parametrize(

@@ -52,30 +52,6 @@ def test_sex_from_sequence() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        ("11010519491231002", "length"),
-        ("11010519491231002XX", "length"),
-        ("", "length"),
-        ("1101051949123100A2", "character not allowed"),
-        ("X1010519491231002X", "character not allowed"),
-        ("00010519491231002X", "region"),
-        ("110105194913310021", "birth date"),  # month 13
-        ("110105190002290025", "birth date"),  # 1900 is not a leap year
-        ("110105209901010021", "birth date"),  # in the future
-        ("110105194912310021", "check digit"),
-    ],
-)
-def test_resident_id_reasons(value: str, reason: str) -> None:
-    with pytest.raises(InvalidIdentifier) as info:
-        parse_resident_id(value, field="id_number", today=TODAY)
-    assert info.value.why == reason
-    assert info.value.violations[0].field == "id_number"
-    assert info.value.violations[0].description.startswith(reason)
-    assert value[:10] not in info.value.message or not value
-
-
-@pytest.mark.parametrize(
     ("code", "kind", "authority", "region"),
     [
         ("91350100M000100Y43", LegalPersonKind.ENTERPRISE, "9", "350100"),
@@ -103,24 +79,7 @@ def test_uscc_allow_list() -> None:
         parse_uscc("91350203M0001QAY9I", allow_list=frozenset({"91350203M0001QAY9I"}))
 
 
-@pytest.mark.parametrize(
-    ("code", "reason"),
-    [
-        ("91350100M000100Y4", "length"),
-        ("91350100M000100Y43A", "length"),
-        ("91350100M000100I43", "character not allowed"),  # I is not in the charset
-        ("91350100M000100Z43", "character not allowed"),
-        ("91350100m000100Y43!", "length"),
-        ("B1350100M000100Y43", "registration authority"),
-        ("9135A100M000100Y43", "region"),
-        ("91350100M000100Y44", "check digit"),
-    ],
-)
-def test_uscc_reasons(code: str, reason: str) -> None:
-    with pytest.raises(InvalidIdentifier) as info:
-        parse_uscc(code, field="uscc")
-    assert info.value.why == reason
-    assert info.value.violations[0].field == "uscc"
+# The refusal reasons are tested against literal vectors in test_published_vectors.py.
 
 
 @pytest.mark.parametrize(
