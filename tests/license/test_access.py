@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from govtrust.audit import AuditRecord, verify_chain
 from govtrust.principal import Principal
 from govtrust.v1 import common_pb2, license_pb2
+from hsm.audit_key import AuditChainKey
 from license.identifiers import parse_identifier
 from license.models import LicenceAccessGrantRow, LicenceRow
 from tests.license.test_production import COMPANY, DEPT, ISSUER, Prod, prod  # noqa: F401
@@ -257,7 +258,7 @@ def test_grant_fetch_and_revoke(prod: Prod) -> None:  # noqa: F811
     assert all(a[2]["grant"] == granted.grant.id and a[2]["code_sha256"] for a in reads)
     assert all(code not in str(a) for a in _actions(prod))
     with prod.platform.db.read() as session:
-        assert verify_chain(session).ok
+        assert verify_chain(session, AuditChainKey(prod.platform.master_key)).ok
 
     # revoke: the code stops working; revoking again is refused
     revoked: Any = prod.call(
