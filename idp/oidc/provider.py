@@ -1005,7 +1005,9 @@ class Provider:
             raise fail
         jti = f"{client.client_id}:{claims['jti']}"[:300]
         with self.db.transaction() as tx:
-            tx.execute(delete(OidcAssertionJtiRow).where(OidcAssertionJtiRow.expires_at < self.now()))
+            tx.execute(
+                delete(OidcAssertionJtiRow).where(OidcAssertionJtiRow.expires_at < self.now())
+            )
             if tx.get(OidcAssertionJtiRow, jti) is not None:
                 replay = True
             else:
