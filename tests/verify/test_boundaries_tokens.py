@@ -109,7 +109,7 @@ def test_nbf_beyond_the_skew_is_not_yet_valid(
     client_id, _secret = oidc_env.register_client()
     provider.ensure_keys()
     nbf = 600
-    token = provider._access_token(  # noqa: SLF001 - minting a token the flows never make
+    token = provider._access_token(  # a token the flows never make
         sub="boundary-subject",
         client_id=client_id,
         scopes=["openid"],
