@@ -18,10 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from hsm import KeyAlgorithm, SoftKeyStore
+from license.access import GrantState, grant_state
 from license.chain import verify_chain
 from license.checking import LICENCE_ZONE, State, check_signed_data, licence_day
 from license.errors import LicenceVerificationFailed, Reason
 from license.jws import LicenceSigner
+from license.models import LicenceAccessGrantRow
 from license.signed_data import sign_licence
 from tests.license.conftest import MiniCa, sample_metadata
 
@@ -122,3 +124,16 @@ def test_an_intermediate_outside_its_validity_breaks_the_chain(
     # the same through a signed licence
     token = sign_licence(LicenceSigner(keystore, ref, chain), sample_metadata())
     assert check_signed_data(token, [test_ca.root], {}).state is State.UNKNOWN
+
+
+def test_an_access_grant_is_active_from_its_first_second_until_its_end() -> None:
+    start = datetime.now(UTC).replace(microsecond=0)
+    end = start + timedelta(days=7)
+    row = LicenceAccessGrantRow(valid_from=start, valid_until=end, revoked_at=None)
+    second = timedelta(seconds=1)
+    assert grant_state(row, start - second) is GrantState.NOT_YET_VALID
+    assert grant_state(row, start) is GrantState.ACTIVE
+    assert grant_state(row, end - second) is GrantState.ACTIVE
+    assert grant_state(row, end) is GrantState.EXPIRED
+    row.revoked_at = start
+    assert grant_state(row, start) is GrantState.REVOKED
