@@ -101,9 +101,14 @@ class Hierarchy:
             builder = builder.add_extension(_crl_point(crl_url), critical=False)
         return builder.sign(self.root_key, hashes.SHA256())
 
-    def leaf(self, not_before: datetime, not_after: datetime) -> x509.Certificate:
-        """A document-signing leaf of the intermediate."""
-        key = ec.generate_private_key(ec.SECP256R1())
+    def leaf(
+        self,
+        not_before: datetime,
+        not_after: datetime,
+        key: ec.EllipticCurvePrivateKey | None = None,
+    ) -> x509.Certificate:
+        """A document-signing leaf of the intermediate (for ``key``, default a fresh one)."""
+        key = key or ec.generate_private_key(ec.SECP256R1())
         return (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "boundary leaf")]))
