@@ -31,6 +31,7 @@ from govtrust.db import as_utc
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 from idp.types import IdentityRef
+from license.checking import licence_day
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
 from license.models import LicenceAccessGrantRow, LicenceRow
@@ -326,7 +327,7 @@ class LicenceAccess:
             raise InvalidArgument.field("status", f"one of {sorted(LIST_STATUSES)}")
         if type_code:
             query = query.where(LicenceRow.type_code == type_code)
-        today = self._clock().date()
+        today = licence_day(self._clock())
         if status == "superseded":
             query = query.where(LicenceRow.superseded_by.is_not(None))
         else:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from cryptography import x509
 
@@ -18,6 +19,15 @@ from license.errors import LicenceVerificationFailed
 from license.qr import TrustList, decode_payload
 from license.signed_data import VerifiedLicence, verify_licence
 from license.status_list import LicenceStatus, VerifiedStatusList
+
+# A licence's dates (发证日期, 有效期起始, 有效期截止) are calendar days in China: the last day
+# is valid through 23:59:59 Beijing time, not UTC.
+LICENCE_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def licence_day(moment: datetime | None = None) -> date:
+    """The calendar day (Asia/Shanghai) of ``moment`` (default now), to compare licence dates."""
+    return (moment or datetime.now(UTC)).astimezone(LICENCE_ZONE).date()
 
 
 class Verdict(StrEnum):
@@ -105,7 +115,7 @@ def check_qr(
         valid_from=qr.valid_from,
         valid_until=qr.valid_until,
         status_lists=status_lists,
-        today=today or datetime.now(UTC).date(),
+        today=today or licence_day(),
     )
     return LicenceCheck(
         verdict, state, reasons, qr.identifier, qr.name, qr.holder_name, issuer_code,
@@ -142,7 +152,7 @@ def check_verified(
         valid_from=meta.valid_from,
         valid_until=meta.valid_until,
         status_lists=status_lists,
-        today=today or datetime.now(UTC).date(),
+        today=today or licence_day(),
     )
     return LicenceCheck(
         verdict, state, reasons, meta.identifier, meta.name, meta.holder_name, meta.issuer_code,

@@ -77,6 +77,7 @@ from idp.identifiers import normalise
 from idp.registry import IdentityRegistry
 from idp.types import IdentityRef, IdentityStatus
 from license.catalogue import LicenceType, get_type, validate_fields, validate_validity
+from license.checking import licence_day
 from license.identifiers import build_identifier, parse_identifier
 from license.jws import LicenceSigner, unverified_payload
 from license.models import (
@@ -689,7 +690,7 @@ class LicenceService:
         types: dict[str, LicenceType],
     ) -> _Prepared:
         try:
-            today = self._clock().date()
+            today = licence_day(self._clock())
             if request.issue_date is not None and request.issue_date != today:
                 raise InvalidArgument.field("issue_date", "must be empty or today")
             valid_from = request.valid_from or today

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -23,7 +23,14 @@ from cryptography import x509
 
 from govtrust.errors import InvalidArgument, NotFound
 from license.catalogue import LicenceType, get_type
-from license.checking import LicenceCheck, State, Verdict, check_qr, check_signed_data
+from license.checking import (
+    LicenceCheck,
+    State,
+    Verdict,
+    check_qr,
+    check_signed_data,
+    licence_day,
+)
 from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
@@ -180,7 +187,7 @@ def build_view(
 ) -> PublicLicenceView:
     """The public view of a checked licence; ``stored`` and ``licence_type`` (when the licence
     is in our records) supply the public fields, version links and the authoritative status."""
-    day = today or datetime.now(UTC).date()
+    day = today or licence_day()
     meta = _unverified_metadata(stored.signed_data) if stored is not None else None
     citizen = meta.holder_code_type == HOLDER_RESIDENT_ID if meta else False
     holder = meta.holder_name if meta else check.holder_name

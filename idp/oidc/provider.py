@@ -301,10 +301,14 @@ class Provider:
         validator: certlogin.CertificateValidator | None = None,
         passwords: PasswordLogin | None = None,
         directory: RegistryDirectory | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         from idp.pii import PiiCodec
 
         self.db = db
+        # The provider's clock (UTC): codes, sessions, tokens and assertions are timed by it;
+        # tests install a fixed one to check validity at its exact boundaries.
+        self.now: Callable[[], datetime] = clock or _now
         self.config = config
         self.keystore = keystore
         self.clients = ClientRegistry(db)
@@ -443,7 +447,7 @@ class Provider:
             row = session.scalar(
                 select(OidcSessionRow).where(OidcSessionRow.cookie_hash == hash_secret(cookie))
             )
-            if row is None or row.ended_at is not None or as_utc(row.expires_at) <= _now():
+            if row is None or row.ended_at is not None or as_utc(row.expires_at) <= self.now():
                 return None
             return SessionInfo(
                 row.sid,
@@ -570,7 +574,7 @@ class Provider:
             ):
                 return True
         if request.max_age is not None:
-            age = (_now() - session.auth_time).total_seconds()
+            age = (self.now() - session.auth_time).total_seconds()
             if age > request.max_age:
                 return True
         return acr_level(session.acr) < self.required_level(request)
@@ -624,7 +628,7 @@ class Provider:
     def _issue_code(self, request: AuthRequest, client: Client, session: SessionInfo) -> str:
         code = secrets.token_urlsafe(32)
         grant_id = secrets.token_urlsafe(16)
-        now = _now()
+        now = self.now()
         sub = self.directory.subject_for(
             session.identity_id,
             pairwise=client.subject_type == "pairwise",
@@ -679,7 +683,7 @@ class Provider:
 
     def _new_interaction(self, request: AuthRequest) -> str:
         iid = secrets.token_urlsafe(16)
-        now = _now()
+        now = self.now()
         with self.db.transaction() as tx:
             tx.execute(delete(OidcInteractionRow).where(OidcInteractionRow.expires_at < now))
             tx.add(
@@ -698,7 +702,7 @@ class Provider:
     def _load_interaction(self, iid: str) -> tuple[OidcInteractionRow, AuthRequest]:
         with self.db.read() as session:
             row = session.get(OidcInteractionRow, iid)
-        if row is None or as_utc(row.expires_at) <= _now():
+        if row is None or as_utc(row.expires_at) <= self.now():
             raise AuthorizationPageError("this login page has expired; start again")
         data = json.loads(row.params)
         data["scope"], data["prompt"] = tuple(data["scope"]), tuple(data["prompt"])
@@ -828,7 +832,7 @@ class Provider:
         self._finish_interaction(iid)
         if not allow:
             return Redirect(self._error_url(request, "access_denied", "the user declined"))
-        now = _now()
+        now = self.now()
         with self.db.transaction() as tx:
             consent = tx.get(OidcConsentRow, (session.identity_id, client.client_id))
             scopes = set(request.scope) - {"openid"}
@@ -865,7 +869,7 @@ class Provider:
             identity_id=identity_id,
             acr=acr,
             amr=amr,
-            auth_time=_now().timestamp(),
+            auth_time=self.now().timestamp(),
             needs_acting=needs_acting,
             acting_person_id=None,
         )
@@ -878,7 +882,7 @@ class Provider:
         pending = self._pending(row)
         cookie = secrets.token_urlsafe(32)
         sid = secrets.token_urlsafe(16)
-        now = _now()
+        now = self.now()
         auth_time = datetime.fromtimestamp(pending["auth_time"], UTC).replace(microsecond=0)
         with self.db.transaction() as tx:
             tx.add(
@@ -986,7 +990,7 @@ class Provider:
                 continue
         if claims is None:
             raise fail
-        now = _now().timestamp()
+        now = self.now().timestamp()
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
         if (
@@ -1001,7 +1005,9 @@ class Provider:
             raise fail
         jti = f"{client.client_id}:{claims['jti']}"[:300]
         with self.db.transaction() as tx:
-            tx.execute(delete(OidcAssertionJtiRow).where(OidcAssertionJtiRow.expires_at < _now()))
+            tx.execute(
+                delete(OidcAssertionJtiRow).where(OidcAssertionJtiRow.expires_at < self.now())
+            )
             if tx.get(OidcAssertionJtiRow, jti) is not None:
                 replay = True
             else:
@@ -1057,7 +1063,7 @@ class Provider:
 
     def _code_grant(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
         code = form.get("code", "")
-        now = _now()
+        now = self.now()
         failure: OAuthError | None = None
         with self._write_lock, self.db.transaction() as tx:
             row = tx.get(OidcAuthCodeRow, hash_secret(code)) if code else None
@@ -1108,7 +1114,7 @@ class Provider:
         if not token:
             raise OAuthError("invalid_request", "refresh_token is required")
         digest = hash_secret(token)
-        now = _now()
+        now = self.now()
         asked = form.get("scope", "").split()
         fast = self.fast
         params = {"h": digest, "cid": client.client_id, "at": fast.ts(now)}
@@ -1306,7 +1312,7 @@ class Provider:
         requested = form.get("scope", "").split()
         not_oidc = [s for s in client.allowed_scopes if s not in {"openid", "offline_access"}]
         scopes = [s for s in requested if s in not_oidc] if requested else []
-        now = _now()
+        now = self.now()
         token = self._access_token(
             sub=client.client_id,
             client_id=client.client_id,
@@ -1352,7 +1358,7 @@ class Provider:
         header, claims = cached
         if header.get("typ") != ACCESS_TOKEN_TYP:
             raise InvalidToken("not an access token")
-        now = _now().timestamp()
+        now = self.now().timestamp()
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
         exp, jti, client_id = claims.get("exp"), claims.get("jti"), claims.get("client_id")
@@ -1450,7 +1456,7 @@ class Provider:
             or row.used_at is not None
             or row.revoked_at is not None
             or grant.revoked_at is not None
-            or as_utc(row.expires_at) <= _now()
+            or as_utc(row.expires_at) <= self.now()
             or self.clients.find(row.client_id) is None
         ):
             return {"active": False}
@@ -1472,7 +1478,7 @@ class Provider:
 
     def revoke(self, client: Client, token: str) -> None:
         """RFC 7009: revoke a refresh token (and its family) or an access token; always OK."""
-        now = _now()
+        now = self.now()
         if token.count(".") == 2:
             try:
                 info = self.validate_access_token(token)
@@ -1555,7 +1561,7 @@ class Provider:
 
     def _end(self, session: SessionInfo, *, actor: str) -> tuple[LogoutNotice, ...]:
         self.ensure_keys()
-        now = _now()
+        now = self.now()
         with self.db.transaction() as tx:
             tx.execute(
                 update(OidcSessionRow).where(OidcSessionRow.sid == session.sid).values(ended_at=now)
@@ -1596,7 +1602,7 @@ class Provider:
     def logout_token(self, client: Client, sid: str, sub: str) -> str:
         """A back-channel logout token (OIDC Back-Channel Logout 1.0 §2.4)."""
         key = self.keys.active(client.id_token_signing_alg)
-        iat = int(_now().timestamp())
+        iat = int(self.now().timestamp())
         claims: dict[str, Any] = {
             "iss": self.config.issuer,
             "aud": client.client_id,
