@@ -33,6 +33,12 @@ TableRows = dict[Row, Row]
 """A table's rows by primary key (the whole row where the table has none)."""
 
 _SHOWN = 5  # rows named per table and kind in a failure message
+_WIDTH = 300  # characters of a row shown
+
+
+def _show(row: Row) -> str:
+    text = repr(row)
+    return text if len(text) <= _WIDTH else text[:_WIDTH] + "…"
 
 
 def _engine(db: Database | Engine) -> Engine:
@@ -109,9 +115,9 @@ def _diff_rows(name: str, before: TableRows, after: TableRows) -> str | None:
         f"table {name!r} changed ({table_digest(before)} -> {table_digest(after)}): "
         f"{len(added)} added, {len(removed)} removed, {len(altered)} altered"
     ]
-    lines += [f"  + {row!r}" for row in added[:_SHOWN]]
-    lines += [f"  - {row!r}" for row in removed[:_SHOWN]]
-    lines += [f"  ~ {old!r}\n    -> {new!r}" for old, new in altered[:_SHOWN]]
+    lines += [f"  + {_show(row)}" for row in added[:_SHOWN]]
+    lines += [f"  - {_show(row)}" for row in removed[:_SHOWN]]
+    lines += [f"  ~ {_show(old)}\n    -> {_show(new)}" for old, new in altered[:_SHOWN]]
     return "\n".join(lines)
 
 
