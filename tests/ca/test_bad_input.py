@@ -11,27 +11,14 @@ import pytest
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import tsp
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy import func, select
 
 from ca.authority import CertificateAuthority
 from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
-from ca.models import CaCertificate, CaTsaToken
 from ca.tsa import TimeStampResponse
-from govtrust.audit import AuditRecord
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from govtrust.principal import Principal
-from hsm.models import HsmKey
 from tests.ca.conftest import OPERATOR, USCC, VERIFIER, make_csr, openssl
-
-
-def _counts(authority: CertificateAuthority) -> tuple[int, int, int, int]:
-    with authority.ctx.db.read() as session:
-        return (
-            session.scalar(select(func.count()).select_from(CaCertificate)) or 0,
-            session.scalar(select(func.count()).select_from(AuditRecord)) or 0,
-            session.scalar(select(func.count()).select_from(HsmKey)) or 0,
-            session.scalar(select(func.count()).select_from(CaTsaToken)) or 0,
-        )
+from tests.unchanged import unchanged
 
 
 def _rsa512_csr(tmp_path: Path) -> bytes:
@@ -58,7 +45,6 @@ CITIZEN = SubjectSpec(identity="c-rep")
 def test_bad_requests_are_refused_and_store_nothing(
     authority: CertificateAuthority, tmp_path: Path
 ) -> None:
-    before = _counts(authority)
     cases: list[tuple[Callable[[], object], type[Exception], str]] = [
         (lambda: IssueRequest("citizen", CITIZEN, csr=b"\x30\x03\x02\x01"), InvalidArgument, "csr"),
         (
@@ -186,17 +172,17 @@ def test_bad_requests_are_refused_and_store_nothing(
             "hash_identity_number",
         ),
     ]
+    ctx = authority.ctx
     for make_request, error, text in cases:
-        with pytest.raises(error, match=text) as info:
+        with unchanged(ctx.db, ctx.keystore), pytest.raises(error, match=text) as info:
             authority.issue(OPERATOR, make_request())  # type: ignore[arg-type]
         if isinstance(info.value, InvalidArgument):
             assert info.value.violations, info.value
-    with pytest.raises(PermissionDenied):
+    with unchanged(ctx.db, ctx.keystore), pytest.raises(PermissionDenied):
         authority.issue(VERIFIER, IssueRequest("citizen", CITIZEN, csr=make_csr()))
     seal_maker = Principal("service", "seal", frozenset({"seal-maker"}))
-    with pytest.raises(PermissionDenied):
+    with unchanged(ctx.db, ctx.keystore), pytest.raises(PermissionDenied):
         authority.issue(seal_maker, IssueRequest("citizen", CITIZEN, csr=make_csr()))
-    assert _counts(authority) == before
 
 
 def test_seal_service_may_issue_seal_certificates(authority: CertificateAuthority) -> None:
@@ -219,10 +205,9 @@ def test_seal_service_may_issue_seal_certificates(authority: CertificateAuthorit
     ],
 )
 def test_garbage_ocsp_gets_malformed_request(authority: CertificateAuthority, body: bytes) -> None:
-    before = _counts(authority)
-    response = asn1_ocsp.OCSPResponse.load(authority.ocsp(body))
+    with unchanged(authority.ctx.db, authority.ctx.keystore):
+        response = asn1_ocsp.OCSPResponse.load(authority.ocsp(body))
     assert response["response_status"].native == "malformed_request"
-    assert _counts(authority) == before
 
 
 def test_ocsp_for_a_foreign_issuer_is_unauthorized(authority: CertificateAuthority) -> None:
@@ -293,10 +278,9 @@ def test_ocsp_for_a_foreign_issuer_is_unauthorized(authority: CertificateAuthori
 def test_bad_tsa_requests_are_rejected(
     authority: CertificateAuthority, body: bytes, fail_info: str
 ) -> None:
-    before = _counts(authority)
-    result = authority.timestamp(body)
+    with unchanged(authority.ctx.db, authority.ctx.keystore):
+        result = authority.timestamp(body)
     assert not result.granted and result.message
     response = TimeStampResponse.load(result.der)
     assert response["status"]["status"].native == "rejection"
     assert fail_info in response["status"]["fail_info"].native
-    assert _counts(authority) == before
