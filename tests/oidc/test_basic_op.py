@@ -225,8 +225,9 @@ def test_userinfo_get_post_header_body(oidc_env: OidcEnv) -> None:
         by_post_body = http.post("/oidc/userinfo", data={"access_token": token})
         assert by_get.status_code == by_post_header.status_code == by_post_body.status_code == 200
         assert by_get.json() == by_post_header.json() == by_post_body.json()
-        missing = http.get("/oidc/userinfo")
-        assert missing.status_code == 401 and "Bearer" in missing.headers["www-authenticate"]
+        with unchanged(oidc_env.platform.db):
+            missing = http.get("/oidc/userinfo")
+            assert missing.status_code == 401 and "Bearer" in missing.headers["www-authenticate"]
 
 
 def test_refresh_rotation_and_reuse_revokes_the_family(oidc_env: OidcEnv) -> None:
