@@ -59,6 +59,12 @@ def _parametrized(node: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
             first = decorator.args[0] if decorator.args else None
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 names |= {n.strip() for n in first.value.split(",")}
+            elif isinstance(first, ast.Tuple | ast.List):
+                names |= {
+                    e.value
+                    for e in first.elts
+                    if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                }
     return names
 
 
