@@ -30,6 +30,7 @@ from govtrust.v1 import certificate_pb2 as pb
 from govtrust.v1 import certificate_pb2_grpc, common_pb2
 from hsm import MasterKey, SoftKeyStore
 from tests.ca.conftest import USCC, make_csr
+from tests.unchanged import unchanged
 
 TOKENS = {
     "operator": Principal("user", "operator", frozenset({"ca-operator"})),
@@ -112,7 +113,9 @@ def _citizen_subject() -> pb.CertificateSubject:
     return pb.CertificateSubject(identity=common_pb2.IdentityRef(id="c-rep"))
 
 
-def test_issue_look_up_and_change_status(stub: certificate_pb2_grpc.CertificateServiceStub) -> None:
+def test_issue_look_up_and_change_status(
+    stub: certificate_pb2_grpc.CertificateServiceStub, database: Database
+) -> None:
     issued = stub.IssueCertificate(
         pb.IssueCertificateRequest(
             csr=make_csr(),
@@ -148,7 +151,7 @@ def test_issue_look_up_and_change_status(stub: certificate_pb2_grpc.CertificateS
         metadata=_as("operator"),
     )
     assert revoked.certificate.status == pb.CERTIFICATE_STATUS_REVOKED
-    with pytest.raises(grpc.RpcError) as info:
+    with unchanged(database), pytest.raises(grpc.RpcError) as info:
         stub.ResumeCertificate(
             pb.ResumeCertificateRequest(certificate=ref), metadata=_as("operator")
         )
@@ -214,8 +217,12 @@ def test_generate_key_renew_and_list(stub: certificate_pb2_grpc.CertificateServi
     assert len(active.certificates) == 3
 
 
-def test_errors_are_mapped(stub: certificate_pb2_grpc.CertificateServiceStub) -> None:
-    with pytest.raises(grpc.RpcError) as info:
+def test_errors_are_mapped(
+    stub: certificate_pb2_grpc.CertificateServiceStub, database: Database
+) -> None:
+    # The first call bootstraps the hierarchy (keys, issuers); the refusals below store nothing.
+    stub.GetCaChain(pb.GetCaChainRequest(), metadata=_as("verifier"))
+    with unchanged(database), pytest.raises(grpc.RpcError) as info:
         stub.IssueCertificate(
             pb.IssueCertificateRequest(
                 csr=b"garbage",
@@ -230,13 +237,13 @@ def test_errors_are_mapped(stub: certificate_pb2_grpc.CertificateServiceStub) ->
     bad_request = error_details_pb2.BadRequest()
     assert any(d.Unpack(bad_request) for d in status.details)
     assert bad_request.field_violations[0].field == "csr"
-    with pytest.raises(grpc.RpcError) as info:
+    with unchanged(database), pytest.raises(grpc.RpcError) as info:
         stub.IssueCertificate(
             pb.IssueCertificateRequest(csr=make_csr(), subject=_citizen_subject()),
             metadata=_as("operator"),
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    with pytest.raises(grpc.RpcError) as info:
+    with unchanged(database), pytest.raises(grpc.RpcError) as info:
         stub.IssueCertificate(
             pb.IssueCertificateRequest(
                 csr=make_csr(),
@@ -246,16 +253,16 @@ def test_errors_are_mapped(stub: certificate_pb2_grpc.CertificateServiceStub) ->
             metadata=_as("verifier"),
         )
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    with pytest.raises(grpc.RpcError) as info:
+    with unchanged(database), pytest.raises(grpc.RpcError) as info:
         stub.ListCertificates(pb.ListCertificatesRequest(), metadata=_as("citizen"))
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    with pytest.raises(grpc.RpcError) as info:
+    with unchanged(database), pytest.raises(grpc.RpcError) as info:
         stub.GetCertificate(
             pb.GetCertificateRequest(certificate=pb.CertificateRef(serial_number="ABCDEF")),
             metadata=_as("verifier"),
         )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.RpcError) as info:
+    with unchanged(database), pytest.raises(grpc.RpcError) as info:
         stub.GetCrl(pb.GetCrlRequest(ca="nope"), metadata=_as("verifier"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 

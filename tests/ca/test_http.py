@@ -37,6 +37,7 @@ from tests.ca.conftest import (
     pkilint,
     write_chain,
 )
+from tests.unchanged import unchanged
 
 
 @dataclass
@@ -216,7 +217,8 @@ def test_crl_endpoint_with_openssl(live: Live) -> None:
         str(live.chain.root),
         "-noout",
     )
-    assert httpx.get(f"{live.url}/crl/nope.crl", timeout=10).status_code == 404
+    with unchanged(live.authority.ctx.db, live.authority.ctx.keystore):
+        assert httpx.get(f"{live.url}/crl/nope.crl", timeout=10).status_code == 404
 
 
 def test_ca_certificates_are_published(live: Live) -> None:
@@ -224,7 +226,8 @@ def test_ca_certificates_are_published(live: Live) -> None:
         response = httpx.get(f"{live.url}/ca/{name}.crt", timeout=10)
         assert response.status_code == 200, name
         assert response.content == live.authority.hierarchy.get(name).der
-    assert httpx.get(f"{live.url}/ca/nope.crt", timeout=10).status_code == 404
+    with unchanged(live.authority.ctx.db, live.authority.ctx.keystore):
+        assert httpx.get(f"{live.url}/ca/nope.crt", timeout=10).status_code == 404
 
 
 def test_tsa_with_openssl(live: Live) -> None:
@@ -257,15 +260,16 @@ def test_tsa_with_openssl(live: Live) -> None:
     assert "Verification: OK" in out
     text = openssl("ts", "-reply", "-in", str(reply), "-text")
     assert "Accuracy: 0x01 seconds" in text and "Nonce:" in text
-    bad = httpx.post(
-        f"{live.url}/tsa",
-        content=b"junk",
-        headers={"content-type": "application/timestamp-query"},
-        timeout=10,
-    )
-    assert bad.status_code == 400
-    wrong_type = httpx.post(f"{live.url}/tsa", content=query.read_bytes(), timeout=10)
-    assert wrong_type.status_code == 415
+    with unchanged(live.authority.ctx.db, live.authority.ctx.keystore):
+        bad = httpx.post(
+            f"{live.url}/tsa",
+            content=b"junk",
+            headers={"content-type": "application/timestamp-query"},
+            timeout=10,
+        )
+        assert bad.status_code == 400
+        wrong_type = httpx.post(f"{live.url}/tsa", content=query.read_bytes(), timeout=10)
+        assert wrong_type.status_code == 415
 
 
 def test_pyhanko_http_timestamper(live: Live) -> None:

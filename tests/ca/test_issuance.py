@@ -27,6 +27,7 @@ from tests.ca.conftest import (
     pkilint,
     write_chain,
 )
+from tests.unchanged import unchanged
 
 SUBJECTS = {
     "citizen": SubjectSpec(identity="c-rep"),
@@ -181,7 +182,10 @@ def test_renewal_and_rekey(authority: CertificateAuthority) -> None:
     previous = authority.get(first.certificate.id)
     assert previous.status == "revoked" and previous.revocation_reason == 4
     assert previous.renewed_by == renewed.certificate.id
-    with pytest.raises(Exception, match="revoked"):
+    with (
+        unchanged(authority.ctx.db, authority.ctx.keystore),
+        pytest.raises(Exception, match="revoked"),
+    ):
         authority.renew(OPERATOR, previous, csr=make_csr())
 
     cloud = authority.issue(OPERATOR, IssueRequest("legal-person", SUBJECTS["legal-person"]))

@@ -3,6 +3,7 @@ once, verified with openssl. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests.ca.conftest import (
     pkilint,
     write_chain,
 )
+from tests.unchanged import Snapshot, unchanged
 
 
 def _issue(authority: CertificateAuthority) -> CaCertificate:
@@ -46,24 +48,29 @@ def _even(serial: str) -> str:
     return serial.zfill(len(serial) + len(serial) % 2)
 
 
+def _same(authority: CertificateAuthority) -> AbstractContextManager[Snapshot]:
+    """A refused status change stores nothing: no row, no audit record, no key."""
+    return unchanged(authority.ctx.db, authority.ctx.keystore)
+
+
 def test_state_machine(authority: CertificateAuthority) -> None:
     row = _issue(authority)
     assert _ocsp_status(authority, row) == ("good", None)
-    with pytest.raises(FailedPrecondition, match="cannot resume a active"):
+    with _same(authority), pytest.raises(FailedPrecondition, match="cannot resume a active"):
         authority.resume(OPERATOR, row.id)
     authority.suspend(OPERATOR, row.id, "lost")
     assert _ocsp_status(authority, row) == ("revoked", "certificate_hold")
-    with pytest.raises(FailedPrecondition):
+    with _same(authority), pytest.raises(FailedPrecondition):
         authority.suspend(OPERATOR, row.id)
     authority.resume(OPERATOR, row.id)
     assert _ocsp_status(authority, row) == ("good", None)
-    with pytest.raises(InvalidArgument, match="reason"):
+    with _same(authority), pytest.raises(InvalidArgument, match="reason"):
         authority.revoke(OPERATOR, row.id, reason="certificateHold")
-    with pytest.raises(InvalidArgument, match="invalidity_date"):
+    with _same(authority), pytest.raises(InvalidArgument, match="invalidity_date"):
         authority.revoke(
             OPERATOR, row.id, reason=1, invalidity_date=datetime.now(UTC) + timedelta(days=1)
         )
-    with pytest.raises(PermissionDenied):
+    with _same(authority), pytest.raises(PermissionDenied):
         authority.revoke(VERIFIER, row.id, reason=1)
     revoked = authority.revoke(
         OPERATOR,
@@ -75,9 +82,9 @@ def test_state_machine(authority: CertificateAuthority) -> None:
     assert revoked.status == "revoked" and revoked.revocation_reason == 1
     assert _ocsp_status(authority, row) == ("revoked", "key_compromise")
     for operation in (authority.suspend, authority.resume):
-        with pytest.raises(FailedPrecondition):
+        with _same(authority), pytest.raises(FailedPrecondition):
             operation(OPERATOR, row.id)
-    with pytest.raises(FailedPrecondition):
+    with _same(authority), pytest.raises(FailedPrecondition):
         authority.revoke(OPERATOR, row.id, reason=1)
     with authority.ctx.db.read() as session:
         actions = list(session.scalars(select(AuditRecord.action).order_by(AuditRecord.seq)))

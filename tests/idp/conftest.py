@@ -35,6 +35,7 @@ from govtrust.v1 import identity_pb2_grpc
 from hsm.master import MasterKey
 from idp.pii import PiiCodec
 from idp.registry import IdentityRegistry
+from tests.unchanged import unchanged
 
 ALLOW_LISTED_USCC = "91350203M0001QAY9B"
 REGISTRAR = Principal("user", "registrar-1", frozenset({"identity-registrar"}))
@@ -91,8 +92,12 @@ class GrpcHandle:
     def fails(
         self, method: str, request: Any, principal: Principal | None = REGISTRAR
     ) -> grpc.RpcError:
-        """Call ``method`` expecting an error; return it."""
-        with pytest.raises(grpc.RpcError) as info:
+        """Call ``method`` expecting an error; return it. The refused call changed nothing (no
+        row, no audit record, no data file)."""
+        with (
+            unchanged(self.platform.db, None, self.platform.settings.data_dir),
+            pytest.raises(grpc.RpcError) as info,
+        ):
             self.call(method, request, principal)
         return info.value
 

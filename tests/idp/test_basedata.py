@@ -19,6 +19,7 @@ from idp.registry import IdentityRegistry
 from idp.types import CheckResult, IdentityRef
 from tests.idp.conftest import REGISTRAR, VERIFIER
 from tests.idp.helpers import resident_id, uscc
+from tests.unchanged import unchanged
 
 
 def test_import_matches_and_upgrades(registry: IdentityRegistry, database: Database) -> None:
@@ -62,12 +63,12 @@ def test_import_matches_and_upgrades(registry: IdentityRegistry, database: Datab
 
 
 def test_import_needs_columns_and_role(registry: IdentityRegistry, database: Database) -> None:
-    with pytest.raises(InvalidArgument) as info:
+    with unchanged(database), pytest.raises(InvalidArgument) as info:
         import_population(database, registry.codec, "name,number\n", principal=REGISTRAR)
     assert info.value.violations[0].field == "file"
     from govtrust.errors import PermissionDenied
 
-    with pytest.raises(PermissionDenied):
+    with unchanged(database), pytest.raises(PermissionDenied):
         import_population(database, registry.codec, "name,id_number\n", principal=VERIFIER)
 
 

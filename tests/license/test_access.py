@@ -16,34 +16,17 @@ from govtrust.principal import Principal
 from govtrust.v1 import common_pb2, license_pb2
 from hsm.audit_key import AuditChainKey
 from license.identifiers import parse_identifier
-from license.models import LicenceAccessGrantRow, LicenceRow
+from license.models import LicenceAccessGrantRow
 from tests.license.test_production import COMPANY, DEPT, ISSUER, Prod, prod  # noqa: F401
+from tests.unchanged import unchanged
 
 OTHER_DEPT = Principal("service", "other", frozenset({"licence-issuer:91350100M000100Y43"}))
 
 
-def _snapshot(p: Prod) -> tuple[Any, ...]:
-    """Everything a refused call must leave as it was."""
-    with p.platform.db.read() as session:
-        audit = session.scalar(select(func.count()).select_from(AuditRecord))
-        grants = [
-            (g.id, g.revoked_at, g.access_count)
-            for g in session.scalars(
-                select(LicenceAccessGrantRow).order_by(LicenceAccessGrantRow.id)
-            )
-        ]
-        licences = [
-            (r.identifier, r.status, r.superseded_by, r.updated_at)
-            for r in session.scalars(select(LicenceRow).order_by(LicenceRow.identifier))
-        ]
-    return audit, grants, licences
-
-
 def _refused(p: Prod, method: str, request: Any, who: Principal | None, code: Any) -> str:
-    before = _snapshot(p)
-    error: Any = p.fails(method, request, who)
-    assert error.code() == code, (method, error.details())
-    assert _snapshot(p) == before, f"{method} changed something"
+    with unchanged(p.platform.db):
+        error: Any = p.fails(method, request, who)
+        assert error.code() == code, (method, error.details())
     return str(error.details())
 
 
@@ -433,14 +416,13 @@ def test_annotations_are_stored_and_returned(prod: Prod) -> None:  # noqa: F811
     )
     assert [list(x.annotations) for x in company.licenses] == [list(latest.annotations)]
     # a refused annotation stores none
-    before = _snapshot(prod)
-    prod.fails(
-        "AnnotateLicense",
-        license_pb2.AnnotateLicenseRequest(
-            identifier=latest.identifier, text="变更", fields={"KZ_ZCZB": "很多钱"}
-        ),
-    )
-    assert _snapshot(prod) == before
+    with unchanged(prod.platform.db):
+        prod.fails(
+            "AnnotateLicense",
+            license_pb2.AnnotateLicenseRequest(
+                identifier=latest.identifier, text="变更", fields={"KZ_ZCZB": "很多钱"}
+            ),
+        )
     with prod.platform.db.read() as session:
         from license.models import LicenceAnnotationRow
 

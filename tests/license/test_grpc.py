@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ from license.qr import TrustList
 from license.status_list import verify_status_list
 from tests.license.conftest import MiniCa, make_signer
 from tests.license.test_catalogue import GOOD_BL
+from tests.unchanged import unchanged
 
 ISSUER = catalogue.EXAMPLE_ISSUER
 DEPT = Principal("service", "amr-system", frozenset({f"licence-issuer:{ISSUER}"}))
@@ -71,6 +73,7 @@ class Handle:
     roots: list[Any]
     tokens: dict[str, Principal] = field(default_factory=dict)
     store: SoftKeyStore | None = None
+    db: Database | None = None
 
     def call(self, method: str, request: Any, principal: Principal | None = DEPT) -> Any:
         metadata: tuple[tuple[str, str], ...] = ()
@@ -81,7 +84,9 @@ class Handle:
         return getattr(self.stub, method)(request, metadata=metadata, timeout=30)
 
     def fails(self, method: str, request: Any, principal: Principal | None = DEPT) -> Any:
-        with pytest.raises(grpc.RpcError) as info:
+        """Call ``method`` expecting an error; return it. With ``db``, the refused call changed
+        nothing (no row of any table, no key)."""
+        with unchanged(self.db) if self.db else nullcontext(), pytest.raises(grpc.RpcError) as info:
             self.call(method, request, principal)
         return info.value
 
@@ -165,7 +170,7 @@ def world(database: Database, test_ca: MiniCa, tmp_path: Path) -> Iterator[Handl
     try:
         servicer_obj = LicenseServicer(service, roots=[test_ca.root], trust=trust)
         for stub in _serve(servicer_obj, platform, tokens):
-            yield Handle(stub, trust, [test_ca.root], tokens, store)
+            yield Handle(stub, trust, [test_ca.root], tokens, store, database)
     finally:
         store.close()
         registry.reader.close()

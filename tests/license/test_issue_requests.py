@@ -51,6 +51,7 @@ from tests.license.test_issuance import (  # noqa: F401
 )
 from tests.license.test_production import DEPT as PROD_DEPT
 from tests.license.test_production import Prod, prod  # noqa: F401
+from tests.unchanged import unchanged
 
 Setup = tuple[LicenceService, TrustList]
 
@@ -80,12 +81,11 @@ def test_a_repeated_request_returns_the_licence_already_issued(setup: Setup) -> 
     service, _ = setup
     first = service.issue(DEPT, _request(request_id="req-0001"))
     assert not first.replayed
-    before = _state(service.db)
-    again = service.issue(DEPT, _request(request_id="req-0001"))
-    assert again.replayed and again.identifier == first.identifier
-    assert again.signed_data == first.signed_data and again.qr_payload == first.qr_payload
-    assert again.metadata == first.metadata
-    assert _state(service.db) == before  # no licence, index or audit record
+    with unchanged(service.db):
+        again = service.issue(DEPT, _request(request_id="req-0001"))
+        assert again.replayed and again.identifier == first.identifier
+        assert again.signed_data == first.signed_data and again.qr_payload == first.qr_payload
+        assert again.metadata == first.metadata
     # the same body sent slightly differently (spaces, an empty optional field) is the same
     spaced = _request(request_id="req-0001", fields={k: f" {v} " for k, v in GOOD_BL.items()})
     assert service.issue(DEPT, spaced).identifier == first.identifier
@@ -101,39 +101,37 @@ def test_a_repeated_request_returns_the_licence_already_issued(setup: Setup) -> 
 def test_the_same_key_with_another_body_is_refused(setup: Setup) -> None:  # noqa: F811
     service, _ = setup
     first = service.issue(DEPT, _request(request_id="req-1"))
-    before = _state(service.db)
-    changed = [
-        _request(request_id="req-1", fields={**GOOD_BL, "KZ_ZCZB": "200万元"}),
-        _request(request_id="req-1", valid_from=date(2016, 1, 1)),
-        _request(request_id="req-1", number="另一个编号"),
-    ]
-    for request in changed:
-        with pytest.raises(AlreadyExists) as info:
-            service.issue(DEPT, request)
-        assert "req-1" in info.value.message and first.identifier in info.value.message
-        assert "different request" in info.value.message
-    with pytest.raises(AlreadyExists):
-        service.issue(DEPT, _request(request_id="req-1"), document=False)  # skip_document
-    assert _state(service.db) == before
+    with unchanged(service.db):
+        changed = [
+            _request(request_id="req-1", fields={**GOOD_BL, "KZ_ZCZB": "200万元"}),
+            _request(request_id="req-1", valid_from=date(2016, 1, 1)),
+            _request(request_id="req-1", number="另一个编号"),
+        ]
+        for request in changed:
+            with pytest.raises(AlreadyExists) as info:
+                service.issue(DEPT, request)
+            assert "req-1" in info.value.message and first.identifier in info.value.message
+            assert "different request" in info.value.message
+        with pytest.raises(AlreadyExists):
+            service.issue(DEPT, _request(request_id="req-1"), document=False)  # skip_document
 
 
 def test_bad_keys_and_callers_change_nothing(setup: Setup) -> None:  # noqa: F811
     service, _ = setup
     service.issue(DEPT, _request(request_id="ok"))
-    before = _state(service.db)
-    for bad in ("has space", "x" * 129, "中文", "tab\t"):
-        with pytest.raises(InvalidArgument) as info:
-            service.issue(DEPT, _request(request_id=bad))
-        assert info.value.violations[0].field == "request_id"
-    with pytest.raises(InvalidArgument) as batch:
-        service.issue_many(DEPT, [_request(request_id="a"), _request()])
-    assert batch.value.violations[0].field == "requests[0].request_id"
-    with pytest.raises(PermissionDenied):
-        service.issue(OTHER_DEPT, _request(request_id="ok"))
-    with pytest.raises(InvalidArgument) as invalid:  # validated before the key is claimed
-        service.issue(DEPT, _request(request_id="new", fields={**GOOD_BL, "KZ_CLRQ": "x"}))
-    assert invalid.value.violations[0].field == "fields.KZ_CLRQ"
-    assert _state(service.db) == before
+    with unchanged(service.db):
+        for bad in ("has space", "x" * 129, "中文", "tab\t"):
+            with pytest.raises(InvalidArgument) as info:
+                service.issue(DEPT, _request(request_id=bad))
+            assert info.value.violations[0].field == "request_id"
+        with pytest.raises(InvalidArgument) as batch:
+            service.issue_many(DEPT, [_request(request_id="a"), _request()])
+        assert batch.value.violations[0].field == "requests[0].request_id"
+        with pytest.raises(PermissionDenied):
+            service.issue(OTHER_DEPT, _request(request_id="ok"))
+        with pytest.raises(InvalidArgument) as invalid:  # validated before the key is claimed
+            service.issue(DEPT, _request(request_id="new", fields={**GOOD_BL, "KZ_CLRQ": "x"}))
+        assert invalid.value.violations[0].field == "fields.KZ_CLRQ"
 
 
 def test_concurrent_duplicates_issue_once(setup: Setup) -> None:  # noqa: F811
@@ -203,12 +201,11 @@ def test_a_pending_claim_makes_a_duplicate_wait_then_answer(setup: Setup) -> Non
                 completed_at=None,
             )
         )  # fmt: skip
-    before = _state(service.db)
-    with pytest.raises(IssuanceInProgress) as info:
-        service.issue(DEPT, request)
-    assert isinstance(info.value, Unavailable)  # UNAVAILABLE: retry with the same key
-    assert "still being issued" in info.value.message and "retry" in info.value.message
-    assert _state(service.db) == before
+    with unchanged(service.db):
+        with pytest.raises(IssuanceInProgress) as info:
+            service.issue(DEPT, request)
+        assert isinstance(info.value, Unavailable)  # UNAVAILABLE: retry with the same key
+        assert "still being issued" in info.value.message and "retry" in info.value.message
     # a claim left by a crashed claimant is taken over once it is stale
     with service.db.transaction() as session:
         row = session.get(LicenceIssueRequestRow, (ISSUER, "pending"))
@@ -368,10 +365,11 @@ def test_the_request_hash_is_of_the_request_as_issuance_reads_it(
 def test_a_re_encoded_repeat_is_the_same_request(setup: Setup) -> None:  # noqa: F811
     service, _ = setup
     first = service.issue(DEPT, _request(request_id="enc-1"))
-    before = _state(service.db)
-    again = service.issue(DEPT, _request(request_id="enc-1", holder_code=f" {COMPANY.lower()} "))
-    assert again.replayed and again.identifier == first.identifier
-    assert _state(service.db) == before
+    with unchanged(service.db):
+        again = service.issue(
+            DEPT, _request(request_id="enc-1", holder_code=f" {COMPANY.lower()} ")
+        )
+        assert again.replayed and again.identifier == first.identifier
 
 
 def test_a_claim_hashed_before_normalisation_still_matches(setup: Setup) -> None:  # noqa: F811
@@ -417,13 +415,12 @@ def test_holder_name_must_match_the_registry(setup: Setup) -> None:  # noqa: F81
     assert ok.metadata.holder_name == "福州示例科技有限公司"
     spaced = service.issue(DEPT, _request(holder_name=" 福州示例科技有限公司\u3000"))
     assert spaced.metadata.holder_name == "福州示例科技有限公司"
-    before = _state(service.db)
-    with pytest.raises(InvalidArgument) as info:
-        service.issue(DEPT, _request(holder_name="福州别的科技有限公司"))
-    assert info.value.violations[0].field == "holder_name"
-    assert "registered" in info.value.violations[0].description
-    assert "福州示例" not in info.value.message  # the registry's name is not disclosed
-    assert _state(service.db) == before
+    with unchanged(service.db):
+        with pytest.raises(InvalidArgument) as info:
+            service.issue(DEPT, _request(holder_name="福州别的科技有限公司"))
+        assert info.value.violations[0].field == "holder_name"
+        assert "registered" in info.value.violations[0].description
+        assert "福州示例" not in info.value.message  # the registry's name is not disclosed
 
 
 def test_same_name_folds_widths_and_spaces() -> None:
@@ -439,56 +436,55 @@ def test_grpc_request_id_and_holder_name(world: Handle, database: Database) -> N
     first = grpc_issue(world, request_id="amr-2026-0001")
     again = grpc_issue(world, request_id="amr-2026-0001")
     assert again == first
-    before = _state(database)
-    reused = world.fails(
-        "IssueLicense",
-        license_pb2.IssueLicenseRequest(
-            type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
-            holder=license_pb2.LicenseHolder(
-                code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43"
+    with unchanged(database):
+        reused = world.fails(
+            "IssueLicense",
+            license_pb2.IssueLicenseRequest(
+                type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
+                holder=license_pb2.LicenseHolder(
+                    code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43"
+                ),
+                fields={**GOOD_BL, "KZ_ZCZB": "999万元"}, valid_from="2015-06-01",
+                request_id="amr-2026-0001",
             ),
-            fields={**GOOD_BL, "KZ_ZCZB": "999万元"}, valid_from="2015-06-01",
-            request_id="amr-2026-0001",
-        ),
-    )  # fmt: skip
-    assert reused.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert "amr-2026-0001" in reused.details() and first.identifier in reused.details()
-    wrong_name = world.fails(
-        "IssueLicense",
-        license_pb2.IssueLicenseRequest(
-            type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
-            holder=license_pb2.LicenseHolder(
-                code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43",
-                name="别的公司",
+        )  # fmt: skip
+        assert reused.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "amr-2026-0001" in reused.details() and first.identifier in reused.details()
+        wrong_name = world.fails(
+            "IssueLicense",
+            license_pb2.IssueLicenseRequest(
+                type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
+                holder=license_pb2.LicenseHolder(
+                    code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43",
+                    name="别的公司",
+                ),
+                fields=GOOD_BL, valid_from="2015-06-01",
             ),
-            fields=GOOD_BL, valid_from="2015-06-01",
-        ),
-    )  # fmt: skip
-    assert wrong_name.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "holder.name" in violations(wrong_name)
-    bad_key = world.fails(
-        "IssueLicense",
-        license_pb2.IssueLicenseRequest(
-            type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
-            holder=license_pb2.LicenseHolder(
-                code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43"
+        )  # fmt: skip
+        assert wrong_name.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "holder.name" in violations(wrong_name)
+        bad_key = world.fails(
+            "IssueLicense",
+            license_pb2.IssueLicenseRequest(
+                type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
+                holder=license_pb2.LicenseHolder(
+                    code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43"
+                ),
+                fields=GOOD_BL, request_id="no spaces please",
             ),
-            fields=GOOD_BL, request_id="no spaces please",
-        ),
-    )  # fmt: skip
-    assert "request_id" in violations(bad_key)
-    yesterday = world.fails(
-        "IssueLicense",
-        license_pb2.IssueLicenseRequest(
-            type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
-            holder=license_pb2.LicenseHolder(
-                code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43"
+        )  # fmt: skip
+        assert "request_id" in violations(bad_key)
+        yesterday = world.fails(
+            "IssueLicense",
+            license_pb2.IssueLicenseRequest(
+                type_code=catalogue.BUSINESS_LICENCE_CODE, issuer_code=ISSUER,
+                holder=license_pb2.LicenseHolder(
+                    code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code="91350100M000100Y43"
+                ),
+                fields=GOOD_BL, issue_date="2001-01-01",
             ),
-            fields=GOOD_BL, issue_date="2001-01-01",
-        ),
-    )  # fmt: skip
-    assert "issue_date" in violations(yesterday)
-    assert _state(database) == before
+        )  # fmt: skip
+        assert "issue_date" in violations(yesterday)
     named = grpc_issue(
         world,
         holder=license_pb2.LicenseHolder(
@@ -537,12 +533,11 @@ def test_grpc_a_duplicate_of_a_request_in_progress_is_unavailable(
 
 def test_production_repeat_uses_the_seal_once(prod: Prod) -> None:  # noqa: F811
     first = prod.issue(request_id="sealed-1")
-    before = _state(prod.platform.db)
-    again = prod.issue(request_id="sealed-1")
-    assert again.identifier == first.identifier
-    assert again.document_digest == first.document_digest and first.document_digest.value
-    assert again.status_list_index == first.status_list_index
-    assert _state(prod.platform.db) == before
+    with unchanged(prod.platform.db):
+        again = prod.issue(request_id="sealed-1")
+        assert again.identifier == first.identifier
+        assert again.document_digest == first.document_digest and first.document_digest.value
+        assert again.status_list_index == first.status_list_index
     events, _ = prod.runtime.seals.service.history(prod.seal.id, include_uses=True)
     assert len([e for e in events if e.action == "seal_pdf"]) == 1
     changed = license_pb2.IssueLicenseRequest(

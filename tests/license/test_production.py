@@ -163,7 +163,7 @@ def prod(database_url: str, tmp_path: Path) -> Iterator[Prod]:
         tokens: dict[str, Principal] = {}
         for stub in _serve(service, platform, tokens):  # type: ignore[arg-type]
             yield Prod(
-                Handle(stub, runtime.trust_list(), runtime.roots, tokens),
+                Handle(stub, runtime.trust_list(), runtime.roots, tokens, None, platform.db),
                 platform,
                 runtime,
                 seal,

@@ -19,6 +19,7 @@ from tests.oidc.flows import (
     full_login,
     password_login,
 )
+from tests.unchanged import unchanged
 
 
 def decode_id_token(http: Any, token: str, client_id: str, issuer: str) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def test_code_reuse_is_invalid_grant_and_revokes_its_tokens(oidc_env: OidcEnv) -
 
 def test_unregistered_redirect_uri_gets_an_error_page_never_a_redirect(oidc_env: OidcEnv) -> None:
     client_id, _secret = oidc_env.register_client()
-    with oidc_env.http() as http:
+    with oidc_env.http() as http, unchanged(oidc_env.platform.db):
         for uri in ("https://evil.example/cb", REDIRECT + "/x", REDIRECT + "?a=1", ""):
             response = authorize(http, client_id, redirect_uri=uri)
             assert response.status_code == 400
@@ -224,8 +225,9 @@ def test_userinfo_get_post_header_body(oidc_env: OidcEnv) -> None:
         by_post_body = http.post("/oidc/userinfo", data={"access_token": token})
         assert by_get.status_code == by_post_header.status_code == by_post_body.status_code == 200
         assert by_get.json() == by_post_header.json() == by_post_body.json()
-        missing = http.get("/oidc/userinfo")
-        assert missing.status_code == 401 and "Bearer" in missing.headers["www-authenticate"]
+        with unchanged(oidc_env.platform.db):
+            missing = http.get("/oidc/userinfo")
+            assert missing.status_code == 401 and "Bearer" in missing.headers["www-authenticate"]
 
 
 def test_refresh_rotation_and_reuse_revokes_the_family(oidc_env: OidcEnv) -> None:
@@ -285,16 +287,17 @@ def test_refresh_with_a_wider_scope_is_refused_and_consumes_nothing(oidc_env: Oi
     client_id, secret = oidc_env.register_client()
     with oidc_env.http() as http:
         tokens = full_login(http, client_id, secret)
-        wider = http.post(
-            "/oidc/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": tokens["refresh_token"],
-                "scope": "openid offline_access identity",
-            },
-            auth=(client_id, secret),
-        )
-        assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+        with unchanged(oidc_env.platform.db):
+            wider = http.post(
+                "/oidc/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": tokens["refresh_token"],
+                    "scope": "openid offline_access identity",
+                },
+                auth=(client_id, secret),
+            )
+            assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
         narrower = http.post(
             "/oidc/token",
             data={

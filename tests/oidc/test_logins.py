@@ -22,6 +22,7 @@ from tests.oidc.flows import (
     full_login,
     password_login,
 )
+from tests.unchanged import unchanged
 
 
 def login_error(html: str) -> str:
@@ -36,13 +37,15 @@ def test_session_cookie_flags_and_csrf(oidc_env: OidcEnv) -> None:
         path, html = follow_to_page(http, authorize(http, client_id))
         assert 'lang="zh-CN"' in html and "登录" in html
         # No CSRF token → refused, no session.
-        bad = http.post(f"{path}/password", data={"login_name": "zhangsan", "password": PASSWORD})
-        assert bad.status_code == 403 and "gt_session" not in bad.headers.get("set-cookie", "")
-        wrong = http.post(
-            f"{path}/password",
-            data={"csrf": "x" * 32, "login_name": "zhangsan", "password": PASSWORD},
-        )
-        assert wrong.status_code == 403
+        with unchanged(oidc_env.platform.db):
+            form = {"login_name": "zhangsan", "password": PASSWORD}
+            bad = http.post(f"{path}/password", data=form)
+            assert bad.status_code == 403 and "gt_session" not in bad.headers.get("set-cookie", "")
+            wrong = http.post(
+                f"{path}/password",
+                data={"csrf": "x" * 32, "login_name": "zhangsan", "password": PASSWORD},
+            )
+            assert wrong.status_code == 403
         ok = http.post(
             f"{path}/password",
             data={"csrf": form_value(html, "csrf"), "login_name": "zhangsan", "password": PASSWORD},
@@ -104,14 +107,25 @@ def test_password_throttling_locks_generically(oidc_env: OidcEnv) -> None:
         assert verify_chain(session).ok
 
 
+THROTTLED = ["oidc_login_throttle", "audit_log"]
+
+
 def test_throttle_per_source_address(oidc_env: OidcEnv) -> None:
     from idp.oidc.passwords import LoginFailed
 
     pw = oidc_env.provider.passwords
+    # A failed attempt is counted (oidc_login_throttle) and audited as denied (audit_log), by
+    # design; nothing else changes.
     for i in range(6):
-        with pytest.raises(LoginFailed):
+        with (
+            unchanged(oidc_env.platform.db, allow=THROTTLED),
+            pytest.raises(LoginFailed),
+        ):
             pw.authenticate(f"someone{i}", "bad-password", source="10.0.0.9")
-    with pytest.raises(LoginFailed):  # the address is locked, even for the right password
+    with (
+        unchanged(oidc_env.platform.db, allow=THROTTLED),
+        pytest.raises(LoginFailed),
+    ):  # the address is locked, even for the right password
         pw.authenticate("zhangsan", PASSWORD, source="10.0.0.9")
     assert pw.authenticate("zhangsan", PASSWORD, source="10.0.0.10") == oidc_env.citizen_id
 

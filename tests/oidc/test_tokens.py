@@ -24,6 +24,7 @@ from govtrust.rpc.context import acting_as
 from govtrust.v1 import identity_pb2
 from tests.oidc.conftest import ADMIN, OidcEnv
 from tests.oidc.flows import full_login
+from tests.unchanged import unchanged
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -103,28 +104,32 @@ def test_forged_tokens_are_refused_everywhere(oidc_env: OidcEnv) -> None:
         # Sanity: the genuine token works everywhere.
         assert http.get("/oidc/userinfo", headers={"Authorization": f"Bearer {genuine}"}).is_success
         assert token_resolver(oidc_env.platform, genuine).citizen_id == oidc_env.citizen_id
-        for name, token in forged.items():
-            bearer = {"Authorization": f"Bearer {token}"}
-            assert http.get("/oidc/userinfo", headers=bearer).status_code == 401, name
-            assert http.post("/oidc/userinfo", headers=bearer).status_code == 401, name
-            assert http.post("/oidc/userinfo", data={"access_token": token}).status_code == 401
-            intro = http.post("/oidc/introspect", data={"token": token}, auth=(client_id, secret))
-            assert intro.json() == {"active": False}, name
-            revoke = http.post("/oidc/revoke", data={"token": token}, auth=(client_id, secret))
-            assert revoke.status_code == 200, name
-            with pytest.raises(Unauthenticated):
-                token_resolver(oidc_env.platform, token)
-            assert not introspect_pb(oidc_env.platform, token).active, name
-            # As an id_token_hint at logout and at authorize.
-            page = http.get("/oidc/end_session", params={"id_token_hint": token})
+        with unchanged(oidc_env.platform.db):
+            for name, token in forged.items():
+                bearer = {"Authorization": f"Bearer {token}"}
+                assert http.get("/oidc/userinfo", headers=bearer).status_code == 401, name
+                assert http.post("/oidc/userinfo", headers=bearer).status_code == 401, name
+                assert http.post("/oidc/userinfo", data={"access_token": token}).status_code == 401
+                intro = http.post(
+                    "/oidc/introspect", data={"token": token}, auth=(client_id, secret)
+                )
+                assert intro.json() == {"active": False}, name
+                revoke = http.post("/oidc/revoke", data={"token": token}, auth=(client_id, secret))
+                assert revoke.status_code == 200, name
+                with pytest.raises(Unauthenticated):
+                    token_resolver(oidc_env.platform, token)
+                assert not introspect_pb(oidc_env.platform, token).active, name
+                # As an id_token_hint at logout and at authorize.
+                page = http.get("/oidc/end_session", params={"id_token_hint": token})
             assert page.status_code == 400 and "location" not in page.headers, name
         # Forged ID tokens as hints (same five shapes, modelled on the ID token).
         id_forged = forge_all(oidc_env, tokens["id_token"])
-        for name, token in id_forged.items():
-            if name in {"expired", "wrong_audience"}:
-                continue  # an expired hint is fine by spec; audience is checked against client
-            page = http.get("/oidc/end_session", params={"id_token_hint": token})
-            assert page.status_code == 400, name
+        with unchanged(oidc_env.platform.db):
+            for name, token in id_forged.items():
+                if name in {"expired", "wrong_audience"}:
+                    continue  # an expired hint is fine by spec; audience is checked against client
+                page = http.get("/oidc/end_session", params={"id_token_hint": token})
+                assert page.status_code == 400, name
         # Revocation of the forgeries did nothing to the genuine token.
         assert http.get("/oidc/userinfo", headers={"Authorization": f"Bearer {genuine}"}).is_success
         # An ID token is not an access token.

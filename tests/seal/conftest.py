@@ -4,7 +4,7 @@ the seal service over both; a one-page PDF; and helpers to drive a seal to ACTIV
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import pytest
@@ -24,6 +24,7 @@ from seal.lifecycle import Application, Making, SealService
 from seal.owners import RegistryOwners
 from seal.pdf import SealPdf
 from seal.types import SealKind, SealView
+from tests.unchanged import unchanged
 
 USCC = "91350100M000100Y43"
 OTHER_USCC = "11100000000013338W"
@@ -251,6 +252,7 @@ class GrpcHandle:
     stub: object
     tokens: dict[str, Principal]
     address: str = ""
+    world: World | None = None
 
     def token(self, principal: Principal) -> str:
         """A bearer token for ``principal``."""
@@ -271,9 +273,12 @@ class GrpcHandle:
         return getattr(self.stub, method)(request, metadata=metadata, timeout=120)
 
     def fails(self, method: str, request: object, principal: Principal | None) -> object:
+        """Call ``method`` expecting an error; return it. With ``world``, the refused call changed
+        nothing (no row of any table, no key)."""
         import grpc
 
-        with pytest.raises(grpc.RpcError) as info:
+        check = unchanged(self.world.db, self.world.keystore) if self.world else nullcontext()
+        with check, pytest.raises(grpc.RpcError) as info:
             self.call(method, request, principal)
         return info.value
 
@@ -334,7 +339,7 @@ def grpc_seal(world: World, tmp_path: object) -> Iterator[GrpcHandle]:
     server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield GrpcHandle(seal_pb2_grpc.SealServiceStub(channel), tokens, f"127.0.0.1:{port}")
+        yield GrpcHandle(seal_pb2_grpc.SealServiceStub(channel), tokens, f"127.0.0.1:{port}", world)
     finally:
         channel.close()
         asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(timeout=30)

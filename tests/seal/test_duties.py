@@ -5,35 +5,24 @@ seal, its history, its key and the audit log as they were."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
-from ca.models import CaCertificate
-from govtrust.audit import AuditRecord
 from govtrust.errors import PermissionDenied
 from govtrust.principal import Principal
 from hsm import KeyDestroyed
 from idp.types import IdentityRef
 from seal.lifecycle import TRANSITIONS, Application, Making
-from seal.models import SealGrantRow, SealRow
 from seal.types import SealKind, SealStatus
 from tests.seal.conftest import FILING, MAKER, NOBODY, REVIEWER, GrpcHandle, World
+from tests.unchanged import Snapshot, unchanged
 
 
-def _counts(world: World) -> tuple[int, ...]:
-    """(seals, grants, audit records, certificates) in the database."""
-    with world.db.read() as session:
-        return tuple(
-            session.scalar(select(func.count()).select_from(table)) or 0
-            for table in (SealRow, SealGrantRow, AuditRecord, CaCertificate)
-        )
-
-
-def _snapshot(world: World, seal_id: str) -> tuple[object, ...]:
-    seal = world.service.get(seal_id)
-    return seal.status, seal.updated_at, seal.certificate_id, _counts(world)
+def _same(world: World) -> AbstractContextManager[Snapshot]:
+    """Nothing changes: no row of any table (seals, grants, certificates, audit), no key."""
+    return unchanged(world.db, world.keystore)
 
 
 def test_the_transition_table_states_the_separation_of_duties() -> None:
@@ -46,10 +35,11 @@ def test_the_transition_table_states_the_separation_of_duties() -> None:
 
 @pytest.mark.parametrize("staff", [REVIEWER, FILING, MAKER])
 def test_no_staff_role_applies_for_a_legal_person(world: World, staff: Principal) -> None:
-    before = _counts(world)
-    with pytest.raises(PermissionDenied, match="only the legal representative"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(PermissionDenied, match="only the legal representative"),
+    ):
         world.service.apply(staff, Application(IdentityRef(id=world.company_id), SealKind.CONTRACT))
-    assert _counts(world) == before
 
 
 def test_the_applicant_never_reviews_its_own_application(world: World) -> None:
@@ -59,15 +49,19 @@ def test_the_applicant_never_reviews_its_own_application(world: World) -> None:
     seal = world.service.apply(
         both, Application(IdentityRef(id=world.company_id), SealKind.CONTRACT)
     )
-    before = _snapshot(world, seal.id)
     for approve in (True, False):
-        with pytest.raises(PermissionDenied, match="separation of duties"):
+        with (
+            unchanged(world.db, world.keystore),
+            pytest.raises(PermissionDenied, match="separation of duties"),
+        ):
             world.service.review(both, seal.id, approve, "mine")
     # the same citizen behind another credential is the same actor
     token = Principal("user", "rep-2", frozenset({"seal-reviewer"}), citizen_id=both.citizen_id)
-    with pytest.raises(PermissionDenied, match="separation of duties"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(PermissionDenied, match="separation of duties"),
+    ):
         world.service.review(token, seal.id, True, "mine")
-    assert _snapshot(world, seal.id) == before
     assert world.service.review(REVIEWER, seal.id, True, "ok").status is SealStatus.APPROVED
 
 
@@ -88,10 +82,11 @@ def test_the_applicant_never_reviews_under_its_staff_identity(world: World) -> N
     seal = world.service.apply(
         world.rep, Application(IdentityRef(id=world.company_id), SealKind.CONTRACT)
     )
-    before = _snapshot(world, seal.id)
-    with pytest.raises(PermissionDenied, match="separation of duties"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(PermissionDenied, match="separation of duties"),
+    ):
         world.service.review(as_staff, seal.id, True, "mine")
-    assert _snapshot(world, seal.id) == before
 
 
 def test_the_reviewer_never_makes_the_seal_it_approved(world: World) -> None:
@@ -100,10 +95,11 @@ def test_the_reviewer_never_makes_the_seal_it_approved(world: World) -> None:
         world.rep, Application(IdentityRef(id=world.company_id), SealKind.CONTRACT)
     )
     world.service.review(both, seal.id, True, "ok")
-    before = _snapshot(world, seal.id)
-    with pytest.raises(PermissionDenied, match="separation of duties"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(PermissionDenied, match="separation of duties"),
+    ):
         world.service.make(both, seal.id, Making())
-    assert _snapshot(world, seal.id) == before
     assert world.service.make(MAKER, seal.id, Making()).status is SealStatus.MADE
 
 
@@ -115,23 +111,25 @@ def test_the_reviewer_never_remakes_the_seal_it_approved(world: World) -> None:
     s.make(MAKER, seal.id, Making())
     s.file(FILING, seal.id, "", "")
     s.issue(FILING, seal.id, "")
-    before = _snapshot(world, seal.id)
-    with pytest.raises(PermissionDenied, match="separation of duties"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(PermissionDenied, match="separation of duties"),
+    ):
         s.remake(both, seal.id, "loss", "lost")
-    assert _snapshot(world, seal.id) == before
 
 
 def test_a_seal_maker_may_not_destroy(world: World) -> None:
     seal = world.active_seal()
     world.service.revoke(FILING, seal.id, "closed")
-    before = _snapshot(world, seal.id)
     key_id = world.authority.get(seal.certificate_id).key_id or ""
-    with pytest.raises(PermissionDenied, match="needs seal-filing"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(PermissionDenied, match="needs seal-filing"),
+    ):
         world.service.destroy(MAKER, seal.id, "gone")
-    assert _snapshot(world, seal.id) == before
     assert world.keystore.get(key_id) is not None  # the key is still there
     assert world.service.destroy(FILING, seal.id, "gone").status is SealStatus.DESTROYED
-    with pytest.raises(KeyDestroyed):
+    with _same(world), pytest.raises(KeyDestroyed):
         world.keystore.get(key_id)
 
 
@@ -140,14 +138,12 @@ def test_revoking_a_grant_tells_an_outsider_nothing(world: World) -> None:
     grant = world.service.grant_use(
         world.rep, seal.id, IdentityRef(id=world.user_id), ["contract"], None, None
     )
-    before = _counts(world)
     errors = []
     for grant_id in (grant.id, "0" * 32):
-        with pytest.raises(PermissionDenied) as info:
+        with _same(world), pytest.raises(PermissionDenied) as info:
             world.service.revoke_use(world.agent, grant_id, "not mine")
         errors.append(str(info.value).replace(grant_id, "<id>"))
     assert errors[0] == errors[1]
-    assert _counts(world) == before
     assert world.service.list_grants(world.rep, seal_id=seal.id)[0][0].revoked_at is None
 
 
@@ -160,12 +156,11 @@ def test_the_gate_refuses_before_the_servicer_reads_the_request(
 
     from govtrust.v1 import seal_pb2
 
-    before = _counts(world)
-    for request in (
-        seal_pb2.RevokeSealUseRequest(),
-        seal_pb2.RevokeSealUseRequest(grant_id="0" * 32, reason="x"),
-    ):
-        error: Any = grpc_seal.fails("RevokeSealUse", request, NOBODY)
-        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert "may not call RevokeSealUse" in error.details()
-    assert _counts(world) == before
+    with _same(world):
+        for request in (
+            seal_pb2.RevokeSealUseRequest(),
+            seal_pb2.RevokeSealUseRequest(grant_id="0" * 32, reason="x"),
+        ):
+            error: Any = grpc_seal.fails("RevokeSealUse", request, NOBODY)
+            assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "may not call RevokeSealUse" in error.details()

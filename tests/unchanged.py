@@ -1,0 +1,197 @@
+"""The one "nothing changed" check every refusal test uses (issue #23 item 4).
+
+``with unchanged(db, keystore, *paths):`` snapshots, on entry, every table the database really
+has (reflected, so a table no model declares is still seen: nothing is excluded silently), the
+key store's live keys (soft store rows and PKCS#11 objects alike, through ``KeyStore.list``) and
+the given files or folders; on exit, when the block did not raise anything but the expected
+refusal, it fails naming each table and the rows that were added, removed or altered. A table
+that legitimately changes on a refused call (a rate limit, a request log) is named in ``allow``
+and the test says why::
+
+    with unchanged(service.db), pytest.raises(PermissionDenied):
+        service.issue(STRANGER, request)
+
+Put ``unchanged`` outside ``pytest.raises`` so the check runs after the refusal was caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import MetaData, Table, inspect, select
+from sqlalchemy.engine import Engine
+
+from govtrust.db import Database
+from hsm.keystore import KeyStore
+
+Row = tuple[object, ...]
+TableRows = dict[Row, Row]
+"""A table's rows by primary key (the whole row where the table has none)."""
+
+_SHOWN = 5  # rows named per table and kind in a failure message
+_WIDTH = 300  # characters of a row shown
+
+
+def _show(row: Row) -> str:
+    text = repr(row)
+    return text if len(text) <= _WIDTH else text[:_WIDTH] + "…"
+
+
+def _engine(db: Database | Engine) -> Engine:
+    return db if isinstance(db, Engine) else db.engine
+
+
+def _tables(engine: Engine) -> list[Table]:
+    metadata = MetaData()
+    metadata.reflect(bind=engine)
+    return sorted(metadata.tables.values(), key=lambda table: table.name)
+
+
+def _key(table: Table) -> list[int]:
+    names = [column.name for column in table.primary_key.columns]
+    columns = [column.name for column in table.columns]
+    return [columns.index(name) for name in names] or list(range(len(columns)))
+
+
+def snapshot_database(
+    db: Database | Engine, tables: Iterable[Table] | None = None
+) -> dict[str, TableRows]:
+    """Every table's rows, keyed by primary key, read in one transaction ordered by the key."""
+    engine = _engine(db)
+    chosen = list(tables) if tables is not None else _tables(engine)
+    result: dict[str, TableRows] = {}
+    with engine.connect() as connection:
+        for table in chosen:
+            positions = _key(table)
+            order = [list(table.columns)[i] for i in positions]
+            rows: TableRows = {}
+            for row in connection.execute(select(table).order_by(*order)):
+                values = tuple(row)
+                rows[tuple(values[i] for i in positions)] = values
+            result[table.name] = rows
+        connection.rollback()
+    return result
+
+
+def table_digest(rows: TableRows) -> str:
+    """A short digest of a table's snapshot (for messages and quick comparisons)."""
+    return hashlib.sha256(repr(sorted(rows.items(), key=repr)).encode()).hexdigest()[:16]
+
+
+def snapshot_keys(keystore: KeyStore) -> dict[str, tuple[str, str, bytes]]:
+    """The key store's live keys: id -> (label, algorithm, public key DER)."""
+    return {
+        ref.key_id: (ref.label, str(ref.algorithm), ref.public_key_der) for ref in keystore.list()
+    }
+
+
+def snapshot_files(paths: Iterable[Path | str]) -> dict[str, str | None]:
+    """SHA-256 of each given file and of every file under each given folder (None: absent)."""
+    result: dict[str, str | None] = {}
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                result[str(child)] = hashlib.sha256(child.read_bytes()).hexdigest()
+            result.setdefault(str(path), "folder")
+        elif path.is_file():
+            result[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            result[str(path)] = None
+    return result
+
+
+def _diff_rows(name: str, before: TableRows, after: TableRows) -> str | None:
+    if before == after:
+        return None
+    added = [after[k] for k in after if k not in before]
+    removed = [before[k] for k in before if k not in after]
+    altered = [(before[k], after[k]) for k in before if k in after and before[k] != after[k]]
+    lines = [
+        f"table {name!r} changed ({table_digest(before)} -> {table_digest(after)}): "
+        f"{len(added)} added, {len(removed)} removed, {len(altered)} altered"
+    ]
+    lines += [f"  + {_show(row)}" for row in added[:_SHOWN]]
+    lines += [f"  - {_show(row)}" for row in removed[:_SHOWN]]
+    lines += [f"  ~ {_show(old)}\n    -> {_show(new)}" for old, new in altered[:_SHOWN]]
+    return "\n".join(lines)
+
+
+def _diff_mapping(
+    what: str, before: Mapping[str, object], after: Mapping[str, object]
+) -> str | None:
+    if before == after:
+        return None
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    altered = sorted(k for k in before if k in after and before[k] != after[k])
+    return f"{what} changed: added {added}, removed {removed}, altered {altered}"
+
+
+@dataclass
+class Snapshot:
+    """What :func:`unchanged` compares: tables, keys and files at one moment."""
+
+    tables: dict[str, TableRows]
+    keys: dict[str, tuple[str, str, bytes]] | None
+    files: dict[str, str | None]
+
+
+def changes(before: Snapshot, after: Snapshot, allow: Iterable[str] = ()) -> list[str]:
+    """What differs between two snapshots, one message per table / key store / file set."""
+    allowed = set(allow)
+    problems: list[str] = []
+    for name in sorted(set(before.tables) | set(after.tables)):
+        if name in allowed:
+            continue
+        if name not in after.tables or name not in before.tables:
+            problems.append(
+                f"table {name!r} was {'dropped' if name in before.tables else 'created'}"
+            )
+            continue
+        message = _diff_rows(name, before.tables[name], after.tables[name])
+        if message:
+            problems.append(message)
+    if before.keys is not None and after.keys is not None:
+        message = _diff_mapping("key store", before.keys, after.keys)
+        if message:
+            problems.append(message)
+    message = _diff_mapping("files", before.files, after.files)
+    if message:
+        problems.append(message)
+    return problems
+
+
+@contextmanager
+def unchanged(
+    db: Database | Engine,
+    keystore: KeyStore | None = None,
+    *paths: Path | str,
+    allow: Iterable[str] = (),
+) -> Iterator[Snapshot]:
+    """Fail if the block changes any row of any table (but ``allow``), any live key or file."""
+    allowed = tuple(allow)
+    engine = _engine(db)
+    names = set(inspect(engine).get_table_names())
+    unknown = [name for name in allowed if name not in names]
+    assert not unknown, f"allow names tables the database does not have: {unknown}"
+    tables = _tables(engine)
+
+    def take() -> Snapshot:
+        return Snapshot(
+            snapshot_database(engine, tables),
+            snapshot_keys(keystore) if keystore is not None else None,
+            snapshot_files(paths),
+        )
+
+    before = take()
+    yield before
+    after = take()
+    now = set(inspect(engine).get_table_names())
+    problems = [f"tables appeared or vanished: {sorted(now ^ names)}"] if now != names else []
+    problems += changes(before, after, allowed)
+    assert not problems, "the refused call changed state:\n" + "\n".join(problems)
