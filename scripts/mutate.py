@@ -23,8 +23,14 @@ PACKAGES = ("govtrust", "hsm", "ca", "idp", "seal", "license", "verify")
 
 # module key -> (source file, its own fast tests: pytest arguments, SQLite leg only)
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "idp.identifiers": ("idp/identifiers.py", ["tests/idp/test_identifiers.py"]),
-    "license.identifiers": ("license/identifiers.py", ["tests/license/test_identifiers.py"]),
+    "idp.identifiers": (
+        "idp/identifiers.py",
+        ["tests/idp/test_identifiers.py", "tests/idp/test_mutants_identifiers.py"],
+    ),
+    "license.identifiers": (
+        "license/identifiers.py",
+        ["tests/license/test_identifiers.py", "tests/license/test_mutants_identifiers.py"],
+    ),
     "govtrust.rpc.access": (
         "govtrust/rpc/access.py",
         ["tests/platform/test_access.py", "tests/platform/test_mutants_access.py"],
