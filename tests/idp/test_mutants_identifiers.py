@@ -146,7 +146,7 @@ def test_allow_list_comments_separators_and_encoding(tmp_path: Path) -> None:
 
 
 def test_allow_list_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GOVTRUST_USCC_ALLOW_LIST", "91350100M000100Y44")
-    assert load_uscc_allow_list(None) == frozenset({"91350100M000100Y44"})
+    monkeypatch.setenv("GOVTRUST_USCC_ALLOW_LIST", "91350100M000100Y44,91350100M000100Y45")
+    assert load_uscc_allow_list(None) == frozenset({"91350100M000100Y44", "91350100M000100Y45"})
     monkeypatch.delenv("GOVTRUST_USCC_ALLOW_LIST")
     assert load_uscc_allow_list(None) == frozenset()
