@@ -131,3 +131,11 @@ def test_allow_list_reaches_both_uscc_parts() -> None:
 def test_mod37_36_refuses_a_character_outside_the_alphabet() -> None:
     with pytest.raises(ValueError, match=r"^character 'a' is not in 0-9A-Z$"):
         mod37_36_check("12a")
+
+
+def test_version_999_is_the_last_accepted() -> None:
+    ident = build_identifier(TYPE_CODE, ISSUER, "1", 999)
+    assert str(ident).endswith(".999." + ident.check)
+    assert parse_identifier(str(ident)).version == 999
+    with pytest.raises(InvalidLicenceIdentifier, match="must be between 001 and 999"):
+        build_identifier(TYPE_CODE, ISSUER, "1", 1000)
