@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("govtrust", "hsm", "ca", "idp", "seal", "license", "verify")
+EXTRA = ("docs", "proto")  # read by some tests (generated tables in docs/, the .proto files)
 
 # module key -> (source file, its own fast tests: pytest arguments, SQLite leg only)
 MODULES: dict[str, tuple[str, list[str]]] = {
@@ -67,6 +68,8 @@ def _setup_cfg(source: str, tests: list[str]) -> str:
         "    not postgresql_only",
         "    -k",
         "    not postgresql",
+        "also_copy =",
+        *(f"    {d}" for d in EXTRA),
         "timeout_multiplier = 5.0",
         "timeout_constant = 5.0",
         "",
@@ -78,7 +81,7 @@ def _workdir(key: str) -> Path:
     source, tests = MODULES[key]
     work = ROOT / "var" / "mutate" / key
     work.mkdir(parents=True, exist_ok=True)
-    for name in (*PACKAGES, "tests", "pyproject.toml", "proto"):
+    for name in (*PACKAGES, *EXTRA, "tests", "pyproject.toml"):
         link = work / name
         if not link.exists() and (ROOT / name).exists():
             link.symlink_to(ROOT / name)
