@@ -38,7 +38,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "govtrust.api.access": (
         "govtrust/api/access.py",
-        ["tests/platform/test_access.py", "tests/platform/test_mutants_access.py"],
+        ["tests/platform/test_access.py", "tests/platform/test_mutants_api_access.py"],
     ),
     "govtrust.audit": (
         "govtrust/audit.py",
