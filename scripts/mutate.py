@@ -133,15 +133,17 @@ def main(argv: list[str]) -> int:
         return 2
     seconds = int(os.environ.get("MUTATE_SECONDS", "600"))
     rows = [(k, run(k, seconds)) for k in keys]
-    head = ("module", "killed", "survived", "timeout", "untested", "score")
-    print("\n{:26} {:>6} {:>8} {:>7} {:>8} {:>6}".format(*head))
+    head = ("module", "killed", "survived", "no tests", "timeout", "unchecked", "score")
+    print("\n{:22} {:>6} {:>8} {:>8} {:>7} {:>9} {:>6}".format(*head))
     for key, c in rows:
+        # mutmut counts a timeout as killed; "unchecked" are left for the next (resumed) run
         killed = c.get("killed", 0) + c.get("timeout", 0)
-        total = killed + c.get("survived", 0) + c.get("no_tests", 0)
-        score = f"{100 * killed / total:.0f}%" if total else "-"
+        failed = sum(c.get(k, 0) for k in ("survived", "no_tests", "suspicious", "segfault"))
+        unchecked = c.get("total", 0) - killed - failed - c.get("skipped", 0)
+        score = f"{100 * killed / (killed + failed):.1f}%" if killed + failed else "-"
         print(
-            f"{key:26} {killed:>6} {c.get('survived', 0):>8} {c.get('timeout', 0):>7} "
-            f"{c.get('not_checked', 0):>8} {score:>6}"
+            f"{key:22} {killed:>6} {c.get('survived', 0):>8} {c.get('no_tests', 0):>8} "
+            f"{c.get('timeout', 0):>7} {unchecked:>9} {score:>6}"
         )
     return 0
 
