@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -115,9 +116,13 @@ def run(key: str, seconds: int) -> dict[str, int]:
     env.pop("PYTHONPATH", None)  # the mutated copy in mutants/ must win over the worktree
     env["CI"] = env.get("CI", "")
     cmd = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
+    # own process group, so the bound also stops mutmut's forked workers
+    proc = subprocess.Popen(cmd, cwd=work, env=env, start_new_session=True)
     try:
-        subprocess.run(cmd, cwd=work, env=env, timeout=seconds, check=False)
+        proc.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
         print(f"{key}: stopped after {seconds}s; run again to resume")
     return _counts(work)
 
