@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ./var
 
-.PHONY: run test lint proto bench docs-images install system-deps-run system-deps-test system-deps-bench clean
+.PHONY: run test mutate lint proto bench docs-images install system-deps-run system-deps-test system-deps-bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ DOCS_IMAGE_TESTS := tests/seal/test_images.py::test_docs_example \
 	tests/license/test_public_page.py::test_chromium_shows_a_valid_and_a_revoked_licence
 docs-images: system-deps-test $(STAMP)
 	DOCS_IMAGES=$(CURDIR)/docs $(PY) -m pytest -q $(DOCS_IMAGE_TESTS)
+
+## Mutation testing of the critical modules (docs/testing.md "Mutation testing"): each module
+## against its own fast tests, resumable (verdicts kept in var/mutate/), bounded by
+## MUTATE_SECONDS per module; MODULE=idp.identifiers runs one.
+MUTATE_SECONDS ?= 600
+mutate: $(STAMP)
+	MUTATE_SECONDS=$(MUTATE_SECONDS) $(PY) scripts/mutate.py $(MODULE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
