@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 from cryptography import x509
 
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound
-from license.checking import LicenceCheck, State, check_qr, check_signed_data
+from license.checking import LicenceCheck, State, check_qr, check_signed_data, licence_day
 from license.checking import Verdict as LicenceVerdict
 from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
@@ -179,7 +179,7 @@ def verify_licence(
         raise InvalidArgument.field(f"evidence.{form}", "required")
     checked_at = context.now()
     moment = at or checked_at
-    today: date = moment.date()
+    today: date = licence_day(moment)  # licence dates are Beijing calendar days
     raw = value if isinstance(value, bytes) else value.encode()
     roots = runtime.roots
     lists = StatusLists(runtime.service, roots)

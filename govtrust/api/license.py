@@ -63,7 +63,14 @@ from idp.identifiers import InvalidIdentifier, parse_uscc
 from license import catalogue
 from license.access import GrantState, GrantView, LicenceAccess, page_bounds
 from license.catalogue import FieldSpec, FieldType, LicenceType, ValidityRule
-from license.checking import LicenceCheck, State, Verdict, check_qr, check_signed_data
+from license.checking import (
+    LicenceCheck,
+    State,
+    Verdict,
+    check_qr,
+    check_signed_data,
+    licence_day,
+)
 from license.identifiers import parse_identifier
 from license.issuance import IssuedLicence, IssueRequest, LicenceService, StoredLicence
 from license.jws import unverified_payload
@@ -374,7 +381,7 @@ def grant_pb(view: GrantView) -> license_pb2.LicenseAccessGrant:
 
 
 def _today() -> date:
-    return datetime.now(UTC).date()
+    return licence_day()  # licence dates are Beijing calendar days
 
 
 # Domain field names of IssueRequest → the request's field paths.
