@@ -2,8 +2,8 @@
 
 Six concurrent unauthenticated uploads of a sealed licence PDF with 2,000 empty incremental
 updates (78 s each, and /readyz 503 for minutes, before the fix) are answered 413 naming the
-revision limit within seconds; then six concurrent VerifyPdf calls of a PDF with 900 updates
-(under a raised limit: real work, several seconds each) fill the bounded document pool. All
+revision limit within seconds; then six concurrent VerifyPdf calls of a PDF with 400 updates
+(under a raised limit: real work, a second or more each) fill the bounded document pool. All
 the while /readyz, gRPC health and another gRPC call answer within one second.
 """
 
@@ -28,6 +28,7 @@ from tests.untrusted_pdf import append_empty_updates
 
 pytestmark = pytest.mark.slow
 PROBE_LIMIT = 1.0  # seconds a health or gRPC answer may take while documents are checked
+BUDGET = 30  # seconds a document check may take from admission
 
 
 def _probe_while(
@@ -72,14 +73,16 @@ def test_hostile_documents_never_starve_health_or_grpc(
 ) -> None:
     pdf = licence.documents.make(licence.doc, licence.context)
     hostile = append_empty_updates(pdf, 2000)
-    heavy = append_empty_updates(pdf, 900)
+    heavy = append_empty_updates(pdf, 400)
     command = serve_command(
         "--data-dir", str(tmp_path / "data"), "--grpc-port", "0", "--http-port", "0"
     )
     env = server_env(
         GOVTRUST_PDF_MAX_REVISIONS="1000",
-        GOVTRUST_DOCUMENT_BUDGET_SECONDS="10",
-        GOVTRUST_VERIFY_DOCUMENT_WORKERS="2",  # six calls of seconds each: four wait
+        # generous: the budget runs from admission, and a loaded CI host once spent 10 s on
+        # two of these; the point here is the probes (the budget: test_document_limits.py)
+        GOVTRUST_DOCUMENT_BUDGET_SECONDS=str(BUDGET),
+        GOVTRUST_VERIFY_DOCUMENT_WORKERS="2",  # six calls of a second or more: four wait
     )
     with (
         running(command, env) as served,
@@ -115,7 +118,7 @@ def test_hostile_documents_never_starve_health_or_grpc(
                 stub = verify_pb2_grpc.VerifyServiceStub(ch)
                 try:
                     reply = stub.VerifyPdf(verify_pb2.VerifyPdfRequest(pdf=heavy), timeout=60)
-                    code = "OK" if reply.report.document.revision_count == 902 else "?"
+                    code = "OK" if reply.report.document.revision_count == 402 else "?"
                 except grpc.RpcError as exc:  # over the budget: RESOURCE_EXHAUSTED
                     code = exc.code().name
             with lock:
@@ -126,5 +129,5 @@ def test_hostile_documents_never_starve_health_or_grpc(
         slowest = _probe_while(calls, http, served.grpc_address)  # type: ignore[arg-type]
         durations = [c.result() for c in calls]
         assert all(took < PROBE_LIMIT for _, took in slowest), slowest
-        assert max(durations) < 10 + 5, durations  # the budget bounds every answer
+        assert max(durations) < BUDGET + 5, durations  # the budget bounds every answer
         assert "OK" in codes and set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, codes
