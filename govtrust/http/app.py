@@ -23,7 +23,7 @@ from govtrust.config import DEFAULT_HTTP_MAX_BODY_BYTES
 from govtrust.http.errors import install_error_handlers
 from govtrust.http.limits import BodyLimitMiddleware
 from govtrust.http.middleware import ObservabilityMiddleware
-from govtrust.server.metrics import Metrics
+from govtrust.observability.metrics import Metrics
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform

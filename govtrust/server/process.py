@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 
 from govtrust.config import Settings
 from govtrust.http.app import create_app
+from govtrust.observability.metrics import get_metrics
 from govtrust.pdf_guard import DocumentLimits, configure_limits
 from govtrust.platform import Platform
 from govtrust.rpc.auth import Authenticator
@@ -42,7 +43,6 @@ from govtrust.rpc.offload import (
     shutdown_executor,
 )
 from govtrust.server.coalesce import CoalescingHttpToolsProtocol
-from govtrust.server.metrics import get_metrics
 from govtrust.server.services import SERVICE_NAMES, build_servicers
 from govtrust.server.wiring import periodic_jobs, wire
 

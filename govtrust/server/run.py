@@ -34,9 +34,9 @@ from types import FrameType
 
 import govtrust
 from govtrust.config import Settings
+from govtrust.observability.logs import setup_logging
+from govtrust.observability.metrics import MULTIPROC_ENV, mark_process_dead
 from govtrust.server.banner import print_banner
-from govtrust.server.logs import setup_logging
-from govtrust.server.metrics import MULTIPROC_ENV, mark_process_dead
 from govtrust.server.process import (
     DRAIN_GRACE_SECONDS,
     BoundPorts,

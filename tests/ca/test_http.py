@@ -22,8 +22,8 @@ from govtrust.api.ca_http import router
 from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.http.app import create_app, register_router, unregister_router
+from govtrust.observability.metrics import get_metrics
 from govtrust.platform import Platform
-from govtrust.server.metrics import get_metrics
 from hsm import MasterKey, SoftKeyStore
 from tests.ca.conftest import (
     OPERATOR,

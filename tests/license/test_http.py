@@ -633,8 +633,8 @@ def test_routes_are_served_by_the_platform_app(database: Database, tmp_path: Pat
     from ca.directory import InMemoryDirectory
     from govtrust.config import Settings
     from govtrust.http.app import create_app
+    from govtrust.observability.metrics import get_metrics
     from govtrust.platform import Platform
-    from govtrust.server.metrics import get_metrics
     from hsm.soft import SoftKeyStore
 
     master = MasterKey.generate()

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from govtrust.config import ConfigError, load_settings
 from govtrust.http.app import GovtrustApp, create_app, register_router, unregister_router
 from govtrust.http.limits import body_limit
-from govtrust.server.metrics import get_metrics
+from govtrust.observability.metrics import get_metrics
 
 DEFAULT = 4096
 ROUTE = 16 * 1024

@@ -26,7 +26,7 @@ from govtrust.errors import (
     Unavailable,
 )
 from govtrust.http.app import GovtrustApp, create_app, register_router, unregister_router
-from govtrust.server.metrics import get_metrics
+from govtrust.observability.metrics import get_metrics
 
 ERRORS: dict[str, tuple[Exception, int, str]] = {
     "invalid": (
