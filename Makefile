@@ -49,10 +49,13 @@ MUTATE_SECONDS ?= 600
 mutate: $(STAMP)
 	MUTATE_SECONDS=$(MUTATE_SECONDS) $(PY) scripts/mutate.py $(MODULE)
 
+## Ruff, mypy, and the import-linter contracts of pyproject.toml (docs/architecture.md
+## "Enforced layers").
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py

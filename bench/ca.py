@@ -34,7 +34,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 import uuid
@@ -55,22 +54,6 @@ PG_ADMIN = os.environ.get("GOVTRUST_TEST_PG_URL", "postgresql://postgres@127.0.0
 TARGET_ISSUE = 500.0
 TARGET_OCSP = 5000.0
 TARGET_CRL_SECONDS = 15.0
-
-# Wires the CA's servicer and routes into every process of `govtrust serve` (supervisor and
-# workers) until the server's own wiring names them; harmless once it does.
-SHIM = textwrap.dedent(
-    """
-    try:
-        from govtrust.server import services as _services
-        from govtrust.http import app as _app
-        _services.IMPLEMENTATIONS.setdefault(
-            "govtrust.v1.CertificateService", "govtrust.api.certificate:servicer")
-        _app.ROUTERS.setdefault("ca", "govtrust.api.ca_http:router")
-    except Exception:  # noqa: BLE001
-        pass
-    """
-)
-
 
 CHANNELS = 8
 
@@ -181,13 +164,11 @@ class Server:
     http: str
 
 
-def start_server(
-    data_dir: Path, db_url: str | None, workers: int, shim_dir: Path, tree: Path = REPO
-) -> Server:
+def start_server(data_dir: Path, db_url: str | None, workers: int, tree: Path = REPO) -> Server:
     """``govtrust serve`` from ``tree`` (this checkout by default; ``--server-tree`` runs
     another one, e.g. the previous commit, for an A/B comparison in one sitting)."""
     grpc_port, http_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": f"{shim_dir}{os.pathsep}{tree}"}
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     if db_url:
         env["GOVTRUST_DATABASE_URL"] = db_url
     env.pop("GOVTRUST_CONFIG", None)
@@ -809,9 +790,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("openssl is needed for the side-by-side figures")
 
     tmp = Path(tempfile.mkdtemp(prefix="govtrust-bench-ca-"))
-    shim = tmp / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(SHIM)
     db_url, db_text = make_database(args.database)
     print(
         f"govtrust CA bench: {os.cpu_count()} CPUs, load average "
@@ -838,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append("CRL")
 
         if args.only in ("all", "issue", "ocsp"):
-            server = start_server(tmp / "data", db_url, args.workers, shim, args.server_tree)
+            server = start_server(tmp / "data", db_url, args.workers, args.server_tree)
             count = args.issue if args.only != "ocsp" else max(args.ocsp_certs, 1)
             with maybe_profile(server, args.py_spy):
                 issue_rate, issued = bench_issue(server, count, args.concurrency, db_url)

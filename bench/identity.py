@@ -44,16 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 TARGET_CALLS_PER_SECOND = 3000.0
 ClientResult = tuple[list[float], int, int, int, float]
 REGIONS = ("350102", "350103", "350104", "350105", "350111", "110105", "310104", "440305")
-WIRING = (
-    "# bench only: wire IdentityService into `govtrust serve` when the server does not yet\n"
-    "try:\n"
-    "    from govtrust.server import services as _services\n"
-    "    _services.IMPLEMENTATIONS.setdefault(\n"
-    "        'govtrust.v1.IdentityService', 'govtrust.api.identity:servicer'\n"
-    "    )\n"
-    "except Exception:  # noqa: BLE001\n"
-    "    pass\n"
-)
 
 
 def citizen(i: int) -> tuple[str, str]:
@@ -445,28 +435,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp data directory")
     args = parser.parse_args(argv)
 
-    from govtrust.server import services
-
     tmp = Path(tempfile.mkdtemp(prefix="govtrust-bench-identity-"))
     data_dir = tmp / "var"
     data_dir.mkdir(mode=0o700)
     master_key_b64 = base64.b64encode(os.urandom(32)).decode()
     env = {**os.environ, "GOVTRUST_MASTER_KEY": master_key_b64, "GOVTRUST_LOG_LEVEL": "warning"}
     env.pop("GOVTRUST_DATABASE_URL", None)
-    wired = "govtrust.v1.IdentityService" in services.IMPLEMENTATIONS
-    if not wired:
-        (tmp / "wiring").mkdir()
-        (tmp / "wiring" / "sitecustomize.py").write_text(WIRING)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(tmp / "wiring"), env.get("PYTHONPATH")) if p
-        )
     process = None
     try:
         loaded = bulk_load(data_dir, master_key_b64, args.citizens)
         print(f"loaded {args.citizens:,} citizens in {loaded:.1f} s (encrypted + blind-indexed)")
         process, address, http_port = start_server(data_dir, env, args.workers)
-        note = "" if wired else " (IdentityService wired in by the bench: not in IMPLEMENTATIONS)"
-        print(f"govtrust serve --workers {args.workers} on {address}{note}")
+        print(f"govtrust serve --workers {args.workers} on {address}")
         if args.load == "h2load":
             ours = measure_h2load(address, http_port, worker_pids(process.pid), args)
         else:

@@ -6,9 +6,8 @@ load generator (``tests/oidc/rp/loadgen.mjs``, keep-alive, ``--concurrency`` loo
 govtrust's ratio to the peer. Targets (issue 5): ≥ the peer on each, ≥ 1,000 refresh grants/s.
 
 * govtrust: ``govtrust serve --workers 2`` (SQLite WAL + soft key store in a temp data dir), the
-  OIDC router wired in (via ``govtrust.http.app.ROUTERS``; injected with a ``sitecustomize`` when
-  the lead has not wired it yet). Access and ID tokens are ES256 JWTs; refresh tokens are stored
-  (hashed) and rotated in a durable write transaction.
+  OIDC router wired in by ``govtrust.server.adapters.ROUTERS``. Access and ID tokens are ES256
+  JWTs; refresh tokens are stored (hashed) and rotated in a durable write transaction.
 * peer: node-oidc-provider (npm ``oidc-provider``) with one confidential client
   (client_secret_basic), ES256 ID tokens, refresh rotation, introspection — and its default
   in-memory adapter (one Node process; nothing is durable), opaque access tokens.
@@ -41,10 +40,6 @@ sys.path.insert(0, str(ROOT))
 RP_DIR = ROOT / "tests" / "oidc" / "rp"
 CLIENT_ID = "bench-client"
 TARGET_REFRESH = 1000.0
-SITECUSTOMIZE = """\
-import govtrust.http.app as _app
-_app.ROUTERS.setdefault("oidc", "govtrust.api.oidc_http:router")
-"""
 
 
 def free_port() -> int:
@@ -115,8 +110,8 @@ def prepare_govtrust(data_dir: Path, http_port: int, chains: int) -> tuple[str, 
         platform.close()
 
 
-def start_govtrust(data_dir: Path, http_port: int, workers: int, extra_path: Path) -> Any:
-    env = {**os.environ, "PYTHONPATH": f"{extra_path}{os.pathsep}{ROOT}"}
+def start_govtrust(data_dir: Path, http_port: int, workers: int) -> Any:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("GOVTRUST_DATABASE_URL", None)
     process = subprocess.Popen(
         [
@@ -345,14 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict[str, Any]]] = {"govtrust": {}, "peer": {}}
     with tempfile.TemporaryDirectory(prefix="govtrust-bench-oidc-") as scratch:
         base = Path(scratch)
-        (base / "site").mkdir()
-        (base / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
         gt_port, peer_port = free_port(), free_port()
         # wrk's warm-up turns two chains per connection (see wrk_load)
         chains = args.concurrency * (2 if args.load == "wrk" else 1)
         secret, gt_tokens = prepare_govtrust(base / "data", gt_port, chains)
         peer, peer_tokens = start_peer(peer_port, secret, chains)
-        govtrust = start_govtrust(base / "data", gt_port, args.workers, base / "site")
+        govtrust = start_govtrust(base / "data", gt_port, args.workers)
         targets = {
             "govtrust": {
                 "token_url": f"http://127.0.0.1:{gt_port}/oidc/token",

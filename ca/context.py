@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ca.intake import IssueIntake
 from govtrust.db import Database
 from hsm.keystore import KeyStore
-from hsm.soft import SoftKeyStore
 
 STATUS_EPOCH = "status"
 PKCS11_ISSUE_THREADS = 4
@@ -49,7 +48,7 @@ class CaContext:
 
         self.committer = GroupCommitter(self.db)
         threads = self.config.issue_threads
-        if not isinstance(self.keystore, SoftKeyStore):  # signing waits on a device
+        if self.keystore.signs_on_device:  # the threads wait on the device, not the CPU
             threads = max(threads, PKCS11_ISSUE_THREADS)
         self.intake = IssueIntake(self.committer, threads=threads)
 

@@ -7,78 +7,38 @@ service are gRPC clients (``--server host:port``). Configuration errors print on
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from types import ModuleType
 
 from govtrust import __version__
-from govtrust.config import ConfigError, Settings, load_settings
+from govtrust.commands import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Handler,
+    add_data_dir,
+    audit,
+    ca,
+    identity,
+    license,
+    oidc,
+    seal,
+    service,
+    settings_from_args,
+    verify,
+)
+from govtrust.config import ConfigError, Settings
 from govtrust.errors import GovtrustError
 from govtrust.instance import NoInstance
 
-if TYPE_CHECKING:
-    from govtrust.platform import Platform
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-Handler = Callable[[argparse.Namespace], int]
-
-# Command groups contributed by each area; each module exposes ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "govtrust.commands.identity",
-    "govtrust.commands.ca",
-    "govtrust.commands.service",
-    "govtrust.commands.oidc",
-    "govtrust.commands.seal",
-    "govtrust.commands.license",
-    "govtrust.commands.verify",
-    "govtrust.commands.audit",
-)
+# Command groups contributed by each area, in the order ``--help`` lists them.
+COMMAND_GROUPS: tuple[ModuleType, ...] = (identity, ca, service, oidc, seal, license, verify, audit)
 
 
-def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
-    flags = {"data_dir": getattr(args, "data_dir", None), **extra}
-    return load_settings(flags, config_file=getattr(args, "config", None))
-
-
-def open_instance(args: argparse.Namespace) -> Platform:
-    """The platform of the existing instance ``args`` point at; :class:`NoInstance` (one line,
-    exit 2, nothing created) when there is none. Only ``init`` and ``serve`` create one."""
-    from govtrust.platform import open_platform
-
-    return open_platform(settings_from_args(args), create=False)
-
-
-_UNREACHABLE = ("failed to connect", "connection refused", "dns resolution failed", "unreachable")
-
-
-def rpc_error_message(exc: Any, server: str) -> str:
-    """One line for a failed gRPC call: a server that cannot be reached is named as such."""
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    name = code.name if code is not None else "ERROR"
-    if name == "UNAVAILABLE" and any(m in (details or "").lower() for m in _UNREACHABLE):
-        return f"the govtrust server at {server} is not running or not reachable (--server)"
-    return f"{name}: {details}"
-
-
-def add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="data directory (SQLite database, master key); default ./var or GOVTRUST_DATA_DIR",
-    )
-    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Run gRPC and HTTP in one process (or N workers sharing both ports)."""
-    settings = settings_from_args(
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """The settings ``govtrust serve`` with ``args`` runs with."""
+    return settings_from_args(
         args,
         host=args.host,
         grpc_port=args.grpc_port,
@@ -86,6 +46,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         migrate=False if args.no_migrate else None,
     )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run gRPC and HTTP in one process (or N workers sharing both ports)."""
+    settings = serve_settings(args)
     from govtrust.server.run import serve
 
     return serve(settings)
@@ -138,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=cmd_version)
 
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(commands)
+    for group in COMMAND_GROUPS:
+        group.register(commands)
     return parser
 
 

@@ -44,7 +44,7 @@ from hsm.keystore import (
     parse_scheme,
     schemes_for,
 )
-from hsm.master import MASTER_KEY_ENV, MasterKey, load_master_key
+from hsm.master import MASTER_KEY_ENV, MASTER_KEY_FILE, MasterKey, load_master_key
 
 if TYPE_CHECKING:
     from hsm.pkcs11 import Pkcs11KeyStore
@@ -57,29 +57,32 @@ if TYPE_CHECKING:
     )
     from hsm.soft import SoftKeyStore
 
-_LAZY = {
-    "SoftKeyStore": "hsm.soft",
-    "Pkcs11KeyStore": "hsm.pkcs11",
-    "KeyStoreSigner": "hsm.signers",
-    "TbsSigner": "hsm.signers",
-    "sign_tbs": "hsm.signers",
-    "signed_digest_algorithm": "hsm.signers",
-    "tbs_signer": "hsm.signers",
-}
+_SIGNERS = frozenset(
+    {"KeyStoreSigner", "TbsSigner", "sign_tbs", "signed_digest_algorithm", "tbs_signer"}
+)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hsm' has no attribute {name!r}")
-    import importlib
+    """The backends and the signer adapters, imported on first use (explicitly, by name)."""
+    if name in _SIGNERS:
+        from hsm import signers
 
-    return getattr(importlib.import_module(module), name)
+        return getattr(signers, name)
+    if name == "SoftKeyStore":
+        from hsm.soft import SoftKeyStore
+
+        return SoftKeyStore
+    if name == "Pkcs11KeyStore":
+        from hsm.pkcs11 import Pkcs11KeyStore
+
+        return Pkcs11KeyStore
+    raise AttributeError(f"module 'hsm' has no attribute {name!r}")
 
 
 __all__ = [
     "ALGORITHMS",
     "MASTER_KEY_ENV",
+    "MASTER_KEY_FILE",
     "SCHEMES",
     "AlgorithmSpec",
     "InvalidLabel",

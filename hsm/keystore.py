@@ -256,6 +256,12 @@ class KeyStore(Protocol):
         """Cheap liveness check for readiness probes; raises if the store cannot serve."""
         ...
 
+    @property
+    def signs_on_device(self) -> bool:
+        """Whether a signature waits on a device (an HSM) rather than on this process's CPU:
+        callers that sign in bulk then use more threads than there are cores."""
+        ...
+
     def close(self) -> None:
         """Release sessions, caches and handles; the store must not be used afterwards."""
         ...

@@ -280,6 +280,8 @@ def _cka_id(key_id: str) -> bytes:
 class Pkcs11KeyStore:
     """A :class:`hsm.KeyStore` on a PKCS#11 token (production HSMs; SoftHSM2 in tests)."""
 
+    signs_on_device = True  # signing waits on the token
+
     def __init__(
         self,
         module_path: str,

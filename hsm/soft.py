@@ -117,6 +117,8 @@ class _Entry:
 class SoftKeyStore:
     """A :class:`hsm.KeyStore` over the ``hsm_keys`` table (embedded default and tests)."""
 
+    signs_on_device = False  # signing is CPU work in this process
+
     def __init__(
         self,
         db: Database,

@@ -21,7 +21,7 @@ The page routes are rate-limited per client address (IPv6 per /64) by an in-proc
 bucket (:class:`RateLimiter`; ``GOVTRUST_VERIFY_RATE`` tokens per second, ``GOVTRUST_VERIFY_BURST``
 bucket size): 429 with ``Retry-After`` and a page saying so. Each worker process has its own
 buckets, so with ``--workers N`` a client gets up to N times the configured rate.
-Wiring: ``govtrust.http.app.ROUTERS["license"] = "govtrust.api.license_http:router"``.
+Wiring: ``govtrust.server.adapters.ROUTERS["license"]``.
 """
 
 from __future__ import annotations

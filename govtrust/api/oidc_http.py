@@ -1,7 +1,7 @@
 """HTTP adapter of the OpenID Connect provider (FastAPI routes over :mod:`idp.oidc`).
 
 Thin: parse the request, run the domain method in the worker pool, render a page or JSON.
-Wiring: ``govtrust.http.app.ROUTERS["oidc"] = "govtrust.api.oidc_http:router"``.
+Wiring: ``govtrust.server.adapters.ROUTERS["oidc"]``.
 """
 
 from __future__ import annotations

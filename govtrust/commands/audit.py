@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from govtrust.audit import AuditCheckpoint, ChainReport, Finding
-from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, settings_from_args
+from govtrust.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, settings_from_args
 from govtrust.db import as_utc
 
 EXIT_CODES = {
@@ -69,9 +69,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from govtrust.migrate import is_up_to_date
     from govtrust.platform import Platform, configured_keystore
     from govtrust.server.wiring import audit_token_check
-    from hsm import MASTER_KEY_ENV, KeyStore, load_master_key
+    from hsm import MASTER_KEY_ENV, MASTER_KEY_FILE, KeyStore, load_master_key
     from hsm.audit_key import AuditChainKey
-    from hsm.master import MASTER_KEY_FILE
 
     settings = settings_from_args(args)
     require_instance(settings)

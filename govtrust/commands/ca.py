@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, rpc_error_message
+from govtrust.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, rpc_error_message
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 PROFILES = ("citizen", "legal-person", "seal", "service")

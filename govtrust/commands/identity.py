@@ -11,7 +11,7 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
+from govtrust.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
 from govtrust.principal import Principal
 
 IMPORT_HELP = """\

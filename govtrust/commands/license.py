@@ -36,7 +36,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
+from govtrust.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
 from govtrust.errors import AlreadyExists, InvalidArgument
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 

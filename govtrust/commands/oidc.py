@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from govtrust.cli import EXIT_OK, add_data_dir, open_instance
+from govtrust.commands import EXIT_OK, add_data_dir, open_instance
 from govtrust.principal import Principal
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from govtrust.cli import EXIT_OK
+from govtrust.commands import EXIT_OK
 
 _KINDS = ("official", "finance", "contract", "invoice", "business", "personal_name")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from govtrust.cli import EXIT_OK
+from govtrust.commands import EXIT_OK
 from govtrust.commands.ca import DEFAULT_SERVER
 
 

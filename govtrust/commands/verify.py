@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from govtrust.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
+from govtrust.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
 from govtrust.principal import Principal
 
 if TYPE_CHECKING:

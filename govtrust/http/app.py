@@ -1,17 +1,15 @@
-"""The ASGI application (FastAPI) served next to gRPC, and the registry later issues add routes to.
+"""The ASGI application (FastAPI) served next to gRPC.
 
-Built-in routes: ``/healthz``, ``/readyz``, ``/metrics`` (:mod:`govtrust.http.health`). Other
-packages contribute routers (OCSP, CRL, TSA, OIDC, ``/verify`` pages) either by naming a
-factory in :data:`ROUTERS` or with :func:`register_router`; a factory takes the ``Platform`` and
-returns an ``APIRouter``. As with servicers, ``register_router`` affects only the calling process
-(not ``--workers N``); production wiring goes in :data:`ROUTERS`. Routes are thin: parse,
+Built-in routes: ``/healthz``, ``/readyz``, ``/metrics`` (:mod:`govtrust.http.health`). The
+other routes (OCSP, CRL, TSA, OIDC, ``/verify`` pages) come from router factories handed to
+:func:`create_app`; the server passes the table of :mod:`govtrust.server.adapters`. A factory
+takes the ``Platform`` and returns an ``APIRouter``. Routes are thin: parse,
 ``await run_sync(domain_fn, ...)``, and let domain errors propagate — the handlers map them.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -23,41 +21,12 @@ from govtrust.config import DEFAULT_HTTP_MAX_BODY_BYTES
 from govtrust.http.errors import install_error_handlers
 from govtrust.http.limits import BodyLimitMiddleware
 from govtrust.http.middleware import ObservabilityMiddleware
-from govtrust.server.metrics import Metrics
+from govtrust.observability.metrics import Metrics
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
 
 RouterFactory = Callable[["Platform"], APIRouter]
-
-# Name → "package.module:factory"; later issues add their line, e.g. "ocsp": "ca.http:ocsp_router".
-ROUTERS: dict[str, str] = {
-    "oidc": "govtrust.api.oidc_http:router",
-    "ca": "govtrust.api.ca_http:router",
-    "license": "govtrust.api.license_http:router",
-}
-
-_registered: dict[str, RouterFactory] = {}
-
-
-def register_router(name: str, factory: RouterFactory) -> None:
-    """Serve the routes of ``factory(platform)`` (replaces an earlier one of the same name)."""
-    _registered[name] = factory
-
-
-def unregister_router(name: str) -> None:
-    """Stop serving a registered router (tests)."""
-    _registered.pop(name, None)
-
-
-def router_factories() -> dict[str, RouterFactory]:
-    """Configured factories first, then run-time registrations (which win on a name clash)."""
-    factories: dict[str, RouterFactory] = {}
-    for name, reference in ROUTERS.items():
-        module_name, _, attribute = reference.partition(":")
-        factories[name] = getattr(importlib.import_module(module_name), attribute)
-    factories.update(_registered)
-    return factories
 
 
 def get_platform(request: Request) -> Platform:
@@ -133,12 +102,12 @@ def create_app(
     platform: Platform,
     metrics: Metrics,
     *,
-    only: Collection[str] | None = None,
+    routers: Mapping[str, RouterFactory],
     max_body_bytes: int = DEFAULT_HTTP_MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The HTTP application of one process (``only``: serve just these named routers;
-    ``max_body_bytes``: the body limit of routes that declare none, see
-    :mod:`govtrust.http.limits`)."""
+    """The HTTP application of one process: the built-in routes and ``factory(platform)`` of
+    each of ``routers``, in order (``max_body_bytes``: the body limit of routes that declare
+    none, see :mod:`govtrust.http.limits`)."""
     from govtrust.http.health import health_router
 
     app = GovtrustApp(
@@ -152,11 +121,10 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health_router())
     plain_routes: list[BaseRoute] = []
-    for name, factory in router_factories().items():
-        if only is None or name in only:
-            router = factory(platform)
-            app.include_router(router)
-            plain_routes += router.routes
+    for factory in routers.values():
+        router = factory(platform)
+        app.include_router(router)
+        plain_routes += router.routes
     app.add_middleware(BodyLimitMiddleware, default=max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)  # outermost: logs the 413s
     app.enable_fast_lane(plain_routes, metrics, max_body_bytes)

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from govtrust.observability import metrics
 from govtrust.rpc.offload import run_sync
-from govtrust.server import metrics
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform

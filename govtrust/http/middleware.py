@@ -15,9 +15,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from govtrust.http.errors import error_response
+from govtrust.observability.logs import access_log
+from govtrust.observability.metrics import Metrics
 from govtrust.rpc.context import accept_request_id, bind_principal, bind_request_id
-from govtrust.server.logs import access_log
-from govtrust.server.metrics import Metrics
 
 log = logging.getLogger("govtrust.http")
 

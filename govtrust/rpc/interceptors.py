@@ -32,14 +32,14 @@ import grpc
 import grpc.aio
 from grpc_status import rpc_status
 
+from govtrust.observability.logs import access_log
+from govtrust.observability.metrics import Metrics
 from govtrust.principal import Principal
 from govtrust.rpc.access import Authorise
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.context import accept_request_id, bind_principal, bind_request_id
 from govtrust.rpc.offload import run_sync
 from govtrust.rpc.status import REQUEST_ID_KEY, classify, to_status_proto
-from govtrust.server.logs import access_log
-from govtrust.server.metrics import Metrics
 
 log = logging.getLogger("govtrust.rpc")
 

@@ -16,7 +16,7 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from govtrust.config import Settings
-from govtrust.http.app import create_app
+from govtrust.http.app import RouterFactory, create_app
+from govtrust.observability.metrics import get_metrics
 from govtrust.pdf_guard import DocumentLimits, configure_limits
 from govtrust.platform import Platform
 from govtrust.rpc.auth import Authenticator
@@ -42,8 +43,7 @@ from govtrust.rpc.offload import (
     shutdown_executor,
 )
 from govtrust.server.coalesce import CoalescingHttpToolsProtocol
-from govtrust.server.metrics import get_metrics
-from govtrust.server.services import SERVICE_NAMES, build_servicers
+from govtrust.server.services import SERVICE_NAMES, ServicerFactory, build_servicers
 from govtrust.server.wiring import periodic_jobs, wire
 
 log = logging.getLogger("govtrust.server")
@@ -130,19 +130,38 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 class ServingProcess:
-    """The gRPC server, the HTTP server and the platform of one process."""
+    """The gRPC server, the HTTP server and the platform of one process.
 
-    def __init__(self, settings: Settings, platform: Platform, *, reuse_port: bool) -> None:
+    ``servicers`` and ``routers`` are the adapters to serve; by default the tables of
+    :mod:`govtrust.server.adapters` (tests pass others)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        platform: Platform,
+        *,
+        reuse_port: bool,
+        servicers: Mapping[str, ServicerFactory] | None = None,
+        routers: Mapping[str, RouterFactory] | None = None,
+    ) -> None:
+        if servicers is None or routers is None:
+            from govtrust.server import adapters  # imports every adapter: only where one serves
+
+            servicers = adapters.SERVICERS if servicers is None else servicers
+            routers = adapters.ROUTERS if routers is None else routers
         self.settings = settings
         self.platform = platform
         self.reuse_port = reuse_port
+        self.servicers = servicers
         self.metrics = get_metrics()
         wire(platform)
         self.health = HealthServicer()
         self.grpc_server: grpc.aio.Server | None = None
         self.http_server: _EmbeddedUvicorn | None = None
         self.http_task: asyncio.Task[None] | None = None
-        self.app = create_app(platform, self.metrics, max_body_bytes=settings.http_max_body_bytes)
+        self.app = create_app(
+            platform, self.metrics, routers=routers, max_body_bytes=settings.http_max_body_bytes
+        )
 
     async def start(self) -> BoundPorts:
         """Bind and start both servers; return the ports they listen on."""
@@ -166,7 +185,7 @@ class ServingProcess:
             ],
             options=grpc_options(settings, reuse_port=self.reuse_port),
         )
-        for binding in build_servicers(self.platform):
+        for binding in build_servicers(self.platform, self.servicers):
             binding.add_to_server(binding.servicer, server)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -277,8 +296,11 @@ async def run_process(
     reuse_port: bool,
     on_ready: Callable[[BoundPorts], None],
     parent_pid: int | None = None,
+    servicers: Mapping[str, ServicerFactory] | None = None,
+    routers: Mapping[str, RouterFactory] | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT, then drain; ``on_ready`` gets the bound ports."""
+    """Serve until SIGTERM/SIGINT, then drain; ``on_ready`` gets the bound ports
+    (``servicers``, ``routers``: see :class:`ServingProcess`)."""
     configure_executor()
     configure_document_pool(
         settings.document_workers, settings.document_queue, settings.document_budget_seconds
@@ -299,7 +321,9 @@ async def run_process(
     )
     stop = asyncio.Event()
     _install_stop_signals(stop)
-    process = ServingProcess(settings, platform, reuse_port=reuse_port)
+    process = ServingProcess(
+        settings, platform, reuse_port=reuse_port, servicers=servicers, routers=routers
+    )
     watcher: asyncio.Task[None] | None = None
     jobs: asyncio.Task[None] | None = None
     try:

@@ -27,16 +27,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import govtrust
 from govtrust.config import Settings
+from govtrust.http.app import RouterFactory
+from govtrust.observability.logs import setup_logging
+from govtrust.observability.metrics import MULTIPROC_ENV, mark_process_dead
 from govtrust.server.banner import print_banner
-from govtrust.server.logs import setup_logging
-from govtrust.server.metrics import MULTIPROC_ENV, mark_process_dead
 from govtrust.server.process import (
     DRAIN_GRACE_SECONDS,
     BoundPorts,
@@ -45,6 +46,7 @@ from govtrust.server.process import (
     ensure_port_free,
     run_process,
 )
+from govtrust.server.services import ServicerFactory
 from govtrust.server.startup import open_for_serving
 from govtrust.server.worker import settings_to_json
 
@@ -55,12 +57,23 @@ RESTART_WINDOW_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = DRAIN_GRACE_SECONDS + 5.0
 
 
-def serve(settings: Settings) -> int:
-    """Serve gRPC and HTTP until SIGTERM/SIGINT, drain, and return the exit code (0 = clean)."""
+def serve(
+    settings: Settings,
+    *,
+    servicers: Mapping[str, ServicerFactory] | None = None,
+    routers: Mapping[str, RouterFactory] | None = None,
+) -> int:
+    """Serve gRPC and HTTP until SIGTERM/SIGINT, drain, and return the exit code (0 = clean).
+
+    ``servicers`` and ``routers`` replace the tables of :mod:`govtrust.server.adapters` (tests);
+    workers are fresh interpreters that serve those tables, so replacing them needs
+    ``workers == 1`` (a :class:`ValueError` otherwise)."""
+    if settings.workers > 1 and (servicers is not None or routers is not None):
+        raise ValueError("other servicers or routers can only be served with workers == 1")
     setup_logging(settings.log_level)
     try:
         if settings.workers <= 1:
-            return _serve_in_process(settings)
+            return _serve_in_process(settings, servicers, routers)
         return Supervisor(settings).run()
     except StartupError as exc:
         print(f"govtrust: cannot start: {exc}", file=sys.stderr, flush=True)
@@ -69,7 +82,11 @@ def serve(settings: Settings) -> int:
         return 130
 
 
-def _serve_in_process(settings: Settings) -> int:
+def _serve_in_process(
+    settings: Settings,
+    servicers: Mapping[str, ServicerFactory] | None,
+    routers: Mapping[str, RouterFactory] | None,
+) -> int:
     platform = open_for_serving(settings)
     try:
         return asyncio.run(
@@ -78,6 +95,8 @@ def _serve_in_process(settings: Settings) -> int:
                 platform,
                 reuse_port=False,
                 on_ready=lambda ports: print_banner(settings, ports),
+                servicers=servicers,
+                routers=routers,
             )
         )
     finally:

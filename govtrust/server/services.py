@@ -1,25 +1,26 @@
-"""Which servicer answers each of the five govtrust.v1 services.
+"""The five govtrust.v1 gRPC services and how a table of servicers is bound to them.
 
-Until a service's issue lands, the generated base servicer answers every RPC with UNIMPLEMENTED.
-A package plugs its implementation in by naming a factory in :data:`IMPLEMENTATIONS` (the
-server is the one place that knows every package, so the wiring is explicit and greppable), or
-at run time with :func:`register_servicer` (tests, plug-ins)::
-
-    register_servicer("govtrust.v1.CertificateService", CertificateServicer)  # takes the Platform
-
-Implementations subclass the generated ``…Servicer`` base, write ``async def`` methods, and call
-domain code with ``await run_sync(...)`` (request-streaming methods must be ``async``). Run-time
-registrations live in the registering process only: ``--workers N`` starts fresh interpreters,
-which see :data:`IMPLEMENTATIONS` but not ``register_servicer`` calls — production wiring goes in
-the table.
+Which servicer answers each service is not decided here: :mod:`govtrust.server.adapters` names
+them (explicit imports, one table), and :func:`build_servicers` takes that table as an argument.
+A service missing from the table is answered by the generated base servicer (UNIMPLEMENTED for
+every RPC). Implementations subclass the generated ``…Servicer`` base, write ``async def``
+methods, and call domain code with ``await run_sync(...)`` (request-streaming methods must be
+``async``).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from govtrust.v1 import (
+    certificate_pb2_grpc,
+    identity_pb2_grpc,
+    license_pb2_grpc,
+    seal_pb2_grpc,
+    verify_pb2_grpc,
+)
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
@@ -30,12 +31,11 @@ ServicerFactory = Callable[["Platform"], Any]
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """Where the generated code of one service lives."""
+    """The generated code of one service."""
 
     name: str  # full name, e.g. "govtrust.v1.IdentityService"
-    module: str  # the generated *_pb2_grpc module
-    servicer_class: str
-    add_function: str
+    base_servicer: type[Any]  # the generated servicer: UNIMPLEMENTED for every RPC
+    add_to_server: Callable[[Any, Any], None]
 
 
 @dataclass(frozen=True)
@@ -47,75 +47,50 @@ class ServiceBinding:
     add_to_server: Callable[[Any, Any], None]
 
 
-def _spec(short: str, module: str) -> ServiceSpec:
-    return ServiceSpec(
-        name=f"govtrust.v1.{short}",
-        module=f"govtrust.v1.{module}_pb2_grpc",
-        servicer_class=f"{short}Servicer",
-        add_function=f"add_{short}Servicer_to_server",
-    )
-
-
 SERVICES: tuple[ServiceSpec, ...] = (
-    _spec("IdentityService", "identity"),
-    _spec("CertificateService", "certificate"),
-    _spec("SealService", "seal"),
-    _spec("LicenseService", "license"),
-    _spec("VerifyService", "verify"),
+    ServiceSpec(
+        "govtrust.v1.IdentityService",
+        identity_pb2_grpc.IdentityServiceServicer,
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+    ),
+    ServiceSpec(
+        "govtrust.v1.CertificateService",
+        certificate_pb2_grpc.CertificateServiceServicer,
+        certificate_pb2_grpc.add_CertificateServiceServicer_to_server,
+    ),
+    ServiceSpec(
+        "govtrust.v1.SealService",
+        seal_pb2_grpc.SealServiceServicer,
+        seal_pb2_grpc.add_SealServiceServicer_to_server,
+    ),
+    ServiceSpec(
+        "govtrust.v1.LicenseService",
+        license_pb2_grpc.LicenseServiceServicer,
+        license_pb2_grpc.add_LicenseServiceServicer_to_server,
+    ),
+    ServiceSpec(
+        "govtrust.v1.VerifyService",
+        verify_pb2_grpc.VerifyServiceServicer,
+        verify_pb2_grpc.add_VerifyServiceServicer_to_server,
+    ),
 )
 SERVICE_NAMES: tuple[str, ...] = tuple(spec.name for spec in SERVICES)
 
-# Service name → "package.module:factory" (a callable taking the Platform). Later issues add
-# their line here, e.g. "govtrust.v1.CertificateService": "ca.servicer:CertificateServicer".
-IMPLEMENTATIONS: dict[str, str] = {
-    "govtrust.v1.IdentityService": "govtrust.api.identity:servicer",
-    "govtrust.v1.CertificateService": "govtrust.api.certificate:servicer",
-    "govtrust.v1.SealService": "govtrust.api.seal:servicer",
-    "govtrust.v1.LicenseService": "govtrust.api.license:servicer",
-    "govtrust.v1.VerifyService": "govtrust.api.verify:servicer",
-}
 
-_registered: dict[str, ServicerFactory] = {}
-
-
-def register_servicer(service_name: str, factory: ServicerFactory) -> None:
-    """Answer ``service_name`` with the servicer ``factory(platform)`` builds."""
-    if service_name not in SERVICE_NAMES:
-        raise ValueError(f"{service_name!r} is not a govtrust.v1 service")
-    _registered[service_name] = factory
-
-
-def unregister_servicer(service_name: str) -> None:
-    """Fall back to the configured or the UNIMPLEMENTED servicer (tests)."""
-    _registered.pop(service_name, None)
-
-
-def _load(reference: str) -> ServicerFactory:
-    module_name, _, attribute = reference.partition(":")
-    factory: ServicerFactory = getattr(importlib.import_module(module_name), attribute)
-    return factory
-
-
-def factory_for(spec: ServiceSpec) -> ServicerFactory:
-    """The registered factory, else the configured implementation, else the generated base."""
-    if spec.name in _registered:
-        return _registered[spec.name]
-    if spec.name in IMPLEMENTATIONS:
-        return _load(IMPLEMENTATIONS[spec.name])
-    base = getattr(importlib.import_module(spec.module), spec.servicer_class)
-    return lambda _platform: base()
-
-
-def build_servicers(platform: Platform) -> list[ServiceBinding]:
-    """One binding per govtrust.v1 service, in contract order."""
+def build_servicers(
+    platform: Platform, servicers: Mapping[str, ServicerFactory]
+) -> list[ServiceBinding]:
+    """One binding per govtrust.v1 service, in contract order: ``servicers[name](platform)``,
+    or the generated base servicer for a service the table does not name. A name in
+    ``servicers`` that is not a govtrust.v1 service is a :class:`ValueError`."""
+    unknown = sorted(set(servicers) - set(SERVICE_NAMES))
+    if unknown:
+        raise ValueError(f"not govtrust.v1 services: {', '.join(unknown)}")
     bindings = []
     for spec in SERVICES:
-        module = importlib.import_module(spec.module)
+        factory = servicers.get(spec.name)
+        servicer = factory(platform) if factory is not None else spec.base_servicer()
         bindings.append(
-            ServiceBinding(
-                name=spec.name,
-                servicer=factory_for(spec)(platform),
-                add_to_server=getattr(module, spec.add_function),
-            )
+            ServiceBinding(name=spec.name, servicer=servicer, add_to_server=spec.add_to_server)
         )
     return bindings

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from govtrust.config import Settings
-from govtrust.server.logs import setup_logging
-from govtrust.server.metrics import enable_multiprocess, multiprocess_dir
+from govtrust.observability.logs import setup_logging
+from govtrust.observability.metrics import enable_multiprocess, multiprocess_dir
 from govtrust.server.process import BoundPorts, StartupError, run_process
 from govtrust.server.startup import open_for_serving
 

@@ -21,11 +21,11 @@ from govtrust.api.certificate import servicer
 from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.errors import Unauthenticated
+from govtrust.observability.metrics import get_metrics
 from govtrust.platform import Platform
 from govtrust.principal import Principal
 from govtrust.rpc.auth import Authenticator, set_token_resolver
 from govtrust.rpc.interceptors import GovtrustInterceptor
-from govtrust.server.metrics import get_metrics
 from govtrust.v1 import certificate_pb2 as pb
 from govtrust.v1 import certificate_pb2_grpc, common_pb2
 from hsm import MasterKey, SoftKeyStore

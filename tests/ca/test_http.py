@@ -18,12 +18,12 @@ import pytest
 from ca.authority import CertificateAuthority, authority_for, set_directory_factory
 from ca.directory import InMemoryDirectory
 from ca.issuance import IssueRequest, SubjectSpec
-from govtrust.api.ca_http import router
 from govtrust.config import Settings
 from govtrust.db import Database
-from govtrust.http.app import create_app, register_router, unregister_router
+from govtrust.http.app import create_app
+from govtrust.observability.metrics import get_metrics
 from govtrust.platform import Platform
-from govtrust.server.metrics import get_metrics
+from govtrust.server.adapters import ROUTERS
 from hsm import MasterKey, SoftKeyStore
 from tests.ca.conftest import (
     OPERATOR,
@@ -56,14 +56,12 @@ def live(database: Database, directory: InMemoryDirectory, tmp_path: Path) -> It
     settings = Settings(data_dir=tmp_path, http_port=port)
     platform = Platform(settings=settings, db=database, master_key=master, keystore=store)
     set_directory_factory(lambda _platform: directory)
-    register_router("ca-test", router)
     try:
-        app = create_app(platform, get_metrics())
+        app = create_app(platform, get_metrics(), routers=ROUTERS)
         authority = authority_for(platform)
         with ServerThread(app, port) as server:
             yield Live(server.url, authority, write_chain(authority, tmp_path / "chain"), tmp_path)
     finally:
-        unregister_router("ca-test")
         set_directory_factory(None)
         store.close()
 

@@ -12,6 +12,7 @@ import pytest
 
 from ca.authority import CertificateAuthority
 from ca.config import CaConfig
+from ca.context import PKCS11_ISSUE_THREADS
 from ca.directory import InMemoryDirectory
 from ca.issuance import IssueRequest, SubjectSpec
 from govtrust.db import Database
@@ -104,3 +105,16 @@ def test_backend_issues_and_signs_everything(
         "-untrusted",
         str(chain.all),
     )
+
+
+def test_intake_threads_follow_what_the_store_says_of_its_signing(
+    backend_store: KeyStore, database: Database, directory: InMemoryDirectory
+) -> None:
+    """The CA asks the key store, not its class: a store whose signatures wait on a device gets
+    at least PKCS11_ISSUE_THREADS intake threads, a CPU-bound one the configured count."""
+    authority = CertificateAuthority.open(
+        database, backend_store, CaConfig(public_base_url=PUBLIC_URL, issue_threads=1), directory
+    )
+    on_device = isinstance(backend_store, Pkcs11KeyStore)
+    assert backend_store.signs_on_device is on_device
+    assert authority.ctx.intake.threads == (PKCS11_ISSUE_THREADS if on_device else 1)

@@ -26,11 +26,11 @@ from govtrust.api.access import RPC_ACCESS
 from govtrust.api.identity import IdentityServicer, servicer
 from govtrust.config import Settings
 from govtrust.db import Database
+from govtrust.observability.metrics import get_metrics
 from govtrust.principal import Principal
 from govtrust.rpc.access import gate
 from govtrust.rpc.auth import Authenticator, set_token_resolver
 from govtrust.rpc.interceptors import GovtrustInterceptor
-from govtrust.server.metrics import get_metrics
 from govtrust.v1 import identity_pb2_grpc
 from hsm.master import MasterKey
 from idp.pii import PiiCodec

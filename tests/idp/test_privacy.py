@@ -9,8 +9,8 @@ import grpc
 import pytest
 from sqlalchemy import select
 
+from govtrust.observability.logs import JsonFormatter
 from govtrust.schema import metadata
-from govtrust.server.logs import JsonFormatter
 from govtrust.v1 import common_pb2, identity_pb2
 from idp.basedata import import_legal_persons, import_population
 from idp.models import CitizenRow

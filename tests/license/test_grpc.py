@@ -28,10 +28,10 @@ from grpc_status import rpc_status
 from govtrust.api.license import LicenseServicer
 from govtrust.config import Settings
 from govtrust.db import Database
+from govtrust.observability.metrics import get_metrics
 from govtrust.principal import SYSTEM, Principal
 from govtrust.rpc.auth import Authenticator, set_token_resolver
 from govtrust.rpc.interceptors import GovtrustInterceptor
-from govtrust.server.metrics import get_metrics
 from govtrust.v1 import common_pb2, license_pb2, license_pb2_grpc
 from hsm.master import MasterKey
 from hsm.soft import SoftKeyStore

@@ -633,8 +633,9 @@ def test_routes_are_served_by_the_platform_app(database: Database, tmp_path: Pat
     from ca.directory import InMemoryDirectory
     from govtrust.config import Settings
     from govtrust.http.app import create_app
+    from govtrust.observability.metrics import get_metrics
     from govtrust.platform import Platform
-    from govtrust.server.metrics import get_metrics
+    from govtrust.server.adapters import ROUTERS
     from hsm.soft import SoftKeyStore
 
     master = MasterKey.generate()
@@ -648,7 +649,9 @@ def test_routes_are_served_by_the_platform_app(database: Database, tmp_path: Pat
     directory = InMemoryDirectory()
     set_directory_factory(lambda _platform: directory)
     try:
-        with TestClient(create_app(platform, get_metrics(), only={"license"})) as app:
+        with TestClient(
+            create_app(platform, get_metrics(), routers={"license": ROUTERS["license"]})
+        ) as app:
             form = app.get("/verify/license?lang=en")
             assert form.status_code == 200 and "E-licence verification" in form.text
             assert form.headers["content-security-policy"].startswith("default-src 'none'")

@@ -295,10 +295,10 @@ def grpc_seal(world: World, tmp_path: object) -> Iterator[GrpcHandle]:
     from govtrust.api.seal import SealServicer
     from govtrust.config import Settings
     from govtrust.errors import Unauthenticated
+    from govtrust.observability.metrics import get_metrics
     from govtrust.rpc.access import gate
     from govtrust.rpc.auth import Authenticator, set_token_resolver
     from govtrust.rpc.interceptors import GovtrustInterceptor
-    from govtrust.server.metrics import get_metrics
     from govtrust.v1 import seal_pb2_grpc
 
     tokens: dict[str, Principal] = {}

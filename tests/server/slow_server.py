@@ -1,8 +1,8 @@
 """``govtrust serve`` with two deliberately slow endpoints, for the drain test.
 
 ``VerifyService.VerifyCertificate`` and ``GET /test/slow`` announce on stderr that they started,
-then take ``SLOW_SECONDS`` to answer. Registered through the public registries
-(``register_servicer``, ``register_router``), exactly as a package plugs in its own.
+then take ``SLOW_SECONDS`` to answer. Served in place of the production tables'
+``VerifyService`` and next to their routers (``serve(settings, servicers=…, routers=…)``).
 Usage: ``python tests/server/slow_server.py serve --data-dir … --grpc-port 0 --http-port 0``.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from govtrust.cli import main
-from govtrust.http.app import register_router
-from govtrust.server.services import register_servicer
+from govtrust.cli import build_parser, serve_settings
+from govtrust.server.adapters import ROUTERS, SERVICERS
+from govtrust.server.run import serve
 from govtrust.v1 import verify_pb2, verify_pb2_grpc
 
 SLOW_SECONDS = 2.0
@@ -49,6 +49,12 @@ def slow_router(_platform: Any) -> APIRouter:
 
 
 if __name__ == "__main__":
-    register_servicer("govtrust.v1.VerifyService", SlowVerifyService)
-    register_router("test-slow", slow_router)
-    sys.exit(main(sys.argv[1:]))
+    arguments = build_parser().parse_args(sys.argv[1:])
+    assert arguments.command == "serve", "usage: slow_server.py serve --data-dir … --grpc-port …"
+    sys.exit(
+        serve(
+            serve_settings(arguments),
+            servicers={**SERVICERS, "govtrust.v1.VerifyService": SlowVerifyService},
+            routers={**ROUTERS, "test-slow": slow_router},
+        )
+    )

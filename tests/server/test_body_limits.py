@@ -16,9 +16,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from govtrust.config import ConfigError, load_settings
-from govtrust.http.app import GovtrustApp, create_app, register_router, unregister_router
+from govtrust.http.app import GovtrustApp, create_app
 from govtrust.http.limits import body_limit
-from govtrust.server.metrics import get_metrics
+from govtrust.observability.metrics import get_metrics
 
 DEFAULT = 4096
 ROUTE = 16 * 1024
@@ -77,22 +77,18 @@ def _router(_platform: Any) -> APIRouter:
 
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    register_router("test-limits", _router)
     SEEN.sizes.clear()
-    try:
-        app = create_app(
-            cast(Any, object()), get_metrics(), only={"test-limits"}, max_body_bytes=DEFAULT
-        )
-        assert isinstance(app, GovtrustApp)
-        assert ("POST", "/test/fast") in app.fast_routes and (
-            "POST",
-            "/test/raw",
-        ) in app.fast_routes
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
-    finally:
-        unregister_router("test-limits")
+    app = create_app(
+        cast(Any, object()), get_metrics(), routers={"test-limits": _router}, max_body_bytes=DEFAULT
+    )
+    assert isinstance(app, GovtrustApp)
+    assert ("POST", "/test/fast") in app.fast_routes and (
+        "POST",
+        "/test/raw",
+    ) in app.fast_routes
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
 
 
 class _Stream:

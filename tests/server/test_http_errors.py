@@ -25,8 +25,8 @@ from govtrust.errors import (
     Unauthenticated,
     Unavailable,
 )
-from govtrust.http.app import GovtrustApp, create_app, register_router, unregister_router
-from govtrust.server.metrics import get_metrics
+from govtrust.http.app import GovtrustApp, create_app
+from govtrust.observability.metrics import get_metrics
 
 ERRORS: dict[str, tuple[Exception, int, str]] = {
     "invalid": (
@@ -78,14 +78,10 @@ def _router(_platform: Any) -> APIRouter:
 
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    register_router("test-errors", _router)
-    try:
-        app = create_app(cast(Any, object()), get_metrics(), only={"test-errors"})
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
-    finally:
-        unregister_router("test-errors")
+    app = create_app(cast(Any, object()), get_metrics(), routers={"test-errors": _router})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
 
 
 @pytest.mark.asyncio

@@ -16,12 +16,12 @@ import grpc.aio
 import pytest
 from cryptography import x509
 
+from govtrust.observability.metrics import get_metrics
 from govtrust.principal import Principal
 from govtrust.rpc import auth
 from govtrust.rpc.auth import Authenticator, certificate_subject
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.interceptors import GovtrustInterceptor
-from govtrust.server.metrics import get_metrics
 from tests.server.pki import Pki, key_pem, pem
 
 

@@ -30,11 +30,11 @@ from govtrust.errors import (
     Unauthenticated,
     Unavailable,
 )
+from govtrust.observability.metrics import get_metrics
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.interceptors import GovtrustInterceptor
 from govtrust.rpc.status import classify
-from govtrust.server.metrics import get_metrics
 from hsm.errors import KeyNotFound
 
 

@@ -59,9 +59,9 @@ def serve(ctx: VerifyContext, db: Any) -> Iterator[Handle]:
     from govtrust.api.verify import VerifyServicer
     from govtrust.config import Settings
     from govtrust.errors import Unauthenticated
+    from govtrust.observability.metrics import get_metrics
     from govtrust.rpc.auth import Authenticator, set_token_resolver
     from govtrust.rpc.interceptors import GovtrustInterceptor
-    from govtrust.server.metrics import get_metrics
 
     bearer: dict[str, Principal] = {}
 

@@ -62,9 +62,9 @@ def server(vworld: World) -> Iterator[Server]:
     from govtrust.api.verify import VerifyServicer
     from govtrust.config import Settings
     from govtrust.errors import Unauthenticated
+    from govtrust.observability.metrics import get_metrics
     from govtrust.rpc.auth import Authenticator, set_token_resolver
     from govtrust.rpc.interceptors import GovtrustInterceptor
-    from govtrust.server.metrics import get_metrics
 
     context = VerifyContext(
         vworld.db,

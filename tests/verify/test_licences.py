@@ -205,9 +205,9 @@ class _Handle:
 def verify_server(prod: Prod, vctx: VerifyContext) -> Iterator[_Handle]:
     from govtrust.api.verify import VerifyServicer
     from govtrust.errors import Unauthenticated
+    from govtrust.observability.metrics import get_metrics
     from govtrust.rpc.auth import Authenticator, set_token_resolver
     from govtrust.rpc.interceptors import GovtrustInterceptor
-    from govtrust.server.metrics import get_metrics
 
     tokens = prod.handle.tokens  # shared with the licence servicer the fixture serves
 
