@@ -145,24 +145,26 @@ def parse_public_key(spki_der: bytes, *, field: str = "public_key") -> bytes:
         info = keys.PublicKeyInfo.load(bytes(spki_der), strict=True)
         algorithm = info["algorithm"]["algorithm"].dotted
         params = info["algorithm"]["parameters"]
+        named = isinstance(params, keys.ECDomainParameters) and params.name == "named"
+        curve = params.chosen.dotted if named else None
         point = info["public_key"].native
-    except (ValueError, TypeError, KeyError):
+        canonical = info.dump(force=True) == bytes(spki_der)
+    except (ValueError, TypeError, KeyError, AttributeError):
         raise InvalidSm2PublicKey.field(
             field, "not a DER SubjectPublicKeyInfo (truncated or malformed)"
         ) from None
-    if info.dump(force=True) != bytes(spki_der):
+    if not canonical:
         raise InvalidSm2PublicKey.field(field, "the SubjectPublicKeyInfo is not in DER form")
     if algorithm != EC_PUBLIC_KEY_OID:
         raise InvalidSm2PublicKey.field(
             field, f"not an elliptic-curve key (algorithm {algorithm}); an SM2 key is expected"
         )
-    if not isinstance(params, keys.ECDomainParameters) or params.name != "named":
+    if curve is None:
         raise InvalidSm2PublicKey.field(
             field,
             "an SM2 key names its curve (1.2.156.10197.1.301); explicit or implicit "
             "curve parameters are not accepted",
         )
-    curve = params.chosen.dotted
     if curve != SM2_CURVE_OID:
         name = _KNOWN_CURVES.get(curve, curve)
         raise InvalidSm2PublicKey.field(

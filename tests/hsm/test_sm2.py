@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from govtrust.config import ConfigError, load_settings, pkcs11_constant
@@ -269,6 +271,33 @@ def test_bad_signer_ids_are_refused(soft_store: SoftKeyStore) -> None:
         soft_store.sign(ref, MESSAGE, SignatureScheme.ECDSA_SHA256)
     with pytest.raises(UnsupportedScheme, match="does not fit a ec-p256 key"):
         soft_store.sign(p256, MESSAGE, SM2)
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    """``seed`` with a few bytes changed, cut short or extended."""
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, 4))):
+        if data:
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, len(data)))
+    return bytes(data[:cut]) + draw(st.binary(max_size=4)) if draw(st.booleans()) else bytes(data)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(spki=_mutated(encode_public_key(SAMPLE_POINT)), signature=_mutated(SAMPLE_SIGNATURE))
+def test_mangled_keys_and_signatures_get_only_the_specific_errors(
+    spki: bytes, signature: bytes
+) -> None:
+    error: Exception | None = None
+    try:
+        verify_sm2_signature(spki, None, SAMPLE_MESSAGE, signature)
+    except (InvalidSm2PublicKey, InvalidSm2Signature, InvalidSm2SignerId) as exc:
+        error = exc
+    if error is None:  # accepted: then it is exactly the sample (canonical DER, checked point)
+        assert spki == encode_public_key(SAMPLE_POINT) and signature == SAMPLE_SIGNATURE
+    else:
+        assert classify(error).code is grpc.StatusCode.INVALID_ARGUMENT
 
 
 # --- the soft key store --------------------------------------------------------------------------
