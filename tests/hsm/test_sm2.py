@@ -4,10 +4,12 @@ strict parsing with specific errors, the soft store's SM2 keys and the PKCS#11 r
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
 import grpc
+import pkcs11
 import pytest
 from asn1crypto import keys
 from cryptography.hazmat.primitives import serialization
@@ -412,6 +414,37 @@ def test_pkcs11_without_sm2_settings_is_failed_precondition(pkcs11_store: Pkcs11
     with pytest.raises(InvalidSm2SignerId):
         pkcs11_store.sign(ec_key, MESSAGE, SignatureScheme.ECDSA_SHA256, signer_id=OTHER_ID)
     pkcs11_store.destroy(ec_key)
+
+
+def test_pkcs11_key_on_the_sm2_curve_is_listed_as_sm2_and_never_signs_ecdsa(
+    pkcs11_store: Pkcs11KeyStore, softhsm_token: SoftHsmToken
+) -> None:
+    """SoftHSM2 makes an EC key on the SM2 curve (CKM_EC_KEY_PAIR_GEN); plain ECDSA on that curve
+    is not SM2, so the store lists it as SM2 and refuses both ECDSA and (without the vendor
+    mechanism) SM2."""
+    lib = pkcs11.lib(os.path.realpath(softhsm_token.module))
+    session = lib.get_token(token_label=softhsm_token.label).open(rw=True)
+    try:
+        session.generate_keypair(
+            pkcs11.KeyType.EC,
+            id=b"\x5a\x02",
+            label="sm2-curve key",
+            store=True,
+            public_template={pkcs11.Attribute.EC_PARAMS: bytes.fromhex("06082a811ccf5501822d")},
+            private_template={pkcs11.Attribute.SENSITIVE: True},
+        )
+        ref = next(r for r in pkcs11_store.list() if r.key_id == "5a02")
+        assert ref.algorithm is KeyAlgorithm.SM2
+        assert len(parse_public_key(ref.public_key_der)) == 65  # a valid SM2 SPKI
+        with pytest.raises(UnsupportedScheme, match="does not fit a sm2 key"):
+            pkcs11_store.sign(ref, MESSAGE, SignatureScheme.ECDSA_SHA256)
+        with pytest.raises(Sm2NotAvailable):
+            pkcs11_store.sign(ref, MESSAGE, SM2, signer_id=OTHER_ID)
+    finally:
+        pkcs11_store.destroy("5a02")
+        for obj in session.get_objects({pkcs11.Attribute.ID: b"\x5a\x02"}):
+            obj.destroy()
+        session.close()  # no C_Logout: opened without a PIN
 
 
 def test_pkcs11_with_constants_the_token_lacks_names_them(
