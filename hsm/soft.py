@@ -1,9 +1,9 @@
 """The soft key store: keys in the database, wrapped with AES-256-GCM under a master-key subkey.
 
 Generation makes the key with ``cryptography`` (SM2 keys with :mod:`hsm.sm2`), serialises it as
-PKCS#8 DER and wraps it with
-AES-256-GCM (random 96-bit nonce; AAD binds ``key_id`` and ``algorithm``) under the subkey
-``hsm/soft-key-wrap/v1`` of the master key. Only the wrapped form reaches the database.
+PKCS#8 DER and wraps it with AES-256-GCM (random 96-bit nonce; AAD binds ``key_id`` and
+``algorithm``) under the subkey ``hsm/soft-key-wrap/v1`` of the master key. Only the wrapped form
+reaches the database.
 
 Signing must cost little more than ``cryptography``'s own ``sign``: unwrapped keys live in a
 bounded LRU cache (``cache_size`` keys) together with one pre-bound signing function per fitting
