@@ -7,6 +7,11 @@ ECDSA P-256 signatures per second, single thread, on
 printed with each backend's ratio to OpenSSL. Exits 1 when the soft store is below
 ``TARGET_SOFT_RATIO`` of OpenSSL's rate (issue 2: "soft backend ≥ 50% of openssl on one core").
 
+SM2 (GB/T 32918.2 with SM3, default signer ID) the same way: the soft key store's SM2 signatures
+and :func:`hsm.sm2.verify_sm2_signature` beside ``openssl speed -seconds 1 sm2`` (sign/s and
+verify/s) in the same rounds; exits 1 too when SM2 signing is below ``TARGET_SM2_RATIO``
+(issue 16: "SM2 signatures through the soft key store ≥ 1.0× openssl speed sm2").
+
 Each contender runs ``--rounds`` one-second rounds (3 s in all), interleaved round by round;
 the median round counts. Rates are per CPU-second of the signing thread, the divisor
 ``openssl speed`` itself uses (user CPU time), so a busy shared machine does not skew the ratio.
@@ -33,8 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from govtrust.db import Database
 from hsm import KeyAlgorithm, MasterKey, Pkcs11KeyStore, SignatureScheme, SoftKeyStore
 from hsm.models import HsmKey
+from hsm.sm2 import verify_sm2_signature
 
 TARGET_SOFT_RATIO = 0.5
+TARGET_SM2_RATIO = 1.0
 MESSAGE = b"govtrust keystore bench message!"  # 32 bytes
 SOFTHSM_MODULES = (
     "/usr/lib/softhsm/libsofthsm2.so",
@@ -80,6 +87,24 @@ def openssl_rate(seconds: int = 1) -> float:
     return float(match.group(1))
 
 
+def openssl_sm2_rates(seconds: int = 1) -> tuple[float, float]:
+    """OpenSSL's single-core SM2 (sign/s, verify/s) from ``openssl speed sm2``."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise SystemExit("openssl is not installed")
+    out = subprocess.run(
+        [openssl, "speed", "-seconds", str(seconds), "sm2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # " 256 bits SM2 (CurveSM2)   0.0003s   0.0003s   3387.0   3455.7"
+    match = re.search(r"\(CurveSM2\)\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)", out)
+    if match is None:
+        raise SystemExit(f"cannot parse `openssl speed sm2` output:\n{out}")
+    return float(match.group(1)), float(match.group(2))
+
+
 class SoftContender:
     """The soft key store with one P-256 key, on SQLite in ``workdir``."""
 
@@ -88,10 +113,26 @@ class SoftContender:
         HsmKey.metadata.create_all(self.db.engine, tables=[HsmKey.__table__])  # type: ignore[list-item]
         self.store = SoftKeyStore(self.db, MasterKey.generate())
         self.key_id = self.store.generate("bench p256", KeyAlgorithm.EC_P256).key_id
+        sm2 = self.store.generate("bench sm2", KeyAlgorithm.SM2)
+        self.sm2_key_id, self.sm2_public = sm2.key_id, sm2.public_key_der
 
     def rate(self, seconds: float) -> float:
         store, key_id, scheme = self.store, self.key_id, SignatureScheme.ECDSA_SHA256
         return rate(lambda: store.sign(key_id, MESSAGE, scheme), seconds)
+
+    def sm2_sign_rate(self, seconds: float) -> float:
+        store, key_id, scheme = self.store, self.sm2_key_id, SignatureScheme.SM2_SM3
+        return rate(lambda: store.sign(key_id, MESSAGE, scheme), seconds)
+
+    def sm2_verify_rate(self, seconds: float) -> float:
+        public = self.sm2_public
+        signature = self.store.sign(self.sm2_key_id, MESSAGE, SignatureScheme.SM2_SM3)
+
+        def verify() -> bytes:
+            verify_sm2_signature(public, None, MESSAGE, signature)
+            return signature
+
+        return rate(verify, seconds)
 
     def close(self) -> None:
         self.store.close()
@@ -145,6 +186,10 @@ def main() -> int:
     reference: list[float] = []
     soft: list[float] = []
     hsm: list[float] = []
+    sm2_ref_sign: list[float] = []
+    sm2_ref_verify: list[float] = []
+    sm2_sign: list[float] = []
+    sm2_verify: list[float] = []
     with tempfile.TemporaryDirectory(prefix="gt-bench-") as tmp:
         workdir = Path(tmp)
         soft_store = SoftContender(workdir)
@@ -155,6 +200,11 @@ def main() -> int:
                 soft.append(soft_store.rate(1.0))
                 if hsm_store is not None:
                     hsm.append(hsm_store.rate(1.0))
+                ref_sign, ref_verify = openssl_sm2_rates(1)
+                sm2_ref_sign.append(ref_sign)
+                sm2_ref_verify.append(ref_verify)
+                sm2_sign.append(soft_store.sm2_sign_rate(1.0))
+                sm2_verify.append(soft_store.sm2_verify_rate(1.0))
         finally:
             soft_store.close()
             if hsm_store is not None:
@@ -178,7 +228,25 @@ def main() -> int:
     ratio = best_soft / best_ref
     verdict = "OK" if ratio >= TARGET_SOFT_RATIO else "BELOW TARGET"
     print(f"target: soft >= {TARGET_SOFT_RATIO:.2f} x openssl: {verdict} ({ratio:.2f})")
-    return 0 if ratio >= TARGET_SOFT_RATIO else 1
+
+    ref_s, ref_v = statistics.median(sm2_ref_sign), statistics.median(sm2_ref_verify)
+    gt_s, gt_v = statistics.median(sm2_sign), statistics.median(sm2_verify)
+    print(
+        f"SM2 with SM3 (GB/T 32918.2, default signer ID), one thread, {len(MESSAGE)}-byte "
+        f"message, median of {args.rounds} interleaved 1-s rounds, per CPU-second"
+    )
+    print(f"  {'openssl speed sm2':<28}{ref_s:>10.0f} sign/s   1.00{ref_v:>10.0f} verify/s   1.00")
+    print(
+        f"  {'soft key store (gmalglib)':<28}{gt_s:>10.0f} sign/s   {gt_s / ref_s:.2f}"
+        f"{gt_v:>10.0f} verify/s   {gt_v / ref_v:.2f}"
+    )
+    sm2_ratio = gt_s / ref_s
+    sm2_verdict = "OK" if sm2_ratio >= TARGET_SM2_RATIO else "BELOW TARGET"
+    print(
+        f"target: soft SM2 sign >= {TARGET_SM2_RATIO:.2f} x openssl speed sm2: "
+        f"{sm2_verdict} ({sm2_ratio:.2f})"
+    )
+    return 0 if ratio >= TARGET_SOFT_RATIO and sm2_ratio >= TARGET_SM2_RATIO else 1
 
 
 if __name__ == "__main__":

@@ -44,7 +44,10 @@ class Profile:
     subject_alt_names: bool = False
     rsa_key_encipherment: bool = False  # add keyEncipherment for RSA keys (TLS key transport)
     min_assurance: int = 2
-    key_algorithms: frozenset[KeyAlgorithm] = field(default_factory=lambda: frozenset(KeyAlgorithm))
+    # SM2 keys are not offered until the CA signs SM2 certificates (issue 16, item 2)
+    key_algorithms: frozenset[KeyAlgorithm] = field(
+        default_factory=lambda: frozenset(KeyAlgorithm) - {KeyAlgorithm.SM2}
+    )
     default_key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
 
     def validity_days(self, requested: int) -> int:

@@ -38,6 +38,10 @@ class Settings:
     pkcs11_module: str | None = None
     pkcs11_token_label: str | None = None
     pkcs11_pin: str | None = None
+    # SM2 on a PKCS#11 token: the vendor's CKK_/CKM_ constants (decimal or 0x hex); unset: no SM2
+    pkcs11_sm2_key_type: str | None = None
+    pkcs11_sm2_keygen_mechanism: str | None = None
+    pkcs11_sm2_mechanism: str | None = None
     public_base_url: str | None = None
     crl_base_url: str | None = None  # http base of CRL/OCSP/caIssuers URLs (default: derived)
     seal_maker_name: str | None = None  # the seal-making unit (default: a development unit)
@@ -126,6 +130,18 @@ _LIST_FIELDS = {"trusted_proxies", "registrar_grantable_roles"}
 _ADMIN_ONLY_ROLES = frozenset({"admin", "identity-registrar"})
 _KNOWN = {f.name for f in fields(Settings)}
 ENV_PREFIX = "GOVTRUST_"
+PKCS11_SM2_FIELDS = ("pkcs11_sm2_key_type", "pkcs11_sm2_keygen_mechanism", "pkcs11_sm2_mechanism")
+
+
+def pkcs11_constant(value: str | None) -> int | None:
+    """A PKCS#11 vendor constant written as decimal or ``0x`` hex; ``None`` if unset or invalid."""
+    if value is None:
+        return None
+    try:
+        number = int(value.strip(), 0)
+    except ValueError:
+        return None
+    return number if 0 <= number <= 0xFFFFFFFF else None
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -216,6 +232,12 @@ def _validate(settings: Settings) -> Settings:
         if missing:
             names = ", ".join(ENV_PREFIX + n.upper() for n in missing)
             raise ConfigError(f"hsm=pkcs11 needs {names}")
+    for name in PKCS11_SM2_FIELDS:
+        value = getattr(settings, name)
+        if value is not None and pkcs11_constant(value) is None:
+            raise ConfigError(
+                f"{name}: {value!r} is not a PKCS#11 constant (decimal or 0x hex, 32 bits)"
+            )
     if settings.database_url is not None and not settings.database_url.startswith(
         ("sqlite", "postgresql", "postgres://")
     ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from govtrust.config import Settings
+from govtrust.config import Settings, pkcs11_constant
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
 from govtrust.instance import check_bootstrap, require_instance
@@ -50,6 +50,9 @@ def configured_keystore(settings: Settings, db: Database, master_key: MasterKey)
         pkcs11_module=settings.pkcs11_module,
         pkcs11_token_label=settings.pkcs11_token_label,
         pkcs11_pin=settings.pkcs11_pin,
+        pkcs11_sm2_key_type=pkcs11_constant(settings.pkcs11_sm2_key_type),
+        pkcs11_sm2_keygen_mechanism=pkcs11_constant(settings.pkcs11_sm2_keygen_mechanism),
+        pkcs11_sm2_mechanism=pkcs11_constant(settings.pkcs11_sm2_mechanism),
     )
 
 

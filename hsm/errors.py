@@ -66,6 +66,28 @@ class InvalidLabel(KeyStoreError, InvalidArgument):
     """A key label is empty, too long or not printable."""
 
 
+# --- SM2 (GB/T 32918) ----------------------------------------------------------------------------
+
+
+class InvalidSm2PublicKey(KeyStoreError, InvalidArgument):
+    """Not an SM2 SubjectPublicKeyInfo: bad DER, another curve (e.g. P-256), a truncated or
+    off-curve point."""
+
+
+class InvalidSm2Signature(KeyStoreError, InvalidArgument):
+    """An SM2 signature that is not DER ``SEQUENCE{r, s}`` in range, or that does not verify."""
+
+
+class InvalidSm2SignerId(KeyStoreError, InvalidArgument):
+    """An SM2 signer ID that is empty or too long, given where none applies, or not the one the
+    signature was made with."""
+
+
+class Sm2NotAvailable(KeyStoreError, FailedPrecondition):
+    """The key store cannot do SM2: the PKCS#11 module's vendor SM2 mechanisms are not configured
+    or not offered by the token (the message names what is missing)."""
+
+
 # --- backends -----------------------------------------------------------------------------------
 
 

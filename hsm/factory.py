@@ -18,6 +18,9 @@ def open_keystore(
     pkcs11_module: str | None = None,
     pkcs11_token_label: str | None = None,
     pkcs11_pin: str | None = None,
+    pkcs11_sm2_key_type: int | None = None,
+    pkcs11_sm2_keygen_mechanism: int | None = None,
+    pkcs11_sm2_mechanism: int | None = None,
 ) -> KeyStore:
     """The key store named by ``backend`` (``GOVTRUST_HSM``), ready to use; close it when done.
 
@@ -25,6 +28,7 @@ def open_keystore(
     path, token label and user PIN; a missing one is a :class:`KeyStoreMisconfigured` naming
     the setting, and login problems raise the errors of
     :mod:`hsm.errors` at once, so a misconfigured server fails at start rather than at first use.
+    The ``pkcs11_sm2_*`` vendor constants enable SM2 on the token (:class:`hsm.pkcs11.Pkcs11Sm2`).
     """
     if backend == "soft":
         from hsm.soft import SoftKeyStore
@@ -44,10 +48,11 @@ def open_keystore(
             raise KeyStoreMisconfigured.field(
                 missing[0], f"the pkcs11 key store needs {', '.join(missing)} to be set"
             )
-        from hsm.pkcs11 import Pkcs11KeyStore
+        from hsm.pkcs11 import Pkcs11KeyStore, Pkcs11Sm2
 
         assert pkcs11_module and pkcs11_token_label and pkcs11_pin is not None
-        return Pkcs11KeyStore(pkcs11_module, pkcs11_token_label, pkcs11_pin)
+        sm2 = Pkcs11Sm2(pkcs11_sm2_key_type, pkcs11_sm2_keygen_mechanism, pkcs11_sm2_mechanism)
+        return Pkcs11KeyStore(pkcs11_module, pkcs11_token_label, pkcs11_pin, sm2=sm2)
     raise UnknownBackend.field(
         "hsm", f"unknown key store backend {backend!r} (expected one of: {', '.join(BACKENDS)})"
     )

@@ -2,8 +2,8 @@
 
 Private keys live only behind a :class:`KeyStore`; the rest of govtrust holds :class:`KeyRef`
 values (an opaque id plus the public key) and asks the store to sign. Algorithms and schemes are
-table-driven (:data:`ALGORITHMS`, :data:`SCHEMES`), so adding a family such as SM2 (SM2 keys
-signing with SM3) means adding enum members and table rows, not new code paths in callers.
+table-driven (:data:`ALGORITHMS`, :data:`SCHEMES`), so callers do not branch per family. SM2
+keys (GB/T 32918, :mod:`hsm.sm2`) sign with SM3 over a signer ID (``sign(..., signer_id=...)``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from hsm.errors import InvalidLabel, UnsupportedAlgorithm, UnsupportedScheme
+from hsm.errors import InvalidLabel, InvalidSm2SignerId, UnsupportedAlgorithm, UnsupportedScheme
 
 MAX_LABEL_LENGTH = 255
 
@@ -28,6 +28,7 @@ class KeyFamily(enum.StrEnum):
 
     EC = "ec"
     RSA = "rsa"
+    SM2 = "sm2"  # GB/T 32918: its own curve and signature (Z value over a signer ID), not ECDSA
 
 
 class KeyAlgorithm(enum.StrEnum):
@@ -37,6 +38,7 @@ class KeyAlgorithm(enum.StrEnum):
     EC_P384 = "ec-p384"
     RSA_2048 = "rsa-2048"
     RSA_3072 = "rsa-3072"
+    SM2 = "sm2"
 
 
 class SignatureScheme(enum.StrEnum):
@@ -48,6 +50,7 @@ class SignatureScheme(enum.StrEnum):
     RSA_PKCS1V15_SHA384 = "rsa-pkcs1v15-sha384"
     RSA_PSS_SHA256 = "rsa-pss-sha256"
     RSA_PSS_SHA384 = "rsa-pss-sha384"
+    SM2_SM3 = "sm2-sm3"  # GB/T 32918.2 with SM3; signer ID default 1234567812345678
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class SchemeSpec:
 
     @property
     def digest_size(self) -> int:
-        return {"sha256": 32, "sha384": 48, "sha512": 64}[self.digest]
+        return {"sha256": 32, "sha384": 48, "sha512": 64, "sm3": 32}[self.digest]
 
 
 ALGORITHMS: dict[KeyAlgorithm, AlgorithmSpec] = {
@@ -91,6 +94,9 @@ ALGORITHMS: dict[KeyAlgorithm, AlgorithmSpec] = {
     KeyAlgorithm.RSA_3072: AlgorithmSpec(
         KeyFamily.RSA, key_size=3072, default_scheme=SignatureScheme.RSA_PKCS1V15_SHA256
     ),
+    KeyAlgorithm.SM2: AlgorithmSpec(
+        KeyFamily.SM2, curve="sm2", default_scheme=SignatureScheme.SM2_SM3
+    ),
 }
 
 SCHEMES: dict[SignatureScheme, SchemeSpec] = {
@@ -100,6 +106,7 @@ SCHEMES: dict[SignatureScheme, SchemeSpec] = {
     SignatureScheme.RSA_PKCS1V15_SHA384: SchemeSpec(KeyFamily.RSA, "sha384", "pkcs1v15"),
     SignatureScheme.RSA_PSS_SHA256: SchemeSpec(KeyFamily.RSA, "sha256", "pss"),
     SignatureScheme.RSA_PSS_SHA384: SchemeSpec(KeyFamily.RSA, "sha384", "pss"),
+    SignatureScheme.SM2_SM3: SchemeSpec(KeyFamily.SM2, "sm3"),
 }
 
 
@@ -154,6 +161,14 @@ def check_scheme(algorithm: KeyAlgorithm | str, scheme: SignatureScheme | str) -
     return parsed
 
 
+def check_signer_id(scheme: SignatureScheme | str, signer_id: bytes | str | None) -> None:
+    """A signer ID is for SM2 schemes only (:class:`InvalidSm2SignerId` on any other)."""
+    if signer_id is not None and SCHEMES[parse_scheme(scheme)].family is not KeyFamily.SM2:
+        raise InvalidSm2SignerId.field(
+            "signer_id", f"a signer ID applies to SM2 signatures only, not to {scheme}"
+        )
+
+
 def validate_label(label: str) -> str:
     """Check a key label: 1–255 printable characters (it is shown to operators and on tokens)."""
     if not isinstance(label, str) or not label.strip():
@@ -202,7 +217,10 @@ class KeyRef:
     created_at: datetime
 
     def load_public_key(self) -> PublicKeyTypes:
-        """The public key as a ``cryptography`` object (for verifying signatures)."""
+        """The public key as a ``cryptography`` object (for verifying signatures).
+
+        ``cryptography`` has no SM2: verify SM2 keys with :func:`hsm.sm2.verify_sm2_signature`.
+        """
         return serialization.load_der_public_key(self.public_key_der)
 
     @property
@@ -224,16 +242,28 @@ class KeyStore(Protocol):
     """Custody of private keys: generate, sign, expose public keys, destroy.
 
     Implementations are thread-safe. ``sign`` hashes ``data`` with the scheme's digest and
-    returns the signature as X.509 / CMS carry it: ECDSA as DER ``SEQUENCE {r, s}``, RSA as the
-    raw big-endian signature. Errors are the ones in :mod:`hsm.errors`.
+    returns the signature as X.509 / CMS carry it: ECDSA and SM2 as DER ``SEQUENCE {r, s}``, RSA
+    as the raw big-endian signature. Errors are the ones in :mod:`hsm.errors`.
     """
 
     def generate(self, label: str, algorithm: KeyAlgorithm | str) -> KeyRef:
         """Generate a new key pair inside the store and return its reference."""
         ...
 
-    def sign(self, ref_or_id: KeyRefOrId, data: bytes, scheme: SignatureScheme | str) -> bytes:
-        """Sign ``data`` (not a digest) with the key, using ``scheme`` (which must fit the key)."""
+    def sign(
+        self,
+        ref_or_id: KeyRefOrId,
+        data: bytes,
+        scheme: SignatureScheme | str,
+        *,
+        signer_id: bytes | str | None = None,
+    ) -> bytes:
+        """Sign ``data`` (not a digest) with the key, using ``scheme`` (which must fit the key).
+
+        ``signer_id`` is the SM2 signer ID that goes into Z (GB/T 32918.2); ``None`` is the
+        default ``1234567812345678``. Giving one for a non-SM2 scheme is
+        :class:`InvalidSm2SignerId`.
+        """
         ...
 
     def public_key(self, ref_or_id: KeyRefOrId) -> bytes:

@@ -26,6 +26,14 @@ the module's configuration. Because of this, a process should reach a module onl
 
 A store must be opened in the process that uses it (after any fork): PKCS#11 sessions do not
 survive ``fork``, and the store refuses to be used from a child process.
+
+SM2. PKCS#11 defines no SM2 key type or mechanism, so they are settings (:class:`Pkcs11Sm2`,
+``GOVTRUST_PKCS11_SM2_*``): the vendor key type, the key-pair generation mechanism and the
+mechanism that signs a 32-byte SM3 digest ``e`` (govtrust computes Z over the signer ID and
+``e = SM3(Z ‖ M)`` on the host, as it hashes on the host for ECDSA). Without them, or on a token
+that does not list those mechanisms (SoftHSM2), SM2 requests raise :class:`Sm2NotAvailable`
+naming what is missing. Token keys of the configured SM2 key type, or EC keys on the SM2 curve,
+are listed as SM2 keys.
 """
 
 from __future__ import annotations
@@ -52,12 +60,14 @@ from pkcs11 import exceptions as p11e
 from pkcs11.mechanisms import MGF
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from hsm import sm2
 from hsm.errors import (
     InvalidLabel,
     KeyDestroyed,
     KeyNotFound,
     KeyStoreLoginFailed,
     KeyStoreUnavailable,
+    Sm2NotAvailable,
     TokenNotFound,
     UnsupportedAlgorithm,
 )
@@ -70,6 +80,7 @@ from hsm.keystore import (
     KeyRefOrId,
     SignatureScheme,
     check_scheme,
+    check_signer_id,
     created_at_from_key_id,
     key_id_of,
     new_key_id,
@@ -205,8 +216,35 @@ class _Mechanism:
     kind: str  # "ecdsa" | "pkcs1v15" | "pss"
 
 
+@dataclass(frozen=True)
+class Pkcs11Sm2:
+    """The vendor constants for SM2 on a PKCS#11 module (``None``: not configured).
+
+    ``key_type`` (``GOVTRUST_PKCS11_SM2_KEY_TYPE``) is the ``CKK_`` value of SM2 keys,
+    ``keygen_mechanism`` (``GOVTRUST_PKCS11_SM2_KEYGEN_MECHANISM``) the ``CKM_`` that generates an
+    SM2 key pair, ``mechanism`` (``GOVTRUST_PKCS11_SM2_MECHANISM``) the ``CKM_`` that signs a
+    32-byte digest and returns ``r ‖ s``.
+    """
+
+    key_type: int | None = None
+    keygen_mechanism: int | None = None
+    mechanism: int | None = None
+
+    SETTINGS = (
+        ("key_type", "GOVTRUST_PKCS11_SM2_KEY_TYPE"),
+        ("keygen_mechanism", "GOVTRUST_PKCS11_SM2_KEYGEN_MECHANISM"),
+        ("mechanism", "GOVTRUST_PKCS11_SM2_MECHANISM"),
+    )
+
+    def missing(self) -> list[str]:
+        """The settings that are not set, by their environment names."""
+        return [env for name, env in self.SETTINGS if getattr(self, name) is None]
+
+
 def _mechanism_for(scheme: SignatureScheme) -> _Mechanism:
     spec = SCHEMES[scheme]
+    if spec.family is KeyFamily.SM2:  # the vendor mechanism is chosen per store (settings)
+        return _Mechanism(Mechanism.ECDSA, None, spec.digest, "sm2")
     if spec.family is KeyFamily.EC:
         return _Mechanism(Mechanism.ECDSA, None, spec.digest, "ecdsa")
     if spec.padding == "pss":
@@ -216,6 +254,8 @@ def _mechanism_for(scheme: SignatureScheme) -> _Mechanism:
 
 
 _MECHANISMS = {scheme.value: _mechanism_for(scheme) for scheme in SCHEMES}
+# ECParameters namedCurve 1.2.156.10197.1.301 (DER OBJECT IDENTIFIER)
+_SM2_EC_PARAMS = bytes.fromhex("06082a811ccf5501822d")
 
 
 def _curve_name(ec_params: bytes) -> str:
@@ -233,17 +273,25 @@ def _algorithm_for(family: KeyFamily, curve: str | None, key_size: int | None) -
     raise UnsupportedAlgorithm(f"unsupported {family.value} key on the token ({what})")
 
 
-def _public_key_info(public: Any) -> tuple[KeyAlgorithm, bytes]:
+def _ec_point(public: Any) -> bytes:
+    raw_point = public[Attribute.EC_POINT]
+    try:  # PKCS#11 says DER OCTET STRING; some modules return the bare point
+        return bytes(OctetString.load(raw_point).native)
+    except (ValueError, TypeError):
+        return bytes(raw_point)
+
+
+def _public_key_info(public: Any, sm2_key_type: int | None = None) -> tuple[KeyAlgorithm, bytes]:
     """Algorithm and SubjectPublicKeyInfo DER of a PKCS#11 public key object."""
     key_type = public[Attribute.KEY_TYPE]
+    if sm2_key_type is not None and int(key_type) == sm2_key_type:
+        return KeyAlgorithm.SM2, sm2.encode_public_key(_ec_point(public))
     if key_type == KeyType.EC:
         curve = _curve_name(public[Attribute.EC_PARAMS])
+        if curve == sm2.SM2_CURVE_OID:  # an EC-typed key on the SM2 curve
+            return KeyAlgorithm.SM2, sm2.encode_public_key(_ec_point(public))
         algorithm = _algorithm_for(KeyFamily.EC, curve, None)
-        raw_point = public[Attribute.EC_POINT]
-        try:  # PKCS#11 says DER OCTET STRING; some modules return the bare point
-            point = bytes(OctetString.load(raw_point).native)
-        except (ValueError, TypeError):
-            point = raw_point
+        point = _ec_point(public)
         ec_curve = {"secp256r1": ec.SECP256R1(), "secp384r1": ec.SECP384R1()}[curve]
         key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey = (
             ec.EllipticCurvePublicKey.from_encoded_point(ec_curve, point)
@@ -291,7 +339,10 @@ class Pkcs11KeyStore:
         pool_size: int = 8,
         acquire_timeout: float = 30.0,
         key_cache_seconds: float = 5.0,
+        sm2: Pkcs11Sm2 | None = None,
     ) -> None:
+        self._sm2 = sm2 or Pkcs11Sm2()
+        self._sm2_checked = False
         self._module_path = module_path
         self._token_label = token_label
         self._pin = pin
@@ -532,7 +583,7 @@ class Pkcs11KeyStore:
             raise KeyStoreUnavailable(
                 f"key {key_id} has no public key object on the token; govtrust needs one"
             )
-        algorithm, der = _public_key_info(publics[0])
+        algorithm, der = _public_key_info(publics[0], self._sm2.key_type)
         ref = KeyRef(
             key_id=key_id,
             label=str(private[Attribute.LABEL]),
@@ -571,7 +622,14 @@ class Pkcs11KeyStore:
             Attribute.ENCRYPT: False,
             Attribute.WRAP: False,
         }
-        if spec.family is KeyFamily.EC:
+        keygen: dict[str, Any] = {}
+        if spec.family is KeyFamily.SM2:
+            self._require_sm2()
+            key_type: Any = self._sm2.key_type
+            key_length = None
+            keygen["mechanism"] = self._sm2.keygen_mechanism
+            public_template[Attribute.EC_PARAMS] = _SM2_EC_PARAMS
+        elif spec.family is KeyFamily.EC:
             key_type, key_length = KeyType.EC, None
             public_template[Attribute.EC_PARAMS] = encode_named_curve_parameters(spec.curve or "")
         else:
@@ -588,12 +646,13 @@ class Pkcs11KeyStore:
                     capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
                     public_template=public_template,
                     private_template=private_template,
+                    **keygen,
                 )
             except (p11e.MechanismInvalid, p11e.DomainParamsInvalid, p11e.KeySizeRange):
                 raise UnsupportedAlgorithm.field(
                     "algorithm", f"the PKCS#11 token cannot generate {algo.value} keys"
                 ) from None
-            _algorithm, der = _public_key_info(public)
+            _algorithm, der = _public_key_info(public, self._sm2.key_type)
             created_at = created_at_from_key_id(key_id) or _EPOCH
             ref = KeyRef(key_id, label, algo, der, created_at)
             self._refs[key_id] = ref
@@ -601,29 +660,45 @@ class Pkcs11KeyStore:
 
         return cast(KeyRef, self._call(run))
 
-    def sign(self, ref_or_id: KeyRefOrId, data: bytes, scheme: SignatureScheme | str) -> bytes:
-        """Hash on the host, sign the digest on the token, return X.509/CMS-ready bytes."""
+    def sign(
+        self,
+        ref_or_id: KeyRefOrId,
+        data: bytes,
+        scheme: SignatureScheme | str,
+        *,
+        signer_id: bytes | str | None = None,
+    ) -> bytes:
+        """Hash on the host, sign the digest on the token, return X.509/CMS-ready bytes.
+
+        SM2: Z over ``signer_id`` (default ``1234567812345678``) and ``e = SM3(Z ‖ data)`` are
+        computed here; the configured vendor mechanism signs ``e``.
+        """
         key_id = key_id_of(ref_or_id)
         ref = self._refs.get(key_id) or self.get(key_id)
         check_scheme(ref.algorithm, scheme)
+        check_signer_id(scheme, signer_id)
         mech = _MECHANISMS[str(scheme)]
-        digest = hashlib.new(mech.digest, data).digest()
-        payload = _DIGEST_INFO[mech.digest] + digest if mech.kind == "pkcs1v15" else digest
+        mechanism: Any = mech.mechanism
+        if mech.kind == "sm2":
+            self._require_sm2()
+            mechanism = self._sm2.mechanism
+            point = sm2.parse_public_key(ref.public_key_der)
+            z = sm2.z_value(point, signer_id)
+            payload = hashlib.new("sm3", z + data).digest()
+        else:
+            digest = hashlib.new(mech.digest, data).digest()
+            payload = _DIGEST_INFO[mech.digest] + digest if mech.kind == "pkcs1v15" else digest
 
         def run(pooled: _PooledSession) -> bytes:
             key = self._private_key(pooled, key_id)
             try:
-                return bytes(
-                    key.sign(payload, mechanism=mech.mechanism, mechanism_param=mech.param)
-                )
+                return bytes(key.sign(payload, mechanism=mechanism, mechanism_param=mech.param))
             except _STALE_HANDLE:  # destroyed or re-created meanwhile: look it up again
                 key = self._private_key(pooled, key_id, fresh=True)
-                return bytes(
-                    key.sign(payload, mechanism=mech.mechanism, mechanism_param=mech.param)
-                )
+                return bytes(key.sign(payload, mechanism=mechanism, mechanism_param=mech.param))
 
         raw = cast(bytes, self._call(run))
-        if mech.kind == "ecdsa":  # PKCS#11 gives r || s (equal halves); X.509/CMS want DER
+        if mech.kind in ("ecdsa", "sm2"):  # PKCS#11 gives r || s (equal halves); X.509/CMS want DER
             half = len(raw) // 2
             return encode_dss_signature(
                 int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
@@ -639,7 +714,7 @@ class Pkcs11KeyStore:
             publics = self._find(pooled, ObjectClass.PUBLIC_KEY, cka_id)
             if not publics:
                 raise KeyNotFound(key_id)
-            return _public_key_info(publics[0])[1]
+            return _public_key_info(publics[0], self._sm2.key_type)[1]
 
         return cast(bytes, self._call(run))
 
@@ -715,6 +790,38 @@ class Pkcs11KeyStore:
             self._module.close_session(pooled.session.handle)
         if release_now:
             _release_module(self._module)
+
+    def _require_sm2(self) -> None:
+        """:class:`Sm2NotAvailable` unless the SM2 settings are set and the token offers them."""
+        missing = self._sm2.missing()
+        if missing:
+            raise Sm2NotAvailable(
+                f"SM2 is not available on PKCS#11 module {self._module_path}: PKCS#11 has no "
+                f"standard SM2 mechanism and {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not set (the HSM vendor's constants; "
+                "SoftHSM2 has none)"
+            )
+        if self._sm2_checked:
+            return
+        with self._guard:
+            try:
+                offered = {int(m) for m in self._token.slot.get_mechanisms()}
+            except p11e.PKCS11Error as exc:
+                raise KeyStoreUnavailable(
+                    f"cannot list the mechanisms of token {self._token_label!r}: "
+                    f"{type(exc).__name__}"
+                ) from None
+        absent = [
+            f"{env}=0x{getattr(self._sm2, name):08x}"
+            for name, env in Pkcs11Sm2.SETTINGS
+            if name != "key_type" and getattr(self._sm2, name) not in offered
+        ]
+        if absent:
+            raise Sm2NotAvailable(
+                f"SM2 is not available on PKCS#11 token {self._token_label!r}: it does not offer "
+                f"the configured mechanism(s) {', '.join(absent)}"
+            )
+        self._sm2_checked = True
 
     @property
     def thread_safe_module(self) -> bool:

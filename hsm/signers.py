@@ -22,6 +22,7 @@ from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko_certvalidator.registry import CertificateStore, SimpleCertificateStore
 
 from govtrust.errors import InvalidArgument
+from hsm.errors import UnsupportedScheme
 from hsm.keystore import (
     ALGORITHMS,
     SCHEMES,
@@ -32,16 +33,19 @@ from hsm.keystore import (
     SignatureScheme,
     check_scheme,
 )
+from hsm.sm2 import SM3_WITH_SM2_OID
 
 
 def signed_digest_algorithm(scheme: SignatureScheme | str) -> algos.SignedDigestAlgorithm:
     """The X.509/CMS ``AlgorithmIdentifier`` of a scheme.
 
-    ECDSA identifiers carry no parameters (RFC 5758); RSA PKCS#1 v1.5 ones carry NULL
-    (RFC 4055); RSASSA-PSS carries explicit parameters: the digest, MGF1 with that digest, and a
-    salt as long as the digest.
+    ECDSA and SM3-with-SM2 identifiers carry no parameters (RFC 5758, GM/T 0006); RSA PKCS#1
+    v1.5 ones carry NULL (RFC 4055); RSASSA-PSS carries explicit parameters: the digest, MGF1
+    with that digest, and a salt as long as the digest.
     """
     spec = SCHEMES[SignatureScheme(scheme)]
+    if spec.family is KeyFamily.SM2:  # SM3-with-SM2, parameters absent (GM/T 0006)
+        return algos.SignedDigestAlgorithm({"algorithm": SM3_WITH_SM2_OID})
     if spec.family is KeyFamily.EC:
         return algos.SignedDigestAlgorithm({"algorithm": f"{spec.digest}_ecdsa"})
     if spec.padding == "pss":
@@ -144,6 +148,12 @@ class KeyStoreSigner(Signer):
     ) -> None:
         key = _resolve(keystore, ref_or_id)
         chosen = key.default_scheme if scheme is None else check_scheme(key.algorithm, scheme)
+        if SCHEMES[chosen].family is KeyFamily.SM2:
+            raise UnsupportedScheme.field(
+                "scheme",
+                "PDF (PAdES) signatures are ECDSA or RSA: international PDF validators cannot "
+                "check SM2",
+            )
         if not _same_public_key(signing_cert.public_key.dump(), key.public_key_der):
             raise InvalidArgument.field(
                 "signing_cert",

@@ -1,8 +1,9 @@
 """The soft key store: keys in the database, wrapped with AES-256-GCM under a master-key subkey.
 
-Generation makes the key with ``cryptography``, serialises it as PKCS#8 DER and wraps it with
-AES-256-GCM (random 96-bit nonce; AAD binds ``key_id`` and ``algorithm``) under the subkey
-``hsm/soft-key-wrap/v1`` of the master key. Only the wrapped form reaches the database.
+Generation makes the key with ``cryptography`` (SM2 keys with :mod:`hsm.sm2`), serialises it as
+PKCS#8 DER and wraps it with AES-256-GCM (random 96-bit nonce; AAD binds ``key_id`` and
+``algorithm``) under the subkey ``hsm/soft-key-wrap/v1`` of the master key. Only the wrapped form
+reaches the database.
 
 Signing must cost little more than ``cryptography``'s own ``sign``: unwrapped keys live in a
 bounded LRU cache (``cache_size`` keys) together with one pre-bound signing function per fitting
@@ -46,6 +47,7 @@ from hsm.keystore import (
     KeyRefOrId,
     SignatureScheme,
     check_scheme,
+    check_signer_id,
     key_id_of,
     new_key_id,
     parse_algorithm,
@@ -53,12 +55,13 @@ from hsm.keystore import (
 )
 from hsm.master import MasterKey
 from hsm.models import HsmKey
+from hsm.sm2 import Sm2PrivateKey
 
 WRAP_SCHEME = "aes256gcm-v1"
 WRAP_PURPOSE = "hsm/soft-key-wrap/v1"
 _AAD_PREFIX = b"govtrust hsm_keys aes256gcm-v1\x00"
 
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | Sm2PrivateKey
 SignFn = Callable[[bytes], bytes]
 
 _HASHES: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384()}
@@ -70,6 +73,8 @@ def _aad(key_id: str, algorithm: str) -> bytes:
 
 def _generate_private_key(algorithm: KeyAlgorithm) -> PrivateKey:
     spec = ALGORITHMS[algorithm]
+    if spec.family is KeyFamily.SM2:
+        return Sm2PrivateKey.generate()
     if spec.family is KeyFamily.EC:
         curve = {"secp256r1": ec.SECP256R1(), "secp384r1": ec.SECP384R1()}[spec.curve or ""]
         return ec.generate_private_key(curve)
@@ -82,6 +87,8 @@ def _generate_private_key(algorithm: KeyAlgorithm) -> PrivateKey:
 
 def _matches(key: PrivateKey, algorithm: KeyAlgorithm) -> bool:
     spec = ALGORITHMS[algorithm]
+    if isinstance(key, Sm2PrivateKey):
+        return spec.family is KeyFamily.SM2
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return spec.family is KeyFamily.EC and key.curve.name == spec.curve
     return spec.family is KeyFamily.RSA and key.key_size == spec.key_size
@@ -93,6 +100,9 @@ def signing_functions(key: PrivateKey, algorithm: KeyAlgorithm) -> dict[str, Sig
     family = ALGORITHMS[algorithm].family
     for scheme, spec in SCHEMES.items():
         if spec.family is not family:
+            continue
+        if isinstance(key, Sm2PrivateKey):
+            functions[scheme.value] = key.sign  # sign(data) uses the default signer ID
             continue
         digest = _HASHES[spec.digest]
         if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -112,6 +122,7 @@ class _Entry:
     algorithm: KeyAlgorithm
     signers: dict[str, SignFn]
     valid_until: float
+    sm2: Sm2PrivateKey | None = None  # for signatures over a signer ID other than the default
 
 
 class SoftKeyStore:
@@ -144,14 +155,17 @@ class SoftKeyStore:
         self._check_open()
         key = _generate_private_key(algo)
         key_id, created_at = new_key_id()
-        public_der = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        pkcs8 = key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        if isinstance(key, Sm2PrivateKey):
+            public_der, pkcs8 = key.public_key_der, key.to_pkcs8()
+        else:
+            public_der = key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            pkcs8 = key.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         nonce = os.urandom(12)
         wrapped = self._aead.encrypt(nonce, pkcs8, _aad(key_id, algo.value))
         del pkcs8
@@ -172,8 +186,18 @@ class SoftKeyStore:
         self._remember(key_id, algo, key)
         return KeyRef(key_id, label, algo, public_der, created_at)
 
-    def sign(self, ref_or_id: KeyRefOrId, data: bytes, scheme: SignatureScheme | str) -> bytes:
-        """Sign with a cached key (a dict look-up and ``cryptography``'s sign on the hot path)."""
+    def sign(
+        self,
+        ref_or_id: KeyRefOrId,
+        data: bytes,
+        scheme: SignatureScheme | str,
+        *,
+        signer_id: bytes | str | None = None,
+    ) -> bytes:
+        """Sign with a cached key (a dict look-up and the library's sign on the hot path).
+
+        ``signer_id`` (SM2 only) goes into Z; ``None`` is the default ``1234567812345678``.
+        """
         key_id = ref_or_id if type(ref_or_id) is str else key_id_of(ref_or_id)
         entry = self._cache.get(key_id)
         if entry is None or entry.valid_until < time.monotonic():
@@ -182,7 +206,11 @@ class SoftKeyStore:
         if fn is None:
             check_scheme(entry.algorithm, scheme)  # raises the specific error
             raise AssertionError("unreachable")  # pragma: no cover
-        return fn(data)
+        if signer_id is None:
+            return fn(data)
+        check_signer_id(scheme, signer_id)
+        assert entry.sm2 is not None  # an SM2 scheme fitted the key, so the key is SM2
+        return entry.sm2.sign(data, signer_id)
 
     def public_key(self, ref_or_id: KeyRefOrId) -> bytes:
         """SubjectPublicKeyInfo DER (also for destroyed keys, to verify their old signatures)."""
@@ -266,6 +294,7 @@ class SoftKeyStore:
             algorithm=algorithm,
             signers=signing_functions(key, algorithm),
             valid_until=time.monotonic() + self._revalidate,
+            sm2=key if isinstance(key, Sm2PrivateKey) else None,
         )
         with self._lock:
             if self._closed:
@@ -297,10 +326,17 @@ class SoftKeyStore:
             pkcs8 = self._aead.decrypt(row.wrap_nonce, row.wrapped_key, _aad(key_id, row.algorithm))
         except InvalidTag:  # wrong master key, or the row was altered
             raise KeyUnwrapFailed(key_id) from None
-        key = serialization.load_der_private_key(pkcs8, password=None)
+        key: object
+        if ALGORITHMS[algorithm].family is KeyFamily.SM2:
+            try:
+                key = Sm2PrivateKey.from_pkcs8(pkcs8)
+            except ValueError:
+                raise KeyUnwrapFailed(key_id) from None
+        else:
+            key = serialization.load_der_private_key(pkcs8, password=None)
         del pkcs8
-        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) or not _matches(
-            key, algorithm
-        ):
+        if not isinstance(
+            key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | Sm2PrivateKey
+        ) or not _matches(key, algorithm):
             raise KeyUnwrapFailed(key_id)
         return self._remember(key_id, algorithm, key)
