@@ -10,13 +10,13 @@ import pytest
 from asn1crypto import x509
 from sqlalchemy import select, update
 
-from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
+from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec, validity_window
 from ca.models import CaCertificate
 from idp.types import IdentityRef
 from seal.authority import DEFAULT_MAKER
 from seal.errors import MakerCertificateTooShort
 from seal.lifecycle import Application, Making, SealService
-from seal.maker import MAKER_NAME
+from seal.maker import MAKER_NAME, MAKER_VALIDITY_DAYS
 from seal.models import SealMakerRow
 from seal.structures import verify_seal
 from seal.types import SealKind, SealStatus
@@ -84,6 +84,18 @@ def test_a_seal_that_would_outlive_its_maker_is_refused(world: World, maker_exis
         assert violation.type == "MAKER_CERTIFICATE" and violation.subject == f"seal/{seal_id}"
     after = world.service.get(seal_id)
     assert after.status is SealStatus.APPROVED and after.certificate_id == ""
+
+
+def test_the_announced_maker_end_is_the_issued_certificates(world: World) -> None:
+    announced = world.seal_authority.maker_certificate_end(MAKER_VALIDITY_DAYS)
+    issued = world.seal_authority.issue_maker_certificate("ec-p256", MAKER_VALIDITY_DAYS)
+    end = _cert(issued.der).not_valid_after
+    assert timedelta(0) <= end - announced <= timedelta(seconds=5)  # whole seconds, issued later
+    # the window issuance uses: backdated a minute, capped at the issuing CA's own end
+    ca = world.authority.hierarchy.ca("legal-person")
+    not_before, not_after = validity_window(ca, 30)
+    assert not_after - not_before == timedelta(days=30)
+    assert validity_window(ca, 100 * 365)[1] == ca.not_after
 
 
 def test_a_maker_too_short_for_the_seal_is_rotated_when_a_fresh_one_covers_it(
