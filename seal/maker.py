@@ -4,14 +4,14 @@ GB/T 38540 has the seal-making unit sign every SESeal with an organisation (Âçï‰
 here a ``legal-person`` profile certificate (``organizationIdentifier=NTRCN-<USCC>``) of the
 configured unit (:class:`seal.authority.MakerIdentity`), valid for the profile's maximum. An
 SESeal's validity never outlasts its maker's certificate: :func:`current_maker` rotates the maker
-(new key, new certificate) when the current certificate ends before the seal would and a fresh
-one would not, and the caller refuses with :class:`~seal.errors.MakerCertificateTooShort`,
-before issuing or rotating anything (:func:`maker_end`), when even a fresh one would (the
-profile's maximum or the legal-person CA's own end comes sooner). A retired maker certificate
-is NOT revoked and its seals keep verifying: each SESeal carries the certificate it was signed
-with. A maker certificate revoked at the CA (key compromise) is replaced before the next seal
-is made. The row keeps only
-the current maker; a certificate of the old ``service`` profile is replaced on first use.
+(new key, new certificate) when the current certificate ends before the seal would but a fresh
+one would cover it, and the caller refuses with :class:`~seal.errors.MakerCertificateTooShort`,
+before issuing or rotating anything (:func:`maker_end`), when even a fresh one would end too
+soon (the profile's maximum or the legal-person CA's own end comes first). A retired maker
+certificate is NOT revoked and its seals keep verifying: each SESeal carries the certificate it
+was signed with. A maker certificate revoked at the CA (key compromise) is replaced before the
+next seal is made. The row keeps only the current maker; a certificate of the old ``service``
+profile is replaced on first use.
 """
 
 from __future__ import annotations
