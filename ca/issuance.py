@@ -373,6 +373,24 @@ def _static_extensions(profile: Profile, config: CaConfig, issuer: str, key_fami
     return b"".join(e.dump() for e in parts)
 
 
+def validity_window(
+    ca: Issuer, validity_days: int, moment: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """(notBefore, notAfter) of a certificate ``ca`` issues at ``moment`` (default: now) for
+    ``validity_days``: backdated by :data:`BACKDATE`, never past the CA's own end."""
+    not_before = (moment or now()) - BACKDATE
+    return not_before, min(not_before + timedelta(days=validity_days), ca.not_after)
+
+
+def certificate_end(ctx: CaContext, profile_name: str, validity_days: int = 0) -> datetime:
+    """The notAfter a certificate of the profile issued now for ``validity_days`` (0: the
+    profile's default) would have; nothing is issued (a caller decides whether a fresh
+    certificate would serve longer than the one it holds)."""
+    profile = get_profile(profile_name)
+    ca = ctx.hierarchy.ca(profile.issuer)
+    return validity_window(ca, profile.validity_days(validity_days))[1]
+
+
 def _build_and_sign(
     ctx: CaContext,
     profile: Profile,
@@ -388,9 +406,8 @@ def _build_and_sign(
     goes into the TBS (microseconds); pkilint checks the encodings of every profile in tests.
     """
     serial = random_serial()
-    not_before = now() - BACKDATE
     ca_not_after = ca.not_after
-    not_after = min(not_before + timedelta(days=validity_days), ca_not_after)
+    not_before, not_after = validity_window(ca, validity_days)
     attributes = _subject_attributes(profile, subject, hashed)
     require_clean(
         lint_plan(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from asn1crypto import x509
@@ -20,7 +21,7 @@ from sqlalchemy import select
 
 from ca.authority import CertificateAuthority
 from ca.directory import CitizenRecord, LegalPersonRecord, SealRecord, SubjectDirectory
-from ca.issuance import IssueRequest, SubjectSpec
+from ca.issuance import IssueRequest, SubjectSpec, certificate_end
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
 from govtrust.principal import Principal
@@ -53,6 +54,11 @@ class SealAuthority(Protocol):
     def issue_maker_certificate(self, algorithm: str, validity_days: int) -> IssuedCertificate:
         """Generate a key for the seal-making unit and certify it (its organisation certificate,
         the legal-person profile with the unit's USCC)."""
+        ...
+
+    def maker_certificate_end(self, validity_days: int) -> datetime:
+        """When a maker certificate issued now for ``validity_days`` would end (the CA caps it
+        at its own end); nothing is issued."""
         ...
 
     def certificate_status(self, certificate_der: bytes) -> str:
@@ -215,6 +221,9 @@ class CaSealAuthority:
         assert issued.key is not None
         row = issued.certificate
         return IssuedCertificate(row.id, row.der, issued.key.key_id, row.key_algorithm)
+
+    def maker_certificate_end(self, validity_days: int) -> datetime:
+        return certificate_end(self.authority.ctx, "legal-person", validity_days)
 
     def certificate_status(self, certificate_der: bytes) -> str:
         fingerprint = hashlib.sha256(certificate_der).hexdigest()

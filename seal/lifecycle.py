@@ -48,7 +48,7 @@ from seal.errors import (
     SealRuleViolation,
     SealUseDenied,
 )
-from seal.maker import current_maker
+from seal.maker import current_maker, maker_end
 from seal.maker import not_after as maker_not_after
 from seal.models import REASON_LENGTH, SealEventRow, SealGrantRow, SealRow
 from seal.owners import Owners, Party
@@ -675,8 +675,14 @@ class SealService:
         now = self.now()
         valid_until = as_utc(row.valid_until) if row.valid_until else now + DEFAULT_VALIDITY
         days = max(1, (valid_until - now).days + 1)
+        # refused before any change: the maker is neither issued nor rotated when it cannot cover
+        maker_ends = maker_end(self.db, self.authority, now, valid_until)
+        if maker_ends < valid_until:
+            raise MakerCertificateTooShort.of(
+                row.id, valid_until.isoformat(), maker_ends.isoformat()
+            )
         maker = self.maker(covering=valid_until)
-        if maker_not_after(maker.certificate_der) < valid_until:  # refused before any change
+        if maker_not_after(maker.certificate_der) < valid_until:  # a concurrent rotation
             raise MakerCertificateTooShort.of(
                 row.id, valid_until.isoformat(), maker_not_after(maker.certificate_der).isoformat()
             )

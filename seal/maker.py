@@ -4,12 +4,14 @@ GB/T 38540 has the seal-making unit sign every SESeal with an organisation (Âçï‰
 here a ``legal-person`` profile certificate (``organizationIdentifier=NTRCN-<USCC>``) of the
 configured unit (:class:`seal.authority.MakerIdentity`), valid for the profile's maximum. An
 SESeal's validity never outlasts its maker's certificate: :func:`current_maker` rotates the maker
-(new key, new certificate) when the current certificate ends before the seal would, and the
-caller refuses with :class:`~seal.errors.MakerCertificateTooShort` when even a fresh one would
-(the legal-person CA itself ends sooner). A retired maker certificate is NOT revoked and its
-seals keep verifying: each SESeal carries the certificate it was signed with. A maker certificate
-revoked at the CA (key compromise) is replaced before the next seal is made. The row keeps only
-the current maker; a certificate of the old ``service`` profile is replaced on first use.
+(new key, new certificate) when the current certificate ends before the seal would but a fresh
+one would cover it, and the caller refuses with :class:`~seal.errors.MakerCertificateTooShort`,
+before issuing or rotating anything (:func:`maker_end`), when even a fresh one would end too
+soon (the profile's maximum or the legal-person CA's own end comes first). A retired maker
+certificate is NOT revoked and its seals keep verifying: each SESeal carries the certificate it
+was signed with. A maker certificate revoked at the CA (key compromise) is replaced before the
+next seal is made. The row keeps only the current maker; a certificate of the old ``service``
+profile is replaced on first use.
 """
 
 from __future__ import annotations
@@ -48,14 +50,35 @@ def is_organisation_certificate(certificate_der: bytes) -> bool:
     return "organization_identifier" in subject and not tls
 
 
-def _usable(
-    authority: SealAuthority, row: SealMakerRow, moment: datetime, covering: datetime
-) -> bool:
-    if not is_organisation_certificate(row.certificate_der):
-        return False
-    if not_after(row.certificate_der) < max(moment, covering):
-        return False
-    return authority.certificate_status(row.certificate_der) == "active"
+def _choose(
+    db: Database, authority: SealAuthority, target: datetime
+) -> tuple[SealMakerRow | None, bool]:
+    """The stored maker row and whether to rotate it before signing a seal valid through
+    ``target``. A stored certificate that is of the organisation profile and active at the CA
+    but ends before ``target`` is replaced only when a fresh one would cover ``target``: when
+    the CA would cap a fresh one as short (its own end), rotating cannot help and the caller
+    refuses with nothing changed (otherwise every refused make issued a new key and
+    certificate)."""
+    with db.read() as session:
+        row = session.get(SealMakerRow, MAKER_NAME)
+    if row is None or not is_organisation_certificate(row.certificate_der):
+        return row, True
+    if authority.certificate_status(row.certificate_der) != "active":
+        return row, True
+    if not_after(row.certificate_der) >= target:
+        return row, False
+    return row, authority.maker_certificate_end(MAKER_VALIDITY_DAYS) >= target
+
+
+def maker_end(
+    db: Database, authority: SealAuthority, moment: datetime, covering: datetime | None = None
+) -> datetime:
+    """When the maker certificate :func:`current_maker` would use for ``covering`` ends: the
+    stored one's, or a fresh one's when it would be issued or rotated (nothing is issued)."""
+    row, rotate = _choose(db, authority, max(moment, covering or moment))
+    if rotate or row is None:
+        return authority.maker_certificate_end(MAKER_VALIDITY_DAYS)
+    return not_after(row.certificate_der)
 
 
 def current_maker(
@@ -66,11 +89,11 @@ def current_maker(
     covering: datetime | None = None,
 ) -> structures.Maker:
     """The maker whose certificate is valid through ``covering`` (default: now), issued or
-    rotated when the stored one is missing, of the old profile, ends too soon or is no longer
-    active at the CA (revoked after a key compromise, or on hold)."""
-    with db.read() as session:
-        row = session.get(SealMakerRow, MAKER_NAME)
-    if row is None or not _usable(authority, row, moment, covering or moment):
+    rotated when the stored one is missing, of the old profile, no longer active at the CA
+    (revoked after a key compromise, or on hold) or ends too soon while a fresh one would not
+    (see :func:`maker_end` to know beforehand whether it will cover ``covering``)."""
+    row, rotate = _choose(db, authority, max(moment, covering or moment))
+    if rotate or row is None:
         row = _rotate(db, keystore, authority, row, moment)
     return structures.Maker(
         keystore, row.key_id, default_scheme(row.key_algorithm), row.certificate_der

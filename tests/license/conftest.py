@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,11 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from govtrust.db import Database
-from hsm.keystore import KeyAlgorithm
+from hsm.keystore import KeyAlgorithm, KeyStore
 from hsm.master import MasterKey
 from hsm.soft import SoftKeyStore
 from license.jws import LicenceSigner
 from license.signed_data import LicenceMetadata
+from tests.unchanged import Snapshot, unchanged
 
 DEPT_USCC = "11430000006122244L"
 OTHER_USCC = "91350100M000100Y43"
@@ -147,6 +149,13 @@ def make_signer(
     assert isinstance(public, ec.EllipticCurvePublicKey)
     cert = ca.issue(public, uscc=uscc, **kwargs)  # type: ignore[arg-type]
     return LicenceSigner(keystore, ref, (cert,))
+
+
+def same(keystore: KeyStore) -> AbstractContextManager[Snapshot]:
+    """:func:`tests.unchanged.unchanged` over a bare soft key store: its keys and every row of
+    its database (what a refused signing or verification in the unit tests must leave)."""
+    assert isinstance(keystore, SoftKeyStore)
+    return unchanged(keystore._db, keystore)  # the store's own database (no public accessor)
 
 
 @pytest.fixture

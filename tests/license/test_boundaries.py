@@ -25,7 +25,7 @@ from license.errors import LicenceVerificationFailed, Reason
 from license.jws import LicenceSigner
 from license.models import LicenceAccessGrantRow
 from license.signed_data import sign_licence
-from tests.license.conftest import MiniCa, sample_metadata
+from tests.license.conftest import MiniCa, same, sample_metadata
 
 
 def test_the_licence_day_is_the_beijing_calendar_day() -> None:
@@ -117,7 +117,7 @@ def test_an_intermediate_outside_its_validity_breaks_the_chain(
     )
     chain = (leaf, inter)
     assert verify_chain(chain, [test_ca.root], at=limit) == test_ca.root
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(keystore), pytest.raises(LicenceVerificationFailed) as info:
         verify_chain(chain, [test_ca.root], at=outside)
     assert info.value.reason is Reason.CERTIFICATE_EXPIRED
     assert "licence intermediate" in info.value.message

@@ -16,6 +16,7 @@ from license.errors import LicenceVerificationFailed, Reason
 from tests.fuzz.pdfs import BROKEN
 from tests.license.test_http import Licences, app_for, lic  # noqa: F401 - fixture
 from tests.seal.conftest import world  # noqa: F401 - fixture
+from tests.unchanged import unchanged
 
 
 @pytest.fixture
@@ -33,13 +34,14 @@ def test_unreadable_embedded_files_are_malformed(name: str) -> None:
 
 
 def test_upload_of_unreadable_pdfs_is_400(lic: Licences, client: TestClient) -> None:  # noqa: F811
-    for name, pdf in sorted(BROKEN.items()):
-        response = client.post(
-            "/verify/license",
-            content=pdf,
-            headers={"Content-Type": "application/pdf", "Accept": "application/json"},
-        )
-        assert response.status_code == 400, (name, response.text[:300])
-        assert response.json()["error"]["code"] == "INVALID_ARGUMENT"
-        check = check_pdf(pdf, lic.roots, {})  # the gRPC path: a report, never an exception
-        assert check.verdict is Verdict.INVALID and check.reasons[0] == "MALFORMED", name
+    with unchanged(lic.world.db, lic.world.keystore):
+        for name, pdf in sorted(BROKEN.items()):
+            response = client.post(
+                "/verify/license",
+                content=pdf,
+                headers={"Content-Type": "application/pdf", "Accept": "application/json"},
+            )
+            assert response.status_code == 400, (name, response.text[:300])
+            assert response.json()["error"]["code"] == "INVALID_ARGUMENT"
+            check = check_pdf(pdf, lic.roots, {})  # the gRPC path: a report, never an exception
+            assert check.verdict is Verdict.INVALID and check.reasons[0] == "MALFORMED", name

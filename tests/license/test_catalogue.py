@@ -15,6 +15,7 @@ from govtrust.principal import SYSTEM, Principal
 from license import catalogue
 from license.catalogue import FieldSpec, FieldType, validate_fields, validate_validity
 from license.identifiers import check_type_code
+from tests.unchanged import unchanged
 
 BL = catalogue.business_licence([catalogue.EXAMPLE_ISSUER])
 UC = catalogue.uscc_certificate([catalogue.EXAMPLE_ISSUER])
@@ -141,11 +142,11 @@ def test_define_seed_get_list(database: Database) -> None:
         assert catalogue.get_type(session, UC.type_code) == UC
         actions = session.scalars(select(AuditRecord.action)).all()
         assert actions.count("licence.type.define") == 2
-        with pytest.raises(NotFound):
+        with unchanged(database), pytest.raises(NotFound):
             catalogue.get_type(session, "11100000000013338W999")
-        with pytest.raises(InvalidArgument):
+        with unchanged(database), pytest.raises(InvalidArgument):
             catalogue.get_type(session, "short")
-    with database.transaction() as session, pytest.raises(AlreadyExists):
+    with unchanged(database), database.transaction() as session, pytest.raises(AlreadyExists):
         catalogue.define_type(session, SYSTEM, BL)
     renamed = dataclasses.replace(BL, name_en="Business licence (renamed)")
     with database.transaction() as session:
@@ -156,7 +157,7 @@ def test_define_seed_get_list(database: Database) -> None:
 
 def test_define_needs_admin(database: Database) -> None:
     nobody = Principal(kind="user", subject="u", roles=frozenset({"verifier"}))
-    with database.transaction() as session, pytest.raises(PermissionDenied):
+    with unchanged(database), database.transaction() as session, pytest.raises(PermissionDenied):
         catalogue.define_type(session, nobody, BL)
 
 
@@ -245,10 +246,10 @@ def test_enum_boolean_and_english_labels_are_stored(database: Database) -> None:
     assert catalogue.type_from_json(catalogue.type_to_json(PERMIT)) == PERMIT
     data = catalogue.type_to_json(PERMIT)
     data["fields"][0]["allowed_values"] = "食品销售"
-    with pytest.raises(InvalidArgument) as info:
+    with unchanged(database), pytest.raises(InvalidArgument) as info:
         catalogue.type_from_json(data)
     assert info.value.violations[0].field == "fields[0]"
-    with database.transaction() as session, pytest.raises(InvalidArgument):
+    with unchanged(database), database.transaction() as session, pytest.raises(InvalidArgument):
         catalogue.define_type(
             session, SYSTEM,
             dataclasses.replace(PERMIT, fields=(FieldSpec("KZ_A", "a", FieldType.ENUM),)),

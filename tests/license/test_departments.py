@@ -14,6 +14,7 @@ from license.signed_data import LicenceMetadata, sign_licence, verify_licence
 from seal.types import SealKind
 from tests.license.conftest import TYPE_CODE, sample_metadata
 from tests.seal.conftest import FILING, USCC, World, world  # noqa: F401 - fixture
+from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.usefixtures("world")
 
@@ -51,10 +52,13 @@ def test_official_seal_signs_licences_verifiable_from_the_root(world: World) -> 
 def test_no_official_seal_or_an_inactive_one_stops_signing(world: World) -> None:  # noqa: F811
     world.active_seal(SealKind.CONTRACT)  # not an official seal
     signers = DepartmentSealSigners(world.service, world.keystore)
-    with pytest.raises(FailedPrecondition, match="no active official seal"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(FailedPrecondition, match="no active official seal"),
+    ):
         signers(USCC)
     seal = world.active_seal(SealKind.OFFICIAL)
     signers(USCC)
     world.service.suspend(world.rep, seal.id, "lost", "key lost")
-    with pytest.raises(FailedPrecondition, match="suspended"):
+    with unchanged(world.db, world.keystore), pytest.raises(FailedPrecondition, match="suspended"):
         signers(USCC)

@@ -46,6 +46,7 @@ from seal.types import PadesLevel, SealKind
 from tests.conftest import require_tool
 from tests.seal.conftest import USCC, World, live_ca, one_page_pdf, world  # noqa: F401 - fixtures
 from tests.seal.test_pdf import _nss, pdfsig
+from tests.unchanged import unchanged
 
 HOLDER_USCC = "11430000006122244L"
 VERIFY_BASE = "https://verify.gov.example/verify/license/"
@@ -360,7 +361,10 @@ def test_garbage_truncated_unsealed_and_non_licence_pdfs(licence: Licence) -> No
         one_page_pdf(),
         sealed_other,
     ):
-        with pytest.raises(LicenceVerificationFailed) as info:
+        with (
+            unchanged(licence.world.db, licence.world.keystore),
+            pytest.raises(LicenceVerificationFailed) as info,
+        ):
             read_licence_pdf(bad)
         assert info.value.reason is Reason.MALFORMED
         check = check_pdf(bad, licence.roots, licence.lists)

@@ -35,6 +35,7 @@ from seal.runtime import SealRuntime
 from seal.types import SealKind
 from tests.license.test_catalogue import GOOD_BL
 from tests.seal.conftest import USCC, World, resident_id, world  # noqa: F401 - fixture
+from tests.unchanged import unchanged
 
 DEPT = Principal("service", "amr-system", frozenset({f"licence-issuer:{USCC}"}))
 ISSUER_NAME = "福州市市场监督管理局"
@@ -278,20 +279,24 @@ def test_malformed_and_unknown_identifiers(lic: Licences, client: TestClient) ->
         wrong_check: "identifier.check",
         valid.replace(".001.", ".01.", 1): "identifier.version",
     }
-    for bad, part in cases.items():
-        response = client.get(f"/verify/license/{bad}")
-        assert response.status_code == 400, bad
-        assert "证照标识格式错误" in response.text and part in response.text, bad
-        assert response.headers["content-security-policy"].startswith("default-src 'none'")
-        as_json = client.get(f"/verify/license/{bad}", headers={"Accept": "application/json"})
-        assert as_json.status_code == 400 and as_json.json()["error"]["code"] == "INVALID_ARGUMENT"
+    with unchanged(lic.world.db, lic.world.keystore):
+        for bad, part in cases.items():
+            response = client.get(f"/verify/license/{bad}")
+            assert response.status_code == 400, bad
+            assert "证照标识格式错误" in response.text and part in response.text, bad
+            assert response.headers["content-security-policy"].startswith("default-src 'none'")
+            as_json = client.get(f"/verify/license/{bad}", headers={"Accept": "application/json"})
+            assert (
+                as_json.status_code == 400 and as_json.json()["error"]["code"] == "INVALID_ARGUMENT"
+            )
     # well-formed, right check character, but never issued here
     from license.identifiers import build_identifier
 
     unknown = str(build_identifier(catalogue.BUSINESS_LICENCE_CODE, USCC, "999999", 1))
-    response = client.get(f"/verify/license/{unknown}?lang=en")
-    assert response.status_code == 404 and "Licence not found" in response.text
-    assert unknown in response.text
+    with unchanged(lic.world.db, lic.world.keystore):
+        response = client.get(f"/verify/license/{unknown}?lang=en")
+        assert response.status_code == 404 and "Licence not found" in response.text
+        assert unknown in response.text
 
 
 def test_a_tampered_stored_record_does_not_verify(lic: Licences, client: TestClient) -> None:
@@ -389,7 +394,10 @@ def test_garbage_submissions_are_refused(lic: Licences, client: TestClient) -> N
 
 
 def test_oversized_upload_is_413_unread(lic: Licences) -> None:
-    with TestClient(app_for(lic, max_upload=1024)) as small:
+    with (
+        TestClient(app_for(lic, max_upload=1024)) as small,
+        unchanged(lic.world.db, lic.world.keystore),
+    ):
         big = b"%PDF-1.7\n" + b"0" * (64 * 1024)
         response = small.post("/verify/license", files={"pdf": ("big.pdf", big, "application/pdf")})
         assert response.status_code == 413 and "上传的文件过大（上限 1 KiB）" in response.text
@@ -458,14 +466,19 @@ def test_rate_limit_answers_429_with_retry_after(lic: Licences) -> None:
     with TestClient(app_for(lic, limiter=limiter)) as limited:
         url = f"/verify/license/{lic.ids['valid']}"
         assert [limited.get(url).status_code for _ in range(3)] == [200, 200, 200]
-        refused = limited.get(url)
-        assert refused.status_code == 429
-        assert 90 <= int(refused.headers["retry-after"]) <= 100
-        assert "请求过于频繁" in refused.text
-        posted = limited.post(
-            "/verify/license", data={"qr": lic.qr["valid"]}, headers={"Accept": "application/json"}
-        )
-        assert posted.status_code == 429 and posted.json()["error"]["code"] == "RESOURCE_EXHAUSTED"
+        with unchanged(lic.world.db, lic.world.keystore):
+            refused = limited.get(url)
+            assert refused.status_code == 429
+            assert 90 <= int(refused.headers["retry-after"]) <= 100
+            assert "请求过于频繁" in refused.text
+            posted = limited.post(
+                "/verify/license",
+                data={"qr": lic.qr["valid"]},
+                headers={"Accept": "application/json"},
+            )
+            assert (
+                posted.status_code == 429 and posted.json()["error"]["code"] == "RESOURCE_EXHAUSTED"
+            )
         # the status list and trust list are not limited (verifiers poll them)
         assert limited.get(f"/licence/status/{USCC}").status_code == 200
         assert limited.get("/licence/trust-list").status_code == 200
@@ -488,8 +501,8 @@ def test_status_list_url_reflects_revocation_at_once(lic: Licences, client: Test
     assert verified.status(valid_index) is LicenceStatus.VALID
     assert verified.status(revoked_index) is LicenceStatus.REVOKED
     etag = first.headers["etag"]
-    unchanged = client.get(url, headers={"If-None-Match": etag})
-    assert unchanged.status_code == 304 and unchanged.content == b""
+    not_modified = client.get(url, headers={"If-None-Match": etag})
+    assert not_modified.status_code == 304 and not_modified.content == b""
 
     lic.service.revoke(DEPT, lic.ids["valid"], "吊销")
     after = client.get(url, headers={"If-None-Match": etag})
@@ -499,11 +512,12 @@ def test_status_list_url_reflects_revocation_at_once(lic: Licences, client: Test
     page = client.get(f"/verify/license/{lic.ids['valid']}")
     assert status_of(page.text) == "revoked"
 
-    unknown = client.get("/licence/status/11100000000013338W")
-    assert unknown.status_code == 404
-    with lic.world.db.read() as session:  # asking did not create a list for it
-        assert session.get(LicenceStatusListRow, "11100000000013338W") is None
-    assert client.get("/licence/status/short").status_code == 400
+    with unchanged(lic.world.db, lic.world.keystore):
+        unknown = client.get("/licence/status/11100000000013338W")
+        assert unknown.status_code == 404
+        with lic.world.db.read() as session:  # asking did not create a list for it
+            assert session.get(LicenceStatusListRow, "11100000000013338W") is None
+        assert client.get("/licence/status/short").status_code == 400
 
 
 def test_trust_list_document(lic: Licences, client: TestClient) -> None:
@@ -605,14 +619,15 @@ def test_post_licence_pdf(lic: Licences, client: TestClient) -> None:
         "truncated": (pdf[: len(pdf) // 3], "pdf: "),
         "not a licence": (one_page_pdf(), "not a licence document"),
     }
-    for name, (data, words) in cases.items():
-        response = client.post(
-            "/verify/license",
-            files={"pdf": ("x.pdf", data, "application/pdf")},
-            headers=json_headers,
-        )
-        assert response.status_code == 400, (name, response.text)
-        assert words in response.json()["error"]["message"], (name, response.text)
+    with unchanged(lic.world.db, lic.world.keystore):
+        for name, (data, words) in cases.items():
+            response = client.post(
+                "/verify/license",
+                files={"pdf": ("x.pdf", data, "application/pdf")},
+                headers=json_headers,
+            )
+            assert response.status_code == 400, (name, response.text)
+            assert words in response.json()["error"]["message"], (name, response.text)
 
     lic.service.revoke(DEPT, identifier, "企业申请注销")
     revoked = client.post(
@@ -655,11 +670,14 @@ def test_routes_are_served_by_the_platform_app(database: Database, tmp_path: Pat
             form = app.get("/verify/license?lang=en")
             assert form.status_code == 200 and "E-licence verification" in form.text
             assert form.headers["content-security-policy"].startswith("default-src 'none'")
-            bad = app.get("/verify/license/1.2.156.3005.2.X")
-            assert bad.status_code == 400 and "证照标识格式错误" in bad.text
+            # the first licence route builds the runtime, which bootstraps the CA: a served
+            # one first, so that the refusals below are seen to change nothing
             trust = app.get("/licence/trust-list")
             assert trust.status_code == 200 and trust.json() == {"v": 1, "chains": []}
-            assert app.get(f"/licence/status/{USCC}").status_code == 404
+            with unchanged(database, store):
+                bad = app.get("/verify/license/1.2.156.3005.2.X")
+                assert bad.status_code == 400 and "证照标识格式错误" in bad.text
+                assert app.get(f"/licence/status/{USCC}").status_code == 404
             garbage = app.post("/verify/license", data={"qr": "GT1:NOTAPAYLOAD"})
             assert garbage.status_code == 200 and 'data-ok="false"' in garbage.text
     finally:

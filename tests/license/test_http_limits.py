@@ -22,6 +22,7 @@ from license import public
 from license.runtime import LicenceRuntime
 from tests.license.test_http import Licences, app_for, lic, sealed_pdf  # noqa: F401 - fixture
 from tests.seal.conftest import world  # noqa: F401 - fixture
+from tests.unchanged import unchanged
 from tests.untrusted_pdf import append_empty_updates
 
 JSON = {"Accept": "application/json"}
@@ -46,15 +47,20 @@ def test_a_pdf_with_many_updates_is_413_naming_the_limit(lic: Licences) -> None:
     _, pdf = sealed_pdf(lic)
     hostile = append_empty_updates(pdf, 300)  # VALID after seconds of work before the fix
     with TestClient(app_for(lic), base_url="https://gov.example") as client:
-        refused = client.post(
-            "/verify/license", content=hostile, headers={"Content-Type": "application/pdf", **JSON}
-        )
-        assert refused.status_code == 413, refused.text
-        error = refused.json()["error"]
-        assert error["code"] == "RESOURCE_EXHAUSTED"
-        assert "GOVTRUST_PDF_MAX_REVISIONS" in error["message"], error
-        page = client.post("/verify/license", files={"pdf": ("x.pdf", hostile, "application/pdf")})
-        assert page.status_code == 413 and "文档过于复杂" in page.text
+        with unchanged(lic.world.db, lic.world.keystore):
+            refused = client.post(
+                "/verify/license",
+                content=hostile,
+                headers={"Content-Type": "application/pdf", **JSON},
+            )
+            assert refused.status_code == 413, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "RESOURCE_EXHAUSTED"
+            assert "GOVTRUST_PDF_MAX_REVISIONS" in error["message"], error
+            page = client.post(
+                "/verify/license", files={"pdf": ("x.pdf", hostile, "application/pdf")}
+            )
+            assert page.status_code == 413 and "文档过于复杂" in page.text
         ok = client.post(
             "/verify/license", content=pdf, headers={"Content-Type": "application/pdf", **JSON}
         )
@@ -153,7 +159,8 @@ def test_a_disconnected_client_stops_its_check(lic: Licences, small_pool: None) 
         await asyncio.wait_for(call, 10)
         return sent
 
-    sent = asyncio.run(scenario())
+    with unchanged(lic.world.db, lic.world.keystore):
+        sent = asyncio.run(scenario())
     assert halted.wait(10), "the check went on after the client left"
     assert len(stopped) == 1 and isinstance(stopped[0], WorkCancelled)
     assert sent[0]["status"] == 499
@@ -167,7 +174,10 @@ def test_a_check_over_its_time_budget_is_413(lic: Licences) -> None:  # noqa: F8
             checkpoint()
 
     try:
-        with TestClient(_app(lic, endless), base_url="https://gov.example") as client:
+        with (
+            unchanged(lic.world.db, lic.world.keystore),
+            TestClient(_app(lic, endless), base_url="https://gov.example") as client,
+        ):
             answer = client.post(
                 "/verify/license",
                 content=b"%PDF-1.7\n",

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from tests.license.test_http import Licences, client, lic  # noqa: F401 - fixtures
 from tests.seal.conftest import USCC, world  # noqa: F401 - fixture
+from tests.unchanged import unchanged
 
 
 @pytest.mark.parametrize(
@@ -29,9 +30,13 @@ def test_license_paths_and_their_licence_aliases(
         assert alias.headers["etag"] == canonical.headers["etag"]
 
 
-def test_post_alias_reaches_the_same_handler(client: TestClient) -> None:  # noqa: F811
-    canonical = client.post("/verify/license", data={})
-    alias = client.post("/verify/licence", data={})
+def test_post_alias_reaches_the_same_handler(
+    lic: Licences,  # noqa: F811
+    client: TestClient,  # noqa: F811
+) -> None:
+    with unchanged(lic.world.db, lic.world.keystore):  # an empty form is refused (400)
+        canonical = client.post("/verify/license", data={})
+        alias = client.post("/verify/licence", data={})
     assert canonical.status_code != 404 and canonical.status_code != 405
     assert alias.status_code == canonical.status_code
     assert alias.headers["content-type"] == canonical.headers["content-type"]

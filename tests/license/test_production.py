@@ -34,6 +34,7 @@ from seal.types import SealKind, SealView
 from tests.license.test_catalogue import GOOD_BL
 from tests.license.test_grpc import Handle, _serve
 from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, resident_id
+from tests.unchanged import unchanged
 
 ISSUER = catalogue.EXAMPLE_ISSUER
 PERMIT_CODE = ISSUER + "101"  # a licence type held by citizens (code type 111)
@@ -310,7 +311,10 @@ def test_licence_secrets_are_encrypted_at_rest(prod: Prod) -> None:
         b = session.get(LicenceRow, company.identifier)
         assert a is not None and b is not None
         b.signed_data = a.signed_data
-    with pytest.raises(FailedPrecondition, match="does not decrypt"):
+    with (
+        unchanged(prod.platform.db, prod.platform.keystore),
+        pytest.raises(FailedPrecondition, match="does not decrypt"),
+    ):
         prod.runtime.service.stored(company.identifier)
     assert (
         prod.runtime.service.vault.open_text(a.signed_data, SIGNED_DATA, permit.identifier)

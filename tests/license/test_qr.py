@@ -31,7 +31,14 @@ from license.qr import (
     render_png,
     render_svg,
 )
-from tests.license.conftest import OTHER_USCC, MiniCa, make_ca, make_signer, sample_metadata
+from tests.license.conftest import (
+    OTHER_USCC,
+    MiniCa,
+    make_ca,
+    make_signer,
+    same,
+    sample_metadata,
+)
 
 QR_ALPHANUMERIC = set(ALPHABET)
 
@@ -101,7 +108,7 @@ def test_tampered_claim_is_bad_signature(signer: LicenceSigner, test_ca: MiniCa)
         claims[3] = "另一家公司"
         parts[2] = cbor2.dumps(claims)
 
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(signer.keystore), pytest.raises(LicenceVerificationFailed) as info:
         decode_payload(_rewrap(text, change_holder), _trust(test_ca, signer))
     assert info.value.reason is Reason.BAD_SIGNATURE
 
@@ -109,7 +116,7 @@ def test_tampered_claim_is_bad_signature(signer: LicenceSigner, test_ca: MiniCa)
 def test_unknown_key(keystore: SoftKeyStore, signer: LicenceSigner, test_ca: MiniCa) -> None:
     other = make_signer(keystore, test_ca)
     text = encode_payload(other, sample_metadata())
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(keystore), pytest.raises(LicenceVerificationFailed) as info:
         decode_payload(text, _trust(test_ca, signer))
     assert info.value.reason is Reason.UNKNOWN_KEY
 
@@ -121,10 +128,10 @@ def test_trust_list_drops_chains_not_under_the_root(
     document = export_trust_list([signer.chain, rogue.chain])
     trust = TrustList.load([test_ca.root], document)
     assert len(trust) == 1
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(keystore), pytest.raises(LicenceVerificationFailed) as info:
         TrustList.load([test_ca.root], document, strict=True)
     assert info.value.reason is Reason.UNTRUSTED_CHAIN
-    with pytest.raises(LicenceVerificationFailed) as bad:
+    with same(keystore), pytest.raises(LicenceVerificationFailed) as bad:
         decode_payload(encode_payload(rogue, sample_metadata()), trust)
     assert bad.value.reason is Reason.UNKNOWN_KEY
 
@@ -132,14 +139,14 @@ def test_trust_list_drops_chains_not_under_the_root(
 def test_other_organisation_key_is_issuer_mismatch(keystore: SoftKeyStore, test_ca: MiniCa) -> None:
     impostor = make_signer(keystore, test_ca, uscc=OTHER_USCC)
     text = encode_payload(impostor, sample_metadata())
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(keystore), pytest.raises(LicenceVerificationFailed) as info:
         decode_payload(text, _trust(test_ca, impostor))
     assert info.value.reason is Reason.ISSUER_MISMATCH
 
 
 def test_issued_outside_certificate_validity(signer: LicenceSigner, test_ca: MiniCa) -> None:
     text = encode_payload(signer, sample_metadata(issue_date=date(2001, 1, 1)))
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(signer.keystore), pytest.raises(LicenceVerificationFailed) as info:
         decode_payload(text, _trust(test_ca, signer))
     assert info.value.reason is Reason.CERTIFICATE_EXPIRED
 
@@ -170,7 +177,7 @@ def test_expired_seal_certificate_still_verifies_old_licences(
     ],
 )
 def test_malformed_payloads(signer: LicenceSigner, test_ca: MiniCa, text: str) -> None:
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(signer.keystore), pytest.raises(LicenceVerificationFailed) as info:
         decode_payload(text, _trust(test_ca, signer))
     assert info.value.reason is Reason.MALFORMED
 
@@ -183,7 +190,7 @@ def test_wrong_alg_in_header(signer: LicenceSigner, test_ca: MiniCa) -> None:
         header[1] = -257
         parts[0] = cbor2.dumps(header)
 
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(signer.keystore), pytest.raises(LicenceVerificationFailed) as info:
         decode_payload(_rewrap(text, set_alg), _trust(test_ca, signer))
     assert info.value.reason is Reason.UNSUPPORTED_ALGORITHM
 
@@ -198,14 +205,17 @@ def test_rendered_qr_decodes_back(signer: LicenceSigner, test_ca: MiniCa) -> Non
 
 
 @pytest.fixture(scope="module")
-def fixed_qr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TrustList]]:
-    """One payload and trust list shared by the property test's examples."""
+def fixed_qr(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, TrustList, SoftKeyStore]]:
+    """One payload and trust list (and the key store that signed it) shared by the property
+    test's examples."""
     db = Database(f"sqlite:///{tmp_path_factory.mktemp('qr') / 'qr.db'}")
     upgrade_to_head(db.engine)
     store = SoftKeyStore(db, MasterKey.generate())
     ca = make_ca()
     signer = make_signer(store, ca)
-    yield encode_payload(signer, sample_metadata()), _trust(ca, signer)
+    yield encode_payload(signer, sample_metadata()), _trust(ca, signer), store
     store.close()
     db.dispose()
 
@@ -213,9 +223,9 @@ def fixed_qr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Tr
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_every_single_character_change_of_the_qr_text_is_caught(
-    fixed_qr: tuple[str, TrustList], data: st.DataObject
+    fixed_qr: tuple[str, TrustList, SoftKeyStore], data: st.DataObject
 ) -> None:
-    text, trust = fixed_qr
+    text, trust, _ = fixed_qr
     position = data.draw(st.integers(min_value=0, max_value=len(text) - 1))
     replacement = data.draw(st.sampled_from(ALPHABET + "a").filter(lambda c: c != text[position]))
     changed = text[:position] + replacement + text[position + 1 :]
@@ -229,11 +239,13 @@ def test_every_single_character_change_of_the_qr_text_is_caught(
     assert zlib.decompress(b45decode(changed[len(PREFIX) :])) == original
 
 
-def test_unsigned_header_content_is_refused(fixed_qr: tuple[str, TrustList]) -> None:
-    text, trust = fixed_qr
+def test_unsigned_header_content_is_refused(
+    fixed_qr: tuple[str, TrustList, SoftKeyStore],
+) -> None:
+    text, trust, store = fixed_qr
     cose = cbor2.loads(zlib.decompress(b45decode(text[len(PREFIX) :])))
     value = list(cose.value if isinstance(cose, cbor2.CBORTag) else cose)
     value[1] = {4: b"forged-kid"}  # the unprotected header is outside the signature
     forged = PREFIX + b45encode(zlib.compress(cbor2.dumps(cbor2.CBORTag(18, value)), 9))
-    with pytest.raises(LicenceVerificationFailed, match="unprotected header"):
+    with same(store), pytest.raises(LicenceVerificationFailed, match="unprotected header"):
         decode_payload(forged, trust)

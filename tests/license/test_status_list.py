@@ -27,7 +27,7 @@ from license.status_list import (
     sign_status_list,
     verify_status_list,
 )
-from tests.license.conftest import DEPT_USCC, OTHER_USCC, MiniCa, make_ca, make_signer
+from tests.license.conftest import DEPT_USCC, OTHER_USCC, MiniCa, make_ca, make_signer, same
 
 URI = "https://gov.example/licence/status/" + DEPT_USCC
 
@@ -79,13 +79,13 @@ def test_signed_status_list_verifies(signer: LicenceSigner, test_ca: MiniCa) -> 
     assert verified.status(5) is LicenceStatus.REVOKED
     assert verified.status(6) is LicenceStatus.VALID
     assert verified.issuer_code == DEPT_USCC
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(signer.keystore), pytest.raises(LicenceVerificationFailed) as info:
         verify_status_list(token, [make_ca("x").root])
     assert info.value.reason is Reason.UNTRUSTED_CHAIN
-    with pytest.raises(LicenceVerificationFailed) as wrong:
+    with same(signer.keystore), pytest.raises(LicenceVerificationFailed) as wrong:
         verify_status_list(token, [test_ca.root], issuer_code=OTHER_USCC)
     assert wrong.value.reason is Reason.ISSUER_MISMATCH
-    with pytest.raises(LicenceVerificationFailed) as sub:
+    with same(signer.keystore), pytest.raises(LicenceVerificationFailed) as sub:
         verify_status_list(token, [test_ca.root], uri=URI + "x")
     assert sub.value.reason is Reason.MALFORMED
 
@@ -97,7 +97,7 @@ def test_tampered_status_list(signer: LicenceSigner, test_ca: MiniCa) -> None:
     data = json.loads(b64url_decode(payload))
     data["status_list"] = StatusList(MIN_ENTRIES).to_json()  # "un-revoke" everything
     forged = f"{header}.{b64url(json.dumps(data).encode())}.{signature}"
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(signer.keystore), pytest.raises(LicenceVerificationFailed) as info:
         verify_status_list(forged, [test_ca.root])
     assert info.value.reason is Reason.BAD_SIGNATURE
 
@@ -106,7 +106,7 @@ def test_expired_status_list(signer: LicenceSigner, test_ca: MiniCa) -> None:
     token = sign_status_list(
         signer, StatusList(8), uri=URI, now=datetime.now(UTC) - timedelta(days=2)
     )
-    with pytest.raises(LicenceVerificationFailed) as info:
+    with same(signer.keystore), pytest.raises(LicenceVerificationFailed) as info:
         verify_status_list(token, [test_ca.root])
     assert info.value.reason is Reason.STALE_STATUS_LIST
 

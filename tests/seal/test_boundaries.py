@@ -48,7 +48,7 @@ def test_a_seal_is_usable_until_the_second_before_its_valid_until(
     clock.at = seal.valid_until - timedelta(seconds=1)
     assert world.service.authorise_use(world.rep, seal.id, "contract").role == "representative"
     clock.at = seal.valid_until
-    with pytest.raises(SealNotUsable, match="expired"):
+    with unchanged(world.db, world.keystore), pytest.raises(SealNotUsable, match="expired"):
         world.service.authorise_use(world.rep, seal.id, "contract")
 
 
@@ -72,7 +72,7 @@ def test_a_use_grant_is_current_from_its_first_second_until_its_end(
         if allowed:
             assert world.service.authorise_use(world.user, seal.id, "contract").role == "grantee"
         else:
-            with pytest.raises(SealUseDenied):
+            with unchanged(world.db, world.keystore), pytest.raises(SealUseDenied):
                 world.service.authorise_use(world.user, seal.id, "contract")
 
 

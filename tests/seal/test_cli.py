@@ -8,6 +8,7 @@ import pytest
 
 from govtrust.cli import main
 from tests.seal.conftest import FILING, MAKER, REVIEWER, USCC, GrpcHandle, World
+from tests.unchanged import unchanged
 
 
 def test_cli_lifecycle(
@@ -50,7 +51,7 @@ def test_cli_lifecycle(
     assert (tmp_path / "seal.png").read_bytes().startswith(b"\x89PNG")
     assert seal_id in run("list", "--owner-uscc", USCC)
     # a refused step exits non-zero with the status code and reason
-    with pytest.raises(SystemExit) as exit_info:
+    with unchanged(world.db, world.keystore), pytest.raises(SystemExit) as exit_info:
         main(
             [
                 "seal",

@@ -12,6 +12,7 @@ import functools
 import io
 import itertools
 import math
+import os
 
 import pytest
 from fontTools.pens.boundsPen import BoundsPen  # type: ignore[import-untyped]
@@ -236,10 +237,11 @@ def test_the_face_is_a_song_face_from_debian() -> None:
 
 
 def test_a_missing_seal_font_is_named_with_its_debian_package(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     images.seal_font.cache_clear()
-    monkeypatch.setattr(images, "SEAL_FONT", f"{tmp_path}/absent.ttc")
+    # under /dev/null, which is no folder: the path can never exist (nothing to change either)
+    monkeypatch.setattr(images, "SEAL_FONT", f"{os.devnull}/absent.ttc")
     try:
         with pytest.raises(images.SealFontMissing, match="fonts-noto-cjk"):
             images.seal_font()

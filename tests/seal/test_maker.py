@@ -8,20 +8,21 @@ from datetime import timedelta
 
 import pytest
 from asn1crypto import x509
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
-from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
+from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec, validity_window
 from ca.models import CaCertificate
 from idp.types import IdentityRef
 from seal.authority import DEFAULT_MAKER
 from seal.errors import MakerCertificateTooShort
 from seal.lifecycle import Application, Making, SealService
-from seal.maker import MAKER_NAME
+from seal.maker import MAKER_NAME, MAKER_VALIDITY_DAYS
 from seal.models import SealMakerRow
 from seal.structures import verify_seal
 from seal.types import SealKind, SealStatus
 from tests.ca.conftest import OPERATOR, make_csr
 from tests.seal.conftest import MAKER, REVIEWER, World
+from tests.unchanged import unchanged
 
 
 def _cert(der: bytes) -> x509.Certificate:
@@ -57,20 +58,11 @@ def _approved(world: World) -> str:
     return seal.id
 
 
-def _seal_certificates(world: World, seal_id: str) -> int:
-    with world.db.read() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(CaCertificate)
-                .where(CaCertificate.seal_id == seal_id)
-            )
-            or 0
-        )
-
-
-def test_a_seal_that_would_outlive_its_maker_is_refused(world: World) -> None:
+@pytest.mark.parametrize("maker_exists", [False, True])
+def test_a_seal_that_would_outlive_its_maker_is_refused(world: World, maker_exists: bool) -> None:
     seal_id = _approved(world)
+    if maker_exists:
+        world.service.maker()
     # three years on (the CA still issues today): a fresh maker certificate ends five years
     # from today, the seal would run three years from then
     later = SealService(
@@ -80,17 +72,44 @@ def test_a_seal_that_would_outlive_its_maker_is_refused(world: World) -> None:
         world.service.owners,
         clock=lambda: world.service.now() + timedelta(days=3 * 365),
     )
-    events_before, _ = world.service.history(seal_id)
-    with pytest.raises(MakerCertificateTooShort) as refused:
-        later.make(MAKER, seal_id, Making())
-    [violation] = refused.value.violations
-    assert violation.type == "MAKER_CERTIFICATE" and violation.subject == f"seal/{seal_id}"
-    # nothing changed: still approved, no certificate, no event
+    # refused twice with nothing changed: the maker is neither issued nor rotated (a fresh one
+    # would end as soon), the seal stays approved with no certificate, no event, no key
+    for _ in range(2):
+        with (
+            unchanged(world.db, world.keystore),
+            pytest.raises(MakerCertificateTooShort) as refused,
+        ):
+            later.make(MAKER, seal_id, Making())
+        [violation] = refused.value.violations
+        assert violation.type == "MAKER_CERTIFICATE" and violation.subject == f"seal/{seal_id}"
     after = world.service.get(seal_id)
     assert after.status is SealStatus.APPROVED and after.certificate_id == ""
-    assert _seal_certificates(world, seal_id) == 0
-    events_after, _ = world.service.history(seal_id)
-    assert events_after == events_before
+
+
+def test_the_announced_maker_end_is_the_issued_certificates(world: World) -> None:
+    announced = world.seal_authority.maker_certificate_end(MAKER_VALIDITY_DAYS)
+    issued = world.seal_authority.issue_maker_certificate("ec-p256", MAKER_VALIDITY_DAYS)
+    end = _cert(issued.der).not_valid_after
+    assert timedelta(0) <= end - announced <= timedelta(seconds=5)  # whole seconds, issued later
+    # the window issuance uses: backdated a minute, capped at the issuing CA's own end
+    ca = world.authority.hierarchy.ca("legal-person")
+    not_before, not_after = validity_window(ca, 30)
+    assert not_after - not_before == timedelta(days=30)
+    assert validity_window(ca, 100 * 365)[1] == ca.not_after
+
+
+def test_a_maker_too_short_for_the_seal_is_rotated_when_a_fresh_one_covers_it(
+    world: World,
+) -> None:
+    seal_id = _approved(world)
+    short = world.seal_authority.issue_maker_certificate("ec-p256", 30)
+    world.service.maker()
+    _plant_maker(world, short.der, short.key_id)
+    made = world.service.make(MAKER, seal_id, Making())
+    maker = world.service.maker()
+    assert maker.key_id != short.key_id
+    assert made.valid_until is not None
+    assert _cert(maker.certificate_der).not_valid_after >= made.valid_until
 
 
 def _plant_maker(world: World, der: bytes, key_id: str) -> None:

@@ -25,6 +25,7 @@ from seal.structures import verify_signature
 from seal.types import PadesLevel, SealKind
 from tests.conftest import require_tool
 from tests.seal.conftest import FILING, World, one_page_pdf, pages_pdf
+from tests.unchanged import unchanged
 
 
 def _root(world: World) -> x509.Certificate:
@@ -137,7 +138,7 @@ def test_revocation_keeps_earlier_seals_valid_and_refuses_new_ones(
     monkeypatch.setattr(world.service, "_clock", lambda: later)
     world.service.revoke(FILING, seal.id, "company closed its contract desk")
     monkeypatch.undo()
-    with pytest.raises(FailedPrecondition, match="revoked"):
+    with unchanged(world.db, world.keystore), pytest.raises(FailedPrecondition, match="revoked"):
         world.sealer.seal(world.rep, PdfSealRequest(seal.id, one_page_pdf()))
     # validated at the time-stamp's time, with today's revocation information: the seal was
     # good then (revoked later), so the seal stands
@@ -154,14 +155,14 @@ def test_revocation_keeps_earlier_seals_valid_and_refuses_new_ones(
 def test_only_grant_holders_and_representatives_may_seal(world: World) -> None:
     seal = world.active_seal()
     pdf = one_page_pdf()
-    with pytest.raises(PermissionDenied):
+    with unchanged(world.db, world.keystore), pytest.raises(PermissionDenied):
         world.sealer.seal(world.user, PdfSealRequest(seal.id, pdf, level=PadesLevel.B_B))
     from idp.types import IdentityRef
 
     grant = world.service.grant_use(
         world.rep, seal.id, IdentityRef(id=world.user_id), ["contract"], None, None
     )
-    with pytest.raises(PermissionDenied, match="invoice"):
+    with unchanged(world.db, world.keystore), pytest.raises(PermissionDenied, match="invoice"):
         world.sealer.seal(
             world.user, PdfSealRequest(seal.id, pdf, level=PadesLevel.B_B, document_kind="invoice")
         )
@@ -170,12 +171,12 @@ def test_only_grant_holders_and_representatives_may_seal(world: World) -> None:
     )
     assert sealed.event.role == "grantee"
     world.service.revoke_use(world.rep, grant.id, "no longer needed")
-    with pytest.raises(PermissionDenied):
+    with unchanged(world.db, world.keystore), pytest.raises(PermissionDenied):
         world.sealer.seal(
             world.user, PdfSealRequest(seal.id, pdf, level=PadesLevel.B_B, document_kind="contract")
         )
     world.service.suspend(world.rep, seal.id, "loss", "seal key card lost")
-    with pytest.raises(FailedPrecondition, match="suspended"):
+    with unchanged(world.db, world.keystore), pytest.raises(FailedPrecondition, match="suspended"):
         world.sealer.seal(world.rep, PdfSealRequest(seal.id, pdf, level=PadesLevel.B_B))
 
 
@@ -276,9 +277,9 @@ def test_xref_stream_documents_and_bad_input(world: World) -> None:
     [status] = _pyhanko(world, sealed.sealed_pdf)
     assert status.intact and status.valid  # type: ignore[attr-defined]
     for bad in (b"not a pdf", b"%PDF-1.7\n garbage without structure"):
-        with pytest.raises(InvalidArgument):
+        with unchanged(world.db, world.keystore), pytest.raises(InvalidArgument):
             world.sealer.seal(world.rep, PdfSealRequest(seal.id, bad, Position(1, 50, 50)))
-    with pytest.raises(InvalidArgument, match="pages"):
+    with unchanged(world.db, world.keystore), pytest.raises(InvalidArgument, match="pages"):
         world.sealer.seal(world.rep, PdfSealRequest(seal.id, one_page_pdf(), Position(3, 50, 50)))
     events, _ = world.service.history(seal.id, include_uses=True)
     assert [e.action for e in events].count("seal_pdf") == 1  # refused calls record nothing

@@ -24,6 +24,7 @@ from seal.structures import (
 )
 from seal.types import SealKind
 from tests.seal.conftest import World
+from tests.unchanged import unchanged
 
 
 def test_made_seal_carries_a_verifiable_sesal(world: World) -> None:
@@ -62,11 +63,17 @@ def test_tampered_seal_is_rejected(world: World) -> None:
     assert parse_seal(der).name == "测试合同专用章"
     verify_seal(der)
     tampered = der.replace("测试".encode(), "伪造".encode())
-    with pytest.raises(SealStructureError, match="does not verify"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(SealStructureError, match="does not verify"),
+    ):
         verify_seal(tampered)
-    with pytest.raises(SealStructureError):
+    with unchanged(world.db, world.keystore), pytest.raises(SealStructureError):
         verify_seal(b"\x30\x00")
-    with pytest.raises(SealStructureError, match="not trusted"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(SealStructureError, match="not trusted"),
+    ):
         verify_seal(der, trusted_makers=(b"other",))
 
 
@@ -88,7 +95,7 @@ def test_ses_signature_round_trip_and_tamper(world: World) -> None:
     parsed = verify_signature(der, data=data)
     assert parsed.property_info == "contract-001" and parsed.seal.seal_id == seal.id
     assert parsed.time_stamp_token is not None
-    with pytest.raises(SealStructureError, match="dataHash"):
+    with unchanged(world.db, world.keystore), pytest.raises(SealStructureError, match="dataHash"):
         verify_signature(der, data=b"other data")
     body = SesSignature.load(der)
     tbs = body["to_sign"]
@@ -103,6 +110,9 @@ def test_ses_signature_round_trip_and_tamper(world: World) -> None:
             "signature": body["signature"],
         }
     ).dump()
-    with pytest.raises(SealStructureError, match="does not verify"):
+    with (
+        unchanged(world.db, world.keystore),
+        pytest.raises(SealStructureError, match="does not verify"),
+    ):
         verify_signature(forged)
     assert tsp.TimeStampResp  # the token is an RFC 3161 ContentInfo

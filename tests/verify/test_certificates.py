@@ -461,5 +461,5 @@ def test_pem_with_explanatory_text_before_it_loads(ctx: VerifyContext) -> None:
     # RFC 7468 allows text before the block; `govtrust ca chain` writes a comment line there.
     _, der2 = load_certificate(b"# root: CN=govtrust Root CA\nsubject=...\n" + pem)
     assert der2 == loaded_der == der
-    with pytest.raises(InvalidArgument, match="not a DER or PEM"):
+    with unchanged(ctx.db, ctx.keystore), pytest.raises(InvalidArgument, match="not a DER or PEM"):
         load_certificate(b"# nothing here\n-----BEGIN CERTIFICATE-----\nAAAA\n")

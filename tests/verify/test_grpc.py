@@ -28,6 +28,7 @@ from govtrust.v1 import common_pb2, verify_pb2, verify_pb2_grpc
 from seal.signdata import DataRequest, SignData
 from tests.oidc.conftest import OidcEnv, oidc_env  # noqa: F401 - fixture
 from tests.seal.conftest import World
+from tests.unchanged import unchanged
 from tests.verify.conftest import NOBODY, VERIFIER, TestCa, der, issue_citizen
 from tests.verify.test_tokens import Tokens, tokens  # noqa: F401 - fixture
 from verify.report import verify_signed_report
@@ -38,6 +39,7 @@ from verify.service import VerifyContext
 class Handle:
     stub: verify_pb2_grpc.VerifyServiceStub
     tokens: dict[str, Principal]
+    ctx: VerifyContext
 
     def call(self, method: str, request: Any, principal: Principal | None = VERIFIER) -> Any:
         metadata: tuple[tuple[str, str], ...] = ()
@@ -48,7 +50,8 @@ class Handle:
         return getattr(self.stub, method)(request, metadata=metadata, timeout=120)
 
     def fails(self, method: str, request: Any, principal: Principal | None = VERIFIER) -> Any:
-        with pytest.raises(grpc.RpcError) as info:
+        """Call ``method``, expect a refusal and that it stored nothing (rows, keys)."""
+        with unchanged(self.ctx.db, self.ctx.keystore), pytest.raises(grpc.RpcError) as info:
             self.call(method, request, principal)
         return info.value
 
@@ -98,7 +101,7 @@ def serve(ctx: VerifyContext, db: Any) -> Iterator[Handle]:
     server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Handle(verify_pb2_grpc.VerifyServiceStub(channel), bearer)
+        yield Handle(verify_pb2_grpc.VerifyServiceStub(channel), bearer, ctx)
     finally:
         channel.close()
         asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(timeout=30)
@@ -173,7 +176,7 @@ def test_verify_certificate_with_signed_json_report(
     forged_body = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
     from license.errors import LicenceVerificationFailed
 
-    with pytest.raises(LicenceVerificationFailed):
+    with unchanged(vworld.db, vworld.keystore), pytest.raises(LicenceVerificationFailed):
         verify_signed_report(f"{head}.{forged_body}.{sig}", roots)
 
 

@@ -20,6 +20,7 @@ from govtrust.v1 import common_pb2, verify_pb2, verify_pb2_grpc
 from seal.pdf import PdfSealRequest, Position
 from seal.types import PadesLevel
 from tests.seal.conftest import World, one_page_pdf
+from tests.unchanged import unchanged
 from tests.verify.conftest import NOBODY, VERIFIER
 from verify.service import VerifyConfig, VerifyContext
 
@@ -32,6 +33,15 @@ class Server:
 
     stub: verify_pb2_grpc.VerifyServiceStub
     tokens: dict[str, Principal]
+    world: World
+
+    def fails(self, call: object, code: grpc.StatusCode, text: str) -> None:
+        """``call()`` is refused with ``code`` and ``text``, and stored nothing (rows, keys)."""
+        with unchanged(self.world.db, self.world.keystore), pytest.raises(grpc.RpcError) as info:
+            call()  # type: ignore[operator]
+        error = info.value
+        assert error.code() == code, error.details()
+        assert text in (error.details() or ""), error.details()
 
     def metadata(self, principal: Principal | None) -> tuple[tuple[str, str], ...]:
         if principal is None:
@@ -108,7 +118,7 @@ def server(vworld: World) -> Iterator[Server]:
     grpc_server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Server(verify_pb2_grpc.VerifyServiceStub(channel), tokens)
+        yield Server(verify_pb2_grpc.VerifyServiceStub(channel), tokens, vworld)
     finally:
         channel.close()
         asyncio.run_coroutine_threadsafe(grpc_server.stop(None), loop).result(timeout=30)
@@ -132,14 +142,6 @@ def _chunks(data: bytes, size: int = 4096) -> list[verify_pb2.VerifyPdfStreamReq
         verify_pb2.VerifyPdfStreamRequest(chunk=data[i : i + size])
         for i in range(0, len(data), size)
     ]
-
-
-def _fails(call: object, code: grpc.StatusCode, text: str) -> None:
-    with pytest.raises(grpc.RpcError) as info:
-        call()  # type: ignore[operator]
-    error = info.value
-    assert error.code() == code, error.details()
-    assert text in (error.details() or ""), error.details()
 
 
 def test_verify_pdf(server: Server, vworld: World) -> None:
@@ -176,20 +178,20 @@ def test_verify_pdf(server: Server, vworld: World) -> None:
     assert common_pb2.REASON_CODE_DIGEST_MISMATCH in [r.code for r in tampered.reasons]
 
     # nothing to check, no role, bad options, too large
-    _fails(
+    server.fails(
         lambda: server.pdf(verify_pb2.VerifyPdfRequest()), grpc.StatusCode.INVALID_ARGUMENT, "pdf"
     )
-    _fails(
+    server.fails(
         lambda: server.pdf(verify_pb2.VerifyPdfRequest(pdf=pdf), NOBODY),
         grpc.StatusCode.PERMISSION_DENIED,
         "verifier",
     )
-    _fails(
+    server.fails(
         lambda: server.pdf(verify_pb2.VerifyPdfRequest(pdf=pdf), None),
         grpc.StatusCode.UNAUTHENTICATED,
         "",
     )
-    _fails(
+    server.fails(
         lambda: server.pdf(
             verify_pb2.VerifyPdfRequest(
                 pdf=pdf, report_options=common_pb2.ReportOptions(locale="fr")
@@ -198,7 +200,7 @@ def test_verify_pdf(server: Server, vworld: World) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         "locale",
     )
-    _fails(
+    server.fails(
         lambda: server.pdf(verify_pb2.VerifyPdfRequest(pdf=b"%PDF-1.7\n" + b" " * LIMIT)),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         f"limit of {LIMIT} bytes",
@@ -224,14 +226,16 @@ def test_verify_pdf_stream(server: Server, vworld: World) -> None:
     assert server.stream([bare, *_chunks(pdf, 1000)]).report.verdict == common_pb2.VERDICT_VALID
 
     invalid = grpc.StatusCode.INVALID_ARGUMENT
-    _fails(lambda: server.stream(_chunks(pdf)), invalid, "first message must be the header")
-    _fails(lambda: server.stream([]), invalid, "no header")
-    _fails(lambda: server.stream([bare]), invalid, "no content")
-    _fails(lambda: server.stream([first, first, *_chunks(pdf)]), invalid, "only the first")
-    _fails(lambda: server.stream([first, *_chunks(pdf[:-10])]), invalid, f"announced {len(pdf)}")
+    server.fails(lambda: server.stream(_chunks(pdf)), invalid, "first message must be the header")
+    server.fails(lambda: server.stream([]), invalid, "no header")
+    server.fails(lambda: server.stream([bare]), invalid, "no content")
+    server.fails(lambda: server.stream([first, first, *_chunks(pdf)]), invalid, "only the first")
+    server.fails(
+        lambda: server.stream([first, *_chunks(pdf[:-10])]), invalid, f"announced {len(pdf)}"
+    )
     wrong = verify_pb2.VerifyPdfStreamHeader()
     wrong.expected_digest.value = b"\x00" * 32
-    _fails(
+    server.fails(
         lambda: server.stream([verify_pb2.VerifyPdfStreamRequest(header=wrong), *_chunks(pdf)]),
         invalid,
         "does not have this SHA-256",
@@ -240,17 +244,17 @@ def test_verify_pdf_stream(server: Server, vworld: World) -> None:
     # the limit: refused from the header's announcement, or once the chunks pass it
     exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED
     big = verify_pb2.VerifyPdfStreamHeader(size_bytes=LIMIT + 1)
-    _fails(
+    server.fails(
         lambda: server.stream([verify_pb2.VerifyPdfStreamRequest(header=big)]),
         exhausted,
         f"limit of {LIMIT} bytes",
     )
-    _fails(
+    server.fails(
         lambda: server.stream([bare, *_chunks(b"%PDF-1.7\n" + b" " * LIMIT, 50_000)]),
         exhausted,
         f"limit of {LIMIT} bytes",
     )
-    _fails(
+    server.fails(
         lambda: server.stream([bare, *_chunks(pdf)], NOBODY),
         grpc.StatusCode.PERMISSION_DENIED,
         "verifier",
@@ -259,13 +263,13 @@ def test_verify_pdf_stream(server: Server, vworld: World) -> None:
 
 def test_verify_license_needs_a_licence_service(server: Server) -> None:
     request = verify_pb2.VerifyLicenseRequest()
-    _fails(
+    server.fails(
         lambda: server.stub.VerifyLicense(request, metadata=server.metadata(VERIFIER), timeout=60),
         grpc.StatusCode.INVALID_ARGUMENT,
         "evidence",
     )
     request.evidence.qr_payload = "GT1:whatever"
-    _fails(
+    server.fails(
         lambda: server.stub.VerifyLicense(request, metadata=server.metadata(VERIFIER), timeout=60),
         grpc.StatusCode.FAILED_PRECONDITION,
         "licence service",

@@ -25,6 +25,7 @@ from license.signed_data import verify_licence as verify_signed
 from tests.license import test_production
 from tests.license.conftest import make_ca, make_signer
 from tests.license.test_production import ISSUER, Prod
+from tests.unchanged import unchanged
 from tests.verify.conftest import NOBODY, VERIFIER
 from verify.licences import LicenceCheckRequest, verify_licence_check
 from verify.report import (
@@ -174,13 +175,13 @@ def test_unknown_and_malformed_identifiers(prod: Prod, vctx: VerifyContext) -> N
         report = check(vctx, "identifier", unknown)
         assert report.verdict is Verdict.INVALID
         assert codes(report) == {ReasonCode.LICENSE_NOT_FOUND}
-    with pytest.raises(InvalidArgument):
+    with unchanged(vctx.db, vctx.keystore), pytest.raises(InvalidArgument):
         check(vctx, "identifier", "1.2.156.3005.2.not-an-identifier")
-    with pytest.raises(InvalidArgument, match="required"):
+    with unchanged(vctx.db, vctx.keystore), pytest.raises(InvalidArgument, match="required"):
         check(vctx, "signed_data", "")
     from govtrust.errors import PermissionDenied
 
-    with pytest.raises(PermissionDenied):
+    with unchanged(vctx.db, vctx.keystore), pytest.raises(PermissionDenied):
         verify_licence_check(vctx, NOBODY, LicenceCheckRequest("identifier", licence.identifier))
 
 
@@ -266,7 +267,7 @@ def test_verify_license_over_grpc(prod: Prod, verify_server: _Handle) -> None:
     assert response.signed_report.jws and report.evidence_kind == (
         common_pb2.EVIDENCE_KIND_LICENSE_SIGNED_DATA
     )
-    with pytest.raises(grpc.RpcError) as info:
+    with unchanged(prod.platform.db, prod.platform.keystore), pytest.raises(grpc.RpcError) as info:
         verify_server.call(
             verify_pb2.VerifyLicenseRequest(
                 evidence=license_pb2.LicenseEvidence(identifier="not-an-identifier")

@@ -46,6 +46,7 @@ from seal.signing import CaTimeStamper
 from seal.types import PadesLevel, SealKind
 from tests.conftest import require_tool
 from tests.seal.conftest import FILING, World, one_page_pdf
+from tests.unchanged import unchanged
 from tests.verify.conftest import VERIFIER, TestCa
 from verify.pdf import PdfCheck, verify_pdf, verify_pdf_check
 from verify.report import (
@@ -452,12 +453,15 @@ def test_truncated_garbage_and_other_bad_input(ctx: VerifyContext, vworld: World
     assert unsigned.document is not None and unsigned.document.page_count == 1
 
     # nothing to check, or more than we agree to read: errors, and nothing is audited
-    with pytest.raises(InvalidArgument, match="pdf"):
+    with unchanged(vworld.db, vworld.keystore), pytest.raises(InvalidArgument, match="pdf"):
         verify_pdf(ctx, b"")
     small = VerifyContext(
         vworld.db, vworld.keystore, vworld.authority, config=VerifyConfig(max_pdf_bytes=1000)
     )
-    with pytest.raises(ResourceExhausted, match="limit of 1000 bytes"):
+    with (
+        unchanged(vworld.db, vworld.keystore),
+        pytest.raises(ResourceExhausted, match="limit of 1000 bytes"),
+    ):
         verify_pdf_check(small, VERIFIER, PdfCheck(pdf))
 
 
@@ -488,7 +492,7 @@ def test_report_check_is_audited_and_signed(ctx: VerifyContext, vworld: World) -
     from govtrust.errors import PermissionDenied
     from tests.verify.conftest import NOBODY
 
-    with pytest.raises(PermissionDenied):
+    with unchanged(vworld.db, vworld.keystore), pytest.raises(PermissionDenied):
         verify_pdf_check(ctx, NOBODY, PdfCheck(pdf))
 
 

@@ -20,7 +20,6 @@ from tests.verify.test_grpc_documents import (  # noqa: F401 - the server fixtur
     LIMIT,
     Server,
     _chunks,
-    _fails,
     _sealed,
     server,
 )
@@ -39,7 +38,7 @@ def test_many_updates_are_resource_exhausted(server: Server, vworld: World) -> N
     pdf = _sealed(vworld)
     hostile = append_empty_updates(pdf, 300)  # a report after seconds of work before the fix
     started = time.monotonic()
-    _fails(
+    server.fails(
         lambda: server.pdf(verify_pb2.VerifyPdfRequest(pdf=hostile)),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         LIMIT_TEXT,
@@ -47,7 +46,7 @@ def test_many_updates_are_resource_exhausted(server: Server, vworld: World) -> N
     header = verify_pb2.VerifyPdfStreamRequest(
         header=verify_pb2.VerifyPdfStreamHeader(size_bytes=len(hostile))
     )
-    _fails(
+    server.fails(
         lambda: server.stream([header, *_chunks(hostile, 65536)]),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         LIMIT_TEXT,

@@ -16,6 +16,7 @@ from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 from license.errors import LicenceVerificationFailed
 from seal.types import SealKind, SealStatus
 from tests.seal.conftest import World
+from tests.unchanged import unchanged
 from verify.report import (
     CertificateProfile,
     CertificateReport,
@@ -219,7 +220,7 @@ def test_signed_report_verifies_to_our_root(vworld: World, ctx: VerifyContext) -
     # a different root does not accept it
     from tests.verify.conftest import TestCa
 
-    with pytest.raises(LicenceVerificationFailed):
+    with unchanged(vworld.db, vworld.keystore), pytest.raises(LicenceVerificationFailed):
         verify_signed_report(signed.jws, [TestCa().root])
     # the proto form is untouched by signing
     assert ctx.finish(report, ReportOptions())[1] is None  # type: ignore[arg-type]

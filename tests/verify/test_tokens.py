@@ -20,6 +20,7 @@ from govtrust.errors import InvalidArgument
 from idp.types import IdentityKind
 from tests.oidc.conftest import OidcEnv, oidc_env  # noqa: F401 - fixture
 from tests.oidc.flows import full_login
+from tests.unchanged import unchanged
 from tests.verify.conftest import VERIFIER
 from verify.report import ReasonCode, ReportOptions, TokenKind, Verdict, VerificationReport
 from verify.service import VerifyContext
@@ -223,6 +224,6 @@ def test_tampered_claims_and_unknown_key(tctx: VerifyContext, tokens: Tokens) ->
 
 @pytest.mark.parametrize("token", ["", "abc", "a.b", "!!.??.xx", "e30.bm90anNvbg.x"])
 def test_malformed_token_is_invalid_argument(tctx: VerifyContext, token: str) -> None:
-    with pytest.raises(InvalidArgument) as info:
+    with unchanged(tctx.db, tctx.keystore), pytest.raises(InvalidArgument) as info:
         verify_token(tctx, VERIFIER, TokenCheck(token))
     assert info.value.violations[0].field == "token"
