@@ -17,6 +17,7 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -377,7 +378,7 @@ class Assertions:
             .decode(),
             "ES256",
         ).to_dict()
-        decoy.update(kid="k0", alg="ES256")
+        decoy.update(kid="k0", alg="ES384")  # listed first, skipped for its alg
         self.client_id, _ = client(
             env,
             grant_types=["client_credentials"],
@@ -492,6 +493,17 @@ def test_private_key_jwt_malformed_and_wrong_algorithms(env: TokenEnv) -> None:
     assert free.ok(free.make())
 
 
+@pytest.fixture
+def beijing_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone set to UTC+8 (a host that does not run in UTC)."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("beijing_local_time")
 def test_private_key_jwt_replay_store(env: TokenEnv) -> None:
     a = Assertions(env)
     skew = env.provider.config.clock_skew
