@@ -17,6 +17,7 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -1050,3 +1051,123 @@ def test_refresh_on_the_loop_defers_instead_of_waiting(env: TokenEnv) -> None:
     assert "refresh_token" in env.provider.token(
         {**form, "refresh_token": resumed["refresh_token"]}, (cid, secret), wait=False
     )
+
+
+def test_rotated_refresh_token_expires_on_its_last_instant(env: TokenEnv) -> None:
+    clock(env).at = clock(env).at.replace(microsecond=500_000)  # sub-second stored times
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    rotated_at = clock(env).at
+    second = token(
+        env, cid, secret, grant_type="refresh_token", refresh_token=first["refresh_token"]
+    )
+    expiry = rotated_at + timedelta(seconds=env.provider.config.refresh_token_ttl)
+    clock(env).at = expiry
+    err = refused(
+        env, cid, secret, grant_type="refresh_token", refresh_token=second["refresh_token"]
+    )
+    assert err.as_dict() == BAD_REFRESH
+    clock(env).at = expiry - timedelta(microseconds=1)
+    assert "access_token" in token(
+        env, cid, secret, grant_type="refresh_token", refresh_token=second["refresh_token"]
+    )
+
+
+def _held_sqlite_lock(env: TokenEnv) -> sqlite3.Connection:
+    database = env.db.engine.url.database
+    assert database
+    other = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # a writer outside the token gate
+    return other
+
+
+def _in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_refresh_that_may_wait_waits_for_the_write_lock(env: TokenEnv) -> None:
+    """wait=True (the default, and ``resume()``) waits for SQLite's lock instead of deferring.
+
+    The lock is released only after the waiting call had a second to give up: a call that
+    deferred instead has its WriteWouldBlock recorded by then; one that waits succeeds.
+    """
+    if env.db.engine.dialect.name != "sqlite":
+        cid, secret = client(env)
+        first = exchange(env, cid, secret, issue_code(env, cid))
+        assert "access_token" in token(
+            env, cid, secret, grant_type="refresh_token", refresh_token=first["refresh_token"]
+        )
+        return
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    second = exchange(env, cid, secret, issue_code(env, cid))
+    form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    other = _held_sqlite_lock(env)
+    try:
+        with pytest.raises(WriteWouldBlock) as deferred:
+            env.provider.token(form, (cid, secret), wait=False)
+        waiting = [
+            _in_thread(deferred.value.resume),
+            _in_thread(
+                lambda: env.provider.token(
+                    {**form, "refresh_token": second["refresh_token"]}, (cid, secret)
+                )
+            ),
+        ]
+        for thread, outcome in waiting:
+            thread.join(timeout=1.0)
+            assert outcome == [] and thread.is_alive(), outcome
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    for thread, outcome in waiting:
+        thread.join()
+        (result,) = outcome
+        assert isinstance(result, dict) and "refresh_token" in result, result
+
+
+def test_refresh_raced_by_its_own_token_counts_as_reuse(env: TokenEnv) -> None:
+    """Two presentations of one token at once: the loser of the claim is refused as reuse."""
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    if env.db.engine.dialect.name != "sqlite":
+        # the race is staged with SQLite's write lock; here the presentations come in turn
+        form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+        env.provider.token(form, (cid, secret))
+        with pytest.raises(OAuthError) as reused:
+            env.provider.token(form, (cid, secret))
+        assert reused.value.as_dict() == BAD_REFRESH
+        return
+    grant = grant_of(env, first["access_token"])
+    form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    other = _held_sqlite_lock(env)
+    try:
+        # read and minted, not yet claimed
+        with pytest.raises(WriteWouldBlock) as deferred:
+            env.provider.token(form, (cid, secret), wait=False)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    winner = env.provider.token(form, (cid, secret))
+    with pytest.raises(OAuthError) as lost:
+        deferred.value.resume()
+    assert lost.value.as_dict() == BAD_REFRESH
+    assert grant_of(env, first["access_token"]).revoke_reason == "refresh_reuse"
+    assert dead(env, winner["access_token"])
+    (record,) = audits(env, "oidc.refresh.reuse", f"oidc-grant:{grant.id}")
+    assert record.actor == f"client:{cid}"
+    with env.db.read() as session:
+        family = session.scalars(
+            select(OidcRefreshTokenRow).where(OidcRefreshTokenRow.grant_id == grant.id)
+        ).all()
+    assert len(family) == 2  # the first token and the winner's: the loser stored none
