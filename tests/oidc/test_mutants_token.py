@@ -637,6 +637,9 @@ def test_code_is_bound_to_client_redirect_uri_and_pkce(env: TokenEnv) -> None:
             "error": "invalid_grant",
             "error_description": "PKCE verification failed",
         }
+    no_verifier = {k: v for k, v in base.items() if k != "code_verifier"}
+    err = refused(env, cid, secret, **no_verifier, redirect_uri=REDIRECT)
+    assert err.description == "PKCE verification failed"
     # none of the refusals consumed the code nor revoked its grant
     assert code_row(env, code).used_at is None
     result = exchange(env, cid, secret, code, code_verifier=verifier)
