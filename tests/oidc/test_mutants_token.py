@@ -1119,21 +1119,24 @@ def test_refresh_that_may_wait_waits_for_the_write_lock(env: TokenEnv) -> None:
     try:
         with pytest.raises(WriteWouldBlock) as deferred:
             env.provider.token(form, (cid, secret), wait=False)
-        waiting = [
-            _in_thread(deferred.value.resume),
-            _in_thread(
-                lambda: env.provider.token(
-                    {**form, "refresh_token": second["refresh_token"]}, (cid, secret)
-                )
-            ),
-        ]
-        for thread, outcome in waiting:
-            thread.join(timeout=1.0)
-            assert outcome == [] and thread.is_alive(), outcome
     finally:
         other.execute("ROLLBACK")
         other.close()
-    for thread, outcome in waiting:
+    calls = [
+        deferred.value.resume,
+        lambda: env.provider.token(
+            {**form, "refresh_token": second["refresh_token"]}, (cid, secret)
+        ),
+    ]
+    for call in calls:  # one at a time: a waiting call holds the token gate
+        other = _held_sqlite_lock(env)
+        try:
+            thread, outcome = _in_thread(call)
+            thread.join(timeout=1.0)
+            assert outcome == [] and thread.is_alive(), outcome
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
         thread.join()
         (result,) = outcome
         assert isinstance(result, dict) and "refresh_token" in result, result
