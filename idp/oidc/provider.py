@@ -2,7 +2,8 @@
 
 Framework-free: the HTTP adapter parses requests into dicts and calls these methods (in a worker
 thread), then turns the outcomes into responses. Every token-minting change happens in one write
-transaction with its audit record, except the stateless client_credentials grant.
+transaction with its audit record, except the stateless client_credentials grant. The token
+endpoint and client authentication live in :mod:`idp.oidc.grants` (inherited by :class:`Provider`).
 
 Token model:
 
