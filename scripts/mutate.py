@@ -45,6 +45,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "govtrust/audit.py",
         ["tests/platform/test_audit.py", "tests/platform/test_mutants_audit.py"],
     ),
+    # the OIDC token endpoint: client authentication and the grants (code, refresh, client creds)
+    "idp.oidc.grants": (
+        "idp/oidc/grants.py",
+        ["tests/oidc/test_mutants_token.py"],
+    ),
     # not run yet (docs/testing.md): the OCSP and TSA request handling
     "ca.ocsp": ("ca/ocsp.py", ["tests/ca/test_status.py", "tests/ca/test_bad_input.py"]),
     "ca.tsa": ("ca/tsa.py", ["tests/ca/test_bad_input.py", "tests/ca/test_issuance.py"]),
