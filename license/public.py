@@ -119,7 +119,7 @@ class PublicLicenceView:
             "superseded_version": self.superseded_version,
             "previous": self.previous,
             "signature_ok": self.signature_ok,
-            "verdict": self.verdict.value,
+            "verdict": self.verdict.name,
             "reasons": list(self.reasons),
             "checked": self.checked,
             "known": self.known,

@@ -41,20 +41,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from govtrust.audit import canonical_json
 from govtrust.errors import InvalidArgument
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
+from license.checking import Verdict as Verdict  # the one verdict enum, re-exported
 from seal.types import SealKind, SealStatus
 
 VERIFIER = "govtrust/1.0.0"
 REPORT_JWS_TYPE = "govtrust-verification-report+jws"
 
 # --- enumerations (names = proto value names without the prefix) ---------------------------
-
-
-class Verdict(StrEnum):
-    """Overall or per-part answer."""
-
-    VALID = "valid"
-    INVALID = "invalid"
-    INDETERMINATE = "indeterminate"
 
 
 class ReasonCode(StrEnum):

@@ -841,7 +841,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             report_id=str(uuid.uuid4()),
             verdict=_VERDICT[check.verdict],
             reasons=_reasons(check),
-            summary=f"{check.verdict.value}: {', '.join(check.reasons[:1]) or 'ok'}",
+            summary=f"{check.verdict.name}: {', '.join(check.reasons[:1]) or 'ok'}",
             evidence_kind=_EVIDENCE_KIND[kind],
             evidence_digest=common_pb2.Digest(
                 algorithm=common_pb2.DIGEST_ALGORITHM_SHA256,

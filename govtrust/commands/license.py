@@ -311,7 +311,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         platform.close()
     out = {
         "evidence": kind,
-        "verdict": check.verdict.value,
+        "verdict": check.verdict.name,
         "state": check.state.value,
         "reasons": list(check.reasons),
         "identifier": check.identifier,
