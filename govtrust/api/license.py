@@ -73,11 +73,11 @@ from license.checking import (
 )
 from license.identifiers import parse_identifier
 from license.issuance import IssuedLicence, IssueRequest, LicenceService, StoredLicence
-from license.jws import unverified_payload
 from license.models import LicenceTypeRow
 from license.qr import TrustList
 from license.runtime import StatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, HOLDER_USCC, LicenceMetadata
+from license.signer import unverified_payload
 from license.status_list import BITS
 from seal.owners import RegistryOwners
 

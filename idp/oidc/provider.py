@@ -42,13 +42,13 @@ from govtrust import audit
 from govtrust.db import Database, as_utc
 from govtrust.principal import Principal
 from hsm import KeyStore
+from hsm.jws import b64url
 from idp.oidc import certlogin
 from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.directory import ActingCandidate, RegistryDirectory
 from idp.oidc.errors import AuthorizationPageError, InvalidToken, OAuthError
 from idp.oidc.fastsql import FastSql, WriteBusy
-from idp.oidc.jws import b64url, sign_jwt, unverified_header, verify_signature
-from idp.oidc.keys import SigningKeys
+from idp.oidc.keys import SigningKeys, sign_jwt, unverified_header, verify_signature
 from idp.oidc.models import (
     OidcAssertionJtiRow,
     OidcAuthCodeRow,

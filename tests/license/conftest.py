@@ -22,8 +22,8 @@ from govtrust.db import Database
 from hsm.keystore import KeyAlgorithm
 from hsm.master import MasterKey
 from hsm.soft import SoftKeyStore
-from license.jws import LicenceSigner
 from license.signed_data import LicenceMetadata
+from license.signer import LicenceSigner
 
 DEPT_USCC = "11430000006122244L"
 OTHER_USCC = "91350100M000100Y43"
@@ -187,7 +187,7 @@ def with_malformed_issuer(token: str) -> str:
 
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from license.jws import b64url, b64url_decode
+    from license.signer import b64url, b64url_decode
 
     head, *rest = token.split(".")
     header = json.loads(b64url_decode(head))
