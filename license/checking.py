@@ -31,11 +31,16 @@ def licence_day(moment: datetime | None = None) -> date:
 
 
 class Verdict(StrEnum):
-    """Overall answer."""
+    """Overall or per-part answer: the one verdict enum (``verify.report`` re-exports it).
 
-    VALID = "VALID"
-    INVALID = "INVALID"
-    INDETERMINATE = "INDETERMINATE"
+    The member *name* (``VALID``) is the licence wire form (public JSON, ``govtrust license
+    check``, report summaries) and, behind ``VERDICT_``, the proto value name; the *value*
+    (``valid``) is what verification reports write to the audit log.
+    """
+
+    VALID = "valid"
+    INVALID = "invalid"
+    INDETERMINATE = "indeterminate"
 
 
 class State(StrEnum):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from govtrust.errors import FailedPrecondition
-from license.jws import LicenceSigner
+from license.signer import LicenceSigner
 
 if TYPE_CHECKING:
     from hsm.keystore import KeyStore

@@ -79,7 +79,6 @@ from idp.types import IdentityRef, IdentityStatus
 from license.catalogue import LicenceType, get_type, validate_fields, validate_validity
 from license.checking import licence_day
 from license.identifiers import build_identifier, parse_identifier
-from license.jws import LicenceSigner, unverified_payload
 from license.models import (
     LicenceAnnotationRow,
     LicenceIssueRequestRow,
@@ -93,6 +92,7 @@ from license.signed_data import (
     LicenceMetadata,
     sign_licence,
 )
+from license.signer import LicenceSigner, unverified_payload
 from license.status_list import DEFAULT_TTL as STATUS_LIST_TTL
 from license.status_list import allocate_index, refresh_status_list
 from license.vault import DOCUMENT, QR_PAYLOAD, SIGNED_DATA, KeyDeriver, LicenceVault

@@ -34,10 +34,10 @@ from license.checking import (
 from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
-from license.jws import unverified_payload
 from license.qr import TrustList
 from license.runtime import StatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, LicenceMetadata
+from license.signer import unverified_payload
 
 # Reasons that mean the artefact itself (not its status) failed: the signature did not check.
 STATUS_REASONS = frozenset({"STATUS_UNKNOWN", "REVOKED", "SUSPENDED", "EXPIRED", "NOT_YET_VALID"})
@@ -119,7 +119,7 @@ class PublicLicenceView:
             "superseded_version": self.superseded_version,
             "previous": self.previous,
             "signature_ok": self.signature_ok,
-            "verdict": self.verdict.value,
+            "verdict": self.verdict.name,
             "reasons": list(self.reasons),
             "checked": self.checked,
             "known": self.known,

@@ -43,8 +43,8 @@ from license.base45 import b45decode, b45encode
 from license.chain import verify_chain
 from license.errors import LicenceVerificationFailed, Reason
 from license.identifiers import parse_identifier
-from license.jws import LicenceSigner, alg_for_key
 from license.signed_data import LicenceMetadata, signer_uscc
+from license.signer import LicenceSigner, alg_for_key
 
 PREFIX = "GT1:"
 COSE_SIGN1_TAG = 18

@@ -20,7 +20,7 @@ from govtrust.audit import canonical_json
 from govtrust.errors import InvalidArgument
 from license.errors import LicenceVerificationFailed, Reason
 from license.identifiers import parse_identifier
-from license.jws import LicenceSigner, VerifiedJws, sign_compact, verify_compact
+from license.signer import LicenceSigner, VerifiedJws, sign_compact, verify_compact
 
 JWS_TYPE = "licence+jws"
 LONG_TERM = "长期"

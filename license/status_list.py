@@ -26,9 +26,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from license.errors import LicenceVerificationFailed, Reason
-from license.jws import LicenceSigner, b64url, b64url_decode, sign_compact, verify_compact
 from license.models import LicenceRow, LicenceStatusListRow
 from license.signed_data import signer_uscc
+from license.signer import LicenceSigner, b64url, b64url_decode, sign_compact, verify_compact
 
 JWS_TYPE = "statuslist+jwt"
 BITS = 2

@@ -36,9 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import (
@@ -47,6 +45,13 @@ from cryptography.x509.oid import (
     NameOID,
 )
 
+from ca.path import (
+    BuiltPath,
+    PathProblem,
+    build_path,
+    signature_verifies,
+    signed_by,
+)
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
 from idp.fastread import PointReader
@@ -290,24 +295,6 @@ def _fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
-def verify_signature(
-    public_key: Any, signature: bytes, data: bytes, hash_algorithm: hashes.HashAlgorithm | None
-) -> bool:
-    """Verify a raw X.509-style signature (ECDSA, RSA PKCS#1 v1.5, EdDSA)."""
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey) and hash_algorithm is not None:
-            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-        elif isinstance(public_key, rsa.RSAPublicKey) and hash_algorithm is not None:
-            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
-        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            public_key.verify(signature, data)
-        else:
-            return False
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
-        return False
-    return True
-
-
 class _TrustMaterial(NamedTuple):
     """Candidate issuers by subject, anchor fingerprints and our own CAs, built together."""
 
@@ -419,11 +406,7 @@ class CertificateVerifier:
         key = (_fingerprint(child), _fingerprint(issuer))
         known = self._links.get(key)
         if known is None:
-            try:
-                child.verify_directly_issued_by(issuer)
-                known = True
-            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-                known = False
+            known = signed_by(child, issuer)
             self._links.put(key, known)
         return known
 
@@ -439,47 +422,19 @@ class CertificateVerifier:
         extra_by_subject: dict[bytes, list[x509.Certificate]] = {}
         for cert in extra:
             extra_by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
-        path = [leaf]
-        failure: tuple[ReasonCode, str, str, int] | None = None
-        trusted = False
-        current = leaf
-        for _ in range(MAX_PATH_LENGTH):
-            if _fingerprint(current) in anchors:
-                trusted = True
-                break
-            issuer_name = current.issuer.public_bytes()
-            candidates = [
-                c
-                for c in pool.get(issuer_name, []) + extra_by_subject.get(issuer_name, [])
-                if c is not current and _key_ids_match(current, c)
-            ]
-            if not candidates:
-                break  # unknown issuer
-            chosen = next((c for c in candidates if self._linked(current, c)), None)
-            if chosen is None:
-                failure = (
-                    ReasonCode.CHAIN_INVALID,
-                    f"证书 {current.subject.rfc4514_string()} 的签名无法用其签发者的公钥验证",
-                    f"the signature of {current.subject.rfc4514_string()} does not verify "
-                    "with its issuer's key",
-                    len(path) - 1,
-                )
-                break
-            if not _is_ca(chosen):
-                failure = (
-                    ReasonCode.CHAIN_INVALID,
-                    f"签发者 {chosen.subject.rfc4514_string()} 不是 CA 证书",
-                    f"the issuer {chosen.subject.rfc4514_string()} is not a CA certificate",
-                    len(path),
-                )
-                path.append(chosen)
-                break
-            if chosen in path:
-                break
-            path.append(chosen)
-            current = chosen
-        if trusted and failure is None:
-            failure = _path_length_violation(path)
+        built_path = build_path(
+            leaf,
+            lambda current: (
+                pool.get(current.issuer.public_bytes(), [])
+                + extra_by_subject.get(current.issuer.public_bytes(), [])
+            ),
+            is_anchor=lambda current: _fingerprint(current) in anchors,
+            linked=self._linked,
+            max_length=MAX_PATH_LENGTH,
+        )
+        path = list(built_path.certificates)
+        failure = _failure(built_path)
+        trusted = built_path.trusted
         summaries = []
         our_flags = []
         leaf_issuer = ours.get(_fingerprint(path[1])) if len(path) > 1 else None
@@ -498,7 +453,7 @@ class CertificateVerifier:
         built = _Path(
             tuple(path),
             tuple(summaries),
-            trusted and failure is None,
+            trusted,
             failure,
             tuple(our_flags),
             trust,
@@ -1059,49 +1014,22 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _key_ids_match(child: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        aki = child.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return True
-    return aki.key_identifier is None or aki.key_identifier == ski.digest
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return False
-    if not basic.ca:
-        return False
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return True
-    return usage.key_cert_sign
-
-
-def _path_length_violation(
-    path: Sequence[x509.Certificate],
-) -> tuple[ReasonCode, str, str, int] | None:
-    # path[i] for i >= 1 is a CA; the number of CAs below it (excluding the leaf) is i - 1.
-    for i in range(1, len(path)):
-        try:
-            limit = (
-                path[i].extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
-            )
-        except x509.ExtensionNotFound:
-            continue
-        if limit is not None and i - 1 > limit:
-            name = path[i].subject.rfc4514_string()
-            return (
-                ReasonCode.CHAIN_INVALID,
-                f"CA {name} 的路径长度约束被违反",
-                f"the path length constraint of {name} is violated",
-                i,
-            )
-    return None
+def _failure(built: BuiltPath) -> tuple[ReasonCode, str, str, int] | None:
+    """The reason (code, zh, en, index into the path) for a path's problem, or None."""
+    if built.problem is None:
+        return None
+    name = built.certificates[built.index].subject.rfc4514_string()
+    if built.problem is PathProblem.BAD_SIGNATURE:
+        zh = f"证书 {name} 的签名无法用其签发者的公钥验证"
+        en = f"the signature of {name} does not verify with its issuer's key"
+    elif built.problem is PathProblem.NOT_CA:
+        zh, en = f"签发者 {name} 不是 CA 证书", f"the issuer {name} is not a CA certificate"
+    else:  # PathProblem.PATH_LENGTH
+        zh, en = (
+            f"CA {name} 的路径长度约束被违反",
+            f"the path length constraint of {name} is violated",
+        )
+    return (ReasonCode.CHAIN_INVALID, zh, en, built.index)
 
 
 def _with_profile(summary: CertificateSummary, profile: str) -> CertificateSummary:
@@ -1144,9 +1072,7 @@ def _ocsp_signed_by(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> bo
             continue
         if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
             continue
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        if not signed_by(cert, issuer):
             continue
         signers.append(cert)
     for signer in signers:
@@ -1156,7 +1082,7 @@ def _ocsp_signed_by(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> bo
             digest = x509.SubjectKeyIdentifier.from_public_key(signer.public_key()).digest
             if digest != response.responder_key_hash:
                 continue
-        if verify_signature(
+        if signature_verifies(
             signer.public_key(),
             response.signature,
             response.tbs_response_bytes,
@@ -1167,7 +1093,7 @@ def _ocsp_signed_by(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> bo
 
 
 def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    return verify_signature(
+    return signature_verifies(
         issuer.public_key(), crl.signature, crl.tbs_certlist_bytes, crl.signature_hash_algorithm
     )
 

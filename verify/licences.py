@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING, Literal
 from cryptography import x509
 
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound
-from license.checking import LicenceCheck, State, check_qr, check_signed_data, licence_day
-from license.checking import Verdict as LicenceVerdict
+from license.checking import LicenceCheck, State, Verdict, check_qr, check_signed_data, licence_day
 from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
 from verify.report import (
@@ -128,7 +127,7 @@ class LicenceCheckRequest:
 
 def _reasons(check: LicenceCheck, locale: str) -> tuple[list[Reason], list[Reason]]:
     """(signature reasons, status reasons) of a licence-domain check."""
-    if check.verdict is LicenceVerdict.VALID:
+    if check.verdict is Verdict.VALID:
         return [], []
     names = check.reasons
     if check.state is State.UNKNOWN and names and names[0] not in _STATUS_REASONS:

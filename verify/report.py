@@ -41,20 +41,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from govtrust.audit import canonical_json
 from govtrust.errors import InvalidArgument
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
+from license.checking import Verdict as Verdict  # the one verdict enum, re-exported
 from seal.types import SealKind, SealStatus
 
 VERIFIER = "govtrust/1.0.0"
 REPORT_JWS_TYPE = "govtrust-verification-report+jws"
 
 # --- enumerations (names = proto value names without the prefix) ---------------------------
-
-
-class Verdict(StrEnum):
-    """Overall or per-part answer."""
-
-    VALID = "valid"
-    INVALID = "invalid"
-    INDETERMINATE = "indeterminate"
 
 
 class ReasonCode(StrEnum):
@@ -899,15 +892,15 @@ def _message_json(message: Any) -> dict[str, Any]:
 class ReportSigner:
     """Signs reports as compact JWS (canonical-JSON payload, ``x5c`` chain) through the key store.
 
-    ``signer`` is a :class:`license.jws.LicenceSigner` (a key-store key plus its certificate
+    ``signer`` is a :class:`license.signer.LicenceSigner` (a key-store key plus its certificate
     chain, leaf first), reused here because it is exactly "a key in the store with a chain".
     """
 
     def __init__(self, signer: Any) -> None:
-        from license.jws import LicenceSigner
+        from license.signer import LicenceSigner
 
         if not isinstance(signer, LicenceSigner):
-            raise TypeError("ReportSigner needs a license.jws.LicenceSigner")
+            raise TypeError("ReportSigner needs a license.signer.LicenceSigner")
         self._signer = signer
         self.certificate_der = signer.chain[0].public_bytes(Encoding.DER)
 
@@ -919,7 +912,7 @@ class ReportSigner:
 
     def sign(self, report: VerificationReport) -> SignedReport:
         """The report as signed JSON."""
-        from license.jws import sign_compact
+        from license.signer import sign_compact
 
         payload = report.to_json()
         jws = sign_compact(self._signer, payload, typ=REPORT_JWS_TYPE)
@@ -937,7 +930,7 @@ def verify_signed_report(
 
     Raises :class:`license.errors.LicenceVerificationFailed` when it does not verify.
     """
-    from license.jws import verify_compact
+    from license.signer import verify_compact
 
     verified = verify_compact(jws, roots, typ=REPORT_JWS_TYPE, at=at, until_leaf_expiry=at is None)
     return verified.payload

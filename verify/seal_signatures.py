@@ -23,10 +23,10 @@ from asn1crypto import cms, tsp
 from cryptography import x509
 from sqlalchemy import select
 
+from ca.path import signature_verifies
 from govtrust.db import as_utc
 from govtrust.errors import InvalidArgument, NotFound
 from govtrust.principal import Principal
-from verify.certificates import verify_signature
 from verify.report import (
     CertificatePurpose,
     CertificateReport,
@@ -186,7 +186,7 @@ def _check_signer(
         )
     signed_bytes = attrs.untag().dump() if hasattr(attrs, "untag") else attrs.dump()
     signed_bytes = b"\x31" + signed_bytes[1:]
-    valid = verify_signature(
+    valid = signature_verifies(
         cert.public_key(), signer_info["signature"].native, signed_bytes, _hash(digest_algorithm)
     )
     if sig_algo.signature_algo == "rsassa_pss":
@@ -583,7 +583,7 @@ def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
             )
         )
     digest_name, algorithm_name = _SES_OID_DIGEST.get(oid, ("", oid))
-    valid = digest_name in _HASHES and verify_signature(
+    valid = digest_name in _HASHES and signature_verifies(
         signer.public_key(), value, tbs_bytes, _hash(digest_name)
     )
     if not valid:

@@ -395,7 +395,7 @@ class VerifyContext:
         from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
         from ca.models import CaCertificate
         from hsm.keystore import KeyRef
-        from license.jws import LicenceSigner
+        from license.signer import LicenceSigner
 
         horizon = self.now() + SIGNER_RENEW_MARGIN
         with self.db.read() as session:

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
+from hsm.jws import b64url_decode
 from idp.oidc.errors import InvalidToken
-from idp.oidc.jws import b64url_decode, verify_signature
+from idp.oidc.keys import verify_signature
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 from verify.report import (
     EvidenceKind,

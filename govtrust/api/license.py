@@ -73,11 +73,11 @@ from license.checking import (
 )
 from license.identifiers import parse_identifier
 from license.issuance import IssuedLicence, IssueRequest, LicenceService, StoredLicence
-from license.jws import unverified_payload
 from license.models import LicenceTypeRow
 from license.qr import TrustList
 from license.runtime import StatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, HOLDER_USCC, LicenceMetadata
+from license.signer import unverified_payload
 from license.status_list import BITS
 from seal.owners import RegistryOwners
 
@@ -841,7 +841,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             report_id=str(uuid.uuid4()),
             verdict=_VERDICT[check.verdict],
             reasons=_reasons(check),
-            summary=f"{check.verdict.value}: {', '.join(check.reasons[:1]) or 'ok'}",
+            summary=f"{check.verdict.name}: {', '.join(check.reasons[:1]) or 'ok'}",
             evidence_kind=_EVIDENCE_KIND[kind],
             evidence_digest=common_pb2.Digest(
                 algorithm=common_pb2.DIGEST_ALGORITHM_SHA256,

@@ -196,9 +196,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Show a stored licence (metadata and status; the read is audited)."""
     from license.access import LicenceAccess
     from license.identifiers import parse_identifier
-    from license.jws import unverified_payload
     from license.runtime import runtime_for
     from license.signed_data import LicenceMetadata
+    from license.signer import unverified_payload
     from seal.owners import RegistryOwners
 
     parse_identifier(args.identifier, check_uscc=False)
@@ -311,7 +311,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         platform.close()
     out = {
         "evidence": kind,
-        "verdict": check.verdict.value,
+        "verdict": check.verdict.name,
         "state": check.state.value,
         "reasons": list(check.reasons),
         "identifier": check.identifier,

@@ -23,13 +23,50 @@ from sqlalchemy import select, text
 from govtrust import audit
 from govtrust.db import Database, as_utc
 from govtrust.principal import SYSTEM, Principal
-from hsm import KeyAlgorithm, KeyStore
-from idp.oidc.jws import SUPPORTED_ALGS, b64url, construct_key
+from hsm import KeyAlgorithm, KeyStore, jws
+from hsm.jws import b64url, construct_key
+from idp.oidc.errors import InvalidToken
 from idp.oidc.models import OidcSigningKeyRow
 
+SUPPORTED_ALGS = ("ES256", "RS256")
 KEY_ALGORITHM_FOR_ALG = {"ES256": KeyAlgorithm.EC_P256, "RS256": KeyAlgorithm.RSA_2048}
 _PG_KEYS_LOCK = 0x6F6964_C0DE
 CACHE_SECONDS = 5.0
+
+
+def sign_jwt(
+    keystore: KeyStore,
+    keystore_key_id: str,
+    *,
+    alg: str,
+    kid: str,
+    claims: dict[str, Any],
+    typ: str = "JWT",
+) -> str:
+    """Sign ``claims`` as a compact JWS with a key-store key (:func:`hsm.jws.sign_compact`)."""
+    return jws.sign_compact(keystore, keystore_key_id, {"alg": alg, "kid": kid, "typ": typ}, claims)
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, unverified (only to pick our key by ``kid``)."""
+    try:
+        return jws.unverified_header(token)
+    except jws.NotCompact:
+        raise InvalidToken("not a compact JWS") from None
+    except jws.JwsError:
+        raise InvalidToken("malformed JOSE header") from None
+
+
+def verify_signature(token: str, key: Any, alg: str) -> dict[str, Any]:
+    """Verify the JWS with exactly ``key`` and ``alg``; return the claims (not yet checked)."""
+    if alg not in SUPPORTED_ALGS:
+        raise InvalidToken("unsupported algorithm")
+    try:
+        return jws.verify_json(token, key, alg)
+    except jws.PayloadNotObject:
+        raise InvalidToken("claims are not a JSON object") from None
+    except ValueError:  # every JwsError, and what python-jose raises for a key that cannot fit
+        raise InvalidToken("signature verification failed") from None
 
 
 @dataclass(frozen=True)

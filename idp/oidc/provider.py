@@ -48,8 +48,7 @@ from idp.oidc.errors import AuthorizationPageError, InvalidToken, OAuthError
 from idp.oidc.fastsql import FastSql
 from idp.oidc.grants import ACCESS_TOKEN_TYP, TokenGrants
 from idp.oidc.grants import WriteWouldBlock as WriteWouldBlock  # re-exported (the HTTP adapter)
-from idp.oidc.jws import sign_jwt, unverified_header, verify_signature
-from idp.oidc.keys import SigningKeys
+from idp.oidc.keys import SigningKeys, sign_jwt, unverified_header, verify_signature
 from idp.oidc.models import (
     OidcAuthCodeRow,
     OidcConsentRow,

@@ -23,8 +23,8 @@ from govtrust.db import Database
 from hsm.keystore import KeyAlgorithm, KeyStore
 from hsm.master import MasterKey
 from hsm.soft import SoftKeyStore
-from license.jws import LicenceSigner
 from license.signed_data import LicenceMetadata
+from license.signer import LicenceSigner
 from tests.unchanged import Snapshot, unchanged
 
 DEPT_USCC = "11430000006122244L"
@@ -196,7 +196,7 @@ def with_malformed_issuer(token: str) -> str:
 
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from license.jws import b64url, b64url_decode
+    from license.signer import b64url, b64url_decode
 
     head, *rest = token.split(".")
     header = json.loads(b64url_decode(head))

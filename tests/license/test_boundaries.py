@@ -22,9 +22,9 @@ from license.access import GrantState, grant_state
 from license.chain import verify_chain
 from license.checking import LICENCE_ZONE, State, check_signed_data, licence_day
 from license.errors import LicenceVerificationFailed, Reason
-from license.jws import LicenceSigner
 from license.models import LicenceAccessGrantRow
 from license.signed_data import sign_licence
+from license.signer import LicenceSigner
 from tests.license.conftest import MiniCa, same, sample_metadata
 
 

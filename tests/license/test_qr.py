@@ -20,7 +20,6 @@ from hsm.master import MasterKey
 from hsm.soft import SoftKeyStore
 from license.base45 import ALPHABET, b45decode, b45encode
 from license.errors import LicenceVerificationFailed, Reason
-from license.jws import LicenceSigner
 from license.qr import (
     PREFIX,
     TrustList,
@@ -31,6 +30,7 @@ from license.qr import (
     render_png,
     render_svg,
 )
+from license.signer import LicenceSigner
 from tests.license.conftest import (
     OTHER_USCC,
     MiniCa,

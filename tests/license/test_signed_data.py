@@ -13,8 +13,8 @@ from jose import jws as jose_jws
 
 from hsm.soft import SoftKeyStore
 from license.errors import LicenceVerificationFailed, Reason
-from license.jws import LicenceSigner, b64url, b64url_decode
 from license.signed_data import LicenceMetadata, sign_licence, verify_licence
+from license.signer import LicenceSigner, b64url, b64url_decode
 from tests.license.conftest import (
     OTHER_USCC,
     MiniCa,

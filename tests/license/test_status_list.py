@@ -15,8 +15,8 @@ from govtrust.principal import SYSTEM
 from hsm.soft import SoftKeyStore
 from license import catalogue
 from license.errors import LicenceVerificationFailed, Reason
-from license.jws import LicenceSigner, b64url, b64url_decode
 from license.models import LicenceRow
+from license.signer import LicenceSigner, b64url, b64url_decode
 from license.status_list import (
     MIN_ENTRIES,
     LicenceStatus,

@@ -82,7 +82,7 @@ def forge_all(env: OidcEnv, genuine: str) -> dict[str, str]:
 
 
 def _sign(env: OidcEnv, claims: dict[str, Any]) -> str:
-    from idp.oidc.jws import sign_jwt
+    from idp.oidc.keys import sign_jwt
 
     key = env.provider.keys.active("ES256")
     return sign_jwt(

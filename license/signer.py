@@ -1,15 +1,16 @@
-"""Compact JWS signed through the key store, verified with python-jose against an x5c chain.
+"""Licence signing keys and x5c-chained compact JWS (signed data, status lists, reports).
 
-The key store returns ECDSA signatures as DER ``SEQUENCE {r, s}``; JWS (RFC 7518 §3.4) wants the
-fixed-size ``r || s``, so :func:`der_to_raw` converts. Verification never trusts the header's
-``alg``: the algorithm list passed to python-jose is derived from the verified certificate's key.
+The JWS primitive (key-store signing, raw ECDSA signatures, python-jose verification with one
+explicit alg) is :mod:`hsm.jws`; this module adds what licences need on top: a signer that is a
+key-store key plus its certificate chain, the chain in the ``x5c`` header, canonical JSON, and
+verification that checks the chain to trusted roots first. The accepted ``alg`` is derived from
+the verified certificate's key, never taken from the header.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,67 +18,35 @@ from functools import cached_property
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
-from jose import jws as jose_jws
-from jose.exceptions import JOSEError
 
 from govtrust.audit import canonical_json
-from hsm.keystore import KeyRef, KeyStore, SignatureScheme
+from hsm import jws
+from hsm.jws import b64url, b64url_decode, unverified_payload
+from hsm.keystore import KeyRef, KeyStore
 from license.chain import verify_chain
 from license.errors import LicenceVerificationFailed, Reason
 
-# JWS alg → key-store scheme, and the curve each ECDSA alg needs.
-ALG_SCHEMES: dict[str, SignatureScheme] = {
-    "ES256": SignatureScheme.ECDSA_SHA256,
-    "ES384": SignatureScheme.ECDSA_SHA384,
-    "RS256": SignatureScheme.RSA_PKCS1V15_SHA256,
-}
-_CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384"}
-
-
-def b64url(data: bytes) -> str:
-    """Base64url without padding."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """Decode base64url with or without padding (raises ``binascii.Error``/``ValueError``)."""
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def unverified_payload(token: str) -> dict[str, Any]:
-    """The JSON payload of a compact JWS, NOT checked: for our own stored tokens (already
-    verified when made) or to say what a failed token claimed. ValueError when malformed."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise ValueError("not a compact JWS")
-    try:
-        data = json.loads(b64url_decode(parts[1]))
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError(f"bad payload: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("the payload is not a JSON object")
-    return data
-
-
-def der_to_raw(signature: bytes, size: int) -> bytes:
-    """DER ``SEQUENCE {r, s}`` → ``r || s`` with each half ``size`` bytes."""
-    r, s = decode_dss_signature(signature)
-    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+__all__ = [
+    "LicenceSigner",
+    "VerifiedJws",
+    "alg_for_key",
+    "b64url",
+    "b64url_decode",
+    "sign_compact",
+    "unverified_payload",
+    "verify_compact",
+]
 
 
 def alg_for_key(public_key: object) -> str:
-    """The one JWS alg accepted for a public key (ES256 for P-256, ES384 for P-384, RS256)."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        alg = _CURVE_ALGS.get(public_key.curve.name)
-        if alg is not None:
-            return alg
-    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= 2048:
-        return "RS256"
-    raise LicenceVerificationFailed(Reason.UNSUPPORTED_ALGORITHM, "unsupported signing key type")
+    """The one JWS alg accepted for a public key (:func:`hsm.jws.alg_for_key`), as a licence
+    verification failure when there is none."""
+    try:
+        return jws.alg_for_key(public_key)
+    except jws.UnsupportedKey as exc:
+        raise LicenceVerificationFailed(Reason.UNSUPPORTED_ALGORITHM, str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -119,11 +88,7 @@ class LicenceSigner:
 
     def sign_raw(self, data: bytes) -> bytes:
         """Sign ``data`` in the JOSE/COSE signature format (raw r||s for ECDSA)."""
-        alg = self.alg
-        signature = self.keystore.sign(self.key, data, ALG_SCHEMES[alg])
-        if alg.startswith("ES"):
-            return der_to_raw(signature, 32 if alg == "ES256" else 48)
-        return signature
+        return jws.sign_raw(self.keystore, self.key, self.alg, data)
 
 
 def sign_compact(
@@ -135,9 +100,7 @@ def sign_compact(
 ) -> str:
     """Canonical-JSON ``payload`` as a compact JWS with ``x5c`` in the protected header."""
     header = {"alg": signer.alg, "typ": typ, "x5c": signer.x5c, **(extra_header or {})}
-    signing_input = f"{b64url(canonical_json(header))}.{b64url(canonical_json(payload))}"
-    signature = signer.sign_raw(signing_input.encode("ascii"))
-    return f"{signing_input}.{b64url(signature)}"
+    return jws.sign_compact(signer.keystore, signer.key, header, payload, encode=canonical_json)
 
 
 @dataclass(frozen=True)
@@ -152,16 +115,16 @@ class VerifiedJws:
 
 
 def _header(token: str) -> dict[str, Any]:
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise LicenceVerificationFailed(Reason.MALFORMED, "not a compact JWS (three parts)")
     try:
-        header = json.loads(b64url_decode(parts[0]))
-    except (ValueError, binascii.Error) as exc:
+        return jws.unverified_header(token)
+    except jws.NotCompact:
+        raise LicenceVerificationFailed(
+            Reason.MALFORMED, "not a compact JWS (three parts)"
+        ) from None
+    except jws.BadHeader as exc:
         raise LicenceVerificationFailed(Reason.MALFORMED, f"bad JWS header: {exc}") from None
-    if not isinstance(header, dict):
-        raise LicenceVerificationFailed(Reason.MALFORMED, "JWS header is not an object")
-    return header
+    except jws.HeaderNotObject:
+        raise LicenceVerificationFailed(Reason.MALFORMED, "JWS header is not an object") from None
 
 
 def _chain(header: Mapping[str, Any]) -> tuple[x509.Certificate, ...]:
@@ -204,15 +167,15 @@ def verify_compact(
             Reason.UNSUPPORTED_ALGORITHM, f"JWS alg must be {alg} for this certificate"
         )
     try:
-        payload_bytes = jose_jws.verify(token, public_key, algorithms=[alg])
-    except JOSEError as exc:
+        payload_bytes = jws.verify(token, public_key, alg)
+    except jws.BadSignature as exc:
         raise LicenceVerificationFailed(
             Reason.BAD_SIGNATURE, f"signature does not verify: {exc}"
         ) from None
     try:
-        payload = json.loads(payload_bytes)
-    except ValueError as exc:
+        payload = jws.parse_payload(payload_bytes)
+    except jws.BadPayload as exc:
         raise LicenceVerificationFailed(Reason.MALFORMED, f"payload is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise LicenceVerificationFailed(Reason.MALFORMED, "payload is not a JSON object")
+    except jws.PayloadNotObject:
+        raise LicenceVerificationFailed(Reason.MALFORMED, "payload is not a JSON object") from None
     return VerifiedJws(header, payload, payload_bytes, chain[0], chain)

@@ -1,0 +1,278 @@
+"""Certificate paths, the one validator: signatures, issuer links, CA rules and path building.
+
+No network and no revocation here (the callers ask the status list, the registry, OCSP or CRL
+separately). Two entry points share the same rules:
+
+* :func:`validate_chain` — a chain as presented (leaf first, e.g. a JWS ``x5c``) must end at one
+  of the given roots; raises :class:`PathInvalid` naming the :class:`PathProblem` (licences);
+* :func:`build_path` — build a path from a leaf through candidate issuers to an anchor and say
+  what, if anything, is wrong and where (``verify.certificates``, which caches links and paths).
+
+:func:`signature_verifies` is the one place that verifies a raw X.509-style signature (OCSP
+responses, CRLs, seal signatures); new signature algorithms (SM2) are added there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.x509.oid import ExtensionOID
+
+MAX_CHAIN = 6  # certificates in a presented chain (validate_chain)
+
+
+class PathProblem(StrEnum):
+    """What is wrong with a chain or path."""
+
+    NO_CHAIN = "no_chain"  # nothing to validate
+    UNTRUSTED = "untrusted"  # no link to a trusted root, or a link that does not hold
+    EXPIRED = "expired"  # a certificate outside its validity at the time asked
+    WRONG_LEAF = "wrong_leaf"  # the leaf is a CA or may not make signatures
+    MALFORMED = "malformed"  # a certificate's fields cannot be read
+    BAD_SIGNATURE = "bad_signature"  # (build_path) no candidate issuer's key verifies the link
+    NOT_CA = "not_ca"  # (build_path) the issuer is not a CA allowed to sign certificates
+    PATH_LENGTH = "path_length"  # (build_path) a basicConstraints pathLenConstraint is violated
+
+
+class PathInvalid(Exception):
+    """A chain that does not validate: ``problem`` and a message naming the certificate."""
+
+    def __init__(self, problem: PathProblem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.message = message
+
+
+def signature_verifies(
+    public_key: Any, signature: bytes, data: bytes, hash_algorithm: hashes.HashAlgorithm | None
+) -> bool:
+    """Verify a raw X.509-style signature (ECDSA, RSA PKCS#1 v1.5, EdDSA); False otherwise."""
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey) and hash_algorithm is not None:
+            public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
+        elif isinstance(public_key, rsa.RSAPublicKey) and hash_algorithm is not None:
+            public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
+        elif isinstance(public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            public_key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
+def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """``child`` names ``issuer`` as its issuer and its signature verifies under its key."""
+    try:
+        child.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def within_validity(cert: x509.Certificate, at: datetime) -> bool:
+    """``at`` falls within ``notBefore``..``notAfter`` (both inclusive)."""
+    return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
+
+
+def _ext(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> x509.ExtensionType | None:
+    try:
+        return cert.extensions.get_extension_for_oid(oid).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def ca_problem(cert: x509.Certificate) -> str:
+    """Why ``cert`` may not issue certificates ("" when it may): basicConstraints cA, and
+    keyCertSign when a keyUsage is present."""
+    bc = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
+    if not isinstance(bc, x509.BasicConstraints) or not bc.ca:
+        return f"{cert.subject.rfc4514_string()} is not a CA certificate"
+    ku = _ext(cert, ExtensionOID.KEY_USAGE)
+    if isinstance(ku, x509.KeyUsage) and not ku.key_cert_sign:
+        return f"{cert.subject.rfc4514_string()} may not sign certificates"
+    return ""
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """``cert`` is a CA certificate allowed to sign certificates (the rules of
+    :func:`ca_problem`, without building its message)."""
+    bc = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
+    if not isinstance(bc, x509.BasicConstraints) or not bc.ca:
+        return False
+    ku = _ext(cert, ExtensionOID.KEY_USAGE)
+    return not isinstance(ku, x509.KeyUsage) or ku.key_cert_sign
+
+
+def signing_problem(cert: x509.Certificate) -> str:
+    """Why ``cert`` may not make signatures as an end entity ("" when it may)."""
+    bc = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
+    if isinstance(bc, x509.BasicConstraints) and bc.ca:
+        return "the signing certificate is a CA certificate"
+    ku = _ext(cert, ExtensionOID.KEY_USAGE)
+    if isinstance(ku, x509.KeyUsage) and not (ku.digital_signature or ku.content_commitment):
+        return "the signing certificate may not make digital signatures"
+    return ""
+
+
+def key_ids_match(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """The child's authorityKeyIdentifier names the issuer's subjectKeyIdentifier (or one of
+    them is absent)."""
+    try:
+        aki = child.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return True
+    return aki.key_identifier is None or aki.key_identifier == ski.digest
+
+
+def path_length_violation(path: Sequence[x509.Certificate]) -> int | None:
+    """The index of the first CA in ``path`` (leaf first) whose pathLenConstraint is violated."""
+    # path[i] for i >= 1 is a CA; the number of CAs below it (excluding the leaf) is i - 1.
+    for i in range(1, len(path)):
+        try:
+            limit = (
+                path[i].extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+            )
+        except x509.ExtensionNotFound:
+            continue
+        if limit is not None and i - 1 > limit:
+            return i
+    return None
+
+
+# --- a presented chain ------------------------------------------------------------------------
+
+
+def validate_chain(
+    chain: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    *,
+    at: datetime | None = None,
+) -> x509.Certificate:
+    """Check ``chain`` (leaf first; the root may be included or not) ends at one of ``roots``.
+
+    The leaf must be an end entity that may sign; each certificate is issued (names and
+    signature) by the next, which must be a CA; each is within its validity at ``at`` (default
+    now), and so is the root reached. Returns that root; raises :class:`PathInvalid`.
+    """
+    if not chain:
+        raise PathInvalid(PathProblem.NO_CHAIN, "no signing certificate")
+    if len(chain) > MAX_CHAIN:
+        raise PathInvalid(PathProblem.UNTRUSTED, "certificate chain too long")
+    moment = (at or datetime.now(UTC)).astimezone(UTC)
+    try:
+        return _walk(chain, roots, moment)
+    except ValueError as exc:  # cryptography parses names and extensions lazily
+        raise PathInvalid(
+            PathProblem.MALFORMED, f"a certificate in the chain cannot be read: {exc}"
+        ) from None
+
+
+def _check_time(cert: x509.Certificate, at: datetime) -> None:
+    if not within_validity(cert, at):
+        raise PathInvalid(
+            PathProblem.EXPIRED,
+            f"certificate {cert.subject.rfc4514_string()} is not valid at {at.isoformat()}",
+        )
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    return cert.issuer == issuer.subject and signed_by(cert, issuer)
+
+
+def _walk(
+    chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], moment: datetime
+) -> x509.Certificate:
+    problem = signing_problem(chain[0])
+    if problem:
+        raise PathInvalid(PathProblem.WRONG_LEAF, problem)
+    for index, cert in enumerate(chain):
+        _check_time(cert, moment)
+        for root in roots:
+            if cert == root:
+                return root
+            if _issued_by(cert, root):
+                _check_time(root, moment)
+                return root
+        if index + 1 >= len(chain):
+            break
+        issuer = chain[index + 1]
+        if not _issued_by(cert, issuer):
+            raise PathInvalid(
+                PathProblem.UNTRUSTED,
+                f"{cert.subject.rfc4514_string()} is not issued by the next certificate",
+            )
+        problem = ca_problem(issuer)
+        if problem:
+            raise PathInvalid(PathProblem.UNTRUSTED, problem)
+    raise PathInvalid(PathProblem.UNTRUSTED, "the certificate chain does not end at a trusted root")
+
+
+# --- path building ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltPath:
+    """A path from a leaf (first) towards an anchor.
+
+    ``trusted``: it reached an anchor with no problem. ``problem`` and ``index``: what is wrong
+    and at which certificate of ``certificates`` (None: nothing found wrong; a path that simply
+    stops at an unknown issuer is untrusted with no problem).
+    """
+
+    certificates: tuple[x509.Certificate, ...]
+    trusted: bool
+    problem: PathProblem | None
+    index: int
+
+
+def build_path(
+    leaf: x509.Certificate,
+    issuers: Callable[[x509.Certificate], Sequence[x509.Certificate]],
+    *,
+    is_anchor: Callable[[x509.Certificate], bool],
+    linked: Callable[[x509.Certificate, x509.Certificate], bool] = signed_by,
+    max_length: int = 8,
+) -> BuiltPath:
+    """Walk from ``leaf`` through ``issuers(cert)`` (candidates named as its issuer) to a
+    certificate ``is_anchor`` accepts: at each step the first candidate whose key ids match and
+    that ``linked`` (default :func:`signed_by`) accepts; it must be a CA (:func:`is_ca`). Once
+    an anchor is reached, the path-length constraints are checked."""
+    path = [leaf]
+    problem: PathProblem | None = None
+    index = 0
+    reached = False
+    current = leaf
+    for _ in range(max_length):
+        if is_anchor(current):
+            reached = True
+            break
+        candidates = [c for c in issuers(current) if c is not current and key_ids_match(current, c)]
+        if not candidates:
+            break  # unknown issuer
+        chosen = next((c for c in candidates if linked(current, c)), None)
+        if chosen is None:
+            problem, index = PathProblem.BAD_SIGNATURE, len(path) - 1
+            break
+        if not is_ca(chosen):
+            path.append(chosen)
+            problem, index = PathProblem.NOT_CA, len(path) - 1
+            break
+        if chosen in path:
+            break
+        path.append(chosen)
+        current = chosen
+    if reached and problem is None:
+        violation = path_length_violation(path)
+        if violation is not None:
+            problem, index = PathProblem.PATH_LENGTH, violation
+    return BuiltPath(tuple(path), reached and problem is None, problem, index)
