@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from idp.oidc.provider import ProviderConfig
 
 ACCESS_TOKEN_TYP = "at+jwt"
+# private_key_jwt assertion algorithms, as discovery lists them: only what python-jose verifies
+# (3.5 has no PS256, so listing it would invite clients whose every assertion is refused).
+ASSERTION_ALGORITHMS = ("ES256", "RS256")
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 _RT = cast(Table, OidcRefreshTokenRow.__table__)
@@ -148,7 +151,7 @@ class TokenGrants:
         if client is None or client.token_endpoint_auth_method != "private_key_jwt":
             raise fail
         alg = header.get("alg")
-        if alg not in {"ES256", "RS256", "PS256"}:
+        if alg not in ASSERTION_ALGORITHMS:
             raise fail
         keys = json.loads(client.jwks).get("keys", [])
         kid = header.get("kid")

@@ -46,7 +46,7 @@ from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.directory import ActingCandidate, RegistryDirectory
 from idp.oidc.errors import AuthorizationPageError, InvalidToken, OAuthError
 from idp.oidc.fastsql import FastSql
-from idp.oidc.grants import ACCESS_TOKEN_TYP, TokenGrants
+from idp.oidc.grants import ACCESS_TOKEN_TYP, ASSERTION_ALGORITHMS, TokenGrants
 from idp.oidc.grants import WriteWouldBlock as WriteWouldBlock  # re-exported (the HTTP adapter)
 from idp.oidc.keys import SigningKeys, sign_jwt, unverified_header, verify_signature
 from idp.oidc.models import (
@@ -341,7 +341,7 @@ class Provider(TokenGrants):
                 "private_key_jwt",
                 "none",
             ],
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
             "introspection_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",

@@ -482,7 +482,10 @@ def test_private_key_jwt_malformed_and_wrong_algorithms(env: TokenEnv) -> None:
     # the header's alg must be the key's alg when the key names one
     ps = Assertions(env, key_alg="PS256")
     assert not ps.ok(ps.make())
-    # an RSA key (PS256, also listed, cannot be verified by python-jose 3.5: see docs/testing.md)
+    # discovery lists exactly the algorithms an assertion may use; PS256 is not among them
+    listed = env.provider.discovery()["token_endpoint_auth_signing_alg_values_supported"]
+    assert listed == ["ES256", "RS256"]
+    # an RSA key
     rsa_client = Assertions(env, key_alg="RS256", alg="RS256")
     assert rsa_client.ok(rsa_client.make())
     # no assertion at all, or an issuer that is not a string
