@@ -18,7 +18,7 @@ from ca import crl
 from ca.authority import CertificateAuthority
 from ca.issuance import IssueRequest, SubjectSpec
 from ca.models import CaCertificate, CaCrl
-from tests.ca.conftest import OPERATOR, make_csr
+from tests.ca.conftest import OPERATOR, USCC, make_csr
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -254,7 +254,11 @@ def test_publish_numbers_stores_and_prunes(authority: CertificateAuthority) -> N
 
 
 def test_delta_lists_changes_since_its_base(authority: CertificateAuthority) -> None:
-    old, revoked, resumed = (_issue(authority) for _ in range(3))
+    old, revoked, resumed, held = (_issue(authority) for _ in range(4))
+    other = authority.issue(
+        OPERATOR, IssueRequest("legal-person", SubjectSpec(identity=USCC), csr=make_csr())
+    ).certificate
+    assert other.issuer != "citizen"
     authority.revoke(OPERATOR, old.id, reason="keyCompromise")
     with authority.ctx.db.transaction() as session:  # CRL times are whole seconds
         session.execute(
@@ -263,24 +267,45 @@ def test_delta_lists_changes_since_its_base(authority: CertificateAuthority) -> 
             .values(status_changed_at=datetime.now(UTC) - timedelta(minutes=1))
         )
     base = crl.publish(authority.ctx, "citizen")
-    authority.revoke(OPERATOR, revoked.id, reason="cessationOfOperation")
+    day_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    authority.revoke(OPERATOR, revoked.id, reason="cessationOfOperation", invalidity_date=day_ago)
     authority.suspend(OPERATOR, resumed.id)
     authority.resume(OPERATOR, resumed.id)
+    authority.suspend(OPERATOR, held.id)
+    authority.revoke(OPERATOR, other.id, reason="keyCompromise")  # another CA's change
     delta = crl.publish(authority.ctx, "citizen", delta=True)
     assert delta.delta and delta.base_crl_number == base.crl_number
     assert delta.crl_number == base.crl_number + 1
     assert delta.next_update - delta.this_update == timedelta(hours=4)
     listed = _listed(delta)
-    assert set(listed) == {int(revoked.serial, 16), int(resumed.serial, 16)}
-    assert listed[int(revoked.serial, 16)][0] == "cessation_of_operation"
-    assert listed[int(resumed.serial, 16)][0] == "remove_from_crl"
+    assert set(listed) == {int(r.serial, 16) for r in (revoked, resumed, held)}
     with authority.ctx.db.read() as session:
-        row = session.get(CaCertificate, resumed.id)
-        assert row is not None and row.resumed_at is not None
-        resumed_at = crl.parse_datetime(row.resumed_at).replace(microsecond=0)
-    assert listed[int(resumed.serial, 16)][1] == resumed_at
+        rows = {r.id: r for r in session.scalars(select(CaCertificate))}
+    revoked_at = crl.parse_datetime(rows[revoked.id].revoked_at).replace(microsecond=0)  # type: ignore[arg-type]
+    assert listed[int(revoked.serial, 16)] == ("cessation_of_operation", revoked_at, day_ago)
+    held_at = crl.parse_datetime(rows[held.id].revoked_at).replace(microsecond=0)  # type: ignore[arg-type]
+    assert listed[int(held.serial, 16)] == ("certificate_hold", held_at, None)
+    resumed_at = crl.parse_datetime(rows[resumed.id].resumed_at).replace(microsecond=0)  # type: ignore[arg-type]
+    assert listed[int(resumed.serial, 16)] == ("remove_from_crl", resumed_at, None)
     parsed = asn1_crl.CertificateList.load(delta.der)
     assert parsed.delta_crl_indicator_value.native == base.crl_number
+
+
+def test_locks_are_one_per_key() -> None:
+    first = crl._lock("test-mutants:a")
+    assert crl._lock("test-mutants:a") is first
+    other = crl._lock("test-mutants:b")
+    assert other is not first
+    with first:
+        assert first.locked() and not other.locked()
+
+
+def test_current_is_the_latest_of_its_own_ca(authority: CertificateAuthority) -> None:
+    mine = crl.current(authority.ctx, "citizen")
+    for _ in range(3):  # the legal-person CA's CRL numbers pass the citizen CA's
+        crl.publish(authority.ctx, "legal-person")
+    again = crl.current(authority.ctx, "citizen")
+    assert (again.ca, again.crl_number, again.der) == ("citizen", mine.crl_number, mine.der)
 
 
 def test_delta_base_is_the_oldest_full_crl_outliving_a_delta(
