@@ -16,9 +16,13 @@ from sqlalchemy import select
 from ca import ocsp
 from ca.authority import CertificateAuthority
 from ca.cache import OcspCache
+from ca.config import CaConfig
+from ca.directory import InMemoryDirectory
 from ca.issuance import IssueRequest, SubjectSpec
 from ca.models import CaCertificate, CaOcspResponse
-from tests.ca.conftest import OPERATOR, make_csr
+from govtrust.db import Database
+from hsm import SoftKeyStore
+from tests.ca.conftest import OPERATOR, PUBLIC_URL, make_csr
 
 MALFORMED = bytes.fromhex("30030a0101")  # OCSPResponse { malformedRequest (1) }
 UNAUTHORIZED = bytes.fromhex("30030a0106")  # OCSPResponse { unauthorized (6) }
@@ -296,4 +300,36 @@ def test_a_failure_inside_is_internal_error(
         public_base_url=authority.ctx.config.public_base_url, ocsp_validity_hours=10**9
     )
     assert authority.ocsp(request) == INTERNAL_ERROR
-    assert [r.name for r in caplog.records if r.levelname == "ERROR"] == ["govtrust.ca.ocsp"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [(r.name, r.getMessage()) for r in errors] == [
+        ("govtrust.ca.ocsp", "OCSP request failed")
+    ]
+    assert errors[0].exc_info is not None  # the traceback is logged
+
+
+def test_trailing_bytes_after_the_request_are_malformed(authority: CertificateAuthority) -> None:
+    """DER is one encoding: a request followed by anything is not a DER OCSPRequest."""
+    request = _request(_cert_id(authority, "citizen", 5))
+    assert _singles(authority.ocsp(request))
+    assert authority.ocsp(request + b"\x00") == MALFORMED
+    assert authority.ocsp(request + request) == MALFORMED
+
+
+def test_a_status_change_in_another_process_reaches_the_cache(
+    authority: CertificateAuthority,
+    database: Database,
+    soft_keystore: SoftKeyStore,
+    directory: InMemoryDirectory,
+) -> None:
+    """Each process caches responses; a revocation made by another process (another
+    CertificateAuthority on the same database) moves the status epoch, which drops the cache."""
+    row = _issue(authority)
+    authority.ctx.ocsp_cache = OcspCache(check_interval=0)  # re-read the epoch on every look-up
+    request = _request(_cert_id(authority, "citizen", int(row.serial, 16)))
+    assert [s["cert_status"].name for s in _singles(authority.ocsp(request))] == ["good"]
+    assert ocsp.cached(authority.ctx, request) is None  # a sync is due first
+    other = CertificateAuthority.open(
+        database, soft_keystore, CaConfig(public_base_url=PUBLIC_URL), directory
+    )
+    other.revoke(OPERATOR, row.id, reason="keyCompromise")
+    assert [s["cert_status"].name for s in _singles(authority.ocsp(request))] == ["revoked"]
