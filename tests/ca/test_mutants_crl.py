@@ -12,7 +12,7 @@ import pytest
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509
 from cryptography import x509 as cx
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ca import crl
 from ca.authority import CertificateAuthority
@@ -195,11 +195,21 @@ def test_full_crl_lists_revoked_and_held_unexpired_certificates(
     authority: CertificateAuthority,
 ) -> None:
     revoked, held, _active, expired = (_issue(authority) for _ in range(4))
+    other = authority.issue(
+        OPERATOR, IssueRequest("legal-person", SubjectSpec(identity=USCC), csr=make_csr())
+    ).certificate
     hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     authority.revoke(OPERATOR, revoked.id, reason="superseded", invalidity_date=hour_ago)
     authority.suspend(OPERATOR, held.id)
     authority.revoke(OPERATOR, expired.id, reason="keyCompromise")
+    authority.revoke(OPERATOR, other.id, reason="keyCompromise")  # another CA's certificate
+    two_hours_ago = hour_ago - timedelta(hours=1)
     with authority.ctx.db.transaction() as session:
+        session.execute(
+            update(CaCertificate)
+            .where(CaCertificate.id == revoked.id)
+            .values(revoked_at=two_hours_ago)
+        )
         session.execute(
             update(CaCertificate)
             .where(CaCertificate.id == expired.id)
@@ -213,8 +223,7 @@ def test_full_crl_lists_revoked_and_held_unexpired_certificates(
     after = datetime.now(UTC) + timedelta(seconds=1)
     listed = _listed(info)
     assert set(listed) == {int(revoked.serial, 16), int(held.serial, 16)}
-    assert listed[int(revoked.serial, 16)][0] == "superseded"
-    assert listed[int(revoked.serial, 16)][2] == hour_ago
+    assert listed[int(revoked.serial, 16)] == ("superseded", two_hours_ago, hour_ago)
     reason, revoked_at, invalidity = listed[int(held.serial, 16)]
     assert reason == "certificate_hold" and invalidity is None
     assert before <= revoked_at <= after  # no revocation time stored: the CRL's own time
@@ -273,6 +282,13 @@ def test_delta_lists_changes_since_its_base(authority: CertificateAuthority) -> 
     authority.resume(OPERATOR, resumed.id)
     authority.suspend(OPERATOR, held.id)
     authority.revoke(OPERATOR, other.id, reason="keyCompromise")  # another CA's change
+    with authority.ctx.db.transaction() as session:  # revocation times unlike the base's time
+        for row_id, minutes in ((revoked.id, 30), (held.id, 20)):
+            session.execute(
+                update(CaCertificate)
+                .where(CaCertificate.id == row_id)
+                .values(revoked_at=datetime.now(UTC) - timedelta(minutes=minutes))
+            )
     delta = crl.publish(authority.ctx, "citizen", delta=True)
     assert delta.delta and delta.base_crl_number == base.crl_number
     assert delta.crl_number == base.crl_number + 1
@@ -356,3 +372,35 @@ def test_current_reuses_until_a_change_or_half_its_life(authority: CertificateAu
     assert crl.current(authority.ctx, "citizen").crl_number == third.crl_number
     with pytest.raises(Exception, match="nowhere"):
         crl.current(authority.ctx, "nowhere")
+
+
+def test_delta_base_is_a_full_crl_of_its_own_ca(authority: CertificateAuthority) -> None:
+    with authority.ctx.db.transaction() as session:
+        session.execute(delete(CaCrl))
+    # no full CRL at all: the current one is published and is the base
+    base = crl.delta_base(authority.ctx, "citizen")
+    assert (base.ca, base.delta) == ("citizen", False)
+    with authority.ctx.db.read() as session:
+        assert [r.crl_number for r in session.scalars(select(CaCrl))] == [base.crl_number]
+    # a delta CRL never is a base, nor another CA's full CRL
+    delta = crl.publish(authority.ctx, "citizen", delta=True)
+    second = crl.publish(authority.ctx, "citizen")
+    crl.publish(authority.ctx, "legal-person")
+    with authority.ctx.db.transaction() as session:
+        session.execute(
+            update(CaCrl)
+            .where(CaCrl.issuer == "citizen", CaCrl.crl_number == base.crl_number)
+            .values(next_update=datetime.now(UTC) + timedelta(hours=1))
+        )
+        session.execute(
+            update(CaCrl)
+            .where(CaCrl.issuer == "citizen", CaCrl.crl_number == delta.crl_number)
+            .values(next_update=datetime.now(UTC) + timedelta(days=10))
+        )
+        session.execute(
+            update(CaCrl)
+            .where(CaCrl.issuer == "legal-person")
+            .values(crl_number=0, next_update=datetime.now(UTC) + timedelta(days=10))
+        )
+    chosen = crl.delta_base(authority.ctx, "citizen")
+    assert (chosen.ca, chosen.crl_number, chosen.delta) == ("citizen", second.crl_number, False)
