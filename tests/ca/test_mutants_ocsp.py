@@ -333,3 +333,30 @@ def test_a_status_change_in_another_process_reaches_the_cache(
     )
     other.revoke(OPERATOR, row.id, reason="keyCompromise")
     assert [s["cert_status"].name for s in _singles(authority.ocsp(request))] == ["revoked"]
+
+
+def test_serial_zero_is_unknown_not_malformed(authority: CertificateAuthority) -> None:
+    """Only a negative serial is malformed; 0 (non-conforming, but met in the wild, RFC 5280
+    §4.1.2.2) is answered: no certificate of ours has it."""
+    for digest in ("sha1", "sha256"):
+        der = authority.ocsp(_request(_cert_id(authority, "citizen", 0, digest)))
+        assert [_serial_and_status(s) for s in _singles(der)] == [(0, "unknown")]
+
+
+def test_a_cached_response_serves_other_requests_for_the_certificate(
+    authority: CertificateAuthority,
+) -> None:
+    """Once read, a pre-produced response is cached per certificate: a differently encoded
+    request for it (here with a non-critical extension) is answered from memory."""
+    row = _issue(authority)
+    _cold(authority)
+    cert_id = _cert_id(authority, "citizen", int(row.serial, 16))
+    first = authority.ocsp(_request(cert_id))
+    with authority.ctx.db.transaction() as session:
+        stored = session.get(CaOcspResponse, row.id)
+        assert stored is not None
+        session.delete(stored)  # not a status change: the epoch stays
+    other = {"extn_id": "1.2.3.9", "critical": False, "extn_value": core.Null().dump()}
+    assert authority.ocsp(_request(cert_id, extensions=[other])) == first
+    with authority.ctx.db.read() as session:
+        assert session.get(CaOcspResponse, row.id) is None  # nothing re-signed or stored
