@@ -61,6 +61,8 @@ def _entries() -> list[crl.Entry]:
         (7, datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC), None, None),
         (8, datetime(1999, 12, 31, 13, 14, 15, tzinfo=UTC), None, None),
         (2**700, base, 1, base),  # a long entry: the length in long form
+        (2**880, base, None, None),  # 111-octet serial: an entry of exactly 0x80 octets
+        (9, datetime(2026, 3, 4, 10, 1, 0, tzinfo=UTC), None, base),  # no reason, invalidity
     ]
     return entries
 
@@ -70,6 +72,7 @@ def test_entries_encode_as_asn1crypto_does() -> None:
     der, count = crl.encode_entries(iter(entries))
     assert count == len(entries)
     assert der == b"".join(_expected(e) for e in entries)
+    assert crl.encode_entries([entries[-2]])[0][:3] == b"\x30\x81\x80"  # long form at 0x80
     for entry in entries:  # each on its own, without the caches filled by the others
         assert crl.encode_entries([entry]) == (_expected(entry), 1)
 
