@@ -80,6 +80,8 @@ def test_a_serial_of_another_ca_is_unknown(authority: CertificateAuthority) -> N
         _cold(authority)
         der = authority.ocsp(_request(_cert_id(authority, "legal-person", serial, digest)))
         assert [_serial_and_status(s) for s in _singles(der)] == [(serial, "unknown")]
+        # the response's CertID uses the request's hash algorithm (RFC 6960 §4.2.1)
+        assert _singles(der)[0]["cert_id"]["hash_algorithm"]["algorithm"].native == digest
         der = authority.ocsp(_request(_cert_id(authority, "citizen", serial, digest)))
         assert [_serial_and_status(s) for s in _singles(der)] == [(serial, "good")]
 
@@ -358,5 +360,6 @@ def test_a_cached_response_serves_other_requests_for_the_certificate(
         session.delete(stored)  # not a status change: the epoch stays
     other = {"extn_id": "1.2.3.9", "critical": False, "extn_value": core.Null().dump()}
     assert authority.ocsp(_request(cert_id, extensions=[other])) == first
+    assert authority.ocsp(_request(cert_id, extensions=[other])) == first  # now by its bytes
     with authority.ctx.db.read() as session:
         assert session.get(CaOcspResponse, row.id) is None  # nothing re-signed or stored
