@@ -6,6 +6,7 @@ list, expired CRLs being pruned, and when a published CRL is reused or rebuilt."
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -311,9 +312,10 @@ def test_delta_lists_changes_since_its_base(authority: CertificateAuthority) -> 
 
 
 def test_locks_are_one_per_key() -> None:
-    first = crl._lock("test-mutants:a")
-    assert crl._lock("test-mutants:a") is first
-    other = crl._lock("test-mutants:b")
+    key = f"test-mutants:{uuid.uuid4()}"  # new keys (the lock table lives for the process)
+    first = crl._lock(key)
+    assert crl._lock(key) is first
+    other = crl._lock(key + ":b")
     assert other is not first
     with first:
         assert first.locked() and not other.locked()
