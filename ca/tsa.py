@@ -94,7 +94,7 @@ def respond(ctx: CaContext, request: bytes) -> TsaResult:
     if requested_policy is not None and requested_policy != policy:
         return _reject("unaccepted_policy", f"only policy {policy} is offered")
     if has_extensions:
-        return _reject("unaccepted_extension", "request extensions are not supported")
+        return _reject("unaccepted_extensions", "request extensions are not supported")
     return _grant(ctx, digest, hashed, nonce, cert_req, policy)
 
 

@@ -50,9 +50,24 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "idp/oidc/grants.py",
         ["tests/oidc/test_mutants_token.py"],
     ),
-    # not run yet (docs/testing.md): the OCSP and TSA request handling
-    "ca.ocsp": ("ca/ocsp.py", ["tests/ca/test_status.py", "tests/ca/test_bad_input.py"]),
-    "ca.tsa": ("ca/tsa.py", ["tests/ca/test_bad_input.py", "tests/ca/test_issuance.py"]),
+    "ca.ocsp": (
+        "ca/ocsp.py",
+        [
+            "tests/ca/test_status.py",
+            "tests/ca/test_bad_input.py",
+            "tests/ca/test_ocsp_vectors.py",
+            "tests/ca/test_mutants_ocsp.py",
+        ],
+    ),
+    "ca.tsa": (
+        "ca/tsa.py",
+        [
+            "tests/ca/test_bad_input.py",
+            "tests/ca/test_tsa_vectors.py",
+            "tests/ca/test_mutants_tsa.py",
+        ],
+    ),
+    "ca.crl": ("ca/crl.py", ["tests/ca/test_status.py", "tests/ca/test_mutants_crl.py"]),
 }
 
 
