@@ -24,8 +24,10 @@ from tests.server.serving import (
     reflected_services,
     running,
     serve_command,
+    server_database,
     server_env,
 )
+from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +50,11 @@ def test_serve_answers_and_drains(tmp_path: Path, database_url: str) -> None:
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
         }
-        with pytest.raises(grpc.RpcError) as info:
+        with (
+            server_database(tmp_path / "data", database_url) as db,
+            unchanged(db),
+            pytest.raises(grpc.RpcError) as info,
+        ):
             call_first_method(
                 served.grpc_address,
                 verify_pb2,
