@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.serving import running, serve_command, server_database, server_env
+from tests.server.serving import running, serve_command, server_database, server_env, settle
 from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.slow
@@ -138,6 +138,7 @@ def test_huge_uploads_are_refused_under_a_memory_ceiling(tmp_path: Path) -> None
     command = serve_command(
         "--data-dir", str(tmp_path / "data"), "--grpc-port", "0", "--http-port", "0"
     )
+    settle(tmp_path / "data")  # the server's first periodic round changes nothing
     with (
         running(command, server_env()) as served,
         server_database(tmp_path / "data") as db,

@@ -23,7 +23,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from govtrust.v1 import verify_pb2, verify_pb2_grpc
 from tests.license.test_document import Licence, licence  # noqa: F401 - fixture
 from tests.seal.conftest import live_ca, world  # noqa: F401 - fixtures
-from tests.server.serving import channel, running, serve_command, server_database, server_env
+from tests.server.serving import (
+    channel,
+    running,
+    serve_command,
+    server_database,
+    server_env,
+    settle,
+)
 from tests.unchanged import unchanged
 from tests.untrusted_pdf import append_empty_updates
 
@@ -85,6 +92,7 @@ def test_hostile_documents_never_starve_health_or_grpc(
         GOVTRUST_DOCUMENT_BUDGET_SECONDS=str(BUDGET),
         GOVTRUST_VERIFY_DOCUMENT_WORKERS="2",  # six calls of a second or more: four wait
     )
+    settle(tmp_path / "data")  # the server's first periodic round changes nothing
     with (
         running(command, env) as served,
         httpx.Client(base_url=served.http_base) as http,

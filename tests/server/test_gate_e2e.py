@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from tests.server.pki import Pki, key_pem, pem
-from tests.server.serving import running, serve_command, server_database, server_env
+from tests.server.serving import running, serve_command, server_database, server_env, settle
 from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.slow
@@ -44,6 +44,7 @@ def test_the_server_refuses_before_the_servicer(tmp_path: Path) -> None:
             identity_pb2.RevokeAgentRequest(grant_id="agt_nope", reason="x"),
         ),
     ]
+    settle(tmp_path / "data")  # the server's first periodic round changes nothing
     with (
         running(command, env) as served,
         grpc.secure_channel(served.grpc_address, credentials) as channel,

@@ -17,6 +17,7 @@ from tests.server.serving import (
     serve_command,
     server_database,
     server_env,
+    settle,
 )
 from tests.unchanged import unchanged
 
@@ -36,6 +37,7 @@ def test_two_workers_share_the_ports(tmp_path: Path, database_url: str) -> None:
         "--workers",
         "2",
     )
+    settle(tmp_path / "data", database_url)  # the server's first periodic round changes nothing
     with running(command, server_env(GOVTRUST_DATABASE_URL=database_url)) as served:
         assert "2 workers" in served.stdout.lines[0]
         no_keepalive = httpx.Limits(max_keepalive_connections=0)
