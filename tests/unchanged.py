@@ -5,8 +5,9 @@ has (reflected, so a table no model declares is still seen: nothing is excluded 
 key store's live keys (soft store rows and PKCS#11 objects alike, through ``KeyStore.list``) and
 the given files or folders; on exit, when the block did not raise anything but the expected
 refusal, it fails naming each table and the rows that were added, removed or altered. A table
-that legitimately changes on a refused call (a rate limit, a request log) is named in ``allow``
-and the test says why::
+(or a given file) that legitimately changes on a refused call (a rate limit, a request log) is
+named in ``allow`` and the test says why. ``db`` may be None where the refused call has no
+database (a PKCS#11 key store, a configuration file)::
 
     with unchanged(service.db), pytest.raises(PermissionDenied):
         service.issue(STRANGER, request)
@@ -141,9 +142,17 @@ class Snapshot:
     files: dict[str, str | None]
 
 
-def changes(before: Snapshot, after: Snapshot, allow: Iterable[str] = ()) -> list[str]:
-    """What differs between two snapshots, one message per table / key store / file set."""
-    allowed = set(allow)
+def _allowed_file(name: str, allowed: set[str]) -> bool:
+    path = Path(name)
+    return any(path == Path(a) or Path(a) in path.parents for a in allowed)
+
+
+def changes(before: Snapshot, after: Snapshot, allow: Iterable[str | Path] = ()) -> list[str]:
+    """What differs between two snapshots, one message per table / key store / file set.
+
+    ``allow`` names tables, and files or folders (whose files may then change).
+    """
+    allowed = {str(a) for a in allow}
     problems: list[str] = []
     for name in sorted(set(before.tables) | set(after.tables)):
         if name in allowed:
@@ -160,7 +169,9 @@ def changes(before: Snapshot, after: Snapshot, allow: Iterable[str] = ()) -> lis
         message = _diff_mapping("key store", before.keys, after.keys)
         if message:
             problems.append(message)
-    message = _diff_mapping("files", before.files, after.files)
+    files_before = {k: v for k, v in before.files.items() if not _allowed_file(k, allowed)}
+    files_after = {k: v for k, v in after.files.items() if not _allowed_file(k, allowed)}
+    message = _diff_mapping("files", files_before, files_after)
     if message:
         problems.append(message)
     return problems
@@ -168,22 +179,31 @@ def changes(before: Snapshot, after: Snapshot, allow: Iterable[str] = ()) -> lis
 
 @contextmanager
 def unchanged(
-    db: Database | Engine,
+    db: Database | Engine | None,
     keystore: KeyStore | None = None,
     *paths: Path | str,
-    allow: Iterable[str] = (),
+    allow: Iterable[str | Path] = (),
 ) -> Iterator[Snapshot]:
-    """Fail if the block changes any row of any table (but ``allow``), any live key or file."""
-    allowed = tuple(allow)
-    engine = _engine(db)
-    names = set(inspect(engine).get_table_names())
-    unknown = [name for name in allowed if name not in names]
+    """Fail if the block changes any row of any table, any live key or file (but ``allow``).
+
+    ``allow`` names tables, or files and folders among (or under) ``paths``, that may change.
+    ``db`` None checks the key store and files only.
+    """
+    allowed = tuple(str(a) for a in allow)
+    engine = _engine(db) if db is not None else None
+    names = set(inspect(engine).get_table_names()) if engine is not None else set()
+    given = [Path(p) for p in paths]
+    unknown = [
+        name
+        for name in allowed
+        if name not in names and not any(Path(name) == p or p in Path(name).parents for p in given)
+    ]
     assert not unknown, f"allow names tables the database does not have: {unknown}"
-    tables = _tables(engine)
+    tables = _tables(engine) if engine is not None else []
 
     def take() -> Snapshot:
         return Snapshot(
-            snapshot_database(engine, tables),
+            snapshot_database(engine, tables) if engine is not None else {},
             snapshot_keys(keystore) if keystore is not None else None,
             snapshot_files(paths),
         )
@@ -191,7 +211,7 @@ def unchanged(
     before = take()
     yield before
     after = take()
-    now = set(inspect(engine).get_table_names())
+    now = set(inspect(engine).get_table_names()) if engine is not None else set()
     problems = [f"tables appeared or vanished: {sorted(now ^ names)}"] if now != names else []
     problems += changes(before, after, allowed)
     assert not problems, "the refused call changed state:\n" + "\n".join(problems)

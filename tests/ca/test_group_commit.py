@@ -30,6 +30,7 @@ from hsm import MasterKey
 from hsm.audit_key import AuditChainKey
 from tests.ca.conftest import OPERATOR, make_csr, ocsp_query
 from tests.conftest import PG_ADMIN_URL
+from tests.unchanged import unchanged
 
 SERVICE = SubjectSpec(service=ServiceSubject("bizsys-01", ("approval.example.gov.cn",)))
 
@@ -112,7 +113,9 @@ def test_a_bad_item_fails_alone(authority: CertificateAuthority) -> None:
     _wait_all(ctx.committer, [p.pending for p in prepared])
     assert prepared[0].pending.error is None and prepared[2].pending.error is None
     assert prepared[1].pending.error is not None
-    with pytest.raises(type(prepared[1].pending.error)):
+    # the batch committed its two good items beside the bad one (the counts below); finishing
+    # the bad one stores nothing more
+    with unchanged(ctx.db, ctx.keystore), pytest.raises(type(prepared[1].pending.error)):
         prepared[1].finish(ctx)
     assert _count(ctx.db, CaCertificate) == 2
     with ctx.db.read() as session:
@@ -122,7 +125,7 @@ def test_a_bad_item_fails_alone(authority: CertificateAuthority) -> None:
 
 def test_finish_before_commit_is_refused(authority: CertificateAuthority) -> None:
     prepared = issuance.prepare(authority.ctx, OPERATOR, _request())
-    with pytest.raises(RuntimeError):
+    with unchanged(authority.ctx.db, authority.ctx.keystore), pytest.raises(RuntimeError):
         prepared.finish(authority.ctx)
     assert _count(authority.ctx.db, CaCertificate) == 0
 
@@ -370,15 +373,24 @@ def test_an_unresolved_commit_outcome_is_unavailable_and_keeps_the_key(
     monkeypatch.setattr(committer, "_write", lost)
     monkeypatch.setattr(committer, "_stored", down)
     destroyed = _spy_destroy(authority, monkeypatch)
-    with pytest.raises(store.CommitOutcomeUnknown) as info:
+    keys = len(authority.ctx.keystore.list())
+    # the generated key is kept on purpose (the certificate may be stored): its row in
+    # hsm_keys is the one change; no certificate, OCSP response or audit record is written
+    with (
+        unchanged(authority.ctx.db, allow=["hsm_keys"]),
+        pytest.raises(store.CommitOutcomeUnknown) as info,
+    ):
         authority.issue(OPERATOR, _generated_key_request())
-    assert not destroyed
+    assert not destroyed and len(authority.ctx.keystore.list()) == keys + 1
     mapped = classify(info.value)
     assert mapped.code.name == "UNAVAILABLE" and "may" in mapped.message
     assert mapped.reason == "COMMIT_OUTCOME_UNKNOWN"
     prepared = issuance.prepare(authority.ctx, OPERATOR, _generated_key_request())
     _wait_all(committer, [prepared.pending])
-    with pytest.raises(store.CommitOutcomeUnknown):
+    with (
+        unchanged(authority.ctx.db, authority.ctx.keystore),
+        pytest.raises(store.CommitOutcomeUnknown),
+    ):
         prepared.finish(authority.ctx)
     assert not destroyed
 

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
+from sqlalchemy import select
 
 from ca.authority import set_directory_factory
 from ca.directory import InMemoryDirectory
@@ -347,8 +348,17 @@ def test_cli(
     assert "key in the key store" in capsys.readouterr().err
 
 
+def _key_count(database: Database) -> int:
+    from hsm.models import HsmKey
+
+    with database.read() as session:
+        return len(session.scalars(select(HsmKey.key_id)).all())
+
+
 def test_an_unknown_commit_outcome_is_unavailable(
-    stub: certificate_pb2_grpc.CertificateServiceStub, monkeypatch: pytest.MonkeyPatch
+    stub: certificate_pb2_grpc.CertificateServiceStub,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The connection was lost after COMMIT and the database could not be asked: UNAVAILABLE
     saying the certificate may have been issued, and a generated key is not destroyed."""
@@ -363,10 +373,12 @@ def test_an_unknown_commit_outcome_is_unavailable(
         raise psycopg.OperationalError("connection refused")
 
     destroyed: list[object] = []
+    stub.GetCaChain(pb.GetCaChainRequest(), metadata=_as("verifier"))  # bootstraps the hierarchy
+    keys = _key_count(database)
     monkeypatch.setattr(GroupCommitter, "_write", lost)
     monkeypatch.setattr(GroupCommitter, "_stored", down)
     monkeypatch.setattr(SoftKeyStore, "destroy", lambda _self, ref: destroyed.append(ref))
-    with pytest.raises(grpc.RpcError) as info:
+    with unchanged(database), pytest.raises(grpc.RpcError) as info:
         stub.IssueCertificate(
             pb.IssueCertificateRequest(
                 csr=make_csr(),
@@ -377,7 +389,9 @@ def test_an_unknown_commit_outcome_is_unavailable(
         )
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "may have been issued" in str(info.value.details())
-    with pytest.raises(grpc.RpcError) as info:
+    # the generated key is kept on purpose (the certificate may be stored): its hsm_keys row
+    # is the one change
+    with unchanged(database, allow=["hsm_keys"]), pytest.raises(grpc.RpcError) as info:
         stub.GenerateKeyAndIssue(
             pb.GenerateKeyAndIssueRequest(
                 profile=common_pb2.CERTIFICATE_PROFILE_LEGAL_PERSON,
@@ -388,4 +402,4 @@ def test_an_unknown_commit_outcome_is_unavailable(
             metadata=_as("operator"),
         )
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert not destroyed
+    assert not destroyed and _key_count(database) == keys + 1

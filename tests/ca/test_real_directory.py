@@ -26,6 +26,7 @@ from tests.ca.conftest import (
     make_csr,
     write_chain,
 )
+from tests.unchanged import unchanged
 
 
 def _attrs(der: bytes) -> dict[str, str]:
@@ -116,6 +117,9 @@ def test_refusals_from_the_registry_issue_nothing(registry_ca: RegistryCa) -> No
          FailedPrecondition, "not active"),
     ]  # fmt: skip
     for request, error, text in refusals:
-        with pytest.raises(error, match=text):
+        with (
+            unchanged(authority.ctx.db, authority.ctx.keystore),
+            pytest.raises(error, match=text),
+        ):
             authority.issue(OPERATOR, request)
     assert _issued(registry_ca) == before

@@ -83,6 +83,11 @@ def make_softhsm_token(
     return SoftHsmToken(module, label, pin, env)
 
 
+def token_files(token: SoftHsmToken) -> Path:
+    """The folder holding the token's (and the tokens beside it) object files, for ``unchanged``."""
+    return Path(token.env["SOFTHSM2_CONF"]).parent / "softhsm-tokens"
+
+
 @pytest.fixture(scope="session")
 def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmToken]:
     """One SoftHSM2 token for the session, with ``SOFTHSM2_CONF`` set in this process."""

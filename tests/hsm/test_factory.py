@@ -15,6 +15,7 @@ from hsm import (
     open_keystore,
 )
 from tests.hsm.conftest import SoftHsmToken
+from tests.unchanged import unchanged
 
 
 def test_soft_backend(database: Database) -> None:
@@ -43,8 +44,14 @@ def test_pkcs11_backend(database: Database, softhsm_token: SoftHsmToken) -> None
 
 def test_configuration_errors(database: Database) -> None:
     master = MasterKey.generate()
-    with pytest.raises(UnknownBackend, match="unknown key store backend 'vault'"):
+    with (
+        unchanged(database),
+        pytest.raises(UnknownBackend, match="unknown key store backend 'vault'"),
+    ):
         open_keystore("vault", database=database, master_key=master)
-    with pytest.raises(KeyStoreMisconfigured, match="needs pkcs11_module, pkcs11_pin") as info:
+    with (
+        unchanged(database),
+        pytest.raises(KeyStoreMisconfigured, match="needs pkcs11_module, pkcs11_pin") as info,
+    ):
         open_keystore("pkcs11", database=database, master_key=master, pkcs11_token_label="t")
     assert info.value.violations[0].field == "pkcs11_module"

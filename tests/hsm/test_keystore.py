@@ -9,6 +9,7 @@ from asn1crypto.algos import DSASignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from govtrust.db import Database
 from hsm import (
     SCHEMES,
     InvalidLabel,
@@ -25,6 +26,7 @@ from hsm import (
     default_scheme,
     schemes_for,
 )
+from tests.unchanged import unchanged
 
 HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384()}
 MESSAGE = b"govtrust: 32-byte-ish test message"
@@ -93,26 +95,31 @@ def test_generate_sign_verify_every_scheme(keystore: KeyStore, algorithm: KeyAlg
             assert parsed["r"].native > 0 and parsed["s"].native > 0
 
 
-def test_sign_with_mismatched_scheme_is_a_clear_error(keystore: KeyStore) -> None:
+def test_sign_with_mismatched_scheme_is_a_clear_error(
+    database: Database, keystore: KeyStore
+) -> None:
     ref = keystore.generate("ec key", KeyAlgorithm.EC_P256)
-    with pytest.raises(UnsupportedScheme) as info:
+    with unchanged(database, keystore), pytest.raises(UnsupportedScheme) as info:
         keystore.sign(ref, MESSAGE, SignatureScheme.RSA_PSS_SHA256)
     assert "'rsa-pss-sha256' does not fit a ec-p256 key" in info.value.message
     assert "ecdsa-sha256" in info.value.message
     assert info.value.violations[0].field == "scheme"
-    with pytest.raises(UnsupportedScheme, match="unsupported signature scheme 'md5-rsa'"):
+    with (
+        unchanged(database, keystore),
+        pytest.raises(UnsupportedScheme, match="unsupported signature scheme 'md5-rsa'"),
+    ):
         keystore.sign(ref, MESSAGE, "md5-rsa")
 
 
-def test_unsupported_algorithm_and_bad_labels(keystore: KeyStore) -> None:
-    with pytest.raises(UnsupportedAlgorithm, match="ec-p521"):
+def test_unsupported_algorithm_and_bad_labels(database: Database, keystore: KeyStore) -> None:
+    with unchanged(database, keystore), pytest.raises(UnsupportedAlgorithm, match="ec-p521"):
         keystore.generate("k", "ec-p521")
     for label in ("", "   ", "tab\there", "x" * 256):
-        with pytest.raises(InvalidLabel):
+        with unchanged(database, keystore), pytest.raises(InvalidLabel):
             keystore.generate(label, KeyAlgorithm.EC_P256)
 
 
-def test_list_get_and_unknown_ids(keystore: KeyStore) -> None:
+def test_list_get_and_unknown_ids(database: Database, keystore: KeyStore) -> None:
     first = keystore.generate("first", KeyAlgorithm.EC_P256)
     second = keystore.generate("second", KeyAlgorithm.EC_P384)
     listed = keystore.list()
@@ -122,30 +129,33 @@ def test_list_get_and_unknown_ids(keystore: KeyStore) -> None:
     assert keystore.get(second.key_id) == second
 
     for unknown in ("0" * 32, "not-hex-at-all", "", "ab" * 40, "ab cd", "F" * 32):
-        with pytest.raises(KeyNotFound):
+        with unchanged(database, keystore), pytest.raises(KeyNotFound):
             keystore.get(unknown)
-        with pytest.raises(KeyNotFound):
+        with unchanged(database, keystore), pytest.raises(KeyNotFound):
             keystore.sign(unknown, MESSAGE, SignatureScheme.ECDSA_SHA256)
-        with pytest.raises(KeyNotFound):
+        with unchanged(database, keystore), pytest.raises(KeyNotFound):
             keystore.public_key(unknown)
-        with pytest.raises(KeyNotFound):
+        with unchanged(database, keystore), pytest.raises(KeyNotFound):
             keystore.destroy(unknown)
     with pytest.raises(KeyNotFound, match="'00000000000000000000000000000000' does not exist"):
         keystore.get("0" * 32)
 
 
-def test_destroy_then_use_is_an_error(keystore: KeyStore) -> None:
+def test_destroy_then_use_is_an_error(database: Database, keystore: KeyStore) -> None:
     ref = keystore.generate("doomed", KeyAlgorithm.EC_P256)
     keep = keystore.generate("kept", KeyAlgorithm.EC_P256)
     keystore.sign(ref, MESSAGE, SignatureScheme.ECDSA_SHA256)  # warm any cache
 
     keystore.destroy(ref)
 
-    with pytest.raises(KeyDestroyed, match="has been destroyed"):
+    with (
+        unchanged(database, keystore),
+        pytest.raises(KeyDestroyed, match="has been destroyed"),
+    ):
         keystore.sign(ref, MESSAGE, SignatureScheme.ECDSA_SHA256)
-    with pytest.raises(KeyDestroyed):
+    with unchanged(database, keystore), pytest.raises(KeyDestroyed):
         keystore.sign(ref.key_id, MESSAGE, SignatureScheme.ECDSA_SHA256)
-    with pytest.raises(KeyDestroyed):
+    with unchanged(database, keystore), pytest.raises(KeyDestroyed):
         keystore.get(ref.key_id)
     assert ref.key_id not in [r.key_id for r in keystore.list()]
     # the public key stays answerable (to verify what the key signed before)
@@ -186,8 +196,11 @@ def test_concurrent_signing_and_unicode_labels(keystore: KeyStore) -> None:
             verify(ref, signature, message, SignatureScheme.ECDSA_SHA256)
 
 
-def test_ping_answers_while_open_and_fails_after_close(keystore: KeyStore) -> None:
+def test_ping_answers_while_open_and_fails_after_close(
+    database: Database, keystore: KeyStore
+) -> None:
     keystore.ping()
     keystore.close()
-    with pytest.raises(KeyStoreError):
+    # a closed store cannot list its keys: the soft store's rows are the database's
+    with unchanged(database), pytest.raises(KeyStoreError):
         keystore.ping()

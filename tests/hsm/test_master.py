@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hsm import MASTER_KEY_ENV, MasterKey, MasterKeyError, load_master_key
+from tests.unchanged import unchanged
 
 
 def test_created_with_mode_0600_and_reused(tmp_path: Path) -> None:
@@ -31,9 +32,10 @@ def test_loose_permissions_are_refused(tmp_path: Path) -> None:
     load_master_key(tmp_path, environ={})
     path = tmp_path / "master.key"
     path.chmod(0o644)
-    with pytest.raises(
-        MasterKeyError, match=r"accessible by group or others \(mode 0644\)"
-    ) as info:
+    with (
+        unchanged(None, None, tmp_path),
+        pytest.raises(MasterKeyError, match=r"accessible by group or others \(mode 0644\)") as info,
+    ):
         load_master_key(tmp_path, environ={})
     assert f"chmod 600 {path}" in info.value.message
 
@@ -73,14 +75,14 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 def test_invalid_environment_value_is_a_clear_error(
     tmp_path: Path, value: str, message: str
 ) -> None:
-    with pytest.raises(MasterKeyError, match=message) as info:
+    with unchanged(None, None, tmp_path), pytest.raises(MasterKeyError, match=message) as info:
         load_master_key(tmp_path, environ={MASTER_KEY_ENV: value})
     assert MASTER_KEY_ENV in info.value.message
     assert value not in info.value.message  # never echo a (possibly real) secret
 
 
 def test_missing_key_without_create(tmp_path: Path) -> None:
-    with pytest.raises(MasterKeyError, match="does not exist"):
+    with unchanged(None, None, tmp_path), pytest.raises(MasterKeyError, match="does not exist"):
         load_master_key(tmp_path, environ={}, create=False)
     with pytest.raises(MasterKeyError, match="set GOVTRUST_MASTER_KEY"):
         load_master_key(None, environ={})

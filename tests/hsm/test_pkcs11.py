@@ -19,8 +19,9 @@ from hsm import (
     SignatureScheme,
     TokenNotFound,
 )
-from tests.hsm.conftest import SoftHsmToken
+from tests.hsm.conftest import SoftHsmToken, token_files
 from tests.hsm.test_keystore import MESSAGE, verify
+from tests.unchanged import unchanged
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def raw_session(pkcs11_store: Pkcs11KeyStore, softhsm_token: SoftHsmToken) -> It
 
 
 def test_private_keys_are_sensitive_and_not_extractable(
-    pkcs11_store: Pkcs11KeyStore, raw_session: pkcs11.Session
+    pkcs11_store: Pkcs11KeyStore, raw_session: pkcs11.Session, softhsm_token: SoftHsmToken
 ) -> None:
     for algorithm in (KeyAlgorithm.EC_P256, KeyAlgorithm.RSA_2048):
         ref = pkcs11_store.generate(f"custody {algorithm.value}", algorithm)
@@ -75,13 +76,22 @@ def test_private_keys_are_sensitive_and_not_extractable(
         secret = (
             Attribute.VALUE if algorithm is KeyAlgorithm.EC_P256 else Attribute.PRIVATE_EXPONENT
         )
-        with pytest.raises(pkcs11.exceptions.AttributeSensitive):
+        with (
+            unchanged(None, pkcs11_store, token_files(softhsm_token)),
+            pytest.raises(pkcs11.exceptions.AttributeSensitive),
+        ):
             private[secret]
 
 
 def test_wrong_pin_is_a_clear_error(fresh_softhsm_token: SoftHsmToken) -> None:
     token = fresh_softhsm_token
-    with pytest.raises(KeyStoreLoginFailed, match=f"wrong PIN for PKCS#11 token '{token.label}'"):
+    # SoftHSM2 counts the failed login in the token's own token.object (its flags and PIN
+    # counters); the key objects beside it must stay as they were
+    counters = [folder / "token.object" for folder in token_files(token).iterdir()]
+    with (
+        unchanged(None, None, token_files(token), allow=counters),
+        pytest.raises(KeyStoreLoginFailed, match=f"wrong PIN for PKCS#11 token '{token.label}'"),
+    ):
         Pkcs11KeyStore(token.module, token.label, "0000")
     # the right PIN still works afterwards (the failure released the module cleanly)
     store = Pkcs11KeyStore(token.module, token.label, token.pin)
@@ -92,16 +102,22 @@ def test_wrong_pin_is_a_clear_error(fresh_softhsm_token: SoftHsmToken) -> None:
 
 
 def test_missing_module_is_a_clear_error(softhsm_token: SoftHsmToken) -> None:
-    with pytest.raises(
-        KeyStoreUnavailable, match=r"PKCS#11 module /nonexistent/libnope\.so does not"
+    with (
+        unchanged(None, None, token_files(softhsm_token)),
+        pytest.raises(
+            KeyStoreUnavailable, match=r"PKCS#11 module /nonexistent/libnope\.so does not"
+        ),
     ):
         Pkcs11KeyStore("/nonexistent/libnope.so", softhsm_token.label, softhsm_token.pin)
-    with pytest.raises(KeyStoreUnavailable, match="cannot load or initialise PKCS#11 module"):
+    with (
+        unchanged(None, None, token_files(softhsm_token)),
+        pytest.raises(KeyStoreUnavailable, match="cannot load or initialise PKCS#11 module"),
+    ):
         Pkcs11KeyStore("/etc/hostname", softhsm_token.label, softhsm_token.pin)
 
 
 def test_unknown_token_label_is_a_clear_error(softhsm_token: SoftHsmToken) -> None:
-    with pytest.raises(TokenNotFound) as info:
+    with unchanged(None, None, token_files(softhsm_token)), pytest.raises(TokenNotFound) as info:
         Pkcs11KeyStore(softhsm_token.module, "no-such-token", softhsm_token.pin)
     assert "no PKCS#11 token labelled 'no-such-token'" in info.value.message
     assert repr(softhsm_token.label) in info.value.message  # lists the tokens that are there
@@ -162,7 +178,11 @@ def test_two_stores_on_one_token_do_not_log_each_other_out(softhsm_token: SoftHs
     finally:
         first.close()
         second.close()
-    with pytest.raises(KeyStoreUnavailable, match="has been closed"):
+    # a closed store cannot list: the token's object files show no key was made or destroyed
+    with (
+        unchanged(None, None, token_files(softhsm_token)),
+        pytest.raises(KeyStoreUnavailable, match="has been closed"),
+    ):
         second.sign(ref.key_id, MESSAGE, SignatureScheme.ECDSA_SHA256)
 
 
@@ -196,7 +216,7 @@ def test_destroy_in_another_store_is_seen(softhsm_token: SoftHsmToken) -> None:
         b.destroy(ref)
         from hsm import KeyDestroyed
 
-        with pytest.raises(KeyDestroyed):
+        with unchanged(None, a, token_files(softhsm_token)), pytest.raises(KeyDestroyed):
             a.sign(ref, MESSAGE, SignatureScheme.ECDSA_SHA256)
     finally:
         a.close()

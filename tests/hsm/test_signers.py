@@ -21,6 +21,7 @@ from pyhanko.sign.general import SigningError
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
+from govtrust.db import Database
 from govtrust.errors import InvalidArgument
 from hsm import (
     KeyAlgorithm,
@@ -34,6 +35,7 @@ from hsm import (
     tbs_signer,
 )
 from tests.conftest import require_tool
+from tests.unchanged import unchanged
 
 
 def self_signed_certificate(
@@ -133,11 +135,11 @@ def test_signature_algorithm_identifiers() -> None:
     assert pss["parameters"]["salt_length"].native == 32
 
 
-def test_sign_tbs_rejects_mismatched_scheme(keystore: KeyStore) -> None:
+def test_sign_tbs_rejects_mismatched_scheme(database: Database, keystore: KeyStore) -> None:
     ref = keystore.generate("ec", KeyAlgorithm.EC_P256)
     signature, algorithm = sign_tbs(keystore, ref.key_id, b"\x30\x00")
     assert algorithm["algorithm"].native == "sha256_ecdsa" and signature
-    with pytest.raises(UnsupportedScheme):
+    with unchanged(database, keystore), pytest.raises(UnsupportedScheme):
         sign_tbs(keystore, ref, b"\x30\x00", SignatureScheme.RSA_PKCS1V15_SHA256)
 
 
@@ -192,20 +194,25 @@ def test_pdf_signed_with_pyhanko_validates(
     assert mechanism.dump() == signed_digest_algorithm(expected).dump()
 
 
-def test_pyhanko_signer_rejects_a_certificate_for_another_key(keystore: KeyStore) -> None:
+def test_pyhanko_signer_rejects_a_certificate_for_another_key(
+    database: Database, keystore: KeyStore
+) -> None:
     ref = keystore.generate("mine", KeyAlgorithm.EC_P256)
     other = keystore.generate("other", KeyAlgorithm.EC_P256)
     cert = self_signed_certificate(keystore, other)
-    with pytest.raises(InvalidArgument, match="not the public key of key"):
+    with (
+        unchanged(database, keystore),
+        pytest.raises(InvalidArgument, match="not the public key of key"),
+    ):
         KeyStoreSigner(keystore, ref, cert)
 
 
-def test_pyhanko_signer_refuses_another_digest(keystore: KeyStore) -> None:
+def test_pyhanko_signer_refuses_another_digest(database: Database, keystore: KeyStore) -> None:
     import asyncio
 
     ref = keystore.generate("p256", KeyAlgorithm.EC_P256)
     signer = KeyStoreSigner(keystore, ref, self_signed_certificate(keystore, ref))
-    with pytest.raises(SigningError, match="needs digest sha256"):
+    with unchanged(database, keystore), pytest.raises(SigningError, match="needs digest sha256"):
         asyncio.run(signer.async_sign_raw(b"data", "sha512"))
     placeholder = asyncio.run(signer.async_sign_raw(b"data", "sha256", dry_run=True))
     assert len(placeholder) == 72

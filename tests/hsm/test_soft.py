@@ -22,6 +22,7 @@ from hsm import (
 from hsm.models import HsmKey
 from hsm.soft import WRAP_PURPOSE, _aad
 from tests.hsm.test_keystore import MESSAGE, verify
+from tests.unchanged import unchanged
 
 P256 = SignatureScheme.ECDSA_SHA256
 
@@ -88,7 +89,10 @@ def test_keys_survive_a_new_store_instance(database: Database, master_key: Maste
 def test_wrong_master_key_cannot_unwrap(database: Database, master_key: MasterKey) -> None:
     ref = SoftKeyStore(database, master_key).generate("k", KeyAlgorithm.EC_P256)
     other = SoftKeyStore(database, MasterKey.generate())
-    with pytest.raises(KeyUnwrapFailed, match="master key is not the one it was wrapped with"):
+    with (
+        unchanged(database, other),
+        pytest.raises(KeyUnwrapFailed, match="master key is not the one it was wrapped with"),
+    ):
         other.sign(ref, MESSAGE, P256)
 
 
@@ -105,7 +109,7 @@ def test_wrapped_key_is_bound_to_its_row(database: Database, master_key: MasterK
             .values(wrapped_key=row_a.wrapped_key, wrap_nonce=row_a.wrap_nonce)
         )
     fresh = SoftKeyStore(database, master_key)  # no cache
-    with pytest.raises(KeyUnwrapFailed):
+    with unchanged(database, fresh), pytest.raises(KeyUnwrapFailed):
         fresh.sign(b, MESSAGE, P256)
     verify(a, fresh.sign(a, MESSAGE, P256), MESSAGE, P256)
 
@@ -128,7 +132,7 @@ def test_destroy_by_another_instance_is_seen_after_revalidation(
     ref = signer.generate("shared", KeyAlgorithm.EC_P256)
     signer.sign(ref, MESSAGE, P256)
     other.destroy(ref)  # e.g. another worker process
-    with pytest.raises(KeyDestroyed):
+    with unchanged(database, signer), pytest.raises(KeyDestroyed):
         signer.sign(ref, MESSAGE, P256)
 
 
@@ -141,10 +145,11 @@ def test_cache_is_bounded(database: Database, master_key: MasterKey) -> None:
             assert len(store._cache) <= 2
 
 
-def test_closed_store_refuses(soft_store: SoftKeyStore) -> None:
+def test_closed_store_refuses(database: Database, soft_store: SoftKeyStore) -> None:
     from hsm import KeyStoreUnavailable
 
     ref = soft_store.generate("k", KeyAlgorithm.EC_P256)
     soft_store.close()
-    with pytest.raises(KeyStoreUnavailable, match="closed"):
+    # a closed store cannot list its keys: its rows are the database's
+    with unchanged(database), pytest.raises(KeyStoreUnavailable, match="closed"):
         soft_store.sign(ref, MESSAGE, P256)

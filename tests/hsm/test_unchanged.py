@@ -117,6 +117,31 @@ def test_allow_lets_through_only_the_named_tables(database: Database, soft_store
         pass
 
 
+def test_allow_may_name_a_file_and_no_database_checks_keys_and_files(
+    keystore: KeyStore, tmp_path: Path
+) -> None:
+    log = tmp_path / "log.txt"
+    kept = tmp_path / "kept.txt"
+    kept.write_text("kept")
+    with unchanged(None, keystore, tmp_path, allow=[log]):
+        log.write_text("a refusal logged")
+    with (
+        pytest.raises(AssertionError, match=r"altered \[.*kept.txt'\]"),
+        unchanged(None, keystore, tmp_path, allow=[log]),
+    ):
+        kept.write_text("changed")
+    with (
+        pytest.raises(AssertionError, match=r"key store changed: added"),
+        unchanged(None, keystore),
+    ):
+        keystore.generate("unchecked", KeyAlgorithm.EC_P256)
+    with (
+        pytest.raises(AssertionError, match=r"does not have: \['elsewhere.txt'\]"),
+        unchanged(None, None, tmp_path, allow=["elsewhere.txt"]),
+    ):
+        pass
+
+
 def test_an_unexpected_exception_is_not_hidden(database: Database) -> None:
     with pytest.raises(ZeroDivisionError), unchanged(database):
         1 / 0  # noqa: B018 - the error under test

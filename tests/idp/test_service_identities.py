@@ -239,7 +239,10 @@ def test_cli(grpc_server: GrpcHandle, capsys: pytest.CaptureFixture[str]) -> Non
     assert run("show", "bank") == f"bank\tactive\t{both}\treason=ok\n"
     assert run("list") == f"bank\tactive\t{both}\treason=ok\n"
     # a refusal exits non-zero with the status code and the reason, and changes nothing
-    with pytest.raises(SystemExit) as exit_info:
+    with (
+        unchanged(grpc_server.platform.db, None, grpc_server.platform.settings.data_dir),
+        pytest.raises(SystemExit) as exit_info,
+    ):
         main(argv("register", "ops", "--role", "admin"))
     assert exit_info.value.code == 1
     assert "INVALID_ARGUMENT" in capsys.readouterr().err

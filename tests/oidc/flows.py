@@ -57,11 +57,19 @@ def password_login(
 ) -> Any:
     """From an authorize response that shows the login page, log in (and consent)."""
     path, html = follow_to_page(http, response)
-    result = http.post(
+    result = post_password(http, path, html, login=login, password=password)
+    return finish_consent(http, result) if consent else result
+
+
+def post_password(
+    http: TestClient, path: str, html: str, *, login: str = "zhangsan", password: str = PASSWORD
+) -> Any:
+    """Submit the password form of the login page ``html`` at ``path`` (the step alone, so a
+    test can run just it under ``unchanged``)."""
+    return http.post(
         f"{path}/password",
         data={"csrf": form_value(html, "csrf"), "login_name": login, "password": password},
     )
-    return finish_consent(http, result) if consent else result
 
 
 def finish_consent(http: TestClient, result: Any) -> Any:
@@ -76,6 +84,12 @@ def finish_consent(http: TestClient, result: Any) -> Any:
 
 def certificate_login(http: TestClient, response: Any, key: Any, cert: Any) -> Any:
     path, html = follow_to_page(http, response)
+    return post_certificate(http, path, html, key, cert)
+
+
+def post_certificate(http: TestClient, path: str, html: str, key: Any, cert: Any) -> Any:
+    """Sign the login page's challenge with ``key`` and submit it with ``cert`` (the step
+    alone, so a test can run just it under ``unchanged``)."""
     return http.post(
         f"{path}/certificate",
         data={

@@ -21,6 +21,11 @@ from tests.oidc.flows import (
 )
 from tests.unchanged import unchanged
 
+# Reusing an authorization code or a rotated refresh token is refused *and* revokes the grant
+# it belongs to (RFC 6749 §4.1.2, OAuth 2.0 Security BCP §4.14): the grant's and its refresh
+# tokens' rows change, and the revocation is audited. Nothing else may change.
+REUSE_REVOKES = ["oidc_grants", "oidc_refresh_tokens", "audit_log"]
+
 
 def decode_id_token(http: Any, token: str, client_id: str, issuer: str) -> dict[str, Any]:
     jwks = http.get("/oidc/jwks").json()
@@ -60,22 +65,24 @@ def test_code_reuse_is_invalid_grant_and_revokes_its_tokens(oidc_env: OidcEnv) -
         first = exchange(http, client_id, secret, code, verifier)
         assert first.status_code == 200
         tokens = first.json()
-        again = exchange(http, client_id, secret, code, verifier)
+        with unchanged(oidc_env.platform.db, allow=REUSE_REVOKES):
+            again = exchange(http, client_id, secret, code, verifier)
         assert again.status_code == 400
         assert again.json()["error"] == "invalid_grant"
-        # Every token from that code is dead now.
-        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-        assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
-        intro = http.post(
-            "/oidc/introspect", data={"token": tokens["access_token"]}, auth=(client_id, secret)
-        )
-        assert intro.json() == {"active": False}
-        refresh = http.post(
-            "/oidc/token",
-            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
-            auth=(client_id, secret),
-        )
-        assert refresh.json()["error"] == "invalid_grant"
+        # Every token from that code is dead now, and asking again changes nothing.
+        with unchanged(oidc_env.platform.db):
+            bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+            assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+            intro = http.post(
+                "/oidc/introspect", data={"token": tokens["access_token"]}, auth=(client_id, secret)
+            )
+            assert intro.json() == {"active": False}
+            refresh = http.post(
+                "/oidc/token",
+                data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+                auth=(client_id, secret),
+            )
+            assert refresh.json()["error"] == "invalid_grant"
 
 
 def test_unregistered_redirect_uri_gets_an_error_page_never_a_redirect(oidc_env: OidcEnv) -> None:
@@ -249,10 +256,12 @@ def test_refresh_rotation_and_reuse_revokes_the_family(oidc_env: OidcEnv) -> Non
         claims = decode_id_token(http, new["id_token"], client_id, oidc_env.issuer)
         assert claims["sub"] == oidc_env.citizen_id and "nonce" not in claims
         # Replaying the old one: refused, and the whole family (incl. the new one) is revoked.
-        assert refresh(tokens["refresh_token"]).json()["error"] == "invalid_grant"
-        assert refresh(new["refresh_token"]).json()["error"] == "invalid_grant"
-        bearer = {"Authorization": f"Bearer {new['access_token']}"}
-        assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+        with unchanged(oidc_env.platform.db, allow=REUSE_REVOKES):
+            assert refresh(tokens["refresh_token"]).json()["error"] == "invalid_grant"
+        with unchanged(oidc_env.platform.db):
+            assert refresh(new["refresh_token"]).json()["error"] == "invalid_grant"
+            bearer = {"Authorization": f"Bearer {new['access_token']}"}
+            assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
 
 
 def test_one_refresh_token_presented_twice_at_once_mints_once(oidc_env: OidcEnv) -> None:
@@ -279,7 +288,7 @@ def test_one_refresh_token_presented_twice_at_once_mints_once(oidc_env: OidcEnv)
     assert len(winners) == 1, outcomes
     # The losers were a reuse of a rotated token: the whole family, the winner's too, is dead.
     again = {"grant_type": "refresh_token", "refresh_token": winners[0]}
-    with pytest.raises(OAuthError, match="invalid_grant"):
+    with unchanged(oidc_env.platform.db), pytest.raises(OAuthError, match="invalid_grant"):
         oidc_env.provider.token(again, (client_id, secret))
 
 

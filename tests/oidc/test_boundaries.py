@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.oidc.conftest import REDIRECT, OidcEnv, pkce_pair
 from tests.oidc.flows import authorize, code_from, password_login
+from tests.unchanged import unchanged
 
 OTHER_REDIRECT = "https://rp.example.gov.cn/other-cb"
 
@@ -49,15 +50,16 @@ def test_code_is_bound_to_the_redirect_uri_of_its_request(oidc_env: OidcEnv) -> 
     client_id, secret = oidc_env.register_client(redirect_uris=[REDIRECT, OTHER_REDIRECT])
     with oidc_env.http() as http:
         code, verifier = _login_code(oidc_env, http, client_id)
-        # another URI registered for the same client
-        other = _token(http, client_id, secret, code, verifier, redirect_uri=OTHER_REDIRECT)
-        assert other.status_code == 400, other.text
-        assert other.json()["error"] == "invalid_grant"
-        assert "redirect_uri" in other.json()["error_description"]
-        # no redirect_uri at all
-        missing = _token(http, client_id, secret, code, verifier)
-        assert missing.status_code == 400, missing.text
-        assert missing.json()["error"] == "invalid_grant"
+        with unchanged(oidc_env.platform.db):
+            # another URI registered for the same client
+            other = _token(http, client_id, secret, code, verifier, redirect_uri=OTHER_REDIRECT)
+            assert other.status_code == 400, other.text
+            assert other.json()["error"] == "invalid_grant"
+            assert "redirect_uri" in other.json()["error_description"]
+            # no redirect_uri at all
+            missing = _token(http, client_id, secret, code, verifier)
+            assert missing.status_code == 400, missing.text
+            assert missing.json()["error"] == "invalid_grant"
         # neither refusal consumed the code: the request's own URI still gets the tokens
         right = _token(http, client_id, secret, code, verifier, redirect_uri=REDIRECT)
         assert right.status_code == 200, right.text
@@ -69,14 +71,15 @@ def test_pkce_verifier_of_another_request_is_refused(oidc_env: OidcEnv) -> None:
     with oidc_env.http() as http:
         code, verifier = _login_code(oidc_env, http, client_id)
         stranger, _ = pkce_pair()  # a well-formed verifier, of another request
-        wrong = _token(http, client_id, secret, code, stranger, redirect_uri=REDIRECT)
-        assert wrong.status_code == 400
-        assert wrong.json() == {
-            "error": "invalid_grant",
-            "error_description": "PKCE verification failed",
-        }
-        none = _token(http, client_id, secret, code, "", redirect_uri=REDIRECT)
-        assert none.json()["error"] == "invalid_grant"
+        with unchanged(oidc_env.platform.db):
+            wrong = _token(http, client_id, secret, code, stranger, redirect_uri=REDIRECT)
+            assert wrong.status_code == 400
+            assert wrong.json() == {
+                "error": "invalid_grant",
+                "error_description": "PKCE verification failed",
+            }
+            none = _token(http, client_id, secret, code, "", redirect_uri=REDIRECT)
+            assert none.json()["error"] == "invalid_grant"
         right = _token(http, client_id, secret, code, verifier, redirect_uri=REDIRECT)
         assert right.status_code == 200, right.text
 
@@ -91,7 +94,8 @@ def test_code_expires_exactly_at_its_ttl(oidc_env: OidcEnv) -> None:
         code, verifier = _login_code(oidc_env, http, client_id)
         # at issue + ttl: expired (an expired code is not consumed either)
         clock.at = issued + timedelta(seconds=ttl)
-        late = _token(http, client_id, secret, code, verifier, redirect_uri=REDIRECT)
+        with unchanged(oidc_env.platform.db):
+            late = _token(http, client_id, secret, code, verifier, redirect_uri=REDIRECT)
         assert late.status_code == 400, late.text
         assert late.json() == {"error": "invalid_grant", "error_description": "the code is invalid"}
         # one second before: still good
@@ -118,8 +122,9 @@ def test_access_token_dies_exactly_at_exp(oidc_env: OidcEnv) -> None:
         assert intro.json()["active"] is True
         assert intro.json()["exp"] == int(issued.timestamp()) + ttl
         clock.at = issued + timedelta(seconds=ttl)
-        assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
-        intro = http.post(
-            "/oidc/introspect", data={"token": tokens["access_token"]}, auth=(client_id, secret)
-        )
-        assert intro.json() == {"active": False}
+        with unchanged(oidc_env.platform.db):
+            assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+            intro = http.post(
+                "/oidc/introspect", data={"token": tokens["access_token"]}, auth=(client_id, secret)
+            )
+            assert intro.json() == {"active": False}

@@ -21,6 +21,8 @@ from tests.oidc.flows import (
     form_value,
     full_login,
     password_login,
+    post_certificate,
+    post_password,
 )
 from tests.unchanged import unchanged
 
@@ -80,23 +82,30 @@ def test_english_page_and_accessibility(oidc_env: OidcEnv) -> None:
         assert not re.search(r'(src|href)="https?://', html)
 
 
+THROTTLED = ["oidc_login_throttle", "audit_log"]
+CHALLENGE_USED = ["oidc_interactions"]
+
+
 def test_password_throttling_locks_generically(oidc_env: OidcEnv) -> None:
     client_id, _ = oidc_env.register_client()
+    db = oidc_env.platform.db
     with oidc_env.http() as http:
         texts = []
         for attempt in ("wrong1", "wrong2", "wrong3"):
-            result = password_login(
-                http, authorize(http, client_id), password=attempt, consent=False
-            )
+            path, html = follow_to_page(http, authorize(http, client_id))
+            with unchanged(db, allow=THROTTLED):  # counted and audited as denied, by design
+                result = post_password(http, path, html, password=attempt)
             assert result.status_code == 400
             texts.append(login_error(result.text))
-        unknown = password_login(
-            http, authorize(http, client_id), login="nobody", password="whatever1", consent=False
-        )
+        path, html = follow_to_page(http, authorize(http, client_id))
+        with unchanged(db, allow=THROTTLED):
+            unknown = post_password(http, path, html, login="nobody", password="whatever1")
         texts.append(login_error(unknown.text))
         assert len(set(texts)) == 1  # no account enumeration
         # Locked now: even the right password fails, with the same message.
-        locked = password_login(http, authorize(http, client_id), consent=False)
+        path, html = follow_to_page(http, authorize(http, client_id))
+        with unchanged(db, allow=THROTTLED):
+            locked = post_password(http, path, html)
         assert locked.status_code == 400
         assert login_error(locked.text) == texts[0]
     with oidc_env.platform.db.read() as session:
@@ -105,9 +114,6 @@ def test_password_throttling_locks_generically(oidc_env: OidcEnv) -> None:
         )
         assert denied and denied >= 4
         assert verify_chain(session).ok
-
-
-THROTTLED = ["oidc_login_throttle", "audit_log"]
 
 
 def test_throttle_per_source_address(oidc_env: OidcEnv) -> None:
@@ -156,26 +162,30 @@ def test_certificate_login_rejections(oidc_env: OidcEnv) -> None:
         (revoked_key, revoked),
         (other_key, cert),  # signature by a key that is not the cert's
     ]
+    db = oidc_env.platform.db
     with oidc_env.http() as http:
         for k, c in cases:
-            result = certificate_login(http, authorize(http, client_id), k, c)
+            path, html = follow_to_page(http, authorize(http, client_id))
+            # a certificate login consumes its challenge, refused or not (single use): the
+            # interaction's row is the one change
+            with unchanged(db, allow=CHALLENGE_USED):
+                result = post_certificate(http, path, html, k, c)
             assert result.status_code == 400, c.subject
             assert "certificate" in result.text.lower() or "证书" in result.text
         # A signature over a stale challenge fails too (challenges are single use).
         path, html = follow_to_page(http, authorize(http, client_id))
         from tests.oidc.conftest import pem, sign_challenge
 
-        assert (
-            http.post(
+        with unchanged(db, allow=CHALLENGE_USED):
+            stale = http.post(
                 f"{path}/certificate",
                 data={
                     "csrf": form_value(html, "csrf"),
                     "certificate": pem(cert),
                     "signature": sign_challenge(key, "not-the-challenge"),
                 },
-            ).status_code
-            == 400
-        )
+            )
+        assert stale.status_code == 400
 
 
 def test_company_certificate_login_chooses_acting_person(oidc_env: OidcEnv) -> None:
@@ -199,9 +209,11 @@ def test_company_certificate_login_chooses_acting_person(oidc_env: OidcEnv) -> N
         )
         path, html = follow_to_page(http, first)
         assert "李四" in html and "张三" in html  # representative and agent
-        refused = http.post(
-            f"{path}/acting", data={"csrf": form_value(html, "csrf"), "person_id": "ct_not_allowed"}
-        )
+        with unchanged(oidc_env.platform.db):
+            refused = http.post(
+                f"{path}/acting",
+                data={"csrf": form_value(html, "csrf"), "person_id": "ct_not_allowed"},
+            )
         assert refused.status_code == 400
         chosen = http.post(
             f"{path}/acting",
@@ -243,13 +255,14 @@ def test_rp_initiated_and_backchannel_logout(oidc_env: OidcEnv) -> None:
         tokens = full_login(http, client_id, secret)
         sid = jwt.get_unverified_claims(tokens["id_token"])["sid"]
         # Unregistered post_logout_redirect_uri: error page, no redirect, no logout.
-        bad = http.get(
-            "/oidc/end_session",
-            params={
-                "id_token_hint": tokens["id_token"],
-                "post_logout_redirect_uri": "https://evil/x",
-            },
-        )
+        with unchanged(oidc_env.platform.db):
+            bad = http.get(
+                "/oidc/end_session",
+                params={
+                    "id_token_hint": tokens["id_token"],
+                    "post_logout_redirect_uri": "https://evil/x",
+                },
+            )
         assert bad.status_code == 400 and "location" not in bad.headers
         session = oidc_env.provider.session_for_cookie(http.cookies.get("gt_session"))
         assert session is not None
@@ -261,11 +274,12 @@ def test_rp_initiated_and_backchannel_logout(oidc_env: OidcEnv) -> None:
         assert jwt.get_unverified_header(notices[0].logout_token)["typ"] == "logout+jwt"
         # The session is over; its tokens too.
         bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-        assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
-        assert (
-            query_of(authorize(http, client_id, prompt="none").headers["location"])["error"]
-            == "login_required"
-        )
+        with unchanged(oidc_env.platform.db):
+            assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+            assert (
+                query_of(authorize(http, client_id, prompt="none").headers["location"])["error"]
+                == "login_required"
+            )
 
 
 def test_end_session_with_hint_redirects_and_confirm_without(oidc_env: OidcEnv) -> None:
@@ -289,7 +303,8 @@ def test_end_session_with_hint_redirects_and_confirm_without(oidc_env: OidcEnv) 
         full_login(http, client_id, secret)
         page = http.get("/oidc/end_session")
         assert page.status_code == 200 and "logout-confirm" in page.text
-        forged = http.post("/oidc/end_session", data={"logout": "yes", "csrf": "bad"})
+        with unchanged(oidc_env.platform.db):  # a forged logout ends nothing
+            forged = http.post("/oidc/end_session", data={"logout": "yes", "csrf": "bad"})
         assert forged.status_code == 403
         done = http.post(
             "/oidc/end_session", data={"logout": "yes", "csrf": form_value(page.text, "csrf")}
@@ -338,15 +353,16 @@ def test_suspending_an_identity_ends_its_sessions_and_tokens(oidc_env: OidcEnv) 
             action=StatusAction.SUSPEND,
             reason="lost phone",
         )
-        assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
-        refresh = http.post(
-            "/oidc/token",
-            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
-            auth=(client_id, secret or ""),
-        )
-        assert refresh.json()["error"] == "invalid_grant"
-        silent = authorize(http, client_id, prompt="none")
-        assert query_of(silent.headers["location"])["error"] == "login_required"
+        with unchanged(oidc_env.platform.db):
+            assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+            refresh = http.post(
+                "/oidc/token",
+                data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+                auth=(client_id, secret or ""),
+            )
+            assert refresh.json()["error"] == "invalid_grant"
+            silent = authorize(http, client_id, prompt="none")
+            assert query_of(silent.headers["location"])["error"] == "login_required"
 
 
 def test_staff_mapped_mode_gets_local_account_id(oidc_env: OidcEnv) -> None:

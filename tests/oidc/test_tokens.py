@@ -164,13 +164,16 @@ def test_client_authentication_methods(oidc_env: OidcEnv) -> None:
     cc = {"grant_type": "client_credentials"}
     with oidc_env.http() as http:
         assert http.post("/oidc/token", data=cc, auth=(basic_id, basic_secret)).status_code == 200
-        wrong = http.post("/oidc/token", data=cc, auth=(basic_id, "nope"))
+        db = oidc_env.platform.db
+        with unchanged(db):
+            wrong = http.post("/oidc/token", data=cc, auth=(basic_id, "nope"))
         assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
         assert "Basic" in wrong.headers["www-authenticate"]
         # A client registered for basic may not switch to post.
-        switched = http.post(
-            "/oidc/token", data={**cc, "client_id": basic_id, "client_secret": basic_secret}
-        )
+        with unchanged(db):
+            switched = http.post(
+                "/oidc/token", data={**cc, "client_id": basic_id, "client_secret": basic_secret}
+            )
         assert switched.status_code == 401
         posted = http.post(
             "/oidc/token", data={**cc, "client_id": post_id, "client_secret": post_secret}
@@ -202,9 +205,10 @@ def test_client_authentication_methods(oidc_env: OidcEnv) -> None:
 
         good = assertion()
         assert pkj(good).status_code == 200
-        assert pkj(good).status_code == 401  # replayed jti
-        assert pkj(assertion(aud="https://elsewhere")).status_code == 401
-        assert pkj(assertion(exp=int(time.time()) - 300)).status_code == 401
+        with unchanged(db):
+            assert pkj(good).status_code == 401  # replayed jti
+            assert pkj(assertion(aud="https://elsewhere")).status_code == 401
+            assert pkj(assertion(exp=int(time.time()) - 300)).status_code == 401
         foreign = (
             ec.generate_private_key(ec.SECP256R1())
             .private_bytes(
@@ -226,7 +230,8 @@ def test_client_authentication_methods(oidc_env: OidcEnv) -> None:
             algorithm="ES256",
             headers={"kid": "k1"},
         )
-        assert pkj(forged).status_code == 401
+        with unchanged(db):
+            assert pkj(forged).status_code == 401
         hs = hs256(
             {
                 "iss": pkj_id,
@@ -238,7 +243,8 @@ def test_client_authentication_methods(oidc_env: OidcEnv) -> None:
             json.dumps(public).encode(),
             {"kid": "k1"},
         )
-        assert pkj(hs).status_code == 401
+        with unchanged(db):
+            assert pkj(hs).status_code == 401
 
 
 def test_client_credentials_introspection_and_grpc_principal(oidc_env: OidcEnv) -> None:
@@ -277,29 +283,31 @@ def test_client_credentials_introspection_and_grpc_principal(oidc_env: OidcEnv) 
         principal = token_resolver(oidc_env.platform, token)
         assert principal == Principal("service", rotate.client.client_id, frozenset({"verifier"}))
         # Unsupported grant and a grant the client may not use.
-        bad = http.post(
-            "/oidc/token",
-            data={"grant_type": "password"},
-            auth=(rotate.client.client_id, rotate.client_secret or ""),
-        )
-        assert bad.json()["error"] == "unsupported_grant_type"
-        code = http.post(
-            "/oidc/token",
-            data={"grant_type": "authorization_code", "code": "x"},
-            auth=(rotate.client.client_id, rotate.client_secret or ""),
-        )
-        assert code.json()["error"] == "unauthorized_client"
+        with unchanged(oidc_env.platform.db):
+            bad = http.post(
+                "/oidc/token",
+                data={"grant_type": "password"},
+                auth=(rotate.client.client_id, rotate.client_secret or ""),
+            )
+            assert bad.json()["error"] == "unsupported_grant_type"
+            code = http.post(
+                "/oidc/token",
+                data={"grant_type": "authorization_code", "code": "x"},
+                auth=(rotate.client.client_id, rotate.client_secret or ""),
+            )
+            assert code.json()["error"] == "unauthorized_client"
         # Revocation by its own client.
         assert http.post(
             "/oidc/revoke",
             data={"token": token},
             auth=(rotate.client.client_id, rotate.client_secret or ""),
         ).is_success
-        assert http.post(
-            "/oidc/introspect", data={"token": token}, auth=("resource-server", secret or "")
-        ).json() == {"active": False}
-        with pytest.raises(Unauthenticated):
-            token_resolver(oidc_env.platform, token)
+        with unchanged(oidc_env.platform.db):
+            assert http.post(
+                "/oidc/introspect", data={"token": token}, auth=("resource-server", secret or "")
+            ).json() == {"active": False}
+            with pytest.raises(Unauthenticated):
+                token_resolver(oidc_env.platform, token)
     assert client_id
 
 
@@ -308,12 +316,13 @@ def test_revocation_of_refresh_token_kills_the_grant(oidc_env: OidcEnv) -> None:
     other_id, other_secret = oidc_env.register_client(client_name="Other")
     with oidc_env.http() as http:
         tokens = full_login(http, client_id, secret)
-        # Another client cannot revoke it.
-        http.post(
-            "/oidc/revoke",
-            data={"token": tokens["refresh_token"]},
-            auth=(other_id, other_secret or ""),
-        )
+        # Another client cannot revoke it (nor change anything trying).
+        with unchanged(oidc_env.platform.db):
+            http.post(
+                "/oidc/revoke",
+                data={"token": tokens["refresh_token"]},
+                auth=(other_id, other_secret or ""),
+            )
         intro = http.post(
             "/oidc/introspect",
             data={"token": tokens["refresh_token"]},
@@ -329,13 +338,14 @@ def test_revocation_of_refresh_token_kills_the_grant(oidc_env: OidcEnv) -> None:
             == 200
         )
         bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-        assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
-        assert (
-            http.post(
-                "/oidc/revoke", data={"token": "unknown"}, auth=(client_id, secret or "")
-            ).status_code
-            == 200
-        )
+        with unchanged(oidc_env.platform.db):
+            assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+            assert (
+                http.post(
+                    "/oidc/revoke", data={"token": "unknown"}, auth=(client_id, secret or "")
+                ).status_code
+                == 200
+            )
 
 
 def test_key_rotation_keeps_retired_key_until_tokens_expire(oidc_env: OidcEnv) -> None:
@@ -364,7 +374,8 @@ def test_key_rotation_keeps_retired_key_until_tokens_expire(oidc_env: OidcEnv) -
         oidc_env.provider.keys._clock = lambda: datetime.now(UTC)
         kids = {k["kid"] for k in http.get("/oidc/jwks").json()["keys"]}
         assert old_kid not in kids and new_kid in kids
-        assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+        with unchanged(oidc_env.platform.db, oidc_env.platform.keystore):
+            assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
 
 
 def test_grpc_client_rpcs(oidc_env: OidcEnv) -> None:
@@ -397,6 +408,7 @@ def test_grpc_client_rpcs(oidc_env: OidcEnv) -> None:
             assert removed.client_id == "portal"
         with (
             acting_as(ADMIN.__class__("user", "nobody", frozenset())),
+            unchanged(oidc_env.platform.db),
             pytest.raises(PermissionDenied),
         ):
             await servicer.RegisterClient(

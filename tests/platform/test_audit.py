@@ -42,6 +42,7 @@ from govtrust.platform import Platform, open_platform
 from govtrust.server.wiring import audit_token_check, checkpoint_audit, periodic_jobs
 from hsm import MasterKey
 from hsm.audit_key import AuditChainKey
+from tests.unchanged import unchanged
 
 
 def _append(db: Database, n: int, actor: str = "local:test") -> None:
@@ -69,7 +70,7 @@ def test_chain_links_and_verifies(database: Database) -> None:
 
 def test_append_rolls_back_with_its_transaction(database: Database) -> None:
     _append(database, 1)
-    with pytest.raises(RuntimeError), database.transaction() as session:
+    with unchanged(database), pytest.raises(RuntimeError), database.transaction() as session:
         audit.append(session, actor="local:test", action="x", target="y")
         raise RuntimeError("business change failed")
     with database.read() as session:
@@ -344,7 +345,10 @@ def test_a_process_without_the_key_may_not_extend_a_keyed_chain(platform: Platfo
     _append(platform.db, 2)
     bare = Database(platform.db.url)
     try:
-        with pytest.raises(FailedPrecondition, match="this process has no chain key"):
+        with (
+            unchanged(platform.db, platform.keystore),
+            pytest.raises(FailedPrecondition, match="this process has no chain key"),
+        ):
             _append(bare, 1)
     finally:
         bare.dispose()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from govtrust.config import ConfigError, load_settings
+from tests.unchanged import unchanged
 
 
 def test_defaults_are_the_embedded_instance() -> None:
@@ -64,13 +65,16 @@ def test_invalid_settings_are_one_clear_error(
 def test_bad_toml_and_unknown_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("grpc_port = [")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with unchanged(None, None, tmp_path), pytest.raises(ConfigError, match="not valid TOML"):
         load_settings({}, config_file=bad, env={})
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("colour = 'red'\n")
-    with pytest.raises(ConfigError, match="unknown setting 'colour'"):
+    with (
+        unchanged(None, None, tmp_path),
+        pytest.raises(ConfigError, match="unknown setting 'colour'"),
+    ):
         load_settings({}, config_file=unknown, env={})
-    with pytest.raises(ConfigError, match="does not exist"):
+    with unchanged(None, None, tmp_path), pytest.raises(ConfigError, match="does not exist"):
         load_settings({}, config_file=tmp_path / "missing.toml", env={})
 
 
@@ -124,5 +128,5 @@ def test_list_settings_trusted_proxies_and_registrar_roles(tmp_path: Path) -> No
         ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "identity-registrar"}, "only an admin"),
         ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "root"}, "'root' is not a role"),
     ]:
-        with pytest.raises(ConfigError, match=fragment):
+        with unchanged(None, None, tmp_path), pytest.raises(ConfigError, match=fragment):
             load_settings({}, env=env)

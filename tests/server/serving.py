@@ -25,6 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from govtrust.db import Database, sqlite_url
+
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
 GRPC_PREFIX = "govtrust: grpc listening on "
@@ -168,6 +170,36 @@ def running(command: list[str], env: dict[str, str]) -> Iterator[Served]:
         yield served
     finally:
         served.kill()
+
+
+def settle(data_dir: Path, url: str | None = None) -> None:
+    """Before starting a server on ``data_dir``: bootstrap the CA, publish its CRLs and
+    checkpoint the audit chain, so the server's periodic jobs find nothing to do on their
+    first round (they start once it is ready, and would otherwise write while a test checks
+    that a refused call changed nothing)."""
+    from ca.authority import authority_for
+    from govtrust.config import Settings
+    from govtrust.platform import open_platform
+    from govtrust.server.wiring import checkpoint_audit
+
+    platform = open_platform(Settings(data_dir=data_dir, database_url=url), migrate=True)
+    try:
+        authority_for(platform).refresh()
+        checkpoint_audit(platform)
+    finally:
+        platform.close()
+
+
+@contextlib.contextmanager
+def server_database(data_dir: Path, url: str | None = None) -> Iterator[Database]:
+    """The database a server started on ``data_dir`` uses (``url``, else its SQLite file), opened
+    beside it so a test can snapshot it (``tests.unchanged``) while the server runs (started
+    after :func:`settle`)."""
+    db = Database(url or sqlite_url(data_dir), pool_size=2)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 # --- clients ------------------------------------------------------------------------------------

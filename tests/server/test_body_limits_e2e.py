@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.serving import running, serve_command, server_env
+from tests.server.serving import running, serve_command, server_database, server_env, settle
+from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.slow
 
@@ -137,7 +138,12 @@ def test_huge_uploads_are_refused_under_a_memory_ceiling(tmp_path: Path) -> None
     command = serve_command(
         "--data-dir", str(tmp_path / "data"), "--grpc-port", "0", "--http-port", "0"
     )
-    with running(command, server_env()) as served:
+    settle(tmp_path / "data")  # the server's first periodic round changes nothing
+    with (
+        running(command, server_env()) as served,
+        server_database(tmp_path / "data") as db,
+        unchanged(db),  # refused uploads store nothing
+    ):
         pid = served.process.pid
         ceiling = max(_status(pid, "VmHWM"), _status(pid, "VmRSS")) + HEADROOM
         over = threading.Event()

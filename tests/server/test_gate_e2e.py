@@ -11,7 +11,8 @@ import grpc
 import pytest
 
 from tests.server.pki import Pki, key_pem, pem
-from tests.server.serving import running, serve_command, server_env
+from tests.server.serving import running, serve_command, server_database, server_env, settle
+from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +44,14 @@ def test_the_server_refuses_before_the_servicer(tmp_path: Path) -> None:
             identity_pb2.RevokeAgentRequest(grant_id="agt_nope", reason="x"),
         ),
     ]
+    settle(tmp_path / "data")  # the server's first periodic round changes nothing
     with (
         running(command, env) as served,
         grpc.secure_channel(served.grpc_address, credentials) as channel,
+        server_database(tmp_path / "data") as db,
     ):
         for method, request in calls:
-            with pytest.raises(grpc.RpcError) as info:
+            with unchanged(db), pytest.raises(grpc.RpcError) as info:
                 channel.unary_unary(method, None, None)(request.SerializeToString(), timeout=10)
             call = cast(grpc.Call, info.value)
             assert call.code() == grpc.StatusCode.PERMISSION_DENIED, method

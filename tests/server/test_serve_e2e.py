@@ -24,8 +24,11 @@ from tests.server.serving import (
     reflected_services,
     running,
     serve_command,
+    server_database,
     server_env,
+    settle,
 )
+from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +37,7 @@ def test_serve_answers_and_drains(tmp_path: Path, database_url: str) -> None:
     command = serve_command(
         "--data-dir", str(tmp_path / "data"), "--grpc-port", "0", "--http-port", "0"
     )
+    settle(tmp_path / "data", database_url)  # the server's first periodic round changes nothing
     with running(command, server_env(GOVTRUST_DATABASE_URL=database_url)) as served:
         banner = "\n".join(served.stdout.lines)
         assert "loopback without TLS: every local caller is admin" in banner
@@ -48,7 +52,11 @@ def test_serve_answers_and_drains(tmp_path: Path, database_url: str) -> None:
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
         }
-        with pytest.raises(grpc.RpcError) as info:
+        with (
+            server_database(tmp_path / "data", database_url) as db,
+            unchanged(db),
+            pytest.raises(grpc.RpcError) as info,
+        ):
             call_first_method(
                 served.grpc_address,
                 verify_pb2,

@@ -29,6 +29,7 @@ from govtrust.v1 import verify_pb2, verify_pb2_grpc
 from idp.services import ServiceRegistry, ServiceStatus
 from tests.server.pki import Pki, key_pem, pem
 from tests.server.serving import Served, running, serve_command, server_env
+from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +117,11 @@ def verify(world: World, client: Client) -> verify_pb2.VerifyCertificateResponse
 
 
 def refused(world: World, client: Client) -> grpc.Call:
-    with pytest.raises(grpc.RpcError) as info:
+    """The refused call's error; the refusal stored nothing (no row, no key)."""
+    with (
+        unchanged(world.platform.db, world.platform.keystore),
+        pytest.raises(grpc.RpcError) as info,
+    ):
         verify(world, client)
     return cast(grpc.Call, info.value)
 
@@ -183,6 +188,9 @@ def test_revoked_or_suspended_certificate_is_refused(world: World) -> None:
 
     world.authority.revoke(SYSTEM, revoked.row.id, reason="keyCompromise")
     world.authority.suspend(SYSTEM, suspended.row.id, comment="investigation")
+    # republish the CRLs now: the server's periodic CA refresh would otherwise do it at any
+    # moment, perhaps while a refused call below is checked for changing nothing
+    world.authority.refresh()
     error = refused(world, revoked)
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     assert error.details() == f"the client certificate (serial {revoked.row.serial}) is revoked"

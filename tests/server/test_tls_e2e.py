@@ -12,7 +12,8 @@ import pytest
 
 from govtrust.v1 import verify_pb2
 from tests.server.pki import Pki, key_pem, pem
-from tests.server.serving import running, serve_command, server_env
+from tests.server.serving import running, serve_command, server_database, server_env, settle
+from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,8 @@ def test_mtls_server(tmp_path: Path) -> None:
     command = serve_command(
         "--data-dir", str(tmp_path / "data"), "--grpc-port", "0", "--http-port", "0"
     )
-    with running(command, env) as served:
+    settle(tmp_path / "data")  # the server's first periodic round changes nothing
+    with running(command, env) as served, server_database(tmp_path / "data") as db:
         banner = "\n".join(served.stdout.lines)
         assert "TLS, client certificate required" in banner
         assert "every local caller is admin" not in banner
@@ -47,6 +49,7 @@ def test_mtls_server(tmp_path: Path) -> None:
         method = f"/govtrust.v1.VerifyService/{descriptor.name}"
         with (
             _channel(pki, served.grpc_address, with_client_cert=True) as channel,
+            unchanged(db),
             pytest.raises(grpc.RpcError) as info,
         ):
             channel.unary_unary(method, None, None)(b"", timeout=10)
@@ -57,6 +60,7 @@ def test_mtls_server(tmp_path: Path) -> None:
 
         with (
             _channel(pki, served.grpc_address, with_client_cert=False) as channel,
+            unchanged(db),
             pytest.raises(grpc.RpcError) as info,
         ):
             channel.unary_unary(method, None, None)(b"", timeout=10)
