@@ -10,7 +10,8 @@ tests/idp/conftest.py, through which every identity gRPC refusal goes). A refusa
 a validator or codec refusing a value, with no database, key store or file to change. Prints the
 Markdown table docs/testing.md shows (``## Nothing changed``).
 
-    python scripts/refusal_census.py [tests]
+    python scripts/refusal_census.py [tests]              # the table
+    python scripts/refusal_census.py --unchecked [tests]  # the stateful tests without it
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 REFUSAL = re.compile(
@@ -84,24 +86,33 @@ def _pure(node: ast.FunctionDef | ast.AsyncFunctionDef, where: str = "") -> bool
     return not (fixtures - NO_STATE_FIXTURES.get(where, set()))
 
 
-def census(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Per subfolder: (refusal tests, of them pure, of them using the helper)."""
-    counts: dict[str, tuple[int, int, int]] = {}
+def _refusal_tests(root: Path) -> Iterator[tuple[str, str, bool, bool]]:
+    """Each refusal test as (area, ``path::name``, pure, uses the helper)."""
     for path in sorted(root.rglob("test_*.py")):
         if path.name == "test_unchanged.py":
             continue  # the helper's own tests expect its AssertionError, not a refusal
         area = path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else "."
         source = path.read_text()
         helper = _helpers(root, area)
-        refusals, pure, helped = counts.get(area, (0, 0, 0))
+        where = path.relative_to(root).as_posix()
         for node in _functions(ast.parse(source)):
             body = ast.get_source_segment(source, node) or ""
             if node.name.startswith("test_") and REFUSAL.search(NOT_REFUSAL.sub("", body)):
-                refusals += 1
-                pure += _pure(node, path.relative_to(root).as_posix())
-                helped += bool(helper.search(body))
-        counts[area] = (refusals, pure, helped)
+                yield area, f"{where}::{node.name}", _pure(node, where), bool(helper.search(body))
+
+
+def census(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Per subfolder: (refusal tests, of them pure, of them using the helper)."""
+    counts: dict[str, tuple[int, int, int]] = {}
+    for area, _name, pure, helped in _refusal_tests(root):
+        refusals, pures, helps = counts.get(area, (0, 0, 0))
+        counts[area] = (refusals + 1, pures + pure, helps + helped)
     return counts
+
+
+def unchecked(root: Path) -> list[str]:
+    """The stateful refusal tests that do not use ``unchanged`` (what is left to do)."""
+    return [name for _area, name, pure, helped in _refusal_tests(root) if not (pure or helped)]
 
 
 def table(counts: dict[str, tuple[int, int, int]]) -> str:
@@ -120,4 +131,9 @@ def table(counts: dict[str, tuple[int, int, int]]) -> str:
 
 
 if __name__ == "__main__":
-    print(table(census(Path(sys.argv[1] if len(sys.argv) > 1 else "tests"))))
+    args = [a for a in sys.argv[1:] if a != "--unchecked"]
+    tests = Path(args[0] if args else "tests")
+    if "--unchecked" in sys.argv:
+        print("\n".join(unchecked(tests)))
+    else:
+        print(table(census(tests)))
