@@ -1,0 +1,1 @@
+"""Tests that kill the surviving mutants of license.checking (docs/testing.md)."""

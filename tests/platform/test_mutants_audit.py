@@ -1,0 +1,1 @@
+"""Tests that kill the surviving mutants of govtrust.audit (docs/testing.md)."""
