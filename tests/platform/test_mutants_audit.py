@@ -521,3 +521,21 @@ def test_an_unkeyed_record_after_keyed_ones_is_a_rewrite(database: Database) -> 
         1, 2, "an unkeyed record where the chain is keyed", Finding.REWRITTEN
     )
     assert report.checkpoint is None
+
+
+def test_a_record_restored_verbatim_is_walked_in_seq_order(database: Database) -> None:
+    """The walk follows ``seq``, not the table's storage order: a record deleted and inserted
+    again unchanged (a restore from a backup) leaves the chain intact."""
+    key = Key()
+    audit.install_chain_key(database, key)
+    _append(database, 4)
+    saved = _rows(database)[1]
+    with database.transaction() as session:
+        session.execute(delete(AuditRecord).where(AuditRecord.seq == 2))
+    with database.transaction() as session:
+        session.add(
+            AuditRecord(
+                **{c: getattr(saved, c) for c in AuditRecord.__table__.columns.keys()}  # noqa: SIM118
+            )
+        )
+    assert _verify(database, key, Signer()) == ChainReport(4)
