@@ -35,6 +35,7 @@ from govtrust.audit import (
     latest_checkpoint,
     make_checkpoint,
     next_link,
+    record_hash,
     verify_chain,
 )
 from govtrust.db import Database
@@ -189,6 +190,23 @@ def test_checkpoint_body_bytes() -> None:
         "scheme": SCHEME,
     }
     assert body == canonical_json(json.loads(body))
+
+
+def test_record_hash_needs_the_key_of_its_scheme() -> None:
+    fields = {
+        "seq": 1,
+        "recorded_at": WHEN,
+        "actor": "a",
+        "action": "b",
+        "target": "c",
+        "outcome": "ok",
+        "details": "{}",
+        "prev_hash": GENESIS_HASH,
+    }
+    for key in (None, Key("hmac-sha256/v9")):
+        with pytest.raises(ValueError, match=r"^no chain key for scheme 'hmac-sha256/test'$"):
+            record_hash(key, SCHEME, **fields)  # type: ignore[arg-type]
+    assert len(record_hash(Key(), SCHEME, **fields)) == 64  # type: ignore[arg-type]
 
 
 def test_next_link_of_each_head() -> None:
