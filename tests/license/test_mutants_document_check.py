@@ -7,14 +7,12 @@ and the QR decoder say on their own.
 
 from __future__ import annotations
 
-import asyncio
 import io
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from govtrust.budget import budget_scope
 from govtrust.pdf_guard import DocumentLimits, DocumentTooComplex
 from license.checking import LicenceCheck, State, Verdict, check_signed_data, failed_check
 from license.document import open_pdf
@@ -25,7 +23,6 @@ from license.signed_data import verify_licence
 from seal.pdf import PdfSealRequest, Position
 from seal.types import PadesLevel, SealKind
 from tests.license.test_document import Licence, _issue, licence  # noqa: F401 - fixture
-from tests.license.test_document_limits import _Counting
 from tests.seal.conftest import live_ca, world  # noqa: F401 - fixtures
 
 
@@ -164,20 +161,3 @@ def test_another_seal_or_another_qr_payload(licence: Licence) -> None:  # noqa: 
     assert check_pdf(made, licence.roots, licence.lists) == _failed(
         expected, "QR_MISMATCH", f"the embedded QR payload does not verify: {info.value}"
     )
-
-
-def test_the_budget_goes_along_into_the_validation_thread(licence: Licence) -> None:  # noqa: F811
-    """Inside an event loop the validation runs in a worker thread, with the caller's budget:
-    pyHanko's walk checks it there as it does in the caller's thread."""
-    pdf = licence.documents.make(licence.doc, licence.context)
-    plain = _Counting()
-    with budget_scope(plain):
-        assert check_pdf(pdf, licence.roots, licence.lists).verdict is Verdict.VALID
-
-    async def check() -> tuple[int, Verdict]:
-        inside = _Counting()
-        with budget_scope(inside):
-            verdict = check_pdf(pdf, licence.roots, licence.lists).verdict
-        return inside.checks, verdict
-
-    assert asyncio.run(check()) == (plain.checks, Verdict.VALID)
