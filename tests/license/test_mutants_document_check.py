@@ -8,10 +8,12 @@ and the QR decoder say on their own.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from asn1crypto import cms
 
 from govtrust.pdf_guard import DocumentLimits, DocumentTooComplex
 from license.checking import LicenceCheck, State, Verdict, check_signed_data, failed_check
@@ -160,4 +162,24 @@ def test_another_seal_or_another_qr_payload(licence: Licence) -> None:  # noqa: 
         decode_payload(bad_payload, trust)
     assert check_pdf(made, licence.roots, licence.lists) == _failed(
         expected, "QR_MISMATCH", f"the embedded QR payload does not verify: {info.value}"
+    )
+
+
+def test_a_flipped_seal_signature_value_is_named(licence: Licence) -> None:  # noqa: F811
+    """One bit of the CMS signature value flipped: the digest still matches, the signature fails.
+
+    The bytes are patched in place (re-encoding the CMS with asn1crypto's ``dump(force=True)``
+    is what once looked like a hang here: that re-encoding is slow, the check is not).
+    """
+    pdf = licence.documents.make(licence.doc, licence.context)
+    found = re.search(rb"/Contents ?<([0-9a-fA-F]+)>", pdf)
+    assert found is not None
+    der = bytes.fromhex(found.group(1).decode())
+    signature = cms.ContentInfo.load(der)["content"]["signer_infos"][0]["signature"].native
+    flipped = bytearray(der)
+    flipped[der.rindex(signature) + len(signature) - 3] ^= 0x01
+    tampered = pdf[: found.start(1)] + bytes(flipped).hex().encode() + pdf[found.end(1) :]
+    expected = check_signed_data(licence.doc.signed_data, licence.roots, licence.lists)
+    assert check_pdf(tampered, licence.roots, licence.lists) == _failed(
+        expected, "PDF_SIGNATURE_INVALID", "the seal signature does not verify"
     )
