@@ -38,6 +38,7 @@ NO_STATE_FIXTURES: dict[str, set[str]] = {
     "server/test_http_errors.py": {"client"},  # create_app(object(), ...): no platform
     "server/test_rpc_errors.py": {"server"},  # Authenticator(None): interceptor only
     "server/test_mtls.py": {"pki", "tls_port"},  # in-memory PKI, a WhoAmI test server
+    "ca/test_path.py": {"pki"},  # certificates built in memory with cryptography
 }
 AREAS = ("idp", "oidc", "ca", "seal", "license", "verify")
 

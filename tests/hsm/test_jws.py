@@ -19,9 +19,11 @@ from cryptography.hazmat.primitives.serialization import (
     load_der_public_key,
 )
 
+from govtrust.db import Database
 from hsm import jws
 from hsm.keystore import KeyAlgorithm
 from hsm.soft import SoftKeyStore
+from tests.unchanged import unchanged
 
 CASES = [
     (KeyAlgorithm.EC_P256, "ES256", 64),
@@ -40,7 +42,7 @@ def _unb64(text: str) -> bytes:
 
 @pytest.mark.parametrize(("algorithm", "alg", "size"), CASES)
 def test_sign_compact_is_a_jws_that_cryptography_verifies(
-    soft_store: SoftKeyStore, algorithm: KeyAlgorithm, alg: str, size: int
+    database: Database, soft_store: SoftKeyStore, algorithm: KeyAlgorithm, alg: str, size: int
 ) -> None:
     ref = soft_store.generate(f"jws-{alg}", algorithm)
     public = load_der_public_key(ref.public_key_der)
@@ -59,7 +61,7 @@ def test_sign_compact_is_a_jws_that_cryptography_verifies(
         )
         digest = hashes.SHA256() if alg == "ES256" else hashes.SHA384()
         public.verify(der, signing_input, ec.ECDSA(digest))
-        with pytest.raises(InvalidSignature):
+        with unchanged(database, soft_store), pytest.raises(InvalidSignature):
             public.verify(der, signing_input + b"x", ec.ECDSA(digest))
     else:
         assert isinstance(public, rsa.RSAPublicKey)
@@ -68,7 +70,7 @@ def test_sign_compact_is_a_jws_that_cryptography_verifies(
     assert jws.verify_json(token, public, alg) == {"sub": "张三", "n": 1}
 
 
-def test_verify_takes_only_the_named_alg(soft_store: SoftKeyStore) -> None:
+def test_verify_takes_only_the_named_alg(database: Database, soft_store: SoftKeyStore) -> None:
     ref = soft_store.generate("jws-confusion", KeyAlgorithm.EC_P256)
     public = load_der_public_key(ref.public_key_der)
     token = jws.sign_compact(soft_store, ref, {"alg": "ES256"}, {"a": 1})
@@ -77,15 +79,15 @@ def test_verify_takes_only_the_named_alg(soft_store: SoftKeyStore) -> None:
     pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     forged_head = _b64(json.dumps({"alg": "HS256"}).encode())
     mac = hmac.new(pem, f"{forged_head}.{body}".encode(), hashlib.sha256).digest()
-    with pytest.raises(jws.BadSignature):
+    with unchanged(database, soft_store), pytest.raises(jws.BadSignature):
         jws.verify(f"{forged_head}.{body}.{_b64(mac)}", public, "ES256")
     # alg none is refused
     none_head = _b64(json.dumps({"alg": "none"}).encode())
-    with pytest.raises(jws.BadSignature):
+    with unchanged(database, soft_store), pytest.raises(jws.BadSignature):
         jws.verify(f"{none_head}.{body}.", public, "ES256")
     # a changed payload is refused; the intact token passes
     other = _b64(b'{"a":2}')
-    with pytest.raises(jws.BadSignature):
+    with unchanged(database, soft_store), pytest.raises(jws.BadSignature):
         jws.verify(f"{head}.{other}.{sig}", public, "ES256")
     assert jws.verify(token, public, "ES256") == b'{"a":1}'
 

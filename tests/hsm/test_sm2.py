@@ -55,7 +55,8 @@ from hsm.sm2 import (
 )
 from hsm.soft import WRAP_PURPOSE, _aad
 from tests.conftest import require_tool
-from tests.hsm.conftest import SoftHsmToken
+from tests.hsm.conftest import SoftHsmToken, token_files
+from tests.unchanged import unchanged
 
 SM2 = SignatureScheme.SM2_SM3
 
@@ -172,12 +173,15 @@ def test_govtrust_verifies_what_openssl_signs(tmp_path: Path) -> None:
         verify_sm2_signature(spki, signer_id, MESSAGE, signed.stdout)
     verify_sm2_signature(spki, None, MESSAGE, signatures[DEFAULT_SIGNER_ID])
     # made with the default ID, checked with another: named as a signer-ID mismatch
-    with pytest.raises(InvalidSm2SignerId, match="default signer ID"):
+    with unchanged(None, None, tmp_path), pytest.raises(InvalidSm2SignerId, match="default"):
         verify_sm2_signature(spki, OTHER_ID, MESSAGE, signatures[DEFAULT_SIGNER_ID])
     # made with another ID, checked with the default: it does not verify
-    with pytest.raises(InvalidSm2Signature, match="signer ID and message"):
+    with (
+        unchanged(None, None, tmp_path),
+        pytest.raises(InvalidSm2Signature, match="signer ID and message"),
+    ):
         verify_sm2_signature(spki, None, MESSAGE, signatures[OTHER_ID])
-    with pytest.raises(InvalidSm2Signature):
+    with unchanged(None, None, tmp_path), pytest.raises(InvalidSm2Signature):
         verify_sm2_signature(spki, b"bob@example", MESSAGE, signatures[OTHER_ID])
 
 
@@ -252,14 +256,17 @@ def test_malformed_and_out_of_range_signatures_are_refused() -> None:
         assert classify(caught.value).code is grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_bad_signer_ids_are_refused(soft_store: SoftKeyStore) -> None:
+def test_bad_signer_ids_are_refused(database: Database, soft_store: SoftKeyStore) -> None:
     spki = encode_public_key(SAMPLE_POINT)
     for signer_id, reason in ((b"", "must not be empty"), (b"x" * 8192, "at most 8191 bytes")):
-        with pytest.raises(InvalidSm2SignerId, match=reason) as caught:
+        with (
+            unchanged(database, soft_store),
+            pytest.raises(InvalidSm2SignerId, match=reason) as caught,
+        ):
             verify_sm2_signature(spki, signer_id, SAMPLE_MESSAGE, SAMPLE_SIGNATURE)
         assert classify(caught.value).code is grpc.StatusCode.INVALID_ARGUMENT
     ref = soft_store.generate("sm2", KeyAlgorithm.SM2)
-    with pytest.raises(InvalidSm2SignerId, match="must not be empty"):
+    with unchanged(database, soft_store), pytest.raises(InvalidSm2SignerId, match="not be empty"):
         soft_store.sign(ref, MESSAGE, SM2, signer_id="")
     # the longest ID ENTL can express still works
     longest = b"y" * 8191
@@ -267,11 +274,11 @@ def test_bad_signer_ids_are_refused(soft_store: SoftKeyStore) -> None:
         ref.public_key_der, longest, MESSAGE, soft_store.sign(ref, MESSAGE, SM2, signer_id=longest)
     )
     p256 = soft_store.generate("p256", KeyAlgorithm.EC_P256)
-    with pytest.raises(InvalidSm2SignerId, match="SM2 signatures only"):
+    with unchanged(database, soft_store), pytest.raises(InvalidSm2SignerId, match="SM2 sig"):
         soft_store.sign(p256, MESSAGE, SignatureScheme.ECDSA_SHA256, signer_id=OTHER_ID)
-    with pytest.raises(UnsupportedScheme, match="does not fit a sm2 key"):
+    with unchanged(database, soft_store), pytest.raises(UnsupportedScheme, match="fit a sm2"):
         soft_store.sign(ref, MESSAGE, SignatureScheme.ECDSA_SHA256)
-    with pytest.raises(UnsupportedScheme, match="does not fit a ec-p256 key"):
+    with unchanged(database, soft_store), pytest.raises(UnsupportedScheme, match="a ec-p256"):
         soft_store.sign(p256, MESSAGE, SM2)
 
 
@@ -352,7 +359,7 @@ def test_soft_store_generates_wraps_uses_and_destroys_sm2_keys(
     reopened = SoftKeyStore(database, master_key)
     verify_sm2_signature(ref.public_key_der, None, MESSAGE, reopened.sign(ref.key_id, MESSAGE, SM2))
     assert reopened.get(ref.key_id) == ref
-    with pytest.raises(KeyUnwrapFailed):
+    with unchanged(database, reopened), pytest.raises(KeyUnwrapFailed):
         SoftKeyStore(database, MasterKey.generate()).sign(ref, MESSAGE, SM2)
 
     # relabelled as another algorithm, the wrapped key fails to unwrap (the AAD binds it)
@@ -360,15 +367,15 @@ def test_soft_store_generates_wraps_uses_and_destroys_sm2_keys(
         session.execute(
             update(HsmKey).where(HsmKey.key_id == ref.key_id).values(algorithm="ec-p256")
         )
-    with pytest.raises(KeyUnwrapFailed):
+    with unchanged(database, reopened), pytest.raises(KeyUnwrapFailed):
         SoftKeyStore(database, master_key).sign(ref, MESSAGE, SignatureScheme.ECDSA_SHA256)
     with database.transaction() as session:
         session.execute(update(HsmKey).where(HsmKey.key_id == ref.key_id).values(algorithm="sm2"))
 
     reopened.destroy(ref)
-    with pytest.raises(KeyDestroyed):
+    with unchanged(database, reopened), pytest.raises(KeyDestroyed):
         reopened.sign(ref, MESSAGE, SM2)
-    with pytest.raises(KeyDestroyed):
+    with unchanged(database, reopened), pytest.raises(KeyDestroyed):
         SoftKeyStore(database, master_key).sign(ref, MESSAGE, SM2, signer_id=OTHER_ID)
     assert reopened.public_key(ref) == ref.public_key_der  # old signatures stay checkable
     assert ref.key_id not in {r.key_id for r in reopened.list()}
@@ -395,9 +402,11 @@ def test_from_pkcs8_refuses_other_keys() -> None:
 # --- PKCS#11: refused cleanly where the module has no SM2 (SoftHSM2) -----------------------------
 
 
-def test_pkcs11_without_sm2_settings_is_failed_precondition(pkcs11_store: Pkcs11KeyStore) -> None:
-    before = {ref.key_id for ref in pkcs11_store.list()}
-    with pytest.raises(Sm2NotAvailable) as caught:
+def test_pkcs11_without_sm2_settings_is_failed_precondition(
+    pkcs11_store: Pkcs11KeyStore, softhsm_token: SoftHsmToken
+) -> None:
+    files = token_files(softhsm_token)
+    with unchanged(None, pkcs11_store, files), pytest.raises(Sm2NotAvailable) as caught:
         pkcs11_store.generate("sm2 on softhsm", KeyAlgorithm.SM2)
     message = caught.value.message
     for setting in (
@@ -407,11 +416,10 @@ def test_pkcs11_without_sm2_settings_is_failed_precondition(pkcs11_store: Pkcs11
     ):
         assert setting in message
     assert classify(caught.value).code is grpc.StatusCode.FAILED_PRECONDITION
-    assert {ref.key_id for ref in pkcs11_store.list()} == before  # nothing generated
     ec_key = pkcs11_store.generate("ec beside sm2", KeyAlgorithm.EC_P256)
-    with pytest.raises(UnsupportedScheme):
+    with unchanged(None, pkcs11_store, files), pytest.raises(UnsupportedScheme):
         pkcs11_store.sign(ec_key, MESSAGE, SM2)
-    with pytest.raises(InvalidSm2SignerId):
+    with unchanged(None, pkcs11_store, files), pytest.raises(InvalidSm2SignerId):
         pkcs11_store.sign(ec_key, MESSAGE, SignatureScheme.ECDSA_SHA256, signer_id=OTHER_ID)
     pkcs11_store.destroy(ec_key)
 
@@ -436,9 +444,13 @@ def test_pkcs11_key_on_the_sm2_curve_is_listed_as_sm2_and_never_signs_ecdsa(
         ref = next(r for r in pkcs11_store.list() if r.key_id == "5a02")
         assert ref.algorithm is KeyAlgorithm.SM2
         assert len(parse_public_key(ref.public_key_der)) == 65  # a valid SM2 SPKI
-        with pytest.raises(UnsupportedScheme, match="does not fit a sm2 key"):
+        files = token_files(softhsm_token)
+        with (
+            unchanged(None, pkcs11_store, files),
+            pytest.raises(UnsupportedScheme, match="does not fit a sm2 key"),
+        ):
             pkcs11_store.sign(ref, MESSAGE, SignatureScheme.ECDSA_SHA256)
-        with pytest.raises(Sm2NotAvailable):
+        with unchanged(None, pkcs11_store, files), pytest.raises(Sm2NotAvailable):
             pkcs11_store.sign(ref, MESSAGE, SM2, signer_id=OTHER_ID)
     finally:
         pkcs11_store.destroy("5a02")
@@ -463,7 +475,8 @@ def test_pkcs11_with_constants_the_token_lacks_names_them(
     )
     try:
         assert isinstance(store, Pkcs11KeyStore)
-        with pytest.raises(Sm2NotAvailable) as caught:
+        files = token_files(softhsm_token)
+        with unchanged(database, store, files), pytest.raises(Sm2NotAvailable) as caught:
             store.generate("sm2", "sm2")
         assert "GOVTRUST_PKCS11_SM2_KEYGEN_MECHANISM=0x80000100" in caught.value.message
         assert "GOVTRUST_PKCS11_SM2_MECHANISM=0x80000101" in caught.value.message
