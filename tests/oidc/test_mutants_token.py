@@ -52,6 +52,7 @@ from idp.oidc.passwords import PasswordLogin
 from idp.oidc.provider import AuthRequest, Provider, ProviderConfig, SessionInfo
 from tests.conftest import PG_ADMIN_URL, _pg_admin
 from tests.oidc.conftest import ADMIN, REDIRECT, query_of
+from tests.unchanged import unchanged
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 OTHER_REDIRECT = "https://rp.example.gov.cn/other-cb"
@@ -60,6 +61,9 @@ ACR = "urn:govtrust:loa:2"
 BAD_CLIENT = {"error": "invalid_client", "error_description": "client authentication failed"}
 BAD_CODE = {"error": "invalid_grant", "error_description": "the code is invalid"}
 BAD_REFRESH = {"error": "invalid_grant", "error_description": "the refresh token is invalid"}
+# Reusing a rotated refresh token is refused *and* revokes its grant (OAuth 2.0 Security BCP
+# §4.14): the grant's and its refresh tokens' rows change, and the revocation is audited.
+REUSE_REVOKES = ["oidc_grants", "oidc_refresh_tokens", "audit_log"]
 
 
 class FixedClock:
@@ -334,18 +338,23 @@ def test_client_secret_basic_post_and_none(env: TokenEnv) -> None:
         # a body client_id that names another client than the authenticated one
         ({**cc, "client_id": post_id}, (basic_id, basic_secret)),
     ]
-    for form, basic in failures:
+    # one block for all the refusals: each block reflects every table, and this file is the
+    # mutation map of idp.oidc.grants (scripts/mutate.py), run once per mutant
+    with unchanged(env.db, env.keystore):
+        for form, basic in failures:
+            with pytest.raises(OAuthError) as caught:
+                auth(form, basic, endpoint=endpoint)
+            assert caught.value.as_dict() == BAD_CLIENT, (form, basic)
+            assert caught.value.status == 401
         with pytest.raises(OAuthError) as caught:
-            auth(form, basic, endpoint=endpoint)
-        assert caught.value.as_dict() == BAD_CLIENT, (form, basic)
+            auth(
+                {"client_assertion_type": "urn:other", "client_assertion": "x"}, None, endpoint="e"
+            )
+        assert caught.value.as_dict() == {
+            "error": "invalid_client",
+            "error_description": "unsupported client_assertion_type",
+        }
         assert caught.value.status == 401
-    with pytest.raises(OAuthError) as caught:
-        auth({"client_assertion_type": "urn:other", "client_assertion": "x"}, None, endpoint="e")
-    assert caught.value.as_dict() == {
-        "error": "invalid_client",
-        "error_description": "unsupported client_assertion_type",
-    }
-    assert caught.value.status == 401
 
 
 class Assertions:
@@ -1040,7 +1049,7 @@ def test_refresh_on_the_loop_defers_instead_of_waiting(env: TokenEnv) -> None:
     other = sqlite3.connect(database, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # a writer outside the token gate
-        with pytest.raises(WriteWouldBlock) as deferred:
+        with unchanged(env.db, env.keystore), pytest.raises(WriteWouldBlock) as deferred:
             env.provider.token(form, (cid, secret), wait=False)
         assert str(deferred.value) == "the write would wait"
         assert refresh_row(env, first["refresh_token"]).used_at is None
@@ -1120,7 +1129,7 @@ def test_refresh_that_may_wait_waits_for_the_write_lock(env: TokenEnv) -> None:
     form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
     other = _held_sqlite_lock(env)
     try:
-        with pytest.raises(WriteWouldBlock) as deferred:
+        with unchanged(env.db, env.keystore), pytest.raises(WriteWouldBlock) as deferred:
             env.provider.token(form, (cid, secret), wait=False)
     finally:
         other.execute("ROLLBACK")
@@ -1153,7 +1162,10 @@ def test_refresh_raced_by_its_own_token_counts_as_reuse(env: TokenEnv) -> None:
         # the race is staged with SQLite's write lock; here the presentations come in turn
         form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
         env.provider.token(form, (cid, secret))
-        with pytest.raises(OAuthError) as reused:
+        with (
+            unchanged(env.db, env.keystore, allow=REUSE_REVOKES),  # the reuse revokes the grant
+            pytest.raises(OAuthError) as reused,
+        ):
             env.provider.token(form, (cid, secret))
         assert reused.value.as_dict() == BAD_REFRESH
         return
@@ -1162,13 +1174,16 @@ def test_refresh_raced_by_its_own_token_counts_as_reuse(env: TokenEnv) -> None:
     other = _held_sqlite_lock(env)
     try:
         # read and minted, not yet claimed
-        with pytest.raises(WriteWouldBlock) as deferred:
+        with unchanged(env.db, env.keystore), pytest.raises(WriteWouldBlock) as deferred:
             env.provider.token(form, (cid, secret), wait=False)
     finally:
         other.execute("ROLLBACK")
         other.close()
     winner = env.provider.token(form, (cid, secret))
-    with pytest.raises(OAuthError) as lost:
+    with (
+        unchanged(env.db, env.keystore, allow=REUSE_REVOKES),  # the loser's reuse revokes the grant
+        pytest.raises(OAuthError) as lost,
+    ):
         deferred.value.resume()
     assert lost.value.as_dict() == BAD_REFRESH
     assert grant_of(env, first["access_token"]).revoke_reason == "refresh_reuse"

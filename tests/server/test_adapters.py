@@ -16,6 +16,7 @@ from govtrust.observability.metrics import get_metrics
 from govtrust.server.adapters import ROUTERS, SERVICERS
 from govtrust.server.run import serve
 from govtrust.server.services import SERVICE_NAMES, SERVICES, build_servicers
+from tests.unchanged import unchanged
 
 NO_PLATFORM = cast(Any, object())
 
@@ -66,6 +67,9 @@ def test_other_adapters_need_a_single_process(tmp_path: Path) -> None:
     """Workers are fresh interpreters serving the adapters table: a replacement cannot reach
     them, so asking for one with workers is refused before anything starts."""
     settings = Settings(data_dir=tmp_path / "data", workers=2)
-    with pytest.raises(ValueError, match="workers == 1"):
+    with (
+        unchanged(None, None, tmp_path, tmp_path / "data"),
+        pytest.raises(ValueError, match="workers == 1"),
+    ):
         serve(settings, routers={})
     assert not (tmp_path / "data").exists()
