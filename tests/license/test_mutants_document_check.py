@@ -11,6 +11,7 @@ import io
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from asn1crypto import cms
@@ -26,11 +27,18 @@ from seal.pdf import PdfSealRequest, Position
 from seal.types import PadesLevel, SealKind
 from tests.license.test_document import Licence, _issue, licence  # noqa: F401 - fixture
 from tests.seal.conftest import live_ca, world  # noqa: F401 - fixtures
+from tests.unchanged import unchanged
 
 
 def _failed(base: LicenceCheck, reason: str, message: str) -> LicenceCheck:
     """What ``_invalid(..., base=base)`` reports: the licence's fields kept."""
     return replace(base, verdict=Verdict.INVALID, state=State.UNKNOWN, reasons=(reason, message))
+
+
+def _refused(licence: Licence, pdf: bytes, **options: Any) -> LicenceCheck:  # noqa: F811
+    """``check_pdf`` of the licence's roots and lists, checked to change nothing stored."""
+    with unchanged(licence.world.db, licence.world.keystore):
+        return check_pdf(pdf, licence.roots, licence.lists, **options)
 
 
 def _bare(reason: str, message: str) -> LicenceCheck:
@@ -62,16 +70,16 @@ def test_inputs_that_are_not_a_sealed_licence(licence: Licence) -> None:  # noqa
     for bad in (b"", b"garbage", b"%PDF-1.7\n garbage"):
         with pytest.raises(LicenceVerificationFailed) as info:
             open_pdf(bad)
-        assert check_pdf(bad, roots, lists) == _bare(info.value.reason.value, info.value.message)
+        assert _refused(licence, bad) == _bare(info.value.reason.value, info.value.message)
     too_big = b"%PDF-1.7\n" + b"0" * (MAX_PDF_BYTES - 8)
     assert len(too_big) == MAX_PDF_BYTES + 1
-    assert check_pdf(too_big, roots, lists) == _bare(
+    assert _refused(licence, too_big) == _bare(
         "MALFORMED", "a licence document is at most 20971520 bytes"
     )
-    at_limit = check_pdf(too_big[:-1], roots, lists)
+    at_limit = _refused(licence, too_big[:-1])
     assert at_limit.reasons[0] == "MALFORMED" and "at most" not in at_limit.reasons[1]
     unsealed = licence.documents.render(licence.doc, licence.context.seal)
-    assert check_pdf(unsealed, roots, lists) == _bare(
+    assert _refused(licence, unsealed) == _bare(
         "PDF_UNSEALED", "the licence document carries no seal"
     )
     # sealed, but its signed data is broken: the signed-data check's own report
@@ -79,7 +87,7 @@ def test_inputs_that_are_not_a_sealed_licence(licence: Licence) -> None:  # noqa
     with pytest.raises(LicenceVerificationFailed) as info:
         verify_licence(broken.signed_data, roots)
     sealed_broken = licence.documents.make(broken, licence.context)
-    assert check_pdf(sealed_broken, roots, lists) == failed_check(info.value)
+    assert _refused(licence, sealed_broken) == failed_check(info.value)
     # anything else that goes wrong is reported, not raised
     pdf = licence.documents.make(licence.doc, licence.context)
     odd_roots: list[object] = [object()]
@@ -101,7 +109,7 @@ def test_a_changed_or_second_signed_document(licence: Licence) -> None:  # noqa:
     writer.add_stream_to_page(0, writer.add_object(cover))
     out = io.BytesIO()
     writer.write(out)
-    assert check_pdf(out.getvalue(), licence.roots, licence.lists) == _failed(
+    assert _refused(licence, out.getvalue()) == _failed(
         expected,
         "PDF_MODIFIED",
         "the document was changed after sealing (coverage ENTIRE_REVISION, changes OTHER)",
@@ -111,14 +119,14 @@ def test_a_changed_or_second_signed_document(licence: Licence) -> None:  # noqa:
     resealed, _, _ = licence.world.sealer.sign(
         licence.context, PdfSealRequest(licence.context.seal.id, pdf, Position(1, 100, 100))
     )
-    report = check_pdf(resealed, licence.roots, licence.lists)
+    report = _refused(licence, resealed)
     assert report.reasons[0] == "PDF_MODIFIED" and report.identifier == expected.identifier
     with pytest.raises(DocumentTooComplex):
         check_pdf(resealed, licence.roots, licence.lists, limits=DocumentLimits(max_signatures=1))
     with pytest.raises(DocumentTooComplex):
         check_pdf(resealed, licence.roots, licence.lists, limits=DocumentLimits(max_revisions=1))
     one = DocumentLimits(max_revisions=2, max_signatures=1)
-    assert check_pdf(pdf, licence.roots, licence.lists, limits=one) == expected
+    assert _refused(licence, pdf, limits=one) == expected
 
 
 def test_a_seal_without_a_time_stamp(licence: Licence) -> None:  # noqa: F811
@@ -128,7 +136,7 @@ def test_a_seal_without_a_time_stamp(licence: Licence) -> None:  # noqa: F811
         licence.context,
         PdfSealRequest(licence.context.seal.id, pdf, Position(1, 240, 160), PadesLevel.B_B),
     )
-    assert check_pdf(sealed, licence.roots, licence.lists) == _failed(
+    assert _refused(licence, sealed) == _failed(
         expected, "PDF_TIMESTAMP_INVALID", "no valid trusted time-stamp on the seal (PAdES B-T)"
     )
 
@@ -142,7 +150,7 @@ def test_another_seal_or_another_qr_payload(licence: Licence) -> None:  # noqa: 
     sealed, _, _ = w.sealer.sign(
         other_context, PdfSealRequest(contract.id, pdf, Position(1, 240, 160), PadesLevel.B_T)
     )
-    assert check_pdf(sealed, licence.roots, licence.lists) == _failed(
+    assert _refused(licence, sealed) == _failed(
         expected,
         "PDF_SIGNER_MISMATCH",
         "the document is sealed by another certificate than the one that signed the licence",
@@ -150,7 +158,7 @@ def test_another_seal_or_another_qr_payload(licence: Licence) -> None:  # noqa: 
     other = _issue(w, serial="20230000777")
     mixed = replace(licence.doc, qr_payload=other.qr_payload)
     made = licence.documents.make(mixed, licence.context)
-    assert check_pdf(made, licence.roots, licence.lists) == _failed(
+    assert _refused(licence, made) == _failed(
         expected, "QR_MISMATCH", "the embedded QR payload is of another licence"
     )
     payload = licence.doc.qr_payload
@@ -160,7 +168,7 @@ def test_another_seal_or_another_qr_payload(licence: Licence) -> None:  # noqa: 
     trust.add(verify_licence(licence.doc.signed_data, licence.roots).chain)
     with pytest.raises(LicenceVerificationFailed) as info:
         decode_payload(bad_payload, trust)
-    assert check_pdf(made, licence.roots, licence.lists) == _failed(
+    assert _refused(licence, made) == _failed(
         expected, "QR_MISMATCH", f"the embedded QR payload does not verify: {info.value}"
     )
 
@@ -180,6 +188,6 @@ def test_a_flipped_seal_signature_value_is_named(licence: Licence) -> None:  # n
     flipped[der.rindex(signature) + len(signature) - 3] ^= 0x01
     tampered = pdf[: found.start(1)] + bytes(flipped).hex().encode() + pdf[found.end(1) :]
     expected = check_signed_data(licence.doc.signed_data, licence.roots, licence.lists)
-    assert check_pdf(tampered, licence.roots, licence.lists) == _failed(
+    assert _refused(licence, tampered) == _failed(
         expected, "PDF_SIGNATURE_INVALID", "the seal signature does not verify"
     )

@@ -40,6 +40,7 @@ from govtrust.audit import (
 )
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
+from tests.unchanged import unchanged
 
 SCHEME = "hmac-sha256/test"
 SECRET = b"test-only audit chain key, 32 b."
@@ -334,9 +335,10 @@ def test_latest_checkpoint_most_records_then_newest(database: Database) -> None:
 
 def test_make_checkpoint_needs_a_key_and_a_new_head(database: Database) -> None:
     signer = Signer()
-    with pytest.raises(FailedPrecondition) as caught:
+    with unchanged(database, None), pytest.raises(FailedPrecondition) as caught:
         make_checkpoint(database, signer.checkpoint_signer())
     assert caught.value.message == "an audit checkpoint needs the chain key"
+    assert signer.signed == [] and signer.stamped == []
     key = Key()
     audit.install_chain_key(database, key)
     assert make_checkpoint(database, signer.checkpoint_signer()) is None  # empty chain
