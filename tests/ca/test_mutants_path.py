@@ -7,7 +7,8 @@ indices are written out per case (RFC 5280 §4.2.1.9 basicConstraints, §4.2.1.3
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -560,3 +561,26 @@ def test_build_path_max_length_and_loops() -> None:
     assert _build(selfsigned, [selfsigned], _ca("Nowhere", None).cert) == BuiltPath(
         (selfsigned,), False, None, 0
     )
+
+
+@pytest.fixture
+def paris_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone set to Europe/Paris for one test, then restored."""
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.usefixtures("paris_local_time")
+def test_validate_chain_reports_the_moment_in_utc_whatever_the_local_zone(
+    chain3: dict[str, Made],
+) -> None:
+    root, mid, leaf = (chain3[n].cert for n in ("root", "mid", "leaf"))
+    assert datetime(2026, 3, 1, tzinfo=UTC).astimezone(None).utcoffset() == timedelta(hours=1)
+    before = T0 + timedelta(days=2) - SECOND
+    err = _raises([leaf, mid], [root], before)
+    assert err.message == "certificate CN=Leaf is not valid at 2026-03-03T11:59:59+00:00"
