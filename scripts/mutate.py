@@ -97,13 +97,15 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "ca.crl": ("ca/crl.py", ["tests/ca/test_status.py", "tests/ca/test_mutants_crl.py"]),
-    # certificate path validation: the one validator licences, verification and certificate login use
+    # certificate path validation: the one validator licences, verification and certificate
+    # login use
     "ca.path": (
         "ca/path.py",
         [
             "tests/ca/test_path.py",
             "tests/verify/test_boundaries_certificates.py",
             "tests/license/test_boundaries.py",
+            "tests/ca/test_mutants_path.py",
         ],
     ),
 }
