@@ -4,6 +4,7 @@ Each module is mutated in its own work folder ``var/mutate/<module>/`` against o
 fast tests, so the runs stay small and resumable: mutmut keeps its verdicts in that folder's
 ``mutants/`` and a second run tests only the mutants without one. A run is bounded by
 ``MUTATE_SECONDS`` per module (default 600); what is left is picked up by the next run.
+``MUTATE_CHILDREN`` mutants are tested at once (default 1: the machine stays usable).
 The score table (killed / total, %) is printed at the end.
 
     python scripts/mutate.py [MODULE ...]      # MODULE: a key of MODULES, default all
@@ -175,7 +176,8 @@ def run(key: str, seconds: int) -> dict[str, int]:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the mutated copy in mutants/ must win over the worktree
     env["CI"] = env.get("CI", "")
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
+    children = os.environ.get("MUTATE_CHILDREN", "1")
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", children]
     # own process group, so the bound also stops mutmut's forked workers
     proc = subprocess.Popen(cmd, cwd=work, env=env, start_new_session=True)
     try:
