@@ -190,6 +190,27 @@ def settle(data_dir: Path, url: str | None = None) -> None:
         platform.close()
 
 
+def wait_for_first_checkpoint(db: Database, timeout: float = 60.0) -> None:
+    """Until a checkpoint covers the whole audit chain: a server writes at start-up (its
+    signing keys, their audit records) and its first periodic round, which starts once it is
+    ready, then checkpoints them (a row and a TSA token). A snapshot taken before that round
+    ends would see it as a change the test made; under load it landed inside one."""
+    from sqlalchemy import func, select
+
+    from govtrust.audit import AuditCheckpoint, AuditRecord
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.read() as session:
+            records = session.scalar(select(func.count()).select_from(AuditRecord)) or 0
+            covered = session.scalar(select(func.max(AuditCheckpoint.records))) or 0
+        if covered >= records:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no checkpoint covers the {records} audit records ({covered})")
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def server_database(data_dir: Path, url: str | None = None) -> Iterator[Database]:
     """The database a server started on ``data_dir`` uses (``url``, else its SQLite file), opened
@@ -197,6 +218,7 @@ def server_database(data_dir: Path, url: str | None = None) -> Iterator[Database
     after :func:`settle`)."""
     db = Database(url or sqlite_url(data_dir), pool_size=2)
     try:
+        wait_for_first_checkpoint(db)
         yield db
     finally:
         db.dispose()

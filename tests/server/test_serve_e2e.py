@@ -95,7 +95,9 @@ def test_serve_answers_and_drains(tmp_path: Path, database_url: str) -> None:
         assert metric_value(text, "govtrust_http_requests_total", route="/healthz") == 1
         assert metric_value(text, "govtrust_http_requests_total", route="/readyz") == 1
 
-        # One access line per call, with the principal, never a body.
+        # One access line per call, with the principal, never a body (written before the reply,
+        # read from the pipe by another thread: awaited, not assumed).
+        served.wait_stderr('"code": "INVALID_ARGUMENT"', 1)
         rpc_lines = [e for e in served.log_entries() if e.get("event") == "rpc"]
         refused = [e for e in rpc_lines if e["code"] == "INVALID_ARGUMENT"]
         assert refused[0]["request_id"] == "e2e-1"
