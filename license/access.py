@@ -31,7 +31,7 @@ from govtrust.db import as_utc
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 from idp.types import IdentityRef
-from license.checking import licence_day
+from license.days import licence_day
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
 from license.models import LicenceAccessGrantRow, LicenceRow

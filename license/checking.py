@@ -9,25 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from enum import StrEnum
-from zoneinfo import ZoneInfo
 
 from cryptography import x509
 
+from license.days import licence_day
 from license.errors import LicenceVerificationFailed
 from license.qr import TrustList, decode_payload
 from license.signed_data import VerifiedLicence, verify_licence
 from license.status_list import LicenceStatus, VerifiedStatusList
-
-# A licence's dates (发证日期, 有效期起始, 有效期截止) are calendar days in China: the last day
-# is valid through 23:59:59 Beijing time, not UTC.
-LICENCE_ZONE = ZoneInfo("Asia/Shanghai")
-
-
-def licence_day(moment: datetime | None = None) -> date:
-    """The calendar day (Asia/Shanghai) of ``moment`` (default now), to compare licence dates."""
-    return (moment or datetime.now(UTC)).astimezone(LICENCE_ZONE).date()
 
 
 class Verdict(StrEnum):

@@ -77,7 +77,7 @@ from idp.identifiers import normalise
 from idp.registry import IdentityRegistry
 from idp.types import IdentityRef, IdentityStatus
 from license.catalogue import LicenceType, get_type, validate_fields, validate_validity
-from license.checking import licence_day
+from license.days import licence_day
 from license.identifiers import build_identifier, parse_identifier
 from license.models import (
     LicenceAnnotationRow,
@@ -626,7 +626,7 @@ class LicenceService:
                 identifier=ident,
                 issuer_name=request.issuer_name,
                 issuer_code=request.issuer_code,
-                issue_date=now.date(),
+                issue_date=licence_day(now),
                 holder_name=holder[1],
                 holder_code=holder[2],
                 holder_code_type=request.holder_code_type,
@@ -844,7 +844,7 @@ class LicenceService:
             **{
                 **previous.__dict__,
                 "identifier": str(ident),
-                "issue_date": now.date(),
+                "issue_date": licence_day(now),
                 "valid_until": end,
                 "fields": new_fields,
                 "holder_name": holder_name or previous.holder_name,

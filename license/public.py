@@ -29,8 +29,8 @@ from license.checking import (
     Verdict,
     check_qr,
     check_signed_data,
-    licence_day,
 )
+from license.days import licence_day
 from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from govtrust.errors import InvalidArgument
 from license.base45 import b45decode, b45encode
 from license.chain import verify_chain
+from license.days import licence_day
 from license.errors import LicenceVerificationFailed, Reason
 from license.identifiers import parse_identifier
 from license.signed_data import LicenceMetadata, signer_uscc
@@ -152,8 +153,8 @@ class TrustList:
             public_key,
             alg_for_key(public_key),
             signer_uscc(leaf),
-            leaf.not_valid_before_utc.date(),
-            leaf.not_valid_after_utc.date(),
+            licence_day(leaf.not_valid_before_utc),  # ZZBFRQ is a Beijing day
+            licence_day(leaf.not_valid_after_utc),
             _ECDSA.get(alg_for_key(public_key)),
         )
         self._signers[entry.kid] = entry

@@ -18,6 +18,7 @@ from cryptography import x509
 
 from govtrust.audit import canonical_json
 from govtrust.errors import InvalidArgument
+from license.days import licence_day
 from license.errors import LicenceVerificationFailed, Reason
 from license.identifiers import parse_identifier
 from license.signer import LicenceSigner, VerifiedJws, sign_compact, verify_compact
@@ -161,10 +162,11 @@ def verify_licence(
     metadata = LicenceMetadata.from_json(verified.payload)
     _check_issuer(verified.signer, metadata.issuer_code)
     leaf = verified.signer
+    # ZZBFRQ is a Beijing day: compare it with the Beijing days the certificate was valid on
     if (
-        not leaf.not_valid_before_utc.date()
+        not licence_day(leaf.not_valid_before_utc)
         <= metadata.issue_date
-        <= leaf.not_valid_after_utc.date()
+        <= licence_day(leaf.not_valid_after_utc)
     ):
         raise LicenceVerificationFailed(
             Reason.CERTIFICATE_EXPIRED, "issued (ZZBFRQ) outside the signing certificate's validity"

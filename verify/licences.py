@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Literal
 from cryptography import x509
 
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound
-from license.checking import LicenceCheck, State, Verdict, check_qr, check_signed_data, licence_day
+from license.checking import LicenceCheck, State, Verdict, check_qr, check_signed_data
+from license.days import licence_day
 from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
 from verify.report import (

@@ -69,8 +69,8 @@ from license.checking import (
     Verdict,
     check_qr,
     check_signed_data,
-    licence_day,
 )
+from license.days import licence_day
 from license.identifiers import parse_identifier
 from license.issuance import IssuedLicence, IssueRequest, LicenceService, StoredLicence
 from license.models import LicenceTypeRow
@@ -836,7 +836,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         raw = evidence if isinstance(evidence, bytes) else evidence.encode()
         checked_at = datetime.now(UTC)
         at = time_in(request, "at_time") or checked_at
-        check = await run_sync(self._verify, kind, evidence, at.date())
+        check = await run_sync(self._verify, kind, evidence, licence_day(at))
         report = common_pb2.VerificationReport(
             report_id=str(uuid.uuid4()),
             verdict=_VERDICT[check.verdict],

@@ -23,6 +23,7 @@ from govtrust.db import Database
 from hsm.keystore import KeyAlgorithm, KeyStore
 from hsm.master import MasterKey
 from hsm.soft import SoftKeyStore
+from license.days import licence_day
 from license.signed_data import LicenceMetadata
 from license.signer import LicenceSigner
 from tests.unchanged import Snapshot, unchanged
@@ -174,11 +175,11 @@ def sample_metadata(**overrides: object) -> LicenceMetadata:
         "identifier": str(ident),
         "issuer_name": "测试市市场监督管理局",
         "issuer_code": DEPT_USCC,
-        "issue_date": datetime.now(UTC).date(),
+        "issue_date": licence_day(),
         "holder_name": "福州示例科技有限公司",
         "holder_code": "91350100M000100Y43",
         "holder_code_type": "001",
-        "valid_from": datetime.now(UTC).date(),
+        "valid_from": licence_day(),
         "valid_until": None,
         "fields": {"KZ_MC": "福州示例科技有限公司", "KZ_FDDBR": "张三", "KZ_ZCZB": "100万元"},
         "status_index": 7,

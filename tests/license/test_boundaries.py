@@ -20,7 +20,8 @@ from cryptography.x509.oid import NameOID
 from hsm import KeyAlgorithm, SoftKeyStore
 from license.access import GrantState, grant_state
 from license.chain import verify_chain
-from license.checking import LICENCE_ZONE, State, check_signed_data, licence_day
+from license.checking import State, check_signed_data
+from license.days import LICENCE_ZONE, licence_day
 from license.errors import LicenceVerificationFailed, Reason
 from license.models import LicenceAccessGrantRow
 from license.signed_data import sign_licence
@@ -137,3 +138,36 @@ def test_an_access_grant_is_active_from_its_first_second_until_its_end() -> None
     assert grant_state(row, end) is GrantState.EXPIRED
     row.revoked_at = start
     assert grant_state(row, start) is GrantState.REVOKED
+
+
+def test_a_licence_issued_in_its_certificates_last_beijing_day_verifies(
+    keystore: SoftKeyStore, test_ca: MiniCa
+) -> None:
+    """The seal certificate ends at 20:00 UTC, 04:00 Beijing time the next day: a licence sealed
+    at 19:00 UTC carries that next Beijing day as ZZBFRQ and is within the certificate's
+    validity (comparing with the UTC date refused it as CERTIFICATE_EXPIRED)."""
+    from license.qr import TrustList, decode_payload, encode_payload
+    from license.signed_data import verify_licence
+    from tests.license.conftest import make_signer
+
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    end = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 20, tzinfo=UTC)
+    start = end - timedelta(days=30)
+    signer = make_signer(keystore, test_ca, not_before=start, days=30)
+    assert signer.chain[0].not_valid_after_utc == end
+    sealed_day = licence_day(end - timedelta(hours=1))
+    assert sealed_day == tomorrow + timedelta(days=1)  # a day after the UTC date of the end
+    meta = sample_metadata(issue_date=sealed_day, valid_from=sealed_day)
+    assert verify_licence(sign_licence(signer, meta), [test_ca.root]).metadata == meta
+    trust = TrustList([test_ca.root])
+    trust.add(signer.chain)
+    assert decode_payload(encode_payload(signer, meta), trust).issue_date == sealed_day
+    # a day later is outside it, on both paths
+    late = sample_metadata(issue_date=sealed_day + timedelta(days=1), valid_from=sealed_day)
+    for check in (
+        lambda: verify_licence(sign_licence(signer, late), [test_ca.root]),
+        lambda: decode_payload(encode_payload(signer, late), trust),
+    ):
+        with pytest.raises(LicenceVerificationFailed) as refused:
+            check()
+        assert refused.value.reason is Reason.CERTIFICATE_EXPIRED

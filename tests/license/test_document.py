@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from cryptography import x509
 
 from license.catalogue import BUSINESS_LICENCE_CODE, business_licence, uscc_certificate
 from license.checking import State, Verdict
+from license.days import licence_day
 from license.departments import DepartmentSealSigners
 from license.document import (
     DocumentInput,
@@ -87,7 +88,7 @@ class Licence:
 
 def _issue(w: World, serial: str = "20230000403", **fields: str) -> DocumentInput:
     signer = DepartmentSealSigners(w.service, w.keystore)(USCC)
-    today = datetime.now(UTC).date()
+    today = licence_day()
     ident = str(build_identifier(BUSINESS_LICENCE_CODE, USCC, serial, 1))
     meta = LicenceMetadata(
         name="营业执照",
@@ -237,7 +238,7 @@ def test_status_and_validity_come_from_the_signed_data(licence: Licence) -> None
     assert revoked.verdict is Verdict.INVALID and revoked.state is State.REVOKED
     unknown = check_pdf(pdf, licence.roots, {})
     assert unknown.verdict is Verdict.INDETERMINATE and "STATUS_UNKNOWN" in unknown.reasons
-    later = datetime.now(UTC).date() - timedelta(days=1)
+    later = licence_day() - timedelta(days=1)
     early = check_pdf(pdf, licence.roots, licence.lists, today=later)
     assert early.state is State.NOT_YET_VALID
     from tests.license.conftest import make_ca

@@ -753,3 +753,35 @@ def test_verify_license_with_a_malformed_issuer_name_is_a_format_error(world: Ha
     report = _verify(world, signed_data=with_malformed_issuer(licence.signed_data))
     assert report.verdict == common_pb2.VERDICT_INVALID
     assert report.reasons[0].code == common_pb2.REASON_CODE_FORMAT_ERROR, report
+
+
+def test_verify_license_judges_the_last_day_by_beijing_time(world: Handle) -> None:
+    """A licence is valid through 23:59:59 Beijing time of its last day: at 16:00 UTC that
+    day (midnight in Beijing) it has expired, though the UTC date is still the last day."""
+    from datetime import timedelta
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from license.days import LICENCE_ZONE, licence_day
+
+    last = licence_day() + timedelta(days=2)
+    licence = _issue(world, valid_from="", valid_until=last.isoformat())
+    following = last + timedelta(days=1)
+    end = datetime(following.year, following.month, following.day, tzinfo=LICENCE_ZONE)
+    end = end.astimezone(UTC)
+    assert end.date() == last  # the UTC date is still the last day
+
+    def status_at(moment: datetime) -> tuple[int, int]:
+        at = Timestamp()
+        at.FromDatetime(moment)
+        request = license_pb2.LicenseServiceVerifyLicenseRequest(
+            evidence=license_pb2.LicenseEvidence(signed_data=licence.signed_data), at_time=at
+        )
+        report = world.call("VerifyLicense", request, NOBODY).report
+        return report.verdict, report.license.status
+
+    assert status_at(end - timedelta(seconds=1)) == (
+        common_pb2.VERDICT_VALID,
+        common_pb2.LICENSE_STATUS_VALID,
+    )
+    assert status_at(end) == (common_pb2.VERDICT_INVALID, common_pb2.LICENSE_STATUS_EXPIRED)

@@ -277,3 +277,25 @@ def test_a_failure_after_reserving_leaves_an_unused_index_that_stays_valid(
         row = session.get(LicenceRow, second.identifier)
         assert row is not None and row.signed_data.startswith("gt1:")
         assert second.signed_data not in row.signed_data
+
+
+def test_the_issue_date_is_the_beijing_day(
+    setup: tuple[LicenceService, TrustList], test_ca: MiniCa
+) -> None:
+    """At 01:30 Beijing time (17:30 UTC the day before) a licence is issued, and a new version
+    made, on the Beijing day: ZZBFRQ agrees with the validity that starts that day."""
+    from datetime import UTC, datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from license.days import licence_day
+
+    service, _ = setup
+    day = licence_day() + timedelta(days=1)
+    moment = datetime.combine(day, time(1, 30), ZoneInfo("Asia/Shanghai")).astimezone(UTC)
+    assert moment.date() == day - timedelta(days=1)  # the UTC date is the day before
+    service._clock = lambda: moment
+    issued = service.issue(DEPT, _request(valid_from=None))
+    meta = verify_licence(issued.signed_data, [test_ca.root]).metadata
+    assert (meta.issue_date, meta.valid_from) == (day, day)
+    v2 = service.new_version(DEPT, issued.identifier, fields={"KZ_ZS": "新地址1号"}, reason="变更")
+    assert verify_licence(v2.signed_data, [test_ca.root]).metadata.issue_date == day

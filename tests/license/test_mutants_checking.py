@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from license.checking import (
-    LICENCE_ZONE,
     LicenceCheck,
     State,
     Verdict,
@@ -19,8 +18,8 @@ from license.checking import (
     check_signed_data,
     check_verified,
     failed_check,
-    licence_day,
 )
+from license.days import LICENCE_ZONE, licence_day
 from license.errors import LicenceVerificationFailed, Reason
 from license.qr import TrustList, encode_payload
 from license.signed_data import sign_licence, verify_licence

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from asn1crypto import cms
 
 from govtrust.pdf_guard import DocumentLimits, DocumentTooComplex
 from license.checking import LicenceCheck, State, Verdict, check_signed_data, failed_check
+from license.days import licence_day
 from license.document import open_pdf
 from license.document_check import MAX_PDF_BYTES, check_pdf
 from license.errors import LicenceVerificationFailed
@@ -50,7 +51,7 @@ def test_a_valid_document_reports_what_its_signed_data_says(licence: Licence) ->
     expected = check_signed_data(licence.doc.signed_data, licence.roots, licence.lists)
     assert expected.verdict is Verdict.VALID
     assert check_pdf(pdf, licence.roots, licence.lists) == expected
-    before = datetime.now(UTC).date() - timedelta(days=1)
+    before = licence_day() - timedelta(days=1)
     early = check_pdf(pdf, licence.roots, licence.lists, today=before)
     assert early == check_signed_data(
         licence.doc.signed_data, licence.roots, licence.lists, today=before

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from license.checking import LICENCE_ZONE, licence_day
+from license.days import LICENCE_ZONE, licence_day
 from tests.license import test_production
 from tests.license.test_production import Prod
 from tests.verify.conftest import VERIFIER
