@@ -109,6 +109,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/ca/test_mutants_path.py",
         ],
     ),
+    # the seal transition table and its pure decisions (states, roles, separation of duties)
+    "seal.transitions": ("seal/transitions.py", ["tests/seal/test_transitions.py"]),
 }
 
 

@@ -3,7 +3,7 @@
     python scripts/role_tables.py           # rewrite the marked region
     python scripts/role_tables.py --check   # exit 1 when the committed text is stale
 
-The tables come from ``seal.lifecycle.TRANSITIONS`` and ``govtrust.api.access.RPC_ACCESS``
+The tables come from ``seal.transitions.TRANSITIONS`` and ``govtrust.api.access.RPC_ACCESS``
 (see :func:`govtrust.api.access.render_role_tables`); tests/platform/test_access.py fails when
 docs/security.md differs from what this script writes.
 """

@@ -3,7 +3,7 @@
 The server's interceptor checks every call against :data:`RPC_ACCESS`
 (:func:`govtrust.rpc.access.gate`) before the servicer runs; the domain code then checks the
 relation, the state and the duties. The seal rows are derived from the seal transition table
-(:data:`seal.lifecycle.TRANSITIONS`), the certificate rows from the CA's issuing roles, the
+(:data:`seal.transitions.TRANSITIONS`), the certificate rows from the CA's issuing roles, the
 identity rows from the registry's roles — the constants the domain checks with — so the table
 cannot drift from them silently. :func:`render_role_tables` writes both tables (seal
 transitions, RPC × role) into docs/security.md (``scripts/role_tables.py``; a test fails when
@@ -17,7 +17,7 @@ from govtrust.principal import LICENCE_ISSUER_PREFIX
 from govtrust.rpc.access import ANY_SUFFIX, Access
 from idp.registry import REGISTRAR, VERIFIER
 from license.access import SCOPE_LICENCE
-from seal.lifecycle import (
+from seal.transitions import (
     APPLY,
     OWNER,
     SCOPE_APPLY,
@@ -235,7 +235,7 @@ def render_rpc_table() -> str:
 def render_role_tables() -> str:
     """Both tables, as the generated region of docs/security.md."""
     return (
-        "### Seal transitions (`seal/lifecycle.py` `TRANSITIONS`)\n\n"
+        "### Seal transitions (`seal/transitions.py` `TRANSITIONS`)\n\n"
         + render_seal_table()
         + "\n\n### RPCs (`govtrust/api/access.py` `RPC_ACCESS`, checked by the interceptor)\n\n"
         "✓: the role admits the call; ·: every authenticated caller is admitted; `admin` "

@@ -1,0 +1,423 @@
+"""Using a seal: use grants (who may use it, for which documents, when) and uses (the
+authorisation on the sealing hot path, and the record of each use in the history and the audit
+log). Using a seal needs an active seal and a current grant to the acting person (or the
+owner's representative, an agent holding ``seal.use``, the citizen owning a personal seal).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from govtrust import audit
+from govtrust.db import Database, as_utc
+from govtrust.errors import InvalidArgument, PermissionDenied
+from govtrust.principal import Principal
+from hsm.keystore import SignatureScheme, default_scheme, parse_algorithm
+from idp.types import IdentityRef
+from seal import transitions
+from seal.errors import (
+    IllegalTransition,
+    SealNotFound,
+    SealNotUsable,
+    SealRuleViolation,
+    SealUseDenied,
+)
+from seal.executor import Executor, reason_text, record
+from seal.models import SealEventRow, SealGrantRow, SealRow
+from seal.owners import Owners
+from seal.paging import page
+from seal.transitions import SCOPE_MANAGE, SCOPE_USE
+from seal.types import EventView, GrantState, GrantView, SealKind, SealStatus, SealView
+from seal.views import grant_state, grant_view, load
+
+S = SealStatus
+
+
+@dataclass(frozen=True)
+class Use:
+    """A use of a seal being recorded (SealPdf, SignData)."""
+
+    action: str  # seal_pdf | sign_data
+    document_kind: str
+    digest_algorithm: str
+    digest: bytes
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class UseContext:
+    """What sealing needs once a use is authorised."""
+
+    seal: SealView
+    key_id: str
+    scheme: SignatureScheme
+    certificate_der: bytes
+    role: str
+
+
+class SealUsage:
+    """Use grants and uses of seals over one database and owner registry."""
+
+    def __init__(
+        self,
+        db: Database,
+        owners: Owners,
+        executor: Executor,
+        clock: Callable[[], datetime],
+        get: Callable[[str], SealView],
+    ) -> None:
+        self.db = db
+        self.owners = owners
+        self.executor = executor
+        self.now = clock
+        self._get = get
+        self._views: dict[str, SealView] = {}
+
+    def grant_use(
+        self,
+        principal: Principal,
+        seal_id: str,
+        grantee: IdentityRef,
+        document_kinds: Sequence[str],
+        valid_from: datetime | None,
+        valid_until: datetime | None,
+    ) -> GrantView:
+        """GrantSealUse: the owner's representative (or an agent holding agent.manage) lets a
+        citizen use the seal for a window, optionally for some document kinds only."""
+        kinds = sorted({k.strip() for k in document_kinds if k.strip()})
+        for kind in kinds:
+            if len(kind) > 64 or "," in kind:
+                raise InvalidArgument.field("document_kinds", f"bad document kind {kind!r}")
+        now = self.now()
+        start = as_utc(valid_from) if valid_from else now
+        end = as_utc(valid_until) if valid_until else None
+        if end is not None and end <= start:
+            raise InvalidArgument.field("valid_until", "must be after valid_from")
+        person = self.owners.citizen(grantee, "grantee")
+        if not person.active:
+            raise SealRuleViolation.rule(f"identity/{person.id}", "the grantee is not active")
+        with self.db.read() as session:
+            row = load(session, seal_id)
+        role = self.executor.owner_role(principal, row, SCOPE_MANAGE)
+        if role is None:
+            raise PermissionDenied(
+                f"{principal.actor} may not grant the use of seal {seal_id}: only the owner's "
+                "legal representative or an agent holding agent.manage may"
+            )
+        with self.db.transaction() as session:
+            row = load(session, seal_id, lock=True)
+            if not transitions.accepts_grants(SealStatus(row.status)):
+                raise IllegalTransition.of(seal_id, "grant the use of", row.status)
+            grant = SealGrantRow(
+                id=uuid.uuid4().hex,
+                seal_id=seal_id,
+                grantee_id=person.id,
+                document_kinds=",".join(kinds),
+                valid_from=start,
+                valid_until=end,
+                granted_by=principal.citizen_id or principal.actor,
+                granted_at=now,
+                revoked_by="",
+                revoke_reason="",
+            )
+            session.add(grant)
+            record(
+                session,
+                row,
+                principal,
+                action="grant_use",
+                role=role,
+                reason="",
+                related_id=grant.id,
+                moment=now,
+                details={"grantee": person.id, "document_kinds": kinds},
+            )
+            return grant_view(grant, now)
+
+    def revoke_use(self, principal: Principal, grant_id: str, reason: str) -> GrantView:
+        """RevokeSealUse: the owner's representative / agent.manage, or the grantee renouncing.
+
+        No role may revoke every grant, so a grant that does not exist is refused exactly like
+        one the caller may not revoke: the answer never tells whether a grant id exists."""
+        reason = reason_text(reason, required=True)
+        denied = PermissionDenied(
+            f"{principal.actor} may not revoke seal grant {grant_id!r}: only its grantee, the "
+            "owner's legal representative or an agent holding agent.manage may"
+        )
+        with self.db.transaction() as session:
+            grant = session.get(SealGrantRow, grant_id, with_for_update=True)
+            if grant is None:
+                raise denied
+            row = load(session, grant.seal_id, lock=True)
+            if principal.citizen_id is not None and principal.citizen_id == grant.grantee_id:
+                role = "grantee"
+            else:
+                owner_role = self.executor.owner_role(principal, row, SCOPE_MANAGE)
+                if owner_role is None:
+                    raise denied
+                role = owner_role
+            if grant.revoked_at is not None:
+                raise SealRuleViolation.rule(f"grant/{grant_id}", "the grant is already revoked")
+            now = self.now()
+            grant.revoked_at = now
+            grant.revoked_by = principal.citizen_id or principal.actor
+            grant.revoke_reason = reason
+            record(
+                session,
+                row,
+                principal,
+                action="revoke_use",
+                role=role,
+                reason=reason,
+                related_id=grant.id,
+                moment=now,
+            )
+            return grant_view(grant, now)
+
+    def list_grants(
+        self,
+        principal: Principal,
+        *,
+        seal_id: str = "",
+        grantee: IdentityRef | None = None,
+        include_inactive: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[GrantView], str]:
+        """ListSealGrants by seal and/or grantee, newest first."""
+        grantee_id = ""
+        if grantee is not None and not grantee.is_empty:
+            grantee_id = self.owners.citizen(grantee, "grantee").id
+        if not seal_id and not grantee_id:
+            raise InvalidArgument.field("seal_id", "seal_id or grantee is required")
+        stmt = select(SealGrantRow)
+        if seal_id:
+            stmt = stmt.where(SealGrantRow.seal_id == seal_id)
+        if grantee_id:
+            stmt = stmt.where(SealGrantRow.grantee_id == grantee_id)
+        stmt = stmt.order_by(SealGrantRow.granted_at.desc(), SealGrantRow.id.desc())
+        now = self.now()
+        with self.db.read() as session:
+            rows = list(session.scalars(stmt))
+        views = [grant_view(r, now) for r in rows]
+        if not include_inactive:
+            views = [g for g in views if g.state is GrantState.ACTIVE]
+        return page(views, page_size, page_token)
+
+    def _use_view(self, seal_id: str) -> SealView:
+        """The seal's view for sealing (its picture and certificate never change once made),
+        cached per process; status is always read fresh by the callers."""
+        cached = self._views.get(seal_id)
+        if cached is None:
+            cached = self._get(seal_id)
+            if len(self._views) > 1024:
+                self._views.clear()
+            self._views[seal_id] = cached
+        return cached
+
+    def authorise_use(self, principal: Principal, seal_id: str, document_kind: str) -> UseContext:
+        """Check that ``principal`` may use the seal now: the seal is active (and not expired),
+        its owner active, and the caller holds a current grant (for ``document_kind``) or is
+        the owner's representative, an agent holding seal.use, or the citizen owning a
+        personal seal. Two small queries on the hot path."""
+        if not seal_id:
+            raise InvalidArgument.field("seal_id", "required")
+        citizen = principal.citizen_id
+        now = self.now()
+        with self.db.read() as session:
+            row = session.connection().execute(_USE_SEAL, {"seal_id": seal_id}).first()
+            if row is None:
+                raise SealNotFound(f"no seal {seal_id!r}")
+            status, owner_id, owner_kind, valid_until, key_id, algorithm, certificate = row
+            if not transitions.usable(SealStatus(status)):
+                raise SealNotUsable.because(seal_id, f"the seal is {status}, not active")
+            role = ""
+            if citizen is not None:
+                for grant in session.scalars(_USE_GRANTS, {"seal_id": seal_id, "grantee": citizen}):
+                    kinds = [k for k in grant.document_kinds.split(",") if k]
+                    if grant_state(grant, now) is GrantState.ACTIVE and (
+                        not kinds or document_kind in kinds
+                    ):
+                        role = "grantee"
+                        break
+        if valid_until is not None and as_utc(valid_until) <= now:
+            raise SealNotUsable.because(seal_id, "the seal has expired")
+        if owner_kind == "citizen":
+            if not role and citizen == owner_id:
+                role = "owner"
+        else:
+            representative, active = self.owners.representative(owner_id)
+            if not active:
+                raise SealNotUsable.because(seal_id, "the seal's owner is not active")
+            if not role and citizen is not None:
+                if citizen == representative:
+                    role = "representative"
+                elif self.owners.holds_scope(owner_id, citizen, SCOPE_USE):
+                    role = "agent"
+        if not role:
+            raise SealUseDenied(
+                f"{principal.actor} holds no current grant to use seal {seal_id}"
+                + (f" for {document_kind!r} documents" if document_kind else "")
+            )
+        assert key_id is not None and certificate is not None
+        return UseContext(
+            self._use_view(seal_id),
+            key_id,
+            default_scheme(parse_algorithm(algorithm)),
+            certificate,
+            role,
+        )
+
+    def department_use(self, owner_uscc: str, document_kind: str) -> UseContext:
+        """The active official seal (法定名称章) of the legal person ``owner_uscc`` as a use
+        context, for a domain service that has itself authorised the caller for that
+        department (licence issuance checks ``licence-issuer:<uscc>``). It checks no grant:
+        never expose it to end users. Raises SealNotFound when the department has no official
+        seal, SealNotUsable when it is not active, expired or its owner is not active."""
+        if not owner_uscc:
+            raise InvalidArgument.field("issuer_code", "required")
+        with self.db.read() as session:
+            row = session.connection().execute(_DEPARTMENT_SEAL, {"uscc": owner_uscc}).first()
+        if row is None:
+            raise SealNotFound(f"department {owner_uscc} has no official seal")
+        seal_id, status, owner_id, valid_until, key_id, algorithm, certificate = row
+        if not transitions.usable(SealStatus(status)):
+            raise SealNotUsable.because(seal_id, f"the seal is {status}, not active")
+        if valid_until is not None and as_utc(valid_until) <= self.now():
+            raise SealNotUsable.because(seal_id, "the seal has expired")
+        _, active = self.owners.representative(owner_id)
+        if not active:
+            raise SealNotUsable.because(seal_id, "the seal's owner is not active")
+        assert key_id is not None and certificate is not None
+        return UseContext(
+            self._use_view(seal_id),
+            key_id,
+            default_scheme(parse_algorithm(algorithm)),
+            certificate,
+            "department",
+        )
+
+    def record_use(
+        self,
+        principal: Principal,
+        context: UseContext,
+        use: Use,
+        *,
+        session: Session | None = None,
+    ) -> EventView:
+        """Record a use (who, when, the document digest) in the history and the audit log; fails
+        if the seal stopped being active meanwhile (the sealed output is then withheld). One
+        write transaction: a conditional increment of the history length, the audit record and
+        the event — or, given ``session``, inside the caller's write transaction (licence
+        issuance stores the licence and the seal's use together)."""
+        if session is not None:
+            return self._record_use_in(session, principal, context, use)
+        with self.db.transaction() as own:
+            return self._record_use_in(own, principal, context, use)
+
+    def _record_use_in(
+        self, session: Session, principal: Principal, context: UseContext, use: Use
+    ) -> EventView:
+        seal_id = context.seal.id
+        moment = self.now()
+        connection = session.connection()  # Core, not ORM-enabled DML: no session sync
+        sequence = connection.execute(_USE_COUNT, {"seal_id": seal_id}).scalar()
+        if sequence is None:
+            raise SealNotUsable.because(seal_id, "the seal is no longer active")
+        details: dict[str, object] = {
+            "role": context.role,
+            "reason": use.reason,
+            "acting_citizen": principal.citizen_id or "",
+            "digest_algorithm": use.digest_algorithm,
+            "digest": use.digest.hex(),
+            "document_kind": use.document_kind,
+        }
+        record = audit.append(
+            session,
+            actor=principal.actor,
+            action=f"seal.{use.action}",
+            target=f"seal/{seal_id}",
+            details=details,
+        )
+        values = {
+            "seal_id": seal_id,
+            "sequence": sequence,
+            "action": use.action,
+            "from_status": "",
+            "to_status": "",
+            "actor_id": principal.citizen_id or "",
+            "principal": principal.actor,
+            "role": context.role,
+            "reason": use.reason,
+            "occurred_at": moment,
+            "digest_algorithm": use.digest_algorithm,
+            "digest": use.digest,
+            "document_kind": use.document_kind,
+            "related_id": "",
+            "audit_seq": record.seq,
+        }
+        connection.execute(_USE_EVENT, values)
+        return EventView(
+            sequence=sequence,
+            action=use.action,
+            from_status="",
+            to_status="",
+            actor_id=principal.citizen_id or "",
+            principal=principal.actor,
+            role=context.role,
+            reason=use.reason,
+            occurred_at=moment,
+            digest_algorithm=use.digest_algorithm,
+            digest=use.digest,
+            document_kind=use.document_kind,
+            audit_seq=record.seq,
+        )
+
+
+# Statements of the use hot path, built once (SQLAlchemy caches their compiled form).
+_USE_SEAL = select(
+    SealRow.status,
+    SealRow.owner_id,
+    SealRow.owner_kind,
+    SealRow.valid_until,
+    SealRow.key_id,
+    SealRow.key_algorithm,
+    SealRow.certificate_der,
+).where(SealRow.id == bindparam("seal_id"))
+_DEPARTMENT_SEAL = (
+    select(
+        SealRow.id,
+        SealRow.status,
+        SealRow.owner_id,
+        SealRow.valid_until,
+        SealRow.key_id,
+        SealRow.key_algorithm,
+        SealRow.certificate_der,
+    )
+    .where(
+        SealRow.owner_uscc == bindparam("uscc"),
+        SealRow.owner_kind == "legal_person",
+        SealRow.kind == SealKind.OFFICIAL.value,
+        SealRow.status.in_([S.ACTIVE.value, S.SUSPENDED.value]),
+    )
+    .order_by(SealRow.status)  # "active" before "suspended"
+    .limit(1)
+)
+_USE_GRANTS = select(SealGrantRow).where(
+    SealGrantRow.seal_id == bindparam("seal_id"), SealGrantRow.grantee_id == bindparam("grantee")
+)
+_SEALS: Table = SealRow.__table__  # type: ignore[assignment]
+_EVENTS: Table = SealEventRow.__table__  # type: ignore[assignment]
+_USE_EVENT = insert(_EVENTS)
+_USE_COUNT = (
+    update(_SEALS)
+    .where(_SEALS.c.id == bindparam("seal_id"), _SEALS.c.status == S.ACTIVE.value)
+    .values(history_length=_SEALS.c.history_length + 1)
+    .returning(_SEALS.c.history_length)
+)
