@@ -257,9 +257,9 @@ class CertificateAuthority:
         """Answer a DER OCSP request (never raises)."""
         return ocsp.respond(self.ctx, request)
 
-    def timestamp(self, request: bytes) -> tsa.TsaResult:
-        """Answer a DER RFC 3161 request (never raises on bad input)."""
-        return tsa.respond(self.ctx, request)
+    def timestamp(self, request: bytes, *, sm2: bool = False) -> tsa.TsaResult:
+        """Answer a DER RFC 3161 request (never raises on bad input); ``sm2``: the SM2 TSA."""
+        return tsa.respond(self.ctx, request, sm2=sm2)
 
     def refresh(self) -> dict[str, int]:
         """The scheduled job (run every few minutes): re-sign OCSP responses nearing
