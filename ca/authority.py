@@ -324,6 +324,8 @@ def authority_for(platform: Platform) -> CertificateAuthority:
         urls = {"public_base_url": settings.effective_public_base_url}
         if settings.crl_base_url:
             urls["crl_base_url"] = settings.crl_base_url
+        if settings.ca_key_algorithms:
+            urls["profile_key_algorithms"] = ",".join(settings.ca_key_algorithms)
         config = CaConfig.from_env(None, **urls)
         directory = (
             _directory_factory(platform) if _directory_factory is not None else InMemoryDirectory()

@@ -125,9 +125,11 @@ class CaConfig:
         result: dict[str, KeyAlgorithm] = {}
         for item in filter(None, (p.strip() for p in self.profile_key_algorithms.split(","))):
             profile, sep, algorithm = item.partition("=")
-            if not sep or not profile.strip():
+            if not sep or profile.strip() not in ISSUING_CAS:
                 raise InvalidArgument.field(
-                    "profile_key_algorithms", f"expected profile=algorithm, got {item!r}"
+                    "profile_key_algorithms",
+                    f"expected profile=algorithm with a profile of {', '.join(ISSUING_CAS)}, "
+                    f"got {item!r}",
                 )
             result[profile.strip()] = parse_algorithm(algorithm.strip())
         return result

@@ -76,6 +76,11 @@ class SigningKey:
         """A fresh AlgorithmIdentifier for the signature (no parameters for ECDSA)."""
         return algos.SignedDigestAlgorithm({"algorithm": self.algorithm_name})
 
+    @functools.cached_property
+    def public_key_der(self) -> bytes:
+        """The key's SubjectPublicKeyInfo DER (cached: the SM2 lint checks each signature)."""
+        return self.keystore.public_key(self.key_id)
+
     @property
     def is_sm2(self) -> bool:
         """True for an SM2 key (the national algorithm hierarchy)."""

@@ -279,7 +279,9 @@ def test_cli(
     address = served[1]
     assert main(["ca", "chain", "--server", address]) == 0
     chain = capsys.readouterr().out
-    assert chain.count("BEGIN CERTIFICATE") == 5
+    # both hierarchies (issue 16 item 2): ECDSA root + 4 issuing CAs, SM2 root + 4 issuing CAs
+    assert chain.count("BEGIN CERTIFICATE") == 10
+    assert "# sm2-root: CN=govtrust SM2 Root CA" in chain
     (tmp_path / "chain.pem").write_text(chain)
     csr = tmp_path / "req.pem"
     csr.write_bytes(make_csr())

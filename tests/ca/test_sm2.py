@@ -26,10 +26,18 @@ from ca.authority import CertificateAuthority
 from ca.config import CaConfig
 from ca.directory import InMemoryDirectory
 from ca.issuance import SubjectSpec
+from ca.lint import SM3_WITH_SM2_ALGORITHM, lint_sm2_signature, lint_sm2_tbs, require_clean
+from govtrust.config import ConfigError, load_settings
 from govtrust.db import Database
-from govtrust.errors import FailedPrecondition
-from hsm import Pkcs11KeyStore
-from hsm.sm2 import DEFAULT_SIGNER_ID, SM2_CURVE_OID, SM3_OID, SM3_WITH_SM2_OID
+from govtrust.errors import FailedPrecondition, InvalidArgument
+from hsm import Pkcs11KeyStore, SoftKeyStore
+from hsm.sm2 import (
+    DEFAULT_SIGNER_ID,
+    SM2_CURVE_OID,
+    SM3_OID,
+    SM3_WITH_SM2_OID,
+    Sm2PrivateKey,
+)
 from tests.ca.conftest import OPERATOR, PUBLIC_URL, USCC, openssl, pem
 
 DISTID = "distid:" + DEFAULT_SIGNER_ID.decode()
@@ -239,3 +247,46 @@ def test_pkcs11_without_sm2_keeps_ecdsa_and_refuses_sm2_cleanly(
         assert not refused.granted
     finally:
         store.close()
+
+
+def test_sm2_lint_refuses_wrong_identifiers_bad_points_and_other_signer_ids() -> None:
+    key = Sm2PrivateKey.generate()
+    spki = key.public_key_der
+    assert lint_sm2_tbs(SM3_WITH_SM2_ALGORITHM, spki) == []
+    ecdsa_sha256 = bytes.fromhex("300a06082a8648ce3d040302")
+    with_null = bytes.fromhex("300c06082a811ccf550183750500")
+    for algorithm in (ecdsa_sha256, with_null):
+        assert lint_sm2_tbs(algorithm, spki) == [
+            "signature algorithm is not SM3-with-SM2 without parameters"
+        ]
+    off_curve = spki[:-1] + bytes([spki[-1] ^ 1])
+    assert "subject SM2 public key" in lint_sm2_tbs(SM3_WITH_SM2_ALGORITHM, off_curve)[0]
+    tbs = b"to be signed"
+    assert lint_sm2_signature(spki, tbs, key.sign(tbs)) == []
+    other_id = key.sign(tbs, signer_id=b"ALICE123@YAHOO.COM")
+    assert "default signer ID" in lint_sm2_signature(spki, tbs, other_id)[0]
+    with pytest.raises(FailedPrecondition, match="RFC 5280"):
+        require_clean(lint_sm2_signature(spki, tbs, other_id), "certificate")
+
+
+def test_default_key_algorithm_per_profile(
+    database: Database, soft_keystore: SoftKeyStore, directory: InMemoryDirectory
+) -> None:
+    config = CaConfig(public_base_url=PUBLIC_URL, profile_key_algorithms="legal-person=sm2")
+    authority = CertificateAuthority.open(database, soft_keystore, config, directory)
+    default = authority.issue(OPERATOR, issuance.IssueRequest(
+        profile="legal-person", subject=SubjectSpec(USCC)
+    ))  # fmt: skip
+    assert default.certificate.issuer == "sm2-legal-person"
+    assert default.certificate.key_algorithm == "sm2"
+    chosen = authority.issue(OPERATOR, issuance.IssueRequest(
+        profile="legal-person", subject=SubjectSpec(USCC), generate_key_algorithm="ec-p256"
+    ))  # fmt: skip
+    assert chosen.certificate.issuer == "legal-person"
+    for bad in ("legal-person", "nobody=sm2", "seal=sm9"):
+        with pytest.raises(InvalidArgument):
+            CaConfig(profile_key_algorithms=bad).validate()
+    settings = load_settings({"ca_key_algorithms": "seal=sm2,legal-person=sm2"}, env={})
+    assert settings.ca_key_algorithms == ("seal=sm2", "legal-person=sm2")
+    with pytest.raises(ConfigError, match="ca_key_algorithms"):
+        load_settings({"ca_key_algorithms": "seal"}, env={})
