@@ -92,7 +92,7 @@ def respond(ctx: CaContext, request: bytes, *, sm2: bool = False) -> TsaResult:
     if version != "v1":
         return _reject("bad_request", "only TimeStampReq version 1 is supported")
     if digest not in _DIGEST_SIZES:
-        return _reject("bad_alg", f"digest {digest} is not accepted (SHA-256/384/512, SM3)")
+        return _reject("bad_alg", f"digest {digest} is not accepted (SHA-256/384/512)")
     if not isinstance(hashed, bytes) or len(hashed) != _DIGEST_SIZES[digest]:
         return _reject("bad_data_format", "the message imprint length does not fit its digest")
     policy = policy_oid(ctx)
