@@ -6,6 +6,8 @@
    (PostgreSQL when reachable — durable commits with ``synchronous_commit=on`` — else SQLite);
    a grpc.aio client issues service certificates from pre-generated P-256 CSRs with
    ``--concurrency`` calls in flight. Target ≥ 500 certificates/s. (EJBCA documents ~100/s.)
+   Then the same count from SM2 CSRs (SM3-with-SM2, issued by the SM2 hierarchy's service CA)
+   on the same server, beside ``openssl speed sm2``: target ≥ 50 % of the ECDSA rate.
 3. **Cached OCSP over HTTP**: the same server answers POST /ocsp for ``--ocsp-certs`` of those
    certificates (nonce-less SHA-1 CertIDs, pre-produced and cached), driven by a keep-alive
    HTTP/1.1 load client in ``--clients`` processes; then ``openssl ocsp -index index.txt -port``
@@ -53,6 +55,7 @@ REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("GOVTRUST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_ISSUE = 500.0
 TARGET_OCSP = 5000.0
+TARGET_SM2_SHARE = 0.5  # SM2 issuance rate as a share of the ECDSA rate in the same run
 TARGET_CRL_SECONDS = 15.0
 
 CHANNELS = 8
@@ -276,6 +279,47 @@ def make_csrs(count: int) -> list[bytes]:
     return result
 
 
+def make_sm2_csrs(count: int) -> list[bytes]:
+    """SM2 CSRs signed SM3-with-SM2 with the default signer ID (as ``openssl req`` makes them)."""
+    from asn1crypto import core
+    from asn1crypto import csr as asn1_csr
+
+    from hsm.sm2 import SM3_WITH_SM2_OID, Sm2PrivateKey
+
+    name = x509.Name.build({"common_name": "bench"})
+    result = []
+    for _ in range(count):
+        key = Sm2PrivateKey.generate()
+        info = asn1_csr.CertificationRequestInfo(
+            {
+                "version": "v1",
+                "subject": name,
+                "subject_pk_info": keys.PublicKeyInfo.load(key.public_key_der),
+                "attributes": [],
+            }
+        )
+        request = asn1_csr.CertificationRequest(
+            {
+                "certification_request_info": info,
+                "signature_algorithm": {"algorithm": SM3_WITH_SM2_OID},
+                "signature": core.OctetBitString(key.sign(info.dump())),
+            }
+        )
+        result.append(request.dump())
+    return result
+
+
+def openssl_speed_sm2() -> float:
+    """``openssl speed sm2`` signatures per second (one core, 1 s)."""
+    result = subprocess.run(
+        ["openssl", "speed", "-seconds", "1", "sm2"], capture_output=True, text=True, check=False
+    )
+    for line in result.stdout.splitlines():
+        if "SM2" in line and "bits" in line:
+            return float(line.split()[-2])
+    return 0.0
+
+
 async def _issue_all(
     address: str, csrs: list[bytes], concurrency: int
 ) -> tuple[float, list[bytes]]:
@@ -326,9 +370,9 @@ async def _issue_all(
 
 
 def bench_issue(
-    server: Server, count: int, concurrency: int, db_url: str | None
+    server: Server, count: int, concurrency: int, db_url: str | None, *, sm2: bool = False
 ) -> tuple[float, list[bytes]]:
-    csrs = make_csrs(count + 200)
+    csrs = make_sm2_csrs(count + 200) if sm2 else make_csrs(count + 200)
     asyncio.run(_issue_all(server.grpc, csrs[:200], concurrency))  # warm-up (bootstrap, pools)
     cpu = tree_cpu_seconds(server.process.pid)
     pg = postgres_cpu_seconds(db_url)
@@ -340,7 +384,8 @@ def bench_issue(
     rate = count / seconds
     assert len(issued) == count
     print(
-        f"  issuance over gRPC: {count:,} certificates in {seconds:.2f} s = {rate:,.0f}/s "
+        f"  {'SM2' if sm2 else 'ECDSA'} issuance over gRPC: {count:,} certificates in "
+        f"{seconds:.2f} s = {rate:,.0f}/s "
         f"(concurrency {concurrency}); CPU per certificate: server {cpu / count * 1e6:,.0f} us"
         f" + PostgreSQL {pg / count * 1e6:,.0f} us = {(cpu + pg) / count * 1e6:,.0f} us"
         f" (= {count / max(cpu + pg, 1e-9):,.0f}/s per busy core); "
@@ -809,6 +854,8 @@ def main(argv: list[str] | None = None) -> int:
 
         crl_seconds: float | None = None
         issue_rate: float | None = None
+        sm2_rate: float | None = None
+        openssl_sm2 = 0.0
         ours = theirs = None
         if args.only in ("all", "crl"):
             crl_seconds = bench_crl(platform, args.crl_entries, tmp)
@@ -822,6 +869,12 @@ def main(argv: list[str] | None = None) -> int:
                 issue_rate, issued = bench_issue(server, count, args.concurrency, db_url)
             if args.only != "ocsp" and issue_rate < TARGET_ISSUE:
                 failures.append("issuance")
+            if args.only != "ocsp":
+                sm2_rate, _ = bench_issue(server, count, args.concurrency, db_url, sm2=True)
+                openssl_sm2 = openssl_speed_sm2()
+                print(f"  openssl speed sm2: {openssl_sm2:,.0f} signatures/s (one core)")
+                if sm2_rate < TARGET_SM2_SHARE * issue_rate:
+                    failures.append("SM2 issuance")
 
         if args.only in ("all", "ocsp"):
             assert server is not None
@@ -839,6 +892,13 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  {'issuance over gRPC (certs/s)':34s} {issue_rate:12,.0f} "
                 f"{'>= 500':>14s}   (EJBCA ~100/s: x{issue_rate / 100:.1f})"
+            )
+        if sm2_rate is not None and issue_rate:
+            print(
+                f"  {'SM2 issuance over gRPC (certs/s)':34s} {sm2_rate:12,.0f} "
+                f"{issue_rate * TARGET_SM2_SHARE:>14,.0f}   "
+                f"({sm2_rate / issue_rate:.0%} of ECDSA, target >= 50%; "
+                f"openssl speed sm2 {openssl_sm2:,.0f} sign/s)"
             )
         if ours is not None and theirs is not None:
             print(

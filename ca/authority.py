@@ -257,9 +257,9 @@ class CertificateAuthority:
         """Answer a DER OCSP request (never raises)."""
         return ocsp.respond(self.ctx, request)
 
-    def timestamp(self, request: bytes) -> tsa.TsaResult:
-        """Answer a DER RFC 3161 request (never raises on bad input)."""
-        return tsa.respond(self.ctx, request)
+    def timestamp(self, request: bytes, *, sm2: bool = False) -> tsa.TsaResult:
+        """Answer a DER RFC 3161 request (never raises on bad input); ``sm2``: the SM2 TSA."""
+        return tsa.respond(self.ctx, request, sm2=sm2)
 
     def refresh(self) -> dict[str, int]:
         """The scheduled job (run every few minutes): re-sign OCSP responses nearing
@@ -324,6 +324,8 @@ def authority_for(platform: Platform) -> CertificateAuthority:
         urls = {"public_base_url": settings.effective_public_base_url}
         if settings.crl_base_url:
             urls["crl_base_url"] = settings.crl_base_url
+        if settings.ca_key_algorithms:
+            urls["profile_key_algorithms"] = ",".join(settings.ca_key_algorithms)
         config = CaConfig.from_env(None, **urls)
         directory = (
             _directory_factory(platform) if _directory_factory is not None else InMemoryDirectory()

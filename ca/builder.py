@@ -15,6 +15,7 @@ from asn1crypto import core, keys, x509
 from ca import der
 from ca.config import CaConfig
 from ca.extensions import OCSP_NOCHECK_OID, raw_extension
+from ca.lint import lint_sm2_signature, lint_sm2_tbs, require_clean
 from ca.profiles import Profile, resolve_oid
 from ca.signing import SigningKey
 
@@ -210,6 +211,8 @@ def build_certificate(
     ski = der.seq(b"\x06\x03\x55\x1d\x0e", der.octet_string(der.octet_string(ski_value)))
     aki = der.seq(b"\x06\x03\x55\x1d\x23", der.octet_string(der.seq(der.tlv(0x80, issuer_key_id))))
     algorithm = signer.algorithm_der
+    if signer.is_sm2:
+        require_clean(lint_sm2_tbs(algorithm, spki_der), "certificate")
     tbs = der.seq(
         b"\xa0\x03\x02\x01\x02",  # [0] version v3
         der.integer(serial),
@@ -221,4 +224,6 @@ def build_certificate(
         der.tlv(0xA3, der.seq(ski, aki, *[_der(e) for e in extensions])),
     )
     signature = signer.sign(tbs)
+    if signer.is_sm2:
+        require_clean(lint_sm2_signature(signer.public_key_der, tbs, signature), "certificate")
     return der.seq(tbs, algorithm, der.bit_string(signature))

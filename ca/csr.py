@@ -3,7 +3,9 @@
 The CSR contributes only its public key: its signature proves possession of the private key;
 its subject and requested extensions are ignored (the subject comes from the registry).
 Accepted keys: EC P-256, EC P-384, RSA with a modulus of at least 2048 bits (and at most 8192,
-exponent 65537 or another odd value ≥ 3). Everything else is an ``InvalidArgument`` naming
+exponent 65537 or another odd value ≥ 3), and SM2 (curve ``1.2.156.10197.1.301``, a CSR signed
+SM3-with-SM2 with the default signer ID 1234567812345678, as ``openssl req`` makes it).
+Everything else is an ``InvalidArgument`` naming
 the ``csr`` field and what is wrong.
 """
 
@@ -21,7 +23,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from govtrust.errors import InvalidArgument
+from hsm.errors import InvalidSm2PublicKey, InvalidSm2Signature, InvalidSm2SignerId
 from hsm.keystore import KeyAlgorithm
+from hsm.sm2 import SM2_CURVE_OID, SM3_WITH_SM2_OID, parse_public_key, verify_sm2_signature
 
 MAX_CSR_BYTES = 64 * 1024
 _HASHES: dict[str, hashes.HashAlgorithm] = {
@@ -58,6 +62,9 @@ def key_algorithm_of(spki: keys.PublicKeyInfo, field: str = "csr") -> KeyAlgorit
         algorithm = spki.algorithm
         if algorithm == "ec":
             curve = spki.curve[1]
+            if curve == SM2_CURVE_OID:
+                _sm2_point(spki.dump(), field)
+                return KeyAlgorithm.SM2
             if curve == "secp256r1":
                 return KeyAlgorithm.EC_P256
             if curve == "secp384r1":
@@ -86,6 +93,47 @@ def key_algorithm_of(spki: keys.PublicKeyInfo, field: str = "csr") -> KeyAlgorit
     raise InvalidArgument.field(
         field, f"key algorithm {spki.algorithm} is not accepted (use EC P-256/P-384 or RSA ≥ 2048)"
     )
+
+
+def _sm2_point(spki_der: bytes, field: str) -> bytes:
+    try:
+        return parse_public_key(spki_der)
+    except InvalidSm2PublicKey as exc:
+        raise InvalidArgument.field(field, f"the SM2 public key is not accepted: {exc}") from None
+
+
+def _parse_sm2_csr(der: bytes, request: asn1_csr.CertificationRequest) -> ParsedCsr:
+    """An SM2 CSR: the key is checked and the SM3-with-SM2 signature (default signer ID)
+    verified over the CertificationRequestInfo."""
+    info = request["certification_request_info"]
+    spki_der = info["subject_pk_info"].dump()
+    point = _sm2_point(spki_der, "csr")
+    algorithm = request["signature_algorithm"]["algorithm"].dotted
+    if algorithm != SM3_WITH_SM2_OID:
+        raise _bad(f"an SM2 key's CSR must be signed SM3-with-SM2, not {algorithm}")
+    try:
+        verify_sm2_signature(spki_der, None, info.dump(), request["signature"].native)
+    except (InvalidSm2Signature, InvalidSm2SignerId) as exc:
+        raise _bad(
+            f"signature does not verify (no proof of possession of the private key): {exc}"
+        ) from None
+    key_id = hashlib.sha1(point).digest()  # noqa: S324 - the RFC 5280 key identifier
+    return ParsedCsr(spki_der, key_id, KeyAlgorithm.SM2, der)
+
+
+def _sm2_request(der: bytes) -> asn1_csr.CertificationRequest | None:
+    """The parsed request when its key is on the SM2 curve, else None."""
+    try:
+        request = asn1_csr.CertificationRequest.load(der)
+        spki = request["certification_request_info"]["subject_pk_info"]
+        if spki["algorithm"]["algorithm"].native != "ec":
+            return None
+        parameters = spki["algorithm"]["parameters"]
+        if parameters.name != "named" or parameters.chosen.dotted != SM2_CURVE_OID:
+            return None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return request
 
 
 def to_der(data: bytes) -> bytes:
@@ -141,6 +189,9 @@ def subject_key_id(public: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> byte
 def parse_csr(data: bytes) -> ParsedCsr:
     """Parse a PEM/DER CSR, check its key and verify its signature (proof of possession)."""
     der = to_der(data)
+    sm2_request = _sm2_request(der)
+    if sm2_request is not None:
+        return _parse_sm2_csr(der, sm2_request)
     try:
         request = x509.load_der_x509_csr(der)
     except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError

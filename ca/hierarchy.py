@@ -27,7 +27,7 @@ from ca.builder import (
     serial_hex,
     status_extensions,
 )
-from ca.config import ISSUING_CAS, CaConfig
+from ca.config import ISSUING_CAS, SM2_PREFIX, CaConfig, sm2_name
 from ca.models import CaCounter, CaIssuer
 from ca.profiles import (
     ISSUING_KEY_USAGE,
@@ -38,11 +38,16 @@ from ca.profiles import (
 from ca.signing import SigningKey, now
 from govtrust import audit
 from govtrust.db import Database
-from govtrust.errors import NotFound
+from govtrust.errors import NotFound, PreconditionViolation
+from hsm.errors import Sm2NotAvailable
 from hsm.keystore import KeyAlgorithm, KeyStore, parse_algorithm
 
 ROOT = "root"
 TSA = "tsa"
+SM2_ROOT = sm2_name(ROOT)
+SM2_TSA = sm2_name(TSA)
+# OCSP CertIDs are accepted with these issuer-name/key hashes (SM3 for the national side).
+CERT_ID_DIGESTS = ("sha1", "sha256", "sm3")
 
 
 def responder_name(ca: str) -> str:
@@ -90,20 +95,27 @@ class Issuer:
             name_hash={
                 "sha1": hashlib.sha1(subject_der).digest(),  # noqa: S324 - OCSP CertID
                 "sha256": hashlib.sha256(subject_der).digest(),
+                "sm3": hashlib.new("sm3", subject_der).digest(),
             },
-            key_hash={"sha1": spki.sha1, "sha256": spki.sha256},
+            key_hash={
+                "sha1": spki.sha1,
+                "sha256": spki.sha256,
+                "sm3": hashlib.new("sm3", bytes(spki["public_key"])).digest(),
+            },
         )
 
 
 class Hierarchy:
     """The loaded hierarchy: look up CAs, responders and the TSA by name."""
 
-    def __init__(self, issuers: dict[str, Issuer]) -> None:
+    def __init__(self, issuers: dict[str, Issuer], sm2_unavailable: str = "") -> None:
         self.issuers = issuers
+        # why the SM2 hierarchy is missing (a key store without SM2), "" when it is there
+        self.sm2_unavailable = sm2_unavailable
         self._by_key_hash: dict[tuple[str, bytes, bytes], Issuer] = {}
         for issuer in issuers.values():
             if issuer.role in ("root", "issuing"):
-                for digest in ("sha1", "sha256"):
+                for digest in CERT_ID_DIGESTS:
                     key = (digest, issuer.name_hash[digest], issuer.key_hash[digest])
                     self._by_key_hash[key] = issuer
 
@@ -115,24 +127,33 @@ class Hierarchy:
             raise NotFound(f"no CA called {name!r}") from None
 
     def ca(self, name: str) -> Issuer:
-        """A certificate-issuing CA (root or issuing) by name; ``NotFound`` otherwise."""
+        """A certificate-issuing CA (root or issuing) by name; ``NotFound`` otherwise, and
+        ``Sm2NotAvailable`` (FAILED_PRECONDITION) for an SM2 CA the key store cannot hold."""
         issuer = self.issuers.get(name)
+        if issuer is None and is_sm2_name(name) and self.sm2_unavailable:
+            raise Sm2NotAvailable(
+                f"the SM2 hierarchy is not available: {self.sm2_unavailable}",
+                [PreconditionViolation("SM2", f"ca/{name}", self.sm2_unavailable)],
+            )
         if issuer is None or issuer.role not in ("root", "issuing"):
             known = ", ".join(self.ca_names())
             raise NotFound(f"no CA called {name!r} (known: {known})")
         return issuer
 
     def ca_names(self) -> list[str]:
-        """Names of the root and the issuing CAs, root first."""
-        return [ROOT, *[n for n in ISSUING_CAS if n in self.issuers]]
+        """Names of the roots and the issuing CAs: the ECDSA hierarchy, then the SM2 one."""
+        names = [ROOT, *ISSUING_CAS, SM2_ROOT, *[sm2_name(n) for n in ISSUING_CAS]]
+        return [n for n in names if n in self.issuers]
 
     def responder(self, ca: str) -> Issuer:
         """The delegated OCSP responder of ``ca``."""
         return self.get(responder_name(ca))
 
-    def tsa(self) -> Issuer:
-        """The time-stamping authority."""
-        return self.get(TSA)
+    def tsa(self, *, sm2: bool = False) -> Issuer:
+        """The time-stamping authority (the SM2 one with ``sm2``)."""
+        if sm2 and SM2_TSA not in self.issuers and self.sm2_unavailable:
+            raise Sm2NotAvailable(f"the SM2 TSA is not available: {self.sm2_unavailable}")
+        return self.get(SM2_TSA if sm2 else TSA)
 
     def by_cert_id(self, digest: str, name_hash: bytes, key_hash: bytes) -> Issuer | None:
         """The CA an OCSP CertID's issuer hashes point to (SHA-1 or SHA-256), or None."""
@@ -170,22 +191,31 @@ def load(db: Database, keystore: KeyStore) -> Hierarchy:
 
 
 def _plan_order() -> list[tuple[str, str, str | None]]:
-    plan: list[tuple[str, str, str | None]] = [(ROOT, "root", None)]
-    plan += [(ca, "issuing", ROOT) for ca in ISSUING_CAS]
-    plan += [(responder_name(ca), "ocsp", ca) for ca in ISSUING_CAS]
-    plan.append((TSA, "tsa", "service"))
+    plan: list[tuple[str, str, str | None]] = []
+    for prefix in ("", SM2_PREFIX):
+        root = prefix + ROOT
+        plan.append((root, "root", None))
+        plan += [(prefix + ca, "issuing", root) for ca in ISSUING_CAS]
+        plan += [(responder_name(prefix + ca), "ocsp", prefix + ca) for ca in ISSUING_CAS]
+        plan.append((prefix + TSA, "tsa", prefix + "service"))
     return plan
+
+
+def is_sm2_name(name: str) -> bool:
+    """True for a CA, responder or TSA of the SM2 hierarchy."""
+    return name.startswith(SM2_PREFIX)
 
 
 def _subject(config: CaConfig, name: str, role: str) -> x509.Name:
     if role == "root":
-        cn = config.root_common_name
+        cn = config.sm2_root_common_name if is_sm2_name(name) else config.root_common_name
     elif role == "issuing":
         cn = config.issuing_common_name(name)
     elif role == "ocsp":
         cn = config.issuing_common_name(name.removesuffix("-ocsp")) + " OCSP Responder"
     else:
-        cn = f"{config.organization} Time-Stamping Authority"
+        family = " SM2" if is_sm2_name(name) else ""
+        cn = f"{config.organization}{family} Time-Stamping Authority"
     return ordered_name(
         [
             ("country_name", config.country),
@@ -231,6 +261,7 @@ def bootstrap(db: Database, keystore: KeyStore, config: CaConfig) -> Hierarchy:
     """Create whatever part of the hierarchy is missing and return the complete hierarchy."""
     hierarchy = load(db, keystore)
     missing = [p for p in _plan_order() if p[0] not in hierarchy.issuers]
+    sm2_unavailable = ""
     if not missing:
         return hierarchy
     issuers = dict(hierarchy.issuers)
@@ -238,8 +269,19 @@ def bootstrap(db: Database, keystore: KeyStore, config: CaConfig) -> Hierarchy:
     start = now() - timedelta(minutes=5)
     for name, role, parent in missing:
         algorithm_name, days = _role_settings(config, role)
-        algorithm = parse_algorithm(algorithm_name)
-        ref = keystore.generate(f"ca/{name}", algorithm)
+        algorithm = KeyAlgorithm.SM2 if is_sm2_name(name) else parse_algorithm(algorithm_name)
+        if is_sm2_name(name):
+            if sm2_unavailable:
+                continue
+            try:
+                ref = keystore.generate(f"ca/{name}", algorithm)
+            except Sm2NotAvailable as exc:
+                # A key store without SM2 (PKCS#11 without the vendor mechanisms): the ECDSA
+                # hierarchy works alone; SM2 requests get FAILED_PRECONDITION naming the gap.
+                sm2_unavailable = str(exc)
+                continue
+        else:
+            ref = keystore.generate(f"ca/{name}", algorithm)
         spki = keys.PublicKeyInfo.load(ref.public_key_der)
         key = SigningKey(keystore, ref.key_id, algorithm)
         subject = _subject(config, name, role)
@@ -268,6 +310,8 @@ def bootstrap(db: Database, keystore: KeyStore, config: CaConfig) -> Hierarchy:
         item = _Planned(name, role, parent, algorithm, ref.key_id, der, serial, start, not_after)
         planned.append(item)
         issuers[name] = Issuer.from_row(_row(item), keystore)
+    if not planned:
+        return Hierarchy(issuers, sm2_unavailable)
     try:
         with db.transaction() as session:
             for item in planned:
@@ -288,12 +332,13 @@ def bootstrap(db: Database, keystore: KeyStore, config: CaConfig) -> Hierarchy:
         # Another worker bootstrapped at the same time and won: keep its keys, drop ours.
         for item in planned:
             keystore.destroy(item.key_id)
-        return load(db, keystore)
-    return Hierarchy(issuers)
+        loaded = load(db, keystore)
+        return Hierarchy(loaded.issuers, sm2_unavailable)
+    return Hierarchy(issuers, sm2_unavailable)
 
 
 def _counter_names() -> list[str]:
-    cas = [ROOT, *ISSUING_CAS]
+    cas = [ROOT, *ISSUING_CAS, SM2_ROOT, *[sm2_name(ca) for ca in ISSUING_CAS]]
     return ["status", *[f"status:{ca}" for ca in cas], *[f"crl:{ca}" for ca in cas]]
 
 

@@ -51,7 +51,7 @@ from ca.extensions import (
 from ca.hierarchy import Issuer
 from ca.lint import lint_plan, require_clean
 from ca.models import CaCertificate
-from ca.profiles import Profile, get_profile, seal_id_oid
+from ca.profiles import Profile, get_profile, issuer_for, seal_id_oid
 from ca.signing import now
 from ca.store import CommitOutcomeUnknown, PendingIssue
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PreconditionViolation
@@ -174,7 +174,10 @@ def _validate_key(ctx: CaContext, profile: Profile, request: IssueRequest) -> _K
                 "csr", f"{parsed.key_algorithm} keys are not allowed in the {profile.name} profile"
             )
         return _Key(parsed.spki_der, parsed.key_algorithm, parsed.key_id)
-    algorithm = parse_algorithm(request.generate_key_algorithm or profile.default_key_algorithm)
+    algorithm = parse_algorithm(
+        request.generate_key_algorithm
+        or ctx.config.default_key_algorithm(profile.name, profile.default_key_algorithm)
+    )
     if algorithm not in profile.key_algorithms:
         raise InvalidArgument.field(
             "key_algorithm", f"{algorithm} keys are not allowed in the {profile.name} profile"
@@ -564,7 +567,7 @@ def prepare(
     key = _validate_key(ctx, profile, request)
     # 2. check the identity in the registry
     subject = check_identity(ctx, profile, request, principal, renewal=renewed_from is not None)
-    ca = ctx.hierarchy.ca(profile.issuer)
+    ca = ctx.hierarchy.ca(issuer_for(profile, key.algorithm))
     # server-side key generation happens only once the request is known to be acceptable
     if request.csr is None:
         label = f"cert/{profile.name}/{subject.identity_id or subject.seal_id or subject.system_id}"
@@ -668,7 +671,7 @@ def reissue_same_key(
     algorithm = key_algorithm_of(spki, "key")
     request = _request_like(previous, csr=None)
     subject = check_identity(ctx, profile, request, principal, renewal=True)
-    ca = ctx.hierarchy.ca(profile.issuer)
+    ca = ctx.hierarchy.ca(issuer_for(profile, algorithm))
     hashed = previous.identity_salt is not None
     signed = _build_and_sign(
         ctx, profile, ca, subject, _Key(ref.public_key_der, algorithm), days, hashed

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from asn1crypto import x509
+from asn1crypto import keys, x509
 
 from govtrust.errors import FailedPrecondition, PreconditionViolation
+from hsm.errors import InvalidSm2PublicKey, InvalidSm2Signature, InvalidSm2SignerId
+from hsm.sm2 import (
+    EC_PUBLIC_KEY_OID,
+    SM2_CURVE_OID,
+    parse_public_key,
+    verify_sm2_signature,
+)
+
+# DER of the SM3-with-SM2 AlgorithmIdentifier: the OID and no parameters (GM/T 0015 / 0006).
+SM3_WITH_SM2_ALGORITHM = bytes.fromhex("300a06082a811ccf55018375")
 
 # RFC 5280 Appendix A upper bounds (characters).
 _UPPER_BOUNDS = {
@@ -118,3 +128,32 @@ def require_clean(problems: list[str], subject: str) -> None:
             "the certificate would violate RFC 5280: " + "; ".join(problems),
             [PreconditionViolation("LINT", subject, p) for p in problems],
         )
+
+
+def lint_sm2_tbs(algorithm_der: bytes, spki_der: bytes) -> list[str]:
+    """SM2 problems of a TBS about to be signed by an SM2 CA: the signature AlgorithmIdentifier
+    must be SM3-with-SM2 ``1.2.156.10197.1.501`` without parameters, and an SM2 subject key
+    id-ecPublicKey on curve ``1.2.156.10197.1.301`` with a valid uncompressed point."""
+    problems: list[str] = []
+    if algorithm_der != SM3_WITH_SM2_ALGORITHM:
+        problems.append("signature algorithm is not SM3-with-SM2 without parameters")
+    spki = keys.PublicKeyInfo.load(spki_der)
+    algorithm = spki["algorithm"]
+    if algorithm["algorithm"].dotted == EC_PUBLIC_KEY_OID:
+        parameters = algorithm["parameters"]
+        if parameters.name == "named" and parameters.chosen.dotted == SM2_CURVE_OID:
+            try:
+                parse_public_key(spki_der)
+            except InvalidSm2PublicKey as exc:
+                problems.append(f"subject SM2 public key: {exc}")
+    return problems
+
+
+def lint_sm2_signature(issuer_spki_der: bytes, tbs: bytes, signature: bytes) -> list[str]:
+    """After signing: the SM2 signature must verify with the issuer's key and the default
+    signer ID 1234567812345678 (what GM/T 0015 relying parties use)."""
+    try:
+        verify_sm2_signature(issuer_spki_der, None, tbs, signature)
+    except (InvalidSm2PublicKey, InvalidSm2Signature, InvalidSm2SignerId) as exc:
+        return [f"the SM2 signature does not verify with the default signer ID: {exc}"]
+    return []

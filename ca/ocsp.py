@@ -22,10 +22,11 @@ from sqlalchemy import select
 from ca import der
 from ca.builder import serial_hex
 from ca.context import STATUS_EPOCH, CaContext, read_counter
-from ca.hierarchy import Issuer
+from ca.hierarchy import CERT_ID_DIGESTS, Issuer
 from ca.models import CaCertificate, CaOcspResponse
 from ca.signing import now
 from govtrust.db import as_utc
+from hsm.sm2 import SM3_OID
 
 MAX_REQUESTS = 10
 MAX_REQUEST_BYTES = 16 * 1024
@@ -55,7 +56,10 @@ def state_of(row: CaCertificate | None) -> CertState:
 _HASH_ALGORITHMS = {
     "sha1": der.seq(b"\x06\x05\x2b\x0e\x03\x02\x1a", b"\x05\x00"),
     "sha256": der.seq(b"\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01", b"\x05\x00"),
+    # SM3 (1.2.156.10197.1.401), parameters absent (GM/T 0006)
+    "sm3": der.seq(b"\x06\x08\x2a\x81\x1c\xcf\x55\x01\x83\x11"),
 }
+_DIGEST_NAMES = {SM3_OID: "sm3"}  # asn1crypto has no name for SM3
 _NONCE_OID = b"\x06\x09\x2b\x06\x01\x05\x05\x07\x30\x01\x02"
 _BASIC_OID = b"\x06\x09\x2b\x06\x01\x05\x05\x07\x30\x01\x01"
 
@@ -199,7 +203,10 @@ def _respond(ctx: CaContext, request: bytes) -> bytes:
             cert_id = item["req_cert"]
             items.append(
                 (
-                    cert_id["hash_algorithm"]["algorithm"].native,
+                    _DIGEST_NAMES.get(
+                        cert_id["hash_algorithm"]["algorithm"].dotted,
+                        cert_id["hash_algorithm"]["algorithm"].native,
+                    ),
                     cert_id["issuer_name_hash"].native,
                     cert_id["issuer_key_hash"].native,
                     cert_id["serial_number"].native,
@@ -225,7 +232,7 @@ def _respond(ctx: CaContext, request: bytes) -> bytes:
     if len(items) > 1:
         return _respond_many(ctx, items, nonce)
     digest, name_hash, key_hash, serial = items[0]
-    if digest not in ("sha1", "sha256"):
+    if digest not in CERT_ID_DIGESTS:
         return _UNAUTHORIZED
     ca = ctx.hierarchy.by_cert_id(digest, name_hash, key_hash)
     if ca is None:
@@ -278,7 +285,7 @@ def _respond_many(
     ctx: CaContext, items: list[tuple[str, bytes, bytes, int]], nonce: bytes | None
 ) -> bytes:
     """Several CertIDs in one request: one response per CertID, signed on demand."""
-    found = [ctx.hierarchy.by_cert_id(d, n, k) for d, n, k, _ in items if d in ("sha1", "sha256")]
+    found = [ctx.hierarchy.by_cert_id(d, n, k) for d, n, k, _ in items if d in CERT_ID_DIGESTS]
     names = {ca.name if ca is not None else None for ca in found}  # Issuer is not hashable
     if (
         len(found) != len(items)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ca.config import sm2_name
 from ca.extensions import QC_TYPE_ESEAL, SEMANTICS_LEGAL_PERSON, SEMANTICS_NATURAL_PERSON
 from govtrust.errors import InvalidArgument
 from hsm.keystore import KeyAlgorithm
@@ -44,10 +45,8 @@ class Profile:
     subject_alt_names: bool = False
     rsa_key_encipherment: bool = False  # add keyEncipherment for RSA keys (TLS key transport)
     min_assurance: int = 2
-    # SM2 keys are not offered until the CA signs SM2 certificates (issue 16, item 2)
-    key_algorithms: frozenset[KeyAlgorithm] = field(
-        default_factory=lambda: frozenset(KeyAlgorithm) - {KeyAlgorithm.SM2}
-    )
+    # SM2 keys are certified by the SM2 counterpart of ``issuer`` (see :func:`issuer_for`)
+    key_algorithms: frozenset[KeyAlgorithm] = field(default_factory=lambda: frozenset(KeyAlgorithm))
     default_key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
 
     def validity_days(self, requested: int) -> int:
@@ -182,6 +181,12 @@ def get_profile(name: str) -> Profile:
         raise InvalidArgument.field(
             "profile", f"unknown certificate profile {name!r} (known: {known})"
         ) from None
+
+
+def issuer_for(profile: Profile, algorithm: KeyAlgorithm) -> str:
+    """The issuing CA of ``profile`` for a key of ``algorithm``: SM2 keys go to the SM2
+    hierarchy's CA (``sm2-citizen``), every other key to the ECDSA one (``citizen``)."""
+    return sm2_name(profile.issuer) if algorithm is KeyAlgorithm.SM2 else profile.issuer
 
 
 def resolve_oid(template: str, arc: str) -> str:

@@ -13,16 +13,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from asn1crypto import algos, cms, core, tsp, x509
+from asn1crypto import cms, core, tsp, x509
 
 from ca.builder import random_serial, serial_hex
 from ca.context import CaContext
 from ca.models import CaTsaToken
 from ca.profiles import TSA_POLICY_SUFFIX
-from ca.signing import now
+from ca.signing import DIGEST_OIDS, digest_algorithm, now
+from hsm.errors import Sm2NotAvailable
+from hsm.sm2 import SM3_OID
 
 MAX_REQUEST_BYTES = 16 * 1024
-_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64, "sm3": 32}
 
 
 @dataclass(frozen=True)
@@ -68,15 +70,18 @@ def _reject(fail_info: str, message: str) -> TsaResult:
     return TsaResult(b"\x30" + _length(len(status)) + status, False, message)
 
 
-def respond(ctx: CaContext, request: bytes) -> TsaResult:
-    """Answer one DER TimeStampReq (never raises on bad input)."""
+def respond(ctx: CaContext, request: bytes, *, sm2: bool = False) -> TsaResult:
+    """Answer one DER TimeStampReq (never raises on bad input); ``sm2``: the SM2 TSA signs
+    (SM3-with-SM2, SM3 signed attributes), else the ECDSA one. Either accepts SHA-256/384/512
+    and SM3 message imprints."""
     if not request or len(request) > MAX_REQUEST_BYTES:
         return _reject("bad_data_format", "the request is empty or too large")
     try:
         parsed = tsp.TimeStampReq.load(request, strict=True)
         version = parsed["version"].native
         imprint = parsed["message_imprint"]
-        digest = imprint["hash_algorithm"]["algorithm"].native
+        algorithm_id = imprint["hash_algorithm"]["algorithm"]
+        digest = "sm3" if algorithm_id.dotted == SM3_OID else algorithm_id.native
         hashed = imprint["hashed_message"].native
         requested_policy = parsed["req_policy"].native
         nonce = parsed["nonce"].native
@@ -95,13 +100,22 @@ def respond(ctx: CaContext, request: bytes) -> TsaResult:
         return _reject("unaccepted_policy", f"only policy {policy} is offered")
     if has_extensions:
         return _reject("unaccepted_extensions", "request extensions are not supported")
-    return _grant(ctx, digest, hashed, nonce, cert_req, policy)
+    try:
+        return _grant(ctx, digest, hashed, nonce, cert_req, policy, sm2)
+    except Sm2NotAvailable as exc:
+        return _reject("system_failure", str(exc))
 
 
 def _grant(
-    ctx: CaContext, digest: str, hashed: bytes, nonce: int | None, cert_req: bool, policy: str
+    ctx: CaContext,
+    digest: str,
+    hashed: bytes,
+    nonce: int | None,
+    cert_req: bool,
+    policy: str,
+    sm2: bool,
 ) -> TsaResult:
-    tsa = ctx.hierarchy.tsa()
+    tsa = ctx.hierarchy.tsa(sm2=sm2)
     serial = random_serial()
     gen_time = now()
     accuracy_ms = ctx.config.tsa_accuracy_ms
@@ -113,7 +127,10 @@ def _grant(
     info: dict[str, object] = {
         "version": "v1",
         "policy": policy,
-        "message_imprint": {"hash_algorithm": {"algorithm": digest}, "hashed_message": hashed},
+        "message_imprint": {
+            "hash_algorithm": {"algorithm": DIGEST_OIDS.get(digest, digest)},
+            "hashed_message": hashed,
+        },
         "serial_number": serial,
         "gen_time": gen_time,
         "accuracy": accuracy,
@@ -136,7 +153,7 @@ def _grant(
                     {
                         "certs": [
                             {
-                                "hash_algorithm": {"algorithm": signer_digest},
+                                "hash_algorithm": digest_algorithm(signer_digest),
                                 "cert_hash": cert_hash,
                                 "issuer_serial": {
                                     "issuer": [
@@ -165,7 +182,7 @@ def _grant(
                     "serial_number": tsa.certificate.serial_number,
                 },
             ),
-            "digest_algorithm": algos.DigestAlgorithm({"algorithm": signer_digest}),
+            "digest_algorithm": digest_algorithm(signer_digest),
             "signed_attrs": signed_attrs,
             "signature_algorithm": tsa.key.signature_algorithm(),
             "signature": signature,
@@ -173,7 +190,7 @@ def _grant(
     )
     signed_data: dict[str, object] = {
         "version": "v3",
-        "digest_algorithms": [algos.DigestAlgorithm({"algorithm": signer_digest})],
+        "digest_algorithms": [digest_algorithm(signer_digest)],
         "encap_content_info": {
             "content_type": "tst_info",
             "content": core.ParsableOctetString(tst_der),

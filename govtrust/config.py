@@ -44,6 +44,9 @@ class Settings:
     pkcs11_sm2_mechanism: str | None = None
     public_base_url: str | None = None
     crl_base_url: str | None = None  # http base of CRL/OCSP/caIssuers URLs (default: derived)
+    # Default key algorithm per certificate profile for server-side key generation when a
+    # request names none: ``profile=algorithm`` items, e.g. ("seal=sm2", "legal-person=sm2").
+    ca_key_algorithms: tuple[str, ...] = ()
     seal_maker_name: str | None = None  # the seal-making unit (default: a development unit)
     seal_maker_uscc: str | None = None
     tls_cert: Path | None = None
@@ -125,7 +128,7 @@ _AT_LEAST = {
 }
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
-_LIST_FIELDS = {"trusted_proxies", "registrar_grantable_roles"}
+_LIST_FIELDS = {"trusted_proxies", "registrar_grantable_roles", "ca_key_algorithms"}
 # Never grantable by a registrar, whatever the allow-list says.
 _ADMIN_ONLY_ROLES = frozenset({"admin", "identity-registrar"})
 _KNOWN = {f.name for f in fields(Settings)}
@@ -262,6 +265,10 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(
                 f"trusted_proxies: {proxy!r} is not an IP address or network"
             ) from None
+    for item in settings.ca_key_algorithms:
+        profile, sep, algorithm = item.partition("=")
+        if not sep or not profile.strip() or not algorithm.strip():
+            raise ConfigError(f"ca_key_algorithms: expected profile=algorithm, got {item!r}")
     for role in settings.registrar_grantable_roles:
         if role in _ADMIN_ONLY_ROLES:
             raise ConfigError(f"registrar_grantable_roles: only an admin may give {role!r}")

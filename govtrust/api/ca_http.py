@@ -5,7 +5,9 @@
   A cached response is returned on the event loop without a thread hop or database access.
 * ``GET /crl/<ca>.crl`` and ``GET /crl/<ca>-delta.crl``: DER CRL with caching headers.
 * ``GET /ca/<name>.crt``: DER certificate of a CA, responder or the TSA.
-* ``POST /tsa`` (``application/timestamp-query`` → ``application/timestamp-reply``).
+* ``POST /tsa`` (``application/timestamp-query`` → ``application/timestamp-reply``), signed by
+  the ECDSA TSA; ``POST /tsa/sm2`` the same, signed SM3-with-SM2 by the SM2 TSA (a separate
+  path rather than content negotiation: RFC 3161 clients cannot express an algorithm choice).
 
 Request bodies are limited while they stream (:mod:`govtrust.http.limits`): 16 KiB for OCSP and
 TSA requests, answered 413 with the JSON error document beyond that.
@@ -22,7 +24,7 @@ import email.utils
 import threading
 import urllib.parse
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -150,8 +152,14 @@ def router(platform: Platform) -> APIRouter:
             headers={"Cache-Control": "public, max-age=86400"},
         )
 
-    @body_limit(MAX_TSA_BODY)
-    async def tsa_post(request: Request) -> Response:
+    def tsa_endpoint(sm2: bool) -> Any:
+        @body_limit(MAX_TSA_BODY)
+        async def endpoint(request: Request) -> Response:
+            return await tsa_post(request, sm2)
+
+        return endpoint
+
+    async def tsa_post(request: Request, sm2: bool) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/timestamp-query":
             return JSONResponse(
@@ -164,7 +172,7 @@ def router(platform: Platform) -> APIRouter:
                 415,
             )
         body = await request.body()
-        result = await run_sync(lambda: lazy.get().timestamp(body))
+        result = await run_sync(lambda: lazy.get().timestamp(body, sm2=sm2))
         return Response(
             result.der,
             status_code=200 if result.granted else 400,
@@ -177,5 +185,6 @@ def router(platform: Platform) -> APIRouter:
     api.add_route("/ocsp/{encoded:path}", ocsp_get, methods=["GET"])
     api.add_route("/crl/{name}.crl", crl_get, methods=["GET"])
     api.add_route("/ca/{name}.crt", ca_get, methods=["GET"])
-    api.add_route("/tsa", tsa_post, methods=["POST"])
+    api.add_route("/tsa", tsa_endpoint(False), methods=["POST"])
+    api.add_route("/tsa/sm2", tsa_endpoint(True), methods=["POST"])
     return api

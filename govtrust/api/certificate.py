@@ -56,6 +56,7 @@ KEY_ALGORITHMS: dict[int, str] = {
     common_pb2.KEY_ALGORITHM_EC_P384: "ec-p384",
     common_pb2.KEY_ALGORITHM_RSA_2048: "rsa-2048",
     common_pb2.KEY_ALGORITHM_RSA_3072: "rsa-3072",
+    common_pb2.KEY_ALGORITHM_SM2: "sm2",
 }
 KEY_ALGORITHM_ENUMS: dict[str, common_pb2.KeyAlgorithm.ValueType] = {
     name: common_pb2.KeyAlgorithm.ValueType(value) for value, name in KEY_ALGORITHMS.items()

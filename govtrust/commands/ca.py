@@ -18,7 +18,7 @@ from govtrust.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, rpc_error_messa
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 PROFILES = ("citizen", "legal-person", "seal", "service")
-KEY_ALGORITHMS = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072")
+KEY_ALGORITHMS = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "sm2")
 REASONS = (
     "unspecified",
     "keyCompromise",
@@ -273,7 +273,7 @@ def register(subparsers: Any) -> None:
     issue.add_argument(
         "--generate",
         choices=KEY_ALGORITHMS,
-        help="generate the key in the key store instead of a CSR",
+        help="generate the key in the key store instead of a CSR (sm2: the SM2 hierarchy's CA)",
     )
     issue.add_argument("--days", type=int, default=0, help="validity (default: the profile's)")
     issue.add_argument(

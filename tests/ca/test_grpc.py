@@ -279,7 +279,9 @@ def test_cli(
     address = served[1]
     assert main(["ca", "chain", "--server", address]) == 0
     chain = capsys.readouterr().out
-    assert chain.count("BEGIN CERTIFICATE") == 5
+    # both hierarchies (issue 16 item 2): ECDSA root + 4 issuing CAs, SM2 root + 4 issuing CAs
+    assert chain.count("BEGIN CERTIFICATE") == 10
+    assert "# sm2-root: CN=govtrust SM2 Root CA" in chain
     (tmp_path / "chain.pem").write_text(chain)
     csr = tmp_path / "req.pem"
     csr.write_bytes(make_csr())
@@ -403,3 +405,29 @@ def test_an_unknown_commit_outcome_is_unavailable(
         )
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert not destroyed and _key_count(database) == keys + 1
+
+
+def test_cli_generates_an_sm2_key_and_the_sm2_ca_certifies_it(
+    served: tuple[certificate_pb2_grpc.CertificateServiceStub, str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from govtrust.cli import main
+
+    stub, address = served
+    out = tmp_path / "sm2.pem"
+    args = ["ca", "issue", "--server", address, "--profile", "service", "--system-id", "bizsys"]
+    assert main([*args, "--generate", "sm2", "--out", str(out)]) == 0
+    assert "# key in the key store:" in capsys.readouterr().err
+    generated = stub.GenerateKeyAndIssue(
+        pb.GenerateKeyAndIssueRequest(
+            profile=common_pb2.CERTIFICATE_PROFILE_SERVICE,
+            subject=pb.CertificateSubject(service=pb.ServiceSubject(system_id="bizsys")),
+            key_algorithm=common_pb2.KEY_ALGORITHM_SM2,
+        ),
+        metadata=_as("operator"),
+    )
+    assert generated.key.algorithm == common_pb2.KEY_ALGORITHM_SM2
+    assert generated.certificate.summary.issuer_ca == "sm2-service"
+    assert any("SM2 Root CA" in c.subject for c in generated.chain)
+    assert "SM2 Service CA" in generated.certificate.summary.issuer

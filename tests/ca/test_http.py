@@ -280,3 +280,27 @@ def test_pyhanko_http_timestamper(live: Live) -> None:
     token = asyncio.run(stamper.async_timestamp(digest, "sha256"))
     info = token["content"]["encap_content_info"]["content"].parsed
     assert info["message_imprint"]["hashed_message"].native == digest
+
+
+def test_sm2_tsa_route(live: Live) -> None:
+    from asn1crypto import tsp
+
+    from hsm.sm2 import SM3_WITH_SM2_OID
+
+    data = live.tmp / "document.txt"
+    data.write_bytes(b"an SM2 time-stamp")
+    query = live.tmp / "request.tsq"
+    openssl("ts", "-query", "-data", str(data), "-sha256", "-cert", "-out", str(query))
+    response = httpx.post(
+        f"{live.url}/tsa/sm2",
+        content=query.read_bytes(),
+        headers={"content-type": "application/timestamp-query"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/timestamp-reply"
+    token = tsp.TimeStampResp.load(response.content)["time_stamp_token"]
+    signer = token["content"]["signer_infos"][0]
+    assert signer["signature_algorithm"]["algorithm"].dotted == SM3_WITH_SM2_OID
+    wrong_type = httpx.post(f"{live.url}/tsa/sm2", content=b"x", timeout=10)
+    assert wrong_type.status_code == 415

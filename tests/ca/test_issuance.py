@@ -71,7 +71,9 @@ def test_every_profile_verifies_and_lints_clean(
         path = tmp_path / f"ca-{issuer.name}.der"
         path.write_bytes(issuer.der)
         assert pkilint("lint_pkix_cert", "--document-format", "DER", str(path)) == "", issuer.name
-        if issuer.role != "root":
+        # the SM2 hierarchy's links are judged per link with the default signer ID (openssl
+        # verifies a chain's upper SM2 links with an empty ID): tests/ca/test_sm2.py
+        if issuer.role != "root" and not issuer.name.startswith("sm2-"):
             out = openssl(
                 "verify",
                 "-CAfile",
