@@ -92,6 +92,8 @@ _SQL_INSERT_REFRESH = (
     " :created_at, :expires_at, NULL, NULL)"
 )
 
+_SQL_AUDIT_LOCK = "SELECT pg_advisory_xact_lock(:key)"
+
 
 class TokenGrants:
     """The token endpoint and client authentication, mixed into the provider."""
@@ -328,15 +330,17 @@ class TokenGrants:
                     # Check-and-consume in one statement: only a live, unused token of this client.
                     cur.execute(fast.sql(_SQL_CLAIM_REFRESH), {**params, "used": fast.ts(now)})
                     claimed = cur.fetchone()
-                    for row in minted if claimed is not None else ():
-                        cur.execute(
-                            fast.sql(_SQL_INSERT_REFRESH),
-                            {
-                                **row,
-                                "created_at": fast.ts(row["created_at"]),
-                                "expires_at": fast.ts(row["expires_at"]),
-                            },
-                        )
+                    if claimed is not None:
+                        for row in minted:
+                            cur.execute(
+                                fast.sql(_SQL_INSERT_REFRESH),
+                                {
+                                    **row,
+                                    "created_at": fast.ts(row["created_at"]),
+                                    "expires_at": fast.ts(row["expires_at"]),
+                                },
+                            )
+                        self._audit_rotation(cur, client, grant.id, digest, minted)
             except WriteBusy:
                 raise WriteWouldBlock(lambda: claim(True)) from None
             if claimed is None:
@@ -345,6 +349,38 @@ class TokenGrants:
             return result
 
         return claim(wait)
+
+    def _audit_rotation(
+        self,
+        cur: Any,
+        client: Client,
+        grant_id: str,
+        digest: bytes,
+        minted: list[dict[str, Any]],
+    ) -> None:
+        """Append the rotation's audit record on the rotation's own write cursor.
+
+        SQLite's ``BEGIN IMMEDIATE`` already holds the chain; PostgreSQL takes the chain's
+        advisory lock here, after the claim, as :func:`audit.append` does after its change.
+        The details hold token hashes (as stored), never a token.
+        """
+        fast = self.fast
+        if not fast.sqlite:
+            cur.execute(fast.sql(_SQL_AUDIT_LOCK), {"key": audit.PG_AUDIT_LOCK})
+        cur.execute(audit.HEAD_SQL)
+        head = cur.fetchone()
+        details = {"rotated": digest.hex(), "issued": [row["token_hash"].hex() for row in minted]}
+        entry = audit.Entry(
+            f"client:{client.client_id}",
+            "oidc.token.refresh",
+            f"oidc-grant:{grant_id}",
+            audit.canonical_json(details).decode(),
+        )
+        (record,) = audit.chained_records(
+            head, audit.chain_key(self.db), datetime.now(UTC), [entry]
+        )
+        record["recorded_at"] = fast.ts(record["recorded_at"])
+        cur.execute(fast.sql(audit.INSERT_SQL), record)
 
     def _refresh_failed(self, client: Client, digest: bytes, now: datetime) -> None:
         """After a refused refresh token: a reused (rotated) one revokes its whole family.
