@@ -38,11 +38,11 @@ from idp.oidc.models import (
     OidcGrantRow,
     OidcRefreshTokenRow,
 )
+from idp.oidc.tokens import ACCESS_TOKEN_TYP
 
 if TYPE_CHECKING:
     from idp.oidc.provider import ProviderConfig
 
-ACCESS_TOKEN_TYP = "at+jwt"
 # private_key_jwt assertion algorithms, as discovery lists them: only what python-jose verifies
 # (3.5 has no PS256, so listing it would invite clients whose every assertion is refused).
 ASSERTION_ALGORITHMS = ("ES256", "RS256")
