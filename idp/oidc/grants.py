@@ -92,7 +92,9 @@ _SQL_INSERT_REFRESH = (
     " :created_at, :expires_at, NULL, NULL)"
 )
 
-_SQL_AUDIT_LOCK = "SELECT pg_advisory_xact_lock(:key)"
+# On PostgreSQL the claim also takes the audit chain's lock, once it holds the token's row (the
+# order audit.append keeps: the change, then the chain), saving a round trip per rotation.
+_SQL_CLAIM_REFRESH_PG = f"{_SQL_CLAIM_REFRESH}, pg_advisory_xact_lock({audit.PG_AUDIT_LOCK})"
 
 
 class TokenGrants:
@@ -328,7 +330,8 @@ class TokenGrants:
                 # gate, is not: wait=False turns it into WriteBusy.
                 with self._write_lock, fast.write(wait=wait) as cur:
                     # Check-and-consume in one statement: only a live, unused token of this client.
-                    cur.execute(fast.sql(_SQL_CLAIM_REFRESH), {**params, "used": fast.ts(now)})
+                    claim_sql = _SQL_CLAIM_REFRESH if fast.sqlite else _SQL_CLAIM_REFRESH_PG
+                    cur.execute(fast.sql(claim_sql), {**params, "used": fast.ts(now)})
                     claimed = cur.fetchone()
                     if claimed is not None:
                         for row in minted:
@@ -360,13 +363,11 @@ class TokenGrants:
     ) -> None:
         """Append the rotation's audit record on the rotation's own write cursor.
 
-        SQLite's ``BEGIN IMMEDIATE`` already holds the chain; PostgreSQL takes the chain's
-        advisory lock here, after the claim, as :func:`audit.append` does after its change.
-        The details hold token hashes (as stored), never a token.
+        The chain is held already: by SQLite's ``BEGIN IMMEDIATE``, or on PostgreSQL by the
+        advisory lock the claim took (``_SQL_CLAIM_REFRESH_PG``), so the head read here is the
+        head. The details hold token hashes (as stored), never a token.
         """
         fast = self.fast
-        if not fast.sqlite:
-            cur.execute(fast.sql(_SQL_AUDIT_LOCK), {"key": audit.PG_AUDIT_LOCK})
         cur.execute(audit.HEAD_SQL)
         head = cur.fetchone()
         details = {"rotated": digest.hex(), "issued": [row["token_hash"].hex() for row in minted]}
