@@ -44,7 +44,7 @@ from sqlalchemy import Table, exc, insert, select, text, update
 
 from ca.models import CaCertificate, CaOcspResponse
 from govtrust import audit
-from govtrust.audit import HEAD_SQL, PG_AUDIT_LOCK, AuditRecord, ChainKey
+from govtrust.audit import AUDIT_COLUMNS, HEAD_SQL, PG_AUDIT_LOCK, AuditRecord, ChainKey
 from govtrust.db import Database
 from govtrust.errors import Unavailable
 
@@ -86,18 +86,6 @@ _NULL_AT_ISSUANCE = frozenset(
 )
 _CERT_INSERT = tuple(c for c in _CERT_COLUMNS if c not in _NULL_AT_ISSUANCE)
 _OCSP_COLUMNS = ("certificate_id", "der", "this_update", "next_update")
-_AUDIT_COLUMNS = (
-    "seq",
-    "recorded_at",
-    "actor",
-    "action",
-    "target",
-    "outcome",
-    "details",
-    "prev_hash",
-    "hash",
-    "scheme",
-)
 
 
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -112,7 +100,7 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
 
 _CERT_SQL = _insert_sql("ca_certificates", _CERT_INSERT)
 _OCSP_SQL = _insert_sql("ca_ocsp_responses", _OCSP_COLUMNS)
-_AUDIT_SQL = _insert_sql("audit_log", _AUDIT_COLUMNS)
+_AUDIT_SQL = _insert_sql("audit_log", AUDIT_COLUMNS)
 _LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
 _RENEWED_SQL = "UPDATE ca_certificates SET renewed_by = %s WHERE id = %s"
 _STORED_SQL = "SELECT 1 FROM ca_certificates WHERE id = %s"
@@ -207,14 +195,12 @@ def audit_records(
     key: ChainKey | None,
 ) -> list[dict[str, Any]]:
     """The audit records of a batch, chained after ``head`` (an :data:`audit.HEAD_SQL` row) —
-    one per (actor, action), listing every certificate with its details. Digests by
-    :func:`audit.record_hash` under the chain key ``key``."""
-    first_seq, prev_hash, scheme = audit.next_link(head, key)
-    seq = first_seq - 1
+    one per (actor, action), listing every certificate with its details. Chained by
+    :func:`audit.chained_records` under the chain key ``key``."""
     groups: dict[tuple[str, str], list[PendingIssue]] = {}
     for item in batch:
         groups.setdefault((item.actor, item.action), []).append(item)
-    records = []
+    entries = []
     for (actor, action), items in groups.items():
         targets = [
             f"certificate/{i.certificate['issuer']}/{i.certificate['serial']}" for i in items
@@ -227,35 +213,8 @@ def audit_records(
                 ]
             }
         ).decode()
-        seq += 1
-        digest = audit.record_hash(
-            key,
-            scheme,
-            seq=seq,
-            recorded_at=recorded_at,
-            actor=actor,
-            action=action,
-            target=target,
-            outcome="ok",
-            details=details,
-            prev_hash=prev_hash,
-        )
-        records.append(
-            {
-                "seq": seq,
-                "recorded_at": recorded_at,
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "outcome": "ok",
-                "details": details,
-                "prev_hash": prev_hash,
-                "hash": digest,
-                "scheme": scheme,
-            }
-        )
-        prev_hash = digest
-    return records
+        entries.append(audit.Entry(actor, action, target, details))
+    return audit.chained_records(head, key, recorded_at, entries)
 
 
 class GroupCommitter:
@@ -443,7 +402,7 @@ class GroupCommitter:
                     if renewals:
                         cursor.executemany(_RENEWED_SQL, renewals)
                     cursor.executemany(
-                        _AUDIT_SQL, [tuple([r[c] for c in _AUDIT_COLUMNS]) for r in records]
+                        _AUDIT_SQL, [tuple([r[c] for c in AUDIT_COLUMNS]) for r in records]
                     )
                     commit_sent = True
                     conn.commit()

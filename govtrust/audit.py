@@ -157,6 +157,81 @@ def next_link(head: Sequence[Any] | None, key: ChainKey | None) -> tuple[int, st
     return seq + 1, prev_hash, key.scheme if key is not None else LEGACY_SCHEME
 
 
+AUDIT_COLUMNS = (
+    "seq",
+    "recorded_at",
+    "actor",
+    "action",
+    "target",
+    "outcome",
+    "details",
+    "prev_hash",
+    "hash",
+    "scheme",
+)
+# The INSERT of one record with ``:name`` parameters, for driver-level writers (see FastSql).
+INSERT_SQL = (
+    f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)})"  # noqa: S608 - constant names
+    f" VALUES ({', '.join(':' + c for c in AUDIT_COLUMNS)})"
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a record says, before it is chained: ``details`` is canonical JSON text."""
+
+    actor: str
+    action: str
+    target: str
+    details: str
+    outcome: str = "ok"
+
+
+def chained_records(
+    head: Sequence[Any] | None,
+    key: ChainKey | None,
+    recorded_at: datetime,
+    entries: Sequence[Entry],
+) -> list[dict[str, Any]]:
+    """The rows (:data:`AUDIT_COLUMNS`) of ``entries`` chained after ``head`` (a
+    :data:`HEAD_SQL` row, or None), for writers that insert without :func:`append`.
+
+    The caller holds the chain's lock (SQLite's write lock, or :data:`PG_AUDIT_LOCK` on
+    PostgreSQL) from reading ``head`` until commit.
+    """
+    seq, prev_hash, scheme = next_link(head, key)
+    records = []
+    for entry in entries:
+        digest = record_hash(
+            key,
+            scheme,
+            seq=seq,
+            recorded_at=recorded_at,
+            actor=entry.actor,
+            action=entry.action,
+            target=entry.target,
+            outcome=entry.outcome,
+            details=entry.details,
+            prev_hash=prev_hash,
+        )
+        records.append(
+            {
+                "seq": seq,
+                "recorded_at": recorded_at,
+                "actor": entry.actor,
+                "action": entry.action,
+                "target": entry.target,
+                "outcome": entry.outcome,
+                "details": entry.details,
+                "prev_hash": prev_hash,
+                "hash": digest,
+                "scheme": scheme,
+            }
+        )
+        seq, prev_hash = seq + 1, digest
+    return records
+
+
 def append(
     session: Session,
     *,
@@ -175,32 +250,9 @@ def append(
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})
     key: ChainKey | None = session.info.get(_KEY_INFO)
-    seq, prev_hash, scheme = next_link(session.execute(text(HEAD_SQL)).first(), key)
-    recorded_at = datetime.now(UTC)
-    details_json = canonical_json(details or {}).decode()
-    record = AuditRecord(
-        seq=seq,
-        recorded_at=recorded_at,
-        actor=actor,
-        action=action,
-        target=target,
-        outcome=outcome,
-        details=details_json,
-        prev_hash=prev_hash,
-        scheme=scheme,
-        hash=record_hash(
-            key,
-            scheme,
-            seq=seq,
-            recorded_at=recorded_at,
-            actor=actor,
-            action=action,
-            target=target,
-            outcome=outcome,
-            details=details_json,
-            prev_hash=prev_hash,
-        ),
-    )
+    head = session.execute(text(HEAD_SQL)).first()
+    entry = Entry(actor, action, target, canonical_json(details or {}).decode(), outcome)
+    record = AuditRecord(**chained_records(head, key, datetime.now(UTC), [entry])[0])
     session.add(record)
     session.flush()
     return record

@@ -20,7 +20,7 @@ from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
 from hsm.jws import b64url_decode
 from idp.oidc.errors import InvalidToken
-from idp.oidc.keys import verify_signature
+from idp.oidc.tokens import ACCESS_TOKEN_TYP, TokenFault, TokenRejected
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 from verify.report import (
     EvidenceKind,
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from verify.service import Verified, VerifyContext
 
 MAX_TOKEN_CHARS = 16 * 1024
-ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
-ALLOWED_ALGS = frozenset({"ES256", "RS256"})
 _GRANT_SQL = "SELECT id, identity_id, acting_person_id, revoked_at FROM oidc_grants WHERE id = ?"
 _SESSION_GRANT_SQL = (
     "SELECT id, identity_id, acting_person_id, revoked_at FROM oidc_grants"
@@ -116,56 +114,10 @@ def verify_token(ctx: VerifyContext, principal: Principal, check: TokenCheck) ->
 
     sig_reasons: list[Reason] = []
     claims: dict[str, Any] | None = None
-    if alg not in ALLOWED_ALGS:
-        sig_reasons.append(
-            Reason(
-                ReasonCode.TOKEN_ALGORITHM_REJECTED,
-                tr(
-                    locale,
-                    f"不接受的算法 {alg or '(无)'}：只接受本身份提供者 JWKS 中密钥的算法"
-                    "（不接受 none 或 HS*）",
-                    f"algorithm {alg or '(none)'} is not accepted: only the algorithms of our "
-                    "JWKS keys (never none or HS*)",
-                ),
-            )
-        )
-    else:
-        key = provider.keys.lookup(kid) if kid else None
-        if key is None:
-            sig_reasons.append(
-                Reason(
-                    ReasonCode.TOKEN_UNKNOWN_KEY,
-                    tr(
-                        locale,
-                        f"密钥标识 {kid or '(无)'} 不在本身份提供者的 JWKS 中",
-                        f"key id {kid or '(none)'} is not in our JWKS",
-                    ),
-                )
-            )
-        elif key.alg != alg:
-            sig_reasons.append(
-                Reason(
-                    ReasonCode.TOKEN_ALGORITHM_REJECTED,
-                    tr(
-                        locale,
-                        f"算法 {alg} 与密钥 {kid} 的算法 {key.alg} 不符",
-                        f"algorithm {alg} does not match key {kid}'s algorithm {key.alg}",
-                    ),
-                )
-            )
-        else:
-            try:
-                claims = verify_signature(token, key.verifier, key.alg)
-            except InvalidToken:
-                claims = None
-            if claims is None:
-                sig_reasons.append(
-                    Reason(
-                        ReasonCode.SIGNATURE_INVALID,
-                        tr(locale, "令牌签名无效", "the token's signature does not verify"),
-                    )
-                )
-
+    try:
+        _, claims = provider.tokens.signed(token)
+    except TokenRejected as rejected:
+        sig_reasons.append(_signature_reason(rejected, alg, kid, locale))
     reasons: list[Reason] = []
     warnings: list[Reason] = []
     report_token = TokenReport(kind=kind, algorithm=alg, key_id=kid)
@@ -193,6 +145,43 @@ def verify_token(ctx: VerifyContext, principal: Principal, check: TokenCheck) ->
         warnings=warnings,
     )
     return ctx.complete(principal, "token", report, check.options)
+
+
+def _signature_reason(rejected: TokenRejected, alg: str, kid: str, locale: str) -> Reason:
+    """The reason for a fault of the token validator's signature stage."""
+    if rejected.fault is TokenFault.ALGORITHM_REJECTED:
+        return Reason(
+            ReasonCode.TOKEN_ALGORITHM_REJECTED,
+            tr(
+                locale,
+                f"不接受的算法 {alg or '(无)'}：只接受本身份提供者 JWKS 中密钥的算法"
+                "（不接受 none 或 HS*）",
+                f"algorithm {alg or '(none)'} is not accepted: only the algorithms of our "
+                "JWKS keys (never none or HS*)",
+            ),
+        )
+    if rejected.fault is TokenFault.UNKNOWN_KEY:
+        return Reason(
+            ReasonCode.TOKEN_UNKNOWN_KEY,
+            tr(
+                locale,
+                f"密钥标识 {kid or '(无)'} 不在本身份提供者的 JWKS 中",
+                f"key id {kid or '(none)'} is not in our JWKS",
+            ),
+        )
+    if rejected.fault is TokenFault.ALGORITHM_MISMATCH:
+        return Reason(
+            ReasonCode.TOKEN_ALGORITHM_REJECTED,
+            tr(
+                locale,
+                f"算法 {alg} 与密钥 {kid} 的算法 {rejected.key_alg} 不符",
+                f"algorithm {alg} does not match key {kid}'s algorithm {rejected.key_alg}",
+            ),
+        )
+    return Reason(
+        ReasonCode.SIGNATURE_INVALID,
+        tr(locale, "令牌签名无效", "the token's signature does not verify"),
+    )
 
 
 def _check_claims(

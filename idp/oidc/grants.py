@@ -38,11 +38,11 @@ from idp.oidc.models import (
     OidcGrantRow,
     OidcRefreshTokenRow,
 )
+from idp.oidc.tokens import ACCESS_TOKEN_TYP
 
 if TYPE_CHECKING:
     from idp.oidc.provider import ProviderConfig
 
-ACCESS_TOKEN_TYP = "at+jwt"
 # private_key_jwt assertion algorithms, as discovery lists them: only what python-jose verifies
 # (3.5 has no PS256, so listing it would invite clients whose every assertion is refused).
 ASSERTION_ALGORITHMS = ("ES256", "RS256")
@@ -91,6 +91,10 @@ _SQL_INSERT_REFRESH = (
     " expires_at, used_at, revoked_at) VALUES (:token_hash, :grant_id, :client_id, :scope,"
     " :created_at, :expires_at, NULL, NULL)"
 )
+
+# On PostgreSQL the claim also takes the audit chain's lock, once it holds the token's row (the
+# order audit.append keeps: the change, then the chain), saving a round trip per rotation.
+_SQL_CLAIM_REFRESH_PG = f"{_SQL_CLAIM_REFRESH}, pg_advisory_xact_lock({audit.PG_AUDIT_LOCK})"
 
 
 class TokenGrants:
@@ -326,17 +330,20 @@ class TokenGrants:
                 # gate, is not: wait=False turns it into WriteBusy.
                 with self._write_lock, fast.write(wait=wait) as cur:
                     # Check-and-consume in one statement: only a live, unused token of this client.
-                    cur.execute(fast.sql(_SQL_CLAIM_REFRESH), {**params, "used": fast.ts(now)})
+                    claim_sql = _SQL_CLAIM_REFRESH if fast.sqlite else _SQL_CLAIM_REFRESH_PG
+                    cur.execute(fast.sql(claim_sql), {**params, "used": fast.ts(now)})
                     claimed = cur.fetchone()
-                    for row in minted if claimed is not None else ():
-                        cur.execute(
-                            fast.sql(_SQL_INSERT_REFRESH),
-                            {
-                                **row,
-                                "created_at": fast.ts(row["created_at"]),
-                                "expires_at": fast.ts(row["expires_at"]),
-                            },
-                        )
+                    if claimed is not None:
+                        for row in minted:
+                            cur.execute(
+                                fast.sql(_SQL_INSERT_REFRESH),
+                                {
+                                    **row,
+                                    "created_at": fast.ts(row["created_at"]),
+                                    "expires_at": fast.ts(row["expires_at"]),
+                                },
+                            )
+                        self._audit_rotation(cur, client, grant.id, digest, minted)
             except WriteBusy:
                 raise WriteWouldBlock(lambda: claim(True)) from None
             if claimed is None:
@@ -345,6 +352,36 @@ class TokenGrants:
             return result
 
         return claim(wait)
+
+    def _audit_rotation(
+        self,
+        cur: Any,
+        client: Client,
+        grant_id: str,
+        digest: bytes,
+        minted: list[dict[str, Any]],
+    ) -> None:
+        """Append the rotation's audit record on the rotation's own write cursor.
+
+        The chain is held already: by SQLite's ``BEGIN IMMEDIATE``, or on PostgreSQL by the
+        advisory lock the claim took (``_SQL_CLAIM_REFRESH_PG``), so the head read here is the
+        head. The details hold token hashes (as stored), never a token.
+        """
+        fast = self.fast
+        cur.execute(audit.HEAD_SQL)
+        head = cur.fetchone()
+        details = {"rotated": digest.hex(), "issued": [row["token_hash"].hex() for row in minted]}
+        entry = audit.Entry(
+            f"client:{client.client_id}",
+            "oidc.token.refresh",
+            f"oidc-grant:{grant_id}",
+            audit.canonical_json(details).decode(),
+        )
+        (record,) = audit.chained_records(
+            head, audit.chain_key(self.db), datetime.now(UTC), [entry]
+        )
+        record["recorded_at"] = fast.ts(record["recorded_at"])
+        cur.execute(fast.sql(audit.INSERT_SQL), record)
 
     def _refresh_failed(self, client: Client, digest: bytes, now: datetime) -> None:
         """After a refused refresh token: a reused (rotated) one revokes its whole family.

@@ -46,9 +46,9 @@ from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.directory import ActingCandidate, RegistryDirectory
 from idp.oidc.errors import AuthorizationPageError, InvalidToken, OAuthError
 from idp.oidc.fastsql import FastSql
-from idp.oidc.grants import ACCESS_TOKEN_TYP, ASSERTION_ALGORITHMS, TokenGrants
+from idp.oidc.grants import ASSERTION_ALGORITHMS, TokenGrants
 from idp.oidc.grants import WriteWouldBlock as WriteWouldBlock  # re-exported (the HTTP adapter)
-from idp.oidc.keys import SigningKeys, sign_jwt, unverified_header, verify_signature
+from idp.oidc.keys import SigningKeys, sign_jwt
 from idp.oidc.models import (
     OidcAuthCodeRow,
     OidcConsentRow,
@@ -60,6 +60,7 @@ from idp.oidc.models import (
     OidcSessionRow,
 )
 from idp.oidc.passwords import LoginFailed, PasswordLogin
+from idp.oidc.tokens import TokenRejected, TokenValidator
 
 ACR_PREFIX = "urn:govtrust:loa:"
 ACR_VALUES = tuple(f"{ACR_PREFIX}{n}" for n in (1, 2, 3))
@@ -275,6 +276,8 @@ class Provider(TokenGrants):
                 seconds=max(config.access_token_ttl, config.id_token_ttl) + config.clock_skew
             ),
         )
+        # Provider-side access tokens get no clock skew: we sign them on this clock.
+        self.tokens = TokenValidator(self.keys, config.issuer)
         self.passwords = passwords or PasswordLogin(db)
         self.directory = directory or RegistryDirectory(
             db, PiiCodec.from_master_key(key_deriver), key_deriver.derive_key(PAIRWISE_PURPOSE)
@@ -886,21 +889,18 @@ class Provider(TokenGrants):
     # ============================================================================ validation
 
     def _verify_our_jwt(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        header = unverified_header(token)
-        kid = header.get("kid")
-        key = self.keys.lookup(kid) if isinstance(kid, str) else None
-        if key is None:
-            raise InvalidToken("unknown signing key")
-        if header.get("alg") != key.alg:
-            raise InvalidToken("algorithm does not match our key")
-        return header, verify_signature(token, key.verifier, key.alg)
+        try:
+            return self.tokens.signed(token)
+        except TokenRejected as rejected:
+            raise InvalidToken(rejected.detail) from None
 
     def validate_access_token(self, token: str) -> TokenInfo:
         """Verify one of our access tokens: signature, claims, and that nothing revoked it.
 
-        A token whose signature verified once is remembered (by its exact text) for the rest of
-        its life, so a resource server introspecting the same token again skips the ECDSA
-        verification; claims, expiry and revocation are checked every time.
+        Signature and claims are :class:`TokenValidator`'s (its faults become
+        :class:`InvalidToken`). A token whose signature verified once is remembered (by its exact
+        text) for the rest of its life, so a resource server introspecting the same token again
+        skips the ECDSA verification; claims, expiry and revocation are checked every time.
         """
         cached = self._verified.get(token)
         if cached is not None and self.keys.lookup(str(cached[0].get("kid"))) is None:
@@ -911,33 +911,21 @@ class Provider(TokenGrants):
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
             self._verified[token] = cached
-        header, claims = cached
-        if header.get("typ") != ACCESS_TOKEN_TYP:
-            raise InvalidToken("not an access token")
-        now = self.now().timestamp()
-        aud = claims.get("aud")
-        auds = aud if isinstance(aud, list) else [aud]
-        exp, jti, client_id = claims.get("exp"), claims.get("jti"), claims.get("client_id")
-        if (
-            claims.get("iss") != self.config.issuer
-            or self.config.issuer not in auds
-            or not isinstance(exp, int)
-            or exp <= now
-            or not isinstance(jti, str)
-            or not isinstance(client_id, str)
-            or not isinstance(claims.get("sub"), str)
-        ):
-            raise InvalidToken("claims rejected")
-        grant_id = jti.split(".", 1)[0] if "." in jti else None
+        try:
+            checked = self.tokens.access_claims(*cached, self.now().timestamp())
+        except TokenRejected as rejected:
+            raise InvalidToken(rejected.detail) from None
+        grant_id = checked.grant_id
         fast = self.fast
         with fast.read() as cur:
             cur.execute(
-                fast.sql(_SQL_VALIDATE), {"cid": client_id, "jti": jti, "gid": grant_id or ""}
+                fast.sql(_SQL_VALIDATE),
+                {"cid": checked.client_id, "jti": checked.jti, "gid": grant_id or ""},
             )
             found = cur.fetchone()
         if not found[0] or found[1] or (grant_id is not None and not found[2]):
             raise InvalidToken("revoked")
-        return TokenInfo(claims, grant_id, client_id, frozenset(str(claims["scope"]).split()))
+        return TokenInfo(checked.claims, grant_id, checked.client_id, checked.scopes)
 
     def verify_id_token_hint(self, token: str) -> dict[str, Any]:
         """An ID token we issued (expired is fine: it is only a hint for logout)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -262,6 +263,47 @@ def test_refresh_rotation_and_reuse_revokes_the_family(oidc_env: OidcEnv) -> Non
             assert refresh(new["refresh_token"]).json()["error"] == "invalid_grant"
             bearer = {"Authorization": f"Bearer {new['access_token']}"}
             assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+
+
+def test_a_refresh_rotation_appends_one_chained_audit_record(oidc_env: OidcEnv) -> None:
+    """The rotation's record is written with it (issue 15 item 7); a refused token writes none."""
+    from sqlalchemy import func, select
+
+    from govtrust.audit import AuditRecord, chain_key, verify_chain
+    from idp.oidc.clients import hash_secret
+
+    client_id, secret = oidc_env.register_client()
+    db = oidc_env.platform.db
+    with oidc_env.http() as http:
+        tokens = full_login(http, client_id, secret)
+
+        def refresh(token: str) -> Any:
+            return http.post(
+                "/oidc/token",
+                data={"grant_type": "refresh_token", "refresh_token": token},
+                auth=(client_id, secret),
+            )
+
+        with db.read() as session:
+            before = session.scalar(select(func.max(AuditRecord.seq)))
+        with unchanged(db, allow=["oidc_refresh_tokens", "audit_log"]):
+            new = refresh(tokens["refresh_token"]).json()
+        with db.read() as session:
+            added = list(session.scalars(select(AuditRecord).where(AuditRecord.seq > before)))
+            assert [(r.action, r.actor, r.target, r.outcome) for r in added] == [
+                ("oidc.token.refresh", f"client:{client_id}", added[0].target, "ok")
+            ]
+            assert added[0].target.startswith("oidc-grant:")
+            assert tokens["refresh_token"] not in added[0].details
+            assert new["refresh_token"] not in added[0].details
+            assert json.loads(added[0].details) == {
+                "rotated": hash_secret(tokens["refresh_token"]).hex(),
+                "issued": [hash_secret(new["refresh_token"]).hex()],
+            }
+            assert verify_chain(session, chain_key(db)).ok
+        # An unknown token is refused without any write, so without any record.
+        with unchanged(db):
+            assert refresh("not-a-token").json()["error"] == "invalid_grant"
 
 
 def test_one_refresh_token_presented_twice_at_once_mints_once(oidc_env: OidcEnv) -> None:
