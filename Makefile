@@ -49,13 +49,14 @@ MUTATE_SECONDS ?= 600
 mutate: $(STAMP)
 	MUTATE_SECONDS=$(MUTATE_SECONDS) $(PY) scripts/mutate.py $(MODULE)
 
-## Ruff, mypy, and the import-linter contracts of pyproject.toml (docs/architecture.md
-## "Enforced layers").
+## Ruff, mypy, the import-linter contracts of pyproject.toml (docs/architecture.md
+## "Enforced layers") and the table-ownership scan ("Who owns which table").
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -q -p no:randomly -p no:cacheprovider tests/platform/test_table_ownership.py
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py

@@ -5,8 +5,9 @@
   signature is checked (``verify_directly_issued_by``) and every issuer must be a CA. No path →
   UNKNOWN_ISSUER (INDETERMINATE); a link that fails → CHAIN_INVALID (INVALID).
 * Validity of every certificate of the path at the validation time (default now).
-* Revocation of every non-anchor certificate: ours from our own status store (the CA's
-  ``ca_certificates`` table, read with a point query so a revocation is visible at once), other
+* Revocation of every non-anchor certificate: ours from our own status store (the CA's status
+  look-up, :class:`ca.status.CertificateStatusLookup`, joined with the registry's identity
+  fragment: one point query, so a revocation is visible at once), other
   issuers' by OCSP (AIA) and then CRL (CDP), fetched with a short timeout. Whatever cannot be
   obtained makes the answer INDETERMINATE with a reason saying what was tried.
 * Key usage / EKU for the requested purpose; the identity the certificate names.
@@ -52,9 +53,11 @@ from ca.path import (
     signature_verifies,
     signed_by,
 )
+from ca.status import CertificateStatusLookup
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
 from idp.fastread import PointReader
+from idp.identity_status import IdentityLookup, identity_join
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 from verify.report import (
     CertificateProfile,
@@ -132,19 +135,6 @@ _X509_REASONS = {
     x509.ReasonFlags.aa_compromise: RevocationReasonCode.AA_COMPROMISE,
 }
 
-_STATUS_SQL = (
-    "SELECT c.issuer, c.profile, c.status, c.revoked_at, c.revocation_reason,"
-    " c.invalidity_date, c.status_changed_at, c.identity_id, c.seal_id, c.system_id,"
-    " i.id, i.kind, i.name, i.masked_identifier, i.status, i.assurance_level"
-    " FROM ca_certificates c LEFT JOIN idp_identities i ON i.id = c.identity_id"
-    " WHERE c.fingerprint_sha256 = ?"
-)
-
-_IDENTITY_SQL = (
-    "SELECT id, kind, name, masked_identifier, status, assurance_level"
-    " FROM idp_identities WHERE id = ?"
-)
-
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -194,24 +184,6 @@ class CertificateCheck:
     purpose: CertificatePurpose | None = None
     revocation_check: RevocationCheck = RevocationCheck.DEFAULT
     options: ReportOptions = field(default_factory=ReportOptions)
-
-
-def identity_summary_of(row: Sequence[Any] | None) -> IdentitySummary | None:
-    """An identity summary from a point read's row (id, kind, display name, masked identifier,
-    status, assurance level); None for no row or values the registry would not write."""
-    if row is None:
-        return None
-    try:
-        return IdentitySummary(
-            id=row[0],
-            kind=IdentityKind(row[1]),
-            display_name=row[2],
-            masked_identifier=row[3],
-            status=IdentityStatus(row[4]),
-            assurance_level=int(row[5] or 0),
-        )
-    except ValueError:
-        return None
 
 
 def _revoked(reason: RevocationReasonCode, source: StatusSource, **facts: Any) -> RevocationReport:
@@ -325,8 +297,10 @@ class CertificateVerifier:
         self._settled: LruCache[tuple[Any, ...], Settled] = LruCache(size)
         self._fetch = fetch or http_fetch
         self._reader = PointReader(ctx.db.engine)
-        self._status_sql = self._reader.sql(_STATUS_SQL)
-        self._identity_sql = self._reader.sql(_IDENTITY_SQL)
+        self._status = CertificateStatusLookup(
+            self._reader, identity_join("c.identity_id")
+        ).row  # the CA's status row with the registry's identity columns: one point read
+        self._identities = IdentityLookup(self._reader)
         self._lock = threading.Lock()
         self._trusted: _TrustMaterial | None = None  # replaced whole, read once per use
 
@@ -372,7 +346,7 @@ class CertificateVerifier:
 
     def identity(self, identity_id: str) -> IdentitySummary | None:
         """The registry's summary of an identity (read fresh: its status matters)."""
-        return identity_summary_of(self._reader.fetchone(self._identity_sql, (identity_id,)))
+        return self._identities.summary(identity_id)
 
     def warm(self) -> None:
         """Build the trust material now (our hierarchy and the external anchors)."""
@@ -805,7 +779,7 @@ class CertificateVerifier:
                 return hit[0]
         if offline and not self._reader.is_local:
             raise NeedsIo
-        row = self._reader.fetchone(self._status_sql, (fingerprint,))
+        row = self._status(fingerprint)
         if ttl > 0:
             self._rows.put(fingerprint, (row, moment))
         return row

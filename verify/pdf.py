@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
-import functools
 import hashlib
 import io
 import os
@@ -95,7 +94,8 @@ from govtrust.pdf_guard import (
 )
 from idp.types import IdentityKind, IdentitySummary
 from seal.types import SealKind, SealStatus
-from verify.certificates import MAX_INTERMEDIATES, identity_summary_of
+from seal.uses import SealUseLookup
+from verify.certificates import MAX_INTERMEDIATES
 from verify.report import (
     CertificatePurpose,
     CertificateReport,
@@ -903,10 +903,7 @@ class PdfVerifier:
         One point read on the certificate verifier's private connections."""
         if not prefixes:
             return None
-        reader = self.context.certificates.reader
-        digests = sorted(prefixes)[:_MAX_PREFIXES]
-        row = reader.fetchone(reader.sql(_use_sql(len(digests))), (seal_id, *digests))
-        return identity_summary_of(row)
+        return SealUseLookup(self.context.certificates.reader).applied_by(seal_id, prefixes)
 
 
 # --- module functions ---------------------------------------------------------------------------
@@ -1064,21 +1061,6 @@ def _coverage(
         }
         return coverage, mapping.get(diff.modification_level, ModificationLevel.OTHER)
     return coverage, ModificationLevel.OTHER
-
-
-_MAX_PREFIXES = 192
-
-
-@functools.cache
-def _use_sql(count: int) -> str:
-    """The seal-use look-up of :meth:`PdfVerifier._applied_by` for ``count`` digests."""
-    marks = ", ".join("?" * count)  # placeholders only: no value is ever spliced in
-    head = (
-        "SELECT i.id, i.kind, i.name, i.masked_identifier, i.status, i.assurance_level"
-        " FROM seal_events e JOIN idp_identities i ON i.id = e.actor_id"
-        " WHERE e.seal_id = ? AND e.action = 'seal_pdf' AND e.digest IN ("
-    )
-    return head + marks + ") ORDER BY e.sequence DESC LIMIT 1"
 
 
 def _revision_prefixes(pdf: bytes, limit: int = 64) -> frozenset[bytes]:

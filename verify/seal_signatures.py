@@ -21,10 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from asn1crypto import cms, tsp
 from cryptography import x509
-from sqlalchemy import select
 
 from ca.path import signature_verifies
-from govtrust.db import as_utc
 from govtrust.errors import InvalidArgument, NotFound
 from govtrust.principal import Principal
 from verify.report import (
@@ -341,28 +339,9 @@ def timestamp_accuracy(token_der: bytes) -> timedelta:
 
 def seal_status_at(ctx: VerifyContext, seal_id: str, moment: datetime) -> Any:
     """The seal's lifecycle status at ``moment`` from its history (None before it existed)."""
-    from seal.models import SealEventRow
-    from seal.types import SealStatus
+    from seal.uses import status_at
 
-    status = None
-    with ctx.db.read() as session:
-        rows = session.execute(
-            select(SealEventRow.to_status, SealEventRow.occurred_at)
-            .where(
-                SealEventRow.seal_id == seal_id,
-                SealEventRow.action.not_in(["seal_pdf", "sign_data"]),
-            )
-            .order_by(SealEventRow.sequence)
-        ).all()
-    for to_status, occurred_at in rows:
-        if as_utc(occurred_at) <= moment and to_status:
-            status = to_status
-    if status is None:
-        return None
-    try:
-        return SealStatus(status)
-    except ValueError:
-        return None
+    return status_at(ctx.db, seal_id, moment)
 
 
 def seal_report(
@@ -375,7 +354,7 @@ def seal_report(
 ) -> SealReport | None:
     """The seal as the registry knows it: kind, name, owner, status now and at ``signing_time``
     (from its history), and who applied it (the seal-use record with this ``digest``)."""
-    from seal.models import SealEventRow
+    from seal.uses import actor_of_use
 
     try:
         seal = ctx.seals.get(seal_id)
@@ -384,16 +363,7 @@ def seal_report(
     status_at = seal_status_at(ctx, seal_id, signing_time) if signing_time else None
     applied_by = None
     if digest:
-        with ctx.db.read() as session:
-            actor = session.scalar(
-                select(SealEventRow.actor_id)
-                .where(
-                    SealEventRow.seal_id == seal_id,
-                    SealEventRow.action.in_(["seal_pdf", "sign_data"]),
-                    SealEventRow.digest == digest,
-                )
-                .limit(1)
-            )
+        actor = actor_of_use(ctx.db, seal_id, digest)
         if actor:
             applied_by = ctx.certificates.identity(actor)
     return SealReport(

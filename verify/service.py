@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from sqlalchemy import select
 
 from govtrust import audit
 from govtrust.db import Database
@@ -393,25 +392,12 @@ class VerifyContext:
 
     def _load_or_issue_signer(self) -> ReportSigner:
         from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
-        from ca.models import CaCertificate
+        from ca.status import active_service_certificates
         from hsm.keystore import KeyRef
         from license.signer import LicenceSigner
 
         horizon = self.now() + SIGNER_RENEW_MARGIN
-        with self.db.read() as session:
-            rows = list(
-                session.scalars(
-                    select(CaCertificate)
-                    .where(
-                        CaCertificate.profile == "service",
-                        CaCertificate.system_id == SERVICE_SYSTEM_ID,
-                        CaCertificate.status == "active",
-                        CaCertificate.key_id.is_not(None),
-                    )
-                    .order_by(CaCertificate.issued_at.desc())
-                    .limit(5)
-                )
-            )
+        rows = active_service_certificates(self.db, SERVICE_SYSTEM_ID)
         chain_tail = [
             x509.load_der_x509_certificate(i.der)
             for i in self.authority.issuing_chain("service")

@@ -20,6 +20,7 @@ from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
 from hsm.jws import b64url_decode
 from idp.oidc.errors import InvalidToken
+from idp.oidc.grant_state import GrantStateLookup
 from idp.oidc.tokens import ACCESS_TOKEN_TYP, TokenFault, TokenRejected
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 from verify.report import (
@@ -40,11 +41,6 @@ if TYPE_CHECKING:
     from verify.service import Verified, VerifyContext
 
 MAX_TOKEN_CHARS = 16 * 1024
-_GRANT_SQL = "SELECT id, identity_id, acting_person_id, revoked_at FROM oidc_grants WHERE id = ?"
-_SESSION_GRANT_SQL = (
-    "SELECT id, identity_id, acting_person_id, revoked_at FROM oidc_grants"
-    " WHERE sid = ? AND client_id = ? ORDER BY revoked_at IS NULL DESC, created_at DESC"
-)
 
 
 @dataclass(frozen=True)
@@ -316,7 +312,7 @@ def _revocation(
 ) -> tuple[bool, str | None, str | None]:
     """(revoked, identity id, acting person id) from the provider's token store."""
 
-    reader = ctx.certificates.reader
+    grants = GrantStateLookup(ctx.certificates.reader)
     if kind is TokenKind.ACCESS_TOKEN:
         revoked = False
         try:
@@ -327,15 +323,15 @@ def _revocation(
         grant_id = jti.split(".", 1)[0] if isinstance(jti, str) and "." in jti else None
         if grant_id is None:
             return revoked, None, None  # a client_credentials token: no person behind it
-        row = reader.fetchone(reader.sql(_GRANT_SQL), (grant_id,))
-        if row is None:
+        grant = grants.by_id(grant_id)
+        if grant is None:
             return True, None, None
-        return revoked or row[3] is not None, row[1], row[2]
+        return revoked or grant.revoked, grant.identity_id, grant.acting_person_id
     sid = claims.get("sid")
     client = claims.get("azp") or (audience[0] if audience else "")
     if not isinstance(sid, str) or not isinstance(client, str):
         return False, None, None
-    row = reader.fetchone(reader.sql(_SESSION_GRANT_SQL), (sid, client))
-    if row is None:
+    grant = grants.by_session(sid, client)
+    if grant is None:
         return False, None, None
-    return row[3] is not None, row[1], row[2]
+    return grant.revoked, grant.identity_id, grant.acting_person_id
