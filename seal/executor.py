@@ -197,24 +197,41 @@ class Executor:
             row = load(session, seal_id, lock=True)
             role = self.authorise(session, principal, operation, row)
             transition = transitions.check_state(row.id, row.status, operation)
-            now = self.now()
-            before = row.status
-            if apply is not None:
-                apply(row, now)
-            set_status(row, transition.target, reason, now)
-            record(
-                session,
-                row,
-                principal,
-                action=operation,
-                role=role,
-                reason=reason,
-                from_status=before,
-                to_status=row.status,
-                details=details,
-                moment=now,
+            return self._commit(
+                session, row, principal, operation, role, reason, transition.target, apply, details
             )
-            return view(row)
+
+    def _commit(
+        self,
+        session: Session,
+        row: SealRow,
+        principal: Principal,
+        operation: str,
+        role: str,
+        reason: str,
+        target: SealStatus,
+        apply: Callable[[SealRow, datetime], None] | None,
+        details: dict[str, object] | None,
+    ) -> SealView:
+        """Inside the seal's transaction: the row's own changes, the new status and the event."""
+        now = self.now()
+        before = row.status
+        if apply is not None:
+            apply(row, now)
+        set_status(row, target, reason, now)
+        record(
+            session,
+            row,
+            principal,
+            action=operation,
+            role=role,
+            reason=reason,
+            from_status=before,
+            to_status=row.status,
+            details=details,
+            moment=now,
+        )
+        return view(row)
 
     def with_side_effect(
         self,
@@ -242,23 +259,17 @@ class Executor:
                 current = load(session, seal_id, lock=True)
                 if current.status != expected:
                     raise IllegalTransition.of(seal_id, operation, current.status)
-                now = self.now()
-                if apply is not None:
-                    apply(current, now)
-                set_status(current, transition.target, reason, now)
-                record(
+                return self._commit(
                     session,
                     current,
                     principal,
-                    action=operation,
-                    role=role,
-                    reason=reason,
-                    from_status=expected,
-                    to_status=current.status,
-                    details=details,
-                    moment=now,
+                    operation,
+                    role,
+                    reason,
+                    transition.target,
+                    apply,
+                    details,
                 )
-                return view(current)
         except BaseException:
             if undo is not None and row.certificate_id:
                 try:
