@@ -343,7 +343,7 @@ class TokenGrants:
                                     "expires_at": fast.ts(row["expires_at"]),
                                 },
                             )
-                        self._audit_rotation(cur, client, grant.id, digest, minted)
+                        self._audit_rotation(cur, client, grant.id, digest, minted, now)
             except WriteBusy:
                 raise WriteWouldBlock(lambda: claim(True)) from None
             if claimed is None:
@@ -360,8 +360,9 @@ class TokenGrants:
         grant_id: str,
         digest: bytes,
         minted: list[dict[str, Any]],
+        now: datetime,
     ) -> None:
-        """Append the rotation's audit record on the rotation's own write cursor.
+        """Append the rotation's audit record, at the rotation's moment, on its own cursor.
 
         The chain is held already: by SQLite's ``BEGIN IMMEDIATE``, or on PostgreSQL by the
         advisory lock the claim took (``_SQL_CLAIM_REFRESH_PG``), so the head read here is the
@@ -377,9 +378,7 @@ class TokenGrants:
             f"oidc-grant:{grant_id}",
             audit.canonical_json(details).decode(),
         )
-        (record,) = audit.chained_records(
-            head, audit.chain_key(self.db), datetime.now(UTC), [entry]
-        )
+        (record,) = audit.chained_records(head, audit.chain_key(self.db), now, [entry])
         record["recorded_at"] = fast.ts(record["recorded_at"])
         cur.execute(fast.sql(audit.INSERT_SQL), record)
 
