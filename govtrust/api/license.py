@@ -10,9 +10,9 @@ NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAVAILABLE). Every RPC is im
   :func:`license.runtime.runtime_for`) signed with the issuing department's official seal, the
   PDF sealed at PAdES B-T unless ``skip_document``, the seal's use recorded with the licence.
 * Reads, lists and access grants (every access audited): :class:`license.access.LicenceAccess`.
-* VerifyLicense: signed data and identifier against the CA roots, QR payloads against the
-  runtime's trust list (department seal chains, refreshed every minute), PDFs with
-  :func:`license.document_check.check_pdf`; the status from the issuer's signed status list.
+* VerifyLicense: the one licence verification, :class:`license.verification.LicenceVerifier`
+  (signed data and identifier against the CA roots, QR payloads against the runtime's trust
+  list, PDFs by their seal and embedded data); the status from the issuer's signed status list.
 
 Mapping notes:
 
@@ -44,7 +44,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography import x509
 
@@ -63,22 +63,15 @@ from idp.identifiers import InvalidIdentifier, parse_uscc
 from license import catalogue
 from license.access import GrantState, GrantView, LicenceAccess, page_bounds
 from license.catalogue import FieldSpec, FieldType, LicenceType, ValidityRule
-from license.checking import (
-    LicenceCheck,
-    State,
-    Verdict,
-    check_qr,
-    check_signed_data,
-)
+from license.checking import LicenceCheck, State, Verdict
 from license.days import licence_day
-from license.identifiers import parse_identifier
 from license.issuance import IssuedLicence, IssueRequest, LicenceService, StoredLicence
 from license.models import LicenceTypeRow
 from license.qr import TrustList
-from license.runtime import StatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, HOLDER_USCC, LicenceMetadata
 from license.signer import unverified_payload
 from license.status_list import BITS
+from license.verification import LicenceForm, LicenceVerifier
 from seal.owners import RegistryOwners
 
 if TYPE_CHECKING:
@@ -799,18 +792,9 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         )
 
     def _verify(self, kind: str, evidence: str | bytes, today: date) -> LicenceCheck:
-        lists = StatusLists(self.service, self.roots)
-        if isinstance(evidence, bytes):
-            from license.document_check import check_pdf
-
-            return check_pdf(evidence, self.roots, lists, today=today)
-        if kind == "identifier":
-            parse_identifier(evidence, check_uscc=False)
-            evidence = self.service.stored(evidence).signed_data
-            kind = "signed_data"
-        if kind == "signed_data":
-            return check_signed_data(evidence, self.roots, lists, today=today)
-        return check_qr(evidence, self._trust(), lists, today=today)
+        verifier = LicenceVerifier(self.service, self.roots, self._trust)
+        # the evidence oneof's field names are the licence forms
+        return verifier.check(cast(LicenceForm, kind), evidence, today=today).check
 
     async def VerifyLicense(
         self,
