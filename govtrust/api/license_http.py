@@ -33,7 +33,6 @@ import dataclasses
 import hashlib
 import ipaddress
 import math
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -66,6 +65,7 @@ from license.runtime import (
 )
 
 if TYPE_CHECKING:
+    from govtrust.config import Settings
     from govtrust.platform import Platform
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -291,17 +291,10 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RateLimiter:
-        """Rate and burst from ``GOVTRUST_VERIFY_RATE`` / ``GOVTRUST_VERIFY_BURST``."""
-        source = os.environ if env is None else env
-        try:
-            rate = float(source.get("GOVTRUST_VERIFY_RATE") or DEFAULT_RATE)
-            burst = int(source.get("GOVTRUST_VERIFY_BURST") or DEFAULT_BURST)
-        except ValueError:
-            raise ValueError(
-                "GOVTRUST_VERIFY_RATE must be a number and GOVTRUST_VERIFY_BURST an integer"
-            ) from None
-        return cls(rate, burst)
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        """Rate and burst of the platform's settings (``verify_rate`` / ``verify_burst``:
+        ``GOVTRUST_VERIFY_RATE`` / ``GOVTRUST_VERIFY_BURST``)."""
+        return cls(settings.verify_rate, settings.verify_burst)
 
     def take(self, key: str) -> float:
         """Spend one token of ``key``'s bucket: 0.0 when allowed, else seconds until one is due."""
@@ -629,7 +622,9 @@ def router(platform: Platform) -> APIRouter:
     """The public licence routes of one process (production wiring)."""
     from license.runtime import runtime_for
 
-    return make_router(lambda: runtime_for(platform), limiter=RateLimiter.from_env())
+    return make_router(
+        lambda: runtime_for(platform), limiter=RateLimiter.from_settings(platform.settings)
+    )
 
 
 def make_router(

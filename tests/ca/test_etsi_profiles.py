@@ -89,7 +89,7 @@ def test_revocation_base_defaults_to_http_and_refuses_https() -> None:
     )
     assert CaConfig(public_base_url="http://127.0.0.1:9/").ocsp_url() == "http://127.0.0.1:9/ocsp"
     with pytest.raises(InvalidArgument, match="crl_base_url"):
-        CaConfig.from_env({}, public_base_url=PAGES, crl_base_url="https://crl.example")
+        CaConfig.from_settings(None, public_base_url=PAGES, crl_base_url="https://crl.example")
     with pytest.raises(ConfigError, match="crl_base_url"):
         load_settings(env={"GOVTRUST_CRL_BASE_URL": "https://crl.example"})
     settings = load_settings(env={"GOVTRUST_CRL_BASE_URL": STATUS})
