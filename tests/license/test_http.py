@@ -19,9 +19,10 @@ from cryptography import x509
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from govtrust.api.license_http import RateLimiter, client_key, make_router, qr_problem
+from govtrust.api.license_http import make_router, qr_problem
 from govtrust.db import Database
 from govtrust.http.errors import install_error_handlers
+from govtrust.http.ratelimit import RateLimiter, client_key
 from govtrust.principal import SYSTEM, Principal
 from hsm.master import MasterKey
 from license import catalogue
