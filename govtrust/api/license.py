@@ -52,9 +52,8 @@ from govtrust.api.identity import parse_ref
 from govtrust.errors import (
     FieldViolation,
     InvalidArgument,
-    PermissionDenied,
 )
-from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
+from govtrust.principal import Principal
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
@@ -65,8 +64,13 @@ from license.access import GrantState, GrantView, LicenceAccess, page_bounds
 from license.catalogue import FieldSpec, FieldType, LicenceType, ValidityRule
 from license.checking import LicenceCheck, State, Verdict
 from license.days import licence_day
-from license.issuance import IssuedLicence, IssueRequest, LicenceService, StoredLicence
-from license.models import LicenceTypeRow
+from license.issuance import (
+    IssuedLicence,
+    IssueRequest,
+    LicenceService,
+    StoredLicence,
+    issuing_department,
+)
 from license.qr import TrustList
 from license.signed_data import HOLDER_RESIDENT_ID, HOLDER_USCC, LicenceMetadata
 from license.signer import unverified_payload
@@ -491,10 +495,8 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         return types
 
     def _define(self, principal: Principal, licence_type: LicenceType) -> LicenceType:
-        principal.require_role("admin")
-        with self.service.db.transaction() as session:
-            exists = session.get(LicenceTypeRow, licence_type.type_code) is not None
-            return catalogue.define_type(session, principal, licence_type, replace=exists)
+        with self.service.db.transaction() as session:  # a new type, or its next revision
+            return catalogue.define_type(session, principal, licence_type, replace=True)
 
     def _read(
         self, principal: Principal, identifier: str, access_code: str, what: str
@@ -515,20 +517,6 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         change(principal, identifier, reason)
         return self.service.stored(identifier)
 
-    def _issuer_of(self, principal: Principal, issuer_code: str) -> str:
-        if issuer_code:
-            return issuer_code
-        depts = sorted(
-            r.removeprefix(LICENCE_ISSUER_PREFIX)
-            for r in principal.roles
-            if r.startswith(LICENCE_ISSUER_PREFIX)
-        )
-        if len(depts) != 1:
-            raise InvalidArgument.field(
-                "issuer_code", "required (the caller does not issue for exactly one department)"
-            )
-        return depts[0]
-
     def _issue(
         self, principal: Principal, request: license_pb2.IssueLicenseRequest
     ) -> StoredLicence:
@@ -539,13 +527,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             raise InvalidArgument.field("holder.code_type", "001 (USCC) or 111 (resident ID)")
         if not request.holder.code:
             raise InvalidArgument.field("holder.code", "required")
-        issuer_code = self._issuer_of(principal, request.issuer_code)
-        try:
-            parse_uscc(issuer_code, field="issuer_code")
-        except InvalidIdentifier as exc:
-            raise InvalidArgument(str(exc), exc.violations) from None
-        if not principal.has_role(LICENCE_ISSUER_PREFIX + issuer_code):
-            raise PermissionDenied(f"{principal.actor} may not issue for department {issuer_code}")
+        issuer_code = issuing_department(principal, request.issuer_code)
         signer = self.service.signers(issuer_code)
         try:
             issued: IssuedLicence = self.service.issue(

@@ -34,7 +34,6 @@ _ADAPTER = (
 )
 ALLOWED: dict[tuple[str, str], str] = {
     ("govtrust.api.certificate", "ca.models"): _ADAPTER,
-    ("govtrust.api.license", "license.models"): _ADAPTER,
     ("govtrust.api.oidc_grpc", "idp.oidc.models"): _ADAPTER + " (introspection)",
     ("idp.oidc.certlogin", "ca.models"): (
         "certificate login finds the login certificate's row and issuer; needs a CA look-up by"
