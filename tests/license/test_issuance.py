@@ -337,3 +337,25 @@ def test_the_one_verifier_checks_every_form_alike(
         garbage = verifier.check("document", b"%PDF-1.7\nnot really")
         assert garbage.embedded is None and garbage.signed_data == ""
         assert garbage.check.verdict is Verdict.INVALID and garbage.check.reasons[0] == "MALFORMED"
+
+
+def test_the_issuing_department_comes_from_the_request_or_the_one_role() -> None:
+    from license.issuance import issuing_department
+
+    assert issuing_department(DEPT) == ISSUER  # the caller's one department
+    assert issuing_department(DEPT, ISSUER) == ISSUER
+    two = Principal(
+        "service", "both", frozenset({f"licence-issuer:{ISSUER}", f"licence-issuer:{COMPANY}"})
+    )
+    assert issuing_department(two, COMPANY) == COMPANY
+    with pytest.raises(InvalidArgument, match="exactly one department") as several:
+        issuing_department(two)
+    assert several.value.violations[0].field == "issuer_code"
+    with pytest.raises(InvalidArgument, match="exactly one department"):
+        issuing_department(REGISTRAR)
+    with pytest.raises(InvalidArgument) as malformed:
+        issuing_department(DEPT, "91350100M000100Y4X")  # wrong check character
+    assert malformed.value.violations[0].field == "issuer_code"
+    assert type(malformed.value) is InvalidArgument
+    with pytest.raises(PermissionDenied, match=f"may not issue for department {COMPANY}"):
+        issuing_department(DEPT, COMPANY)
