@@ -2,7 +2,7 @@
 
 Other packages read a certificate's registry status only through :class:`CertificateStatusLookup`
 (the table is the CA's). It runs one fixed point query on a caller-supplied fast reader (the
-driver-level :class:`idp.fastread.PointReader`; the CA, below ``idp``, names only the protocol).
+driver-level :class:`govtrust.fastsql.PointReader`; the CA, below ``idp``, names only the protocol).
 :func:`active_service_certificates` finds a system's current certificates with server-side keys.
 A caller that also needs the subject's identity passes the identity owner's join fragment
 (``idp.identity_status.identity_join``): the look-up stays one round trip while each package's

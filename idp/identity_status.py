@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from idp.fastread import PointReader
+from govtrust.fastsql import PointReader
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 
 IDENTITY_COLUMNS = ("id", "kind", "name", "masked_identifier", "status", "assurance_level")

@@ -39,13 +39,13 @@ from sqlalchemy import Table, delete, select, update
 
 from govtrust import audit
 from govtrust.db import Database, as_utc
+from govtrust.fastsql import FastSql
 from govtrust.principal import Principal
 from hsm import KeyStore
 from idp.oidc import certlogin
 from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.directory import ActingCandidate, RegistryDirectory
 from idp.oidc.errors import AuthorizationPageError, InvalidToken, OAuthError
-from idp.oidc.fastsql import FastSql
 from idp.oidc.grants import ASSERTION_ALGORITHMS, TokenGrants
 from idp.oidc.grants import WriteWouldBlock as WriteWouldBlock  # re-exported (the HTTP adapter)
 from idp.oidc.keys import SigningKeys, sign_jwt
