@@ -43,13 +43,6 @@ ALLOWED: dict[tuple[str, str], str] = {
         "the OIDC provider's directory is the registry's read side for login; idp.oidc is a"
         " sub-package of idp, to get an identity directory function in idp"
     ),
-    ("seal.owners", "idp.models"): (
-        "seal owner and staff checks query identities, legal persons and staff rows; needs"
-        " registry functions (idp.registry) for each of them"
-    ),
-    ("license.departments", "seal.models"): (
-        "a department's seals for licence issuance; needs a seal look-up by owner in seal/"
-    ),
     ("verify.licences", "license.models"): (
         "the licence row behind a verified licence; issue #15 item 2 merges the two licence"
         " verifications into license/"
