@@ -177,8 +177,8 @@ def read_package(data: bytes, limits: PackageLimits = DEFAULT_LIMITS) -> OfdPack
             if len(infos) > limits.max_entries:
                 raise OfdTooLarge("number of entries", "package", len(infos), limits.max_entries)
             for info in infos:
-                name = info.filename
-                if info.is_dir():
+                name = info.orig_filename  # zipfile's filename is cut at a NUL
+                if name.endswith("/"):
                     check_name(name.rstrip("/") or "/", limits.max_name_length)
                     continue
                 check_name(name, limits.max_name_length)
