@@ -4,8 +4,11 @@ Every reference (``DocRoot``, ``PublicRes``/``DocumentRes`` and their ``BaseLoc`
 ``MediaFile``, page ``BaseLoc``) is resolved inside the package: absolute locations from the
 package root, relative ones from the referring file's folder; one that climbs out of the package,
 is a URL, or names a file the package lacks is :class:`OfdMalformed` naming the referring file.
-Unit ids must be integers, unique and at most ``MaxUnitID``; fonts and images an object uses must
-be declared. The page count is limited before any page is read (:class:`ReadLimits`).
+Unit ids must be integers, unique and at most ``MaxUnitID`` (when a document omits it, as some
+invoices do, the largest id read stands in); fonts and images an object uses must be declared.
+The pre-2016 namespace ``http://www.ofdspec.org`` (still in documents from 2020) is read as
+:data:`seal.ofd.xml.OFD_NS`. Graphic objects may lack an ID (the national e-invoice sample's
+do). The page count is limited before any page is read (:class:`ReadLimits`).
 
 Only the first ``DocBody`` is read; text, path and image objects are read from every layer (and
 page block) of a page's content, other objects are skipped; a ``TextObject`` with several
@@ -38,7 +41,16 @@ from seal.ofd.model import (
     Text,
 )
 from seal.ofd.package import ROOT_FILE, OfdPackage, check_name
-from seal.ofd.xml import child, child_text, children, local_name, parse, tag
+from seal.ofd.xml import (
+    OFD_NS,
+    adopt_legacy_namespace,
+    child,
+    child_text,
+    children,
+    local_name,
+    parse,
+    tag,
+)
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -65,8 +77,9 @@ class OfdContents:
     page_files: tuple[str, ...]
 
 
-def resolve(location: str, folder: str, referrer: str) -> str:
-    """The package path ``location`` names, seen from ``folder`` (``""`` is the root)."""
+def resolve(location: str, folder: str, referrer: str, *, is_folder: bool = False) -> str:
+    """The package path ``location`` names, seen from ``folder`` (``""`` is the root, which
+    only a folder may name)."""
     location = location.strip()
     if not location:
         raise OfdMalformed.at(referrer, "an empty location")
@@ -83,7 +96,8 @@ def resolve(location: str, folder: str, referrer: str) -> str:
         else:
             parts.append(part)
     path = "/".join(parts)
-    check_name(path)
+    if path or not is_folder:
+        check_name(path)
     return path
 
 
@@ -117,34 +131,47 @@ def _colour(node: etree._Element, name: str, where: str) -> Colour | None:
 
 
 def _deltas(text: str | None, limit: int, where: str) -> tuple[float, ...]:
-    """``DeltaX``, with its ``g count value`` runs expanded (at most ``limit`` values)."""
+    """``DeltaX`` with its ``g count value`` runs expanded; values past ``limit`` (one fewer than
+    the characters) are dropped, as producers often write too many (also huge ``g`` counts)."""
     tokens = (text or "").split()
+    if len(tokens) > 3 * (limit + 1) + 3:
+        raise OfdMalformed.at(where, "DeltaX has far more values than characters")
     out: list[float] = []
     at = 0
     try:
-        while at < len(tokens):
+        while at < len(tokens) and len(out) < limit:
             if tokens[at] == "g":
                 count, value = int(tokens[at + 1]), float(tokens[at + 2])
-                if count < 0 or len(out) + count > limit:
-                    raise OfdMalformed.at(where, "DeltaX has more values than characters")
-                out += [value] * count
+                if count < 0:
+                    raise OfdMalformed.at(where, f"DeltaX {text!r} has a negative count")
+                out += [value] * min(count, limit - len(out))
                 at += 3
             else:
                 out.append(float(tokens[at]))
                 at += 1
     except (ValueError, IndexError):
         raise OfdMalformed.at(where, f"DeltaX {text!r} is malformed") from None
-    if len(out) > limit or not all(math.isfinite(v) for v in out):
-        raise OfdMalformed.at(where, "DeltaX has more values than characters or a bad value")
+    if not all(math.isfinite(v) for v in out):
+        raise OfdMalformed.at(where, f"DeltaX {text!r} has a value that is not a number")
     return tuple(out)
 
 
 class _Units:
     """The unit ids seen so far, checked unique and within MaxUnitID."""
 
-    def __init__(self, max_unit_id: int) -> None:
-        self.max = max_unit_id
+    def __init__(self, max_unit_id: int | None) -> None:
+        self.declared = max_unit_id
         self.seen: set[int] = set()
+
+    @property
+    def max(self) -> int:
+        """The declared MaxUnitID, or (when absent) the largest id seen."""
+        return self.declared if self.declared is not None else max(self.seen, default=0)
+
+    def take_if_any(self, node: etree._Element, where: str) -> None:
+        """Checks the element's ID when it has one (graphic objects without an ID are common)."""
+        if node.get("ID") is not None:
+            self.take(node, where)
 
     def take(self, node: etree._Element, where: str) -> int:
         raw = node.get("ID")
@@ -153,16 +180,16 @@ class _Units:
         unit = int(raw)
         if unit in self.seen:
             raise OfdMalformed.at(where, f"ID {unit} is used twice")
-        if unit > self.max or unit == 0:
-            raise OfdMalformed.at(where, f"ID {unit} is outside 1..MaxUnitID ({self.max})")
+        if unit == 0 or (self.declared is not None and unit > self.declared):
+            raise OfdMalformed.at(where, f"ID {unit} is outside 1..MaxUnitID ({self.declared})")
         self.seen.add(unit)
         return unit
 
 
 def _parse(package: OfdPackage, path: str, referrer: str, root: str) -> etree._Element:
-    node = parse(package.read(path, referrer), path)
+    node = adopt_legacy_namespace(parse(package.read(path, referrer), path))
     if node.tag != tag(root):
-        raise OfdMalformed.at(path, f"the root element is not ofd:{root}")
+        raise OfdMalformed.at(path, f"the root element is {node.tag!r}, not ofd:{root} in {OFD_NS}")
     return node
 
 
@@ -193,7 +220,7 @@ class _Reader:
     def resources(self, path: str, referrer: str, units: _Units) -> None:
         res = _parse(self.package, path, referrer, "Res")
         base = res.get("BaseLoc")
-        folder = resolve(base, _folder(path), path) if base else _folder(path)
+        folder = resolve(base, _folder(path), path, is_folder=True) if base else _folder(path)
         for fonts in children(res, "Fonts"):
             for font in children(fonts, "Font"):
                 unit = units.take(font, path)
@@ -246,7 +273,7 @@ class _Reader:
         objects: list[GraphicObject] = []
         content = child(root, "Content")
         for node in [] if content is None else self._graphics(content):
-            units.take(node, path)
+            units.take_if_any(node, path)
             boundary = _box(node.get("Boundary"), path, "Boundary")
             name = local_name(node)
             if name == "TextObject":
@@ -313,10 +340,10 @@ def read_document(package: OfdPackage, limits: ReadLimits = DEFAULT_READ_LIMITS)
     common = child(doc, "CommonData")
     if common is None:
         raise OfdMalformed.at(doc_root, "no CommonData")
-    max_text = child_text(common, "MaxUnitID") or ""
-    if not max_text.strip().isdigit() or not max_text.strip().isascii():
+    max_text = (child_text(common, "MaxUnitID") or "").strip()
+    if max_text and not (max_text.isdigit() and max_text.isascii()):
         raise OfdMalformed.at(doc_root, f"MaxUnitID {max_text!r} is not a number")
-    units = _Units(int(max_text.strip()))
+    units = _Units(int(max_text) if max_text else None)
     area = child(common, "PageArea")
     physical = None if area is None else child_text(area, "PhysicalBox")
     page_box = _box(physical, doc_root, "PhysicalBox")

@@ -17,6 +17,8 @@ from seal.errors import OfdMalformed, OfdTooLarge
 
 OFD_NS = "http://www.ofdspec.org/2016"
 NSMAP = {"ofd": OFD_NS}
+LEGACY_NS = "http://www.ofdspec.org"
+"""The namespace of drafts before the 2016 standard, still found in documents."""
 MAX_XML_BYTES = 8 * 1024 * 1024
 """Largest XML file parsed (a dense page of text is a few hundred kB)."""
 
@@ -71,6 +73,17 @@ def parse(data: bytes, name: str, max_bytes: int = MAX_XML_BYTES) -> etree._Elem
     docinfo: Any = root.getroottree().docinfo  # lxml-stubs lack DocInfo.doctype
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise OfdMalformed.at(name, "a document type declaration (DTD) is not allowed")
+    return root
+
+
+def adopt_legacy_namespace(root: etree._Element) -> etree._Element:
+    """``root`` with every element of :data:`LEGACY_NS` moved to :data:`OFD_NS` (in place)."""
+    if etree.QName(root).namespace != LEGACY_NS:
+        return root
+    legacy = f"{{{LEGACY_NS}}}"
+    for node in root.iter():
+        if isinstance(node.tag, str) and node.tag.startswith(legacy):
+            node.tag = tag(node.tag[len(legacy) :])
     return root
 
 

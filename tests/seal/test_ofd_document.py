@@ -290,3 +290,73 @@ def test_element_tree_is_lxml() -> None:
     """The writer's XML is real XML: every file parses and carries the OFD namespace."""
     root = parse(b'<ofd:OFD xmlns:ofd="http://www.ofdspec.org/2016"/>', "OFD.xml")
     assert isinstance(root, etree._Element)
+
+
+# --- what real producers write ---------------------------------------------------------------
+
+
+def _edit(package: OfdPackage, edits: dict[str, tuple[bytes, bytes]]) -> OfdPackage:
+    files = dict(package.files)
+    for name, (old, new) in edits.items():
+        assert old in files[name]
+        files[name] = files[name].replace(old, new)
+    return read_package(write_package(OfdPackage(files)))
+
+
+def test_pre_2016_namespace_is_read(cjk_font: Font) -> None:
+    document = _document(cjk_font)
+    package = document_package(document)
+    legacy = {
+        name: (b"http://www.ofdspec.org/2016", b"http://www.ofdspec.org")
+        for name in package.files
+        if name.endswith(".xml")
+    }
+    assert read_document(_edit(package, legacy)).document == document
+
+
+def test_missing_max_unit_id_and_object_ids(cjk_font: Font) -> None:
+    """The national e-invoice sample has neither; the largest id read stands in for MaxUnitID."""
+    document = _document(cjk_font)
+    package = _edit(
+        document_package(document),
+        {
+            "Doc_0/Document.xml": (b"<ofd:MaxUnitID>8</ofd:MaxUnitID>", b""),
+            "Doc_0/Pages/Page_0/Content.xml": (b' ID="8"', b""),
+        },
+    )
+    contents = read_document(package)
+    assert contents.document == document
+    assert contents.max_unit_id == 7
+
+
+def test_delta_x_beyond_the_text_is_dropped(cjk_font: Font) -> None:
+    package = _edit(
+        document_package(_document(cjk_font)),
+        {"Doc_0/Pages/Page_0/Content.xml": (b'DeltaX="10 10 10"', b'DeltaX="g 999999999 2.5"')},
+    )
+    title = read_document(package).document.pages[0].objects[0]
+    assert isinstance(title, Text)
+    assert title.delta_x == (2.5, 2.5, 2.5)
+
+
+def test_negative_delta_x_count(cjk_font: Font) -> None:
+    package = _edit(
+        document_package(_document(cjk_font)),
+        {"Doc_0/Pages/Page_0/Content.xml": (b'DeltaX="10 10 10"', b'DeltaX="g -2 2.5"')},
+    )
+    with pytest.raises(OfdMalformed, match="negative count"):
+        read_document(package)
+
+
+def test_resources_from_the_package_root(cjk_font: Font) -> None:
+    """``BaseLoc="/"`` and absolute file locations, as some producers write them."""
+    document = _document(cjk_font)
+    package = _edit(
+        document_package(document),
+        {
+            "Doc_0/PublicRes.xml": (b'BaseLoc="Res"', b'BaseLoc="/"'),
+            "Doc_0/DocumentRes.xml": (b"image_0.png<", b"/Doc_0/Res/image_0.png<"),
+        },
+    )
+    package = _edit(package, {"Doc_0/PublicRes.xml": (b">font_0.ttf<", b">Doc_0/Res/font_0.ttf<")})
+    assert read_document(package).document == document
