@@ -43,15 +43,19 @@ def element(
     text: str | None = None,
     parent: etree._Element | None = None,
 ) -> etree._Element:
-    """A new ``ofd:name`` element (a child of ``parent`` when given)."""
+    """A new ``ofd:name`` element (a child of ``parent`` when given); OfdMalformed when a value
+    holds characters XML cannot carry (control characters, lone surrogates)."""
     attrib = dict(attributes or {})
-    node = (
-        etree.Element(tag(name), attrib, nsmap=NSMAP)
-        if parent is None
-        else etree.SubElement(parent, tag(name), attrib)
-    )
-    if text is not None:
-        node.text = text
+    try:
+        node = (
+            etree.Element(tag(name), attrib, nsmap=NSMAP)
+            if parent is None
+            else etree.SubElement(parent, tag(name), attrib)
+        )
+        if text is not None:
+            node.text = text
+    except ValueError as error:
+        raise OfdMalformed.at(f"ofd:{name}", f"not XML text: {error}") from None
     return node
 
 

@@ -360,3 +360,10 @@ def test_resources_from_the_package_root(cjk_font: Font) -> None:
     )
     package = _edit(package, {"Doc_0/PublicRes.xml": (b">font_0.ttf<", b">Doc_0/Res/font_0.ttf<")})
     assert read_document(package).document == document
+
+
+def test_text_xml_cannot_carry(cjk_font: Font) -> None:
+    document = _document(cjk_font)
+    info = DocumentInfo("id", "2026-12-05", custom_data=(("ZZMC", "bad\x00value"),))
+    with pytest.raises(OfdMalformed, match="ofd:CustomData: not XML text"):
+        write_document(Document(info, 210, 297, document.pages, document.fonts, document.images))
