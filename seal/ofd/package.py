@@ -195,7 +195,15 @@ def read_package(data: bytes, limits: PackageLimits = DEFAULT_LIMITS) -> OfdPack
                 content = _read_entry(archive, info, limits, total)
                 total += len(content)
                 files[name] = content
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, struct.error) as error:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        ValueError,  # also UnicodeDecodeError of a name flagged UTF-8
+        NotImplementedError,  # a zip version or feature zipfile does not read
+        OSError,
+        struct.error,
+    ) as error:
         raise OfdMalformed.at("package", f"not a valid zip file: {error}") from None
     if ROOT_FILE not in files:
         raise OfdMalformed.at("package", f"{ROOT_FILE} is missing")

@@ -11,13 +11,28 @@ import tracemalloc
 import warnings
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from seal.errors import OfdMalformed, OfdTooLarge
+from seal.ofd.model import (
+    Box,
+    Document,
+    DocumentInfo,
+    Font,
+    Image,
+    ImagePlacement,
+    Page,
+    Path,
+    Text,
+    rectangles,
+)
 from seal.ofd.package import OfdPackage, PackageLimits, read_package, write_package
 from seal.ofd.reader import read_document
+from seal.ofd.writer import document_package
 from seal.ofd.xml import parse
 
 OFD_XML = (
@@ -264,3 +279,55 @@ def test_deep_xml_is_refused() -> None:
     deep = b"<a>" * 100_000 + b"</a>" * 100_000
     with _peak(4 * MIB + len(deep)), pytest.raises(OfdMalformed, match="not well-formed"):
         parse(deep, "Doc_0/deep.xml")
+
+
+# --- mutations: only the documented errors ----------------------------------------------------
+
+
+def _sample() -> OfdPackage:
+    font = Font("F", "F", b"\x00\x01\x00\x00 not really a font")
+    image = Image(b"\x89PNG not really an image")
+    page = Page(
+        (
+            Text(Box(1, 2, 30, 5), font, 4, "营业执照", 0, 4, (4, 4, 4)),
+            Path(Box(5, 5, 2, 2), rectangles([(0, 0, 1, 1), (1, 1, 1, 1)])),
+            ImagePlacement(Box(10, 10, 5, 5), image),
+        )
+    )
+    info = DocumentInfo("id", "2026-12-05", "govtrust", (("ZZMC", "营业执照"),))
+    return document_package(Document(info, 210, 297, (page, page), (font,), (image,)))
+
+
+SAMPLE = _sample()
+SAMPLE_BYTES = write_package(SAMPLE)
+
+
+def _read(data: bytes) -> None:
+    with suppress(OfdMalformed, OfdTooLarge):
+        read_document(read_package(data))
+
+
+@settings(max_examples=300)
+@example(edits=[(SAMPLE_BYTES.rindex(b"PK\x01\x02") + 6, 64)])  # "zip file version 6.4"
+@given(st.lists(st.tuples(st.integers(0, len(SAMPLE_BYTES) - 1), st.integers(0, 255)), max_size=8))
+def test_mutated_zip_bytes(edits: list[tuple[int, int]]) -> None:
+    data = bytearray(SAMPLE_BYTES)
+    for at, value in edits:
+        data[at] = value
+    _read(bytes(data))
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(sorted(name for name in SAMPLE.files if name.endswith(".xml"))),
+    st.integers(0, 10_000),
+    st.integers(0, 40),
+    st.sampled_from([b"", b"<", b">", b'"', b"&", b"../", b"/", b"ofd:", b"0", b"-1", b"g", b" "]),
+)
+def test_mutated_xml(name: str, at: int, cut: int, insert: bytes) -> None:
+    """An XML file of a good package with a span replaced: read or refused, never a crash."""
+    files = dict(SAMPLE.files)
+    data = files[name]
+    at %= len(data)
+    files[name] = data[:at] + insert + data[at + cut :]
+    _read(write_package(OfdPackage(files)))
