@@ -37,6 +37,8 @@ _CENTRAL_ENTRY_MIN = 46
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _STORED_SUFFIXES = (".png", ".jpg", ".jpeg", ".jb2")  # compressed already
+_LEVEL = 1
+"""Deflate level: a page of QR modules deflates in 1 ms at level 1 (12 kB), 7 ms at 6 (7.6 kB)."""
 
 
 @dataclass(frozen=True)
@@ -221,5 +223,5 @@ def write_package(package: OfdPackage) -> bytes:
             info.external_attr = 0o100644 << 16
             stored = name.lower().endswith(_STORED_SUFFIXES)
             info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-            archive.writestr(info, package.files[name], compresslevel=None if stored else 6)
+            archive.writestr(info, package.files[name], compresslevel=None if stored else _LEVEL)
     return out.getvalue()
