@@ -4,8 +4,9 @@ Every reference (``DocRoot``, ``PublicRes``/``DocumentRes`` and their ``BaseLoc`
 ``MediaFile``, page ``BaseLoc``) is resolved inside the package: absolute locations from the
 package root, relative ones from the referring file's folder; one that climbs out of the package,
 is a URL, or names a file the package lacks is :class:`OfdMalformed` naming the referring file.
-Unit ids must be integers, unique and at most ``MaxUnitID`` (when a document omits it, as some
-invoices do, the largest id read stands in); fonts and images an object uses must be declared.
+Unit ids must be integers (at most ten digits) and unique; ``max_unit_id`` is the larger of the
+declared ``MaxUnitID`` and the largest id read (some producers omit it or leave it too small); fonts
+and images an object uses must be declared. Colours may be written in hex (``#FF #00 #00``).
 The pre-2016 namespace ``http://www.ofdspec.org`` (still in documents from 2020) is read as
 :data:`seal.ofd.xml.OFD_NS`. Graphic objects may lack an ID (the national e-invoice sample's
 do). The page count is limited before any page is read (:class:`ReadLimits`).
@@ -53,6 +54,13 @@ from seal.ofd.xml import (
 )
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_HEX = re.compile(r"^#[0-9A-Fa-f]{1,2}$")
+_UNIT = re.compile(r"^[0-9]{1,10}$")
+
+
+def _unit_number(raw: str | None) -> int | None:
+    """``raw`` as a unit id (ASCII digits, at most ten), or None."""
+    return int(raw) if raw is not None and _UNIT.match(raw.strip()) else None
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,11 @@ def _colour(node: etree._Element, name: str, where: str) -> Colour | None:
     found = child(node, name)
     if found is None:
         return None
-    values = _numbers(found.get("Value"), 3, where, name)
+    raw = (found.get("Value") or "").split()
+    if len(raw) == 3 and all(_HEX.match(v) for v in raw):  # "#FF #00 #00" (GB/T 33190 allows it)
+        values = [float(int(v[1:], 16)) for v in raw]
+    else:
+        values = _numbers(found.get("Value"), 3, where, name)
     if not all(0 <= v <= 255 for v in values):
         raise OfdMalformed.at(where, f"{name} {values} outside 0–255")
     return (int(values[0]), int(values[1]), int(values[2]))
@@ -157,7 +169,8 @@ def _deltas(text: str | None, limit: int, where: str) -> tuple[float, ...]:
 
 
 class _Units:
-    """The unit ids seen so far, checked unique and within MaxUnitID."""
+    """The unit ids seen so far, checked unique; MaxUnitID as declared or, when a producer left
+    it absent or too small, the largest id seen (a new unit then never collides)."""
 
     def __init__(self, max_unit_id: int | None) -> None:
         self.declared = max_unit_id
@@ -165,8 +178,8 @@ class _Units:
 
     @property
     def max(self) -> int:
-        """The declared MaxUnitID, or (when absent) the largest id seen."""
-        return self.declared if self.declared is not None else max(self.seen, default=0)
+        """The larger of the declared MaxUnitID and the largest id seen."""
+        return max(self.declared or 0, max(self.seen, default=0))
 
     def take_if_any(self, node: etree._Element, where: str) -> None:
         """Checks the element's ID when it has one (graphic objects without an ID are common)."""
@@ -175,13 +188,11 @@ class _Units:
 
     def take(self, node: etree._Element, where: str) -> int:
         raw = node.get("ID")
-        if raw is None or not raw.isdigit() or not raw.isascii():
-            raise OfdMalformed.at(where, f"{local_name(node)} has no valid ID ({raw!r})")
-        unit = int(raw)
+        unit = _unit_number(raw)
+        if not unit:
+            raise OfdMalformed.at(where, f"{local_name(node)} has no valid ID ({raw!r:.40})")
         if unit in self.seen:
             raise OfdMalformed.at(where, f"ID {unit} is used twice")
-        if unit == 0 or (self.declared is not None and unit > self.declared):
-            raise OfdMalformed.at(where, f"ID {unit} is outside 1..MaxUnitID ({self.declared})")
         self.seen.add(unit)
         return unit
 
@@ -225,16 +236,12 @@ class _Reader:
             for font in children(fonts, "Font"):
                 unit = units.take(font, path)
                 file = child_text(font, "FontFile")
-                data, kind = b"", "ttf"
-                if file:
-                    location = resolve(file, folder, path)
-                    data = self.package.read(location, path)
-                    kind = "otf" if location.lower().endswith(".otf") else "ttf"
+                location = resolve(file, folder, path) if file else ""
                 self.fonts[unit] = Font(
                     name=font.get("FontName", ""),
                     family=font.get("FamilyName", ""),
-                    data=data,
-                    kind="otf" if kind == "otf" else "ttf",
+                    data=self.package.read(location, path) if location else b"",
+                    kind="otf" if location.lower().endswith(".otf") else "ttf",
                 )
         for medias in children(res, "MultiMedias"):
             for media in children(medias, "MultiMedia"):
@@ -264,9 +271,10 @@ class _Reader:
 
     def _reference(self, node: etree._Element, attribute: str, where: str) -> int:
         raw = node.get(attribute, "")
-        if not raw.isdigit() or not raw.isascii():
-            raise OfdMalformed.at(where, f"{local_name(node)} has a bad {attribute} {raw!r}")
-        return int(raw)
+        unit = _unit_number(raw)
+        if unit is None:
+            raise OfdMalformed.at(where, f"{local_name(node)} has a bad {attribute} {raw!r:.40}")
+        return unit
 
     def page(self, path: str, referrer: str, units: _Units) -> Page:
         root = _parse(self.package, path, referrer, "Page")
@@ -341,9 +349,10 @@ def read_document(package: OfdPackage, limits: ReadLimits = DEFAULT_READ_LIMITS)
     if common is None:
         raise OfdMalformed.at(doc_root, "no CommonData")
     max_text = (child_text(common, "MaxUnitID") or "").strip()
-    if max_text and not (max_text.isdigit() and max_text.isascii()):
-        raise OfdMalformed.at(doc_root, f"MaxUnitID {max_text!r} is not a number")
-    units = _Units(int(max_text) if max_text else None)
+    declared = _unit_number(max_text)
+    if max_text and declared is None:
+        raise OfdMalformed.at(doc_root, f"MaxUnitID {max_text!r:.40} is not a number")
+    units = _Units(declared)
     area = child(common, "PageArea")
     physical = None if area is None else child_text(area, "PhysicalBox")
     page_box = _box(physical, doc_root, "PhysicalBox")

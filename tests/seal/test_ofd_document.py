@@ -367,3 +367,29 @@ def test_text_xml_cannot_carry(cjk_font: Font) -> None:
     info = DocumentInfo("id", "2026-12-05", custom_data=(("ZZMC", "bad\x00value"),))
     with pytest.raises(OfdMalformed, match="ofd:CustomData: not XML text"):
         write_document(Document(info, 210, 297, document.pages, document.fonts, document.images))
+
+
+def test_stale_max_unit_id_and_hex_colour(cjk_font: Font) -> None:
+    """MaxUnitID smaller than an id in use: the largest id stands in, so a new unit (a seal's
+    annotation) cannot collide; colours written in hex read as numbers."""
+    document = _document(cjk_font)
+    package = _edit(
+        document_package(document),
+        {
+            "Doc_0/Document.xml": (b"<ofd:MaxUnitID>8<", b"<ofd:MaxUnitID>4<"),
+            "Doc_0/Pages/Page_0/Content.xml": (b'Value="255 0 0"', b'Value="#ff #0 #00"'),
+        },
+    )
+    contents = read_document(package)
+    assert contents.max_unit_id == 8
+    assert contents.document == document
+
+
+@pytest.mark.parametrize("unit", ["9" * 5000, "-3", "0", "1e3", "٣"])
+def test_bad_unit_ids(cjk_font: Font, unit: str) -> None:
+    package = _edit(
+        document_package(_document(cjk_font)),
+        {"Doc_0/Pages/Page_0/Content.xml": (b'ID="5"', f'ID="{unit}"'.encode())},
+    )
+    with pytest.raises(OfdMalformed, match="TextObject has no valid ID"):
+        read_document(package)
