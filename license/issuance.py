@@ -269,7 +269,7 @@ class StoredLicence:
 
 @dataclass(frozen=True)
 class DocumentRequest:
-    """What the document maker renders (the fields of ``license.document.DocumentInput``)."""
+    """What the document maker renders (the fields of ``license.layout.DocumentInput``)."""
 
     licence_type: LicenceType
     metadata: LicenceMetadata

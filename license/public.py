@@ -297,8 +297,8 @@ def view_pdf(
     checked by :func:`license.document_check.check_pdf`. A file that is no readable licence
     PDF at all (garbage, truncated, no embedded licence) raises :class:`InvalidArgument`
     naming the problem; one that reads but fails a check is reported as invalid."""
-    from license.document import read_licence_pdf
     from license.document_check import check_pdf
+    from license.pdf_reader import read_licence_pdf
 
     try:
         read_licence_pdf(pdf)

@@ -249,7 +249,7 @@ def verify_licence(
         check = check_pdf(value, roots, lists, today=today)
         fmt = SignatureFormat.PADES
         try:
-            from license.document import read_licence_pdf
+            from license.pdf_reader import read_licence_pdf
 
             signed_data = read_licence_pdf(value).signed_data
         except Exception:  # noqa: BLE001 - not a licence document: the check says so
