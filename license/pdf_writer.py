@@ -42,25 +42,16 @@ class _Canvas:
     def _y(self, y_mm: float) -> float:
         return (self.height_mm - y_mm) * PT_PER_MM
 
-    def text(
-        self,
-        text: str,
-        x_mm: float,
-        baseline_mm: float,
-        size: float,
-        *,
-        colour: tuple[float, float, float] = (0, 0, 0),
-        spacing: float = 0.0,
-        align: str = "left",
-    ) -> None:
-        """One line of text; ``x_mm`` is its left edge, centre or right edge by ``align``."""
-        if not text:
+    def text(self, item: Text) -> None:
+        """One line of text, placed by its alignment."""
+        if not item.text:
             return
+        text, size, spacing = item.text, item.size, item.spacing
         width = text_width(text, size) + spacing * (len(text) - 1)
-        x = x_mm * PT_PER_MM
-        if align == "centre":
+        x = item.x_mm * PT_PER_MM
+        if item.align == "centre":
             x -= width / 2
-        elif align == "right":
+        elif item.align == "right":
             x -= width
         codes = []
         for char in text:
@@ -68,37 +59,33 @@ class _Canvas:
             if gid:
                 self.gids.setdefault(gid, char)
             codes.append(f"{gid:04x}")
-        r, g, b = colour
+        r, g, b = item.colour
         self.ops.append(
             f"BT {r:.3f} {g:.3f} {b:.3f} rg /F1 {size:.2f} Tf {spacing:.3f} Tc "
-            f"1 0 0 1 {x:.2f} {self._y(baseline_mm):.2f} Tm <{''.join(codes)}> Tj ET"
+            f"1 0 0 1 {x:.2f} {self._y(item.baseline_mm):.2f} Tm <{''.join(codes)}> Tj ET"
         )
 
-    def rect(
-        self, x_mm: float, y_mm: float, w_mm: float, h_mm: float, line: float,
-        colour: tuple[float, float, float],
-    ) -> None:  # fmt: skip
-        """A stroked rectangle (top-left corner, size)."""
-        r, g, b = colour
+    def rect(self, item: Rect) -> None:
+        """A stroked rectangle."""
+        r, g, b = item.colour
         self.ops.append(
-            f"q {r:.3f} {g:.3f} {b:.3f} RG {line:.2f} w {x_mm * PT_PER_MM:.2f} "
-            f"{self._y(y_mm + h_mm):.2f} {w_mm * PT_PER_MM:.2f} {h_mm * PT_PER_MM:.2f} re S Q"
+            f"q {r:.3f} {g:.3f} {b:.3f} RG {item.line:.2f} w {item.x_mm * PT_PER_MM:.2f} "
+            f"{self._y(item.y_mm + item.h_mm):.2f} {item.w_mm * PT_PER_MM:.2f} "
+            f"{item.h_mm * PT_PER_MM:.2f} re S Q"
         )
 
-    def qr(
-        self, data: str, x_mm: float, y_mm: float, size_mm: float, *, alphanumeric: bool
-    ) -> None:
-        """A QR code (with its quiet zone) filling a square of ``size_mm`` at (x, y)."""
-        if not data:
+    def qr(self, item: QrCode) -> None:
+        """A QR code as vector modules on a white square (the quiet zone included)."""
+        if not item.data:
             return
-        matrix = qr_matrix(data, alphanumeric=alphanumeric)
+        matrix = qr_matrix(item.data, alphanumeric=item.alphanumeric)
         n = len(matrix)
-        module = size_mm * PT_PER_MM / (n + 8)
+        x_pt, size_pt = item.x_mm * PT_PER_MM, item.size_mm * PT_PER_MM
+        bottom = self._y(item.y_mm + item.size_mm)
+        module = size_pt / (n + 8)
         ops = [
-            f"q 1 g {x_mm * PT_PER_MM:.2f} {self._y(y_mm + size_mm):.2f} "
-            f"{size_mm * PT_PER_MM:.2f} {size_mm * PT_PER_MM:.2f} re f 0 g",
-            f"{module:.4f} 0 0 {module:.4f} {x_mm * PT_PER_MM + 4 * module:.3f} "
-            f"{self._y(y_mm + size_mm) + 4 * module:.3f} cm",
+            f"q 1 g {x_pt:.2f} {bottom:.2f} {size_pt:.2f} {size_pt:.2f} re f 0 g",
+            f"{module:.4f} 0 0 {module:.4f} {x_pt + 4 * module:.3f} {bottom + 4 * module:.3f} cm",
         ]
         for r, row in enumerate(matrix):
             y = n - 1 - r
@@ -115,19 +102,11 @@ def _draw(page: Page) -> _Canvas:
     canvas = _Canvas(page.layout.width_mm, page.layout.height_mm)
     for item in page.items:
         if isinstance(item, Text):
-            canvas.text(
-                item.text,
-                item.x_mm,
-                item.baseline_mm,
-                item.size,
-                colour=item.colour,
-                spacing=item.spacing,
-                align=item.align,
-            )
+            canvas.text(item)
         elif isinstance(item, Rect):
-            canvas.rect(item.x_mm, item.y_mm, item.w_mm, item.h_mm, item.line, item.colour)
-        elif isinstance(item, QrCode):
-            canvas.qr(item.data, item.x_mm, item.y_mm, item.size_mm, alphanumeric=item.alphanumeric)
+            canvas.rect(item)
+        else:
+            canvas.qr(item)
     return canvas
 
 
