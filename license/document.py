@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 
+from license.departments import DOCUMENT_KIND
 from license.layout import DocumentInput, Page, lay_out
 from license.pdf_writer import write_pdf
 from seal.lifecycle import UseContext
@@ -24,7 +25,6 @@ from seal.pdf import PdfSealRequest, Position, SealPdf, design_of
 from seal.types import PadesLevel, SealView
 
 SEAL_FIELD = "LicenceSeal"
-DOCUMENT_KIND = "licence"
 
 
 def _page(doc: DocumentInput, seal: SealView) -> Page:
