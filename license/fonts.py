@@ -1,4 +1,4 @@
-"""The licence text font: WenQuanYi Micro Hei (:func:`seal.images.font_path`), measured and subset.
+"""The licence text font: WenQuanYi Micro Hei, found (:func:`font_path`), measured and subset.
 
 The subset is built here, not with ``fontTools.subset`` (≈200 ms per call): the font's raw
 tables are read once per process and a subset keeps the glyph ids (unused glyphs empty, which
@@ -10,14 +10,47 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import shutil
 import struct
+import subprocess
 import sys
 from array import array
 from collections.abc import Iterable, Mapping
 
-from seal import images
+from seal.errors import InvalidSealRequest
 
+FONT_ENV = "GOVTRUST_SEAL_FONT"
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/wqy-microhei/wqy-microhei.ttc",
+)
 _LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+@functools.lru_cache(maxsize=1)
+def font_path() -> str:
+    """The licence text font's file: ``$GOVTRUST_SEAL_FONT`` or WenQuanYi Micro Hei
+    (fonts-wqy-microhei). Seal faces use :func:`seal.images.seal_font`."""
+    override = os.environ.get(FONT_ENV)
+    if override:
+        return override
+    for candidate in _FONT_CANDIDATES:
+        if os.path.isfile(candidate):
+            return candidate
+    fc_match = shutil.which("fc-match")
+    if fc_match:
+        found = subprocess.run(
+            [fc_match, "-f", "%{file}", "WenQuanYi Micro Hei:lang=zh-cn"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if found and os.path.isfile(found):
+            return found
+    raise InvalidSealRequest(
+        "no CJK font found: install fonts-wqy-microhei or set GOVTRUST_SEAL_FONT"
+    )
 
 
 class Font:
@@ -174,4 +207,4 @@ def _sfnt(tables: Mapping[str, bytes]) -> bytes:
 @functools.lru_cache(maxsize=1)
 def licence_font() -> Font:
     """The process-wide licence text font."""
-    return Font(images.font_path())
+    return Font(font_path())
