@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from seal.lifecycle import SealService, UseContext
 
 DOCUMENT_KIND = "licence"
+"""The document kind of a licence's seal use (use grant, PDF seal, use record)."""
 
 
 class DepartmentSealSigners:

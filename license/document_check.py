@@ -51,8 +51,8 @@ from govtrust.pdf_guard import (
     reading_limits,
 )
 from license.checking import LicenceCheck, State, Verdict, check_verified, failed_check
-from license.document import EmbeddedLicence, dss_certificates, embedded_from_root, open_pdf
 from license.errors import LicenceVerificationFailed
+from license.pdf_reader import EmbeddedLicence, dss_certificates, embedded_from_root, open_pdf
 from license.qr import TrustList, decode_payload
 from license.signed_data import verify_licence
 from license.status_list import VerifiedStatusList

@@ -78,6 +78,7 @@ from idp.registry import IdentityRegistry
 from idp.types import IdentityRef, IdentityStatus
 from license.catalogue import LicenceType, get_type, validate_fields, validate_validity
 from license.days import licence_day
+from license.departments import DOCUMENT_KIND
 from license.identifiers import build_identifier, parse_identifier
 from license.models import (
     LicenceAnnotationRow,
@@ -106,7 +107,6 @@ _REGISTRY_READER = Principal(
 )
 MAX_REASON = 1000
 MAX_REQUEST_ID = 128
-DOCUMENT_KIND = "licence"
 # How long a duplicate waits for the claimant: briefly, since it waits in a thread of the shared
 # ``run_sync`` pool; then it answers IssuanceInProgress (UNAVAILABLE) and the caller retries.
 REQUEST_WAIT = timedelta(seconds=2)
@@ -294,7 +294,7 @@ class StoredLicence:
 
 @dataclass(frozen=True)
 class DocumentRequest:
-    """What the document maker renders (the fields of ``license.document.DocumentInput``)."""
+    """What the document maker renders (the fields of ``license.layout.DocumentInput``)."""
 
     licence_type: LicenceType
     metadata: LicenceMetadata

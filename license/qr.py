@@ -21,7 +21,6 @@ import base64
 import binascii
 import functools
 import hashlib
-import io
 import json
 import zlib
 from collections.abc import Iterable, Sequence
@@ -30,7 +29,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import cbor2
-import segno
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -339,15 +337,3 @@ def _str(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError("expected text")
     return value
-
-
-def render_svg(payload: str, *, scale: int = 4) -> str:
-    """The QR code of ``payload`` as SVG text (error correction M, alphanumeric mode)."""
-    return str(segno.make_qr(payload, error="m").svg_inline(scale=scale))
-
-
-def render_png(payload: str, *, scale: int = 4) -> bytes:
-    """The QR code of ``payload`` as PNG bytes."""
-    buffer = io.BytesIO()
-    segno.make_qr(payload, error="m").save(buffer, kind="png", scale=scale, border=4)
-    return buffer.getvalue()

@@ -95,7 +95,8 @@ class LicenceRuntime:
 
 def document_maker(pdf: SealPdf) -> DocumentMaker:
     """The issuance hook over :class:`license.document.LicenceDocuments` (render + seal)."""
-    from license.document import DocumentInput, LicenceDocuments
+    from license.document import LicenceDocuments
+    from license.layout import DocumentInput
 
     documents = LicenceDocuments(pdf)
 

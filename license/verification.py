@@ -25,10 +25,10 @@ from typing import Literal, get_args
 from cryptography import x509
 
 from license.checking import LicenceCheck, check_qr, check_signed_data
-from license.document import EmbeddedLicence
 from license.document_check import check_pdf_reading
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
+from license.pdf_reader import EmbeddedLicence
 from license.qr import TrustList
 from license.runtime import StatusLists
 

@@ -27,8 +27,6 @@ import functools
 import io
 import math
 import os
-import shutil
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,11 +37,6 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from seal.errors import InvalidSealRequest
 from seal.types import SealKind, SealShape
 
-FONT_ENV = "GOVTRUST_SEAL_FONT"
-_FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/wqy-microhei/wqy-microhei.ttc",
-)
 SEAL_FONT = "/usr/share/fonts/opentype/noto/NotoSerifCJK-Bold.ttc"
 """The seal face: Noto Serif CJK SC Bold, a Song (宋体) face, from Debian's fonts-noto-cjk."""
 SEAL_FONT_FAMILY = "Noto Serif CJK SC"
@@ -58,32 +51,6 @@ MARGIN_MM = 0.3
 
 class SealFontMissing(RuntimeError):
     """The seal face's font file is not installed (a deployment error, not a request error)."""
-
-
-@functools.lru_cache(maxsize=1)
-def font_path() -> str:
-    """The licence text font: ``$GOVTRUST_SEAL_FONT`` or WenQuanYi Micro Hei (fonts-wqy-microhei).
-
-    Seal faces use :data:`SEAL_FONT` (see :func:`seal_font`)."""
-    override = os.environ.get(FONT_ENV)
-    if override:
-        return override
-    for candidate in _FONT_CANDIDATES:
-        if os.path.isfile(candidate):
-            return candidate
-    fc_match = shutil.which("fc-match")
-    if fc_match:
-        found = subprocess.run(
-            [fc_match, "-f", "%{file}", "WenQuanYi Micro Hei:lang=zh-cn"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        if found and os.path.isfile(found):
-            return found
-    raise InvalidSealRequest(
-        "no CJK font found: install fonts-wqy-microhei or set GOVTRUST_SEAL_FONT"
-    )
 
 
 @functools.lru_cache(maxsize=1)

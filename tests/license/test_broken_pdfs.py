@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from license.checking import Verdict
-from license.document import read_licence_pdf
 from license.document_check import check_pdf
 from license.errors import LicenceVerificationFailed, Reason
+from license.pdf_reader import read_licence_pdf
 from tests.fuzz.pdfs import BROKEN
 from tests.license.test_http import Licences, app_for, lic  # noqa: F401 - fixture
 from tests.seal.conftest import world  # noqa: F401 - fixture

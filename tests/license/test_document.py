@@ -22,16 +22,12 @@ from license.catalogue import BUSINESS_LICENCE_CODE, business_licence, uscc_cert
 from license.checking import State, Verdict
 from license.days import licence_day
 from license.departments import DepartmentSealSigners
-from license.document import (
-    DocumentInput,
-    EmbeddedLicence,
-    LicenceDocuments,
-    read_licence_pdf,
-    resolve_layout,
-)
+from license.document import LicenceDocuments
 from license.document_check import check_pdf
 from license.errors import LicenceVerificationFailed, Reason
 from license.identifiers import build_identifier
+from license.layout import DocumentInput, resolve_layout
+from license.pdf_reader import EmbeddedLicence, read_licence_pdf
 from license.qr import encode_payload
 from license.signed_data import LicenceMetadata, sign_licence
 from license.status_list import (
@@ -475,7 +471,7 @@ def test_qr_symbols_are_segnos_encoding_with_the_chosen_mask() -> None:
     exactly segno's symbol for that mask (function patterns, version and format information)."""
     import segno
 
-    from license.document import qr_matrix
+    from license.qr_symbol import qr_matrix
 
     cases = [(VERIFY_BASE + "1.2.156.3005.2.x", False)]
     cases += [("GT1:" + "6BF-NXM1:2QA$VT-1T/ROTS5" * n, True) for n in (1, 8, 16, 60)]

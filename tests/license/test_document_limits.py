@@ -21,8 +21,8 @@ from govtrust.pdf_guard import (
     current_limits,
 )
 from license.checking import Verdict
-from license.document import open_pdf
 from license.document_check import check_pdf
+from license.pdf_reader import open_pdf
 from tests.license.test_document import Licence, licence  # noqa: F401 - fixture
 from tests.seal.conftest import live_ca, world  # noqa: F401 - fixtures
 from tests.unchanged import unchanged

@@ -19,9 +19,9 @@ from asn1crypto import cms
 from govtrust.pdf_guard import DocumentLimits, DocumentTooComplex
 from license.checking import LicenceCheck, State, Verdict, check_signed_data, failed_check
 from license.days import licence_day
-from license.document import open_pdf
 from license.document_check import MAX_PDF_BYTES, check_pdf
 from license.errors import LicenceVerificationFailed
+from license.pdf_reader import open_pdf
 from license.qr import TrustList, decode_payload
 from license.signed_data import verify_licence
 from seal.pdf import PdfSealRequest, Position

@@ -27,9 +27,8 @@ from license.qr import (
     encode_payload,
     export_trust_list,
     kid_of,
-    render_png,
-    render_svg,
 )
+from license.qr_symbol import render_png, render_svg
 from license.signer import LicenceSigner
 from tests.license.conftest import (
     OTHER_USCC,

@@ -13,7 +13,6 @@ import pytest
 from lxml import etree
 from PIL import Image as PILImage
 
-from seal import images
 from seal.errors import OfdMalformed, OfdTooLarge
 from seal.ofd.model import (
     Box,
@@ -43,12 +42,14 @@ BLUE = (0, 0, 255)
 def cjk_font() -> Font:
     """A fontTools subset of the licence font (WenQuanYi Micro Hei) with the test's characters.
 
-    license/document.py has a fast subsetter, but seal may not import license, and its subsets
+    license/fonts.py has a fast subsetter, but seal may not import license, and its subsets
     carry no cmap (its PDF maps glyph ids itself), which an OFD reader needs."""
     from fontTools import subset  # type: ignore[import-untyped]
     from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 
-    font = TTFont(images.font_path(), fontNumber=0)
+    from license.fonts import font_path
+
+    font = TTFont(font_path(), fontNumber=0)
     options = subset.Options()
     options.name_IDs = ["*"]
     subsetter = subset.Subsetter(options)
