@@ -844,13 +844,13 @@ def main(argv: list[str] | None = None) -> int:
     server: Server | None = None
     try:
         from govtrust.config import load_settings
-        from govtrust.platform import open_platform
+        from govtrust.server.wiring import open_wired
 
         flags: dict[str, Any] = {"data_dir": tmp / "data"}
         if db_url:
             flags["database_url"] = db_url
         settings = load_settings(flags, env={})
-        platform = open_platform(settings, migrate=True)
+        platform = open_wired(settings, migrate=True)
 
         crl_seconds: float | None = None
         issue_rate: float | None = None

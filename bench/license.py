@@ -109,14 +109,14 @@ def run(seconds: float) -> dict[str, float]:
 def run_pdf(seconds: float) -> dict[str, float]:
     """IssueLicense with the sealed PDF through the production runtime (scratch data dir)."""
     from govtrust.config import Settings
-    from govtrust.platform import open_platform
+    from govtrust.server.wiring import open_wired
     from license.runtime import runtime_for
     from seal.lifecycle import Application, Making
     from seal.types import SealKind
     from tests.seal.conftest import FILING, MAKER, REVIEWER, resident_id
 
     with tempfile.TemporaryDirectory() as scratch:
-        platform = open_platform(Settings(data_dir=Path(scratch)))
+        platform = open_wired(Settings(data_dir=Path(scratch)))
         try:
             runtime = runtime_for(platform)
             registry = runtime.service.registry

@@ -64,13 +64,13 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 def prepare_govtrust(data_dir: Path, http_port: int, chains: int) -> tuple[str, list[str]]:
     """Create the data dir, the client and ``chains`` refresh tokens; returns (secret, tokens)."""
     from govtrust.config import load_settings
-    from govtrust.platform import open_platform
     from govtrust.principal import SYSTEM
+    from govtrust.server.wiring import open_wired
     from idp.oidc.factory import provider_for
     from idp.oidc.models import OidcGrantRow
 
     settings = load_settings({"data_dir": data_dir, "http_port": http_port})
-    platform = open_platform(settings, migrate=True)
+    platform = open_wired(settings, migrate=True)
     try:
         provider = provider_for(platform)
         provider.ensure_keys()

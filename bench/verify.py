@@ -97,8 +97,8 @@ def prepare(data_dir: Path, work: Path) -> Inputs:
 
     from ca.authority import authority_for
     from govtrust.config import Settings
-    from govtrust.platform import open_platform
     from govtrust.principal import Principal
+    from govtrust.server.wiring import open_wired
     from idp.types import IdentityRef
     from seal.lifecycle import Application, Making
     from seal.pdf import PdfSealRequest, Position
@@ -106,7 +106,7 @@ def prepare(data_dir: Path, work: Path) -> Inputs:
     from seal.types import PadesLevel, SealKind
     from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, USCC, resident_id
 
-    platform = open_platform(Settings(data_dir=data_dir))
+    platform = open_wired(Settings(data_dir=data_dir))
     try:
         seals = runtime_for(platform)
         registry = seals.service.owners.registry  # type: ignore[attr-defined]

@@ -2,15 +2,13 @@
 
 It holds the :class:`~ca.context.CaContext` (bootstrapping the hierarchy on first use) and
 delegates to the step modules: issuance, revocation, CRL, OCSP, TSA. ``authority_for(platform)``
-gives the process's instance; the platform wiring installs the registry-backed
-:class:`~ca.directory.SubjectDirectory` with :func:`set_directory_factory`.
+gives the platform's instance (a :data:`AUTHORITY` component); the wiring defines the
+registry-backed :class:`~ca.directory.SubjectDirectory` as :data:`SUBJECT_DIRECTORY`.
 """
 
 from __future__ import annotations
 
 import base64
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -20,11 +18,12 @@ from sqlalchemy import and_, or_, select
 from ca import crl, issuance, ocsp, revocation, tsa
 from ca.config import CaConfig
 from ca.context import CaContext
-from ca.directory import InMemoryDirectory, SubjectDirectory
+from ca.directory import SubjectDirectory
 from ca.hierarchy import Hierarchy, Issuer, bootstrap
 from ca.models import CaCertificate
 from govtrust.db import Database
 from govtrust.errors import InvalidArgument
+from govtrust.platform import Component
 from govtrust.principal import Principal
 from hsm.keystore import KeyStore
 
@@ -303,16 +302,10 @@ def _decode_token(token: str) -> tuple[datetime, str]:
 
 # --- the process's authority --------------------------------------------------------------------
 
-DirectoryFactory = Callable[["Platform"], SubjectDirectory]
-_directory_factory: DirectoryFactory | None = None
-_authorities: dict[int, tuple[Platform, CertificateAuthority]] = {}
-_guard = threading.Lock()
-
-
-def set_directory_factory(factory: DirectoryFactory | None) -> None:
-    """Install how the platform builds the registry-backed directory (the idp wiring)."""
-    global _directory_factory
-    _directory_factory = factory
+AUTHORITY: Component[CertificateAuthority] = Component("the certificate authority")
+# Who may hold which certificate: the wiring defines it (the identity registry's directory,
+# idp.ca_directory); a CA without one refuses to start rather than issue unchecked.
+SUBJECT_DIRECTORY: Component[SubjectDirectory] = Component("the CA's subject directory")
 
 
 def ca_config(settings: Settings) -> CaConfig:
@@ -327,15 +320,13 @@ def ca_config(settings: Settings) -> CaConfig:
 
 
 def authority_for(platform: Platform) -> CertificateAuthority:
-    """The process's authority over ``platform`` (bootstrapped on first call)."""
-    with _guard:
-        existing = _authorities.get(id(platform))
-        if existing is not None and existing[0] is platform:
-            return existing[1]
-        config = ca_config(platform.settings)
-        directory = (
-            _directory_factory(platform) if _directory_factory is not None else InMemoryDirectory()
-        )
-        authority = CertificateAuthority.open(platform.db, platform.keystore, config, directory)
-        _authorities[id(platform)] = (platform, authority)  # holds the platform: ids stay unique
-        return authority
+    """The platform's authority (bootstrapped on first call). Raises
+    :class:`~govtrust.platform.ComponentMissing` when the wiring defined no
+    :data:`SUBJECT_DIRECTORY`."""
+    return platform.components.get(AUTHORITY, lambda: _open(platform))
+
+
+def _open(platform: Platform) -> CertificateAuthority:
+    directory = platform.components.get(SUBJECT_DIRECTORY)
+    config = ca_config(platform.settings)
+    return CertificateAuthority.open(platform.db, platform.keystore, config, directory)

@@ -1,9 +1,12 @@
-"""The runtime handle every adapter receives: settings, database and key store, opened once."""
+"""The runtime handle every adapter receives: settings, database and key store, opened once,
+and the container of the long-lived domain objects built over them (:class:`Components`)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from govtrust.config import Settings, pkcs11_constant
 from govtrust.db import Database
@@ -13,15 +16,85 @@ from govtrust.migrate import is_up_to_date, upgrade_to_head
 from hsm import KeyStore, MasterKey, load_master_key, open_keystore
 from hsm.audit_key import install_audit_chain_key
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, eq=False)
+class Component(Generic[T]):
+    """The typed name of one long-lived object of a platform, declared by the package that owns
+    it (``ca.authority.AUTHORITY``, ``seal.runtime.SEAL_RUNTIME``, ...)."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return f"Component({self.name!r})"
+
+
+class ComponentMissing(FailedPrecondition):
+    """A component was asked for that nothing defines here (wiring that was left out)."""
+
+
+class Components:
+    """One of each long-lived domain object of a platform: the CA, the seal and licence
+    runtimes, the verification context, the OIDC provider, and what the wiring chooses for
+    them (the CA's subject directory).
+
+    Each is built once, on first use, by its owner's builder (or by the definition the wiring
+    gave with :meth:`define`), and lives as long as the platform: a closed platform's objects
+    go with it, so no registry keyed by ``id(platform)`` can hand them to another. Builds may
+    ask for other components (the licence runtime asks for the seal runtime, which asks for the
+    CA): one re-entrant lock covers them, as they happen once, at start-up.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[Component[Any], Any] = {}
+        self._defined: dict[Component[Any], Callable[[], Any]] = {}
+        self._lock = threading.RLock()
+
+    def define(self, component: Component[T], build: Callable[[], T]) -> None:
+        """How ``component`` is built on this platform (the wiring's choice); replaces the
+        object already built, if any."""
+        with self._lock:
+            self._defined[component] = build
+            self._built.pop(component, None)
+
+    def put(self, component: Component[T], value: T) -> None:
+        """Use ``value`` as ``component`` from now on (tests with a custom clock or validator)."""
+        with self._lock:
+            self._built[component] = value
+
+    def get(self, component: Component[T], build: Callable[[], T] | None = None) -> T:
+        """The platform's ``component``: built once by its definition, else by ``build`` (the
+        owner's default); :class:`ComponentMissing` when there is neither."""
+        found = self._built.get(component)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        with self._lock:
+            found = self._built.get(component)
+            if found is None:
+                maker = self._defined.get(component, build)
+                if maker is None:
+                    raise ComponentMissing(
+                        f"nothing provides {component.name} on this platform (the wiring in "
+                        "govtrust/server/wiring.py and govtrust/commands defines it)"
+                    )
+                found = self._built[component] = maker()
+            return found  # type: ignore[no-any-return]
+
+    def built(self, component: Component[T]) -> T | None:
+        """``component`` if it has been built, without building it."""
+        return self._built.get(component)
+
 
 @dataclass
 class Platform:
-    """Settings, database and key store of one running govtrust process."""
+    """Settings, database and key store of one running govtrust process, and its components."""
 
     settings: Settings
     db: Database
     master_key: MasterKey
     keystore: KeyStore
+    components: Components = field(default_factory=Components, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def on_close(self, callback: Callable[[], None]) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from govtrust.errors import FailedPrecondition
+from govtrust.platform import Component
 from license.departments import DepartmentSealSigners, department_seal_chains
 from license.errors import LicenceVerificationFailed
 from license.issuance import DocumentMaker, DocumentRequest, LicenceService
@@ -164,48 +165,35 @@ def status_list_token(service: LicenceService, issuer_code: str) -> str | None:
     return service.status_list_token(issuer_code)
 
 
-_runtimes: dict[int, tuple[Platform, LicenceRuntime]] = {}
-_guard = threading.Lock()
+LICENCE_RUNTIME: Component[LicenceRuntime] = Component("the licence runtime")
 
 
 def runtime_for(platform: Platform) -> LicenceRuntime:
-    """Build (once per platform) the licence service over the platform's registry, the seal
-    service's department seals and the CA's root."""
-    with _guard:
-        existing = _runtimes.get(id(platform))
-        if existing is not None and existing[0] is platform:
-            return existing[1]
-        from ca.authority import authority_for
-        from idp.registry import IdentityRegistry
-        from seal.runtime import runtime_for as seal_runtime_for
-
-        seals = seal_runtime_for(platform)
-        registry = IdentityRegistry.open(
-            platform.db, platform.master_key, data_dir=platform.settings.data_dir
-        )
-        base = platform.settings.effective_public_base_url
-        signers = DepartmentSealSigners(seals.service, platform.keystore)
-        service = LicenceService(
-            platform.db,
-            registry,
-            signers,
-            master_key=platform.master_key,
-            status_uri=lambda issuer: f"{base}{STATUS_PATH}{issuer}",
-            verify_url=lambda identifier: f"{base}{VERIFY_PATH}{identifier}",
-            documents=document_maker(seals.pdf),
-            seals=signers,
-        )
-        roots = [
-            x509.load_der_x509_certificate(i.der) for i in authority_for(platform).chain("root")
-        ]
-        runtime = LicenceRuntime(service, signers, seals, roots, base)
-        _runtimes[id(platform)] = (platform, runtime)  # holds the platform: ids stay unique
-        on_close = getattr(platform, "on_close", None)
-        if callable(on_close):
-            on_close(lambda: _forget(id(platform)))
-        return runtime
+    """The platform's licence service (built once) over its registry, the seal service's
+    department seals and the CA's root."""
+    return platform.components.get(LICENCE_RUNTIME, lambda: _build(platform))
 
 
-def _forget(key: int) -> None:
-    with _guard:
-        _runtimes.pop(key, None)
+def _build(platform: Platform) -> LicenceRuntime:
+    from ca.authority import authority_for
+    from idp.registry import IdentityRegistry
+    from seal.runtime import runtime_for as seal_runtime_for
+
+    seals = seal_runtime_for(platform)
+    registry = IdentityRegistry.open(
+        platform.db, platform.master_key, data_dir=platform.settings.data_dir
+    )
+    base = platform.settings.effective_public_base_url
+    signers = DepartmentSealSigners(seals.service, platform.keystore)
+    service = LicenceService(
+        platform.db,
+        registry,
+        signers,
+        master_key=platform.master_key,
+        status_uri=lambda issuer: f"{base}{STATUS_PATH}{issuer}",
+        verify_url=lambda identifier: f"{base}{VERIFY_PATH}{identifier}",
+        documents=document_maker(seals.pdf),
+        seals=signers,
+    )
+    roots = [x509.load_der_x509_certificate(i.der) for i in authority_for(platform).chain("root")]
+    return LicenceRuntime(service, signers, seals, roots, base)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from govtrust.platform import Component
 from seal.authority import DEFAULT_MAKER, MakerIdentity
 from seal.lifecycle import SealService
 from seal.pdf import SealPdf
@@ -23,36 +23,31 @@ class SealRuntime:
     pdf: SealPdf
 
 
-_runtimes: dict[int, SealRuntime] = {}
-_guard = threading.Lock()
+SEAL_RUNTIME: Component[SealRuntime] = Component("the seal runtime")
 
 
 def runtime_for(platform: Platform) -> SealRuntime:
-    """Build (once per platform) the seal service over the platform's CA and registry, and
-    subscribe it to identity status changes (a cancelled owner's seals are revoked)."""
-    with _guard:
-        existing = _runtimes.get(id(platform))
-        if existing is not None:
-            return existing
-        from ca.authority import authority_for
-        from idp.registry import IdentityRegistry, register_status_listener
-        from seal.authority import CaSealAuthority
-        from seal.owners import RegistryOwners
+    """The platform's seal service over its CA and registry (built once), subscribed to
+    identity status changes (a cancelled owner's seals are revoked) until the platform closes."""
+    return platform.components.get(SEAL_RUNTIME, lambda: _build(platform))
 
-        registry = IdentityRegistry.open(
-            platform.db, platform.master_key, data_dir=platform.settings.data_dir
-        )
-        authority = CaSealAuthority(
-            authority_for(platform), platform.db, maker_identity(platform.settings)
-        )
-        service = SealService(platform.db, platform.keystore, authority, RegistryOwners(registry))
-        register_status_listener(service.on_identity_status)
-        runtime = SealRuntime(service, SealPdf(service))
-        _runtimes[id(platform)] = runtime
-        on_close = getattr(platform, "on_close", None)
-        if callable(on_close):
-            on_close(lambda: _release(id(platform), service))
-        return runtime
+
+def _build(platform: Platform) -> SealRuntime:
+    from ca.authority import authority_for
+    from idp.registry import IdentityRegistry, register_status_listener
+    from seal.authority import CaSealAuthority
+    from seal.owners import RegistryOwners
+
+    registry = IdentityRegistry.open(
+        platform.db, platform.master_key, data_dir=platform.settings.data_dir
+    )
+    authority = CaSealAuthority(
+        authority_for(platform), platform.db, maker_identity(platform.settings)
+    )
+    service = SealService(platform.db, platform.keystore, authority, RegistryOwners(registry))
+    register_status_listener(service.on_identity_status)
+    platform.on_close(lambda: _release(service))
+    return SealRuntime(service, SealPdf(service))
 
 
 def maker_identity(settings: Settings) -> MakerIdentity:
@@ -69,11 +64,9 @@ def maker_identity(settings: Settings) -> MakerIdentity:
     return MakerIdentity(settings.seal_maker_name, uscc)
 
 
-def _release(key: int, service: SealService) -> None:
-    """Forget a closed platform's runtime and stop its identity listener: a listener left
-    behind would act, inside another platform's transactions, for a service that is gone."""
+def _release(service: SealService) -> None:
+    """Stop a closed platform's identity listener: a listener left behind would act, inside
+    another platform's transactions, for a service that is gone."""
     from idp.registry import unregister_status_listener
 
     unregister_status_listener(service.on_identity_status)
-    with _guard:
-        _runtimes.pop(key, None)

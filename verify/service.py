@@ -34,6 +34,7 @@ from govtrust import audit
 from govtrust.config import Settings, section_config
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
+from govtrust.platform import Component
 from govtrust.principal import Principal
 from verify.report import (
     ReportFormat,
@@ -468,21 +469,18 @@ def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_contexts: dict[int, tuple[Any, VerifyContext]] = {}
-_guard = threading.Lock()
+VERIFY_CONTEXT: Component[VerifyContext] = Component("the verification context")
 
 
 def context_for(platform: Platform, *, config: VerifyConfig | None = None) -> VerifyContext:
-    """The process's verification context over ``platform`` (built once per platform)."""
-    with _guard:
-        existing = _contexts.get(id(platform))
-        if existing is not None and existing[0] is platform:
-            return existing[1]
-        context = VerifyContext(
+    """The platform's verification context (built once; ``config`` applies to that build, the
+    ``verify`` settings section otherwise)."""
+    return platform.components.get(
+        VERIFY_CONTEXT,
+        lambda: VerifyContext(
             platform.db,
             platform.keystore,
             config=config or VerifyConfig.from_settings(platform.settings),
             platform=platform,
-        )
-        _contexts[id(platform)] = (platform, context)  # holds the platform: ids stay unique
-        return context
+        ),
+    )

@@ -34,10 +34,14 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
 
 def open_instance(args: argparse.Namespace) -> Platform:
     """The platform of the existing instance ``args`` point at; :class:`NoInstance` (one line,
-    exit 2, nothing created) when there is none. Only ``init`` and ``serve`` create one."""
+    exit 2, nothing created) when there is none. Only ``init`` and ``serve`` create one. Its
+    components are defined as a server's are (:func:`govtrust.server.wiring.define_components`)."""
     from govtrust.platform import open_platform
+    from govtrust.server.wiring import define_components
 
-    return open_platform(settings_from_args(args), create=False)
+    platform = open_platform(settings_from_args(args), create=False)
+    define_components(platform)
+    return platform
 
 
 _UNREACHABLE = ("failed to connect", "connection refused", "dns resolution failed", "unreachable")

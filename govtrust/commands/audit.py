@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from govtrust.audit import AuditCheckpoint, ChainReport, Finding
-from govtrust.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, settings_from_args
+from govtrust.commands import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_data_dir,
+    open_instance,
+    settings_from_args,
+)
 from govtrust.db import as_utc
 
 EXIT_CODES = {
@@ -68,7 +75,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from govtrust.instance import require_instance
     from govtrust.migrate import is_up_to_date
     from govtrust.platform import Platform, configured_keystore
-    from govtrust.server.wiring import audit_token_check
+    from govtrust.server.wiring import audit_token_check, define_components
     from hsm import MASTER_KEY_ENV, MASTER_KEY_FILE, KeyStore, load_master_key
     from hsm.audit_key import AuditChainKey
 
@@ -92,7 +99,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             master_key = load_master_key(settings.data_dir, create=False)
             key = AuditChainKey(master_key)
             keystore = configured_keystore(settings, db, master_key)
-            tokens = audit_token_check(Platform(settings, db, master_key, keystore))
+            platform = Platform(settings, db, master_key, keystore)
+            define_components(platform)
+            tokens = audit_token_check(platform)
         with db.read() as session:
             report = verify_chain(
                 session,
@@ -112,10 +121,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     """Sign and time-stamp the audit chain's head now (and write it out with ``--out``)."""
     from govtrust.audit import checkpoint_to_json, latest_checkpoint
-    from govtrust.platform import open_platform
     from govtrust.server.wiring import checkpoint_audit
 
-    platform = open_platform(settings_from_args(args), create=False)
+    platform = open_instance(args)
     try:
         made = checkpoint_audit(platform)
         with platform.db.read() as session:

@@ -1,5 +1,5 @@
-"""Per-process wiring that is not a servicer or a router: resolvers, the CA's subject directory
-and the periodic jobs.
+"""Per-process wiring that is not a servicer or a router: the platform's component choices
+(the CA's subject directory), resolvers and the periodic jobs.
 
 Each serving process (every worker is a fresh interpreter) calls :func:`wire` once, after the
 platform is open and before it accepts calls, and runs :func:`periodic_jobs` while it serves.
@@ -34,17 +34,35 @@ def check_package_settings(settings: Settings) -> None:
 
 
 def wire(platform: Platform) -> None:
-    """Install the bearer-token resolver, the service-certificate resolver (mTLS callers get
-    the roles of their registered service identity) and the registry-backed CA directory."""
-    del platform  # each hook builds its per-platform objects on first use
-    from ca.authority import set_directory_factory
+    """Define the platform's components (:func:`define_components`), then install the
+    bearer-token resolver and the service-certificate resolver (mTLS callers get the roles of
+    their registered service identity)."""
     from govtrust.api.oidc_grpc import install_token_resolver
     from govtrust.rpc.auth import register_certificate_resolver
     from idp.services import certificate_principal
 
+    define_components(platform)
     install_token_resolver()
     register_certificate_resolver(certificate_principal)
-    set_directory_factory(_registry_directory)
+
+
+def define_components(platform: Platform) -> None:
+    """What this deployment chooses for the platform's components: the CA checks subjects
+    against the identity registry. Every process that serves or runs a command calls it once,
+    after opening the platform; without it the CA refuses to start."""
+    from ca.authority import SUBJECT_DIRECTORY
+
+    platform.components.define(SUBJECT_DIRECTORY, lambda: _registry_directory(platform))
+
+
+def open_wired(settings: Settings, *, migrate: bool | None = None) -> Platform:
+    """:func:`govtrust.platform.open_platform` with its components defined, as a server's are
+    (benchmarks and tests that run the domain in process)."""
+    from govtrust.platform import open_platform
+
+    platform = open_platform(settings, migrate=migrate)
+    define_components(platform)
+    return platform
 
 
 def _registry_directory(platform: Platform) -> SubjectDirectory:

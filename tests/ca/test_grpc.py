@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 from sqlalchemy import select
 
-from ca.authority import set_directory_factory
+from ca.authority import SUBJECT_DIRECTORY
 from ca.directory import InMemoryDirectory
 from govtrust.api.certificate import servicer
 from govtrust.config import Settings
@@ -85,7 +85,7 @@ def served(
     platform = Platform(
         settings=Settings(data_dir=tmp_path), db=database, master_key=master, keystore=store
     )
-    set_directory_factory(lambda _p: directory)
+    platform.components.define(SUBJECT_DIRECTORY, lambda: directory)
     set_token_resolver(_resolve)
     try:
         with (
@@ -95,7 +95,6 @@ def served(
             yield (certificate_pb2_grpc.CertificateServiceStub(channel), f"127.0.0.1:{server.port}")
     finally:
         set_token_resolver(None)
-        set_directory_factory(None)
         store.close()
 
 

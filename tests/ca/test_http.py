@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ca.authority import CertificateAuthority, authority_for, set_directory_factory
+from ca.authority import SUBJECT_DIRECTORY, CertificateAuthority, authority_for
 from ca.directory import InMemoryDirectory
 from ca.issuance import IssueRequest, SubjectSpec
 from govtrust.config import Settings
@@ -55,14 +55,13 @@ def live(database: Database, directory: InMemoryDirectory, tmp_path: Path) -> It
     store = SoftKeyStore(database, master)
     settings = Settings(data_dir=tmp_path, http_port=port)
     platform = Platform(settings=settings, db=database, master_key=master, keystore=store)
-    set_directory_factory(lambda _platform: directory)
+    platform.components.define(SUBJECT_DIRECTORY, lambda: directory)
     try:
         app = create_app(platform, get_metrics(), routers=ROUTERS)
         authority = authority_for(platform)
         with ServerThread(app, port) as server:
             yield Live(server.url, authority, write_chain(authority, tmp_path / "chain"), tmp_path)
     finally:
-        set_directory_factory(None)
         store.close()
 
 

@@ -14,7 +14,7 @@ from govtrust.audit import Finding, verify_chain
 from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.platform import Platform
-from govtrust.server.wiring import checkpoint_audit
+from govtrust.server.wiring import checkpoint_audit, define_components
 from hsm import KeyStore, MasterKey
 from hsm.audit_key import (
     CHECKPOINT_KEY_LABEL,
@@ -54,6 +54,7 @@ def test_checkpoints_are_signed_through_the_key_store(
         master_key=master,
         keystore=keystore,
     )
+    define_components(platform)
     with database.transaction() as session:
         audit.append(session, actor="local:test", action="test.act", target="thing/1")
     checkpoint = checkpoint_audit(platform)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from govtrust.config import Settings
-from govtrust.platform import open_platform
 from govtrust.principal import Principal
+from govtrust.server.wiring import open_wired
 from idp.types import IdentityRef
 from license import catalogue
 from license.models import LicenceRow
@@ -41,7 +41,7 @@ def data_dir(database_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A data directory whose department has an active official seal and whose holder is
     registered (set up in process; the CLI then runs against it)."""
     directory = tmp_path / "data"
-    platform = open_platform(Settings(data_dir=directory, database_url=database_url))
+    platform = open_wired(Settings(data_dir=directory, database_url=database_url))
     try:
         registry = runtime_for(platform).service.registry
         director = registry.register_citizen(
@@ -72,7 +72,7 @@ def data_dir(database_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def _licence_count(directory: Path, database_url: str) -> int:
-    platform = open_platform(Settings(data_dir=directory, database_url=database_url))
+    platform = open_wired(Settings(data_dir=directory, database_url=database_url))
     try:
         with platform.db.read() as session:
             return len(session.query(LicenceRow).all())
@@ -121,9 +121,7 @@ def test_license_cli(data_dir: tuple[Path, dict[str, str]], tmp_path: Path) -> N
 
     # an annotation (made in process: the CLI has no annotate command) is shown with the version
     keyed_id = json.loads(first.stdout)["identifier"]
-    platform = open_platform(
-        Settings(data_dir=directory, database_url=env["GOVTRUST_DATABASE_URL"])
-    )
+    platform = open_wired(Settings(data_dir=directory, database_url=env["GOVTRUST_DATABASE_URL"]))
     try:
         issuer = Principal("operator", "test", frozenset({f"licence-issuer:{ISSUER}"}))
         v2 = runtime_for(platform).service.new_version(

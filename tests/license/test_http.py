@@ -650,7 +650,7 @@ def test_post_licence_pdf(lic: Licences, client: TestClient) -> None:
 
 def test_routes_are_served_by_the_platform_app(database: Database, tmp_path: Path) -> None:
     """``ROUTERS["license"]`` over ``runtime_for(platform)``: the real app serves the routes."""
-    from ca.authority import set_directory_factory
+    from ca.authority import SUBJECT_DIRECTORY
     from ca.directory import InMemoryDirectory
     from govtrust.config import Settings
     from govtrust.http.app import create_app
@@ -668,7 +668,7 @@ def test_routes_are_served_by_the_platform_app(database: Database, tmp_path: Pat
         keystore=store,
     )
     directory = InMemoryDirectory()
-    set_directory_factory(lambda _platform: directory)
+    platform.components.define(SUBJECT_DIRECTORY, lambda: directory)
     try:
         with TestClient(
             create_app(platform, get_metrics(), routers={"license": ROUTERS["license"]})
@@ -687,7 +687,6 @@ def test_routes_are_served_by_the_platform_app(database: Database, tmp_path: Pat
             garbage = app.post("/verify/license", data={"qr": "GT1:NOTAPAYLOAD"})
             assert garbage.status_code == 200 and 'data-ok="false"' in garbage.text
     finally:
-        set_directory_factory(None)
         platform.close()  # also drops the runtimes' identity listeners
 
 

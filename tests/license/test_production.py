@@ -19,8 +19,9 @@ from govtrust.api.license import LicenseServicer, servicer
 from govtrust.audit import AuditRecord
 from govtrust.config import Settings
 from govtrust.errors import FailedPrecondition
-from govtrust.platform import Platform, open_platform
+from govtrust.platform import Platform
 from govtrust.principal import SYSTEM, Principal
+from govtrust.server.wiring import open_wired
 from govtrust.v1 import common_pb2, license_pb2
 from idp.types import IdentityRef
 from license import catalogue
@@ -122,7 +123,7 @@ def _active_official_seal(runtime: LicenceRuntime, rep: Principal, dept_id: str)
 
 @pytest.fixture
 def prod(database_url: str, tmp_path: Path) -> Iterator[Prod]:
-    platform = open_platform(
+    platform = open_wired(
         Settings(data_dir=tmp_path / "data", database_url=database_url, migrate=False)
     )
     try:

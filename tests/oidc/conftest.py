@@ -33,10 +33,11 @@ from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.platform import Platform
 from govtrust.principal import Principal
+from govtrust.server.wiring import define_components
 from hsm import open_keystore
 from hsm.master import MasterKey
 from idp.oidc.certlogin import ORGANIZATION_IDENTIFIER, ChainValidator
-from idp.oidc.factory import forget, install_provider
+from idp.oidc.factory import install_provider
 from idp.oidc.passwords import PasswordLogin, ThrottlePolicy
 from idp.oidc.provider import Provider, ProviderConfig
 from idp.pii import PiiCodec
@@ -199,6 +200,7 @@ def make_env(database_url: str, tmp_path: Path, *, port: int | None = None) -> O
     master = MasterKey.generate()
     keystore = open_keystore("soft", database=db, master_key=master)
     platform = Platform(settings=settings, db=db, master_key=master, keystore=keystore)
+    define_components(platform)
     ca = TestCa.create()
     issuer = settings.effective_public_base_url
     provider = Provider(
@@ -243,7 +245,6 @@ def make_env(database_url: str, tmp_path: Path, *, port: int | None = None) -> O
 def oidc_env(database: Database, database_url: str, tmp_path: Path) -> Iterator[OidcEnv]:
     env = make_env(database_url, tmp_path)
     yield env
-    forget(env.platform)
     env.platform.keystore.close()
     env.platform.db.dispose()
 
@@ -258,7 +259,6 @@ def sqlite_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OidcE
     shutil.copyfile(template, target)
     env = make_env(f"sqlite:///{target}", tmp_path)
     yield env
-    forget(env.platform)
     env.platform.keystore.close()
     env.platform.db.dispose()
 

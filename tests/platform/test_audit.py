@@ -38,8 +38,8 @@ from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
 from govtrust.migrate import alembic_config, upgrade_to_head
-from govtrust.platform import Platform, open_platform
-from govtrust.server.wiring import audit_token_check, checkpoint_audit, periodic_jobs
+from govtrust.platform import Platform
+from govtrust.server.wiring import audit_token_check, checkpoint_audit, open_wired, periodic_jobs
 from hsm import MasterKey
 from hsm.audit_key import AuditChainKey
 from tests.unchanged import unchanged
@@ -145,7 +145,7 @@ def test_cli_audit_verify_names_tampered_row(database_url: str, tmp_path: Path) 
 @pytest.fixture
 def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
     """A platform (master key in a fresh data directory, chain key installed) on both backends."""
-    opened = open_platform(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    opened = open_wired(Settings(data_dir=tmp_path / "data", database_url=database_url))
     yield opened
     opened.close()
 

@@ -149,7 +149,7 @@ def test_pyhanko_validates_online_against_govtrust_serve(tmp_path: Path, databas
     OCSP, CRLs and CA certificates from the server's HTTP port named in the certificates."""
     from ca.authority import authority_for
     from govtrust.config import load_settings
-    from govtrust.platform import open_platform
+    from govtrust.server.wiring import open_wired
     from idp.registry import IdentityRegistry
     from seal.runtime import runtime_for
     from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, USCC, free_port, resident_id
@@ -163,7 +163,7 @@ def test_pyhanko_validates_online_against_govtrust_serve(tmp_path: Path, databas
         settings = load_settings(
             {"data_dir": str(data), "http_port": port}, env={"GOVTRUST_DATABASE_URL": database_url}
         )
-        platform = open_platform(settings, migrate=False)
+        platform = open_wired(settings, migrate=False)
         try:
             root = x509.Certificate.load(authority_for(platform).hierarchy.get("root").der)
             registry = IdentityRegistry.open(platform.db, platform.master_key, data_dir=data)

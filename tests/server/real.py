@@ -28,8 +28,9 @@ from google.protobuf import descriptor as gdescriptor
 from ca.authority import CertificateAuthority, authority_for
 from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
 from govtrust.config import Settings
-from govtrust.platform import Platform, open_platform
+from govtrust.platform import Platform
 from govtrust.principal import LOCAL_ADMIN, SYSTEM, Principal
+from govtrust.server.wiring import open_wired
 from idp.oidc.factory import provider_for
 from idp.services import ServiceRegistry
 from tests.server.pki import Pki, key_pem, pem
@@ -139,7 +140,7 @@ def real_server(root: Path, *, mtls: bool) -> Iterator[RealServer]:
     """``govtrust serve`` with TLS on ``root/data``; ``mtls`` requires client certificates of
     our own service CA (else callers authenticate with bearer tokens or not at all)."""
     data_dir = root / "data"
-    platform = open_platform(Settings(data_dir=data_dir), migrate=True)
+    platform = open_wired(Settings(data_dir=data_dir), migrate=True)
     try:
         authority = authority_for(platform)
         pki = Pki()

@@ -179,10 +179,9 @@ def settle(data_dir: Path, url: str | None = None) -> None:
     that a refused call changed nothing)."""
     from ca.authority import authority_for
     from govtrust.config import Settings
-    from govtrust.platform import open_platform
-    from govtrust.server.wiring import checkpoint_audit
+    from govtrust.server.wiring import checkpoint_audit, open_wired
 
-    platform = open_platform(Settings(data_dir=data_dir, database_url=url), migrate=True)
+    platform = open_wired(Settings(data_dir=data_dir, database_url=url), migrate=True)
     try:
         authority_for(platform).refresh()
         checkpoint_audit(platform)

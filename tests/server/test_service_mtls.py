@@ -23,8 +23,9 @@ from ca.authority import CertificateAuthority, authority_for
 from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
 from ca.models import CaCertificate
 from govtrust.config import Settings
-from govtrust.platform import Platform, open_platform
+from govtrust.platform import Platform
 from govtrust.principal import SYSTEM
+from govtrust.server.wiring import open_wired
 from govtrust.v1 import verify_pb2, verify_pb2_grpc
 from idp.services import ServiceRegistry, ServiceStatus
 from tests.server.pki import Pki, key_pem, pem
@@ -57,7 +58,7 @@ class Client:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("service-mtls")
     data_dir = root / "data"
-    platform = open_platform(Settings(data_dir=data_dir), migrate=True)
+    platform = open_wired(Settings(data_dir=data_dir), migrate=True)
     try:
         authority = authority_for(platform)
         client_ca = root / "service-ca.pem"

@@ -18,7 +18,7 @@ from ca.authority import authority_for
 from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
 from govtrust.audit import AuditRecord
 from govtrust.config import Settings
-from govtrust.platform import open_platform
+from govtrust.server.wiring import open_wired
 from tests.verify.conftest import OPERATOR, TestCa, der
 from verify.report import verify_signed_report
 
@@ -41,7 +41,7 @@ def run(data: tuple[Path, dict[str, str]], *args: str) -> subprocess.CompletedPr
 @pytest.fixture
 def data(database_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     directory = tmp_path / "data"
-    platform = open_platform(Settings(data_dir=directory, database_url=database_url))
+    platform = open_wired(Settings(data_dir=directory, database_url=database_url))
     try:
         authority = authority_for(platform)
         for name in ("bank-core", "bank-old"):
@@ -83,7 +83,7 @@ def test_cert_summary_json_and_signed(
     root = x509.load_der_x509_certificate((tmp_path / "root.der").read_bytes())
     assert verify_signed_report(out["signed_report"]["jws"], [root]) == report
 
-    platform = open_platform(Settings(data_dir=data[0], database_url=database_url))
+    platform = open_wired(Settings(data_dir=data[0], database_url=database_url))
     try:
         with platform.db.read() as session:
             actors = set(

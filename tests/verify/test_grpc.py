@@ -302,10 +302,10 @@ def test_servicer_factory_warms_the_context(database_url: str, tmp_path: Any) ->
     from ca.models import CaCertificate
     from govtrust.api.verify import servicer
     from govtrust.config import Settings
-    from govtrust.platform import open_platform
+    from govtrust.server.wiring import open_wired
     from verify.service import SERVICE_SYSTEM_ID
 
-    platform = open_platform(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    platform = open_wired(Settings(data_dir=tmp_path / "data", database_url=database_url))
     try:
         first = servicer(platform)
         assert first.context.report_signer.chain[0].subject.rfc4514_string() == (
