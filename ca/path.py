@@ -9,7 +9,9 @@ separately). Two entry points share the same rules:
   what, if anything, is wrong and where (``verify.certificates``, which caches links and paths).
 
 :func:`signature_verifies` is the one place that verifies a raw X.509-style signature (OCSP
-responses, CRLs, seal signatures); new signature algorithms (SM2) are added there.
+responses, CRLs, seal signatures, certificate links); SM3-with-SM2 (GB/T 32918.2, default signer
+ID 1234567812345678) goes through :mod:`hsm.sm2`, the one SM2 implementation, since
+``cryptography`` loads no SM2 key (:class:`Sm2PublicKey` stands for one).
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from asn1crypto import core, keys
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID
 
+from hsm.errors import InvalidSm2PublicKey, InvalidSm2Signature, InvalidSm2SignerId
+from hsm.sm2 import SM2_CURVE_OID, SM3_WITH_SM2_OID, parse_public_key, verify_sm2_point
+
+_SM2_CURVE_DER = bytes(core.ObjectIdentifier(SM2_CURVE_OID).dump())
 MAX_CHAIN = 6  # certificates in a presented chain (validate_chain)
 
 
@@ -51,10 +59,59 @@ class PathInvalid(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Sm2PublicKey:
+    """An SM2 public key (an uncompressed point checked on the curve), which ``cryptography``
+    cannot load; :func:`public_key_of` returns one for an SM2 certificate."""
+
+    point: bytes
+
+
+def is_sm2_key(cert: x509.Certificate) -> bool:
+    """The certificate's SubjectPublicKeyInfo names the SM2 curve (1.2.156.10197.1.301)."""
+    if _SM2_CURVE_DER not in cert.tbs_certificate_bytes:
+        return False  # cheap: most keys are not SM2
+    try:
+        return _spki_curve(cert) == SM2_CURVE_OID
+    except (ValueError, TypeError, KeyError):
+        return False
+
+
+def _spki_curve(cert: x509.Certificate) -> str:
+    info = keys.PublicKeyInfo.load(_spki_der(cert))
+    params = info["algorithm"]["parameters"]
+    if isinstance(params, keys.ECDomainParameters) and params.name == "named":
+        return str(params.chosen.dotted)
+    return ""
+
+
+def _spki_der(cert: x509.Certificate) -> bytes:
+    tbs = asn1_x509.TbsCertificate.load(cert.tbs_certificate_bytes)
+    return bytes(tbs["subject_public_key_info"].dump())
+
+
+def public_key_of(cert: x509.Certificate) -> Any:
+    """The certificate's public key: a ``cryptography`` key, or an :class:`Sm2PublicKey`.
+
+    Raises :class:`~hsm.errors.InvalidSm2PublicKey` for an SM2 key whose point is truncated,
+    compressed or off the curve, ``UnsupportedAlgorithm``/``ValueError`` for other unreadable keys.
+    """
+    if is_sm2_key(cert):
+        return Sm2PublicKey(parse_public_key(_spki_der(cert)))
+    return cert.public_key()
+
+
 def signature_verifies(
     public_key: Any, signature: bytes, data: bytes, hash_algorithm: hashes.HashAlgorithm | None
 ) -> bool:
-    """Verify a raw X.509-style signature (ECDSA, RSA PKCS#1 v1.5, EdDSA); False otherwise."""
+    """Verify a raw X.509-style signature (ECDSA, RSA PKCS#1 v1.5, EdDSA, SM3-with-SM2 with the
+    default signer ID for an :class:`Sm2PublicKey`); False otherwise."""
+    if isinstance(public_key, Sm2PublicKey):
+        try:
+            verify_sm2_point(public_key.point, None, data, signature)
+        except (InvalidSm2Signature, InvalidSm2SignerId, InvalidSm2PublicKey):
+            return False
+        return True
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey) and hash_algorithm is not None:
             public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
@@ -70,7 +127,20 @@ def signature_verifies(
 
 
 def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """``child`` names ``issuer`` as its issuer and its signature verifies under its key."""
+    """``child`` names ``issuer`` as its issuer and its signature verifies under its key
+    (SM3-with-SM2 only under an SM2 key, and an SM2 key signs nothing else)."""
+    if child.signature_algorithm_oid.dotted_string == SM3_WITH_SM2_OID or is_sm2_key(issuer):
+        if child.issuer != issuer.subject:
+            return False
+        if child.signature_algorithm_oid.dotted_string != SM3_WITH_SM2_OID:
+            return False
+        try:
+            key = public_key_of(issuer)
+        except (InvalidSm2PublicKey, UnsupportedAlgorithm, ValueError):
+            return False
+        return isinstance(key, Sm2PublicKey) and signature_verifies(
+            key, child.signature, child.tbs_certificate_bytes, None
+        )
     try:
         child.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
