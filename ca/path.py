@@ -16,6 +16,7 @@ ID 1234567812345678) goes through :mod:`hsm.sm2`, the one SM2 implementation, si
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,6 +102,49 @@ def public_key_of(cert: x509.Certificate) -> Any:
     return cert.public_key()
 
 
+_SIGNATURE_NAMES = {
+    SM3_WITH_SM2_OID: "SM3withSM2",
+    "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
+    "1.2.840.10045.4.3.3": "ecdsa-with-SHA384",
+    "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
+    "1.2.840.113549.1.1.11": "sha256WithRSAEncryption",
+    "1.2.840.113549.1.1.12": "sha384WithRSAEncryption",
+    "1.2.840.113549.1.1.13": "sha512WithRSAEncryption",
+    "1.2.840.113549.1.1.10": "RSASSA-PSS",
+    "1.2.840.113549.1.1.5": "sha1WithRSAEncryption",
+    "1.3.101.112": "Ed25519",
+    "1.3.101.113": "Ed448",
+}
+
+
+def signature_algorithm_name(cert: x509.Certificate) -> str:
+    """The certificate's signature algorithm by name (``SM3withSM2``, ``ecdsa-with-SHA256``,
+    ``sha256WithRSAEncryption``, …; the dotted OID when unknown)."""
+    dotted = cert.signature_algorithm_oid.dotted_string
+    return _SIGNATURE_NAMES.get(dotted, dotted)
+
+
+def key_algorithm_name(cert: x509.Certificate) -> str:
+    """The certificate's key algorithm by name: ``SM2``, ``EC P-256``, ``RSA 2048``,
+    ``Ed25519``, … (the dotted OID when the key cannot be read)."""
+    if is_sm2_key(cert):
+        return "SM2"
+    try:
+        key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return cert.public_key_algorithm_oid.dotted_string
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+        return f"EC {curve.get(key.curve.name, key.curve.name)}"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    return cert.public_key_algorithm_oid.dotted_string
+
+
 def signature_verifies(
     public_key: Any, signature: bytes, data: bytes, hash_algorithm: hashes.HashAlgorithm | None
 ) -> bool:
@@ -124,6 +168,42 @@ def signature_verifies(
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
+
+
+def signed_data_verifies(
+    signer: x509.Certificate,
+    algorithm_oid: x509.ObjectIdentifier,
+    signature: bytes,
+    data: bytes,
+    hash_algorithm: Callable[[], hashes.HashAlgorithm | None],
+) -> bool:
+    """``signature`` (of an OCSP response, a CRL, …, made with ``algorithm_oid``) over ``data``
+    verifies under ``signer``'s key: SM3-with-SM2 only under an SM2 key and an SM2 key signs
+    nothing else; ``hash_algorithm`` reads the object's hash (it may raise for SM3)."""
+    sm2_signature = algorithm_oid.dotted_string == SM3_WITH_SM2_OID
+    try:
+        key = public_key_of(signer)
+    except (InvalidSm2PublicKey, UnsupportedAlgorithm, ValueError):
+        return False
+    if sm2_signature or isinstance(key, Sm2PublicKey):
+        return (
+            sm2_signature
+            and isinstance(key, Sm2PublicKey)
+            and signature_verifies(key, signature, data, None)
+        )
+    try:
+        digest = hash_algorithm()
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+    return signature_verifies(key, signature, data, digest)
+
+
+def key_hash_sha1(cert: x509.Certificate) -> bytes:
+    """SHA-1 of the subjectPublicKey BIT STRING (an OCSP ``ResponderID`` byKey), SM2 too."""
+    tbs = asn1_x509.TbsCertificate.load(cert.tbs_certificate_bytes)
+    return hashlib.sha1(  # noqa: S324 - RFC 6960 names SHA-1 for the key hash
+        bytes(tbs["subject_public_key_info"]["public_key"].contents[1:])
+    ).digest()
 
 
 def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
