@@ -9,23 +9,32 @@ separately). Two entry points share the same rules:
   what, if anything, is wrong and where (``verify.certificates``, which caches links and paths).
 
 :func:`signature_verifies` is the one place that verifies a raw X.509-style signature (OCSP
-responses, CRLs, seal signatures); new signature algorithms (SM2) are added there.
+responses, CRLs, seal signatures, certificate links); SM3-with-SM2 (GB/T 32918.2, default signer
+ID 1234567812345678) goes through :mod:`hsm.sm2`, the one SM2 implementation, since
+``cryptography`` loads no SM2 key (:class:`Sm2PublicKey` stands for one).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from asn1crypto import core, keys
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID
 
+from hsm.errors import InvalidSm2PublicKey, InvalidSm2Signature, InvalidSm2SignerId
+from hsm.sm2 import SM2_CURVE_OID, SM3_WITH_SM2_OID, parse_public_key, verify_sm2_point
+
+_SM2_CURVE_DER = bytes(core.ObjectIdentifier(SM2_CURVE_OID).dump())
 MAX_CHAIN = 6  # certificates in a presented chain (validate_chain)
 
 
@@ -51,10 +60,102 @@ class PathInvalid(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Sm2PublicKey:
+    """An SM2 public key (an uncompressed point checked on the curve), which ``cryptography``
+    cannot load; :func:`public_key_of` returns one for an SM2 certificate."""
+
+    point: bytes
+
+
+def is_sm2_key(cert: x509.Certificate) -> bool:
+    """The certificate's SubjectPublicKeyInfo names the SM2 curve (1.2.156.10197.1.301)."""
+    if _SM2_CURVE_DER not in cert.tbs_certificate_bytes:
+        return False  # cheap: most keys are not SM2
+    try:
+        return _spki_curve(cert) == SM2_CURVE_OID
+    except (ValueError, TypeError, KeyError):
+        return False
+
+
+def _spki_curve(cert: x509.Certificate) -> str:
+    info = keys.PublicKeyInfo.load(_spki_der(cert))
+    params = info["algorithm"]["parameters"]
+    if isinstance(params, keys.ECDomainParameters) and params.name == "named":
+        return str(params.chosen.dotted)
+    return ""
+
+
+def _spki_der(cert: x509.Certificate) -> bytes:
+    tbs = asn1_x509.TbsCertificate.load(cert.tbs_certificate_bytes)
+    return bytes(tbs["subject_public_key_info"].dump())
+
+
+def public_key_of(cert: x509.Certificate) -> Any:
+    """The certificate's public key: a ``cryptography`` key, or an :class:`Sm2PublicKey`.
+
+    Raises :class:`~hsm.errors.InvalidSm2PublicKey` for an SM2 key whose point is truncated,
+    compressed or off the curve, ``UnsupportedAlgorithm``/``ValueError`` for other unreadable keys.
+    """
+    if is_sm2_key(cert):
+        return Sm2PublicKey(parse_public_key(_spki_der(cert)))
+    return cert.public_key()
+
+
+_SIGNATURE_NAMES = {
+    SM3_WITH_SM2_OID: "SM3withSM2",
+    "1.2.840.10045.4.3.2": "ecdsa-with-SHA256",
+    "1.2.840.10045.4.3.3": "ecdsa-with-SHA384",
+    "1.2.840.10045.4.3.4": "ecdsa-with-SHA512",
+    "1.2.840.113549.1.1.11": "sha256WithRSAEncryption",
+    "1.2.840.113549.1.1.12": "sha384WithRSAEncryption",
+    "1.2.840.113549.1.1.13": "sha512WithRSAEncryption",
+    "1.2.840.113549.1.1.10": "RSASSA-PSS",
+    "1.2.840.113549.1.1.5": "sha1WithRSAEncryption",
+    "1.3.101.112": "Ed25519",
+    "1.3.101.113": "Ed448",
+}
+
+
+def signature_algorithm_name(cert: x509.Certificate) -> str:
+    """The certificate's signature algorithm by name (``SM3withSM2``, ``ecdsa-with-SHA256``,
+    ``sha256WithRSAEncryption``, …; the dotted OID when unknown)."""
+    dotted = cert.signature_algorithm_oid.dotted_string
+    return _SIGNATURE_NAMES.get(dotted, dotted)
+
+
+def key_algorithm_name(cert: x509.Certificate) -> str:
+    """The certificate's key algorithm by name: ``SM2``, ``EC P-256``, ``RSA 2048``,
+    ``Ed25519``, … (the dotted OID when the key cannot be read)."""
+    if is_sm2_key(cert):
+        return "SM2"
+    try:
+        key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return cert.public_key_algorithm_oid.dotted_string
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+        return f"EC {curve.get(key.curve.name, key.curve.name)}"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    return cert.public_key_algorithm_oid.dotted_string
+
+
 def signature_verifies(
     public_key: Any, signature: bytes, data: bytes, hash_algorithm: hashes.HashAlgorithm | None
 ) -> bool:
-    """Verify a raw X.509-style signature (ECDSA, RSA PKCS#1 v1.5, EdDSA); False otherwise."""
+    """Verify a raw X.509-style signature (ECDSA, RSA PKCS#1 v1.5, EdDSA, SM3-with-SM2 with the
+    default signer ID for an :class:`Sm2PublicKey`); False otherwise."""
+    if isinstance(public_key, Sm2PublicKey):
+        try:
+            verify_sm2_point(public_key.point, None, data, signature)
+        except (InvalidSm2Signature, InvalidSm2SignerId, InvalidSm2PublicKey):
+            return False
+        return True
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey) and hash_algorithm is not None:
             public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
@@ -69,8 +170,57 @@ def signature_verifies(
     return True
 
 
+def signed_data_verifies(
+    signer: x509.Certificate,
+    algorithm_oid: x509.ObjectIdentifier,
+    signature: bytes,
+    data: bytes,
+    hash_algorithm: Callable[[], hashes.HashAlgorithm | None],
+) -> bool:
+    """``signature`` (of an OCSP response, a CRL, …, made with ``algorithm_oid``) over ``data``
+    verifies under ``signer``'s key: SM3-with-SM2 only under an SM2 key and an SM2 key signs
+    nothing else; ``hash_algorithm`` reads the object's hash (it may raise for SM3)."""
+    sm2_signature = algorithm_oid.dotted_string == SM3_WITH_SM2_OID
+    try:
+        key = public_key_of(signer)
+    except (InvalidSm2PublicKey, UnsupportedAlgorithm, ValueError):
+        return False
+    if sm2_signature or isinstance(key, Sm2PublicKey):
+        return (
+            sm2_signature
+            and isinstance(key, Sm2PublicKey)
+            and signature_verifies(key, signature, data, None)
+        )
+    try:
+        digest = hash_algorithm()
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+    return signature_verifies(key, signature, data, digest)
+
+
+def key_hash_sha1(cert: x509.Certificate) -> bytes:
+    """SHA-1 of the subjectPublicKey BIT STRING (an OCSP ``ResponderID`` byKey), SM2 too."""
+    tbs = asn1_x509.TbsCertificate.load(cert.tbs_certificate_bytes)
+    return hashlib.sha1(  # noqa: S324 - RFC 6960 names SHA-1 for the key hash
+        bytes(tbs["subject_public_key_info"]["public_key"].contents[1:])
+    ).digest()
+
+
 def signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """``child`` names ``issuer`` as its issuer and its signature verifies under its key."""
+    """``child`` names ``issuer`` as its issuer and its signature verifies under its key
+    (SM3-with-SM2 only under an SM2 key, and an SM2 key signs nothing else)."""
+    if child.signature_algorithm_oid.dotted_string == SM3_WITH_SM2_OID or is_sm2_key(issuer):
+        if child.issuer != issuer.subject:
+            return False
+        if child.signature_algorithm_oid.dotted_string != SM3_WITH_SM2_OID:
+            return False
+        try:
+            key = public_key_of(issuer)
+        except (InvalidSm2PublicKey, UnsupportedAlgorithm, ValueError):
+            return False
+        return isinstance(key, Sm2PublicKey) and signature_verifies(
+            key, child.signature, child.tbs_certificate_bytes, None
+        )
     try:
         child.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):

@@ -50,8 +50,9 @@ from ca.path import (
     BuiltPath,
     PathProblem,
     build_path,
-    signature_verifies,
+    key_hash_sha1,
     signed_by,
+    signed_data_verifies,
 )
 from ca.status import CertificateStatusLookup
 from govtrust.errors import InvalidArgument
@@ -1052,23 +1053,29 @@ def _ocsp_signed_by(response: ocsp.OCSPResponse, issuer: x509.Certificate) -> bo
     for signer in signers:
         if response.responder_name is not None and response.responder_name != signer.subject:
             continue
-        if response.responder_key_hash is not None:
-            digest = x509.SubjectKeyIdentifier.from_public_key(signer.public_key()).digest
-            if digest != response.responder_key_hash:
-                continue
-        if signature_verifies(
-            signer.public_key(),
+        if (
+            response.responder_key_hash is not None
+            and key_hash_sha1(signer) != response.responder_key_hash
+        ):
+            continue
+        if signed_data_verifies(
+            signer,
+            response.signature_algorithm_oid,
             response.signature,
             response.tbs_response_bytes,
-            response.signature_hash_algorithm,
+            lambda: response.signature_hash_algorithm,
         ):
             return True
     return False
 
 
 def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    return signature_verifies(
-        issuer.public_key(), crl.signature, crl.tbs_certlist_bytes, crl.signature_hash_algorithm
+    return signed_data_verifies(
+        issuer,
+        crl.signature_algorithm_oid,
+        crl.signature,
+        crl.tbs_certlist_bytes,
+        lambda: crl.signature_hash_algorithm,
     )
 
 

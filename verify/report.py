@@ -38,6 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ca.path import key_algorithm_name, signature_algorithm_name
 from govtrust.audit import canonical_json
 from govtrust.errors import InvalidArgument
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
@@ -388,6 +389,8 @@ class CertificateSummary:
     profile: CertificateProfile | None = None
     issuer_ca: str = ""
     der: bytes = b""
+    signature_algorithm: str = ""  # the issuer's signature, e.g. SM3withSM2, ecdsa-with-SHA256
+    public_key_algorithm: str = ""  # the subject's key, e.g. SM2, EC P-256, RSA 2048
 
     @classmethod
     def of(
@@ -409,6 +412,8 @@ class CertificateSummary:
             profile=profile,
             issuer_ca=issuer_ca,
             der=der if der is not None else certificate.public_bytes(Encoding.DER),
+            signature_algorithm=signature_algorithm_name(certificate),
+            public_key_algorithm=key_algorithm_name(certificate),
         )
 
 

@@ -1115,6 +1115,8 @@ class CertificateSummary(_message.Message):
     PROFILE_FIELD_NUMBER: _builtins.int
     ISSUER_CA_FIELD_NUMBER: _builtins.int
     DER_FIELD_NUMBER: _builtins.int
+    SIGNATURE_ALGORITHM_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_ALGORITHM_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """Subject distinguished name, RFC 4514 string form."""
     issuer: _builtins.str
@@ -1129,6 +1131,15 @@ class CertificateSummary(_message.Message):
     """Name of our issuing CA (`root`, `citizen`, `legal-person`, `seal`, `service`), when ours."""
     der: _builtins.bytes
     """The certificate itself, DER-encoded."""
+    signature_algorithm: _builtins.str
+    """The issuer's signature algorithm by name: `SM3withSM2` (GB/T 32918, 1.2.156.10197.1.501),
+    `ecdsa-with-SHA256`, `sha256WithRSAEncryption`, …; the dotted OID when unknown. Set in
+    verification reports.
+    """
+    public_key_algorithm: _builtins.str
+    """The subject's key algorithm by name: `SM2` (curve 1.2.156.10197.1.301), `EC P-256`,
+    `RSA 2048`, `Ed25519`, …. Set in verification reports.
+    """
     @_builtins.property
     def not_before(self) -> _timestamp_pb2.Timestamp:
         """Start of the validity period (notBefore)."""
@@ -1149,10 +1160,12 @@ class CertificateSummary(_message.Message):
         profile: Global___CertificateProfile.ValueType = ...,
         issuer_ca: _builtins.str = ...,
         der: _builtins.bytes = ...,
+        signature_algorithm: _builtins.str = ...,
+        public_key_algorithm: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["der", b"der", "fingerprint_sha256", b"fingerprint_sha256", "issuer", b"issuer", "issuer_ca", b"issuer_ca", "not_after", b"not_after", "not_before", b"not_before", "profile", b"profile", "serial_number", b"serial_number", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["der", b"der", "fingerprint_sha256", b"fingerprint_sha256", "issuer", b"issuer", "issuer_ca", b"issuer_ca", "not_after", b"not_after", "not_before", b"not_before", "profile", b"profile", "public_key_algorithm", b"public_key_algorithm", "serial_number", b"serial_number", "signature_algorithm", b"signature_algorithm", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,11 +1,15 @@
 """Certificate login (一证通): a one-time challenge signed with the key behind a certificate.
 
 The holder signs the challenge (UTF-8 bytes) with its certificate's key — ECDSA P-256/SHA-256
-(DER signature) or RSA PKCS#1 v1.5/SHA-256 — in a USB key or our cloud key. We check the
-signature, then ask a :class:`CertificateValidator` for chain, validity and revocation, and map the
-subject to a registry identity: a legal person by USCC (``organizationIdentifier`` =
-``NTRCN-<USCC>``) or a citizen by resident ID number (``serialNumber`` = ``IDCCN-<number>``, or the
-GM/T 0015 IdentifyCode extension).
+(DER signature), RSA PKCS#1 v1.5/SHA-256, or for an SM2 certificate (curve 1.2.156.10197.1.301)
+SM2-with-SM3 per GB/T 32918.2 over the default signer ID ``1234567812345678`` (DER
+``SEQUENCE{r, s}``, what a GM/T 0016 USB key or ``openssl pkeyutl -sign -rawin -digest sm3``
+makes) — in a USB key or our cloud key. The algorithm follows the certificate's key: an SM2
+certificate is checked only as SM2 (through :mod:`hsm.sm2`, via :mod:`ca.path`), a P-256 one only
+as ECDSA. We check the signature, then ask a :class:`CertificateValidator` for chain, validity
+and revocation, and map the subject to a registry identity: a legal person by USCC
+(``organizationIdentifier`` = ``NTRCN-<USCC>``) or a citizen by resident ID number
+(``serialNumber`` = ``IDCCN-<number>``, or the GM/T 0015 IdentifyCode extension).
 """
 
 from __future__ import annotations
@@ -16,20 +20,31 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
+from ca.path import Sm2PublicKey, public_key_of, signed_by
 from govtrust.db import Database
+from hsm.errors import InvalidSm2PublicKey, InvalidSm2Signature
+from hsm.sm2 import verify_sm2_point
 
 ORGANIZATION_IDENTIFIER = x509.ObjectIdentifier("2.5.4.97")
 GMT_IDENTIFY_CODE = x509.ObjectIdentifier("1.2.156.10260.4.1.1")
 
 
 class CertificateRejected(Exception):
-    """The certificate or the signature is not acceptable (reason is for logs, not users)."""
+    """The certificate or the signature is not acceptable (reason is for logs, not users).
+
+    ``code`` names the refusal (e.g. ``sm2_public_key``, ``signature``, ``untrusted``,
+    ``revoked``); the message says why.
+    """
+
+    def __init__(self, message: str, code: str = "rejected") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class CertificateValidator(Protocol):
@@ -81,18 +96,18 @@ class ChainValidator:
     ) -> None:
         """Walk issuer links from the leaf to an anchor, checking each signature and period."""
         if _is_ca(leaf):
-            raise CertificateRejected("a CA certificate cannot log in")
+            raise CertificateRejected("a CA certificate cannot log in", "wrong_leaf")
         current = leaf
         pool = list(intermediates)
         for _depth in range(self.max_depth + 1):
             if not _valid_at(current, at):
-                raise CertificateRejected("certificate outside its validity period")
+                raise CertificateRejected("certificate outside its validity period", "expired")
             if self._revoked(current):
-                raise CertificateRejected("certificate revoked or on hold")
+                raise CertificateRejected("certificate revoked or on hold", "revoked")
             for anchor in self.anchors:
                 if anchor.subject == current.issuer and _signed_by(current, anchor):
                     if not _valid_at(anchor, at):
-                        raise CertificateRejected("trust anchor expired")
+                        raise CertificateRejected("trust anchor expired", "expired")
                     return
             parent = next(
                 (
@@ -103,18 +118,15 @@ class ChainValidator:
                 None,
             )
             if parent is None:
-                raise CertificateRejected("no chain to a trusted CA")
+                raise CertificateRejected("no chain to a trusted CA", "untrusted")
             pool.remove(parent)
             current = parent
-        raise CertificateRejected("chain too long")
+        raise CertificateRejected("chain too long", "untrusted")
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+    """The one link check (:func:`ca.path.signed_by`: ECDSA, RSA, EdDSA and SM3-with-SM2)."""
+    return signed_by(cert, issuer)
 
 
 class CaDatabaseValidator:
@@ -141,8 +153,12 @@ class CaDatabaseValidator:
             status = session.scalar(
                 select(CaCertificate.status).where(CaCertificate.fingerprint_sha256 == fingerprint)
             )
+        if status is None:
+            raise CertificateRejected("certificate not issued by our CA", "untrusted")
+        if status == "revoked":
+            raise CertificateRejected("certificate revoked", "revoked")
         if status != "active":
-            raise CertificateRejected("certificate unknown to our CA, revoked or on hold")
+            raise CertificateRejected(f"certificate not active ({status})", "revoked")
         roots = [x509.load_der_x509_certificate(i.der) for i in issuers if i.role == "root"]
         cas = [x509.load_der_x509_certificate(i.der) for i in issuers if i.role == "issuing"]
         ChainValidator(roots).validate(leaf, [*intermediates, *cas], at)
@@ -208,18 +224,41 @@ def parse_chain(pem: str) -> tuple[x509.Certificate, list[x509.Certificate]]:
 
 
 def check_challenge_signature(cert: x509.Certificate, challenge: str, signature: bytes) -> None:
-    """Verify the holder's signature over the challenge with the certificate's public key."""
-    key = cert.public_key()
+    """Verify the holder's signature over the challenge with the certificate's public key:
+    SM2-with-SM3 (default signer ID) for an SM2 key, ECDSA/SHA-256 or RSA PKCS#1 v1.5/SHA-256
+    otherwise. Refusals name what is wrong (``code``)."""
     data = challenge.encode("utf-8")
+    try:
+        key = public_key_of(cert)
+    except InvalidSm2PublicKey as exc:
+        raise CertificateRejected(
+            f"the certificate's SM2 public key is unusable: {exc}", "sm2_public_key"
+        ) from None
+    except (UnsupportedAlgorithm, ValueError):
+        raise CertificateRejected("the certificate's public key cannot be read", "key") from None
+    if isinstance(key, Sm2PublicKey):
+        try:
+            verify_sm2_point(key.point, None, data, signature)
+        except InvalidSm2Signature as exc:  # with the default ID: another ID fails here too
+            raise CertificateRejected(
+                "the challenge signature does not verify as SM2-with-SM3 under the certificate's "
+                f"SM2 key and the default signer ID 1234567812345678 ({exc})",
+                "sm2_signature",
+            ) from None
+        return
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         elif isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
         else:
-            raise CertificateRejected("unsupported key type")
+            raise CertificateRejected("unsupported key type", "key")
     except InvalidSignature:
-        raise CertificateRejected("challenge signature does not verify") from None
+        kind = "ECDSA/SHA-256" if isinstance(key, ec.EllipticCurvePublicKey) else "RSA/SHA-256"
+        raise CertificateRejected(
+            f"the challenge signature does not verify as {kind} under the certificate's key",
+            "signature",
+        ) from None
 
 
 def verify_login(
