@@ -29,6 +29,7 @@ from govtrust.principal import Principal
 from hsm.keystore import KeyStore
 
 if TYPE_CHECKING:
+    from govtrust.config import Settings
     from govtrust.platform import Platform
 
 MAX_PAGE_SIZE = 500
@@ -314,19 +315,24 @@ def set_directory_factory(factory: DirectoryFactory | None) -> None:
     _directory_factory = factory
 
 
+def ca_config(settings: Settings) -> CaConfig:
+    """The CA's settings: its ``ca`` section, under the platform's own URLs and per-profile key
+    algorithms. Raises ``ConfigError`` on a bad value (the server asks before it migrates)."""
+    urls = {"public_base_url": settings.effective_public_base_url}
+    if settings.crl_base_url:
+        urls["crl_base_url"] = settings.crl_base_url
+    if settings.ca_key_algorithms:
+        urls["profile_key_algorithms"] = ",".join(settings.ca_key_algorithms)
+    return CaConfig.from_settings(settings, **urls)
+
+
 def authority_for(platform: Platform) -> CertificateAuthority:
     """The process's authority over ``platform`` (bootstrapped on first call)."""
     with _guard:
         existing = _authorities.get(id(platform))
         if existing is not None and existing[0] is platform:
             return existing[1]
-        settings = platform.settings
-        urls = {"public_base_url": settings.effective_public_base_url}
-        if settings.crl_base_url:
-            urls["crl_base_url"] = settings.crl_base_url
-        if settings.ca_key_algorithms:
-            urls["profile_key_algorithms"] = ",".join(settings.ca_key_algorithms)
-        config = CaConfig.from_env(None, **urls)
+        config = ca_config(platform.settings)
         directory = (
             _directory_factory(platform) if _directory_factory is not None else InMemoryDirectory()
         )

@@ -1,16 +1,15 @@
 """CA configuration: names, validity and key algorithms of the hierarchy, URLs, intervals.
 
-Defaults are sensible for the embedded set-up; every value can be overridden from the
-environment (``GOVTRUST_CA_<FIELD>``, e.g. ``GOVTRUST_CA_ROOT_KEY_ALGORITHM=ec-p384``) so that
-the platform's ``Settings`` need not know about the CA.
+Defaults are sensible for the embedded set-up; every value is a setting of the ``ca`` section
+(:func:`govtrust.config.section_config`): ``[ca]`` in the TOML file or ``GOVTRUST_CA_<FIELD>``
+in the environment, e.g. ``GOVTRUST_CA_ROOT_KEY_ALGORITHM=ec-p384``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
+from govtrust.config import ConfigError, Settings, section_config
 from govtrust.errors import InvalidArgument
 from hsm.keystore import KeyAlgorithm, parse_algorithm
 
@@ -79,26 +78,14 @@ class CaConfig:
     issue_threads: int = 1
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | int) -> CaConfig:
-        """Defaults, then ``GOVTRUST_CA_*`` variables, then keyword overrides."""
-        env = os.environ if env is None else env
-        values: dict[str, str | int] = {}
-        for f in fields(cls):
-            key = "GOVTRUST_CA_" + f.name.upper()
-            if env.get(key):
-                raw = env[key]
-                if f.type in ("int", int):
-                    try:
-                        values[f.name] = int(raw)
-                    except ValueError:
-                        raise InvalidArgument.field(
-                            key, f"expected an integer, got {raw!r}"
-                        ) from None
-                else:
-                    values[f.name] = raw
-        values.update(overrides)
-        config = replace(cls(), **values)  # type: ignore[arg-type]
-        config.validate()
+    def from_settings(cls, settings: Settings | None, **overrides: str | int) -> CaConfig:
+        """Defaults, then the ``ca`` section of ``settings`` (``[ca]`` in the TOML file,
+        ``GOVTRUST_CA_<FIELD>`` in the environment), then keyword overrides; validated."""
+        config = section_config(cls, settings, "ca", **overrides)
+        try:
+            config.validate()
+        except InvalidArgument as exc:
+            raise ConfigError(f"ca.{exc.message}") from None
         return config
 
     def validate(self) -> None:
@@ -109,7 +96,11 @@ class CaConfig:
             "responder_key_algorithm",
             "tsa_key_algorithm",
         ):
-            parse_algorithm(getattr(self, name))
+            try:
+                parse_algorithm(getattr(self, name))
+            except InvalidArgument as exc:
+                why = exc.violations[0].description if exc.violations else exc.message
+                raise InvalidArgument.field(name, why) from None
         self.profile_key_algorithm_map()
         for f in fields(self):
             value = getattr(self, f.name)

@@ -2,7 +2,7 @@
 
 Other packages read a certificate's registry status only through :class:`CertificateStatusLookup`
 (the table is the CA's). It runs one fixed point query on a caller-supplied fast reader (the
-driver-level :class:`idp.fastread.PointReader`; the CA, below ``idp``, names only the protocol).
+driver-level :class:`govtrust.fastsql.PointReader`; the CA, below ``idp``, names only the protocol).
 :func:`active_service_certificates` finds a system's current certificates with server-side keys.
 A caller that also needs the subject's identity passes the identity owner's join fragment
 (``idp.identity_status.identity_join``): the look-up stays one round trip while each package's
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from ca.models import CaCertificate
+from ca.models import CaCertificate, CaIssuer
 from govtrust.db import Database
 
 STATUS_COLUMNS = (
@@ -87,3 +87,25 @@ def active_service_certificates(
                 .limit(limit)
             )
         )
+
+
+def certificate_status(db: Database, fingerprint_sha256: str) -> str | None:
+    """The registry status (``active``, ``suspended``, ``revoked``) of the certificate we
+    issued with this SHA-256 fingerprint (hex); None when we did not issue it."""
+    with db.read() as session:
+        return session.scalar(
+            select(CaCertificate.status).where(
+                CaCertificate.fingerprint_sha256 == fingerprint_sha256
+            )
+        )
+
+
+def hierarchy_certificates(db: Database) -> tuple[list[bytes], list[bytes]]:
+    """The DER certificates of our hierarchy: (roots, issuing CAs), both algorithms' (what a
+    login or a validator anchors on and builds through)."""
+    with db.read() as session:
+        issuers = [(i.role, i.der) for i in session.scalars(select(CaIssuer))]
+    return (
+        [der for role, der in issuers if role == "root"],
+        [der for role, der in issuers if role == "issuing"],
+    )

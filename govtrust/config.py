@@ -2,22 +2,32 @@
 
 ``load_settings`` validates everything up front and raises ``ConfigError`` with one clear line,
 which the CLI prints and exits non-zero on (no traceback).
+
+Packages with many settings of their own keep them in a section (:data:`SECTIONS`): the TOML
+table ``[ca]`` (or ``[govtrust.ca]``) and the variables ``GOVTRUST_CA_<FIELD>``, the
+environment winning. :func:`section_config` turns a section into the package's own frozen
+dataclass (``ca.config.CaConfig``, ``verify.service.VerifyConfig``), with the same coercion and
+one-line errors naming where a bad value came from; no package reads ``os.environ`` itself.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from govtrust.db import sqlite_url
 from govtrust.principal import LICENCE_ISSUER_PREFIX, ROLES
 
 DEFAULT_HTTP_MAX_BODY_BYTES = 1024 * 1024  # routes that declare no limit of their own
+# Packages whose settings are a section of their own: ``[ca]`` / ``GOVTRUST_CA_*``, ...
+SECTIONS = ("ca", "verify")
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -71,6 +81,13 @@ class Settings:
     pdf_max_revisions: int = 100
     pdf_max_objects: int = 100_000
     pdf_max_signatures: int = 50
+    # the public licence check page's per-client token bucket
+    verify_rate: float = 1.0  # requests per second refilled
+    verify_burst: int = 30
+    # the sections' values as given: section → field → (value, where it came from)
+    sections: Mapping[str, Mapping[str, tuple[Any, str]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def effective_database_url(self) -> str:
@@ -115,7 +132,9 @@ _INT_FIELDS = {
     "pdf_max_revisions",
     "pdf_max_objects",
     "pdf_max_signatures",
+    "verify_burst",
 }
+_FLOAT_FIELDS = {"verify_rate"}
 _AT_LEAST = {
     "document_workers": 1,
     "document_queue": 0,
@@ -125,13 +144,14 @@ _AT_LEAST = {
     "pdf_max_revisions": 1,
     "pdf_max_objects": 1,
     "pdf_max_signatures": 1,
+    "verify_burst": 1,
 }
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
 _LIST_FIELDS = {"trusted_proxies", "registrar_grantable_roles", "ca_key_algorithms"}
 # Never grantable by a registrar, whatever the allow-list says.
 _ADMIN_ONLY_ROLES = frozenset({"admin", "identity-registrar"})
-_KNOWN = {f.name for f in fields(Settings)}
+_KNOWN = {f.name for f in fields(Settings)} - {"sections"}
 ENV_PREFIX = "GOVTRUST_"
 PKCS11_SM2_FIELDS = ("pkcs11_sm2_key_type", "pkcs11_sm2_keygen_mechanism", "pkcs11_sm2_mechanism")
 
@@ -147,6 +167,17 @@ def pkcs11_constant(value: str | None) -> int | None:
     return number if 0 <= number <= 0xFFFFFFFF else None
 
 
+def _boolean(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     if value is None:
         return None
@@ -157,15 +188,18 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} ({source}): expected an integer, got {value!r}") from None
-    if name in _BOOL_FIELDS:
+    if name in _FLOAT_FIELDS:
         if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in {"1", "true", "yes", "on"}:
-            return True
-        if text in {"0", "false", "no", "off"}:
-            return False
-        raise ConfigError(f"{name} ({source}): expected true or false, got {value!r}")
+            raise ConfigError(f"{name} ({source}): expected a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} ({source}): expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{name} ({source}): expected a finite number, got {value!r}")
+        return number
+    if name in _BOOL_FIELDS:
+        return _boolean(value, f"{name} ({source})")
     if name in _LIST_FIELDS:
         # a TOML array, or a string of items separated by commas or spaces (environment, flags)
         items = value.replace(",", " ").split() if isinstance(value, str) else value
@@ -188,12 +222,80 @@ def _from_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     section = raw.get("govtrust", raw)
     values: dict[str, Any] = {}
+    sections: dict[str, dict[str, tuple[Any, str]]] = {}
     for key, value in section.items():
         name = key.replace("-", "_")
+        if name in SECTIONS and isinstance(value, dict):
+            where = f"config file {path} [{name}]"
+            sections[name] = {k.replace("-", "_"): (v, where) for k, v in value.items()}
+            continue
         if name not in _KNOWN:
             raise ConfigError(f"config file {path}: unknown setting {key!r}")
         values[name] = _coerce(name, value, f"config file {path}")
+    if sections:
+        values["sections"] = sections
     return values
+
+
+def _sections_from_env(env: Mapping[str, str]) -> dict[str, dict[str, tuple[Any, str]]]:
+    """``GOVTRUST_<SECTION>_<FIELD>`` variables that are no top-level setting of their own
+    (``GOVTRUST_CA_KEY_ALGORITHMS`` is ``ca_key_algorithms``, not the CA's ``key_algorithms``)."""
+    found: dict[str, dict[str, tuple[Any, str]]] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or value == "":
+            continue
+        name = key.removeprefix(ENV_PREFIX).lower()
+        if name in _KNOWN:
+            continue
+        for section in SECTIONS:
+            if name.startswith(section + "_"):
+                found.setdefault(section, {})[name.removeprefix(section + "_")] = (
+                    value,
+                    f"environment {key}",
+                )
+    return found
+
+
+def _coerce_field(kind: Any, value: Any, where: str) -> Any:
+    """A section value as its dataclass field's type (``str``, ``int``, ``float``, ``bool``)."""
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if kind in ("int", "float"):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = int(value) if kind == "int" else float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{where}: expected {'an integer' if kind == 'int' else 'a number'}, got {value!r}"
+            ) from None
+        if kind == "float" and not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
+    if kind == "bool":
+        return _boolean(value, where)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def section_config(cls: type[T], settings: Settings | None, section: str, **overrides: Any) -> T:
+    """The frozen dataclass ``cls`` of a package's settings: its defaults, then the section's
+    values (TOML, then environment), then ``overrides`` (what the platform's own settings
+    decide, e.g. the public base URL). An unknown name in the TOML table is a
+    :class:`ConfigError`; an unknown variable is not read (the environment holds much else)."""
+    if section not in SECTIONS:
+        raise ValueError(f"no settings section {section!r}")
+    given = (settings or Settings()).sections.get(section, {})
+    kinds = {f.name: f.type for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for name, (value, where) in given.items():
+        if name not in kinds:
+            if where.startswith("environment"):
+                continue
+            raise ConfigError(f"{where}: unknown setting {name!r}")
+        values[name] = _coerce_field(kinds[name], value, f"{section}.{name} ({where})")
+    values.update(overrides)
+    return replace(cls(), **values)  # type: ignore[type-var]
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -221,6 +323,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"http_max_body_bytes: {settings.http_max_body_bytes} is below the minimum of 1024"
         )
+    if settings.verify_rate <= 0:
+        raise ConfigError(f"verify_rate: {settings.verify_rate} must be above 0 requests a second")
     for name, least in _AT_LEAST.items():
         if getattr(settings, name) < least:
             raise ConfigError(f"{name}: {getattr(settings, name)} is below {least}")
@@ -297,6 +401,10 @@ def load_settings(
     if path is not None:
         merged.update(_from_toml(path))
     merged.update(_from_env(env))
+    sections = {name: dict(values) for name, values in merged.get("sections", {}).items()}
+    for name, values in _sections_from_env(env).items():
+        sections.setdefault(name, {}).update(values)
+    merged["sections"] = sections
     for name, value in (flags or {}).items():
         if value is not None:
             if name not in _KNOWN:

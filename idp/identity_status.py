@@ -1,4 +1,5 @@
-"""Identity look-up for other packages: an identity's summary and status, read fresh.
+"""Identity look-up for other packages: an identity's summary and status, read fresh; a legal
+person's representative; the citizen behind a staff identity.
 
 ``idp_identities`` is the registry's table; other packages read it only through this module:
 :class:`IdentityLookup` (one point read on a fast reader) or :func:`identity_join`, the fragment
@@ -11,7 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from idp.fastread import PointReader
+from sqlalchemy import bindparam, select
+
+from govtrust.db import Database
+from govtrust.fastsql import PointReader
+from idp.models import IdentityRow, LegalPersonRow, StaffRow
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 
 IDENTITY_COLUMNS = ("id", "kind", "name", "masked_identifier", "status", "assurance_level")
@@ -62,3 +67,24 @@ class IdentityLookup:
     def summary(self, identity_id: str) -> IdentitySummary | None:
         """The summary of the identity ``identity_id``; None when there is none."""
         return identity_summary_of(self._reader.fetchone(self._sql, (identity_id,)))
+
+
+_REPRESENTATIVE = (
+    select(LegalPersonRow.legal_representative_id, IdentityRow.status)
+    .join(IdentityRow, IdentityRow.id == LegalPersonRow.id)
+    .where(LegalPersonRow.id == bindparam("id"))
+)
+
+
+def legal_representative(db: Database, legal_person_id: str) -> tuple[str, bool]:
+    """(the legal representative's citizen id, whether the legal person is active), read
+    fresh in one small query; ``("", False)`` when there is no such legal person."""
+    with db.read() as session:
+        row = session.execute(_REPRESENTATIVE, {"id": legal_person_id}).first()
+    return ("", False) if row is None else (row[0], row[1] == IdentityStatus.ACTIVE.value)
+
+
+def staff_citizen(db: Database, identity_id: str) -> str | None:
+    """The citizen a staff identity is registered as; None for anyone else."""
+    with db.read() as session:
+        return session.scalar(select(StaffRow.citizen_id).where(StaffRow.id == identity_id))

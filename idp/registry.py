@@ -45,9 +45,9 @@ from govtrust.errors import (
     PermissionDenied,
     PreconditionViolation,
 )
+from govtrust.fastsql import PointReader
 from govtrust.principal import LICENCE_ISSUER_PREFIX, ROLES, Principal
 from idp.basedata import ImportedBaseData, LegalPersonBaseData, PopulationBaseData
-from idp.fastread import PointReader
 from idp.identifiers import (
     InvalidIdentifier,
     LegalPersonKind,
@@ -464,7 +464,7 @@ class IdentityRegistry:
         """MATCH / MISMATCH / NOT_FOUND for a name and ID number; nothing else leaves.
 
         The hot path: one blind-index HMAC and one indexed SELECT on a private per-thread
-        connection (:class:`idp.fastread.PointReader`), without ORM or Core overhead. Checks
+        connection (:class:`govtrust.fastsql.PointReader`), without ORM or Core overhead. Checks
         are not audited (they change nothing); the access log records the call.
         """
         principal.require_role(VERIFIER, REGISTRAR)

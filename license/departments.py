@@ -67,22 +67,9 @@ def department_seal_chains(seals: SealService) -> list[list[x509.Certificate]]:
     certificate — the content of the licence trust list that offline QR verifiers download.
     Revoked seals stay listed: their old licences must still be recognised (and reported by
     their status), not taken for forgeries."""
-    from sqlalchemy import select
-
-    from seal.models import SealRow
-    from seal.types import SealKind
+    from seal.official import official_seal_certificates
 
     ca_chain = [x509.load_der_x509_certificate(d) for d in seals.authority.chain()]
     non_roots = [c for c in ca_chain if c.issuer != c.subject]
-    query = (
-        select(SealRow.certificate_der)
-        .where(
-            SealRow.kind == SealKind.OFFICIAL.value,
-            SealRow.owner_kind == "legal_person",
-            SealRow.certificate_der.is_not(None),
-        )
-        .order_by(SealRow.id)
-    )
-    with seals.db.read() as session:
-        leaves = [d for d in session.scalars(query) if d]
+    leaves = official_seal_certificates(seals.db)
     return [[x509.load_der_x509_certificate(d), *non_roots] for d in leaves]

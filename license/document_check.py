@@ -36,7 +36,7 @@ import asyncio
 import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -51,7 +51,7 @@ from govtrust.pdf_guard import (
     reading_limits,
 )
 from license.checking import LicenceCheck, State, Verdict, check_verified, failed_check
-from license.document import dss_certificates, embedded_from_root, open_pdf
+from license.document import EmbeddedLicence, dss_certificates, embedded_from_root, open_pdf
 from license.errors import LicenceVerificationFailed
 from license.qr import TrustList, decode_payload
 from license.signed_data import verify_licence
@@ -138,6 +138,15 @@ def _pdf_problem(
     return None
 
 
+@dataclass(frozen=True)
+class CheckedPdf:
+    """A licence PDF's check and the licence it carries as sealed (``embedded`` is None when
+    the file holds no readable licence: then ``check`` says MALFORMED and why)."""
+
+    check: LicenceCheck
+    embedded: EmbeddedLicence | None
+
+
 def check_pdf(
     pdf: bytes,
     roots: Sequence[x509.Certificate],
@@ -148,14 +157,29 @@ def check_pdf(
 ) -> LicenceCheck:
     """Check a sealed licence PDF (see the module docstring). Bad input is reported; only a
     document over ``limits`` (DocumentTooComplex) or a spent or cancelled budget raises."""
+    return check_pdf_reading(pdf, roots, status_lists, today=today, limits=limits).check
+
+
+def check_pdf_reading(
+    pdf: bytes,
+    roots: Sequence[x509.Certificate],
+    status_lists: Mapping[str, VerifiedStatusList],
+    *,
+    today: date | None = None,
+    limits: DocumentLimits | None = None,
+) -> CheckedPdf:
+    """:func:`check_pdf`, also giving back the embedded licence it read from the sealed
+    revision, so a caller that reports the licence's facts does not parse the file again."""
+    read: list[EmbeddedLicence] = []
     try:
-        return _check(pdf, roots, status_lists, today, limits)
+        check = _check(pdf, roots, status_lists, today, limits, read)
     except ResourceExhausted:
         raise
     except LicenceVerificationFailed as exc:
-        return _invalid(exc.reason.value, exc.message)
+        check = _invalid(exc.reason.value, exc.message)
     except Exception as exc:  # noqa: BLE001 - a checker reports, it does not crash
-        return _invalid(MALFORMED, f"the document cannot be checked: {exc}")
+        check = _invalid(MALFORMED, f"the document cannot be checked: {exc}")
+    return CheckedPdf(check, read[0] if read else None)
 
 
 def _check(
@@ -164,6 +188,7 @@ def _check(
     status_lists: Mapping[str, VerifiedStatusList],
     today: date | None,
     limits: DocumentLimits | None,
+    read: list[EmbeddedLicence],
 ) -> LicenceCheck:
     if len(pdf) > MAX_PDF_BYTES:
         return _invalid(MALFORMED, f"a licence document is at most {MAX_PDF_BYTES} bytes")
@@ -174,11 +199,12 @@ def _check(
     check_signature_count(len(every), limits)  # document time-stamps included
     signatures = [s for s in every if s.sig_object_type == "/Sig"]
     if not signatures:
-        embedded_from_root(reader.root)  # MALFORMED when it is not a licence at all
+        read.append(embedded_from_root(reader.root))  # MALFORMED when it is not a licence at all
         return _invalid(PDF_UNSEALED, "the licence document carries no seal")
     sig = min(signatures, key=lambda s: s.signed_revision)
     signed_root = reader.get_historical_root(sig.signed_revision)
     embedded = embedded_from_root(signed_root)
+    read.append(embedded)
     try:
         verified = verify_licence(embedded.signed_data, roots)
     except LicenceVerificationFailed as exc:

@@ -73,7 +73,7 @@ from govtrust.errors import (
     Unavailable,
 )
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
-from idp.identifiers import normalise
+from idp.identifiers import InvalidIdentifier, normalise, parse_uscc
 from idp.registry import IdentityRegistry
 from idp.types import IdentityRef, IdentityStatus
 from license.catalogue import LicenceType, get_type, validate_fields, validate_validity
@@ -215,6 +215,31 @@ def _body_sha256(
         "document": document,
     }
     return hashlib.sha256(audit.canonical_json(body)).hexdigest()
+
+
+def issuing_department(principal: Principal, issuer_code: str = "") -> str:
+    """The department ``principal`` issues for: ``issuer_code`` when given, else the one
+    department its ``licence-issuer:<USCC>`` roles name. :class:`InvalidArgument` on
+    ``issuer_code`` when it is missing and the roles name none or several, or it is no USCC;
+    :class:`PermissionDenied` when the caller may not issue for it."""
+    if not issuer_code:
+        departments = sorted(
+            r.removeprefix(LICENCE_ISSUER_PREFIX)
+            for r in principal.roles
+            if r.startswith(LICENCE_ISSUER_PREFIX)
+        )
+        if len(departments) != 1:
+            raise InvalidArgument.field(
+                "issuer_code", "required (the caller does not issue for exactly one department)"
+            )
+        issuer_code = departments[0]
+    try:
+        parse_uscc(issuer_code, field="issuer_code")
+    except InvalidIdentifier as exc:
+        raise InvalidArgument(str(exc), exc.violations) from None
+    if not principal.has_role(LICENCE_ISSUER_PREFIX + issuer_code):
+        raise PermissionDenied(f"{principal.actor} may not issue for department {issuer_code}")
+    return issuer_code
 
 
 def same_name(a: str, b: str) -> bool:

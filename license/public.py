@@ -23,21 +23,15 @@ from cryptography import x509
 
 from govtrust.errors import InvalidArgument, NotFound
 from license.catalogue import LicenceType, get_type
-from license.checking import (
-    LicenceCheck,
-    State,
-    Verdict,
-    check_qr,
-    check_signed_data,
-)
+from license.checking import LicenceCheck, State, Verdict
 from license.days import licence_day
 from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
 from license.qr import TrustList
-from license.runtime import StatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, LicenceMetadata
 from license.signer import unverified_payload
+from license.verification import LicenceVerifier
 
 # Reasons that mean the artefact itself (not its status) failed: the signature did not check.
 STATUS_REASONS = frozenset({"STATUS_UNKNOWN", "REVOKED", "SUSPENDED", "EXPIRED", "NOT_YET_VALID"})
@@ -243,9 +237,12 @@ def _records(service: LicenceService, identifier: str) -> tuple[StoredLicence, L
         stored = service.stored(identifier)
     except NotFound:
         return None
+    return stored, _licence_type(service, stored)
+
+
+def _licence_type(service: LicenceService, stored: StoredLicence) -> LicenceType:
     with service.db.read() as session:
-        licence_type = get_type(session, stored.row.type_code, stored.row.type_revision)
-    return stored, licence_type
+        return get_type(session, stored.row.type_code, stored.row.type_revision)
 
 
 def view_identifier(
@@ -258,14 +255,18 @@ def view_identifier(
     """The page of ``GET /verify/license/<identifier>``: the stored signed data checked against
     ``roots`` and the issuer's status list. Raises ``InvalidLicenceIdentifier`` (malformed)
     or :class:`NotFound` (no such licence here)."""
-    parse_identifier(identifier, check_uscc=False)
-    records = _records(service, identifier)
-    if records is None:
-        raise NotFound(f"no licence {identifier}")
-    stored, licence_type = records
-    check = check_signed_data(stored.signed_data, roots, StatusLists(service, roots), today=today)
+    try:
+        checked = LicenceVerifier(service, roots).check("identifier", identifier, today=today)
+    except NotFound:
+        raise NotFound(f"no licence {identifier}") from None
+    stored = checked.stored
+    assert stored is not None  # presented by identifier: the registry's record
     return build_view(
-        check, checked="signed_data", stored=stored, licence_type=licence_type, today=today
+        checked.check,
+        checked="signed_data",
+        stored=stored,
+        licence_type=_licence_type(service, stored),
+        today=today,
     )
 
 
@@ -297,15 +298,10 @@ def view_pdf(
     checked by :func:`license.document_check.check_pdf`. A file that is no readable licence
     PDF at all (garbage, truncated, no embedded licence) raises :class:`InvalidArgument`
     naming the problem; one that reads but fails a check is reported as invalid."""
-    from license.document import read_licence_pdf
-    from license.document_check import check_pdf
-
-    try:
-        read_licence_pdf(pdf)
-    except LicenceVerificationFailed as exc:
-        raise InvalidArgument.field("pdf", exc.message.removeprefix("MALFORMED: ")) from None
-    check = check_pdf(pdf, roots, StatusLists(service, roots), today=today)
-    return view_checked(service, check, checked="pdf", today=today)
+    checked = LicenceVerifier(service, roots).check("document", pdf, today=today)
+    if checked.embedded is None:  # no readable licence PDF: the check says why
+        raise InvalidArgument.field("pdf", checked.check.reasons[-1].removeprefix("MALFORMED: "))
+    return view_checked(service, checked.check, checked="pdf", today=today)
 
 
 def view_qr(
@@ -318,5 +314,5 @@ def view_qr(
 ) -> PublicLicenceView:
     """The page for a submitted QR payload (``GT1:...``), checked offline-style with the trust
     list and the issuers' status lists."""
-    check = check_qr(text, trust, StatusLists(service, roots), today=today)
-    return view_checked(service, check, checked="qr", today=today)
+    checked = LicenceVerifier(service, roots, lambda: trust).check("qr_payload", text, today=today)
+    return view_checked(service, checked.check, checked="qr", today=today)

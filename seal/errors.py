@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from govtrust.errors import (
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     PreconditionViolation,
+    ResourceExhausted,
 )
 
 
@@ -81,3 +83,28 @@ class MakerCertificateTooShort(FailedPrecondition):
             description,
             [PreconditionViolation("MAKER_CERTIFICATE", f"seal/{seal_id}", description)],
         )
+
+
+class OfdMalformed(InvalidArgument):
+    """An OFD package is not a valid, safe OFD: not a zip, a bad entry name, unsafe XML, a
+    reference to a missing file or outside the package …; the message names what and where."""
+
+    @classmethod
+    def at(cls, where: str, description: str) -> OfdMalformed:
+        """The error for one defect found in ``where`` (a file of the package, or ``package``)."""
+        detail = f"{where}: {description}"
+        return cls(f"ofd: {detail}", [FieldViolation("ofd", detail)])
+
+
+class OfdTooLarge(ResourceExhausted):
+    """An OFD package holds more than a limit allows (entries, bytes, ratio, pages); reading
+    stopped there (see :class:`seal.ofd.package.PackageLimits`)."""
+
+    def __init__(self, limit: str, where: str, count: int, allowed: int) -> None:
+        super().__init__(
+            f"ofd: {where}: {limit} is at least {count}, more than the limit of {allowed}"
+        )
+        self.limit = limit
+        self.where = where
+        self.count = count
+        self.allowed = allowed

@@ -10,11 +10,9 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import bindparam, select
-
 from govtrust.errors import InvalidArgument, NotFound
 from govtrust.principal import SYSTEM
-from idp.models import IdentityRow, LegalPersonRow, StaffRow
+from idp.identity_status import legal_representative, staff_citizen
 from idp.registry import IdentityRegistry
 from idp.types import IdentityKind, IdentityRef, IdentityStatus
 
@@ -55,13 +53,6 @@ class Owners(Protocol):
         """The citizen a staff identity is registered as (None for anyone else): a staff token
         carries no citizen id, yet it is the same person for separation of duties."""
         ...
-
-
-_REPRESENTATIVE = (
-    select(LegalPersonRow.legal_representative_id, IdentityRow.status)
-    .join(IdentityRow, IdentityRow.id == LegalPersonRow.id)
-    .where(LegalPersonRow.id == bindparam("id"))
-)
 
 
 class RegistryOwners:
@@ -117,17 +108,14 @@ class RegistryOwners:
         cached = self._representatives.get(legal_person_id)
         if cached is not None and now - cached[0] < self.REPRESENTATIVE_TTL:
             return cached[1]
-        with self.registry.db.read() as session:
-            row = session.execute(_REPRESENTATIVE, {"id": legal_person_id}).first()
-        answer = ("", False) if row is None else (row[0], row[1] == IdentityStatus.ACTIVE.value)
+        answer = legal_representative(self.registry.db, legal_person_id)
         if len(self._representatives) > 4096:
             self._representatives.clear()
         self._representatives[legal_person_id] = (now, answer)
         return answer
 
     def person_of(self, identity_id: str) -> str | None:
-        with self.registry.db.read() as session:
-            return session.scalar(select(StaffRow.citizen_id).where(StaffRow.id == identity_id))
+        return staff_citizen(self.registry.db, identity_id)
 
     def holds_scope(self, legal_person_id: str, citizen_id: str, scope: str) -> bool:
         page = self.registry.list_agents(

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from govtrust.db import Database, as_utc
-from idp.fastread import PointReader
+from govtrust.fastsql import PointReader
 from idp.identity_status import identity_join, identity_summary_of
 from idp.types import IdentitySummary
 from seal.models import SealEventRow

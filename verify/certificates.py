@@ -55,8 +55,8 @@ from ca.path import (
 )
 from ca.status import CertificateStatusLookup
 from govtrust.errors import InvalidArgument
+from govtrust.fastsql import PointReader
 from govtrust.principal import Principal
-from idp.fastread import PointReader
 from idp.identity_status import IdentityLookup, identity_join
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 from verify.report import (

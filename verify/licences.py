@@ -26,15 +26,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound
-from license.checking import LicenceCheck, State, Verdict, check_qr, check_signed_data
+from license.checking import LicenceCheck, State, Verdict
 from license.days import licence_day
 from license.errors import LicenceVerificationFailed
-from license.identifiers import parse_identifier
+from license.verification import LicenceForm, LicenceVerifier
 from verify.report import (
     CertificatePurpose,
     CertificateReport,
@@ -60,13 +60,18 @@ if TYPE_CHECKING:
     from license.runtime import LicenceRuntime
     from verify.service import Verified, VerifyContext
 
-EvidenceForm = Literal["identifier", "signed_data", "document", "qr_payload"]
-
 _EVIDENCE_KIND: dict[str, EvidenceKind] = {
     "identifier": EvidenceKind.LICENSE_IDENTIFIER,
     "signed_data": EvidenceKind.LICENSE_SIGNED_DATA,
     "document": EvidenceKind.LICENSE_DOCUMENT,
     "qr_payload": EvidenceKind.LICENSE_QR_PAYLOAD,
+}
+
+_FORMAT: dict[str, SignatureFormat] = {
+    "identifier": SignatureFormat.JWS,
+    "signed_data": SignatureFormat.JWS,
+    "document": SignatureFormat.PADES,
+    "qr_payload": SignatureFormat.COSE_SIGN1,
 }
 
 # licence-domain reason names → report codes
@@ -120,7 +125,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
 class LicenceCheckRequest:
     """A VerifyLicense request in domain terms."""
 
-    form: EvidenceForm
+    form: LicenceForm
     value: str | bytes
     at_time: datetime | None = None
     options: ReportOptions = field(default_factory=ReportOptions)
@@ -162,15 +167,13 @@ def _stored_row(runtime: LicenceRuntime, identifier: str) -> LicenceRow | None:
 def verify_licence(
     context: VerifyContext,
     runtime: LicenceRuntime,
-    form: EvidenceForm,
+    form: LicenceForm,
     value: str | bytes,
     *,
     at: datetime | None = None,
     options: ReportOptions | None = None,
 ) -> VerificationReport:
     """The report of one licence presented in ``form`` (see the module docstring)."""
-    from license.runtime import StatusLists
-
     options = options or ReportOptions()
     locale = options.locale
     if form not in _EVIDENCE_KIND:
@@ -182,7 +185,6 @@ def verify_licence(
     today: date = licence_day(moment)  # licence dates are Beijing calendar days
     raw = value if isinstance(value, bytes) else value.encode()
     roots = runtime.roots
-    lists = StatusLists(runtime.service, roots)
     kind = _EVIDENCE_KIND[form]
 
     def report(
@@ -207,53 +209,30 @@ def verify_licence(
             warnings=[*warnings, *(document.warnings if document is not None else ())],
         )
 
-    signed_data = ""
-    stored_signed = ""
-    if form == "identifier":
-        assert isinstance(value, str)
-        parse_identifier(value, check_uscc=False)  # InvalidArgument with the bad part
-        try:
-            stored = runtime.service.stored(value)
-        except NotFound:
-            return report(
-                check=None,
-                facts=LicenseReport(identifier=value, status_source=StatusSource.REGISTRY),
-                reasons=[
-                    Reason(
-                        ReasonCode.LICENSE_NOT_FOUND,
-                        tr(
-                            locale, f"登记簿中没有证照 {value}", f"no licence {value} is registered"
-                        ),
-                        "license",
-                    )
-                ],
-            )
-        signed_data = stored_signed = stored.signed_data
-        check = check_signed_data(signed_data, roots, lists, today=today)
-        fmt = SignatureFormat.JWS
-    elif form == "signed_data":
-        assert isinstance(value, str)
-        signed_data = value
-        check = check_signed_data(value, roots, lists, today=today)
-        fmt = SignatureFormat.JWS
-    elif form == "qr_payload":
-        assert isinstance(value, str)
-        check = check_qr(value, runtime.trust_list(), lists, today=today)
-        fmt = SignatureFormat.COSE_SIGN1
-    else:
-        assert isinstance(value, bytes)
-        from license.document_check import check_pdf
+    if form == "document":
         from verify.pdf import check_size
 
+        assert isinstance(value, bytes)
         check_size(len(value), context.config.max_pdf_bytes)
-        check = check_pdf(value, roots, lists, today=today)
-        fmt = SignatureFormat.PADES
-        try:
-            from license.document import read_licence_pdf
-
-            signed_data = read_licence_pdf(value).signed_data
-        except Exception:  # noqa: BLE001 - not a licence document: the check says so
-            signed_data = ""
+    verifier = LicenceVerifier(runtime.service, runtime.roots, runtime.trust_list)
+    try:
+        checked = verifier.check(form, value, today=today)
+    except NotFound:  # a well-formed identifier (a malformed one raised) not registered here
+        assert isinstance(value, str)
+        return report(
+            check=None,
+            facts=LicenseReport(identifier=value, status_source=StatusSource.REGISTRY),
+            reasons=[
+                Reason(
+                    ReasonCode.LICENSE_NOT_FOUND,
+                    tr(locale, f"登记簿中没有证照 {value}", f"no licence {value} is registered"),
+                    "license",
+                )
+            ],
+        )
+    check, signed_data = checked.check, checked.signed_data
+    stored_signed = checked.stored.signed_data if checked.stored is not None else ""
+    fmt = _FORMAT[form]
 
     signature_reasons, status_reasons = _reasons(check, locale)
     warnings: list[Reason] = []

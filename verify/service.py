@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from govtrust import audit
+from govtrust.config import Settings, section_config
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
 from govtrust.principal import Principal
@@ -60,7 +60,8 @@ SIGNER_RENEW_MARGIN = timedelta(days=7)
 
 @dataclass(frozen=True)
 class VerifyConfig:
-    """Settings of the verification service (``GOVTRUST_VERIFY_<FIELD>`` in the environment)."""
+    """Settings of the verification service: the ``verify`` section (``[verify]`` in the TOML
+    file, ``GOVTRUST_VERIFY_<FIELD>`` in the environment)."""
 
     trust_anchors: str = ""  # path of a PEM bundle of external trust anchors
     fetch_timeout_seconds: float = 3.0  # OCSP / CRL fetches
@@ -77,29 +78,10 @@ class VerifyConfig:
     audit_interval_ms: float = 20.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> VerifyConfig:
-        """Defaults overridden by ``GOVTRUST_VERIFY_*`` variables."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, kind in (
-            ("trust_anchors", str),
-            ("fetch_timeout_seconds", float),
-            ("max_pdf_bytes", int),
-            ("cache_size", int),
-            ("status_cache_seconds", float),
-            ("audit_batch_size", int),
-            ("audit_linger_ms", float),
-            ("audit_interval_ms", float),
-        ):
-            raw = env.get("GOVTRUST_VERIFY_" + name.upper())
-            if raw:
-                try:
-                    values[name] = kind(raw)
-                except ValueError:
-                    raise FailedPrecondition(
-                        f"GOVTRUST_VERIFY_{name.upper()} must be a {kind.__name__}"
-                    ) from None
-        return cls(**values)
+    def from_settings(cls, settings: Settings | None) -> VerifyConfig:
+        """Defaults, then the ``verify`` section of ``settings`` (``[verify]`` in the TOML
+        file, ``GOVTRUST_VERIFY_<FIELD>`` in the environment)."""
+        return section_config(cls, settings, "verify")
 
 
 def load_pem_bundle(path: str | Path) -> list[x509.Certificate]:
@@ -499,7 +481,7 @@ def context_for(platform: Platform, *, config: VerifyConfig | None = None) -> Ve
         context = VerifyContext(
             platform.db,
             platform.keystore,
-            config=config or VerifyConfig.from_env(),
+            config=config or VerifyConfig.from_settings(platform.settings),
             platform=platform,
         )
         _contexts[id(platform)] = (platform, context)  # holds the platform: ids stay unique

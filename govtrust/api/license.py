@@ -10,9 +10,9 @@ NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAVAILABLE). Every RPC is im
   :func:`license.runtime.runtime_for`) signed with the issuing department's official seal, the
   PDF sealed at PAdES B-T unless ``skip_document``, the seal's use recorded with the licence.
 * Reads, lists and access grants (every access audited): :class:`license.access.LicenceAccess`.
-* VerifyLicense: signed data and identifier against the CA roots, QR payloads against the
-  runtime's trust list (department seal chains, refreshed every minute), PDFs with
-  :func:`license.document_check.check_pdf`; the status from the issuer's signed status list.
+* VerifyLicense: the one licence verification, :class:`license.verification.LicenceVerifier`
+  (signed data and identifier against the CA roots, QR payloads against the runtime's trust
+  list, PDFs by their seal and embedded data); the status from the issuer's signed status list.
 
 Mapping notes:
 
@@ -44,7 +44,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography import x509
 
@@ -52,9 +52,8 @@ from govtrust.api.identity import parse_ref
 from govtrust.errors import (
     FieldViolation,
     InvalidArgument,
-    PermissionDenied,
 )
-from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
+from govtrust.principal import Principal
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
@@ -63,22 +62,20 @@ from idp.identifiers import InvalidIdentifier, parse_uscc
 from license import catalogue
 from license.access import GrantState, GrantView, LicenceAccess, page_bounds
 from license.catalogue import FieldSpec, FieldType, LicenceType, ValidityRule
-from license.checking import (
-    LicenceCheck,
-    State,
-    Verdict,
-    check_qr,
-    check_signed_data,
-)
+from license.checking import LicenceCheck, State, Verdict
 from license.days import licence_day
-from license.identifiers import parse_identifier
-from license.issuance import IssuedLicence, IssueRequest, LicenceService, StoredLicence
-from license.models import LicenceTypeRow
+from license.issuance import (
+    IssuedLicence,
+    IssueRequest,
+    LicenceService,
+    StoredLicence,
+    issuing_department,
+)
 from license.qr import TrustList
-from license.runtime import StatusLists
 from license.signed_data import HOLDER_RESIDENT_ID, HOLDER_USCC, LicenceMetadata
 from license.signer import unverified_payload
 from license.status_list import BITS
+from license.verification import LicenceForm, LicenceVerifier
 from seal.owners import RegistryOwners
 
 if TYPE_CHECKING:
@@ -498,10 +495,8 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         return types
 
     def _define(self, principal: Principal, licence_type: LicenceType) -> LicenceType:
-        principal.require_role("admin")
-        with self.service.db.transaction() as session:
-            exists = session.get(LicenceTypeRow, licence_type.type_code) is not None
-            return catalogue.define_type(session, principal, licence_type, replace=exists)
+        with self.service.db.transaction() as session:  # a new type, or its next revision
+            return catalogue.define_type(session, principal, licence_type, replace=True)
 
     def _read(
         self, principal: Principal, identifier: str, access_code: str, what: str
@@ -522,20 +517,6 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         change(principal, identifier, reason)
         return self.service.stored(identifier)
 
-    def _issuer_of(self, principal: Principal, issuer_code: str) -> str:
-        if issuer_code:
-            return issuer_code
-        depts = sorted(
-            r.removeprefix(LICENCE_ISSUER_PREFIX)
-            for r in principal.roles
-            if r.startswith(LICENCE_ISSUER_PREFIX)
-        )
-        if len(depts) != 1:
-            raise InvalidArgument.field(
-                "issuer_code", "required (the caller does not issue for exactly one department)"
-            )
-        return depts[0]
-
     def _issue(
         self, principal: Principal, request: license_pb2.IssueLicenseRequest
     ) -> StoredLicence:
@@ -546,13 +527,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             raise InvalidArgument.field("holder.code_type", "001 (USCC) or 111 (resident ID)")
         if not request.holder.code:
             raise InvalidArgument.field("holder.code", "required")
-        issuer_code = self._issuer_of(principal, request.issuer_code)
-        try:
-            parse_uscc(issuer_code, field="issuer_code")
-        except InvalidIdentifier as exc:
-            raise InvalidArgument(str(exc), exc.violations) from None
-        if not principal.has_role(LICENCE_ISSUER_PREFIX + issuer_code):
-            raise PermissionDenied(f"{principal.actor} may not issue for department {issuer_code}")
+        issuer_code = issuing_department(principal, request.issuer_code)
         signer = self.service.signers(issuer_code)
         try:
             issued: IssuedLicence = self.service.issue(
@@ -799,18 +774,9 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         )
 
     def _verify(self, kind: str, evidence: str | bytes, today: date) -> LicenceCheck:
-        lists = StatusLists(self.service, self.roots)
-        if isinstance(evidence, bytes):
-            from license.document_check import check_pdf
-
-            return check_pdf(evidence, self.roots, lists, today=today)
-        if kind == "identifier":
-            parse_identifier(evidence, check_uscc=False)
-            evidence = self.service.stored(evidence).signed_data
-            kind = "signed_data"
-        if kind == "signed_data":
-            return check_signed_data(evidence, self.roots, lists, today=today)
-        return check_qr(evidence, self._trust(), lists, today=today)
+        verifier = LicenceVerifier(self.service, self.roots, self._trust)
+        # the evidence oneof's field names are the licence forms
+        return verifier.check(cast(LicenceForm, kind), evidence, today=today).check
 
     async def VerifyLicense(
         self,

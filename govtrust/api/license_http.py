@@ -18,9 +18,10 @@
   department seal chains offline QR verifiers load (JSON, cacheable).
 
 The page routes are rate-limited per client address (IPv6 per /64) by an in-process token
-bucket (:class:`RateLimiter`; ``GOVTRUST_VERIFY_RATE`` tokens per second, ``GOVTRUST_VERIFY_BURST``
-bucket size): 429 with ``Retry-After`` and a page saying so. Each worker process has its own
-buckets, so with ``--workers N`` a client gets up to N times the configured rate.
+bucket (:class:`govtrust.http.ratelimit.RateLimiter`; ``GOVTRUST_VERIFY_RATE`` tokens per
+second, ``GOVTRUST_VERIFY_BURST`` bucket size): 429 with ``Retry-After`` and a page saying
+so. Each worker process has its own buckets, so with ``--workers N`` a client gets up to N
+times the configured rate.
 Wiring: ``govtrust.server.adapters.ROUTERS["license"]``.
 """
 
@@ -31,11 +32,8 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
-import ipaddress
 import math
-import os
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,10 +48,12 @@ from starlette.routing import Route
 from govtrust.errors import InvalidArgument, NotFound, ResourceExhausted
 from govtrust.http.errors import error_body
 from govtrust.http.limits import body_limit
+from govtrust.http.ratelimit import RateLimiter, client_key
 from govtrust.rpc.offload import PoolBusy, document_pool, run_sync
 from license import public
 from license.base45 import ALPHABET as BASE45_ALPHABET
 from license.identifiers import ISSUER_CODE_LENGTH
+from license.page_texts import TEXTS
 from license.qr import MAX_PAYLOAD_CHARS
 from license.qr import PREFIX as QR_PREFIX
 from license.runtime import (
@@ -73,8 +73,6 @@ VERIFY_FORM_PATH = VERIFY_PATH.rstrip("/")  # /verify/license
 STATUS_LIST_MEDIA_TYPE = "application/statuslist+jwt"
 MAX_UPLOAD = 10 * 1024 * 1024  # a licence PDF is a few hundred KB
 MULTIPART_OVERHEAD = 16 * 1024
-DEFAULT_RATE = 1.0  # tokens per second per client
-DEFAULT_BURST = 30
 STATUS_MAX_AGE = 60
 TRUST_LIST_MAX_AGE = 300
 
@@ -96,246 +94,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-
-TEXTS: dict[str, dict[str, str]] = {
-    "zh-CN": {
-        "lang": "zh-CN",
-        "other_locale": "en",
-        "other_language": "English",
-        "title": "电子证照核验",
-        "heading": "电子证照核验",
-        "section_licence": "证照信息",
-        "section_check": "核验结果",
-        "section_check_other": "核验其他证照",
-        "name": "证照名称",
-        "identifier": "证照标识",
-        "version": "版本",
-        "number": "证照编号",
-        "issuer": "颁发机构",
-        "holder": "持证主体",
-        "issue_date": "颁发日期",
-        "validity": "有效期",
-        "long_term": "长期",
-        "status": "状态",
-        "previous": "上一版本",
-        "signature": "电子签名",
-        "signature_ok": "签名验证通过（颁发机构电子印章签名，证书链可信）",
-        "signature_bad": "签名验证未通过",
-        "checked": "核验对象",
-        "checked_signed_data": "证照签名数据（本平台存档）",
-        "checked_qr": "提交的二维码内容",
-        "checked_pdf": "提交的证照 PDF 文件",
-        "reasons": "原因",
-        "status_valid": "有效",
-        "status_revoked": "已注销",
-        "status_suspended": "已暂停使用",
-        "status_expired": "已过期",
-        "status_not_yet_valid": "尚未生效",
-        "status_superseded": "已被第 {n} 版取代",
-        "status_unknown": "状态未知",
-        "banner_valid": "该证照真实有效",
-        "banner_not_valid": "该证照真实，但当前不可用：{status}",
-        "banner_forged": "该证照未通过核验，请勿采信",
-        "banner_indeterminate": "签名有效，但无法确认当前状态",
-        "not_in_records": "本平台没有该证照的存档，仅显示证照自身所载信息。",
-        "qr_label": "粘贴证照二维码内容（以 GT1: 开头）",
-        "check_qr": "核验二维码",
-        "pdf_label": "上传证照 PDF 文件",
-        "check_pdf": "核验 PDF",
-        "privacy": "本页只显示证照类型规定可公开的信息；核验不会保存您提交的内容。",
-        "footer": "电子证照公共核验服务",
-        "err_bad_identifier": "证照标识格式错误",
-        "err_not_found": "未找到该证照",
-        "err_not_found_detail": "本平台没有标识为 {identifier} 的证照。"
-        "请核对标识，或扫描证照上的二维码。",
-        "err_rate_limited": "请求过于频繁，请在 {seconds} 秒后重试。",
-        "err_too_large": "上传的文件过大（上限 {limit}）。",
-        "err_too_complex": "文档过于复杂，无法核验",
-        "err_busy": "正在核验的文档过多，请在 {seconds} 秒后重试。",
-        "err_bad_request": "无法核验提交的内容",
-        "reason_MALFORMED": "格式错误或内容被篡改",
-        "reason_BAD_SIGNATURE": "签名不正确（内容被篡改）",
-        "reason_UNKNOWN_KEY": "签名密钥不在信任列表中",
-        "reason_UNTRUSTED_CHAIN": "证书链不可信",
-        "reason_MISSING_CHAIN": "缺少签名证书",
-        "reason_ISSUER_MISMATCH": "签名证书与颁发机构不符",
-        "reason_CERTIFICATE_EXPIRED": "签发时签名证书不在有效期内",
-        "reason_WRONG_CERTIFICATE": "签名证书不适用",
-        "reason_UNSUPPORTED_ALGORITHM": "不支持的签名算法",
-        "reason_STALE_STATUS_LIST": "状态列表已过期",
-        "reason_STATUS_UNKNOWN": "无法获取颁发机构的状态列表",
-        "reason_REVOKED": "已被颁发机构注销",
-        "reason_SUSPENDED": "已被颁发机构暂停使用",
-        "reason_EXPIRED": "已超过有效期",
-        "reason_NOT_YET_VALID": "尚未到有效期起始日期",
-        "reason_PDF_UNSEALED": "文件未加盖电子印章",
-        "reason_PDF_SIGNATURE_INVALID": "电子印章签名无效（文件被改动）",
-        "reason_PDF_UNTRUSTED": "电子印章证书不可信",
-        "reason_PDF_TIMESTAMP_INVALID": "缺少可信时间戳",
-        "reason_PDF_MODIFIED": "盖章后文件被修改",
-        "reason_PDF_SIGNER_MISMATCH": "盖章单位与证照签发单位不符",
-        "reason_QR_MISMATCH": "文件中的二维码与证照不符",
-    },
-    "en": {
-        "lang": "en",
-        "other_locale": "zh-CN",
-        "other_language": "中文",
-        "title": "E-licence verification",
-        "heading": "E-licence verification",
-        "section_licence": "Licence",
-        "section_check": "Result",
-        "section_check_other": "Check another licence",
-        "name": "Licence",
-        "identifier": "Identifier",
-        "version": "Version",
-        "number": "Number",
-        "issuer": "Issued by",
-        "holder": "Holder",
-        "issue_date": "Issued on",
-        "validity": "Valid",
-        "long_term": "long term",
-        "status": "Status",
-        "previous": "Previous version",
-        "signature": "Signature",
-        "signature_ok": "Signature verified (issuing department's e-seal, trusted chain)",
-        "signature_bad": "Signature does NOT verify",
-        "checked": "Checked",
-        "checked_signed_data": "the licence's signed data (this platform's record)",
-        "checked_qr": "the submitted QR code payload",
-        "checked_pdf": "the submitted licence PDF",
-        "reasons": "Reasons",
-        "status_valid": "Valid",
-        "status_revoked": "Revoked",
-        "status_suspended": "Suspended",
-        "status_expired": "Expired",
-        "status_not_yet_valid": "Not yet valid",
-        "status_superseded": "Superseded by version {n}",
-        "status_unknown": "Status unknown",
-        "banner_valid": "This licence is genuine and valid",
-        "banner_not_valid": "This licence is genuine but not in force: {status}",
-        "banner_forged": "This licence did not verify: do not rely on it",
-        "banner_indeterminate": "The signature verifies but the current status is unknown",
-        "not_in_records": "This platform holds no record of this licence; only what the licence "
-        "itself carries is shown.",
-        "qr_label": "Paste the licence's QR code content (starts with GT1:)",
-        "check_qr": "Check QR code",
-        "pdf_label": "Upload the licence PDF",
-        "check_pdf": "Check PDF",
-        "privacy": "This page shows only what the licence type makes public; what you submit "
-        "is not stored.",
-        "footer": "Public e-licence verification service",
-        "err_bad_identifier": "Malformed licence identifier",
-        "err_not_found": "Licence not found",
-        "err_not_found_detail": "This platform has no licence {identifier}. Check the "
-        "identifier, or scan the QR code on the licence.",
-        "err_rate_limited": "Too many requests: please try again in {seconds} s.",
-        "err_too_large": "The upload is too large (limit {limit}).",
-        "err_too_complex": "The document is too complex to check",
-        "err_busy": "Too many documents are being checked: please try again in {seconds} s.",
-        "err_bad_request": "Cannot check what was submitted",
-        "reason_MALFORMED": "malformed or tampered with",
-        "reason_BAD_SIGNATURE": "the signature is wrong (tampered with)",
-        "reason_UNKNOWN_KEY": "the signing key is not in the trust list",
-        "reason_UNTRUSTED_CHAIN": "the certificate chain is not trusted",
-        "reason_MISSING_CHAIN": "the signing certificate is missing",
-        "reason_ISSUER_MISMATCH": "the signing certificate is not the issuing department's",
-        "reason_CERTIFICATE_EXPIRED": "issued outside the signing certificate's validity",
-        "reason_WRONG_CERTIFICATE": "the signing certificate is not for this use",
-        "reason_UNSUPPORTED_ALGORITHM": "unsupported signature algorithm",
-        "reason_STALE_STATUS_LIST": "the status list has expired",
-        "reason_STATUS_UNKNOWN": "the issuer's status list is not available",
-        "reason_REVOKED": "revoked by the issuer",
-        "reason_SUSPENDED": "suspended by the issuer",
-        "reason_EXPIRED": "past its validity",
-        "reason_NOT_YET_VALID": "before its validity starts",
-        "reason_PDF_UNSEALED": "the document carries no e-seal",
-        "reason_PDF_SIGNATURE_INVALID": "the e-seal signature is invalid (document altered)",
-        "reason_PDF_UNTRUSTED": "the e-seal certificate is not trusted",
-        "reason_PDF_TIMESTAMP_INVALID": "no trusted time-stamp",
-        "reason_PDF_MODIFIED": "the document was changed after sealing",
-        "reason_PDF_SIGNER_MISMATCH": "sealed by another body than the issuer",
-        "reason_QR_MISMATCH": "the embedded QR code is not this licence's",
-    },
-}
-
-
-# --- rate limiting ------------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """Token buckets per client key: ``burst`` requests at once, refilled at ``rate`` per second.
-
-    In-process and bounded: at most ``max_clients`` buckets are kept; the least recently seen
-    is forgotten first (it has refilled the most, so forgetting it is the least lenient choice).
-    """
-
-    def __init__(
-        self,
-        rate: float = DEFAULT_RATE,
-        burst: int = DEFAULT_BURST,
-        *,
-        max_clients: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not (rate > 0 and math.isfinite(rate)):
-            raise ValueError("rate must be a positive number of requests per second")
-        if burst < 1:
-            raise ValueError("burst must be at least 1")
-        if max_clients < 1:
-            raise ValueError("max_clients must be at least 1")
-        self.rate = rate
-        self.burst = burst
-        self.max_clients = max_clients
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, at); oldest first
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RateLimiter:
-        """Rate and burst from ``GOVTRUST_VERIFY_RATE`` / ``GOVTRUST_VERIFY_BURST``."""
-        source = os.environ if env is None else env
-        try:
-            rate = float(source.get("GOVTRUST_VERIFY_RATE") or DEFAULT_RATE)
-            burst = int(source.get("GOVTRUST_VERIFY_BURST") or DEFAULT_BURST)
-        except ValueError:
-            raise ValueError(
-                "GOVTRUST_VERIFY_RATE must be a number and GOVTRUST_VERIFY_BURST an integer"
-            ) from None
-        return cls(rate, burst)
-
-    def take(self, key: str) -> float:
-        """Spend one token of ``key``'s bucket: 0.0 when allowed, else seconds until one is due."""
-        with self._lock:
-            now = self._clock()
-            tokens, at = self._buckets.pop(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
-            wait = 0.0
-            if tokens >= 1.0:
-                tokens -= 1.0
-            else:
-                wait = (1.0 - tokens) / self.rate
-            self._buckets[key] = (tokens, now)  # re-inserted: most recently seen last
-            while len(self._buckets) > self.max_clients:
-                del self._buckets[next(iter(self._buckets))]
-            return wait
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-
-def client_key(request: Request) -> str:
-    """The rate-limit key of a request: its peer address, IPv6 by /64 (one subscriber)."""
-    host = request.client.host if request.client else "unknown"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
-    return str(address)
-
 
 # --- rendering ----------------------------------------------------------------------------------
 
@@ -629,7 +387,9 @@ def router(platform: Platform) -> APIRouter:
     """The public licence routes of one process (production wiring)."""
     from license.runtime import runtime_for
 
-    return make_router(lambda: runtime_for(platform), limiter=RateLimiter.from_env())
+    return make_router(
+        lambda: runtime_for(platform), limiter=RateLimiter.from_settings(platform.settings)
+    )
 
 
 def make_router(

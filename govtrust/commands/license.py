@@ -264,24 +264,18 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def _check(platform: Platform, evidence: str | bytes) -> tuple[str, LicenceCheck]:
     """(kind, check) of a PDF, a compact JWS, a ``GT1:`` QR text or an identifier."""
-    from license.checking import check_qr, check_signed_data
     from license.runtime import runtime_for
+    from license.verification import LicenceVerifier
 
     runtime = runtime_for(platform)
-    lists = runtime.status_lists()
+    verifier = LicenceVerifier(runtime.service, runtime.roots, runtime.trust_list)
     if isinstance(evidence, bytes):
-        from license.document_check import check_pdf
-
-        return "pdf", check_pdf(evidence, runtime.roots, lists)
+        return "pdf", verifier.check("document", evidence).check
     if evidence.startswith(QR_PREFIX):
-        return "qr", check_qr(evidence, runtime.trust_list(), lists)
+        return "qr", verifier.check("qr_payload", evidence).check
     if evidence.startswith(IDENTIFIER_PREFIX):
-        from license.identifiers import parse_identifier
-
-        parse_identifier(evidence, check_uscc=False)
-        signed = runtime.service.stored(evidence).signed_data
-        return "identifier", check_signed_data(signed, runtime.roots, lists)
-    return "signed_data", check_signed_data(evidence, runtime.roots, lists)
+        return "identifier", verifier.check("identifier", evidence).check
+    return "signed_data", verifier.check("signed_data", evidence).check
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

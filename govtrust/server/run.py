@@ -48,6 +48,7 @@ from govtrust.server.process import (
 )
 from govtrust.server.services import ServicerFactory
 from govtrust.server.startup import open_for_serving
+from govtrust.server.wiring import check_package_settings
 from govtrust.server.worker import settings_to_json
 
 log = logging.getLogger("govtrust.server")
@@ -71,6 +72,7 @@ def serve(
     if settings.workers > 1 and (servicers is not None or routers is not None):
         raise ValueError("other servicers or routers can only be served with workers == 1")
     setup_logging(settings.log_level)
+    check_package_settings(settings)
     try:
         if settings.workers <= 1:
             return _serve_in_process(settings, servicers, routers)

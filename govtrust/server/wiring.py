@@ -14,12 +14,23 @@ from datetime import UTC, datetime
 
 from ca.directory import SubjectDirectory
 from govtrust.audit import AuditCheckpoint, CheckpointSigner, TokenCheck, make_checkpoint
+from govtrust.config import Settings
 from govtrust.platform import Platform
 from govtrust.rpc.offload import run_sync
 
 log = logging.getLogger("govtrust.server")
 
 CA_REFRESH_SECONDS = 120.0
+
+
+def check_package_settings(settings: Settings) -> None:
+    """Read each package's settings section once, so that a bad value stops the start with its
+    one line (``ConfigError``) before anything is migrated or created."""
+    from ca.authority import ca_config
+    from verify.service import VerifyConfig
+
+    ca_config(settings)
+    VerifyConfig.from_settings(settings)
 
 
 def wire(platform: Platform) -> None:

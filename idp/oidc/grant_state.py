@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from idp.fastread import PointReader
+from govtrust.fastsql import PointReader
 
 _GRANT_SQL = "SELECT id, identity_id, acting_person_id, revoked_at FROM oidc_grants WHERE id = ?"
 _SESSION_GRANT_SQL = (

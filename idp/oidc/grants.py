@@ -26,11 +26,11 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 
 from govtrust import audit
 from govtrust.db import Database, as_utc
+from govtrust.fastsql import FastSql, WriteBusy
 from hsm import KeyStore
 from hsm.jws import b64url
 from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.errors import InvalidToken, OAuthError
-from idp.oidc.fastsql import FastSql, WriteBusy
 from idp.oidc.keys import SigningKeys, sign_jwt, unverified_header, verify_signature
 from idp.oidc.models import (
     OidcAssertionJtiRow,

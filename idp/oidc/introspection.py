@@ -18,12 +18,12 @@ from sqlalchemy import delete
 
 from govtrust import audit
 from govtrust.db import Database, as_utc
+from govtrust.fastsql import FastSql
 from govtrust.principal import Principal
 from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.config import ProviderConfig
 from idp.oidc.directory import RegistryDirectory
 from idp.oidc.errors import InvalidToken, OAuthError
-from idp.oidc.fastsql import FastSql
 from idp.oidc.keys import SigningKeys
 from idp.oidc.models import OidcGrantRow, OidcRefreshTokenRow, OidcRevokedJtiRow
 from idp.oidc.tokens import TokenRejected, TokenValidator

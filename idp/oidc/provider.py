@@ -29,13 +29,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from govtrust.db import Database, write_gate
+from govtrust.fastsql import FastSql
 from hsm import KeyStore
 from idp.oidc import certlogin, sessions
 from idp.oidc.clients import ClientRegistry
 from idp.oidc.config import ProviderConfig
 from idp.oidc.directory import RegistryDirectory
 from idp.oidc.discovery import discovery_document
-from idp.oidc.fastsql import FastSql
 from idp.oidc.grants import TokenGrants
 from idp.oidc.interaction import InteractionPages, InteractionStore
 from idp.oidc.introspection import TokenIntrospection

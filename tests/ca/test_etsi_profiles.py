@@ -15,7 +15,6 @@ from ca.directory import InMemoryDirectory
 from ca.issuance import IssueRequest, SubjectSpec
 from govtrust.config import ConfigError, load_settings
 from govtrust.db import Database
-from govtrust.errors import InvalidArgument
 from hsm import SoftKeyStore
 from tests.ca.conftest import OPERATOR, USCC, make_csr, pkilint
 
@@ -88,8 +87,8 @@ def test_revocation_base_defaults_to_http_and_refuses_https() -> None:
         CaConfig(public_base_url=PAGES).crl_url("seal") == "http://pki.example.gov.cn/crl/seal.crl"
     )
     assert CaConfig(public_base_url="http://127.0.0.1:9/").ocsp_url() == "http://127.0.0.1:9/ocsp"
-    with pytest.raises(InvalidArgument, match="crl_base_url"):
-        CaConfig.from_env({}, public_base_url=PAGES, crl_base_url="https://crl.example")
+    with pytest.raises(ConfigError, match=r"ca\.crl_base_url: must be a plain http"):
+        CaConfig.from_settings(None, public_base_url=PAGES, crl_base_url="https://crl.example")
     with pytest.raises(ConfigError, match="crl_base_url"):
         load_settings(env={"GOVTRUST_CRL_BASE_URL": "https://crl.example"})
     settings = load_settings(env={"GOVTRUST_CRL_BASE_URL": STATUS})

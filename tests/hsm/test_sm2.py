@@ -504,3 +504,20 @@ def test_pkcs11_sm2_settings_are_parsed_and_checked() -> None:
     for bad in ("CKM_SM2", "0x1ffffffff", "-1"):
         with pytest.raises(ConfigError, match="pkcs11_sm2_mechanism"):
             load_settings(env={"GOVTRUST_PKCS11_SM2_MECHANISM": bad})
+
+
+@pytest.mark.parametrize(
+    ("message", "digest"),
+    [
+        # GB/T 32905-2016 annex A, examples 1 and 2 (literals from the standard)
+        (b"abc", "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"),
+        (b"abcd" * 16, "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"),
+    ],
+)
+def test_sm3_gives_the_standards_examples(message: bytes, digest: str) -> None:
+    """SM3 is cryptography's (OpenSSL's); the digest inside SM2, CertIDs, imprints and SES."""
+    from cryptography.hazmat.primitives import hashes
+
+    sm3 = hashes.Hash(hashes.SM3())
+    sm3.update(message)
+    assert sm3.finalize().hex() == digest

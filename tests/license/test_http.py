@@ -19,9 +19,10 @@ from cryptography import x509
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from govtrust.api.license_http import RateLimiter, client_key, make_router, qr_problem
+from govtrust.api.license_http import make_router, qr_problem
 from govtrust.db import Database
 from govtrust.http.errors import install_error_handlers
+from govtrust.http.ratelimit import RateLimiter, client_key
 from govtrust.principal import SYSTEM, Principal
 from hsm.master import MasterKey
 from license import catalogue
@@ -444,10 +445,15 @@ def test_token_bucket_refills_at_the_rate() -> None:
     for key in ("x", "y", "z"):
         bounded.take(key)
     assert len(bounded) == 2
-    env = RateLimiter.from_env({"GOVTRUST_VERIFY_RATE": "0.5", "GOVTRUST_VERIFY_BURST": "7"})
+    from govtrust.config import ConfigError, load_settings
+
+    given = load_settings(env={"GOVTRUST_VERIFY_RATE": "0.5", "GOVTRUST_VERIFY_BURST": "7"})
+    env = RateLimiter.from_settings(given)
     assert (env.rate, env.burst) == (0.5, 7)
-    with pytest.raises(ValueError, match="GOVTRUST_VERIFY_RATE"):
-        RateLimiter.from_env({"GOVTRUST_VERIFY_RATE": "fast"})
+    with pytest.raises(ConfigError, match=r"verify_rate \(environment GOVTRUST_VERIFY_RATE\)"):
+        load_settings(env={"GOVTRUST_VERIFY_RATE": "fast"})
+    with pytest.raises(ConfigError, match=r"verify_rate: 0\.0 must be above 0"):
+        load_settings(env={"GOVTRUST_VERIFY_RATE": "0"})
 
 
 def test_client_keys() -> None:

@@ -299,3 +299,63 @@ def test_the_issue_date_is_the_beijing_day(
     assert (meta.issue_date, meta.valid_from) == (day, day)
     v2 = service.new_version(DEPT, issued.identifier, fields={"KZ_ZS": "新地址1号"}, reason="变更")
     assert verify_licence(v2.signed_data, [test_ca.root]).metadata.issue_date == day
+
+
+def test_the_one_verifier_checks_every_form_alike(
+    setup: tuple[LicenceService, TrustList], test_ca: MiniCa, database: Database
+) -> None:
+    """license.verification: identifier, signed data and QR payload of one licence get the same
+    answer; an unknown identifier is NotFound, a malformed one names its fault, a file that
+    holds no licence is MALFORMED with nothing read, and nothing is written."""
+    from license.identifiers import InvalidLicenceIdentifier
+    from license.verification import LICENCE_FORMS, LicenceVerifier
+
+    service, trust = setup
+    good = service.issue(DEPT, _request())
+    revoked = service.issue(DEPT, _request())
+    service.revoke(DEPT, revoked.identifier, "注销")
+    verifier = LicenceVerifier(service, [test_ca.root], lambda: trust)
+    assert LICENCE_FORMS == ("identifier", "signed_data", "qr_payload", "document")
+    with unchanged(database):
+        for issued, expected in ((good, State.VALID), (revoked, State.REVOKED)):
+            by_id = verifier.check("identifier", issued.identifier)
+            assert by_id.stored is not None and by_id.signed_data == issued.signed_data
+            by_data = verifier.check("signed_data", issued.signed_data)
+            by_qr = verifier.check("qr_payload", issued.qr_payload)
+            assert by_qr.signed_data == "" and by_qr.stored is None
+            for checked in (by_id, by_data, by_qr):
+                assert checked.check.state is expected
+                assert checked.check.identifier == issued.identifier
+        # without the department trust list the QR's key is unknown
+        roots_only = LicenceVerifier(service, [test_ca.root]).check("qr_payload", good.qr_payload)
+        assert roots_only.check.reasons[0] == "UNKNOWN_KEY"
+        unknown = str(parse_identifier(good.identifier).with_version(9))
+        with pytest.raises(NotFound):
+            verifier.check("identifier", unknown)
+        with pytest.raises(InvalidLicenceIdentifier):
+            verifier.check("identifier", "not-an-identifier")
+        garbage = verifier.check("document", b"%PDF-1.7\nnot really")
+        assert garbage.embedded is None and garbage.signed_data == ""
+        assert garbage.check.verdict is Verdict.INVALID and garbage.check.reasons[0] == "MALFORMED"
+
+
+def test_the_issuing_department_comes_from_the_request_or_the_one_role() -> None:
+    from license.issuance import issuing_department
+
+    assert issuing_department(DEPT) == ISSUER  # the caller's one department
+    assert issuing_department(DEPT, ISSUER) == ISSUER
+    two = Principal(
+        "service", "both", frozenset({f"licence-issuer:{ISSUER}", f"licence-issuer:{COMPANY}"})
+    )
+    assert issuing_department(two, COMPANY) == COMPANY
+    with pytest.raises(InvalidArgument, match="exactly one department") as several:
+        issuing_department(two)
+    assert several.value.violations[0].field == "issuer_code"
+    with pytest.raises(InvalidArgument, match="exactly one department"):
+        issuing_department(REGISTRAR)
+    with pytest.raises(InvalidArgument) as malformed:
+        issuing_department(DEPT, "91350100M000100Y4X")  # wrong check character
+    assert malformed.value.violations[0].field == "issuer_code"
+    assert type(malformed.value) is InvalidArgument
+    with pytest.raises(PermissionDenied, match=f"may not issue for department {COMPANY}"):
+        issuing_department(DEPT, COMPANY)

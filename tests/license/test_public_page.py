@@ -21,8 +21,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from govtrust.api.license_http import RateLimiter, make_router
+from govtrust.api.license_http import make_router
 from govtrust.http.errors import install_error_handlers
+from govtrust.http.ratelimit import RateLimiter
 from tests.conftest import require_tool
 from tests.license.test_http import (
     CITIZEN_ID,

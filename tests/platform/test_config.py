@@ -130,3 +130,48 @@ def test_list_settings_trusted_proxies_and_registrar_roles(tmp_path: Path) -> No
     ]:
         with unchanged(None, None, tmp_path), pytest.raises(ConfigError, match=fragment):
             load_settings({}, env=env)
+
+
+def test_package_sections_env_over_toml_and_their_errors(tmp_path: Path) -> None:
+    """The CA's and the verifier's own settings come through govtrust.config: the TOML table,
+    then GOVTRUST_<SECTION>_<FIELD>, then what the platform decides; bad values name where they
+    came from; top-level settings that share the prefix stay top-level."""
+    from ca.config import CaConfig
+    from govtrust.config import section_config
+    from verify.service import VerifyConfig
+
+    toml = tmp_path / "govtrust.toml"
+    toml.write_text(
+        "[govtrust]\nca_key_algorithms = ['seal=sm2']\n"
+        "[govtrust.ca]\noid-arc = '1.2.3'\nissue_threads = 3\ncountry = 'HK'\n"
+        "[govtrust.verify]\nfetch_timeout_seconds = 1.5\ncache_size = 10\n",
+        encoding="utf-8",
+    )
+    env = {
+        "GOVTRUST_CA_ISSUE_THREADS": "5",
+        "GOVTRUST_CA_UNHEARD_OF": "ignored",  # the environment holds much else
+        "GOVTRUST_VERIFY_CACHE_SIZE": "20",
+        "GOVTRUST_VERIFY_DOCUMENT_WORKERS": "3",  # a top-level setting
+    }
+    settings = load_settings({}, config_file=toml, env=env)
+    assert settings.ca_key_algorithms == ("seal=sm2",)
+    assert settings.verify_document_workers == 3
+    ca = CaConfig.from_settings(settings, country="CN")
+    assert (ca.oid_arc, ca.issue_threads, ca.country) == ("1.2.3", 5, "CN")
+    verify = VerifyConfig.from_settings(settings)
+    assert (verify.fetch_timeout_seconds, verify.cache_size) == (1.5, 20)
+    assert VerifyConfig.from_settings(None) == VerifyConfig()
+    assert "document_workers" not in settings.sections.get("verify", {})
+
+    bad_env = load_settings({}, env={"GOVTRUST_CA_ISSUE_THREADS": "many"})
+    with pytest.raises(ConfigError, match=r"ca\.issue_threads \(environment GOVTRUST_CA_ISSUE"):
+        CaConfig.from_settings(bad_env)
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[verify]\nfetch_timeout = 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.toml \[verify\]: unknown setting 'fetch_timeout'"):
+        VerifyConfig.from_settings(load_settings({}, config_file=bad_toml, env={}))
+    nan = load_settings({}, env={"GOVTRUST_VERIFY_AUDIT_LINGER_MS": "nan"})
+    with pytest.raises(ConfigError, match="expected a finite number"):
+        VerifyConfig.from_settings(nan)
+    with pytest.raises(ValueError, match="no settings section"):
+        section_config(VerifyConfig, settings, "seal")

@@ -34,7 +34,6 @@ _ADAPTER = (
 )
 ALLOWED: dict[tuple[str, str], str] = {
     ("govtrust.api.certificate", "ca.models"): _ADAPTER,
-    ("govtrust.api.license", "license.models"): _ADAPTER,
     ("govtrust.api.oidc_grpc", "idp.oidc.models"): _ADAPTER + " (introspection)",
     ("idp.oidc.certlogin", "ca.models"): (
         "certificate login finds the login certificate's row and issuer; needs a CA look-up by"
@@ -43,13 +42,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("idp.oidc.directory", "idp.models"): (
         "the OIDC provider's directory is the registry's read side for login; idp.oidc is a"
         " sub-package of idp, to get an identity directory function in idp"
-    ),
-    ("seal.owners", "idp.models"): (
-        "seal owner and staff checks query identities, legal persons and staff rows; needs"
-        " registry functions (idp.registry) for each of them"
-    ),
-    ("license.departments", "seal.models"): (
-        "a department's seals for licence issuance; needs a seal look-up by owner in seal/"
     ),
     ("verify.licences", "license.models"): (
         "the licence row behind a verified licence; issue #15 item 2 merges the two licence"

@@ -23,11 +23,11 @@ def busy_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def _serve(*args: str) -> tuple[int, list[str], str]:
+def _serve(*args: str, **env: str) -> tuple[int, list[str], str]:
     result = subprocess.run(
         serve_command(*args),
         cwd=REPO,
-        env=server_env(),
+        env=server_env(**env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -61,6 +61,34 @@ def test_invalid_toml(tmp_path: Path) -> None:
     code, lines, _ = _serve("--data-dir", str(tmp_path / "data"), "--config", str(config))
     assert code != 0
     assert len(lines) == 1 and "is not valid TOML" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        (
+            "",
+            {"GOVTRUST_CA_ISSUE_THREADS": "many"},
+            "ca.issue_threads (environment GOVTRUST_CA_ISSUE_THREADS): expected an integer",
+        ),
+        ("[verify]\nfetch_timeout = 2\n", {}, "[verify]: unknown setting 'fetch_timeout'"),
+        (
+            "[ca]\nroot_key_algorithm = 'rsa-512'\n",
+            {},
+            "root_key_algorithm",
+        ),
+    ],
+)
+def test_a_bad_package_setting_stops_before_anything_is_created(
+    tmp_path: Path, toml: str, env: dict[str, str], expected: str
+) -> None:
+    config = tmp_path / "govtrust.toml"
+    config.write_text(toml)
+    data = tmp_path / "data"
+    code, lines, _ = _serve("--data-dir", str(data), "--config", str(config), **env)
+    assert code == 2
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert not data.exists()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -416,7 +416,7 @@ def test_status_cache_and_offline_checks(vworld: World, citizen: str) -> None:
     shows once the cached answer is dropped. By default there is no status cache."""
     from verify.certificates import NeedsIo
 
-    assert VerifyConfig.from_env({}).status_cache_seconds == 0
+    assert VerifyConfig.from_settings(None).status_cache_seconds == 0
     assert VerifyConfig().status_cache_seconds == 0
     context = VerifyContext(
         vworld.db,

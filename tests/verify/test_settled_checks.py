@@ -65,7 +65,7 @@ def clocked(vworld: World) -> Iterator[tuple[VerifyContext, Clock]]:
 
 def test_the_status_store_is_read_on_every_check_by_default() -> None:
     assert VerifyConfig().status_cache_seconds == 0
-    assert VerifyConfig.from_env({}).status_cache_seconds == 0
+    assert VerifyConfig.from_settings(None).status_cache_seconds == 0
 
 
 def test_a_revocation_shows_in_the_next_answer(
