@@ -22,10 +22,13 @@ from starlette.routing import Route
 
 from govtrust.http.limits import body_limit
 from govtrust.rpc.offload import run_sync
-from idp.oidc import provider as domain
+from idp.oidc.authorization import Redirect, RedirectableError, ShowInteraction
 from idp.oidc.errors import AuthorizationPageError, OAuthError
 from idp.oidc.factory import provider_for
+from idp.oidc.grants import WriteWouldBlock
 from idp.oidc.i18n import TEXTS, pick_locale
+from idp.oidc.interaction import LoginPageError, ShowInteractionWithCookie
+from idp.oidc.logout import ConfirmLogout, LogoutNotice
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
@@ -162,8 +165,8 @@ def router(platform: Platform) -> APIRouter:
             max_age=provider.config.session_ttl,
         )
 
-    def outcome_response(outcome: domain.Redirect | domain.ShowInteraction) -> Response:
-        if isinstance(outcome, domain.Redirect):
+    def outcome_response(outcome: Redirect | ShowInteraction) -> Response:
+        if isinstance(outcome, Redirect):
             response: Response = _redirect(outcome.url)
             if outcome.session_cookie:
                 set_session(response, outcome.session_cookie)
@@ -179,7 +182,7 @@ def router(platform: Platform) -> APIRouter:
             path="/oidc",
             max_age=provider.config.interaction_ttl,
         )
-        if isinstance(outcome, domain.ShowInteractionWithCookie) and outcome.session_cookie:
+        if isinstance(outcome, ShowInteractionWithCookie) and outcome.session_cookie:
             set_session(response, outcome.session_cookie)
         return response
 
@@ -209,7 +212,7 @@ def router(platform: Platform) -> APIRouter:
             outcome = await run_sync(provider.authorize, dict(params), cookie)
         except AuthorizationPageError as exc:
             return _error_page(request, str(exc))
-        except domain.RedirectableError as exc:
+        except RedirectableError as exc:
             return _redirect(exc.url(provider.config.issuer))
         return outcome_response(outcome)
 
@@ -283,7 +286,7 @@ def router(platform: Platform) -> APIRouter:
                     form.get("decision") == "allow",
                     request.cookies.get(SESSION_COOKIE),
                 )
-        except domain.LoginPageError as exc:
+        except LoginPageError as exc:
             return await show(request, iid, exc.code, status=400)
         except AuthorizationPageError as exc:
             return _error_page(request, str(exc), 403)
@@ -330,7 +333,7 @@ def router(platform: Platform) -> APIRouter:
                 # write lock: a refresh that would goes on in the pool.
                 try:
                     body = provider.token(form, basic, wait=False)
-                except domain.WriteWouldBlock as busy:
+                except WriteWouldBlock as busy:
                     body = await run_sync(busy.resume)
             else:
                 body = await run_sync(provider.token, form, basic)
@@ -416,7 +419,7 @@ def router(platform: Platform) -> APIRouter:
 
     # --- logout --------------------------------------------------------------------------------
 
-    async def notify(notices: tuple[domain.LogoutNotice, ...]) -> None:
+    async def notify(notices: tuple[LogoutNotice, ...]) -> None:
         async with httpx.AsyncClient(timeout=5.0) as http:
             for notice in notices:
                 try:
@@ -434,7 +437,7 @@ def router(platform: Platform) -> APIRouter:
             outcome = await run_sync(provider.end_session, params, cookie, confirmed=confirmed)
         except AuthorizationPageError as exc:
             return _error_page(request, str(exc))
-        except domain.ConfirmLogout as exc:
+        except ConfirmLogout as exc:
             carry = [
                 (k, v)
                 for k, v in params.items()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from govtrust.platform import Component
-from idp.oidc.provider import Provider, ProviderConfig, on_identity_status_change
+from idp.oidc.config import ProviderConfig
+from idp.oidc.provider import Provider
+from idp.oidc.sessions import on_identity_status_change
 from idp.registry import register_status_listener
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ from idp.oidc.models import (
 from idp.oidc.tokens import ACCESS_TOKEN_TYP
 
 if TYPE_CHECKING:
-    from idp.oidc.provider import ProviderConfig
+    from idp.oidc.config import ProviderConfig
 
 # private_key_jwt assertion algorithms, as discovery lists them: only what python-jose verifies
 # (3.5 has no PS256, so listing it would invite clients whose every assertion is refused).

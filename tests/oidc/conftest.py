@@ -37,9 +37,10 @@ from govtrust.server.wiring import define_components
 from hsm import open_keystore
 from hsm.master import MasterKey
 from idp.oidc.certlogin import ORGANIZATION_IDENTIFIER, ChainValidator
+from idp.oidc.config import ProviderConfig
 from idp.oidc.factory import install_provider
 from idp.oidc.passwords import PasswordLogin, ThrottlePolicy
-from idp.oidc.provider import Provider, ProviderConfig
+from idp.oidc.provider import Provider
 from idp.pii import PiiCodec
 from idp.registry import IdentityRegistry
 from idp.types import IdentityRef

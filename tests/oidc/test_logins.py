@@ -65,7 +65,7 @@ def test_session_cookie_flags_and_csrf(oidc_env: OidcEnv) -> None:
 
 def test_secure_cookie_when_tls() -> None:
     from govtrust.api.oidc_http import router  # noqa: F401 - imported for coverage of module
-    from idp.oidc.provider import ProviderConfig
+    from idp.oidc.config import ProviderConfig
 
     assert ProviderConfig(issuer="https://id.example", secure_cookies=True).secure_cookies
 

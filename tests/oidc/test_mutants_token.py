@@ -40,6 +40,8 @@ from govtrust.db import Database, as_utc
 from govtrust.migrate import upgrade_to_head
 from hsm import KeyStore, open_keystore
 from hsm.master import MasterKey
+from idp.oidc.authorization import AuthRequest
+from idp.oidc.config import ProviderConfig
 from idp.oidc.errors import InvalidToken, OAuthError
 from idp.oidc.grants import WriteWouldBlock, _pkce_ok
 from idp.oidc.models import (
@@ -49,7 +51,8 @@ from idp.oidc.models import (
     OidcRefreshTokenRow,
 )
 from idp.oidc.passwords import PasswordLogin
-from idp.oidc.provider import AuthRequest, Provider, ProviderConfig, SessionInfo
+from idp.oidc.provider import Provider
+from idp.oidc.sessions import SessionInfo
 from tests.conftest import PG_ADMIN_URL, _pg_admin
 from tests.oidc.conftest import ADMIN, REDIRECT, query_of
 from tests.unchanged import unchanged

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from govtrust.audit import AuditRecord
 from govtrust.db import SQLITE_BUSY_TIMEOUT_MS
 from idp.oidc.errors import OAuthError
-from idp.oidc.provider import WriteWouldBlock
+from idp.oidc.grants import WriteWouldBlock
 from tests.oidc.conftest import OidcEnv
 from tests.oidc.flows import full_login
 from tests.unchanged import unchanged

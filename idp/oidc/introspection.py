@@ -1,0 +1,256 @@
+"""Bearer tokens at the resource side: validation, userinfo, introspection, revocation.
+
+:meth:`TokenIntrospection.validate_access_token` checks one of our access tokens (signature and
+claims by :class:`idp.oidc.tokens.TokenValidator`, then one query for revocation); userinfo
+(OIDC Core §5.3), introspection (RFC 7662), revocation (RFC 7009) and the gRPC principal build on
+it. :class:`TokenIntrospection` is mixed into :class:`idp.oidc.provider.Provider`; the attributes
+it uses are the provider's (declared below for the type checker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete
+
+from govtrust import audit
+from govtrust.db import Database, as_utc
+from govtrust.fastsql import FastSql
+from govtrust.principal import Principal
+from idp.oidc.clients import Client, ClientRegistry, hash_secret
+from idp.oidc.config import ProviderConfig
+from idp.oidc.directory import RegistryDirectory
+from idp.oidc.errors import InvalidToken, OAuthError
+from idp.oidc.keys import SigningKeys
+from idp.oidc.models import OidcGrantRow, OidcRefreshTokenRow, OidcRevokedJtiRow
+from idp.oidc.tokens import TokenRejected, TokenValidator
+
+VERIFIED_CACHE_SIZE = 20_000
+
+_SQL_VALIDATE = (
+    "SELECT (SELECT count(*) FROM oidc_clients WHERE client_id = :cid),"
+    " (SELECT count(*) FROM oidc_revoked_jti WHERE jti = :jti),"
+    " (SELECT count(*) FROM oidc_grants WHERE id = :gid AND revoked_at IS NULL)"
+)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A validated access token."""
+
+    claims: dict[str, Any]
+    grant_id: str | None
+    client_id: str
+    scopes: frozenset[str]
+
+
+class TokenIntrospection:
+    """Access-token validation and the endpoints built on it, mixed into the provider."""
+
+    db: Database
+    config: ProviderConfig
+    clients: ClientRegistry
+    directory: RegistryDirectory
+    keys: SigningKeys
+    tokens: TokenValidator
+    fast: FastSql
+    now: Callable[[], datetime]
+    _verified: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+    _revoke_grant: Callable[[Any, str, str, datetime], None]
+
+    def _verify_our_jwt(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        try:
+            return self.tokens.signed(token)
+        except TokenRejected as rejected:
+            raise InvalidToken(rejected.detail) from None
+
+    def validate_access_token(self, token: str) -> TokenInfo:
+        """Verify one of our access tokens: signature, claims, and that nothing revoked it.
+
+        Signature and claims are :class:`TokenValidator`'s (its faults become
+        :class:`InvalidToken`). A token whose signature verified once is remembered (by its exact
+        text) for the rest of its life, so a resource server introspecting the same token again
+        skips the ECDSA verification; claims, expiry and revocation are checked every time.
+        """
+        cached = self._verified.get(token)
+        if cached is not None and self.keys.lookup(str(cached[0].get("kid"))) is None:
+            self._verified.pop(token, None)  # its key has been retired and destroyed since
+            raise InvalidToken("unknown signing key")
+        if cached is None:
+            cached = self._verify_our_jwt(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = cached
+        try:
+            checked = self.tokens.access_claims(*cached, self.now().timestamp())
+        except TokenRejected as rejected:
+            raise InvalidToken(rejected.detail) from None
+        grant_id = checked.grant_id
+        fast = self.fast
+        with fast.read() as cur:
+            cur.execute(
+                fast.sql(_SQL_VALIDATE),
+                {"cid": checked.client_id, "jti": checked.jti, "gid": grant_id or ""},
+            )
+            found = cur.fetchone()
+        if not found[0] or found[1] or (grant_id is not None and not found[2]):
+            raise InvalidToken("revoked")
+        return TokenInfo(checked.claims, grant_id, checked.client_id, checked.scopes)
+
+    def verify_id_token_hint(self, token: str) -> dict[str, Any]:
+        """An ID token we issued (expired is fine: it is only a hint for logout)."""
+        header, claims = self._verify_our_jwt(token)
+        if header.get("typ") not in (None, "JWT") or claims.get("iss") != self.config.issuer:
+            raise InvalidToken("not our ID token")
+        if not isinstance(claims.get("aud"), str | list) or not isinstance(claims.get("sub"), str):
+            raise InvalidToken("malformed ID token")
+        return claims
+
+    def userinfo(self, token: str) -> dict[str, Any]:
+        """Claims for a user access token carrying the ``openid`` scope (OIDC Core §5.3)."""
+        try:
+            info = self.validate_access_token(token)
+        except InvalidToken:
+            raise OAuthError("invalid_token", "the access token is invalid", status=401) from None
+        if info.grant_id is None or "openid" not in info.scopes:
+            raise OAuthError("insufficient_scope", "the token has no openid scope", status=403)
+        with self.db.read() as session:
+            grant = session.get(OidcGrantRow, info.grant_id)
+        client = self.clients.find(info.client_id)
+        if grant is None or client is None:
+            raise OAuthError("invalid_token", "the access token is invalid", status=401)
+        ident = self.directory.identity(grant.identity_id)
+        if ident is None or ident.status != "active":
+            raise OAuthError("invalid_token", "the access token is invalid", status=401)
+        claims = self.directory.claims(
+            grant.identity_id,
+            info.scopes,
+            acting_person_id=grant.acting_person_id,
+            allow_identity="identity" in client.allowed_scopes,
+            system_id=client.system_id if client.connection_mode == "mapped" else "",
+        )
+        claims["sub"] = grant.claims_sub
+        return claims
+
+    def introspect(self, client: Client, token: str) -> dict[str, Any]:
+        """RFC 7662: whether the token is active, and its claims when it is."""
+        if token.count(".") == 2:
+            try:
+                info = self.validate_access_token(token)
+            except InvalidToken:
+                return {"active": False}
+            claims = info.claims
+            out: dict[str, Any] = {
+                "active": True,
+                "token_type": "access_token",
+                "client_id": info.client_id,
+                "scope": claims.get("scope", ""),
+                "sub": claims["sub"],
+                "iss": claims["iss"],
+                "aud": claims["aud"],
+                "iat": claims.get("iat"),
+                "exp": claims["exp"],
+                "jti": claims["jti"],
+            }
+            for name in ("auth_time", "acr", "sid"):
+                if name in claims:
+                    out[name] = claims[name]
+            return out
+        with self.db.read() as session:
+            row = session.get(OidcRefreshTokenRow, hash_secret(token))
+            grant = session.get(OidcGrantRow, row.grant_id) if row is not None else None
+        if (
+            row is None
+            or grant is None
+            or row.client_id != client.client_id
+            or row.used_at is not None
+            or row.revoked_at is not None
+            or grant.revoked_at is not None
+            or as_utc(row.expires_at) <= self.now()
+            or self.clients.find(row.client_id) is None
+        ):
+            return {"active": False}
+        return {
+            "active": True,
+            "token_type": "refresh_token",
+            "client_id": row.client_id,
+            "scope": row.scope,
+            "sub": grant.claims_sub,
+            "iss": self.config.issuer,
+            "iat": int(as_utc(row.created_at).timestamp()),
+            "exp": int(as_utc(row.expires_at).timestamp()),
+            "auth_time": int(as_utc(grant.auth_time).timestamp()),
+            "acr": grant.acr,
+            "sid": grant.sid,
+        }
+
+    def revoke(self, client: Client, token: str) -> None:
+        """RFC 7009: revoke a refresh token (and its family) or an access token; always OK."""
+        now = self.now()
+        if token.count(".") == 2:
+            try:
+                info = self.validate_access_token(token)
+            except InvalidToken:
+                return
+            if info.client_id != client.client_id:
+                return
+            exp = datetime.fromtimestamp(info.claims["exp"], UTC)
+            with self.db.transaction() as tx:
+                if tx.get(OidcRevokedJtiRow, info.claims["jti"]) is None:
+                    tx.add(OidcRevokedJtiRow(jti=info.claims["jti"], expires_at=exp))
+                tx.execute(delete(OidcRevokedJtiRow).where(OidcRevokedJtiRow.expires_at < now))
+                audit.append(
+                    tx,
+                    actor=f"client:{client.client_id}",
+                    action="oidc.token.revoke",
+                    target=f"oidc-jti:{info.claims['jti']}",
+                )
+            return
+        with self.db.transaction() as tx:
+            row = tx.get(OidcRefreshTokenRow, hash_secret(token))
+            if row is None or row.client_id != client.client_id:
+                return
+            self._revoke_grant(tx, row.grant_id, "revoked", now)
+            audit.append(
+                tx,
+                actor=f"client:{client.client_id}",
+                action="oidc.token.revoke",
+                target=f"oidc-grant:{row.grant_id}",
+            )
+
+    def principal_for_token(self, token: str) -> Principal:
+        """The gRPC principal of a bearer access token (``Unauthenticated`` when invalid)."""
+        from govtrust.errors import Unauthenticated
+
+        try:
+            info = self.validate_access_token(token)
+        except InvalidToken:
+            raise Unauthenticated("the bearer token is not valid") from None
+        if info.grant_id is None:
+            client = self.clients.find(info.client_id)
+            roles = frozenset(client.roles) if client else frozenset()
+            return Principal(kind="service", subject=info.client_id, roles=roles)
+        with self.db.read() as session:
+            grant = session.get(OidcGrantRow, info.grant_id)
+        if grant is None:
+            raise Unauthenticated("the bearer token is not valid")
+        ident = self.directory.identity(grant.identity_id)
+        if ident is None or ident.status != "active":
+            raise Unauthenticated("the identity behind the token is not active")
+        if ident.kind == "legal_person":
+            return Principal(
+                kind="user",
+                subject=ident.id,
+                citizen_id=grant.acting_person_id,
+                legal_person_id=ident.id,
+            )
+        roles = self.directory.staff_roles(ident.id) if ident.kind == "staff" else frozenset()
+        return Principal(
+            kind="user",
+            subject=ident.id,
+            roles=roles,
+            citizen_id=ident.id if ident.kind == "citizen" else None,
+        )
