@@ -24,7 +24,6 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
-from sqlalchemy import select
 
 from ca.path import Sm2PublicKey, public_key_of, signed_by
 from govtrust.db import Database
@@ -130,7 +129,8 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 class CaDatabaseValidator:
-    """Validation against the CA hierarchy in our database (``ca_issuers``/``ca_certificates``).
+    """Validation against the CA hierarchy in our database (the CA's tables, through
+    :mod:`ca.status`).
 
     Anchors are the root issuers, intermediates the issuing CAs; a leaf must be a certificate we
     issued whose status is ``active`` (suspended = on hold, revoked: refused).
@@ -142,25 +142,21 @@ class CaDatabaseValidator:
     def validate(
         self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], at: datetime
     ) -> None:
-        """Chain, validity and status from the CA tables."""
+        """Chain, validity and status from the CA's own look-ups (``ca.status``)."""
         from cryptography.hazmat.primitives.hashes import SHA256
 
-        from ca.models import CaCertificate, CaIssuer
+        from ca.status import certificate_status, hierarchy_certificates
 
-        with self.db.read() as session:
-            issuers = list(session.scalars(select(CaIssuer)))
-            fingerprint = leaf.fingerprint(SHA256()).hex()
-            status = session.scalar(
-                select(CaCertificate.status).where(CaCertificate.fingerprint_sha256 == fingerprint)
-            )
+        status = certificate_status(self.db, leaf.fingerprint(SHA256()).hex())
         if status is None:
             raise CertificateRejected("certificate not issued by our CA", "untrusted")
         if status == "revoked":
             raise CertificateRejected("certificate revoked", "revoked")
         if status != "active":
             raise CertificateRejected(f"certificate not active ({status})", "revoked")
-        roots = [x509.load_der_x509_certificate(i.der) for i in issuers if i.role == "root"]
-        cas = [x509.load_der_x509_certificate(i.der) for i in issuers if i.role == "issuing"]
+        root_ders, issuing_ders = hierarchy_certificates(self.db)
+        roots = [x509.load_der_x509_certificate(der) for der in root_ders]
+        cas = [x509.load_der_x509_certificate(der) for der in issuing_ders]
         ChainValidator(roots).validate(leaf, [*intermediates, *cas], at)
 
 
