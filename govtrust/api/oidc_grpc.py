@@ -28,8 +28,8 @@ from govtrust.rpc.context import current_principal
 from govtrust.rpc.offload import run_sync
 from govtrust.v1 import common_pb2, identity_pb2
 from idp.oidc.clients import Client
+from idp.oidc.directory import IdentityInfo
 from idp.oidc.factory import provider_for
-from idp.oidc.models import OidcGrantRow
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
@@ -63,6 +63,10 @@ _KIND = {
     "citizen": common_pb2.IDENTITY_KIND_CITIZEN,
     "legal_person": common_pb2.IDENTITY_KIND_LEGAL_PERSON,
     "staff": common_pb2.IDENTITY_KIND_STAFF,
+}
+_TOKEN_KIND = {
+    "access_token": common_pb2.TOKEN_KIND_ACCESS_TOKEN,
+    "refresh_token": common_pb2.TOKEN_KIND_REFRESH_TOKEN,
 }
 _STATUS = {
     "active": common_pb2.IDENTITY_STATUS_ACTIVE,
@@ -214,39 +218,13 @@ class OidcClientRpcs:
 
 def introspect_pb(platform: Platform, token: str) -> identity_pb2.IntrospectTokenResponse:
     """Introspect an access token (JWT) or refresh token into the protobuf response."""
-    provider = provider_for(platform)
-    from idp.oidc.clients import hash_secret
-    from idp.oidc.errors import InvalidToken
-    from idp.oidc.models import OidcRefreshTokenRow
-
-    claims: dict[str, Any]
-    grant: OidcGrantRow | None = None
-    if token.count(".") == 2:
-        try:
-            info = provider.validate_access_token(token)
-        except InvalidToken:
-            return identity_pb2.IntrospectTokenResponse(active=False)
-        claims = info.claims
-        kind = common_pb2.TOKEN_KIND_ACCESS_TOKEN
-        if info.grant_id:
-            with platform.db.read() as session:
-                grant = session.get(OidcGrantRow, info.grant_id)
-    else:
-        with platform.db.read() as session:
-            row = session.get(OidcRefreshTokenRow, hash_secret(token))
-            grant = session.get(OidcGrantRow, row.grant_id) if row is not None else None
-        if row is None or grant is None:
-            return identity_pb2.IntrospectTokenResponse(active=False)
-        client = provider.clients.find(row.client_id)
-        if client is None:
-            return identity_pb2.IntrospectTokenResponse(active=False)
-        claims = provider.introspect(client, token)
-        if not claims.get("active"):
-            return identity_pb2.IntrospectTokenResponse(active=False)
-        kind = common_pb2.TOKEN_KIND_REFRESH_TOKEN
+    details = provider_for(platform).token_details(token)
+    if details is None:
+        return identity_pb2.IntrospectTokenResponse(active=False)
+    claims = details.claims
     response = identity_pb2.IntrospectTokenResponse(
         active=True,
-        token_kind=kind,
+        token_kind=_TOKEN_KIND[details.kind],
         scopes=str(claims.get("scope", "")).split(),
         client_id=str(claims.get("client_id", "")),
         subject=str(claims.get("sub", "")),
@@ -258,33 +236,18 @@ def introspect_pb(platform: Platform, token: str) -> identity_pb2.IntrospectToke
         jwt_id=str(claims.get("jti", "")),
         acr=str(claims.get("acr", "")),
         session_id=str(claims.get("sid", "")),
+        amr=list(details.amr),
+        local_account_id=details.local_account_id,
     )
-    if grant is not None:
-        response.amr.extend(grant.amr.split())
-        ident = provider.directory.identity(grant.identity_id)
-        if ident is not None:
-            response.identity.CopyFrom(
-                _summary(ident.id, ident.kind, ident.name, ident.status, ident.assurance_level)
-            )
-        if grant.acting_person_id and ident is not None and ident.kind == "legal_person":
-            acting = provider.directory.identity(grant.acting_person_id)
-            if acting is not None:
-                response.acting_for.CopyFrom(
-                    _summary(ident.id, ident.kind, ident.name, ident.status, ident.assurance_level)
-                )
-                response.identity.CopyFrom(
-                    _summary(
-                        acting.id, acting.kind, acting.name, acting.status, acting.assurance_level
-                    )
-                )
-        client = provider.clients.find(grant.client_id)
-        if client is not None and client.connection_mode == "mapped":
-            local = provider.directory.claims(
-                grant.identity_id, frozenset(), system_id=client.system_id
-            ).get("local_account_id")
-            if local:
-                response.local_account_id = str(local)
+    if details.identity is not None:
+        response.identity.CopyFrom(_identity_pb(details.identity))
+    if details.acting_for is not None:
+        response.acting_for.CopyFrom(_identity_pb(details.acting_for))
     return response
+
+
+def _identity_pb(ident: IdentityInfo) -> common_pb2.IdentitySummary:
+    return _summary(ident.id, ident.kind, ident.name, ident.status, ident.assurance_level)
 
 
 def _summary(

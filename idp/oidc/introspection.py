@@ -22,7 +22,7 @@ from govtrust.fastsql import FastSql
 from govtrust.principal import Principal
 from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.config import ProviderConfig
-from idp.oidc.directory import RegistryDirectory
+from idp.oidc.directory import IdentityInfo, RegistryDirectory
 from idp.oidc.errors import InvalidToken, OAuthError
 from idp.oidc.keys import SigningKeys
 from idp.oidc.models import OidcGrantRow, OidcRefreshTokenRow, OidcRevokedJtiRow
@@ -35,6 +35,21 @@ _SQL_VALIDATE = (
     " (SELECT count(*) FROM oidc_revoked_jti WHERE jti = :jti),"
     " (SELECT count(*) FROM oidc_grants WHERE id = :gid AND revoked_at IS NULL)"
 )
+
+
+@dataclass(frozen=True)
+class TokenDetails:
+    """What a business system learns about an active token (gRPC ``IntrospectToken``): its
+    kind (``access_token`` or ``refresh_token``), its claims as RFC 7662 gives them, and from its
+    grant the authentication methods, the identity (the acting person when one acts for a legal
+    person, then ``acting_for`` is the legal person) and the client's local account id."""
+
+    kind: str
+    claims: dict[str, Any]
+    amr: tuple[str, ...] = ()
+    identity: IdentityInfo | None = None
+    acting_for: IdentityInfo | None = None
+    local_account_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -186,6 +201,48 @@ class TokenIntrospection:
             "acr": grant.acr,
             "sid": grant.sid,
         }
+
+    def token_details(self, token: str) -> TokenDetails | None:
+        """An access token (JWT) or refresh token as :class:`TokenDetails`; None when it is
+        not active (a refresh token is judged for the client it was issued to)."""
+        grant: OidcGrantRow | None = None
+        if token.count(".") == 2:
+            try:
+                info = self.validate_access_token(token)
+            except InvalidToken:
+                return None
+            claims, kind = info.claims, "access_token"
+            if info.grant_id:
+                with self.db.read() as session:
+                    grant = session.get(OidcGrantRow, info.grant_id)
+        else:
+            with self.db.read() as session:
+                row = session.get(OidcRefreshTokenRow, hash_secret(token))
+                grant = session.get(OidcGrantRow, row.grant_id) if row is not None else None
+            if row is None or grant is None:
+                return None
+            client = self.clients.find(row.client_id)
+            if client is None:
+                return None
+            claims, kind = self.introspect(client, token), "refresh_token"
+            if not claims.get("active"):
+                return None
+        if grant is None:
+            return TokenDetails(kind, claims)
+        identity = self.directory.identity(grant.identity_id)
+        acting_for = None
+        if grant.acting_person_id and identity is not None and identity.kind == "legal_person":
+            acting = self.directory.identity(grant.acting_person_id)
+            if acting is not None:
+                identity, acting_for = acting, identity
+        local = ""
+        client = self.clients.find(grant.client_id)
+        if client is not None and client.connection_mode == "mapped":
+            mapped = self.directory.claims(
+                grant.identity_id, frozenset(), system_id=client.system_id
+            ).get("local_account_id")
+            local = str(mapped) if mapped else ""
+        return TokenDetails(kind, claims, tuple(grant.amr.split()), identity, acting_for, local)
 
     def revoke(self, client: Client, token: str) -> None:
         """RFC 7009: revoke a refresh token (and its family) or an access token; always OK."""

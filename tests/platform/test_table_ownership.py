@@ -34,7 +34,6 @@ _ADAPTER = (
 )
 ALLOWED: dict[tuple[str, str], str] = {
     ("govtrust.api.certificate", "ca.models"): _ADAPTER,
-    ("govtrust.api.oidc_grpc", "idp.oidc.models"): _ADAPTER + " (introspection)",
     ("idp.oidc.directory", "idp.models"): (
         "the OIDC provider's directory is the registry's read side for login; idp.oidc is a"
         " sub-package of idp, to get an identity directory function in idp"
