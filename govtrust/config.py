@@ -47,6 +47,9 @@ class Settings:
     # Default key algorithm per certificate profile for server-side key generation when a
     # request names none: ``profile=algorithm`` items, e.g. ("seal=sm2", "legal-person=sm2").
     ca_key_algorithms: tuple[str, ...] = ()
+    # key algorithm of new seals when an application names none: SM2 (GB/T 38540; an SM2 seal
+    # also holds a P-256 key for PDF) or ec-p256 (e.g. on a PKCS#11 key store without SM2)
+    seal_default_key_algorithm: str = "sm2"
     seal_maker_name: str | None = None  # the seal-making unit (default: a development unit)
     seal_maker_uscc: str | None = None
     tls_cert: Path | None = None
@@ -252,6 +255,11 @@ def _validate(settings: Settings) -> Settings:
         )
     if (settings.seal_maker_name is None) != (settings.seal_maker_uscc is None):
         raise ConfigError("seal_maker_name and seal_maker_uscc must be given together")
+    if settings.seal_default_key_algorithm not in {"sm2", "ec-p256", "ec-p384"}:
+        raise ConfigError(
+            f"seal_default_key_algorithm: {settings.seal_default_key_algorithm!r} is not "
+            "sm2, ec-p256 or ec-p384"
+        )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("tls_cert and tls_key must be given together")
     if settings.tls_client_ca is not None and settings.tls_cert is None:

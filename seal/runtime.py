@@ -45,7 +45,13 @@ def runtime_for(platform: Platform) -> SealRuntime:
         authority = CaSealAuthority(
             authority_for(platform), platform.db, maker_identity(platform.settings)
         )
-        service = SealService(platform.db, platform.keystore, authority, RegistryOwners(registry))
+        service = SealService(
+            platform.db,
+            platform.keystore,
+            authority,
+            RegistryOwners(registry),
+            default_key_algorithm=platform.settings.seal_default_key_algorithm,
+        )
         register_status_listener(service.on_identity_status)
         runtime = SealRuntime(service, SealPdf(service))
         _runtimes[id(platform)] = runtime
