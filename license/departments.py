@@ -67,7 +67,7 @@ def department_seal_chains(seals: SealService) -> list[list[x509.Certificate]]:
     certificate — the content of the licence trust list that offline QR verifiers download.
     Revoked seals stay listed: their old licences must still be recognised (and reported by
     their status), not taken for forgeries."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from seal.models import SealRow
     from seal.types import SealKind
@@ -75,7 +75,8 @@ def department_seal_chains(seals: SealService) -> list[list[x509.Certificate]]:
     ca_chain = [x509.load_der_x509_certificate(d) for d in seals.authority.chain()]
     non_roots = [c for c in ca_chain if c.issuer != c.subject]
     query = (
-        select(SealRow.certificate_der)
+        # licences are signed with the seal's P-256 key: an SM2 seal's PDF certificate
+        select(func.coalesce(SealRow.pdf_certificate_der, SealRow.certificate_der))
         .where(
             SealRow.kind == SealKind.OFFICIAL.value,
             SealRow.owner_kind == "legal_person",

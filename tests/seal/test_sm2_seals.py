@@ -293,3 +293,27 @@ def test_pkcs11_without_sm2_refuses_sm2_seals_and_keeps_ecdsa(
             assert structures.verify_signature(result.signature, data=DATA)
     finally:
         store.close()
+
+
+def test_new_seals_default_to_sm2_and_the_setting_is_checked() -> None:
+    from govtrust.config import ConfigError, load_settings
+
+    assert load_settings({}, env={}).seal_default_key_algorithm == "sm2"
+    chosen = load_settings({}, env={"GOVTRUST_SEAL_DEFAULT_KEY_ALGORITHM": "ec-p256"})
+    assert chosen.seal_default_key_algorithm == "ec-p256"
+    with pytest.raises(ConfigError, match="seal_default_key_algorithm"):
+        load_settings({"seal_default_key_algorithm": "rsa-2048"}, env={})
+
+
+def test_an_application_without_an_algorithm_takes_the_service_default(world: World) -> None:
+    world.service.default_key_algorithm = "sm2"
+    world.service.making.default_key_algorithm = "sm2"
+    applied = world.service.apply(
+        world.rep, Application(IdentityRef(id=world.company_id), SealKind.FINANCE)
+    )
+    assert applied.key_algorithm == "sm2"
+    with pytest.raises(InvalidArgument):
+        world.service.apply(
+            world.rep,
+            Application(IdentityRef(id=world.company_id), SealKind.INVOICE, key_algorithm="x"),
+        )
