@@ -317,3 +317,14 @@ def test_an_application_without_an_algorithm_takes_the_service_default(world: Wo
             world.rep,
             Application(IdentityRef(id=world.company_id), SealKind.INVOICE, key_algorithm="x"),
         )
+
+
+def test_remaking_an_sm2_seal_keeps_sm2_and_revokes_both_old_certificates(world: World) -> None:
+    old = _active(world, "sm2")
+    revoked, new = world.service.remake(MAKER, old.id, "key_compromise", "key lost")
+    assert revoked.status.value == "revoked" and new.key_algorithm == "sm2"
+    assert new.pdf_certificate_der and _curve(new.certificate_der) == SM2_CURVE_OID
+    for der in (old.certificate_der, old.pdf_certificate_der):
+        row = world.authority.find(fingerprint=hashlib.sha256(der).hexdigest())
+        assert row.status == "revoked" and row.revocation_reason == 1
+    assert gbt38540.parse_seal(new.seal_structure).sign_alg == SM3_WITH_SM2_OID
