@@ -323,7 +323,8 @@ def test_remaking_an_sm2_seal_keeps_sm2_and_revokes_both_old_certificates(world:
     old = _active(world, "sm2")
     revoked, new = world.service.remake(MAKER, old.id, "key_compromise", "key lost")
     assert revoked.status.value == "revoked" and new.key_algorithm == "sm2"
-    assert new.pdf_certificate_der and _curve(new.certificate_der) == SM2_CURVE_OID
+    assert new.pdf_certificate_der and new.certificate_der and new.seal_structure
+    assert _curve(new.certificate_der) == SM2_CURVE_OID
     for der in (old.certificate_der, old.pdf_certificate_der):
         row = world.authority.find(fingerprint=hashlib.sha256(der).hexdigest())
         assert row.status == "revoked" and row.revocation_reason == 1
