@@ -57,6 +57,10 @@ class Settings:
     # Default key algorithm per certificate profile for server-side key generation when a
     # request names none: ``profile=algorithm`` items, e.g. ("seal=sm2", "legal-person=sm2").
     ca_key_algorithms: tuple[str, ...] = ()
+    # key algorithm of new seals when an application names none: sm2 (GB/T 38540; an SM2 seal
+    # also holds a P-256 key for PDF), ec-p256 or ec-p384; unset: sm2 where the key store can
+    # make SM2 keys (soft, or PKCS#11 with the vendor's SM2 constants), else ec-p256
+    seal_default_key_algorithm: str = ""
     seal_maker_name: str | None = None  # the seal-making unit (default: a development unit)
     seal_maker_uscc: str | None = None
     tls_cert: Path | None = None
@@ -101,6 +105,14 @@ class Settings:
             return self.public_base_url.rstrip("/")
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self.http_port}"
+
+    @property
+    def effective_seal_key_algorithm(self) -> str:
+        """The key algorithm of new seals when an application names none (see the field)."""
+        if self.seal_default_key_algorithm:
+            return self.seal_default_key_algorithm
+        sm2_keys = self.hsm == "soft" or all(getattr(self, n) for n in PKCS11_SM2_FIELDS)
+        return "sm2" if sm2_keys else "ec-p256"
 
     @property
     def tls_enabled(self) -> bool:
@@ -356,6 +368,11 @@ def _validate(settings: Settings) -> Settings:
         )
     if (settings.seal_maker_name is None) != (settings.seal_maker_uscc is None):
         raise ConfigError("seal_maker_name and seal_maker_uscc must be given together")
+    if settings.seal_default_key_algorithm not in {"", "sm2", "ec-p256", "ec-p384"}:
+        raise ConfigError(
+            f"seal_default_key_algorithm: {settings.seal_default_key_algorithm!r} is not "
+            "sm2, ec-p256 or ec-p384"
+        )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("tls_cert and tls_key must be given together")
     if settings.tls_client_ca is not None and settings.tls_cert is None:

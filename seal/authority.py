@@ -20,6 +20,7 @@ from asn1crypto import x509
 from sqlalchemy import select
 
 from ca.authority import CertificateAuthority
+from ca.config import sm2_name
 from ca.directory import CitizenRecord, LegalPersonRecord, SealRecord, SubjectDirectory
 from ca.issuance import IssueRequest, SubjectSpec, certificate_end
 from govtrust.db import Database
@@ -77,12 +78,18 @@ class SealAuthority(Protocol):
         """Revoke (idempotent: an already revoked certificate is left as it is)."""
         ...
 
-    def chain(self) -> list[bytes]:
-        """DER certificates of the seal CA and its parents, issuing CA first, root last."""
+    def chain(self, *, sm2: bool = False) -> list[bytes]:
+        """DER certificates of the seal CA and its parents, issuing CA first, root last (the
+        SM2 seal CA's with ``sm2``)."""
         ...
 
-    def timestamp(self, request_der: bytes) -> bytes:
-        """An RFC 3161 TimeStampResp for a DER TimeStampReq."""
+    def timestamp(self, request_der: bytes, *, sm2: bool = False) -> bytes:
+        """An RFC 3161 TimeStampResp for a DER TimeStampReq (from the SM2 TSA with ``sm2``)."""
+        ...
+
+    def require_sm2(self) -> None:
+        """Raise :class:`hsm.errors.Sm2NotAvailable` (FAILED_PRECONDITION, naming what is
+        missing) when the CA cannot issue SM2 certificates (a key store without SM2)."""
         ...
 
     def ocsp(self, request_der: bytes) -> bytes:
@@ -246,11 +253,15 @@ class CaSealAuthority:
             if self.authority.get(certificate_id).status != "revoked":
                 raise
 
-    def chain(self) -> list[bytes]:
-        return [issuer.der for issuer in self.authority.issuing_chain(CA_NAME)]
+    def chain(self, *, sm2: bool = False) -> list[bytes]:
+        name = sm2_name(CA_NAME) if sm2 else CA_NAME
+        return [issuer.der for issuer in self.authority.issuing_chain(name)]
 
-    def timestamp(self, request_der: bytes) -> bytes:
-        return self.authority.timestamp(request_der).der
+    def timestamp(self, request_der: bytes, *, sm2: bool = False) -> bytes:
+        return self.authority.timestamp(request_der, sm2=sm2).der
+
+    def require_sm2(self) -> None:
+        self.authority.ctx.hierarchy.ca(sm2_name(CA_NAME))
 
     def ocsp(self, request_der: bytes) -> bytes:
         return self.authority.ocsp(request_der)

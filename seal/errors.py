@@ -68,6 +68,16 @@ class SealStructureError(InvalidArgument):
         return cls.field("seal_structure", description)  # type: ignore[return-value]
 
 
+class DataHashMismatch(SealStructureError):
+    """An SES_Signature's dataHash is not the digest of its signature algorithm (e.g. a SHA-256
+    dataHash under SM2-with-SM3, which needs SM3)."""
+
+    @classmethod
+    def of(cls, description: str) -> DataHashMismatch:
+        """The error naming the two algorithms."""
+        return cls.field("data_hash", description)  # type: ignore[return-value]
+
+
 class MakerCertificateTooShort(FailedPrecondition):
     """The seal would outlive the seal maker's certificate (GB/T 38540: the maker's signature
     over the SESeal must be verifiable for the seal's whole validity); nothing was changed."""

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from govtrust.db import Database, as_utc
 from govtrust.errors import FieldViolation, InvalidArgument, PermissionDenied
 from govtrust.principal import SYSTEM, Principal
-from hsm.keystore import KeyStore
+from hsm.keystore import KeyAlgorithm, KeyStore, parse_algorithm
 from idp.types import IdentityRef, IdentityStatus, IdentitySummary
 from seal import images, structures, transitions, views
 from seal.authority import SealAuthority
@@ -48,7 +48,15 @@ from seal.executor import (
     set_status,
 )
 from seal.executor import reason_text as _reason
-from seal.making import DEFAULT_VALIDITY, MAX_VALIDITY, Making, SealMaking, new_seal_id
+from seal.making import (
+    DEFAULT_VALIDITY,
+    MAX_VALIDITY,
+    Making,
+    SealMaking,
+    certificate_ids,
+    key_ids,
+    new_seal_id,
+)
 from seal.models import REASON_LENGTH, SealRow
 from seal.owners import Owners, Party
 from seal.paging import DEFAULT_PAGE, MAX_PAGE
@@ -117,6 +125,9 @@ class Application:
     named_person: IdentityRef | None = None
     valid_until: datetime | None = None
     reason: str = ""
+    # "" for the service's default (``seal_default_key_algorithm``, SM2 unless configured);
+    # an SM2 seal also gets a P-256 key for PAdES at making
+    key_algorithm: str = ""
 
 
 class SealService:
@@ -174,6 +185,9 @@ class SealService:
         if violations:
             raise InvalidArgument("invalid seal application", violations)
         reason = _reason(application.reason, required=False)
+        algorithm = parse_algorithm(application.key_algorithm or self.default_key_algorithm)
+        if algorithm is KeyAlgorithm.SM2:
+            self.authority.require_sm2()  # FAILED_PRECONDITION, nothing stored
         owner = self.owners.party(application.owner, "owner")
         if not owner.active:
             raise SealRuleViolation.rule(f"identity/{owner.id}", "the owner is not active")
@@ -219,7 +233,7 @@ class SealService:
             shape=design.resolved_shape().value,
             width_mm=width,
             height_mm=height,
-            key_algorithm="",
+            key_algorithm=algorithm.value,
             valid_until=valid_until,
             applicant_id=principal.citizen_id or "",
             applicant_actor=principal.actor,
@@ -348,8 +362,8 @@ class SealService:
             seal_id,
             "suspend",
             reason,
-            lambda row: self.authority.hold(principal, row.certificate_id or "", reason),
-            lambda row: self.authority.release(principal, row.certificate_id or "", "undo"),
+            lambda row: self._each(row, lambda c: self.authority.hold(principal, c, reason)),
+            lambda row: self._each(row, lambda c: self.authority.release(principal, c, "undo")),
             details={"cause": cause},
         )
 
@@ -361,8 +375,8 @@ class SealService:
             seal_id,
             "resume",
             reason,
-            lambda row: self.authority.release(principal, row.certificate_id or "", reason),
-            lambda row: self.authority.hold(principal, row.certificate_id or "", "undo"),
+            lambda row: self._each(row, lambda c: self.authority.release(principal, c, reason)),
+            lambda row: self._each(row, lambda c: self.authority.hold(principal, c, "undo")),
         )
 
     def revoke(
@@ -379,8 +393,8 @@ class SealService:
             seal_id,
             "revoke",
             reason,
-            lambda row: self.authority.revoke(
-                principal, row.certificate_id or "", certificate_reason, reason
+            lambda row: self._each(
+                row, lambda c: self.authority.revoke(principal, c, certificate_reason, reason)
             ),
             None,
             lambda row, now: setattr(row, "revoked_at", now),
@@ -396,10 +410,22 @@ class SealService:
             seal_id,
             "destroy",
             reason,
-            lambda row: self.keystore.destroy(row.key_id) if row.key_id else None,
+            self._destroy_keys,
             None,
             lambda row, now: setattr(row, "destroyed_at", now),
         )
+
+    def _destroy_keys(self, row: SealRow) -> None:
+        """Destroy the seal's keys (an SM2 seal's SM2 and PAdES keys together; idempotent)."""
+        for key_id in key_ids(row):
+            self.keystore.destroy(key_id)
+
+    @staticmethod
+    def _each(row: SealRow, change: Callable[[str], None]) -> None:
+        """Apply a CA change to each of the seal's certificates (an SM2 seal has two: one
+        lifecycle)."""
+        for certificate_id in certificate_ids(row):
+            change(certificate_id)
 
     def remake(
         self,
@@ -445,8 +471,7 @@ class SealService:
             text = f"owner cancelled: {reason}"[:REASON_LENGTH]
             if target is S.REVOKED:
                 row.revoked_at = now
-                if row.certificate_id:
-                    certificates.append(row.certificate_id)
+                certificates.extend(certificate_ids(row))
             set_status(row, target, text, now)
             record(
                 session,

@@ -12,6 +12,10 @@ certificate is NOT revoked and its seals keep verifying: each SESeal carries the
 was signed with. A maker certificate revoked at the CA (key compromise) is replaced before the
 next seal is made. The row keeps only the current maker; a certificate of the old ``service``
 profile is replaced on first use.
+
+There is one maker per key algorithm family: ECDSA seals' SESeals are signed by the P-256 maker
+(row ``seal-maker``, from the legal-person CA), SM2 seals' by the SM2 maker (row
+``seal-maker-sm2``, from the SM2 legal-person CA), each rotated on its own.
 """
 
 from __future__ import annotations
@@ -32,7 +36,16 @@ from seal.models import SealMakerRow
 
 MAKER_NAME = "seal-maker"
 MAKER_KEY_ALGORITHM = "ec-p256"
+SM2_MAKER_NAME = "seal-maker-sm2"
 MAKER_VALIDITY_DAYS = get_profile("legal-person").max_validity_days
+
+
+def maker_for(seal_algorithm: str) -> tuple[str, str]:
+    """The maker row name and key algorithm that sign the SESeal of a seal of
+    ``seal_algorithm``: the SM2 maker for SM2 seals, the P-256 one for the others."""
+    if seal_algorithm == "sm2":
+        return SM2_MAKER_NAME, "sm2"
+    return MAKER_NAME, MAKER_KEY_ALGORITHM
 
 
 def not_after(certificate_der: bytes) -> datetime:
@@ -51,7 +64,7 @@ def is_organisation_certificate(certificate_der: bytes) -> bool:
 
 
 def _choose(
-    db: Database, authority: SealAuthority, target: datetime
+    db: Database, authority: SealAuthority, target: datetime, name: str = MAKER_NAME
 ) -> tuple[SealMakerRow | None, bool]:
     """The stored maker row and whether to rotate it before signing a seal valid through
     ``target``. A stored certificate that is of the organisation profile and active at the CA
@@ -60,7 +73,7 @@ def _choose(
     refuses with nothing changed (otherwise every refused make issued a new key and
     certificate)."""
     with db.read() as session:
-        row = session.get(SealMakerRow, MAKER_NAME)
+        row = session.get(SealMakerRow, name)
     if row is None or not is_organisation_certificate(row.certificate_der):
         return row, True
     if authority.certificate_status(row.certificate_der) != "active":
@@ -71,11 +84,16 @@ def _choose(
 
 
 def maker_end(
-    db: Database, authority: SealAuthority, moment: datetime, covering: datetime | None = None
+    db: Database,
+    authority: SealAuthority,
+    moment: datetime,
+    covering: datetime | None = None,
+    seal_algorithm: str = MAKER_KEY_ALGORITHM,
 ) -> datetime:
     """When the maker certificate :func:`current_maker` would use for ``covering`` ends: the
     stored one's, or a fresh one's when it would be issued or rotated (nothing is issued)."""
-    row, rotate = _choose(db, authority, max(moment, covering or moment))
+    name, _ = maker_for(seal_algorithm)
+    row, rotate = _choose(db, authority, max(moment, covering or moment), name)
     if rotate or row is None:
         return authority.maker_certificate_end(MAKER_VALIDITY_DAYS)
     return not_after(row.certificate_der)
@@ -87,14 +105,16 @@ def current_maker(
     authority: SealAuthority,
     moment: datetime,
     covering: datetime | None = None,
+    seal_algorithm: str = MAKER_KEY_ALGORITHM,
 ) -> structures.Maker:
     """The maker whose certificate is valid through ``covering`` (default: now), issued or
     rotated when the stored one is missing, of the old profile, no longer active at the CA
     (revoked after a key compromise, or on hold) or ends too soon while a fresh one would not
     (see :func:`maker_end` to know beforehand whether it will cover ``covering``)."""
-    row, rotate = _choose(db, authority, max(moment, covering or moment))
+    name, algorithm = maker_for(seal_algorithm)
+    row, rotate = _choose(db, authority, max(moment, covering or moment), name)
     if rotate or row is None:
-        row = _rotate(db, keystore, authority, row, moment)
+        row = _rotate(db, keystore, authority, row, moment, name, algorithm)
     return structures.Maker(
         keystore, row.key_id, default_scheme(row.key_algorithm), row.certificate_der
     )
@@ -106,15 +126,17 @@ def _rotate(
     authority: SealAuthority,
     old: SealMakerRow | None,
     moment: datetime,
+    name: str = MAKER_NAME,
+    algorithm: str = MAKER_KEY_ALGORITHM,
 ) -> SealMakerRow:
-    issued = authority.issue_maker_certificate(MAKER_KEY_ALGORITHM, MAKER_VALIDITY_DAYS)
+    issued = authority.issue_maker_certificate(algorithm, MAKER_VALIDITY_DAYS)
     won = True
     try:
         with db.transaction() as session:
             if old is None:
                 session.add(
                     SealMakerRow(
-                        name=MAKER_NAME,
+                        name=name,
                         key_id=issued.key_id,
                         key_algorithm=issued.key_algorithm,
                         certificate_der=issued.der,
@@ -125,7 +147,7 @@ def _rotate(
             else:  # compare-and-set: a concurrent rotation wins, ours is discarded
                 changed = session.execute(
                     update(SealMakerRow)
-                    .where(SealMakerRow.name == MAKER_NAME, SealMakerRow.key_id == old.key_id)
+                    .where(SealMakerRow.name == name, SealMakerRow.key_id == old.key_id)
                     .values(
                         key_id=issued.key_id,
                         key_algorithm=issued.key_algorithm,
@@ -139,7 +161,7 @@ def _rotate(
                     session,
                     actor="system:seal-service",
                     action="seal.maker_rotate" if old is not None else "seal.maker_create",
-                    target=f"seal-maker/{MAKER_NAME}",
+                    target=f"seal-maker/{name}",
                     details={
                         "certificate_id": issued.certificate_id,
                         "not_after": not_after(issued.der).isoformat(),
@@ -151,6 +173,6 @@ def _rotate(
     if not won:
         keystore.destroy(issued.key_id)
     with db.read() as session:
-        row = session.get(SealMakerRow, MAKER_NAME)
+        row = session.get(SealMakerRow, name)
     assert row is not None
     return row

@@ -20,9 +20,9 @@ from ca.directory import SealRecord
 from govtrust.db import Database, as_utc
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
-from hsm.keystore import KeyStore, parse_algorithm
+from hsm.keystore import KeyAlgorithm, KeyStore, parse_algorithm
 from seal import images, structures, transitions
-from seal.authority import SealAuthority
+from seal.authority import IssuedCertificate, SealAuthority
 from seal.errors import MakerCertificateTooShort
 from seal.executor import (
     REVOCATION_CESSATION,
@@ -43,6 +43,8 @@ log = logging.getLogger("govtrust.seal")
 
 S = SealStatus
 DEFAULT_VALIDITY = timedelta(days=3 * 365)
+# The key of an SM2 seal's PAdES certificate: international PDF validators cannot check SM2.
+PDF_KEY_ALGORITHM = KeyAlgorithm.EC_P256.value
 MAX_VALIDITY = timedelta(days=5 * 365)
 
 
@@ -55,6 +57,16 @@ class Making:
     width_mm: int = 0
     height_mm: int = 0
     reason: str = ""
+
+
+def certificate_ids(row: SealRow) -> list[str]:
+    """The seal's certificates at the CA: its own and (an SM2 seal) its PAdES one."""
+    return [c for c in (row.certificate_id, row.pdf_certificate_id) if c]
+
+
+def key_ids(row: SealRow) -> list[str]:
+    """The seal's keys in the key store: its own and (an SM2 seal) its PAdES one."""
+    return [k for k in (row.key_id, row.pdf_key_id) if k]
 
 
 def new_seal_id() -> str:
@@ -81,10 +93,15 @@ class SealMaking:
         self.now = clock
         self.default_key_algorithm = default_key_algorithm
 
-    def maker(self, covering: datetime | None = None) -> structures.Maker:
-        """The seal maker's key and certificate, valid through ``covering`` when it can be
-        (issued on first use, rotated when too short: :mod:`seal.maker`)."""
-        return current_maker(self.db, self.keystore, self.authority, self.now(), covering)
+    def maker(
+        self, covering: datetime | None = None, seal_algorithm: str = "ec-p256"
+    ) -> structures.Maker:
+        """The seal maker's key and certificate for seals of ``seal_algorithm`` (the SM2
+        maker for SM2 seals), valid through ``covering`` when it can be (issued on first use,
+        rotated when too short: :mod:`seal.maker`)."""
+        return current_maker(
+            self.db, self.keystore, self.authority, self.now(), covering, seal_algorithm
+        )
 
     def make(self, principal: Principal, seal_id: str, making: Making) -> SealView:
         """MakeSeal (→ made): key in the key store, seal certificate from the seal CA, picture,
@@ -110,7 +127,12 @@ class SealMaking:
     ) -> SealView:
         """Make ``row`` (or, given ``replaces``, the new seal re-making it) and store it; the
         certificate and key are revoked and destroyed when the seal's transaction fails."""
-        algorithm = parse_algorithm(making.key_algorithm or self.default_key_algorithm).value
+        algorithm = parse_algorithm(
+            making.key_algorithm or row.key_algorithm or self.default_key_algorithm
+        ).value
+        sm2 = algorithm == KeyAlgorithm.SM2.value
+        if sm2:
+            self.authority.require_sm2()  # FAILED_PRECONDITION before anything is issued
         design = images.SealDesign(
             SealKind(row.kind),
             row.name,
@@ -127,30 +149,34 @@ class SealMaking:
         valid_until = as_utc(row.valid_until) if row.valid_until else now + DEFAULT_VALIDITY
         days = max(1, (valid_until - now).days + 1)
         # refused before any change: the maker is neither issued nor rotated when it cannot cover
-        maker_ends = maker_end(self.db, self.authority, now, valid_until)
+        maker_ends = maker_end(self.db, self.authority, now, valid_until, algorithm)
         if maker_ends < valid_until:
             raise MakerCertificateTooShort.of(
                 row.id, valid_until.isoformat(), maker_ends.isoformat()
             )
-        maker = self.maker(covering=valid_until)
+        maker = self.maker(covering=valid_until, seal_algorithm=algorithm)
         if maker_not_after(maker.certificate_der) < valid_until:  # a concurrent rotation
             raise MakerCertificateTooShort.of(
                 row.id, valid_until.isoformat(), maker_not_after(maker.certificate_der).isoformat()
             )
-        issued = self.authority.issue_seal_certificate(
-            principal,
-            SealRecord(
-                row.id, row.owner_id, row.owner_uscc or "", row.owner_name, row.name, row.kind, True
-            ),
-            algorithm,
-            min(days, MAX_VALIDITY.days),
+        record_ = SealRecord(
+            row.id, row.owner_id, row.owner_uscc or "", row.owner_name, row.name, row.kind, True
         )
-        from asn1crypto import x509 as ax509
-
-        cert = ax509.Certificate.load(issued.der)
-        not_after = cert["tbs_certificate"]["validity"]["not_after"].native
-        valid_end = min(valid_until, not_after)
+        validity = min(days, MAX_VALIDITY.days)
+        issued = self.authority.issue_seal_certificate(principal, record_, algorithm, validity)
+        made: list[IssuedCertificate] = [issued]
         try:
+            # an SM2 seal also holds a P-256 key and certificate for PAdES (one lifecycle)
+            pdf = (
+                self.authority.issue_seal_certificate(
+                    principal, record_, PDF_KEY_ALGORITHM, validity
+                )
+                if sm2
+                else None
+            )
+            if pdf is not None:
+                made.append(pdf)
+            valid_end = min(valid_until, *(maker_not_after(c.der) for c in made))
             structure = structures.build_seal(
                 structures.SealContent(
                     seal_id=row.id,
@@ -178,6 +204,9 @@ class SealMaking:
                 current.certificate_id = issued.certificate_id
                 current.certificate_der = issued.der
                 current.seal_structure = structure
+                current.pdf_key_id = pdf.key_id if pdf is not None else None
+                current.pdf_certificate_id = pdf.certificate_id if pdf is not None else None
+                current.pdf_certificate_der = pdf.der if pdf is not None else None
                 current.shape = design.resolved_shape().value
                 current.width_mm, current.height_mm = width, height
                 current.valid_from, current.valid_until = now, valid_end
@@ -199,20 +228,25 @@ class SealMaking:
                     from_status=before,
                     to_status=S.MADE.value,
                     related_id=replaces.id if replaces is not None else "",
-                    details={"certificate_id": issued.certificate_id, "key_algorithm": algorithm},
+                    details={
+                        "certificate_id": issued.certificate_id,
+                        "key_algorithm": algorithm,
+                        **({"pdf_certificate_id": pdf.certificate_id} if pdf is not None else {}),
+                    },
                     moment=now,
                 )
                 return view(current)
         except BaseException:
-            try:
-                self.authority.revoke(
-                    principal,
-                    issued.certificate_id,
-                    REVOCATION_CESSATION,
-                    "seal making did not complete",
-                )
-            finally:
-                self.keystore.destroy(issued.key_id)
+            for certificate in made:
+                try:
+                    self.authority.revoke(
+                        principal,
+                        certificate.certificate_id,
+                        REVOCATION_CESSATION,
+                        "seal making did not complete",
+                    )
+                finally:
+                    self.keystore.destroy(certificate.key_id)
             raise
 
     def remake(
@@ -261,7 +295,7 @@ class SealMaking:
             updated_at=now,
             history_length=0,
             replaces_seal_id=old.id,
-            key_algorithm="",
+            key_algorithm=old.key_algorithm,
             official_owner=None,
             business_slot=None,
         )
@@ -282,10 +316,10 @@ class SealMaking:
         made = self.make_into(
             principal, new, making, reason, role, "remake", replaces=old, remake_cause=cause
         )
-        if old.certificate_id:
-            code = REVOCATION_KEY_COMPROMISE if cause == "key_compromise" else REVOCATION_SUPERSEDED
+        code = REVOCATION_KEY_COMPROMISE if cause == "key_compromise" else REVOCATION_SUPERSEDED
+        for certificate_id in certificate_ids(old):
             try:
-                self.authority.revoke(principal, old.certificate_id, code, f"re-made: {reason}")
+                self.authority.revoke(principal, certificate_id, code, f"re-made: {reason}")
             except Exception:
                 log.exception("revoking the certificate of re-made seal %s failed", old.id)
         with self.db.read() as session:

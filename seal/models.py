@@ -56,6 +56,11 @@ class SealRow(Base):
     certificate_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     seal_structure: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # An SM2 seal's P-256 key and certificate for PAdES (migration 0012); None for ECDSA seals,
+    # whose one key serves both.
+    pdf_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pdf_certificate_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    pdf_certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     filing_number: Mapped[str] = mapped_column(String(64), default="")
     valid_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -3,7 +3,7 @@ trust list (offline QR verifiers recognise a department's seal by its certificat
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from govtrust.db import Database
 from seal.models import SealRow
@@ -11,10 +11,11 @@ from seal.types import SealKind
 
 
 def official_seal_certificates(db: Database) -> list[bytes]:
-    """The DER certificate of every legal person's official seal that has one, oldest seal
-    first; revoked seals included (licences they sealed must still be recognised)."""
+    """The DER certificate that signs licences of every legal person's official seal that has
+    one, oldest seal first: the P-256 (PDF) certificate of an SM2 seal, the seal's certificate
+    otherwise; revoked seals included (licences they sealed must still be recognised)."""
     query = (
-        select(SealRow.certificate_der)
+        select(func.coalesce(SealRow.pdf_certificate_der, SealRow.certificate_der))
         .where(
             SealRow.kind == SealKind.OFFICIAL.value,
             SealRow.owner_kind == "legal_person",

@@ -44,7 +44,13 @@ def _build(platform: Platform) -> SealRuntime:
     authority = CaSealAuthority(
         authority_for(platform), platform.db, maker_identity(platform.settings)
     )
-    service = SealService(platform.db, platform.keystore, authority, RegistryOwners(registry))
+    service = SealService(
+        platform.db,
+        platform.keystore,
+        authority,
+        RegistryOwners(registry),
+        default_key_algorithm=platform.settings.effective_seal_key_algorithm,
+    )
     register_status_listener(service.on_identity_status)
     platform.on_close(lambda: _release(service))
     return SealRuntime(service, SealPdf(service))

@@ -4,13 +4,18 @@ time-stamp) or the GB/T 38540 SES_Signature (optionally with ``timeStamp``).
 
 Same conditions and record as SealPdf: an active seal, a current grant or the owner's
 representative, and a history event with the data's digest.
+
+An SM2 seal's SES_Signature is SM2-with-SM3 by its SM2 key with an SM3 dataHash, and its
+``timeStamp`` is a token of our SM2 TSA over the signature value (SM3 imprint); a digest sent
+for it must be SM3. CMS SignedData is signed with the seal's P-256 key (PAdES/CMS validators
+cannot check SM2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from asn1crypto import cms
@@ -23,7 +28,7 @@ from seal.signing import CaTimeStamper, SealKey, signer_for
 from seal.types import EventView, SealView
 
 MAX_DATA_BYTES = 64 * 1024 * 1024
-_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64, "sm3": 32}
 
 
 @dataclass(frozen=True)
@@ -60,28 +65,44 @@ class SignData:
 
     def sign(self, principal: Principal, request: DataRequest) -> DataResult:
         """A detached CMS or SES_Signature; the use is recorded with the digest."""
-        algorithm, digest = self._digest(request)
+        self._check(request)
         context = self.service.authorise_use(principal, request.seal_id, request.document_kind)
         key = SealKey(
             context.key_id, context.certificate_der, tuple(self.service.authority.chain())
         )
         now = datetime.now(UTC)
         if request.ses:
-            if algorithm != "sha256":
-                raise InvalidArgument.field("digest.algorithm", "SES_Signature uses SHA-256 here")
-            stamper = CaTimeStamper(self.service.authority)
+            # the SES dataHash is the seal's signature algorithm's digest: SM3 under SM2
+            wanted = "sm3" if context.ses_sm2 else "sha256"
+            given = request.digest_algorithm
+            if given != wanted and (request.digest is not None or given not in ("sha256", "sm3")):
+                raise InvalidArgument.field(
+                    "digest.algorithm",
+                    f"this seal's SES_Signature is {context.ses_scheme.value}: its dataHash is "
+                    f"{wanted.upper()}, not {given.upper()}",
+                )
+            algorithm, digest = self._digest(replace(request, digest_algorithm=wanted))
+            sm2 = context.ses_sm2
+            stamper = CaTimeStamper(self.service.authority, sm2=sm2)
             assert context.seal.seal_structure is not None
             signature = structures.build_signature(
                 structures.SignatureRequest(
                     context.seal.seal_structure, digest, request.property_info, now
                 ),
                 self.service.keystore,
-                context.key_id,
-                context.scheme,
-                context.certificate_der,
-                timestamp=stamper.token_for if request.timestamp else None,
+                context.ses_key_id,
+                context.ses_scheme,
+                context.ses_certificate_der,
+                timestamp=(lambda value: stamper.token_for(value, "sm3" if sm2 else "sha256"))
+                if request.timestamp
+                else None,
             )
         else:
+            algorithm, digest = self._digest(request)
+            if algorithm == "sm3":
+                raise InvalidArgument.field(
+                    "digest.algorithm", "CMS SignedData uses sha256, sha384 or sha512"
+                )
             signer = signer_for(self.service.keystore, key)
             timestamper = CaTimeStamper(self.service.authority) if request.timestamp else None
             content: cms.ContentInfo = asyncio.run(
@@ -94,16 +115,21 @@ class SignData:
         return DataResult(signature, algorithm, digest, now, context.seal, event)
 
     @staticmethod
-    def _digest(request: DataRequest) -> tuple[str, bytes]:
+    def _check(request: DataRequest) -> None:
         if (request.data is None) == (request.digest is None):
             raise InvalidArgument.field("content", "exactly one of data and digest")
         if request.property_info and (
             not request.property_info.isascii() or len(request.property_info) > 256
         ):
             raise InvalidArgument.field("property_info", "at most 256 ASCII characters")
+        if request.digest_algorithm not in _DIGEST_SIZES:
+            raise InvalidArgument.field("digest.algorithm", "sha256, sha384, sha512 or sm3")
+        if request.data is not None and len(request.data) > MAX_DATA_BYTES:
+            raise InvalidArgument.field("data", "too large; send its digest instead")
+
+    @staticmethod
+    def _digest(request: DataRequest) -> tuple[str, bytes]:
         algorithm = request.digest_algorithm
-        if algorithm not in _DIGEST_SIZES:
-            raise InvalidArgument.field("digest.algorithm", "sha256, sha384 or sha512")
         if request.data is not None:
             if len(request.data) > MAX_DATA_BYTES:
                 raise InvalidArgument.field("data", "too large; send its digest instead")

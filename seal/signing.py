@@ -21,19 +21,22 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from hsm.keystore import KeyStore
 from hsm.signers import KeyStoreSigner
+from hsm.sm2 import SM3_OID
 from seal.authority import SealAuthority
 
 
 class CaTimeStamper(TimeStamper):
-    """RFC 3161 time-stamps from our CA's TSA, requested in process."""
+    """RFC 3161 time-stamps from our CA's TSA, requested in process (the SM2 TSA with
+    ``sm2``, for SM2 seals' SES_Signatures)."""
 
-    def __init__(self, authority: SealAuthority) -> None:
+    def __init__(self, authority: SealAuthority, *, sm2: bool = False) -> None:
         super().__init__(include_nonce=True)  # type: ignore[no-untyped-call]
         self.authority = authority
+        self.sm2 = sm2
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
         """Send the DER request to the TSA and parse its response."""
-        return tsp.TimeStampResp.load(self.authority.timestamp(req.dump()))
+        return tsp.TimeStampResp.load(self.authority.timestamp(req.dump(), sm2=self.sm2))
 
     async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> cms.ContentInfo:
         """The token, re-loaded unparsed: pyHanko copies it into the signature's unsigned
@@ -43,19 +46,22 @@ class CaTimeStamper(TimeStamper):
         return cms.ContentInfo.load(token.dump())
 
     def token_for(self, data: bytes, digest: str = "sha256") -> bytes:
-        """A DER TimeStampToken (ContentInfo) over ``data`` (for SES_Signature's timeStamp)."""
+        """A DER TimeStampToken (ContentInfo) over ``data`` (for SES_Signature's timeStamp);
+        ``digest`` ``sm3`` puts an SM3 imprint (OID 1.2.156.10197.1.401)."""
         request = tsp.TimeStampReq(
             {
                 "version": 1,
                 "message_imprint": {
-                    "hash_algorithm": algos.DigestAlgorithm({"algorithm": digest}),
+                    "hash_algorithm": algos.DigestAlgorithm(
+                        {"algorithm": SM3_OID if digest == "sm3" else digest}
+                    ),
                     "hashed_message": hashlib.new(digest, data).digest(),
                 },
                 "nonce": core.Integer(int.from_bytes(hashlib.sha256(data).digest()[:8], "big")),
                 "cert_req": True,
             }
         )
-        response = tsp.TimeStampResp.load(self.authority.timestamp(request.dump()))
+        response = tsp.TimeStampResp.load(self.authority.timestamp(request.dump(), sm2=self.sm2))
         status = response["status"]["status"].native
         if status not in ("granted", "granted_with_mods"):
             from seal.errors import SealNotUsable

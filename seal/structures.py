@@ -7,10 +7,11 @@
 * :func:`build_signature` / :func:`verify_signature` make and check an ``SES_Signature`` over a
   data hash (``SignData``): ``TBS_Sign`` signed by the seal's key, optionally time-stamped.
 
-Algorithms are a table (:data:`SIGNATURE_OIDS`): ECDSA and RSA now; SM2-with-SM3 (the standard's
-algorithm, OID 1.2.156.10197.1.501) is listed so a key store that can sign SM2 plugs in without
-code changes here. Signatures are stored as the key store returns them (ECDSA/SM2: DER
-``SEQUENCE {r, s}``), as the standard requires.
+Algorithms are a table (:data:`SIGNATURE_OIDS`): SM2-with-SM3 (the standard's algorithm, OID
+1.2.156.10197.1.501, signer ID 1234567812345678, verified through :mod:`hsm.sm2`), ECDSA and
+RSA. Signatures are stored as the key store returns them (ECDSA/SM2: DER ``SEQUENCE {r, s}``),
+as the standard requires. ``dataHash`` is the digest of the signature algorithm (SM3 under
+SM2); one of another digest is refused (:func:`check_data_hash`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from hsm.errors import KeyStoreError
 from hsm.keystore import KeyStore, SignatureScheme
-from seal.errors import SealStructureError
+from hsm.sm2 import verify_sm2_signature
+from seal.errors import DataHashMismatch, SealStructureError
 
 SES_VERSION = 4
 SES_ID = "ES"
@@ -36,7 +39,7 @@ SIGNATURE_OIDS: dict[SignatureScheme | str, str] = {
     SignatureScheme.ECDSA_SHA384: "1.2.840.10045.4.3.3",
     SignatureScheme.RSA_PKCS1V15_SHA256: "1.2.840.113549.1.1.11",
     SignatureScheme.RSA_PKCS1V15_SHA384: "1.2.840.113549.1.1.12",
-    "sm2-sm3": SM2_SM3_OID,
+    SignatureScheme.SM2_SM3: SM2_SM3_OID,
 }
 _OID_DIGEST = {
     "1.2.840.10045.4.3.2": "sha256",
@@ -45,6 +48,35 @@ _OID_DIGEST = {
     "1.2.840.113549.1.1.12": "sha384",
     SM2_SM3_OID: "sm3",
 }
+_DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sm3": 32}
+
+
+def data_digest(oid: str) -> str:
+    """The dataHash digest (hashlib name) that goes with signature algorithm ``oid``."""
+    digest = _OID_DIGEST.get(oid)
+    if digest is None:
+        raise SealStructureError.bad(f"unknown signature algorithm {oid}")
+    return digest
+
+
+def check_data_hash(oid: str, data_hash: bytes, data: bytes | None = None) -> None:
+    """Refuse a dataHash that is not the signature algorithm's digest: of the wrong size, or
+    (given ``data``) the digest of ``data`` under another algorithm, e.g. a SHA-256 dataHash
+    under SM2-with-SM3. :class:`SealStructureError` names both algorithms."""
+    digest = data_digest(oid)
+    if len(data_hash) != _DIGEST_SIZES[digest]:
+        raise DataHashMismatch.of(
+            f"dataHash has {len(data_hash)} bytes; the signature algorithm {oid} needs a "
+            f"{digest.upper()} dataHash of {_DIGEST_SIZES[digest]} bytes"
+        )
+    if data is None or hashlib.new(digest, data).digest() == data_hash:
+        return
+    for other in _DIGEST_SIZES:
+        if other != digest and hashlib.new(other, data).digest() == data_hash:
+            raise DataHashMismatch.of(
+                f"dataHash is {other.upper()} but the signature algorithm {oid} needs "
+                f"{digest.upper()}"
+            )
 
 
 # --- ASN.1 --------------------------------------------------------------------------------------
@@ -260,11 +292,10 @@ def build_seal(content: SealContent, maker: Maker) -> bytes:
 
 
 def _verify_raw(certificate_der: bytes, oid: str, signature: bytes, data: bytes) -> None:
-    digest = _OID_DIGEST.get(oid)
-    if digest is None:
-        raise SealStructureError.bad(f"unknown signature algorithm {oid}")
+    digest = data_digest(oid)
     if digest == "sm3":
-        raise SealStructureError.bad("SM2 verification needs an SM2 provider (not installed)")
+        _verify_sm2(certificate_der, signature, data)
+        return
     from cryptography import x509 as cx509
 
     try:
@@ -281,6 +312,19 @@ def _verify_raw(certificate_der: bytes, oid: str, signature: bytes, data: bytes)
             raise SealStructureError.bad("unsupported public key type")
     except InvalidSignature:
         raise SealStructureError.bad("the signature does not verify") from None
+
+
+def _verify_sm2(certificate_der: bytes, signature: bytes, data: bytes) -> None:
+    """An SM2-with-SM3 signature (default signer ID) by the certificate's SM2 key."""
+    try:
+        spki = x509.Certificate.load(certificate_der)["tbs_certificate"]["subject_public_key_info"]
+        spki_der = spki.dump()
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SealStructureError.bad(f"the certificate does not parse: {exc}") from None
+    try:
+        verify_sm2_signature(spki_der, None, data, signature)
+    except KeyStoreError as exc:
+        raise SealStructureError.bad(f"the SM2 signature does not verify: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -378,7 +422,9 @@ def build_signature(
     timestamp: object | None = None,
 ) -> bytes:
     """A DER SES_Signature by the seal's key. ``timestamp`` is a callable taking the signature
-    value and returning a DER RFC 3161 TimeStampToken (put in ``timeStamp``)."""
+    value and returning a DER RFC 3161 TimeStampToken (put in ``timeStamp``). The data hash
+    must be the scheme's digest (SM3 under SM2): :func:`check_data_hash`."""
+    check_data_hash(_oid_for(scheme), request.data_hash)
     tbs = TbsSign(
         {
             "version": SES_VERSION,
@@ -436,11 +482,10 @@ def verify_signature(der: bytes, *, data: bytes | None = None) -> ParsedSignatur
     seal = verify_seal(seal_der)
     if signer not in seal.certificates:
         raise SealStructureError.bad("the signer's certificate is not in the seal's cert list")
+    check_data_hash(oid, data_hash, data)
     _verify_raw(signer, oid, value, tbs.dump())
-    if data is not None:
-        digest = _OID_DIGEST[oid]
-        if hashlib.new(digest, data).digest() != data_hash:
-            raise SealStructureError.bad("the data does not match dataHash")
+    if data is not None and hashlib.new(data_digest(oid), data).digest() != data_hash:
+        raise SealStructureError.bad("the data does not match dataHash")
     if isinstance(signing_time, datetime) and signing_time.tzinfo is None:
         signing_time = signing_time.replace(tzinfo=UTC)
     return ParsedSignature(seal, data_hash, property_info, signing_time, signer, token)

@@ -119,6 +119,7 @@ class SealView:
     replaces_seal_id: str
     replaced_by_seal_id: str
     updated_at: datetime
+    pdf_certificate_der: bytes | None = None  # an SM2 seal's P-256 certificate for PAdES
 
 
 @dataclass(frozen=True)

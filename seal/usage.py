@@ -29,6 +29,7 @@ from seal.errors import (
     SealUseDenied,
 )
 from seal.executor import Executor, reason_text, record
+from seal.making import PDF_KEY_ALGORITHM
 from seal.models import SealEventRow, SealGrantRow, SealRow
 from seal.owners import Owners
 from seal.paging import page
@@ -52,13 +53,49 @@ class Use:
 
 @dataclass(frozen=True)
 class UseContext:
-    """What sealing needs once a use is authorised."""
+    """What sealing needs once a use is authorised. ``key_id`` / ``scheme`` /
+    ``certificate_der`` sign PAdES and CMS (an SM2 seal's P-256 key); ``ses_*`` sign GB/T 38540
+    SES_Signatures (an SM2 seal's SM2 key; the same key for an ECDSA seal)."""
 
     seal: SealView
     key_id: str
     scheme: SignatureScheme
     certificate_der: bytes
     role: str
+    ses_key_id: str = ""
+    ses_scheme: SignatureScheme = SignatureScheme.ECDSA_SHA256
+    ses_certificate_der: bytes = b""
+
+    @property
+    def ses_sm2(self) -> bool:
+        """Whether SES_Signatures are SM2-with-SM3 (dataHash SM3, the SM2 TSA)."""
+        return self.ses_scheme is SignatureScheme.SM2_SM3
+
+
+def _context(
+    view: SealView,
+    key_id: str | None,
+    algorithm: str,
+    certificate: bytes | None,
+    pdf_key_id: str | None,
+    pdf_certificate: bytes | None,
+    role: str,
+) -> UseContext:
+    """The use context of a seal row's keys (PAdES/CMS with the P-256 key when there is one)."""
+    assert key_id is not None and certificate is not None
+    scheme = default_scheme(parse_algorithm(algorithm))
+    if pdf_key_id and pdf_certificate:
+        return UseContext(
+            view,
+            pdf_key_id,
+            default_scheme(PDF_KEY_ALGORITHM),
+            pdf_certificate,
+            role,
+            key_id,
+            scheme,
+            certificate,
+        )
+    return UseContext(view, key_id, scheme, certificate, role, key_id, scheme, certificate)
 
 
 class SealUsage:
@@ -234,7 +271,17 @@ class SealUsage:
             row = session.connection().execute(_USE_SEAL, {"seal_id": seal_id}).first()
             if row is None:
                 raise SealNotFound(f"no seal {seal_id!r}")
-            status, owner_id, owner_kind, valid_until, key_id, algorithm, certificate = row
+            (
+                status,
+                owner_id,
+                owner_kind,
+                valid_until,
+                key_id,
+                algorithm,
+                certificate,
+                pdf_key_id,
+                pdf_certificate,
+            ) = row
             if not transitions.usable(SealStatus(status)):
                 raise SealNotUsable.because(seal_id, f"the seal is {status}, not active")
             role = ""
@@ -265,12 +312,13 @@ class SealUsage:
                 f"{principal.actor} holds no current grant to use seal {seal_id}"
                 + (f" for {document_kind!r} documents" if document_kind else "")
             )
-        assert key_id is not None and certificate is not None
-        return UseContext(
+        return _context(
             self._use_view(seal_id),
             key_id,
-            default_scheme(parse_algorithm(algorithm)),
+            algorithm,
             certificate,
+            pdf_key_id,
+            pdf_certificate,
             role,
         )
 
@@ -286,7 +334,17 @@ class SealUsage:
             row = session.connection().execute(_DEPARTMENT_SEAL, {"uscc": owner_uscc}).first()
         if row is None:
             raise SealNotFound(f"department {owner_uscc} has no official seal")
-        seal_id, status, owner_id, valid_until, key_id, algorithm, certificate = row
+        (
+            seal_id,
+            status,
+            owner_id,
+            valid_until,
+            key_id,
+            algorithm,
+            certificate,
+            pdf_key_id,
+            pdf_certificate,
+        ) = row
         if not transitions.usable(SealStatus(status)):
             raise SealNotUsable.because(seal_id, f"the seal is {status}, not active")
         if valid_until is not None and as_utc(valid_until) <= self.now():
@@ -294,12 +352,13 @@ class SealUsage:
         _, active = self.owners.representative(owner_id)
         if not active:
             raise SealNotUsable.because(seal_id, "the seal's owner is not active")
-        assert key_id is not None and certificate is not None
-        return UseContext(
+        return _context(
             self._use_view(seal_id),
             key_id,
-            default_scheme(parse_algorithm(algorithm)),
+            algorithm,
             certificate,
+            pdf_key_id,
+            pdf_certificate,
             "department",
         )
 
@@ -389,6 +448,8 @@ _USE_SEAL = select(
     SealRow.key_id,
     SealRow.key_algorithm,
     SealRow.certificate_der,
+    SealRow.pdf_key_id,
+    SealRow.pdf_certificate_der,
 ).where(SealRow.id == bindparam("seal_id"))
 _DEPARTMENT_SEAL = (
     select(
@@ -399,6 +460,8 @@ _DEPARTMENT_SEAL = (
         SealRow.key_id,
         SealRow.key_algorithm,
         SealRow.certificate_der,
+        SealRow.pdf_key_id,
+        SealRow.pdf_certificate_der,
     )
     .where(
         SealRow.owner_uscc == bindparam("uscc"),

@@ -60,6 +60,7 @@ def view(row: SealRow) -> SealView:
         replaces_seal_id=row.replaces_seal_id,
         replaced_by_seal_id=row.replaced_by_seal_id,
         updated_at=as_utc(row.updated_at),
+        pdf_certificate_der=row.pdf_certificate_der,
     )
 
 

@@ -78,6 +78,7 @@ _KEY_ALG = {
     "ec-p384": common_pb2.KEY_ALGORITHM_EC_P384,
     "rsa-2048": common_pb2.KEY_ALGORITHM_RSA_2048,
     "rsa-3072": common_pb2.KEY_ALGORITHM_RSA_3072,
+    "sm2": common_pb2.KEY_ALGORITHM_SM2,
 }
 _KEY_ALG_IN = {v: k for k, v in _KEY_ALG.items()}
 _LEVEL = {
@@ -101,6 +102,7 @@ _DIGEST_NAMES = {
     "sha256": common_pb2.DIGEST_ALGORITHM_SHA256,
     "sha384": common_pb2.DIGEST_ALGORITHM_SHA384,
     "sha512": common_pb2.DIGEST_ALGORITHM_SHA512,
+    "sm3": common_pb2.DIGEST_ALGORITHM_SM3,
 }
 _DIGEST_IN = {v: k for k, v in _DIGEST_NAMES.items()}
 
@@ -124,24 +126,30 @@ def _person(
     return common_pb2.IdentitySummary(id=person_id, kind=kind, display_name=name)
 
 
+def _certificate_pb(der: bytes | None, issuer_ca: str) -> common_pb2.CertificateSummary | None:
+    if not der:
+        return None
+    from asn1crypto import x509
+
+    cert = x509.Certificate.load(der)
+    return common_pb2.CertificateSummary(
+        subject=cert.subject.human_friendly,
+        issuer=cert.issuer.human_friendly,
+        serial_number=format(cert.serial_number, "x"),
+        not_before=timestamp_pb(cert.not_valid_before),
+        not_after=timestamp_pb(cert.not_valid_after),
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        profile=common_pb2.CERTIFICATE_PROFILE_SEAL,
+        issuer_ca=issuer_ca,
+        der=der,
+    )
+
+
 def seal_pb(seal: SealView) -> seal_pb2.Seal:
     """The protobuf of a seal."""
-    certificate = None
-    if seal.certificate_der:
-        from asn1crypto import x509
-
-        cert = x509.Certificate.load(seal.certificate_der)
-        certificate = common_pb2.CertificateSummary(
-            subject=cert.subject.human_friendly,
-            issuer=cert.issuer.human_friendly,
-            serial_number=format(cert.serial_number, "x"),
-            not_before=timestamp_pb(cert.not_valid_before),
-            not_after=timestamp_pb(cert.not_valid_after),
-            fingerprint_sha256=hashlib.sha256(seal.certificate_der).hexdigest(),
-            profile=common_pb2.CERTIFICATE_PROFILE_SEAL,
-            issuer_ca="seal",
-            der=seal.certificate_der,
-        )
+    certificate = _certificate_pb(
+        seal.certificate_der, "sm2-seal" if seal.key_algorithm == "sm2" else "seal"
+    )
     owner_kind = (
         common_pb2.IDENTITY_KIND_LEGAL_PERSON
         if seal.owner_uscc
@@ -162,6 +170,7 @@ def seal_pb(seal: SealView) -> seal_pb2.Seal:
         height_mm=seal.height_mm,
         key_algorithm=_KEY_ALG.get(seal.key_algorithm, _UNSET),
         certificate=certificate,
+        pdf_certificate=_certificate_pb(seal.pdf_certificate_der, "seal"),
         seal_structure=seal.seal_structure or b"",
         filing_number=seal.filing_number,
         valid_from=timestamp_pb(seal.valid_from),
@@ -251,6 +260,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
             named_person=_ref(request.named_person) if request.HasField("named_person") else None,
             valid_until=time_in(request, "valid_until"),
             reason=request.reason,
+            key_algorithm=_enum("key_algorithm", request.key_algorithm, _KEY_ALG_IN, ""),
         )
         seal = await run_sync(self.service.apply, current_principal(), application)
         return seal_pb2.ApplySealResponse(seal=seal_pb(seal))

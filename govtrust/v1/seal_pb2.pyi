@@ -296,6 +296,7 @@ class Seal(_message.Message):
     REPLACES_SEAL_ID_FIELD_NUMBER: _builtins.int
     REPLACED_BY_SEAL_ID_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    PDF_CERTIFICATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Seal id (电子印章编码; also the esID of the seal structure and carried in its certificate)."""
     kind: _common_pb2.SealKind.ValueType
@@ -317,7 +318,7 @@ class Seal(_message.Message):
     height_mm: _builtins.int
     """Picture height in millimetres."""
     key_algorithm: _common_pb2.KeyAlgorithm.ValueType
-    """Key algorithm of the seal key (set once made)."""
+    """Key algorithm of the seal key (chosen at application)."""
     seal_structure: _builtins.bytes
     """The signed GB/T 38540 SESeal structure, DER (set once made)."""
     filing_number: _builtins.str
@@ -336,7 +337,7 @@ class Seal(_message.Message):
 
     @_builtins.property
     def certificate(self) -> _common_pb2.CertificateSummary:
-        """The seal certificate (set once made)."""
+        """The seal certificate (set once made); an SM2 seal's is SM2 (its SES signatures)."""
 
     @_builtins.property
     def valid_from(self) -> _timestamp_pb2.Timestamp:
@@ -382,6 +383,12 @@ class Seal(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """When the record last changed."""
 
+    @_builtins.property
+    def pdf_certificate(self) -> _common_pb2.CertificateSummary:
+        """An SM2 seal's P-256 certificate for PDF (PAdES) sealing (set once made; unset for an ECDSA
+        seal, whose one certificate serves both).
+        """
+
     def __init__(
         self,
         *,
@@ -414,10 +421,11 @@ class Seal(_message.Message):
         replaces_seal_id: _builtins.str = ...,
         replaced_by_seal_id: _builtins.str = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        pdf_certificate: _common_pb2.CertificateSummary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "applied_at", b"applied_at", "certificate", b"certificate", "destroyed_at", b"destroyed_at", "filed_at", b"filed_at", "issued_at", b"issued_at", "made_at", b"made_at", "named_person", b"named_person", "owner", b"owner", "reviewed_at", b"reviewed_at", "revoked_at", b"revoked_at", "updated_at", b"updated_at", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "applied_at", b"applied_at", "certificate", b"certificate", "destroyed_at", b"destroyed_at", "filed_at", b"filed_at", "issued_at", b"issued_at", "made_at", b"made_at", "named_person", b"named_person", "owner", b"owner", "pdf_certificate", b"pdf_certificate", "reviewed_at", b"reviewed_at", "revoked_at", b"revoked_at", "updated_at", b"updated_at", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "applied_at", b"applied_at", "business_number", b"business_number", "certificate", b"certificate", "destroyed_at", b"destroyed_at", "filed_at", b"filed_at", "filing_number", b"filing_number", "height_mm", b"height_mm", "id", b"id", "issued_at", b"issued_at", "key_algorithm", b"key_algorithm", "kind", b"kind", "made_at", b"made_at", "name", b"name", "named_person", b"named_person", "owner", b"owner", "replaced_by_seal_id", b"replaced_by_seal_id", "replaces_seal_id", b"replaces_seal_id", "reviewed_at", b"reviewed_at", "revoked_at", b"revoked_at", "seal_structure", b"seal_structure", "shape", b"shape", "status", b"status", "status_reason", b"status_reason", "taxpayer_number", b"taxpayer_number", "updated_at", b"updated_at", "valid_from", b"valid_from", "valid_until", b"valid_until", "width_mm", b"width_mm"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "applied_at", b"applied_at", "business_number", b"business_number", "certificate", b"certificate", "destroyed_at", b"destroyed_at", "filed_at", b"filed_at", "filing_number", b"filing_number", "height_mm", b"height_mm", "id", b"id", "issued_at", b"issued_at", "key_algorithm", b"key_algorithm", "kind", b"kind", "made_at", b"made_at", "name", b"name", "named_person", b"named_person", "owner", b"owner", "pdf_certificate", b"pdf_certificate", "replaced_by_seal_id", b"replaced_by_seal_id", "replaces_seal_id", b"replaces_seal_id", "reviewed_at", b"reviewed_at", "revoked_at", b"revoked_at", "seal_structure", b"seal_structure", "shape", b"shape", "status", b"status", "status_reason", b"status_reason", "taxpayer_number", b"taxpayer_number", "updated_at", b"updated_at", "valid_from", b"valid_from", "valid_until", b"valid_until", "width_mm", b"width_mm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -595,6 +603,7 @@ class ApplySealRequest(_message.Message):
     NAMED_PERSON_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    KEY_ALGORITHM_FIELD_NUMBER: _builtins.int
     kind: _common_pb2.SealKind.ValueType
     """Kind of seal."""
     name: _builtins.str
@@ -605,6 +614,12 @@ class ApplySealRequest(_message.Message):
     """Taxpayer number for an invoice seal (default: the owner's USCC)."""
     reason: _builtins.str
     """Purpose or remarks for the reviewer."""
+    key_algorithm: _common_pb2.KeyAlgorithm.ValueType
+    """Key algorithm of the seal: KEY_ALGORITHM_SM2 (GB/T 38540 SES signatures, OFD; the seal also
+    gets a P-256 key for PDF, under the same lifecycle) or an ECDSA one; unset for the
+    configured default (`seal_default_key_algorithm`, SM2 unless configured). SM2 on a key
+    store without SM2 is FAILED_PRECONDITION.
+    """
     @_builtins.property
     def owner(self) -> _common_pb2.IdentityRef:
         """The owner: a legal person (or a citizen for their own personal-name seal)."""
@@ -628,10 +643,11 @@ class ApplySealRequest(_message.Message):
         named_person: _common_pb2.IdentityRef | None = ...,
         valid_until: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
+        key_algorithm: _common_pb2.KeyAlgorithm.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["named_person", b"named_person", "owner", b"owner", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_number", b"business_number", "kind", b"kind", "name", b"name", "named_person", b"named_person", "owner", b"owner", "reason", b"reason", "taxpayer_number", b"taxpayer_number", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_number", b"business_number", "key_algorithm", b"key_algorithm", "kind", b"kind", "name", b"name", "named_person", b"named_person", "owner", b"owner", "reason", b"reason", "taxpayer_number", b"taxpayer_number", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

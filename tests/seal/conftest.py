@@ -186,10 +186,11 @@ def world(database: Database) -> Iterator[World]:
 
 
 @contextmanager
-def open_world(database: Database) -> Iterator[World]:
-    """A :class:`World` on ``database`` (the fixture's body; module-scoped tests call it)."""
+def open_world(database: Database, keystore: SoftKeyStore | None = None) -> Iterator[World]:
+    """A :class:`World` on ``database`` (the fixture's body; module-scoped tests call it); on
+    ``keystore`` when given (e.g. a PKCS#11 store), else a fresh soft key store."""
     master = MasterKey.generate()
-    keystore = SoftKeyStore(database, master)
+    keystore = keystore or SoftKeyStore(database, master)
     registry = IdentityRegistry(database, PiiCodec.from_master_key(master))
 
     def citizen(name: str, first17: str) -> str:
