@@ -232,6 +232,22 @@ def test_company_certificate_login_chooses_acting_person(oidc_env: OidcEnv) -> N
         principal = token_resolver(oidc_env.platform, tokens["access_token"])
         assert principal.legal_person_id == oidc_env.company_id
         assert principal.citizen_id == oidc_env.agent_id
+        # IntrospectToken names the acting person as the identity, the company as acting_for,
+        # for the access token and for the refresh token alike
+        from govtrust.api.oidc_grpc import introspect_pb
+        from govtrust.v1 import common_pb2
+
+        for token, kind in (
+            (tokens["access_token"], common_pb2.TOKEN_KIND_ACCESS_TOKEN),
+            (tokens["refresh_token"], common_pb2.TOKEN_KIND_REFRESH_TOKEN),
+        ):
+            answer = introspect_pb(oidc_env.platform, token)
+            assert answer.active and answer.token_kind == kind
+            assert answer.identity.id == oidc_env.agent_id
+            assert answer.acting_for.id == oidc_env.company_id
+            assert answer.acting_for.kind == common_pb2.IDENTITY_KIND_LEGAL_PERSON
+            assert list(answer.amr) and answer.client_id == client_id
+        assert not introspect_pb(oidc_env.platform, "not-a-token").active
 
 
 def test_pairwise_subject(oidc_env: OidcEnv) -> None:
