@@ -4,11 +4,16 @@ The subset is built here, not with ``fontTools.subset`` (≈200 ms per call): th
 tables are read once per process and a subset keeps the glyph ids (unused glyphs empty, which
 compresses to almost nothing), so no glyph or composite has to be renumbered. The PDF writer
 embeds it as a ``CIDFontType2`` with ``CIDToGIDMap /Identity``.
+
+OFD text is Unicode and its readers look glyphs up through the font's own cmap, so the OFD
+writer's subset (:func:`cmap_subset`) is made with fontTools' subsetter, which keeps the cmap
+(renumbered glyphs), once per character set (cached).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import shutil
@@ -208,3 +213,27 @@ def _sfnt(tables: Mapping[str, bytes]) -> bytes:
 def licence_font() -> Font:
     """The process-wide licence text font."""
     return Font(font_path())
+
+
+@functools.lru_cache(maxsize=32)
+def _cmap_subset(chars: str) -> bytes:
+    from fontTools import subset  # type: ignore[import-untyped]
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(font_path(), fontNumber=0, recalcTimestamp=False)  # same input, same bytes
+    options = subset.Options()
+    options.name_IDs = ["*"]
+    options.notdef_outline = True
+    options.drop_tables += ["FFTM"]  # FontForge's timestamps
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text=chars)
+    subsetter.subset(font)
+    out = io.BytesIO()
+    font.save(out, reorderTables=True)
+    return out.getvalue()
+
+
+def cmap_subset(chars: Iterable[str]) -> bytes:
+    """A TrueType subset of the licence font drawing ``chars`` and carrying a cmap (for OFD,
+    whose text is Unicode); the same characters give the same bytes."""
+    return _cmap_subset("".join(sorted(set(chars))))
