@@ -11,15 +11,22 @@ subset, the signed data and QR payload as embedded files, the CA hierarchy in ``
 the layout's seal area (the unsealed rendering leaves that area blank on purpose, so a copy
 that was never sealed never shows a seal). Reading it back is :mod:`license.pdf_reader`,
 checking it :mod:`license.document_check`.
+
+:meth:`LicenceDocuments.render_ofd` writes the same page as OFD (:mod:`license.ofd_writer`), with
+the seal's picture at the seal area; issuance does not ask for it yet, and it is not sealed.
 """
 
 from __future__ import annotations
 
 import functools
+from datetime import date
 
+from license.days import licence_day
 from license.departments import DOCUMENT_KIND
 from license.layout import DocumentInput, Page, lay_out
+from license.ofd_writer import SealPicture, write_ofd
 from license.pdf_writer import write_pdf
+from seal import images
 from seal.lifecycle import UseContext
 from seal.pdf import PdfSealRequest, Position, SealPdf, design_of
 from seal.types import PadesLevel, SealView
@@ -31,6 +38,13 @@ def _page(doc: DocumentInput, seal: SealView) -> Page:
     """``doc`` laid out around ``seal``'s picture."""
     seal_w, seal_h = design_of(seal).size_mm()
     return lay_out(doc, max(seal_w, seal_h))
+
+
+@functools.lru_cache(maxsize=64)
+def _seal_picture(design: images.SealDesign) -> SealPicture:
+    """The seal's picture (PNG, 300 dpi) at its size."""
+    width, height = design.size_mm()
+    return SealPicture(images.render_png(design), width, height)
 
 
 @functools.lru_cache(maxsize=64)
@@ -58,6 +72,16 @@ class LicenceDocuments:
     def render(self, doc: DocumentInput, seal: SealView) -> bytes:
         """The unsealed one-page PDF (the seal area is left for :meth:`make`)."""
         return write_pdf(_page(doc, seal), doc, self._certificates())
+
+    def render_ofd(self, doc: DocumentInput, seal: SealView, created: date | None = None) -> bytes:
+        """The one-page OFD with ``seal``'s picture at the seal area, created on ``created``
+        (default: today, Beijing time); not sealed (no signature yet)."""
+        return write_ofd(
+            _page(doc, seal),
+            doc.metadata,
+            created or licence_day(),
+            _seal_picture(design_of(seal)),
+        )
 
     def make(self, doc: DocumentInput, context: UseContext) -> bytes:
         """Render and seal (PAdES B-T) with ``context``'s seal. Does not record the use: the

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from license.fonts import FONT_ENV, font_path, licence_font
+from license.fonts import FONT_ENV, cmap_subset, font_path, licence_font
 
 
 @pytest.fixture
@@ -42,3 +42,32 @@ def test_a_subset_keeps_glyph_ids_and_draws_only_the_used_glyphs() -> None:
     assert len(order) == max(drawn) + 1 < font.num_glyphs  # nothing after the last one drawn
     for gid in used:
         assert subset["hmtx"][order[gid]][0] / font.upm == font.advance(gid)
+
+
+def test_a_cmap_subset_maps_each_character_to_its_glyph() -> None:
+    """The OFD subset: the characters (BMP and beyond) map through its own cmap to the same
+    glyphs as in the font, which are drawn; a character the font lacks is left out; the file's
+    checksum adjustment is right; the same characters in any order give the same bytes."""
+    from fontTools.ttLib import TTFont
+
+    font = licence_font()
+    text = "营业执照 ABC，长沙示例贸易有限公司"
+    missing = "\U0002a6a5"  # a CJK Extension B character the font lacks
+    assert font.gid(missing) == 0
+    data = cmap_subset(text + missing)
+    subset = TTFont(io.BytesIO(data))
+    order = subset.getGlyphOrder()
+    for table in subset["cmap"].tables:
+        assert (table.platformID, table.platEncID) in {(3, 1), (3, 10)}
+        assert {chr(code): order.index(name) for code, name in table.cmap.items()} == {
+            c: font.gid(c) for c in text
+        }
+    glyf = subset["glyf"]
+    assert all(glyf[order[font.gid(c)]].numberOfContours != 0 for c in text if c != " ")
+    assert int.from_bytes(data[:4]) == 0x00010000
+    words = data + b"\0" * (-len(data) % 4)
+    total = sum(int.from_bytes(words[i : i + 4]) for i in range(0, len(words), 4))
+    assert total & 0xFFFFFFFF == 0xB1B0AFBA
+    assert cmap_subset(reversed(text)) == cmap_subset(text)
+    assert subset["post"].formatType == 3.0
+    assert "WenQuanYi" in subset["name"].getDebugName(1)

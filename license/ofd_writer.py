@@ -1,0 +1,154 @@
+"""The licence OFD: a laid-out page (:mod:`license.layout`) written through :mod:`seal.ofd`.
+
+The same page as :mod:`license.pdf_writer` draws, in OFD (GB/T 33190): every text a
+``TextObject`` in an embedded subset of the licence font that carries a cmap
+(:func:`license.fonts.cmap_subset`; OFD text is Unicode), every frame a stroked ``PathObject``,
+both QR codes vector modules (:func:`license.qr_symbol.qr_matrix`, one closed rectangle per run
+of dark modules, on a white square), the seal picture, when given, an ``ImageObject`` centred
+where the PDF's seal goes, and the GB/T 36903 licence metadata (ZZMC, ZZBS, ZZBFJG, CZZT, …)
+as ``CustomData`` in ``OFD.xml``'s ``DocInfo``. Sealing the OFD is not done here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from license.fonts import cmap_subset, licence_font
+from license.layout import PT_PER_MM, Colour, Page, QrCode, Rect, Text, text_width
+from license.qr_symbol import qr_matrix
+from license.signed_data import LicenceMetadata
+from seal.ofd import model
+from seal.ofd.writer import write_document
+
+FONT_NAME = "WenQuanYi Micro Hei"
+CREATOR = "govtrust licence documents"
+METADATA_NAMES = (
+    "ZZMC",
+    "ZZLXDM",
+    "ZZBH",
+    "ZZBS",
+    "ZZBFJG",
+    "ZZBFJGDM",
+    "ZZBFRQ",
+    "CZZT",
+    "CZZTDM",
+    "CZZTDMLX",
+    "ZZYXQQSRQ",
+    "ZZYXQJZRQ",
+)
+"""The GB/T 36903 names written as ``CustomData``, in this order (as :meth:`LicenceMetadata.to_json`
+names them)."""
+_DARK = re.compile(r"1+")
+_WHITE: model.Colour = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class SealPicture:
+    """The department seal's picture (PNG) and its size on the page, centred at the layout's
+    seal centre."""
+
+    png: bytes
+    width_mm: float
+    height_mm: float
+
+
+def _rgb(colour: Colour) -> model.Colour:
+    r, g, b = (round(c * 255) for c in colour)
+    return (r, g, b)
+
+
+def _text(item: Text, font: model.Font) -> model.Text:
+    """One line: the first glyph's origin placed as the PDF places it, one advance per glyph."""
+    metrics = licence_font()
+    width_pt = text_width(item.text, item.size) + item.spacing * (len(item.text) - 1)
+    x_pt = item.x_mm * PT_PER_MM
+    if item.align == "centre":
+        x_pt -= width_pt / 2
+    elif item.align == "right":
+        x_pt -= width_pt
+    size_mm = item.size / PT_PER_MM
+    deltas = tuple(
+        (metrics.advance(metrics.gid(char)) * item.size + item.spacing) / PT_PER_MM
+        for char in item.text[:-1]
+    )
+    box = model.Box(
+        x_pt / PT_PER_MM, item.baseline_mm - size_mm, width_pt / PT_PER_MM, size_mm * 1.3
+    )
+    return model.Text(box, font, size_mm, item.text, 0, size_mm, deltas, _rgb(item.colour))
+
+
+def _rect(item: Rect) -> model.Path:
+    box = model.Box(item.x_mm, item.y_mm, item.w_mm, item.h_mm)
+    data = model.rectangles([(0, 0, item.w_mm, item.h_mm)])
+    return model.Path(
+        box, data, fill=None, stroke=_rgb(item.colour), line_width=item.line / PT_PER_MM
+    )
+
+
+def qr_paths(item: QrCode) -> tuple[model.Path, model.Path]:
+    """The white square (quiet zone included) and the dark modules of ``item``, as paths."""
+    matrix = qr_matrix(item.data, alphanumeric=item.alphanumeric)
+    box = model.Box(item.x_mm, item.y_mm, item.size_mm, item.size_mm)
+    module = item.size_mm / (len(matrix) + 8)
+    runs = [
+        ((4 + run.start()) * module, (4 + row) * module, (run.end() - run.start()) * module, module)
+        for row, line in enumerate(matrix)
+        for run in _DARK.finditer(line)
+    ]
+    square = model.rectangles([(0, 0, item.size_mm, item.size_mm)])
+    return (
+        model.Path(box, square, fill=_WHITE, stroke=None),
+        model.Path(box, model.rectangles(runs), fill=model.BLACK, stroke=None),
+    )
+
+
+def custom_data(metadata: LicenceMetadata) -> tuple[tuple[str, str], ...]:
+    """The licence metadata as ``CustomData`` (name, value) pairs, :data:`METADATA_NAMES`."""
+    values = metadata.to_json()
+    return tuple((name, str(values[name])) for name in METADATA_NAMES)
+
+
+def write_ofd(
+    page: Page,
+    metadata: LicenceMetadata,
+    created: date,
+    seal_picture: SealPicture | None = None,
+) -> bytes:
+    """The OFD file of ``page`` with ``metadata`` in ``DocInfo`` (created on ``created``); the
+    same arguments give the same bytes."""
+    texts = [item for item in page.items if isinstance(item, Text) and item.text]
+    font = model.Font(FONT_NAME, FONT_NAME, cmap_subset("".join(t.text for t in texts)))
+    objects: list[model.GraphicObject] = []
+    for item in page.items:
+        if isinstance(item, Text):
+            if item.text:
+                objects.append(_text(item, font))
+        elif isinstance(item, Rect):
+            objects.append(_rect(item))
+        elif item.data:
+            objects += qr_paths(item)
+    images: tuple[model.Image, ...] = ()
+    if seal_picture is not None:
+        image = model.Image(seal_picture.png, "PNG")
+        cx, cy = page.layout.seal_centre
+        w, h = seal_picture.width_mm, seal_picture.height_mm
+        objects.append(model.ImagePlacement(model.Box(cx - w / 2, cy - h / 2, w, h), image))
+        images = (image,)
+    info = model.DocumentInfo(
+        doc_id=hashlib.sha256(metadata.canonical()).hexdigest()[:32],
+        creation_date=created.isoformat(),
+        creator=CREATOR,
+        custom_data=custom_data(metadata),
+    )
+    document = model.Document(
+        info,
+        page.layout.width_mm,
+        page.layout.height_mm,
+        (model.Page(tuple(objects)),),
+        (font,),
+        images,
+    )
+    return write_document(document)
