@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from idp.oidc.clients import AUTH_METHODS, GRANT_TYPES, SCOPES
 from idp.oidc.config import ACR_VALUES, ProviderConfig
 from idp.oidc.grants import ASSERTION_ALGORITHMS
 
@@ -23,28 +24,14 @@ def discovery_document(config: ProviderConfig) -> dict[str, Any]:
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": False,
-        "scopes_supported": [
-            "openid",
-            "profile",
-            "email",
-            "phone",
-            "address",
-            "identity",
-            "legal_person",
-            "offline_access",
-        ],
+        "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["public", "pairwise"],
         "id_token_signing_alg_values_supported": ["ES256", "RS256"],
         "userinfo_signing_alg_values_supported": [],
-        "token_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-            "private_key_jwt",
-            "none",
-        ],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "introspection_endpoint_auth_methods_supported": [
             "client_secret_basic",
