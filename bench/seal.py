@@ -222,7 +222,8 @@ def plain_pyhanko(setup: Setup, pdf: bytes) -> Callable[[], object]:
 def ours(setup: Setup, pdf: bytes, level: str) -> Callable[[], object]:
     """The product path (authorisation, visible seal, key store, TSA, history + audit)."""
     from govtrust.principal import Principal
-    from seal.pdf import PdfSealRequest, Position, SealPdf
+    from seal.pdf import PdfSealRequest, SealPdf
+    from seal.placement import Position
     from seal.types import PadesLevel
 
     _, sealer = _open(setup)

@@ -101,7 +101,8 @@ def prepare(data_dir: Path, work: Path) -> Inputs:
     from govtrust.server.wiring import open_wired
     from idp.types import IdentityRef
     from seal.lifecycle import Application, Making
-    from seal.pdf import PdfSealRequest, Position
+    from seal.pdf import PdfSealRequest
+    from seal.placement import Position
     from seal.runtime import runtime_for
     from seal.types import PadesLevel, SealKind
     from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, USCC, resident_id

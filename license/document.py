@@ -28,7 +28,8 @@ from license.ofd_writer import SealPicture, write_ofd
 from license.pdf_writer import write_pdf
 from seal import images
 from seal.lifecycle import UseContext
-from seal.pdf import PdfSealRequest, Position, SealPdf, design_of
+from seal.pdf import PdfSealRequest, SealPdf, design_of
+from seal.placement import Position
 from seal.types import PadesLevel, SealView
 
 SEAL_FIELD = "LicenceSeal"

@@ -36,43 +36,12 @@ from govtrust.principal import Principal
 from seal import fastpdf, images
 from seal.errors import InvalidSealRequest
 from seal.lifecycle import SealService, Use, UseContext
+from seal.placement import Anchor, Placement, Position, Riding, page_index, riding_pages
 from seal.signing import CaTimeStamper, SealKey, revocation_info, signer_for
 from seal.types import EventView, PadesLevel, SealView
 
 MAX_PDF_BYTES = 50 * 1024 * 1024
 PT_PER_MM = images.PT_PER_MM
-
-
-@dataclass(frozen=True)
-class Position:
-    """Centre of the seal on ``page`` (1-based; negative from the end), mm from top-left."""
-
-    page: int
-    x_mm: float
-    y_mm: float
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """Centre of the seal relative to the centre of a text found in the document."""
-
-    text: str
-    occurrence: int = 1  # 1-based; 0 = the last
-    offset_x_mm: float = 0.0
-    offset_y_mm: float = 0.0  # down positive
-
-
-@dataclass(frozen=True)
-class Riding:
-    """A riding seal across pages ``first_page``..``last_page`` (1-based; 0 = first/last)."""
-
-    first_page: int = 0
-    last_page: int = 0
-    edge: str = "right"  # right | left
-    y_mm: float = 0.0  # 0 = middle of the page
-
-
-Placement = Position | Anchor | Riding | None
 
 
 @dataclass(frozen=True)
@@ -138,13 +107,6 @@ def _page_count(writer: IncrementalPdfFileWriter) -> int:
     return int(writer.root["/Pages"]["/Count"])
 
 
-def _page_index(page: int, count: int, field: str) -> int:
-    index = page - 1 if page > 0 else count + page if page < 0 else 0
-    if not 0 <= index < count:
-        raise InvalidSealRequest.field(field, f"the document has {count} pages")
-    return index
-
-
 def _media_box(writer: IncrementalPdfFileWriter, index: int) -> tuple[float, float, float, float]:
     page_ref, _ = writer.find_page_for_modification(index)
     node = page_ref.get_object()
@@ -182,7 +144,7 @@ def find_anchor(pdf: bytes, text: str, occurrence: int) -> tuple[int, float, flo
         raise InvalidSealRequest.field(
             "pdf", f"the document's text cannot be read: {exc}"
         ) from None
-    for page_index, page in enumerate(pages):
+    for page_no, page in enumerate(pages):
         for chars in lines(page):
             kept = [c for c in chars if c.get_text().strip()]
             joined = "".join(c.get_text() for c in kept)
@@ -191,7 +153,7 @@ def find_anchor(pdf: bytes, text: str, occurrence: int) -> tuple[int, float, flo
                 span = kept[start : start + len(needle)]
                 x0, y0 = min(c.x0 for c in span), min(c.y0 for c in span)
                 x1, y1 = max(c.x1 for c in span), max(c.y1 for c in span)
-                hits.append((page_index, (x0 + x1) / 2, (y0 + y1) / 2))
+                hits.append((page_no, (x0 + x1) / 2, (y0 + y1) / 2))
                 start = joined.find(needle, start + 1)
     if not hits:
         raise InvalidSealRequest.field("placement.anchor.text", f"{text!r} is not in the document")
@@ -222,17 +184,10 @@ def _add_riding_slices(
 ) -> None:
     """One /Stamp annotation per page showing its slice of the seal (same revision as the
     signature, so covered by it)."""
-    count = _page_count(writer)
-    first = _page_index(riding.first_page or 1, count, "placement.riding.first_page")
-    last = _page_index(riding.last_page or count, count, "placement.riding.last_page")
-    if last <= first:
-        raise InvalidSealRequest.field("placement.riding", "a riding seal spans two pages or more")
-    if riding.edge not in ("right", "left"):
-        raise InvalidSealRequest.field("placement.riding.edge", "right or left")
+    spanned = riding_pages(riding, _page_count(writer))
     stream, width, height = _appearance(design)
-    pages = last - first + 1
-    slice_w = width / pages
-    for i, index in enumerate(range(first, last + 1)):
+    slice_w = width / len(spanned)
+    for i, index in enumerate(spanned):
         x0, y0, x1, y1 = _media_box(writer, index)
         centre_y = y1 - riding.y_mm * PT_PER_MM if riding.y_mm else (y0 + y1) / 2
         left = x1 - slice_w if riding.edge == "right" else x0
@@ -269,7 +224,7 @@ def _add_riding_slices(
                 generic.NameObject("/P"): page_ref,
                 generic.NameObject("/NM"): generic.TextStringObject(f"{field}-riding-{i + 1}"),
                 generic.NameObject("/Contents"): generic.TextStringObject(
-                    f"骑缝章 {i + 1}/{pages} of {field}"
+                    f"骑缝章 {i + 1}/{len(spanned)} of {field}"
                 ),
                 generic.NameObject("/AP"): generic.DictionaryObject(
                     {generic.NameObject("/N"): writer.add_object(xobject)}
@@ -343,7 +298,7 @@ class SealPdf:
         try:
             count = _page_count(writer)
             if isinstance(placement, Position):
-                index = _page_index(placement.page or 1, count, "placement.position.page")
+                index = page_index(placement.page or 1, count, "placement.position.page")
                 x0, _, _, y1 = _media_box(writer, index)
                 cx, cy = x0 + placement.x_mm * PT_PER_MM, y1 - placement.y_mm * PT_PER_MM
                 field_spec = self._visible(field, index, cx, cy, width, height)
@@ -420,7 +375,7 @@ class SealPdf:
             count: int, box_of: Callable[[int], tuple[float, float, float, float]]
         ) -> fastpdf.Visible:
             if isinstance(placement, Position):
-                index = _page_index(placement.page or 1, count, "placement.position.page")
+                index = page_index(placement.page or 1, count, "placement.position.page")
                 x0, _, _, y1 = box_of(index)
                 cx, cy = x0 + placement.x_mm * PT_PER_MM, y1 - placement.y_mm * PT_PER_MM
             else:

@@ -268,7 +268,8 @@ def seal_info(content: SealContent) -> SesSealInfo:
     )
 
 
-def _oid_for(scheme: SignatureScheme) -> str:
+def signature_algorithm_oid(scheme: SignatureScheme) -> str:
+    """The GB/T 38540 signature algorithm identifier of ``scheme`` (SM2-with-SM3 for SM2)."""
     try:
         return SIGNATURE_OIDS[scheme]
     except KeyError:
@@ -285,7 +286,7 @@ def build_seal(content: SealContent, maker: Maker) -> bytes:
         {
             "e_seal_info": info,
             "cert": maker.certificate_der,
-            "sign_alg_id": _oid_for(maker.scheme),
+            "sign_alg_id": signature_algorithm_oid(maker.scheme),
             "signed_value": signature,
         }
     ).dump()
@@ -424,7 +425,7 @@ def build_signature(
     """A DER SES_Signature by the seal's key. ``timestamp`` is a callable taking the signature
     value and returning a DER RFC 3161 TimeStampToken (put in ``timeStamp``). The data hash
     must be the scheme's digest (SM3 under SM2): :func:`check_data_hash`."""
-    check_data_hash(_oid_for(scheme), request.data_hash)
+    check_data_hash(signature_algorithm_oid(scheme), request.data_hash)
     tbs = TbsSign(
         {
             "version": SES_VERSION,
@@ -438,7 +439,7 @@ def build_signature(
     value: dict[str, object] = {
         "to_sign": tbs,
         "cert": certificate_der,
-        "signature_alg_id": _oid_for(scheme),
+        "signature_alg_id": signature_algorithm_oid(scheme),
         "signature": signature,
     }
     if timestamp is not None:

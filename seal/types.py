@@ -159,3 +159,7 @@ class EventView:
     related_id: str = ""
     audit_seq: int = 0
     details: dict[str, str] = field(default_factory=dict)
+
+
+USE_ACTIONS = ("seal_pdf", "seal_ofd", "sign_data")
+"""The history actions that record a use of a seal (not a lifecycle step)."""

@@ -42,9 +42,9 @@ S = SealStatus
 
 @dataclass(frozen=True)
 class Use:
-    """A use of a seal being recorded (SealPdf, SignData)."""
+    """A use of a seal being recorded (SealPdf, SealOfd, SignData)."""
 
-    action: str  # seal_pdf | sign_data
+    action: str  # one of seal.types.USE_ACTIONS
     document_kind: str
     digest_algorithm: str
     digest: bytes

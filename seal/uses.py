@@ -20,7 +20,7 @@ from govtrust.fastsql import PointReader
 from idp.identity_status import identity_join, identity_summary_of
 from idp.types import IdentitySummary
 from seal.models import SealEventRow
-from seal.types import SealStatus
+from seal.types import USE_ACTIONS, SealStatus
 
 MAX_DIGESTS = 192
 """At most this many candidate document digests are looked up (the lowest, sorted)."""
@@ -63,7 +63,7 @@ def status_at(db: Database, seal_id: str, moment: datetime) -> SealStatus | None
             select(SealEventRow.to_status, SealEventRow.occurred_at)
             .where(
                 SealEventRow.seal_id == seal_id,
-                SealEventRow.action.not_in(["seal_pdf", "sign_data"]),
+                SealEventRow.action.not_in(USE_ACTIONS),
             )
             .order_by(SealEventRow.sequence)
         ).all()
@@ -86,7 +86,7 @@ def actor_of_use(db: Database, seal_id: str, digest: bytes) -> str | None:
             select(SealEventRow.actor_id)
             .where(
                 SealEventRow.seal_id == seal_id,
-                SealEventRow.action.in_(["seal_pdf", "sign_data"]),
+                SealEventRow.action.in_(USE_ACTIONS),
                 SealEventRow.digest == digest,
             )
             .limit(1)

@@ -16,7 +16,16 @@ from seal.errors import SealNotFound
 from seal.models import SealEventRow, SealGrantRow, SealRow
 from seal.owners import Owners
 from seal.paging import paging, token_for
-from seal.types import EventView, GrantState, GrantView, SealKind, SealShape, SealStatus, SealView
+from seal.types import (
+    USE_ACTIONS,
+    EventView,
+    GrantState,
+    GrantView,
+    SealKind,
+    SealShape,
+    SealStatus,
+    SealView,
+)
 
 
 def opt(moment: datetime | None) -> datetime | None:
@@ -164,7 +173,7 @@ def history(
     size, offset = paging(page_size, page_token)
     stmt = select(SealEventRow).where(SealEventRow.seal_id == seal_id)
     if not include_uses:
-        stmt = stmt.where(SealEventRow.action.not_in(["seal_pdf", "sign_data"]))
+        stmt = stmt.where(SealEventRow.action.not_in(USE_ACTIONS))
     with db.read() as session:
         load(session, seal_id)
         rows = list(

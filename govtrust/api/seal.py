@@ -21,7 +21,8 @@ from govtrust.v1 import common_pb2, seal_pb2, seal_pb2_grpc
 from idp.types import IdentityRef
 from seal import images
 from seal.lifecycle import Application, Making, SealService
-from seal.pdf import Anchor, PdfSealRequest, Position, Riding, SealPdf, design_of
+from seal.pdf import PdfSealRequest, SealPdf, design_of
+from seal.placement import Anchor, Position, Riding
 from seal.signdata import DataRequest, SignData
 from seal.types import (
     EventView,

@@ -38,7 +38,8 @@ from license.status_list import (
     verify_status_list,
 )
 from seal.lifecycle import UseContext
-from seal.pdf import PdfSealRequest, Position
+from seal.pdf import PdfSealRequest
+from seal.placement import Position
 from seal.types import PadesLevel, SealKind
 from tests.conftest import require_tool
 from tests.seal.conftest import USCC, World, live_ca, one_page_pdf, world  # noqa: F401 - fixtures

@@ -24,7 +24,8 @@ from license.errors import LicenceVerificationFailed
 from license.pdf_reader import open_pdf
 from license.qr import TrustList, decode_payload
 from license.signed_data import verify_licence
-from seal.pdf import PdfSealRequest, Position
+from seal.pdf import PdfSealRequest
+from seal.placement import Position
 from seal.types import PadesLevel, SealKind
 from tests.license.test_document import Licence, _issue, licence  # noqa: F401 - fixture
 from tests.seal.conftest import live_ca, world  # noqa: F401 - fixtures

@@ -19,7 +19,8 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from govtrust.errors import FailedPrecondition, PermissionDenied
-from seal.pdf import Anchor, PdfSealRequest, Position, Riding
+from seal.pdf import PdfSealRequest
+from seal.placement import Anchor, Position, Riding
 from seal.signdata import DataRequest, SignData
 from seal.structures import verify_signature
 from seal.types import PadesLevel, SealKind

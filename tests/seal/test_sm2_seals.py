@@ -30,7 +30,8 @@ from idp.types import IdentityRef
 from seal import structures
 from seal.errors import DataHashMismatch
 from seal.lifecycle import Application, Making
-from seal.pdf import PdfSealRequest, Position
+from seal.pdf import PdfSealRequest
+from seal.placement import Position
 from seal.signdata import DataRequest, SignData
 from seal.types import PadesLevel, SealKind
 from tests.ca.conftest import ca_softhsm_token, openssl

@@ -21,7 +21,8 @@ from pyhanko_certvalidator import ValidationContext
 from govtrust.principal import Principal
 from idp.types import IdentityRef
 from seal.lifecycle import Application, Making
-from seal.pdf import PdfSealRequest, Position
+from seal.pdf import PdfSealRequest
+from seal.placement import Position
 from seal.types import PadesLevel, SealKind
 from tests.ca.conftest import pem
 from tests.conftest import require_tool

@@ -17,7 +17,8 @@ import pytest
 from govtrust.db import Database
 from govtrust.principal import Principal
 from govtrust.v1 import common_pb2, verify_pb2, verify_pb2_grpc
-from seal.pdf import PdfSealRequest, Position
+from seal.pdf import PdfSealRequest
+from seal.placement import Position
 from seal.types import PadesLevel
 from tests.seal.conftest import World, one_page_pdf
 from tests.unchanged import unchanged

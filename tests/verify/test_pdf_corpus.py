@@ -41,7 +41,8 @@ from pyhanko.sign import fields, signers
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from govtrust.errors import InvalidArgument, ResourceExhausted
-from seal.pdf import PdfSealRequest, Position
+from seal.pdf import PdfSealRequest
+from seal.placement import Position
 from seal.signing import CaTimeStamper
 from seal.types import PadesLevel, SealKind
 from tests.conftest import require_tool
