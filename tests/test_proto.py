@@ -48,7 +48,7 @@ EXPECTED_RPCS = {
         "ApplySeal", "ReviewSeal", "MakeSeal", "FileSeal", "IssueSeal", "SuspendSeal",
         "ResumeSeal", "RevokeSeal", "DestroySeal", "RemakeSeal", "GrantSealUse",
         "RevokeSealUse", "ListSealGrants", "GetSeal", "ListSeals", "GetSealHistory",
-        "GetSealImage", "SealPdf", "SignData",
+        "GetSealImage", "SealPdf", "SignData", "SealOfd",
     },
     "LicenseService": {
         "DefineLicenseType", "GetLicenseType", "ListLicenseTypes", "IssueLicense", "GetLicense",

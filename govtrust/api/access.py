@@ -144,6 +144,7 @@ RPC_ACCESS: dict[str, Access] = {
             "GetSealImage": _ANYONE,
             "SealPdf": Access(relations=_SEAL_USER),
             "SignData": Access(relations=_SEAL_USER),
+            "SealOfd": Access(relations=_SEAL_USER),
         },
     ),
     **_rpc(

@@ -21,8 +21,9 @@ from govtrust.v1 import common_pb2, seal_pb2, seal_pb2_grpc
 from idp.types import IdentityRef
 from seal import images
 from seal.lifecycle import Application, Making, SealService
+from seal.ofd_seal import OfdSealRequest, SealOfd
 from seal.pdf import PdfSealRequest, SealPdf, design_of
-from seal.placement import Anchor, Position, Riding
+from seal.placement import Anchor, Placement, Position, Riding
 from seal.signdata import DataRequest, SignData
 from seal.types import (
     EventView,
@@ -73,6 +74,7 @@ _ACTION = {
     "revoke_use": seal_pb2.SEAL_ACTION_REVOKE_USE,
     "seal_pdf": seal_pb2.SEAL_ACTION_SEAL_PDF,
     "sign_data": seal_pb2.SEAL_ACTION_SIGN_DATA,
+    "seal_ofd": seal_pb2.SEAL_ACTION_SEAL_OFD,
 }
 _KEY_ALG = {
     "ec-p256": common_pb2.KEY_ALGORITHM_EC_P256,
@@ -232,16 +234,38 @@ def event_pb(event: EventView) -> seal_pb2.SealEvent:
     )
 
 
+def _placement(request: seal_pb2.SealPdfRequest | seal_pb2.SealOfdRequest) -> Placement:
+    """The placement a SealPdf or SealOfd request asks for (None: no visible seal)."""
+    placement: Placement = None
+    which = request.placement.WhichOneof("placement") if request.HasField("placement") else None
+    if which == "position":
+        p = request.placement.position
+        placement = Position(p.page, p.x_mm, p.y_mm)
+    elif which == "anchor":
+        a = request.placement.anchor
+        placement = Anchor(a.text, a.occurrence, a.offset_x_mm, a.offset_y_mm)
+    elif which == "riding":
+        r = request.placement.riding
+        placement = Riding(
+            r.first_page,
+            r.last_page,
+            "left" if r.edge == seal_pb2.PAGE_EDGE_LEFT else "right",
+            r.y_mm,
+        )
+    return placement
+
+
 def _ref(message: common_pb2.IdentityRef) -> IdentityRef:
     return parse_ref(message)
 
 
 class SealServicer(seal_pb2_grpc.SealServiceServicer):
-    """``govtrust.v1.SealService`` over a :class:`SealService` and a :class:`SealPdf`."""
+    """``govtrust.v1.SealService`` over a :class:`SealService` (SealPdf, SealOfd, SignData)."""
 
     def __init__(self, service: SealService, pdf: SealPdf | None = None) -> None:
         self.service = service
         self.pdf = pdf or SealPdf(service)
+        self.ofd = SealOfd(service)
         self.data = SignData(service)
 
     async def ApplySeal(
@@ -503,22 +527,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         request: seal_pb2.SealPdfRequest,
         context: Any,
     ) -> seal_pb2.SealPdfResponse:
-        placement: Position | Anchor | Riding | None = None
-        which = request.placement.WhichOneof("placement") if request.HasField("placement") else None
-        if which == "position":
-            p = request.placement.position
-            placement = Position(p.page, p.x_mm, p.y_mm)
-        elif which == "anchor":
-            a = request.placement.anchor
-            placement = Anchor(a.text, a.occurrence, a.offset_x_mm, a.offset_y_mm)
-        elif which == "riding":
-            r = request.placement.riding
-            placement = Riding(
-                r.first_page,
-                r.last_page,
-                "left" if r.edge == seal_pb2.PAGE_EDGE_LEFT else "right",
-                r.y_mm,
-            )
+        placement = _placement(request)
         level = _enum("level", request.level, _LEVEL_IN, PadesLevel.B_T)
         if request.level == common_pb2.PADES_LEVEL_B_LTA:
             raise InvalidArgument.field("level", "B-LTA is not offered; use B-LT")
@@ -541,6 +550,32 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
             ),
             signing_time=timestamp_pb(result.signing_time),
             level=_LEVEL[result.level],
+            event=event_pb(result.event),
+        )
+
+    async def SealOfd(
+        self,
+        request: seal_pb2.SealOfdRequest,
+        context: Any,
+    ) -> seal_pb2.SealOfdResponse:
+        ofd_request = OfdSealRequest(
+            seal_id=request.seal_id,
+            ofd=request.ofd,
+            placement=_placement(request),
+            timestamp=not request.without_timestamp,
+            document_kind=request.document_kind,
+            reason=request.reason,
+        )
+        result = await run_sync(self.ofd.seal, current_principal(), ofd_request)
+        sealed = result.sealed
+        return seal_pb2.SealOfdResponse(
+            sealed_ofd=sealed.ofd,
+            signature_id=sealed.sign_id,
+            signature_file="/" + sealed.signature_file,
+            data_hash=common_pb2.Digest(
+                algorithm=_DIGEST_NAMES[sealed.digest_algorithm], value=sealed.data_hash
+            ),
+            signing_time=timestamp_pb(sealed.signing_time),
             event=event_pb(result.event),
         )
 

@@ -91,6 +91,8 @@ class _SealActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SealAction
     """The seal sealed a PDF."""
     SEAL_ACTION_SIGN_DATA: _SealAction.ValueType  # 15
     """The seal signed data."""
+    SEAL_ACTION_SEAL_OFD: _SealAction.ValueType  # 16
+    """The seal was applied to an OFD document (SealOfd)."""
 
 class SealAction(_SealAction, metaclass=_SealActionEnumTypeWrapper):
     """What happened in one event of a seal's history."""
@@ -127,6 +129,8 @@ SEAL_ACTION_SEAL_PDF: SealAction.ValueType  # 14
 """The seal sealed a PDF."""
 SEAL_ACTION_SIGN_DATA: SealAction.ValueType  # 15
 """The seal signed data."""
+SEAL_ACTION_SEAL_OFD: SealAction.ValueType  # 16
+"""The seal was applied to an OFD document (SealOfd)."""
 Global___SealAction: _TypeAlias = SealAction  # noqa: Y015
 
 class _ReviewDecision:
@@ -1844,6 +1848,102 @@ class SealPdfResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SealPdfResponse: _TypeAlias = SealPdfResponse  # noqa: Y015
+
+@_typing.final
+class SealOfdRequest(_message.Message):
+    """Request of SealOfd."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEAL_ID_FIELD_NUMBER: _builtins.int
+    OFD_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
+    DOCUMENT_KIND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    WITHOUT_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    seal_id: _builtins.str
+    """The seal to use (must be ACTIVE)."""
+    ofd: _builtins.bytes
+    """The OFD document (a zip package)."""
+    document_kind: _builtins.str
+    """The kind of document (checked against the grant's document kinds), e.g. `contract`."""
+    reason: _builtins.str
+    """Reason recorded in the seal's history."""
+    without_timestamp: _builtins.bool
+    """Leave out the SES time-stamp (by default the signature value is time-stamped by our TSA)."""
+    @_builtins.property
+    def placement(self) -> Global___SealPlacement:
+        """Where to show the seal (StampAnnot); unset for a seal without a visible stamp."""
+
+    def __init__(
+        self,
+        *,
+        seal_id: _builtins.str = ...,
+        ofd: _builtins.bytes = ...,
+        placement: Global___SealPlacement | None = ...,
+        document_kind: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        without_timestamp: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_kind", b"document_kind", "ofd", b"ofd", "placement", b"placement", "reason", b"reason", "seal_id", b"seal_id", "without_timestamp", b"without_timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealOfdRequest: _TypeAlias = SealOfdRequest  # noqa: Y015
+
+@_typing.final
+class SealOfdResponse(_message.Message):
+    """Response of SealOfd."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEALED_OFD_FIELD_NUMBER: _builtins.int
+    SIGNATURE_ID_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FILE_FIELD_NUMBER: _builtins.int
+    DATA_HASH_FIELD_NUMBER: _builtins.int
+    SIGNING_TIME_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    sealed_ofd: _builtins.bytes
+    """The sealed OFD document."""
+    signature_id: _builtins.int
+    """The new signature's ID in Signatures.xml."""
+    signature_file: _builtins.str
+    """Location of the new signature's Signature.xml in the package, e.g.
+    /Doc_0/Signs/Sign_0/Signature.xml.
+    """
+    @_builtins.property
+    def data_hash(self) -> _common_pb2.Digest:
+        """The SES_Signature's dataHash: the digest of Signature.xml (SM3 for an SM2 seal), recorded
+        in the seal's history.
+        """
+
+    @_builtins.property
+    def signing_time(self) -> _timestamp_pb2.Timestamp:
+        """Signing time (the SES_Signature's timeInfo)."""
+
+    @_builtins.property
+    def event(self) -> Global___SealEvent:
+        """The history event recording this use."""
+
+    def __init__(
+        self,
+        *,
+        sealed_ofd: _builtins.bytes = ...,
+        signature_id: _builtins.int = ...,
+        signature_file: _builtins.str = ...,
+        data_hash: _common_pb2.Digest | None = ...,
+        signing_time: _timestamp_pb2.Timestamp | None = ...,
+        event: Global___SealEvent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data_hash", b"data_hash", "event", b"event", "signing_time", b"signing_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_hash", b"data_hash", "event", b"event", "sealed_ofd", b"sealed_ofd", "signature_file", b"signature_file", "signature_id", b"signature_id", "signing_time", b"signing_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealOfdResponse: _TypeAlias = SealOfdResponse  # noqa: Y015
 
 @_typing.final
 class SignDataRequest(_message.Message):

@@ -133,6 +133,11 @@ class SealServiceStub:
                 request_serializer=govtrust_dot_v1_dot_seal__pb2.SignDataRequest.SerializeToString,
                 response_deserializer=govtrust_dot_v1_dot_seal__pb2.SignDataResponse.FromString,
                 _registered_method=True)
+        self.SealOfd = channel.unary_unary(
+                '/govtrust.v1.SealService/SealOfd',
+                request_serializer=govtrust_dot_v1_dot_seal__pb2.SealOfdRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_seal__pb2.SealOfdResponse.FromString,
+                _registered_method=True)
 
 
 class SealServiceServicer:
@@ -286,6 +291,16 @@ class SealServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SealOfd(self, request, context):
+        """Seals an OFD document (GB/T 33190) with a GB/T 38540 electronic seal signature laid out as
+        GM/T 0099: at a position, at an anchor text or across pages (骑缝章); SM2-with-SM3 with an SM3
+        dataHash for an SM2 seal, time-stamped by default. Earlier seals on the document stay valid.
+        Same conditions and audit as SealPdf (the use is recorded with the signature's dataHash).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SealServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -383,6 +398,11 @@ def add_SealServiceServicer_to_server(servicer, server):
                     servicer.SignData,
                     request_deserializer=govtrust_dot_v1_dot_seal__pb2.SignDataRequest.FromString,
                     response_serializer=govtrust_dot_v1_dot_seal__pb2.SignDataResponse.SerializeToString,
+            ),
+            'SealOfd': grpc.unary_unary_rpc_method_handler(
+                    servicer.SealOfd,
+                    request_deserializer=govtrust_dot_v1_dot_seal__pb2.SealOfdRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_seal__pb2.SealOfdResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -902,6 +922,33 @@ class SealService:
             '/govtrust.v1.SealService/SignData',
             govtrust_dot_v1_dot_seal__pb2.SignDataRequest.SerializeToString,
             govtrust_dot_v1_dot_seal__pb2.SignDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SealOfd(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.SealService/SealOfd',
+            govtrust_dot_v1_dot_seal__pb2.SealOfdRequest.SerializeToString,
+            govtrust_dot_v1_dot_seal__pb2.SealOfdResponse.FromString,
             options,
             channel_credentials,
             insecure,

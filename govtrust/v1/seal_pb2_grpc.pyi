@@ -94,6 +94,12 @@ class SealServiceStub:
     """Signs data (or its digest) with a seal: a detached CMS signature or a GB/T 38540
     SES_Signature. Same conditions and audit as SealPdf.
     """
+    SealOfd: _grpc.UnaryUnaryMultiCallable[_seal_pb2.SealOfdRequest, _seal_pb2.SealOfdResponse]
+    """Seals an OFD document (GB/T 33190) with a GB/T 38540 electronic seal signature laid out as
+    GM/T 0099: at a position, at an anchor text or across pages (骑缝章); SM2-with-SM3 with an SM3
+    dataHash for an SM2 seal, time-stamped by default. Earlier seals on the document stay valid.
+    Same conditions and audit as SealPdf (the use is recorded with the signature's dataHash).
+    """
 
 @_typing.type_check_only
 class SealServiceAsyncStub(SealServiceStub):
@@ -160,6 +166,12 @@ class SealServiceAsyncStub(SealServiceStub):
     SignData: _aio.UnaryUnaryMultiCallable[_seal_pb2.SignDataRequest, _seal_pb2.SignDataResponse]  # type: ignore[assignment]
     """Signs data (or its digest) with a seal: a detached CMS signature or a GB/T 38540
     SES_Signature. Same conditions and audit as SealPdf.
+    """
+    SealOfd: _aio.UnaryUnaryMultiCallable[_seal_pb2.SealOfdRequest, _seal_pb2.SealOfdResponse]  # type: ignore[assignment]
+    """Seals an OFD document (GB/T 33190) with a GB/T 38540 electronic seal signature laid out as
+    GM/T 0099: at a position, at an anchor text or across pages (骑缝章); SM2-with-SM3 with an SM3
+    dataHash for an SM2 seal, time-stamped by default. Earlier seals on the document stay valid.
+    Same conditions and audit as SealPdf (the use is recorded with the signature's dataHash).
     """
 
 class SealServiceServicer:
@@ -319,6 +331,17 @@ class SealServiceServicer:
     ) -> _typing.Union[_seal_pb2.SignDataResponse, _abc.Awaitable[_seal_pb2.SignDataResponse]]:
         """Signs data (or its digest) with a seal: a detached CMS signature or a GB/T 38540
         SES_Signature. Same conditions and audit as SealPdf.
+        """
+
+    def SealOfd(
+        self,
+        request: _seal_pb2.SealOfdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_seal_pb2.SealOfdResponse, _abc.Awaitable[_seal_pb2.SealOfdResponse]]:
+        """Seals an OFD document (GB/T 33190) with a GB/T 38540 electronic seal signature laid out as
+        GM/T 0099: at a position, at an anchor text or across pages (骑缝章); SM2-with-SM3 with an SM3
+        dataHash for an SM2 seal, time-stamped by default. Earlier seals on the document stay valid.
+        Same conditions and audit as SealPdf (the use is recorded with the signature's dataHash).
         """
 
 def add_SealServiceServicer_to_server(servicer: SealServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

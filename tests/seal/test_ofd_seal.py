@@ -18,6 +18,7 @@ from lxml import etree
 from PIL import Image as PILImage
 
 from govtrust.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from govtrust.v1 import common_pb2, seal_pb2
 from seal.errors import OfdMalformed, OfdTooLarge
 from seal.ofd.model import Font
 from seal.ofd.package import OfdPackage, read_package, write_package
@@ -28,7 +29,7 @@ from seal.types import SealView
 from tests.ca.test_sm2 import pkeyutl_verify
 from tests.conftest import require_tool
 from tests.seal import gbt38540
-from tests.seal.conftest import FILING, World
+from tests.seal.conftest import FILING, GrpcHandle, World
 from tests.seal.test_ofd_document import HOLDER, _document, cjk_font  # noqa: F401
 from tests.seal.test_sm2_seals import _active
 from tests.unchanged import unchanged
@@ -312,3 +313,52 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(world: World, sm2_seal: Sea
         archive.writestr("Doc_0/bomb.xml", b"\0" * (40 * 1024 * 1024))
     with unchanged(world.db, world.keystore), pytest.raises(OfdTooLarge):
         _sealer(world).seal(world.rep, OfdSealRequest(sm2_seal.id, out.getvalue()))
+
+
+def test_seal_ofd_over_grpc(
+    world: World,
+    sm2_seal: SealView,
+    grpc_seal: GrpcHandle,
+    cjk_font: Font,  # noqa: F811
+) -> None:
+    import grpc
+
+    document = write_document(_document(cjk_font, pages=2))
+    response: Any = grpc_seal.call(
+        "SealOfd",
+        seal_pb2.SealOfdRequest(
+            seal_id=sm2_seal.id,
+            ofd=document,
+            placement=seal_pb2.SealPlacement(riding=seal_pb2.RidingSeal()),
+            document_kind="contract",
+            reason="合同盖章",
+        ),
+        world.rep,
+    )
+    assert response.signature_id == 1
+    assert response.signature_file == "/Doc_0/Signs/Sign_0/Signature.xml"
+    package = read_package(response.sealed_ofd)
+    ses = gbt38540.parse_signature(package.files["Doc_0/Signs/Sign_0/SignedValue.dat"])
+    assert response.data_hash.algorithm == common_pb2.DIGEST_ALGORITHM_SM3
+    assert response.data_hash.value == ses.data_hash
+    assert response.event.action == seal_pb2.SEAL_ACTION_SEAL_OFD
+    stamps = _xml(package, "Doc_0/Signs/Sign_0/Signature.xml").findall(".//ofd:StampAnnot", NS)
+    assert len(stamps) == 2
+
+    history: Any = grpc_seal.call(
+        "GetSealHistory",
+        seal_pb2.GetSealHistoryRequest(seal_id=sm2_seal.id, include_uses=True),
+        world.rep,
+    )
+    assert seal_pb2.SEAL_ACTION_SEAL_OFD in [e.action for e in history.events]
+
+    grpc_seal.world = world
+    denied: Any = grpc_seal.fails(
+        "SealOfd", seal_pb2.SealOfdRequest(seal_id=sm2_seal.id, ofd=document), world.user
+    )
+    assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+    bad: Any = grpc_seal.fails(
+        "SealOfd", seal_pb2.SealOfdRequest(seal_id=sm2_seal.id, ofd=b"PK\x03\x04oops"), world.rep
+    )
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ofd" in bad.details()
