@@ -38,6 +38,7 @@ test: system-deps-test $(STAMP) lint
 ## (a plain test run writes them under its temporary folders only).
 DOCS_IMAGE_TESTS := tests/seal/test_images.py::test_docs_example \
 	tests/license/test_document.py::test_sealed_licence_validates_shows_its_text_and_both_qr_codes_decode \
+	tests/license/test_ofd_licence.py::test_easyofd_renders_the_sealed_licence_text_seal_and_both_qr_codes_decode \
 	tests/license/test_public_page.py::test_chromium_shows_a_valid_and_a_revoked_licence
 docs-images: system-deps-test $(STAMP)
 	DOCS_IMAGES=$(CURDIR)/docs $(PY) -m pytest -q $(DOCS_IMAGE_TESTS)

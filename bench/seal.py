@@ -14,6 +14,10 @@ Contenders (same one-page PDF, same P-256 seal key and certificate chain):
   the use recorded in the history and audit log), without a time-stamp (the SM2 TSA's own
   signature would double the SM2 work; issue 16 names the SES_Signature rate).
 
+* ``govtrust OFD`` — :meth:`seal.ofd_seal.SealOfd.seal` with the SM2 seal on a one-page OFD:
+  the package read within limits, authorisation, a GB/T 38540 SM2 signature over the new
+  Signature.xml with the SM2 TSA's time-stamp, the use recorded (beside B-T, informational).
+
 Targets (issue 6): B-B ≥ 10× plain pyHanko; ≥ 100 seals/s with ``--workers 2``; (issue 16)
 SM2 SES_Signature over data ≥ 500/s.
 Exit status 1 when a target is missed.
@@ -239,6 +243,34 @@ def ours(setup: Setup, pdf: bytes, level: str) -> Callable[[], object]:
     return run
 
 
+def one_page_ofd() -> bytes:
+    """A one-page A4 OFD document (a framed box; no font needed)."""
+    from seal.ofd.model import Box, Document, DocumentInfo, Page, Path, rectangles
+    from seal.ofd.writer import write_document
+
+    frame = Path(Box(20, 20, 170, 60), rectangles([(0, 0, 170, 60)]), fill=None, stroke=(0, 0, 0))
+    info = DocumentInfo(doc_id="bench", creation_date="2026-12-06", creator="bench")
+    return write_document(Document(info, 210, 297, (Page((frame,)),)))
+
+
+def ours_ofd(setup: Setup, ofd: bytes) -> Callable[[], object]:
+    """SealOfd, the product path: the package read within limits, authorisation, the GB/T 38540
+    SM2 signature over Signature.xml with the SM2 TSA's time-stamp, the use recorded."""
+    from govtrust.principal import Principal
+    from seal.ofd_seal import OfdSealRequest, SealOfd
+    from seal.placement import Position
+
+    service, _ = _open(setup)
+    sealer = SealOfd(service)  # type: ignore[arg-type]
+    rep = Principal("user", "rep", frozenset(), citizen_id=setup.rep_citizen_id)
+    request = OfdSealRequest(setup.sm2_seal_id, ofd, Position(1, 150, 220), True, "contract")
+
+    def run() -> object:
+        return sealer.seal(rep, request)
+
+    return run
+
+
 def sm2_ses(setup: Setup) -> Callable[[], object]:
     """An SM2 seal's SES_Signature over 4 KiB of data, the product path (SignData)."""
     from govtrust.principal import Principal
@@ -336,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             "bt": ours(setup, pdf, "B-T"),
             "ses": sm2_ses(setup),
             "sesraw": sm2_ses_structure(setup),
+            "ofd": ours_ofd(setup, one_page_ofd()),
         }
         walls: dict[str, list[float]] = {name: [] for name in contenders}
         cpus: dict[str, list[float]] = {name: [] for name in contenders}
@@ -344,9 +377,11 @@ def main(argv: list[str] | None = None) -> int:
                 wall, cpu = measure(fn, args.seconds / args.rounds, warmup=1)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
-        names = ("peer", "bb", "bt", "ses", "sesraw")
-        peer, bb, bt, ses, sesraw = (statistics.median(walls[n]) for n in names)
-        peer_cpu, bb_cpu, bt_cpu, ses_cpu, sesraw_cpu = (statistics.median(cpus[n]) for n in names)
+        names = ("peer", "bb", "bt", "ses", "sesraw", "ofd")
+        peer, bb, bt, ses, sesraw, ofd = (statistics.median(walls[n]) for n in names)
+        peer_cpu, bb_cpu, bt_cpu, ses_cpu, sesraw_cpu, ofd_cpu = (
+            statistics.median(cpus[n]) for n in names
+        )
         multi = parallel(setup, pdf, "B-B", args.workers, args.seconds)
     print(f"{'contender':<32}{'seals/s':>10}{'× pyHanko':>12}{'seals/CPU-s':>14}{'×':>8}")
     rows = [
@@ -355,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         ("govtrust B-T", bt, bt_cpu),
         ("SM2 SES_Signature (SignData)", ses, ses_cpu),
         ("SM2 SES_Signature (structure)", sesraw, sesraw_cpu),
+        ("govtrust OFD (SM2, time-stamped)", ofd, ofd_cpu),
     ]
     for label, wall, cpu in rows:
         print(f"{label:<32}{wall:>10.1f}{wall / peer:>12.2f}{cpu:>14.1f}{cpu / peer_cpu:>8.2f}")
@@ -367,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{TARGET_WORKERS_RATE:.0f} seals/s with workers: {'met' if ok else 'MISSED'}; "
         f"SM2 SES_Signature (SignData, wall or CPU) ≥ {TARGET_SM2_SES_RATE:.0f}/s: "
         f"{'met' if ses_ok else 'MISSED'}"
+    )
+    print(
+        f"OFD seals (SealOfd, SM2 + SM2 time-stamp) beside PDF B-T (P-256 + time-stamp): "
+        f"{ofd / bt:.2f}× wall, {ofd_cpu / bt_cpu:.2f}× CPU (informational)"
     )
     ok = ok and ses_ok
     return 0 if ok else 1

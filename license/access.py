@@ -182,10 +182,18 @@ class LicenceAccess:
     # --- reads --------------------------------------------------------------------------
 
     def read(
-        self, principal: Principal, identifier: str, access_code: str = "", *, what: str
+        self,
+        principal: Principal,
+        identifier: str,
+        access_code: str = "",
+        *,
+        what: str,
+        document_format: str = "",
     ) -> Access:
-        """Read a licence (``what``: ``licence`` or ``document``) as its issuer, holder/agent or
-        a grantee (by ``access_code`` or as the registered grantee); audited."""
+        """Read a licence (``what``: ``licence`` or ``document``, of ``document_format``
+        ``pdf`` or ``ofd`` when given) as its issuer, holder/agent or a grantee (by
+        ``access_code`` or as the registered grantee); audited. A document that is not there is
+        NotFound before anything is recorded."""
         parse_identifier(identifier, check_uscc=False)
         now = self._clock()
         with self.service.db.transaction() as session:
@@ -205,7 +213,10 @@ class LicenceAccess:
                     role = "grantee"
             notes = self.service.annotations(session, [row]).get(identifier, ())
             stored = self.service.opened(row, notes)
-            if what == "document" and stored.document_pdf is None:
+            documents = {"pdf": stored.document_pdf, "ofd": stored.document_ofd}
+            if what == "document" and document_format and documents[document_format] is None:
+                raise NotFound(f"licence {identifier} has no {document_format.upper()} document")
+            if what == "document" and not any(documents.values()):
                 raise NotFound(f"licence {identifier} has no document")
             if grant is not None:
                 grant.access_count += 1

@@ -111,6 +111,10 @@ def _end(start: date, years: int | None, days: int | None) -> date | None:
     return None
 
 
+DOCUMENT_FORMATS = ("pdf", "ofd")
+"""The licence document formats: PDF sealed PAdES, OFD sealed GB/T 38540."""
+
+
 @dataclass(frozen=True)
 class LicenceType:
     """A licence type of the catalogue."""
@@ -124,6 +128,8 @@ class LicenceType:
     fields: tuple[FieldSpec, ...]
     validity: ValidityRule = ValidityRule()
     layout: Mapping[str, Any] = field(default_factory=dict)
+    document_formats: tuple[str, ...] = ("pdf",)
+    """The files a licence of this type is issued as: ``pdf`` (PAdES), ``ofd`` (GB/T 38540)."""
     # Set by storage, not part of the definition (equality ignores them):
     revision: int = field(default=1, compare=False)
     created_at: datetime | None = field(default=None, compare=False)  # of this revision
@@ -149,6 +155,15 @@ def type_violations(licence_type: LicenceType) -> list[FieldViolation]:
         out.append(FieldViolation("type_code", exc.violations[0].description))
     if not licence_type.name.strip():
         out.append(FieldViolation("name", "must not be empty"))
+    formats = licence_type.document_formats
+    if (
+        not formats
+        or len(set(formats)) != len(formats)
+        or not set(formats) <= set(DOCUMENT_FORMATS)
+    ):
+        out.append(
+            FieldViolation("document_formats", "one or both of pdf and ofd, each at most once")
+        )
     if not licence_type.defining_authority.strip():
         out.append(FieldViolation("defining_authority", "must not be empty"))
     if not licence_type.issuing_departments:
@@ -379,6 +394,7 @@ def type_from_row(row: LicenceTypeRow | LicenceTypeRevisionRow) -> LicenceType:
         fields=tuple(_spec_from_json(f) for f in json.loads(row.field_schema)),
         validity=ValidityRule(**validity),
         layout=json.loads(row.layout),
+        document_formats=tuple(row.document_formats.split(",")),
         revision=row.revision,
         created_at=as_utc(stamp),
     )
@@ -395,6 +411,7 @@ def _row_values(licence_type: LicenceType) -> dict[str, Any]:
         "field_schema": canonical_json([asdict(f) for f in licence_type.fields]).decode(),
         "validity": canonical_json(asdict(licence_type.validity)).decode(),
         "layout": canonical_json(dict(licence_type.layout)).decode(),
+        "document_formats": ",".join(licence_type.document_formats),
     }
 
 
@@ -412,6 +429,7 @@ def type_to_json(licence_type: LicenceType) -> dict[str, Any]:
         "fields": [asdict(f) for f in licence_type.fields],
         "validity": asdict(licence_type.validity),
         "layout": dict(licence_type.layout),
+        "document_formats": list(licence_type.document_formats),
     }
 
 
@@ -465,6 +483,7 @@ def type_from_json(data: object) -> LicenceType:
         fields=tuple(specs),
         validity=rule,
         layout=dict(layout),
+        document_formats=strings("document_formats") if "document_formats" in data else ("pdf",),
     )
 
 

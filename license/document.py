@@ -12,22 +12,26 @@ the layout's seal area (the unsealed rendering leaves that area blank on purpose
 that was never sealed never shows a seal). Reading it back is :mod:`license.pdf_reader`,
 checking it :mod:`license.document_check`.
 
-:meth:`LicenceDocuments.render_ofd` writes the same page as OFD (:mod:`license.ofd_writer`), with
-the seal's picture at the seal area; issuance does not ask for it yet, and it is not sealed.
+:meth:`LicenceDocuments.make_ofd` writes the same page as OFD (:mod:`license.ofd_writer`) and
+seals it with the same seal through :meth:`seal.ofd_seal.SealOfd.sign`: a GB/T 38540 signature
+(SM2 for an SM2 seal) time-stamped by our TSA, its ``StampAnnot`` at the layout's seal area.
+:meth:`LicenceDocuments.make` makes the formats the licence type names (:class:`LicenceFiles`).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import date
 
 from license.days import licence_day
 from license.departments import DOCUMENT_KIND
 from license.layout import DocumentInput, Page, lay_out
-from license.ofd_writer import SealPicture, write_ofd
+from license.ofd_writer import ofd_package, write_ofd
 from license.pdf_writer import write_pdf
-from seal import images
 from seal.lifecycle import UseContext
+from seal.ofd.reader import read_document
+from seal.ofd_seal import SealedOfd, SealOfd
 from seal.pdf import PdfSealRequest, SealPdf, design_of
 from seal.placement import Position
 from seal.types import PadesLevel, SealView
@@ -41,11 +45,12 @@ def _page(doc: DocumentInput, seal: SealView) -> Page:
     return lay_out(doc, max(seal_w, seal_h))
 
 
-@functools.lru_cache(maxsize=64)
-def _seal_picture(design: images.SealDesign) -> SealPicture:
-    """The seal's picture (PNG, 300 dpi) at its size."""
-    width, height = design.size_mm()
-    return SealPicture(images.render_png(design), width, height)
+@dataclass(frozen=True)
+class LicenceFiles:
+    """A licence's sealed documents: the PDF and/or the OFD (with what its seal use records)."""
+
+    pdf: bytes | None = None
+    ofd: SealedOfd | None = None
 
 
 @functools.lru_cache(maxsize=64)
@@ -61,6 +66,7 @@ class LicenceDocuments:
 
     def __init__(self, seal_pdf: SealPdf) -> None:
         self.seal_pdf = seal_pdf
+        self.seal_ofd = SealOfd(seal_pdf.service)
 
     def _certificates(self) -> list[bytes]:
         """The CA hierarchy's certificates but the roots (the TSA's chain is not in its token;
@@ -75,18 +81,32 @@ class LicenceDocuments:
         return write_pdf(_page(doc, seal), doc, self._certificates())
 
     def render_ofd(self, doc: DocumentInput, seal: SealView, created: date | None = None) -> bytes:
-        """The one-page OFD with ``seal``'s picture at the seal area, created on ``created``
-        (default: today, Beijing time); not sealed (no signature yet)."""
-        return write_ofd(
-            _page(doc, seal),
-            doc.metadata,
-            created or licence_day(),
-            _seal_picture(design_of(seal)),
+        """The unsealed one-page OFD laid out around ``seal``, created on ``created`` (default:
+        today, Beijing time); its seal area is blank until :meth:`make_ofd` seals it."""
+        return write_ofd(_page(doc, seal), doc, created or licence_day())
+
+    def make_ofd(
+        self, doc: DocumentInput, context: UseContext, created: date | None = None
+    ) -> SealedOfd:
+        """Render the OFD and seal it (GB/T 38540, time-stamped) with ``context``'s seal at the
+        layout's seal area. Does not record the use: the caller records it."""
+        page = _page(doc, context.seal)
+        package = ofd_package(page, doc, created or licence_day())
+        x, y = page.layout.seal_centre
+        return self.seal_ofd.sign(context, read_document(package), Position(1, x, y))
+
+    def make(
+        self, doc: DocumentInput, context: UseContext, formats: tuple[str, ...] = ("pdf",)
+    ) -> LicenceFiles:
+        """The sealed documents ``formats`` names (``pdf``, ``ofd``) with ``context``'s seal.
+        Does not record the uses: the caller records them in its own transaction."""
+        return LicenceFiles(
+            pdf=self.make_pdf(doc, context) if "pdf" in formats else None,
+            ofd=self.make_ofd(doc, context) if "ofd" in formats else None,
         )
 
-    def make(self, doc: DocumentInput, context: UseContext) -> bytes:
-        """Render and seal (PAdES B-T) with ``context``'s seal. Does not record the use: the
-        caller records it in its own transaction."""
+    def make_pdf(self, doc: DocumentInput, context: UseContext) -> bytes:
+        """Render and seal (PAdES B-T) with ``context``'s seal; records nothing."""
         page = _page(doc, context.seal)
         pdf = write_pdf(page, doc, self._certificates())
         x, y = page.layout.seal_centre

@@ -53,7 +53,7 @@ import secrets
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -96,9 +96,17 @@ from license.signed_data import (
 from license.signer import LicenceSigner, unverified_payload
 from license.status_list import DEFAULT_TTL as STATUS_LIST_TTL
 from license.status_list import allocate_index, refresh_status_list
-from license.vault import DOCUMENT, QR_PAYLOAD, SIGNED_DATA, KeyDeriver, LicenceVault
+from license.vault import (
+    DOCUMENT,
+    OFD_DOCUMENT,
+    QR_PAYLOAD,
+    SIGNED_DATA,
+    KeyDeriver,
+    LicenceVault,
+)
 
 if TYPE_CHECKING:
+    from license.document import LicenceFiles
     from seal.lifecycle import SealService, UseContext
 
 # The registry's own reads need a verifier; issuance reads on the department's behalf.
@@ -264,7 +272,8 @@ class Annotation:
 
 @dataclass(frozen=True)
 class IssuedLicence:
-    """An issued licence version (``document_pdf`` when a document was made)."""
+    """An issued licence version (``document_pdf`` / ``document_ofd`` when documents were
+    made)."""
 
     identifier: str
     metadata: LicenceMetadata
@@ -274,10 +283,11 @@ class IssuedLicence:
     previous: str | None = None
     document_pdf: bytes | None = None
     replayed: bool = False  # True when a repeated request_id returned an earlier licence
+    document_ofd: bytes | None = None
 
     @property
     def document_digest(self) -> bytes | None:
-        """SHA-256 of the sealed document, if any."""
+        """SHA-256 of the sealed PDF, if any."""
         return hashlib.sha256(self.document_pdf).digest() if self.document_pdf else None
 
 
@@ -290,6 +300,7 @@ class StoredLicence:
     qr_payload: str
     document_pdf: bytes | None
     annotations: tuple[Annotation, ...] = ()  # those leading to this version, oldest first
+    document_ofd: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -303,8 +314,9 @@ class DocumentRequest:
     verify_url: str
 
 
-DocumentMaker = Callable[[DocumentRequest, "UseContext"], bytes]
-"""Renders and seals (PAdES B-T) a licence document with a seal context; records nothing."""
+DocumentMaker = Callable[[DocumentRequest, "UseContext"], "LicenceFiles"]
+"""Renders and seals the licence type's documents (PDF PAdES B-T, OFD GB/T 38540) with a seal
+context; records nothing."""
 
 
 class DepartmentSeals(Protocol):
@@ -327,8 +339,18 @@ class _Draft:
     signer: LicenceSigner
     signed_data: str = ""
     qr_payload: str = ""
-    document: bytes | None = None
+    files: LicenceFiles | None = None
     context: UseContext | None = None
+
+    @property
+    def document(self) -> bytes | None:
+        """The sealed PDF, if one was made."""
+        return self.files.pdf if self.files is not None else None
+
+    @property
+    def ofd(self) -> bytes | None:
+        """The sealed OFD, if one was made."""
+        return self.files.ofd.ofd if self.files is not None and self.files.ofd else None
 
 
 class _Prepared(NamedTuple):
@@ -508,6 +530,7 @@ class LicenceService:
             status=stored.row.status,
             previous=stored.row.previous_identifier,
             document_pdf=stored.document_pdf,
+            document_ofd=stored.document_ofd,
             replayed=True,
         )
 
@@ -681,6 +704,7 @@ class LicenceService:
                             "type": draft.licence_type.type_code,
                             "holder": draft.holder_id,
                             "document_sha256": _hex_digest(draft.document),
+                            "ofd_sha256": _hex_digest(draft.ofd),
                         },
                     )
         except IntegrityError:
@@ -749,7 +773,7 @@ class LicenceService:
         draft.qr_payload = encode_payload(draft.signer, draft.metadata)
         if context is not None and self.documents is not None:
             draft.context = context
-            draft.document = self.documents(
+            draft.files = self.documents(
                 DocumentRequest(
                     draft.licence_type,
                     draft.metadata,
@@ -795,21 +819,29 @@ class LicenceService:
                     if draft.document is not None
                     else None
                 ),
+                document_ofd=(
+                    vault.seal(draft.ofd, OFD_DOCUMENT, metadata.identifier)
+                    if draft.ofd is not None
+                    else None
+                ),
                 updated_at=now,
             )
         )
         session.flush()
-        if draft.document is not None and draft.context is not None and self.seals is not None:
+        if draft.files is None or draft.context is None or self.seals is None:
+            return
+        uses = []
+        if draft.files.pdf is not None:
+            digest = hashlib.sha256(draft.files.pdf).digest()
+            uses.append(Use("seal_pdf", DOCUMENT_KIND, "sha256", digest))
+        if draft.files.ofd is not None:
+            sealed = draft.files.ofd
+            uses.append(Use("seal_ofd", DOCUMENT_KIND, sealed.digest_algorithm, sealed.data_hash))
+        for use in uses:
             self.seals.seals.record_use(
                 principal,
                 draft.context,
-                Use(
-                    "seal_pdf",
-                    DOCUMENT_KIND,
-                    "sha256",
-                    hashlib.sha256(draft.document).digest(),
-                    f"licence {metadata.identifier}",
-                ),
+                replace(use, reason=f"licence {metadata.identifier}"),
                 session=session,
             )
 
@@ -929,6 +961,7 @@ class LicenceService:
                         "reason": reason,
                         "changed_fields": changed,
                         "document_sha256": _hex_digest(draft.document),
+                        "ofd_sha256": _hex_digest(draft.ofd),
                     },
                 )
         except IntegrityError:
@@ -1012,6 +1045,7 @@ class LicenceService:
             vault.open_text(row.qr_payload, QR_PAYLOAD, ident),
             vault.open(row.document_pdf, DOCUMENT, ident) if row.document_pdf else None,
             tuple(annotations),
+            vault.open(row.document_ofd, OFD_DOCUMENT, ident) if row.document_ofd else None,
         )
 
     @staticmethod
@@ -1075,6 +1109,7 @@ def _issued(draft: _Draft) -> IssuedLicence:
         draft.qr_payload,
         previous=draft.metadata.previous,
         document_pdf=draft.document,
+        document_ofd=draft.ofd,
     )
 
 

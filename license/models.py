@@ -2,7 +2,7 @@
 the departments' IssueLicense idempotency keys, per-issuer status lists and the holders' access
 grants to third parties.
 
-``licences.signed_data``, ``qr_payload`` and ``document_pdf`` hold ciphertexts
+``licences.signed_data``, ``qr_payload``, ``document_pdf`` and ``document_ofd`` hold ciphertexts
 (:mod:`license.vault`, bound to the identifier); access codes are stored as SHA-256 only.
 
 Structured catalogue parts (field schema, validity rules, layout) are stored as canonical JSON
@@ -45,6 +45,7 @@ class LicenceTypeRow(Base):
     field_schema: Mapped[str] = mapped_column(Text)  # JSON list of field specs
     validity: Mapped[str] = mapped_column(Text)  # JSON validity rules
     layout: Mapped[str] = mapped_column(Text)  # JSON layout description
+    document_formats: Mapped[str] = mapped_column(String(16), server_default="pdf")  # pdf,ofd
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # of this revision
     revision: Mapped[int] = mapped_column(Integer, server_default="1")
@@ -69,6 +70,7 @@ class LicenceTypeRevisionRow(Base):
     field_schema: Mapped[str] = mapped_column(Text)
     validity: Mapped[str] = mapped_column(Text)
     layout: Mapped[str] = mapped_column(Text)
+    document_formats: Mapped[str] = mapped_column(String(16), server_default="pdf")
     defined_by: Mapped[str] = mapped_column(String(200))  # principal actor
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -102,6 +104,7 @@ class LicenceRow(Base):
     signed_data: Mapped[str] = mapped_column(Text)  # compact JWS, encrypted (license.vault)
     qr_payload: Mapped[str] = mapped_column(Text)  # GT1: payload, encrypted
     document_pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
+    document_ofd: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

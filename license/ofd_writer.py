@@ -4,24 +4,37 @@ The same page as :mod:`license.pdf_writer` draws, in OFD (GB/T 33190): every tex
 ``TextObject`` in an embedded subset of the licence font that carries a cmap
 (:func:`license.fonts.cmap_subset`; OFD text is Unicode), every frame a stroked ``PathObject``,
 both QR codes vector modules (:func:`license.qr_symbol.qr_matrix`, one closed rectangle per run
-of dark modules, on a white square), the seal picture, when given, an ``ImageObject`` centred
-where the PDF's seal goes, and the GB/T 36903 licence metadata (ZZMC, ZZBS, ZZBFJG, CZZT, …)
-as ``CustomData`` in ``OFD.xml``'s ``DocInfo``. Sealing the OFD is not done here.
+of dark modules, on a white square), and the GB/T 36903 licence metadata (ZZMC, ZZBS, ZZBFJG,
+CZZT, …) as ``CustomData`` in ``OFD.xml``'s ``DocInfo``; the signed data (compact JWS) and the
+offline QR payload are attachments named as the PDF's embedded files (:data:`JWS_FILE`,
+:data:`QR_FILE`), so the OFD alone is enough to check the licence, as the PDF is. The seal
+area is left blank: the seal's picture shows only through the ``StampAnnot`` of its signature
+(:meth:`license.document.LicenceDocuments.make_ofd`), so a copy never sealed never shows one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from datetime import date
 
 from license.fonts import cmap_subset, licence_font
-from license.layout import PT_PER_MM, Colour, Page, QrCode, Rect, Text, text_width
+from license.layout import (
+    PT_PER_MM,
+    Colour,
+    DocumentInput,
+    Page,
+    QrCode,
+    Rect,
+    Text,
+    text_width,
+)
+from license.pdf_writer import JWS_FILE, QR_FILE
 from license.qr_symbol import qr_matrix
 from license.signed_data import LicenceMetadata
 from seal.ofd import model
-from seal.ofd.writer import write_document
+from seal.ofd.package import OfdPackage, write_package
+from seal.ofd.writer import document_package
 
 FONT_NAME = "WenQuanYi Micro Hei"
 CREATOR = "govtrust licence documents"
@@ -43,16 +56,6 @@ METADATA_NAMES = (
 names them)."""
 _DARK = re.compile(r"1+")
 _WHITE: model.Colour = (255, 255, 255)
-
-
-@dataclass(frozen=True)
-class SealPicture:
-    """The department seal's picture (PNG) and its size on the page, centred at the layout's
-    seal centre."""
-
-    png: bytes
-    width_mm: float
-    height_mm: float
 
 
 def _rgb(colour: Colour) -> model.Colour:
@@ -111,14 +114,15 @@ def custom_data(metadata: LicenceMetadata) -> tuple[tuple[str, str], ...]:
     return tuple((name, str(values[name])) for name in METADATA_NAMES)
 
 
-def write_ofd(
-    page: Page,
-    metadata: LicenceMetadata,
-    created: date,
-    seal_picture: SealPicture | None = None,
-) -> bytes:
-    """The OFD file of ``page`` with ``metadata`` in ``DocInfo`` (created on ``created``); the
-    same arguments give the same bytes."""
+def write_ofd(page: Page, doc: DocumentInput, created: date) -> bytes:
+    """The OFD file of ``page`` with ``doc``'s metadata in ``DocInfo`` and its signed data and
+    QR payload attached (created on ``created``); the same arguments give the same bytes."""
+    return write_package(ofd_package(page, doc, created))
+
+
+def ofd_package(page: Page, doc: DocumentInput, created: date) -> OfdPackage:
+    """The files of :func:`write_ofd`'s OFD, before they are zipped (sealing adds to them)."""
+    metadata = doc.metadata
     texts = [item for item in page.items if isinstance(item, Text) and item.text]
     font = model.Font(FONT_NAME, FONT_NAME, cmap_subset("".join(t.text for t in texts)))
     objects: list[model.GraphicObject] = []
@@ -130,13 +134,6 @@ def write_ofd(
             objects.append(_rect(item))
         elif item.data:
             objects += qr_paths(item)
-    images: tuple[model.Image, ...] = ()
-    if seal_picture is not None:
-        image = model.Image(seal_picture.png, "PNG")
-        cx, cy = page.layout.seal_centre
-        w, h = seal_picture.width_mm, seal_picture.height_mm
-        objects.append(model.ImagePlacement(model.Box(cx - w / 2, cy - h / 2, w, h), image))
-        images = (image,)
     info = model.DocumentInfo(
         doc_id=hashlib.sha256(metadata.canonical()).hexdigest()[:32],
         creation_date=created.isoformat(),
@@ -149,6 +146,9 @@ def write_ofd(
         page.layout.height_mm,
         (model.Page(tuple(objects)),),
         (font,),
-        images,
+        attachments=(
+            model.Attachment(JWS_FILE, "jws", doc.signed_data.encode("ascii")),
+            model.Attachment(QR_FILE, "txt", doc.qr_payload.encode("ascii")),
+        ),
     )
-    return write_document(document)
+    return document_package(document)

@@ -95,13 +95,14 @@ class LicenceRuntime:
 
 
 def document_maker(pdf: SealPdf) -> DocumentMaker:
-    """The issuance hook over :class:`license.document.LicenceDocuments` (render + seal)."""
-    from license.document import LicenceDocuments
+    """The issuance hook over :class:`license.document.LicenceDocuments` (render + seal the
+    formats the licence type names)."""
+    from license.document import LicenceDocuments, LicenceFiles
     from license.layout import DocumentInput
 
     documents = LicenceDocuments(pdf)
 
-    def make(request: DocumentRequest, context: UseContext) -> bytes:
+    def make(request: DocumentRequest, context: UseContext) -> LicenceFiles:
         return documents.make(
             DocumentInput(
                 licence_type=request.licence_type,
@@ -111,6 +112,7 @@ def document_maker(pdf: SealPdf) -> DocumentMaker:
                 verify_url=request.verify_url,
             ),
             context,
+            request.licence_type.document_formats,
         )
 
     return make

@@ -25,6 +25,7 @@ TEXT_PREFIX = "gt1:"
 SIGNED_DATA = "signed_data"
 QR_PAYLOAD = "qr_payload"
 DOCUMENT = "document_pdf"
+OFD_DOCUMENT = "document_ofd"
 _VERSION = 1
 _NONCE_BYTES = 12
 

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from asn1crypto import cms, tsp
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
-from ca.path import signature_verifies
+from ca.path import public_key_of, signature_verifies
 from govtrust.errors import InvalidArgument, NotFound
 from govtrust.principal import Principal
+from hsm.errors import InvalidSm2PublicKey
 from verify.report import (
     CertificatePurpose,
     CertificateReport,
@@ -58,7 +60,9 @@ _DIGEST_SIZES = {
     DigestAlgorithm.SHA512: 64,
     DigestAlgorithm.SM3: 32,
 }
-_HASHES = {"sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}
+_HASHES = {"sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512", "sm3": "SM3"}
+_SM3_OID = "1.2.156.10197.1.401"
+_SM2_WITH_SM3_OID = "1.2.156.10197.1.501"
 _SES_OID_DIGEST = {
     "1.2.840.10045.4.3.2": ("sha256", "ecdsa-with-SHA256"),
     "1.2.840.10045.4.3.3": ("sha384", "ecdsa-with-SHA384"),
@@ -84,6 +88,20 @@ def _hash(name: str) -> Any:
     from cryptography.hazmat.primitives import hashes
 
     return getattr(hashes, _HASHES[name])()
+
+
+def _digest_name(native: str) -> str:
+    """A CMS/TSP digest algorithm as hashlib names it (asn1crypto leaves SM3 as its OID)."""
+    return "sm3" if native == _SM3_OID else native
+
+
+def _verifies(cert: x509.Certificate, signature: bytes, data: bytes, digest: str) -> bool:
+    """``signature`` over ``data`` by ``cert``'s key (ECDSA, RSA, or SM2 with SM3)."""
+    try:
+        key = public_key_of(cert)
+    except (InvalidSm2PublicKey, UnsupportedAlgorithm, ValueError):
+        return False
+    return signature_verifies(key, signature, data, _hash(digest))
 
 
 # --- CMS helpers ---------------------------------------------------------------------------------
@@ -134,6 +152,8 @@ def _signer_certificate(
 
 def _algorithm_name(name: str, digest: str) -> str:
     """asn1crypto's algorithm name as the report spells it (``ecdsa-with-SHA256`` …)."""
+    if name == _SM2_WITH_SM3_OID or (digest == "sm3" and name in ("ecdsa", "sm2")):
+        return "SM2-with-SM3"
     size = digest.removeprefix("sha").upper()
     if name in ("ecdsa", f"{digest}_ecdsa"):
         return f"ecdsa-with-SHA{size}"
@@ -149,7 +169,7 @@ def _check_signer(
     signer_info: cms.SignerInfo,
     extra: Sequence[x509.Certificate] = (),
 ) -> _SignerCheck:
-    digest_algorithm = signer_info["digest_algorithm"]["algorithm"].native
+    digest_algorithm = _digest_name(signer_info["digest_algorithm"]["algorithm"].native)
     sig_algo = signer_info["signature_algorithm"]
     sig_name = _algorithm_name(str(sig_algo["algorithm"].native), digest_algorithm)
     cert = _signer_certificate(signed_data, signer_info, extra)
@@ -184,10 +204,11 @@ def _check_signer(
         )
     signed_bytes = attrs.untag().dump() if hasattr(attrs, "untag") else attrs.dump()
     signed_bytes = b"\x31" + signed_bytes[1:]
-    valid = signature_verifies(
-        cert.public_key(), signer_info["signature"].native, signed_bytes, _hash(digest_algorithm)
-    )
-    if sig_algo.signature_algo == "rsassa_pss":
+    valid = _verifies(cert, signer_info["signature"].native, signed_bytes, digest_algorithm)
+    if (
+        sig_algo["algorithm"].dotted != _SM2_WITH_SM3_OID
+        and sig_algo.signature_algo == "rsassa_pss"
+    ):
         valid = False  # not produced by our key stores' CMS path; refuse rather than guess
     return _SignerCheck(cert, digest_algorithm, sig_name, message_digest, valid, attrs)
 
@@ -228,7 +249,7 @@ def verify_timestamp(
         tst = tsp.TSTInfo.load(tst_bytes)
         gen_time: datetime = tst["gen_time"].native
         imprint = tst["message_imprint"]
-        imprint_alg = imprint["hash_algorithm"]["algorithm"].native
+        imprint_alg = _digest_name(imprint["hash_algorithm"]["algorithm"].native)
         imprint_value = imprint["hashed_message"].native
         policy = tst["policy"].dotted
         serial = f"{tst['serial_number'].native:X}"
@@ -404,8 +425,6 @@ class _Parts:
 def _content_digest(check: SealSignatureCheck, algorithm: str) -> bytes | None:
     """The digest of the signed content under ``algorithm`` (None when it cannot be computed)."""
     if check.data is not None:
-        if algorithm == "sm3":
-            return None
         return hashlib.new(algorithm, check.data).digest()
     assert check.digest is not None
     given_algorithm, value = check.digest
@@ -553,9 +572,7 @@ def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
             )
         )
     digest_name, algorithm_name = _SES_OID_DIGEST.get(oid, ("", oid))
-    valid = digest_name in _HASHES and signature_verifies(
-        signer.public_key(), value, tbs_bytes, _hash(digest_name)
-    )
+    valid = digest_name in _HASHES and _verifies(signer, value, tbs_bytes, digest_name)
     if not valid:
         reasons.append(
             Reason(

@@ -105,6 +105,13 @@ _FIELD_TYPE_IN = {
     license_pb2.FIELD_TYPE_RESIDENT_ID: FieldType.RESIDENT_ID,
 }
 _HOLDER = {HOLDER_USCC: license_pb2.HOLDER_CODE_TYPE_USCC, HOLDER_RESIDENT_ID: 111}
+_FORMAT = {
+    "pdf": license_pb2.LICENSE_DOCUMENT_FORMAT_PDF,
+    "ofd": license_pb2.LICENSE_DOCUMENT_FORMAT_OFD,
+}
+_FORMAT_IN = {v: k for k, v in _FORMAT.items()}
+MEDIA_TYPES = {"pdf": "application/pdf", "ofd": "application/ofd"}
+"""The media type of each licence document format (OFD: as GB/T 33190 implementations use)."""
 _HOLDER_IN = {v: k for k, v in _HOLDER.items()}
 _STATUS = {
     "valid": common_pb2.LICENSE_STATUS_VALID,
@@ -196,6 +203,7 @@ def type_pb(licence_type: LicenceType) -> license_pb2.LicenseType:
         layout_json=json.dumps(dict(licence_type.layout), ensure_ascii=False, sort_keys=True),
         revision=licence_type.revision,
         created_at=timestamp_pb(licence_type.created_at),
+        document_formats=[_FORMAT[f] for f in licence_type.document_formats],
     )
 
 
@@ -239,6 +247,12 @@ def type_in(message: license_pb2.LicenseType) -> LicenceType:
             violations.append(FieldViolation(f"{prefix}.layout_json", "must be a JSON object"))
         else:
             layout = parsed
+    formats: list[str] = []
+    for i, value in enumerate(message.document_formats):
+        if value not in _FORMAT_IN:
+            violations.append(FieldViolation(f"{prefix}.document_formats[{i}]", "PDF or OFD"))
+        else:
+            formats.append(_FORMAT_IN[value])
     rule = message.validity
     try:
         default = _length_in(f"{prefix}.validity.default_days", rule.default_days)
@@ -265,6 +279,7 @@ def type_in(message: license_pb2.LicenseType) -> LicenceType:
         fields=tuple(fields),
         validity=validity,
         layout=layout,
+        document_formats=tuple(formats) or ("pdf",),
     )
 
 
@@ -308,13 +323,13 @@ def licence_pb(stored: StoredLicence, verify_url: str = "") -> license_pb2.Licen
         if row.holder_code_type == HOLDER_USCC
         else common_pb2.IDENTITY_KIND_CITIZEN
     )
-    digest = (
+    digest, ofd_digest = (
         common_pb2.Digest(
-            algorithm=common_pb2.DIGEST_ALGORITHM_SHA256,
-            value=hashlib.sha256(stored.document_pdf).digest(),
+            algorithm=common_pb2.DIGEST_ALGORITHM_SHA256, value=hashlib.sha256(document).digest()
         )
-        if stored.document_pdf
+        if document
         else None
+        for document in (stored.document_pdf, stored.document_ofd)
     )
     return license_pb2.License(
         identifier=row.identifier,
@@ -333,6 +348,7 @@ def licence_pb(stored: StoredLicence, verify_url: str = "") -> license_pb2.Licen
         qr_payload=stored.qr_payload,
         verification_url=verify_url,
         document_digest=digest,
+        ofd_document_digest=ofd_digest,
         status_list_index=row.status_index,
         previous_identifier=row.previous_identifier or "",
         next_identifier=row.superseded_by or "",
@@ -499,11 +515,18 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             return catalogue.define_type(session, principal, licence_type, replace=True)
 
     def _read(
-        self, principal: Principal, identifier: str, access_code: str, what: str
+        self,
+        principal: Principal,
+        identifier: str,
+        access_code: str,
+        what: str,
+        document_format: str = "",
     ) -> StoredLicence:
         if not identifier:
             raise InvalidArgument.field("identifier", "required")
-        return self.access.read(principal, identifier, access_code, what=what).licence
+        return self.access.read(
+            principal, identifier, access_code, what=what, document_format=document_format
+        ).licence
 
     def _change(
         self,
@@ -744,16 +767,26 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         request: license_pb2.GetLicenseDocumentRequest,
         context: Any,
     ) -> license_pb2.GetLicenseDocumentResponse:
+        if request.format and request.format not in _FORMAT_IN:
+            raise InvalidArgument.field("format", "PDF or OFD")
+        wanted = _FORMAT_IN.get(request.format, "")
         stored = await run_sync(
-            self._read, current_principal(), request.identifier, request.access_code, "document"
+            self._read,
+            current_principal(),
+            request.identifier,
+            request.access_code,
+            "document",
+            wanted,
         )
-        pdf = stored.document_pdf or b""
+        fmt = wanted or ("pdf" if stored.document_pdf is not None else "ofd")
+        document = (stored.document_pdf if fmt == "pdf" else stored.document_ofd) or b""
         return license_pb2.GetLicenseDocumentResponse(
-            document=pdf,
-            media_type="application/pdf",
-            filename=f"{stored.row.identifier}.pdf",
+            document=document,
+            media_type=MEDIA_TYPES[fmt],
+            filename=f"{stored.row.identifier}.{fmt}",
             digest=common_pb2.Digest(
-                algorithm=common_pb2.DIGEST_ALGORITHM_SHA256, value=hashlib.sha256(pdf).digest()
+                algorithm=common_pb2.DIGEST_ALGORITHM_SHA256,
+                value=hashlib.sha256(document).digest(),
             ),
         )
 

@@ -7,7 +7,8 @@ Examples::
     govtrust license types --define type.json [--replace]   # --replace: the next revision
     govtrust license issue --type 11100000MB0143028R001 --issuer 11430100MB12345675 \\
         --holder-type 001 --holder 91350100M000100Y43 --field KZ_MC=福州示例科技有限公司 … \\
-        --pdf licence.pdf --jws licence.jws [--holder-name NAME] [--request-id KEY]
+        --pdf licence.pdf [--ofd licence.ofd] --jws licence.jws [--holder-name NAME] \\
+        [--request-id KEY]
     govtrust license show IDENTIFIER
     govtrust license revoke IDENTIFIER --reason "注销"
     govtrust license verify licence.pdf | licence.jws | 'GT1:…' | IDENTIFIER
@@ -162,11 +163,17 @@ def cmd_issue(args: argparse.Namespace) -> int:
         url = runtime.verify_url(issued.identifier)
     finally:
         platform.close()
-    if args.pdf is not None:
-        if issued.document_pdf is None:
-            print("govtrust license: no document was made (--no-document)", file=sys.stderr)
+    for wanted, made, name in (
+        (args.pdf, issued.document_pdf, "PDF"),
+        (args.ofd, issued.document_ofd, "OFD"),
+    ):
+        if wanted is None:
+            continue
+        if made is None:
+            why = "--no-document" if args.no_document else "the licence type's formats"
+            print(f"govtrust license: no {name} was made ({why})", file=sys.stderr)
             return EXIT_FAILURE
-        args.pdf.write_bytes(issued.document_pdf)
+        wanted.write_bytes(made)
     if args.jws is not None:
         args.jws.write_text(issued.signed_data + "\n", encoding="utf-8")
     if args.qr is not None:
@@ -229,6 +236,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         "previous": row.previous_identifier or "",
         "next": row.superseded_by or "",
         "has_document": stored.document_pdf is not None,
+        "has_ofd_document": stored.document_ofd is not None,
         "type_revision": row.type_revision,
         "annotations": [
             {
@@ -355,6 +363,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     issue.add_argument("--serial", help="serial part of the identifier (default: assigned)")
     issue.add_argument("--no-document", action="store_true", help="no sealed PDF")
     issue.add_argument("--pdf", type=Path, help="write the sealed PDF here")
+    issue.add_argument("--ofd", type=Path, help="write the sealed OFD here (types issued as OFD)")
     issue.add_argument("--jws", type=Path, help="write the signed data here")
     issue.add_argument("--qr", type=Path, help="write the offline QR payload here")
     issue.set_defaults(handler=cmd_issue)

@@ -47,6 +47,30 @@ HOLDER_CODE_TYPE_RESIDENT_ID: HolderCodeType.ValueType  # 111
 """`111`: resident ID number (citizens)."""
 Global___HolderCodeType: _TypeAlias = HolderCodeType  # noqa: Y015
 
+class _LicenseDocumentFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LicenseDocumentFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LicenseDocumentFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LICENSE_DOCUMENT_FORMAT_UNSPECIFIED: _LicenseDocumentFormat.ValueType  # 0
+    """Not set: PDF where there is one."""
+    LICENSE_DOCUMENT_FORMAT_PDF: _LicenseDocumentFormat.ValueType  # 1
+    """PDF sealed as a PAdES signature (B-T)."""
+    LICENSE_DOCUMENT_FORMAT_OFD: _LicenseDocumentFormat.ValueType  # 2
+    """OFD (GB/T 33190) sealed with a GB/T 38540 electronic seal signature."""
+
+class LicenseDocumentFormat(_LicenseDocumentFormat, metaclass=_LicenseDocumentFormatEnumTypeWrapper):
+    """A licence document file format."""
+
+LICENSE_DOCUMENT_FORMAT_UNSPECIFIED: LicenseDocumentFormat.ValueType  # 0
+"""Not set: PDF where there is one."""
+LICENSE_DOCUMENT_FORMAT_PDF: LicenseDocumentFormat.ValueType  # 1
+"""PDF sealed as a PAdES signature (B-T)."""
+LICENSE_DOCUMENT_FORMAT_OFD: LicenseDocumentFormat.ValueType  # 2
+"""OFD (GB/T 33190) sealed with a GB/T 38540 electronic seal signature."""
+Global___LicenseDocumentFormat: _TypeAlias = LicenseDocumentFormat  # noqa: Y015
+
 class _FieldType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -225,6 +249,7 @@ class LicenseType(_message.Message):
     LAYOUT_JSON_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FORMATS_FIELD_NUMBER: _builtins.int
     type_code: _builtins.str
     """Type code (证照类型代码, ZZLXDM): the defining ministry's USCC (18) + 3-digit sequence."""
     name: _builtins.str
@@ -265,6 +290,10 @@ class LicenseType(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When this revision was defined."""
 
+    @_builtins.property
+    def document_formats(self) -> _containers.RepeatedScalarFieldContainer[Global___LicenseDocumentFormat.ValueType]:
+        """The files licences of this type are issued as; empty for PDF only."""
+
     def __init__(
         self,
         *,
@@ -280,10 +309,11 @@ class LicenseType(_message.Message):
         layout_json: _builtins.str = ...,
         revision: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        document_formats: _abc.Iterable[Global___LicenseDocumentFormat.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "defining_authority", b"defining_authority", "validity", b"validity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "defining_authority", b"defining_authority", "fields", b"fields", "holder_code_types", b"holder_code_types", "issuing_departments", b"issuing_departments", "layout_json", b"layout_json", "name", b"name", "name_en", b"name_en", "public_metadata_fields", b"public_metadata_fields", "revision", b"revision", "type_code", b"type_code", "validity", b"validity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "defining_authority", b"defining_authority", "document_formats", b"document_formats", "fields", b"fields", "holder_code_types", b"holder_code_types", "issuing_departments", b"issuing_departments", "layout_json", b"layout_json", "name", b"name", "name_en", b"name_en", "public_metadata_fields", b"public_metadata_fields", "revision", b"revision", "type_code", b"type_code", "validity", b"validity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -465,6 +495,7 @@ class License(_message.Message):
     ANNOTATIONS_FIELD_NUMBER: _builtins.int
     ISSUED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    OFD_DOCUMENT_DIGEST_FIELD_NUMBER: _builtins.int
     identifier: _builtins.str
     """Identifier (证照标识, equals metadata.zzbs)."""
     version: _builtins.int
@@ -515,6 +546,10 @@ class License(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """When the record last changed."""
 
+    @_builtins.property
+    def ofd_document_digest(self) -> _common_pb2.Digest:
+        """SHA-256 digest of the sealed OFD licence document, if one was made."""
+
     def __init__(
         self,
         *,
@@ -536,10 +571,11 @@ class License(_message.Message):
         annotations: _abc.Iterable[Global___Annotation] | None = ...,
         issued_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        ofd_document_digest: _common_pb2.Digest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document_digest", b"document_digest", "holder", b"holder", "issued_at", b"issued_at", "metadata", b"metadata", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document_digest", b"document_digest", "holder", b"holder", "issued_at", b"issued_at", "metadata", b"metadata", "ofd_document_digest", b"ofd_document_digest", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "document_digest", b"document_digest", "holder", b"holder", "identifier", b"identifier", "issued_at", b"issued_at", "metadata", b"metadata", "next_identifier", b"next_identifier", "previous_identifier", b"previous_identifier", "qr_payload", b"qr_payload", "serial", b"serial", "signed_data", b"signed_data", "status", b"status", "status_list_index", b"status_list_index", "status_reason", b"status_reason", "type_revision", b"type_revision", "updated_at", b"updated_at", "verification_url", b"verification_url", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "document_digest", b"document_digest", "holder", b"holder", "identifier", b"identifier", "issued_at", b"issued_at", "metadata", b"metadata", "next_identifier", b"next_identifier", "ofd_document_digest", b"ofd_document_digest", "previous_identifier", b"previous_identifier", "qr_payload", b"qr_payload", "serial", b"serial", "signed_data", b"signed_data", "status", b"status", "status_list_index", b"status_list_index", "status_reason", b"status_reason", "type_revision", b"type_revision", "updated_at", b"updated_at", "verification_url", b"verification_url", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1423,19 +1459,23 @@ class GetLicenseDocumentRequest(_message.Message):
 
     IDENTIFIER_FIELD_NUMBER: _builtins.int
     ACCESS_CODE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
     identifier: _builtins.str
     """Licence identifier."""
     access_code: _builtins.str
     """For a third party: the access code from the holder's grant."""
+    format: Global___LicenseDocumentFormat.ValueType
+    """The format wanted; unset: the PDF, or the OFD when the licence has no PDF."""
     def __init__(
         self,
         *,
         identifier: _builtins.str = ...,
         access_code: _builtins.str = ...,
+        format: Global___LicenseDocumentFormat.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_code", b"access_code", "identifier", b"identifier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_code", b"access_code", "format", b"format", "identifier", b"identifier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1454,7 +1494,7 @@ class GetLicenseDocumentResponse(_message.Message):
     document: _builtins.bytes
     """The sealed document."""
     media_type: _builtins.str
-    """Media type (`application/pdf`)."""
+    """Media type (`application/pdf` or `application/ofd`)."""
     filename: _builtins.str
     """Suggested file name."""
     @_builtins.property

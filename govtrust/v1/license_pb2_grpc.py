@@ -212,7 +212,7 @@ class LicenseServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetLicenseDocument(self, request, context):
-        """Returns the licence document (sealed PDF), to the same callers as GetLicense.
+        """Returns the licence document (sealed PDF or OFD), to the same callers as GetLicense.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

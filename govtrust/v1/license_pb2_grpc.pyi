@@ -73,7 +73,7 @@ class LicenseServiceStub:
     RevokeLicenseAccess: _grpc.UnaryUnaryMultiCallable[_license_pb2.RevokeLicenseAccessRequest, _license_pb2.RevokeLicenseAccessResponse]
     """Revokes a licence access grant."""
     GetLicenseDocument: _grpc.UnaryUnaryMultiCallable[_license_pb2.GetLicenseDocumentRequest, _license_pb2.GetLicenseDocumentResponse]
-    """Returns the licence document (sealed PDF), to the same callers as GetLicense."""
+    """Returns the licence document (sealed PDF or OFD), to the same callers as GetLicense."""
     GetStatusList: _grpc.UnaryUnaryMultiCallable[_license_pb2.GetStatusListRequest, _license_pb2.GetStatusListResponse]
     """Returns an issuer's signed status list (IETF Token Status List), as served at its URL."""
     VerifyLicense: _grpc.UnaryUnaryMultiCallable[_license_pb2.LicenseServiceVerifyLicenseRequest, _license_pb2.LicenseServiceVerifyLicenseResponse]
@@ -124,7 +124,7 @@ class LicenseServiceAsyncStub(LicenseServiceStub):
     RevokeLicenseAccess: _aio.UnaryUnaryMultiCallable[_license_pb2.RevokeLicenseAccessRequest, _license_pb2.RevokeLicenseAccessResponse]  # type: ignore[assignment]
     """Revokes a licence access grant."""
     GetLicenseDocument: _aio.UnaryUnaryMultiCallable[_license_pb2.GetLicenseDocumentRequest, _license_pb2.GetLicenseDocumentResponse]  # type: ignore[assignment]
-    """Returns the licence document (sealed PDF), to the same callers as GetLicense."""
+    """Returns the licence document (sealed PDF or OFD), to the same callers as GetLicense."""
     GetStatusList: _aio.UnaryUnaryMultiCallable[_license_pb2.GetStatusListRequest, _license_pb2.GetStatusListResponse]  # type: ignore[assignment]
     """Returns an issuer's signed status list (IETF Token Status List), as served at its URL."""
     VerifyLicense: _aio.UnaryUnaryMultiCallable[_license_pb2.LicenseServiceVerifyLicenseRequest, _license_pb2.LicenseServiceVerifyLicenseResponse]  # type: ignore[assignment]
@@ -237,7 +237,7 @@ class LicenseServiceServicer:
         request: _license_pb2.GetLicenseDocumentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_license_pb2.GetLicenseDocumentResponse, _abc.Awaitable[_license_pb2.GetLicenseDocumentResponse]]:
-        """Returns the licence document (sealed PDF), to the same callers as GetLicense."""
+        """Returns the licence document (sealed PDF or OFD), to the same callers as GetLicense."""
 
     def GetStatusList(
         self,

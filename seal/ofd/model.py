@@ -93,6 +93,16 @@ class Page:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file attached to the document (``Attachments``, GB/T 33190 §20): its name, the file
+    format named (e.g. ``jws``, ``txt``) and its bytes; not shown on a page."""
+
+    name: str
+    format: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class DocumentInfo:
     """``DocInfo``: identifier, creation date (``YYYY-MM-DD``), creator, custom data in order."""
 
@@ -112,6 +122,7 @@ class Document:
     pages: tuple[Page, ...]
     fonts: tuple[Font, ...] = ()
     images: tuple[Image, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
 
 
 def rectangles(squares: Iterable[tuple[float, float, float, float]]) -> str:

@@ -11,10 +11,11 @@ The pre-2016 namespace ``http://www.ofdspec.org`` (still in documents from 2020)
 :data:`seal.ofd.xml.OFD_NS`. Graphic objects may lack an ID (the national e-invoice sample's
 do). The page count is limited before any page is read (:class:`ReadLimits`).
 
-Only the first ``DocBody`` is read; text, path and image objects are read from every layer (and
-page block) of a page's content, other objects are skipped; a ``TextObject`` with several
-``TextCode`` elements gives one :class:`Text` each. A font without ``FontFile`` (a system font)
-reads as a font with empty data.
+Attachments (``Document.xml`` → ``Attachments``) are read with their files, at most
+``max_attachments``. Only the first ``DocBody`` is read; text, path and image objects are read
+from every layer (and page block) of a page's content, other objects are skipped; a
+``TextObject`` with several ``TextCode`` elements gives one :class:`Text` each. A font without
+``FontFile`` (a system font) reads as a font with empty data.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lxml import etree
 from seal.errors import OfdMalformed, OfdTooLarge
 from seal.ofd.model import (
     BLACK,
+    Attachment,
     Box,
     Colour,
     Document,
@@ -68,6 +70,7 @@ class ReadLimits:
     """How much of an untrusted OFD document is read."""
 
     max_pages: int = 1_000
+    max_attachments: int = 100
 
 
 DEFAULT_READ_LIMITS = ReadLimits()
@@ -330,6 +333,28 @@ class _Reader:
         return Page(objects=tuple(objects))
 
 
+def _attachments(
+    package: OfdPackage, doc: etree._Element, doc_root: str, limits: ReadLimits
+) -> tuple[Attachment, ...]:
+    """The attachments ``Document.xml`` lists (``Attachments`` → Attachments.xml)."""
+    location = child_text(doc, "Attachments")
+    if not location or not location.strip():
+        return ()
+    path = resolve(location, _folder(doc_root), doc_root)
+    root = _parse(package, path, doc_root, "Attachments")
+    nodes = children(root, "Attachment")
+    if len(nodes) > limits.max_attachments:
+        raise OfdTooLarge("number of attachments", path, len(nodes), limits.max_attachments)
+    found = []
+    for node in nodes:
+        file = child_text(node, "FileLoc")
+        if not file:
+            raise OfdMalformed.at(path, f"attachment {node.get('Name', '')!r:.40} has no FileLoc")
+        data = package.read(resolve(file, _folder(path), path), path)
+        found.append(Attachment(node.get("Name", ""), node.get("Format", ""), data))
+    return tuple(found)
+
+
 def read_document(package: OfdPackage, limits: ReadLimits = DEFAULT_READ_LIMITS) -> OfdContents:
     """The document in ``package`` (see the module docstring for what is checked)."""
     root = _parse(package, ROOT_FILE, "package", "OFD")
@@ -373,6 +398,7 @@ def read_document(package: OfdPackage, limits: ReadLimits = DEFAULT_READ_LIMITS)
         page_files.append(location)
         read_pages.append(reader.page(location, doc_root, units))
 
+    attachments = _attachments(package, doc, doc_root, limits)
     document = Document(
         info=info,
         page_width=page_box.width,
@@ -380,6 +406,7 @@ def read_document(package: OfdPackage, limits: ReadLimits = DEFAULT_READ_LIMITS)
         pages=tuple(read_pages),
         fonts=tuple(reader.fonts.values()),
         images=tuple(reader.images.values()),
+        attachments=attachments,
     )
     return OfdContents(
         package=package,

@@ -8,6 +8,7 @@ Layout::
     Doc_0/DocumentRes.xml              MultiMedias (Res BaseLoc="Res")
     Doc_0/Res/font_N.ttf|otf, image_N.png|jpg
     Doc_0/Pages/Page_N/Content.xml     one body Layer of TextObject, PathObject, ImageObject
+    Doc_0/Attachs/Attachments.xml      the attachments, when there are any (files beside it)
 
 Units are numbered from 1 in that order (fonts, images, then per page the page, its layer and
 its objects); ``MaxUnitID`` is the last. The same document gives the same bytes.
@@ -27,6 +28,8 @@ DOC_ROOT = f"{DOC_DIR}/Document.xml"
 PUBLIC_RES = "PublicRes.xml"
 DOCUMENT_RES = "DocumentRes.xml"
 RES_DIR = "Res"
+ATTACHMENTS_DIR = "Attachs"
+ATTACHMENTS = f"{ATTACHMENTS_DIR}/Attachments.xml"
 
 
 def _box(box: Box) -> str:
@@ -174,5 +177,27 @@ def document_package(document: Document) -> OfdPackage:
     element("PublicRes", text=PUBLIC_RES, parent=common)
     element("DocumentRes", text=DOCUMENT_RES, parent=common)
     doc.append(page_list)
+    if document.attachments:
+        element("Attachments", text=ATTACHMENTS, parent=doc)
+        listing = element("Attachments")
+        for index, attachment in enumerate(document.attachments):
+            if not attachment.format.isascii() or not attachment.format.isalnum():
+                raise OfdMalformed.at("document", f"attachment format {attachment.format!r:.20}")
+            file = f"attachment_{index}.{attachment.format}"
+            node = element(
+                "Attachment",
+                {
+                    "ID": f"A{index}",
+                    "Name": attachment.name,
+                    "Format": attachment.format,
+                    "CreationDate": document.info.creation_date,
+                    "Size": number(len(attachment.data) / 1024),
+                    "Visible": "false",
+                },
+                parent=listing,
+            )
+            element("FileLoc", text=file, parent=node)
+            files[f"{DOC_DIR}/{ATTACHMENTS_DIR}/{file}"] = attachment.data
+        files[f"{DOC_DIR}/{ATTACHMENTS}"] = serialize(listing)
     files[DOC_ROOT] = serialize(doc)
     return OfdPackage(files)

@@ -162,7 +162,7 @@ def test_sealed_licence_validates_shows_its_text_and_both_qr_codes_decode(
     import zxingcpp
     from PIL import Image
 
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     events, _ = licence.world.service.history(licence.context.seal.id, include_uses=True)
     assert not [e for e in events if e.action == "seal_pdf"]  # make() records no use
 
@@ -230,7 +230,7 @@ def test_sealed_licence_validates_shows_its_text_and_both_qr_codes_decode(
 
 
 def test_status_and_validity_come_from_the_signed_data(licence: Licence) -> None:
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     revoked = check_pdf(pdf, licence.roots, licence.with_status(LicenceStatus.REVOKED))
     assert revoked.verdict is Verdict.INVALID and revoked.state is State.REVOKED
     unknown = check_pdf(pdf, licence.roots, {})
@@ -250,7 +250,7 @@ def test_tampering_and_changes_after_sealing_are_reported(licence: Licence) -> N
     from pyhanko.pdf_utils import generic
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     assert check_pdf(pdf, licence.roots, licence.lists).verdict is Verdict.VALID
 
     # one byte changed inside the signed range
@@ -308,7 +308,7 @@ def test_a_document_time_stamp_added_later_is_allowed(licence: Licence) -> None:
 
     from seal.signing import CaTimeStamper
 
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     stamper: TimeStamper = CaTimeStamper(licence.world.seal_authority)
     out = io.BytesIO()
     signers.PdfTimeStamper(stamper).timestamp_pdf(
@@ -341,12 +341,14 @@ def test_a_pdf_sealed_by_another_seal_is_a_signer_mismatch(licence: Licence) -> 
     # the QR payload embedded must be this licence's
     other = _issue(w, serial="20230000777")
     mixed = replace(licence.doc, qr_payload=other.qr_payload)
-    check = check_pdf(licence.documents.make(mixed, licence.context), licence.roots, licence.lists)
+    check = check_pdf(
+        licence.documents.make_pdf(mixed, licence.context), licence.roots, licence.lists
+    )
     assert check.verdict is Verdict.INVALID and check.reasons[0] == "QR_MISMATCH", check
 
 
 def test_garbage_truncated_unsealed_and_non_licence_pdfs(licence: Licence) -> None:
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     sealed_other = licence.world.sealer.sign(
         licence.context,
         PdfSealRequest(licence.context.seal.id, one_page_pdf(), Position(1, 50, 50)),
@@ -373,7 +375,9 @@ def test_garbage_truncated_unsealed_and_non_licence_pdfs(licence: Licence) -> No
     assert check.verdict is Verdict.INVALID and check.reasons[0] == "PDF_UNSEALED"
     # a broken signed data inside a sealed PDF is reported by the signed-data check
     broken = replace(licence.doc, signed_data="e30.e30.AAAA")
-    check = check_pdf(licence.documents.make(broken, licence.context), licence.roots, licence.lists)
+    check = check_pdf(
+        licence.documents.make_pdf(broken, licence.context), licence.roots, licence.lists
+    )
     assert check.verdict is Verdict.INVALID and check.reasons[0] == "MALFORMED"
 
 
@@ -402,7 +406,7 @@ def test_layouts_defaults_and_overflow(licence: Licence, tmp_path: Path) -> None
     long_scope = "软件开发；" * 800
     doc = _issue(licence.world, serial="20230000555", KZ_JYFW=long_scope)
     doc = replace(doc, licence_type=replace(doc.licence_type, layout=custom.layout))
-    pdf = licence.documents.make(doc, licence.context)
+    pdf = licence.documents.make_pdf(doc, licence.context)
     text = subprocess.run(
         [require_tool("pdftotext"), "-", "-"],
         input=pdf,
@@ -435,12 +439,12 @@ def test_layouts_defaults_and_overflow(licence: Licence, tmp_path: Path) -> None
 def test_make_and_check_are_fast(licence: Licence) -> None:
     """One-page business licence rendered and sealed (B-T, in-process TSA), and checked from
     the PDF alone, in CPU time (figures printed with -s)."""
-    pdf = licence.documents.make(licence.doc, licence.context)  # warm caches (font, appearance)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)  # warm caches (font, appearance)
     assert check_pdf(pdf, licence.roots, licence.lists).verdict is Verdict.VALID
     runs = 10
     start = time.process_time()  # this process's CPU (the TSA is in process): not other load
     for _ in range(runs):
-        licence.documents.make(licence.doc, licence.context)
+        licence.documents.make_pdf(licence.doc, licence.context)
     per_document = (time.process_time() - start) / runs
     start = time.process_time()
     for _ in range(runs):
@@ -459,7 +463,7 @@ def test_check_pdf_inside_an_event_loop(licence: Licence) -> None:
     verdict (the validation moves to a worker thread)."""
     import asyncio
 
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
 
     async def check() -> Verdict:
         return check_pdf(pdf, licence.roots, licence.lists).verdict

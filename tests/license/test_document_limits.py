@@ -55,7 +55,7 @@ def _cpu(call: object) -> float:
 
 
 def test_many_updates_are_refused_before_the_revisions_are_walked(licence: Licence) -> None:  # noqa: F811
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     hostile = append_empty_updates(pdf, 2000)  # the issue's file: 78 s before the fix
     assert current_limits() == DEFAULT_LIMITS
     with (
@@ -81,7 +81,7 @@ def test_many_updates_are_refused_before_the_revisions_are_walked(licence: Licen
 
 
 def test_object_and_signature_limits_name_the_limit(licence: Licence) -> None:  # noqa: F811
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     with (
         unchanged(licence.world.db, licence.world.keystore),
         pytest.raises(DocumentTooComplex) as objects,
@@ -108,7 +108,7 @@ def test_object_and_signature_limits_name_the_limit(licence: Licence) -> None:  
 
 def test_the_revision_walk_is_linear(licence: Licence) -> None:  # noqa: F811
     """Four times the updates cost about four times as much (it was sixteen times)."""
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     small, large = append_empty_updates(pdf, 150), append_empty_updates(pdf, 600)
     check_pdf(small, licence.roots, licence.lists, limits=ROOMY)  # warm caches
     verdicts: list[Verdict] = []
@@ -133,7 +133,7 @@ def test_the_indexed_history_answers_like_pyhanko(licence: Licence) -> None:  # 
     """The indexed ``get_last_change`` gives pyHanko's own answer for every object."""
     from govtrust.pdf_guard import _original_get_last_change
 
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     reader = open_pdf(append_empty_updates(pdf, 7))
     cache = reader.xrefs
     assert XRefCache.get_last_change is not _original_get_last_change
@@ -177,7 +177,7 @@ class _Counting(Budget):
 def test_a_cancelled_or_spent_budget_stops_the_check_inside_the_revision_walk(
     licence: Licence,  # noqa: F811
 ) -> None:
-    pdf = append_empty_updates(licence.documents.make(licence.doc, licence.context), 90)
+    pdf = append_empty_updates(licence.documents.make_pdf(licence.doc, licence.context), 90)
     whole = _Counting()
     with budget_scope(whole):
         assert check_pdf(pdf, licence.roots, licence.lists).verdict is Verdict.VALID

@@ -48,7 +48,7 @@ def _bare(reason: str, message: str) -> LicenceCheck:
 
 
 def test_a_valid_document_reports_what_its_signed_data_says(licence: Licence) -> None:  # noqa: F811
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     expected = check_signed_data(licence.doc.signed_data, licence.roots, licence.lists)
     assert expected.verdict is Verdict.VALID
     assert check_pdf(pdf, licence.roots, licence.lists) == expected
@@ -88,10 +88,10 @@ def test_inputs_that_are_not_a_sealed_licence(licence: Licence) -> None:  # noqa
     broken = replace(licence.doc, signed_data="e30.e30.AAAA")
     with pytest.raises(LicenceVerificationFailed) as info:
         verify_licence(broken.signed_data, roots)
-    sealed_broken = licence.documents.make(broken, licence.context)
+    sealed_broken = licence.documents.make_pdf(broken, licence.context)
     assert _refused(licence, sealed_broken) == failed_check(info.value)
     # anything else that goes wrong is reported, not raised
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     odd_roots: list[object] = [object()]
     with pytest.raises(Exception) as raised:
         verify_licence(licence.doc.signed_data, odd_roots)  # type: ignore[arg-type]
@@ -104,7 +104,7 @@ def test_a_changed_or_second_signed_document(licence: Licence) -> None:  # noqa:
     from pyhanko.pdf_utils import generic
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     expected = check_signed_data(licence.doc.signed_data, licence.roots, licence.lists)
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     cover = generic.StreamObject(stream_data=b"q 1 g 100 300 300 80 re f Q")
@@ -159,13 +159,13 @@ def test_another_seal_or_another_qr_payload(licence: Licence) -> None:  # noqa: 
     )
     other = _issue(w, serial="20230000777")
     mixed = replace(licence.doc, qr_payload=other.qr_payload)
-    made = licence.documents.make(mixed, licence.context)
+    made = licence.documents.make_pdf(mixed, licence.context)
     assert _refused(licence, made) == _failed(
         expected, "QR_MISMATCH", "the embedded QR payload is of another licence"
     )
     payload = licence.doc.qr_payload
     bad_payload = payload[:-3] + ("000" if not payload.endswith("000") else "111")
-    made = licence.documents.make(replace(licence.doc, qr_payload=bad_payload), licence.context)
+    made = licence.documents.make_pdf(replace(licence.doc, qr_payload=bad_payload), licence.context)
     trust = TrustList(licence.roots)
     trust.add(verify_licence(licence.doc.signed_data, licence.roots).chain)
     with pytest.raises(LicenceVerificationFailed) as info:
@@ -181,7 +181,7 @@ def test_a_flipped_seal_signature_value_is_named(licence: Licence) -> None:  # n
     The bytes are patched in place (re-encoding the CMS with asn1crypto's ``dump(force=True)``
     is what once looked like a hang here: that re-encoding is slow, the check is not).
     """
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     found = re.search(rb"/Contents ?<([0-9a-fA-F]+)>", pdf)
     assert found is not None
     der = bytes.fromhex(found.group(1).decode())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import subprocess
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from license.layout import lay_out
-from license.ofd_writer import METADATA_NAMES, write_ofd
+from license.ofd_writer import METADATA_NAMES
 from seal.ofd import model
 from seal.ofd.package import read_package
 from seal.ofd.reader import read_document
@@ -79,14 +80,15 @@ def test_metadata_and_page_objects_read_back(licence: Licence) -> None:  # noqa:
     cmap = TTFont(io.BytesIO(font.data)).getBestCmap()
     assert {ord(c) for c in "".join(texts)} <= set(cmap)
 
-    # the seal's picture is centred on the layout's seal area, at the seal's size
-    [placement] = [o for o in page.objects if isinstance(o, model.ImagePlacement)]
-    width, height = design_of(licence.context.seal).size_mm()
-    layout = lay_out(licence.doc, max(width, height)).layout
-    box = placement.boundary
-    assert (box.width, box.height) == (width, height)
-    assert (box.x + width / 2, box.y + height / 2) == pytest.approx(layout.seal_centre, abs=0.001)
-    assert placement.image.data.startswith(b"\x89PNG")
+    # the signed data and the QR payload ride along as attachments, as in the PDF
+    assert {(a.name, a.data.decode()) for a in document.attachments} == {
+        ("licence.jws", licence.doc.signed_data),
+        ("licence-qr.txt", licence.doc.qr_payload),
+    }
+    # unsealed, the seal area is blank: no picture anywhere, no signature
+    assert not [o for o in page.objects if isinstance(o, model.ImagePlacement)]
+    assert document.images == ()
+    assert not [name for name in contents.package.files if "Signs/" in name]
 
     # frames stroked, QR squares filled (two white squares and two sets of modules)
     paths = [o for o in page.objects if isinstance(o, model.Path)]
@@ -95,18 +97,20 @@ def test_metadata_and_page_objects_read_back(licence: Licence) -> None:  # noqa:
     assert len([p for p in paths if p.fill == (0, 0, 0)]) == 2
 
 
-def test_easyofd_renders_the_text_and_both_qr_codes_decode(
+def test_easyofd_renders_the_sealed_licence_text_seal_and_both_qr_codes_decode(
     licence: Licence,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    docs_image: Callable[[str, bytes], Path],
 ) -> None:
     pdftotext = require_tool("pdftotext")
+    pdftoppm = require_tool("pdftoppm")
     import zxingcpp
     from easyofd import OFD
     from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
     from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
 
-    data = _ofd(licence)
+    data = licence.documents.make_ofd(licence.doc, licence.context, CREATED).ofd
     monkeypatch.chdir(tmp_path)  # easyofd unpacks into the working directory
     embedded = read_package(data).files["Doc_0/Res/font_0.ttf"]
     pdfmetrics.registerFont(TTFont("宋体", io.BytesIO(embedded)))  # easyofd's only text font
@@ -129,6 +133,31 @@ def test_easyofd_renders_the_text_and_both_qr_codes_decode(
         licence.doc.metadata.identifier,
     ):
         assert expected in packed, expected
+
+    # the red seal, drawn by easyofd from the picture in the signature at its StampAnnot
+    subprocess.run(
+        [pdftoppm, "-r", "100", "-png", "-singlefile", str(pdf), str(tmp_path / "page")],
+        check=True,
+        timeout=60,
+    )
+    page = PILImage.open(tmp_path / "page.png").convert("RGB")
+    width, height = design_of(licence.context.seal).size_mm()
+    cx, cy = lay_out(licence.doc, max(width, height)).layout.seal_centre
+    px = page.size[0] / 297
+
+    def red(left: float, top: float, right: float, bottom: float) -> int:
+        box = (int(left * px), int(top * px), int(right * px), int(bottom * px))
+        pixels: list[tuple[int, int, int]] = list(page.crop(box).get_flattened_data())  # type: ignore[arg-type]
+        return sum(1 for r, g, b in pixels if r > 150 and g < 90 and b < 90)
+
+    half = width / 2
+    assert red(cx - half, cy - half, cx + half, cy + half) > 500
+    assert red(5, 5, 5 + width, 5 + width) == 0  # nowhere else
+    # docs/licence-example-ofd.png: the sealed OFD as easyofd renders it, palette PNG
+    small = page.quantize(colors=64)
+    out = io.BytesIO()
+    small.save(out, "PNG", optimize=True)
+    docs_image("licence-example-ofd.png", out.getvalue())
 
     # the QR module squares as read back, filled at 12 px/mm on a white page
     document = read_document(read_package(data)).document
@@ -156,9 +185,33 @@ def test_same_licence_same_bytes(licence: Licence) -> None:  # noqa: F811
     assert other_day != first
 
 
-def test_without_a_seal_picture_no_image(licence: Licence) -> None:  # noqa: F811
-    seal_w, seal_h = design_of(licence.context.seal).size_mm()
-    page = lay_out(licence.doc, max(seal_w, seal_h))
-    contents = read_document(read_package(write_ofd(page, licence.doc.metadata, CREATED)))
-    assert contents.document.images == ()
-    assert "Doc_0/Res/image_0.png" not in contents.package.files
+def test_sealed_licence_stamp_at_the_seal_area_over_every_file(
+    licence: Licence,  # noqa: F811
+) -> None:
+    from lxml import etree
+
+    from tests.seal import gbt38540
+
+    sealed = licence.documents.make_ofd(licence.doc, licence.context, CREATED)
+    package = read_package(sealed.ofd)
+    ns = {"ofd": "http://www.ofdspec.org/2016"}
+    signature_xml = package.files["Doc_0/Signs/Sign_0/Signature.xml"]
+    signature = etree.fromstring(signature_xml)
+    [stamp] = signature.findall(".//ofd:StampAnnot", ns)
+    width, height = design_of(licence.context.seal).size_mm()
+    layout = lay_out(licence.doc, max(width, height)).layout
+    x, y, w, h = (float(v) for v in str(stamp.get("Boundary")).split())
+    assert (w, h) == pytest.approx((width, height))
+    assert (x + w / 2, y + h / 2) == pytest.approx(layout.seal_centre, abs=0.001)
+    refs = {str(n.get("FileRef")) for n in signature.iterfind(".//ofd:Reference", ns)}
+    assert {"/OFD.xml", "/Doc_0/Pages/Page_0/Content.xml", "/Doc_0/Res/font_0.ttf"} <= refs
+    ses = gbt38540.parse_signature(package.files["Doc_0/Signs/Sign_0/SignedValue.dat"])
+    assert ses.seal.der == licence.context.seal.seal_structure
+    assert ses.data_hash == sealed.data_hash
+    assert ses.time_stamp is not None
+    # the metadata is the unsealed rendering's, unchanged
+    unsealed = read_package(_ofd(licence))
+    assert (
+        package.files["Doc_0/Pages/Page_0/Content.xml"]
+        == (unsealed.files["Doc_0/Pages/Page_0/Content.xml"])
+    )

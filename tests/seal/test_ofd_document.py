@@ -394,3 +394,32 @@ def test_bad_unit_ids(cjk_font: Font, unit: str) -> None:
     )
     with pytest.raises(OfdMalformed, match="TextObject has no valid ID"):
         read_document(package)
+
+
+def test_attachments_round_trip_and_their_limits(cjk_font: Font) -> None:
+    from dataclasses import replace
+
+    from seal.ofd.model import Attachment
+
+    attached = (Attachment("licence.jws", "jws", b"e30.e30.sig"), Attachment("注.txt", "txt", b"x"))
+    package = document_package(replace(_document(cjk_font), attachments=attached))
+    listing = etree.fromstring(package.files["Doc_0/Attachs/Attachments.xml"])
+    ns = {"ofd": OFD_NS}
+    assert [a.get("Name") for a in listing.findall("ofd:Attachment", ns)] == [
+        "licence.jws",
+        "注.txt",
+    ]
+    assert (
+        etree.fromstring(package.files["Doc_0/Document.xml"]).findtext(
+            "ofd:Attachments", namespaces=ns
+        )
+        == "Attachs/Attachments.xml"
+    )
+    assert read_document(package).document.attachments == attached
+    with pytest.raises(OfdTooLarge, match="number of attachments"):
+        read_document(package, ReadLimits(max_attachments=1))
+    missing = _replace(package, "Doc_0/Attachs/attachment_0.jws", None)
+    with pytest.raises(OfdMalformed, match=r"attachment_0\.jws"):
+        read_document(missing)
+    with pytest.raises(OfdMalformed, match="attachment format"):
+        document_package(replace(_document(cjk_font), attachments=(Attachment("x", "../x", b""),)))

@@ -134,7 +134,7 @@ def test_pyhanko_validates_a_licence_pdf_online_with_only_the_root(
     licence: Licence,  # noqa: F811 - the imported fixture
     live_ca: str,
 ) -> None:
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     assert_valid_online(_root(licence.world), pdf, timestamped=True)
     # the licence's DSS holds the time-stamp's chain (the TSA and its CA), not the root
     reader = PdfFileReader(io.BytesIO(pdf))

@@ -79,7 +79,7 @@ def test_hostile_documents_never_starve_health_or_grpc(
     licence: Licence,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    pdf = licence.documents.make(licence.doc, licence.context)
+    pdf = licence.documents.make_pdf(licence.doc, licence.context)
     hostile = append_empty_updates(pdf, 2000)
     heavy = append_empty_updates(pdf, 400)
     command = serve_command(
