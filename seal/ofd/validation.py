@@ -163,20 +163,19 @@ def _folder(path: str) -> str:
     return path.rpartition("/")[0]
 
 
-def _later_files(
-    package: OfdPackage, later: list[tuple[SignatureEntry, SignatureFile | None]]
+def _own_files(
+    package: OfdPackage, entry: SignatureEntry, parsed: SignatureFile | None
 ) -> set[str]:
-    """The files that belong to signatures made after this one: their folders' files."""
-    files: set[str] = set()
-    for entry, parsed in later:
-        files.add(entry.file)
-        if parsed is not None:
-            files.add(parsed.signed_value_file)
-            if parsed.seal_file:
-                files.add(parsed.seal_file)
-        folder = _folder(entry.file)
-        if folder:
-            files.update(name for name in package if name.startswith(folder + "/"))
+    """The files of one signature: its Signature.xml, SignedValue.dat and Seal.esl and every
+    file in its folder (``Sign_N``)."""
+    files = {entry.file}
+    if parsed is not None:
+        files.add(parsed.signed_value_file)
+        if parsed.seal_file:
+            files.add(parsed.seal_file)
+    folder = _folder(entry.file)
+    if folder:
+        files.update(name for name in package if name.startswith(folder + "/"))
     return files
 
 
@@ -207,8 +206,8 @@ def _references(
     check: _Check, package: OfdPackage, signature: SignatureFile, excused: set[str]
 ) -> None:
     """Changed, removed and added files against the signature's references."""
-    referenced = {reference.file for reference in signature.references}
-    added = tuple(sorted(name for name in package if name not in referenced | excused))
+    covered = {reference.file for reference in signature.references} | excused
+    added = tuple(sorted(name for name in package if name not in covered))
     for name in added:
         check.find(
             FindingKind.INTEGRITY,
@@ -464,27 +463,19 @@ def check_ofd(data: bytes, limits: PackageLimits = DEFAULT_LIMITS) -> OfdCheckRe
     if location is None:
         return OfdCheckResult(len(package), page_count, None)
     listing = read_signature_list(package, location)
-    parsed: list[tuple[SignatureEntry, SignatureFile | None]] = []
     outcomes: list[SignatureFile | OfdMalformed | OfdTooLarge] = []
     for entry in listing.entries:
         try:
-            signature: SignatureFile | OfdMalformed | OfdTooLarge = read_signature(
-                package, entry.file, location
-            )
+            outcomes.append(read_signature(package, entry.file, location))
         except (OfdMalformed, OfdTooLarge) as error:
-            signature = error
-        outcomes.append(signature)
-        parsed.append((entry, signature if isinstance(signature, SignatureFile) else None))
-    checks = tuple(
-        check_signature(
-            package,
-            index,
-            entry,
-            outcomes[index],
-            location,
-            _later_files(package, parsed[index + 1 :]),
-            page_ids,
+            outcomes.append(error)
+    checks: list[SignatureCheck] = []
+    later: set[str] = set()  # the files of the signatures after the one checked
+    for index in reversed(range(len(listing.entries))):
+        entry, outcome = listing.entries[index], outcomes[index]
+        checks.append(
+            check_signature(package, index, entry, outcome, location, set(later), page_ids)
         )
-        for index, entry in enumerate(listing.entries)
-    )
-    return OfdCheckResult(len(package), page_count, location, checks)
+        parsed = outcome if isinstance(outcome, SignatureFile) else None
+        later |= _own_files(package, entry, parsed)
+    return OfdCheckResult(len(package), page_count, location, tuple(reversed(checks)))
