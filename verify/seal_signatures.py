@@ -423,8 +423,6 @@ class SignatureParts:
 def _content_digest(check: SealSignatureCheck, algorithm: str) -> bytes | None:
     """The digest of the signed content under ``algorithm`` (None when it cannot be computed)."""
     if check.data is not None:
-        if algorithm == "sm3":
-            return None
         return hashlib.new(algorithm, check.data).digest()
     assert check.digest is not None
     given_algorithm, value = check.digest

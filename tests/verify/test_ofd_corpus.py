@@ -119,7 +119,10 @@ def test_valid_sealed_ofd(
     assert sig.signing_time_source is SigningTimeSource.TIMESTAMP
     assert sig.timestamp is not None and sig.timestamp.verdict is Verdict.VALID
     assert sig.certificate is not None and sig.certificate.trusted
+    assert "sm2-root" in [c.issuer_ca for c in sig.certificate.chain]  # the SM2 hierarchy
+    assert sig.timestamp.tsa_certificate is not None and sig.timestamp.tsa_certificate.trusted
     assert sig.seal is not None and sig.seal.seal_id == sm2_seal.id
+    assert sig.seal.seal_structure_verdict is Verdict.VALID
     assert sig.seal.status_at_signing_time is SealStatus.ACTIVE
     assert sig.seal.applied_by is not None and sig.seal.applied_by.id == vworld.rep.citizen_id
 
