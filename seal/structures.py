@@ -315,6 +315,14 @@ def _verify_raw(certificate_der: bytes, oid: str, signature: bytes, data: bytes)
         raise SealStructureError.bad("the signature does not verify") from None
 
 
+def verify_value(certificate_der: bytes, oid: str, signature: bytes, data: bytes) -> None:
+    """Check one signature value of algorithm ``oid`` over ``data`` by the certificate's key
+    (SM2-with-SM3 with the default signer ID, ECDSA or RSA); :class:`SealStructureError` when
+    it does not verify. Lets a verifier report the signer's and the maker's signatures
+    separately instead of stopping at the first, as :func:`verify_signature` does."""
+    _verify_raw(certificate_der, oid, signature, data)
+
+
 def _verify_sm2(certificate_der: bytes, signature: bytes, data: bytes) -> None:
     """An SM2-with-SM3 signature (default signer ID) by the certificate's SM2 key."""
     try:

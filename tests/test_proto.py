@@ -57,7 +57,7 @@ EXPECTED_RPCS = {
         "VerifyLicense",
     },
     "VerifyService": {
-        "VerifyCertificate", "VerifyPdf", "VerifyPdfStream", "VerifyLicense",
+        "VerifyCertificate", "VerifyPdf", "VerifyPdfStream", "VerifyOfd", "VerifyLicense",
         "VerifySealSignature", "VerifyIdToken",
     },
 }  # fmt: skip
@@ -152,6 +152,8 @@ def test_verify_pdf_has_client_streaming_variant() -> None:
     )
     assert not unary.client_streaming and not unary.server_streaming
     assert streamed.client_streaming and not streamed.server_streaming
+    ofd = service.methods_by_name["VerifyOfd"]
+    assert ofd.client_streaming and not ofd.server_streaming
 
 
 def test_files_are_proto3_in_package_govtrust_v1() -> None:

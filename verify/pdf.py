@@ -969,11 +969,12 @@ def verify_pdf_check(context: VerifyContext, principal: Principal, check: PdfChe
     return context.complete(principal, "pdf", report, check.options, extra=extra)
 
 
-def check_size(size: int, limit: int) -> None:
-    """ResourceExhausted when ``size`` is over the limit (also used while streaming)."""
+def check_size(size: int, limit: int, what: str = "pdf") -> None:
+    """ResourceExhausted when ``size`` is over the limit (also used while streaming; ``what``
+    names the document kind, ``ofd`` for VerifyOfd, which shares the limit)."""
     if size > limit:
         raise ResourceExhausted(
-            f"pdf: the document is larger than the limit of {limit} bytes "
+            f"{what}: the document is larger than the limit of {limit} bytes "
             f"(got at least {size} bytes; GOVTRUST_VERIFY_MAX_PDF_BYTES)"
         )
 

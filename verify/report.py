@@ -234,6 +234,7 @@ class EvidenceKind(StrEnum):
     LICENSE_QR_PAYLOAD = "license_qr_payload"
     SEAL_SIGNATURE = "seal_signature"
     TOKEN = "token"
+    OFD = "ofd"
 
 
 class TokenKind(StrEnum):
@@ -714,6 +715,7 @@ _EVIDENCE_TEXT = {
     EvidenceKind.LICENSE_QR_PAYLOAD: ("电子证照（二维码）", "licence (QR payload)"),
     EvidenceKind.SEAL_SIGNATURE: ("电子签章签名", "seal signature"),
     EvidenceKind.TOKEN: ("令牌", "token"),
+    EvidenceKind.OFD: ("OFD 文档", "OFD document"),
 }
 
 

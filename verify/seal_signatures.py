@@ -60,10 +60,12 @@ _DIGEST_SIZES = {
     DigestAlgorithm.SHA512: 64,
     DigestAlgorithm.SM3: 32,
 }
-_HASHES = {"sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512", "sm3": "SM3"}
+_HASHES = {"sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}
 _SM3_OID = "1.2.156.10197.1.401"
-_SM2_WITH_SM3_OID = "1.2.156.10197.1.501"
-_SES_OID_DIGEST = {
+_SM2_SM3_OID = "1.2.156.10197.1.501"
+_DIGESTS = (*_HASHES, "sm3")
+"""Digests of CMS signers and time-stamp imprints checked (SM3: our SM2 TSA's tokens)."""
+SES_ALGORITHMS = {
     "1.2.840.10045.4.3.2": ("sha256", "ecdsa-with-SHA256"),
     "1.2.840.10045.4.3.3": ("sha384", "ecdsa-with-SHA384"),
     "1.2.840.113549.1.1.11": ("sha256", "sha256WithRSAEncryption"),
@@ -85,23 +87,15 @@ class SealSignatureCheck:
 
 
 def _hash(name: str) -> Any:
+    """The ``cryptography`` hash of ``name`` (None for SM3: SM2 verification hashes itself)."""
     from cryptography.hazmat.primitives import hashes
 
-    return getattr(hashes, _HASHES[name])()
+    return getattr(hashes, _HASHES[name])() if name in _HASHES else None
 
 
-def _digest_name(native: str) -> str:
-    """A CMS/TSP digest algorithm as hashlib names it (asn1crypto leaves SM3 as its OID)."""
-    return "sm3" if native == _SM3_OID else native
-
-
-def _verifies(cert: x509.Certificate, signature: bytes, data: bytes, digest: str) -> bool:
-    """``signature`` over ``data`` by ``cert``'s key (ECDSA, RSA, or SM2 with SM3)."""
-    try:
-        key = public_key_of(cert)
-    except (InvalidSm2PublicKey, UnsupportedAlgorithm, ValueError):
-        return False
-    return signature_verifies(key, signature, data, _hash(digest))
+def _digest_name(native: Any) -> str:
+    """asn1crypto's digest algorithm name, ``sm3`` for the SM3 OID it does not know."""
+    return "sm3" if native == _SM3_OID else str(native)
 
 
 # --- CMS helpers ---------------------------------------------------------------------------------
@@ -152,8 +146,6 @@ def _signer_certificate(
 
 def _algorithm_name(name: str, digest: str) -> str:
     """asn1crypto's algorithm name as the report spells it (``ecdsa-with-SHA256`` …)."""
-    if name == _SM2_WITH_SM3_OID or (digest == "sm3" and name in ("ecdsa", "sm2")):
-        return "SM2-with-SM3"
     size = digest.removeprefix("sha").upper()
     if name in ("ecdsa", f"{digest}_ecdsa"):
         return f"ecdsa-with-SHA{size}"
@@ -161,6 +153,8 @@ def _algorithm_name(name: str, digest: str) -> str:
         return f"sha{size}WithRSAEncryption"
     if name == "rsassa_pss":
         return "RSASSA-PSS"
+    if name == _SM2_SM3_OID:
+        return "SM2-with-SM3"
     return name
 
 
@@ -182,7 +176,7 @@ def _check_signer(
     for attr in attrs:
         if attr["type"].native == "message_digest":
             message_digest = attr["values"][0].native
-    if digest_algorithm not in _HASHES:
+    if digest_algorithm not in _DIGESTS:
         return _SignerCheck(
             cert,
             digest_algorithm,
@@ -204,11 +198,14 @@ def _check_signer(
         )
     signed_bytes = attrs.untag().dump() if hasattr(attrs, "untag") else attrs.dump()
     signed_bytes = b"\x31" + signed_bytes[1:]
-    valid = _verifies(cert, signer_info["signature"].native, signed_bytes, digest_algorithm)
-    if (
-        sig_algo["algorithm"].dotted != _SM2_WITH_SM3_OID
-        and sig_algo.signature_algo == "rsassa_pss"
-    ):
+    try:
+        public_key = public_key_of(cert)
+    except (ValueError, UnsupportedAlgorithm, InvalidSm2PublicKey):
+        public_key = None
+    valid = public_key is not None and signature_verifies(
+        public_key, signer_info["signature"].native, signed_bytes, _hash(digest_algorithm)
+    )
+    if sig_algo["algorithm"].native == "rsassa_pss":
         valid = False  # not produced by our key stores' CMS path; refuse rather than guess
     return _SignerCheck(cert, digest_algorithm, sig_name, message_digest, valid, attrs)
 
@@ -258,7 +255,7 @@ def verify_timestamp(
         return bad("时间戳无法解析", "the time-stamp token does not parse")
     if gen_time.tzinfo is None:
         gen_time = gen_time.replace(tzinfo=UTC)
-    if imprint_alg not in _HASHES or hashlib.new(imprint_alg, imprinted).digest() != imprint_value:
+    if imprint_alg not in _DIGESTS or hashlib.new(imprint_alg, imprinted).digest() != imprint_value:
         reasons.append(
             Reason(
                 ReasonCode.TIMESTAMP_INVALID,
@@ -277,7 +274,7 @@ def verify_timestamp(
     check = _check_signer(signed_data, signer_info, tsa_candidates)
     if (
         check.message_digest is None
-        or check.digest_algorithm not in _HASHES
+        or check.digest_algorithm not in _DIGESTS
         or (hashlib.new(check.digest_algorithm, tst_bytes).digest() != check.message_digest)
     ):
         reasons.append(
@@ -403,8 +400,9 @@ def seal_report(
 
 
 @dataclass
-class _Parts:
-    """What the format-specific parsing hands to the common evaluation."""
+class SignatureParts:
+    """What the format-specific parsing (CMS, SES_Signature, an OFD's signature) hands to the
+    common evaluation, :func:`judge_signature`."""
 
     fmt: SignatureFormat
     intact: bool
@@ -435,7 +433,7 @@ def _content_digest(check: SealSignatureCheck, algorithm: str) -> bytes | None:
     return value
 
 
-def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _Parts:
+def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> SignatureParts:
     try:
         content = cms.ContentInfo.load(check.signature, strict=True)
         if content["content_type"].native != "signed_data":
@@ -500,7 +498,7 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
         from verify.certificates import seal_id_of
 
         seal_id = seal_id_of(result.certificate, ctx.authority.ctx.config.oid_arc)
-    return _Parts(
+    return SignatureParts(
         SignatureFormat.CMS,
         intact,
         result.signature_valid,
@@ -518,7 +516,7 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
     )
 
 
-def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _Parts:
+def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> SignatureParts:
     from seal import structures
     from seal.errors import SealStructureError
 
@@ -546,20 +544,10 @@ def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
     try:
         parsed = structures.verify_seal(seal_der)
         seal_id = parsed.seal_id
-        maker = ctx.certificates.verify(parsed.maker_certificate, locale=locale)
-        if not maker.trusted:
+        untrusted = maker_untrusted(ctx, parsed.maker_certificate, locale)
+        if untrusted is not None:
             structure_verdict = Verdict.INDETERMINATE
-            reasons.append(
-                Reason(
-                    ReasonCode.UNKNOWN_ISSUER,
-                    tr(
-                        locale,
-                        "印章制作者的证书不受信任",
-                        "the seal maker's certificate is not trusted",
-                    ),
-                    "seal",
-                )
-            )
+            reasons.append(untrusted)
         if signer_der not in parsed.certificates:
             raise SealStructureError.bad("the signer's certificate is not in the seal's cert list")
     except SealStructureError as exc:
@@ -571,17 +559,25 @@ def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
                 "seal",
             )
         )
-    digest_name, algorithm_name = _SES_OID_DIGEST.get(oid, ("", oid))
-    valid = digest_name in _HASHES and _verifies(signer, value, tbs_bytes, digest_name)
+    digest_name, algorithm_name = SES_ALGORITHMS.get(oid, ("", oid))
+    try:
+        public_key = public_key_of(signer)
+    except (ValueError, UnsupportedAlgorithm, InvalidSm2PublicKey):
+        public_key = None
+    valid = (
+        digest_name in _DIGESTS
+        and public_key is not None
+        and signature_verifies(public_key, value, tbs_bytes, _hash(digest_name))
+    )
     if not valid:
         reasons.append(
             Reason(
                 ReasonCode.SIGNATURE_INVALID,
                 tr(
                     locale,
-                    "签名值无效" if digest_name in _HASHES else f"不支持的签名算法 {oid}",
+                    "签名值无效" if digest_name in _DIGESTS else f"不支持的签名算法 {oid}",
                     "the signature value does not verify"
-                    if digest_name in _HASHES
+                    if digest_name in _DIGESTS
                     else f"unsupported signature algorithm {oid}",
                 ),
             )
@@ -599,7 +595,7 @@ def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
                 ),
             )
         )
-    return _Parts(
+    return SignatureParts(
         SignatureFormat.SES_SIGNATURE,
         intact,
         valid,
@@ -614,6 +610,19 @@ def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> _P
         structure_verdict,
         data_hash,
         reasons,
+    )
+
+
+def maker_untrusted(ctx: VerifyContext, maker_der: bytes, locale: str) -> Reason | None:
+    """UNKNOWN_ISSUER (about ``seal``) when the seal maker's certificate does not chain to our
+    roots; None when it does."""
+    maker = ctx.certificates.verify(maker_der, locale=locale)
+    if maker.trusted:
+        return None
+    return Reason(
+        ReasonCode.UNKNOWN_ISSUER,
+        tr(locale, "印章制作者的证书不受信任", "the seal maker's certificate is not trusted"),
+        "seal",
     )
 
 
@@ -654,6 +663,34 @@ def verify_seal_signature(
         if fmt is SignatureFormat.CMS
         else _parse_ses(ctx, check, locale)
     )
+    signature, validation_time, warnings = judge_signature(
+        ctx, parts, index=0, at_time=check.at_time, locale=locale, now=now
+    )
+    report = build_report(
+        evidence_kind=EvidenceKind.SEAL_SIGNATURE,
+        evidence=check.signature,
+        options=check.options,
+        checked_at=now,
+        validation_time=validation_time,
+        signatures=[signature],
+        warnings=warnings,
+    )
+    return ctx.complete(principal, "seal_signature", report, check.options)
+
+
+def judge_signature(
+    ctx: VerifyContext,
+    parts: SignatureParts,
+    *,
+    index: int,
+    at_time: datetime | None,
+    locale: str,
+    now: datetime,
+) -> tuple[SignatureReport, datetime, list[Reason]]:
+    """One signature's report from its parsed ``parts`` (shared by VerifySealSignature and
+    VerifyOfd): the time-stamp, the signer's certificate at the trusted time (else ``at_time``
+    or now), the seal behind it then and now, and the verdict. Returns the report, the
+    validation time and the warnings (subjects under ``signatures[index]``)."""
     reasons = list(parts.reasons)
     warnings: list[Reason] = []
 
@@ -665,7 +702,7 @@ def verify_seal_signature(
             proven = timestamp.time + timestamp_accuracy(parts.token)
         else:
             reasons += [r.under("timestamp") for r in timestamp.reasons]
-    validation_time = proven or check.at_time or now
+    validation_time = proven or at_time or now
     source = (
         SigningTimeSource.TIMESTAMP
         if proven
@@ -685,7 +722,9 @@ def verify_seal_signature(
             locale=locale,
             now=now,
         )
-        cert_report = _judge_revocation(cert_report, parts.claimed_time, proven, locale, warnings)
+        cert_report = _judge_revocation(
+            cert_report, parts.claimed_time, proven, locale, warnings, index=index
+        )
         reasons += [r.under("certificate") for r in cert_report.reasons]
 
     seal: SealReport | None = None
@@ -703,7 +742,7 @@ def verify_seal_signature(
                 if parts.claimed_time
                 else None
             )
-            _judge_seal(seal, proven, claimed_status, locale, reasons, warnings)
+            _judge_seal(seal, proven, claimed_status, locale, reasons, warnings, index=index)
     verdict = combine(
         [verdict_of(reasons), cert_report.verdict if cert_report else Verdict.INDETERMINATE]
     )
@@ -716,7 +755,7 @@ def verify_seal_signature(
         )
         verdict = combine([verdict, verdict_of(reasons)])
     signature = SignatureReport(
-        index=0,
+        index=index,
         format=parts.fmt,
         verdict=verdict,
         reasons=tuple(unique_reasons(reasons)),
@@ -733,16 +772,7 @@ def verify_seal_signature(
         else None,
         signature_algorithm=parts.signature_algorithm,
     )
-    report = build_report(
-        evidence_kind=EvidenceKind.SEAL_SIGNATURE,
-        evidence=check.signature,
-        options=check.options,
-        checked_at=now,
-        validation_time=validation_time,
-        signatures=[signature],
-        warnings=warnings,
-    )
-    return ctx.complete(principal, "seal_signature", report, check.options)
+    return signature, validation_time, warnings
 
 
 def _judge_revocation(
@@ -751,6 +781,8 @@ def _judge_revocation(
     proven: datetime | None,
     locale: str,
     warnings: list[Reason],
+    *,
+    index: int = 0,
 ) -> CertificateReport:
     """The signer's certificate at the signing time.
 
@@ -781,7 +813,7 @@ def _judge_revocation(
                     "the signer's certificate was revoked or put on hold after the "
                     "time-stamped signing time; the signature stays valid",
                 ),
-                "signatures[0].certificate",
+                f"signatures[{index}].certificate",
             )
         )
         return report
@@ -832,6 +864,8 @@ def _judge_seal(
     locale: str,
     reasons: list[Reason],
     warnings: list[Reason],
+    *,
+    index: int = 0,
 ) -> None:
     """The seal at the signing time: active at the proven time (or, without a time-stamp, now)
     → fine (a warning if no longer active). Otherwise INDETERMINATE (NO_TRUSTED_TIME) when it
@@ -850,7 +884,7 @@ def _judge_seal(
                         f"印章在签章之后状态变为 {_status(seal.status_now, '?')}",
                         f"the seal became {_status(seal.status_now, '?')} after signing",
                     ),
-                    "signatures[0].seal",
+                    f"signatures[{index}].seal",
                 )
             )
         return

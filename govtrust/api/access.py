@@ -177,6 +177,7 @@ RPC_ACCESS: dict[str, Access] = {
             "VerifyCertificate": Access((VERIFIER,)),
             "VerifyPdf": Access((VERIFIER,)),
             "VerifyPdfStream": Access((VERIFIER,)),
+            "VerifyOfd": Access((VERIFIER,)),
             "VerifyLicense": Access((VERIFIER,)),
             "VerifySealSignature": Access((VERIFIER,)),
             "VerifyIdToken": Access((VERIFIER,)),

@@ -1,5 +1,5 @@
 """gRPC adapter of ``govtrust.v1.VerifyService``: certificates, seal signatures and tokens here;
-VerifyPdf, VerifyPdfStream and VerifyLicense come from :class:`DocumentRpcs`.
+VerifyPdf, VerifyPdfStream, VerifyOfd and VerifyLicense come from :class:`DocumentRpcs`.
 
 Thin by design: each method converts the request (bad input → INVALID_ARGUMENT with the field),
 runs the domain verifier with the caller's principal (role ``verifier``) — VerifyCertificate

@@ -1,4 +1,4 @@
-"""``govtrust verify cert|pdf|license|token <file>``: print a verification report.
+"""``govtrust verify cert|pdf|ofd|license|token <file>``: print a verification report.
 
 Runs the verification service in process over the data directory (the same code the gRPC
 ``VerifyService`` runs; the check is audited as by the operator). Prints the human-readable
@@ -9,6 +9,7 @@ Examples::
 
     govtrust verify cert alice.pem --purpose document_signing --locale en
     govtrust verify pdf contract.pdf --json
+    govtrust verify ofd licence.ofd --locale en
     govtrust verify license 1.2.156.3005.2....txt
     govtrust verify token id_token.jwt --audience portal
 """
@@ -184,6 +185,19 @@ def cmd_pdf(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
+def cmd_ofd(args: argparse.Namespace) -> int:
+    """Verify every seal signature of an OFD document."""
+
+    def work(context: Any, data: bytes, at: datetime | None, options: Any) -> Verified:
+        from verify.ofd import OfdCheck, verify_ofd_check
+
+        return verify_ofd_check(
+            context, _operator(), OfdCheck(data, at, options, Path(args.file).name)
+        )
+
+    return _run(args, work)
+
+
 def _licence_form(data: bytes, forced: str) -> tuple[str, str | bytes]:
     if forced:
         return forced, data if forced == "document" else data.decode("utf-8", "replace").strip()
@@ -230,7 +244,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """Add ``verify`` and its subcommands to the ``govtrust`` command tree."""
-    verify = commands.add_parser("verify", help="verify certificates, PDFs, licences, tokens")
+    verify = commands.add_parser("verify", help="verify certificates, PDFs, OFDs, licences, tokens")
     sub = verify.add_subparsers(dest="verify_command", metavar="WHAT", required=True)
 
     def parser(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
@@ -256,6 +270,8 @@ def register(commands: Any) -> None:
         "--intermediate", action="append", default=[], help="intermediate certificate file"
     )
     p = parser("pdf", "verify every signature of a PDF", cmd_pdf)
+    p.add_argument("--at", help="time taken as now, ISO 8601")
+    p = parser("ofd", "verify every seal signature of an OFD document", cmd_ofd)
     p.add_argument("--at", help="time taken as now, ISO 8601")
     p = parser("license", "verify a licence (identifier, JWS, PDF or QR payload)", cmd_license)
     p.add_argument("--at", help="time to judge status at, ISO 8601")

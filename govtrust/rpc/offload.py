@@ -179,7 +179,7 @@ class BoundedPool:
 
 
 PUBLIC = "document"  # unauthenticated checks: the public licence page
-VERIFY = "verify-document"  # VerifyPdf, VerifyPdfStream, VerifyLicense with a document
+VERIFY = "verify-document"  # VerifyPdf(Stream), VerifyOfd, VerifyLicense with a document
 _pools: dict[str, BoundedPool] = {}
 
 

@@ -918,6 +918,8 @@ class _EvidenceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Evidence
     """A detached seal signature (CMS or GB/T 38540 SES_Signature) over data."""
     EVIDENCE_KIND_TOKEN: _EvidenceKind.ValueType  # 8
     """A token from our identity provider."""
+    EVIDENCE_KIND_OFD: _EvidenceKind.ValueType  # 9
+    """A sealed OFD document (GB/T 33190, seal signatures laid out as GM/T 0099)."""
 
 class EvidenceKind(_EvidenceKind, metaclass=_EvidenceKindEnumTypeWrapper):
     """The kind of object a verification report is about."""
@@ -940,6 +942,8 @@ EVIDENCE_KIND_SEAL_SIGNATURE: EvidenceKind.ValueType  # 7
 """A detached seal signature (CMS or GB/T 38540 SES_Signature) over data."""
 EVIDENCE_KIND_TOKEN: EvidenceKind.ValueType  # 8
 """A token from our identity provider."""
+EVIDENCE_KIND_OFD: EvidenceKind.ValueType  # 9
+"""A sealed OFD document (GB/T 33190, seal signatures laid out as GM/T 0099)."""
 Global___EvidenceKind: _TypeAlias = EvidenceKind  # noqa: Y015
 
 class _ReportFormat:

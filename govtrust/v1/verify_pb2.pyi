@@ -343,6 +343,114 @@ class VerifyPdfStreamResponse(_message.Message):
 Global___VerifyPdfStreamResponse: _TypeAlias = VerifyPdfStreamResponse  # noqa: Y015
 
 @_typing.final
+class VerifyOfdHeader(_message.Message):
+    """First message of a VerifyOfd upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    EXPECTED_DIGEST_FIELD_NUMBER: _builtins.int
+    AT_TIME_FIELD_NUMBER: _builtins.int
+    REPORT_OPTIONS_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    size_bytes: _builtins.int
+    """Total size in bytes, if known (lets the server refuse an oversized upload at once)."""
+    filename: _builtins.str
+    """Original file name, for the audit record only (as its SHA-256)."""
+    @_builtins.property
+    def expected_digest(self) -> _common_pb2.Digest:
+        """SHA-256 of the whole document, if known (the server checks it after the last chunk)."""
+
+    @_builtins.property
+    def at_time(self) -> _timestamp_pb2.Timestamp:
+        """The time taken as "now" (for status now, and for signatures without a trusted signing
+        time); unset for the current time.
+        """
+
+    @_builtins.property
+    def report_options(self) -> _common_pb2.ReportOptions:
+        """How to produce the report."""
+
+    def __init__(
+        self,
+        *,
+        size_bytes: _builtins.int = ...,
+        expected_digest: _common_pb2.Digest | None = ...,
+        at_time: _timestamp_pb2.Timestamp | None = ...,
+        report_options: _common_pb2.ReportOptions | None = ...,
+        filename: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at_time", b"at_time", "expected_digest", b"expected_digest", "report_options", b"report_options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_time", b"at_time", "expected_digest", b"expected_digest", "filename", b"filename", "report_options", b"report_options", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyOfdHeader: _TypeAlias = VerifyOfdHeader  # noqa: Y015
+
+@_typing.final
+class VerifyOfdRequest(_message.Message):
+    """One message of a VerifyOfd upload: the header first, then chunks in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The next chunk of the OFD package (any size up to the message limit; 1 MiB recommended)."""
+    @_builtins.property
+    def header(self) -> Global___VerifyOfdHeader:
+        """The header; must be the first message and only there."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___VerifyOfdHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___VerifyOfdRequest: _TypeAlias = VerifyOfdRequest  # noqa: Y015
+
+@_typing.final
+class VerifyOfdResponse(_message.Message):
+    """Response of VerifyOfd."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    SIGNED_REPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def report(self) -> _common_pb2.VerificationReport:
+        """The report (document facts in `document`, one entry per signature in `signatures`, in the
+        order of the signature list; `field_name` is the signature's Signature.xml).
+        """
+
+    @_builtins.property
+    def signed_report(self) -> _common_pb2.SignedReport:
+        """The report as signed JSON, when asked for."""
+
+    def __init__(
+        self,
+        *,
+        report: _common_pb2.VerificationReport | None = ...,
+        signed_report: _common_pb2.SignedReport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report", "signed_report", b"signed_report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report", "signed_report", b"signed_report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyOfdResponse: _TypeAlias = VerifyOfdResponse  # noqa: Y015
+
+@_typing.final
 class VerifyLicenseRequest(_message.Message):
     """Request of VerifyService.VerifyLicense."""
 

@@ -52,6 +52,11 @@ class VerifyServiceStub:
                 request_serializer=govtrust_dot_v1_dot_verify__pb2.VerifyPdfStreamRequest.SerializeToString,
                 response_deserializer=govtrust_dot_v1_dot_verify__pb2.VerifyPdfStreamResponse.FromString,
                 _registered_method=True)
+        self.VerifyOfd = channel.stream_unary(
+                '/govtrust.v1.VerifyService/VerifyOfd',
+                request_serializer=govtrust_dot_v1_dot_verify__pb2.VerifyOfdRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_verify__pb2.VerifyOfdResponse.FromString,
+                _registered_method=True)
         self.VerifyLicense = channel.unary_unary(
                 '/govtrust.v1.VerifyService/VerifyLicense',
                 request_serializer=govtrust_dot_v1_dot_verify__pb2.VerifyLicenseRequest.SerializeToString,
@@ -99,6 +104,15 @@ class VerifyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyOfd(self, request_iterator, context):
+        """Verifies every seal signature of an OFD document (GB/T 33190; GM/T 0099 layout, GB/T 38540
+        SES_Signature) uploaded in chunks (client streaming): first a header, then the content.
+        A document over the configured size limit is rejected with RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def VerifyLicense(self, request, context):
         """Verifies a licence by identifier, signed data, PDF or QR payload: status and signatures.
         """
@@ -138,6 +152,11 @@ def add_VerifyServiceServicer_to_server(servicer, server):
                     servicer.VerifyPdfStream,
                     request_deserializer=govtrust_dot_v1_dot_verify__pb2.VerifyPdfStreamRequest.FromString,
                     response_serializer=govtrust_dot_v1_dot_verify__pb2.VerifyPdfStreamResponse.SerializeToString,
+            ),
+            'VerifyOfd': grpc.stream_unary_rpc_method_handler(
+                    servicer.VerifyOfd,
+                    request_deserializer=govtrust_dot_v1_dot_verify__pb2.VerifyOfdRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_verify__pb2.VerifyOfdResponse.SerializeToString,
             ),
             'VerifyLicense': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyLicense,
@@ -239,6 +258,33 @@ class VerifyService:
             '/govtrust.v1.VerifyService/VerifyPdfStream',
             govtrust_dot_v1_dot_verify__pb2.VerifyPdfStreamRequest.SerializeToString,
             govtrust_dot_v1_dot_verify__pb2.VerifyPdfStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyOfd(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/govtrust.v1.VerifyService/VerifyOfd',
+            govtrust_dot_v1_dot_verify__pb2.VerifyOfdRequest.SerializeToString,
+            govtrust_dot_v1_dot_verify__pb2.VerifyOfdResponse.FromString,
             options,
             channel_credentials,
             insecure,

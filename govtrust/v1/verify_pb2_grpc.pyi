@@ -50,6 +50,11 @@ class VerifyServiceStub:
     """Verifies a PDF uploaded in chunks (client streaming): first a header, then the content.
     A document over the configured size limit is rejected with RESOURCE_EXHAUSTED.
     """
+    VerifyOfd: _grpc.StreamUnaryMultiCallable[_verify_pb2.VerifyOfdRequest, _verify_pb2.VerifyOfdResponse]
+    """Verifies every seal signature of an OFD document (GB/T 33190; GM/T 0099 layout, GB/T 38540
+    SES_Signature) uploaded in chunks (client streaming): first a header, then the content.
+    A document over the configured size limit is rejected with RESOURCE_EXHAUSTED.
+    """
     VerifyLicense: _grpc.UnaryUnaryMultiCallable[_verify_pb2.VerifyLicenseRequest, _verify_pb2.VerifyLicenseResponse]
     """Verifies a licence by identifier, signed data, PDF or QR payload: status and signatures."""
     VerifySealSignature: _grpc.UnaryUnaryMultiCallable[_verify_pb2.VerifySealSignatureRequest, _verify_pb2.VerifySealSignatureResponse]
@@ -77,6 +82,11 @@ class VerifyServiceAsyncStub(VerifyServiceStub):
     """
     VerifyPdfStream: _aio.StreamUnaryMultiCallable[_verify_pb2.VerifyPdfStreamRequest, _verify_pb2.VerifyPdfStreamResponse]  # type: ignore[assignment]
     """Verifies a PDF uploaded in chunks (client streaming): first a header, then the content.
+    A document over the configured size limit is rejected with RESOURCE_EXHAUSTED.
+    """
+    VerifyOfd: _aio.StreamUnaryMultiCallable[_verify_pb2.VerifyOfdRequest, _verify_pb2.VerifyOfdResponse]  # type: ignore[assignment]
+    """Verifies every seal signature of an OFD document (GB/T 33190; GM/T 0099 layout, GB/T 38540
+    SES_Signature) uploaded in chunks (client streaming): first a header, then the content.
     A document over the configured size limit is rejected with RESOURCE_EXHAUSTED.
     """
     VerifyLicense: _aio.UnaryUnaryMultiCallable[_verify_pb2.VerifyLicenseRequest, _verify_pb2.VerifyLicenseResponse]  # type: ignore[assignment]
@@ -118,6 +128,16 @@ class VerifyServiceServicer:
         context: _ServicerContext,
     ) -> _typing.Union[_verify_pb2.VerifyPdfStreamResponse, _abc.Awaitable[_verify_pb2.VerifyPdfStreamResponse]]:
         """Verifies a PDF uploaded in chunks (client streaming): first a header, then the content.
+        A document over the configured size limit is rejected with RESOURCE_EXHAUSTED.
+        """
+
+    def VerifyOfd(
+        self,
+        request_iterator: _MaybeAsyncIterator[_verify_pb2.VerifyOfdRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_verify_pb2.VerifyOfdResponse, _abc.Awaitable[_verify_pb2.VerifyOfdResponse]]:
+        """Verifies every seal signature of an OFD document (GB/T 33190; GM/T 0099 layout, GB/T 38540
+        SES_Signature) uploaded in chunks (client streaming): first a header, then the content.
         A document over the configured size limit is rejected with RESOURCE_EXHAUSTED.
         """
 

@@ -1,4 +1,4 @@
-"""``govtrust verify cert|pdf|license|token`` as a subprocess on a temporary data directory
+"""``govtrust verify cert|pdf|ofd|license|token`` as a subprocess on a temporary data directory
 (both backends): summaries, JSON, signed JSON, exit codes, bad input, the audit record."""
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from ca.issuance import IssueRequest, ServiceSubject, SubjectSpec
 from govtrust.audit import AuditRecord
 from govtrust.config import Settings
 from govtrust.server.wiring import open_wired
+from seal.ofd.model import Font
+from seal.ofd.writer import write_document
+from tests.seal.test_ofd_document import _document, cjk_font  # noqa: F401
 from tests.verify.conftest import OPERATOR, TestCa, der
 from verify.report import verify_signed_report
 
@@ -148,6 +151,37 @@ def test_token_pdf_and_license(data: tuple[Path, dict[str, str]], tmp_path: Path
     report = json.loads(result.stdout)["report"]
     assert report["evidence_kind"] == "EVIDENCE_KIND_LICENSE_IDENTIFIER"
     assert report["verdict"] == "VERDICT_INVALID"
+
+
+def test_ofd(data: tuple[Path, dict[str, str]], tmp_path: Path, cjk_font: Font) -> None:  # noqa: F811
+    unsigned = tmp_path / "unsigned.ofd"
+    unsigned.write_bytes(write_document(_document(cjk_font)))
+    result = run(data, "ofd", str(unsigned), "--json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)["report"]
+    assert report["evidence_kind"] == "EVIDENCE_KIND_OFD" and report["verdict"] == "VERDICT_INVALID"
+    assert [r["code"] for r in report["reasons"]] == ["REASON_CODE_NO_SIGNATURE"]
+    assert report["document"]["page_count"] == 1
+
+    garbage = tmp_path / "garbage.ofd"
+    garbage.write_bytes(b"not a zip at all")
+    result = run(data, "ofd", str(garbage), "--locale", "en")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("OFD document verification result: INVALID.")
+    assert "not a zip file" in result.stdout
+
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("OFD.xml", b"<x/>")
+        archive.writestr("Doc_0/bomb.xml", b"\0" * (40 * 1024 * 1024))
+    bomb = tmp_path / "bomb.ofd"
+    bomb.write_bytes(out.getvalue())
+    result = run(data, "ofd", str(bomb))
+    assert result.returncode == 2 and result.stdout == ""
+    assert "compression ratio" in result.stderr
 
 
 def test_cert_pem_bundle_first_is_the_leaf_and_says_so(

@@ -1,5 +1,6 @@
-"""VerifyPdf and VerifyPdfStream over a real gRPC server (platform interceptor, bearer tokens):
-reports for good and bad documents, the streaming protocol's errors, the size limit."""
+"""VerifyPdf, VerifyPdfStream and VerifyOfd over a real gRPC server (platform interceptor,
+bearer tokens): reports for good and bad documents, the streaming protocol's errors, the size
+limit."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import count
 
 import grpc
 import grpc.aio
@@ -17,10 +19,15 @@ import pytest
 from govtrust.db import Database
 from govtrust.principal import Principal
 from govtrust.v1 import common_pb2, verify_pb2, verify_pb2_grpc
+from seal.ofd.model import Font
+from seal.ofd.writer import write_document
+from seal.ofd_seal import OfdSealRequest, SealOfd
 from seal.pdf import PdfSealRequest
 from seal.placement import Position
 from seal.types import PadesLevel
 from tests.seal.conftest import World, one_page_pdf
+from tests.seal.test_ofd_document import _document, cjk_font  # noqa: F401
+from tests.seal.test_sm2_seals import _active
 from tests.unchanged import unchanged
 from tests.verify.conftest import NOBODY, VERIFIER
 from verify.service import VerifyConfig, VerifyContext
@@ -257,6 +264,84 @@ def test_verify_pdf_stream(server: Server, vworld: World) -> None:
     )
     server.fails(
         lambda: server.stream([bare, *_chunks(pdf)], NOBODY),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "verifier",
+    )
+
+
+def test_verify_ofd_streamed(server: Server, vworld: World, cjk_font: Font) -> None:  # noqa: F811
+    seal = _active(vworld, "sm2")
+    ofd = (
+        SealOfd(vworld.service)
+        .seal(vworld.rep, OfdSealRequest(seal.id, write_document(_document(cjk_font))))
+        .sealed.ofd
+    )
+    metadata = server.metadata(VERIFIER)
+
+    def call(messages: Iterator[verify_pb2.VerifyOfdRequest]) -> verify_pb2.VerifyOfdResponse:
+        response: verify_pb2.VerifyOfdResponse = server.stub.VerifyOfd(
+            messages, metadata=metadata, timeout=120
+        )
+        return response
+
+    def chunks(data: bytes, size: int = 4096) -> list[verify_pb2.VerifyOfdRequest]:
+        return [
+            verify_pb2.VerifyOfdRequest(chunk=data[i : i + size]) for i in range(0, len(data), size)
+        ]
+
+    header = verify_pb2.VerifyOfdHeader(
+        size_bytes=len(ofd),
+        expected_digest=common_pb2.Digest(
+            algorithm=common_pb2.DIGEST_ALGORITHM_SHA256, value=hashlib.sha256(ofd).digest()
+        ),
+        report_options=common_pb2.ReportOptions(
+            report_format=common_pb2.REPORT_FORMAT_SIGNED_JSON, locale="en"
+        ),
+        filename="licence.ofd",
+    )
+    first = verify_pb2.VerifyOfdRequest(header=header)
+    response = call(iter([first, *chunks(ofd)]))
+    report = response.report
+    assert report.verdict == common_pb2.VERDICT_VALID, report
+    assert report.evidence_kind == common_pb2.EVIDENCE_KIND_OFD
+    assert report.evidence_digest.value == hashlib.sha256(ofd).digest()
+    [sig] = report.signatures
+    assert sig.format == common_pb2.SIGNATURE_FORMAT_SES_SIGNATURE
+    assert sig.seal.seal_id == seal.id and sig.intact and sig.signature_valid
+    assert sig.signing_time_source == common_pb2.SIGNING_TIME_SOURCE_TIMESTAMP
+    assert sig.field_name == "Doc_0/Signs/Sign_0/Signature.xml"
+    assert '"VERDICT_VALID"' in response.signed_report.json
+
+    bare = verify_pb2.VerifyOfdRequest(header=verify_pb2.VerifyOfdHeader())
+    garbage = call(iter([bare, *chunks(b"not a zip" * 100)])).report
+    assert garbage.verdict == common_pb2.VERDICT_INVALID
+    assert [r.code for r in garbage.reasons] == [common_pb2.REASON_CODE_FORMAT_ERROR]
+
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    server.fails(lambda: call(iter(chunks(ofd))), invalid, "first message must be the header")
+    server.fails(lambda: call(iter([bare])), invalid, "no content")
+    exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED
+    big = verify_pb2.VerifyOfdRequest(header=verify_pb2.VerifyOfdHeader(size_bytes=LIMIT + 1))
+    server.fails(
+        lambda: call(iter([big])),
+        exhausted,
+        f"ofd: the document is larger than the limit of {LIMIT}",
+    )
+    # an endless upload is refused once it passes the limit: the server stops reading
+    sent = count()
+
+    def endless() -> Iterator[verify_pb2.VerifyOfdRequest]:
+        yield bare
+        while True:
+            next(sent)
+            yield verify_pb2.VerifyOfdRequest(chunk=b"\0" * 50_000)
+
+    server.fails(lambda: call(endless()), exhausted, f"limit of {LIMIT} bytes")
+    assert next(sent) < 100
+    server.fails(
+        lambda: server.stub.VerifyOfd(
+            iter([bare, *chunks(ofd)]), metadata=server.metadata(NOBODY), timeout=120
+        ),
         grpc.StatusCode.PERMISSION_DENIED,
         "verifier",
     )

@@ -85,6 +85,26 @@ def test_valid_signature_names_the_seal(vworld: World, ctx: VerifyContext, ses: 
     assert report.evidence_digest.value == hashlib.sha256(signature).digest()
 
 
+def test_sm2_ses_signature_with_sm3_time_stamp(vworld: World, ctx: VerifyContext) -> None:
+    """An SM2 seal's SES_Signature (SM2-with-SM3, SM3 dataHash) time-stamped by our SM2 TSA."""
+    from tests.seal.test_sm2_seals import _active
+
+    seal = _active(vworld, "sm2")
+    signature = sign(vworld, seal.id, ses=True)
+    sm3 = (DigestAlgorithm.SM3, hashlib.new("sm3", DATA).digest())
+    for report in (verify(ctx, signature, data=DATA), verify(ctx, signature, digest=sm3)):
+        assert report.verdict is Verdict.VALID, report.reasons
+        [sig] = report.signatures
+        assert sig.signature_algorithm == "SM2-with-SM3"
+        assert sig.digest_algorithm is DigestAlgorithm.SM3
+        assert sig.timestamp is not None and sig.timestamp.verdict is Verdict.VALID
+        assert sig.certificate is not None and sig.certificate.trusted
+        assert "sm2-root" in [c.issuer_ca for c in sig.certificate.chain]
+    tampered = verify(ctx, signature, data=DATA + b"!")
+    assert tampered.verdict is Verdict.INVALID
+    assert ReasonCode.DIGEST_MISMATCH in {r.code for r in tampered.reasons}
+
+
 @pytest.mark.parametrize("ses", [False, True], ids=["cms", "ses"])
 def test_tampered_data_is_invalid(vworld: World, ctx: VerifyContext, ses: bool) -> None:
     seal = vworld.active_seal()
