@@ -10,8 +10,10 @@ response with the matching failInfo and nothing is stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
+from typing import TypeVar
 
 from asn1crypto import cms, core, tsp, x509
 
@@ -22,6 +24,8 @@ from ca.profiles import TSA_POLICY_SUFFIX
 from ca.signing import DIGEST_OIDS, digest_algorithm, now
 from hsm.errors import Sm2NotAvailable
 from hsm.sm2 import SM3_OID
+
+T = TypeVar("T", bound=core.Asn1Value)
 
 MAX_REQUEST_BYTES = 16 * 1024
 _DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64, "sm3": 32}
@@ -68,6 +72,52 @@ def _reject(fail_info: str, message: str) -> TsaResult:
         }
     ).dump()
     return TsaResult(b"\x30" + _length(len(status)) + status, False, message)
+
+
+@functools.lru_cache(maxsize=16)
+def _signing_certificate_v2(certificate_der: bytes, digest: str) -> bytes:
+    """The DER ``signing_certificate_v2`` attribute (RFC 5816) naming the TSA's certificate:
+    the same for every token of one TSA, so built once (asn1crypto takes ~20 ms to build and
+    dump it, its issuer name inside a GeneralName, every time)."""
+    certificate = x509.Certificate.load(certificate_der)
+    attribute = cms.CMSAttribute(
+        {
+            "type": "signing_certificate_v2",
+            "values": [
+                {
+                    "certs": [
+                        {
+                            "hash_algorithm": digest_algorithm(digest),
+                            "cert_hash": hashlib.new(digest, certificate_der).digest(),
+                            "issuer_serial": {
+                                "issuer": [
+                                    x509.GeneralName(
+                                        name="directory_name", value=certificate.issuer
+                                    )
+                                ],
+                                "serial_number": certificate.serial_number,
+                            },
+                        }
+                    ]
+                }
+            ],
+        }
+    )
+    return bytes(attribute.dump())
+
+
+@functools.lru_cache(maxsize=16)
+def _certificate_set(chain: tuple[bytes, ...]) -> bytes:
+    """The DER CertificateSet of ``chain`` (built once per TSA chain: a loaded set is put into
+    a token as is, while a list of certificates is copied and re-encoded for every token)."""
+    return bytes(cms.CertificateSet([x509.Certificate.load(der) for der in chain]).dump())
+
+
+def _fresh(kind: type[T], value: core.Asn1Value) -> T:
+    """A freshly loaded copy of ``value`` (a part of a parsed certificate): asn1crypto copies a
+    parsed value put into a new structure; a freshly loaded one keeps its DER as is."""
+    loaded: T = kind.load(value.dump())
+    return loaded
 
 
 def respond(ctx: CaContext, request: bytes, *, sm2: bool = False) -> TsaResult:
@@ -135,40 +185,18 @@ def _grant(
         "gen_time": gen_time,
         "accuracy": accuracy,
         "ordering": False,
-        "tsa": x509.GeneralName(name="directory_name", value=tsa.subject),
+        "tsa": x509.GeneralName(name="directory_name", value=_fresh(x509.Name, tsa.subject)),
     }
     if nonce is not None:
         info["nonce"] = nonce
     tst_der = tsp.TSTInfo(info).dump()
     signer_digest = tsa.key.digest_name
-    cert_hash = hashlib.new(signer_digest, tsa.der).digest()
     signed_attrs = cms.CMSAttributes(
         [
             {"type": "content_type", "values": ["tst_info"]},
             {"type": "signing_time", "values": [cms.Time(name="utc_time", value=gen_time)]},
             {"type": "message_digest", "values": [hashlib.new(signer_digest, tst_der).digest()]},
-            {
-                "type": "signing_certificate_v2",
-                "values": [
-                    {
-                        "certs": [
-                            {
-                                "hash_algorithm": digest_algorithm(signer_digest),
-                                "cert_hash": cert_hash,
-                                "issuer_serial": {
-                                    "issuer": [
-                                        x509.GeneralName(
-                                            name="directory_name",
-                                            value=tsa.certificate.issuer,
-                                        )
-                                    ],
-                                    "serial_number": tsa.certificate.serial_number,
-                                },
-                            }
-                        ]
-                    }
-                ],
-            },
+            cms.CMSAttribute.load(_signing_certificate_v2(tsa.der, signer_digest)),
         ]
     )
     signature = tsa.key.sign(signed_attrs.dump())
@@ -178,7 +206,7 @@ def _grant(
             "sid": cms.SignerIdentifier(
                 name="issuer_and_serial_number",
                 value={
-                    "issuer": tsa.certificate.issuer,
+                    "issuer": _fresh(x509.Name, tsa.certificate.issuer),
                     "serial_number": tsa.certificate.serial_number,
                 },
             ),
@@ -200,7 +228,8 @@ def _grant(
     if cert_req:
         # The TSA's chain without the root (RFC 3161 2.4.1 allows more than the TSA's own
         # certificate): a relying party holding only the root builds the path from the token.
-        signed_data["certificates"] = [i.certificate for i in ctx.hierarchy.chain(tsa.name)[:-1]]
+        chain = tuple(i.der for i in ctx.hierarchy.chain(tsa.name)[:-1])
+        signed_data["certificates"] = cms.CertificateSet.load(_certificate_set(chain))
     token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
     response = tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
     with ctx.db.transaction() as session:

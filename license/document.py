@@ -27,10 +27,9 @@ from datetime import date
 from license.days import licence_day
 from license.departments import DOCUMENT_KIND
 from license.layout import DocumentInput, Page, lay_out
-from license.ofd_writer import ofd_package, write_ofd
+from license.ofd_writer import ofd_contents, write_ofd
 from license.pdf_writer import write_pdf
 from seal.lifecycle import UseContext
-from seal.ofd.reader import read_document
 from seal.ofd_seal import SealedOfd, SealOfd
 from seal.pdf import PdfSealRequest, SealPdf, design_of
 from seal.placement import Position
@@ -91,9 +90,9 @@ class LicenceDocuments:
         """Render the OFD and seal it (GB/T 38540, time-stamped) with ``context``'s seal at the
         layout's seal area. Does not record the use: the caller records it."""
         page = _page(doc, context.seal)
-        package = ofd_package(page, doc, created or licence_day())
+        contents = ofd_contents(page, doc, created or licence_day())
         x, y = page.layout.seal_centre
-        return self.seal_ofd.sign(context, read_document(package), Position(1, x, y))
+        return self.seal_ofd.sign(context, contents, Position(1, x, y))
 
     def make(
         self, doc: DocumentInput, context: UseContext, formats: tuple[str, ...] = ("pdf",)

@@ -34,7 +34,8 @@ from license.qr_symbol import qr_matrix
 from license.signed_data import LicenceMetadata
 from seal.ofd import model
 from seal.ofd.package import OfdPackage, write_package
-from seal.ofd.writer import document_package
+from seal.ofd.reader import OfdContents
+from seal.ofd.writer import document_contents
 
 FONT_NAME = "WenQuanYi Micro Hei"
 CREATOR = "govtrust licence documents"
@@ -121,7 +122,12 @@ def write_ofd(page: Page, doc: DocumentInput, created: date) -> bytes:
 
 
 def ofd_package(page: Page, doc: DocumentInput, created: date) -> OfdPackage:
-    """The files of :func:`write_ofd`'s OFD, before they are zipped (sealing adds to them)."""
+    """The files of :func:`write_ofd`'s OFD, before they are zipped."""
+    return ofd_contents(page, doc, created).package
+
+
+def ofd_contents(page: Page, doc: DocumentInput, created: date) -> OfdContents:
+    """:func:`ofd_package` with its document as read back (what sealing adds to)."""
     metadata = doc.metadata
     texts = [item for item in page.items if isinstance(item, Text) and item.text]
     font = model.Font(FONT_NAME, FONT_NAME, cmap_subset("".join(t.text for t in texts)))
@@ -151,4 +157,4 @@ def ofd_package(page: Page, doc: DocumentInput, created: date) -> OfdPackage:
             model.Attachment(QR_FILE, "txt", doc.qr_payload.encode("ascii")),
         ),
     )
-    return document_package(document)
+    return document_contents(document)

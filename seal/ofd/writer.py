@@ -21,6 +21,7 @@ from lxml import etree
 from seal.errors import OfdMalformed
 from seal.ofd.model import Box, Colour, Document, Font, Image, ImagePlacement, Path, Text, number
 from seal.ofd.package import ROOT_FILE, OfdPackage, write_package
+from seal.ofd.reader import OfdContents
 from seal.ofd.xml import element, serialize
 
 DOC_DIR = "Doc_0"
@@ -120,7 +121,16 @@ def write_document(document: Document) -> bytes:
 
 def document_package(document: Document) -> OfdPackage:
     """The files of ``document`` as an OFD package (see the module docstring)."""
+    return document_contents(document).package
+
+
+def document_contents(document: Document) -> OfdContents:
+    """The package of ``document`` with what :func:`seal.ofd.reader.read_document` would read
+    back from it (page ids and files, MaxUnitID), so sealing a document just written does not
+    parse it again."""
     ids = _Ids()
+    page_ids: list[int] = []
+    page_files: list[str] = []
     files: dict[str, bytes] = {ROOT_FILE: _ofd_xml(document)}
     font_ids: dict[Font | Image, str] = {}
     public = element("Res", {"BaseLoc": RES_DIR})
@@ -154,7 +164,10 @@ def document_package(document: Document) -> OfdPackage:
     page_list = element("Pages")
     for index, page in enumerate(document.pages):
         location = f"Pages/Page_{index}/Content.xml"
-        element("Page", {"ID": ids.next(), "BaseLoc": location}, parent=page_list)
+        page_id = ids.next()
+        page_ids.append(int(page_id))
+        page_files.append(f"{DOC_DIR}/{location}")
+        element("Page", {"ID": page_id, "BaseLoc": location}, parent=page_list)
         root = element("Page")
         content = element("Content", parent=root)
         layer = element("Layer", {"ID": ids.next(), "Type": "Body"}, parent=content)
@@ -200,4 +213,11 @@ def document_package(document: Document) -> OfdPackage:
             files[f"{DOC_DIR}/{ATTACHMENTS_DIR}/{file}"] = attachment.data
         files[f"{DOC_DIR}/{ATTACHMENTS}"] = serialize(listing)
     files[DOC_ROOT] = serialize(doc)
-    return OfdPackage(files)
+    return OfdContents(
+        package=OfdPackage(files),
+        document=document,
+        doc_root=DOC_ROOT,
+        max_unit_id=ids.last,
+        page_ids=tuple(page_ids),
+        page_files=tuple(page_files),
+    )

@@ -423,3 +423,17 @@ def test_attachments_round_trip_and_their_limits(cjk_font: Font) -> None:
         read_document(missing)
     with pytest.raises(OfdMalformed, match="attachment format"):
         document_package(replace(_document(cjk_font), attachments=(Attachment("x", "../x", b""),)))
+
+
+def test_written_contents_are_what_the_reader_reads_back(cjk_font: Font) -> None:
+    from seal.ofd.writer import document_contents
+
+    written = document_contents(_document(cjk_font, pages=3))
+    read = read_document(written.package)
+    assert (written.doc_root, written.page_ids, written.page_files, written.max_unit_id) == (
+        read.doc_root,
+        read.page_ids,
+        read.page_files,
+        read.max_unit_id,
+    )
+    assert written.document.pages == read.document.pages
