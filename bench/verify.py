@@ -100,7 +100,8 @@ class Inputs:
 
 
 def prepare(data_dir: Path, work: Path) -> Inputs:
-    """Bootstrap the data dir, make an active contract seal and seal a one-page PDF (B-T)."""
+    """Bootstrap the data dir, make two active contract seals (P-256; SM2) and seal a one-page
+    PDF (B-T) with the first and a one-page OFD with the second."""
     from cryptography import x509
 
     from bench.seal import one_page_ofd
@@ -132,11 +133,17 @@ def prepare(data_dir: Path, work: Path) -> Inputs:
         )
         rep = Principal("user", "rep", frozenset(), citizen_id=rep_id)
         service = seals.service
-        seal = service.apply(rep, Application(IdentityRef(id=company.id), SealKind.CONTRACT))
-        service.review(REVIEWER, seal.id, True, "ok")
-        service.make(MAKER, seal.id, Making())
-        service.file(FILING, seal.id, "", "")
-        seal = service.issue(FILING, seal.id, "")
+        made = []
+        for algorithm in ("ec-p256", "sm2"):  # the certificate and PDF rows; the OFD row
+            applied = service.apply(
+                rep,
+                Application(IdentityRef(id=company.id), SealKind.CONTRACT, key_algorithm=algorithm),
+            )
+            service.review(REVIEWER, applied.id, True, "ok")
+            service.make(MAKER, applied.id, Making())
+            service.file(FILING, applied.id, "", "")
+            made.append(service.issue(FILING, applied.id, ""))
+        seal, sm2_seal = made
         sealed = seals.pdf.seal(
             rep,
             PdfSealRequest(
@@ -145,7 +152,7 @@ def prepare(data_dir: Path, work: Path) -> Inputs:
         ).sealed_pdf
         ofd = (
             SealOfd(service)
-            .seal(rep, OfdSealRequest(seal.id, one_page_ofd(), Position(1, 100, 100)))
+            .seal(rep, OfdSealRequest(sm2_seal.id, one_page_ofd(), Position(1, 100, 100)))
             .sealed.ofd
         )
         assert seal.certificate_der is not None
