@@ -96,16 +96,17 @@ def qr_paths(item: QrCode) -> tuple[model.Path, model.Path]:
     """The white square (quiet zone included) and the dark modules of ``item``, as paths."""
     matrix = qr_matrix(item.data, alphanumeric=item.alphanumeric)
     box = model.Box(item.x_mm, item.y_mm, item.size_mm, item.size_mm)
-    module = item.size_mm / (len(matrix) + 8)
+    cells = len(matrix) + 8  # the quiet zone, four modules on each side
     runs = [
-        ((4 + run.start()) * module, (4 + row) * module, (run.end() - run.start()) * module, module)
+        (4 + row, 4 + run.start(), 4 + run.end())
         for row, line in enumerate(matrix)
         for run in _DARK.finditer(line)
     ]
     square = model.rectangles([(0, 0, item.size_mm, item.size_mm)])
+    modules = model.grid_rectangles(runs, item.size_mm / cells, cells)
     return (
         model.Path(box, square, fill=_WHITE, stroke=None),
-        model.Path(box, model.rectangles(runs), fill=model.BLACK, stroke=None),
+        model.Path(box, modules, fill=model.BLACK, stroke=None),
     )
 
 

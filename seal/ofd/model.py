@@ -135,6 +135,17 @@ def rectangles(squares: Iterable[tuple[float, float, float, float]]) -> str:
     return " ".join(parts)
 
 
+def grid_rectangles(runs: Iterable[tuple[int, int, int]], cell: float, cells: int) -> str:
+    """:func:`rectangles` of runs of grid cells (row, first column, column after the last) on a
+    grid of ``cells`` × ``cells`` squares of side ``cell`` (QR modules): each grid line's
+    coordinate is formatted once, not once per rectangle corner."""
+    at = [number(i * cell) for i in range(cells + 1)]
+    return " ".join(
+        f"M {at[c0]} {at[r]} L {at[c1]} {at[r]} L {at[c1]} {at[r + 1]} L {at[c0]} {at[r + 1]} C"
+        for r, c0, c1 in runs
+    )
+
+
 def number(value: float) -> str:
     """``value`` to 0.001 mm, without trailing zeros (``12.5``, ``3``, ``-0.25``)."""
     text = f"{value:.3f}".rstrip("0").rstrip(".")

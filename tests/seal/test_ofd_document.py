@@ -437,3 +437,13 @@ def test_written_contents_are_what_the_reader_reads_back(cjk_font: Font) -> None
         read.max_unit_id,
     )
     assert written.document.pages == read.document.pages
+
+
+def test_grid_rectangles_are_the_rectangles_of_their_cells() -> None:
+    from seal.ofd.model import grid_rectangles, rectangles
+
+    runs = [(0, 0, 3), (2, 1, 2), (4, 4, 5)]
+    cell = 0.37
+    assert grid_rectangles(runs, cell, 5) == rectangles(
+        [(c0 * cell, r * cell, (c1 - c0) * cell, cell) for r, c0, c1 in runs]
+    )
