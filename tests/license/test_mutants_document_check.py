@@ -27,9 +27,10 @@ from license.days import licence_day
 from license.document_check import MAX_PDF_BYTES, check_pdf
 from license.errors import LicenceVerificationFailed
 from license.layout import DocumentInput
-from license.pdf_reader import open_pdf
+from license.pdf_reader import dss_certificates, open_pdf
 from license.qr import TrustList, decode_payload
 from license.signed_data import verify_licence
+from seal.lifecycle import UseContext
 from seal.pdf import PdfSealRequest, Position
 from seal.types import PadesLevel, SealKind
 from tests.license.test_document import Licence, _issue, licence  # noqa: F401 - fixture
@@ -205,8 +206,9 @@ def test_a_flipped_seal_signature_value_is_named(licence: Licence) -> None:  # n
 
 def _reissued(licence: Licence, not_before: datetime, not_after: datetime, **how: bool) -> bytes:  # noqa: F811
     """The licence's seal certificate again (same subject, key and extensions) valid from
-    ``not_before`` to ``not_after``: issued by the seal's own issuing CA, or with
-    ``self_signed=True`` signed by the seal key itself (a root no one trusts)."""
+    ``not_before`` to ``not_after``: issued by the seal's own issuing CA, with ``other_ca=True``
+    by another issuing CA of the hierarchy, or with ``self_signed=True`` signed by the seal key
+    itself (a root no one trusts)."""
     from asn1crypto import x509 as asn1_x509
 
     from ca.builder import build_certificate, random_serial
@@ -222,7 +224,11 @@ def _reissued(licence: Licence, not_before: datetime, not_after: datetime, **how
         issuer_name, issuer_key_id = tbs["subject"].dump(), real.key_identifier
     else:
         issuers = licence.world.authority.hierarchy.issuers.values()
-        issuing = next(i for i in issuers if i.subject_der == tbs["issuer"].dump())
+        own = tbs["issuer"].dump()
+        if how.get("other_ca"):
+            issuing = next(i for i in issuers if i.role == "issuing" and i.subject_der != own)
+        else:
+            issuing = next(i for i in issuers if i.subject_der == own)
         signer, issuer_name, issuer_key_id = issuing.key, issuing.subject_der, issuing.key_id
     return build_certificate(
         signer=signer,
@@ -335,15 +341,18 @@ def test_a_seal_certificate_that_chains_to_no_trusted_root(licence: Licence) -> 
 
 def _fast_sealed(
     licence: Licence,  # noqa: F811
+    pdf: bytes,
     chain: tuple[bytes, ...],
     timestamp: Callable[[bytes], bytes],
+    context: UseContext | None = None,
 ) -> bytes:
-    """The licence's document sealed by the fast path with the CMS carrying only ``chain``
-    besides the seal certificate, time-stamped by ``timestamp``."""
+    """``pdf`` sealed with the licence's seal (or ``context``'s key and certificate) by the fast
+    path, the CMS carrying only ``chain`` besides the seal certificate, time-stamped by
+    ``timestamp``."""
     from seal import fastpdf, images
     from seal.pdf import design_of
 
-    context = licence.context
+    context = context or licence.context
     stream = images.pdf_content(design_of(context.seal))[0]
 
     def place(count: int, box_of: Callable[[int], tuple[float, float, float, float]]) -> Any:
@@ -351,7 +360,7 @@ def _fast_sealed(
 
     sealed, _ = fastpdf.seal(
         fastpdf.FastRequest(
-            pdf=licence.documents.render(licence.doc, context.seal),
+            pdf=pdf,
             field_name="Seal",
             place=place,
             reason="",
@@ -365,20 +374,31 @@ def _fast_sealed(
     return sealed
 
 
-def test_a_seal_without_its_intermediates_chains_through_the_signed_data(
-    licence: Licence,  # noqa: F811
-) -> None:
-    """The CMS carries the seal certificate and the root only: the seal CA comes from the
-    licence's signed data (x5c) and the document's certificates."""
+def test_a_seal_ca_found_only_in_the_signed_data(licence: Licence) -> None:  # noqa: F811
+    """Neither the CMS (the seal certificate and the root only) nor the document's certificates
+    (the CA hierarchy but the seal CA) carry the seal CA: the chain is completed from the
+    licence's signed data (x5c)."""
     from asn1crypto import cms as asn1_cms
 
-    root = licence.world.seal_authority.chain()[-1]
-    pdf = _fast_sealed(licence, (root,), licence.world.seal_authority.timestamp)
+    from license.layout import lay_out
+    from license.pdf_writer import write_pdf
+    from seal.pdf import design_of
+
+    authority = licence.world.seal_authority
+    seal_ca, root = authority.chain()[0], authority.chain()[-1]
+    assert x509.load_der_x509_certificate(licence.context.certificate_der).issuer == (
+        x509.load_der_x509_certificate(seal_ca).subject
+    )
+    others = [d for d in authority.hierarchy_certificates() if d not in (seal_ca, root)]
+    assert others  # the TSA's CA: its time-stamp is checked offline with the root
+    page = lay_out(licence.doc, max(design_of(licence.context.seal).size_mm()))
+    pdf = _fast_sealed(licence, write_pdf(page, licence.doc, others), (root,), authority.timestamp)
     found = re.search(rb"/Contents ?<([0-9a-fA-F]+)>", pdf)
     assert found is not None
     signed = asn1_cms.ContentInfo.load(bytes.fromhex(found.group(1).decode()))["content"]
     carried = {c.chosen.dump() for c in signed["certificates"]}
     assert carried == {licence.context.certificate_der, root}
+    assert set(dss_certificates(open_pdf(pdf).root)) == set(others)
     expected = check_signed_data(licence.doc.signed_data, licence.roots, licence.lists)
     assert expected.verdict is Verdict.VALID
     assert _refused(licence, pdf) == expected
@@ -422,7 +442,8 @@ def test_an_intact_time_stamp_of_an_untrusted_authority(licence: Licence) -> Non
     def timestamp(request: bytes) -> bytes:
         return bytes(stamper.request_tsa_response(tsp.TimeStampReq.load(request)).dump())
 
-    pdf = _fast_sealed(licence, tuple(licence.world.seal_authority.chain()), timestamp)
+    unsealed = licence.documents.render(licence.doc, licence.context.seal)
+    pdf = _fast_sealed(licence, unsealed, tuple(licence.world.seal_authority.chain()), timestamp)
     stamp = _validated(licence, pdf).timestamp_validity
     assert stamp is not None and stamp.intact and stamp.valid and not stamp.trusted
     expected = check_signed_data(licence.doc.signed_data, licence.roots, licence.lists)
@@ -465,3 +486,33 @@ def test_a_seal_revoked_after_sealing_keeps_the_licence_valid(
     expected = check_signed_data(licence.doc.signed_data, licence.roots, licence.lists)
     assert expected.verdict is Verdict.VALID
     assert _refused(licence, pdf) == expected
+
+
+def test_a_seal_ca_found_only_in_the_document(licence: Licence) -> None:  # noqa: F811
+    """The document sealed by the licence's key under a certificate of another issuing CA of
+    the hierarchy, which only the document's certificates (/DSS) carry: the seal's chain is
+    complete and trusted, and the seal is named as another certificate than the licence's."""
+    real = x509.load_der_x509_certificate(licence.context.certificate_der)
+    other_der = _reissued(
+        licence, real.not_valid_before_utc, real.not_valid_after_utc, other_ca=True
+    )
+    other = x509.load_der_x509_certificate(other_der)
+    authority = licence.world.seal_authority
+    root = authority.chain()[-1]
+    [other_ca] = [
+        d
+        for d in authority.hierarchy_certificates()
+        if x509.load_der_x509_certificate(d).subject == other.issuer
+    ]
+    assert other.issuer != real.issuer and other_ca not in authority.chain()
+    context = replace(licence.context, certificate_der=other_der)
+    unsealed = licence.documents.render(licence.doc, context.seal)
+    assert other_ca in dss_certificates(open_pdf(unsealed).root)
+    pdf = _fast_sealed(licence, unsealed, (root,), authority.timestamp, context=context)
+    expected = check_signed_data(licence.doc.signed_data, licence.roots, licence.lists)
+    assert expected.verdict is Verdict.VALID
+    assert _refused(licence, pdf) == _failed(
+        expected,
+        "PDF_SIGNER_MISMATCH",
+        "the document is sealed by another certificate than the one that signed the licence",
+    )
