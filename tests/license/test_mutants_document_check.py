@@ -24,10 +24,10 @@ from cryptography import x509
 from govtrust.pdf_guard import DocumentLimits, DocumentTooComplex
 from license.checking import LicenceCheck, State, Verdict, check_signed_data, failed_check
 from license.days import licence_day
-from license.document_check import MAX_PDF_BYTES, check_pdf
+from license.document_check import MAX_PDF_BYTES, CheckedPdf, check_pdf, check_pdf_reading
 from license.errors import LicenceVerificationFailed
 from license.layout import DocumentInput
-from license.pdf_reader import dss_certificates, open_pdf
+from license.pdf_reader import EmbeddedLicence, dss_certificates, open_pdf
 from license.qr import TrustList, decode_payload
 from license.signed_data import verify_licence
 from seal.lifecycle import UseContext
@@ -516,3 +516,19 @@ def test_a_seal_ca_found_only_in_the_document(licence: Licence) -> None:  # noqa
         "PDF_SIGNER_MISMATCH",
         "the document is sealed by another certificate than the one that signed the licence",
     )
+
+
+def test_the_reading_gives_back_the_licence_it_read(licence: Licence) -> None:  # noqa: F811
+    """``check_pdf_reading``: the report of ``check_pdf`` and the licence as the file carries
+    it (the sealed revision's), or None when the file holds no readable licence."""
+    carried = EmbeddedLicence(licence.doc.signed_data, licence.doc.qr_payload)
+    pdf = licence.documents.make(licence.doc, licence.context)
+    reading = check_pdf_reading(pdf, licence.roots, licence.lists)
+    assert reading == CheckedPdf(check_pdf(pdf, licence.roots, licence.lists), carried)
+    assert reading.check.verdict is Verdict.VALID
+    unsealed = licence.documents.render(licence.doc, licence.context.seal)
+    assert check_pdf_reading(unsealed, licence.roots, licence.lists) == CheckedPdf(
+        _bare("PDF_UNSEALED", "the licence document carries no seal"), carried
+    )
+    garbage = check_pdf_reading(b"garbage", licence.roots, licence.lists)
+    assert garbage.embedded is None and garbage.check.reasons[0] == "MALFORMED"
