@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from govtrust.rpc.offload import shutdown_document_pool, shutdown_executor
 from license.checking import Verdict
 from license.document_check import check_pdf
 from license.errors import LicenceVerificationFailed, Reason
@@ -21,6 +22,11 @@ from tests.unchanged import unchanged
 
 @pytest.fixture
 def client(lic: Licences) -> Iterator[TestClient]:  # noqa: F811
+    # fresh pools for the route's work: one inherited across a fork (mutmut runs each mutant's
+    # tests in a child of the process that ran the clean tests) has no threads, and every
+    # request would wait for it forever
+    shutdown_executor(wait=False)
+    shutdown_document_pool(wait=False)
     with TestClient(app_for(lic)) as c:
         yield c
 
