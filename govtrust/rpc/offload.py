@@ -231,6 +231,19 @@ def document_pool(name: str = PUBLIC) -> BoundedPool:
         return existing
 
 
+def _forget_in_child() -> None:
+    """A forked child has none of its parent's threads: the parent's pools would queue work that
+    never runs (a mutation-testing child hung on them). Forget them; the child creates its own
+    on first use."""
+    global _executor, _lock
+    _lock = threading.Lock()
+    _executor = None
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def shutdown_document_pool(*, wait: bool = True) -> None:
     """Stop the pools of document checks (after the servers have drained)."""
     with _lock:

@@ -117,3 +117,27 @@ def test_document_settings_are_validated() -> None:
         load_settings(env={"GOVTRUST_DOCUMENT_WORKERS": "0"})
     with pytest.raises(ConfigError, match="pdf_max_signatures"):
         load_settings(flags={"pdf_max_signatures": 0}, env={})
+
+
+def test_a_forked_child_gets_pools_of_its_own() -> None:
+    """The parent's pools have no threads in a forked child; the child must not queue work on
+    them (it would wait forever) but make its own."""
+    import os
+
+    from govtrust.rpc.offload import document_pool, get_executor, run_sync
+
+    get_executor()
+    document_pool()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: both pools must run work
+        try:
+            done = asyncio.run(asyncio.wait_for(run_sync(lambda: 41 + 1), 10))
+            checked = asyncio.run(asyncio.wait_for(document_pool().run(lambda: 7), 10))
+            ok = done == 42 and checked == 7
+            os.write(write, b"ok" if ok else b"no")
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 2) == b"ok" and status == 0
