@@ -7,15 +7,19 @@ both QR codes vector modules (:func:`license.qr_symbol.qr_matrix`, one closed re
 of dark modules, on a white square), and the GB/T 36903 licence metadata (ZZMC, ZZBS, ZZBFJG,
 CZZT, …) as ``CustomData`` in ``OFD.xml``'s ``DocInfo``; the signed data (compact JWS) and the
 offline QR payload are attachments named as the PDF's embedded files (:data:`JWS_FILE`,
-:data:`QR_FILE`), so the OFD alone is enough to check the licence, as the PDF is. The seal
+:data:`QR_FILE`), and the CA hierarchy's certificates but the roots (:data:`CA_FILE`, PEM: what
+the PDF carries in ``/DSS``; the SES_Signature names only its signer's certificate), so the OFD
+alone and a root are enough to check the licence, as the PDF is. The seal
 area is left blank: the seal's picture shows only through the ``StampAnnot`` of its signature
 (:meth:`license.document.LicenceDocuments.make_ofd`), so a copy never sealed never shows one.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import date
 
 from license.fonts import cmap_subset, licence_font
@@ -54,6 +58,9 @@ METADATA_NAMES = (
 )
 """The GB/T 36903 names written as ``CustomData``, in this order (as :meth:`LicenceMetadata.to_json`
 names them)."""
+CA_FILE = "licence-ca.pem"
+"""The attachment of the CA certificates that link the seal's and the TSA's certificates to a
+root (PEM, sorted; they need no trust of their own: each is checked up to a root)."""
 _DARK = re.compile(r"1+")
 _WHITE: model.Colour = (255, 255, 255)
 
@@ -114,13 +121,29 @@ def custom_data(metadata: LicenceMetadata) -> tuple[tuple[str, str], ...]:
     return tuple((name, str(values[name])) for name in METADATA_NAMES)
 
 
-def write_ofd(page: Page, doc: DocumentInput, created: date) -> bytes:
-    """The OFD file of ``page`` with ``doc``'s metadata in ``DocInfo`` and its signed data and
-    QR payload attached (created on ``created``); the same arguments give the same bytes."""
-    return write_package(ofd_package(page, doc, created))
+def write_ofd(
+    page: Page, doc: DocumentInput, created: date, certificates: Sequence[bytes] = ()
+) -> bytes:
+    """The OFD file of ``page`` with ``doc``'s metadata in ``DocInfo`` and its signed data, QR
+    payload and the CA ``certificates`` (DER; none: no :data:`CA_FILE`) attached (created on
+    ``created``); the same arguments give the same bytes."""
+    return write_package(ofd_package(page, doc, created, certificates))
 
 
-def ofd_package(page: Page, doc: DocumentInput, created: date) -> OfdPackage:
+def _pem(certificates: Sequence[bytes]) -> bytes:
+    out = []
+    for der in sorted(set(certificates)):
+        body = base64.encodebytes(der).decode("ascii").replace("\n", "")
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        out.append(
+            "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+        )
+    return "".join(out).encode("ascii")
+
+
+def ofd_package(
+    page: Page, doc: DocumentInput, created: date, certificates: Sequence[bytes] = ()
+) -> OfdPackage:
     """The files of :func:`write_ofd`'s OFD, before they are zipped (sealing adds to them)."""
     metadata = doc.metadata
     texts = [item for item in page.items if isinstance(item, Text) and item.text]
@@ -149,6 +172,7 @@ def ofd_package(page: Page, doc: DocumentInput, created: date) -> OfdPackage:
         attachments=(
             model.Attachment(JWS_FILE, "jws", doc.signed_data.encode("ascii")),
             model.Attachment(QR_FILE, "txt", doc.qr_payload.encode("ascii")),
+            *([model.Attachment(CA_FILE, "pem", _pem(certificates))] if certificates else []),
         ),
     )
     return document_package(document)
