@@ -233,6 +233,24 @@ def test_unsealed_untimestamped_and_later_seals(sm2_licence: Licence) -> None:
     assert check.verdict is Verdict.VALID, check.reasons
 
 
+def test_a_time_stamp_of_another_signature_is_refused(sm2_licence: Licence) -> None:
+    """The timeStamp lies outside TBS_Sign (and SignedValue.dat outside the references): one
+    taken from another sealing leaves the seal signature valid but is not over its value."""
+    from seal import structures
+
+    lic = sm2_licence
+    sealed = lic.documents.make_ofd(lic.doc, lic.context).ofd
+    other = lic.documents.make_ofd(_issue(lic.world, serial="20230000888"), lic.context).ofd
+    where = "Doc_0/Signs/Sign_0/SignedValue.dat"
+    ses = structures.SesSignature.load(read_package(sealed).files[where])
+    foreign = structures.SesSignature.load(read_package(other).files[where])
+    assert ses["time_stamp"].native != foreign["time_stamp"].native
+    ses["time_stamp"] = foreign["time_stamp"].native
+    check = check_ofd_reading(_with(sealed, where, ses.dump(force=True)), lic.roots, lic.lists)
+    assert check.check.reasons[0] == "OFD_TIMESTAMP_INVALID", check.check.reasons
+    assert "not over the seal's signature value" in check.check.reasons[1]
+
+
 def test_garbage_truncated_non_licence_and_zip_bombs(sm2_licence: Licence) -> None:
     lic = sm2_licence
     sealed = lic.documents.make_ofd(lic.doc, lic.context).ofd
