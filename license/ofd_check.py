@@ -15,7 +15,8 @@ as the other paths and never raises on bad input. In order:
    intact;
 4. the signed data is read from the attachment and checked by
    :func:`license.checking.check_signed_data`'s steps (signature, issuer, status list, validity
-   window);
+   window); when it does not verify, a file changed after sealing is what is reported
+   (``OFD_MODIFIED``), else the signed data's own reason;
 5. the signer's certificate chains to ``roots`` (``OFD_UNTRUSTED``), through the CA
    certificates the OFD carries (``licence-ca.pem``), the signed data's chain and the
    time-stamp's certificates;
@@ -174,6 +175,8 @@ def _check(
     try:
         verified = verify_licence(attached.embedded.signed_data, roots)
     except LicenceVerificationFailed as exc:
+        if first.changed or first.added or first.removed:
+            return invalid(OFD_MODIFIED, _modified(first))  # e.g. an attachment replaced
         return failed_check(exc)  # the signed data itself is bad: that report says why
     report = check_verified(verified, status_lists, today=today)
     checkpoint()

@@ -173,6 +173,11 @@ def test_attachments_of_another_licence_are_refused(sm2_licence: Licence) -> Non
     assert f"{_attachment(sealed, 'licence.jws')} changed" in read.check.reasons[1]
     assert read.embedded is not None and read.embedded.signed_data == other.signed_data
 
+    # garbage in place of the signed data: the change is what is reported
+    broken = _with(sealed, _attachment(sealed, "licence.jws"), b"not.a.jws")
+    check = check_ofd_reading(broken, lic.roots, lic.lists).check
+    assert check.reasons[0] == "OFD_MODIFIED" and "attachment_0.jws changed" in check.reasons[1]
+
     # sealed that way by the department: the QR payload describes another licence
     mixed = replace(lic.doc, qr_payload=other.qr_payload)
     check = check_ofd_reading(
