@@ -307,10 +307,6 @@ def view_document(
     return view_checked(service, checked.check, checked=field, today=today)
 
 
-view_pdf = view_document
-"""The former name (a PDF was the only document form)."""
-
-
 def view_qr(
     service: LicenceService,
     trust: TrustList,
