@@ -14,10 +14,17 @@ from datetime import datetime
 
 from cryptography import x509
 
-from ca.path import MAX_CHAIN, PathInvalid, PathProblem, signing_problem, validate_chain
+from ca.path import (
+    MAX_CHAIN,
+    PathInvalid,
+    PathProblem,
+    signed_by,
+    signing_problem,
+    validate_chain,
+)
 from license.errors import LicenceVerificationFailed, Reason
 
-__all__ = ["MAX_CHAIN", "check_signing_certificate", "verify_chain"]
+__all__ = ["MAX_CHAIN", "chain_from", "check_signing_certificate", "verify_chain"]
 
 _REASONS = {
     PathProblem.NO_CHAIN: Reason.MISSING_CHAIN,
@@ -51,3 +58,28 @@ def verify_chain(
         return validate_chain(chain, roots, at=at)
     except PathInvalid as exc:
         raise LicenceVerificationFailed(_REASONS[exc.problem], exc.message) from None
+
+
+def chain_from(
+    leaf: x509.Certificate, candidates: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
+    """``leaf`` and its issuers found among ``candidates`` (unordered, e.g. the certificates a
+    document carries), in order: at each step the candidate named as the issuer whose key
+    signed the certificate; it stops at a self-issued certificate, an issuer not found or
+    :data:`MAX_CHAIN` certificates. Whether the chain is trusted is :func:`verify_chain`'s."""
+    chain = [leaf]
+    current = leaf
+    while len(chain) < MAX_CHAIN and current.issuer != current.subject:
+        issuer = next(
+            (
+                c
+                for c in candidates
+                if c.subject == current.issuer and c not in chain and signed_by(current, c)
+            ),
+            None,
+        )
+        if issuer is None:
+            break
+        chain.append(issuer)
+        current = issuer
+    return chain

@@ -14,7 +14,9 @@ checking it :mod:`license.document_check`.
 
 :meth:`LicenceDocuments.make_ofd` writes the same page as OFD (:mod:`license.ofd_writer`) and
 seals it with the same seal through :meth:`seal.ofd_seal.SealOfd.sign`: a GB/T 38540 signature
-(SM2 for an SM2 seal) time-stamped by our TSA, its ``StampAnnot`` at the layout's seal area.
+(SM2 for an SM2 seal) time-stamped by our TSA, its ``StampAnnot`` at the layout's seal area;
+it carries the CA hierarchy's certificates as the PDF does (an attachment), and is checked by
+:mod:`license.ofd_check`.
 :meth:`LicenceDocuments.make` makes the formats the licence type names (:class:`LicenceFiles`).
 """
 
@@ -82,7 +84,7 @@ class LicenceDocuments:
     def render_ofd(self, doc: DocumentInput, seal: SealView, created: date | None = None) -> bytes:
         """The unsealed one-page OFD laid out around ``seal``, created on ``created`` (default:
         today, Beijing time); its seal area is blank until :meth:`make_ofd` seals it."""
-        return write_ofd(_page(doc, seal), doc, created or licence_day())
+        return write_ofd(_page(doc, seal), doc, created or licence_day(), self._certificates())
 
     def make_ofd(
         self, doc: DocumentInput, context: UseContext, created: date | None = None
@@ -90,7 +92,7 @@ class LicenceDocuments:
         """Render the OFD and seal it (GB/T 38540, time-stamped) with ``context``'s seal at the
         layout's seal area. Does not record the use: the caller records it."""
         page = _page(doc, context.seal)
-        contents = ofd_contents(page, doc, created or licence_day())
+        contents = ofd_contents(page, doc, created or licence_day(), self._certificates())
         x, y = page.layout.seal_centre
         return self.seal_ofd.sign(context, contents, Position(1, x, y))
 

@@ -69,7 +69,9 @@ MAX_PDF_BYTES = 20 * 1024 * 1024
 T = TypeVar("T")
 
 
-def _invalid(reason: str, message: str, base: LicenceCheck | None = None) -> LicenceCheck:
+def invalid(reason: str, message: str, base: LicenceCheck | None = None) -> LicenceCheck:
+    """An INVALID report for ``reason``, keeping what ``base`` (the signed data's report) says
+    about the licence; shared with :mod:`license.ofd_check`."""
     report = LicenceCheck(Verdict.INVALID, State.UNKNOWN, (reason, message))
     if base is None:
         return report
@@ -176,9 +178,9 @@ def check_pdf_reading(
     except ResourceExhausted:
         raise
     except LicenceVerificationFailed as exc:
-        check = _invalid(exc.reason.value, exc.message)
+        check = invalid(exc.reason.value, exc.message)
     except Exception as exc:  # noqa: BLE001 - a checker reports, it does not crash
-        check = _invalid(MALFORMED, f"the document cannot be checked: {exc}")
+        check = invalid(MALFORMED, f"the document cannot be checked: {exc}")
     return CheckedPdf(check, read[0] if read else None)
 
 
@@ -191,7 +193,7 @@ def _check(
     read: list[EmbeddedLicence],
 ) -> LicenceCheck:
     if len(pdf) > MAX_PDF_BYTES:
-        return _invalid(MALFORMED, f"a licence document is at most {MAX_PDF_BYTES} bytes")
+        return invalid(MALFORMED, f"a licence document is at most {MAX_PDF_BYTES} bytes")
     with reading_limits(limits):
         reader = open_pdf(pdf)  # checks the revisions and objects before anything walks them
     checkpoint()
@@ -200,7 +202,7 @@ def _check(
     signatures = [s for s in every if s.sig_object_type == "/Sig"]
     if not signatures:
         read.append(embedded_from_root(reader.root))  # MALFORMED when it is not a licence at all
-        return _invalid(PDF_UNSEALED, "the licence document carries no seal")
+        return invalid(PDF_UNSEALED, "the licence document carries no seal")
     sig = min(signatures, key=lambda s: s.signed_revision)
     signed_root = reader.get_historical_root(sig.signed_revision)
     embedded = embedded_from_root(signed_root)
@@ -215,9 +217,9 @@ def _check(
     intermediates = [c.public_bytes(Encoding.DER) for c in verified.chain[1:]]
     problem = _pdf_problem(sig, roots, leaf, [*intermediates, *dss_certificates(signed_root)])
     if problem is not None:
-        return _invalid(*problem, base=report)
+        return invalid(*problem, base=report)
     if sig.signer_cert.dump() != leaf.public_bytes(Encoding.DER):
-        return _invalid(
+        return invalid(
             PDF_SIGNER_MISMATCH,
             "the document is sealed by another certificate than the one that signed the licence",
             base=report,
@@ -228,11 +230,11 @@ def _check(
         try:
             qr = decode_payload(embedded.qr_payload, trust)
         except LicenceVerificationFailed as exc:
-            return _invalid(
+            return invalid(
                 QR_MISMATCH, f"the embedded QR payload does not verify: {exc}", base=report
             )
         if not qr.matches(verified.metadata):
-            return _invalid(
+            return invalid(
                 QR_MISMATCH, "the embedded QR payload is of another licence", base=report
             )
     return report

@@ -7,7 +7,9 @@ both QR codes vector modules (:func:`license.qr_symbol.qr_matrix`, one closed re
 of dark modules, on a white square), and the GB/T 36903 licence metadata (ZZMC, ZZBS, ZZBFJG,
 CZZT, …) as ``CustomData`` in ``OFD.xml``'s ``DocInfo``; the signed data (compact JWS) and the
 offline QR payload are attachments named as the PDF's embedded files (:data:`JWS_FILE`,
-:data:`QR_FILE`), so the OFD alone is enough to check the licence, as the PDF is. The seal
+:data:`QR_FILE`), and the CA hierarchy's certificates but the roots (:data:`CA_FILE`, PEM: what
+the PDF carries in ``/DSS``; the SES_Signature names only its signer's certificate), so the OFD
+alone and a root are enough to check the licence, as the PDF is. The seal
 area is left blank: the seal's picture shows only through the ``StampAnnot`` of its signature
 (:meth:`license.document.LicenceDocuments.make_ofd`), so a copy never sealed never shows one.
 """
@@ -16,7 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import date
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from license.fonts import cmap_subset, licence_font
 from license.layout import (
@@ -55,6 +61,9 @@ METADATA_NAMES = (
 )
 """The GB/T 36903 names written as ``CustomData``, in this order (as :meth:`LicenceMetadata.to_json`
 names them)."""
+CA_FILE = "licence-ca.pem"
+"""The attachment of the CA certificates that link the seal's and the TSA's certificates to a
+root (PEM, sorted; they need no trust of their own: each is checked up to a root)."""
 _DARK = re.compile(r"1+")
 _WHITE: model.Colour = (255, 255, 255)
 
@@ -116,18 +125,33 @@ def custom_data(metadata: LicenceMetadata) -> tuple[tuple[str, str], ...]:
     return tuple((name, str(values[name])) for name in METADATA_NAMES)
 
 
-def write_ofd(page: Page, doc: DocumentInput, created: date) -> bytes:
-    """The OFD file of ``page`` with ``doc``'s metadata in ``DocInfo`` and its signed data and
-    QR payload attached (created on ``created``); the same arguments give the same bytes."""
-    return write_package(ofd_package(page, doc, created))
+def write_ofd(
+    page: Page, doc: DocumentInput, created: date, certificates: Sequence[bytes] = ()
+) -> bytes:
+    """The OFD file of ``page`` with ``doc``'s metadata in ``DocInfo`` and its signed data, QR
+    payload and the CA ``certificates`` (DER; none: no :data:`CA_FILE`) attached (created on
+    ``created``); the same arguments give the same bytes."""
+    return write_package(ofd_package(page, doc, created, certificates))
 
 
-def ofd_package(page: Page, doc: DocumentInput, created: date) -> OfdPackage:
+def _pem(certificates: Sequence[bytes]) -> bytes:
+    """The certificates as concatenated PEM, in a stable order."""
+    return b"".join(
+        x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+        for der in sorted(set(certificates))
+    )
+
+
+def ofd_package(
+    page: Page, doc: DocumentInput, created: date, certificates: Sequence[bytes] = ()
+) -> OfdPackage:
     """The files of :func:`write_ofd`'s OFD, before they are zipped."""
-    return ofd_contents(page, doc, created).package
+    return ofd_contents(page, doc, created, certificates).package
 
 
-def ofd_contents(page: Page, doc: DocumentInput, created: date) -> OfdContents:
+def ofd_contents(
+    page: Page, doc: DocumentInput, created: date, certificates: Sequence[bytes] = ()
+) -> OfdContents:
     """:func:`ofd_package` with its document as read back (what sealing adds to)."""
     metadata = doc.metadata
     texts = [item for item in page.items if isinstance(item, Text) and item.text]
@@ -156,6 +180,7 @@ def ofd_contents(page: Page, doc: DocumentInput, created: date) -> OfdContents:
         attachments=(
             model.Attachment(JWS_FILE, "jws", doc.signed_data.encode("ascii")),
             model.Attachment(QR_FILE, "txt", doc.qr_payload.encode("ascii")),
+            *([model.Attachment(CA_FILE, "pem", _pem(certificates))] if certificates else []),
         ),
     )
     return document_contents(document)

@@ -1,6 +1,6 @@
 """What the public verification page may show about a licence, and the checks behind it.
 
-Anyone holding a licence's QR code, PDF or identifier may ask whether it is genuine. The answer
+Anyone holding a licence's QR code, PDF, OFD or identifier may ask whether it is genuine. The answer
 (:class:`PublicLicenceView`) discloses only the core metadata (name, identifier, issuer,
 validity), the holder's name — masked for citizens (``张*``) — and the ``KZ_*`` fields the
 licence type marks :attr:`~license.catalogue.FieldSpec.public`; never the holder's ID number
@@ -84,7 +84,7 @@ class PublicLicenceView:
     signature_ok: bool
     verdict: Verdict
     reasons: tuple[str, ...]
-    checked: str  # what was checked: "signed_data", "qr" or "pdf"
+    checked: str  # what was checked: "signed_data", "qr", "pdf" or "ofd"
     known: bool  # the licence is in this issuer platform's records
 
     def to_json(self) -> dict[str, Any]:
@@ -287,21 +287,24 @@ def view_checked(
     return build_view(check, checked=checked, stored=stored, licence_type=licence_type, today=today)
 
 
-def view_pdf(
+def view_document(
     service: LicenceService,
     roots: Sequence[x509.Certificate],
-    pdf: bytes,
+    data: bytes,
     *,
     today: date | None = None,
 ) -> PublicLicenceView:
-    """The page for a submitted licence PDF: the seal (PAdES) and the embedded signed data
-    checked by :func:`license.document_check.check_pdf`. A file that is no readable licence
-    PDF at all (garbage, truncated, no embedded licence) raises :class:`InvalidArgument`
-    naming the problem; one that reads but fails a check is reported as invalid."""
-    checked = LicenceVerifier(service, roots).check("document", pdf, today=today)
-    if checked.embedded is None:  # no readable licence PDF: the check says why
-        raise InvalidArgument.field("pdf", checked.check.reasons[-1].removeprefix("MALFORMED: "))
-    return view_checked(service, checked.check, checked="pdf", today=today)
+    """The page for a submitted licence document: a PDF (the PAdES seal and the embedded
+    signed data, :func:`license.document_check.check_pdf`) or an OFD (the GB/T 38540 seal and
+    the attached signed data, :func:`license.ofd_check.check_ofd_reading`), told apart by the
+    bytes. A file that is no readable licence document at all (garbage, truncated, no embedded
+    licence) raises :class:`InvalidArgument` naming the problem; one that reads but fails a
+    check is reported as invalid. ``checked`` is ``pdf`` or ``ofd``."""
+    checked = LicenceVerifier(service, roots).check("document", data, today=today)
+    field = checked.document_format or "pdf"
+    if checked.embedded is None:  # no readable licence document: the check says why
+        raise InvalidArgument.field(field, checked.check.reasons[-1].removeprefix("MALFORMED: "))
+    return view_checked(service, checked.check, checked=field, today=today)
 
 
 def view_qr(

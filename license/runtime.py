@@ -172,12 +172,13 @@ LICENCE_RUNTIME: Component[LicenceRuntime] = Component("the licence runtime")
 
 def runtime_for(platform: Platform) -> LicenceRuntime:
     """The platform's licence service (built once) over its registry, the seal service's
-    department seals and the CA's root."""
+    department seals and the CA's roots (ECDSA and SM2)."""
     return platform.components.get(LICENCE_RUNTIME, lambda: _build(platform))
 
 
 def _build(platform: Platform) -> LicenceRuntime:
     from ca.authority import authority_for
+    from ca.hierarchy import ROOT, SM2_ROOT
     from idp.registry import IdentityRegistry
     from seal.runtime import runtime_for as seal_runtime_for
 
@@ -197,5 +198,11 @@ def _build(platform: Platform) -> LicenceRuntime:
         documents=document_maker(seals.pdf),
         seals=signers,
     )
-    roots = [x509.load_der_x509_certificate(i.der) for i in authority_for(platform).chain("root")]
+    # the ECDSA root (signed data, PDF seals, QR) and the SM2 root (an SM2 seal's OFD signature)
+    authority = authority_for(platform)
+    roots = [
+        x509.load_der_x509_certificate(i.der)
+        for name in (ROOT, SM2_ROOT)
+        for i in authority.chain(name)
+    ]
     return LicenceRuntime(service, signers, seals, roots, base)

@@ -1,10 +1,12 @@
 """One licence verification: a licence presented in any form, checked the same way for everyone.
 
 A licence reaches a verifier as its identifier (the registry's signed data is checked), its
-signed data (a compact JWS), its offline QR payload (``GT1:`` COSE_Sign1) or its sealed PDF.
+signed data (a compact JWS), its offline QR payload (``GT1:`` COSE_Sign1) or its sealed
+document: a PDF, or an OFD (bytes that start as a zip, ``PK\x03\x04``).
 :class:`LicenceVerifier` is the one place that knows which check each form takes
 (:func:`license.checking.check_signed_data`, :func:`~license.checking.check_qr`,
-:func:`license.document_check.check_pdf_reading`) and what it checks against: the CA roots,
+:func:`license.document_check.check_pdf_reading`, :func:`license.ofd_check.check_ofd_reading`)
+and what it checks against: the CA roots (ECDSA and SM2),
 the department trust list and the issuers' signed status lists (as an offline verifier's).
 ``LicenseService.VerifyLicense``, ``VerifyService.VerifyLicense``, the public check page and
 ``govtrust license verify`` all ask it, and then report the answer each in its own shape.
@@ -28,11 +30,13 @@ from license.checking import LicenceCheck, check_qr, check_signed_data
 from license.document_check import check_pdf_reading
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
+from license.ofd_check import check_ofd_reading, is_ofd
 from license.pdf_reader import EmbeddedLicence
 from license.qr import TrustList
 from license.runtime import StatusLists
 
 LicenceForm = Literal["identifier", "signed_data", "qr_payload", "document"]
+DocumentFormat = Literal["", "pdf", "ofd"]
 LICENCE_FORMS: tuple[LicenceForm, ...] = get_args(LicenceForm)
 
 
@@ -41,10 +45,12 @@ class CheckedLicence:
     """One presented licence and its check.
 
     ``signed_data`` is the licence's JWS that the check read: as presented, the registry's
-    (by identifier) or embedded in the PDF's sealed revision; empty for a QR payload and for a
-    file that holds no readable licence. ``stored`` is the registry's record when the licence
-    was presented by identifier. ``embedded`` is what a PDF carries (None for other forms and
-    for a file that holds no readable licence).
+    (by identifier), embedded in the PDF's sealed revision or attached to the OFD; empty for a
+    QR payload and for a file that holds no readable licence. ``stored`` is the registry's
+    record when the licence was presented by identifier. ``embedded`` is what a PDF or OFD
+    carries (None for other forms and for a file that holds no readable licence);
+    ``document_format`` says which of the two a document was (``pdf``, ``ofd``; empty for the
+    other forms).
     """
 
     form: LicenceForm
@@ -52,6 +58,7 @@ class CheckedLicence:
     signed_data: str = ""
     stored: StoredLicence | None = None
     embedded: EmbeddedLicence | None = None
+    document_format: DocumentFormat = ""
 
 
 @dataclass(frozen=True)
@@ -73,9 +80,15 @@ class LicenceVerifier:
         if form == "document":
             if not isinstance(value, bytes):
                 raise TypeError("a licence document is bytes")
-            read = check_pdf_reading(value, self.roots, lists, today=today)
-            signed = read.embedded.signed_data if read.embedded is not None else ""
-            return CheckedLicence(form, read.check, signed, embedded=read.embedded)
+            kind: DocumentFormat
+            if is_ofd(value):
+                ofd = check_ofd_reading(value, self.roots, lists, today=today)
+                check, embedded, kind = ofd.check, ofd.embedded, "ofd"
+            else:
+                pdf = check_pdf_reading(value, self.roots, lists, today=today)
+                check, embedded, kind = pdf.check, pdf.embedded, "pdf"
+            signed = embedded.signed_data if embedded is not None else ""
+            return CheckedLicence(form, check, signed, embedded=embedded, document_format=kind)
         if not isinstance(value, str):
             raise TypeError(f"a licence's {form} is text")
         if form == "identifier":

@@ -1,7 +1,8 @@
-"""VerifyLicense: a licence checked by identifier, signed data, sealed PDF or QR payload.
+"""VerifyLicense: a licence checked by identifier, signed data, sealed PDF or OFD or QR payload.
 
 Every form goes through the licence domain's own checks (:mod:`license.checking`,
-:mod:`license.document_check`), so this service answers exactly what the public verification
+:mod:`license.document_check`, :mod:`license.ofd_check`), so this service answers exactly what
+the public verification
 page and an offline verifier answer, and the report adds what a business system needs:
 
 * ``license`` — the licence facts (identifier, type, version, status and where it came from,
@@ -9,7 +10,8 @@ page and an offline verifier answer, and the report adds what a business system 
   registry's record (``matches_registry``) and the latest version when superseded;
 * ``signatures`` — the licence's own signature (JWS for signed data and identifier, COSE_Sign1
   for the QR payload) with the signing certificate judged by the shared certificate verifier,
-  and for a PDF every PAdES signature as :mod:`verify.pdf` reports it (``document`` too).
+  and for a document every seal signature as :mod:`verify.pdf` (PAdES) or :mod:`verify.ofd`
+  (an OFD's GB/T 38540 signatures) reports it (``document`` too).
 
 Status comes from the issuer's signed status list (``LicenceService.status_list_token`` checked
 with ``verify_status_list``), the same list offline verifiers cache. A department seal
@@ -98,6 +100,12 @@ _CODES: dict[str, ReasonCode] = {
     "PDF_TIMESTAMP_INVALID": ReasonCode.TIMESTAMP_INVALID,
     "PDF_MODIFIED": ReasonCode.DISALLOWED_MODIFICATION,
     "PDF_SIGNER_MISMATCH": ReasonCode.LICENSE_MISMATCH,
+    "OFD_UNSEALED": ReasonCode.NO_SIGNATURE,
+    "OFD_SIGNATURE_INVALID": ReasonCode.SIGNATURE_INVALID,
+    "OFD_UNTRUSTED": ReasonCode.UNKNOWN_ISSUER,
+    "OFD_TIMESTAMP_INVALID": ReasonCode.TIMESTAMP_INVALID,
+    "OFD_MODIFIED": ReasonCode.DISALLOWED_MODIFICATION,
+    "OFD_SIGNER_MISMATCH": ReasonCode.LICENSE_MISMATCH,
     "QR_MISMATCH": ReasonCode.LICENSE_MISMATCH,
 }
 _STATUS_REASONS = frozenset({"REVOKED", "SUSPENDED", "EXPIRED", "NOT_YET_VALID", "STATUS_UNKNOWN"})
@@ -307,11 +315,20 @@ def verify_licence(
     document: VerificationReport | None = None
     if form == "document":
         assert isinstance(value, bytes)
-        from verify.pdf import verify_pdf
+        if checked.document_format == "ofd":
+            from verify.ofd import verify_ofd
 
-        document = verify_pdf(
-            context, value, at=at, options=options, evidence_kind=EvidenceKind.LICENSE_DOCUMENT
-        )
+            document = verify_ofd(context, value, at=at, options=options)
+        else:
+            from verify.pdf import verify_pdf
+
+            document = verify_pdf(
+                context,
+                value,
+                at=at,
+                options=options,
+                evidence_kind=EvidenceKind.LICENSE_DOCUMENT,
+            )
         signatures = list(document.signatures)
         # the licence's own rules decide (a seal revoked later does not void the licence)
         signatures = [_licence_rules(s, signature_reasons) for s in signatures]
@@ -348,7 +365,8 @@ def verify_licence(
 
 
 def _licence_rules(signature: SignatureReport, failures: Sequence[Reason]) -> SignatureReport:
-    """A licence document's PAdES signature judged by the licence rules: the seal's later
+    """A licence document's signature (PAdES, or an OFD's SES_Signature) judged by the licence
+    rules: the seal's later
     revocation (a warning in the PDF report) never voids it; the document check's failures
     (if any) are the licence's reasons, reported at the top."""
     kept = tuple(

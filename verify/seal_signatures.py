@@ -14,7 +14,6 @@ INDETERMINATE (NO_TRUSTED_TIME), never VALID.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,14 @@ from asn1crypto import cms, tsp
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
+from ca.cms_check import (
+    DIGESTS,
+    HASHES,
+    TokenUnreadable,
+    check_signer,
+    check_token,
+    hash_of,
+)
 from ca.path import public_key_of, signature_verifies
 from govtrust.errors import InvalidArgument, NotFound
 from govtrust.principal import Principal
@@ -60,11 +67,6 @@ _DIGEST_SIZES = {
     DigestAlgorithm.SHA512: 64,
     DigestAlgorithm.SM3: 32,
 }
-_HASHES = {"sha256": "SHA256", "sha384": "SHA384", "sha512": "SHA512"}
-_SM3_OID = "1.2.156.10197.1.401"
-_SM2_SM3_OID = "1.2.156.10197.1.501"
-_DIGESTS = (*_HASHES, "sm3")
-"""Digests of CMS signers and time-stamp imprints checked (SM3: our SM2 TSA's tokens)."""
 SES_ALGORITHMS = {
     "1.2.840.10045.4.3.2": ("sha256", "ecdsa-with-SHA256"),
     "1.2.840.10045.4.3.3": ("sha384", "ecdsa-with-SHA384"),
@@ -86,128 +88,7 @@ class SealSignatureCheck:
     options: ReportOptions = field(default_factory=ReportOptions)
 
 
-def _hash(name: str) -> Any:
-    """The ``cryptography`` hash of ``name`` (None for SM3: SM2 verification hashes itself)."""
-    from cryptography.hazmat.primitives import hashes
-
-    return getattr(hashes, _HASHES[name])() if name in _HASHES else None
-
-
-def _digest_name(native: Any) -> str:
-    """asn1crypto's digest algorithm name, ``sm3`` for the SM3 OID it does not know."""
-    return "sm3" if native == _SM3_OID else str(native)
-
-
 # --- CMS helpers ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _SignerCheck:
-    """The outcome of checking one CMS SignerInfo."""
-
-    certificate: x509.Certificate | None
-    digest_algorithm: str
-    signature_algorithm: str
-    message_digest: bytes | None
-    signature_valid: bool
-    signed_attrs: cms.CMSAttributes | None
-    problem: str = ""
-
-
-def _signer_certificate(
-    signed_data: cms.SignedData, signer_info: cms.SignerInfo, extra: Sequence[x509.Certificate]
-) -> x509.Certificate | None:
-    sid = signer_info["sid"]
-    candidates: list[x509.Certificate] = []
-    for choice in signed_data["certificates"] or []:
-        if choice.name == "certificate":
-            try:
-                candidates.append(x509.load_der_x509_certificate(choice.chosen.dump()))
-            except ValueError:
-                continue
-    candidates += list(extra)
-    for cert in candidates:
-        if sid.name == "issuer_and_serial_number":
-            ias = sid.chosen
-            if (
-                cert.serial_number == ias["serial_number"].native
-                and cert.issuer.public_bytes() == ias["issuer"].dump()
-            ):
-                return cert
-        else:
-            try:
-                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-            except x509.ExtensionNotFound:
-                continue
-            if ski.digest == sid.chosen.native:
-                return cert
-    return None
-
-
-def _algorithm_name(name: str, digest: str) -> str:
-    """asn1crypto's algorithm name as the report spells it (``ecdsa-with-SHA256`` …)."""
-    size = digest.removeprefix("sha").upper()
-    if name in ("ecdsa", f"{digest}_ecdsa"):
-        return f"ecdsa-with-SHA{size}"
-    if name in ("rsassa_pkcs1v15", "rsa", f"{digest}_rsa"):
-        return f"sha{size}WithRSAEncryption"
-    if name == "rsassa_pss":
-        return "RSASSA-PSS"
-    if name == _SM2_SM3_OID:
-        return "SM2-with-SM3"
-    return name
-
-
-def _check_signer(
-    signed_data: cms.SignedData,
-    signer_info: cms.SignerInfo,
-    extra: Sequence[x509.Certificate] = (),
-) -> _SignerCheck:
-    digest_algorithm = _digest_name(signer_info["digest_algorithm"]["algorithm"].native)
-    sig_algo = signer_info["signature_algorithm"]
-    sig_name = _algorithm_name(str(sig_algo["algorithm"].native), digest_algorithm)
-    cert = _signer_certificate(signed_data, signer_info, extra)
-    attrs = signer_info["signed_attrs"]
-    if not attrs or attrs.native is None:
-        return _SignerCheck(
-            cert, digest_algorithm, sig_name, None, False, None, "no signed attributes"
-        )
-    message_digest: bytes | None = None
-    for attr in attrs:
-        if attr["type"].native == "message_digest":
-            message_digest = attr["values"][0].native
-    if digest_algorithm not in _DIGESTS:
-        return _SignerCheck(
-            cert,
-            digest_algorithm,
-            sig_name,
-            message_digest,
-            False,
-            attrs,
-            f"unsupported digest algorithm {digest_algorithm}",
-        )
-    if cert is None:
-        return _SignerCheck(
-            cert,
-            digest_algorithm,
-            sig_name,
-            message_digest,
-            False,
-            attrs,
-            "the signer's certificate is not in the signature",
-        )
-    signed_bytes = attrs.untag().dump() if hasattr(attrs, "untag") else attrs.dump()
-    signed_bytes = b"\x31" + signed_bytes[1:]
-    try:
-        public_key = public_key_of(cert)
-    except (ValueError, UnsupportedAlgorithm, InvalidSm2PublicKey):
-        public_key = None
-    valid = public_key is not None and signature_verifies(
-        public_key, signer_info["signature"].native, signed_bytes, _hash(digest_algorithm)
-    )
-    if sig_algo["algorithm"].native == "rsassa_pss":
-        valid = False  # not produced by our key stores' CMS path; refuse rather than guess
-    return _SignerCheck(cert, digest_algorithm, sig_name, message_digest, valid, attrs)
 
 
 def _attr(attrs: cms.CMSAttributes | None, name: str) -> Any:
@@ -234,28 +115,18 @@ def verify_timestamp(
             Verdict.INVALID, (Reason(ReasonCode.TIMESTAMP_INVALID, tr(locale, zh, en)),)
         )
 
+    tsa_candidates = [
+        ctx.certificates.parse(i.der)
+        for i in ctx.authority.hierarchy.issuers.values()
+        if i.role == "tsa"
+    ]
     try:
-        content = cms.ContentInfo.load(token_der)
-        signed_data = content["content"]
-        if content["content_type"].native != "signed_data":
-            return bad("时间戳不是 SignedData", "the time-stamp is not a SignedData")
-        encap = signed_data["encap_content_info"]
-        if encap["content_type"].native != "tst_info":
-            return bad("时间戳中没有 TSTInfo", "the time-stamp holds no TSTInfo")
-        tst_bytes = encap["content"].contents
-        tst = tsp.TSTInfo.load(tst_bytes)
-        gen_time: datetime = tst["gen_time"].native
-        imprint = tst["message_imprint"]
-        imprint_alg = _digest_name(imprint["hash_algorithm"]["algorithm"].native)
-        imprint_value = imprint["hashed_message"].native
-        policy = tst["policy"].dotted
-        serial = f"{tst['serial_number'].native:X}"
-        signer_info = signed_data["signer_infos"][0]
-    except (ValueError, TypeError, KeyError, IndexError):
+        token = check_token(token_der, imprinted, tsa_candidates)
+    except TokenUnreadable:
         return bad("时间戳无法解析", "the time-stamp token does not parse")
-    if gen_time.tzinfo is None:
-        gen_time = gen_time.replace(tzinfo=UTC)
-    if imprint_alg not in _DIGESTS or hashlib.new(imprint_alg, imprinted).digest() != imprint_value:
+    gen_time, policy, serial = token.gen_time, token.policy_oid, token.serial_number
+    check = token.signer
+    if not token.imprint_matches:
         reasons.append(
             Reason(
                 ReasonCode.TIMESTAMP_INVALID,
@@ -266,17 +137,7 @@ def verify_timestamp(
                 ),
             )
         )
-    tsa_candidates = [
-        ctx.certificates.parse(i.der)
-        for i in ctx.authority.hierarchy.issuers.values()
-        if i.role == "tsa"
-    ]
-    check = _check_signer(signed_data, signer_info, tsa_candidates)
-    if (
-        check.message_digest is None
-        or check.digest_algorithm not in _DIGESTS
-        or (hashlib.new(check.digest_algorithm, tst_bytes).digest() != check.message_digest)
-    ):
+    if not token.content_digest_matches:
         reasons.append(
             Reason(
                 ReasonCode.TIMESTAMP_INVALID,
@@ -451,7 +312,7 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> Si
             if c.name == "certificate"
         ]
         # asn1crypto parses lazily: malformed signed or unsigned attributes surface here.
-        result = _check_signer(signed_data, signer_info)
+        result = check_signer(signed_data, signer_info)
         claimed = _attr(result.signed_attrs, "signing_time")
         claimed_time = claimed.native if claimed is not None else None
         token = None
@@ -465,7 +326,7 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> Si
     reasons: list[Reason] = []
     expected = (
         _content_digest(check, result.digest_algorithm)
-        if result.digest_algorithm in _HASHES
+        if result.digest_algorithm in HASHES
         else None
     )
     intact = expected is not None and result.message_digest == expected
@@ -565,9 +426,9 @@ def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> Si
     except (ValueError, UnsupportedAlgorithm, InvalidSm2PublicKey):
         public_key = None
     valid = (
-        digest_name in _DIGESTS
+        digest_name in DIGESTS
         and public_key is not None
-        and signature_verifies(public_key, value, tbs_bytes, _hash(digest_name))
+        and signature_verifies(public_key, value, tbs_bytes, hash_of(digest_name))
     )
     if not valid:
         reasons.append(
@@ -575,9 +436,9 @@ def _parse_ses(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> Si
                 ReasonCode.SIGNATURE_INVALID,
                 tr(
                     locale,
-                    "签名值无效" if digest_name in _DIGESTS else f"不支持的签名算法 {oid}",
+                    "签名值无效" if digest_name in DIGESTS else f"不支持的签名算法 {oid}",
                     "the signature value does not verify"
-                    if digest_name in _DIGESTS
+                    if digest_name in DIGESTS
                     else f"unsupported signature algorithm {oid}",
                 ),
             )

@@ -442,6 +442,20 @@ _REASON = {
     "SUSPENDED": common_pb2.REASON_CODE_LICENSE_SUSPENDED,
     "EXPIRED": common_pb2.REASON_CODE_LICENSE_EXPIRED,
     "NOT_YET_VALID": common_pb2.REASON_CODE_UNSPECIFIED,  # no dedicated code in the contract
+    # the sealed document's checks (license.document_check, license.ofd_check)
+    **{
+        f"{kind}_{name}": code
+        for kind in ("PDF", "OFD")
+        for name, code in (
+            ("UNSEALED", common_pb2.REASON_CODE_NO_SIGNATURE),
+            ("SIGNATURE_INVALID", common_pb2.REASON_CODE_SIGNATURE_INVALID),
+            ("UNTRUSTED", common_pb2.REASON_CODE_UNKNOWN_ISSUER),
+            ("TIMESTAMP_INVALID", common_pb2.REASON_CODE_TIMESTAMP_INVALID),
+            ("MODIFIED", common_pb2.REASON_CODE_DISALLOWED_MODIFICATION),
+            ("SIGNER_MISMATCH", common_pb2.REASON_CODE_LICENSE_MISMATCH),
+        )
+    },
+    "QR_MISMATCH": common_pb2.REASON_CODE_LICENSE_MISMATCH,
 }
 _STATE = {
     State.VALID: common_pb2.LICENSE_STATUS_VALID,
@@ -816,7 +830,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         request: license_pb2.LicenseServiceVerifyLicenseRequest,
         context: Any,
     ) -> license_pb2.LicenseServiceVerifyLicenseResponse:
-        """By signed data, QR payload, sealed PDF or identifier (the stored signed data is
+        """By signed data, QR payload, sealed PDF or OFD or identifier (the stored signed data is
         checked); the status comes from the issuer's cached signed status list, as an offline
         verifier's."""
         current_principal()

@@ -6,12 +6,15 @@
   malformed identifier (naming the part), 404 for an unknown one.
 * ``GET /verify/license`` — the same page with only the check forms.
 * ``POST /verify/license`` — check a submitted QR payload (field ``qr``, ``GT1:...``) or licence
-  PDF (multipart field ``pdf``, or a raw ``application/pdf`` body); answers the page, or JSON
-  with ``Accept: application/json``. Bodies over the upload limit get 413 unread. A PDF is
+  document: a PDF or an OFD (multipart file field ``pdf`` or ``ofd``, either holding either
+  format, told apart by the bytes; or a raw ``application/pdf`` / ``application/ofd`` body);
+  answers the page, or JSON with ``Accept: application/json`` (``checked``: ``pdf`` or
+  ``ofd``). Bodies over the upload limit get 413 unread. A document is
   checked in the bounded document pool (:func:`govtrust.rpc.offload.document_pool`), never in
   the shared one: 503 with ``Retry-After`` when its workers and queue are full, 413
   ``RESOURCE_EXHAUSTED`` naming the limit when the document has more revisions, objects or
-  signatures than allowed (:mod:`govtrust.pdf_guard`) or its check outlasts the time budget;
+  signatures than allowed (:mod:`govtrust.pdf_guard`), an OFD is past the package limits
+  (entries, inflated size, compression ratio: a zip bomb) or its check outlasts the time budget;
   a client that disconnects stops its check.
 * ``GET /licence/status/<issuer>`` — the issuer's signed status list
   (``application/statuslist+jwt``, ETag, short max-age); ``GET /licence/trust-list`` — the
@@ -35,6 +38,7 @@ import hashlib
 import math
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote
@@ -53,6 +57,7 @@ from govtrust.rpc.offload import PoolBusy, document_pool, run_sync
 from license import public
 from license.base45 import ALPHABET as BASE45_ALPHABET
 from license.identifiers import ISSUER_CODE_LENGTH
+from license.ofd_check import is_ofd
 from license.page_texts import TEXTS
 from license.qr import MAX_PAYLOAD_CHARS
 from license.qr import PREFIX as QR_PREFIX
@@ -71,7 +76,8 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 VERIFY_FORM_PATH = VERIFY_PATH.rstrip("/")  # /verify/license
 STATUS_LIST_MEDIA_TYPE = "application/statuslist+jwt"
-MAX_UPLOAD = 10 * 1024 * 1024  # a licence PDF is a few hundred KB
+MAX_UPLOAD = 10 * 1024 * 1024  # a licence PDF or OFD is a few hundred KB
+DOCUMENT_FIELDS = ("pdf", "ofd")  # the multipart file fields of a licence document
 MULTIPART_OVERHEAD = 16 * 1024
 STATUS_MAX_AGE = 60
 TRUST_LIST_MAX_AGE = 300
@@ -252,20 +258,33 @@ async def bounded_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def submitted(request: Request, body: bytes) -> tuple[str | None, bytes | None, str]:
-    """(QR text, PDF bytes, form language) of a POST body, by its content type."""
+@dataclass(frozen=True)
+class Submitted:
+    """A POST body: the QR text, or a document and the field (``pdf``, ``ofd``) it came as,
+    and the form's language."""
+
+    qr: str | None = None
+    document: bytes | None = None
+    field: str = "pdf"
+    lang: str = ""
+
+
+async def submitted(request: Request, body: bytes) -> Submitted:
+    """The QR text or the licence document of a POST body, by its content type."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/pdf":
-        return None, body, ""
+        return Submitted(document=body, field="pdf")
+    if content_type == "application/ofd":
+        return Submitted(document=body, field="ofd")
     if content_type == "text/plain":
-        return body.decode("utf-8", errors="replace"), None, ""
+        return Submitted(qr=body.decode("utf-8", errors="replace"))
     if content_type == "application/x-www-form-urlencoded":
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:
             raise InvalidArgument.field("qr", "the form is not UTF-8") from None
         form = dict(reversed(pairs))  # first value wins
-        return form.get("qr"), None, form.get("lang", "")
+        return Submitted(qr=form.get("qr"), lang=form.get("lang", ""))
     if content_type == "multipart/form-data":
 
         async def replay() -> dict[str, Any]:
@@ -278,18 +297,27 @@ async def submitted(request: Request, body: bytes) -> tuple[str | None, bytes | 
             raise InvalidArgument.field("pdf", f"malformed multipart body: {exc}") from None
         lang = multipart.get("lang")
         qr = multipart.get("qr")
-        upload = multipart.get("pdf")
-        pdf: bytes | None = None
-        if isinstance(upload, UploadFile):
-            pdf = await upload.read()
-            if not pdf and upload.filename == "" and isinstance(qr, str) and qr.strip():
-                pdf = None  # the browser sent an empty file input next to a QR payload
-        elif isinstance(upload, str) and upload:
-            raise InvalidArgument.field("pdf", "must be a file upload")
-        return (qr if isinstance(qr, str) else None), pdf, (lang if isinstance(lang, str) else "")
+        document: bytes | None = None
+        field = "pdf"
+        for name in DOCUMENT_FIELDS:
+            upload = multipart.get(name)
+            if isinstance(upload, UploadFile):
+                data = await upload.read()
+                if not data and upload.filename == "" and isinstance(qr, str) and qr.strip():
+                    continue  # the browser sent an empty file input next to a QR payload
+                document, field = data, name
+                break
+            if isinstance(upload, str) and upload:
+                raise InvalidArgument.field(name, "must be a file upload")
+        return Submitted(
+            qr if isinstance(qr, str) else None,
+            document,
+            field,
+            lang if isinstance(lang, str) else "",
+        )
     raise InvalidArgument.field(
         "content-type",
-        "send a form (field qr or file pdf), application/pdf or text/plain",
+        "send a form (field qr or file pdf / ofd), application/pdf, application/ofd or text/plain",
     )
 
 
@@ -307,12 +335,12 @@ def qr_problem(text: str) -> str | None:
     return None
 
 
-def pdf_problem(pdf: bytes) -> str | None:
-    """Why ``pdf`` is not a PDF file at all (None when it starts like one)."""
-    if not pdf:
-        return "pdf: the uploaded file is empty"
-    if pdf.lstrip(b"\r\n\t ")[:5] != b"%PDF-":
-        return "pdf: not a PDF file (it does not start with %PDF-)"
+def document_problem(data: bytes, field: str = "pdf") -> str | None:
+    """Why ``data`` is neither a PDF nor an OFD file at all (None when it starts like one)."""
+    if not data:
+        return f"{field}: the uploaded file is empty"
+    if data.lstrip(b"\r\n\t ")[:5] != b"%PDF-" and not is_ofd(data):
+        return f"{field}: not a PDF or OFD file (it starts neither with %PDF- nor as a zip package)"
     return None
 
 
@@ -400,7 +428,8 @@ def make_router(
     check_pdf: Callable[[LicenceRuntime, bytes], public.PublicLicenceView] | None = None,
 ) -> APIRouter:
     """The routes over a runtime factory (tests inject theirs); ``limiter=None`` disables rate
-    limiting; ``check_pdf`` replaces the PDF check (default :func:`license.public.view_pdf`)."""
+    limiting; ``check_pdf`` replaces the document check, PDF or OFD (default
+    :func:`license.public.view_document`)."""
     lazy = _Lazy(runtime)
     api = APIRouter()
 
@@ -469,7 +498,7 @@ def make_router(
         t = TEXTS[lang]
         try:
             body = await bounded_body(request, max_upload + MULTIPART_OVERHEAD)
-            qr, pdf, form_lang = await submitted(request, body)
+            sent = await submitted(request, body)
         except UploadTooLarge:
             return problem(
                 request,
@@ -487,7 +516,8 @@ def make_router(
                 message=t["err_bad_request"],
                 detail=exc.message,
             )
-        lang = pick_language(request, form_lang)
+        lang = pick_language(request, sent.lang)
+        qr, document, field = sent.qr, sent.document, sent.field
         t = TEXTS[lang]
 
         def bad(detail: str, status: int = 400) -> Response:
@@ -502,16 +532,16 @@ def make_router(
                 detail=detail,
             )
 
-        if pdf is not None and qr is not None and qr.strip():
-            return bad("send either a licence PDF (pdf) or a QR payload (qr), not both")
-        if pdf is not None:
-            if len(pdf) > max_upload:
-                return bad(f"pdf: larger than {_format_limit(max_upload)}", 413)
-            why = pdf_problem(pdf)
+        if document is not None and qr is not None and qr.strip():
+            return bad(f"send either a licence document ({field}) or a QR payload (qr), not both")
+        if document is not None:
+            if len(document) > max_upload:
+                return bad(f"{field}: larger than {_format_limit(max_upload)}", 413)
+            why = document_problem(document, field)
             if why is not None:
                 return bad(why)
             pdf_check = check_pdf or _default_pdf_check
-            upload = pdf
+            upload = document
             try:  # in the bounded document pool, under its budget, while the client waits
                 view = await while_connected(
                     request, document_pool().run(lambda: pdf_check(lazy.get(), upload))
@@ -540,7 +570,9 @@ def make_router(
                 )
             return answer(request, lang, view)
         if qr is None:
-            return bad("send a licence PDF (file field pdf) or a QR payload (field qr)")
+            return bad(
+                "send a licence PDF or OFD (file field pdf or ofd) or a QR payload (field qr)"
+            )
         text = qr.strip()
         why = qr_problem(text)
         if why is not None:
@@ -600,5 +632,5 @@ def make_router(
     return api
 
 
-def _default_pdf_check(runtime: LicenceRuntime, pdf: bytes) -> public.PublicLicenceView:
-    return public.view_pdf(runtime.service, runtime.roots, pdf)
+def _default_pdf_check(runtime: LicenceRuntime, data: bytes) -> public.PublicLicenceView:
+    return public.view_document(runtime.service, runtime.roots, data)

@@ -11,7 +11,7 @@ Examples::
         [--request-id KEY]
     govtrust license show IDENTIFIER
     govtrust license revoke IDENTIFIER --reason "注销"
-    govtrust license verify licence.pdf | licence.jws | 'GT1:…' | IDENTIFIER
+    govtrust license verify licence.pdf | licence.ofd | licence.jws | 'GT1:…' | IDENTIFIER
 
 The operator running these commands holds the data directory (database and master key), so
 acts with full authority: ``issue`` and ``revoke`` act as the issuing department
@@ -24,7 +24,8 @@ The type JSON (``types --json`` / ``--define``) carries each field's ``label_en`
 ``default_days``/``max_days``; ``revision`` is printed and ignored on input.
 
 ``verify`` checks with the CA roots and the issuers' signed status lists only, like an offline
-verifier, and exits 0 only for a valid licence.
+verifier, and exits 0 only for a valid licence; a file is a sealed PDF or OFD (``evidence``
+``pdf`` / ``ofd`` in the output) or holds a JWS.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 IDENTIFIER_PREFIX = "1.2.156.3005.2."
 QR_PREFIX = "GT1:"
+ZIP_MAGIC = b"PK\x03\x04"  # an OFD is a zip package (license.ofd_check.is_ofd)
 
 
 def _operator(*roles: str) -> Principal:
@@ -271,14 +273,15 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def _check(platform: Platform, evidence: str | bytes) -> tuple[str, LicenceCheck]:
-    """(kind, check) of a PDF, a compact JWS, a ``GT1:`` QR text or an identifier."""
+    """(kind, check) of a PDF or OFD, a compact JWS, a ``GT1:`` QR text or an identifier."""
     from license.runtime import runtime_for
     from license.verification import LicenceVerifier
 
     runtime = runtime_for(platform)
     verifier = LicenceVerifier(runtime.service, runtime.roots, runtime.trust_list)
     if isinstance(evidence, bytes):
-        return "pdf", verifier.check("document", evidence).check
+        checked = verifier.check("document", evidence)
+        return checked.document_format or "pdf", checked.check
     if evidence.startswith(QR_PREFIX):
         return "qr", verifier.check("qr_payload", evidence).check
     if evidence.startswith(IDENTIFIER_PREFIX):
@@ -293,13 +296,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     path = Path(target)
     if len(target) < 4096 and path.is_file():
         data = path.read_bytes()
-        if data.lstrip()[:5] == b"%PDF-":
+        if data.lstrip()[:5] == b"%PDF-" or data[:4] == ZIP_MAGIC:
             evidence = data
         else:
             try:
                 evidence = data.decode("utf-8").strip()
             except UnicodeDecodeError:
-                print("govtrust license: the file is neither a PDF nor text", file=sys.stderr)
+                print(
+                    "govtrust license: the file is neither a PDF, an OFD nor text", file=sys.stderr
+                )
                 return EXIT_USAGE
     else:
         evidence = target.strip()
@@ -380,7 +385,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     revoke.set_defaults(handler=cmd_revoke)
 
     verify = groups.add_parser(
-        "verify", help="check a licence: PDF or JWS file, GT1: QR text, or identifier"
+        "verify", help="check a licence: PDF, OFD or JWS file, GT1: QR text, or identifier"
     )
     add_data_dir(verify)
     verify.add_argument("evidence", help="file, QR text or identifier")

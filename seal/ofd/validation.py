@@ -456,7 +456,12 @@ def check_ofd(data: bytes, limits: PackageLimits = DEFAULT_LIMITS) -> OfdCheckRe
     module docstring). Raises OfdMalformed when the package, OFD.xml or the signature list
     cannot be read safely, OfdTooLarge past a limit; anything wrong with one signature is a
     finding of its result."""
-    package = read_package(data, limits)
+    return check_package(read_package(data, limits))
+
+
+def check_package(package: OfdPackage) -> OfdCheckResult:
+    """:func:`check_ofd` of a package already read within limits (a caller that also reads
+    the document, e.g. its attachments, unzips it once)."""
     location = signature_list_location(package)
     page_ids = _page_ids(package)
     page_count = len(page_ids) if page_ids is not None else 0

@@ -166,6 +166,66 @@ def test_license_cli(data_dir: tuple[Path, dict[str, str]], tmp_path: Path) -> N
         assert report["verdict"] == "INVALID" and "REVOKED" in report["reasons"]
 
 
+def test_license_cli_verifies_a_licence_ofd(
+    data_dir: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """``govtrust license verify licence.ofd``: the department's SM2 seal over the OFD, checked
+    with the runtime's roots (ECDSA and SM2) and the status list."""
+    import io
+    import zipfile
+    from dataclasses import replace
+
+    directory, env = data_dir
+    assert _run(directory, env, "types", "--seed").returncode == 0
+    platform = open_wired(Settings(data_dir=directory, database_url=env["GOVTRUST_DATABASE_URL"]))
+    try:
+        with platform.db.transaction() as session:
+            business = catalogue.get_type(session, catalogue.BUSINESS_LICENCE_CODE)
+            catalogue.define_type(
+                session,
+                Principal("user", "admin", frozenset({"admin"})),
+                replace(business, document_formats=("pdf", "ofd")),
+                replace=True,
+            )
+    finally:
+        platform.close()
+    pdf, ofd = tmp_path / "l.pdf", tmp_path / "l.ofd"
+    field_args = [arg for name, value in GOOD_BL.items() for arg in ("--field", f"{name}={value}")]
+    issued = _run(
+        directory, env, "issue", "--type", catalogue.BUSINESS_LICENCE_CODE, "--issuer", ISSUER,
+        "--holder-type", "001", "--holder", COMPANY, "--valid-from", "2015-06-01",
+        *field_args, "--pdf", str(pdf), "--ofd", str(ofd),
+    )  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    ident = json.loads(issued.stdout)["identifier"]
+    assert ofd.read_bytes()[:4] == b"PK\x03\x04"
+
+    checked = _run(directory, env, "verify", str(ofd))
+    assert checked.returncode == 0, (checked.stdout, checked.stderr)
+    report = json.loads(checked.stdout)
+    assert (report["evidence"], report["verdict"], report["identifier"]) == ("ofd", "VALID", ident)
+
+    garbage = tmp_path / "garbage.ofd"
+    garbage.write_bytes(b"PK\x03\x04" + b"\0" * 64)
+    bad = _run(directory, env, "verify", str(garbage))
+    assert bad.returncode == 1, bad.stderr
+    assert json.loads(bad.stdout)["reasons"][0] == "MALFORMED"
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("OFD.xml", b"<x/>")
+        archive.writestr("Doc_0/bomb.xml", b"\0" * (40 * 1024 * 1024))
+    (tmp_path / "bomb.ofd").write_bytes(bomb.getvalue())
+    refused = _run(directory, env, "verify", str(tmp_path / "bomb.ofd"))
+    assert refused.returncode != 0 and "ofd:" in refused.stderr, (refused.stdout, refused.stderr)
+
+    assert _run(directory, env, "revoke", ident, "--reason", "注销").returncode == 0
+    after = _run(directory, env, "verify", str(ofd))
+    assert after.returncode == 1
+    report = json.loads(after.stdout)
+    assert (report["evidence"], report["verdict"], report["state"]) == ("ofd", "INVALID", "revoked")
+
+
 def test_license_cli_bad_input(data_dir: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     directory, env = data_dir
     assert _run(directory, env, "types", "--seed").returncode == 0

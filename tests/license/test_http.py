@@ -555,8 +555,8 @@ def test_qr_problem_names_the_position() -> None:
 # --- POST a licence PDF -------------------------------------------------------------------------
 
 
-def sealed_pdf(lic: Licences) -> tuple[str, bytes]:
-    """Issue a business licence with its sealed PDF document (PAdES B-T)."""
+def _issue_with_documents(lic: Licences) -> Any:
+    """Issue a business licence with the documents its type names (sealed by the department)."""
     from license.runtime import document_maker
 
     signers = lic.runtime.signers
@@ -570,7 +570,7 @@ def sealed_pdf(lic: Licences) -> tuple[str, bytes]:
         documents=document_maker(lic.world.sealer),
         seals=signers,
     )
-    issued = with_documents.issue(
+    return with_documents.issue(
         DEPT,
         IssueRequest(
             type_code=catalogue.BUSINESS_LICENCE_CODE,
@@ -582,8 +582,28 @@ def sealed_pdf(lic: Licences) -> tuple[str, bytes]:
             valid_from=date(2015, 6, 1),
         ),
     )
+
+
+def sealed_pdf(lic: Licences) -> tuple[str, bytes]:
+    """Issue a business licence with its sealed PDF document (PAdES B-T)."""
+    issued = _issue_with_documents(lic)
     assert issued.document_pdf is not None
     return issued.identifier, issued.document_pdf
+
+
+def sealed_ofd(lic: Licences) -> tuple[str, bytes]:
+    """Issue a business licence as a sealed OFD (GB/T 38540 seal signature, time-stamped)."""
+    from dataclasses import replace
+
+    admin = Principal("user", "admin", frozenset({"admin"}))
+    with lic.world.db.transaction() as session:
+        business = catalogue.get_type(session, catalogue.BUSINESS_LICENCE_CODE)
+        catalogue.define_type(
+            session, admin, replace(business, document_formats=("ofd",)), replace=True
+        )
+    issued = _issue_with_documents(lic)
+    assert issued.document_ofd is not None and issued.document_pdf is None
+    return issued.identifier, issued.document_ofd
 
 
 def test_post_licence_pdf(lic: Licences, client: TestClient) -> None:
@@ -639,6 +659,80 @@ def test_post_licence_pdf(lic: Licences, client: TestClient) -> None:
     revoked = client.post(
         "/verify/license",
         files={"pdf": ("licence.pdf", pdf, "application/pdf")},
+        headers=json_headers,
+    ).json()
+    assert (revoked["verdict"], revoked["status"]) == ("INVALID", "revoked")
+    assert revoked["signature_ok"] is True and "REVOKED" in revoked["reasons"]
+
+
+def test_post_licence_ofd(lic: Licences, client: TestClient) -> None:
+    identifier, ofd = sealed_ofd(lic)
+    assert ofd[:4] == b"PK\x03\x04"
+    json_headers = {"Accept": "application/json"}
+    for name in ("ofd", "pdf"):  # its own field, or the page's one file field
+        ok = client.post(
+            "/verify/license",
+            files={name: ("licence.ofd", ofd, "application/ofd")},
+            headers=json_headers,
+        )
+        assert ok.status_code == 200, ok.text
+        body = ok.json()
+        assert (body["verdict"], body["status"], body["checked"]) == ("VALID", "valid", "ofd")
+        assert body["identifier"] == identifier and body["signature_ok"] is True
+    page = client.post("/verify/license", files={"ofd": ("licence.ofd", ofd, "application/ofd")})
+    assert status_of(page.text) == "valid" and "提交的证照 OFD 文件" in page.text
+    english = client.post(
+        "/verify/license?lang=en", files={"ofd": ("licence.ofd", ofd, "application/ofd")}
+    )
+    assert "the submitted licence OFD" in english.text
+    raw = client.post(
+        "/verify/license",
+        content=ofd,
+        headers={"Content-Type": "application/ofd", **json_headers},
+    ).json()
+    assert (raw["verdict"], raw["checked"]) == ("VALID", "ofd")
+
+    # a page byte changed: the seal no longer covers the page
+    from seal.ofd.package import OfdPackage, read_package, write_package
+
+    files = dict(read_package(ofd).files)
+    content = "Doc_0/Pages/Page_0/Content.xml"
+    assert files[content].count(b"</ofd:TextCode>") > 1
+    files[content] = files[content].replace(b"</ofd:TextCode>", b" </ofd:TextCode>", 1)
+    altered = client.post(
+        "/verify/license",
+        content=write_package(OfdPackage(files)),
+        headers={"Content-Type": "application/ofd", **json_headers},
+    ).json()
+    assert (altered["verdict"], altered["signature_ok"]) == ("INVALID", False), altered
+    assert altered["reasons"][0] == "OFD_MODIFIED" and content in altered["reasons"][1]
+
+    import io
+    import zipfile
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("OFD.xml", b"<x/>")
+        archive.writestr("Doc_0/bomb.xml", b"\0" * (40 * 1024 * 1024))
+    cases = {
+        "truncated": (ofd[: len(ofd) // 3], 400, "ofd: "),
+        "garbage zip": (b"PK\x03\x04" + b"x" * 100, 400, "ofd: "),
+        "zip bomb": (bomb.getvalue(), 413, "ofd: "),
+    }
+    with unchanged(lic.world.db, lic.world.keystore):
+        for name, (data, status, words) in cases.items():
+            response = client.post(
+                "/verify/license",
+                files={"ofd": ("x.ofd", data, "application/ofd")},
+                headers=json_headers,
+            )
+            assert response.status_code == status, (name, response.text)
+            assert words in response.json()["error"]["message"], (name, response.text)
+
+    lic.service.revoke(DEPT, identifier, "企业申请注销")
+    revoked = client.post(
+        "/verify/license",
+        files={"ofd": ("licence.ofd", ofd, "application/ofd")},
         headers=json_headers,
     ).json()
     assert (revoked["verdict"], revoked["status"]) == ("INVALID", "revoked")

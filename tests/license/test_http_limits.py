@@ -79,7 +79,7 @@ def test_a_full_document_pool_is_503_while_other_routes_answer(
     def held(runtime: LicenceRuntime, data: bytes) -> public.PublicLicenceView:
         entered.set()
         gate.wait(30)
-        return public.view_pdf(runtime.service, runtime.roots, data)
+        return public.view_document(runtime.service, runtime.roots, data)
 
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=_app(lic, held))

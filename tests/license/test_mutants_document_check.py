@@ -40,7 +40,7 @@ from tests.unchanged import unchanged
 
 
 def _failed(base: LicenceCheck, reason: str, message: str) -> LicenceCheck:
-    """What ``_invalid(..., base=base)`` reports: the licence's fields kept."""
+    """What ``invalid(..., base=base)`` reports: the licence's fields kept."""
     return replace(base, verdict=Verdict.INVALID, state=State.UNKNOWN, reasons=(reason, message))
 
 

@@ -103,3 +103,44 @@ def test_a_type_with_bad_formats_is_refused(prod: Prod) -> None:  # noqa: F811
             )
         assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert any("document_formats" in field for field in violations(refused)), formats
+
+
+def test_a_licence_ofd_checked_by_verify_license_and_the_public_page(prod: Prod) -> None:  # noqa: F811
+    """The production runtime's roots carry the SM2 root, so an SM2-sealed OFD checks through
+    LicenseService.VerifyLicense and the public page; a changed page does not."""
+    from govtrust.v1 import common_pb2
+    from license import public
+    from seal.ofd.package import OfdPackage, write_package
+
+    subjects = {root.subject.rfc4514_string() for root in prod.runtime.roots}
+    assert len(prod.runtime.roots) == 2 and any("SM2" in s for s in subjects), subjects
+    _formats(prod, "ofd")
+    issued = prod.issue()
+    request = license_pb2.GetLicenseDocumentRequest
+    ofd: bytes = prod.call(
+        "GetLicenseDocument", request(identifier=issued.identifier, format=OFD)
+    ).document  # type: ignore[attr-defined]
+    verify = license_pb2.LicenseServiceVerifyLicenseRequest
+    report: Any = prod.call(
+        "VerifyLicense", verify(evidence=license_pb2.LicenseEvidence(document=ofd))
+    ).report  # type: ignore[attr-defined]
+    assert report.verdict == common_pb2.VERDICT_VALID, report
+    assert report.license.identifier == issued.identifier
+
+    view = public.view_document(prod.runtime.service, prod.runtime.roots, ofd)
+    assert (view.verdict.name, view.checked, view.identifier) == (
+        "VALID",
+        "ofd",
+        issued.identifier,
+    )
+
+    files = dict(read_package(ofd).files)
+    content = "Doc_0/Pages/Page_0/Content.xml"
+    files[content] = files[content].replace(b"</ofd:TextCode>", b" </ofd:TextCode>", 1)
+    changed: Any = prod.call(
+        "VerifyLicense",
+        verify(evidence=license_pb2.LicenseEvidence(document=write_package(OfdPackage(files)))),
+    ).report  # type: ignore[attr-defined]
+    assert changed.verdict == common_pb2.VERDICT_INVALID
+    assert changed.reasons[0].code == common_pb2.REASON_CODE_DISALLOWED_MODIFICATION
+    assert content in changed.reasons[0].message

@@ -20,7 +20,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from license.layout import lay_out
-from license.ofd_writer import METADATA_NAMES
+from license.ofd_writer import CA_FILE, METADATA_NAMES
 from seal.ofd import model
 from seal.ofd.package import read_package
 from seal.ofd.reader import read_document
@@ -80,8 +80,13 @@ def test_metadata_and_page_objects_read_back(licence: Licence) -> None:  # noqa:
     cmap = TTFont(io.BytesIO(font.data)).getBestCmap()
     assert {ord(c) for c in "".join(texts)} <= set(cmap)
 
-    # the signed data and the QR payload ride along as attachments, as in the PDF
-    assert {(a.name, a.data.decode()) for a in document.attachments} == {
+    # the signed data and the QR payload ride along as attachments, as in the PDF, and the CA
+    # certificates but the roots (the PDF's /DSS) so that a root alone checks the seal
+    attached = {a.name: a.data for a in document.attachments}
+    assert attached.pop(CA_FILE).count(b"-----BEGIN CERTIFICATE-----") == len(
+        licence.documents._certificates()
+    )
+    assert {(name, data.decode()) for name, data in attached.items()} == {
         ("licence.jws", licence.doc.signed_data),
         ("licence-qr.txt", licence.doc.qr_payload),
     }

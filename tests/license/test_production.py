@@ -67,7 +67,7 @@ class Prod:
     runtime: LicenceRuntime
     seal: SealView
     director: Principal  # the department's legal representative
-    root: x509.Certificate
+    root: x509.Certificate  # the ECDSA root: signed data, status lists, QR, PDF seals
     holder: Principal  # a citizen holding licences himself
     holder_id: str
     holder_number: str
@@ -170,7 +170,7 @@ def prod(database_url: str, tmp_path: Path) -> Iterator[Prod]:
                 runtime,
                 seal,
                 director,
-                runtime.roots[-1],
+                runtime.roots[0],  # the ECDSA root (the SM2 root follows it)
                 Principal("user", "holder", frozenset(), citizen_id=holder_id),
                 holder_id,
                 holder_number,

@@ -309,3 +309,39 @@ def test_malformed_issuer_name_over_grpc(prod: Prod, verify_server: _Handle) -> 
     )
     assert response.report.verdict == common_pb2.VERDICT_INVALID
     assert response.report.reasons[0].code == common_pb2.REASON_CODE_FORMAT_ERROR
+
+
+def test_a_licence_ofd_with_an_sm2_seal(prod: Prod, vctx: VerifyContext) -> None:
+    """VerifyLicense with a sealed OFD (the department seal is SM2, the production default):
+    the licence check of license.ofd_check and every SES signature as VerifyOfd reports it."""
+    from tests.license.test_ofd_issuance import _formats
+
+    _formats(prod, "ofd")
+    licence = prod.issue()
+    response = prod.call(
+        "GetLicenseDocument",
+        license_pb2.GetLicenseDocumentRequest(
+            identifier=licence.identifier, format=license_pb2.LICENSE_DOCUMENT_FORMAT_OFD
+        ),
+    )
+    ofd: bytes = response.document  # type: ignore[attr-defined]
+    report = check(vctx, "document", ofd)
+    assert report.verdict is Verdict.VALID, (report.reasons, report.signatures)
+    assert report.evidence_kind is EvidenceKind.LICENSE_DOCUMENT
+    facts = report.license
+    assert facts is not None and facts.identifier == licence.identifier
+    assert facts.status is LicenseStatus.VALID and facts.matches_registry
+    assert report.document is not None and report.document.signature_count == 1
+    [signature] = report.signatures
+    assert signature.format is SignatureFormat.SES_SIGNATURE
+    assert signature.signature_algorithm == "SM2-with-SM3", signature
+    assert signature.seal is not None and signature.seal.seal_id == prod.seal.id
+
+    prod.call(
+        "RevokeLicense",
+        license_pb2.RevokeLicenseRequest(identifier=licence.identifier, reason="注销登记"),
+    )
+    revoked = check(vctx, "document", ofd)
+    assert revoked.verdict is Verdict.INVALID
+    assert codes(revoked) == {ReasonCode.LICENSE_REVOKED}, revoked.reasons
+    assert revoked.signatures[0].verdict is Verdict.VALID  # the seal itself is still good
