@@ -63,6 +63,20 @@ class DepartmentSealSigners:
         return signer
 
 
+def department_sm2_seal_chains(seals: SealService) -> list[list[x509.Certificate]]:
+    """The SM2 chains (leaf first, no root) of every department official seal that is an SM2
+    seal: what an offline verifier of OFD licences checks their GB/T 38540 signatures against
+    (the JWS and QR keys stay P-256: JOSE and COSE register no SM2)."""
+    from seal.official import official_seal_sm2_certificates
+
+    leaves = official_seal_sm2_certificates(seals.db)
+    if not leaves:
+        return []
+    ca_chain = [x509.load_der_x509_certificate(d) for d in seals.authority.chain(sm2=True)]
+    non_roots = [c for c in ca_chain if c.issuer != c.subject]
+    return [[x509.load_der_x509_certificate(d), *non_roots] for d in leaves]
+
+
 def department_seal_chains(seals: SealService) -> list[list[x509.Certificate]]:
     """The chains (leaf first, no root) of every department official seal that has a
     certificate — the content of the licence trust list that offline QR verifiers download.

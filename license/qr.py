@@ -187,18 +187,22 @@ class TrustList:
         return trust
 
 
-def export_trust_list(chains: Iterable[Sequence[x509.Certificate]]) -> str:
-    """Serialise issuer chains (leaf first) as a trust list document."""
-    return json.dumps(
-        {
-            "v": 1,
-            "chains": [
-                [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in chain]
-                for chain in chains
-            ],
-        },
-        separators=(",", ":"),
-    )
+def export_trust_list(
+    chains: Iterable[Sequence[x509.Certificate]],
+    sm2_chains: Iterable[Sequence[x509.Certificate]] = (),
+) -> str:
+    """Serialise issuer chains (leaf first) as a trust list document: ``chains`` the JWS/QR
+    signers (what :meth:`TrustList.load` reads), ``sm2_chains`` (when any) the SM2 seal chains
+    an OFD licence's GB/T 38540 signature is checked against."""
+
+    def encoded(chain: Sequence[x509.Certificate]) -> list[str]:
+        return [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in chain]
+
+    document: dict[str, object] = {"v": 1, "chains": [encoded(chain) for chain in chains]}
+    sm2 = [encoded(chain) for chain in sm2_chains]
+    if sm2:
+        document["sm2_chains"] = sm2
+    return json.dumps(document, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

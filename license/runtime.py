@@ -19,7 +19,11 @@ from cryptography import x509
 
 from govtrust.errors import FailedPrecondition
 from govtrust.platform import Component
-from license.departments import DepartmentSealSigners, department_seal_chains
+from license.departments import (
+    DepartmentSealSigners,
+    department_seal_chains,
+    department_sm2_seal_chains,
+)
 from license.errors import LicenceVerificationFailed
 from license.issuance import DocumentMaker, DocumentRequest, LicenceService
 from license.models import LicenceStatusListRow
@@ -69,7 +73,8 @@ class LicenceRuntime:
             trust = TrustList(self.roots)
             for chain in chains:
                 trust.add(chain)
-            entry = (now, trust, export_trust_list(chains))
+            sm2_chains = department_sm2_seal_chains(self.seals.service)
+            entry = (now, trust, export_trust_list(chains, sm2_chains))
             with self._lock:
                 self._trust = entry
         return entry
