@@ -36,7 +36,15 @@ from govtrust.principal import Principal
 from seal import fastpdf, images
 from seal.errors import InvalidSealRequest
 from seal.lifecycle import SealService, Use, UseContext
-from seal.placement import Anchor, Placement, Position, Riding, page_index, riding_pages
+from seal.placement import (
+    Anchor,
+    Placement,
+    Position,
+    Riding,
+    anchor_occurrence,
+    page_index,
+    riding_pages,
+)
 from seal.signing import CaTimeStamper, SealKey, revocation_info, signer_for
 from seal.types import EventView, PadesLevel, SealView
 
@@ -155,15 +163,7 @@ def find_anchor(pdf: bytes, text: str, occurrence: int) -> tuple[int, float, flo
                 x1, y1 = max(c.x1 for c in span), max(c.y1 for c in span)
                 hits.append((page_no, (x0 + x1) / 2, (y0 + y1) / 2))
                 start = joined.find(needle, start + 1)
-    if not hits:
-        raise InvalidSealRequest.field("placement.anchor.text", f"{text!r} is not in the document")
-    if occurrence == 0:
-        return hits[-1]
-    if not 1 <= occurrence <= len(hits):
-        raise InvalidSealRequest.field(
-            "placement.anchor.occurrence", f"the text occurs {len(hits)} times"
-        )
-    return hits[occurrence - 1]
+    return anchor_occurrence(hits, text, occurrence)
 
 
 def _stamp_style(design: images.SealDesign) -> StaticStampStyle:

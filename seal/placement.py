@@ -5,6 +5,7 @@ Millimetres from the page's top-left corner, y down; pages 1-based (negative fro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from seal.errors import InvalidSealRequest
@@ -50,6 +51,22 @@ def page_index(page: int, count: int, field: str) -> int:
     if not 0 <= index < count:
         raise InvalidSealRequest.field(field, f"the document has {count} pages")
     return index
+
+
+def anchor_occurrence(
+    hits: Sequence[tuple[int, float, float]], text: str, occurrence: int
+) -> tuple[int, float, float]:
+    """The ``occurrence``-th (1-based; 0: the last) of the places an anchor ``text`` was found
+    (page index, x, y); InvalidSealRequest when it is not there that often."""
+    if not hits:
+        raise InvalidSealRequest.field("placement.anchor.text", f"{text!r} is not in the document")
+    if occurrence == 0:
+        return hits[-1]
+    if not 1 <= occurrence <= len(hits):
+        raise InvalidSealRequest.field(
+            "placement.anchor.occurrence", f"the text occurs {len(hits)} times"
+        )
+    return hits[occurrence - 1]
 
 
 def riding_pages(riding: Riding, count: int) -> range:

@@ -20,7 +20,15 @@ from seal.errors import InvalidSealRequest
 from seal.ofd.model import Box, Text
 from seal.ofd.reader import OfdContents
 from seal.ofd.signatures import StampAnnot
-from seal.placement import Anchor, Placement, Position, Riding, page_index, riding_pages
+from seal.placement import (
+    Anchor,
+    Placement,
+    Position,
+    Riding,
+    anchor_occurrence,
+    page_index,
+    riding_pages,
+)
 
 _BASELINE_TO_MIDDLE = 0.35
 """The middle of a line of glyphs above its baseline, as a fraction of the font size."""
@@ -59,15 +67,7 @@ def find_text(contents: OfdContents, text: str, occurrence: int) -> tuple[int, f
             while at >= 0:
                 hits.append((index, *_centre(thing, at, len(needle))))
                 at = thing.text.find(needle, at + 1)
-    if not hits:
-        raise InvalidSealRequest.field("placement.anchor.text", f"{text!r} is not in the document")
-    if occurrence == 0:
-        return hits[-1]
-    if not 1 <= occurrence <= len(hits):
-        raise InvalidSealRequest.field(
-            "placement.anchor.occurrence", f"the text occurs {len(hits)} times"
-        )
-    return hits[occurrence - 1]
+    return anchor_occurrence(hits, text, occurrence)
 
 
 def stamp_annots(
