@@ -39,6 +39,7 @@ from hsm.sm2 import (
     Sm2PrivateKey,
 )
 from tests.ca.conftest import OPERATOR, PUBLIC_URL, USCC, openssl, pem
+from tests.unchanged import unchanged
 
 DISTID = "distid:" + DEFAULT_SIGNER_ID.decode()
 SM2_CAS = ("sm2-citizen", "sm2-legal-person", "sm2-seal", "sm2-service")
@@ -241,7 +242,7 @@ def test_pkcs11_without_sm2_keeps_ecdsa_and_refuses_sm2_cleanly(
                 profile="legal-person", subject=SubjectSpec(USCC), csr=_sm2_csr(tmp_path)
             ),
         ):
-            with pytest.raises(FailedPrecondition, match="SM2"):
+            with unchanged(database, store), pytest.raises(FailedPrecondition, match="SM2"):
                 authority.issue(OPERATOR, request)
         refused = authority.timestamp(b"\x30\x00", sm2=True)
         assert not refused.granted
@@ -284,7 +285,7 @@ def test_default_key_algorithm_per_profile(
     ))  # fmt: skip
     assert chosen.certificate.issuer == "legal-person"
     for bad in ("legal-person", "nobody=sm2", "seal=sm9"):
-        with pytest.raises(InvalidArgument):
+        with unchanged(database, soft_keystore), pytest.raises(InvalidArgument):
             CaConfig(profile_key_algorithms=bad).validate()
     settings = load_settings({"ca_key_algorithms": "seal=sm2,legal-person=sm2"}, env={})
     assert settings.ca_key_algorithms == ("seal=sm2", "legal-person=sm2")

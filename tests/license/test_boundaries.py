@@ -27,6 +27,7 @@ from license.models import LicenceAccessGrantRow
 from license.signed_data import sign_licence
 from license.signer import LicenceSigner
 from tests.license.conftest import MiniCa, same, sample_metadata
+from tests.unchanged import unchanged
 
 
 def test_the_licence_day_is_the_beijing_calendar_day() -> None:
@@ -168,6 +169,6 @@ def test_a_licence_issued_in_its_certificates_last_beijing_day_verifies(
         lambda: verify_licence(sign_licence(signer, late), [test_ca.root]),
         lambda: decode_payload(encode_payload(signer, late), trust),
     ):
-        with pytest.raises(LicenceVerificationFailed) as refused:
+        with unchanged(None, keystore), pytest.raises(LicenceVerificationFailed) as refused:
             check()
         assert refused.value.reason is Reason.CERTIFICATE_EXPIRED

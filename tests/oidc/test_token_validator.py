@@ -10,6 +10,7 @@ import pytest
 
 from idp.oidc.tokens import TokenFault, TokenRejected, TokenValidator
 from tests.oidc.conftest import ADMIN, OidcEnv
+from tests.unchanged import unchanged
 
 
 def _b64(data: bytes) -> str:
@@ -60,10 +61,11 @@ def test_each_fault_is_named(sqlite_env: OidcEnv) -> None:
     mismatch = _with_header(token, alg=other_alg)
     assert _fault(validator, mismatch) is TokenFault.ALGORITHM_MISMATCH
     assert _fault(validator, f"{head}.{body}.{sig[:-4]}AAAA") is TokenFault.BAD_SIGNATURE
-    with pytest.raises(TokenRejected) as caught:
+    db = sqlite_env.platform.db
+    with unchanged(db), pytest.raises(TokenRejected) as caught:
         validator.access_claims({**header, "typ": "JWT"}, claims, float(claims["exp"]) - 1)
     assert caught.value.fault is TokenFault.NOT_ACCESS_TOKEN
-    with pytest.raises(TokenRejected) as caught:
+    with unchanged(db), pytest.raises(TokenRejected) as caught:
         validator.access_claims(header, {**claims, "iss": "https://elsewhere"}, 0.0)
     assert caught.value.fault is TokenFault.CLAIMS_REJECTED
 
@@ -74,10 +76,11 @@ def test_expiry_allows_the_clock_skew_and_no_more(sqlite_env: OidcEnv) -> None:
     header, claims = strict.signed(_access_token(sqlite_env))
     exp = float(claims["exp"])
     strict.access_claims(header, claims, exp - 1)
-    with pytest.raises(TokenRejected) as caught:
+    db = sqlite_env.platform.db
+    with unchanged(db), pytest.raises(TokenRejected) as caught:
         strict.access_claims(header, claims, exp)
     assert caught.value.fault is TokenFault.EXPIRED
     lenient.access_claims(header, claims, exp + 59)
-    with pytest.raises(TokenRejected) as caught:
+    with unchanged(db), pytest.raises(TokenRejected) as caught:
         lenient.access_claims(header, claims, exp + 60)
     assert caught.value.fault is TokenFault.EXPIRED

@@ -164,14 +164,17 @@ def test_package_sections_env_over_toml_and_their_errors(tmp_path: Path) -> None
     assert "document_workers" not in settings.sections.get("verify", {})
 
     bad_env = load_settings({}, env={"GOVTRUST_CA_ISSUE_THREADS": "many"})
-    with pytest.raises(ConfigError, match=r"ca\.issue_threads \(environment GOVTRUST_CA_ISSUE"):
-        CaConfig.from_settings(bad_env)
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("[verify]\nfetch_timeout = 2\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"bad\.toml \[verify\]: unknown setting 'fetch_timeout'"):
-        VerifyConfig.from_settings(load_settings({}, config_file=bad_toml, env={}))
     nan = load_settings({}, env={"GOVTRUST_VERIFY_AUDIT_LINGER_MS": "nan"})
-    with pytest.raises(ConfigError, match="expected a finite number"):
-        VerifyConfig.from_settings(nan)
-    with pytest.raises(ValueError, match="no settings section"):
-        section_config(VerifyConfig, settings, "seal")
+    with unchanged(None, None, tmp_path):  # a refused setting writes no file
+        with pytest.raises(ConfigError, match=r"ca\.issue_threads \(environment GOVTRUST_CA_ISSUE"):
+            CaConfig.from_settings(bad_env)
+        with pytest.raises(
+            ConfigError, match=r"bad\.toml \[verify\]: unknown setting 'fetch_timeout'"
+        ):
+            VerifyConfig.from_settings(load_settings({}, config_file=bad_toml, env={}))
+        with pytest.raises(ConfigError, match="expected a finite number"):
+            VerifyConfig.from_settings(nan)
+        with pytest.raises(ValueError, match="no settings section"):
+            section_config(VerifyConfig, settings, "seal")

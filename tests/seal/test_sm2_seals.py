@@ -201,7 +201,7 @@ def test_both_keys_share_one_lifecycle(world: World) -> None:
     assert ca.get(sm2_row.id).status == ca.get(pdf_row.id).status == "revoked"
     world.service.destroy(FILING, seal.id, "done")
     for row in (sm2_row, pdf_row):
-        with pytest.raises(KeyDestroyed):
+        with unchanged(world.db, world.keystore), pytest.raises(KeyDestroyed):
             world.keystore.get(row.key_id or "")
 
 
@@ -323,7 +323,7 @@ def test_an_application_without_an_algorithm_takes_the_service_default(world: Wo
         world.rep, Application(IdentityRef(id=world.company_id), SealKind.FINANCE)
     )
     assert applied.key_algorithm == "sm2"
-    with pytest.raises(InvalidArgument):
+    with unchanged(world.db, world.keystore), pytest.raises(InvalidArgument):
         world.service.apply(
             world.rep,
             Application(IdentityRef(id=world.company_id), SealKind.INVOICE, key_algorithm="x"),
