@@ -17,6 +17,7 @@ Markdown table docs/testing.md shows (``## Nothing changed``).
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
     return [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
 
 
+@functools.cache
 def _helpers(root: Path, area: str) -> re.Pattern[str]:
     """``unchanged(`` or a call of a non-test function of the area (or tests/ itself) calling it."""
     names = {"unchanged"}
