@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
-from typing import TypeVar
 
 from asn1crypto import cms, core, tsp, x509
 
@@ -24,8 +23,6 @@ from ca.profiles import TSA_POLICY_SUFFIX
 from ca.signing import DIGEST_OIDS, digest_algorithm, now
 from hsm.errors import Sm2NotAvailable
 from hsm.sm2 import SM3_OID
-
-T = TypeVar("T", bound=core.Asn1Value)
 
 MAX_REQUEST_BYTES = 16 * 1024
 _DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64, "sm3": 32}
@@ -113,13 +110,6 @@ def _certificate_set(chain: tuple[bytes, ...]) -> bytes:
     return bytes(cms.CertificateSet([x509.Certificate.load(der) for der in chain]).dump())
 
 
-def _fresh(kind: type[T], value: core.Asn1Value) -> T:
-    """A freshly loaded copy of ``value`` (a part of a parsed certificate): asn1crypto copies a
-    parsed value put into a new structure; a freshly loaded one keeps its DER as is."""
-    loaded: T = kind.load(value.dump())
-    return loaded
-
-
 def respond(ctx: CaContext, request: bytes, *, sm2: bool = False) -> TsaResult:
     """Answer one DER TimeStampReq (never raises on bad input); ``sm2``: the SM2 TSA signs
     (SM3-with-SM2, SM3 signed attributes), else the ECDSA one. Either accepts SHA-256/384/512
@@ -185,7 +175,7 @@ def _grant(
         "gen_time": gen_time,
         "accuracy": accuracy,
         "ordering": False,
-        "tsa": x509.GeneralName(name="directory_name", value=_fresh(x509.Name, tsa.subject)),
+        "tsa": x509.GeneralName(name="directory_name", value=tsa.subject),
     }
     if nonce is not None:
         info["nonce"] = nonce
@@ -206,7 +196,7 @@ def _grant(
             "sid": cms.SignerIdentifier(
                 name="issuer_and_serial_number",
                 value={
-                    "issuer": _fresh(x509.Name, tsa.certificate.issuer),
+                    "issuer": tsa.certificate.issuer,
                     "serial_number": tsa.certificate.serial_number,
                 },
             ),

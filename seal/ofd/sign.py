@@ -21,7 +21,6 @@ The caller supplies the signing (the key store, the time-stamp, the audit record
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,6 +46,7 @@ from seal.ofd.signatures import (
     signature_list_location,
     signature_list_xml,
     signature_xml,
+    sm3,
     with_signature_list,
 )
 
@@ -74,11 +74,6 @@ class SignedOfd:
     package: OfdPackage
     sign_id: int
     signature_file: str
-
-
-def sm3(data: bytes) -> bytes:
-    """The SM3 digest (GB/T 32905) of ``data``."""
-    return hashlib.new("sm3", data).digest()
 
 
 def _signature_list(contents: OfdContents) -> tuple[SignatureList, dict[str, bytes]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
 
 from lxml import etree
@@ -111,6 +112,11 @@ class SignatureList:
     path: str
     max_sign_id: int
     entries: tuple[SignatureEntry, ...]
+
+
+def sm3(data: bytes) -> bytes:
+    """The SM3 digest (GB/T 32905) of ``data``: a reference's ``CheckValue``."""
+    return hashlib.new("sm3", data).digest()
 
 
 def absolute(path: str) -> str:

@@ -44,6 +44,7 @@ from seal.ofd.signatures import (
     read_signature,
     read_signature_list,
     signature_list_location,
+    sm3,
 )
 from seal.ofd.xml import adopt_legacy_namespace, child, child_text, children, parse
 
@@ -131,10 +132,6 @@ class OfdCheckResult:
     def signed(self) -> bool:
         """Whether the document carries at least one signature."""
         return bool(self.signatures)
-
-
-def _sm3(data: bytes) -> bytes:
-    return hashlib.new("sm3", data).digest()
 
 
 def _page_ids(package: OfdPackage) -> tuple[int, ...] | None:
@@ -237,7 +234,7 @@ def _references(
                 f"{reference.file} 在签章之后被删除（已引用但不在包中）",
                 reference.file,
             )
-        elif _sm3(data) != reference.check_value:
+        elif sm3(data) != reference.check_value:
             changed.append(reference.file)
             check.find(
                 FindingKind.INTEGRITY,
