@@ -23,6 +23,7 @@ from govtrust.commands import (
     identity,
     license,
     oidc,
+    reencrypt,
     seal,
     service,
     settings_from_args,
@@ -33,7 +34,17 @@ from govtrust.errors import GovtrustError
 from govtrust.instance import NoInstance
 
 # Command groups contributed by each area, in the order ``--help`` lists them.
-COMMAND_GROUPS: tuple[ModuleType, ...] = (identity, ca, service, oidc, seal, license, verify, audit)
+COMMAND_GROUPS: tuple[ModuleType, ...] = (
+    identity,
+    ca,
+    service,
+    oidc,
+    seal,
+    license,
+    verify,
+    audit,
+    reencrypt,
+)
 
 
 def serve_settings(args: argparse.Namespace) -> Settings:

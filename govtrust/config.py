@@ -61,6 +61,10 @@ class Settings:
     # also holds a P-256 key for PDF), ec-p256 or ec-p384; unset: sm2 where the key store can
     # make SM2 keys (soft, or PKCS#11 with the vendor's SM2 constants), else ec-p256
     seal_default_key_algorithm: str = ""
+    # the cipher new values at rest are written under (personal data, licence secrets):
+    # aes-256-gcm or sm4-gcm (GB/T 39786); values under either stay readable (hsm.atrest), and
+    # ``govtrust reencrypt --to`` moves existing rows
+    at_rest_scheme: str = "aes-256-gcm"
     seal_maker_name: str | None = None  # the seal-making unit (default: a development unit)
     seal_maker_uscc: str | None = None
     tls_cert: Path | None = None
@@ -165,6 +169,8 @@ _LIST_FIELDS = {"trusted_proxies", "registrar_grantable_roles", "ca_key_algorith
 _ADMIN_ONLY_ROLES = frozenset({"admin", "identity-registrar"})
 _KNOWN = {f.name for f in fields(Settings)} - {"sections"}
 ENV_PREFIX = "GOVTRUST_"
+# the names of hsm.atrest.AtRestScheme (config sits below hsm; a test keeps the two equal)
+AT_REST_SCHEMES = ("aes-256-gcm", "sm4-gcm")
 PKCS11_SM2_FIELDS = ("pkcs11_sm2_key_type", "pkcs11_sm2_keygen_mechanism", "pkcs11_sm2_mechanism")
 
 
@@ -372,6 +378,10 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"seal_default_key_algorithm: {settings.seal_default_key_algorithm!r} is not "
             "sm2, ec-p256 or ec-p384"
+        )
+    if settings.at_rest_scheme not in AT_REST_SCHEMES:
+        raise ConfigError(
+            f"at_rest_scheme: {settings.at_rest_scheme!r} is not {' or '.join(AT_REST_SCHEMES)}"
         )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("tls_cert and tls_key must be given together")

@@ -1,84 +1,88 @@
-"""Personal data at rest: AES-256-GCM encryption, keyed blind indexes, and masking.
+"""Personal data at rest: encryption (AES-256-GCM or SM4-GCM), keyed blind indexes, masking.
 
 Resident ID numbers and phone numbers never reach the database in clear. Each is stored as
 
-* a ciphertext: ``version (1 byte) || nonce (12) || AES-GCM(ciphertext || tag)``, with the
-  column's purpose (``id_number``/``phone``) as associated data, so a ciphertext copied into
-  another column does not decrypt;
+* a ciphertext of :mod:`hsm.atrest`: ``scheme (1 byte) || nonce (12) || ciphertext || tag``,
+  written under the configured scheme (setting ``at_rest_scheme``), read under any known one,
+  with the column's purpose (``id_number``/``phone``) as associated data, so a ciphertext copied
+  into another column does not decrypt;
 * a blind index: HMAC-SHA256 under a separate key over ``purpose || 0x00 || value``, used for
   equality look-ups and uniqueness. Without the index key the index reveals nothing, even for
-  the small space of ID numbers.
+  the small space of ID numbers. The index does not depend on the encryption scheme: the base
+  data tables hold only indexes (no plaintext to recompute them from), so an index that changed
+  with the scheme would silently stop matching them (docs/operations.md, "At-rest encryption").
 
-Both keys derive from the master key (``MasterKey.derive_key``) under versioned purposes, so
-either can be rotated without rotating the master key. Logs, audit records and API responses
-carry only masked forms (:func:`mask_id_number`, :func:`mask_phone`).
+The keys derive from the master key (``MasterKey.derive_key``) under versioned purposes, one per
+scheme, so any can be rotated without rotating the master key. Logs, audit records and API
+responses carry only masked forms (:func:`mask_id_number`, :func:`mask_phone`).
 """
 
 from __future__ import annotations
 
 import hmac
-import os
-from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hsm.atrest import DEFAULT_SCHEME, AtRestCipher, AtRestError, AtRestScheme
+from hsm.atrest import KeyDeriver as KeyDeriver
 
-ENCRYPTION_PURPOSE = "idp/pii-encryption/v1"
+ENCRYPTION_PURPOSE = "idp/pii-encryption/v1"  # AES-256-GCM (every value before SM4)
+SM4_ENCRYPTION_PURPOSE = "idp/pii-encryption-sm4/v1"
+ENCRYPTION_PURPOSES = {
+    AtRestScheme.AES_256_GCM: ENCRYPTION_PURPOSE,
+    AtRestScheme.SM4_GCM: SM4_ENCRYPTION_PURPOSE,
+}
 BLIND_INDEX_PURPOSE = "idp/pii-blind-index/v1"
-_VERSION = 1
-_NONCE_BYTES = 12
 
 PURPOSE_ID_NUMBER = "id_number"
 PURPOSE_PHONE = "phone"
 
 
-class KeyDeriver(Protocol):
-    """What this module needs from ``hsm.master.MasterKey``."""
-
-    def derive_key(self, purpose: str, length: int = 32) -> bytes: ...
-
-
-class PiiError(Exception):
-    """A ciphertext does not decrypt (wrong key, wrong column, or tampered)."""
+PiiError = AtRestError
+"""A ciphertext does not decrypt (wrong key, wrong column, tampered, or an unknown scheme:
+:class:`hsm.atrest.UnknownScheme`)."""
 
 
 class PiiCodec:
     """Encrypts, decrypts and blind-indexes personal data with keys derived once."""
 
-    __slots__ = ("_aead", "_index_key")
+    __slots__ = ("_cipher", "_index_key")
 
-    def __init__(self, encryption_key: bytes, index_key: bytes) -> None:
-        if len(encryption_key) != 32 or len(index_key) != 32:
-            raise ValueError("PII keys must be 32 bytes each")
-        self._aead = AESGCM(encryption_key)
+    def __init__(self, cipher: AtRestCipher, index_key: bytes) -> None:
+        if len(index_key) != 32:
+            raise ValueError("the PII blind-index key must be 32 bytes")
+        self._cipher = cipher
         self._index_key = index_key
 
     def __repr__(self) -> str:
-        return "PiiCodec(<keys hidden>)"
+        return f"PiiCodec({self._cipher.scheme.value}, <keys hidden>)"
 
     @classmethod
-    def from_master_key(cls, master_key: KeyDeriver) -> PiiCodec:
-        """Derive both keys from the master key (call once per process and keep the codec)."""
+    def from_master_key(
+        cls, master_key: KeyDeriver, scheme: AtRestScheme | str = DEFAULT_SCHEME
+    ) -> PiiCodec:
+        """Derive the keys from the master key, new values under ``scheme`` (call once per
+        process and keep the codec)."""
         return cls(
-            master_key.derive_key(ENCRYPTION_PURPOSE), master_key.derive_key(BLIND_INDEX_PURPOSE)
+            AtRestCipher(master_key, ENCRYPTION_PURPOSES, scheme),
+            master_key.derive_key(BLIND_INDEX_PURPOSE),
         )
+
+    @property
+    def scheme(self) -> AtRestScheme:
+        """The scheme new values are written under."""
+        return self._cipher.scheme
 
     def encrypt(self, value: str, purpose: str) -> bytes:
         """Encrypt ``value`` for the column ``purpose``."""
-        nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, value.encode("utf-8"), _aad(purpose))
-        return bytes([_VERSION]) + nonce + sealed
+        return self._cipher.encrypt(value.encode("utf-8"), _aad(purpose))
 
     def decrypt(self, blob: bytes, purpose: str) -> str:
-        """Decrypt a value written by :meth:`encrypt` for the same ``purpose``."""
-        if len(blob) < 1 + _NONCE_BYTES + 16 or blob[0] != _VERSION:
-            raise PiiError("not a govtrust PII ciphertext")
-        nonce, sealed = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
-        try:
-            plain = self._aead.decrypt(nonce, sealed, _aad(purpose))
-        except InvalidTag:
-            raise PiiError("ciphertext does not decrypt with this key and purpose") from None
-        return plain.decode("utf-8")
+        """Decrypt a value written by :meth:`encrypt` (under any known scheme) for ``purpose``."""
+        return self._cipher.decrypt(blob, _aad(purpose), purpose).decode("utf-8")
+
+    def reencrypt(self, blob: bytes, purpose: str) -> tuple[bytes, str]:
+        """``(blob under this codec's scheme, plaintext)``; unchanged if already under it."""
+        new, plain = self._cipher.reencrypt(blob, _aad(purpose), purpose)
+        return new, plain.decode("utf-8")
 
     def blind_index(self, value: str, purpose: str) -> bytes:
         """The 32-byte keyed index of ``value`` (already normalised) for ``purpose``."""

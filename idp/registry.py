@@ -47,6 +47,7 @@ from govtrust.errors import (
 )
 from govtrust.fastsql import PointReader
 from govtrust.principal import LICENCE_ISSUER_PREFIX, ROLES, Principal
+from hsm.atrest import DEFAULT_SCHEME
 from idp.basedata import ImportedBaseData, LegalPersonBaseData, PopulationBaseData
 from idp.identifiers import (
     InvalidIdentifier,
@@ -251,12 +252,14 @@ class IdentityRegistry:
         *,
         data_dir: Path | None = None,
         registrar_grantable_roles: Iterable[str] = (),
+        at_rest_scheme: str = DEFAULT_SCHEME,
     ) -> IdentityRegistry:
-        """A registry with keys derived from the master key, the configured USCC allow-list
-        and the staff roles a registrar may give (setting ``registrar_grantable_roles``)."""
+        """A registry with keys derived from the master key (new personal data written under
+        ``at_rest_scheme``), the configured USCC allow-list and the staff roles a registrar may
+        give (setting ``registrar_grantable_roles``)."""
         return cls(
             db,
-            PiiCodec.from_master_key(master_key),
+            PiiCodec.from_master_key(master_key, at_rest_scheme),
             uscc_allow_list=load_uscc_allow_list(data_dir),
             registrar_grantable_roles=frozenset(registrar_grantable_roles),
         )

@@ -73,6 +73,7 @@ from govtrust.errors import (
     Unavailable,
 )
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
+from hsm.atrest import DEFAULT_SCHEME
 from idp.identifiers import InvalidIdentifier, normalise, parse_uscc
 from idp.registry import IdentityRegistry
 from idp.types import IdentityRef, IdentityStatus
@@ -380,7 +381,8 @@ class _ClaimTaken(Exception):
 class LicenceService:
     """Issuance and status changes over one database, registry and set of signers.
 
-    ``master_key`` derives the at-rest key of the licence secrets. ``documents`` (with
+    ``master_key`` derives the at-rest keys of the licence secrets, written under
+    ``at_rest_scheme`` (``aes-256-gcm`` or ``sm4-gcm``). ``documents`` (with
     ``seals``, the department seals) makes the sealed PDF at issuance; without it no document
     is made. ``verify_url`` is the public page of an identifier (printed in the document).
     """
@@ -392,6 +394,7 @@ class LicenceService:
         signers: Callable[[str], LicenceSigner],
         *,
         master_key: KeyDeriver,
+        at_rest_scheme: str = DEFAULT_SCHEME,
         status_uri: Callable[[str], str] = lambda issuer: f"/licence/status/{issuer}",
         verify_url: Callable[[str], str] = lambda ident: f"/verify/license/{ident}",
         documents: DocumentMaker | None = None,
@@ -405,7 +408,7 @@ class LicenceService:
         self.db = db
         self.registry = registry
         self.signers = signers
-        self.vault = LicenceVault(master_key)
+        self.vault = LicenceVault(master_key, at_rest_scheme)
         self.status_uri = status_uri
         self.verify_url = verify_url
         self.documents = documents

@@ -189,7 +189,10 @@ def _build(platform: Platform) -> LicenceRuntime:
 
     seals = seal_runtime_for(platform)
     registry = IdentityRegistry.open(
-        platform.db, platform.master_key, data_dir=platform.settings.data_dir
+        platform.db,
+        platform.master_key,
+        data_dir=platform.settings.data_dir,
+        at_rest_scheme=platform.settings.at_rest_scheme,
     )
     base = platform.settings.effective_public_base_url
     signers = DepartmentSealSigners(seals.service, platform.keystore)
@@ -198,6 +201,7 @@ def _build(platform: Platform) -> LicenceRuntime:
         registry,
         signers,
         master_key=platform.master_key,
+        at_rest_scheme=platform.settings.at_rest_scheme,
         status_uri=lambda issuer: f"{base}{STATUS_PATH}{issuer}",
         verify_url=lambda identifier: f"{base}{VERIFY_PATH}{identifier}",
         documents=document_maker(seals.pdf),

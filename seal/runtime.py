@@ -39,7 +39,10 @@ def _build(platform: Platform) -> SealRuntime:
     from seal.owners import RegistryOwners
 
     registry = IdentityRegistry.open(
-        platform.db, platform.master_key, data_dir=platform.settings.data_dir
+        platform.db,
+        platform.master_key,
+        data_dir=platform.settings.data_dir,
+        at_rest_scheme=platform.settings.at_rest_scheme,
     )
     authority = CaSealAuthority(
         authority_for(platform), platform.db, maker_identity(platform.settings)

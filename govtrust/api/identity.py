@@ -55,6 +55,9 @@ class _Settings(Protocol):
     @property
     def registrar_grantable_roles(self) -> tuple[str, ...]: ...
 
+    @property
+    def at_rest_scheme(self) -> str: ...
+
 
 class IdentityPlatform(Protocol):
     """What the servicer needs from :class:`govtrust.platform.Platform`."""
@@ -584,5 +587,6 @@ def servicer(platform: IdentityPlatform) -> identity_pb2_grpc.IdentityServiceSer
         platform.master_key,
         data_dir=platform.settings.data_dir,
         registrar_grantable_roles=platform.settings.registrar_grantable_roles,
+        at_rest_scheme=platform.settings.at_rest_scheme,
     )
     return IdentityServicer(registry, platform if isinstance(platform, Platform) else None)

@@ -66,7 +66,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     platform = open_instance(args)
     db, data_dir = platform.db, platform.settings.data_dir
     try:
-        codec = PiiCodec.from_master_key(platform.master_key)
+        codec = PiiCodec.from_master_key(platform.master_key, platform.settings.at_rest_scheme)
         if kind == "citizens":
             report = import_population(db, codec, text, principal=_operator(), source=path.name)
         else:

@@ -70,7 +70,10 @@ def _registry_directory(platform: Platform) -> SubjectDirectory:
     from idp.registry import IdentityRegistry
 
     registry = IdentityRegistry.open(
-        platform.db, platform.master_key, data_dir=platform.settings.data_dir
+        platform.db,
+        platform.master_key,
+        data_dir=platform.settings.data_dir,
+        at_rest_scheme=platform.settings.at_rest_scheme,
     )
     return RegistryDirectory(registry)
 

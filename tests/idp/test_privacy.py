@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import grpc
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy import select
 from govtrust.observability.logs import JsonFormatter
 from govtrust.schema import metadata
 from govtrust.v1 import common_pb2, identity_pb2
+from hsm.master import MasterKey
 from idp.basedata import import_legal_persons, import_population
 from idp.models import CitizenRow
 from idp.pii import (
@@ -37,16 +37,18 @@ def test_masking() -> None:
     assert mask_phone("") == ""
 
 
-def test_codec_round_trip_and_binding() -> None:
-    codec = PiiCodec(os.urandom(32), os.urandom(32))
+@pytest.mark.parametrize("scheme", ["aes-256-gcm", "sm4-gcm"])
+def test_codec_round_trip_and_binding(scheme: str) -> None:
+    codec = PiiCodec.from_master_key(MasterKey.generate(), scheme)
     blob = codec.encrypt("11010519491231002X", PURPOSE_ID_NUMBER)
+    assert blob[0] == {"aes-256-gcm": 1, "sm4-gcm": 2}[scheme]
     assert b"11010519491231002X" not in blob
     assert codec.decrypt(blob, PURPOSE_ID_NUMBER) == "11010519491231002X"
     assert codec.encrypt("x", PURPOSE_PHONE) != codec.encrypt("x", PURPOSE_PHONE)  # fresh nonce
     with pytest.raises(PiiError):
         codec.decrypt(blob, PURPOSE_PHONE)  # bound to its column
     with pytest.raises(PiiError):
-        PiiCodec(os.urandom(32), os.urandom(32)).decrypt(blob, PURPOSE_ID_NUMBER)
+        PiiCodec.from_master_key(MasterKey.generate()).decrypt(blob, PURPOSE_ID_NUMBER)
     tampered = blob[:-1] + bytes([blob[-1] ^ 1])
     with pytest.raises(PiiError):
         codec.decrypt(tampered, PURPOSE_ID_NUMBER)
