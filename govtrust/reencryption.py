@@ -23,8 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Table, and_, func, select, update
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy import Table, bindparam, func, select, update
 
 from govtrust import audit
 from govtrust.db import Database
@@ -155,26 +154,47 @@ def reencrypt_table(
 def _move_batch(
     db: Database, spec: TableSpec, rows: list[dict[str, Any]], report: TableReport
 ) -> list[Any]:
-    """Move the pending ``rows`` in one transaction; the keys a concurrent writer changed."""
+    """Move the pending ``rows`` in one transaction; the keys a concurrent writer changed.
+
+    One executemany of compare-and-set UPDATEs (each matches only if the row's encrypted columns
+    still hold what was read; ``IS NOT DISTINCT FROM``, so NULLs compare), then one read of the
+    batch. Inside the transaction the UPDATE holds the row (PostgreSQL row lock, SQLite write
+    lock), so a row reads back as the new values exactly when its UPDATE matched: fresh nonces
+    make any other equality impossible."""
     moves = [(row, spec.move(row)) for row in rows if spec.pending(row)]
     if not moves:
         return []
     table = spec.table
     key = table.c[spec.key]
-    selected = [key, *(table.c[name] for name in spec.columns)]
+    columns = list(spec.columns)
+    statement = (
+        update(table)
+        .where(
+            key == bindparam("k_"),
+            *(table.c[n].is_not_distinct_from(bindparam(f"old_{n}")) for n in columns),
+        )
+        .values({n: bindparam(f"new_{n}") for n in columns})
+    )
+    wanted = [{n: move.values.get(n, row[n]) for n in columns} for row, move in moves]
+    params = [
+        {"k_": row[spec.key], **{f"old_{n}": row[n] for n in columns}}
+        | {f"new_{n}": value for n, value in new.items()}
+        for (row, _move), new in zip(moves, wanted, strict=True)
+    ]
     conflicts: list[Any] = []
     moved = 0
     with db.transaction() as session:
-        for row, move in moves:
-            condition = [key == row[spec.key], *(_same(table.c[n], row[n]) for n in spec.columns)]
-            result = session.execute(update(table).where(and_(*condition)).values(**move.values))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                conflicts.append(row[spec.key])
+        connection = session.connection()
+        connection.execute(statement, params)
+        keys = [row[spec.key] for row, _move in moves]
+        selected = select(key, *(table.c[n] for n in columns)).where(key.in_(keys))
+        stored = {r[0]: dict(r._mapping) for r in connection.execute(selected)}
+        for (row, move), new in zip(moves, wanted, strict=True):
+            now = stored.get(row[spec.key])
+            if now is None or any(now[n] != new[n] for n in columns):
+                conflicts.append(row[spec.key])  # changed (or deleted) by another writer
                 continue
-            stored = dict(
-                session.execute(select(*selected).where(key == row[spec.key])).one()._mapping
-            )
-            if spec.pending(stored) or dict(spec.plain(stored)) != dict(move.plain):
+            if spec.pending(now) or dict(spec.plain(now)) != dict(move.plain):
                 raise VerificationFailed(
                     f"{table.name} {row[spec.key]}: the re-encrypted row does not decrypt to its "
                     "old values; its batch was rolled back"
@@ -183,7 +203,3 @@ def _move_batch(
     report.moved += moved
     report.verified += moved
     return conflicts
-
-
-def _same(column: Column[Any], value: Any) -> ColumnElement[bool]:
-    return column.is_(None) if value is None else column == value

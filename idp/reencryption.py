@@ -66,7 +66,8 @@ def _spec(table: Table, codec: PiiCodec) -> TableSpec:
 _TABLES: tuple[Table, ...] = (CitizenRow.__table__, StaffRow.__table__)  # type: ignore[assignment]
 
 
-def _specs(codec: PiiCodec) -> list[TableSpec]:
+def personal_data_tables(codec: PiiCodec) -> list[TableSpec]:
+    """The registry's tables with encrypted columns, to be moved to ``codec.scheme``."""
     return [_spec(table, codec) for table in _TABLES]
 
 
@@ -94,5 +95,5 @@ def reencrypt_personal_data(
             batch_size=batch_size,
             progress=progress,
         )
-        for spec in _specs(codec)
+        for spec in personal_data_tables(codec)
     ]

@@ -20,7 +20,8 @@ _TEXT = (SIGNED_DATA, QR_PAYLOAD)
 _BINARY = (DOCUMENT, OFD_DOCUMENT)
 
 
-def _spec(vault: LicenceVault) -> TableSpec:
+def licence_table(vault: LicenceVault) -> TableSpec:
+    """The licences table's encrypted columns, to be moved to ``vault.scheme``."""
     target = vault.scheme
 
     def pending(row: Row) -> bool:
@@ -83,7 +84,7 @@ def reencrypt_licences(
     return [
         _reencrypt_table(
             db,
-            _spec(vault),
+            licence_table(vault),
             scheme=vault.scheme.value,
             actor=actor,
             batch_size=batch_size,
