@@ -20,6 +20,7 @@ from idp.pii import (
     PiiError,
 )
 from license.vault import SIGNED_DATA, LicenceVault
+from tests.unchanged import unchanged
 
 NUMBER = "11010519491231002X"
 SCHEMES = [s.value for s in AtRestScheme]
@@ -138,5 +139,8 @@ def test_setting_names_the_schemes_and_follows_the_precedence(tmp_path: Path) ->
     assert load_settings({}, config_file=toml, env=env).at_rest_scheme == "aes-256-gcm"
     flags = {"at_rest_scheme": "sm4-gcm"}
     assert load_settings(flags, config_file=toml, env=env).at_rest_scheme == "sm4-gcm"
-    with pytest.raises(ConfigError, match="at_rest_scheme: 'sm4-cbc' is not aes-256-gcm or sm4"):
-        load_settings({}, env={"GOVTRUST_AT_REST_SCHEME": "sm4-cbc"})
+    with (
+        unchanged(None, None, tmp_path),
+        pytest.raises(ConfigError, match="at_rest_scheme: 'sm4-cbc' is not aes-256-gcm or sm4"),
+    ):
+        load_settings({}, config_file=toml, env={"GOVTRUST_AT_REST_SCHEME": "sm4-cbc"})
