@@ -4,7 +4,7 @@
    (default 100,000; every other one with a phone) and M licences (default 10,000; signed data,
    QR payload and a PDF document of ``--document-bytes``), written under AES-256-GCM through the
    owners' bulk loaders (``IdentityRegistry.bulk_register_citizens``,
-   ``license.bulk.load_licences``).
+   ``license.loader.load_licences``).
 2. ``govtrust reencrypt --to sm4-gcm`` as a subprocess; when its progress line on stderr shows
    half the rows done (the event it reports after committing a batch), it is killed with
    SIGKILL. Rows are counted per scheme: some moved, some not, none unreadable.
@@ -82,7 +82,7 @@ def populate(platform: object, citizens: int, licences: int, document_bytes: int
     from govtrust.principal import Principal
     from idp.registry import IdentityRegistry
     from license import catalogue
-    from license.bulk import BulkLicence, load_licences
+    from license.loader import BulkLicence, load_licences
     from license.vault import LicenceVault
 
     assert isinstance(platform, Platform)

@@ -1,4 +1,4 @@
-"""Loading many licence rows at once (a migration from an earlier system, benchmarks).
+"""Loading many already-signed licence rows at once (migrating an earlier system, benchmarks).
 
 :func:`load_licences` writes already-signed licences as :class:`~license.issuance.LicenceService`
 stores them (secrets encrypted by the vault under its scheme, status indexes reserved from the
