@@ -3,7 +3,8 @@
 :func:`load_licences` writes already-signed licences as :class:`~license.issuance.LicenceService`
 stores them (secrets encrypted by the vault under its scheme, status indexes reserved from the
 issuer's status list) without signing or rendering anything, in chunks of one transaction
-each, and audits the load once per chunk. The type must be in the catalogue.
+each, and audits the load once per chunk. Each type must be in the catalogue (:class:`NotFound`
+otherwise, and nothing of the chunk is written); identifiers are checked as at issuance.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import insert
 
 from govtrust import audit
 from govtrust.db import Database
+from license.catalogue import get_type
 from license.identifiers import build_identifier
 from license.models import LicenceRow
 from license.status_list import allocate_index
@@ -54,6 +56,7 @@ def load_licences(
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
         with db.transaction() as session:
+            revisions = {t: get_type(session, t).revision for t in {b.type_code for b in chunk}}
             first: dict[str, int] = {}
             for issuer in sorted({b.issuer_code for b in chunk}):
                 count = sum(1 for b in chunk if b.issuer_code == issuer)
@@ -66,7 +69,7 @@ def load_licences(
                     {
                         "identifier": ident,
                         "type_code": item.type_code,
-                        "type_revision": 1,
+                        "type_revision": revisions[item.type_code],
                         "issuer_code": item.issuer_code,
                         "serial": item.serial,
                         "version": 1,

@@ -171,3 +171,43 @@ def test_cli_refuses_an_unknown_target_scheme(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "invalid choice: 'sm4-cbc'" in result.stderr
     assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_bulk_loaders_refuse_bad_rows_and_write_nothing(platform: Platform) -> None:
+    """The owners' bulk loaders the bench uses validate like single registration/issuance."""
+    from datetime import date
+
+    from bench.reencrypt import citizen
+    from govtrust.errors import InvalidArgument, NotFound, PermissionDenied
+    from govtrust.principal import Principal
+    from idp.registry import IdentityRegistry
+    from license.loader import BulkLicence, load_licences
+    from license.vault import LicenceVault
+
+    registry = IdentityRegistry.open(platform.db, platform.master_key)
+    admin = Principal(kind="operator", subject="t", roles=frozenset({"admin"}))
+    verifier = Principal(kind="operator", subject="t", roles=frozenset({"verifier"}))
+    good = citizen(1)
+    bad = (good[0], good[1][:-1] + ("0" if good[1][-1] != "0" else "1"), "")
+    with unchanged(platform.db, platform.keystore), pytest.raises(InvalidArgument) as e:
+        registry.bulk_register_citizens(admin, [citizen(0), bad])
+    assert e.value.violations[0].field == "people[1].id_number"
+    with unchanged(platform.db, platform.keystore), pytest.raises(PermissionDenied):
+        registry.bulk_register_citizens(verifier, [good])
+    item = BulkLicence(
+        type_code="1" * 21,
+        issuer_code="11430100MB12345675",
+        serial="B1",
+        licence_number="n",
+        holder_identity_id="cit_x",
+        holder_code_type="111",
+        signed_data="s",
+        qr_payload="q",
+        valid_from=date(2026, 1, 1),
+        signing_key_id="k",
+    )
+    with (
+        unchanged(platform.db, platform.keystore),
+        pytest.raises(NotFound, match="is not in the catalogue"),
+    ):
+        load_licences(platform.db, LicenceVault(platform.master_key), [item], actor="t:x")
