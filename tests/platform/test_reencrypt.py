@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from bench.reencrypt import (
     Population,
     census,
+    citizen,
     command,
     environment,
     lookup_works,
@@ -28,6 +29,7 @@ from bench.reencrypt import (
 )
 from govtrust.config import Settings
 from govtrust.platform import Platform
+from govtrust.principal import Principal
 from govtrust.reencryption import Move, TableSpec, reencrypt_table
 from govtrust.server.wiring import open_wired
 from hsm.atrest import UnknownScheme, scheme_of
@@ -177,9 +179,7 @@ def test_bulk_loaders_refuse_bad_rows_and_write_nothing(platform: Platform) -> N
     """The owners' bulk loaders the bench uses validate like single registration/issuance."""
     from datetime import date
 
-    from bench.reencrypt import citizen
     from govtrust.errors import InvalidArgument, NotFound, PermissionDenied
-    from govtrust.principal import Principal
     from idp.registry import IdentityRegistry
     from license.loader import BulkLicence, load_licences
     from license.vault import LicenceVault
@@ -211,3 +211,32 @@ def test_bulk_loaders_refuse_bad_rows_and_write_nothing(platform: Platform) -> N
         pytest.raises(NotFound, match="is not in the catalogue"),
     ):
         load_licences(platform.db, LicenceVault(platform.master_key), [item], actor="t:x")
+
+
+def test_the_setting_reaches_every_writer(database_url: str, tmp_path: Path) -> None:
+    """With at_rest_scheme = sm4-gcm, the registry behind the gRPC servicer writes personal data
+    under SM4 and the licence service's vault seals under SM4; earlier AES rows still read."""
+    from govtrust.api.identity import servicer
+    from license.runtime import runtime_for
+    from license.vault import SIGNED_DATA
+
+    data = tmp_path / "data"
+    with_aes = open_wired(Settings(data_dir=data, database_url=database_url))
+    population = populate(with_aes, 3, 0, 16)
+    with_aes.close()
+    platform = open_wired(
+        Settings(data_dir=data, database_url=database_url, at_rest_scheme="sm4-gcm")
+    )
+    try:
+        assert census(platform, population, expect="aes-256-gcm").problems == []
+        registry = servicer(platform).registry  # type: ignore[attr-defined]
+        admin = Principal(kind="operator", subject="t", roles=frozenset({"admin"}))
+        (new_id,) = registry.bulk_register_citizens(admin, [citizen(10)])
+        with platform.db.read() as session:
+            new = session.get(CitizenRow, new_id)
+            assert new is not None and scheme_of(new.id_number_enc).value == "sm4-gcm"
+        vault = runtime_for(platform).service.vault
+        assert vault.scheme.value == "sm4-gcm"
+        assert vault.scheme_of_text(vault.seal_text("x", SIGNED_DATA, "i"), SIGNED_DATA, "i")
+    finally:
+        platform.close()
