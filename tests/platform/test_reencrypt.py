@@ -240,3 +240,28 @@ def test_the_setting_reaches_every_writer(database_url: str, tmp_path: Path) -> 
         assert vault.scheme_of_text(vault.seal_text("x", SIGNED_DATA, "i"), SIGNED_DATA, "i")
     finally:
         platform.close()
+
+
+def test_a_row_that_would_not_read_back_rolls_its_batch_back(platform: Platform) -> None:
+    """Read-back verification: a re-encryption that would change a value is refused and its
+    whole batch rolled back (here the cipher is made to encrypt something else)."""
+    from govtrust.reencryption import VerificationFailed
+
+    population = populate(platform, 12, 0, 16)
+    codec = PiiCodec.from_master_key(platform.master_key, "sm4-gcm")
+    spec = personal_data_tables(codec)[0]
+    victim = sorted(population.citizens)[5]
+
+    def corrupt(row: Mapping[str, Any]) -> Move:
+        move = spec.move(row)
+        if row["id"] != victim:
+            return move
+        wrong = codec.encrypt("110105194912310021", PURPOSE_ID_NUMBER)
+        return Move({**move.values, "id_number_enc": wrong}, move.plain)
+
+    broken = TableSpec(spec.table, spec.key, spec.columns, spec.pending, corrupt, spec.plain, "t")
+    with (
+        unchanged(platform.db, platform.keystore),
+        pytest.raises(VerificationFailed, match=f"idp_citizens {victim}: .* rolled back"),
+    ):
+        reencrypt_table(platform.db, broken, scheme="sm4-gcm", actor="test:x", batch_size=50)
