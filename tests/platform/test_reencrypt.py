@@ -265,3 +265,21 @@ def test_a_row_that_would_not_read_back_rolls_its_batch_back(platform: Platform)
         pytest.raises(VerificationFailed, match=f"idp_citizens {victim}: .* rolled back"),
     ):
         reencrypt_table(platform.db, broken, scheme="sm4-gcm", actor="test:x", batch_size=50)
+
+
+def test_progress_bar_lines_when_not_a_terminal() -> None:
+    import io
+
+    from govtrust.commands.reencrypt import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar(400, out)
+    for _ in range(8):
+        bar.advance(50)
+    bar.finish()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 8  # one line per whole percent reached, none redrawn with \r
+    assert " 50% 200/400 rows" in lines[3]
+    assert lines[-1].startswith("reencrypt [" + "#" * 30 + "] 100% 400/400 rows")
+    bar.advance(0)  # the same percent again: no new line
+    assert len(out.getvalue().splitlines()) == 8
