@@ -141,6 +141,9 @@ def test_generated_sm2_key_revoked_shows_in_sm2_crls(
     issued = _issue_sm2(authority)
     row = issued.certificate
     assert row.issuer == "sm2-legal-person" and row.key_algorithm == "sm2"
+    # a full CRL published before the revocation is the delta's base (RFC 5280 5.2.4: the
+    # delta lists what changed since its base, so without it the new delta would be empty)
+    authority.crl("sm2-legal-person")
     authority.revoke(OPERATOR, row.id, reason="key_compromise")
     ca = authority.hierarchy.get("sm2-legal-person")
     for delta in (False, True):
