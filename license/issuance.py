@@ -107,6 +107,7 @@ from license.vault import (
 )
 
 if TYPE_CHECKING:
+    from license.bulk_issuance import RowOutcome, SourceRow
     from license.document import LicenceFiles
     from seal.lifecycle import SealService, UseContext
 
@@ -847,6 +848,15 @@ class LicenceService:
                 replace(use, reason=f"licence {metadata.identifier}"),
                 session=session,
             )
+
+    def issue_rows(
+        self, principal: Principal, rows: Sequence[SourceRow], *, document: bool = True
+    ) -> list[RowOutcome]:
+        """Bulk import: issue each row on its own, idempotent per source key, one outcome per
+        row in order (:mod:`license.bulk_issuance`)."""
+        from license.bulk_issuance import issue_rows
+
+        return issue_rows(self, principal, rows, document=document)
 
     # --- versions and status ------------------------------------------------------------
 
