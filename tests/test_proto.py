@@ -51,8 +51,8 @@ EXPECTED_RPCS = {
         "GetSealImage", "SealPdf", "SignData", "SealOfd",
     },
     "LicenseService": {
-        "DefineLicenseType", "GetLicenseType", "ListLicenseTypes", "IssueLicense", "GetLicense",
-        "ListLicenses", "AnnotateLicense", "RevokeLicense", "SuspendLicense", "ResumeLicense",
+        "DefineLicenseType", "GetLicenseType", "ListLicenseTypes", "IssueLicense", "IssueLicenses",
+        "GetLicense", "ListLicenses", "AnnotateLicense", "RevokeLicense", "SuspendLicense", "ResumeLicense",
         "GrantLicenseAccess", "RevokeLicenseAccess", "GetLicenseDocument", "GetStatusList",
         "VerifyLicense",
     },

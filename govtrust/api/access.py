@@ -154,6 +154,7 @@ RPC_ACCESS: dict[str, Access] = {
             "GetLicenseType": _ANYONE,
             "ListLicenseTypes": _ANYONE,
             "IssueLicense": Access((LICENCE_ISSUER,), note="for its own department only"),
+            "IssueLicenses": Access((LICENCE_ISSUER,), note="each row for its own department"),
             "GetLicense": Access(
                 authenticated=True, note="then: its issuer, holder or agent, or an access code"
             ),

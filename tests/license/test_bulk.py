@@ -19,6 +19,7 @@ from govtrust.errors import InvalidArgument
 from govtrust.platform import Platform
 from govtrust.principal import SYSTEM, Principal
 from govtrust.server.wiring import open_wired
+from govtrust.v1 import license_pb2
 from idp.types import IdentityRef
 from license import bulk_issuance as bi
 from license import catalogue
@@ -28,12 +29,13 @@ from license.issuance import IssueRequest
 from license.models import LicenceRow, LicenceSourceRow
 from license.runtime import LicenceRuntime, runtime_for
 from tests.license.test_catalogue import GOOD_BL
-from tests.license.test_production import COMPANY, ISSUER, _active_official_seal
+from tests.license.test_production import COMPANY, ISSUER, Prod, _active_official_seal, prod
 from tests.seal.conftest import REGISTRAR, resident_id
 from tests.unchanged import unchanged
 
 SEALLESS = "11430000006122244L"  # a department that may issue the type but has no active seal
 UNREGISTERED = "11100000000013338W"  # a valid USCC no one registered
+__all__ = ["prod"]  # the fixture, shared with test_production
 DEPT = Principal("service", "amr-system", frozenset({f"licence-issuer:{ISSUER}",
                                                      f"licence-issuer:{SEALLESS}"}))  # fmt: skip
 
@@ -276,3 +278,60 @@ def test_issue_rows_of_only_bad_rows_changes_nothing(bulk: Bulk) -> None:
     with unchanged(bulk.platform.db):
         denied = service.issue_rows(stranger, [SourceRow("X", bulk.request())])
     assert denied[0].reason == bi.NOT_AUTHORISED
+
+
+# --- IssueLicenses over gRPC -------------------------------------------------------------------
+
+
+def _bulk_message(key: str, **overrides: object) -> license_pb2.IssueLicensesRequest:
+    values: dict[str, object] = {
+        "type_code": catalogue.BUSINESS_LICENCE_CODE,
+        "holder": license_pb2.LicenseHolder(
+            code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code=COMPANY
+        ),
+        "fields": GOOD_BL,
+        "valid_from": "2015-06-01",
+    }
+    values.update(overrides)
+    return license_pb2.IssueLicensesRequest(
+        source_key=key,
+        license=license_pb2.IssueLicenseRequest(**values),  # type: ignore[arg-type]
+    )
+
+
+def test_issue_licenses_streams_one_result_per_row(prod: Prod) -> None:
+    messages = [
+        _bulk_message("G-1"),
+        _bulk_message("G-2", skip_document=True),
+        _bulk_message("G-3", valid_from="2015-02-30"),
+        _bulk_message("G-1"),
+        _bulk_message(
+            "G-4",
+            holder=license_pb2.LicenseHolder(
+                code_type=license_pb2.HOLDER_CODE_TYPE_USCC, code=UNREGISTERED
+            ),
+        ),
+        _bulk_message("G-5", issuer_code="91350100M000100Y43"),
+        _bulk_message(""),
+    ]
+    responses = list(prod.call("IssueLicenses", iter(messages)))
+    by_index = {r.index: r for r in sorted(responses, key=lambda r: r.index)}
+    assert sorted(by_index) == list(range(len(messages)))
+    issued = license_pb2.BULK_ISSUE_STATUS_ISSUED
+    refused = license_pb2.BULK_ISSUE_STATUS_REFUSED
+    assert [(by_index[i].status, by_index[i].reason) for i in range(len(messages))] == [
+        (issued, ""), (issued, ""), (refused, bi.MALFORMED), (refused, bi.DUPLICATE),
+        (refused, bi.HOLDER_NOT_FOUND), (refused, bi.NOT_AUTHORISED), (refused, bi.MALFORMED),
+    ]  # fmt: skip
+    assert "valid_from" in by_index[2].message
+    first = prod.runtime.service.stored(by_index[0].identifier)
+    second = prod.runtime.service.stored(by_index[1].identifier)
+    assert first.document_pdf is not None and second.document_pdf is None
+
+    # The same stream again issues nothing: the issued rows answer their licences.
+    with unchanged(prod.platform.db):
+        again = list(prod.call("IssueLicenses", iter(messages[:2])))
+    assert sorted((r.index, r.status, r.identifier) for r in again) == [
+        (0, license_pb2.BULK_ISSUE_STATUS_EXISTING, by_index[0].identifier),
+        (1, license_pb2.BULK_ISSUE_STATUS_EXISTING, by_index[1].identifier),
+    ]
