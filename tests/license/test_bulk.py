@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -299,6 +300,12 @@ def _bulk_message(key: str, **overrides: object) -> license_pb2.IssueLicensesReq
     )
 
 
+def _stream(prod: Prod, messages: list[license_pb2.IssueLicensesRequest]) -> list[Any]:
+    responses = prod.call("IssueLicenses", iter(messages))
+    assert isinstance(responses, Iterable)
+    return list(responses)
+
+
 def test_issue_licenses_streams_one_result_per_row(prod: Prod) -> None:
     messages = [
         _bulk_message("G-1"),
@@ -314,7 +321,7 @@ def test_issue_licenses_streams_one_result_per_row(prod: Prod) -> None:
         _bulk_message("G-5", issuer_code="91350100M000100Y43"),
         _bulk_message(""),
     ]
-    responses = list(prod.call("IssueLicenses", iter(messages)))
+    responses = _stream(prod, messages)
     by_index = {r.index: r for r in sorted(responses, key=lambda r: r.index)}
     assert sorted(by_index) == list(range(len(messages)))
     issued = license_pb2.BULK_ISSUE_STATUS_ISSUED
@@ -330,7 +337,7 @@ def test_issue_licenses_streams_one_result_per_row(prod: Prod) -> None:
 
     # The same stream again issues nothing: the issued rows answer their licences.
     with unchanged(prod.platform.db):
-        again = list(prod.call("IssueLicenses", iter(messages[:2])))
+        again = _stream(prod, messages[:2])
     assert sorted((r.index, r.status, r.identifier) for r in again) == [
         (0, license_pb2.BULK_ISSUE_STATUS_EXISTING, by_index[0].identifier),
         (1, license_pb2.BULK_ISSUE_STATUS_EXISTING, by_index[1].identifier),
