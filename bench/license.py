@@ -16,19 +16,29 @@
 server's workers). Exits 1 below the issue's targets: ≥ 5,000 verifications/s and ≥ 1,000
 issued/s, with two workers by default (the issue's "--workers 2 where it applies").
 Run: ``.venv/bin/python bench/license.py [--seconds 2] [--workers 2] [--no-pdf]``
+
+``--bulk-only [--chunk 50]`` measures bulk issuance instead (issue 22 item 3: 存量证照电子化): on
+a fresh PostgreSQL database (``GOVTRUST_TEST_PG_URL``'s server; durable commits), licences with
+the sealed PDF (B-T) issued one IssueLicense at a time, then through
+``LicenceService.issue_rows`` in chunks, by ``--workers`` processes at once; exits 1 below
+300 licences/s in bulk.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -48,6 +58,9 @@ from license.qr import TrustList, decode_payload, encode_payload
 from license.signed_data import sign_licence
 from tests.license.conftest import MiniCa, make_ca, make_signer, sample_metadata
 from tests.license.test_catalogue import GOOD_BL
+
+if TYPE_CHECKING:
+    from govtrust.platform import Platform
 
 TARGET_VERIFY = 5000.0
 TARGET_ISSUE = 1000.0
@@ -112,52 +125,61 @@ def run(seconds: float) -> dict[str, float]:
         return out
 
 
-def run_pdf(seconds: float) -> dict[str, float]:
-    """IssueLicense with the sealed PDF through the production runtime (scratch data dir)."""
-    from govtrust.config import Settings
-    from govtrust.server.wiring import open_wired
+def _department(platform: Platform) -> IssueRequest:
+    """Seed the catalogue, register the department (with its active official seal) and the
+    company; the request the benchmarks issue."""
     from license.runtime import runtime_for
     from seal.lifecycle import Application, Making
     from seal.types import SealKind
     from tests.seal.conftest import FILING, MAKER, REVIEWER, resident_id
 
+    runtime = runtime_for(platform)
+    registry = runtime.service.registry
+    with platform.db.transaction() as session:
+        catalogue.seed_catalogue(session, SYSTEM)
+    head = registry.register_citizen(
+        REGISTRAR, name="赵局长", id_number=resident_id("11010519700101001")
+    )
+    rep = registry.register_citizen(
+        REGISTRAR, name="张三", id_number=resident_id("11010519491231002")
+    )
+    dept = registry.register_legal_person(
+        REGISTRAR, uscc=catalogue.EXAMPLE_ISSUER, name="测试市市场监督管理局",
+        legal_representative=IdentityRef(id=head.id),
+    )  # fmt: skip
+    registry.register_legal_person(
+        REGISTRAR, uscc="91350100M000100Y43", name="福州示例科技有限公司",
+        legal_representative=IdentityRef(id=rep.id),
+    )  # fmt: skip
+    seals = runtime.seals.service
+    director = Principal("user", "director", frozenset(), citizen_id=head.id)
+    seal = seals.apply(director, Application(IdentityRef(id=dept.id), SealKind.OFFICIAL))
+    seals.review(REVIEWER, seal.id, True, "ok")
+    seals.make(MAKER, seal.id, Making())
+    seals.file(FILING, seal.id, "", "")
+    seals.issue(FILING, seal.id, "")
+    return IssueRequest(
+        type_code=catalogue.BUSINESS_LICENCE_CODE,
+        issuer_code=catalogue.EXAMPLE_ISSUER,
+        issuer_name="测试市市场监督管理局",
+        holder_code_type="001",
+        holder_code="91350100M000100Y43",
+        fields=GOOD_BL,
+        valid_from=date(2015, 6, 1),
+    )
+
+
+def run_pdf(seconds: float) -> dict[str, float]:
+    """IssueLicense with the sealed PDF through the production runtime (scratch data dir)."""
+    from govtrust.config import Settings
+    from govtrust.server.wiring import open_wired
+    from license.runtime import runtime_for
+
     with tempfile.TemporaryDirectory() as scratch:
         platform = open_wired(Settings(data_dir=Path(scratch)))
         try:
+            request = _department(platform)
             runtime = runtime_for(platform)
-            registry = runtime.service.registry
-            with platform.db.transaction() as session:
-                catalogue.seed_catalogue(session, SYSTEM)
-            head = registry.register_citizen(
-                REGISTRAR, name="赵局长", id_number=resident_id("11010519700101001")
-            )
-            rep = registry.register_citizen(
-                REGISTRAR, name="张三", id_number=resident_id("11010519491231002")
-            )
-            dept = registry.register_legal_person(
-                REGISTRAR, uscc=catalogue.EXAMPLE_ISSUER, name="测试市市场监督管理局",
-                legal_representative=IdentityRef(id=head.id),
-            )  # fmt: skip
-            registry.register_legal_person(
-                REGISTRAR, uscc="91350100M000100Y43", name="福州示例科技有限公司",
-                legal_representative=IdentityRef(id=rep.id),
-            )  # fmt: skip
-            seals = runtime.seals.service
-            director = Principal("user", "director", frozenset(), citizen_id=head.id)
-            seal = seals.apply(director, Application(IdentityRef(id=dept.id), SealKind.OFFICIAL))
-            seals.review(REVIEWER, seal.id, True, "ok")
-            seals.make(MAKER, seal.id, Making())
-            seals.file(FILING, seal.id, "", "")
-            seals.issue(FILING, seal.id, "")
-            request = IssueRequest(
-                type_code=catalogue.BUSINESS_LICENCE_CODE,
-                issuer_code=catalogue.EXAMPLE_ISSUER,
-                issuer_name="测试市市场监督管理局",
-                holder_code_type="001",
-                holder_code="91350100M000100Y43",
-                fields=GOOD_BL,
-                valid_from=date(2015, 6, 1),
-            )
             service = runtime.service
             pdf_rate = rate(lambda: service.issue(DEPT, request), seconds)
             with platform.db.transaction() as session:  # the same type, issued as OFD only
@@ -169,6 +191,95 @@ def run_pdf(seconds: float) -> dict[str, float]:
             return {"issue_pdf": pdf_rate, "issue_ofd": ofd_rate}
         finally:
             platform.close()
+
+
+# --- bulk issuance on PostgreSQL (issue 22 item 3) ----------------------------------------------
+
+PG_ADMIN = os.environ.get("GOVTRUST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TARGET_BULK = 300.0
+
+
+def _pg_job(job: tuple[str, str, float, int, int, str]) -> float:
+    """One worker process of the PostgreSQL run: licences/s per request, or in bulk."""
+    from govtrust.config import Settings
+    from govtrust.server.wiring import open_wired
+    from license.bulk_issuance import SourceRow
+    from license.runtime import runtime_for
+
+    data_dir, url, seconds, chunk, worker, mode = job
+    platform = open_wired(Settings(data_dir=Path(data_dir), database_url=url))
+    try:
+        service = runtime_for(platform).service
+        request = _bench_request()
+        if mode == "request":
+            return rate(lambda: service.issue(DEPT, request), seconds)
+        counter = itertools.count()
+
+        def one(size: int) -> int:
+            rows = [SourceRow(f"{mode}-w{worker}-{next(counter)}", request) for _ in range(size)]
+            outcomes = service.issue_rows(DEPT, rows)
+            assert all(o.status == "issued" for o in outcomes), outcomes[0]
+            return size
+
+        one(4)  # warm up
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            done += one(chunk)
+        return done / (time.perf_counter() - start)
+    finally:
+        platform.close()
+
+
+def _bench_request() -> IssueRequest:
+    return IssueRequest(
+        type_code=catalogue.BUSINESS_LICENCE_CODE,
+        issuer_code=catalogue.EXAMPLE_ISSUER,
+        issuer_name="测试市市场监督管理局",
+        holder_code_type="001",
+        holder_code="91350100M000100Y43",
+        fields=GOOD_BL,
+        valid_from=date(2015, 6, 1),
+    )
+
+
+def run_bulk(seconds: float, workers: int, chunk: int) -> int:
+    """Per-request and bulk issuance with the sealed PDF (B-T) on a fresh PostgreSQL database
+    (durable: the server's default ``synchronous_commit``), ``workers`` processes at once."""
+    import psycopg
+
+    from govtrust.config import Settings
+    from govtrust.server.wiring import open_wired
+
+    name = f"gt_bench_bulk_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            platform = open_wired(Settings(data_dir=Path(scratch), database_url=url))
+            try:
+                _department(platform)
+            finally:
+                platform.close()
+            results: dict[str, float] = {}
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for mode in ("request", "bulk"):
+                    jobs = [(scratch, url, seconds, chunk, w, mode) for w in range(workers)]
+                    results[mode] = sum(pool.map(_pg_job, jobs))
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(f"workers: {workers}; PostgreSQL (durable); sealed PDF at PAdES B-T; chunk {chunk}")
+    print(f"licences issued/s, one IssueLicense per licence: {results['request']:8.1f}/s")
+    print(
+        f"licences issued/s, bulk (issue_rows, {chunk} rows a call): {results['bulk']:8.1f}/s   "
+        f"×{results['bulk'] / results['request']:.2f} the per-request path   "
+        f"target ≥ {TARGET_BULK:.0f}"
+    )
+    if results["bulk"] < TARGET_BULK:
+        print("BELOW TARGET")
+        return 1
+    return 0
 
 
 def _service(db: Database, store: SoftKeyStore, ca: MiniCa) -> tuple[LicenceService, IssueRequest]:
@@ -202,7 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-pdf", action="store_true", help="skip the with-PDF measurement")
+    parser.add_argument(
+        "--bulk-only",
+        action="store_true",
+        help="only per-request vs bulk issuance with the sealed PDF, on PostgreSQL",
+    )
+    parser.add_argument("--chunk", type=int, default=50, help="rows per bulk call (--bulk-only)")
     args = parser.parse_args(argv)
+    if args.bulk_only:
+        return run_bulk(args.seconds, args.workers, args.chunk)
     if args.workers > 1:
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
             results = pool.map(run, [args.seconds] * args.workers)
