@@ -53,7 +53,7 @@ from license.status_list import allocate_index
 if TYPE_CHECKING:
     from license.issuance import IssueRequest, LicenceService, _Draft, _Prepared
     from license.signer import LicenceSigner
-    from seal.lifecycle import UseContext
+    from seal.lifecycle import Use, UseContext
 
 MAX_SOURCE_KEY = 128
 STORE_ATTEMPTS = 3
@@ -184,7 +184,7 @@ def issue_rows(
         else:
             pending.append(_Pending(i, row.source_key, digests[i], prepared_or_refusal))
     # Step 1b: identifiers free, status indexes reserved.
-    pending = _reserve(service, pending, outcomes, now)
+    pending = _reserve(service, pending, outcomes, departments, now)
     # Step 2: sign and seal outside any transaction.
     ready: list[_Pending] = []
     for item in pending:
@@ -318,6 +318,7 @@ def _reserve(
     service: LicenceService,
     pending: list[_Pending],
     outcomes: list[RowOutcome | None],
+    departments: dict[str, tuple[LicenceSigner, UseContext | None] | GovtrustError],
     now: datetime,
 ) -> list[_Pending]:
     """Identifiers built and checked free; the status indexes of the rows left reserved."""
@@ -358,7 +359,9 @@ def _reserve(
         for issuer, items in sorted(per_issuer.items()):
             first = allocate_index(session, issuer, len(items))
             for offset, item in enumerate(items):
-                item.draft = _new_draft(service, item, first + offset, now)
+                department = departments[issuer]
+                assert not isinstance(department, GovtrustError)
+                item.draft = _new_draft(service, item, department[0], first + offset, now)
     return free
 
 
@@ -391,7 +394,13 @@ def _still_free(
     return kept
 
 
-def _new_draft(service: LicenceService, item: _Pending, status_index: int, now: datetime) -> _Draft:
+def _new_draft(
+    service: LicenceService,
+    item: _Pending,
+    signer: LicenceSigner,
+    status_index: int,
+    now: datetime,
+) -> _Draft:
     from license.days import licence_day
     from license.issuance import _Draft
 
@@ -413,7 +422,7 @@ def _new_draft(service: LicenceService, item: _Pending, status_index: int, now: 
         status_index=status_index,
         status_uri=service.status_uri(request.issuer_code),
     )
-    return _Draft(request, licence_type, holder[0], metadata, service.signers(request.issuer_code))
+    return _Draft(request, licence_type, holder[0], metadata, signer)
 
 
 def _sign(
@@ -435,27 +444,44 @@ def _sign(
 def _store(
     service: LicenceService, principal: Principal, ready: Sequence[_Pending], now: datetime
 ) -> None:
-    """Step 3 for every row of ``ready``: one transaction."""
+    """Step 3 for every row of ``ready``: one short transaction of multi-row statements — the
+    licence rows, each department seal's uses (one increment of its history, so the seal's row
+    is locked once), the audit records (one chain lock) and the source keys."""
     from license.issuance import _hex_digest
 
-    with service.db.transaction() as session:
-        for item in ready:
-            draft = item.draft
-            assert draft is not None
-            service._store(session, principal, draft, now)
-            audit.append(
-                session,
-                actor=principal.actor,
-                action="licence.issue",
-                target=draft.metadata.identifier,
-                details={
+    drafts = [item.draft for item in ready if item.draft is not None]
+    assert len(drafts) == len(ready)
+    uses: dict[str, tuple[UseContext, list[Use]]] = {}
+    if service.seals is not None:
+        for draft in drafts:
+            if draft.context is not None:
+                found = service._uses(draft)
+                if found:
+                    uses.setdefault(draft.context.seal.id, (draft.context, []))[1].extend(found)
+    rows = [service._row_values(draft, now) for draft in drafts]  # encrypted before the lock
+    entries = [
+        audit.Entry(
+            principal.actor,
+            "licence.issue",
+            draft.metadata.identifier,
+            audit.canonical_json(
+                {
                     "type": draft.licence_type.type_code,
                     "holder": draft.holder_id,
                     "source_key": item.key,
                     "document_sha256": _hex_digest(draft.document),
                     "ofd_sha256": _hex_digest(draft.ofd),
-                },
-            )
+                }
+            ).decode(),
+        )
+        for item, draft in zip(ready, drafts, strict=True)
+    ]
+    with service.db.transaction() as session:
+        session.execute(insert(LicenceRow), rows)
+        if service.seals is not None:
+            for context, seal_uses in uses.values():
+                service.seals.seals.record_uses(principal, context, seal_uses, session)
+        audit.append_many(session, entries)
         session.execute(
             insert(LicenceSourceRow),
             [

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from govtrust.audit import AuditRecord
+from govtrust.audit import AuditRecord, chain_key, verify_chain
 from govtrust.config import Settings
 from govtrust.errors import InvalidArgument
 from govtrust.platform import Platform
@@ -248,6 +248,17 @@ def test_issue_rows_issues_the_good_rows_and_refuses_each_bad_one(bulk: Bulk) ->
     stored = service.stored(outcomes[0].identifier)
     assert stored.document_pdf is not None and stored.document_pdf.startswith(b"%PDF-")
     assert outcomes[2].identifier.split(".")[-3] == "20240000000001"
+    # The chunk's audit records and seal uses were written together: the chain still verifies,
+    # and the seal's history has one use per sealed PDF, in sequence.
+    with bulk.platform.db.read() as session:
+        assert verify_chain(session, chain_key(bulk.platform.db)).ok
+    seal_id = bulk.runtime.seals.service.department_use(ISSUER, "licence").seal.id
+    history, _ = bulk.runtime.seals.service.history(seal_id, include_uses=True)
+    used = [e for e in history if e.action == "seal_pdf"]
+    assert sorted(e.reason for e in used) == sorted(
+        f"licence {o.identifier}" for o in outcomes if o.issued
+    )
+    assert [e.sequence for e in history] == list(range(1, len(history) + 1))
 
     # Imported again: the issued rows answer their licences, nothing new is written.
     with unchanged(bulk.platform.db):
