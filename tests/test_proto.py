@@ -52,9 +52,9 @@ EXPECTED_RPCS = {
     },
     "LicenseService": {
         "DefineLicenseType", "GetLicenseType", "ListLicenseTypes", "IssueLicense", "IssueLicenses",
-        "GetLicense", "ListLicenses", "AnnotateLicense", "RevokeLicense", "SuspendLicense", "ResumeLicense",
-        "GrantLicenseAccess", "RevokeLicenseAccess", "GetLicenseDocument", "GetStatusList",
-        "VerifyLicense",
+        "GetLicense", "ListLicenses", "AnnotateLicense", "RevokeLicense", "SuspendLicense",
+        "ResumeLicense", "GrantLicenseAccess", "RevokeLicenseAccess", "GetLicenseDocument",
+        "GetStatusList", "VerifyLicense",
     },
     "VerifyService": {
         "VerifyCertificate", "VerifyPdf", "VerifyPdfStream", "VerifyOfd", "VerifyLicense",
