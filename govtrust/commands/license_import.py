@@ -166,6 +166,14 @@ def cmd_import(args: argparse.Namespace) -> int:
         detail = "; ".join(f"{v.field}: {v.description}" for v in exc.violations)
         print(f"govtrust license: {path}: {detail or exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - a lost database, a dead worker: resumable
+        bar.finish()
+        print(
+            f"govtrust license: the import stopped ({type(exc).__name__}: {exc}); the rows "
+            f"issued so far are in {out}: run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     finally:
         results.close()
         if executor is not None:

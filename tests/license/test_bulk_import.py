@@ -133,3 +133,14 @@ def test_import_killed_and_resumed_issues_every_row_exactly_once(
         ("refused", "DUPLICATE_SOURCE_KEY"),
     ]
     assert _counts(directory, env["GOVTRUST_DATABASE_URL"]) == (ROWS, ROWS, ROWS)
+
+    # A file whose header names an unknown column is refused whole: exit 2, nothing issued.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("source_key,type_code,holder_code_type,holder_code,colour\n" "k,t,001,c,red\n",
+                   encoding="utf-8")  # fmt: skip
+    refused = subprocess.run(
+        [*command[:3], "license", "import", str(bad), *command[-2:]],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "unknown column 'colour'" in refused.stderr
+    assert _counts(directory, env["GOVTRUST_DATABASE_URL"]) == (ROWS, ROWS, ROWS)
