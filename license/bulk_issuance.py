@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 MAX_SOURCE_KEY = 128
 SIGN_THREADS = 2
 _SIGNERS = ThreadPoolExecutor(SIGN_THREADS, thread_name_prefix="licence-bulk-sign")
+_PREPARERS = ThreadPoolExecutor(4, thread_name_prefix="licence-bulk-check")
 STORE_ATTEMPTS = 3
 
 # Reasons a row is refused (RowOutcome.reason).
@@ -177,15 +178,17 @@ def issue_rows(
     now = service._clock()
     types: dict[str, LicenceType] = {}
     departments: dict[str, tuple[LicenceSigner, UseContext | None] | GovtrustError] = {}
+    # The rows' look-ups (type, registry, seal) are mostly database round trips: overlapped.
     pending: list[_Pending] = []
-    for i, row in enumerate(rows):
-        if outcomes[i] is not None:
-            continue
-        prepared_or_refusal = _prepare(service, principal, row, types, departments, document)
+    candidates = [i for i in range(len(rows)) if outcomes[i] is None]
+    checked = _PREPARERS.map(
+        lambda i: _prepare(service, principal, rows[i], types, departments, document), candidates
+    )
+    for i, prepared_or_refusal in zip(candidates, checked, strict=True):
         if isinstance(prepared_or_refusal, RowOutcome):
             outcomes[i] = prepared_or_refusal
         else:
-            pending.append(_Pending(i, row.source_key, digests[i], prepared_or_refusal))
+            pending.append(_Pending(i, rows[i].source_key, digests[i], prepared_or_refusal))
     # Step 1b: identifiers free, status indexes reserved.
     pending = _reserve(service, pending, outcomes, departments, now)
     # Step 2: sign and seal outside any transaction.
