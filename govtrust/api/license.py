@@ -586,9 +586,13 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         return self.service.stored(identifier)
 
     def _issue_request(
-        self, principal: Principal, request: license_pb2.IssueLicenseRequest
+        self,
+        principal: Principal,
+        request: license_pb2.IssueLicenseRequest,
+        names: dict[str, str] | None = None,
     ) -> IssueRequest:
-        """The domain request of an IssueLicense message (the department's signer named)."""
+        """The domain request of an IssueLicense message (the department's signer named;
+        ``names`` caches the departments' names over a stream's rows)."""
         issue_date = _date_in("issue_date", request.issue_date)
         valid_from = _date_in("valid_from", request.valid_from)
         valid_until = _date_in("valid_until", request.valid_until)
@@ -597,11 +601,13 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         if not request.holder.code:
             raise InvalidArgument.field("holder.code", "required")
         issuer_code = issuing_department(principal, request.issuer_code)
-        signer = self.service.signers(issuer_code)
+        names = {} if names is None else names
+        if issuer_code not in names:
+            names[issuer_code] = self.service.signers(issuer_code).organisation or issuer_code
         return IssueRequest(
             type_code=request.type_code,
             issuer_code=issuer_code,
-            issuer_name=signer.organisation or issuer_code,
+            issuer_name=names[issuer_code],
             holder_code_type=_HOLDER_IN[request.holder.code_type],
             holder_code=request.holder.code,
             fields=dict(request.fields),
@@ -636,10 +642,11 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         malformed, as is a source key the stream sent before), then issued."""
         out: list[license_pb2.IssueLicensesResponse] = []
         batches: dict[bool, list[tuple[int, SourceRow]]] = {True: [], False: []}
+        names: dict[str, str] = {}
         for index, message in rows:
             try:
                 key = bulk_issuance.check_source_key(message.source_key)
-                issue = self._issue_request(principal, message.license)
+                issue = self._issue_request(principal, message.license, names)
             except GovtrustError as exc:
                 reason = _BULK_REFUSAL.get(type(exc), bulk_issuance.MALFORMED)
                 if isinstance(exc, InvalidArgument):
