@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from license.issuance import IssueRequest
     from license.runtime import LicenceRuntime
 
-DEFAULT_CHUNK = 100
+DEFAULT_CHUNK = 50
 Chunk = list[tuple[int, str, "IssueRequest"]]  # (line, source key, request)
 Done = list[tuple[int, "RowOutcome"]]
 
