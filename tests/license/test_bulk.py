@@ -26,9 +26,11 @@ from license import bulk_issuance as bi
 from license import catalogue
 from license.bulk import ResultsFile, count_rows, read_rows
 from license.bulk_issuance import RowOutcome, SourceRow
+from license.checking import Verdict
 from license.issuance import IssueRequest
 from license.models import LicenceRow, LicenceSourceRow
 from license.runtime import LicenceRuntime, runtime_for
+from license.verification import LicenceVerifier
 from tests.license.test_catalogue import GOOD_BL
 from tests.license.test_production import COMPANY, ISSUER, Prod, _active_official_seal, prod
 from tests.seal.conftest import REGISTRAR, resident_id
@@ -247,6 +249,12 @@ def test_issue_rows_issues_the_good_rows_and_refuses_each_bad_one(bulk: Bulk) ->
     assert bulk.counts() == (2, 2, 2)
     stored = service.stored(outcomes[0].identifier)
     assert stored.document_pdf is not None and stored.document_pdf.startswith(b"%PDF-")
+    # The sealed PDF checks as any issued licence's does (PAdES B-T, chain to the CA roots).
+    runtime = bulk.runtime
+    verifier = LicenceVerifier(runtime.service, runtime.roots, runtime.trust_list)
+    checked = verifier.check("document", stored.document_pdf).check
+    assert checked.verdict is Verdict.VALID, checked.reasons
+    assert checked.identifier == outcomes[0].identifier
     assert outcomes[2].identifier.split(".")[-3] == "20240000000001"
     # The chunk's audit records and seal uses were written together: the chain still verifies,
     # and the seal's history has one use per sealed PDF, in sequence.
