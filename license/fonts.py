@@ -142,21 +142,29 @@ class Font:
         count = max(keep) + 1  # glyphs after the last one used are dropped
         glyf = bytearray()
         loca = array("I", [0]) * (count + 1)
+        # loca and hmtx span every glyph id up to the last one kept but are runs of one value
+        # and zeros: their checksums are summed from the glyphs kept, not word by word.
+        loca_sum = 0
         previous = 0
         for gid in sorted(keep):
             loca[previous + 1 : gid + 1] = array("I", [len(glyf)]) * (gid - previous)
+            loca_sum += len(glyf) * (gid - previous)
             glyf += self._glyph(gid)
             glyf += b"\0" * (-len(glyf) % 4)
             previous = gid + 1
             loca[gid + 1] = len(glyf)
+            loca_sum += len(glyf)
         if _LITTLE_ENDIAN:
             loca.byteswap()
         long_metrics = min(self.num_hmetrics, count)
         hmtx = bytearray(4 * long_metrics + 2 * (count - long_metrics))
+        words: set[int] = set()
         for gid in keep:
             at = 4 * gid if gid < long_metrics else 4 * long_metrics + 2 * (gid - long_metrics)
             size = 4 if gid < long_metrics else 2
             hmtx[at : at + size] = self.hmtx[at : at + size]
+            words.update(range(at // 4, (at + size - 1) // 4 + 1))
+        hmtx_sum = sum(int.from_bytes(hmtx[4 * w : 4 * w + 4].ljust(4, b"\0")) for w in words)
         head = bytearray(self.head)
         head[8:12] = b"\0\0\0\0"
         head[50:52] = struct.pack(">h", 1)  # long loca offsets
@@ -173,7 +181,7 @@ class Font:
             "loca": loca.tobytes(),
             "maxp": bytes(maxp),
         }
-        return _sfnt(tables)
+        return _sfnt(tables, {"loca": loca_sum & 0xFFFFFFFF, "hmtx": hmtx_sum & 0xFFFFFFFF})
 
     def cmap_subset(self, chars: Iterable[str]) -> bytes:
         """:meth:`subset` of the glyphs of ``chars`` with a ``cmap`` mapping them (characters
@@ -233,8 +241,10 @@ def _checksum(data: bytes) -> int:
     return sum(words) & 0xFFFFFFFF
 
 
-def _sfnt(tables: Mapping[str, bytes]) -> bytes:
-    """An sfnt file from its tables (directory, checksums, head checkSumAdjustment)."""
+def _sfnt(tables: Mapping[str, bytes], checksums: Mapping[str, int] | None = None) -> bytes:
+    """An sfnt file from its tables (directory, checksums, head checkSumAdjustment);
+    ``checksums`` gives those of tables the caller summed already."""
+    known = checksums or {}
     tags = sorted(tables)
     count = len(tags)
     power = 2 ** int(math.log2(count))
@@ -247,7 +257,7 @@ def _sfnt(tables: Mapping[str, bytes]) -> bytes:
     head_at = 0
     for tag in tags:
         data = tables[tag]
-        checksum = _checksum(data)
+        checksum = known[tag] if tag in known else _checksum(data)
         total += checksum
         if tag == "head":
             head_at = offset + len(body)
