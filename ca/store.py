@@ -82,6 +82,8 @@ _NULL_AT_ISSUANCE = frozenset(
         "status_comment",
         "resumed_at",
         "renewed_by",
+        "paired_with",  # set by ca.kmc in its own transaction
+        "escrow_key_id",
     }
 )
 _CERT_INSERT = tuple(c for c in _CERT_COLUMNS if c not in _NULL_AT_ISSUANCE)
