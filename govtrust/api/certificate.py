@@ -44,7 +44,10 @@ PROFILES: dict[int, str] = {
     common_pb2.CERTIFICATE_PROFILE_SERVICE: "service",
 }
 PROFILE_ENUMS: dict[str, common_pb2.CertificateProfile.ValueType] = {
-    name: common_pb2.CertificateProfile.ValueType(value) for value, name in PROFILES.items()
+    **{name: common_pb2.CertificateProfile.ValueType(value) for value, name in PROFILES.items()},
+    # shown, never requested: encryption certificates come only from IssueEncryptionPair
+    "citizen-encryption": common_pb2.CERTIFICATE_PROFILE_CITIZEN_ENCRYPTION,
+    "legal-person-encryption": common_pb2.CERTIFICATE_PROFILE_LEGAL_PERSON_ENCRYPTION,
 }
 ROLE_ENUMS = {
     "root": common_pb2.CERTIFICATE_PROFILE_ROOT_CA,
@@ -476,8 +479,11 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
         def run() -> certificate_pb2.GetCertificateResponse:
             row = self._find(request.certificate)
             self._ca().authorise_read(principal, row)
+            message = certificate_pb(row)
+            if row.paired_with is not None:
+                message.paired_serial_number = self._ca().get(row.paired_with).serial
             return certificate_pb2.GetCertificateResponse(
-                certificate=certificate_pb(row), chain=chain_pb(self._ca(), row.issuer)
+                certificate=message, chain=chain_pb(self._ca(), row.issuer)
             )
 
         return await run_sync(run)

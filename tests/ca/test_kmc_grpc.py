@@ -127,6 +127,13 @@ def test_pair_and_recovery_over_grpc_and_the_cli(
         metadata=_as("operator"),
     )
     assert looked_up.certificate.status == pb.CERTIFICATE_STATUS_ACTIVE
+    assert looked_up.certificate.paired_serial_number == encryption_serial
+    encryption = stub.GetCertificate(
+        pb.GetCertificateRequest(certificate=pb.CertificateRef(serial_number=encryption_serial)),
+        metadata=_as("operator"),
+    ).certificate
+    assert encryption.paired_serial_number == serial
+    assert encryption.summary.profile == common_pb2.CERTIFICATE_PROFILE_LEGAL_PERSON_ENCRYPTION
 
     recipient_serial, recipient_key = _signing(stub, tmp_path, "recipient")
     request = ["ca", "recover-key", "request", encryption_serial, "--legal-basis", "court order 7",
