@@ -17,7 +17,7 @@ from ca import issuance
 from ca.authority import CertificateAuthority
 from ca.issuance import SubjectSpec
 from ca.models import CaCertificate, CaKeyRecovery
-from govtrust.audit import AuditRecord
+from govtrust.audit import AuditRecord, chain_key, verify_chain
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from govtrust.principal import Principal
@@ -278,6 +278,26 @@ def test_dual_control_recovery(
     ]
     request_details = json.loads(_audit(database, "ca.kmc.recovery.request")[0].details)
     assert request_details["legal_basis"] == LEGAL_BASIS
+    with database.read() as session:
+        assert verify_chain(session, chain_key(database)).ok
+
+
+def test_a_citizen_pair_carries_the_identify_code(
+    authority: CertificateAuthority, database: Database
+) -> None:
+    signing = authority.issue(OPERATOR, issuance.IssueRequest(
+        profile="citizen", subject=SubjectSpec(identity="c-rep"), generate_key_algorithm="sm2"
+    )).certificate  # fmt: skip
+    pair = authority.issue_encryption_pair(OPERATOR, signing.id)
+    assert pair.encryption.profile == "citizen-encryption"
+    assert pair.encryption.issuer == "sm2-citizen"
+    cert = x509.Certificate.load(pair.encryption.der)
+    oids = {e["extn_id"].dotted for e in cert["tbs_certificate"]["extensions"]}
+    assert "1.2.156.10260.4.1.1" in oids  # GM/T 0015 IdentifyCode, as on the signing certificate
+    assert cert.key_usage_value.native == {"key_encipherment", "data_encipherment", "key_agreement"}
+    # the signing key is in our key store here (cloud certificate), so no outside party can open
+    # the envelope in this test; the legal-person tests open theirs with openssl
+    assert signing.key_id is not None and pair.envelope
 
 
 def test_recovery_request_refusals_change_nothing(
