@@ -23,7 +23,7 @@ from govtrust.errors import FailedPrecondition, InvalidArgument, PermissionDenie
 from govtrust.principal import Principal
 from hsm import SoftKeyStore
 from hsm.errors import KeyDestroyed
-from tests.ca.conftest import OPERATOR, USCC, openssl, pem, pkilint
+from tests.ca.conftest import OPERATOR, USCC, ocsp_query, openssl, pem, pkilint
 from tests.sm2_envelope_judge import open_envelope
 from tests.unchanged import unchanged
 
@@ -64,6 +64,13 @@ def _spki(der: bytes) -> bytes:
 
 def _row(authority: CertificateAuthority, certificate_id: str) -> CaCertificate:
     return authority.get(certificate_id)
+
+
+def _ocsp_status(authority: CertificateAuthority, row: CaCertificate) -> tuple[str, object]:
+    single = ocsp_query(authority, row).basic_ocsp_response["tbs_response_data"]["responses"][0]
+    status = single["cert_status"]
+    reason = status.chosen["revocation_reason"].native if status.name == "revoked" else None
+    return status.name, reason
 
 
 def _audit(database: Database, action: str) -> list[AuditRecord]:
@@ -170,6 +177,7 @@ def test_revoking_either_certificate_revokes_both(
     for row in (signing, pair.encryption):
         current = _row(authority, row.id)
         assert current.status == "revoked" and current.revocation_reason == 1
+        assert _ocsp_status(authority, current) == ("revoked", "key_compromise")
     records = _audit(database, "ca.revoke")
     assert len(records) == 2
     assert "paired_with" in json.loads(records[1].details)
@@ -182,12 +190,14 @@ def test_suspending_the_signing_certificate_suspends_its_pair(
     encryption = authority.issue_encryption_pair(OPERATOR, signing.id).encryption
     authority.suspend(OPERATOR, signing.id, "lost token")
     assert _row(authority, encryption.id).status == "suspended"
+    assert _ocsp_status(authority, encryption) == ("revoked", "certificate_hold")
     with unchanged(database, soft_keystore), pytest.raises(FailedPrecondition) as error:
         authority.resume(OPERATOR, encryption.id)
     assert "on hold" in str(error.value)
     authority.resume(OPERATOR, signing.id)
     assert _row(authority, signing.id).status == "active"
     assert _row(authority, encryption.id).status == "active"
+    assert _ocsp_status(authority, encryption) == ("good", None)
     # suspending the encryption certificate alone leaves the signing certificate alone
     authority.suspend(OPERATOR, encryption.id)
     assert _row(authority, signing.id).status == "active"
