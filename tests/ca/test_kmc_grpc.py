@@ -196,3 +196,52 @@ def test_grpc_refusals_are_mapped(served: tuple[Served, SoftKeyStore], database:
         with unchanged(database, store), pytest.raises(grpc.RpcError) as error:
             getattr(stub, method)(request, metadata=_as(token))
         assert error.value.code() == code, (method, error.value.details())
+
+
+def test_renewal_over_grpc_returns_the_re_keyed_pair(
+    served: tuple[Served, SoftKeyStore], tmp_path: Path
+) -> None:
+    server, _store = served
+    stub = server.stub
+    serial, _key = _signing(stub, tmp_path, "signing")
+    first = stub.IssueEncryptionPair(
+        pb.IssueEncryptionPairRequest(signing_certificate=pb.CertificateRef(serial_number=serial)),
+        metadata=_as("operator"),
+    )
+    assert first.signing_certificate.paired_serial_number == (
+        first.encryption_certificate.summary.serial_number
+    )
+    new_key = tmp_path / "new.key"
+    openssl("genpkey", "-algorithm", "SM2", "-out", str(new_key))
+    csr = tmp_path / "new.csr"
+    openssl(
+        "req", "-new", "-key", str(new_key), "-sm3", "-sigopt", DISTID, "-subj", "/CN=x",
+        "-outform", "DER", "-out", str(csr),
+    )  # fmt: skip
+    renewed = stub.RenewCertificate(
+        pb.RenewCertificateRequest(
+            certificate=pb.CertificateRef(serial_number=serial),
+            csr=csr.read_bytes(),
+            revoke_previous=True,
+        ),
+        metadata=_as("operator"),
+    )
+    encryption = renewed.encryption_certificate
+    assert encryption.summary.profile == common_pb2.CERTIFICATE_PROFILE_LEGAL_PERSON_ENCRYPTION
+    assert renewed.certificate.paired_serial_number == encryption.summary.serial_number
+    assert encryption.summary.serial_number != first.encryption_certificate.summary.serial_number
+    opened = open_envelope(renewed.key_envelope, new_key, tmp_path)
+    from asn1crypto import x509
+
+    assert opened.public_spki_der == bytes(
+        x509.Certificate.load(encryption.summary.der).public_key.dump()
+    )
+    old = stub.GetCertificate(
+        pb.GetCertificateRequest(
+            certificate=pb.CertificateRef(
+                serial_number=first.encryption_certificate.summary.serial_number
+            )
+        ),
+        metadata=_as("operator"),
+    )
+    assert old.certificate.status == pb.CERTIFICATE_STATUS_REVOKED
