@@ -1,16 +1,16 @@
 """Group commit of issued certificates: many issuances, one durable transaction.
 
-Issuances hand their finished rows — certificate, pre-produced OCSP response, audit entry — to
-the process's :class:`GroupCommitter` (a :class:`ca.batch.BatchCommitter`). One committer
-thread per process takes everything queued (up to ``max_batch``), writes it in ONE transaction (one multi-row INSERT per table and one
-audit record per (actor, action)), commits, and reports each item done. Each caller learns that
-its item is done only after the transaction holding its certificate committed, so "issued"
-always means "stored" — durably on PostgreSQL with ``synchronous_commit=on`` (the production
-setting). The embedded SQLite database (development, single node) runs WAL with
-``synchronous=NORMAL``: a commit survives a crash of the process but the last ones may be lost
-on power loss or an OS crash. If a batch fails for a reason of its own (a constraint), its items
-are retried one by one so that one bad item fails alone; if it fails because the database is
-gone (after one retry on a fresh connection), the whole batch fails with that error at once.
+Issuances hand their finished rows — certificate, pre-produced OCSP response, audit entry — to the
+process's :class:`GroupCommitter` (a :class:`ca.batch.BatchCommitter`). One committer thread per
+process takes everything queued (up to ``max_batch``), writes it in ONE transaction (one multi-row
+INSERT per table and one audit record per (actor, action)), commits, and reports each item done.
+Each caller learns that its item is done only after the transaction holding its certificate
+committed, so "issued" always means "stored" — durably on PostgreSQL with ``synchronous_commit=on``
+(the production setting). The embedded SQLite database (development, single node) runs WAL with
+``synchronous=NORMAL``: a commit survives a crash of the process but the last ones may be lost on
+power loss or an OS crash. If a batch fails for a reason of its own (a constraint), its items are
+retried one by one so that one bad item fails alone; if it fails because the database is gone
+(after one retry on a fresh connection), the whole batch fails with that error at once.
 
 If the connection is lost after COMMIT was sent, the outcome is unknown: the committer looks
 the batch up (on PostgreSQL under the audit chain's lock, so that a commit the old backend is
