@@ -1,0 +1,107 @@
+"""The durable record of issued time-stamp tokens, written by group commit.
+
+Every granted token is recorded (serial, genTime, policy, imprint) in ``ca_tsa_tokens`` before
+its response leaves the TSA. Tokens are handed to the process's :class:`TokenLedger` (a
+:class:`ca.batch.BatchCommitter`): one committer thread takes everything queued (up to
+``max_batch``) and writes it with one multi-row INSERT in ONE transaction, so concurrent
+requests share a commit instead of paying one each (what bounded ``POST /tsa``).
+
+Crash semantics: a caller is told its token is recorded only after the transaction holding it
+committed, and the TSA answers only then, so a token that reached a client is always in the
+ledger (durably on PostgreSQL with ``synchronous_commit=on``; on the embedded SQLite database a
+commit survives a crash of the process but the last ones may be lost on power loss). A crash
+loses only queued records whose tokens were never sent. A batch that fails is failed as a whole
+(each caller answers ``systemFailure``; the client asks again): serials are 128 random bits, so
+no row of a batch can fail on its own, and a batch whose COMMIT outcome is unknown may leave
+records of tokens that were never sent — harmless, a serial nobody holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, insert
+
+from ca.batch import BatchCommitter
+from ca.models import CaTsaToken
+from govtrust.db import Database
+
+log = logging.getLogger("govtrust.ca.tsa_ledger")
+
+_COLUMNS = ("serial", "gen_time", "policy", "hash_algorithm", "message_imprint")
+
+
+@dataclass(eq=False)
+class PendingToken:
+    """One granted token waiting to be recorded."""
+
+    serial: str  # upper-case hex
+    gen_time: datetime
+    policy: str
+    hash_algorithm: str
+    message_imprint: str  # hex
+    done: bool = False
+    error: BaseException | None = None
+    on_done: Callable[[PendingToken], None] | None = None
+
+    def row(self) -> dict[str, object]:
+        """The ``ca_tsa_tokens`` row."""
+        return {c: getattr(self, c) for c in _COLUMNS}
+
+
+def _report(batch: list[PendingToken]) -> None:
+    for item in batch:
+        item.done = True
+        if item.on_done is not None:
+            try:
+                item.on_done(item)
+            except Exception:  # a caller's callback must not stop the committer
+                log.exception("time-stamp completion callback failed")
+
+
+class TokenLedger(BatchCommitter[PendingToken]):
+    """One committer thread per process recording granted tokens in batches."""
+
+    def __init__(self, db: Database, *, max_batch: int = 512) -> None:
+        super().__init__(max_batch=max_batch, thread_name="govtrust-tsa-ledger")
+        self.db = db
+        self._table = cast(Table, CaTsaToken.__table__)
+
+    def record(self, token: PendingToken) -> None:
+        """Queue ``token`` and return once it is committed (or raise why it was not)."""
+        finished = threading.Event()
+        token.on_done = lambda _token: finished.set()
+        self.record_nowait(token)
+        finished.wait()
+        if token.error is not None:
+            raise token.error
+
+    def record_nowait(self, token: PendingToken) -> None:
+        """Queue ``token``; its ``on_done`` runs in the committer thread once it is committed
+        or failed (``token.error`` then says why). Does not block; ``on_done`` must not."""
+        self._enqueue([token])
+
+    def _commit(self, batch: list[PendingToken]) -> None:
+        try:
+            with self.db.transaction() as session:
+                session.execute(insert(self._table), [item.row() for item in batch])
+        except Exception as error:  # noqa: BLE001 - reported to every caller of the batch
+            log.warning("could not record %d time-stamp token(s): %s", len(batch), error)
+            for item in batch:
+                item.error = error
+        except BaseException as error:  # the thread is going down: nobody may wait forever
+            for item in batch:
+                item.error = error
+            raise
+        finally:
+            _report(batch)
+
+    def _strand(self, items: list[PendingToken]) -> None:
+        for item in items:
+            item.error = RuntimeError("the time-stamp ledger stopped")
+        _report(items)
