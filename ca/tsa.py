@@ -326,7 +326,7 @@ def respond(ctx: CaContext, request: bytes, *, sm2: bool = False) -> TsaResult:
 def respond_nowait(
     ctx: CaContext,
     request: bytes,
-    on_result: Callable[[TsaResult], None],
+    on_result: Callable[[TsaResult], object],
     *,
     sm2: bool = False,
 ) -> None:
