@@ -5,7 +5,10 @@ that takes up to ``max_batch`` items at a time and hands them to :meth:`BatchCom
 (one transaction per batch, written by the subclass), the thread ending after
 :data:`IDLE_EXIT_SECONDS` without work and starting again on the next submit, a fork detected
 (the parent's thread does not exist in the child), and queued items failed rather than left
-waiting when the thread dies. Subclasses: :class:`ca.store.GroupCommitter` (issued
+waiting when the thread dies. A lone blocking caller (nothing queued, nothing being written)
+writes its item in its own thread (:meth:`BatchCommitter._commit_alone`): the hand-over to the
+committer thread and back costs more than the commit itself when there is nobody to share it
+with. Subclasses: :class:`ca.store.GroupCommitter` (issued
 certificates) and :class:`ca.tsa_ledger.TokenLedger` (issued time-stamp tokens).
 """
 
@@ -31,6 +34,7 @@ class BatchCommitter(ABC, Generic[T]):
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._in_flight = 0  # batches being written (by the thread or by a leading caller)
 
     def _enqueue(self, items: list[T]) -> None:
         """Queue ``items`` and make sure a committer thread will take them."""
@@ -62,12 +66,32 @@ class BatchCommitter(ABC, Generic[T]):
                             return
                     batch = self._queue[: self.max_batch]
                     del self._queue[: self.max_batch]
-                self._commit(batch)
+                    self._in_flight += 1
+                try:
+                    self._commit(batch)
+                finally:
+                    with self._cond:
+                        self._in_flight -= 1
         except BaseException:
             with self._cond:  # fail what is queued; the next submit starts a new thread
                 stranded, self._queue, self._thread = self._queue, [], None
             self._strand(stranded)
             raise
+
+    def _commit_alone(self, item: T) -> bool:
+        """Write ``item`` in the caller's thread when nothing is queued or being written (a
+        lone caller then pays no hand-over to the committer thread); False when others are
+        about, and the caller queues it instead (to share their commit)."""
+        with self._cond:
+            if self._pid != os.getpid() or self._queue or self._in_flight:
+                return False
+            self._in_flight += 1
+        try:
+            self._commit([item])
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+        return True
 
     @abstractmethod
     def _commit(self, batch: list[T]) -> None:

@@ -73,11 +73,13 @@ class TokenLedger(BatchCommitter[PendingToken]):
         self._table = cast(Table, CaTsaToken.__table__)
 
     def record(self, token: PendingToken) -> None:
-        """Queue ``token`` and return once it is committed (or raise why it was not)."""
-        finished = threading.Event()
-        token.on_done = lambda _token: finished.set()
-        self.record_nowait(token)
-        finished.wait()
+        """Return once ``token`` is committed (or raise why it was not): written at once when
+        the ledger is idle, else queued to share the next commit."""
+        if not self._commit_alone(token):
+            finished = threading.Event()
+            token.on_done = lambda _token: finished.set()
+            self.record_nowait(token)
+            finished.wait()
         if token.error is not None:
             raise token.error
 

@@ -245,3 +245,13 @@ def test_a_dying_committer_fails_its_batch_and_the_queue_and_restarts(
     assert queued.error is not None and queued.done
     ledger.record(_pending("03"))  # a new committer thread
     assert _rows(database) == 1
+
+
+def test_a_lone_caller_commits_in_its_own_thread(database: Database) -> None:
+    ledger = TokenLedger(database)
+    ledger.record(_pending("0A"))
+    assert ledger._thread is None  # no hand-over: nothing else was queued or being written
+    assert _rows(database) == 1
+    with pytest.raises(Exception):  # noqa: B017 - the database's own unique violation
+        ledger.record(_pending("0A"))
+    assert _rows(database) == 1
