@@ -23,17 +23,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
-
-from sqlalchemy import Table, insert
 
 from ca.batch import BatchCommitter
-from ca.models import CaTsaToken
 from govtrust.db import Database
+from govtrust.fastsql import FastSql
 
 log = logging.getLogger("govtrust.ca.tsa_ledger")
 
 _COLUMNS = ("serial", "gen_time", "policy", "hash_algorithm", "message_imprint")
+# the ledger's one statement, on its own table (ca_tsa_tokens, ca.models.CaTsaToken)
+_INSERT = (
+    f"INSERT INTO ca_tsa_tokens ({', '.join(_COLUMNS)}) "  # noqa: S608 - constants only
+    f"VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+)
 
 
 @dataclass(eq=False)
@@ -49,9 +51,15 @@ class PendingToken:
     error: BaseException | None = None
     on_done: Callable[[PendingToken], None] | None = None
 
-    def row(self) -> dict[str, object]:
-        """The ``ca_tsa_tokens`` row."""
-        return {c: getattr(self, c) for c in _COLUMNS}
+    def row(self, fast: FastSql) -> dict[str, object]:
+        """The ``ca_tsa_tokens`` row, in the driver's terms."""
+        return {
+            "serial": self.serial,
+            "gen_time": fast.ts(self.gen_time),
+            "policy": self.policy,
+            "hash_algorithm": self.hash_algorithm,
+            "message_imprint": self.message_imprint,
+        }
 
 
 def _report(batch: list[PendingToken]) -> None:
@@ -70,7 +78,8 @@ class TokenLedger(BatchCommitter[PendingToken]):
     def __init__(self, db: Database, *, max_batch: int = 512) -> None:
         super().__init__(max_batch=max_batch, thread_name="govtrust-tsa-ledger")
         self.db = db
-        self._table = cast(Table, CaTsaToken.__table__)
+        self._fast = FastSql(db.engine)  # driver-level: a few hundred us less per commit
+        self._sql = self._fast.sql(_INSERT)
 
     def record(self, token: PendingToken) -> None:
         """Return once ``token`` is committed (or raise why it was not): written at once when
@@ -90,8 +99,8 @@ class TokenLedger(BatchCommitter[PendingToken]):
 
     def _commit(self, batch: list[PendingToken]) -> None:
         try:
-            with self.db.transaction() as session:
-                session.execute(insert(self._table), [item.row() for item in batch])
+            with self._fast.write() as cursor:
+                cursor.executemany(self._sql, [item.row(self._fast) for item in batch])
         except Exception as error:  # noqa: BLE001 - reported to every caller of the batch
             log.warning("could not record %d time-stamp token(s): %s", len(batch), error)
             for item in batch:
