@@ -139,7 +139,7 @@ def _prepared(
         sid_der=bytes(sid.dump()),
         signing_certificate_der=_signing_certificate_v2(certificate_der, signer_digest),
         signature_algorithm_der=signature_algorithm_der,
-        certificates_der=der.tlv(0xA0, b"".join(chain)),
+        certificates_der=der.tlv(0xA0, b"".join(sorted(chain))),  # DER SET OF order
     )
 
 
