@@ -9,6 +9,7 @@ registry-backed :class:`~ca.directory.SubjectDirectory` as :data:`SUBJECT_DIRECT
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -337,6 +338,18 @@ class CertificateAuthority:
     def timestamp(self, request: bytes, *, sm2: bool = False) -> tsa.TsaResult:
         """Answer a DER RFC 3161 request (never raises on bad input); ``sm2``: the SM2 TSA."""
         return tsa.respond(self.ctx, request, sm2=sm2)
+
+    def timestamp_nowait(
+        self,
+        request: bytes,
+        on_result: Callable[[tsa.TsaResult], object],
+        *,
+        sm2: bool = False,
+    ) -> None:
+        """:meth:`timestamp` handing the result to ``on_result`` once the token is recorded
+        (:func:`ca.tsa.respond_nowait`: at once for a rejection, else from the ledger's
+        thread; it must not block)."""
+        tsa.respond_nowait(self.ctx, request, on_result, sm2=sm2)
 
     def refresh(self) -> dict[str, int]:
         """The scheduled job (run every few minutes): re-sign OCSP responses nearing
