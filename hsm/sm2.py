@@ -1,4 +1,5 @@
-"""SM2 signatures (GB/T 32918.2, with SM3) and SM2 public keys: the only module using gmalglib.
+"""SM2 signatures (GB/T 32918.2, with SM3), SM2 public-key encryption (GB/T 32918.4) and SM2
+public keys: the only module using gmalglib.
 
 * Keys: the recommended 256-bit curve of GB/T 32918.5. Public keys travel as X.509
   SubjectPublicKeyInfo with ``id-ecPublicKey`` (1.2.840.10045.2.1) and the named curve
@@ -9,6 +10,9 @@
   signer ID (default ``1234567812345678``, GM/T 0009); govtrust computes Z and e itself and has
   gmalglib sign the digest, so any signer ID costs the same. Signatures are DER
   ``SEQUENCE {r INTEGER, s INTEGER}``.
+* Encryption: GB/T 32918.4 with SM3, ciphertext in the C1C3C2 order carried as the GM/T 0009
+  ``SM2Cipher ::= SEQUENCE { XCoordinate INTEGER, YCoordinate INTEGER, HASH OCTET STRING (32),
+  CipherText OCTET STRING }`` (what ``openssl pkeyutl -encrypt`` writes for an SM2 key).
 * Parsing is strict and every refusal is specific: :class:`~hsm.errors.InvalidSm2PublicKey`
   (bad DER, another curve such as P-256, a truncated, compressed or off-curve point),
   :class:`~hsm.errors.InvalidSm2Signature` (not canonical DER, r or s out of range, or it does
@@ -58,6 +62,17 @@ _KNOWN_CURVES = {
 }
 
 RandomSource = Callable[[int], bytes]
+
+
+class Sm2Cipher(core.Sequence):  # type: ignore[misc]
+    """GM/T 0009 ``SM2Cipher``: C1 as two coordinates, C3 (the SM3 check value), C2."""
+
+    _fields = [  # noqa: RUF012 - asn1crypto schema
+        ("x_coordinate", core.Integer),
+        ("y_coordinate", core.Integer),
+        ("hash", core.OctetString),
+        ("cipher_text", core.OctetString),
+    ]
 
 
 class _PrivateKeyInfo(core.Sequence):  # type: ignore[misc]
@@ -245,6 +260,22 @@ class Sm2PrivateKey:
         z = self._default_z if signer_id is None else z_value(self.public_point, signer_id)
         return encode_signature(self._signer.sign_digest(_e(z, message)))
 
+    def decrypt(self, cipher_der: bytes) -> bytes:
+        """The plaintext of a DER ``SM2Cipher`` encrypted to this key (``ValueError`` if it was
+        not, or was altered)."""
+        cipher = Sm2Cipher.load(bytes(cipher_der), strict=True)
+        raw = (
+            b"\x04"
+            + int(cipher["x_coordinate"].native).to_bytes(32, "big")
+            + int(cipher["y_coordinate"].native).to_bytes(32, "big")
+            + bytes(cipher["hash"].native)
+            + bytes(cipher["cipher_text"].native)
+        )
+        try:
+            return bytes(_GmSm2(self._d).decrypt(raw))
+        except Exception as exc:  # gmalglib raises its own error types
+            raise ValueError("the SM2 ciphertext does not decrypt with this key") from exc
+
     def to_pkcs8(self) -> bytes:
         """PKCS#8 ``PrivateKeyInfo`` DER (id-ecPublicKey, namedCurve SM2, ECPrivateKey)."""
         ec_key = keys.ECPrivateKey(
@@ -291,6 +322,25 @@ class Sm2PrivateKey:
         if public is not None and bytes(public) != key.public_point:
             raise ValueError("the SM2 private key does not match its public key")
         return key
+
+
+def sm2_encrypt(point: bytes, plaintext: bytes) -> bytes:
+    """GB/T 32918.4 encryption of ``plaintext`` to the SM2 public ``point`` (uncompressed, checked),
+    as DER ``SM2Cipher`` (C1C3C2; ``openssl pkeyutl -decrypt`` opens it)."""
+    if not plaintext:
+        raise ValueError("SM2 encryption needs at least one byte of plaintext")
+    raw = bytes(_GmSm2(pk=_check_point(point)).encrypt(bytes(plaintext)))
+    # gmalglib writes 0x04 ‖ x ‖ y ‖ C3 ‖ C2 (C1C3C2, uncompressed C1)
+    return bytes(
+        Sm2Cipher(
+            {
+                "x_coordinate": int.from_bytes(raw[1:33], "big"),
+                "y_coordinate": int.from_bytes(raw[33:65], "big"),
+                "hash": raw[65:97],
+                "cipher_text": raw[97:],
+            }
+        ).dump()
+    )
 
 
 def verify_sm2_signature(

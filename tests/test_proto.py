@@ -42,7 +42,8 @@ EXPECTED_RPCS = {
     "CertificateService": {
         "IssueCertificate", "GenerateKeyAndIssue", "RenewCertificate", "GetCertificate",
         "ListCertificates", "RevokeCertificate", "SuspendCertificate", "ResumeCertificate",
-        "GetCaChain", "GetCrl",
+        "GetCaChain", "GetCrl", "IssueEncryptionPair", "RequestKeyRecovery",
+        "ApproveKeyRecovery", "DeliverRecoveredKey",
     },
     "SealService": {
         "ApplySeal", "ReviewSeal", "MakeSeal", "FileSeal", "IssueSeal", "SuspendSeal",

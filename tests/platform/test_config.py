@@ -126,6 +126,7 @@ def test_list_settings_trusted_proxies_and_registrar_roles(tmp_path: Path) -> No
         ({"GOVTRUST_TRUSTED_PROXIES": "proxy.example"}, "not an IP address or network"),
         ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "admin"}, "only an admin may give 'admin'"),
         ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "identity-registrar"}, "only an admin"),
+        ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "key-recovery"}, "only an admin"),
         ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "root"}, "'root' is not a role"),
     ]:
         with unchanged(None, None, tmp_path), pytest.raises(ConfigError, match=fragment):

@@ -1,13 +1,12 @@
 """bulk licence import: the source key of every imported row and the licence it became
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-06 09:30:00.000000
 
 ``licence_sources`` (owned by ``license``) makes ``govtrust license import`` / IssueLicenses
 idempotent per row: primary key ``(issuer_code, source_key)``, written in the transaction that
-stores the licence. Numbered 0015 because 0014 is taken by a concurrent change; whoever merges
-second re-points ``down_revision`` at the other.
+stores the licence.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
