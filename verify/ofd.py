@@ -19,11 +19,11 @@ revoked seal is INDETERMINATE (NO_TRUSTED_TIME). The document is VALID only when
 is; an unsigned document is INVALID (NO_SIGNATURE).
 
 Bad input, as VerifyPdf: an empty input is InvalidArgument, one over the document size limit
-(``GOVTRUST_VERIFY_MAX_PDF_BYTES``, shared with VerifyPdf) or past the package limits (entries,
-inflated bytes, compression ratio: a zip bomb) ResourceExhausted, both before anything is
-recorded; anything else wrong with the bytes (not a zip, truncated, an unsafe entry name, XML
-with a DTD, a signature list that cannot be read) is an INVALID report (FORMAT_ERROR) naming
-the defect, audited like every report.
+(``GOVTRUST_VERIFY_MAX_OFD_BYTES``, 64 MiB by default, set as VerifyPdf's) or past the
+package limits (entries, inflated bytes, compression ratio: a zip bomb) ResourceExhausted,
+both before anything is recorded; anything else wrong with the bytes (not a zip, truncated,
+an unsafe entry name, XML with a DTD, a signature list that cannot be read) is an INVALID
+report (FORMAT_ERROR) naming the defect, audited like every report.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def verify_ofd(
     options = options or ReportOptions()
     if not ofd:
         raise InvalidArgument.field("ofd", "required")
-    check_size(len(ofd), ctx.config.max_pdf_bytes, "ofd")
+    check_size(len(ofd), ctx.config.max_ofd_bytes, "ofd")
     checked_at = ctx.now()
     now = at or checked_at
     locale = options.locale

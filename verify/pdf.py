@@ -971,11 +971,14 @@ def verify_pdf_check(context: VerifyContext, principal: Principal, check: PdfChe
 
 def check_size(size: int, limit: int, what: str = "pdf") -> None:
     """ResourceExhausted when ``size`` is over the limit (also used while streaming; ``what``
-    names the document kind, ``ofd`` for VerifyOfd, which shares the limit)."""
+    names the document kind, ``ofd`` for VerifyOfd, whose limit is ``max_ofd_bytes``)."""
     if size > limit:
+        setting = (
+            "GOVTRUST_VERIFY_MAX_OFD_BYTES" if what == "ofd" else "GOVTRUST_VERIFY_MAX_PDF_BYTES"
+        )
         raise ResourceExhausted(
             f"{what}: the document is larger than the limit of {limit} bytes "
-            f"(got at least {size} bytes; GOVTRUST_VERIFY_MAX_PDF_BYTES)"
+            f"(got at least {size} bytes; {setting})"
         )
 
 

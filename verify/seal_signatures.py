@@ -8,7 +8,10 @@ our roots, critical EKU timeStamping) is *trusted*; the signer's own claim (CMS 
 one, else at the request's time (now); a signer revoked since but claiming an earlier time is
 INDETERMINATE (NO_TRUSTED_TIME), never VALID.
 
-:func:`verify_timestamp` and :func:`seal_report` are shared with the PDF verifier.
+:func:`verify_timestamp` is shared with the PDF verifier, and the seal's facts (kind, name, owner,
+status history) are the PDF verifier's cached ones (:func:`seal_facts`), so VerifyOfd and
+VerifySealSignature read a seal's registry entry as VerifyPdf does: once per status epoch, not
+once or twice per signature.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from ca.cms_check import (
     hash_of,
 )
 from ca.path import public_key_of, signature_verifies
-from govtrust.errors import InvalidArgument, NotFound
+from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
 from hsm.errors import InvalidSm2PublicKey
+from seal.types import USE_ACTIONS
+from seal.uses import SealUseLookup
 from verify.report import (
     CertificatePurpose,
     CertificateReport,
@@ -57,6 +62,7 @@ from verify.report import (
 )
 
 if TYPE_CHECKING:
+    from verify.pdf import SealFacts
     from verify.service import Verified, VerifyContext
 
 MAX_SIGNATURE_BYTES = 1024 * 1024
@@ -216,11 +222,12 @@ def timestamp_accuracy(token_der: bytes) -> timedelta:
 # --- the seal behind a signature -----------------------------------------------------------------
 
 
-def seal_status_at(ctx: VerifyContext, seal_id: str, moment: datetime) -> Any:
-    """The seal's lifecycle status at ``moment`` from its history (None before it existed)."""
-    from seal.uses import status_at
+def seal_facts(ctx: VerifyContext, seal_id: str) -> SealFacts | None:
+    """The seal's kind, name, owner and status history as the PDF verifier caches them
+    (:meth:`verify.pdf.PdfVerifier.seal_facts`; None: unknown seal or no seal registry)."""
+    from verify.pdf import verifier_for
 
-    return status_at(ctx.db, seal_id, moment)
+    return verifier_for(ctx).seal_facts(seal_id)
 
 
 def seal_report(
@@ -233,25 +240,20 @@ def seal_report(
 ) -> SealReport | None:
     """The seal as the registry knows it: kind, name, owner, status now and at ``signing_time``
     (from its history), and who applied it (the seal-use record with this ``digest``)."""
-    from seal.uses import actor_of_use
-
-    try:
-        seal = ctx.seals.get(seal_id)
-    except NotFound:
+    facts = seal_facts(ctx, seal_id)
+    if facts is None:
         return None
-    status_at = seal_status_at(ctx, seal_id, signing_time) if signing_time else None
     applied_by = None
     if digest:
-        actor = actor_of_use(ctx.db, seal_id, digest)
-        if actor:
-            applied_by = ctx.certificates.identity(actor)
+        lookup = SealUseLookup(ctx.certificates.reader)
+        applied_by = lookup.applied_by(seal_id, (digest,), USE_ACTIONS)
     return SealReport(
-        seal_id=seal.id,
-        kind=seal.kind,
-        name=seal.name,
-        owner=ctx.certificates.identity(seal.owner_id),
-        status_at_signing_time=status_at,
-        status_now=seal.status,
+        seal_id=facts.seal_id,
+        kind=facts.kind,
+        name=facts.name,
+        owner=facts.owner,
+        status_at_signing_time=facts.status_at(signing_time) if signing_time else None,
+        status_now=facts.status_now,
         applied_by=applied_by,
         seal_structure_verdict=structure_verdict,
     )
@@ -597,12 +599,9 @@ def judge_signature(
             digest=parts.data_hash or None,
             structure_verdict=parts.seal_structure,
         )
-        if seal is not None:
-            claimed_status = (
-                seal_status_at(ctx, parts.seal_id, parts.claimed_time)
-                if parts.claimed_time
-                else None
-            )
+        facts = seal_facts(ctx, parts.seal_id) if seal is not None else None
+        if seal is not None and facts is not None:
+            claimed_status = facts.status_at(parts.claimed_time) if parts.claimed_time else None
             _judge_seal(seal, proven, claimed_status, locale, reasons, warnings, index=index)
     verdict = combine(
         [verdict_of(reasons), cert_report.verdict if cert_report else Verdict.INDETERMINATE]

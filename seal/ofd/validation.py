@@ -27,6 +27,7 @@ seal registry or time-stamp is judged here (:mod:`verify.ofd` does that).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -359,6 +360,41 @@ def _signed_value(
     _stamps(check, signature, page_ids)
 
 
+@dataclass(frozen=True)
+class _SealChecked:
+    """What :func:`_seal` needs of an SESeal: its id, maker certificate and certificate list,
+    or why it does not parse; and why the maker's signature does not verify (None: it does)."""
+
+    seal_id: str = ""
+    maker_certificate: bytes = b""
+    certificates: tuple[bytes, ...] = ()
+    parse_error: str | None = None
+    signature_error: str | None = None
+
+
+@functools.lru_cache(maxsize=128)
+def _checked_seal(seal_der: bytes) -> _SealChecked:
+    """The SESeal ``seal_der`` parsed and its maker's signature verified, remembered by its
+    bytes: every document sealed with one seal carries the same SESeal, so a verifier checks
+    each seal's maker signature once, not once per document (the result depends only on the
+    bytes; 128 seals of a few kB at most)."""
+    try:
+        parsed = structures.parse_seal(seal_der)
+    except SealStructureError as exc:
+        return _SealChecked(parse_error=str(exc))
+    signature_error = None
+    try:
+        structures.verify_seal(seal_der)
+    except SealStructureError as exc:
+        signature_error = str(exc)
+    return _SealChecked(
+        parsed.seal_id,
+        parsed.maker_certificate,
+        tuple(parsed.certificates),
+        signature_error=signature_error,
+    )
+
+
 def _seal(
     check: _Check, package: OfdPackage, signature: SignatureFile, seal_der: bytes, signer: bytes
 ) -> None:
@@ -370,23 +406,22 @@ def _seal(
         check.find(FindingKind.SEAL, en, zh, file)
 
     where = signature.signed_value_file
-    try:
-        parsed = structures.parse_seal(seal_der)
-    except SealStructureError as exc:
+    checked = _checked_seal(seal_der)
+    if checked.parse_error is not None:
+        exc = checked.parse_error
         problem(
             f"the seal in {where} does not parse: {exc}", f"{where} 中的印章无法解析：{exc}", where
         )
     else:
-        check.values.update(seal_id=parsed.seal_id, maker_certificate=parsed.maker_certificate)
-        try:
-            structures.verify_seal(seal_der)
-        except SealStructureError as exc:
+        check.values.update(seal_id=checked.seal_id, maker_certificate=checked.maker_certificate)
+        if checked.signature_error is not None:
+            exc = checked.signature_error
             problem(
                 f"the seal maker's signature over the seal does not verify ({exc})",
                 f"制章者对印章的签名无效（{exc}）",
                 where,
             )
-        if signer not in parsed.certificates:
+        if signer not in checked.certificates:
             problem(
                 "the signer's certificate is not in the seal's certificate list",
                 "签署者证书不在印章的证书列表中",

@@ -300,12 +300,12 @@ def test_bad_input_is_reported_invalid_naming_the_defect(
 def test_errors_store_nothing(vworld: World, ctx: VerifyContext, plain: bytes) -> None:
     bomb = _zip({"OFD.xml": b"<x/>", "Doc_0/bomb.xml": b"\0" * (40 * 1024 * 1024)})
     small = VerifyContext(
-        vworld.db, vworld.keystore, vworld.authority, config=VerifyConfig(max_pdf_bytes=1000)
+        vworld.db, vworld.keystore, vworld.authority, config=VerifyConfig(max_ofd_bytes=1000)
     )
     cases: list[tuple[VerifyContext, Any, bytes, type[Exception], str]] = [
         (ctx, VERIFIER, b"", InvalidArgument, "ofd"),
         (ctx, VERIFIER, bomb, ResourceExhausted, "compression ratio"),
-        (small, VERIFIER, plain, ResourceExhausted, "ofd: the document is larger than"),
+        (small, VERIFIER, plain, ResourceExhausted, "ofd: the document is larger than.*MAX_OFD"),
         (ctx, NOBODY, plain, PermissionDenied, "verifier"),
     ]
     try:
