@@ -32,6 +32,9 @@ from ca.cms_check import (
     check_signer,
     check_token,
     hash_of,
+    load_signed_data,
+    signing_time,
+    time_stamp_token,
 )
 from ca.path import public_key_of, signature_verifies
 from govtrust.errors import InvalidArgument
@@ -92,18 +95,6 @@ class SealSignatureCheck:
     digest: tuple[DigestAlgorithm, bytes] | None = None
     at_time: datetime | None = None
     options: ReportOptions = field(default_factory=ReportOptions)
-
-
-# --- CMS helpers ---------------------------------------------------------------------------------
-
-
-def _attr(attrs: cms.CMSAttributes | None, name: str) -> Any:
-    if not attrs:
-        return None
-    for attr in attrs:
-        if attr["type"].native == name:
-            return attr["values"][0]
-    return None
 
 
 # --- time-stamps ---------------------------------------------------------------------------------
@@ -298,14 +289,7 @@ def _content_digest(check: SealSignatureCheck, algorithm: str) -> bytes | None:
 
 def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> SignatureParts:
     try:
-        content = cms.ContentInfo.load(check.signature, strict=True)
-        if content["content_type"].native != "signed_data":
-            raise ValueError("not SignedData")
-        signed_data = content["content"]
-        signer_infos = signed_data["signer_infos"]
-        if len(signer_infos) != 1:
-            raise ValueError("exactly one signer expected")
-        signer_info = signer_infos[0]
+        signed_data, signer_info = load_signed_data(check.signature)
         if signed_data["encap_content_info"]["content"].native is not None:
             raise ValueError("not a detached signature")
         certs = [
@@ -315,14 +299,8 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> Si
         ]
         # asn1crypto parses lazily: malformed signed or unsigned attributes surface here.
         result = check_signer(signed_data, signer_info)
-        claimed = _attr(result.signed_attrs, "signing_time")
-        claimed_time = claimed.native if claimed is not None else None
-        token = None
-        unsigned = signer_info["unsigned_attrs"]
-        if unsigned and unsigned.native is not None:
-            for attr in unsigned:
-                if attr["type"].dotted == "1.2.840.113549.1.9.16.2.14":
-                    token = attr["values"][0].dump()
+        claimed_time = signing_time(result.signed_attrs)
+        token = time_stamp_token(signer_info)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise InvalidArgument.field("signature", f"not a detached CMS SignedData: {exc}") from None
     reasons: list[Reason] = []
@@ -354,8 +332,6 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> Si
                 ),
             )
         )
-    if isinstance(claimed_time, datetime) and claimed_time.tzinfo is None:
-        claimed_time = claimed_time.replace(tzinfo=UTC)
     seal_id = ""
     if result.certificate is not None:
         from verify.certificates import seal_id_of
