@@ -105,12 +105,21 @@ def verify_timestamp(
 ) -> TimestampReport:
     """Check an RFC 3161 TimeStampToken over ``imprinted`` (its message imprint), its signature
     and its TSA's certificate (critical EKU timeStamping, chain to our roots, at genTime)."""
+    return _verify_timestamp(ctx, token_der, imprinted, locale, now=now)[0]
+
+
+def _verify_timestamp(
+    ctx: VerifyContext, token_der: bytes, imprinted: bytes, locale: str, *, now: datetime
+) -> tuple[TimestampReport, timedelta]:
+    """:func:`verify_timestamp` and the token's :func:`timestamp_slack` (read from the same
+    parse; zero when the token does not parse)."""
     reasons: list[Reason] = []
 
-    def bad(zh: str, en: str) -> TimestampReport:
-        return TimestampReport(
+    def bad(zh: str, en: str) -> tuple[TimestampReport, timedelta]:
+        report = TimestampReport(
             Verdict.INVALID, (Reason(ReasonCode.TIMESTAMP_INVALID, tr(locale, zh, en)),)
         )
+        return report, timedelta(0)
 
     tsa_candidates = [
         ctx.certificates.parse(i.der)
@@ -169,7 +178,7 @@ def verify_timestamp(
             )
             for r in tsa_report.reasons
         ]
-    return TimestampReport(
+    report = TimestampReport(
         verdict=verdict_of(reasons),
         reasons=tuple(reasons),
         time=gen_time,
@@ -177,6 +186,7 @@ def verify_timestamp(
         policy_oid=policy,
         serial_number=serial,
     )
+    return report, timestamp_slack(token.info, gen_time)
 
 
 def timestamp_slack(info: tsp.TSTInfo, gen_time: datetime | None) -> timedelta:
@@ -197,17 +207,6 @@ def timestamp_slack(info: tsp.TSTInfo, gen_time: datetime | None) -> timedelta:
     if gen_time is not None and gen_time.microsecond == 0:
         return timedelta(seconds=1)
     return timedelta(0)
-
-
-def timestamp_accuracy(token_der: bytes) -> timedelta:
-    """:func:`timestamp_slack` of a DER time-stamp token (zero when it cannot be read)."""
-    try:
-        content = cms.ContentInfo.load(token_der)
-        tst = tsp.TSTInfo.load(content["content"]["encap_content_info"]["content"].contents)
-        gen_time = tst["gen_time"].native
-    except (ValueError, TypeError, KeyError):
-        return timedelta(0)
-    return timestamp_slack(tst, gen_time if isinstance(gen_time, datetime) else None)
 
 
 # --- the seal behind a signature -----------------------------------------------------------------
@@ -536,9 +535,11 @@ def judge_signature(
     timestamp: TimestampReport | None = None
     proven: datetime | None = None  # the signature provably existed at this time
     if parts.token is not None:
-        timestamp = verify_timestamp(ctx, parts.token, parts.signature_value, locale, now=now)
+        timestamp, slack = _verify_timestamp(
+            ctx, parts.token, parts.signature_value, locale, now=now
+        )
         if timestamp.verdict is Verdict.VALID and timestamp.time is not None:
-            proven = timestamp.time + timestamp_accuracy(parts.token)
+            proven = timestamp.time + slack
         else:
             reasons += [r.under("timestamp") for r in timestamp.reasons]
     validation_time = proven or at_time or now
