@@ -159,7 +159,8 @@ def verify_ofd(
     checked_at = ctx.now()
     now = at or checked_at
     locale = options.locale
-    document = DocumentReport(size_bytes=len(ofd), digest=Digest.sha256(ofd))
+    digest = Digest.sha256(ofd)  # the document's and the evidence's, computed once
+    document = DocumentReport(size_bytes=len(ofd), digest=digest)
 
     def report(
         *,
@@ -171,6 +172,7 @@ def verify_ofd(
         return build_report(
             evidence_kind=EvidenceKind.OFD,
             evidence=ofd,
+            evidence_digest=digest,
             options=options,
             checked_at=checked_at,
             validation_time=validation_time,
