@@ -76,6 +76,21 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
     return count / (time.perf_counter() - start)
 
 
+def rates(fn: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Calls per wall-clock second and per CPU second of this process over ``seconds`` (the
+    CPU rate is the fairer one on a loaded machine: it does not count time spent waiting)."""
+    for _ in range(3):
+        fn()
+    count = 0
+    start, cpu = time.perf_counter(), time.process_time()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        fn()
+        count += 1
+    wall, used = time.perf_counter() - start, time.process_time() - cpu
+    return count / wall, count / used if used > 0 else 0.0
+
+
 def run(seconds: float) -> dict[str, float]:
     """Measure every contender in this process."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -173,14 +188,19 @@ def run_pdf(seconds: float) -> dict[str, float]:
                         session, ADMIN, replace(business, document_formats=names), replace=True
                     )
 
-            rates: dict[str, list[float]] = {"pdf": [], "ofd": []}
+            walls: dict[str, list[float]] = {"pdf": [], "ofd": []}
+            cpus: dict[str, list[float]] = {"pdf": [], "ofd": []}
             for _ in range(ROUNDS):  # interleaved: a load change hits both paths alike
                 for name in ("pdf", "ofd"):
                     formats(name)
-                    rates[name].append(rate(lambda: service.issue(DEPT, request), seconds / ROUNDS))
+                    wall, cpu = rates(lambda: service.issue(DEPT, request), seconds / ROUNDS)
+                    walls[name].append(wall)
+                    cpus[name].append(cpu)
             return {
-                "issue_pdf": statistics.median(rates["pdf"]),
-                "issue_ofd": statistics.median(rates["ofd"]),
+                "issue_pdf": statistics.median(walls["pdf"]),
+                "issue_ofd": statistics.median(walls["ofd"]),
+                "issue_pdf_cpu": statistics.median(cpus["pdf"]),
+                "issue_ofd_cpu": statistics.median(cpus["ofd"]),
             }
         finally:
             platform.close()
@@ -260,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
             f"licences issued/s WITH the sealed OFD (GB/T 38540 SM2 + SM2 time-stamp, same "
             f"path): {total['issue_ofd']:7.1f}/s   ratio to the PDF path {ofd_ratio:.2f}   "
             f"target ≥ {TARGET_OFD_RATIO:.0f}× the PDF path"
+        )
+        cpu_ratio = total["issue_ofd_cpu"] / total["issue_pdf_cpu"]
+        print(
+            f"  per CPU-second of the issuing processes: PDF {total['issue_pdf_cpu']:7.1f}/s, "
+            f"OFD {total['issue_ofd_cpu']:7.1f}/s, ratio {cpu_ratio:.2f} (informational; "
+            "the target is judged on wall time)"
         )
         ok = ok and ofd_ratio >= TARGET_OFD_RATIO
     if not ok:
