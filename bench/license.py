@@ -10,7 +10,9 @@
   use and the audit records — end to end per licence;
 * licences issued/s WITH the sealed OFD: the same path with the type issued as OFD only (the
   page as OFD, sealed with a GB/T 38540 SM2 signature and an SM2 time-stamp); target ≥ 2× the
-  PDF path's rate in the same run (issue 17).
+  PDF path's rate in the same run (issue 17). The two are measured in :data:`ROUNDS`
+  interleaved rounds (the type switched between PDF only and OFD only) and the medians
+  compared, so that a change of the machine's load does not favour one.
 
 ``--workers N`` runs N processes at once and sums them (each process is stateless, as the
 server's workers). Exits 1 below the issue's targets: ≥ 5,000 verifications/s and ≥ 1,000
@@ -31,6 +33,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -67,6 +70,8 @@ TARGET_VERIFY = 5000.0
 TARGET_ISSUE = 1000.0
 TARGET_OFD_RATIO = 2.0
 BATCH = 100
+ROUNDS = 3
+"""PDF and OFD issuance are measured in this many interleaved rounds each (the median)."""
 REGISTRAR = Principal("user", "bench-registrar", frozenset({"identity-registrar"}))
 ADMIN = Principal("user", "bench-admin", frozenset({"admin"}))
 DEPT = Principal("service", "bench-dept", frozenset({f"licence-issuer:{catalogue.EXAMPLE_ISSUER}"}))
@@ -83,6 +88,21 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
         fn()
         count += 1
     return count / (time.perf_counter() - start)
+
+
+def rates(fn: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Calls per wall-clock second and per CPU second of this process over ``seconds`` (the
+    CPU rate is the fairer one on a loaded machine: it does not count time spent waiting)."""
+    for _ in range(3):
+        fn()
+    count = 0
+    start, cpu = time.perf_counter(), time.process_time()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        fn()
+        count += 1
+    wall, used = time.perf_counter() - start, time.process_time() - cpu
+    return count / wall, count / used if used > 0 else 0.0
 
 
 def run(seconds: float) -> dict[str, float]:
@@ -182,14 +202,29 @@ def run_pdf(seconds: float) -> dict[str, float]:
             request = _department(platform)
             runtime = runtime_for(platform)
             service = runtime.service
-            pdf_rate = rate(lambda: service.issue(DEPT, request), seconds)
-            with platform.db.transaction() as session:  # the same type, issued as OFD only
+            with platform.db.read() as session:
                 business = catalogue.get_type(session, catalogue.BUSINESS_LICENCE_CODE)
-                catalogue.define_type(
-                    session, ADMIN, replace(business, document_formats=("ofd",)), replace=True
-                )
-            ofd_rate = rate(lambda: service.issue(DEPT, request), seconds)
-            return {"issue_pdf": pdf_rate, "issue_ofd": ofd_rate}
+
+            def formats(*names: str) -> None:  # the same type, issued as PDF only / OFD only
+                with platform.db.transaction() as session:
+                    catalogue.define_type(
+                        session, ADMIN, replace(business, document_formats=names), replace=True
+                    )
+
+            walls: dict[str, list[float]] = {"pdf": [], "ofd": []}
+            cpus: dict[str, list[float]] = {"pdf": [], "ofd": []}
+            for _ in range(ROUNDS):  # interleaved: a load change hits both paths alike
+                for name in ("pdf", "ofd"):
+                    formats(name)
+                    wall, cpu = rates(lambda: service.issue(DEPT, request), seconds / ROUNDS)
+                    walls[name].append(wall)
+                    cpus[name].append(cpu)
+            return {
+                "issue_pdf": statistics.median(walls["pdf"]),
+                "issue_ofd": statistics.median(walls["ofd"]),
+                "issue_pdf_cpu": statistics.median(cpus["pdf"]),
+                "issue_ofd_cpu": statistics.median(cpus["ofd"]),
+            }
         finally:
             platform.close()
 
@@ -431,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
             f"licences issued/s WITH the sealed OFD (GB/T 38540 SM2 + SM2 time-stamp, same "
             f"path): {total['issue_ofd']:7.1f}/s   ratio to the PDF path {ofd_ratio:.2f}   "
             f"target ≥ {TARGET_OFD_RATIO:.0f}× the PDF path"
+        )
+        cpu_ratio = total["issue_ofd_cpu"] / total["issue_pdf_cpu"]
+        print(
+            f"  per CPU-second of the issuing processes: PDF {total['issue_pdf_cpu']:7.1f}/s, "
+            f"OFD {total['issue_ofd_cpu']:7.1f}/s, ratio {cpu_ratio:.2f} (informational; "
+            "the target is judged on wall time)"
         )
         ok = ok and ofd_ratio >= TARGET_OFD_RATIO
     if not ok:

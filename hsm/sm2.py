@@ -24,6 +24,7 @@ gmalglib was chosen by measurement among the maintained packages (docs/performan
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -105,7 +106,12 @@ def signer_id_bytes(signer_id: bytes | str | None) -> bytes:
 
 def z_value(point: bytes, signer_id: bytes | str | None = None) -> bytes:
     """``Z_A = SM3(ENTL ‖ ID ‖ a ‖ b ‖ xG ‖ yG ‖ xA ‖ yA)`` for an uncompressed 65-byte point."""
-    uid = signer_id_bytes(signer_id)
+    return _z_value(bytes(point), signer_id_bytes(signer_id))
+
+
+@functools.lru_cache(maxsize=1024)
+def _z_value(point: bytes, uid: bytes) -> bytes:
+    """:func:`z_value`, remembered: a verifier sees the same few keys again and again."""
     entl = (len(uid) * 8).to_bytes(2, "big")
     return hashlib.new("sm3", entl + uid + _CURVE_BYTES + point[1:]).digest()
 
@@ -155,7 +161,15 @@ def parse_public_key(spki_der: bytes, *, field: str = "public_key") -> bytes:
 
     Refuses (:class:`InvalidSm2PublicKey`) anything but DER with id-ecPublicKey, the named curve
     1.2.156.10197.1.301 and a 65-byte point on that curve; a P-256 (or other EC) key is named.
+    A key that parsed is remembered (a verifier sees the same few keys again and again); a
+    refusal is not.
     """
+    return _parse_public_key(bytes(spki_der), field)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_public_key(spki_der: bytes, field: str) -> bytes:
+    """:func:`parse_public_key` (an exception is raised afresh each time, never cached)."""
     try:
         info = keys.PublicKeyInfo.load(bytes(spki_der), strict=True)
         algorithm = info["algorithm"]["algorithm"].dotted
