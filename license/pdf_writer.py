@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -25,7 +24,6 @@ from license.qr_symbol import qr_matrix
 
 JWS_FILE = "licence.jws"
 QR_FILE = "licence-qr.txt"  # sorts before JWS_FILE in the name tree
-_DARK = re.compile(r"1+")
 
 
 # --- content stream -----------------------------------------------------------------------------
@@ -89,8 +87,12 @@ class _Canvas:
             f"{module:.4f} 0 0 {module:.4f} {x_pt + 4 * module:.3f} {bottom + 4 * module:.3f} cm",
         ]
         for r, row in enumerate(matrix):
-            y = n - 1 - r
-            ops += [f"{m.start()} {y} {m.end() - m.start()} 1 re" for m in _DARK.finditer(row)]
+            tail = f" {n - 1 - r} "
+            at = 0  # each dark run a rectangle (split on light modules: no regex, no Match calls)
+            for run in row.split("0"):
+                if run:
+                    ops.append(f"{at}{tail}{len(run)} 1 re")
+                at += len(run) + 1
         ops.append("f Q")
         self.ops.append("\n".join(ops))
 
