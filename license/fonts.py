@@ -1,17 +1,18 @@
 """The licence text font: WenQuanYi Micro Hei, found (:func:`font_path`), measured and subset.
 
-The subset is built here, not with ``fontTools.subset`` (≈200 ms per call): the font's raw
-tables are read once per process and a subset keeps the glyph ids (unused glyphs empty, which
-compresses to almost nothing), so no glyph or composite has to be renumbered. The PDF writer
-embeds it as a ``CIDFontType2`` with ``CIDToGIDMap /Identity``.
+The subset is built here, not with ``fontTools.subset`` (≈200 ms per call, ~600 ms per
+character set): the font's raw tables are read once per process. A licence's subset
+(:meth:`Font.compact_subset`) renumbers the glyphs drawn from 1 in the font's order (.notdef 0,
+composites' component ids rewritten), so it holds only those glyphs: ~34 kB, about 0.6 ms to
+build. The PDF writer draws its text in those new ids and embeds the subset as a
+``CIDFontType2`` with ``CIDToGIDMap /Identity`` (the CID is the subset's glyph id); its
+``ToUnicode`` map gives the text back. (:meth:`Font.subset`, which keeps the font's glyph ids,
+runs its ``loca`` and ``hmtx`` to the last glyph used: ~400 kB to build and compress.)
 
 OFD text is Unicode and its readers look glyphs up through the font's own cmap, so the OFD
-writer's subset (:meth:`Font.cmap_subset`) renumbers the glyphs drawn from 1 (composites'
-component ids rewritten) and adds a ``cmap`` of the characters drawn (Windows Unicode BMP,
-format 4, and full repertoire, format 12), the font's ``name`` and ``OS/2`` tables and a
-``post`` table without glyph names: a licence's subset is ~40 kB (keeping the ids, its ``loca``
-and ``hmtx`` ran to the last glyph used, ~200 kB to zip, digest and check-sum) and takes about
-1 ms (``fontTools.subset`` took ~600 ms per character set, and every licence has its own).
+writer's subset (:meth:`Font.cmap_subset`) is the compact subset plus a ``cmap`` of the
+characters drawn (Windows Unicode BMP, format 4, and full repertoire, format 12), the font's
+``name`` and ``OS/2`` tables and a ``post`` table without glyph names.
 """
 
 from __future__ import annotations
@@ -216,15 +217,19 @@ class Font:
                 break
         return bytes(out)
 
-    def cmap_subset(self, chars: Iterable[str]) -> bytes:
-        """A TrueType font of the glyphs of ``chars`` (and their components) renumbered from 1
-        in the font's order (.notdef 0), with a ``cmap`` mapping the characters to them
-        (characters the font lacks are left out), ``name``, ``OS/2`` and ``post`` (format 3).
-        Renumbered, the file holds only the glyphs drawn (tens of kB, not the ``loca`` and
-        ``hmtx`` of every glyph up to the last one used, as :meth:`subset` does)."""
-        mapping = {ord(c): self.cmap[ord(c)] for c in set(chars) if ord(c) in self.cmap}
-        order = sorted(self._closure(mapping.values()))
-        new_id = {gid: index for index, gid in enumerate(order)}
+    def renumbering(self, gids: Iterable[int]) -> dict[int, int]:
+        """Glyph id → its id in a compact subset: ``gids``, .notdef (0) and every component of a
+        composite among them, numbered from 0 in the font's order."""
+        return {gid: index for index, gid in enumerate(sorted(self._closure(gids)))}
+
+    def compact_subset(
+        self, new_id: Mapping[int, int], tables: Mapping[str, bytes] | None = None
+    ) -> bytes:
+        """A TrueType font of the glyphs of ``new_id`` (from :meth:`renumbering`) under their new
+        ids (composites' component ids rewritten), every glyph a long metric, plus ``tables``.
+        Only the glyphs drawn are in the file (tens of kB, not the ``loca`` and ``hmtx`` of every
+        glyph up to the last one used, as :meth:`subset` does)."""
+        order = sorted(new_id, key=new_id.__getitem__)
         count = len(order)
         glyf = bytearray()
         loca = array("I", [0]) * (count + 1)
@@ -241,19 +246,34 @@ class Font:
         hhea[34:36] = struct.pack(">H", count)  # every glyph a long metric
         maxp = bytearray(self.maxp)
         maxp[4:6] = struct.pack(">H", count)
-        tables = {
-            **self.extra,
-            **self.naming,
-            "glyf": bytes(glyf),
-            "head": bytes(head),
-            "hhea": bytes(hhea),
-            "hmtx": b"".join(self._metric(gid) for gid in order),
-            "loca": loca.tobytes(),
-            "maxp": bytes(maxp),
-            "post": self.post,
-            "cmap": _cmap({code: new_id[gid] for code, gid in mapping.items()}),
-        }
-        return _sfnt(tables)
+        return _sfnt(
+            {
+                **self.extra,
+                **(tables or {}),
+                "glyf": bytes(glyf),
+                "head": bytes(head),
+                "hhea": bytes(hhea),
+                "hmtx": b"".join(self._metric(gid) for gid in order),
+                "loca": loca.tobytes(),
+                "maxp": bytes(maxp),
+            }
+        )
+
+    def cmap_subset(self, chars: Iterable[str]) -> bytes:
+        """A TrueType font of the glyphs of ``chars`` (and their components) renumbered from 1
+        in the font's order (.notdef 0), with a ``cmap`` mapping the characters to them
+        (characters the font lacks are left out), ``name``, ``OS/2`` and ``post`` (format 3):
+        :meth:`compact_subset` with those tables."""
+        mapping = {ord(c): self.cmap[ord(c)] for c in set(chars) if ord(c) in self.cmap}
+        new_id = self.renumbering(mapping.values())
+        return self.compact_subset(
+            new_id,
+            {
+                **self.naming,
+                "post": self.post,
+                "cmap": _cmap({code: new_id[gid] for code, gid in mapping.items()}),
+            },
+        )
 
 
 def _cmap(mapping: Mapping[int, int]) -> bytes:

@@ -81,3 +81,31 @@ def test_a_cmap_subset_maps_each_character_to_its_glyph() -> None:
     assert cmap_subset(reversed(text)) == cmap_subset(text)
     assert subset["post"].formatType == 3.0
     assert "WenQuanYi" in subset["name"].getDebugName(1)
+
+
+def test_a_compact_subset_draws_each_glyph_under_its_new_id() -> None:
+    """The PDF subset: the glyphs drawn (and .notdef) renumbered from 0 in the font's order,
+    each with the font's outline and advance under its new id, nothing else kept."""
+    from fontTools.ttLib import TTFont
+
+    font = licence_font()
+    text = "营业执照 ABC，福州示例科技有限公司"
+    new_id = font.renumbering(font.gid(c) for c in text)
+    assert new_id[0] == 0
+    assert sorted(new_id.values()) == list(range(len(new_id)))
+    assert [new_id[g] for g in sorted(new_id)] == sorted(new_id.values())  # the font's order
+    subset = TTFont(io.BytesIO(font.compact_subset(new_id)))
+    original = TTFont(font_path(), fontNumber=0, lazy=True)
+    order, theirs = subset.getGlyphOrder(), original.getGlyphOrder()
+    assert len(order) == len(new_id)
+    for c in set(text):
+        gid = font.gid(c)
+        mine = order[new_id[gid]]
+        assert subset["hmtx"][mine][0] / font.upm == font.advance(gid)
+        if c != " ":
+            glyph, source = subset["glyf"][mine], original["glyf"][theirs[gid]]
+            assert glyph.numberOfContours == source.numberOfContours != 0
+            assert (
+                glyph.getCoordinates(subset["glyf"])[0]
+                == source.getCoordinates(original["glyf"])[0]
+            )
