@@ -14,13 +14,20 @@ loses only queued records whose tokens were never sent. A batch that fails is fa
 (each caller answers ``systemFailure``; the client asks again): serials are 128 random bits, so
 no row of a batch can fail on its own, and a batch whose COMMIT outcome is unknown may leave
 records of tokens that were never sent — harmless, a serial nobody holds.
+
+A caller that holds its tokens back until it has checked them recorded (bulk licence issuance:
+the sealed documents are stored only after) can grant many without a commit wait each: within
+:func:`deferring`, :meth:`TokenLedger.record` in that thread queues the token and returns at
+once; :meth:`DeferredRecords.wait` then waits for them all, so a chunk's tokens share one or
+two commits instead of one per token.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -72,6 +79,44 @@ def _report(batch: list[PendingToken]) -> None:
                 log.exception("time-stamp completion callback failed")
 
 
+class DeferredRecords:
+    """Tokens whose records were queued without waiting (:func:`deferring`)."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[PendingToken, threading.Event]] = []
+
+    def add(self, token: PendingToken) -> None:
+        """Hold ``token``: :meth:`wait` returns once it is committed or failed."""
+        finished = threading.Event()
+        token.on_done = lambda _token: finished.set()
+        self._pending.append((token, finished))
+
+    def wait(self) -> BaseException | None:
+        """Wait for every token held; the first one's error if any was not recorded."""
+        error: BaseException | None = None
+        for token, finished in self._pending:
+            finished.wait()
+            if error is None:
+                error = token.error
+        return error
+
+
+_DEFERRED = threading.local()
+
+
+@contextmanager
+def deferring(records: DeferredRecords) -> Iterator[DeferredRecords]:
+    """Within: :meth:`TokenLedger.record` in this thread queues its token in ``records`` and
+    returns at once. The caller must not let any such token out (in a response, a stored
+    document) before ``records.wait()`` returned ``None``."""
+    previous = getattr(_DEFERRED, "records", None)
+    _DEFERRED.records = records
+    try:
+        yield records
+    finally:
+        _DEFERRED.records = previous
+
+
 class TokenLedger(BatchCommitter[PendingToken]):
     """One committer thread per process recording granted tokens in batches."""
 
@@ -83,7 +128,13 @@ class TokenLedger(BatchCommitter[PendingToken]):
 
     def record(self, token: PendingToken) -> None:
         """Return once ``token`` is committed (or raise why it was not): written at once when
-        the ledger is idle, else queued to share the next commit."""
+        the ledger is idle, else queued to share the next commit. Within :func:`deferring`:
+        queued, returning at once (the caller waits for the whole lot later)."""
+        deferred: DeferredRecords | None = getattr(_DEFERRED, "records", None)
+        if deferred is not None:
+            deferred.add(token)
+            self.record_nowait(token)
+            return
         if not self._commit_alone(token):
             finished = threading.Event()
             token.on_done = lambda _token: finished.set()

@@ -36,6 +36,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ca.tsa_ledger import DeferredRecords, deferring
 from govtrust import audit
 from govtrust.errors import (
     FailedPrecondition,
@@ -143,6 +144,7 @@ class _Pending:
     prepared: _Prepared
     identifier: str = ""
     draft: _Draft | None = None
+    tokens: DeferredRecords | None = None  # its time-stamp tokens' records (step 2)
 
 
 def issue_rows(
@@ -192,14 +194,24 @@ def issue_rows(
     # Step 1b: identifiers free, status indexes reserved.
     pending = _reserve(service, pending, outcomes, departments, now)
     # Step 2: sign and seal outside any transaction.
-    # Two threads: one signs and renders while the other waits for its time-stamp's commit.
+    # The time-stamp tokens' records are queued, not waited for one by one: the chunk's
+    # tokens share the ledger's commits, and every one is checked recorded before step 3.
     ready: list[_Pending] = []
     signed = _SIGNERS.map(lambda item: _sign(service, item, departments), pending)
     for item, outcome in zip(pending, signed, strict=True):
-        if outcome is None:
+        if isinstance(outcome, DeferredRecords):
             ready.append(item)
+            item.tokens = outcome
         else:
             outcomes[item.position] = outcome
+    for item in list(ready):
+        assert item.tokens is not None
+        error = item.tokens.wait()
+        if error is not None:
+            ready.remove(item)
+            outcomes[item.position] = refused(
+                item.key, SEALING_FAILED, f"its time-stamp could not be recorded: {error}"
+            )
     # Step 3: one transaction for the licences, seal uses, audit records and source keys.
     for _ in range(STORE_ATTEMPTS):
         if not ready:
@@ -436,16 +448,19 @@ def _sign(
     service: LicenceService,
     item: _Pending,
     departments: dict[str, tuple[LicenceSigner, UseContext | None] | GovtrustError],
-) -> RowOutcome | None:
-    """Sign and seal one row (no transaction); a refusal if that fails for this row."""
+) -> RowOutcome | DeferredRecords:
+    """Sign and seal one row (no transaction); a refusal if that fails for this row, else its
+    time-stamp tokens, whose records the caller must wait for before storing the row."""
     assert item.draft is not None
     department = departments[item.prepared.request.issuer_code]
     assert not isinstance(department, GovtrustError)
+    tokens = DeferredRecords()
     try:
-        service._sign(item.draft, department[1])
+        with deferring(tokens):
+            service._sign(item.draft, department[1])
     except GovtrustError as exc:
         return refused(item.key, SEALING_FAILED, _message(exc))
-    return None
+    return tokens
 
 
 def _store(

@@ -22,7 +22,7 @@ from ca import tsa
 from ca.authority import CertificateAuthority
 from ca.models import CaTsaToken
 from ca.tsa import TimeStampResponse, TsaResult
-from ca.tsa_ledger import PendingToken, TokenLedger
+from ca.tsa_ledger import DeferredRecords, PendingToken, TokenLedger, deferring
 from govtrust.db import Database
 from tests.unchanged import unchanged
 
@@ -183,7 +183,7 @@ import os, signal, sys
 from datetime import UTC, datetime
 from govtrust.db import Database
 from tests.unchanged import unchanged
-from ca.tsa_ledger import PendingToken, TokenLedger
+from ca.tsa_ledger import DeferredRecords, PendingToken, TokenLedger, deferring
 ledger = TokenLedger(Database(sys.argv[1]))
 for i in range(25):
     ledger.record(PendingToken(f"{i + 1:X}", datetime.now(UTC), "1.2.3", "sha256", "00"))
@@ -256,3 +256,36 @@ def test_a_lone_caller_commits_in_its_own_thread(database: Database) -> None:
     assert _rows(database) == 1
     with unchanged(database), pytest.raises(Exception):  # noqa: B017 - a unique violation
         ledger.record(_pending("0A"))
+
+
+def test_deferred_tokens_return_at_once_and_share_commits(authority: CertificateAuthority) -> None:
+    """Within ``deferring`` the TSA answers without waiting for its record; ``wait`` returns
+    once every record is committed; the tokens share commits; outside, it waits again."""
+    ctx = authority.ctx
+    gate = _Gate(ctx.tsa_ledger)
+    records = DeferredRecords()
+    with deferring(records):
+        results = [authority.timestamp(_query(b"bulk %d" % i, i)) for i in range(30)]
+    assert all(r.granted for r in results)
+    assert gate.entered.wait(30)
+    assert _rows(ctx.db) == 0  # answered, not yet recorded: the caller holds them back
+    gate.release.set()
+    assert records.wait() is None
+    assert _rows(ctx.db) == 30 and len(gate.sizes) < 30  # shared commits
+    with ctx.db.read() as session:
+        stored = set(session.scalars(select(CaTsaToken.serial)))
+    assert {_serial(r.der) for r in results} == stored
+    assert authority.timestamp(_query(b"after", 99)).granted  # not deferred: recorded on return
+    assert _rows(ctx.db) == 31
+
+
+def test_a_deferred_token_that_cannot_be_recorded_is_reported_by_wait(
+    database: Database,
+) -> None:
+    ledger = TokenLedger(database)
+    records = DeferredRecords()
+    with deferring(records):
+        ledger.record(_pending("EF"))
+        ledger.record(_pending("EF"))  # the same serial: the batch (or the second) fails
+    assert records.wait() is not None
+    assert _rows(database) <= 1
