@@ -678,6 +678,43 @@ class IdentityRegistry:
             assert rep is not None
             return self._legal_person(identity, row, _summary(rep))
 
+    def legal_persons_by_uscc(
+        self, principal: Principal, usccs: Iterable[str]
+    ) -> dict[str, LegalPerson]:
+        """The registered legal persons of ``usccs`` (as :meth:`get_legal_person` reads them),
+        keyed by the code as given, in two queries for them all (bulk issuance looks a
+        chunk's holders up at once); a code that does not parse or is not registered is left
+        out (its own look-up then says why). Verifiers and registrars."""
+        principal.require_role(VERIFIER, REGISTRAR)
+        given: dict[str, str] = {}
+        for text in set(usccs):
+            try:
+                given[text] = self.parse_uscc(text, "uscc").code
+            except InvalidArgument:
+                continue
+        found: dict[str, LegalPerson] = {}
+        codes = sorted(set(given.values()))
+        with self.db.read() as session:
+            for start in range(0, len(codes), 500):
+                pairs = session.execute(
+                    select(IdentityRow, LegalPersonRow)
+                    .join(LegalPersonRow, LegalPersonRow.id == IdentityRow.id)
+                    .where(LegalPersonRow.uscc.in_(codes[start : start + 500]))
+                    .where(IdentityRow.kind == IdentityKind.LEGAL_PERSON.value)
+                ).all()
+                reps = {
+                    rep.id: rep
+                    for rep in session.scalars(
+                        select(IdentityRow).where(
+                            IdentityRow.id.in_({row.legal_representative_id for _, row in pairs})
+                        )
+                    )
+                }
+                for identity, row in pairs:
+                    rep = reps[row.legal_representative_id]
+                    found[row.uscc] = self._legal_person(identity, row, _summary(rep))
+        return {text: found[code] for text, code in given.items() if code in found}
+
     def check_legal_person(
         self,
         principal: Principal,

@@ -26,7 +26,7 @@ at the keys again and stores the rows that are still new (the others answer ``ex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +46,7 @@ from govtrust.errors import (
     PermissionDenied,
 )
 from govtrust.principal import Principal
+from idp.types import LegalPerson
 from license.catalogue import LicenceType, get_type
 from license.identifiers import build_identifier
 from license.models import LicenceRow, LicenceSourceRow
@@ -183,8 +184,10 @@ def issue_rows(
     # The rows' look-ups (type, registry, seal) are mostly database round trips: overlapped.
     pending: list[_Pending] = []
     candidates = [i for i in range(len(rows)) if outcomes[i] is None]
+    holders = service._known_holders(rows[i].request for i in candidates)
     checked = _PREPARERS.map(
-        lambda i: _prepare(service, principal, rows[i], types, departments, document), candidates
+        lambda i: _prepare(service, principal, rows[i], types, departments, document, holders),
+        candidates,
     )
     for i, prepared_or_refusal in zip(candidates, checked, strict=True):
         if isinstance(prepared_or_refusal, RowOutcome):
@@ -301,6 +304,7 @@ def _prepare(
     types: dict[str, LicenceType],
     departments: dict[str, tuple[LicenceSigner, UseContext | None] | GovtrustError],
     document: bool,
+    holders: Mapping[str, LegalPerson],
 ) -> _Prepared | RowOutcome:
     key, request = row.source_key, row.request
     if request.request_id:
@@ -314,7 +318,7 @@ def _prepare(
         except InvalidArgument as exc:
             return refused(key, INVALID, _message(exc))
     try:
-        prepared = service._prepare(principal, request, 0, 1, types)
+        prepared = service._prepare(principal, request, 0, 1, types, holders)
     except InvalidArgument as exc:
         return refused(key, INVALID, _message(exc))
     except PermissionDenied as exc:

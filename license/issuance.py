@@ -76,7 +76,7 @@ from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 from hsm.atrest import DEFAULT_SCHEME
 from idp.identifiers import InvalidIdentifier, normalise, parse_uscc
 from idp.registry import IdentityRegistry
-from idp.types import IdentityRef, IdentityStatus
+from idp.types import IdentityRef, IdentityStatus, LegalPerson
 from license.catalogue import LicenceType, get_type, validate_fields, validate_validity
 from license.days import licence_day
 from license.departments import DOCUMENT_KIND
@@ -429,18 +429,34 @@ class LicenceService:
                 f"department {issuer_code} may not issue licence type {licence_type.type_code}"
             )
 
+    def _known_holders(self, requests: Iterable[IssueRequest]) -> dict[str, LegalPerson]:
+        """The legal persons holding ``requests`` (USCC holders), looked up in one go; a code
+        left out is looked up (and refused) row by row."""
+        codes = {r.holder_code for r in requests if r.holder_code_type == HOLDER_USCC}
+        if not codes:
+            return {}
+        return self.registry.legal_persons_by_uscc(_REGISTRY_READER, codes)
+
     def _holder(
-        self, licence_type: LicenceType, code_type: str, code: str, name: str = ""
+        self,
+        licence_type: LicenceType,
+        code_type: str,
+        code: str,
+        name: str = "",
+        known: Mapping[str, LegalPerson] | None = None,
     ) -> tuple[str, str, str]:
         """(identity id, holder name, normalised code) of an active holder; ``name``, when
-        given, must be the registry's (see :func:`same_name`)."""
+        given, must be the registry's (see :func:`same_name`). ``known``: legal persons looked
+        up already (:meth:`~idp.registry.IdentityRegistry.legal_persons_by_uscc`), by code."""
         if code_type not in licence_type.holder_code_types:
             allowed = ", ".join(licence_type.holder_code_types)
             raise InvalidArgument.field(
                 "holder_code_type", f"this licence type is held by code types {allowed}"
             )
         if code_type == HOLDER_USCC:
-            lp = self.registry.get_legal_person(_REGISTRY_READER, IdentityRef(uscc=code))
+            lp = (known or {}).get(code) or self.registry.get_legal_person(
+                _REGISTRY_READER, IdentityRef(uscc=code)
+            )
             identity = (lp.id, lp.name, lp.uscc, lp.status)
         elif code_type == HOLDER_RESIDENT_ID:
             ref = IdentityRef(resident_id_number=code)
@@ -741,6 +757,7 @@ class LicenceService:
         index: int,
         count: int,
         types: dict[str, LicenceType],
+        holders: Mapping[str, LegalPerson] | None = None,
     ) -> _Prepared:
         try:
             today = licence_day(self._clock())
@@ -755,7 +772,11 @@ class LicenceService:
             fields = validate_fields(licence_type, request.fields)
             valid_until = validate_validity(licence_type, valid_from, request.valid_until)
             holder = self._holder(
-                licence_type, request.holder_code_type, request.holder_code, request.holder_name
+                licence_type,
+                request.holder_code_type,
+                request.holder_code,
+                request.holder_name,
+                holders,
             )
         except InvalidArgument as exc:
             if count == 1:
