@@ -214,7 +214,7 @@ def write_pdf(page: Page, doc: DocumentInput, certificates: Sequence[bytes] = ()
         b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
         b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 %.2f %.2f]/Contents 4 0 R" % (w_pt, h_pt)
         + b"/Resources<</Font<</F1 5 0 R>>>>>>",
-        _stream(b"", canvas.content()),
+        _stream(b"", canvas.content(), level=1),  # level 6: 4× the time for 20% fewer bytes
         b"<</Type/Font/Subtype/Type0/BaseFont" + name
         + b"/Encoding/Identity-H/DescendantFonts[6 0 R]/ToUnicode 9 0 R>>",
         b"<</Type/Font/Subtype/CIDFontType2/BaseFont" + name
