@@ -21,6 +21,7 @@ from ca.context import CaContext
 from ca.directory import SubjectDirectory
 from ca.hierarchy import Hierarchy, Issuer, bootstrap
 from ca.models import CaCertificate
+from ca.records import CertificateRecord
 from govtrust.db import Database
 from govtrust.errors import InvalidArgument
 from govtrust.platform import Component
@@ -47,7 +48,7 @@ class ListFilter:
     expiring_before: datetime | None = None
 
 
-def effective_status(row: CaCertificate, moment: datetime | None = None) -> str:
+def effective_status(row: CertificateRecord, moment: datetime | None = None) -> str:
     """``active``, ``suspended``, ``revoked`` or ``expired`` (active past notAfter)."""
     moment = moment or datetime.now(UTC)
     not_after = row.not_after if row.not_after.tzinfo else row.not_after.replace(tzinfo=UTC)
@@ -125,7 +126,7 @@ class CertificateAuthority:
     def renew(
         self,
         principal: Principal,
-        previous: CaCertificate,
+        previous: CertificateRecord,
         *,
         csr: bytes | None = None,
         generate_key_algorithm: str | None = None,
@@ -133,10 +134,11 @@ class CertificateAuthority:
         revoke_previous: bool = False,
     ) -> issuance.Issued:
         """Renew ``previous``; optionally revoke it (superseded) once the new one exists."""
+        stored = previous if isinstance(previous, CaCertificate) else self.get(previous.id)
         issued = issuance.renew(
             self.ctx,
             principal,
-            previous,
+            stored,
             csr=csr,
             generate_key_algorithm=generate_key_algorithm,
             validity_days=validity_days,
@@ -205,7 +207,7 @@ class CertificateAuthority:
         return rows, next_token
 
     @staticmethod
-    def authorise_read(principal: Principal, row: CaCertificate | None = None) -> None:
+    def authorise_read(principal: Principal, row: CertificateRecord | None = None) -> None:
         """Reads need ``verifier`` or an issuing role, or the certificate's own subject."""
         if (
             row is not None
