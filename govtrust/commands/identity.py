@@ -11,7 +11,14 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from govtrust.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
+from govtrust.commands import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_data_dir,
+    open_instance,
+    settings_from_args,
+)
 from govtrust.principal import Principal
 
 IMPORT_HELP = """\
@@ -75,7 +82,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 codec,
                 text,
                 principal=_operator(),
-                allow_list=load_uscc_allow_list(data_dir),
+                allow_list=load_uscc_allow_list(data_dir, platform.settings.uscc_allow_list),
                 source=path.name,
             )
     finally:
@@ -99,7 +106,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     from idp.pii import mask_id_number
 
-    allow_list = load_uscc_allow_list(args.data_dir)
+    # the setting (flags > env > TOML) and, with --data-dir, that directory's file
+    allow_list = load_uscc_allow_list(args.data_dir, settings_from_args(args).uscc_allow_list)
     failures = 0
     for value in args.numbers:
         kind = args.kind
