@@ -1,4 +1,4 @@
-"""What the CA's callers read of a stored certificate: :class:`CertificateRecord`, the read-only
+"""What the CA's callers read of a stored certificate: :class:`CertificateRecord`, the
 shape of the certificate records the authority returns (``find``, ``get``, ``revoke``, ...).
 
 The certificate table is the CA's; adapters and other packages name this shape, never the ORM
@@ -14,43 +14,23 @@ from typing import Protocol
 class CertificateRecord(Protocol):
     """A certificate the CA issued, as stored: identity, validity, status and its DER."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def issuer(self) -> str: ...
-    @property
-    def serial(self) -> str: ...
-    @property
-    def fingerprint_sha256(self) -> str: ...
-    @property
-    def profile(self) -> str: ...
-    @property
-    def subject_kind(self) -> str: ...
-    @property
-    def identity_id(self) -> str | None: ...
-    @property
-    def seal_id(self) -> str | None: ...
-    @property
-    def system_id(self) -> str | None: ...
-    @property
-    def der(self) -> bytes: ...
-    @property
-    def key_algorithm(self) -> str: ...
-    @property
-    def key_id(self) -> str | None: ...
-    @property
-    def not_before(self) -> datetime: ...
-    @property
-    def not_after(self) -> datetime: ...
-    @property
-    def issued_at(self) -> datetime: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def revoked_at(self) -> datetime | None: ...
-    @property
-    def revocation_reason(self) -> int | None: ...
-    @property
-    def invalidity_date(self) -> datetime | None: ...
-    @property
-    def status_comment(self) -> str | None: ...
+    id: str
+    issuer: str
+    serial: str
+    fingerprint_sha256: str
+    profile: str
+    subject_kind: str
+    identity_id: str | None
+    seal_id: str | None
+    system_id: str | None
+    der: bytes
+    key_algorithm: str
+    key_id: str | None
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+    status: str
+    revoked_at: datetime | None
+    revocation_reason: int | None
+    invalidity_date: datetime | None
+    status_comment: str | None

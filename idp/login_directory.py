@@ -137,12 +137,7 @@ def claims(
             if staff is not None:
                 if "profile" in scopes:
                     claims["department"] = staff.department_code
-                if "email" in scopes and staff.email:
-                    claims["email"] = staff.email
-                    claims["email_verified"] = False
-                if "phone" in scopes and staff.phone_enc:
-                    claims["phone_number"] = codec.decrypt(staff.phone_enc, PURPOSE_PHONE)
-                    claims["phone_number_verified"] = False
+                _contact_claims(codec, claims, scopes, staff.email, staff.phone_enc)
                 if system_id:
                     account = session.scalar(
                         select(StaffAccountRow)
@@ -178,13 +173,24 @@ def _person_claims(
     if "profile" in scopes:
         claims["birthdate"] = citizen.birth_date.isoformat()
         claims["gender"] = {"male": "male", "female": "female"}.get(citizen.sex, citizen.sex)
-    if "email" in scopes and citizen.email:
-        claims["email"] = citizen.email
-        claims["email_verified"] = False
-    if "phone" in scopes and citizen.phone_enc:
-        claims["phone_number"] = codec.decrypt(citizen.phone_enc, PURPOSE_PHONE)
-        claims["phone_number_verified"] = False
+    _contact_claims(codec, claims, scopes, citizen.email, citizen.phone_enc)
     if "address" in scopes:
         claims["address"] = {"country": "CN", "region": citizen.region_code}
     if "identity" in scopes and allow:
         claims["resident_id_number"] = codec.decrypt(citizen.id_number_enc, PURPOSE_ID_NUMBER)
+
+
+def _contact_claims(
+    codec: PiiCodec,
+    claims: dict[str, Any],
+    scopes: frozenset[str],
+    email: str | None,
+    phone_enc: bytes | None,
+) -> None:
+    """``email`` and ``phone_number`` (unverified) for the scopes that ask for them."""
+    if "email" in scopes and email:
+        claims["email"] = email
+        claims["email_verified"] = False
+    if "phone" in scopes and phone_enc:
+        claims["phone_number"] = codec.decrypt(phone_enc, PURPOSE_PHONE)
+        claims["phone_number_verified"] = False

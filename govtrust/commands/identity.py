@@ -11,14 +11,7 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from govtrust.commands import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_USAGE,
-    add_data_dir,
-    open_instance,
-    settings_from_args,
-)
+from govtrust.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_data_dir, open_instance
 from govtrust.principal import Principal
 
 IMPORT_HELP = """\
@@ -98,6 +91,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check identity numbers offline and print what they encode (ID numbers masked)."""
+    from govtrust.commands import settings_from_args
     from idp.identifiers import (
         InvalidIdentifier,
         load_uscc_allow_list,

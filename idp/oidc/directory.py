@@ -56,22 +56,7 @@ class RegistryDirectory:
         ).hexdigest()
         return f"pw_{digest[:40]}"
 
-    def claims(
-        self,
-        identity_id: str,
-        scopes: frozenset[str],
-        *,
-        acting_person_id: str | None = None,
-        allow_identity: bool = False,
-        system_id: str = "",
-    ) -> dict[str, Any]:
-        """Standard and govtrust claims for ``scopes`` (OIDC Core §5.4)."""
-        return login_directory.claims(
-            self.db,
-            self.codec,
-            identity_id,
-            scopes,
-            acting_person_id=acting_person_id,
-            allow_identity=allow_identity,
-            system_id=system_id,
-        )
+    def claims(self, identity_id: str, scopes: frozenset[str], **options: Any) -> dict[str, Any]:
+        """Standard and govtrust claims for ``scopes`` (OIDC Core §5.4); ``options`` as
+        :func:`idp.login_directory.claims` takes them (acting person, identity allowed, system)."""
+        return login_directory.claims(self.db, self.codec, identity_id, scopes, **options)
