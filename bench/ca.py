@@ -14,9 +14,13 @@
    (``-multi N``) serves the same certificates (an index.txt written here, a delegated responder
    certificate issued by our CA for a key openssl holds) under the same client. Targets:
    ≥ 5,000 responses/s and ≥ openssl's rate.
+4. **Time-stamping over HTTP**: a fresh server answers ``POST /tsa`` (and ``/tsa/sm2``) for one
+   ``openssl ts -query`` request under ``wrk`` (a token checked with ``openssl ts -verify``
+   first; the ledger must hold a row for every token answered); beside it ``openssl ts -reply``
+   (one process per reply, ``--workers`` at a time) with a P-256 key. Target ≥ 2,000 tokens/s.
 
 Run: ``.venv/bin/python bench/ca.py [--workers 2] [--issue 3000] [--crl-entries 1000000]``;
-``--only crl|issue|ocsp`` runs one part, ``--server-tree DIR`` runs the server from another
+``--only crl|issue|ocsp|tsa`` runs one part, ``--server-tree DIR`` runs the server from another
 checkout (A/B in one sitting), ``--py-spy DIR`` profiles the workers during issuance. Issuance
 reports CPU per certificate for the server, PostgreSQL (the bench database's backends and the
 WAL writer) and the bench client separately: on two cores they all compete.
@@ -57,6 +61,7 @@ TARGET_ISSUE = 500.0
 TARGET_OCSP = 5000.0
 TARGET_SM2_SHARE = 0.5  # SM2 issuance rate as a share of the ECDSA rate in the same run
 TARGET_CRL_SECONDS = 15.0
+TARGET_TSA = 2000.0  # time-stamp tokens/s over HTTP (issue 22)
 
 CHANNELS = 8
 
@@ -543,9 +548,17 @@ def load(url: str, requests: list[bytes], seconds: float, clients: int, connecti
     return total / seconds
 
 
-def load_wrk(url: str, request: bytes, seconds: float, connections: int) -> float:
+def load_wrk(
+    url: str,
+    request: bytes,
+    seconds: float,
+    connections: int,
+    path: str = "/ocsp",
+    content_type: str = "application/ocsp-request",
+) -> float:
     """2xx responses per second from ``wrk`` (a C client, so the two cores go to the servers;
-    it reconnects when a server closes, as ``openssl ocsp`` does): one OCSP request, POSTed."""
+    it reconnects when a server closes, as ``openssl ocsp`` does): one request (OCSP unless
+    ``path`` and ``content_type`` say otherwise), POSTed."""
     import re
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -555,11 +568,11 @@ def load_wrk(url: str, request: bytes, seconds: float, connections: int) -> floa
             f'local f = io.open("{tmp}/request.der", "rb")\n'
             'wrk.method = "POST"\n'
             'wrk.body = f:read("*a")\n'
-            'wrk.headers["Content-Type"] = "application/ocsp-request"\n'
+            f'wrk.headers["Content-Type"] = "{content_type}"\n'
         )
         command = [
             "wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s",
-            "-s", str(script), f"{url}/ocsp",
+            "-s", str(script), f"{url}{path}",
         ]  # fmt: skip
         result = subprocess.run(
             command, capture_output=True, text=True, check=False, timeout=seconds + 60
@@ -758,6 +771,149 @@ def bench_ocsp(
     return ours, theirs
 
 
+# --- time-stamping -------------------------------------------------------------------------------
+
+_OPENSSL_TSA_CONFIG = """\
+[tsa]
+default_tsa = tsa_config
+[tsa_config]
+dir = {dir}
+serial = {dir}/tsaserial
+crypto_device = builtin
+signer_cert = {dir}/tsa.pem
+certs = {dir}/tsa.pem
+signer_key = {dir}/tsa.key
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = no
+tsa_name = yes
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+"""
+
+
+def _openssl_tsa(tmp: Path) -> Path:
+    """A directory holding an ``openssl ts -reply`` configuration with a P-256 TSA key and a
+    self-signed certificate (critical EKU timeStamping), the peer of our TSA."""
+    directory = tmp / "openssl-tsa"
+    directory.mkdir(exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(directory / "tsa.key"), "-out", str(directory / "tsa.pem"),
+         "-days", "30", "-subj", "/CN=openssl bench TSA",
+         "-addext", "extendedKeyUsage=critical,timeStamping",
+         "-addext", "keyUsage=critical,digitalSignature"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (directory / "tsaserial").write_text("01\n")
+    (directory / "tsa.cnf").write_text(_OPENSSL_TSA_CONFIG.format(dir=directory))
+    return directory
+
+
+def openssl_ts_reply_rate(tmp: Path, query: Path, seconds: float, parallel: int) -> float:
+    """Replies per second of ``openssl ts -reply`` (one process per reply, as the command is
+    used), ``parallel`` at a time for ``seconds``."""
+    directory = _openssl_tsa(tmp)
+    command = [
+        "openssl", "ts", "-reply", "-config", str(directory / "tsa.cnf"),
+        "-queryfile", str(query), "-out", os.devnull,
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)  # it works (and is warm)
+    counts = [0] * parallel
+    deadline = time.monotonic() + seconds
+
+    def loop(index: int) -> None:
+        while time.monotonic() < deadline:
+            subprocess.run(command, check=True, capture_output=True)
+            counts[index] += 1
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(parallel)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.monotonic() - start)
+
+
+def _token_rows(platform: Any) -> int:
+    from sqlalchemy import func, select
+
+    from ca.models import CaTsaToken
+
+    with platform.db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(CaTsaToken)) or 0)
+
+
+def bench_tsa(
+    platform: Any, server: Server, args: argparse.Namespace, tmp: Path
+) -> tuple[float, float, float]:
+    """Time-stamp tokens over HTTP: (``POST /tsa`` tokens/s, ``POST /tsa/sm2`` tokens/s,
+    ``openssl ts -reply`` replies/s), every granted token checked against the ledger."""
+    import httpx
+
+    from ca.authority import authority_for
+
+    authority = authority_for(platform)
+    data = tmp / "document.txt"
+    data.write_bytes(b"a document to time-stamp")
+    query = tmp / "request.tsq"
+    subprocess.run(
+        ["openssl", "ts", "-query", "-data", str(data), "-sha256", "-cert", "-out", str(query)],
+        check=True,
+        capture_output=True,
+    )
+    request = query.read_bytes()
+    tsa = authority.hierarchy.tsa()
+    chain = authority.hierarchy.chain(tsa.name)
+    (tmp / "root.pem").write_text(pem(chain[-1].der))
+    (tmp / "untrusted.pem").write_text("".join(pem(i.der) for i in chain[:-1]))
+    reply = httpx.post(
+        f"{server.http}/tsa",
+        content=request,
+        headers={"content-type": "application/timestamp-query"},
+        timeout=30,
+    )
+    (tmp / "reply.tsr").write_bytes(reply.content)
+    verified = subprocess.run(
+        ["openssl", "ts", "-verify", "-data", str(data), "-in", str(tmp / "reply.tsr"),
+         "-CAfile", str(tmp / "root.pem"), "-untrusted", str(tmp / "untrusted.pem")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if "Verification: OK" not in verified.stdout:
+        raise SystemExit(f"openssl ts -verify refused it: {verified.stdout}{verified.stderr}")
+    rates = []
+    for path in ("/tsa", "/tsa/sm2"):
+        connections = args.tsa_connections
+        load_wrk(server.http, request, 1.0, connections, path, "application/timestamp-query")
+        before = _token_rows(platform)
+        cpu = tree_cpu_seconds(server.process.pid)
+        rate = load_wrk(
+            server.http, request, args.tsa_seconds, connections, path,
+            "application/timestamp-query",
+        )  # fmt: skip
+        cpu = tree_cpu_seconds(server.process.pid) - cpu
+        recorded = _token_rows(platform) - before
+        answered = round(rate * args.tsa_seconds)
+        print(
+            f"  POST {path}: {rate:,.0f} tokens/s under wrk -c {connections}; "
+            f"{recorded:,} ledger rows for {answered:,} answers; server CPU "
+            f"{cpu / max(answered, 1) * 1e6:.0f} us per token"
+        )
+        if recorded < answered:
+            raise SystemExit(f"{path}: fewer ledger rows than tokens answered")
+        rates.append(rate)
+    stop_server(server)
+    theirs = openssl_ts_reply_rate(tmp, query, args.tsa_seconds, args.workers)
+    print(
+        f"  openssl ts -reply (a process per reply, {args.workers} at a time): {theirs:,.1f}/s;"
+        f" /tsa is x{rates[0] / max(theirs, 1e-9):.1f}"
+    )
+    return rates[0], rates[1], theirs
+
+
 @contextlib.contextmanager
 def maybe_profile(server: Server, directory: str | None) -> Iterator[None]:
     """With ``--py-spy DIR``: record every worker of ``server`` with py-spy (raw, collapsed
@@ -817,9 +973,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", choices=("auto", "sqlite", "postgresql"), default="auto")
     parser.add_argument(
         "--only",
-        choices=("all", "crl", "issue", "ocsp"),
+        choices=("all", "crl", "issue", "ocsp", "tsa"),
         default="all",
         help="run one part (ocsp also issues the certificates it serves)",
+    )
+    parser.add_argument("--tsa-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--tsa-connections",
+        type=int,
+        default=64,
+        help="wrk connections for /tsa (tokens in flight share the ledger's commits)",
     )
     parser.add_argument(
         "--server-tree",
@@ -882,6 +1045,14 @@ def main(argv: list[str] | None = None) -> int:
             server = None  # stopped by bench_ocsp
             if ours < TARGET_OCSP or ours < theirs:
                 failures.append("OCSP")
+
+        tsa_rates: tuple[float, float, float] | None = None
+        if args.only in ("all", "tsa"):
+            server = start_server(tmp / "data", db_url, args.workers, args.server_tree)
+            tsa_rates = bench_tsa(platform, server, args, tmp)
+            server = None  # stopped by bench_tsa
+            if tsa_rates[0] < TARGET_TSA:
+                failures.append("TSA")
         platform.close()
 
         print()
@@ -905,6 +1076,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {'cached OCSP (responses/s)':34s} {ours:12,.0f} {theirs:14,.0f}   "
                 f"(ratio x{ours / max(theirs, 1):.2f}, target >= 5,000)"
             )
+        if tsa_rates is not None:
+            tokens, sm2_tokens, openssl_tokens = tsa_rates
+            print(
+                f"  {'time-stamp tokens /tsa (tokens/s)':34s} {tokens:12,.0f} "
+                f"{openssl_tokens:14,.1f}   (x{tokens / max(openssl_tokens, 1e-9):.1f} "
+                f"openssl ts -reply, target >= {TARGET_TSA:,.0f})"
+            )
+            print(f"  {'time-stamp tokens /tsa/sm2':34s} {sm2_tokens:12,.0f}")
     finally:
         if server is not None:
             stop_server(server)

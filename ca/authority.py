@@ -9,21 +9,23 @@ registry-backed :class:`~ca.directory.SubjectDirectory` as :data:`SUBJECT_DIRECT
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select
 
-from ca import crl, issuance, ocsp, revocation, tsa
+from ca import crl, issuance, kmc, ocsp, recovery, revocation, tsa
 from ca.config import CaConfig
 from ca.context import CaContext
+from ca.csr import parse_csr
 from ca.directory import SubjectDirectory
 from ca.hierarchy import Hierarchy, Issuer, bootstrap
 from ca.models import CaCertificate
 from ca.records import CertificateRecord
 from govtrust.db import Database
-from govtrust.errors import InvalidArgument
+from govtrust.errors import FailedPrecondition, InvalidArgument, PreconditionViolation
 from govtrust.platform import Component
 from govtrust.principal import Principal
 from hsm.keystore import KeyStore
@@ -133,7 +135,14 @@ class CertificateAuthority:
         validity_days: int = 0,
         revoke_previous: bool = False,
     ) -> issuance.Issued:
-        """Renew ``previous``; optionally revoke it (superseded) once the new one exists."""
+        """Renew ``previous``; optionally revoke it (superseded) once the new one exists.
+
+        A signing certificate with a KMC encryption certificate is renewed with a new SM2 key and
+        re-keys its pair: a fresh encryption certificate and escrowed key for the new signing
+        certificate (``Issued.encryption``); the old pair stays until revoked (revoking the old
+        signing certificate revokes its pair). An encryption certificate is never renewed alone.
+        """
+        paired = self._check_pair_renewal(previous, csr, generate_key_algorithm)
         stored = previous if isinstance(previous, CaCertificate) else self.get(previous.id)
         issued = issuance.renew(
             self.ctx,
@@ -143,9 +152,78 @@ class CertificateAuthority:
             generate_key_algorithm=generate_key_algorithm,
             validity_days=validity_days,
         )
+        if paired:
+            pair = kmc.issue_encryption_pair(self.ctx, principal, issued.certificate.id)
+            issued = issuance.Issued(pair.signing, issued.key, pair)
         if revoke_previous and previous.status in ("active", "suspended"):
             self.revoke(principal, previous.id, reason=4, comment="superseded by renewal")
         return issued
+
+    def _check_pair_renewal(
+        self, previous: CertificateRecord, csr: bytes | None, generate_key_algorithm: str | None
+    ) -> bool:
+        """Whether renewing ``previous`` re-keys an encryption pair; refuses what cannot."""
+        previous = self.get(previous.id)  # its pairing as stored now
+        target = f"certificate/{previous.issuer}/{previous.serial}"
+        if kmc.is_encryption_profile(previous.profile):
+            raise FailedPrecondition(
+                "an encryption certificate is renewed with its signing certificate",
+                [PreconditionViolation("PAIR", target, "renew the paired signing certificate")],
+            )
+        if previous.paired_with is None:
+            return False
+        if csr is None and generate_key_algorithm is None:
+            raise InvalidArgument.field(
+                "key_algorithm",
+                "a signing certificate with an encryption pair is renewed with a new key "
+                "(renewal re-keys both): send a CSR or a key algorithm",
+            )
+        algorithm = parse_csr(csr).key_algorithm if csr is not None else str(generate_key_algorithm)
+        if algorithm != "sm2":
+            raise InvalidArgument.field(
+                "csr" if csr is not None else "key_algorithm",
+                f"the new key is {algorithm}: a signing certificate with an encryption pair "
+                "stays SM2 (the key envelope is encrypted to it)",
+            )
+        return True
+
+    # --- key management centre -------------------------------------------------------------
+
+    def issue_encryption_pair(
+        self, principal: Principal, signing_certificate_id: str, *, validity_days: int = 0
+    ) -> kmc.EncryptionPair:
+        """Issue the encryption certificate paired with an SM2 signing certificate, its key
+        escrowed, and return the key enveloped to the signing key (:mod:`ca.kmc`)."""
+        return kmc.issue_encryption_pair(
+            self.ctx, principal, signing_certificate_id, validity_days=validity_days
+        )
+
+    def request_key_recovery(
+        self,
+        principal: Principal,
+        certificate_id: str,
+        *,
+        legal_basis: str,
+        recipient_certificate_id: str,
+    ) -> recovery.Recovery:
+        """Open a dual-control recovery of an escrowed key (:mod:`ca.recovery`)."""
+        return recovery.request(
+            self.ctx,
+            principal,
+            certificate_id,
+            legal_basis=legal_basis,
+            recipient_certificate_id=recipient_certificate_id,
+        )
+
+    def approve_key_recovery(self, principal: Principal, recovery_id: str) -> recovery.Recovery:
+        """One officer's approval (two distinct ``key-recovery`` officers are needed)."""
+        return recovery.approve(self.ctx, principal, recovery_id)
+
+    def deliver_recovered_key(
+        self, principal: Principal, recovery_id: str
+    ) -> tuple[recovery.Recovery, bytes]:
+        """The approved recovery's key, enveloped to the named recipient certificate."""
+        return recovery.deliver(self.ctx, principal, recovery_id)
 
     # --- look-up ---------------------------------------------------------------------------
 
@@ -262,6 +340,18 @@ class CertificateAuthority:
     def timestamp(self, request: bytes, *, sm2: bool = False) -> tsa.TsaResult:
         """Answer a DER RFC 3161 request (never raises on bad input); ``sm2``: the SM2 TSA."""
         return tsa.respond(self.ctx, request, sm2=sm2)
+
+    def timestamp_nowait(
+        self,
+        request: bytes,
+        on_result: Callable[[tsa.TsaResult], object],
+        *,
+        sm2: bool = False,
+    ) -> None:
+        """:meth:`timestamp` handing the result to ``on_result`` once the token is recorded
+        (:func:`ca.tsa.respond_nowait`: at once for a rejection, else from the ledger's
+        thread; it must not block)."""
+        tsa.respond_nowait(self.ctx, request, on_result, sm2=sm2)
 
     def refresh(self) -> dict[str, int]:
         """The scheduled job (run every few minutes): re-sign OCSP responses nearing

@@ -2,6 +2,8 @@
 the verifier (:mod:`verify.seal_signatures`) and the licence checks (:mod:`license.ofd_check`)
 share.
 
+:func:`load_signed_data` opens a SignedData of one signer; :func:`signing_time` and
+:func:`time_stamp_token` read its claimed time and its signature time-stamp.
 :func:`check_signer` checks one CMS SignerInfo: its signer's certificate (in the SignedData or
 among ``extra``), the digest and signature algorithms (SHA-2, and SM3 for SM2-with-SM3 as our
 SM2 TSA signs) and the signature over the signed attributes. :func:`check_token` checks a
@@ -158,6 +160,46 @@ def check_signer(
     if sig_algo["algorithm"].native == "rsassa_pss":
         valid = False  # not produced by our key stores' CMS path; refuse rather than guess
     return SignerCheck(cert, digest, sig_name, message_digest, valid, attrs)
+
+
+TIME_STAMP_TOKEN_OID = "1.2.840.113549.1.9.16.2.14"  # noqa: S105 - an OID
+"""id-aa-timeStampToken: the unsigned attribute carrying a signature time-stamp (RFC 3161)."""
+
+
+def load_signed_data(der: bytes) -> tuple[cms.SignedData, cms.SignerInfo]:
+    """The SignedData of the DER ContentInfo ``der`` and its only SignerInfo. Raises
+    ValueError when it is no SignedData or has not exactly one signer (asn1crypto parses
+    lazily: a malformed part may raise ValueError, TypeError or KeyError later)."""
+    content = cms.ContentInfo.load(bytes(der), strict=True)
+    if content["content_type"].native != "signed_data":
+        raise ValueError("not SignedData")
+    signed_data = content["content"]
+    signer_infos = signed_data["signer_infos"]
+    if len(signer_infos) != 1:
+        raise ValueError("exactly one signer expected")
+    return signed_data, signer_infos[0]
+
+
+def signing_time(attrs: cms.CMSAttributes | None) -> datetime | None:
+    """The signer's claimed signing-time signed attribute (UTC; None when there is none)."""
+    for attr in attrs or []:
+        if attr["type"].native == "signing_time":
+            value = attr["values"][0].native
+            if not isinstance(value, datetime):
+                return None
+            return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return None
+
+
+def time_stamp_token(signer_info: cms.SignerInfo) -> bytes | None:
+    """The DER signature time-stamp token among ``signer_info``'s unsigned attributes."""
+    unsigned = signer_info["unsigned_attrs"]
+    if not unsigned or unsigned.native is None:
+        return None
+    for attr in unsigned:
+        if attr["type"].dotted == TIME_STAMP_TOKEN_OID:
+            return bytes(attr["values"][0].dump())
+    return None
 
 
 class TokenUnreadable(ValueError):

@@ -1,5 +1,5 @@
 """The handle every CA operation receives: database, key store, configuration, directory,
-hierarchy and the in-process OCSP cache."""
+hierarchy, the in-process OCSP cache and the group commits (certificates, time-stamp tokens)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ca.directory import SubjectDirectory
 from ca.hierarchy import Hierarchy
 from ca.models import CaCounter
 from ca.store import GroupCommitter
+from ca.tsa_ledger import TokenLedger
 
 if TYPE_CHECKING:
     from ca.intake import IssueIntake
@@ -42,6 +43,7 @@ class CaContext:
     ocsp_cache: OcspCache = field(default_factory=OcspCache)
     committer: GroupCommitter = field(init=False)
     intake: IssueIntake = field(init=False)
+    tsa_ledger: TokenLedger = field(init=False)
 
     def __post_init__(self) -> None:
         from ca.intake import IssueIntake  # it uses the issuance steps, which use this module
@@ -51,6 +53,7 @@ class CaContext:
         if self.keystore.signs_on_device:  # the threads wait on the device, not the CPU
             threads = max(threads, PKCS11_ISSUE_THREADS)
         self.intake = IssueIntake(self.committer, threads=threads)
+        self.tsa_ledger = TokenLedger(self.db)
 
 
 def bump_counter(session: Session, name: str) -> int:

@@ -1,4 +1,5 @@
-"""Minimal DER encoding helpers for the hot paths (certificate, OCSP and CRL assembly).
+"""Minimal DER encoding helpers for the hot paths (certificate, OCSP, CRL and time-stamp token
+assembly).
 
 asn1crypto builds the parts that vary in shape (names, extensions) once; these helpers join
 precomputed DER pieces into the structures that are built thousands of times a second, which
@@ -7,6 +8,7 @@ costs microseconds instead of the milliseconds asn1crypto's object model takes.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from govtrust.db import as_utc
@@ -28,6 +30,26 @@ def tlv(tag: int, body: bytes) -> bytes:
 def seq(*parts: bytes) -> bytes:
     """SEQUENCE of already-encoded parts."""
     return tlv(0x30, b"".join(parts))
+
+
+def der_set(*parts: bytes) -> bytes:
+    """SET (OF) of already-encoded parts, in DER order (sorted encodings)."""
+    return tlv(0x31, b"".join(sorted(parts)))
+
+
+@functools.lru_cache(maxsize=128)
+def oid(dotted: str) -> bytes:
+    """OBJECT IDENTIFIER from its dotted form (cached: the same few OIDs recur)."""
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray((arcs[0] * 40 + arcs[1],))
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(reversed(chunk))
+    return tlv(0x06, bytes(body))
 
 
 def integer(value: int) -> bytes:

@@ -20,6 +20,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from asn1crypto import keys, x509
 from sqlalchemy import select
@@ -57,6 +58,9 @@ from ca.store import CommitOutcomeUnknown, PendingIssue
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PreconditionViolation
 from govtrust.principal import Principal
 from hsm.keystore import KeyAlgorithm, KeyRef, parse_algorithm
+
+if TYPE_CHECKING:
+    from ca.kmc import EncryptionPair
 
 log = logging.getLogger("govtrust.ca.issuance")
 
@@ -100,10 +104,12 @@ class IssueRequest:
 
 @dataclass(frozen=True)
 class Issued:
-    """An issued certificate's stored row and, for server-side keys, the key reference."""
+    """An issued certificate's stored row and, for server-side keys, the key reference; a renewal
+    that re-keyed a KMC pair also carries the new pair (:class:`ca.kmc.EncryptionPair`)."""
 
     certificate: CaCertificate
     key: KeyRef | None = None
+    encryption: EncryptionPair | None = None
 
 
 @dataclass

@@ -8,6 +8,13 @@
 * ``ca_ocsp_responses``: the pre-produced OCSP response of each certificate (served from cache).
 * ``ca_tsa_tokens``: one row per time-stamp token (serial, time, imprint) for accountability.
 * ``ca_counters``: small named counters (the OCSP status epoch other workers watch).
+* ``ca_key_recoveries``: requests to recover an escrowed encryption key (:mod:`ca.recovery`):
+  legal basis, recipient, the two approvals and the delivery.
+
+A signing certificate and the encryption certificate the key management centre issued with it
+(:mod:`ca.kmc`) name each other in ``paired_with``; the encryption certificate's
+``escrow_key_id`` is its escrowed key in the key store (its ``key_id`` stays empty: the key does
+not sign).
 """
 
 from __future__ import annotations
@@ -79,6 +86,37 @@ class CaCertificate(Base):
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     renewed_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
     renewed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    paired_with: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    escrow_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class CaKeyRecovery(Base):
+    """One request to recover an escrowed encryption key, under dual control.
+
+    ``status``: ``pending`` (no or one approval) → ``approved`` (two distinct officers) →
+    ``delivered`` (enveloped to the recipient certificate's public key).
+    """
+
+    __tablename__ = "ca_key_recoveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("ca_certificates.id"), index=True)
+    escrow_key_id: Mapped[str] = mapped_column(String(64))
+    legal_basis: Mapped[str] = mapped_column(Text)
+    recipient_certificate_id: Mapped[str] = mapped_column(ForeignKey("ca_certificates.id"))
+    requested_by: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    first_approver: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    first_approved_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    second_approver: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    second_approved_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    delivered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class CaCrl(Base):

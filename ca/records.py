@@ -34,3 +34,4 @@ class CertificateRecord(Protocol):
     revocation_reason: int | None
     invalidity_date: datetime | None
     status_comment: str | None
+    paired_with: str | None  # the KMC pair: the other certificate of a signing/encryption pair

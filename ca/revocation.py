@@ -6,15 +6,22 @@ The state machine (one place):
     suspended ──revoke──▶ revoked       revoked ──▶ (nothing)
 
 Suspension is revocation with reason certificateHold (6); resuming removes the hold
-(removeFromCRL in the next delta CRL). Every change re-signs the certificate's OCSP response,
-bumps the status epochs (so every worker's OCSP cache and the CRL notice at once) and writes an
-audit record, all in one transaction. Illegal transitions raise ``FailedPrecondition``.
+(removeFromCRL in the next delta CRL). A signing certificate and its KMC encryption certificate
+(``paired_with``, :mod:`ca.kmc`) change together in the same transaction: revoking either revokes
+both; suspending or resuming the signing certificate suspends or resumes its pair; an encryption
+certificate cannot be resumed while its signing certificate is on hold. Each cascaded change has
+its own audit record naming the certificate that caused it. Every change re-signs the
+certificate's OCSP response, bumps the status epochs (so every worker's OCSP cache and the CRL
+notice at once) and writes an audit record, all in one transaction. Illegal transitions raise
+``FailedPrecondition``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
 
 from ca import ocsp
 from ca.context import STATUS_EPOCH, CaContext, bump_counter, issuer_epoch_name
@@ -114,46 +121,102 @@ def change_status(
                     )
                 ],
             )
-        previous_status = row.status
-        row.status = target
-        row.status_changed_at = moment
-        row.status_comment = change.comment or None
-        if change.operation == "revoke":
-            # A revoked hold keeps its original revocation time only if the reason stays a hold.
-            row.revoked_at = moment
-            row.revocation_reason = change.reason
-            row.invalidity_date = change.invalidity_date
-        elif change.operation == "suspend":
-            row.revoked_at = moment
-            row.revocation_reason = CERTIFICATE_HOLD
-            row.invalidity_date = None
-        else:
-            row.revoked_at = None
-            row.revocation_reason = None
-            row.invalidity_date = None
-            row.resumed_at = moment
-        response = ocsp.preproduce(ctx, row)
-        session.merge(
-            CaOcspResponse(
-                certificate_id=row.id,
-                der=response.der,
-                this_update=response.this_update,
-                next_update=response.next_update,
-            )
-        )
-        bump_counter(session, STATUS_EPOCH)
-        bump_counter(session, issuer_epoch_name(row.issuer))
-        audit.append(
-            session,
-            actor=principal.actor,
-            action=f"ca.{change.operation}",
-            target=f"certificate/{row.issuer}/{row.serial}",
-            details={
-                "from": previous_status,
-                "to": target,
-                "reason": REASONS.get(row.revocation_reason or 0) if target != "active" else None,
-                "comment": change.comment,
-            },
-        )
+        _apply(ctx, session, principal, row, target, change, moment)
+        partner = _cascade(ctx, session, principal, row, change)
+        if partner is not None:
+            partner_target = TRANSITIONS[(partner.status, change.operation)]
+            _apply(ctx, session, principal, partner, partner_target, change, moment, cause=row)
     ctx.ocsp_cache.invalidate()
     return row
+
+
+def _apply(
+    ctx: CaContext,
+    session: Session,
+    principal: Principal,
+    row: CaCertificate,
+    target: str,
+    change: StatusChange,
+    moment: datetime,
+    *,
+    cause: CaCertificate | None = None,
+) -> None:
+    """Move ``row`` to ``target``: status columns, OCSP response, epochs, audit record."""
+    previous_status = row.status
+    row.status = target
+    row.status_changed_at = moment
+    row.status_comment = change.comment or None
+    if change.operation == "revoke":
+        # A revoked hold keeps its original revocation time only if the reason stays a hold.
+        row.revoked_at = moment
+        row.revocation_reason = change.reason
+        row.invalidity_date = change.invalidity_date
+    elif change.operation == "suspend":
+        row.revoked_at = moment
+        row.revocation_reason = CERTIFICATE_HOLD
+        row.invalidity_date = None
+    else:
+        row.revoked_at = None
+        row.revocation_reason = None
+        row.invalidity_date = None
+        row.resumed_at = moment
+    response = ocsp.preproduce(ctx, row)
+    session.merge(
+        CaOcspResponse(
+            certificate_id=row.id,
+            der=response.der,
+            this_update=response.this_update,
+            next_update=response.next_update,
+        )
+    )
+    bump_counter(session, STATUS_EPOCH)
+    bump_counter(session, issuer_epoch_name(row.issuer))
+    details: dict[str, object] = {
+        "from": previous_status,
+        "to": target,
+        "reason": REASONS.get(row.revocation_reason or 0) if target != "active" else None,
+        "comment": change.comment,
+    }
+    if cause is not None:
+        details["paired_with"] = f"certificate/{cause.issuer}/{cause.serial}"
+    audit.append(
+        session,
+        actor=principal.actor,
+        action=f"ca.{change.operation}",
+        target=f"certificate/{row.issuer}/{row.serial}",
+        details=details,
+    )
+
+
+def _cascade(
+    ctx: CaContext,
+    session: Session,
+    principal: Principal,
+    row: CaCertificate,
+    change: StatusChange,
+) -> CaCertificate | None:
+    """The paired certificate that changes with ``row`` (locked), or None; refuses resuming an
+    encryption certificate whose signing certificate is on hold."""
+    if row.paired_with is None:
+        return None
+    partner = session.get(CaCertificate, row.paired_with, with_for_update=True)
+    if partner is None:
+        return None
+    signing = row.escrow_key_id is None  # the encryption certificate holds the escrowed key
+    if change.operation == "resume" and not signing and partner.status == "suspended":
+        raise FailedPrecondition(
+            "an encryption certificate cannot be resumed while its signing certificate is on hold",
+            [
+                PreconditionViolation(
+                    "STATE",
+                    f"certificate/{partner.issuer}/{partner.serial}",
+                    "the paired signing certificate is suspended",
+                )
+            ],
+        )
+    if change.operation != "revoke" and not signing:
+        return None
+    if (partner.status, change.operation) not in TRANSITIONS:
+        return None  # already revoked, or (resume) not on hold
+    principal.require_role(*(SEAL_ROLES if partner.profile == "seal" else ISSUE_ROLES))
+    return partner

@@ -1,16 +1,16 @@
 """Group commit of issued certificates: many issuances, one durable transaction.
 
-Issuances hand their finished rows — certificate, pre-produced OCSP response, audit entry — to
-the process's :class:`GroupCommitter`. One committer thread per process takes everything queued
-(up to ``max_batch``), writes it in ONE transaction (one multi-row INSERT per table and one
-audit record per (actor, action)), commits, and reports each item done. Each caller learns that
-its item is done only after the transaction holding its certificate committed, so "issued"
-always means "stored" — durably on PostgreSQL with ``synchronous_commit=on`` (the production
-setting). The embedded SQLite database (development, single node) runs WAL with
-``synchronous=NORMAL``: a commit survives a crash of the process but the last ones may be lost
-on power loss or an OS crash. If a batch fails for a reason of its own (a constraint), its items
-are retried one by one so that one bad item fails alone; if it fails because the database is
-gone (after one retry on a fresh connection), the whole batch fails with that error at once.
+Issuances hand their finished rows — certificate, pre-produced OCSP response, audit entry — to the
+process's :class:`GroupCommitter` (a :class:`ca.batch.BatchCommitter`). One committer thread per
+process takes everything queued (up to ``max_batch``), writes it in ONE transaction (one multi-row
+INSERT per table and one audit record per (actor, action)), commits, and reports each item done.
+Each caller learns that its item is done only after the transaction holding its certificate
+committed, so "issued" always means "stored" — durably on PostgreSQL with ``synchronous_commit=on``
+(the production setting). The embedded SQLite database (development, single node) runs WAL with
+``synchronous=NORMAL``: a commit survives a crash of the process but the last ones may be lost on
+power loss or an OS crash. If a batch fails for a reason of its own (a constraint), its items are
+retried one by one so that one bad item fails alone; if it fails because the database is gone
+(after one retry on a fresh connection), the whole batch fails with that error at once.
 
 If the connection is lost after COMMIT was sent, the outcome is unknown: the committer looks
 the batch up (on PostgreSQL under the audit chain's lock, so that a commit the old backend is
@@ -33,7 +33,6 @@ keeps the SQLAlchemy Core path (one writer at a time anyway).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, exc, insert, select, text, update
 
+from ca.batch import BatchCommitter
 from ca.models import CaCertificate, CaOcspResponse
 from govtrust import audit
 from govtrust.audit import AUDIT_COLUMNS, HEAD_SQL, PG_AUDIT_LOCK, AuditRecord, ChainKey
@@ -50,7 +50,6 @@ from govtrust.errors import Unavailable
 
 log = logging.getLogger("govtrust.ca.store")
 
-IDLE_EXIT_SECONDS = 5.0  # the committer thread ends after this long without work
 # How long the look-up after an unknown commit outcome waits for the audit chain's lock (held
 # by the lost transaction until its backend has finished committing or rolling back).
 LOOKUP_LOCK_TIMEOUT = "10s"
@@ -82,6 +81,8 @@ _NULL_AT_ISSUANCE = frozenset(
         "status_comment",
         "resumed_at",
         "renewed_by",
+        "paired_with",  # set by ca.kmc in its own transaction
+        "escrow_key_id",
     }
 )
 _CERT_INSERT = tuple(c for c in _CERT_COLUMNS if c not in _NULL_AT_ISSUANCE)
@@ -217,17 +218,13 @@ def audit_records(
     return audit.chained_records(head, key, recorded_at, entries)
 
 
-class GroupCommitter:
+class GroupCommitter(BatchCommitter[PendingIssue]):
     """One committer thread per process writing queued issuances in batches."""
 
     def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+        super().__init__(max_batch=max_batch, thread_name="govtrust-ca-commit")
         self.db = db
-        self.max_batch = max_batch
         self.postgres = db.engine.dialect.name == "postgresql"
-        self._queue: list[PendingIssue] = []
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
 
     # --- callers ---------------------------------------------------------------------------
 
@@ -247,46 +244,14 @@ class GroupCommitter:
 
     def submit_many(self, items: list[PendingIssue]) -> None:
         """:meth:`submit_nowait` for several items at once."""
-        with self._cond:
-            if self._pid != os.getpid():  # forked: the parent's thread does not exist here
-                self._pid, self._thread, self._queue = os.getpid(), None, []
-            self._queue.extend(items)
-            if self._thread is not None:
-                self._cond.notify()
-                return
-            self._thread = threading.Thread(
-                target=self._run, name="govtrust-ca-commit", daemon=True
-            )
-            try:
-                self._thread.start()
-            except BaseException:  # nothing will commit them: take them back
-                self._thread = None
-                del self._queue[len(self._queue) - len(items) :]
-                raise
+        self._enqueue(items)
 
     # --- the committer thread --------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    if not self._queue:
-                        notified = self._cond.wait(IDLE_EXIT_SECONDS)
-                        if not self._queue:
-                            if notified:
-                                continue
-                            self._thread = None  # idle: the next submit starts a new thread
-                            return
-                    batch = self._queue[: self.max_batch]
-                    del self._queue[: self.max_batch]
-                self._commit(batch)
-        except BaseException:
-            with self._cond:  # fail what is queued; the next submit starts a new thread
-                stranded, self._queue, self._thread = self._queue, [], None
-            for item in stranded:
-                item.error = RuntimeError("the certificate committer stopped")
-            _report(stranded)
-            raise
+    def _strand(self, items: list[PendingIssue]) -> None:
+        for item in items:
+            item.error = RuntimeError("the certificate committer stopped")
+        _report(items)
 
     def _commit(self, batch: list[PendingIssue]) -> None:
         try:

@@ -258,6 +258,22 @@ def append(
     return record
 
 
+def append_many(session: Session, entries: Sequence[Entry]) -> list[int]:
+    """Append ``entries`` inside the caller's write transaction, chained in order, with one
+    lock, one head read and one multi-row INSERT (bulk writers: a licence import chunk); their
+    sequence numbers. The same lock rules as :func:`append`."""
+    if not entries:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})
+    session.flush()  # records added through the ORM come first
+    key: ChainKey | None = session.info.get(_KEY_INFO)
+    head = session.execute(text(HEAD_SQL)).first()
+    records = chained_records(head, key, datetime.now(UTC), entries)
+    session.execute(text(INSERT_SQL), records)
+    return [int(r["seq"]) for r in records]
+
+
 # --- checkpoints --------------------------------------------------------------------------------
 
 

@@ -176,7 +176,9 @@ _LIST_FIELDS = {
     "uscc_allow_list",
 }
 # Never grantable by a registrar, whatever the allow-list says.
-_ADMIN_ONLY_ROLES = frozenset({"admin", "identity-registrar"})
+# roles only an admin gives: a registrar allowed to give key-recovery could mint the two officers
+# of a dual-control key recovery (ca/recovery.py)
+_ADMIN_ONLY_ROLES = frozenset({"admin", "identity-registrar", "key-recovery"})
 _KNOWN = {f.name for f in fields(Settings)} - {"sections"}
 ENV_PREFIX = "GOVTRUST_"
 # the names of hsm.atrest.AtRestScheme (config sits below hsm; a test keeps the two equal)

@@ -19,9 +19,13 @@ ROLES = frozenset(
         "seal-filing",
         "ca-operator",
         "identity-registrar",
+        "key-recovery",
         "admin",
     }
 )
+# Roles ``admin`` does not imply: they must be granted by name (dual control of escrowed-key
+# recovery must not collapse into "any administrator").
+EXPLICIT_ROLES = frozenset({"key-recovery"})
 LICENCE_ISSUER_PREFIX = "licence-issuer:"
 _DEPARTMENT_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-")
 
@@ -63,8 +67,8 @@ class Principal:
         return f"{self.kind}:{self.subject}"
 
     def has_role(self, role: str) -> bool:
-        """``admin`` holds every role."""
-        return role in self.roles or "admin" in self.roles
+        """``admin`` holds every role but the :data:`EXPLICIT_ROLES` (granted by name only)."""
+        return role in self.roles or ("admin" in self.roles and role not in EXPLICIT_ROLES)
 
     def require_role(self, *roles: str) -> None:
         """Raise ``PermissionDenied`` unless the principal holds one of ``roles``."""

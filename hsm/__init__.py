@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hsm.errors import (
+    EscrowedKeyCannotSign,
+    EscrowNotSupported,
     InvalidLabel,
     InvalidSm2PublicKey,
     InvalidSm2Signature,
@@ -24,6 +26,7 @@ from hsm.errors import (
     KeyStoreUnavailable,
     KeyUnwrapFailed,
     MasterKeyError,
+    NotEscrowed,
     Sm2NotAvailable,
     TokenNotFound,
     UnknownBackend,
@@ -89,6 +92,8 @@ __all__ = [
     "MASTER_KEY_FILE",
     "SCHEMES",
     "AlgorithmSpec",
+    "EscrowNotSupported",
+    "EscrowedKeyCannotSign",
     "InvalidLabel",
     "InvalidSm2PublicKey",
     "InvalidSm2Signature",
@@ -108,6 +113,7 @@ __all__ = [
     "KeyUnwrapFailed",
     "MasterKey",
     "MasterKeyError",
+    "NotEscrowed",
     "Pkcs11KeyStore",
     "SchemeSpec",
     "SignatureScheme",

@@ -88,6 +88,34 @@ class Sm2NotAvailable(KeyStoreError, FailedPrecondition):
     or not offered by the token (the message names what is missing)."""
 
 
+# --- escrowed encryption keys (key management centre) ------------------------------------------
+
+
+class EscrowNotSupported(KeyStoreError, FailedPrecondition):
+    """The key store cannot hold escrowed encryption keys (the PKCS#11 store: a token's
+    non-extractable keys cannot be enveloped to a holder; use the soft store for the KMC)."""
+
+
+class NotEscrowed(KeyStoreError, FailedPrecondition):
+    """The key is a signing key of the store, not an escrowed encryption key: it is never
+    exported, enveloped or not."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"key {key_id!r} is not an escrowed encryption key; it is never exported")
+        self.key_id = key_id
+
+
+class EscrowedKeyCannotSign(KeyStoreError, FailedPrecondition):
+    """An escrowed encryption key was asked to sign: it only leaves the store enveloped."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"key {key_id!r} is an escrowed encryption key: it does not sign, it is only "
+            "exported enveloped to a named SM2 public key"
+        )
+        self.key_id = key_id
+
+
 # --- backends -----------------------------------------------------------------------------------
 
 

@@ -282,6 +282,18 @@ class KeyStore(Protocol):
         """The reference of a live key (:class:`KeyNotFound` / :class:`KeyDestroyed` otherwise)."""
         ...
 
+    def generate_escrowed(self, label: str) -> KeyRef:
+        """Generate an SM2 encryption key pair whose private half is kept wrapped under the key
+        management centre's key (never exportable in clear, never signing); refused with
+        :class:`~hsm.errors.EscrowNotSupported` by stores that cannot escrow."""
+        ...
+
+    def export_enveloped(self, ref_or_id: KeyRefOrId, recipient_public_key: bytes) -> bytes:
+        """The escrowed key as a GM/T 0009 ``SM2EnvelopedKey`` (DER) to the SM2 public key
+        ``recipient_public_key`` (SubjectPublicKeyInfo DER); :class:`~hsm.errors.KeyDestroyed`
+        once destroyed, :class:`~hsm.errors.NotEscrowed` for any other key."""
+        ...
+
     def ping(self) -> None:
         """Cheap liveness check for readiness probes; raises if the store cannot serve."""
         ...

@@ -62,6 +62,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from hsm import sm2
 from hsm.errors import (
+    EscrowNotSupported,
     InvalidLabel,
     KeyDestroyed,
     KeyNotFound,
@@ -760,6 +761,20 @@ class Pkcs11KeyStore:
             with self._cond:
                 for pooled in self._all:
                     pooled.keys.pop(key_id, None)
+
+    def generate_escrowed(self, label: str) -> KeyRef:
+        """Refused: a token's keys are non-extractable, so none can be enveloped to a holder."""
+        raise EscrowNotSupported(
+            "the PKCS#11 key store does not escrow encryption keys: its keys are "
+            "non-extractable and PKCS#11 has no standard SM2 envelope; run the key management "
+            "centre on the soft key store"
+        )
+
+    def export_enveloped(self, ref_or_id: KeyRefOrId, recipient_public_key: bytes) -> bytes:
+        """Refused (see :meth:`generate_escrowed`)."""
+        raise EscrowNotSupported(
+            "the PKCS#11 key store holds no escrowed encryption keys and exports no key"
+        )
 
     def ping(self) -> None:
         """A logged-in session can be had from the pool (the module and token answer)."""

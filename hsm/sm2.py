@@ -1,4 +1,5 @@
-"""SM2 signatures (GB/T 32918.2, with SM3) and SM2 public keys: the only module using gmalglib.
+"""SM2 signatures (GB/T 32918.2, with SM3), SM2 public-key encryption (GB/T 32918.4) and SM2
+public keys: the only module using gmalglib.
 
 * Keys: the recommended 256-bit curve of GB/T 32918.5. Public keys travel as X.509
   SubjectPublicKeyInfo with ``id-ecPublicKey`` (1.2.840.10045.2.1) and the named curve
@@ -9,6 +10,9 @@
   signer ID (default ``1234567812345678``, GM/T 0009); govtrust computes Z and e itself and has
   gmalglib sign the digest, so any signer ID costs the same. Signatures are DER
   ``SEQUENCE {r INTEGER, s INTEGER}``.
+* Encryption: GB/T 32918.4 with SM3, ciphertext in the C1C3C2 order carried as the GM/T 0009
+  ``SM2Cipher ::= SEQUENCE { XCoordinate INTEGER, YCoordinate INTEGER, HASH OCTET STRING (32),
+  CipherText OCTET STRING }`` (what ``openssl pkeyutl -encrypt`` writes for an SM2 key).
 * Parsing is strict and every refusal is specific: :class:`~hsm.errors.InvalidSm2PublicKey`
   (bad DER, another curve such as P-256, a truncated, compressed or off-curve point),
   :class:`~hsm.errors.InvalidSm2Signature` (not canonical DER, r or s out of range, or it does
@@ -20,6 +24,7 @@ gmalglib was chosen by measurement among the maintained packages (docs/performan
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -60,6 +65,17 @@ _KNOWN_CURVES = {
 RandomSource = Callable[[int], bytes]
 
 
+class Sm2Cipher(core.Sequence):  # type: ignore[misc]
+    """GM/T 0009 ``SM2Cipher``: C1 as two coordinates, C3 (the SM3 check value), C2."""
+
+    _fields = [  # noqa: RUF012 - asn1crypto schema
+        ("x_coordinate", core.Integer),
+        ("y_coordinate", core.Integer),
+        ("hash", core.OctetString),
+        ("cipher_text", core.OctetString),
+    ]
+
+
 class _PrivateKeyInfo(core.Sequence):  # type: ignore[misc]
     """PKCS#8 ``PrivateKeyInfo`` without asn1crypto's curve registry (which lacks SM2)."""
 
@@ -90,7 +106,12 @@ def signer_id_bytes(signer_id: bytes | str | None) -> bytes:
 
 def z_value(point: bytes, signer_id: bytes | str | None = None) -> bytes:
     """``Z_A = SM3(ENTL ‖ ID ‖ a ‖ b ‖ xG ‖ yG ‖ xA ‖ yA)`` for an uncompressed 65-byte point."""
-    uid = signer_id_bytes(signer_id)
+    return _z_value(bytes(point), signer_id_bytes(signer_id))
+
+
+@functools.lru_cache(maxsize=1024)
+def _z_value(point: bytes, uid: bytes) -> bytes:
+    """:func:`z_value`, remembered: a verifier sees the same few keys again and again."""
     entl = (len(uid) * 8).to_bytes(2, "big")
     return hashlib.new("sm3", entl + uid + _CURVE_BYTES + point[1:]).digest()
 
@@ -140,7 +161,15 @@ def parse_public_key(spki_der: bytes, *, field: str = "public_key") -> bytes:
 
     Refuses (:class:`InvalidSm2PublicKey`) anything but DER with id-ecPublicKey, the named curve
     1.2.156.10197.1.301 and a 65-byte point on that curve; a P-256 (or other EC) key is named.
+    A key that parsed is remembered (a verifier sees the same few keys again and again); a
+    refusal is not.
     """
+    return _parse_public_key(bytes(spki_der), field)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_public_key(spki_der: bytes, field: str) -> bytes:
+    """:func:`parse_public_key` (an exception is raised afresh each time, never cached)."""
     try:
         info = keys.PublicKeyInfo.load(bytes(spki_der), strict=True)
         algorithm = info["algorithm"]["algorithm"].dotted
@@ -245,6 +274,22 @@ class Sm2PrivateKey:
         z = self._default_z if signer_id is None else z_value(self.public_point, signer_id)
         return encode_signature(self._signer.sign_digest(_e(z, message)))
 
+    def decrypt(self, cipher_der: bytes) -> bytes:
+        """The plaintext of a DER ``SM2Cipher`` encrypted to this key (``ValueError`` if it was
+        not, or was altered)."""
+        cipher = Sm2Cipher.load(bytes(cipher_der), strict=True)
+        raw = (
+            b"\x04"
+            + int(cipher["x_coordinate"].native).to_bytes(32, "big")
+            + int(cipher["y_coordinate"].native).to_bytes(32, "big")
+            + bytes(cipher["hash"].native)
+            + bytes(cipher["cipher_text"].native)
+        )
+        try:
+            return bytes(_GmSm2(self._d).decrypt(raw))
+        except Exception as exc:  # gmalglib raises its own error types
+            raise ValueError("the SM2 ciphertext does not decrypt with this key") from exc
+
     def to_pkcs8(self) -> bytes:
         """PKCS#8 ``PrivateKeyInfo`` DER (id-ecPublicKey, namedCurve SM2, ECPrivateKey)."""
         ec_key = keys.ECPrivateKey(
@@ -291,6 +336,25 @@ class Sm2PrivateKey:
         if public is not None and bytes(public) != key.public_point:
             raise ValueError("the SM2 private key does not match its public key")
         return key
+
+
+def sm2_encrypt(point: bytes, plaintext: bytes) -> bytes:
+    """GB/T 32918.4 encryption of ``plaintext`` to the SM2 public ``point`` (uncompressed, checked),
+    as DER ``SM2Cipher`` (C1C3C2; ``openssl pkeyutl -decrypt`` opens it)."""
+    if not plaintext:
+        raise ValueError("SM2 encryption needs at least one byte of plaintext")
+    raw = bytes(_GmSm2(pk=_check_point(point)).encrypt(bytes(plaintext)))
+    # gmalglib writes 0x04 ‖ x ‖ y ‖ C3 ‖ C2 (C1C3C2, uncompressed C1)
+    return bytes(
+        Sm2Cipher(
+            {
+                "x_coordinate": int.from_bytes(raw[1:33], "big"),
+                "y_coordinate": int.from_bytes(raw[33:65], "big"),
+                "hash": raw[65:97],
+                "cipher_text": raw[97:],
+            }
+        ).dump()
+    )
 
 
 def verify_sm2_signature(

@@ -11,6 +11,12 @@ scheme, so a hit is a dict look-up and a call — no database round trip, no par
 entry is re-checked against the database at most every ``revalidate_seconds`` (default 2 s), so a
 key destroyed by another process (another worker or replica) stops signing here within that
 interval; a destroy in this process evicts the key at once.
+
+Escrowed encryption keys (the key management centre, :mod:`ca.kmc`): :meth:`SoftKeyStore.
+generate_escrowed` makes an SM2 key pair whose PKCS#8 is wrapped with SM4-GCM under the KMC key
+(master-key subkey ``hsm/kmc-escrow/v1``; wrap scheme ``kmc-sm4gcm-v1``, same AAD binding). Such a
+key never signs and never leaves in clear: :meth:`SoftKeyStore.export_enveloped` returns it only
+as a GM/T 0009 ``SM2EnvelopedKey`` to a named SM2 public key (:mod:`hsm.envelope`).
 """
 
 from __future__ import annotations
@@ -31,11 +37,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 
 from govtrust.db import Database, as_utc
+from hsm.atrest import AtRestCipher, AtRestError, AtRestScheme
+from hsm.envelope import build_enveloped_key
 from hsm.errors import (
+    EscrowedKeyCannotSign,
     KeyDestroyed,
     KeyNotFound,
     KeyStoreUnavailable,
     KeyUnwrapFailed,
+    NotEscrowed,
     UnsupportedAlgorithm,
 )
 from hsm.keystore import (
@@ -60,6 +70,9 @@ from hsm.sm2 import Sm2PrivateKey
 WRAP_SCHEME = "aes256gcm-v1"
 WRAP_PURPOSE = "hsm/soft-key-wrap/v1"
 _AAD_PREFIX = b"govtrust hsm_keys aes256gcm-v1\x00"
+ESCROW_WRAP_SCHEME = "kmc-sm4gcm-v1"
+ESCROW_PURPOSE = "hsm/kmc-escrow/v1"
+_ESCROW_AAD_PREFIX = b"govtrust hsm_keys kmc-sm4gcm-v1\x00"
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | Sm2PrivateKey
 SignFn = Callable[[bytes], bytes]
@@ -69,6 +82,10 @@ _HASHES: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256(), "sha384":
 
 def _aad(key_id: str, algorithm: str) -> bytes:
     return _AAD_PREFIX + key_id.encode("ascii") + b"\x00" + algorithm.encode("ascii")
+
+
+def _escrow_aad(key_id: str, algorithm: str) -> bytes:
+    return _ESCROW_AAD_PREFIX + key_id.encode("ascii") + b"\x00" + algorithm.encode("ascii")
 
 
 def _generate_private_key(algorithm: KeyAlgorithm) -> PrivateKey:
@@ -140,6 +157,15 @@ class SoftKeyStore:
     ) -> None:
         self._db = db
         self._aead = AESGCM(master_key.derive_key(WRAP_PURPOSE))
+        # the KMC key: SM4-GCM (the AES purpose is never used for escrow; both are required)
+        self._escrow = AtRestCipher(
+            master_key,
+            {
+                AtRestScheme.AES_256_GCM: ESCROW_PURPOSE + "/unused-aes",
+                AtRestScheme.SM4_GCM: ESCROW_PURPOSE,
+            },
+            AtRestScheme.SM4_GCM,
+        )
         self._cache: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._cache_size = max(1, cache_size)
         self._revalidate = revalidate_seconds
@@ -212,6 +238,50 @@ class SoftKeyStore:
         assert entry.sm2 is not None  # an SM2 scheme fitted the key, so the key is SM2
         return entry.sm2.sign(data, signer_id)
 
+    def generate_escrowed(self, label: str) -> KeyRef:
+        """An SM2 encryption key pair, its private half wrapped under the KMC key (SM4-GCM)."""
+        label = validate_label(label)
+        self._check_open()
+        key = Sm2PrivateKey.generate()
+        key_id, created_at = new_key_id()
+        algo = KeyAlgorithm.SM2
+        public_der = key.public_key_der
+        blob = self._escrow.encrypt(key.to_pkcs8(), _escrow_aad(key_id, algo.value))
+        with self._db.transaction() as session:
+            session.add(
+                HsmKey(
+                    key_id=key_id,
+                    label=label,
+                    algorithm=algo.value,
+                    public_key_der=public_der,
+                    wrap_scheme=ESCROW_WRAP_SCHEME,
+                    wrap_nonce=blob[1:13],
+                    wrapped_key=blob,
+                    created_at=created_at,
+                    destroyed_at=None,
+                )
+            )
+        return KeyRef(key_id, label, algo, public_der, created_at)
+
+    def export_enveloped(self, ref_or_id: KeyRefOrId, recipient_public_key: bytes) -> bytes:
+        """The escrowed key enveloped (GM/T 0009) to ``recipient_public_key`` (SM2 SPKI DER)."""
+        key_id = key_id_of(ref_or_id)
+        row = self._row(key_id)
+        if row.wrap_scheme != ESCROW_WRAP_SCHEME:
+            raise NotEscrowed(key_id)
+        if row.destroyed_at is not None or row.wrapped_key is None:
+            raise KeyDestroyed(key_id)
+        try:
+            pkcs8 = self._escrow.decrypt(
+                row.wrapped_key, _escrow_aad(key_id, row.algorithm), f"escrowed key {key_id}"
+            )
+            key = Sm2PrivateKey.from_pkcs8(pkcs8)
+        except (AtRestError, ValueError):
+            raise KeyUnwrapFailed(key_id) from None
+        if key.public_key_der != row.public_key_der:
+            raise KeyUnwrapFailed(key_id)
+        return build_enveloped_key(key, recipient_public_key)
+
     def public_key(self, ref_or_id: KeyRefOrId) -> bytes:
         """SubjectPublicKeyInfo DER (also for destroyed keys, to verify their old signatures)."""
         return self._row(key_id_of(ref_or_id)).public_key_der
@@ -229,7 +299,7 @@ class SoftKeyStore:
         with self._db.read() as session:
             rows = session.scalars(
                 select(HsmKey)
-                .where(HsmKey.destroyed_at.is_(None))
+                .where(HsmKey.destroyed_at.is_(None), HsmKey.wrap_scheme != ESCROW_WRAP_SCHEME)
                 .order_by(HsmKey.created_at, HsmKey.key_id)
             ).all()
         return [self._ref(row) for row in rows]
@@ -320,6 +390,8 @@ class SoftKeyStore:
                     self._cache.move_to_end(key_id)
             return cached
         algorithm = KeyAlgorithm(row.algorithm)
+        if row.wrap_scheme == ESCROW_WRAP_SCHEME:
+            raise EscrowedKeyCannotSign(key_id)
         if row.wrap_scheme != WRAP_SCHEME:
             raise KeyUnwrapFailed(key_id)
         try:

@@ -112,7 +112,9 @@ log = logging.getLogger("govtrust.idp")
 
 REGISTRAR = "identity-registrar"
 VERIFIER = "verifier"
-PRIVILEGED_STAFF_ROLES = frozenset({"admin", REGISTRAR})
+# never given by a registrar: key-recovery too, or a registrar could mint both officers of a
+# dual-control key recovery (ca/recovery.py)
+PRIVILEGED_STAFF_ROLES = frozenset({"admin", REGISTRAR, "key-recovery"})
 DEFAULT_PAGE_SIZE = 50
 _BULK_CHUNK = 5000
 MAX_PAGE_SIZE = 1000

@@ -53,9 +53,9 @@ import secrets
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -107,8 +107,9 @@ from license.vault import (
 )
 
 if TYPE_CHECKING:
+    from license.bulk_issuance import RowOutcome, SourceRow
     from license.document import LicenceFiles
-    from seal.lifecycle import SealService, UseContext
+    from seal.lifecycle import SealService, Use, UseContext
 
 # The registry's own reads need a verifier; issuance reads on the department's behalf.
 _REGISTRY_READER = Principal(
@@ -789,64 +790,81 @@ class LicenceService:
 
     def _store(self, session: Session, principal: Principal, draft: _Draft, now: datetime) -> None:
         """Add the licence row (secrets encrypted) and record the document's seal use."""
-        from seal.lifecycle import Use
+        session.add(LicenceRow(**self._row_values(draft, now)))
+        session.flush()
+        if draft.context is None or self.seals is None:
+            return
+        for use in self._uses(draft):
+            self.seals.seals.record_use(principal, draft.context, use, session=session)
 
+    def _row_values(self, draft: _Draft, now: datetime) -> dict[str, Any]:
+        """The ``licences`` row of a signed draft (its secrets encrypted)."""
         metadata = draft.metadata
         ident = parse_identifier(metadata.identifier, check_uscc=False)
         assert metadata.status_index is not None
         vault = self.vault
-        session.add(
-            LicenceRow(
-                identifier=metadata.identifier,
-                type_code=metadata.type_code,
-                type_revision=draft.licence_type.revision,
-                issuer_code=metadata.issuer_code,
-                serial=ident.serial,
-                version=ident.version,
-                licence_number=metadata.number,
-                holder_identity_id=draft.holder_id,
-                holder_code_type=metadata.holder_code_type,
-                status="valid",
-                status_reason="",
-                status_index=metadata.status_index,
-                valid_from=metadata.valid_from,
-                valid_until=metadata.valid_until,
-                issued_at=now,
-                previous_identifier=metadata.previous,
-                superseded_by=None,
-                signing_key_id=draft.signer.key.key_id,
-                signed_data=vault.seal_text(draft.signed_data, SIGNED_DATA, metadata.identifier),
-                qr_payload=vault.seal_text(draft.qr_payload, QR_PAYLOAD, metadata.identifier),
-                document_pdf=(
-                    vault.seal(draft.document, DOCUMENT, metadata.identifier)
-                    if draft.document is not None
-                    else None
-                ),
-                document_ofd=(
-                    vault.seal(draft.ofd, OFD_DOCUMENT, metadata.identifier)
-                    if draft.ofd is not None
-                    else None
-                ),
-                updated_at=now,
-            )
-        )
-        session.flush()
-        if draft.files is None or draft.context is None or self.seals is None:
-            return
+        return {
+            "identifier": metadata.identifier,
+            "type_code": metadata.type_code,
+            "type_revision": draft.licence_type.revision,
+            "issuer_code": metadata.issuer_code,
+            "serial": ident.serial,
+            "version": ident.version,
+            "licence_number": metadata.number,
+            "holder_identity_id": draft.holder_id,
+            "holder_code_type": metadata.holder_code_type,
+            "status": "valid",
+            "status_reason": "",
+            "status_index": metadata.status_index,
+            "valid_from": metadata.valid_from,
+            "valid_until": metadata.valid_until,
+            "issued_at": now,
+            "previous_identifier": metadata.previous,
+            "superseded_by": None,
+            "signing_key_id": draft.signer.key.key_id,
+            "signed_data": vault.seal_text(draft.signed_data, SIGNED_DATA, metadata.identifier),
+            "qr_payload": vault.seal_text(draft.qr_payload, QR_PAYLOAD, metadata.identifier),
+            "document_pdf": (
+                vault.seal(draft.document, DOCUMENT, metadata.identifier)
+                if draft.document is not None
+                else None
+            ),
+            "document_ofd": (
+                vault.seal(draft.ofd, OFD_DOCUMENT, metadata.identifier)
+                if draft.ofd is not None
+                else None
+            ),
+            "updated_at": now,
+        }
+
+    @staticmethod
+    def _uses(draft: _Draft) -> list[Use]:
+        """The seal uses of a draft's sealed documents (none without documents)."""
+        from seal.lifecycle import Use
+
+        if draft.files is None:
+            return []
+        reason = f"licence {draft.metadata.identifier}"
         uses = []
         if draft.files.pdf is not None:
             digest = hashlib.sha256(draft.files.pdf).digest()
-            uses.append(Use("seal_pdf", DOCUMENT_KIND, "sha256", digest))
+            uses.append(Use("seal_pdf", DOCUMENT_KIND, "sha256", digest, reason=reason))
         if draft.files.ofd is not None:
             sealed = draft.files.ofd
-            uses.append(Use("seal_ofd", DOCUMENT_KIND, sealed.digest_algorithm, sealed.data_hash))
-        for use in uses:
-            self.seals.seals.record_use(
-                principal,
-                draft.context,
-                replace(use, reason=f"licence {metadata.identifier}"),
-                session=session,
-            )
+            uses.append(
+                Use("seal_ofd", DOCUMENT_KIND, sealed.digest_algorithm, sealed.data_hash,
+                    reason=reason)
+            )  # fmt: skip
+        return uses
+
+    def issue_rows(
+        self, principal: Principal, rows: Sequence[SourceRow], *, document: bool = True
+    ) -> list[RowOutcome]:
+        """Bulk import: issue each row on its own, idempotent per source key, one outcome per
+        row in order (:mod:`license.bulk_issuance`)."""
+        from license.bulk_issuance import issue_rows
+
+        return issue_rows(self, principal, rows, document=document)
 
     # --- versions and status ------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Tables of the e-licence package: the catalogue, issued licences, their annotations (加注),
-the departments' IssueLicense idempotency keys, per-issuer status lists and the holders' access
-grants to third parties.
+the departments' IssueLicense idempotency keys, the source keys of bulk imports, per-issuer
+status lists and the holders' access grants to third parties.
 
 ``licences.signed_data``, ``qr_payload``, ``document_pdf`` and ``document_ofd`` hold ciphertexts
 (:mod:`license.vault`, bound to the identifier); access codes are stored as SHA-256 only.
@@ -147,6 +147,25 @@ class LicenceIssueRequestRow(Base):
     actor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LicenceSourceRow(Base):
+    """A row of a bulk import (存量证照电子化) that was issued: the department's source key for
+    it (the paper licence's number in the old register, say) and the licence it became.
+
+    Written in the transaction that stores the licence, so a source key is issued exactly once:
+    a later import of the same key answers this identifier; the primary key makes concurrent
+    imports of one key collide. ``request_sha256`` is the row's body as issuance read it
+    (:func:`license.issuance.request_sha256`): the same key with another body is refused."""
+
+    __tablename__ = "licence_sources"
+
+    issuer_code: Mapped[str] = mapped_column(String(18), primary_key=True)
+    source_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(160), ForeignKey("licences.identifier"))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    imported_by: Mapped[str] = mapped_column(String(200))  # principal actor
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class LicenceStatusListRow(Base):

@@ -12,6 +12,7 @@ cross-reference table keeps the seal on the seal service's fast path (:mod:`seal
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import zlib
@@ -127,6 +128,13 @@ def _stream(dictionary: bytes, data: bytes, *, compress: bool = True, level: int
     return b"<<" + dictionary + b"/Length %d>>\nstream\n" % len(data) + data + b"\nendstream"
 
 
+@functools.lru_cache(maxsize=256)
+def _certificate_stream(der: bytes) -> bytes:
+    """A /DSS certificate's stream, compressed once per certificate (the CA hierarchy is the
+    same in every licence: compressing it anew for each cost about a third of the writing)."""
+    return _stream(b"", der)
+
+
 def _to_unicode(gids: Mapping[int, str]) -> bytes:
     entries = sorted(gids.items())
     lines = [
@@ -221,7 +229,7 @@ def write_pdf(page: Page, doc: DocumentInput, certificates: Sequence[bytes] = ()
         first = len(objects) + 2
         refs = " ".join(f"{first + i} 0 R" for i in range(len(certificates)))
         objects.append(b"<</Certs[" + refs.encode() + b"]>>")
-        objects += [_stream(b"", der) for der in certificates]
+        objects += [_certificate_stream(der) for der in certificates]
     out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):

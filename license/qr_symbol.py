@@ -17,6 +17,8 @@ import segno
 import zxingcpp
 
 _ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
+_MODULES = bytes(ord("1") if value < 128 else ord("0") for value in range(256))
+"""Pixel value → module ("1" dark, below half intensity), for ``bytes.translate``."""
 
 
 def qr_matrix(data: str, *, alphanumeric: bool) -> list[str]:
@@ -29,11 +31,8 @@ def qr_matrix(data: str, *, alphanumeric: bool) -> list[str]:
     symbol = zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
     pixels = memoryview(symbol.to_image(scale=1, add_quiet_zones=False))  # type: ignore[arg-type]
     rows, columns = pixels.shape or (0, 0)
-    cells = pixels.tobytes()
-    return [
-        "".join("1" if cells[row * columns + column] < 128 else "0" for column in range(columns))
-        for row in range(rows)
-    ]
+    text = pixels.tobytes().translate(_MODULES).decode("ascii")
+    return [text[row * columns : (row + 1) * columns] for row in range(rows)]
 
 
 def render_svg(payload: str, *, scale: int = 4) -> str:

@@ -95,8 +95,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/ca/test_bad_input.py",
             "tests/ca/test_tsa_vectors.py",
             "tests/ca/test_mutants_tsa.py",
+            "tests/ca/test_tsa_der.py",
         ],
     ),
+    "ca.tsa_ledger": ("ca/tsa_ledger.py", ["tests/ca/test_tsa_ledger.py"]),
     "ca.crl": ("ca/crl.py", ["tests/ca/test_status.py", "tests/ca/test_mutants_crl.py"]),
     # certificate path validation: the one validator licences, verification and certificate
     # login use

@@ -34,6 +34,7 @@ from asn1crypto import tsp, x509
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
 
+from ca.der import der_set, integer, octet_string, oid, seq, tlv
 from hsm.keystore import KeyStore, SignatureScheme
 
 CONTENTS_BYTES = 8192  # room for the CMS (certificates, signature, time-stamp token)
@@ -56,53 +57,8 @@ class Unsupported(Exception):
 
 # --- DER ----------------------------------------------------------------------------------------
 
-
-def _len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def tlv(tag: int, body: bytes) -> bytes:
-    """One DER element."""
-    return bytes((tag,)) + _len(len(body)) + body
-
-
-def seq(*parts: bytes) -> bytes:
-    """SEQUENCE of DER parts."""
-    return tlv(0x30, b"".join(parts))
-
-
-def der_set(*parts: bytes) -> bytes:
-    """SET (OF) with DER ordering of its elements."""
-    return tlv(0x31, b"".join(sorted(parts)))
-
-
-@functools.lru_cache(maxsize=64)
-def oid(dotted: str) -> bytes:
-    """DER OBJECT IDENTIFIER."""
-    arcs = [int(a) for a in dotted.split(".")]
-    body = bytearray((arcs[0] * 40 + arcs[1],))
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    return tlv(0x06, bytes(body))
-
-
-def integer(value: int) -> bytes:
-    """DER INTEGER (non-negative)."""
-    body = value.to_bytes(value.bit_length() // 8 + 1, "big")
-    return tlv(0x02, body)
-
-
-def octets(value: bytes) -> bytes:
-    """DER OCTET STRING."""
-    return tlv(0x04, value)
+# The CA's DER helpers (one of each primitive); ``octets`` is ``octet_string`` here.
+octets = octet_string
 
 
 # --- CMS ----------------------------------------------------------------------------------------

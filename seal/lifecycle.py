@@ -558,6 +558,12 @@ class SealService:
         """Record a use: :meth:`seal.usage.SealUsage.record_use`."""
         return self.usage.record_use(principal, context, use, session=session)
 
+    def record_uses(
+        self, principal: Principal, context: UseContext, uses: Sequence[Use], session: Session
+    ) -> list[int]:
+        """Record several uses at once: :meth:`seal.usage.SealUsage.record_uses`."""
+        return self.usage.record_uses(principal, context, uses, session)
+
     # --- queries: :mod:`seal.views` ------------------------------------------------------------
 
     def list_seals(

@@ -15,10 +15,11 @@ import functools
 import hashlib
 from dataclasses import dataclass
 
-from asn1crypto import algos, cms, core, crl, ocsp, tsp, x509
+from asn1crypto import algos, cms, crl, ocsp, tsp, x509
 from pyhanko.sign.timestamps.api import TimeStamper
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from ca import der
 from hsm.keystore import KeyStore
 from hsm.signers import KeyStoreSigner
 from hsm.sm2 import SM3_OID
@@ -48,20 +49,14 @@ class CaTimeStamper(TimeStamper):
     def token_for(self, data: bytes, digest: str = "sha256") -> bytes:
         """A DER TimeStampToken (ContentInfo) over ``data`` (for SES_Signature's timeStamp);
         ``digest`` ``sm3`` puts an SM3 imprint (OID 1.2.156.10197.1.401)."""
-        request = tsp.TimeStampReq(
-            {
-                "version": 1,
-                "message_imprint": {
-                    "hash_algorithm": algos.DigestAlgorithm(
-                        {"algorithm": SM3_OID if digest == "sm3" else digest}
-                    ),
-                    "hashed_message": hashlib.new(digest, data).digest(),
-                },
-                "nonce": core.Integer(int.from_bytes(hashlib.sha256(data).digest()[:8], "big")),
-                "cert_req": True,
-            }
+        imprint = der.seq(
+            der.seq(der.oid(SM3_OID if digest == "sm3" else algos.DigestAlgorithmId.unmap(digest))),
+            der.octet_string(hashlib.new(digest, data).digest()),
         )
-        response = tsp.TimeStampResp.load(self.authority.timestamp(request.dump(), sm2=self.sm2))
+        nonce = int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
+        # TimeStampReq { v1, messageImprint, nonce, certReq TRUE }, joined with ca.der
+        request = der.seq(der.integer(1), imprint, der.integer(nonce), b"\x01\x01\xff")
+        response = tsp.TimeStampResp.load(self.authority.timestamp(request, sm2=self.sm2))
         status = response["status"]["status"].native
         if status not in ("granted", "granted_with_mods"):
             from seal.errors import SealNotUsable

@@ -438,6 +438,68 @@ class SealUsage:
             audit_seq=record.seq,
         )
 
+    def record_uses(
+        self, principal: Principal, context: UseContext, uses: Sequence[Use], session: Session
+    ) -> list[int]:
+        """Record several uses of one seal inside the caller's write transaction (a bulk licence
+        import's chunk): one conditional increment of the history length by their number, their
+        audit records appended together, one multi-row insert of the events; their sequence
+        numbers. Fails, like :meth:`record_use`, when the seal stopped being active."""
+        if not uses:
+            return []
+        seal_id = context.seal.id
+        moment = self.now()
+        connection = session.connection()
+        last = connection.execute(_USE_COUNT_BY, {"seal_id": seal_id, "count": len(uses)}).scalar()
+        if last is None:
+            raise SealNotUsable.because(seal_id, "the seal is no longer active")
+        first = int(last) - len(uses) + 1
+        seqs = audit.append_many(
+            session,
+            [
+                audit.Entry(
+                    principal.actor,
+                    f"seal.{use.action}",
+                    f"seal/{seal_id}",
+                    audit.canonical_json(
+                        {
+                            "role": context.role,
+                            "reason": use.reason,
+                            "acting_citizen": principal.citizen_id or "",
+                            "digest_algorithm": use.digest_algorithm,
+                            "digest": use.digest.hex(),
+                            "document_kind": use.document_kind,
+                        }
+                    ).decode(),
+                )
+                for use in uses
+            ],
+        )
+        connection.execute(
+            _USE_EVENT,
+            [
+                {
+                    "seal_id": seal_id,
+                    "sequence": first + i,
+                    "action": use.action,
+                    "from_status": "",
+                    "to_status": "",
+                    "actor_id": principal.citizen_id or "",
+                    "principal": principal.actor,
+                    "role": context.role,
+                    "reason": use.reason,
+                    "occurred_at": moment,
+                    "digest_algorithm": use.digest_algorithm,
+                    "digest": use.digest,
+                    "document_kind": use.document_kind,
+                    "related_id": "",
+                    "audit_seq": seq,
+                }
+                for i, (use, seq) in enumerate(zip(uses, seqs, strict=True))
+            ],
+        )
+        return [first + i for i in range(len(uses))]
+
 
 # Statements of the use hot path, built once (SQLAlchemy caches their compiled form).
 _USE_SEAL = select(
@@ -482,5 +544,11 @@ _USE_COUNT = (
     update(_SEALS)
     .where(_SEALS.c.id == bindparam("seal_id"), _SEALS.c.status == S.ACTIVE.value)
     .values(history_length=_SEALS.c.history_length + 1)
+    .returning(_SEALS.c.history_length)
+)
+_USE_COUNT_BY = (
+    update(_SEALS)
+    .where(_SEALS.c.id == bindparam("seal_id"), _SEALS.c.status == S.ACTIVE.value)
+    .values(history_length=_SEALS.c.history_length + bindparam("count"))
     .returning(_SEALS.c.history_length)
 )

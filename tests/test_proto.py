@@ -42,7 +42,8 @@ EXPECTED_RPCS = {
     "CertificateService": {
         "IssueCertificate", "GenerateKeyAndIssue", "RenewCertificate", "GetCertificate",
         "ListCertificates", "RevokeCertificate", "SuspendCertificate", "ResumeCertificate",
-        "GetCaChain", "GetCrl",
+        "GetCaChain", "GetCrl", "IssueEncryptionPair", "RequestKeyRecovery",
+        "ApproveKeyRecovery", "DeliverRecoveredKey",
     },
     "SealService": {
         "ApplySeal", "ReviewSeal", "MakeSeal", "FileSeal", "IssueSeal", "SuspendSeal",
@@ -51,10 +52,10 @@ EXPECTED_RPCS = {
         "GetSealImage", "SealPdf", "SignData", "SealOfd",
     },
     "LicenseService": {
-        "DefineLicenseType", "GetLicenseType", "ListLicenseTypes", "IssueLicense", "GetLicense",
-        "ListLicenses", "AnnotateLicense", "RevokeLicense", "SuspendLicense", "ResumeLicense",
-        "GrantLicenseAccess", "RevokeLicenseAccess", "GetLicenseDocument", "GetStatusList",
-        "VerifyLicense",
+        "DefineLicenseType", "GetLicenseType", "ListLicenseTypes", "IssueLicense", "IssueLicenses",
+        "GetLicense", "ListLicenses", "AnnotateLicense", "RevokeLicense", "SuspendLicense",
+        "ResumeLicense", "GrantLicenseAccess", "RevokeLicenseAccess", "GetLicenseDocument",
+        "GetStatusList", "VerifyLicense",
     },
     "VerifyService": {
         "VerifyCertificate", "VerifyPdf", "VerifyPdfStream", "VerifyOfd", "VerifyLicense",

@@ -1,7 +1,9 @@
 """VerifyOfd: every seal signature of an OFD document (GB/T 33190, signatures laid out as
 GM/T 0099, values GB/T 38540 SES_Signature) checked and reported (issue 17 item 4).
 
-For each signature, in the order of the signature list:
+For each signature, in the order of the signature list (a ``Type="Sign"`` signature, a CMS
+SignedData over Signature.xml, is checked the same way but as VerifySealSignature judges a CMS
+signature: no SESeal, the seal, if any, named by its signer's seal certificate):
 
 * the technical check of :func:`seal.ofd.validation.check_ofd`: every referenced file's SM3
   (changed, removed), files added after signing, Signature.xml against the SES_Signature's
@@ -19,11 +21,11 @@ revoked seal is INDETERMINATE (NO_TRUSTED_TIME). The document is VALID only when
 is; an unsigned document is INVALID (NO_SIGNATURE).
 
 Bad input, as VerifyPdf: an empty input is InvalidArgument, one over the document size limit
-(``GOVTRUST_VERIFY_MAX_PDF_BYTES``, shared with VerifyPdf) or past the package limits (entries,
-inflated bytes, compression ratio: a zip bomb) ResourceExhausted, both before anything is
-recorded; anything else wrong with the bytes (not a zip, truncated, an unsafe entry name, XML
-with a DTD, a signature list that cannot be read) is an INVALID report (FORMAT_ERROR) naming
-the defect, audited like every report.
+(``GOVTRUST_VERIFY_MAX_OFD_BYTES``, 64 MiB by default, set as VerifyPdf's) or past the
+package limits (entries, inflated bytes, compression ratio: a zip bomb) ResourceExhausted,
+both before anything is recorded; anything else wrong with the bytes (not a zip, truncated,
+an unsafe entry name, XML with a DTD, a signature list that cannot be read) is an INVALID
+report (FORMAT_ERROR) naming the defect, audited like every report.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from cryptography import x509
 from govtrust.budget import checkpoint
 from govtrust.errors import InvalidArgument
 from seal.errors import OfdMalformed
-from seal.ofd.validation import FindingKind, SignatureCheck, check_ofd
+from seal.ofd.validation import SIGN_TYPE, FindingKind, SignatureCheck, check_ofd
 from verify.pdf import check_size
 from verify.report import (
     Digest,
@@ -114,8 +116,16 @@ def _parts(ctx: VerifyContext, check: SignatureCheck, locale: str) -> SignatureP
                 structure = Verdict.INDETERMINATE
                 reasons.append(untrusted)
     algorithm = check.signature_algorithm
+    seal_id = check.seal_id
+    fmt = SignatureFormat.SES_SIGNATURE
+    if check.type == SIGN_TYPE:  # a CMS signature: the seal, if any, is its certificate's
+        fmt = SignatureFormat.CMS
+        if signer is not None:
+            from verify.certificates import seal_id_of
+
+            seal_id = seal_id_of(signer, ctx.authority.ctx.config.oid_arc)
     return SignatureParts(
-        fmt=SignatureFormat.SES_SIGNATURE,
+        fmt=fmt,
         intact=check.intact,
         signature_valid=check.signature_valid,
         signer=signer,
@@ -125,7 +135,7 @@ def _parts(ctx: VerifyContext, check: SignatureCheck, locale: str) -> SignatureP
         claimed_time=check.claimed_time,
         token=check.time_stamp_token,
         signature_value=check.signature_value,
-        seal_id=check.seal_id,
+        seal_id=seal_id,
         seal_structure=structure,
         data_hash=check.data_hash,
         reasons=reasons,
@@ -145,11 +155,12 @@ def verify_ofd(
     options = options or ReportOptions()
     if not ofd:
         raise InvalidArgument.field("ofd", "required")
-    check_size(len(ofd), ctx.config.max_pdf_bytes, "ofd")
+    check_size(len(ofd), ctx.config.max_ofd_bytes, "ofd")
     checked_at = ctx.now()
     now = at or checked_at
     locale = options.locale
-    document = DocumentReport(size_bytes=len(ofd), digest=Digest.sha256(ofd))
+    digest = Digest.sha256(ofd)  # the document's and the evidence's, computed once
+    document = DocumentReport(size_bytes=len(ofd), digest=digest)
 
     def report(
         *,
@@ -161,6 +172,7 @@ def verify_ofd(
         return build_report(
             evidence_kind=EvidenceKind.OFD,
             evidence=ofd,
+            evidence_digest=digest,
             options=options,
             checked_at=checked_at,
             validation_time=validation_time,

@@ -364,12 +364,14 @@ class PdfVerifier:
         checked_at = self.context.now()
         now = _utc(at) or checked_at
         locale = options.locale
-        document = DocumentReport(size_bytes=len(pdf), digest=_sha256(pdf))
+        digest = _sha256(pdf)  # the document's and the evidence's, computed once
+        document = DocumentReport(size_bytes=len(pdf), digest=digest)
 
         def fail(code: ReasonCode, zh: str, en: str) -> VerificationReport:
             return build_report(
                 evidence_kind=evidence_kind,
                 evidence=pdf,
+                evidence_digest=digest,
                 options=options,
                 checked_at=checked_at,
                 validation_time=now,
@@ -412,7 +414,7 @@ class PdfVerifier:
             )
         document = DocumentReport(
             size_bytes=len(pdf),
-            digest=_sha256(pdf),
+            digest=digest,
             page_count=page_count,
             revision_count=revisions,
             signature_count=len(embedded),
@@ -445,7 +447,7 @@ class PdfVerifier:
         unsigned_changes = last.coverage is not SignatureCoverageLevel.ENTIRE_FILE
         document = DocumentReport(
             size_bytes=len(pdf),
-            digest=_sha256(pdf),
+            digest=digest,
             page_count=page_count,
             revision_count=revisions,
             signature_count=len(signatures),
@@ -454,6 +456,7 @@ class PdfVerifier:
         return build_report(
             evidence_kind=evidence_kind,
             evidence=pdf,
+            evidence_digest=digest,
             options=options,
             checked_at=checked_at,
             validation_time=now,
@@ -971,11 +974,14 @@ def verify_pdf_check(context: VerifyContext, principal: Principal, check: PdfChe
 
 def check_size(size: int, limit: int, what: str = "pdf") -> None:
     """ResourceExhausted when ``size`` is over the limit (also used while streaming; ``what``
-    names the document kind, ``ofd`` for VerifyOfd, which shares the limit)."""
+    names the document kind, ``ofd`` for VerifyOfd, whose limit is ``max_ofd_bytes``)."""
     if size > limit:
+        setting = (
+            "GOVTRUST_VERIFY_MAX_OFD_BYTES" if what == "ofd" else "GOVTRUST_VERIFY_MAX_PDF_BYTES"
+        )
         raise ResourceExhausted(
             f"{what}: the document is larger than the limit of {limit} bytes "
-            f"(got at least {size} bytes; GOVTRUST_VERIFY_MAX_PDF_BYTES)"
+            f"(got at least {size} bytes; {setting})"
         )
 
 

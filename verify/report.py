@@ -656,8 +656,10 @@ def build_report(
     reasons: Sequence[Reason] = (),
     warnings: Sequence[Reason] = (),
     verdict: Verdict | None = None,
+    evidence_digest: Digest | None = None,
 ) -> VerificationReport:
-    """Assemble the report: overall verdict, reasons and the localised summary.
+    """Assemble the report: overall verdict, reasons and the localised summary
+    (``evidence_digest``: the SHA-256 of ``evidence`` when the caller has it already).
 
     The overall verdict is :func:`combine` of the parts' verdicts and of ``reasons`` (report
     level reasons, e.g. "no signature"), unless ``verdict`` is given. The parts' reasons are
@@ -681,7 +683,7 @@ def build_report(
         reasons=tuple(unique_reasons(gathered)) if verdict is not Verdict.VALID else (),
         warnings=tuple(warnings),
         evidence_kind=evidence_kind,
-        evidence_digest=Digest.sha256(evidence),
+        evidence_digest=evidence_digest or Digest.sha256(evidence),
         checked_at=checked_at,
         validation_time=validation_time or checked_at,
         signatures=tuple(signatures),

@@ -8,7 +8,10 @@ our roots, critical EKU timeStamping) is *trusted*; the signer's own claim (CMS 
 one, else at the request's time (now); a signer revoked since but claiming an earlier time is
 INDETERMINATE (NO_TRUSTED_TIME), never VALID.
 
-:func:`verify_timestamp` and :func:`seal_report` are shared with the PDF verifier.
+:func:`verify_timestamp` is shared with the PDF verifier, and the seal's facts (kind, name, owner,
+status history) are the PDF verifier's cached ones (:func:`seal_facts`), so VerifyOfd and
+VerifySealSignature read a seal's registry entry as VerifyPdf does: once per status epoch, not
+once or twice per signature.
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ from ca.cms_check import (
     check_signer,
     check_token,
     hash_of,
+    load_signed_data,
+    signing_time,
+    time_stamp_token,
 )
 from ca.path import public_key_of, signature_verifies
-from govtrust.errors import InvalidArgument, NotFound
+from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
 from hsm.errors import InvalidSm2PublicKey
+from seal.types import USE_ACTIONS
+from seal.uses import SealUseLookup
 from verify.report import (
     CertificatePurpose,
     CertificateReport,
@@ -57,6 +65,7 @@ from verify.report import (
 )
 
 if TYPE_CHECKING:
+    from verify.pdf import SealFacts
     from verify.service import Verified, VerifyContext
 
 MAX_SIGNATURE_BYTES = 1024 * 1024
@@ -88,18 +97,6 @@ class SealSignatureCheck:
     options: ReportOptions = field(default_factory=ReportOptions)
 
 
-# --- CMS helpers ---------------------------------------------------------------------------------
-
-
-def _attr(attrs: cms.CMSAttributes | None, name: str) -> Any:
-    if not attrs:
-        return None
-    for attr in attrs:
-        if attr["type"].native == name:
-            return attr["values"][0]
-    return None
-
-
 # --- time-stamps ---------------------------------------------------------------------------------
 
 
@@ -108,12 +105,21 @@ def verify_timestamp(
 ) -> TimestampReport:
     """Check an RFC 3161 TimeStampToken over ``imprinted`` (its message imprint), its signature
     and its TSA's certificate (critical EKU timeStamping, chain to our roots, at genTime)."""
+    return _verify_timestamp(ctx, token_der, imprinted, locale, now=now)[0]
+
+
+def _verify_timestamp(
+    ctx: VerifyContext, token_der: bytes, imprinted: bytes, locale: str, *, now: datetime
+) -> tuple[TimestampReport, timedelta]:
+    """:func:`verify_timestamp` and the token's :func:`timestamp_slack` (read from the same
+    parse; zero when the token does not parse)."""
     reasons: list[Reason] = []
 
-    def bad(zh: str, en: str) -> TimestampReport:
-        return TimestampReport(
+    def bad(zh: str, en: str) -> tuple[TimestampReport, timedelta]:
+        report = TimestampReport(
             Verdict.INVALID, (Reason(ReasonCode.TIMESTAMP_INVALID, tr(locale, zh, en)),)
         )
+        return report, timedelta(0)
 
     tsa_candidates = [
         ctx.certificates.parse(i.der)
@@ -172,7 +178,7 @@ def verify_timestamp(
             )
             for r in tsa_report.reasons
         ]
-    return TimestampReport(
+    report = TimestampReport(
         verdict=verdict_of(reasons),
         reasons=tuple(reasons),
         time=gen_time,
@@ -180,6 +186,7 @@ def verify_timestamp(
         policy_oid=policy,
         serial_number=serial,
     )
+    return report, timestamp_slack(token.info, gen_time)
 
 
 def timestamp_slack(info: tsp.TSTInfo, gen_time: datetime | None) -> timedelta:
@@ -202,25 +209,15 @@ def timestamp_slack(info: tsp.TSTInfo, gen_time: datetime | None) -> timedelta:
     return timedelta(0)
 
 
-def timestamp_accuracy(token_der: bytes) -> timedelta:
-    """:func:`timestamp_slack` of a DER time-stamp token (zero when it cannot be read)."""
-    try:
-        content = cms.ContentInfo.load(token_der)
-        tst = tsp.TSTInfo.load(content["content"]["encap_content_info"]["content"].contents)
-        gen_time = tst["gen_time"].native
-    except (ValueError, TypeError, KeyError):
-        return timedelta(0)
-    return timestamp_slack(tst, gen_time if isinstance(gen_time, datetime) else None)
-
-
 # --- the seal behind a signature -----------------------------------------------------------------
 
 
-def seal_status_at(ctx: VerifyContext, seal_id: str, moment: datetime) -> Any:
-    """The seal's lifecycle status at ``moment`` from its history (None before it existed)."""
-    from seal.uses import status_at
+def seal_facts(ctx: VerifyContext, seal_id: str) -> SealFacts | None:
+    """The seal's kind, name, owner and status history as the PDF verifier caches them
+    (:meth:`verify.pdf.PdfVerifier.seal_facts`; None: unknown seal or no seal registry)."""
+    from verify.pdf import verifier_for
 
-    return status_at(ctx.db, seal_id, moment)
+    return verifier_for(ctx).seal_facts(seal_id)
 
 
 def seal_report(
@@ -233,25 +230,20 @@ def seal_report(
 ) -> SealReport | None:
     """The seal as the registry knows it: kind, name, owner, status now and at ``signing_time``
     (from its history), and who applied it (the seal-use record with this ``digest``)."""
-    from seal.uses import actor_of_use
-
-    try:
-        seal = ctx.seals.get(seal_id)
-    except NotFound:
+    facts = seal_facts(ctx, seal_id)
+    if facts is None:
         return None
-    status_at = seal_status_at(ctx, seal_id, signing_time) if signing_time else None
     applied_by = None
     if digest:
-        actor = actor_of_use(ctx.db, seal_id, digest)
-        if actor:
-            applied_by = ctx.certificates.identity(actor)
+        lookup = SealUseLookup(ctx.certificates.reader)
+        applied_by = lookup.applied_by(seal_id, (digest,), USE_ACTIONS)
     return SealReport(
-        seal_id=seal.id,
-        kind=seal.kind,
-        name=seal.name,
-        owner=ctx.certificates.identity(seal.owner_id),
-        status_at_signing_time=status_at,
-        status_now=seal.status,
+        seal_id=facts.seal_id,
+        kind=facts.kind,
+        name=facts.name,
+        owner=facts.owner,
+        status_at_signing_time=facts.status_at(signing_time) if signing_time else None,
+        status_now=facts.status_now,
         applied_by=applied_by,
         seal_structure_verdict=structure_verdict,
     )
@@ -296,14 +288,7 @@ def _content_digest(check: SealSignatureCheck, algorithm: str) -> bytes | None:
 
 def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> SignatureParts:
     try:
-        content = cms.ContentInfo.load(check.signature, strict=True)
-        if content["content_type"].native != "signed_data":
-            raise ValueError("not SignedData")
-        signed_data = content["content"]
-        signer_infos = signed_data["signer_infos"]
-        if len(signer_infos) != 1:
-            raise ValueError("exactly one signer expected")
-        signer_info = signer_infos[0]
+        signed_data, signer_info = load_signed_data(check.signature)
         if signed_data["encap_content_info"]["content"].native is not None:
             raise ValueError("not a detached signature")
         certs = [
@@ -313,14 +298,8 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> Si
         ]
         # asn1crypto parses lazily: malformed signed or unsigned attributes surface here.
         result = check_signer(signed_data, signer_info)
-        claimed = _attr(result.signed_attrs, "signing_time")
-        claimed_time = claimed.native if claimed is not None else None
-        token = None
-        unsigned = signer_info["unsigned_attrs"]
-        if unsigned and unsigned.native is not None:
-            for attr in unsigned:
-                if attr["type"].dotted == "1.2.840.113549.1.9.16.2.14":
-                    token = attr["values"][0].dump()
+        claimed_time = signing_time(result.signed_attrs)
+        token = time_stamp_token(signer_info)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise InvalidArgument.field("signature", f"not a detached CMS SignedData: {exc}") from None
     reasons: list[Reason] = []
@@ -352,8 +331,6 @@ def _parse_cms(ctx: VerifyContext, check: SealSignatureCheck, locale: str) -> Si
                 ),
             )
         )
-    if isinstance(claimed_time, datetime) and claimed_time.tzinfo is None:
-        claimed_time = claimed_time.replace(tzinfo=UTC)
     seal_id = ""
     if result.certificate is not None:
         from verify.certificates import seal_id_of
@@ -558,9 +535,11 @@ def judge_signature(
     timestamp: TimestampReport | None = None
     proven: datetime | None = None  # the signature provably existed at this time
     if parts.token is not None:
-        timestamp = verify_timestamp(ctx, parts.token, parts.signature_value, locale, now=now)
+        timestamp, slack = _verify_timestamp(
+            ctx, parts.token, parts.signature_value, locale, now=now
+        )
         if timestamp.verdict is Verdict.VALID and timestamp.time is not None:
-            proven = timestamp.time + timestamp_accuracy(parts.token)
+            proven = timestamp.time + slack
         else:
             reasons += [r.under("timestamp") for r in timestamp.reasons]
     validation_time = proven or at_time or now
@@ -597,12 +576,9 @@ def judge_signature(
             digest=parts.data_hash or None,
             structure_verdict=parts.seal_structure,
         )
-        if seal is not None:
-            claimed_status = (
-                seal_status_at(ctx, parts.seal_id, parts.claimed_time)
-                if parts.claimed_time
-                else None
-            )
+        facts = seal_facts(ctx, parts.seal_id) if seal is not None else None
+        if seal is not None and facts is not None:
+            claimed_status = facts.status_at(parts.claimed_time) if parts.claimed_time else None
             _judge_seal(seal, proven, claimed_status, locale, reasons, warnings, index=index)
     verdict = combine(
         [verdict_of(reasons), cert_report.verdict if cert_report else Verdict.INDETERMINATE]

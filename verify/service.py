@@ -66,7 +66,8 @@ class VerifyConfig:
 
     trust_anchors: str = ""  # path of a PEM bundle of external trust anchors
     fetch_timeout_seconds: float = 3.0  # OCSP / CRL fetches
-    max_pdf_bytes: int = 64 * 1024 * 1024  # VerifyPdf / VerifyPdfStream / VerifyOfd size limit
+    max_pdf_bytes: int = 64 * 1024 * 1024  # VerifyPdf / VerifyPdfStream size limit
+    max_ofd_bytes: int = 64 * 1024 * 1024  # VerifyOfd size limit (the zipped package)
     cache_size: int = 4096  # parsed certificates, paths and OCSP/CRL answers kept per process
     # how long our status store's answers are reused (0, the default: read on every check, so
     # a revocation is visible at once; a few tenths of a second would match the bound the CA's

@@ -13,7 +13,9 @@ the committed text differs).
 from __future__ import annotations
 
 from ca.issuance import ISSUE_ROLES, SEAL_ROLES
-from govtrust.principal import LICENCE_ISSUER_PREFIX
+from ca.recovery import RECOVERY_ROLE
+from ca.recovery import REQUEST_ROLES as RECOVERY_REQUEST_ROLES
+from govtrust.principal import EXPLICIT_ROLES, LICENCE_ISSUER_PREFIX
 from govtrust.rpc.access import ANY_SUFFIX, Access
 from idp.registry import REGISTRAR, VERIFIER
 from license.access import SCOPE_LICENCE
@@ -83,6 +85,15 @@ RPC_ACCESS: dict[str, Access] = {
             "ResumeCertificate": Access(_CA_ROLES, note=_CA_NOTE),
             "GetCaChain": _ANYONE,
             "GetCrl": _ANYONE,
+            "IssueEncryptionPair": Access(ISSUE_ROLES, note="SM2 legal-person/citizen signing"),
+            "RequestKeyRecovery": Access(
+                RECOVERY_REQUEST_ROLES, note="legal basis and recipient certificate named"
+            ),
+            "ApproveKeyRecovery": Access(
+                (RECOVERY_ROLE,),
+                note="two distinct officers, neither the requester; `admin` does not imply it",
+            ),
+            "DeliverRecoveredKey": Access(RECOVERY_REQUEST_ROLES, note="after two approvals"),
         },
     ),
     **_rpc(
@@ -154,6 +165,7 @@ RPC_ACCESS: dict[str, Access] = {
             "GetLicenseType": _ANYONE,
             "ListLicenseTypes": _ANYONE,
             "IssueLicense": Access((LICENCE_ISSUER,), note="for its own department only"),
+            "IssueLicenses": Access((LICENCE_ISSUER,), note="each row for its own department"),
             "GetLicense": Access(
                 authenticated=True, note="then: its issuer, holder or agent, or an access code"
             ),
@@ -215,7 +227,7 @@ def render_seal_table() -> str:
 def render_rpc_table() -> str:
     """The RPC × role table: one row per RPC, one column per role, plus relations."""
     roles = [VERIFIER, REGISTRAR, "ca-operator", "seal-reviewer", "seal-maker", "seal-filing"]
-    roles += [LICENCE_ISSUER, ADMIN]
+    roles += [LICENCE_ISSUER, RECOVERY_ROLE, ADMIN]
     header = ["RPC", *[f"`{r}`" for r in roles], "also admitted", "then checked"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, access in RPC_ACCESS.items():
@@ -224,10 +236,10 @@ def render_rpc_table() -> str:
             marks = ["·"] * len(roles)
             also = "any authenticated caller"
         else:
-            # admin holds every role, so it is admitted wherever some role is
+            # admin holds every role but the explicit ones (key-recovery)
+            implied = [r for r in access.roles if r not in EXPLICIT_ROLES]
             marks = [
-                "✓" if role in access.roles or (role == ADMIN and access.roles) else ""
-                for role in roles
+                "✓" if role in access.roles or (role == ADMIN and implied) else "" for role in roles
             ]
             also = _cell(access.relations)
         lines.append(f"| {service}.{name} | " + " | ".join(marks) + f" | {also} | {access.note} |")
@@ -241,7 +253,8 @@ def render_role_tables() -> str:
         + render_seal_table()
         + "\n\n### RPCs (`govtrust/api/access.py` `RPC_ACCESS`, checked by the interceptor)\n\n"
         "✓: the role admits the call; ·: every authenticated caller is admitted; `admin` "
-        'holds every role. "Also admitted" are relations a person acting (a citizen, or for '
+        "holds every role but `key-recovery`, which is granted by name only (dual control). "
+        '"Also admitted" are relations a person acting (a citizen, or for '
         "a legal person) may hold — the gate lets a person through and the domain checks the "
         'relation; "then checked" is what the domain checks next.\n\n' + render_rpc_table()
     )

@@ -8,6 +8,11 @@
 * ``POST /tsa`` (``application/timestamp-query`` → ``application/timestamp-reply``), signed by
   the ECDSA TSA; ``POST /tsa/sm2`` the same, signed SM3-with-SM2 by the SM2 TSA (a separate
   path rather than content negotiation: RFC 3161 clients cannot express an algorithm choice).
+  A raw ASGI endpoint like ``POST /ocsp``: the token is built and signed on the event loop (a
+  key store that signs on a device gets a pool thread instead) and the answer is sent once the
+  token's record is committed by the TSA's ledger (group commit), awaited without a thread.
+  A request that is not a fitting TimeStampReq gets a ``rejection`` TimeStampResp (400), never
+  a 500; a wrong Content-Type gets 415 with the JSON error document.
 
 Request bodies are limited while they stream (:mod:`govtrust.http.limits`): 16 KiB for OCSP and
 TSA requests, answered 413 with the JSON error document beyond that.
@@ -18,13 +23,14 @@ the OCSP hot path costs little more than the dict look-up.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import email.utils
 import threading
 import urllib.parse
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -98,6 +104,72 @@ class _OcspPost:
         await send({"type": "http.response.body", "body": der})
 
 
+TSA_REPLY = b"application/timestamp-reply"
+_TSA_QUERY = b"application/timestamp-query"
+_WRONG_TYPE = (
+    b'{"error":{"code":"INVALID_ARGUMENT",'
+    b'"message":"Content-Type must be application/timestamp-query"}}'
+)
+
+
+def _set_result(future: asyncio.Future[tsa.TsaResult], result: tsa.TsaResult) -> None:
+    if not future.done():  # the client may have gone (the future cancelled)
+        future.set_result(result)
+
+
+class _TsaPost:
+    """``POST /tsa`` and ``POST /tsa/sm2`` as raw ASGI endpoints (see the module's docstring)."""
+
+    def __init__(self, lazy: _Lazy, *, sm2: bool) -> None:
+        self.lazy = lazy
+        self.sm2 = sm2
+        self.warm = False  # the first answer runs in the pool: it loads the TSA's key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.split(b";")[0].strip().lower()
+        chunks: list[bytes] = []
+        more = True
+        while more:  # at most MAX_TSA_BODY: the body limit (govtrust.http.limits) refuses more
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        if content_type != _TSA_QUERY:
+            await _send(send, 415, b"application/json", _WRONG_TYPE)
+            return
+        body = b"".join(chunks)
+        authority = self.lazy.value
+        if authority is None or not self.warm or authority.ctx.keystore.signs_on_device:
+            result = await run_sync(lambda: self.lazy.get().timestamp(body, sm2=self.sm2))
+            self.warm = True
+        else:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[tsa.TsaResult] = loop.create_future()
+            authority.timestamp_nowait(
+                body,
+                lambda answer: loop.call_soon_threadsafe(_set_result, future, answer),
+                sm2=self.sm2,
+            )
+            result = await future
+        await _send(send, 200 if result.granted else 400, TSA_REPLY, result.der)
+
+
+async def _send(send: Send, status: int, content_type: bytes, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def router(platform: Platform) -> APIRouter:
     """The CA's HTTP routes for one process."""
     lazy = _Lazy(platform)
@@ -152,39 +224,14 @@ def router(platform: Platform) -> APIRouter:
             headers={"Cache-Control": "public, max-age=86400"},
         )
 
-    def tsa_endpoint(sm2: bool) -> Any:
-        @body_limit(MAX_TSA_BODY)
-        async def endpoint(request: Request) -> Response:
-            return await tsa_post(request, sm2)
-
-        return endpoint
-
-    async def tsa_post(request: Request, sm2: bool) -> Response:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/timestamp-query":
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "INVALID_ARGUMENT",
-                        "message": "Content-Type must be application/timestamp-query",
-                    }
-                },
-                415,
-            )
-        body = await request.body()
-        result = await run_sync(lambda: lazy.get().timestamp(body, sm2=sm2))
-        return Response(
-            result.der,
-            status_code=200 if result.granted else 400,
-            media_type="application/timestamp-reply",
-        )
-
     fast_post = body_limit(MAX_BODY)(_OcspPost(lazy))
     api.add_route("/ocsp", fast_post, methods=["POST"])  # type: ignore[arg-type]
     api.add_route("/ocsp/", fast_post, methods=["POST"])  # type: ignore[arg-type]
     api.add_route("/ocsp/{encoded:path}", ocsp_get, methods=["GET"])
     api.add_route("/crl/{name}.crl", crl_get, methods=["GET"])
     api.add_route("/ca/{name}.crt", ca_get, methods=["GET"])
-    api.add_route("/tsa", tsa_endpoint(False), methods=["POST"])
-    api.add_route("/tsa/sm2", tsa_endpoint(True), methods=["POST"])
+    tsa_post = body_limit(MAX_TSA_BODY)(_TsaPost(lazy, sm2=False))
+    sm2_tsa_post = body_limit(MAX_TSA_BODY)(_TsaPost(lazy, sm2=True))
+    api.add_route("/tsa", tsa_post, methods=["POST"])  # type: ignore[arg-type]
+    api.add_route("/tsa/sm2", sm2_tsa_post, methods=["POST"])  # type: ignore[arg-type]
     return api

@@ -25,6 +25,7 @@ from ca.hierarchy import Issuer
 from ca.intake import IssueIntake
 from ca.issuance import Issued, IssueRequest, Prepared, ServiceSubject, SubjectSpec
 from ca.records import CertificateRecord
+from ca.recovery import Recovery
 from govtrust.db import as_utc
 from govtrust.errors import InvalidArgument
 from govtrust.rpc.context import current_principal
@@ -43,7 +44,10 @@ PROFILES: dict[int, str] = {
     common_pb2.CERTIFICATE_PROFILE_SERVICE: "service",
 }
 PROFILE_ENUMS: dict[str, common_pb2.CertificateProfile.ValueType] = {
-    name: common_pb2.CertificateProfile.ValueType(value) for value, name in PROFILES.items()
+    **{name: common_pb2.CertificateProfile.ValueType(value) for value, name in PROFILES.items()},
+    # shown, never requested: encryption certificates come only from IssueEncryptionPair
+    "citizen-encryption": common_pb2.CERTIFICATE_PROFILE_CITIZEN_ENCRYPTION,
+    "legal-person-encryption": common_pb2.CERTIFICATE_PROFILE_LEGAL_PERSON_ENCRYPTION,
 }
 ROLE_ENUMS = {
     "root": common_pb2.CERTIFICATE_PROFILE_ROOT_CA,
@@ -453,11 +457,17 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
                 validity_days=request.validity_days,
                 revoke_previous=request.revoke_previous,
             )
-            return certificate_pb2.RenewCertificateResponse(
+            response = certificate_pb2.RenewCertificateResponse(
                 certificate=certificate_pb(issued.certificate, issued.key),
                 key=key_pb(issued.key),
                 previous=certificate_pb(self._ca().get(previous.id)),
             )
+            if issued.encryption is not None:
+                pair = issued.encryption
+                response.certificate.paired_serial_number = pair.encryption.serial
+                response.encryption_certificate.CopyFrom(_paired_pb(pair.encryption, pair.signing))
+                response.key_envelope = pair.envelope
+            return response
 
         return await run_sync(run)
 
@@ -471,8 +481,11 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
         def run() -> certificate_pb2.GetCertificateResponse:
             row = self._find(request.certificate)
             self._ca().authorise_read(principal, row)
+            message = certificate_pb(row)
+            if row.paired_with is not None:
+                message.paired_serial_number = self._ca().get(row.paired_with).serial
             return certificate_pb2.GetCertificateResponse(
-                certificate=certificate_pb(row), chain=chain_pb(self._ca(), row.issuer)
+                certificate=message, chain=chain_pb(self._ca(), row.issuer)
             )
 
         return await run_sync(run)
@@ -591,6 +604,121 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
             )
         info = await run_sync(lambda: self._ca().crl(request.ca, delta=request.delta))
         return crl_pb(info)
+
+    # --- key management centre ---------------------------------------------------------------
+
+    async def IssueEncryptionPair(
+        self,
+        request: certificate_pb2.IssueEncryptionPairRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.IssueEncryptionPairResponse:
+        principal = current_principal()
+
+        def run() -> certificate_pb2.IssueEncryptionPairResponse:
+            signing = self._find_field(request.signing_certificate, "signing_certificate")
+            pair = self._ca().issue_encryption_pair(
+                principal, signing.id, validity_days=request.validity_days
+            )
+            return certificate_pb2.IssueEncryptionPairResponse(
+                signing_certificate=_paired_pb(pair.signing, pair.encryption),
+                encryption_certificate=_paired_pb(pair.encryption, pair.signing),
+                key_envelope=pair.envelope,
+            )
+
+        return await run_sync(run)
+
+    async def RequestKeyRecovery(
+        self,
+        request: certificate_pb2.RequestKeyRecoveryRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.RequestKeyRecoveryResponse:
+        principal = current_principal()
+
+        def run() -> certificate_pb2.RequestKeyRecoveryResponse:
+            certificate = self._find_field(request.certificate, "certificate")
+            recipient = self._find_field(request.recipient_certificate, "recipient_certificate")
+            found = self._ca().request_key_recovery(
+                principal,
+                certificate.id,
+                legal_basis=request.legal_basis,
+                recipient_certificate_id=recipient.id,
+            )
+            return certificate_pb2.RequestKeyRecoveryResponse(recovery=key_recovery_pb(found))
+
+        return await run_sync(run)
+
+    async def ApproveKeyRecovery(
+        self,
+        request: certificate_pb2.ApproveKeyRecoveryRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.ApproveKeyRecoveryResponse:
+        principal = current_principal()
+
+        def run() -> certificate_pb2.ApproveKeyRecoveryResponse:
+            found = self._ca().approve_key_recovery(principal, _recovery_id(request.recovery_id))
+            return certificate_pb2.ApproveKeyRecoveryResponse(recovery=key_recovery_pb(found))
+
+        return await run_sync(run)
+
+    async def DeliverRecoveredKey(
+        self,
+        request: certificate_pb2.DeliverRecoveredKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> certificate_pb2.DeliverRecoveredKeyResponse:
+        principal = current_principal()
+
+        def run() -> certificate_pb2.DeliverRecoveredKeyResponse:
+            found, envelope = self._ca().deliver_recovered_key(
+                principal, _recovery_id(request.recovery_id)
+            )
+            return certificate_pb2.DeliverRecoveredKeyResponse(
+                recovery=key_recovery_pb(found), key_envelope=envelope
+            )
+
+        return await run_sync(run)
+
+    def _find_field(self, ref: certificate_pb2.CertificateRef, field: str) -> CertificateRecord:
+        """:meth:`_find`, an unnamed certificate reported under ``field``."""
+        if ref.WhichOneof("ref") is None:
+            raise InvalidArgument.field(field, "give a serial number or a fingerprint")
+        return self._find(ref)
+
+
+_RECOVERY_STATUS = {
+    "pending": certificate_pb2.KEY_RECOVERY_STATUS_PENDING,
+    "approved": certificate_pb2.KEY_RECOVERY_STATUS_APPROVED,
+    "delivered": certificate_pb2.KEY_RECOVERY_STATUS_DELIVERED,
+}
+
+
+def _recovery_id(value: str) -> str:
+    if not value or len(value) > 64:
+        raise InvalidArgument.field("recovery_id", "the id of a key recovery request is required")
+    return value
+
+
+def _paired_pb(row: CertificateRecord, partner: CertificateRecord) -> certificate_pb2.Certificate:
+    message = certificate_pb(row)
+    message.paired_serial_number = partner.serial
+    return message
+
+
+def key_recovery_pb(found: Recovery) -> certificate_pb2.KeyRecovery:
+    """The ``KeyRecovery`` message of a recovery request."""
+    record = found.record
+    message = certificate_pb2.KeyRecovery(
+        recovery_id=record.id,
+        status=_RECOVERY_STATUS.get(record.status, certificate_pb2.KEY_RECOVERY_STATUS_UNSPECIFIED),
+        legal_basis=record.legal_basis,
+        requested_by=record.requested_by,
+        approvers=[a for a in (record.first_approver, record.second_approver) if a],
+    )
+    _fill_summary(message.certificate, found.certificate)
+    _fill_summary(message.recipient, found.recipient)
+    message.requested_at.FromDatetime(as_utc(record.requested_at))
+    if record.delivered_at is not None:
+        message.delivered_at.FromDatetime(as_utc(record.delivered_at))
+    return message
 
 
 def servicer(platform: Platform) -> certificate_pb2_grpc.CertificateServiceServicer:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -50,8 +50,11 @@ from cryptography import x509
 
 from govtrust.api.identity import parse_ref
 from govtrust.errors import (
+    FailedPrecondition,
     FieldViolation,
+    GovtrustError,
     InvalidArgument,
+    PermissionDenied,
 )
 from govtrust.principal import Principal
 from govtrust.rpc.context import current_principal
@@ -59,8 +62,9 @@ from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
 from govtrust.v1 import common_pb2, license_pb2, license_pb2_grpc
 from idp.identifiers import InvalidIdentifier, parse_uscc
-from license import catalogue
+from license import bulk_issuance, catalogue
 from license.access import GrantState, GrantView, LicenceAccess, page_bounds
+from license.bulk_issuance import RowOutcome, SourceRow
 from license.catalogue import FieldSpec, FieldType, LicenceType, ValidityRule
 from license.checking import LicenceCheck, State, Verdict
 from license.days import licence_day
@@ -482,6 +486,33 @@ def _reasons(check: LicenceCheck) -> list[common_pb2.Reason]:
     ]
 
 
+# --- bulk issuance ------------------------------------------------------------------------------
+
+BULK_CHUNK = 100
+"""IssueLicenses rows per :meth:`LicenceService.issue_rows` call (one store transaction)."""
+_BULK_STATUS = {
+    "issued": license_pb2.BULK_ISSUE_STATUS_ISSUED,
+    "existing": license_pb2.BULK_ISSUE_STATUS_EXISTING,
+    "refused": license_pb2.BULK_ISSUE_STATUS_REFUSED,
+}
+# A row whose message cannot become a request: why (else MALFORMED_ROW).
+_BULK_REFUSAL: dict[type[GovtrustError], str] = {
+    PermissionDenied: bulk_issuance.NOT_AUTHORISED,  # not the caller's department
+    FailedPrecondition: bulk_issuance.NO_ACTIVE_SEAL,  # the department's signer
+}
+
+
+def _bulk_pb(index: int, outcome: RowOutcome) -> license_pb2.IssueLicensesResponse:
+    return license_pb2.IssueLicensesResponse(
+        index=index,
+        source_key=outcome.source_key,
+        status=_BULK_STATUS[outcome.status],
+        identifier=outcome.identifier,
+        reason=outcome.reason,
+        message=outcome.message,
+    )
+
+
 class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
     """``govtrust.v1.LicenseService`` over a :class:`LicenceService`.
 
@@ -554,9 +585,14 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         change(principal, identifier, reason)
         return self.service.stored(identifier)
 
-    def _issue(
-        self, principal: Principal, request: license_pb2.IssueLicenseRequest
-    ) -> StoredLicence:
+    def _issue_request(
+        self,
+        principal: Principal,
+        request: license_pb2.IssueLicenseRequest,
+        names: dict[str, str] | None = None,
+    ) -> IssueRequest:
+        """The domain request of an IssueLicense message (the department's signer named;
+        ``names`` caches the departments' names over a stream's rows)."""
         issue_date = _date_in("issue_date", request.issue_date)
         valid_from = _date_in("valid_from", request.valid_from)
         valid_until = _date_in("valid_until", request.valid_until)
@@ -565,30 +601,74 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         if not request.holder.code:
             raise InvalidArgument.field("holder.code", "required")
         issuer_code = issuing_department(principal, request.issuer_code)
-        signer = self.service.signers(issuer_code)
+        names = {} if names is None else names
+        if issuer_code not in names:
+            names[issuer_code] = self.service.signers(issuer_code).organisation or issuer_code
+        return IssueRequest(
+            type_code=request.type_code,
+            issuer_code=issuer_code,
+            issuer_name=names[issuer_code],
+            holder_code_type=_HOLDER_IN[request.holder.code_type],
+            holder_code=request.holder.code,
+            fields=dict(request.fields),
+            valid_from=valid_from,
+            valid_until=valid_until,
+            number=request.license_number,
+            serial=request.serial,
+            holder_name=request.holder.name,
+            issue_date=issue_date,
+            request_id=request.request_id,
+        )
+
+    def _issue(
+        self, principal: Principal, request: license_pb2.IssueLicenseRequest
+    ) -> StoredLicence:
+        issue = self._issue_request(principal, request)
         try:
             issued: IssuedLicence = self.service.issue(
-                principal,
-                IssueRequest(
-                    type_code=request.type_code,
-                    issuer_code=issuer_code,
-                    issuer_name=signer.organisation or issuer_code,
-                    holder_code_type=_HOLDER_IN[request.holder.code_type],
-                    holder_code=request.holder.code,
-                    fields=dict(request.fields),
-                    valid_from=valid_from,
-                    valid_until=valid_until,
-                    number=request.license_number,
-                    serial=request.serial,
-                    holder_name=request.holder.name,
-                    issue_date=issue_date,
-                    request_id=request.request_id,
-                ),
-                document=not request.skip_document,
+                principal, issue, document=not request.skip_document
             )
         except InvalidArgument as exc:
             raise _request_fields(exc) from None
         return self.service.stored(issued.identifier)
+
+    def _issue_rows(
+        self,
+        principal: Principal,
+        rows: Sequence[tuple[int, license_pb2.IssueLicensesRequest]],
+        seen: set[tuple[str, str]],
+    ) -> list[license_pb2.IssueLicensesResponse]:
+        """One chunk of IssueLicenses: each row converted (a row that cannot be is refused as
+        malformed, as is a source key the stream sent before), then issued."""
+        out: list[license_pb2.IssueLicensesResponse] = []
+        batches: dict[bool, list[tuple[int, SourceRow]]] = {True: [], False: []}
+        names: dict[str, str] = {}
+        for index, message in rows:
+            try:
+                key = bulk_issuance.check_source_key(message.source_key)
+                issue = self._issue_request(principal, message.license, names)
+            except GovtrustError as exc:
+                reason = _BULK_REFUSAL.get(type(exc), bulk_issuance.MALFORMED)
+                if isinstance(exc, InvalidArgument):
+                    exc = _request_fields(exc)
+                refusal = bulk_issuance.refused(message.source_key, reason, exc.message)
+                out.append(_bulk_pb(index, refusal))
+                continue
+            if (issue.issuer_code, key) in seen:
+                refusal = bulk_issuance.refused(
+                    key, bulk_issuance.DUPLICATE, f"source key {key} came earlier in the stream"
+                )
+                out.append(_bulk_pb(index, refusal))
+                continue
+            seen.add((issue.issuer_code, key))
+            batches[not message.license.skip_document].append((index, SourceRow(key, issue)))
+        for document, batch in batches.items():
+            if batch:
+                outcomes = self.service.issue_rows(
+                    principal, [row for _, row in batch], document=document
+                )
+                out += [_bulk_pb(i, o) for (i, _), o in zip(batch, outcomes, strict=True)]
+        return out
 
     def _annotate(
         self, principal: Principal, request: license_pb2.AnnotateLicenseRequest
@@ -694,6 +774,28 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         """Signed data, offline QR payload and (unless ``skip_document``) the sealed PDF."""
         stored = await run_sync(self._issue, current_principal(), request)
         return license_pb2.IssueLicenseResponse(license=self._pb(stored))
+
+    async def IssueLicenses(
+        self,
+        request_iterator: AsyncIterator[license_pb2.IssueLicensesRequest],
+        context: Any,
+    ) -> AsyncIterator[license_pb2.IssueLicensesResponse]:
+        """Bulk issuance: rows in chunks of :data:`BULK_CHUNK` through
+        :meth:`LicenceService.issue_rows`, one response per row."""
+        principal = current_principal()
+        seen: set[tuple[str, str]] = set()
+        chunk: list[tuple[int, license_pb2.IssueLicensesRequest]] = []
+        index = 0
+        async for message in request_iterator:
+            chunk.append((index, message))
+            index += 1
+            if len(chunk) >= BULK_CHUNK:
+                for response in await run_sync(self._issue_rows, principal, chunk, seen):
+                    yield response
+                chunk = []
+        if chunk:
+            for response in await run_sync(self._issue_rows, principal, chunk, seen):
+                yield response
 
     async def GetLicense(
         self,

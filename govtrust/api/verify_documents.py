@@ -13,9 +13,9 @@ Errors (mapped centrally from the domain errors):
 
 * empty ``pdf`` / evidence, a malformed licence identifier, a stream without a header first,
   a second header, a size or digest that does not match the header → INVALID_ARGUMENT;
-* a document over the configured limit (``GOVTRUST_VERIFY_MAX_PDF_BYTES``, an OFD too) →
-  RESOURCE_EXHAUSTED, for a stream as soon as the header announces it or the chunks received
-  pass it (the rest is not read);
+* a document over the configured limit (``GOVTRUST_VERIFY_MAX_PDF_BYTES``; an OFD
+  ``GOVTRUST_VERIFY_MAX_OFD_BYTES``) → RESOURCE_EXHAUSTED, for a stream as soon as the header
+  announces it or the chunks received pass it (the rest is not read);
 * a document with more revisions, cross-reference entries or signatures than the limits
   (``GOVTRUST_PDF_MAX_*``, :mod:`govtrust.pdf_guard`), an OFD package past its limits (entries,
   inflated size, compression ratio: a zip bomb), or a check that outlasts the budget
@@ -102,7 +102,7 @@ class DocumentRpcs:
 
         principal = current_principal()
         principal.require_role("verifier")  # before reading a possibly large upload
-        header, ofd = await _upload(request_iterator, self.context.config.max_pdf_bytes, "ofd")
+        header, ofd = await _upload(request_iterator, self.context.config.max_ofd_bytes, "ofd")
         check = OfdCheck(
             ofd=ofd,
             at_time=time_in(header, "at_time"),

@@ -236,6 +236,87 @@ def cmd_crl(args: argparse.Namespace) -> int:
     return _run(run, args)
 
 
+def _write_envelope(path: str, envelope: bytes) -> None:
+    try:
+        Path(path).write_bytes(envelope)
+    except OSError as exc:
+        raise _CliError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def cmd_encryption_pair(args: argparse.Namespace) -> int:
+    """Issue the KMC encryption certificate paired with an SM2 signing certificate; write the
+    certificate (PEM) and the key envelope (DER GM/T 0009 SM2EnvelopedKey)."""
+    from govtrust.v1 import certificate_pb2
+
+    def run(a: argparse.Namespace) -> int:
+        response = _call(
+            a,
+            "IssueEncryptionPair",
+            certificate_pb2.IssueEncryptionPairRequest(
+                signing_certificate=_ref(a.signing), validity_days=a.days
+            ),
+        )
+        _write_envelope(a.envelope_out, response.key_envelope)
+        cert = response.encryption_certificate.summary
+        print(
+            f"# encryption certificate serial {cert.serial_number} paired with "
+            f"{response.signing_certificate.summary.serial_number}; key envelope in "
+            f"{a.envelope_out}",
+            file=sys.stderr,
+        )
+        text = to_pem(cert.der)
+        if a.out:
+            Path(a.out).write_text(text)
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+
+    return _run(run, args)
+
+
+def _print_recovery(recovery: Any) -> None:
+    from govtrust.v1 import certificate_pb2
+
+    status = certificate_pb2.KeyRecoveryStatus.Name(recovery.status)
+    approvers = ", ".join(recovery.approvers) or "none"
+    print(f"{recovery.recovery_id}: {status} (approved by: {approvers})")
+
+
+def cmd_recover_key(args: argparse.Namespace) -> int:
+    """Key recovery under dual control: request, approve, deliver."""
+    from govtrust.v1 import certificate_pb2
+
+    def run(a: argparse.Namespace) -> int:
+        if a.step == "request":
+            response = _call(
+                a,
+                "RequestKeyRecovery",
+                certificate_pb2.RequestKeyRecoveryRequest(
+                    certificate=_ref(a.certificate),
+                    legal_basis=a.legal_basis,
+                    recipient_certificate=_ref(a.recipient),
+                ),
+            )
+        elif a.step == "approve":
+            response = _call(
+                a,
+                "ApproveKeyRecovery",
+                certificate_pb2.ApproveKeyRecoveryRequest(recovery_id=a.recovery_id),
+            )
+        else:
+            response = _call(
+                a,
+                "DeliverRecoveredKey",
+                certificate_pb2.DeliverRecoveredKeyRequest(recovery_id=a.recovery_id),
+            )
+            _write_envelope(a.envelope_out, response.key_envelope)
+            print(f"# key envelope in {a.envelope_out}", file=sys.stderr)
+        _print_recovery(response.recovery)
+        return EXIT_OK
+
+    return _run(run, args)
+
+
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
@@ -298,6 +379,43 @@ def register(subparsers: Any) -> None:
         sub.add_argument("--comment", default="", help="recorded in the audit log")
         _client_options(sub)
         sub.set_defaults(handler=_status(method))
+
+    pair = commands.add_parser(
+        "encryption-pair",
+        help="issue the KMC encryption certificate paired with an SM2 signing certificate",
+    )
+    pair.add_argument("signing", help="the signing certificate: serial (hex) or fingerprint")
+    pair.add_argument("--days", type=int, default=0, help="validity (default: the profile's)")
+    pair.add_argument(
+        "--envelope-out", required=True, help="write the key envelope (DER SM2EnvelopedKey) here"
+    )
+    pair.add_argument("--out", help="write the encryption certificate (PEM) here, not stdout")
+    _client_options(pair)
+    pair.set_defaults(handler=cmd_encryption_pair)
+
+    recover = commands.add_parser(
+        "recover-key", help="recover an escrowed encryption key (dual control)"
+    )
+    steps = recover.add_subparsers(dest="step", required=True, metavar="STEP")
+    request = steps.add_parser("request", help="open a recovery (legal basis, recipient)")
+    request.add_argument("certificate", help="the encryption certificate: serial or fingerprint")
+    request.add_argument("--legal-basis", required=True, help="statute, order or case number")
+    request.add_argument(
+        "--recipient",
+        required=True,
+        help="the SM2 certificate to deliver to: serial or fingerprint",
+    )
+    _client_options(request)
+    approve = steps.add_parser("approve", help="approve as a key-recovery officer")
+    approve.add_argument("recovery_id", help="the recovery request's id")
+    _client_options(approve)
+    deliver = steps.add_parser("deliver", help="deliver the key of an approved recovery")
+    deliver.add_argument("recovery_id", help="the recovery request's id")
+    deliver.add_argument(
+        "--envelope-out", required=True, help="write the key envelope (DER SM2EnvelopedKey) here"
+    )
+    _client_options(deliver)
+    recover.set_defaults(handler=cmd_recover_key)
 
     crl = commands.add_parser("crl", help="fetch the current CRL of a CA")
     crl.add_argument("ca", help="root, citizen, legal-person, seal or service")

@@ -12,6 +12,7 @@ Examples::
     govtrust license show IDENTIFIER
     govtrust license revoke IDENTIFIER --reason "注销"
     govtrust license verify licence.pdf | licence.ofd | licence.jws | 'GT1:…' | IDENTIFIER
+    govtrust license import register.csv|register.jsonl [--out results.jsonl] [--streams N]
 
 The operator running these commands holds the data directory (database and master key), so
 acts with full authority: ``issue`` and ``revoke`` act as the issuing department
@@ -335,7 +336,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``govtrust license …`` to the CLI."""
-    lic = commands.add_parser("license", help="e-licences: catalogue, issue, show, revoke, verify")
+    lic = commands.add_parser(
+        "license", help="e-licences: catalogue, issue, import, show, revoke, verify"
+    )
     groups = lic.add_subparsers(dest="license_command", metavar="COMMAND", required=True)
 
     types = groups.add_parser("types", help="list or define licence types (the catalogue)")
@@ -383,6 +386,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     revoke.add_argument("identifier")
     revoke.add_argument("--reason", required=True)
     revoke.set_defaults(handler=cmd_revoke)
+
+    from govtrust.commands import license_import
+
+    bulk = groups.add_parser(
+        "import",
+        help="issue the licences of a CSV or JSON Lines file (存量证照电子化), resumably",
+        description=license_import.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_dir(bulk)
+    license_import.add_arguments(bulk)
+    bulk.set_defaults(handler=license_import.cmd_import)
 
     verify = groups.add_parser(
         "verify", help="check a licence: PDF, OFD or JWS file, GT1: QR text, or identifier"

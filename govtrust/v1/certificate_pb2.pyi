@@ -56,6 +56,34 @@ CERTIFICATE_STATUS_EXPIRED: CertificateStatus.ValueType  # 4
 """Past notAfter (and not revoked)."""
 Global___CertificateStatus: _TypeAlias = CertificateStatus  # noqa: Y015
 
+class _KeyRecoveryStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KeyRecoveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyRecoveryStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KEY_RECOVERY_STATUS_UNSPECIFIED: _KeyRecoveryStatus.ValueType  # 0
+    """Not set."""
+    KEY_RECOVERY_STATUS_PENDING: _KeyRecoveryStatus.ValueType  # 1
+    """Requested; fewer than two approvals."""
+    KEY_RECOVERY_STATUS_APPROVED: _KeyRecoveryStatus.ValueType  # 2
+    """Approved by two distinct key-recovery officers; ready to deliver."""
+    KEY_RECOVERY_STATUS_DELIVERED: _KeyRecoveryStatus.ValueType  # 3
+    """The key has been delivered to the recipient."""
+
+class KeyRecoveryStatus(_KeyRecoveryStatus, metaclass=_KeyRecoveryStatusEnumTypeWrapper):
+    """Where a key recovery stands."""
+
+KEY_RECOVERY_STATUS_UNSPECIFIED: KeyRecoveryStatus.ValueType  # 0
+"""Not set."""
+KEY_RECOVERY_STATUS_PENDING: KeyRecoveryStatus.ValueType  # 1
+"""Requested; fewer than two approvals."""
+KEY_RECOVERY_STATUS_APPROVED: KeyRecoveryStatus.ValueType  # 2
+"""Approved by two distinct key-recovery officers; ready to deliver."""
+KEY_RECOVERY_STATUS_DELIVERED: KeyRecoveryStatus.ValueType  # 3
+"""The key has been delivered to the recipient."""
+Global___KeyRecoveryStatus: _TypeAlias = KeyRecoveryStatus  # noqa: Y015
+
 @_typing.final
 class ServiceSubject(_message.Message):
     """Subject of a service (TLS) certificate: a business system or one of our endpoints."""
@@ -208,6 +236,7 @@ class Certificate(_message.Message):
     STATUS_COMMENT_FIELD_NUMBER: _builtins.int
     RENEWED_FROM_SERIAL_NUMBER_FIELD_NUMBER: _builtins.int
     RENEWED_BY_SERIAL_NUMBER_FIELD_NUMBER: _builtins.int
+    PAIRED_SERIAL_NUMBER_FIELD_NUMBER: _builtins.int
     status: Global___CertificateStatus.ValueType
     """Current status."""
     seal_id: _builtins.str
@@ -224,6 +253,10 @@ class Certificate(_message.Message):
     """Serial number of the certificate this one renews, if any."""
     renewed_by_serial_number: _builtins.str
     """Serial number of the certificate that renewed this one, if any."""
+    paired_serial_number: _builtins.str
+    """Serial number of the paired certificate (a signing certificate's KMC encryption
+    certificate, or an encryption certificate's signing certificate), if any.
+    """
     @_builtins.property
     def summary(self) -> _common_pb2.CertificateSummary:
         """Summary (subject, issuer, serial, validity, fingerprint, profile, issuing CA, DER)."""
@@ -265,10 +298,11 @@ class Certificate(_message.Message):
         status_comment: _builtins.str = ...,
         renewed_from_serial_number: _builtins.str = ...,
         renewed_by_serial_number: _builtins.str = ...,
+        paired_serial_number: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "invalidity_date", b"invalidity_date", "issued_at", b"issued_at", "key", b"key", "revoked_at", b"revoked_at", "summary", b"summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "invalidity_date", b"invalidity_date", "issued_at", b"issued_at", "key", b"key", "key_algorithm", b"key_algorithm", "renewed_by_serial_number", b"renewed_by_serial_number", "renewed_from_serial_number", b"renewed_from_serial_number", "revocation_reason", b"revocation_reason", "revoked_at", b"revoked_at", "seal_id", b"seal_id", "status", b"status", "status_comment", b"status_comment", "summary", b"summary", "system_id", b"system_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "invalidity_date", b"invalidity_date", "issued_at", b"issued_at", "key", b"key", "key_algorithm", b"key_algorithm", "paired_serial_number", b"paired_serial_number", "renewed_by_serial_number", b"renewed_by_serial_number", "renewed_from_serial_number", b"renewed_from_serial_number", "revocation_reason", b"revocation_reason", "revoked_at", b"revoked_at", "seal_id", b"seal_id", "status", b"status", "status_comment", b"status_comment", "summary", b"summary", "system_id", b"system_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -487,6 +521,12 @@ class RenewCertificateResponse(_message.Message):
     CERTIFICATE_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
     PREVIOUS_FIELD_NUMBER: _builtins.int
+    ENCRYPTION_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    KEY_ENVELOPE_FIELD_NUMBER: _builtins.int
+    key_envelope: _builtins.bytes
+    """With encryption_certificate: its private key as a GM/T 0009 SM2EnvelopedKey (DER) to the
+    new signing certificate's public key.
+    """
     @_builtins.property
     def certificate(self) -> Global___Certificate:
         """The new certificate."""
@@ -499,16 +539,24 @@ class RenewCertificateResponse(_message.Message):
     def previous(self) -> Global___Certificate:
         """The previous certificate after renewal."""
 
+    @_builtins.property
+    def encryption_certificate(self) -> Global___Certificate:
+        """When the renewed certificate had a KMC encryption pair: the new encryption certificate
+        (renewal re-keys both).
+        """
+
     def __init__(
         self,
         *,
         certificate: Global___Certificate | None = ...,
         key: Global___KeyReference | None = ...,
         previous: Global___Certificate | None = ...,
+        encryption_certificate: Global___Certificate | None = ...,
+        key_envelope: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "key", b"key", "previous", b"previous"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "encryption_certificate", b"encryption_certificate", "key", b"key", "previous", b"previous"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "key", b"key", "previous", b"previous"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "encryption_certificate", b"encryption_certificate", "key", b"key", "key_envelope", b"key_envelope", "previous", b"previous"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -981,3 +1029,288 @@ class GetCrlResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCrlResponse: _TypeAlias = GetCrlResponse  # noqa: Y015
+
+@_typing.final
+class IssueEncryptionPairRequest(_message.Message):
+    """Request of IssueEncryptionPair."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNING_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    VALIDITY_DAYS_FIELD_NUMBER: _builtins.int
+    validity_days: _builtins.int
+    """Validity in days; 0 for the profile's default; never past the signing certificate."""
+    @_builtins.property
+    def signing_certificate(self) -> Global___CertificateRef:
+        """The SM2 signing certificate (legal-person or citizen profile, active, not yet paired)."""
+
+    def __init__(
+        self,
+        *,
+        signing_certificate: Global___CertificateRef | None = ...,
+        validity_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signing_certificate", b"signing_certificate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signing_certificate", b"signing_certificate", "validity_days", b"validity_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueEncryptionPairRequest: _TypeAlias = IssueEncryptionPairRequest  # noqa: Y015
+
+@_typing.final
+class IssueEncryptionPairResponse(_message.Message):
+    """Response of IssueEncryptionPair."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNING_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    ENCRYPTION_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    KEY_ENVELOPE_FIELD_NUMBER: _builtins.int
+    key_envelope: _builtins.bytes
+    """The encryption private key as a GM/T 0009 SM2EnvelopedKey (DER) to the signing
+    certificate's public key: symAlgID SM4-ECB, symEncryptedKey SM2Cipher, sm2PublicKey,
+    sm2EncryptedPrivateKey.
+    """
+    @_builtins.property
+    def signing_certificate(self) -> Global___Certificate:
+        """The signing certificate, now paired."""
+
+    @_builtins.property
+    def encryption_certificate(self) -> Global___Certificate:
+        """The encryption certificate (keyEncipherment, dataEncipherment, keyAgreement)."""
+
+    def __init__(
+        self,
+        *,
+        signing_certificate: Global___Certificate | None = ...,
+        encryption_certificate: Global___Certificate | None = ...,
+        key_envelope: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["encryption_certificate", b"encryption_certificate", "signing_certificate", b"signing_certificate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_certificate", b"encryption_certificate", "key_envelope", b"key_envelope", "signing_certificate", b"signing_certificate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueEncryptionPairResponse: _TypeAlias = IssueEncryptionPairResponse  # noqa: Y015
+
+@_typing.final
+class KeyRecovery(_message.Message):
+    """A request to recover an escrowed encryption key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOVERY_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    APPROVERS_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    recovery_id: _builtins.str
+    """Id of the recovery request."""
+    status: Global___KeyRecoveryStatus.ValueType
+    """Its status."""
+    legal_basis: _builtins.str
+    """The legal basis named by the requester."""
+    requested_by: _builtins.str
+    """Who requested (audit actor)."""
+    @_builtins.property
+    def certificate(self) -> _common_pb2.CertificateSummary:
+        """The encryption certificate whose key is recovered."""
+
+    @_builtins.property
+    def recipient(self) -> _common_pb2.CertificateSummary:
+        """The certificate the key is delivered to."""
+
+    @_builtins.property
+    def approvers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who approved, in order (audit actors; at most two)."""
+
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp:
+        """When requested."""
+
+    @_builtins.property
+    def delivered_at(self) -> _timestamp_pb2.Timestamp:
+        """When delivered, if delivered."""
+
+    def __init__(
+        self,
+        *,
+        recovery_id: _builtins.str = ...,
+        status: Global___KeyRecoveryStatus.ValueType = ...,
+        certificate: _common_pb2.CertificateSummary | None = ...,
+        recipient: _common_pb2.CertificateSummary | None = ...,
+        legal_basis: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+        approvers: _abc.Iterable[_builtins.str] | None = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+        delivered_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "delivered_at", b"delivered_at", "recipient", b"recipient", "requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvers", b"approvers", "certificate", b"certificate", "delivered_at", b"delivered_at", "legal_basis", b"legal_basis", "recipient", b"recipient", "recovery_id", b"recovery_id", "requested_at", b"requested_at", "requested_by", b"requested_by", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyRecovery: _TypeAlias = KeyRecovery  # noqa: Y015
+
+@_typing.final
+class RequestKeyRecoveryRequest(_message.Message):
+    """Request of RequestKeyRecovery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
+    RECIPIENT_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    legal_basis: _builtins.str
+    """The legal basis (statute, court order, case number); required."""
+    @_builtins.property
+    def certificate(self) -> Global___CertificateRef:
+        """The encryption certificate whose escrowed key is to be recovered."""
+
+    @_builtins.property
+    def recipient_certificate(self) -> Global___CertificateRef:
+        """The SM2 certificate (active) the key will be enveloped to."""
+
+    def __init__(
+        self,
+        *,
+        certificate: Global___CertificateRef | None = ...,
+        legal_basis: _builtins.str = ...,
+        recipient_certificate: Global___CertificateRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "recipient_certificate", b"recipient_certificate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "legal_basis", b"legal_basis", "recipient_certificate", b"recipient_certificate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestKeyRecoveryRequest: _TypeAlias = RequestKeyRecoveryRequest  # noqa: Y015
+
+@_typing.final
+class RequestKeyRecoveryResponse(_message.Message):
+    """Response of RequestKeyRecovery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOVERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recovery(self) -> Global___KeyRecovery:
+        """The recovery request (pending)."""
+
+    def __init__(
+        self,
+        *,
+        recovery: Global___KeyRecovery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recovery", b"recovery"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recovery", b"recovery"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestKeyRecoveryResponse: _TypeAlias = RequestKeyRecoveryResponse  # noqa: Y015
+
+@_typing.final
+class ApproveKeyRecoveryRequest(_message.Message):
+    """Request of ApproveKeyRecovery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOVERY_ID_FIELD_NUMBER: _builtins.int
+    recovery_id: _builtins.str
+    """Id of the recovery request."""
+    def __init__(
+        self,
+        *,
+        recovery_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recovery_id", b"recovery_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveKeyRecoveryRequest: _TypeAlias = ApproveKeyRecoveryRequest  # noqa: Y015
+
+@_typing.final
+class ApproveKeyRecoveryResponse(_message.Message):
+    """Response of ApproveKeyRecovery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOVERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recovery(self) -> Global___KeyRecovery:
+        """The recovery request after this approval."""
+
+    def __init__(
+        self,
+        *,
+        recovery: Global___KeyRecovery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recovery", b"recovery"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recovery", b"recovery"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveKeyRecoveryResponse: _TypeAlias = ApproveKeyRecoveryResponse  # noqa: Y015
+
+@_typing.final
+class DeliverRecoveredKeyRequest(_message.Message):
+    """Request of DeliverRecoveredKey."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOVERY_ID_FIELD_NUMBER: _builtins.int
+    recovery_id: _builtins.str
+    """Id of the (approved) recovery request."""
+    def __init__(
+        self,
+        *,
+        recovery_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recovery_id", b"recovery_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliverRecoveredKeyRequest: _TypeAlias = DeliverRecoveredKeyRequest  # noqa: Y015
+
+@_typing.final
+class DeliverRecoveredKeyResponse(_message.Message):
+    """Response of DeliverRecoveredKey."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOVERY_FIELD_NUMBER: _builtins.int
+    KEY_ENVELOPE_FIELD_NUMBER: _builtins.int
+    key_envelope: _builtins.bytes
+    """The escrowed private key as a GM/T 0009 SM2EnvelopedKey (DER) to the recipient
+    certificate's public key.
+    """
+    @_builtins.property
+    def recovery(self) -> Global___KeyRecovery:
+        """The recovery request, now delivered."""
+
+    def __init__(
+        self,
+        *,
+        recovery: Global___KeyRecovery | None = ...,
+        key_envelope: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recovery", b"recovery"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_envelope", b"key_envelope", "recovery", b"recovery"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliverRecoveredKeyResponse: _TypeAlias = DeliverRecoveredKeyResponse  # noqa: Y015

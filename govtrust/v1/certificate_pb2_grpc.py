@@ -88,6 +88,26 @@ class CertificateServiceStub:
                 request_serializer=govtrust_dot_v1_dot_certificate__pb2.GetCrlRequest.SerializeToString,
                 response_deserializer=govtrust_dot_v1_dot_certificate__pb2.GetCrlResponse.FromString,
                 _registered_method=True)
+        self.IssueEncryptionPair = channel.unary_unary(
+                '/govtrust.v1.CertificateService/IssueEncryptionPair',
+                request_serializer=govtrust_dot_v1_dot_certificate__pb2.IssueEncryptionPairRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_certificate__pb2.IssueEncryptionPairResponse.FromString,
+                _registered_method=True)
+        self.RequestKeyRecovery = channel.unary_unary(
+                '/govtrust.v1.CertificateService/RequestKeyRecovery',
+                request_serializer=govtrust_dot_v1_dot_certificate__pb2.RequestKeyRecoveryRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_certificate__pb2.RequestKeyRecoveryResponse.FromString,
+                _registered_method=True)
+        self.ApproveKeyRecovery = channel.unary_unary(
+                '/govtrust.v1.CertificateService/ApproveKeyRecovery',
+                request_serializer=govtrust_dot_v1_dot_certificate__pb2.ApproveKeyRecoveryRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_certificate__pb2.ApproveKeyRecoveryResponse.FromString,
+                _registered_method=True)
+        self.DeliverRecoveredKey = channel.unary_unary(
+                '/govtrust.v1.CertificateService/DeliverRecoveredKey',
+                request_serializer=govtrust_dot_v1_dot_certificate__pb2.DeliverRecoveredKeyRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_certificate__pb2.DeliverRecoveredKeyResponse.FromString,
+                _registered_method=True)
 
 
 class CertificateServiceServicer:
@@ -169,6 +189,40 @@ class CertificateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueEncryptionPair(self, request, context):
+        """Key management centre (GB/T 25056): for an active SM2 legal-person or citizen signing
+        certificate, generates an SM2 encryption key pair (escrowed in the key store), issues the
+        encryption certificate paired with the signing certificate and returns the private key as a
+        GM/T 0009 SM2EnvelopedKey to the signing certificate's public key. Role `ca-operator`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestKeyRecovery(self, request, context):
+        """Opens a lawful recovery of an escrowed encryption key: names the legal basis and the
+        recipient certificate. Role `ca-operator` or `key-recovery`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveKeyRecovery(self, request, context):
+        """One officer's approval of a key recovery; two distinct `key-recovery` officers, neither the
+        requester, must approve (dual control). `admin` does not imply `key-recovery`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeliverRecoveredKey(self, request, context):
+        """Delivers the key of an approved recovery as a GM/T 0009 SM2EnvelopedKey to the recipient
+        certificate's public key (once). Role `ca-operator` or `key-recovery`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CertificateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -221,6 +275,26 @@ def add_CertificateServiceServicer_to_server(servicer, server):
                     servicer.GetCrl,
                     request_deserializer=govtrust_dot_v1_dot_certificate__pb2.GetCrlRequest.FromString,
                     response_serializer=govtrust_dot_v1_dot_certificate__pb2.GetCrlResponse.SerializeToString,
+            ),
+            'IssueEncryptionPair': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueEncryptionPair,
+                    request_deserializer=govtrust_dot_v1_dot_certificate__pb2.IssueEncryptionPairRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_certificate__pb2.IssueEncryptionPairResponse.SerializeToString,
+            ),
+            'RequestKeyRecovery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestKeyRecovery,
+                    request_deserializer=govtrust_dot_v1_dot_certificate__pb2.RequestKeyRecoveryRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_certificate__pb2.RequestKeyRecoveryResponse.SerializeToString,
+            ),
+            'ApproveKeyRecovery': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveKeyRecovery,
+                    request_deserializer=govtrust_dot_v1_dot_certificate__pb2.ApproveKeyRecoveryRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_certificate__pb2.ApproveKeyRecoveryResponse.SerializeToString,
+            ),
+            'DeliverRecoveredKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverRecoveredKey,
+                    request_deserializer=govtrust_dot_v1_dot_certificate__pb2.DeliverRecoveredKeyRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_certificate__pb2.DeliverRecoveredKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -497,6 +571,114 @@ class CertificateService:
             '/govtrust.v1.CertificateService/GetCrl',
             govtrust_dot_v1_dot_certificate__pb2.GetCrlRequest.SerializeToString,
             govtrust_dot_v1_dot_certificate__pb2.GetCrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueEncryptionPair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.CertificateService/IssueEncryptionPair',
+            govtrust_dot_v1_dot_certificate__pb2.IssueEncryptionPairRequest.SerializeToString,
+            govtrust_dot_v1_dot_certificate__pb2.IssueEncryptionPairResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestKeyRecovery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.CertificateService/RequestKeyRecovery',
+            govtrust_dot_v1_dot_certificate__pb2.RequestKeyRecoveryRequest.SerializeToString,
+            govtrust_dot_v1_dot_certificate__pb2.RequestKeyRecoveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveKeyRecovery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.CertificateService/ApproveKeyRecovery',
+            govtrust_dot_v1_dot_certificate__pb2.ApproveKeyRecoveryRequest.SerializeToString,
+            govtrust_dot_v1_dot_certificate__pb2.ApproveKeyRecoveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverRecoveredKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/govtrust.v1.CertificateService/DeliverRecoveredKey',
+            govtrust_dot_v1_dot_certificate__pb2.DeliverRecoveredKeyRequest.SerializeToString,
+            govtrust_dot_v1_dot_certificate__pb2.DeliverRecoveredKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,24 @@ class CertificateServiceStub:
     """Returns the root and issuing CA certificates (and OCSP responder and TSA certificates)."""
     GetCrl: _grpc.UnaryUnaryMultiCallable[_certificate_pb2.GetCrlRequest, _certificate_pb2.GetCrlResponse]
     """Returns the current full or delta CRL of one CA (DER), as served at `/crl/<ca>.crl`."""
+    IssueEncryptionPair: _grpc.UnaryUnaryMultiCallable[_certificate_pb2.IssueEncryptionPairRequest, _certificate_pb2.IssueEncryptionPairResponse]
+    """Key management centre (GB/T 25056): for an active SM2 legal-person or citizen signing
+    certificate, generates an SM2 encryption key pair (escrowed in the key store), issues the
+    encryption certificate paired with the signing certificate and returns the private key as a
+    GM/T 0009 SM2EnvelopedKey to the signing certificate's public key. Role `ca-operator`.
+    """
+    RequestKeyRecovery: _grpc.UnaryUnaryMultiCallable[_certificate_pb2.RequestKeyRecoveryRequest, _certificate_pb2.RequestKeyRecoveryResponse]
+    """Opens a lawful recovery of an escrowed encryption key: names the legal basis and the
+    recipient certificate. Role `ca-operator` or `key-recovery`.
+    """
+    ApproveKeyRecovery: _grpc.UnaryUnaryMultiCallable[_certificate_pb2.ApproveKeyRecoveryRequest, _certificate_pb2.ApproveKeyRecoveryResponse]
+    """One officer's approval of a key recovery; two distinct `key-recovery` officers, neither the
+    requester, must approve (dual control). `admin` does not imply `key-recovery`.
+    """
+    DeliverRecoveredKey: _grpc.UnaryUnaryMultiCallable[_certificate_pb2.DeliverRecoveredKeyRequest, _certificate_pb2.DeliverRecoveredKeyResponse]
+    """Delivers the key of an approved recovery as a GM/T 0009 SM2EnvelopedKey to the recipient
+    certificate's public key (once). Role `ca-operator` or `key-recovery`.
+    """
 
 @_typing.type_check_only
 class CertificateServiceAsyncStub(CertificateServiceStub):
@@ -98,6 +116,24 @@ class CertificateServiceAsyncStub(CertificateServiceStub):
     """Returns the root and issuing CA certificates (and OCSP responder and TSA certificates)."""
     GetCrl: _aio.UnaryUnaryMultiCallable[_certificate_pb2.GetCrlRequest, _certificate_pb2.GetCrlResponse]  # type: ignore[assignment]
     """Returns the current full or delta CRL of one CA (DER), as served at `/crl/<ca>.crl`."""
+    IssueEncryptionPair: _aio.UnaryUnaryMultiCallable[_certificate_pb2.IssueEncryptionPairRequest, _certificate_pb2.IssueEncryptionPairResponse]  # type: ignore[assignment]
+    """Key management centre (GB/T 25056): for an active SM2 legal-person or citizen signing
+    certificate, generates an SM2 encryption key pair (escrowed in the key store), issues the
+    encryption certificate paired with the signing certificate and returns the private key as a
+    GM/T 0009 SM2EnvelopedKey to the signing certificate's public key. Role `ca-operator`.
+    """
+    RequestKeyRecovery: _aio.UnaryUnaryMultiCallable[_certificate_pb2.RequestKeyRecoveryRequest, _certificate_pb2.RequestKeyRecoveryResponse]  # type: ignore[assignment]
+    """Opens a lawful recovery of an escrowed encryption key: names the legal basis and the
+    recipient certificate. Role `ca-operator` or `key-recovery`.
+    """
+    ApproveKeyRecovery: _aio.UnaryUnaryMultiCallable[_certificate_pb2.ApproveKeyRecoveryRequest, _certificate_pb2.ApproveKeyRecoveryResponse]  # type: ignore[assignment]
+    """One officer's approval of a key recovery; two distinct `key-recovery` officers, neither the
+    requester, must approve (dual control). `admin` does not imply `key-recovery`.
+    """
+    DeliverRecoveredKey: _aio.UnaryUnaryMultiCallable[_certificate_pb2.DeliverRecoveredKeyRequest, _certificate_pb2.DeliverRecoveredKeyResponse]  # type: ignore[assignment]
+    """Delivers the key of an approved recovery as a GM/T 0009 SM2EnvelopedKey to the recipient
+    certificate's public key (once). Role `ca-operator` or `key-recovery`.
+    """
 
 class CertificateServiceServicer:
     """The certificate authority. Issuance and status changes need role `ca-operator` (the seal
@@ -179,5 +215,43 @@ class CertificateServiceServicer:
         context: _ServicerContext,
     ) -> _typing.Union[_certificate_pb2.GetCrlResponse, _abc.Awaitable[_certificate_pb2.GetCrlResponse]]:
         """Returns the current full or delta CRL of one CA (DER), as served at `/crl/<ca>.crl`."""
+
+    def IssueEncryptionPair(
+        self,
+        request: _certificate_pb2.IssueEncryptionPairRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_certificate_pb2.IssueEncryptionPairResponse, _abc.Awaitable[_certificate_pb2.IssueEncryptionPairResponse]]:
+        """Key management centre (GB/T 25056): for an active SM2 legal-person or citizen signing
+        certificate, generates an SM2 encryption key pair (escrowed in the key store), issues the
+        encryption certificate paired with the signing certificate and returns the private key as a
+        GM/T 0009 SM2EnvelopedKey to the signing certificate's public key. Role `ca-operator`.
+        """
+
+    def RequestKeyRecovery(
+        self,
+        request: _certificate_pb2.RequestKeyRecoveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_certificate_pb2.RequestKeyRecoveryResponse, _abc.Awaitable[_certificate_pb2.RequestKeyRecoveryResponse]]:
+        """Opens a lawful recovery of an escrowed encryption key: names the legal basis and the
+        recipient certificate. Role `ca-operator` or `key-recovery`.
+        """
+
+    def ApproveKeyRecovery(
+        self,
+        request: _certificate_pb2.ApproveKeyRecoveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_certificate_pb2.ApproveKeyRecoveryResponse, _abc.Awaitable[_certificate_pb2.ApproveKeyRecoveryResponse]]:
+        """One officer's approval of a key recovery; two distinct `key-recovery` officers, neither the
+        requester, must approve (dual control). `admin` does not imply `key-recovery`.
+        """
+
+    def DeliverRecoveredKey(
+        self,
+        request: _certificate_pb2.DeliverRecoveredKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_certificate_pb2.DeliverRecoveredKeyResponse, _abc.Awaitable[_certificate_pb2.DeliverRecoveredKeyResponse]]:
+        """Delivers the key of an approved recovery as a GM/T 0009 SM2EnvelopedKey to the recipient
+        certificate's public key (once). Role `ca-operator` or `key-recovery`.
+        """
 
 def add_CertificateServiceServicer_to_server(servicer: CertificateServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -247,6 +247,15 @@ class _CertificateProfileEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ce
     """A delegated OCSP responder certificate (id-pkix-ocsp-nocheck)."""
     CERTIFICATE_PROFILE_TSA: _CertificateProfile.ValueType  # 8
     """The time-stamping authority certificate (critical EKU timeStamping)."""
+    CERTIFICATE_PROFILE_CITIZEN_ENCRYPTION: _CertificateProfile.ValueType  # 9
+    """A citizen's KMC encryption certificate, paired with an SM2 citizen certificate (keyUsage
+    keyEncipherment, dataEncipherment, keyAgreement; key escrowed). Issued only by
+    IssueEncryptionPair.
+    """
+    CERTIFICATE_PROFILE_LEGAL_PERSON_ENCRYPTION: _CertificateProfile.ValueType  # 10
+    """A legal person's KMC encryption certificate, paired with its SM2 one-certificate (the 一证通
+    encryption certificate; key escrowed). Issued only by IssueEncryptionPair.
+    """
 
 class CertificateProfile(_CertificateProfile, metaclass=_CertificateProfileEnumTypeWrapper):
     """Certificate profiles of our CA hierarchy (the profile decides key usage, EKU, subject rules)."""
@@ -269,6 +278,15 @@ CERTIFICATE_PROFILE_OCSP_RESPONDER: CertificateProfile.ValueType  # 7
 """A delegated OCSP responder certificate (id-pkix-ocsp-nocheck)."""
 CERTIFICATE_PROFILE_TSA: CertificateProfile.ValueType  # 8
 """The time-stamping authority certificate (critical EKU timeStamping)."""
+CERTIFICATE_PROFILE_CITIZEN_ENCRYPTION: CertificateProfile.ValueType  # 9
+"""A citizen's KMC encryption certificate, paired with an SM2 citizen certificate (keyUsage
+keyEncipherment, dataEncipherment, keyAgreement; key escrowed). Issued only by
+IssueEncryptionPair.
+"""
+CERTIFICATE_PROFILE_LEGAL_PERSON_ENCRYPTION: CertificateProfile.ValueType  # 10
+"""A legal person's KMC encryption certificate, paired with its SM2 one-certificate (the 一证通
+encryption certificate; key escrowed). Issued only by IssueEncryptionPair.
+"""
 Global___CertificateProfile: _TypeAlias = CertificateProfile  # noqa: Y015
 
 class _RevocationReason:

@@ -119,6 +119,34 @@ FIELD_TYPE_RESIDENT_ID: FieldType.ValueType  # 8
 """Resident ID number (GB 11643, check digit verified)."""
 Global___FieldType: _TypeAlias = FieldType  # noqa: Y015
 
+class _BulkIssueStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BulkIssueStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BulkIssueStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BULK_ISSUE_STATUS_UNSPECIFIED: _BulkIssueStatus.ValueType  # 0
+    """Not set."""
+    BULK_ISSUE_STATUS_ISSUED: _BulkIssueStatus.ValueType  # 1
+    """Issued by this call."""
+    BULK_ISSUE_STATUS_EXISTING: _BulkIssueStatus.ValueType  # 2
+    """Issued by an earlier import under the same source key (nothing new was issued)."""
+    BULK_ISSUE_STATUS_REFUSED: _BulkIssueStatus.ValueType  # 3
+    """Refused: `reason` and `message` say why; nothing was written for the row."""
+
+class BulkIssueStatus(_BulkIssueStatus, metaclass=_BulkIssueStatusEnumTypeWrapper):
+    """What became of a row of IssueLicenses."""
+
+BULK_ISSUE_STATUS_UNSPECIFIED: BulkIssueStatus.ValueType  # 0
+"""Not set."""
+BULK_ISSUE_STATUS_ISSUED: BulkIssueStatus.ValueType  # 1
+"""Issued by this call."""
+BULK_ISSUE_STATUS_EXISTING: BulkIssueStatus.ValueType  # 2
+"""Issued by an earlier import under the same source key (nothing new was issued)."""
+BULK_ISSUE_STATUS_REFUSED: BulkIssueStatus.ValueType  # 3
+"""Refused: `reason` and `message` say why; nothing was written for the row."""
+Global___BulkIssueStatus: _TypeAlias = BulkIssueStatus  # noqa: Y015
+
 @_typing.final
 class FieldDefinition(_message.Message):
     """Definition of one type-specific field (`KZ_*`)."""
@@ -954,6 +982,81 @@ class IssueLicenseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IssueLicenseResponse: _TypeAlias = IssueLicenseResponse  # noqa: Y015
+
+@_typing.final
+class IssueLicensesRequest(_message.Message):
+    """One row of IssueLicenses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_KEY_FIELD_NUMBER: _builtins.int
+    LICENSE_FIELD_NUMBER: _builtins.int
+    source_key: _builtins.str
+    """The department's key of the row (1-128 printable characters, unique per department): the
+    row's idempotency key.
+    """
+    @_builtins.property
+    def license(self) -> Global___IssueLicenseRequest:
+        """What to issue, as IssueLicense takes it; `request_id` must be empty."""
+
+    def __init__(
+        self,
+        *,
+        source_key: _builtins.str = ...,
+        license: Global___IssueLicenseRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["license", b"license"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["license", b"license", "source_key", b"source_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueLicensesRequest: _TypeAlias = IssueLicensesRequest  # noqa: Y015
+
+@_typing.final
+class IssueLicensesResponse(_message.Message):
+    """The result of one row of IssueLicenses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    SOURCE_KEY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    IDENTIFIER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the row in the request stream, from 0."""
+    source_key: _builtins.str
+    """The row's source key."""
+    status: Global___BulkIssueStatus.ValueType
+    """Issued, existing or refused."""
+    identifier: _builtins.str
+    """The licence identifier (issued or existing)."""
+    reason: _builtins.str
+    """Why the row was refused: MALFORMED_ROW, DUPLICATE_SOURCE_KEY, INVALID_ARGUMENT,
+    UNKNOWN_TYPE, NOT_AUTHORISED, HOLDER_NOT_FOUND, HOLDER_NOT_ACTIVE, NO_ACTIVE_SEAL,
+    IDENTIFIER_TAKEN, SOURCE_KEY_REUSED or SEALING_FAILED.
+    """
+    message: _builtins.str
+    """The refusal in words."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        source_key: _builtins.str = ...,
+        status: Global___BulkIssueStatus.ValueType = ...,
+        identifier: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identifier", b"identifier", "index", b"index", "message", b"message", "reason", b"reason", "source_key", b"source_key", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueLicensesResponse: _TypeAlias = IssueLicensesResponse  # noqa: Y015
 
 @_typing.final
 class GetLicenseRequest(_message.Message):

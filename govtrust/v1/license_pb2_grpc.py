@@ -58,6 +58,11 @@ class LicenseServiceStub:
                 request_serializer=govtrust_dot_v1_dot_license__pb2.IssueLicenseRequest.SerializeToString,
                 response_deserializer=govtrust_dot_v1_dot_license__pb2.IssueLicenseResponse.FromString,
                 _registered_method=True)
+        self.IssueLicenses = channel.stream_stream(
+                '/govtrust.v1.LicenseService/IssueLicenses',
+                request_serializer=govtrust_dot_v1_dot_license__pb2.IssueLicensesRequest.SerializeToString,
+                response_deserializer=govtrust_dot_v1_dot_license__pb2.IssueLicensesResponse.FromString,
+                _registered_method=True)
         self.GetLicense = channel.unary_unary(
                 '/govtrust.v1.LicenseService/GetLicense',
                 request_serializer=govtrust_dot_v1_dot_license__pb2.GetLicenseRequest.SerializeToString,
@@ -148,6 +153,17 @@ class LicenseServiceServicer:
         """Issues a licence: checks the holder in the registry and the fields against the type's
         schema, assigns the identifier, and in one transaction produces the signed data (JWS by the
         department's seal), the sealed PDF (PAdES B-T) and the offline QR payload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueLicenses(self, request_iterator, context):
+        """Issues many licences in one call (存量证照电子化, turning a register of existing licences
+        electronic): one request message per row with its source key, one response per row as its
+        chunk completes (not necessarily in order; `index` names the row). Each row is issued like
+        IssueLicense or refused with its own reason, the others go on; a row whose source key an
+        earlier import of the department issued answers that licence (EXISTING), never a second one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -255,6 +271,11 @@ def add_LicenseServiceServicer_to_server(servicer, server):
                     servicer.IssueLicense,
                     request_deserializer=govtrust_dot_v1_dot_license__pb2.IssueLicenseRequest.FromString,
                     response_serializer=govtrust_dot_v1_dot_license__pb2.IssueLicenseResponse.SerializeToString,
+            ),
+            'IssueLicenses': grpc.stream_stream_rpc_method_handler(
+                    servicer.IssueLicenses,
+                    request_deserializer=govtrust_dot_v1_dot_license__pb2.IssueLicensesRequest.FromString,
+                    response_serializer=govtrust_dot_v1_dot_license__pb2.IssueLicensesResponse.SerializeToString,
             ),
             'GetLicense': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLicense,
@@ -424,6 +445,33 @@ class LicenseService:
             '/govtrust.v1.LicenseService/IssueLicense',
             govtrust_dot_v1_dot_license__pb2.IssueLicenseRequest.SerializeToString,
             govtrust_dot_v1_dot_license__pb2.IssueLicenseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueLicenses(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/govtrust.v1.LicenseService/IssueLicenses',
+            govtrust_dot_v1_dot_license__pb2.IssueLicensesRequest.SerializeToString,
+            govtrust_dot_v1_dot_license__pb2.IssueLicensesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,13 @@ class LicenseServiceStub:
     schema, assigns the identifier, and in one transaction produces the signed data (JWS by the
     department's seal), the sealed PDF (PAdES B-T) and the offline QR payload.
     """
+    IssueLicenses: _grpc.StreamStreamMultiCallable[_license_pb2.IssueLicensesRequest, _license_pb2.IssueLicensesResponse]
+    """Issues many licences in one call (存量证照电子化, turning a register of existing licences
+    electronic): one request message per row with its source key, one response per row as its
+    chunk completes (not necessarily in order; `index` names the row). Each row is issued like
+    IssueLicense or refused with its own reason, the others go on; a row whose source key an
+    earlier import of the department issued answers that licence (EXISTING), never a second one.
+    """
     GetLicense: _grpc.UnaryUnaryMultiCallable[_license_pb2.GetLicenseRequest, _license_pb2.GetLicenseResponse]
     """Returns one licence, to its issuer, its holder (or agent), or a third party with a grant."""
     ListLicenses: _grpc.UnaryUnaryMultiCallable[_license_pb2.ListLicensesRequest, _license_pb2.ListLicensesResponse]
@@ -102,6 +109,13 @@ class LicenseServiceAsyncStub(LicenseServiceStub):
     """Issues a licence: checks the holder in the registry and the fields against the type's
     schema, assigns the identifier, and in one transaction produces the signed data (JWS by the
     department's seal), the sealed PDF (PAdES B-T) and the offline QR payload.
+    """
+    IssueLicenses: _aio.StreamStreamMultiCallable[_license_pb2.IssueLicensesRequest, _license_pb2.IssueLicensesResponse]  # type: ignore[assignment]
+    """Issues many licences in one call (存量证照电子化, turning a register of existing licences
+    electronic): one request message per row with its source key, one response per row as its
+    chunk completes (not necessarily in order; `index` names the row). Each row is issued like
+    IssueLicense or refused with its own reason, the others go on; a row whose source key an
+    earlier import of the department issued answers that licence (EXISTING), never a second one.
     """
     GetLicense: _aio.UnaryUnaryMultiCallable[_license_pb2.GetLicenseRequest, _license_pb2.GetLicenseResponse]  # type: ignore[assignment]
     """Returns one licence, to its issuer, its holder (or agent), or a third party with a grant."""
@@ -170,6 +184,18 @@ class LicenseServiceServicer:
         """Issues a licence: checks the holder in the registry and the fields against the type's
         schema, assigns the identifier, and in one transaction produces the signed data (JWS by the
         department's seal), the sealed PDF (PAdES B-T) and the offline QR payload.
+        """
+
+    def IssueLicenses(
+        self,
+        request_iterator: _MaybeAsyncIterator[_license_pb2.IssueLicensesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_license_pb2.IssueLicensesResponse], _abc.AsyncIterator[_license_pb2.IssueLicensesResponse]]:
+        """Issues many licences in one call (存量证照电子化, turning a register of existing licences
+        electronic): one request message per row with its source key, one response per row as its
+        chunk completes (not necessarily in order; `index` names the row). Each row is issued like
+        IssueLicense or refused with its own reason, the others go on; a row whose source key an
+        earlier import of the department issued answers that licence (EXISTING), never a second one.
         """
 
     def GetLicense(

@@ -36,7 +36,9 @@ _EOCD64 = b"PK\x06\x06"
 _CENTRAL_ENTRY_MIN = 46
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
-_STORED_SUFFIXES = (".png", ".jpg", ".jpeg", ".jb2")  # compressed already
+_STORED_SUFFIXES = (".png", ".jpg", ".jpeg", ".jb2", ".esl", ".dat")
+"""Stored, not deflated: pictures (compressed already), Seal.esl and SignedValue.dat (DER with
+keys, signatures and a picture: deflate gains almost nothing on them)."""
 _LEVEL = 1
 """Deflate level: a page of QR modules deflates in 1 ms at level 1 (12 kB), 7 ms at 6 (7.6 kB)."""
 

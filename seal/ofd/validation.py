@@ -18,7 +18,11 @@ checks each signature in order:
 * the signer's signature over TBS_Sign and the embedded SESeal's maker signature verify, the
   signer's certificate is in the seal's certificate list, ``Seal.esl`` (when named) is that
   seal, ``SignatureMethod`` is the SES signature algorithm, and every ``StampAnnot PageRef``
-  names a page of the document.
+  names a page of the document;
+* a ``Type="Sign"`` signature (a digital signature, no seal) has instead a CMS SignedData
+  (PKCS#7, one signer) as ``SignedValue.dat``, over the exact bytes of ``Signature.xml``: its
+  messageDigest and its signature must hold, and its claimed signing time and signature
+  time-stamp are handed on as an SES_Signature's are.
 
 Anything wrong with one signature is a :class:`Finding` of its :class:`SignatureCheck` (never
 an exception), so one bad signature does not hide the others. No certificate chain, revocation,
@@ -27,15 +31,25 @@ seal registry or time-stamp is judged here (:mod:`verify.ofd` does that).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ca.cms_check import (
+    DIGESTS,
+    check_signer,
+    load_signed_data,
+    signing_time,
+    time_stamp_token,
+)
 from seal import structures
 from seal.errors import DataHashMismatch, OfdMalformed, OfdTooLarge, SealStructureError
 from seal.ofd.package import DEFAULT_LIMITS, ROOT_FILE, OfdPackage, PackageLimits, read_package
-from seal.ofd.reader import resolve
+from seal.ofd.reader import DEFAULT_READ_LIMITS, resolve
 from seal.ofd.signatures import (
     SM3_OID,
     SignatureEntry,
@@ -47,6 +61,9 @@ from seal.ofd.signatures import (
     sm3,
 )
 from seal.ofd.xml import adopt_legacy_namespace, child, child_text, children, parse
+
+SIGN_TYPE = "Sign"
+"""``Signatures.xml``'s type of a digital signature (CMS), beside ``Seal`` (SES_Signature)."""
 
 
 class FindingKind(StrEnum):
@@ -134,9 +151,13 @@ class OfdCheckResult:
         return bool(self.signatures)
 
 
-def _page_ids(package: OfdPackage) -> tuple[int, ...] | None:
+def _page_ids(
+    package: OfdPackage, max_pages: int = DEFAULT_READ_LIMITS.max_pages
+) -> tuple[int, ...] | None:
     """The unit IDs of the document's pages in order (None when they cannot be read; a
-    changed Document.xml is then reported through its reference digest)."""
+    changed Document.xml is then reported through its reference digest). More than
+    ``max_pages`` pages is :class:`OfdTooLarge` (as :func:`seal.ofd.reader.read_document`
+    refuses them), never a list of a million ids."""
     try:
         root = adopt_legacy_namespace(parse(package.read(ROOT_FILE), ROOT_FILE))
         body = child(root, "DocBody")
@@ -147,12 +168,14 @@ def _page_ids(package: OfdPackage) -> tuple[int, ...] | None:
         document = adopt_legacy_namespace(parse(package.read(location, ROOT_FILE), location))
         pages = child(document, "Pages")
         nodes = [] if pages is None else children(pages, "Page")
+        if len(nodes) > max_pages:
+            raise OfdTooLarge("number of pages", location, len(nodes), max_pages)
         ids: list[int] = []
         for node in nodes:
             raw = (node.get("ID") or "").strip()
             ids.append(int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else -1)
         return tuple(ids)
-    except (OfdMalformed, OfdTooLarge):
+    except OfdMalformed:
         return None
 
 
@@ -359,6 +382,41 @@ def _signed_value(
     _stamps(check, signature, page_ids)
 
 
+@dataclass(frozen=True)
+class _SealChecked:
+    """What :func:`_seal` needs of an SESeal: its id, maker certificate and certificate list,
+    or why it does not parse; and why the maker's signature does not verify (None: it does)."""
+
+    seal_id: str = ""
+    maker_certificate: bytes = b""
+    certificates: tuple[bytes, ...] = ()
+    parse_error: str | None = None
+    signature_error: str | None = None
+
+
+@functools.lru_cache(maxsize=128)
+def _checked_seal(seal_der: bytes) -> _SealChecked:
+    """The SESeal ``seal_der`` parsed and its maker's signature verified, remembered by its
+    bytes: every document sealed with one seal carries the same SESeal, so a verifier checks
+    each seal's maker signature once, not once per document (the result depends only on the
+    bytes; 128 seals of a few kB at most)."""
+    try:
+        parsed = structures.parse_seal(seal_der)
+    except SealStructureError as exc:
+        return _SealChecked(parse_error=str(exc))
+    signature_error = None
+    try:
+        structures.verify_seal(seal_der)
+    except SealStructureError as exc:
+        signature_error = str(exc)
+    return _SealChecked(
+        parsed.seal_id,
+        parsed.maker_certificate,
+        tuple(parsed.certificates),
+        signature_error=signature_error,
+    )
+
+
 def _seal(
     check: _Check, package: OfdPackage, signature: SignatureFile, seal_der: bytes, signer: bytes
 ) -> None:
@@ -370,23 +428,22 @@ def _seal(
         check.find(FindingKind.SEAL, en, zh, file)
 
     where = signature.signed_value_file
-    try:
-        parsed = structures.parse_seal(seal_der)
-    except SealStructureError as exc:
+    checked = _checked_seal(seal_der)
+    if checked.parse_error is not None:
+        exc = checked.parse_error
         problem(
             f"the seal in {where} does not parse: {exc}", f"{where} 中的印章无法解析：{exc}", where
         )
     else:
-        check.values.update(seal_id=parsed.seal_id, maker_certificate=parsed.maker_certificate)
-        try:
-            structures.verify_seal(seal_der)
-        except SealStructureError as exc:
+        check.values.update(seal_id=checked.seal_id, maker_certificate=checked.maker_certificate)
+        if checked.signature_error is not None:
+            exc = checked.signature_error
             problem(
                 f"the seal maker's signature over the seal does not verify ({exc})",
                 f"制章者对印章的签名无效（{exc}）",
                 where,
             )
-        if signer not in parsed.certificates:
+        if signer not in checked.certificates:
             problem(
                 "the signer's certificate is not in the seal's certificate list",
                 "签署者证书不在印章的证书列表中",
@@ -401,6 +458,81 @@ def _seal(
                 signature.seal_file,
             )
     check.values["seal_problems"] = tuple(problems)
+
+
+def _signed_value_cms(
+    check: _Check,
+    package: OfdPackage,
+    signature: SignatureFile,
+    page_ids: tuple[int, ...] | None,
+) -> None:
+    """A ``Type="Sign"`` signature: SignedValue.dat is a CMS SignedData (PKCS#7, one signer)
+    over the exact bytes of Signature.xml, detached or holding them; its messageDigest must be
+    their digest and its signature verify (the CMS names its own algorithms: SignatureMethod is
+    not compared). No seal: the signer's certificate is judged as a document signer's."""
+    where = signature.signed_value_file
+    xml = package.files[check.entry.file]
+    raw = package.files.get(where)
+    if raw is None:
+        check.find(
+            FindingKind.FORMAT,
+            f"{where} (the signature value) is missing",
+            f"{where}（签名值）不存在",
+            where,
+        )
+        return
+    try:
+        signed_data, signer_info = load_signed_data(raw)
+        content = signed_data["encap_content_info"]["content"].native
+        result = check_signer(signed_data, signer_info)
+        token = time_stamp_token(signer_info)
+        claimed = signing_time(result.signed_attrs)
+        value = bytes(signer_info["signature"].native)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        check.find(
+            FindingKind.FORMAT,
+            f"{where} is not a DER CMS SignedData of one signer: {exc}",
+            f"{where} 不是单一签署者的 DER CMS SignedData：{exc}",
+            where,
+        )
+        return
+    digest = result.digest_algorithm
+    check.values.update(
+        signer_certificate=(
+            result.certificate.public_bytes(Encoding.DER) if result.certificate else None
+        ),
+        signature_value=value,
+        data_hash=result.message_digest or b"",
+        claimed_time=claimed,
+        time_stamp_token=token,
+        signature_algorithm=result.signature_algorithm,
+        digest_algorithm=digest,
+    )
+    matches = (
+        digest in DIGESTS
+        and result.message_digest is not None
+        and hashlib.new(digest, xml).digest() == result.message_digest
+        and (content is None or content == xml)
+    )
+    check.values["data_hash_matches"] = matches
+    if not matches:
+        check.find(
+            FindingKind.INTEGRITY,
+            f"{check.entry.file} is not what {where} signed: changed after signing",
+            f"{check.entry.file} 与 {where} 签署的内容不符：签名后被改动",
+            check.entry.file,
+        )
+    if result.signature_valid:
+        check.values["signature_valid"] = True
+    else:
+        problem = result.problem or "mismatch"
+        check.find(
+            FindingKind.SIGNATURE,
+            f"{where}: the signer's signature does not verify ({problem})",
+            f"{where}：签署者的签名值无效（{problem}）",
+            where,
+        )
+    _stamps(check, signature, page_ids)
 
 
 def _stamps(check: _Check, signature: SignatureFile, page_ids: tuple[int, ...] | None) -> None:
@@ -444,7 +576,10 @@ def check_signature(
         return check.result()
     excused = {list_path, entry.file, signature.signed_value_file, *later}
     _references(check, package, signature, excused)
-    _signed_value(check, package, signature, page_ids)
+    if entry.type == SIGN_TYPE:
+        _signed_value_cms(check, package, signature, page_ids)
+    else:
+        _signed_value(check, package, signature, page_ids)
     return check.result()
 
 

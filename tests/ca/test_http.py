@@ -304,3 +304,61 @@ def test_sm2_tsa_route(live: Live) -> None:
     with unchanged(live.authority.ctx.db, live.authority.ctx.keystore):
         wrong_type = httpx.post(f"{live.url}/tsa/sm2", content=b"x", timeout=10)
     assert wrong_type.status_code == 415
+
+
+def _imprint_query(algorithm: str, hashed: bytes) -> bytes:
+    """TimeStampReq { v1, MessageImprint { AlgorithmIdentifier { algorithm }, hashed }, 42 }."""
+    from ca import der
+
+    imprint = der.seq(der.seq(der.oid(algorithm)), der.octet_string(hashed))
+    return der.seq(der.integer(1), imprint, der.integer(42))
+
+
+@pytest.mark.parametrize("path", ["/tsa", "/tsa/sm2"])
+def test_tsa_route_answers_malformed_queries_with_rejections(live: Live, path: str) -> None:
+    from sqlalchemy import select
+
+    from ca.models import CaTsaToken
+    from ca.tsa import TimeStampResponse
+
+    good = _imprint_query("2.16.840.1.101.3.4.2.1", hashlib.sha256(b"x").digest())
+    cases = {
+        "garbage": (b"\x00garbage\xff" * 3, "bad_data_format"),
+        "wrong hash length": (
+            _imprint_query("2.16.840.1.101.3.4.2.1", b"\x01" * 20),
+            "bad_data_format",
+        ),
+        "unknown hash algorithm": (_imprint_query("1.2.3.4.5.6", b"\x01" * 32), "bad_alg"),
+        "sha-1": (_imprint_query("1.3.14.3.2.26", b"\x01" * 20), "bad_alg"),
+        "truncated": (good[:-4], "bad_data_format"),
+        "empty": (b"", "bad_data_format"),
+    }
+    with unchanged(live.authority.ctx.db, live.authority.ctx.keystore):
+        for name, (body, fail_info) in cases.items():
+            response = httpx.post(
+                f"{live.url}{path}",
+                content=body,
+                headers={"content-type": "application/timestamp-query"},
+                timeout=10,
+            )
+            assert response.status_code == 400, name
+            assert response.headers["content-type"] == "application/timestamp-reply", name
+            status = TimeStampResponse.load(response.content)["status"]
+            assert status["status"].native == "rejection", name
+            assert status["fail_info"].native == {fail_info}, name
+    granted = httpx.post(
+        f"{live.url}{path}",
+        content=good,
+        headers={"content-type": "application/timestamp-query"},
+        timeout=10,
+    )
+    assert granted.status_code == 200
+    from asn1crypto import tsp
+
+    token = tsp.TimeStampResp.load(granted.content)["time_stamp_token"]
+    info = token["content"]["encap_content_info"]["content"].parsed
+    assert info["nonce"].native == 42
+    with live.authority.ctx.db.read() as session:  # recorded before it was answered
+        row = session.get(CaTsaToken, f"{info['serial_number'].native:X}")
+        assert row is not None and row.message_imprint == hashlib.sha256(b"x").hexdigest()
+        assert len(list(session.scalars(select(CaTsaToken.serial)))) == 1

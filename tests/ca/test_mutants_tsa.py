@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
 from ca.authority import CertificateAuthority
+from ca.der import length as _length
 from ca.models import CaTsaToken
-from ca.tsa import MAX_REQUEST_BYTES, TimeStampResponse, _length, policy_oid
+from ca.tsa import MAX_REQUEST_BYTES, TimeStampResponse, policy_oid
 
 _SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
 

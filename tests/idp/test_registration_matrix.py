@@ -41,7 +41,8 @@ CALLERS["citizen"] = Principal("user", "citizen", frozenset(), citizen_id="cit_s
 CALLERS["no role"] = Principal("service", "nobody", frozenset())
 GIVEABLE = (*sorted(ROLES), "licence-issuer:FZ")
 # what the registrar of the second registry may give (admin is dropped: never grantable)
-GRANTABLE = frozenset({"seal-reviewer", "verifier", "admin", "identity-registrar"})
+GRANTABLE = frozenset({"seal-reviewer", "verifier", "admin", "identity-registrar", "key-recovery"})
+NEVER_BY_REGISTRAR = {"admin", "identity-registrar", "key-recovery"}
 _serial = itertools.count(1)
 
 
@@ -156,8 +157,8 @@ def test_staff_roles_are_given_by_an_admin_only(registries: Registries, role: st
 @pytest.mark.parametrize("role", GIVEABLE)
 def test_a_registrar_gives_only_the_configured_roles(registries: Registries, role: str) -> None:
     """``registrar_grantable_roles`` widens what a registrar gives, never to admin or
-    identity-registrar (even when configured)."""
-    if role in GRANTABLE and role not in {"admin", "identity-registrar"}:
+    identity-registrar or key-recovery (even when configured)."""
+    if role in GRANTABLE and role not in NEVER_BY_REGISTRAR:
         assert role in _staff(registries, REGISTRAR, (role,), lenient=True).roles
     else:
         with (

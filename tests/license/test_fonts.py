@@ -47,9 +47,10 @@ def test_a_subset_keeps_glyph_ids_and_draws_only_the_used_glyphs() -> None:
 
 
 def test_a_cmap_subset_maps_each_character_to_its_glyph() -> None:
-    """The OFD subset: the characters (BMP and beyond) map through its own cmap to the same
-    glyphs as in the font, which are drawn; a character the font lacks is left out; the file's
-    checksum adjustment is right; the same characters in any order give the same bytes."""
+    """The OFD subset: the characters (BMP and beyond) map through its own cmap to glyphs
+    renumbered in the font's order, drawn with the font's outlines and advances, and nothing
+    else is kept; a character the font lacks is left out; the file's checksum adjustment is
+    right; the same characters in any order give the same bytes."""
     from fontTools.ttLib import TTFont
 
     font = licence_font()
@@ -61,11 +62,20 @@ def test_a_cmap_subset_maps_each_character_to_its_glyph() -> None:
     order = subset.getGlyphOrder()
     for table in subset["cmap"].tables:
         assert (table.platformID, table.platEncID) in {(3, 1), (3, 10)}
-        assert {chr(code): order.index(name) for code, name in table.cmap.items()} == {
-            c: font.gid(c) for c in text
-        }
+        assert set(table.cmap) == {ord(c) for c in text}
+    original = TTFont(font_path(), fontNumber=0, lazy=True)
+    new_ids = {c: order.index(subset.getBestCmap()[ord(c)]) for c in text}
+    assert sorted(new_ids.values()) == [new_ids[c] for c in sorted(text, key=font.gid)]
+    assert len(order) < 3 * len(set(text))  # .notdef, the glyphs drawn and their components
     glyf = subset["glyf"]
-    assert all(glyf[order[font.gid(c)]].numberOfContours != 0 for c in text if c != " ")
+    for c in text:
+        name = subset.getBestCmap()[ord(c)]
+        assert subset["hmtx"][name] == original["hmtx"][original.getBestCmap()[ord(c)]]
+        if c != " ":
+            mine, theirs = glyf[name], original["glyf"][original.getBestCmap()[ord(c)]]
+            assert mine.numberOfContours == theirs.numberOfContours != 0
+            assert mine.getCoordinates(glyf)[0] == theirs.getCoordinates(original["glyf"])[0]
+    assert len(data) < 20_000
     assert int.from_bytes(data[:4]) == 0x00010000
     words = data + b"\0" * (-len(data) % 4)
     total = sum(int.from_bytes(words[i : i + 4]) for i in range(0, len(words), 4))

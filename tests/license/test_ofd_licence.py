@@ -112,13 +112,13 @@ def test_easyofd_renders_the_sealed_licence_text_seal_and_both_qr_codes_decode(
     pdftoppm = require_tool("pdftoppm")
     import zxingcpp
     from easyofd import OFD
-    from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
-    from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
+
+    from tests.seal.test_ofd_document import easyofd_font
 
     data = licence.documents.make_ofd(licence.doc, licence.context, CREATED).ofd
     monkeypatch.chdir(tmp_path)  # easyofd unpacks into the working directory
     embedded = read_package(data).files["Doc_0/Res/font_0.ttf"]
-    pdfmetrics.registerFont(TTFont("宋体", io.BytesIO(embedded)))  # easyofd's only text font
+    easyofd_font(embedded)  # easyofd's only text font
     reader = OFD()
     reader.read(data, fmt="binary")
     pdf = tmp_path / "rendered.pdf"

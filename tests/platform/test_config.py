@@ -126,6 +126,7 @@ def test_list_settings_trusted_proxies_and_registrar_roles(tmp_path: Path) -> No
         ({"GOVTRUST_TRUSTED_PROXIES": "proxy.example"}, "not an IP address or network"),
         ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "admin"}, "only an admin may give 'admin'"),
         ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "identity-registrar"}, "only an admin"),
+        ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "key-recovery"}, "only an admin"),
         ({"GOVTRUST_REGISTRAR_GRANTABLE_ROLES": "root"}, "'root' is not a role"),
     ]:
         with unchanged(None, None, tmp_path), pytest.raises(ConfigError, match=fragment):
@@ -144,13 +145,15 @@ def test_package_sections_env_over_toml_and_their_errors(tmp_path: Path) -> None
     toml.write_text(
         "[govtrust]\nca_key_algorithms = ['seal=sm2']\n"
         "[govtrust.ca]\noid-arc = '1.2.3'\nissue_threads = 3\ncountry = 'HK'\n"
-        "[govtrust.verify]\nfetch_timeout_seconds = 1.5\ncache_size = 10\n",
+        "[govtrust.verify]\nfetch_timeout_seconds = 1.5\ncache_size = 10\n"
+        "max_ofd_bytes = 1000\nmax_pdf_bytes = 3000\n",
         encoding="utf-8",
     )
     env = {
         "GOVTRUST_CA_ISSUE_THREADS": "5",
         "GOVTRUST_CA_UNHEARD_OF": "ignored",  # the environment holds much else
         "GOVTRUST_VERIFY_CACHE_SIZE": "20",
+        "GOVTRUST_VERIFY_MAX_OFD_BYTES": "2048",
         "GOVTRUST_VERIFY_DOCUMENT_WORKERS": "3",  # a top-level setting
     }
     settings = load_settings({}, config_file=toml, env=env)
@@ -160,7 +163,9 @@ def test_package_sections_env_over_toml_and_their_errors(tmp_path: Path) -> None
     assert (ca.oid_arc, ca.issue_threads, ca.country) == ("1.2.3", 5, "CN")
     verify = VerifyConfig.from_settings(settings)
     assert (verify.fetch_timeout_seconds, verify.cache_size) == (1.5, 20)
+    assert (verify.max_ofd_bytes, verify.max_pdf_bytes) == (2048, 3000)  # VerifyOfd's own limit
     assert VerifyConfig.from_settings(None) == VerifyConfig()
+    assert VerifyConfig().max_ofd_bytes == VerifyConfig().max_pdf_bytes == 64 * 1024 * 1024
     assert "document_workers" not in settings.sections.get("verify", {})
 
     bad_env = load_settings({}, env={"GOVTRUST_CA_ISSUE_THREADS": "many"})

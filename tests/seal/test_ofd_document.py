@@ -38,6 +38,22 @@ RED = (255, 0, 0)
 BLUE = (0, 0, 255)
 
 
+def easyofd_font(data: bytes) -> None:
+    """Give easyofd, which draws all text in "宋体" (SimSun, a Windows font), the font ``data``.
+    reportlab keeps the first TrueType font registered under a name and ignores later ones, so
+    an earlier test's font is dropped first (else this test's text draws with the wrong glyphs
+    whenever another easyofd test ran before it in the same process)."""
+    from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
+    from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
+
+    earlier = pdfmetrics._fonts.pop("宋体", None)
+    if earlier is not None:
+        pdfmetrics._dynFaceNames.pop(earlier.face.name, None)
+    font = TTFont("宋体", io.BytesIO(data))
+    pdfmetrics._dynFaceNames.pop(font.face.name, None)
+    pdfmetrics.registerFont(font)
+
+
 @pytest.fixture(scope="module")
 def cjk_font() -> Font:
     """A fontTools subset of the licence font (WenQuanYi Micro Hei) with the test's characters.
@@ -101,14 +117,11 @@ def test_written_document_is_rendered_by_easyofd(
     pdftotext = require_tool("pdftotext")
     pdftoppm = require_tool("pdftoppm")
     from easyofd import OFD
-    from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
-    from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
 
     data = write_document(_document(cjk_font))
     monkeypatch.chdir(tmp_path)  # easyofd unpacks into the working directory
     embedded = read_package(data).files["Doc_0/Res/font_0.ttf"]
-    # easyofd draws all text in "宋体" (SimSun, a Windows font): give it the embedded font
-    pdfmetrics.registerFont(TTFont("宋体", io.BytesIO(embedded)))
+    easyofd_font(embedded)  # easyofd draws all text in "宋体": the embedded font
     reader = OFD()
     reader.read(data, fmt="binary")
     pdf = tmp_path / "rendered.pdf"

@@ -30,7 +30,7 @@ from tests.ca.test_sm2 import pkeyutl_verify
 from tests.conftest import require_tool
 from tests.seal import gbt38540
 from tests.seal.conftest import FILING, GrpcHandle, World
-from tests.seal.test_ofd_document import HOLDER, _document, cjk_font  # noqa: F401
+from tests.seal.test_ofd_document import HOLDER, _document, cjk_font, easyofd_font  # noqa: F401
 from tests.seal.test_sm2_seals import _active
 from tests.unchanged import unchanged
 
@@ -225,12 +225,10 @@ def test_easyofd_renders_the_seal_picture_at_its_stamp(
 ) -> None:
     pdftoppm = require_tool("pdftoppm")
     from easyofd import OFD
-    from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
-    from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
 
     sealed = _seal(world, sm2_seal, write_document(_document(cjk_font)), Position(1, 150, 200))
     monkeypatch.chdir(tmp_path)
-    pdfmetrics.registerFont(TTFont("宋体", io.BytesIO(cjk_font.data)))
+    easyofd_font(cjk_font.data)
     reader = OFD()
     reader.read(sealed, fmt="binary")
     (tmp_path / "sealed.pdf").write_bytes(reader.to_pdf())

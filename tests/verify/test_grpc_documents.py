@@ -88,7 +88,7 @@ def server(vworld: World) -> Iterator[Server]:
         vworld.db,
         vworld.keystore,
         vworld.authority,
-        config=VerifyConfig(max_pdf_bytes=LIMIT),
+        config=VerifyConfig(max_pdf_bytes=LIMIT, max_ofd_bytes=LIMIT),
         seals=vworld.service,
     )
     tokens: dict[str, Principal] = {}

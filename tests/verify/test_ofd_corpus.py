@@ -271,6 +271,18 @@ def test_bad_input_is_reported_invalid_naming_the_defect(
             "'..' part",
         ),
         (
+            "an absolute entry name",
+            _zip({**files, "/etc/evil.xml": b"<x/>"}),
+            ReasonCode.FORMAT_ERROR,
+            "absolute path",
+        ),
+        (
+            "duplicate entries",
+            _zip({**files, "doc_0/PAGES/page_0/content.xml": b"<x/>"}),
+            ReasonCode.FORMAT_ERROR,
+            "duplicate entry",
+        ),
+        (
             "a DTD in OFD.xml",
             rewrite(ofd, {"OFD.xml": laughs}),
             ReasonCode.FORMAT_ERROR,
@@ -300,12 +312,28 @@ def test_bad_input_is_reported_invalid_naming_the_defect(
 def test_errors_store_nothing(vworld: World, ctx: VerifyContext, plain: bytes) -> None:
     bomb = _zip({"OFD.xml": b"<x/>", "Doc_0/bomb.xml": b"\0" * (40 * 1024 * 1024)})
     small = VerifyContext(
-        vworld.db, vworld.keystore, vworld.authority, config=VerifyConfig(max_pdf_bytes=1000)
+        vworld.db, vworld.keystore, vworld.authority, config=VerifyConfig(max_ofd_bytes=1000)
+    )
+    document = read_package(plain).files["Doc_0/Document.xml"]
+    pages = b"".join(
+        b'<ofd:Page ID="%d" BaseLoc="Pages/Page_0/Content.xml"/>' % i for i in range(2000)
+    )
+    many_pages = rewrite(
+        plain,
+        {
+            "Doc_0/Document.xml": re.sub(
+                rb"<ofd:Pages>.*</ofd:Pages>",
+                b"<ofd:Pages>" + pages + b"</ofd:Pages>",
+                document,
+                flags=re.S,
+            )
+        },
     )
     cases: list[tuple[VerifyContext, Any, bytes, type[Exception], str]] = [
         (ctx, VERIFIER, b"", InvalidArgument, "ofd"),
+        (ctx, VERIFIER, many_pages, ResourceExhausted, "number of pages"),
         (ctx, VERIFIER, bomb, ResourceExhausted, "compression ratio"),
-        (small, VERIFIER, plain, ResourceExhausted, "ofd: the document is larger than"),
+        (small, VERIFIER, plain, ResourceExhausted, "ofd: the document is larger than.*MAX_OFD"),
         (ctx, NOBODY, plain, PermissionDenied, "verifier"),
     ]
     try:
