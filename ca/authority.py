@@ -23,6 +23,7 @@ from ca.csr import parse_csr
 from ca.directory import SubjectDirectory
 from ca.hierarchy import Hierarchy, Issuer, bootstrap
 from ca.models import CaCertificate
+from ca.records import CertificateRecord
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition, InvalidArgument, PreconditionViolation
 from govtrust.platform import Component
@@ -49,7 +50,7 @@ class ListFilter:
     expiring_before: datetime | None = None
 
 
-def effective_status(row: CaCertificate, moment: datetime | None = None) -> str:
+def effective_status(row: CertificateRecord, moment: datetime | None = None) -> str:
     """``active``, ``suspended``, ``revoked`` or ``expired`` (active past notAfter)."""
     moment = moment or datetime.now(UTC)
     not_after = row.not_after if row.not_after.tzinfo else row.not_after.replace(tzinfo=UTC)
@@ -127,7 +128,7 @@ class CertificateAuthority:
     def renew(
         self,
         principal: Principal,
-        previous: CaCertificate,
+        previous: CertificateRecord,
         *,
         csr: bytes | None = None,
         generate_key_algorithm: str | None = None,
@@ -142,10 +143,11 @@ class CertificateAuthority:
         signing certificate revokes its pair). An encryption certificate is never renewed alone.
         """
         paired = self._check_pair_renewal(previous, csr, generate_key_algorithm)
+        stored = previous if isinstance(previous, CaCertificate) else self.get(previous.id)
         issued = issuance.renew(
             self.ctx,
             principal,
-            previous,
+            stored,
             csr=csr,
             generate_key_algorithm=generate_key_algorithm,
             validity_days=validity_days,
@@ -158,7 +160,7 @@ class CertificateAuthority:
         return issued
 
     def _check_pair_renewal(
-        self, previous: CaCertificate, csr: bytes | None, generate_key_algorithm: str | None
+        self, previous: CertificateRecord, csr: bytes | None, generate_key_algorithm: str | None
     ) -> bool:
         """Whether renewing ``previous`` re-keys an encryption pair; refuses what cannot."""
         previous = self.get(previous.id)  # its pairing as stored now
@@ -283,7 +285,7 @@ class CertificateAuthority:
         return rows, next_token
 
     @staticmethod
-    def authorise_read(principal: Principal, row: CaCertificate | None = None) -> None:
+    def authorise_read(principal: Principal, row: CertificateRecord | None = None) -> None:
         """Reads need ``verifier`` or an issuing role, or the certificate's own subject."""
         if (
             row is not None

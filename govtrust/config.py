@@ -65,6 +65,11 @@ class Settings:
     # aes-256-gcm or sm4-gcm (GB/T 39786); values under either stay readable (hsm.atrest), and
     # ``govtrust reencrypt --to`` moves existing rows
     at_rest_scheme: str = "aes-256-gcm"
+    # the licence text font's file (a TrueType collection or font); empty: WenQuanYi Micro Hei
+    seal_font: str = ""
+    # USCCs accepted though their check character fails (real codes issued wrongly), besides
+    # the file <data-dir>/uscc-allow-list.txt
+    uscc_allow_list: tuple[str, ...] = ()
     seal_maker_name: str | None = None  # the seal-making unit (default: a development unit)
     seal_maker_uscc: str | None = None
     tls_cert: Path | None = None
@@ -164,7 +169,12 @@ _AT_LEAST = {
 }
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
-_LIST_FIELDS = {"trusted_proxies", "registrar_grantable_roles", "ca_key_algorithms"}
+_LIST_FIELDS = {
+    "trusted_proxies",
+    "registrar_grantable_roles",
+    "ca_key_algorithms",
+    "uscc_allow_list",
+}
 # Never grantable by a registrar, whatever the allow-list says.
 # roles only an admin gives: a registrar allowed to give key-recovery could mint the two officers
 # of a dual-control key recovery (ca/recovery.py)

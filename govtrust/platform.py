@@ -98,8 +98,8 @@ class Platform:
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def on_close(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` when the platform closes (domain runtimes built over it drop their
-        process-wide hooks, e.g. identity status listeners), last registered first."""
+        """Run ``callback`` when the platform closes (domain runtimes built over it release
+        what they hold outside it), last registered first."""
         self._closers.append(callback)
 
     def close(self) -> None:

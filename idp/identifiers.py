@@ -13,7 +13,6 @@ accepted when they are on the configured allow-list (:func:`load_uscc_allow_list
 from __future__ import annotations
 
 import operator
-import os
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -271,17 +270,15 @@ USCC_ALLOW_LIST_ENV = "GOVTRUST_USCC_ALLOW_LIST"
 USCC_ALLOW_LIST_FILE = "uscc-allow-list.txt"
 
 
-def load_uscc_allow_list(
-    data_dir: Path | None, *, environ: Mapping[str, str] | None = None
-) -> frozenset[str]:
-    """Allow-listed USCCs: ``GOVTRUST_USCC_ALLOW_LIST`` (comma separated) plus the file
+def load_uscc_allow_list(data_dir: Path | None, configured: Iterable[str] = ()) -> frozenset[str]:
+    """Allow-listed USCCs: the ``uscc_allow_list`` setting (``configured``; the environment's
+    ``GOVTRUST_USCC_ALLOW_LIST``, comma separated, through :mod:`govtrust.config`) plus the file
     ``<data-dir>/uscc-allow-list.txt`` (one code per line, ``#`` comments).
 
     Only well-formed codes (length, character set) are kept; the list exempts the check
     character and nothing else.
     """
-    env = os.environ if environ is None else environ
-    candidates = [c for c in env.get(USCC_ALLOW_LIST_ENV, "").split(",") if c.strip()]
+    candidates = [c for c in configured if c.strip()]
     if data_dir is not None:
         path = data_dir / USCC_ALLOW_LIST_FILE
         if path.is_file():

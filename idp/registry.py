@@ -85,6 +85,7 @@ from idp.pii import (
     mask_id_number,
     mask_phone,
 )
+from idp.status_listeners import StatusListeners
 from idp.types import (
     AGENT_MANAGE,
     AGENT_SCOPES,
@@ -118,24 +119,6 @@ DEFAULT_PAGE_SIZE = 50
 _BULK_CHUNK = 5000
 MAX_PAGE_SIZE = 1000
 _CODE_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._-")
-
-StatusListener = Callable[[Session, IdentitySummary, IdentityStatus, str], None]
-"""Called inside the status-change transaction with (session, identity after, status before,
-reason): other packages (seals, certificates) revoke what hangs off a cancelled identity."""
-
-_status_listeners: list[StatusListener] = []
-
-
-def register_status_listener(listener: StatusListener) -> None:
-    """Run ``listener`` on every identity status change, in the same transaction."""
-    if listener not in _status_listeners:
-        _status_listeners.append(listener)
-
-
-def unregister_status_listener(listener: StatusListener) -> None:
-    """Stop calling ``listener`` (tests)."""
-    if listener in _status_listeners:
-        _status_listeners.remove(listener)
 
 
 def _opt_utc(moment: datetime | None) -> datetime | None:
@@ -232,8 +215,11 @@ class IdentityRegistry:
         population: PopulationBaseData | None = None,
         legal_person_base: LegalPersonBaseData | None = None,
         clock: Callable[[], datetime] | None = None,
+        status_listeners: StatusListeners | None = None,
     ) -> None:
         self.db = db
+        # told of every status change in its transaction (the platform's, see idp.runtime)
+        self.status_listeners = status_listeners or StatusListeners()
         self.codec = codec
         self.uscc_allow_list = uscc_allow_list
         self.registrar_grantable_roles = registrar_grantable_roles - PRIVILEGED_STAFF_ROLES
@@ -256,6 +242,8 @@ class IdentityRegistry:
         data_dir: Path | None = None,
         registrar_grantable_roles: Iterable[str] = (),
         at_rest_scheme: str = DEFAULT_SCHEME,
+        status_listeners: StatusListeners | None = None,
+        uscc_allow_list: Iterable[str] = (),
     ) -> IdentityRegistry:
         """A registry with keys derived from the master key (new personal data written under
         ``at_rest_scheme``), the configured USCC allow-list and the staff roles a registrar may
@@ -263,8 +251,9 @@ class IdentityRegistry:
         return cls(
             db,
             PiiCodec.from_master_key(master_key, at_rest_scheme),
-            uscc_allow_list=load_uscc_allow_list(data_dir),
+            uscc_allow_list=load_uscc_allow_list(data_dir, uscc_allow_list),
             registrar_grantable_roles=frozenset(registrar_grantable_roles),
+            status_listeners=status_listeners,
         )
 
     def now(self) -> datetime:
@@ -1115,8 +1104,7 @@ class IdentityRegistry:
                     "revoked_grants": revoked,
                 },
             )
-            for listener in list(_status_listeners):
-                listener(session, summary, before, reason)
+            self.status_listeners.notify(session, summary, before, reason)
         log.info(
             "identity status changed",
             extra={"identity": row.id, "from": before.value, "to": target.value},

@@ -304,17 +304,11 @@ class ServiceRegistry:
         return Principal(kind="service", subject=name, roles=roles)
 
 
-_registries: dict[int, tuple[Platform, ServiceRegistry]] = {}
-
-
 def registry_for(platform: Platform) -> ServiceRegistry:
-    """The process's service registry over ``platform``'s database."""
-    existing = _registries.get(id(platform))
-    if existing is not None and existing[0] is platform:
-        return existing[1]
-    registry = ServiceRegistry(platform.db)
-    _registries[id(platform)] = (platform, registry)  # holds the platform: ids stay unique
-    return registry
+    """The platform's service registry over its database (kept on its container)."""
+    from idp.runtime import service_registry_for
+
+    return service_registry_for(platform)
 
 
 def certificate_principal(platform: Platform, cert: x509.Certificate) -> Principal | None:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 
 from seal.errors import InvalidSealRequest
 
-FONT_ENV = "GOVTRUST_SEAL_FONT"
+FONT_ENV = "GOVTRUST_SEAL_FONT"  # the environment's name of the ``seal_font`` setting
 _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/wqy-microhei/wqy-microhei.ttc",
@@ -37,13 +37,25 @@ _FONT_CANDIDATES = (
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
+_configured_font = ""  # the ``seal_font`` setting (see configure_font)
+
+
+def configure_font(path: str | None) -> None:
+    """Use the font file the ``seal_font`` setting names (``GOVTRUST_SEAL_FONT``, TOML, flag;
+    set by the licence runtime), or none: find WenQuanYi Micro Hei. The font is process-wide."""
+    global _configured_font
+    if (path or "") != _configured_font:
+        _configured_font = path or ""
+        font_path.cache_clear()
+        licence_font.cache_clear()
+
+
 @functools.lru_cache(maxsize=1)
 def font_path() -> str:
-    """The licence text font's file: ``$GOVTRUST_SEAL_FONT`` or WenQuanYi Micro Hei
-    (fonts-wqy-microhei). Seal faces use :func:`seal.images.seal_font`."""
-    override = os.environ.get(FONT_ENV)
-    if override:
-        return override
+    """The licence text font's file: the ``seal_font`` setting (:func:`configure_font`) or
+    WenQuanYi Micro Hei (fonts-wqy-microhei). Seal faces use :func:`seal.images.seal_font`."""
+    if _configured_font:
+        return _configured_font
     for candidate in _FONT_CANDIDATES:
         if os.path.isfile(candidate):
             return candidate
@@ -58,7 +70,7 @@ def font_path() -> str:
         if found and os.path.isfile(found):
             return found
     raise InvalidSealRequest(
-        "no CJK font found: install fonts-wqy-microhei or set GOVTRUST_SEAL_FONT"
+        "no CJK font found: install fonts-wqy-microhei or set seal_font (GOVTRUST_SEAL_FONT)"
     )
 
 

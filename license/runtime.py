@@ -184,16 +184,13 @@ def runtime_for(platform: Platform) -> LicenceRuntime:
 def _build(platform: Platform) -> LicenceRuntime:
     from ca.authority import authority_for
     from ca.hierarchy import ROOT, SM2_ROOT
-    from idp.registry import IdentityRegistry
+    from idp.runtime import identity_registry_for
+    from license.fonts import configure_font
     from seal.runtime import runtime_for as seal_runtime_for
 
+    configure_font(platform.settings.seal_font)
     seals = seal_runtime_for(platform)
-    registry = IdentityRegistry.open(
-        platform.db,
-        platform.master_key,
-        data_dir=platform.settings.data_dir,
-        at_rest_scheme=platform.settings.at_rest_scheme,
-    )
+    registry = identity_registry_for(platform)
     base = platform.settings.effective_public_base_url
     signers = DepartmentSealSigners(seals.service, platform.keystore)
     service = LicenceService(

@@ -28,22 +28,17 @@ SEAL_RUNTIME: Component[SealRuntime] = Component("the seal runtime")
 
 def runtime_for(platform: Platform) -> SealRuntime:
     """The platform's seal service over its CA and registry (built once), subscribed to
-    identity status changes (a cancelled owner's seals are revoked) until the platform closes."""
+    the platform's identity status changes (a cancelled owner's seals are revoked)."""
     return platform.components.get(SEAL_RUNTIME, lambda: _build(platform))
 
 
 def _build(platform: Platform) -> SealRuntime:
     from ca.authority import authority_for
-    from idp.registry import IdentityRegistry, register_status_listener
+    from idp.runtime import identity_registry_for, status_listeners_for
     from seal.authority import CaSealAuthority
     from seal.owners import RegistryOwners
 
-    registry = IdentityRegistry.open(
-        platform.db,
-        platform.master_key,
-        data_dir=platform.settings.data_dir,
-        at_rest_scheme=platform.settings.at_rest_scheme,
-    )
+    registry = identity_registry_for(platform)
     authority = CaSealAuthority(
         authority_for(platform), platform.db, maker_identity(platform.settings)
     )
@@ -54,8 +49,7 @@ def _build(platform: Platform) -> SealRuntime:
         RegistryOwners(registry),
         default_key_algorithm=platform.settings.effective_seal_key_algorithm,
     )
-    register_status_listener(service.on_identity_status)
-    platform.on_close(lambda: _release(service))
+    status_listeners_for(platform).add(service.on_identity_status)
     return SealRuntime(service, SealPdf(service))
 
 
@@ -71,11 +65,3 @@ def maker_identity(settings: Settings) -> MakerIdentity:
     except InvalidIdentifier as exc:
         raise ConfigError(f"seal_maker_uscc: {exc}") from None
     return MakerIdentity(settings.seal_maker_name, uscc)
-
-
-def _release(service: SealService) -> None:
-    """Stop a closed platform's identity listener: a listener left behind would act, inside
-    another platform's transactions, for a service that is gone."""
-    from idp.registry import unregister_status_listener
-
-    unregister_status_listener(service.on_identity_status)

@@ -125,24 +125,6 @@ def database(database_url: str) -> Iterator[Database]:
     db.dispose()
 
 
-@pytest.fixture(autouse=True)
-def _no_leaked_identity_listeners() -> Iterator[None]:
-    """Identity status listeners are process-wide (one platform per process in production). A
-    service's bound listener left behind by a test would let a dead service act in later tests'
-    transactions: fail the test that leaks one (module-level listeners, registered once per
-    process by design, are fine)."""
-    import inspect
-
-    from idp import registry
-
-    before = list(registry._status_listeners)
-    yield
-    leaked = [x for x in registry._status_listeners if x not in before and inspect.ismethod(x)]
-    for listener in leaked:
-        registry.unregister_status_listener(listener)
-    assert not leaked, f"the test left identity status listeners registered: {leaked}"
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect the SQLite leg of tests marked ``postgresql_only`` (never skip: under CI a skip
     would read as a missing tool)."""

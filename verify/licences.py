@@ -58,7 +58,7 @@ from verify.report import (
 
 if TYPE_CHECKING:
     from govtrust.principal import Principal
-    from license.models import LicenceRow
+    from license.registered import RegisteredLicence
     from license.runtime import LicenceRuntime
     from verify.service import Verified, VerifyContext
 
@@ -163,13 +163,10 @@ def _mask(code: str, code_type: str) -> str:
     return code
 
 
-def _stored_row(runtime: LicenceRuntime, identifier: str) -> LicenceRow | None:
-    if not identifier:
-        return None
-    try:
-        return runtime.service.get(identifier)
-    except NotFound:
-        return None
+def _stored_row(runtime: LicenceRuntime, identifier: str) -> RegisteredLicence | None:
+    from license.registered import registered
+
+    return registered(runtime.service, identifier)
 
 
 def verify_licence(
@@ -251,7 +248,7 @@ def verify_licence(
         status_reasons = [r for r in status_reasons if r.code is not ReasonCode.LICENSE_REVOKED]
     if row is not None and not stored_signed and form != "qr_payload":
         try:
-            stored_signed = runtime.service.opened(row).signed_data
+            stored_signed = row.opened().signed_data
         except Exception:  # noqa: BLE001 - a record we cannot open does not match anything
             stored_signed = ""
 
@@ -383,7 +380,7 @@ def _facts(
     check: LicenceCheck,
     signed_data: str,
     roots: Sequence[x509.Certificate],
-    row: LicenceRow | None,
+    row: RegisteredLicence | None,
     runtime: LicenceRuntime,
     form: str,
 ) -> LicenseReport:
@@ -401,7 +398,7 @@ def _facts(
         try:
             from license.signed_data import verify_licence as verify_signed
 
-            metadata = verify_signed(runtime.service.opened(row).signed_data, roots).metadata
+            metadata = verify_signed(row.opened().signed_data, roots).metadata
         except Exception:  # noqa: BLE001 - facts are best effort when the data is bad
             metadata = None
     identifier = check.identifier or (metadata.identifier if metadata else "")
@@ -500,7 +497,7 @@ def _stored_qr(runtime: LicenceRuntime, identifier: str) -> str:
     if row is None:
         return ""
     try:
-        return runtime.service.opened(row).qr_payload
+        return row.opened().qr_payload
     except Exception:  # noqa: BLE001 - no stored payload to read the signer from
         return ""
 

@@ -24,7 +24,7 @@ from ca.crl import CrlInfo
 from ca.hierarchy import Issuer
 from ca.intake import IssueIntake
 from ca.issuance import Issued, IssueRequest, Prepared, ServiceSubject, SubjectSpec
-from ca.models import CaCertificate
+from ca.records import CertificateRecord
 from ca.recovery import Recovery
 from govtrust.db import as_utc
 from govtrust.errors import InvalidArgument
@@ -192,7 +192,7 @@ def _issuer_name_der(tbs: bytes) -> bytes:
     return tbs[position : _tlv_end(tbs, position)[1]]
 
 
-def _fill_summary(target: common_pb2.CertificateSummary, row: CaCertificate) -> None:
+def _fill_summary(target: common_pb2.CertificateSummary, row: CertificateRecord) -> None:
     """``summary_pb(row.der, ...)`` written in place: the names are read from the DER, the
     rest comes from the row, which holds the same values (serial, validity, fingerprint) —
     no second fingerprint, no message copy."""
@@ -214,7 +214,9 @@ def _fill_summary(target: common_pb2.CertificateSummary, row: CaCertificate) -> 
     target.der = row.der
 
 
-def certificate_pb(row: CaCertificate, key: KeyRef | None = None) -> certificate_pb2.Certificate:
+def certificate_pb(
+    row: CertificateRecord, key: KeyRef | None = None
+) -> certificate_pb2.Certificate:
     """The ``Certificate`` message of a stored certificate."""
     message = certificate_pb2.Certificate(
         status=STATUS_ENUMS[effective_status(row)],
@@ -359,7 +361,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
             self._authority = authority_for(self._platform)
         return self._authority
 
-    def _find(self, ref: certificate_pb2.CertificateRef) -> CaCertificate:
+    def _find(self, ref: certificate_pb2.CertificateRef) -> CertificateRecord:
         which = ref.WhichOneof("ref")
         if which == "serial_number":
             return self._ca().find(serial=ref.serial_number)
@@ -528,10 +530,10 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
 
         return await run_sync(run)
 
-    async def _status(self, request: Any, operation: str) -> CaCertificate:
+    async def _status(self, request: Any, operation: str) -> CertificateRecord:
         principal = current_principal()
 
-        def run() -> CaCertificate:
+        def run() -> CertificateRecord:
             row = self._find(request.certificate)
             ca = self._ca()
             if operation == "revoke":
@@ -675,7 +677,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
 
         return await run_sync(run)
 
-    def _find_field(self, ref: certificate_pb2.CertificateRef, field: str) -> CaCertificate:
+    def _find_field(self, ref: certificate_pb2.CertificateRef, field: str) -> CertificateRecord:
         """:meth:`_find`, an unnamed certificate reported under ``field``."""
         if ref.WhichOneof("ref") is None:
             raise InvalidArgument.field(field, "give a serial number or a fingerprint")
@@ -695,7 +697,7 @@ def _recovery_id(value: str) -> str:
     return value
 
 
-def _paired_pb(row: CaCertificate, partner: CaCertificate) -> certificate_pb2.Certificate:
+def _paired_pb(row: CertificateRecord, partner: CertificateRecord) -> certificate_pb2.Certificate:
     message = certificate_pb(row)
     message.paired_serial_number = partner.serial
     return message

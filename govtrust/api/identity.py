@@ -29,6 +29,7 @@ from govtrust.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from idp.identifiers import LegalPersonKind, Sex
 from idp.pii import KeyDeriver
 from idp.registry import IdentityRegistry
+from idp.runtime import identity_registry_for
 from idp.services import ServiceIdentity, ServiceRegistry, ServiceStatus
 from idp.types import (
     AgentGrant,
@@ -582,6 +583,8 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
 
 def servicer(platform: IdentityPlatform) -> identity_pb2_grpc.IdentityServiceServicer:
     """The IdentityService servicer for a platform (keys derived once, allow-lists loaded)."""
+    if isinstance(platform, Platform):
+        return IdentityServicer(identity_registry_for(platform), platform)
     registry = IdentityRegistry.open(
         platform.db,
         platform.master_key,

@@ -75,7 +75,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 codec,
                 text,
                 principal=_operator(),
-                allow_list=load_uscc_allow_list(data_dir),
+                allow_list=load_uscc_allow_list(data_dir, platform.settings.uscc_allow_list),
                 source=path.name,
             )
     finally:
@@ -91,6 +91,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check identity numbers offline and print what they encode (ID numbers masked)."""
+    from govtrust.commands import settings_from_args
     from idp.identifiers import (
         InvalidIdentifier,
         load_uscc_allow_list,
@@ -99,7 +100,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     from idp.pii import mask_id_number
 
-    allow_list = load_uscc_allow_list(args.data_dir)
+    # the setting (flags > env > TOML) and, with --data-dir, that directory's file
+    allow_list = load_uscc_allow_list(args.data_dir, settings_from_args(args).uscc_allow_list)
     failures = 0
     for value in args.numbers:
         kind = args.kind

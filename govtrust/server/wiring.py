@@ -67,15 +67,9 @@ def open_wired(settings: Settings, *, migrate: bool | None = None) -> Platform:
 
 def _registry_directory(platform: Platform) -> SubjectDirectory:
     from idp.ca_directory import RegistryDirectory
-    from idp.registry import IdentityRegistry
+    from idp.runtime import identity_registry_for
 
-    registry = IdentityRegistry.open(
-        platform.db,
-        platform.master_key,
-        data_dir=platform.settings.data_dir,
-        at_rest_scheme=platform.settings.at_rest_scheme,
-    )
-    return RegistryDirectory(registry)
+    return RegistryDirectory(identity_registry_for(platform))
 
 
 def audit_checkpoint_signer(platform: Platform) -> CheckpointSigner:

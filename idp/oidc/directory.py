@@ -1,51 +1,22 @@
 """What the provider needs from the identity registry: look-ups and claims.
 
-Reads the registry's tables directly (same package, read-only) so that a login or a userinfo
-call costs one or two indexed queries; personal data is decrypted only for the scopes a client
-was granted and is allowed (``identity`` needs an explicit client permission).
+The look-ups are the registry's own read side (:mod:`idp.login_directory`, one or two indexed
+queries each); this adds what is the provider's: the database, codec and pairwise key it works
+with, and the pairwise ``sub``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
-
 from govtrust.db import Database
-from idp.models import (
-    AgentGrantRow,
-    CitizenRow,
-    IdentityRow,
-    LegalPersonRow,
-    StaffAccountRow,
-    StaffRow,
-)
-from idp.pii import PURPOSE_ID_NUMBER, PURPOSE_PHONE, PiiCodec
+from idp import login_directory
+from idp.login_directory import ActingCandidate, IdentityInfo
+from idp.pii import PiiCodec
 
-
-@dataclass(frozen=True)
-class IdentityInfo:
-    """The registry facts the provider uses for one identity."""
-
-    id: str
-    kind: str
-    name: str
-    status: str
-    assurance_level: int
-
-
-@dataclass(frozen=True)
-class ActingCandidate:
-    """A citizen who may act for a legal person at login (representative or agent)."""
-
-    id: str
-    name: str
-    masked_identifier: str
-    relation: str  # representative | agent
+__all__ = ["ActingCandidate", "IdentityInfo", "RegistryDirectory"]
 
 
 class RegistryDirectory:
@@ -58,64 +29,23 @@ class RegistryDirectory:
 
     def identity(self, identity_id: str) -> IdentityInfo | None:
         """One identity's summary, or None."""
-        with self.db.read() as session:
-            row = session.get(IdentityRow, identity_id)
-            if row is None:
-                return None
-            return IdentityInfo(row.id, row.kind, row.name, row.status, row.assurance_level)
+        return login_directory.identity(self.db, identity_id)
 
     def citizen_by_id_number(self, number: str) -> str | None:
         """The citizen registered with this resident ID number (via its blind index)."""
-        index = self.codec.blind_index(number.upper(), PURPOSE_ID_NUMBER)
-        with self.db.read() as session:
-            return session.scalar(select(CitizenRow.id).where(CitizenRow.id_number_index == index))
+        return login_directory.citizen_by_id_number(self.db, self.codec, number)
 
     def legal_person_by_uscc(self, uscc: str) -> str | None:
         """The legal person registered with this USCC."""
-        with self.db.read() as session:
-            return session.scalar(
-                select(LegalPersonRow.id).where(LegalPersonRow.uscc == uscc.upper())
-            )
+        return login_directory.legal_person_by_uscc(self.db, uscc)
 
     def acting_candidates(self, legal_person_id: str) -> list[ActingCandidate]:
         """The legal representative and every citizen with a current agent grant."""
-        now = datetime.now(UTC)
-        with self.db.read() as session:
-            lp = session.get(LegalPersonRow, legal_person_id)
-            if lp is None:
-                return []
-            agent_ids = set(
-                session.scalars(
-                    select(AgentGrantRow.agent_id)
-                    .where(AgentGrantRow.legal_person_id == legal_person_id)
-                    .where(AgentGrantRow.revoked_at.is_(None))
-                    .where(AgentGrantRow.valid_from <= now)
-                    .where(
-                        or_(AgentGrantRow.valid_until.is_(None), AgentGrantRow.valid_until > now)
-                    )
-                )
-            )
-            ids = {lp.legal_representative_id, *agent_ids}
-            rows = {
-                r.id: r
-                for r in session.scalars(select(IdentityRow).where(IdentityRow.id.in_(ids)))
-                if r.status == "active"
-            }
-        out: list[ActingCandidate] = []
-        rep = rows.get(lp.legal_representative_id)
-        if rep is not None:
-            out.append(ActingCandidate(rep.id, rep.name, rep.masked_identifier, "representative"))
-        for agent_id in sorted(agent_ids - {lp.legal_representative_id}):
-            row = rows.get(agent_id)
-            if row is not None:
-                out.append(ActingCandidate(row.id, row.name, row.masked_identifier, "agent"))
-        return out
+        return login_directory.acting_candidates(self.db, legal_person_id)
 
     def staff_roles(self, identity_id: str) -> frozenset[str]:
         """A staff member's govtrust roles (empty for anyone else)."""
-        with self.db.read() as session:
-            roles = session.scalar(select(StaffRow.roles).where(StaffRow.id == identity_id))
-        return frozenset((roles or "").split())
+        return login_directory.staff_roles(self.db, identity_id)
 
     def subject_for(self, identity_id: str, *, pairwise: bool, sector: str) -> str:
         """``sub``: the registry id, or a pairwise HMAC of (sector, id) for pairwise clients."""
@@ -126,80 +56,7 @@ class RegistryDirectory:
         ).hexdigest()
         return f"pw_{digest[:40]}"
 
-    def claims(
-        self,
-        identity_id: str,
-        scopes: frozenset[str],
-        *,
-        acting_person_id: str | None = None,
-        allow_identity: bool = False,
-        system_id: str = "",
-    ) -> dict[str, Any]:
-        """Standard and govtrust claims for ``scopes`` (OIDC Core §5.4)."""
-        claims: dict[str, Any] = {}
-        with self.db.read() as session:
-            ident = session.get(IdentityRow, identity_id)
-            if ident is None:
-                return claims
-            claims["identity_kind"] = ident.kind
-            if "profile" in scopes:
-                claims["name"] = ident.name
-                claims["updated_at"] = int(ident.updated_at.timestamp())
-                claims["assurance_level"] = ident.assurance_level
-            if ident.kind == "citizen":
-                citizen = session.get(CitizenRow, identity_id)
-                if citizen is not None:
-                    self._person_claims(claims, scopes, citizen, allow_identity)
-            elif ident.kind == "staff":
-                staff = session.get(StaffRow, identity_id)
-                if staff is not None:
-                    if "profile" in scopes:
-                        claims["department"] = staff.department_code
-                    if "email" in scopes and staff.email:
-                        claims["email"] = staff.email
-                        claims["email_verified"] = False
-                    if "phone" in scopes and staff.phone_enc:
-                        claims["phone_number"] = self.codec.decrypt(staff.phone_enc, PURPOSE_PHONE)
-                        claims["phone_number_verified"] = False
-                    if system_id:
-                        account = session.scalar(
-                            select(StaffAccountRow)
-                            .where(StaffAccountRow.staff_id == identity_id)
-                            .where(StaffAccountRow.system_id == system_id)
-                        )
-                        if account is not None and account.local_account_id:
-                            claims["local_account_id"] = account.local_account_id
-            elif ident.kind == "legal_person" and "legal_person" in scopes:
-                lp = session.get(LegalPersonRow, identity_id)
-                if lp is not None:
-                    entry: dict[str, Any] = {"uscc": lp.uscc, "name": ident.name}
-                    if acting_person_id:
-                        actor = session.get(IdentityRow, acting_person_id)
-                        if actor is not None:
-                            entry["acting_person"] = {
-                                "id": actor.id,
-                                "name": actor.name,
-                                "masked_id_number": actor.masked_identifier,
-                                "is_legal_representative": (actor.id == lp.legal_representative_id),
-                            }
-                    claims["legal_person"] = entry
-        return claims
-
-    def _person_claims(
-        self, claims: dict[str, Any], scopes: frozenset[str], citizen: CitizenRow, allow: bool
-    ) -> None:
-        if "profile" in scopes:
-            claims["birthdate"] = citizen.birth_date.isoformat()
-            claims["gender"] = {"male": "male", "female": "female"}.get(citizen.sex, citizen.sex)
-        if "email" in scopes and citizen.email:
-            claims["email"] = citizen.email
-            claims["email_verified"] = False
-        if "phone" in scopes and citizen.phone_enc:
-            claims["phone_number"] = self.codec.decrypt(citizen.phone_enc, PURPOSE_PHONE)
-            claims["phone_number_verified"] = False
-        if "address" in scopes:
-            claims["address"] = {"country": "CN", "region": citizen.region_code}
-        if "identity" in scopes and allow:
-            claims["resident_id_number"] = self.codec.decrypt(
-                citizen.id_number_enc, PURPOSE_ID_NUMBER
-            )
+    def claims(self, identity_id: str, scopes: frozenset[str], **options: Any) -> dict[str, Any]:
+        """Standard and govtrust claims for ``scopes`` (OIDC Core §5.4); ``options`` as
+        :func:`idp.login_directory.claims` takes them (acting person, identity allowed, system)."""
+        return login_directory.claims(self.db, self.codec, identity_id, scopes, **options)

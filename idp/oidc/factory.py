@@ -8,7 +8,7 @@ from govtrust.platform import Component
 from idp.oidc.config import ProviderConfig
 from idp.oidc.provider import Provider
 from idp.oidc.sessions import on_identity_status_change
-from idp.registry import register_status_listener
+from idp.runtime import status_listeners_for
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
@@ -22,7 +22,7 @@ def provider_for(platform: Platform) -> Provider:
 
 
 def _build(platform: Platform) -> Provider:
-    register_status_listener(on_identity_status_change)
+    status_listeners_for(platform).add(on_identity_status_change)
     settings = platform.settings
     issuer = settings.effective_public_base_url
     return Provider(
@@ -38,5 +38,5 @@ def _build(platform: Platform) -> Provider:
 
 def install_provider(platform: Platform, provider: Provider) -> None:
     """Use ``provider`` for ``platform`` (tests with a custom validator or clock)."""
-    register_status_listener(on_identity_status_change)
+    status_listeners_for(platform).add(on_identity_status_change)
     platform.components.put(PROVIDER, provider)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from govtrust.config import load_settings
 from idp.identifiers import (
     PROVINCE_CODES,
     REGISTRATION_AUTHORITIES,
@@ -106,11 +107,10 @@ def test_uscc_kind_decoding(prefix: str, kind: LegalPersonKind) -> None:
 
 def test_allow_list_from_env_and_file(tmp_path: Path) -> None:
     (tmp_path / "uscc-allow-list.txt").write_text("# comment\n91350203m0001qay9b  # lower\nbad\n")
-    codes = load_uscc_allow_list(
-        tmp_path, environ={"GOVTRUST_USCC_ALLOW_LIST": "11100000000013338X"}
-    )
+    settings = load_settings(env={"GOVTRUST_USCC_ALLOW_LIST": "11100000000013338X"})
+    codes = load_uscc_allow_list(tmp_path, settings.uscc_allow_list)
     assert codes == frozenset({"91350203M0001QAY9B", "11100000000013338X"})
-    assert load_uscc_allow_list(None, environ={}) == frozenset()
+    assert load_uscc_allow_list(None, load_settings(env={}).uscc_allow_list) == frozenset()
 
 
 # --- properties ---------------------------------------------------------------------------------

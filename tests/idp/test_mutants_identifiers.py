@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from govtrust.config import load_settings
 from idp.identifiers import InvalidIdentifier, load_uscc_allow_list, parse_resident_id, parse_uscc
 
 TODAY = date(2026, 11, 22)
@@ -141,12 +142,14 @@ def test_allow_list_comments_separators_and_encoding(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     env = {"GOVTRUST_USCC_ALLOW_LIST": "91350100M000100Y44 , 91350100M000100Y45"}
-    codes = load_uscc_allow_list(tmp_path, environ=env)
+    codes = load_uscc_allow_list(tmp_path, load_settings(env=env).uscc_allow_list)
     assert codes == frozenset({"91350203M0001QAY9B", "91350100M000100Y44", "91350100M000100Y45"})
 
 
 def test_allow_list_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOVTRUST_USCC_ALLOW_LIST", "91350100M000100Y44,91350100M000100Y45")
-    assert load_uscc_allow_list(None) == frozenset({"91350100M000100Y44", "91350100M000100Y45"})
+    assert load_uscc_allow_list(None, load_settings().uscc_allow_list) == frozenset(
+        {"91350100M000100Y44", "91350100M000100Y45"}
+    )
     monkeypatch.delenv("GOVTRUST_USCC_ALLOW_LIST")
-    assert load_uscc_allow_list(None) == frozenset()
+    assert load_uscc_allow_list(None, load_settings().uscc_allow_list) == frozenset()

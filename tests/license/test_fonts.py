@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from license.fonts import FONT_ENV, cmap_subset, font_path, licence_font
+from govtrust.config import load_settings
+from license.fonts import FONT_ENV, cmap_subset, configure_font, font_path, licence_font
 
 
 @pytest.fixture
@@ -21,9 +22,10 @@ def test_the_environment_names_the_licence_font(
     fresh_font_path: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(FONT_ENV, "/srv/fonts/other.ttc")
+    configure_font(load_settings().seal_font)  # as the licence runtime does
     assert font_path() == "/srv/fonts/other.ttc"
     monkeypatch.delenv(FONT_ENV)
-    font_path.cache_clear()
+    configure_font(load_settings().seal_font)
     assert font_path() != "/srv/fonts/other.ttc"
 
 

@@ -43,6 +43,7 @@ from idp.oidc.passwords import PasswordLogin, ThrottlePolicy
 from idp.oidc.provider import Provider
 from idp.pii import PiiCodec
 from idp.registry import IdentityRegistry
+from idp.runtime import status_listeners_for
 from idp.types import IdentityRef
 
 REGISTRAR = Principal("user", "registrar", frozenset({"identity-registrar"}))
@@ -215,7 +216,9 @@ def make_env(database_url: str, tmp_path: Path, *, port: int | None = None) -> O
         ),
     )
     install_provider(platform, provider)
-    registry = IdentityRegistry(db, PiiCodec.from_master_key(master))
+    registry = IdentityRegistry(
+        db, PiiCodec.from_master_key(master), status_listeners=status_listeners_for(platform)
+    )
     citizen = registry.register_citizen(
         REGISTRAR,
         name="张三",

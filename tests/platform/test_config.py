@@ -183,3 +183,37 @@ def test_package_sections_env_over_toml_and_their_errors(tmp_path: Path) -> None
             VerifyConfig.from_settings(nan)
         with pytest.raises(ValueError, match="no settings section"):
             section_config(VerifyConfig, settings, "seal")
+
+
+def test_package_settings_uscc_allow_list_and_seal_font_flags_over_env_over_toml(
+    tmp_path: Path,
+) -> None:
+    """The identity registry's USCC allow-list and the licence font are settings like any
+    other (issue #15 item 4): flags > environment > TOML, the names operators already use."""
+    from govtrust.server.worker import settings_from_json, settings_to_json
+    from idp.identifiers import load_uscc_allow_list
+
+    s = load_settings({}, env={})
+    assert (s.uscc_allow_list, s.seal_font) == ((), "")
+    toml = tmp_path / "govtrust.toml"
+    toml.write_text(
+        '[govtrust]\nuscc-allow-list = ["91350203M0001QAY9B"]\nseal-font = "/toml/font.ttc"\n'
+    )
+    s = load_settings({}, config_file=toml, env={})
+    assert (s.uscc_allow_list, s.seal_font) == (("91350203M0001QAY9B",), "/toml/font.ttc")
+    env = {
+        "GOVTRUST_USCC_ALLOW_LIST": "91350100M000100Y44 , 91350100M000100Y45",
+        "GOVTRUST_SEAL_FONT": "/env/font.ttc",
+    }
+    s = load_settings({}, config_file=toml, env=env)
+    assert s.uscc_allow_list == ("91350100M000100Y44", "91350100M000100Y45")
+    assert s.seal_font == "/env/font.ttc"
+    assert settings_from_json(settings_to_json(s)) == s  # workers get the same values
+    assert load_uscc_allow_list(None, s.uscc_allow_list) == frozenset(s.uscc_allow_list)
+    flags = {"uscc_allow_list": "11100000000013338X", "seal_font": "/flag/font.ttc"}
+    s = load_settings(flags, config_file=toml, env=env)
+    assert (s.uscc_allow_list, s.seal_font) == (("11100000000013338X",), "/flag/font.ttc")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[govtrust]\nuscc-allow-list = 7\n")
+    with unchanged(None, None, tmp_path), pytest.raises(ConfigError, match="uscc_allow_list"):
+        load_settings({}, env={}, config_file=bad)

@@ -10,8 +10,8 @@ The scan reads the source with :mod:`ast`: every string literal that is not a do
 text when a table name follows ``FROM``, ``JOIN``, ``INTO``, ``UPDATE`` or ``TABLE``; every
 ``import`` of an owner's ``models`` module (or of a model from it) is an ORM use.
 
-Alembic revisions and the schema module, which describe every table, are not scanned. The few
-remaining crossings are listed in :data:`ALLOWED`, each with its reason; an entry that no longer
+Alembic revisions and the schema module, which describe every table, are not scanned. A crossing
+would have to be listed in :data:`ALLOWED` with its reason (none is); an entry that no longer
 matches anything fails the test too, so the list only shrinks.
 """
 
@@ -28,21 +28,8 @@ PACKAGES = ("govtrust", "hsm", "ca", "idp", "seal", "license", "verify")
 NOT_SCANNED = ("govtrust.v1", "govtrust.migrations", "govtrust.schema")
 _SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+([A-Za-z_][A-Za-z0-9_]*)", re.I)
 
-# (module, table or models module named) -> why it is allowed for now.
-_ADAPTER = (
-    "a transport adapter reading its own package's rows; issue #15 item 5 (thin adapters) moves it"
-)
-ALLOWED: dict[tuple[str, str], str] = {
-    ("govtrust.api.certificate", "ca.models"): _ADAPTER,
-    ("idp.oidc.directory", "idp.models"): (
-        "the OIDC provider's directory is the registry's read side for login; idp.oidc is a"
-        " sub-package of idp, to get an identity directory function in idp"
-    ),
-    ("verify.licences", "license.models"): (
-        "the licence row behind a verified licence; issue #15 item 2 merges the two licence"
-        " verifications into license/"
-    ),
-}
+# (module, table or models module named) -> why it is allowed for now: none is left.
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

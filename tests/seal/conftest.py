@@ -17,7 +17,7 @@ from govtrust.db import Database
 from govtrust.principal import Principal
 from hsm import MasterKey, SoftKeyStore
 from idp.pii import PiiCodec
-from idp.registry import IdentityRegistry, register_status_listener, unregister_status_listener
+from idp.registry import IdentityRegistry
 from idp.types import IdentityRef
 from seal.authority import CaSealAuthority
 from seal.lifecycle import Application, Making, SealService
@@ -221,7 +221,7 @@ def open_world(database: Database, keystore: SoftKeyStore | None = None) -> Iter
     )
     seal_authority = CaSealAuthority(authority, database)
     service = SealService(database, keystore, seal_authority, RegistryOwners(registry))
-    register_status_listener(service.on_identity_status)
+    registry.status_listeners.add(service.on_identity_status)
     try:
         yield World(
             database,
@@ -239,7 +239,6 @@ def open_world(database: Database, keystore: SoftKeyStore | None = None) -> Iter
             port,
         )
     finally:
-        unregister_status_listener(service.on_identity_status)
         keystore.close()
 
 
