@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import pytest
 
+from govtrust.db import Database
 from govtrust.errors import PermissionDenied
 from idp.registry import IdentityRegistry
 from idp.types import IdentityRef
 from tests.idp.conftest import NOBODY, REGISTRAR, VERIFIER
 from tests.idp.helpers import resident_id, uscc
+from tests.unchanged import unchanged
 
 
-def test_legal_persons_are_looked_up_at_once_as_one_by_one(registry: IdentityRegistry) -> None:
+def test_legal_persons_are_looked_up_at_once_as_one_by_one(
+    registry: IdentityRegistry, database: Database
+) -> None:
     rep = registry.register_citizen(REGISTRAR, name="张三", id_number=resident_id(1))
     other = registry.register_citizen(REGISTRAR, name="李四", id_number=resident_id(2))
     first = registry.register_legal_person(
@@ -33,5 +37,5 @@ def test_legal_persons_are_looked_up_at_once_as_one_by_one(registry: IdentityReg
     assert found[uscc(1)].id == first.id and found[lower].id == second.id
     assert found[uscc(1)].legal_representative.id == rep.id
     assert registry.legal_persons_by_uscc(REGISTRAR, []) == {}
-    with pytest.raises(PermissionDenied):
+    with unchanged(database), pytest.raises(PermissionDenied):
         registry.legal_persons_by_uscc(NOBODY, [uscc(1)])
