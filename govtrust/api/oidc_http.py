@@ -25,7 +25,6 @@ from govtrust.rpc.offload import run_sync
 from idp.oidc.authorization import Redirect, RedirectableError, ShowInteraction
 from idp.oidc.errors import AuthorizationPageError, OAuthError
 from idp.oidc.factory import provider_for
-from idp.oidc.grants import WriteWouldBlock
 from idp.oidc.i18n import TEXTS, pick_locale
 from idp.oidc.interaction import LoginPageError, ShowInteractionWithCookie
 from idp.oidc.logout import ConfirmLogout, LogoutNotice
@@ -321,22 +320,7 @@ def router(platform: Platform) -> APIRouter:
             basic = _basic(request)
             basic_used = basic is not None
             form = await _form(request)
-            grant_type = form.get("grant_type")
-            if grant_type == "client_credentials" or (
-                grant_type == "refresh_token"
-                and provider.local_reads
-                and "client_assertion" not in form
-            ):
-                # client_credentials is pure CPU (a cached client, one ES256 signature); a refresh
-                # on SQLite adds a local read and a write of a few statements, made after the
-                # signing. Either costs less than the thread hop. The loop never waits for the
-                # write lock: a refresh that would goes on in the pool.
-                try:
-                    body = provider.token(form, basic, wait=False)
-                except WriteWouldBlock as busy:
-                    body = await run_sync(busy.resume)
-            else:
-                body = await run_sync(provider.token, form, basic)
+            body = await provider.token_endpoint(form, basic, run_sync)
         except OAuthError as exc:
             return _oauth_json(exc, basic_used=basic_used)
         return JSONResponse(body, headers=NO_STORE)
@@ -372,23 +356,6 @@ def router(platform: Platform) -> APIRouter:
     async def userinfo_post(request: Request) -> Response:
         return await userinfo(request)
 
-    def client_operation(
-        method: str, form: dict[str, str], basic: tuple[str, str] | None
-    ) -> dict[str, Any] | None:
-        endpoint = provider.config.endpoint(
-            "/oidc/introspect" if method == "introspect" else "/oidc/revoke"
-        )
-        client = provider.authenticate_client(form, basic, endpoint=endpoint)
-        token_value = form.get("token", "")
-        if not token_value:
-            raise OAuthError("invalid_request", "token is required")
-        if method == "introspect":
-            if client.is_public:
-                raise OAuthError("invalid_client", "public clients cannot introspect", status=401)
-            return provider.introspect(client, token_value)
-        provider.revoke(client, token_value)
-        return None
-
     async def client_call(request: Request, method: str) -> Response:
         """Introspection and revocation: authenticate the client and act, in one thread hop."""
         basic_used = False
@@ -396,13 +363,7 @@ def router(platform: Platform) -> APIRouter:
             basic = _basic(request)
             basic_used = basic is not None
             form = await _form(request)
-            if method == "introspect" and provider.local_reads and "client_assertion" not in form:
-                # On SQLite an introspection is a cached secret check and one local indexed read,
-                # cheaper than the thread hop; assertions (a replay record) and PostgreSQL (a
-                # network round trip) go to the pool.
-                body = client_operation(method, form, basic)
-            else:
-                body = await run_sync(client_operation, method, form, basic)
+            body = await provider.client_endpoint(method, form, basic, run_sync)
         except OAuthError as exc:
             return _oauth_json(exc, basic_used=basic_used)
         if body is None:

@@ -1,7 +1,9 @@
 """The OpenID Connect provider: authorization, logins, sessions, codes and tokens.
 
 Framework-free: the HTTP adapter parses requests into dicts and calls these methods (in a worker
-thread), then turns the outcomes into responses. Every token-minting change happens in one write
+thread, or through :meth:`Provider.token_endpoint` / :meth:`Provider.client_endpoint`, which
+decide for themselves what runs inline and what goes to the caller's pool), then turns the
+outcomes into responses. Every token-minting change happens in one write
 transaction with its audit record, except the stateless client_credentials grant.
 
 :class:`Provider` is the facade: it holds the shared state (database, key store, signing keys,
@@ -24,9 +26,9 @@ Token model:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from govtrust.db import Database, write_gate
 from govtrust.fastsql import FastSql
@@ -36,7 +38,8 @@ from idp.oidc.clients import ClientRegistry
 from idp.oidc.config import ProviderConfig
 from idp.oidc.directory import RegistryDirectory
 from idp.oidc.discovery import discovery_document
-from idp.oidc.grants import TokenGrants
+from idp.oidc.errors import OAuthError
+from idp.oidc.grants import TokenGrants, WriteWouldBlock
 from idp.oidc.interaction import InteractionPages, InteractionStore
 from idp.oidc.introspection import TokenIntrospection
 from idp.oidc.keys import SigningKeys
@@ -46,6 +49,16 @@ from idp.oidc.sessions import CSRF_PURPOSE, SessionInfo
 from idp.oidc.tokens import TokenValidator
 
 PAIRWISE_PURPOSE = "idp/oidc-pairwise/v1"
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Offload(Protocol):
+    """Runs a blocking call off the event loop (the adapter's thread pool) and awaits it."""
+
+    async def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
 def _now() -> datetime:
@@ -120,3 +133,57 @@ class Provider(InteractionPages, TokenIntrospection, Logout, TokenGrants):
     def csrf_for_session(self, cookie: str) -> str:
         """A CSRF token bound to the session cookie (for the logout confirmation form)."""
         return sessions.csrf_for_session(self._csrf_key, cookie)
+
+    async def token_endpoint(
+        self, form: Mapping[str, str], basic: tuple[str, str] | None, offload: Offload
+    ) -> dict[str, Any]:
+        """:meth:`token` for an event-loop caller: inline when cheap, else through ``offload``."""
+        grant_type = form.get("grant_type")
+        if grant_type == "client_credentials" or (
+            grant_type == "refresh_token" and self.local_reads and "client_assertion" not in form
+        ):
+            # client_credentials is pure CPU (a cached client, one ES256 signature); a refresh on
+            # SQLite adds a local read and a write of a few statements, made after the signing.
+            # Either costs less than the thread hop. The loop never waits for the write lock: a
+            # refresh that would goes on in the pool.
+            try:
+                return self.token(form, basic, wait=False)
+            except WriteWouldBlock as busy:
+                return await offload(busy.resume)
+        return await offload(self.token, form, basic)
+
+    def client_operation(
+        self, method: str, form: Mapping[str, str], basic: tuple[str, str] | None
+    ) -> dict[str, Any] | None:
+        """Introspection (RFC 7662) or revocation (RFC 7009): authenticate the client and act.
+
+        ``method`` is ``"introspect"`` or ``"revoke"``; revocation returns ``None``.
+        """
+        endpoint = self.config.endpoint(
+            "/oidc/introspect" if method == "introspect" else "/oidc/revoke"
+        )
+        client = self.authenticate_client(form, basic, endpoint=endpoint)
+        token_value = form.get("token", "")
+        if not token_value:
+            raise OAuthError("invalid_request", "token is required")
+        if method == "introspect":
+            if client.is_public:
+                raise OAuthError("invalid_client", "public clients cannot introspect", status=401)
+            return self.introspect(client, token_value)
+        self.revoke(client, token_value)
+        return None
+
+    async def client_endpoint(
+        self,
+        method: str,
+        form: Mapping[str, str],
+        basic: tuple[str, str] | None,
+        offload: Offload,
+    ) -> dict[str, Any] | None:
+        """:meth:`client_operation` for an event-loop caller, in at most one thread hop."""
+        if method == "introspect" and self.local_reads and "client_assertion" not in form:
+            # On SQLite an introspection is a cached secret check and one local indexed read,
+            # cheaper than the thread hop; assertions (a replay record) and PostgreSQL (a network
+            # round trip) go to the pool.
+            return self.client_operation(method, form, basic)
+        return await offload(self.client_operation, method, form, basic)
