@@ -129,6 +129,43 @@ def check_source_key(text: str) -> str:
     return text
 
 
+class StreamedImport:
+    """A bulk import that arrives in chunks (a gRPC stream): a source key the stream sent
+    before is refused as a duplicate, across chunks; each chunk is issued through
+    :func:`issue_rows` in at most two calls (rows with documents, rows without)."""
+
+    def __init__(self, service: LicenceService, principal: Principal) -> None:
+        self._service = service
+        self._principal = principal
+        self._seen: set[tuple[str, str]] = set()
+
+    def issue_chunk(
+        self, rows: Sequence[tuple[int, SourceRow | RowOutcome, bool]]
+    ) -> list[tuple[int, RowOutcome]]:
+        """Each ``(position, row or its refusal, with document)`` answered as
+        ``(position, outcome)``: the refusals first, then the issued batches."""
+        out: list[tuple[int, RowOutcome]] = []
+        batches: dict[bool, list[tuple[int, SourceRow]]] = {True: [], False: []}
+        for position, row, document in rows:
+            if isinstance(row, RowOutcome):
+                out.append((position, row))
+                continue
+            scope = (row.request.issuer_code, row.source_key)
+            if scope in self._seen:
+                message = f"source key {row.source_key} came earlier in the stream"
+                out.append((position, refused(row.source_key, DUPLICATE, message)))
+                continue
+            self._seen.add(scope)
+            batches[document].append((position, row))
+        for document, batch in batches.items():
+            if batch:
+                outcomes = self._service.issue_rows(
+                    self._principal, [row for _, row in batch], document=document
+                )
+                out += [(i, o) for (i, _), o in zip(batch, outcomes, strict=True)]
+        return out
+
+
 def _message(exc: GovtrustError) -> str:
     parts = [exc.message]
     parts += [f"{v.field}: {v.description}" for v in getattr(exc, "violations", [])]

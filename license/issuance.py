@@ -88,6 +88,7 @@ from license.models import (
     LicenceStatusListRow,
 )
 from license.qr import encode_payload
+from license.records import LicenceRecord
 from license.signed_data import (
     HOLDER_RESIDENT_ID,
     HOLDER_USCC,
@@ -297,7 +298,7 @@ class IssuedLicence:
 class StoredLicence:
     """A stored licence version and its secrets in clear (they are encrypted at rest)."""
 
-    row: LicenceRow
+    row: LicenceRecord
     signed_data: str
     qr_payload: str
     document_pdf: bytes | None

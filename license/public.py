@@ -29,6 +29,7 @@ from license.errors import LicenceVerificationFailed
 from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
 from license.qr import TrustList
+from license.records import EffectiveStatus, effective_status
 from license.signed_data import HOLDER_RESIDENT_ID, LicenceMetadata
 from license.signer import unverified_payload
 from license.verification import LicenceVerifier
@@ -159,16 +160,10 @@ def _status(
     if stored is None:
         return PublicStatus.UNKNOWN
     # The check could not tell (bad signature or no status list): our own record decides.
-    row = stored.row
-    if row.status == "revoked":
-        return PublicStatus.REVOKED
-    if row.status == "suspended":
-        return PublicStatus.SUSPENDED
-    if today < row.valid_from:
-        return PublicStatus.NOT_YET_VALID
-    if row.valid_until is not None and today > row.valid_until:
-        return PublicStatus.EXPIRED
-    return PublicStatus.VALID if meta is not None else PublicStatus.UNKNOWN
+    status = effective_status(stored.row, today)
+    if status is EffectiveStatus.VALID:
+        return PublicStatus.VALID if meta is not None else PublicStatus.UNKNOWN
+    return PublicStatus(status.value)
 
 
 def build_view(

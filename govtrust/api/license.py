@@ -76,6 +76,7 @@ from license.issuance import (
     issuing_department,
 )
 from license.qr import TrustList
+from license.records import EffectiveStatus, effective_status
 from license.signed_data import HOLDER_RESIDENT_ID, HOLDER_USCC, LicenceMetadata
 from license.signer import unverified_payload
 from license.status_list import BITS
@@ -118,9 +119,12 @@ MEDIA_TYPES = {"pdf": "application/pdf", "ofd": "application/ofd"}
 """The media type of each licence document format (OFD: as GB/T 33190 implementations use)."""
 _HOLDER_IN = {v: k for k, v in _HOLDER.items()}
 _STATUS = {
-    "valid": common_pb2.LICENSE_STATUS_VALID,
-    "suspended": common_pb2.LICENSE_STATUS_SUSPENDED,
-    "revoked": common_pb2.LICENSE_STATUS_REVOKED,
+    EffectiveStatus.VALID: common_pb2.LICENSE_STATUS_VALID,
+    EffectiveStatus.SUSPENDED: common_pb2.LICENSE_STATUS_SUSPENDED,
+    EffectiveStatus.REVOKED: common_pb2.LICENSE_STATUS_REVOKED,
+    EffectiveStatus.SUPERSEDED: common_pb2.LICENSE_STATUS_SUPERSEDED,
+    EffectiveStatus.EXPIRED: common_pb2.LICENSE_STATUS_EXPIRED,
+    EffectiveStatus.NOT_YET_VALID: common_pb2.LICENSE_STATUS_NOT_YET_VALID,
 }
 _STATUS_FILTER = {
     common_pb2.LICENSE_STATUS_UNSPECIFIED: "",
@@ -314,14 +318,7 @@ def licence_pb(stored: StoredLicence, verify_url: str = "") -> license_pb2.Licen
     """The protobuf of a stored licence version (for its issuer, holder or grantee)."""
     row = stored.row
     meta = LicenceMetadata.from_json(unverified_payload(stored.signed_data))
-    if row.superseded_by is not None:
-        status = common_pb2.LICENSE_STATUS_SUPERSEDED
-    elif row.status == "valid" and row.valid_until is not None and row.valid_until < _today():
-        status = common_pb2.LICENSE_STATUS_EXPIRED
-    elif row.status == "valid" and row.valid_from > _today():
-        status = common_pb2.LICENSE_STATUS_NOT_YET_VALID
-    else:
-        status = _STATUS.get(row.status, common_pb2.LICENSE_STATUS_UNSPECIFIED)
+    status = _STATUS[effective_status(row, _today())]
     kind = (
         common_pb2.IDENTITY_KIND_LEGAL_PERSON
         if row.holder_code_type == HOLDER_USCC
@@ -636,14 +633,14 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         self,
         principal: Principal,
         rows: Sequence[tuple[int, license_pb2.IssueLicensesRequest]],
-        seen: set[tuple[str, str]],
+        stream: bulk_issuance.StreamedImport,
     ) -> list[license_pb2.IssueLicensesResponse]:
         """One chunk of IssueLicenses: each row converted (a row that cannot be is refused as
-        malformed, as is a source key the stream sent before), then issued."""
-        out: list[license_pb2.IssueLicensesResponse] = []
-        batches: dict[bool, list[tuple[int, SourceRow]]] = {True: [], False: []}
+        malformed), then handed to the stream's import."""
+        parsed: list[tuple[int, SourceRow | RowOutcome, bool]] = []
         names: dict[str, str] = {}
         for index, message in rows:
+            document = not message.license.skip_document
             try:
                 key = bulk_issuance.check_source_key(message.source_key)
                 issue = self._issue_request(principal, message.license, names)
@@ -652,23 +649,10 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
                 if isinstance(exc, InvalidArgument):
                     exc = _request_fields(exc)
                 refusal = bulk_issuance.refused(message.source_key, reason, exc.message)
-                out.append(_bulk_pb(index, refusal))
+                parsed.append((index, refusal, document))
                 continue
-            if (issue.issuer_code, key) in seen:
-                refusal = bulk_issuance.refused(
-                    key, bulk_issuance.DUPLICATE, f"source key {key} came earlier in the stream"
-                )
-                out.append(_bulk_pb(index, refusal))
-                continue
-            seen.add((issue.issuer_code, key))
-            batches[not message.license.skip_document].append((index, SourceRow(key, issue)))
-        for document, batch in batches.items():
-            if batch:
-                outcomes = self.service.issue_rows(
-                    principal, [row for _, row in batch], document=document
-                )
-                out += [_bulk_pb(i, o) for (i, _), o in zip(batch, outcomes, strict=True)]
-        return out
+            parsed.append((index, SourceRow(key, issue), document))
+        return [_bulk_pb(i, outcome) for i, outcome in stream.issue_chunk(parsed)]
 
     def _annotate(
         self, principal: Principal, request: license_pb2.AnnotateLicenseRequest
@@ -783,18 +767,18 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         """Bulk issuance: rows in chunks of :data:`BULK_CHUNK` through
         :meth:`LicenceService.issue_rows`, one response per row."""
         principal = current_principal()
-        seen: set[tuple[str, str]] = set()
+        stream = bulk_issuance.StreamedImport(self.service, principal)
         chunk: list[tuple[int, license_pb2.IssueLicensesRequest]] = []
         index = 0
         async for message in request_iterator:
             chunk.append((index, message))
             index += 1
             if len(chunk) >= BULK_CHUNK:
-                for response in await run_sync(self._issue_rows, principal, chunk, seen):
+                for response in await run_sync(self._issue_rows, principal, chunk, stream):
                     yield response
                 chunk = []
         if chunk:
-            for response in await run_sync(self._issue_rows, principal, chunk, seen):
+            for response in await run_sync(self._issue_rows, principal, chunk, stream):
                 yield response
 
     async def GetLicense(

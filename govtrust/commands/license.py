@@ -206,6 +206,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Show a stored licence (metadata and status; the read is audited)."""
     from license.access import LicenceAccess
     from license.identifiers import parse_identifier
+    from license.records import effective_status
     from license.runtime import runtime_for
     from license.signed_data import LicenceMetadata
     from license.signer import unverified_payload
@@ -224,7 +225,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         platform.close()
     row, stored = read.licence.row, read.licence
     meta = LicenceMetadata.from_json(unverified_payload(stored.signed_data))
-    status = "superseded" if row.superseded_by else row.status
+    status = str(effective_status(row))
     out = {
         "identifier": row.identifier,
         "name": meta.name,
