@@ -7,7 +7,9 @@ Packages with many settings of their own keep them in a section (:data:`SECTIONS
 table ``[ca]`` (or ``[govtrust.ca]``) and the variables ``GOVTRUST_CA_<FIELD>``, the
 environment winning. :func:`section_config` turns a section into the package's own frozen
 dataclass (``ca.config.CaConfig``, ``verify.service.VerifyConfig``), with the same coercion and
-one-line errors naming where a bad value came from; no package reads ``os.environ`` itself.
+one-line errors naming where a bad value came from. No package reads ``os.environ`` itself,
+with one documented exception (docs/architecture.md): ``hsm.load_master_key`` (in
+:mod:`hsm.master`) reads ``GOVTRUST_MASTER_KEY``, the master key being a secret, never a setting.
 """
 
 from __future__ import annotations

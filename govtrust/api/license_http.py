@@ -36,7 +36,6 @@ import contextlib
 import dataclasses
 import hashlib
 import math
-import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ from govtrust.errors import InvalidArgument, NotFound, ResourceExhausted
 from govtrust.http.errors import error_body
 from govtrust.http.limits import body_limit
 from govtrust.http.ratelimit import RateLimiter, client_key
+from govtrust.platform import Components
 from govtrust.rpc.offload import PoolBusy, document_pool, run_sync
 from license import public
 from license.base45 import ALPHABET as BASE45_ALPHABET
@@ -62,6 +62,7 @@ from license.page_texts import TEXTS
 from license.qr import MAX_PAYLOAD_CHARS
 from license.qr import PREFIX as QR_PREFIX
 from license.runtime import (
+    LICENCE_RUNTIME,
     STATUS_PATH,
     TRUST_LIST_PATH,
     VERIFY_PATH,
@@ -380,22 +381,6 @@ async def while_connected(request: Request, work: Awaitable[T]) -> T:
 # --- the router ---------------------------------------------------------------------------------
 
 
-class _Lazy:
-    """The licence runtime, built on first use (in the worker pool, not at import)."""
-
-    def __init__(self, build: Callable[[], LicenceRuntime]) -> None:
-        self.build = build
-        self.value: LicenceRuntime | None = None
-        self.lock = threading.Lock()
-
-    def get(self) -> LicenceRuntime:
-        if self.value is None:
-            with self.lock:
-                if self.value is None:
-                    self.value = self.build()
-        return self.value
-
-
 def _etag(data: str) -> str:
     return '"' + hashlib.sha256(data.encode()).hexdigest()[:32] + '"'
 
@@ -430,7 +415,11 @@ def make_router(
     """The routes over a runtime factory (tests inject theirs); ``limiter=None`` disables rate
     limiting; ``check_pdf`` replaces the document check, PDF or OFD (default
     :func:`license.public.view_document`)."""
-    lazy = _Lazy(runtime)
+    components = Components()  # the runtime, built on first use (in the worker pool)
+
+    def current() -> LicenceRuntime:
+        return components.get(LICENCE_RUNTIME, runtime)
+
     api = APIRouter()
 
     def limited(request: Request, lang: str) -> Response | None:
@@ -458,7 +447,7 @@ def make_router(
         t = TEXTS[lang]
         try:
             view = await run_sync(
-                lambda: public.view_identifier(lazy.get().service, lazy.get().roots, identifier)
+                lambda: public.view_identifier(current().service, current().roots, identifier)
             )
         except InvalidArgument as exc:
             return problem(
@@ -544,7 +533,7 @@ def make_router(
             upload = document
             try:  # in the bounded document pool, under its budget, while the client waits
                 view = await while_connected(
-                    request, document_pool().run(lambda: pdf_check(lazy.get(), upload))
+                    request, document_pool().run(lambda: pdf_check(current(), upload))
                 )
             except InvalidArgument as exc:
                 return bad(exc.message)
@@ -579,7 +568,7 @@ def make_router(
             return bad(why)
 
         def check() -> public.PublicLicenceView:
-            rt = lazy.get()
+            rt = current()
             return public.view_qr(rt.service, rt.trust_list(), rt.roots, text)
 
         return answer(request, lang, await run_sync(check))
@@ -592,7 +581,7 @@ def make_router(
                 status_code=400,
                 headers=JSON_HEADERS,
             )
-        token = await run_sync(lambda: status_list_token(lazy.get().service, issuer))
+        token = await run_sync(lambda: status_list_token(current().service, issuer))
         if token is None:
             return JSONResponse(
                 error_body("NOT_FOUND", f"no status list for issuer {issuer}"),
@@ -610,7 +599,7 @@ def make_router(
         return Response(token, media_type=STATUS_LIST_MEDIA_TYPE, headers=headers)
 
     async def trust_list_get(request: Request) -> Response:
-        document = await run_sync(lambda: lazy.get().trust_list_document())
+        document = await run_sync(lambda: current().trust_list_document())
         etag = _etag(document)
         headers = {
             "ETag": etag,
