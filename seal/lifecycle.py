@@ -231,7 +231,7 @@ class SealService:
             taxpayer_number=taxpayer,
             named_person_id=named.id if named else "",
             named_person_name=named.name if named else "",
-            status=S.APPLIED.value,
+            status=APPLY.target.value,  # the table's: apply leaves from no state
             status_reason=reason,
             shape=design.resolved_shape().value,
             width_mm=width,
@@ -263,7 +263,7 @@ class SealService:
                     action="apply",
                     role=role,
                     reason=reason,
-                    to_status=S.APPLIED.value,
+                    to_status=APPLY.target.value,
                     moment=now,
                     details={"kind": kind.value, "name": name, "owner": owner.id},
                 )
