@@ -196,10 +196,47 @@ class Executor:
         with self.db.transaction() as session:
             row = load(session, seal_id, lock=True)
             role = self.authorise(session, principal, operation, row)
-            transition = transitions.check_state(row.id, row.status, operation)
-            return self._commit(
-                session, row, principal, operation, role, reason, transition.target, apply, details
-            )
+            return self._commit(session, row, principal, operation, role, reason, apply, details)
+
+    def step(
+        self,
+        session: Session,
+        row: SealRow,
+        principal: Principal,
+        operation: str,
+        role: str,
+        reason: str,
+        moment: datetime,
+        *,
+        found: transitions.Transition | None = None,
+        action: str = "",
+        from_status: str | None = None,
+        apply: Callable[[SealRow, datetime], None] | None = None,
+        details: dict[str, object] | None = None,
+        related_id: str = "",
+    ) -> SealEventRow:
+        """Inside the caller's transaction: check ``operation`` (or ``found``) against the table
+        from the row's status, apply the row's own changes, move it to the transition's target
+        and append the event (``action``, default the operation) and its audit record. Every
+        status change of a seal goes through here."""
+        transition = transitions.check_state(row.id, row.status, operation, found)
+        before = row.status
+        if apply is not None:
+            apply(row, moment)
+        set_status(row, transition.target, reason, moment)
+        return record(
+            session,
+            row,
+            principal,
+            action=action or operation,
+            role=role,
+            reason=reason,
+            from_status=before if from_status is None else from_status,
+            to_status=row.status,
+            details=details,
+            related_id=related_id,
+            moment=moment,
+        )
 
     def _commit(
         self,
@@ -209,27 +246,20 @@ class Executor:
         operation: str,
         role: str,
         reason: str,
-        target: SealStatus,
         apply: Callable[[SealRow, datetime], None] | None,
         details: dict[str, object] | None,
     ) -> SealView:
         """Inside the seal's transaction: the row's own changes, the new status and the event."""
-        now = self.now()
-        before = row.status
-        if apply is not None:
-            apply(row, now)
-        set_status(row, target, reason, now)
-        record(
+        self.step(
             session,
             row,
             principal,
-            action=operation,
-            role=role,
-            reason=reason,
-            from_status=before,
-            to_status=row.status,
+            operation,
+            role,
+            reason,
+            self.now(),
+            apply=apply,
             details=details,
-            moment=now,
         )
         return view(row)
 
@@ -250,7 +280,7 @@ class Executor:
         with self.db.read() as session:
             row = load(session, seal_id)
             role = self.authorise(session, principal, operation, row)
-        transition = transitions.check_state(row.id, row.status, operation)
+        transitions.check_state(row.id, row.status, operation)  # before the side effect
         expected = row.status
         if row.certificate_id:
             side_effect(row)
@@ -266,7 +296,6 @@ class Executor:
                     operation,
                     role,
                     reason,
-                    transition.target,
                     apply,
                     details,
                 )

@@ -45,7 +45,6 @@ from seal.executor import (
     REVOCATION_SUPERSEDED,
     Executor,
     record,
-    set_status,
 )
 from seal.executor import reason_text as _reason
 from seal.making import (
@@ -128,6 +127,10 @@ class Application:
     # "" for the service's default (``seal_default_key_algorithm``, SM2 unless configured);
     # an SM2 seal also gets a P-256 key for PAdES at making
     key_algorithm: str = ""
+
+
+def _revoked_at(row: SealRow, moment: datetime) -> None:
+    row.revoked_at = moment
 
 
 class SealService:
@@ -228,7 +231,7 @@ class SealService:
             taxpayer_number=taxpayer,
             named_person_id=named.id if named else "",
             named_person_name=named.name if named else "",
-            status=S.APPLIED.value,
+            status=APPLY.target.value,  # the table's: apply leaves from no state
             status_reason=reason,
             shape=design.resolved_shape().value,
             width_mm=width,
@@ -260,7 +263,7 @@ class SealService:
                     action="apply",
                     role=role,
                     reason=reason,
-                    to_status=S.APPLIED.value,
+                    to_status=APPLY.target.value,
                     moment=now,
                     details={"kind": kind.value, "name": name, "owner": owner.id},
                 )
@@ -463,38 +466,31 @@ class SealService:
                 .with_for_update()
             )
         )
-        certificates: list[str] = []
+        certificates: list[tuple[str, str]] = []
         now = self.now()
+        text = f"owner cancelled: {reason}"[:REASON_LENGTH]
         for row in rows:
-            previous = row.status
-            target = S.REJECTED if previous in (S.APPLIED, S.APPROVED) else S.REVOKED
-            text = f"owner cancelled: {reason}"[:REASON_LENGTH]
-            if target is S.REVOKED:
-                row.revoked_at = now
-                certificates.extend(certificate_ids(row))
-            set_status(row, target, text, now)
-            record(
+            action, found = transitions.owner_cancelled(S(row.status))
+            if found.target is S.REVOKED:
+                certificates.extend((row.id, c) for c in certificate_ids(row))
+            self.executor.step(
                 session,
                 row,
                 SYSTEM,
-                action="revoke" if target is S.REVOKED else "reject",
-                role="system",
-                reason=text,
-                from_status=previous,
-                to_status=target.value,
+                action,
+                transitions.SYSTEM,
+                text,
+                now,
+                found=found,
+                apply=_revoked_at if found.target is S.REVOKED else None,
                 details={"cause": "owner_cancelled"},
-                moment=now,
             )
         if certificates:
 
             def revoke_certificates(_session: Session) -> None:
-                for certificate_id in certificates:
-                    try:
-                        self.authority.revoke(
-                            SYSTEM, certificate_id, REVOCATION_CESSATION, "owner cancelled"
-                        )
-                    except Exception:
-                        log.exception("revoking seal certificate %s failed", certificate_id)
+                self.making.revoke_certificates(
+                    SYSTEM, certificates, REVOCATION_CESSATION, "owner cancelled"
+                )
 
             event.listen(session, "after_commit", revoke_certificates, once=True)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from ca.directory import SealRecord
+from govtrust import audit
 from govtrust.db import Database, as_utc
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
@@ -30,12 +31,10 @@ from seal.executor import (
     REVOCATION_SUPERSEDED,
     Executor,
     reason_text,
-    record,
-    set_status,
 )
 from seal.maker import current_maker, maker_end
 from seal.maker import not_after as maker_not_after
-from seal.models import SealRow
+from seal.models import REASON_LENGTH, SealRow
 from seal.types import SealKind, SealShape, SealStatus, SealView
 from seal.views import load, view
 
@@ -193,12 +192,9 @@ class SealMaking:
                 maker,
             )
             with self.db.transaction() as session:
+                current = row if replaces is not None else load(session, row.id, lock=True)
                 if replaces is None:
-                    current = load(session, row.id, lock=True)
                     transitions.check_state(current.id, current.status, operation)
-                else:
-                    current = row
-                before = current.status if replaces is None else ""
                 current.key_algorithm = algorithm
                 current.key_id = issued.key_id
                 current.certificate_id = issued.certificate_id
@@ -217,23 +213,24 @@ class SealMaking:
                     )
                     session.add(current)
                     session.flush()
-                set_status(current, S.MADE, reason, now)
-                record(
+                # the new seal of a re-making is approved → made too, recorded as ``remake``
+                # from no earlier state (it has no history yet)
+                self.executor.step(
                     session,
                     current,
                     principal,
-                    action="make" if replaces is None else "remake",
-                    role=role,
-                    reason=reason,
-                    from_status=before,
-                    to_status=S.MADE.value,
+                    "make",
+                    role,
+                    reason,
+                    now,
+                    action=operation,
+                    from_status="" if replaces is not None else None,
                     related_id=replaces.id if replaces is not None else "",
                     details={
                         "certificate_id": issued.certificate_id,
                         "key_algorithm": algorithm,
                         **({"pdf_certificate_id": pdf.certificate_id} if pdf is not None else {}),
                     },
-                    moment=now,
                 )
                 return view(current)
         except BaseException:
@@ -317,13 +314,42 @@ class SealMaking:
             principal, new, making, reason, role, "remake", replaces=old, remake_cause=cause
         )
         code = REVOCATION_KEY_COMPROMISE if cause == "key_compromise" else REVOCATION_SUPERSEDED
-        for certificate_id in certificate_ids(old):
-            try:
-                self.authority.revoke(principal, certificate_id, code, f"re-made: {reason}")
-            except Exception:
-                log.exception("revoking the certificate of re-made seal %s failed", old.id)
+        self.revoke_certificates(
+            principal, [(old.id, c) for c in certificate_ids(old)], code, f"re-made: {reason}"
+        )
         with self.db.read() as session:
             return view(load(session, old.id)), made
+
+    def revoke_certificates(
+        self, principal: Principal, certificates: Sequence[tuple[str, str]], code: int, text: str
+    ) -> list[str]:
+        """Revoke at the CA the certificates (``(seal id, certificate id)``) of seals already
+        revoked in the database (after that commit: nothing to undo). A certificate the CA does
+        not revoke is left pending, visibly: an audit record ``seal.certificate_revocation_pending``
+        (outcome ``failed``) names the seal, the certificate and the error, for the operator to
+        revoke it at the CA (docs/seals.md). The certificate ids left pending."""
+        pending: list[str] = []
+        for seal_id, certificate_id in certificates:
+            try:
+                self.authority.revoke(principal, certificate_id, code, text)
+            except Exception as exc:
+                log.exception("revoking seal certificate %s failed", certificate_id)
+                pending.append(certificate_id)
+                with self.db.transaction() as session:
+                    audit.append(
+                        session,
+                        actor=principal.actor,
+                        action="seal.certificate_revocation_pending",
+                        target=f"seal/{seal_id}",
+                        outcome="failed",
+                        details={
+                            "certificate_id": certificate_id,
+                            "revocation_reason": code,
+                            "reason": text,
+                            "error": str(exc)[:REASON_LENGTH],
+                        },
+                    )
+        return pending
 
     def remake_old(
         self,
@@ -337,24 +363,23 @@ class SealMaking:
         now: datetime,
     ) -> None:
         current = load(session, old.id, lock=True)
-        transitions.check_state(current.id, current.status, "remake")
-        before = current.status
         slot_official, slot_business = current.official_owner, current.business_slot
-        current.replaced_by_seal_id = new.id
-        current.revoked_at = now
-        set_status(current, S.REVOKED, reason, now)
-        session.flush()  # release the official / business slot before the new seal takes it
-        new.official_owner, new.business_slot = slot_official, slot_business
-        record(
+
+        def replaced(seal: SealRow, moment: datetime) -> None:
+            seal.replaced_by_seal_id = new.id
+            seal.revoked_at = moment
+
+        # the event's flush releases the official / business slot before the new seal takes it
+        self.executor.step(
             session,
             current,
             principal,
-            action="remake",
-            role=role,
-            reason=reason,
-            from_status=before,
-            to_status=S.REVOKED.value,
+            "remake",
+            role,
+            reason,
+            now,
+            apply=replaced,
             related_id=new.id,
             details={"cause": cause, "replaced_by": new.id},
-            moment=now,
         )
+        new.official_owner, new.business_slot = slot_official, slot_business

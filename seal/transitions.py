@@ -56,6 +56,14 @@ TRANSITIONS: dict[str, Transition] = {
     "destroy": Transition(frozenset({S.REVOKED}), S.DESTROYED, (FILING,)),
     "remake": Transition(frozenset({S.ACTIVE, S.SUSPENDED}), S.REVOKED, (MAKER,), ("approve",)),
 }
+SYSTEM = "system"
+# The owner's cancellation (a registry status change, not an RPC): the system takes it in the
+# registry's transaction on every live seal of the owner, recorded as ``reject`` (not yet made)
+# or ``revoke`` (made or later) with the cause ``owner_cancelled``.
+OWNER_CANCELLED: dict[str, Transition] = {
+    "reject": Transition(frozenset({S.APPLIED, S.APPROVED}), S.REJECTED, (SYSTEM,)),
+    "revoke": Transition(frozenset({S.MADE, S.FILED, S.ACTIVE, S.SUSPENDED}), S.REVOKED, (SYSTEM,)),
+}
 # States that free the owner's official / business slot and admit no new use grant.
 LIVE_SLOT_RELEASE = frozenset({S.REJECTED, S.REVOKED, S.DESTROYED})
 
@@ -70,9 +78,21 @@ def allowed_from(operation: str, status: SealStatus) -> bool:
     return status in transition(operation).sources
 
 
-def check_state(seal_id: str, status: str, operation: str) -> Transition:
-    """The transition when ``operation`` may leave from ``status``; IllegalTransition if not."""
-    found = transition(operation)
+def owner_cancelled(status: SealStatus) -> tuple[str, Transition]:
+    """The action (``reject`` / ``revoke``) and transition the owner's cancellation takes a
+    seal in ``status`` by; KeyError for a seal that is no longer live."""
+    for action, found in OWNER_CANCELLED.items():
+        if status in found.sources:
+            return action, found
+    raise KeyError(status)
+
+
+def check_state(
+    seal_id: str, status: str, operation: str, found: Transition | None = None
+) -> Transition:
+    """The transition (``operation``'s, or ``found``) when it may leave from ``status``;
+    IllegalTransition if not."""
+    found = found or transition(operation)
     if SealStatus(status) not in found.sources:
         raise IllegalTransition.of(seal_id, operation, status)
     return found
