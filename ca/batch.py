@@ -9,7 +9,8 @@ waiting when the thread dies. A lone blocking caller (nothing queued, nothing be
 writes its item in its own thread (:meth:`BatchCommitter._commit_alone`): the hand-over to the
 committer thread and back costs more than the commit itself when there is nobody to share it
 with. Subclasses: :class:`ca.store.GroupCommitter` (issued
-certificates) and :class:`ca.tsa_ledger.TokenLedger` (issued time-stamp tokens).
+certificates), :class:`ca.tsa_ledger.TokenLedger` (issued time-stamp tokens) and
+:class:`idp.oidc.rotation.RotationCommitter` (refresh rotations with their audit records).
 """
 
 from __future__ import annotations

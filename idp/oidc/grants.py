@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -38,6 +39,7 @@ from idp.oidc.models import (
     OidcGrantRow,
     OidcRefreshTokenRow,
 )
+from idp.oidc.rotation import PendingRotation, RotationCommitter
 from idp.oidc.tokens import ACCESS_TOKEN_TYP
 
 if TYPE_CHECKING:
@@ -79,22 +81,9 @@ _SQL_REUSED_REFRESH = (
     "SELECT 1 FROM oidc_refresh_tokens WHERE token_hash = :h AND client_id = :cid"
     " AND used_at IS NOT NULL AND revoked_at IS NULL"
 )
-# The same conditions, checked again and consumed in one statement inside the write.
-_SQL_CLAIM_REFRESH = (
-    "UPDATE oidc_refresh_tokens SET used_at = :used WHERE token_hash = :h AND client_id = :cid"
-    " AND used_at IS NULL AND revoked_at IS NULL AND expires_at > :at AND EXISTS (SELECT 1"
-    " FROM oidc_grants g WHERE g.id = oidc_refresh_tokens.grant_id AND g.revoked_at IS NULL)"
-    " RETURNING grant_id"
-)
-_SQL_INSERT_REFRESH = (
-    "INSERT INTO oidc_refresh_tokens (token_hash, grant_id, client_id, scope, created_at,"
-    " expires_at, used_at, revoked_at) VALUES (:token_hash, :grant_id, :client_id, :scope,"
-    " :created_at, :expires_at, NULL, NULL)"
-)
 
-# On PostgreSQL the claim also takes the audit chain's lock, once it holds the token's row (the
-# order audit.append keeps: the change, then the chain), saving a round trip per rotation.
-_SQL_CLAIM_REFRESH_PG = f"{_SQL_CLAIM_REFRESH}, pg_advisory_xact_lock({audit.PG_AUDIT_LOCK})"
+
+_MAKING = threading.Lock()  # makes each provider's rotation committer once
 
 
 class TokenGrants:
@@ -323,64 +312,53 @@ class TokenGrants:
             None, client, grant, now, nonce="", scope=scope, store_refresh=minted.append
         )
 
+        details = {"rotated": digest.hex(), "issued": [row["token_hash"].hex() for row in minted]}
+        entry = audit.Entry(
+            f"client:{client.client_id}",
+            "oidc.token.refresh",
+            f"oidc-grant:{grant.id}",
+            audit.canonical_json(details).decode(),
+        )
+        rows = [
+            {
+                **row,
+                "created_at": fast.ts(row["created_at"]),
+                "expires_at": fast.ts(row["expires_at"]),
+            }
+            for row in minted
+        ]
+
         def claim(wait: bool) -> dict[str, Any]:
+            # Claimed, minted and audited in one transaction, shared with the rotations of
+            # concurrent requests (idp/oidc/rotation.py); answered once it committed.
+            item = PendingRotation(
+                params={**params, "used": fast.ts(now)},
+                minted=rows,
+                entry=entry,
+                now=now,
+                wait=wait,
+            )
             try:
-                # The gate is waited for even on the loop: it is only ever held for a short
-                # write like this one. SQLite's own lock, which other writers take without the
-                # gate, is not: wait=False turns it into WriteBusy.
-                with self._write_lock, fast.write(wait=wait) as cur:
-                    # Check-and-consume in one statement: only a live, unused token of this client.
-                    claim_sql = _SQL_CLAIM_REFRESH if fast.sqlite else _SQL_CLAIM_REFRESH_PG
-                    cur.execute(fast.sql(claim_sql), {**params, "used": fast.ts(now)})
-                    claimed = cur.fetchone()
-                    if claimed is not None:
-                        for row in minted:
-                            cur.execute(
-                                fast.sql(_SQL_INSERT_REFRESH),
-                                {
-                                    **row,
-                                    "created_at": fast.ts(row["created_at"]),
-                                    "expires_at": fast.ts(row["expires_at"]),
-                                },
-                            )
-                        self._audit_rotation(cur, client, grant.id, digest, minted, now)
+                claimed = self._rotations().rotate(item)
             except WriteBusy:
                 raise WriteWouldBlock(lambda: claim(True)) from None
-            if claimed is None:
+            if not claimed:
                 self._refresh_failed(client, digest, now)
                 raise OAuthError("invalid_grant", "the refresh token is invalid")
             return result
 
         return claim(wait)
 
-    def _audit_rotation(
-        self,
-        cur: Any,
-        client: Client,
-        grant_id: str,
-        digest: bytes,
-        minted: list[dict[str, Any]],
-        now: datetime,
-    ) -> None:
-        """Append the rotation's audit record, at the rotation's moment, on its own cursor.
-
-        The chain is held already: by SQLite's ``BEGIN IMMEDIATE``, or on PostgreSQL by the
-        advisory lock the claim took (``_SQL_CLAIM_REFRESH_PG``), so the head read here is the
-        head. The details hold token hashes (as stored), never a token.
-        """
-        fast = self.fast
-        cur.execute(audit.HEAD_SQL)
-        head = cur.fetchone()
-        details = {"rotated": digest.hex(), "issued": [row["token_hash"].hex() for row in minted]}
-        entry = audit.Entry(
-            f"client:{client.client_id}",
-            "oidc.token.refresh",
-            f"oidc-grant:{grant_id}",
-            audit.canonical_json(details).decode(),
-        )
-        (record,) = audit.chained_records(head, audit.chain_key(self.db), now, [entry])
-        record["recorded_at"] = fast.ts(record["recorded_at"])
-        cur.execute(fast.sql(audit.INSERT_SQL), record)
+    def _rotations(self) -> RotationCommitter:
+        """The provider's rotation committer (made on first use)."""
+        committer: RotationCommitter | None = getattr(self, "_rotation_committer", None)
+        if committer is None:
+            with _MAKING:
+                committer = getattr(self, "_rotation_committer", None)
+                if committer is None:
+                    committer = RotationCommitter(self.db, self.fast, self._write_lock)
+                    self._rotation_committer = committer
+        return committer
 
     def _refresh_failed(self, client: Client, digest: bytes, now: datetime) -> None:
         """After a refused refresh token: a reused (rotated) one revokes its whole family.

@@ -1198,3 +1198,83 @@ def test_refresh_raced_by_its_own_token_counts_as_reuse(env: TokenEnv) -> None:
             select(OidcRefreshTokenRow).where(OidcRefreshTokenRow.grant_id == grant.id)
         ).all()
     assert len(family) == 2  # the first token and the winner's: the loser stored none
+
+
+def test_concurrent_refreshes_share_one_audited_transaction(
+    env: TokenEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rotations arriving while one is being written share the next transaction (issue 15
+    item 7): each is audited once, the chain verifies, and a token presented twice in the
+    batch is claimed once, the loser treated as reuse (its family revoked)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from govtrust import audit
+    from idp.oidc.clients import hash_secret
+
+    cid, secret = client(env)
+    firsts = [exchange(env, cid, secret, issue_code(env, cid)) for _ in range(4)]
+    committer = env.provider._rotations()
+    batches: list[int] = []
+    real_commit = committer._commit
+
+    def counting(batch: list[Any]) -> None:
+        batches.append(len(batch))
+        real_commit(batch)
+
+    monkeypatch.setattr(committer, "_commit", counting)
+    presented = [f["refresh_token"] for f in firsts] + [firsts[0]["refresh_token"]]
+
+    def present(refresh: str) -> str:
+        try:
+            form = {"grant_type": "refresh_token", "refresh_token": refresh}
+            return str(env.provider.token(form, (cid, secret))["refresh_token"])
+        except OAuthError as exc:
+            return exc.error
+
+    # Hold the database (SQLite's write lock / PostgreSQL's audit-chain lock) so the first
+    # rotation waits inside its write and the others pile up behind it.
+    if env.db.engine.dialect.name == "sqlite":
+        holder: Any = _held_sqlite_lock(env)
+        release = lambda: holder.execute("ROLLBACK")  # noqa: E731
+    else:
+        from sqlalchemy import text
+
+        holder = env.db.engine.connect()
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": audit.PG_AUDIT_LOCK})
+        release = lambda: holder.execute(  # noqa: E731
+            text("SELECT pg_advisory_unlock(:k)"), {"k": audit.PG_AUDIT_LOCK}
+        )
+    try:
+        with ThreadPoolExecutor(len(presented)) as pool:
+            futures = [pool.submit(present, refresh) for refresh in presented]
+            deadline = time.monotonic() + 120
+            while sum(batches) + len(committer._queue) < len(presented):
+                assert time.monotonic() < deadline, batches
+                time.sleep(0.02)
+            release()
+    finally:
+        holder.close()
+    outcomes = [f.result() for f in futures]
+    assert sum(batches) == len(presented) and max(batches) > 1, batches  # each written once
+    first, rest, again = outcomes[0], outcomes[1:4], outcomes[4]
+    assert all(o != "invalid_grant" for o in rest), outcomes
+    assert sorted([first, again]).count("invalid_grant") == 1, outcomes  # one claim of token 0
+    for index, (fresh, refresh) in enumerate(zip(firsts, presented[:4], strict=True)):
+        grant = grant_of(env, fresh["access_token"])
+        records = audits(env, "oidc.token.refresh", f"oidc-grant:{grant.id}")
+        assert len(records) == 1, (index, records)
+        assert json.loads(records[0].details)["rotated"] == hash_secret(refresh).hex()
+        # token 0 came twice: its family is revoked as a reuse; the others are live
+        assert grant.revoke_reason == ("refresh_reuse" if index == 0 else "")
+    with env.db.read() as session:
+        assert audit.verify_chain(session, audit.chain_key(env.db)).ok
+    # A rotated token presented again later is still detected as reuse.
+    with (
+        unchanged(env.db, env.keystore, allow=REUSE_REVOKES),
+        pytest.raises(OAuthError) as reused,
+    ):
+        env.provider.token(
+            {"grant_type": "refresh_token", "refresh_token": presented[1]}, (cid, secret)
+        )
+    assert reused.value.as_dict() == BAD_REFRESH
+    assert grant_of(env, firsts[1]["access_token"]).revoke_reason == "refresh_reuse"
