@@ -386,41 +386,17 @@ class SealUsage:
         seal_id = context.seal.id
         moment = self.now()
         connection = session.connection()  # Core, not ORM-enabled DML: no session sync
-        sequence = connection.execute(_USE_COUNT, {"seal_id": seal_id}).scalar()
+        sequence = connection.execute(_USE_COUNT_BY, {"seal_id": seal_id, "count": 1}).scalar()
         if sequence is None:
             raise SealNotUsable.because(seal_id, "the seal is no longer active")
-        details: dict[str, object] = {
-            "role": context.role,
-            "reason": use.reason,
-            "acting_citizen": principal.citizen_id or "",
-            "digest_algorithm": use.digest_algorithm,
-            "digest": use.digest.hex(),
-            "document_kind": use.document_kind,
-        }
         record = audit.append(
             session,
             actor=principal.actor,
             action=f"seal.{use.action}",
             target=f"seal/{seal_id}",
-            details=details,
+            details=_use_details(principal, context, use),
         )
-        values = {
-            "seal_id": seal_id,
-            "sequence": sequence,
-            "action": use.action,
-            "from_status": "",
-            "to_status": "",
-            "actor_id": principal.citizen_id or "",
-            "principal": principal.actor,
-            "role": context.role,
-            "reason": use.reason,
-            "occurred_at": moment,
-            "digest_algorithm": use.digest_algorithm,
-            "digest": use.digest,
-            "document_kind": use.document_kind,
-            "related_id": "",
-            "audit_seq": record.seq,
-        }
+        values = _use_event(seal_id, sequence, principal, context, use, moment, record.seq)
         connection.execute(_USE_EVENT, values)
         return EventView(
             sequence=sequence,
@@ -461,16 +437,7 @@ class SealUsage:
                     principal.actor,
                     f"seal.{use.action}",
                     f"seal/{seal_id}",
-                    audit.canonical_json(
-                        {
-                            "role": context.role,
-                            "reason": use.reason,
-                            "acting_citizen": principal.citizen_id or "",
-                            "digest_algorithm": use.digest_algorithm,
-                            "digest": use.digest.hex(),
-                            "document_kind": use.document_kind,
-                        }
-                    ).decode(),
+                    audit.canonical_json(_use_details(principal, context, use)).decode(),
                 )
                 for use in uses
             ],
@@ -478,27 +445,52 @@ class SealUsage:
         connection.execute(
             _USE_EVENT,
             [
-                {
-                    "seal_id": seal_id,
-                    "sequence": first + i,
-                    "action": use.action,
-                    "from_status": "",
-                    "to_status": "",
-                    "actor_id": principal.citizen_id or "",
-                    "principal": principal.actor,
-                    "role": context.role,
-                    "reason": use.reason,
-                    "occurred_at": moment,
-                    "digest_algorithm": use.digest_algorithm,
-                    "digest": use.digest,
-                    "document_kind": use.document_kind,
-                    "related_id": "",
-                    "audit_seq": seq,
-                }
+                _use_event(seal_id, first + i, principal, context, use, moment, seq)
                 for i, (use, seq) in enumerate(zip(uses, seqs, strict=True))
             ],
         )
         return [first + i for i in range(len(uses))]
+
+
+def _use_details(principal: Principal, context: UseContext, use: Use) -> dict[str, object]:
+    """The audit details of one use (one shape for single and bulk uses)."""
+    return {
+        "role": context.role,
+        "reason": use.reason,
+        "acting_citizen": principal.citizen_id or "",
+        "digest_algorithm": use.digest_algorithm,
+        "digest": use.digest.hex(),
+        "document_kind": use.document_kind,
+    }
+
+
+def _use_event(
+    seal_id: str,
+    sequence: int,
+    principal: Principal,
+    context: UseContext,
+    use: Use,
+    moment: datetime,
+    audit_seq: int,
+) -> dict[str, object]:
+    """The ``seal_events`` row of one use."""
+    return {
+        "seal_id": seal_id,
+        "sequence": sequence,
+        "action": use.action,
+        "from_status": "",
+        "to_status": "",
+        "actor_id": principal.citizen_id or "",
+        "principal": principal.actor,
+        "role": context.role,
+        "reason": use.reason,
+        "occurred_at": moment,
+        "digest_algorithm": use.digest_algorithm,
+        "digest": use.digest,
+        "document_kind": use.document_kind,
+        "related_id": "",
+        "audit_seq": audit_seq,
+    }
 
 
 # Statements of the use hot path, built once (SQLAlchemy caches their compiled form).
@@ -540,12 +532,6 @@ _USE_GRANTS = select(SealGrantRow).where(
 _SEALS: Table = SealRow.__table__  # type: ignore[assignment]
 _EVENTS: Table = SealEventRow.__table__  # type: ignore[assignment]
 _USE_EVENT = insert(_EVENTS)
-_USE_COUNT = (
-    update(_SEALS)
-    .where(_SEALS.c.id == bindparam("seal_id"), _SEALS.c.status == S.ACTIVE.value)
-    .values(history_length=_SEALS.c.history_length + 1)
-    .returning(_SEALS.c.history_length)
-)
 _USE_COUNT_BY = (
     update(_SEALS)
     .where(_SEALS.c.id == bindparam("seal_id"), _SEALS.c.status == S.ACTIVE.value)
