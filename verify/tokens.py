@@ -13,15 +13,23 @@ from __future__ import annotations
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
 from hsm.jws import b64url_decode
-from idp.oidc.errors import InvalidToken
 from idp.oidc.grant_state import GrantStateLookup
-from idp.oidc.tokens import ACCESS_TOKEN_TYP, TokenFault, TokenRejected
+from idp.oidc.tokens import (
+    ACCESS_TOKEN_TYP,
+    CheckedClaims,
+    ClaimFault,
+    ClaimFinding,
+    TokenFault,
+    TokenRejected,
+    claim_strings,
+    numeric_date,
+)
 from idp.types import IdentityKind, IdentityStatus, IdentitySummary
 from verify.report import (
     EvidenceKind,
@@ -64,25 +72,8 @@ def _segment(text: str, what: str) -> dict[str, Any]:
     return value
 
 
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list):
-        return tuple(v for v in value if isinstance(v, str))
-    return ()
 
 
 def verify_token(ctx: VerifyContext, principal: Principal, check: TokenCheck) -> Verified:
@@ -111,7 +102,7 @@ def verify_token(ctx: VerifyContext, principal: Principal, check: TokenCheck) ->
     sig_reasons: list[Reason] = []
     claims: dict[str, Any] | None = None
     try:
-        _, claims = provider.tokens.signed(token)
+        header, claims = provider.tokens.signed(token)
     except TokenRejected as rejected:
         sig_reasons.append(_signature_reason(rejected, alg, kid, locale))
     reasons: list[Reason] = []
@@ -119,7 +110,7 @@ def verify_token(ctx: VerifyContext, principal: Principal, check: TokenCheck) ->
     report_token = TokenReport(kind=kind, algorithm=alg, key_id=kid)
     if claims is not None:
         reasons, warnings, report_token = _check_claims(
-            ctx, check, token, claims, kind, alg, kid, now, skew, locale
+            ctx, check, header, claims, kind, alg, kid, now, skew, locale
         )
     signature = SignatureReport(
         index=0,
@@ -183,7 +174,7 @@ def _signature_reason(rejected: TokenRejected, alg: str, kid: str, locale: str) 
 def _check_claims(
     ctx: VerifyContext,
     check: TokenCheck,
-    token: str,
+    header: dict[str, Any],
     claims: dict[str, Any],
     kind: TokenKind,
     alg: str,
@@ -192,146 +183,143 @@ def _check_claims(
     skew: int,
     locale: str,
 ) -> tuple[list[Reason], list[Reason], TokenReport]:
+    """The provider's validator checks the claims and tells the token's state; each finding
+    becomes its reason, the claims the token report."""
     provider = ctx.provider
+    checked = provider.tokens.check_claims(
+        header,
+        claims,
+        now.timestamp(),
+        clock_skew=skew,
+        expected_access=None if check.kind is None else check.kind is TokenKind.ACCESS_TOKEN,
+        expected_audience=check.expected_audience,
+        expected_nonce=check.expected_nonce,
+    )
     reasons: list[Reason] = []
     warnings: list[Reason] = []
+    for finding in checked.findings:
+        reason = _claim_reason(finding, checked, kind, check, provider.config.issuer, locale)
+        (warnings if finding.is_warning else reasons).append(reason)
 
-    def fail(code: ReasonCode, zh: str, en: str) -> None:
-        reasons.append(Reason(code, tr(locale, zh, en), "token"))
-
-    if check.kind is not None and check.kind is not kind:
-        fail(
-            ReasonCode.FORMAT_ERROR,
-            f"令牌类型不符：这是{'访问令牌' if kind is TokenKind.ACCESS_TOKEN else 'ID 令牌'}",
-            f"wrong kind of token: this is an {kind.value.replace('_', ' ')}",
-        )
-    issuer = claims.get("iss")
-    if issuer != provider.config.issuer:
-        fail(
-            ReasonCode.TOKEN_ISSUER_MISMATCH,
-            f"签发者 {issuer!r} 不是本身份提供者 {provider.config.issuer}",
-            f"issuer {issuer!r} is not our identity provider {provider.config.issuer}",
-        )
-    expires = _time(claims.get("exp"))
-    issued = _time(claims.get("iat"))
-    not_before = _time(claims.get("nbf"))
-    moment = now.timestamp()
-    if expires is None or expires.timestamp() + skew <= moment:
-        fail(
-            ReasonCode.TOKEN_EXPIRED,
-            f"令牌已于 {expires:%Y-%m-%d %H:%M:%S} UTC 过期" if expires else "令牌没有有效的 exp",
-            f"the token expired at {expires:%Y-%m-%d %H:%M:%S} UTC"
-            if expires
-            else "the token has no valid exp",
-        )
-    for label, value in (("nbf", not_before), ("iat", issued)):
-        if value is not None and value.timestamp() - skew > moment:
-            fail(
-                ReasonCode.TOKEN_NOT_YET_VALID,
-                f"令牌尚未生效（{label} 在将来）",
-                f"the token is not valid yet ({label} lies in the future)",
+    state = provider.token_state(header, checked, GrantStateLookup(ctx.certificates.reader))
+    if state.revoked:
+        reasons.append(
+            _reason(
+                ReasonCode.TOKEN_REVOKED,
+                locale,
+                "令牌（或其授权、会话）已被撤销",
+                "the token (or its grant or session) has been revoked",
             )
-    audience = _strings(claims.get("aud"))
-    if check.expected_audience:
-        if check.expected_audience not in audience:
-            fail(
-                ReasonCode.TOKEN_AUDIENCE_MISMATCH,
-                f"令牌的受众 {list(audience)} 不包含 {check.expected_audience}",
-                f"the token's audience {list(audience)} does not include {check.expected_audience}",
-            )
-    else:
-        warnings.append(
-            Reason(
-                ReasonCode.TOKEN_AUDIENCE_MISMATCH,
-                tr(
-                    locale,
-                    "未给出期望的受众，未检查受众",
-                    "no expected audience given: the audience was not checked",
-                ),
-                "token",
-            )
-        )
-    if check.expected_nonce and claims.get("nonce") != check.expected_nonce:
-        fail(
-            ReasonCode.TOKEN_AUDIENCE_MISMATCH,
-            "nonce 与期望值不符：令牌不是为本次请求签发的",
-            "the nonce does not match: the token was not issued for this request",
-        )
-
-    revoked, identity_id, acting_id = _revocation(ctx, token, claims, kind, audience)
-    if revoked:
-        fail(
-            ReasonCode.TOKEN_REVOKED,
-            "令牌（或其授权、会话）已被撤销",
-            "the token (or its grant or session) has been revoked",
         )
     identity: IdentitySummary | None = None
     acting_for: IdentitySummary | None = None
-    if identity_id:
-        holder = ctx.certificates.identity(identity_id)
-        if holder is not None and holder.kind is IdentityKind.LEGAL_PERSON and acting_id:
-            acting_for, identity = holder, ctx.certificates.identity(acting_id)
+    if state.identity_id:
+        holder = ctx.certificates.identity(state.identity_id)
+        if (
+            holder is not None
+            and holder.kind is IdentityKind.LEGAL_PERSON
+            and state.acting_person_id
+        ):
+            acting_for, identity = holder, ctx.certificates.identity(state.acting_person_id)
         else:
             identity = holder
         for who in (identity, acting_for):
             if who is not None and who.status is not IdentityStatus.ACTIVE:
-                fail(
-                    ReasonCode.IDENTITY_NOT_ACTIVE,
-                    f"令牌所代表的主体 {who.display_name} 状态为 {who.status.value}",
-                    f"the identity {who.display_name} is {who.status.value}",
+                reasons.append(
+                    _reason(
+                        ReasonCode.IDENTITY_NOT_ACTIVE,
+                        locale,
+                        f"令牌所代表的主体 {who.display_name} 状态为 {who.status.value}",
+                        f"the identity {who.display_name} is {who.status.value}",
+                    )
                 )
     scope = claims.get("scope")
     report = TokenReport(
         kind=kind,
         algorithm=alg,
         key_id=kid,
-        issuer=issuer if isinstance(issuer, str) else "",
+        issuer=checked.issuer,
         subject=_text(claims.get("sub")),
-        audience=audience,
+        audience=checked.audience,
         client_id=str(claims.get("azp") or claims.get("client_id") or ""),
-        issued_at=issued,
-        expires_at=expires,
-        not_before=not_before,
-        auth_time=_time(claims.get("auth_time")),
+        issued_at=checked.issued_at,
+        expires_at=checked.expires_at,
+        not_before=checked.not_before,
+        auth_time=numeric_date(claims.get("auth_time")),
         acr=_text(claims.get("acr")),
-        amr=_strings(claims.get("amr")),
+        amr=claim_strings(claims.get("amr")),
         scopes=tuple(scope.split()) if isinstance(scope, str) else (),
-        revoked=revoked,
+        revoked=state.revoked,
         identity=identity,
         acting_for=acting_for,
     )
     return reasons, warnings, report
 
 
-def _revocation(
-    ctx: VerifyContext,
-    token: str,
-    claims: dict[str, Any],
-    kind: TokenKind,
-    audience: tuple[str, ...],
-) -> tuple[bool, str | None, str | None]:
-    """(revoked, identity id, acting person id) from the provider's token store."""
+def _reason(code: ReasonCode, locale: str, zh: str, en: str) -> Reason:
+    return Reason(code, tr(locale, zh, en), "token")
 
-    grants = GrantStateLookup(ctx.certificates.reader)
-    if kind is TokenKind.ACCESS_TOKEN:
-        revoked = False
-        try:
-            ctx.provider.validate_access_token(token)
-        except InvalidToken as exc:
-            revoked = str(exc) == "revoked"
-        jti = claims.get("jti")
-        grant_id = jti.split(".", 1)[0] if isinstance(jti, str) and "." in jti else None
-        if grant_id is None:
-            return revoked, None, None  # a client_credentials token: no person behind it
-        grant = grants.by_id(grant_id)
-        if grant is None:
-            return True, None, None
-        return revoked or grant.revoked, grant.identity_id, grant.acting_person_id
-    sid = claims.get("sid")
-    client = claims.get("azp") or (audience[0] if audience else "")
-    if not isinstance(sid, str) or not isinstance(client, str):
-        return False, None, None
-    grant = grants.by_session(sid, client)
-    if grant is None:
-        return False, None, None
-    return grant.revoked, grant.identity_id, grant.acting_person_id
+
+def _claim_reason(
+    finding: ClaimFinding,
+    checked: CheckedClaims,
+    kind: TokenKind,
+    check: TokenCheck,
+    our_issuer: str,
+    locale: str,
+) -> Reason:
+    """The report's reason (or warning) for one finding of the claims check."""
+    fault = finding.fault
+    if fault is ClaimFault.WRONG_KIND:
+        return _reason(
+            ReasonCode.FORMAT_ERROR,
+            locale,
+            f"令牌类型不符：这是{'访问令牌' if kind is TokenKind.ACCESS_TOKEN else 'ID 令牌'}",
+            f"wrong kind of token: this is an {kind.value.replace('_', ' ')}",
+        )
+    if fault is ClaimFault.ISSUER_MISMATCH:
+        issuer = checked.claims.get("iss")
+        return _reason(
+            ReasonCode.TOKEN_ISSUER_MISMATCH,
+            locale,
+            f"签发者 {issuer!r} 不是本身份提供者 {our_issuer}",
+            f"issuer {issuer!r} is not our identity provider {our_issuer}",
+        )
+    if fault is ClaimFault.EXPIRED:
+        expires = checked.expires_at
+        return _reason(
+            ReasonCode.TOKEN_EXPIRED,
+            locale,
+            f"令牌已于 {expires:%Y-%m-%d %H:%M:%S} UTC 过期" if expires else "令牌没有有效的 exp",
+            f"the token expired at {expires:%Y-%m-%d %H:%M:%S} UTC"
+            if expires
+            else "the token has no valid exp",
+        )
+    if fault is ClaimFault.NOT_YET_VALID:
+        return _reason(
+            ReasonCode.TOKEN_NOT_YET_VALID,
+            locale,
+            f"令牌尚未生效（{finding.claim} 在将来）",
+            f"the token is not valid yet ({finding.claim} lies in the future)",
+        )
+    if fault is ClaimFault.AUDIENCE_MISMATCH:
+        audience = list(checked.audience)
+        return _reason(
+            ReasonCode.TOKEN_AUDIENCE_MISMATCH,
+            locale,
+            f"令牌的受众 {audience} 不包含 {check.expected_audience}",
+            f"the token's audience {audience} does not include {check.expected_audience}",
+        )
+    if fault is ClaimFault.AUDIENCE_NOT_CHECKED:
+        return _reason(
+            ReasonCode.TOKEN_AUDIENCE_MISMATCH,
+            locale,
+            "未给出期望的受众，未检查受众",
+            "no expected audience given: the audience was not checked",
+        )
+    return _reason(  # ClaimFault.NONCE_MISMATCH
+        ReasonCode.TOKEN_AUDIENCE_MISMATCH,
+        locale,
+        "nonce 与期望值不符：令牌不是为本次请求签发的",
+        "the nonce does not match: the token was not issued for this request",
+    )

@@ -32,6 +32,15 @@ class GrantState(NamedTuple):
         return self.revoked_at is not None
 
 
+class TokenState(NamedTuple):
+    """Whether a token (or its grant or session) is revoked, and whom it is for: the identity
+    and the person acting for it (None when no person is behind the token)."""
+
+    revoked: bool
+    identity_id: str | None
+    acting_person_id: str | None
+
+
 class GrantStateLookup:
     """Point reads of grant state, fresh on every call (a revocation shows at once)."""
 

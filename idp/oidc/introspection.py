@@ -24,9 +24,16 @@ from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.config import ProviderConfig
 from idp.oidc.directory import IdentityInfo, RegistryDirectory
 from idp.oidc.errors import InvalidToken, OAuthError
+from idp.oidc.grant_state import GrantStateLookup, TokenState
 from idp.oidc.keys import SigningKeys
 from idp.oidc.models import OidcGrantRow, OidcRefreshTokenRow, OidcRevokedJtiRow
-from idp.oidc.tokens import TokenRejected, TokenValidator
+from idp.oidc.tokens import (
+    AccessClaims,
+    CheckedClaims,
+    TokenRejected,
+    TokenValidator,
+    access_token_grant_id,
+)
 
 VERIFIED_CACHE_SIZE = 20_000
 
@@ -103,6 +110,13 @@ class TokenIntrospection:
             checked = self.tokens.access_claims(*cached, self.now().timestamp())
         except TokenRejected as rejected:
             raise InvalidToken(rejected.detail) from None
+        if self._access_revoked(checked):
+            raise InvalidToken("revoked")
+        return TokenInfo(checked.claims, checked.grant_id, checked.client_id, checked.scopes)
+
+    def _access_revoked(self, checked: AccessClaims) -> bool:
+        """Whether the token store refuses a checked access token: its client is gone, its
+        ``jti`` is revoked, or its grant is revoked or gone (one query)."""
         grant_id = checked.grant_id
         fast = self.fast
         with fast.read() as cur:
@@ -111,9 +125,42 @@ class TokenIntrospection:
                 {"cid": checked.client_id, "jti": checked.jti, "gid": grant_id or ""},
             )
             found = cur.fetchone()
-        if not found[0] or found[1] or (grant_id is not None and not found[2]):
-            raise InvalidToken("revoked")
-        return TokenInfo(checked.claims, grant_id, checked.client_id, checked.scopes)
+        return bool(not found[0] or found[1] or (grant_id is not None and not found[2]))
+
+    def token_state(
+        self, header: dict[str, Any], checked: CheckedClaims, grants: GrantStateLookup
+    ) -> TokenState:
+        """Revocation and subject of a token whose signature verified (VerifyIdToken).
+
+        An access token is revoked when :meth:`validate_access_token` would refuse it as
+        revoked, or when the grant its ``jti`` names is revoked or gone; a client_credentials
+        token has no person behind it. An ID token is revoked when the grant of its session
+        (``sid``) for its client (``azp``, else the first audience) is.
+        """
+        claims = checked.claims
+        if checked.access:
+            try:
+                access = self.tokens.access_claims(header, claims, self.now().timestamp())
+            except TokenRejected:
+                revoked = False  # refused for its claims, not for revocation
+            else:
+                revoked = self._access_revoked(access)
+            grant_id = access_token_grant_id(claims.get("jti"))
+            if grant_id is None:
+                return TokenState(revoked, None, None)
+            grant = grants.by_id(grant_id)
+            if grant is None:
+                return TokenState(True, None, None)
+            return TokenState(revoked or grant.revoked, grant.identity_id, grant.acting_person_id)
+        sid = claims.get("sid")
+        audience = checked.audience
+        client = claims.get("azp") or (audience[0] if audience else "")
+        if not isinstance(sid, str) or not isinstance(client, str):
+            return TokenState(False, None, None)
+        grant = grants.by_session(sid, client)
+        if grant is None:
+            return TokenState(False, None, None)
+        return TokenState(grant.revoked, grant.identity_id, grant.acting_person_id)
 
     def verify_id_token_hint(self, token: str) -> dict[str, Any]:
         """An ID token we issued (expired is fine: it is only a hint for logout)."""

@@ -2,7 +2,11 @@
 
 :class:`TokenValidator` is used by the provider (introspection, userinfo, bearer authentication:
 ``Provider.validate_access_token``, which maps a fault to ``InvalidToken``) and by VerifyIdToken
-(``verify/tokens.py``, which maps each fault to its own reason). The header never chooses how to
+(``verify/tokens.py``, which maps each fault and each :class:`ClaimFinding` to its own reason).
+The claims are checked in one place, :meth:`TokenValidator.check_claims` (issuer, expiry and
+validity start with a clock skew, audience, nonce, kind); the provider's
+:meth:`TokenValidator.access_claims` is that check with the provider's expectations, refusing at
+the first finding, while VerifyIdToken reports every finding. The header never chooses how to
 verify: ``alg`` must be one we sign with (never ``none`` or HS*), the key is looked up by ``kid``
 in our own key set only, the header's ``alg`` must be that key's algorithm, and the signature is
 checked through :mod:`hsm.jws` under exactly that one algorithm. Revocation is the provider's
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from hsm import jws
@@ -45,6 +50,47 @@ class TokenRejected(Exception):
         self.fault = fault
         self.detail = detail or fault.value
         self.key_alg = key_alg
+
+
+class ClaimFault(enum.Enum):
+    """One finding of :meth:`TokenValidator.check_claims`."""
+
+    WRONG_KIND = "wrong_kind"  # an access token where an ID token was expected, or the reverse
+    ISSUER_MISMATCH = "issuer_mismatch"
+    EXPIRED = "expired"  # exp past (allowing the clock skew), or no valid exp
+    NOT_YET_VALID = "not_yet_valid"  # nbf or iat in the future (allowing the clock skew)
+    AUDIENCE_MISMATCH = "audience_mismatch"
+    AUDIENCE_NOT_CHECKED = "audience_not_checked"  # a warning: no audience was expected
+    NONCE_MISMATCH = "nonce_mismatch"
+
+
+@dataclass(frozen=True)
+class ClaimFinding:
+    """A fault of a token's claims; ``claim`` names the claim when the fault does not (``nbf``
+    or ``iat`` for NOT_YET_VALID)."""
+
+    fault: ClaimFault
+    claim: str = ""
+
+    @property
+    def is_warning(self) -> bool:
+        """Whether this finding only warns (the token is not refused for it)."""
+        return self.fault is ClaimFault.AUDIENCE_NOT_CHECKED
+
+
+@dataclass(frozen=True)
+class CheckedClaims:
+    """A verified token's claims as :meth:`TokenValidator.check_claims` read them, with its
+    findings (empty: nothing wrong)."""
+
+    claims: dict[str, Any]
+    access: bool  # typ at+jwt: an access token; otherwise an ID token
+    issuer: str  # "" when iss is not a string
+    expires_at: datetime | None
+    issued_at: datetime | None
+    not_before: datetime | None
+    audience: tuple[str, ...]
+    findings: tuple[ClaimFinding, ...]
 
 
 @dataclass(frozen=True)
@@ -96,30 +142,113 @@ class TokenValidator:
             raise TokenRejected(TokenFault.BAD_SIGNATURE, "signature verification failed") from None
         return header, claims
 
+    def check_claims(
+        self,
+        header: dict[str, Any],
+        claims: dict[str, Any],
+        now: float,
+        *,
+        clock_skew: int | None = None,
+        expected_access: bool | None = None,
+        expected_audience: str = "",
+        expected_nonce: str = "",
+    ) -> CheckedClaims:
+        """Check a verified token's claims at ``now`` (a POSIX time); every finding, in a fixed
+        order.
+
+        ``clock_skew`` (default: this validator's) is allowed past ``exp`` and before ``nbf`` and
+        ``iat``. ``expected_access`` (True: an access token, ``typ`` ``at+jwt``; False: an ID
+        token; None: either), ``expected_audience`` (empty: the audience is not checked, which is
+        a warning) and ``expected_nonce`` (empty: not checked) are the caller's expectations.
+        """
+        skew = self.clock_skew if clock_skew is None else clock_skew
+        access = header.get("typ") == ACCESS_TOKEN_TYP
+        findings: list[ClaimFinding] = []
+        if expected_access is not None and expected_access is not access:
+            findings.append(ClaimFinding(ClaimFault.WRONG_KIND))
+        issuer = claims.get("iss")
+        if issuer != self.issuer:
+            findings.append(ClaimFinding(ClaimFault.ISSUER_MISMATCH))
+        expires = numeric_date(claims.get("exp"))
+        issued = numeric_date(claims.get("iat"))
+        not_before = numeric_date(claims.get("nbf"))
+        if expires is None or expires.timestamp() + skew <= now:
+            findings.append(ClaimFinding(ClaimFault.EXPIRED))
+        for label, value in (("nbf", not_before), ("iat", issued)):
+            if value is not None and value.timestamp() - skew > now:
+                findings.append(ClaimFinding(ClaimFault.NOT_YET_VALID, label))
+        audience = claim_strings(claims.get("aud"))
+        if not expected_audience:
+            findings.append(ClaimFinding(ClaimFault.AUDIENCE_NOT_CHECKED))
+        elif expected_audience not in audience:
+            findings.append(ClaimFinding(ClaimFault.AUDIENCE_MISMATCH))
+        if expected_nonce and claims.get("nonce") != expected_nonce:
+            findings.append(ClaimFinding(ClaimFault.NONCE_MISMATCH))
+        return CheckedClaims(
+            claims=claims,
+            access=access,
+            issuer=issuer if isinstance(issuer, str) else "",
+            expires_at=expires,
+            issued_at=issued,
+            not_before=not_before,
+            audience=audience,
+            findings=tuple(findings),
+        )
+
     def access_claims(
         self, header: dict[str, Any], claims: dict[str, Any], now: float
     ) -> AccessClaims:
-        """Check a verified access token's header and claims at ``now`` (a POSIX time).
+        """Check a verified access token's header and claims at ``now`` (a POSIX time), as the
+        provider requires them for a bearer token.
 
-        ``typ`` must be ``at+jwt``; ``iss`` ours and in ``aud``; ``exp`` an integer not past
-        (allowing the clock skew); ``jti``, ``client_id`` and ``sub`` strings.
+        :meth:`check_claims` with ``typ`` ``at+jwt`` and our issuer as the audience (expiry is its
+        only time check here); then ``jti``, ``client_id`` and ``sub`` must be strings. Raises
+        :class:`TokenRejected` at the first fault.
         """
         if header.get("typ") != ACCESS_TOKEN_TYP:
             raise TokenRejected(TokenFault.NOT_ACCESS_TOKEN, "not an access token")
-        aud = claims.get("aud")
-        auds = aud if isinstance(aud, list) else [aud]
-        exp, jti, client_id = claims.get("exp"), claims.get("jti"), claims.get("client_id")
-        if not isinstance(exp, int) or exp + self.clock_skew <= now:
+        checked = self.check_claims(header, claims, now, expected_audience=self.issuer)
+        faults = {finding.fault for finding in checked.findings}
+        if ClaimFault.EXPIRED in faults:
             raise TokenRejected(TokenFault.EXPIRED, "claims rejected")
+        jti, client_id = claims.get("jti"), claims.get("client_id")
         if (
-            claims.get("iss") != self.issuer
-            or self.issuer not in auds
+            faults & {ClaimFault.ISSUER_MISMATCH, ClaimFault.AUDIENCE_MISMATCH}
             or not isinstance(jti, str)
             or not isinstance(client_id, str)
             or not isinstance(claims.get("sub"), str)
         ):
             raise TokenRejected(TokenFault.CLAIMS_REJECTED, "claims rejected")
-        grant_id = jti.split(".", 1)[0] if "." in jti else None
         return AccessClaims(
-            claims, jti, client_id, grant_id, frozenset(str(claims["scope"]).split())
+            claims,
+            jti,
+            client_id,
+            access_token_grant_id(jti),
+            frozenset(str(claims["scope"]).split()),
         )
+
+
+def access_token_grant_id(jti: Any) -> str | None:
+    """The grant an access token's ``jti`` names (its ``<grant id>.`` prefix); None for a
+    client_credentials token (no person behind it) or a jti that is not a string."""
+    return jti.split(".", 1)[0] if isinstance(jti, str) and "." in jti else None
+
+
+def numeric_date(value: Any) -> datetime | None:
+    """A JWT NumericDate claim (RFC 7519 §2: seconds, integer or not) as a UTC time; None when
+    it is absent, not a number (a boolean is not) or out of range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def claim_strings(value: Any) -> tuple[str, ...]:
+    """A claim that is a string or a list of strings (``aud``, ``amr``) as a tuple of strings."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from idp.oidc.tokens import TokenFault, TokenRejected, TokenValidator
+from idp.oidc.tokens import ClaimFault, ClaimFinding, TokenFault, TokenRejected, TokenValidator
 from tests.oidc.conftest import ADMIN, OidcEnv
 from tests.unchanged import unchanged
 
@@ -84,3 +84,46 @@ def test_expiry_allows_the_clock_skew_and_no_more(sqlite_env: OidcEnv) -> None:
     with unchanged(db), pytest.raises(TokenRejected) as caught:
         lenient.access_claims(header, claims, exp + 60)
     assert caught.value.fault is TokenFault.EXPIRED
+
+
+def test_check_claims_reports_every_finding_in_order(sqlite_env: OidcEnv) -> None:
+    """The one claims check (used by introspection and VerifyIdToken) names each fault."""
+    validator = sqlite_env.provider.tokens
+    header, claims = validator.signed(_access_token(sqlite_env))
+    exp, iat = float(claims["exp"]), float(claims["iat"])
+    clean = validator.check_claims(header, claims, iat, expected_audience=validator.issuer)
+    assert clean.access and clean.findings == ()
+    assert clean.audience == (validator.issuer,) and clean.expires_at is not None
+    unchecked = validator.check_claims(header, claims, iat)
+    assert unchecked.findings == (ClaimFinding(ClaimFault.AUDIENCE_NOT_CHECKED),)
+    assert unchecked.findings[0].is_warning
+
+    forged = {**claims, "iss": "https://elsewhere", "nbf": exp, "exp": True}
+    checked = validator.check_claims(
+        header,
+        forged,
+        iat,
+        clock_skew=5,
+        expected_access=False,
+        expected_audience="someone-else",
+        expected_nonce="n-1",
+    )
+    assert checked.findings == (
+        ClaimFinding(ClaimFault.WRONG_KIND),
+        ClaimFinding(ClaimFault.ISSUER_MISMATCH),
+        ClaimFinding(ClaimFault.EXPIRED),  # a boolean is no NumericDate
+        ClaimFinding(ClaimFault.NOT_YET_VALID, "nbf"),
+        ClaimFinding(ClaimFault.AUDIENCE_MISMATCH),
+        ClaimFinding(ClaimFault.NONCE_MISMATCH),
+    )
+    assert checked.issuer == "https://elsewhere" and checked.expires_at is None
+    assert not any(f.is_warning for f in checked.findings)
+    # nbf just inside the skew is no finding; iat in the future is
+    assert ClaimFault.NOT_YET_VALID not in {
+        f.fault
+        for f in validator.check_claims(
+            header, {**claims, "nbf": iat + 5}, iat, clock_skew=5, expected_audience="x"
+        ).findings
+    }
+    future = validator.check_claims(header, {**claims, "iat": iat + 6}, iat, clock_skew=5)
+    assert ClaimFinding(ClaimFault.NOT_YET_VALID, "iat") in future.findings
