@@ -1135,8 +1135,10 @@ class LicenceService:
                 raise NotFound(f"no licence {identifier}")
             return self.opened(row, self.annotations(session, [row]).get(identifier, ()))
 
-    def get(self, identifier: str) -> LicenceRow:
-        """The stored licence row (its secret columns are encrypted; see :meth:`stored`)."""
+    def get(self, identifier: str) -> LicenceRecord:
+        """The registered licence version ``identifier`` as its readers see it (no secrets; see
+        :meth:`stored` for its signed data, QR payload and documents in clear). Raises
+        ``NotFound``."""
         with self.db.read() as session:
             row = session.get(LicenceRow, identifier)
             if row is None:

@@ -58,7 +58,8 @@ from verify.report import (
 
 if TYPE_CHECKING:
     from govtrust.principal import Principal
-    from license.registered import RegisteredLicence
+    from license.issuance import StoredLicence
+    from license.records import LicenceRecord
     from license.runtime import LicenceRuntime
     from verify.service import Verified, VerifyContext
 
@@ -163,10 +164,19 @@ def _mask(code: str, code_type: str) -> str:
     return code
 
 
-def _stored_row(runtime: LicenceRuntime, identifier: str) -> RegisteredLicence | None:
-    from license.registered import registered
+def _stored_row(runtime: LicenceRuntime, identifier: str) -> LicenceRecord | None:
+    """The registered version ``identifier``, or None when there is none (or no identifier)."""
+    if not identifier:
+        return None
+    try:
+        return runtime.service.get(identifier)
+    except NotFound:
+        return None
 
-    return registered(runtime.service, identifier)
+
+def _opened(runtime: LicenceRuntime, row: LicenceRecord) -> StoredLicence:
+    """The registered version ``row`` with its signed data, QR payload and documents in clear."""
+    return runtime.service.stored(row.identifier)
 
 
 def verify_licence(
@@ -248,7 +258,7 @@ def verify_licence(
         status_reasons = [r for r in status_reasons if r.code is not ReasonCode.LICENSE_REVOKED]
     if row is not None and not stored_signed and form != "qr_payload":
         try:
-            stored_signed = row.opened().signed_data
+            stored_signed = _opened(runtime, row).signed_data
         except Exception:  # noqa: BLE001 - a record we cannot open does not match anything
             stored_signed = ""
 
@@ -380,7 +390,7 @@ def _facts(
     check: LicenceCheck,
     signed_data: str,
     roots: Sequence[x509.Certificate],
-    row: RegisteredLicence | None,
+    row: LicenceRecord | None,
     runtime: LicenceRuntime,
     form: str,
 ) -> LicenseReport:
@@ -398,7 +408,7 @@ def _facts(
         try:
             from license.signed_data import verify_licence as verify_signed
 
-            metadata = verify_signed(row.opened().signed_data, roots).metadata
+            metadata = verify_signed(_opened(runtime, row).signed_data, roots).metadata
         except Exception:  # noqa: BLE001 - facts are best effort when the data is bad
             metadata = None
     identifier = check.identifier or (metadata.identifier if metadata else "")
@@ -412,7 +422,7 @@ def _facts(
             version=version,
             status=status,
             status_source=source,
-            status_reason=row.status_reason if row is not None else "",
+            status_reason=(row.status_reason or "") if row is not None else "",
             latest_identifier=row.superseded_by or "" if row is not None else "",
             issuer_name=metadata.issuer_name,
             issuer_code=metadata.issuer_code,
@@ -428,7 +438,7 @@ def _facts(
         version=version,
         status=status,
         status_source=source,
-        status_reason=row.status_reason if row is not None else "",
+        status_reason=(row.status_reason or "") if row is not None else "",
         latest_identifier=(row.superseded_by or "") if row is not None else "",
         issuer_code=check.issuer_code,
         holder_name=check.holder_name,
@@ -497,7 +507,7 @@ def _stored_qr(runtime: LicenceRuntime, identifier: str) -> str:
     if row is None:
         return ""
     try:
-        return row.opened().qr_payload
+        return _opened(runtime, row).qr_payload
     except Exception:  # noqa: BLE001 - no stored payload to read the signer from
         return ""
 
