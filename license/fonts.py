@@ -6,8 +6,7 @@ character set): the font's raw tables are read once per process. A licence's sub
 composites' component ids rewritten), so it holds only those glyphs: ~34 kB, about 0.6 ms to
 build. The PDF writer draws its text in those new ids and embeds the subset as a
 ``CIDFontType2`` with ``CIDToGIDMap /Identity`` (the CID is the subset's glyph id); its
-``ToUnicode`` map gives the text back. (:meth:`Font.subset`, which keeps the font's glyph ids,
-runs its ``loca`` and ``hmtx`` to the last glyph used: ~400 kB to build and compress.)
+``ToUnicode`` map gives the text back.
 
 OFD text is Unicode and its readers look glyphs up through the font's own cmap, so the OFD
 writer's subset (:meth:`Font.cmap_subset`) is the compact subset plus a ``cmap`` of the
@@ -145,53 +144,6 @@ class Font:
                 break
         return out
 
-    def subset(self, gids: Iterable[int]) -> bytes:
-        """A TrueType font with only ``gids`` (and their components) drawn; ids unchanged."""
-        keep = self._closure(gids)
-        count = max(keep) + 1  # glyphs after the last one used are dropped
-        glyf = bytearray()
-        loca = array("I", [0]) * (count + 1)
-        # loca and hmtx span every glyph id up to the last one kept but are runs of one value
-        # and zeros: their checksums are summed from the glyphs kept, not word by word.
-        loca_sum = 0
-        previous = 0
-        for gid in sorted(keep):
-            loca[previous + 1 : gid + 1] = array("I", [len(glyf)]) * (gid - previous)
-            loca_sum += len(glyf) * (gid - previous)
-            glyf += self._glyph(gid)
-            glyf += b"\0" * (-len(glyf) % 4)
-            previous = gid + 1
-            loca[gid + 1] = len(glyf)
-            loca_sum += len(glyf)
-        if _LITTLE_ENDIAN:
-            loca.byteswap()
-        long_metrics = min(self.num_hmetrics, count)
-        hmtx = bytearray(4 * long_metrics + 2 * (count - long_metrics))
-        words: set[int] = set()
-        for gid in keep:
-            at = 4 * gid if gid < long_metrics else 4 * long_metrics + 2 * (gid - long_metrics)
-            size = 4 if gid < long_metrics else 2
-            hmtx[at : at + size] = self.hmtx[at : at + size]
-            words.update(range(at // 4, (at + size - 1) // 4 + 1))
-        hmtx_sum = sum(int.from_bytes(hmtx[4 * w : 4 * w + 4].ljust(4, b"\0")) for w in words)
-        head = bytearray(self.head)
-        head[8:12] = b"\0\0\0\0"
-        head[50:52] = struct.pack(">h", 1)  # long loca offsets
-        hhea = bytearray(self.hhea)
-        hhea[34:36] = struct.pack(">H", long_metrics)
-        maxp = bytearray(self.maxp)
-        maxp[4:6] = struct.pack(">H", count)
-        tables = {
-            **self.extra,
-            "glyf": bytes(glyf),
-            "head": bytes(head),
-            "hhea": bytes(hhea),
-            "hmtx": bytes(hmtx),
-            "loca": loca.tobytes(),
-            "maxp": bytes(maxp),
-        }
-        return _sfnt(tables, {"loca": loca_sum & 0xFFFFFFFF, "hmtx": hmtx_sum & 0xFFFFFFFF})
-
     def _closure(self, gids: Iterable[int]) -> set[int]:
         """``gids``, .notdef and every component of a composite among them."""
         keep = {0, *gids}
@@ -325,10 +277,8 @@ def _checksum(data: bytes) -> int:
     return sum(words) & 0xFFFFFFFF
 
 
-def _sfnt(tables: Mapping[str, bytes], checksums: Mapping[str, int] | None = None) -> bytes:
-    """An sfnt file from its tables (directory, checksums, head checkSumAdjustment);
-    ``checksums`` gives those of tables the caller summed already."""
-    known = checksums or {}
+def _sfnt(tables: Mapping[str, bytes]) -> bytes:
+    """An sfnt file from its tables (directory, checksums, head checkSumAdjustment)."""
     tags = sorted(tables)
     count = len(tags)
     power = 2 ** int(math.log2(count))
@@ -341,7 +291,7 @@ def _sfnt(tables: Mapping[str, bytes], checksums: Mapping[str, int] | None = Non
     head_at = 0
     for tag in tags:
         data = tables[tag]
-        checksum = known[tag] if tag in known else _checksum(data)
+        checksum = _checksum(data)
         total += checksum
         if tag == "head":
             head_at = offset + len(body)
