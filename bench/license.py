@@ -150,35 +150,12 @@ def _department(platform: Platform) -> IssueRequest:
     """Seed the catalogue, register the department (with its active official seal) and the
     company; the request the benchmarks issue."""
     from license.runtime import runtime_for
-    from seal.lifecycle import Application, Making
-    from seal.types import SealKind
-    from tests.seal.conftest import FILING, MAKER, REVIEWER, resident_id
+    from tests.license.conftest import set_up_issuing_department
 
     runtime = runtime_for(platform)
-    registry = runtime.service.registry
     with platform.db.transaction() as session:
         catalogue.seed_catalogue(session, SYSTEM)
-    head = registry.register_citizen(
-        REGISTRAR, name="赵局长", id_number=resident_id("11010519700101001")
-    )
-    rep = registry.register_citizen(
-        REGISTRAR, name="张三", id_number=resident_id("11010519491231002")
-    )
-    dept = registry.register_legal_person(
-        REGISTRAR, uscc=catalogue.EXAMPLE_ISSUER, name="测试市市场监督管理局",
-        legal_representative=IdentityRef(id=head.id),
-    )  # fmt: skip
-    registry.register_legal_person(
-        REGISTRAR, uscc="91350100M000100Y43", name="福州示例科技有限公司",
-        legal_representative=IdentityRef(id=rep.id),
-    )  # fmt: skip
-    seals = runtime.seals.service
-    director = Principal("user", "director", frozenset(), citizen_id=head.id)
-    seal = seals.apply(director, Application(IdentityRef(id=dept.id), SealKind.OFFICIAL))
-    seals.review(REVIEWER, seal.id, True, "ok")
-    seals.make(MAKER, seal.id, Making())
-    seals.file(FILING, seal.id, "", "")
-    seals.issue(FILING, seal.id, "")
+    set_up_issuing_department(runtime)
     return IssueRequest(
         type_code=catalogue.BUSINESS_LICENCE_CODE,
         issuer_code=catalogue.EXAMPLE_ISSUER,

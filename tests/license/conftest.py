@@ -1,4 +1,6 @@
-"""A tiny test CA (root → department seal certificate) and a soft key store for licence tests.
+"""A tiny test CA (root → department seal certificate) and a soft key store for licence tests,
+and the parties licence issuance needs on a real platform (:func:`set_up_issuing_department`,
+shared by the bulk, CLI and production tests and ``bench/license.py``).
 
 The department's key lives in the soft key store (as in production); the root key is a plain
 ``cryptography`` key, because the CA package is not what these tests are about.
@@ -20,18 +22,74 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from govtrust.db import Database
+from govtrust.principal import Principal
 from hsm.keystore import KeyAlgorithm, KeyStore
 from hsm.master import MasterKey
 from hsm.soft import SoftKeyStore
+from idp.types import IdentityRef
+from license import catalogue
 from license.days import licence_day
+from license.runtime import LicenceRuntime
 from license.signed_data import LicenceMetadata
 from license.signer import LicenceSigner
+from seal.lifecycle import Application, Making
+from seal.types import SealKind, SealView
+from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, resident_id
 from tests.unchanged import Snapshot, unchanged
 
 DEPT_USCC = "11430000006122244L"
 OTHER_USCC = "91350100M000100Y43"
 TYPE_CODE = "11100000000013338W011"
 ORG_ID = x509.ObjectIdentifier("2.5.4.97")
+ISSUER = catalogue.EXAMPLE_ISSUER  # the department that issues licences on a real platform
+COMPANY = OTHER_USCC  # the company that holds them
+
+
+def active_official_seal(runtime: LicenceRuntime, rep: Principal, dept_id: str) -> SealView:
+    """An official seal of department ``dept_id``, applied for by its representative ``rep``,
+    taken through review, making and filing to active."""
+    seals = runtime.seals.service
+    seal = seals.apply(rep, Application(IdentityRef(id=dept_id), SealKind.OFFICIAL))
+    seals.review(REVIEWER, seal.id, True, "ok")
+    seals.make(MAKER, seal.id, Making())
+    seals.file(FILING, seal.id, "", "")
+    return seals.issue(FILING, seal.id, "")
+
+
+@dataclass(frozen=True)
+class IssuingDepartment:
+    """What :func:`set_up_issuing_department` registered."""
+
+    director: Principal  # the department's head, its legal representative
+    director_id: str
+    department_id: str
+    representative_id: str  # the company's legal representative
+    company_id: str
+    seal: SealView  # the department's active official seal
+
+
+def set_up_issuing_department(runtime: LicenceRuntime) -> IssuingDepartment:
+    """Register what issuing a licence on a fresh platform needs: the department :data:`ISSUER`
+    (head 赵局长) with an active official seal, and the company :data:`COMPANY` (legal
+    representative 张三) that holds the licences. Seeding the catalogue is the caller's."""
+    registry = runtime.service.registry
+    head = registry.register_citizen(
+        REGISTRAR, name="赵局长", id_number=resident_id("11010519700101001")
+    )
+    rep = registry.register_citizen(
+        REGISTRAR, name="张三", id_number=resident_id("11010519491231002")
+    )
+    dept = registry.register_legal_person(
+        REGISTRAR, uscc=ISSUER, name="测试市市场监督管理局",
+        legal_representative=IdentityRef(id=head.id),
+    )  # fmt: skip
+    company = registry.register_legal_person(
+        REGISTRAR, uscc=COMPANY, name="福州示例科技有限公司",
+        legal_representative=IdentityRef(id=rep.id),
+    )  # fmt: skip
+    director = Principal("user", "director", frozenset(), citizen_id=head.id)
+    seal = active_official_seal(runtime, director, dept.id)
+    return IssuingDepartment(director, head.id, dept.id, rep.id, company.id, seal)
 
 
 @dataclass

@@ -17,7 +17,8 @@ from govtrust.v1 import common_pb2, license_pb2
 from hsm.audit_key import AuditChainKey
 from license.identifiers import parse_identifier
 from license.models import LicenceAccessGrantRow
-from tests.license.test_production import COMPANY, DEPT, ISSUER, Prod, prod  # noqa: F401
+from tests.license.conftest import COMPANY, ISSUER
+from tests.license.test_production import DEPT, Prod, prod  # noqa: F401
 from tests.unchanged import unchanged
 
 OTHER_DEPT = Principal("service", "other", frozenset({"licence-issuer:91350100M000100Y43"}))

@@ -31,9 +31,10 @@ from license.issuance import IssueRequest
 from license.models import LicenceRow, LicenceSourceRow
 from license.runtime import LicenceRuntime, runtime_for
 from license.verification import LicenceVerifier
+from tests.license.conftest import COMPANY, ISSUER, set_up_issuing_department
 from tests.license.test_catalogue import GOOD_BL
-from tests.license.test_production import COMPANY, ISSUER, Prod, _active_official_seal, prod
-from tests.seal.conftest import REGISTRAR, resident_id
+from tests.license.test_production import Prod, prod
+from tests.seal.conftest import REGISTRAR
 from tests.unchanged import unchanged
 
 SEALLESS = "11430000006122244L"  # a department that may issue the type but has no active seal
@@ -193,27 +194,11 @@ def bulk(database_url: str, tmp_path: Path) -> Iterator[Bulk]:
     platform = open_wired(Settings(data_dir=tmp_path / "data", database_url=database_url))
     try:
         runtime = runtime_for(platform)
-        registry = runtime.service.registry
-        director = registry.register_citizen(
-            REGISTRAR, name="赵局长", id_number=resident_id("11010519700101001")
-        )
-        rep = registry.register_citizen(
-            REGISTRAR, name="张三", id_number=resident_id("11010519491231002")
-        )
-        dept = registry.register_legal_person(
-            REGISTRAR, uscc=ISSUER, name="测试市市场监督管理局",
-            legal_representative=IdentityRef(id=director.id),
-        )  # fmt: skip
-        registry.register_legal_person(
+        parties = set_up_issuing_department(runtime)
+        runtime.service.registry.register_legal_person(
             REGISTRAR, uscc=SEALLESS, name="无印章的局",
-            legal_representative=IdentityRef(id=director.id),
+            legal_representative=IdentityRef(id=parties.director_id),
         )  # fmt: skip
-        registry.register_legal_person(
-            REGISTRAR, uscc=COMPANY, name="福州示例科技有限公司",
-            legal_representative=IdentityRef(id=rep.id),
-        )  # fmt: skip
-        head = Principal("user", "director", frozenset(), citizen_id=director.id)
-        _active_official_seal(runtime, head, dept.id)
         with platform.db.transaction() as session:
             catalogue.seed_catalogue(session, SYSTEM, [ISSUER, SEALLESS])
         yield Bulk(platform, runtime)

@@ -20,9 +20,9 @@ from govtrust.config import Settings
 from govtrust.server.wiring import open_wired
 from license import catalogue
 from license.models import LicenceRow, LicenceSourceRow
+from tests.license.conftest import COMPANY, ISSUER
 from tests.license.test_catalogue import GOOD_BL
 from tests.license.test_cli import REPO, _run, data_dir
-from tests.license.test_production import COMPANY, ISSUER
 
 __all__ = ["data_dir"]  # the fixture, shared with test_cli
 

@@ -14,13 +14,11 @@ import pytest
 from govtrust.config import Settings
 from govtrust.principal import Principal
 from govtrust.server.wiring import open_wired
-from idp.types import IdentityRef
 from license import catalogue
 from license.models import LicenceRow
 from license.runtime import runtime_for
+from tests.license.conftest import COMPANY, ISSUER, set_up_issuing_department
 from tests.license.test_catalogue import GOOD_BL
-from tests.license.test_production import COMPANY, ISSUER, _active_official_seal
-from tests.seal.conftest import REGISTRAR, resident_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,23 +41,7 @@ def data_dir(database_url: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     directory = tmp_path / "data"
     platform = open_wired(Settings(data_dir=directory, database_url=database_url))
     try:
-        registry = runtime_for(platform).service.registry
-        director = registry.register_citizen(
-            REGISTRAR, name="赵局长", id_number=resident_id("11010519700101001")
-        )
-        rep = registry.register_citizen(
-            REGISTRAR, name="张三", id_number=resident_id("11010519491231002")
-        )
-        dept = registry.register_legal_person(
-            REGISTRAR, uscc=ISSUER, name="测试市市场监督管理局",
-            legal_representative=IdentityRef(id=director.id),
-        )  # fmt: skip
-        registry.register_legal_person(
-            REGISTRAR, uscc=COMPANY, name="福州示例科技有限公司",
-            legal_representative=IdentityRef(id=rep.id),
-        )  # fmt: skip
-        head = Principal("user", "director", frozenset(), citizen_id=director.id)
-        _active_official_seal(runtime_for(platform), head, dept.id)
+        set_up_issuing_department(runtime_for(platform))
     finally:
         platform.close()
     env = {

@@ -30,14 +30,13 @@ from license.models import LicenceRow
 from license.qr import TrustList
 from license.runtime import LicenceRuntime, runtime_for
 from license.status_list import verify_status_list
-from seal.lifecycle import Application, Making
-from seal.types import SealKind, SealView
+from seal.types import SealView
+from tests.license.conftest import COMPANY, ISSUER, active_official_seal
 from tests.license.test_catalogue import GOOD_BL
 from tests.license.test_grpc import Handle, _serve
-from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, resident_id
+from tests.seal.conftest import REGISTRAR, resident_id
 from tests.unchanged import unchanged
 
-ISSUER = catalogue.EXAMPLE_ISSUER
 PERMIT_CODE = ISSUER + "101"  # a licence type held by citizens (code type 111)
 PERMIT = catalogue.LicenceType(
     type_code=PERMIT_CODE,
@@ -55,7 +54,6 @@ PERMIT = catalogue.LicenceType(
     layout={"page": "A4-portrait", "rows": [["KZ_XM"], ["KZ_SFZH"], ["KZ_LB"]]},
 )
 DEPT = Principal("service", "amr-system", frozenset({f"licence-issuer:{ISSUER}"}))
-COMPANY = "91350100M000100Y43"
 
 
 @dataclass
@@ -112,15 +110,6 @@ class Prod:
         )
 
 
-def _active_official_seal(runtime: LicenceRuntime, rep: Principal, dept_id: str) -> SealView:
-    seals = runtime.seals.service
-    seal = seals.apply(rep, Application(IdentityRef(id=dept_id), SealKind.OFFICIAL))
-    seals.review(REVIEWER, seal.id, True, "ok")
-    seals.make(MAKER, seal.id, Making())
-    seals.file(FILING, seal.id, "", "")
-    return seals.issue(FILING, seal.id, "")
-
-
 @pytest.fixture
 def prod(database_url: str, tmp_path: Path) -> Iterator[Prod]:
     platform = open_wired(
@@ -158,7 +147,7 @@ def prod(database_url: str, tmp_path: Path) -> Iterator[Prod]:
                 scopes=scopes,
             )  # fmt: skip
         director = Principal("user", "director", frozenset(), citizen_id=director_id)
-        seal = _active_official_seal(runtime, director, dept.id)
+        seal = active_official_seal(runtime, director, dept.id)
         runtime.invalidate_trust_list()
         service = servicer(platform)
         assert isinstance(service, LicenseServicer)

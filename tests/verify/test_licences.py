@@ -23,8 +23,8 @@ from hsm import SoftKeyStore
 from license.qr import encode_payload
 from license.signed_data import verify_licence as verify_signed
 from tests.license import test_production
-from tests.license.conftest import make_ca, make_signer
-from tests.license.test_production import ISSUER, Prod
+from tests.license.conftest import ISSUER, make_ca, make_signer
+from tests.license.test_production import Prod
 from tests.unchanged import unchanged
 from tests.verify.conftest import NOBODY, VERIFIER
 from verify.licences import LicenceCheckRequest, verify_licence_check
