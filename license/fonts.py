@@ -127,22 +127,7 @@ class Font:
 
     def _components(self, data: bytes) -> list[int]:
         """Glyph ids a composite glyph refers to."""
-        if len(data) < 10 or struct.unpack(">h", data[:2])[0] >= 0:
-            return []
-        out, at = [], 10
-        while at + 4 <= len(data):
-            flags, gid = struct.unpack(">HH", data[at : at + 4])
-            out.append(gid)
-            at += 4 + (4 if flags & 0x0001 else 2)
-            if flags & 0x0008:
-                at += 2
-            elif flags & 0x0040:
-                at += 4
-            elif flags & 0x0080:
-                at += 8
-            if not flags & 0x0020:
-                break
-        return out
+        return [struct.unpack(">H", data[at + 2 : at + 4])[0] for at in _component_offsets(data)]
 
     def _closure(self, gids: Iterable[int]) -> set[int]:
         """``gids``, .notdef and every component of a composite among them."""
@@ -164,21 +149,13 @@ class Font:
 
     def _renumbered(self, data: bytes, new_id: Mapping[int, int]) -> bytes:
         """Glyph ``data`` with a composite's component ids mapped through ``new_id``."""
-        if len(data) < 10 or struct.unpack(">h", data[:2])[0] >= 0:
+        offsets = _component_offsets(data)
+        if not offsets:
             return data
-        out, at = bytearray(data), 10
-        while at + 4 <= len(out):
-            flags, gid = struct.unpack(">HH", out[at : at + 4])
+        out = bytearray(data)
+        for at in offsets:
+            gid = struct.unpack(">H", out[at + 2 : at + 4])[0]
             out[at + 2 : at + 4] = struct.pack(">H", new_id.get(gid, 0))
-            at += 4 + (4 if flags & 0x0001 else 2)
-            if flags & 0x0008:
-                at += 2
-            elif flags & 0x0040:
-                at += 4
-            elif flags & 0x0080:
-                at += 8
-            if not flags & 0x0020:
-                break
         return bytes(out)
 
     def renumbering(self, gids: Iterable[int]) -> dict[int, int]:
@@ -238,6 +215,27 @@ class Font:
                 "cmap": _cmap({code: new_id[gid] for code, gid in mapping.items()}),
             },
         )
+
+
+def _component_offsets(data: bytes) -> list[int]:
+    """Where each component record (flags, glyph id, ...) of a composite glyph starts; empty
+    for a simple or empty glyph."""
+    if len(data) < 10 or struct.unpack(">h", data[:2])[0] >= 0:
+        return []
+    out, at = [], 10
+    while at + 4 <= len(data):
+        flags = struct.unpack(">H", data[at : at + 2])[0]
+        out.append(at)
+        at += 4 + (4 if flags & 0x0001 else 2)
+        if flags & 0x0008:
+            at += 2
+        elif flags & 0x0040:
+            at += 4
+        elif flags & 0x0080:
+            at += 8
+        if not flags & 0x0020:
+            break
+    return out
 
 
 def _cmap(mapping: Mapping[int, int]) -> bytes:
