@@ -24,8 +24,16 @@ from idp.names import (
     name_violation,
     phone_violation,
 )
-from idp.pii import PURPOSE_ID_NUMBER, PURPOSE_PHONE, mask_id_number, mask_phone
-from idp.registry_state import REGISTRAR, VERIFIER, RegistryState, new_id, raise_if
+from idp.pii import PURPOSE_ID_NUMBER, mask_id_number
+from idp.registry_state import (
+    REGISTRAR,
+    VERIFIER,
+    RegistryState,
+    assurance_of,
+    new_id,
+    new_identity_row,
+    raise_if,
+)
 from idp.types import (
     AssuranceSource,
     CheckResult,
@@ -72,13 +80,9 @@ class CitizenRegistry:
         assert resident is not None
         display = clean_name(name)
         match = self.state.population.match_citizen(display, resident.number)
-        level, source = (
-            (2, AssuranceSource.BASE_DATA)
-            if match is CheckResult.MATCH
-            else (1, AssuranceSource.SELF_REGISTERED)
-        )
+        level, source = assurance_of(match)
         index = self.state.id_index(resident.number)
-        phone_value = clean_phone(phone)
+        phone_index, phone_enc, masked_phone = self.state.phone_columns(clean_phone(phone))
         now = self.state.now()
         citizen_id = new_id("cit")
         masked = mask_id_number(resident.number)
@@ -89,18 +93,8 @@ class CitizenRegistry:
                 )
                 if taken is not None:
                     raise AlreadyExists("a citizen with this resident ID number is registered")
-                identity = IdentityRow(
-                    id=citizen_id,
-                    kind=IdentityKind.CITIZEN.value,
-                    name=display,
-                    name_key=name_key(display),
-                    masked_identifier=masked,
-                    status=IdentityStatus.ACTIVE.value,
-                    status_reason="",
-                    assurance_level=level,
-                    assurance_source=source.value,
-                    created_at=now,
-                    updated_at=now,
+                identity = new_identity_row(
+                    citizen_id, IdentityKind.CITIZEN, display, masked, (level, source), now
                 )
                 session.add(identity)
                 session.flush()
@@ -111,13 +105,9 @@ class CitizenRegistry:
                     birth_date=resident.birth_date,
                     sex=resident.sex.value,
                     region_code=resident.region_code,
-                    phone_index=self.state.codec.blind_index(phone_value, PURPOSE_PHONE)
-                    if phone_value
-                    else None,
-                    phone_enc=self.state.codec.encrypt(phone_value, PURPOSE_PHONE)
-                    if phone_value
-                    else None,
-                    masked_phone=mask_phone(phone_value),
+                    phone_index=phone_index,
+                    phone_enc=phone_enc,
+                    masked_phone=masked_phone,
                     email=email.strip(),
                 )
                 session.add(citizen)
@@ -215,7 +205,7 @@ class CitizenRegistry:
                 problem = name_violation(f"people[{position}].name", display)
                 if problem is not None:
                     raise InvalidArgument("invalid citizen", [problem])
-                phone_value = clean_phone(phone)
+                phone_index, phone_enc, masked_phone = self.state.phone_columns(clean_phone(phone))
                 citizen_id = new_id("cit")
                 identities.append(
                     {
@@ -242,13 +232,9 @@ class CitizenRegistry:
                         "birth_date": resident.birth_date,
                         "sex": resident.sex.value,
                         "region_code": resident.region_code,
-                        "phone_index": self.state.codec.blind_index(phone_value, PURPOSE_PHONE)
-                        if phone_value
-                        else None,
-                        "phone_enc": self.state.codec.encrypt(phone_value, PURPOSE_PHONE)
-                        if phone_value
-                        else None,
-                        "masked_phone": mask_phone(phone_value),
+                        "phone_index": phone_index,
+                        "phone_enc": phone_enc,
+                        "masked_phone": masked_phone,
                         "email": "",
                     }
                 )

@@ -25,7 +25,16 @@ from idp.identifiers import InvalidIdentifier, LegalPersonKind, ResidentId, Uscc
 from idp.models import CitizenRow, IdentityRow, LegalPersonRow
 from idp.names import clean_name, name_key, name_violation
 from idp.pii import PURPOSE_ID_NUMBER
-from idp.registry_state import REGISTRAR, VERIFIER, RegistryState, new_id, raise_if, summary_of
+from idp.registry_state import (
+    REGISTRAR,
+    VERIFIER,
+    RegistryState,
+    assurance_of,
+    new_id,
+    new_identity_row,
+    raise_if,
+    summary_of,
+)
 from idp.types import (
     AGENT_SCOPES,
     AssuranceSource,
@@ -85,23 +94,9 @@ class LegalPersonRegistry:
                 match = self.state.legal_person_base.match_legal_person(
                     code.code, display, rep_number
                 )
-                level, source = (
-                    (2, AssuranceSource.BASE_DATA)
-                    if match is CheckResult.MATCH
-                    else (1, AssuranceSource.SELF_REGISTERED)
-                )
-                identity = IdentityRow(
-                    id=lp_id,
-                    kind=IdentityKind.LEGAL_PERSON.value,
-                    name=display,
-                    name_key=name_key(display),
-                    masked_identifier=code.code,
-                    status=IdentityStatus.ACTIVE.value,
-                    status_reason="",
-                    assurance_level=level,
-                    assurance_source=source.value,
-                    created_at=now,
-                    updated_at=now,
+                level, source = assurance_of(match)
+                identity = new_identity_row(
+                    lp_id, IdentityKind.LEGAL_PERSON, display, code.code, (level, source), now
                 )
                 session.add(identity)
                 session.flush()

@@ -21,8 +21,16 @@ from govtrust.errors import FieldViolation, InvalidArgument, NotFound
 from idp.basedata import ImportedBaseData, LegalPersonBaseData, PopulationBaseData
 from idp.identifiers import ResidentId, Uscc, parse_resident_id, parse_uscc
 from idp.models import REASON_LENGTH, CitizenRow, IdentityRow, LegalPersonRow, StaffRow
-from idp.pii import PURPOSE_ID_NUMBER, PiiCodec
-from idp.types import IdentityKind, IdentityRef, IdentityStatus, IdentitySummary
+from idp.names import name_key
+from idp.pii import PURPOSE_ID_NUMBER, PURPOSE_PHONE, PiiCodec, mask_phone
+from idp.types import (
+    AssuranceSource,
+    CheckResult,
+    IdentityKind,
+    IdentityRef,
+    IdentityStatus,
+    IdentitySummary,
+)
 
 REGISTRAR = "identity-registrar"
 VERIFIER = "verifier"
@@ -50,6 +58,38 @@ def summary_of(row: IdentityRow) -> IdentitySummary:
         status=IdentityStatus(row.status),
         assurance_level=row.assurance_level,
     )
+
+
+def new_identity_row(
+    identity_id: str,
+    kind: IdentityKind,
+    display_name: str,
+    masked_identifier: str,
+    assurance: tuple[int, AssuranceSource],
+    now: datetime,
+) -> IdentityRow:
+    """The ``idp_identities`` row of a newly registered, active identity."""
+    level, source = assurance
+    return IdentityRow(
+        id=identity_id,
+        kind=kind.value,
+        name=display_name,
+        name_key=name_key(display_name),
+        masked_identifier=masked_identifier,
+        status=IdentityStatus.ACTIVE.value,
+        status_reason="",
+        assurance_level=level,
+        assurance_source=source.value,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def assurance_of(match: CheckResult) -> tuple[int, AssuranceSource]:
+    """Assurance level and source of a registration: 2 when the base data matches, else 1."""
+    if match is CheckResult.MATCH:
+        return 2, AssuranceSource.BASE_DATA
+    return 1, AssuranceSource.SELF_REGISTERED
 
 
 def summaries(session: Session, ids: Iterable[str | None]) -> dict[str, IdentitySummary]:
@@ -122,6 +162,17 @@ class RegistryState:
     def parse_uscc(self, value: str, field: str) -> Uscc:
         """Validate a USCC for ``field`` against the configured allow-list."""
         return parse_uscc(value, field=field, allow_list=self.uscc_allow_list)
+
+    def phone_columns(self, phone: str) -> tuple[bytes | None, bytes | None, str]:
+        """A cleaned phone number as stored: (blind index, ciphertext, masked); no index or
+        ciphertext for no phone."""
+        if not phone:
+            return None, None, mask_phone(phone)
+        return (
+            self.codec.blind_index(phone, PURPOSE_PHONE),
+            self.codec.encrypt(phone, PURPOSE_PHONE),
+            mask_phone(phone),
+        )
 
     def id_index(self, number: str) -> bytes:
         """The blind index of a resident ID number (what ``idp_citizens`` is searched by)."""

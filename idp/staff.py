@@ -20,11 +20,9 @@ from idp.names import (
     clean_name,
     clean_phone,
     email_violation,
-    name_key,
     name_violation,
     phone_violation,
 )
-from idp.pii import PURPOSE_PHONE, mask_phone
 from idp.registry_state import (
     CODE_CHARS,
     REGISTRAR,
@@ -32,6 +30,7 @@ from idp.registry_state import (
     RegistryState,
     code_violation,
     new_id,
+    new_identity_row,
     raise_if,
     summary_of,
 )
@@ -137,7 +136,7 @@ class StaffRegistry:
         raise_if(violations)
         self._check_grantable(principal, clean_roles)
         display = clean_name(name)
-        phone_value = clean_phone(phone)
+        phone_index, phone_enc, masked_phone = self.state.phone_columns(clean_phone(phone))
         now = self.state.now()
         staff_id = new_id("stf")
         masked = f"{department_code}/{employee_number}"
@@ -164,18 +163,8 @@ class StaffRegistry:
                             f"local account {account.local_account_id} of system "
                             f"{account.system_id} is mapped to another staff member"
                         )
-                identity = IdentityRow(
-                    id=staff_id,
-                    kind=IdentityKind.STAFF.value,
-                    name=display,
-                    name_key=name_key(display),
-                    masked_identifier=masked,
-                    status=IdentityStatus.ACTIVE.value,
-                    status_reason="",
-                    assurance_level=0,
-                    assurance_source=AssuranceSource.NONE.value,
-                    created_at=now,
-                    updated_at=now,
+                identity = new_identity_row(
+                    staff_id, IdentityKind.STAFF, display, masked, (0, AssuranceSource.NONE), now
                 )
                 session.add(identity)
                 session.flush()
@@ -186,13 +175,9 @@ class StaffRegistry:
                     employee_number=employee_number,
                     roles=" ".join(clean_roles),
                     citizen_id=citizen_row.id if citizen_row else None,
-                    phone_index=self.state.codec.blind_index(phone_value, PURPOSE_PHONE)
-                    if phone_value
-                    else None,
-                    phone_enc=self.state.codec.encrypt(phone_value, PURPOSE_PHONE)
-                    if phone_value
-                    else None,
-                    masked_phone=mask_phone(phone_value),
+                    phone_index=phone_index,
+                    phone_enc=phone_enc,
+                    masked_phone=masked_phone,
                     email=email.strip(),
                 )
                 session.add(row)
