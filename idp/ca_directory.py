@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ca.directory import CitizenRecord, LegalPersonRecord, SealRecord
+from idp.agent_grants import active_scopes
 from idp.identifiers import InvalidIdentifier
 from idp.models import CitizenRow, IdentityRow, LegalPersonRow
 from idp.pii import PURPOSE_ID_NUMBER
@@ -72,8 +73,8 @@ class RegistryDirectory:
                 return False
             if row.legal_representative_id == citizen_id:
                 return True
-            scopes = self.registry._active_scopes(
-                session, legal_person_id, citizen_id, CERTIFICATE_APPLY
+            scopes = active_scopes(
+                session, legal_person_id, citizen_id, CERTIFICATE_APPLY, self.registry.now()
             )
             return CERTIFICATE_APPLY in scopes
 

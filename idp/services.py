@@ -46,7 +46,8 @@ from govtrust.errors import (
 )
 from govtrust.principal import Principal, is_known_role
 from idp.models import ServiceIdentityRow
-from idp.registry import _decode_token, _encode_token, _page_size, _reason_violation
+from idp.paging import checked_page_size, page_position, page_token_for
+from idp.registry_state import reason_violation
 from idp.types import Page
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def _check_name(name: str) -> str:
 
 
 def _check_reason(reason: str) -> str:
-    violation = _reason_violation("reason", reason)
+    violation = reason_violation("reason", reason)
     if violation is not None:
         raise InvalidArgument(f"{violation.field}: {violation.description}", [violation])
     return reason.strip()
@@ -192,9 +193,9 @@ class ServiceRegistry:
     ) -> Page[ServiceIdentity]:
         """Service identities by name; paged."""
         self._authorise(principal)
-        size = _page_size(page_size)
+        size = checked_page_size(page_size)
         filters = ("services", include_disabled)
-        position = _decode_token(page_token, filters, 1)
+        position = page_position(page_token, filters, 1)
         query = select(ServiceIdentityRow).order_by(ServiceIdentityRow.name)
         if not include_disabled:
             query = query.where(ServiceIdentityRow.status == ServiceStatus.ACTIVE.value)
@@ -203,7 +204,7 @@ class ServiceRegistry:
         with self.db.read() as session:
             rows = list(session.scalars(query.limit(size + 1)))
             items = tuple(_identity(r) for r in rows[:size])
-        token = _encode_token(filters, items[-1].name) if len(rows) > size else ""
+        token = page_token_for(filters, items[-1].name) if len(rows) > size else ""
         return Page(items, token)
 
     def _change(
