@@ -719,6 +719,14 @@ def main(argv: list[str] | None = None) -> int:
         for label, measured in peers:
             share = f"   govtrust at {cert_rate / measured.rate:.0%}" if measured.rate else ""
             _line(label, measured, note=share)
+        sync = peers[-1][1].rate  # the bare synchronous server: the transport's limit
+        if sync:
+            print(
+                f"  ratios to the bare sync no-op server (issue 21 targets: VerifyCertificate"
+                f" >= 0.7x, govtrust serve no-op >= 0.9x): VerifyCertificate "
+                f"{cert_rate / sync:.2f}x; "
+                + "; ".join(f"{label} {m.rate / sync:.2f}x" for label, m in peers[:-1])
+            )
     print(
         f"  openssl verify         {batch:>10,.0f} certs/s   ({args.workers} processes, "
         f"{args.openssl_batch:,} certificates each)"

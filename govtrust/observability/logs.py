@@ -151,6 +151,12 @@ def setup_logging(level: str = "info") -> None:
 _access = logging.getLogger(ACCESS_LOGGER)
 
 
+def access_enabled() -> bool:
+    """Whether access lines are written at all (the level admits INFO): callers on a hot path
+    skip building the line's fields when not."""
+    return _access.isEnabledFor(logging.INFO)
+
+
 def access_log(**fields: Any) -> None:
     """Emit one access line (fields must not contain personal data)."""
     if _access.isEnabledFor(logging.INFO):

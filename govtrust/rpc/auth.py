@@ -128,9 +128,18 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
 class Authenticator:
     """Resolves the principal of a call for one server (knows whether loopback is trusted)."""
 
-    def __init__(self, platform: Platform, *, trust_insecure_loopback: bool) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        *,
+        trust_insecure_loopback: bool,
+        client_certificates: bool = True,
+    ) -> None:
         self.platform = platform
         self.trust_insecure_loopback = trust_insecure_loopback
+        # False when the server never asks for client certificates (no TLS, or TLS without a
+        # client CA): the interceptor then skips reading the TLS auth context on every call.
+        self.client_certificates = client_certificates
 
     def authenticate_now(
         self,

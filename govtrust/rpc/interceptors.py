@@ -25,14 +25,14 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
 from grpc_status import rpc_status
 
-from govtrust.observability.logs import access_log
+from govtrust.observability.logs import access_enabled, access_log
 from govtrust.observability.metrics import Metrics
 from govtrust.principal import Principal
 from govtrust.rpc.access import Authorise
@@ -51,6 +51,8 @@ PUBLIC_METHOD_PREFIXES = (
 _SENTINEL = object()
 _OK = grpc.StatusCode.OK
 _perf_counter = time.perf_counter
+# The auth context of a call on a server that asks for no client certificate.
+_NO_TLS: dict[str, list[bytes]] = {}
 
 
 class _Method:
@@ -67,11 +69,12 @@ class _Method:
 class _Call:
     """Book-keeping of one call: what the access line and the metrics report."""
 
-    __slots__ = ("code", "finished", "principal", "request_id", "spec", "started")
+    __slots__ = ("code", "finished", "principal", "request_id", "spec", "started", "trailing")
 
     def __init__(self, spec: _Method, request_id: str) -> None:
         self.spec = spec
         self.request_id = request_id
+        self.trailing = ((REQUEST_ID_KEY, request_id),)  # what _begin sets as trailing metadata
         self.started = _perf_counter()
         self.principal: Principal | None = None
         self.code = _OK
@@ -116,13 +119,24 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: gRPC answers UNIMPLEMENTED itself
             return handler
-        method = handler_call_details.method
+        return self.wrapped_handler(handler, handler_call_details.method)
+
+    def wrapped_handler(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """``handler`` of ``method`` wrapped in this interceptor's steps (built once per
+        handler, then reused)."""
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
         wrapped = self._wrap(handler, method)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
+
+    def registrar(self, server: grpc.aio.Server) -> WrappingRegistrar:
+        """What services are added to instead of ``server`` so that every handler is wrapped
+        when it is registered — the serving process's way (see :class:`WrappingRegistrar`)."""
+        return WrappingRegistrar(server, self)
 
     # --- wrapping ---------------------------------------------------------------------------
 
@@ -219,12 +233,13 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 break
         call = _Call(spec, accept_request_id(candidate))
         bind_request_id(call.request_id)
-        context.set_trailing_metadata(((REQUEST_ID_KEY, call.request_id),))
+        context.set_trailing_metadata(call.trailing)
         if not spec.public:
+            authenticator = self.authenticator
             try:
-                call.principal = self.authenticator.authenticate_now(
+                call.principal = authenticator.authenticate_now(
                     metadata,  # type: ignore[arg-type]
-                    context.auth_context(),
+                    context.auth_context() if authenticator.client_certificates else _NO_TLS,
                 )
             except Exception:  # noqa: BLE001 - mapped with the slow path's handling below
                 call.principal = None
@@ -240,9 +255,11 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         """Run the token or certificate resolvers (or report why there is no principal)."""
+        authenticator = self.authenticator
         try:
-            call.principal = await self.authenticator.authenticate(
-                tuple(context.invocation_metadata() or ()), context.auth_context()
+            call.principal = await authenticator.authenticate(
+                tuple(context.invocation_metadata() or ()),
+                context.auth_context() if authenticator.client_certificates else _NO_TLS,
             )
         except BaseException as exc:  # noqa: BLE001 - mapped like any servicer error
             try:
@@ -255,6 +272,9 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         code = context.code()
         if code is not None:
             call.code = code if isinstance(code, grpc.StatusCode) else _OK
+        current: object = context.trailing_metadata()
+        if current is call.trailing:  # the servicer left the trailing metadata as set
+            return
         trailing = tuple(context.trailing_metadata() or ())
         if not any(k == REQUEST_ID_KEY for k, _ in trailing):
             context.set_trailing_metadata((*trailing, (REQUEST_ID_KEY, call.request_id)))
@@ -297,6 +317,8 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         spec = call.spec
         code = call.code.name
         self.metrics.observe_rpc(spec.service, spec.name, code, elapsed)
+        if not access_enabled():
+            return
         principal = call.principal
         access_log(
             event="rpc",
@@ -305,4 +327,59 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             duration_ms=round(elapsed * 1000, 3),
             request_id=call.request_id,
             actor=principal.actor if principal is not None else None,
+        )
+
+
+class _WrappingGenericHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """A generic handler whose method handlers come back wrapped by the interceptor."""
+
+    __slots__ = ("_inner", "_interceptor")
+
+    def __init__(
+        self, inner: grpc.GenericRpcHandler[Any, Any], interceptor: GovtrustInterceptor
+    ) -> None:
+        self._inner = inner
+        self._interceptor = interceptor
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        return self._interceptor.wrapped_handler(handler, handler_call_details.method)
+
+
+class WrappingRegistrar:
+    """Stands in for a grpc.aio server while services are added to it (the generated
+    ``add_…_to_server`` functions, health, reflection): every method handler is wrapped by the
+    interceptor once, at registration, and the server runs *without* interceptors.
+
+    The same steps as :meth:`GovtrustInterceptor.intercept_service`, minus its per-call cost:
+    grpc.aio runs an interceptor as a coroutine chain on every call (the interceptor's
+    ``intercept_service`` and the continuation awaiting the handler look-up); with the handlers
+    wrapped beforehand the server finds the wrapped handler directly (docs/performance.md,
+    "gRPC transport").
+    """
+
+    def __init__(self, server: grpc.aio.Server, interceptor: GovtrustInterceptor) -> None:
+        self.server = server
+        self.interceptor = interceptor
+
+    def add_generic_rpc_handlers(
+        self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]
+    ) -> None:
+        """Register ``generic_rpc_handlers`` with the server, each wrapped."""
+        self.server.add_generic_rpc_handlers(
+            tuple(_WrappingGenericHandler(h, self.interceptor) for h in generic_rpc_handlers)
+        )
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        """Register the pre-registered methods of ``service_name``, each handler wrapped."""
+        wrap = self.interceptor.wrapped_handler
+        self.server.add_registered_method_handlers(  # type: ignore[attr-defined]  # 1.62+, unstubbed
+            service_name,
+            {name: wrap(h, f"/{service_name}/{name}") for name, h in method_handlers.items()},
         )

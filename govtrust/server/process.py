@@ -26,7 +26,8 @@ import uvicorn
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from govtrust.config import Settings
 from govtrust.http.app import RouterFactory, create_app
@@ -177,20 +178,22 @@ class ServingProcess:
 
         settings = self.settings
         authenticator = Authenticator(
-            self.platform, trust_insecure_loopback=not settings.tls_enabled and settings.is_loopback
+            self.platform,
+            trust_insecure_loopback=not settings.tls_enabled and settings.is_loopback,
+            client_certificates=settings.tls_enabled and settings.tls_client_ca is not None,
         )
-        server = grpc.aio.server(
-            interceptors=[
-                GovtrustInterceptor(authenticator, self.metrics, authorise=gate(RPC_ACCESS))
-            ],
-            options=grpc_options(settings, reuse_port=self.reuse_port),
-        )
+        interceptor = GovtrustInterceptor(authenticator, self.metrics, authorise=gate(RPC_ACCESS))
+        # No interceptors on the server: every handler is wrapped once, as it is registered
+        # (grpc.aio would run an interceptor as a coroutine chain on every call).
+        server = grpc.aio.server(options=grpc_options(settings, reuse_port=self.reuse_port))
+        registrar = interceptor.registrar(server)
         for binding in build_servicers(self.platform, self.servicers):
-            binding.add_to_server(binding.servicer, server)
+            binding.add_to_server(binding.servicer, registrar)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            ReflectionServicer((*SERVICE_NAMES, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME)),
+            registrar,
         )
         address = f"{format_host(settings.host)}:{settings.grpc_port}"
         if not self.reuse_port:
