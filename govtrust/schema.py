@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ca.models  # noqa: F401
 import govtrust.audit
+import govtrust.idempotency
 import govtrust.instance  # noqa: F401
 import hsm.models  # noqa: F401
 import idp.models  # noqa: F401

@@ -32,7 +32,7 @@ from govtrust.config import Settings
 from govtrust.http.app import RouterFactory, create_app
 from govtrust.observability.metrics import get_metrics
 from govtrust.pdf_guard import DocumentLimits, configure_limits
-from govtrust.platform import Platform
+from govtrust.platform import Platform, request_ledger
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.interceptors import GovtrustInterceptor
 from govtrust.rpc.offload import (
@@ -172,7 +172,7 @@ class ServingProcess:
         return BoundPorts(grpc_port=grpc_port, http_port=http_port)
 
     async def _start_grpc(self) -> int:
-        from govtrust.api.access import RPC_ACCESS  # knows every domain package: load lazily
+        from govtrust.api.access import RPC_ACCESS, SELF_KEYED_METHODS  # load lazily
         from govtrust.rpc.access import gate
 
         settings = self.settings
@@ -181,7 +181,13 @@ class ServingProcess:
         )
         server = grpc.aio.server(
             interceptors=[
-                GovtrustInterceptor(authenticator, self.metrics, authorise=gate(RPC_ACCESS))
+                GovtrustInterceptor(
+                    authenticator,
+                    self.metrics,
+                    authorise=gate(RPC_ACCESS),
+                    ledger=request_ledger(self.platform),
+                    self_keyed=SELF_KEYED_METHODS,
+                )
             ],
             options=grpc_options(settings, reuse_port=self.reuse_port),
         )
