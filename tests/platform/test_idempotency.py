@@ -410,7 +410,7 @@ def test_a_dead_claimants_claim_is_taken_over_only_when_it_did_nothing(stack: St
 
     with acting_on(claim), platform.db.transaction() as session:
         audit.append(session, actor="user:a", action="test.effect", target="t/1")
-    with pytest.raises(RequestOutcomeUnknown):
+    with stack.unchanged(), pytest.raises(RequestOutcomeUnknown):
         later.begin(acted, digest)
 
 

@@ -1,22 +1,27 @@
 """Limits that hold cluster-wide (issue #20 item 3): two platforms — each its own engine and
 connection pool, as two replicas on two hosts have — over ONE database spend from the same
 buckets: the public page's rate limit (:class:`govtrust.shared_limits.SharedRateLimiter`) and
-the password login lockout (``idp.oidc.passwords``, kept in ``oidc_throttle``). Both backends;
-the concurrent leg on PostgreSQL."""
+the password login lockout (``idp.oidc.passwords``, kept in ``oidc_login_throttle``) and the token
+endpoint's per-client limit (``token_rate``). Both backends; the concurrent leg on PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import cycle
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
 
 from govtrust.db import Database
 from govtrust.principal import Principal
 from govtrust.shared_limits import SharedRateLimiter
 from idp.oidc.passwords import LoginFailed, PasswordLogin, ThrottlePolicy
+from tests.oidc.conftest import make_env
+from tests.unchanged import unchanged
 
 REGISTRAR = Principal("user", "registrar", frozenset({"identity-registrar"}))
 
@@ -85,5 +90,35 @@ def test_login_lockout_counts_failures_from_both_hosts(
         with pytest.raises(LoginFailed):
             login.authenticate("zhangsan", "wrong", source=f"198.51.100.{10 + index}")
     for login in (a, b):  # locked on both hosts: even the right password fails
-        with pytest.raises(LoginFailed):
+        # a refused login counts (throttle row) and is audited; no password or identity changes
+        with (
+            unchanged(login.db, allow=("oidc_login_throttle", "audit_log")),
+            pytest.raises(LoginFailed),
+        ):
             login.authenticate("zhangsan", "correct horse 1", source="198.51.100.99")
+
+
+def test_token_endpoint_limit_is_shared_by_replicas(database_url: str, tmp_path: Path) -> None:
+    """Two token endpoints (two replicas' routers, each with its own limiter) over one database:
+    a client's requests on both spend one bucket; past the burst either answers 429."""
+    env = make_env(database_url, tmp_path)
+    try:
+        env.platform.settings = dataclasses.replace(
+            env.platform.settings, token_rate=0.001, token_burst=3
+        )
+        client_id, secret = env.register_client(grant_types=["client_credentials"], roles=[])
+        replicas = [TestClient(env.app(), base_url=env.issuer) for _ in range(2)]
+        form = {"grant_type": "client_credentials"}
+        answers = [
+            replicas[i % 2].post("/oidc/token", data=form, auth=(client_id, secret or ""))
+            for i in range(5)
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+        assert answers[3].json()["error"] == "temporarily_unavailable"
+        assert int(answers[3].headers["retry-after"]) >= 1
+        other, other_secret = env.register_client(grant_types=["client_credentials"], roles=[])
+        own = replicas[1].post("/oidc/token", data=form, auth=(other, other_secret or ""))
+        assert own.status_code == 200  # another client has its own bucket
+    finally:
+        env.platform.keystore.close()
+        env.platform.db.dispose()
