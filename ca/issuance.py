@@ -55,6 +55,7 @@ from ca.models import CaCertificate
 from ca.profiles import Profile, get_profile, issuer_for, seal_id_oid
 from ca.signing import now
 from ca.store import CommitOutcomeUnknown, PendingIssue
+from govtrust import audit
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PreconditionViolation
 from govtrust.principal import Principal
 from hsm.keystore import KeyAlgorithm, KeyRef, parse_algorithm
@@ -510,7 +511,8 @@ def _pending(
         },
         actor=principal.actor,
         action=action,
-        details={"profile": row.profile, "subject": row.subject, **extra_audit},
+        # With the caller's idempotency claim: this thread may not be the one that commits.
+        details=audit.with_claim({"profile": row.profile, "subject": row.subject, **extra_audit}),
         renewed_from=previous.id if previous is not None else None,
     )
 

@@ -21,7 +21,8 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -38,6 +39,27 @@ GENESIS_HASH = "0" * 64
 PG_AUDIT_LOCK = 0x6F7654_A0D1  # advisory lock key serialising appends on PostgreSQL
 LEGACY_SCHEME = "sha256"  # records written before the chain was keyed
 _KEY_INFO = "govtrust.audit.chain_key"
+CLAIM_DETAIL = "request_claim"  # the details key naming the idempotency claim a record belongs to
+_claim: ContextVar[str | None] = ContextVar("govtrust_audit_request_claim", default=None)
+
+
+def bind_claim(token: str | None) -> Token[str | None]:
+    """Mark every record this context appends with the idempotency claim ``token``
+    (:mod:`govtrust.idempotency`): the record of an effect, written in the effect's transaction,
+    is then the proof that a claim took effect. Returns the token to :func:`reset_claim` with."""
+    return _claim.set(token)
+
+
+def reset_claim(previous: Token[str | None]) -> None:
+    """Undo :func:`bind_claim`."""
+    _claim.reset(previous)
+
+
+def with_claim(details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` with the bound claim added (for writers that build records in another thread,
+    such as the CA group commit: call it in the caller's thread); unchanged when none is bound."""
+    token = _claim.get()
+    return details if token is None else {**details, CLAIM_DETAIL: token}
 
 
 class ChainKey(Protocol):
@@ -201,7 +223,11 @@ def chained_records(
     """
     seq, prev_hash, scheme = next_link(head, key)
     records = []
+    token = _claim.get()
     for entry in entries:
+        if token is not None and token not in entry.details:
+            marked = {**json.loads(entry.details), CLAIM_DETAIL: token}
+            entry = replace(entry, details=canonical_json(marked).decode())
         digest = record_hash(
             key,
             scheme,
@@ -272,6 +298,23 @@ def append_many(session: Session, entries: Sequence[Entry]) -> list[int]:
     records = chained_records(head, key, datetime.now(UTC), entries)
     session.execute(text(INSERT_SQL), records)
     return [int(r["seq"]) for r in records]
+
+
+def head_seq(session: Session) -> int:
+    """The sequence number of the newest record (0 for an empty chain)."""
+    head = session.execute(text(HEAD_SQL)).first()
+    return int(head[0]) if head is not None else 0
+
+
+def claim_recorded(session: Session, token: str, after_seq: int) -> bool:
+    """Whether a record after ``after_seq`` carries the idempotency claim ``token``
+    (:func:`bind_claim`): whether the effect of the claimed call was committed. Scans only the
+    records written since the claim was taken."""
+    found = session.execute(
+        text("SELECT 1 FROM audit_log WHERE seq > :after AND details LIKE :pattern LIMIT 1"),
+        {"after": after_seq, "pattern": f"%{token}%"},
+    ).first()
+    return found is not None
 
 
 # --- checkpoints --------------------------------------------------------------------------------

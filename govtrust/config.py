@@ -99,6 +99,9 @@ class Settings:
     # the public licence check page's per-client token bucket
     verify_rate: float = 1.0  # requests per second refilled
     verify_burst: int = 30
+    # the OIDC token endpoint's token bucket per client id and address, shared by every replica
+    token_rate: float = 0.0  # requests per second refilled; 0: no limit
+    token_burst: int = 60
     # the sections' values as given: section → field → (value, where it came from)
     sections: Mapping[str, Mapping[str, tuple[Any, str]]] = field(
         default_factory=dict, compare=False, repr=False
@@ -156,8 +159,9 @@ _INT_FIELDS = {
     "pdf_max_objects",
     "pdf_max_signatures",
     "verify_burst",
+    "token_burst",
 }
-_FLOAT_FIELDS = {"verify_rate"}
+_FLOAT_FIELDS = {"verify_rate", "token_rate"}
 _AT_LEAST = {
     "document_workers": 1,
     "document_queue": 0,
@@ -168,6 +172,7 @@ _AT_LEAST = {
     "pdf_max_objects": 1,
     "pdf_max_signatures": 1,
     "verify_burst": 1,
+    "token_burst": 1,
 }
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
@@ -357,6 +362,10 @@ def _validate(settings: Settings) -> Settings:
         )
     if settings.verify_rate <= 0:
         raise ConfigError(f"verify_rate: {settings.verify_rate} must be above 0 requests a second")
+    if not settings.token_rate >= 0:
+        raise ConfigError(
+            f"token_rate: {settings.token_rate} must be 0 (no limit) or above 0 requests a second"
+        )
     for name, least in _AT_LEAST.items():
         if getattr(settings, name) < least:
             raise ConfigError(f"{name}: {getattr(settings, name)} is below {least}")

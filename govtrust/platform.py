@@ -11,9 +11,11 @@ from typing import Any, Generic, TypeVar
 from govtrust.config import Settings, pkcs11_constant
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
+from govtrust.idempotency import RequestLedger
 from govtrust.instance import check_bootstrap, require_instance
 from govtrust.migrate import is_up_to_date, upgrade_to_head
 from hsm import KeyStore, MasterKey, load_master_key, open_keystore
+from hsm.atrest import AtRestCipher, AtRestScheme
 from hsm.audit_key import install_audit_chain_key
 
 T = TypeVar("T")
@@ -170,3 +172,25 @@ def open_platform(
         db.dispose()
         raise
     return Platform(settings=settings, db=db, master_key=master_key, keystore=keystore)
+
+
+REQUEST_LEDGER: Component[RequestLedger] = Component("govtrust.request_ledger")
+# Master-key purposes of the stored answers of idempotent calls (they carry personal data).
+REQUEST_LEDGER_PURPOSES = {
+    AtRestScheme.AES_256_GCM: "govtrust/request-ledger/v1",
+    AtRestScheme.SM4_GCM: "govtrust/request-ledger-sm4/v1",
+}
+
+
+def request_ledger(platform: Platform) -> RequestLedger:
+    """The platform's ledger of idempotency keys (:mod:`govtrust.idempotency`), its answers
+    encrypted under the configured at-rest scheme."""
+    return platform.components.get(
+        REQUEST_LEDGER,
+        lambda: RequestLedger(
+            platform.db,
+            AtRestCipher(
+                platform.master_key, REQUEST_LEDGER_PURPOSES, platform.settings.at_rest_scheme
+            ),
+        ),
+    )

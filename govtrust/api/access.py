@@ -71,6 +71,10 @@ _CA_NOTE = (
 )
 _ID_READ = Access(roles=(VERIFIER, REGISTRAR))
 
+# Methods whose domain keys ``request_id`` itself, in the transaction of its effect (the
+# interceptor's request ledger leaves them alone): IssueLicense (license.issuance).
+SELF_KEYED_METHODS = frozenset({"/govtrust.v1.LicenseService/IssueLicense"})
+
 RPC_ACCESS: dict[str, Access] = {
     **_rpc(
         "CertificateService",

@@ -20,11 +20,11 @@
   (``application/statuslist+jwt``, ETag, short max-age); ``GET /licence/trust-list`` — the
   department seal chains offline QR verifiers load (JSON, cacheable).
 
-The page routes are rate-limited per client address (IPv6 per /64) by an in-process token
-bucket (:class:`govtrust.http.ratelimit.RateLimiter`; ``GOVTRUST_VERIFY_RATE`` tokens per
-second, ``GOVTRUST_VERIFY_BURST`` bucket size): 429 with ``Retry-After`` and a page saying
-so. Each worker process has its own buckets, so with ``--workers N`` a client gets up to N
-times the configured rate.
+The page routes are rate-limited per client address (IPv6 per /64) by a token bucket in the
+shared database (:class:`govtrust.shared_limits.SharedRateLimiter`, scope ``public-verify``;
+``GOVTRUST_VERIFY_RATE`` tokens per second, ``GOVTRUST_VERIFY_BURST`` bucket size): 429 with
+``Retry-After`` and a page saying so. Every worker and replica spends from the same bucket, so
+the limit holds cluster-wide.
 Wiring: ``govtrust.server.adapters.ROUTERS["license"]``.
 """
 
@@ -51,9 +51,10 @@ from starlette.routing import Route
 from govtrust.errors import InvalidArgument, NotFound, ResourceExhausted
 from govtrust.http.errors import error_body
 from govtrust.http.limits import body_limit
-from govtrust.http.ratelimit import RateLimiter, client_key
+from govtrust.http.ratelimit import Limiter, client_key
 from govtrust.platform import Components
 from govtrust.rpc.offload import PoolBusy, document_pool, run_sync
+from govtrust.shared_limits import SharedRateLimiter
 from license import public
 from license.base45 import ALPHABET as BASE45_ALPHABET
 from license.identifiers import ISSUER_CODE_LENGTH
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 VERIFY_FORM_PATH = VERIFY_PATH.rstrip("/")  # /verify/license
 STATUS_LIST_MEDIA_TYPE = "application/statuslist+jwt"
+PUBLIC_PAGE_SCOPE = "public-verify"  # the shared rate-limit scope of the public page
 MAX_UPLOAD = 10 * 1024 * 1024  # a licence PDF or OFD is a few hundred KB
 DOCUMENT_FIELDS = ("pdf", "ofd")  # the multipart file fields of a licence document
 MULTIPART_OVERHEAD = 16 * 1024
@@ -400,15 +402,17 @@ def router(platform: Platform) -> APIRouter:
     """The public licence routes of one process (production wiring)."""
     from license.runtime import runtime_for
 
-    return make_router(
-        lambda: runtime_for(platform), limiter=RateLimiter.from_settings(platform.settings)
+    settings = platform.settings
+    limiter = SharedRateLimiter(
+        platform.db, PUBLIC_PAGE_SCOPE, settings.verify_rate, settings.verify_burst
     )
+    return make_router(lambda: runtime_for(platform), limiter=limiter)
 
 
 def make_router(
     runtime: Callable[[], LicenceRuntime],
     *,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
     max_upload: int = MAX_UPLOAD,
     check_pdf: Callable[[LicenceRuntime, bytes], public.PublicLicenceView] | None = None,
 ) -> APIRouter:
@@ -422,10 +426,10 @@ def make_router(
 
     api = APIRouter()
 
-    def limited(request: Request, lang: str) -> Response | None:
+    async def limited(request: Request, lang: str) -> Response | None:
         if limiter is None:
             return None
-        wait = limiter.take(client_key(request))
+        wait = await run_sync(limiter.take, client_key(request))
         if wait <= 0:
             return None
         seconds = max(1, math.ceil(wait))
@@ -440,7 +444,7 @@ def make_router(
 
     async def verify_get(request: Request) -> Response:
         lang = pick_language(request)
-        refused = limited(request, lang)
+        refused = await limited(request, lang)
         if refused is not None:
             return refused
         identifier: str = request.path_params["identifier"]
@@ -471,7 +475,7 @@ def make_router(
 
     async def form_get(request: Request) -> Response:
         lang = pick_language(request)
-        refused = limited(request, lang)
+        refused = await limited(request, lang)
         if refused is not None:
             return refused
         return render_page(request, lang=lang)
@@ -481,7 +485,7 @@ def make_router(
     @body_limit(2 * (max_upload + MULTIPART_OVERHEAD))
     async def verify_post(request: Request) -> Response:
         lang = pick_language(request)
-        refused = limited(request, lang)
+        refused = await limited(request, lang)
         if refused is not None:
             return refused
         t = TEXTS[lang]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.routing import Route
 
 from govtrust.http.limits import body_limit
+from govtrust.http.ratelimit import client_key
 from govtrust.rpc.offload import run_sync
+from govtrust.shared_limits import SharedRateLimiter
 from idp.oidc.authorization import Redirect, RedirectableError, ShowInteraction
 from idp.oidc.errors import AuthorizationPageError, OAuthError
 from idp.oidc.factory import provider_for
@@ -88,6 +91,19 @@ def _oauth_json(exc: OAuthError, *, basic_used: bool = False) -> JSONResponse:
     return JSONResponse(exc.as_dict(), status_code=exc.status, headers=headers)
 
 
+def _slow_down(wait: float) -> JSONResponse:
+    """429 for a client over the token endpoint's shared limit (``token_rate``)."""
+    seconds = max(1, math.ceil(wait))
+    return JSONResponse(
+        {
+            "error": "temporarily_unavailable",
+            "error_description": f"too many token requests from this client; retry in {seconds} s",
+        },
+        status_code=429,
+        headers={**NO_STORE, "Retry-After": str(seconds)},
+    )
+
+
 def _basic(request: Request) -> tuple[str, str] | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -103,6 +119,7 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+TOKEN_ENDPOINT_LIMIT_SCOPE = "oidc-token"  # noqa: S105 - a rate-limit scope name, not a secret
 MAX_FORM_BYTES = 256 * 1024  # the body limit of every POST route here (govtrust.http.limits)
 
 
@@ -152,6 +169,14 @@ def router(platform: Platform) -> APIRouter:
     provider = provider_for(platform)
     provider.ensure_keys()  # at start-up, not on a request's event loop
     secure = provider.config.secure_cookies
+    settings = platform.settings
+    token_limiter = (
+        SharedRateLimiter(
+            platform.db, TOKEN_ENDPOINT_LIMIT_SCOPE, settings.token_rate, settings.token_burst
+        )
+        if settings.token_rate > 0
+        else None
+    )
 
     def set_session(response: Response, cookie: str) -> None:
         response.set_cookie(
@@ -320,6 +345,12 @@ def router(platform: Platform) -> APIRouter:
             basic = _basic(request)
             basic_used = basic is not None
             form = await _form(request)
+            if token_limiter is not None:
+                client_id = basic[0] if basic is not None else form.get("client_id", "")
+                key = f"{client_id}@{client_key(request)}"
+                wait = await run_sync(token_limiter.take, key)
+                if wait > 0:
+                    return _slow_down(wait)
             body = await provider.token_endpoint(form, basic, run_sync)
         except OAuthError as exc:
             return _oauth_json(exc, basic_used=basic_used)

@@ -2,8 +2,10 @@
 
 The public licence check page limits each client (its address as the trusted proxies report
 it, IPv6 by /64) to ``verify_burst`` requests at once, refilled at ``verify_rate`` per second
-(docs/operations.md). The buckets are in-process: with ``--workers N`` a client gets up to N
-times the configured rate.
+(docs/operations.md). A serving process keeps them in the shared database
+(:class:`govtrust.shared_limits.SharedRateLimiter`), so the limit holds across workers and
+hosts; :class:`RateLimiter` is the in-process bucket (one process: tests, single-host tools),
+with the same :class:`Limiter` interface.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import Request
 
@@ -22,6 +24,13 @@ if TYPE_CHECKING:
 
 DEFAULT_RATE = 1.0  # tokens per second per client
 DEFAULT_BURST = 30
+
+
+class Limiter(Protocol):
+    """A token bucket per client key: ``take`` spends one token, returning 0.0 when allowed,
+    else the seconds until one is due (it may block on a database: call it off the loop)."""
+
+    def take(self, key: str) -> float: ...
 
 
 class RateLimiter:

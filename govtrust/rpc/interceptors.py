@@ -11,7 +11,10 @@ behaviour, in order,
    then, given an ``authorise`` hook (:mod:`govtrust.rpc.access`), refuses a caller the
    method's declared rule does not admit, before the servicer sees the request;
 3. calls the servicer: ``async`` behaviours directly, synchronous ones through ``run_sync`` so
-   they never block the loop (request-streaming behaviours must be ``async``);
+   they never block the loop (request-streaming behaviours must be ``async``); a unary call
+   whose request message has a ``request_id`` field (the proto's mark of a mutating RPC) and
+   sets it goes through the request ledger (:mod:`govtrust.idempotency`): a retry gets the
+   first answer back instead of acting twice;
 4. maps any exception to a status with ``google.rpc`` details (:mod:`govtrust.rpc.status`);
    unexpected ones are logged with their traceback and become a generic INTERNAL;
 5. counts the call in Prometheus and writes one JSON access line.
@@ -30,14 +33,28 @@ from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
+from google.protobuf import descriptor_pool, message_factory
 from grpc_status import rpc_status
 
+from govtrust.idempotency import (
+    Claim,
+    RequestKey,
+    RequestLedger,
+    acting_on,
+    check_request_id,
+    request_digest,
+)
 from govtrust.observability.logs import access_enabled, access_log
 from govtrust.observability.metrics import Metrics
 from govtrust.principal import Principal
 from govtrust.rpc.access import Authorise
 from govtrust.rpc.auth import Authenticator
-from govtrust.rpc.context import accept_request_id, bind_principal, bind_request_id
+from govtrust.rpc.context import (
+    accept_request_id,
+    bind_principal,
+    bind_request_id,
+    current_principal_or_none,
+)
 from govtrust.rpc.offload import run_sync
 from govtrust.rpc.status import REQUEST_ID_KEY, classify, to_status_proto
 
@@ -56,14 +73,51 @@ _NO_TLS: dict[str, list[bytes]] = {}
 
 
 class _Method:
-    """What the interceptor knows about one method, worked out once (not on every call)."""
+    """What the interceptor knows about one method, worked out once (not on every call).
 
-    __slots__ = ("method", "name", "public", "service")
+    ``keyed_response`` is the response class of a method whose requests carry a
+    ``request_id`` the request ledger keys (None for every other method)."""
 
-    def __init__(self, method: str, public_prefixes: tuple[str, ...]) -> None:
+    __slots__ = ("keyed_response", "method", "name", "operation", "public", "service")
+
+    def __init__(
+        self, method: str, public_prefixes: tuple[str, ...], self_keyed: frozenset[str]
+    ) -> None:
         self.method = method
         self.public = method.startswith(public_prefixes)
         self.service, _, self.name = method.lstrip("/").partition("/")
+        self.operation = f"{self.service}.{self.name}"
+        self.keyed_response: type[Any] | None = None
+        if not self.public and method not in self_keyed:
+            self.keyed_response = _keyed_response(self.operation)
+
+
+def _keyed_response(operation: str) -> type[Any] | None:
+    """The response class of ``operation`` when its request message has a string
+    ``request_id`` field; None otherwise (or when the method is not in the descriptor pool)."""
+    try:
+        descriptor = descriptor_pool.Default().FindMethodByName(operation)
+    except KeyError:
+        return None
+    field = descriptor.input_type.fields_by_name.get("request_id")
+    if field is None or field.type != field.TYPE_STRING:
+        return None
+    return message_factory.GetMessageClass(descriptor.output_type)
+
+
+async def _run(
+    behaviour: Callable[..., Any],
+    is_async: bool,
+    request: Any,
+    context: grpc.aio.ServicerContext[Any, Any],
+) -> Any:
+    """Call a unary behaviour: ``async`` ones directly, others off the loop."""
+    if is_async:
+        return await behaviour(request, context)
+    response = await run_sync(behaviour, request, context)
+    if inspect.isawaitable(response):
+        response = await response
+    return response
 
 
 class _Call:
@@ -100,11 +154,17 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         *,
         public_prefixes: tuple[str, ...] = PUBLIC_METHOD_PREFIXES,
         authorise: Authorise | None = None,
+        ledger: RequestLedger | None = None,
+        self_keyed: frozenset[str] = frozenset(),
     ) -> None:
+        """``ledger`` makes the calls that carry a ``request_id`` idempotent; ``self_keyed``
+        names the methods whose domain keys ``request_id`` itself (IssueLicense)."""
         self.authenticator = authenticator
         self.metrics = metrics
         self.public_prefixes = public_prefixes
         self.authorise = authorise
+        self.ledger = ledger
+        self.self_keyed = self_keyed
         self._wrapped: dict[
             str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
         ] = {}
@@ -143,14 +203,17 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def _wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        spec = _Method(method, self.public_prefixes)
+        spec = _Method(method, self.public_prefixes, self.self_keyed)
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
+            behaviour = handler.unary_unary
+            if spec.keyed_response is not None and self.ledger is not None:
+                behaviour = self._keyed(behaviour, spec, self.ledger)
             return grpc.unary_unary_rpc_method_handler(
-                self._unary_response(handler.unary_unary, spec), **kwargs
+                self._unary_response(behaviour, spec), **kwargs
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
@@ -188,6 +251,38 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 self._finish(call)
 
         return wrapped
+
+    def _keyed(
+        self, behaviour: Callable[..., Any], spec: _Method, ledger: RequestLedger
+    ) -> Callable[..., Any]:
+        """``behaviour`` under the request ledger: a request with a ``request_id`` is claimed
+        before it runs and answered from the ledger when it is a retry."""
+        is_async = inspect.iscoroutinefunction(behaviour)
+        response_type = spec.keyed_response
+        assert response_type is not None
+
+        async def keyed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            principal = current_principal_or_none()
+            if not request.request_id or principal is None:
+                return await _run(behaviour, is_async, request, context)
+            key = RequestKey(spec.operation, principal.actor, check_request_id(request.request_id))
+            canonical = type(request)()
+            canonical.CopyFrom(request)
+            canonical.ClearField("request_id")
+            digest = request_digest(canonical.SerializeToString(deterministic=True))
+            begun = await run_sync(ledger.wait_for_answer, key, digest)
+            if not isinstance(begun, Claim):
+                return response_type.FromString(begun)
+            try:
+                with acting_on(begun):
+                    response = await _run(behaviour, is_async, request, context)
+            except BaseException:
+                await run_sync(ledger.abandon, begun)
+                raise
+            await run_sync(ledger.finish, begun, response.SerializeToString(deterministic=True))
+            return response
+
+        return keyed
 
     def _stream_response(self, behaviour: Callable[..., Any], spec: _Method) -> Callable[..., Any]:
         is_async = inspect.isasyncgenfunction(behaviour) or inspect.iscoroutinefunction(behaviour)

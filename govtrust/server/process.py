@@ -33,7 +33,7 @@ from govtrust.config import Settings
 from govtrust.http.app import RouterFactory, create_app
 from govtrust.observability.metrics import get_metrics
 from govtrust.pdf_guard import DocumentLimits, configure_limits
-from govtrust.platform import Platform
+from govtrust.platform import Platform, request_ledger
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.interceptors import GovtrustInterceptor
 from govtrust.rpc.offload import (
@@ -173,7 +173,7 @@ class ServingProcess:
         return BoundPorts(grpc_port=grpc_port, http_port=http_port)
 
     async def _start_grpc(self) -> int:
-        from govtrust.api.access import RPC_ACCESS  # knows every domain package: load lazily
+        from govtrust.api.access import RPC_ACCESS, SELF_KEYED_METHODS  # load lazily
         from govtrust.rpc.access import gate
 
         settings = self.settings
@@ -182,7 +182,13 @@ class ServingProcess:
             trust_insecure_loopback=not settings.tls_enabled and settings.is_loopback,
             client_certificates=settings.tls_enabled and settings.tls_client_ca is not None,
         )
-        interceptor = GovtrustInterceptor(authenticator, self.metrics, authorise=gate(RPC_ACCESS))
+        interceptor = GovtrustInterceptor(
+            authenticator,
+            self.metrics,
+            authorise=gate(RPC_ACCESS),
+            ledger=request_ledger(self.platform),
+            self_keyed=SELF_KEYED_METHODS,
+        )
         # No interceptors on the server: every handler is wrapped once, as it is registered
         # (grpc.aio would run an interceptor as a coroutine chain on every call).
         server = grpc.aio.server(options=grpc_options(settings, reuse_port=self.reuse_port))

@@ -320,6 +320,7 @@ class IssueCertificateRequest(_message.Message):
     VALIDITY_DAYS_FIELD_NUMBER: _builtins.int
     HASH_IDENTITY_NUMBER_FIELD_NUMBER: _builtins.int
     APPLICANT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     csr: _builtins.bytes
     """PKCS#10 certificate signing request, DER or PEM."""
     profile: _common_pb2.CertificateProfile.ValueType
@@ -328,6 +329,10 @@ class IssueCertificateRequest(_message.Message):
     """Validity in days; 0 for the profile's default (capped at the profile's maximum)."""
     hash_identity_number: _builtins.bool
     """Citizen profile: put a salted hash instead of the ID number in the IdentifyCode extension."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def subject(self) -> Global___CertificateSubject:
         """Who the certificate is for."""
@@ -347,10 +352,11 @@ class IssueCertificateRequest(_message.Message):
         validity_days: _builtins.int = ...,
         hash_identity_number: _builtins.bool = ...,
         applicant: _common_pb2.IdentityRef | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "csr", b"csr", "hash_identity_number", b"hash_identity_number", "profile", b"profile", "subject", b"subject", "validity_days", b"validity_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "csr", b"csr", "hash_identity_number", b"hash_identity_number", "profile", b"profile", "request_id", b"request_id", "subject", b"subject", "validity_days", b"validity_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -398,6 +404,7 @@ class GenerateKeyAndIssueRequest(_message.Message):
     VALIDITY_DAYS_FIELD_NUMBER: _builtins.int
     HASH_IDENTITY_NUMBER_FIELD_NUMBER: _builtins.int
     APPLICANT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     profile: _common_pb2.CertificateProfile.ValueType
     """The profile to issue under."""
     key_algorithm: _common_pb2.KeyAlgorithm.ValueType
@@ -406,6 +413,10 @@ class GenerateKeyAndIssueRequest(_message.Message):
     """Validity in days; 0 for the profile's default."""
     hash_identity_number: _builtins.bool
     """Citizen profile: put a salted hash instead of the ID number in the IdentifyCode extension."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def subject(self) -> Global___CertificateSubject:
         """Who the certificate is for."""
@@ -425,10 +436,11 @@ class GenerateKeyAndIssueRequest(_message.Message):
         validity_days: _builtins.int = ...,
         hash_identity_number: _builtins.bool = ...,
         applicant: _common_pb2.IdentityRef | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "hash_identity_number", b"hash_identity_number", "key_algorithm", b"key_algorithm", "profile", b"profile", "subject", b"subject", "validity_days", b"validity_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant", b"applicant", "hash_identity_number", b"hash_identity_number", "key_algorithm", b"key_algorithm", "profile", b"profile", "request_id", b"request_id", "subject", b"subject", "validity_days", b"validity_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -481,6 +493,7 @@ class RenewCertificateRequest(_message.Message):
     GENERATE_KEY_ALGORITHM_FIELD_NUMBER: _builtins.int
     VALIDITY_DAYS_FIELD_NUMBER: _builtins.int
     REVOKE_PREVIOUS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     csr: _builtins.bytes
     """A CSR for a new key held by the subject."""
     generate_key_algorithm: _common_pb2.KeyAlgorithm.ValueType
@@ -489,6 +502,10 @@ class RenewCertificateRequest(_message.Message):
     """Validity in days; 0 for the profile's default."""
     revoke_previous: _builtins.bool
     """Revoke the old certificate (reason superseded) once the new one is issued."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def certificate(self) -> Global___CertificateRef:
         """The certificate to renew (must be active or expired, not revoked)."""
@@ -501,10 +518,11 @@ class RenewCertificateRequest(_message.Message):
         generate_key_algorithm: _common_pb2.KeyAlgorithm.ValueType = ...,
         validity_days: _builtins.int = ...,
         revoke_previous: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "csr", b"csr", "generate_key_algorithm", b"generate_key_algorithm", "new_key", b"new_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "csr", b"csr", "generate_key_algorithm", b"generate_key_algorithm", "new_key", b"new_key", "revoke_previous", b"revoke_previous", "validity_days", b"validity_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "csr", b"csr", "generate_key_algorithm", b"generate_key_algorithm", "new_key", b"new_key", "request_id", b"request_id", "revoke_previous", b"revoke_previous", "validity_days", b"validity_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_new_key: _TypeAlias = _typing.Literal["csr", "generate_key_algorithm"]  # noqa: Y015
     _WhichOneofArgType_new_key: _TypeAlias = _typing.Literal["new_key", b"new_key"]  # noqa: Y015
@@ -708,10 +726,15 @@ class RevokeCertificateRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     INVALIDITY_DATE_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     reason: _common_pb2.RevocationReason.ValueType
     """RFC 5280 reason (not certificateHold or removeFromCRL: use SuspendCertificate)."""
     comment: _builtins.str
     """Operator's comment (recorded in the audit log)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def certificate(self) -> Global___CertificateRef:
         """The certificate."""
@@ -727,10 +750,11 @@ class RevokeCertificateRequest(_message.Message):
         reason: _common_pb2.RevocationReason.ValueType = ...,
         invalidity_date: _timestamp_pb2.Timestamp | None = ...,
         comment: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "invalidity_date", b"invalidity_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "comment", b"comment", "invalidity_date", b"invalidity_date", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "comment", b"comment", "invalidity_date", b"invalidity_date", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -768,8 +792,13 @@ class SuspendCertificateRequest(_message.Message):
 
     CERTIFICATE_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     comment: _builtins.str
     """Operator's comment (recorded in the audit log)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def certificate(self) -> Global___CertificateRef:
         """The certificate (must be active)."""
@@ -779,10 +808,11 @@ class SuspendCertificateRequest(_message.Message):
         *,
         certificate: Global___CertificateRef | None = ...,
         comment: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "comment", b"comment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "comment", b"comment", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -820,8 +850,13 @@ class ResumeCertificateRequest(_message.Message):
 
     CERTIFICATE_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     comment: _builtins.str
     """Operator's comment (recorded in the audit log)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def certificate(self) -> Global___CertificateRef:
         """The certificate (must be suspended)."""
@@ -831,10 +866,11 @@ class ResumeCertificateRequest(_message.Message):
         *,
         certificate: Global___CertificateRef | None = ...,
         comment: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "comment", b"comment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "comment", b"comment", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1038,8 +1074,13 @@ class IssueEncryptionPairRequest(_message.Message):
 
     SIGNING_CERTIFICATE_FIELD_NUMBER: _builtins.int
     VALIDITY_DAYS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     validity_days: _builtins.int
     """Validity in days; 0 for the profile's default; never past the signing certificate."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def signing_certificate(self) -> Global___CertificateRef:
         """The SM2 signing certificate (legal-person or citizen profile, active, not yet paired)."""
@@ -1049,10 +1090,11 @@ class IssueEncryptionPairRequest(_message.Message):
         *,
         signing_certificate: Global___CertificateRef | None = ...,
         validity_days: _builtins.int = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signing_certificate", b"signing_certificate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["signing_certificate", b"signing_certificate", "validity_days", b"validity_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "signing_certificate", b"signing_certificate", "validity_days", b"validity_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1168,8 +1210,13 @@ class RequestKeyRecoveryRequest(_message.Message):
     CERTIFICATE_FIELD_NUMBER: _builtins.int
     LEGAL_BASIS_FIELD_NUMBER: _builtins.int
     RECIPIENT_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     legal_basis: _builtins.str
     """The legal basis (statute, court order, case number); required."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def certificate(self) -> Global___CertificateRef:
         """The encryption certificate whose escrowed key is to be recovered."""
@@ -1184,10 +1231,11 @@ class RequestKeyRecoveryRequest(_message.Message):
         certificate: Global___CertificateRef | None = ...,
         legal_basis: _builtins.str = ...,
         recipient_certificate: Global___CertificateRef | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "recipient_certificate", b"recipient_certificate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "legal_basis", b"legal_basis", "recipient_certificate", b"recipient_certificate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "legal_basis", b"legal_basis", "recipient_certificate", b"recipient_certificate", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1224,16 +1272,22 @@ class ApproveKeyRecoveryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECOVERY_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     recovery_id: _builtins.str
     """Id of the recovery request."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         recovery_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["recovery_id", b"recovery_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recovery_id", b"recovery_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1270,16 +1324,22 @@ class DeliverRecoveredKeyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECOVERY_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     recovery_id: _builtins.str
     """Id of the (approved) recovery request."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         recovery_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["recovery_id", b"recovery_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recovery_id", b"recovery_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -721,6 +721,7 @@ class RegisterCitizenRequest(_message.Message):
     ID_NUMBER_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name, as on the ID card."""
     id_number: _builtins.str
@@ -729,6 +730,10 @@ class RegisterCitizenRequest(_message.Message):
     """Mobile phone number (optional)."""
     email: _builtins.str
     """E-mail address (optional)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
@@ -736,10 +741,11 @@ class RegisterCitizenRequest(_message.Message):
         id_number: _builtins.str = ...,
         phone: _builtins.str = ...,
         email: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "id_number", b"id_number", "name", b"name", "phone", b"phone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "id_number", b"id_number", "name", b"name", "phone", b"phone", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -778,10 +784,15 @@ class RegisterLegalPersonRequest(_message.Message):
     USCC_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     LEGAL_REPRESENTATIVE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     uscc: _builtins.str
     """Unified social credit code (18 characters, GB 32100-2015)."""
     name: _builtins.str
     """Registered name."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def legal_representative(self) -> _common_pb2.IdentityRef:
         """The legal representative, a registered citizen."""
@@ -792,10 +803,11 @@ class RegisterLegalPersonRequest(_message.Message):
         uscc: _builtins.str = ...,
         name: _builtins.str = ...,
         legal_representative: _common_pb2.IdentityRef | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["legal_representative", b"legal_representative"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["legal_representative", b"legal_representative", "name", b"name", "uscc", b"uscc"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legal_representative", b"legal_representative", "name", b"name", "request_id", b"request_id", "uscc", b"uscc"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -840,6 +852,7 @@ class RegisterStaffRequest(_message.Message):
     CITIZEN_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name."""
     department_code: _builtins.str
@@ -852,6 +865,10 @@ class RegisterStaffRequest(_message.Message):
     """Mobile phone number (optional)."""
     email: _builtins.str
     """E-mail address (optional)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """govtrust roles to hold."""
@@ -876,10 +893,11 @@ class RegisterStaffRequest(_message.Message):
         citizen: _common_pb2.IdentityRef | None = ...,
         phone: _builtins.str = ...,
         email: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["citizen", b"citizen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["citizen", b"citizen", "department_code", b"department_code", "department_name", b"department_name", "email", b"email", "employee_number", b"employee_number", "name", b"name", "phone", b"phone", "roles", b"roles", "system_accounts", b"system_accounts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["citizen", b"citizen", "department_code", b"department_code", "department_name", b"department_name", "email", b"email", "employee_number", b"employee_number", "name", b"name", "phone", b"phone", "request_id", b"request_id", "roles", b"roles", "system_accounts", b"system_accounts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1132,10 +1150,15 @@ class UpdateIdentityStatusRequest(_message.Message):
     IDENTITY_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     action: Global___IdentityStatusAction.ValueType
     """The change."""
     reason: _builtins.str
     """Why (required; recorded in the audit log)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def identity(self) -> _common_pb2.IdentityRef:
         """The identity to change."""
@@ -1146,10 +1169,11 @@ class UpdateIdentityStatusRequest(_message.Message):
         identity: _common_pb2.IdentityRef | None = ...,
         action: Global___IdentityStatusAction.ValueType = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "identity", b"identity", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "identity", b"identity", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1320,6 +1344,11 @@ class GrantAgentRequest(_message.Message):
     SCOPES_FIELD_NUMBER: _builtins.int
     VALID_FROM_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def legal_person(self) -> _common_pb2.IdentityRef:
         """The legal person to act for."""
@@ -1348,10 +1377,11 @@ class GrantAgentRequest(_message.Message):
         scopes: _abc.Iterable[_builtins.str] | None = ...,
         valid_from: _timestamp_pb2.Timestamp | None = ...,
         valid_until: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "legal_person", b"legal_person", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "legal_person", b"legal_person", "scopes", b"scopes", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "legal_person", b"legal_person", "request_id", b"request_id", "scopes", b"scopes", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1389,19 +1419,25 @@ class RevokeAgentRequest(_message.Message):
 
     GRANT_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     grant_id: _builtins.str
     """The grant to revoke."""
     reason: _builtins.str
     """Why (required)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         grant_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1834,16 +1870,22 @@ class RemoveClientRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CLIENT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
     """Client id."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         client_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2073,8 +2115,13 @@ class RegisterServiceIdentityRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name: the system id of its service certificates (1-64 of A-Z a-z 0-9 . _ : -)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Roles to hold."""
@@ -2084,10 +2131,11 @@ class RegisterServiceIdentityRequest(_message.Message):
         *,
         name: _builtins.str = ...,
         roles: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "roles", b"roles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2229,8 +2277,13 @@ class UpdateServiceIdentityRolesRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     ROLES_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The new roles (replacing the old ones; empty: none)."""
@@ -2240,10 +2293,11 @@ class UpdateServiceIdentityRolesRequest(_message.Message):
         *,
         name: _builtins.str = ...,
         roles: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "roles", b"roles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2281,19 +2335,25 @@ class DisableServiceIdentityRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name."""
     reason: _builtins.str
     """Why (recorded in the audit log)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2331,19 +2391,25 @@ class EnableServiceIdentityRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name."""
     reason: _builtins.str
     """Why (recorded in the audit log)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -608,6 +608,7 @@ class ApplySealRequest(_message.Message):
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     KEY_ALGORITHM_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     kind: _common_pb2.SealKind.ValueType
     """Kind of seal."""
     name: _builtins.str
@@ -623,6 +624,10 @@ class ApplySealRequest(_message.Message):
     gets a P-256 key for PDF, under the same lifecycle) or an ECDSA one; unset for the
     configured default (`seal_default_key_algorithm`, SM2 unless configured). SM2 on a key
     store without SM2 is FAILED_PRECONDITION.
+    """
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
     """
     @_builtins.property
     def owner(self) -> _common_pb2.IdentityRef:
@@ -648,10 +653,11 @@ class ApplySealRequest(_message.Message):
         valid_until: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
         key_algorithm: _common_pb2.KeyAlgorithm.ValueType = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["named_person", b"named_person", "owner", b"owner", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_number", b"business_number", "key_algorithm", b"key_algorithm", "kind", b"kind", "name", b"name", "named_person", b"named_person", "owner", b"owner", "reason", b"reason", "taxpayer_number", b"taxpayer_number", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_number", b"business_number", "key_algorithm", b"key_algorithm", "kind", b"kind", "name", b"name", "named_person", b"named_person", "owner", b"owner", "reason", b"reason", "request_id", b"request_id", "taxpayer_number", b"taxpayer_number", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -690,22 +696,28 @@ class ReviewSealRequest(_message.Message):
     SEAL_ID_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal (state APPLIED)."""
     decision: Global___ReviewDecision.ValueType
     """Approve or reject."""
     reason: _builtins.str
     """Why (required for a rejection)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         seal_id: _builtins.str = ...,
         decision: Global___ReviewDecision.ValueType = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "reason", b"reason", "seal_id", b"seal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -747,6 +759,7 @@ class MakeSealRequest(_message.Message):
     WIDTH_MM_FIELD_NUMBER: _builtins.int
     HEIGHT_MM_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal (state APPROVED)."""
     key_algorithm: _common_pb2.KeyAlgorithm.ValueType
@@ -759,6 +772,10 @@ class MakeSealRequest(_message.Message):
     """Picture height in millimetres; 0 for the kind's usual size."""
     reason: _builtins.str
     """Remarks (recorded in the audit log)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
@@ -768,10 +785,11 @@ class MakeSealRequest(_message.Message):
         width_mm: _builtins.int = ...,
         height_mm: _builtins.int = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["height_mm", b"height_mm", "key_algorithm", b"key_algorithm", "reason", b"reason", "seal_id", b"seal_id", "shape", b"shape", "width_mm", b"width_mm"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height_mm", b"height_mm", "key_algorithm", b"key_algorithm", "reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id", "shape", b"shape", "width_mm", b"width_mm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -810,22 +828,28 @@ class FileSealRequest(_message.Message):
     SEAL_ID_FIELD_NUMBER: _builtins.int
     FILING_NUMBER_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal (state MADE)."""
     filing_number: _builtins.str
     """Filing number from the filing authority; empty to have one assigned."""
     reason: _builtins.str
     """Remarks (recorded in the audit log)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         seal_id: _builtins.str = ...,
         filing_number: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filing_number", b"filing_number", "reason", b"reason", "seal_id", b"seal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filing_number", b"filing_number", "reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -863,19 +887,25 @@ class IssueSealRequest(_message.Message):
 
     SEAL_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal (state FILED)."""
     reason: _builtins.str
     """Remarks (recorded in the audit log)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         seal_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "seal_id", b"seal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -914,22 +944,28 @@ class SuspendSealRequest(_message.Message):
     SEAL_ID_FIELD_NUMBER: _builtins.int
     CAUSE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal (state ACTIVE)."""
     cause: Global___SuspensionCause.ValueType
     """Why."""
     reason: _builtins.str
     """Free-text reason (required)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         seal_id: _builtins.str = ...,
         cause: Global___SuspensionCause.ValueType = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "reason", b"reason", "seal_id", b"seal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -967,19 +1003,25 @@ class ResumeSealRequest(_message.Message):
 
     SEAL_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal (state SUSPENDED)."""
     reason: _builtins.str
     """Free-text reason (required)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         seal_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "seal_id", b"seal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1018,22 +1060,28 @@ class RevokeSealRequest(_message.Message):
     SEAL_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     CERTIFICATE_REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal (state ACTIVE or SUSPENDED)."""
     reason: _builtins.str
     """Free-text reason (required)."""
     certificate_reason: _common_pb2.RevocationReason.ValueType
     """Reason put on the seal certificate's revocation (default cessationOfOperation)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         seal_id: _builtins.str = ...,
         reason: _builtins.str = ...,
         certificate_reason: _common_pb2.RevocationReason.ValueType = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_reason", b"certificate_reason", "reason", b"reason", "seal_id", b"seal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_reason", b"certificate_reason", "reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1071,19 +1119,25 @@ class DestroySealRequest(_message.Message):
 
     SEAL_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal (state REVOKED)."""
     reason: _builtins.str
     """Free-text reason (required)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         seal_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "seal_id", b"seal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1124,6 +1178,7 @@ class RemakeSealRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     KEY_ALGORITHM_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal to replace (ACTIVE or SUSPENDED)."""
     cause: Global___RemakeCause.ValueType
@@ -1134,6 +1189,10 @@ class RemakeSealRequest(_message.Message):
     """Key algorithm of the new seal key; unset for the configured default."""
     name: _builtins.str
     """New seal name, for an information change; empty to keep the old name."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
@@ -1142,10 +1201,11 @@ class RemakeSealRequest(_message.Message):
         reason: _builtins.str = ...,
         key_algorithm: _common_pb2.KeyAlgorithm.ValueType = ...,
         name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "key_algorithm", b"key_algorithm", "name", b"name", "reason", b"reason", "seal_id", b"seal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "key_algorithm", b"key_algorithm", "name", b"name", "reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1192,8 +1252,13 @@ class GrantSealUseRequest(_message.Message):
     DOCUMENT_KINDS_FIELD_NUMBER: _builtins.int
     VALID_FROM_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def grantee(self) -> _common_pb2.IdentityRef:
         """The person to allow (a citizen; normally an agent of the owner)."""
@@ -1218,10 +1283,11 @@ class GrantSealUseRequest(_message.Message):
         document_kinds: _abc.Iterable[_builtins.str] | None = ...,
         valid_from: _timestamp_pb2.Timestamp | None = ...,
         valid_until: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["grantee", b"grantee", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_kinds", b"document_kinds", "grantee", b"grantee", "seal_id", b"seal_id", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_kinds", b"document_kinds", "grantee", b"grantee", "request_id", b"request_id", "seal_id", b"seal_id", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1259,19 +1325,25 @@ class RevokeSealUseRequest(_message.Message):
 
     GRANT_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     grant_id: _builtins.str
     """The grant to revoke."""
     reason: _builtins.str
     """Why (required)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
         grant_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1763,6 +1835,7 @@ class SealPdfRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     LOCATION_FIELD_NUMBER: _builtins.int
     FIELD_NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal to use (must be ACTIVE)."""
     pdf: _builtins.bytes
@@ -1777,6 +1850,10 @@ class SealPdfRequest(_message.Message):
     """Location recorded in the signature (/Location)."""
     field_name: _builtins.str
     """Signature field name; empty for a generated one."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def placement(self) -> Global___SealPlacement:
         """Where to show the seal; unset for an invisible signature."""
@@ -1792,10 +1869,11 @@ class SealPdfRequest(_message.Message):
         reason: _builtins.str = ...,
         location: _builtins.str = ...,
         field_name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_kind", b"document_kind", "field_name", b"field_name", "level", b"level", "location", b"location", "pdf", b"pdf", "placement", b"placement", "reason", b"reason", "seal_id", b"seal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_kind", b"document_kind", "field_name", b"field_name", "level", b"level", "location", b"location", "pdf", b"pdf", "placement", b"placement", "reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1861,6 +1939,7 @@ class SealOfdRequest(_message.Message):
     DOCUMENT_KIND_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     WITHOUT_TIMESTAMP_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal to use (must be ACTIVE)."""
     ofd: _builtins.bytes
@@ -1871,6 +1950,10 @@ class SealOfdRequest(_message.Message):
     """Reason recorded in the seal's history."""
     without_timestamp: _builtins.bool
     """Leave out the SES time-stamp (by default the signature value is time-stamped by our TSA)."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def placement(self) -> Global___SealPlacement:
         """Where to show the seal (StampAnnot); unset for a seal without a visible stamp."""
@@ -1884,10 +1967,11 @@ class SealOfdRequest(_message.Message):
         document_kind: _builtins.str = ...,
         reason: _builtins.str = ...,
         without_timestamp: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_kind", b"document_kind", "ofd", b"ofd", "placement", b"placement", "reason", b"reason", "seal_id", b"seal_id", "without_timestamp", b"without_timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_kind", b"document_kind", "ofd", b"ofd", "placement", b"placement", "reason", b"reason", "request_id", b"request_id", "seal_id", b"seal_id", "without_timestamp", b"without_timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1958,6 +2042,7 @@ class SignDataRequest(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     DOCUMENT_KIND_FIELD_NUMBER: _builtins.int
     PROPERTY_INFO_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     seal_id: _builtins.str
     """The seal to use (must be ACTIVE)."""
     data: _builtins.bytes
@@ -1970,6 +2055,10 @@ class SignDataRequest(_message.Message):
     """The kind of document (checked against the grant's document kinds)."""
     property_info: _builtins.str
     """SES_Signature propertyInfo (e.g. the document's name or id); ignored for CMS."""
+    request_id: _builtins.str
+    """Idempotency key (optional): a retry with the same key and request returns the first
+    answer and acts once; the same key with another request is ALREADY_EXISTS.
+    """
     @_builtins.property
     def digest(self) -> _common_pb2.Digest:
         """A digest of the data, computed by the caller."""
@@ -1984,10 +2073,11 @@ class SignDataRequest(_message.Message):
         timestamp: _builtins.bool = ...,
         document_kind: _builtins.str = ...,
         property_info: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "data", b"data", "digest", b"digest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "data", b"data", "digest", b"digest", "document_kind", b"document_kind", "format", b"format", "property_info", b"property_info", "seal_id", b"seal_id", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "data", b"data", "digest", b"digest", "document_kind", b"document_kind", "format", b"format", "property_info", b"property_info", "request_id", b"request_id", "seal_id", b"seal_id", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["data", "digest"]  # noqa: Y015
     _WhichOneofArgType_content: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015

@@ -1,0 +1,312 @@
+"""Retries never duplicate: one request ledger for every mutating call that carries a
+``request_id``.
+
+A client that loses the acknowledgement of a call retries it with the same ``request_id``. The
+ledger (table ``request_ledger``, owned here) is keyed by ``(operation, principal, request_id)``
+— the RPC's full name, the caller's actor and the caller's key — and holds the SHA-256 of the
+request (the request with its ``request_id`` cleared, as the transport serialises it
+deterministically) and, once the call has succeeded, its answer, encrypted at rest (answers
+carry personal data). So:
+
+* a retry with the same key and the same request gets the first answer back, and nothing is
+  done again (no certificate, seal use, audit record or row);
+* the same key with another request is refused (:class:`RequestIdReused`, ALREADY_EXISTS) and
+  changes nothing;
+* concurrent duplicates collide on the primary key: one claims the key and acts; the others
+  wait up to ``wait`` seconds for its answer, then get :class:`RequestInProgress`
+  (UNAVAILABLE: retry with the same key).
+
+A claim is taken in a short transaction of its own before the call runs, and the answer stored
+in another after it. What ties the claim to the effect *in the effect's transaction* is the
+audit record every state change writes there (DESIGN "Security model"): while the claim is
+held its random token is bound (:func:`govtrust.audit.bind_claim`) and every record appended
+carries it. A claim left pending by a process that died is therefore decided without guessing
+once it is ``stale_after`` old: no record carries its token → the effect never committed and a
+retry takes the claim over and acts; a record carries it → the effect committed but the answer
+was lost, and the retry is refused with :class:`RequestOutcomeUnknown` (never a second effect).
+A call that fails releases its claim (so a retry acts afresh), unless its effect was recorded.
+
+Licence issuance (``IssueLicense``) keeps its own ledger (``licence_issue_requests``), which
+stores the licence identifier in the licence's own transaction; it predates this one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Protocol
+
+from sqlalchemy import BigInteger, DateTime, LargeBinary, String, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from govtrust import audit
+from govtrust.db import Base, Database, as_utc
+from govtrust.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
+
+MAX_REQUEST_ID = 128
+PENDING = "pending"
+DONE = "done"
+DEFAULT_WAIT_SECONDS = 2.0  # how long a duplicate waits for the claimant's answer
+DEFAULT_STALE_SECONDS = 300.0  # a pending claim older than this belongs to a dead claimant
+_POLL_SECONDS = 0.02
+
+
+class RequestLedgerRow(Base):
+    """One ``request_id`` of one caller for one operation, and its answer once there is one."""
+
+    __tablename__ = "request_ledger"
+
+    operation: Mapped[str] = mapped_column(String(200), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(MAX_REQUEST_ID), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # pending | done
+    claim_token: Mapped[str] = mapped_column(String(64))
+    audit_seq: Mapped[int] = mapped_column(BigInteger)  # the audit head when claimed
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    response: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
+
+
+class ResponseCipher(Protocol):
+    """Encrypts stored answers (:class:`hsm.atrest.AtRestCipher` is one)."""
+
+    def encrypt(self, plain: bytes, aad: bytes) -> bytes: ...
+
+    def decrypt(self, blob: bytes, aad: bytes, what: str = "value") -> bytes: ...
+
+
+class RequestIdReused(AlreadyExists):
+    """The ``request_id`` was used by this caller for a different request."""
+
+
+class RequestInProgress(Unavailable):
+    """Another call with the same ``request_id`` is still running: retry with the same key."""
+
+
+class RequestOutcomeUnknown(FailedPrecondition):
+    """The call under this ``request_id`` took effect but its answer was lost (its process
+    ended between the two): look the result up rather than act again."""
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """What a ``request_id`` is unique within: the operation and the calling principal."""
+
+    operation: str
+    principal: str
+    request_id: str
+
+    @property
+    def aad(self) -> bytes:
+        """Associated data binding a stored answer to its key (a copied answer does not open)."""
+        return f"request_ledger\0{self.operation}\0{self.principal}\0{self.request_id}".encode()
+
+
+class Begun(Enum):
+    """What :meth:`RequestLedger.begin` found besides a claim or an answer."""
+
+    BUSY = "busy"  # another call holds the key
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A held claim: the key and the token its audit records carry."""
+
+    key: RequestKey
+    token: str
+
+
+@contextlib.contextmanager
+def acting_on(claim: Claim) -> Iterator[None]:
+    """Run the claimed call: every audit record it appends (in this context, and in the threads
+    ``run_sync`` starts from it) carries the claim's token."""
+    previous = audit.bind_claim(claim.token)
+    try:
+        yield
+    finally:
+        audit.reset_claim(previous)
+
+
+def request_digest(body: bytes) -> str:
+    """The SHA-256 (hex) of a request's canonical bytes."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def check_request_id(request_id: str) -> str:
+    """``request_id`` if it is 1..128 printable ASCII characters without spaces, else
+    ``InvalidArgument`` on the field ``request_id``."""
+    if not (
+        0 < len(request_id) <= MAX_REQUEST_ID
+        and request_id.isascii()
+        and request_id.isprintable()
+        and " " not in request_id
+    ):
+        raise InvalidArgument.field(
+            "request_id", f"at most {MAX_REQUEST_ID} printable ASCII characters without spaces"
+        )
+    return request_id
+
+
+class RequestLedger:
+    """Claims, answers and replays of idempotency keys over one database (one per platform)."""
+
+    def __init__(
+        self,
+        db: Database,
+        cipher: ResponseCipher,
+        *,
+        wait: float = DEFAULT_WAIT_SECONDS,
+        stale_after: float = DEFAULT_STALE_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.cipher = cipher
+        self.wait = wait
+        self.stale_after = timedelta(seconds=stale_after)
+        self.clock = clock
+
+    def begin(self, key: RequestKey, digest: str) -> Claim | bytes | Begun:
+        """Claim ``key`` for a request of ``digest``: a :class:`Claim` (act, then
+        :meth:`finish` or :meth:`abandon`), the first call's answer (bytes: replay it), or
+        ``Begun.BUSY`` (another call holds the key). Raises :class:`RequestIdReused` for a
+        different request under the key, :class:`RequestOutcomeUnknown` when a dead claimant's
+        effect was committed without its answer."""
+        for _ in range(2):  # a concurrent claim may win the insert: read it once more
+            try:
+                return self._begin_once(key, digest)
+            except IntegrityError:
+                continue
+        return Begun.BUSY
+
+    def _begin_once(self, key: RequestKey, digest: str) -> Claim | bytes | Begun:
+        now = self.clock()
+        with self.db.transaction() as session:
+            row = session.get(
+                RequestLedgerRow,
+                (key.operation, key.principal, key.request_id),
+                with_for_update=True,
+            )
+            if row is None:
+                claim = Claim(key, secrets.token_hex(16))
+                session.add(self._new_row(session, claim, digest, now))
+                session.flush()
+                return claim
+            if row.request_sha256 != digest:
+                raise RequestIdReused(
+                    f"request_id {key.request_id} was already used for a different "
+                    f"{key.operation.rsplit('.', 1)[-1]} request; use a new request_id for a new "
+                    "request"
+                )
+            if row.state == DONE:
+                if row.response is None:
+                    raise _outcome_unknown(key)
+                return self.cipher.decrypt(row.response, key.aad, "stored answer")
+            if now - as_utc(row.claimed_at) < self.stale_after:
+                return Begun.BUSY
+            if audit.claim_recorded(session, row.claim_token, row.audit_seq):
+                raise _outcome_unknown(key)
+            claim = Claim(key, secrets.token_hex(16))  # the dead claimant did nothing: take over
+            row.claim_token, row.claimed_at = claim.token, now
+            row.audit_seq = audit.head_seq(session)
+            return claim
+
+    def _new_row(
+        self, session: Session, claim: Claim, digest: str, now: datetime
+    ) -> RequestLedgerRow:
+        key = claim.key
+        return RequestLedgerRow(
+            operation=key.operation,
+            principal=key.principal,
+            request_id=key.request_id,
+            request_sha256=digest,
+            state=PENDING,
+            claim_token=claim.token,
+            audit_seq=audit.head_seq(session),
+            claimed_at=now,
+        )
+
+    def wait_for_answer(self, key: RequestKey, digest: str) -> Claim | bytes:
+        """:meth:`begin` until the key is answered or free, for up to ``wait`` seconds (a
+        duplicate of a running call); then :class:`RequestInProgress`."""
+        deadline = time.monotonic() + self.wait
+        while True:
+            begun = self.begin(key, digest)
+            if begun is not Begun.BUSY:
+                return begun
+            if time.monotonic() >= deadline:
+                raise RequestInProgress(
+                    f"request_id {key.request_id} is still being handled by another call; retry "
+                    "with the same request_id to get its answer"
+                )
+            time.sleep(_POLL_SECONDS)
+
+    def finish(self, claim: Claim, response: bytes) -> None:
+        """Store the answer of the claimed call (a retry gets it back from now on)."""
+        key = claim.key
+        with self.db.transaction() as session:
+            row = session.get(
+                RequestLedgerRow,
+                (key.operation, key.principal, key.request_id),
+                with_for_update=True,
+            )
+            if row is None or row.claim_token != claim.token:
+                return  # taken over meanwhile (the claimant was presumed dead): keep theirs
+            row.state, row.completed_at = DONE, self.clock()
+            row.response = self.cipher.encrypt(response, key.aad)
+
+    def abandon(self, claim: Claim) -> None:
+        """The claimed call failed: free the key for a retry, unless its effect was recorded
+        (then the key stays answered with "outcome unknown": acting again could duplicate)."""
+        key = claim.key
+        with self.db.transaction() as session:
+            row = session.get(
+                RequestLedgerRow,
+                (key.operation, key.principal, key.request_id),
+                with_for_update=True,
+            )
+            if row is None or row.claim_token != claim.token:
+                return
+            if audit.claim_recorded(session, claim.token, row.audit_seq):
+                row.state, row.completed_at = DONE, self.clock()
+                return
+            session.execute(
+                delete(RequestLedgerRow).where(
+                    RequestLedgerRow.operation == key.operation,
+                    RequestLedgerRow.principal == key.principal,
+                    RequestLedgerRow.request_id == key.request_id,
+                )
+            )
+
+    def count(self, operation: str | None = None) -> int:
+        """How many keys the ledger holds (for one operation); for operators and tests."""
+        with self.db.read() as session:
+            query = select(RequestLedgerRow.request_id)
+            if operation is not None:
+                query = query.where(RequestLedgerRow.operation == operation)
+            return len(session.scalars(query).all())
+
+    def forget_before(self, moment: datetime) -> int:
+        """Delete the answered keys completed before ``moment`` (retention: a client retries
+        within minutes, not days); how many were deleted."""
+        with self.db.transaction() as session:
+            result = session.execute(
+                delete(RequestLedgerRow).where(
+                    RequestLedgerRow.state == DONE, RequestLedgerRow.completed_at < moment
+                )
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _outcome_unknown(key: RequestKey) -> RequestOutcomeUnknown:
+    return RequestOutcomeUnknown(
+        f"the call with request_id {key.request_id} took effect but its answer was lost; look "
+        "the result up (a new request_id would act again)"
+    )
