@@ -81,6 +81,9 @@ class Settings:
     log_level: str = "info"
     max_message_bytes: int = 64 * 1024 * 1024
     audit_checkpoint_seconds: int = 600  # 0: no periodic audit checkpoints
+    # a cluster job's lease (govtrust.lease): another replica takes a dead holder's jobs over
+    # within this plus a third of it
+    cluster_lease_seconds: int = 30
     # Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto the
     # HTTP server believes; none by default, so the peer address is the client's.
     trusted_proxies: tuple[str, ...] = ()
@@ -146,6 +149,7 @@ _INT_FIELDS = {
     "workers",
     "max_message_bytes",
     "audit_checkpoint_seconds",
+    "cluster_lease_seconds",
     "http_max_body_bytes",
     "document_workers",
     "document_queue",
@@ -350,6 +354,10 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"audit_checkpoint_seconds: {settings.audit_checkpoint_seconds} is out of range "
             "(0 to disable, at most 86400)"
+        )
+    if not 3 <= settings.cluster_lease_seconds <= 3600:
+        raise ConfigError(
+            f"cluster_lease_seconds: {settings.cluster_lease_seconds} is out of range (3-3600)"
         )
     if settings.http_max_body_bytes < 1024:
         raise ConfigError(

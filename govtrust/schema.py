@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import ca.models  # noqa: F401
 import govtrust.audit
-import govtrust.instance  # noqa: F401
+import govtrust.instance
+import govtrust.lease  # noqa: F401
 import hsm.models  # noqa: F401
 import idp.models  # noqa: F401
 import idp.oidc.models as _oidc_models  # noqa: F401
