@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from govtrust.db import sqlite_url
+from govtrust.db import Database, sqlite_url
 from govtrust.principal import LICENCE_ISSUER_PREFIX, ROLES
 
 DEFAULT_HTTP_MAX_BODY_BYTES = 1024 * 1024  # routes that declare no limit of their own
@@ -84,6 +84,11 @@ class Settings:
     # a cluster job's lease (govtrust.lease): another replica takes a dead holder's jobs over
     # within this plus a third of it
     cluster_lease_seconds: int = 30
+    # PostgreSQL sessions (govtrust.db.postgresql_connect_args): the server ends a session idle
+    # inside a transaction after this many seconds (0: never), releasing a lost client's locks;
+    # TCP keepalives on both ends start after this many idle seconds (0: the OS's defaults)
+    database_idle_in_transaction_seconds: int = 60
+    database_keepalive_seconds: int = 30
     # Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto the
     # HTTP server believes; none by default, so the peer address is the client's.
     trusted_proxies: tuple[str, ...] = ()
@@ -111,6 +116,14 @@ class Settings:
     def effective_database_url(self) -> str:
         """The configured database, or the embedded SQLite file in the data directory."""
         return self.database_url or sqlite_url(self.data_dir)
+
+    def open_database(self) -> Database:
+        """The configured database (:attr:`effective_database_url`) with its session bounds."""
+        return Database(
+            self.effective_database_url,
+            idle_in_transaction_seconds=self.database_idle_in_transaction_seconds,
+            keepalive_idle_seconds=self.database_keepalive_seconds,
+        )
 
     @property
     def effective_public_base_url(self) -> str:
@@ -150,6 +163,8 @@ _INT_FIELDS = {
     "max_message_bytes",
     "audit_checkpoint_seconds",
     "cluster_lease_seconds",
+    "database_idle_in_transaction_seconds",
+    "database_keepalive_seconds",
     "http_max_body_bytes",
     "document_workers",
     "document_queue",
@@ -172,6 +187,8 @@ _AT_LEAST = {
     "pdf_max_objects": 1,
     "pdf_max_signatures": 1,
     "verify_burst": 1,
+    "database_idle_in_transaction_seconds": 0,
+    "database_keepalive_seconds": 0,
 }
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}

@@ -11,7 +11,7 @@ database's (``clock_timestamp()`` on PostgreSQL), so the hosts' clocks never dis
   it done after, so a period is done exactly once, whoever holds the lease. A claim left by a
   holder that died (an older token, not done) is taken over by the next holder.
 * **Takeover bound.** A dead holder's lease expires at most ``ttl`` after its last renewal and
-  the others try every ``tick`` (``ttl / 3``): another replica runs the job within
+  the others try every ``tick`` (at most ``ttl / 3``): another replica runs the job within
   ``ttl + tick`` of the death (40 s with the default 30 s lease), at once after a clean stop.
 * **Fencing.** A job receives a :class:`Fence` and checks it in the *same transaction* as each
   write it makes (``fence.check(session)``): the check locks the lease row (``SELECT … FOR
@@ -300,8 +300,8 @@ class ClusterJobs:
 
     def tick_seconds(self, job: ClusterJob) -> float:
         """How often this replica looks at ``job``: a third of the lease (renewals well inside
-        it), or the job's interval when that is shorter."""
-        return min(job.interval_seconds, self.ttl_seconds / 3)
+        it), or half the job's interval when that is shorter (no period is skipped)."""
+        return min(job.interval_seconds / 2, self.ttl_seconds / 3)
 
     @property
     def takeover_bound_seconds(self) -> float:
