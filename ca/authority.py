@@ -26,6 +26,7 @@ from ca.models import CaCertificate
 from ca.records import CertificateRecord
 from govtrust.db import Database
 from govtrust.errors import FailedPrecondition, InvalidArgument, PreconditionViolation
+from govtrust.lease import Fence
 from govtrust.platform import Component
 from govtrust.principal import Principal
 from hsm.keystore import KeyStore
@@ -353,14 +354,17 @@ class CertificateAuthority:
         thread; it must not block)."""
         tsa.respond_nowait(self.ctx, request, on_result, sm2=sm2)
 
-    def refresh(self) -> dict[str, int]:
-        """The scheduled job (run every few minutes): re-sign OCSP responses nearing
-        nextUpdate and republish CRLs that aged or fell behind a status change."""
-        refreshed = ocsp.refresh_due(self.ctx)
-        numbers = {
-            name: crl.current(self.ctx, name).crl_number for name in self.hierarchy.ca_names()
-        }
-        return {"ocsp_refreshed": refreshed, **{f"crl:{k}": v for k, v in numbers.items()}}
+    def refresh(self, fence: Fence | None = None) -> dict[str, int]:
+        """The scheduled job (run every few minutes, once per cluster): re-sign OCSP responses
+        nearing nextUpdate and republish full and delta CRLs that aged or fell behind a status
+        change. ``fence``: the cluster job's lease, checked where each result is stored."""
+        refreshed = ocsp.refresh_due(self.ctx, fence=fence)
+        numbers: dict[str, int] = {"ocsp_refreshed": refreshed}
+        for name in self.hierarchy.ca_names():
+            numbers[f"crl:{name}"] = crl.current(self.ctx, name, fence=fence).crl_number
+            delta = crl.current(self.ctx, name, delta=True, fence=fence)
+            numbers[f"delta-crl:{name}"] = delta.crl_number
+        return numbers
 
     def chain(self, ca: str | None = None, *, include_responders: bool = False) -> list[Issuer]:
         """The hierarchy (root first): one CA and its parents, or everything."""

@@ -34,6 +34,7 @@ from ca.context import CaContext, bump_counter, issuer_epoch_name, read_counter
 from ca.hierarchy import Issuer
 from ca.models import CaCertificate, CaCrl
 from ca.signing import SigningKey, now
+from govtrust.lease import Fence
 
 REMOVE_FROM_CRL = 8
 
@@ -246,8 +247,12 @@ def _delta_entries(ctx: CaContext, ca: str, since: datetime) -> Iterator[Entry]:
                 yield int(serial, 16), resumed_at, REMOVE_FROM_CRL, None
 
 
-def publish(ctx: CaContext, ca_name: str, *, delta: bool = False) -> CrlInfo:
-    """Build, sign and store a new full (or delta) CRL of ``ca_name``."""
+def publish(
+    ctx: CaContext, ca_name: str, *, delta: bool = False, fence: Fence | None = None
+) -> CrlInfo:
+    """Build, sign and store a new full (or delta) CRL of ``ca_name``. ``fence``: the cluster
+    job's lease, checked in the transaction that stores the CRL (a stale leader's CRL is
+    refused with :class:`~govtrust.lease.StaleFence`)."""
     ca: Issuer = ctx.hierarchy.ca(ca_name)
     with ctx.db.transaction() as session:
         number = bump_counter(session, f"crl:{ca_name}")
@@ -288,6 +293,8 @@ def publish(ctx: CaContext, ca_name: str, *, delta: bool = False) -> CrlInfo:
         der=der,
     )
     with ctx.db.transaction() as session:
+        if fence is not None:
+            fence.check(session)
         session.add(row)
     return _info(row)
 
@@ -335,8 +342,11 @@ def delta_base(ctx: CaContext, ca_name: str) -> CrlInfo:
     return _info(row) if row is not None else current(ctx, ca_name)
 
 
-def current(ctx: CaContext, ca_name: str, *, delta: bool = False) -> CrlInfo:
-    """The CA's current full (or delta) CRL, rebuilt when a status changed or it aged."""
+def current(
+    ctx: CaContext, ca_name: str, *, delta: bool = False, fence: Fence | None = None
+) -> CrlInfo:
+    """The CA's current full (or delta) CRL, rebuilt when a status changed or it aged (under
+    ``fence`` when the cluster job rebuilds it, see :func:`publish`)."""
     ctx.hierarchy.ca(ca_name)
 
     def usable(row: CaCrl | None, epoch: int) -> bool:
@@ -349,7 +359,7 @@ def current(ctx: CaContext, ca_name: str, *, delta: bool = False) -> CrlInfo:
         row, epoch = _latest(ctx, ca_name, delta)
         if row is not None and usable(row, epoch):
             return _info(row)
-        return publish(ctx, ca_name, delta=delta)
+        return publish(ctx, ca_name, delta=delta, fence=fence)
 
 
 def parse_datetime(value: datetime) -> datetime:

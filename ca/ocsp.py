@@ -26,6 +26,7 @@ from ca.hierarchy import CERT_ID_DIGESTS, Issuer
 from ca.models import CaCertificate, CaOcspResponse
 from ca.signing import now
 from govtrust.db import as_utc
+from govtrust.lease import Fence
 from hsm.sm2 import SM3_OID
 
 MAX_REQUESTS = 10
@@ -314,9 +315,10 @@ def _respond_many(
     return sign_response(responder, singles, produced, nonce)
 
 
-def refresh_due(ctx: CaContext, *, limit: int = 10_000) -> int:
+def refresh_due(ctx: CaContext, *, limit: int = 10_000, fence: Fence | None = None) -> int:
     """Re-sign stored responses that are within the refresh margin of nextUpdate; returns how
-    many (run on a schedule so that cached responses never go stale)."""
+    many (run on a schedule so that cached responses never go stale). ``fence``: the cluster
+    job's lease, checked in the transaction that stores them (a stale leader stores nothing)."""
     horizon = now() + timedelta(hours=ctx.config.ocsp_refresh_before_hours)
     with ctx.db.read() as session:
         rows = list(
@@ -330,6 +332,8 @@ def refresh_due(ctx: CaContext, *, limit: int = 10_000) -> int:
     fresh = [preproduce(ctx, row) for row in rows]
     if fresh:
         with ctx.db.transaction() as session:
+            if fence is not None:
+                fence.check(session)
             for item in fresh:
                 session.merge(item)
     return len(fresh)

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from govtrust.db import Base, Database, as_utc
 from govtrust.errors import FailedPrecondition
+from govtrust.lease import Fence
 
 GENESIS_HASH = "0" * 64
 PG_AUDIT_LOCK = 0x6F7654_A0D1  # advisory lock key serialising appends on PostgreSQL
@@ -369,11 +370,14 @@ def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
     ).first()
 
 
-def make_checkpoint(db: Database, signer: CheckpointSigner) -> AuditCheckpoint | None:
+def make_checkpoint(
+    db: Database, signer: CheckpointSigner, fence: Fence | None = None
+) -> AuditCheckpoint | None:
     """Checkpoint the current head: MAC, signature and time-stamp, stored in its own table.
 
     Returns None when the chain is empty or its head is already the latest checkpoint's (a
-    periodic job on an idle service adds nothing). Needs the chain key on ``db``.
+    periodic job on an idle service adds nothing). Needs the chain key on ``db``. ``fence``:
+    the cluster job's lease, checked in the transaction that stores the checkpoint.
     """
     key = chain_key(db)
     if key is None:
@@ -421,6 +425,8 @@ def make_checkpoint(db: Database, signer: CheckpointSigner) -> AuditCheckpoint |
         tsa_time=tsa_time,
     )
     with db.transaction() as session:
+        if fence is not None:
+            fence.check(session)
         session.add(checkpoint)
     return checkpoint
 

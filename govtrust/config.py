@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from govtrust.db import sqlite_url
+from govtrust.db import Database, sqlite_url
 from govtrust.principal import LICENCE_ISSUER_PREFIX, ROLES
 
 DEFAULT_HTTP_MAX_BODY_BYTES = 1024 * 1024  # routes that declare no limit of their own
@@ -81,6 +81,14 @@ class Settings:
     log_level: str = "info"
     max_message_bytes: int = 64 * 1024 * 1024
     audit_checkpoint_seconds: int = 600  # 0: no periodic audit checkpoints
+    # a cluster job's lease (govtrust.lease): another replica takes a dead holder's jobs over
+    # within this plus a third of it
+    cluster_lease_seconds: int = 30
+    # PostgreSQL sessions (govtrust.db.postgresql_connect_args): the server ends a session idle
+    # inside a transaction after this many seconds (0: never), releasing a lost client's locks;
+    # TCP keepalives on both ends start after this many idle seconds (0: the OS's defaults)
+    database_idle_in_transaction_seconds: int = 60
+    database_keepalive_seconds: int = 30
     # Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto the
     # HTTP server believes; none by default, so the peer address is the client's.
     trusted_proxies: tuple[str, ...] = ()
@@ -111,6 +119,14 @@ class Settings:
     def effective_database_url(self) -> str:
         """The configured database, or the embedded SQLite file in the data directory."""
         return self.database_url or sqlite_url(self.data_dir)
+
+    def open_database(self) -> Database:
+        """The configured database (:attr:`effective_database_url`) with its session bounds."""
+        return Database(
+            self.effective_database_url,
+            idle_in_transaction_seconds=self.database_idle_in_transaction_seconds,
+            keepalive_idle_seconds=self.database_keepalive_seconds,
+        )
 
     @property
     def effective_public_base_url(self) -> str:
@@ -149,6 +165,9 @@ _INT_FIELDS = {
     "workers",
     "max_message_bytes",
     "audit_checkpoint_seconds",
+    "cluster_lease_seconds",
+    "database_idle_in_transaction_seconds",
+    "database_keepalive_seconds",
     "http_max_body_bytes",
     "document_workers",
     "document_queue",
@@ -173,6 +192,8 @@ _AT_LEAST = {
     "pdf_max_signatures": 1,
     "verify_burst": 1,
     "token_burst": 1,
+    "database_idle_in_transaction_seconds": 0,
+    "database_keepalive_seconds": 0,
 }
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
@@ -355,6 +376,10 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"audit_checkpoint_seconds: {settings.audit_checkpoint_seconds} is out of range "
             "(0 to disable, at most 86400)"
+        )
+    if not 3 <= settings.cluster_lease_seconds <= 3600:
+        raise ConfigError(
+            f"cluster_lease_seconds: {settings.cluster_lease_seconds} is out of range (3-3600)"
         )
     if settings.http_max_body_bytes < 1024:
         raise ConfigError(

@@ -88,9 +88,91 @@ def _sqlite_begin(connection: Any) -> None:
 
 WRITE_OPTION = "govtrust_write"
 CONNECT_TIMEOUT_SECONDS = 10  # PostgreSQL (libpq ``connect_timeout``), see make_engine
+IDLE_IN_TRANSACTION_SECONDS = 60  # see postgresql_connect_args
+KEEPALIVE_IDLE_SECONDS = 30
+KEEPALIVE_INTERVAL_SECONDS = 10
+KEEPALIVE_COUNT = 3
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def postgresql_connect_args(
+    url: str,
+    *,
+    idle_in_transaction_seconds: int = IDLE_IN_TRANSACTION_SECONDS,
+    keepalive_idle_seconds: int = KEEPALIVE_IDLE_SECONDS,
+) -> dict[str, Any]:
+    """libpq parameters bounding what a lost peer costs, on both ends of each connection.
+
+    * ``connect_timeout``: a server that does not answer fails the attempt in
+      CONNECT_TIMEOUT_SECONDS, not the OS's TCP timeout (minutes).
+    * client keepalives (``keepalives_idle`` …): a server host that vanished is noticed by a
+      waiting call in about idle + interval × count seconds (70 s by default), which then fails
+      UNAVAILABLE instead of hanging.
+    * server side, per session (``options``): ``idle_in_transaction_session_timeout`` ends a
+      session left idle inside a transaction (a client that died holding the audit chain's
+      lock, a row lock, a lease row) after that many seconds, releasing its locks; and the
+      server's own ``tcp_keepalives_*`` find a dead client host on the same schedule.
+
+    A parameter already in the URL wins; 0 turns a bound off.
+    """
+    given = make_url(url).query
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in given:
+        args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    if keepalive_idle_seconds > 0 and "keepalives" not in given:
+        args.update(
+            keepalives=1,
+            keepalives_idle=keepalive_idle_seconds,
+            keepalives_interval=KEEPALIVE_INTERVAL_SECONDS,
+            keepalives_count=KEEPALIVE_COUNT,
+        )
+    if "options" not in given:
+        options = [f"-c idle_in_transaction_session_timeout={idle_in_transaction_seconds * 1000}"]
+        if keepalive_idle_seconds > 0:
+            options += [
+                f"-c tcp_keepalives_idle={keepalive_idle_seconds}",
+                f"-c tcp_keepalives_interval={KEEPALIVE_INTERVAL_SECONDS}",
+                f"-c tcp_keepalives_count={KEEPALIVE_COUNT}",
+            ]
+        args["options"] = " ".join(options)
+    return args
+
+
+# SQLSTATE classes of a fault a retry may outlive: 08 connection exception, 53 insufficient
+# resources (too many connections), 57 operator intervention (admin shutdown, cannot connect
+# now, statement cancelled), 58 system error; 55P03 lock not available.
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+_RETRYABLE_SQLSTATES = ("55P03",)
+
+
+def is_connection_fault(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot serve this call now (the server went away,
+    restarts, refuses connections, the pool is exhausted, SQLite is locked) rather than that
+    the call is wrong: a retry, against this replica or another, may succeed. The transports
+    map it to UNAVAILABLE."""
+    if isinstance(error, exc.TimeoutError | exc.DisconnectionError):
+        return True  # the pool's checkout timed out; a connection could not be made usable
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    if "database is locked" in str(orig):
+        return True
+    if not isinstance(error, exc.OperationalError | exc.InterfaceError):
+        return False
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is None:  # no answer from a server at all: refused, reset, timed out, closed
+        return True
+    return sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES or sqlstate in _RETRYABLE_SQLSTATES
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    idle_in_transaction_seconds: int = IDLE_IN_TRANSACTION_SECONDS,
+    keepalive_idle_seconds: int = KEEPALIVE_IDLE_SECONDS,
+) -> Engine:
     """Create an engine with the settings govtrust needs on each backend."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -105,15 +187,14 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    # A server that does not answer (host down, packets dropped) fails a connection attempt
-    # after CONNECT_TIMEOUT_SECONDS instead of the OS's TCP timeout (minutes). A
-    # ``connect_timeout`` in the URL wins.
-    timeout = (
-        {}
-        if "connect_timeout" in make_url(url).query
-        else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    connect_args = postgresql_connect_args(
+        url,
+        idle_in_transaction_seconds=idle_in_transaction_seconds,
+        keepalive_idle_seconds=keepalive_idle_seconds,
     )
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args=timeout)
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args
+    )
     install_liveness_check(engine)
     return engine
 
@@ -211,9 +292,21 @@ def write_gate(engine: Engine, purpose: str) -> AbstractContextManager[None]:
 class Database:
     """An engine plus its session factory; the one handle domain code receives."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        idle_in_transaction_seconds: int = IDLE_IN_TRANSACTION_SECONDS,
+        keepalive_idle_seconds: int = KEEPALIVE_IDLE_SECONDS,
+    ) -> None:
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url, pool_size=pool_size)
+        self.engine = make_engine(
+            self.url,
+            pool_size=pool_size,
+            idle_in_transaction_seconds=idle_in_transaction_seconds,
+            keepalive_idle_seconds=keepalive_idle_seconds,
+        )
         # Per-database values every new session sees in ``Session.info`` (the audit chain key,
         # installed by :func:`govtrust.audit.install_chain_key`).
         self.session_info: dict[str, Any] = {}

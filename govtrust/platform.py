@@ -148,7 +148,7 @@ def open_platform(
     else:
         require_instance(settings)
     master_key = load_master_key(settings.data_dir, create=create)
-    db = Database(settings.effective_database_url)
+    db = settings.open_database()
     try:
         keystore = configured_keystore(settings, db, master_key)
     except BaseException:

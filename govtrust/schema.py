@@ -9,6 +9,7 @@ import ca.models  # noqa: F401
 import govtrust.audit
 import govtrust.idempotency
 import govtrust.instance
+import govtrust.lease
 import govtrust.shared_limits  # noqa: F401
 import hsm.models  # noqa: F401
 import idp.models  # noqa: F401

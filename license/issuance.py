@@ -72,6 +72,7 @@ from govtrust.errors import (
     PermissionDenied,
     Unavailable,
 )
+from govtrust.lease import Fence, StaleFence
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 from hsm.atrest import DEFAULT_SCHEME
 from idp.identifiers import InvalidIdentifier, normalise, parse_uscc
@@ -1064,6 +1065,42 @@ class LicenceService:
             if cached is None:
                 raise
             return cached
+
+    def refresh_status_lists(self, fence: Fence | None = None) -> list[str]:
+        """The cluster job (once per cluster per period): re-sign every issuer's status list
+        signed more than half its ``ttl`` ago, so that a list is re-signed on schedule rather
+        than by the first caller after it aged, and offline verifiers always find one valid for
+        at least half a ttl. ``fence``: the job's lease, checked in each re-signing transaction.
+        A department that cannot sign now (its seal suspended) is skipped; its cached list is
+        served. Returns the issuers re-signed."""
+        horizon = self._clock() - STATUS_LIST_TTL / 2
+        with self.db.read() as session:
+            due = list(
+                session.scalars(
+                    select(LicenceStatusListRow.issuer_code).where(
+                        (LicenceStatusListRow.token_issued_at.is_(None))
+                        | (LicenceStatusListRow.token_issued_at < horizon)
+                    )
+                )
+            )
+        done: list[str] = []
+        for issuer_code in due:
+            try:
+                with self.db.transaction() as session:
+                    if fence is not None:
+                        fence.check(session)
+                    refresh_status_list(
+                        session,
+                        self.signers(issuer_code),
+                        issuer_code,
+                        uri=self.status_uri(issuer_code),
+                    )
+            except StaleFence:
+                raise
+            except FailedPrecondition:
+                continue
+            done.append(issuer_code)
+        return done
 
     def revoke(self, principal: Principal, identifier: str, reason: str) -> None:
         """注销: valid or suspended → revoked (final)."""

@@ -71,7 +71,6 @@ def _external(paths: list[Path]) -> list[AuditCheckpoint]:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Walk the audit chain, check it against the key and every checkpoint, name what broke."""
     from govtrust.audit import verify_chain
-    from govtrust.db import Database
     from govtrust.instance import require_instance
     from govtrust.migrate import is_up_to_date
     from govtrust.platform import Platform, configured_keystore
@@ -86,7 +85,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"govtrust: cannot read the checkpoint file: {exc}")
         return EXIT_USAGE
-    db = Database(settings.effective_database_url)
+    db = settings.open_database()
     keystore: KeyStore | None = None
     try:
         if not is_up_to_date(db.engine):

@@ -21,8 +21,8 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
-from sqlalchemy.exc import DBAPIError
 
+from govtrust.db import is_connection_fault
 from govtrust.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -87,14 +87,6 @@ def _reason(exc: BaseException, code: grpc.StatusCode) -> str:
     return code.name
 
 
-def _is_database_unavailable(exc: BaseException) -> bool:
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    return "database is locked" in str(exc.orig)
-
-
 def classify(exc: BaseException, request_id: str | None = None) -> MappedError:
     """Map any exception to what the caller may see. Never raises."""
     for error_type, code, http_status in _TABLE:
@@ -118,7 +110,7 @@ def classify(exc: BaseException, request_id: str | None = None) -> MappedError:
             message="this operation is not implemented yet",
             reason="UNIMPLEMENTED",
         )
-    if _is_database_unavailable(exc):
+    if is_connection_fault(exc):
         return MappedError(
             code=grpc.StatusCode.UNAVAILABLE,
             http_status=503,

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ca.directory import SubjectDirectory
 from govtrust.audit import AuditCheckpoint, CheckpointSigner, TokenCheck, make_checkpoint
 from govtrust.config import Settings
+from govtrust.lease import ClusterJob, ClusterJobs, Fence
 from govtrust.platform import Platform
 from govtrust.rpc.offload import run_sync
 
 log = logging.getLogger("govtrust.server")
 
 CA_REFRESH_SECONDS = 120.0
+STATUS_LIST_SECONDS = 300.0  # lists live an hour; each is re-signed once half of it passed
+OIDC_KEY_SWEEP_SECONDS = 3600.0
+CA_REFRESH_JOB = "ca.refresh"
+STATUS_LIST_JOB = "licence.status-lists"
+OIDC_KEY_SWEEP_JOB = "oidc.key-sweep"
+AUDIT_CHECKPOINT_JOB = "audit.checkpoint"
 
 
 def check_package_settings(settings: Settings) -> None:
@@ -110,32 +116,64 @@ def audit_token_check(platform: Platform) -> TokenCheck:
     return check
 
 
-def checkpoint_audit(platform: Platform) -> AuditCheckpoint | None:
-    """Checkpoint the audit chain's head now (None when the head is already checkpointed)."""
-    return make_checkpoint(platform.db, audit_checkpoint_signer(platform))
+def checkpoint_audit(platform: Platform, fence: Fence | None = None) -> AuditCheckpoint | None:
+    """Checkpoint the audit chain's head now (None when the head is already checkpointed);
+    ``fence``: the cluster job's lease."""
+    return make_checkpoint(platform.db, audit_checkpoint_signer(platform), fence)
 
 
-async def _every(seconds: float, job: Callable[[], object], name: str, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            await run_sync(job)
-        except Exception:  # a failed round is logged; the next one tries again
-            log.exception("periodic %s failed", name)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
-        except TimeoutError:
-            continue
-
-
-async def periodic_jobs(platform: Platform, stop: asyncio.Event) -> None:
-    """Until ``stop``: re-sign OCSP responses nearing nextUpdate and republish aged CRLs; and
-    checkpoint the audit chain every ``audit_checkpoint_seconds`` (unless 0)."""
+def _refresh_ca(platform: Platform, fence: Fence) -> object:
     from ca.authority import authority_for
 
+    return authority_for(platform).refresh(fence)
+
+
+def _refresh_status_lists(platform: Platform, fence: Fence) -> object:
+    from license.runtime import runtime_for
+
+    return runtime_for(platform).service.refresh_status_lists(fence)
+
+
+def _prune_oidc_keys(platform: Platform, fence: Fence) -> object:
+    from idp.oidc.factory import provider_for
+
+    return provider_for(platform).keys.prune(fence=fence)
+
+
+def cluster_job_list(platform: Platform) -> list[ClusterJob]:
+    """The periodic work that runs once per cluster (docs/scaling.md "Cluster jobs and
+    caches"): OCSP pre-production and full and delta CRL republication, licence status-list
+    re-signing, the expiry sweep of retired OIDC keys, and audit checkpoints every
+    ``audit_checkpoint_seconds`` (unless 0)."""
     jobs = [
-        _every(CA_REFRESH_SECONDS, lambda: authority_for(platform).refresh(), "CA refresh", stop)
+        ClusterJob(CA_REFRESH_JOB, CA_REFRESH_SECONDS, lambda f: _refresh_ca(platform, f)),
+        ClusterJob(
+            STATUS_LIST_JOB, STATUS_LIST_SECONDS, lambda f: _refresh_status_lists(platform, f)
+        ),
+        ClusterJob(
+            OIDC_KEY_SWEEP_JOB, OIDC_KEY_SWEEP_SECONDS, lambda f: _prune_oidc_keys(platform, f)
+        ),
     ]
     interval = platform.settings.audit_checkpoint_seconds
     if interval > 0:
-        jobs.append(_every(interval, lambda: checkpoint_audit(platform), "audit checkpoint", stop))
-    await asyncio.gather(*jobs)
+        jobs.append(
+            ClusterJob(AUDIT_CHECKPOINT_JOB, interval, lambda f: checkpoint_audit(platform, f))
+        )
+    return jobs
+
+
+def cluster_jobs(platform: Platform, *, holder: str | None = None) -> ClusterJobs:
+    """This replica's side of the cluster jobs, leased for ``cluster_lease_seconds``."""
+    return ClusterJobs(
+        platform.db,
+        cluster_job_list(platform),
+        ttl_seconds=platform.settings.cluster_lease_seconds,
+        holder=holder,
+    )
+
+
+async def periodic_jobs(platform: Platform, stop: asyncio.Event) -> None:
+    """Until ``stop``: every replica ticks the cluster jobs; each runs in the one replica that
+    holds its lease, once per period (:mod:`govtrust.lease`). Leases held are released at the
+    end, so another replica takes over at its next tick."""
+    await cluster_jobs(platform).serve(stop, run_sync)

@@ -22,6 +22,7 @@ from sqlalchemy import select, text
 
 from govtrust import audit
 from govtrust.db import Database, as_utc
+from govtrust.lease import Fence
 from govtrust.principal import SYSTEM, Principal
 from hsm import KeyAlgorithm, KeyStore, jws
 from hsm.jws import b64url, construct_key
@@ -201,10 +202,13 @@ class SigningKeys:
             self.keystore.destroy(ref)
         return kid
 
-    def prune(self, principal: Principal = SYSTEM) -> list[str]:
-        """Destroy retired keys whose overlap has ended; returns their kids."""
+    def prune(self, principal: Principal = SYSTEM, fence: Fence | None = None) -> list[str]:
+        """Destroy retired keys whose overlap has ended; returns their kids (the expiry sweep,
+        a cluster job: ``fence`` is its lease, checked in the transaction that marks them)."""
         now = self.now()
         with self.db.transaction() as session:
+            if fence is not None:
+                fence.check(session)
             rows = list(
                 session.scalars(
                     select(OidcSigningKeyRow)

@@ -359,3 +359,34 @@ def test_the_issuing_department_comes_from_the_request_or_the_one_role() -> None
     assert type(malformed.value) is InvalidArgument
     with pytest.raises(PermissionDenied, match=f"may not issue for department {COMPANY}"):
         issuing_department(DEPT, COMPANY)
+
+
+def test_the_cluster_job_re_signs_aged_status_lists_under_its_fence(
+    setup: tuple[LicenceService, TrustList], database: Database
+) -> None:
+    from datetime import timedelta
+
+    from govtrust.lease import StaleFence, acquire, release
+    from license.models import LicenceStatusListRow
+
+    service, _ = setup
+    service.issue(DEPT, _request())  # reserves a status index; the list is signed on demand
+    lease = acquire(database, "licence.status-lists", "A", 30)
+    assert lease is not None
+    assert service.refresh_status_lists(lease.fence) == [ISSUER]  # never signed: due
+    assert service.refresh_status_lists(lease.fence) == []  # fresh: nothing due
+    real_clock = service._clock
+    service._clock = lambda: real_clock() + timedelta(minutes=31)  # past half the 1 h ttl
+    release(database, lease)
+    successor = acquire(database, "licence.status-lists", "B", 30)
+    assert successor is not None
+    with unchanged(database), pytest.raises(StaleFence):
+        service.refresh_status_lists(lease.fence)  # the old leader's re-signing is refused
+    with database.read() as session:
+        before = session.get(LicenceStatusListRow, ISSUER)
+        assert before is not None
+        issued_before = before.token_issued_at
+    assert service.refresh_status_lists(successor.fence) == [ISSUER]
+    with database.read() as session:
+        after = session.get(LicenceStatusListRow, ISSUER)
+        assert after is not None and after.token_issued_at != issued_before

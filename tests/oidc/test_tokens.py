@@ -370,7 +370,18 @@ def test_key_rotation_keeps_retired_key_until_tokens_expire(oidc_env: OidcEnv) -
 
         later = datetime.now(UTC) + timedelta(hours=2)
         oidc_env.provider.keys._clock = lambda: later
-        assert old_kid in oidc_env.provider.keys.prune()
+        # the expiry sweep is a cluster job: a stale leader's sweep destroys nothing
+        from govtrust.lease import StaleFence, acquire, release
+
+        db = oidc_env.platform.db
+        stale = acquire(db, "oidc.key-sweep", "A", 30)
+        assert stale is not None
+        release(db, stale)
+        current = acquire(db, "oidc.key-sweep", "B", 30)
+        assert current is not None
+        with unchanged(db, oidc_env.platform.keystore), pytest.raises(StaleFence):
+            oidc_env.provider.keys.prune(fence=stale.fence)
+        assert old_kid in oidc_env.provider.keys.prune(fence=current.fence)
         oidc_env.provider.keys._clock = lambda: datetime.now(UTC)
         kids = {k["kid"] for k in http.get("/oidc/jwks").json()["keys"]}
         assert old_kid not in kids and new_kid in kids

@@ -34,6 +34,22 @@ def test_precedence_flags_over_env_over_toml(tmp_path: Path) -> None:
     assert (s.grpc_port, s.http_port, s.workers) == (1111, 3333, 5)
 
 
+def test_cluster_and_database_bounds_are_settings() -> None:
+    defaults = load_settings({}, env={})
+    assert (defaults.cluster_lease_seconds, defaults.database_idle_in_transaction_seconds) == (
+        30,
+        60,
+    )
+    env = {
+        "GOVTRUST_CLUSTER_LEASE_SECONDS": "12",
+        "GOVTRUST_DATABASE_IDLE_IN_TRANSACTION_SECONDS": "0",
+        "GOVTRUST_DATABASE_KEEPALIVE_SECONDS": "15",
+    }
+    given = load_settings({"cluster_lease_seconds": 9}, env=env)  # the flag wins
+    assert given.cluster_lease_seconds == 9
+    assert (given.database_idle_in_transaction_seconds, given.database_keepalive_seconds) == (0, 15)
+
+
 def test_audit_checkpoint_interval_is_a_setting() -> None:
     assert load_settings({}, env={}).audit_checkpoint_seconds == 600
     env = {"GOVTRUST_AUDIT_CHECKPOINT_SECONDS": "0"}
@@ -53,6 +69,14 @@ def test_audit_checkpoint_interval_is_a_setting() -> None:
         ({}, {"GOVTRUST_MIGRATE": "perhaps"}, "true or false"),
         ({}, {"GOVTRUST_AUDIT_CHECKPOINT_SECONDS": "-1"}, "audit_checkpoint_seconds"),
         ({"audit_checkpoint_seconds": 90_000}, {}, "audit_checkpoint_seconds"),
+        ({}, {"GOVTRUST_CLUSTER_LEASE_SECONDS": "2"}, "cluster_lease_seconds: 2 is out of range"),
+        ({"cluster_lease_seconds": 4000}, {}, "cluster_lease_seconds"),
+        (
+            {},
+            {"GOVTRUST_DATABASE_IDLE_IN_TRANSACTION_SECONDS": "-1"},
+            "database_idle_in_transaction_seconds: -1 is below 0",
+        ),
+        ({"database_keepalive_seconds": -5}, {}, "database_keepalive_seconds"),
     ],
 )
 def test_invalid_settings_are_one_clear_error(
