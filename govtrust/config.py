@@ -99,6 +99,10 @@ class Settings:
     # the public licence check page's per-client token bucket
     verify_rate: float = 1.0  # requests per second refilled
     verify_burst: int = 30
+    # the web console's sessions: ended after this long without a request, and this long after
+    # the login whatever happens
+    console_idle_seconds: int = 900
+    console_absolute_seconds: int = 8 * 3600
     # the sections' values as given: section → field → (value, where it came from)
     sections: Mapping[str, Mapping[str, tuple[Any, str]]] = field(
         default_factory=dict, compare=False, repr=False
@@ -156,6 +160,8 @@ _INT_FIELDS = {
     "pdf_max_objects",
     "pdf_max_signatures",
     "verify_burst",
+    "console_idle_seconds",
+    "console_absolute_seconds",
 }
 _FLOAT_FIELDS = {"verify_rate"}
 _AT_LEAST = {
@@ -168,6 +174,8 @@ _AT_LEAST = {
     "pdf_max_objects": 1,
     "pdf_max_signatures": 1,
     "verify_burst": 1,
+    "console_idle_seconds": 60,
+    "console_absolute_seconds": 300,
 }
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}
