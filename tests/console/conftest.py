@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,74 @@ def login(http: TestClient, login_name: str) -> str:
     page = http.get("/console/", follow_redirects=True)
     assert page.status_code == 200, page.text
     return form_value(page.text, "csrf")
+
+
+@contextmanager
+def seal_grpc(platform: Platform) -> Iterator[Any]:
+    """The production SealService servicer on a free loopback port behind the platform
+    interceptor, bearer tokens resolved by the platform's own OIDC provider (as the server
+    does); yields the stub."""
+    import asyncio
+    import threading
+
+    import grpc
+    import grpc.aio
+
+    from govtrust.api.access import RPC_ACCESS
+    from govtrust.api.seal import servicer
+    from govtrust.observability.metrics import get_metrics
+    from govtrust.rpc.access import gate
+    from govtrust.rpc.auth import Authenticator, set_token_resolver
+    from govtrust.rpc.interceptors import GovtrustInterceptor
+    from govtrust.v1 import seal_pb2_grpc
+
+    set_token_resolver(lambda p, token: provider_for(p).principal_for_token(token))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="console-grpc", daemon=True)
+    thread.start()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server(
+            interceptors=[
+                GovtrustInterceptor(
+                    Authenticator(platform, trust_insecure_loopback=False),
+                    get_metrics(),
+                    authorise=gate(RPC_ACCESS),
+                )
+            ]
+        )
+        seal_pb2_grpc.add_SealServiceServicer_to_server(servicer(platform), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield seal_pb2_grpc.SealServiceStub(channel)
+    finally:
+        channel.close()
+        asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+        set_token_resolver(None)
+
+
+def citizen_token(env: ConsoleEnv, login_name: str) -> str:
+    """A real access token of a citizen: a portal client registered at the provider, the
+    citizen logs in with a password through the authorization-code flow (PKCE, consent)."""
+    from tests.oidc.conftest import ADMIN, REDIRECT, pkce_pair
+    from tests.oidc.flows import authorize, code_from, exchange, password_login
+
+    provider = provider_for(env.platform)
+    registered = provider.clients.register(
+        ADMIN, client_name="agent portal", redirect_uris=[REDIRECT]
+    )
+    with TestClient(env.app(), base_url=env.base, follow_redirects=False) as http:
+        client_id, secret = registered.client.client_id, registered.client_secret
+        verifier, challenge = pkce_pair()
+        started = authorize(http, client_id, code_challenge=challenge, code_challenge_method="S256")
+        code = code_from(password_login(http, started, login=login_name))["code"]
+        tokens = exchange(http, client_id, secret, code, verifier).json()
+    return str(tokens["access_token"])
