@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from govtrust import audit
 from govtrust.db import Database, as_utc
@@ -85,7 +86,7 @@ def ensure_first_party_client(
                 allowed_scopes=["openid", "profile"],
                 client_secret=secret,
             )
-        except AlreadyExists:
+        except (AlreadyExists, IntegrityError):  # another worker registered it first
             existing = registry.find(client_id)
     if existing is not None and not _current(
         existing, secret, redirect_uri, post_logout_redirect_uri

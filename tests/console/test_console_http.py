@@ -208,3 +208,32 @@ def test_bulk_review_reports_each_seal(console_env: ConsoleEnv) -> None:
         assert f'data-seal="{first}" data-outcome="ok"' in result.text
         assert f'data-seal="{second}" data-outcome="failed"' in result.text
     assert status(env, first) is SealStatus.APPROVED
+
+
+def test_cookies_are_http_only_same_site_and_secure_over_https(tmp_path: Path) -> None:
+    env = make_env(tmp_path, public_base_url="https://console.example.gov.cn")
+    try:
+        http = TestClient(
+            env.app(),
+            base_url="https://console.example.gov.cn",
+            follow_redirects=False,
+        )
+        with http:
+            started = http.get("/console/login")
+            login_cookie = started.headers["set-cookie"].lower()
+            assert "httponly" in login_cookie and "samesite=lax" in login_cookie
+            assert "secure" in login_cookie and "path=/console" in login_cookie
+            assert "code_challenge_method=S256" in started.headers["location"]
+            assert "client_id=govtrust-console" in started.headers["location"]
+    finally:
+        env.platform.close()
+
+
+def test_english_by_choice_remembered_in_a_cookie(console_env: ConsoleEnv) -> None:
+    with client(console_env) as http:
+        login(http, "reviewer")
+        assert "待审核" in http.get("/console/queue/review").text
+        english = http.get("/console/queue/review?lang=en")
+        assert "To review" in english.text and '<html lang="en">' in english.text
+        assert "To review" in http.get("/console/queue/review").text
+        assert "待审核" in http.get("/console/queue/review?lang=zh-CN").text
