@@ -31,6 +31,7 @@ from govtrust.errors import AlreadyExists
 from govtrust.principal import Principal
 from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.models import OidcClientRow, OidcRpSessionRow
+from idp.oidc.sessions import end_identity_sessions
 
 FIRST_PARTY_PURPOSE = "idp/oidc-first-party/v1"
 SYSTEM = Principal("system", "first-party-clients", frozenset({"admin"}))
@@ -252,6 +253,30 @@ class RpSessions:
                 action=f"console.{why}",
                 target=f"oidc-grant:{row.grant_id}",
             )
+
+    def end_everywhere(self, identity_id: str) -> int:
+        """Log out everywhere: end every console session and SSO session of ``identity_id``
+        and revoke its grants (tokens given to other portals stop validating), audited in one
+        transaction; the number of grants revoked."""
+        now = self.now()
+        with self.db.transaction() as session:
+            session.execute(
+                update(OidcRpSessionRow)
+                .where(
+                    OidcRpSessionRow.identity_id == identity_id,
+                    OidcRpSessionRow.ended_at.is_(None),
+                )
+                .values(ended_at=now)
+            )
+            revoked = end_identity_sessions(session, identity_id, now, "logout_everywhere")
+            audit.append(
+                session,
+                actor=f"user:{identity_id}",
+                action="console.logout_everywhere",
+                target=f"identity:{identity_id}",
+                details={"grants_revoked": revoked},
+            )
+        return revoked
 
     def live_count(self, identity_id: str) -> int:
         """How many sessions of ``identity_id`` are open (for tests and the citizen page)."""

@@ -237,3 +237,28 @@ def test_english_by_choice_remembered_in_a_cookie(console_env: ConsoleEnv) -> No
         assert "To review" in english.text and '<html lang="en">' in english.text
         assert "To review" in http.get("/console/queue/review").text
         assert "待审核" in http.get("/console/queue/review?lang=zh-CN").text
+
+
+def test_log_out_everywhere_ends_every_session_and_revokes_tokens(console_env: ConsoleEnv) -> None:
+    from idp.oidc.factory import provider_for
+    from tests.console.conftest import citizen_token
+
+    env = console_env
+    token = citizen_token(env, "agent")  # a portal's token of the same person
+    provider = provider_for(env.platform)
+    assert provider.principal_for_token(token).citizen_id == env.agent_id
+    with client(env) as first, client(env) as second:
+        login(first, "agent")
+        csrf = login(second, "agent")
+        listed = second.get("/console/sessions")
+        assert listed.status_code == 200 and listed.text.count('class="login"') == 3
+        out = second.post("/console/sessions/logout-everywhere", data={"csrf": csrf})
+        assert out.status_code == 200
+        assert first.get("/console/sessions").status_code == 401
+        assert second.get("/console/sessions").status_code == 303
+    import pytest
+
+    from govtrust.errors import Unauthenticated
+
+    with pytest.raises(Unauthenticated):
+        provider.principal_for_token(token)

@@ -55,6 +55,7 @@ from idp.oidc.rp_sessions import (
     ensure_first_party_client,
     login_secrets,
 )
+from idp.oidc.sessions import live_logins
 from idp.types import IdentityRef
 from seal import images, transitions
 from seal.lifecycle import Application, Making, SealService
@@ -331,7 +332,9 @@ def router(platform: Platform) -> APIRouter:
                 "all",
             )
             return RedirectResponse(f"{BASE}/queue/{first}", status_code=303)
-        return RedirectResponse(f"{BASE}/seals", status_code=303)
+        if user.owner:
+            return RedirectResponse(f"{BASE}/seals", status_code=303)
+        return RedirectResponse(f"{BASE}/sessions", status_code=303)
 
     @api.get(BASE + "/login")
     async def login(request: Request) -> Response:
@@ -410,6 +413,36 @@ def router(platform: Platform) -> APIRouter:
         if ended is not None:
             params["id_token_hint"] = ended.id_token
         response = RedirectResponse(f"/oidc/end_session?{urlencode(params)}", status_code=303)
+        response.delete_cookie(COOKIE, path=BASE)
+        return response
+
+    # --- everyone: my logins ---------------------------------------------------------------
+
+    @api.get(BASE + "/sessions")
+    async def my_logins(request: Request) -> Response:
+        user = await logged_in(request)
+        if isinstance(user, Response):
+            return user
+        logins = await run_sync(live_logins, platform.db, user.session.identity_id, provider.now())
+        return page(
+            request,
+            "sessions.html",
+            user,
+            title=TEXTS[_lang(request)]["my_sessions"],
+            logins=logins,
+            current=user.session.sid[:8],
+        )
+
+    @api.post(BASE + "/sessions/logout-everywhere")
+    @body_limit(MAX_FORM_BYTES)
+    async def logout_everywhere(request: Request) -> Response:
+        got = await posted(request)
+        if isinstance(got, Response):
+            return got
+        user, _form = got
+        await run_sync(sessions.end_everywhere, user.session.identity_id)
+        t = TEXTS[_lang(request)]
+        response = message(request, None, t["logged_out"], login_again=True)
         response.delete_cookie(COOKIE, path=BASE)
         return response
 
