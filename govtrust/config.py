@@ -110,6 +110,10 @@ class Settings:
     # the OIDC token endpoint's token bucket per client id and address, shared by every replica
     token_rate: float = 0.0  # requests per second refilled; 0: no limit
     token_burst: int = 60
+    # the web console's sessions: ended after this long without a request, and this long after
+    # the login whatever happens
+    console_idle_seconds: int = 900
+    console_absolute_seconds: int = 8 * 3600
     # the sections' values as given: section → field → (value, where it came from)
     sections: Mapping[str, Mapping[str, tuple[Any, str]]] = field(
         default_factory=dict, compare=False, repr=False
@@ -179,6 +183,8 @@ _INT_FIELDS = {
     "pdf_max_signatures",
     "verify_burst",
     "token_burst",
+    "console_idle_seconds",
+    "console_absolute_seconds",
 }
 _FLOAT_FIELDS = {"verify_rate", "token_rate"}
 _AT_LEAST = {
@@ -194,6 +200,8 @@ _AT_LEAST = {
     "token_burst": 1,
     "database_idle_in_transaction_seconds": 0,
     "database_keepalive_seconds": 0,
+    "console_idle_seconds": 60,
+    "console_absolute_seconds": 300,
 }
 _PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "tls_client_ca"}
 _BOOL_FIELDS = {"migrate"}

@@ -100,6 +100,30 @@ def acting_candidates(db: Database, legal_person_id: str) -> list[ActingCandidat
     return out
 
 
+def represented_by(db: Database, citizen_id: str) -> list[str]:
+    """The legal persons ``citizen_id`` may act for: those it represents and those with a
+    current agent grant to it (the domain still checks each act's scope), sorted."""
+    now = datetime.now(UTC)
+    with db.read() as session:
+        ids = set(
+            session.scalars(
+                select(LegalPersonRow.id).where(
+                    LegalPersonRow.legal_representative_id == citizen_id
+                )
+            )
+        )
+        ids |= set(
+            session.scalars(
+                select(AgentGrantRow.legal_person_id)
+                .where(AgentGrantRow.agent_id == citizen_id)
+                .where(AgentGrantRow.revoked_at.is_(None))
+                .where(AgentGrantRow.valid_from <= now)
+                .where(or_(AgentGrantRow.valid_until.is_(None), AgentGrantRow.valid_until > now))
+            )
+        )
+    return sorted(ids)
+
+
 def staff_roles(db: Database, identity_id: str) -> frozenset[str]:
     """A staff member's govtrust roles (empty for anyone else)."""
     with db.read() as session:

@@ -570,8 +570,10 @@ class SealService:
         statuses: Sequence[SealStatus] = (),
         page_size: int = 0,
         page_token: str = "",
+        search: str = "",
     ) -> tuple[list[SealView], str]:
-        """ListSeals by owner, kind and states, newest first."""
+        """ListSeals by owner, kind and states, newest first (``search``: see
+        :func:`seal.views.list_seals`)."""
         return views.list_seals(
             self.db,
             self.owners,
@@ -580,6 +582,7 @@ class SealService:
             statuses=statuses,
             page_size=page_size,
             page_token=page_token,
+            search=search,
         )
 
     def history(

@@ -160,3 +160,17 @@ def usable(status: SealStatus) -> bool:
 def iter_statuses() -> Iterator[SealStatus]:
     """Every state (for documentation and tests)."""
     yield from SealStatus
+
+
+def offered(
+    status: SealStatus, has_role: Callable[[str], bool], *, is_owner: bool
+) -> tuple[str, ...]:
+    """The operations a caller may take on a seal in ``status`` (staff roles by ``has_role``,
+    the owner's when ``is_owner``), in table order: what a user interface shows. The domain
+    re-checks each when it is taken (role, state and separation of duties)."""
+    return tuple(
+        operation
+        for operation, found in TRANSITIONS.items()
+        if status in found.sources
+        and (staff_role(operation, has_role) is not None or (is_owner and OWNER in found.roles))
+    )

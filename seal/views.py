@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from govtrust.db import Database, as_utc
@@ -144,9 +144,22 @@ def list_seals(
     statuses: Sequence[SealStatus] = (),
     page_size: int = 0,
     page_token: str = "",
+    search: str = "",
 ) -> tuple[list[SealView], str]:
-    """ListSeals by owner, kind and states, newest first."""
+    """ListSeals by owner, kind and states, newest first (``search``: a part of the seal's
+    name, owner's name or USCC, or its id)."""
     stmt = select(SealRow)
+    text = search.strip()
+    if text:
+        like = "%" + text.replace("\\", "").replace("%", "").replace("_", "") + "%"
+        stmt = stmt.where(
+            or_(
+                SealRow.id == text,
+                SealRow.name.like(like),
+                SealRow.owner_name.like(like),
+                SealRow.owner_uscc == text,
+            )
+        )
     if owner is not None and not owner.is_empty:
         stmt = stmt.where(SealRow.owner_id == owners.party(owner, "owner").id)
     if kind is not None:

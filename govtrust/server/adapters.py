@@ -16,6 +16,7 @@ from types import MappingProxyType
 from govtrust.api import (
     ca_http,
     certificate,
+    console,
     identity,
     license,
     license_http,
@@ -42,6 +43,7 @@ ROUTERS: Mapping[str, RouterFactory] = MappingProxyType(
         "oidc": oidc_http.router,
         "ca": ca_http.router,
         "license": license_http.router,
+        "console": console.router,
     }
 )
 """Router name → factory of an ``APIRouter`` (takes the ``Platform``), included in this order."""

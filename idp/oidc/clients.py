@@ -290,8 +290,10 @@ class ClientRegistry:
         id_token_signing_alg: str = "ES256",
         client_id: str = "",
         roles: list[str] | None = None,
+        client_secret: str = "",
     ) -> RegisteredClient:
-        """Register a client (``admin`` only); returns it with its secret, if it has one."""
+        """Register a client (``admin`` only); returns it with its secret, if it has one
+        (``client_secret``: a first-party client's derived secret, else a random one)."""
         principal.require_role(ADMIN_ROLE)
         redirect_uris = list(redirect_uris or [])
         post_logout = list(post_logout_redirect_uris or [])
@@ -330,7 +332,7 @@ class ClientRegistry:
             allowed_scopes.insert(0, "openid")
         client_id = client_id or f"c_{secrets.token_urlsafe(12)}"
         secret = (
-            secrets.token_urlsafe(32)
+            (client_secret or secrets.token_urlsafe(32))
             if method in {"client_secret_basic", "client_secret_post"}
             else None
         )

@@ -43,6 +43,10 @@ class RegistryDirectory:
         """The legal representative and every citizen with a current agent grant."""
         return login_directory.acting_candidates(self.db, legal_person_id)
 
+    def represented_by(self, citizen_id: str) -> list[str]:
+        """The legal persons a citizen represents or is a current agent of."""
+        return login_directory.represented_by(self.db, citizen_id)
+
     def staff_roles(self, identity_id: str) -> frozenset[str]:
         """A staff member's govtrust roles (empty for anyone else)."""
         return login_directory.staff_roles(self.db, identity_id)

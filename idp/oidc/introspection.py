@@ -337,9 +337,17 @@ class TokenIntrospection:
             client = self.clients.find(info.client_id)
             roles = frozenset(client.roles) if client else frozenset()
             return Principal(kind="service", subject=info.client_id, roles=roles)
+        return self.principal_for_grant(info.grant_id)
+
+    def principal_for_grant(self, grant_id: str) -> Principal:
+        """The principal of a live grant (a bearer token's, or a console session's): staff
+        roles from the registry, the acting person for a legal person; ``Unauthenticated``
+        when the grant is revoked (logout, identity suspended) or its identity inactive."""
+        from govtrust.errors import Unauthenticated
+
         with self.db.read() as session:
-            grant = session.get(OidcGrantRow, info.grant_id)
-        if grant is None:
+            grant = session.get(OidcGrantRow, grant_id)
+        if grant is None or grant.revoked_at is not None:
             raise Unauthenticated("the bearer token is not valid")
         ident = self.directory.identity(grant.identity_id)
         if ident is None or ident.status != "active":

@@ -206,3 +206,23 @@ class OidcAssertionJtiRow(Base):
 
     jti: Mapped[str] = mapped_column(String(300), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class OidcRpSessionRow(Base):
+    """A first-party relying party's session (the console's): one browser's login at the
+    console, backed by the OIDC grant its code was exchanged for. Found by the digest of its
+    cookie; ``csrf`` is the synchroniser token of its forms; ``last_seen_at`` drives the idle
+    timeout, ``created_at`` the absolute one."""
+
+    __tablename__ = "oidc_rp_sessions"
+
+    cookie_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    grant_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    identity_id: Mapped[str] = mapped_column(String(40), index=True)
+    sid: Mapped[str] = mapped_column(String(ID_LENGTH))
+    id_token: Mapped[str] = mapped_column(Text)  # the logout hint (RP-initiated logout)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -71,16 +71,22 @@ def on_identity_status_change(session: Any, identity: Any, _before: Any, _reason
     status = getattr(identity.status, "value", identity.status)
     if status == "active":
         return
-    now = datetime.now(UTC)
+    end_identity_sessions(session, identity.id, datetime.now(UTC), f"identity_{status}")
+
+
+def end_identity_sessions(session: Any, identity_id: str, now: datetime, reason: str) -> int:
+    """End every SSO session of ``identity_id`` and revoke its live grants (their tokens stop
+    validating, the console sessions on them end) in the caller's transaction; the number of
+    grants revoked. Used by the status listener and by log-out-everywhere."""
     session.execute(
         update(OidcSessionRow)
-        .where(OidcSessionRow.identity_id == identity.id, OidcSessionRow.ended_at.is_(None))
+        .where(OidcSessionRow.identity_id == identity_id, OidcSessionRow.ended_at.is_(None))
         .values(ended_at=now)
     )
     grant_ids = list(
         session.scalars(
             select(OidcGrantRow.id).where(
-                OidcGrantRow.identity_id == identity.id, OidcGrantRow.revoked_at.is_(None)
+                OidcGrantRow.identity_id == identity_id, OidcGrantRow.revoked_at.is_(None)
             )
         )
     )
@@ -88,7 +94,7 @@ def on_identity_status_change(session: Any, identity: Any, _before: Any, _reason
         session.execute(
             update(OidcGrantRow)
             .where(OidcGrantRow.id.in_(grant_ids))
-            .values(revoked_at=now, revoke_reason=f"identity_{status}")
+            .values(revoked_at=now, revoke_reason=reason)
         )
         session.execute(
             update(OidcRefreshTokenRow)
@@ -96,3 +102,36 @@ def on_identity_status_change(session: Any, identity: Any, _before: Any, _reason
             .where(OidcRefreshTokenRow.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+    return len(grant_ids)
+
+
+@dataclass(frozen=True)
+class LoginSummary:
+    """One live SSO session of an identity, as its owner sees it (no secret)."""
+
+    sid_hint: str  # the first characters of the session id, to tell sessions apart
+    auth_time: datetime
+    amr: tuple[str, ...]
+    acr: str
+    expires_at: datetime
+
+
+def live_logins(db: Database, identity_id: str, now: datetime) -> list[LoginSummary]:
+    """The identity's live SSO sessions, newest first."""
+    with db.read() as session:
+        rows = session.scalars(
+            select(OidcSessionRow)
+            .where(OidcSessionRow.identity_id == identity_id, OidcSessionRow.ended_at.is_(None))
+            .order_by(OidcSessionRow.auth_time.desc())
+        )
+        return [
+            LoginSummary(
+                row.sid[:8],
+                as_utc(row.auth_time),
+                tuple(row.amr.split()),
+                row.acr,
+                as_utc(row.expires_at),
+            )
+            for row in rows
+            if as_utc(row.expires_at) > now
+        ]

@@ -194,3 +194,21 @@ def test_every_state_is_reachable_and_listed() -> None:
     assert tuple(transitions.iter_statuses()) == tuple(SealStatus)
     reached = {t.target for t in (APPLY, *TRANSITIONS.values())}
     assert reached == set(SealStatus)
+
+
+def test_offered_is_what_may_allows_for_the_roles_held() -> None:
+    from seal.transitions import MAKER as MAKER_ROLE
+    from seal.transitions import OWNER, REVIEWER, TRANSITIONS, may, offered
+
+    for status in SealStatus:
+        for role in (REVIEWER, MAKER_ROLE, "seal-filing"):
+            expected = tuple(op for op in TRANSITIONS if may(role, op, status))
+            assert offered(status, {role}.__contains__, is_owner=False) == expected
+        owner = tuple(op for op in TRANSITIONS if may(OWNER, op, status))
+        assert offered(status, lambda _r: False, is_owner=True) == owner
+        assert offered(status, lambda _r: False, is_owner=False) == ()
+    assert offered(SealStatus.APPLIED, lambda r: r == REVIEWER, is_owner=False) == (
+        "approve",
+        "reject",
+    )
+    assert offered(SealStatus.APPROVED, lambda r: r == REVIEWER, is_owner=False) == ()

@@ -23,7 +23,7 @@ NO_PLATFORM = cast(Any, object())
 
 def test_every_service_has_its_servicer_and_the_routers_are_named() -> None:
     assert list(SERVICERS) == list(SERVICE_NAMES)
-    assert list(ROUTERS) == ["oidc", "ca", "license"]
+    assert list(ROUTERS) == ["oidc", "ca", "license", "console"]
     for factory in (*SERVICERS.values(), *ROUTERS.values()):
         assert factory.__module__.startswith("govtrust.api.")
 

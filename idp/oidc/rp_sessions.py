@@ -1,0 +1,295 @@
+"""First-party relying parties (the web console): their registration and their sessions.
+
+The console logs in through this provider like any portal — a confidential client, the
+authorization code with PKCE — but it is part of govtrust, so its client is registered by the
+serving process itself (:func:`ensure_first_party_client`) with a secret derived from the
+master key (every worker derives the same one; nothing to hand out or store).
+
+After the code exchange the console keeps a server-side session (:class:`RpSessions`): a
+random cookie whose digest finds the row, the OIDC grant behind it (a revoked grant — SSO
+logout, identity suspended — ends it), a synchroniser CSRF token, and the times the idle and
+absolute timeouts run from. The PKCE verifier and nonce of a login in flight are derived from
+its ``state`` (:func:`login_secrets`), so the only thing the browser carries is the state.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from govtrust import audit
+from govtrust.db import Database, as_utc
+from govtrust.errors import AlreadyExists
+from govtrust.principal import Principal
+from idp.oidc.clients import Client, ClientRegistry, hash_secret
+from idp.oidc.models import OidcClientRow, OidcRpSessionRow
+from idp.oidc.sessions import end_identity_sessions
+
+FIRST_PARTY_PURPOSE = "idp/oidc-first-party/v1"
+SYSTEM = Principal("system", "first-party-clients", frozenset({"admin"}))
+# last_seen_at is written at most this often per session (reads stay reads); the idle timeout
+# is therefore exact to within this many seconds
+TOUCH_SECONDS = 30
+
+
+def _mac(key: bytes, *parts: str) -> bytes:
+    return hmac.new(key, "\x00".join(parts).encode(), hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def first_party_secret(key: bytes, client_id: str) -> str:
+    """The client secret of a first-party client, derived from ``key`` (the master key's
+    :data:`FIRST_PARTY_PURPOSE` key): the same in every worker, never stored in clear."""
+    return _b64(_mac(key, "client-secret", client_id))
+
+
+def login_secrets(key: bytes, state: str) -> tuple[str, str, str]:
+    """``(code_verifier, code_challenge, nonce)`` of the login carrying ``state``: derived, so
+    the console stores nothing for a login in flight and a state it did not make is useless."""
+    verifier = _b64(_mac(key, "pkce", state))
+    challenge = _b64(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge, _b64(_mac(key, "nonce", state))[:32]
+
+
+def ensure_first_party_client(
+    registry: ClientRegistry,
+    key: bytes,
+    *,
+    client_id: str,
+    client_name: str,
+    redirect_uri: str,
+    post_logout_redirect_uri: str,
+) -> str:
+    """Register the first-party client (or bring its redirect URIs and secret up to date);
+    returns its secret. Idempotent and safe to race from several workers."""
+    secret = first_party_secret(key, client_id)
+    existing = registry.find(client_id)
+    if existing is None:
+        try:
+            registry.register(
+                SYSTEM,
+                client_name=client_name,
+                client_id=client_id,
+                redirect_uris=[redirect_uri],
+                post_logout_redirect_uris=[post_logout_redirect_uri],
+                grant_types=["authorization_code"],
+                allowed_scopes=["openid", "profile"],
+                client_secret=secret,
+            )
+        except (AlreadyExists, IntegrityError):  # another worker registered it first
+            existing = registry.find(client_id)
+    if existing is not None and not _current(
+        existing, secret, redirect_uri, post_logout_redirect_uri
+    ):
+        _update(registry.db, client_id, secret, redirect_uri, post_logout_redirect_uri)
+    return secret
+
+
+def _current(client: Client, secret: str, redirect_uri: str, post_logout: str) -> bool:
+    return (
+        client.check_secret(secret)
+        and client.redirect_uris == (redirect_uri,)
+        and client.post_logout_redirect_uris == (post_logout,)
+    )
+
+
+def _update(db: Database, client_id: str, secret: str, redirect_uri: str, post_logout: str) -> None:
+    import json
+
+    with db.transaction() as session:
+        row = session.get(OidcClientRow, client_id)
+        if row is None:
+            return
+        row.secret_hash = hash_secret(secret)
+        row.redirect_uris = json.dumps([redirect_uri])
+        row.post_logout_redirect_uris = json.dumps([post_logout])
+        audit.append(
+            session,
+            actor=SYSTEM.actor,
+            action="oidc.client.update",
+            target=f"oidc-client:{client_id}",
+            details={"redirect_uris": [redirect_uri], "first_party": True},
+        )
+
+
+@dataclass(frozen=True)
+class RpSession:
+    """A live console session: its grant (the principal comes from it) and CSRF token."""
+
+    grant_id: str
+    identity_id: str
+    sid: str
+    id_token: str
+    csrf: str
+    created_at: datetime
+
+
+class SessionExpired(Exception):
+    """The cookie names a session past its idle or absolute timeout, or ended."""
+
+
+class RpSessions:
+    """Server-side sessions of a first-party client, with idle and absolute timeouts."""
+
+    def __init__(
+        self,
+        db: Database,
+        client_id: str,
+        now: Callable[[], datetime],
+        *,
+        idle_seconds: int,
+        absolute_seconds: int,
+    ) -> None:
+        self.db = db
+        self.client_id = client_id
+        self.now = now
+        self.idle = timedelta(seconds=idle_seconds)
+        self.absolute = timedelta(seconds=absolute_seconds)
+
+    def open(self, *, grant_id: str, identity_id: str, sid: str, id_token: str) -> str:
+        """Open a session for a grant just obtained; returns the cookie value (only its digest
+        is stored)."""
+        cookie = secrets.token_urlsafe(32)
+        now = self.now()
+        with self.db.transaction() as session:
+            session.add(
+                OidcRpSessionRow(
+                    cookie_hash=hash_secret(cookie),
+                    client_id=self.client_id,
+                    grant_id=grant_id,
+                    identity_id=identity_id,
+                    sid=sid,
+                    id_token=id_token,
+                    csrf=secrets.token_urlsafe(32),
+                    created_at=now,
+                    last_seen_at=now,
+                    ended_at=None,
+                )
+            )
+            audit.append(
+                session,
+                actor=f"user:{identity_id}",
+                action="console.login",
+                target=f"oidc-grant:{grant_id}",
+                details={"client": self.client_id},
+            )
+        return cookie
+
+    def resume(self, cookie: str | None) -> RpSession | None:
+        """The live session behind ``cookie`` (its idle clock restarted); ``None`` for no or an
+        unknown cookie; :class:`SessionExpired` past a timeout (the row is ended)."""
+        if not cookie:
+            return None
+        digest = hash_secret(cookie)
+        now = self.now()
+        with self.db.read() as session:
+            row = session.get(OidcRpSessionRow, digest)
+            if row is None or row.client_id != self.client_id:
+                return None
+            found = RpSession(
+                row.grant_id,
+                row.identity_id,
+                row.sid,
+                row.id_token,
+                row.csrf,
+                as_utc(row.created_at),
+            )
+            ended, last_seen = row.ended_at, as_utc(row.last_seen_at)
+        if ended is not None:
+            raise SessionExpired("the session has ended")
+        if now - last_seen > self.idle or now - found.created_at > self.absolute:
+            self._end(digest, now, "timeout")
+            raise SessionExpired("the session timed out")
+        if (now - last_seen).total_seconds() >= TOUCH_SECONDS:
+            with self.db.transaction() as session:
+                session.execute(
+                    update(OidcRpSessionRow)
+                    .where(OidcRpSessionRow.cookie_hash == digest)
+                    .values(last_seen_at=now)
+                )
+        return found
+
+    def end(self, cookie: str | None) -> RpSession | None:
+        """Log out: end the session behind ``cookie``; the ended session (for the RP-initiated
+        logout at the provider), or ``None``."""
+        if not cookie:
+            return None
+        digest = hash_secret(cookie)
+        with self.db.read() as session:
+            row = session.get(OidcRpSessionRow, digest)
+            if row is None or row.ended_at is not None:
+                return None
+            found = RpSession(
+                row.grant_id,
+                row.identity_id,
+                row.sid,
+                row.id_token,
+                row.csrf,
+                as_utc(row.created_at),
+            )
+        self._end(digest, self.now(), "logout")
+        return found
+
+    def _end(self, digest: bytes, now: datetime, why: str) -> None:
+        with self.db.transaction() as session:
+            row = session.get(OidcRpSessionRow, digest)
+            if row is None or row.ended_at is not None:
+                return
+            row.ended_at = now
+            audit.append(
+                session,
+                actor=f"user:{row.identity_id}",
+                action=f"console.{why}",
+                target=f"oidc-grant:{row.grant_id}",
+            )
+
+    def end_everywhere(self, identity_id: str) -> int:
+        """Log out everywhere: end every console session and SSO session of ``identity_id``
+        and revoke its grants (tokens given to other portals stop validating), audited in one
+        transaction; the number of grants revoked."""
+        now = self.now()
+        with self.db.transaction() as session:
+            session.execute(
+                update(OidcRpSessionRow)
+                .where(
+                    OidcRpSessionRow.identity_id == identity_id,
+                    OidcRpSessionRow.ended_at.is_(None),
+                )
+                .values(ended_at=now)
+            )
+            revoked = end_identity_sessions(session, identity_id, now, "logout_everywhere")
+            audit.append(
+                session,
+                actor=f"user:{identity_id}",
+                action="console.logout_everywhere",
+                target=f"identity:{identity_id}",
+                details={"grants_revoked": revoked},
+            )
+        return revoked
+
+    def live_count(self, identity_id: str) -> int:
+        """How many sessions of ``identity_id`` are open (for tests and the citizen page)."""
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(OidcRpSessionRow.cookie_hash).where(
+                    OidcRpSessionRow.identity_id == identity_id,
+                    OidcRpSessionRow.ended_at.is_(None),
+                )
+            )
+            return len(list(rows))
+
+
+def check_csrf(session: RpSession, presented: str) -> bool:
+    """Whether a form's CSRF token is the session's synchroniser token (constant time)."""
+    return bool(presented) and hmac.compare_digest(session.csrf, presented)
