@@ -500,3 +500,45 @@ def test_qr_symbols_are_standard_and_read_back() -> None:
     assert max(versions) > 17 + 4 * 14  # alignment patterns in several rows, version information
     with pytest.raises(ValueError, match="alphanumeric"):
         qr_matrix("gt1:lower case", alphanumeric=True)
+
+
+def test_qr_mask_is_the_encoders_own_choice() -> None:
+    """``qr_matrix`` picks the data mask itself (from the symbol zxing-cpp makes with mask 0):
+    every module, format information included, is the symbol zxing-cpp makes when it searches
+    the eight masks by itself — over versions 1 to 31, byte and alphanumeric payloads."""
+    import random
+    import string
+
+    import zxingcpp
+
+    from license.qr_symbol import qr_matrix
+
+    alphanumeric_set = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+    chooser = random.Random(22)
+    sizes, masks = set(), set()
+    for length in (1, 7, 20, 45, 113, 200, 408, 650, 1000, 1400) * 6:
+        alphanumeric = chooser.random() < 0.5
+        pool = alphanumeric_set if alphanumeric else string.printable[:94]
+        data = "".join(chooser.choice(pool) for _ in range(length))
+        symbol = zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
+        image = symbol.to_image(scale=1, add_quiet_zones=False)
+        pixels = memoryview(image).tobytes()  # type: ignore[arg-type]
+        size = int(len(pixels) ** 0.5)
+        expected = [
+            "".join("1" if p < 128 else "0" for p in pixels[r * size : (r + 1) * size])
+            for r in range(size)
+        ]
+        assert qr_matrix(data, alphanumeric=alphanumeric) == expected, (length, data)
+        sizes.add(size)
+        masks.add(next(m for m in range(8) if _with_mask(data, m) == pixels))
+    assert min(sizes) == 21 and max(sizes) > 17 + 4 * 25, sizes
+    assert len(masks) >= 5, masks  # the choice is not one fixed mask
+
+
+def _with_mask(data: str, mask: int) -> bytes:
+    import zxingcpp
+
+    symbol = zxingcpp.create_barcode(
+        data, zxingcpp.BarcodeFormat.QRCode, ec_level="M", data_mask=mask
+    )
+    return memoryview(symbol.to_image(scale=1, add_quiet_zones=False)).tobytes()  # type: ignore[arg-type]
