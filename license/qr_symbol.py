@@ -7,9 +7,10 @@ are Python integers (one bit a module, light gaps between rows) and the four pen
 a few dozen shifts, ANDs and popcounts each. The same rules as the encoder's own mask search
 (libzint's ``qr_evaluate``: the edge counts as light in rule 3), so the symbol is the one
 zxing-cpp picks by itself (tested), in ~0.2 ms for a version-12 symbol where its search takes
-~0.8 ms, segno (pure Python) ~16 ms. The licence documents draw that matrix as vector modules
-(:mod:`license.pdf_writer`, :mod:`license.ofd_writer`); :func:`render_svg` and
-:func:`render_png` are segno's own pictures (the offline payload, :mod:`license.qr`).
+~0.8 ms, segno (pure Python) ~16 ms. The licence documents draw that matrix
+(:mod:`license.pdf_writer` as a 1-bit image mask, :mod:`license.ofd_writer` as vector
+modules); :func:`render_svg` and :func:`render_png` are segno's own pictures (the offline
+payload, :mod:`license.qr`).
 """
 
 from __future__ import annotations
