@@ -129,9 +129,17 @@ def _pdf_text(text: str) -> bytes:
     return b"<feff" + text.encode("utf-16-be").hex().encode() + b">"
 
 
-def _stream(dictionary: bytes, data: bytes, *, compress: bool = True, level: int = 6) -> bytes:
+def _stream(
+    dictionary: bytes,
+    data: bytes,
+    *,
+    compress: bool = True,
+    level: int = 6,
+    strategy: int = zlib.Z_DEFAULT_STRATEGY,
+) -> bytes:
     if compress:
-        data = zlib.compress(data, level)
+        compressor = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+        data = compressor.compress(data) + compressor.flush()
         dictionary += b"/Filter/FlateDecode"
     return b"<<" + dictionary + b"/Length %d>>\nstream\n" % len(data) + data + b"\nendstream"
 
@@ -222,7 +230,9 @@ def write_pdf(page: Page, doc: DocumentInput, certificates: Sequence[bytes] = ()
         b"<</Type/FontDescriptor/FontName" + name + b"/Flags 4/FontBBox[" + bbox.encode()
         + b"]/ItalicAngle 0/Ascent %d/Descent %d/CapHeight %d/StemV 80/FontFile2 8 0 R>>"
         % (round(font.ascent * scale), round(font.descent * scale), round(ascent * 0.8)),
-        _stream(b"", font.compact_subset(canvas.new_id), level=1),  # level 6: 2× the time
+        # Huffman coding only (no LZ77 matching): 0.15 ms and 22 kB for the ~28 kB subset, where
+        # level 1 took 0.45 ms for 19 kB (glyph outlines repeat little; level 6: 1 ms, 18 kB)
+        _stream(b"", font.compact_subset(canvas.new_id), strategy=zlib.Z_HUFFMAN_ONLY),
         _stream(b"", _to_unicode(cids)),
         b"<</Title" + _pdf_text(f"{meta.name} {meta.holder_name}")
         + b"/Subject" + _pdf_text(meta.identifier) + b"/Author" + _pdf_text(meta.issuer_name)
