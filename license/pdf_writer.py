@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from license.fonts import licence_font
 from license.layout import PT_PER_MM, DocumentInput, Page, QrCode, Rect, Text, text_width
 from license.qr_symbol import qr_matrix
+from seal.fastpdf import Outline
 
 JWS_FILE = "licence.jws"
 QR_FILE = "licence-qr.txt"  # sorts before JWS_FILE in the name tree
@@ -176,6 +177,14 @@ def write_pdf(page: Page, doc: DocumentInput, certificates: Sequence[bytes] = ()
     """The PDF file of ``page``: catalog, page, font, embedded files (``doc``'s signed data and
     QR payload), info, and ``certificates`` (the CA hierarchy: the time-stamp's chain for
     offline checking) in the /DSS; classic xref table."""
+    return write_outlined_pdf(page, doc, certificates)[0]
+
+
+def write_outlined_pdf(
+    page: Page, doc: DocumentInput, certificates: Sequence[bytes] = ()
+) -> tuple[bytes, Outline]:
+    """:func:`write_pdf` and what the seal needs to know of the file to append its signature
+    without parsing it (:class:`seal.fastpdf.Outline`)."""
     canvas = _draw(page)
     font = canvas.font
     cids = canvas.cids
@@ -264,4 +273,13 @@ def write_pdf(page: Page, doc: DocumentInput, certificates: Sequence[bytes] = ()
         b"trailer\n<</Size %d/Root 1 0 R/Info 10 0 R/ID[<%s><%s>]>>\nstartxref\n%d\n%%%%EOF\n"
         % (len(objects) + 1, file_id, file_id, xref)
     )
-    return bytes(out)
+    outline = Outline(
+        size=len(objects) + 1,
+        startxref=xref,
+        catalog=(1, objects[0]),
+        page=(3, objects[2]),
+        media_box=(0.0, 0.0, float(b"%.2f" % w_pt), float(b"%.2f" % h_pt)),
+        info=b"10 0 R",
+        file_id=b"<%s>" % file_id,
+    )
+    return bytes(out), outline
