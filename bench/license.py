@@ -212,8 +212,11 @@ PG_ADMIN = os.environ.get("GOVTRUST_TEST_PG_URL", "postgresql://postgres@127.0.0
 TARGET_BULK = 300.0
 
 
-def _pg_job(job: tuple[str, str, float, int, int, str]) -> float:
-    """One worker process of the PostgreSQL run: licences/s per request, or in bulk."""
+def _pg_job(job: tuple[str, str, float, int, int, str]) -> tuple[float, float, float, int]:
+    """One worker process of the PostgreSQL run: (licences/s per request or in bulk; in bulk,
+    this process's CPU seconds, PostgreSQL's backends' CPU seconds over the same time — every
+    backend of the database, the other workers' included, 0 where unreadable — and the
+    licences issued)."""
     from govtrust.config import Settings
     from govtrust.server.wiring import open_wired
     from license.bulk_issuance import SourceRow
@@ -225,7 +228,7 @@ def _pg_job(job: tuple[str, str, float, int, int, str]) -> float:
         service = runtime_for(platform).service
         request = _bench_request()
         if mode == "request":
-            return rate(lambda: service.issue(DEPT, request), seconds)
+            return rate(lambda: service.issue(DEPT, request), seconds), 0.0, 0.0, 0
         counter = itertools.count()
 
         def one(size: int) -> int:
@@ -235,12 +238,38 @@ def _pg_job(job: tuple[str, str, float, int, int, str]) -> float:
             return size
 
         one(4)  # warm up
-        done, start = 0, time.perf_counter()
+        database = url.rsplit("/", 1)[1]
+        done, start, cpu = 0, time.perf_counter(), time.process_time()
+        backends = _backend_cpu(database)
         while time.perf_counter() - start < seconds:
             done += one(chunk)
-        return done / (time.perf_counter() - start)
+        backends = _backend_cpu(database) - backends
+        cpu = time.process_time() - cpu
+        return done / (time.perf_counter() - start), cpu, max(backends, 0.0), done
     finally:
         platform.close()
+
+
+def _backend_cpu(database: str) -> float:
+    """CPU seconds of PostgreSQL's backends connected to ``database`` (from /proc: the server
+    runs on this machine; 0 where a backend cannot be read)."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
+        pids = [
+            row[0]
+            for row in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+            )
+        ]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _documents_as(data_dir: str, url: str, formats: tuple[str, ...]) -> None:
@@ -321,6 +350,7 @@ def run_bulk(seconds: float, workers: int, chunk: int, cli_rows: int = 0) -> int
             finally:
                 platform.close()
             results: dict[str, float] = {}
+            cpu: dict[str, tuple[float, float]] = {}
             if cli_rows:
                 results["cli"] = _cli_import(scratch, url, cli_rows, workers)
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -328,7 +358,13 @@ def run_bulk(seconds: float, workers: int, chunk: int, cli_rows: int = 0) -> int
                     if mode == "bulk_ofd":  # the same type, issued as OFD only
                         _documents_as(scratch, url, ("ofd",))
                     jobs = [(scratch, url, seconds, chunk, w, mode) for w in range(workers)]
-                    results[mode] = sum(pool.map(_pg_job, jobs))
+                    measured = pool.map(_pg_job, jobs)
+                    results[mode] = sum(m[0] for m in measured)
+                    issued = max(sum(m[3] for m in measured), 1)
+                    cpu[mode] = (  # per licence: the workers', and the backends' (each saw all)
+                        sum(m[1] for m in measured) / issued,
+                        max(m[2] for m in measured) / issued,
+                    )
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -344,6 +380,14 @@ def run_bulk(seconds: float, workers: int, chunk: int, cli_rows: int = 0) -> int
         f"instead: {results['bulk_ofd']:8.1f}/s   ×{results['bulk_ofd'] / results['bulk']:.2f} "
         "the bulk PDF path"
     )
+    for mode, label in (("bulk", "bulk PDF"), ("bulk_ofd", "bulk OFD")):
+        process, backends = cpu[mode]
+        print(
+            f"server CPU per licence, {label}: {process * 1000:.2f} ms in the issuing process + "
+            f"{backends * 1000:.2f} ms in PostgreSQL's backends = "
+            f"{(process + backends) * 1000:.2f} ms   (load average "
+            f"{os.getloadavg()[0]:.1f})"
+        )
     if "cli" in results:
         print(
             f"govtrust license import of {cli_rows} CSV rows, --streams {workers} (whole "

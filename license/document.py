@@ -30,7 +30,7 @@ from license.days import licence_day
 from license.departments import DOCUMENT_KIND
 from license.layout import DocumentInput, Page, lay_out
 from license.ofd_writer import ofd_contents, write_ofd
-from license.pdf_writer import write_pdf
+from license.pdf_writer import write_outlined_pdf, write_pdf
 from seal.lifecycle import UseContext
 from seal.ofd_seal import SealedOfd, SealOfd
 from seal.pdf import PdfSealRequest, SealPdf, design_of
@@ -109,7 +109,7 @@ class LicenceDocuments:
     def make_pdf(self, doc: DocumentInput, context: UseContext) -> bytes:
         """Render and seal (PAdES B-T) with ``context``'s seal; records nothing."""
         page = _page(doc, context.seal)
-        pdf = write_pdf(page, doc, self._certificates())
+        pdf, outline = write_outlined_pdf(page, doc, self._certificates())
         x, y = page.layout.seal_centre
         sealed, _, _ = self.seal_pdf.sign(
             context,
@@ -121,6 +121,7 @@ class LicenceDocuments:
                 document_kind=DOCUMENT_KIND,
                 reason=f"签发电子证照 {doc.metadata.identifier}",
                 field_name=SEAL_FIELD,
+                outline=outline,  # the seal appends without parsing the file just written
             ),
         )
         return sealed

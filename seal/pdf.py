@@ -64,6 +64,7 @@ class PdfSealRequest:
     reason: str = ""
     location: str = ""
     field_name: str = ""
+    outline: fastpdf.Outline | None = None  # from the PDF's own writer: the seal skips parsing
 
 
 @dataclass(frozen=True)
@@ -404,6 +405,7 @@ class SealPdf:
                 timestamp=self.service.authority.timestamp
                 if request.level is PadesLevel.B_T
                 else None,
+                outline=request.outline,
             )
         )
         return sealed, field, moment

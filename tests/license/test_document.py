@@ -327,6 +327,54 @@ def test_a_document_time_stamp_added_later_is_allowed(licence: Licence) -> None:
     assert check.verdict is Verdict.INVALID and check.reasons[0] == "PDF_MODIFIED", check
 
 
+def test_the_seal_appends_from_the_writers_outline_as_from_a_parse(licence: Licence) -> None:
+    """``make_pdf`` hands the seal the writer's :class:`~seal.fastpdf.Outline` (no parse): the
+    update replaces and adds the same objects, in the same places, as the parsing path, and
+    checks the same; an outline that does not fit the file falls back to pyHanko's path."""
+    import re
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    from license.document import SEAL_FIELD, _page
+    from license.pdf_writer import write_outlined_pdf
+
+    page = _page(licence.doc, licence.context.seal)
+    pdf, outline = write_outlined_pdf(page, licence.doc, licence.documents._certificates())
+    x, y = page.layout.seal_centre
+    request = PdfSealRequest(
+        licence.context.seal.id, pdf, Position(1, x, y), PadesLevel.B_T, field_name=SEAL_FIELD
+    )
+    sealer = licence.documents.seal_pdf
+
+    def update(sealed: bytes) -> tuple[list[bytes], dict[str, object]]:
+        tail = sealed[len(pdf) :]
+        objects = re.findall(rb"\n(\d+ 0) obj\n", b"\n" + tail)
+        reader = PdfFileReader(io.BytesIO(sealed))
+        [field] = reader.root["/AcroForm"]["/Fields"]
+        widget = field.get_object()
+        page_ref = reader.root["/Pages"]["/Kids"].raw_get(0)
+        return objects, {
+            "name": str(widget["/T"]),
+            "rect": [round(float(v), 2) for v in widget["/Rect"]],
+            "on_page": widget.get_value_as_reference("/P").idnum == page_ref.idnum,
+            "annots": len(page_ref.get_object()["/Annots"]),
+            "size": int(reader.trailer["/Size"]),
+            "info": reader.trailer.raw_get("/Info").idnum,
+            "first_id": reader.trailer["/ID"][0],
+        }
+
+    outlined, _, _ = sealer.sign(licence.context, replace(request, outline=outline))
+    parsed, _, _ = sealer.sign(licence.context, request)
+    assert update(outlined) == update(parsed)
+    assert update(outlined)[1]["on_page"] and update(outlined)[1]["annots"] == 1
+    for sealed in (outlined, parsed):
+        check = check_pdf(sealed, licence.roots, licence.lists)
+        assert check.verdict is Verdict.VALID, check.reasons
+    wrong = replace(outline, startxref=outline.startxref - 1)  # not where the table starts
+    fallback, _, _ = sealer.sign(licence.context, replace(request, outline=wrong))
+    assert check_pdf(fallback, licence.roots, licence.lists).verdict is Verdict.VALID
+
+
 def test_a_pdf_sealed_by_another_seal_is_a_signer_mismatch(licence: Licence) -> None:
     w = licence.world
     contract = w.active_seal(SealKind.CONTRACT)
@@ -500,3 +548,45 @@ def test_qr_symbols_are_standard_and_read_back() -> None:
     assert max(versions) > 17 + 4 * 14  # alignment patterns in several rows, version information
     with pytest.raises(ValueError, match="alphanumeric"):
         qr_matrix("gt1:lower case", alphanumeric=True)
+
+
+def test_qr_mask_is_the_encoders_own_choice() -> None:
+    """``qr_matrix`` picks the data mask itself (from the symbol zxing-cpp makes with mask 0):
+    every module, format information included, is the symbol zxing-cpp makes when it searches
+    the eight masks by itself — over versions 1 to 31, byte and alphanumeric payloads."""
+    import random
+    import string
+
+    import zxingcpp
+
+    from license.qr_symbol import qr_matrix
+
+    alphanumeric_set = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+    chooser = random.Random(22)
+    sizes, masks = set(), set()
+    for length in (1, 7, 20, 45, 113, 200, 408, 650, 1000, 1400) * 6:
+        alphanumeric = chooser.random() < 0.5
+        pool = alphanumeric_set if alphanumeric else string.printable[:94]
+        data = "".join(chooser.choice(pool) for _ in range(length))
+        symbol = zxingcpp.create_barcode(data, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
+        image = symbol.to_image(scale=1, add_quiet_zones=False)
+        pixels = memoryview(image).tobytes()  # type: ignore[arg-type]
+        size = int(len(pixels) ** 0.5)
+        expected = [
+            "".join("1" if p < 128 else "0" for p in pixels[r * size : (r + 1) * size])
+            for r in range(size)
+        ]
+        assert qr_matrix(data, alphanumeric=alphanumeric) == expected, (length, data)
+        sizes.add(size)
+        masks.add(next(m for m in range(8) if _with_mask(data, m) == pixels))
+    assert min(sizes) == 21 and max(sizes) > 17 + 4 * 25, sizes
+    assert len(masks) >= 5, masks  # the choice is not one fixed mask
+
+
+def _with_mask(data: str, mask: int) -> bytes:
+    import zxingcpp
+
+    symbol = zxingcpp.create_barcode(
+        data, zxingcpp.BarcodeFormat.QRCode, ec_level="M", data_mask=mask
+    )
+    return memoryview(symbol.to_image(scale=1, add_quiet_zones=False)).tobytes()  # type: ignore[arg-type]
