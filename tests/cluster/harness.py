@@ -238,13 +238,65 @@ class World:
     verify_der: bytes  # a certificate the verification load checks
     licence_template: dict[str, Any]
     crl_path: str  # an HTTP path the HTTP load fetches
+    seal_id: str  # the department's official seal, which its legal representative may use
+    oidc_client: tuple[str, str]  # client id and secret of the relying party the load plays
+    # per client slot, a few logged-in token families (access token, refresh token) of the
+    # seal owner's legal representative: a family revoked by a refresh-token reuse is replaced
+    # by the next (a browser login cannot run through HAProxy's plain HTTP: secure cookies)
+    logins: list[list[tuple[str, str]]]
 
     @property
     def local_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:5432/{self.database}"
 
 
-def bootstrap(directory: Path) -> World:
+LOGIN_NAME = "cluster.head"
+LOGIN_PASSWORD = "cluster harness password 1"
+
+
+def _login_families(
+    platform: Any, head_id: str, slots: int, families: int
+) -> tuple[tuple[str, str], list[list[tuple[str, str]]]]:
+    """Register the relying party and log the department head in ``slots × families`` times
+    through the OIDC code flow, in process (same database and keys as the replicas)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from govtrust.api.oidc_http import router
+    from idp.oidc.factory import provider_for
+    from tests.oidc.conftest import ADMIN, REDIRECT, REGISTRAR, pkce_pair
+    from tests.oidc.flows import authorize, code_from, exchange, password_login
+
+    provider = provider_for(platform)
+    provider.passwords.set_password(
+        REGISTRAR, identity_id=head_id, login_name=LOGIN_NAME, password=LOGIN_PASSWORD
+    )
+    registered = provider.clients.register(
+        ADMIN, client_name="cluster load", redirect_uris=[REDIRECT]
+    )
+    client = (registered.client.client_id, registered.client_secret or "")
+    app = FastAPI()
+    app.include_router(router(platform))
+    logins: list[list[tuple[str, str]]] = []
+    for _ in range(slots):
+        slot = []
+        for _ in range(families):
+            with TestClient(
+                app, base_url=platform.settings.effective_public_base_url, follow_redirects=False
+            ) as http:
+                verifier, challenge = pkce_pair()
+                response = authorize(
+                    http, client[0], code_challenge=challenge, code_challenge_method="S256"
+                )
+                result = password_login(http, response, login=LOGIN_NAME, password=LOGIN_PASSWORD)
+                code = code_from(result)["code"]
+                tokens = exchange(http, client[0], client[1], code, verifier).json()
+            slot.append((tokens["access_token"], tokens["refresh_token"]))
+        logins.append(slot)
+    return client, logins
+
+
+def bootstrap(directory: Path, issuer: str, *, slots: int = 8, families: int = 3) -> World:
     """Create the database, migrate it, make the CA, the licence department and its seal, the
     service identity the load runs as and its certificate, in this process (as ``govtrust init``
     and an operator would), before any replica starts."""
@@ -261,11 +313,24 @@ def bootstrap(directory: Path) -> World:
         admin.execute(f'CREATE DATABASE "{name}"')
     boot_dir = directory / "boot"
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    platform = open_wired(Settings(data_dir=boot_dir, database_url=url), migrate=True)
+    settings = Settings(data_dir=boot_dir, database_url=url, public_base_url=issuer)
+    platform = open_wired(settings, migrate=True)
     try:
         from bench.license import _department
 
         request = _department(platform)
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}") as conn:
+            found = conn.execute("SELECT id, owner_id FROM seal_seals").fetchone()
+        assert found is not None, "the department has no seal"
+        seal_id, owner_id = found
+        from govtrust.principal import SYSTEM as _SYSTEM
+        from idp.runtime import identity_registry_for
+        from idp.types import IdentityRef
+
+        owner = identity_registry_for(platform).get_legal_person(_SYSTEM, IdentityRef(id=owner_id))
+        oidc_client, logins = _login_families(
+            platform, owner.legal_representative.id, slots, families
+        )
         authority = authority_for(platform)
         chain = b"".join(
             x509.load_der_x509_certificate(i.der).public_bytes(serialization.Encoding.PEM)
@@ -311,6 +376,9 @@ def bootstrap(directory: Path) -> World:
             verify_der=issued.der,
             licence_template=template,
             crl_path=f"/crl/{issued.issuer}.crl",
+            seal_id=seal_id,
+            oidc_client=oidc_client,
+            logins=logins,
         )
     finally:
         platform.close()
@@ -634,7 +702,7 @@ class Cluster:
             self.tls = write_server_tls(
                 self.directory, [self.network.address(i) for i in self.hosts]
             )
-            self.world = bootstrap(self.directory)
+            self.world = bootstrap(self.directory, f"http://127.0.0.1:{self.http_port}")
             self._database = self.world.database
             self.forwarder = PgForwarder(self.network.gateway)
             self.forwarder.start()
@@ -733,7 +801,7 @@ class Load:
     certificate's system id, the licence's request_id), up to :attr:`attempts` times, as a
     well-behaved client does; so a duplicate shows up as two rows for one key."""
 
-    OPS = ("certificate", "licence", "verify", "http")
+    OPS = ("certificate", "licence", "verify", "http", "oidc", "seal")
 
     def __init__(self, c: Cluster, clients: int = 4, *, attempts: int = 6) -> None:
         self.cluster = c
@@ -768,16 +836,23 @@ class Load:
     def _client(self, n: int) -> None:
         import httpx
 
-        from govtrust.v1 import certificate_pb2_grpc, license_pb2_grpc, verify_pb2_grpc
+        from govtrust.v1 import (
+            certificate_pb2_grpc,
+            license_pb2_grpc,
+            seal_pb2_grpc,
+            verify_pb2_grpc,
+        )
 
         c = self.cluster
         channel = grpc.insecure_channel(f"127.0.0.1:{c.grpc_port}")
         stubs = {
+            "seal": seal_pb2_grpc.SealServiceStub(channel),
             "certificate": certificate_pb2_grpc.CertificateServiceStub(channel),
             "licence": license_pb2_grpc.LicenseServiceStub(channel),
             "verify": verify_pb2_grpc.VerifyServiceStub(channel),
         }
         http = httpx.Client(base_url=f"http://127.0.0.1:{c.http_port}", timeout=10)
+        state = _Session(list(c.world.logins[n % len(c.world.logins)]))
         count = 0
         try:
             while not self.stopping.is_set():
@@ -787,16 +862,20 @@ class Load:
                 op = self.OPS[(n + count) % len(self.OPS)]
                 key = f"load-{self.run_tag}-{n}-{count}"
                 count += 1
-                self._operation(op, key, stubs, http)
+                if op in ("oidc", "seal") and state.current is None:
+                    continue  # every token family of this client was revoked
+                self._operation(op, key, stubs, http, state)
         finally:
             channel.close()
             http.close()
 
-    def _operation(self, op: str, key: str, stubs: dict[str, Any], http: Any) -> None:
+    def _operation(
+        self, op: str, key: str, stubs: dict[str, Any], http: Any, state: _Session
+    ) -> None:
         for attempt in range(self.attempts):
             start = time.monotonic()
             try:
-                ack = self._call(op, key, stubs, http)
+                ack = self._call(op, key, stubs, http, state, attempt)
                 self._record(Attempt(op, key, start, time.monotonic(), "OK", ack))
                 return
             except grpc.RpcError as exc:
@@ -812,8 +891,10 @@ class Load:
                 return
             time.sleep(min(0.2 * (attempt + 1), 1.0))
 
-    def _call(self, op: str, key: str, stubs: dict[str, Any], http: Any) -> str:
-        from govtrust.v1 import certificate_pb2, common_pb2, license_pb2, verify_pb2
+    def _call(
+        self, op: str, key: str, stubs: dict[str, Any], http: Any, state: _Session, attempt: int
+    ) -> str:
+        from govtrust.v1 import certificate_pb2, common_pb2, license_pb2, seal_pb2, verify_pb2
 
         w = self.cluster.world
         if op == "certificate":
@@ -860,6 +941,16 @@ class Load:
                 timeout=20,
             )
             return str(reply.report.report_id)
+        if op == "oidc":
+            return state.refresh(http, w.oidc_client, retried=attempt > 0)
+        if op == "seal":
+            assert state.current is not None
+            reply = stubs["seal"].SignData(
+                seal_pb2.SignDataRequest(seal_id=w.seal_id, data=key.encode()),
+                metadata=(("authorization", f"Bearer {state.current[0]}"),),
+                timeout=20,
+            )
+            return f"{reply.event.sequence}:{reply.event.document_digest.value.hex()}"
         try:
             response = http.get(w.crl_path)
         except Exception as exc:  # any transport failure is a CONNECTION error
@@ -873,6 +964,40 @@ class _HttpFailure(Exception):
     """An HTTP load call that did not answer 200 (the message is its code)."""
 
 
+class _Session:
+    """One load client's OIDC session: its current (access, refresh) tokens and spare families.
+
+    A refresh answered with a retryable failure is retried with the same refresh token; if the
+    server had rotated it before the answer was lost, the retry is a reuse, the provider revokes
+    the family (``invalid_grant``) and the client moves to a spare family: the table shows it as
+    ``OIDC_REUSE_AFTER_LOST_ACK``."""
+
+    def __init__(self, families: list[tuple[str, str]]) -> None:
+        self.families = families
+        self.current: tuple[str, str] | None = families.pop(0) if families else None
+
+    def refresh(self, http: Any, client: tuple[str, str], *, retried: bool) -> str:
+        import hashlib
+
+        assert self.current is not None
+        try:
+            response = http.post(
+                "/oidc/token",
+                data={"grant_type": "refresh_token", "refresh_token": self.current[1]},
+                auth=client,
+            )
+        except Exception as exc:  # any transport failure is a CONNECTION error
+            raise _HttpFailure("CONNECTION") from exc
+        if response.status_code == 400 and response.json().get("error") == "invalid_grant":
+            self.current = self.families.pop(0) if self.families else None
+            raise _HttpFailure("OIDC_REUSE_AFTER_LOST_ACK" if retried else "OIDC_INVALID_GRANT")
+        if response.status_code != 200:
+            raise _HttpFailure(f"HTTP_{response.status_code}")
+        body = response.json()
+        self.current = (body["access_token"], body["refresh_token"])
+        return hashlib.sha256(body["refresh_token"].encode()).hexdigest()
+
+
 # --- checks -------------------------------------------------------------------------------------
 
 
@@ -884,6 +1009,7 @@ class PhaseResult:
     started: float  # monotonic time the fault was injected
     recovered: float  # monotonic time HAProxy saw every replica up again
     acknowledged: int = 0
+    acknowledged_by_op: dict[str, int] = field(default_factory=dict)
     lost: int = 0
     duplicated: int = 0
     duplicated_by_op: dict[str, int] = field(default_factory=dict)
@@ -919,6 +1045,8 @@ def check_phase(
     failed = [a for a in mine if a.code != "OK"]
     ok = [a for a in mine if a.code == "OK"]
     result.acknowledged = len(ok)
+    for a in ok:
+        result.acknowledged_by_op[a.op] = result.acknowledged_by_op.get(a.op, 0) + 1
     for a in failed:
         result.errors[a.code] = result.errors.get(a.code, 0) + 1
     result.error_log = [
@@ -961,6 +1089,28 @@ def check_phase(
             )
         }
         lost += [k for k, ident in licences.items() if ident not in stored]
+        refreshed = {a.key: a.ack for a in ok if a.op == "oidc"}
+        stored = {
+            r[0].hex()
+            for r in conn.execute(
+                "SELECT token_hash FROM oidc_refresh_tokens WHERE token_hash = ANY(%s)",
+                ([bytes.fromhex(h) for h in refreshed.values()],),
+            )
+        }
+        lost += [k for k, h in refreshed.items() if h not in stored]
+        sealed = {a.key: a.ack.split(":") for a in ok if a.op == "seal"}
+        events = conn.execute(
+            "SELECT sequence, digest FROM seal_events WHERE seal_id = %s AND digest = ANY(%s)",
+            (c.world.seal_id, [bytes.fromhex(d) for _, d in sealed.values()]),
+        ).fetchall()
+        stored = {f"{seq}:{bytes(d).hex()}" for seq, d in events}
+        lost += [k for k, (seq, d) in sealed.items() if f"{seq}:{d}" not in stored]
+        uses: dict[str, int] = {}
+        for _, d in events:
+            uses[bytes(d).hex()] = uses.get(bytes(d).hex(), 0) + 1
+        twice_sealed = [k for k, (_, d) in sealed.items() if uses.get(d, 0) > 1]
+        if twice_sealed:
+            result.duplicated_by_op["seal"] = len(twice_sealed)
         # a licence key acknowledged with two identifiers (a retry that issued again)
         seen: dict[str, set[str]] = {}
         for a in ok:
@@ -969,7 +1119,7 @@ def check_phase(
         twice_licences = [k for k, ids in seen.items() if len(ids) > 1]
         if twice_licences:
             result.duplicated_by_op["licence"] = len(twice_licences)
-        duplicated += twice_licences
+        duplicated += twice_licences + twice_sealed
         for table, columns in (
             ("ca_certificates", "issuer, serial"),
             ("licences", "issuer_code, status_index"),
