@@ -665,10 +665,11 @@ def pg_cluster() -> tuple[str, str] | None:
 
 
 def restart_postgresql() -> None:
-    """``pg_ctlcluster … restart`` of the local cluster, then wait until it answers."""
+    """``pg_ctlcluster … restart`` (fast shutdown, its default) of the local cluster, then wait
+    until it answers."""
     found = pg_cluster()
     assert found is not None, "pg_lsclusters found no cluster on port 5432"
-    run("pg_ctlcluster", "--skip-systemctl-redirect", found[0], found[1], "restart", "-m", "fast")
+    run("pg_ctlcluster", "--skip-systemctl-redirect", found[0], found[1], "restart")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if run("pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q", check=False).returncode == 0:
@@ -803,8 +804,13 @@ class Load:
 
     OPS = ("certificate", "licence", "verify", "http", "oidc", "seal")
 
-    def __init__(self, c: Cluster, clients: int = 4, *, attempts: int = 6) -> None:
+    def __init__(
+        self, c: Cluster, clients: int = 4, *, attempts: int = 6, first_slot: int = 0
+    ) -> None:
+        """``first_slot``: the first of the bootstrap's login slots this load's clients use (a
+        second load in one cluster takes fresh token families)."""
         self.cluster = c
+        self.first_slot = first_slot
         self.clients = clients
         self.attempts = attempts
         self.records: list[Attempt] = []
@@ -852,7 +858,7 @@ class Load:
             "verify": verify_pb2_grpc.VerifyServiceStub(channel),
         }
         http = httpx.Client(base_url=f"http://127.0.0.1:{c.http_port}", timeout=10)
-        state = _Session(list(c.world.logins[n % len(c.world.logins)]))
+        state = _Session(list(c.world.logins[(self.first_slot + n) % len(c.world.logins)]))
         count = 0
         try:
             while not self.stopping.is_set():
@@ -1213,7 +1219,7 @@ def fault_postgres(c: Cluster, t: Timings, *, real_restart: bool) -> str:
     assert c.forwarder is not None
     if real_restart:
         restart_postgresql()
-        return "PostgreSQL restarted (pg_ctlcluster restart -m fast)"
+        return "PostgreSQL restarted (pg_ctlcluster restart, fast shutdown)"
     c.forwarder.stop()
     time.sleep(t.db_outage)
     c.forwarder.start()
