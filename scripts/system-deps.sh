@@ -6,7 +6,10 @@ purpose=${1:-run}
 # gcc: gmalglib (SM2, hsm/sm2.py) is built from its source distribution
 # fonts-noto-cjk: the seal face (Noto Serif CJK SC, a Song face); fonts-wqy-microhei: licence text
 run_pkgs=(openssl gcc fonts-wqy-microhei fonts-noto-cjk)
-test_pkgs=(openssl gcc softhsm2 poppler-utils libnss3-tools fonts-wqy-microhei fonts-noto-cjk chromium)
+# haproxy, socat, iproute2: the cluster harness (tests/cluster: hosts in network namespaces behind
+# HAProxy, socat forwarding the bridge to PostgreSQL on loopback)
+test_pkgs=(openssl gcc softhsm2 poppler-utils libnss3-tools fonts-wqy-microhei fonts-noto-cjk chromium
+  haproxy socat iproute2)
 # C load generators, so that the two cores go to the servers: h2load (gRPC), wrk (HTTP)
 bench_pkgs=("${test_pkgs[@]}" nghttp2-client wrk)
 case "$purpose" in
