@@ -357,7 +357,11 @@ class CertificateAuthority:
     def refresh(self, fence: Fence | None = None) -> dict[str, int]:
         """The scheduled job (run every few minutes, once per cluster): re-sign OCSP responses
         nearing nextUpdate and republish full and delta CRLs that aged or fell behind a status
-        change. ``fence``: the cluster job's lease, checked where each result is stored."""
+        change. ``fence``: the cluster job's lease, checked first (a stale leader allocates no
+        CRL number) and again where each result is stored."""
+        if fence is not None:
+            with self.ctx.db.transaction() as session:
+                fence.check(session)
         refreshed = ocsp.refresh_due(self.ctx, fence=fence)
         numbers: dict[str, int] = {"ocsp_refreshed": refreshed}
         for name in self.hierarchy.ca_names():

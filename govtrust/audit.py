@@ -382,6 +382,9 @@ def make_checkpoint(
     key = chain_key(db)
     if key is None:
         raise FailedPrecondition("an audit checkpoint needs the chain key")
+    if fence is not None:  # a stale leader stops before it signs or asks for a time-stamp
+        with db.transaction() as session:
+            fence.check(session)
     with db.read() as session:
         head = session.execute(text(HEAD_SQL)).first()
         if head is None:

@@ -118,7 +118,10 @@ def audit_token_check(platform: Platform) -> TokenCheck:
 
 def checkpoint_audit(platform: Platform, fence: Fence | None = None) -> AuditCheckpoint | None:
     """Checkpoint the audit chain's head now (None when the head is already checkpointed);
-    ``fence``: the cluster job's lease."""
+    ``fence``: the cluster job's lease (checked before the signer's key is looked up or made)."""
+    if fence is not None:
+        with platform.db.transaction() as session:
+            fence.check(session)
     return make_checkpoint(platform.db, audit_checkpoint_signer(platform), fence)
 
 

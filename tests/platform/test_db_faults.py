@@ -17,6 +17,7 @@ from sqlalchemy import exc, text
 from govtrust.db import Database, is_connection_fault, postgresql_connect_args
 from govtrust.rpc.status import classify
 from tests.conftest import _pg_admin
+from tests.unchanged import unchanged
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -121,7 +122,7 @@ def test_an_unreachable_server_is_unavailable_not_internal() -> None:
 
 
 def test_a_wrong_statement_stays_internal(db: Database) -> None:
-    with pytest.raises(exc.ProgrammingError) as raised, db.read() as session:
+    with unchanged(db), pytest.raises(exc.ProgrammingError) as raised, db.read() as session:
         session.execute(text("SELECT * FROM no_such_table"))
     assert not is_connection_fault(raised.value)
     assert classify(raised.value, "req-2").code is grpc.StatusCode.INTERNAL
@@ -166,7 +167,7 @@ def test_a_lost_client_idle_in_a_transaction_loses_its_locks(database_url: str) 
             assert time.monotonic() - started < 30, "the idle session kept its lock"
             time.sleep(0.1)
         assert time.monotonic() - started < 10  # ended after ~1 s idle, not at TCP timeout
-        with pytest.raises(exc.DBAPIError) as raised:
+        with unchanged(other), pytest.raises(exc.DBAPIError) as raised:
             session.execute(text("SELECT 1"))
         assert is_connection_fault(raised.value)
         session.close()

@@ -36,6 +36,7 @@ from govtrust.lease import (
 )
 from govtrust.platform import Platform
 from govtrust.server.wiring import CA_REFRESH_JOB, checkpoint_audit, open_wired
+from tests.unchanged import unchanged
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,10 +77,11 @@ def test_an_expired_lease_passes_on_and_the_stale_token_is_refused(database: Dat
     new = _take_over(database, "job", "B", ttl, within=10)
     assert time.monotonic() - started <= ttl + 1.0
     assert new.token == old.token + 1
-    with pytest.raises(StaleFence, match="stale"), database.transaction() as session:
-        old.fence.check(session)
-    with pytest.raises(StaleFence):
-        claim_period(database, old.fence, 60)
+    with unchanged(database):
+        with pytest.raises(StaleFence, match="stale"), database.transaction() as session:
+            old.fence.check(session)
+        with pytest.raises(StaleFence):
+            claim_period(database, old.fence, 60)
     with database.transaction() as session:
         new.fence.check(session)  # the current holder's writes pass
     assert claim_period(database, new.fence, 60) is not None
@@ -243,10 +245,11 @@ def test_a_stale_leaders_crl_and_checkpoint_are_refused(
     assert stale is not None
     current = _take_over(b.db, CA_REFRESH_JOB, "B", ttl, within=10)  # A paused past its lease
     crls, checkpoints = _count(a.db, CaCrl), _count(a.db, AuditCheckpoint)
-    with pytest.raises(StaleFence):
-        authority_for(a).refresh(stale.fence)
-    with pytest.raises(StaleFence):
-        checkpoint_audit(a, stale.fence)
+    with unchanged(a.db, a.keystore):
+        with pytest.raises(StaleFence):
+            authority_for(a).refresh(stale.fence)
+        with pytest.raises(StaleFence):
+            checkpoint_audit(a, stale.fence)
     assert (_count(a.db, CaCrl), _count(a.db, AuditCheckpoint)) == (crls, checkpoints)
     numbers = authority_for(b).refresh(current.fence)  # the current leader publishes
     assert numbers["crl:root"] > 0 and numbers["delta-crl:root"] > 0
