@@ -417,9 +417,8 @@ def test_a_dead_claimants_claim_is_taken_over_only_when_it_did_nothing(stack: St
 # --- concurrency (PostgreSQL) ---------------------------------------------------------------
 
 
+@pytest.mark.postgresql_only
 def test_concurrent_duplicates_act_once(stack: Stack, database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("concurrent writers: the PostgreSQL leg (SQLite serialises writers)")
     citizen_id = _assured_citizen(stack)
     request = certificate_pb2.IssueCertificateRequest(
         csr=make_csr(),

@@ -58,11 +58,10 @@ def test_rate_limit_attempts_on_two_hosts_add_up(two_hosts: tuple[Database, Data
     assert other.take("198.51.100.7") == 0.0
 
 
+@pytest.mark.postgresql_only
 def test_concurrent_checks_on_two_hosts_admit_exactly_the_burst(
     two_hosts: tuple[Database, Database], database_url: str
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("concurrent writers: the PostgreSQL leg (SQLite serialises writers)")
     frozen = 2_000_000.0
     limiters = [
         SharedRateLimiter(db, "public-verify", rate=0.001, burst=10, clock=lambda: frozen)
