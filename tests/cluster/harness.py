@@ -805,14 +805,15 @@ class Load:
     OPS = ("certificate", "licence", "verify", "http", "oidc", "seal")
 
     def __init__(
-        self, c: Cluster, clients: int = 4, *, attempts: int = 6, first_slot: int = 0
+        self, c: Cluster, clients: int = 4, *, attempts: int = 12, first_slot: int = 0
     ) -> None:
         """``first_slot``: the first of the bootstrap's login slots this load's clients use (a
         second load in one cluster takes fresh token families)."""
         self.cluster = c
         self.first_slot = first_slot
         self.clients = clients
-        self.attempts = attempts
+        self.attempts = attempts  # about 10 s of retrying: longer than a CI fault lasts
+        self.csrs: dict[str, bytes] = {}  # a retry sends the same request under the same key
         self.records: list[Attempt] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -904,14 +905,16 @@ class Load:
 
         w = self.cluster.world
         if op == "certificate":
-            private = ec.generate_private_key(ec.SECP256R1())
-            csr = (
-                x509.CertificateSigningRequestBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, key)]))
-                .sign(private, hashes.SHA256())
-            )
+            if key not in self.csrs:
+                private = ec.generate_private_key(ec.SECP256R1())
+                self.csrs[key] = (
+                    x509.CertificateSigningRequestBuilder()
+                    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, key)]))
+                    .sign(private, hashes.SHA256())
+                    .public_bytes(serialization.Encoding.DER)
+                )
             request = certificate_pb2.IssueCertificateRequest(
-                csr=csr.public_bytes(serialization.Encoding.DER),
+                csr=self.csrs[key],
                 profile=common_pb2.CERTIFICATE_PROFILE_SERVICE,
                 subject=certificate_pb2.CertificateSubject(
                     service=certificate_pb2.ServiceSubject(system_id=key)
