@@ -59,19 +59,30 @@ def _key(table: Table) -> list[int]:
 
 
 def snapshot_database(
-    db: Database | Engine, tables: Iterable[Table] | None = None
+    db: Database | Engine,
+    tables: Iterable[Table] | None = None,
+    *,
+    ignore_columns: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, TableRows]:
-    """Every table's rows, keyed by primary key, read in one transaction ordered by the key."""
+    """Every table's rows, keyed by primary key, read in one transaction ordered by the key.
+
+    ``ignore_columns`` names, per table, columns whose values are left out (shown as ``...``).
+    """
     engine = _engine(db)
     chosen = list(tables) if tables is not None else _tables(engine)
+    ignored = {name: set(columns) for name, columns in (ignore_columns or {}).items()}
     result: dict[str, TableRows] = {}
     with engine.connect() as connection:
         for table in chosen:
             positions = _key(table)
-            order = [list(table.columns)[i] for i in positions]
+            columns = list(table.columns)
+            order = [columns[i] for i in positions]
+            blank = {
+                i for i, column in enumerate(columns) if column.name in ignored.get(table.name, ())
+            }
             rows: TableRows = {}
             for row in connection.execute(select(table).order_by(*order)):
-                values = tuple(row)
+                values = tuple(... if i in blank else v for i, v in enumerate(row))
                 rows[tuple(values[i] for i in positions)] = values
             result[table.name] = rows
         connection.rollback()
@@ -182,6 +193,16 @@ SPENT_BY_EVERY_REQUEST = ("rate_limit_buckets",)
 (govtrust.shared_limits) — a refused request still spends its caller's budget, which is the
 limit working, not the refusal changing state."""
 
+SCHEDULE_HEARTBEAT = {"cluster_leases": ("expires_at",)}
+"""Columns a running server's cluster-job schedule (govtrust.lease) moves on its own clock: the
+holder renews its leases every tick. Ignored by :func:`unchanged` unless ``schedule=True``; a
+lease changing hands (holder, token) is still a change."""
+
+SCHEDULE_PERIODS = ("cluster_job_runs",)
+"""The schedule's record of which period of which job ran: a new period starts on the clock
+(every two minutes for ``ca.refresh``), whatever the request under test does. Allowed by
+:func:`unchanged` unless ``schedule=True``."""
+
 
 @contextmanager
 def unchanged(
@@ -189,16 +210,22 @@ def unchanged(
     keystore: KeyStore | None = None,
     *paths: Path | str,
     allow: Iterable[str | Path] = (),
+    schedule: bool = False,
 ) -> Iterator[Snapshot]:
     """Fail if the block changes any row of any table, any live key or file (but ``allow``).
 
     ``allow`` names tables, or files and folders among (or under) ``paths``, that may change.
-    ``db`` None checks the key store and files only.
+    ``db`` None checks the key store and files only. The cluster-job schedule's own bookkeeping
+    (lease renewals, new periods; :data:`SCHEDULE_HEARTBEAT`, :data:`SCHEDULE_PERIODS`) is left
+    out unless ``schedule`` is true: a test of the schedule itself checks it too.
     """
     allowed = tuple(str(a) for a in allow)
     engine = _engine(db) if db is not None else None
     names = set(inspect(engine).get_table_names()) if engine is not None else set()
     allowed += tuple(name for name in SPENT_BY_EVERY_REQUEST if name in names)
+    if not schedule:
+        allowed += tuple(name for name in SCHEDULE_PERIODS if name in names)
+    ignore_columns = {} if schedule else SCHEDULE_HEARTBEAT
     given = [Path(p) for p in paths]
     unknown = [
         name
@@ -210,7 +237,9 @@ def unchanged(
 
     def take() -> Snapshot:
         return Snapshot(
-            snapshot_database(engine, tables) if engine is not None else {},
+            snapshot_database(engine, tables, ignore_columns=ignore_columns)
+            if engine is not None
+            else {},
             snapshot_keys(keystore) if keystore is not None else None,
             snapshot_files(paths),
         )

@@ -77,7 +77,7 @@ def test_an_expired_lease_passes_on_and_the_stale_token_is_refused(database: Dat
     new = _take_over(database, "job", "B", ttl, within=10)
     assert time.monotonic() - started <= ttl + 1.0
     assert new.token == old.token + 1
-    with unchanged(database):
+    with unchanged(database, schedule=True):
         with pytest.raises(StaleFence, match="stale"), database.transaction() as session:
             old.fence.check(session)
         with pytest.raises(StaleFence):
@@ -86,6 +86,35 @@ def test_an_expired_lease_passes_on_and_the_stale_token_is_refused(database: Dat
         new.fence.check(session)  # the current holder's writes pass
     assert claim_period(database, new.fence, 60) is not None
     assert claim_period(database, new.fence, 60) is None  # claimed: not twice
+
+
+def test_nothing_changed_lets_the_schedule_renew_and_start_periods_but_not_hand_over(
+    database: Database,
+) -> None:
+    """A running server renews its leases and starts new periods on its own clock while a
+    refusal test's block runs: ``unchanged`` leaves those out (unless ``schedule=True``), but a
+    lease changing holder is still a change."""
+    lease = acquire(database, "job", "A", 30)
+    assert lease is not None
+    with unchanged(database):
+        assert acquire(database, "job", "A", 60) is not None  # a renewal moves only the expiry
+        assert claim_period(database, lease.fence, 60) is not None
+    with (
+        pytest.raises(AssertionError, match="table 'cluster_leases' changed"),
+        unchanged(database, schedule=True),
+    ):
+        acquire(database, "job", "A", 90)
+    with (
+        pytest.raises(AssertionError, match="table 'cluster_job_runs' changed"),
+        unchanged(database, schedule=True),
+    ):
+        claim_period(database, lease.fence, 1)
+    release(database, lease)
+    with (
+        pytest.raises(AssertionError, match="table 'cluster_leases' changed"),
+        unchanged(database),
+    ):
+        assert acquire(database, "job", "B", 30) is not None  # handed over: token, holder
 
 
 def test_a_job_that_failed_is_tried_again_in_its_period(database: Database) -> None:
@@ -245,7 +274,7 @@ def test_a_stale_leaders_crl_and_checkpoint_are_refused(
     assert stale is not None
     current = _take_over(b.db, CA_REFRESH_JOB, "B", ttl, within=10)  # A paused past its lease
     crls, checkpoints = _count(a.db, CaCrl), _count(a.db, AuditCheckpoint)
-    with unchanged(a.db, a.keystore):
+    with unchanged(a.db, a.keystore, schedule=True):
         with pytest.raises(StaleFence):
             authority_for(a).refresh(stale.fence)
         with pytest.raises(StaleFence):
