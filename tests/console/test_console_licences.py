@@ -6,127 +6,33 @@ CSRF — each with nothing changed; markup shown escaped."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
-from ca.authority import authority_for
-from ca.issuance import IssueRequest as CertRequest
-from ca.issuance import SubjectSpec
 from govtrust.errors import PermissionDenied
-from govtrust.principal import SYSTEM, Principal
-from idp.basedata import import_population
-from idp.types import IdentityRef
-from license import catalogue
+from govtrust.principal import Principal
 from license.access import CODE_PREFIX, LicenceAccess
-from license.issuance import IssueRequest
 from license.runtime import runtime_for
 from seal.owners import RegistryOwners
-from tests.console.conftest import USCC, ConsoleEnv, login
-from tests.license.conftest import ISSUER, active_official_seal
-from tests.license.test_catalogue import GOOD_BL
-from tests.license.test_production import PERMIT, PERMIT_CODE
-from tests.seal.conftest import REGISTRAR, resident_id
+from tests.console.conftest import ConsoleEnv, login
+from tests.console.licence_setup import (
+    VERIFIER,
+    Licences,
+    issue_licences,
+    stranger_certificate,
+)
 from tests.unchanged import unchanged
-
-DEPT = Principal("service", "amr-system", frozenset({f"licence-issuer:{ISSUER}"}))
-ADMIN = Principal("user", "admin", frozenset({"admin"}))
-CA_OPERATOR = Principal("user", "ca-op", frozenset({"ca-operator"}))
-VERIFIER = Principal("service", "tax-bureau-system", frozenset({"verifier"}))
-STRANGER_NUMBER = resident_id("11010519950101001")
-
-
-@dataclass(frozen=True)
-class Licences:
-    """What :func:`issue_licences` issued: the company's business licence (with its PDF) and
-    the agent's own permit (no document); a stranger citizen with a password."""
-
-    company_licence: str
-    agent_permit: str
-    stranger_id: str
-
-
-def issue_licences(env: ConsoleEnv) -> Licences:
-    """The department, its active official seal, and the licences the console shows."""
-    platform = env.platform
-    with platform.db.transaction() as session:
-        catalogue.seed_catalogue(session, SYSTEM)
-        catalogue.define_type(session, ADMIN, PERMIT)
-    runtime = runtime_for(platform)
-    registry = runtime.service.registry
-    head = registry.register_citizen(
-        REGISTRAR, name="赵局长", id_number=resident_id("11010519700101001")
-    )
-    dept = registry.register_legal_person(
-        REGISTRAR, uscc=ISSUER, name="测试市市场监督管理局",
-        legal_representative=IdentityRef(id=head.id),
-    )  # fmt: skip
-    active_official_seal(
-        runtime, Principal("user", "director", frozenset(), citizen_id=head.id), dept.id
-    )
-    runtime.invalidate_trust_list()
-    company = runtime.service.issue(
-        DEPT,
-        IssueRequest(
-            type_code=catalogue.BUSINESS_LICENCE_CODE,
-            issuer_code=ISSUER,
-            issuer_name="测试市市场监督管理局",
-            holder_code_type="001",
-            holder_code=USCC,
-            fields=GOOD_BL,
-            valid_from=date(2015, 6, 1),
-        ),
-    )
-    permit = runtime.service.issue(
-        DEPT,
-        IssueRequest(
-            type_code=PERMIT_CODE,
-            issuer_code=ISSUER,
-            issuer_name="测试市市场监督管理局",
-            holder_code_type="111",
-            holder_code=env.agent_number,
-            fields={"KZ_XM": "李四", "KZ_SFZH": env.agent_number, "KZ_LB": "食品从业"},
-        ),
-        document=False,
-    )
-    # the stranger is in the population base data (assurance 2: a citizen certificate needs it)
-    import_population(
-        platform.db,
-        registry.codec,
-        f"name,id_number\n孙八,{STRANGER_NUMBER}\n",
-        principal=REGISTRAR,
-    )
-    stranger = registry.register_citizen(REGISTRAR, name="孙八", id_number=STRANGER_NUMBER)
-    from idp.oidc.factory import provider_for
-    from tests.console.conftest import PASSWORD
-
-    provider_for(platform).passwords.set_password(
-        REGISTRAR, identity_id=stranger.id, login_name="stranger", password=PASSWORD
-    )
-    return Licences(company.identifier, permit.identifier, stranger.id)
 
 
 @pytest.fixture
 def licences(console_env: ConsoleEnv) -> Licences:
     return issue_licences(console_env)
-
-
-def stranger_certificate(env: ConsoleEnv, licences: Licences) -> str:
-    """A citizen certificate of the stranger (key in the store); its SHA-256 fingerprint."""
-    issued = authority_for(env.platform).issue(
-        CA_OPERATOR,
-        CertRequest(
-            profile="citizen",
-            subject=SubjectSpec(identity=licences.stranger_id),
-            generate_key_algorithm="ec-p256",
-        ),
-    )
-    return str(issued.certificate.fingerprint_sha256)
 
 
 def client(env: ConsoleEnv) -> TestClient:
@@ -164,7 +70,9 @@ def test_a_citizen_sees_their_own_licences_and_certificates(
         assert 'data-status="valid"' in listing.text and "健康证明" in listing.text
         page = agent.get(f"/console/licences/{licences.agent_permit}")
         assert page.status_code == 200 and 'id="qr"' in page.text
-        assert "data:image/svg+xml;base64," in page.text and 'id="download-pdf"' not in page.text
+        qr = re.search(r'<img id="qr" src="data:image/png;base64,([^"]+)"', page.text)
+        assert qr and base64.b64decode(qr.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
+        assert 'id="download-pdf"' not in page.text
         assert page.headers["content-security-policy"].startswith("default-src 'none'")
         english = agent.get(f"/console/licences/{licences.agent_permit}?lang=en")
         assert "Access codes" in english.text and "Who checked" in english.text

@@ -23,11 +23,12 @@ from govtrust.api.console.texts import TEXTS
 from govtrust.errors import InvalidArgument, PermissionDenied
 from govtrust.http.limits import body_limit
 from govtrust.principal import Principal
+from idp.oidc.factory import provider_for
 from idp.types import IdentityRef
 from license.access import CheckRecord, GrantView, LicenceAccess
 from license.days import licence_day
 from license.issuance import StoredLicence
-from license.qr_symbol import render_svg
+from license.qr_symbol import render_png
 from license.records import effective_status
 from license.runtime import runtime_for
 from license.signed_data import LicenceMetadata
@@ -93,9 +94,8 @@ def holders_of(principal: Principal, acts_for: Sequence[str] = ()) -> list[Ident
 
 
 def qr_image(payload: str) -> str:
-    """The licence's QR code (its signed QR payload) as a data: URL."""
-    svg = render_svg(payload, scale=3)
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    """The licence's QR code (its signed QR payload) as a PNG data: URL."""
+    return "data:image/png;base64," + base64.b64encode(render_png(payload, scale=3)).decode()
 
 
 def install(api: APIRouter, kit: Kit) -> None:
@@ -117,6 +117,7 @@ def install(api: APIRouter, kit: Kit) -> None:
 
         def call() -> list[tuple[str, list[LicenceLine], bool]]:
             reader = access()
+            directory = provider_for(kit.platform).directory
             day = today()
             sections = []
             for holder in holders_of(user.principal, user.owner_ids):
@@ -128,7 +129,9 @@ def install(api: APIRouter, kit: Kit) -> None:
                     if holder.id in (user.principal.citizen_id, user.principal.legal_person_id):
                         raise
                     continue  # a company the person acts for in other matters (seal use only)
-                sections.append((holder.id or "", [line(s, day) for s in items], bool(more)))
+                known = directory.identity(holder.id or "")
+                name = known.name if known is not None else (holder.id or "")
+                sections.append((name, [line(s, day) for s in items], bool(more)))
             return sections
 
         found = await kit.domain(request, user, call)
