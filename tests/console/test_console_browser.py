@@ -110,7 +110,8 @@ def test_chromium_shows_licences_access_codes_and_certificates(
 ) -> None:
     """The self-service pages in zh and en: the company's licences, a licence with its QR, PDF
     and who checked, an access code created (shown once) and revoked; the agent sees only his
-    own permit; the stranger sees his certificate and is refused the company's licence."""
+    own permit; the stranger sees his certificate (the refusals, each with nothing changed, are
+    test_console_licences.py's)."""
     from datetime import UTC, datetime, timedelta
 
     from tests.console.licence_setup import VERIFIER, issue_licences, stranger_certificate
@@ -149,7 +150,7 @@ def test_chromium_shows_licences_access_codes_and_certificates(
     assert done["code"].startswith("LA1-") and done["code_shown_again"] == 0
     assert done["active_codes"] == 1 and done["revoked_codes"] == 1
     assert done["agent_rows"] == 1 and done["agent_sees_permit"] == 1
-    assert done["certificates"] == 1 and done["stranger_status"] == 403
+    assert done["certificates"] == 1
     for name in done["shots"]:
         data = (shots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < MAX_SCREENSHOT_BYTES, name
