@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from govtrust.api.console.routes import _date as form_date
 from govtrust.api.console.texts import TEXTS
 from govtrust.errors import InvalidArgument, PermissionDenied
 from govtrust.http.limits import body_limit
@@ -250,15 +251,3 @@ def install(api: APIRouter, kit: Kit) -> None:
         if isinstance(done, Response):
             return done
         return RedirectResponse(f"{base}/licences/{done.identifier}?done=revoked", status_code=303)
-
-
-def form_date(value: str, field: str) -> datetime | None:
-    """A ``YYYY-MM-DD`` form date as the end of that day (UTC); ``None`` when empty."""
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        day = datetime.strptime(value, "%Y-%m-%d")
-    except ValueError:
-        raise InvalidArgument.field(field, "a date as YYYY-MM-DD") from None
-    return day.replace(hour=23, minute=59, second=59, tzinfo=UTC)
