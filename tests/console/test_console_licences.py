@@ -105,6 +105,9 @@ def test_a_legal_person_downloads_shares_and_sees_who_checked(
         pdf = company.get(f"/console/licences/{identifier}/document.pdf")
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
         assert pdf.headers["content-type"] == "application/pdf"
+        with nothing_changes(env):  # issued without an OFD; no such format: nothing read
+            assert company.get(f"/console/licences/{identifier}/document.ofd").status_code == 404
+            assert company.get(f"/console/licences/{identifier}/document.txt").status_code == 400
         page = company.get(f"/console/licences/{identifier}")
         assert 'id="download-pdf"' in page.text and 'id="no-checks"' not in page.text
 
@@ -187,6 +190,12 @@ def test_another_persons_licence_or_certificate_is_refused_with_nothing_changed(
         login(agent, "agent")
         with nothing_changes(env):
             assert agent.get(f"/console/certificates/{fingerprint}.pem").status_code == 403
+    with client(env) as reviewer:  # staff hold no licences or certificates of their own
+        login(reviewer, "reviewer")
+        with nothing_changes(env):
+            assert reviewer.get("/console/licences").status_code == 403
+            assert reviewer.get(f"/console/licences/{identifier}").status_code == 403
+            assert reviewer.get("/console/certificates").status_code == 403
         assert f'data-fingerprint="{fingerprint}"' not in agent.get("/console/certificates").text
 
 
