@@ -29,8 +29,19 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text, select, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from govtrust.db import Base, Database, as_utc
 from govtrust.errors import FailedPrecondition
@@ -299,6 +310,52 @@ def append_many(session: Session, entries: Sequence[Entry]) -> list[int]:
     records = chained_records(head, key, datetime.now(UTC), entries)
     session.execute(text(INSERT_SQL), records)
     return [int(r["seq"]) for r in records]
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """An audit record as other packages read it (:func:`records_about`)."""
+
+    seq: int
+    recorded_at: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    details: dict[str, Any]
+
+
+def records_about(
+    session: Session,
+    targets: Sequence[str],
+    *,
+    actions: Sequence[str] = (),
+    action_prefixes: Sequence[str] = (),
+    limit: int = 500,
+) -> list[RecordView]:
+    """The newest records (at most ``limit``, newest first) whose target is one of ``targets``
+    and whose action is one of ``actions`` or starts with one of ``action_prefixes`` (any action
+    when neither is given): how an owner package reads what the chain says about its objects."""
+    if not targets:
+        return []
+    query = select(AuditRecord).where(AuditRecord.target.in_(list(targets)))
+    wanted: list[ColumnElement[bool]] = [AuditRecord.action.in_(list(actions))] if actions else []
+    wanted += [AuditRecord.action.startswith(prefix) for prefix in action_prefixes]
+    if wanted:
+        query = query.where(or_(*wanted))
+    rows = session.scalars(query.order_by(AuditRecord.seq.desc()).limit(limit))
+    return [
+        RecordView(
+            r.seq,
+            as_utc(r.recorded_at),
+            r.actor,
+            r.action,
+            r.target,
+            r.outcome,
+            json.loads(r.details) if r.details else {},
+        )
+        for r in rows
+    ]
 
 
 def head_seq(session: Session) -> int:

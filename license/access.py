@@ -27,6 +27,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from govtrust import audit
+from govtrust.audit import RecordView
 from govtrust.db import as_utc
 from govtrust.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
@@ -74,6 +75,25 @@ class GrantView:
     granted_at: datetime
     revoked_at: datetime | None
     access_count: int
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One check of a licence by someone other than its holder, from the audit chain: a read by
+    the issuing department or a grantee (``how`` ``read``), or a VerifyLicense whose evidence was
+    this licence (``how`` ``verify``, matched by the evidence's SHA-256). Hashes only: never a
+    code, a verifier's reference or the evidence itself."""
+
+    seq: int
+    at: datetime
+    actor: str
+    how: str  # read | verify
+    role: str  # issuer | grantee (reads) or verifier
+    evidence: str  # what was presented: licence / document, or the verify evidence kind
+    outcome: str  # ok, or the verify verdict
+    evidence_sha256: str  # verifications: the evidence's SHA-256 (hex); reads: ""
+    grant_id: str = ""
+    grantee_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -486,3 +506,109 @@ class LicenceAccess:
                 details={"grant": grant_id, "reason": reason},
             )
             return grant_view(grant, now)
+
+    # --- the holder's views: grants and who checked ------------------------------------------
+
+    def _holder_row(self, session: Session, principal: Principal, identifier: str) -> LicenceRow:
+        """The licence row when the caller acts for its holder; NotFound / PermissionDenied."""
+        parse_identifier(identifier, check_uscc=False)
+        row = session.get(LicenceRow, identifier)
+        if row is None:
+            raise NotFound(f"no licence {identifier}")
+        self._holder_of(principal, row)
+        return row
+
+    def list_grants(self, principal: Principal, identifier: str) -> list[GrantView]:
+        """The access grants of licence version ``identifier`` (newest first), for its holder or
+        agent; audited (``licence.access.list``). Never the codes."""
+        now = self._clock()
+        with self.service.db.transaction() as session:
+            row = self._holder_row(session, principal, identifier)
+            grants = session.scalars(
+                select(LicenceAccessGrantRow)
+                .where(LicenceAccessGrantRow.identifier == row.identifier)
+                .order_by(LicenceAccessGrantRow.granted_at.desc(), LicenceAccessGrantRow.id)
+            ).all()
+            views = [grant_view(g, now) for g in grants]
+            audit.append(
+                session,
+                actor=principal.actor,
+                action="licence.access.list",
+                target=identifier,
+                details={"count": len(views)},
+            )
+        return views
+
+    def checks(
+        self, principal: Principal, identifier: str, *, limit: int = 200
+    ) -> list[CheckRecord]:
+        """Who checked licence version ``identifier`` (newest first), for its holder or agent:
+        reads by the issuing department or a grantee (``licence.read.*``), and verifications
+        (``verify.license``) whose evidence's SHA-256 is that of the identifier, the signed
+        data, the QR payload or a document of this version. From the audit chain; records
+        nothing (it reads the record of what others did)."""
+        with self.service.db.read() as session:
+            row = self._holder_row(session, principal, identifier)
+            notes = self.service.annotations(session, [row]).get(identifier, ())
+            stored = self.service.opened(row, notes)
+            forms: list[bytes] = [
+                identifier.encode(),
+                stored.signed_data.encode(),
+                stored.qr_payload.encode(),
+            ]
+            forms += [d for d in (stored.document_pdf, stored.document_ofd) if d is not None]
+            digests = ["sha256:" + hashlib.sha256(f).hexdigest() for f in forms if f]
+            reads = audit.records_about(
+                session, [identifier], action_prefixes=["licence.read."], limit=limit
+            )
+            verifications = audit.records_about(
+                session, digests, actions=["verify.license"], limit=limit
+            )
+            grant_ids = {str(r.details.get("grant", "")) for r in reads} - {""}
+            names = (
+                dict(
+                    session.execute(
+                        select(LicenceAccessGrantRow.id, LicenceAccessGrantRow.grantee_name).where(
+                            LicenceAccessGrantRow.id.in_(grant_ids)
+                        )
+                    ).all()
+                )
+                if grant_ids
+                else {}
+            )
+        found = [_read_check(r, names) for r in reads if r.details.get("role") in _OTHERS]
+        found += [_verify_check(r) for r in verifications]
+        found.sort(key=lambda c: c.seq, reverse=True)
+        return found[:limit]
+
+
+_OTHERS = frozenset({"issuer", "grantee"})  # readers who are not the holder's side
+
+
+def _read_check(record: RecordView, names: dict[str, str]) -> CheckRecord:
+    grant = str(record.details.get("grant", ""))
+    return CheckRecord(
+        record.seq,
+        record.recorded_at,
+        record.actor,
+        "read",
+        str(record.details.get("role", "")),
+        record.action.removeprefix("licence.read."),
+        record.outcome,
+        "",
+        grant,
+        names.get(grant, ""),
+    )
+
+
+def _verify_check(record: RecordView) -> CheckRecord:
+    return CheckRecord(
+        record.seq,
+        record.recorded_at,
+        record.actor,
+        "verify",
+        "verifier",
+        str(record.details.get("evidence_kind", "")),
+        str(record.details.get("verdict", record.outcome)),
+        record.target.removeprefix("sha256:"),
+    )

@@ -5,40 +5,10 @@
 // Phase "b" (after the agent sealed a PDF over gRPC): the representative sees the use and
 // reports the loss, the maker re-makes the seal. Screenshots (zh and en) go to cfg.shots.
 // Usage: node console_e2e.mjs '<json config>'; prints one JSON line of results.
-import { createRequire } from 'node:module';
-const require = createRequire(process.env.RP_DIR + '/package.json');
-const { chromium } = require('playwright-core');
+import { openConsole } from './console_browser.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
-const browser = await chromium.launch({
-  executablePath: cfg.chromium || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
-const result = { shots: [] };
-
-async function as(login) {
-  const context = await browser.newContext({ locale: 'zh-CN', javaScriptEnabled: false,
-                                             viewport: { width: 1100, height: 900 } });
-  const page = await context.newPage();
-  await page.goto(cfg.base + '/console/login');
-  await page.getByLabel('账号', { exact: true }).fill(login);
-  await page.getByLabel('密码', { exact: true }).fill(cfg.password);
-  await Promise.all([page.waitForURL((u) => u.pathname.startsWith('/console/') && !u.pathname.endsWith('/callback')),
-                     page.click('#password-submit')]);
-  return { context, page };
-}
-
-async function shot(page, name) {
-  const path = `${cfg.shots}/${name}`;
-  await page.screenshot({ path, fullPage: true });
-  result.shots.push(name);
-}
-
-async function submit(page, selector) {
-  await Promise.all([page.waitForLoadState('load'), page.waitForNavigation(), page.click(selector)]);
-}
+const { browser, result, as, shot, submit } = await openConsole(cfg);
 
 async function seal(page, id, lang = 'zh-CN') {
   await page.goto(`${cfg.base}/console/seals/${id}?lang=${lang}`);

@@ -30,12 +30,13 @@ from tests.oidc.test_openid_client import RP_DIR, npm_ready
 from tests.seal.conftest import one_page_pdf
 
 SCRIPT = Path(__file__).with_name("console_e2e.mjs")
+LICENCES_SCRIPT = Path(__file__).with_name("console_licences_e2e.mjs")
 MAX_SCREENSHOT_BYTES = 600 * 1024
 
 
-def drive(config: dict[str, Any]) -> dict[str, Any]:
+def drive(config: dict[str, Any], script: Path = SCRIPT) -> dict[str, Any]:
     done = subprocess.run(
-        ["node", str(SCRIPT), json.dumps(config)],
+        ["node", str(script), json.dumps(config)],
         cwd=RP_DIR,
         env={**os.environ, "RP_DIR": str(RP_DIR)},
         capture_output=True,
@@ -98,6 +99,59 @@ def test_chromium_drives_a_seal_from_application_to_remaking(
     old = service.get(seal_id)
     assert old.status is SealStatus.REVOKED and old.replaced_by_seal_id == second["new_seal_id"]
     for name in first["shots"] + second["shots"]:
+        data = (shots / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < MAX_SCREENSHOT_BYTES, name
+        docs_image(name, data)
+
+
+@pytest.mark.slow
+def test_chromium_shows_licences_access_codes_and_certificates(
+    console_env: ConsoleEnv, tmp_path: Path, docs_image: Callable[[str, bytes], Path]
+) -> None:
+    """The self-service pages in zh and en: the company's licences, a licence with its QR, PDF
+    and who checked, an access code created (shown once) and revoked; the agent sees only his
+    own permit; the stranger sees his certificate (the refusals, each with nothing changed, are
+    test_console_licences.py's)."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.console.licence_setup import VERIFIER, issue_licences, stranger_certificate
+    from verify.licences import LicenceCheckRequest, verify_licence_check
+    from verify.service import context_for
+
+    chromium = require_tool("chromium")
+    npm_ready()
+    env = console_env
+    licences = issue_licences(env)
+    stranger_certificate(env, licences)
+    # a department's system verified the licence by its identifier: "who checked" shows it
+    verify_licence_check(
+        context_for(env.platform),
+        VERIFIER,
+        LicenceCheckRequest(form="identifier", value=licences.company_licence),
+    ).audited.result(timeout=30)
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    with LiveServer(env.app(), env.port):
+        done = drive(
+            {
+                "chromium": chromium,
+                "base": env.base,
+                "password": PASSWORD,
+                "shots": str(shots),
+                "company_licence": licences.company_licence,
+                "agent_permit": licences.agent_permit,
+                "code_until": (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%d"),
+            },
+            LICENCES_SCRIPT,
+        )
+    assert done["company_rows"] == 1 and done["company_sees_permit"] == 0
+    assert done["qr_shown"] and done["qr_width"] > 100  # the QR picture loaded (CSP allows it)
+    assert done["pdf_link"] and done["checks"] == 1
+    assert done["code"].startswith("LA1-") and done["code_shown_again"] == 0
+    assert done["active_codes"] == 1 and done["revoked_codes"] == 1
+    assert done["agent_rows"] == 1 and done["agent_sees_permit"] == 1
+    assert done["certificates"] == 1
+    for name in done["shots"]:
         data = (shots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < MAX_SCREENSHOT_BYTES, name
         docs_image(name, data)

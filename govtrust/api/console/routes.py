@@ -779,6 +779,14 @@ def router(platform: Platform) -> APIRouter:
             return result
         return RedirectResponse(f"{BASE}/seals/{seal_id}?done=revoke_use", status_code=303)
 
+    # --- self-service pages of their own modules (licences, certificates) -------------------
+    from govtrust.api.console import certificates, licences
+    from govtrust.api.console.kit import Kit
+
+    kit = Kit(platform, BASE, MAX_FORM_BYTES, _lang, page, refused, logged_in, posted, domain)
+    licences.install(api, kit)
+    certificates.install(api, kit)
+
     return api
 
 

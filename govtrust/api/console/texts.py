@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from govtrust.api.console.texts_self_service import SELF_SERVICE_EN, SELF_SERVICE_ZH
+
 LANGS = ("zh-CN", "en")
 
 _ZH: dict[str, str] = {
@@ -271,5 +273,8 @@ _EN: dict[str, str] = {
     "replaced_by": "Replaced by: ",
     "replaces": "Replaces: ",
 }
+
+_ZH.update(SELF_SERVICE_ZH)  # the licence and certificate pages' words
+_EN.update(SELF_SERVICE_EN)
 
 TEXTS: Mapping[str, Mapping[str, str]] = {"zh-CN": _ZH, "en": _EN}
