@@ -32,6 +32,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from govtrust.api.console import operator
 from govtrust.api.console.texts import TEXTS
 from govtrust.errors import (
     GovtrustError,
@@ -779,6 +780,7 @@ def router(platform: Platform) -> APIRouter:
             return result
         return RedirectResponse(f"{BASE}/seals/{seal_id}?done=revoke_use", status_code=303)
 
+    operator.add_routes(api, platform, operator.Kit(BASE, _lang, page, refused, logged_in, posted))
     return api
 
 
