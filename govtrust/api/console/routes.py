@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
@@ -62,7 +63,7 @@ from seal import images, transitions
 from seal.lifecycle import Application, Making, SealService
 from seal.pdf import design_of
 from seal.runtime import runtime_for
-from seal.types import EventView, SealKind, SealStatus, SealView
+from seal.types import USE_ACTIONS, EventView, SealKind, SealStatus, SealView
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
@@ -153,7 +154,13 @@ def _svg_data(svg: bytes) -> str:
 
 def appearance(seal: SealView) -> str:
     """The seal's picture as a data: URL (the made seal's design, or the application's)."""
-    return _svg_data(images.render_svg(design_of(seal)))
+    return _picture(design_of(seal))
+
+
+@lru_cache(maxsize=2048)
+def _picture(design: images.SealDesign) -> str:
+    """A design's picture (drawn once per design: the seal page is read far more than made)."""
+    return _svg_data(images.render_svg(design))
 
 
 def router(platform: Platform) -> APIRouter:
@@ -540,12 +547,18 @@ def router(platform: Platform) -> APIRouter:
         def load() -> tuple[SealView, list[EventView], list[EventView], list[Any]]:
             service = seals()
             seal = service.get(seal_id)
-            history, _ = service.history(seal_id, page_size=200)
             uses: list[EventView] = []
             grants: list[Any] = []
             if user.owns(seal) or user.staff:
-                every, _ = service.history(seal_id, include_uses=True, page_size=200)
-                uses = [e for e in every if e.action in ("seal_pdf", "seal_ofd", "sign_data")]
+                # one read when the whole history fits a page (most seals), else two
+                every, more = service.history(seal_id, include_uses=True, page_size=400)
+                uses = [e for e in every if e.action in USE_ACTIONS][:200]
+                if more:
+                    history, _ = service.history(seal_id, page_size=200)
+                else:
+                    history = [e for e in every if e.action not in USE_ACTIONS][:200]
+            else:
+                history, _ = service.history(seal_id, page_size=200)
             if user.owns(seal):
                 grants, _ = service.list_grants(
                     user.principal, seal_id=seal_id, include_inactive=True, page_size=100
@@ -797,25 +810,27 @@ def _date(value: str, field: str) -> datetime | None:
 
 
 def _certificates(seal: SealView, t: Mapping[str, str]) -> list[dict[str, str]]:
-    from asn1crypto import x509
-
     out = []
     for label, der in (
         (t["certificate"], seal.certificate_der),
         (t["pdf_certificate"], seal.pdf_certificate_der),
     ):
-        if not der:
-            continue
-        cert = x509.Certificate.load(der)
-        out.append(
-            {
-                "label": label,
-                "subject": cert.subject.human_friendly,
-                "issuer": cert.issuer.human_friendly,
-                "serial": format(cert.serial_number, "x"),
-                "not_before": cert.not_valid_before.strftime("%Y-%m-%d"),
-                "not_after": cert.not_valid_after.strftime("%Y-%m-%d"),
-                "fingerprint": hashlib.sha256(der).hexdigest(),
-            }
-        )
+        if der:
+            out.append({"label": label, **_certificate_fields(der)})
     return out
+
+
+@lru_cache(maxsize=1024)
+def _certificate_fields(der: bytes) -> dict[str, str]:
+    """What the seal page shows of a certificate (parsed once per certificate)."""
+    from asn1crypto import x509
+
+    cert = x509.Certificate.load(der)
+    return {
+        "subject": cert.subject.human_friendly,
+        "issuer": cert.issuer.human_friendly,
+        "serial": format(cert.serial_number, "x"),
+        "not_before": cert.not_valid_before.strftime("%Y-%m-%d"),
+        "not_after": cert.not_valid_after.strftime("%Y-%m-%d"),
+        "fingerprint": hashlib.sha256(der).hexdigest(),
+    }
