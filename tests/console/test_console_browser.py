@@ -33,9 +33,9 @@ SCRIPT = Path(__file__).with_name("console_e2e.mjs")
 MAX_SCREENSHOT_BYTES = 600 * 1024
 
 
-def drive(config: dict[str, Any]) -> dict[str, Any]:
+def drive(config: dict[str, Any], script: Path = SCRIPT) -> dict[str, Any]:
     done = subprocess.run(
-        ["node", str(SCRIPT), json.dumps(config)],
+        ["node", str(script), json.dumps(config)],
         cwd=RP_DIR,
         env={**os.environ, "RP_DIR": str(RP_DIR)},
         capture_output=True,
