@@ -271,7 +271,11 @@ def start_govtrust(data_dir: Path, http_port: int, workers: int) -> Any:
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
     )
-    wait_http(f"http://127.0.0.1:{http_port}/.well-known/openid-configuration")
+    try:  # a loaded machine starts the workers slowly
+        wait_http(f"http://127.0.0.1:{http_port}/.well-known/openid-configuration", 240)
+    except BaseException:
+        stop(process)
+        raise
     return process
 
 
@@ -297,7 +301,11 @@ def start_peer(directory: Path, port: int, workers: int) -> Any:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_http(f"http://127.0.0.1:{port}/page")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/page", 240)
+    except BaseException:
+        stop(process)
+        raise
     return process
 
 
@@ -368,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         script = base / "console.lua"
         script.write_text(WRK_SCRIPT)
         govtrust = start_govtrust(data_dir, gt_port, args.workers)
-        peer = start_peer(base, peer_port, args.workers)
+        try:
+            peer = start_peer(base, peer_port, args.workers)
+        except BaseException:
+            stop(govtrust)
+            raise
         try:
             gt_base = f"http://127.0.0.1:{gt_port}"
             cookie = log_in(gt_base)

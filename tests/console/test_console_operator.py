@@ -64,6 +64,7 @@ def test_the_operator_page_shows_the_hierarchy_key_store_and_audit_chain(
     names = publish_crls(env)
     with client(env) as http:
         login(http, "operator")
+        assert http.get("/console/").headers["location"] == "/console/operator"  # home
         page = http.get("/console/operator")
         assert page.status_code == 200, page.text
         html = page.text

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +76,7 @@ LOGIN_COOKIE = "gt_console_login"
 LANG_COOKIE = "gt_console_lang"
 MAX_FORM_BYTES = 64 * 1024
 PAGE_SIZE = 25
+NAME_SECONDS = 30.0  # how long the header's user name is shown from memory
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 QUEUES: Mapping[str, SealStatus] = {
     "review": SealStatus.APPLIED,
@@ -276,17 +278,31 @@ def router(platform: Platform) -> APIRouter:
         except Unauthenticated:
             await run_sync(sessions.end, cookie)
             return _again(request)
-        info = await run_sync(provider.directory.identity, found.identity_id)
-        name = info.name if info else found.identity_id
+        name = await name_of(found.identity_id)
         if principal.citizen_id and principal.legal_person_id:
-            acting = await run_sync(provider.directory.identity, principal.citizen_id)
-            name = f"{name}（{acting.name if acting else principal.citizen_id}）"
+            name = f"{name}（{await name_of(principal.citizen_id)}）"
         owners: list[str] = []
         if principal.legal_person_id:
             owners.append(principal.legal_person_id)
         elif principal.citizen_id:
             owners += await run_sync(provider.directory.represented_by, principal.citizen_id)
         return User(principal, found, name, tuple(sorted(principal.roles)), tuple(owners))
+
+    names: dict[str, tuple[float, str]] = {}
+
+    async def name_of(identity_id: str) -> str:
+        """An identity's name as the header shows it: display only (the principal, its roles
+        and the grant are re-read on every request), re-read after :data:`NAME_SECONDS`."""
+        now = time.monotonic()
+        hit = names.get(identity_id)
+        if hit is not None and now - hit[0] < NAME_SECONDS:
+            return hit[1]
+        info = await run_sync(provider.directory.identity, identity_id)
+        name = info.name if info else identity_id
+        if len(names) >= 10_000:
+            names.clear()
+        names[identity_id] = (now, name)
+        return name
 
     def _again(request: Request) -> Response:
         heading = TEXTS[_lang(request)]["expired"]
@@ -337,9 +353,11 @@ def router(platform: Platform) -> APIRouter:
                     for q, op in QUEUE_OPERATION.items()
                     if transitions.staff_role(op, user.principal.has_role)
                 ),
-                "all",
+                None,
             )
-            return RedirectResponse(f"{BASE}/queue/{first}", status_code=303)
+            if first is None and user.principal.has_role(operator.OPERATOR_ROLE):
+                return RedirectResponse(f"{BASE}/operator", status_code=303)
+            return RedirectResponse(f"{BASE}/queue/{first or 'all'}", status_code=303)
         if user.owner:
             return RedirectResponse(f"{BASE}/seals", status_code=303)
         return RedirectResponse(f"{BASE}/sessions", status_code=303)
