@@ -267,16 +267,27 @@ def router(platform: Platform) -> APIRouter:
         """The logged-in user; ``None`` without a session; a redirect to log in again past a
         timeout or a revoked grant."""
         cookie = request.cookies.get(COOKIE)
+
+        def resolve() -> tuple[RpSession, Principal | None] | None:
+            """The session and its grant's principal (None once the grant is revoked: the
+            session is ended), in one trip to the worker pool."""
+            found = sessions.resume(cookie)
+            if found is None:
+                return None
+            try:
+                return found, provider.principal_for_grant(found.grant_id)
+            except Unauthenticated:
+                sessions.end(cookie)
+                return found, None
+
         try:
-            found = await run_sync(sessions.resume, cookie)
+            resolved = await run_sync(resolve)
         except SessionExpired:
             return _again(request)
-        if found is None:
+        if resolved is None:
             return None
-        try:
-            principal = await run_sync(provider.principal_for_grant, found.grant_id)
-        except Unauthenticated:
-            await run_sync(sessions.end, cookie)
+        found, principal = resolved
+        if principal is None:
             return _again(request)
         name = await name_of(found.identity_id)
         if principal.citizen_id and principal.legal_person_id:
