@@ -41,7 +41,8 @@ DOCS_IMAGE_TESTS := tests/seal/test_images.py::test_docs_example \
 	tests/license/test_ofd_licence.py::test_easyofd_renders_the_sealed_licence_text_seal_and_both_qr_codes_decode \
 	tests/license/test_public_page.py::test_chromium_shows_a_valid_and_a_revoked_licence \
 	tests/console/test_console_browser.py::test_chromium_drives_a_seal_from_application_to_remaking \
-	tests/console/test_console_browser.py::test_chromium_shows_licences_access_codes_and_certificates
+	tests/console/test_console_browser.py::test_chromium_shows_licences_access_codes_and_certificates \
+	tests/console/test_console_operator_browser.py::test_chromium_shows_the_operator_page_and_verifies_the_chain
 docs-images: system-deps-test $(STAMP)
 	DOCS_IMAGES=$(CURDIR)/docs $(PY) -m pytest -q $(DOCS_IMAGE_TESTS)
 

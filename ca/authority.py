@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select
 
-from ca import crl, issuance, kmc, ocsp, recovery, revocation, tsa
+from ca import crl, health, issuance, kmc, ocsp, recovery, revocation, tsa
 from ca.config import CaConfig
 from ca.context import CaContext
 from ca.csr import parse_csr
@@ -333,6 +333,12 @@ class CertificateAuthority:
     def crl(self, ca: str, *, delta: bool = False) -> crl.CrlInfo:
         """The current full (or delta) CRL of ``ca``."""
         return crl.current(self.ctx, ca, delta=delta)
+
+    def freshness(self, principal: Principal) -> list[health.CaFreshness]:
+        """Each CA's newest CRLs and stored OCSP responses, overdue ones marked (``ca-operator``;
+        read-only: nothing is rebuilt)."""
+        principal.require_role("ca-operator")
+        return health.freshness(self.ctx)
 
     def ocsp(self, request: bytes) -> bytes:
         """Answer a DER OCSP request (never raises)."""

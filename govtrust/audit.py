@@ -46,6 +46,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from govtrust.db import Base, Database, as_utc
 from govtrust.errors import FailedPrecondition
 from govtrust.lease import Fence
+from govtrust.principal import Principal
 
 GENESIS_HASH = "0" * 64
 PG_AUDIT_LOCK = 0x6F7654_A0D1  # advisory lock key serialising appends on PostgreSQL
@@ -364,6 +365,20 @@ def head_seq(session: Session) -> int:
     return int(head[0]) if head is not None else 0
 
 
+def recent_failures(session: Session, limit: int = 20, window: int = 10_000) -> list[AuditRecord]:
+    """The newest records whose outcome is not ``ok`` (refusals, failures) among the last
+    ``window`` records, newest first (a bounded look: the primary key, no scan of the chain)."""
+    first = head_seq(session) - window
+    return list(
+        session.scalars(
+            select(AuditRecord)
+            .where(AuditRecord.seq > first, AuditRecord.outcome != "ok")
+            .order_by(AuditRecord.seq.desc())
+            .limit(limit)
+        )
+    )
+
+
 def claim_recorded(session: Session, token: str, after_seq: int) -> bool:
     """Whether a record after ``after_seq`` carries the idempotency claim ``token``
     (:func:`bind_claim`): whether the effect of the claimed call was committed. Scans only the
@@ -549,10 +564,29 @@ class ChainReport:
     finding: Finding = Finding.INTACT
     legacy_records: int = 0
     checkpoint: AuditCheckpoint | None = field(default=None, compare=False)
+    # where a bounded walk (``limit``) stopped with the chain intact so far; None when done
+    resume: ChainPosition | None = None
 
     @property
     def ok(self) -> bool:
         return self.finding is Finding.INTACT
+
+    @property
+    def done(self) -> bool:
+        """Whether the walk reached the head (or stopped at a problem)."""
+        return self.resume is None
+
+
+@dataclass(frozen=True)
+class ChainPosition:
+    """Where a bounded walk of the chain stopped: the next record to check and what the walk
+    so far established (the link it must continue, the legacy prefix, whether keyed records
+    were seen). Only meaningful to a caller that keeps it unforged (e.g. MACed)."""
+
+    next_seq: int = 1
+    prev_hash: str = GENESIS_HASH
+    legacy: int = 0
+    keyed_seen: bool = False
 
 
 PublicKeys = Callable[[str], bytes]  # key id -> SubjectPublicKeyInfo DER
@@ -560,10 +594,13 @@ PublicKeys = Callable[[str], bytes]  # key id -> SubjectPublicKeyInfo DER
 TokenCheck = Callable[[bytes, bytes], str | None]
 
 
-def _walk(session: Session) -> Iterator[AuditRecord]:
-    yield from session.scalars(
-        select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)
-    )
+def _walk(session: Session, first: int = 1, limit: int | None = None) -> Iterator[AuditRecord]:
+    stmt = select(AuditRecord).order_by(AuditRecord.seq)
+    if first > 1:
+        stmt = stmt.where(AuditRecord.seq >= first)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    yield from session.scalars(stmt.execution_options(yield_per=1000))
 
 
 def _token_imprint(token_der: bytes) -> bytes | None:
@@ -622,6 +659,8 @@ def verify_chain(
     public_keys: PublicKeys | None = None,
     tokens: TokenCheck | None = None,
     external: Sequence[AuditCheckpoint] = (),
+    start: ChainPosition | None = None,
+    limit: int | None = None,
 ) -> ChainReport:
     """Recompute every digest and link, and hold the chain against every checkpoint.
 
@@ -629,12 +668,17 @@ def verify_chain(
     signatures; ``tokens`` their time-stamps; ``external`` adds checkpoints kept outside the
     database. Reports the first
     problem: a forged checkpoint, an edit or deletion in the middle, a rewrite, a truncation.
+
+    A long chain can be walked in bounded steps: ``limit`` records at most from ``start`` (the
+    previous step's ``resume``); the report's ``records`` counts from the chain's start, and
+    ``resume`` is set while records remain. Checkpoints are checked in the first step.
     """
+    position = start or ChainPosition()
     checkpoints = [
         *session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)),
         *external,
     ]
-    for cp in checkpoints:
+    for cp in checkpoints if position.next_seq == 1 else ():
         problem = checkpoint_problem(cp, key, public_keys, tokens)
         if problem is not None:
             return ChainReport(
@@ -649,17 +693,20 @@ def verify_chain(
     for cp in checkpoints:
         heads.setdefault(cp.records, []).append(cp)
     legacy_limit = latest.legacy_records if latest is not None else None
-    expected_prev = GENESIS_HASH
-    expected_seq = 1
-    count = legacy = 0
-    keyed_seen = False
+    expected_prev = position.prev_hash
+    expected_seq = position.next_seq
+    count = expected_seq - 1
+    legacy = position.legacy
+    keyed_seen = position.keyed_seen
+    walked = 0
 
     def report(
         seq: int, reason: str, finding: Finding, cp: AuditCheckpoint | None = None
     ) -> ChainReport:
         return ChainReport(count, seq, reason, finding, legacy, cp)
 
-    for record in _walk(session):
+    for record in _walk(session, expected_seq, limit):
+        walked += 1
         seq = record.seq
         if seq != expected_seq:
             return report(expected_seq, f"record {expected_seq} is missing", Finding.MISSING)
@@ -708,6 +755,9 @@ def verify_chain(
         expected_prev = record.hash
         expected_seq += 1
         count += 1
+    if limit is not None and walked == limit:
+        resume = ChainPosition(expected_seq, expected_prev, legacy, keyed_seen)
+        return ChainReport(count, legacy_records=legacy, checkpoint=latest, resume=resume)
     if latest is not None and count < latest.records:
         return report(
             count + 1,
@@ -717,3 +767,90 @@ def verify_chain(
             latest,
         )
     return ChainReport(count, legacy_records=legacy, checkpoint=latest)
+
+
+# --- the operators' view -------------------------------------------------------------------------
+
+OPERATOR_ROLE = "ca-operator"  # who may see the chain's status and verify it on demand
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A recent record whose outcome was not ``ok``."""
+
+    seq: int
+    recorded_at: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    """The chain's head, its newest checkpoint and the recent refusals and failures."""
+
+    records: int
+    head_at: datetime | None
+    checkpoint_records: int | None
+    checkpoint_at: datetime | None
+    failures: list[Failure]
+
+
+def chain_status(db: Database, principal: Principal, failures: int = 20) -> ChainStatus:
+    """The chain's status for an operator (``ca-operator``), without walking it."""
+    principal.require_role(OPERATOR_ROLE)
+    with db.read() as session:
+        head = session.scalars(
+            select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(1)
+        ).first()
+        checkpoint = latest_checkpoint(session)
+        recent = [
+            Failure(r.seq, as_utc(r.recorded_at), r.actor, r.action, r.target, r.outcome)
+            for r in recent_failures(session, failures)
+        ]
+    return ChainStatus(
+        head.seq if head is not None else 0,
+        as_utc(head.recorded_at) if head is not None else None,
+        checkpoint.records if checkpoint is not None else None,
+        as_utc(checkpoint.created_at) if checkpoint is not None else None,
+        recent,
+    )
+
+
+def start_verification(db: Database, principal: Principal) -> int:
+    """Record that an operator (``ca-operator``) verifies the chain now; the head it will
+    verify up to (the record written here included)."""
+    principal.require_role(OPERATOR_ROLE)
+    with db.transaction() as session:
+        record = append(
+            session,
+            actor=principal.actor,
+            action="audit.verify",
+            target="audit-chain",
+            details={"head": head_seq(session)},
+        )
+        return record.seq
+
+
+def verify_step(
+    db: Database,
+    principal: Principal,
+    start: ChainPosition | None,
+    limit: int,
+    *,
+    public_keys: PublicKeys | None = None,
+    tokens: TokenCheck | None = None,
+) -> ChainReport:
+    """One bounded step of an operator's (``ca-operator``) verification of the chain:
+    :func:`verify_chain` over at most ``limit`` records from ``start``."""
+    principal.require_role(OPERATOR_ROLE)
+    with db.read() as session:
+        return verify_chain(
+            session,
+            chain_key(db),
+            public_keys=public_keys,
+            tokens=tokens,
+            start=start,
+            limit=limit,
+        )

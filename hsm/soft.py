@@ -21,6 +21,7 @@ as a GM/T 0009 ``SM2EnvelopedKey`` to a named SM2 public key (:mod:`hsm.envelope
 
 from __future__ import annotations
 
+import builtins
 import collections
 import os
 import threading
@@ -34,7 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 
 from govtrust.db import Database, as_utc
 from hsm.atrest import AtRestCipher, AtRestError, AtRestScheme
@@ -303,6 +304,22 @@ class SoftKeyStore:
                 .order_by(HsmKey.created_at, HsmKey.key_id)
             ).all()
         return [self._ref(row) for row in rows]
+
+    def key_counts(self) -> builtins.list[tuple[str, str, int]]:
+        """(algorithm, state, count) of every key row: active, escrowed or destroyed."""
+        self._check_open()
+        state = case(
+            (HsmKey.destroyed_at.is_not(None), "destroyed"),
+            (HsmKey.wrap_scheme == ESCROW_WRAP_SCHEME, "escrowed"),
+            else_="active",
+        )
+        with self._db.read() as session:
+            rows = session.execute(
+                select(HsmKey.algorithm, state, func.count())
+                .group_by(HsmKey.algorithm, state)
+                .order_by(HsmKey.algorithm, state)
+            ).all()
+        return [(str(a), str(s), int(n)) for a, s, n in rows]
 
     def destroy(self, ref_or_id: KeyRefOrId) -> None:
         """Erase the wrapped private key (the row stays, marked destroyed); idempotent."""

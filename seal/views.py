@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from govtrust.db import Database, as_utc
@@ -15,7 +15,7 @@ from idp.types import IdentityRef
 from seal.errors import SealNotFound
 from seal.models import SealEventRow, SealGrantRow, SealRow
 from seal.owners import Owners
-from seal.paging import paging, token_for
+from seal.paging import keyset, keyset_token, paging, token_for
 from seal.types import (
     USE_ACTIONS,
     EventView,
@@ -166,11 +166,20 @@ def list_seals(
         stmt = stmt.where(SealRow.kind == kind.value)
     if statuses:
         stmt = stmt.where(SealRow.status.in_([s.value for s in statuses]))
-    size, offset = paging(page_size, page_token)
+    size, after, offset = keyset(page_size, page_token)
+    if after is not None:  # keyset paging: the next page costs what the first does
+        moment, row_id = after
+        stmt = stmt.where(
+            or_(
+                SealRow.applied_at < moment,
+                and_(SealRow.applied_at == moment, SealRow.id < row_id),
+            )
+        )
     stmt = stmt.order_by(SealRow.applied_at.desc(), SealRow.id.desc())
     with db.read() as session:
         rows = list(session.scalars(stmt.offset(offset).limit(size + 1)))
-    token = token_for(offset + size) if len(rows) > size else ""
+    last = rows[size - 1] if len(rows) > size else None
+    token = keyset_token(as_utc(last.applied_at), last.id) if last is not None else ""
     return [view(r) for r in rows[:size]], token
 
 

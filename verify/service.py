@@ -485,3 +485,22 @@ def context_for(platform: Platform, *, config: VerifyConfig | None = None) -> Ve
             platform=platform,
         ),
     )
+
+
+def audit_token_check(platform: Platform) -> audit.TokenCheck:
+    """Checks an audit checkpoint's time-stamp as the verification service checks any: signed
+    by our TSA's certificate (EKU timeStamping, chained to our roots, valid at genTime, not
+    revoked). ``None`` when valid, else what is wrong."""
+
+    def check(token: bytes, signature: bytes) -> str | None:
+        from verify.report import Verdict
+        from verify.seal_signatures import verify_timestamp
+
+        report = verify_timestamp(
+            context_for(platform), token, signature, "en", now=datetime.now(UTC)
+        )
+        if report.verdict is Verdict.VALID:
+            return None
+        return "; ".join(r.message for r in report.reasons) or report.verdict.value
+
+    return check

@@ -74,9 +74,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from govtrust.instance import require_instance
     from govtrust.migrate import is_up_to_date
     from govtrust.platform import Platform, configured_keystore
-    from govtrust.server.wiring import audit_token_check, define_components
+    from govtrust.server.wiring import define_components
     from hsm import MASTER_KEY_ENV, MASTER_KEY_FILE, KeyStore, load_master_key
     from hsm.audit_key import AuditChainKey
+    from verify.service import audit_token_check
 
     settings = settings_from_args(args)
     require_instance(settings)

@@ -150,6 +150,51 @@ def render() -> bytes:
     return generate_latest(REGISTRY)
 
 
+@dataclass(frozen=True)
+class ErrorCount:
+    """How many calls of one route or method ended in one error status since start."""
+
+    kind: str  # grpc | http
+    name: str  # grpc service/method, or HTTP method and route template
+    code: str  # the gRPC status code or HTTP status
+    count: int
+
+
+def error_counts() -> list[ErrorCount]:
+    """Calls that ended in an error since the server started (every worker's, in
+    multiprocess mode): gRPC codes other than OK, HTTP statuses of 500 and above; most first."""
+    get_metrics()
+    registry = REGISTRY
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    found: dict[tuple[str, str, str], float] = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            labels = sample.labels
+            if sample.name == "govtrust_grpc_server_handled_total":
+                if labels.get("grpc_code", "OK") == "OK":
+                    continue
+                key = (
+                    "grpc",
+                    f"{labels.get('grpc_service', '')}/{labels.get('grpc_method', '')}",
+                    labels["grpc_code"],
+                )
+            elif sample.name == "govtrust_http_requests_total":
+                if not labels.get("status", "").isdigit() or int(labels["status"]) < 500:
+                    continue
+                key = (
+                    "http",
+                    f"{labels.get('method', '')} {labels.get('route', '')}",
+                    labels["status"],
+                )
+            else:
+                continue
+            found[key] = found.get(key, 0.0) + sample.value
+    counts = [ErrorCount(k, n, c, int(v)) for (k, n, c), v in found.items() if v > 0]
+    return sorted(counts, key=lambda e: (-e.count, e.kind, e.name, e.code))
+
+
 def mark_process_dead(pid: int) -> None:
     """Drop a dead worker's live gauges (its counters stay summed, as they should)."""
     if multiprocess_dir():

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ca.directory import SubjectDirectory
-from govtrust.audit import AuditCheckpoint, CheckpointSigner, TokenCheck, make_checkpoint
+from govtrust.audit import AuditCheckpoint, CheckpointSigner, make_checkpoint
 from govtrust.config import Settings
 from govtrust.lease import ClusterJob, ClusterJobs, Fence
 from govtrust.platform import Platform
@@ -95,25 +95,6 @@ def audit_checkpoint_signer(platform: Platform) -> CheckpointSigner:
         return timestamp_token(authority_for(platform).timestamp(request).der, nonce, signature)
 
     return CheckpointSigner(key_id=ref.key_id, sign=sign, timestamp=timestamp)
-
-
-def audit_token_check(platform: Platform) -> TokenCheck:
-    """Checks a checkpoint's time-stamp as the verification service checks any: signed by our
-    TSA's certificate (EKU timeStamping, chained to our roots, valid at genTime, not revoked)."""
-
-    def check(token: bytes, signature: bytes) -> str | None:
-        from verify.report import Verdict
-        from verify.seal_signatures import verify_timestamp
-        from verify.service import context_for
-
-        report = verify_timestamp(
-            context_for(platform), token, signature, "en", now=datetime.now(UTC)
-        )
-        if report.verdict is Verdict.VALID:
-            return None
-        return "; ".join(r.message for r in report.reasons) or report.verdict.value
-
-    return check
 
 
 def checkpoint_audit(platform: Platform, fence: Fence | None = None) -> AuditCheckpoint | None:

@@ -39,10 +39,11 @@ from govtrust.db import Database
 from govtrust.errors import FailedPrecondition
 from govtrust.migrate import alembic_config, upgrade_to_head
 from govtrust.platform import Platform
-from govtrust.server.wiring import audit_token_check, checkpoint_audit, open_wired, periodic_jobs
+from govtrust.server.wiring import checkpoint_audit, open_wired, periodic_jobs
 from hsm import MasterKey
 from hsm.audit_key import AuditChainKey
 from tests.unchanged import unchanged
+from verify.service import audit_token_check
 
 
 def _append(db: Database, n: int, actor: str = "local:test") -> None:

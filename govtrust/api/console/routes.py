@@ -21,9 +21,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
@@ -32,6 +34,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from govtrust.api.console import operator
 from govtrust.api.console.texts import TEXTS
 from govtrust.errors import (
     GovtrustError,
@@ -61,7 +64,7 @@ from seal import images, transitions
 from seal.lifecycle import Application, Making, SealService
 from seal.pdf import design_of
 from seal.runtime import runtime_for
-from seal.types import EventView, SealKind, SealStatus, SealView
+from seal.types import USE_ACTIONS, EventView, SealKind, SealStatus, SealView
 
 if TYPE_CHECKING:
     from govtrust.platform import Platform
@@ -73,6 +76,7 @@ LOGIN_COOKIE = "gt_console_login"
 LANG_COOKIE = "gt_console_lang"
 MAX_FORM_BYTES = 64 * 1024
 PAGE_SIZE = 25
+NAME_SECONDS = 30.0  # how long the header's user name is shown from memory
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 QUEUES: Mapping[str, SealStatus] = {
     "review": SealStatus.APPLIED,
@@ -152,7 +156,13 @@ def _svg_data(svg: bytes) -> str:
 
 def appearance(seal: SealView) -> str:
     """The seal's picture as a data: URL (the made seal's design, or the application's)."""
-    return _svg_data(images.render_svg(design_of(seal)))
+    return _picture(design_of(seal))
+
+
+@lru_cache(maxsize=2048)
+def _picture(design: images.SealDesign) -> str:
+    """A design's picture (drawn once per design: the seal page is read far more than made)."""
+    return _svg_data(images.render_svg(design))
 
 
 def router(platform: Platform) -> APIRouter:
@@ -257,28 +267,53 @@ def router(platform: Platform) -> APIRouter:
         """The logged-in user; ``None`` without a session; a redirect to log in again past a
         timeout or a revoked grant."""
         cookie = request.cookies.get(COOKIE)
+
+        def resolve() -> tuple[RpSession, Principal | None] | None:
+            """The session and its grant's principal (None once the grant is revoked: the
+            session is ended), in one trip to the worker pool."""
+            found = sessions.resume(cookie)
+            if found is None:
+                return None
+            try:
+                return found, provider.principal_for_grant(found.grant_id)
+            except Unauthenticated:
+                sessions.end(cookie)
+                return found, None
+
         try:
-            found = await run_sync(sessions.resume, cookie)
+            resolved = await run_sync(resolve)
         except SessionExpired:
             return _again(request)
-        if found is None:
+        if resolved is None:
             return None
-        try:
-            principal = await run_sync(provider.principal_for_grant, found.grant_id)
-        except Unauthenticated:
-            await run_sync(sessions.end, cookie)
+        found, principal = resolved
+        if principal is None:
             return _again(request)
-        info = await run_sync(provider.directory.identity, found.identity_id)
-        name = info.name if info else found.identity_id
+        name = await name_of(found.identity_id)
         if principal.citizen_id and principal.legal_person_id:
-            acting = await run_sync(provider.directory.identity, principal.citizen_id)
-            name = f"{name}（{acting.name if acting else principal.citizen_id}）"
+            name = f"{name}（{await name_of(principal.citizen_id)}）"
         owners: list[str] = []
         if principal.legal_person_id:
             owners.append(principal.legal_person_id)
         elif principal.citizen_id:
             owners += await run_sync(provider.directory.represented_by, principal.citizen_id)
         return User(principal, found, name, tuple(sorted(principal.roles)), tuple(owners))
+
+    names: dict[str, tuple[float, str]] = {}
+
+    async def name_of(identity_id: str) -> str:
+        """An identity's name as the header shows it: display only (the principal, its roles
+        and the grant are re-read on every request), re-read after :data:`NAME_SECONDS`."""
+        now = time.monotonic()
+        hit = names.get(identity_id)
+        if hit is not None and now - hit[0] < NAME_SECONDS:
+            return hit[1]
+        info = await run_sync(provider.directory.identity, identity_id)
+        name = info.name if info else identity_id
+        if len(names) >= 10_000:
+            names.clear()
+        names[identity_id] = (now, name)
+        return name
 
     def _again(request: Request) -> Response:
         heading = TEXTS[_lang(request)]["expired"]
@@ -329,9 +364,11 @@ def router(platform: Platform) -> APIRouter:
                     for q, op in QUEUE_OPERATION.items()
                     if transitions.staff_role(op, user.principal.has_role)
                 ),
-                "all",
+                None,
             )
-            return RedirectResponse(f"{BASE}/queue/{first}", status_code=303)
+            if first is None and user.principal.has_role(operator.OPERATOR_ROLE):
+                return RedirectResponse(f"{BASE}/operator", status_code=303)
+            return RedirectResponse(f"{BASE}/queue/{first or 'all'}", status_code=303)
         if user.owner:
             return RedirectResponse(f"{BASE}/seals", status_code=303)
         return RedirectResponse(f"{BASE}/sessions", status_code=303)
@@ -539,12 +576,18 @@ def router(platform: Platform) -> APIRouter:
         def load() -> tuple[SealView, list[EventView], list[EventView], list[Any]]:
             service = seals()
             seal = service.get(seal_id)
-            history, _ = service.history(seal_id, page_size=200)
             uses: list[EventView] = []
             grants: list[Any] = []
             if user.owns(seal) or user.staff:
-                every, _ = service.history(seal_id, include_uses=True, page_size=200)
-                uses = [e for e in every if e.action in ("seal_pdf", "seal_ofd", "sign_data")]
+                # one read when the whole history fits a page (most seals), else two
+                every, more = service.history(seal_id, include_uses=True, page_size=400)
+                uses = [e for e in every if e.action in USE_ACTIONS][:200]
+                if more:
+                    history, _ = service.history(seal_id, page_size=200)
+                else:
+                    history = [e for e in every if e.action not in USE_ACTIONS][:200]
+            else:
+                history, _ = service.history(seal_id, page_size=200)
             if user.owns(seal):
                 grants, _ = service.list_grants(
                     user.principal, seal_id=seal_id, include_inactive=True, page_size=100
@@ -779,14 +822,14 @@ def router(platform: Platform) -> APIRouter:
             return result
         return RedirectResponse(f"{BASE}/seals/{seal_id}?done=revoke_use", status_code=303)
 
-    # --- self-service pages of their own modules (licences, certificates) -------------------
+    # --- pages of their own modules (licences, certificates, operators) ---------------------
     from govtrust.api.console import certificates, licences
     from govtrust.api.console.kit import Kit
 
     kit = Kit(platform, BASE, MAX_FORM_BYTES, _lang, page, refused, logged_in, posted, domain)
     licences.install(api, kit)
     certificates.install(api, kit)
-
+    operator.install(api, kit)
     return api
 
 
@@ -803,25 +846,27 @@ def _date(value: str, field: str) -> datetime | None:
 
 
 def _certificates(seal: SealView, t: Mapping[str, str]) -> list[dict[str, str]]:
-    from asn1crypto import x509
-
     out = []
     for label, der in (
         (t["certificate"], seal.certificate_der),
         (t["pdf_certificate"], seal.pdf_certificate_der),
     ):
-        if not der:
-            continue
-        cert = x509.Certificate.load(der)
-        out.append(
-            {
-                "label": label,
-                "subject": cert.subject.human_friendly,
-                "issuer": cert.issuer.human_friendly,
-                "serial": format(cert.serial_number, "x"),
-                "not_before": cert.not_valid_before.strftime("%Y-%m-%d"),
-                "not_after": cert.not_valid_after.strftime("%Y-%m-%d"),
-                "fingerprint": hashlib.sha256(der).hexdigest(),
-            }
-        )
+        if der:
+            out.append({"label": label, **_certificate_fields(der)})
     return out
+
+
+@lru_cache(maxsize=1024)
+def _certificate_fields(der: bytes) -> dict[str, str]:
+    """What the seal page shows of a certificate (parsed once per certificate)."""
+    from asn1crypto import x509
+
+    cert = x509.Certificate.load(der)
+    return {
+        "subject": cert.subject.human_friendly,
+        "issuer": cert.issuer.human_friendly,
+        "serial": format(cert.serial_number, "x"),
+        "not_before": cert.not_valid_before.strftime("%Y-%m-%d"),
+        "not_after": cert.not_valid_after.strftime("%Y-%m-%d"),
+        "fingerprint": hashlib.sha256(der).hexdigest(),
+    }

@@ -1,0 +1,51 @@
+"""ListSeals pages newest first by keyset: every seal once, in order, even when a seal is
+applied between two pages; an older offset token still works; a forged token is refused."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from govtrust.errors import InvalidArgument
+from idp.types import IdentityRef
+from seal.lifecycle import Application
+from seal.paging import token_for
+from seal.types import SealKind, SealStatus
+from tests.seal.conftest import World
+
+
+def apply(world: World, n: int) -> str:
+    kind = (SealKind.CONTRACT, SealKind.FINANCE, SealKind.INVOICE)[n % 3]
+    seal = world.service.apply(
+        world.rep, Application(IdentityRef(id=world.company_id), kind, name=f"章{n}")
+    )
+    return seal.id
+
+
+def test_pages_follow_the_key_not_the_offset(world: World) -> None:
+    applied = [apply(world, n) for n in range(7)]
+    newest_first = list(reversed(applied))
+    seen: list[str] = []
+    items, token = world.service.list_seals(statuses=[SealStatus.APPLIED], page_size=3)
+    seen += [s.id for s in items]
+    assert token and base64.urlsafe_b64decode(token).startswith(b"k:")
+    apply(world, 7)  # a new seal goes on top: it must not push a seal into the next page twice
+    while token:
+        items, token = world.service.list_seals(
+            statuses=[SealStatus.APPLIED], page_size=3, page_token=token
+        )
+        seen += [s.id for s in items]
+    assert seen == newest_first
+    # the whole listing, and an offset token of the older form, still page correctly
+    every, _ = world.service.list_seals(page_size=100)
+    assert len(every) == 8
+    rest, _ = world.service.list_seals(page_size=100, page_token=token_for(5))
+    assert [s.id for s in rest] == [s.id for s in every[5:]]
+
+
+@pytest.mark.parametrize("token", ["k:not-a-time|x", "%%%", "o:x"])
+def test_a_token_this_service_did_not_issue_is_refused(world: World, token: str) -> None:
+    encoded = token if token == "%%%" else base64.urlsafe_b64encode(token.encode()).decode()
+    with pytest.raises(InvalidArgument):
+        world.service.list_seals(page_size=3, page_token=encoded)
