@@ -19,12 +19,15 @@ from __future__ import annotations
 import io
 import re
 import struct
+import threading
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 from seal.errors import OfdMalformed, OfdTooLarge
 
@@ -41,6 +44,20 @@ _STORED_SUFFIXES = (".png", ".jpg", ".jpeg", ".jb2", ".esl", ".dat")
 keys, signatures and a picture: deflate gains almost nothing on them)."""
 _LEVEL = 1
 """Deflate level: a page of QR modules deflates in 1 ms at level 1 (12 kB), 7 ms at 6 (7.6 kB)."""
+_LOCAL = "<4s2B4HL2L2H"
+_LOCAL_SIG = b"PK\x03\x04"
+_CENTRAL = "<4s4B4HL2L5H2L"
+_CENTRAL_SIG = b"PK\x01\x02"
+_END = "<4s4H2LH"
+_VERSION = 20  # what zipfile writes for stored and deflated entries
+_UNIX = 3
+_FILE_MODE = 0o100644 << 16
+_UTF8_NAME = 0x800
+_DOS_DATE = (_FIXED_TIME[0] - 1980) << 9 | _FIXED_TIME[1] << 5 | _FIXED_TIME[2]
+_DOS_TIME = _FIXED_TIME[3] << 11 | _FIXED_TIME[4] << 5 | _FIXED_TIME[5] // 2
+_ZIP64_GUARD = 1 << 31
+"""Past this many bytes of content the package is written through zipfile (zip64 records)."""
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -214,8 +231,102 @@ def read_package(data: bytes, limits: PackageLimits = DEFAULT_LIMITS) -> OfdPack
     return OfdPackage(files)
 
 
+class RepeatCache:
+    """What a pure function of bytes gave for data seen before (a seal's ``Seal.esl``, the CA
+    certificates attached to every licence): a value is kept only for data met a second
+    time, at most ``size`` values and ``max_bytes`` of keys, least recently used dropped first.
+    Keys are the bytes themselves (compared whole), so a hit is exactly the same input."""
+
+    def __init__(self, size: int = 16, max_bytes: int = 4 * 1024 * 1024) -> None:
+        self._size = size
+        self._max_bytes = max_bytes
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._values: OrderedDict[bytes, object] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, data: bytes, make: Callable[[bytes], _T]) -> _T:
+        """``make(data)``, remembered from the second time ``data`` comes."""
+        with self._lock:
+            found = self._values.get(data, _MISSING)
+            if found is not _MISSING:
+                self._values.move_to_end(data)
+                return found  # type: ignore[return-value]
+            key = hash(data)
+            again = key in self._seen
+            if not again:
+                self._seen[key] = None
+                if len(self._seen) > 4 * self._size:
+                    self._seen.popitem(last=False)
+        value = make(data)
+        if again and len(data) <= self._max_bytes:
+            with self._lock:
+                if data not in self._values:
+                    self._values[data] = value
+                    self._bytes += len(data)
+                    while len(self._values) > self._size or self._bytes > self._max_bytes:
+                        dropped, _ = self._values.popitem(last=False)
+                        self._bytes -= len(dropped)
+        return value
+
+
+_MISSING = object()
+_REPEATED_MIN = 2048
+"""Smaller entries are deflated every time (cheaper than looking them up)."""
+_DEFLATED = RepeatCache()
+
+
+def _deflate(data: bytes) -> tuple[int, bytes]:
+    """The CRC-32 and the raw deflate stream of ``data`` at :data:`_LEVEL` (as zipfile writes)."""
+    engine = zlib.compressobj(_LEVEL, zlib.DEFLATED, -15)
+    return zlib.crc32(data), engine.compress(data) + engine.flush()
+
+
+def _entry(name: str, data: bytes) -> tuple[int, int, bytes]:
+    """(compression method, CRC-32, bytes as stored) of one entry."""
+    if name.lower().endswith(_STORED_SUFFIXES):
+        return zipfile.ZIP_STORED, zlib.crc32(data), data
+    crc, deflated = _DEFLATED.get(data, _deflate) if len(data) >= _REPEATED_MIN else _deflate(data)
+    return zipfile.ZIP_DEFLATED, crc, deflated
+
+
 def write_package(package: OfdPackage) -> bytes:
-    """The zip bytes of ``package``: OFD.xml first, then by name; fixed times, same bytes."""
+    """The zip bytes of ``package``: OFD.xml first, then by name; fixed times, same bytes.
+
+    Written here rather than through :class:`zipfile.ZipFile` (the bytes are the same as its
+    ``writestr`` of each file with a fixed :class:`~zipfile.ZipInfo`, which
+    :func:`write_package_zipfile` still does): an entry already deflated once (the same
+    attachment or resource in every licence) is not deflated again."""
+    names = sorted(package.files, key=lambda name: (name != ROOT_FILE, name))
+    if sum(len(data) for data in package.files.values()) > _ZIP64_GUARD:
+        return write_package_zipfile(package)
+    body: list[bytes] = []
+    directory: list[bytes] = []
+    offset = 0
+    for name in names:
+        data = package.files[name]
+        method, crc, stored = _entry(name, data)
+        try:
+            encoded, flags = name.encode("ascii"), 0
+        except UnicodeEncodeError:
+            encoded, flags = name.encode("utf-8"), _UTF8_NAME
+        fields = (_VERSION, 0, flags, method, _DOS_TIME, _DOS_DATE, crc, len(stored), len(data))
+        header = struct.pack(_LOCAL, _LOCAL_SIG, *fields, len(encoded), 0)
+        body += (header, encoded, stored)
+        # central entry: versions, the local fields, name length, no extra, comment, disk,
+        # internal attributes; then the mode and where the local header is
+        central = struct.pack(_CENTRAL, _CENTRAL_SIG, _VERSION, _UNIX, *fields, len(encoded),
+                              0, 0, 0, 0, _FILE_MODE, offset)  # fmt: skip
+        directory.append(central + encoded)
+        offset += len(header) + len(encoded) + len(stored)
+    listing = b"".join(directory)
+    end = struct.pack(_END, _EOCD, 0, 0, len(names), len(names), len(listing), offset, 0)
+    return b"".join((*body, listing, end))
+
+
+def write_package_zipfile(package: OfdPackage) -> bytes:
+    """:func:`write_package` through :mod:`zipfile` (the reference its bytes are checked
+    against; also what writes a package too large for the plain zip records)."""
     names = sorted(package.files, key=lambda name: (name != ROOT_FILE, name))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:

@@ -30,7 +30,14 @@ from seal.ofd.model import (
     Text,
     rectangles,
 )
-from seal.ofd.package import OfdPackage, PackageLimits, read_package, write_package
+from seal.ofd.package import (
+    OfdPackage,
+    PackageLimits,
+    RepeatCache,
+    read_package,
+    write_package,
+    write_package_zipfile,
+)
 from seal.ofd.reader import read_document
 from seal.ofd.writer import document_package
 from seal.ofd.xml import parse
@@ -89,6 +96,41 @@ def test_good_package_reads_back() -> None:
     data = write_package(OfdPackage(files))
     assert dict(read_package(data).files) == files
     assert write_package(read_package(data)) == data
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["Doc_0/a.xml", "Doc_0/Res/b.png", "Doc_0/Signs/Sign_0/Seal.esl",
+                         "Doc_0/Attachs/c.pem", "Doc_0/证照.txt", "Doc_0/Res/font_0.ttf"]),
+        st.binary(max_size=5000) | st.just(bytes(range(256)) * 20),
+    )
+)  # fmt: skip
+def test_written_as_zipfile_writes_it(files: dict[str, bytes]) -> None:
+    """The package writer gives zipfile's bytes, the second time (deflate remembered) too."""
+    package = OfdPackage({"OFD.xml": OFD_XML, **files})
+    expected = write_package_zipfile(package)
+    assert write_package(package) == expected
+    assert write_package(package) == expected
+    assert dict(read_package(expected).files) == dict(package.files)
+
+
+def test_repeat_cache_keeps_only_what_comes_again() -> None:
+    calls: list[bytes] = []
+
+    def make(data: bytes) -> int:
+        calls.append(data)
+        return len(data)
+
+    cache = RepeatCache(size=2, max_bytes=10)
+    assert [cache.get(b"abc", make) for _ in range(4)] == [3, 3, 3, 3]
+    assert calls == [b"abc", b"abc"]  # made twice: the first sight is not kept
+    for _ in range(3):
+        cache.get(b"0123456789x", make)  # over max_bytes: never kept
+    assert calls.count(b"0123456789x") == 3
+    cache.get(b"de", make), cache.get(b"de", make), cache.get(b"fg", make), cache.get(b"fg", make)
+    cache.get(b"abc", make)  # the least recently used of three, dropped at size 2
+    assert calls.count(b"abc") == 3
 
 
 def test_not_a_zip() -> None:
