@@ -16,15 +16,15 @@ area is left blank: the seal's picture shows only through the ``StampAnnot`` of 
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import re
 from collections.abc import Sequence
 from datetime import date
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from license.fonts import cmap_subset, licence_font
+from license.fonts import Font, cmap_subset, licence_font
 from license.layout import (
     PT_PER_MM,
     Colour,
@@ -64,13 +64,18 @@ names them)."""
 CA_FILE = "licence-ca.pem"
 """The attachment of the CA certificates that link the seal's and the TSA's certificates to a
 root (PEM, sorted; they need no trust of their own: each is checked up to a root)."""
-_DARK = re.compile(r"1+")
 _WHITE: model.Colour = (255, 255, 255)
 
 
 def _rgb(colour: Colour) -> model.Colour:
     r, g, b = (round(c * 255) for c in colour)
     return (r, g, b)
+
+
+@functools.lru_cache(maxsize=8192)
+def _advance(metrics: Font, char: str) -> float:
+    """The advance of ``char`` in ``metrics`` (a fraction of the em), remembered per font."""
+    return metrics.advance(metrics.gid(char))
 
 
 def _text(item: Text, font: model.Font) -> model.Text:
@@ -84,8 +89,7 @@ def _text(item: Text, font: model.Font) -> model.Text:
         x_pt -= width_pt
     size_mm = item.size / PT_PER_MM
     deltas = tuple(
-        (metrics.advance(metrics.gid(char)) * item.size + item.spacing) / PT_PER_MM
-        for char in item.text[:-1]
+        (_advance(metrics, char) * item.size + item.spacing) / PT_PER_MM for char in item.text[:-1]
     )
     box = model.Box(
         x_pt / PT_PER_MM, item.baseline_mm - size_mm, width_pt / PT_PER_MM, size_mm * 1.3
@@ -101,16 +105,24 @@ def _rect(item: Rect) -> model.Path:
     )
 
 
+def _dark_runs(row: int, line: str) -> list[tuple[int, int, int]]:
+    """(row, first column, column after the last) of each run of ``1`` in ``line``, the
+    columns shifted past the four-module quiet zone."""
+    runs = []
+    at = 4
+    for piece in line.split("0"):
+        if piece:
+            runs.append((row, at, at + len(piece)))
+        at += len(piece) + 1
+    return runs
+
+
 def qr_paths(item: QrCode) -> tuple[model.Path, model.Path]:
     """The white square (quiet zone included) and the dark modules of ``item``, as paths."""
     matrix = qr_matrix(item.data, alphanumeric=item.alphanumeric)
     box = model.Box(item.x_mm, item.y_mm, item.size_mm, item.size_mm)
     cells = len(matrix) + 8  # the quiet zone, four modules on each side
-    runs = [
-        (4 + row, 4 + run.start(), 4 + run.end())
-        for row, line in enumerate(matrix)
-        for run in _DARK.finditer(line)
-    ]
+    runs = [run for row, line in enumerate(matrix) for run in _dark_runs(4 + row, line)]
     square = model.rectangles([(0, 0, item.size_mm, item.size_mm)])
     modules = model.grid_rectangles(runs, item.size_mm / cells, cells)
     return (
@@ -136,9 +148,16 @@ def write_ofd(
 
 def _pem(certificates: Sequence[bytes]) -> bytes:
     """The certificates as concatenated PEM, in a stable order."""
+    return _pem_of(tuple(sorted(set(certificates))))
+
+
+@functools.lru_cache(maxsize=16)
+def _pem_of(certificates: tuple[bytes, ...]) -> bytes:
+    """:func:`_pem` of sorted, distinct certificates (the same for every licence of a CA
+    hierarchy: made once, and the same bytes object, whose digest and deflate
+    :mod:`seal.ofd` then remember)."""
     return b"".join(
-        x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
-        for der in sorted(set(certificates))
+        x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM) for der in certificates
     )
 
 

@@ -7,6 +7,7 @@ page, layer, object) once, from 1, and records the last number as ``MaxUnitID``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -146,7 +147,9 @@ def grid_rectangles(runs: Iterable[tuple[int, int, int]], cell: float, cells: in
     )
 
 
+@functools.lru_cache(maxsize=8192)
 def number(value: float) -> str:
-    """``value`` to 0.001 mm, without trailing zeros (``12.5``, ``3``, ``-0.25``)."""
+    """``value`` to 0.001 mm, without trailing zeros (``12.5``, ``3``, ``-0.25``); remembered
+    (a page writes the same advances and grid lines again and again)."""
     text = f"{value:.3f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text

@@ -19,12 +19,15 @@ from __future__ import annotations
 import io
 import re
 import struct
+import threading
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 from seal.errors import OfdMalformed, OfdTooLarge
 
@@ -41,6 +44,7 @@ _STORED_SUFFIXES = (".png", ".jpg", ".jpeg", ".jb2", ".esl", ".dat")
 keys, signatures and a picture: deflate gains almost nothing on them)."""
 _LEVEL = 1
 """Deflate level: a page of QR modules deflates in 1 ms at level 1 (12 kB), 7 ms at 6 (7.6 kB)."""
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,48 @@ def read_package(data: bytes, limits: PackageLimits = DEFAULT_LIMITS) -> OfdPack
     if ROOT_FILE not in files:
         raise OfdMalformed.at("package", f"{ROOT_FILE} is missing")
     return OfdPackage(files)
+
+
+class RepeatCache:
+    """What a pure function of bytes gave for data seen before (a seal's ``Seal.esl``, the CA
+    certificates attached to every licence): a value is kept only for data met a second
+    time, at most ``size`` values and ``max_bytes`` of keys, least recently used dropped first.
+    Keys are the bytes themselves (compared whole), so a hit is exactly the same input."""
+
+    def __init__(self, size: int = 16, max_bytes: int = 4 * 1024 * 1024) -> None:
+        self._size = size
+        self._max_bytes = max_bytes
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._values: OrderedDict[bytes, object] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, data: bytes, make: Callable[[bytes], _T]) -> _T:
+        """``make(data)``, remembered from the second time ``data`` comes."""
+        with self._lock:
+            found = self._values.get(data, _MISSING)
+            if found is not _MISSING:
+                self._values.move_to_end(data)
+                return found  # type: ignore[return-value]
+            key = hash(data)
+            again = key in self._seen
+            if not again:
+                self._seen[key] = None
+                if len(self._seen) > 4 * self._size:
+                    self._seen.popitem(last=False)
+        value = make(data)
+        if again and len(data) <= self._max_bytes:
+            with self._lock:
+                if data not in self._values:
+                    self._values[data] = value
+                    self._bytes += len(data)
+                    while len(self._values) > self._size or self._bytes > self._max_bytes:
+                        dropped, _ = self._values.popitem(last=False)
+                        self._bytes -= len(dropped)
+        return value
+
+
+_MISSING = object()
 
 
 def write_package(package: OfdPackage) -> bytes:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from seal.errors import InvalidSealRequest
-from seal.ofd.package import ROOT_FILE, OfdPackage
+from seal.ofd.package import ROOT_FILE, OfdPackage, RepeatCache
 from seal.ofd.reader import OfdContents
 from seal.ofd.signatures import (
     SEAL_FILE,
@@ -49,6 +49,16 @@ from seal.ofd.signatures import (
     sm3,
     with_signature_list,
 )
+
+_DIGESTS = RepeatCache()
+"""SM3 digests of files met again (the seal's ``Seal.esl``, attachments every licence carries)."""
+_REPEATED_MIN = 2048
+
+
+def _check_value(data: bytes) -> bytes:
+    """``sm3(data)``; a large file's digest remembered when the same bytes come again."""
+    return _DIGESTS.get(data, sm3) if len(data) >= _REPEATED_MIN else sm3(data)
+
 
 SignedValueMaker = Callable[[bytes, str], bytes]
 """(the bytes of Signature.xml, its absolute location) → the DER SES_Signature."""
@@ -123,7 +133,9 @@ def add_signature(contents: OfdContents, signature: OfdSignature) -> SignedOfd:
     merged[seal_file] = signature.seal_der
 
     references = tuple(
-        Reference(name, sm3(merged[name])) for name in sorted(merged) if name != current.path
+        Reference(name, _check_value(merged[name]))
+        for name in sorted(merged)
+        if name != current.path
     )
     xml = signature_xml(
         SignatureFile(

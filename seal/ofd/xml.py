@@ -34,7 +34,15 @@ _PARSER = etree.XMLParser(
 
 def tag(name: str) -> str:
     """The qualified name ``{OFD_NS}name``."""
-    return f"{{{OFD_NS}}}{name}"
+    found = _TAGS.get(name)
+    if found is None:
+        found = f"{{{OFD_NS}}}{name}"
+        if len(_TAGS) < 1024:  # the names this package writes and looks for, not untrusted ones
+            _TAGS[name] = found
+    return found
+
+
+_TAGS: dict[str, str] = {}
 
 
 def element(
@@ -45,7 +53,7 @@ def element(
 ) -> etree._Element:
     """A new ``ofd:name`` element (a child of ``parent`` when given); OfdMalformed when a value
     holds characters XML cannot carry (control characters, lone surrogates)."""
-    attrib = dict(attributes or {})
+    attrib = attributes if attributes is None or isinstance(attributes, dict) else dict(attributes)
     try:
         node = (
             etree.Element(tag(name), attrib, nsmap=NSMAP)

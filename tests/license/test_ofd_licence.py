@@ -220,3 +220,11 @@ def test_sealed_licence_stamp_at_the_seal_area_over_every_file(
         package.files["Doc_0/Pages/Page_0/Content.xml"]
         == (unsealed.files["Doc_0/Pages/Page_0/Content.xml"])
     )
+
+
+@pytest.mark.parametrize("line", ["", "0", "1", "0110111", "1000001", "11111", "0101010"])
+def test_dark_runs_are_the_runs_of_ones(line: str) -> None:
+    from license.ofd_writer import _dark_runs
+
+    expected = [(7, 4 + m.start(), 4 + m.end()) for m in re.finditer("1+", line)]
+    assert _dark_runs(7, line) == expected

@@ -30,7 +30,13 @@ from seal.ofd.model import (
     Text,
     rectangles,
 )
-from seal.ofd.package import OfdPackage, PackageLimits, read_package, write_package
+from seal.ofd.package import (
+    OfdPackage,
+    PackageLimits,
+    RepeatCache,
+    read_package,
+    write_package,
+)
 from seal.ofd.reader import read_document
 from seal.ofd.writer import document_package
 from seal.ofd.xml import parse
@@ -89,6 +95,24 @@ def test_good_package_reads_back() -> None:
     data = write_package(OfdPackage(files))
     assert dict(read_package(data).files) == files
     assert write_package(read_package(data)) == data
+
+
+def test_repeat_cache_keeps_only_what_comes_again() -> None:
+    calls: list[bytes] = []
+
+    def make(data: bytes) -> int:
+        calls.append(data)
+        return len(data)
+
+    cache = RepeatCache(size=2, max_bytes=10)
+    assert [cache.get(b"abc", make) for _ in range(4)] == [3, 3, 3, 3]
+    assert calls == [b"abc", b"abc"]  # made twice: the first sight is not kept
+    for _ in range(3):
+        cache.get(b"0123456789x", make)  # over max_bytes: never kept
+    assert calls.count(b"0123456789x") == 3
+    cache.get(b"de", make), cache.get(b"de", make), cache.get(b"fg", make), cache.get(b"fg", make)
+    cache.get(b"abc", make)  # the least recently used of three, dropped at size 2
+    assert calls.count(b"abc") == 3
 
 
 def test_not_a_zip() -> None:
