@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from ca.directory import SubjectDirectory
 from govtrust.audit import AuditCheckpoint, CheckpointSigner, TokenCheck, make_checkpoint
 from govtrust.config import Settings
-from govtrust.lease import ClusterJob, ClusterJobs, Fence
+from govtrust.lease import ClusterJob, ClusterJobs, Fence, Membership
 from govtrust.platform import Platform
 from govtrust.rpc.offload import run_sync
 
@@ -178,5 +178,10 @@ def cluster_jobs(platform: Platform, *, holder: str | None = None) -> ClusterJob
 async def periodic_jobs(platform: Platform, stop: asyncio.Event) -> None:
     """Until ``stop``: every replica ticks the cluster jobs; each runs in the one replica that
     holds its lease, once per period (:mod:`govtrust.lease`). Leases held are released at the
-    end, so another replica takes over at its next tick."""
-    await cluster_jobs(platform).serve(stop, run_sync)
+    end, so another replica takes over at its next tick. Alongside, this process renews its
+    cluster membership (:class:`govtrust.lease.Membership`): a process that dies stops renewing,
+    and its idempotency claims are taken over within the membership's bound."""
+    membership = Membership(platform.db)
+    await asyncio.gather(
+        membership.serve(stop, run_sync), cluster_jobs(platform).serve(stop, run_sync)
+    )
