@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -94,6 +96,22 @@ KEEPALIVE_INTERVAL_SECONDS = 10
 KEEPALIVE_COUNT = 3
 
 
+_process_id: tuple[int, str] | None = None
+
+
+def process_id() -> str:
+    """This process's id in the cluster (pid, a random part, the host; at most 63 characters,
+    PostgreSQL's ``application_name`` limit): every PostgreSQL session of the process carries it
+    as its ``application_name``, and its cluster membership (:mod:`govtrust.lease`) is renewed
+    under it, so what a process claimed can be tied to its live sessions. A forked child gets
+    an id of its own."""
+    global _process_id
+    if _process_id is None or _process_id[0] != os.getpid():
+        ident = f"{os.getpid()}:{secrets.token_hex(6)}:{socket.gethostname()}"[:63]
+        _process_id = (os.getpid(), ident)
+    return _process_id[1]
+
+
 def postgresql_connect_args(
     url: str,
     *,
@@ -112,10 +130,14 @@ def postgresql_connect_args(
       lock, a row lock, a lease row) after that many seconds, releasing its locks; and the
       server's own ``tcp_keepalives_*`` find a dead client host on the same schedule.
 
+    ``application_name`` is the process's id (:func:`process_id`).
+
     A parameter already in the URL wins; 0 turns a bound off.
     """
     given = make_url(url).query
     args: dict[str, Any] = {}
+    if "application_name" not in given:
+        args["application_name"] = process_id()
     if "connect_timeout" not in given:
         args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     if keepalive_idle_seconds > 0 and "keepalives" not in given:

@@ -41,7 +41,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from govtrust.db import Base, Database, as_utc
+from govtrust.db import Base, Database, as_utc, process_id
 from govtrust.errors import FailedPrecondition
 
 log = logging.getLogger("govtrust.lease")
@@ -434,6 +434,20 @@ def member_gone(session: Session, holder: str) -> bool:
     return expires is None or as_utc(expires) <= database_now(session)
 
 
+def member_has_sessions(session: Session, holder: str) -> bool:
+    """Whether a PostgreSQL session of the member ``holder`` is still open (its
+    ``application_name``, :func:`govtrust.db.process_id`): a transaction of a process cut off
+    from the database (a partition) may still commit while one is. Always False on SQLite (one
+    host: no session outlives its process)."""
+    if not holder or session.get_bind().dialect.name != "postgresql":
+        return False
+    found = session.execute(
+        text("SELECT 1 FROM pg_stat_activity WHERE application_name = :holder LIMIT 1"),
+        {"holder": holder},
+    ).first()
+    return found is not None
+
+
 class Membership:
     """This process's row of ``cluster_members``, renewed until it stops (then removed)."""
 
@@ -450,7 +464,7 @@ class Membership:
             raise ValueError("a membership needs a positive time to live")
         self.db = db
         self.ttl_seconds = ttl_seconds
-        self.holder = holder or new_holder_id()
+        self.holder = holder or process_id()
 
     def renew(self) -> datetime:
         """Insert or extend this process's row; prune rows expired long ago; the new expiry.

@@ -20,7 +20,7 @@ from govtrust.rpc.offload import run_sync
 
 log = logging.getLogger("govtrust.server")
 
-CA_REFRESH_SECONDS = 120.0
+CA_REFRESH_SECONDS = 120.0  # the default of settings.ca_refresh_seconds
 STATUS_LIST_SECONDS = 300.0  # lists live an hour; each is re-signed once half of it passed
 OIDC_KEY_SWEEP_SECONDS = 3600.0
 CA_REFRESH_JOB = "ca.refresh"
@@ -149,7 +149,11 @@ def cluster_job_list(platform: Platform) -> list[ClusterJob]:
     re-signing, the expiry sweep of retired OIDC keys, and audit checkpoints every
     ``audit_checkpoint_seconds`` (unless 0)."""
     jobs = [
-        ClusterJob(CA_REFRESH_JOB, CA_REFRESH_SECONDS, lambda f: _refresh_ca(platform, f)),
+        ClusterJob(
+            CA_REFRESH_JOB,
+            float(platform.settings.ca_refresh_seconds),
+            lambda f: _refresh_ca(platform, f),
+        ),
         ClusterJob(
             STATUS_LIST_JOB, STATUS_LIST_SECONDS, lambda f: _refresh_status_lists(platform, f)
         ),

@@ -1,4 +1,5 @@
-"""cluster members, and the holder and token of an IssueLicense claim
+"""cluster members, the claiming process of a request-ledger key, the holder and token of an
+IssueLicense claim
 
 Revision ID: 0020
 Revises: 0019
@@ -8,7 +9,8 @@ Create Date: 2026-12-06 20:30:00.000000
 second or so; a process that stops renewing is gone. ``licence_issue_requests`` gains the
 claiming process (``holder``) and a random ``claim_token`` replaced on every takeover: a claim
 whose holder is gone is taken over at once, and the claimant's completing write checks the
-token, so a slow claimant's late write never lands after a takeover.
+token, so a slow claimant's late write never lands after a takeover. ``request_ledger`` gains
+the claiming process too (taken over once it is gone and none of its sessions is left).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("holder", name=op.f("pk_cluster_members")),
     )
+    with op.batch_alter_table("request_ledger") as batch:
+        batch.add_column(
+            sa.Column("holder", sa.String(length=200), nullable=False, server_default="")
+        )
     with op.batch_alter_table("licence_issue_requests") as batch:
         batch.add_column(
             sa.Column("holder", sa.String(length=200), nullable=False, server_default="")
@@ -44,5 +50,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("licence_issue_requests") as batch:
         batch.drop_column("claim_token")
+        batch.drop_column("holder")
+    with op.batch_alter_table("request_ledger") as batch:
         batch.drop_column("holder")
     op.drop_table("cluster_members")
