@@ -12,6 +12,7 @@ import os
 import secrets
 import select
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import MetaData, create_engine, event, exc, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -174,7 +176,7 @@ def is_connection_fault(error: BaseException) -> bool:
     if isinstance(error, exc.TimeoutError | exc.DisconnectionError):
         return True  # the pool's checkout timed out; a connection could not be made usable
     if not isinstance(error, exc.DBAPIError):
-        return False
+        return _driver_connection_fault(error)
     if error.connection_invalidated:
         return True
     orig = error.orig
@@ -186,6 +188,19 @@ def is_connection_fault(error: BaseException) -> bool:
     if sqlstate is None:  # no answer from a server at all: refused, reset, timed out, closed
         return True
     return sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES or sqlstate in _RETRYABLE_SQLSTATES
+
+
+def _driver_connection_fault(error: BaseException) -> bool:
+    """The same test for a driver's own exception, unwrapped by SQLAlchemy: code on a raw DBAPI
+    cursor (:mod:`govtrust.fastsql`, the hot paths of token checks and refreshes) sees these."""
+    if isinstance(error, sqlite3.OperationalError):
+        return "database is locked" in str(error)
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+        sqlstate = error.sqlstate
+        if sqlstate is None:
+            return True
+        return sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES or sqlstate in _RETRYABLE_SQLSTATES
+    return False
 
 
 def make_engine(

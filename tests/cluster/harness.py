@@ -72,6 +72,12 @@ LOAD_SERVICE = "cluster.load"
 RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED"})
 RETRYABLE_HTTP = frozenset({"HTTP_502", "HTTP_503", "HTTP_504", "CONNECTION"})
 RETRYABLE = RETRYABLE_GRPC | RETRYABLE_HTTP
+OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+"""A retry answered FAILED_PRECONDITION by the request ledger because the first call's effect
+committed but its answer was lost (the database connection died during the COMMIT, so the
+call could not know): the documented, truthful answer (govtrust.idempotency), neither
+retryable nor wrong; counted in its own column."""
+ANSWER_LOST = "took effect but its answer was lost"
 CERTIFICATE_REQUEST_ID = "request_id" in _certificate_request_fields()
 """Whether IssueCertificate takes an idempotency key (issue #20 item 4): then the load sends the
 operation's key with every attempt and a retry must never issue twice; until then a retry after
@@ -748,11 +754,11 @@ class PrivatePostgres:
         )  # fmt: skip
 
     def restart(self) -> None:
-        """``pg_ctl restart -m fast`` (the options of the start are kept), then wait until it
-        answers."""
+        """``pg_ctl restart -m fast`` (the options of the start are kept; the log file named again,
+        else the server would write into this process's pipe), then wait until it answers."""
         self._as_postgres(
-            str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60",
-            "restart",
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-m", "fast",
+            "-w", "-t", "60", "restart",
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -1004,6 +1010,8 @@ class Load:
                 return
             except grpc.RpcError as exc:
                 code = exc.code().name if exc.code() is not None else "UNKNOWN"
+                if code == "FAILED_PRECONDITION" and ANSWER_LOST in (exc.details() or ""):
+                    code = OUTCOME_UNKNOWN
                 self._record(Attempt(op, key, start, time.monotonic(), code))
             except _HttpFailure as exc:
                 code = str(exc)
@@ -1145,6 +1153,7 @@ class PhaseResult:
     error_window: float = 0.0  # seconds from the fault to the last failed call's end
     outside_window: int = 0  # failed calls outside [fault, recovered + grace]
     not_retryable: int = 0
+    outcome_unknown: int = 0  # retries told the effect took place but its answer was lost
     gave_up: int = 0  # logical operations whose client exhausted its retries on retryable codes
     audit_ok: bool = False
     jobs_once: str = "not checked"
@@ -1182,7 +1191,8 @@ def check_phase(
     if failed:
         result.first_error = round(min(a.end for a in failed) - result.started, 1)
         result.error_window = round(max(a.end for a in failed) - result.started, 1)
-    result.not_retryable = sum(a.code not in RETRYABLE for a in failed)
+    result.not_retryable = sum(a.code not in RETRYABLE | {OUTCOME_UNKNOWN} for a in failed)
+    result.outcome_unknown = sum(a.code == OUTCOME_UNKNOWN for a in failed)
     result.outside_window = sum(
         not (result.started - 0.5 <= a.end <= result.recovered + GRACE_SECONDS) for a in failed
     )
@@ -1549,6 +1559,22 @@ def revoke_over_grpc(c: Cluster, serial: str) -> None:
 
 
 FaultFn = Callable[[Cluster, Timings], str | None]
+
+
+def faults(real_pg_restart: bool) -> list[tuple[str, FaultFn]]:
+    """The issue's faults in order: kill -9, rolling restart, every database connection cut at
+    the forwarder, PostgreSQL restarted for real (when ``real_pg_restart``), a partition, the
+    ``ca.refresh`` leader killed mid-publication."""
+    found: list[tuple[str, FaultFn]] = [
+        ("kill -9 one replica", fault_kill9),
+        ("rolling restart", fault_rolling_restart),
+        ("database connections cut", lambda c, t: fault_postgres(c, t, real_restart=False)),
+    ]
+    if real_pg_restart:
+        found.append(("PostgreSQL restart", lambda c, t: fault_postgres(c, t, real_restart=True)))
+    found.append(("host partitioned", fault_partition))
+    found.append(("leader killed during CRL publication", fault_leader_during_crl))
+    return found
 
 
 def run_faults(

@@ -62,26 +62,7 @@ def test_faults_lose_nothing_and_recover_unattended(
 ) -> None:
     c = running_cluster
     timings = harness.Timings(settle=3.0, partition=5.0, db_outage=3.0)
-    faults: list[tuple[str, harness.FaultFn]] = [
-        ("kill -9 one replica", harness.fault_kill9),
-        ("rolling restart", harness.fault_rolling_restart),
-        (
-            "database connections cut",
-            lambda cl, t: harness.fault_postgres(cl, t, real_restart=False),
-        ),
-        *(
-            [
-                (
-                    "PostgreSQL restart",
-                    lambda cl, t: harness.fault_postgres(cl, t, real_restart=True),
-                )
-            ]
-            if REAL_PG_RESTART
-            else []
-        ),
-        ("host partitioned", harness.fault_partition),
-        ("leader killed during CRL publication", harness.fault_leader_during_crl),
-    ]
+    faults = harness.faults(REAL_PG_RESTART)
     load = harness.Load(c, clients=4)
     load.start()
     try:
