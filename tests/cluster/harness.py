@@ -788,12 +788,19 @@ class Cluster:
     """Network, forwarder, bootstrap, replicas and HAProxy; :meth:`close` undoes all of it."""
 
     def __init__(
-        self, directory: Path, *, checkpoint_seconds: int = 15, private_pg: bool = False
+        self,
+        directory: Path,
+        *,
+        checkpoint_seconds: int = 15,
+        private_pg: bool = False,
+        login_slots: int = 8,
     ) -> None:
         """``private_pg``: run a PostgreSQL instance of the cluster's own
         (:class:`PrivatePostgres`), which the database fault may restart for real; else use the
-        machine's on port 5432."""
+        machine's on port 5432. ``login_slots``: load clients with OIDC sessions of their own
+        (each logs in three times at bootstrap: argon2id, so not more than the loads need)."""
         self.directory = directory
+        self.login_slots = login_slots
         self.private_pg = private_pg
         self.pg: PrivatePostgres | None = None
         self.checkpoint_seconds = checkpoint_seconds
@@ -820,7 +827,10 @@ class Cluster:
                 self.pg.start()
                 port = self.pg.port
             self.world = bootstrap(
-                self.directory, f"http://127.0.0.1:{self.http_port}", pg_port=port
+                self.directory,
+                f"http://127.0.0.1:{self.http_port}",
+                pg_port=port,
+                slots=self.login_slots,
             )
             self._database = self.world.database
             self.forwarder = PgForwarder(self.network.gateway, port)

@@ -27,6 +27,7 @@ from tests.conftest import IN_CI, require_tool
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
 
+CLIENTS = 4
 PRIVATE_PG = harness.PrivatePostgres.available()
 # The cluster runs its own PostgreSQL instance when the server binaries are installed (they are
 # with scripts/system-deps.sh test): then the database fault is both a cut of every connection
@@ -53,7 +54,9 @@ def _requirements() -> None:
 @pytest.fixture(scope="module")
 def running_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluster]:
     _requirements()
-    with harness.cluster(tmp_path_factory.mktemp("cluster"), private_pg=PRIVATE_PG) as c:
+    with harness.cluster(
+        tmp_path_factory.mktemp("cluster"), private_pg=PRIVATE_PG, login_slots=CLIENTS
+    ) as c:
         yield c
 
 
@@ -61,9 +64,9 @@ def test_faults_lose_nothing_and_recover_unattended(
     running_cluster: harness.Cluster, tmp_path: Path
 ) -> None:
     c = running_cluster
-    timings = harness.Timings(settle=3.0, partition=5.0, db_outage=3.0)
+    timings = harness.Timings(settle=2.0, partition=5.0, db_outage=3.0)
     faults = harness.faults(REAL_PG_RESTART)
-    load = harness.Load(c, clients=4)
+    load = harness.Load(c, clients=CLIENTS)
     load.start()
     try:
         results = harness.run_faults(c, load, faults, timings)
