@@ -1,14 +1,16 @@
 """The cluster harness by hand: the fault table, the soak, CPU per operation for 1 vs 3 replicas.
 
 Three ``govtrust serve`` hosts in network namespaces behind HAProxy over one PostgreSQL
-(tests/cluster/harness.py; needs root, haproxy, socat). Each command writes its table into
-docs/scaling.md between its markers, so the document always shows what the harness measured:
+(tests/cluster/harness.py; needs root, haproxy, socat; a PostgreSQL instance of the run's own
+when the server binaries are installed, so the real restart disturbs nobody). Each command
+writes its table into docs/scaling.md between its markers, so the document always shows what
+the harness measured:
 
-* ``ci``: the CI leg's faults and timings (kill -9, rolling restart, database fault, a 5 s
-  partition; the leader-during-CRL hook), the table the test leg prints;
-* ``soak``: the longer run: ``--rounds`` rounds of every fault with a 20 s partition and a real
-  ``pg_ctlcluster restart`` (``--no-pg-restart`` cuts the connections at the forwarder instead,
-  for a machine whose PostgreSQL others are using);
+* ``ci``: the CI leg's faults and timings (kill -9, rolling restart, every database connection
+  cut, a real PostgreSQL restart, a 5 s partition, the ``ca.refresh`` leader killed
+  mid-publication), the table the test leg prints;
+* ``soak``: the longer run: ``--rounds`` rounds of every fault with a 20 s partition and a 10 s
+  database outage (``--no-pg-restart`` leaves the real restart out);
 * ``capacity``: the same mixed load for ``--seconds`` through HAProxy with one replica enabled,
   then three, in one run: operations per second and CPU milliseconds per operation of govtrust
   (the replicas' processes) and of PostgreSQL (the backends serving this database).

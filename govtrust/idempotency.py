@@ -193,6 +193,20 @@ class RequestLedger:
         return Begun.BUSY
 
     def _begin_once(self, key: RequestKey, digest: str) -> Claim | bytes | Begun:
+        made: list[Claim] = []
+        try:
+            return self._begin_in_transaction(key, digest, made)
+        except Exception as exc:
+            # A claim whose COMMIT met a dying connection may have landed all the same: this
+            # process is alive, so nobody would take it over for ``stale_after``. Free it once
+            # the database answers (it did nothing: no audit record carries its token).
+            if made and is_connection_fault(exc):
+                _later(self._abandon, (made[0],), 1)
+            raise
+
+    def _begin_in_transaction(
+        self, key: RequestKey, digest: str, made: list[Claim]
+    ) -> Claim | bytes | Begun:
         now = self.clock()
         with self.db.transaction() as session:
             row = session.get(
@@ -202,6 +216,7 @@ class RequestLedger:
             )
             if row is None:
                 claim = Claim(key, secrets.token_hex(16))
+                made.append(claim)
                 session.add(self._new_row(session, claim, digest, now))
                 session.flush()
                 return claim
@@ -220,6 +235,7 @@ class RequestLedger:
             if audit.claim_recorded(session, row.claim_token, row.audit_seq):
                 raise _outcome_unknown(key)
             claim = Claim(key, secrets.token_hex(16))  # the dead claimant did nothing: take over
+            made.append(claim)
             row.claim_token, row.claimed_at = claim.token, now
             row.audit_seq = audit.head_seq(session)
             row.holder = self.member()[:200]

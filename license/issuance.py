@@ -636,6 +636,12 @@ class LicenceService:
             if claim is None:
                 raise
             raise _ClaimTaken from None  # a concurrent duplicate claimed the key first
+        except BaseException:
+            # the claim's COMMIT may have landed although the connection died on it: free it
+            # (by its token; in the background until the database answers), as a later failure
+            if claim is not None:
+                self._release(requests[0].issuer_code, claim)
+            raise
         try:
             return self._sign_and_store(
                 principal, prepared, idents, next_index, signers, contexts, now, claim
