@@ -488,6 +488,34 @@ def test_an_abandon_the_database_refused_is_retried_in_the_background(
     assert isinstance(begun, Claim)
 
 
+def test_a_claim_whose_commit_met_a_dying_connection_is_freed_once_the_database_answers(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim's COMMIT landed but the connection died on its answer (the caller saw a
+    connection fault, UNAVAILABLE): the claimant is alive, so nobody would take the key over for
+    ``stale_after``; the ledger frees it in the background instead, and the retry acts."""
+    from sqlalchemy import exc
+
+    ledger = request_ledger(stack.platform)
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", "commit-unknown")
+    real = ledger._begin_in_transaction
+
+    def committed_then_lost(*args: Any) -> Any:
+        real(*args)  # the claim is stored
+        raise exc.DisconnectionError("the connection died on the COMMIT's answer")
+
+    monkeypatch.setattr(ledger, "_begin_in_transaction", committed_then_lost)
+    with pytest.raises(exc.DisconnectionError):
+        ledger.begin(key, digest)
+    monkeypatch.undo()
+    deadline = time.monotonic() + 10
+    while (begun := ledger.begin(key, digest)) is Begun.BUSY:
+        assert time.monotonic() < deadline, "the key was never freed"
+        time.sleep(0.05)
+    assert isinstance(begun, Claim)
+
+
 # --- concurrency (PostgreSQL) ---------------------------------------------------------------
 
 
