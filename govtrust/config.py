@@ -84,6 +84,8 @@ class Settings:
     # a cluster job's lease (govtrust.lease): another replica takes a dead holder's jobs over
     # within this plus a third of it
     cluster_lease_seconds: int = 30
+    # the period of the ca.refresh cluster job (OCSP pre-production, CRL republication)
+    ca_refresh_seconds: int = 120
     # PostgreSQL sessions (govtrust.db.postgresql_connect_args): the server ends a session idle
     # inside a transaction after this many seconds (0: never), releasing a lost client's locks;
     # TCP keepalives on both ends start after this many idle seconds (0: the OS's defaults)
@@ -170,6 +172,7 @@ _INT_FIELDS = {
     "max_message_bytes",
     "audit_checkpoint_seconds",
     "cluster_lease_seconds",
+    "ca_refresh_seconds",
     "database_idle_in_transaction_seconds",
     "database_keepalive_seconds",
     "http_max_body_bytes",
@@ -388,6 +391,10 @@ def _validate(settings: Settings) -> Settings:
     if not 3 <= settings.cluster_lease_seconds <= 3600:
         raise ConfigError(
             f"cluster_lease_seconds: {settings.cluster_lease_seconds} is out of range (3-3600)"
+        )
+    if not 5 <= settings.ca_refresh_seconds <= 86_400:
+        raise ConfigError(
+            f"ca_refresh_seconds: {settings.ca_refresh_seconds} is out of range (5-86400)"
         )
     if settings.http_max_body_bytes < 1024:
         raise ConfigError(

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import select
+import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import MetaData, create_engine, event, exc, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -94,6 +98,22 @@ KEEPALIVE_INTERVAL_SECONDS = 10
 KEEPALIVE_COUNT = 3
 
 
+_process_id: tuple[int, str] | None = None
+
+
+def process_id() -> str:
+    """This process's id in the cluster (pid, a random part, the host; at most 63 characters,
+    PostgreSQL's ``application_name`` limit): every PostgreSQL session of the process carries it
+    as its ``application_name``, and its cluster membership (:mod:`govtrust.lease`) is renewed
+    under it, so what a process claimed can be tied to its live sessions. A forked child gets
+    an id of its own."""
+    global _process_id
+    if _process_id is None or _process_id[0] != os.getpid():
+        ident = f"{os.getpid()}:{secrets.token_hex(6)}:{socket.gethostname()}"[:63]
+        _process_id = (os.getpid(), ident)
+    return _process_id[1]
+
+
 def postgresql_connect_args(
     url: str,
     *,
@@ -112,10 +132,14 @@ def postgresql_connect_args(
       lock, a row lock, a lease row) after that many seconds, releasing its locks; and the
       server's own ``tcp_keepalives_*`` find a dead client host on the same schedule.
 
+    ``application_name`` is the process's id (:func:`process_id`).
+
     A parameter already in the URL wins; 0 turns a bound off.
     """
     given = make_url(url).query
     args: dict[str, Any] = {}
+    if "application_name" not in given:
+        args["application_name"] = process_id()
     if "connect_timeout" not in given:
         args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     if keepalive_idle_seconds > 0 and "keepalives" not in given:
@@ -152,7 +176,7 @@ def is_connection_fault(error: BaseException) -> bool:
     if isinstance(error, exc.TimeoutError | exc.DisconnectionError):
         return True  # the pool's checkout timed out; a connection could not be made usable
     if not isinstance(error, exc.DBAPIError):
-        return False
+        return _driver_connection_fault(error)
     if error.connection_invalidated:
         return True
     orig = error.orig
@@ -164,6 +188,19 @@ def is_connection_fault(error: BaseException) -> bool:
     if sqlstate is None:  # no answer from a server at all: refused, reset, timed out, closed
         return True
     return sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES or sqlstate in _RETRYABLE_SQLSTATES
+
+
+def _driver_connection_fault(error: BaseException) -> bool:
+    """The same test for a driver's own exception, unwrapped by SQLAlchemy: code on a raw DBAPI
+    cursor (:mod:`govtrust.fastsql`, the hot paths of token checks and refreshes) sees these."""
+    if isinstance(error, sqlite3.OperationalError):
+        return "database is locked" in str(error)
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+        sqlstate = error.sqlstate
+        if sqlstate is None:
+            return True
+        return sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES or sqlstate in _RETRYABLE_SQLSTATES
+    return False
 
 
 def make_engine(

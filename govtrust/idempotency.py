@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,8 +48,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from govtrust import audit
-from govtrust.db import Base, Database, as_utc
+from govtrust.db import Base, Database, as_utc, is_connection_fault
 from govtrust.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
+from govtrust.lease import member_gone, member_has_sessions, this_member
 
 MAX_REQUEST_ID = 128
 PENDING = "pending"
@@ -73,6 +75,8 @@ class RequestLedgerRow(Base):
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     response: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
+    # the claiming process (govtrust.lease member id; "" when it is no member)
+    holder: Mapped[str] = mapped_column(String(200), server_default="", default="")
 
 
 class ResponseCipher(Protocol):
@@ -166,8 +170,10 @@ class RequestLedger:
         wait: float = DEFAULT_WAIT_SECONDS,
         stale_after: float = DEFAULT_STALE_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        member: Callable[[], str] = this_member,
     ) -> None:
         self.db = db
+        self.member = member
         self.cipher = cipher
         self.wait = wait
         self.stale_after = timedelta(seconds=stale_after)
@@ -187,6 +193,20 @@ class RequestLedger:
         return Begun.BUSY
 
     def _begin_once(self, key: RequestKey, digest: str) -> Claim | bytes | Begun:
+        made: list[Claim] = []
+        try:
+            return self._begin_in_transaction(key, digest, made)
+        except Exception as exc:
+            # A claim whose COMMIT met a dying connection may have landed all the same: this
+            # process is alive, so nobody would take it over for ``stale_after``. Free it once
+            # the database answers (it did nothing: no audit record carries its token).
+            if made and is_connection_fault(exc):
+                _later(self._abandon, (made[0],), 1)
+            raise
+
+    def _begin_in_transaction(
+        self, key: RequestKey, digest: str, made: list[Claim]
+    ) -> Claim | bytes | Begun:
         now = self.clock()
         with self.db.transaction() as session:
             row = session.get(
@@ -196,6 +216,7 @@ class RequestLedger:
             )
             if row is None:
                 claim = Claim(key, secrets.token_hex(16))
+                made.append(claim)
                 session.add(self._new_row(session, claim, digest, now))
                 session.flush()
                 return claim
@@ -209,14 +230,26 @@ class RequestLedger:
                 if row.response is None:
                     raise _outcome_unknown(key)
                 return self.cipher.decrypt(row.response, key.aad, "stored answer")
-            if now - as_utc(row.claimed_at) < self.stale_after:
+            if not self._abandoned(session, row, now):
                 return Begun.BUSY
             if audit.claim_recorded(session, row.claim_token, row.audit_seq):
                 raise _outcome_unknown(key)
             claim = Claim(key, secrets.token_hex(16))  # the dead claimant did nothing: take over
+            made.append(claim)
             row.claim_token, row.claimed_at = claim.token, now
             row.audit_seq = audit.head_seq(session)
+            row.holder = self.member()[:200]
             return claim
+
+    def _abandoned(self, session: Session, row: RequestLedgerRow, now: datetime) -> bool:
+        """Whether a pending claim's claimant is dead: its process is gone from the cluster
+        (membership expired: seconds after a kill -9) and no database session of it is left
+        (so no transaction of it can still commit: a partitioned process keeps its sessions
+        until the partition heals or TCP keepalives end them); or the claim is ``stale_after``
+        old (a claimant that was no member)."""
+        if now - as_utc(row.claimed_at) >= self.stale_after:
+            return True
+        return member_gone(session, row.holder) and not member_has_sessions(session, row.holder)
 
     def _new_row(
         self, session: Session, claim: Claim, digest: str, now: datetime
@@ -231,6 +264,7 @@ class RequestLedger:
             claim_token=claim.token,
             audit_seq=audit.head_seq(session),
             claimed_at=now,
+            holder=self.member()[:200],
         )
 
     def wait_for_answer(self, key: RequestKey, digest: str) -> Claim | bytes:
@@ -249,7 +283,13 @@ class RequestLedger:
             time.sleep(_POLL_SECONDS)
 
     def finish(self, claim: Claim, response: bytes) -> None:
-        """Store the answer of the claimed call (a retry gets it back from now on)."""
+        """Store the answer of the claimed call (a retry gets it back from now on). When the
+        database cannot be reached, it is stored in the background once it can (see
+        :func:`_later`) and the error raised (the caller answers UNAVAILABLE; the retry gets
+        the answer)."""
+        _or_later(self._finish, claim, response)
+
+    def _finish(self, claim: Claim, response: bytes) -> None:
         key = claim.key
         with self.db.transaction() as session:
             row = session.get(
@@ -264,7 +304,13 @@ class RequestLedger:
 
     def abandon(self, claim: Claim) -> None:
         """The claimed call failed: free the key for a retry, unless its effect was recorded
-        (then the key stays answered with "outcome unknown": acting again could duplicate)."""
+        (then the key stays answered with "outcome unknown": acting again could duplicate).
+        When the database cannot be reached (often the very failure), in the background once it
+        can: this process is alive, so its claim would otherwise hold the key for
+        ``stale_after``."""
+        _or_later(self._abandon, claim)
+
+    def _abandon(self, claim: Claim) -> None:
         key = claim.key
         with self.db.transaction() as session:
             row = session.get(
@@ -303,6 +349,36 @@ class RequestLedger:
                 )
             )
             return int(getattr(result, "rowcount", 0) or 0)
+
+
+LATER_TRIES = 120
+LATER_PAUSE_SECONDS = 0.5
+
+
+def _or_later(step: Callable[..., None], *args: object) -> None:
+    """Run ``step`` now; on a database connection fault, run it again in the background every
+    ``LATER_PAUSE_SECONDS`` (for up to a minute) until it gets through, and raise the fault.
+    The steps check the claim's token under its row lock, so a late run changes nothing once
+    another call took the key over."""
+    try:
+        step(*args)
+    except Exception as exc:
+        if is_connection_fault(exc):
+            _later(step, args, 1)
+        raise
+
+
+def _later(step: Callable[..., None], args: tuple[object, ...], tries: int) -> None:
+    def attempt() -> None:
+        try:
+            step(*args)
+        except Exception as exc:  # noqa: BLE001 - retried, or left to the age bound
+            if is_connection_fault(exc) and tries < LATER_TRIES:
+                _later(step, args, tries + 1)
+
+    timer = threading.Timer(LATER_PAUSE_SECONDS, attempt)
+    timer.daemon = True
+    timer.start()
 
 
 def _outcome_unknown(key: RequestKey) -> RequestOutcomeUnknown:

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, func, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, String, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from govtrust.db import Base, Database, as_utc
+from govtrust.db import Base, Database, as_utc, process_id
 from govtrust.errors import FailedPrecondition
 
 log = logging.getLogger("govtrust.lease")
@@ -386,3 +386,134 @@ class ClusterJobs:
                 return
             if job.name in self._held:
                 await offload(lambda: acquire(self.db, job.name, self.holder, self.ttl_seconds))
+
+
+# --- members: which processes are alive ---------------------------------------------------------
+#
+# A call that claims work for the length of the call (an idempotency key: IssueLicense's
+# ``licence_issue_requests``) records the claiming *process* as its holder. Every serving process
+# is a member of the cluster: a row of ``cluster_members`` it renews every ``ttl / 4`` seconds
+# (database clock). A process killed with SIGKILL, or cut off, stops renewing, and once its row
+# has expired its claims are known to be abandoned: a retry elsewhere takes them over at once,
+# instead of after an age bound of minutes. Taking over replaces the claim's token, and the
+# claimant's completing write checks that token under the claim row's lock, so a holder that was
+# only slow (paused, partitioned) cannot land its late write after the takeover.
+
+DEFAULT_MEMBER_SECONDS = 4.0
+"""A member's row lives this long after its last renewal: the bound, after a process dies, for
+its claims to be taken over (plus one retry)."""
+
+_this_member = ""
+
+
+class ClusterMember(Base):
+    """A live serving process: its holder id and until when it is presumed alive."""
+
+    __tablename__ = "cluster_members"
+
+    holder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def this_member() -> str:
+    """This process's member id once its membership is renewed (:class:`Membership`), else ""
+    (a process that is no member: a command, a test; its claims are taken over by age only)."""
+    return _this_member
+
+
+def member_gone(session: Session, holder: str) -> bool:
+    """Whether the member ``holder`` is known to be gone: it was a member (non-empty id) and its
+    row expired (database clock) or was removed (a clean stop, or pruned long after expiry).
+    False for "" (no member: only an age bound can tell)."""
+    if not holder:
+        return False
+    expires = session.execute(
+        select(ClusterMember.expires_at).where(ClusterMember.holder == holder)
+    ).scalar_one_or_none()
+    return expires is None or as_utc(expires) <= database_now(session)
+
+
+def member_has_sessions(session: Session, holder: str) -> bool:
+    """Whether a PostgreSQL session of the member ``holder`` is still open (its
+    ``application_name``, :func:`govtrust.db.process_id`): a transaction of a process cut off
+    from the database (a partition) may still commit while one is. Always False on SQLite (one
+    host: no session outlives its process)."""
+    if not holder or session.get_bind().dialect.name != "postgresql":
+        return False
+    found = session.execute(
+        text("SELECT 1 FROM pg_stat_activity WHERE application_name = :holder LIMIT 1"),
+        {"holder": holder},
+    ).first()
+    return found is not None
+
+
+class Membership:
+    """This process's row of ``cluster_members``, renewed until it stops (then removed)."""
+
+    PRUNE_AFTER = timedelta(hours=1)
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        ttl_seconds: float = DEFAULT_MEMBER_SECONDS,
+        holder: str | None = None,
+    ) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError("a membership needs a positive time to live")
+        self.db = db
+        self.ttl_seconds = ttl_seconds
+        self.holder = holder or process_id()
+
+    def renew(self) -> datetime:
+        """Insert or extend this process's row; prune rows expired long ago; the new expiry.
+        Makes this process's id :func:`this_member` (claims record it from now on)."""
+        global _this_member
+        with self.db.transaction() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SET LOCAL synchronous_commit = off"))
+            now = database_now(session)
+            expires = now + timedelta(seconds=self.ttl_seconds)
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            statement = insert(ClusterMember).values(
+                holder=self.holder, started_at=now, expires_at=expires
+            )
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["holder"], set_={"expires_at": statement.excluded.expires_at}
+                )
+            )
+            session.execute(
+                delete(ClusterMember).where(ClusterMember.expires_at < now - self.PRUNE_AFTER)
+            )
+        _this_member = self.holder
+        return expires
+
+    def leave(self) -> None:
+        """Remove this process's row (a clean stop: its claims are free to take over at once;
+        a drained process holds none)."""
+        global _this_member
+        if _this_member == self.holder:
+            _this_member = ""
+        with self.db.transaction() as session:
+            session.execute(delete(ClusterMember).where(ClusterMember.holder == self.holder))
+
+    async def serve(self, stop: asyncio.Event, offload: Offload) -> None:
+        """Renew every ``ttl / 4`` until ``stop``, then leave."""
+        every = self.ttl_seconds / 4
+        try:
+            while not stop.is_set():
+                try:
+                    await offload(self.renew)
+                except Exception:  # noqa: BLE001 - the database is away: retried next time
+                    log.warning("cluster membership of %s: renewal failed", self.holder)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=every)
+                except TimeoutError:
+                    continue
+        finally:
+            try:
+                await offload(self.leave)
+            except Exception:  # noqa: BLE001 - the row then simply expires
+                log.warning("cluster membership of %s: could not leave", self.holder)

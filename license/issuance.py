@@ -28,12 +28,16 @@ primary key, so only one claim — and one status index — commits; the others 
 (``request_wait``, 2 s: they wait in a thread of the shared ``run_sync`` pool) for the claimant
 to finish and answer its licence, and otherwise raise :class:`IssuanceInProgress`
 (UNAVAILABLE: retry with the same key). A claimant that fails releases its claim (a duplicate
-waiting for it then issues); a claim left pending by a crashed process can be taken over after
-``claim_timeout``. The claim is taken before the identifier is checked free, and a duplicate
-that finds its explicit ``serial`` issued meanwhile looks at the key again: when the claimant
-of the key completed it with the same body (between the duplicate's read and its claim, or
-while the duplicate took over a slow claimant), the duplicate answers that licence rather
-than ALREADY_EXISTS.
+waiting for it then issues; a release the database refused is retried in the background). A
+claim records the claiming process (its :mod:`govtrust.lease` member id) and a random token:
+once that process is gone from the cluster (killed: its membership expires within seconds), or
+the claim is older than ``claim_timeout`` (a claimant that was no member), a retry takes the
+claim over with a new token, and the old claimant's completing write, which checks its token
+under the claim row's lock, is refused — a slow claimant never lands a second licence. The
+claim is taken before the identifier is checked free, and a duplicate that finds its explicit
+``serial`` issued meanwhile looks at the key again: when the claimant of the key completed it
+with the same body (between the duplicate's read and its claim), the duplicate answers that
+licence rather than ALREADY_EXISTS.
 
 **Annotations** (:meth:`LicenceService.new_version`) are stored with the new version
 (:class:`~license.models.LicenceAnnotationRow`) and returned with every version of the chain
@@ -50,10 +54,11 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -62,7 +67,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from govtrust import audit
-from govtrust.db import Database, as_utc
+from govtrust.db import Database, as_utc, is_connection_fault
 from govtrust.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -72,7 +77,7 @@ from govtrust.errors import (
     PermissionDenied,
     Unavailable,
 )
-from govtrust.lease import Fence, StaleFence
+from govtrust.lease import Fence, StaleFence, member_gone, this_member
 from govtrust.principal import LICENCE_ISSUER_PREFIX, Principal
 from hsm.atrest import DEFAULT_SCHEME
 from idp.identifiers import InvalidIdentifier, normalise, parse_uscc
@@ -123,6 +128,8 @@ MAX_REQUEST_ID = 128
 # ``run_sync`` pool; then it answers IssuanceInProgress (UNAVAILABLE) and the caller retries.
 REQUEST_WAIT = timedelta(seconds=2)
 CLAIM_TIMEOUT = timedelta(minutes=10)  # after which a pending claim may be taken over
+_RELEASE_TRIES = 120  # a release the database refused is retried every 0.5 s for a minute
+_RELEASE_PAUSE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -369,12 +376,14 @@ class _Prepared(NamedTuple):
 
 @dataclass(frozen=True)
 class _Claim:
-    """The idempotency key a single issuance claims (``takeover``: the stale claim's
-    identifier it replaces)."""
+    """The idempotency key a single issuance claims, with this call's random ``token`` (the
+    fence its completing write checks); ``takeover``: the abandoned claim's (identifier, token)
+    it replaces."""
 
     request_id: str
     sha256: str
-    takeover: str | None = None
+    takeover: tuple[str, str] | None = None
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
 class _ClaimTaken(Exception):
@@ -405,6 +414,7 @@ class LicenceService:
         clock: Callable[[], datetime] | None = None,
         request_wait: timedelta = REQUEST_WAIT,
         claim_timeout: timedelta = CLAIM_TIMEOUT,
+        member: Callable[[], str] = this_member,
     ) -> None:
         if (documents is None) != (seals is None):
             raise ValueError("documents and seals go together")
@@ -419,6 +429,7 @@ class LicenceService:
         self._clock = clock or (lambda: datetime.now(UTC))
         self.request_wait = request_wait
         self.claim_timeout = claim_timeout
+        self.member = member
 
     # --- checks -------------------------------------------------------------------------
 
@@ -496,21 +507,23 @@ class LicenceService:
         deadline = time.monotonic() + self.request_wait.total_seconds()
         pause = 0.02
         while True:
-            claim = self._read_claim(request.issuer_code, request_id)
-            takeover: str | None = None
+            claim, abandoned = self._read_claim(request.issuer_code, request_id)
+            takeover: tuple[str, str] | None = None
             if claim is not None:
                 if claim.request_sha256 not in matches:
                     raise _reused(request.issuer_code, request_id, claim.identifier)
                 if claim.completed_at is not None:
                     return self._replayed(claim.identifier)
-                if self._clock() - as_utc(claim.created_at) < self.claim_timeout:
+                if not abandoned:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise _in_progress(request_id)
                     time.sleep(min(pause, left))
                     pause = min(pause * 2, 0.5)
                     continue
-                takeover = claim.identifier  # the claimant crashed: issue in its place
+                # the claimant died (or is cut off): issue in its place; its late write, if it
+                # is only slow, is refused by the new claim token
+                takeover = (claim.identifier, claim.claim_token)
             try:
                 return self.issue_many(
                     principal,
@@ -521,26 +534,36 @@ class LicenceService:
             except _ClaimTaken:
                 if time.monotonic() < deadline:
                     continue  # look at the key again
-                claim = self._read_claim(request.issuer_code, request_id)
+                claim, _ = self._read_claim(request.issuer_code, request_id)
                 if claim is None or claim.completed_at is None:
                     raise _in_progress(request_id) from None
             except AlreadyExists:
                 # The identifier (an explicit serial) exists: issued meanwhile under this very
                 # key by a claimant that completed between our read and our claim, or that we
                 # took over while it was slow rather than crashed? Then that is our licence.
-                claim = self._read_claim(request.issuer_code, request_id)
+                claim, _ = self._read_claim(request.issuer_code, request_id)
                 if claim is None or claim.completed_at is None:
                     raise
             if claim.request_sha256 not in matches:
                 raise _reused(request.issuer_code, request_id, claim.identifier)
             return self._replayed(claim.identifier)
 
-    def _read_claim(self, issuer_code: str, request_id: str) -> LicenceIssueRequestRow | None:
+    def _read_claim(
+        self, issuer_code: str, request_id: str
+    ) -> tuple[LicenceIssueRequestRow | None, bool]:
+        """The key's claim row, and whether a pending one is abandoned: its holder process is
+        gone from the cluster (:func:`govtrust.lease.member_gone`: within the membership's few
+        seconds of a kill -9) or it is older than ``claim_timeout`` (a holder that was no
+        member)."""
         with self.db.read() as session:
             claim = session.get(LicenceIssueRequestRow, (issuer_code, request_id))
+            abandoned = False
             if claim is not None:
                 session.expunge(claim)
-        return claim
+                if claim.completed_at is None:
+                    aged = self._clock() - as_utc(claim.created_at) >= self.claim_timeout
+                    abandoned = aged or member_gone(session, claim.holder)
+        return claim, abandoned
 
     def _replayed(self, identifier: str) -> IssuedLicence:
         stored = self.stored(identifier)
@@ -613,13 +636,19 @@ class LicenceService:
             if claim is None:
                 raise
             raise _ClaimTaken from None  # a concurrent duplicate claimed the key first
+        except BaseException:
+            # the claim's COMMIT may have landed although the connection died on it: free it
+            # (by its token; in the background until the database answers), as a later failure
+            if claim is not None:
+                self._release(requests[0].issuer_code, claim)
+            raise
         try:
             return self._sign_and_store(
                 principal, prepared, idents, next_index, signers, contexts, now, claim
             )
         except BaseException:
             if claim is not None:
-                self._release(requests[0].issuer_code, claim.request_id, idents[0])
+                self._release(requests[0].issuer_code, claim)
             raise
 
     def _claim(
@@ -647,28 +676,49 @@ class LicenceService:
                     actor=principal.actor[:200],
                     created_at=now,
                     completed_at=None,
+                    holder=self.member()[:200],
+                    claim_token=claim.token,
                 )
             )
             session.flush()
             return
-        if claim.takeover is None or row.identifier != claim.takeover or row.completed_at:
-            raise _ClaimTaken
+        if (
+            claim.takeover is None
+            or (row.identifier, row.claim_token) != claim.takeover
+            or row.completed_at
+        ):
+            raise _ClaimTaken  # completed or taken over by another call meanwhile
         row.identifier = identifier
         row.actor = principal.actor[:200]
         row.created_at = now
+        row.holder = self.member()[:200]
+        row.claim_token = claim.token
 
-    def _release(self, issuer_code: str, request_id: str, identifier: str) -> None:
-        """Give up a pending claim after a failure (best effort: a claim left behind is taken
-        over after ``claim_timeout``)."""
+    def _release(self, issuer_code: str, claim: _Claim, *, tries: int = 1) -> None:
+        """Give up this call's pending claim after a failure, if it is still this call's.
+
+        When the database cannot be reached (the failure was the database going away), the
+        release is tried again in the background every half second for up to a minute: this
+        process is alive, so its claim would otherwise stay pending (and a retry wait) until
+        ``claim_timeout``. A claim left behind by a process that dies is taken over once the
+        process is gone from the cluster."""
         try:
             with self.db.transaction() as session:
                 row = session.get(
-                    LicenceIssueRequestRow, (issuer_code, request_id), with_for_update=True
+                    LicenceIssueRequestRow, (issuer_code, claim.request_id), with_for_update=True
                 )
-                if row is not None and row.identifier == identifier and row.completed_at is None:
+                if row is not None and row.claim_token == claim.token and not row.completed_at:
                     session.delete(row)
-        except Exception:  # noqa: BLE001, S110 - the original error is what the caller needs
-            pass
+        except Exception as exc:  # noqa: BLE001 - the original error is what the caller needs
+            if is_connection_fault(exc) and tries < _RELEASE_TRIES:
+                retry = threading.Timer(
+                    _RELEASE_PAUSE_SECONDS,
+                    self._release,
+                    (issuer_code, claim),
+                    {"tries": tries + 1},
+                )
+                retry.daemon = True
+                retry.start()
 
     def _sign_and_store(
         self,
@@ -741,7 +791,12 @@ class LicenceService:
         row = session.get(
             LicenceIssueRequestRow, (issuer_code, claim.request_id), with_for_update=True
         )
-        if row is None or row.identifier != identifier or row.completed_at is not None:
+        if (
+            row is None
+            or row.identifier != identifier
+            or row.claim_token != claim.token
+            or row.completed_at is not None
+        ):
             raise _ClaimTaken  # taken over meanwhile: the other call's licence counts
         row.completed_at = now
 

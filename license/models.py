@@ -147,6 +147,10 @@ class LicenceIssueRequestRow(Base):
     actor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the claiming process (govtrust.lease member id, "" when it is none) and the claim's
+    # random token, replaced by a takeover and checked by the completing write (a fence)
+    holder: Mapped[str] = mapped_column(String(200), server_default="", default="")
+    claim_token: Mapped[str] = mapped_column(String(32), server_default="", default="")
 
 
 class LicenceSourceRow(Base):

@@ -198,9 +198,10 @@ SCHEDULE_HEARTBEAT = {"cluster_leases": ("expires_at",)}
 holder renews its leases every tick. Ignored by :func:`unchanged` unless ``schedule=True``; a
 lease changing hands (holder, token) is still a change."""
 
-SCHEDULE_PERIODS = ("cluster_job_runs",)
+SCHEDULE_PERIODS = ("cluster_job_runs", "cluster_members")
 """The schedule's record of which period of which job ran: a new period starts on the clock
-(every two minutes for ``ca.refresh``), whatever the request under test does. Allowed by
+(every two minutes for ``ca.refresh``), whatever the request under test does; and the serving
+processes' membership rows (``cluster_members``, renewed every second). Allowed by
 :func:`unchanged` unless ``schedule=True``."""
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from govtrust.db import is_connection_fault
 from govtrust.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from govtrust.principal import Principal
 from govtrust.rpc.context import current_principal
@@ -262,12 +263,16 @@ def _summary(
 
 
 def token_resolver(platform: Platform, token: str) -> Principal:
-    """The gRPC bearer-token resolver: our access tokens → principals (else Unauthenticated)."""
+    """The gRPC bearer-token resolver: our access tokens → principals (else Unauthenticated).
+    A database that cannot be reached is no verdict on the token: that error passes through
+    (UNAVAILABLE, retryable) rather than reading as a bad token."""
     try:
         return provider_for(platform).principal_for_token(token)
     except (Unauthenticated, PermissionDenied):
         raise
     except Exception as exc:
+        if is_connection_fault(exc):
+            raise
         raise Unauthenticated("the bearer token is not valid") from exc
 
 

@@ -14,13 +14,13 @@ from datetime import datetime
 from ca.directory import SubjectDirectory
 from govtrust.audit import AuditCheckpoint, CheckpointSigner, make_checkpoint
 from govtrust.config import Settings
-from govtrust.lease import ClusterJob, ClusterJobs, Fence
+from govtrust.lease import ClusterJob, ClusterJobs, Fence, Membership
 from govtrust.platform import Platform
 from govtrust.rpc.offload import run_sync
 
 log = logging.getLogger("govtrust.server")
 
-CA_REFRESH_SECONDS = 120.0
+CA_REFRESH_SECONDS = 120.0  # the default of settings.ca_refresh_seconds
 STATUS_LIST_SECONDS = 300.0  # lists live an hour; each is re-signed once half of it passed
 OIDC_KEY_SWEEP_SECONDS = 3600.0
 CA_REFRESH_JOB = "ca.refresh"
@@ -130,7 +130,11 @@ def cluster_job_list(platform: Platform) -> list[ClusterJob]:
     re-signing, the expiry sweep of retired OIDC keys, and audit checkpoints every
     ``audit_checkpoint_seconds`` (unless 0)."""
     jobs = [
-        ClusterJob(CA_REFRESH_JOB, CA_REFRESH_SECONDS, lambda f: _refresh_ca(platform, f)),
+        ClusterJob(
+            CA_REFRESH_JOB,
+            float(platform.settings.ca_refresh_seconds),
+            lambda f: _refresh_ca(platform, f),
+        ),
         ClusterJob(
             STATUS_LIST_JOB, STATUS_LIST_SECONDS, lambda f: _refresh_status_lists(platform, f)
         ),
@@ -159,5 +163,10 @@ def cluster_jobs(platform: Platform, *, holder: str | None = None) -> ClusterJob
 async def periodic_jobs(platform: Platform, stop: asyncio.Event) -> None:
     """Until ``stop``: every replica ticks the cluster jobs; each runs in the one replica that
     holds its lease, once per period (:mod:`govtrust.lease`). Leases held are released at the
-    end, so another replica takes over at its next tick."""
-    await cluster_jobs(platform).serve(stop, run_sync)
+    end, so another replica takes over at its next tick. Alongside, this process renews its
+    cluster membership (:class:`govtrust.lease.Membership`): a process that dies stops renewing,
+    and its idempotency claims are taken over within the membership's bound."""
+    membership = Membership(platform.db)
+    await asyncio.gather(
+        membership.serve(stop, run_sync), cluster_jobs(platform).serve(stop, run_sync)
+    )

@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -55,7 +56,14 @@ def _certificate_request_fields() -> set[str]:
     return set(certificate_pb2.IssueCertificateRequest.DESCRIPTOR.fields_by_name)
 
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SHARED_PG_PORT = 5432
+"""The machine's PostgreSQL, used when the harness cannot run one of its own."""
+
+
+def pg_admin(port: int) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
 REPLICAS = 3
 GRPC_PORT = 50051
 HTTP_PORT = 8080
@@ -64,6 +72,12 @@ LOAD_SERVICE = "cluster.load"
 RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED"})
 RETRYABLE_HTTP = frozenset({"HTTP_502", "HTTP_503", "HTTP_504", "CONNECTION"})
 RETRYABLE = RETRYABLE_GRPC | RETRYABLE_HTTP
+OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+"""A retry answered FAILED_PRECONDITION by the request ledger because the first call's effect
+committed but its answer was lost (the database connection died during the COMMIT, so the
+call could not know): the documented, truthful answer (govtrust.idempotency), neither
+retryable nor wrong; counted in its own column."""
+ANSWER_LOST = "took effect but its answer was lost"
 CERTIFICATE_REQUEST_ID = "request_id" in _certificate_request_fields()
 """Whether IssueCertificate takes an idempotency key (issue #20 item 4): then the load sends the
 operation's key with every attempt and a retry must never issue twice; until then a retry after
@@ -244,10 +258,11 @@ class World:
     # seal owner's legal representative: a family revoked by a refresh-token reuse is replaced
     # by the next (a browser login cannot run through HAProxy's plain HTTP: secure cookies)
     logins: list[list[tuple[str, str]]]
+    pg_port: int = SHARED_PG_PORT
 
     @property
     def local_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:5432/{self.database}"
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{self.database}"
 
 
 LOGIN_NAME = "cluster.head"
@@ -296,7 +311,14 @@ def _login_families(
     return client, logins
 
 
-def bootstrap(directory: Path, issuer: str, *, slots: int = 8, families: int = 3) -> World:
+def bootstrap(
+    directory: Path,
+    issuer: str,
+    *,
+    slots: int = 8,
+    families: int = 3,
+    pg_port: int = SHARED_PG_PORT,
+) -> World:
     """Create the database, migrate it, make the CA, the licence department and its seal, the
     service identity the load runs as and its certificate, in this process (as ``govtrust init``
     and an operator would), before any replica starts."""
@@ -309,17 +331,17 @@ def bootstrap(directory: Path, issuer: str, *, slots: int = 8, families: int = 3
     from license import catalogue
 
     name = f"gt_cluster_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+    with psycopg.connect(pg_admin(pg_port), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     boot_dir = directory / "boot"
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{pg_port}/{name}"
     settings = Settings(data_dir=boot_dir, database_url=url, public_base_url=issuer)
     platform = open_wired(settings, migrate=True)
     try:
         from bench.license import _department
 
         request = _department(platform)
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}") as conn:
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{pg_port}/{name}") as conn:
             found = conn.execute("SELECT id, owner_id FROM seal_seals").fetchone()
         assert found is not None, "the department has no seal"
         seal_id, owner_id = found
@@ -379,13 +401,14 @@ def bootstrap(directory: Path, issuer: str, *, slots: int = 8, families: int = 3
             seal_id=seal_id,
             oidc_client=oidc_client,
             logins=logins,
+            pg_port=pg_port,
         )
     finally:
         platform.close()
 
 
-def drop_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+def drop_database(name: str, port: int = SHARED_PG_PORT) -> None:
+    with psycopg.connect(pg_admin(port), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -465,6 +488,8 @@ class Replica:
             GOVTRUST_TRUSTED_PROXIES=c.network.gateway,
             GOVTRUST_PUBLIC_BASE_URL=f"http://127.0.0.1:{c.http_port}",
             GOVTRUST_AUDIT_CHECKPOINT_SECONDS=str(c.checkpoint_seconds),
+            GOVTRUST_CA_REFRESH_SECONDS=str(CA_REFRESH_SECONDS),
+            GOVTRUST_CLUSTER_LEASE_SECONDS=str(LEASE_SECONDS),
             GOVTRUST_LOG_LEVEL="warning",
         )
         command = ["ip", "netns", "exec", c.network.namespace(self.index), sys.executable]
@@ -621,8 +646,9 @@ class PgForwarder:
     """socat on the bridge address forwarding to PostgreSQL on loopback (the hosts' way to the
     database; the system PostgreSQL's configuration is not touched)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, target_port: int = SHARED_PG_PORT) -> None:
         self.address = address
+        self.target_port = target_port
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -631,7 +657,7 @@ class PgForwarder:
             [
                 socat,
                 f"TCP-LISTEN:5432,bind={self.address},fork,reuseaddr,backlog=256",
-                "TCP:127.0.0.1:5432",
+                f"TCP:127.0.0.1:{self.target_port}",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -678,14 +704,105 @@ def restart_postgresql() -> None:
     raise AssertionError("PostgreSQL did not come back within 60 s")
 
 
+class PrivatePostgres:
+    """A PostgreSQL instance of the harness's own: ``initdb`` in a folder of its own, loopback on
+    a free port, trust authentication, run as the ``postgres`` user. The database fault restarts
+    it for real (``pg_ctl restart -m fast``: every session ended, the server down for a moment,
+    then recovery) without disturbing anyone else's use of the machine's PostgreSQL."""
+
+    def __init__(self) -> None:
+        found = self.binaries()
+        assert found is not None, "no PostgreSQL server binaries (initdb, pg_ctl)"
+        self.bin: Path = found
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="govtrust-cluster-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+
+    @staticmethod
+    def binaries() -> Path | None:
+        """The newest PostgreSQL server's bin folder with initdb and pg_ctl, if installed."""
+        found = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+            key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+        )
+        return found[-1].parent if found else None
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether the harness can run its own instance (binaries, root to become postgres)."""
+        return cls.binaries() is not None and os.geteuid() == 0
+
+    def _as_postgres(self, *command: str) -> subprocess.CompletedProcess[str]:
+        return run("runuser", "-u", "postgres", "--", *command)
+
+    def start(self) -> None:
+        """initdb (once) and start; returns when it accepts connections."""
+        shutil.chown(self.root, "postgres", "postgres")
+        if not self.data.exists():
+            self._as_postgres(
+                str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                "--no-sync", "-E", "UTF8",
+            )  # fmt: skip
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root}"
+            " -c max_connections=300 -c shared_buffers=64MB"
+        )
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+            "-o", options, "start",
+        )  # fmt: skip
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast`` (the options of the start are kept; the log file named again,
+        else the server would write into this process's pipe), then wait until it answers."""
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-m", "fast",
+            "-w", "-t", "60", "restart",
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready = run(
+                str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q",
+                check=False,
+            )  # fmt: skip
+            if ready.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"PostgreSQL did not come back within 60 s: {self.log}")
+
+    def stop(self) -> None:
+        """Stop it (immediately) and remove its folder."""
+        if (self.data / "postmaster.pid").exists():
+            run(
+                "runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D",
+                str(self.data), "-m", "immediate", "-w", "stop", check=False,
+            )  # fmt: skip
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 # --- the cluster --------------------------------------------------------------------------------
 
 
 class Cluster:
     """Network, forwarder, bootstrap, replicas and HAProxy; :meth:`close` undoes all of it."""
 
-    def __init__(self, directory: Path, *, checkpoint_seconds: int = 15) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        checkpoint_seconds: int = 15,
+        private_pg: bool = False,
+        login_slots: int = 8,
+    ) -> None:
+        """``private_pg``: run a PostgreSQL instance of the cluster's own
+        (:class:`PrivatePostgres`), which the database fault may restart for real; else use the
+        machine's on port 5432. ``login_slots``: load clients with OIDC sessions of their own
+        (each logs in three times at bootstrap: argon2id, so not more than the loads need)."""
         self.directory = directory
+        self.login_slots = login_slots
+        self.private_pg = private_pg
+        self.pg: PrivatePostgres | None = None
         self.checkpoint_seconds = checkpoint_seconds
         self.hosts = list(range(1, REPLICAS + 1))
         self.grpc_port = free_port()
@@ -696,6 +813,7 @@ class Cluster:
         self.haproxy: HaProxy | None = None
         self.replicas: dict[int, Replica] = {}
         self._database: str | None = None
+        self.fault_problems: list[str] = []  # what a fault's own checks found (run_faults)
 
     def open(self) -> Cluster:
         try:
@@ -703,9 +821,19 @@ class Cluster:
             self.tls = write_server_tls(
                 self.directory, [self.network.address(i) for i in self.hosts]
             )
-            self.world = bootstrap(self.directory, f"http://127.0.0.1:{self.http_port}")
+            port = SHARED_PG_PORT
+            if self.private_pg:
+                self.pg = PrivatePostgres()
+                self.pg.start()
+                port = self.pg.port
+            self.world = bootstrap(
+                self.directory,
+                f"http://127.0.0.1:{self.http_port}",
+                pg_port=port,
+                slots=self.login_slots,
+            )
             self._database = self.world.database
-            self.forwarder = PgForwarder(self.network.gateway)
+            self.forwarder = PgForwarder(self.network.gateway, port)
             self.forwarder.start()
             for i in self.hosts:
                 self.replicas[i] = Replica(self, i)
@@ -753,13 +881,18 @@ class Cluster:
             self.network.remove()
         if self._database is not None:
             with contextlib.suppress(psycopg.Error):
-                drop_database(self._database)
+                drop_database(self._database, self.world.pg_port)
             self._database = None
+        if self.pg is not None:
+            self.pg.stop()
+            self.pg = None
 
     def audit_verify(self) -> subprocess.CompletedProcess[str]:
         """``govtrust audit verify`` on the shared database (the operator's command)."""
         env = server_env(
-            GOVTRUST_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.world.database}",
+            GOVTRUST_DATABASE_URL=self.world.local_url.replace(
+                "postgresql:", "postgresql+psycopg:"
+            ),
             GOVTRUST_MASTER_KEY=self.world.master_key,
         )
         command = [sys.executable, "-m", "govtrust", "audit", "verify"]
@@ -887,6 +1020,8 @@ class Load:
                 return
             except grpc.RpcError as exc:
                 code = exc.code().name if exc.code() is not None else "UNKNOWN"
+                if code == "FAILED_PRECONDITION" and ANSWER_LOST in (exc.details() or ""):
+                    code = OUTCOME_UNKNOWN
                 self._record(Attempt(op, key, start, time.monotonic(), code))
             except _HttpFailure as exc:
                 code = str(exc)
@@ -1028,6 +1163,7 @@ class PhaseResult:
     error_window: float = 0.0  # seconds from the fault to the last failed call's end
     outside_window: int = 0  # failed calls outside [fault, recovered + grace]
     not_retryable: int = 0
+    outcome_unknown: int = 0  # retries told the effect took place but its answer was lost
     gave_up: int = 0  # logical operations whose client exhausted its retries on retryable codes
     audit_ok: bool = False
     jobs_once: str = "not checked"
@@ -1065,7 +1201,8 @@ def check_phase(
     if failed:
         result.first_error = round(min(a.end for a in failed) - result.started, 1)
         result.error_window = round(max(a.end for a in failed) - result.started, 1)
-    result.not_retryable = sum(a.code not in RETRYABLE for a in failed)
+    result.not_retryable = sum(a.code not in RETRYABLE | {OUTCOME_UNKNOWN} for a in failed)
+    result.outcome_unknown = sum(a.code == OUTCOME_UNKNOWN for a in failed)
     result.outside_window = sum(
         not (result.started - 0.5 <= a.end <= result.recovered + GRACE_SECONDS) for a in failed
     )
@@ -1221,6 +1358,9 @@ def fault_postgres(c: Cluster, t: Timings, *, real_restart: bool) -> str:
     the replicas, without disturbing other users of the machine's PostgreSQL."""
     assert c.forwarder is not None
     if real_restart:
+        if c.pg is not None:
+            c.pg.restart()
+            return "PostgreSQL restarted (pg_ctl restart -m fast, the cluster's own instance)"
         restart_postgresql()
         return "PostgreSQL restarted (pg_ctlcluster restart, fast shutdown)"
     c.forwarder.stop()
@@ -1239,22 +1379,212 @@ def fault_partition(c: Cluster, t: Timings) -> str:
     return f"host 2's link down for {t.partition:g} s"
 
 
-def fault_leader_during_crl(c: Cluster, t: Timings) -> str | None:
-    """The lease holder killed while it publishes a CRL: needs the leases of issue #20 item 1
-    (a lease table naming the holder). Until they land, ``None`` (the phase is reported as not
-    run)."""
-    with psycopg.connect(c.world.local_url, autocommit=True) as conn:
-        for table in ("cluster_leases", "leases"):
-            found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
-            if found and found[0] is not None:
-                break
-        else:
-            return None
-    # Plug-in point: read the CRL lease's holder, kill -9 that replica as ca_crls grows.
+CA_REFRESH_SECONDS = 6
+"""The ``ca.refresh`` job's period in the harness (``GOVTRUST_CA_REFRESH_SECONDS``): short, so a
+round starts within seconds of a fault that waits for one."""
+LEASE_SECONDS = 6
+"""The cluster jobs' lease (``GOVTRUST_CLUSTER_LEASE_SECONDS``): a dead leader's jobs are taken
+over within ``LEASE_SECONDS * 4 / 3`` (``ClusterJobs.takeover_bound_seconds``)."""
+TAKEOVER_BOUND = LEASE_SECONDS + LEASE_SECONDS / 3
+TAKEOVER_SLACK = 2.0
+"""Scheduling slack on a loaded two-core machine: the takeover's round itself, one tick late."""
+
+
+@dataclass
+class CrlTakeover:
+    """What :func:`fault_leader_during_crl` saw: who led, who took over, how fast, and the
+    CRL numbers published by then."""
+
+    killed: int = 0  # the replica index of the leader killed
+    killed_holder: str = ""
+    successor: str = ""  # the holder that ran ca.refresh next
+    takeover_seconds: float = -1.0  # from the kill to the successor's round done (database clock)
+    delta_published_seconds: float = -1.0  # from the kill to the next delta CRL (database clock)
+    numbers_before: int = 0  # the CA's highest CRL number before the fault
+    problems: list[str] = field(default_factory=list)
+
+
+def _replica_of(c: Cluster, holder: str) -> int | None:
+    """The replica whose process (or a descendant) has the pid named in a lease holder id
+    (``host:pid:suffix``)."""
+    try:
+        pid = int(holder.split(":")[-2])
+    except (IndexError, ValueError):
+        return None
+    for i, replica in c.replicas.items():
+        if replica.served is not None and pid in family(replica.served.process.pid):
+            return i
     return None
 
 
+def fault_leader_during_crl(c: Cluster, t: Timings) -> str | None:
+    """The ``ca.refresh`` lease holder killed (SIGKILL) in the middle of a round that publishes
+    CRLs; the supervisor restarts it only after another replica took the job over.
+
+    How the round is caught in the middle, deterministically: the harness takes the row lock of
+    the CA's CRL-number counter (``ca_counters``, ``crl:<ca>``) in an open transaction, then
+    revokes a load certificate over gRPC (the CA's CRLs are now behind a status change). The
+    next ``ca.refresh`` round (every :data:`CA_REFRESH_SECONDS`) claims its period and blocks on
+    the counter: mid-publication. The harness kills the replica holding the lease (the period's
+    holder), then releases the lock. On-demand CRL requests of the load block meanwhile too and
+    publish the full CRL afterwards; nobody fetches the delta CRL, so the next delta CRL is the
+    successor leader's. Checked (in :attr:`Cluster.crl_takeover`): another process ran
+    ``ca.refresh`` and a delta CRL was published within the takeover bound (lease + a third,
+    plus :data:`TAKEOVER_SLACK`), no CRL number twice, every new number above the old ones."""
+    seen = CrlTakeover()
+    ca = c.world.crl_path.rsplit("/", 1)[-1].removesuffix(".crl")
+    url = c.world.local_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        before = conn.execute(
+            "SELECT coalesce(max(crl_number), 0) FROM ca_crls WHERE issuer = %s", (ca,)
+        ).fetchone()
+        seen.numbers_before = int(before[0]) if before else 0
+        serial = conn.execute(
+            "SELECT serial FROM ca_certificates WHERE issuer = %s AND status = 'active' "
+            "AND system_id LIKE 'load-%%' ORDER BY issued_at DESC LIMIT 1",
+            (ca,),
+        ).fetchone()
+    assert serial is not None, "no load certificate to revoke"
+    stall = psycopg.connect(url)  # one transaction holding the CRL counter's row lock
+    try:
+        stall.execute(
+            "SELECT value FROM ca_counters WHERE name = %s FOR UPDATE", (f"crl:{ca}",)
+        ).fetchone()
+        revoke_over_grpc(c, serial[0])
+        db_start = _db_now(url)
+        deadline = time.monotonic() + 3 * CA_REFRESH_SECONDS + TAKEOVER_BOUND
+        holder = ""
+        while not holder:  # a ca.refresh round that started after the revocation, not done
+            with psycopg.connect(url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT holder FROM cluster_job_runs WHERE job = 'ca.refresh' "
+                    "AND outcome = 'running' AND started_at > %s ORDER BY period DESC LIMIT 1",
+                    (db_start,),
+                ).fetchone()
+            holder = row[0] if row else ""
+            assert time.monotonic() < deadline, "no ca.refresh round started"
+            time.sleep(0.1)
+        time.sleep(0.5)  # it reaches the counter (CAs before this one have fresh CRLs)
+        killed = _replica_of(c, holder)
+        assert killed is not None, f"the leader {holder} is no replica of this cluster"
+        seen.killed, seen.killed_holder = killed, holder
+        c.replicas[killed].kill9()
+        killed_at = _db_now(url)
+    finally:
+        stall.rollback()
+        stall.close()
+    successor = _await_takeover(url, ca, holder, killed_at, seen)
+    c.replicas[killed].start()  # the supervisor, once the job has a new leader
+    c.replicas[killed].wait_ready()
+    with psycopg.connect(url, autocommit=True) as conn:
+        numbers = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT crl_number FROM ca_crls WHERE issuer = %s ORDER BY crl_number", (ca,)
+            )
+        ]
+    new = [n for n in numbers if n > seen.numbers_before]
+    if len(set(numbers)) != len(numbers):
+        seen.problems.append(f"a CRL number of {ca} published twice: {numbers}")
+    if not new:
+        seen.problems.append(f"no CRL of {ca} published after the fault")
+    bound = TAKEOVER_BOUND + TAKEOVER_SLACK
+    if not 0 <= seen.takeover_seconds <= bound:
+        seen.problems.append(
+            f"ca.refresh taken over after {seen.takeover_seconds:.1f} s (bound {bound:.1f} s)"
+        )
+    if not 0 <= seen.delta_published_seconds <= bound:
+        seen.problems.append(
+            f"the delta CRL was republished {seen.delta_published_seconds:.1f} s after the kill "
+            f"(bound {bound:.1f} s)"
+        )
+    c.fault_problems += seen.problems
+    return (
+        f"ca.refresh leader (replica {killed}) killed mid-publication; {successor or 'nobody'} "
+        f"took over in {seen.takeover_seconds:.1f} s, delta CRL after "
+        f"{seen.delta_published_seconds:.1f} s (bound {TAKEOVER_BOUND:g} s), CRL numbers "
+        f"{seen.numbers_before}→{max(numbers, default=0)}, none twice"
+    ) + (f" — {'; '.join(seen.problems)}" if seen.problems else "")
+
+
+def _db_now(url: str) -> datetime.datetime:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    moment: datetime.datetime = row[0]
+    return moment
+
+
+def _await_takeover(
+    url: str, ca: str, dead: str, killed_at: datetime.datetime, seen: CrlTakeover
+) -> str:
+    """Until another holder finished a ca.refresh round and a delta CRL appeared after the kill
+    (or twice the bound passed); fills ``seen`` with the delays."""
+    deadline = time.monotonic() + 2 * (TAKEOVER_BOUND + TAKEOVER_SLACK) + 5
+    while time.monotonic() < deadline:
+        with psycopg.connect(url, autocommit=True) as conn:
+            ran = conn.execute(
+                "SELECT holder, finished_at FROM cluster_job_runs WHERE job = 'ca.refresh' "
+                "AND outcome = 'done' AND holder <> %s AND finished_at > %s "
+                "ORDER BY finished_at LIMIT 1",
+                (dead, killed_at),
+            ).fetchone()
+            delta = conn.execute(
+                "SELECT min(this_update) FROM ca_crls WHERE issuer = %s AND delta "
+                "AND this_update > %s",
+                (ca, killed_at),
+            ).fetchone()
+        if ran is not None and seen.takeover_seconds < 0:
+            seen.successor = ran[0]
+            seen.takeover_seconds = round((ran[1] - killed_at).total_seconds(), 1)
+        if delta is not None and delta[0] is not None and seen.delta_published_seconds < 0:
+            seen.delta_published_seconds = round((delta[0] - killed_at).total_seconds(), 1)
+        if seen.takeover_seconds >= 0 and seen.delta_published_seconds >= 0:
+            break
+        time.sleep(0.1)
+    return seen.successor
+
+
+def revoke_over_grpc(c: Cluster, serial: str) -> None:
+    """RevokeCertificate through HAProxy as the load's service (ca-operator), retried on a
+    retryable code."""
+    from govtrust.v1 import certificate_pb2, certificate_pb2_grpc, common_pb2
+
+    request = certificate_pb2.RevokeCertificateRequest(
+        certificate=certificate_pb2.CertificateRef(serial_number=serial),
+        reason=common_pb2.REVOCATION_REASON_SUPERSEDED,
+        comment="cluster harness: a status change before the leader is killed",
+        request_id=f"harness-revoke-{serial}",
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{c.grpc_port}") as channel:
+        stub = certificate_pb2_grpc.CertificateServiceStub(channel)
+        for attempt in range(10):
+            try:
+                stub.RevokeCertificate(request, timeout=20)
+                return
+            except grpc.RpcError as exc:
+                if exc.code() is None or exc.code().name not in RETRYABLE_GRPC or attempt == 9:
+                    raise
+                time.sleep(0.5)
+
+
 FaultFn = Callable[[Cluster, Timings], str | None]
+
+
+def faults(real_pg_restart: bool) -> list[tuple[str, FaultFn]]:
+    """The issue's faults in order: kill -9, rolling restart, every database connection cut at
+    the forwarder, PostgreSQL restarted for real (when ``real_pg_restart``), a partition, the
+    ``ca.refresh`` leader killed mid-publication."""
+    found: list[tuple[str, FaultFn]] = [
+        ("kill -9 one replica", fault_kill9),
+        ("rolling restart", fault_rolling_restart),
+        ("database connections cut", lambda c, t: fault_postgres(c, t, real_restart=False)),
+    ]
+    if real_pg_restart:
+        found.append(("PostgreSQL restart", lambda c, t: fault_postgres(c, t, real_restart=True)))
+    found.append(("host partitioned", fault_partition))
+    found.append(("leader killed during CRL publication", fault_leader_during_crl))
+    return found
 
 
 def run_faults(
@@ -1287,6 +1617,8 @@ def run_faults(
             check_phase(c, result, load.snapshot(), window_start, window_end)
         finally:
             load.paused.clear()
+        result.problems += c.fault_problems
+        c.fault_problems = []
         results.append(result)
     return results
 

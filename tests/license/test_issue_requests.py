@@ -24,6 +24,7 @@ from govtrust.errors import (
     PermissionDenied,
     Unavailable,
 )
+from govtrust.lease import Membership, member_gone
 from govtrust.v1 import license_pb2
 from license import catalogue
 from license.issuance import (
@@ -278,27 +279,37 @@ def test_a_duplicate_whose_claimant_completes_before_its_claim_replays(
     ]
 
 
-def test_a_duplicate_taking_over_a_slow_claimant_replays(
+@pytest.mark.parametrize("explicit_serial", [True, False])
+def test_a_claim_of_a_process_gone_from_the_cluster_is_taken_over_and_its_late_write_refused(
     setup: Setup,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
+    explicit_serial: bool,
 ) -> None:
-    """With an explicit serial both calls issue the same identifier: the claimant is slow (not
-    crashed), the duplicate takes its claim over, the claimant completes while the duplicate
-    signs — the duplicate answers the claimant's licence. Sequenced with events, not timing."""
+    """Replica A claims a key and stalls while signing (killed, or cut off); its cluster
+    membership expires. A retry on replica B takes the claim over at once (not after the
+    10-minute age bound) and issues. When A resumes, its completing write is refused by the
+    claim token B replaced (with an explicit serial both calls build the same identifier, so
+    the identifier alone could not tell them apart): A answers B's licence; one licence, one
+    claim, B's. Sequenced with events, not timing."""
     service, _ = setup
-    request = _request(request_id="race-takeover", serial=_serial())
+    serial = _serial() if explicit_serial else ""
+    request = _request(request_id=f"gone-{explicit_serial}", serial=serial)
+    a = Membership(service.db, ttl_seconds=0.2, holder="host-a:100:aa")
+    b = Membership(service.db, ttl_seconds=60, holder="host-b:200:bb")
+    a.renew()
+    b.renew()
     real_sign = service._sign
-    claimant_signing, claimant_may_finish = threading.Event(), threading.Event()
-    claimant_thread: list[threading.Thread] = []
+    a_signing, a_may_finish = threading.Event(), threading.Event()
+    a_thread: list[threading.Thread] = []
     outcome: list[IssuedLicence | BaseException] = []
 
+    def member() -> str:
+        return a.holder if threading.current_thread() is a_thread[0] else b.holder
+
     def sign(draft: Any, context: Any) -> None:
-        if threading.current_thread() is claimant_thread[0]:
-            claimant_signing.set()
-            assert claimant_may_finish.wait(60)
-        else:  # the duplicate (after its takeover): let the claimant complete first
-            claimant_may_finish.set()
-            claimant_thread[0].join(60)
+        if threading.current_thread() is a_thread[0]:
+            a_signing.set()
+            assert a_may_finish.wait(60)
         real_sign(draft, context)
 
     def claimant() -> None:
@@ -308,20 +319,72 @@ def test_a_duplicate_taking_over_a_slow_claimant_replays(
             outcome.append(exc)
 
     monkeypatch.setattr(service, "_sign", sign)
-    claimant_thread.append(threading.Thread(target=claimant))
-    claimant_thread[0].start()
+    monkeypatch.setattr(service, "member", member)
+    a_thread.append(threading.Thread(target=claimant))
+    a_thread[0].start()
     try:
-        assert claimant_signing.wait(60)  # claimed, now slow
-        service.claim_timeout = timedelta(0)  # the duplicate takes the claim as stale
-        duplicate = service.issue(DEPT, request)
+        assert a_signing.wait(60)  # A claimed and stalls: it stops renewing
+        with service.db.read() as session:
+            row = session.get(LicenceIssueRequestRow, (ISSUER, request.request_id))
+            assert row is not None and row.holder == a.holder and len(row.claim_token) == 32
+            a_token = row.claim_token
+        deadline = time.monotonic() + 10
+        while True:  # A's membership expires on the database's clock
+            with service.db.read() as session:
+                if member_gone(session, a.holder):
+                    break
+            assert time.monotonic() < deadline, "A's membership never expired"
+            time.sleep(0.05)
+        with service.db.read() as session:
+            assert not member_gone(session, b.holder)
+        # B takes over at once: A's claim is minutes younger than claim_timeout
+        assert service.claim_timeout >= timedelta(minutes=5)
+        taken = service.issue(DEPT, request)
     finally:
-        claimant_may_finish.set()
-        claimant_thread[0].join(60)
+        a_may_finish.set()
+        a_thread[0].join(60)
+    assert not taken.replayed
     assert len(outcome) == 1 and isinstance(outcome[0], IssuedLicence), outcome
-    assert not outcome[0].replayed
-    assert duplicate.replayed and duplicate.identifier == outcome[0].identifier
+    assert outcome[0].replayed and outcome[0].identifier == taken.identifier
     licences, claims, _lists, _records = _state(service.db)
-    assert len(licences) == 1 and claims == [(ISSUER, "race-takeover", duplicate.identifier, True)]
+    assert [ident for ident, _status, _index in licences] == [taken.identifier]
+    assert claims == [(ISSUER, request.request_id, taken.identifier, True)]
+    with service.db.read() as session:
+        row = session.get(LicenceIssueRequestRow, (ISSUER, request.request_id))
+        assert row is not None and row.holder == b.holder and row.claim_token != a_token
+        audited = session.scalar(
+            select(func.count())
+            .select_from(AuditRecord)
+            .where(AuditRecord.action == "licence.issue", AuditRecord.target == taken.identifier)
+        )
+    assert audited == 1
+
+
+def test_a_claim_of_a_live_process_is_not_taken_over(setup: Setup) -> None:  # noqa: F811
+    """A pending claim whose holder still renews its membership makes a duplicate wait, then
+    UNAVAILABLE (retry), and changes nothing; once the holder left the cluster (a clean stop
+    removes its row), the claim is taken over."""
+    service, _ = setup
+    service.request_wait = timedelta(seconds=0.3)
+    request = _request(request_id="live-holder")
+    live = Membership(service.db, ttl_seconds=60, holder="host-c:300:cc")
+    live.renew()
+    with service.db.transaction() as session:
+        session.add(
+            LicenceIssueRequestRow(
+                issuer_code=ISSUER, request_id="live-holder",
+                request_sha256=request_sha256(request, document=True),
+                identifier="1.2.156.3005.2.x", actor="service:other-replica",
+                created_at=datetime.now(UTC), completed_at=None, holder=live.holder,
+                claim_token="c" * 32,
+            )
+        )  # fmt: skip
+    with unchanged(service.db), pytest.raises(IssuanceInProgress):
+        service.issue(DEPT, request)
+    live.leave()
+    taken = service.issue(DEPT, request)
+    assert not taken.replayed
+    assert service.issue(DEPT, request).identifier == taken.identifier
 
 
 def test_an_explicit_serial_taken_by_another_request_is_still_refused(

@@ -175,3 +175,50 @@ def test_a_lost_client_idle_in_a_transaction_loses_its_locks(database_url: str) 
     finally:
         lost.dispose()
         other.dispose()
+
+
+def test_a_database_fault_while_checking_a_bearer_token_is_no_bad_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gRPC bearer-token resolver reads the database: when it cannot be reached, the call
+    fails with that connection fault (UNAVAILABLE, retryable), not UNAUTHENTICATED (a client
+    would drop a good token); any other failure still reads as a bad token."""
+    from sqlalchemy import exc
+
+    from govtrust.api import oidc_grpc
+    from govtrust.errors import Unauthenticated
+
+    class Provider:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def principal_for_token(self, token: str) -> object:
+            raise self.error
+
+    gone = exc.DisconnectionError("the database went away")
+    monkeypatch.setattr(oidc_grpc, "provider_for", lambda platform: Provider(gone))
+    with pytest.raises(exc.DisconnectionError):
+        oidc_grpc.token_resolver(object(), "token")  # type: ignore[arg-type]
+    monkeypatch.setattr(oidc_grpc, "provider_for", lambda platform: Provider(ValueError("bad")))
+    with pytest.raises(Unauthenticated):
+        oidc_grpc.token_resolver(object(), "token")  # type: ignore[arg-type]
+
+
+def test_driver_errors_unwrapped_by_sqlalchemy_are_classified_too() -> None:
+    """Code on a raw DBAPI cursor (govtrust.fastsql: token checks, refreshes) sees the driver's
+    own exceptions: a lost or refused PostgreSQL connection and a locked SQLite database are
+    connection faults (UNAVAILABLE), a wrong statement is not."""
+    import sqlite3
+
+    import psycopg
+    from psycopg import errors
+
+    assert is_connection_fault(psycopg.OperationalError("server closed the connection"))
+    assert is_connection_fault(errors.AdminShutdown("terminating connection"))
+    assert is_connection_fault(errors.CannotConnectNow("the database system is starting up"))
+    assert is_connection_fault(psycopg.InterfaceError("the connection is closed"))
+    assert not is_connection_fault(errors.UndefinedTable("no such table"))
+    assert not is_connection_fault(errors.UniqueViolation("duplicate key"))
+    assert is_connection_fault(sqlite3.OperationalError("database is locked"))
+    assert not is_connection_fault(sqlite3.OperationalError("no such table: x"))
+    assert not is_connection_fault(ValueError("not a database error"))

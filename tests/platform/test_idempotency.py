@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.errors import Unauthenticated
 from govtrust.idempotency import (
+    Begun,
     Claim,
     RequestKey,
     RequestLedger,
@@ -41,6 +43,7 @@ from govtrust.idempotency import (
     acting_on,
     request_digest,
 )
+from govtrust.lease import Membership
 from govtrust.observability.metrics import get_metrics
 from govtrust.platform import Platform, request_ledger
 from govtrust.principal import Principal
@@ -412,6 +415,113 @@ def test_a_dead_claimants_claim_is_taken_over_only_when_it_did_nothing(stack: St
         audit.append(session, actor="user:a", action="test.effect", target="t/1")
     with stack.unchanged(), pytest.raises(RequestOutcomeUnknown):
         later.begin(acted, digest)
+
+
+def test_a_claim_of_a_process_gone_from_the_cluster_is_taken_over_at_once(stack: Stack) -> None:
+    """Replica A claims a key and is killed: once its cluster membership is gone and (on
+    PostgreSQL) none of its database sessions is left, a retry on replica B takes the claim over
+    at once, not after ``stale_after``. While A renews its membership, or still has a session
+    open (a partitioned host, whose transaction might yet commit), the retry is BUSY. A's late
+    answer then changes nothing."""
+    platform = stack.platform
+    cipher = request_ledger(platform).cipher
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", "gone-1")
+    a = Membership(platform.db, ttl_seconds=60, holder=f"test-a-{secrets.token_hex(4)}")
+    a.renew()
+    ledger_a = RequestLedger(platform.db, cipher, member=lambda: a.holder)
+    ledger_b = RequestLedger(platform.db, cipher, member=lambda: "test-b")
+    assert ledger_b.stale_after >= timedelta(minutes=1)
+    claim = ledger_a.begin(key, digest)
+    assert isinstance(claim, Claim)
+    assert ledger_b.begin(key, digest) is Begun.BUSY  # A is alive
+    postgresql = platform.db.engine.dialect.name == "postgresql"
+    a_session = None
+    if postgresql:  # a session of A stays open (application_name = its member id)
+        a_db = Database(platform.db.url + f"?application_name={a.holder}")
+        a_session = a_db.engine.connect()
+    try:
+        a.leave()  # stands for the expiry of a killed process's membership
+        if postgresql:
+            assert ledger_b.begin(key, digest) is Begun.BUSY  # its session might still commit
+    finally:
+        if a_session is not None:
+            a_session.close()
+            a_db.dispose()
+    taken = ledger_b.begin(key, digest)
+    assert isinstance(taken, Claim) and taken.token != claim.token
+    ledger_a.finish(claim, b"late answer of A")  # refused by the token: B's claim stands
+    with platform.db.read() as session:
+        row = session.get(RequestLedgerRow, (key.operation, key.principal, key.request_id))
+        assert row is not None and row.state == "pending" and row.holder == "test-b"
+        assert row.claim_token == taken.token and row.response is None
+
+
+def test_an_abandon_the_database_refused_is_retried_in_the_background(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that failed because the database went away cannot free its key then; the ledger
+    frees it as soon as the database answers again (a live claimant's key would otherwise be
+    BUSY for ``stale_after``)."""
+    from sqlalchemy import exc
+
+    ledger = request_ledger(stack.platform)
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", "abandon-later")
+    claim = _claim(stack, key, digest)
+    real = ledger._abandon
+    failures = [exc.DisconnectionError("the database went away")]
+
+    def flaky(c: Claim) -> None:
+        if failures:
+            raise failures.pop()
+        real(c)
+
+    monkeypatch.setattr(ledger, "_abandon", flaky)
+    # the ledger row is the subject (freed in the background); nothing else may change
+    with (
+        unchanged(stack.platform.db, allow=["request_ledger"]),
+        pytest.raises(exc.DisconnectionError),
+    ):
+        ledger.abandon(claim)
+    assert ledger.begin(key, digest) is Begun.BUSY
+    deadline = time.monotonic() + 10
+    while (begun := ledger.begin(key, digest)) is Begun.BUSY:
+        assert time.monotonic() < deadline, "the key was never freed"
+        time.sleep(0.05)
+    assert isinstance(begun, Claim)
+
+
+def test_a_claim_whose_commit_met_a_dying_connection_is_freed_once_the_database_answers(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim's COMMIT landed but the connection died on its answer (the caller saw a
+    connection fault, UNAVAILABLE): the claimant is alive, so nobody would take the key over for
+    ``stale_after``; the ledger frees it in the background instead, and the retry acts."""
+    from sqlalchemy import exc
+
+    ledger = request_ledger(stack.platform)
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", "commit-unknown")
+    real = ledger._begin_in_transaction
+
+    def committed_then_lost(*args: Any) -> Any:
+        real(*args)  # the claim is stored
+        raise exc.DisconnectionError("the connection died on the COMMIT's answer")
+
+    monkeypatch.setattr(ledger, "_begin_in_transaction", committed_then_lost)
+    # the claim stored (and freed in the background) is the subject; nothing else may change
+    with (
+        unchanged(stack.platform.db, allow=["request_ledger"]),
+        pytest.raises(exc.DisconnectionError),
+    ):
+        ledger.begin(key, digest)
+    monkeypatch.undo()
+    deadline = time.monotonic() + 10
+    while (begun := ledger.begin(key, digest)) is Begun.BUSY:
+        assert time.monotonic() < deadline, "the key was never freed"
+        time.sleep(0.05)
+    assert isinstance(begun, Claim)
 
 
 # --- concurrency (PostgreSQL) ---------------------------------------------------------------
