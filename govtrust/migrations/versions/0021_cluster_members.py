@@ -1,8 +1,8 @@
 """cluster members, the claiming process of a request-ledger key, the holder and token of an
 IssueLicense claim
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-06 20:30:00.000000
 
 ``cluster_members`` (owned by ``govtrust.lease``): one row per serving process, renewed every
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0020"
-down_revision: str | None = "0019"
+revision: str = "0021"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
