@@ -36,7 +36,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ca.tsa_ledger import DeferredRecords, deferring
+from ca.tsa_ledger import DeferredRecords, deferring, submit_together
 from govtrust import audit
 from govtrust.errors import (
     FailedPrecondition,
@@ -234,8 +234,9 @@ def issue_rows(
     # Step 1b: identifiers free, status indexes reserved.
     pending = _reserve(service, pending, outcomes, departments, now)
     # Step 2: sign and seal outside any transaction.
-    # The time-stamp tokens' records are queued, not waited for one by one: the chunk's
-    # tokens share the ledger's commits, and every one is checked recorded before step 3.
+    # The time-stamp tokens' records are held back, not committed one by one: the chunk's
+    # tokens are queued together, share one of the ledger's commits, and every one is checked
+    # recorded before step 3.
     ready: list[_Pending] = []
     signed = _SIGNERS.map(lambda item: _sign(service, item, departments), pending)
     for item, outcome in zip(pending, signed, strict=True):
@@ -244,6 +245,7 @@ def issue_rows(
             item.tokens = outcome
         else:
             outcomes[item.position] = outcome
+    submit_together(item.tokens for item in ready if item.tokens is not None)
     for item in list(ready):
         assert item.tokens is not None
         error = item.tokens.wait()
