@@ -26,6 +26,7 @@ at the keys again and stores the rows that are still new (the others answer ``ex
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -222,8 +223,11 @@ def issue_rows(
     pending: list[_Pending] = []
     candidates = [i for i in range(len(rows)) if outcomes[i] is None]
     holders = service._known_holders(rows[i].request for i in candidates)
+    lookups = threading.Lock()
     checked = _PREPARERS.map(
-        lambda i: _prepare(service, principal, rows[i], types, departments, document, holders),
+        lambda i: _prepare(
+            service, principal, rows[i], types, departments, document, holders, lookups
+        ),
         candidates,
     )
     for i, prepared_or_refusal in zip(candidates, checked, strict=True):
@@ -344,18 +348,21 @@ def _prepare(
     departments: dict[str, tuple[LicenceSigner, UseContext | None] | GovtrustError],
     document: bool,
     holders: Mapping[str, LegalPerson],
+    lookups: threading.Lock,
 ) -> _Prepared | RowOutcome:
     key, request = row.source_key, row.request
     if request.request_id:
         return refused(key, INVALID, "request_id: bulk rows are keyed by their source key")
     if request.type_code not in types:
-        try:
-            with service.db.read() as session:
-                types[request.type_code] = get_type(session, request.type_code)
-        except NotFound as exc:
-            return refused(key, UNKNOWN_TYPE, exc.message)
-        except InvalidArgument as exc:
-            return refused(key, INVALID, _message(exc))
+        with lookups:  # once per type and call, not once per checking thread
+            try:
+                if request.type_code not in types:
+                    with service.db.read() as session:
+                        types[request.type_code] = get_type(session, request.type_code)
+            except NotFound as exc:
+                return refused(key, UNKNOWN_TYPE, exc.message)
+            except InvalidArgument as exc:
+                return refused(key, INVALID, _message(exc))
     try:
         prepared = service._prepare(principal, request, 0, 1, types, holders)
     except InvalidArgument as exc:
@@ -368,7 +375,9 @@ def _prepare(
         return refused(key, HOLDER_NOT_ACTIVE, exc.message)
     issuer = request.issuer_code
     if issuer not in departments:
-        departments[issuer] = _department(service, issuer, document)
+        with lookups:  # its signer and seal read once per call, not once per checking thread
+            if issuer not in departments:
+                departments[issuer] = _department(service, issuer, document)
     department = departments[issuer]
     if isinstance(department, GovtrustError):
         reason = NO_ACTIVE_SEAL if isinstance(department, FailedPrecondition) else INVALID
