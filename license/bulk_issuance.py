@@ -31,9 +31,9 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,6 +61,11 @@ if TYPE_CHECKING:
 
 MAX_SOURCE_KEY = 128
 SIGN_THREADS = 2
+"""Threads signing a call's rows when a department's key store signs on a device (PKCS#11): its
+round trips overlap. With the in-process soft key store the rows are signed in the calling
+thread: signing and sealing is then all CPU under the GIL (the time-stamp records no longer
+wait for a commit each), and two threads only handed the GIL back and forth — about 0.8 ms
+more CPU a licence (issue 22, docs/performance.md)."""
 _SIGNERS = ThreadPoolExecutor(SIGN_THREADS, thread_name_prefix="licence-bulk-sign")
 _PREPARERS = ThreadPoolExecutor(4, thread_name_prefix="licence-bulk-check")
 STORE_ATTEMPTS = 3
@@ -242,7 +247,13 @@ def issue_rows(
     # tokens are queued together, share one of the ledger's commits, and every one is checked
     # recorded before step 3.
     ready: list[_Pending] = []
-    signed = _SIGNERS.map(lambda item: _sign(service, item, departments), pending)
+    on_device = any(
+        not isinstance(d, GovtrustError) and d[0].keystore.signs_on_device
+        for d in departments.values()
+    )
+    signed = (_SIGNERS.map if on_device else map)(
+        lambda item: _sign(service, item, departments), pending
+    )
     for item, outcome in zip(pending, signed, strict=True):
         if isinstance(outcome, DeferredRecords):
             ready.append(item)
@@ -551,13 +562,14 @@ def _store(
         for item, draft in zip(ready, drafts, strict=True)
     ]
     with service.db.transaction() as session:
-        session.execute(insert(LicenceRow), rows)
+        # Core statements (the tables'): the ORM's bulk insert handles each row's dict again
+        session.execute(insert(cast(Table, LicenceRow.__table__)), rows)
         if service.seals is not None:
             for context, seal_uses in uses.values():
                 service.seals.seals.record_uses(principal, context, seal_uses, session)
         audit.append_many(session, entries)
         session.execute(
-            insert(LicenceSourceRow),
+            insert(cast(Table, LicenceSourceRow.__table__)),
             [
                 {
                     "issuer_code": item.prepared.request.issuer_code,

@@ -158,6 +158,12 @@ def _certificate_stream(der: bytes) -> bytes:
     return _stream(b"", der)
 
 
+@functools.lru_cache(maxsize=8192)
+def _utf16(char: str) -> str:
+    """``char`` in UTF-16BE as hex (remembered: each licence maps the same characters)."""
+    return char.encode("utf-16-be").hex()
+
+
 def _to_unicode(cids: Mapping[int, str]) -> bytes:
     entries = sorted(cids.items())
     lines = [
@@ -169,7 +175,7 @@ def _to_unicode(cids: Mapping[int, str]) -> bytes:
     for start in range(0, len(entries), 100):
         chunk = entries[start : start + 100]
         lines.append(f"{len(chunk)} beginbfchar")
-        lines += [f"<{gid:04x}> <{char.encode('utf-16-be').hex()}>" for gid, char in chunk]
+        lines += [f"<{gid:04x}> <{_utf16(char)}>" for gid, char in chunk]
         lines.append("endbfchar")
     lines.append("endcmap CMapName currentdict /CMap defineresource pop end end")
     return "\n".join(lines).encode("ascii")
