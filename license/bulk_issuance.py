@@ -61,11 +61,6 @@ if TYPE_CHECKING:
 
 MAX_SOURCE_KEY = 128
 SIGN_THREADS = 2
-"""Threads signing a call's rows when a department's key store signs on a device (PKCS#11): its
-round trips overlap. With the in-process soft key store the rows are signed in the calling
-thread: signing and sealing is then all CPU under the GIL (the time-stamp records no longer
-wait for a commit each), and two threads only handed the GIL back and forth — about 0.8 ms
-more CPU a licence (issue 22, docs/performance.md)."""
 _SIGNERS = ThreadPoolExecutor(SIGN_THREADS, thread_name_prefix="licence-bulk-sign")
 _PREPARERS = ThreadPoolExecutor(4, thread_name_prefix="licence-bulk-check")
 STORE_ATTEMPTS = 3
@@ -247,13 +242,7 @@ def issue_rows(
     # tokens are queued together, share one of the ledger's commits, and every one is checked
     # recorded before step 3.
     ready: list[_Pending] = []
-    on_device = any(
-        not isinstance(d, GovtrustError) and d[0].keystore.signs_on_device
-        for d in departments.values()
-    )
-    signed = (_SIGNERS.map if on_device else map)(
-        lambda item: _sign(service, item, departments), pending
-    )
+    signed = _SIGNERS.map(lambda item: _sign(service, item, departments), pending)
     for item, outcome in zip(pending, signed, strict=True):
         if isinstance(outcome, DeferredRecords):
             ready.append(item)

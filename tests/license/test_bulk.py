@@ -285,36 +285,6 @@ def test_issue_rows_of_only_bad_rows_changes_nothing(bulk: Bulk) -> None:
     assert denied[0].reason == bi.NOT_AUTHORISED
 
 
-@pytest.mark.parametrize("on_device", [False, True])
-def test_rows_are_signed_in_the_calling_thread_unless_the_key_store_signs_on_a_device(
-    bulk: Bulk, monkeypatch: pytest.MonkeyPatch, on_device: bool
-) -> None:
-    """With the in-process key store a call's rows are signed and sealed in the calling thread
-    (threads would only pass the GIL around); with one that signs on a device (PKCS#11), in
-    the signing threads, whose round trips overlap. Either way every row is issued."""
-    import threading
-
-    keystore = bulk.runtime.service.signers(ISSUER).keystore
-    monkeypatch.setattr(type(keystore), "signs_on_device", on_device)
-    threads: list[str] = []
-    original = bi._sign
-
-    def spy(*args: Any) -> Any:
-        threads.append(threading.current_thread().name)
-        return original(*args)
-
-    monkeypatch.setattr(bi, "_sign", spy)
-    outcomes = bulk.runtime.service.issue_rows(
-        DEPT, [SourceRow(f"THREAD-{on_device}-{i}", bulk.request()) for i in range(3)]
-    )
-    assert [o.status for o in outcomes] == ["issued"] * 3
-    assert len(threads) == 3
-    if on_device:
-        assert all(name.startswith("licence-bulk-sign") for name in threads)
-    else:
-        assert set(threads) == {threading.current_thread().name}
-
-
 # --- IssueLicenses over gRPC -------------------------------------------------------------------
 
 
