@@ -17,16 +17,18 @@ records of tokens that were never sent — harmless, a serial nobody holds.
 
 A caller that holds its tokens back until it has checked them recorded (bulk licence issuance:
 the sealed documents are stored only after) can grant many without a commit wait each: within
-:func:`deferring`, :meth:`TokenLedger.record` in that thread queues the token and returns at
-once; :meth:`DeferredRecords.wait` then waits for them all, so a chunk's tokens share one or
-two commits instead of one per token.
+:func:`deferring`, :meth:`TokenLedger.record` in that thread holds the token back and returns
+at once; :func:`submit_together` (or :meth:`DeferredRecords.wait`) then queues what is held in
+one go, and :meth:`DeferredRecords.wait` waits for them all, so a chunk's tokens share one
+commit instead of one or two each (queued one by one as they were granted, a few
+milliseconds apart, each found the committer idle and was committed nearly alone).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,19 +82,28 @@ def _report(batch: list[PendingToken]) -> None:
 
 
 class DeferredRecords:
-    """Tokens whose records were queued without waiting (:func:`deferring`)."""
+    """Tokens whose records were held back without waiting (:func:`deferring`)."""
 
     def __init__(self) -> None:
         self._pending: list[tuple[PendingToken, threading.Event]] = []
+        self._unsubmitted: list[tuple[TokenLedger, PendingToken]] = []
 
-    def add(self, token: PendingToken) -> None:
-        """Hold ``token``: :meth:`wait` returns once it is committed or failed."""
+    def add(self, token: PendingToken, ledger: TokenLedger) -> None:
+        """Hold ``token`` for ``ledger``: :meth:`wait` queues it (unless :meth:`submit` or
+        :func:`submit_together` did) and returns once it is committed or failed."""
         finished = threading.Event()
         token.on_done = lambda _token: finished.set()
         self._pending.append((token, finished))
+        self._unsubmitted.append((ledger, token))
+
+    def submit(self) -> None:
+        """Queue the tokens held and not yet queued, each ledger's in one go."""
+        submit_together([self])
 
     def wait(self) -> BaseException | None:
-        """Wait for every token held; the first one's error if any was not recorded."""
+        """Queue what is left, then wait for every token held; the first one's error if any
+        was not recorded."""
+        self.submit()
         error: BaseException | None = None
         for token, finished in self._pending:
             finished.wait()
@@ -101,12 +112,24 @@ class DeferredRecords:
         return error
 
 
+def submit_together(records: Iterable[DeferredRecords]) -> None:
+    """Queue the held tokens of every one of ``records`` at once (one hand-over per ledger,
+    so that they share its next commit)."""
+    by_ledger: dict[int, tuple[TokenLedger, list[PendingToken]]] = {}
+    for held in records:
+        for ledger, token in held._unsubmitted:
+            by_ledger.setdefault(id(ledger), (ledger, []))[1].append(token)
+        held._unsubmitted = []
+    for ledger, tokens in by_ledger.values():
+        ledger.record_all_nowait(tokens)
+
+
 _DEFERRED = threading.local()
 
 
 @contextmanager
 def deferring(records: DeferredRecords) -> Iterator[DeferredRecords]:
-    """Within: :meth:`TokenLedger.record` in this thread queues its token in ``records`` and
+    """Within: :meth:`TokenLedger.record` in this thread holds its token in ``records`` and
     returns at once. The caller must not let any such token out (in a response, a stored
     document) before ``records.wait()`` returned ``None``."""
     previous = getattr(_DEFERRED, "records", None)
@@ -129,11 +152,10 @@ class TokenLedger(BatchCommitter[PendingToken]):
     def record(self, token: PendingToken) -> None:
         """Return once ``token`` is committed (or raise why it was not): written at once when
         the ledger is idle, else queued to share the next commit. Within :func:`deferring`:
-        queued, returning at once (the caller waits for the whole lot later)."""
+        held back, returning at once (the caller queues and waits for the whole lot later)."""
         deferred: DeferredRecords | None = getattr(_DEFERRED, "records", None)
         if deferred is not None:
-            deferred.add(token)
-            self.record_nowait(token)
+            deferred.add(token, self)
             return
         if not self._commit_alone(token):
             finished = threading.Event()
@@ -147,6 +169,11 @@ class TokenLedger(BatchCommitter[PendingToken]):
         """Queue ``token``; its ``on_done`` runs in the committer thread once it is committed
         or failed (``token.error`` then says why). Does not block; ``on_done`` must not."""
         self._enqueue([token])
+
+    def record_all_nowait(self, tokens: list[PendingToken]) -> None:
+        """:meth:`record_nowait` of each of ``tokens``, queued in one go."""
+        if tokens:
+            self._enqueue(tokens)
 
     def _commit(self, batch: list[PendingToken]) -> None:
         try:

@@ -26,17 +26,18 @@ at the keys again and stores the rows that are still new (the others answer ``ex
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ca.tsa_ledger import DeferredRecords, deferring
+from ca.tsa_ledger import DeferredRecords, deferring, submit_together
 from govtrust import audit
 from govtrust.errors import (
     FailedPrecondition,
@@ -222,8 +223,11 @@ def issue_rows(
     pending: list[_Pending] = []
     candidates = [i for i in range(len(rows)) if outcomes[i] is None]
     holders = service._known_holders(rows[i].request for i in candidates)
+    lookups = threading.Lock()
     checked = _PREPARERS.map(
-        lambda i: _prepare(service, principal, rows[i], types, departments, document, holders),
+        lambda i: _prepare(
+            service, principal, rows[i], types, departments, document, holders, lookups
+        ),
         candidates,
     )
     for i, prepared_or_refusal in zip(candidates, checked, strict=True):
@@ -234,8 +238,9 @@ def issue_rows(
     # Step 1b: identifiers free, status indexes reserved.
     pending = _reserve(service, pending, outcomes, departments, now)
     # Step 2: sign and seal outside any transaction.
-    # The time-stamp tokens' records are queued, not waited for one by one: the chunk's
-    # tokens share the ledger's commits, and every one is checked recorded before step 3.
+    # The time-stamp tokens' records are held back, not committed one by one: the chunk's
+    # tokens are queued together, share one of the ledger's commits, and every one is checked
+    # recorded before step 3.
     ready: list[_Pending] = []
     signed = _SIGNERS.map(lambda item: _sign(service, item, departments), pending)
     for item, outcome in zip(pending, signed, strict=True):
@@ -244,6 +249,7 @@ def issue_rows(
             item.tokens = outcome
         else:
             outcomes[item.position] = outcome
+    submit_together(item.tokens for item in ready if item.tokens is not None)
     for item in list(ready):
         assert item.tokens is not None
         error = item.tokens.wait()
@@ -342,18 +348,21 @@ def _prepare(
     departments: dict[str, tuple[LicenceSigner, UseContext | None] | GovtrustError],
     document: bool,
     holders: Mapping[str, LegalPerson],
+    lookups: threading.Lock,
 ) -> _Prepared | RowOutcome:
     key, request = row.source_key, row.request
     if request.request_id:
         return refused(key, INVALID, "request_id: bulk rows are keyed by their source key")
     if request.type_code not in types:
-        try:
-            with service.db.read() as session:
-                types[request.type_code] = get_type(session, request.type_code)
-        except NotFound as exc:
-            return refused(key, UNKNOWN_TYPE, exc.message)
-        except InvalidArgument as exc:
-            return refused(key, INVALID, _message(exc))
+        with lookups:  # once per type and call, not once per checking thread
+            try:
+                if request.type_code not in types:
+                    with service.db.read() as session:
+                        types[request.type_code] = get_type(session, request.type_code)
+            except NotFound as exc:
+                return refused(key, UNKNOWN_TYPE, exc.message)
+            except InvalidArgument as exc:
+                return refused(key, INVALID, _message(exc))
     try:
         prepared = service._prepare(principal, request, 0, 1, types, holders)
     except InvalidArgument as exc:
@@ -366,7 +375,9 @@ def _prepare(
         return refused(key, HOLDER_NOT_ACTIVE, exc.message)
     issuer = request.issuer_code
     if issuer not in departments:
-        departments[issuer] = _department(service, issuer, document)
+        with lookups:  # its signer and seal read once per call, not once per checking thread
+            if issuer not in departments:
+                departments[issuer] = _department(service, issuer, document)
     department = departments[issuer]
     if isinstance(department, GovtrustError):
         reason = NO_ACTIVE_SEAL if isinstance(department, FailedPrecondition) else INVALID
@@ -540,13 +551,14 @@ def _store(
         for item, draft in zip(ready, drafts, strict=True)
     ]
     with service.db.transaction() as session:
-        session.execute(insert(LicenceRow), rows)
+        # Core statements (the tables'): the ORM's bulk insert handles each row's dict again
+        session.execute(insert(cast(Table, LicenceRow.__table__)), rows)
         if service.seals is not None:
             for context, seal_uses in uses.values():
                 service.seals.seals.record_uses(principal, context, seal_uses, session)
         audit.append_many(session, entries)
         session.execute(
-            insert(LicenceSourceRow),
+            insert(cast(Table, LicenceSourceRow.__table__)),
             [
                 {
                     "issuer_code": item.prepared.request.issuer_code,

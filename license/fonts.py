@@ -25,6 +25,7 @@ import subprocess
 import sys
 from array import array
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from seal.errors import InvalidSealRequest
 
@@ -113,6 +114,14 @@ class Font:
         self.extra = {tag: raw[tag] for tag in ("cvt ", "fpgm", "prep") if tag in raw}
         self.naming = {tag: raw[tag] for tag in ("name", "OS/2") if tag in raw}
         self.post = struct.pack(">I", 0x00030000) + raw["post"][4:32]  # format 3: no names
+        # Filled as glyphs and characters are first used (each licence draws mostly the same
+        # ones): a glyph's data split around its components' ids, and a character's advance.
+        self._split: dict[int, _Split] = {}
+        self._char_advances: dict[str, float] = {}
+        self._sums = {  # the checksums of the tables copied as they are, by the table
+            id(data): (data, _checksum(data))
+            for data in (*self.extra.values(), *self.naming.values(), self.post)
+        }
 
     def gid(self, char: str) -> int:
         """The glyph id of ``char`` (0, .notdef, when the font lacks it)."""
@@ -122,19 +131,59 @@ class Font:
         """Advance width of a glyph as a fraction of the em."""
         return float(self.advances[gid]) / self.upm
 
+    def char_advance(self, char: str) -> float:
+        """Advance width of ``char``'s glyph as a fraction of the em (remembered per
+        character)."""
+        found = self._char_advances.get(char)
+        if found is None:
+            found = self._char_advances[char] = self.advance(self.gid(char))
+        return found
+
+    def width(self, text: str) -> float:
+        """The sum of ``text``'s advances, as a fraction of the em (the same float, summed in
+        the same order, as adding :meth:`advance` of each character's glyph)."""
+        advances = self._char_advances
+        if not advances.keys() >= set(text):
+            for char in text:
+                self.char_advance(char)
+        return sum(map(advances.__getitem__, text))
+
     def _glyph(self, gid: int) -> bytes:
         return self.glyf[self.loca[gid] : self.loca[gid + 1]]
 
-    def _components(self, data: bytes) -> list[int]:
-        """Glyph ids a composite glyph refers to."""
-        return [struct.unpack(">H", data[at + 2 : at + 4])[0] for at in _component_offsets(data)]
+    def _parts(self, gid: int) -> _Split:
+        """``gid``'s glyph split around its components' glyph ids (remembered per glyph)."""
+        found = self._split.get(gid)
+        if found is None:
+            data = self._glyph(gid)
+            padded = data + b"\0" * (-len(data) % 4)
+            parts, ids, shifts, start = [], [], [], 0
+            blank = bytearray(padded)  # the glyph with its component ids 0, for its checksum
+            for at in _component_offsets(data):
+                parts.append(data[start : at + 2])
+                ids.append(struct.unpack(">H", data[at + 2 : at + 4])[0])
+                shifts.append(16 if (at + 2) % 4 == 0 else 0)  # the id's place in its word
+                blank[at + 2 : at + 4] = b"\0\0"
+                start = at + 4
+            parts.append(padded[start:])
+            metric = self._metric(gid)
+            found = self._split[gid] = _Split(
+                tuple(parts),
+                tuple(ids),
+                len(padded),
+                metric,
+                _checksum(bytes(blank)),
+                tuple(shifts),
+                int.from_bytes(metric, "big"),
+            )
+        return found
 
     def _closure(self, gids: Iterable[int]) -> set[int]:
         """``gids``, .notdef and every component of a composite among them."""
         keep = {0, *gids}
         todo = list(keep)
         while todo:
-            for component in self._components(self._glyph(todo.pop())):
+            for component in self._parts(todo.pop()).components:
                 if component not in keep and component < self.num_glyphs:
                     keep.add(component)
                     todo.append(component)
@@ -146,17 +195,6 @@ class Font:
             return self.hmtx[4 * gid : 4 * gid + 4]
         at = 4 * self.num_hmetrics + 2 * (gid - self.num_hmetrics)
         return struct.pack(">H", self.advances[gid]) + self.hmtx[at : at + 2]
-
-    def _renumbered(self, data: bytes, new_id: Mapping[int, int]) -> bytes:
-        """Glyph ``data`` with a composite's component ids mapped through ``new_id``."""
-        offsets = _component_offsets(data)
-        if not offsets:
-            return data
-        out = bytearray(data)
-        for at in offsets:
-            gid = struct.unpack(">H", out[at + 2 : at + 4])[0]
-            out[at + 2 : at + 4] = struct.pack(">H", new_id.get(gid, 0))
-        return bytes(out)
 
     def renumbering(self, gids: Iterable[int]) -> dict[int, int]:
         """Glyph id → its id in a compact subset: ``gids``, .notdef (0) and every component of a
@@ -172,12 +210,26 @@ class Font:
         glyph up to the last one used, as :meth:`subset` does)."""
         order = sorted(new_id, key=new_id.__getitem__)
         count = len(order)
-        glyf = bytearray()
+        pieces: list[bytes] = []
+        metrics: list[bytes] = []
         loca = array("I", [0]) * (count + 1)
+        length = glyf_sum = hmtx_sum = 0
         for index, gid in enumerate(order):
-            glyf += self._renumbered(self._glyph(gid), new_id)
-            glyf += b"\0" * (-len(glyf) % 4)
-            loca[index + 1] = len(glyf)
+            split = self._parts(gid)
+            parts = split.parts
+            pieces.append(parts[0])
+            glyf_sum += split.checksum
+            rest = zip(split.components, parts[1:], split.shifts, strict=True)
+            for component, part, shift in rest:
+                new = new_id.get(component, 0)
+                pieces.append(new.to_bytes(2, "big"))
+                pieces.append(part)
+                glyf_sum += new << shift
+            length += split.size
+            loca[index + 1] = length
+            metrics.append(split.metric)
+            hmtx_sum += split.metric_sum
+        glyf = b"".join(pieces)
         if _LITTLE_ENDIAN:
             loca.byteswap()
         head = bytearray(self.head)
@@ -187,17 +239,26 @@ class Font:
         hhea[34:36] = struct.pack(">H", count)  # every glyph a long metric
         maxp = bytearray(self.maxp)
         maxp[4:6] = struct.pack(">H", count)
+        copied = {**self.extra, **(tables or {})}
+        sums = {  # this font's own tables, whose sums are known (the very same bytes object)
+            tag: known[1]
+            for tag, data in copied.items()
+            if (known := self._sums.get(id(data))) is not None and known[0] is data
+        }
         return _sfnt(
             {
-                **self.extra,
-                **(tables or {}),
+                **copied,
                 "glyf": bytes(glyf),
                 "head": bytes(head),
                 "hhea": bytes(hhea),
-                "hmtx": b"".join(self._metric(gid) for gid in order),
+                "hmtx": b"".join(metrics),
                 "loca": loca.tobytes(),
                 "maxp": bytes(maxp),
-            }
+            },
+            # every glyph starts on a 4-byte boundary and each metric is one word: the tables'
+            # sums are their glyphs' and metrics' sums (a Python sum over the ~7,000 words of
+            # the glyf table took longer than building the whole subset)
+            {**sums, "glyf": glyf_sum & 0xFFFFFFFF, "hmtx": hmtx_sum & 0xFFFFFFFF},
         )
 
     def cmap_subset(self, chars: Iterable[str]) -> bytes:
@@ -215,6 +276,20 @@ class Font:
                 "cmap": _cmap({code: new_id[gid] for code, gid in mapping.items()}),
             },
         )
+
+
+class _Split(NamedTuple):
+    """A glyph's data cut around its components' glyph ids (``parts``: one more than
+    ``components``; the last padded to 4 bytes), its padded size and its long metric, and
+    what their checksums need."""
+
+    parts: tuple[bytes, ...]
+    components: tuple[int, ...]
+    size: int
+    metric: bytes
+    checksum: int  # of the padded glyph with its components' ids 0
+    shifts: tuple[int, ...]  # per component: 16 if its id is a word's high half, else 0
+    metric_sum: int  # the metric as a word
 
 
 def _component_offsets(data: bytes) -> list[int]:
@@ -275,8 +350,10 @@ def _checksum(data: bytes) -> int:
     return sum(words) & 0xFFFFFFFF
 
 
-def _sfnt(tables: Mapping[str, bytes]) -> bytes:
-    """An sfnt file from its tables (directory, checksums, head checkSumAdjustment)."""
+def _sfnt(tables: Mapping[str, bytes], sums: Mapping[str, int] | None = None) -> bytes:
+    """An sfnt file from its tables (directory, checksums, head checkSumAdjustment); ``sums``:
+    the checksums of some tables, known already."""
+    sums = sums or {}
     tags = sorted(tables)
     count = len(tags)
     power = 2 ** int(math.log2(count))
@@ -289,7 +366,7 @@ def _sfnt(tables: Mapping[str, bytes]) -> bytes:
     head_at = 0
     for tag in tags:
         data = tables[tag]
-        checksum = _checksum(data)
+        checksum = sums[tag] if tag in sums else _checksum(data)
         total += checksum
         if tag == "head":
             head_at = offset + len(body)

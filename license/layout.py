@@ -58,7 +58,7 @@ class DocumentInput:
 def text_width(text: str, size: float) -> float:
     """Width of ``text`` at ``size`` points, in points."""
     font = licence_font()
-    return sum(font.advance(font.gid(c)) for c in text) * size
+    return font.width(text) * size
 
 
 def wrap(text: str, size: float, width: float) -> list[str]:
@@ -69,7 +69,7 @@ def wrap(text: str, size: float, width: float) -> list[str]:
     for paragraph in text.split("\n"):
         line, used = "", 0.0
         for char in paragraph:
-            advance = font.advance(font.gid(char)) * size
+            advance = font.char_advance(char) * size
             hang = char in _NO_LINE_START and used <= width  # one punctuation mark may hang
             if line and used + advance > width and not hang:
                 cut = len(line)

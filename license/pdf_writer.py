@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from license.fonts import licence_font
@@ -36,12 +36,17 @@ class _Canvas:
     glyph ids of a compact subset (``new_id``: font glyph id → subset id, which is the CID);
     records the CIDs used and their characters."""
 
-    def __init__(self, width_mm: float, height_mm: float, new_id: Mapping[int, int]) -> None:
+    def __init__(
+        self, width_mm: float, height_mm: float, new_id: Mapping[int, int], chars: Iterable[str]
+    ) -> None:
         self.width_mm, self.height_mm = width_mm, height_mm
         self.ops: list[str] = []
         self.cids: dict[int, str] = {}
         self.font = licence_font()
         self.new_id = new_id
+        self._cid = {char: new_id[self.font.gid(char)] for char in chars}  # of ``chars``
+        self._code = {char: f"{cid:04x}" for char, cid in self._cid.items()}
+        self._seen: set[str] = set()
 
     def _y(self, y_mm: float) -> float:
         return (self.height_mm - y_mm) * PT_PER_MM
@@ -57,16 +62,17 @@ class _Canvas:
             x -= width / 2
         elif item.align == "right":
             x -= width
-        codes = []
-        for char in text:
-            cid = self.new_id[self.font.gid(char)]
-            if cid:
-                self.cids.setdefault(cid, char)
-            codes.append(f"{cid:04x}")
+        for char in dict.fromkeys(text):  # each CID's first character, in drawing order
+            if char not in self._seen:
+                self._seen.add(char)
+                cid = self._cid[char]
+                if cid:
+                    self.cids.setdefault(cid, char)
+        codes = "".join(map(self._code.__getitem__, text))
         r, g, b = item.colour
         self.ops.append(
             f"BT {r:.3f} {g:.3f} {b:.3f} rg /F1 {size:.2f} Tf {spacing:.3f} Tc "
-            f"1 0 0 1 {x:.2f} {self._y(item.baseline_mm):.2f} Tm <{''.join(codes)}> Tj ET"
+            f"1 0 0 1 {x:.2f} {self._y(item.baseline_mm):.2f} Tm <{codes}> Tj ET"
         )
 
     def rect(self, item: Rect) -> None:
@@ -109,7 +115,7 @@ def _draw(page: Page) -> _Canvas:
     font = licence_font()
     chars = {char for item in page.items if isinstance(item, Text) for char in item.text}
     new_id = font.renumbering(font.gid(char) for char in chars)
-    canvas = _Canvas(page.layout.width_mm, page.layout.height_mm, new_id)
+    canvas = _Canvas(page.layout.width_mm, page.layout.height_mm, new_id, chars)
     for item in page.items:
         if isinstance(item, Text):
             canvas.text(item)
@@ -152,6 +158,12 @@ def _certificate_stream(der: bytes) -> bytes:
     return _stream(b"", der)
 
 
+@functools.lru_cache(maxsize=8192)
+def _utf16(char: str) -> str:
+    """``char`` in UTF-16BE as hex (remembered: each licence maps the same characters)."""
+    return char.encode("utf-16-be").hex()
+
+
 def _to_unicode(cids: Mapping[int, str]) -> bytes:
     entries = sorted(cids.items())
     lines = [
@@ -163,7 +175,7 @@ def _to_unicode(cids: Mapping[int, str]) -> bytes:
     for start in range(0, len(entries), 100):
         chunk = entries[start : start + 100]
         lines.append(f"{len(chunk)} beginbfchar")
-        lines += [f"<{gid:04x}> <{char.encode('utf-16-be').hex()}>" for gid, char in chunk]
+        lines += [f"<{gid:04x}> <{_utf16(char)}>" for gid, char in chunk]
         lines.append("endbfchar")
     lines.append("endcmap CMapName currentdict /CMap defineresource pop end end")
     return "\n".join(lines).encode("ascii")

@@ -141,6 +141,9 @@ def timestamp_request(signature: bytes) -> tuple[bytes, int]:
 
 def timestamp_token(response_der: bytes, nonce: int, signature: bytes) -> tuple[bytes, datetime]:
     """The token DER and its genTime from a TimeStampResp (checked: granted, nonce, imprint)."""
+    found = _granted_token(response_der, nonce, signature)
+    if found is not None:
+        return found
     response = tsp.TimeStampResp.load(response_der)
     if response["status"]["status"].native not in ("granted", "granted_with_mods"):
         raise Unsupported("the TSA refused the request")
@@ -152,6 +155,100 @@ def timestamp_token(response_der: bytes, nonce: int, signature: bytes) -> tuple[
     ):
         raise Unsupported("the TSA answered another request")
     return bytes(token.dump()), info["gen_time"].native
+
+
+def _element(data: bytes, at: int, end: int) -> tuple[int, int, int]:
+    """(tag, contents start, contents end) of the DER element at ``at`` (single-byte tag,
+    definite length), within ``end``; ValueError or IndexError when it does not fit."""
+    tag, size = data[at], data[at + 1]
+    at += 2
+    if size & 0x80:
+        count = size & 0x7F
+        if not 0 < count <= 4:
+            raise ValueError("unsupported length")
+        size = int.from_bytes(data[at : at + count], "big")
+        at += count
+    if at + size > end:
+        raise ValueError("element overruns its container")
+    return tag, at, at + size
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    out = []
+    while start < end:
+        element = _element(data, start, end)
+        out.append(element)
+        start = element[2]
+    return out
+
+
+_SIGNED_DATA_OID = oid(_OID_SIGNED_DATA)[2:]
+_TST_INFO_OID = oid("1.2.840.113549.1.9.16.1.4")[2:]
+
+
+def _granted_token(
+    response_der: bytes, nonce: int, signature: bytes
+) -> tuple[bytes, datetime] | None:
+    """:func:`timestamp_token`'s answer read straight off the DER, for the shape our TSA (and
+    most) answers: a granted status, the nonce and imprint ours, a whole-second UTC genTime.
+    ``None`` for anything else, which asn1crypto then reads (and refuses if it must)."""
+    data = response_der
+    try:
+        tag, start, end = _element(data, 0, len(data))
+        parts = _children(data, start, end) if tag == 0x30 and end == len(data) else []
+        if len(parts) != 2 or parts[0][0] != 0x30 or parts[1][0] != 0x30:
+            return None
+        status = _children(data, parts[0][1], parts[0][2])
+        if (
+            not status
+            or status[0][0] != 0x02
+            or data[status[0][1] : status[0][2]]
+            not in (
+                b"\x00",
+                b"\x01",
+            )
+        ):
+            return None
+        token_at = parts[0][2]
+        _, token_start, token_end = parts[1]
+        content_type, wrapper = _children(data, token_start, token_end)
+        if data[content_type[1] : content_type[2]] != _SIGNED_DATA_OID or wrapper[0] != 0xA0:
+            return None
+        (signed,) = _children(data, wrapper[1], wrapper[2])
+        encap = _children(data, signed[1], signed[2])[2]
+        e_type, e_wrapper = _children(data, encap[1], encap[2])
+        if data[e_type[1] : e_type[2]] != _TST_INFO_OID or e_wrapper[0] != 0xA0:
+            return None
+        (octets_,) = _children(data, e_wrapper[1], e_wrapper[2])
+        if octets_[0] != 0x04:
+            return None
+        tst_tag, tst_start, tst_end = _element(data, octets_[1], octets_[2])
+        fields = _children(data, tst_start, tst_end)
+        if tst_tag != 0x30 or tst_end != octets_[2] or fields[2][0] != 0x30:
+            return None
+        imprint = _children(data, fields[2][1], fields[2][2])
+        hashed = imprint[1]
+        gen_time = fields[4]
+        nonces = [f for f in fields[5:] if f[0] == 0x02]
+        text = data[gen_time[1] : gen_time[2]]
+        if (
+            hashed[0] != 0x04
+            or data[hashed[1] : hashed[2]] != hashlib.sha256(signature).digest()
+            or len(nonces) != 1
+            or int.from_bytes(data[nonces[0][1] : nonces[0][2]], "big", signed=True) != nonce
+            or gen_time[0] != 0x18
+            or len(text) != 15
+            or not text[:14].isdigit()
+            or text[14:] != b"Z"
+        ):
+            return None
+        moment = datetime(
+            int(text[0:4]), int(text[4:6]), int(text[6:8]),
+            int(text[8:10]), int(text[10:12]), int(text[12:14]), tzinfo=UTC,
+        )  # fmt: skip
+    except (ValueError, IndexError):
+        return None
+    return data[token_at:token_end], moment
 
 
 # --- PDF ----------------------------------------------------------------------------------------

@@ -22,7 +22,13 @@ from ca import tsa
 from ca.authority import CertificateAuthority
 from ca.models import CaTsaToken
 from ca.tsa import TimeStampResponse, TsaResult
-from ca.tsa_ledger import DeferredRecords, PendingToken, TokenLedger, deferring
+from ca.tsa_ledger import (
+    DeferredRecords,
+    PendingToken,
+    TokenLedger,
+    deferring,
+    submit_together,
+)
 from govtrust.db import Database
 from tests.unchanged import unchanged
 
@@ -259,14 +265,17 @@ def test_a_lone_caller_commits_in_its_own_thread(database: Database) -> None:
 
 
 def test_deferred_tokens_return_at_once_and_share_commits(authority: CertificateAuthority) -> None:
-    """Within ``deferring`` the TSA answers without waiting for its record; ``wait`` returns
-    once every record is committed; the tokens share commits; outside, it waits again."""
+    """Within ``deferring`` the TSA answers without waiting for its record, and nothing is
+    queued until the caller submits; ``wait`` returns once every record is committed; the
+    tokens share commits; outside, it waits again."""
     ctx = authority.ctx
     gate = _Gate(ctx.tsa_ledger)
     records = DeferredRecords()
     with deferring(records):
         results = [authority.timestamp(_query(b"bulk %d" % i, i)) for i in range(30)]
     assert all(r.granted for r in results)
+    assert not ctx.tsa_ledger._queue and not gate.entered.is_set()  # held back
+    records.submit()
     assert gate.entered.wait(30)
     assert _rows(ctx.db) == 0  # answered, not yet recorded: the caller holds them back
     gate.release.set()
@@ -277,6 +286,34 @@ def test_deferred_tokens_return_at_once_and_share_commits(authority: Certificate
     assert {_serial(r.der) for r in results} == stored
     assert authority.timestamp(_query(b"after", 99)).granted  # not deferred: recorded on return
     assert _rows(ctx.db) == 31
+
+
+def test_the_held_tokens_of_many_callers_share_one_commit(authority: CertificateAuthority) -> None:
+    """Bulk issuance holds each row's tokens in its own ``DeferredRecords``; submitted
+    together, a chunk's tokens are written in one commit, and each row's ``wait`` sees its
+    own recorded."""
+    ctx = authority.ctx
+    gate = _Gate(ctx.tsa_ledger)
+    gate.release.set()
+    rows = [DeferredRecords() for _ in range(6)]
+    serials: list[set[str]] = []
+    for n, records in enumerate(rows):
+        with deferring(records):
+            serials.append(
+                {
+                    _serial(authority.timestamp(_query(b"row %d %d" % (n, i), i)).der)
+                    for i in range(5)
+                }
+            )
+    assert _rows(ctx.db) == 0 and not gate.sizes
+    submit_together(rows)
+    assert all(records.wait() is None for records in rows)
+    assert gate.sizes == [30]
+    with ctx.db.read() as session:
+        stored = set(session.scalars(select(CaTsaToken.serial)))
+    assert stored == set().union(*serials)
+    rows[0].submit()  # nothing left to queue: no second write
+    assert gate.sizes == [30]
 
 
 def test_a_deferred_token_that_cannot_be_recorded_is_reported_by_wait(

@@ -94,3 +94,47 @@ def test_a_compact_subset_draws_each_glyph_under_its_new_id() -> None:
                 glyph.getCoordinates(subset["glyf"])[0]
                 == source.getCoordinates(original["glyf"])[0]
             )
+
+
+def _word_sum(data: bytes) -> int:
+    words = data + b"\0" * (-len(data) % 4)
+    return sum(int.from_bytes(words[i : i + 4]) for i in range(0, len(words), 4)) & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize(
+    "text", ["营业执照 ABC，福州示例科技有限公司", "鑫淼焱垚犇骉龘 ⼀一丨（）《》"]
+)
+def test_a_subset_s_table_checksums_are_those_of_its_bytes(text: str) -> None:
+    """The glyf and hmtx checksums are added up from each glyph's (remembered per glyph, its
+    components' new ids added in place) and the font's own tables' are known: each table's
+    directory entry still holds the sum of its bytes, the first time and every time after, for
+    the PDF and the OFD subset."""
+    import struct
+
+    font = licence_font()
+    new_id = font.renumbering(font.gid(c) for c in text)
+    assert any(font._parts(gid).components for gid in new_id)  # composites among them
+    for data in (font.compact_subset(new_id), font.compact_subset(new_id), cmap_subset(text)):
+        count = struct.unpack(">H", data[4:6])[0]
+        tags = set()
+        for i in range(count):
+            tag, checksum, offset, length = struct.unpack(">4sIII", data[12 + 16 * i : 28 + 16 * i])
+            table = bytearray(data[offset : offset + length])
+            if tag == b"head":
+                table[8:12] = b"\0\0\0\0"  # the adjustment is left out of head's own sum
+            assert checksum == _word_sum(bytes(table)), tag
+            tags.add(tag)
+        assert {b"glyf", b"hmtx", b"loca", b"head"} <= tags
+        assert _word_sum(data) == 0xB1B0AFBA
+
+
+def test_text_widths_are_the_sums_of_the_glyph_advances() -> None:
+    """A text's width (remembered per character) is the same float as adding its glyphs'
+    advances in order, characters the font lacks included."""
+    from license.layout import text_width
+
+    font = licence_font()
+    for text in ("营业执照 ABC，福州", "\U0002a6a5x", "", "一" * 50):
+        expected = sum(font.advance(font.gid(c)) for c in text) * 10.5
+        assert text_width(text, 10.5) == expected
+        assert text_width(text, 10.5) == expected
