@@ -13,6 +13,7 @@ from seal.lifecycle import Application
 from seal.paging import token_for
 from seal.types import SealKind, SealStatus
 from tests.seal.conftest import World
+from tests.unchanged import unchanged
 
 
 def apply(world: World, n: int) -> str:
@@ -47,5 +48,5 @@ def test_pages_follow_the_key_not_the_offset(world: World) -> None:
 @pytest.mark.parametrize("token", ["k:not-a-time|x", "%%%", "o:x"])
 def test_a_token_this_service_did_not_issue_is_refused(world: World, token: str) -> None:
     encoded = token if token == "%%%" else base64.urlsafe_b64encode(token.encode()).decode()
-    with pytest.raises(InvalidArgument):
+    with unchanged(world.db, world.keystore), pytest.raises(InvalidArgument):
         world.service.list_seals(page_size=3, page_token=encoded)
