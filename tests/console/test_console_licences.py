@@ -241,3 +241,29 @@ def test_names_with_markup_are_shown_escaped(console_env: ConsoleEnv, licences: 
         assert "<script>" not in page and "<b>" not in page
         assert "&lt;script&gt;x&lt;/script&gt;&#34;&#39;&amp;局" in page
         assert "&lt;b&gt;用途&lt;/b&gt;" in page
+
+
+def test_a_citizens_home_is_their_licences_with_the_self_service_links(
+    console_env: ConsoleEnv, licences: Licences
+) -> None:
+    env = console_env
+    with client(env) as anonymous:
+        landing = anonymous.get("/console/")
+        assert landing.status_code == 200
+        assert 'id="landing-licences" href="/console/licences"' in landing.text
+        assert 'id="landing-certificates" href="/console/certificates"' in landing.text
+        with nothing_changes(env):
+            away = anonymous.get("/console/licences")
+        assert away.status_code == 303 and away.headers["location"] == "/console/login"
+    with client(env) as stranger:
+        login(stranger, "stranger")
+        home = stranger.get("/console/")
+        assert home.status_code == 303 and home.headers["location"] == "/console/licences"
+        page = stranger.get("/console/licences")
+        assert page.status_code == 200
+        assert 'id="nav-licences"' in page.text and 'id="nav-certificates"' in page.text
+        assert licences.company_licence not in page.text
+        assert licences.agent_permit not in page.text
+    with client(env) as company:
+        login(company, "company")  # the company login still lands on its seals
+        assert company.get("/console/").headers["location"] == "/console/seals"

@@ -371,7 +371,8 @@ def router(platform: Platform) -> APIRouter:
             return RedirectResponse(f"{BASE}/queue/{first or 'all'}", status_code=303)
         if user.owner:
             return RedirectResponse(f"{BASE}/seals", status_code=303)
-        return RedirectResponse(f"{BASE}/sessions", status_code=303)
+        # a citizen acting for no legal person: their own licences (self-service)
+        return RedirectResponse(f"{BASE}/licences", status_code=303)
 
     @api.get(BASE + "/login")
     async def login(request: Request) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 SELF_SERVICE_ZH: dict[str, str] = {
     "my_licences": "我的证照",
     "my_certificates": "我的证书",
+    "self_service_intro": "公民和单位登录后可查看：",
     "licence_name": "证照名称",
     "licence_number": "证照编号",
     "licence_identifier": "证照标识",
@@ -70,6 +71,7 @@ SELF_SERVICE_ZH: dict[str, str] = {
 SELF_SERVICE_EN: dict[str, str] = {
     "my_licences": "My licences",
     "my_certificates": "My certificates",
+    "self_service_intro": "Once logged in, citizens and legal persons see:",
     "licence_name": "Licence",
     "licence_number": "Number",
     "licence_identifier": "Identifier",
