@@ -37,6 +37,7 @@ from license.identifiers import parse_identifier
 from license.issuance import LicenceService, StoredLicence
 from license.models import LicenceAccessGrantRow, LicenceRow
 from license.signed_data import HOLDER_USCC
+from license.verification import VERIFY_ACTION
 from seal.owners import Owners
 
 SCOPE_LICENCE = "licence.apply"
@@ -544,9 +545,10 @@ class LicenceAccess:
     ) -> list[CheckRecord]:
         """Who checked licence version ``identifier`` (newest first), for its holder or agent:
         reads by the issuing department or a grantee (``licence.read.*``), and verifications
-        (``verify.license``) whose evidence's SHA-256 is that of the identifier, the signed
-        data, the QR payload or a document of this version. From the audit chain; records
-        nothing (it reads the record of what others did)."""
+        (the verification service's ``verify.license``, LicenseService's ``licence.verify``)
+        whose evidence's SHA-256 is that of the identifier, the signed data, the QR payload or
+        a document of this version. From the audit chain; records nothing (it reads the record
+        of what others did)."""
         with self.service.db.read() as session:
             row = self._holder_row(session, principal, identifier)
             notes = self.service.annotations(session, [row]).get(identifier, ())
@@ -562,7 +564,7 @@ class LicenceAccess:
                 session, [identifier], action_prefixes=["licence.read."], limit=limit
             )
             verifications = audit.records_about(
-                session, digests, actions=["verify.license"], limit=limit
+                session, digests, actions=["verify.license", VERIFY_ACTION], limit=limit
             )
             grant_ids = {str(r.details.get("grant", "")) for r in reads} - {""}
             names = (

@@ -19,6 +19,7 @@ document over the document limits or a spent request budget (``ResourceExhausted
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -26,6 +27,8 @@ from typing import Literal, get_args
 
 from cryptography import x509
 
+from govtrust import audit
+from govtrust.principal import Principal
 from license.checking import LicenceCheck, check_qr, check_signed_data
 from license.document_check import check_pdf_reading
 from license.identifiers import parse_identifier
@@ -38,6 +41,14 @@ from license.runtime import StatusLists
 LicenceForm = Literal["identifier", "signed_data", "qr_payload", "document"]
 DocumentFormat = Literal["", "pdf", "ofd"]
 LICENCE_FORMS: tuple[LicenceForm, ...] = get_args(LicenceForm)
+VERIFY_ACTION = "licence.verify"  # LicenseService.VerifyLicense by an authenticated caller
+# each form as a verification report's evidence kind (``verify.report.EvidenceKind``'s values)
+EVIDENCE_KINDS: dict[LicenceForm, str] = {
+    "identifier": "license_identifier",
+    "signed_data": "license_signed_data",
+    "qr_payload": "license_qr_payload",
+    "document": "license_document",
+}
 
 
 @dataclass(frozen=True)
@@ -104,3 +115,35 @@ class LicenceVerifier:
             trust = self.trust() if self.trust is not None else TrustList(self.roots)
             return CheckedLicence(form, check_qr(value, trust, lists, today=today))
         raise ValueError(f"no licence form {form!r}")
+
+    def check_for(
+        self,
+        principal: Principal,
+        form: LicenceForm,
+        value: str | bytes,
+        *,
+        today: date | None = None,
+        report_id: str = "",
+    ) -> CheckedLicence:
+        """:meth:`check` for an authenticated caller, recorded as ``verify.license`` records
+        are (``licence.verify``): the evidence's SHA-256 as the target, the verdict and the
+        caller, never the evidence. The public page (anonymous, high volume) calls
+        :meth:`check` and records nothing."""
+        checked = self.check(form, value, today=today)
+        raw = value if isinstance(value, bytes) else value.encode()
+        digest = hashlib.sha256(raw).hexdigest()
+        with self.service.db.transaction() as session:
+            audit.append(
+                session,
+                actor=principal.actor,
+                action=VERIFY_ACTION,
+                target=f"sha256:{digest}",
+                outcome=checked.check.verdict.value,
+                details={
+                    "report_id": report_id,
+                    "verdict": checked.check.verdict.value,
+                    "evidence_kind": EVIDENCE_KINDS[form],
+                    "evidence_sha256": digest,
+                },
+            )
+        return checked

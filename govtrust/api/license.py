@@ -906,10 +906,15 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
             expires_at=timestamp_pb(datetime.fromtimestamp(int(claims["exp"]), UTC)),
         )
 
-    def _verify(self, kind: str, evidence: str | bytes, today: date) -> LicenceCheck:
+    def _verify(
+        self, principal: Principal, kind: str, evidence: str | bytes, today: date, report_id: str
+    ) -> LicenceCheck:
         verifier = LicenceVerifier(self.service, self.roots, self._trust)
-        # the evidence oneof's field names are the licence forms
-        return verifier.check(cast(LicenceForm, kind), evidence, today=today).check
+        # the evidence oneof's field names are the licence forms; audited (licence.verify)
+        checked = verifier.check_for(
+            principal, cast(LicenceForm, kind), evidence, today=today, report_id=report_id
+        )
+        return checked.check
 
     async def VerifyLicense(
         self,
@@ -919,7 +924,7 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         """By signed data, QR payload, sealed PDF or OFD or identifier (the stored signed data is
         checked); the status comes from the issuer's cached signed status list, as an offline
         verifier's."""
-        current_principal()
+        principal = current_principal()
         kind = request.evidence.WhichOneof("evidence")
         if kind is None:
             raise InvalidArgument.field(
@@ -935,9 +940,10 @@ class LicenseServicer(license_pb2_grpc.LicenseServiceServicer):
         raw = evidence if isinstance(evidence, bytes) else evidence.encode()
         checked_at = datetime.now(UTC)
         at = time_in(request, "at_time") or checked_at
-        check = await run_sync(self._verify, kind, evidence, licence_day(at))
+        report_id = str(uuid.uuid4())
+        check = await run_sync(self._verify, principal, kind, evidence, licence_day(at), report_id)
         report = common_pb2.VerificationReport(
-            report_id=str(uuid.uuid4()),
+            report_id=report_id,
             verdict=_VERDICT[check.verdict],
             reasons=_reasons(check),
             summary=f"{check.verdict.name}: {', '.join(check.reasons[:1]) or 'ok'}",

@@ -267,3 +267,28 @@ def test_a_citizens_home_is_their_licences_with_the_self_service_links(
     with client(env) as company:
         login(company, "company")  # the company login still lands on its seals
         assert company.get("/console/").headers["location"] == "/console/seals"
+
+
+def test_who_checked_lists_license_service_verifications(
+    console_env: ConsoleEnv, licences: Licences
+) -> None:
+    from license.verification import LicenceVerifier
+
+    env = console_env
+    runtime = runtime_for(env.platform)
+    permit = licences.agent_permit
+    department = Principal("service", "social-security-system", frozenset())
+    # what LicenseService.VerifyLicense runs for an authenticated caller
+    LicenceVerifier(runtime.service, runtime.roots).check_for(department, "identifier", permit)
+    with client(env) as agent:
+        login(agent, "agent")
+        page = agent.get(f"/console/licences/{permit}")
+        assert page.status_code == 200
+        assert page.text.count('class="check" data-how="verify"') == 1
+        assert "service:social-security-system" in page.text
+        assert "license_identifier" in page.text
+        assert hashlib.sha256(permit.encode()).hexdigest()[:16] in page.text
+    with client(env) as company:
+        login(company, "company")  # the company's licence was not checked
+        other = company.get(f"/console/licences/{licences.company_licence}").text
+        assert 'id="checks"' in other and "social-security-system" not in other

@@ -103,3 +103,59 @@ def next_version(identifier: str) -> str:
     """The identifier of the (not issued) next version of ``identifier``."""
     parts = parse_identifier(identifier, check_uscc=False)
     return str(build_identifier(parts.type_code, parts.issuer_code, parts.serial, 2))
+
+
+def test_license_service_verify_license_is_recorded_and_listed(prod: Prod) -> None:  # noqa: F811
+    """LicenseService.VerifyLicense by an authenticated caller appends ``licence.verify``
+    (hashes only) and the holder's "who checked" lists it; the anonymous public check (the
+    verifier's plain ``check``) records nothing."""
+    from govtrust.v1 import license_pb2
+    from license.verification import VERIFY_ACTION, LicenceVerifier
+
+    access = _access(prod)
+    permit = prod.issue_permit()
+    other = prod.issue_permit(skip_document=True)
+    identifier = permit.identifier
+    document = access.read(prod.holder, identifier, what="document").licence.document_pdf
+    assert document is not None
+    department = Principal("service", "social-security-system", frozenset())
+    reports = [
+        prod.call(
+            "VerifyLicense",
+            license_pb2.LicenseServiceVerifyLicenseRequest(
+                evidence=license_pb2.LicenseEvidence(**evidence)
+            ),
+            department,
+        ).report  # type: ignore[attr-defined]
+        for evidence in (
+            {"document": document},
+            {"identifier": identifier},
+            {"identifier": other.identifier},  # another licence: not this one's check
+        )
+    ]
+    pdf_sha = hashlib.sha256(document).hexdigest()
+    with prod.platform.db.read() as session:
+        recorded = audit.records_about(session, [f"sha256:{pdf_sha}"], actions=[VERIFY_ACTION])
+    assert len(recorded) == 1
+    record = recorded[0]
+    assert record.actor == department.actor and record.outcome == "valid"
+    assert record.details == {
+        "report_id": reports[0].report_id,
+        "verdict": "valid",
+        "evidence_kind": "license_document",
+        "evidence_sha256": pdf_sha,
+    }
+    assert identifier not in repr(record.details)  # hashes only
+
+    checks = access.checks(prod.holder, identifier)
+    assert [(c.how, c.role, c.actor, c.evidence, c.outcome) for c in checks] == [
+        ("verify", "verifier", department.actor, "license_identifier", "valid"),
+        ("verify", "verifier", department.actor, "license_document", "valid"),
+    ]
+    assert checks[0].evidence_sha256 == hashlib.sha256(identifier.encode()).hexdigest()
+    assert checks[1].evidence_sha256 == pdf_sha
+    assert [c.actor for c in access.checks(prod.holder, other.identifier)] == [department.actor]
+
+    verifier = LicenceVerifier(prod.runtime.service, prod.runtime.roots)
+    with unchanged(prod.platform.db):  # the public page's check: no caller, no record
+        assert verifier.check("identifier", identifier).check.verdict.value == "valid"
