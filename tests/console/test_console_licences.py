@@ -11,29 +11,42 @@ import hashlib
 import re
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
+from cryptography import x509
 from fastapi.testclient import TestClient
 
+from ca.authority import authority_for
+from ca.issuance import IssueRequest, SubjectSpec
 from govtrust.errors import PermissionDenied
 from govtrust.principal import Principal
+from idp.basedata import import_legal_persons
 from license.access import CODE_PREFIX, LicenceAccess
 from license.runtime import runtime_for
 from seal.owners import RegistryOwners
-from tests.console.conftest import ConsoleEnv, login
+from tests.ca.conftest import make_csr, new_key
+from tests.console.conftest import COMPANY, REGISTRAR, USCC, ConsoleEnv, form_value, login
 from tests.console.licence_setup import (
+    CA_OPERATOR,
     VERIFIER,
     Licences,
     issue_licences,
     stranger_certificate,
 )
 from tests.license.test_access_checks import next_version
+from tests.oidc.conftest import pem, sign_challenge
+from tests.oidc.flows import challenge_of
+from tests.seal.conftest import resident_id
 from tests.unchanged import unchanged
 
 
 @pytest.fixture
 def licences(console_env: ConsoleEnv) -> Licences:
     return issue_licences(console_env)
+
+
+REP_NUMBER = resident_id("11010519491231002")  # the representative's (tests/console/conftest)
 
 
 def client(env: ConsoleEnv) -> TestClient:
@@ -292,3 +305,90 @@ def test_who_checked_lists_license_service_verifications(
         login(company, "company")  # the company's licence was not checked
         other = company.get(f"/console/licences/{licences.company_licence}").text
         assert 'id="checks"' in other and "social-security-system" not in other
+
+
+def test_a_legal_person_logs_in_with_its_certificate(
+    console_env: ConsoleEnv, licences: Licences
+) -> None:
+    """一证通: the company's certificate (issued by our CA, the key its own) signs the
+    provider's challenge in the console's code + PKCE flow; the representative is chosen as
+    the acting person and the console opens on the company's seals and licences."""
+    env = console_env
+    # the base data raise the company to assurance 2 (the legal-person profile needs it)
+    import_legal_persons(
+        env.platform.db,
+        runtime_for(env.platform).service.registry.codec,
+        f"uscc,name,legal_representative_id_number\n{USCC},{COMPANY},{REP_NUMBER}\n",
+        principal=REGISTRAR,
+    )
+    key = new_key()
+    issued = authority_for(env.platform).issue(
+        CA_OPERATOR,
+        IssueRequest(
+            profile="legal-person",
+            subject=SubjectSpec(identity=USCC),
+            csr=make_csr(key),
+            applicant=env.rep_id,  # the representative applies
+        ),
+    )
+    cert = x509.load_der_x509_certificate(issued.certificate.der)
+    with client(env) as company:
+        response = company.get("/console/login")
+        assert response.status_code == 303
+        authorize = urlsplit(response.headers["location"])
+        assert authorize.path == "/oidc/authorize" and "code_challenge=" in authorize.query
+        response = company.get(f"{authorize.path}?{authorize.query}")
+        path = response.headers["location"]
+        html = company.get(path).text
+        assert 'id="challenge"' in html
+        # signed by another key: refused, only the (single-use) challenge is spent
+        with unchanged(env.platform.db, env.platform.keystore, allow=["oidc_interactions"]):
+            refused = company.post(
+                f"{path}/certificate",
+                data={
+                    "csrf": form_value(html, "csrf"),
+                    "certificate": pem(cert),
+                    "signature": sign_challenge(new_key(), challenge_of(html)),
+                },
+            )
+        assert refused.status_code == 400
+        response = company.get(f"{authorize.path}?{authorize.query}")
+        path = response.headers["location"]
+        html = company.get(path).text
+        response = company.post(
+            f"{path}/certificate",
+            data={
+                "csrf": form_value(html, "csrf"),
+                "certificate": pem(cert),
+                "signature": sign_challenge(key, challenge_of(html)),
+            },
+        )
+        assert response.status_code == 303, response.text[:2000]
+        steps = []
+        for _ in range(6):
+            location = urlsplit(response.headers["location"])
+            target = location._replace(scheme="", netloc="").geturl()
+            steps.append(location.path)
+            if location.path == "/console/":
+                break
+            response = company.get(target)
+            if response.status_code == 200 and 'name="person_id"' in response.text:
+                steps.append("acting")
+                assert "张三" in response.text  # the representative acts
+                response = company.post(
+                    f"{location.path}/acting",
+                    data={
+                        "csrf": form_value(response.text, "csrf"),
+                        "person_id": env.rep_id,
+                    },
+                )
+            assert response.status_code in (302, 303), response.text[:2000]
+        assert "acting" in steps and "/console/callback" in steps and steps[-1] == "/console/"
+        home = company.get("/console/")
+        assert home.status_code == 303 and home.headers["location"] == "/console/seals"
+        seals = company.get("/console/seals")
+        assert seals.status_code == 200 and 'id="user"' in seals.text
+        assert "福州示例有限公司" in seals.text and "张三" in seals.text
+        listing = company.get("/console/licences")
+        assert f'data-licence="{licences.company_licence}"' in listing.text
+        assert licences.agent_permit not in listing.text
