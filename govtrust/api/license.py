@@ -12,7 +12,8 @@ NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAVAILABLE). Every RPC is im
 * Reads, lists and access grants (every access audited): :class:`license.access.LicenceAccess`.
 * VerifyLicense: the one licence verification, :class:`license.verification.LicenceVerifier`
   (signed data and identifier against the CA roots, QR payloads against the runtime's trust
-  list, PDFs by their seal and embedded data); the status from the issuer's signed status list.
+  list, PDFs by their seal and embedded data); the status from the issuer's signed status list;
+  audited as ``licence.verify`` (the evidence's SHA-256, the verdict, the caller).
 
 Mapping notes:
 
