@@ -354,36 +354,25 @@ class ClusterJobs:
                 log.warning("cluster job %s: could not release the lease", lease.job)
         self._held.clear()
 
-    async def serve(
-        self, stop: asyncio.Event, offload: Offload, ready: asyncio.Event | None = None
-    ) -> None:
+    async def serve(self, stop: asyncio.Event, offload: Offload) -> None:
         """Tick every job until ``stop``, each tick's database work run by ``offload`` (off the
-        event loop); then release the leases held. ``ready`` is set once every job has had its
-        first tick (run, or found held elsewhere, or failed), so a starting server can publish
-        a fresh CA's CRLs before it answers its first call."""
+        event loop); then release the leases held."""
         try:
-            await asyncio.gather(*(self._tick_logged(job, offload) for job in self.jobs))
-            if ready is not None:
-                ready.set()
             await asyncio.gather(*(self._loop(job, stop, offload) for job in self.jobs))
         finally:
-            if ready is not None:
-                ready.set()
             await offload(self.release_all)
-
-    async def _tick_logged(self, job: ClusterJob, offload: Offload) -> None:
-        try:
-            await self._tick_renewing(job, offload)
-        except Exception:
-            log.exception("cluster job %s: tick failed", job.name)
 
     async def _loop(self, job: ClusterJob, stop: asyncio.Event, offload: Offload) -> None:
         tick = self.tick_seconds(job)
         while not stop.is_set():
             try:
+                await self._tick_renewing(job, offload)
+            except Exception:
+                log.exception("cluster job %s: tick failed", job.name)
+            try:
                 await asyncio.wait_for(stop.wait(), timeout=tick)
             except TimeoutError:
-                await self._tick_logged(job, offload)
+                continue
 
     async def _tick_renewing(self, job: ClusterJob, offload: Offload) -> None:
         """:meth:`tick`, renewing the lease every ``tick`` while a long round runs (a CRL of

@@ -52,8 +52,6 @@ log = logging.getLogger("govtrust.server")
 DRAIN_GRACE_SECONDS = 10.0
 PARENT_CHECK_SECONDS = 1.0
 SWITCH_INTERVAL_SECONDS = 0.001  # the interpreter lock's hand-over interval (default 5 ms)
-FIRST_ROUND_SECONDS = 30.0
-"""How long a starting process waits for the cluster jobs' first round before it is ready."""
 
 
 class StartupError(Exception):
@@ -339,13 +337,8 @@ async def run_process(
     jobs: asyncio.Task[None] | None = None
     try:
         ports = await process.start()
-        first_round = asyncio.Event()
-        jobs = asyncio.create_task(periodic_jobs(platform, stop, first_round))
-        # The cluster jobs' first round (a fresh CA's CRLs, OCSP responses) before the process
-        # says it is ready, bounded so that a slow round never holds the start-up.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(first_round.wait(), timeout=FIRST_ROUND_SECONDS)
         on_ready(ports)
+        jobs = asyncio.create_task(periodic_jobs(platform, stop))
         if parent_pid is not None:
             watcher = asyncio.create_task(_watch_parent(parent_pid, stop))
         await stop.wait()

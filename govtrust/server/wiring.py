@@ -160,16 +160,13 @@ def cluster_jobs(platform: Platform, *, holder: str | None = None) -> ClusterJob
     )
 
 
-async def periodic_jobs(
-    platform: Platform, stop: asyncio.Event, ready: asyncio.Event | None = None
-) -> None:
+async def periodic_jobs(platform: Platform, stop: asyncio.Event) -> None:
     """Until ``stop``: every replica ticks the cluster jobs; each runs in the one replica that
     holds its lease, once per period (:mod:`govtrust.lease`). Leases held are released at the
-    end, so another replica takes over at its next tick. ``ready`` is set after every job's
-    first tick. Alongside, this process renews its cluster membership
-    (:class:`govtrust.lease.Membership`): a process that dies stops renewing, and its
-    idempotency claims are taken over within the membership's bound."""
+    end, so another replica takes over at its next tick. Alongside, this process renews its
+    cluster membership (:class:`govtrust.lease.Membership`): a process that dies stops renewing,
+    and its idempotency claims are taken over within the membership's bound."""
     membership = Membership(platform.db)
     await asyncio.gather(
-        membership.serve(stop, run_sync), cluster_jobs(platform).serve(stop, run_sync, ready)
+        membership.serve(stop, run_sync), cluster_jobs(platform).serve(stop, run_sync)
     )
