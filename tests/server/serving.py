@@ -180,10 +180,14 @@ def settle(data_dir: Path, url: str | None = None) -> None:
     from ca.authority import authority_for
     from govtrust.config import Settings
     from govtrust.server.wiring import checkpoint_audit, open_wired
+    from verify.service import context_for
 
     platform = open_wired(Settings(data_dir=data_dir, database_url=url), migrate=True)
     try:
         authority_for(platform).refresh()
+        # The verification service's report signer: each worker warms it at start-up, and two
+        # starting at once would each issue one, after the first round's checkpoint.
+        context_for(platform).warm()
         checkpoint_audit(platform)
     finally:
         platform.close()
