@@ -43,7 +43,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.oidc import children, cpu_seconds, free_port, stop, wait_http  # noqa: E402
+from bench.oidc import (  # noqa: E402
+    children,
+    cpu_seconds,
+    free_port,
+    start_govtrust,
+    stop,
+    wait_http,
+)
 
 TARGET_P95_MS = 100.0
 PASSWORD = "correct horse battery staple"
@@ -248,37 +255,6 @@ def log_in(base: str) -> str:
         return str(cookie)
 
 
-def start_govtrust(data_dir: Path, http_port: int, workers: int) -> Any:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("GOVTRUST_DATABASE_URL", None)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "govtrust",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--http-port",
-            str(http_port),
-            "--grpc-port",
-            "0",
-            "--workers",
-            str(workers),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
-    try:  # a loaded machine starts the workers slowly
-        wait_http(f"http://127.0.0.1:{http_port}/.well-known/openid-configuration", 240)
-    except BaseException:
-        stop(process)
-        raise
-    return process
-
-
 def start_peer(directory: Path, port: int, workers: int) -> Any:
     (directory / "console_peer.py").write_text(PEER_APP)
     process = subprocess.Popen(
@@ -375,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         script = base / "console.lua"
         script.write_text(WRK_SCRIPT)
-        govtrust = start_govtrust(data_dir, gt_port, args.workers)
+        # a loaded machine starts the workers slowly
+        govtrust = start_govtrust(data_dir, gt_port, args.workers, ready_seconds=240)
         try:
             peer = start_peer(base, peer_port, args.workers)
         except BaseException:

@@ -110,7 +110,11 @@ def prepare_govtrust(data_dir: Path, http_port: int, chains: int) -> tuple[str, 
         platform.close()
 
 
-def start_govtrust(data_dir: Path, http_port: int, workers: int) -> Any:
+def start_govtrust(
+    data_dir: Path, http_port: int, workers: int, ready_seconds: float = 60.0
+) -> Any:
+    """``govtrust serve`` on ``data_dir`` (HTTP on ``http_port``), once its discovery answers;
+    stopped again when it does not within ``ready_seconds``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("GOVTRUST_DATABASE_URL", None)
     process = subprocess.Popen(
@@ -133,7 +137,11 @@ def start_govtrust(data_dir: Path, http_port: int, workers: int) -> Any:
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
     )
-    wait_http(f"http://127.0.0.1:{http_port}/.well-known/openid-configuration")
+    try:
+        wait_http(f"http://127.0.0.1:{http_port}/.well-known/openid-configuration", ready_seconds)
+    except BaseException:
+        stop(process)
+        raise
     return process
 
 
