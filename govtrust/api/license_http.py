@@ -31,7 +31,6 @@ Wiring: ``govtrust.server.adapters.ROUTERS["license"]``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -51,6 +50,7 @@ from starlette.routing import Route
 from govtrust.errors import InvalidArgument, NotFound, ResourceExhausted
 from govtrust.http.errors import error_body
 from govtrust.http.limits import body_limit
+from govtrust.http.pages import strict_page_headers
 from govtrust.http.ratelimit import Limiter, client_key
 from govtrust.platform import Components
 from govtrust.rpc.offload import PoolBusy, document_pool, run_sync
@@ -91,17 +91,7 @@ _env = Environment(
     auto_reload=False,
 )
 _CSS = (TEMPLATES / "licence.css").read_text(encoding="utf-8")
-_CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+PAGE_HEADERS = strict_page_headers(_CSS)
 JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 # --- rendering ----------------------------------------------------------------------------------

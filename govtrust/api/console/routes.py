@@ -44,6 +44,7 @@ from govtrust.errors import (
     Unauthenticated,
 )
 from govtrust.http.limits import body_limit
+from govtrust.http.pages import strict_page_headers
 from govtrust.principal import Principal
 from govtrust.rpc.offload import run_sync
 from govtrust.rpc.status import classify
@@ -97,17 +98,7 @@ _env = Environment(
     auto_reload=False,
 )
 _CSS = (TEMPLATES / "console.css").read_text(encoding="utf-8")
-_CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+PAGE_HEADERS = strict_page_headers(_CSS)
 T = TypeVar("T")
 
 
