@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +40,6 @@ from govtrust.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unauthenticated,
 )
 from govtrust.http.limits import body_limit
 from govtrust.http.pages import strict_page_headers
@@ -77,7 +75,6 @@ LOGIN_COOKIE = "gt_console_login"
 LANG_COOKIE = "gt_console_lang"
 MAX_FORM_BYTES = 64 * 1024
 PAGE_SIZE = 25
-NAME_SECONDS = 30.0  # how long the header's user name is shown from memory
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 QUEUES: Mapping[str, SealStatus] = {
     "review": SealStatus.APPLIED,
@@ -179,6 +176,7 @@ def router(platform: Platform) -> APIRouter:
         idle_seconds=settings.console_idle_seconds,
         absolute_seconds=settings.console_absolute_seconds,
     )
+    platform.on_close(sessions.close)
     secure = base_url.startswith("https://") or settings.tls_enabled
 
     def seals() -> SealService:
@@ -256,55 +254,27 @@ def router(platform: Platform) -> APIRouter:
 
     async def current(request: Request) -> User | Response | None:
         """The logged-in user; ``None`` without a session; a redirect to log in again past a
-        timeout or a revoked grant."""
+        timeout or a revoked grant. The session, its grant, the identity's status, name and
+        roles are one fresh point read (:meth:`RpSessions.resume`) on every request."""
         cookie = request.cookies.get(COOKIE)
-
-        def resolve() -> tuple[RpSession, Principal | None] | None:
-            """The session and its grant's principal (None once the grant is revoked: the
-            session is ended), in one trip to the worker pool."""
-            found = sessions.resume(cookie)
-            if found is None:
-                return None
-            try:
-                return found, provider.principal_for_grant(found.grant_id)
-            except Unauthenticated:
-                sessions.end(cookie)
-                return found, None
-
+        if not cookie:
+            return None
         try:
-            resolved = await run_sync(resolve)
+            resumed = await run_sync(sessions.resume, cookie)
         except SessionExpired:
             return _again(request)
-        if resolved is None:
+        if resumed is None:
             return None
-        found, principal = resolved
-        if principal is None:
-            return _again(request)
-        name = await name_of(found.identity_id)
+        principal = resumed.principal
+        name = resumed.name
         if principal.citizen_id and principal.legal_person_id:
-            name = f"{name}（{await name_of(principal.citizen_id)}）"
+            name = f"{name}（{resumed.acting_name or principal.citizen_id}）"
         owners: list[str] = []
         if principal.legal_person_id:
             owners.append(principal.legal_person_id)
         elif principal.citizen_id:
             owners += await run_sync(provider.directory.represented_by, principal.citizen_id)
-        return User(principal, found, name, tuple(sorted(principal.roles)), tuple(owners))
-
-    names: dict[str, tuple[float, str]] = {}
-
-    async def name_of(identity_id: str) -> str:
-        """An identity's name as the header shows it: display only (the principal, its roles
-        and the grant are re-read on every request), re-read after :data:`NAME_SECONDS`."""
-        now = time.monotonic()
-        hit = names.get(identity_id)
-        if hit is not None and now - hit[0] < NAME_SECONDS:
-            return hit[1]
-        info = await run_sync(provider.directory.identity, identity_id)
-        name = info.name if info else identity_id
-        if len(names) >= 10_000:
-            names.clear()
-        names[identity_id] = (now, name)
-        return name
+        return User(principal, resumed.session, name, tuple(sorted(principal.roles)), tuple(owners))
 
     def _again(request: Request) -> Response:
         heading = TEXTS[_lang(request)]["expired"]
