@@ -192,14 +192,30 @@ def history(
     page_token: str = "",
 ) -> tuple[list[EventView], str]:
     """GetSealHistory: the seal's events, oldest first (uses only when asked)."""
+    with db.read() as session:
+        load(session, seal_id)
+        return _events(session, seal_id, include_uses, page_size, page_token)
+
+
+def with_history(
+    db: Database, seal_id: str, *, include_uses: bool = False, page_size: int = 0
+) -> tuple[SealView, list[EventView], str]:
+    """One seal and the first page of its history (as :func:`history`), in one read."""
+    with db.read() as session:
+        seal = view(load(session, seal_id))
+        events, token = _events(session, seal_id, include_uses, page_size, "")
+    return seal, events, token
+
+
+def _events(
+    session: Session, seal_id: str, include_uses: bool, page_size: int, page_token: str
+) -> tuple[list[EventView], str]:
     size, offset = paging(page_size, page_token)
     stmt = select(SealEventRow).where(SealEventRow.seal_id == seal_id)
     if not include_uses:
         stmt = stmt.where(SealEventRow.action.not_in(USE_ACTIONS))
-    with db.read() as session:
-        load(session, seal_id)
-        rows = list(
-            session.scalars(stmt.order_by(SealEventRow.sequence).offset(offset).limit(size + 1))
-        )
+    rows = list(
+        session.scalars(stmt.order_by(SealEventRow.sequence).offset(offset).limit(size + 1))
+    )
     token = token_for(offset + size) if len(rows) > size else ""
     return [event_view(r) for r in rows[:size]], token

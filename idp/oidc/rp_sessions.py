@@ -164,6 +164,25 @@ class Resumed:
     acting_name: str
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What :meth:`RpSessions.look_up` read: the live session (or None), or why it is not live
+    (``expired``), and the write :meth:`RpSessions.settle` owes (``end``: the row to end, with
+    the audited reason; ``touch``: the idle clock to restart)."""
+
+    digest: bytes
+    now: datetime
+    resumed: Resumed | None
+    expired: str = ""
+    end: str = ""
+    touch: bool = False
+
+    @property
+    def writes(self) -> bool:
+        """Whether settling it writes."""
+        return bool(self.end) or self.touch
+
+
 class SessionExpired(Exception):
     """The cookie names a session past its idle or absolute timeout, ended, or whose grant is
     revoked or whose identity is no longer active (the session is ended then)."""
@@ -227,37 +246,52 @@ class RpSessions:
         principal, read fresh in one point query (a logout, a revoked grant, a suspension or a
         role change shows in the next request); ``None`` for no or an unknown cookie;
         :class:`SessionExpired` past a timeout, or once the grant is revoked or its identity
-        inactive (the row is ended then)."""
+        inactive (the row is ended then). :meth:`look_up` then :meth:`settle`."""
+        return self.settle(self.look_up(cookie))
+
+    def look_up(self, cookie: str | None) -> Lookup:
+        """The read half of :meth:`resume`: one point query, no write (on SQLite a local read
+        cheap enough for the event loop); :meth:`settle` it."""
         if not cookie:
-            return None
+            return Lookup(b"", self.now(), None)
         digest = hash_secret(cookie)
         now = self.now()
         row = self.reader.fetchone(self._resume_sql, (digest,))
         if row is None or row[0] != self.client_id:
-            return None
+            return Lookup(digest, now, None)
         created_at = stored_datetime(row[6])
         found = RpSession(row[1], row[2], row[3], row[4], row[5], created_at)
         last_seen = stored_datetime(row[7])
         if row[8] is not None:
-            raise SessionExpired("the session has ended")
+            return Lookup(digest, now, None, expired="the session has ended")
         if now - last_seen > self.idle or now - created_at > self.absolute:
-            self._end(digest, now, "timeout")
-            raise SessionExpired("the session timed out")
+            return Lookup(digest, now, None, expired="the session timed out", end="timeout")
         grant_id, revoked_at, acting_id = row[9], row[10], row[11]
         ident_id, kind, name, _masked, status, _level = row[12:18]
-        acting_name = row[20]
         if grant_id is None or revoked_at is not None or ident_id is None or status != "active":
-            self._end(digest, now, "logout")
-            raise SessionExpired("the session's grant is revoked or its identity inactive")
+            expired = "the session's grant is revoked or its identity inactive"
+            return Lookup(digest, now, None, expired=expired, end="logout")
         principal = grant_principal(kind, ident_id, acting_id, staff_roles_of(row[24]))
-        if (now - last_seen).total_seconds() >= TOUCH_SECONDS:
+        resumed = Resumed(found, principal, name, row[20] or "")
+        touch = (now - last_seen).total_seconds() >= TOUCH_SECONDS
+        return Lookup(digest, now, resumed, touch=touch)
+
+    def settle(self, lookup: Lookup) -> Resumed | None:
+        """The write half of :meth:`resume`: end a timed-out or revoked session, or restart
+        the idle clock (at most every :data:`TOUCH_SECONDS`); :class:`SessionExpired` for a
+        session that is not live. Writes only when ``lookup.writes``."""
+        if lookup.end:
+            self._end(lookup.digest, lookup.now, lookup.end)
+        if lookup.expired:
+            raise SessionExpired(lookup.expired)
+        if lookup.touch:
             with self.db.transaction() as session:
                 session.execute(
                     update(OidcRpSessionRow)
-                    .where(OidcRpSessionRow.cookie_hash == digest)
-                    .values(last_seen_at=now)
+                    .where(OidcRpSessionRow.cookie_hash == lookup.digest)
+                    .values(last_seen_at=lookup.now)
                 )
-        return Resumed(found, principal, name, acting_name or "")
+        return lookup.resumed
 
     def end(self, cookie: str | None) -> RpSession | None:
         """Log out: end the session behind ``cookie``; the ended session (for the RP-initiated

@@ -154,6 +154,26 @@ def test_a_session_past_its_idle_timeout_must_log_in_again(tmp_path: Path) -> No
         env.platform.close()
 
 
+def test_activity_keeps_a_session_past_its_idle_timeout_alive(tmp_path: Path) -> None:
+    """Each request restarts the idle clock (written at most every 30 s): 120 s of use with
+    a 60 s idle timeout, a request every 40 s."""
+    env = make_env(tmp_path, console_idle_seconds=60)
+    try:
+        with client(env) as company:
+            login(company, "company")
+            for ahead in (40, 80, 120):
+                provider_clock(env, timedelta(seconds=ahead))
+                assert company.get("/console/seals").status_code == 200, ahead
+            cookie = company.cookies.get("gt_console", path="/console")
+            provider_clock(env, timedelta(seconds=181))
+            assert company.get("/console/seals").status_code == 401
+            company.cookies.set("gt_console", cookie, path="/console")
+            with unchanged(env.platform.db, env.platform.keystore):  # ended: nothing more
+                assert company.get("/console/seals").status_code == 401
+    finally:
+        env.platform.close()
+
+
 def provider_clock(env: ConsoleEnv, ahead: timedelta) -> None:
     from datetime import UTC, datetime
 

@@ -142,15 +142,22 @@ def _svg_data(svg: bytes) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
 
 
-def appearance(seal: SealView) -> str:
-    """The seal's picture as a data: URL (the made seal's design, or the application's)."""
-    return _picture(design_of(seal))
+async def appearance(seal: SealView) -> str:
+    """The seal's picture as a data: URL (the made seal's design, or the application's): drawn
+    once per design, in the worker pool (the seal page is read far more than made; a design
+    drawn before is a dictionary look-up, cheaper than the hand-off)."""
+    design = design_of(seal)
+    picture = _pictures.get(design)
+    if picture is None:
+        picture = await run_sync(lambda: _svg_data(images.render_svg(design)))
+        if len(_pictures) >= PICTURES:
+            _pictures.clear()
+        _pictures[design] = picture
+    return picture
 
 
-@lru_cache(maxsize=2048)
-def _picture(design: images.SealDesign) -> str:
-    """A design's picture (drawn once per design: the seal page is read far more than made)."""
-    return _svg_data(images.render_svg(design))
+PICTURES = 2048  # designs whose picture is kept
+_pictures: dict[images.SealDesign, str] = {}
 
 
 def router(platform: Platform) -> APIRouter:
@@ -260,7 +267,14 @@ def router(platform: Platform) -> APIRouter:
         if not cookie:
             return None
         try:
-            resumed = await run_sync(sessions.resume, cookie)
+            if sessions.reader.is_local:  # SQLite: the read is cheaper than the hand-off
+                lookup = sessions.look_up(cookie)
+                if lookup.writes:
+                    resumed = await run_sync(sessions.settle, lookup)
+                else:
+                    resumed = sessions.settle(lookup)
+            else:
+                resumed = await run_sync(sessions.resume, cookie)
         except SessionExpired:
             return _again(request)
         if resumed is None:
@@ -537,19 +551,17 @@ def router(platform: Platform) -> APIRouter:
     async def seal_page(request: Request, user: User, seal_id: str, notice: str = "") -> Response:
         def load() -> tuple[SealView, list[EventView], list[EventView], list[Any]]:
             service = seals()
-            seal = service.get(seal_id)
+            # the seal and its history in one read when the whole history fits a page of 400
+            # (most seals), else a second read of the history without the uses
+            seal, every, more = service.with_history(seal_id, include_uses=True, page_size=400)
             uses: list[EventView] = []
             grants: list[Any] = []
             if user.owns(seal) or user.staff:
-                # one read when the whole history fits a page (most seals), else two
-                every, more = service.history(seal_id, include_uses=True, page_size=400)
                 uses = [e for e in every if e.action in USE_ACTIONS][:200]
-                if more:
-                    history, _ = service.history(seal_id, page_size=200)
-                else:
-                    history = [e for e in every if e.action not in USE_ACTIONS][:200]
-            else:
+            if more:
                 history, _ = service.history(seal_id, page_size=200)
+            else:
+                history = [e for e in every if e.action not in USE_ACTIONS][:200]
             if user.owns(seal):
                 grants, _ = service.list_grants(
                     user.principal, seal_id=seal_id, include_inactive=True, page_size=100
@@ -568,7 +580,7 @@ def router(platform: Platform) -> APIRouter:
             user,
             title=seal.name,
             s=seal,
-            image=await run_sync(appearance, seal),
+            image=await appearance(seal),
             made=seal.certificate_der is not None,
             certificates=_certificates(seal, TEXTS[_lang(request)]),
             actions=actions,
@@ -624,7 +636,7 @@ def router(platform: Platform) -> APIRouter:
             user,
             title=seal.name,
             s=seal,
-            image=await run_sync(appearance, seal),
+            image=await appearance(seal),
         )
 
     def action(principal: Principal, seal_id: str, op: str, form: Mapping[str, str]) -> SealView:
