@@ -586,11 +586,12 @@ class SealService:
         )
 
     def with_history(
-        self, seal_id: str, *, include_uses: bool = False, page_size: int = 0
-    ) -> tuple[SealView, list[EventView], str]:
-        """A seal and the first page of its history, in one read (:func:`seal.views.with_history`:
-        what :meth:`get` and :meth:`history` give, for a page showing both)."""
-        return views.with_history(self.db, seal_id, include_uses=include_uses, page_size=page_size)
+        self, seal_id: str, *, page_size: int = 0
+    ) -> tuple[SealView, list[EventView], bool]:
+        """A seal and the first ``page_size`` events of its history (uses included), and
+        whether there are more, in one read (:func:`seal.views.with_history`: what :meth:`get`
+        and :meth:`history` give, for a page showing both)."""
+        return views.with_history(self.db, seal_id, page_size=page_size)
 
     def history(
         self,

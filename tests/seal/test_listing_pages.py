@@ -77,3 +77,17 @@ def test_a_listed_seal_is_the_seal_and_each_filter_selects(world: World) -> None
     assert listed(statuses=[SealStatus.REJECTED]) == [ids[0]]
     assert listed(statuses=[SealStatus.ACTIVE, SealStatus.REJECTED]) == [active, ids[0]]
     assert listed(statuses=[SealStatus.APPLIED], kind=SealKind.CONTRACT) == [ids[3]]
+
+
+def test_a_seal_with_its_history_is_what_get_and_history_give(world: World) -> None:
+    from seal.errors import SealNotFound
+
+    seal = world.active_seal(SealKind.CONTRACT, name="合同章")
+    every, _ = world.service.history(seal.id, include_uses=True, page_size=100)
+    assert len(every) >= 5
+    got, history, more = world.service.with_history(seal.id, page_size=100)
+    assert got == world.service.get(seal.id) and history == every and not more
+    got, history, more = world.service.with_history(seal.id, page_size=2)
+    assert history == every[:2] and more
+    with unchanged(world.db, world.keystore), pytest.raises(SealNotFound):
+        world.service.with_history("no-such-seal", page_size=10)

@@ -553,7 +553,7 @@ def router(platform: Platform) -> APIRouter:
             service = seals()
             # the seal and its history in one read when the whole history fits a page of 400
             # (most seals), else a second read of the history without the uses
-            seal, every, more = service.with_history(seal_id, include_uses=True, page_size=400)
+            seal, every, more = service.with_history(seal_id, page_size=400)
             uses: list[EventView] = []
             grants: list[Any] = []
             if user.owns(seal) or user.staff:
