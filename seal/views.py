@@ -4,9 +4,10 @@ listings (seals by owner / kind / state, a seal's history)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import datetime
 from string import ascii_lowercase
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,61 +37,43 @@ def opt(moment: datetime | None) -> datetime | None:
     return as_utc(moment) if moment is not None else None
 
 
-class SealColumns(NamedTuple):
-    """A seal row's columns as :func:`view` reads them, from a driver-level query
-    (:func:`list_seals`): :data:`SEAL_COLUMNS` in order, datetimes already aware."""
-
-    id: str
-    owner_id: str
-    owner_name: str
-    owner_uscc: str
-    kind: str
-    name: str
-    business_number: str
-    taxpayer_number: str
-    named_person_id: str
-    named_person_name: str
-    status: str
-    status_reason: str
-    shape: str
-    width_mm: int
-    height_mm: int
-    key_algorithm: str
-    certificate_der: bytes | None
-    certificate_id: str | None
-    seal_structure: bytes | None
-    filing_number: str
-    valid_from: datetime | None
-    valid_until: datetime | None
-    applicant_id: str
-    applied_at: datetime
-    reviewed_at: datetime | None
-    made_at: datetime | None
-    filed_at: datetime | None
-    issued_at: datetime | None
-    revoked_at: datetime | None
-    destroyed_at: datetime | None
-    replaces_seal_id: str
-    replaced_by_seal_id: str
-    updated_at: datetime
-    pdf_certificate_der: bytes | None
-
-
-SEAL_COLUMNS = SealColumns._fields
-_DATETIMES = tuple(
+# A seal row as a driver-level query reads it (list_seals, with_history): the view's fields,
+# which are the table's column names, in the view's order.
+SEAL_COLUMNS = tuple(f.name for f in fields(SealView))
+_SEAL_DATETIMES = tuple(
     i for i, name in enumerate(SEAL_COLUMNS) if name.endswith(("_at", "valid_from", "valid_until"))
 )
+_SEAL_KIND, _SEAL_STATUS, _SEAL_SHAPE, _SEAL_CERTIFICATE_ID = (
+    SEAL_COLUMNS.index(name) for name in ("kind", "status", "shape", "certificate_id")
+)
+# A history event the same way (its details are not a column).
+EVENT_COLUMNS = tuple(f.name for f in fields(EventView) if f.name != "details")
+_EVENT_OCCURRED, _EVENT_DIGEST = EVENT_COLUMNS.index("occurred_at"), EVENT_COLUMNS.index("digest")
 
 
-def _columns(values: Sequence[Any]) -> SealColumns:
+def seal_view_of(values: Sequence[Any]) -> SealView:
+    """The view of a driver-level row of :data:`SEAL_COLUMNS`: what :func:`view` gives for the
+    ORM row (datetimes aware UTC, enums, no NULL certificate id)."""
     row = list(values)
-    for i in _DATETIMES:
+    for i in _SEAL_DATETIMES:
         if row[i] is not None:
             row[i] = stored_datetime(row[i])
-    return SealColumns._make(row)
+    row[_SEAL_KIND] = SealKind(row[_SEAL_KIND])
+    row[_SEAL_STATUS] = SealStatus(row[_SEAL_STATUS])
+    row[_SEAL_SHAPE] = SealShape(row[_SEAL_SHAPE])
+    row[_SEAL_CERTIFICATE_ID] = row[_SEAL_CERTIFICATE_ID] or ""
+    return SealView(*row)
 
 
-def view(row: SealRow | SealColumns) -> SealView:
+def event_view_of(values: Sequence[Any]) -> EventView:
+    """The view of a driver-level row of :data:`EVENT_COLUMNS`: what :func:`event_view` gives."""
+    row = list(values)
+    row[_EVENT_OCCURRED] = stored_datetime(row[_EVENT_OCCURRED])
+    row[_EVENT_DIGEST] = row[_EVENT_DIGEST] or b""
+    return EventView(*row)
+
+
+def view(row: SealRow) -> SealView:
     """The domain view of a seal row."""
     return SealView(
         id=row.id,
@@ -159,7 +142,7 @@ def grant_view(row: SealGrantRow, now: datetime) -> GrantView:
     )
 
 
-def event_view(row: SealEventRow | EventColumns) -> EventView:
+def event_view(row: SealEventRow) -> EventView:
     """The domain view of a history event."""
     return EventView(
         sequence=row.sequence,
@@ -244,10 +227,10 @@ def list_seals(
     )
     with fast.read() as cursor:
         cursor.execute(fast.sql(sql), params)
-        rows = [_columns(r) for r in cursor.fetchall()]
-    last = rows[size - 1] if len(rows) > size else None
+        seals = [seal_view_of(r) for r in cursor.fetchall()]
+    last = seals[size - 1] if len(seals) > size else None
     token = keyset_token(last.applied_at, last.id) if last is not None else ""
-    return [view(r) for r in rows[:size]], token
+    return seals[:size], token
 
 
 def history(
@@ -264,27 +247,6 @@ def history(
         return _events(session, seal_id, include_uses, page_size, page_token)
 
 
-class EventColumns(NamedTuple):
-    """A history event's columns as :func:`event_view` reads them, from a driver-level query
-    (:func:`with_history`): :data:`EVENT_COLUMNS` in order, the time already aware."""
-
-    sequence: int
-    action: str
-    from_status: str
-    to_status: str
-    actor_id: str
-    principal: str
-    role: str
-    reason: str
-    occurred_at: datetime
-    digest_algorithm: str
-    digest: bytes | None
-    document_kind: str
-    related_id: str
-    audit_seq: int
-
-
-EVENT_COLUMNS = EventColumns._fields
 _SEAL_BY_ID = f"SELECT {', '.join(SEAL_COLUMNS)} FROM seal_seals WHERE id = :id"  # noqa: S608 - fixed fragments, no values
 _EVENTS_OF = (
     f"SELECT {', '.join(EVENT_COLUMNS)} FROM seal_events WHERE seal_id = :id"  # noqa: S608 - fixed fragments, no values
@@ -311,11 +273,8 @@ def with_history(
             raise SealNotFound(f"no seal {seal_id!r}")
         cursor.execute(fast.sql(_EVENTS_OF), {"id": seal_id, "limit": size + 1})
         events = cursor.fetchall()
-    history = [
-        event_view(EventColumns._make((*e[:8], stored_datetime(e[8]), *e[9:])))
-        for e in events[:size]
-    ]
-    return view(_columns(row)), history, len(events) > size
+    history = [event_view_of(e) for e in events[:size]]
+    return seal_view_of(row), history, len(events) > size
 
 
 def _events(
