@@ -104,6 +104,15 @@ class PointReader:
                 connection.close()
 
 
+def stored_datetime(value: Any) -> datetime:
+    """A datetime column as either reader returns it (naive UTC text on SQLite, a datetime on
+    PostgreSQL), as an aware UTC datetime."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 _PARAM = re.compile(r":([a-z_]+)")
 
 
@@ -130,11 +139,8 @@ class FastSql:
         return moment
 
     def from_db(self, value: Any) -> datetime:
-        """A stored datetime back as an aware UTC datetime."""
-        if isinstance(value, str):
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        """A stored datetime back as an aware UTC datetime (:func:`stored_datetime`)."""
+        return stored_datetime(value)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Any]:

@@ -4,7 +4,7 @@ person's representative; the citizen behind a staff identity.
 ``idp_identities`` is the registry's table; other packages read it only through this module:
 :class:`IdentityLookup` (one point read on a fast reader) or :func:`identity_join`, the fragment
 an owner of another table joins into its own point query (one round trip, each package's SQL
-naming only its own tables).
+naming only its own tables), and :func:`staff_roles_join`, the same for a staff member's roles.
 """
 
 from __future__ import annotations
@@ -36,6 +36,18 @@ def identity_join(id_column: str, alias: str = "i", *, required: bool = False) -
     columns = ", ".join(f"{alias}.{name}" for name in IDENTITY_COLUMNS)
     kind = "JOIN" if required else "LEFT JOIN"
     return columns, f" {kind} idp_identities {alias} ON {alias}.id = {id_column}"
+
+
+def staff_roles_join(id_column: str, alias: str = "st") -> tuple[str, str]:
+    """``(column, LEFT JOIN clause)`` adding the govtrust roles of the staff member whose id is
+    ``id_column`` to another owner's point query (NULL for anyone who is not staff); read the
+    column with :func:`staff_roles_of`."""
+    return f"{alias}.roles", f" LEFT JOIN idp_staff {alias} ON {alias}.id = {id_column}"
+
+
+def staff_roles_of(value: str | None) -> frozenset[str]:
+    """A staff member's roles from the stored column (space-separated; empty for NULL)."""
+    return frozenset((value or "").split())
 
 
 def identity_summary_of(row: Sequence[Any] | None) -> IdentitySummary | None:

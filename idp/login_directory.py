@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from govtrust.db import Database
+from idp.identity_status import staff_roles_of
 from idp.models import (
     AgentGrantRow,
     CitizenRow,
@@ -128,7 +129,7 @@ def staff_roles(db: Database, identity_id: str) -> frozenset[str]:
     """A staff member's govtrust roles (empty for anyone else)."""
     with db.read() as session:
         roles = session.scalar(select(StaffRow.roles).where(StaffRow.id == identity_id))
-    return frozenset((roles or "").split())
+    return staff_roles_of(roles)
 
 
 def claims(

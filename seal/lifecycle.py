@@ -585,6 +585,14 @@ class SealService:
             search=search,
         )
 
+    def with_history(
+        self, seal_id: str, *, page_size: int = 0
+    ) -> tuple[SealView, list[EventView], bool]:
+        """A seal and the first ``page_size`` events of its history (uses included), and
+        whether there are more, in one read (:func:`seal.views.with_history`: what :meth:`get`
+        and :meth:`history` give, for a page showing both)."""
+        return views.with_history(self.db, seal_id, page_size=page_size)
+
     def history(
         self,
         seal_id: str,

@@ -4,13 +4,17 @@ listings (seals by owner / kind / state, a seal's history)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import datetime
+from string import ascii_lowercase
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from govtrust.db import Database, as_utc
 from govtrust.errors import InvalidArgument
+from govtrust.fastsql import FastSql, stored_datetime
 from idp.types import IdentityRef
 from seal.errors import SealNotFound
 from seal.models import SealEventRow, SealGrantRow, SealRow
@@ -31,6 +35,42 @@ from seal.types import (
 def opt(moment: datetime | None) -> datetime | None:
     """``moment`` in UTC, or None."""
     return as_utc(moment) if moment is not None else None
+
+
+# A seal row as a driver-level query reads it (list_seals, with_history): the view's fields,
+# which are the table's column names, in the view's order.
+SEAL_COLUMNS = tuple(f.name for f in fields(SealView))
+_SEAL_DATETIMES = tuple(
+    i for i, name in enumerate(SEAL_COLUMNS) if name.endswith(("_at", "valid_from", "valid_until"))
+)
+_SEAL_KIND, _SEAL_STATUS, _SEAL_SHAPE, _SEAL_CERTIFICATE_ID = (
+    SEAL_COLUMNS.index(name) for name in ("kind", "status", "shape", "certificate_id")
+)
+# A history event the same way (its details are not a column).
+EVENT_COLUMNS = tuple(f.name for f in fields(EventView) if f.name != "details")
+_EVENT_OCCURRED, _EVENT_DIGEST = EVENT_COLUMNS.index("occurred_at"), EVENT_COLUMNS.index("digest")
+
+
+def seal_view_of(values: Sequence[Any]) -> SealView:
+    """The view of a driver-level row of :data:`SEAL_COLUMNS`: what :func:`view` gives for the
+    ORM row (datetimes aware UTC, enums, no NULL certificate id)."""
+    row = list(values)
+    for i in _SEAL_DATETIMES:
+        if row[i] is not None:
+            row[i] = stored_datetime(row[i])
+    row[_SEAL_KIND] = SealKind(row[_SEAL_KIND])
+    row[_SEAL_STATUS] = SealStatus(row[_SEAL_STATUS])
+    row[_SEAL_SHAPE] = SealShape(row[_SEAL_SHAPE])
+    row[_SEAL_CERTIFICATE_ID] = row[_SEAL_CERTIFICATE_ID] or ""
+    return SealView(*row)
+
+
+def event_view_of(values: Sequence[Any]) -> EventView:
+    """The view of a driver-level row of :data:`EVENT_COLUMNS`: what :func:`event_view` gives."""
+    row = list(values)
+    row[_EVENT_OCCURRED] = stored_datetime(row[_EVENT_OCCURRED])
+    row[_EVENT_DIGEST] = row[_EVENT_DIGEST] or b""
+    return EventView(*row)
 
 
 def view(row: SealRow) -> SealView:
@@ -147,40 +187,50 @@ def list_seals(
     search: str = "",
 ) -> tuple[list[SealView], str]:
     """ListSeals by owner, kind and states, newest first (``search``: a part of the seal's
-    name, owner's name or USCC, or its id)."""
-    stmt = select(SealRow)
+    name, owner's name or USCC, or its id).
+
+    A driver-level query (:class:`govtrust.fastsql.FastSql`; the ORM's row and datetime
+    handling cost several times the query for a page of seals) on the
+    ``(status | owner_id, applied_at, id)`` indexes."""
+    fast = FastSql(db.engine)
+    where: list[str] = []
+    params: dict[str, Any] = {}
     text = search.strip()
     if text:
-        like = "%" + text.replace("\\", "").replace("%", "").replace("_", "") + "%"
-        stmt = stmt.where(
-            or_(
-                SealRow.id == text,
-                SealRow.name.like(like),
-                SealRow.owner_name.like(like),
-                SealRow.owner_uscc == text,
-            )
+        params["text"] = text
+        params["like"] = "%" + text.replace("\\", "").replace("%", "").replace("_", "") + "%"
+        where.append(
+            "(id = :text OR name LIKE :like OR owner_name LIKE :like OR owner_uscc = :text)"
         )
     if owner is not None and not owner.is_empty:
-        stmt = stmt.where(SealRow.owner_id == owners.party(owner, "owner").id)
+        params["owner_id"] = owners.party(owner, "owner").id
+        where.append("owner_id = :owner_id")
     if kind is not None:
-        stmt = stmt.where(SealRow.kind == kind.value)
+        params["kind"] = kind.value
+        where.append("kind = :kind")
     if statuses:
-        stmt = stmt.where(SealRow.status.in_([s.value for s in statuses]))
+        wanted = sorted({s.value for s in statuses})  # at most the states there are
+        # FastSql's parameter names are letters and "_": status_a, status_b, ...
+        names = [f"status_{ascii_lowercase[i]}" for i in range(len(wanted))]
+        params.update(zip(names, wanted, strict=True))
+        where.append(f"status IN ({', '.join(':' + n for n in names)})")
     size, after, offset = keyset(page_size, page_token)
     if after is not None:  # keyset paging: the next page costs what the first does
         moment, row_id = after
-        stmt = stmt.where(
-            or_(
-                SealRow.applied_at < moment,
-                and_(SealRow.applied_at == moment, SealRow.id < row_id),
-            )
-        )
-    stmt = stmt.order_by(SealRow.applied_at.desc(), SealRow.id.desc())
-    with db.read() as session:
-        rows = list(session.scalars(stmt.offset(offset).limit(size + 1)))
-    last = rows[size - 1] if len(rows) > size else None
-    token = keyset_token(as_utc(last.applied_at), last.id) if last is not None else ""
-    return [view(r) for r in rows[:size]], token
+        params["moment"], params["row_id"] = fast.ts(as_utc(moment)), row_id
+        where.append("(applied_at < :moment OR (applied_at = :moment AND id < :row_id))")
+    params["limit"], params["offset"] = size + 1, offset
+    sql = (
+        f"SELECT {', '.join(SEAL_COLUMNS)} FROM seal_seals"  # noqa: S608 - fixed fragments, no values
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY applied_at DESC, id DESC LIMIT :limit OFFSET :offset"
+    )
+    with fast.read() as cursor:
+        cursor.execute(fast.sql(sql), params)
+        seals = [seal_view_of(r) for r in cursor.fetchall()]
+    last = seals[size - 1] if len(seals) > size else None
+    token = keyset_token(last.applied_at, last.id) if last is not None else ""
+    return seals[:size], token
 
 
 def history(
@@ -192,14 +242,50 @@ def history(
     page_token: str = "",
 ) -> tuple[list[EventView], str]:
     """GetSealHistory: the seal's events, oldest first (uses only when asked)."""
+    with db.read() as session:
+        load(session, seal_id)
+        return _events(session, seal_id, include_uses, page_size, page_token)
+
+
+_SEAL_BY_ID = f"SELECT {', '.join(SEAL_COLUMNS)} FROM seal_seals WHERE id = :id"  # noqa: S608 - fixed fragments, no values
+_EVENTS_OF = (
+    f"SELECT {', '.join(EVENT_COLUMNS)} FROM seal_events WHERE seal_id = :id"  # noqa: S608 - fixed fragments, no values
+    " ORDER BY sequence LIMIT :limit"
+)
+
+
+def with_history(
+    db: Database, seal_id: str, *, page_size: int = 0
+) -> tuple[SealView, list[EventView], bool]:
+    """One seal and the first ``page_size`` events of its history, uses included, oldest
+    first, and whether there are more: two driver-level statements in one read transaction
+    (a seal's page; the ORM's rows cost several times the queries)."""
+    if not seal_id:
+        raise InvalidArgument.field("seal_id", "required")
+    size, _ = paging(page_size, "")
+    fast = FastSql(db.engine)
+    with fast.read() as cursor:
+        if fast.sqlite:
+            cursor.execute("BEGIN")  # one snapshot for both statements (read() rolls back)
+        cursor.execute(fast.sql(_SEAL_BY_ID), {"id": seal_id})
+        row = cursor.fetchone()
+        if row is None:
+            raise SealNotFound(f"no seal {seal_id!r}")
+        cursor.execute(fast.sql(_EVENTS_OF), {"id": seal_id, "limit": size + 1})
+        events = cursor.fetchall()
+    history = [event_view_of(e) for e in events[:size]]
+    return seal_view_of(row), history, len(events) > size
+
+
+def _events(
+    session: Session, seal_id: str, include_uses: bool, page_size: int, page_token: str
+) -> tuple[list[EventView], str]:
     size, offset = paging(page_size, page_token)
     stmt = select(SealEventRow).where(SealEventRow.seal_id == seal_id)
     if not include_uses:
         stmt = stmt.where(SealEventRow.action.not_in(USE_ACTIONS))
-    with db.read() as session:
-        load(session, seal_id)
-        rows = list(
-            session.scalars(stmt.order_by(SealEventRow.sequence).offset(offset).limit(size + 1))
-        )
+    rows = list(
+        session.scalars(stmt.order_by(SealEventRow.sequence).offset(offset).limit(size + 1))
+    )
     token = token_for(offset + size) if len(rows) > size else ""
     return [event_view(r) for r in rows[:size]], token

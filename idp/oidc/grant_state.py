@@ -1,4 +1,5 @@
-"""OIDC grant state for other packages: whether a grant is revoked, and whom it is for.
+"""OIDC grant state for other packages: whether a grant is revoked, and whom it is for; the
+principal a live grant gives (:func:`grant_principal`).
 
 ``oidc_grants`` is the provider's table; the verification service reads it only through
 :class:`GrantStateLookup` (point reads on a driver-level fast reader).
@@ -10,6 +11,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from govtrust.fastsql import PointReader
+from govtrust.principal import Principal
 
 _GRANT_SQL = "SELECT id, identity_id, acting_person_id, revoked_at FROM oidc_grants WHERE id = ?"
 _SESSION_GRANT_SQL = (
@@ -59,3 +61,24 @@ class GrantStateLookup:
         newest first); None when there is none."""
         row = self._reader.fetchone(self._by_session, (sid, client_id))
         return None if row is None else GrantState(*row)
+
+
+def grant_principal(
+    kind: str, identity_id: str, acting_person_id: str | None, staff_roles: frozenset[str]
+) -> Principal:
+    """The principal of a live grant of an active identity of ``kind``: a legal person with the
+    person acting for it, a citizen as itself, a staff member with ``staff_roles`` (ignored for
+    anyone else)."""
+    if kind == "legal_person":
+        return Principal(
+            kind="user",
+            subject=identity_id,
+            citizen_id=acting_person_id,
+            legal_person_id=identity_id,
+        )
+    return Principal(
+        kind="user",
+        subject=identity_id,
+        roles=staff_roles if kind == "staff" else frozenset(),
+        citizen_id=identity_id if kind == "citizen" else None,
+    )

@@ -24,7 +24,7 @@ from idp.oidc.clients import Client, ClientRegistry, hash_secret
 from idp.oidc.config import ProviderConfig
 from idp.oidc.directory import IdentityInfo, RegistryDirectory
 from idp.oidc.errors import InvalidToken, OAuthError
-from idp.oidc.grant_state import GrantStateLookup, TokenState
+from idp.oidc.grant_state import GrantStateLookup, TokenState, grant_principal
 from idp.oidc.keys import SigningKeys
 from idp.oidc.models import OidcGrantRow, OidcRefreshTokenRow, OidcRevokedJtiRow
 from idp.oidc.tokens import (
@@ -352,17 +352,5 @@ class TokenIntrospection:
         ident = self.directory.identity(grant.identity_id)
         if ident is None or ident.status != "active":
             raise Unauthenticated("the identity behind the token is not active")
-        if ident.kind == "legal_person":
-            return Principal(
-                kind="user",
-                subject=ident.id,
-                citizen_id=grant.acting_person_id,
-                legal_person_id=ident.id,
-            )
         roles = self.directory.staff_roles(ident.id) if ident.kind == "staff" else frozenset()
-        return Principal(
-            kind="user",
-            subject=ident.id,
-            roles=roles,
-            citizen_id=ident.id if ident.kind == "citizen" else None,
-        )
+        return grant_principal(ident.kind, ident.id, grant.acting_person_id, roles)

@@ -28,8 +28,11 @@ from sqlalchemy.exc import IntegrityError
 from govtrust import audit
 from govtrust.db import Database, as_utc
 from govtrust.errors import AlreadyExists
+from govtrust.fastsql import PointReader, stored_datetime
 from govtrust.principal import Principal
+from idp.identity_status import identity_join, staff_roles_join, staff_roles_of
 from idp.oidc.clients import Client, ClientRegistry, hash_secret
+from idp.oidc.grant_state import grant_principal
 from idp.oidc.models import OidcClientRow, OidcRpSessionRow
 from idp.oidc.sessions import end_identity_sessions
 
@@ -38,6 +41,21 @@ SYSTEM = Principal("system", "first-party-clients", frozenset({"admin"}))
 # last_seen_at is written at most this often per session (reads stay reads); the idle timeout
 # is therefore exact to within this many seconds
 TOUCH_SECONDS = 30
+
+# A request's whole session check in one point read: the session row, its grant, the grant's
+# identity (status, kind, name), the person acting for a legal person (name) and a staff
+# member's roles; the registry's halves are its fragments (idp.identity_status).
+_IDENTITY_COLUMNS, _IDENTITY_JOIN = identity_join("g.identity_id", "i")
+_ACTING_COLUMNS, _ACTING_JOIN = identity_join("g.acting_person_id", "a")
+_ROLES_COLUMN, _ROLES_JOIN = staff_roles_join("i.id", "st")
+_RESUME_SQL = (
+    "SELECT s.client_id, s.grant_id, s.identity_id, s.sid, s.id_token, s.csrf, s.created_at,"  # noqa: S608 - fixed fragments, no values
+    " s.last_seen_at, s.ended_at, g.id, g.revoked_at, g.acting_person_id,"
+    f" {_IDENTITY_COLUMNS}, {_ACTING_COLUMNS}, {_ROLES_COLUMN}"
+    " FROM oidc_rp_sessions s LEFT JOIN oidc_grants g ON g.id = s.grant_id"
+    f"{_IDENTITY_JOIN}{_ACTING_JOIN}{_ROLES_JOIN}"
+    " WHERE s.cookie_hash = ?"
+)
 
 
 def _mac(key: bytes, *parts: str) -> bytes:
@@ -135,8 +153,39 @@ class RpSession:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """A live session with what its grant gives: the principal (roles as the registry has
+    them now) and the names the pages show (the identity's; the acting person's, or "")."""
+
+    session: RpSession
+    principal: Principal
+    name: str
+    acting_name: str
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What :meth:`RpSessions.look_up` read: the live session (or None), or why it is not live
+    (``expired``), and the write :meth:`RpSessions.settle` owes (``end``: the row to end, with
+    the audited reason; ``touch``: the idle clock to restart)."""
+
+    digest: bytes
+    now: datetime
+    resumed: Resumed | None
+    expired: str = ""
+    end: str = ""
+    touch: bool = False
+
+    @property
+    def writes(self) -> bool:
+        """Whether settling it writes."""
+        return bool(self.end) or self.touch
+
+
 class SessionExpired(Exception):
-    """The cookie names a session past its idle or absolute timeout, or ended."""
+    """The cookie names a session past its idle or absolute timeout, ended, or whose grant is
+    revoked or whose identity is no longer active (the session is ended then)."""
 
 
 class RpSessions:
@@ -156,6 +205,12 @@ class RpSessions:
         self.now = now
         self.idle = timedelta(seconds=idle_seconds)
         self.absolute = timedelta(seconds=absolute_seconds)
+        self.reader = PointReader(db.engine)
+        self._resume_sql = self.reader.sql(_RESUME_SQL)
+
+    def close(self) -> None:
+        """Close the point reader's connections."""
+        self.reader.close()
 
     def open(self, *, grant_id: str, identity_id: str, sid: str, id_token: str) -> str:
         """Open a session for a grant just obtained; returns the cookie value (only its digest
@@ -186,39 +241,57 @@ class RpSessions:
             )
         return cookie
 
-    def resume(self, cookie: str | None) -> RpSession | None:
-        """The live session behind ``cookie`` (its idle clock restarted); ``None`` for no or an
-        unknown cookie; :class:`SessionExpired` past a timeout (the row is ended)."""
+    def resume(self, cookie: str | None) -> Resumed | None:
+        """The live session behind ``cookie`` (its idle clock restarted) and its grant's
+        principal, read fresh in one point query (a logout, a revoked grant, a suspension or a
+        role change shows in the next request); ``None`` for no or an unknown cookie;
+        :class:`SessionExpired` past a timeout, or once the grant is revoked or its identity
+        inactive (the row is ended then). :meth:`look_up` then :meth:`settle`."""
+        return self.settle(self.look_up(cookie))
+
+    def look_up(self, cookie: str | None) -> Lookup:
+        """The read half of :meth:`resume`: one point query, no write (on SQLite a local read
+        cheap enough for the event loop); :meth:`settle` it."""
         if not cookie:
-            return None
+            return Lookup(b"", self.now(), None)
         digest = hash_secret(cookie)
         now = self.now()
-        with self.db.read() as session:
-            row = session.get(OidcRpSessionRow, digest)
-            if row is None or row.client_id != self.client_id:
-                return None
-            found = RpSession(
-                row.grant_id,
-                row.identity_id,
-                row.sid,
-                row.id_token,
-                row.csrf,
-                as_utc(row.created_at),
-            )
-            ended, last_seen = row.ended_at, as_utc(row.last_seen_at)
-        if ended is not None:
-            raise SessionExpired("the session has ended")
-        if now - last_seen > self.idle or now - found.created_at > self.absolute:
-            self._end(digest, now, "timeout")
-            raise SessionExpired("the session timed out")
-        if (now - last_seen).total_seconds() >= TOUCH_SECONDS:
+        row = self.reader.fetchone(self._resume_sql, (digest,))
+        if row is None or row[0] != self.client_id:
+            return Lookup(digest, now, None)
+        created_at = stored_datetime(row[6])
+        found = RpSession(row[1], row[2], row[3], row[4], row[5], created_at)
+        last_seen = stored_datetime(row[7])
+        if row[8] is not None:
+            return Lookup(digest, now, None, expired="the session has ended")
+        if now - last_seen > self.idle or now - created_at > self.absolute:
+            return Lookup(digest, now, None, expired="the session timed out", end="timeout")
+        grant_id, revoked_at, acting_id = row[9], row[10], row[11]
+        ident_id, kind, name, _masked, status, _level = row[12:18]
+        if grant_id is None or revoked_at is not None or ident_id is None or status != "active":
+            expired = "the session's grant is revoked or its identity inactive"
+            return Lookup(digest, now, None, expired=expired, end="logout")
+        principal = grant_principal(kind, ident_id, acting_id, staff_roles_of(row[24]))
+        resumed = Resumed(found, principal, name, row[20] or "")
+        touch = (now - last_seen).total_seconds() >= TOUCH_SECONDS
+        return Lookup(digest, now, resumed, touch=touch)
+
+    def settle(self, lookup: Lookup) -> Resumed | None:
+        """The write half of :meth:`resume`: end a timed-out or revoked session, or restart
+        the idle clock (at most every :data:`TOUCH_SECONDS`); :class:`SessionExpired` for a
+        session that is not live. Writes only when ``lookup.writes``."""
+        if lookup.end:
+            self._end(lookup.digest, lookup.now, lookup.end)
+        if lookup.expired:
+            raise SessionExpired(lookup.expired)
+        if lookup.touch:
             with self.db.transaction() as session:
                 session.execute(
                     update(OidcRpSessionRow)
-                    .where(OidcRpSessionRow.cookie_hash == digest)
-                    .values(last_seen_at=now)
+                    .where(OidcRpSessionRow.cookie_hash == lookup.digest)
+                    .values(last_seen_at=lookup.now)
                 )
-        return found
+        return lookup.resumed
 
     def end(self, cookie: str | None) -> RpSession | None:
         """Log out: end the session behind ``cookie``; the ended session (for the RP-initiated

@@ -154,6 +154,26 @@ def test_a_session_past_its_idle_timeout_must_log_in_again(tmp_path: Path) -> No
         env.platform.close()
 
 
+def test_activity_keeps_a_session_past_its_idle_timeout_alive(tmp_path: Path) -> None:
+    """Each request restarts the idle clock (written at most every 30 s): 120 s of use with
+    a 60 s idle timeout, a request every 40 s."""
+    env = make_env(tmp_path, console_idle_seconds=60)
+    try:
+        with client(env) as company:
+            login(company, "company")
+            for ahead in (40, 80, 120):
+                provider_clock(env, timedelta(seconds=ahead))
+                assert company.get("/console/seals").status_code == 200, ahead
+            cookie = company.cookies.get("gt_console", path="/console")
+            provider_clock(env, timedelta(seconds=181))
+            assert company.get("/console/seals").status_code == 401
+            company.cookies.set("gt_console", cookie, path="/console")
+            with unchanged(env.platform.db, env.platform.keystore):  # ended: nothing more
+                assert company.get("/console/seals").status_code == 401
+    finally:
+        env.platform.close()
+
+
 def provider_clock(env: ConsoleEnv, ahead: timedelta) -> None:
     from datetime import UTC, datetime
 
@@ -261,3 +281,72 @@ def test_log_out_everywhere_ends_every_session_and_revokes_tokens(console_env: C
             assert second.get("/console/sessions").status_code == 303
             with pytest.raises(Unauthenticated):
                 provider.principal_for_token(token)
+
+
+def test_a_role_change_or_an_inactive_identity_shows_in_the_next_request(
+    console_env: ConsoleEnv,
+) -> None:
+    """Roles and the identity's status are read with the session on every request: nothing
+    is remembered between requests."""
+    from sqlalchemy import update
+
+    from idp.models import IdentityRow, StaffRow
+
+    env = console_env
+    reviewer_id = env.staff_ids["reviewer"]
+    with client(env) as reviewer:
+        login(reviewer, "reviewer")
+        page = reviewer.get("/console/queue/review")
+        assert page.status_code == 200
+        assert '<span id="user">reviewer-员工</span>' in page.text
+        assert '<span id="roles">seal-reviewer</span>' in page.text
+        with env.platform.db.transaction() as session:
+            session.execute(
+                update(StaffRow).where(StaffRow.id == reviewer_id).values(roles="seal-maker")
+            )
+        with nothing_changes(env):
+            assert reviewer.get("/console/queue/review").status_code == 403
+        made = reviewer.get("/console/queue/make")
+        assert made.status_code == 200 and '<span id="roles">seal-maker</span>' in made.text
+        # the identity no longer active (its grant untouched here): the session ends
+        cookie = reviewer.cookies.get("gt_console", path="/console")
+        with env.platform.db.transaction() as session:
+            session.execute(
+                update(IdentityRow).where(IdentityRow.id == reviewer_id).values(status="suspended")
+            )
+        again = reviewer.get("/console/queue/make")
+        assert again.status_code == 401 and 'id="login"' in again.text
+        with env.platform.db.transaction() as session:
+            session.execute(
+                update(IdentityRow).where(IdentityRow.id == reviewer_id).values(status="active")
+            )
+        # ended, not just refused: reinstating the identity does not bring the session back
+        reviewer.cookies.set("gt_console", cookie, path="/console")
+        with unchanged(env.platform.db, env.platform.keystore):
+            assert reviewer.get("/console/queue/make").status_code == 401
+
+
+def test_the_header_names_the_legal_person_and_the_person_acting(
+    console_env: ConsoleEnv,
+) -> None:
+    """A grant for a legal person with a person acting: the header shows both names, read
+    with the session (the grant is turned into one here, as a legal-person login makes it)."""
+    from sqlalchemy import update
+
+    from idp.oidc.models import OidcGrantRow
+    from tests.console.conftest import COMPANY
+
+    env = console_env
+    with client(env) as company:
+        login(company, "company")
+        page = company.get("/console/seals")
+        assert page.status_code == 200 and '<span id="user">张三</span>' in page.text
+        with env.platform.db.transaction() as session:
+            session.execute(
+                update(OidcGrantRow)
+                .where(OidcGrantRow.identity_id == env.rep_id, OidcGrantRow.revoked_at.is_(None))
+                .values(identity_id=env.company_id, acting_person_id=env.rep_id)
+            )
+        page = company.get("/console/seals")
+        assert page.status_code == 200
+        assert f'<span id="user">{COMPANY}（张三）</span>' in page.text

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +40,6 @@ from govtrust.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unauthenticated,
 )
 from govtrust.http.limits import body_limit
 from govtrust.http.pages import strict_page_headers
@@ -77,7 +75,6 @@ LOGIN_COOKIE = "gt_console_login"
 LANG_COOKIE = "gt_console_lang"
 MAX_FORM_BYTES = 64 * 1024
 PAGE_SIZE = 25
-NAME_SECONDS = 30.0  # how long the header's user name is shown from memory
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 QUEUES: Mapping[str, SealStatus] = {
     "review": SealStatus.APPLIED,
@@ -145,15 +142,22 @@ def _svg_data(svg: bytes) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
 
 
-def appearance(seal: SealView) -> str:
-    """The seal's picture as a data: URL (the made seal's design, or the application's)."""
-    return _picture(design_of(seal))
+async def appearance(seal: SealView) -> str:
+    """The seal's picture as a data: URL (the made seal's design, or the application's): drawn
+    once per design, in the worker pool (the seal page is read far more than made; a design
+    drawn before is a dictionary look-up, cheaper than the hand-off)."""
+    design = design_of(seal)
+    picture = _pictures.get(design)
+    if picture is None:
+        picture = await run_sync(lambda: _svg_data(images.render_svg(design)))
+        if len(_pictures) >= PICTURES:
+            _pictures.clear()
+        _pictures[design] = picture
+    return picture
 
 
-@lru_cache(maxsize=2048)
-def _picture(design: images.SealDesign) -> str:
-    """A design's picture (drawn once per design: the seal page is read far more than made)."""
-    return _svg_data(images.render_svg(design))
+PICTURES = 2048  # designs whose picture is kept
+_pictures: dict[images.SealDesign, str] = {}
 
 
 def router(platform: Platform) -> APIRouter:
@@ -179,6 +183,7 @@ def router(platform: Platform) -> APIRouter:
         idle_seconds=settings.console_idle_seconds,
         absolute_seconds=settings.console_absolute_seconds,
     )
+    platform.on_close(sessions.close)
     secure = base_url.startswith("https://") or settings.tls_enabled
 
     def seals() -> SealService:
@@ -256,55 +261,34 @@ def router(platform: Platform) -> APIRouter:
 
     async def current(request: Request) -> User | Response | None:
         """The logged-in user; ``None`` without a session; a redirect to log in again past a
-        timeout or a revoked grant."""
+        timeout or a revoked grant. The session, its grant, the identity's status, name and
+        roles are one fresh point read (:meth:`RpSessions.resume`) on every request."""
         cookie = request.cookies.get(COOKIE)
-
-        def resolve() -> tuple[RpSession, Principal | None] | None:
-            """The session and its grant's principal (None once the grant is revoked: the
-            session is ended), in one trip to the worker pool."""
-            found = sessions.resume(cookie)
-            if found is None:
-                return None
-            try:
-                return found, provider.principal_for_grant(found.grant_id)
-            except Unauthenticated:
-                sessions.end(cookie)
-                return found, None
-
+        if not cookie:
+            return None
         try:
-            resolved = await run_sync(resolve)
+            if sessions.reader.is_local:  # SQLite: the read is cheaper than the hand-off
+                lookup = sessions.look_up(cookie)
+                if lookup.writes:
+                    resumed = await run_sync(sessions.settle, lookup)
+                else:
+                    resumed = sessions.settle(lookup)
+            else:
+                resumed = await run_sync(sessions.resume, cookie)
         except SessionExpired:
             return _again(request)
-        if resolved is None:
+        if resumed is None:
             return None
-        found, principal = resolved
-        if principal is None:
-            return _again(request)
-        name = await name_of(found.identity_id)
+        principal = resumed.principal
+        name = resumed.name
         if principal.citizen_id and principal.legal_person_id:
-            name = f"{name}（{await name_of(principal.citizen_id)}）"
+            name = f"{name}（{resumed.acting_name or principal.citizen_id}）"
         owners: list[str] = []
         if principal.legal_person_id:
             owners.append(principal.legal_person_id)
         elif principal.citizen_id:
             owners += await run_sync(provider.directory.represented_by, principal.citizen_id)
-        return User(principal, found, name, tuple(sorted(principal.roles)), tuple(owners))
-
-    names: dict[str, tuple[float, str]] = {}
-
-    async def name_of(identity_id: str) -> str:
-        """An identity's name as the header shows it: display only (the principal, its roles
-        and the grant are re-read on every request), re-read after :data:`NAME_SECONDS`."""
-        now = time.monotonic()
-        hit = names.get(identity_id)
-        if hit is not None and now - hit[0] < NAME_SECONDS:
-            return hit[1]
-        info = await run_sync(provider.directory.identity, identity_id)
-        name = info.name if info else identity_id
-        if len(names) >= 10_000:
-            names.clear()
-        names[identity_id] = (now, name)
-        return name
+        return User(principal, resumed.session, name, tuple(sorted(principal.roles)), tuple(owners))
 
     def _again(request: Request) -> Response:
         heading = TEXTS[_lang(request)]["expired"]
@@ -567,19 +551,17 @@ def router(platform: Platform) -> APIRouter:
     async def seal_page(request: Request, user: User, seal_id: str, notice: str = "") -> Response:
         def load() -> tuple[SealView, list[EventView], list[EventView], list[Any]]:
             service = seals()
-            seal = service.get(seal_id)
+            # the seal and its history in one read when the whole history fits a page of 400
+            # (most seals), else a second read of the history without the uses
+            seal, every, more = service.with_history(seal_id, page_size=400)
             uses: list[EventView] = []
             grants: list[Any] = []
             if user.owns(seal) or user.staff:
-                # one read when the whole history fits a page (most seals), else two
-                every, more = service.history(seal_id, include_uses=True, page_size=400)
                 uses = [e for e in every if e.action in USE_ACTIONS][:200]
-                if more:
-                    history, _ = service.history(seal_id, page_size=200)
-                else:
-                    history = [e for e in every if e.action not in USE_ACTIONS][:200]
-            else:
+            if more:
                 history, _ = service.history(seal_id, page_size=200)
+            else:
+                history = [e for e in every if e.action not in USE_ACTIONS][:200]
             if user.owns(seal):
                 grants, _ = service.list_grants(
                     user.principal, seal_id=seal_id, include_inactive=True, page_size=100
@@ -598,7 +580,7 @@ def router(platform: Platform) -> APIRouter:
             user,
             title=seal.name,
             s=seal,
-            image=await run_sync(appearance, seal),
+            image=await appearance(seal),
             made=seal.certificate_der is not None,
             certificates=_certificates(seal, TEXTS[_lang(request)]),
             actions=actions,
@@ -654,7 +636,7 @@ def router(platform: Platform) -> APIRouter:
             user,
             title=seal.name,
             s=seal,
-            image=await run_sync(appearance, seal),
+            image=await appearance(seal),
         )
 
     def action(principal: Principal, seal_id: str, op: str, form: Mapping[str, str]) -> SealView:
