@@ -15,13 +15,16 @@ record. The service-identity RPCs need ``admin`` (see :mod:`idp.services`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from govtrust.api.oidc_grpc import OidcClientRpcs
+from govtrust.audit import ClaimEffect
 from govtrust.db import Database
 from govtrust.errors import InvalidArgument
 from govtrust.platform import Platform
+from govtrust.rpc.answers import acted_on, rebuilt_from
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
@@ -288,6 +291,28 @@ def service_identity_pb(identity: ServiceIdentity) -> identity_pb2.ServiceIdenti
 Context = Any  # grpc.aio.ServicerContext; unused by the adapter beyond the signature
 
 
+def _citizen_registered(
+    servicer: IdentityServicer, effects: Sequence[ClaimEffect]
+) -> identity_pb2.RegisterCitizenResponse | None:
+    """A lost RegisterCitizen answer: the citizen it registered (read as the caller)."""
+    citizen_id = acted_on(effects, "identity.citizen.register", "citizen:")
+    if citizen_id is None:
+        return None
+    citizen = servicer.registry.get_citizen(current_principal(), IdentityRef(id=citizen_id))
+    return identity_pb2.RegisterCitizenResponse(citizen=citizen_pb(citizen))
+
+
+def _legal_person_registered(
+    servicer: IdentityServicer, effects: Sequence[ClaimEffect]
+) -> identity_pb2.RegisterLegalPersonResponse | None:
+    """A lost RegisterLegalPerson answer: the legal person it registered (read as the caller)."""
+    lp_id = acted_on(effects, "identity.legal_person.register", "legal_person:")
+    if lp_id is None:
+        return None
+    lp = servicer.registry.get_legal_person(current_principal(), IdentityRef(id=lp_id))
+    return identity_pb2.RegisterLegalPersonResponse(legal_person=legal_person_pb(lp))
+
+
 class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer):
     """IdentityService over one :class:`IdentityRegistry`, plus the OIDC client RPCs."""
 
@@ -297,6 +322,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
         if oidc_platform is not None:
             self.oidc_platform = oidc_platform
 
+    @rebuilt_from(_citizen_registered)
     async def RegisterCitizen(
         self, request: identity_pb2.RegisterCitizenRequest, context: Context
     ) -> identity_pb2.RegisterCitizenResponse:
@@ -311,6 +337,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
         )
         return identity_pb2.RegisterCitizenResponse(citizen=citizen_pb(citizen))
 
+    @rebuilt_from(_legal_person_registered)
     async def RegisterLegalPerson(
         self, request: identity_pb2.RegisterLegalPersonRequest, context: Context
     ) -> identity_pb2.RegisterLegalPersonResponse:
