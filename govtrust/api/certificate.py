@@ -372,17 +372,38 @@ def _issued_again(
     )
 
 
+def _key_of(servicer: CertificateServicer, row: CertificateRecord) -> KeyRef | None:
+    """The reference of a certificate's key generated in the key store (None for a CSR's)."""
+    return servicer._ca().ctx.keystore.get(row.key_id) if row.key_id else None
+
+
 def _generated_again(
     servicer: CertificateServicer, effects: Sequence[ClaimEffect]
 ) -> certificate_pb2.GenerateKeyAndIssueResponse | None:
     row = _acted_on(servicer, effects, "ca.issue")
-    if row is None or not row.key_id:
+    key = None if row is None else _key_of(servicer, row)
+    if row is None or key is None:
         return None
-    key = servicer._ca().ctx.keystore.get(row.key_id)
     return certificate_pb2.GenerateKeyAndIssueResponse(
         certificate=certificate_pb(row, key),
         key=key_pb(key),
         chain=chain_pb(servicer._ca(), row.issuer),
+    )
+
+
+def _renewed_again(
+    servicer: CertificateServicer, effects: Sequence[ClaimEffect]
+) -> certificate_pb2.RenewCertificateResponse | None:
+    """A lost renewal's answer: the new certificate and the previous one — not when the renewal
+    also made an encryption pair (its key envelope is not stored)."""
+    row = _acted_on(servicer, effects, "ca.renew")
+    if row is None or row.paired_with is not None or row.renewed_from is None:
+        return None
+    key = _key_of(servicer, row)
+    return certificate_pb2.RenewCertificateResponse(
+        certificate=certificate_pb(row, key),
+        key=key_pb(key),
+        previous=certificate_pb(servicer._ca().get(row.renewed_from)),
     )
 
 
@@ -484,6 +505,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
 
         return await run_sync(run)
 
+    @rebuilt_from(_renewed_again)
     async def RenewCertificate(
         self,
         request: certificate_pb2.RenewCertificateRequest,

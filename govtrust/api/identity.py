@@ -15,7 +15,7 @@ record. The service-identity RPCs need ``admin`` (see :mod:`idp.services`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -313,6 +313,31 @@ def _legal_person_registered(
     return identity_pb2.RegisterLegalPersonResponse(legal_person=legal_person_pb(lp))
 
 
+def _staff_registered(
+    servicer: IdentityServicer, effects: Sequence[ClaimEffect]
+) -> identity_pb2.RegisterStaffResponse | None:
+    """A lost RegisterStaff answer: the staff member it registered (read as the caller)."""
+    staff_id = acted_on(effects, "identity.staff.register", "staff:")
+    if staff_id is None:
+        return None
+    staff = servicer.registry.get_staff(current_principal(), IdentityRef(id=staff_id))
+    return identity_pb2.RegisterStaffResponse(staff=staff_pb(staff))
+
+
+def _service_after(response: Callable[..., Any]) -> Callable[..., Any]:
+    """The rebuilder of a service identity change's lost answer: ``response`` with the service
+    identity it registered or changed, as it stands now (read as the caller)."""
+
+    def rebuild(servicer: IdentityServicer, effects: Sequence[ClaimEffect]) -> Any:
+        name = acted_on(effects, "identity.service.", "service:")
+        if name is None:
+            return None
+        identity = servicer.services.get(current_principal(), name)
+        return response(service_identity=service_identity_pb(identity))
+
+    return rebuild
+
+
 class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer):
     """IdentityService over one :class:`IdentityRegistry`, plus the OIDC client RPCs."""
 
@@ -351,6 +376,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
         )
         return identity_pb2.RegisterLegalPersonResponse(legal_person=legal_person_pb(lp))
 
+    @rebuilt_from(_staff_registered)
     async def RegisterStaff(
         self, request: identity_pb2.RegisterStaffRequest, context: Context
     ) -> identity_pb2.RegisterStaffResponse:
@@ -530,6 +556,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
 
     # --- service identities (admin) ------------------------------------------------------
 
+    @rebuilt_from(_service_after(identity_pb2.RegisterServiceIdentityResponse))
     async def RegisterServiceIdentity(
         self, request: identity_pb2.RegisterServiceIdentityRequest, context: Context
     ) -> identity_pb2.RegisterServiceIdentityResponse:
@@ -566,6 +593,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
             next_page_token=page.next_page_token,
         )
 
+    @rebuilt_from(_service_after(identity_pb2.UpdateServiceIdentityRolesResponse))
     async def UpdateServiceIdentityRoles(
         self, request: identity_pb2.UpdateServiceIdentityRolesRequest, context: Context
     ) -> identity_pb2.UpdateServiceIdentityRolesResponse:
@@ -577,6 +605,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
             service_identity=service_identity_pb(identity)
         )
 
+    @rebuilt_from(_service_after(identity_pb2.DisableServiceIdentityResponse))
     async def DisableServiceIdentity(
         self, request: identity_pb2.DisableServiceIdentityRequest, context: Context
     ) -> identity_pb2.DisableServiceIdentityResponse:
@@ -592,6 +621,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
             service_identity=service_identity_pb(identity)
         )
 
+    @rebuilt_from(_service_after(identity_pb2.EnableServiceIdentityResponse))
     async def EnableServiceIdentity(
         self, request: identity_pb2.EnableServiceIdentityRequest, context: Context
     ) -> identity_pb2.EnableServiceIdentityResponse:

@@ -74,6 +74,7 @@ from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, USCC, reside
 from tests.unchanged import unchanged
 
 OPERATOR = Principal("user", "operator", frozenset({"ca-operator"}))
+ADMIN = Principal("user", "admin", frozenset({"admin", "identity-registrar"}))
 
 
 @dataclass
@@ -649,6 +650,54 @@ def test_lost_registration_answers_are_rebuilt(
     )
     assert registered.legal_person.id
 
+    staff = identity_pb2.RegisterStaffRequest(
+        name="赵六",
+        department_code="FZ-SCJG",
+        department_name="市场监督管理局",
+        employee_number="E001",
+        roles=["seal-reviewer"],
+        citizen=common_pb2.IdentityRef(id=citizen.id),
+        request_id="lost-reg-3",
+    )
+    admin = stack.meta(ADMIN)
+    assert _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.identity.RegisterStaff(staff, metadata=admin)
+    ).staff.id
+
+    # service identities: registration and every change
+    service_calls: list[tuple[Any, Any]] = [
+        (
+            stack.identity.RegisterServiceIdentity,
+            identity_pb2.RegisterServiceIdentityRequest(
+                name="tax.portal", roles=["verifier"], request_id="lost-svc-1"
+            ),
+        ),
+        (
+            stack.identity.UpdateServiceIdentityRoles,
+            identity_pb2.UpdateServiceIdentityRolesRequest(
+                name="tax.portal", roles=["verifier", "licence-issuer:tax"], request_id="lost-svc-2"
+            ),
+        ),
+        (
+            stack.identity.DisableServiceIdentity,
+            identity_pb2.DisableServiceIdentityRequest(
+                name="tax.portal", reason="retired", request_id="lost-svc-3"
+            ),
+        ),
+        (
+            stack.identity.EnableServiceIdentity,
+            identity_pb2.EnableServiceIdentityRequest(
+                name="tax.portal", reason="back", request_id="lost-svc-4"
+            ),
+        ),
+    ]
+    answers = [
+        _lost_then_rebuilt(stack, monkeypatch, functools.partial(method, request, metadata=admin))
+        for method, request in service_calls
+    ]
+    assert [a.service_identity.name for a in answers] == ["tax.portal"] * 4
+    assert list(answers[1].service_identity.roles) == ["licence-issuer:tax", "verifier"]
+
 
 def test_lost_certificate_answers_are_rebuilt(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
@@ -718,6 +767,30 @@ def test_lost_certificate_answers_are_rebuilt(
         ),
     )
     assert revoked.certificate.status == certificate_pb2.CERTIFICATE_STATUS_REVOKED
+
+    # renewals: the generated key's certificate with a CSR, then that one with a new key
+    serial = generated.certificate.summary.serial_number
+    for request_id, new_key in (
+        ("lost-renew-1", {"csr": make_csr()}),
+        (
+            "lost-renew-2",
+            {"generate_key_algorithm": common_pb2.KEY_ALGORITHM_EC_P256, "revoke_previous": True},
+        ),
+    ):
+        renew = certificate_pb2.RenewCertificateRequest(
+            certificate=certificate_pb2.CertificateRef(serial_number=serial),
+            request_id=request_id,
+            **new_key,
+        )
+        renewed = _lost_then_rebuilt(
+            stack,
+            monkeypatch,
+            functools.partial(stack.certificates.RenewCertificate, renew, metadata=meta),
+        )
+        assert renewed.previous.summary.serial_number == serial
+        serial = renewed.certificate.summary.serial_number
+    assert renewed.key.public_key
+    assert renewed.previous.status == certificate_pb2.CERTIFICATE_STATUS_REVOKED
 
 
 def test_lost_seal_transition_answers_are_rebuilt_and_a_lost_signature_is_named(
