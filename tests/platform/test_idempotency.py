@@ -934,3 +934,51 @@ def test_a_taken_over_claims_late_abandon_changes_nothing(stack: Stack) -> None:
         request_ledger(platform).finish(first, b"late answer")
     later.finish(taken, b"the answer")
     assert later.begin(key, digest) == b"the answer"
+
+
+def test_a_rebuild_that_cannot_answer_leaves_the_outcome_unknown(stack: Stack) -> None:
+    """A rebuilder that finds no answer (None), or is refused by the domain (the object is
+    gone), leaves the key "outcome unknown" naming the effect; a database outage while
+    rebuilding stays retryable; an answer is stored once and replayed."""
+    from govtrust import audit
+    from govtrust.errors import NotFound, Unavailable
+
+    platform = stack.platform
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", "rebuild-1")
+    claim = _claim(stack, key, digest)
+    with acting_on(claim), platform.db.transaction() as session:
+        audit.append(session, actor="user:a", action="test.effect", target="t/1")
+        audit.append(session, actor="user:a", action="test.other", target="t/2", outcome="failed")
+    ledger = RequestLedger(
+        platform.db,
+        request_ledger(platform).cipher,
+        clock=lambda: datetime.now(UTC) + timedelta(hours=1),
+    )
+
+    def refused(_effects: object) -> bytes:
+        raise NotFound("no such thing")
+
+    def outage(_effects: object) -> bytes:
+        raise Unavailable("the database went away")
+
+    for rebuild in (None, lambda _effects: None, refused):
+        with stack.unchanged(), pytest.raises(RequestOutcomeUnknown) as info:
+            ledger.wait_for_answer(key, digest, rebuild)
+        assert [(e.action, e.target, e.outcome) for e in info.value.effects] == [
+            ("test.effect", "t/1", "ok"),
+            ("test.other", "t/2", "failed"),
+        ]
+        assert "took effect but its answer was lost" in info.value.message
+        assert "test.effect on t/1" in info.value.message
+    with stack.unchanged(), pytest.raises(Unavailable):
+        ledger.wait_for_answer(key, digest, outage)
+    seen: list[object] = []
+
+    def answer(effects: object) -> bytes:
+        seen.append(effects)
+        return b"rebuilt"
+
+    assert ledger.wait_for_answer(key, digest, answer) == b"rebuilt"
+    assert ledger.wait_for_answer(key, digest, answer) == b"rebuilt"
+    assert len(seen) == 1  # the second retry got the stored answer
