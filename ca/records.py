@@ -35,3 +35,4 @@ class CertificateRecord(Protocol):
     invalidity_date: datetime | None
     status_comment: str | None
     paired_with: str | None  # the KMC pair: the other certificate of a signing/encryption pair
+    renewed_from: str | None  # the certificate a renewal replaced

@@ -390,6 +390,44 @@ def claim_recorded(session: Session, token: str, after_seq: int) -> bool:
     return found is not None
 
 
+@dataclass(frozen=True)
+class ClaimEffect:
+    """One effect a claimed call recorded (:func:`claim_effects`): the record's action and
+    outcome, and the object it acted on (a batched record's own entry for a batch member)."""
+
+    action: str
+    target: str
+    outcome: str
+
+
+def claim_effects(session: Session, token: str, after_seq: int) -> list[ClaimEffect]:
+    """What the idempotency claim ``token`` (:func:`bind_claim`) recorded after ``after_seq``,
+    oldest first: one effect per record marked with it, and one per entry of a batched record
+    (a list of objects under one details key, each with its ``target``) marked with it."""
+    rows = session.execute(
+        text(
+            "SELECT action, target, outcome, details FROM audit_log"
+            " WHERE seq > :after AND details LIKE :pattern ORDER BY seq"
+        ),
+        {"after": after_seq, "pattern": f"%{token}%"},
+    ).all()
+    effects = []
+    for action, target, outcome, raw in rows:
+        details = json.loads(raw) if raw else {}
+        if details.get(CLAIM_DETAIL) == token:
+            effects.append(ClaimEffect(action, target, outcome))
+        for value in details.values():
+            if isinstance(value, list):
+                effects += [
+                    ClaimEffect(action, str(item["target"]), outcome)
+                    for item in value
+                    if isinstance(item, dict)
+                    and item.get(CLAIM_DETAIL) == token
+                    and "target" in item
+                ]
+    return effects
+
+
 # --- checkpoints --------------------------------------------------------------------------------
 
 

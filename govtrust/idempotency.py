@@ -23,8 +23,13 @@ held its random token is bound (:func:`govtrust.audit.bind_claim`) and every rec
 carries it. A claim left pending by a process that died is therefore decided without guessing
 once it is ``stale_after`` old: no record carries its token → the effect never committed and a
 retry takes the claim over and acts; a record carries it → the effect committed but the answer
-was lost, and the retry is refused with :class:`RequestOutcomeUnknown` (never a second effect).
-A call that fails releases its claim (so a retry acts afresh), unless its effect was recorded.
+was lost, and it is never acted on again. The retry then gets the answer rebuilt from the effect
+where the operation's adapter can (:meth:`RequestLedger.wait_for_answer`'s ``rebuild``: the
+records carrying the token name each object acted on, and the owning package's read functions
+give its state — the answer as the objects stand at the retry), stored as the key's answer from
+then on; otherwise it is refused with :class:`RequestOutcomeUnknown`, which names those objects
+so the client can look the result up. A call that fails releases its claim (so a retry acts
+afresh), unless its effect was recorded.
 
 Licence issuance (``IssueLicense``) keeps its own ledger (``licence_issue_requests``), which
 stores the licence identifier in the licence's own transaction; it predates this one.
@@ -37,7 +42,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -49,7 +54,14 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from govtrust import audit
 from govtrust.db import Base, Database, as_utc, is_connection_fault
-from govtrust.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
+from govtrust.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    GovtrustError,
+    InvalidArgument,
+    PreconditionViolation,
+    Unavailable,
+)
 from govtrust.lease import member_gone, member_has_sessions, this_member
 
 MAX_REQUEST_ID = 128
@@ -97,7 +109,26 @@ class RequestInProgress(Unavailable):
 
 class RequestOutcomeUnknown(FailedPrecondition):
     """The call under this ``request_id`` took effect but its answer was lost (its process
-    ended between the two): look the result up rather than act again."""
+    ended between the two) and cannot be rebuilt: look the result up rather than act again.
+    ``effects`` are what the call recorded (one violation each: type ``TOOK_EFFECT``, subject
+    the object, description the action); ``token`` is its claim's."""
+
+    def __init__(self, key: RequestKey, token: str, effects: Sequence[audit.ClaimEffect]) -> None:
+        named = "; ".join(f"{e.action} on {e.target}" for e in effects)
+        super().__init__(
+            f"the call with request_id {key.request_id} took effect but its answer was lost; look "
+            "the result up (a new request_id would act again)"
+            + (f": it recorded {named}" if named else ""),
+            [PreconditionViolation("TOOK_EFFECT", e.target, e.action) for e in effects],
+        )
+        self.key = key
+        self.token = token
+        self.effects = tuple(effects)
+
+
+Rebuild = Callable[[Sequence[audit.ClaimEffect]], bytes | None]
+"""An operation's answer rebuilt from what its call recorded (its serialised response), or None
+when the effects do not determine it."""
 
 
 @dataclass(frozen=True)
@@ -228,12 +259,12 @@ class RequestLedger:
                 )
             if row.state == DONE:
                 if row.response is None:
-                    raise _outcome_unknown(key)
+                    raise _outcome_unknown(session, key, row)
                 return self.cipher.decrypt(row.response, key.aad, "stored answer")
             if not self._abandoned(session, row, now):
                 return Begun.BUSY
             if audit.claim_recorded(session, row.claim_token, row.audit_seq):
-                raise _outcome_unknown(key)
+                raise _outcome_unknown(session, key, row)
             claim = Claim(key, secrets.token_hex(16))  # the dead claimant did nothing: take over
             made.append(claim)
             row.claim_token, row.claimed_at = claim.token, now
@@ -267,12 +298,19 @@ class RequestLedger:
             holder=self.member()[:200],
         )
 
-    def wait_for_answer(self, key: RequestKey, digest: str) -> Claim | bytes:
+    def wait_for_answer(
+        self, key: RequestKey, digest: str, rebuild: Rebuild | None = None
+    ) -> Claim | bytes:
         """:meth:`begin` until the key is answered or free, for up to ``wait`` seconds (a
-        duplicate of a running call); then :class:`RequestInProgress`."""
+        duplicate of a running call); then :class:`RequestInProgress`. When a call under the
+        key took effect but its answer was lost, the answer ``rebuild`` makes of its effects
+        (stored as the key's answer), or :class:`RequestOutcomeUnknown` when there is none."""
         deadline = time.monotonic() + self.wait
         while True:
-            begun = self.begin(key, digest)
+            try:
+                begun = self.begin(key, digest)
+            except RequestOutcomeUnknown as lost:
+                return self._rebuilt(lost, rebuild)
             if begun is not Begun.BUSY:
                 return begun
             if time.monotonic() >= deadline:
@@ -281,6 +319,38 @@ class RequestLedger:
                     "with the same request_id to get its answer"
                 )
             time.sleep(_POLL_SECONDS)
+
+    def _rebuilt(self, lost: RequestOutcomeUnknown, rebuild: Rebuild | None) -> bytes:
+        """The answer ``rebuild`` makes of ``lost``'s effects, stored under the key while the
+        row still holds the lost call's token; else ``lost`` raised. A domain refusal while
+        rebuilding (the object is gone, the caller may no longer read it) leaves the outcome
+        unknown; a database fault propagates (retryable)."""
+        if rebuild is None or not lost.effects:
+            raise lost
+        try:
+            answer = rebuild(lost.effects)
+        except GovtrustError as exc:
+            if isinstance(exc, Unavailable):
+                raise
+            raise lost from None
+        if answer is None:
+            raise lost
+        self._settle(lost.key, lost.token, answer)
+        return answer
+
+    def _settle(self, key: RequestKey, token: str, response: bytes) -> None:
+        """Store ``response`` as the answer of the call whose claim ``token`` took effect, if
+        the key still holds that claim and no answer (otherwise changes nothing)."""
+        with self.db.transaction() as session:
+            row = session.get(
+                RequestLedgerRow,
+                (key.operation, key.principal, key.request_id),
+                with_for_update=True,
+            )
+            if row is None or row.claim_token != token or row.response is not None:
+                return
+            row.state, row.completed_at = DONE, self.clock()
+            row.response = self.cipher.encrypt(response, key.aad)
 
     def finish(self, claim: Claim, response: bytes) -> None:
         """Store the answer of the claimed call (a retry gets it back from now on). When the
@@ -381,8 +451,9 @@ def _later(step: Callable[..., None], args: tuple[object, ...], tries: int) -> N
     timer.start()
 
 
-def _outcome_unknown(key: RequestKey) -> RequestOutcomeUnknown:
+def _outcome_unknown(
+    session: Session, key: RequestKey, row: RequestLedgerRow
+) -> RequestOutcomeUnknown:
     return RequestOutcomeUnknown(
-        f"the call with request_id {key.request_id} took effect but its answer was lost; look "
-        "the result up (a new request_id would act again)"
+        key, row.claim_token, audit.claim_effects(session, row.claim_token, row.audit_seq)
     )

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -26,8 +26,10 @@ from ca.intake import IssueIntake
 from ca.issuance import Issued, IssueRequest, Prepared, ServiceSubject, SubjectSpec
 from ca.records import CertificateRecord
 from ca.recovery import Recovery
+from govtrust.audit import ClaimEffect
 from govtrust.db import as_utc
 from govtrust.errors import InvalidArgument
+from govtrust.rpc.answers import acted_on, rebuilt_from
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
@@ -346,6 +348,76 @@ def issued_on_loop(intake: IssueIntake, prepare: Callable[[], Prepared]) -> Awai
     return future
 
 
+# --- answers rebuilt from a recorded effect (govtrust.rpc.answers) -------------------------------
+
+
+def _acted_on(
+    servicer: CertificateServicer, effects: Sequence[ClaimEffect], action: str
+) -> CertificateRecord | None:
+    """The certificate (as it stands now) the one ``action`` among ``effects`` acted on."""
+    target = acted_on(effects, action, "certificate/")
+    if target is None:
+        return None
+    return servicer._ca().find(serial=target.rpartition("/")[2])
+
+
+def _issued_again(
+    servicer: CertificateServicer, effects: Sequence[ClaimEffect]
+) -> certificate_pb2.IssueCertificateResponse | None:
+    row = _acted_on(servicer, effects, "ca.issue")
+    if row is None:
+        return None
+    return certificate_pb2.IssueCertificateResponse(
+        certificate=certificate_pb(row), chain=chain_pb(servicer._ca(), row.issuer)
+    )
+
+
+def _key_of(servicer: CertificateServicer, row: CertificateRecord) -> KeyRef | None:
+    """The reference of a certificate's key generated in the key store (None for a CSR's)."""
+    return servicer._ca().ctx.keystore.get(row.key_id) if row.key_id else None
+
+
+def _generated_again(
+    servicer: CertificateServicer, effects: Sequence[ClaimEffect]
+) -> certificate_pb2.GenerateKeyAndIssueResponse | None:
+    row = _acted_on(servicer, effects, "ca.issue")
+    key = None if row is None else _key_of(servicer, row)
+    if row is None or key is None:
+        return None
+    return certificate_pb2.GenerateKeyAndIssueResponse(
+        certificate=certificate_pb(row, key),
+        key=key_pb(key),
+        chain=chain_pb(servicer._ca(), row.issuer),
+    )
+
+
+def _renewed_again(
+    servicer: CertificateServicer, effects: Sequence[ClaimEffect]
+) -> certificate_pb2.RenewCertificateResponse | None:
+    """A lost renewal's answer: the new certificate and the previous one — not when the renewal
+    also made an encryption pair (its key envelope is not stored)."""
+    row = _acted_on(servicer, effects, "ca.renew")
+    if row is None or row.paired_with is not None or row.renewed_from is None:
+        return None
+    key = _key_of(servicer, row)
+    return certificate_pb2.RenewCertificateResponse(
+        certificate=certificate_pb(row, key),
+        key=key_pb(key),
+        previous=certificate_pb(servicer._ca().get(row.renewed_from)),
+    )
+
+
+def _status_again(action: str, response: Callable[..., Any]) -> Callable[..., Any]:
+    """The rebuilder of a status change: the certificate after it (None when the change also
+    moved its paired certificate: two effects of ``action``, which one was asked is unknown)."""
+
+    def rebuild(servicer: CertificateServicer, effects: Sequence[ClaimEffect]) -> Any:
+        row = _acted_on(servicer, effects, action)
+        return None if row is None else response(certificate=certificate_pb(row))
+
+    return rebuild
+
+
 # --- the servicer -----------------------------------------------------------------------------
 
 
@@ -369,6 +441,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
             return self._ca().find(fingerprint=ref.fingerprint_sha256)
         raise InvalidArgument.field("certificate", "give a serial number or a fingerprint")
 
+    @rebuilt_from(_issued_again)
     async def IssueCertificate(
         self,
         request: certificate_pb2.IssueCertificateRequest,
@@ -404,6 +477,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
             chain=chain_pb(authority, issued.certificate.issuer),
         )
 
+    @rebuilt_from(_generated_again)
     async def GenerateKeyAndIssue(
         self,
         request: certificate_pb2.GenerateKeyAndIssueRequest,
@@ -431,6 +505,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
 
         return await run_sync(run)
 
+    @rebuilt_from(_renewed_again)
     async def RenewCertificate(
         self,
         request: certificate_pb2.RenewCertificateRequest,
@@ -557,6 +632,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
 
         return await run_sync(run)
 
+    @rebuilt_from(_status_again("ca.revoke", certificate_pb2.RevokeCertificateResponse))
     async def RevokeCertificate(
         self,
         request: certificate_pb2.RevokeCertificateRequest,
@@ -565,6 +641,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
         row = await self._status(request, "revoke")
         return certificate_pb2.RevokeCertificateResponse(certificate=certificate_pb(row))
 
+    @rebuilt_from(_status_again("ca.suspend", certificate_pb2.SuspendCertificateResponse))
     async def SuspendCertificate(
         self,
         request: certificate_pb2.SuspendCertificateRequest,
@@ -573,6 +650,7 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
         row = await self._status(request, "suspend")
         return certificate_pb2.SuspendCertificateResponse(certificate=certificate_pb(row))
 
+    @rebuilt_from(_status_again("ca.resume", certificate_pb2.ResumeCertificateResponse))
     async def ResumeCertificate(
         self,
         request: certificate_pb2.ResumeCertificateRequest,

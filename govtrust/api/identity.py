@@ -15,13 +15,16 @@ record. The service-identity RPCs need ``admin`` (see :mod:`idp.services`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from govtrust.api.oidc_grpc import OidcClientRpcs
+from govtrust.audit import ClaimEffect
 from govtrust.db import Database
 from govtrust.errors import InvalidArgument
 from govtrust.platform import Platform
+from govtrust.rpc.answers import acted_on, rebuilt_from
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
@@ -288,6 +291,53 @@ def service_identity_pb(identity: ServiceIdentity) -> identity_pb2.ServiceIdenti
 Context = Any  # grpc.aio.ServicerContext; unused by the adapter beyond the signature
 
 
+def _citizen_registered(
+    servicer: IdentityServicer, effects: Sequence[ClaimEffect]
+) -> identity_pb2.RegisterCitizenResponse | None:
+    """A lost RegisterCitizen answer: the citizen it registered (read as the caller)."""
+    citizen_id = acted_on(effects, "identity.citizen.register", "citizen:")
+    if citizen_id is None:
+        return None
+    citizen = servicer.registry.get_citizen(current_principal(), IdentityRef(id=citizen_id))
+    return identity_pb2.RegisterCitizenResponse(citizen=citizen_pb(citizen))
+
+
+def _legal_person_registered(
+    servicer: IdentityServicer, effects: Sequence[ClaimEffect]
+) -> identity_pb2.RegisterLegalPersonResponse | None:
+    """A lost RegisterLegalPerson answer: the legal person it registered (read as the caller)."""
+    lp_id = acted_on(effects, "identity.legal_person.register", "legal_person:")
+    if lp_id is None:
+        return None
+    lp = servicer.registry.get_legal_person(current_principal(), IdentityRef(id=lp_id))
+    return identity_pb2.RegisterLegalPersonResponse(legal_person=legal_person_pb(lp))
+
+
+def _staff_registered(
+    servicer: IdentityServicer, effects: Sequence[ClaimEffect]
+) -> identity_pb2.RegisterStaffResponse | None:
+    """A lost RegisterStaff answer: the staff member it registered (read as the caller)."""
+    staff_id = acted_on(effects, "identity.staff.register", "staff:")
+    if staff_id is None:
+        return None
+    staff = servicer.registry.get_staff(current_principal(), IdentityRef(id=staff_id))
+    return identity_pb2.RegisterStaffResponse(staff=staff_pb(staff))
+
+
+def _service_after(response: Callable[..., Any]) -> Callable[..., Any]:
+    """The rebuilder of a service identity change's lost answer: ``response`` with the service
+    identity it registered or changed, as it stands now (read as the caller)."""
+
+    def rebuild(servicer: IdentityServicer, effects: Sequence[ClaimEffect]) -> Any:
+        name = acted_on(effects, "identity.service.", "service:")
+        if name is None:
+            return None
+        identity = servicer.services.get(current_principal(), name)
+        return response(service_identity=service_identity_pb(identity))
+
+    return rebuild
+
+
 class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer):
     """IdentityService over one :class:`IdentityRegistry`, plus the OIDC client RPCs."""
 
@@ -297,6 +347,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
         if oidc_platform is not None:
             self.oidc_platform = oidc_platform
 
+    @rebuilt_from(_citizen_registered)
     async def RegisterCitizen(
         self, request: identity_pb2.RegisterCitizenRequest, context: Context
     ) -> identity_pb2.RegisterCitizenResponse:
@@ -311,6 +362,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
         )
         return identity_pb2.RegisterCitizenResponse(citizen=citizen_pb(citizen))
 
+    @rebuilt_from(_legal_person_registered)
     async def RegisterLegalPerson(
         self, request: identity_pb2.RegisterLegalPersonRequest, context: Context
     ) -> identity_pb2.RegisterLegalPersonResponse:
@@ -324,6 +376,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
         )
         return identity_pb2.RegisterLegalPersonResponse(legal_person=legal_person_pb(lp))
 
+    @rebuilt_from(_staff_registered)
     async def RegisterStaff(
         self, request: identity_pb2.RegisterStaffRequest, context: Context
     ) -> identity_pb2.RegisterStaffResponse:
@@ -503,6 +556,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
 
     # --- service identities (admin) ------------------------------------------------------
 
+    @rebuilt_from(_service_after(identity_pb2.RegisterServiceIdentityResponse))
     async def RegisterServiceIdentity(
         self, request: identity_pb2.RegisterServiceIdentityRequest, context: Context
     ) -> identity_pb2.RegisterServiceIdentityResponse:
@@ -539,6 +593,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
             next_page_token=page.next_page_token,
         )
 
+    @rebuilt_from(_service_after(identity_pb2.UpdateServiceIdentityRolesResponse))
     async def UpdateServiceIdentityRoles(
         self, request: identity_pb2.UpdateServiceIdentityRolesRequest, context: Context
     ) -> identity_pb2.UpdateServiceIdentityRolesResponse:
@@ -550,6 +605,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
             service_identity=service_identity_pb(identity)
         )
 
+    @rebuilt_from(_service_after(identity_pb2.DisableServiceIdentityResponse))
     async def DisableServiceIdentity(
         self, request: identity_pb2.DisableServiceIdentityRequest, context: Context
     ) -> identity_pb2.DisableServiceIdentityResponse:
@@ -565,6 +621,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
             service_identity=service_identity_pb(identity)
         )
 
+    @rebuilt_from(_service_after(identity_pb2.EnableServiceIdentityResponse))
     async def EnableServiceIdentity(
         self, request: identity_pb2.EnableServiceIdentityRequest, context: Context
     ) -> identity_pb2.EnableServiceIdentityResponse:

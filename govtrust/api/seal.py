@@ -10,10 +10,13 @@ for a role that may not act, INVALID_ARGUMENT with field violations for bad inpu
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from govtrust.api.identity import parse_ref
+from govtrust.audit import ClaimEffect
 from govtrust.errors import InvalidArgument
+from govtrust.rpc.answers import acted_on, rebuilt_from
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
@@ -259,6 +262,17 @@ def _ref(message: common_pb2.IdentityRef) -> IdentityRef:
     return parse_ref(message)
 
 
+def _seal_after(response: Callable[..., Any]) -> Callable[..., Any]:
+    """The rebuilder of a transition's lost answer: ``response`` with the seal it moved, as the
+    seal stands now (None unless the call's seal records name exactly one seal)."""
+
+    def rebuild(servicer: SealServicer, effects: Sequence[ClaimEffect]) -> Any:
+        seal_id = acted_on(effects, "seal.", "seal/")
+        return None if seal_id is None else response(seal=seal_pb(servicer.service.get(seal_id)))
+
+    return rebuild
+
+
 class SealServicer(seal_pb2_grpc.SealServiceServicer):
     """``govtrust.v1.SealService`` over a :class:`SealService` (SealPdf, SealOfd, SignData)."""
 
@@ -268,6 +282,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         self.ofd = SealOfd(service)
         self.data = SignData(service)
 
+    @rebuilt_from(_seal_after(seal_pb2.ApplySealResponse))
     async def ApplySeal(
         self,
         request: seal_pb2.ApplySealRequest,
@@ -290,6 +305,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         seal = await run_sync(self.service.apply, current_principal(), application)
         return seal_pb2.ApplySealResponse(seal=seal_pb(seal))
 
+    @rebuilt_from(_seal_after(seal_pb2.ReviewSealResponse))
     async def ReviewSeal(
         self,
         request: seal_pb2.ReviewSealRequest,
@@ -306,6 +322,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         )
         return seal_pb2.ReviewSealResponse(seal=seal_pb(seal))
 
+    @rebuilt_from(_seal_after(seal_pb2.MakeSealResponse))
     async def MakeSeal(
         self,
         request: seal_pb2.MakeSealRequest,
@@ -321,6 +338,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         seal = await run_sync(self.service.make, current_principal(), request.seal_id, making)
         return seal_pb2.MakeSealResponse(seal=seal_pb(seal))
 
+    @rebuilt_from(_seal_after(seal_pb2.FileSealResponse))
     async def FileSeal(
         self,
         request: seal_pb2.FileSealRequest,
@@ -335,6 +353,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         )
         return seal_pb2.FileSealResponse(seal=seal_pb(seal))
 
+    @rebuilt_from(_seal_after(seal_pb2.IssueSealResponse))
     async def IssueSeal(
         self,
         request: seal_pb2.IssueSealRequest,
@@ -345,6 +364,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         )
         return seal_pb2.IssueSealResponse(seal=seal_pb(seal))
 
+    @rebuilt_from(_seal_after(seal_pb2.SuspendSealResponse))
     async def SuspendSeal(
         self,
         request: seal_pb2.SuspendSealRequest,
@@ -356,6 +376,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         )
         return seal_pb2.SuspendSealResponse(seal=seal_pb(seal))
 
+    @rebuilt_from(_seal_after(seal_pb2.ResumeSealResponse))
     async def ResumeSeal(
         self,
         request: seal_pb2.ResumeSealRequest,
@@ -366,6 +387,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         )
         return seal_pb2.ResumeSealResponse(seal=seal_pb(seal))
 
+    @rebuilt_from(_seal_after(seal_pb2.RevokeSealResponse))
     async def RevokeSeal(
         self,
         request: seal_pb2.RevokeSealRequest,
@@ -379,6 +401,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         )
         return seal_pb2.RevokeSealResponse(seal=seal_pb(seal))
 
+    @rebuilt_from(_seal_after(seal_pb2.DestroySealResponse))
     async def DestroySeal(
         self,
         request: seal_pb2.DestroySealRequest,

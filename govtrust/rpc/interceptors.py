@@ -14,7 +14,8 @@ behaviour, in order,
    they never block the loop (request-streaming behaviours must be ``async``); a unary call
    whose request message has a ``request_id`` field (the proto's mark of a mutating RPC) and
    sets it goes through the request ledger (:mod:`govtrust.idempotency`): a retry gets the
-   first answer back instead of acting twice;
+   first answer back instead of acting twice (rebuilt from the call's recorded effect when its
+   process died before storing it, where the method declares how: :mod:`govtrust.rpc.answers`);
 4. maps any exception to a status with ``google.rpc`` details (:mod:`govtrust.rpc.status`);
    unexpected ones are logged with their traceback and become a generic INTERNAL;
 5. counts the call in Prometheus and writes one JSON access line.
@@ -48,6 +49,7 @@ from govtrust.observability.logs import access_enabled, access_log
 from govtrust.observability.metrics import Metrics
 from govtrust.principal import Principal
 from govtrust.rpc.access import Authorise
+from govtrust.rpc.answers import rebuilder
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.context import (
     accept_request_id,
@@ -260,6 +262,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         is_async = inspect.iscoroutinefunction(behaviour)
         response_type = spec.keyed_response
         assert response_type is not None
+        rebuild = rebuilder(behaviour)
 
         async def keyed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             principal = current_principal_or_none()
@@ -270,7 +273,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             canonical.CopyFrom(request)
             canonical.ClearField("request_id")
             digest = request_digest(canonical.SerializeToString(deterministic=True))
-            begun = await run_sync(ledger.wait_for_answer, key, digest)
+            begun = await run_sync(ledger.wait_for_answer, key, digest, rebuild)
             if not isinstance(begun, Claim):
                 return response_type.FromString(begun)
             try:

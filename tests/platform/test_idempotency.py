@@ -12,6 +12,8 @@ nothing; and on PostgreSQL concurrent duplicates act exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import secrets
 import threading
 import time
@@ -20,11 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
 import pytest
+from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status
 from sqlalchemy import func, select
 
 from ca.models import CaCertificate
@@ -70,6 +74,7 @@ from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, USCC, reside
 from tests.unchanged import unchanged
 
 OPERATOR = Principal("user", "operator", frozenset({"ca-operator"}))
+ADMIN = Principal("user", "admin", frozenset({"admin", "identity-registrar"}))
 
 
 @dataclass
@@ -562,3 +567,418 @@ def test_concurrent_duplicates_act_once(stack: Stack, database_url: str) -> None
     # and a late retry still gets that one certificate
     again = stack.certificates.IssueCertificate(request, metadata=metadata)
     assert again.certificate.summary.serial_number == serials[0]
+
+
+# --- answers lost after the effect: rebuilt from it -----------------------------------------
+
+
+@contextlib.contextmanager
+def _killed_before_answering(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The calls in the block run on a replica killed after each call's effect committed and
+    before its answer was stored: the answer is dropped (the claim stays pending, held by the
+    replica), and the replica's cluster membership is gone afterwards (as after a kill -9)."""
+    ledger = request_ledger(stack.platform)
+    replica = Membership(stack.platform.db, ttl_seconds=60, holder=f"dead-{secrets.token_hex(4)}")
+    replica.renew()
+    with monkeypatch.context() as patch:
+        patch.setattr(ledger, "member", lambda: replica.holder)
+        patch.setattr(ledger, "finish", lambda claim, response: None)
+        yield
+    replica.leave()
+
+
+def _pending_keys(stack: Stack) -> set[str]:
+    with stack.platform.db.read() as session:
+        return set(
+            session.scalars(
+                select(RequestLedgerRow.request_id).where(RequestLedgerRow.state == "pending")
+            )
+        )
+
+
+def _lost_then_rebuilt(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, call: Callable[[], Any]
+) -> Any:
+    """``call`` once with its answer lost, then retried: the retry's answer equals the first,
+    it does nothing again (only the ledger row takes the rebuilt answer), and a further retry
+    gets the stored answer. Returns the answer."""
+    before = _pending_keys(stack)
+    with _killed_before_answering(stack, monkeypatch):
+        first = call()
+    with stack.platform.db.read() as session:
+        pending = [
+            row
+            for row in session.scalars(
+                select(RequestLedgerRow).where(RequestLedgerRow.state == "pending")
+            )
+            if row.request_id not in before
+        ]
+    assert len(pending) == 1 and pending[0].response is None  # the answer was never stored
+    with unchanged(stack.platform.db, stack.platform.keystore, allow=["request_ledger"]):
+        again = call()
+    assert again == first
+    with stack.platform.db.read() as session:
+        row = session.get(
+            RequestLedgerRow, (pending[0].operation, pending[0].principal, pending[0].request_id)
+        )
+        assert row is not None and row.state == "done" and row.response is not None
+    with stack.unchanged():
+        assert call() == first
+    return first
+
+
+def test_lost_registration_answers_are_rebuilt(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = identity_pb2.RegisterCitizenRequest(
+        name="李四", id_number=resident_id("11010519800101001"), request_id="lost-reg-1"
+    )
+    meta = stack.meta(REGISTRAR)
+    citizen = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.identity.RegisterCitizen(request, metadata=meta)
+    ).citizen
+    assert citizen.id
+
+    company = identity_pb2.RegisterLegalPersonRequest(
+        uscc=USCC,
+        name="福州示例科技有限公司",
+        legal_representative=common_pb2.IdentityRef(id=citizen.id),
+        request_id="lost-reg-2",
+    )
+    registered = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.identity.RegisterLegalPerson(company, metadata=meta)
+    )
+    assert registered.legal_person.id
+
+    staff = identity_pb2.RegisterStaffRequest(
+        name="赵六",
+        department_code="FZ-SCJG",
+        department_name="市场监督管理局",
+        employee_number="E001",
+        roles=["seal-reviewer"],
+        citizen=common_pb2.IdentityRef(id=citizen.id),
+        request_id="lost-reg-3",
+    )
+    admin = stack.meta(ADMIN)
+    assert _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.identity.RegisterStaff(staff, metadata=admin)
+    ).staff.id
+
+    # service identities: registration and every change
+    service_calls: list[tuple[Any, Any]] = [
+        (
+            stack.identity.RegisterServiceIdentity,
+            identity_pb2.RegisterServiceIdentityRequest(
+                name="tax.portal", roles=["verifier"], request_id="lost-svc-1"
+            ),
+        ),
+        (
+            stack.identity.UpdateServiceIdentityRoles,
+            identity_pb2.UpdateServiceIdentityRolesRequest(
+                name="tax.portal", roles=["verifier", "licence-issuer:tax"], request_id="lost-svc-2"
+            ),
+        ),
+        (
+            stack.identity.DisableServiceIdentity,
+            identity_pb2.DisableServiceIdentityRequest(
+                name="tax.portal", reason="retired", request_id="lost-svc-3"
+            ),
+        ),
+        (
+            stack.identity.EnableServiceIdentity,
+            identity_pb2.EnableServiceIdentityRequest(
+                name="tax.portal", reason="back", request_id="lost-svc-4"
+            ),
+        ),
+    ]
+    answers = [
+        _lost_then_rebuilt(stack, monkeypatch, functools.partial(method, request, metadata=admin))
+        for method, request in service_calls
+    ]
+    assert [a.service_identity.name for a in answers] == ["tax.portal"] * 4
+    assert list(answers[1].service_identity.roles) == ["licence-issuer:tax", "verifier"]
+
+
+def test_lost_certificate_answers_are_rebuilt(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    citizen_id = _assured_citizen(stack)
+    subject = certificate_pb2.CertificateSubject(identity=common_pb2.IdentityRef(id=citizen_id))
+    meta = stack.meta(OPERATOR)
+    issue = certificate_pb2.IssueCertificateRequest(
+        csr=make_csr(),
+        profile=common_pb2.CERTIFICATE_PROFILE_CITIZEN,
+        subject=subject,
+        request_id="lost-cert-1",
+    )
+    issued = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.certificates.IssueCertificate(issue, metadata=meta)
+    )
+    generate = certificate_pb2.GenerateKeyAndIssueRequest(
+        profile=common_pb2.CERTIFICATE_PROFILE_CITIZEN, subject=subject, request_id="lost-cert-2"
+    )
+    generated = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.certificates.GenerateKeyAndIssue(generate, metadata=meta)
+    )
+    assert generated.key.public_key and generated.certificate.key.key_id == generated.key.key_id
+    with stack.platform.db.read() as session:  # one certificate each, no second issuance
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(CaCertificate)
+                .where(CaCertificate.profile == "citizen")
+            )
+            == 2
+        )
+
+    ref = certificate_pb2.CertificateRef(serial_number=issued.certificate.summary.serial_number)
+    held = _lost_then_rebuilt(
+        stack,
+        monkeypatch,
+        lambda: stack.certificates.SuspendCertificate(
+            certificate_pb2.SuspendCertificateRequest(
+                certificate=ref, comment="lost", request_id="lost-hold"
+            ),
+            metadata=meta,
+        ),
+    )
+    assert held.certificate.status == certificate_pb2.CERTIFICATE_STATUS_SUSPENDED
+    resumed = _lost_then_rebuilt(
+        stack,
+        monkeypatch,
+        lambda: stack.certificates.ResumeCertificate(
+            certificate_pb2.ResumeCertificateRequest(
+                certificate=ref, comment="found", request_id="lost-resume"
+            ),
+            metadata=meta,
+        ),
+    )
+    assert resumed.certificate.status == certificate_pb2.CERTIFICATE_STATUS_ACTIVE
+    revoked = _lost_then_rebuilt(
+        stack,
+        monkeypatch,
+        lambda: stack.certificates.RevokeCertificate(
+            certificate_pb2.RevokeCertificateRequest(
+                certificate=ref,
+                reason=common_pb2.REVOCATION_REASON_KEY_COMPROMISE,
+                request_id="lost-revoke",
+            ),
+            metadata=meta,
+        ),
+    )
+    assert revoked.certificate.status == certificate_pb2.CERTIFICATE_STATUS_REVOKED
+
+    # renewals: the generated key's certificate with a CSR, then that one with a new key
+    serial = generated.certificate.summary.serial_number
+    for request_id, new_key in (
+        ("lost-renew-1", {"csr": make_csr()}),
+        (
+            "lost-renew-2",
+            {"generate_key_algorithm": common_pb2.KEY_ALGORITHM_EC_P256, "revoke_previous": True},
+        ),
+    ):
+        renew = certificate_pb2.RenewCertificateRequest(
+            certificate=certificate_pb2.CertificateRef(serial_number=serial),
+            request_id=request_id,
+            **new_key,
+        )
+        renewed = _lost_then_rebuilt(
+            stack,
+            monkeypatch,
+            functools.partial(stack.certificates.RenewCertificate, renew, metadata=meta),
+        )
+        assert renewed.previous.summary.serial_number == serial
+        serial = renewed.certificate.summary.serial_number
+    assert renewed.key.public_key
+    assert renewed.previous.status == certificate_pb2.CERTIFICATE_STATUS_REVOKED
+
+
+def test_lost_seal_transition_answers_are_rebuilt_and_a_lost_signature_is_named(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    company_id, rep = _company(stack)
+    apply = seal_pb2.ApplySealRequest(
+        owner=common_pb2.IdentityRef(id=company_id),
+        kind=common_pb2.SEAL_KIND_CONTRACT,
+        reason="contracts",
+        request_id="lost-apply",
+    )
+    rep_meta = stack.meta(rep)
+    seal_id = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.seals.ApplySeal(apply, metadata=rep_meta)
+    ).seal.id
+    seals = stack.seals
+    steps: list[tuple[Any, Any, Principal, int]] = [
+        (
+            seals.ReviewSeal,
+            seal_pb2.ReviewSealRequest(
+                seal_id=seal_id,
+                decision=seal_pb2.REVIEW_DECISION_APPROVE,
+                reason="ok",
+                request_id="l-review",
+            ),
+            REVIEWER,
+            common_pb2.SEAL_STATUS_APPROVED,
+        ),
+        (
+            seals.MakeSeal,
+            seal_pb2.MakeSealRequest(seal_id=seal_id, request_id="l-make"),
+            MAKER,
+            common_pb2.SEAL_STATUS_MADE,
+        ),
+        (
+            seals.FileSeal,
+            seal_pb2.FileSealRequest(seal_id=seal_id, request_id="l-file"),
+            FILING,
+            common_pb2.SEAL_STATUS_FILED,
+        ),
+        (
+            seals.IssueSeal,
+            seal_pb2.IssueSealRequest(seal_id=seal_id, request_id="l-issue"),
+            FILING,
+            common_pb2.SEAL_STATUS_ACTIVE,
+        ),
+    ]
+    for method, request, principal, status in steps:
+        meta = stack.meta(principal)
+        answer = _lost_then_rebuilt(
+            stack,
+            monkeypatch,
+            functools.partial(method, request, metadata=meta),
+        )
+        assert answer.seal.id == seal_id and answer.seal.status == status
+
+    # a signature is not stored: its lost answer cannot be rebuilt; the refusal names the use
+    sign = seal_pb2.SignDataRequest(seal_id=seal_id, data=b"contract body", request_id="l-sign")
+    with _killed_before_answering(stack, monkeypatch):
+        stack.seals.SignData(sign, metadata=rep_meta)
+    with stack.unchanged():
+        error = _refused(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            lambda: stack.seals.SignData(sign, metadata=rep_meta),
+        )
+    details = error.details() or ""
+    assert "took effect but its answer was lost" in details
+    assert f"seal.sign_data on seal/{seal_id}" in details
+    status = rpc_status.from_call(cast(grpc.Call, error))
+    assert status is not None
+    failures = [
+        error_details_pb2.PreconditionFailure.FromString(d.value)
+        for d in status.details
+        if d.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR)
+    ]
+    assert [(v.type, v.subject, v.description) for f in failures for v in f.violations] == [
+        ("TOOK_EFFECT", f"seal/{seal_id}", "seal.sign_data")
+    ]
+
+    # the filing office's suspension, resumption, revocation and destruction
+    steps = [
+        (
+            seals.SuspendSeal,
+            seal_pb2.SuspendSealRequest(
+                seal_id=seal_id,
+                cause=seal_pb2.SUSPENSION_CAUSE_LOSS,
+                reason="lost",
+                request_id="l-suspend",
+            ),
+            FILING,
+            common_pb2.SEAL_STATUS_SUSPENDED,
+        ),
+        (
+            seals.ResumeSeal,
+            seal_pb2.ResumeSealRequest(seal_id=seal_id, reason="found", request_id="l-resume"),
+            FILING,
+            common_pb2.SEAL_STATUS_ACTIVE,
+        ),
+        (
+            seals.RevokeSeal,
+            seal_pb2.RevokeSealRequest(seal_id=seal_id, reason="closed", request_id="l-revoke"),
+            FILING,
+            common_pb2.SEAL_STATUS_REVOKED,
+        ),
+        (
+            seals.DestroySeal,
+            seal_pb2.DestroySealRequest(seal_id=seal_id, reason="done", request_id="l-destroy"),
+            FILING,
+            common_pb2.SEAL_STATUS_DESTROYED,
+        ),
+    ]
+    for method, request, principal, status in steps:
+        meta = stack.meta(principal)
+        answer = _lost_then_rebuilt(
+            stack,
+            monkeypatch,
+            functools.partial(method, request, metadata=meta),
+        )
+        assert answer.seal.status == status
+    with stack.platform.db.read() as session:
+        assert verify_chain(session).ok
+
+
+def test_a_taken_over_claims_late_abandon_changes_nothing(stack: Stack) -> None:
+    """A claimant presumed dead (stale) whose call then fails: its late abandon must not free
+    the key the retry took over (nor mark it answered)."""
+    platform = stack.platform
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", "late-abandon")
+    first = _claim(stack, key, digest)
+    later = RequestLedger(
+        platform.db,
+        request_ledger(platform).cipher,
+        clock=lambda: datetime.now(UTC) + timedelta(hours=1),
+    )
+    taken = later.begin(key, digest)
+    assert isinstance(taken, Claim) and taken.token != first.token
+    with unchanged(platform.db):
+        request_ledger(platform).abandon(first)
+        request_ledger(platform).finish(first, b"late answer")
+    later.finish(taken, b"the answer")
+    assert later.begin(key, digest) == b"the answer"
+
+
+def test_a_rebuild_that_cannot_answer_leaves_the_outcome_unknown(stack: Stack) -> None:
+    """A rebuilder that finds no answer (None), or is refused by the domain (the object is
+    gone), leaves the key "outcome unknown" naming the effect; a database outage while
+    rebuilding stays retryable; an answer is stored once and replayed."""
+    from govtrust import audit
+    from govtrust.errors import NotFound, Unavailable
+
+    platform = stack.platform
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", "rebuild-1")
+    claim = _claim(stack, key, digest)
+    with acting_on(claim), platform.db.transaction() as session:
+        audit.append(session, actor="user:a", action="test.effect", target="t/1")
+        audit.append(session, actor="user:a", action="test.other", target="t/2", outcome="failed")
+    ledger = RequestLedger(
+        platform.db,
+        request_ledger(platform).cipher,
+        clock=lambda: datetime.now(UTC) + timedelta(hours=1),
+    )
+
+    def refused(_effects: object) -> bytes:
+        raise NotFound("no such thing")
+
+    def outage(_effects: object) -> bytes:
+        raise Unavailable("the database went away")
+
+    for rebuild in (None, lambda _effects: None, refused):
+        with stack.unchanged(), pytest.raises(RequestOutcomeUnknown) as info:
+            ledger.wait_for_answer(key, digest, rebuild)
+        assert [(e.action, e.target, e.outcome) for e in info.value.effects] == [
+            ("test.effect", "t/1", "ok"),
+            ("test.other", "t/2", "failed"),
+        ]
+        assert "took effect but its answer was lost" in info.value.message
+        assert "test.effect on t/1" in info.value.message
+    with stack.unchanged(), pytest.raises(Unavailable):
+        ledger.wait_for_answer(key, digest, outage)
+    seen: list[object] = []
+
+    def answer(effects: object) -> bytes:
+        seen.append(effects)
+        return b"rebuilt"
+
+    assert ledger.wait_for_answer(key, digest, answer) == b"rebuilt"
+    assert ledger.wait_for_answer(key, digest, answer) == b"rebuilt"
+    assert len(seen) == 1  # the second retry got the stored answer

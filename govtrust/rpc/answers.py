@@ -1,0 +1,68 @@
+"""Answers rebuilt from a call's recorded effect, for the request ledger.
+
+A keyed call (:mod:`govtrust.idempotency`) whose effect committed but whose answer was lost (its
+process died between the two) is retried; the ledger then knows what the call did from the audit
+records carrying its claim — each names its action and the object acted on
+(:class:`govtrust.audit.ClaimEffect`). An RPC whose answer those objects determine declares how to
+rebuild it next to its adapter method::
+
+    @rebuilt_from(lambda servicer, effects: ...)
+    async def SuspendSeal(self, request, context): ...
+
+The function gets the servicer and the effects and returns the response message (read through
+the owning package's functions), or None when the effects do not determine it; the interceptor
+hands it to the ledger (:func:`rebuilder`). An RPC without one answers such a retry with
+``RequestOutcomeUnknown``, which names the effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from govtrust.audit import ClaimEffect
+from govtrust.idempotency import Rebuild
+
+_ATTRIBUTE = "govtrust_rebuild_answer"
+Method = TypeVar("Method", bound=Callable[..., Any])
+AnswerOf = Callable[[Any, Sequence[ClaimEffect]], Any]
+"""(servicer, effects) → the response message, or None."""
+
+
+def rebuilt_from(answer: AnswerOf) -> Callable[[Method], Method]:
+    """Mark a servicer method: a lost answer of its keyed call is ``answer(servicer, effects)``."""
+
+    def mark(method: Method) -> Method:
+        setattr(method, _ATTRIBUTE, answer)
+        return method
+
+    return mark
+
+
+def rebuilder(behaviour: Callable[..., Any]) -> Rebuild | None:
+    """The ledger's :data:`~govtrust.idempotency.Rebuild` of a handler's behaviour (a bound
+    servicer method marked with :func:`rebuilt_from`), or None."""
+    answer: AnswerOf | None = getattr(behaviour, _ATTRIBUTE, None)
+    servicer = getattr(behaviour, "__self__", None)
+    if answer is None or servicer is None:
+        return None
+
+    def rebuild(effects: Sequence[ClaimEffect]) -> bytes | None:
+        message = answer(servicer, effects)
+        return None if message is None else bytes(message.SerializeToString(deterministic=True))
+
+    return rebuild
+
+
+def acted_on(effects: Sequence[ClaimEffect], action: str, kind: str) -> str | None:
+    """The object (the part of its target after ``kind``) that the one successful effect with
+    ``action`` (a full action, or a prefix ending in ``.``) acted on; None when no such effect,
+    or several, were recorded."""
+    found = {
+        e.target.removeprefix(kind)
+        for e in effects
+        if e.outcome == "ok"
+        and (e.action.startswith(action) if action.endswith(".") else e.action == action)
+        and e.target.startswith(kind)
+    }
+    return found.pop() if len(found) == 1 else None
