@@ -84,7 +84,7 @@ class Settings:
     # cheaper per call), or "aio", grpc.aio on the HTTP side's event loop; and the sync
     # server's threads (calls in progress at once; domain work is bounded separately)
     grpc_transport: str = "sync"
-    grpc_threads: int = 64
+    grpc_threads: int = 16
     audit_checkpoint_seconds: int = 600  # 0: no periodic audit checkpoints
     # a cluster job's lease (govtrust.lease): another replica takes a dead holder's jobs over
     # within this plus a third of it
