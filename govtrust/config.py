@@ -80,10 +80,11 @@ class Settings:
     migrate: bool = True
     log_level: str = "info"
     max_message_bytes: int = 64 * 1024 * 1024
-    # the gRPC server: "sync", grpc's thread-pool server driving our servicers inline (the
-    # cheaper per call), or "aio", grpc.aio on the HTTP side's event loop; and the sync
-    # server's threads (calls in progress at once; domain work is bounded separately)
-    grpc_transport: str = "sync"
+    # the gRPC server: "aio", grpc.aio on the HTTP side's event loop, or "sync", grpc's
+    # thread-pool server driving our servicers inline (cheaper for a call that does nothing,
+    # not yet for the real ones: docs/performance.md "gRPC transport"); and the sync server's
+    # threads (calls in progress at once; domain work is bounded separately)
+    grpc_transport: str = "aio"
     grpc_threads: int = 16
     audit_checkpoint_seconds: int = 600  # 0: no periodic audit checkpoints
     # a cluster job's lease (govtrust.lease): another replica takes a dead holder's jobs over

@@ -372,7 +372,7 @@ async def run_process(
     )
     # hand the interpreter lock over after 1 ms instead of 5: a CPU-bound document check then
     # delays a health check or a gRPC call by at most that per hand-over
-    sys.setswitchinterval(float(os.environ.get("GOVTRUST_EXP_SWITCH", SWITCH_INTERVAL_SECONDS)))
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     configure_limits(
         DocumentLimits(
             settings.pdf_max_revisions, settings.pdf_max_objects, settings.pdf_max_signatures
