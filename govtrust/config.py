@@ -80,6 +80,12 @@ class Settings:
     migrate: bool = True
     log_level: str = "info"
     max_message_bytes: int = 64 * 1024 * 1024
+    # the gRPC server: "aio", grpc.aio on the HTTP side's event loop, or "sync", grpc's
+    # thread-pool server driving our servicers inline (cheaper for a call that does nothing,
+    # not yet for the real ones: docs/performance.md "gRPC transport"); and the sync server's
+    # threads (calls in progress at once; domain work is bounded separately)
+    grpc_transport: str = "aio"
+    grpc_threads: int = 16
     audit_checkpoint_seconds: int = 600  # 0: no periodic audit checkpoints
     # a cluster job's lease (govtrust.lease): another replica takes a dead holder's jobs over
     # within this plus a third of it
@@ -170,6 +176,7 @@ _INT_FIELDS = {
     "http_port",
     "workers",
     "max_message_bytes",
+    "grpc_threads",
     "audit_checkpoint_seconds",
     "cluster_lease_seconds",
     "ca_refresh_seconds",
@@ -191,6 +198,7 @@ _INT_FIELDS = {
 }
 _FLOAT_FIELDS = {"verify_rate", "token_rate"}
 _AT_LEAST = {
+    "grpc_threads": 2,
     "document_workers": 1,
     "document_queue": 0,
     "verify_document_workers": 0,
@@ -222,6 +230,7 @@ _KNOWN = {f.name for f in fields(Settings)} - {"sections"}
 ENV_PREFIX = "GOVTRUST_"
 # the names of hsm.atrest.AtRestScheme (config sits below hsm; a test keeps the two equal)
 AT_REST_SCHEMES = ("aes-256-gcm", "sm4-gcm")
+GRPC_TRANSPORTS = ("sync", "aio")
 PKCS11_SM2_FIELDS = ("pkcs11_sm2_key_type", "pkcs11_sm2_keygen_mechanism", "pkcs11_sm2_mechanism")
 
 
@@ -450,6 +459,10 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("tls_cert and tls_key must be given together")
     if settings.tls_client_ca is not None and settings.tls_cert is None:
         raise ConfigError("tls_client_ca needs tls_cert and tls_key")
+    if settings.grpc_transport not in GRPC_TRANSPORTS:
+        raise ConfigError(
+            f"grpc_transport: {settings.grpc_transport!r} is not {' or '.join(GRPC_TRANSPORTS)}"
+        )
     if settings.log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level: {settings.log_level!r} is not debug/info/warning/error")
     for proxy in settings.trusted_proxies:

@@ -14,6 +14,7 @@ import functools
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -32,7 +33,7 @@ from govtrust.errors import InvalidArgument
 from govtrust.rpc.answers import acted_on, rebuilt_from
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
-from govtrust.rpc.offload import run_sync
+from govtrust.rpc.offload import driven_inline, run_sync, wait_for_future
 from govtrust.v1 import certificate_pb2, certificate_pb2_grpc, common_pb2
 from hsm.keystore import KeyRef
 
@@ -334,7 +335,19 @@ _inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopInbox] = (
 
 def issued_on_loop(intake: IssueIntake, prepare: Callable[[], Prepared]) -> Awaitable[Prepared]:
     """Hand ``prepare`` to the CA's intake; the future resolves on the running loop once the
-    certificate is committed (or fails with the error that stopped it)."""
+    certificate is committed (or fails with the error that stopped it). Driven inline (the
+    synchronous transport), the wait blocks the call's own thread instead."""
+    if driven_inline():
+        waited: Future[Prepared] = Future()
+
+        def settle(prepared: Prepared | None, error: BaseException | None) -> None:
+            if error is not None:
+                waited.set_exception(error)
+            else:
+                waited.set_result(prepared)  # type: ignore[arg-type]
+
+        intake.submit(prepare, settle)
+        return wait_for_future(waited)
     loop = asyncio.get_running_loop()
     inbox = _inboxes.get(loop)
     if inbox is None:

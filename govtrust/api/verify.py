@@ -27,7 +27,7 @@ from govtrust.api.verify_documents import DocumentRpcs
 from govtrust.errors import InvalidArgument
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in
-from govtrust.rpc.offload import run_sync
+from govtrust.rpc.offload import driven_inline, run_sync
 from govtrust.v1 import common_pb2, verify_pb2, verify_pb2_grpc
 from idp.types import IdentitySummary
 from verify.report import (
@@ -264,7 +264,7 @@ async def finished(verified: Verified) -> Verified:
     """Wait (without holding a pool thread) until the call's audit record is committed. A
     cancelled call stops waiting but does not cancel the record: the check was made."""
     audited = verified.audited
-    if audited.done():
+    if audited.done() or driven_inline():  # (inline: the synchronous transport's thread waits)
         audited.result()  # raises when the record could not be written
         return verified
     loop = asyncio.get_running_loop()

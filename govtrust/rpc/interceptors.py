@@ -57,7 +57,7 @@ from govtrust.rpc.context import (
     bind_request_id,
     current_principal_or_none,
 )
-from govtrust.rpc.offload import run_sync
+from govtrust.rpc.offload import driven_inline, run_sync
 from govtrust.rpc.status import REQUEST_ID_KEY, classify, to_status_proto
 
 log = logging.getLogger("govtrust.rpc")
@@ -306,6 +306,9 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     await result
                 elif hasattr(result, "__aiter__"):
                     async for item in result:
+                        yield item
+                elif result is not None and driven_inline():  # on the transport's own thread
+                    for item in result:  # (a health watch waits here without a domain slot)
                         yield item
                 elif result is not None:  # a synchronous iterator: advance it off the loop
                     iterator: Iterator[Any] = iter(result)

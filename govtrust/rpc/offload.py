@@ -22,13 +22,15 @@ gone): the work stops at its next :func:`govtrust.budget.checkpoint`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from asyncio import _get_running_loop  # public in asyncio.events.__all__; None, not an error
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -82,11 +84,93 @@ def shutdown_executor(*, wait: bool = True) -> None:
         executor.shutdown(wait=wait, cancel_futures=not wait)
 
 
+def driven_inline() -> bool:
+    """Whether the calling code runs with no event loop — a coroutine driven by the synchronous
+    gRPC transport on its own thread (:mod:`govtrust.rpc.sync_transport`). There, awaiting must
+    never suspend: waits block the thread instead."""
+    return _get_running_loop() is None
+
+
+_inline_slots = threading.BoundedSemaphore(default_max_workers())
+
+
 async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    """Await ``fn(*args, **kwargs)`` run in the bounded pool, with the caller's contextvars."""
-    loop = asyncio.get_running_loop()
+    """Await ``fn(*args, **kwargs)`` run in the bounded pool, with the caller's contextvars.
+
+    Driven inline (no event loop: the synchronous transport's thread), ``fn`` runs right here,
+    holding one of as many slots as the pool has threads — the same bound on concurrent domain
+    work (and so on database connections) either way."""
+    loop = _get_running_loop()
+    if loop is None:
+        with _inline_slots:
+            return fn(*args, **kwargs)
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return await loop.run_in_executor(_executor or get_executor(), call)
+
+
+class CallCancellation:
+    """The cancellation of one call driven inline (the synchronous transport's): hooks added
+    while it runs are called when the call is cancelled — at once if it already was. (On the
+    event loop a cancelled call's task gets ``CancelledError`` instead.)"""
+
+    __slots__ = ("_hooks", "_lock", "cancelled")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hooks: list[Callable[[], None]] = []
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Mark the call cancelled and call the hooks (the transport's termination callback)."""
+        with self._lock:
+            self.cancelled = True
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook()
+
+    @contextlib.contextmanager
+    def hook(self, hook: Callable[[], None]) -> Iterator[None]:
+        """Call ``hook`` if the call is cancelled while the block runs."""
+        with self._lock:
+            cancelled = self.cancelled
+            if not cancelled:
+                self._hooks.append(hook)
+        if cancelled:
+            hook()
+        try:
+            yield
+        finally:
+            with self._lock, contextlib.suppress(ValueError):
+                self._hooks.remove(hook)
+
+
+_cancellation: contextvars.ContextVar[CallCancellation | None] = contextvars.ContextVar(
+    "govtrust_call_cancellation", default=None
+)
+
+
+def bind_cancellation(cancellation: CallCancellation | None) -> None:
+    """Set the current call's cancellation (the synchronous transport, once per call)."""
+    _cancellation.set(cancellation)
+
+
+@contextlib.contextmanager
+def on_cancel(hook: Callable[[], None]) -> Iterator[None]:
+    """Call ``hook`` if the current inline-driven call is cancelled while the block runs."""
+    cancellation = _cancellation.get()
+    if cancellation is None:
+        yield
+        return
+    with cancellation.hook(hook):
+        yield
+
+
+async def wait_for_future(future: Future[T]) -> T:
+    """The result of a ``concurrent.futures`` future: awaited on the loop, or waited for on the
+    thread when driven inline."""
+    if _get_running_loop() is None:
+        return future.result()
+    return await asyncio.wrap_future(future)
 
 
 # --- the bounded pool of document checks -------------------------------------------------------
@@ -166,6 +250,9 @@ class BoundedPool:
             self._release(started)
             raise
         future.add_done_callback(lambda _: self._release(started))
+        if _get_running_loop() is None:  # driven inline: wait on this thread
+            with on_cancel(budget.cancel):
+                return future.result()
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:

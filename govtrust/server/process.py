@@ -1,4 +1,5 @@
-"""One serving process: grpc.aio and uvicorn (FastAPI) on one event loop, started and drained.
+"""One serving process: the gRPC server (grpc's synchronous one, or grpc.aio) and uvicorn
+(FastAPI) on one event loop, started and drained.
 
 ``run_process`` is what a worker (or the single in-process server) runs: it binds both ports,
 reports the bound ports once both listen, waits for SIGTERM/SIGINT, then drains — health goes
@@ -17,6 +18,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from govtrust.observability.metrics import get_metrics
 from govtrust.pdf_guard import DocumentLimits, configure_limits
 from govtrust.platform import Platform, request_ledger
 from govtrust.rpc.auth import Authenticator
-from govtrust.rpc.interceptors import GovtrustInterceptor
+from govtrust.rpc.interceptors import GovtrustInterceptor, WrappingRegistrar
 from govtrust.rpc.offload import (
     VERIFY,
     configure_document_pool,
@@ -43,6 +45,7 @@ from govtrust.rpc.offload import (
     shutdown_document_pool,
     shutdown_executor,
 )
+from govtrust.rpc.sync_transport import SyncRegistrar
 from govtrust.server.coalesce import CoalescingHttpToolsProtocol
 from govtrust.server.services import SERVICE_NAMES, ServicerFactory, build_servicers
 from govtrust.server.wiring import periodic_jobs, wire
@@ -122,6 +125,32 @@ def grpc_options(settings: Settings, *, reuse_port: bool) -> list[tuple[str, int
     ]
 
 
+class Health:
+    """The process's gRPC health service, for either transport (the synchronous server needs
+    grpc's synchronous servicer; grpc.aio its ``_async`` twin)."""
+
+    def __init__(self, transport: str) -> None:
+        self.servicer: grpc_health.HealthServicer | HealthServicer = (
+            grpc_health.HealthServicer() if transport == "sync" else HealthServicer()
+        )
+
+    async def set(self, service: str, status: int) -> None:
+        """Set ``service``'s serving status."""
+        servicer = self.servicer
+        if isinstance(servicer, HealthServicer):
+            await servicer.set(service, status)
+        else:
+            servicer.set(service, status)
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Every service NOT_SERVING from now on (drain)."""
+        servicer = self.servicer
+        if isinstance(servicer, HealthServicer):
+            await servicer.enter_graceful_shutdown()
+        else:
+            servicer.enter_graceful_shutdown()
+
+
 class _EmbeddedUvicorn(uvicorn.Server):
     """uvicorn without its own signal handling: this process decides when to drain."""
 
@@ -156,8 +185,8 @@ class ServingProcess:
         self.servicers = servicers
         self.metrics = get_metrics()
         wire(platform)
-        self.health = HealthServicer()
-        self.grpc_server: grpc.aio.Server | None = None
+        self.health = Health(settings.grpc_transport)
+        self.grpc_server: grpc.Server | grpc.aio.Server | None = None
         self.http_server: _EmbeddedUvicorn | None = None
         self.http_task: asyncio.Task[None] | None = None
         self.app = create_app(
@@ -191,16 +220,26 @@ class ServingProcess:
         )
         # No interceptors on the server: every handler is wrapped once, as it is registered
         # (grpc.aio would run an interceptor as a coroutine chain on every call).
-        server = grpc.aio.server(options=grpc_options(settings, reuse_port=self.reuse_port))
-        registrar = interceptor.registrar(server)
+        options = grpc_options(settings, reuse_port=self.reuse_port)
+        server: grpc.Server | grpc.aio.Server
+        registrar: SyncRegistrar | WrappingRegistrar
+        names = (*SERVICE_NAMES, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME)
+        if settings.grpc_transport == "sync":
+            server = grpc.server(
+                ThreadPoolExecutor(settings.grpc_threads, thread_name_prefix="govtrust-grpc"),
+                options=options,
+            )
+            registrar = SyncRegistrar(server, interceptor)
+            reflector: object = reflection.ReflectionServicer(names)
+        else:
+            server = grpc.aio.server(options=options)
+            registrar = interceptor.registrar(server)
+            reflector = ReflectionServicer(names)
         for binding in build_servicers(self.platform, self.servicers):
             binding.add_to_server(binding.servicer, registrar)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
-        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-            ReflectionServicer((*SERVICE_NAMES, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME)),
-            registrar,
-        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, registrar)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, registrar)
         address = f"{format_host(settings.host)}:{settings.grpc_port}"
         if not self.reuse_port:
             ensure_port_free(settings.host, settings.grpc_port, "gRPC")
@@ -222,7 +261,10 @@ class ServingProcess:
             raise StartupError(
                 f"cannot listen for gRPC on {address}: the address is in use or not local"
             ) from None
-        await server.start()
+        if isinstance(server, grpc.aio.Server):
+            await server.start()
+        else:
+            server.start()
         self.grpc_server = server
         return port
 
@@ -266,8 +308,16 @@ class ServingProcess:
         if self.http_server is not None and self.http_task is not None:
             self.http_server.should_exit = True
             waits.append(self.http_task)
-        if self.grpc_server is not None:
-            waits.append(asyncio.ensure_future(self.grpc_server.stop(grace)))
+        server = self.grpc_server
+        if isinstance(server, grpc.aio.Server):
+            waits.append(asyncio.ensure_future(server.stop(grace)))
+        elif server is not None:  # the synchronous server: wait for its drain off the loop
+            stopped = server.stop(grace)
+
+            def wait_stopped() -> None:
+                stopped.wait()
+
+            waits.append(asyncio.ensure_future(asyncio.to_thread(wait_stopped)))
         await asyncio.sleep(0)  # let both begin their shutdown before we say so
         log.info("draining: no new calls accepted; in-flight calls have up to %.0f s", grace)
         results = await asyncio.gather(*waits, return_exceptions=True)

@@ -77,6 +77,8 @@ def test_audit_checkpoint_interval_is_a_setting() -> None:
             "database_idle_in_transaction_seconds: -1 is below 0",
         ),
         ({"database_keepalive_seconds": -5}, {}, "database_keepalive_seconds"),
+        ({}, {"GOVTRUST_GRPC_TRANSPORT": "trio"}, "grpc_transport: 'trio' is not sync or aio"),
+        ({}, {"GOVTRUST_GRPC_THREADS": "1"}, "grpc_threads: 1 is below 2"),
     ],
 )
 def test_invalid_settings_are_one_clear_error(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from typing import Any
 
 from fastapi import APIRouter
 
 from govtrust.cli import build_parser, serve_settings
+from govtrust.rpc.offload import run_sync
 from govtrust.server.adapters import ROUTERS, SERVICERS
 from govtrust.server.run import serve
 from govtrust.v1 import verify_pb2, verify_pb2_grpc
@@ -32,7 +34,7 @@ class SlowVerifyService(verify_pb2_grpc.VerifyServiceServicer):
         self, request: Any, context: Any
     ) -> verify_pb2.VerifyCertificateResponse:
         print("slow grpc call started", file=sys.stderr, flush=True)
-        await asyncio.sleep(SLOW_SECONDS)
+        await run_sync(time.sleep, SLOW_SECONDS)  # domain work, as a real servicer's
         return verify_pb2.VerifyCertificateResponse()
 
 

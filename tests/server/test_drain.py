@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 LAUNCHER = Path(__file__).with_name("slow_server.py")
 
 
-def test_in_flight_calls_finish_during_drain(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["aio", "sync"])
+def test_in_flight_calls_finish_during_drain(tmp_path: Path, transport: str) -> None:
     command = [
         sys.executable,
         str(LAUNCHER),
@@ -33,7 +34,7 @@ def test_in_flight_calls_finish_during_drain(tmp_path: Path) -> None:
         "0",
     ]
     results: dict[str, Any] = {}
-    with running(command, server_env()) as served:
+    with running(command, server_env(GOVTRUST_GRPC_TRANSPORT=transport)) as served:
 
         def grpc_call() -> None:
             try:

@@ -33,12 +33,14 @@ from tests.unchanged import unchanged
 pytestmark = pytest.mark.slow
 
 
-def test_serve_answers_and_drains(tmp_path: Path, database_url: str) -> None:
+@pytest.mark.parametrize("transport", ["aio", "sync"])
+def test_serve_answers_and_drains(tmp_path: Path, database_url: str, transport: str) -> None:
     command = serve_command(
         "--data-dir", str(tmp_path / "data"), "--grpc-port", "0", "--http-port", "0"
     )
     settle(tmp_path / "data", database_url)  # the server's first periodic round changes nothing
-    with running(command, server_env(GOVTRUST_DATABASE_URL=database_url)) as served:
+    env = server_env(GOVTRUST_DATABASE_URL=database_url, GOVTRUST_GRPC_TRANSPORT=transport)
+    with running(command, env) as served:
         banner = "\n".join(served.stdout.lines)
         assert "loopback without TLS: every local caller is admin" in banner
         assert ("PostgreSQL" if "postgresql" in database_url else "SQLite") in banner
