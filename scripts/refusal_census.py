@@ -38,6 +38,7 @@ NO_STATE_FIXTURES: dict[str, set[str]] = {
     "server/test_body_limits.py": {"client"},  # create_app(object(), ...): no platform
     "server/test_http_errors.py": {"client"},  # create_app(object(), ...): no platform
     "server/test_rpc_errors.py": {"server"},  # Authenticator(None): interceptor only
+    "server/test_sync_transport.py": {"channel"},  # interceptor and test servicer, no platform
     "server/test_mtls.py": {"pki", "tls_port"},  # in-memory PKI, a WhoAmI test server
     "ca/test_path.py": {"pki"},  # certificates built in memory with cryptography
     "seal/test_ofd_document.py": {"cjk_font"},  # font bytes; documents built in memory
