@@ -30,7 +30,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 import grpc.aio
@@ -431,16 +431,31 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         )
 
 
-class _WrappingGenericHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
-    """A generic handler whose method handlers come back wrapped by the interceptor."""
+HandlerAdapter: TypeAlias = (
+    "Callable[[grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]"
+)
+"""What a registrar applies to each wrapped handler (the synchronous transport's
+:func:`~govtrust.rpc.sync_transport.inline_handler`); None: the wrapped handler as it is."""
 
-    __slots__ = ("_inner", "_interceptor")
+
+class _WrappingGenericHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """A generic handler whose method handlers come back wrapped by the interceptor (and
+    adapted, once per method, when the registrar adapts them)."""
+
+    __slots__ = ("_adapt", "_adapted", "_inner", "_interceptor")
 
     def __init__(
-        self, inner: grpc.GenericRpcHandler[Any, Any], interceptor: GovtrustInterceptor
+        self,
+        inner: grpc.GenericRpcHandler[Any, Any],
+        interceptor: GovtrustInterceptor,
+        adapt: HandlerAdapter | None,
     ) -> None:
         self._inner = inner
         self._interceptor = interceptor
+        self._adapt = adapt
+        self._adapted: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
@@ -448,11 +463,20 @@ class _WrappingGenericHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         handler = self._inner.service(handler_call_details)
         if handler is None:
             return None
-        return self._interceptor.wrapped_handler(handler, handler_call_details.method)
+        method = handler_call_details.method
+        wrapped = self._interceptor.wrapped_handler(handler, method)
+        if self._adapt is None:
+            return wrapped
+        cached = self._adapted.get(method)
+        if cached is not None and cached[0] is wrapped:
+            return cached[1]
+        adapted = self._adapt(wrapped)
+        self._adapted[method] = (wrapped, adapted)
+        return adapted
 
 
 class WrappingRegistrar:
-    """Stands in for a grpc.aio server while services are added to it (the generated
+    """Stands in for the gRPC server while services are added to it (the generated
     ``add_…_to_server`` functions, health, reflection): every method handler is wrapped by the
     interceptor once, at registration, and the server runs *without* interceptors.
 
@@ -460,19 +484,29 @@ class WrappingRegistrar:
     grpc.aio runs an interceptor as a coroutine chain on every call (the interceptor's
     ``intercept_service`` and the continuation awaiting the handler look-up); with the handlers
     wrapped beforehand the server finds the wrapped handler directly (docs/performance.md,
-    "gRPC transport").
+    "gRPC transport"). ``adapt`` turns each wrapped handler into what ``server`` runs (the
+    synchronous server: :func:`govtrust.rpc.sync_transport.inline_handler`).
     """
 
-    def __init__(self, server: grpc.aio.Server, interceptor: GovtrustInterceptor) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server | grpc.Server,
+        interceptor: GovtrustInterceptor,
+        adapt: HandlerAdapter | None = None,
+    ) -> None:
         self.server = server
         self.interceptor = interceptor
+        self.adapt = adapt
 
     def add_generic_rpc_handlers(
         self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]
     ) -> None:
         """Register ``generic_rpc_handlers`` with the server, each wrapped."""
         self.server.add_generic_rpc_handlers(
-            tuple(_WrappingGenericHandler(h, self.interceptor) for h in generic_rpc_handlers)
+            tuple(
+                _WrappingGenericHandler(h, self.interceptor, self.adapt)
+                for h in generic_rpc_handlers
+            )
         )
 
     def add_registered_method_handlers(
@@ -480,7 +514,11 @@ class WrappingRegistrar:
     ) -> None:
         """Register the pre-registered methods of ``service_name``, each handler wrapped."""
         wrap = self.interceptor.wrapped_handler
-        self.server.add_registered_method_handlers(  # type: ignore[attr-defined]  # 1.62+, unstubbed
+        adapt = self.adapt or (lambda handler: handler)
+        self.server.add_registered_method_handlers(  # type: ignore[union-attr]  # 1.62+, unstubbed
             service_name,
-            {name: wrap(h, f"/{service_name}/{name}") for name, h in method_handlers.items()},
+            {
+                name: adapt(wrap(h, f"/{service_name}/{name}"))
+                for name, h in method_handlers.items()
+            },
         )

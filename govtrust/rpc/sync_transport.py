@@ -10,10 +10,11 @@ blocks the thread when no loop is running (:func:`govtrust.rpc.offload.driven_in
 waited on; the bounded document pools block). A coroutine that does suspend on something else
 is a programming error, reported as such (INTERNAL), never a hang.
 
-:class:`SyncRegistrar` stands in for the server while services are added: each method handler
-is wrapped by :class:`~govtrust.rpc.interceptors.GovtrustInterceptor` (request id,
-authentication, access rule, request ledger, error mapping, metrics, access log) and then turned
-into a synchronous handler. The servicer sees a :class:`InlineContext`, the grpc.aio surface our
+:class:`~govtrust.rpc.interceptors.WrappingRegistrar` with ``adapt=``:func:`inline_handler`
+stands in for the server while services are added: each method handler is wrapped by
+:class:`~govtrust.rpc.interceptors.GovtrustInterceptor` (request id, authentication, access
+rule, request ledger, error mapping, metrics, access log) and then turned into a synchronous
+handler. The servicer sees a :class:`InlineContext`, the grpc.aio surface our
 code uses over the synchronous context. Cancellation (client gone, deadline passed) reaches the
 call's :class:`~govtrust.rpc.offload.CallCancellation`, which cancels the budgets of waits in
 progress.
@@ -22,13 +23,12 @@ progress.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from govtrust.rpc.interceptors import GovtrustInterceptor
 from govtrust.rpc.offload import CallCancellation, bind_cancellation
 
 
@@ -196,62 +196,3 @@ def inline_handler(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHa
     return grpc.stream_stream_rpc_method_handler(
         _requests(_inline_stream(handler.stream_stream)), **kwargs
     )
-
-
-class _InlineGenericHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
-    """A generic handler whose method handlers come back wrapped and made synchronous."""
-
-    __slots__ = ("_cache", "_inner", "_interceptor")
-
-    def __init__(
-        self, inner: grpc.GenericRpcHandler[Any, Any], interceptor: GovtrustInterceptor
-    ) -> None:
-        self._inner = inner
-        self._interceptor = interceptor
-        self._cache: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-
-    def service(
-        self, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = self._inner.service(handler_call_details)
-        if handler is None:
-            return None
-        made = self._cache[method] = inline_handler(
-            self._interceptor.wrapped_handler(handler, method)
-        )
-        return made
-
-
-class SyncRegistrar:
-    """Stands in for a synchronous ``grpc.Server`` while services are added to it (the
-    generated ``add_…_to_server`` functions, health, reflection): every method handler is
-    wrapped by the interceptor and made synchronous once, at registration."""
-
-    def __init__(self, server: grpc.Server, interceptor: GovtrustInterceptor) -> None:
-        self.server = server
-        self.interceptor = interceptor
-
-    def add_generic_rpc_handlers(
-        self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]
-    ) -> None:
-        """Register ``generic_rpc_handlers`` with the server, each wrapped."""
-        self.server.add_generic_rpc_handlers(
-            tuple(_InlineGenericHandler(h, self.interceptor) for h in generic_rpc_handlers)
-        )
-
-    def add_registered_method_handlers(
-        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
-    ) -> None:
-        """Register the pre-registered methods of ``service_name``, each handler wrapped."""
-        wrap = self.interceptor.wrapped_handler
-        self.server.add_registered_method_handlers(  # type: ignore[attr-defined]  # 1.62+, unstubbed
-            service_name,
-            {
-                name: inline_handler(wrap(h, f"/{service_name}/{name}"))
-                for name, h in method_handlers.items()
-            },
-        )

@@ -45,7 +45,7 @@ from govtrust.rpc.offload import (
     shutdown_document_pool,
     shutdown_executor,
 )
-from govtrust.rpc.sync_transport import SyncRegistrar
+from govtrust.rpc.sync_transport import inline_handler
 from govtrust.server.coalesce import CoalescingHttpToolsProtocol
 from govtrust.server.services import SERVICE_NAMES, ServicerFactory, build_servicers
 from govtrust.server.wiring import periodic_jobs, wire
@@ -222,14 +222,13 @@ class ServingProcess:
         # (grpc.aio would run an interceptor as a coroutine chain on every call).
         options = grpc_options(settings, reuse_port=self.reuse_port)
         server: grpc.Server | grpc.aio.Server
-        registrar: SyncRegistrar | WrappingRegistrar
         names = (*SERVICE_NAMES, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME)
         if settings.grpc_transport == "sync":
             server = grpc.server(
                 ThreadPoolExecutor(settings.grpc_threads, thread_name_prefix="govtrust-grpc"),
                 options=options,
             )
-            registrar = SyncRegistrar(server, interceptor)
+            registrar = WrappingRegistrar(server, interceptor, adapt=inline_handler)
             reflector: object = reflection.ReflectionServicer(names)
         else:
             server = grpc.aio.server(options=options)

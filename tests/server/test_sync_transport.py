@@ -21,10 +21,10 @@ from govtrust.observability.metrics import get_metrics
 from govtrust.principal import LOCAL_ADMIN
 from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.context import current_principal, current_request_id
-from govtrust.rpc.interceptors import GovtrustInterceptor
+from govtrust.rpc.interceptors import GovtrustInterceptor, WrappingRegistrar
 from govtrust.rpc.offload import BoundedPool, driven_inline, run_sync, wait_for_future
 from govtrust.rpc.status import REQUEST_ID_KEY
-from govtrust.rpc.sync_transport import SuspendedOnSyncTransport, SyncRegistrar, drive
+from govtrust.rpc.sync_transport import SuspendedOnSyncTransport, drive, inline_handler
 
 SERVICE = "test.Inline"
 _seen_request_ids: list[str | None] = []
@@ -119,7 +119,8 @@ def _handlers() -> grpc.GenericRpcHandler[Any, Any]:
 def channel() -> Iterator[grpc.Channel]:
     interceptor = GovtrustInterceptor(cast(Authenticator, _LoopbackAuthenticator()), get_metrics())
     server = grpc.server(ThreadPoolExecutor(4, thread_name_prefix="inline-test"))
-    SyncRegistrar(server, interceptor).add_generic_rpc_handlers((_handlers(),))
+    registrar = WrappingRegistrar(server, interceptor, adapt=inline_handler)
+    registrar.add_generic_rpc_handlers((_handlers(),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
