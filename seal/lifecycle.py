@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from govtrust.db import Database, as_utc
 from govtrust.errors import FieldViolation, InvalidArgument, PermissionDenied
+from govtrust.lease import Fence
 from govtrust.principal import SYSTEM, Principal
 from hsm.keystore import KeyAlgorithm, KeyStore, parse_algorithm
 from idp.types import IdentityRef, IdentityStatus, IdentitySummary
@@ -110,6 +111,7 @@ __all__ = [
 log = logging.getLogger("govtrust.seal")
 
 S = SealStatus
+RECONCILE_WINDOW = timedelta(days=2)  # how far back seal.reconcile looks for revoked seals
 
 
 @dataclass(frozen=True)
@@ -493,6 +495,43 @@ class SealService:
                 )
 
             event.listen(session, "after_commit", revoke_certificates, once=True)
+
+    def reconcile_revocations(self, fence: Fence | None = None) -> int:
+        """Revoke at the CA the certificates of seals revoked in the last
+        :data:`RECONCILE_WINDOW` (the ``seal.reconcile`` cluster job). The owner-cancellation
+        cascade revokes seals in one transaction and their certificates right *after* it: a
+        process that died in between, or a CA that refused then, leaves a revoked seal whose
+        certificate is still good. Revocation at the CA is idempotent, so every such certificate
+        is simply revoked again; one that still fails is logged (its first failure was audited
+        as ``seal.certificate_revocation_pending``). ``fence``: the job's lease, checked first.
+        Returns how many certificates were confirmed revoked."""
+        since = self.now() - RECONCILE_WINDOW
+        with self.db.transaction() as session:
+            if fence is not None:
+                fence.check(session)
+            rows = session.execute(
+                select(SealRow.id, SealRow.certificate_id, SealRow.pdf_certificate_id).where(
+                    SealRow.status.in_([S.REVOKED.value, S.DESTROYED.value]),
+                    SealRow.revoked_at >= since,
+                )
+            ).all()
+        confirmed = 0
+        for seal_id, *certificates in rows:
+            for certificate_id in filter(None, certificates):
+                try:
+                    self.authority.revoke(
+                        SYSTEM, certificate_id, REVOCATION_CESSATION, "seal revoked (reconciled)"
+                    )
+                except Exception:  # logged; the next round tries again
+                    log.warning(
+                        "seal %s: its certificate %s is still not revoked at the CA",
+                        seal_id,
+                        certificate_id,
+                        exc_info=True,
+                    )
+                else:
+                    confirmed += 1
+        return confirmed
 
     # --- grants and uses: :mod:`seal.usage` ------------------------------------------------------
 

@@ -23,9 +23,11 @@ log = logging.getLogger("govtrust.server")
 CA_REFRESH_SECONDS = 120.0  # the default of settings.ca_refresh_seconds
 STATUS_LIST_SECONDS = 300.0  # lists live an hour; each is re-signed once half of it passed
 OIDC_KEY_SWEEP_SECONDS = 3600.0
+SEAL_RECONCILE_SECONDS = 600.0
 CA_REFRESH_JOB = "ca.refresh"
 STATUS_LIST_JOB = "licence.status-lists"
 OIDC_KEY_SWEEP_JOB = "oidc.key-sweep"
+SEAL_RECONCILE_JOB = "seal.reconcile"
 AUDIT_CHECKPOINT_JOB = "audit.checkpoint"
 
 
@@ -124,10 +126,17 @@ def _prune_oidc_keys(platform: Platform, fence: Fence) -> object:
     return provider_for(platform).keys.prune(fence=fence)
 
 
+def _reconcile_seals(platform: Platform, fence: Fence) -> object:
+    from seal.runtime import runtime_for
+
+    return runtime_for(platform).service.reconcile_revocations(fence)
+
+
 def cluster_job_list(platform: Platform) -> list[ClusterJob]:
     """The periodic work that runs once per cluster (docs/scaling.md "Cluster jobs and
     caches"): OCSP pre-production and full and delta CRL republication, licence status-list
-    re-signing, the expiry sweep of retired OIDC keys, and audit checkpoints every
+    re-signing, the expiry sweep of retired OIDC keys, the revocation at the CA of recently
+    revoked seals' certificates left good (``seal.reconcile``), and audit checkpoints every
     ``audit_checkpoint_seconds`` (unless 0)."""
     jobs = [
         ClusterJob(
@@ -140,6 +149,9 @@ def cluster_job_list(platform: Platform) -> list[ClusterJob]:
         ),
         ClusterJob(
             OIDC_KEY_SWEEP_JOB, OIDC_KEY_SWEEP_SECONDS, lambda f: _prune_oidc_keys(platform, f)
+        ),
+        ClusterJob(
+            SEAL_RECONCILE_JOB, SEAL_RECONCILE_SECONDS, lambda f: _reconcile_seals(platform, f)
         ),
     ]
     interval = platform.settings.audit_checkpoint_seconds

@@ -9,12 +9,15 @@ import pytest
 from sqlalchemy import select, update
 
 from govtrust.audit import AuditRecord, verify_chain
+from govtrust.lease import ClusterLease, StaleFence, acquire
 from idp.types import IdentityRef, StatusAction
 from seal import transitions
+from seal.making import certificate_ids
 from seal.models import SealEventRow, SealRow
 from seal.transitions import LIVE_SLOT_RELEASE
 from seal.types import SealStatus
 from tests.seal.conftest import MAKER, REGISTRAR, World
+from tests.unchanged import unchanged
 
 S = SealStatus
 PENDING = "seal.certificate_revocation_pending"
@@ -96,3 +99,39 @@ def test_a_failed_ca_revoke_of_a_remade_seal_is_recorded_pending(world: World) -
     assert [(p.target, json.loads(p.details)["certificate_id"]) for p in pending] == [
         (f"seal/{old.id}", "no-such-cert")
     ]
+
+
+def test_the_reconcile_job_revokes_a_certificate_the_cascade_left_good(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that dies between the cascade's commit and its CA revocations leaves the seal
+    revoked and its certificate good; ``seal.reconcile`` revokes it, and a second round changes
+    nothing. A stale leader's round is refused before it reads anything."""
+    sealed = world.active_seal()
+    with monkeypatch.context() as patched:  # the process "dies" right after the commit
+        patched.setattr(world.service.making, "revoke_certificates", lambda *a, **k: [])
+        world.registry.update_status(
+            REGISTRAR, IdentityRef(id=world.company_id), StatusAction.CANCEL, "dissolved"
+        )
+    assert world.service.get(sealed.id).status is S.REVOKED
+    with world.db.read() as session:
+        row = session.get(SealRow, sealed.id)
+        assert row is not None
+        certificates = certificate_ids(row)  # an SM2 seal's own and its PAdES certificate
+    assert [world.authority.get(c).status for c in certificates] == ["active"] * len(certificates)
+
+    old = acquire(world.db, "seal.reconcile", "A", 30)
+    assert old is not None
+    with world.db.transaction() as session:  # the lease passes on: A's token is stale
+        session.execute(
+            update(ClusterLease)
+            .where(ClusterLease.job == "seal.reconcile")
+            .values(token=old.token + 1)
+        )
+    with unchanged(world.db, schedule=True), pytest.raises(StaleFence):
+        world.service.reconcile_revocations(old.fence)
+
+    assert world.service.reconcile_revocations() == len(certificates)
+    assert [world.authority.get(c).status for c in certificates] == ["revoked"] * len(certificates)
+    with unchanged(world.db):  # confirmed again, nothing changed
+        assert world.service.reconcile_revocations() == len(certificates)
