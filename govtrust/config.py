@@ -90,6 +90,10 @@ class Settings:
     # a cluster job's lease (govtrust.lease): another replica takes a dead holder's jobs over
     # within this plus a third of it
     cluster_lease_seconds: int = 30
+    # a serving process's cluster membership (govtrust.lease.Membership) lives this long after
+    # its last renewal (renewed every quarter of it): after a process dies, its request-ledger
+    # claims are taken over within this
+    cluster_member_seconds: int = 4
     # the period of the ca.refresh cluster job (OCSP pre-production, CRL republication)
     ca_refresh_seconds: int = 120
     # PostgreSQL sessions (govtrust.db.postgresql_connect_args): the server ends a session idle
@@ -179,6 +183,7 @@ _INT_FIELDS = {
     "grpc_threads",
     "audit_checkpoint_seconds",
     "cluster_lease_seconds",
+    "cluster_member_seconds",
     "ca_refresh_seconds",
     "database_idle_in_transaction_seconds",
     "database_keepalive_seconds",
@@ -396,6 +401,10 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"audit_checkpoint_seconds: {settings.audit_checkpoint_seconds} is out of range "
             "(0 to disable, at most 86400)"
+        )
+    if not 2 <= settings.cluster_member_seconds <= 300:
+        raise ConfigError(
+            f"cluster_member_seconds: {settings.cluster_member_seconds} is out of range (2-300)"
         )
     if not 3 <= settings.cluster_lease_seconds <= 3600:
         raise ConfigError(

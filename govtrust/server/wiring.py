@@ -178,7 +178,7 @@ async def periodic_jobs(platform: Platform, stop: asyncio.Event) -> None:
     end, so another replica takes over at its next tick. Alongside, this process renews its
     cluster membership (:class:`govtrust.lease.Membership`): a process that dies stops renewing,
     and its idempotency claims are taken over within the membership's bound."""
-    membership = Membership(platform.db)
+    membership = Membership(platform.db, ttl_seconds=platform.settings.cluster_member_seconds)
     await asyncio.gather(
         membership.serve(stop, run_sync), cluster_jobs(platform).serve(stop, run_sync)
     )

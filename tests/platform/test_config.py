@@ -71,6 +71,7 @@ def test_audit_checkpoint_interval_is_a_setting() -> None:
         ({"audit_checkpoint_seconds": 90_000}, {}, "audit_checkpoint_seconds"),
         ({}, {"GOVTRUST_CLUSTER_LEASE_SECONDS": "2"}, "cluster_lease_seconds: 2 is out of range"),
         ({"cluster_lease_seconds": 4000}, {}, "cluster_lease_seconds"),
+        ({}, {"GOVTRUST_CLUSTER_MEMBER_SECONDS": "1"}, "cluster_member_seconds: 1 is out of range"),
         (
             {},
             {"GOVTRUST_DATABASE_IDLE_IN_TRANSACTION_SECONDS": "-1"},
