@@ -242,9 +242,17 @@ def history(
     page_token: str = "",
 ) -> tuple[list[EventView], str]:
     """GetSealHistory: the seal's events, oldest first (uses only when asked)."""
+    size, offset = paging(page_size, page_token)
+    stmt = select(SealEventRow).where(SealEventRow.seal_id == seal_id)
+    if not include_uses:
+        stmt = stmt.where(SealEventRow.action.not_in(USE_ACTIONS))
     with db.read() as session:
         load(session, seal_id)
-        return _events(session, seal_id, include_uses, page_size, page_token)
+        rows = list(
+            session.scalars(stmt.order_by(SealEventRow.sequence).offset(offset).limit(size + 1))
+        )
+    token = token_for(offset + size) if len(rows) > size else ""
+    return [event_view(r) for r in rows[:size]], token
 
 
 _SEAL_BY_ID = f"SELECT {', '.join(SEAL_COLUMNS)} FROM seal_seals WHERE id = :id"  # noqa: S608 - fixed fragments, no values
@@ -275,17 +283,3 @@ def with_history(
         events = cursor.fetchall()
     history = [event_view_of(e) for e in events[:size]]
     return seal_view_of(row), history, len(events) > size
-
-
-def _events(
-    session: Session, seal_id: str, include_uses: bool, page_size: int, page_token: str
-) -> tuple[list[EventView], str]:
-    size, offset = paging(page_size, page_token)
-    stmt = select(SealEventRow).where(SealEventRow.seal_id == seal_id)
-    if not include_uses:
-        stmt = stmt.where(SealEventRow.action.not_in(USE_ACTIONS))
-    rows = list(
-        session.scalars(stmt.order_by(SealEventRow.sequence).offset(offset).limit(size + 1))
-    )
-    token = token_for(offset + size) if len(rows) > size else ""
-    return [event_view(r) for r in rows[:size]], token
