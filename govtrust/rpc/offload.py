@@ -113,16 +113,24 @@ class CallCancellation:
     while it runs are called when the call is cancelled — at once if it already was. (On the
     event loop a cancelled call's task gets ``CancelledError`` instead.)"""
 
-    __slots__ = ("_hooks", "_lock", "cancelled")
+    __slots__ = ("_hooks", "_lock", "cancelled", "finished")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._hooks: list[Callable[[], None]] = []
         self.cancelled = False
+        self.finished = False
+
+    def finish(self) -> None:
+        """The call's behaviour returned: its end from now on is no cancellation."""
+        self.finished = True
 
     def cancel(self) -> None:
-        """Mark the call cancelled and call the hooks (the transport's termination callback)."""
+        """Mark the call cancelled and call the hooks (the transport's termination callback);
+        nothing once the call finished."""
         with self._lock:
+            if self.finished:
+                return
             self.cancelled = True
             hooks, self._hooks = self._hooks, []
         for hook in hooks:

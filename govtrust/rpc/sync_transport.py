@@ -23,7 +23,7 @@ progress.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -36,7 +36,7 @@ class SuspendedOnSyncTransport(RuntimeError):
     """A coroutine driven inline awaited something that needs an event loop."""
 
 
-def drive(coroutine: Coroutine[Any, Any, Any] | Awaitable[Any]) -> Any:
+def drive(coroutine: Awaitable[Any]) -> Any:
     """Run ``coroutine`` to its end on this thread, without an event loop; its result."""
     step = coroutine.__await__()
     try:
@@ -122,27 +122,22 @@ class InlineContext:
         return getattr(self._context, name)
 
 
-def _termination(context: grpc.ServicerContext) -> tuple[CallCancellation, list[bool]]:
-    """The call's cancellation, fired when the call ends before its behaviour returned."""
+def _cancellation(context: grpc.ServicerContext) -> CallCancellation:
+    """The call's cancellation, bound to it and fired when the call ends before its behaviour
+    returned (:meth:`CallCancellation.finish`)."""
     cancellation = CallCancellation()
-    returned = [False]
-
-    def ended() -> None:
-        if not returned[0]:
-            cancellation.cancel()
-
-    context.add_callback(ended)
+    context.add_callback(cancellation.cancel)
     bind_cancellation(cancellation)
-    return cancellation, returned
+    return cancellation
 
 
 def _inline_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     def call(request: Any, context: grpc.ServicerContext) -> Any:
-        _, returned = _termination(context)
+        cancellation = _cancellation(context)
         try:
             return drive(behaviour(request, InlineContext(context)))
         finally:
-            returned[0] = True
+            cancellation.finish()
 
     def unary(request: Any, context: grpc.ServicerContext) -> Any:
         # a context of its own, as grpc.aio gives each call's task: nothing one call binds
@@ -155,7 +150,7 @@ def _inline_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 def _inline_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         own = contextvars.Context()  # (see _inline_unary) every step runs in it
-        _, returned = own.run(_termination, context)
+        cancellation = own.run(_cancellation, context)
         try:
             items = own.run(behaviour, request, InlineContext(context))
             next_item = items.__anext__
@@ -166,7 +161,7 @@ def _inline_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
                     return
                 yield item
         finally:
-            returned[0] = True
+            cancellation.finish()
 
     return stream
 
