@@ -915,6 +915,128 @@ def test_lost_seal_transition_answers_are_rebuilt_and_a_lost_signature_is_named(
         assert verify_chain(session).ok
 
 
+def test_lost_seal_grant_and_remake_answers_are_rebuilt(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    company_id, rep = _company(stack)
+    seal_id, _ = _active_seal(stack, company_id, rep)
+    rep_meta = stack.meta(rep)
+    grants = []
+    for n, first17 in enumerate(("11010519900101003", "11010519910202004")):
+        grantee = _citizen(stack, "王五", first17)
+        request = seal_pb2.GrantSealUseRequest(
+            seal_id=seal_id,
+            grantee=common_pb2.IdentityRef(id=grantee),
+            document_kinds=["contract"],
+            request_id=f"lost-grant-{n}",
+        )
+        granted = _lost_then_rebuilt(
+            stack,
+            monkeypatch,
+            functools.partial(stack.seals.GrantSealUse, request, metadata=rep_meta),
+        ).grant
+        assert granted.seal_id == seal_id and granted.grantee.id == grantee
+        assert granted.status == common_pb2.GRANT_STATUS_ACTIVE
+        assert list(granted.document_kinds) == ["contract"]
+        grants.append(granted)
+    assert grants[0].id != grants[1].id
+    # the older grant revoked: the rebuilt answer is that grant (not the seal's newest)
+    revoke = seal_pb2.RevokeSealUseRequest(
+        grant_id=grants[0].id, reason="left the company", request_id="lost-ungrant"
+    )
+    revoked = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.seals.RevokeSealUse(revoke, metadata=rep_meta)
+    ).grant
+    assert revoked.id == grants[0].id and revoked.status == common_pb2.GRANT_STATUS_REVOKED
+    assert revoked.revoke_reason == "left the company"
+
+    remake = seal_pb2.RemakeSealRequest(
+        seal_id=seal_id,
+        cause=seal_pb2.REMAKE_CAUSE_LOSS,
+        reason="lost",
+        request_id="lost-remake",
+    )
+    maker = stack.meta(MAKER)
+    remade = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.seals.RemakeSeal(remake, metadata=maker)
+    )
+    assert remade.old_seal.id == seal_id
+    assert remade.old_seal.status == common_pb2.SEAL_STATUS_REVOKED
+    assert remade.old_seal.replaced_by_seal_id == remade.new_seal.id
+    assert remade.new_seal.replaces_seal_id == seal_id
+    assert remade.new_seal.status == common_pb2.SEAL_STATUS_MADE
+    with stack.platform.db.read() as session:
+        assert verify_chain(session).ok
+
+
+def test_lost_agent_grant_and_status_answers_are_rebuilt(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    company_id, rep = _company(stack)
+    agent_id = _citizen(stack, "王五", "11010519900101003")
+    rep_meta = stack.meta(rep)
+    grant = identity_pb2.GrantAgentRequest(
+        legal_person=common_pb2.IdentityRef(id=company_id),
+        agent=common_pb2.IdentityRef(id=agent_id),
+        scopes=["seal.use", "seal.apply"],
+        request_id="lost-agent",
+    )
+    granted = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.identity.GrantAgent(grant, metadata=rep_meta)
+    ).grant
+    assert granted.id and granted.agent.id == agent_id
+    assert list(granted.scopes) == ["seal.apply", "seal.use"]
+    assert granted.status == common_pb2.GRANT_STATUS_ACTIVE
+    revoke = identity_pb2.RevokeAgentRequest(
+        grant_id=granted.id, reason="no longer employed", request_id="lost-unagent"
+    )
+    revoked = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.identity.RevokeAgent(revoke, metadata=rep_meta)
+    ).grant
+    assert revoked.id == granted.id and revoked.status == common_pb2.GRANT_STATUS_REVOKED
+
+    # status changes of a citizen, then the cancellation of a legal person holding an active
+    # seal: its listener's records (the revoked seal, its certificate) are not the answer
+    seal_id, _ = _active_seal(stack, company_id, rep)
+    registrar = stack.meta(REGISTRAR)
+    changes = [
+        (
+            agent_id,
+            identity_pb2.IDENTITY_STATUS_ACTION_SUSPEND,
+            common_pb2.IDENTITY_STATUS_SUSPENDED,
+        ),
+        (
+            agent_id,
+            identity_pb2.IDENTITY_STATUS_ACTION_REINSTATE,
+            common_pb2.IDENTITY_STATUS_ACTIVE,
+        ),
+        (
+            company_id,
+            identity_pb2.IDENTITY_STATUS_ACTION_CANCEL,
+            common_pb2.IDENTITY_STATUS_CANCELLED,
+        ),
+    ]
+    for n, (identity, action, status) in enumerate(changes):
+        request = identity_pb2.UpdateIdentityStatusRequest(
+            identity=common_pb2.IdentityRef(id=identity),
+            action=action,
+            reason="by order",
+            request_id=f"lost-status-{n}",
+        )
+        changed = _lost_then_rebuilt(
+            stack,
+            monkeypatch,
+            functools.partial(stack.identity.UpdateIdentityStatus, request, metadata=registrar),
+        ).identity
+        assert changed.id == identity and changed.status == status
+    assert (
+        stack.seals.GetSeal(
+            seal_pb2.GetSealRequest(seal_id=seal_id), metadata=stack.meta(FILING)
+        ).seal.status
+        == common_pb2.SEAL_STATUS_REVOKED
+    )
+
+
 def test_a_taken_over_claims_late_abandon_changes_nothing(stack: Stack) -> None:
     """A claimant presumed dead (stale) whose call then fails: its late abandon must not free
     the key the retry took over (nor mark it answered)."""
