@@ -220,8 +220,10 @@ class SealUsage:
     def grant_recorded(self, seal_id: str, audit_seq: int) -> GrantView:
         """The use grant that seal ``seal_id``'s grant or revocation event recorded with audit
         record ``audit_seq`` names, as it stands now (anyone authenticated, as
-        :meth:`list_grants`); :class:`SealNotFound` when no such event. Reads the seal's
-        history backwards from its newest event (the event looked for is a recent one)."""
+        :meth:`list_grants`); :class:`SealNotFound` when no such event. Asks for the newest
+        such event of the seal, so that a backward scan of its history (by sequence) can stop
+        at the recent event looked for; ``audit_seq`` is not indexed (a rare read: retries of
+        lost answers)."""
         with self.db.read() as session:
             grant_id = session.scalar(
                 select(SealEventRow.related_id)
