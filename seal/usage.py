@@ -217,6 +217,29 @@ class SealUsage:
             )
             return grant_view(grant, now)
 
+    def grant_recorded(self, seal_id: str, audit_seq: int) -> GrantView:
+        """The use grant that seal ``seal_id``'s grant or revocation event recorded with audit
+        record ``audit_seq`` names, as it stands now (anyone authenticated, as
+        :meth:`list_grants`); :class:`SealNotFound` when no such event. Asks for the newest
+        such event of the seal, so that a backward scan of its history (by sequence) can stop
+        at the recent event looked for; ``audit_seq`` is not indexed (a rare read: retries of
+        lost answers)."""
+        with self.db.read() as session:
+            grant_id = session.scalar(
+                select(SealEventRow.related_id)
+                .where(SealEventRow.seal_id == seal_id)
+                .where(SealEventRow.audit_seq == audit_seq)
+                .where(SealEventRow.action.in_(("grant_use", "revoke_use")))
+                .order_by(SealEventRow.sequence.desc())
+                .limit(1)
+            )
+            grant = session.get(SealGrantRow, grant_id) if grant_id else None
+            if grant is None:
+                raise SealNotFound(
+                    f"seal {seal_id} recorded no grant with audit record {audit_seq}"
+                )
+            return grant_view(grant, self.now())
+
     def list_grants(
         self,
         principal: Principal,
