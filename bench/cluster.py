@@ -37,14 +37,15 @@ measured alone by the capacity run) when the server binaries are installed."""
 
 
 def run_faults(
-    timings: harness.Timings, rounds: int, real_pg_restart: bool, clients: int
+    timings: harness.Timings, rounds: int, real_pg_restart: bool, clients: int, attempts: int
 ) -> list[harness.PhaseResult]:
-    """Start a cluster, run the faults ``rounds`` times under load, return every phase."""
+    """Start a cluster, run the faults ``rounds`` times under load (each operation tried up to
+    ``attempts`` times), return every phase."""
     with (
         tempfile.TemporaryDirectory(prefix="govtrust-cluster-") as scratch,
         harness.cluster(Path(scratch), private_pg=PRIVATE_PG) as c,
     ):
-        load = harness.Load(c, clients=clients)
+        load = harness.Load(c, clients=clients, attempts=attempts)
         load.start()
         try:
             results: list[harness.PhaseResult] = []
@@ -130,14 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         ok = True
     else:
         if args.mode == "ci":
-            timings, rounds, real = harness.Timings(), 1, PRIVATE_PG
+            timings, rounds, real, attempts = harness.Timings(), 1, PRIVATE_PG, 12
         else:
             timings = harness.Timings(settle=10.0, partition=20.0, db_outage=10.0)
             rounds, real = args.rounds, not args.no_pg_restart
-        results = run_faults(timings, rounds, real, args.clients)
+            attempts = 20  # about 18 s of retrying: longer than the 10 s outage
+        results = run_faults(timings, rounds, real, args.clients, attempts)
         header = (
             f"{args.mode} run of {stamp} (`bench/cluster.py {args.mode}`, {args.clients} clients, "
-            f"{rounds} round(s)):"
+            f"{rounds} round(s), each operation tried up to {attempts} times):"
         )
         text = harness.render_table(results, header)
         ok = all(
