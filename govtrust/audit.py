@@ -345,18 +345,26 @@ def records_about(
     if wanted:
         query = query.where(or_(*wanted))
     rows = session.scalars(query.order_by(AuditRecord.seq.desc()).limit(limit))
-    return [
-        RecordView(
-            r.seq,
-            as_utc(r.recorded_at),
-            r.actor,
-            r.action,
-            r.target,
-            r.outcome,
-            json.loads(r.details) if r.details else {},
-        )
-        for r in rows
-    ]
+    return [_view(r) for r in rows]
+
+
+def _view(r: AuditRecord) -> RecordView:
+    return RecordView(
+        r.seq,
+        as_utc(r.recorded_at),
+        r.actor,
+        r.action,
+        r.target,
+        r.outcome,
+        json.loads(r.details) if r.details else {},
+    )
+
+
+def record_at(session: Session, seq: int) -> RecordView | None:
+    """The record with sequence number ``seq`` (None when there is none): how an owner package
+    reads back what it recorded of one effect (:attr:`ClaimEffect.seq`)."""
+    r = session.get(AuditRecord, seq)
+    return None if r is None else _view(r)
 
 
 def head_seq(session: Session) -> int:
@@ -393,11 +401,13 @@ def claim_recorded(session: Session, token: str, after_seq: int) -> bool:
 @dataclass(frozen=True)
 class ClaimEffect:
     """One effect a claimed call recorded (:func:`claim_effects`): the record's action and
-    outcome, and the object it acted on (a batched record's own entry for a batch member)."""
+    outcome, the object it acted on (a batched record's own entry for a batch member) and the
+    record's sequence number (how an owner package finds its own row of the effect)."""
 
     action: str
     target: str
     outcome: str
+    seq: int = 0
 
 
 def claim_effects(session: Session, token: str, after_seq: int) -> list[ClaimEffect]:
@@ -406,20 +416,20 @@ def claim_effects(session: Session, token: str, after_seq: int) -> list[ClaimEff
     (a list of objects under one details key, each with its ``target``) marked with it."""
     rows = session.execute(
         text(
-            "SELECT action, target, outcome, details FROM audit_log"
+            "SELECT action, target, outcome, details, seq FROM audit_log"
             " WHERE seq > :after AND details LIKE :pattern ORDER BY seq"
         ),
         {"after": after_seq, "pattern": f"%{token}%"},
     ).all()
     effects = []
-    for action, target, outcome, raw in rows:
+    for action, target, outcome, raw, seq in rows:
         details = json.loads(raw) if raw else {}
         if details.get(CLAIM_DETAIL) == token:
-            effects.append(ClaimEffect(action, target, outcome))
+            effects.append(ClaimEffect(action, target, outcome, int(seq)))
         for value in details.values():
             if isinstance(value, list):
                 effects += [
-                    ClaimEffect(action, str(item["target"]), outcome)
+                    ClaimEffect(action, str(item["target"]), outcome, int(seq))
                     for item in value
                     if isinstance(item, dict)
                     and item.get(CLAIM_DETAIL) == token
