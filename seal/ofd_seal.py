@@ -17,6 +17,7 @@ dataHash, which a verifier reads back from the signature to find who applied it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -131,8 +132,8 @@ class SealOfd:
             request.placement,
             timestamp=request.timestamp,
             at=recorded.signing_time,
+            check=recorded.require_digest,
         )
-        recorded.require_digest(sealed.digest_algorithm, sealed.data_hash)
         self.service.record_reproduction(principal, recorded)
         return OfdSealResult(sealed, recorded.event)
 
@@ -144,9 +145,11 @@ class SealOfd:
         *,
         timestamp: bool = True,
         at: datetime | None = None,
+        check: Callable[[str, bytes], None] | None = None,
     ) -> SealedOfd:
         """The signing step alone (no authorisation, no record); ``at`` the signing time (now,
-        to the second, unless given)."""
+        to the second, unless given); ``check`` sees the dataHash (algorithm, value) before
+        anything is signed."""
         seal = context.seal
         if seal.seal_structure is None:
             raise InvalidSealRequest.field("seal_id", "the seal has no GB/T 38540 structure")
@@ -160,6 +163,8 @@ class SealOfd:
 
         def sign(signature_xml: bytes, property_info: str) -> bytes:
             data_hash = hashlib.new(digest, signature_xml).digest()
+            if check is not None:
+                check(digest, data_hash)
             hashes.append(data_hash)
             return structures.build_signature(
                 structures.SignatureRequest(seal_der, data_hash, property_info, now),
