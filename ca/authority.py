@@ -216,6 +216,10 @@ class CertificateAuthority:
             recipient_certificate_id=recipient_certificate_id,
         )
 
+    def key_recovery(self, principal: Principal, recovery_id: str) -> recovery.Recovery:
+        """One recovery request as it stands (:func:`ca.recovery.get`)."""
+        return recovery.get(self.ctx, principal, recovery_id)
+
     def approve_key_recovery(self, principal: Principal, recovery_id: str) -> recovery.Recovery:
         """One officer's approval (two distinct ``key-recovery`` officers are needed)."""
         return recovery.approve(self.ctx, principal, recovery_id)

@@ -193,6 +193,8 @@ class CrlInfo:
     this_update: datetime
     next_update: datetime
     entry_count: int
+    # the issuer's status epoch read before the entries: every change up to it is in the CRL
+    status_epoch: int
 
 
 def _info(row: CaCrl) -> CrlInfo:
@@ -205,6 +207,7 @@ def _info(row: CaCrl) -> CrlInfo:
         row.this_update,
         row.next_update,
         row.entry_count,
+        row.status_epoch,
     )
 
 
@@ -228,7 +231,10 @@ def _full_entries(ctx: CaContext, ca: str, moment: datetime) -> Iterator[Entry]:
             yield int(serial, 16), revoked_at or moment, reason, invalidity
 
 
-def _delta_entries(ctx: CaContext, ca: str, since: datetime) -> Iterator[Entry]:
+def _delta_entries(ctx: CaContext, ca: str, base: CrlInfo) -> Iterator[Entry]:
+    """The status changes a holder of ``base`` lacks: those whose issuer epoch is past the
+    epoch ``base`` read before its entries (a change's time is not enough: a revocation whose
+    time falls before the base's thisUpdate may commit after the base read its entries)."""
     with ctx.db.read() as session:
         result = session.execute(
             select(
@@ -238,11 +244,11 @@ def _delta_entries(ctx: CaContext, ca: str, since: datetime) -> Iterator[Entry]:
                 CaCertificate.revocation_reason,
                 CaCertificate.invalidity_date,
                 CaCertificate.resumed_at,
-            ).where(CaCertificate.issuer == ca, CaCertificate.status_changed_at >= since)
+            ).where(CaCertificate.issuer == ca, CaCertificate.status_epoch > base.status_epoch)
         )
         for serial, status, revoked_at, reason, invalidity, resumed_at in result:
             if status in ("revoked", "suspended"):
-                yield int(serial, 16), revoked_at or since, reason, invalidity
+                yield int(serial, 16), revoked_at or base.this_update, reason, invalidity
             elif resumed_at is not None:
                 yield int(serial, 16), resumed_at, REMOVE_FROM_CRL, None
 
@@ -261,7 +267,7 @@ def publish(
     base: CrlInfo | None = None
     if delta:
         base = delta_base(ctx, ca_name)
-        entries: Iterable[Entry] = _delta_entries(ctx, ca_name, base.this_update)
+        entries: Iterable[Entry] = _delta_entries(ctx, ca_name, base)
         hours = ctx.config.delta_crl_validity_hours
     else:
         entries = _full_entries(ctx, ca_name, this_update)

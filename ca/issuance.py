@@ -650,6 +650,7 @@ def _certificate_row(
         "invalidity_date": None,
         "status_comment": None,
         "status_changed_at": issued,
+        "status_epoch": 0,
         "resumed_at": None,
         "renewed_from": renewed_from.id if renewed_from else None,
         "renewed_by": None,

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -58,7 +59,10 @@ class CaCertificate(Base):
     """One end-entity certificate issued by one of our CAs, with its status."""
 
     __tablename__ = "ca_certificates"
-    __table_args__ = (UniqueConstraint("issuer", "serial"),)
+    __table_args__ = (
+        UniqueConstraint("issuer", "serial"),
+        Index("ix_ca_certificates_issuer_status_epoch", "issuer", "status_epoch"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     issuer: Mapped[str] = mapped_column(ForeignKey("ca_issuers.name"), index=True)
@@ -83,6 +87,9 @@ class CaCertificate(Base):
     invalidity_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     status_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # the issuer's status epoch (``ca.context.issuer_epoch_name``) its last status change set,
+    # 0 while it never changed: a delta CRL lists the changes past its base's epoch
+    status_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     renewed_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
     renewed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -146,6 +146,13 @@ def _load(ctx: CaContext, recovery_id: str) -> Recovery:
     return Recovery(record, certificate, recipient)
 
 
+def get(ctx: CaContext, principal: Principal, recovery_id: str) -> Recovery:
+    """One recovery request as it stands now, to those who may request, approve or deliver
+    recoveries (it carries no key: the envelope is never stored)."""
+    principal.require_role(*REQUEST_ROLES)
+    return _load(ctx, recovery_id)
+
+
 def approve(ctx: CaContext, principal: Principal, recovery_id: str) -> Recovery:
     """Record one ``key-recovery`` officer's approval; the second distinct one approves it."""
     principal.require_role(RECOVERY_ROLE)

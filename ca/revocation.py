@@ -170,7 +170,9 @@ def _apply(
         )
     )
     bump_counter(session, STATUS_EPOCH)
-    bump_counter(session, issuer_epoch_name(row.issuer))
+    # the issuer's epoch orders its status changes by commit (the counter row is locked until
+    # this transaction ends): a CRL that read epoch E saw every change up to E (ca.crl)
+    row.status_epoch = bump_counter(session, issuer_epoch_name(row.issuer))
     details: dict[str, object] = {
         "from": previous_status,
         "to": target,

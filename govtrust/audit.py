@@ -401,8 +401,9 @@ def claim_recorded(session: Session, token: str, after_seq: int) -> bool:
 @dataclass(frozen=True)
 class ClaimEffect:
     """One effect a claimed call recorded (:func:`claim_effects`): the record's action and
-    outcome, the object it acted on (a batched record's own entry for a batch member) and the
-    record's sequence number (how an owner package finds its own row of the effect)."""
+    outcome, and the object it acted on (a batched record's own entry for a batch member);
+    ``seq`` is the record's sequence number (the owning package may have noted it next to the
+    object, e.g. a seal event's ``audit_seq``)."""
 
     action: str
     target: str
@@ -416,13 +417,13 @@ def claim_effects(session: Session, token: str, after_seq: int) -> list[ClaimEff
     (a list of objects under one details key, each with its ``target``) marked with it."""
     rows = session.execute(
         text(
-            "SELECT action, target, outcome, details, seq FROM audit_log"
+            "SELECT seq, action, target, outcome, details FROM audit_log"
             " WHERE seq > :after AND details LIKE :pattern ORDER BY seq"
         ),
         {"after": after_seq, "pattern": f"%{token}%"},
     ).all()
     effects = []
-    for action, target, outcome, raw, seq in rows:
+    for seq, action, target, outcome, raw in rows:
         details = json.loads(raw) if raw else {}
         if details.get(CLAIM_DETAIL) == token:
             effects.append(ClaimEffect(action, target, outcome, int(seq)))

@@ -327,6 +327,28 @@ class AgentGrants:
             )
             return self._grants(session, [row])[0]
 
+    def get(self, principal: Principal, grant_id: str) -> AgentGrant:
+        """One grant by id, as it stands now: to verifiers and registrars, the agent holding
+        it, and those who may list the legal person's grants (the representative, an agent
+        holding agent.manage). Anyone else is refused the same way whether the grant exists or
+        not."""
+        denied = PermissionDenied(f"{principal.actor} may not read agent grant {grant_id!r}")
+        with self.state.db.read() as session:
+            row = session.get(AgentGrantRow, grant_id) if grant_id else None
+            if principal.has_role(VERIFIER) or principal.has_role(REGISTRAR):
+                if row is None:
+                    raise NotFound("grant_id: no such agent grant")
+            elif row is None:
+                raise denied
+            elif principal.citizen_id is None or principal.citizen_id != row.agent_id:
+                lp = session.get(LegalPersonRow, row.legal_person_id)
+                assert lp is not None
+                try:
+                    self._grant_authority(session, principal, lp, "reading an agent grant")
+                except PermissionDenied:
+                    raise denied from None
+            return self._grants(session, [row])[0]
+
     def list_grants(
         self,
         principal: Principal,

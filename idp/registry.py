@@ -301,6 +301,11 @@ class IdentityRegistry:
             page_token=page_token,
         )
 
+    def get_identity(self, principal: Principal, ref: IdentityRef) -> IdentitySummary:
+        """One identity's summary, any kind; verifiers and registrars:
+        :meth:`idp.status_change.StatusChanges.summary`."""
+        return self.status_changes.summary(principal, ref)
+
     def update_status(
         self, principal: Principal, ref: IdentityRef, action: StatusAction, reason: str
     ) -> IdentitySummary:
@@ -333,6 +338,10 @@ class IdentityRegistry:
     def revoke_agent(self, principal: Principal, *, grant_id: str, reason: str) -> AgentGrant:
         """Revoke a grant: :meth:`idp.agent_grants.AgentGrants.revoke`."""
         return self.agents.revoke(principal, grant_id=grant_id, reason=reason)
+
+    def get_agent_grant(self, principal: Principal, grant_id: str) -> AgentGrant:
+        """One agent grant by id: :meth:`idp.agent_grants.AgentGrants.get`."""
+        return self.agents.get(principal, grant_id)
 
     def list_agents(
         self,

@@ -10,7 +10,14 @@ from govtrust import audit
 from govtrust.errors import FailedPrecondition, PreconditionViolation
 from govtrust.principal import Principal
 from idp.agent_grants import revoke_grants_of_cancelled
-from idp.registry_state import REGISTRAR, RegistryState, raise_if, reason_violation, summary_of
+from idp.registry_state import (
+    REGISTRAR,
+    VERIFIER,
+    RegistryState,
+    raise_if,
+    reason_violation,
+    summary_of,
+)
 from idp.status_listeners import StatusListeners
 from idp.types import IdentityRef, IdentityStatus, IdentitySummary, StatusAction
 
@@ -24,6 +31,13 @@ class StatusChanges:
         self.state = state
         # told of every status change in its transaction (the platform's, see idp.runtime)
         self.status_listeners = listeners
+
+    def summary(self, principal: Principal, ref: IdentityRef) -> IdentitySummary:
+        """The summary (status included) of the identity ``ref`` names, of any kind, as it
+        stands now; verifiers and registrars."""
+        principal.require_role(VERIFIER, REGISTRAR)
+        with self.state.db.read() as session:
+            return summary_of(self.state.resolve(session, ref, "identity", None))
 
     def update_status(
         self, principal: Principal, ref: IdentityRef, action: StatusAction, reason: str

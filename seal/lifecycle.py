@@ -554,6 +554,11 @@ class SealService:
         """RevokeSealUse: :meth:`seal.usage.SealUsage.revoke_use`."""
         return self.usage.revoke_use(principal, grant_id, reason)
 
+    def grant_recorded(self, seal_id: str, audit_seq: int) -> GrantView:
+        """The grant a seal's grant / revocation event with audit record ``audit_seq`` names:
+        :meth:`seal.usage.SealUsage.grant_recorded`."""
+        return self.usage.grant_recorded(seal_id, audit_seq)
+
     def list_grants(
         self,
         principal: Principal,

@@ -241,6 +241,29 @@ class SealUsage:
             )
             return grant_view(grant, now)
 
+    def grant_recorded(self, seal_id: str, audit_seq: int) -> GrantView:
+        """The use grant that seal ``seal_id``'s grant or revocation event recorded with audit
+        record ``audit_seq`` names, as it stands now (anyone authenticated, as
+        :meth:`list_grants`); :class:`SealNotFound` when no such event. Asks for the newest
+        such event of the seal, so that a backward scan of its history (by sequence) can stop
+        at the recent event looked for; ``audit_seq`` is not indexed (a rare read: retries of
+        lost answers)."""
+        with self.db.read() as session:
+            grant_id = session.scalar(
+                select(SealEventRow.related_id)
+                .where(SealEventRow.seal_id == seal_id)
+                .where(SealEventRow.audit_seq == audit_seq)
+                .where(SealEventRow.action.in_(("grant_use", "revoke_use")))
+                .order_by(SealEventRow.sequence.desc())
+                .limit(1)
+            )
+            grant = session.get(SealGrantRow, grant_id) if grant_id else None
+            if grant is None:
+                raise SealNotFound(
+                    f"seal {seal_id} recorded no grant with audit record {audit_seq}"
+                )
+            return grant_view(grant, self.now())
+
     def list_grants(
         self,
         principal: Principal,
@@ -447,17 +470,19 @@ class SealUsage:
         signs with the seal's key, so the caller must still be allowed to use the seal now
         (:meth:`authorise_use`: it is active, the grant current). Raises SealNotFound when no
         such use of ``principal`` was recorded."""
-        with self.db.read() as session:
+        with self.db.read() as session:  # the newest such event, as grant_recorded asks
             row = session.scalars(
-                select(SealEventRow).where(
-                    SealEventRow.seal_id == seal_id, SealEventRow.audit_seq == audit_seq
-                )
+                select(SealEventRow)
+                .where(SealEventRow.seal_id == seal_id)
+                .where(SealEventRow.audit_seq == audit_seq)
+                .where(SealEventRow.action == action)
+                .order_by(SealEventRow.sequence.desc())
+                .limit(1)
             ).first()
             record = audit.record_at(session, audit_seq)
         if (
             row is None
             or record is None
-            or row.action != action
             or row.principal != principal.actor
             or record.action != f"seal.{action}"
         ):

@@ -431,6 +431,21 @@ def _status_again(action: str, response: Callable[..., Any]) -> Callable[..., An
     return rebuild
 
 
+def _recovery_after(action: str, response: Callable[..., Any]) -> Callable[..., Any]:
+    """The rebuilder of a key recovery step's lost answer: ``response`` with the recovery its
+    one ``action`` record names, as it stands now (read as the caller). Not for delivery: its
+    answer is the key envelope, which is never stored."""
+
+    def rebuild(servicer: CertificateServicer, effects: Sequence[ClaimEffect]) -> Any:
+        recovery_id = acted_on(effects, action, "key-recovery/")
+        if recovery_id is None:
+            return None
+        found = servicer._ca().key_recovery(current_principal(), recovery_id)
+        return response(recovery=key_recovery_pb(found))
+
+    return rebuild
+
+
 # --- the servicer -----------------------------------------------------------------------------
 
 
@@ -718,6 +733,9 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
 
         return await run_sync(run)
 
+    @rebuilt_from(
+        _recovery_after("ca.kmc.recovery.request", certificate_pb2.RequestKeyRecoveryResponse)
+    )
     async def RequestKeyRecovery(
         self,
         request: certificate_pb2.RequestKeyRecoveryRequest,
@@ -738,6 +756,9 @@ class CertificateServicer(certificate_pb2_grpc.CertificateServiceServicer):
 
         return await run_sync(run)
 
+    @rebuilt_from(
+        _recovery_after("ca.kmc.recovery.approve", certificate_pb2.ApproveKeyRecoveryResponse)
+    )
     async def ApproveKeyRecovery(
         self,
         request: certificate_pb2.ApproveKeyRecoveryRequest,

@@ -24,7 +24,7 @@ from govtrust.audit import ClaimEffect
 from govtrust.db import Database
 from govtrust.errors import InvalidArgument
 from govtrust.platform import Platform
-from govtrust.rpc.answers import acted_on, rebuilt_from
+from govtrust.rpc.answers import acted_on, all_acted_on, rebuilt_from
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
@@ -338,6 +338,40 @@ def _service_after(response: Callable[..., Any]) -> Callable[..., Any]:
     return rebuild
 
 
+def _agent_grant_after(action: str, response: Callable[..., Any]) -> Callable[..., Any]:
+    """The rebuilder of an agent grant change's lost answer: ``response`` with the grant its
+    one ``action`` record names, as the grant stands now (read as the caller)."""
+
+    def rebuild(servicer: IdentityServicer, effects: Sequence[ClaimEffect]) -> Any:
+        grant_id = acted_on(effects, action, "agent_grant:")
+        if grant_id is None:
+            return None
+        return response(
+            grant=grant_pb(servicer.registry.get_agent_grant(current_principal(), grant_id))
+        )
+
+    return rebuild
+
+
+def _status_updated(
+    servicer: IdentityServicer, effects: Sequence[ClaimEffect]
+) -> identity_pb2.UpdateIdentityStatusResponse | None:
+    """A lost UpdateIdentityStatus answer: the identity its one status record (suspend,
+    reinstate or cancel) names, as it stands now (read as the caller); the records a
+    cancellation's listeners wrote (revoked seals) are other packages' actions."""
+    found = {
+        identity
+        for action in StatusAction
+        for kind in IdentityKind
+        for identity in all_acted_on(effects, f"identity.{action.value}", f"{kind.value}:")
+    }
+    if len(found) != 1:
+        return None
+    identity_id = found.pop()
+    summary = servicer.registry.get_identity(current_principal(), IdentityRef(id=identity_id))
+    return identity_pb2.UpdateIdentityStatusResponse(identity=summary_pb(summary))
+
+
 class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer):
     """IdentityService over one :class:`IdentityRegistry`, plus the OIDC client RPCs."""
 
@@ -449,6 +483,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
             identities=[summary_pb(s) for s in page.items], next_page_token=page.next_page_token
         )
 
+    @rebuilt_from(_status_updated)
     async def UpdateIdentityStatus(
         self, request: identity_pb2.UpdateIdentityStatusRequest, context: Context
     ) -> identity_pb2.UpdateIdentityStatusResponse:
@@ -509,6 +544,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
             citizen_is_agent=check.citizen_is_agent,
         )
 
+    @rebuilt_from(_agent_grant_after("identity.agent.grant", identity_pb2.GrantAgentResponse))
     async def GrantAgent(
         self, request: identity_pb2.GrantAgentRequest, context: Context
     ) -> identity_pb2.GrantAgentResponse:
@@ -524,6 +560,7 @@ class IdentityServicer(OidcClientRpcs, identity_pb2_grpc.IdentityServiceServicer
         )
         return identity_pb2.GrantAgentResponse(grant=grant_pb(grant))
 
+    @rebuilt_from(_agent_grant_after("identity.agent.revoke", identity_pb2.RevokeAgentResponse))
     async def RevokeAgent(
         self, request: identity_pb2.RevokeAgentRequest, context: Context
     ) -> identity_pb2.RevokeAgentResponse:

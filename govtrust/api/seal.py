@@ -17,7 +17,7 @@ from govtrust.api.identity import parse_ref
 from govtrust.audit import ClaimEffect
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
-from govtrust.rpc.answers import acted_on, rebuilt_from, recorded, redone_by
+from govtrust.rpc.answers import acted_on, all_acted_on, rebuilt_from, redone_by, the_effect
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
@@ -382,13 +382,43 @@ def _use_redone(
     recorded (None unless it recorded exactly one)."""
 
     def redo(servicer: SealServicer, request: Any, effects: Sequence[ClaimEffect]) -> Any:
-        use = recorded(effects, f"seal.{action}")
+        use = the_effect(effects, f"seal.{action}", "seal/")
         if use is None or use.target != f"seal/{request.seal_id}":
             return None
         result = reproduce(servicer)(current_principal(), domain_request(request), use.seq)
         return response(result, request)
 
     return redo
+
+
+def _grant_after(action: str, response: Callable[..., Any]) -> Callable[..., Any]:
+    """The rebuilder of a use grant change's lost answer: ``response`` with the grant it made
+    or revoked (named by the seal event recorded with the call's one ``action`` record), as the
+    grant stands now."""
+
+    def rebuild(servicer: SealServicer, effects: Sequence[ClaimEffect]) -> Any:
+        effect = the_effect(effects, action, "seal/")
+        if effect is None:
+            return None
+        seal_id = effect.target.removeprefix("seal/")
+        return response(grant=grant_pb(servicer.service.grant_recorded(seal_id, effect.seq)))
+
+    return rebuild
+
+
+def _remade(
+    servicer: SealServicer, effects: Sequence[ClaimEffect]
+) -> seal_pb2.RemakeSealResponse | None:
+    """A lost RemakeSeal answer: the two seals its ``seal.remake`` records name — the new one
+    is the one replacing the other — as they stand now (None unless exactly such a pair)."""
+    ids = all_acted_on(effects, "seal.remake", "seal/")
+    if len(ids) != 2:
+        return None
+    first, second = (servicer.service.get(i) for i in sorted(ids))
+    for old, new in ((first, second), (second, first)):
+        if new.replaces_seal_id == old.id and old.replaced_by_seal_id == new.id:
+            return seal_pb2.RemakeSealResponse(old_seal=seal_pb(old), new_seal=seal_pb(new))
+    return None
 
 
 class SealServicer(seal_pb2_grpc.SealServiceServicer):
@@ -530,6 +560,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         )
         return seal_pb2.DestroySealResponse(seal=seal_pb(seal))
 
+    @rebuilt_from(_remade)
     async def RemakeSeal(
         self,
         request: seal_pb2.RemakeSealRequest,
@@ -549,6 +580,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         )
         return seal_pb2.RemakeSealResponse(old_seal=seal_pb(old), new_seal=seal_pb(new))
 
+    @rebuilt_from(_grant_after("seal.grant_use", seal_pb2.GrantSealUseResponse))
     async def GrantSealUse(
         self,
         request: seal_pb2.GrantSealUseRequest,
@@ -565,6 +597,7 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
         )
         return seal_pb2.GrantSealUseResponse(grant=grant_pb(grant))
 
+    @rebuilt_from(_grant_after("seal.revoke_use", seal_pb2.RevokeSealUseResponse))
     async def RevokeSealUse(
         self,
         request: seal_pb2.RevokeSealUseRequest,

@@ -87,22 +87,34 @@ def _serialised(message: Any) -> bytes | None:
     return None if message is None else bytes(message.SerializeToString(deterministic=True))
 
 
-def recorded(effects: Sequence[ClaimEffect], action: str) -> ClaimEffect | None:
-    """The one successful effect with ``action`` (its record: :attr:`ClaimEffect.seq`); None
-    when no such effect, or several, were recorded."""
-    found = [e for e in effects if e.outcome == "ok" and e.action == action]
-    return found[0] if len(found) == 1 else None
+def _succeeded(effects: Sequence[ClaimEffect], action: str, kind: str) -> list[ClaimEffect]:
+    """The successful effects with ``action`` (a full action, or a prefix ending in ``.``) on
+    an object of ``kind`` (its target's prefix)."""
+    return [
+        e
+        for e in effects
+        if e.outcome == "ok"
+        and (e.action.startswith(action) if action.endswith(".") else e.action == action)
+        and e.target.startswith(kind)
+    ]
+
+
+def all_acted_on(effects: Sequence[ClaimEffect], action: str, kind: str) -> frozenset[str]:
+    """Every object (the part of its target after ``kind``) that a successful effect with
+    ``action`` (as in :func:`acted_on`) acted on."""
+    return frozenset(e.target.removeprefix(kind) for e in _succeeded(effects, action, kind))
 
 
 def acted_on(effects: Sequence[ClaimEffect], action: str, kind: str) -> str | None:
     """The object (the part of its target after ``kind``) that the one successful effect with
     ``action`` (a full action, or a prefix ending in ``.``) acted on; None when no such effect,
     or several, were recorded."""
-    found = {
-        e.target.removeprefix(kind)
-        for e in effects
-        if e.outcome == "ok"
-        and (e.action.startswith(action) if action.endswith(".") else e.action == action)
-        and e.target.startswith(kind)
-    }
+    found = set(all_acted_on(effects, action, kind))
     return found.pop() if len(found) == 1 else None
+
+
+def the_effect(effects: Sequence[ClaimEffect], action: str, kind: str) -> ClaimEffect | None:
+    """The one successful effect with ``action`` (as in :func:`acted_on`) on an object of
+    ``kind`` (its record's ``seq`` included); None when there is none, or several."""
+    found = _succeeded(effects, action, kind)
+    return found[0] if len(found) == 1 else None

@@ -160,6 +160,35 @@ def test_crl_and_delta_reflect_changes_at_once(
     )
 
 
+def test_a_revocation_timed_before_its_base_but_committed_after_is_in_the_delta(
+    authority: CertificateAuthority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A revocation takes its time before its transaction (which signs an OCSP response and
+    waits for the audit chain), so it can be timed before a full CRL's thisUpdate yet commit
+    after that CRL read its entries: in neither the full CRL nor, by time, any delta on it."""
+    chain = write_chain(authority, tmp_path)
+    late, early = _issue(authority), _issue(authority)
+    authority.revoke(OPERATOR, early.id, reason="superseded")
+    base = authority.crl("citizen")
+    assert base.entry_count == 1
+    # what the race leaves behind: the revocation committed now, timed before the base
+    moment = base.this_update - timedelta(seconds=2)
+    monkeypatch.setattr("ca.revocation.now", lambda: moment)
+    authority.revoke(OPERATOR, late.id, reason="keyCompromise")
+    monkeypatch.undo()
+    delta = authority.crl("citizen", delta=True)
+    assert delta.base_crl_number == base.crl_number
+    path = tmp_path / "delta.crl"
+    path.write_bytes(delta.der)
+    out = openssl(
+        "crl", "-inform", "DER", "-in", str(path), "-CAfile", str(chain.all), "-noout", "-text"
+    )
+    assert "verify OK" in out
+    assert f"Serial Number: {_even(late.serial)}" in out  # its base lacks it
+    assert _even(early.serial) not in out  # its base has it
+    assert "Key Compromise" in out
+
+
 def test_large_crl_encodes_in_one_pass(authority: CertificateAuthority, tmp_path: Path) -> None:
     ca = authority.hierarchy.ca("legal-person")
     moment = datetime.now(UTC).replace(microsecond=0)

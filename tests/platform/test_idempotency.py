@@ -40,12 +40,13 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import func, select
 
+from ca.authority import authority_for
 from ca.models import CaCertificate
 from govtrust.api.access import RPC_ACCESS, SELF_KEYED_METHODS
 from govtrust.audit import head_seq, records_about, verify_chain
 from govtrust.config import Settings
 from govtrust.db import Database
-from govtrust.errors import Unauthenticated
+from govtrust.errors import NotFound, PermissionDenied, Unauthenticated
 from govtrust.idempotency import (
     Begun,
     Claim,
@@ -78,6 +79,7 @@ from govtrust.v1 import (
 from hsm import MasterKey, SoftKeyStore
 from idp.basedata import import_population
 from idp.runtime import identity_registry_for
+from seal.errors import SealNotFound
 from seal.models import SealEventRow, SealRow
 from seal.ofd import model as ofd
 from seal.ofd.package import read_package
@@ -917,6 +919,236 @@ def test_lost_seal_transition_answers_are_rebuilt(
         assert verify_chain(session).ok
 
 
+def _took_effect(error: grpc.RpcError) -> list[tuple[str, str, str]]:
+    """The ``TOOK_EFFECT`` precondition violations of an "outcome unknown" refusal."""
+    status = rpc_status.from_call(cast(grpc.Call, error))
+    assert status is not None
+    failures = [
+        error_details_pb2.PreconditionFailure.FromString(d.value)
+        for d in status.details
+        if d.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR)
+    ]
+    return [(v.type, v.subject, v.description) for f in failures for v in f.violations]
+
+
+def test_lost_key_recovery_answers_are_rebuilt_but_a_lost_delivery_is_named(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    citizen_id = _assured_citizen(stack)
+    operator = stack.meta(OPERATOR)
+    signing, recipient = (
+        stack.certificates.GenerateKeyAndIssue(
+            certificate_pb2.GenerateKeyAndIssueRequest(
+                profile=common_pb2.CERTIFICATE_PROFILE_CITIZEN,
+                subject=certificate_pb2.CertificateSubject(
+                    identity=common_pb2.IdentityRef(id=citizen_id)
+                ),
+                key_algorithm=common_pb2.KEY_ALGORITHM_SM2,
+            ),
+            metadata=operator,
+        ).certificate.summary.serial_number
+        for _ in range(2)
+    )
+    pair = stack.certificates.IssueEncryptionPair(
+        certificate_pb2.IssueEncryptionPairRequest(
+            signing_certificate=certificate_pb2.CertificateRef(serial_number=signing)
+        ),
+        metadata=operator,
+    )
+    encryption = pair.encryption_certificate.summary.serial_number
+    request = certificate_pb2.RequestKeyRecoveryRequest(
+        certificate=certificate_pb2.CertificateRef(serial_number=encryption),
+        legal_basis="court order 7",
+        recipient_certificate=certificate_pb2.CertificateRef(serial_number=recipient),
+        request_id="lost-recovery",
+    )
+    opened = _lost_then_rebuilt(
+        stack,
+        monkeypatch,
+        lambda: stack.certificates.RequestKeyRecovery(request, metadata=operator),
+    ).recovery
+    assert opened.recovery_id and opened.status == certificate_pb2.KEY_RECOVERY_STATUS_PENDING
+    assert opened.certificate.serial_number == encryption
+    assert opened.recipient.serial_number == recipient
+    for officer, approvers, status in (
+        ("officer-1", 1, certificate_pb2.KEY_RECOVERY_STATUS_PENDING),
+        ("officer-2", 2, certificate_pb2.KEY_RECOVERY_STATUS_APPROVED),
+    ):
+        meta = stack.meta(Principal("user", officer, frozenset({"key-recovery"})))
+        approve = certificate_pb2.ApproveKeyRecoveryRequest(
+            recovery_id=opened.recovery_id, request_id=f"lost-approve-{officer}"
+        )
+        approved = _lost_then_rebuilt(
+            stack,
+            monkeypatch,
+            functools.partial(stack.certificates.ApproveKeyRecovery, approve, metadata=meta),
+        ).recovery
+        assert approved.recovery_id == opened.recovery_id and approved.status == status
+        assert len(approved.approvers) == approvers
+
+    authority = authority_for(stack.platform)
+    with stack.unchanged():
+        with pytest.raises(PermissionDenied):
+            authority.key_recovery(MAKER, opened.recovery_id)
+        with pytest.raises(NotFound, match="no such key recovery"):
+            authority.key_recovery(OPERATOR, "nope")
+
+    # the delivered key envelope is not stored: its lost answer is named, never made again
+    deliver = certificate_pb2.DeliverRecoveredKeyRequest(
+        recovery_id=opened.recovery_id, request_id="lost-deliver"
+    )
+    with _killed_before_answering(stack, monkeypatch):
+        assert stack.certificates.DeliverRecoveredKey(deliver, metadata=operator).key_envelope
+    with stack.unchanged():
+        error = _refused(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            lambda: stack.certificates.DeliverRecoveredKey(deliver, metadata=operator),
+        )
+    assert "took effect but its answer was lost" in (error.details() or "")
+    assert _took_effect(error) == [
+        ("TOOK_EFFECT", f"key-recovery/{opened.recovery_id}", "ca.kmc.recovery.deliver")
+    ]
+
+
+def test_lost_seal_grant_and_remake_answers_are_rebuilt(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    company_id, rep = _company(stack)
+    seal_id, _ = _active_seal(stack, company_id, rep)
+    rep_meta = stack.meta(rep)
+    grants = []
+    for n, first17 in enumerate(("11010519900101003", "11010519910202004")):
+        grantee = _citizen(stack, "王五", first17)
+        request = seal_pb2.GrantSealUseRequest(
+            seal_id=seal_id,
+            grantee=common_pb2.IdentityRef(id=grantee),
+            document_kinds=["contract"],
+            request_id=f"lost-grant-{n}",
+        )
+        granted = _lost_then_rebuilt(
+            stack,
+            monkeypatch,
+            functools.partial(stack.seals.GrantSealUse, request, metadata=rep_meta),
+        ).grant
+        assert granted.seal_id == seal_id and granted.grantee.id == grantee
+        assert granted.status == common_pb2.GRANT_STATUS_ACTIVE
+        assert list(granted.document_kinds) == ["contract"]
+        grants.append(granted)
+    assert grants[0].id != grants[1].id
+    # two answers lost before either is retried (the older grant revoked, a third granted):
+    # each rebuilt answer names its own call's grant, though the seal's newest event is not it
+    revoke = seal_pb2.RevokeSealUseRequest(
+        grant_id=grants[0].id, reason="left the company", request_id="lost-ungrant"
+    )
+    third = seal_pb2.GrantSealUseRequest(
+        seal_id=seal_id,
+        grantee=common_pb2.IdentityRef(id=grants[1].grantee.id),
+        request_id="lost-grant-2",
+    )
+    calls: list[Callable[[], Any]] = [
+        functools.partial(stack.seals.RevokeSealUse, revoke, metadata=rep_meta),
+        functools.partial(stack.seals.GrantSealUse, third, metadata=rep_meta),
+    ]
+    with _killed_before_answering(stack, monkeypatch):
+        firsts = [call() for call in calls]
+    with unchanged(stack.platform.db, stack.platform.keystore, allow=["request_ledger"]):
+        assert [call() for call in calls] == firsts
+    with stack.unchanged():
+        assert [call() for call in calls] == firsts
+    revoked, granted = firsts[0].grant, firsts[1].grant
+    assert revoked.id == grants[0].id and revoked.status == common_pb2.GRANT_STATUS_REVOKED
+    assert revoked.revoke_reason == "left the company"
+    assert granted.id not in (grants[0].id, grants[1].id) and not granted.document_kinds
+    with stack.unchanged(), pytest.raises(SealNotFound, match="recorded no grant"):
+        runtime_for(stack.platform).service.grant_recorded(seal_id, 1)  # not a grant's record
+
+    remake = seal_pb2.RemakeSealRequest(
+        seal_id=seal_id,
+        cause=seal_pb2.REMAKE_CAUSE_LOSS,
+        reason="lost",
+        request_id="lost-remake",
+    )
+    maker = stack.meta(MAKER)
+    remade = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.seals.RemakeSeal(remake, metadata=maker)
+    )
+    assert remade.old_seal.id == seal_id
+    assert remade.old_seal.status == common_pb2.SEAL_STATUS_REVOKED
+    assert remade.old_seal.replaced_by_seal_id == remade.new_seal.id
+    assert remade.new_seal.replaces_seal_id == seal_id
+    assert remade.new_seal.status == common_pb2.SEAL_STATUS_MADE
+    with stack.platform.db.read() as session:
+        assert verify_chain(session).ok
+
+
+def test_lost_agent_grant_and_status_answers_are_rebuilt(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    company_id, rep = _company(stack)
+    agent_id = _citizen(stack, "王五", "11010519900101003")
+    rep_meta = stack.meta(rep)
+    grant = identity_pb2.GrantAgentRequest(
+        legal_person=common_pb2.IdentityRef(id=company_id),
+        agent=common_pb2.IdentityRef(id=agent_id),
+        scopes=["seal.use", "seal.apply"],
+        request_id="lost-agent",
+    )
+    granted = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.identity.GrantAgent(grant, metadata=rep_meta)
+    ).grant
+    assert granted.id and granted.agent.id == agent_id
+    assert list(granted.scopes) == ["seal.apply", "seal.use"]
+    assert granted.status == common_pb2.GRANT_STATUS_ACTIVE
+    revoke = identity_pb2.RevokeAgentRequest(
+        grant_id=granted.id, reason="no longer employed", request_id="lost-unagent"
+    )
+    revoked = _lost_then_rebuilt(
+        stack, monkeypatch, lambda: stack.identity.RevokeAgent(revoke, metadata=rep_meta)
+    ).grant
+    assert revoked.id == granted.id and revoked.status == common_pb2.GRANT_STATUS_REVOKED
+
+    # status changes of a citizen, then the cancellation of a legal person holding an active
+    # seal: its listener's records (the revoked seal, its certificate) are not the answer
+    seal_id, _ = _active_seal(stack, company_id, rep)
+    registrar = stack.meta(REGISTRAR)
+    changes = [
+        (
+            agent_id,
+            identity_pb2.IDENTITY_STATUS_ACTION_SUSPEND,
+            common_pb2.IDENTITY_STATUS_SUSPENDED,
+        ),
+        (
+            agent_id,
+            identity_pb2.IDENTITY_STATUS_ACTION_REINSTATE,
+            common_pb2.IDENTITY_STATUS_ACTIVE,
+        ),
+        (
+            company_id,
+            identity_pb2.IDENTITY_STATUS_ACTION_CANCEL,
+            common_pb2.IDENTITY_STATUS_CANCELLED,
+        ),
+    ]
+    for n, (identity, action, status) in enumerate(changes):
+        request = identity_pb2.UpdateIdentityStatusRequest(
+            identity=common_pb2.IdentityRef(id=identity),
+            action=action,
+            reason="by order",
+            request_id=f"lost-status-{n}",
+        )
+        changed = _lost_then_rebuilt(
+            stack,
+            monkeypatch,
+            functools.partial(stack.identity.UpdateIdentityStatus, request, metadata=registrar),
+        ).identity
+        assert changed.id == identity and changed.status == status
+    assert (
+        stack.seals.GetSeal(
+            seal_pb2.GetSealRequest(seal_id=seal_id), metadata=stack.meta(FILING)
+        ).seal.status
+        == common_pb2.SEAL_STATUS_REVOKED
+    )
+
+
 # --- sealing answers lost after the use: re-produced bound to it ----------------------------
 
 
@@ -1111,16 +1343,7 @@ def test_a_lost_sealing_answer_is_not_reproduced_once_the_seal_is_suspended(
         )
     assert "took effect but its answer was lost" in (error.details() or "")
     assert f"seal.sign_data on seal/{seal_id}" in (error.details() or "")
-    status = rpc_status.from_call(cast(grpc.Call, error))
-    assert status is not None
-    failures = [
-        error_details_pb2.PreconditionFailure.FromString(d.value)
-        for d in status.details
-        if d.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR)
-    ]
-    assert [(v.type, v.subject, v.description) for f in failures for v in f.violations] == [
-        ("TOOK_EFFECT", f"seal/{seal_id}", "seal.sign_data")
-    ]
+    assert _took_effect(error) == [("TOOK_EFFECT", f"seal/{seal_id}", "seal.sign_data")]
 
 
 def test_a_taken_over_claims_late_abandon_changes_nothing(stack: Stack) -> None:
@@ -1149,7 +1372,7 @@ def test_a_rebuild_that_cannot_answer_leaves_the_outcome_unknown(stack: Stack) -
     gone), leaves the key "outcome unknown" naming the effect; a database outage while
     rebuilding stays retryable; an answer is stored once and replayed."""
     from govtrust import audit
-    from govtrust.errors import NotFound, Unavailable
+    from govtrust.errors import Unavailable
 
     platform = stack.platform
     digest = request_digest(b"body")
