@@ -96,6 +96,7 @@ IDLE_IN_TRANSACTION_SECONDS = 60  # see postgresql_connect_args
 KEEPALIVE_IDLE_SECONDS = 30
 KEEPALIVE_INTERVAL_SECONDS = 10
 KEEPALIVE_COUNT = 3
+TCP_USER_TIMEOUT_SECONDS = 10
 
 
 _process_id: tuple[int, str] | None = None
@@ -127,6 +128,11 @@ def postgresql_connect_args(
     * client keepalives (``keepalives_idle`` …): a server host that vanished is noticed by a
       waiting call in about idle + interval × count seconds (70 s by default), which then fails
       UNAVAILABLE instead of hanging.
+    * ``tcp_user_timeout``, both ends: data left unacknowledged for TCP_USER_TIMEOUT_SECONDS
+      ends the connection. Keepalives watch only an idle connection; a statement sent into a
+      partition would otherwise wait for the kernel's retransmissions (which back off: after a
+      20 s partition the next one can come seconds later, and by default they go on for about
+      15 minutes) — the call, and the request-ledger claim it holds, stay stuck that long.
     * server side, per session (``options``): ``idle_in_transaction_session_timeout`` ends a
       session left idle inside a transaction (a client that died holding the audit chain's
       lock, a row lock, a lease row) after that many seconds, releasing its locks; and the
@@ -149,6 +155,8 @@ def postgresql_connect_args(
             keepalives_interval=KEEPALIVE_INTERVAL_SECONDS,
             keepalives_count=KEEPALIVE_COUNT,
         )
+        if "tcp_user_timeout" not in given:
+            args["tcp_user_timeout"] = TCP_USER_TIMEOUT_SECONDS * 1000
     if "options" not in given:
         options = [f"-c idle_in_transaction_session_timeout={idle_in_transaction_seconds * 1000}"]
         if keepalive_idle_seconds > 0:
@@ -156,6 +164,7 @@ def postgresql_connect_args(
                 f"-c tcp_keepalives_idle={keepalive_idle_seconds}",
                 f"-c tcp_keepalives_interval={KEEPALIVE_INTERVAL_SECONDS}",
                 f"-c tcp_keepalives_count={KEEPALIVE_COUNT}",
+                f"-c tcp_user_timeout={TCP_USER_TIMEOUT_SECONDS * 1000}",
             ]
         args["options"] = " ".join(options)
     return args

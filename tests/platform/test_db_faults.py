@@ -137,6 +137,7 @@ def test_sessions_carry_the_server_side_bounds(db: Database) -> None:
                 "tcp_keepalives_idle",
                 "tcp_keepalives_interval",
                 "tcp_keepalives_count",
+                "tcp_user_timeout",
             )
         }
     assert shown == {
@@ -144,13 +145,16 @@ def test_sessions_carry_the_server_side_bounds(db: Database) -> None:
         "tcp_keepalives_idle": "30",
         "tcp_keepalives_interval": "10",
         "tcp_keepalives_count": "3",
+        "tcp_user_timeout": "10000",  # milliseconds
     }
     args = postgresql_connect_args(db.url)
     assert args["keepalives"] == 1 and args["keepalives_idle"] == 30
+    assert args["tcp_user_timeout"] == 10_000
     # what the URL names wins; 0 turns keepalives off
     given = postgresql_connect_args(db.url + "?options=-c%20work_mem%3D8MB&connect_timeout=3")
     assert "options" not in given and "connect_timeout" not in given
-    assert "keepalives" not in postgresql_connect_args(db.url, keepalive_idle_seconds=0)
+    off = postgresql_connect_args(db.url, keepalive_idle_seconds=0)
+    assert "keepalives" not in off and "tcp_user_timeout" not in off
 
 
 def test_a_lost_client_idle_in_a_transaction_loses_its_locks(database_url: str) -> None:
