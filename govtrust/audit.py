@@ -345,18 +345,26 @@ def records_about(
     if wanted:
         query = query.where(or_(*wanted))
     rows = session.scalars(query.order_by(AuditRecord.seq.desc()).limit(limit))
-    return [
-        RecordView(
-            r.seq,
-            as_utc(r.recorded_at),
-            r.actor,
-            r.action,
-            r.target,
-            r.outcome,
-            json.loads(r.details) if r.details else {},
-        )
-        for r in rows
-    ]
+    return [_view(r) for r in rows]
+
+
+def _view(r: AuditRecord) -> RecordView:
+    return RecordView(
+        r.seq,
+        as_utc(r.recorded_at),
+        r.actor,
+        r.action,
+        r.target,
+        r.outcome,
+        json.loads(r.details) if r.details else {},
+    )
+
+
+def record_at(session: Session, seq: int) -> RecordView | None:
+    """The record with sequence number ``seq`` (None when there is none): how an owner package
+    reads back what it recorded of one effect (:attr:`ClaimEffect.seq`)."""
+    r = session.get(AuditRecord, seq)
+    return None if r is None else _view(r)
 
 
 def head_seq(session: Session) -> int:

@@ -26,10 +26,11 @@ retry takes the claim over and acts; a record carries it → the effect committe
 was lost, and it is never acted on again. The retry then gets the answer rebuilt from the effect
 where the operation's adapter can (:meth:`RequestLedger.wait_for_answer`'s ``rebuild``: the
 records carrying the token name each object acted on, and the owning package's read functions
-give its state — the answer as the objects stand at the retry), stored as the key's answer from
-then on; otherwise it is refused with :class:`RequestOutcomeUnknown`, which names those objects
-so the client can look the result up. A call that fails releases its claim (so a retry acts
-afresh), unless its effect was recorded.
+give its state — the answer as the objects stand at the retry; a sealing call's document or
+signature is re-produced from the retry's request and bound to the use its lost call recorded),
+stored as the key's answer from then on; otherwise it is refused with
+:class:`RequestOutcomeUnknown`, which names those objects so the client can look the result up.
+A call that fails releases its claim (so a retry acts afresh), unless its effect was recorded.
 
 Licence issuance (``IssueLicense``) keeps its own ledger (``licence_issue_requests``), which
 stores the licence identifier in the licence's own transaction; it predates this one.
@@ -128,7 +129,10 @@ class RequestOutcomeUnknown(FailedPrecondition):
 
 Rebuild = Callable[[Sequence[audit.ClaimEffect]], bytes | None]
 """An operation's answer rebuilt from what its call recorded (its serialised response), or None
-when the effects do not determine it."""
+when the effects do not determine it. For an operation whose answer is not kept anywhere (a
+sealed document, a signature) the hook is made per retry from its request: it re-produces the
+answer bound to the recorded effect (:func:`govtrust.rpc.answers.redone_by`); the ledger treats
+both alike."""
 
 
 @dataclass(frozen=True)
@@ -335,22 +339,26 @@ class RequestLedger:
             raise lost from None
         if answer is None:
             raise lost
-        self._settle(lost.key, lost.token, answer)
-        return answer
+        return self._settle(lost.key, lost.token, answer)
 
-    def _settle(self, key: RequestKey, token: str, response: bytes) -> None:
+    def _settle(self, key: RequestKey, token: str, response: bytes) -> bytes:
         """Store ``response`` as the answer of the call whose claim ``token`` took effect, if
-        the key still holds that claim and no answer (otherwise changes nothing)."""
+        the key still holds that claim and no answer; the key's answer from then on (the one a
+        concurrent retry stored first, when there is one: a re-produced signature differs
+        from call to call, and every retry gets the same one)."""
         with self.db.transaction() as session:
             row = session.get(
                 RequestLedgerRow,
                 (key.operation, key.principal, key.request_id),
                 with_for_update=True,
             )
-            if row is None or row.claim_token != token or row.response is not None:
-                return
+            if row is None or row.claim_token != token:
+                return response
+            if row.response is not None:
+                return self.cipher.decrypt(row.response, key.aad, "stored answer")
             row.state, row.completed_at = DONE, self.clock()
             row.response = self.cipher.encrypt(response, key.aad)
+            return response
 
     def finish(self, claim: Claim, response: bytes) -> None:
         """Store the answer of the claimed call (a retry gets it back from now on). When the

@@ -75,7 +75,7 @@ from seal.transitions import (
     iter_statuses,
 )
 from seal.types import EventView, GrantView, SealKind, SealStatus, SealView
-from seal.usage import SealUsage, Use, UseContext
+from seal.usage import RecordedUse, SealUsage, Use, UseContext
 from seal.views import event_view, grant_state, grant_view, load, view
 
 __all__ = [
@@ -97,6 +97,7 @@ __all__ = [
     "TRANSITIONS",
     "Application",
     "Making",
+    "RecordedUse",
     "SealService",
     "Transition",
     "Use",
@@ -597,6 +598,16 @@ class SealService:
     ) -> EventView:
         """Record a use: :meth:`seal.usage.SealUsage.record_use`."""
         return self.usage.record_use(principal, context, use, session=session)
+
+    def recorded_use(
+        self, principal: Principal, seal_id: str, audit_seq: int, action: str
+    ) -> RecordedUse:
+        """A recorded use to make the output of again: :meth:`seal.usage.SealUsage.recorded_use`."""
+        return self.usage.recorded_use(principal, seal_id, audit_seq, action)
+
+    def record_reproduction(self, principal: Principal, recorded: RecordedUse) -> None:
+        """Audit a use's output made again: :meth:`seal.usage.SealUsage.record_reproduction`."""
+        self.usage.record_reproduction(principal, recorded)
 
     def record_uses(
         self, principal: Principal, context: UseContext, uses: Sequence[Use], session: Session

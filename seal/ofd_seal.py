@@ -17,12 +17,13 @@ dataHash, which a verifier reads back from the signature to find who applied it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from govtrust.principal import Principal
 from seal import structures
-from seal.errors import InvalidSealRequest
+from seal.errors import InvalidSealRequest, SealRuleViolation
 from seal.lifecycle import SealService, Use, UseContext
 from seal.ofd.package import read_package, write_package
 from seal.ofd.reader import OfdContents, read_document
@@ -101,9 +102,40 @@ class SealOfd:
                 sealed.digest_algorithm,
                 sealed.data_hash,
                 request.reason,
+                signing_time=sealed.signing_time,
             ),
         )
         return OfdSealResult(sealed, event)
+
+    def reproduce(
+        self, principal: Principal, request: OfdSealRequest, audit_seq: int
+    ) -> OfdSealResult:
+        """Seal ``request.ofd`` again for the use recorded with audit record ``audit_seq`` (a
+        call whose answer was lost), bound to that use: the signature's ``SignatureDateTime``
+        (and the SES_Signature's time) is the one the use recorded, so ``Signature.xml`` is
+        byte for byte the lost one and its dataHash the use's digest — a verifier finds who
+        applied it; the signature value and its time-stamp are new. No second use is recorded;
+        the remaking is audited. Refused (SealRuleViolation) when the use recorded no signing
+        time (recorded before it was) or the document is not the one sealed then."""
+        if len(request.reason) > 500:
+            raise InvalidSealRequest.field("reason", "at most 500 characters")
+        contents = read_ofd(request.ofd)
+        recorded = self.service.recorded_use(principal, request.seal_id, audit_seq, "seal_ofd")
+        if recorded.signing_time is None:
+            raise SealRuleViolation.rule(
+                f"seal/{request.seal_id}",
+                f"use {recorded.event.sequence} recorded no signing time: it cannot be made again",
+            )
+        sealed = self.sign(
+            recorded.context,
+            contents,
+            request.placement,
+            timestamp=request.timestamp,
+            at=recorded.signing_time,
+            check=recorded.require_digest,
+        )
+        self.service.record_reproduction(principal, recorded)
+        return OfdSealResult(sealed, recorded.event)
 
     def sign(
         self,
@@ -112,8 +144,12 @@ class SealOfd:
         placement: Placement,
         *,
         timestamp: bool = True,
+        at: datetime | None = None,
+        check: Callable[[str, bytes], None] | None = None,
     ) -> SealedOfd:
-        """The signing step alone (no authorisation, no record)."""
+        """The signing step alone (no authorisation, no record); ``at`` the signing time (now,
+        to the second, unless given); ``check`` sees the dataHash (algorithm, value) before
+        anything is signed."""
         seal = context.seal
         if seal.seal_structure is None:
             raise InvalidSealRequest.field("seal_id", "the seal has no GB/T 38540 structure")
@@ -122,11 +158,13 @@ class SealOfd:
         digest = structures.data_digest(oid)
         sm2 = context.ses_sm2
         stamper = CaTimeStamper(self.service.authority, sm2=sm2) if timestamp else None
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = (at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
         hashes: list[bytes] = []
 
         def sign(signature_xml: bytes, property_info: str) -> bytes:
             data_hash = hashlib.new(digest, signature_xml).digest()
+            if check is not None:
+                check(digest, data_hash)
             hashes.append(data_hash)
             return structures.build_signature(
                 structures.SignatureRequest(seal_der, data_hash, property_info, now),

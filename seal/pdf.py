@@ -235,6 +235,18 @@ def _add_riding_slices(
         writer.register_annotation(page_ref, writer.add_object(annot))
 
 
+def _check(request: PdfSealRequest) -> None:
+    """SealPdf's own checks of its input (InvalidSealRequest naming the field)."""
+    if not request.pdf:
+        raise InvalidSealRequest.field("pdf", "required")
+    if len(request.pdf) > MAX_PDF_BYTES:
+        raise InvalidSealRequest.field("pdf", f"at most {MAX_PDF_BYTES} bytes")
+    if not request.pdf.lstrip()[:5] == b"%PDF-":
+        raise InvalidSealRequest.field("pdf", "not a PDF document")
+    if len(request.reason) > 500 or len(request.location) > 200:
+        raise InvalidSealRequest.field("reason", "reason ≤ 500 and location ≤ 200 characters")
+
+
 def _hierarchy(service: SealService, key: SealKey) -> list[bytes]:
     extra = getattr(service.authority, "hierarchy_certificates", None)
     return list(extra()) if callable(extra) else list(key.chain[:-1])
@@ -255,14 +267,7 @@ class SealPdf:
     def seal(self, principal: Principal, request: PdfSealRequest) -> PdfSealResult:
         """Seal ``request.pdf``; raises PermissionDenied / FailedPrecondition with the reason
         when the caller may not use the seal or the seal is not active."""
-        if not request.pdf:
-            raise InvalidSealRequest.field("pdf", "required")
-        if len(request.pdf) > MAX_PDF_BYTES:
-            raise InvalidSealRequest.field("pdf", f"at most {MAX_PDF_BYTES} bytes")
-        if not request.pdf.lstrip()[:5] == b"%PDF-":
-            raise InvalidSealRequest.field("pdf", "not a PDF document")
-        if len(request.reason) > 500 or len(request.location) > 200:
-            raise InvalidSealRequest.field("reason", "reason ≤ 500 and location ≤ 200 characters")
+        _check(request)
         context = self.service.authorise_use(principal, request.seal_id, request.document_kind)
         sealed, field, signing_time = self.sign(context, request)
         digest = hashlib.sha256(request.pdf).digest()
@@ -272,6 +277,23 @@ class SealPdf:
             Use("seal_pdf", request.document_kind, "sha256", digest, request.reason),
         )
         return PdfSealResult(sealed, field, digest, signing_time, request.level, event)
+
+    def reproduce(
+        self, principal: Principal, request: PdfSealRequest, audit_seq: int
+    ) -> PdfSealResult:
+        """Seal ``request.pdf`` again for the use recorded with audit record ``audit_seq`` (a
+        call whose answer was lost): the same use (its event; no second one is recorded), a
+        new signature and time-stamp (the lost document was never delivered); the remaking
+        audited (:meth:`SealService.record_reproduction`). Refused like :meth:`seal` when the
+        caller may no longer use the seal, and with SealRuleViolation when ``request.pdf`` is
+        not the document that use recorded."""
+        _check(request)
+        recorded = self.service.recorded_use(principal, request.seal_id, audit_seq, "seal_pdf")
+        digest = hashlib.sha256(request.pdf).digest()
+        recorded.require_digest("sha256", digest)
+        sealed, field, signing_time = self.sign(recorded.context, request)
+        self.service.record_reproduction(principal, recorded)
+        return PdfSealResult(sealed, field, digest, signing_time, request.level, recorded.event)
 
     def sign(self, context: UseContext, request: PdfSealRequest) -> tuple[bytes, str, datetime]:
         """The signing step alone (no authorisation, no record): returns (pdf, field, time)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -23,7 +24,7 @@ from asn1crypto import cms
 from govtrust.errors import InvalidArgument
 from govtrust.principal import Principal
 from seal import structures
-from seal.lifecycle import SealService, Use
+from seal.lifecycle import SealService, Use, UseContext
 from seal.signing import CaTimeStamper, SealKey, signer_for
 from seal.types import EventView, SealView
 
@@ -67,6 +68,35 @@ class SignData:
         """A detached CMS or SES_Signature; the use is recorded with the digest."""
         self._check(request)
         context = self.service.authorise_use(principal, request.seal_id, request.document_kind)
+        signature, algorithm, digest, now = self._signature(context, request)
+        event = self.service.record_use(
+            principal, context, Use("sign_data", request.document_kind, algorithm, digest)
+        )
+        return DataResult(signature, algorithm, digest, now, context.seal, event)
+
+    def reproduce(self, principal: Principal, request: DataRequest, audit_seq: int) -> DataResult:
+        """The signature again for the use recorded with audit record ``audit_seq`` (a call
+        whose answer was lost), bound to that use (no second use is recorded; the remaking is
+        audited): over the same digest, with a new signing time and time-stamp. Refused like
+        :meth:`sign` when the caller may no longer use the seal, and with SealRuleViolation
+        when the data is not what that use recorded."""
+        self._check(request)
+        recorded = self.service.recorded_use(principal, request.seal_id, audit_seq, "sign_data")
+        context = recorded.context
+        signature, algorithm, digest, now = self._signature(
+            context, request, recorded.require_digest
+        )
+        self.service.record_reproduction(principal, recorded)
+        return DataResult(signature, algorithm, digest, now, context.seal, recorded.event)
+
+    def _signature(
+        self,
+        context: UseContext,
+        request: DataRequest,
+        check: Callable[[str, bytes], None] = lambda _algorithm, _digest: None,
+    ) -> tuple[bytes, str, bytes, datetime]:
+        """(signature, digest algorithm, digest, signing time); ``check`` sees the digest
+        before anything is signed."""
         key = SealKey(
             context.key_id, context.certificate_der, tuple(self.service.authority.chain())
         )
@@ -82,6 +112,7 @@ class SignData:
                     f"{wanted.upper()}, not {given.upper()}",
                 )
             algorithm, digest = self._digest(replace(request, digest_algorithm=wanted))
+            check(algorithm, digest)
             sm2 = context.ses_sm2
             stamper = CaTimeStamper(self.service.authority, sm2=sm2)
             assert context.seal.seal_structure is not None
@@ -103,16 +134,14 @@ class SignData:
                 raise InvalidArgument.field(
                     "digest.algorithm", "CMS SignedData uses sha256, sha384 or sha512"
                 )
+            check(algorithm, digest)
             signer = signer_for(self.service.keystore, key)
             timestamper = CaTimeStamper(self.service.authority) if request.timestamp else None
             content: cms.ContentInfo = asyncio.run(
                 signer.async_sign(digest, algorithm, timestamper=timestamper)
             )
             signature = content.dump()
-        event = self.service.record_use(
-            principal, context, Use("sign_data", request.document_kind, algorithm, digest)
-        )
-        return DataResult(signature, algorithm, digest, now, context.seal, event)
+        return signature, algorithm, digest, now
 
     @staticmethod
     def _check(request: DataRequest) -> None:

@@ -35,7 +35,7 @@ from seal.owners import Owners
 from seal.paging import page
 from seal.transitions import SCOPE_MANAGE, SCOPE_USE
 from seal.types import EventView, GrantState, GrantView, SealKind, SealStatus, SealView
-from seal.views import grant_state, grant_view, load
+from seal.views import event_view, grant_state, grant_view, load
 
 S = SealStatus
 
@@ -49,6 +49,30 @@ class Use:
     digest_algorithm: str
     digest: bytes
     reason: str = ""
+    # the time the output claims, when its digest covers it (an OFD's Signature.xml): recorded
+    # so that the output can be re-produced with the same digest (:meth:`SealUsage.recorded_use`)
+    signing_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecordedUse:
+    """A recorded use whose output is to be made again (its call's answer was lost): the use
+    context now, the use's event, and the signing time its record names (or None)."""
+
+    context: UseContext
+    event: EventView
+    signing_time: datetime | None
+
+    def require_digest(self, algorithm: str, digest: bytes) -> None:
+        """Refuse (SealRuleViolation) to make the output again for a document or data other
+        than the one the use recorded (``digest`` under ``algorithm``)."""
+        event = self.event
+        if event.digest_algorithm != algorithm or event.digest != digest:
+            raise SealRuleViolation.rule(
+                f"seal/{self.context.seal.id}",
+                f"use {event.sequence} recorded another document: its output is not made again "
+                "for this one",
+            )
 
 
 @dataclass(frozen=True)
@@ -437,6 +461,61 @@ class SealUsage:
             audit_seq=record.seq,
         )
 
+    def recorded_use(
+        self, principal: Principal, seal_id: str, audit_seq: int, action: str
+    ) -> RecordedUse:
+        """The use ``action`` of seal ``seal_id`` that ``principal`` recorded with the audit
+        record ``audit_seq`` — a call whose effect committed but whose answer was lost — for
+        making its output again, bound to that use (no second use is recorded). Making it again
+        signs with the seal's key, so the caller must still be allowed to use the seal now
+        (:meth:`authorise_use`: it is active, the grant current). Raises SealNotFound when no
+        such use of ``principal`` was recorded."""
+        with self.db.read() as session:  # the newest such event, as grant_recorded asks
+            row = session.scalars(
+                select(SealEventRow)
+                .where(SealEventRow.seal_id == seal_id)
+                .where(SealEventRow.audit_seq == audit_seq)
+                .where(SealEventRow.action == action)
+                .order_by(SealEventRow.sequence.desc())
+                .limit(1)
+            ).first()
+            record = audit.record_at(session, audit_seq)
+        if (
+            row is None
+            or record is None
+            or row.principal != principal.actor
+            or record.action != f"seal.{action}"
+        ):
+            raise SealNotFound(
+                f"no {action} use of seal {seal_id} by {principal.actor} at {audit_seq}"
+            )
+        context = self.authorise_use(principal, seal_id, row.document_kind)
+        claimed = record.details.get(SIGNING_TIME)
+        signing_time = datetime.fromisoformat(claimed) if isinstance(claimed, str) else None
+        return RecordedUse(context, event_view(row), signing_time)
+
+    def record_reproduction(self, principal: Principal, recorded: RecordedUse) -> None:
+        """Audit that the output of ``recorded`` was made again (the seal's key signed once
+        more): one record ``seal.reproduce`` naming the use; the history and its count are
+        unchanged (it is the same use)."""
+        event = recorded.event
+        with self.db.transaction() as session:
+            audit.append(
+                session,
+                actor=principal.actor,
+                action=REPRODUCE_ACTION,
+                target=f"seal/{recorded.context.seal.id}",
+                details={
+                    "use_action": event.action,
+                    "use_sequence": event.sequence,
+                    "use_audit_seq": event.audit_seq,
+                    "digest_algorithm": event.digest_algorithm,
+                    "digest": event.digest.hex(),
+                    "role": recorded.context.role,
+                    "acting_citizen": principal.citizen_id or "",
+                },
+            )
+
     def record_uses(
         self, principal: Principal, context: UseContext, uses: Sequence[Use], session: Session
     ) -> list[int]:
@@ -477,7 +556,7 @@ class SealUsage:
 
 def _use_details(principal: Principal, context: UseContext, use: Use) -> dict[str, object]:
     """The audit details of one use (one shape for single and bulk uses)."""
-    return {
+    details: dict[str, object] = {
         "role": context.role,
         "reason": use.reason,
         "acting_citizen": principal.citizen_id or "",
@@ -485,6 +564,15 @@ def _use_details(principal: Principal, context: UseContext, use: Use) -> dict[st
         "digest": use.digest.hex(),
         "document_kind": use.document_kind,
     }
+    if use.signing_time is not None:
+        details[SIGNING_TIME] = as_utc(use.signing_time).isoformat()
+    return details
+
+
+SIGNING_TIME = "signing_time"
+"""The use record's detail naming the time its output claims (:attr:`Use.signing_time`)."""
+REPRODUCE_ACTION = "seal.reproduce"
+"""The audit action of a use's output made again (not a use: no event, no count)."""
 
 
 def _use_event(

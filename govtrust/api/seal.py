@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from govtrust.api.identity import parse_ref
 from govtrust.audit import ClaimEffect
 from govtrust.errors import InvalidArgument
-from govtrust.rpc.answers import acted_on, all_acted_on, rebuilt_from, the_effect
+from govtrust.principal import Principal
+from govtrust.rpc.answers import acted_on, all_acted_on, rebuilt_from, redone_by, the_effect
 from govtrust.rpc.context import current_principal
 from govtrust.rpc.convert import time_in, timestamp_pb
 from govtrust.rpc.offload import run_sync
@@ -24,10 +25,10 @@ from govtrust.v1 import common_pb2, seal_pb2, seal_pb2_grpc
 from idp.types import IdentityRef
 from seal import images
 from seal.lifecycle import Application, Making, SealService
-from seal.ofd_seal import OfdSealRequest, SealOfd
-from seal.pdf import PdfSealRequest, SealPdf, design_of
+from seal.ofd_seal import OfdSealRequest, OfdSealResult, SealOfd
+from seal.pdf import PdfSealRequest, PdfSealResult, SealPdf, design_of
 from seal.placement import Anchor, Placement, Position, Riding
-from seal.signdata import DataRequest, SignData
+from seal.signdata import DataRequest, DataResult, SignData
 from seal.types import (
     EventView,
     GrantState,
@@ -271,6 +272,123 @@ def _seal_after(response: Callable[..., Any]) -> Callable[..., Any]:
         return None if seal_id is None else response(seal=seal_pb(servicer.service.get(seal_id)))
 
     return rebuild
+
+
+def _pdf_request(request: seal_pb2.SealPdfRequest) -> PdfSealRequest:
+    placement = _placement(request)
+    level = _enum("level", request.level, _LEVEL_IN, PadesLevel.B_T)
+    if request.level == common_pb2.PADES_LEVEL_B_LTA:
+        raise InvalidArgument.field("level", "B-LTA is not offered; use B-LT")
+    return PdfSealRequest(
+        seal_id=request.seal_id,
+        pdf=request.pdf,
+        placement=placement,
+        level=level,
+        document_kind=request.document_kind,
+        reason=request.reason,
+        location=request.location,
+        field_name=request.field_name,
+    )
+
+
+def _pdf_response(result: PdfSealResult, _request: Any = None) -> seal_pb2.SealPdfResponse:
+    return seal_pb2.SealPdfResponse(
+        sealed_pdf=result.sealed_pdf,
+        field_name=result.field_name,
+        document_digest=common_pb2.Digest(
+            algorithm=common_pb2.DIGEST_ALGORITHM_SHA256, value=result.document_sha256
+        ),
+        signing_time=timestamp_pb(result.signing_time),
+        level=_LEVEL[result.level],
+        event=event_pb(result.event),
+    )
+
+
+def _ofd_request(request: seal_pb2.SealOfdRequest) -> OfdSealRequest:
+    return OfdSealRequest(
+        seal_id=request.seal_id,
+        ofd=request.ofd,
+        placement=_placement(request),
+        timestamp=not request.without_timestamp,
+        document_kind=request.document_kind,
+        reason=request.reason,
+    )
+
+
+def _ofd_response(result: OfdSealResult, _request: Any = None) -> seal_pb2.SealOfdResponse:
+    sealed = result.sealed
+    return seal_pb2.SealOfdResponse(
+        sealed_ofd=sealed.ofd,
+        signature_id=sealed.sign_id,
+        signature_file="/" + sealed.signature_file,
+        data_hash=common_pb2.Digest(
+            algorithm=_DIGEST_NAMES[sealed.digest_algorithm], value=sealed.data_hash
+        ),
+        signing_time=timestamp_pb(sealed.signing_time),
+        event=event_pb(result.event),
+    )
+
+
+def _signature_format(request: seal_pb2.SignDataRequest) -> Any:
+    fmt = request.format or common_pb2.SIGNATURE_FORMAT_CMS
+    if fmt not in (common_pb2.SIGNATURE_FORMAT_CMS, common_pb2.SIGNATURE_FORMAT_SES_SIGNATURE):
+        raise InvalidArgument.field("format", "CMS or SES_SIGNATURE")
+    return fmt
+
+
+def _data_request(request: seal_pb2.SignDataRequest) -> DataRequest:
+    which = request.WhichOneof("content")
+    if which is None:
+        raise InvalidArgument.field("content", "data or digest is required")
+    fmt = _signature_format(request)
+    digest_algorithm = "sha256"
+    if which == "digest":
+        digest_algorithm = _enum("digest.algorithm", request.digest.algorithm, _DIGEST_IN, "sha256")
+    return DataRequest(
+        seal_id=request.seal_id,
+        data=request.data if which == "data" else None,
+        digest=request.digest.value if which == "digest" else None,
+        digest_algorithm=digest_algorithm,
+        ses=fmt == common_pb2.SIGNATURE_FORMAT_SES_SIGNATURE,
+        timestamp=request.timestamp,
+        document_kind=request.document_kind,
+        property_info=request.property_info,
+    )
+
+
+def _data_response(
+    result: DataResult, request: seal_pb2.SignDataRequest
+) -> seal_pb2.SignDataResponse:
+    return seal_pb2.SignDataResponse(
+        signature=result.signature,
+        format=_signature_format(request),
+        data_digest=common_pb2.Digest(
+            algorithm=_DIGEST_NAMES[result.digest_algorithm], value=result.digest
+        ),
+        signing_time=timestamp_pb(result.signing_time),
+        certificate=seal_pb(result.seal).certificate,
+        event=event_pb(result.event),
+    )
+
+
+def _use_redone(
+    action: str,
+    reproduce: Callable[[SealServicer], Callable[[Principal, Any, int], Any]],
+    domain_request: Callable[[Any], Any],
+    response: Callable[[Any, Any], Any],
+) -> Callable[..., Any]:
+    """The redo of a sealing call's lost answer: the document or signature made again by
+    ``reproduce`` from the retry's request, bound to the ``seal.<action>`` use the lost call
+    recorded (None unless it recorded exactly one)."""
+
+    def redo(servicer: SealServicer, request: Any, effects: Sequence[ClaimEffect]) -> Any:
+        use = the_effect(effects, f"seal.{action}", "seal/")
+        if use is None or use.target != f"seal/{request.seal_id}":
+            return None
+        result = reproduce(servicer)(current_principal(), domain_request(request), use.seq)
+        return response(result, request)
+
+    return redo
 
 
 def _grant_after(action: str, response: Callable[..., Any]) -> Callable[..., Any]:
@@ -578,100 +696,33 @@ class SealServicer(seal_pb2_grpc.SealServiceServicer):
             image=data, media_type=media, width_mm=seal.width_mm, height_mm=seal.height_mm
         )
 
+    @redone_by(_use_redone("seal_pdf", lambda s: s.pdf.reproduce, _pdf_request, _pdf_response))
     async def SealPdf(
         self,
         request: seal_pb2.SealPdfRequest,
         context: Any,
     ) -> seal_pb2.SealPdfResponse:
-        placement = _placement(request)
-        level = _enum("level", request.level, _LEVEL_IN, PadesLevel.B_T)
-        if request.level == common_pb2.PADES_LEVEL_B_LTA:
-            raise InvalidArgument.field("level", "B-LTA is not offered; use B-LT")
-        pdf_request = PdfSealRequest(
-            seal_id=request.seal_id,
-            pdf=request.pdf,
-            placement=placement,
-            level=level,
-            document_kind=request.document_kind,
-            reason=request.reason,
-            location=request.location,
-            field_name=request.field_name,
-        )
-        result = await run_sync(self.pdf.seal, current_principal(), pdf_request)
-        return seal_pb2.SealPdfResponse(
-            sealed_pdf=result.sealed_pdf,
-            field_name=result.field_name,
-            document_digest=common_pb2.Digest(
-                algorithm=common_pb2.DIGEST_ALGORITHM_SHA256, value=result.document_sha256
-            ),
-            signing_time=timestamp_pb(result.signing_time),
-            level=_LEVEL[result.level],
-            event=event_pb(result.event),
-        )
+        result = await run_sync(self.pdf.seal, current_principal(), _pdf_request(request))
+        return _pdf_response(result)
 
+    @redone_by(_use_redone("seal_ofd", lambda s: s.ofd.reproduce, _ofd_request, _ofd_response))
     async def SealOfd(
         self,
         request: seal_pb2.SealOfdRequest,
         context: Any,
     ) -> seal_pb2.SealOfdResponse:
-        ofd_request = OfdSealRequest(
-            seal_id=request.seal_id,
-            ofd=request.ofd,
-            placement=_placement(request),
-            timestamp=not request.without_timestamp,
-            document_kind=request.document_kind,
-            reason=request.reason,
-        )
-        result = await run_sync(self.ofd.seal, current_principal(), ofd_request)
-        sealed = result.sealed
-        return seal_pb2.SealOfdResponse(
-            sealed_ofd=sealed.ofd,
-            signature_id=sealed.sign_id,
-            signature_file="/" + sealed.signature_file,
-            data_hash=common_pb2.Digest(
-                algorithm=_DIGEST_NAMES[sealed.digest_algorithm], value=sealed.data_hash
-            ),
-            signing_time=timestamp_pb(sealed.signing_time),
-            event=event_pb(result.event),
-        )
+        result = await run_sync(self.ofd.seal, current_principal(), _ofd_request(request))
+        return _ofd_response(result)
 
+    @redone_by(_use_redone("sign_data", lambda s: s.data.reproduce, _data_request, _data_response))
     async def SignData(
         self,
         request: seal_pb2.SignDataRequest,
         context: Any,
     ) -> seal_pb2.SignDataResponse:
-        which = request.WhichOneof("content")
-        if which is None:
-            raise InvalidArgument.field("content", "data or digest is required")
-        fmt = request.format or common_pb2.SIGNATURE_FORMAT_CMS
-        if fmt not in (common_pb2.SIGNATURE_FORMAT_CMS, common_pb2.SIGNATURE_FORMAT_SES_SIGNATURE):
-            raise InvalidArgument.field("format", "CMS or SES_SIGNATURE")
-        digest_algorithm = "sha256"
-        if which == "digest":
-            digest_algorithm = _enum(
-                "digest.algorithm", request.digest.algorithm, _DIGEST_IN, "sha256"
-            )
-        data_request = DataRequest(
-            seal_id=request.seal_id,
-            data=request.data if which == "data" else None,
-            digest=request.digest.value if which == "digest" else None,
-            digest_algorithm=digest_algorithm,
-            ses=fmt == common_pb2.SIGNATURE_FORMAT_SES_SIGNATURE,
-            timestamp=request.timestamp,
-            document_kind=request.document_kind,
-            property_info=request.property_info,
-        )
+        data_request = _data_request(request)
         result = await run_sync(self.data.sign, current_principal(), data_request)
-        return seal_pb2.SignDataResponse(
-            signature=result.signature,
-            format=fmt,
-            data_digest=common_pb2.Digest(
-                algorithm=_DIGEST_NAMES[result.digest_algorithm], value=result.digest
-            ),
-            signing_time=timestamp_pb(result.signing_time),
-            certificate=seal_pb(result.seal).certificate,
-            event=event_pb(result.event),
-        )
+        return _data_response(result, request)
 
 
 def servicer(platform: Platform) -> seal_pb2_grpc.SealServiceServicer:

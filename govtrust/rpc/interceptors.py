@@ -15,7 +15,8 @@ behaviour, in order,
    whose request message has a ``request_id`` field (the proto's mark of a mutating RPC) and
    sets it goes through the request ledger (:mod:`govtrust.idempotency`): a retry gets the
    first answer back instead of acting twice (rebuilt from the call's recorded effect when its
-   process died before storing it, where the method declares how: :mod:`govtrust.rpc.answers`);
+   process died before storing it, or re-produced from the request bound to that effect, where
+   the method declares how: :mod:`govtrust.rpc.answers`);
 4. maps any exception to a status with ``google.rpc`` details (:mod:`govtrust.rpc.status`);
    unexpected ones are logged with their traceback and become a generic INTERNAL;
 5. counts the call in Prometheus and writes one JSON access line.
@@ -262,7 +263,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         is_async = inspect.iscoroutinefunction(behaviour)
         response_type = spec.keyed_response
         assert response_type is not None
-        rebuild = rebuilder(behaviour)
+        rebuild_for = rebuilder(behaviour)
 
         async def keyed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             principal = current_principal_or_none()
@@ -273,6 +274,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             canonical.CopyFrom(request)
             canonical.ClearField("request_id")
             digest = request_digest(canonical.SerializeToString(deterministic=True))
+            rebuild = None if rebuild_for is None else rebuild_for(request)
             begun = await run_sync(ledger.wait_for_answer, key, digest, rebuild)
             if not isinstance(begun, Claim):
                 return response_type.FromString(begun)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
+import io
 import secrets
 import threading
 import time
@@ -27,14 +29,21 @@ from typing import Any, cast
 import grpc
 import grpc.aio
 import pytest
+from asn1crypto import cms, x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import load_der_x509_certificate
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import func, select
 
 from ca.authority import authority_for
 from ca.models import CaCertificate
 from govtrust.api.access import RPC_ACCESS, SELF_KEYED_METHODS
-from govtrust.audit import verify_chain
+from govtrust.audit import head_seq, records_about, verify_chain
 from govtrust.config import Settings
 from govtrust.db import Database
 from govtrust.errors import NotFound, PermissionDenied, Unauthenticated
@@ -71,9 +80,24 @@ from hsm import MasterKey, SoftKeyStore
 from idp.basedata import import_population
 from idp.runtime import identity_registry_for
 from seal.errors import SealNotFound
+from seal.models import SealEventRow, SealRow
+from seal.ofd import model as ofd
+from seal.ofd.package import read_package
+from seal.ofd.writer import write_document
 from seal.runtime import runtime_for
+from seal.structures import verify_signature
+from seal.types import USE_ACTIONS
 from tests.ca.conftest import make_csr
-from tests.seal.conftest import FILING, MAKER, REGISTRAR, REVIEWER, USCC, resident_id
+from tests.seal import gbt38540
+from tests.seal.conftest import (
+    FILING,
+    MAKER,
+    REGISTRAR,
+    REVIEWER,
+    USCC,
+    one_page_pdf,
+    resident_id,
+)
 from tests.unchanged import unchanged
 
 OPERATOR = Principal("user", "operator", frozenset({"ca-operator"}))
@@ -796,7 +820,7 @@ def test_lost_certificate_answers_are_rebuilt(
     assert renewed.previous.status == certificate_pb2.CERTIFICATE_STATUS_REVOKED
 
 
-def test_lost_seal_transition_answers_are_rebuilt_and_a_lost_signature_is_named(
+def test_lost_seal_transition_answers_are_rebuilt(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     company_id, rep = _company(stack)
@@ -850,29 +874,6 @@ def test_lost_seal_transition_answers_are_rebuilt_and_a_lost_signature_is_named(
             functools.partial(method, request, metadata=meta),
         )
         assert answer.seal.id == seal_id and answer.seal.status == status
-
-    # a signature is not stored: its lost answer cannot be rebuilt; the refusal names the use
-    sign = seal_pb2.SignDataRequest(seal_id=seal_id, data=b"contract body", request_id="l-sign")
-    with _killed_before_answering(stack, monkeypatch):
-        stack.seals.SignData(sign, metadata=rep_meta)
-    with stack.unchanged():
-        error = _refused(
-            grpc.StatusCode.FAILED_PRECONDITION,
-            lambda: stack.seals.SignData(sign, metadata=rep_meta),
-        )
-    details = error.details() or ""
-    assert "took effect but its answer was lost" in details
-    assert f"seal.sign_data on seal/{seal_id}" in details
-    status = rpc_status.from_call(cast(grpc.Call, error))
-    assert status is not None
-    failures = [
-        error_details_pb2.PreconditionFailure.FromString(d.value)
-        for d in status.details
-        if d.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR)
-    ]
-    assert [(v.type, v.subject, v.description) for f in failures for v in f.violations] == [
-        ("TOOK_EFFECT", f"seal/{seal_id}", "seal.sign_data")
-    ]
 
     # the filing office's suspension, resumption, revocation and destruction
     steps = [
@@ -1148,6 +1149,203 @@ def test_lost_agent_grant_and_status_answers_are_rebuilt(
     )
 
 
+# --- sealing answers lost after the use: re-produced bound to it ----------------------------
+
+
+def _uses(stack: Stack, seal_id: str) -> list[Any]:
+    """The seal's use events and its history length (the use count)."""
+    with stack.platform.db.read() as session:
+        events = list(
+            session.scalars(
+                select(SealEventRow)
+                .where(SealEventRow.seal_id == seal_id, SealEventRow.action.in_(USE_ACTIONS))
+                .order_by(SealEventRow.sequence)
+            )
+        )
+        length = session.scalar(select(SealRow.history_length).where(SealRow.id == seal_id))
+    return [(e.sequence, e.action, e.digest, e.audit_seq) for e in events] + [length]
+
+
+def _lost_then_reproduced(
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    seal_id: str,
+    call: Callable[[], Any],
+    meanwhile: Callable[[], object] = lambda: None,
+) -> tuple[Any, Any]:
+    """``call`` once with its answer lost on a replica that then left the cluster, and retried:
+    the retry's answer is a new document or signature bound to the lost call's use — the same
+    event, no second use (no event, no count), one ``seal.reproduce`` audit record naming it —
+    and a further retry gets that answer back, changing nothing. (lost answer, retry's)."""
+    with _killed_before_answering(stack, monkeypatch):
+        lost = call()
+    meanwhile()
+    uses = _uses(stack, seal_id)
+    with stack.platform.db.read() as session:
+        head = head_seq(session)
+    again = call()
+    assert _uses(stack, seal_id) == uses  # the same use: no event, no count
+    assert again.event == lost.event
+    with stack.platform.db.read() as session:
+        after = [r for r in records_about(session, [f"seal/{seal_id}"]) if r.seq > head]
+    assert [(r.action, r.details["use_sequence"], r.details["use_audit_seq"]) for r in after] == [
+        ("seal.reproduce", lost.event.sequence, int(lost.event.audit_record_id))
+    ]
+    with stack.unchanged():
+        assert call() == again
+    return lost, again
+
+
+def _pyhanko_valid(stack: Stack, pdf: bytes) -> Any:
+    chain = runtime_for(stack.platform).service.authority.chain()
+    (signature,) = PdfFileReader(io.BytesIO(pdf)).embedded_signatures
+    status = validate_pdf_signature(
+        signature,
+        ValidationContext(
+            trust_roots=[x509.Certificate.load(chain[-1])],
+            other_certs=[x509.Certificate.load(c) for c in chain[:-1]],
+            allow_fetching=False,
+            revocation_mode="soft-fail",
+        ),
+    )
+    assert status.intact and status.valid and status.trusted, status
+    return status
+
+
+def _ofd_document() -> ofd.Document:
+    """A one-page OFD with a red square (no font: the seal is what is checked)."""
+    square = ofd.Path(ofd.Box(20, 60, 30, 30), ofd.rectangles([(0, 0, 30, 30)]), fill=(255, 0, 0))
+    info = ofd.DocumentInfo(doc_id="0f1e2d", creation_date="2026-12-07", creator="govtrust")
+    return ofd.Document(info, 210, 297, (ofd.Page(objects=(square,)),), (), ())
+
+
+def test_lost_sealing_answers_are_reproduced_bound_to_the_recorded_use(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    company_id, rep = _company(stack)
+    seal_id, _ = _active_seal(stack, company_id, rep)
+    meta = stack.meta(rep)
+    seals = stack.seals
+
+    # SealPdf: a valid PAdES signature (pyHanko) on the same document, the same use
+    document = one_page_pdf()
+    pdf = seal_pb2.SealPdfRequest(
+        seal_id=seal_id,
+        pdf=document,
+        placement=seal_pb2.SealPlacement(position=seal_pb2.PagePosition(page=1, x_mm=90, y_mm=90)),
+        document_kind="contract",
+        reason="licence",
+        request_id="lost-pdf",
+    )
+    lost, again = _lost_then_reproduced(
+        stack, monkeypatch, seal_id, lambda: seals.SealPdf(pdf, metadata=meta)
+    )
+    assert again.sealed_pdf != lost.sealed_pdf and again.sealed_pdf.startswith(document)
+    assert again.document_digest == lost.document_digest
+    assert again.event.document_digest.value == hashlib.sha256(document).digest()
+    status = _pyhanko_valid(stack, again.sealed_pdf)
+    assert status.timestamp_validity is not None and status.timestamp_validity.valid
+
+    # SealOfd: Signature.xml byte for byte the lost one (the recorded signing time), so the
+    # dataHash is the use's digest; a new signature value, checked by the independent parser
+    ofd = seal_pb2.SealOfdRequest(
+        seal_id=seal_id,
+        ofd=write_document(_ofd_document()),
+        placement=seal_pb2.SealPlacement(position=seal_pb2.PagePosition(page=1, x_mm=60, y_mm=60)),
+        request_id="lost-ofd",
+    )
+    lost, again = _lost_then_reproduced(
+        stack, monkeypatch, seal_id, lambda: seals.SealOfd(ofd, metadata=meta)
+    )
+    old, new = read_package(lost.sealed_ofd), read_package(again.sealed_ofd)
+    signature_file = again.signature_file.lstrip("/")
+    signed_value = signature_file.replace("Signature.xml", "SignedValue.dat")
+    assert new.files[signature_file] == old.files[signature_file]
+    assert new.files[signed_value] != old.files[signed_value]
+    assert again.data_hash == lost.data_hash == again.event.document_digest
+    assert again.signing_time == lost.signing_time
+    ses = gbt38540.parse_signature(new.files[signed_value])
+    assert ses.data_hash == lost.data_hash.value and ses.time_stamp is not None
+    assert verify_signature(new.files[signed_value]).data_hash == ses.data_hash
+
+    # SignData, CMS with a time-stamp and SES_Signature: signatures over the same data
+    cms_sign = seal_pb2.SignDataRequest(
+        seal_id=seal_id, data=b"licence 42", timestamp=True, request_id="lost-cms"
+    )
+    lost, again = _lost_then_reproduced(
+        stack, monkeypatch, seal_id, lambda: seals.SignData(cms_sign, metadata=meta)
+    )
+    assert again.signature != lost.signature and again.data_digest == lost.data_digest
+    info = cms.ContentInfo.load(again.signature)["content"]["signer_infos"][0]
+    assert info["unsigned_attrs"][0]["type"].native == "signature_time_stamp_token"
+    made = seals.GetSeal(seal_pb2.GetSealRequest(seal_id=seal_id), metadata=meta).seal
+    cms_key = made.pdf_certificate.der or made.certificate.der  # an SM2 seal's P-256 key
+    public = load_der_x509_certificate(cms_key).public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(  # over the signed attributes, whose message digest is the data's
+        info["signature"].native,
+        info["signed_attrs"].dump(force=False).replace(b"\xa0", b"\x31", 1),
+        ec.ECDSA(hashes.SHA256()),
+    )
+    digests = [
+        a["values"][0].native for a in info["signed_attrs"] if a["type"].native == "message_digest"
+    ]
+    assert digests == [hashlib.sha256(b"licence 42").digest()]
+    ses_sign = seal_pb2.SignDataRequest(
+        seal_id=seal_id,
+        data=b"licence 43",
+        format=common_pb2.SIGNATURE_FORMAT_SES_SIGNATURE,
+        request_id="lost-ses",
+    )
+    other = seal_pb2.SignDataRequest(seal_id=seal_id, data=b"licence 44", request_id="lost-ses")
+
+    def another_request() -> None:
+        """The same request_id with another request is refused before and after the
+        re-production, and changes nothing."""
+        with stack.unchanged():
+            _refused(grpc.StatusCode.ALREADY_EXISTS, lambda: seals.SignData(other, metadata=meta))
+
+    lost, again = _lost_then_reproduced(
+        stack,
+        monkeypatch,
+        seal_id,
+        lambda: seals.SignData(ses_sign, metadata=meta),
+        meanwhile=another_request,
+    )
+    assert again.signature != lost.signature
+    assert verify_signature(again.signature, data=b"licence 43").data_hash == (
+        again.data_digest.value
+    )
+    another_request()
+    with stack.platform.db.read() as session:
+        assert verify_chain(session).ok
+
+
+def test_a_lost_sealing_answer_is_not_reproduced_once_the_seal_is_suspended(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Making the signature again signs with the seal's key: a seal suspended since is not
+    used again — the retry is refused naming the recorded use, and nothing is written."""
+    company_id, rep = _company(stack)
+    seal_id, _ = _active_seal(stack, company_id, rep)
+    meta = stack.meta(rep)
+    sign = seal_pb2.SignDataRequest(seal_id=seal_id, data=b"contract body", request_id="l-sign")
+    with _killed_before_answering(stack, monkeypatch):
+        stack.seals.SignData(sign, metadata=meta)
+    stack.seals.SuspendSeal(
+        seal_pb2.SuspendSealRequest(seal_id=seal_id, reason="lost"),
+        metadata=stack.meta(FILING),
+    )
+    with stack.unchanged():
+        error = _refused(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            lambda: stack.seals.SignData(sign, metadata=meta),
+        )
+    assert "took effect but its answer was lost" in (error.details() or "")
+    assert f"seal.sign_data on seal/{seal_id}" in (error.details() or "")
+    assert _took_effect(error) == [("TOOK_EFFECT", f"seal/{seal_id}", "seal.sign_data")]
+
+
 def test_a_taken_over_claims_late_abandon_changes_nothing(stack: Stack) -> None:
     """A claimant presumed dead (stale) whose call then fails: its late abandon must not free
     the key the retry took over (nor mark it answered)."""
@@ -1215,3 +1413,29 @@ def test_a_rebuild_that_cannot_answer_leaves_the_outcome_unknown(stack: Stack) -
     assert ledger.wait_for_answer(key, digest, answer) == b"rebuilt"
     assert ledger.wait_for_answer(key, digest, answer) == b"rebuilt"
     assert len(seen) == 1  # the second retry got the stored answer
+
+
+def test_concurrent_reproductions_answer_the_one_stored_first(stack: Stack) -> None:
+    """Two retries that both re-produce a lost answer (a signature differs each time) both
+    answer the one stored first: every retry of a key gets the same answer."""
+    from govtrust import audit
+
+    platform = stack.platform
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", "redo-1")
+    claim = _claim(stack, key, digest)
+    with acting_on(claim), platform.db.transaction() as session:
+        audit.append(session, actor="user:a", action="test.effect", target="t/1")
+    ledger = RequestLedger(
+        platform.db,
+        request_ledger(platform).cipher,
+        clock=lambda: datetime.now(UTC) + timedelta(hours=1),
+    )
+
+    def slower(_effects: object) -> bytes:
+        # while this retry signs, another one re-produces and stores its own answer
+        assert ledger.wait_for_answer(key, digest, lambda _e: b"signature 2") == b"signature 2"
+        return b"signature 1"
+
+    assert ledger.wait_for_answer(key, digest, slower) == b"signature 2"
+    assert ledger.begin(key, digest) == b"signature 2"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from PIL import Image as PILImage
 
 from govtrust.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from govtrust.v1 import common_pb2, seal_pb2
-from seal.errors import OfdMalformed, OfdTooLarge
+from seal.errors import OfdMalformed, OfdTooLarge, SealRuleViolation
+from seal.lifecycle import Use
 from seal.ofd.model import Font
 from seal.ofd.package import OfdPackage, read_package, write_package
 from seal.ofd.writer import write_document
@@ -360,3 +362,38 @@ def test_seal_ofd_over_grpc(
     )
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "ofd" in bad.details()
+
+
+def test_a_lost_ofd_use_is_sealed_again_with_its_recorded_signing_time(
+    world: World,
+    sm2_seal: SealView,
+    cjk_font: Font,  # noqa: F811
+) -> None:
+    """``reproduce``: the same Signature.xml (the use's recorded SignatureDateTime), so the
+    same dataHash as the use's digest, a new signature value; refused for another document
+    (before anything is signed) and for a use that recorded no signing time."""
+    document = write_document(_document(cjk_font))
+    request = OfdSealRequest(sm2_seal.id, document, placement=Position(1, 150, 200))
+    first = _sealer(world).seal(world.rep, request)
+    time.sleep(1.1)  # a later second: the signing time must come from the use's record
+    again = _sealer(world).reproduce(world.rep, request, first.event.audit_seq)
+    assert again.event == first.event
+    assert again.sealed.signing_time == first.sealed.signing_time
+    assert again.sealed.data_hash == first.sealed.data_hash == first.event.digest
+    old, new = read_package(first.sealed.ofd), read_package(again.sealed.ofd)
+    xml = "Doc_0/Signs/Sign_0/Signature.xml"
+    assert new.files[xml] == old.files[xml]
+    value = new.files["Doc_0/Signs/Sign_0/SignedValue.dat"]
+    assert value != old.files["Doc_0/Signs/Sign_0/SignedValue.dat"]
+    assert gbt38540.parse_signature(value).data_hash == first.event.digest
+
+    other = OfdSealRequest(
+        sm2_seal.id, write_document(_document(cjk_font, pages=2)), placement=Position(1, 150, 200)
+    )
+    context = world.service.authorise_use(world.rep, sm2_seal.id, "")
+    legacy = world.service.record_use(world.rep, context, Use("seal_ofd", "", "sm3", b"\1" * 32))
+    with unchanged(world.db, world.keystore):
+        with pytest.raises(SealRuleViolation, match="recorded another document"):
+            _sealer(world).reproduce(world.rep, other, first.event.audit_seq)
+        with pytest.raises(SealRuleViolation, match="no signing time"):
+            _sealer(world).reproduce(world.rep, request, legacy.audit_seq)

@@ -19,6 +19,7 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from govtrust.errors import FailedPrecondition, PermissionDenied
+from seal.errors import SealNotFound, SealRuleViolation
 from seal.pdf import PdfSealRequest
 from seal.placement import Anchor, Position, Riding
 from seal.signdata import DataRequest, SignData
@@ -284,3 +285,29 @@ def test_xref_stream_documents_and_bad_input(world: World) -> None:
         world.sealer.seal(world.rep, PdfSealRequest(seal.id, one_page_pdf(), Position(3, 50, 50)))
     events, _ = world.service.history(seal.id, include_uses=True)
     assert [e.action for e in events].count("seal_pdf") == 1  # refused calls record nothing
+
+
+def test_a_lost_use_is_sealed_again_bound_to_it_and_only_for_its_document(world: World) -> None:
+    """``reproduce`` (a retry whose answer was lost) signs the same document again for the
+    recorded use — its event, no second use — and refuses another document, another caller,
+    another action or no such use, changing nothing."""
+    seal = world.active_seal()
+    request = PdfSealRequest(seal.id, one_page_pdf(), Position(1, 100, 100), PadesLevel.B_B)
+    first = world.sealer.seal(world.rep, request)
+    seq = first.event.audit_seq
+    other = PdfSealRequest(seal.id, one_page_pdf("another text"), Position(1, 100, 100))
+    with unchanged(world.db, world.keystore):
+        with pytest.raises(SealRuleViolation, match="recorded another document"):
+            world.sealer.reproduce(world.rep, other, seq)
+        with pytest.raises(SealNotFound):
+            world.sealer.reproduce(world.agent, request, seq)
+        with pytest.raises(SealNotFound):
+            world.sealer.reproduce(world.rep, request, seq + 1000)
+        with pytest.raises(SealNotFound):
+            SignData(world.service).reproduce(world.rep, DataRequest(seal.id, data=b"x"), seq)
+    again = world.sealer.reproduce(world.rep, request, seq)
+    assert again.event == first.event and again.document_sha256 == first.document_sha256
+    assert again.sealed_pdf != first.sealed_pdf and again.sealed_pdf.startswith(request.pdf)
+    events, _ = world.service.history(seal.id, include_uses=True)
+    assert [e.sequence for e in events if e.action == "seal_pdf"] == [first.event.sequence]
+    assert events[-1].sequence == first.event.sequence  # no event after the use

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import zipfile
 from datetime import timedelta
 from typing import Any
@@ -374,3 +375,23 @@ def test_technical_check_without_a_database(
     assert "refers to page 999" in text and "is not the SES_Signature's algorithm" in text
     assert sig.signature_valid  # the signer's signature over TBS_Sign is still good
     assert check_ofd(plain).signatures == ()
+
+
+def test_an_ofd_sealed_again_for_a_lost_answer_is_valid_and_names_who_applied_it(
+    vworld: World, ctx: VerifyContext, sm2_seal: SealView, plain: bytes
+) -> None:
+    """A retry whose answer was lost gets the OFD sealed again bound to the recorded use
+    (:meth:`SealOfd.reproduce`): the verifier finds it valid, time-stamped later than its
+    recorded SignatureDateTime, and still finds who applied the seal (the dataHash is the
+    use's digest)."""
+    request = OfdSealRequest(sm2_seal.id, plain, placement=Position(1, 150, 200))
+    first = SealOfd(vworld.service).seal(vworld.rep, request)
+    time.sleep(1.1)
+    again = SealOfd(vworld.service).reproduce(vworld.rep, request, first.event.audit_seq)
+    report = check(ctx, again.sealed.ofd)
+    assert report.verdict is Verdict.VALID, report.reasons
+    [sig] = report.signatures
+    assert sig.intact and sig.signature_valid
+    assert sig.timestamp is not None and sig.timestamp.verdict is Verdict.VALID
+    assert sig.seal is not None and sig.seal.applied_by is not None
+    assert sig.seal.applied_by.id == vworld.rep.citizen_id
