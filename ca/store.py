@@ -47,6 +47,7 @@ from govtrust import audit
 from govtrust.audit import AUDIT_COLUMNS, HEAD_SQL, PG_AUDIT_LOCK, AuditRecord, ChainKey
 from govtrust.db import Database
 from govtrust.errors import Unavailable
+from govtrust.idempotency import HELD_CLAIMS_SQL, ClaimTakenOver, held_claims
 
 log = logging.getLogger("govtrust.ca.store")
 
@@ -123,6 +124,29 @@ class CommitOutcomeUnknown(Unavailable):
             "the database connection was lost while the certificate was being stored: it may"
             " have been issued; look it up (list the subject's certificates) before retrying"
         )
+
+
+def _claim_of(item: PendingIssue) -> str | None:
+    """The idempotency claim the item's call acted under (its audit details carry it)."""
+    token = item.details.get(audit.CLAIM_DETAIL)
+    return token if isinstance(token, str) else None
+
+
+def _fence(batch: list[PendingIssue], held: frozenset[str]) -> list[PendingIssue]:
+    """The items to write: those acting under no claim or a claim still ``held``; each other
+    one fails with :class:`ClaimTakenOver` (a retry took its key over and acts instead)."""
+    kept = []
+    for item in batch:
+        token = _claim_of(item)
+        if token is not None and token not in held:
+            item.error = ClaimTakenOver()
+        else:
+            kept.append(item)
+    return kept
+
+
+def _fenced(item: PendingIssue) -> bool:
+    return isinstance(item.error, ClaimTakenOver)
 
 
 def _report(batch: list[PendingIssue]) -> None:
@@ -263,7 +287,8 @@ class GroupCommitter(BatchCommitter[PendingIssue]):
                     item.error = error
                 return
             for index, item in enumerate(batch):  # isolate the failing item(s)
-                item.error = failed = self._attempt([item])
+                failed = self._attempt([item])
+                item.error = failed or item.error  # (or fenced off: see _fence)
                 if failed is not None and _is_unavailable(failed):
                     # The rest were not written (the batch failed as a whole): they failed
                     # for certain, and each would only wait for a connection of its own.
@@ -311,7 +336,7 @@ class GroupCommitter(BatchCommitter[PendingIssue]):
         transaction holds until its backend has finished: a commit still in flight is waited
         for instead of missed. Raises when the database cannot be asked (or the lock not
         taken within :data:`LOOKUP_LOCK_TIMEOUT`)."""
-        ids = [item.certificate["id"] for item in batch]
+        ids = [item.certificate["id"] for item in batch if not _fenced(item)]
         with self.db.read() as session:
             if self.postgres:
                 session.execute(  # SET LOCAL: for this transaction only
@@ -323,6 +348,9 @@ class GroupCommitter(BatchCommitter[PendingIssue]):
             return len(set(found)) == len(ids)
 
     def _write(self, batch: list[PendingIssue]) -> None:
+        batch = [item for item in batch if not _fenced(item)]
+        if not batch:
+            return
         if not self.postgres:
             self._write_orm(batch)
             return
@@ -334,7 +362,8 @@ class GroupCommitter(BatchCommitter[PendingIssue]):
             if not _is_disconnect(error):
                 raise
             # The connection was lost before COMMIT was sent: nothing is stored. The pool has
-            # dropped the connection; try once more on a fresh one.
+            # dropped the connection; try once more on a fresh one (fenced again: a claim may
+            # have been taken over meanwhile).
             log.warning("database connection lost before commit; retrying the batch once")
             self._write_postgres(batch)
 
@@ -348,10 +377,20 @@ class GroupCommitter(BatchCommitter[PendingIssue]):
             try:
                 with conn.pipeline() as pipeline:
                     cursor = conn.cursor()
+                    tokens = [t for t in map(_claim_of, batch) if t is not None]
+                    claims_cursor = conn.cursor()
+                    if tokens:  # each claimed item's key, still held and locked (_fence)
+                        claims_cursor.execute(HELD_CLAIMS_SQL, (tokens,))
                     cursor.execute(_LOCK_SQL, (PG_AUDIT_LOCK,))
                     head_cursor = conn.cursor()
                     head_cursor.execute(HEAD_SQL)
                     pipeline.sync()
+                    held = frozenset(r[0] for r in claims_cursor.fetchall()) if tokens else None
+                    if held is not None:
+                        batch = _fence(batch, held)
+                        if not batch:
+                            conn.rollback()
+                            return
                     records = audit_records(
                         batch, head_cursor.fetchone(), datetime.now(UTC), audit.chain_key(self.db)
                     )
@@ -384,6 +423,11 @@ class GroupCommitter(BatchCommitter[PendingIssue]):
 
     def _write_orm(self, batch: list[PendingIssue]) -> None:
         with self.db.transaction() as session:
+            tokens = [t for t in map(_claim_of, batch) if t is not None]
+            if tokens:
+                batch = _fence(batch, held_claims(session, tokens))
+                if not batch:
+                    return
             certificates = cast(Table, CaCertificate.__table__)
             responses = cast(Table, CaOcspResponse.__table__)
             session.execute(insert(certificates), [i.certificate for i in batch])

@@ -49,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
-from sqlalchemy import BigInteger, DateTime, LargeBinary, String, delete, select
+from sqlalchemy import BigInteger, DateTime, Index, LargeBinary, String, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -77,6 +77,7 @@ class RequestLedgerRow(Base):
     """One ``request_id`` of one caller for one operation, and its answer once there is one."""
 
     __tablename__ = "request_ledger"
+    __table_args__ = (Index("ix_request_ledger_claim_token", "claim_token"),)
 
     operation: Mapped[str] = mapped_column(String(200), primary_key=True)
     principal: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -106,6 +107,44 @@ class RequestIdReused(AlreadyExists):
 
 class RequestInProgress(Unavailable):
     """Another call with the same ``request_id`` is still running: retry with the same key."""
+
+
+class ClaimTakenOver(Unavailable):
+    """The call's claim on its ``request_id`` was taken over by a retry (its process was
+    presumed dead: cut off from the cluster and the database) before its effect was written:
+    nothing was written, and the retry acts instead (:func:`held_claims`)."""
+
+    reason = "REQUEST_TAKEN_OVER"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this call's request_id was taken over by a retry while the call was cut off from the"
+            " database: nothing was written; the retry's answer is the one that counts"
+        )
+
+
+HELD_CLAIMS_SQL = "SELECT claim_token FROM request_ledger WHERE claim_token = ANY(%s) FOR SHARE"
+""":func:`held_claims` for a psycopg (driver-level) writer: the tokens of ``%s`` (a list) that
+still hold their keys, each key's row locked until the writer's transaction ends."""
+
+
+def held_claims(session: Session, tokens: Sequence[str]) -> frozenset[str]:
+    """Which of the claim ``tokens`` still hold their keys, read in the caller's write
+    transaction and kept so until it ends (PostgreSQL: the ledger rows locked ``FOR SHARE``, so
+    a takeover waits for the transaction and then sees its effect; SQLite: the write lock).
+
+    A writer that may write a claimed call's effect late — after its connection died, in a
+    transaction of its own (the CA's group commit writes a batch again when the first COMMIT's
+    fate was unknown) — writes only the effects whose claims it still holds: a claim taken over
+    in the meantime belongs to the retry, which acts instead (:class:`ClaimTakenOver`)."""
+    if not tokens:
+        return frozenset()
+    rows = session.execute(
+        select(RequestLedgerRow.claim_token)
+        .where(RequestLedgerRow.claim_token.in_(tokens))
+        .with_for_update(read=True)
+    )
+    return frozenset(rows.scalars())
 
 
 class RequestOutcomeUnknown(FailedPrecondition):

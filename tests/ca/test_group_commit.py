@@ -7,14 +7,14 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import psycopg
 import pytest
 from cryptography import x509 as cx
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from ca import issuance, store
 from ca.authority import CertificateAuthority
@@ -26,6 +26,7 @@ from govtrust import audit
 from govtrust.audit import PG_AUDIT_LOCK, AuditRecord, Finding, verify_chain
 from govtrust.db import CONNECT_TIMEOUT_SECONDS, Database, as_utc
 from govtrust.errors import InvalidArgument
+from govtrust.idempotency import ClaimTakenOver, RequestLedgerRow
 from hsm import MasterKey
 from hsm.audit_key import AuditChainKey
 from tests.ca.conftest import OPERATOR, make_csr, ocsp_query
@@ -540,3 +541,91 @@ def test_group_commit_keys_its_audit_records(authority: CertificateAuthority) ->
     assert schemes and set(schemes) == {key.scheme}
     assert report.ok and report.legacy_records > 0  # the bootstrap ran before the key
     assert other.finding is Finding.REWRITTEN
+
+
+def _ledger_row(db: Database, token: str) -> None:
+    """A pending request-ledger claim with ``token`` (as :class:`RequestLedger.begin` makes)."""
+    with db.transaction() as session:
+        session.add(
+            RequestLedgerRow(
+                operation="govtrust.v1.CertificateService.IssueCertificate",
+                principal="user:operator",
+                request_id=f"request-{token}",
+                request_sha256="0" * 64,
+                state="pending",
+                claim_token=token,
+                audit_seq=0,
+                claimed_at=datetime.now(UTC),
+                holder="",
+            )
+        )
+
+
+def _prepared_under(authority: CertificateAuthority, token: str | None) -> Prepared:
+    """An issuance prepared by a call acting under the claim ``token`` (None: no claim)."""
+    bound = audit.bind_claim(token)
+    try:
+        return issuance.prepare(authority.ctx, OPERATOR, _request())
+    finally:
+        audit.reset_claim(bound)
+
+
+def _audited_tokens(db: Database) -> str:
+    with db.read() as session:
+        return " ".join(session.scalars(select(AuditRecord.details)))
+
+
+def test_items_whose_claims_were_taken_over_are_not_written(
+    authority: CertificateAuthority,
+) -> None:
+    """A claimed issuance is written only while its claim holds its key: one taken over by a
+    retry (the call's process was presumed dead) fails ClaimTakenOver with nothing written,
+    and the rest of its batch is written as usual."""
+    ctx = authority.ctx
+    _ledger_row(ctx.db, "held-claim")
+    held = _prepared_under(authority, "held-claim")
+    taken = _prepared_under(authority, "taken-over-claim")  # its key holds another token now
+    free = _prepared_under(authority, None)
+    _wait_all(ctx.committer, [held.pending, taken.pending, free.pending])
+    assert held.pending.error is None and free.pending.error is None
+    assert isinstance(taken.pending.error, ClaimTakenOver)
+    with ctx.db.read() as session:
+        stored = set(session.scalars(select(CaCertificate.id)))
+        assert verify_chain(session).ok
+    assert stored == {held.pending.certificate["id"], free.pending.certificate["id"]}
+    assert "taken-over-claim" not in _audited_tokens(ctx.db)
+    assert "held-claim" in _audited_tokens(ctx.db)
+
+
+def test_a_rewrite_after_a_lost_commit_writes_nothing_once_a_retry_took_the_claim_over(
+    authority: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soak's duplicate: a partitioned host's COMMIT is lost (not stored), a retry on
+    another host takes the key over and issues; when the first host can ask again, its batch
+    is not there and it would write it again — it must not: the claim is no longer its own."""
+    ctx = authority.ctx
+    committer = ctx.committer
+    _ledger_row(ctx.db, "partitioned-claim")
+    original = committer._write
+    calls = {"n": 0}
+
+    def lost_then_taken_over(batch: list[PendingIssue]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:  # COMMIT lost, not stored; meanwhile a retry takes the key over
+            with ctx.db.transaction() as session:
+                session.execute(
+                    update(RequestLedgerRow)
+                    .where(RequestLedgerRow.claim_token == "partitioned-claim")
+                    .values(claim_token="the-retrys-claim")
+                )
+            raise _CommitOutcomeUnknown("lost") from psycopg.OperationalError("lost")
+        original(batch)
+
+    monkeypatch.setattr(committer, "_write", lost_then_taken_over)
+    cut_off = _prepared_under(authority, "partitioned-claim")
+    before = _count(ctx.db, CaCertificate)
+    _wait_all(committer, [cut_off.pending])
+    assert isinstance(cut_off.pending.error, ClaimTakenOver)
+    assert calls["n"] == 2  # looked, not stored, tried again: fenced off
+    assert _count(ctx.db, CaCertificate) == before
+    assert "partitioned-claim" not in _audited_tokens(ctx.db)
