@@ -932,8 +932,9 @@ class Load:
     """Mixed clients through HAProxy, each a thread with its own channel; every attempt kept.
 
     A mutating operation that fails with a retryable code is retried with the same key (the
-    certificate's system id, the licence's request_id), up to :attr:`attempts` times, as a
-    well-behaved client does; so a duplicate shows up as two rows for one key."""
+    certificate's system id, the licence's and the signature's request_id), up to
+    :attr:`attempts` times, as a well-behaved client does; so a duplicate shows up as two rows
+    for one key."""
 
     OPS = ("certificate", "licence", "verify", "http", "oidc", "seal")
 
@@ -1090,7 +1091,7 @@ class Load:
         if op == "seal":
             assert state.current is not None
             reply = stubs["seal"].SignData(
-                seal_pb2.SignDataRequest(seal_id=w.seal_id, data=key.encode()),
+                seal_pb2.SignDataRequest(seal_id=w.seal_id, data=key.encode(), request_id=key),
                 metadata=(("authorization", f"Bearer {state.current[0]}"),),
                 timeout=20,
             )
