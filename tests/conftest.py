@@ -24,6 +24,8 @@ PG_ADMIN_URL = os.environ.get(
     "GOVTRUST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+XDIST_WORKER_ENV = "PYTEST_XDIST_WORKER"
+"""Set (to gw0, gw1, …) in the processes of a parallel run (``pytest -n``)."""
 
 # Property tests: no per-example deadline (a loaded 2-core CI machine is slow, not wrong), and
 # under CI the same examples every run, so a red run is reproducible.
@@ -127,13 +129,17 @@ def database(database_url: str) -> Iterator[Database]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect the SQLite leg of tests marked ``postgresql_only`` (never skip: under CI a skip
-    would read as a missing tool)."""
+    would read as a missing tool), and on an xdist worker every test marked ``serial``: those
+    never run beside another test (``make test`` runs them in a pass of their own)."""
+    on_worker = XDIST_WORKER_ENV in os.environ
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_sqlite = callspec is not None and callspec.params.get("database_url") == "sqlite"
-        (drop if on_sqlite and item.get_closest_marker("postgresql_only") else keep).append(item)
+        serial = on_worker and item.get_closest_marker("serial") is not None
+        postgresql_only = item.get_closest_marker("postgresql_only") is not None
+        (drop if serial or (on_sqlite and postgresql_only) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
