@@ -24,6 +24,9 @@ PG_ADMIN_URL = os.environ.get(
     "GOVTRUST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+SOFTHSM_CONF_ENV = "SOFTHSM2_CONF"
+XDIST_WORKER_ENV = "PYTEST_XDIST_WORKER"
+"""Set (to gw0, gw1, …) in the processes of a parallel run (``pytest -n``)."""
 
 # Property tests: no per-example deadline (a loaded 2-core CI machine is slow, not wrong), and
 # under CI the same examples every run, so a red run is reproducible.
@@ -60,6 +63,24 @@ def docs_image(tmp_path: Path) -> Callable[[str, bytes], Path]:
         return path
 
     return save
+
+
+@pytest.fixture(scope="session")
+def softhsm_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The one SoftHSM2 configuration of this test process (``softhsm2.conf`` and its token
+    directory, made by the first token): ``SOFTHSM2_CONF`` names it while the session runs and
+    every session token (tests/hsm's ``softhsm_token``, tests/ca's ``ca_softhsm_token``) is made
+    in it. A store sees the tokens of the configuration set when it initialises the module; with
+    one configuration per token, a token was missing whenever the other's fixture had run last
+    (an order that differs under xdist)."""
+    folder = tmp_path_factory.mktemp("softhsm")
+    saved = os.environ.get(SOFTHSM_CONF_ENV)
+    os.environ[SOFTHSM_CONF_ENV] = str(folder / "softhsm2.conf")
+    yield folder
+    if saved is None:
+        os.environ.pop(SOFTHSM_CONF_ENV, None)
+    else:
+        os.environ[SOFTHSM_CONF_ENV] = saved
 
 
 @pytest.fixture(scope="session")
@@ -127,13 +148,17 @@ def database(database_url: str) -> Iterator[Database]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect the SQLite leg of tests marked ``postgresql_only`` (never skip: under CI a skip
-    would read as a missing tool)."""
+    would read as a missing tool), and on an xdist worker every test marked ``serial``: those
+    never run beside another test (``make test`` runs them in a pass of their own)."""
+    on_worker = XDIST_WORKER_ENV in os.environ
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_sqlite = callspec is not None and callspec.params.get("database_url") == "sqlite"
-        (drop if on_sqlite and item.get_closest_marker("postgresql_only") else keep).append(item)
+        serial = on_worker and item.get_closest_marker("serial") is not None
+        postgresql_only = item.get_closest_marker("postgresql_only") is not None
+        (drop if serial or (on_sqlite and postgresql_only) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -4,13 +4,13 @@ pkilint runners, and a live HTTP server (uvicorn on a free port) serving the CA 
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,19 +236,13 @@ class ServerThread:
 
 
 @pytest.fixture(scope="session")
-def ca_softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A SoftHSM2 token for the CA tests (``SOFTHSM2_CONF`` set while the session runs)."""
+def ca_softhsm_token(softhsm_folder: Path) -> object:
+    """A SoftHSM2 token for the CA tests, beside tests/hsm's in the process's one configuration
+    (``SOFTHSM2_CONF`` set: tests/conftest.py ``softhsm_folder``); a unique label, as for
+    ``softhsm_token``."""
     from tests.hsm.conftest import make_softhsm_token
 
-    token = make_softhsm_token(tmp_path_factory.mktemp("ca-softhsm"), label="gt-ca")
-    saved = {name: os.environ.get(name) for name in token.env}
-    os.environ.update(token.env)
-    yield token
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    return make_softhsm_token(softhsm_folder, label=f"gt-ca-{uuid.uuid4().hex[:8]}")
 
 
 # --- the real registry as the CA's directory --------------------------------------------------

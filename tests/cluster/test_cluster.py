@@ -25,7 +25,7 @@ import pytest
 from tests.cluster import harness
 from tests.conftest import IN_CI, require_tool
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.cluster, pytest.mark.serial, pytest.mark.timeout(420)]
 
 CLIENTS = 4
 PRIVATE_PG = harness.PrivatePostgres.available()

@@ -89,17 +89,11 @@ def token_files(token: SoftHsmToken) -> Path:
 
 
 @pytest.fixture(scope="session")
-def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmToken]:
-    """One SoftHSM2 token for the session, with ``SOFTHSM2_CONF`` set in this process."""
-    token = make_softhsm_token(tmp_path_factory.mktemp("softhsm"))
-    saved = {name: os.environ.get(name) for name in token.env}
-    os.environ.update(token.env)
-    yield token
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+def softhsm_token(softhsm_folder: Path) -> SoftHsmToken:
+    """One SoftHSM2 token for the session, in the process's one configuration (``SOFTHSM2_CONF``
+    set: tests/conftest.py ``softhsm_folder``). Its label is unique: a module importing the
+    fixture has a session instance of its own, whose token lands beside this one."""
+    return make_softhsm_token(softhsm_folder, label=f"gt-test-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -15,11 +17,25 @@ RP_DIR = Path(__file__).parent / "rp"
 
 
 def npm_ready() -> None:
-    """Install the locked node packages into tests/oidc/rp when node_modules is missing."""
+    """Install the locked node packages into tests/oidc/rp unless a finished install is there.
+
+    Under an exclusive lock on tests/oidc/rp itself, as the xdist workers share the folder:
+    ``npm ci`` first empties node_modules, so a second worker must neither run it again nor
+    use the half-filled folder. The marker is written last, so an interrupted install reruns.
+    """
     require_tool("node")
     npm = require_tool("npm")
-    if not (RP_DIR / "node_modules" / "openid-client").exists():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=RP_DIR, check=True, timeout=600)
+    done = RP_DIR / "node_modules" / ".govtrust-installed"
+    folder = os.open(RP_DIR, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        if not done.exists():
+            subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund"], cwd=RP_DIR, check=True, timeout=600
+            )
+            done.touch()
+    finally:
+        os.close(folder)  # releases the lock
 
 
 @pytest.mark.slow

@@ -39,6 +39,8 @@ from govtrust.server.wiring import CA_REFRESH_JOB, checkpoint_audit, open_wired
 from tests.unchanged import unchanged
 
 ROOT = Path(__file__).resolve().parents[2]
+# serial: leases of 0.5-3 s must be renewed, and taken over, on time (bounds of +1 s)
+pytestmark = pytest.mark.serial
 
 
 def _take_over(db: Database, job: str, holder: str, ttl: float, within: float) -> Lease:

@@ -34,7 +34,8 @@ from tests.server.serving import (
 from tests.unchanged import unchanged
 from tests.untrusted_pdf import append_empty_updates
 
-pytestmark = pytest.mark.slow
+# serial: a load test, its one-second probes must not compete with another test for the cores
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 PROBE_LIMIT = 1.0  # seconds a health or gRPC answer may take while documents are checked
 BUDGET = 30  # seconds a document check may take from admission
 

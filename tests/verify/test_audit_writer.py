@@ -47,6 +47,7 @@ async def test_cancelling_the_call_does_not_cancel_its_audit_record(database: Da
     assert not future.cancelled()
 
 
+@pytest.mark.serial  # a lone commit within 1.9 s
 def test_commits_are_spaced_by_the_interval_and_a_lone_record_is_not_held(
     database: Database,
 ) -> None:
