@@ -160,9 +160,17 @@ class ErrorCount:
     count: int
 
 
+SERVER_FAULT_CODES = frozenset(
+    {"INTERNAL", "UNAVAILABLE", "UNKNOWN", "DATA_LOSS", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+)
+"""gRPC codes that say the server could not serve (as HTTP 5xx does), not that the call was
+wrong or refused."""
+
+
 def error_counts() -> list[ErrorCount]:
     """Calls that ended in an error since the server started (every worker's, in
-    multiprocess mode): gRPC codes other than OK, HTTP statuses of 500 and above; most first."""
+    multiprocess mode): gRPC codes other than OK, HTTP statuses of 500 and above. The server's
+    faults (HTTP 5xx, :data:`SERVER_FAULT_CODES`) first, then the refusals; most first in each."""
     get_metrics()
     registry = REGISTRY
     if multiprocess_dir():
@@ -192,7 +200,16 @@ def error_counts() -> list[ErrorCount]:
                 continue
             found[key] = found.get(key, 0.0) + sample.value
     counts = [ErrorCount(k, n, c, int(v)) for (k, n, c), v in found.items() if v > 0]
-    return sorted(counts, key=lambda e: (-e.count, e.kind, e.name, e.code))
+    return sorted(
+        counts,
+        key=lambda e: (
+            not (e.kind == "http" or e.code in SERVER_FAULT_CODES),
+            -e.count,
+            e.kind,
+            e.name,
+            e.code,
+        ),
+    )
 
 
 def mark_process_dead(pid: int) -> None:

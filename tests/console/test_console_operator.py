@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from ca.authority import authority_for
 from govtrust import audit
 from govtrust.api.console import operator
+from govtrust.api.console.operator import ERROR_ROWS
 from govtrust.observability.metrics import get_metrics
 from tests.console.conftest import PASSWORD, REGISTRAR, ConsoleEnv, login
 from tests.unchanged import unchanged
@@ -176,6 +177,9 @@ def test_recent_errors_come_from_the_metrics_and_the_audit_chain(console_env: Co
     env = console_env
     add_operator(env)
     get_metrics().observe_http("GET", "/console/broken-route", 503, 0.01)
+    # refusals this process counted before (other tests) come after the server's faults
+    for n in range(ERROR_ROWS + 5):
+        get_metrics().observe_rpc("test.Refusals", f"Refused{n}", "PERMISSION_DENIED", 0.001)
     with env.platform.db.transaction() as session:
         audit.append(
             session,
@@ -189,6 +193,11 @@ def test_recent_errors_come_from_the_metrics_and_the_audit_chain(console_env: Co
         html = http.get("/console/operator").text
         assert "GET /console/broken-route" in html and "503" in html
         assert "user:intruder" in html and "seal:forged" in html and "denied" in html
+        # a bounded table: the first ERROR_ROWS kinds (the server's faults first), the rest counted
+        table = html.split('id="error-counts"', 1)[1].split("</table>", 1)[0]
+        assert table.count("<tr>") == ERROR_ROWS + 1  # the header row and ERROR_ROWS rows
+        assert table.index("/console/broken-route") < table.index("test.Refusals/Refused")
+        assert 'id="more-error-counts"' in html
 
 
 def test_staff_without_the_operator_role_are_refused_and_nothing_changes(

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 OPERATOR_ROLE = audit.OPERATOR_ROLE
 VERIFY_STEP = 20_000  # records verified per step (about a second on the development machine)
 STATE_PURPOSE = "govtrust/console/audit-verify/v1"
+ERROR_ROWS = 20  # failed-call kinds shown (the server's faults first); the rest are counted
 OPERATOR_TEXTS: dict[str, dict[str, str]] = {
     "zh-CN": {
         "operator": "运行状态",
@@ -97,6 +98,7 @@ OPERATOR_TEXTS: dict[str, dict[str, str]] = {
         "target": "对象",
         "outcome": "结果",
         "no_errors": "无",
+        "more_errors": "另有 {n} 种出错的调用（见 /metrics）",
     },
     "en": {
         "operator": "Operations",
@@ -154,6 +156,7 @@ OPERATOR_TEXTS: dict[str, dict[str, str]] = {
         "target": "Target",
         "outcome": "Outcome",
         "no_errors": "none",
+        "more_errors": "and {n} more kinds of failed call (see /metrics)",
     },
 }
 
@@ -227,6 +230,7 @@ def install(api: APIRouter, kit: Kit) -> None:
         except GovtrustError as exc:
             return kit.refused(request, user, exc)
         lang = kit.lang(request)
+        errors = error_counts()
         return kit.page(
             request,
             "operator.html",
@@ -236,7 +240,8 @@ def install(api: APIRouter, kit: Kit) -> None:
             cas=cas,
             store=store,
             chain=chain,
-            errors=error_counts(),
+            errors=errors[:ERROR_ROWS],
+            more_errors=max(0, len(errors) - ERROR_ROWS),
         )
 
     @api.post(base + "/operator/audit/verify")
