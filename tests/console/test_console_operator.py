@@ -17,7 +17,7 @@ from ca.authority import authority_for
 from govtrust import audit
 from govtrust.api.console import operator
 from govtrust.api.console.operator import ERROR_ROWS
-from govtrust.observability.metrics import get_metrics
+from govtrust.observability.metrics import SERVER_FAULT_CODES, get_metrics
 from tests.console.conftest import PASSWORD, REGISTRAR, ConsoleEnv, login
 from tests.unchanged import unchanged
 
@@ -176,8 +176,10 @@ def test_a_forged_or_another_sessions_progress_is_refused(console_env: ConsoleEn
 def test_recent_errors_come_from_the_metrics_and_the_audit_chain(console_env: ConsoleEnv) -> None:
     env = console_env
     add_operator(env)
-    get_metrics().observe_http("GET", "/console/broken-route", 503, 0.01)
-    # refusals this process counted before (other tests) come after the server's faults
+    # counted more often than any fault the process saw before (other tests in it): first
+    for _ in range(100_000):
+        get_metrics().observe_http("GET", "/console/broken-route", 503, 0.01)
+    # more kinds than the table shows
     for n in range(ERROR_ROWS + 5):
         get_metrics().observe_rpc("test.Refusals", f"Refused{n}", "PERMISSION_DENIED", 0.001)
     with env.platform.db.transaction() as session:
@@ -196,7 +198,12 @@ def test_recent_errors_come_from_the_metrics_and_the_audit_chain(console_env: Co
         # a bounded table: the first ERROR_ROWS kinds (the server's faults first), the rest counted
         table = html.split('id="error-counts"', 1)[1].split("</table>", 1)[0]
         assert table.count("<tr>") == ERROR_ROWS + 1  # the header row and ERROR_ROWS rows
-        assert table.index("/console/broken-route") < table.index("test.Refusals/Refused")
+        codes = re.findall(
+            r"<tr><td>(grpc|http)</td><td><code>[^<]*</code></td><td>([^<]*)</td>", table
+        )
+        faults = [kind == "http" or code in SERVER_FAULT_CODES for kind, code in codes]
+        assert len(codes) == ERROR_ROWS and faults[0] and "/console/broken-route" in table
+        assert faults == sorted(faults, reverse=True)  # the server's faults, then the refusals
         assert 'id="more-error-counts"' in html
 
 
