@@ -244,19 +244,10 @@ class SealUsage:
     def grant_recorded(self, seal_id: str, audit_seq: int) -> GrantView:
         """The use grant that seal ``seal_id``'s grant or revocation event recorded with audit
         record ``audit_seq`` names, as it stands now (anyone authenticated, as
-        :meth:`list_grants`); :class:`SealNotFound` when no such event. Asks for the newest
-        such event of the seal, so that a backward scan of its history (by sequence) can stop
-        at the recent event looked for; ``audit_seq`` is not indexed (a rare read: retries of
-        lost answers)."""
+        :meth:`list_grants`); :class:`SealNotFound` when no such event (:func:`_recorded_event`)."""
         with self.db.read() as session:
-            grant_id = session.scalar(
-                select(SealEventRow.related_id)
-                .where(SealEventRow.seal_id == seal_id)
-                .where(SealEventRow.audit_seq == audit_seq)
-                .where(SealEventRow.action.in_(("grant_use", "revoke_use")))
-                .order_by(SealEventRow.sequence.desc())
-                .limit(1)
-            )
+            event = _recorded_event(session, seal_id, audit_seq, ("grant_use", "revoke_use"))
+            grant_id = event.related_id if event is not None else None
             grant = session.get(SealGrantRow, grant_id) if grant_id else None
             if grant is None:
                 raise SealNotFound(
@@ -470,15 +461,8 @@ class SealUsage:
         signs with the seal's key, so the caller must still be allowed to use the seal now
         (:meth:`authorise_use`: it is active, the grant current). Raises SealNotFound when no
         such use of ``principal`` was recorded."""
-        with self.db.read() as session:  # the newest such event, as grant_recorded asks
-            row = session.scalars(
-                select(SealEventRow)
-                .where(SealEventRow.seal_id == seal_id)
-                .where(SealEventRow.audit_seq == audit_seq)
-                .where(SealEventRow.action == action)
-                .order_by(SealEventRow.sequence.desc())
-                .limit(1)
-            ).first()
+        with self.db.read() as session:
+            row = _recorded_event(session, seal_id, audit_seq, (action,))
             record = audit.record_at(session, audit_seq)
         if (
             row is None
@@ -552,6 +536,23 @@ class SealUsage:
             ],
         )
         return [first + i for i in range(len(uses))]
+
+
+def _recorded_event(
+    session: Session, seal_id: str, audit_seq: int, actions: Sequence[str]
+) -> SealEventRow | None:
+    """The newest event of seal ``seal_id`` with one of ``actions`` written with audit record
+    ``audit_seq`` (how a lost answer finds what its call did). Newest first, so that a backward
+    scan of the seal's history stops at the recent event; ``audit_seq`` is not indexed (a rare
+    read: retries of lost answers)."""
+    return session.scalars(
+        select(SealEventRow)
+        .where(SealEventRow.seal_id == seal_id)
+        .where(SealEventRow.audit_seq == audit_seq)
+        .where(SealEventRow.action.in_(actions))
+        .order_by(SealEventRow.sequence.desc())
+        .limit(1)
+    ).first()
 
 
 def _use_details(principal: Principal, context: UseContext, use: Use) -> dict[str, object]:
