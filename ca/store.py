@@ -44,7 +44,7 @@ from sqlalchemy import Table, exc, insert, select, text, update
 from ca.batch import BatchCommitter
 from ca.models import CaCertificate, CaOcspResponse
 from govtrust import audit
-from govtrust.audit import AUDIT_COLUMNS, HEAD_SQL, PG_AUDIT_LOCK, AuditRecord, ChainKey
+from govtrust.audit import AUDIT_COLUMNS, HEAD_SQL, PG_CHAIN_LOCK_SQL, AuditRecord, ChainKey
 from govtrust.db import Database
 from govtrust.errors import Unavailable
 from govtrust.idempotency import HELD_CLAIMS_SQL, ClaimTakenOver, held_claims
@@ -103,7 +103,6 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
 _CERT_SQL = _insert_sql("ca_certificates", _CERT_INSERT)
 _OCSP_SQL = _insert_sql("ca_ocsp_responses", _OCSP_COLUMNS)
 _AUDIT_SQL = _insert_sql("audit_log", AUDIT_COLUMNS)
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
 _RENEWED_SQL = "UPDATE ca_certificates SET renewed_by = %s WHERE id = %s"
 _STORED_SQL = "SELECT 1 FROM ca_certificates WHERE id = %s"
 
@@ -343,7 +342,7 @@ class GroupCommitter(BatchCommitter[PendingIssue]):
                     text("SELECT set_config('lock_timeout', :timeout, true)"),
                     {"timeout": LOOKUP_LOCK_TIMEOUT},
                 )
-                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})
+                audit.lock_chain(session)
             found = session.scalars(select(CaCertificate.id).where(CaCertificate.id.in_(ids)))
             return len(set(found)) == len(ids)
 
@@ -381,7 +380,7 @@ class GroupCommitter(BatchCommitter[PendingIssue]):
                     claims_cursor = conn.cursor()
                     if tokens:  # each claimed item's key, still held and locked (_fence)
                         claims_cursor.execute(HELD_CLAIMS_SQL, (tokens,))
-                    cursor.execute(_LOCK_SQL, (PG_AUDIT_LOCK,))
+                    cursor.execute(PG_CHAIN_LOCK_SQL)
                     head_cursor = conn.cursor()
                     head_cursor.execute(HEAD_SQL)
                     pipeline.sync()

@@ -50,6 +50,25 @@ from govtrust.principal import Principal
 
 GENESIS_HASH = "0" * 64
 PG_AUDIT_LOCK = 0x6F7654_A0D1  # advisory lock key serialising appends on PostgreSQL
+CHAIN_LOCK_IDLE_SECONDS = 5
+"""How long a PostgreSQL transaction holding the chain's lock may sit idle (waiting for its
+client's next statement) before the server ends its session and so frees the lock. Every
+audited write of the cluster queues behind that lock, and a holder's next statement comes
+within milliseconds (its records are computed, not waited for), so the session-wide bound
+(``idle_in_transaction_session_timeout``, 60 s: :func:`govtrust.db.postgresql_connect_args`)
+is far too long here: a host cut off from the network between taking the lock and its COMMIT
+stopped every replica's audited writes until the server noticed — for a 20 s partition, the
+whole partition and seconds after it (the cluster soak, docs/scaling.md)."""
+PG_CHAIN_LOCK_TERMS = (
+    f"pg_advisory_xact_lock({PG_AUDIT_LOCK}), set_config('idle_in_transaction_session_timeout',"
+    f" '{CHAIN_LOCK_IDLE_SECONDS * 1000}', true)"
+)
+"""Select-list terms taking the chain's lock for the rest of the transaction and bounding, for
+as long, how long it may idle (:data:`CHAIN_LOCK_IDLE_SECONDS`; ``set_config(..., true)`` is
+``SET LOCAL``): for a writer that takes the lock in a statement of its own (``RETURNING``)."""
+PG_CHAIN_LOCK_SQL = f"SELECT {PG_CHAIN_LOCK_TERMS}"
+"""Take the chain's lock on PostgreSQL (see :data:`PG_CHAIN_LOCK_TERMS`); every writer of the
+chain takes it this way."""
 LEGACY_SCHEME = "sha256"  # records written before the chain was keyed
 _KEY_INFO = "govtrust.audit.chain_key"
 CLAIM_DETAIL = "request_claim"  # the details key naming the idempotency claim a record belongs to
@@ -271,6 +290,14 @@ def chained_records(
     return records
 
 
+def lock_chain(session: Session) -> None:
+    """Hold the chain's lock until the caller's transaction ends (PostgreSQL: the advisory lock,
+    with :data:`CHAIN_LOCK_IDLE_SECONDS` as the transaction's idle bound; SQLite's write
+    transaction holds it from BEGIN)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(PG_CHAIN_LOCK_SQL))
+
+
 def append(
     session: Session,
     *,
@@ -286,8 +313,7 @@ def append(
     write lock from BEGIN, on PostgreSQL an advisory lock taken here serialises appends until
     commit, so the chain never forks.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})
+    lock_chain(session)
     key: ChainKey | None = session.info.get(_KEY_INFO)
     head = session.execute(text(HEAD_SQL)).first()
     entry = Entry(actor, action, target, canonical_json(details or {}).decode(), outcome)
@@ -303,8 +329,7 @@ def append_many(session: Session, entries: Sequence[Entry]) -> list[int]:
     sequence numbers. The same lock rules as :func:`append`."""
     if not entries:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})
+    lock_chain(session)
     session.flush()  # records added through the ORM come first
     key: ChainKey | None = session.info.get(_KEY_INFO)
     head = session.execute(text(HEAD_SQL)).first()

@@ -100,7 +100,7 @@ class Settings:
     # inside a transaction after this many seconds (0: never), releasing a lost client's locks;
     # TCP keepalives on both ends start after this many idle seconds (0: the OS's defaults)
     database_idle_in_transaction_seconds: int = 60
-    database_keepalive_seconds: int = 30
+    database_keepalive_seconds: int = 5
     # Reverse proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto the
     # HTTP server believes; none by default, so the peer address is the client's.
     trusted_proxies: tuple[str, ...] = ()

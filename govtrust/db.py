@@ -93,10 +93,13 @@ def _sqlite_begin(connection: Any) -> None:
 WRITE_OPTION = "govtrust_write"
 CONNECT_TIMEOUT_SECONDS = 10  # PostgreSQL (libpq ``connect_timeout``), see make_engine
 IDLE_IN_TRANSACTION_SECONDS = 60  # see postgresql_connect_args
-KEEPALIVE_IDLE_SECONDS = 30
-KEEPALIVE_INTERVAL_SECONDS = 10
+KEEPALIVE_IDLE_SECONDS = 5
+KEEPALIVE_INTERVAL_SECONDS = 2
 KEEPALIVE_COUNT = 3
 TCP_USER_TIMEOUT_SECONDS = 10
+# With ``tcp_user_timeout`` set, Linux ends a connection whose keepalive probes have gone
+# unanswered for that long: a peer host that vanished (crashed, cut off) is noticed about
+# TCP_USER_TIMEOUT_SECONDS after it last answered, whether a statement was in flight or not.
 
 
 _process_id: tuple[int, str] | None = None
@@ -126,17 +129,23 @@ def postgresql_connect_args(
     * ``connect_timeout``: a server that does not answer fails the attempt in
       CONNECT_TIMEOUT_SECONDS, not the OS's TCP timeout (minutes).
     * client keepalives (``keepalives_idle`` …): a server host that vanished is noticed by a
-      waiting call in about idle + interval × count seconds (70 s by default), which then fails
-      UNAVAILABLE instead of hanging.
+      waiting call in about TCP_USER_TIMEOUT_SECONDS (see below; idle + interval × count
+      where the user timeout is not supported), which then fails UNAVAILABLE instead of
+      hanging.
     * ``tcp_user_timeout``, both ends: data left unacknowledged for TCP_USER_TIMEOUT_SECONDS
       ends the connection. Keepalives watch only an idle connection; a statement sent into a
       partition would otherwise wait for the kernel's retransmissions (which back off: after a
       20 s partition the next one can come seconds later, and by default they go on for about
       15 minutes) — the call, and the request-ledger claim it holds, stay stuck that long.
-    * server side, per session (``options``): ``idle_in_transaction_session_timeout`` ends a
-      session left idle inside a transaction (a client that died holding the audit chain's
-      lock, a row lock, a lease row) after that many seconds, releasing its locks; and the
-      server's own ``tcp_keepalives_*`` find a dead client host on the same schedule.
+    * server side, per session (``options``): the server's own ``tcp_keepalives_*`` and
+      ``tcp_user_timeout`` find a dead or cut-off client host in about TCP_USER_TIMEOUT_SECONDS
+      and end its session, releasing its locks — a session idle *inside a transaction* (its
+      client's next statement lost in a partition) holds its row locks, a claim's ledger row,
+      a lease row, until then: with keepalives starting after 30 s, a 20 s partition held them
+      for the whole partition and after it (the cluster soak).
+      ``idle_in_transaction_session_timeout`` ends a session of a live but stuck client (the
+      audit chain's lock has a tighter bound of its own,
+      :data:`govtrust.audit.CHAIN_LOCK_IDLE_SECONDS`).
 
     ``application_name`` is the process's id (:func:`process_id`).
 

@@ -44,10 +44,10 @@ SQL_INSERT_REFRESH = (
     " expires_at, used_at, revoked_at) VALUES (:token_hash, :grant_id, :client_id, :scope,"
     " :created_at, :expires_at, NULL, NULL)"
 )
-_SQL_CHAIN_LOCK_PG = f"SELECT pg_advisory_xact_lock({audit.PG_AUDIT_LOCK})"
+_SQL_CHAIN_LOCK_PG = audit.PG_CHAIN_LOCK_SQL
 # On PostgreSQL the batch's last claim also takes the chain's lock once it holds the token's row
 # (a round trip less for a lone rotation); the lock is taken on its own if that claim failed.
-_SQL_CLAIM_REFRESH_PG = f"{SQL_CLAIM_REFRESH}, pg_advisory_xact_lock({audit.PG_AUDIT_LOCK})"
+_SQL_CLAIM_REFRESH_PG = f"{SQL_CLAIM_REFRESH}, {audit.PG_CHAIN_LOCK_TERMS}"
 
 
 @dataclass(eq=False)

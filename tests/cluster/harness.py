@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from govtrust import db
 from tests.server.serving import Served, server_env, spawn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -644,7 +645,13 @@ class HaProxy:
 
 class PgForwarder:
     """socat on the bridge address forwarding to PostgreSQL on loopback (the hosts' way to the
-    database; the system PostgreSQL's configuration is not touched)."""
+    database; the system PostgreSQL's configuration is not touched).
+
+    Its sockets towards the hosts carry the TCP keepalives and user timeout the server's own
+    would (:func:`govtrust.db.postgresql_connect_args`), so a cut-off host's sessions end as
+    they would over a real network: socat's side towards PostgreSQL (loopback) never fails, and
+    without them a partitioned host's session idle inside a transaction kept its locks until
+    the partition healed and a retransmission got through."""
 
     def __init__(self, address: str, target_port: int = SHARED_PG_PORT) -> None:
         self.address = address
@@ -656,7 +663,11 @@ class PgForwarder:
         self.process = subprocess.Popen(
             [
                 socat,
-                f"TCP-LISTEN:5432,bind={self.address},fork,reuseaddr,backlog=256",
+                f"TCP-LISTEN:5432,bind={self.address},fork,reuseaddr,backlog=256,keepalive,"
+                f"keepidle={db.KEEPALIVE_IDLE_SECONDS},keepintvl={db.KEEPALIVE_INTERVAL_SECONDS},"
+                f"keepcnt={db.KEEPALIVE_COUNT},"
+                f"sockopt-int={socket.IPPROTO_TCP}:{socket.TCP_USER_TIMEOUT}:"
+                f"{db.TCP_USER_TIMEOUT_SECONDS * 1000}",
                 f"TCP:127.0.0.1:{self.target_port}",
             ],
             stdout=subprocess.DEVNULL,

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from sqlalchemy import exc, text
 
+from govtrust import audit
 from govtrust.db import Database, is_connection_fault, postgresql_connect_args
 from govtrust.rpc.status import classify
 from tests.conftest import _pg_admin
@@ -142,13 +143,13 @@ def test_sessions_carry_the_server_side_bounds(db: Database) -> None:
         }
     assert shown == {
         "idle_in_transaction_session_timeout": "1min",
-        "tcp_keepalives_idle": "30",
-        "tcp_keepalives_interval": "10",
+        "tcp_keepalives_idle": "5",
+        "tcp_keepalives_interval": "2",
         "tcp_keepalives_count": "3",
         "tcp_user_timeout": "10000",  # milliseconds
     }
     args = postgresql_connect_args(db.url)
-    assert args["keepalives"] == 1 and args["keepalives_idle"] == 30
+    assert args["keepalives"] == 1 and args["keepalives_idle"] == 5
     assert args["tcp_user_timeout"] == 10_000
     # what the URL names wins; 0 turns keepalives off
     given = postgresql_connect_args(db.url + "?options=-c%20work_mem%3D8MB&connect_timeout=3")
@@ -176,6 +177,37 @@ def test_a_lost_client_idle_in_a_transaction_loses_its_locks(database_url: str) 
         assert is_connection_fault(raised.value)
         session.close()
         assert _select_one(lost) == 1  # the pool replaced it
+    finally:
+        lost.dispose()
+        other.dispose()
+
+
+def test_a_lost_holder_of_the_audit_chain_lock_loses_it_within_seconds(database_url: str) -> None:
+    """Every audited write of the cluster queues behind the chain's lock: a host cut off between
+    taking it and its COMMIT must not hold it for the session-wide bound (60 s) — the soak saw
+    a 20 s partition stop every replica's audited writes for 27 s."""
+    lost = Database(database_url)  # the session-wide bound: 60 s
+    other = Database(database_url)
+    try:
+        session = lost.sessionmaker()
+        session.begin()
+        audit.lock_chain(session)  # then the client goes quiet, as a partitioned host does
+        started = time.monotonic()
+        with other.transaction() as waiter:  # waits for the lock like the next audited write
+            waiter.execute(text("SELECT set_config('lock_timeout', '30s', true)"))
+            audit.lock_chain(waiter)
+            waited = time.monotonic() - started
+        assert audit.CHAIN_LOCK_IDLE_SECONDS - 1 <= waited < audit.CHAIN_LOCK_IDLE_SECONDS + 5
+        with unchanged(other), pytest.raises(exc.DBAPIError) as raised:
+            session.execute(text("SELECT 1"))
+        assert is_connection_fault(raised.value)  # the holder's call fails retryably
+        session.close()
+        # the tight bound was the transaction's own: the next one has the session's again
+        with other.transaction() as tx:
+            audit.lock_chain(tx)
+        with other.read() as probe:
+            bound = probe.execute(text("SHOW idle_in_transaction_session_timeout")).scalar()
+        assert bound == "1min"
     finally:
         lost.dispose()
         other.dispose()
