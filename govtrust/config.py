@@ -27,6 +27,9 @@ from govtrust.db import Database, sqlite_url
 from govtrust.principal import LICENCE_ISSUER_PREFIX, ROLES
 
 DEFAULT_HTTP_MAX_BODY_BYTES = 1024 * 1024  # routes that declare no limit of their own
+# the longest OIDC refresh reuse interval (s): every second of it is a second in which a stolen,
+# just-rotated refresh token is answered (docs/oidc.md)
+MAX_REFRESH_REUSE_INTERVAL = 300
 # Packages whose settings are a section of their own: ``[ca]`` / ``GOVTRUST_CA_*``, ...
 SECTIONS = ("ca", "verify")
 T = TypeVar("T")
@@ -122,6 +125,11 @@ class Settings:
     # the OIDC token endpoint's token bucket per client id and address, shared by every replica
     token_rate: float = 0.0  # requests per second refilled; 0: no limit
     token_burst: int = 60
+    # the OIDC refresh tokens' reuse interval (s; 0: none): a rotated refresh token presented
+    # again by its client this soon after its rotation, while the token that rotation minted is
+    # still unused, is answered again instead of revoking the family (a retry after a lost
+    # answer; idp/oidc/reuse.py, docs/oidc.md)
+    oidc_refresh_reuse_interval_seconds: int = 30
     # the web console's sessions: ended after this long without a request, and this long after
     # the login whatever happens
     console_idle_seconds: int = 900
@@ -198,6 +206,7 @@ _INT_FIELDS = {
     "pdf_max_signatures",
     "verify_burst",
     "token_burst",
+    "oidc_refresh_reuse_interval_seconds",
     "console_idle_seconds",
     "console_absolute_seconds",
 }
@@ -413,6 +422,12 @@ def _validate(settings: Settings) -> Settings:
     if not 5 <= settings.ca_refresh_seconds <= 86_400:
         raise ConfigError(
             f"ca_refresh_seconds: {settings.ca_refresh_seconds} is out of range (5-86400)"
+        )
+    if not 0 <= settings.oidc_refresh_reuse_interval_seconds <= MAX_REFRESH_REUSE_INTERVAL:
+        raise ConfigError(
+            "oidc_refresh_reuse_interval_seconds: "
+            f"{settings.oidc_refresh_reuse_interval_seconds} is out of range "
+            f"(0 to disable, at most {MAX_REFRESH_REUSE_INTERVAL})"
         )
     if settings.http_max_body_bytes < 1024:
         raise ConfigError(

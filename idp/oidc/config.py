@@ -24,6 +24,9 @@ class ProviderConfig:
     access_token_ttl: int = 900
     id_token_ttl: int = 3600
     refresh_token_ttl: int = 14 * 24 * 3600
+    # a rotated refresh token presented again this soon after its rotation, its successor still
+    # unused, is answered again (idp/oidc/reuse.py); 0: never, every reuse revokes the family
+    refresh_reuse_interval: int = 30
     session_ttl: int = 12 * 3600
     interaction_ttl: int = 1800
     clock_skew: int = 60

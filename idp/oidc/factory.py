@@ -30,6 +30,7 @@ def _build(platform: Platform) -> Provider:
         platform.keystore,
         ProviderConfig(
             issuer=issuer,
+            refresh_reuse_interval=settings.oidc_refresh_reuse_interval_seconds,
             secure_cookies=settings.tls_enabled or issuer.startswith("https://"),
         ),
         key_deriver=platform.master_key,

@@ -4,7 +4,8 @@
 authentication (``client_secret_basic``/``_post``, ``none``, ``private_key_jwt``), the
 ``authorization_code`` grant (bound to the code's ``redirect_uri`` and PKCE verifier; a reused
 code revokes its grant), the ``refresh_token`` grant (rotation on every use; a rotated token
-presented again revokes its whole family), the stateless ``client_credentials`` grant, and the
+presented again revokes its whole family, unless the reuse interval answers it again:
+:mod:`idp.oidc.reuse`), the stateless ``client_credentials`` grant, and the
 minting of access, ID and refresh tokens. :class:`idp.oidc.provider.Provider` inherits it; the
 attributes it uses are the provider's (declared below for the type checker).
 """
@@ -39,6 +40,7 @@ from idp.oidc.models import (
     OidcGrantRow,
     OidcRefreshTokenRow,
 )
+from idp.oidc.reuse import REANSWER_TRIES, SQL_REANSWERABLE, interval_start
 from idp.oidc.rotation import PendingRotation, RotationCommitter
 from idp.oidc.tokens import ACCESS_TOKEN_TYP
 
@@ -278,7 +280,7 @@ class TokenGrants:
         The signatures are made before the write transaction, so SQLite's single writer is held
         only for the claim and the insert; the claim re-checks everything the read saw (unused,
         unrevoked, unexpired, live grant), so a token presented twice at once is minted for at
-        most once, and the loser is treated as reuse.
+        most once, and the loser is treated as reuse (which the reuse interval may answer).
         """
         token = form.get("refresh_token", "")
         if not token:
@@ -292,8 +294,27 @@ class TokenGrants:
             cur.execute(fast.sql(_SQL_PEEK_REFRESH), params)
             found = cur.fetchone()
         if found is None:
-            self._refresh_failed(client, digest, now)
-            raise OAuthError("invalid_grant", "the refresh token is invalid")
+            return self._refresh_failed(client, digest, now, asked, wait=wait)
+        return self._rotate(client, digest, now, found, asked, wait=wait)
+
+    def _rotate(
+        self,
+        client: Client,
+        digest: bytes,
+        now: datetime,
+        found: Any,
+        asked: list[str],
+        *,
+        wait: bool,
+        successor: bytes | None = None,
+        since: datetime | None = None,
+        tries: int = REANSWER_TRIES,
+    ) -> dict[str, Any]:
+        """Mint for the token ``digest`` (``found``: its grant id, scope and grant claims, as
+        :data:`_SQL_PEEK_REFRESH` reads them) and write the rotation: claiming the token, or,
+        given its unused ``successor``, superseding that one (a re-answer within the reuse
+        interval, ``since`` its start; idp/oidc/reuse.py)."""
+        fast = self.fast
         held = found[1].split()
         if asked and not set(asked) <= set(held):
             raise OAuthError("invalid_scope", "scope exceeds the original grant")
@@ -312,7 +333,15 @@ class TokenGrants:
             None, client, grant, now, nonce="", scope=scope, store_refresh=minted.append
         )
 
-        details = {"rotated": digest.hex(), "issued": [row["token_hash"].hex() for row in minted]}
+        details: dict[str, Any] = {
+            "rotated": digest.hex(),
+            "issued": [row["token_hash"].hex() for row in minted],
+        }
+        params = {"h": digest, "cid": client.client_id, "at": fast.ts(now), "used": fast.ts(now)}
+        if successor is not None:
+            assert since is not None
+            details["superseded"] = successor.hex()
+            params.update(s=successor, since=fast.ts(since))
         entry = audit.Entry(
             f"client:{client.client_id}",
             "oidc.token.refresh",
@@ -324,6 +353,7 @@ class TokenGrants:
                 **row,
                 "created_at": fast.ts(row["created_at"]),
                 "expires_at": fast.ts(row["expires_at"]),
+                "rotated_from": digest,
             }
             for row in minted
         ]
@@ -332,19 +362,21 @@ class TokenGrants:
             # Claimed, minted and audited in one transaction, shared with the rotations of
             # concurrent requests (idp/oidc/rotation.py); answered once it committed.
             item = PendingRotation(
-                params={**params, "used": fast.ts(now)},
+                params=params,
                 minted=rows,
                 entry=entry,
                 now=now,
                 wait=wait,
+                supersede=successor is not None,
             )
             try:
                 claimed = self._rotations().rotate(item)
             except WriteBusy:
                 raise WriteWouldBlock(lambda: claim(True)) from None
             if not claimed:
-                self._refresh_failed(client, digest, now)
-                raise OAuthError("invalid_grant", "the refresh token is invalid")
+                # Taken by a concurrent presentation (of the token, or of its predecessor
+                # within the reuse interval): a reuse, or a re-answer if it still qualifies.
+                return self._refresh_failed(client, digest, now, asked, wait=wait, tries=tries)
             return result
 
         return claim(wait)
@@ -360,17 +392,55 @@ class TokenGrants:
                     self._rotation_committer = committer
         return committer
 
-    def _refresh_failed(self, client: Client, digest: bytes, now: datetime) -> None:
-        """After a refused refresh token: a reused (rotated) one revokes its whole family.
+    def _refresh_failed(
+        self,
+        client: Client,
+        digest: bytes,
+        now: datetime,
+        asked: list[str],
+        *,
+        wait: bool,
+        tries: int = REANSWER_TRIES,
+    ) -> dict[str, Any]:
+        """After a refused refresh token: a rotated one presented again within the reuse
+        interval, its successor unused, is answered again (idp/oidc/reuse.py); any other reused
+        (rotated) one revokes its whole family. Raises ``invalid_grant`` unless answered.
 
         Unknown, expired and already revoked tokens are only read: a client sending bad tokens
-        never causes a write (the write below happens once per family).
+        never causes a write (the revocation happens once per family).
         """
         fast = self.fast
+        cid = client.client_id
         with fast.read() as cur:
-            cur.execute(fast.sql(_SQL_REUSED_REFRESH), {"h": digest, "cid": client.client_id})
-            if cur.fetchone() is None:
-                return
+            cur.execute(fast.sql(_SQL_REUSED_REFRESH), {"h": digest, "cid": cid})
+            reused = cur.fetchone() is not None
+        interval = self.config.refresh_reuse_interval
+        if reused and interval > 0 and tries > 0:
+            since = interval_start(now, interval)
+            with fast.read() as cur:
+                cur.execute(
+                    fast.sql(SQL_REANSWERABLE),
+                    {"h": digest, "cid": cid, "at": fast.ts(now), "since": fast.ts(since)},
+                )
+                again = cur.fetchone()
+            if again is not None:
+                return self._rotate(
+                    client,
+                    digest,
+                    now,
+                    again[1:],
+                    asked,
+                    wait=wait,
+                    successor=bytes(again[0]),
+                    since=since,
+                    tries=tries - 1,
+                )
+        if reused:
+            self._revoke_reused(client, digest, now)
+        raise OAuthError("invalid_grant", "the refresh token is invalid")
+
+    def _revoke_reused(self, client: Client, digest: bytes, now: datetime) -> None:
+        """Revoke the family of the rotated token ``digest`` (re-checked under the write)."""
         with self._write_lock, self.db.transaction() as tx:
             seen = (
                 tx.connection()

@@ -175,7 +175,8 @@ class OidcAuthCodeRow(Base):
 
 
 class OidcRefreshTokenRow(Base):
-    """A refresh token (digest); rotated on use, and a reused one revokes its family."""
+    """A refresh token (digest); rotated on use, and a reused one revokes its family (unless the
+    reuse interval re-answers a lost rotation: idp/oidc/reuse.py)."""
 
     __tablename__ = "oidc_refresh_tokens"
     __table_args__ = (Index("ix_oidc_refresh_tokens_grant", "grant_id"),)
@@ -188,6 +189,10 @@ class OidcRefreshTokenRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the digest of the token whose rotation minted this one (None for a code's first token and
+    # for tokens minted before migration 0024): the parent link of the reuse interval
+    # (idp/oidc/reuse.py)
+    rotated_from: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class OidcRevokedJtiRow(Base):

@@ -7,7 +7,10 @@ concurrent requests in ONE transaction: every claim first, then every minted tok
 audit-chain lock, one head read and the records of the rotations that claimed (chained in
 order with :func:`govtrust.audit.chained_records`, the primitive under
 :func:`govtrust.audit.append_many`; the rotation's writes are driver-level, so no ORM session).
-A lone rotation is written in its caller's thread (no hand-over).
+A lone rotation is written in its caller's thread (no hand-over). A re-answer within the
+refresh tokens' reuse interval (``idp/oidc/reuse.py``) is a rotation too, whose claim supersedes
+the rotated token's unused successor instead (:data:`idp.oidc.reuse.SQL_SUPERSEDE`); it is rare,
+and costs the normal rotations of its batch nothing.
 
 Why batching keeps the per-call semantics: each claim still checks-and-consumes its own token in
 one statement, so a token presented twice in one batch is claimed once and the second caller is
@@ -31,6 +34,7 @@ from ca.batch import BatchCommitter
 from govtrust import audit
 from govtrust.db import Database
 from govtrust.fastsql import FastSql, WriteBusy
+from idp.oidc.reuse import SQL_SUPERSEDE
 
 # Check-and-consume in one statement: only a live, unused token of this client.
 SQL_CLAIM_REFRESH = (
@@ -41,8 +45,8 @@ SQL_CLAIM_REFRESH = (
 )
 SQL_INSERT_REFRESH = (
     "INSERT INTO oidc_refresh_tokens (token_hash, grant_id, client_id, scope, created_at,"
-    " expires_at, used_at, revoked_at) VALUES (:token_hash, :grant_id, :client_id, :scope,"
-    " :created_at, :expires_at, NULL, NULL)"
+    " expires_at, used_at, revoked_at, rotated_from) VALUES (:token_hash, :grant_id, :client_id,"
+    " :scope, :created_at, :expires_at, NULL, NULL, :rotated_from)"
 )
 _SQL_CHAIN_LOCK_PG = audit.PG_CHAIN_LOCK_SQL
 # On PostgreSQL the batch's last claim also takes the chain's lock once it holds the token's row
@@ -54,11 +58,14 @@ _SQL_CLAIM_REFRESH_PG = f"{SQL_CLAIM_REFRESH}, {audit.PG_CHAIN_LOCK_TERMS}"
 class PendingRotation:
     """One rotation waiting to be written: its claim, its minted tokens, its audit entry."""
 
-    params: dict[str, Any]  # h, cid, at, used (driver terms)
+    params: dict[str, Any]  # h, cid, at, used; s, since when superseding (driver terms)
     minted: list[dict[str, Any]]  # oidc_refresh_tokens rows (driver terms)
     entry: audit.Entry
     now: datetime
     wait: bool = True  # False: a lone write must not wait for SQLite's lock (WriteBusy)
+    # True: a re-answer within the reuse interval, whose claim supersedes the unused successor
+    # ``s`` of the rotated token ``h`` (idp/oidc/reuse.py) instead of claiming ``h``
+    supersede: bool = False
     claimed: bool = False
     error: BaseException | None = None
     finished: threading.Event = field(default_factory=threading.Event)
@@ -74,6 +81,7 @@ class RotationCommitter(BatchCommitter[PendingRotation]):
         self.gate = gate  # the provider's write gate (SQLite), held for the batch
         self._claim = fast.sql(SQL_CLAIM_REFRESH)
         self._claim_locking = self._claim if fast.sqlite else fast.sql(_SQL_CLAIM_REFRESH_PG)
+        self._supersede = fast.sql(SQL_SUPERSEDE)
         self._insert = fast.sql(SQL_INSERT_REFRESH)
         self._audit = fast.sql(audit.INSERT_SQL)
 
@@ -97,13 +105,19 @@ class RotationCommitter(BatchCommitter[PendingRotation]):
             with self.gate, fast.write(wait=wait) as cur:
                 claimed: list[PendingRotation] = []
                 for item in batch:
-                    last = item is batch[-1]
-                    cur.execute(self._claim_locking if last else self._claim, item.params)
+                    if item.supersede:
+                        statement = self._supersede
+                    else:
+                        statement = self._claim_locking if item is batch[-1] else self._claim
+                    cur.execute(statement, item.params)
                     if cur.fetchone() is not None:
                         claimed.append(item)
                 # SQLite's BEGIN IMMEDIATE holds the chain already; on PostgreSQL the last claim
-                # took its lock, unless that claim failed.
-                locked = fast.sqlite or (bool(claimed) and claimed[-1] is batch[-1])
+                # took its lock, unless that claim failed (or superseded: no lock taken).
+                last = batch[-1]
+                locked = fast.sqlite or (
+                    bool(claimed) and claimed[-1] is last and not last.supersede
+                )
                 rows = [row for item in claimed for row in item.minted]
                 if rows:
                     cur.executemany(self._insert, rows)

@@ -1124,9 +1124,11 @@ class _Session:
     """One load client's OIDC session: its current (access, refresh) tokens and spare families.
 
     A refresh answered with a retryable failure is retried with the same refresh token; if the
-    server had rotated it before the answer was lost, the retry is a reuse, the provider revokes
-    the family (``invalid_grant``) and the client moves to a spare family: the table shows it as
-    ``OIDC_REUSE_AFTER_LOST_ACK``."""
+    server had rotated it before the answer was lost, the provider answers the retry again
+    within its refresh reuse interval (``oidc_refresh_reuse_interval_seconds``, 30 s from the
+    rotation, docs/oidc.md); a retry later than that is a reuse, the provider revokes the family
+    (``invalid_grant``) and the client moves to a spare family: the table shows it as
+    ``OIDC_REUSE_AFTER_LOST_ACK`` (counted as not retryable)."""
 
     def __init__(self, families: list[tuple[str, str]]) -> None:
         self.families = families

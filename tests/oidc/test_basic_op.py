@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -256,7 +257,38 @@ def test_refresh_rotation_and_reuse_revokes_the_family(oidc_env: OidcEnv) -> Non
         assert new["refresh_token"] != tokens["refresh_token"]
         claims = decode_id_token(http, new["id_token"], client_id, oidc_env.issuer)
         assert claims["sub"] == oidc_env.citizen_id and "nonce" not in claims
-        # Replaying the old one: refused, and the whole family (incl. the new one) is revoked.
+        # Replaying the old one within the reuse interval while the new one is unused (a retry
+        # after a lost answer): answered again, the new one superseded.
+        again = refresh(tokens["refresh_token"])
+        assert again.status_code == 200
+        latest = again.json()
+        assert latest["refresh_token"] not in {tokens["refresh_token"], new["refresh_token"]}
+        # The superseded one comes back: refused, and the whole family is revoked.
+        with unchanged(oidc_env.platform.db, allow=REUSE_REVOKES):
+            assert refresh(new["refresh_token"]).json()["error"] == "invalid_grant"
+        with unchanged(oidc_env.platform.db):
+            for token in (latest["refresh_token"], tokens["refresh_token"]):
+                assert refresh(token).json()["error"] == "invalid_grant"
+            for access in (new["access_token"], latest["access_token"]):
+                bearer = {"Authorization": f"Bearer {access}"}
+                assert http.get("/oidc/userinfo", headers=bearer).status_code == 401
+
+
+def test_refresh_reuse_without_a_reuse_interval_revokes_the_family(oidc_env: OidcEnv) -> None:
+    """``refresh_reuse_interval = 0``: replaying the old token at once revokes the family."""
+    oidc_env.provider.config = replace(oidc_env.provider.config, refresh_reuse_interval=0)
+    client_id, secret = oidc_env.register_client()
+    with oidc_env.http() as http:
+        tokens = full_login(http, client_id, secret)
+
+        def refresh(token: str) -> Any:
+            return http.post(
+                "/oidc/token",
+                data={"grant_type": "refresh_token", "refresh_token": token},
+                auth=(client_id, secret),
+            )
+
+        new = refresh(tokens["refresh_token"]).json()
         with unchanged(oidc_env.platform.db, allow=REUSE_REVOKES):
             assert refresh(tokens["refresh_token"]).json()["error"] == "invalid_grant"
         with unchanged(oidc_env.platform.db):
@@ -307,11 +339,14 @@ def test_a_refresh_rotation_appends_one_chained_audit_record(oidc_env: OidcEnv) 
 
 
 def test_one_refresh_token_presented_twice_at_once_mints_once(oidc_env: OidcEnv) -> None:
-    """Both requests read the token as live and sign; only one claims it, the other is reuse."""
+    """Both requests read the token as live and sign; only one claims it, the other is reuse
+    (without a reuse interval, which would answer the others in turn: test_mutants_token.py
+    test_reuse_interval_race_is_answered_in_turn)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from idp.oidc.errors import OAuthError
 
+    oidc_env.provider.config = replace(oidc_env.provider.config, refresh_reuse_interval=0)
     client_id, secret = oidc_env.register_client()
     assert secret is not None
     with oidc_env.http() as http:

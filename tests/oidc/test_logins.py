@@ -70,6 +70,26 @@ def test_secure_cookie_when_tls() -> None:
     assert ProviderConfig(issuer="https://id.example", secure_cookies=True).secure_cookies
 
 
+def test_the_platforms_provider_takes_the_reuse_interval_setting(oidc_env: OidcEnv) -> None:
+    """``oidc_refresh_reuse_interval_seconds`` reaches the provider the platform builds."""
+    from dataclasses import replace
+
+    from govtrust.platform import Platform
+    from govtrust.server.wiring import define_components
+    from idp.oidc.factory import provider_for
+
+    base = oidc_env.platform
+    for seconds in (0, 45):
+        platform = Platform(
+            settings=replace(base.settings, oidc_refresh_reuse_interval_seconds=seconds),
+            db=base.db,
+            master_key=base.master_key,
+            keystore=base.keystore,
+        )
+        define_components(platform)
+        assert provider_for(platform).config.refresh_reuse_interval == seconds
+
+
 def test_english_page_and_accessibility(oidc_env: OidcEnv) -> None:
     client_id, _ = oidc_env.register_client()
     with oidc_env.http() as http:

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -159,9 +159,15 @@ def shared_env(
 
 @pytest.fixture
 def env(shared_env: TokenEnv) -> TokenEnv:
-    """The module's provider on a fresh fixed clock."""
+    """The module's provider on a fresh fixed clock, with the default reuse interval."""
     shared_env.provider.now = FixedClock()
+    reuse_interval(shared_env, ProviderConfig.refresh_reuse_interval)
     return shared_env
+
+
+def reuse_interval(env: TokenEnv, seconds: int) -> None:
+    """Set the provider's refresh reuse interval (0: every reuse revokes the family)."""
+    env.provider.config = replace(env.provider.config, refresh_reuse_interval=seconds)
 
 
 def clock(env: TokenEnv) -> FixedClock:
@@ -851,6 +857,8 @@ def test_refresh_rotates_and_keeps_the_grant(env: TokenEnv) -> None:
 
 
 def test_refresh_reuse_revokes_the_family_once(env: TokenEnv) -> None:
+    """Without a reuse interval (0), any reuse revokes the family: the behaviour before it."""
+    reuse_interval(env, 0)
     cid, secret = client(env)
     first = exchange(env, cid, secret, issue_code(env, cid))
     grant = grant_of(env, first["access_token"])
@@ -1158,7 +1166,10 @@ def test_refresh_that_may_wait_waits_for_the_write_lock(env: TokenEnv) -> None:
 
 
 def test_refresh_raced_by_its_own_token_counts_as_reuse(env: TokenEnv) -> None:
-    """Two presentations of one token at once: the loser of the claim is refused as reuse."""
+    """Two presentations of one token at once: the loser of the claim is refused as reuse
+    (without a reuse interval; with one, it is answered in turn, as in
+    test_reuse_interval_race_is_answered_in_turn)."""
+    reuse_interval(env, 0)
     cid, secret = client(env)
     first = exchange(env, cid, secret, issue_code(env, cid))
     if env.db.engine.dialect.name != "sqlite":
@@ -1205,8 +1216,11 @@ def test_concurrent_refreshes_share_one_audited_transaction(
 ) -> None:
     """Rotations arriving while one is being written share the next transaction (issue 15
     item 7): each is audited once, the chain verifies, and a token presented twice in the
-    batch is claimed once, the loser treated as reuse (its family revoked)."""
+    batch is claimed once, the loser treated as reuse (its family revoked; without a reuse
+    interval, which would answer it)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    reuse_interval(env, 0)
 
     from govtrust import audit
     from idp.oidc.clients import hash_secret
@@ -1278,3 +1292,364 @@ def test_concurrent_refreshes_share_one_audited_transaction(
         )
     assert reused.value.as_dict() == BAD_REFRESH
     assert grant_of(env, firsts[1]["access_token"]).revoke_reason == "refresh_reuse"
+
+
+# ============================================================================ reuse interval
+
+
+def refresh(env: TokenEnv, client_id: str, secret: str, presented: str) -> dict[str, Any]:
+    return token(env, client_id, secret, grant_type="refresh_token", refresh_token=presented)
+
+
+def digest_of(refresh_token: str) -> str:
+    from idp.oidc.clients import hash_secret
+
+    return hash_secret(refresh_token).hex()
+
+
+def refresh_records(env: TokenEnv, grant_id: str) -> list[dict[str, Any]]:
+    """The details of the grant's ``oidc.token.refresh`` records, in chain order."""
+    records = sorted(
+        audits(env, "oidc.token.refresh", f"oidc-grant:{grant_id}"), key=lambda r: r.seq
+    )
+    return [json.loads(r.details) for r in records]
+
+
+def live_tokens(env: TokenEnv, grant_id: str) -> list[str]:
+    """The digests of the grant's unused, unrevoked refresh tokens."""
+    with env.db.read() as session:
+        rows = session.scalars(
+            select(OidcRefreshTokenRow).where(
+                OidcRefreshTokenRow.grant_id == grant_id,
+                OidcRefreshTokenRow.used_at.is_(None),
+                OidcRefreshTokenRow.revoked_at.is_(None),
+            )
+        ).all()
+    return [row.token_hash.hex() for row in rows]
+
+
+def test_reuse_interval_answers_a_lost_rotation_again(env: TokenEnv) -> None:
+    """Issue #20's finding: a rotation whose answer was lost, retried with the rotated token
+    within the interval, is answered again; the successor nobody received is superseded and,
+    presented later (the lost answer in someone else's hands), counts as reuse."""
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    grant = grant_of(env, first["access_token"])
+    rotated_at = clock(env).at
+    lost = refresh(env, cid, secret, first["refresh_token"])  # the answer the client never got
+    clock(env).at = rotated_at + timedelta(seconds=12)
+    retried = refresh(env, cid, secret, first["refresh_token"])
+    assert set(retried) == set(lost)
+    assert retried["refresh_token"] not in {first["refresh_token"], lost["refresh_token"]}
+    assert (retried["token_type"], retried["scope"]) == ("Bearer", "openid profile")
+    access = jwt.get_unverified_claims(retried["access_token"])
+    assert access["jti"].startswith(f"{grant.id}.") and access["iat"] == clock(env).ts()
+    assert jwt.get_unverified_claims(retried["id_token"])["sid"] == grant.sid
+    assert not dead(env, retried["access_token"])
+    superseded = refresh_row(env, lost["refresh_token"])
+    assert as_utc(superseded.used_at) == clock(env).at  # type: ignore[arg-type]
+    assert superseded.revoked_at is None
+    assert superseded.rotated_from == bytes.fromhex(digest_of(first["refresh_token"]))
+    new = refresh_row(env, retried["refresh_token"])
+    assert (new.grant_id, new.client_id, new.used_at, new.revoked_at) == (grant.id, cid, None, None)
+    assert new.rotated_from == superseded.rotated_from  # it answers the same rotation
+    # the interval still counts from the rotation: the re-answer does not move it
+    assert as_utc(refresh_row(env, first["refresh_token"]).used_at) == rotated_at  # type: ignore[arg-type]
+    assert refresh_records(env, grant.id) == [
+        {
+            "rotated": digest_of(first["refresh_token"]),
+            "issued": [digest_of(lost["refresh_token"])],
+        },
+        {
+            "rotated": digest_of(first["refresh_token"]),
+            "issued": [digest_of(retried["refresh_token"])],
+            "superseded": digest_of(lost["refresh_token"]),
+        },
+    ]
+    assert audits(env, "oidc.refresh.reuse", f"oidc-grant:{grant.id}") == []
+    assert grant_of(env, first["access_token"]).revoked_at is None
+    # the client goes on with the token it got
+    clock(env).at += timedelta(seconds=1)
+    onward = refresh(env, cid, secret, retried["refresh_token"])
+    assert live_tokens(env, grant.id) == [digest_of(onward["refresh_token"])]
+    # the superseded successor comes back: a reuse, the family is revoked
+    revoked_at = clock(env).at
+    with unchanged(env.db, env.keystore, allow=REUSE_REVOKES):
+        err = refused(
+            env, cid, secret, grant_type="refresh_token", refresh_token=lost["refresh_token"]
+        )
+    assert err.as_dict() == BAD_REFRESH
+    revoked = grant_of(env, first["access_token"])
+    assert (revoked.revoke_reason, as_utc(revoked.revoked_at)) == ("refresh_reuse", revoked_at)  # type: ignore[arg-type]
+    assert dead(env, onward["access_token"]) and dead(env, retried["access_token"])
+    (record,) = audits(env, "oidc.refresh.reuse", f"oidc-grant:{grant.id}")
+    assert (record.actor, record.outcome) == (f"client:{cid}", "denied")
+
+
+def test_reuse_interval_answers_each_retry_in_turn(env: TokenEnv) -> None:
+    """Every retry within the interval supersedes the answer before it: one successor is live."""
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    grant = grant_of(env, first["access_token"])
+    answers = [refresh(env, cid, secret, first["refresh_token"])]
+    for _ in range(3):
+        clock(env).at += timedelta(seconds=5)
+        answers.append(refresh(env, cid, secret, first["refresh_token"]))
+    assert live_tokens(env, grant.id) == [digest_of(answers[-1]["refresh_token"])]
+    assert [r.get("superseded") for r in refresh_records(env, grant.id)] == [
+        None,
+        *(digest_of(a["refresh_token"]) for a in answers[:-1]),
+    ]
+    assert "refresh_token" in refresh(env, cid, secret, answers[-1]["refresh_token"])
+    for earlier in answers[:-1]:  # each earlier answer is a reuse now
+        assert refresh_row(env, earlier["refresh_token"]).used_at is not None
+    err = refused(
+        env, cid, secret, grant_type="refresh_token", refresh_token=answers[0]["refresh_token"]
+    )
+    assert err.as_dict() == BAD_REFRESH
+    assert grant_of(env, first["access_token"]).revoke_reason == "refresh_reuse"
+
+
+def test_reuse_interval_ends_on_its_last_instant(env: TokenEnv) -> None:
+    """Answered up to the last microsecond of the interval after the rotation; at its end, a
+    reuse (the family revoked)."""
+    clock(env).at = clock(env).at.replace(microsecond=500_000)  # sub-second stored times
+    interval = timedelta(seconds=ProviderConfig.refresh_reuse_interval)
+    cid, secret = client(env)
+    inside = exchange(env, cid, secret, issue_code(env, cid))
+    outside = exchange(env, cid, secret, issue_code(env, cid))
+    rotated_at = clock(env).at
+    for family in (inside, outside):
+        refresh(env, cid, secret, family["refresh_token"])
+    clock(env).at = rotated_at + interval - timedelta(microseconds=1)
+    assert "refresh_token" in refresh(env, cid, secret, inside["refresh_token"])
+    clock(env).at = rotated_at + interval
+    with unchanged(env.db, env.keystore, allow=REUSE_REVOKES):
+        err = refused(
+            env, cid, secret, grant_type="refresh_token", refresh_token=outside["refresh_token"]
+        )
+    assert err.as_dict() == BAD_REFRESH
+    assert grant_of(env, outside["access_token"]).revoke_reason == "refresh_reuse"
+    assert grant_of(env, inside["access_token"]).revoked_at is None
+    # a longer interval is read from the configuration
+    reuse_interval(env, 3 * ProviderConfig.refresh_reuse_interval)
+    assert "refresh_token" in refresh(env, cid, secret, inside["refresh_token"])
+
+
+def test_reuse_after_the_successor_was_used_revokes_the_family(env: TokenEnv) -> None:
+    """The client got the answer and moved on: the rotated token coming back, even within the
+    interval, is a reuse."""
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    second = refresh(env, cid, secret, first["refresh_token"])
+    clock(env).at += timedelta(seconds=1)
+    third = refresh(env, cid, secret, second["refresh_token"])
+    clock(env).at += timedelta(seconds=1)
+    with unchanged(env.db, env.keystore, allow=REUSE_REVOKES):
+        err = refused(
+            env, cid, secret, grant_type="refresh_token", refresh_token=first["refresh_token"]
+        )
+    assert err.as_dict() == BAD_REFRESH
+    grant = grant_of(env, first["access_token"])
+    assert grant.revoke_reason == "refresh_reuse"
+    assert dead(env, third["access_token"])
+    assert len(audits(env, "oidc.refresh.reuse", f"oidc-grant:{grant.id}")) == 1
+    assert [r.get("superseded") for r in refresh_records(env, grant.id)] == [None, None]
+
+
+def test_reuse_interval_zero_revokes_at_once(env: TokenEnv) -> None:
+    """``refresh_reuse_interval = 0``: the retry of a lost answer revokes the family, as before."""
+    reuse_interval(env, 0)
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    lost = refresh(env, cid, secret, first["refresh_token"])
+    clock(env).at += timedelta(seconds=1)
+    with unchanged(env.db, env.keystore, allow=REUSE_REVOKES):
+        err = refused(
+            env, cid, secret, grant_type="refresh_token", refresh_token=first["refresh_token"]
+        )
+    assert err.as_dict() == BAD_REFRESH
+    assert grant_of(env, first["access_token"]).revoke_reason == "refresh_reuse"
+    assert refresh_row(env, lost["refresh_token"]).used_at is None  # not superseded: revoked
+    assert refresh_row(env, lost["refresh_token"]).revoked_at is not None
+
+
+def test_reuse_interval_is_for_the_tokens_own_client(env: TokenEnv) -> None:
+    """Another client presenting a just-rotated token is refused and writes nothing; the
+    owner's retry is still answered."""
+    cid, secret = client(env)
+    other, other_secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    lost = refresh(env, cid, secret, first["refresh_token"])
+    clock(env).at += timedelta(seconds=2)
+    with unchanged(env.db, env.keystore):
+        err = refused(
+            env,
+            other,
+            other_secret,
+            grant_type="refresh_token",
+            refresh_token=first["refresh_token"],
+        )
+    assert err.as_dict() == BAD_REFRESH
+    assert refresh_row(env, lost["refresh_token"]).used_at is None
+    assert "refresh_token" in refresh(env, cid, secret, first["refresh_token"])
+
+
+def test_reuse_interval_needs_a_live_grant_and_scope_within_it(env: TokenEnv) -> None:
+    """A retry asking for more than the grant holds is ``invalid_scope`` (nothing written, as a
+    normal refresh); one asking for less is narrowed; a revoked grant answers nothing."""
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    refresh(env, cid, secret, first["refresh_token"])
+    clock(env).at += timedelta(seconds=2)
+    with unchanged(env.db, env.keystore):
+        err = refused(
+            env,
+            cid,
+            secret,
+            grant_type="refresh_token",
+            refresh_token=first["refresh_token"],
+            scope="openid phone",
+        )
+    assert err.error == "invalid_scope"
+    narrowed = token(
+        env,
+        cid,
+        secret,
+        grant_type="refresh_token",
+        refresh_token=first["refresh_token"],
+        scope="openid",
+    )
+    assert narrowed["scope"] == "openid"
+    assert refresh_row(env, narrowed["refresh_token"]).scope == "openid"
+    grant = grant_of(env, first["access_token"])
+    with env.db.transaction() as tx:
+        row = tx.get(OidcGrantRow, grant.id)
+        assert row is not None
+        row.revoked_at = clock(env).at
+    err = refused(
+        env, cid, secret, grant_type="refresh_token", refresh_token=first["refresh_token"]
+    )
+    assert err.as_dict() == BAD_REFRESH
+    assert live_tokens(env, grant.id) == []
+
+
+def test_reuse_interval_on_the_loop_defers_instead_of_waiting(env: TokenEnv) -> None:
+    """The re-answer is a rotation: on the event loop (``wait=False``) it defers rather than
+    wait for SQLite's write lock, having written nothing; ``resume()`` answers."""
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    lost = refresh(env, cid, secret, first["refresh_token"])
+    form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    if env.db.engine.dialect.name != "sqlite":
+        answered = env.provider.token(form, (cid, secret), wait=False)
+        assert refresh_row(env, answered["refresh_token"]).used_at is None
+        return
+    other = _held_sqlite_lock(env)
+    try:
+        with unchanged(env.db, env.keystore), pytest.raises(WriteWouldBlock) as deferred:
+            env.provider.token(form, (cid, secret), wait=False)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert refresh_row(env, lost["refresh_token"]).used_at is None
+    answered = deferred.value.resume()
+    assert refresh_row(env, lost["refresh_token"]).used_at is not None
+    assert refresh_row(env, answered["refresh_token"]).used_at is None
+
+
+def test_reuse_interval_race_is_answered_in_turn(
+    env: TokenEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two re-presentations of one rotated token at once, on two providers (two hosts, each its
+    own rotation committer): each supersedes with one conditional UPDATE, so the successor is
+    taken once; the loser then finds the winner's token and supersedes that one. Both are
+    answered, in turn, and exactly one successor is live (never two).
+
+    Staged deterministically: the database is held (SQLite's write lock; PostgreSQL's audit-chain
+    lock, so on PostgreSQL one supersession holds the successor's row and the other waits for
+    it) until both re-answers are inside their writes."""
+    import copy
+
+    from govtrust import audit
+
+    cid, secret = client(env)
+    first = exchange(env, cid, secret, issue_code(env, cid))
+    grant = grant_of(env, first["access_token"])
+    lost = refresh(env, cid, secret, first["refresh_token"])
+    clock(env).at += timedelta(seconds=5)
+    twin = copy.copy(env.provider)
+    twin.__dict__.pop("_rotation_committer", None)
+    entered: list[int] = []
+    for provider in (env.provider, twin):
+        committer = provider._rotations()
+        real_commit = committer._commit
+
+        def counting(batch: list[Any], real: Any = real_commit) -> None:
+            entered.append(len(batch))
+            real(batch)
+
+        monkeypatch.setattr(committer, "_commit", counting)
+    assert twin._rotations() is not env.provider._rotations()
+    form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    sqlite = env.db.engine.dialect.name == "sqlite"
+    if sqlite:
+        holder: Any = _held_sqlite_lock(env)
+        release = lambda: holder.execute("ROLLBACK")  # noqa: E731
+
+        def waiting() -> bool:
+            return len(entered) >= 2
+    else:
+        from sqlalchemy import text
+
+        holder = env.db.engine.connect()
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": audit.PG_AUDIT_LOCK})
+        holder.commit()
+        release = lambda: holder.execute(  # noqa: E731
+            text("SELECT pg_advisory_unlock(:k)"), {"k": audit.PG_AUDIT_LOCK}
+        )
+
+        def waiting() -> bool:
+            # one waits for the chain's lock holding the successor's row, the other for the row
+            count = holder.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            holder.commit()
+            return int(count) >= 2
+
+    try:
+        runs = [
+            _in_thread(lambda p=provider: p.token(form, (cid, secret)))
+            for provider in (env.provider, twin)
+        ]
+        deadline = time.monotonic() + 60
+        while not waiting():
+            assert time.monotonic() < deadline, entered
+            assert all(thread.is_alive() for thread, _ in runs), [o for _, o in runs]
+            time.sleep(0.02)
+        release()
+    finally:
+        holder.close()
+    answers = []
+    for thread, outcome in runs:
+        thread.join()
+        (result,) = outcome
+        assert isinstance(result, dict), result
+        answers.append(result["refresh_token"])
+    live = live_tokens(env, grant.id)
+    assert len(live) == 1 and live[0] in {digest_of(a) for a in answers}, (live, answers)
+    (winner,) = [a for a in answers if digest_of(a) != live[0]]  # answered first, superseded
+    assert [r.get("superseded") for r in refresh_records(env, grant.id)] == [
+        None,
+        digest_of(lost["refresh_token"]),
+        digest_of(winner),
+    ]
+    with env.db.read() as session:
+        assert audit.verify_chain(session, audit.chain_key(env.db)).ok
+    # the earlier answer comes back: a reuse
+    err = refused(env, cid, secret, grant_type="refresh_token", refresh_token=winner)
+    assert err.as_dict() == BAD_REFRESH
+    assert grant_of(env, first["access_token"]).revoke_reason == "refresh_reuse"

@@ -56,6 +56,15 @@ def test_audit_checkpoint_interval_is_a_setting() -> None:
     assert load_settings({}, env=env).audit_checkpoint_seconds == 0
 
 
+def test_oidc_refresh_reuse_interval_is_a_setting(tmp_path: Path) -> None:
+    assert load_settings({}, env={}).oidc_refresh_reuse_interval_seconds == 30
+    toml = tmp_path / "govtrust.toml"
+    toml.write_text("[govtrust]\noidc_refresh_reuse_interval_seconds = 0\n")
+    assert load_settings({}, config_file=toml, env={}).oidc_refresh_reuse_interval_seconds == 0
+    env = {"GOVTRUST_OIDC_REFRESH_REUSE_INTERVAL_SECONDS": "300"}
+    assert load_settings({}, config_file=toml, env=env).oidc_refresh_reuse_interval_seconds == 300
+
+
 @pytest.mark.parametrize(
     ("flags", "env", "fragment"),
     [
@@ -80,6 +89,17 @@ def test_audit_checkpoint_interval_is_a_setting() -> None:
         ({"database_keepalive_seconds": -5}, {}, "database_keepalive_seconds"),
         ({}, {"GOVTRUST_GRPC_TRANSPORT": "trio"}, "grpc_transport: 'trio' is not sync or aio"),
         ({}, {"GOVTRUST_GRPC_THREADS": "1"}, "grpc_threads: 1 is below 2"),
+        (
+            {},
+            {"GOVTRUST_OIDC_REFRESH_REUSE_INTERVAL_SECONDS": "-1"},
+            "oidc_refresh_reuse_interval_seconds: -1 is out of range",
+        ),
+        (
+            {"oidc_refresh_reuse_interval_seconds": 301},
+            {},
+            r"oidc_refresh_reuse_interval_seconds: 301 is out of range \(0 to disable, at most"
+            r" 300\)",
+        ),
     ],
 )
 def test_invalid_settings_are_one_clear_error(
