@@ -30,7 +30,10 @@ give its state — the answer as the objects stand at the retry; a sealing call'
 signature is re-produced from the retry's request and bound to the use its lost call recorded),
 stored as the key's answer from then on; otherwise it is refused with
 :class:`RequestOutcomeUnknown`, which names those objects so the client can look the result up.
-A call that fails releases its claim (so a retry acts afresh), unless its effect was recorded.
+A call that fails releases its claim (so a retry acts afresh), unless its effect was recorded;
+a call that is cancelled (its deadline passed, its client went) while its work goes on in a
+thread keeps the claim until that work has ended, and then stores its answer or releases it
+(:mod:`govtrust.rpc.interceptors`): released at once, a retry could act beside the late work.
 
 Licence issuance (``IssueLicense``) keeps its own ledger (``licence_issue_requests``), which
 stores the licence identifier in the licence's own transaction; it predates this one.

@@ -27,6 +27,7 @@ order (map, then observe) is easiest to see and keep right in one place.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -121,6 +122,61 @@ async def _run(
     if inspect.isawaitable(response):
         response = await response
     return response
+
+
+async def _acting(
+    claim: Claim,
+    behaviour: Callable[..., Any],
+    is_async: bool,
+    request: Any,
+    context: grpc.aio.ServicerContext[Any, Any],
+) -> Any:
+    with acting_on(claim):
+        return await _run(behaviour, is_async, request, context)
+
+
+_SETTLING: set[asyncio.Future[Any]] = set()  # claims being settled after their call ended
+
+
+async def _settled_by_its_work(ledger: RequestLedger, claim: Claim, work: Awaitable[Any]) -> Any:
+    """The answer of a claimed call's ``work``, run as a task of its own that the call's
+    cancellation does not stop.
+
+    A call is cancelled when its deadline passes or its client goes, but its work may be in a
+    thread (``run_sync``) that goes on and still takes effect: freeing the claim then would let
+    a retry act beside it (the cluster soak saw a signature recorded twice so). So the claim is
+    settled by the work's own end: its answer stored (a retry gets it), or the claim freed once
+    the work failed. A failure of the call itself frees the claim at once, as before."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if task.done():  # the work itself was cancelled: it has ended
+            await run_sync(ledger.abandon, claim)
+        else:
+            task.add_done_callback(lambda done: _settle_later(ledger, claim, done))
+        raise
+    except BaseException:
+        await run_sync(ledger.abandon, claim)
+        raise
+
+
+def _settle_later(ledger: RequestLedger, claim: Claim, work: asyncio.Future[Any]) -> None:
+    """Store the answer of ``work`` that ended after its call did, or free its claim."""
+    if work.cancelled() or work.exception() is not None:
+        settle = run_sync(ledger.abandon, claim)
+    else:
+        answer = work.result().SerializeToString(deterministic=True)
+        settle = run_sync(ledger.finish, claim, answer)
+    task = asyncio.ensure_future(settle)
+    _SETTLING.add(task)
+    task.add_done_callback(_settled)
+
+
+def _settled(task: asyncio.Future[Any]) -> None:
+    _SETTLING.discard(task)
+    if not task.cancelled() and task.exception() is not None:  # the ledger retries in the
+        log.info("a late claim settlement failed: %s", task.exception())  # background itself
 
 
 class _Call:
@@ -278,12 +334,17 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             begun = await run_sync(ledger.wait_for_answer, key, digest, rebuild)
             if not isinstance(begun, Claim):
                 return response_type.FromString(begun)
-            try:
-                with acting_on(begun):
-                    response = await _run(behaviour, is_async, request, context)
-            except BaseException:
-                await run_sync(ledger.abandon, begun)
-                raise
+            if driven_inline():  # the work runs on this very thread: ended when it returns
+                try:
+                    with acting_on(begun):
+                        response = await _run(behaviour, is_async, request, context)
+                except BaseException:
+                    await run_sync(ledger.abandon, begun)
+                    raise
+            else:
+                response = await _settled_by_its_work(
+                    ledger, begun, _acting(begun, behaviour, is_async, request, context)
+                )
             await run_sync(ledger.finish, begun, response.SerializeToString(deterministic=True))
             return response
 

@@ -87,6 +87,7 @@ from seal.ofd.writer import write_document
 from seal.runtime import runtime_for
 from seal.structures import verify_signature
 from seal.types import USE_ACTIONS
+from seal.usage import SealUsage
 from tests.ca.conftest import make_csr
 from tests.seal import gbt38540
 from tests.seal.conftest import (
@@ -413,6 +414,70 @@ def test_seal_transitions_and_sealing_retry_once(stack: Stack) -> None:
         assert stack.seals.SuspendSeal(suspend, metadata=stack.meta(FILING)) == suspended
     with stack.platform.db.read() as session:
         assert verify_chain(session).ok
+
+
+def test_a_call_past_its_deadline_keeps_its_key_until_its_work_has_ended(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client gives up (deadline) while the call's work still runs in a thread: the key
+    stays claimed until the work ends (a retry meanwhile is told "in progress" and does
+    nothing), and then holds the work's answer — one use, not two. (Freed when the call was
+    cancelled, a retry acted beside the late work: a signature recorded twice in the soak.)"""
+    company_id, rep = _company(stack)
+    seal_id, _ = _active_seal(stack, company_id, rep)
+    entered, release = threading.Event(), threading.Event()
+    original = SealUsage.record_use
+    calls: list[int] = []
+
+    def slow_first(self: SealUsage, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # the first call's work is held up past its client's deadline
+            entered.set()
+            assert release.wait(60)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SealUsage, "record_use", slow_first)
+
+    def uses() -> int:
+        with stack.platform.db.read() as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(SealEventRow)
+                    .where(SealEventRow.seal_id == seal_id, SealEventRow.action == "sign_data")
+                )
+                or 0
+            )
+
+    before = uses()
+    sign = seal_pb2.SignDataRequest(seal_id=seal_id, data=b"slow body", request_id="slow-1")
+    metadata = stack.meta(rep)
+    _refused(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        lambda: stack.seals.SignData(sign, metadata=metadata, timeout=1.0),
+    )
+    assert entered.wait(30)
+    try:
+        with stack.unchanged():  # the work still runs: the key is still its own
+            _refused(
+                grpc.StatusCode.UNAVAILABLE,
+                lambda: stack.seals.SignData(sign, metadata=metadata, timeout=30),
+            )
+    finally:
+        release.set()
+    deadline = time.monotonic() + 30
+    answer: seal_pb2.SignDataResponse | None = None
+    while answer is None:  # the late work's answer is stored once it has ended
+        try:
+            answer = stack.seals.SignData(sign, metadata=metadata, timeout=30)
+        except grpc.RpcError as error:  # "in progress" until then
+            code = error.code()
+        if answer is None:
+            assert code == grpc.StatusCode.UNAVAILABLE
+            assert time.monotonic() < deadline, "the late work's answer was never stored"
+    assert uses() == before + 1 and len(calls) == 1
+    with stack.unchanged():
+        assert stack.seals.SignData(sign, metadata=metadata, timeout=30) == answer
 
 
 # --- the ledger's decisions about dead claimants --------------------------------------------
