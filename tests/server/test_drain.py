@@ -1,4 +1,6 @@
-"""SIGTERM drains: calls in flight when the signal arrives complete, new ones are refused."""
+"""SIGTERM drains: calls in flight when the signal arrives complete, new ones are refused; a gRPC
+call still running when the grace period is over is answered UNAVAILABLE ("the server is shutting
+down; retry"), not cancelled, and its work runs on to its end before the process exits."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import httpx
@@ -22,17 +24,7 @@ LAUNCHER = Path(__file__).with_name("slow_server.py")
 
 @pytest.mark.parametrize("transport", ["aio", "sync"])
 def test_in_flight_calls_finish_during_drain(tmp_path: Path, transport: str) -> None:
-    command = [
-        sys.executable,
-        str(LAUNCHER),
-        "serve",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--grpc-port",
-        "0",
-        "--http-port",
-        "0",
-    ]
+    command = _command(tmp_path)
     results: dict[str, Any] = {}
     with running(command, server_env(GOVTRUST_GRPC_TRANSPORT=transport)) as served:
 
@@ -76,3 +68,87 @@ def test_in_flight_calls_finish_during_drain(tmp_path: Path, transport: str) -> 
     # The calls completed after the signal, and the process did not wait out the whole grace.
     assert results["grpc_done"] > signalled and results["http_done"] > signalled
     assert exited - signalled < 8
+
+
+def _command(tmp_path: Path) -> list[str]:
+    return [
+        sys.executable,
+        str(LAUNCHER),
+        "serve",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--grpc-port",
+        "0",
+        "--http-port",
+        "0",
+    ]
+
+
+GRACE = 1.0
+OUTLIVING = 4.0  # the slow calls' work: longer than the grace
+
+
+@pytest.mark.parametrize("transport", ["aio", "sync"])
+def test_a_call_outliving_the_grace_ends_unavailable(tmp_path: Path, transport: str) -> None:
+    env = server_env(
+        GOVTRUST_GRPC_TRANSPORT=transport,
+        SLOW_SERVER_SECONDS=str(OUTLIVING),
+        SLOW_SERVER_GRACE=str(GRACE),
+    )
+    results: dict[str, Any] = {}
+    with running(_command(tmp_path), env) as served:
+
+        def grpc_call() -> None:
+            try:
+                results["grpc"] = call_first_method(
+                    served.grpc_address,
+                    verify_pb2,
+                    "VerifyService",
+                    metadata=(("x-request-id", "req-outlives"),),
+                )
+            except grpc.RpcError as exc:
+                results["grpc"] = exc
+            results["grpc_done"] = time.monotonic()
+
+        def http_call() -> None:
+            try:
+                results["http"] = httpx.get(f"{served.http_base}/test/slow", timeout=30)
+            except httpx.HTTPError as exc:
+                results["http"] = exc
+
+        threads = [threading.Thread(target=grpc_call), threading.Thread(target=http_call)]
+        for thread in threads:
+            thread.start()
+        served.wait_stderr("slow grpc call started")
+        served.wait_stderr("slow http call started")
+        served.process.send_signal(15)
+        signalled = time.monotonic()
+        for thread in threads:
+            thread.join(30)
+        code = served.process.wait(30)
+        exited = time.monotonic()
+        transcript = served.transcript()
+
+    error = results["grpc"]
+    assert isinstance(error, grpc.RpcError), error
+    call = cast(grpc.Call, error)
+    # before: grpc's cancellation at the end of the grace ("Cancelling all calls"), a reset
+    # of the stream that a proxy may pass on as CANCELLED or UNKNOWN (not retried)
+    assert call.code() is grpc.StatusCode.UNAVAILABLE, call.details()
+    assert call.details() == "the server is shutting down; retry"
+    assert dict(call.trailing_metadata() or ())["x-request-id"] == "req-outlives"
+    # answered at the end of the grace, not when the work ended (nor grpc's backstop later)
+    assert GRACE - 0.2 < results["grpc_done"] - signalled < OUTLIVING - 1
+    assert "answered UNAVAILABLE" in transcript
+    # the work ran on to its end, and the process waited for it, then exited cleanly
+    assert "slow grpc call finished" in transcript
+    assert code == 0, transcript
+    assert exited - signalled < OUTLIVING + 4
+    # HTTP: uvicorn cancels a request still running at its graceful-shutdown timeout, and
+    # answered 500 (not retryable) before; now 503 with the same message
+    response = results["http"]
+    assert isinstance(response, httpx.Response), response
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["message"] == "the server is shutting down; retry"
+    assert response.json()["error"]["reason"] == "SHUTTING_DOWN"
+    assert "Exception in ASGI application" not in transcript
