@@ -199,6 +199,9 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         # the calls whose behaviour runs (set.add and discard are atomic: no lock, on either
         # transport's threads)
         self._running: set[_Call] = set()
+        # when the last call of a caller (not health checking, not reflection) arrived,
+        # perf_counter: a draining process stops once callers have stopped coming
+        self.last_arrival = 0.0
 
     @property
     def running(self) -> int:
@@ -424,6 +427,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         bind_request_id(call.request_id)
         context.set_trailing_metadata(call.trailing)
         if not spec.public:
+            self.last_arrival = call.started
             authenticator = self.authenticator
             try:
                 call.principal = authenticator.authenticate_now(

@@ -3,7 +3,8 @@
 
 ``run_process`` is what a worker (or the single in-process server) runs: it binds both ports,
 reports the bound ports once both listen, waits for SIGTERM/SIGINT, then drains — health goes
-NOT_SERVING and ``/readyz`` 503, both servers stop accepting, in-flight calls get up to
+NOT_SERVING and ``/readyz`` 503 while new calls are still served until the load balancer has
+stopped sending them, then both servers stop accepting, in-flight calls get up to
 ``DRAIN_GRACE_SECONDS`` to finish, gRPC calls still running then are answered UNAVAILABLE
 ("the server is shutting down; retry") while their work runs on to its end — and returns 0.
 """
@@ -18,6 +19,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,6 +56,12 @@ from govtrust.server.wiring import periodic_jobs, wire
 log = logging.getLogger("govtrust.server")
 
 DRAIN_GRACE_SECONDS = 10.0
+# Before the servers stop accepting: NOT_SERVING and 503 while still serving, until no call
+# has arrived for DRAIN_QUIET_SECONDS (the load balancer has taken the process out: HAProxy
+# after two failed checks 0.5 s apart), at most DRAIN_LAME_DUCK_SECONDS. grpc cancels a call
+# that reached the server but not yet a handler when server.stop begins (CANCELLED).
+DRAIN_LAME_DUCK_SECONDS = 2.0
+DRAIN_QUIET_SECONDS = 0.5
 # after the grace, grpc's own cancellation of what is left (a call the interceptor did not end)
 DRAIN_BACKSTOP_SECONDS = 1.0
 # how long the work of calls ended by the drain may still run, so its answer reaches the
@@ -64,7 +72,9 @@ DRAIN_WORK_SECONDS = 3.0
 def drain_longest_seconds() -> float:
     """The longest a drain takes (the supervisor's, systemd's and Kubernetes' stop timeouts
     must leave it that long: 20 s in deploy/)."""
-    return DRAIN_GRACE_SECONDS + DRAIN_BACKSTOP_SECONDS + DRAIN_WORK_SECONDS
+    return (
+        DRAIN_LAME_DUCK_SECONDS + DRAIN_GRACE_SECONDS + DRAIN_BACKSTOP_SECONDS + DRAIN_WORK_SECONDS
+    )
 
 
 PARENT_CHECK_SECONDS = 1.0
@@ -326,6 +336,7 @@ class ServingProcess:
         ``DRAIN_BACKSTOP_SECONDS`` later, for anything the interceptor did not end."""
         self.app.state.draining = True
         await self.health.enter_graceful_shutdown()
+        await self._lame_duck()
         waits: list[asyncio.Future[None]] = []
         if self.http_server is not None and self.http_task is not None:
             self.http_server.should_exit = True
@@ -361,6 +372,28 @@ class ServingProcess:
                 interceptor.running,
                 DRAIN_WORK_SECONDS,
             )
+
+    async def _lame_duck(self) -> None:
+        """Serve on, NOT_SERVING, until no call has arrived for ``DRAIN_QUIET_SECONDS`` (at most
+        ``DRAIN_LAME_DUCK_SECONDS``): grpc's ``server.stop`` cancels the calls that reached the
+        server but not yet a handler — CANCELLED, which clients do not retry — so it waits
+        until the load balancer, which has seen the health checks fail, sends none."""
+        interceptor = self.interceptor
+        if interceptor is None:
+            return
+        began = time.perf_counter()
+        deadline = began + DRAIN_LAME_DUCK_SECONDS
+        log.info(
+            "draining: health NOT_SERVING; serving on until no call for %.1f s (at most %.1f s)",
+            DRAIN_QUIET_SECONDS,
+            DRAIN_LAME_DUCK_SECONDS,
+        )
+        while True:
+            now = time.perf_counter()
+            quiet_until = max(began, interceptor.last_arrival) + DRAIN_QUIET_SECONDS
+            if now >= quiet_until or now >= deadline:
+                return
+            await asyncio.sleep(min(quiet_until, deadline) - now)
 
     async def _end_late_calls(self, grpc_stopped: asyncio.Future[None], grace: float) -> None:
         """When the gRPC server has not stopped within ``grace`` seconds, answer the calls still

@@ -2,7 +2,8 @@
 
 ``VerifyService.VerifyCertificate`` and ``GET /test/slow`` announce on stderr that they started,
 then take ``SLOW_SECONDS`` to answer (``SLOW_SERVER_SECONDS`` in the environment overrides
-it; ``SLOW_SERVER_GRACE`` shortens the drain's grace period, so that a call outlives it).
+it; ``SLOW_SERVER_GRACE`` shortens the drain's grace period, so that a call outlives it;
+``SLOW_SERVER_QUIET`` and ``SLOW_SERVER_LAME_DUCK`` set how long it serves on after SIGTERM).
 Served in place of the production tables' ``VerifyService`` and next to their routers
 (``serve(settings, servicers=…, routers=…)``).
 Usage: ``python tests/server/slow_server.py serve --data-dir … --grpc-port 0 --http-port 0``.
@@ -28,6 +29,10 @@ from govtrust.v1 import verify_pb2, verify_pb2_grpc
 SLOW_SECONDS = float(os.environ.get("SLOW_SERVER_SECONDS", "2.0"))
 if "SLOW_SERVER_GRACE" in os.environ:
     process.DRAIN_GRACE_SECONDS = float(os.environ["SLOW_SERVER_GRACE"])
+if "SLOW_SERVER_QUIET" in os.environ:
+    process.DRAIN_QUIET_SECONDS = float(os.environ["SLOW_SERVER_QUIET"])
+if "SLOW_SERVER_LAME_DUCK" in os.environ:
+    process.DRAIN_LAME_DUCK_SECONDS = float(os.environ["SLOW_SERVER_LAME_DUCK"])
 
 
 class SlowVerifyService(verify_pb2_grpc.VerifyServiceServicer):

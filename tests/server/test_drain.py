@@ -1,6 +1,8 @@
-"""SIGTERM drains: calls in flight when the signal arrives complete, new ones are refused; a gRPC
-call still running when the grace period is over is answered UNAVAILABLE ("the server is shutting
-down; retry"), not cancelled, and its work runs on to its end before the process exits."""
+"""SIGTERM drains: health goes NOT_SERVING while calls still arriving are served, until callers
+(the load balancer) have stopped sending; then calls in flight complete, new ones are refused; a
+gRPC call still running when the grace period is over is answered UNAVAILABLE ("the server is
+shutting down; retry"), not cancelled, and its work runs on to its end before the process
+exits."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import grpc
 import httpx
 import pytest
 
-from govtrust.v1 import verify_pb2
-from tests.server.serving import call_first_method, health_status, running, server_env
+from govtrust.v1 import verify_pb2, verify_pb2_grpc
+from tests.server.serving import call_first_method, channel, health_status, running, server_env
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +154,44 @@ def test_a_call_outliving_the_grace_ends_unavailable(tmp_path: Path, transport: 
     assert response.json()["error"]["message"] == "the server is shutting down; retry"
     assert response.json()["error"]["reason"] == "SHUTTING_DOWN"
     assert "Exception in ASGI application" not in transcript
+
+
+QUIET = 3.0
+
+
+@pytest.mark.parametrize("transport", ["aio", "sync"])
+def test_calls_arriving_after_the_signal_are_served_until_callers_stop(
+    tmp_path: Path, transport: str
+) -> None:
+    """Between SIGTERM and the servers' stop the process is a lame duck: NOT_SERVING, so that
+    the load balancer takes it out, but a call that still arrives — on a new connection too —
+    is served (before: refused; and grpc cancelled, CANCELLED, a call that had reached the
+    server but not yet a handler when server.stop began). Once no call has come for the quiet
+    period, the drain goes on, long before the lame duck's longest."""
+    env = server_env(
+        GOVTRUST_GRPC_TRANSPORT=transport,
+        SLOW_SERVER_SECONDS="0.01",
+        SLOW_SERVER_QUIET=str(QUIET),
+        SLOW_SERVER_LAME_DUCK="60",
+    )
+    with running(_command(tmp_path), env) as served:
+        served.process.send_signal(15)
+        signalled = time.monotonic()
+        served.wait_stderr("serving on until no call")
+        assert health_status(served.grpc_address, fresh_connection=True) == "NOT_SERVING"
+        with channel(served.grpc_address, fresh_connection=True) as fresh:
+            answer = verify_pb2_grpc.VerifyServiceStub(fresh).VerifyCertificate(
+                verify_pb2.VerifyCertificateRequest(), timeout=10
+            )
+        answered = time.monotonic()
+        assert isinstance(answer, verify_pb2.VerifyCertificateResponse)
+        assert httpx.get(f"{served.http_base}/readyz", timeout=10).status_code == 503
+        code = served.process.wait(30)
+        exited = time.monotonic()
+        transcript = served.transcript()
+
+    assert code == 0, transcript
+    assert "no new calls accepted" in transcript
+    # the quiet period ran from the last call (health checks do not count), not from the signal
+    assert exited - answered >= QUIET - 0.5
+    assert exited - signalled < 30
