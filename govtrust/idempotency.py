@@ -30,7 +30,9 @@ give its state — the answer as the objects stand at the retry; a sealing call'
 signature is re-produced from the retry's request and bound to the use its lost call recorded),
 stored as the key's answer from then on; otherwise it is refused with
 :class:`RequestOutcomeUnknown`, which names those objects so the client can look the result up.
-A call that fails releases its claim (so a retry acts afresh), unless its effect was recorded.
+A call that fails releases its claim (so a retry acts afresh), unless its effect was recorded;
+a call cancelled while its work still runs on a thread releases it once that work has ended
+(:meth:`RequestLedger.abandon_after`), never while the effect may still commit.
 
 Licence issuance (``IssueLicense``) keeps its own ledger (``licence_issue_requests``), which
 stores the licence identifier in the licence's own transaction; it predates this one.
@@ -40,10 +42,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -64,6 +68,8 @@ from govtrust.errors import (
     Unavailable,
 )
 from govtrust.lease import member_gone, member_has_sessions, this_member
+
+log = logging.getLogger("govtrust.idempotency")
 
 MAX_REQUEST_ID = 128
 PENDING = "pending"
@@ -426,6 +432,29 @@ class RequestLedger:
         can: this process is alive, so its claim would otherwise hold the key for
         ``stale_after``."""
         _or_later(self._abandon, claim)
+
+    def abandon_after(self, claim: Claim, work: Sequence[Future[object]]) -> None:
+        """:meth:`abandon` once every future of ``work`` is done — on the thread that ends the
+        last — not before: the call was cancelled while that work still ran, and freeing the
+        key first would let a retry act while the first effect may still commit."""
+        remaining = [len(work)]
+        lock = threading.Lock()
+
+        def one_done(_future: Future[object]) -> None:
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                try:
+                    self.abandon(claim)
+                except Exception:  # retried in the background, or left to the age bound
+                    log.warning("releasing a cancelled call's claim failed", exc_info=True)
+
+        if not work:
+            self.abandon(claim)
+            return
+        for future in work:
+            future.add_done_callback(one_done)
 
     def _abandon(self, claim: Claim) -> None:
         key = claim.key

@@ -65,7 +65,7 @@ from govtrust.rpc.context import (
     bind_request_id,
     current_principal_or_none,
 )
-from govtrust.rpc.offload import driven_inline, run_sync
+from govtrust.rpc.offload import driven_inline, left_running, run_sync
 from govtrust.rpc.status import REQUEST_ID_KEY, classify, to_status_proto
 from govtrust.rpc.sync_transport import InlineContext
 
@@ -358,12 +358,20 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             begun = await run_sync(ledger.wait_for_answer, key, digest, rebuild)
             if not isinstance(begun, Claim):
                 return response_type.FromString(begun)
-            try:
-                with acting_on(begun):
-                    response = await _run(behaviour, is_async, request, context)
-            except BaseException:
-                await run_sync(ledger.abandon, begun)
-                raise
+            with left_running() as left:
+                try:
+                    with acting_on(begun):
+                        response = await _run(behaviour, is_async, request, context)
+                except BaseException:
+                    # cancelled (client gone, deadline) while a thread of the call still
+                    # works: the key is freed once that work has ended, never while it may
+                    # still commit (a retry would act again)
+                    unfinished = [future for future in left if not future.done()]
+                    if unfinished:
+                        ledger.abandon_after(begun, unfinished)
+                    else:
+                        await run_sync(ledger.abandon, begun)
+                    raise
             await run_sync(ledger.finish, begun, response.SerializeToString(deterministic=True))
             return response
 

@@ -32,7 +32,7 @@ import time
 from asyncio import _get_running_loop  # public in asyncio.events.__all__; None, not an error
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 from govtrust.budget import Budget, budget_scope
 from govtrust.errors import Unavailable
@@ -105,7 +105,34 @@ async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
         with _inline_slots:
             return fn(*args, **kwargs)
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    return await loop.run_in_executor(_executor or get_executor(), call)
+    future = (_executor or get_executor()).submit(call)
+    try:
+        return await asyncio.wrap_future(future, loop=loop)
+    except asyncio.CancelledError:
+        # the awaiting task is cancelled, the thread works on: tell whoever collects such work
+        left = _left_running.get()
+        if left is not None and not future.done():
+            left.append(cast("Future[object]", future))
+        raise
+
+
+_left_running: contextvars.ContextVar[list[Future[object]] | None] = contextvars.ContextVar(
+    "govtrust_left_running", default=None
+)
+
+
+@contextlib.contextmanager
+def left_running() -> Iterator[list[Future[object]]]:
+    """Collect the work :func:`run_sync` leaves running in the block: a task cancelled while it
+    awaits ``run_sync`` gets ``CancelledError`` at once, but the thread cannot be stopped and
+    works on — the list names those threads' futures, so that what must follow the work (the
+    request ledger's release of a claim) waits for it."""
+    left: list[Future[object]] = []
+    token = _left_running.set(left)
+    try:
+        yield left
+    finally:
+        _left_running.reset(token)
 
 
 class CallCancellation:

@@ -323,6 +323,54 @@ def test_a_call_a_drain_ended_acts_once_and_its_retry_gets_the_answer(
         assert row is not None and row.state == "done" and row.response is not None
 
 
+def test_a_cancelled_call_frees_its_key_only_once_its_work_has_ended(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's deadline passes while a registration's thread still works (grpc.aio
+    cancels the call's task; the thread cannot be stopped): the key is not freed then — a
+    retry could act while the first registration may still commit — but once that work has
+    ended; its effect recorded, the retry gets the answer rebuilt from it, registering once."""
+    registry = identity_registry_for(stack.platform)
+    register = registry.register_citizen
+    ledger = request_ledger(stack.platform)
+    entered, release, abandoned = threading.Event(), threading.Event(), threading.Event()
+
+    def late_register(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(30)
+        return register(*args, **kwargs)  # commits after the call was cancelled
+
+    abandon = ledger.abandon
+
+    def noted_abandon(claim: Claim) -> None:
+        abandon(claim)
+        abandoned.set()
+
+    monkeypatch.setattr(registry, "register_citizen", late_register)
+    monkeypatch.setattr(ledger, "abandon", noted_abandon)
+    request = identity_pb2.RegisterCitizenRequest(
+        name="李四", id_number=resident_id("11010519800101001"), request_id="cancelled-1"
+    )
+    try:
+        first: Any = stack.identity.RegisterCitizen.future(
+            request, metadata=stack.meta(REGISTRAR), timeout=1.0
+        )
+        assert entered.wait(30)
+        error = cast(grpc.Call, first.exception(30))
+        assert error is not None and error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        idle = asyncio.run_coroutine_threadsafe(stack.interceptor.wait_idle(30), stack.loop)
+        assert idle.result(40)  # the cancelled call's task has ended ...
+        assert not abandoned.is_set()  # ... and left the key claimed: its thread still works
+        assert _pending_keys(stack) == {"cancelled-1"}
+    finally:
+        release.set()
+    assert abandoned.wait(30)  # freed once the work ended: its effect recorded, kept answered
+    monkeypatch.setattr(registry, "register_citizen", register)
+    with unchanged(stack.platform.db, stack.platform.keystore, allow=["request_ledger"]):
+        again = stack.identity.RegisterCitizen(request, metadata=stack.meta(REGISTRAR))
+    assert again.citizen.id  # the first registration's citizen, rebuilt; nothing registered again
+
+
 def test_a_malformed_request_id_is_refused(stack: Stack) -> None:
     request = identity_pb2.RegisterCitizenRequest(
         name="李四", id_number=resident_id("11010519800101001"), request_id="has space"
