@@ -212,6 +212,7 @@ class ServingProcess:
         self.health = Health(settings.grpc_transport)
         self.grpc_server: grpc.Server | grpc.aio.Server | None = None
         self.interceptor: GovtrustInterceptor | None = None
+        self.serving = False  # both servers started and reported SERVING
         self.http_server: _EmbeddedUvicorn | None = None
         self.http_task: asyncio.Task[None] | None = None
         self.app = create_app(
@@ -224,6 +225,7 @@ class ServingProcess:
         http_port = await self._start_http()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.serving = True
         return BoundPorts(grpc_port=grpc_port, http_port=http_port)
 
     async def _start_grpc(self) -> int:
@@ -326,8 +328,9 @@ class ServingProcess:
         return port
 
     async def drain(self, grace: float = DRAIN_GRACE_SECONDS) -> None:
-        """Stop accepting, let in-flight calls finish (up to ``grace`` seconds), end the gRPC
-        calls still running UNAVAILABLE, stop.
+        """Report NOT_SERVING and serve on while calls still arrive (:meth:`_lame_duck`), stop
+        accepting, let in-flight calls finish (up to ``grace`` seconds), end the gRPC calls
+        still running UNAVAILABLE, stop.
 
         Ending them is the interceptor's (:meth:`GovtrustInterceptor.end_running`): a status
         the client reads like any other UNAVAILABLE, where grpc's own cancellation at the end
@@ -379,7 +382,7 @@ class ServingProcess:
         server but not yet a handler — CANCELLED, which clients do not retry — so it waits
         until the load balancer, which has seen the health checks fail, sends none."""
         interceptor = self.interceptor
-        if interceptor is None:
+        if interceptor is None or not self.serving:  # never served: nobody to wait for
             return
         began = time.perf_counter()
         deadline = began + DRAIN_LAME_DUCK_SECONDS
