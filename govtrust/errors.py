@@ -78,3 +78,14 @@ class ResourceExhausted(GovtrustError):
 
 class Unavailable(GovtrustError):
     """A dependency (database, key store) cannot be reached right now."""
+
+
+class ShuttingDown(Unavailable):
+    """The serving process is draining and its grace period is over: the call or request was
+    ended before its answer; retry it (elsewhere; a mutating call with the same
+    ``request_id``)."""
+
+    reason = "SHUTTING_DOWN"
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down; retry")

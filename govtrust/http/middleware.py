@@ -3,17 +3,21 @@
 Pure ASGI (not ``BaseHTTPMiddleware``) so streaming responses and contextvars behave. It is the
 outermost layer inside Starlette's error middleware: an exception no handler answered is mapped
 here (``govtrust.http.errors.error_response``), logged once with its traceback, and never
-re-raised into the server.
+re-raised into the server. A request uvicorn cancels because the drain's grace is over is
+answered 503 "the server is shutting down; retry" (uvicorn itself would answer 500, which
+proxies and clients do not retry).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from govtrust.errors import ShuttingDown
 from govtrust.http.errors import error_response
 from govtrust.observability.logs import access_log
 from govtrust.observability.metrics import Metrics
@@ -30,6 +34,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+def _draining(scope: Scope) -> bool:
+    """Whether the serving process drains (``app.state.draining``, set by the drain)."""
+    state = getattr(scope.get("app"), "state", None)
+    return bool(getattr(state, "draining", False))
 
 
 def route_template(scope: Scope) -> str:
@@ -69,6 +79,15 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when its graceful shutdown times out (the drain's
+            # grace is over); answered here, the request ends as an answer, not a cancellation
+            if state["started"] or not _draining(scope):
+                raise
+            await error_response(ShuttingDown())(scope, receive, send_with_id)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
         except Exception as exc:  # the crash net: no input may crash a worker
             if state["started"]:
                 log.error(

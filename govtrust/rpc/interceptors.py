@@ -23,6 +23,11 @@ behaviour, in order,
 
 One interceptor rather than a chain, because steps 4 and 5 must agree on the final code and the
 order (map, then observe) is easiest to see and keep right in one place.
+
+It also knows the calls running at any moment, so that a drain can end the ones still running
+when its grace period is over with UNAVAILABLE (:meth:`GovtrustInterceptor.end_running`: retry
+elsewhere) instead of leaving them to grpc's own cancellation at the end of ``server.stop``,
+whose reset a proxy may pass on as CANCELLED or UNKNOWN (docs/operations.md, "Draining").
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import grpc.aio
 from google.protobuf import descriptor_pool, message_factory
 from grpc_status import rpc_status
 
+from govtrust.errors import ShuttingDown
 from govtrust.idempotency import (
     Claim,
     RequestKey,
@@ -61,6 +67,7 @@ from govtrust.rpc.context import (
 )
 from govtrust.rpc.offload import driven_inline, run_sync
 from govtrust.rpc.status import REQUEST_ID_KEY, classify, to_status_proto
+from govtrust.rpc.sync_transport import InlineContext
 
 log = logging.getLogger("govtrust.rpc")
 
@@ -74,6 +81,7 @@ _OK = grpc.StatusCode.OK
 _perf_counter = time.perf_counter
 # The auth context of a call on a server that asks for no client certificate.
 _NO_TLS: dict[str, list[bytes]] = {}
+_IDLE_POLL_SECONDS = 0.01
 
 
 class _Method:
@@ -182,16 +190,32 @@ def _settled(task: asyncio.Future[Any]) -> None:
 class _Call:
     """Book-keeping of one call: what the access line and the metrics report."""
 
-    __slots__ = ("code", "finished", "principal", "request_id", "spec", "started", "trailing")
+    __slots__ = (
+        "code",
+        "context",
+        "ended",
+        "finished",
+        "principal",
+        "request_id",
+        "spec",
+        "started",
+        "task",
+        "trailing",
+    )
 
-    def __init__(self, spec: _Method, request_id: str) -> None:
+    def __init__(
+        self, spec: _Method, request_id: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
         self.spec = spec
         self.request_id = request_id
+        self.context = context
         self.trailing = ((REQUEST_ID_KEY, request_id),)  # what _begin sets as trailing metadata
         self.started = _perf_counter()
         self.principal: Principal | None = None
         self.code = _OK
         self.finished = False
+        self.ended = False  # answered UNAVAILABLE by a drain while its behaviour still ran
+        self.task: asyncio.Task[Any] | None = None  # a stream's task on grpc.aio
 
     @property
     def method(self) -> str:
@@ -227,6 +251,54 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._wrapped: dict[
             str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
         ] = {}
+        # the calls whose behaviour runs (set.add and discard are atomic: no lock, on either
+        # transport's threads)
+        self._running: set[_Call] = set()
+        # when the last call of a caller (not health checking, not reflection) arrived,
+        # perf_counter: a draining process stops once callers have stopped coming
+        self.last_arrival = 0.0
+
+    @property
+    def running(self) -> int:
+        """How many calls' behaviours are running (those a drain ended included)."""
+        return len(self._running)
+
+    async def end_running(self) -> int:
+        """End every call still running with UNAVAILABLE (:class:`ShuttingDown`) now, from the
+        drain (on the event loop, whichever the transport); how many were ended.
+
+        Only the answer is sent: a unary call's behaviour runs on to its end (a thread cannot
+        be stopped, and a task cancelled in ``await run_sync(...)`` would leave its thread
+        working while the request ledger freed its key). A mutating call's effect and answer
+        then land under its ``request_id`` as usual, and the client's retry gets that answer
+        (or "in progress", UNAVAILABLE, while the work still runs). A stream's behaviour (a
+        health watch, reflection: none mutates) is cancelled on grpc.aio, where it would wait
+        on; on the synchronous transport grpc closes it once the call has its status."""
+        ended = 0
+        for call in tuple(self._running):
+            if call.finished or call.ended:  # its own status is on its way
+                continue
+            mapped = classify(ShuttingDown(), call.request_id)
+            status = rpc_status.to_status(to_status_proto(mapped, call.request_id))
+            trailing = (*status.trailing_metadata, (REQUEST_ID_KEY, call.request_id))
+            if await _end_call(call.context, status.code, status.details, trailing):
+                call.ended = True
+                call.code = status.code
+                self._finish(call)
+                ended += 1
+                if call.task is not None:
+                    call.task.cancel()
+        return ended
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no call's behaviour runs; whether none does.
+        (The drain's last step: the work of calls it ended finishes and stores its answer.)"""
+        deadline = time.monotonic() + timeout
+        while self._running:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_IDLE_POLL_SECONDS)
+        return True
 
     async def intercept_service(
         self,
@@ -294,6 +366,8 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             call = self._begin(spec, context)
             if call.principal is None and not spec.public:
                 await self._authenticate_slowly(call, context)
+            running = self._running
+            running.add(call)
             try:
                 self._admit(call)
                 if is_async:
@@ -302,11 +376,16 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     response = await run_sync(behaviour, request, context)
                     if inspect.isawaitable(response):
                         response = await response
+                if call.ended:
+                    return None  # answered already (the transport sends nothing more)
                 self._succeeded(call, context)
                 return response
             except BaseException as exc:  # noqa: BLE001 - every outcome must be mapped
+                if call.ended:
+                    return _after_ending(call, exc)
                 await self._failed(call, context, exc)
             finally:
+                running.discard(call)
                 self._finish(call)
 
         return wrapped
@@ -359,6 +438,10 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             call = self._begin(spec, context)
             if call.principal is None and not spec.public:
                 await self._authenticate_slowly(call, context)
+            if not driven_inline():
+                call.task = asyncio.current_task()
+            running = self._running
+            running.add(call)
             try:
                 self._admit(call)
                 if is_async:
@@ -377,10 +460,15 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     iterator: Iterator[Any] = iter(result)
                     while (item := await run_sync(next, iterator, _SENTINEL)) is not _SENTINEL:
                         yield item
-                self._succeeded(call, context)
+                if not call.ended:
+                    self._succeeded(call, context)
             except BaseException as exc:  # noqa: BLE001 - every outcome must be mapped
+                if call.ended:
+                    _after_ending(call, exc)
+                    return
                 await self._failed(call, context, exc)
             finally:
+                running.discard(call)
                 self._finish(call)
 
         return wrapped
@@ -395,10 +483,11 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             if key == REQUEST_ID_KEY:  # gRPC delivers metadata keys in lower case
                 candidate = value.decode("latin-1") if isinstance(value, bytes) else str(value)
                 break
-        call = _Call(spec, accept_request_id(candidate))
+        call = _Call(spec, accept_request_id(candidate), context)
         bind_request_id(call.request_id)
         context.set_trailing_metadata(call.trailing)
         if not spec.public:
+            self.last_arrival = call.started
             authenticator = self.authenticator
             try:
                 call.principal = authenticator.authenticate_now(
@@ -474,6 +563,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
     def _finish(self, call: _Call) -> None:
+        """Count the call and write its access line (once; the first code chosen counts)."""
         if call.finished:
             return
         call.finished = True
@@ -492,6 +582,45 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             request_id=call.request_id,
             actor=principal.actor if principal is not None else None,
         )
+
+
+def _after_ending(call: _Call, exc: BaseException) -> None:
+    """The behaviour of a call a drain ended failed afterwards: the caller has its answer
+    (UNAVAILABLE); log what would have been a server fault, and end quietly (an exception
+    raised now would reach grpc after the call's status was sent)."""
+    if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
+        mapped = classify(exc, call.request_id)
+        if mapped.internal:
+            log.error(
+                "unexpected error in %s after the drain ended it",
+                call.method,
+                exc_info=exc,
+                extra={"request_id": call.request_id, "method": call.method},
+            )
+
+
+async def _end_call(
+    context: grpc.aio.ServicerContext[Any, Any] | InlineContext,
+    code: grpc.StatusCode,
+    details: str,
+    trailing: tuple[tuple[str, str | bytes], ...],
+) -> bool:
+    """Send ``code`` as the status of a running call from outside its behaviour; whether it
+    was sent (not when the call already has its status or its client is gone). The
+    synchronous transport's context does it itself; grpc.aio's ``abort`` may be awaited from
+    another task: it sends the status and raises (here), and the behaviour's task, when it
+    returns, gets the same ``AbortError`` from grpc, which ends it quietly."""
+    if isinstance(context, InlineContext):
+        return context.end_now(code, details, trailing)
+    if context.done():
+        return False
+    try:
+        await context.abort(code, details, trailing)
+    except grpc.aio.AbortError:
+        return True
+    except Exception:  # aborted meanwhile, or the client is gone
+        log.debug("could not end a call of the drain", exc_info=True)
+    return False
 
 
 HandlerAdapter: TypeAlias = (

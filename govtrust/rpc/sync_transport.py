@@ -18,18 +18,34 @@ handler. The servicer sees a :class:`InlineContext`, the grpc.aio surface our
 code uses over the synchronous context. Cancellation (client gone, deadline passed) reaches the
 call's :class:`~govtrust.rpc.offload.CallCancellation`, which cancels the budgets of waits in
 progress.
+
+A drain ends a call still running at the end of its grace period with a status of its own
+(:meth:`InlineContext.end_now`, UNAVAILABLE) while the call's thread works on: grpc's
+synchronous server sends a status only when the behaviour returns, so this reaches into its
+call state (``grpc._server``'s ``_abort``, under the call's condition, as grpc's own threads
+do). Where a grpc release no longer has those internals, ``end_now`` declines and the call
+ends as before (grpc's cancellation at the end of ``server.stop``).
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
 import grpc.aio
+from grpc import _common as grpc_common
+from grpc import _server as grpc_server
 
 from govtrust.rpc.offload import CallCancellation, bind_cancellation
+
+log = logging.getLogger("govtrust.rpc")
+# orders a drain's end_now against a behaviour's return (one lock for every call: taken once per
+# call, for a moment, and cheaper than a lock of each call's own)
+_ending = threading.Lock()
 
 
 class SuspendedOnSyncTransport(RuntimeError):
@@ -79,10 +95,54 @@ class InlineContext:
     """The grpc.aio ``ServicerContext`` surface our interceptor and servicers use, over the
     synchronous transport's context (anything else is passed through to it)."""
 
-    __slots__ = ("_context",)
+    __slots__ = ("_closed", "_context", "_ended")
 
     def __init__(self, context: grpc.ServicerContext) -> None:
         self._context = context
+        self._closed = False  # the behaviour returned: grpc sends its status from now on
+        self._ended: grpc.RpcError | None = None  # end_now sent the status
+
+    def end_now(
+        self, code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, Any], ...]
+    ) -> bool:
+        """Send ``code`` as the call's status now, from any thread, while its behaviour still
+        runs; whether it was sent (not when the behaviour has returned, the call has its
+        status, the client is gone, or grpc's internals are not the ones known here). The
+        behaviour's own answer is then dropped (:meth:`close`)."""
+        context = self._context
+        state = getattr(context, "_state", None)
+        event = getattr(context, "_rpc_event", None)
+        abort = getattr(grpc_server, "_abort", None)
+        cancelled = getattr(grpc_server, "_CANCELLED", None)
+        if state is None or event is None or abort is None or cancelled is None:
+            log.warning("cannot end a call early on this grpc release; grpc will cancel it")
+            return False
+        with _ending:
+            if self._closed or self._ended is not None:
+                return False
+            with state.condition:
+                if state.statused or state.client is cancelled:
+                    return False
+                state.trailing_metadata = trailing
+                abort(
+                    state,
+                    event.call,
+                    grpc_common.STATUS_CODE_TO_CYGRPC_STATUS_CODE[code],
+                    details.encode("utf-8"),
+                )
+                # an error grpc knows as its own: raised by the behaviour's wrapper once it
+                # returns, it makes grpc send nothing more for the call
+                marker = grpc.RpcError()
+                state.rpc_errors.append(marker)
+            self._ended = marker
+            return True
+
+    def close(self) -> grpc.RpcError | None:
+        """The behaviour returned: from now on :meth:`end_now` declines. The error to raise in
+        place of its answer when the call was ended already, else None."""
+        with _ending:
+            self._closed = True
+            return self._ended
 
     def invocation_metadata(self) -> Any:
         return self._context.invocation_metadata()
@@ -109,7 +169,10 @@ class InlineContext:
         self._context.add_callback(lambda: callback(self))
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing: Any = ()) -> None:
-        """End the call with ``code``: raises ``grpc.aio.AbortError`` like grpc.aio does."""
+        """End the call with ``code``: raises ``grpc.aio.AbortError`` like grpc.aio does
+        (and only that when a drain ended the call already)."""
+        if self._ended is not None:
+            raise grpc.aio.AbortError()
         if trailing:
             self._context.set_trailing_metadata(trailing)
         try:
@@ -134,10 +197,20 @@ def _cancellation(context: grpc.ServicerContext) -> CallCancellation:
 def _inline_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     def call(request: Any, context: grpc.ServicerContext) -> Any:
         cancellation = _cancellation(context)
+        inline = InlineContext(context)
         try:
-            return drive(behaviour(request, InlineContext(context)))
+            response = drive(behaviour(request, inline))
+        except BaseException:
+            ended = inline.close()
+            if ended is not None:
+                raise ended from None
+            raise
         finally:
             cancellation.finish()
+        ended = inline.close()
+        if ended is not None:
+            raise ended
+        return response
 
     def unary(request: Any, context: grpc.ServicerContext) -> Any:
         # a context of its own, as grpc.aio gives each call's task: nothing one call binds
@@ -151,17 +224,26 @@ def _inline_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
     def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         own = contextvars.Context()  # (see _inline_unary) every step runs in it
         cancellation = own.run(_cancellation, context)
+        inline = InlineContext(context)
         try:
-            items = own.run(behaviour, request, InlineContext(context))
+            items = own.run(behaviour, request, inline)
             next_item = items.__anext__
             while True:
                 try:
                     item = own.run(drive, next_item())
                 except StopAsyncIteration:
-                    return
+                    break
                 yield item
+        except BaseException:
+            ended = inline.close()
+            if ended is not None:
+                raise ended from None
+            raise
         finally:
             cancellation.finish()
+        ended = inline.close()
+        if ended is not None:
+            raise ended
 
     return stream
 

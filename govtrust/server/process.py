@@ -3,8 +3,10 @@
 
 ``run_process`` is what a worker (or the single in-process server) runs: it binds both ports,
 reports the bound ports once both listen, waits for SIGTERM/SIGINT, then drains — health goes
-NOT_SERVING and ``/readyz`` 503, both servers stop accepting, in-flight calls get up to
-``DRAIN_GRACE_SECONDS`` to finish — and returns 0.
+NOT_SERVING and ``/readyz`` 503 while new calls are still served until the load balancer has
+stopped sending them, then both servers stop accepting, in-flight calls get up to
+``DRAIN_GRACE_SECONDS`` to finish, gRPC calls still running then are answered UNAVAILABLE
+("the server is shutting down; retry") while their work runs on to its end — and returns 0.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +56,27 @@ from govtrust.server.wiring import periodic_jobs, wire
 log = logging.getLogger("govtrust.server")
 
 DRAIN_GRACE_SECONDS = 10.0
+# Before the servers stop accepting: NOT_SERVING and 503 while still serving, until no call
+# has arrived for DRAIN_QUIET_SECONDS (the load balancer has taken the process out: HAProxy
+# after two failed checks 0.5 s apart), at most DRAIN_LAME_DUCK_SECONDS. grpc cancels a call
+# that reached the server but not yet a handler when server.stop begins (CANCELLED).
+DRAIN_LAME_DUCK_SECONDS = 2.0
+DRAIN_QUIET_SECONDS = 0.5
+# after the grace, grpc's own cancellation of what is left (a call the interceptor did not end)
+DRAIN_BACKSTOP_SECONDS = 1.0
+# how long the work of calls ended by the drain may still run, so its answer reaches the
+# request ledger (a retry gets it) before the process moves on to its exit
+DRAIN_WORK_SECONDS = 3.0
+
+
+def drain_longest_seconds() -> float:
+    """The longest a drain takes (the supervisor's, systemd's and Kubernetes' stop timeouts
+    must leave it that long: 20 s in deploy/)."""
+    return (
+        DRAIN_LAME_DUCK_SECONDS + DRAIN_GRACE_SECONDS + DRAIN_BACKSTOP_SECONDS + DRAIN_WORK_SECONDS
+    )
+
+
 PARENT_CHECK_SECONDS = 1.0
 SWITCH_INTERVAL_SECONDS = 0.001  # the interpreter lock's hand-over interval (default 5 ms)
 
@@ -187,6 +211,8 @@ class ServingProcess:
         wire(platform)
         self.health = Health(settings.grpc_transport)
         self.grpc_server: grpc.Server | grpc.aio.Server | None = None
+        self.interceptor: GovtrustInterceptor | None = None
+        self.serving = False  # both servers started and reported SERVING
         self.http_server: _EmbeddedUvicorn | None = None
         self.http_task: asyncio.Task[None] | None = None
         self.app = create_app(
@@ -199,6 +225,7 @@ class ServingProcess:
         http_port = await self._start_http()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.serving = True
         return BoundPorts(grpc_port=grpc_port, http_port=http_port)
 
     async def _start_grpc(self) -> int:
@@ -234,6 +261,7 @@ class ServingProcess:
             server = grpc.aio.server(options=options)
             registrar = interceptor.registrar(server)
             reflector = ReflectionServicer(names)
+        self.interceptor = interceptor
         for binding in build_servicers(self.platform, self.servicers):
             binding.add_to_server(binding.servicer, registrar)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -300,29 +328,87 @@ class ServingProcess:
         return port
 
     async def drain(self, grace: float = DRAIN_GRACE_SECONDS) -> None:
-        """Stop accepting, let in-flight calls finish (up to ``grace`` seconds), stop."""
+        """Report NOT_SERVING and serve on while calls still arrive (:meth:`_lame_duck`), stop
+        accepting, let in-flight calls finish (up to ``grace`` seconds), end the gRPC calls
+        still running UNAVAILABLE, stop.
+
+        Ending them is the interceptor's (:meth:`GovtrustInterceptor.end_running`): a status
+        the client reads like any other UNAVAILABLE, where grpc's own cancellation at the end
+        of ``server.stop``'s grace resets the stream — "Cancelling all calls", and through a
+        proxy CANCELLED or UNKNOWN, which clients do not retry. grpc's cancellation remains,
+        ``DRAIN_BACKSTOP_SECONDS`` later, for anything the interceptor did not end."""
         self.app.state.draining = True
         await self.health.enter_graceful_shutdown()
-        waits = []
+        await self._lame_duck()
+        waits: list[asyncio.Future[None]] = []
         if self.http_server is not None and self.http_task is not None:
             self.http_server.should_exit = True
             waits.append(self.http_task)
         server = self.grpc_server
+        grpc_stopped: asyncio.Future[None] | None = None
         if isinstance(server, grpc.aio.Server):
-            waits.append(asyncio.ensure_future(server.stop(grace)))
+            grpc_stopped = asyncio.ensure_future(server.stop(grace + DRAIN_BACKSTOP_SECONDS))
         elif server is not None:  # the synchronous server: wait for its drain off the loop
-            stopped = server.stop(grace)
+            stopped = server.stop(grace + DRAIN_BACKSTOP_SECONDS)
 
             def wait_stopped() -> None:
                 stopped.wait()
 
-            waits.append(asyncio.ensure_future(asyncio.to_thread(wait_stopped)))
+            grpc_stopped = asyncio.ensure_future(asyncio.to_thread(wait_stopped))
         await asyncio.sleep(0)  # let both begin their shutdown before we say so
         log.info("draining: no new calls accepted; in-flight calls have up to %.0f s", grace)
+        if grpc_stopped is not None:
+            waits.append(grpc_stopped)
+            await self._end_late_calls(grpc_stopped, grace)
         results = await asyncio.gather(*waits, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 log.error("error while draining", exc_info=result)
+        interceptor = self.interceptor
+        if (
+            interceptor is not None
+            and interceptor.running
+            and not await interceptor.wait_idle(DRAIN_WORK_SECONDS)
+        ):
+            log.warning(
+                "draining: %d call(s) ended early still working after %.0f s more",
+                interceptor.running,
+                DRAIN_WORK_SECONDS,
+            )
+
+    async def _lame_duck(self) -> None:
+        """Serve on, NOT_SERVING, until no call has arrived for ``DRAIN_QUIET_SECONDS`` (at most
+        ``DRAIN_LAME_DUCK_SECONDS``): grpc's ``server.stop`` cancels the calls that reached the
+        server but not yet a handler — CANCELLED, which clients do not retry — so it waits
+        until the load balancer, which has seen the health checks fail, sends none."""
+        interceptor = self.interceptor
+        if interceptor is None or not self.serving:  # never served: nobody to wait for
+            return
+        began = time.perf_counter()
+        deadline = began + DRAIN_LAME_DUCK_SECONDS
+        log.info(
+            "draining: health NOT_SERVING; serving on until no call for %.1f s (at most %.1f s)",
+            DRAIN_QUIET_SECONDS,
+            DRAIN_LAME_DUCK_SECONDS,
+        )
+        while True:
+            now = time.perf_counter()
+            quiet_until = max(began, interceptor.last_arrival) + DRAIN_QUIET_SECONDS
+            if now >= quiet_until or now >= deadline:
+                return
+            await asyncio.sleep(min(quiet_until, deadline) - now)
+
+    async def _end_late_calls(self, grpc_stopped: asyncio.Future[None], grace: float) -> None:
+        """When the gRPC server has not stopped within ``grace`` seconds, answer the calls still
+        running UNAVAILABLE (retry: a mutating call's retry gets its answer from the ledger)."""
+        await asyncio.wait((grpc_stopped,), timeout=grace)
+        if grpc_stopped.done() or self.interceptor is None:
+            return
+        ended = await self.interceptor.end_running()
+        log.warning(
+            "draining: the grace period is over; %d call(s) still running answered UNAVAILABLE",
+            ended,
+        )
 
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
@@ -393,7 +479,7 @@ async def run_process(
         await stop.wait()
     finally:
         stop.set()
-        await process.drain()
+        await process.drain(DRAIN_GRACE_SECONDS)  # the module's value now (tests shorten it)
         if watcher is not None:
             watcher.cancel()
         if jobs is not None:

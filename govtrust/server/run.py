@@ -39,10 +39,10 @@ from govtrust.observability.logs import setup_logging
 from govtrust.observability.metrics import MULTIPROC_ENV, mark_process_dead
 from govtrust.server.banner import print_banner
 from govtrust.server.process import (
-    DRAIN_GRACE_SECONDS,
     BoundPorts,
     StartupError,
     bind_tcp_socket,
+    drain_longest_seconds,
     ensure_port_free,
     run_process,
 )
@@ -55,7 +55,7 @@ log = logging.getLogger("govtrust.server")
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = DRAIN_GRACE_SECONDS + 5.0
+STOP_TIMEOUT_SECONDS = drain_longest_seconds() + 3.0
 
 
 def serve(

@@ -114,6 +114,8 @@ class Stack:
     certificates: certificate_pb2_grpc.CertificateServiceStub
     seals: seal_pb2_grpc.SealServiceStub
     tokens: dict[str, Principal]
+    interceptor: GovtrustInterceptor
+    loop: asyncio.AbstractEventLoop
 
     def meta(self, principal: Principal) -> tuple[tuple[str, str], ...]:
         token = secrets.token_urlsafe(16)
@@ -148,18 +150,16 @@ def stack(database: Database, tmp_path: Path) -> Iterator[Stack]:
     thread = threading.Thread(target=loop.run_forever, name="idempotency-grpc", daemon=True)
     thread.start()
 
+    interceptor = GovtrustInterceptor(
+        Authenticator(platform, trust_insecure_loopback=False),
+        get_metrics(),
+        authorise=gate(RPC_ACCESS),
+        ledger=request_ledger(platform),
+        self_keyed=SELF_KEYED_METHODS,
+    )
+
     async def start() -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server(
-            interceptors=[
-                GovtrustInterceptor(
-                    Authenticator(platform, trust_insecure_loopback=False),
-                    get_metrics(),
-                    authorise=gate(RPC_ACCESS),
-                    ledger=request_ledger(platform),
-                    self_keyed=SELF_KEYED_METHODS,
-                )
-            ]
-        )
+        server = grpc.aio.server(interceptors=[interceptor])
         for binding in build_servicers(platform, SERVICERS):
             binding.add_to_server(binding.servicer, server)
         port = server.add_insecure_port("127.0.0.1:0")
@@ -175,6 +175,8 @@ def stack(database: Database, tmp_path: Path) -> Iterator[Stack]:
             certificate_pb2_grpc.CertificateServiceStub(channel),
             seal_pb2_grpc.SealServiceStub(channel),
             tokens,
+            interceptor,
+            loop,
         )
     finally:
         channel.close()
@@ -268,6 +270,105 @@ def test_a_failed_call_frees_its_key(stack: Stack) -> None:
     )
     assert stack.identity.RegisterCitizen(good, metadata=stack.meta(REGISTRAR)).citizen.id
     assert stack.ledger_rows() == 1
+
+
+def test_a_call_a_drain_ended_acts_once_and_its_retry_gets_the_answer(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drain's grace ends while a registration runs, after its effect committed: the client
+    is answered UNAVAILABLE at once; the work is not cut off, so the key stays claimed (a retry
+    meanwhile is told "in progress", never acts), then holds the answer: the retry gets it and
+    the citizen is registered once."""
+    registry = identity_registry_for(stack.platform)
+    register = registry.register_citizen
+    committed, release = threading.Event(), threading.Event()
+
+    def slow_register(*args: Any, **kwargs: Any) -> Any:
+        registered = register(*args, **kwargs)
+        committed.set()
+        assert release.wait(30)
+        return registered
+
+    monkeypatch.setattr(registry, "register_citizen", slow_register)
+    monkeypatch.setattr(request_ledger(stack.platform), "wait", 0.2)
+    request = identity_pb2.RegisterCitizenRequest(
+        name="李四", id_number=resident_id("11010519800101001"), request_id="drained-1"
+    )
+    first: Any = stack.identity.RegisterCitizen.future(request, metadata=stack.meta(REGISTRAR))
+    try:
+        assert committed.wait(30)
+        ended = asyncio.run_coroutine_threadsafe(stack.interceptor.end_running(), stack.loop)
+        assert ended.result(30) == 1
+        error = cast(grpc.Call, first.exception(30))
+        assert error is not None and error.code() is grpc.StatusCode.UNAVAILABLE
+        assert error.details() == "the server is shutting down; retry"
+
+        with stack.unchanged():  # the work still runs: the retry waits, then "in progress"
+            busy = _refused(
+                grpc.StatusCode.UNAVAILABLE,
+                lambda: stack.identity.RegisterCitizen(request, metadata=stack.meta(REGISTRAR)),
+            )
+        assert "still being handled" in (busy.details() or "")
+    finally:
+        release.set()
+    idle = asyncio.run_coroutine_threadsafe(stack.interceptor.wait_idle(30), stack.loop)
+    assert idle.result(40)
+    with stack.unchanged():  # the answer the ended call stored: nothing is done again
+        again = stack.identity.RegisterCitizen(request, metadata=stack.meta(REGISTRAR))
+    assert again.citizen.id
+    with stack.platform.db.read() as session:
+        row = session.get(
+            RequestLedgerRow,
+            ("govtrust.v1.IdentityService.RegisterCitizen", REGISTRAR.actor, "drained-1"),
+        )
+        assert row is not None and row.state == "done" and row.response is not None
+
+
+def test_a_cancelled_call_keeps_its_key_until_its_work_has_ended(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's deadline passes while a registration's thread still works (grpc.aio
+    cancels the call's task; the thread cannot be stopped): the key is not freed then — a
+    retry could act while the first registration may still commit — but keeps the work's
+    answer once it has ended: the retry gets it, registering once."""
+    registry = identity_registry_for(stack.platform)
+    register = registry.register_citizen
+    ledger = request_ledger(stack.platform)
+    entered, release, stored = threading.Event(), threading.Event(), threading.Event()
+
+    def late_register(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(30)
+        return register(*args, **kwargs)  # commits after the call was cancelled
+
+    finish = ledger.finish
+
+    def noted_finish(claim: Claim, response: bytes) -> None:
+        finish(claim, response)
+        stored.set()
+
+    monkeypatch.setattr(registry, "register_citizen", late_register)
+    monkeypatch.setattr(ledger, "finish", noted_finish)
+    request = identity_pb2.RegisterCitizenRequest(
+        name="李四", id_number=resident_id("11010519800101001"), request_id="cancelled-1"
+    )
+    try:
+        first: Any = stack.identity.RegisterCitizen.future(
+            request, metadata=stack.meta(REGISTRAR), timeout=1.0
+        )
+        assert entered.wait(30)
+        error = cast(grpc.Call, first.exception(30))
+        assert error is not None and error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        idle = asyncio.run_coroutine_threadsafe(stack.interceptor.wait_idle(30), stack.loop)
+        assert idle.result(40)  # the cancelled call has ended ...
+        assert _pending_keys(stack) == {"cancelled-1"}  # ... and left the key claimed
+    finally:
+        release.set()
+    assert stored.wait(30)  # the late work's answer, stored once it ended
+    monkeypatch.setattr(registry, "register_citizen", register)
+    with stack.unchanged():
+        again = stack.identity.RegisterCitizen(request, metadata=stack.meta(REGISTRAR))
+    assert again.citizen.id  # the first registration's citizen; nothing registered again
 
 
 def test_a_malformed_request_id_is_refused(stack: Stack) -> None:
