@@ -119,7 +119,8 @@ class AuditWriter:
     ``interval_ms`` after the previous commit began (at once when ``batch_size`` records are
     waiting): a lone check waits only the linger, while under load the commits — each costing
     far more than the records in it — come at most every interval, however many checks
-    arrive. Submitting does not wake the writer unless it is idle."""
+    arrive. Submitting wakes the writer only when it is idle or the batch has filled: between
+    commits the writer sleeps until one of those or its deadline, never polling."""
 
     def __init__(
         self,
@@ -137,6 +138,7 @@ class AuditWriter:
         self._pending: collections.deque[tuple[dict[str, Any], Future[None]]] = collections.deque()
         self._idle = False  # the writer waits for a first record (and must be woken)
         self._wake = threading.Event()
+        self._full = threading.Event()  # set by the submit that fills a lingering batch
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -152,7 +154,10 @@ class AuditWriter:
             "outcome": outcome,
             "details": details,
         }
-        self._pending.append((record, future))
+        pending = self._pending
+        pending.append((record, future))
+        if len(pending) >= self.batch_size and not self._full.is_set():
+            self._full.set()
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._start()
@@ -179,11 +184,13 @@ class AuditWriter:
             self._idle = False
         # linger a moment so that concurrent checks share one transaction (and one record)
         deadline = max(time.monotonic() + self.linger, self._last_commit + self.interval)
+        self._full.clear()  # before looking: a submit that fills the batch after this sets it
         while len(pending) < self.batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            time.sleep(min(remaining, 0.002))
+            self._full.wait(remaining)
+            self._full.clear()
         count = min(len(pending), self.batch_size)
         return [pending.popleft() for _ in range(count)]
 

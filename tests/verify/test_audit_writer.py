@@ -70,3 +70,23 @@ def test_commits_are_spaced_by_the_interval_and_a_lone_record_is_not_held(
     for future in futures:
         future.result(timeout=30)
     assert _count(database) == before + 1  # one commit, one grouped record for the 20
+
+
+def test_a_filled_batch_is_committed_without_waiting_for_its_deadline(database: Database) -> None:
+    """The submit that fills a lingering batch wakes the writer: the batch goes at once, not at
+    the end of a linger far longer than the test."""
+    import time
+
+    writer = AuditWriter(database, batch_size=4, linger_ms=60_000)
+    record = {"actor": "t", "action": "verify.certificate", "outcome": "VALID", "details": {}}
+    started = time.monotonic()
+    futures = [
+        writer.submit(target=f"full{i}", **record)  # type: ignore[arg-type]
+        for i in range(4)
+    ]
+    for future in futures:
+        future.result(timeout=30)
+    assert time.monotonic() - started < 30
+    lone = writer.submit(target="lone", **record)  # type: ignore[arg-type]
+    time.sleep(0.2)
+    assert not lone.done()  # a batch of one waits for its linger
