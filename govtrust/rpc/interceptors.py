@@ -66,7 +66,7 @@ from govtrust.rpc.context import (
     current_principal_or_none,
 )
 from govtrust.rpc.offload import driven_inline, run_sync
-from govtrust.rpc.status import REQUEST_ID_KEY, classify, to_status_proto
+from govtrust.rpc.status import REQUEST_ID_KEY, MappedError, classify, to_status_proto
 from govtrust.rpc.sync_transport import InlineContext
 
 log = logging.getLogger("govtrust.rpc")
@@ -542,15 +542,8 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if not isinstance(exc, Exception):  # cancellation, interpreter exit: let it through
             call.code = grpc.StatusCode.CANCELLED
             raise exc
-        mapped = classify(exc, call.request_id)
+        mapped = _classified(call, exc, "unexpected error in %s")
         call.code = mapped.code
-        if mapped.internal:
-            log.error(
-                "unexpected error in %s",
-                call.method,
-                exc_info=exc,
-                extra={"request_id": call.request_id, "method": call.method},
-            )
         status = rpc_status.to_status(to_status_proto(mapped, call.request_id))
         # Record before aborting: abort() sends the status, and a client that has seen it may
         # already be reading /metrics.
@@ -589,14 +582,21 @@ def _after_ending(call: _Call, exc: BaseException) -> None:
     (UNAVAILABLE); log what would have been a server fault, and end quietly (an exception
     raised now would reach grpc after the call's status was sent)."""
     if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-        mapped = classify(exc, call.request_id)
-        if mapped.internal:
-            log.error(
-                "unexpected error in %s after the drain ended it",
-                call.method,
-                exc_info=exc,
-                extra={"request_id": call.request_id, "method": call.method},
-            )
+        _classified(call, exc, "unexpected error in %s after the drain ended it")
+
+
+def _classified(call: _Call, exc: Exception, message: str) -> MappedError:
+    """``exc`` mapped to its status; a server fault (INTERNAL) is logged with its traceback
+    under ``message`` (``%s``: the method), the call's request id attached."""
+    mapped = classify(exc, call.request_id)
+    if mapped.internal:
+        log.error(
+            message,
+            call.method,
+            exc_info=exc,
+            extra={"request_id": call.request_id, "method": call.method},
+        )
+    return mapped
 
 
 async def _end_call(

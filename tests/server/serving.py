@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf import message_factory
@@ -26,6 +26,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from govtrust.db import Database, sqlite_url
+from govtrust.observability.metrics import get_metrics
+from govtrust.principal import LOCAL_ADMIN
+from govtrust.rpc.auth import Authenticator
+from govtrust.rpc.interceptors import GovtrustInterceptor
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
@@ -285,3 +289,21 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         for sample_labels, value in metric_samples(text, name)
         if all(sample_labels.get(k) == v for k, v in labels.items())
     )
+
+
+class _LoopbackAuthenticator:
+    """Every caller is the loopback administrator (what the embedded default does)."""
+
+    client_certificates = False
+
+    def authenticate_now(self, metadata: Any, auth_context: Any) -> Any:
+        return LOCAL_ADMIN
+
+    async def authenticate(self, metadata: Any, auth_context: Any) -> Any:
+        return self.authenticate_now(metadata, auth_context)
+
+
+def loopback_interceptor() -> GovtrustInterceptor:
+    """The production interceptor, every caller authenticated as the loopback administrator:
+    for tests that serve their own handlers through it in process."""
+    return GovtrustInterceptor(cast(Authenticator, _LoopbackAuthenticator()), get_metrics())

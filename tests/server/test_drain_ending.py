@@ -20,26 +20,14 @@ import pytest
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 
-from govtrust.observability.metrics import get_metrics
-from govtrust.principal import LOCAL_ADMIN
-from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.interceptors import GovtrustInterceptor, WrappingRegistrar
 from govtrust.rpc.offload import run_sync
 from govtrust.rpc.status import REQUEST_ID_KEY
 from govtrust.rpc.sync_transport import inline_handler
+from tests.server.serving import loopback_interceptor
 
 SERVICE = "test.Draining"
 WAIT = 10.0  # generous bound on every event a test waits for (a hang fails, not blocks)
-
-
-class _LoopbackAuthenticator:
-    client_certificates = False
-
-    def authenticate_now(self, metadata: Any, auth_context: Any) -> Any:
-        return LOCAL_ADMIN
-
-    async def authenticate(self, metadata: Any, auth_context: Any) -> Any:
-        return LOCAL_ADMIN
 
 
 class _Work:
@@ -85,7 +73,7 @@ class _Work:
 
 
 def _interceptor() -> GovtrustInterceptor:
-    return GovtrustInterceptor(cast(Authenticator, _LoopbackAuthenticator()), get_metrics())
+    return loopback_interceptor()
 
 
 async def _serve(transport: str, work: _Work) -> tuple[Any, GovtrustInterceptor, int]:

@@ -17,32 +17,19 @@ from grpc_status import rpc_status
 
 from govtrust.budget import WorkCancelled, checkpoint
 from govtrust.errors import NotFound
-from govtrust.observability.metrics import get_metrics
 from govtrust.principal import LOCAL_ADMIN
-from govtrust.rpc.auth import Authenticator
 from govtrust.rpc.context import current_principal, current_request_id
-from govtrust.rpc.interceptors import GovtrustInterceptor, WrappingRegistrar
+from govtrust.rpc.interceptors import WrappingRegistrar
 from govtrust.rpc.offload import BoundedPool, driven_inline, run_sync, wait_for_future
 from govtrust.rpc.status import REQUEST_ID_KEY
 from govtrust.rpc.sync_transport import SuspendedOnSyncTransport, drive, inline_handler
+from tests.server.serving import loopback_interceptor
 
 SERVICE = "test.Inline"
 _seen_request_ids: list[str | None] = []
 _released = threading.Event()
 _waiting = threading.Event()
 _pool_cancelled = threading.Event()
-
-
-class _LoopbackAuthenticator:
-    """Every caller is the loopback administrator (what the embedded default does)."""
-
-    client_certificates = False
-
-    def authenticate_now(self, metadata: Any, auth_context: Any) -> Any:
-        return LOCAL_ADMIN
-
-    async def authenticate(self, metadata: Any, auth_context: Any) -> Any:
-        return LOCAL_ADMIN
 
 
 async def _echo(request: bytes, context: Any) -> bytes:
@@ -117,7 +104,7 @@ def _handlers() -> grpc.GenericRpcHandler[Any, Any]:
 
 @pytest.fixture(scope="module")
 def channel() -> Iterator[grpc.Channel]:
-    interceptor = GovtrustInterceptor(cast(Authenticator, _LoopbackAuthenticator()), get_metrics())
+    interceptor = loopback_interceptor()
     server = grpc.server(ThreadPoolExecutor(4, thread_name_prefix="inline-test"))
     registrar = WrappingRegistrar(server, interceptor, adapt=inline_handler)
     registrar.add_generic_rpc_handlers((_handlers(),))
