@@ -33,6 +33,7 @@ whose reset a proxy may pass on as CANCELLED or UNKNOWN (docs/operations.md, "Dr
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -47,6 +48,7 @@ from grpc_status import rpc_status
 from govtrust.errors import ShuttingDown
 from govtrust.idempotency import (
     Claim,
+    Rebuild,
     RequestKey,
     RequestLedger,
     acting_on,
@@ -159,26 +161,52 @@ async def _settled_by_its_work(ledger: RequestLedger, claim: Claim, work: Awaita
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        if task.done():  # the work itself was cancelled: it has ended
-            await run_sync(ledger.abandon, claim)
-        else:
-            task.add_done_callback(lambda done: _settle_later(ledger, claim, done))
+        # The work may have ended already — with its answer, which the cancellation of the
+        # call merely kept from being returned — or run on: either way its end settles the
+        # claim (a done task's callback runs at the loop's next turn).
+        task.add_done_callback(functools.partial(_settle_later, ledger, claim))
         raise
     except BaseException:
         await run_sync(ledger.abandon, claim)
         raise
 
 
-def _settle_later(ledger: RequestLedger, claim: Claim, work: asyncio.Future[Any]) -> None:
-    """Store the answer of ``work`` that ended after its call did, or free its claim."""
-    if work.cancelled() or work.exception() is not None:
-        settle = run_sync(ledger.abandon, claim)
-    else:
-        answer = work.result().SerializeToString(deterministic=True)
-        settle = run_sync(ledger.finish, claim, answer)
+async def _claimed(
+    ledger: RequestLedger, key: RequestKey, digest: str, rebuild: Rebuild | None
+) -> Claim | bytes:
+    """:meth:`RequestLedger.wait_for_answer` off the loop. Its thread is not stopped by the
+    call's cancellation and may still take the claim afterwards: a claim taken for a call that
+    has gone is freed at once (else the key would read "in progress" until it went stale)."""
+    task = asyncio.ensure_future(run_sync(ledger.wait_for_answer, key, digest, rebuild))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(functools.partial(_free_if_claimed, ledger))
+        raise
+
+
+def _free_if_claimed(ledger: RequestLedger, begun: asyncio.Future[Claim | bytes]) -> None:
+    if begun.cancelled() or begun.exception() is not None:
+        return
+    claim = begun.result()
+    if isinstance(claim, Claim):
+        _settling(run_sync(ledger.abandon, claim))
+
+
+def _settling(settle: Awaitable[None]) -> None:
+    """Run ``settle`` (a claim's late finish or abandon) to its end, held in ``_SETTLING``."""
     task = asyncio.ensure_future(settle)
     _SETTLING.add(task)
     task.add_done_callback(_settled)
+
+
+def _settle_later(ledger: RequestLedger, claim: Claim, work: asyncio.Future[Any]) -> None:
+    """Store the answer of ``work`` that ended after its call did, or free its claim."""
+    if work.cancelled() or work.exception() is not None:
+        _settling(run_sync(ledger.abandon, claim))
+    else:
+        answer = work.result().SerializeToString(deterministic=True)
+        _settling(run_sync(ledger.finish, claim, answer))
 
 
 def _settled(task: asyncio.Future[Any]) -> None:
@@ -410,7 +438,7 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             canonical.ClearField("request_id")
             digest = request_digest(canonical.SerializeToString(deterministic=True))
             rebuild = None if rebuild_for is None else rebuild_for(request)
-            begun = await run_sync(ledger.wait_for_answer, key, digest, rebuild)
+            begun = await _claimed(ledger, key, digest, rebuild)
             if not isinstance(begun, Claim):
                 return response_type.FromString(begun)
             if driven_inline():  # the work runs on this very thread: ended when it returns

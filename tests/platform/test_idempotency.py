@@ -61,6 +61,7 @@ from govtrust.lease import Membership
 from govtrust.observability.metrics import get_metrics
 from govtrust.platform import Platform, request_ledger
 from govtrust.principal import Principal
+from govtrust.rpc import interceptors
 from govtrust.rpc.access import gate
 from govtrust.rpc.auth import Authenticator, set_token_resolver
 from govtrust.rpc.interceptors import GovtrustInterceptor
@@ -369,6 +370,79 @@ def test_a_cancelled_call_keeps_its_key_until_its_work_has_ended(
     with stack.unchanged():
         again = stack.identity.RegisterCitizen(request, metadata=stack.meta(REGISTRAR))
     assert again.citizen.id  # the first registration's citizen; nothing registered again
+
+
+async def _once_settled(ledger: RequestLedger, key: RequestKey, digest: str) -> Claim | bytes:
+    """What a retry finds once the key is no longer held (the late settlement done; 30 s)."""
+    deadline = time.monotonic() + 30
+    while (found := await asyncio.to_thread(ledger.begin, key, digest)) is Begun.BUSY:
+        assert time.monotonic() < deadline, f"{key.request_id} is still held"
+        await asyncio.sleep(0.05)
+    return found
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_cancel_that_arrives_after_the_work_answered_keeps_the_answer(
+    stack: Stack, turns: int
+) -> None:
+    """The work returns its answer and the call is cancelled before it resumes (its deadline
+    passed in between, ``turns`` turns of the loop after the answer): the answer is still
+    stored under the key, so a retry is answered with it — not freed, not "outcome unknown"."""
+    ledger = request_ledger(stack.platform)
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", f"answered-then-cancelled-{turns}")
+    claim = _claim(stack, key, digest)
+    answer = common_pb2.VerificationReport(report_id=f"late-{turns}")
+    ready = asyncio.get_running_loop().create_future()
+
+    async def work() -> Any:
+        return await ready
+
+    call = asyncio.ensure_future(interceptors._settled_by_its_work(ledger, claim, work()))
+    await asyncio.sleep(0)  # the call waits for its work
+    ready.set_result(answer)
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if call.done():  # answered before the cancellation came: nothing to settle late
+        assert call.result() == answer
+        return
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await _once_settled(ledger, key, digest) == answer.SerializeToString(deterministic=True)
+
+
+@pytest.mark.asyncio
+async def test_a_claim_taken_for_a_call_that_has_gone_is_freed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry waits behind the key's holder and is cancelled meanwhile (its deadline); its
+    thread goes on waiting and takes the key once the holder frees it — for nobody. That
+    claim is freed at once: the next retry acts, instead of reading "in progress" until the
+    claim goes stale."""
+    platform = stack.platform
+    ledger = RequestLedger(platform.db, request_ledger(platform).cipher, wait=30)
+    digest = request_digest(b"body")
+    key = RequestKey("govtrust.v1.X.Y", "user:a", "waited-then-cancelled")
+    holder = _claim(stack, key, digest)
+    taken = threading.Event()
+    wait_for_answer = ledger.wait_for_answer
+
+    def noted_wait(*args: Any) -> Claim | bytes:
+        found = wait_for_answer(*args)
+        taken.set()
+        return found
+
+    monkeypatch.setattr(ledger, "wait_for_answer", noted_wait)
+    waiting = asyncio.ensure_future(interceptors._claimed(ledger, key, digest, None))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.to_thread(ledger.abandon, holder)  # the holder failed: the key is free ...
+    assert await asyncio.to_thread(taken.wait, 30)  # ... the gone call's thread took it ...
+    assert isinstance(await _once_settled(ledger, key, digest), Claim)  # ... and freed it
 
 
 def test_a_malformed_request_id_is_refused(stack: Stack) -> None:
