@@ -145,7 +145,16 @@ async def _acting(
         return await _run(behaviour, is_async, request, context)
 
 
-_SETTLING: set[asyncio.Future[Any]] = set()  # claims being settled after their call ended
+# what still settles a claim after its call ended: the call's work, or the ledger's wait that
+# may yet take a claim, run on (detached), and the late finish or abandon; a drain waits for
+# them all (:meth:`GovtrustInterceptor.wait_idle`)
+_SETTLING: set[asyncio.Future[Any]] = set()
+
+
+def _detached(task: asyncio.Future[Any]) -> None:
+    """Hold ``task`` in ``_SETTLING`` until it ends (its other callbacks added before this)."""
+    _SETTLING.add(task)
+    task.add_done_callback(_SETTLING.discard)
 
 
 async def _settled_by_its_work(ledger: RequestLedger, claim: Claim, work: Awaitable[Any]) -> Any:
@@ -165,6 +174,7 @@ async def _settled_by_its_work(ledger: RequestLedger, claim: Claim, work: Awaita
         # call merely kept from being returned — or run on: either way its end settles the
         # claim (a done task's callback runs at the loop's next turn).
         task.add_done_callback(functools.partial(_settle_later, ledger, claim))
+        _detached(task)
         raise
     except BaseException:
         await run_sync(ledger.abandon, claim)
@@ -182,6 +192,7 @@ async def _claimed(
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         task.add_done_callback(functools.partial(_free_if_claimed, ledger))
+        _detached(task)
         raise
 
 
@@ -196,8 +207,8 @@ def _free_if_claimed(ledger: RequestLedger, begun: asyncio.Future[Claim | bytes]
 def _settling(settle: Awaitable[None]) -> None:
     """Run ``settle`` (a claim's late finish or abandon) to its end, held in ``_SETTLING``."""
     task = asyncio.ensure_future(settle)
-    _SETTLING.add(task)
     task.add_done_callback(_settled)
+    _detached(task)
 
 
 def _settle_later(ledger: RequestLedger, claim: Claim, work: asyncio.Future[Any]) -> None:
@@ -210,7 +221,6 @@ def _settle_later(ledger: RequestLedger, claim: Claim, work: asyncio.Future[Any]
 
 
 def _settled(task: asyncio.Future[Any]) -> None:
-    _SETTLING.discard(task)
     if not task.cancelled() and task.exception() is not None:  # the ledger retries in the
         log.info("a late claim settlement failed: %s", task.exception())  # background itself
 
@@ -288,8 +298,9 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     @property
     def running(self) -> int:
-        """How many calls' behaviours are running (those a drain ended included)."""
-        return len(self._running)
+        """How many calls' behaviours are running (those a drain ended included), and works
+        of cancelled calls still settling their claims."""
+        return len(self._running) + len(_SETTLING)
 
     async def end_running(self) -> int:
         """End every call still running with UNAVAILABLE (:class:`ShuttingDown`) now, from the
@@ -319,10 +330,11 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return ended
 
     async def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until no call's behaviour runs; whether none does.
-        (The drain's last step: the work of calls it ended finishes and stores its answer.)"""
+        """Wait up to ``timeout`` seconds until no call's behaviour runs and no cancelled
+        call's work is still settling its claim; whether so. (The drain's last step: the work
+        of calls it ended, or that their clients left, finishes and stores its answer.)"""
         deadline = time.monotonic() + timeout
-        while self._running:
+        while self._running or _SETTLING:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(_IDLE_POLL_SECONDS)

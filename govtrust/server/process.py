@@ -485,5 +485,6 @@ async def run_process(
         if jobs is not None:
             await asyncio.gather(jobs, return_exceptions=True)
         shutdown_document_pool(wait=False)  # abandoned checks stop at their budget
-        shutdown_executor(wait=True)
+        # off the loop, which must stay live: the pool's last results reach it as callbacks
+        await asyncio.to_thread(shutdown_executor, wait=True)
     return 0

@@ -331,7 +331,8 @@ def test_a_cancelled_call_keeps_its_key_until_its_work_has_ended(
     """The client's deadline passes while a registration's thread still works (grpc.aio
     cancels the call's task; the thread cannot be stopped): the key is not freed then — a
     retry could act while the first registration may still commit — but keeps the work's
-    answer once it has ended: the retry gets it, registering once."""
+    answer once it has ended: the retry gets it, registering once. A drain meanwhile waits for
+    that work too (else the process could exit before the answer is stored)."""
     registry = identity_registry_for(stack.platform)
     register = registry.register_citizen
     ledger = request_ledger(stack.platform)
@@ -360,12 +361,14 @@ def test_a_cancelled_call_keeps_its_key_until_its_work_has_ended(
         assert entered.wait(30)
         error = cast(grpc.Call, first.exception(30))
         assert error is not None and error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-        idle = asyncio.run_coroutine_threadsafe(stack.interceptor.wait_idle(30), stack.loop)
-        assert idle.result(40)  # the cancelled call has ended ...
-        assert _pending_keys(stack) == {"cancelled-1"}  # ... and left the key claimed
+        idle = asyncio.run_coroutine_threadsafe(stack.interceptor.wait_idle(0.5), stack.loop)
+        assert not idle.result(30)  # the call has ended, its work not: a drain waits for it
+        assert _pending_keys(stack) == {"cancelled-1"}  # ... and it keeps the key claimed
     finally:
         release.set()
-    assert stored.wait(30)  # the late work's answer, stored once it ended
+    idle = asyncio.run_coroutine_threadsafe(stack.interceptor.wait_idle(30), stack.loop)
+    assert idle.result(40)
+    assert stored.is_set()  # the late work's answer, stored before the drain saw it idle
     monkeypatch.setattr(registry, "register_citizen", register)
     with stack.unchanged():
         again = stack.identity.RegisterCitizen(request, metadata=stack.meta(REGISTRAR))
