@@ -320,13 +320,16 @@ class GovtrustInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             mapped = classify(ShuttingDown(), call.request_id)
             status = rpc_status.to_status(to_status_proto(mapped, call.request_id))
             trailing = (*status.trailing_metadata, (REQUEST_ID_KEY, call.request_id))
+            # Ended from now: should the behaviour fail while grpc.aio sends this status, its
+            # failure is not answered a second time (grpc: "Abort already called").
+            code, call.ended, call.code = call.code, True, status.code
             if await _end_call(call.context, status.code, status.details, trailing):
-                call.ended = True
-                call.code = status.code
                 self._finish(call)
                 ended += 1
                 if call.task is not None:
                     call.task.cancel()
+            else:
+                call.ended, call.code = False, code
         return ended
 
     async def wait_idle(self, timeout: float) -> bool:

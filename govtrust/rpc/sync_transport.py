@@ -121,7 +121,7 @@ class InlineContext:
             if self._closed or self._ended is not None:
                 return False
             with state.condition:
-                if state.statused or state.client is cancelled:
+                if state.statused or state.aborted or state.client is cancelled:
                     return False
                 state.trailing_metadata = trailing
                 abort(
@@ -170,9 +170,12 @@ class InlineContext:
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing: Any = ()) -> None:
         """End the call with ``code``: raises ``grpc.aio.AbortError`` like grpc.aio does
-        (and only that when a drain ended the call already)."""
-        if self._ended is not None:
-            raise grpc.aio.AbortError()
+        (and only that when a drain ended the call already; once the behaviour aborted, a
+        drain leaves the call to its own status)."""
+        with _ending:
+            if self._ended is not None:  # a drain answered the call already
+                raise grpc.aio.AbortError()
+            self._closed = True  # the call's status is its own from now: end_now declines
         if trailing:
             self._context.set_trailing_metadata(trailing)
         try:

@@ -51,6 +51,16 @@ class _Work:
     async def quick(self, request: bytes, context: Any) -> bytes:
         return request.upper()
 
+    async def aborts_slowly(self, request: bytes, context: Any) -> bytes:
+        """Aborts with its own status, then is slow to return (still running)."""
+        try:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+        except grpc.aio.AbortError:
+            self.started.set()
+            await run_sync(self.release.wait, WAIT)
+            raise
+        raise AssertionError("abort returned")
+
     async def watches(self, request: bytes, context: Any) -> AsyncIterator[bytes]:
         """A stream that waits on the loop between items, as the health watch does."""
         try:
@@ -67,6 +77,7 @@ class _Work:
             {
                 "Blocks": grpc.unary_unary_rpc_method_handler(self.blocks),
                 "Quick": grpc.unary_unary_rpc_method_handler(self.quick),
+                "AbortsSlowly": grpc.unary_unary_rpc_method_handler(self.aborts_slowly),
                 "Watches": grpc.unary_stream_rpc_method_handler(self.watches),
             },
         )
@@ -153,6 +164,40 @@ def test_a_running_call_is_answered_unavailable_and_its_work_runs_on(
 
     asyncio.run(scenario())
     # grpc sent nothing more for the ended call: no "abort already called", no failed batch
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("transport", ["aio", "sync"])
+def test_a_call_that_aborted_itself_keeps_its_own_status(
+    transport: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The behaviour aborted with its own status and is still unwinding when the drain ends
+    the running calls: the drain leaves it alone — the client gets the behaviour's status,
+    grpc is not asked for a second one."""
+    work = _Work()
+    caplog.set_level(logging.WARNING)
+
+    async def scenario() -> None:
+        server, interceptor, port = await _serve(transport, work)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call: Any = _unary(channel, "AbortsSlowly").future(b"", timeout=WAIT)
+                assert await asyncio.to_thread(work.started.wait, WAIT)
+                assert await interceptor.end_running() == 0
+                work.release.set()
+                error = cast(grpc.Call, await asyncio.to_thread(call.exception, WAIT))
+                assert error is not None
+                assert (error.code(), error.details()) == (
+                    grpc.StatusCode.NOT_FOUND,
+                    "no such thing",
+                )
+                assert await interceptor.wait_idle(WAIT)
+        finally:
+            work.release.set()
+            await _stop(server)
+
+    asyncio.run(scenario())
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert "Traceback" not in capfd.readouterr().err
 
