@@ -30,7 +30,7 @@ REFUSAL = re.compile(
 )
 NOT_REFUSAL = re.compile(r"pytest\.raises\(asyncio\.CancelledError\)")
 """Expected but no refusal: a call the test itself cancelled."""
-STATELESS_FIXTURES = {"monkeypatch", "capsys", "caplog", "request"}
+STATELESS_FIXTURES = {"monkeypatch", "capsys", "capfd", "caplog", "request"}
 # Fixtures of one test file that hold no state (no database, key store or file): a test app or
 # gRPC server built on no platform (``object()``/``None``), its TLS material. A refusal test
 # taking only these is pure too. Keyed by the file's path under tests/.
