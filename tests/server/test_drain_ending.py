@@ -8,6 +8,7 @@ finishes first is untouched; a health watch on grpc.aio is cancelled, not left w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -83,12 +84,13 @@ class _Work:
         )
 
 
-def _interceptor() -> GovtrustInterceptor:
-    return loopback_interceptor()
-
-
-async def _serve(transport: str, work: _Work) -> tuple[Any, GovtrustInterceptor, int]:
-    interceptor = _interceptor()
+@contextlib.asynccontextmanager
+async def _served(
+    transport: str, work: _Work
+) -> AsyncIterator[tuple[GovtrustInterceptor, grpc.Channel]]:
+    """``work``'s handlers behind the production interceptor on ``transport``, and a channel
+    to them; the work released and the server stopped at the end."""
+    interceptor = loopback_interceptor()
     server: Any
     if transport == "sync":
         server = grpc.server(ThreadPoolExecutor(4, thread_name_prefix="drain-test"))
@@ -102,14 +104,21 @@ async def _serve(transport: str, work: _Work) -> tuple[Any, GovtrustInterceptor,
         interceptor.registrar(server).add_generic_rpc_handlers((work.handlers(),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-    return server, interceptor, port
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield interceptor, channel
+    finally:
+        work.release.set()
+        if isinstance(server, grpc.aio.Server):
+            await server.stop(None)
+        else:
+            await asyncio.to_thread(lambda: server.stop(None).wait())
 
 
-async def _stop(server: Any) -> None:
-    if isinstance(server, grpc.aio.Server):
-        await server.stop(None)
-    else:
-        await asyncio.to_thread(lambda: server.stop(None).wait())
+def _nothing_more_sent(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    """grpc was not asked for a second status: no "abort already called", no failed batch."""
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def _unary(channel: grpc.Channel, method: str) -> grpc.UnaryUnaryMultiCallable[bytes, bytes]:
@@ -124,48 +133,41 @@ def test_a_running_call_is_answered_unavailable_and_its_work_runs_on(
     caplog.set_level(logging.WARNING)
 
     async def scenario() -> None:
-        server, interceptor, port = await _serve(transport, work)
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                quick = _unary(channel, "Quick")
-                assert await asyncio.to_thread(quick, b"ok") == b"OK"
-                assert await interceptor.end_running() == 0  # nothing running: nothing ended
-                call: Any = _unary(channel, "Blocks").future(
-                    b"", metadata=((REQUEST_ID_KEY, "req-drained"),), timeout=WAIT
-                )
-                assert await asyncio.to_thread(work.started.wait, WAIT)
+        async with _served(transport, work) as (interceptor, channel):
+            quick = _unary(channel, "Quick")
+            assert await asyncio.to_thread(quick, b"ok") == b"OK"
+            assert await interceptor.end_running() == 0  # nothing running: nothing ended
+            call: Any = _unary(channel, "Blocks").future(
+                b"", metadata=((REQUEST_ID_KEY, "req-drained"),), timeout=WAIT
+            )
+            assert await asyncio.to_thread(work.started.wait, WAIT)
 
-                assert await interceptor.end_running() == 1
-                error = cast(grpc.Call, await asyncio.to_thread(call.exception, WAIT))
-                assert error is not None, "the call was not ended"
-                assert error.code() is grpc.StatusCode.UNAVAILABLE
-                assert error.details() == "the server is shutting down; retry"
-                assert dict(error.trailing_metadata() or ())[REQUEST_ID_KEY] == "req-drained"
-                status = rpc_status.from_call(error)
-                assert status is not None
-                info = error_details_pb2.ErrorInfo()
-                assert any(d.Unpack(info) for d in status.details)
-                assert info.reason == "SHUTTING_DOWN"
+            assert await interceptor.end_running() == 1
+            error = cast(grpc.Call, await asyncio.to_thread(call.exception, WAIT))
+            assert error is not None, "the call was not ended"
+            assert error.code() is grpc.StatusCode.UNAVAILABLE
+            assert error.details() == "the server is shutting down; retry"
+            assert dict(error.trailing_metadata() or ())[REQUEST_ID_KEY] == "req-drained"
+            status = rpc_status.from_call(error)
+            assert status is not None
+            info = error_details_pb2.ErrorInfo()
+            assert any(d.Unpack(info) for d in status.details)
+            assert info.reason == "SHUTTING_DOWN"
 
-                # answered, while the work still runs; released, it ends and nothing else is
-                # sent (a second status would be an error in grpc's log, not a change here)
-                assert not work.finished.is_set()
-                assert interceptor.running == 1
-                assert await interceptor.end_running() == 0  # ended once
-                work.release.set()
-                assert await interceptor.wait_idle(WAIT)
-                assert work.finished.is_set()
-
-                # the server serves on (a drain stops it; ending calls alone does not)
-                assert await asyncio.to_thread(quick, b"still") == b"STILL"
-        finally:
+            # answered, while the work still runs; released, it ends and nothing else is
+            # sent (a second status would be an error in grpc's log, not a change here)
+            assert not work.finished.is_set()
+            assert interceptor.running == 1
+            assert await interceptor.end_running() == 0  # ended once
             work.release.set()
-            await _stop(server)
+            assert await interceptor.wait_idle(WAIT)
+            assert work.finished.is_set()
+
+            # the server serves on (a drain stops it; ending calls alone does not)
+            assert await asyncio.to_thread(quick, b"still") == b"STILL"
 
     asyncio.run(scenario())
-    # grpc sent nothing more for the ended call: no "abort already called", no failed batch
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert "Traceback" not in capfd.readouterr().err
+    _nothing_more_sent(caplog, capfd)
 
 
 @pytest.mark.parametrize("transport", ["aio", "sync"])
@@ -179,27 +181,19 @@ def test_a_call_that_aborted_itself_keeps_its_own_status(
     caplog.set_level(logging.WARNING)
 
     async def scenario() -> None:
-        server, interceptor, port = await _serve(transport, work)
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                call: Any = _unary(channel, "AbortsSlowly").future(b"", timeout=WAIT)
-                assert await asyncio.to_thread(work.started.wait, WAIT)
-                assert await interceptor.end_running() == 0
-                work.release.set()
-                error = cast(grpc.Call, await asyncio.to_thread(call.exception, WAIT))
-                assert error is not None
-                assert (error.code(), error.details()) == (
-                    grpc.StatusCode.NOT_FOUND,
-                    "no such thing",
-                )
-                assert await interceptor.wait_idle(WAIT)
-        finally:
+        async with _served(transport, work) as (interceptor, channel):
+            call: Any = _unary(channel, "AbortsSlowly").future(b"", timeout=WAIT)
+            assert await asyncio.to_thread(work.started.wait, WAIT)
+            assert await interceptor.end_running() == 0
             work.release.set()
-            await _stop(server)
+            error = cast(grpc.Call, await asyncio.to_thread(call.exception, WAIT))
+            assert error is not None
+            assert error.code() is grpc.StatusCode.NOT_FOUND
+            assert error.details() == "no such thing"
+            assert await interceptor.wait_idle(WAIT)
 
     asyncio.run(scenario())
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert "Traceback" not in capfd.readouterr().err
+    _nothing_more_sent(caplog, capfd)
 
 
 @pytest.mark.parametrize("transport", ["aio", "sync"])
@@ -207,17 +201,13 @@ def test_a_call_that_finished_keeps_its_answer(transport: str) -> None:
     work = _Work()
 
     async def scenario() -> None:
-        server, interceptor, port = await _serve(transport, work)
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                call: Any = _unary(channel, "Blocks").future(b"", timeout=WAIT)
-                assert await asyncio.to_thread(work.started.wait, WAIT)
-                work.release.set()
-                assert await asyncio.to_thread(call.result, WAIT) == b"done"
-                assert await interceptor.wait_idle(WAIT)
-                assert await interceptor.end_running() == 0
-        finally:
-            await _stop(server)
+        async with _served(transport, work) as (interceptor, channel):
+            call: Any = _unary(channel, "Blocks").future(b"", timeout=WAIT)
+            assert await asyncio.to_thread(work.started.wait, WAIT)
+            work.release.set()
+            assert await asyncio.to_thread(call.result, WAIT) == b"done"
+            assert await interceptor.wait_idle(WAIT)
+            assert await interceptor.end_running() == 0
 
     asyncio.run(scenario())
 
@@ -226,29 +216,25 @@ def test_a_stream_waiting_on_the_loop_is_ended_and_cancelled_on_aio() -> None:
     work = _Work()
 
     async def scenario() -> None:
-        server, interceptor, port = await _serve("aio", work)
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stream = channel.unary_stream(f"/{SERVICE}/Watches", None, None)(b"", timeout=WAIT)
-                received: list[bytes] = []
+        async with _served("aio", work) as (interceptor, channel):
+            stream = channel.unary_stream(f"/{SERVICE}/Watches", None, None)(b"", timeout=WAIT)
+            received: list[bytes] = []
 
-                def read() -> grpc.RpcError | None:
-                    try:
-                        for item in cast(Iterator[bytes], stream):
-                            received.append(item)
-                    except grpc.RpcError as exc:
-                        return exc
-                    return None
+            def read() -> grpc.RpcError | None:
+                try:
+                    for item in cast(Iterator[bytes], stream):
+                        received.append(item)
+                except grpc.RpcError as exc:
+                    return exc
+                return None
 
-                reader = asyncio.ensure_future(asyncio.to_thread(read))
-                assert await asyncio.to_thread(work.started.wait, WAIT)
-                assert await interceptor.end_running() == 1
-                error = cast(grpc.Call, await asyncio.wait_for(reader, WAIT))
-                assert error is not None and error.code() is grpc.StatusCode.UNAVAILABLE
-                assert received == [b"first"]
-                assert await interceptor.wait_idle(WAIT)  # not left waiting for an hour
-                assert work.stream_closed.is_set()
-        finally:
-            await _stop(server)
+            reader = asyncio.ensure_future(asyncio.to_thread(read))
+            assert await asyncio.to_thread(work.started.wait, WAIT)
+            assert await interceptor.end_running() == 1
+            error = cast(grpc.Call, await asyncio.wait_for(reader, WAIT))
+            assert error is not None and error.code() is grpc.StatusCode.UNAVAILABLE
+            assert received == [b"first"]
+            assert await interceptor.wait_idle(WAIT)  # not left waiting for an hour
+            assert work.stream_closed.is_set()
 
     asyncio.run(scenario())
